@@ -1,0 +1,120 @@
+# faultheap build.  `make` builds the libraries, `make test` runs the cmocka
+# suites, `make check-asan` runs them under ASan+UBSan, `make bench` runs the
+# default benchmark table.  Every target that needs Debian packages runs
+# `make deps` first.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+OPT     ?= -O2
+VERSION := 0.1.0
+
+PKGS      := jemalloc liburcu-bp liburcu-cds
+DEB_PKGS  := libjemalloc-dev liburcu-dev libcmocka-dev libgc-dev libmimalloc-dev pkg-config
+
+# pkg-config is itself one of the packages `make deps` installs, so fall back
+# to the plain library names when it is missing.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljemalloc -lurcu-bp -lurcu-cds -lurcu-common)
+LIBS       := $(PKG_LIBS) -lpthread -ldl -lm
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -fPIC \
+              -Iinclude -I. $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+
+LIB_SRCS := $(wildcard heap/*.c spaces/*.c collectors/*.c uffd/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+DEPS     := $(LIB_OBJS:.o=.d)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(wildcard tests/support_*.c)
+
+BENCH_SRCS := $(filter-out bench/baseline_%.c,$(wildcard bench/*.c))
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib test check check-asan check-tsan bench install deps clean examples
+
+all: lib examples $(BUILD)/fhbench
+
+lib: $(BUILD)/libfaultheap.a $(BUILD)/libfaultheap.so
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libfaultheap.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libfaultheap.so: $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libfaultheap.so.0 -o $@ $^ $(LIBS)
+
+# Tests link the static library, so they can reach internal (hidden) symbols.
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(BUILD)/libfaultheap.a \
+	  $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfaultheap.a $(LIBS)
+
+examples: $(EXAMPLE_BINS)
+
+# The benchmark runner links faultheap; each baseline allocator is a separate
+# program built from the same workload source, because linking jemalloc,
+# mimalloc or Boehm GC replaces malloc for the whole process.
+$(BUILD)/fhbench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $(BENCH_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
+	@if [ -f bench/baselines.mk ]; then $(MAKE) --no-print-directory -f bench/baselines.mk BUILD=$(BUILD) CC="$(CC)"; fi
+
+deps:
+	@sh .ci/deps.sh $(DEB_PKGS)
+
+test: deps
+	@$(MAKE) --no-print-directory lib
+	@$(MAKE) --no-print-directory $(TEST_BINS) examples
+	@sh tests/run.sh $(BUILD) $(TEST_BINS)
+
+check: test
+
+# ASan + UBSan build of the library and tests, in its own build directory.
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  lib
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  $(TEST_BINS:$(BUILD)/%=build-asan/%)
+	@FH_TEST_SANITIZER=asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:handle_sigbus=0:allow_user_segv_handler=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh tests/run.sh build-asan $(TEST_BINS:$(BUILD)/%=build-asan/%)
+
+check-tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=thread" $(TEST_BINS:$(BUILD)/%=build-tsan/%)
+	@FH_TEST_SANITIZER=tsan TSAN_OPTIONS=halt_on_error=1 \
+	  sh tests/run.sh build-tsan $(TEST_BINS:$(BUILD)/%=build-tsan/%)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/fhbench
+	$(BUILD)/fhbench default
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/faultheap.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libfaultheap.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libfaultheap.so $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.$(VERSION)
+	ln -sf libfaultheap.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.0
+	ln -sf libfaultheap.so.0 $(DESTDIR)$(PREFIX)/lib/libfaultheap.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' faultheap.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/faultheap.pc
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(DEPS)

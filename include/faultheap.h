@@ -1,0 +1,265 @@
+/* faultheap: an embeddable compacting garbage-collected heap for language
+ * runtimes.  This is the only header an embedder includes.
+ *
+ * The contract (names and meanings) is fixed by DESIGN.md section 3.  The
+ * hot operations (allocation, the write barrier, the safepoint poll, root
+ * push/pop) have their fast halves inline here, over a small public prefix of
+ * fh_thread; everything else is out of line in libfaultheap. */
+#ifndef FAULTHEAP_H_
+#define FAULTHEAP_H_
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FH_API __attribute__((visibility("default")))
+#define FH__LIKELY(x) __builtin_expect(!!(x), 1)
+#define FH__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define FH_API
+#define FH__LIKELY(x) (x)
+#define FH__UNLIKELY(x) (x)
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+/* Thread-local text of the last failure on this thread, "" if none. */
+FH_API const char *fh_last_error(void);
+
+/* ---- options ----------------------------------------------------------- */
+typedef enum {
+  FH_SEMISPACE,
+  FH_MARK_SWEEP,
+  FH_MARK_COMPACT,
+  FH_CONCURRENT_COMPACT,
+  FH_HSPACE_COMPACT /* only as background_collector */
+} fh_collector;
+
+typedef struct fh_options {
+  size_t heap_max;       /* bytes of managed objects; default 256 MiB */
+  size_t non_moving_max; /* non-moving space capacity; default 64 MiB */
+  fh_collector collector;            /* foreground collector */
+  fh_collector background_collector; /* used after fh_set_background(h, 1) */
+  int hspace_compact_on_oom;         /* default 1 */
+  unsigned gc_threads;               /* default: online CPUs */
+  const char *image_path;            /* image file mapped as the image space */
+  int verify;      /* verify the heap before and after each collection */
+  int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
+  /* Added by faultheap (not in DESIGN.md's first contract): */
+  unsigned growth_factor_pct; /* collect when bytes allocated since the last
+                                 collection exceed live * (pct - 100) / 100;
+                                 default 200 (the heap may double) */
+  size_t min_alloc_trigger;   /* ...but never before this many bytes;
+                                 default 4 MiB */
+  size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
+} fh_options;
+
+FH_API void fh_options_init(fh_options *o);
+/* "heap_max=512M,collector=semispace,gc_threads=2": keys are the field names
+ * above; sizes take k/M/G suffixes; booleans 0/1.  Returns 0, or -1 with
+ * fh_last_error() naming the bad key or value (o is left unchanged then). */
+FH_API int fh_options_parse(fh_options *o, const char *spec);
+
+/* ---- heap -------------------------------------------------------------- */
+typedef struct fh_heap fh_heap;
+typedef struct fh_thread fh_thread;
+
+/* NULL o: defaults plus the FH_OPTIONS environment variable.
+ * Returns NULL with fh_last_error() on failure. */
+FH_API fh_heap *fh_heap_create(const fh_options *o);
+FH_API void fh_heap_destroy(fh_heap *h); /* every thread detached first */
+
+/* ---- types ------------------------------------------------------------- */
+typedef void (*fh_visit_fn)(void **slot, void *ctx);
+typedef struct fh_type {
+  const char *name;             /* unique; also keys types in image files */
+  size_t size;                  /* payload bytes; 0 = variable */
+  uint32_t nrefs;               /* reference slots at these byte offsets */
+  const uint32_t *ref_offsets;
+  void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
+  uint32_t flags;
+} fh_type;
+#define FH_TYPE_REF_ARRAY 1u /* the whole payload is void *[] */
+
+/* Returns the type id (> 0), or 0 with fh_last_error(). */
+FH_API uint32_t fh_register_type(fh_heap *h, const fh_type *t);
+
+/* ---- mutator threads --------------------------------------------------- */
+FH_API fh_thread *fh_thread_attach(fh_heap *h);
+FH_API void fh_thread_detach(fh_thread *t);
+static inline void fh_safepoint(fh_thread *t);
+FH_API void fh_enter_blocking(fh_thread *t); /* won't touch the heap until leave */
+FH_API void fh_leave_blocking(fh_thread *t);
+
+/* ---- allocation -------------------------------------------------------- */
+/* Zeroed payload; NULL + fh_last_error() when the heap is full after
+ * collecting, or on bad input. */
+static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t payload_bytes);
+FH_API void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t payload_bytes);
+FH_API size_t fh_object_size(const void *obj); /* payload bytes */
+FH_API uint32_t fh_object_type(const void *obj);
+
+/* Every store of a reference into a heap object goes through the barrier. */
+static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *value);
+
+/* Native or kernel access to a movable object's memory: between begin and end
+ * the object is fully mapped and no compaction flip can start. */
+FH_API void *fh_critical_begin(fh_thread *t, void *obj);
+FH_API void fh_critical_end(fh_thread *t, void *obj);
+
+/* ---- roots ------------------------------------------------------------- */
+FH_API void fh_root_add(fh_heap *h, void **slot);
+FH_API void fh_root_remove(fh_heap *h, void **slot);
+static inline void fh_push_root(fh_thread *t, void **slot);
+static inline void fh_pop_roots(fh_thread *t, size_t n);
+typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
+FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
+
+/* ---- collection -------------------------------------------------------- */
+typedef enum {
+  FH_COLLECT_DEFAULT,
+  FH_COLLECT_SEMISPACE,
+  FH_COLLECT_MARK_SWEEP,
+  FH_COLLECT_HSPACE_COMPACT,
+  FH_COLLECT_MARK_COMPACT,
+  FH_COLLECT_CONCURRENT_COMPACT
+} fh_collect_kind;
+/* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
+FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
+FH_API void fh_gc_wait(fh_heap *h);
+FH_API void fh_set_background(fh_heap *h, int background);
+
+/* ---- fork ---------------------------------------------------------------- */
+FH_API int fh_prefork(fh_thread *t);
+FH_API void fh_postfork_parent(fh_heap *h);
+FH_API void fh_postfork_child(fh_heap *h);
+
+/* ---- images ------------------------------------------------------------ */
+FH_API int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots);
+FH_API size_t fh_image_roots(fh_heap *h, void ***roots);
+
+/* ---- native memory counted by the heap ---------------------------------- */
+FH_API void *fh_malloc(fh_heap *h, size_t n);
+FH_API void fh_free(fh_heap *h, void *p);
+
+/* ---- capabilities -------------------------------------------------------- */
+enum {
+  FH_CAP_UFFD = 1,
+  FH_CAP_DONTUNMAP = 2,
+  FH_CAP_UFFD_MOVE = 4,
+  FH_CAP_UFFD_SIGBUS = 8,
+  FH_CAP_UFFD_MINOR = 16
+};
+FH_API unsigned fh_capabilities(void);
+
+/* ---- statistics ---------------------------------------------------------- */
+typedef struct fh_space_stats {
+  const char *name;
+  size_t capacity, used, resident;
+} fh_space_stats;
+typedef struct fh_stats {
+  uint64_t collections, bytes_allocated, bytes_freed, bytes_moved;
+  uint64_t pause_ns_total, pause_ns_max;
+  uint64_t uffd_faults, uffd_fault_ns_max;
+  unsigned nspaces;
+  fh_space_stats spaces[8];
+} fh_stats;
+FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
+FH_API void fh_dump(fh_heap *h, FILE *out);
+
+/* ===========================================================================
+ * Inline fast paths.  Everything below this line is an implementation detail
+ * shared between the header and the library; embedders use only the
+ * functions above.
+ * ======================================================================== */
+
+#define FH__MAX_TYPES (1u << 16)  /* type ids are below this */
+#define FH__NO_TYPE 0xFFFFFFFFu   /* type_sizes[] entry of an unused id */
+#define FH__VAR_SIZE 0xFFFFFFFEu  /* type_sizes[] entry of a variable type */
+#define FH__INLINE_MAX 4096u      /* larger payloads always take the slow path */
+#define FH__HEADER_BYTES 8u
+#define FH__CARD_SHIFT 9          /* 512-byte cards */
+#define FH__CARD_DIRTY 1
+
+/* The start of every fh_thread.  Its layout is part of the ABI. */
+typedef struct fh__thread_fast {
+  uintptr_t tlab_cursor;      /* next free byte of the allocation buffer */
+  uintptr_t tlab_limit;       /* end of the buffer; cursor == limit: empty */
+  const uint32_t *type_sizes; /* by id: fixed payload size, FH__VAR_SIZE or FH__NO_TYPE */
+  uintptr_t heap_lo;          /* reservation covered by the card table */
+  uintptr_t heap_span;
+  uint8_t *cards;             /* card of address a: cards[(a - heap_lo) >> 9] */
+  void ***roots_base, ***roots_top, ***roots_limit; /* root-slot stack */
+  _Atomic uint32_t safepoint_requested;
+} fh__thread_fast;
+
+FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
+FH_API void fh_safepoint_slow(fh_thread *t);
+FH_API void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value);
+FH_API void fh_push_root_slow(fh_thread *t, void **slot);
+FH_API void fh_pop_roots_slow(fh_thread *t, size_t n);
+
+static inline uint64_t fh__make_header(uint32_t type, size_t payload) {
+  return ((uint64_t)payload << 32) | ((uint64_t)type << 8);
+}
+
+static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t n) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && type < FH__MAX_TYPES && n <= FH__INLINE_MAX)) {
+    uint32_t want = f->type_sizes[type];
+    uintptr_t bytes = ((uintptr_t)n + FH__HEADER_BYTES + 7u) & ~(uintptr_t)7u;
+    uintptr_t cur = f->tlab_cursor;
+    if (FH__LIKELY((want == n || want == FH__VAR_SIZE) &&
+                   bytes <= f->tlab_limit - cur)) {
+      f->tlab_cursor = cur + bytes;
+      *(uint64_t *)cur = fh__make_header(type, n); /* payload is pre-zeroed */
+      return (void *)(cur + FH__HEADER_BYTES);
+    }
+  }
+  return fh_alloc_slow(t, type, n);
+}
+
+static inline void fh_safepoint(fh_thread *t) {
+  if (FH__LIKELY(t != NULL) &&
+      FH__UNLIKELY(atomic_load_explicit(
+          &((fh__thread_fast *)t)->safepoint_requested, memory_order_relaxed)))
+    fh_safepoint_slow(t);
+}
+
+static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *value) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  uintptr_t off;
+  if (FH__LIKELY(t != NULL && slot != NULL) &&
+      FH__LIKELY((off = (uintptr_t)obj - f->heap_lo) < f->heap_span)) {
+    *slot = value;
+    f->cards[off >> FH__CARD_SHIFT] = FH__CARD_DIRTY;
+    return;
+  }
+  fh_write_ref_slow(t, obj, slot, value);
+}
+
+static inline void fh_push_root(fh_thread *t, void **slot) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && slot != NULL && f->roots_top < f->roots_limit))
+    *f->roots_top++ = slot;
+  else
+    fh_push_root_slow(t, slot);
+}
+
+static inline void fh_pop_roots(fh_thread *t, size_t n) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && n <= (size_t)(f->roots_top - f->roots_base)))
+    f->roots_top -= n;
+  else
+    fh_pop_roots_slow(t, n);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FAULTHEAP_H_ */
