@@ -28,4 +28,62 @@ const char *bench_flag(int argc, char **argv, const char *name);
 /* resident set size of this process in bytes (from /proc/self/statm) */
 size_t bench_rss_bytes(void);
 
+/* ---- workloads (one file each; the dispatch table is in fhbench.c) ---- */
+int wl_gcbench(int argc, char **argv);
+int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
+
+/* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
+ * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
+int gcbench_faultheap_child(const char *collector);
+/* 0 if FH_OPTIONS and --collector parse, else -1 with a message */
+int gcbench_check_options(const char *collector);
+const char *gcbench_collector_name(int collector);
+/* how many trees one gcbench run builds and counts */
+long gcbench_expected_trees(void);
+
+/* ---- more helpers -------------------------------------------------------- */
+/* bench_flag also accepts "--name=value".  bench_has_flag: `name` appears
+ * as a bare flag.  bench_check_flags: every argv[1..] is one of the
+ * NULL-terminated `with_value` flags (followed by a value, or --f=value) or
+ * one of the NULL-terminated `bare` flags; otherwise prints the offending
+ * argument to stderr and returns -1. */
+int bench_has_flag(int argc, char **argv, const char *name);
+int bench_check_flags(int argc, char **argv, const char *const *with_value,
+                      const char *const *bare);
+/* --runs N: N in [1, 1000], `dflt` when absent, -1 (with a message) if bad */
+int bench_runs_flag(int argc, char **argv, int dflt);
+
+/* The machine line, printed once per process however many workloads run
+ * (so `fhbench default` shows it once at the top). */
+void bench_print_header(FILE *out);
+/* The machine as a JSON object: {"cpus":..,"cpu_model":..,"kernel":..,
+ * "capabilities":[..]} (no trailing newline). */
+void bench_json_machine(FILE *out);
+/* s as a JSON string literal, quotes included */
+void bench_json_string(FILE *out, const char *s);
+
+/* A progress line on stderr, rewritten in place; only when stderr is a
+ * terminal, so logs and pipes stay clean.  bench_progress_done clears it. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_progress_done(void);
+
+/* Child processes.  Workloads that compare allocators run every variant
+ * (faultheap included) as a child, because the baselines replace malloc for
+ * their whole process and a fresh process gives each run the same start. */
+typedef struct bench_child {
+  int exit_status;      /* exit code; 128 + signal if killed; -1 spawn failed */
+  size_t max_rss_kib;   /* getrusage of the child: ru_maxrss */
+  char out[1024];       /* the child's stdout (truncated), NUL-terminated */
+} bench_child;
+/* Runs argv[0] (a path) with argv, capturing stdout; stderr passes through. */
+int bench_run_child(char *const argv[], bench_child *c);
+/* This executable's path (/proc/self/exe), for re-running itself. */
+const char *bench_self_exe(void);
+/* Path of a program built beside fhbench: <dir of fhbench>/bench/<name>, in
+ * buf; returns 1 if it exists and is executable, else 0. */
+int bench_program_path(const char *name, char *buf, size_t n);
+/* The number after "key=" in a child's "k=v k=v" output line, or -1 if the
+ * key is missing. */
+double bench_kv(const char *line, const char *key);
+
 #endif

@@ -1,0 +1,116 @@
+/* fhbench: the benchmark runner.  `fhbench <workload> [flags]` runs one
+ * workload (bench/wl_<name>.c); `fhbench default` runs the short table that
+ * `make bench` prints. */
+#include "bench.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct workload {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} workload;
+
+/* One line per workload.  A workload whose file is not written yet has no
+ * line here (an entry for a missing wl_<name> would break the link). */
+static const workload workloads[] = {
+    {"gcbench", wl_gcbench, "GCBench (Ellis/Kovac/Boehm) vs glibc, jemalloc, mimalloc, Boehm"},
+    /* uffd: per-page cost of each kernel operation against a first-touch
+     * fault; bench/wl_uffd.c adds
+     *   {"uffd", wl_uffd, "..."},
+     * here when it exists. */
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* `fhbench default`: each row is a workload and its arguments, chosen to
+ * keep the whole table under about a minute.  Later workloads add a row. */
+typedef struct default_row {
+  const char *workload;
+  const char *args[8]; /* NULL-terminated */
+} default_row;
+
+static const default_row default_rows[] = {
+    {"gcbench", {NULL}}, /* 5 rounds x 5 variants, about 10 s */
+};
+#define NDEFAULT (sizeof default_rows / sizeof default_rows[0])
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: fhbench <workload> [flags]   (fhbench <workload> --help for its flags)\n"
+          "       fhbench default [--json FILE]\n"
+          "workloads:\n");
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    fprintf(out, "  %-14s %s\n", workloads[i].name, workloads[i].summary);
+  fprintf(out,
+          "  %-14s the short table `make bench` prints (",
+          "default");
+  for (size_t i = 0; i < NDEFAULT; i++)
+    fprintf(out, "%s%s", i ? ", " : "", default_rows[i].workload);
+  fprintf(out,
+          ")\n"
+          "Every workload prints a table on stdout, accepts --json FILE, and exits 1\n"
+          "if it computed a wrong result.  The faultheap heap honours FH_OPTIONS.\n");
+}
+
+static const workload *find_workload(const char *name) {
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    if (strcmp(workloads[i].name, name) == 0) return &workloads[i];
+  return NULL;
+}
+
+/* FILE.json -> FILE.<workload>.json, so each row of the table writes its own */
+static void row_json_path(const char *json, const char *name, char *buf, size_t n) {
+  const char *dot = strrchr(json, '.');
+  const char *slash = strrchr(json, '/');
+  if (dot == NULL || (slash && dot < slash)) dot = json + strlen(json);
+  snprintf(buf, n, "%.*s.%s%s", (int)(dot - json), json, name, dot);
+}
+
+static int run_default(int argc, char **argv) {
+  static const char *const with_value[] = {"--json", NULL};
+  if (bench_check_flags(argc, argv, with_value, NULL) != 0) return 2;
+  const char *json = bench_flag(argc, argv, "--json");
+  int status = 0;
+  for (size_t i = 0; i < NDEFAULT; i++) {
+    const default_row *row = &default_rows[i];
+    const workload *w = find_workload(row->workload);
+    if (w == NULL) continue;
+    char path[4096];
+    char *args[16];
+    int n = 0;
+    args[n++] = (char *)w->name;
+    for (const char *const *a = row->args; *a; a++) args[n++] = (char *)*a;
+    if (json) {
+      row_json_path(json, w->name, path, sizeof path);
+      args[n++] = (char *)"--json";
+      args[n++] = path;
+    }
+    args[n] = NULL;
+    if (i) printf("\n");
+    int st = w->run(n, args);
+    fflush(stdout);
+    if (st > status) status = st;
+  }
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(name, "default") == 0) return run_default(argc - 1, argv + 1);
+  const workload *w = find_workload(name);
+  if (w == NULL) {
+    fprintf(stderr, "fhbench: unknown workload '%s'\n", name);
+    usage(stderr);
+    return 2;
+  }
+  return w->run(argc - 1, argv + 1);
+}
