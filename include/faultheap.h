@@ -37,7 +37,8 @@ typedef enum {
   FH_MARK_SWEEP,
   FH_MARK_COMPACT,
   FH_CONCURRENT_COMPACT,
-  FH_HSPACE_COMPACT /* only as background_collector */
+  FH_HSPACE_COMPACT, /* only as background_collector */
+  FH_COLLECTOR_AUTO  /* the default: chosen at fh_heap_create (see README) */
 } fh_collector;
 
 typedef struct fh_options {
@@ -84,7 +85,8 @@ typedef struct fh_type {
   void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
   uint32_t flags;
 } fh_type;
-#define FH_TYPE_REF_ARRAY 1u /* the whole payload is void *[] */
+#define FH_TYPE_REF_ARRAY 1u /* the payload is void *[]; a trailing partial
+                                word is not a reference */
 
 /* Returns the type id (> 0), or 0 with fh_last_error(). */
 FH_API uint32_t fh_register_type(fh_heap *h, const fh_type *t);
@@ -134,18 +136,9 @@ FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
 FH_API void fh_gc_wait(fh_heap *h);
 FH_API void fh_set_background(fh_heap *h, int background);
 
-/* ---- fork ---------------------------------------------------------------- */
-FH_API int fh_prefork(fh_thread *t);
-FH_API void fh_postfork_parent(fh_heap *h);
-FH_API void fh_postfork_child(fh_heap *h);
-
-/* ---- images ------------------------------------------------------------ */
-FH_API int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots);
-FH_API size_t fh_image_roots(fh_heap *h, void ***roots);
-
-/* ---- native memory counted by the heap ---------------------------------- */
-FH_API void *fh_malloc(fh_heap *h, size_t n);
-FH_API void fh_free(fh_heap *h, void *p);
+/* fh_prefork / fh_postfork_*, fh_image_save / fh_image_roots and
+ * fh_malloc / fh_free (DESIGN.md section 3) are added with the zygote, image
+ * and malloc-space work; they are not part of this build yet. */
 
 /* ---- capabilities -------------------------------------------------------- */
 enum {
@@ -181,6 +174,7 @@ FH_API void fh_dump(fh_heap *h, FILE *out);
 #define FH__MAX_TYPES (1u << 16)  /* type ids are below this */
 #define FH__NO_TYPE 0xFFFFFFFFu   /* type_sizes[] entry of an unused id */
 #define FH__VAR_SIZE 0xFFFFFFFEu  /* type_sizes[] entry of a variable type */
+#define FH__VAR_CHECKED 0xFFFFFFFDu /* variable, with a minimum the slow path checks */
 #define FH__INLINE_MAX 4096u      /* larger payloads always take the slow path */
 #define FH__HEADER_BYTES 8u
 #define FH__CARD_SHIFT 9          /* 512-byte cards */

@@ -1,0 +1,29 @@
+/* A collector is a small function set chosen by the heap.  The driver
+ * (driver.c) owns the protocol every collection shares: take the GC lock,
+ * stop the world, retire TLABs, verify, collect, verify, account the pause,
+ * resume. */
+#ifndef FH_COLLECTOR_H_
+#define FH_COLLECTOR_H_
+
+#include "heap/heap.h"
+
+typedef struct fh_collector_ops {
+  const char *name;
+  /* World stopped, TLABs retired.  Returns 0, or -1 + fh_last_error() with
+   * the heap left consistent (no object lost, nothing half-moved). */
+  int (*collect)(fh_heap *h, fh_thread *self, gc_cause cause);
+} fh_collector_ops;
+
+extern const fh_collector_ops semi_space_collector;
+
+/* The collector configured for an option value, or NULL + error when this
+ * build does not provide it. */
+const fh_collector_ops *collector_for(fh_collector c);
+
+/* Run one collection of `kind` on behalf of `self`.  For a triggered
+ * collection, `seen_collections` is the collection count the caller saw
+ * before deciding to collect: when another thread collected meanwhile, this
+ * returns 0 at once instead of collecting twice. */
+int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections);
+
+#endif

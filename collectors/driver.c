@@ -1,0 +1,72 @@
+/* The collection protocol every collector shares. */
+#include "collectors/collector.h"
+#include "heap/error.h"
+#include "heap/options.h"
+
+const fh_collector_ops *collector_for(fh_collector c) {
+  switch (c) {
+  case FH_SEMISPACE:
+    return &semi_space_collector;
+  default:
+    fh_error_set("collector %s is not available in this build (available: semispace)",
+                 options_collector_name(c));
+    return NULL;
+  }
+}
+
+static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
+  switch (kind) {
+  case FH_COLLECT_DEFAULT:
+    return h->collector;
+  case FH_COLLECT_SEMISPACE:
+    return collector_for(FH_SEMISPACE);
+  case FH_COLLECT_MARK_SWEEP:
+    return collector_for(FH_MARK_SWEEP);
+  case FH_COLLECT_HSPACE_COMPACT:
+    return collector_for(FH_HSPACE_COMPACT);
+  case FH_COLLECT_MARK_COMPACT:
+    return collector_for(FH_MARK_COMPACT);
+  case FH_COLLECT_CONCURRENT_COMPACT:
+    return collector_for(FH_CONCURRENT_COMPACT);
+  }
+  fh_error_set("fh_collect: unknown collection kind %d", (int)kind);
+  return NULL;
+}
+
+int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
+  fh_heap *h = self->heap;
+  const fh_collector_ops *ops = ops_for_kind(h, kind);
+  if (!ops) return -1;
+  gc_lock_acquire(self);
+  if (cause != GC_CAUSE_EXPLICIT && h->collections != seen_collections) {
+    gc_lock_release(self); /* another thread collected while we waited */
+    return 0;
+  }
+  uint64_t t0 = heap_now_ns();
+  if (world_stop(h, self) < 0) {
+    gc_lock_release(self);
+    return -1;
+  }
+  threads_retire_tlabs(h);
+  pthread_mutex_lock(&h->stats_lock);
+  if (h->opt.verify) heap_verify(h, "before collection");
+  int rc = ops->collect(h, self, cause);
+  if (h->opt.verify) heap_verify(h, "after collection");
+  atomic_store(&h->alloc_since_gc, 0);
+  h->collections++;
+  uint64_t pause = heap_now_ns() - t0;
+  h->pause_ns_total += pause;
+  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  pthread_mutex_unlock(&h->stats_lock);
+  world_resume(h);
+  gc_lock_release(self);
+  return rc;
+}
+
+int fh_collect(fh_thread *t, fh_collect_kind k) {
+  if (!t) {
+    fh_error_set("fh_collect: thread is NULL");
+    return -1;
+  }
+  return gc_run(t, k, GC_CAUSE_EXPLICIT, 0);
+}

@@ -1,0 +1,32 @@
+#include "collectors/mark_stack.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#define MARK_STACK_INITIAL_BYTES ((size_t)64 << 10)
+
+int mark_stack_init(mark_stack *s) {
+  memset(s, 0, sizeof *s);
+  void *p = mmap(NULL, MARK_STACK_INITIAL_BYTES, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return -1;
+  s->items = p;
+  s->map_bytes = MARK_STACK_INITIAL_BYTES;
+  s->cap = s->map_bytes / sizeof(void *);
+  return 0;
+}
+
+void mark_stack_destroy(mark_stack *s) {
+  if (s->items) munmap(s->items, s->map_bytes);
+  memset(s, 0, sizeof *s);
+}
+
+int mark_stack_grow(mark_stack *s) {
+  size_t bytes = s->map_bytes * 2;
+  void *p = mremap(s->items, s->map_bytes, bytes, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) return -1;
+  s->items = p;
+  s->map_bytes = bytes;
+  s->cap = bytes / sizeof(void *);
+  return 0;
+}

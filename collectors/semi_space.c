@@ -1,0 +1,111 @@
+/* Semi-space copying (Cheney), as ART's SemiSpace: copy every reachable
+ * object of the active bump space into the other one, forwarding through
+ * the header word; mark (not move) reachable non-moving objects with the
+ * side bitmap and sweep the rest; then swap the spaces and give the old
+ * one's pages back.
+ *
+ * The trace never recurses.  Copied objects are scanned by the Cheney
+ * pointer walking to-space; marked non-moving objects wait on an explicit
+ * mark stack.  If that stack cannot grow, objects stay marked-but-unscanned
+ * and a rescan of the non-moving space picks them up (overflow recovery). */
+#include <string.h>
+
+#include "collectors/collector.h"
+#include "collectors/mark_stack.h"
+#include "heap/error.h"
+#include "heap/object.h"
+
+typedef struct semi_ctx {
+  fh_heap *h;
+  bump_space *from, *to;
+  uintptr_t from_lo, from_hi;
+  mark_stack stack;
+  int overflowed;
+  size_t copied;
+} semi_ctx;
+
+static void *copy_object(semi_ctx *c, void *obj) {
+  uint64_t *hp = obj_header(obj);
+  uint64_t h = *hp;
+  if (hdr_is_forwarded(h)) return hdr_forwardee(h);
+  size_t bytes = obj_total_bytes(hdr_payload(h));
+  /* To-space is as large as from-space, so the copy always fits. */
+  uintptr_t dst = atomic_load_explicit(&c->to->top, memory_order_relaxed);
+  atomic_store_explicit(&c->to->top, dst + bytes, memory_order_relaxed);
+  memcpy((void *)dst, hp, bytes);
+  c->copied += bytes;
+  void *copy = obj_from_start(dst);
+  *hp = hdr_make_forward(copy);
+  return copy;
+}
+
+static void evacuate_slot(void **slot, void *ctx) {
+  semi_ctx *c = ctx;
+  void *p = *slot;
+  if (!p) return;
+  uintptr_t a = (uintptr_t)p;
+  if (a - c->from_lo < c->from_hi - c->from_lo) {
+    *slot = copy_object(c, p);
+  } else if (space_contains(&c->h->non_moving.space, p)) {
+    if (!non_moving_space_mark(&c->h->non_moving, p) && mark_stack_push(&c->stack, p) < 0)
+      c->overflowed = 1;
+  }
+  /* Anything else (immune spaces, to-space) is not collected here. */
+}
+
+static void scan_object(semi_ctx *c, void *obj) {
+  uint64_t h = *obj_header(obj);
+  const fh_type_info *ti = types_get(&c->h->types, hdr_type(h));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(h), evacuate_slot, c);
+}
+
+static void rescan_marked(void *obj, void *ctx) {
+  semi_ctx *c = ctx;
+  if (bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
+}
+
+static void trace(semi_ctx *c) {
+  uintptr_t scan = c->to->space.begin;
+  for (;;) {
+    /* Cheney: objects between scan and top are copied but not scanned. */
+    while (scan < atomic_load_explicit(&c->to->top, memory_order_relaxed)) {
+      uint64_t h = *(uint64_t *)scan;
+      scan_object(c, obj_from_start(scan));
+      scan += obj_total_bytes(hdr_payload(h));
+    }
+    void *obj = mark_stack_pop(&c->stack);
+    if (obj) {
+      scan_object(c, obj);
+      continue;
+    }
+    if (!c->overflowed) break;
+    c->overflowed = 0;
+    c->h->non_moving.space.ops->walk(&c->h->non_moving.space, rescan_marked, c);
+  }
+}
+
+static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self, (void)cause;
+  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active]};
+  if (mark_stack_init(&c.stack) < 0) {
+    fh_error_set("semi-space collection: cannot map the mark stack");
+    return -1;
+  }
+  c.from_lo = c.from->space.begin;
+  c.from_hi = atomic_load(&c.from->top);
+  roots_visit(h, evacuate_slot, &c);
+  trace(&c);
+  mark_stack_destroy(&c.stack);
+
+  size_t from_used = bump_space_used(c.from);
+  size_t nm_freed = non_moving_space_sweep(&h->non_moving);
+  bump_space_reset(c.from);
+  h->active = !h->active;
+
+  h->bytes_moved += c.copied;
+  h->bytes_freed += (from_used - c.copied) + nm_freed;
+  heap_set_trigger(h, c.copied + atomic_load(&h->non_moving.used));
+  return 0;
+}
+
+const fh_collector_ops semi_space_collector = {"semispace", semi_space_collect};

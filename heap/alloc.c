@@ -1,0 +1,145 @@
+/* Allocation slow paths: argument checks, TLAB refills, large objects, the
+ * collection trigger and the out-of-memory answer. */
+#include <string.h>
+
+#include "collectors/collector.h"
+#include "heap/error.h"
+#include "heap/heap.h"
+#include "heap/object.h"
+
+/* Objects above this many bytes skip the TLAB and are claimed directly. */
+static size_t large_threshold(const fh_heap *h) { return h->opt.tlab_size / 4; }
+
+static int check_alloc(fh_thread *t, uint32_t type, size_t n, const char *fn) {
+  if (!t) {
+    fh_error_set("%s: thread is NULL", fn);
+    return -1;
+  }
+  fh_heap *h = t->heap;
+  if (types_check_alloc(&h->types, type, n) < 0) return -1;
+  if (n > h->opt.heap_max || n > (size_t)UINT32_MAX) {
+    fh_error_set("%s: %zu bytes is larger than the heap (heap_max %zu)%s", fn, n,
+                 h->opt.heap_max, n > (size_t)UINT32_MAX ? " or the 4 GiB object limit" : "");
+    return -1;
+  }
+  return 0;
+}
+
+/* Room left under heap_max for `bytes` more in the bump space. */
+static uintptr_t bump_limit(fh_heap *h) {
+  bump_space *b = &h->bump[h->active];
+  size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
+  size_t room = h->opt.heap_max > nm ? h->opt.heap_max - nm : 0;
+  uintptr_t lim = b->space.begin + room;
+  return lim < b->space.end ? lim : b->space.end;
+}
+
+/* Count an allocation toward the trigger; 1 when a collection is due. */
+static int charge(fh_heap *h, size_t bytes) {
+  size_t since = atomic_fetch_add_explicit(&h->alloc_since_gc, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->bytes_allocated, bytes, memory_order_relaxed);
+  return since + bytes > h->gc_trigger;
+}
+
+/* One attempt in the bump space.  Returns the object start, or 0 when a
+ * collection is needed first (trigger reached, unless ignore_trigger, or
+ * no room). */
+static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
+  fh_heap *h = t->heap;
+  bump_space *b = &h->bump[h->active];
+  if (!ignore_trigger && atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
+    return 0;
+  if (bytes > large_threshold(h)) {
+    uintptr_t p = bump_space_claim(b, bytes, bump_limit(h));
+    if (p) charge(h, bytes);
+    return p;
+  }
+  thread_retire_tlab(t);
+  size_t want = h->opt.tlab_size;
+  uintptr_t p = bump_space_claim(b, want, bump_limit(h));
+  if (!p) { /* near the end: take just what this object needs */
+    want = bytes;
+    p = bump_space_claim(b, want, bump_limit(h));
+    if (!p) return 0;
+  }
+  charge(h, want);
+  t->fast.tlab_cursor = p + bytes;
+  t->fast.tlab_limit = p + want;
+  return p;
+}
+
+void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
+  if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
+  fh_heap *h = t->heap;
+  size_t bytes = obj_total_bytes(n);
+  /* The fast path may have failed only because the TLAB is full. */
+  if (bytes <= t->fast.tlab_limit - t->fast.tlab_cursor) {
+    uintptr_t p = t->fast.tlab_cursor;
+    t->fast.tlab_cursor += bytes;
+    *(uint64_t *)p = fh__make_header(type, n);
+    return obj_from_start(p);
+  }
+  /* Attempt 0 honours the trigger; after a collection only capacity counts.
+   * A second collection is tried before giving up, because other threads
+   * may have filled the space between our collection and our retry. */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    uint64_t seen = h->collections;
+    uintptr_t p = bump_try(t, bytes, attempt > 0);
+    if (p) {
+      *(uint64_t *)p = fh__make_header(type, n);
+      return obj_from_start(p);
+    }
+    if (attempt == 2) break;
+    gc_cause cause = attempt == 0 ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
+    if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {
+      fh_error_prefix("fh_alloc: collection failed");
+      return NULL;
+    }
+  }
+  fh_error_set("fh_alloc: heap full: %zu bytes requested, %zu of %zu bytes live after "
+               "collecting", n, heap_used_bytes(h), h->opt.heap_max);
+  return NULL;
+}
+
+void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
+  if (check_alloc(t, type, n, "fh_alloc_nonmoving") < 0) return NULL;
+  fh_heap *h = t->heap;
+  size_t bytes = non_moving_object_bytes(n);
+  for (int attempt = 0; attempt < 3; attempt++) {
+    uint64_t seen = h->collections;
+    int due = attempt == 0 && atomic_load(&h->alloc_since_gc) >= h->gc_trigger;
+    if (!due && heap_used_bytes(h) + bytes <= h->opt.heap_max) {
+      void *obj = non_moving_space_alloc(&h->non_moving, type, n);
+      if (obj) {
+        charge(h, bytes);
+        return obj;
+      }
+    }
+    if (attempt == 2) break;
+    if (gc_run(t, FH_COLLECT_DEFAULT, due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE,
+               seen) < 0) {
+      fh_error_prefix("fh_alloc_nonmoving: collection failed");
+      return NULL;
+    }
+  }
+  fh_error_set("fh_alloc_nonmoving: non-moving space full: %zu bytes requested, %zu of %zu "
+               "bytes in use (heap %zu of %zu)", n, atomic_load(&h->non_moving.used),
+               h->non_moving.limit, heap_used_bytes(h), h->opt.heap_max);
+  return NULL;
+}
+
+size_t fh_object_size(const void *obj) {
+  if (!obj) {
+    fh_error_set("fh_object_size: object is NULL");
+    return 0;
+  }
+  return hdr_payload(*obj_header(obj));
+}
+
+uint32_t fh_object_type(const void *obj) {
+  if (!obj) {
+    fh_error_set("fh_object_type: object is NULL");
+    return 0;
+  }
+  return hdr_type(*obj_header(obj));
+}

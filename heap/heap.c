@@ -1,0 +1,180 @@
+/* Heap creation and destruction: the address-space layout, the space table,
+ * the collection trigger. */
+#include "heap/heap.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "collectors/collector.h"
+#include "heap/barrier.h"
+#include "heap/error.h"
+#include "heap/options.h"
+#include "spaces/reserve.h"
+
+/* Layout of the reservation, low to high, each region 2 MiB-aligned and
+ * followed by a PROT_NONE guard so neighbouring spaces never merge:
+ *   non-moving space | bump space A | bump space B */
+#define GUARD FH_PMD
+
+uint64_t heap_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static fh_collector resolve_collector(fh_collector c) {
+  /* The best collector this build has.  Mark-compact and concurrent
+   * compaction become the default when they exist (DESIGN.md section 3). */
+  return c == FH_COLLECTOR_AUTO ? FH_SEMISPACE : c;
+}
+
+static int load_options(fh_options *o, const fh_options *given) {
+  if (given) {
+    *o = *given;
+    return options_validate(o);
+  }
+  fh_options_init(o);
+  const char *env = getenv("FH_OPTIONS");
+  if (env && fh_options_parse(o, env) < 0) {
+    fh_error_prefix("FH_OPTIONS");
+    return -1;
+  }
+  return 0;
+}
+
+static int map_spaces(fh_heap *h) {
+  size_t nm = align_up(h->opt.non_moving_max, FH_PMD);
+  size_t bump = align_up(h->opt.heap_max, FH_PMD);
+  h->resv_size = nm + GUARD + 2 * (bump + GUARD);
+  h->resv_begin = reserve_range(h->resv_size, FH_PMD, 0);
+  if (!h->resv_begin) {
+    fh_error_set("cannot reserve %zu MiB of address space for the heap", h->resv_size >> 20);
+    return -1;
+  }
+  uintptr_t p = h->resv_begin;
+  uintptr_t nm_begin = p;
+  p += nm + GUARD;
+  uintptr_t bump_begin[2];
+  for (int i = 0; i < 2; i++) {
+    bump_begin[i] = p;
+    p += bump + GUARD;
+  }
+  if (reserve_commit(nm_begin, nm) < 0 || reserve_commit(bump_begin[0], bump) < 0 ||
+      reserve_commit(bump_begin[1], bump) < 0) {
+    fh_error_set("cannot map the heap's spaces");
+    return -1;
+  }
+  if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm) < 0) return -1;
+  bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
+  bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
+  return cards_init(h);
+}
+
+fh_heap *fh_heap_create(const fh_options *given) {
+  fh_heap *h = calloc(1, sizeof *h);
+  if (!h) {
+    fh_error_set("fh_heap_create: out of memory");
+    return NULL;
+  }
+  if (load_options(&h->opt, given) < 0) goto fail_early;
+  if (h->opt.image_path) {
+    fh_error_set("fh_heap_create: image_path=%s: images are not supported by this build yet",
+                 h->opt.image_path);
+    goto fail_early;
+  }
+  h->opt.collector = resolve_collector(h->opt.collector);
+  if (h->opt.background_collector == FH_COLLECTOR_AUTO)
+    h->opt.background_collector = h->opt.collector;
+  if (!(h->collector = collector_for(h->opt.collector))) goto fail_early;
+  if (h->opt.background_collector != h->opt.collector &&
+      !collector_for(h->opt.background_collector)) {
+    fh_error_prefix("background_collector");
+    goto fail_early;
+  }
+  if (types_init(&h->types) < 0) goto fail_early;
+  pthread_mutex_init(&h->gc_lock, NULL);
+  pthread_mutex_init(&h->world_lock, NULL);
+  pthread_mutex_init(&h->roots_lock, NULL);
+  pthread_mutex_init(&h->stats_lock, NULL);
+  pthread_cond_init(&h->parked_cv, NULL);
+  pthread_cond_init(&h->resume_cv, NULL);
+  pthread_cond_init(&h->critical_cv, NULL);
+  pthread_cond_init(&h->phase_cv, NULL);
+  CDS_INIT_LIST_HEAD(&h->threads);
+  if (map_spaces(h) < 0) {
+    fh_error_prefix("fh_heap_create");
+    fh_heap_destroy(h);
+    return NULL;
+  }
+  heap_set_trigger(h, 0);
+  return h;
+
+fail_early:
+  free(h);
+  return NULL;
+}
+
+void fh_heap_destroy(fh_heap *h) {
+  if (!h) return;
+  if (h->nthreads) {
+    /* Destroying under attached threads would free memory they use; refuse
+     * and say so rather than crash later. */
+    fh_error_set("fh_heap_destroy: %u threads are still attached; detach them first",
+                 h->nthreads);
+    return;
+  }
+  fh_gc_wait(h);
+  if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
+  cards_destroy(h);
+  reserve_release(h->resv_begin, h->resv_size);
+  types_destroy(&h->types);
+  free(h->global_roots);
+  pthread_mutex_destroy(&h->gc_lock);
+  pthread_mutex_destroy(&h->world_lock);
+  pthread_mutex_destroy(&h->roots_lock);
+  pthread_mutex_destroy(&h->stats_lock);
+  pthread_cond_destroy(&h->parked_cv);
+  pthread_cond_destroy(&h->resume_cv);
+  pthread_cond_destroy(&h->critical_cv);
+  pthread_cond_destroy(&h->phase_cv);
+  free(h);
+}
+
+uint32_t fh_register_type(fh_heap *h, const fh_type *t) {
+  if (!h) {
+    fh_error_set("fh_register_type: heap is NULL");
+    return 0;
+  }
+  return types_register(&h->types, t);
+}
+
+size_t heap_used_bytes(fh_heap *h) {
+  return bump_space_used(&h->bump[h->active]) + atomic_load(&h->non_moving.used);
+}
+
+void heap_set_trigger(fh_heap *h, size_t live) {
+  h->live_after_gc = live;
+  size_t grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
+  if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
+  /* Past the capacity an allocation fails and collects anyway. */
+  size_t room = h->opt.heap_max > live ? h->opt.heap_max - live : 0;
+  h->gc_trigger = grow < room ? grow : room;
+}
+
+void fh_gc_wait(fh_heap *h) {
+  if (!h) return;
+  pthread_mutex_lock(&h->world_lock);
+  while (h->concurrent_phase) pthread_cond_wait(&h->phase_cv, &h->world_lock);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void fh_set_background(fh_heap *h, int background) {
+  if (!h) {
+    fh_error_set("fh_set_background: heap is NULL");
+    return;
+  }
+  /* Recorded for fh_dump and for the background policies (homogeneous
+   * compaction on entering the background) that key off it. */
+  atomic_store(&h->background, background != 0);
+}

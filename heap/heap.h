@@ -1,0 +1,118 @@
+/* The heap's internal state, shared by heap/, collectors/ and (read-only)
+ * spaces/.  Embedders never see it. */
+#ifndef FH_HEAP_H_
+#define FH_HEAP_H_
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <urcu-bp.h>
+#include <urcu/rculist.h>
+
+#include "faultheap.h"
+#include "heap/types.h"
+#include "spaces/bump_space.h"
+#include "spaces/non_moving_space.h"
+
+struct fh_collector_ops;
+
+/* Why a collection runs (for statistics and for trigger bookkeeping). */
+typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE } gc_cause;
+
+typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
+
+struct fh_thread {
+  fh__thread_fast fast; /* must stay first: the inline fast paths use it */
+  fh_heap *heap;
+  struct cds_list_head link; /* heap->threads, RCU-protected */
+  thread_state state;        /* guarded by heap->world_lock */
+  unsigned critical;         /* open fh_critical_begin sections */
+  size_t roots_cap;
+  struct rcu_head rcu;
+};
+
+struct fh_heap {
+  fh_options opt;
+  fh_type_registry types;
+
+  /* One reservation holds every space; the card table covers all of it. */
+  uintptr_t resv_begin;
+  size_t resv_size;
+  uint8_t *cards;
+  size_t cards_bytes;
+
+  non_moving_space non_moving;
+  bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
+  int active;
+
+  const struct fh_collector_ops *collector; /* foreground */
+  _Atomic int background;                   /* fh_set_background */
+
+  /* Threads and stop-the-world (heap/threads.c). */
+  pthread_mutex_t gc_lock;    /* held by the collecting thread; also attach/detach */
+  pthread_mutex_t world_lock; /* thread states and the stop request */
+  pthread_cond_t parked_cv, resume_cv, critical_cv;
+  int gc_pending;     /* a collection waits for critical sections to close */
+  int stop_requested; /* the world is (being) stopped */
+  unsigned critical;  /* open critical sections, all threads */
+  int concurrent_phase; /* a collection still runs after its pause */
+  pthread_cond_t phase_cv;
+  struct cds_list_head threads;
+  unsigned nthreads;
+
+  /* Roots (heap/roots.c). */
+  pthread_mutex_t roots_lock;
+  void ***global_roots;
+  size_t nglobal_roots, global_roots_cap;
+  fh_root_scanner scanner;
+  void *scanner_user;
+
+  /* Triggers: a collection starts once alloc_since_gc passes gc_trigger. */
+  _Atomic size_t alloc_since_gc;
+  size_t gc_trigger;
+  size_t live_after_gc;
+
+  /* Statistics (stats.c): written by the collector with the world stopped
+   * and stats_lock held (never taken by a thread that could be asked to
+   * park), except the allocation counter. */
+  pthread_mutex_t stats_lock;
+  _Atomic uint64_t bytes_allocated;
+  uint64_t collections, bytes_freed, bytes_moved, pause_ns_total, pause_ns_max;
+  _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
+};
+
+static inline fh_heap *thread_heap(fh_thread *t) { return t->heap; }
+
+/* ---- threads.c ---- */
+/* Become the (only) collecting thread; other collectors wait, parked. */
+void gc_lock_acquire(fh_thread *self);
+void gc_lock_release(fh_thread *self);
+/* With gc_lock held: wait for other threads' critical sections to close,
+ * then park every other attached thread (or see it blocked).  Fails (-1 +
+ * error) only when `self` itself is inside a critical section. */
+int world_stop(fh_heap *h, fh_thread *self);
+void world_resume(fh_heap *h);
+/* Retire every thread's TLAB (fillers keep the bump space walkable). */
+void threads_retire_tlabs(fh_heap *h);
+void thread_retire_tlab(fh_thread *t);
+
+/* ---- roots.c ---- */
+/* Visit every root slot: global roots, each thread's root stack, the
+ * embedder's scanner.  World stopped. */
+void roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx);
+
+/* ---- heap.c ---- */
+uint64_t heap_now_ns(void);
+/* Recompute the allocation trigger from the live size after a collection. */
+void heap_set_trigger(fh_heap *h, size_t live_bytes);
+size_t heap_used_bytes(fh_heap *h);
+/* Which space holds p (NULL: none); cheap range tests. */
+static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
+  return space_contains(&h->bump[i].space, p);
+}
+
+/* ---- verify.c ---- */
+/* Check every object header and reference; on a bad one print it and abort
+ * (verify=1 is a debugging aid: continuing would spread the damage). */
+void heap_verify(fh_heap *h, const char *when);
+
+#endif

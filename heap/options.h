@@ -1,0 +1,10 @@
+#ifndef FH_OPTIONS_H_
+#define FH_OPTIONS_H_
+#include "faultheap.h"
+
+/* Option names of collectors, as in spec strings ("semispace", ...). */
+const char *options_collector_name(fh_collector c);
+/* Validate a whole options struct (ranges and combinations); 0 or -1 + error. */
+int options_validate(const fh_options *o);
+
+#endif

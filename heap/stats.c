@@ -1,0 +1,83 @@
+/* fh_get_stats and fh_dump. */
+#include <string.h>
+
+#include "heap/heap.h"
+#include "heap/error.h"
+#include "heap/options.h"
+
+static void space_stats(fh_space_stats *out, const fh_space *s) {
+  out->name = s->name;
+  out->capacity = s->end - s->begin;
+  out->used = s->ops->used(s);
+  out->resident = s->ops->resident(s);
+}
+
+static unsigned heap_spaces(fh_heap *h, const fh_space **out) {
+  unsigned n = 0;
+  out[n++] = &h->non_moving.space;
+  out[n++] = &h->bump[h->active].space;
+  out[n++] = &h->bump[!h->active].space;
+  return n;
+}
+
+void fh_get_stats(fh_heap *h, fh_stats *s) {
+  if (!h || !s) {
+    fh_error_set("fh_get_stats: %s is NULL", h ? "stats" : "heap");
+    return;
+  }
+  memset(s, 0, sizeof *s);
+  /* A consistent snapshot of the collector's counters. */
+  pthread_mutex_lock(&h->stats_lock);
+  s->collections = h->collections;
+  s->bytes_freed = h->bytes_freed;
+  s->bytes_moved = h->bytes_moved;
+  s->pause_ns_total = h->pause_ns_total;
+  s->pause_ns_max = h->pause_ns_max;
+  const fh_space *spaces[8];
+  s->nspaces = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
+  pthread_mutex_unlock(&h->stats_lock);
+  s->bytes_allocated = atomic_load(&h->bytes_allocated);
+  s->uffd_faults = atomic_load(&h->uffd_faults);
+  s->uffd_fault_ns_max = atomic_load(&h->uffd_fault_ns_max);
+}
+
+static void print_caps(FILE *out) {
+  unsigned c = fh_capabilities();
+  fprintf(out, "  kernel: userfaultfd %s, MREMAP_DONTUNMAP %s, UFFDIO_MOVE %s, SIGBUS mode %s, "
+               "minor faults %s\n",
+          c & FH_CAP_UFFD ? "yes" : "no", c & FH_CAP_DONTUNMAP ? "yes" : "no",
+          c & FH_CAP_UFFD_MOVE ? "yes" : "no", c & FH_CAP_UFFD_SIGBUS ? "yes" : "no",
+          c & FH_CAP_UFFD_MINOR ? "yes" : "no");
+}
+
+void fh_dump(fh_heap *h, FILE *out) {
+  if (!h || !out) {
+    fh_error_set("fh_dump: %s is NULL", h ? "stream" : "heap");
+    return;
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  fprintf(out, "faultheap %p: collector %s (background %s%s), heap_max %zu MiB, %u threads\n",
+          (void *)h, options_collector_name(h->opt.collector),
+          options_collector_name(h->opt.background_collector),
+          atomic_load(&h->background) ? ", in background" : "", h->opt.heap_max >> 20,
+          h->nthreads);
+  print_caps(out);
+  fprintf(out, "  reservation [%#lx, %#lx) %zu MiB, card table %zu KiB\n",
+          (unsigned long)h->resv_begin, (unsigned long)(h->resv_begin + h->resv_size),
+          h->resv_size >> 20, h->cards_bytes >> 10);
+  for (unsigned i = 0; i < s.nspaces; i++)
+    fprintf(out, "  %-18s capacity %8zu KiB  used %8zu KiB  resident %8zu KiB\n",
+            s.spaces[i].name, s.spaces[i].capacity >> 10, s.spaces[i].used >> 10,
+            s.spaces[i].resident >> 10);
+  fprintf(out, "  collections %llu, pause total %.3f ms, max %.3f ms\n",
+          (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6);
+  fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "
+               "next GC after %zu more\n",
+          (unsigned long long)s.bytes_allocated, (unsigned long long)s.bytes_freed,
+          (unsigned long long)s.bytes_moved, h->live_after_gc, h->gc_trigger);
+  if (s.uffd_faults)
+    fprintf(out, "  uffd faults %llu, slowest %.1f us\n", (unsigned long long)s.uffd_faults,
+            s.uffd_fault_ns_max / 1e3);
+}

@@ -1,0 +1,233 @@
+/* Mutator threads: attach/detach, safepoints, blocking regions and the
+ * stop-the-world handshake.
+ *
+ * Protocol.  A thread is RUNNING, BLOCKED (inside fh_enter_blocking, or
+ * waiting for the GC lock) or PARKED (at a safepoint while the world is
+ * stopped).  The collector holds gc_lock, sets stop_requested and each
+ * thread's safepoint flag, and waits until every other thread is BLOCKED or
+ * PARKED.  A thread that wants to leave BLOCKED waits while stop_requested
+ * is set, so a blocked thread never touches the heap during a collection.
+ * All state changes happen under world_lock; the per-thread flag is only the
+ * cheap hint that fh_safepoint polls.  The thread list is an RCU list:
+ * attach and detach (rare) take gc_lock, readers may walk it under
+ * rcu_read_lock. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap/error.h"
+#include "heap/heap.h"
+#include "heap/object.h"
+
+#define ROOTS_INITIAL 256
+
+static void set_state(fh_thread *t, thread_state s) {
+  fh_heap *h = t->heap;
+  pthread_mutex_lock(&h->world_lock);
+  if (s == THREAD_RUNNING)
+    while (h->stop_requested) pthread_cond_wait(&h->resume_cv, &h->world_lock);
+  t->state = s;
+  if (s != THREAD_RUNNING) pthread_cond_broadcast(&h->parked_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void fh_enter_blocking(fh_thread *t) {
+  if (!t) { fh_error_set("fh_enter_blocking: thread is NULL"); return; }
+  set_state(t, THREAD_BLOCKED);
+}
+
+void fh_leave_blocking(fh_thread *t) {
+  if (!t) { fh_error_set("fh_leave_blocking: thread is NULL"); return; }
+  set_state(t, THREAD_RUNNING);
+}
+
+void fh_safepoint_slow(fh_thread *t) {
+  fh_heap *h = t->heap;
+  pthread_mutex_lock(&h->world_lock);
+  if (h->stop_requested) {
+    t->state = THREAD_PARKED;
+    pthread_cond_broadcast(&h->parked_cv);
+    while (h->stop_requested) pthread_cond_wait(&h->resume_cv, &h->world_lock);
+    t->state = THREAD_RUNNING;
+  }
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void gc_lock_acquire(fh_thread *self) {
+  /* Waiting for another collector counts as blocked, or that collector
+   * would wait for us forever. */
+  if (pthread_mutex_trylock(&self->heap->gc_lock) == 0) return;
+  set_state(self, THREAD_BLOCKED);
+  pthread_mutex_lock(&self->heap->gc_lock);
+  /* Nobody else can stop the world while we hold gc_lock. */
+  set_state(self, THREAD_RUNNING);
+}
+
+void gc_lock_release(fh_thread *self) { pthread_mutex_unlock(&self->heap->gc_lock); }
+
+int world_stop(fh_heap *h, fh_thread *self) {
+  pthread_mutex_lock(&h->world_lock);
+  /* No new critical section opens from here on; open ones finish first,
+   * since their objects must not move under native code. */
+  h->gc_pending = 1;
+  while (h->critical > self->critical) pthread_cond_wait(&h->critical_cv, &h->world_lock);
+  if (self->critical) {
+    h->gc_pending = 0;
+    pthread_cond_broadcast(&h->resume_cv);
+    pthread_mutex_unlock(&h->world_lock);
+    fh_error_set("a collection cannot run inside this thread's own critical section "
+                 "(fh_critical_begin without fh_critical_end)");
+    return -1;
+  }
+  h->stop_requested = 1;
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link)
+    if (t != self) atomic_store(&t->fast.safepoint_requested, 1);
+  for (;;) {
+    int running = 0;
+    cds_list_for_each_entry(t, &h->threads, link)
+      running += t != self && t->state == THREAD_RUNNING;
+    if (!running) break;
+    pthread_cond_wait(&h->parked_cv, &h->world_lock);
+  }
+  pthread_mutex_unlock(&h->world_lock);
+  return 0;
+}
+
+void world_resume(fh_heap *h) {
+  pthread_mutex_lock(&h->world_lock);
+  h->stop_requested = 0;
+  h->gc_pending = 0;
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) atomic_store(&t->fast.safepoint_requested, 0);
+  pthread_cond_broadcast(&h->resume_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void *fh_critical_begin(fh_thread *t, void *obj) {
+  if (!t || !obj) {
+    fh_error_set("fh_critical_begin: %s is NULL", t ? "object" : "thread");
+    return NULL;
+  }
+  fh_heap *h = t->heap;
+  pthread_mutex_lock(&h->world_lock);
+  /* A collection is about to stop the world: let it run first, counting as
+   * blocked meanwhile so it does not wait for us. */
+  thread_state was = t->state;
+  while (h->gc_pending) {
+    t->state = THREAD_BLOCKED;
+    pthread_cond_broadcast(&h->parked_cv);
+    pthread_cond_wait(&h->resume_cv, &h->world_lock);
+  }
+  t->state = was;
+  h->critical++;
+  t->critical++;
+  pthread_mutex_unlock(&h->world_lock);
+  /* Touch every page of the object so that neither native code nor the
+   * kernel meets a page that is not mapped yet. */
+  volatile const char *p = obj;
+  size_t n = hdr_payload(*obj_header(obj));
+  for (size_t off = 0; off < n; off += 4096) (void)p[off];
+  if (n) (void)p[n - 1];
+  return obj;
+}
+
+void fh_critical_end(fh_thread *t, void *obj) {
+  if (!t || !obj) {
+    fh_error_set("fh_critical_end: %s is NULL", t ? "object" : "thread");
+    return;
+  }
+  fh_heap *h = t->heap;
+  pthread_mutex_lock(&h->world_lock);
+  if (!t->critical) {
+    pthread_mutex_unlock(&h->world_lock);
+    fh_error_set("fh_critical_end: no critical section is open on this thread");
+    return;
+  }
+  t->critical--;
+  if (--h->critical == 0) pthread_cond_broadcast(&h->critical_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void thread_retire_tlab(fh_thread *t) {
+  uintptr_t cur = t->fast.tlab_cursor, lim = t->fast.tlab_limit;
+  if (lim > cur) obj_write_filler(cur, lim - cur);
+  t->fast.tlab_cursor = t->fast.tlab_limit = 0;
+}
+
+void threads_retire_tlabs(fh_heap *h) {
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) thread_retire_tlab(t);
+}
+
+fh_thread *fh_thread_attach(fh_heap *h) {
+  if (!h) { fh_error_set("fh_thread_attach: heap is NULL"); return NULL; }
+  fh_thread *t = calloc(1, sizeof *t);
+  void ***roots = malloc(ROOTS_INITIAL * sizeof *roots);
+  if (!t || !roots) {
+    free(t), free(roots);
+    fh_error_set("fh_thread_attach: out of memory");
+    return NULL;
+  }
+  t->heap = h;
+  t->fast.type_sizes = h->types.sizes;
+  t->fast.heap_lo = h->resv_begin;
+  t->fast.heap_span = h->resv_size;
+  t->fast.cards = h->cards;
+  t->fast.roots_base = t->fast.roots_top = roots;
+  t->fast.roots_limit = roots + ROOTS_INITIAL;
+  t->roots_cap = ROOTS_INITIAL;
+  t->state = THREAD_RUNNING;
+  /* gc_lock keeps the list still while a collection walks it; a thread
+   * that is not yet attached cannot hold up a collection by waiting here. */
+  pthread_mutex_lock(&h->gc_lock);
+  cds_list_add_tail_rcu(&t->link, &h->threads);
+  h->nthreads++;
+  pthread_mutex_unlock(&h->gc_lock);
+  return t;
+}
+
+static void free_thread(struct rcu_head *head) {
+  fh_thread *t = caa_container_of(head, fh_thread, rcu);
+  free(t->fast.roots_base);
+  free(t);
+}
+
+void fh_thread_detach(fh_thread *t) {
+  if (!t) { fh_error_set("fh_thread_detach: thread is NULL"); return; }
+  fh_heap *h = t->heap;
+  fh_enter_blocking(t); /* a collection may run while we wait for the lock */
+  pthread_mutex_lock(&h->gc_lock);
+  cds_list_del_rcu(&t->link);
+  h->nthreads--;
+  pthread_mutex_unlock(&h->gc_lock);
+  synchronize_rcu();
+  free_thread(&t->rcu);
+}
+
+void fh_push_root_slow(fh_thread *t, void **slot) {
+  if (!t || !slot) {
+    fh_error_set("fh_push_root: %s is NULL", t ? "slot" : "thread");
+    return;
+  }
+  size_t n = (size_t)(t->fast.roots_top - t->fast.roots_base);
+  size_t cap = t->roots_cap * 2;
+  void ***grown = realloc(t->fast.roots_base, cap * sizeof *grown);
+  if (!grown) {
+    /* The embedder has no error return here; the slot is not lost silently:
+     * the error says so, and the stack keeps its old contents. */
+    fh_error_set("fh_push_root: out of memory growing the root stack beyond %zu slots", n);
+    return;
+  }
+  t->fast.roots_base = grown;
+  t->fast.roots_top = grown + n;
+  t->fast.roots_limit = grown + cap;
+  t->roots_cap = cap;
+  *t->fast.roots_top++ = slot;
+}
+
+void fh_pop_roots_slow(fh_thread *t, size_t n) {
+  if (!t) { fh_error_set("fh_pop_roots: thread is NULL"); return; }
+  size_t have = (size_t)(t->fast.roots_top - t->fast.roots_base);
+  fh_error_set("fh_pop_roots: popping %zu roots but only %zu are pushed", n, have);
+  t->fast.roots_top = t->fast.roots_base;
+}

@@ -1,0 +1,203 @@
+/* Type registration and validation.  Registration is rare and serialised by
+ * a mutex; lookups by name go through an RCU hash table (liburcu), and the
+ * per-id arrays are fixed-size so readers never see them move. */
+#include "heap/types.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "heap/error.h"
+
+#define TYPE_KNOWN_FLAGS FH_TYPE_REF_ARRAY
+
+static unsigned long name_hash(const char *s) {
+  unsigned long h = 1469598103934665603ul; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ul;
+  return h;
+}
+
+static int name_match(struct cds_lfht_node *node, const void *key) {
+  const fh_type_info *ti = caa_container_of(node, fh_type_info, by_name);
+  return strcmp(ti->name, (const char *)key) == 0;
+}
+
+static void *map_zeroed(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+int types_init(fh_type_registry *r) {
+  memset(r, 0, sizeof *r);
+  pthread_mutex_init(&r->lock, NULL);
+  r->info = map_zeroed(FH__MAX_TYPES * sizeof *r->info);
+  r->sizes = malloc(FH__MAX_TYPES * sizeof *r->sizes);
+  r->by_name = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+  if (!r->info || !r->sizes || !r->by_name) {
+    fh_error_set("cannot allocate the type registry");
+    types_destroy(r);
+    return -1;
+  }
+  for (uint32_t i = 0; i < FH__MAX_TYPES; i++) r->sizes[i] = FH__NO_TYPE;
+  atomic_store(&r->next_id, 1);
+  return 0;
+}
+
+void types_destroy(fh_type_registry *r) {
+  if (r->info) {
+    for (uint32_t i = 1; i < atomic_load(&r->next_id); i++) {
+      fh_type_info *ti = r->info[i];
+      if (!ti) continue;
+      if (r->by_name) cds_lfht_del(r->by_name, &ti->by_name);
+      free(ti->name);
+      free(ti->ref_offsets);
+      free(ti);
+    }
+    munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
+  }
+  if (r->by_name) cds_lfht_destroy(r->by_name, NULL);
+  free(r->sizes);
+  pthread_mutex_destroy(&r->lock);
+  memset(r, 0, sizeof *r);
+}
+
+/* Checks that need no registry: shape of the description itself. */
+static int validate_type(const fh_type *t) {
+  if (!t) { fh_error_set("fh_register_type: type description is NULL"); return -1; }
+  if (!t->name || !t->name[0]) { fh_error_set("fh_register_type: type has no name"); return -1; }
+  const char *n = t->name;
+  if (strlen(n) > 255) { fh_error_set("fh_register_type: type name longer than 255 bytes"); return -1; }
+  if (t->flags & ~TYPE_KNOWN_FLAGS) {
+    fh_error_set("fh_register_type(%s): unknown flags 0x%x", n, t->flags & ~TYPE_KNOWN_FLAGS);
+    return -1;
+  }
+  if (t->size >= FH__VAR_SIZE) {
+    fh_error_set("fh_register_type(%s): size %zu is too large (max %u)", n, t->size, FH__VAR_SIZE - 1);
+    return -1;
+  }
+  int ways = (t->nrefs > 0) + (t->trace != NULL) + ((t->flags & FH_TYPE_REF_ARRAY) != 0);
+  if (ways > 1) {
+    fh_error_set("fh_register_type(%s): give only one of ref_offsets, trace, FH_TYPE_REF_ARRAY", n);
+    return -1;
+  }
+  if (t->nrefs && !t->ref_offsets) {
+    fh_error_set("fh_register_type(%s): nrefs is %u but ref_offsets is NULL", n, t->nrefs);
+    return -1;
+  }
+  for (uint32_t i = 0; i < t->nrefs; i++) {
+    uint32_t off = t->ref_offsets[i];
+    if (off % sizeof(void *)) {
+      fh_error_set("fh_register_type(%s): ref offset %u is not pointer-aligned", n, off);
+      return -1;
+    }
+    if (t->size && (size_t)off + sizeof(void *) > t->size) {
+      fh_error_set("fh_register_type(%s): ref offset %u lies outside the %zu-byte object", n, off,
+                   t->size);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int same_layout(const fh_type_info *a, const fh_type *b) {
+  if (a->size != b->size || a->nrefs != b->nrefs || a->trace != b->trace || a->flags != b->flags)
+    return 0;
+  return b->nrefs == 0 || memcmp(a->ref_offsets, b->ref_offsets, b->nrefs * sizeof(uint32_t)) == 0;
+}
+
+static fh_type_info *lookup_locked(fh_type_registry *r, const char *name) {
+  struct cds_lfht_iter it;
+  rcu_read_lock();
+  cds_lfht_lookup(r->by_name, name_hash(name), name_match, name, &it);
+  struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+  rcu_read_unlock();
+  /* Safe past the unlock: types are only removed when the heap dies. */
+  return node ? caa_container_of(node, fh_type_info, by_name) : NULL;
+}
+
+uint32_t types_register(fh_type_registry *r, const fh_type *t) {
+  if (validate_type(t) < 0) return 0;
+  pthread_mutex_lock(&r->lock);
+  uint32_t id = 0;
+  fh_type_info *old = lookup_locked(r, t->name);
+  if (old) {
+    if (same_layout(old, t))
+      id = old->id;
+    else
+      fh_error_set("fh_register_type(%s): a type of this name is already registered with "
+                   "another layout (id %u)", t->name, old->id);
+    goto out;
+  }
+  uint32_t next = atomic_load(&r->next_id);
+  if (next >= FH__MAX_TYPES) {
+    fh_error_set("fh_register_type(%s): too many types (max %u)", t->name, FH__MAX_TYPES - 1);
+    goto out;
+  }
+  fh_type_info *ti = calloc(1, sizeof *ti);
+  if (!ti || !(ti->name = strdup(t->name)) ||
+      (t->nrefs && !(ti->ref_offsets = malloc(t->nrefs * sizeof(uint32_t))))) {
+    if (ti) free(ti->name);
+    free(ti);
+    fh_error_set("fh_register_type(%s): out of memory", t->name);
+    goto out;
+  }
+  ti->id = next;
+  ti->size = t->size;
+  ti->nrefs = t->nrefs;
+  ti->trace = t->trace;
+  ti->flags = t->flags;
+  for (uint32_t i = 0; i < t->nrefs; i++) {
+    ti->ref_offsets[i] = t->ref_offsets[i];
+    if (t->ref_offsets[i] + sizeof(void *) > ti->min_payload)
+      ti->min_payload = t->ref_offsets[i] + sizeof(void *);
+  }
+  cds_lfht_node_init(&ti->by_name);
+  r->info[next] = ti;
+  /* The size entry is what makes the id allocatable on the fast path:
+   * publish it after the info it guards. */
+  atomic_thread_fence(memory_order_release);
+  /* A variable type with fixed ref offsets needs its minimum checked, which
+   * the inline path does not do: route it to the slow path. */
+  r->sizes[next] = t->size ? (uint32_t)t->size : ti->min_payload ? FH__VAR_CHECKED : FH__VAR_SIZE;
+  rcu_read_lock();
+  cds_lfht_add(r->by_name, name_hash(ti->name), &ti->by_name);
+  rcu_read_unlock();
+  atomic_store(&r->next_id, next + 1);
+  id = next;
+out:
+  pthread_mutex_unlock(&r->lock);
+  return id;
+}
+
+int types_check_alloc(const fh_type_registry *r, uint32_t type, size_t payload) {
+  const fh_type_info *ti = types_get(r, type);
+  if (!ti) {
+    fh_error_set("fh_alloc: type id %u is not registered", type);
+    return -1;
+  }
+  if (ti->size && payload != ti->size) {
+    fh_error_set("fh_alloc: type %s has fixed size %zu, not %zu", ti->name, ti->size, payload);
+    return -1;
+  }
+  if (payload < ti->min_payload) {
+    fh_error_set("fh_alloc: %zu bytes cannot hold the references of type %s (needs %zu)",
+                 payload, ti->name, ti->min_payload);
+    return -1;
+  }
+  return 0;
+}
+
+void types_visit_refs(const fh_type_info *ti, void *obj, size_t payload, fh_visit_fn visit,
+                      void *ctx) {
+  if (ti->nrefs) {
+    for (uint32_t i = 0; i < ti->nrefs; i++)
+      visit((void **)((char *)obj + ti->ref_offsets[i]), ctx);
+  } else if (ti->flags & FH_TYPE_REF_ARRAY) {
+    void **slots = obj;
+    size_t n = payload / sizeof(void *);
+    for (size_t i = 0; i < n; i++) visit(&slots[i], ctx);
+  } else if (ti->trace) {
+    ti->trace(obj, payload, visit, ctx);
+  }
+}

@@ -1,0 +1,51 @@
+/* The type registry: how the heap finds references in an object.
+ * Ids are dense from 1 (0 is the filler type) and never reused; the fixed
+ * payload size of each id is mirrored into a flat array that the inline
+ * allocation fast path reads (fh__thread_fast.type_sizes). */
+#ifndef FH_TYPES_H_
+#define FH_TYPES_H_
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+
+#include "faultheap.h"
+
+typedef struct fh_type_info {
+  uint32_t id;
+  char *name;
+  size_t size;          /* fixed payload bytes, 0 = variable */
+  size_t min_payload;   /* variable types: every ref offset must fit */
+  uint32_t nrefs;
+  uint32_t *ref_offsets;
+  void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
+  uint32_t flags;
+  struct cds_lfht_node by_name;
+  struct rcu_head rcu;
+} fh_type_info;
+
+typedef struct fh_type_registry {
+  pthread_mutex_t lock;          /* writers; readers use RCU or the arrays */
+  struct cds_lfht *by_name;
+  fh_type_info **info;           /* [FH__MAX_TYPES] */
+  uint32_t *sizes;               /* [FH__MAX_TYPES], published to threads */
+  _Atomic uint32_t next_id;
+} fh_type_registry;
+
+int types_init(fh_type_registry *r);
+void types_destroy(fh_type_registry *r);
+/* Register or find; 0 + fh_last_error() on invalid or conflicting types. */
+uint32_t types_register(fh_type_registry *r, const fh_type *t);
+/* The type of a valid id, NULL for an unused one. */
+static inline const fh_type_info *types_get(const fh_type_registry *r, uint32_t id) {
+  return id < FH__MAX_TYPES ? r->info[id] : NULL;
+}
+/* Check (type, payload) as fh_alloc receives them; 0 or -1 + error. */
+int types_check_alloc(const fh_type_registry *r, uint32_t type, size_t payload);
+/* Visit every reference slot of an object. */
+void types_visit_refs(const fh_type_info *ti, void *obj, size_t payload,
+                      fh_visit_fn visit, void *ctx);
+
+#endif

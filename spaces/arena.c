@@ -1,0 +1,116 @@
+#include "spaces/arena.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "heap/error.h"
+#include "spaces/reserve.h"
+
+static fh_arena *arena_of(extent_hooks_t *h) { return (fh_arena *)h; }
+
+/* Extents are carved in address order from the frontier.  A request for a
+ * specific address (jemalloc growing an extent in place) succeeds only when
+ * that address is the frontier. */
+static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
+                        bool *zero, bool *commit, unsigned arena_ind) {
+  (void)arena_ind;
+  fh_arena *a = arena_of(h);
+  uintptr_t old = atomic_load(&a->frontier), start, next;
+  do {
+    start = new_addr ? (uintptr_t)new_addr : align_up(old, alignment ? alignment : FH_PAGE);
+    if (new_addr && (uintptr_t)new_addr != old) return NULL;
+    next = start + size;
+    if (next > a->end || next < start) return NULL;
+  } while (!atomic_compare_exchange_weak(&a->frontier, &old, next));
+  /* Memory past the frontier has never been handed out since the range was
+   * last discarded, so it reads as zero. */
+  *zero = true;
+  *commit = true;
+  return (void *)start;
+}
+
+/* Refusing deallocation makes jemalloc retain the extent for reuse: memory
+ * never leaves the range. */
+static bool hook_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed,
+                        unsigned arena_ind) {
+  (void)h, (void)addr, (void)size, (void)committed, (void)arena_ind;
+  return true;
+}
+
+static void hook_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed,
+                         unsigned arena_ind) {
+  (void)h, (void)committed, (void)arena_ind;
+  reserve_discard((uintptr_t)addr, size);
+}
+
+/* The range is mapped read-write once; commit is a no-op and decommit is
+ * refused so jemalloc purges instead. */
+static bool hook_commit(extent_hooks_t *h, void *addr, size_t size, size_t offset,
+                        size_t length, unsigned arena_ind) {
+  (void)h, (void)addr, (void)size, (void)offset, (void)length, (void)arena_ind;
+  return false;
+}
+static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size, size_t offset,
+                          size_t length, unsigned arena_ind) {
+  (void)h, (void)addr, (void)size, (void)offset, (void)length, (void)arena_ind;
+  return true;
+}
+static bool hook_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t offset,
+                              size_t length, unsigned arena_ind) {
+  (void)h, (void)size, (void)arena_ind;
+  reserve_discard((uintptr_t)addr + offset, length);
+  return false; /* purged: pages read as zero */
+}
+static bool hook_split(extent_hooks_t *h, void *addr, size_t size, size_t size_a, size_t size_b,
+                       bool committed, unsigned arena_ind) {
+  (void)h, (void)addr, (void)size, (void)size_a, (void)size_b, (void)committed, (void)arena_ind;
+  return false;
+}
+static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *addr_b,
+                       size_t size_b, bool committed, unsigned arena_ind) {
+  (void)h, (void)addr_a, (void)size_a, (void)addr_b, (void)size_b, (void)committed,
+      (void)arena_ind;
+  return false;
+}
+
+int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
+  memset(a, 0, sizeof *a);
+  a->hooks = (extent_hooks_t){hook_alloc,  hook_dalloc, hook_destroy,      hook_commit,
+                              hook_decommit, NULL,      hook_purge_forced, hook_split,
+                              hook_merge};
+  a->begin = begin;
+  a->end = begin + size;
+  atomic_store(&a->frontier, begin);
+  extent_hooks_t *hp = &a->hooks;
+  size_t sz = sizeof a->index;
+  int err = mallctl("arenas.create", &a->index, &sz, &hp, sizeof hp);
+  if (err) {
+    fh_error_set("jemalloc arenas.create failed: %s", strerror(err));
+    return -1;
+  }
+  return 0;
+}
+
+static void arena_ctl(fh_arena *a, const char *op) {
+  char name[64];
+  snprintf(name, sizeof name, "arena.%u.%s", a->index, op);
+  mallctl(name, NULL, NULL, NULL, 0);
+}
+
+void arena_destroy(fh_arena *a) {
+  /* jemalloc forgets the arena; our range is unmapped by the heap after. */
+  arena_ctl(a, "destroy");
+}
+
+void *arena_alloc(fh_arena *a, size_t bytes) {
+  return mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
+                            MALLOCX_ALIGN(16));
+}
+
+void arena_free(fh_arena *a, void *p) {
+  (void)a;
+  dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
+void arena_purge(fh_arena *a) { arena_ctl(a, "purge"); }

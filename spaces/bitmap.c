@@ -1,0 +1,61 @@
+#include "spaces/bitmap.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "spaces/reserve.h"
+
+int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granule_shift) {
+  memset(b, 0, sizeof *b);
+  b->base = base;
+  b->shift = granule_shift;
+  b->nbits = range_bytes >> granule_shift;
+  b->map_bytes = align_up(((b->nbits + 63) / 64) * 8, FH_PAGE);
+  void *p = mmap(NULL, b->map_bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return -1;
+  b->words = p;
+  return 0;
+}
+
+void bitmap_destroy(fh_bitmap *b) {
+  if (b->words) munmap((void *)b->words, b->map_bytes);
+  memset(b, 0, sizeof *b);
+}
+
+void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end) {
+  if (end <= begin) return;
+  size_t i = bitmap_index(b, begin), j = bitmap_index(b, end - 1) + 1;
+  while (i < j && (i & 63)) bitmap_clear(b, bitmap_addr(b, i++));
+  while (j > i && (j & 63)) bitmap_clear(b, bitmap_addr(b, --j));
+  if (j <= i) return;
+  uintptr_t wb = (uintptr_t)&b->words[i >> 6], we = (uintptr_t)&b->words[j >> 6];
+  /* Large clears hand pages back instead of writing zeroes into them. */
+  uintptr_t pb = align_up(wb, FH_PAGE), pe = align_down(we, FH_PAGE);
+  if (pe > pb + 16 * FH_PAGE) {
+    memset((void *)wb, 0, pb - wb);
+    madvise((void *)pb, pe - pb, MADV_DONTNEED);
+    memset((void *)pe, 0, we - pe);
+  } else {
+    memset((void *)wb, 0, we - wb);
+  }
+}
+
+void bitmap_clear_all(fh_bitmap *b) {
+  bitmap_clear_range(b, b->base, bitmap_addr(b, b->nbits));
+}
+
+uintptr_t bitmap_next_set(const fh_bitmap *b, uintptr_t from, uintptr_t end) {
+  if (from >= end) return 0;
+  size_t i = bitmap_index(b, from), last = bitmap_index(b, end - 1);
+  size_t w = i >> 6;
+  uint64_t word = atomic_load_explicit(&b->words[w], memory_order_relaxed) & (~(uint64_t)0 << (i & 63));
+  for (;;) {
+    if (word) {
+      size_t bit = (w << 6) + (size_t)__builtin_ctzll(word);
+      return bit <= last ? bitmap_addr(b, bit) : 0;
+    }
+    if (++w > (last >> 6)) return 0;
+    word = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+  }
+}

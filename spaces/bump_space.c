@@ -1,0 +1,52 @@
+#include "spaces/bump_space.h"
+
+#include <string.h>
+
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+static size_t bump_used(const fh_space *s) { return bump_space_used((const bump_space *)s); }
+
+static size_t bump_resident(const fh_space *s) {
+  return reserve_resident(s->begin, atomic_load(&((const bump_space *)s)->top));
+}
+
+static void bump_walk(fh_space *s, fh_object_fn fn, void *ctx) {
+  uintptr_t p = s->begin, top = atomic_load(&((bump_space *)s)->top);
+  while (p < top) {
+    uint64_t h = *(uint64_t *)p;
+    size_t bytes = obj_total_bytes(hdr_payload(h));
+    if (hdr_type(h) != FH_FILLER_TYPE) fn(obj_from_start(p), ctx);
+    p += bytes;
+  }
+}
+
+/* Linear: only verification uses it, and it builds its own index instead. */
+static int bump_is_object(const fh_space *s, const void *obj) {
+  uintptr_t want = obj_start(obj), p = s->begin, top = atomic_load(&((const bump_space *)s)->top);
+  while (p < top && p < want) p += obj_total_bytes(hdr_payload(*(uint64_t *)p));
+  return p == want && p < top && hdr_type(*(uint64_t *)p) != FH_FILLER_TYPE;
+}
+
+static const fh_space_ops bump_ops = {bump_used, bump_resident, bump_walk, bump_is_object};
+
+void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t capacity) {
+  b->space = (fh_space){name, SPACE_BUMP, begin, begin + capacity, &bump_ops};
+  atomic_store(&b->top, begin);
+}
+
+void bump_space_reset(bump_space *b) {
+  uintptr_t top = atomic_load(&b->top);
+  reserve_discard(b->space.begin, align_up(top, FH_PAGE) - b->space.begin);
+  atomic_store(&b->top, b->space.begin);
+}
+
+void bump_space_truncate(bump_space *b, uintptr_t from) {
+  uintptr_t top = atomic_load(&b->top);
+  if (from < top) {
+    uintptr_t page = align_up(from, FH_PAGE);
+    memset((void *)from, 0, (page < top ? page : top) - from);
+    if (top > page) reserve_discard(page, align_up(top, FH_PAGE) - page);
+  }
+  atomic_store(&b->top, from);
+}

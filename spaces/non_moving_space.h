@@ -1,0 +1,43 @@
+/* The non-moving space: objects that never move (fh_alloc_nonmoving), on a
+ * jemalloc arena over the space's range.  jemalloc cannot enumerate its
+ * allocations, so an allocation bitmap (one bit per 16-byte granule) records
+ * where objects start; only that bitmap says what an object is, so the
+ * arena's metadata in the same range is never mistaken for one.  A side mark
+ * bitmap of the same shape serves mark-sweep. */
+#ifndef FH_NON_MOVING_SPACE_H_
+#define FH_NON_MOVING_SPACE_H_
+
+#include <stdatomic.h>
+
+#include "spaces/arena.h"
+#include "spaces/bitmap.h"
+#include "spaces/space.h"
+
+#define NM_GRANULE_SHIFT 4
+
+typedef struct non_moving_space {
+  fh_space space;
+  fh_arena arena;
+  fh_bitmap alloc_bits;
+  fh_bitmap mark_bits;
+  _Atomic size_t used;    /* bytes of live-or-unswept objects, headers included */
+  size_t limit;           /* capacity in object bytes */
+} non_moving_space;
+
+int non_moving_space_init(non_moving_space *s, const char *name, uintptr_t begin,
+                          size_t capacity);
+void non_moving_space_destroy(non_moving_space *s);
+/* A zeroed object with its header written, or NULL (space full). */
+void *non_moving_space_alloc(non_moving_space *s, uint32_t type, size_t payload);
+/* Free every allocated object without a mark bit, then clear the marks.
+ * World stopped.  Returns the bytes freed. */
+size_t non_moving_space_sweep(non_moving_space *s);
+static inline int non_moving_space_mark(non_moving_space *s, const void *obj) {
+  return bitmap_test_and_set(&s->mark_bits, (uintptr_t)obj - 8);
+}
+static inline size_t non_moving_object_bytes(size_t payload) {
+  size_t b = (payload + 8 + 15) & ~(size_t)15;
+  return b;
+}
+
+#endif
