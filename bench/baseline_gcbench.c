@@ -40,6 +40,7 @@ static void gcb_root(void **slot);
 static void gcb_unroot(size_t n);
 static void gcb_free_tree(void *tree);
 static void gcb_free_doubles(double *a);
+static void gcb_poll(void);
 
 #include "gcbench_core.h"
 
@@ -52,6 +53,7 @@ static void out_of_memory(void) {
  * do not move objects, and Boehm scans the stack conservatively */
 static void gcb_root(void **slot) { (void)slot; }
 static void gcb_unroot(size_t n) { (void)n; }
+static void gcb_poll(void) {}
 static void gcb_store(void *obj, void **field, void *value) {
   (void)obj;
   *field = value;

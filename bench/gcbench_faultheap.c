@@ -20,6 +20,7 @@ static void gcb_root(void **slot);
 static void gcb_unroot(size_t n);
 static void gcb_free_tree(void *tree);
 static void gcb_free_doubles(double *a);
+static void gcb_poll(void);
 
 #include "gcbench_core.h"
 
@@ -46,6 +47,7 @@ static void gcb_store(void *obj, void **field, void *value) {
 
 static void gcb_root(void **slot) { fh_push_root(gcb_thread, slot); }
 static void gcb_unroot(size_t n) { fh_pop_roots(gcb_thread, n); }
+static void gcb_poll(void) { fh_safepoint(gcb_thread); }
 /* garbage is the collector's business */
 static void gcb_free_tree(void *tree) { (void)tree; }
 static void gcb_free_doubles(double *a) { (void)a; }
