@@ -149,6 +149,14 @@ uint32_t fh_register_type(fh_heap *h, const fh_type *t) {
   return types_register(&h->types, t);
 }
 
+unsigned heap_spaces(fh_heap *h, fh_space **out) {
+  unsigned n = 0;
+  out[n++] = &h->bump[h->active].space;
+  out[n++] = &h->bump[!h->active].space;
+  out[n++] = &h->non_moving.space;
+  return n;
+}
+
 size_t heap_used_bytes(fh_heap *h) {
   return bump_space_used(&h->bump[h->active]) + atomic_load(&h->non_moving.used);
 }

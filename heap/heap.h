@@ -105,6 +105,11 @@ uint64_t heap_now_ns(void);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
 size_t heap_used_bytes(fh_heap *h);
+/* Every space of the heap, allocating spaces first; returns the count.
+ * The one list that statistics, dumping and verification walk: a new space
+ * is added here. */
+#define HEAP_MAX_SPACES 8
+unsigned heap_spaces(fh_heap *h, fh_space **out);
 /* Which space holds p (NULL: none); cheap range tests. */
 static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
   return space_contains(&h->bump[i].space, p);

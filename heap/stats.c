@@ -12,14 +12,6 @@ static void space_stats(fh_space_stats *out, const fh_space *s) {
   out->resident = s->ops->resident(s);
 }
 
-static unsigned heap_spaces(fh_heap *h, const fh_space **out) {
-  unsigned n = 0;
-  out[n++] = &h->non_moving.space;
-  out[n++] = &h->bump[h->active].space;
-  out[n++] = &h->bump[!h->active].space;
-  return n;
-}
-
 void fh_get_stats(fh_heap *h, fh_stats *s) {
   if (!h || !s) {
     fh_error_set("fh_get_stats: %s is NULL", h ? "stats" : "heap");
@@ -33,7 +25,7 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->bytes_moved = h->bytes_moved;
   s->pause_ns_total = h->pause_ns_total;
   s->pause_ns_max = h->pause_ns_max;
-  const fh_space *spaces[8];
+  fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
   pthread_mutex_unlock(&h->stats_lock);

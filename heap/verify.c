@@ -44,15 +44,23 @@ static void check_ref(void **slot, void *ctx) {
   if (heap_in_bump(h, h->active, p)) {
     if ((a & 7) || !bitmap_test(&c->starts, a - FH_HEADER_BYTES))
       fail(c, "reference into the bump space that is not an object", slot, p);
-  } else if (space_contains(&h->non_moving.space, p)) {
-    if (!h->non_moving.space.ops->is_object(&h->non_moving.space, p))
-      fail(c, "reference into the non-moving space that is not an object", slot, p);
-  } else if (heap_in_bump(h, !h->active, p)) {
+    return;
+  }
+  if (heap_in_bump(h, !h->active, p))
     fail(c, "reference into the evacuated semi-space (a stale pointer kept across an "
             "allocation without a root?)", slot, p);
-  } else {
-    fail(c, "reference into the heap's reservation outside every space", slot, p);
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < n; i++) {
+    if (!space_contains(spaces[i], p)) continue;
+    if (!spaces[i]->ops->is_object(spaces[i], p)) {
+      char what[128];
+      snprintf(what, sizeof what, "reference into the %s that is not an object", spaces[i]->name);
+      fail(c, what, slot, p);
+    }
+    return;
   }
+  fail(c, "reference into the heap's reservation outside every space", slot, p);
 }
 
 static void check_header(verify_ctx *c, const void *obj, uintptr_t limit) {
@@ -77,10 +85,14 @@ static void check_object_refs(void *obj, void *ctx) {
   types_visit_refs(types_get(&c->h->types, hdr_type(hd)), obj, hdr_payload(hd), check_ref, c);
 }
 
-static void check_nm_header(void *obj, void *ctx) {
-  verify_ctx *c = ctx;
-  check_header(c, obj, c->h->non_moving.space.end);
-  if (hdr_type(*obj_header(obj)) == FH_FILLER_TYPE) fail(c, "filler in the non-moving space", obj, NULL);
+typedef struct space_walk {
+  verify_ctx *c;
+  fh_space *space;
+} space_walk;
+
+static void check_space_header(void *obj, void *ctx) {
+  space_walk *w = ctx;
+  check_header(w->c, obj, w->space->end);
 }
 
 void heap_verify(fh_heap *h, const char *when) {
@@ -100,10 +112,15 @@ void heap_verify(fh_heap *h, const char *when) {
     bitmap_set(&c.starts, p);
     p += obj_total_bytes(hdr_payload(*obj_header(obj)));
   }
-  h->non_moving.space.ops->walk(&h->non_moving.space, check_nm_header, &c);
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < n; i++) {
+    if (spaces[i]->kind == SPACE_BUMP) continue; /* done above, in one pass */
+    space_walk w = {&c, spaces[i]};
+    spaces[i]->ops->walk(spaces[i], check_space_header, &w);
+  }
   /* Pass 2: references. */
-  b->space.ops->walk(&b->space, check_object_refs, &c);
-  h->non_moving.space.ops->walk(&h->non_moving.space, check_object_refs, &c);
+  for (unsigned i = 0; i < n; i++) spaces[i]->ops->walk(spaces[i], check_object_refs, &c);
   c.holder = NULL;
   roots_visit(h, check_ref, &c);
   bitmap_destroy(&c.starts);
