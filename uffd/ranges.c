@@ -144,20 +144,21 @@ fh_uffd_dispatch_result fh_uffd_dispatch(uintptr_t addr, int from_sigbus,
         .range_lo = lo,
         .range_hi = hi,
     };
+    /* Counted before the resolver (whose ioctl may wake the faulting
+     * thread) and finished before leaving the in-flight counter, so that
+     * after fh_uffd_range_retire the statistics are complete. */
+    atomic_fetch_add_explicit(&ctx->faults, 1, RLX);
     uint64_t t0 = now_ns();
     int r = fn(arg, &f);
     uint64_t dt = now_ns() - t0;
-    atomic_fetch_sub(&live->inflight[idx], 1);
-    atomic_fetch_add_explicit(&ctx->faults, 1, RLX);
     atomic_fetch_add_explicit(&ctx->fault_ns_total, dt, RLX);
     stat_max(&ctx->fault_ns_max, dt);
     if (r == FH_UFFD_RESOLVED_EXISTED)
       atomic_fetch_add_explicit(&ctx->existed, 1, RLX);
-    if (r < 0) {
+    if (r < 0)
       atomic_fetch_add_explicit(&ctx->failed, 1, RLX);
-      return FH_UFFD_D_FAILED;
-    }
-    return FH_UFFD_D_HANDLED;
+    atomic_fetch_sub(&live->inflight[idx], 1);
+    return r < 0 ? FH_UFFD_D_FAILED : FH_UFFD_D_HANDLED;
   }
   return FH_UFFD_D_NOT_OURS;
 }
