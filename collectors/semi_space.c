@@ -99,12 +99,16 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
 
   size_t from_used = bump_space_used(c.from);
   size_t nm_freed = non_moving_space_sweep(&h->non_moving);
-  bump_space_reset(c.from);
+  bump_space_note_written(c.to);
   h->active = !h->active;
-
   h->bytes_moved += c.copied;
   h->bytes_freed += (from_used - c.copied) + nm_freed;
   heap_set_trigger(h, c.copied + atomic_load(&h->non_moving.used));
+  /* The old from-space is the next to-space: it will receive at most what
+   * the active space holds at the next collection (live + the trigger).
+   * Keep that much resident so the next copy does not fault every page in
+   * again; give the rest back. */
+  bump_space_reset(c.from, c.copied + h->gc_trigger);
   return 0;
 }
 

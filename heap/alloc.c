@@ -51,7 +51,10 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
     return 0;
   if (bytes > large_threshold(h)) {
     uintptr_t p = bump_space_claim(b, bytes, bump_limit(h));
-    if (p) charge(h, bytes);
+    if (p) {
+      bump_space_zero_claim(b, p, bytes);
+      charge(h, bytes);
+    }
     return p;
   }
   thread_retire_tlab(t);
@@ -62,6 +65,7 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
     p = bump_space_claim(b, want, bump_limit(h));
     if (!p) return 0;
   }
+  bump_space_zero_claim(b, p, want);
   charge(h, want);
   t->fast.tlab_cursor = p + bytes;
   t->fast.tlab_limit = p + want;

@@ -1,7 +1,5 @@
 #include "spaces/bump_space.h"
 
-#include <string.h>
-
 #include "heap/object.h"
 #include "spaces/reserve.h"
 
@@ -33,20 +31,25 @@ static const fh_space_ops bump_ops = {bump_used, bump_resident, bump_walk, bump_
 void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t capacity) {
   b->space = (fh_space){name, SPACE_BUMP, begin, begin + capacity, &bump_ops};
   atomic_store(&b->top, begin);
+  b->dirty_end = begin;
 }
 
-void bump_space_reset(bump_space *b) {
+void bump_space_note_written(bump_space *b) {
   uintptr_t top = atomic_load(&b->top);
-  reserve_discard(b->space.begin, align_up(top, FH_PAGE) - b->space.begin);
+  if (top > b->dirty_end) b->dirty_end = top;
+}
+
+void bump_space_reset(bump_space *b, size_t keep) {
+  bump_space_note_written(b);
+  uintptr_t keep_end = align_up(b->space.begin + keep, FH_PAGE);
+  if (keep_end < b->dirty_end) {
+    reserve_discard(keep_end, align_up(b->dirty_end, FH_PAGE) - keep_end);
+    b->dirty_end = keep_end;
+  }
   atomic_store(&b->top, b->space.begin);
 }
 
 void bump_space_truncate(bump_space *b, uintptr_t from) {
-  uintptr_t top = atomic_load(&b->top);
-  if (from < top) {
-    uintptr_t page = align_up(from, FH_PAGE);
-    memset((void *)from, 0, (page < top ? page : top) - from);
-    if (top > page) reserve_discard(page, align_up(top, FH_PAGE) - page);
-  }
+  bump_space_note_written(b);
   atomic_store(&b->top, from);
 }
