@@ -1,0 +1,121 @@
+/* Options: defaults, parsing with suffixes, range checks, unknown keys,
+ * atomicity of a failed parse, FH_OPTIONS in fh_heap_create(NULL). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "support_heap.h"
+
+static void test_defaults(void **state) {
+  (void)state;
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(o.heap_max, 256u << 20);
+  assert_int_equal(o.non_moving_max, 64u << 20);
+  assert_int_equal(o.collector, FH_COLLECTOR_AUTO);
+  assert_int_equal(o.hspace_compact_on_oom, 1);
+  assert_true(o.gc_threads >= 1);
+  assert_null(o.image_path);
+  assert_int_equal(o.verify, 0);
+  assert_int_equal(o.uffd_sigbus, 1);
+}
+
+static void test_parse_all_kinds(void **state) {
+  (void)state;
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(&o, "heap_max=512M,collector=semispace,gc_threads=2,"
+                                        "non_moving_max=1G, verify=1,tlab_size=64k,"
+                                        "image_path=/tmp/x.img"), 0);
+  assert_int_equal(o.heap_max, 512u << 20);
+  assert_int_equal(o.non_moving_max, 1u << 30);
+  assert_int_equal(o.collector, FH_SEMISPACE);
+  assert_int_equal(o.gc_threads, 2);
+  assert_int_equal(o.verify, 1);
+  assert_int_equal(o.tlab_size, 64u << 10);
+  assert_string_equal(o.image_path, "/tmp/x.img");
+  assert_int_equal(fh_options_parse(&o, "background_collector=hspace_compact"), 0);
+  assert_int_equal(o.background_collector, FH_HSPACE_COMPACT);
+  assert_int_equal(fh_options_parse(&o, ""), 0);
+}
+
+static void expect_bad(const char *spec, const char *needle) {
+  fh_options o, before;
+  fh_options_init(&o);
+  before = o;
+  assert_int_equal(fh_options_parse(&o, spec), -1);
+  if (!strstr(fh_last_error(), needle))
+    fail_msg("spec '%s': error '%s' does not mention '%s'", spec, fh_last_error(), needle);
+  assert_memory_equal(&o, &before, sizeof o); /* a failed parse changes nothing */
+}
+
+static void test_parse_errors(void **state) {
+  (void)state;
+  expect_bad("heap_size=1G", "heap_size");              /* unknown key, named */
+  expect_bad("heap_max=12Q", "heap_max");               /* bad suffix */
+  expect_bad("heap_max=", "heap_max");                  /* empty value */
+  expect_bad("heap_max", "heap_max");                   /* no value */
+  expect_bad("heap_max=-5", "heap_max");                /* negative */
+  expect_bad("heap_max=16", "out of range");            /* too small */
+  expect_bad("heap_max=99999999999G", "heap_max");      /* overflow */
+  expect_bad("verify=2", "verify");                     /* boolean */
+  expect_bad("gc_threads=0", "out of range");
+  expect_bad("collector=copying", "unknown collector");
+  expect_bad("collector=hspace_compact", "background");
+  expect_bad("tlab_size=5000", "tlab_size");
+  expect_bad("verify=1,bogus=3", "bogus");              /* atomic: verify not applied */
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(NULL, "verify=1"), -1);
+  assert_int_equal(fh_options_parse(&o, NULL), -1);
+}
+
+static void test_env_options(void **state) {
+  (void)state;
+  setenv("FH_OPTIONS", "heap_max=32M,verify=1", 1);
+  fh_heap *h = fh_heap_create(NULL);
+  assert_non_null(h);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  int found = 0;
+  for (unsigned i = 0; i < s.nspaces; i++)
+    if (strstr(s.spaces[i].name, "bump")) found = 1, assert_int_equal(s.spaces[i].capacity, 32u << 20);
+  assert_true(found);
+  fh_heap_destroy(h);
+  setenv("FH_OPTIONS", "heap_max=lots", 1);
+  assert_null(fh_heap_create(NULL));
+  assert_non_null(strstr(fh_last_error(), "FH_OPTIONS"));
+  unsetenv("FH_OPTIONS");
+}
+
+static void test_unavailable_collector_is_an_error(void **state) {
+  (void)state;
+  /* Collectors this build lacks are refused by name, never substituted. */
+  const char *all[] = {"mark_sweep", "mark_compact", "concurrent_compact"};
+  for (size_t i = 0; i < 3; i++) {
+    fh_options o;
+    fh_options_init(&o);
+    char spec[64];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=16M", all[i]);
+    assert_int_equal(fh_options_parse(&o, spec), 0);
+    fh_heap *h = fh_heap_create(&o);
+    if (h) { /* it exists in this build: it must really be that collector */
+      fh_thread *t = fh_thread_attach(h);
+      assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+      fh_thread_detach(t);
+      fh_heap_destroy(h);
+    } else {
+      assert_non_null(strstr(fh_last_error(), all[i]));
+    }
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_parse_all_kinds),
+      cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_env_options),
+      cmocka_unit_test(test_unavailable_collector_is_an_error),
+  };
+  return cmocka_run_group_tests_name("options", tests, NULL, NULL);
+}

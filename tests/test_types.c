@@ -1,0 +1,91 @@
+/* Type registration: ids, validation, duplicates, and how the layout
+ * drives tracing. */
+#include <string.h>
+
+#include "support_heap.h"
+
+static fh_heap *h;
+
+static int setup(void **state) { (void)state; h = test_heap("heap_max=16M"); return 0; }
+static int teardown(void **state) { (void)state; fh_heap_destroy(h); return 0; }
+
+static void expect_refused(const fh_type *t, const char *needle) {
+  assert_int_equal(fh_register_type(h, t), 0);
+  if (!strstr(fh_last_error(), needle))
+    fail_msg("error '%s' does not mention '%s'", fh_last_error(), needle);
+}
+
+static void test_ids_are_dense_and_stable(void **state) {
+  (void)state;
+  uint32_t a = fh_register_type(h, &(fh_type){.name = "ta", .size = 16});
+  uint32_t b = fh_register_type(h, &(fh_type){.name = "tb"});
+  assert_true(a > 0);
+  assert_int_equal(b, a + 1);
+  /* same name, same layout: the same id */
+  assert_int_equal(fh_register_type(h, &(fh_type){.name = "ta", .size = 16}), a);
+}
+
+static void test_invalid_types(void **state) {
+  (void)state;
+  static const uint32_t outside[] = {16};
+  static const uint32_t misaligned[] = {4};
+  static const uint32_t ok[] = {0};
+  expect_refused(NULL, "NULL");
+  expect_refused(&(fh_type){.name = NULL, .size = 8}, "no name");
+  expect_refused(&(fh_type){.name = "", .size = 8}, "no name");
+  expect_refused(&(fh_type){.name = "t1", .size = 16, .nrefs = 1, .ref_offsets = outside}, "outside");
+  expect_refused(&(fh_type){.name = "t2", .size = 16, .nrefs = 1, .ref_offsets = misaligned}, "aligned");
+  expect_refused(&(fh_type){.name = "t3", .size = 16, .nrefs = 1, .ref_offsets = NULL}, "NULL");
+  expect_refused(&(fh_type){.name = "t4", .size = 16, .flags = 0x80}, "flags");
+  expect_refused(&(fh_type){.name = "t5", .size = 16, .nrefs = 1, .ref_offsets = ok,
+                            .flags = FH_TYPE_REF_ARRAY}, "only one");
+  expect_refused(&(fh_type){.name = "t6", .size = (size_t)1 << 33}, "too large");
+  /* a duplicate name with another layout */
+  assert_true(fh_register_type(h, &(fh_type){.name = "dup", .size = 24}) > 0);
+  expect_refused(&(fh_type){.name = "dup", .size = 32}, "another layout");
+  assert_int_equal(fh_register_type(NULL, &(fh_type){.name = "x", .size = 8}), 0);
+}
+
+static size_t traced;
+static void count_trace(void *obj, size_t size, fh_visit_fn visit, void *ctx) {
+  traced++;
+  void **slots = obj;
+  for (size_t i = 0; i < size / sizeof(void *); i += 2) visit(&slots[i], ctx);
+}
+
+static void test_trace_callback_and_variable_min(void **state) {
+  (void)state;
+  uint32_t tr = fh_register_type(h, &(fh_type){.name = "traced", .trace = count_trace});
+  static const uint32_t refs[] = {8};
+  uint32_t var = fh_register_type(h, &(fh_type){.name = "varref", .nrefs = 1, .ref_offsets = refs});
+  assert_true(tr && var);
+  fh_thread *t = fh_thread_attach(h);
+  /* a variable type with a ref at offset 8 needs at least 16 bytes */
+  assert_null(fh_alloc(t, var, 8));
+  assert_non_null(strstr(fh_last_error(), "cannot hold"));
+  void *root = fh_alloc(t, tr, 64);
+  assert_non_null(root);
+  fh_push_root(t, &root);
+  void *child = fh_alloc(t, var, 32);
+  assert_non_null(child);
+  fh_write_ref(t, root, (void **)root, child); /* slot 0: traced */
+  ((uint64_t *)child)[3] = 77;
+  traced = 0;
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(traced >= 1);
+  void *moved_child = *(void **)root;
+  assert_int_equal(fh_object_type(moved_child), var);
+  assert_int_equal(fh_object_size(moved_child), 32);
+  assert_int_equal(((uint64_t *)moved_child)[3], 77);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ids_are_dense_and_stable),
+      cmocka_unit_test(test_invalid_types),
+      cmocka_unit_test(test_trace_callback_and_variable_min),
+  };
+  return cmocka_run_group_tests_name("types", tests, setup, teardown);
+}
