@@ -11,6 +11,7 @@
 #include "faultheap.h"
 #include "heap/types.h"
 #include "spaces/bump_space.h"
+#include "spaces/malloc_space.h"
 #include "spaces/non_moving_space.h"
 
 struct fh_collector_ops;
@@ -27,6 +28,7 @@ struct fh_thread {
   thread_state state;        /* guarded by heap->world_lock */
   unsigned critical;         /* open fh_critical_begin sections */
   size_t roots_cap;
+  int ms_tcache; /* explicit jemalloc tcache id + 1 for the main malloc space; 0: none yet */
   struct rcu_head rcu;
 };
 
@@ -43,6 +45,26 @@ struct fh_heap {
   non_moving_space non_moving;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
   int active;
+
+  /* Malloc spaces (collector=mark_sweep only; heap/malloc_heap.c): objects
+   * of fh_alloc live in malloc[malloc_main]; the other one is the empty
+   * backup that homogeneous compaction copies into before swapping roles. */
+  int has_malloc_spaces;
+  malloc_space malloc[2];
+  int malloc_main;
+  int gc_tcache; /* the collector's explicit tcache for sweeping; -1: none */
+  /* Homogeneous compaction policy (collectors/hspace_compact.c). */
+  uint64_t hspace_last_ns;   /* end of the last compaction, 0: never */
+  size_t hspace_failed_live; /* live bytes when the last one failed; 0: none */
+  char hspace_failed_why[256];
+  pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
+  pthread_t hspace_bg_thread;
+  int hspace_bg_started;
+  /* Native memory (fh_malloc, heap/native.c): its own reservation, outside
+   * resv_begin..resv_size, so collectors and verification never look at it. */
+  malloc_space native;
+  uintptr_t native_resv;
+  size_t native_resv_size;
 
   const struct fh_collector_ops *collector; /* foreground */
   _Atomic int background;                   /* fh_set_background */
@@ -114,6 +136,27 @@ unsigned heap_spaces(fh_heap *h, fh_space **out);
 static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
   return space_contains(&h->bump[i].space, p);
 }
+
+/* ---- malloc_heap.c (malloc spaces; collector=mark_sweep) ---- */
+int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity);
+void malloc_heap_destroy(fh_heap *h);
+void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
+/* Flush every thread's explicit tcache (world stopped). */
+void malloc_heap_flush_tcaches(fh_heap *h);
+void malloc_heap_thread_detach(fh_thread *t);
+static inline malloc_space *heap_main_malloc(fh_heap *h) { return &h->malloc[h->malloc_main]; }
+static inline malloc_space *heap_backup_malloc(fh_heap *h) { return &h->malloc[!h->malloc_main]; }
+
+/* ---- collectors/hspace_compact.c: background trigger ---- */
+/* fh_set_background(h, 1): start a compaction on a heap thread when the
+ * main malloc space's fragmentation passes hspace_fragmentation_pct. */
+void hspace_background_request(fh_heap *h);
+/* Wait for that thread (fh_heap_destroy). */
+void hspace_background_join(fh_heap *h);
+
+/* ---- native.c (fh_malloc) ---- */
+int native_init(fh_heap *h);
+void native_destroy(fh_heap *h);
 
 /* ---- verify.c ---- */
 /* Check every object header and reference; on a bad one print it and abort

@@ -114,3 +114,50 @@ void arena_free(fh_arena *a, void *p) {
 }
 
 void arena_purge(fh_arena *a) { arena_ctl(a, "purge"); }
+
+int arena_reset(fh_arena *a) {
+  uintptr_t begin = a->begin;
+  size_t size = a->end - a->begin;
+  uintptr_t used_end = atomic_load(&a->frontier);
+  char name[64];
+  snprintf(name, sizeof name, "arena.%u.destroy", a->index);
+  int err = mallctl(name, NULL, NULL, NULL, 0);
+  if (err) {
+    /* The arena still owns its memory: touching the range would corrupt it. */
+    fh_error_set("jemalloc %s failed: %s", name, strerror(err));
+    return -1;
+  }
+  /* Destroying discards retained extents through hook_destroy; whatever
+   * jemalloc kept as metadata is gone with the arena, so the whole carved
+   * part of the range is now ours to discard. */
+  reserve_discard(begin, used_end - begin);
+  if (arena_create(a, begin, size) < 0) {
+    a->end = 0; /* nothing left to destroy */
+    fh_error_prefix("cannot recreate the jemalloc arena after a reset");
+    return -1;
+  }
+  return 0;
+}
+
+int arena_tcache_create(void) {
+  unsigned id;
+  size_t sz = sizeof id;
+  int err = mallctl("tcache.create", &id, &sz, NULL, 0);
+  if (err) {
+    fh_error_set("jemalloc tcache.create failed: %s", strerror(err));
+    return -1;
+  }
+  return (int)id;
+}
+
+void arena_tcache_flush(int tcache) {
+  if (tcache < 0) return;
+  unsigned id = (unsigned)tcache;
+  mallctl("tcache.flush", NULL, NULL, &id, sizeof id);
+}
+
+void arena_tcache_destroy(int tcache) {
+  if (tcache < 0) return;
+  unsigned id = (unsigned)tcache;
+  mallctl("tcache.destroy", NULL, NULL, &id, sizeof id);
+}

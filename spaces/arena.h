@@ -28,6 +28,30 @@ void *arena_alloc(fh_arena *a, size_t bytes);
 void arena_free(fh_arena *a, void *p);
 /* Return every unused dirty page of the arena to the system. */
 void arena_purge(fh_arena *a);
+
+/* Forget every allocation at once and give the whole range back to the
+ * system (destroy + recreate over the same range: jemalloc's own metadata
+ * lives in the range too, so a plain arena.<i>.reset followed by madvise of
+ * the range would wipe it).  Every explicit tcache that ever held memory of
+ * this arena must have been flushed first.  0, or -1 + error (the arena is
+ * then unusable: its index is 0 and allocations fail). */
+int arena_reset(fh_arena *a);
+
+/* Explicit thread caches (mallctl tcache.create).  jemalloc's caches are
+ * keyed by size class, not by arena, so one tcache must only ever serve one
+ * arena between flushes.  Returns the id, or -1 + error. */
+int arena_tcache_create(void);
+void arena_tcache_flush(int tcache);
+void arena_tcache_destroy(int tcache);
+/* Zeroed, at least 16-byte aligned for bytes >= 16 (jemalloc's size classes
+ * from 16 up are multiples of 16); tcache < 0 bypasses caching. */
+static inline void *arena_alloc_cached(fh_arena *a, size_t bytes, int tcache) {
+  return mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_ZERO |
+                            (tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache)));
+}
+static inline void arena_free_cached(void *p, int tcache) {
+  dallocx(p, tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache));
+}
 /* Bytes of the range handed to jemalloc so far. */
 static inline size_t arena_mapped(const fh_arena *a) {
   return atomic_load_explicit(&a->frontier, memory_order_relaxed) - a->begin;

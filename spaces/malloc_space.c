@@ -1,0 +1,131 @@
+/* Malloc spaces: a jemalloc arena over a reserved range plus side bitmaps
+ * (see malloc_space.h for the design). */
+#include "spaces/malloc_space.h"
+
+#include <string.h>
+
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+static size_t ms_used(const fh_space *s) { return malloc_space_used((const malloc_space *)s); }
+
+size_t malloc_space_resident(const malloc_space *s) {
+  return reserve_resident(s->space.begin, malloc_space_frontier(s));
+}
+
+static size_t ms_resident(const fh_space *s) {
+  return malloc_space_resident((const malloc_space *)s);
+}
+
+static void ms_walk(fh_space *s, fh_object_fn fn, void *ctx) {
+  malloc_space *m = (malloc_space *)s;
+  uintptr_t end = malloc_space_frontier(m);
+  for (uintptr_t p = bitmap_next_set(&m->alloc_bits, s->begin, end); p;
+       p = bitmap_next_set(&m->alloc_bits, p + MS_GRANULE, end))
+    fn(obj_from_start(p), ctx);
+}
+
+static int ms_is_object(const fh_space *s, const void *obj) {
+  const malloc_space *m = (const malloc_space *)s;
+  uintptr_t start = obj_start(obj);
+  return start >= s->begin && start < s->end && (start & (MS_GRANULE - 1)) == 0 &&
+         bitmap_test(&m->alloc_bits, start);
+}
+
+static const fh_space_ops ms_ops = {ms_used, ms_resident, ms_walk, ms_is_object};
+
+int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
+                      size_t limit) {
+  memset(s, 0, sizeof *s);
+  s->space = (fh_space){name, SPACE_MALLOC, begin, begin + capacity, &ms_ops};
+  s->limit = limit;
+  if (bitmap_init(&s->alloc_bits, begin, capacity, MS_GRANULE_SHIFT) < 0 ||
+      bitmap_init(&s->mark_bits, begin, capacity, MS_GRANULE_SHIFT) < 0) {
+    fh_error_set("cannot map the bitmaps of the %s", name);
+    malloc_space_destroy(s);
+    return -1;
+  }
+  if (arena_create(&s->arena, begin, capacity) < 0) {
+    fh_error_prefix(name);
+    malloc_space_destroy(s);
+    return -1;
+  }
+  return 0;
+}
+
+void malloc_space_destroy(malloc_space *s) {
+  if (s->arena.end) arena_destroy(&s->arena);
+  s->arena.end = 0;
+  bitmap_destroy(&s->alloc_bits);
+  bitmap_destroy(&s->mark_bits);
+}
+
+void *malloc_space_alloc(malloc_space *s, int tcache, uint32_t type, size_t payload,
+                         int *no_room) {
+  size_t bytes = malloc_object_bytes(payload);
+  /* Counted before allocating so racing threads cannot overshoot the limit. */
+  size_t old = atomic_fetch_add_explicit(&s->used, bytes, memory_order_relaxed);
+  if (old + bytes > s->limit) {
+    atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
+    *no_room = 1;
+    return NULL;
+  }
+  void *mem = arena_alloc_cached(&s->arena, bytes, tcache);
+  if (!mem) {
+    atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
+    *no_room = 0;
+    return NULL;
+  }
+  *(uint64_t *)mem = fh__make_header(type, payload);
+  /* The bit is published after the header: a collector that sees the bit
+   * (after the stop-the-world handshake) sees the header too. */
+  bitmap_set(&s->alloc_bits, (uintptr_t)mem);
+  atomic_fetch_add_explicit(&s->objects, 1, memory_order_relaxed);
+  return obj_from_start((uintptr_t)mem);
+}
+
+size_t malloc_space_sweep(malloc_space *s, int tcache, size_t *objects_freed) {
+  uintptr_t begin = s->space.begin, end = malloc_space_frontier(s);
+  size_t freed = 0, nfreed = 0;
+  if (end == begin) return 0;
+  /* A word of 64 granules at a time: where every allocated object is
+   * marked (alloc & ~mark == 0) the word costs one compare. */
+  size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
+  size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
+  for (size_t w = first; w < last; w++) {
+    uint64_t alloc = atomic_load_explicit(&s->alloc_bits.words[w], memory_order_relaxed);
+    if (!alloc) continue;
+    uint64_t dead = alloc & ~atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
+    if (!dead) continue;
+    /* Bits cleared before the objects go back to jemalloc. */
+    atomic_store_explicit(&s->alloc_bits.words[w], alloc & ~dead, memory_order_relaxed);
+    while (dead) {
+      size_t bit = (w << 6) + (size_t)__builtin_ctzll(dead);
+      dead &= dead - 1;
+      uintptr_t p = bitmap_addr(&s->alloc_bits, bit);
+      freed += malloc_object_bytes(hdr_payload(*(uint64_t *)p));
+      nfreed++;
+      arena_free_cached((void *)p, tcache);
+    }
+  }
+  arena_tcache_flush(tcache);
+  atomic_fetch_sub(&s->used, freed);
+  atomic_fetch_sub(&s->objects, nfreed);
+  bitmap_clear_range(&s->mark_bits, begin, end);
+  if (objects_freed) *objects_freed = nfreed;
+  return freed;
+}
+
+int malloc_space_reset(malloc_space *s) {
+  uintptr_t end = malloc_space_frontier(s);
+  bitmap_clear_range(&s->alloc_bits, s->space.begin, end);
+  bitmap_clear_range(&s->mark_bits, s->space.begin, end);
+  atomic_store(&s->used, 0);
+  atomic_store(&s->objects, 0);
+  if (arena_reset(&s->arena) < 0) {
+    fh_error_prefix(s->space.name);
+    return -1;
+  }
+  return 0;
+}

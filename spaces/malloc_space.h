@@ -1,0 +1,81 @@
+/* A malloc space (ART's RosAlloc/DlMalloc space): with collector=mark_sweep,
+ * movable objects live here instead of in bump spaces.  Memory comes from a
+ * jemalloc arena whose extent hooks carve only this space's reserved range
+ * (spaces/arena.c); jemalloc supplies the size classes and free lists.
+ *
+ * jemalloc cannot enumerate its allocations, so a side allocation bitmap
+ * (one bit per 16-byte granule) says exactly which objects exist: the bit is
+ * set after the header is written and cleared by the sweeper before the
+ * object goes back to jemalloc.  Mutators allocate through explicit
+ * per-thread tcaches (fast, no arena lock); a tcache only ever holds memory
+ * that is *not* an object (free slots), so it cannot hide an object from the
+ * sweeper, and every collection flushes all tcaches before it frees or
+ * resets anything.
+ *
+ * The heap has two of these of the same capacity, main and backup:
+ * homogeneous compaction copies main's live objects into backup, resets
+ * main (arena destroyed and recreated, range discarded) and swaps roles. */
+#ifndef FH_MALLOC_SPACE_H_
+#define FH_MALLOC_SPACE_H_
+
+#include <stdatomic.h>
+
+#include "spaces/arena.h"
+#include "spaces/bitmap.h"
+#include "spaces/space.h"
+
+#define MS_GRANULE_SHIFT 4
+#define MS_GRANULE 16u
+
+typedef struct malloc_space {
+  fh_space space;
+  fh_arena arena;
+  fh_bitmap alloc_bits;
+  fh_bitmap mark_bits;
+  _Atomic size_t used; /* bytes of allocated objects (16-byte rounded, header included) */
+  size_t limit;        /* capacity in object bytes (tests may lower it) */
+  _Atomic size_t objects;
+} malloc_space;
+
+int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
+                      size_t limit);
+void malloc_space_destroy(malloc_space *s);
+
+/* Bytes an object of `payload` bytes takes (jemalloc rounds further up to
+ * its size class; that slack is the space's internal fragmentation). */
+static inline size_t malloc_object_bytes(size_t payload) {
+  return (payload + 8 + MS_GRANULE - 1) & ~(size_t)(MS_GRANULE - 1);
+}
+
+/* A zeroed object with its header written and its allocation bit set, or
+ * NULL: the space's limit would be passed (*no_room = 1) or jemalloc found
+ * no memory in the range although the limit allows it (*no_room = 0: the
+ * range is fragmented).  tcache < 0: uncached. */
+void *malloc_space_alloc(malloc_space *s, int tcache, uint32_t type, size_t payload,
+                         int *no_room);
+/* Free every allocated object without a mark bit (through `tcache`, which
+ * the caller flushes), clear the marks.  World stopped.  Returns bytes freed. */
+size_t malloc_space_sweep(malloc_space *s, int tcache, size_t *objects_freed);
+/* Forget every object at once: arena destroyed and recreated, range and
+ * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
+int malloc_space_reset(malloc_space *s);
+/* Give unused dirty pages back to the system. */
+static inline void malloc_space_purge(malloc_space *s) { arena_purge(&s->arena); }
+
+static inline int malloc_space_mark(malloc_space *s, const void *obj) {
+  return bitmap_test_and_set(&s->mark_bits, (uintptr_t)obj - 8);
+}
+static inline int malloc_space_is_marked(const malloc_space *s, const void *obj) {
+  return bitmap_test(&s->mark_bits, (uintptr_t)obj - 8);
+}
+static inline size_t malloc_space_used(const malloc_space *s) {
+  return atomic_load_explicit(&s->used, memory_order_relaxed);
+}
+/* End of the part of the range jemalloc has been given (walks stop here). */
+static inline uintptr_t malloc_space_frontier(const malloc_space *s) {
+  return s->space.begin + arena_mapped(&s->arena);
+}
+/* Resident bytes of the range (mincore over the carved part). */
+size_t malloc_space_resident(const malloc_space *s);
+
+#endif
