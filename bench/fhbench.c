@@ -16,10 +16,7 @@ typedef struct workload {
  * line here (an entry for a missing wl_<name> would break the link). */
 static const workload workloads[] = {
     {"gcbench", wl_gcbench, "GCBench (Ellis/Kovac/Boehm) vs glibc, jemalloc, mimalloc, Boehm"},
-    /* uffd: per-page cost of each kernel operation against a first-touch
-     * fault; bench/wl_uffd.c adds
-     *   {"uffd", wl_uffd, "..."},
-     * here when it exists. */
+    {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
