@@ -75,11 +75,14 @@ static int resolver(void *arg, const fh_uffd_fault *f) {
   return FH_UFFD_RESOLVE_FAILED;
 }
 
-static volatile uint64_t sink;
+/* Loads from faulting pages are summed here so they are not optimised away;
+ * atomic because several threads touch pages at once. */
+static _Atomic uint64_t sink;
+static void consume(uint64_t v) { atomic_fetch_add_explicit(&sink, v, memory_order_relaxed); }
 
 static void touch_all(char *base, size_t npages) {
   for (size_t i = 0; i < npages; i++)
-    sink += *(volatile uint64_t *)(base + i * PG);
+    consume(*(volatile uint64_t *)(base + i * PG));
 }
 
 static void basic(fh_uffd_mode mode, int zero) {
@@ -154,7 +157,7 @@ static void *race_toucher(void *p) {
   race *r = p;
   for (size_t i = 0; i < r->npages; i++) {
     pthread_barrier_wait(r->bar);
-    sink += *(volatile uint64_t *)(r->to + i * PG);
+    consume(*(volatile uint64_t *)(r->to + i * PG));
   }
   return NULL;
 }
@@ -267,7 +270,7 @@ static void *random_toucher(void *p) {
   toucher *t = p;
   for (size_t k = 0; k < t->npages; k++) {
     size_t i = t->reverse ? t->npages - 1 - k : (size_t)rand_r(&t->seed) % t->npages;
-    sink += *(volatile uint64_t *)(t->to + i * PG + (k % 512) * 8);
+    consume(*(volatile uint64_t *)(t->to + i * PG + (k % 512) * 8));
   }
   return NULL;
 }
@@ -357,7 +360,7 @@ static void test_sigbus_chains(void **st) {
   assert_true(m != MAP_FAILED);
   prev_called = 0;
   if (sigsetjmp(prev_jmp, 1) == 0) {
-    sink += m[0];
+    consume(m[0]);
     fail_msg("no SIGBUS beyond EOF");
   }
   assert_int_equal(prev_called, 1);
@@ -399,7 +402,7 @@ static void test_sigbus_failed_resolver_kills(void **st) {
     atomic_store(&c.fail_first, 1);
     if (fh_uffd_range_add(u, to, PG, FH_UFFD_REG_MISSING, resolver, &c, NULL) < 0)
       _exit(4);
-    sink += *(volatile char *)to;
+    consume(*(volatile char *)to);
     _exit(0);
   }
   int status;
@@ -485,7 +488,7 @@ static void test_kernel_access_sigbus_efault(void **st) {
 /* ---- ending a phase ------------------------------------------------------ */
 
 static void *touch_one(void *p) {
-  sink += *(volatile char *)p;
+  consume(*(volatile char *)p);
   return NULL;
 }
 
