@@ -217,7 +217,9 @@ int fh_uffd_postfork_child(fh_uffd *u) {
   atomic_store(&u->failed, 0);
   if (open_fd(u) != 0)
     return -1;
-  if (u->mode == FH_UFFD_SIGBUS)
+  if (u->mode == FH_UFFD_SIGBUS) {
+    fh_uffd_sigbus_postfork_child();
     return fh_uffd_sigbus_install();
+  }
   return fh_uffd_thread_start(u);
 }

@@ -211,18 +211,16 @@ int fh_uffd_open(uint64_t want, int user_mode_only, int nonblock,
     return -1;
   }
   uint64_t req = want & c.features & ~(uint64_t)FH_UFFD_EVENT_FEATURES;
-  uint64_t enabled = 0;
-  if (api_handshake(fd, req, &enabled) != 0) {
+  if (api_handshake(fd, req, NULL) != 0) {
     int e = errno;
     close(fd);
     errno = e;
     return -1;
   }
   if (got)
-    *got = req; /* the kernel echoes all offered features; req is what is on */
+    *got = req; /* the kernel echoes all it offers; req is what is on */
   if (is_umo)
     *is_umo = umo;
-  (void)enabled;
   return fd;
 }
 

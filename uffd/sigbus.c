@@ -94,3 +94,9 @@ int fh_uffd_sigbus_install(void) {
   errno = e;
   return rc;
 }
+
+void fh_uffd_sigbus_postfork_child(void) {
+  /* Only the forking thread exists in the child; another parent thread
+   * may have held the lock at the fork. */
+  pthread_mutex_init(&install_lock, NULL);
+}

@@ -35,6 +35,8 @@
  *    and in a signal handler: it must take no lock, allocate nothing, and
  *    touch no registered missing page (a nested fault kills the process).
  *    fh_uffd_thread_buf() gives it a 4 KiB scratch page without malloc.
+ *    In SIGBUS mode a thread that touches a missing page with SIGBUS
+ *    blocked is killed by the kernel: never block SIGBUS in mutators.
  *
  * 4. Ending a phase.  fh_uffd_range_retire() runs the two-counter protocol:
  *    mark counter 0 done and wait for its handlers; unregister (late handlers

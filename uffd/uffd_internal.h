@@ -41,6 +41,8 @@ void fh_uffd_ranges_forget(fh_uffd *u);
 void fh_uffd_ranges_retire_all(fh_uffd *u);
 /* Spurious faults counted in u's current (live or retired) slots. */
 uint64_t fh_uffd_ranges_spurious(const fh_uffd *u);
+/* Reset sigbus.c's lock in a fork child. */
+void fh_uffd_sigbus_postfork_child(void);
 /* Start / stop the handler thread of a thread-mode context. */
 int fh_uffd_thread_start(fh_uffd *u);
 void fh_uffd_thread_stop(fh_uffd *u);
