@@ -41,9 +41,19 @@ BUILT    := $(foreach v,$(VARIANTS),$(if $(HAVE_$(v)),$(v)))
 SKIPPED  := $(filter-out $(BUILT),$(VARIANTS))
 
 GCBENCH_SRC := bench/baseline_gcbench.c bench/gcbench_core.h bench/baselines.mk
+# fragmentation: malloc baselines only (Boehm has no explicit free)
+FRAG_VARIANTS := $(filter glibc jemalloc mimalloc,$(BUILT))
+FRAG_SRC := bench/baseline_frag.c bench/frag_core.h bench/baselines.mk
+FRAG_DEFINE_glibc    := -DFRAG_GLIBC
+FRAG_DEFINE_jemalloc := -DFRAG_JEMALLOC
+FRAG_DEFINE_mimalloc := -DFRAG_MIMALLOC
 
 .PHONY: all skipped
-all: $(BUILT:%=$(OUT)/gcbench-%) skipped
+all: $(BUILT:%=$(OUT)/gcbench-%) $(FRAG_VARIANTS:%=$(OUT)/frag-%) skipped
+
+$(OUT)/frag-%: $(FRAG_SRC)
+	@mkdir -p $(OUT)
+	$(CC) $(BL_CFLAGS) $(FRAG_DEFINE_$*) -o $@ bench/baseline_frag.c $(LINK_$*) $(BL_LIBS)
 
 $(OUT)/gcbench-%: $(GCBENCH_SRC)
 	@mkdir -p $(OUT)
