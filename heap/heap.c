@@ -9,12 +9,17 @@
 #include "collectors/collector.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
+#include "heap/image_load.h"
 #include "heap/options.h"
 #include "spaces/reserve.h"
 
 /* Layout of the reservation, low to high, each region 2 MiB-aligned and
  * followed by a PROT_NONE guard so neighbouring spaces never merge:
- *   non-moving space | bump space A | bump space B */
+ *   [image space] | non-moving space | bump space A | bump space B
+ * The image space, when image_path is given, is the file's objects section
+ * mapped MAP_PRIVATE at the image's preferred base when that is free (the
+ * whole reservation is placed there), else wherever the reservation lands,
+ * relocated (heap/image_load.c). */
 #define GUARD FH_PMD
 
 uint64_t heap_now_ns(void) {
@@ -43,16 +48,31 @@ static int load_options(fh_options *o, const fh_options *given) {
   return 0;
 }
 
+static int map_spaces_image(fh_heap *h, image_load *img);
+
 static int map_spaces(fh_heap *h) {
+  if (!h->opt.image_path) return map_spaces_image(h, NULL);
+  image_load img;
+  if (image_load_open(&img, h->opt.image_path) < 0) return -1;
+  int rc = map_spaces_image(h, &img);
+  image_load_close(&img);
+  return rc;
+}
+
+/* img: a validated image to install at the reservation's start, or NULL. */
+static int map_spaces_image(fh_heap *h, image_load *img) {
   size_t nm = align_up(h->opt.non_moving_max, FH_PMD);
   size_t bump = align_up(h->opt.heap_max, FH_PMD);
   h->resv_size = nm + GUARD + 2 * (bump + GUARD);
-  h->resv_begin = reserve_range(h->resv_size, FH_PMD, 0);
+  size_t image = img ? image_load_region_bytes(img) + GUARD : 0;
+  h->resv_size += image;
+  h->resv_begin = img ? reserve_range(h->resv_size, FH_PMD, image_load_preferred_base(img)) : 0;
+  if (!h->resv_begin) h->resv_begin = reserve_range(h->resv_size, FH_PMD, 0);
   if (!h->resv_begin) {
     fh_error_set("cannot reserve %zu MiB of address space for the heap", h->resv_size >> 20);
     return -1;
   }
-  uintptr_t p = h->resv_begin;
+  uintptr_t p = h->resv_begin + image;
   uintptr_t nm_begin = p;
   p += nm + GUARD;
   uintptr_t bump_begin[2];
@@ -68,7 +88,8 @@ static int map_spaces(fh_heap *h) {
   if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm) < 0) return -1;
   bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
   bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
-  return cards_init(h);
+  if (cards_init(h) < 0) return -1;
+  return img ? image_load_install(h, img, h->resv_begin) : 0;
 }
 
 fh_heap *fh_heap_create(const fh_options *given) {
@@ -78,9 +99,9 @@ fh_heap *fh_heap_create(const fh_options *given) {
     return NULL;
   }
   if (load_options(&h->opt, given) < 0) goto fail_early;
-  if (h->opt.image_path) {
-    fh_error_set("fh_heap_create: image_path=%s: images are not supported by this build yet",
-                 h->opt.image_path);
+  if (h->opt.image_share && strcmp(h->opt.image_share, "none") != 0 &&
+      strcmp(h->opt.image_share, "memfd") != 0) {
+    fh_error_set("fh_heap_create: image_share=%s: expected none or memfd", h->opt.image_share);
     goto fail_early;
   }
   h->opt.collector = resolve_collector(h->opt.collector);
@@ -128,6 +149,7 @@ void fh_heap_destroy(fh_heap *h) {
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
   cards_destroy(h);
   reserve_release(h->resv_begin, h->resv_size);
+  image_space_destroy(&h->image);
   types_destroy(&h->types);
   free(h->global_roots);
   pthread_mutex_destroy(&h->gc_lock);
@@ -154,6 +176,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
   out[n++] = &h->bump[h->active].space;
   out[n++] = &h->bump[!h->active].space;
   out[n++] = &h->non_moving.space;
+  if (image_space_present(&h->image)) out[n++] = &h->image.space;
   return n;
 }
 

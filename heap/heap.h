@@ -11,6 +11,7 @@
 #include "faultheap.h"
 #include "heap/types.h"
 #include "spaces/bump_space.h"
+#include "spaces/image_space.h"
 #include "spaces/malloc_space.h"
 #include "spaces/non_moving_space.h"
 
@@ -42,6 +43,7 @@ struct fh_heap {
   uint8_t *cards;
   size_t cards_bytes;
 
+  image_space image; /* at the reservation's start; ops NULL without an image */
   non_moving_space non_moving;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
   int active;

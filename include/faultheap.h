@@ -58,6 +58,9 @@ typedef struct fh_options {
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
+  const char *image_share;    /* "none" (default) or "memfd": a relocated
+                                 image is built in a sealed memfd so forked
+                                 children share its pages */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -139,6 +142,19 @@ FH_API void fh_set_background(fh_heap *h, int background);
 /* fh_prefork / fh_postfork_*, fh_image_save / fh_image_roots and
  * fh_malloc / fh_free (DESIGN.md section 3) are added with the zygote, image
  * and malloc-space work; they are not part of this build yet. */
+
+/* ---- images ------------------------------------------------------------ */
+/* Write the transitive closure of roots[0..nroots) (NULL entries allowed) to
+ * `path` as a heap image, atomically (temporary file + rename).  Every
+ * registered type must be describable without a trace callback; an object
+ * holding a pointer outside the heap cannot be saved.  0, or -1 +
+ * fh_last_error() (nothing is written under `path` then).  The world is
+ * stopped while the closure is copied. */
+FH_API int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots);
+/* The roots of the image mapped by image_path=, in the order saved: sets
+ * *roots to an array owned by the heap and returns its length (0 and NULL
+ * without an image).  Image objects never move and are never freed. */
+FH_API size_t fh_image_roots(fh_heap *h, void ***roots);
 
 /* ---- capabilities -------------------------------------------------------- */
 enum {

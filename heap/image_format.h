@@ -1,0 +1,75 @@
+/* The on-disk format of a heap image (DESIGN.md section 6).
+ *
+ * A file is four sections after a one-page header, every offset and size a
+ * multiple of 8 and every field little-endian (the only byte order the
+ * loader accepts; the header records it so a big-endian file is refused by
+ * name, not misread):
+ *
+ *   [0, 4096)            header (struct image_header, zero-padded)
+ *   objects              page-aligned, so it can be mmapped from the file:
+ *                        objects back to back as in a bump space (header
+ *                        word + payload, 8-aligned, no fillers); every
+ *                        reference holds preferred_base + the payload's
+ *                        offset in this section, so at the preferred base no
+ *                        word needs rewriting.  Zero-padded to a page.
+ *   types                ntypes records, ids 1..ntypes in order:
+ *                          u64 size, u32 flags, u32 nrefs, u32 name_len,
+ *                          name bytes, nrefs x u32 offsets, zero pad to 8
+ *   relocations          bitmap, one bit per 8-byte word of the objects
+ *                        section: the word is a reference to relocate
+ *   roots                nroots x u64: payload offset in the objects section
+ *                        (>= 8), or 0 for a NULL root
+ *
+ * The CRC-32C covers the header (with its crc field zero) followed by every
+ * byte after it.  types_digest is the CRC-32C of the types section alone: it
+ * names the type table in messages and lets tools compare two images'
+ * types without parsing them.
+ *
+ * The preferred base is fixed (IMAGE_DEFAULT_BASE): every image prefers the
+ * same address, so the first heap of a process that loads an image maps it
+ * without relocation, whatever heap saved it. */
+#ifndef FH_IMAGE_FORMAT_H_
+#define FH_IMAGE_FORMAT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMAGE_MAGIC "FHIMAGE1"       /* 8 bytes, no NUL stored */
+#define IMAGE_VERSION 1u
+#define IMAGE_ENDIAN_LITTLE 0x01020304u /* as read on a little-endian host */
+#define IMAGE_HEADER_BYTES 4096u
+#define IMAGE_PAGE 4096u
+#define IMAGE_BASE_ALIGN ((uint64_t)2 << 20)
+#define IMAGE_DEFAULT_BASE ((uint64_t)0x200000000000) /* 32 TiB */
+#define IMAGE_MAX_TYPES 65535u
+#define IMAGE_MAX_NAME 255u
+
+typedef struct image_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_bytes;   /* IMAGE_HEADER_BYTES */
+  uint32_t pointer_bytes;  /* sizeof(void *) of the saver: 8 */
+  uint32_t endian;         /* IMAGE_ENDIAN_LITTLE */
+  uint32_t crc32c;         /* see above */
+  uint32_t types_digest;   /* CRC-32C of the types section */
+  uint64_t preferred_base; /* address of the objects section's first byte */
+  uint64_t file_bytes;     /* the whole file */
+  uint64_t objects_offset, objects_bytes; /* bytes used by objects (unpadded) */
+  uint64_t types_offset, types_bytes;
+  uint64_t relocs_offset, relocs_bytes;
+  uint64_t roots_offset, nroots;
+  uint64_t nobjects, ntypes, nrelocs;
+} image_header;
+
+/* CRC-32C (Castagnoli), as in iSCSI and ext4: crc = image_crc32c(crc, p, n),
+ * starting from 0.  Uses the SSE4.2 instruction when the CPU has it. */
+uint32_t image_crc32c(uint32_t crc, const void *p, size_t n);
+/* The checksum a file's header should record: header with crc32c zeroed,
+ * then the bytes from header_bytes to the end. */
+uint32_t image_file_crc(const uint8_t *file, size_t bytes);
+
+static inline size_t image_relocs_bytes_for(uint64_t objects_bytes) {
+  return (size_t)(((objects_bytes / 8) + 63) / 64 * 8);
+}
+
+#endif

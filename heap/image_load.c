@@ -1,0 +1,196 @@
+/* Loading a heap image: see image_load.h.  Everything that can fail because
+ * of the file fails in image_load_open, before the heap exists; install
+ * fails only for lack of resources. */
+#include "heap/image_load.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+int image_load_open(image_load *ld, const char *path) {
+  memset(ld, 0, sizeof *ld);
+  ld->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (ld->fd < 0) {
+    fh_error_set("image %s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(ld->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    fh_error_set("image %s: not a regular file", path);
+    goto fail;
+  }
+  ld->bytes = (size_t)st.st_size;
+  if (ld->bytes < IMAGE_HEADER_BYTES) {
+    /* Too short to map usefully: validate a copy, for the precise message. */
+    uint8_t small[IMAGE_HEADER_BYTES];
+    ssize_t n = pread(ld->fd, small, ld->bytes, 0);
+    image_parsed p;
+    if (n < 0 || image_validate(small, (size_t)n, &p) < 0) {
+      if (n < 0) fh_error_set("image: cannot read: %s", strerror(errno));
+      fh_error_prefix(path);
+      goto fail;
+    }
+    image_parsed_free(&p); /* unreachable: nothing this short is valid */
+    fh_error_set("%s: image: truncated", path);
+    goto fail;
+  }
+  /* Populated read-only: validation reads every page anyway, and doing it
+   * in one call is cheaper than a fault per page.  The pages are the page
+   * cache's, shared with the mapping install makes. */
+  void *m = mmap(NULL, ld->bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, ld->fd, 0);
+  if (m == MAP_FAILED) {
+    fh_error_set("image %s: cannot map %zu bytes: %s", path, ld->bytes, strerror(errno));
+    goto fail;
+  }
+  ld->file = m;
+  if (image_validate(ld->file, ld->bytes, &ld->parsed) < 0) {
+    fh_error_prefix(path);
+    goto fail;
+  }
+  return 0;
+fail:
+  image_load_close(ld);
+  return -1;
+}
+
+size_t image_load_region_bytes(const image_load *ld) {
+  return align_up(ld->parsed.hdr.objects_bytes, FH_PMD);
+}
+
+uintptr_t image_load_preferred_base(const image_load *ld) {
+  return (uintptr_t)ld->parsed.hdr.preferred_base;
+}
+
+void image_load_close(image_load *ld) {
+  image_parsed_free(&ld->parsed);
+  if (ld->file) munmap(ld->file, ld->bytes);
+  if (ld->fd >= 0) close(ld->fd);
+  memset(ld, 0, sizeof *ld);
+  ld->fd = -1;
+}
+
+static int register_types(fh_heap *h, const image_parsed *p) {
+  for (uint64_t id = 1; id <= p->hdr.ntypes; id++) {
+    uint32_t got = types_register(&h->types, &p->types[id].t);
+    if (!got) {
+      fh_error_prefix("image type table");
+      return -1;
+    }
+    if (got != id) {
+      fh_error_set("image type table: type %s is defined twice (ids %u and %llu)",
+                   p->types[id].t.name, got, (unsigned long long)id);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Add delta to every word the relocation bitmap marks.  Only pages holding
+ * a reference are written, so only they become private copies. */
+static void relocate(uint8_t *objects, const uint8_t *relocs, size_t relocs_bytes,
+                     uint64_t delta) {
+  for (size_t i = 0; i < relocs_bytes; i += 8) {
+    uint64_t bits;
+    memcpy(&bits, relocs + i, 8);
+    while (bits) {
+      size_t word = i * 8 + (size_t)__builtin_ctzll(bits);
+      bits &= bits - 1;
+      uint64_t *w = (uint64_t *)(objects + word * 8);
+      *w += delta;
+    }
+  }
+}
+
+/* image_share=memfd: build the relocated image once in a sealed memfd and
+ * map that privately, so the relocated pages are page-cache pages that
+ * forked children share instead of this process's private copies. */
+static int map_relocated_memfd(image_space *s, const image_load *ld, uintptr_t at,
+                               size_t mapped, uint64_t delta) {
+  const image_header *hd = &ld->parsed.hdr;
+  int fd = memfd_create("faultheap-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0 || ftruncate(fd, (off_t)mapped) < 0) {
+    fh_error_set("image_share=memfd: cannot create the memfd: %s", strerror(errno));
+    goto fail;
+  }
+  void *w = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (w == MAP_FAILED) {
+    fh_error_set("image_share=memfd: cannot map the memfd: %s", strerror(errno));
+    goto fail;
+  }
+  memcpy(w, ld->file + hd->objects_offset, hd->objects_bytes);
+  relocate(w, ld->file + hd->relocs_offset, hd->relocs_bytes, delta);
+  munmap(w, mapped);
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+    fh_error_set("image_share=memfd: cannot seal the memfd: %s", strerror(errno));
+    goto fail;
+  }
+  if (mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+      MAP_FAILED) {
+    fh_error_set("image_share=memfd: cannot map the sealed image: %s", strerror(errno));
+    goto fail;
+  }
+  s->memfd = fd;
+  s->has_memfd = 1;
+  return 0;
+fail:
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
+  image_parsed *p = &ld->parsed;
+  const image_header *hd = &p->hdr;
+  if (register_types(h, p) < 0) return -1;
+  size_t mapped = align_up(hd->objects_bytes, FH_PAGE);
+  uint64_t delta = (uint64_t)at - hd->preferred_base;
+  int relocated = at != hd->preferred_base;
+  if (mapped && relocated && h->opt.image_share && strcmp(h->opt.image_share, "memfd") == 0) {
+    if (map_relocated_memfd(&h->image, ld, at, mapped, delta) < 0) return -1;
+  } else if (mapped) {
+    void *m = mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ld->fd,
+                   (off_t)hd->objects_offset);
+    if (m == MAP_FAILED) {
+      fh_error_set("image: cannot map the objects section: %s", strerror(errno));
+      return -1;
+    }
+    if (relocated) relocate(m, ld->file + hd->relocs_offset, hd->relocs_bytes, delta);
+  }
+  h->image.roots = calloc(hd->nroots ? hd->nroots : 1, sizeof *h->image.roots);
+  if (!h->image.roots) {
+    fh_error_set("image: out of memory for %llu roots", (unsigned long long)hd->nroots);
+    return -1;
+  }
+  h->image.nroots = (size_t)hd->nroots;
+  for (size_t i = 0; i < h->image.nroots; i++) {
+    uint64_t off;
+    memcpy(&off, ld->file + hd->roots_offset + 8 * i, 8);
+    h->image.roots[i] = off ? (void *)(at + off) : NULL;
+  }
+  image_space_init(&h->image, at, hd->objects_bytes, mapped);
+  h->image.starts = p->starts; /* offset-indexed; the space owns it now */
+  memset(&p->starts, 0, sizeof p->starts);
+  h->image.nobjects = hd->nobjects;
+  h->image.relocated = relocated;
+  return 0;
+}
+
+size_t fh_image_roots(fh_heap *h, void ***roots) {
+  if (!h || !roots) {
+    fh_error_set("fh_image_roots: %s is NULL", h ? "roots" : "heap");
+    return 0;
+  }
+  if (!image_space_present(&h->image)) {
+    *roots = NULL;
+    return 0;
+  }
+  *roots = h->image.roots;
+  return h->image.nroots;
+}

@@ -1,0 +1,32 @@
+/* Validation of a heap image held in memory (the loader maps the file; the
+ * fuzz target hands in arbitrary bytes).  Nothing in the bytes is trusted:
+ * every check that fails sets a message naming what is wrong and returns
+ * -1, and no input makes it read outside [file, file + bytes). */
+#ifndef FH_IMAGE_VALIDATE_H_
+#define FH_IMAGE_VALIDATE_H_
+
+#include "faultheap.h"
+#include "heap/image_format.h"
+#include "spaces/bitmap.h"
+
+typedef struct image_type {
+  fh_type t;          /* name and ref_offsets point into image_parsed storage */
+  size_t min_payload; /* variable types: every ref offset must fit */
+} image_type;
+
+typedef struct image_parsed {
+  const uint8_t *file;
+  size_t bytes;
+  image_header hdr;
+  image_type *types;  /* [ntypes + 1], indexed by id; [0] unused */
+  char *names;
+  uint32_t *offsets;
+  fh_bitmap starts;   /* by offset in the objects section (base 0): headers */
+  size_t nrefs;       /* non-null references (== relocations) */
+} image_parsed;
+
+/* Check everything; on success fill *out (free with image_parsed_free). */
+int image_validate(const uint8_t *file, size_t bytes, image_parsed *out);
+void image_parsed_free(image_parsed *p);
+
+#endif

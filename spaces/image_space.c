@@ -1,0 +1,58 @@
+#include "spaces/image_space.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+static size_t image_used(const fh_space *s) { return s->end - s->begin; }
+
+static size_t image_resident(const fh_space *s) { return reserve_resident(s->begin, s->end); }
+
+static void image_walk(fh_space *s, fh_object_fn fn, void *ctx) {
+  for (uintptr_t p = s->begin; p < s->end;) {
+    uint64_t h = *(uint64_t *)p;
+    fn(obj_from_start(p), ctx);
+    p += obj_total_bytes(hdr_payload(h));
+  }
+}
+
+static int image_is_object(const fh_space *s, const void *obj) {
+  const image_space *is = (const image_space *)s;
+  uintptr_t a = (uintptr_t)obj;
+  if (a < s->begin + FH_HEADER_BYTES || a >= s->end || (a & 7)) return 0;
+  return bitmap_test(&is->starts, a - FH_HEADER_BYTES - s->begin);
+}
+
+static const fh_space_ops image_ops = {image_used, image_resident, image_walk, image_is_object};
+
+void image_space_init(image_space *s, uintptr_t begin, size_t bytes, size_t mapped) {
+  s->space = (fh_space){"image space", SPACE_IMMUNE, begin, begin + bytes, &image_ops};
+  s->mapped = mapped;
+}
+
+void image_space_destroy(image_space *s) {
+  if (s->starts.words) bitmap_destroy(&s->starts);
+  free(s->roots);
+  if (s->has_memfd) close(s->memfd);
+  memset(s, 0, sizeof *s);
+}
+
+uintptr_t image_space_object_at(const image_space *s, uintptr_t a) {
+  if (a < s->space.begin || a >= s->space.end) return 0;
+  /* Scan the starts bitmap backwards from a's word. */
+  size_t i = bitmap_index(&s->starts, a - s->space.begin);
+  size_t w = i >> 6;
+  uint64_t bits = atomic_load_explicit(&s->starts.words[w], memory_order_relaxed);
+  unsigned bit = (unsigned)(i & 63);
+  bits &= bit == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (bit + 1)) - 1);
+  for (;;) {
+    if (bits)
+      return s->space.begin +
+             bitmap_addr(&s->starts, (w << 6) + 63 - (size_t)__builtin_clzll(bits));
+    if (w == 0) return 0;
+    bits = atomic_load_explicit(&s->starts.words[--w], memory_order_relaxed);
+  }
+}
