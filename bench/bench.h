@@ -31,6 +31,7 @@ size_t bench_rss_bytes(void);
 /* ---- workloads (one file each; the dispatch table is in fhbench.c) ---- */
 int wl_gcbench(int argc, char **argv);
 int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
+int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */

@@ -17,6 +17,8 @@ typedef struct workload {
 static const workload workloads[] = {
     {"gcbench", wl_gcbench, "GCBench (Ellis/Kovac/Boehm) vs glibc, jemalloc, mimalloc, Boehm"},
     {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
+    {"fragmentation", wl_fragmentation,
+     "RSS vs live bytes after 90% of 1 GiB dies: mark-sweep, hspace compaction, mallocs"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -15,6 +15,8 @@ typedef struct fh_collector_ops {
 } fh_collector_ops;
 
 extern const fh_collector_ops semi_space_collector;
+extern const fh_collector_ops mark_sweep_collector;
+extern const fh_collector_ops hspace_compact_collector;
 
 /* The collector configured for an option value, or NULL + error when this
  * build does not provide it. */

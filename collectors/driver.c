@@ -7,14 +7,33 @@ const fh_collector_ops *collector_for(fh_collector c) {
   switch (c) {
   case FH_SEMISPACE:
     return &semi_space_collector;
+  case FH_MARK_SWEEP:
+    return &mark_sweep_collector;
+  case FH_HSPACE_COMPACT:
+    return &hspace_compact_collector;
   default:
-    fh_error_set("collector %s is not available in this build (available: semispace)",
-                 options_collector_name(c));
+    fh_error_set("collector %s is not available in this build (available: semispace, "
+                 "mark_sweep, hspace_compact)", options_collector_name(c));
     return NULL;
   }
 }
 
 static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
+  /* Homogeneous compaction needs the two malloc spaces that only
+   * collector=mark_sweep heaps have; the bump-space collectors, conversely,
+   * know nothing of malloc spaces (they would neither trace through nor
+   * update references held there). */
+  if (kind == FH_COLLECT_HSPACE_COMPACT && !h->has_malloc_spaces) {
+    fh_error_set("fh_collect: homogeneous space compaction needs collector=mark_sweep (this heap "
+                 "uses %s and has no malloc spaces)", options_collector_name(h->opt.collector));
+    return NULL;
+  }
+  if (h->has_malloc_spaces && (kind == FH_COLLECT_SEMISPACE || kind == FH_COLLECT_MARK_COMPACT ||
+                               kind == FH_COLLECT_CONCURRENT_COMPACT)) {
+    fh_error_set("fh_collect: a collector=mark_sweep heap keeps movable objects in malloc spaces, "
+                 "which only FH_COLLECT_MARK_SWEEP and FH_COLLECT_HSPACE_COMPACT collect");
+    return NULL;
+  }
   switch (kind) {
   case FH_COLLECT_DEFAULT:
     return h->collector;

@@ -75,6 +75,8 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
 void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
   fh_heap *h = t->heap;
+  /* collector=mark_sweep: movable objects live in the main malloc space. */
+  if (h->has_malloc_spaces) return malloc_heap_alloc_slow(t, type, n);
   size_t bytes = obj_total_bytes(n);
   /* The fast path may have failed only because the TLAB is full. */
   if (bytes <= t->fast.tlab_limit - t->fast.tlab_cursor) {

@@ -63,7 +63,10 @@ static int map_spaces(fh_heap *h) {
 static int map_spaces_image(fh_heap *h, image_load *img) {
   size_t nm = align_up(h->opt.non_moving_max, FH_PMD);
   size_t bump = align_up(h->opt.heap_max, FH_PMD);
-  h->resv_size = nm + GUARD + 2 * (bump + GUARD);
+  /* collector=mark_sweep adds the main and backup malloc spaces after the
+   * bump spaces, each heap_max large with its own guard. */
+  size_t ms = h->opt.collector == FH_MARK_SWEEP ? bump : 0;
+  h->resv_size = nm + GUARD + 2 * (bump + GUARD) + (ms ? 2 * (ms + GUARD) : 0);
   size_t image = img ? image_load_region_bytes(img) + GUARD : 0;
   h->resv_size += image;
   h->resv_begin = img ? reserve_range(h->resv_size, FH_PMD, image_load_preferred_base(img)) : 0;
@@ -88,6 +91,15 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm) < 0) return -1;
   bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
   bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
+  if (ms) {
+    uintptr_t ms_main = p, ms_backup = p + ms + GUARD;
+    if (reserve_commit(ms_main, ms) < 0 || reserve_commit(ms_backup, ms) < 0) {
+      fh_error_set("cannot map the malloc spaces");
+      return -1;
+    }
+    if (malloc_heap_init(h, ms_main, ms_backup, ms) < 0) return -1;
+  }
+  if (native_init(h) < 0) return -1;
   if (cards_init(h) < 0) return -1;
   return img ? image_load_install(h, img, h->resv_begin) : 0;
 }
@@ -106,7 +118,13 @@ fh_heap *fh_heap_create(const fh_options *given) {
   }
   h->opt.collector = resolve_collector(h->opt.collector);
   if (h->opt.background_collector == FH_COLLECTOR_AUTO)
-    h->opt.background_collector = h->opt.collector;
+    h->opt.background_collector =
+        h->opt.collector == FH_MARK_SWEEP ? FH_HSPACE_COMPACT : h->opt.collector;
+  if (h->opt.background_collector == FH_HSPACE_COMPACT && h->opt.collector != FH_MARK_SWEEP) {
+    fh_error_set("fh_heap_create: background_collector=hspace_compact needs collector=mark_sweep "
+                 "(homogeneous compaction works on the malloc spaces only that collector has)");
+    goto fail_early;
+  }
   if (!(h->collector = collector_for(h->opt.collector))) goto fail_early;
   if (h->opt.background_collector != h->opt.collector &&
       !collector_for(h->opt.background_collector)) {
@@ -122,6 +140,8 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_cond_init(&h->resume_cv, NULL);
   pthread_cond_init(&h->critical_cv, NULL);
   pthread_cond_init(&h->phase_cv, NULL);
+  pthread_mutex_init(&h->hspace_bg_lock, NULL);
+  h->gc_tcache = -1;
   CDS_INIT_LIST_HEAD(&h->threads);
   if (map_spaces(h) < 0) {
     fh_error_prefix("fh_heap_create");
@@ -138,6 +158,7 @@ fail_early:
 
 void fh_heap_destroy(fh_heap *h) {
   if (!h) return;
+  hspace_background_join(h); /* its thread is attached while it runs */
   if (h->nthreads) {
     /* Destroying under attached threads would free memory they use; refuse
      * and say so rather than crash later. */
@@ -147,6 +168,8 @@ void fh_heap_destroy(fh_heap *h) {
   }
   fh_gc_wait(h);
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
+  malloc_heap_destroy(h);
+  native_destroy(h);
   cards_destroy(h);
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
@@ -160,6 +183,7 @@ void fh_heap_destroy(fh_heap *h) {
   pthread_cond_destroy(&h->resume_cv);
   pthread_cond_destroy(&h->critical_cv);
   pthread_cond_destroy(&h->phase_cv);
+  pthread_mutex_destroy(&h->hspace_bg_lock);
   free(h);
 }
 
@@ -176,12 +200,17 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
   out[n++] = &h->bump[h->active].space;
   out[n++] = &h->bump[!h->active].space;
   out[n++] = &h->non_moving.space;
+  if (h->has_malloc_spaces) {
+    out[n++] = &heap_main_malloc(h)->space;
+    out[n++] = &heap_backup_malloc(h)->space;
+  }
   if (image_space_present(&h->image)) out[n++] = &h->image.space;
   return n;
 }
 
 size_t heap_used_bytes(fh_heap *h) {
-  return bump_space_used(&h->bump[h->active]) + atomic_load(&h->non_moving.used);
+  return bump_space_used(&h->bump[h->active]) + atomic_load(&h->non_moving.used) +
+         (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 
 void heap_set_trigger(fh_heap *h, size_t live) {
@@ -207,5 +236,6 @@ void fh_set_background(fh_heap *h, int background) {
   }
   /* Recorded for fh_dump and for the background policies (homogeneous
    * compaction on entering the background) that key off it. */
-  atomic_store(&h->background, background != 0);
+  int was = atomic_exchange(&h->background, background != 0);
+  if (background && !was) hspace_background_request(h);
 }

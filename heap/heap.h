@@ -18,7 +18,8 @@
 struct fh_collector_ops;
 
 /* Why a collection runs (for statistics and for trigger bookkeeping). */
-typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE } gc_cause;
+typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE,
+               GC_CAUSE_BACKGROUND /* fh_set_background */ } gc_cause;
 
 typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
 
@@ -62,6 +63,7 @@ struct fh_heap {
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   pthread_t hspace_bg_thread;
   int hspace_bg_started;
+  _Atomic int hspace_bg_done;
   /* Native memory (fh_malloc, heap/native.c): its own reservation, outside
    * resv_begin..resv_size, so collectors and verification never look at it. */
   malloc_space native;

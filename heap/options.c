@@ -43,6 +43,8 @@ static const opt_desc opt_table[] = {
     OPT(growth_factor_pct, OPT_UINT, 110, 10000),
     OPT(min_alloc_trigger, OPT_SIZE, 64 * KiB, (unsigned long long)1 << 40),
     OPT(tlab_size, OPT_SIZE, 4 * KiB, 1 * MiB),
+    OPT(hspace_fragmentation_pct, OPT_UINT, 0, 100000),
+    OPT(hspace_min_interval_ms, OPT_UINT, 0, 86400000),
 };
 
 static const char *const collector_names[] = {
@@ -74,6 +76,8 @@ void fh_options_init(fh_options *o) {
   o->growth_factor_pct = 200;
   o->min_alloc_trigger = 4 * MiB;
   o->tlab_size = 32 * KiB;
+  o->hspace_fragmentation_pct = 25;
+  o->hspace_min_interval_ms = 1000;
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

@@ -28,6 +28,9 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
+  /* fh_malloc memory: not a space of objects, so not in heap_spaces. */
+  if (h->native.space.ops && s->nspaces < sizeof s->spaces / sizeof s->spaces[0])
+    space_stats(&s->spaces[s->nspaces++], &h->native.space);
   pthread_mutex_unlock(&h->stats_lock);
   s->bytes_allocated = atomic_load(&h->bytes_allocated);
   s->uffd_faults = atomic_load(&h->uffd_faults);

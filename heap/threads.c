@@ -199,6 +199,7 @@ void fh_thread_detach(fh_thread *t) {
   pthread_mutex_lock(&h->gc_lock);
   cds_list_del_rcu(&t->link);
   h->nthreads--;
+  malloc_heap_thread_detach(t);
   pthread_mutex_unlock(&h->gc_lock);
   synchronize_rcu();
   free_thread(&t->rcu);

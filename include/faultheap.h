@@ -61,6 +61,13 @@ typedef struct fh_options {
   const char *image_share;    /* "none" (default) or "memfd": a relocated
                                  image is built in a sealed memfd so forked
                                  children share its pages */
+  unsigned hspace_fragmentation_pct; /* collector=mark_sweep: fh_set_background(h, 1)
+                                 compacts the main malloc space when the free
+                                 bytes inside its resident pages exceed this
+                                 percentage of its live bytes; default 25 */
+  unsigned hspace_min_interval_ms; /* triggered homogeneous compactions (background,
+                                 allocation failure) run at most this often;
+                                 default 1000 */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -139,9 +146,18 @@ FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
 FH_API void fh_gc_wait(fh_heap *h);
 FH_API void fh_set_background(fh_heap *h, int background);
 
-/* fh_prefork / fh_postfork_*, fh_image_save / fh_image_roots and
- * fh_malloc / fh_free (DESIGN.md section 3) are added with the zygote, image
- * and malloc-space work; they are not part of this build yet. */
+/* fh_prefork / fh_postfork_*, fh_image_save / fh_image_roots (DESIGN.md
+ * section 3) are added with the zygote and image work; they are not part of
+ * this build yet. */
+
+/* ---- native memory ------------------------------------------------------- */
+/* malloc replacement for runtime buffers: never moved or collected, counted
+ * by the heap (heavy native allocation brings the next collection forward,
+ * and fh_get_stats shows it as the "native" space).  Zeroed; n == 0 gives a
+ * minimal block.  NULL + fh_last_error() when native memory is exhausted.  fh_free(h, NULL) does nothing; freeing memory
+ * that fh_malloc did not return is refused with an error. */
+FH_API void *fh_malloc(fh_heap *h, size_t n);
+FH_API void fh_free(fh_heap *h, void *p);
 
 /* ---- images ------------------------------------------------------------ */
 /* Write the transitive closure of roots[0..nroots) (NULL entries allowed) to

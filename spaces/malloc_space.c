@@ -61,31 +61,26 @@ void malloc_space_destroy(malloc_space *s) {
   bitmap_destroy(&s->mark_bits);
 }
 
-void *malloc_space_alloc(malloc_space *s, int tcache, uint32_t type, size_t payload,
-                         int *no_room) {
-  size_t bytes = malloc_object_bytes(payload);
-  /* Counted before allocating so racing threads cannot overshoot the limit. */
+void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache) {
   size_t old = atomic_fetch_add_explicit(&s->used, bytes, memory_order_relaxed);
-  if (old + bytes > s->limit) {
-    atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
-    *no_room = 1;
-    return NULL;
-  }
-  void *mem = arena_alloc_cached(&s->arena, bytes, tcache);
-  if (!mem) {
-    atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
-    *no_room = 0;
-    return NULL;
-  }
+  void *mem = old + bytes > s->limit ? NULL : arena_alloc_cached(&s->arena, bytes, tcache);
+  if (!mem) atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
+  else atomic_fetch_add_explicit(&s->objects, 1, memory_order_relaxed);
+  return mem;
+}
+
+void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tcache) {
+  /* Counted before allocating so racing threads cannot overshoot the limit. */
+  void *mem = malloc_space_alloc_raw(s, malloc_object_bytes(payload), tcache);
+  if (!mem) return NULL;
   *(uint64_t *)mem = fh__make_header(type, payload);
   /* The bit is published after the header: a collector that sees the bit
    * (after the stop-the-world handshake) sees the header too. */
   bitmap_set(&s->alloc_bits, (uintptr_t)mem);
-  atomic_fetch_add_explicit(&s->objects, 1, memory_order_relaxed);
   return obj_from_start((uintptr_t)mem);
 }
 
-size_t malloc_space_sweep(malloc_space *s, int tcache, size_t *objects_freed) {
+size_t malloc_space_sweep(malloc_space *s, int tcache) {
   uintptr_t begin = s->space.begin, end = malloc_space_frontier(s);
   size_t freed = 0, nfreed = 0;
   if (end == begin) return 0;
@@ -113,7 +108,6 @@ size_t malloc_space_sweep(malloc_space *s, int tcache, size_t *objects_freed) {
   atomic_fetch_sub(&s->used, freed);
   atomic_fetch_sub(&s->objects, nfreed);
   bitmap_clear_range(&s->mark_bits, begin, end);
-  if (objects_freed) *objects_freed = nfreed;
   return freed;
 }
 

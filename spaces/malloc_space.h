@@ -48,14 +48,22 @@ static inline size_t malloc_object_bytes(size_t payload) {
 }
 
 /* A zeroed object with its header written and its allocation bit set, or
- * NULL: the space's limit would be passed (*no_room = 1) or jemalloc found
- * no memory in the range although the limit allows it (*no_room = 0: the
- * range is fragmented).  tcache < 0: uncached. */
-void *malloc_space_alloc(malloc_space *s, int tcache, uint32_t type, size_t payload,
-                         int *no_room);
-/* Free every allocated object without a mark bit (through `tcache`, which
- * the caller flushes), clear the marks.  World stopped.  Returns bytes freed. */
-size_t malloc_space_sweep(malloc_space *s, int tcache, size_t *objects_freed);
+ * NULL when the space's limit would be passed or jemalloc found no memory
+ * left in the range (fragmentation, when used + bytes <= limit).
+ * tcache < 0: uncached. */
+void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tcache);
+/* Raw memory for a copy of an object (homogeneous compaction): counted in
+ * `used`; the caller writes the object and sets its allocation bit. */
+void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache);
+/* Make a copy written into malloc_space_alloc_raw memory an object: its
+ * allocation bit is set once its header and payload are in place. */
+static inline void malloc_space_publish(malloc_space *s, void *start, size_t bytes) {
+  (void)bytes;
+  bitmap_set(&s->alloc_bits, (uintptr_t)start);
+}
+/* Free every allocated object without a mark bit (through `tcache`, flushed
+ * before returning), clear the marks.  World stopped.  Returns bytes freed. */
+size_t malloc_space_sweep(malloc_space *s, int tcache);
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
 int malloc_space_reset(malloc_space *s);

@@ -1,0 +1,209 @@
+/* Homogeneous space compaction (ART's HomogeneousSpaceCompact): copy every
+ * live object of the main malloc space into the empty backup malloc space,
+ * fix every reference, give the old main space's memory back, swap roles.
+ *
+ * The copy is planned before anything is written, so that a compaction that
+ * cannot complete leaves the heap exactly as it was:
+ *   1. mark from the roots (collectors/mark.c); each main-space object is
+ *      recorded as it is scanned, which is depth-first order from the
+ *      roots, so related objects end up next to each other in the copy;
+ *   2. allocate a destination in the backup space for every recorded
+ *      object, in that order; if the backup space cannot hold them, give
+ *      the destinations back (reset the still-empty backup), clear the
+ *      marks and fail: no object or reference was touched;
+ *   3. copy each object and leave a forwarding header in the old copy;
+ *   4. sweep the non-moving space, then rewrite every reference into the
+ *      main space from the forwarding headers: roots, the copies, live
+ *      non-moving objects, bump-space objects, objects of immune spaces on
+ *      dirty cards;
+ *   5. reset the old main arena (its pages go back to the system) and swap.
+ *
+ * Policy: triggered compactions (background, allocation failure) run at
+ * most every hspace_min_interval_ms; after a failure, the next attempt
+ * (whatever its trigger) happens only once the live size has changed. */
+#include <string.h>
+
+#include "collectors/collector.h"
+#include "collectors/mark.h"
+#include "heap/error.h"
+#include "heap/object.h"
+
+typedef struct hspace_ctx {
+  fh_heap *h;
+  malloc_space *from, *to;
+  mark_stack order; /* payload pointers of live from-space objects, DFS order */
+  mark_stack dest;  /* their destinations (object starts), same order */
+  size_t live;      /* object bytes of live from-space objects */
+  int out_of_memory;
+} hspace_ctx;
+
+static void record(marker *m, void *obj) {
+  hspace_ctx *c = m->user;
+  if (!space_contains(&c->from->space, obj)) return;
+  c->live += malloc_object_bytes(hdr_payload(*obj_header(obj)));
+  if (mark_stack_push(&c->order, obj) < 0) c->out_of_memory = 1;
+}
+
+/* Step 2: every destination, or none.  Returns 0, or -1 + error. */
+static int plan_destinations(hspace_ctx *c) {
+  size_t total = 0;
+  for (size_t i = 0; i < c->order.n; i++) {
+    size_t bytes = malloc_object_bytes(hdr_payload(*obj_header(c->order.items[i])));
+    void *d = total + bytes <= c->to->limit
+                  ? malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache)
+                  : NULL;
+    if (!d) {
+      fh_error_set("the backup malloc space cannot hold the live data: %zu objects, %zu live "
+                   "bytes; room ran out after %zu objects (%zu bytes; capacity %zu bytes, "
+                   "limit %zu)", c->order.n, c->live, i, total,
+                   (size_t)(c->to->space.end - c->to->space.begin), c->to->limit);
+      return -1;
+    }
+    if (mark_stack_push(&c->dest, d) < 0) {
+      fh_error_set("out of memory for the compaction plan (%zu objects)", c->order.n);
+      return -1;
+    }
+    total += bytes;
+  }
+  return 0;
+}
+
+/* Step 3. */
+static void copy_objects(hspace_ctx *c) {
+  for (size_t i = 0; i < c->order.n; i++) {
+    void *obj = c->order.items[i];
+    uint64_t *hp = obj_header(obj);
+    size_t bytes = malloc_object_bytes(hdr_payload(*hp));
+    memcpy(c->dest.items[i], hp, bytes);
+    malloc_space_publish(c->to, c->dest.items[i], bytes);
+    *hp = hdr_make_forward(obj_from_start((uintptr_t)c->dest.items[i]));
+  }
+}
+
+static void fix_slot(void **slot, void *ctx) {
+  hspace_ctx *c = ctx;
+  void *p = *slot;
+  if (!p || !space_contains(&c->from->space, p)) return;
+  uint64_t hd = *obj_header(p);
+  /* Only a dead holder (a garbage bump-space object) can refer to an
+   * object that was not copied; it is left alone. */
+  if (hdr_is_forwarded(hd)) *slot = hdr_forwardee(hd);
+}
+
+static void fix_object(void *obj, void *ctx) {
+  hspace_ctx *c = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&c->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), fix_slot, c);
+}
+
+/* Step 4 (references). */
+static void fix_references(hspace_ctx *c) {
+  fh_heap *h = c->h;
+  roots_visit(h, fix_slot, c);
+  for (size_t i = 0; i < c->dest.n; i++) fix_object(obj_from_start((uintptr_t)c->dest.items[i]), c);
+  h->non_moving.space.ops->walk(&h->non_moving.space, fix_object, c);
+  bump_space *b = &h->bump[h->active];
+  if (bump_space_used(b)) b->space.ops->walk(&b->space, fix_object, c);
+  immune_visit_dirty_objects(h, fix_object, c);
+}
+
+static void clear_marks(fh_heap *h, malloc_space *from) {
+  bitmap_clear_range(&from->mark_bits, from->space.begin, malloc_space_frontier(from));
+  non_moving_space *nm = &h->non_moving;
+  bitmap_clear_range(&nm->mark_bits, nm->space.begin, nm->space.begin + arena_mapped(&nm->arena));
+}
+
+static void swap_roles(fh_heap *h) {
+  h->malloc_main = !h->malloc_main;
+  heap_main_malloc(h)->space.name = "main malloc space";
+  heap_backup_malloc(h)->space.name = "backup malloc space";
+}
+
+/* Refuse a triggered compaction that ran too recently; 0 or -1 + error. */
+static int check_interval(fh_heap *h, gc_cause cause) {
+  if (cause == GC_CAUSE_EXPLICIT || !h->hspace_last_ns) return 0;
+  uint64_t since_ms = (heap_now_ns() - h->hspace_last_ns) / 1000000u;
+  if (since_ms >= h->opt.hspace_min_interval_ms) return 0;
+  fh_error_set("homogeneous compaction skipped: the last one ran %llu ms ago "
+               "(hspace_min_interval_ms=%u)", (unsigned long long)since_ms,
+               h->opt.hspace_min_interval_ms);
+  return -1;
+}
+
+static int fail(hspace_ctx *c, const char *why_prefix) {
+  fh_heap *h = c->h;
+  fh_error_prefix(why_prefix);
+  /* The destinations were never published: resetting the backup space,
+   * empty before, gives them back (its cache is flushed first, as jemalloc
+   * requires). */
+  arena_tcache_flush(h->gc_tcache);
+  if (c->dest.n && malloc_space_reset(c->to) < 0) fh_error_prefix(why_prefix);
+  clear_marks(h, c->from);
+  return -1;
+}
+
+static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self;
+  if (!h->has_malloc_spaces) {
+    fh_error_set("homogeneous space compaction needs collector=mark_sweep");
+    return -1;
+  }
+  if (check_interval(h, cause) < 0) return -1;
+  hspace_ctx c = {.h = h, .from = heap_main_malloc(h), .to = heap_backup_malloc(h)};
+  if (atomic_load(&c.to->used) != 0) {
+    fh_error_set("homogeneous compaction: the backup malloc space is not empty");
+    return -1;
+  }
+  malloc_heap_flush_tcaches(h);
+  arena_tcache_flush(h->gc_tcache);
+  marker m;
+  if (mark_stack_init(&c.order) < 0 || mark_stack_init(&c.dest) < 0 || marker_init(&m, h) < 0) {
+    mark_stack_destroy(&c.order);
+    mark_stack_destroy(&c.dest);
+    fh_error_set("homogeneous compaction: cannot map its work lists");
+    return -1;
+  }
+  m.on_scan = record;
+  m.user = &c;
+  int rc = 0;
+  /* Step 1. */
+  if (marker_run(&m) < 0 || c.out_of_memory) {
+    if (c.out_of_memory) fh_error_set("out of memory recording %zu live objects", c.order.n);
+    rc = fail(&c, "homogeneous compaction: marking failed");
+  } else if (h->hspace_failed_live && h->hspace_failed_live == c.live) {
+    fh_error_set("not retried while the live size is unchanged (%zu bytes); the last attempt "
+                 "failed: %s", c.live, h->hspace_failed_why);
+    rc = fail(&c, "homogeneous compaction skipped");
+  } else if (plan_destinations(&c) < 0) {
+    /* Step 2 failed: remember why, so it is not retried in vain. */
+    h->hspace_failed_live = c.live;
+    snprintf(h->hspace_failed_why, sizeof h->hspace_failed_why, "%s", fh_last_error());
+    rc = fail(&c, "homogeneous compaction failed; the main malloc space is unchanged");
+  }
+  marker_destroy(&m);
+  if (rc == 0) {
+    size_t from_used = atomic_load(&c.from->used);
+    copy_objects(&c);                                 /* step 3 */
+    arena_tcache_flush(h->gc_tcache);
+    size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
+    fix_references(&c);
+    if (malloc_space_reset(c.from) < 0) {             /* step 5 */
+      /* The copies are complete and referenced; only the old range's
+       * memory could not be returned.  Report, but the heap is sound. */
+      fh_error_prefix("homogeneous compaction: the old main space could not be reset");
+      rc = -1;
+    }
+    swap_roles(h);
+    h->bytes_moved += c.live;
+    h->bytes_freed += (from_used - c.live) + nm_freed;
+    h->hspace_failed_live = 0;
+    h->hspace_last_ns = heap_now_ns();
+    heap_set_trigger(h, heap_used_bytes(h));
+  }
+  mark_stack_destroy(&c.order);
+  mark_stack_destroy(&c.dest);
+  return rc;
+}
+
+const fh_collector_ops hspace_compact_collector = {"hspace_compact", hspace_collect};

@@ -1,0 +1,132 @@
+#include "collectors/mark.h"
+
+#include "heap/barrier.h"
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+int marker_init(marker *m, fh_heap *h) {
+  *m = (marker){.h = h};
+  if (mark_stack_init(&m->stack) < 0) {
+    fh_error_set("marking: cannot map the mark stack");
+    return -1;
+  }
+  m->ms = h->has_malloc_spaces ? heap_main_malloc(h) : NULL;
+  bump_space *b = &h->bump[h->active];
+  if (bump_space_used(b)) {
+    m->bump_lo = b->space.begin;
+    m->bump_hi = atomic_load(&b->top);
+    if (bitmap_init(&m->bump_marks, m->bump_lo, m->bump_hi - m->bump_lo, 3) < 0) {
+      mark_stack_destroy(&m->stack);
+      fh_error_set("marking: cannot map a mark bitmap for the bump space");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void marker_destroy(marker *m) {
+  mark_stack_destroy(&m->stack);
+  if (m->bump_marks.words) bitmap_destroy(&m->bump_marks);
+}
+
+static inline void push(marker *m, void *obj) {
+  if (mark_stack_push(&m->stack, obj) < 0) m->overflowed = 1;
+}
+
+void marker_visit(void **slot, void *ctx) {
+  marker *m = ctx;
+  void *p = *slot;
+  if (!p) return;
+  uintptr_t a = (uintptr_t)p;
+  fh_heap *h = m->h;
+  if (a - h->resv_begin >= h->resv_size) return; /* native memory */
+  if (m->ms && space_contains(&m->ms->space, p)) {
+    if (!malloc_space_mark(m->ms, p)) push(m, p);
+  } else if (space_contains(&h->non_moving.space, p)) {
+    if (!non_moving_space_mark(&h->non_moving, p)) push(m, p);
+  } else if (a - m->bump_lo < m->bump_hi - m->bump_lo) {
+    if (!bitmap_test_and_set(&m->bump_marks, obj_start(p))) push(m, p);
+  }
+  /* Immune spaces are not collected; nothing else holds objects. */
+}
+
+static void scan(marker *m, void *obj) {
+  if (m->on_scan) m->on_scan(m, obj);
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), marker_visit, m);
+}
+
+static void drain(marker *m) {
+  void *obj;
+  while ((obj = mark_stack_pop(&m->stack))) scan(m, obj);
+}
+
+/* Overflow recovery: scanning a marked object again is harmless (its
+ * referents are marked already or get marked now), so rescan all marked
+ * objects until a pass completes without overflowing. */
+static void rescan_if_marked(void *obj, void *ctx) {
+  marker *m = ctx;
+  fh_heap *h = m->h;
+  uintptr_t s = obj_start(obj);
+  int marked = (m->ms && space_contains(&m->ms->space, obj) && bitmap_test(&m->ms->mark_bits, s)) ||
+               (space_contains(&h->non_moving.space, obj) &&
+                bitmap_test(&h->non_moving.mark_bits, s)) ||
+               (s >= m->bump_lo && s < m->bump_hi && bitmap_test(&m->bump_marks, s));
+  if (marked) {
+    scan(m, obj);
+    drain(m);
+  }
+}
+
+static void scan_immune_object(void *obj, void *ctx) {
+  marker *m = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), marker_visit, m);
+}
+
+typedef struct immune_walk {
+  fh_heap *h;
+  fh_object_fn fn;
+  void *ctx;
+} immune_walk;
+
+static void visit_if_dirty(void *obj, void *ctx) {
+  immune_walk *w = ctx;
+  uintptr_t s = obj_start(obj), e = s + obj_total_bytes(hdr_payload(*obj_header(obj)));
+  for (uintptr_t c = align_down(s, FH_CARD_BYTES); c < e; c += FH_CARD_BYTES)
+    if (*card_for(w->h, c)) {
+      w->fn(obj, w->ctx);
+      return;
+    }
+}
+
+void immune_visit_dirty_objects(fh_heap *h, fh_object_fn fn, void *ctx) {
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  immune_walk w = {h, fn, ctx};
+  for (unsigned i = 0; i < n; i++)
+    if (spaces[i]->kind == SPACE_IMMUNE) spaces[i]->ops->walk(spaces[i], visit_if_dirty, &w);
+}
+
+int marker_run(marker *m) {
+  fh_heap *h = m->h;
+  roots_visit(h, marker_visit, m);
+  immune_visit_dirty_objects(h, scan_immune_object, m);
+  drain(m);
+  while (m->overflowed) {
+    if (m->on_scan) {
+      m->failed = 1;
+      fh_error_set("marking ran out of memory for its mark stack");
+      return -1;
+    }
+    m->overflowed = 0;
+    if (m->ms) m->ms->space.ops->walk(&m->ms->space, rescan_if_marked, m);
+    h->non_moving.space.ops->walk(&h->non_moving.space, rescan_if_marked, m);
+    if (m->bump_hi > m->bump_lo) h->bump[h->active].space.ops->walk(&h->bump[h->active].space,
+                                                                      rescan_if_marked, m);
+  }
+  return 0;
+}

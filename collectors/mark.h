@@ -1,0 +1,49 @@
+/* Marking shared by the non-moving collectors (mark-sweep, homogeneous
+ * compaction's first phase): from the roots through every space, with side
+ * mark bitmaps and an explicit mark stack, never writing object headers.
+ *
+ * Where marks go: the main malloc space and the non-moving space have their
+ * own mark bitmaps (cleared again by their sweeps); objects of the active
+ * bump space (present when a semi-space heap asks for FH_COLLECT_MARK_SWEEP)
+ * get a temporary bitmap owned by the marker.  Immune spaces (image,
+ * zygote) are never marked or written: their objects are scanned only where
+ * a card is dirty, since only a barriered store can have made them point
+ * into a collected space. */
+#ifndef FH_MARK_H_
+#define FH_MARK_H_
+
+#include "collectors/mark_stack.h"
+#include "heap/heap.h"
+#include "spaces/bitmap.h"
+
+typedef struct marker marker;
+struct marker {
+  fh_heap *h;
+  mark_stack stack;
+  int overflowed;      /* a push failed: some marked objects are unscanned */
+  malloc_space *ms;    /* the main malloc space, or NULL */
+  fh_bitmap bump_marks; /* over the active bump space's objects, if any */
+  uintptr_t bump_lo, bump_hi;
+  /* Called once per object as it is scanned (depth-first order), before its
+   * references are visited; NULL: nothing. */
+  void (*on_scan)(marker *m, void *obj);
+  void *user;
+  /* Mark stack overflow recovery rescans marked objects, which would call
+   * on_scan twice for them; a marker with on_scan fails instead. */
+  int failed;
+};
+
+/* 0, or -1 + error (no memory for the stack or the bump bitmap). */
+int marker_init(marker *m, fh_heap *h);
+void marker_destroy(marker *m);
+/* Mark everything reachable: roots, dirty cards of immune spaces, then the
+ * transitive closure.  World stopped.  Returns 0, or -1 when m->failed. */
+int marker_run(marker *m);
+/* The visitor that marks one slot's referent (usable as fh_visit_fn). */
+void marker_visit(void **slot, void *ctx);
+
+/* Call fn for every object of every immune space that lies on a dirty card
+ * (it may hold a reference into a collected space). */
+void immune_visit_dirty_objects(fh_heap *h, fh_object_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,121 @@
+/* The heap's malloc spaces (collector=mark_sweep): setup, the allocation
+ * slow path that serves fh_alloc from the main malloc space, and the
+ * explicit jemalloc tcaches that make that path fast.
+ *
+ * Every fh_alloc of a mark-sweep heap comes here: threads keep
+ * tlab_cursor == tlab_limit, so the inline bump path always falls through.
+ * Each thread allocates through its own explicit tcache (created on its
+ * first allocation).  A tcache holds free regions only, whose allocation
+ * bits are clear, so it never hides an object from the sweeper; collections
+ * flush every tcache first anyway, because homogeneous compaction resets
+ * the arena (jemalloc requires flushed caches) and because a flushed cache
+ * cannot hand out a region of the space that stopped being main. */
+#include <string.h>
+
+#include "collectors/collector.h"
+#include "heap/error.h"
+#include "heap/heap.h"
+#include "heap/object.h"
+
+int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity) {
+  size_t limit = h->opt.heap_max;
+  if (malloc_space_init(&h->malloc[0], "main malloc space", main_begin, capacity, limit) < 0)
+    return -1;
+  if (malloc_space_init(&h->malloc[1], "backup malloc space", backup_begin, capacity, limit) < 0) {
+    malloc_space_destroy(&h->malloc[0]);
+    return -1;
+  }
+  h->malloc_main = 0;
+  h->has_malloc_spaces = 1;
+  h->gc_tcache = arena_tcache_create(); /* -1: the sweeper frees uncached */
+  return 0;
+}
+
+void malloc_heap_destroy(fh_heap *h) {
+  if (!h->has_malloc_spaces) return;
+  arena_tcache_destroy(h->gc_tcache);
+  h->gc_tcache = -1;
+  malloc_space_destroy(&h->malloc[0]);
+  malloc_space_destroy(&h->malloc[1]);
+  h->has_malloc_spaces = 0;
+}
+
+static int thread_tcache(fh_thread *t) {
+  if (!t->ms_tcache) {
+    int id = arena_tcache_create();
+    /* Without a tcache every allocation takes the arena lock: slower, but
+     * correct, so a failure here is not an allocation failure. */
+    t->ms_tcache = id < 0 ? -1 : id + 1;
+  }
+  return t->ms_tcache > 0 ? t->ms_tcache - 1 : -1;
+}
+
+void malloc_heap_flush_tcaches(fh_heap *h) {
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link)
+    if (t->ms_tcache > 0) arena_tcache_flush(t->ms_tcache - 1);
+}
+
+void malloc_heap_thread_detach(fh_thread *t) {
+  /* Called with gc_lock held, after the thread left the list: no collection
+   * can be flushing this tcache now.  Destroying flushes it. */
+  if (t->ms_tcache > 0) arena_tcache_destroy(t->ms_tcache - 1);
+  t->ms_tcache = 0;
+}
+
+/* Did the last failure come from fragmentation (the space has the bytes in
+ * total, but jemalloc found no room in the range)? */
+static int failed_for_fragmentation(fh_heap *h, size_t bytes) {
+  malloc_space *m = heap_main_malloc(h);
+  return atomic_load(&m->used) + bytes <= m->limit &&
+         heap_used_bytes(h) + bytes <= h->opt.heap_max;
+}
+
+void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
+  fh_heap *h = t->heap;
+  size_t bytes = malloc_object_bytes(n);
+  int tc = thread_tcache(t);
+  int compacted = 0;
+  /* Attempt 0 honours the trigger; attempts 1 and 2 follow a collection
+   * (a second one in case other threads filled the space meanwhile); a
+   * failure for fragmentation then gets one homogeneous compaction. */
+  for (int attempt = 0;; attempt++) {
+    uint64_t seen = h->collections;
+    int due = attempt == 0 &&
+              atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
+    if (!due && heap_used_bytes(h) + bytes <= h->opt.heap_max) {
+      void *obj = malloc_space_alloc(heap_main_malloc(h), type, n, tc);
+      if (obj) {
+        atomic_fetch_add_explicit(&h->alloc_since_gc, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->bytes_allocated, bytes, memory_order_relaxed);
+        return obj;
+      }
+    }
+    if (attempt < 2) {
+      gc_cause cause = due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
+      if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {
+        fh_error_prefix("fh_alloc: collection failed");
+        return NULL;
+      }
+      continue;
+    }
+    if (!compacted && h->opt.hspace_compact_on_oom && failed_for_fragmentation(h, bytes)) {
+      compacted = 1;
+      /* A refused or failed compaction leaves the heap as it was; the
+       * allocation then fails with the reason below. */
+      if (gc_run(t, FH_COLLECT_HSPACE_COMPACT, GC_CAUSE_ALLOC_FAILURE, seen) == 0) continue;
+      fh_error_prefix("fh_alloc: heap full, and homogeneous compaction did not help");
+      return NULL;
+    }
+    break;
+  }
+  malloc_space *m = heap_main_malloc(h);
+  if (failed_for_fragmentation(h, bytes))
+    fh_error_set("fh_alloc: no room for %zu bytes in the main malloc space although %zu of its "
+                 "%zu bytes are free (fragmentation; hspace_compact_on_oom=%d)",
+                 n, m->limit - atomic_load(&m->used), m->limit, h->opt.hspace_compact_on_oom);
+  else
+    fh_error_set("fh_alloc: heap full: %zu bytes requested, %zu of %zu bytes live after "
+                 "collecting", n, heap_used_bytes(h), h->opt.heap_max);
+  return NULL;
+}

@@ -1,0 +1,178 @@
+/* Malloc spaces at the space level: jemalloc's memory (objects and its own
+ * metadata) stays inside the space's reserved range, a reset really gives
+ * the pages back, the allocation bitmap is exact through explicit tcaches,
+ * and a mark_sweep heap serves fh_alloc from its main malloc space. */
+#include <string.h>
+
+#include "heap/heap.h"
+#include "heap/object.h"
+#include "spaces/malloc_space.h"
+#include "spaces/reserve.h"
+#include "support_heap.h"
+
+#define RANGE ((size_t)32 << 20)
+
+typedef struct fixture {
+  uintptr_t begin;
+  malloc_space s;
+} fixture;
+
+static void setup(fixture *f, size_t limit) {
+  f->begin = reserve_range(RANGE, FH_PMD, 0);
+  assert_true(f->begin != 0);
+  assert_int_equal(reserve_commit(f->begin, RANGE), 0);
+  assert_int_equal(malloc_space_init(&f->s, "test malloc space", f->begin, RANGE, limit), 0);
+}
+
+static void teardown(fixture *f) {
+  malloc_space_destroy(&f->s);
+  reserve_release(f->begin, RANGE);
+}
+
+static int inside(const fixture *f, const void *p, size_t bytes) {
+  return (uintptr_t)p >= f->begin && (uintptr_t)p + bytes <= f->begin + RANGE;
+}
+
+static void test_memory_stays_in_range(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, RANGE); /* the limit is the range: only jemalloc can run out */
+  static const size_t sizes[] = {8, 24, 100, 1000, 5000, 40000, 300000, 2u << 20};
+  size_t n = 0, bytes = 0;
+  for (;;) {
+    size_t payload = sizes[n % (sizeof sizes / sizeof sizes[0])];
+    void *o = malloc_space_alloc(&f.s, 1, payload, -1);
+    if (!o) break;
+    assert_true(inside(&f, obj_header(o), malloc_object_bytes(payload)));
+    assert_int_equal((uintptr_t)obj_header(o) & 15, 0);
+    assert_int_equal(hdr_payload(*obj_header(o)), payload);
+    assert_int_equal(hdr_type(*obj_header(o)), 1);
+    assert_true(f.s.space.ops->is_object(&f.s.space, o));
+    /* zeroed payload */
+    const unsigned char *b = o;
+    assert_int_equal(b[0] | b[payload - 1], 0);
+    memset(o, 0xAB, payload);
+    n++;
+    bytes += malloc_object_bytes(payload);
+  }
+  /* Exhaustion came from the range (the limit was never reached), and
+   * jemalloc's extents, metadata included, never left it. */
+  assert_true(n > 20);
+  assert_true(bytes <= RANGE);
+  assert_true(malloc_space_frontier(&f.s) <= f.begin + RANGE);
+  assert_int_equal(malloc_space_used(&f.s), bytes);
+  /* The walk sees exactly the objects allocated. */
+  teardown(&f);
+}
+
+static void count_cb(void *obj, void *ctx) {
+  (void)obj;
+  (*(size_t *)ctx)++;
+}
+
+static void test_reset_returns_pages(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, RANGE);
+  for (int i = 0; i < 16 * 1024; i++) {
+    void *o = malloc_space_alloc(&f.s, 1, 1000, -1);
+    assert_non_null(o);
+    memset(o, 1, 1000);
+  }
+  size_t walked = 0;
+  f.s.space.ops->walk(&f.s.space, count_cb, &walked);
+  assert_int_equal(walked, 16 * 1024);
+  assert_true(malloc_space_resident(&f.s) >= (size_t)15 << 20);
+  assert_int_equal(malloc_space_reset(&f.s), 0);
+  /* jemalloc forgot everything, the range was discarded, the bitmaps too */
+  assert_int_equal(malloc_space_used(&f.s), 0);
+  assert_true(reserve_resident(f.begin, f.begin + RANGE) < ((size_t)1 << 20));
+  walked = 0;
+  f.s.space.ops->walk(&f.s.space, count_cb, &walked);
+  assert_int_equal(walked, 0);
+  /* and the space works again, from the start of its range */
+  void *o = malloc_space_alloc(&f.s, 1, 1000, -1);
+  assert_non_null(o);
+  assert_true(inside(&f, o, 1000));
+  const unsigned char *b = o;
+  assert_int_equal(b[0] | b[999], 0);
+  teardown(&f);
+}
+
+static void test_sweep_through_tcache_is_exact(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, RANGE);
+  int tc = arena_tcache_create();
+  assert_true(tc >= 0);
+  enum { N = 20000 };
+  static void *objs[N];
+  for (int i = 0; i < N; i++) {
+    objs[i] = malloc_space_alloc(&f.s, 1, (size_t)(16 + (i % 7) * 24), tc);
+    assert_non_null(objs[i]);
+  }
+  size_t live = 0;
+  for (int i = 0; i < N; i += 3) {
+    malloc_space_mark(&f.s, objs[i]);
+    live += malloc_object_bytes(hdr_payload(*obj_header(objs[i])));
+  }
+  arena_tcache_flush(tc);
+  size_t before = malloc_space_used(&f.s);
+  size_t freed = malloc_space_sweep(&f.s, tc);
+  assert_int_equal(before - freed, live);
+  assert_int_equal(malloc_space_used(&f.s), live);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(f.s.space.ops->is_object(&f.s.space, objs[i]), i % 3 == 0);
+  /* marks were cleared by the sweep: a second sweep frees everything */
+  assert_int_equal(malloc_space_sweep(&f.s, tc), live);
+  assert_int_equal(malloc_space_used(&f.s), 0);
+  /* freed slots are reused: the frontier does not grow for a refill */
+  uintptr_t frontier = malloc_space_frontier(&f.s);
+  for (int i = 0; i < N; i++) assert_non_null(malloc_space_alloc(&f.s, 1, 16, tc));
+  assert_true(malloc_space_frontier(&f.s) == frontier);
+  arena_tcache_flush(tc);
+  arena_tcache_destroy(tc);
+  teardown(&f);
+}
+
+static void test_mark_sweep_heap_allocates_in_main_space(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  malloc_space *main_ms = heap_main_malloc(h);
+  for (int i = 0; i < 1000; i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    assert_true(space_contains(&main_ms->space, n));
+    assert_int_equal(fh_object_size(n), sizeof(tnode));
+    assert_int_equal(n->next, NULL);
+  }
+  void *big = fh_alloc(t, ty.bytes, (size_t)3 << 20);
+  assert_non_null(big);
+  assert_true(space_contains(&main_ms->space, big));
+  /* the inline path never bumps: the thread's buffer stays empty */
+  fh__thread_fast *fast = (fh__thread_fast *)t;
+  assert_true(fast->tlab_cursor == fast->tlab_limit);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  int main_seen = 0, backup_seen = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) {
+    main_seen += strstr(s.spaces[i].name, "main malloc") != NULL && s.spaces[i].used > (3u << 20);
+    backup_seen += strstr(s.spaces[i].name, "backup malloc") != NULL && s.spaces[i].used == 0;
+  }
+  assert_int_equal(main_seen, 1);
+  assert_int_equal(backup_seen, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_memory_stays_in_range),
+      cmocka_unit_test(test_reset_returns_pages),
+      cmocka_unit_test(test_sweep_through_tcache_is_exact),
+      cmocka_unit_test(test_mark_sweep_heap_allocates_in_main_space),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
