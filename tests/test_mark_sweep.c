@@ -1,192 +1,254 @@
-/* The mark-sweep collector (collector=mark_sweep): every unreachable object
- * is freed and no reachable one, through every kind of root and through the
- * non-moving space; deep structures do not recurse; the allocation trigger
- * keeps the heap bounded; collections the heap cannot run are refused. */
+/* Mark-sweep on malloc spaces (collector=mark_sweep): allocation goes to
+ * the main malloc space, a collection frees exactly the unreachable objects
+ * of the main malloc space and the non-moving space, statistics follow, and
+ * several mutator threads can allocate and mutate under verify=1. */
+#include <pthread.h>
 #include <string.h>
 
-#include "heap/heap.h"
-#include "heap/object.h"
 #include "support_heap.h"
 
-static void *global_root;
+#include "collectors/collector.h"
+#include "heap/heap.h"
+#include "heap/object.h"
 
-static void scan_one(fh_visit_fn visit, void *ctx, void *user) { visit((void **)user, ctx); }
+#define MS_SPEC "collector=mark_sweep,heap_max=64M,non_moving_max=16M"
 
-static int is_object(fh_heap *h, void *p) {
-  malloc_space *m = heap_main_malloc(h);
-  if (space_contains(&m->space, p)) return m->space.ops->is_object(&m->space, p);
-  return h->non_moving.space.ops->is_object(&h->non_moving.space, p);
-}
+static int in_main(fh_heap *h, const void *p) { return space_contains(&heap_main_malloc(h)->space, p); }
 
-static void test_sweep_frees_exactly_the_dead(void **state) {
+static void test_alloc_lands_in_main_malloc_space(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,verify=1");
+  fh_heap *h = test_heap(MS_SPEC);
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
-  enum { N = 6000 };
-  /* Every object's raw address is remembered in native memory the
-   * collector ignores, so we can ask afterwards whether it still exists. */
-  void **all = fh_malloc(h, N * sizeof(void *));
-  uint8_t *live = fh_malloc(h, N);
-  assert_non_null(all);
-  assert_non_null(live);
-  /* An array rooted on the thread's stack holds every 3rd node; node i
-   * with i % 3 == 1 hangs off node i-1 (reachable through a reference);
-   * i % 3 == 2 is garbage, except every 30th, which hangs off a pinned
-   * non-moving object reachable only from a global root; every 50th is
-   * reachable only through the embedder's scanner. */
-  void **arr = fh_alloc(t, ty.array, (N / 3) * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  tnode *pinned = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
-  global_root = pinned;
-  fh_root_add(h, &global_root);
-  void *scanned = NULL;
-  fh_set_root_scanner(h, scan_one, &scanned);
-  tnode *nm_garbage = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
-  tnode *prev = NULL;
-  for (int i = 0; i < N; i++) {
-    tnode *n = test_node(t, &ty, (uint64_t)i);
-    all[i] = n;
-    if (i % 3 == 0) {
-      fh_write_ref(t, arr, &arr[i / 3], n);
-      live[i] = 1;
-    } else if (i % 3 == 1) {
-      fh_write_ref(t, prev, (void **)&prev->next, n);
-      live[i] = 1;
-    } else if (i % 30 == 2) {
-      fh_write_ref(t, n, (void **)&n->next, pinned->next);
-      fh_write_ref(t, pinned, (void **)&pinned->next, n);
-      live[i] = 1;
-    } else if (i % 50 == 5) {
-      fh_write_ref(t, n, (void **)&n->other, scanned);
-      scanned = n;
-      live[i] = 1;
-    } else {
-      /* garbage that points at live objects must not keep them... or
-       * itself alive */
-      fh_write_ref(t, n, (void **)&n->other, prev);
-    }
-    prev = n;
-  }
-  fh_write_ref(t, nm_garbage, (void **)&nm_garbage->next, all[2]);
-  fh_stats before, after;
-  fh_get_stats(h, &before);
-  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
-  fh_get_stats(h, &after);
-  size_t live_bytes = 0, dead_bytes = 0;
-  for (int i = 0; i < N; i++) {
-    assert_int_equal(is_object(h, all[i]), live[i]);
-    if (live[i]) {
-      tnode *n = all[i];
-      assert_int_equal(n->value, (uint64_t)i);
-      assert_int_equal(n->check, test_check((uint64_t)i));
-      live_bytes += malloc_object_bytes(sizeof(tnode));
-    } else {
-      dead_bytes += malloc_object_bytes(sizeof(tnode));
-    }
-  }
-  /* nothing moved: the array still holds the same addresses */
-  for (int i = 0; i < N; i += 3) assert_ptr_equal(arr[i / 3], all[i]);
-  assert_true(is_object(h, pinned));
-  assert_false(is_object(h, nm_garbage));
-  assert_true(after.bytes_freed - before.bytes_freed >=
-              dead_bytes + non_moving_object_bytes(sizeof(tnode)));
-  assert_int_equal(malloc_space_used(heap_main_malloc(h)),
-                   live_bytes + malloc_object_bytes((N / 3) * sizeof(void *)));
-  assert_true(after.collections == before.collections + 1);
-  fh_root_remove(h, &global_root);
-  fh_set_root_scanner(h, NULL, NULL);
-  fh_pop_roots(t, 1);
-  fh_free(h, all);
-  fh_free(h, live);
+  tnode *n = test_node(t, &ty, 7);
+  assert_true(in_main(h, n));
+  assert_int_equal(((uintptr_t)n - 8) % 16, 0);
+  assert_int_equal(fh_object_size(n), sizeof(tnode));
+  assert_int_equal(fh_object_type(n), ty.node);
+  assert_null(n->next); /* zeroed payload */
+  /* Large and odd sizes too. */
+  void *big = fh_alloc(t, ty.bytes, 100000);
+  assert_non_null(big);
+  assert_true(in_main(h, big));
+  assert_int_equal(fh_object_size(big), 100000);
+  for (size_t i = 0; i < 100000; i++) assert_int_equal(((unsigned char *)big)[i], 0);
+  /* The inline path never bump-allocates on this heap. */
+  assert_int_equal(bump_space_used(&h->bump[h->active]), 0);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
 
-static void test_deep_list_does_not_recurse(void **state) {
+typedef struct count_ctx {
+  fh_heap *h;
+  size_t objects, dead_seen;
+  uint64_t dead_marker;
+} count_ctx;
+
+static void count_obj(void *obj, void *ctx) {
+  count_ctx *c = ctx;
+  c->objects++;
+  if (fh_object_size(obj) == sizeof(tnode) && ((tnode *)obj)->value == c->dead_marker)
+    c->dead_seen++;
+}
+
+static size_t count_objects(fh_heap *h, fh_space *s, uint64_t dead_marker, size_t *dead) {
+  count_ctx c = {h, 0, 0, dead_marker};
+  s->ops->walk(s, count_obj, &c);
+  if (dead) *dead = c.dead_seen;
+  return c.objects;
+}
+
+/* Every dead object is freed and no live one: a list of live nodes (some in
+ * the non-moving space) interleaved with garbage of many sizes. */
+static void test_sweep_frees_exactly_the_dead(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=512M");
+  fh_heap *h = test_heap(MS_SPEC ",verify=1");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  enum { N = 2000000 };
-  for (uint64_t i = 0; i < N; i++) {
-    tnode *n = fh_alloc(t, ty.node, sizeof(tnode));
+  const uint64_t DEAD = 0xdeadull;
+  size_t live = 0, dead = 0;
+  for (uint64_t i = 0; i < 20000; i++) {
+    tnode *n = (i % 7 == 3) ? fh_alloc_nonmoving(t, ty.node, sizeof(tnode)) : test_node(t, &ty, i);
     assert_non_null(n);
     n->value = i;
+    n->check = test_check(i);
     fh_write_ref(t, n, (void **)&n->next, head);
     head = n;
+    live++;
+    /* garbage: a dead node and a dead byte array of a varying size */
+    tnode *g = test_node(t, &ty, DEAD);
+    fh_write_ref(t, g, (void **)&g->next, head); /* dead -> live is fine */
+    assert_non_null(fh_alloc(t, ty.bytes, (i * 37) % 3000));
+    dead += 2;
   }
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  uint64_t count = 0, expect = N;
-  for (tnode *n = head; n; n = n->next) assert_int_equal(n->value, --expect), count++;
-  assert_int_equal(count, N);
-  head = NULL;
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  assert_int_equal(malloc_space_used(heap_main_malloc(h)), 0);
+  malloc_space *ms = heap_main_malloc(h);
+  fh_stats before;
+  fh_get_stats(h, &before);
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  size_t dead_left = 1;
+  size_t objs = count_objects(h, &ms->space, DEAD, &dead_left);
+  size_t nm_objs = count_objects(h, &h->non_moving.space, DEAD, NULL);
+  assert_int_equal(dead_left, 0);
+  assert_int_equal(objs + nm_objs, live); /* every live one kept, nothing else */
+  /* Contents intact, in order. */
+  uint64_t expect = 19999;
+  for (tnode *n = head; n; n = n->next, expect--) {
+    assert_int_equal(n->value, expect);
+    assert_int_equal(n->check, test_check(expect));
+  }
+  assert_int_equal(expect, (uint64_t)-1);
+  fh_stats after;
+  fh_get_stats(h, &after);
+  assert_true(after.collections > before.collections);
+  assert_true(after.bytes_freed > before.bytes_freed);
+  assert_int_equal(after.bytes_moved, before.bytes_moved);
+  /* used equals the sum of the survivors' sizes */
+  assert_int_equal(atomic_load(&ms->used), objs * malloc_object_bytes(sizeof(tnode)));
+  /* freed memory is reused: allocating the same garbage again does not grow the range much */
+  uintptr_t frontier = malloc_space_frontier(ms);
+  for (int i = 0; i < 20000; i++) assert_non_null(fh_alloc(t, ty.bytes, (i * 37) % 3000));
+  assert_true(malloc_space_frontier(ms) - frontier < (8u << 20));
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
 
-static void test_trigger_bounds_the_heap(void **state) {
+/* Garbage alone drives collections: allocating 20x the heap with a small
+ * live set must succeed, and the heap stays small. */
+static void test_triggered_collections_reclaim(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,min_alloc_trigger=4M");
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
-  tnode *keep = test_node(t, &ty, 42);
-  fh_push_root(t, (void **)&keep);
-  /* 400 MiB of garbage through a 64 MiB heap: collections must run, free
-   * the garbage, and the space must reuse its memory. */
-  for (int i = 0; i < 400 * 1024; i++) assert_non_null(fh_alloc(t, ty.bytes, 1000));
+  void *keep = NULL;
+  fh_push_root(t, &keep);
+  keep = fh_alloc(t, ty.array, 64 * sizeof(void *));
+  for (int i = 0; i < 400000; i++) {
+    void *o = fh_alloc(t, ty.bytes, 16 + (size_t)(i % 1500));
+    assert_non_null(o);
+    if (i % 1000 == 0) fh_write_ref(t, keep, &((void **)keep)[(i / 1000) % 64], o);
+  }
   fh_stats s;
   fh_get_stats(h, &s);
-  assert_true(s.collections >= 10);
-  assert_true(s.bytes_freed >= (uint64_t)300 << 20);
-  assert_int_equal(keep->value, 42);
-  assert_true(malloc_space_resident(heap_main_malloc(h)) < ((size_t)32 << 20));
+  assert_true(s.collections >= 5);
+  assert_true(heap_used_bytes(h) < (16u << 20));
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
 
-static void test_refused_collections(void **state) {
+static void test_mark_sweep_refuses_moving_kinds(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M");
+  fh_heap *h = test_heap(MS_SPEC);
   fh_thread *t = fh_thread_attach(h);
-  /* bump-space collectors know nothing of malloc spaces */
   assert_int_equal(fh_collect(t, FH_COLLECT_SEMISPACE), -1);
-  assert_non_null(strstr(fh_last_error(), "mark_sweep"));
+  assert_non_null(strstr(fh_last_error(), "malloc spaces"));
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-
-  h = test_heap("collector=semispace,heap_max=16M");
+  /* A semi-space heap has no malloc spaces to compact, but can mark-sweep. */
+  h = test_heap("collector=semispace,heap_max=16M,verify=1");
+  test_types ty;
+  test_register(h, &ty);
   t = fh_thread_attach(h);
+  tnode *root = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&root);
+  tnode *nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+  fh_write_ref(t, root, (void **)&root->next, nm);
+  for (int i = 0; i < 1000; i++) test_node(t, &ty, 99);
   assert_int_equal(fh_collect(t, FH_COLLECT_HSPACE_COMPACT), -1);
-  assert_non_null(strstr(fh_last_error(), "collector=mark_sweep"));
+  assert_non_null(strstr(fh_last_error(), "mark_sweep"));
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  assert_ptr_equal(root->next, nm);
+  assert_true(h->non_moving.space.ops->is_object(&h->non_moving.space, nm));
+  fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-
-  /* homogeneous compaction as the background collector of a heap without
-   * malloc spaces is refused at creation */
+  /* hspace_compact as background needs mark_sweep */
   fh_options o;
   fh_options_init(&o);
-  assert_int_equal(fh_options_parse(&o, "collector=semispace,background_collector=hspace_compact"),
-                   0);
+  assert_int_equal(fh_options_parse(&o, "collector=semispace,background_collector=hspace_compact"), 0);
   assert_null(fh_heap_create(&o));
-  assert_non_null(strstr(fh_last_error(), "mark_sweep"));
+  assert_non_null(strstr(fh_last_error(), "needs collector=mark_sweep"));
+}
+
+/* Several mutators build and drop lists, share a global root, collect
+ * explicitly now and then; verify=1 checks every reference each time. */
+#define NTHREADS 4
+typedef struct stress_arg {
+  fh_heap *h;
+  const test_types *ty;
+  void **shared;
+  int id;
+  int explicit_kind;
+} stress_arg;
+
+static void *stress_thread(void *p) {
+  stress_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  tnode *mine = NULL;
+  fh_push_root(t, (void **)&mine);
+  for (int round = 0; round < 30; round++) {
+    mine = NULL;
+    for (uint64_t i = 0; i < 2000; i++) {
+      tnode *n = test_node(t, a->ty, (uint64_t)a->id << 32 | i);
+      fh_write_ref(t, n, (void **)&n->next, mine);
+      fh_write_ref(t, n, (void **)&n->other, *a->shared);
+      mine = n;
+      if (i % 97 == 0) fh_alloc(t, a->ty->bytes, 5000); /* garbage */
+      if (i % 500 == 0) *a->shared = n;                  /* global root, racy but atomic-width */
+    }
+    uint64_t expect = 1999;
+    for (tnode *n = mine; n; n = n->next, expect--) {
+      if (n->value != ((uint64_t)a->id << 32 | expect) || n->check != test_check(n->value))
+        fail_msg("thread %d: list corrupted at %llu", a->id, (unsigned long long)expect);
+    }
+    if (round % 10 == a->id) fh_collect(t, a->explicit_kind);
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+void run_stress(const char *spec, int explicit_kind);
+void run_stress(const char *spec, int explicit_kind) {
+  fh_heap *h = test_heap(spec);
+  static test_types ty;
+  test_register(h, &ty);
+  static void *shared;
+  shared = NULL;
+  fh_root_add(h, &shared);
+  pthread_t th[NTHREADS];
+  stress_arg args[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++) {
+    args[i] = (stress_arg){h, &ty, &shared, i, explicit_kind};
+    pthread_create(&th[i], NULL, stress_thread, &args[i]);
+  }
+  for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.collections > 0);
+  fh_root_remove(h, &shared);
+  fh_heap_destroy(h);
+}
+
+static void test_multithreaded_stress(void **state) {
+  (void)state;
+  run_stress("collector=mark_sweep,heap_max=32M,verify=1,min_alloc_trigger=2M", FH_COLLECT_MARK_SWEEP);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_alloc_lands_in_main_malloc_space),
       cmocka_unit_test(test_sweep_frees_exactly_the_dead),
-      cmocka_unit_test(test_deep_list_does_not_recurse),
-      cmocka_unit_test(test_trigger_bounds_the_heap),
-      cmocka_unit_test(test_refused_collections),
+      cmocka_unit_test(test_triggered_collections_reclaim),
+      cmocka_unit_test(test_mark_sweep_refuses_moving_kinds),
+      cmocka_unit_test(test_multithreaded_stress),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
