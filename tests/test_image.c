@@ -39,10 +39,224 @@ static void test_no_image_no_roots(void **st) {
   fh_heap_destroy(h);
 }
 
+
+static fh_heap *load(const char *path, const char *extra) {
+  char spec[512];
+  snprintf(spec, sizeof spec, "heap_max=16M,non_moving_max=4M,image_path=%s%s%s", path,
+           extra ? "," : "", extra ? extra : "");
+  return img_heap(spec);
+}
+
+static void test_load_twice_relocates(void **st) {
+  (void)st;
+  const char *path = img_path("twice");
+  img_save_standard(path);
+  fh_heap *h1 = load(path, "verify=1"), *h2 = load(path, "verify=1");
+  assert_false(h1->image.relocated); /* the first one got the preferred base */
+  assert_int_equal(h1->image.space.begin, IMAGE_DEFAULT_BASE);
+  assert_true(h2->image.relocated);
+  assert_int_not_equal(h2->image.space.begin, IMAGE_DEFAULT_BASE);
+  img_types ty;
+  img_register(h1, &ty);
+  void **r1, **r2;
+  assert_int_equal(fh_image_roots(h1, &r1), NROOTS);
+  assert_int_equal(fh_image_roots(h2, &r2), NROOTS);
+  img_check(&ty, r1);
+  img_check(&ty, r2);
+  assert_ptr_not_equal(r1[0], r2[0]);
+  /* Independent: writes and collections in one never show in the other. */
+  fh_thread *t1 = fh_thread_attach(h1);
+  fh_thread *t2 = fh_thread_attach(h2);
+  pair *p1 = r1[0], *p2 = r2[0];
+  blob *b1 = fh_alloc(t1, ty.blob, sizeof(blob));
+  b1->x = 41;
+  fh_write_ref(t1, r1[2], &((void **)r1[2])[3], b1);
+  fh_write_ref(t2, r2[2], &((void **)r2[2])[3], r2[0]);
+  p1->a->value = 12345;
+  assert_int_equal(p2->a->value, 1);
+  assert_int_equal(fh_collect(t1, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(fh_collect(t2, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(((blob *)((void **)r1[2])[3])->x, 41);
+  assert_ptr_equal(((void **)r2[2])[3], r2[0]);
+  p1->a->value = 1;
+  fh_thread_detach(t1);
+  fh_thread_detach(t2);
+  fh_heap_destroy(h1);
+  fh_heap_destroy(h2);
+  unlink(path);
+}
+
+/* Fresh objects reachable only from image objects survive every collector:
+ * the image's dirty cards are roots, and moved objects are updated there. */
+static void test_image_refs_survive_every_collector(void **st) {
+  (void)st;
+  const char *path = img_path("collectors");
+  img_save_standard(path);
+  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+                                           "concurrent_compact"};
+  int ran = 0;
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    char spec[512];
+    snprintf(spec, sizeof spec, "heap_max=16M,non_moving_max=4M,verify=1,collector=%s,image_path=%s",
+             collectors[c], path);
+    fh_options o;
+    fh_options_init(&o);
+    assert_int_equal(fh_options_parse(&o, spec), 0);
+    fh_heap *h = fh_heap_create(&o);
+    if (!h) {
+      print_message("collector %s: skipped (%s)\n", collectors[c], fh_last_error());
+      continue;
+    }
+    ran++;
+    img_types ty;
+    img_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    void **roots;
+    assert_int_equal(fh_image_roots(h, &roots), NROOTS);
+    /* Every pair's b gets a fresh two-object chain: pair -> vec -> blob. */
+    pair *p = roots[0];
+    uintptr_t before = 0;
+    for (int i = 0; i < NPAIR; i++, p = p->a) {
+      blob *b = fh_alloc(t, ty.blob, sizeof(blob));
+      b->x = (uint64_t)i, b->y = ~(uint64_t)i;
+      fh_push_root(t, (void **)&b);
+      void **v = fh_alloc(t, ty.vec, 16);
+      fh_pop_roots(t, 1);
+      fh_write_ref(t, v, &v[0], b);
+      ((uint64_t *)v)[1] = (uint64_t)i * 3;
+      fh_write_ref(t, p, (void **)&p->b, v);
+      if (i == 0) before = (uintptr_t)v;
+    }
+    for (int round = 0; round < 3; round++) {
+      for (int k = 0; k < 20000; k++) assert_non_null(fh_alloc(t, ty.bytes, 100)); /* garbage */
+      assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+      p = roots[0];
+      for (int i = 0; i < NPAIR; i++, p = p->a) {
+        void **v = (void **)p->b;
+        assert_int_equal(fh_object_type(v), ty.vec);
+        assert_int_equal(((uint64_t *)v)[1], (uint64_t)i * 3);
+        blob *b = v[0];
+        assert_int_equal(fh_object_type(b), ty.blob);
+        assert_true(b->x == (uint64_t)i && b->y == ~(uint64_t)i);
+        assert_int_equal(p->value, (uint64_t)i);
+      }
+    }
+    print_message("collector %s: first fresh object %s\n", collectors[c],
+                  (uintptr_t)((pair *)roots[0])->b != before ? "moved" : "stayed");
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  assert_true(ran >= 1);
+  unlink(path);
+}
+
+static void test_types_match_by_name_and_layout(void **st) {
+  (void)st;
+  const char *path = img_path("types");
+  img_save_standard(path);
+  fh_heap *h = load(path, NULL);
+  /* Before the embedder registers anything, the image's types exist. */
+  static const uint32_t one[] = {0};
+  fh_type other = {.name = "pair", .size = sizeof(pair), .nrefs = 1, .ref_offsets = one};
+  assert_int_equal(fh_register_type(h, &other), 0);
+  assert_non_null(strstr(fh_last_error(), "pair"));
+  assert_non_null(strstr(fh_last_error(), "another layout"));
+  fh_type same = {.name = "pair", .size = sizeof(pair), .nrefs = 2, .ref_offsets = pair_offs};
+  assert_int_equal(fh_register_type(h, &same), 1);
+  fh_type fresh = {.name = "fresh", .size = 8};
+  assert_int_equal(fh_register_type(h, &fresh), 6);
+  fh_heap_destroy(h);
+  unlink(path);
+}
+
+static void trace_nothing(void *obj, size_t size, fh_visit_fn visit, void *ctx) {
+  (void)obj, (void)size, (void)visit, (void)ctx;
+}
+
+static void test_save_refusals(void **st) {
+  (void)st;
+  const char *path = img_path("refused");
+  unlink(path);
+  fh_heap *h = img_heap("heap_max=8M");
+  img_types ty;
+  img_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  pair *p = fh_alloc(t, ty.pair, sizeof(pair));
+  void *roots[1] = {p};
+  fh_push_root(t, &roots[0]);
+  /* a native pointer in a reference slot */
+  int native;
+  p->a = (pair *)&native;
+  assert_int_equal(fh_image_save(t, path, roots, 1), -1);
+  assert_non_null(strstr(fh_last_error(), "pair"));
+  assert_non_null(strstr(fh_last_error(), "not a heap object"));
+  p = roots[0];
+  p->a = NULL;
+  /* a root that is not an object */
+  void *bad[1] = {(char *)roots[0] + 8};
+  assert_int_equal(fh_image_save(t, path, bad, 1), -1);
+  assert_non_null(strstr(fh_last_error(), "root 0"));
+  /* a type with a trace callback, named */
+  fh_type traced = {.name = "traced_thing", .size = 16, .trace = trace_nothing};
+  assert_int_not_equal(fh_register_type(h, &traced), 0);
+  assert_int_equal(fh_image_save(t, path, roots, 1), -1);
+  assert_non_null(strstr(fh_last_error(), "traced_thing"));
+  assert_int_equal(access(path, F_OK), -1); /* nothing under the real name */
+  /* bad arguments */
+  assert_int_equal(fh_image_save(NULL, path, roots, 1), -1);
+  assert_int_equal(fh_image_save(t, NULL, roots, 1), -1);
+  assert_int_equal(fh_image_save(t, path, NULL, 1), -1);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A heap loaded from an image saves a new image mixing its image objects
+ * and fresh ones; the new image loads and holds both. */
+static void test_image_of_an_image(void **st) {
+  (void)st;
+  const char *path = img_path("gen1"), *path2 = img_path("gen2");
+  img_save_standard(path);
+  fh_heap *h = load(path, NULL);
+  img_types ty;
+  img_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  void **r;
+  fh_image_roots(h, &r);
+  pair *fresh = fh_alloc(t, ty.pair, sizeof(pair));
+  fresh->value = 4242;
+  fh_write_ref(t, fresh, (void **)&fresh->a, r[0]);
+  fh_write_ref(t, r[2], &((void **)r[2])[3], fresh);
+  void *roots[NROOTS + 1];
+  for (int i = 0; i < NROOTS; i++) roots[i] = r[i];
+  roots[NROOTS] = fresh;
+  assert_int_equal(fh_image_save(t, path2, roots, NROOTS + 1), 0);
+  ((void **)r[2])[3] = NULL; /* the standard check expects it NULL */
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  fh_heap *h2 = load(path2, "verify=1");
+  void **r2;
+  assert_int_equal(fh_image_roots(h2, &r2), NROOTS + 1);
+  pair *f2 = r2[NROOTS];
+  assert_int_equal(f2->value, 4242);
+  assert_ptr_equal(f2->a, r2[0]);
+  assert_ptr_equal(((void **)r2[2])[3], f2);
+  ((void **)r2[2])[3] = NULL;
+  img_check(&ty, r2);
+  fh_heap_destroy(h2);
+  unlink(path);
+  unlink(path2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
       cmocka_unit_test(test_no_image_no_roots),
+      cmocka_unit_test(test_load_twice_relocates),
+      cmocka_unit_test(test_image_refs_survive_every_collector),
+      cmocka_unit_test(test_types_match_by_name_and_layout),
+      cmocka_unit_test(test_save_refusals),
+      cmocka_unit_test(test_image_of_an_image),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,273 @@
+/* Image validation: every way a file can be wrong gets its own message, the
+ * heap is not created, and no byte pattern crashes the loader (a small
+ * in-process fuzz loop here; fuzz/ runs libFuzzer for longer). */
+#include "heap/image_validate.h"
+#include "test_image.h"
+
+static uint8_t *good;
+static size_t good_n;
+static image_header good_h;
+
+static int setup(void **st) {
+  (void)st;
+  const char *path = img_path("valid");
+  img_save_standard(path);
+  good = img_read(path, &good_n);
+  memcpy(&good_h, good, sizeof good_h);
+  unlink(path);
+  return 0;
+}
+
+static int teardown(void **st) {
+  (void)st;
+  free(good);
+  return 0;
+}
+
+/* Load `b` as an image: must fail, with `want` in the message. */
+static void expect_refused(const uint8_t *b, size_t n, const char *want) {
+  const char *path = img_path("bad");
+  img_write(path, b, n);
+  char spec[512];
+  snprintf(spec, sizeof spec, "heap_max=8M,non_moving_max=2M,image_path=%s", path);
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(&o, spec), 0);
+  fh_heap *h = fh_heap_create(&o);
+  if (h) fail_msg("image accepted; expected '%s'", want);
+  if (!strstr(fh_last_error(), want)) fail_msg("got '%s', expected '%s'", fh_last_error(), want);
+  unlink(path);
+}
+
+typedef void (*mutator)(uint8_t *b, size_t *n, image_header *h);
+
+static uint8_t *objects(uint8_t *b) { return b + good_h.objects_offset; }
+static uint64_t rd(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static void wr(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void set_reloc(uint8_t *b, uint64_t off, int on) {
+  uint8_t *r = b + good_h.relocs_offset;
+  uint64_t w = off / 8;
+  if (on) r[w / 8] |= (uint8_t)(1u << (w % 8));
+  else r[w / 8] &= (uint8_t)~(1u << (w % 8));
+}
+static uint64_t root_off(const uint8_t *b, int i) { return rd(b + good_h.roots_offset + 8 * (size_t)i); }
+static void fix_digest(uint8_t *b, image_header *h) {
+  h->types_digest = image_crc32c(0, b + h->types_offset, h->types_bytes);
+}
+
+/* Apply m to a copy of the good image; header changes go through *h; the
+ * CRC is recomputed when fix_crc, so the check behind it is reached. */
+static void refused(mutator m, int fix_crc, const char *want) {
+  size_t n = good_n;
+  uint8_t *b = malloc(good_n + 64);
+  memcpy(b, good, good_n);
+  image_header h;
+  memcpy(&h, b, sizeof h);
+  m(b, &n, &h);
+  memcpy(b, &h, sizeof h);
+  if (fix_crc && n >= sizeof h) img_fix_crc(b, n);
+  expect_refused(b, n, want);
+  free(b);
+}
+
+static void m_empty(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)h; *n = 0; }
+static void m_tiny(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)h; *n = 7; }
+static void m_short(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)h; *n = 100; }
+static void m_cut(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)h; *n -= 8; }
+static void m_trailing(uint8_t *b, size_t *n, image_header *h) { (void)h; memset(b + *n, 0, 8); *n += 8; }
+static void m_magic(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->magic[0] = 'X'; }
+static void m_version(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->version = 2; }
+static void m_endian(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->endian = 0x04030201u; }
+static void m_ptrsize(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->pointer_bytes = 4; }
+static void m_hdrsize(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->header_bytes = 512; }
+static void m_flip(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; objects(b)[17] ^= 0x40; }
+static void m_types_oob(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->types_offset = (uint64_t)1 << 40; }
+static void m_gap(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->nroots--; h->roots_offset += 8; }
+static void m_relocs_size(uint8_t *b, size_t *n, image_header *h) {
+  (void)b, (void)n; h->relocs_bytes += 8; h->relocs_offset -= 8; h->types_bytes -= 8;
+}
+static void m_base(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->preferred_base += 4096; }
+static void m_ntypes(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->ntypes = 70000; }
+static void m_digest(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; b[h->types_offset + 21] ^= 1; }
+static void m_type_flags(uint8_t *b, size_t *n, image_header *h) {
+  (void)n; b[h->types_offset + 8] = 2; fix_digest(b, h);
+}
+static void m_type_name_len(uint8_t *b, size_t *n, image_header *h) {
+  (void)n; b[h->types_offset + 16] = 0; fix_digest(b, h);
+}
+static void m_type_dup(uint8_t *b, size_t *n, image_header *h) {
+  (void)n;
+  /* type 2 is "blob" (24-byte record after pair's 32): rename it "pair" */
+  uint8_t *rec = b + h->types_offset + 32;
+  assert_memory_equal(rec + 20, "blob", 4);
+  memcpy(rec + 20, "pair", 4);
+  fix_digest(b, h);
+}
+static void m_type_trailing(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->ntypes--; }
+static void m_hdr_flags(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; objects(b)[0] |= 1; }
+static void m_type_id(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; objects(b)[1] = 99; }
+static void m_fixed_size(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; objects(b)[4] = 16; }
+static void m_runs_past(uint8_t *b, size_t *n, image_header *h) {
+  (void)n, (void)h;
+  /* first object: type "bytes" (4) with a payload far past the end */
+  wr(objects(b), ((uint64_t)0x7FFFFFF0 << 32) | (4u << 8));
+}
+static void m_too_small(uint8_t *b, size_t *n, image_header *h) {
+  (void)n, (void)h;
+  /* the vec object (ref at 0) given 0 bytes would hold no ref slot:
+   * rewrite the first object as a 0-byte vec followed by a filler-free gap */
+  wr(objects(b), (uint64_t)0 << 32 | (3u << 8));
+}
+static void m_count(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->nobjects++; }
+static void m_oob_ref(uint8_t *b, size_t *n, image_header *h) {
+  (void)n; wr(objects(b) + 8, h->preferred_base + h->objects_bytes + 64);
+}
+static void m_below_ref(uint8_t *b, size_t *n, image_header *h) {
+  (void)n; wr(objects(b) + 8, h->preferred_base - 4096);
+}
+static void m_mid_ref(uint8_t *b, size_t *n, image_header *h) {
+  (void)n, (void)h; wr(objects(b) + 8, rd(objects(b) + 8) + 8);
+}
+static void m_no_reloc(uint8_t *b, size_t *n, image_header *h) { (void)n, (void)h; set_reloc(b, 8, 0); }
+static void m_stray_reloc(uint8_t *b, size_t *n, image_header *h) {
+  (void)n, (void)h; set_reloc(b, 0, 1); /* the first header word */
+}
+static void m_null_reloc(uint8_t *b, size_t *n, image_header *h) {
+  (void)n, (void)h; set_reloc(b, root_off(b, 2) + 24, 1); /* refs array slot 3 is NULL */
+}
+static void m_nrelocs(uint8_t *b, size_t *n, image_header *h) { (void)b, (void)n; h->nrelocs--; }
+static void m_root(uint8_t *b, size_t *n, image_header *h) { (void)n; wr(b + h->roots_offset, 16); }
+static void m_root_oob(uint8_t *b, size_t *n, image_header *h) { (void)n; wr(b + h->roots_offset + 8, (uint64_t)1 << 50); }
+
+static void test_identity_failures(void **st) {
+  (void)st;
+  refused(m_empty, 0, "truncated");
+  refused(m_tiny, 0, "truncated");
+  refused(m_short, 0, "truncated");
+  refused(m_cut, 1, "truncated");
+  refused(m_trailing, 1, "trailing data");
+  refused(m_magic, 1, "bad magic");
+  refused(m_version, 1, "format version 2");
+  refused(m_endian, 1, "byte order");
+  refused(m_ptrsize, 1, "pointer size 4");
+  refused(m_hdrsize, 1, "header size");
+  refused(m_flip, 0, "checksum mismatch");
+}
+
+static void test_structure_failures(void **st) {
+  (void)st;
+  refused(m_types_oob, 1, "out-of-bounds section");
+  refused(m_gap, 1, "sections overlap");
+  refused(m_relocs_size, 1, "relocation bitmap has");
+  refused(m_base, 1, "preferred base");
+  refused(m_ntypes, 1, "more than");
+  refused(m_digest, 1, "type table digest mismatch");
+  refused(m_type_flags, 1, "unknown flags");
+  refused(m_type_name_len, 1, "name of 0 bytes");
+  refused(m_type_dup, 1, "image type table");
+  refused(m_type_trailing, 1, "trailing bytes");
+}
+
+static void test_object_failures(void **st) {
+  (void)st;
+  refused(m_hdr_flags, 1, "flag bits");
+  refused(m_type_id, 1, "unknown type id 99");
+  refused(m_fixed_size, 1, "fixed size");
+  refused(m_runs_past, 1, "runs past the end");
+  refused(m_too_small, 1, "cannot hold the references");
+  refused(m_count, 1, "object walk found");
+  refused(m_oob_ref, 1, "out-of-bounds reference");
+  refused(m_below_ref, 1, "out-of-bounds reference");
+  refused(m_mid_ref, 1, "points inside an object");
+  refused(m_no_reloc, 1, "has no relocation");
+  refused(m_stray_reloc, 1, "marks 1 words that are not references");
+  refused(m_null_reloc, 1, "relocation on a null reference");
+  refused(m_nrelocs, 1, "relocations");
+  refused(m_root, 1, "root 0");
+  refused(m_root_oob, 1, "root 1");
+}
+
+static void test_unreadable_files(void **st) {
+  (void)st;
+  fh_options o;
+  fh_options_init(&o);
+  o.image_path = "/nonexistent/dir/x.img";
+  assert_null(fh_heap_create(&o));
+  assert_non_null(strstr(fh_last_error(), "cannot open"));
+  o.image_path = "/tmp";
+  assert_null(fh_heap_create(&o));
+  assert_non_null(strstr(fh_last_error(), "not a regular file"));
+  o.image_path = NULL;
+  o.image_share = "bogus";
+  assert_null(fh_heap_create(&o));
+  assert_non_null(strstr(fh_last_error(), "image_share"));
+}
+
+/* After all the refusals the preferred base is free again: nothing leaked. */
+static void test_failures_leave_no_trace(void **st) {
+  (void)st;
+  const char *path = img_path("after");
+  img_write(path, good, good_n);
+  char spec[512];
+  snprintf(spec, sizeof spec, "heap_max=8M,non_moving_max=2M,image_path=%s", path);
+  fh_heap *h = img_heap(spec);
+  assert_false(h->image.relocated);
+  fh_heap_destroy(h);
+  unlink(path);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return rng;
+}
+
+/* Random damage, mostly with the checksum repaired so the structural checks
+ * see it: validation may accept or refuse, but never crashes or reads out
+ * of bounds (ASan watches in check-asan). */
+static void test_random_damage_never_crashes(void **st) {
+  (void)st;
+  uint8_t *b = malloc(good_n);
+  int accepted = 0;
+  for (int iter = 0; iter < 4000; iter++) {
+    memcpy(b, good, good_n);
+    size_t n = good_n;
+    int edits = 1 + (int)(next_rand() % 4);
+    for (int e = 0; e < edits; e++) {
+      uint64_t r = next_rand();
+      size_t at;
+      switch (r % 4) {
+      case 0: at = (size_t)(next_rand() % sizeof(image_header)); break; /* header */
+      case 1: at = (size_t)(good_h.objects_offset + next_rand() % good_h.objects_bytes); break;
+      default: at = (size_t)(good_h.types_offset + next_rand() % (good_n - good_h.types_offset));
+      }
+      if ((r >> 8) & 1)
+        b[at] ^= (uint8_t)(1u << ((r >> 9) % 8));
+      else
+        b[at] = (uint8_t)(r >> 16);
+    }
+    if (next_rand() % 8 == 0) n = (size_t)(next_rand() % good_n);
+    if (next_rand() % 8 && n >= sizeof(image_header)) img_fix_crc(b, n);
+    image_parsed p;
+    if (image_validate(b, n, &p) == 0) {
+      accepted++;
+      image_parsed_free(&p);
+    } else {
+      assert_true(strncmp(fh_last_error(), "image: ", 7) == 0);
+    }
+  }
+  print_message("random damage: %d of 4000 still valid (payload bytes)\n", accepted);
+  free(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_identity_failures),
+      cmocka_unit_test(test_structure_failures),
+      cmocka_unit_test(test_object_failures),
+      cmocka_unit_test(test_unreadable_files),
+      cmocka_unit_test(test_failures_leave_no_trace),
+      cmocka_unit_test(test_random_damage_never_crashes),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
