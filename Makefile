@@ -35,7 +35,7 @@ BENCH_SRCS := $(filter-out bench/baseline_%.c,$(wildcard bench/*.c))
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test check check-asan check-tsan bench install deps clean examples
+.PHONY: all lib test check check-asan check-tsan fuzz bench install deps clean examples
 
 all: lib examples $(BUILD)/fhbench
 
@@ -99,6 +99,25 @@ check-tsan: deps
 	  EXTRA_CFLAGS="-fsanitize=thread" $(TEST_BINS:$(BUILD)/%=build-tsan/%)
 	@FH_TEST_SANITIZER=tsan TSAN_OPTIONS=halt_on_error=1 \
 	  sh tests/run.sh build-tsan $(TEST_BINS:$(BUILD)/%=build-tsan/%)
+
+# libFuzzer (clang) on the image loader for FUZZ_TIME seconds, from a seed
+# corpus of small valid images that fuzz/make_corpus.c writes.  Crashing
+# inputs land in build-fuzz/ (crash-*); each one found becomes a test.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 \
+	  EXTRA_CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" lib
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o build-fuzz/fuzz_image \
+	  fuzz/fuzz_image.c build-fuzz/libfaultheap.a $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -o build-fuzz/make_corpus \
+	  fuzz/make_corpus.c build-fuzz/libfaultheap.a $(LIBS)
+	@rm -rf build-fuzz/seeds && mkdir -p build-fuzz/seeds build-fuzz/corpus
+	build-fuzz/make_corpus build-fuzz/seeds
+	ASAN_OPTIONS=detect_leaks=1:handle_sigbus=0 build-fuzz/fuzz_image -max_total_time=$(FUZZ_TIME) \
+	  -max_len=65536 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
+	  build-fuzz/corpus build-fuzz/seeds
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/fhbench
