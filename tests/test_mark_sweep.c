@@ -208,7 +208,8 @@ static void *stress_thread(void *p) {
       if (n->value != ((uint64_t)a->id << 32 | expect) || n->check != test_check(n->value))
         fail_msg("thread %d: list corrupted at %llu", a->id, (unsigned long long)expect);
     }
-    if (round % 10 == a->id) fh_collect(t, a->explicit_kind);
+    if (round % 5 == a->id % 5 && fh_collect(t, a->explicit_kind) < 0)
+      fail_msg("thread %d: collection failed: %s", a->id, fh_last_error());
   }
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
@@ -242,6 +243,15 @@ static void test_multithreaded_stress(void **state) {
   run_stress("collector=mark_sweep,heap_max=32M,verify=1,min_alloc_trigger=2M", FH_COLLECT_MARK_SWEEP);
 }
 
+/* The same mutators, with explicit homogeneous compactions moving every
+ * object under them between rounds (and collections triggered by
+ * allocation in between). */
+static void test_multithreaded_stress_with_compaction(void **state) {
+  (void)state;
+  run_stress("collector=mark_sweep,heap_max=32M,verify=1,min_alloc_trigger=2M,"
+             "hspace_min_interval_ms=0", FH_COLLECT_HSPACE_COMPACT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc_lands_in_main_malloc_space),
@@ -249,6 +259,7 @@ int main(void) {
       cmocka_unit_test(test_triggered_collections_reclaim),
       cmocka_unit_test(test_mark_sweep_refuses_moving_kinds),
       cmocka_unit_test(test_multithreaded_stress),
+      cmocka_unit_test(test_multithreaded_stress_with_compaction),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
