@@ -32,6 +32,7 @@ size_t bench_rss_bytes(void);
 int wl_gcbench(int argc, char **argv);
 int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
 int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
+int wl_image_load(int argc, char **argv); /* bench/wl_image_load.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */

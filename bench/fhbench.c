@@ -19,6 +19,7 @@ static const workload workloads[] = {
     {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
     {"fragmentation", wl_fragmentation,
      "RSS vs live bytes after 90% of 1 GiB dies: mark-sweep, hspace compaction, mallocs"},
+    {"image-load", wl_image_load, "1M-object graph: build vs load an image at its base / relocated"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -2,7 +2,9 @@
  * (format in image_format.h).
  *
  * With the world stopped (nothing moves, nothing is written): number the
- * reachable objects depth-first from the roots, then build the whole file
+ * reachable objects depth-first from the roots, lay them out (objects with
+ * reference slots first, then pointer-free ones; depth-first within each
+ * group), then build the whole file
  * in memory, references rewritten to preferred_base + offset and marked in
  * the relocation bitmap.  The world resumes before the file is written, to
  * a temporary name in the same directory, synced, then renamed over the
@@ -75,6 +77,7 @@ typedef struct saver {
   addr_map map;
   ptr_vec stack, order;
   uint64_t objects_bytes;
+  uint64_t *offsets;   /* by numbering index: offset of the header */
   int failed;          /* an error is set */
   const void *holder;  /* object being scanned, for messages */
   /* second pass */
@@ -119,7 +122,7 @@ static void number_from(saver *s, void *root) {
       return;
     }
     s->map.keys[j] = (uintptr_t)obj;
-    s->map.vals[j] = s->objects_bytes;
+    s->map.vals[j] = s->order.n; /* its index; offsets come later */
     s->map.n++;
     s->objects_bytes += obj_total_bytes(hdr_payload(hd));
     if (vec_push(&s->order, obj) < 0) { s->failed = 2; return; }
@@ -138,7 +141,30 @@ static void number_from(saver *s, void *root) {
 static uint64_t offset_of(saver *s, const void *obj) {
   int found;
   size_t j = map_find(&s->map, (uintptr_t)obj, &found);
-  return s->map.vals[j];
+  return s->offsets[s->map.vals[j]];
+}
+
+static int holds_refs(fh_heap *h, const void *obj) {
+  const fh_type_info *ti = types_get(&h->types, hdr_type(*obj_header(obj)));
+  return ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY);
+}
+
+/* Objects that can hold references first, then the pointer-free ones, each
+ * group in depth-first order: relocation then writes only the pages of the
+ * first group (pdumper's hot/cold split), and strings, numbers and code
+ * stay clean, shared page-cache pages even in a relocated image. */
+static int assign_offsets(saver *s) {
+  s->offsets = malloc((s->order.n ? s->order.n : 1) * sizeof *s->offsets);
+  if (!s->offsets) return -1;
+  uint64_t at = 0;
+  for (int cold = 0; cold < 2; cold++)
+    for (size_t i = 0; i < s->order.n; i++) {
+      void *obj = s->order.v[i];
+      if (holds_refs(s->h, obj) == cold) continue;
+      s->offsets[i] = at;
+      at += obj_total_bytes(hdr_payload(*obj_header(obj)));
+    }
+  return 0;
 }
 
 static void rewrite_slot(void **slot, void *ctx) {
@@ -228,9 +254,9 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   uint8_t *f = m;
   s->objects = f + hd.objects_offset;
   s->relocs = f + hd.relocs_offset;
-  uint64_t at = 0;
   for (size_t i = 0; i < s->order.n; i++) {
     void *obj = s->order.v[i];
+    uint64_t at = s->offsets[i];
     uint64_t word = *obj_header(obj);
     size_t payload = hdr_payload(word);
     uint64_t clean = fh__make_header(hdr_type(word), payload);
@@ -238,7 +264,6 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
     memcpy(s->objects + at + 8, obj, payload);
     types_visit_refs(types_get(&h->types, hdr_type(word)), s->objects + at + 8, payload,
                      rewrite_slot, s);
-    at += obj_total_bytes(payload);
   }
   hd.nrelocs = s->nrelocs;
   write_types(h, ntypes, f + hd.types_offset);
@@ -278,6 +303,10 @@ static int snapshot(saver *s, void **roots, size_t nroots, uint8_t **file, size_
   }
   if (s->failed == 2) fh_error_set("fh_image_save: out of memory numbering objects");
   if (s->failed) return -1;
+  if (assign_offsets(s) < 0) {
+    fh_error_set("fh_image_save: out of memory laying out %zu objects", s->order.n);
+    return -1;
+  }
   return build_file(s, roots, nroots, file, bytes);
 }
 
@@ -340,6 +369,7 @@ int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
   free(s.map.vals);
   free(s.stack.v);
   free(s.order.v);
+  free(s.offsets);
   if (rc == 0) {
     rc = write_file(path, file, bytes);
     munmap(file, bytes);

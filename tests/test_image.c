@@ -248,6 +248,67 @@ static void test_image_of_an_image(void **st) {
   unlink(path2);
 }
 
+
+static size_t private_dirty(uintptr_t lo, uintptr_t hi) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  int in = 0;
+  size_t total = 0, kb;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' '))
+      in = a < hi && b > lo;
+    else if (in && sscanf(line, "Private_Dirty: %zu kB", &kb) == 1)
+      total += kb << 10;
+  }
+  fclose(f);
+  return total;
+}
+
+/* Pointer-free objects are laid out after the others, so relocation writes
+ * only the pages before them; at the preferred base nothing is written. */
+static void test_relocation_dirties_only_pointer_pages(void **st) {
+  (void)st;
+  const char *path = img_path("dirty");
+  fh_heap *h = img_heap("heap_max=16M");
+  img_types ty;
+  img_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  void *root = NULL;
+  fh_push_root(t, &root);
+  root = fh_alloc(t, ty.refs, 3 * sizeof(void *));
+  for (int i = 0; i < 2; i++) {
+    void *big = fh_alloc(t, ty.bytes, 64 * 1024); /* 16 pointer-free pages each */
+    memset(big, 0x5A, 64 * 1024);
+    fh_write_ref(t, root, &((void **)root)[i], big);
+  }
+  pair *p = fh_alloc(t, ty.pair, sizeof(pair));
+  fh_write_ref(t, root, &((void **)root)[2], p);
+  fh_write_ref(t, p, (void **)&p->a, p);
+  assert_int_equal(fh_image_save(t, path, &root, 1), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+
+  fh_heap *h1 = load(path, NULL), *h2 = load(path, NULL);
+  assert_false(h1->image.relocated);
+  assert_true(h2->image.relocated);
+  uintptr_t b1 = h1->image.space.begin, b2 = h2->image.space.begin;
+  assert_int_equal(private_dirty(b1, b1 + h1->image.mapped), 0);
+  size_t d2 = private_dirty(b2, b2 + h2->image.mapped);
+  print_message("relocated: %zu of %zu image pages dirty\n", d2 / 4096, h2->image.mapped / 4096);
+  assert_true(d2 >= 4096 && d2 <= 4096); /* the array and the pair share the first page */
+  void **r2;
+  assert_int_equal(fh_image_roots(h2, &r2), 1);
+  void **arr = r2[0];
+  assert_int_equal(((unsigned char *)arr[1])[65535], 0x5A);
+  assert_ptr_equal(((pair *)arr[2])->a, arr[2]);
+  fh_heap_destroy(h1);
+  fh_heap_destroy(h2);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
@@ -257,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_types_match_by_name_and_layout),
       cmocka_unit_test(test_save_refusals),
       cmocka_unit_test(test_image_of_an_image),
+      cmocka_unit_test(test_relocation_dirties_only_pointer_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
