@@ -31,6 +31,8 @@ struct fh_thread {
   unsigned critical;         /* open fh_critical_begin sections */
   size_t roots_cap;
   int ms_tcache; /* explicit jemalloc tcache id + 1 for the main malloc space; 0: none yet */
+  size_t ms_budget;   /* bytes of the main malloc space's `used` prepaid for this thread */
+  size_t ms_unposted; /* bytes allocated not yet added to heap->bytes_allocated */
   struct rcu_head rcu;
 };
 

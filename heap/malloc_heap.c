@@ -50,23 +50,71 @@ static int thread_tcache(fh_thread *t) {
   return t->ms_tcache > 0 ? t->ms_tcache - 1 : -1;
 }
 
+/* Prepaid budgets.  A thread charges the main space's `used`, the trigger
+ * counter and the allocation statistics in chunks, so an allocation that
+ * fits its budget touches no shared counter: only jemalloc's tcache and the
+ * allocation bit.  The unused rest goes back at every collection (so that
+ * `used` is exact before a sweep or a compaction) and at detach. */
+#define MS_BUDGET_CHUNK ((size_t)256 << 10)
+
+static void thread_settle(fh_thread *t) {
+  fh_heap *h = t->heap;
+  if (t->ms_budget) {
+    atomic_fetch_sub_explicit(&heap_main_malloc(h)->used, t->ms_budget, memory_order_relaxed);
+    t->ms_budget = 0;
+  }
+  if (t->ms_unposted) {
+    atomic_fetch_add_explicit(&h->bytes_allocated, t->ms_unposted, memory_order_relaxed);
+    t->ms_unposted = 0;
+  }
+}
+
 void malloc_heap_flush_tcaches(fh_heap *h) {
   fh_thread *t;
-  cds_list_for_each_entry(t, &h->threads, link)
+  cds_list_for_each_entry(t, &h->threads, link) {
+    thread_settle(t);
     if (t->ms_tcache > 0) arena_tcache_flush(t->ms_tcache - 1);
+  }
 }
 
 void malloc_heap_thread_detach(fh_thread *t) {
   /* Called with gc_lock held, after the thread left the list: no collection
    * can be flushing this tcache now.  Destroying flushes it. */
+  if (t->heap->has_malloc_spaces) thread_settle(t);
   if (t->ms_tcache > 0) arena_tcache_destroy(t->ms_tcache - 1);
   t->ms_tcache = 0;
 }
 
+/* Prepay at least `bytes` (a chunk when there is room for one) against the
+ * space's limit and heap_max.  0, or -1 when a collection is due first
+ * (trigger reached, unless ignore_trigger) or there is no room. */
+static int prepay(fh_thread *t, size_t bytes, int ignore_trigger) {
+  fh_heap *h = t->heap;
+  malloc_space *m = heap_main_malloc(h);
+  if (!ignore_trigger &&
+      atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
+    return -1;
+  thread_settle(t);
+  size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
+  size_t cap = h->opt.heap_max > nm ? h->opt.heap_max - nm : 0;
+  if (cap > m->limit) cap = m->limit;
+  size_t old = atomic_load_explicit(&m->used, memory_order_relaxed), want;
+  do {
+    if (old > cap || cap - old < bytes) return -1;
+    want = cap - old >= MS_BUDGET_CHUNK && bytes < MS_BUDGET_CHUNK ? MS_BUDGET_CHUNK : bytes;
+  } while (!atomic_compare_exchange_weak_explicit(&m->used, &old, old + want,
+                                                  memory_order_relaxed, memory_order_relaxed));
+  t->ms_budget = want;
+  atomic_fetch_add_explicit(&h->alloc_since_gc, want, memory_order_relaxed);
+  return 0;
+}
+
 /* Did the last failure come from fragmentation (the space has the bytes in
  * total, but jemalloc found no room in the range)? */
-static int failed_for_fragmentation(fh_heap *h, size_t bytes) {
+static int failed_for_fragmentation(fh_thread *t, size_t bytes) {
+  fh_heap *h = t->heap;
   malloc_space *m = heap_main_malloc(h);
+  thread_settle(t);
   return atomic_load(&m->used) + bytes <= m->limit &&
          heap_used_bytes(h) + bytes <= h->opt.heap_max;
 }
@@ -81,16 +129,16 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
    * failure for fragmentation then gets one homogeneous compaction. */
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
-    int due = attempt == 0 &&
-              atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
-    if (!due && heap_used_bytes(h) + bytes <= h->opt.heap_max) {
-      void *obj = malloc_space_alloc(heap_main_malloc(h), type, n, tc);
+    if (bytes <= t->ms_budget || prepay(t, bytes, attempt > 0) == 0) {
+      void *obj = malloc_space_alloc_prepaid(heap_main_malloc(h), type, n, tc);
       if (obj) {
-        atomic_fetch_add_explicit(&h->alloc_since_gc, bytes, memory_order_relaxed);
-        atomic_fetch_add_explicit(&h->bytes_allocated, bytes, memory_order_relaxed);
+        t->ms_budget -= bytes;
+        t->ms_unposted += bytes;
         return obj;
       }
     }
+    int due = attempt == 0 &&
+              atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
     if (attempt < 2) {
       gc_cause cause = due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
       if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {
@@ -99,7 +147,7 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
       }
       continue;
     }
-    if (!compacted && h->opt.hspace_compact_on_oom && failed_for_fragmentation(h, bytes)) {
+    if (!compacted && h->opt.hspace_compact_on_oom && failed_for_fragmentation(t, bytes)) {
       compacted = 1;
       /* A refused or failed compaction leaves the heap as it was; the
        * allocation then fails with the reason below. */
@@ -110,7 +158,7 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
     break;
   }
   malloc_space *m = heap_main_malloc(h);
-  if (failed_for_fragmentation(h, bytes))
+  if (failed_for_fragmentation(t, bytes))
     fh_error_set("fh_alloc: no room for %zu bytes in the main malloc space although %zu of its "
                  "%zu bytes are free (fragmentation; hspace_compact_on_oom=%d)",
                  n, m->limit - atomic_load(&m->used), m->limit, h->opt.hspace_compact_on_oom);

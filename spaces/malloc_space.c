@@ -65,7 +65,6 @@ void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache) {
   size_t old = atomic_fetch_add_explicit(&s->used, bytes, memory_order_relaxed);
   void *mem = old + bytes > s->limit ? NULL : arena_alloc_cached(&s->arena, bytes, tcache);
   if (!mem) atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
-  else atomic_fetch_add_explicit(&s->objects, 1, memory_order_relaxed);
   return mem;
 }
 
@@ -82,7 +81,7 @@ void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tca
 
 size_t malloc_space_sweep(malloc_space *s, int tcache) {
   uintptr_t begin = s->space.begin, end = malloc_space_frontier(s);
-  size_t freed = 0, nfreed = 0;
+  size_t freed = 0;
   if (end == begin) return 0;
   /* A word of 64 granules at a time: where every allocated object is
    * marked (alloc & ~mark == 0) the word costs one compare. */
@@ -100,13 +99,11 @@ size_t malloc_space_sweep(malloc_space *s, int tcache) {
       dead &= dead - 1;
       uintptr_t p = bitmap_addr(&s->alloc_bits, bit);
       freed += malloc_object_bytes(hdr_payload(*(uint64_t *)p));
-      nfreed++;
       arena_free_cached((void *)p, tcache);
     }
   }
   arena_tcache_flush(tcache);
   atomic_fetch_sub(&s->used, freed);
-  atomic_fetch_sub(&s->objects, nfreed);
   bitmap_clear_range(&s->mark_bits, begin, end);
   return freed;
 }
@@ -116,7 +113,6 @@ int malloc_space_reset(malloc_space *s) {
   bitmap_clear_range(&s->alloc_bits, s->space.begin, end);
   bitmap_clear_range(&s->mark_bits, s->space.begin, end);
   atomic_store(&s->used, 0);
-  atomic_store(&s->objects, 0);
   if (arena_reset(&s->arena) < 0) {
     fh_error_prefix(s->space.name);
     return -1;

@@ -34,7 +34,6 @@ typedef struct malloc_space {
   fh_bitmap mark_bits;
   _Atomic size_t used; /* bytes of allocated objects (16-byte rounded, header included) */
   size_t limit;        /* capacity in object bytes (tests may lower it) */
-  _Atomic size_t objects;
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
@@ -55,6 +54,21 @@ void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tca
 /* Raw memory for a copy of an object (homogeneous compaction): counted in
  * `used`; the caller writes the object and sets its allocation bit. */
 void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache);
+/* The mutator's path: like malloc_space_alloc, but `used` was already
+ * charged for it (the heap hands threads prepaid budgets, heap/malloc_heap.c,
+ * so the common case touches no shared counter).  NULL: jemalloc found no
+ * room in the range. */
+static inline void *malloc_space_alloc_prepaid(malloc_space *s, uint32_t type, size_t payload,
+                                               int tcache) {
+  void *mem = arena_alloc_cached(&s->arena, malloc_object_bytes(payload), tcache);
+  if (!mem) return NULL;
+  *(uint64_t *)mem = ((uint64_t)payload << 32) | ((uint64_t)type << 8);
+  /* Published after the header: a collector that sees the bit (after the
+   * stop-the-world handshake) sees the header too. */
+  bitmap_set(&s->alloc_bits, (uintptr_t)mem);
+  return (char *)mem + 8;
+}
+
 /* Make a copy written into malloc_space_alloc_raw memory an object: its
  * allocation bit is set once its header and payload are in place. */
 static inline void malloc_space_publish(malloc_space *s, void *start, size_t bytes) {
