@@ -69,15 +69,8 @@ int world_stop(fh_heap *h, fh_thread *self) {
   /* No new critical section opens from here on; open ones finish first,
    * since their objects must not move under native code. */
   h->gc_pending = 1;
+  /* gc_run refused collectors inside their own critical section. */
   while (h->critical > self->critical) pthread_cond_wait(&h->critical_cv, &h->world_lock);
-  if (self->critical) {
-    h->gc_pending = 0;
-    pthread_cond_broadcast(&h->resume_cv);
-    pthread_mutex_unlock(&h->world_lock);
-    fh_error_set("a collection cannot run inside this thread's own critical section "
-                 "(fh_critical_begin without fh_critical_end)");
-    return -1;
-  }
   h->stop_requested = 1;
   fh_thread *t;
   cds_list_for_each_entry(t, &h->threads, link)
