@@ -98,8 +98,12 @@ size_t malloc_space_sweep(malloc_space *s, int tcache) {
       size_t bit = (w << 6) + (size_t)__builtin_ctzll(dead);
       dead &= dead - 1;
       uintptr_t p = bitmap_addr(&s->alloc_bits, bit);
-      freed += malloc_object_bytes(hdr_payload(*(uint64_t *)p));
-      arena_free_cached((void *)p, tcache);
+      size_t bytes = malloc_object_bytes(hdr_payload(*(uint64_t *)p));
+      freed += bytes;
+      /* Sized: jemalloc takes the size class from `bytes` instead of
+       * looking the pointer up in its radix tree (a cache miss each). */
+      sdallocx((void *)p, bytes,
+               tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache));
     }
   }
   arena_tcache_flush(tcache);
