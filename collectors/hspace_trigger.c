@@ -6,20 +6,25 @@
  * Fragmentation = free bytes inside the space's resident pages, relative to
  * its live bytes: (resident - used) * 100 / used > hspace_fragmentation_pct.
  *
- * The compaction needs an attached thread to stop the world, so the request
- * attaches one on the caller's behalf and hands it to a new pthread; that
- * way the heap counts it from the start, and fh_heap_destroy (which waits
- * for it) never races with its attach.  Like any collection it waits for
- * every mutator to reach a safepoint or a blocking region. */
+ * The compaction needs an attached thread to stop the world.  The new
+ * pthread attaches itself: the caller of fh_set_background may be a running
+ * mutator, and attaching on its behalf would take gc_lock while a collector
+ * that holds it waits for that very mutator to park.  Like any collection,
+ * the compaction waits for every mutator to reach a safepoint or a blocking
+ * region. */
+#include <unistd.h>
+
 #include "collectors/collector.h"
 
 static void *bg_main(void *arg) {
-  fh_thread *t = arg;
-  fh_heap *h = t->heap;
-  /* A refused or failed compaction leaves the heap as it was; nobody waits
-   * for this thread's error text. */
-  (void)gc_run(t, FH_COLLECT_HSPACE_COMPACT, GC_CAUSE_BACKGROUND, h->collections);
-  fh_thread_detach(t);
+  fh_heap *h = arg;
+  fh_thread *t = fh_thread_attach(h);
+  if (t) {
+    /* A refused or failed compaction leaves the heap as it was; nobody
+     * waits for this thread's error text. */
+    (void)gc_run(t, FH_COLLECT_HSPACE_COMPACT, GC_CAUSE_BACKGROUND, h->collections);
+    fh_thread_detach(t);
+  }
   atomic_store(&h->hspace_bg_done, 1);
   return NULL;
 }
@@ -46,27 +51,35 @@ void hspace_background_request(fh_heap *h) {
     pthread_join(h->hspace_bg_thread, NULL);
     h->hspace_bg_started = 0;
   }
-  fh_thread *t = fh_thread_attach(h);
   atomic_store(&h->hspace_bg_done, 0);
-  if (t) {
-    if (pthread_create(&h->hspace_bg_thread, NULL, bg_main, t) == 0)
-      h->hspace_bg_started = 1;
-    else
-      fh_thread_detach(t);
-  }
+  /* Counted before it attaches, so fh_heap_destroy never mistakes it for a
+   * mutator (see hspace_background_join). */
+  atomic_store(&h->hspace_bg_attached, 1);
+  if (pthread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
+    h->hspace_bg_started = 1;
+  else
+    atomic_store(&h->hspace_bg_attached, 0);
   pthread_mutex_unlock(&h->hspace_bg_lock);
 }
 
 void hspace_background_join(fh_heap *h) {
   pthread_mutex_lock(&h->hspace_bg_lock);
   if (h->hspace_bg_started) {
-    /* While other threads are attached the job may be waiting for them to
-     * reach a safepoint: joining here would deadlock a misused
-     * fh_heap_destroy, which then refuses (threads still attached). */
-    if (atomic_load(&h->hspace_bg_done) || h->nthreads <= 1) {
-      pthread_join(h->hspace_bg_thread, NULL);
-      h->hspace_bg_started = 0;
+    /* With no mutator attached the job cannot wait for anyone: join.  With
+     * mutators attached (a misuse fh_heap_destroy refuses) it may be waiting
+     * for them to park, and so would we: give up.  nthreads is read without
+     * gc_lock, so a mutator that is just detaching may still be counted;
+     * re-reading for a while settles that. */
+    for (int tries = 0; tries < 1000; tries++) {
+      int others = (int)h->nthreads - atomic_load(&h->hspace_bg_attached);
+      if (atomic_load(&h->hspace_bg_done) || others <= 0) {
+        pthread_join(h->hspace_bg_thread, NULL);
+        h->hspace_bg_started = 0;
+        break;
+      }
+      usleep(1000);
     }
   }
+  atomic_store(&h->hspace_bg_attached, 0);
   pthread_mutex_unlock(&h->hspace_bg_lock);
 }

@@ -66,6 +66,7 @@ struct fh_heap {
   pthread_t hspace_bg_thread;
   int hspace_bg_started;
   _Atomic int hspace_bg_done;
+  _Atomic int hspace_bg_attached; /* its fh_thread is (about to be) counted in nthreads */
   /* Native memory (fh_malloc, heap/native.c): its own reservation, outside
    * resv_begin..resv_size, so collectors and verification never look at it. */
   malloc_space native;

@@ -5,6 +5,7 @@
  * space's memory goes back to the system, and the roles swap.  The three
  * triggers (explicit, background, fragmentation-caused allocation failure),
  * the minimum interval, and a compaction that cannot complete. */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -346,6 +347,55 @@ static void test_min_interval(void **state) {
   fh_heap_destroy(h);
 }
 
+/* fh_set_background from one mutator while another collects in a loop:
+ * the request must never wait for the GC lock on the mutator's behalf (the
+ * collector would wait for that mutator to park: a deadlock). */
+typedef struct toggler {
+  fh_heap *h;
+  _Atomic int stop;
+} toggler;
+
+static void *collect_loop(void *p) {
+  toggler *tg = p;
+  fh_thread *t = fh_thread_attach(tg->h);
+  for (int i = 0; i < 300; i++) assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  atomic_store(&tg->stop, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void test_background_request_during_collections(void **state) {
+  (void)state;
+  alarm(60); /* a deadlock fails the test instead of hanging the suite */
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,hspace_min_interval_ms=0,"
+                         "hspace_fragmentation_pct=0");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  tnode *keep = fragment(t, &ty, (size_t)2 << 20);
+  fh_push_root(t, (void **)&keep);
+  toggler tg = {h, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, collect_loop, &tg);
+  size_t n = 0;
+  while (!atomic_load(&tg.stop)) {
+    fh_set_background(h, 1);
+    fh_safepoint(t);
+    fh_set_background(h, 0);
+    test_node(t, &ty, 1);
+    n++;
+  }
+  pthread_join(th, NULL);
+  assert_true(n > 0);
+  uint64_t i = 0;
+  for (tnode *x = keep; x; x = x->next, i++) assert_int_equal(x->check, test_check(x->value));
+  assert_int_equal(i, ((size_t)2 << 20) / 48 / 16 + (((size_t)2 << 20) / 48 % 16 != 0));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  alarm(0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compaction_moves_and_fixes_everything),
@@ -353,6 +403,7 @@ int main(void) {
       cmocka_unit_test(test_allocation_failure_trigger),
       cmocka_unit_test(test_background_trigger),
       cmocka_unit_test(test_min_interval),
+      cmocka_unit_test(test_background_request_during_collections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
