@@ -6,6 +6,7 @@
  * triggers (explicit, background, fragmentation-caused allocation failure),
  * the minimum interval, and a compaction that cannot complete. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -396,6 +397,64 @@ static void test_background_request_during_collections(void **state) {
   alarm(0);
 }
 
+/* References from an image space (immune, never moved or marked) into the
+ * main malloc space are found through its dirty cards and updated. */
+static void test_image_refs_are_updated(void **state) {
+  (void)state;
+  char path[] = "/tmp/fh_test_hspace_image_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  tnode *list = NULL;
+  fh_push_root(t, (void **)&list);
+  for (uint64_t i = 0; i < 10; i++) {
+    tnode *n = test_node(t, &ty, 100 + i);
+    fh_write_ref(t, n, (void **)&n->next, list);
+    list = n;
+  }
+  void *root = list;
+  assert_int_equal(fh_image_save(t, path, &root, 1), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+
+  char spec[256];
+  snprintf(spec, sizeof spec, "collector=mark_sweep,heap_max=16M,verify=1,image_path=%s", path);
+  h = test_heap(spec);
+  test_register(h, &ty);
+  t = fh_thread_attach(h);
+  void **roots;
+  assert_int_equal(fh_image_roots(h, &roots), 1);
+  tnode *img = roots[0];
+  assert_false(space_contains(&heap_main_malloc(h)->space, img));
+  int i = 0;
+  for (tnode *n = img; n; n = n->next, i++) {
+    for (int k = 0; k < 50; k++) test_node(t, &ty, 0xdead); /* garbage */
+    tnode *fresh = test_node(t, &ty, 1000 + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->other, fresh); /* only the image holds it */
+  }
+  assert_int_equal(i, 10);
+  malloc_space *before = heap_main_malloc(h);
+  assert_int_equal(fh_collect(t, FH_COLLECT_HSPACE_COMPACT), 0);
+  assert_ptr_not_equal(heap_main_malloc(h), before);
+  i = 0;
+  for (tnode *n = img; n; n = n->next, i++) {
+    assert_int_equal(n->value, 109 - (uint64_t)i);
+    assert_true(space_contains(&heap_main_malloc(h)->space, n->other));
+    assert_int_equal(n->other->value, 1000 + (uint64_t)i);
+    assert_int_equal(n->other->check, test_check(1000 + (uint64_t)i));
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0); /* and they stay alive */
+  for (tnode *n = img; n; n = n->next) assert_int_equal(n->other->check, test_check(n->other->value));
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compaction_moves_and_fixes_everything),
@@ -404,6 +463,7 @@ int main(void) {
       cmocka_unit_test(test_background_trigger),
       cmocka_unit_test(test_min_interval),
       cmocka_unit_test(test_background_request_during_collections),
+      cmocka_unit_test(test_image_refs_are_updated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
