@@ -15,6 +15,13 @@ typedef struct fh_collector_ops {
 } fh_collector_ops;
 
 extern const fh_collector_ops semi_space_collector;
+extern const fh_collector_ops mark_compact_collector;       /* mark_compact.c */
+extern const fh_collector_ops concurrent_compact_collector; /* concurrent_compact.c */
+/* concurrent_compact where userfaultfd works in this process, else
+ * mark_compact, with fh_last_error() saying why. */
+const fh_collector_ops *concurrent_compact_or_fallback(void);
+/* A concurrent compaction phase still runs (h->concurrent_phase, locked). */
+int mc_phase_open(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

@@ -7,6 +7,10 @@ const fh_collector_ops *collector_for(fh_collector c) {
   switch (c) {
   case FH_SEMISPACE:
     return &semi_space_collector;
+  case FH_MARK_COMPACT:
+    return &mark_compact_collector;
+  case FH_CONCURRENT_COMPACT:
+    return concurrent_compact_or_fallback();
   case FH_MARK_SWEEP:
     return &mark_sweep_collector;
   case FH_HSPACE_COMPACT:
@@ -61,6 +65,8 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     gc_lock_release(self); /* another thread collected while we waited */
     return 0;
   }
+  /* The previous collection's concurrent phase (compaction) ends first. */
+  fh_gc_wait(h);
   uint64_t t0 = heap_now_ns();
   if (world_stop(h, self) < 0) {
     gc_lock_release(self);
@@ -70,7 +76,9 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   pthread_mutex_lock(&h->stats_lock);
   if (h->opt.verify) heap_verify(h, "before collection");
   int rc = ops->collect(h, self, cause);
-  if (h->opt.verify) heap_verify(h, "after collection");
+  /* After a concurrent collection's pause the heap is verified by the next
+   * collection's "before" check, once the phase has ended. */
+  if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
   atomic_store(&h->alloc_since_gc, 0);
   h->collections++;
   uint64_t pause = heap_now_ns() - t0;

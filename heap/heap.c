@@ -167,6 +167,7 @@ void fh_heap_destroy(fh_heap *h) {
     return;
   }
   fh_gc_wait(h);
+  mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
   malloc_heap_destroy(h);
   native_destroy(h);

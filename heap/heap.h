@@ -16,6 +16,7 @@
 #include "spaces/non_moving_space.h"
 
 struct fh_collector_ops;
+struct mc_state; /* collectors/mc.h */
 
 /* Why a collection runs (for statistics and for trigger bookkeeping). */
 typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE,
@@ -74,6 +75,7 @@ struct fh_heap {
   size_t native_resv_size;
 
   const struct fh_collector_ops *collector; /* foreground */
+  struct mc_state *mc; /* mark-compact tables and concurrent phase, lazily */
   _Atomic int background;                   /* fh_set_background */
 
   /* Threads and stop-the-world (heap/threads.c). */
@@ -164,6 +166,11 @@ void hspace_background_join(fh_heap *h);
 /* ---- native.c (fh_malloc) ---- */
 int native_init(fh_heap *h);
 void native_destroy(fh_heap *h);
+
+/* ---- collectors/mark_compact.c, concurrent_compact.c ---- */
+/* Free the compactor's state (after fh_gc_wait); print its mode (fh_dump). */
+void mc_heap_destroy(fh_heap *h);
+void mc_dump(fh_heap *h, FILE *out);
 
 /* ---- verify.c ---- */
 /* Check every object header and reference; on a bad one print it and abort

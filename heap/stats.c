@@ -59,6 +59,7 @@ void fh_dump(fh_heap *h, FILE *out) {
           atomic_load(&h->background) ? ", in background" : "", h->opt.heap_max >> 20,
           h->nthreads);
   print_caps(out);
+  mc_dump(h, out);
   fprintf(out, "  reservation [%#lx, %#lx) %zu MiB, card table %zu KiB\n",
           (unsigned long)h->resv_begin, (unsigned long)(h->resv_begin + h->resv_size),
           h->resv_size >> 20, h->cards_bytes >> 10);

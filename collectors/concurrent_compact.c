@@ -1,0 +1,310 @@
+/* Concurrent compaction: the userfaultfd schedule of mark-compact.
+ *
+ * Pause (mc_prepare + mc_concurrent_flip): mark, forward, move the moving
+ * space's pages to from-space with MREMAP_DONTUNMAP, update every reference
+ * outside the space, register the destination range [begin, R) with
+ * userfaultfd (R = the new top rounded up to a page; the last page ends in
+ * a filler), publish R as the top, start the GC worker.  Mutators resume:
+ * they only hold post-compaction addresses (to-space invariant), new TLABs
+ * come from [R, end), which is never registered, so allocation never faults.
+ *
+ * Then pages are built, each exactly once, by whoever claims it first in
+ * its state word (PAGE_UNTOUCHED -> PAGE_BUILDING by CAS, PAGE_MAPPED after
+ * the ioctl):
+ *   - the GC worker, in address order, MC_MAX_RUN pages per UFFDIO_COPY;
+ *   - a mutator touching a missing page, in its SIGBUS handler (default) or
+ *     through the fault-handler thread (uffd_sigbus=0): it builds its page
+ *     and up to `lookahead` following unclaimed pages in one COPY.
+ * A thread finding the page being built by someone else waits for
+ * PAGE_MAPPED (yield, then short sleeps: all async-signal-safe syscalls).
+ * The kernel's EEXIST would make a duplicate build harmless too, but the
+ * claim is what makes releasing from-space safe: every page below the
+ * lowest unmapped one is done, and no builder of a later page reads
+ * from-space below that page's first object (page_first is monotonic), so
+ * from-space is given back behind that point in chunks of >= 8 MiB.
+ *
+ * End of phase (worker): wait for every page to be mapped, then
+ * fh_uffd_range_retire (two in-flight counters; late SIGBUS handlers find
+ * the range retired and just retry the access), release the rest of
+ * from-space, clear the tables, record fault statistics, and clear
+ * h->concurrent_phase under world_lock (fh_gc_wait and the next collection
+ * wait for that). */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "collectors/mc.h"
+#include "heap/error.h"
+#include "spaces/reserve.h"
+
+#define RELEASE_CHUNK ((size_t)8 << 20)
+
+/* ---- availability ---- */
+
+int mc_concurrent_available(const char **why) {
+  unsigned c = fh_capabilities();
+  const char *r = NULL;
+  if (!(c & FH_CAP_UFFD)) r = "userfaultfd is not available";
+  else if (!(c & FH_CAP_DONTUNMAP)) r = "mremap(MREMAP_DONTUNMAP) is not available";
+  if (why) *why = r;
+  return r == NULL;
+}
+
+const fh_collector_ops *concurrent_compact_or_fallback(void) {
+  const char *why;
+  if (mc_concurrent_available(&why)) return &concurrent_compact_collector;
+  fh_error_set("concurrent_compact: %s in this process; using mark_compact (stop-the-world) "
+               "instead", why);
+  return &mark_compact_collector;
+}
+
+int mc_phase_open(fh_heap *h) {
+  pthread_mutex_lock(&h->world_lock);
+  int open = h->concurrent_phase;
+  pthread_mutex_unlock(&h->world_lock);
+  return open;
+}
+
+/* ---- waiting and the fault-time histogram (async-signal-safe) ---- */
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void backoff(unsigned i) {
+  if (i < 8) {
+    sched_yield();
+  } else {
+    struct timespec ts = {0, 10000L * (i < 40 ? i - 7 : 32)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void wait_mapped(mc_state *m, size_t page) {
+  for (unsigned i = 0; atomic_load_explicit(&m->page_state[page], memory_order_acquire) !=
+                       PAGE_MAPPED; i++)
+    backoff(i);
+}
+
+/* Buckets: 250 ns wide below 100 us, then 100 us wide up to ~11 ms. */
+void mc_record_fault_ns(mc_state *m, uint64_t ns) {
+  uint64_t b = ns < 100000 ? ns / 250 : 400 + (ns - 100000) / 100000;
+  if (b >= MC_HIST_BUCKETS) b = MC_HIST_BUCKETS - 1;
+  atomic_fetch_add_explicit(&m->fault_hist[b], 1, memory_order_relaxed);
+}
+
+/* ---- building and installing pages ---- */
+
+static int claim(mc_state *m, size_t page) {
+  uint32_t expect = PAGE_UNTOUCHED;
+  return atomic_compare_exchange_strong_explicit(&m->page_state[page], &expect, PAGE_BUILDING,
+                                                 memory_order_acquire, memory_order_relaxed);
+}
+
+/* Build pages [p, p + n) (claimed) into buf and install them with one COPY. */
+static fh_uffd_status build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
+  for (size_t i = 0; i < n; i++) page_build(&m->src, p + i, buf + i * FWD_PAGE);
+  fh_uffd_res res;
+  fh_uffd_status st = fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE,
+                                   0, &res);
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+  return st;
+}
+
+static uint8_t *take_fault_buf(mc_state *m, int *slot) {
+  uint64_t used = atomic_load_explicit(&m->fault_bufs_used, memory_order_relaxed);
+  while (~used) {
+    int i = __builtin_ctzll(~used);
+    if (atomic_compare_exchange_weak_explicit(&m->fault_bufs_used, &used,
+                                              used | ((uint64_t)1 << i), memory_order_acquire,
+                                              memory_order_relaxed)) {
+      *slot = i;
+      return m->fault_bufs + (size_t)i * MC_MAX_RUN * FWD_PAGE;
+    }
+  }
+  *slot = -1;
+  return NULL;
+}
+
+static void put_fault_buf(mc_state *m, int slot) {
+  if (slot >= 0)
+    atomic_fetch_and_explicit(&m->fault_bufs_used, ~((uint64_t)1 << slot), memory_order_release);
+}
+
+/* The resolver: runs on the faulting thread inside its SIGBUS handler, or
+ * on the handler thread.  No locks, no malloc, no missing page touched. */
+static int resolve(void *arg, const fh_uffd_fault *f) {
+  mc_state *m = arg;
+  uint64_t t0 = now_ns();
+  size_t p = (f->page - m->t.begin) / FWD_PAGE;
+  int r;
+  if (p >= m->t.npages) { /* cannot happen: the range is exactly the pages */
+    fh_uffd_status st = fh_uffd_zeropage(f->fd, (void *)f->page, FWD_PAGE, 0, NULL);
+    return st == FH_UFFD_OK ? FH_UFFD_RESOLVED
+           : st == FH_UFFD_ERROR ? FH_UFFD_RESOLVE_FAILED : FH_UFFD_RESOLVED_EXISTED;
+  }
+  if (!claim(m, p)) {
+    wait_mapped(m, p); /* someone else builds it; it is (about to be) mapped */
+    r = FH_UFFD_RESOLVED_EXISTED;
+  } else {
+    int slot;
+    uint8_t *buf = take_fault_buf(m, &slot);
+    size_t n = 1;
+    if (buf) {
+      while (n <= m->lookahead && p + n < m->t.npages && claim(m, p + n)) n++;
+    } else {
+      buf = fh_uffd_thread_buf();
+      if (!buf) { /* give the claim back; the GC worker will build it */
+        atomic_store_explicit(&m->page_state[p], PAGE_UNTOUCHED, memory_order_release);
+        return FH_UFFD_RESOLVE_FAILED;
+      }
+    }
+    fh_uffd_status st = build_and_copy(m, f->fd, p, n, buf);
+    put_fault_buf(m, slot);
+    r = st == FH_UFFD_OK ? FH_UFFD_RESOLVED
+        : st == FH_UFFD_ERROR ? FH_UFFD_RESOLVE_FAILED : FH_UFFD_RESOLVED_EXISTED;
+  }
+  mc_record_fault_ns(m, now_ns() - t0);
+  return r;
+}
+
+/* ---- the GC worker and the end of the phase ---- */
+
+static void release_behind(mc_state *m, size_t *low) {
+  while (*low < m->t.npages &&
+         atomic_load_explicit(&m->page_state[*low], memory_order_acquire) == PAGE_MAPPED)
+    (*low)++;
+  size_t need = *low < m->t.npages ? m->t.page_first[*low] - m->t.begin : m->old_used;
+  if (need >= m->released + RELEASE_CHUNK) mc_release_from_space(m, need);
+}
+
+static void end_phase(mc_state *m) {
+  fh_heap *h = m->h;
+  fh_uffd_range_retire(m->uffd, m->range_id);
+  m->range_id = -1;
+  fh_uffd_stats s;
+  fh_uffd_get_stats(m->uffd, &s);
+  atomic_fetch_add(&h->uffd_faults, s.faults - m->uffd_at_flip.faults);
+  uint64_t cur = atomic_load(&h->uffd_fault_ns_max);
+  while (s.fault_ns_max > cur &&
+         !atomic_compare_exchange_weak(&h->uffd_fault_ns_max, &cur, s.fault_ns_max))
+    ;
+  mc_end_cycle(m);
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 0;
+  pthread_cond_broadcast(&h->phase_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+static void *worker_main(void *arg) {
+  mc_state *m = arg;
+  int fd = fh_uffd_fd(m->uffd);
+  size_t np = m->t.npages, low = 0;
+  for (size_t p = 0; p < np;) {
+    size_t n = 0;
+    while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
+    if (n == 0) { /* a mutator has it */
+      p++;
+      continue;
+    }
+    build_and_copy(m, fd, p, n, m->worker_buf);
+    p += n;
+    release_behind(m, &low);
+  }
+  for (size_t p = 0; p < np; p++) wait_mapped(m, p);
+  end_phase(m);
+  return NULL;
+}
+
+static int open_uffd(mc_state *m) {
+  fh_uffd_mode want = m->h->opt.uffd_sigbus ? FH_UFFD_SIGBUS : FH_UFFD_THREAD;
+  if (m->uffd && fh_uffd_get_mode(m->uffd) == want) return 0;
+  if (m->uffd) fh_uffd_destroy(m->uffd);
+  m->uffd = fh_uffd_create(want, 0);
+  if (m->uffd && want == FH_UFFD_THREAD)
+    m->mode_note = "concurrent, faults served by the handler thread";
+  if (!m->uffd && want == FH_UFFD_SIGBUS) {
+    m->uffd = fh_uffd_create(FH_UFFD_THREAD, 0);
+    if (m->uffd) m->mode_note = "concurrent, fault-handler thread (SIGBUS mode unavailable)";
+  }
+  return m->uffd ? 0 : -1;
+}
+
+int mc_concurrent_flip(mc_state *m) {
+  fwd_tables *t = &m->t;
+  if (m->moved_by_copy) {
+    m->mode_note = "stop-the-world fallback (MREMAP_DONTUNMAP failed)";
+    return -1;
+  }
+  if (t->npages == 0) return -1; /* nothing live: nothing to compact */
+  if (open_uffd(m) < 0) {
+    m->mode_note = "stop-the-world fallback (cannot open a userfaultfd)";
+    return -1;
+  }
+  uintptr_t reg_end = t->begin + t->npages * FWD_PAGE, end = t->begin + t->capacity;
+  /* Give the VMA its anon_vma before registration splits it, so the halves
+   * merge again after unregistering (else the next cycle's mremap sees two
+   * VMAs and fails with EFAULT).  The byte goes a PMD past the range so
+   * that a huge page there cannot cover registered pages. */
+  uintptr_t touch = align_up(reg_end, FH_PMD);
+  if (touch >= end) touch = reg_end;
+  if (touch < end) *(volatile char *)touch = 0;
+  fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
+  m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,
+                                  FH_UFFD_REG_MISSING, resolve, m, NULL);
+  if (m->range_id < 0) {
+    m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
+    return -1;
+  }
+  if (m->worker_joinable) pthread_join(m->worker, NULL);
+  m->worker_joinable = 0;
+  fh_heap *h = m->h;
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 1;
+  pthread_mutex_unlock(&h->world_lock);
+  mc_publish_top(m);
+  if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
+    /* No worker: do its work here, in the pause (still correct). */
+    worker_main(m);
+    m->mode_note = "stop-the-world fallback (cannot start the GC worker)";
+    return 0;
+  }
+  m->worker_joinable = 1;
+  if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS)
+    m->mode_note = "concurrent, faults served in the SIGBUS handler";
+  else if (h->opt.uffd_sigbus == 0)
+    m->mode_note = "concurrent, faults served by the handler thread";
+  return 0;
+}
+
+static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self, (void)cause;
+  mc_state *m = mc_get(h);
+  if (!m) return -1;
+  if (mc_prepare(m) < 0) return -1;
+  if (mc_concurrent_flip(m) == 0) return 0;
+  /* userfaultfd cannot be used now: the same pages, built in the pause. */
+  mc_build_all(m, h->opt.gc_threads);
+  mc_publish_top(m);
+  mc_end_cycle(m);
+  return 0;
+}
+
+void mc_dump(fh_heap *h, FILE *out) {
+  const char *why;
+  int avail = mc_concurrent_available(&why);
+  if (h->opt.collector == FH_CONCURRENT_COMPACT && !avail)
+    fprintf(out, "  concurrent_compact unavailable (%s): collecting with mark_compact\n", why);
+  mc_state *m = h->mc;
+  if (m && m->mode_note)
+    fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
+            m->mode_note, m->t.capacity >> 20, m->lookahead);
+}
+
+const fh_collector_ops concurrent_compact_collector = {"concurrent_compact",
+                                                       concurrent_compact_collect};

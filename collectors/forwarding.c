@@ -1,0 +1,128 @@
+/* Forwarding tables: marking's bookkeeping, prefix sums, and the first
+ * object of each destination page (see forwarding.h). */
+#include "collectors/forwarding.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+static void *map_table(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
+  memset(t, 0, sizeof *t);
+  t->begin = begin;
+  t->capacity = capacity;
+  t->old_top = begin;
+  t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(uint32_t), FH_PAGE);
+  t->page_map_bytes = align_up((capacity / FWD_PAGE + 1) * sizeof(uintptr_t), FH_PAGE);
+  if (bitmap_init(&t->mark, begin, capacity, 3) < 0 ||
+      bitmap_init(&t->live, begin, capacity, 3) < 0 ||
+      !(t->chunk_dest = map_table(t->chunk_map_bytes)) ||
+      !(t->page_first = map_table(t->page_map_bytes))) {
+    fwd_destroy(t);
+    fh_error_set("mark-compact: cannot map the forwarding tables for a %zu MiB space",
+                 capacity >> 20);
+    return -1;
+  }
+  return 0;
+}
+
+void fwd_destroy(fwd_tables *t) {
+  bitmap_destroy(&t->mark);
+  bitmap_destroy(&t->live);
+  if (t->chunk_dest) munmap(t->chunk_dest, t->chunk_map_bytes);
+  if (t->page_first) munmap(t->page_first, t->page_map_bytes);
+  t->chunk_dest = NULL;
+  t->page_first = NULL;
+}
+
+static void zero_table(void *base, size_t used_bytes) {
+  /* Small prefixes are cheaper to write than to madvise. */
+  if (used_bytes <= 16 * FH_PAGE) {
+    memset(base, 0, used_bytes);
+    return;
+  }
+  madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED);
+}
+
+void fwd_reset(fwd_tables *t) {
+  if (t->old_top > t->begin) {
+    bitmap_clear_range(&t->mark, t->begin, t->old_top);
+    bitmap_clear_range(&t->live, t->begin, t->old_top);
+    size_t chunks = ((t->old_top - t->begin) >> FWD_CHUNK_SHIFT) + 1;
+    zero_table(t->chunk_dest, chunks * sizeof(uint32_t));
+  }
+  zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t));
+  t->old_top = t->begin;
+  t->live_bytes = 0;
+  t->new_top = t->begin;
+  t->npages = 0;
+}
+
+void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes) {
+  bitmap_set(&t->mark, start);
+  /* Set the live-word bits of [start, start + bytes), a word at a time. */
+  size_t i = (start - t->begin) >> 3, end = i + (bytes >> 3);
+  while (i < end) {
+    size_t w = i >> 6, lo = i & 63;
+    size_t n = end - i < 64 - lo ? end - i : 64 - lo;
+    uint64_t m = n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1) << lo;
+    atomic_fetch_or_explicit(&t->live.words[w], m, memory_order_relaxed);
+    i += n;
+  }
+}
+
+static uint64_t live_word(const fwd_tables *t, size_t c) {
+  return atomic_load_explicit(&t->live.words[c], memory_order_relaxed);
+}
+
+/* Old address of the k-th (0-based) live word of chunk c. */
+static uintptr_t nth_live_word(const fwd_tables *t, size_t c, unsigned k) {
+  uint64_t bits = live_word(t, c);
+  while (k--) bits &= bits - 1;
+  return t->begin + ((c << 6) + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
+}
+
+/* The last object start at or before a (a lies inside a live object, so
+ * one exists).  Scans the mark bitmap backwards. */
+static uintptr_t prev_mark(const fwd_tables *t, uintptr_t a) {
+  size_t i = (a - t->begin) >> 3;
+  size_t w = i >> 6;
+  uint64_t bits = atomic_load_explicit(&t->mark.words[w], memory_order_relaxed);
+  bits &= (i & 63) == 63 ? ~(uint64_t)0 : ((uint64_t)2 << (i & 63)) - 1;
+  while (!bits) bits = atomic_load_explicit(&t->mark.words[--w], memory_order_relaxed);
+  return t->begin + ((w << 6) + 63 - (size_t)__builtin_clzll(bits)) * FWD_WORD;
+}
+
+void fwd_compute(fwd_tables *t) {
+  size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
+                   FWD_CHUNK_SHIFT;
+  /* The object that covered the previous page start: a page inside the
+   * same (large) object needs no bitmap scan. */
+  uintptr_t obj = 0, obj_end = 0;
+  size_t acc = 0, page = 0;
+  for (size_t c = 0; c < nchunks; c++) {
+    t->chunk_dest[c] = (uint32_t)acc;
+    size_t live = FWD_WORD * (size_t)__builtin_popcountll(live_word(t, c));
+    /* Every page boundary that falls in [acc, acc + live). */
+    for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
+      uintptr_t w = nth_live_word(t, c, (unsigned)((off - acc) / FWD_WORD));
+      if (w >= obj_end) {
+        obj = prev_mark(t, w);
+        obj_end = obj + obj_total_bytes(hdr_payload(*(uint64_t *)obj));
+      }
+      t->page_first[page] = obj;
+    }
+    acc += live;
+  }
+  t->live_bytes = acc;
+  t->new_top = t->begin + acc;
+  t->npages = page;
+}

@@ -1,0 +1,80 @@
+/* Compressor-style forwarding for sliding compaction of the moving space
+ * (DESIGN.md section 4; Kermany & Petrank's offset vector, as ART's
+ * mark-compact).  No forwarding word is ever written into an object.
+ *
+ * Marking leaves two side bitmaps over the moving space:
+ *   mark        one bit per 8-byte word at the start of every live object;
+ *   live_words  one bit per 8-byte word for EVERY word of a live object.
+ * A chunk is 512 bytes = 64 words = exactly one live_words word, so the live
+ * bytes of chunk c are 8 * popcount(live_words[c]).  fwd_compute turns them
+ * into an exclusive prefix sum, chunk_dest[c] = live bytes before chunk c;
+ * then, for an object starting at old address a (in chunk c, word bit b),
+ *     new(a) = begin + chunk_dest[c] + 8 * popcount(live_words[c] & (2^b - 1))
+ * which is O(1) and reads only the tables: any page can be rebuilt alone.
+ *
+ * For each destination page, page_first[p] is the old start of the live
+ * object that covers the page's first byte (it may start on an earlier
+ * page: objects straddle page boundaries freely).  Building page p walks
+ * live objects from there in address order until the page is full. */
+#ifndef FH_FORWARDING_H_
+#define FH_FORWARDING_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spaces/bitmap.h"
+
+#define FWD_WORD 8u
+#define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
+#define FWD_PAGE 4096u
+
+typedef struct fwd_tables {
+  uintptr_t begin;     /* moving space begin (old and new addresses share it) */
+  size_t capacity;     /* moving space bytes */
+  uintptr_t old_top;   /* marked objects lie in [begin, old_top) */
+  fh_bitmap mark;      /* object starts, granule 8 */
+  fh_bitmap live;      /* live words, granule 8; word c covers chunk c */
+  uint32_t *chunk_dest; /* [capacity / 512], exclusive prefix of live bytes */
+  uintptr_t *page_first; /* [capacity / 4096] old object start, 0 = none */
+  size_t chunk_map_bytes, page_map_bytes;
+  /* Results of fwd_compute. */
+  size_t live_bytes;   /* total live bytes (headers included) */
+  uintptr_t new_top;   /* begin + live_bytes */
+  size_t npages;       /* destination pages: ceil(live_bytes / 4096) */
+} fwd_tables;
+
+/* Map the tables for a space of `capacity` bytes at `begin` (NORESERVE:
+ * pages appear as they are used).  0, or -1 + fh_last_error(). */
+int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity);
+void fwd_destroy(fwd_tables *t);
+/* Zero everything the last cycle wrote (bitmaps and tables up to old_top),
+ * handing whole pages back to the system. */
+void fwd_reset(fwd_tables *t);
+
+/* Record a live object [start, start + bytes) (marking).  Single writer. */
+void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
+
+/* Prefix sums and per-page first objects, for objects marked below
+ * t->old_top.  Reads object headers (sizes) at their old addresses, so it
+ * runs before the space's pages move. */
+void fwd_compute(fwd_tables *t);
+
+/* New address of the live object starting at old address `start`. */
+static inline uintptr_t fwd_start(const fwd_tables *t, uintptr_t start) {
+  size_t w = (start - t->begin) >> 3;
+  uint64_t bits = atomic_load_explicit(&t->live.words[w >> 6], memory_order_relaxed);
+  bits &= ((uint64_t)1 << (w & 63)) - 1;
+  return t->begin + t->chunk_dest[w >> 6] + FWD_WORD * (size_t)__builtin_popcountll(bits);
+}
+
+/* A reference value after compaction: payload pointers into the old moving
+ * range are translated, anything else (NULL, other spaces, native memory)
+ * is returned as is. */
+static inline void *fwd_ref(const fwd_tables *t, void *p) {
+  uintptr_t a = (uintptr_t)p;
+  if (a - (t->begin + FWD_WORD) < t->old_top - t->begin)
+    return (void *)(fwd_start(t, a - FWD_WORD) + FWD_WORD);
+  return p;
+}
+
+#endif

@@ -1,0 +1,235 @@
+/* Mark-compact: the pause work both schedules share, and the stop-the-world
+ * schedule (every destination page built inside the pause, by gc_threads
+ * threads in parallel).  See mc.h for the overall shape. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "collectors/mc.h"
+#include "heap/barrier.h"
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+#define FAULT_BUFS 64
+
+static void *map_rw(size_t bytes, int populate) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
+                 -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void mc_state_destroy(mc_state *m) {
+  if (!m) return;
+  if (m->worker_joinable) pthread_join(m->worker, NULL);
+  if (m->uffd) fh_uffd_destroy(m->uffd);
+  fwd_destroy(&m->t);
+  if (m->shadow) fh_uffd_unreserve((void *)m->shadow, m->t.capacity);
+  if (m->page_state) munmap((void *)m->page_state, m->state_map_bytes);
+  if (m->fault_bufs) munmap(m->fault_bufs, (size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE);
+  if (m->worker_buf) munmap(m->worker_buf, (size_t)MC_MAX_RUN * FWD_PAGE);
+  free(m);
+}
+
+static int state_init(mc_state *m, fh_heap *h) {
+  bump_space *b = &h->bump[h->active];
+  size_t cap = b->space.end - b->space.begin;
+  m->h = h;
+  m->range_id = -1;
+  m->lookahead = 3;
+  const char *la = getenv("FH_MC_LOOKAHEAD"); /* benchmarking the trade-off */
+  if (la && *la) {
+    unsigned long v = strtoul(la, NULL, 10);
+    m->lookahead = v >= MC_MAX_RUN ? MC_MAX_RUN - 1 : (unsigned)v;
+  }
+  if (fwd_init(&m->t, b->space.begin, cap) < 0) return -1;
+  m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
+  m->page_state = map_rw(m->state_map_bytes, 0);
+  m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);
+  m->worker_buf = map_rw((size_t)MC_MAX_RUN * FWD_PAGE, 1);
+  void *shadow = fh_uffd_reserve(cap, 0, PROT_NONE);
+  m->shadow = (uintptr_t)shadow;
+  if (!m->page_state || !m->fault_bufs || !m->worker_buf || !shadow) {
+    fh_error_set("mark-compact: cannot map its tables and the %zu MiB from-space reservation "
+                 "(%s)", cap >> 20, strerror(errno));
+    return -1;
+  }
+  m->src = (page_source){&m->t, m->shadow - m->t.begin, &h->types};
+  return 0;
+}
+
+mc_state *mc_get(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (m && m->t.begin != h->bump[h->active].space.begin) {
+    /* A semi-space collection swapped the bump spaces since: the tables
+     * describe the other one.  Start over (rare: explicit kinds only). */
+    mc_state_destroy(m);
+    h->mc = m = NULL;
+  }
+  if (m) return m;
+  m = calloc(1, sizeof *m);
+  if (!m) {
+    fh_error_set("mark-compact: out of memory");
+    return NULL;
+  }
+  if (state_init(m, h) < 0) {
+    mc_state_destroy(m);
+    return NULL;
+  }
+  h->mc = m;
+  return m;
+}
+
+/* Move the space's pages to from-space.  With MREMAP_DONTUNMAP only page
+ * tables move (tens of microseconds); the space stays one VMA, mapped but
+ * empty.  Without it, copy and discard (slow, but the same result). */
+static int move_aside(mc_state *m) {
+  fwd_tables *t = &m->t;
+  m->moved_by_copy = 0;
+  if (fh_capabilities() & FH_CAP_DONTUNMAP) {
+    if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0)
+      return 0;
+    /* EFAULT here means the space is no longer one VMA: a bug elsewhere
+     * (mprotect or a partial madvise of the moving space). */
+  }
+  size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
+  void *p = mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    fh_error_set("mark-compact: cannot map from-space (%s)", strerror(errno));
+    return -1;
+  }
+  memcpy(p, (void *)t->begin, used);
+  reserve_discard(t->begin, used);
+  m->moved_by_copy = 1;
+  return 0;
+}
+
+static void update_slot(void **slot, void *ctx) {
+  void *p = *slot, *q = fwd_ref(ctx, p);
+  if (q != p) *slot = q; /* unchanged slots stay unwritten: image pages stay shared */
+}
+
+static void update_object(void *obj, void *ctx) {
+  mc_state *m = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
+}
+
+int mc_prepare(mc_state *m) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  bump_space *b = &h->bump[h->active];
+  t->old_top = atomic_load(&b->top);
+  m->old_used = t->old_top - t->begin;
+  if (mc_mark(h, t, NULL) < 0) {
+    /* Forget the partial marks; sweeping now would free live objects. */
+    fwd_reset(t);
+    bitmap_clear_all(&h->non_moving.mark_bits);
+    return -1;
+  }
+  m->nm_freed = non_moving_space_sweep(&h->non_moving);
+  fwd_compute(t);
+  if (move_aside(m) < 0) {
+    fwd_reset(t);
+    return -1;
+  }
+  /* From here on the pages are in from-space: point every reference held
+   * outside the moving space at the new addresses. */
+  roots_visit(h, update_slot, t);
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < n; i++)
+    if (spaces[i]->kind != SPACE_BUMP) spaces[i]->ops->walk(spaces[i], update_object, m);
+  /* Cards of the moving space describe old addresses: forget them. */
+  if (t->old_top > t->begin) cards_clear_range(h, t->begin, t->old_top);
+
+  size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
+  h->bytes_moved += live;
+  h->bytes_freed += (m->old_used - live) + m->nm_freed;
+  heap_set_trigger(h, live + nm_used);
+  return 0;
+}
+
+void mc_publish_top(mc_state *m) {
+  bump_space *b = &m->h->bump[m->h->active];
+  atomic_store(&b->top, align_up(m->t.new_top, FWD_PAGE));
+}
+
+void mc_release_from_space(mc_state *m, size_t upto) {
+  upto = align_down(upto, FWD_PAGE);
+  if (upto <= m->released) return;
+  madvise((void *)(m->shadow + m->released), upto - m->released, MADV_DONTNEED);
+  m->released = upto;
+}
+
+void mc_end_cycle(mc_state *m) {
+  mc_release_from_space(m, align_up(m->old_used, FWD_PAGE));
+  m->released = 0;
+  if (m->t.npages)
+    memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
+  fwd_reset(&m->t);
+}
+
+/* ---- stop-the-world schedule ---- */
+
+typedef struct build_job {
+  mc_state *m;
+  _Atomic size_t next;
+} build_job;
+
+static void *build_pages(void *arg) {
+  build_job *j = arg;
+  mc_state *m = j->m;
+  size_t np = m->t.npages;
+  for (;;) {
+    size_t p = atomic_fetch_add_explicit(&j->next, MC_MAX_RUN, memory_order_relaxed);
+    if (p >= np) break;
+    size_t e = p + MC_MAX_RUN < np ? p + MC_MAX_RUN : np;
+    /* The destination is plain (empty) memory: build in place. */
+    for (; p < e; p++) page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
+  }
+  return NULL;
+}
+
+void mc_build_all(mc_state *m, unsigned threads) {
+  build_job j = {.m = m};
+  enum { MAX_HELPERS = 15 };
+  pthread_t helpers[MAX_HELPERS];
+  unsigned nh = 0;
+  /* A helper is worth starting only for a few MiB of pages each. */
+  size_t per_helper = 2048;
+  while (nh + 1 < threads && nh < MAX_HELPERS && m->t.npages > (nh + 1) * per_helper &&
+         pthread_create(&helpers[nh], NULL, build_pages, &j) == 0)
+    nh++;
+  build_pages(&j);
+  for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
+}
+
+static int stw_compact(fh_heap *h, const char *note) {
+  mc_state *m = mc_get(h);
+  if (!m) return -1;
+  if (mc_prepare(m) < 0) return -1;
+  mc_build_all(m, h->opt.gc_threads);
+  mc_publish_top(m);
+  mc_end_cycle(m);
+  if (note) m->mode_note = note;
+  return 0;
+}
+
+int mc_collect_stw(fh_heap *h, const char *note) { return stw_compact(h, note); }
+
+void mc_heap_destroy(fh_heap *h) {
+  mc_state_destroy(h->mc);
+  h->mc = NULL;
+}
+
+static int mark_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self, (void)cause;
+  return stw_compact(h, "stop-the-world mark-compact");
+}
+
+const fh_collector_ops mark_compact_collector = {"mark_compact", mark_compact_collect};

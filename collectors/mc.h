@@ -1,0 +1,115 @@
+/* Mark-compact and concurrent compaction of the moving (bump) space: one
+ * algorithm, two schedules (DESIGN.md section 4, ART's userfaultfd
+ * mark-compact, the Compressor).
+ *
+ *   mc_mark.c            marking into side bitmaps (forwarding.h)
+ *   forwarding.c         prefix sums, first object per destination page
+ *   page_compact.c       build one destination page (signal-safe)
+ *   mark_compact.c       the shared pause work (mark, forward, move the
+ *                        space's pages aside, update outside references)
+ *                        and the stop-the-world schedule
+ *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
+ *                        resolver, end of phase
+ *
+ * The moving space is h->bump[h->active].  Its old pages are moved with
+ * mremap(MREMAP_DONTUNMAP) into a "from-space" shadow reservation of the
+ * same size (2 MiB / 1 GiB aligned, so page tables move whole); the space's
+ * range is left mapped but empty, and destination pages are built from the
+ * shadow into it. */
+#ifndef FH_MC_H_
+#define FH_MC_H_
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "collectors/collector.h"
+#include "collectors/forwarding.h"
+#include "uffd/uffd.h"
+
+extern const fh_collector_ops mark_compact_collector;
+extern const fh_collector_ops concurrent_compact_collector;
+
+/* ---- page building (page_compact.c) ---- */
+typedef struct page_source {
+  const fwd_tables *t;
+  uintptr_t from_delta; /* from-space address = old address + from_delta */
+  const fh_type_registry *types;
+} page_source;
+/* Write destination page `page` into out (4 KiB).  Returns the bytes of
+ * object data on it (0: nothing lands there; out is zeroed).  Async-signal-
+ * safe; reads only from-space, the tables and the type registry. */
+size_t page_build(const page_source *ps, size_t page, uint8_t *out);
+
+/* ---- marking (mc_mark.c) ---- */
+/* Mark everything reachable: moving-space objects into t (start and live-
+ * word bits, objects below t->old_top), non-moving objects into its mark
+ * bitmap.  World stopped.  0, or -1 + fh_last_error(). */
+int mc_mark(fh_heap *h, fwd_tables *t, size_t *marked_objects);
+
+/* ---- per-heap compactor state (mark_compact.c) ---- */
+enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };
+
+#define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.h */
+#define MC_MAX_RUN 16       /* pages per GC-worker COPY, and per fault at most */
+
+typedef struct mc_state {
+  fh_heap *h;
+  fwd_tables t;
+  page_source src;
+  uintptr_t shadow; /* from-space reservation, t.capacity bytes */
+  _Atomic uint32_t *page_state; /* PAGE_* per destination page */
+  size_t state_map_bytes;
+
+  /* this cycle */
+  size_t old_used, nm_freed;
+  int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
+
+  /* concurrent phase (concurrent_compact.c) */
+  fh_uffd *uffd;
+  int range_id;
+  pthread_t worker;
+  int worker_joinable;
+  unsigned lookahead;   /* extra pages a fault builds after its own */
+  size_t released;      /* from-space bytes already given back, from the start */
+  uint8_t *fault_bufs;  /* 64 buffers of MC_MAX_RUN pages, claimed by bit */
+  _Atomic uint64_t fault_bufs_used;
+  uint8_t *worker_buf;  /* MC_MAX_RUN pages */
+  fh_uffd_stats uffd_at_flip;
+  const char *mode_note; /* why the last cycle ran as it did (fh_dump) */
+  _Atomic uint64_t fault_hist[MC_HIST_BUCKETS];
+} mc_state;
+
+/* The heap's compactor state, created on first use.  NULL + error. */
+mc_state *mc_get(fh_heap *h);
+/* Pause work shared by both schedules: mark, sweep the non-moving space,
+ * compute forwarding, move the moving space's pages to from-space, update
+ * every reference outside the moving space.  0, or -1 + error with the heap
+ * untouched (nothing moved). */
+int mc_prepare(mc_state *m);
+/* Build every destination page straight into the moving space, with up to
+ * `threads` threads (the caller is one). */
+void mc_build_all(mc_state *m, unsigned threads);
+/* Publish the new top (page-aligned; the last page ends in a filler). */
+void mc_publish_top(mc_state *m);
+/* Give from-space [m->released, offset) back in whole pages. */
+void mc_release_from_space(mc_state *m, size_t upto_offset);
+/* After the last page is built: release from-space, clear the tables. */
+void mc_end_cycle(mc_state *m);
+
+/* The whole collection inside the pause; `note` (static text) is what
+ * fh_dump reports about how the cycle ran. */
+int mc_collect_stw(fh_heap *h, const char *note);
+
+/* ---- concurrent schedule (concurrent_compact.c) ---- */
+/* In the pause, after mc_prepare: register the destination range, start the
+ * GC worker, open the concurrent phase.  -1 when userfaultfd cannot be used
+ * now (m->mode_note says why); the caller then compacts in the pause. */
+int mc_concurrent_flip(mc_state *m);
+/* Whether concurrent compaction can work in this process (else NULL, and
+ * the reason in *why). */
+int mc_concurrent_available(const char **why);
+/* Heap teardown: join the worker, close the uffd, unmap everything. */
+void mc_state_destroy(mc_state *m);
+void mc_record_fault_ns(mc_state *m, uint64_t ns);
+
+#endif

@@ -1,0 +1,103 @@
+/* Building one destination page of a sliding compaction.
+ *
+ * page_build is a pure function of the from-space (the moving space's old
+ * pages, moved aside), the forwarding tables and the type registry (native
+ * memory), writing only `out`.  It therefore runs anywhere: on GC workers,
+ * inside the pause, on the fault-handler thread, and in a mutator's SIGBUS
+ * handler, where touching a missing registered page would be a nested fault
+ * and kill the process.  It takes no lock and allocates nothing.
+ *
+ * Two passes over the live objects that land on the page, in address order
+ * from page_first[page]:
+ *   1. copy the part of each object that falls inside the page, merging
+ *      objects that are contiguous in from-space into one memcpy;
+ *   2. rewrite every reference slot inside the page through the forwarding
+ *      tables.  The first object may have started on an earlier page and the
+ *      last may run past this one: only their slots inside the page are
+ *      written, so no page ever needs another destination page.
+ * The last page is completed with a filler object, so the space stays
+ * walkable up to the page-aligned new top. */
+#include "collectors/mc.h"
+
+#include <string.h>
+
+#include "heap/object.h"
+
+typedef struct fix_ctx {
+  const fwd_tables *t;
+  uintptr_t obj_from, obj_new; /* the object's payload, in from-space and after */
+  uintptr_t lo, hi;            /* the part of the object's new range in this page */
+  uintptr_t page;
+  uint8_t *out;
+} fix_ctx;
+
+static void fix_slot(void **slot, void *ctx) {
+  fix_ctx *c = ctx;
+  uintptr_t ns = c->obj_new + ((uintptr_t)slot - c->obj_from);
+  if (ns < c->lo || ns + sizeof(void *) > c->hi) return;
+  void *v;
+  memcpy(&v, slot, sizeof v); /* the from-space copy: never a missing page */
+  v = fwd_ref(c->t, v);
+  memcpy(c->out + (ns - c->page), &v, sizeof v);
+}
+
+static int has_refs(const fh_type_info *ti) {
+  return ti && (ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY) || ti->trace);
+}
+
+size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
+  const fwd_tables *t = ps->t;
+  uintptr_t dbeg = t->begin + page * FWD_PAGE, dend = dbeg + FWD_PAGE;
+  uintptr_t first = page < t->npages ? t->page_first[page] : 0;
+  if (!first) {
+    memset(out, 0, FWD_PAGE);
+    return 0;
+  }
+  uintptr_t first_new = fwd_start(t, first);
+
+  /* Pass 1: copy. */
+  uintptr_t s = first, nd = first_new;
+  uintptr_t run_src = 0, run_dst = 0;
+  size_t run_len = 0;
+  while (s && nd < dend) {
+    uintptr_t from = s + ps->from_delta;
+    size_t n = obj_total_bytes(hdr_payload(*(const uint64_t *)from));
+    uintptr_t lo = nd > dbeg ? nd : dbeg, hi = nd + n < dend ? nd + n : dend;
+    uintptr_t src = from + (lo - nd);
+    if (run_len && run_src + run_len == src) {
+      run_len += hi - lo;
+    } else {
+      if (run_len) memcpy(out + (run_dst - dbeg), (const void *)run_src, run_len);
+      run_src = src, run_dst = lo, run_len = hi - lo;
+    }
+    nd += n;
+    s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
+  }
+  if (run_len) memcpy(out + (run_dst - dbeg), (const void *)run_src, run_len);
+  uintptr_t filled = nd < dend ? nd : dend;
+  if (filled < dend) {
+    /* Only the last page ends early: the rest is one filler object. */
+    memset(out + (filled - dbeg), 0, dend - filled);
+    obj_write_filler((uintptr_t)out + (filled - dbeg), dend - filled);
+  }
+
+  /* Pass 2: references. */
+  s = first, nd = first_new;
+  fix_ctx fc = {.t = t, .page = dbeg, .out = out};
+  while (s && nd < dend) {
+    uintptr_t from = s + ps->from_delta;
+    uint64_t hd = *(const uint64_t *)from;
+    size_t n = obj_total_bytes(hdr_payload(hd));
+    const fh_type_info *ti = types_get(ps->types, hdr_type(hd));
+    if (has_refs(ti)) {
+      fc.obj_from = from + FH_HEADER_BYTES;
+      fc.obj_new = nd + FH_HEADER_BYTES;
+      fc.lo = nd > dbeg ? nd : dbeg;
+      fc.hi = nd + n < dend ? nd + n : dend;
+      types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
+    }
+    nd += n;
+    s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
+  }
+  return filled - dbeg;
+}

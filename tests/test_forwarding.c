@@ -1,0 +1,250 @@
+/* Forwarding for sliding compaction (collectors/forwarding.c) and the page
+ * builder (collectors/page_compact.c), against a brute-force reference on
+ * random layouts: small and page-spanning objects, long dead gaps (empty
+ * chunks and pages), dense runs.  No heap: a fake moving space in an
+ * mmap'd range, a "from-space" copy of it, and a type registry. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <cmocka.h>
+
+#include "collectors/mc.h"
+#include "heap/object.h"
+#include "heap/types.h"
+
+#define SPACE ((size_t)8 << 20)
+
+typedef struct layout {
+  uintptr_t base;        /* the fake space */
+  uint8_t *from;         /* its from-space copy */
+  size_t n;              /* objects */
+  uintptr_t *start;      /* object starts */
+  size_t *bytes;         /* total bytes */
+  int *live;
+  uintptr_t top;
+  fh_type_registry types;
+  uint32_t refs, raw;    /* type ids: void *[] and bytes */
+} layout;
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return rng;
+}
+
+static size_t random_size(int style) {
+  uint64_t r = next_rand() % 1000;
+  if (style == 1 && r < 30) return 4096 * (1 + next_rand() % 5) + 8 * (next_rand() % 64);
+  if (r < 5) return 8 * (500 + next_rand() % 2000); /* straddles pages */
+  return 8 * (1 + next_rand() % 12);
+}
+
+/* Build a random layout.  style 0: mostly small; 1: with many large objects
+ * and long dead runs.  live_pct: chance an object is live. */
+static void make_layout(layout *L, int style, unsigned live_pct) {
+  memset(L, 0, sizeof *L);
+  L->base = (uintptr_t)mmap(NULL, SPACE, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  L->from = mmap(NULL, SPACE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  assert_true(L->base != (uintptr_t)MAP_FAILED && L->from != MAP_FAILED);
+  assert_int_equal(types_init(&L->types), 0);
+  fh_type tr = {.name = "refs", .flags = FH_TYPE_REF_ARRAY};
+  fh_type tb = {.name = "raw"};
+  L->refs = types_register(&L->types, &tr);
+  L->raw = types_register(&L->types, &tb);
+  assert_true(L->refs && L->raw);
+  size_t cap = SPACE / 16;
+  L->start = calloc(cap, sizeof *L->start);
+  L->bytes = calloc(cap, sizeof *L->bytes);
+  L->live = calloc(cap, sizeof *L->live);
+  uintptr_t p = L->base, limit = L->base + SPACE - (64 << 10);
+  int dead_run = 0;
+  while (L->n < cap) {
+    size_t b = random_size(style);
+    if (p + b > limit) break;
+    size_t i = L->n++;
+    L->start[i] = p;
+    L->bytes[i] = b;
+    if (style == 1 && dead_run == 0 && next_rand() % 200 == 0) dead_run = 100 + next_rand() % 400;
+    L->live[i] = dead_run ? 0 : next_rand() % 100 < live_pct;
+    if (dead_run) dead_run--;
+    int has_refs = next_rand() % 2;
+    *(uint64_t *)p = fh__make_header(has_refs ? L->refs : L->raw, b - 8);
+    for (size_t off = 8; off < b; off += 8) *(uint64_t *)(p + off) = next_rand() | 1; /* not a ref */
+    p += b;
+  }
+  L->top = p;
+  /* Refs: each ref-array object points at random live objects, NULL, or
+   * memory outside the space. */
+  size_t nlive = 0;
+  for (size_t i = 0; i < L->n; i++) nlive += L->live[i];
+  uintptr_t *lives = calloc(nlive + 1, sizeof *lives);
+  for (size_t i = 0, k = 0; i < L->n; i++)
+    if (L->live[i]) lives[k++] = L->start[i];
+  for (size_t i = 0; i < L->n; i++) {
+    if (hdr_type(*(uint64_t *)L->start[i]) != L->refs) continue;
+    for (size_t off = 8; off < L->bytes[i]; off += 8) {
+      uint64_t r = next_rand() % 10;
+      uintptr_t v = r < 6 && nlive ? lives[next_rand() % nlive] + 8 : r < 8 ? 0 : 0x1000 + 8 * r;
+      *(uintptr_t *)(L->start[i] + off) = v;
+    }
+  }
+  free(lives);
+  memcpy(L->from, (void *)L->base, L->top - L->base);
+}
+
+static void free_layout(layout *L) {
+  munmap((void *)L->base, SPACE);
+  munmap(L->from, SPACE);
+  types_destroy(&L->types);
+  free(L->start), free(L->bytes), free(L->live);
+}
+
+static void mark_all(layout *L, fwd_tables *t) {
+  assert_int_equal(fwd_init(t, L->base, SPACE), 0);
+  t->old_top = L->top;
+  for (size_t i = 0; i < L->n; i++)
+    if (L->live[i]) fwd_mark_object(t, L->start[i], L->bytes[i]);
+  fwd_compute(t);
+}
+
+/* Brute force: new address = base + bytes of live objects before it. */
+static void check_forwarding(layout *L, fwd_tables *t) {
+  uintptr_t acc = L->base;
+  size_t page = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    if (!L->live[i]) continue;
+    assert_int_equal(fwd_start(t, L->start[i]), acc);
+    assert_ptr_equal(fwd_ref(t, (void *)(L->start[i] + 8)), (void *)(acc + 8));
+    /* every destination page starting inside [acc, acc + bytes) */
+    for (; L->base + page * FWD_PAGE < acc + L->bytes[i]; page++) {
+      assert_true(L->base + page * FWD_PAGE >= acc);
+      assert_int_equal(t->page_first[page], L->start[i]);
+    }
+    acc += L->bytes[i];
+  }
+  assert_int_equal(t->live_bytes, acc - L->base);
+  assert_int_equal(t->new_top, acc);
+  assert_int_equal(t->npages, page);
+  /* references outside the old range are left alone */
+  assert_null(fwd_ref(t, NULL));
+  assert_ptr_equal(fwd_ref(t, (void *)0x1008), (void *)0x1008);
+  assert_ptr_equal(fwd_ref(t, (void *)(L->top + 8)), (void *)(L->top + 8));
+}
+
+/* Brute-force compacted image, then every page built alone must match. */
+static void check_pages(layout *L, fwd_tables *t) {
+  size_t len = t->npages * FWD_PAGE;
+  uint8_t *want = calloc(1, len + FWD_PAGE);
+  uintptr_t acc = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    if (!L->live[i]) continue;
+    memcpy(want + acc, (void *)L->start[i], L->bytes[i]);
+    if (hdr_type(*(uint64_t *)L->start[i]) == L->refs)
+      for (size_t off = 8; off < L->bytes[i]; off += 8) {
+        void *v = *(void **)(L->start[i] + off);
+        *(void **)(want + acc + off) = fwd_ref(t, v);
+      }
+    acc += L->bytes[i];
+  }
+  if (acc < len) obj_write_filler((uintptr_t)want + acc, len - acc);
+  page_source ps = {t, (uintptr_t)L->from - L->base, &L->types};
+  uint8_t *out = aligned_alloc(FWD_PAGE, FWD_PAGE);
+  /* Pages in a shuffled order: each is independent of the others. */
+  for (size_t k = 0; k < t->npages; k++) {
+    size_t p = (k * 7919) % t->npages;
+    memset(out, 0xAB, FWD_PAGE);
+    size_t got = page_build(&ps, p, out);
+    size_t expect = acc - p * FWD_PAGE < FWD_PAGE ? acc - p * FWD_PAGE : FWD_PAGE;
+    assert_int_equal(got, expect);
+    assert_memory_equal(out, want + p * FWD_PAGE, FWD_PAGE);
+  }
+  /* A page past the end comes back empty. */
+  assert_int_equal(page_build(&ps, t->npages, out), 0);
+  free(out);
+  free(want);
+}
+
+static void run_case(int style, unsigned live_pct) {
+  layout L;
+  make_layout(&L, style, live_pct);
+  fwd_tables t;
+  mark_all(&L, &t);
+  check_forwarding(&L, &t);
+  check_pages(&L, &t);
+  /* reset leaves clean tables for the next cycle */
+  fwd_reset(&t);
+  assert_int_equal(bitmap_next_set(&t.mark, L.base, L.base + SPACE), 0);
+  assert_int_equal(bitmap_next_set(&t.live, L.base, L.base + SPACE), 0);
+  assert_int_equal(t.npages, 0);
+  fwd_destroy(&t);
+  free_layout(&L);
+}
+
+static void test_small_objects_half_live(void **s) { (void)s; run_case(0, 50); }
+static void test_sparse_with_large_and_gaps(void **s) { (void)s; run_case(1, 30); }
+static void test_dense_all_live(void **s) { (void)s; run_case(1, 100); }
+static void test_nearly_all_dead(void **s) { (void)s; run_case(0, 1); }
+static void test_many_seeds(void **s) {
+  (void)s;
+  for (int i = 0; i < 6; i++) run_case(i & 1, 10 + 15 * (unsigned)i);
+}
+
+static void test_nothing_live(void **s) {
+  (void)s;
+  layout L;
+  make_layout(&L, 0, 0);
+  fwd_tables t;
+  mark_all(&L, &t);
+  assert_int_equal(t.live_bytes, 0);
+  assert_int_equal(t.npages, 0);
+  assert_int_equal(t.new_top, L.base);
+  fwd_destroy(&t);
+  free_layout(&L);
+}
+
+/* One object exactly filling pages, one spanning a page boundary at an
+ * odd offset, and a chunk-aligned gap. */
+static void test_hand_made(void **s) {
+  (void)s;
+  layout L;
+  memset(&L, 0, sizeof L);
+  make_layout(&L, 0, 0); /* for the mappings and types; overwrite the objects */
+  size_t sizes[] = {4096, 24, 8192 + 40, 512, 512 * 3, 16, 4096 - 16};
+  int live[] = {1, 1, 1, 0, 0, 1, 1};
+  uintptr_t p = L.base;
+  L.n = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    L.start[L.n] = p, L.bytes[L.n] = sizes[i], L.live[L.n] = live[i];
+    *(uint64_t *)p = fh__make_header(L.raw, sizes[i] - 8);
+    memset((void *)(p + 8), (int)i + 1, sizes[i] - 8);
+    p += sizes[i];
+    L.n++;
+  }
+  L.top = p;
+  memcpy(L.from, (void *)L.base, L.top - L.base);
+  fwd_tables t;
+  mark_all(&L, &t);
+  check_forwarding(&L, &t);
+  check_pages(&L, &t);
+  fwd_destroy(&t);
+  free_layout(&L);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_small_objects_half_live),
+      cmocka_unit_test(test_sparse_with_large_and_gaps),
+      cmocka_unit_test(test_dense_all_live),
+      cmocka_unit_test(test_nearly_all_dead),
+      cmocka_unit_test(test_many_seeds),
+      cmocka_unit_test(test_nothing_live),
+      cmocka_unit_test(test_hand_made),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
