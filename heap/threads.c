@@ -82,6 +82,10 @@ int world_stop(fh_heap *h, fh_thread *self) {
     if (!running) break;
     pthread_cond_wait(&h->parked_cv, &h->world_lock);
   }
+  /* Allocation bits that mark_sweep mutators hold back (heap/malloc_heap.c)
+   * become exact for whoever stopped the world. */
+  cds_list_for_each_entry(t, &h->threads, link)
+    if (t->ms_pending_word) malloc_heap_publish_pending(t);
   pthread_mutex_unlock(&h->world_lock);
   return 0;
 }
@@ -165,7 +169,7 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->fast.type_sizes = h->types.sizes;
   t->fast.heap_lo = h->resv_begin;
   t->fast.heap_span = h->resv_size;
-  t->fast.cards = h->cards;
+  t->fast.cards = (_Atomic uint8_t *)h->cards;
   t->fast.roots_base = t->fast.roots_top = roots;
   t->fast.roots_limit = roots + ROOTS_INITIAL;
   t->roots_cap = ROOTS_INITIAL;

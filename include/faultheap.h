@@ -219,7 +219,7 @@ typedef struct fh__thread_fast {
   const uint32_t *type_sizes; /* by id: fixed payload size, FH__VAR_SIZE or FH__NO_TYPE */
   uintptr_t heap_lo;          /* reservation covered by the card table */
   uintptr_t heap_span;
-  uint8_t *cards;             /* card of address a: cards[(a - heap_lo) >> 9] */
+  _Atomic uint8_t *cards;     /* card of address a: cards[(a - heap_lo) >> 9] */
   void ***roots_base, ***roots_top, ***roots_limit; /* root-slot stack */
   _Atomic uint32_t safepoint_requested;
 } fh__thread_fast;
@@ -263,7 +263,9 @@ static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *valu
   if (FH__LIKELY(t != NULL && slot != NULL) &&
       FH__LIKELY((off = (uintptr_t)obj - f->heap_lo) < f->heap_span)) {
     *slot = value;
-    f->cards[off >> FH__CARD_SHIFT] = FH__CARD_DIRTY;
+    /* Threads may dirty the same card at once; a relaxed atomic byte store
+     * is a plain store on every target we run on. */
+    atomic_store_explicit(&f->cards[off >> FH__CARD_SHIFT], FH__CARD_DIRTY, memory_order_relaxed);
     return;
   }
   fh_write_ref_slow(t, obj, slot, value);
