@@ -205,6 +205,10 @@ static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
   size_t np = m->t.npages, low = 0;
+  if (m->worker_delay_ms) {
+    struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   for (size_t p = 0; p < np;) {
     size_t n = 0;
     while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;

@@ -70,6 +70,8 @@ typedef struct mc_state {
   pthread_t worker;
   int worker_joinable;
   unsigned lookahead;   /* extra pages a fault builds after its own */
+  unsigned worker_delay_ms; /* tests: FH_MC_WORKER_DELAY_MS holds the worker
+                               back so that mutators meet missing pages */
   size_t released;      /* from-space bytes already given back, from the start */
   uint8_t *fault_bufs;  /* 64 buffers of MC_MAX_RUN pages, claimed by bit */
   _Atomic uint64_t fault_bufs_used;

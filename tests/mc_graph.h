@@ -8,6 +8,7 @@
 #ifndef FH_TEST_MC_GRAPH_H_
 #define FH_TEST_MC_GRAPH_H_
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "support_heap.h"
@@ -88,6 +89,64 @@ static inline size_t graph_check(const test_types *ty, const graph *g) {
     }
   }
   return 0;
+}
+
+#include <pthread.h>
+
+static test_types graph_ty; /* the types of the heap under test */
+
+/* ---- several mutators, triggered collections, verify=1 ---- */
+
+typedef struct mt_arg {
+  fh_heap *h;
+  int id;
+  int rounds;
+  size_t failed;
+} mt_arg;
+
+
+static inline void *mc_mutator(void *p) {
+  mt_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  graph g = {0};
+  fh_push_root(t, (void **)&g.table);
+  for (int r = 0; r < a->rounds && !a->failed; r++) {
+    graph_build(t, &graph_ty, &g, 1500 + 100 * (size_t)a->id);
+    for (int k = 0; k < 4 && !a->failed; k++) {
+      for (int i = 0; i < 2000; i++) graph_garbage(t, &graph_ty, (size_t)i);
+      a->failed = graph_check(&graph_ty, &g);
+      /* mutate: relink through the barrier, and keep the model in step */
+      for (size_t i = 0; i < g.n; i++) {
+        tnode *n = g.table[i];
+        fh_write_ref(t, n, (void **)&n->next, g.table[graph_next_of(i, g.n)]);
+      }
+    }
+    if (r % 2 == 0 && fh_collect(t, FH_COLLECT_DEFAULT) < 0) a->failed = (size_t)-2;
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+/* Run n mutator threads (graph, garbage, relinking, checks, explicit
+ * collections among triggered ones) on a heap made from spec. */
+static inline void run_mutators(const char *spec, int n, int rounds) {
+  fh_heap *h = test_heap(spec);
+  test_register(h, &graph_ty);
+  pthread_t th[8];
+  mt_arg args[8];
+  for (int i = 0; i < n; i++) {
+    args[i] = (mt_arg){h, i, rounds, 0};
+    pthread_create(&th[i], NULL, mc_mutator, &args[i]);
+  }
+  for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < n; i++)
+    if (args[i].failed) fail_msg("mutator %d: graph check failed at %zu", i, args[i].failed);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_true(st.collections >= 3);
+  if (getenv("FH_TEST_VERBOSE")) fh_dump(h, stderr);
+  fh_heap_destroy(h);
 }
 
 #endif

@@ -14,24 +14,23 @@
 #include "mc_graph.h"
 #include "uffd/uffd.h"
 
-static test_types ty;
 
 static size_t moving_used(fh_heap *h) { return bump_space_used(&h->bump[h->active]); }
 
 static void test_graph_survives_and_space_shrinks(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=64M,min_alloc_trigger=60M,verify=1");
-  test_register(h, &ty);
+  test_register(h, &graph_ty);
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
   fh_push_root(t, (void **)&g.table);
-  graph_build(t, &ty, &g, 20000);
-  assert_int_equal(graph_check(&ty, &g), 0);
+  graph_build(t, &graph_ty, &g, 20000);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
   size_t before = moving_used(h);
   uintptr_t *old_addr = malloc(g.n * sizeof *old_addr);
   for (size_t i = 0; i < g.n; i++) old_addr[i] = (uintptr_t)g.table[i];
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
-  assert_int_equal(graph_check(&ty, &g), 0);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
   size_t after = moving_used(h);
   assert_true(after < before);
   assert_true(after % 4096 == 0);
@@ -46,9 +45,9 @@ static void test_graph_survives_and_space_shrinks(void **s) {
   fh_get_stats(h, &st);
   assert_true(st.bytes_moved > 0 && st.bytes_freed > 0);
   /* Allocation continues above the new top and another cycle keeps it all. */
-  for (int i = 0; i < 5000; i++) graph_garbage(t, &ty, (size_t)i);
+  for (int i = 0; i < 5000; i++) graph_garbage(t, &graph_ty, (size_t)i);
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
-  assert_int_equal(graph_check(&ty, &g), 0);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
   assert_true(moving_used(h) <= after + 4096);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
@@ -58,12 +57,12 @@ static void test_graph_survives_and_space_shrinks(void **s) {
 static void test_everything_dead(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=16M,verify=1");
-  test_register(h, &ty);
+  test_register(h, &graph_ty);
   fh_thread *t = fh_thread_attach(h);
-  for (int i = 0; i < 10000; i++) graph_garbage(t, &ty, (size_t)i);
+  for (int i = 0; i < 10000; i++) graph_garbage(t, &graph_ty, (size_t)i);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   assert_int_equal(moving_used(h), 0);
-  tnode *n = test_node(t, &ty, 5); /* allocation still works from the bottom */
+  tnode *n = test_node(t, &graph_ty, 5); /* allocation still works from the bottom */
   assert_int_equal(n->value, 5);
   fh_thread_detach(t);
   fh_heap_destroy(h);
@@ -72,14 +71,14 @@ static void test_everything_dead(void **s) {
 static void test_nonmoving_refs_updated(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=16M,verify=1");
-  test_register(h, &ty);
+  test_register(h, &graph_ty);
   fh_thread *t = fh_thread_attach(h);
-  void **pinned = fh_alloc_nonmoving(t, ty.array, 100 * sizeof(void *));
+  void **pinned = fh_alloc_nonmoving(t, graph_ty.array, 100 * sizeof(void *));
   assert_non_null(pinned);
   fh_push_root(t, (void **)&pinned);
   for (size_t i = 0; i < 100; i++) {
-    graph_garbage(t, &ty, i);
-    fh_write_ref(t, pinned, &pinned[i], test_node(t, &ty, 1000 + i));
+    graph_garbage(t, &graph_ty, i);
+    fh_write_ref(t, pinned, &pinned[i], test_node(t, &graph_ty, 1000 + i));
   }
   void *pinned_before = pinned;
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
@@ -97,73 +96,20 @@ static void test_nonmoving_refs_updated(void **s) {
 static void test_moving_space_stays_one_vma(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=32M");
-  test_register(h, &ty);
+  test_register(h, &graph_ty);
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
   fh_push_root(t, (void **)&g.table);
-  graph_build(t, &ty, &g, 5000);
+  graph_build(t, &graph_ty, &g, 5000);
   bump_space *b = &h->bump[h->active];
   for (int c = 0; c < 4; c++) {
-    for (int i = 0; i < 3000; i++) graph_garbage(t, &ty, (size_t)i);
+    for (int i = 0; i < 3000; i++) graph_garbage(t, &graph_ty, (size_t)i);
     assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
     assert_int_equal(fh_uffd_count_vmas((void *)b->space.begin, b->space.end - b->space.begin), 1);
   }
-  assert_int_equal(graph_check(&ty, &g), 0);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
-
-/* ---- several mutators, triggered collections, verify=1 ---- */
-
-typedef struct mt_arg {
-  fh_heap *h;
-  int id;
-  int rounds;
-  size_t failed;
-} mt_arg;
-
-
-static void *mc_mutator(void *p) {
-  mt_arg *a = p;
-  fh_thread *t = fh_thread_attach(a->h);
-  graph g = {0};
-  fh_push_root(t, (void **)&g.table);
-  for (int r = 0; r < a->rounds && !a->failed; r++) {
-    graph_build(t, &ty, &g, 1500 + 100 * (size_t)a->id);
-    for (int k = 0; k < 4 && !a->failed; k++) {
-      for (int i = 0; i < 2000; i++) graph_garbage(t, &ty, (size_t)i);
-      a->failed = graph_check(&ty, &g);
-      /* mutate: relink through the barrier, and keep the model in step */
-      for (size_t i = 0; i < g.n; i++) {
-        tnode *n = g.table[i];
-        fh_write_ref(t, n, (void **)&n->next, g.table[graph_next_of(i, g.n)]);
-      }
-    }
-    if (r % 2 == 0 && fh_collect(t, FH_COLLECT_DEFAULT) < 0) a->failed = (size_t)-2;
-  }
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  return NULL;
-}
-
-/* Shared by test_concurrent_compact.c's stress tests through copy: run n
- * mutator threads on a heap made from spec. */
-static void run_mutators(const char *spec, int n, int rounds) {
-  fh_heap *h = test_heap(spec);
-  test_register(h, &ty);
-  pthread_t th[8];
-  mt_arg args[8];
-  for (int i = 0; i < n; i++) {
-    args[i] = (mt_arg){h, i, rounds, 0};
-    pthread_create(&th[i], NULL, mc_mutator, &args[i]);
-  }
-  for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < n; i++)
-    if (args[i].failed) fail_msg("mutator %d: graph check failed at %zu", i, args[i].failed);
-  fh_stats st;
-  fh_get_stats(h, &st);
-  assert_true(st.collections >= 3);
   fh_heap_destroy(h);
 }
 
@@ -181,14 +127,14 @@ static void test_concurrent_falls_back_without_uffd(void **s) {
   assert_int_equal(fh_capabilities() & FH_CAP_UFFD, 0);
   fh_heap *h = test_heap("collector=concurrent_compact,heap_max=16M,verify=1");
   assert_ptr_equal(h->collector, &mark_compact_collector);
-  test_register(h, &ty);
+  test_register(h, &graph_ty);
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
   fh_push_root(t, (void **)&g.table);
-  graph_build(t, &ty, &g, 3000);
+  graph_build(t, &graph_ty, &g, 3000);
   assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  assert_int_equal(graph_check(&ty, &g), 0);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);

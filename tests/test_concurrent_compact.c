@@ -1,0 +1,215 @@
+/* Concurrent compaction through userfaultfd, in both fault modes: the graph
+ * survives while mutators fault pages in right after the flip; fh_collect
+ * returns with the phase still open and fh_gc_wait waits for its end;
+ * allocation during the phase goes above the registered range; the moving
+ * space stays one VMA; several mutator threads with verify=1; read() into a
+ * heap object mid-compaction (inside fh_critical_begin/end in SIGBUS mode,
+ * bare in handler-thread mode). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collectors/mc.h"
+#include "heap/heap.h"
+#include "mc_graph.h"
+#include "uffd/uffd.h"
+
+static int have_uffd(void) {
+  unsigned c = fh_capabilities();
+  return (c & FH_CAP_UFFD) && (c & FH_CAP_DONTUNMAP);
+}
+
+#define SKIP_WITHOUT_UFFD()                                                    \
+  do {                                                                         \
+    if (!have_uffd()) {                                                        \
+      fprintf(stderr, "userfaultfd unavailable here: skipped\n");              \
+      skip();                                                                  \
+    }                                                                          \
+  } while (0)
+
+static fh_heap *concurrent_heap(int sigbus, const char *extra) {
+  char spec[256];
+  snprintf(spec, sizeof spec, "collector=concurrent_compact,uffd_sigbus=%d,%s", sigbus, extra);
+  fh_heap *h = test_heap(spec);
+  assert_ptr_equal(h->collector, &concurrent_compact_collector);
+  test_register(h, &graph_ty);
+  return h;
+}
+
+/* Mutator touches everything right after the flip, while the worker is
+ * held back: every page it reads is missing and built on its fault. */
+static void graph_through_faults(int sigbus) {
+  setenv("FH_MC_WORKER_DELAY_MS", "100", 1);
+  fh_heap *h = concurrent_heap(sigbus, "heap_max=64M,min_alloc_trigger=60M,verify=1");
+  fh_thread *t = fh_thread_attach(h);
+  graph g = {0};
+  fh_push_root(t, (void **)&g.table);
+  graph_build(t, &graph_ty, &g, 30000);
+  bump_space *b = &h->bump[h->active];
+  for (int cycle = 0; cycle < 2; cycle++) {
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    assert_true(mc_phase_open(h)); /* returned after the pause */
+    uintptr_t top_at_flip = atomic_load(&b->top);
+    assert_int_equal(top_at_flip % 4096, 0);
+    assert_int_equal(graph_check(&graph_ty, &g), 0);
+    /* New objects come from above the registered range. */
+    tnode *fresh = test_node(t, &graph_ty, 77);
+    assert_true((uintptr_t)fresh > top_at_flip);
+    fh_gc_wait(h);
+    assert_false(mc_phase_open(h));
+    assert_int_equal(graph_check(&graph_ty, &g), 0);
+    assert_int_equal(fresh->value, 77);
+    assert_int_equal(fh_uffd_count_vmas((void *)b->space.begin, b->space.end - b->space.begin), 1);
+    for (int i = 0; i < 20000; i++) graph_garbage(t, &graph_ty, (size_t)i);
+  }
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_true(st.uffd_faults > 0);
+  assert_true(st.uffd_fault_ns_max > 0);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(text, sigbus ? "SIGBUS handler" : "handler thread"));
+  free(text);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  unsetenv("FH_MC_WORKER_DELAY_MS");
+}
+
+static void test_sigbus_mode_graph(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  graph_through_faults(1);
+}
+
+static void test_handler_thread_mode_graph(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  graph_through_faults(0);
+}
+
+/* Without any mutator access, the worker alone finishes the phase. */
+static void test_worker_alone_and_gc_wait(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  fh_heap *h = concurrent_heap(1, "heap_max=32M,min_alloc_trigger=30M");
+  fh_thread *t = fh_thread_attach(h);
+  graph g = {0};
+  fh_push_root(t, (void **)&g.table);
+  graph_build(t, &graph_ty, &g, 10000);
+  assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
+  fh_gc_wait(h);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
+  /* A collection right after another waits for the first phase to end. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h); /* with the phase possibly still open */
+}
+
+static void test_stress_sigbus(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  setenv("FH_MC_WORKER_DELAY_MS", "2", 1); /* mutators race the worker */
+  run_mutators("collector=concurrent_compact,uffd_sigbus=1,heap_max=48M,verify=1,"
+               "min_alloc_trigger=2M",
+               3, 6);
+  unsetenv("FH_MC_WORKER_DELAY_MS");
+}
+
+static void test_stress_handler_thread(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  setenv("FH_MC_WORKER_DELAY_MS", "2", 1); /* mutators race the worker */
+  run_mutators("collector=concurrent_compact,uffd_sigbus=0,heap_max=48M,verify=1,"
+               "min_alloc_trigger=2M",
+               3, 6);
+  unsetenv("FH_MC_WORKER_DELAY_MS");
+}
+
+/* read() from a pipe into a heap object whose page is still missing. */
+static void read_into_object(int sigbus) {
+  setenv("FH_MC_WORKER_DELAY_MS", "200", 1);
+  fh_heap *h = concurrent_heap(sigbus, "heap_max=32M,min_alloc_trigger=30M");
+  fh_thread *t = fh_thread_attach(h);
+  graph g = {0};
+  fh_push_root(t, (void **)&g.table);
+  graph_build(t, &graph_ty, &g, 4000);
+  unsigned char *buf = fh_alloc(t, graph_ty.bytes, 3 * 4096);
+  assert_non_null(buf);
+  fh_push_root(t, (void **)&buf);
+  /* The uffd is opened by the first cycle: learn whether kernel-mode
+   * faults are served (thread mode on a fd without UFFD_USER_MODE_ONLY). */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  if (!sigbus && !fh_uffd_kernel_faults(h->mc->uffd)) {
+    fh_pop_roots(t, 2);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+    unsetenv("FH_MC_WORKER_DELAY_MS");
+    fprintf(stderr, "kernel-mode faults not served by this uffd: skipped\n");
+    skip();
+  }
+  for (int i = 0; i < 3000; i++) graph_garbage(t, &graph_ty, (size_t)i);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  unsigned char msg[3 * 4096];
+  for (size_t i = 0; i < sizeof msg; i++) msg[i] = (unsigned char)(i * 7 + 1);
+  assert_int_equal(write(fds[1], msg, sizeof msg), (ssize_t)sizeof msg);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(mc_phase_open(h));
+  ssize_t got;
+  if (sigbus) {
+    void *p = fh_critical_begin(t, buf);
+    got = read(fds[0], p, sizeof msg);
+    fh_critical_end(t, buf);
+  } else {
+    got = read(fds[0], buf, sizeof msg); /* the kernel's fault blocks and is served */
+  }
+  assert_int_equal(got, (ssize_t)sizeof msg);
+  assert_memory_equal(buf, msg, sizeof msg);
+  assert_int_equal(fh_object_size(buf), sizeof msg);
+  assert_int_equal(graph_check(&graph_ty, &g), 0);
+  fh_gc_wait(h);
+  assert_memory_equal(buf, msg, sizeof msg);
+  close(fds[0]);
+  close(fds[1]);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  unsetenv("FH_MC_WORKER_DELAY_MS");
+}
+
+static void test_read_into_object_critical_sigbus(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  read_into_object(1);
+}
+
+static void test_read_into_object_bare_handler_thread(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  read_into_object(0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sigbus_mode_graph),
+      cmocka_unit_test(test_handler_thread_mode_graph),
+      cmocka_unit_test(test_worker_alone_and_gc_wait),
+      cmocka_unit_test(test_stress_sigbus),
+      cmocka_unit_test(test_stress_handler_thread),
+      cmocka_unit_test(test_read_into_object_critical_sigbus),
+      cmocka_unit_test(test_read_into_object_bare_handler_thread),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
