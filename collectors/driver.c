@@ -60,6 +60,14 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   fh_heap *h = self->heap;
   const fh_collector_ops *ops = ops_for_kind(h, kind);
   if (!ops) return -1;
+  if (self->critical) {
+    /* Refused before queueing for the GC lock: a collector already waiting
+     * for our critical section to close would otherwise wait for us while
+     * we wait for it. */
+    fh_error_set("a collection cannot run inside this thread's own critical section "
+                 "(fh_critical_begin without fh_critical_end)");
+    return -1;
+  }
   gc_lock_acquire(self);
   if (cause != GC_CAUSE_EXPLICIT && h->collections != seen_collections) {
     gc_lock_release(self); /* another thread collected while we waited */
@@ -73,12 +81,16 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     return -1;
   }
   threads_retire_tlabs(h);
-  pthread_mutex_lock(&h->stats_lock);
+  /* Verification runs outside stats_lock: on failure it dumps the heap,
+   * and the dump reads the statistics. */
   if (h->opt.verify) heap_verify(h, "before collection");
+  pthread_mutex_lock(&h->stats_lock);
   int rc = ops->collect(h, self, cause);
+  pthread_mutex_unlock(&h->stats_lock);
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
+  pthread_mutex_lock(&h->stats_lock);
   atomic_store(&h->alloc_since_gc, 0);
   h->collections++;
   uint64_t pause = heap_now_ns() - t0;
