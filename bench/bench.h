@@ -31,6 +31,7 @@ size_t bench_rss_bytes(void);
 /* ---- workloads (one file each; the dispatch table is in fhbench.c) ---- */
 int wl_gcbench(int argc, char **argv);
 int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
+int wl_pause(int argc, char **argv); /* bench/wl_pause.c */
 int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
 int wl_image_load(int argc, char **argv); /* bench/wl_image_load.c */
 

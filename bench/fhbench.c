@@ -17,6 +17,7 @@ typedef struct workload {
 static const workload workloads[] = {
     {"gcbench", wl_gcbench, "GCBench (Ellis/Kovac/Boehm) vs glibc, jemalloc, mimalloc, Boehm"},
     {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
+    {"pause", wl_pause, "mutator pauses and stalls compacting 256 MiB live: STW vs concurrent"},
     {"fragmentation", wl_fragmentation,
      "RSS vs live bytes after 90% of 1 GiB dies: mark-sweep, hspace compaction, mallocs"},
     {"image-load", wl_image_load, "1M-object graph: build vs load an image at its base / relocated"},

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "collectors/mc.h"
+#include "collectors/mc_stats.h"
 #include "heap/error.h"
 #include "spaces/reserve.h"
 
@@ -209,6 +210,7 @@ static void *worker_main(void *arg) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
+  uint64_t t0 = now_ns(), built = 0;
   for (size_t p = 0; p < np;) {
     size_t n = 0;
     while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
@@ -217,9 +219,12 @@ static void *worker_main(void *arg) {
       continue;
     }
     build_and_copy(m, fd, p, n, m->worker_buf);
+    built += n;
     p += n;
     release_behind(m, &low);
   }
+  m->worker_ns = now_ns() - t0;
+  m->worker_bytes = built * FWD_PAGE;
   for (size_t p = 0; p < np; p++) wait_mapped(m, p);
   end_phase(m);
   return NULL;
@@ -259,8 +264,10 @@ int mc_concurrent_flip(mc_state *m) {
   if (touch >= end) touch = reg_end;
   if (touch < end) *(volatile char *)touch = 0;
   fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
+  uint64_t t0 = now_ns();
   m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,
                                   FH_UFFD_REG_MISSING, resolve, m, NULL);
+  m->register_ns = now_ns() - t0;
   if (m->range_id < 0) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;
@@ -308,6 +315,51 @@ void mc_dump(fh_heap *h, FILE *out) {
   if (m && m->mode_note)
     fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
             m->mode_note, m->t.capacity >> 20, m->lookahead);
+}
+
+/* ---- figures for the benchmark (mc_stats.h) ---- */
+
+static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pct) {
+  uint64_t want = (uint64_t)((double)total * pct / 100.0), seen = 0;
+  for (int b = 0; b < MC_HIST_BUCKETS; b++) {
+    seen += hist[b];
+    if (seen > want || (seen == total && hist[b]))
+      return b < 400 ? (b + 0.5) * 0.25 : 100.0 + (b - 400 + 0.5) * 100.0;
+  }
+  return 0;
+}
+
+int mc_figures_phase_open(fh_heap *h) { return mc_phase_open(h); }
+
+void mc_figures_reset(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (!m) return;
+  for (int b = 0; b < MC_HIST_BUCKETS; b++) atomic_store(&m->fault_hist[b], 0);
+}
+
+void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
+  memset(out, 0, sizeof *out);
+  mc_state *m = h->mc;
+  if (!m) return;
+  uint64_t hist[MC_HIST_BUCKETS], total = 0;
+  int top = -1;
+  for (int b = 0; b < MC_HIST_BUCKETS; b++) {
+    hist[b] = atomic_load(&m->fault_hist[b]);
+    total += hist[b];
+    if (hist[b]) top = b;
+  }
+  out->faults = total;
+  if (total) {
+    out->fault_p50_us = hist_percentile_us(hist, total, 50);
+    out->fault_p99_us = hist_percentile_us(hist, total, 99);
+    out->fault_max_us = top < 400 ? (top + 1) * 0.25 : 100.0 + (top - 399) * 100.0;
+  }
+  out->mremap_ns = m->mremap_ns, out->register_ns = m->register_ns;
+  out->mark_ns = m->mark_ns, out->forward_ns = m->forward_ns, out->update_ns = m->update_ns;
+  out->worker_ns = m->worker_ns, out->worker_bytes = m->worker_bytes;
+  out->live_bytes = m->live_bytes;
+  out->build_ns = m->build_ns, out->build_threads = m->build_threads;
+  out->moving_capacity = m->t.capacity;
 }
 
 const fh_collector_ops concurrent_compact_collector = {"concurrent_compact",

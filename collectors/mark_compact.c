@@ -38,7 +38,10 @@ static int state_init(mc_state *m, fh_heap *h) {
   size_t cap = b->space.end - b->space.begin;
   m->h = h;
   m->range_id = -1;
-  m->lookahead = 3;
+  /* Measured with fhbench pause (docs/architecture.md): building only the
+   * faulting page keeps the fault at p50 ~7 us / p99 ~13 us; each extra
+   * page halves nothing and adds ~4 us. */
+  m->lookahead = 0;
   const char *la = getenv("FH_MC_LOOKAHEAD"); /* benchmarking the trade-off */
   if (la && *la) {
     unsigned long v = strtoul(la, NULL, 10);
@@ -127,6 +130,7 @@ int mc_prepare(mc_state *m) {
   bump_space *b = &h->bump[h->active];
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
+  uint64_t t0 = heap_now_ns();
   if (mc_mark(h, t, NULL) < 0) {
     /* Forget the partial marks; sweeping now would free live objects. */
     fwd_reset(t);
@@ -134,11 +138,14 @@ int mc_prepare(mc_state *m) {
     return -1;
   }
   m->nm_freed = non_moving_space_sweep(&h->non_moving);
+  uint64_t t1 = heap_now_ns();
   fwd_compute(t);
+  uint64_t t2 = heap_now_ns();
   if (move_aside(m) < 0) {
     fwd_reset(t);
     return -1;
   }
+  uint64_t t3 = heap_now_ns();
   /* From here on the pages are in from-space: point every reference held
    * outside the moving space at the new addresses. */
   roots_visit(h, update_slot, t);
@@ -149,6 +156,9 @@ int mc_prepare(mc_state *m) {
   /* Cards of the moving space describe old addresses: forget them. */
   if (t->old_top > t->begin) cards_clear_range(h, t->begin, t->old_top);
 
+  m->mark_ns = t1 - t0, m->forward_ns = t2 - t1, m->mremap_ns = t3 - t2;
+  m->update_ns = heap_now_ns() - t3;
+  m->live_bytes = t->live_bytes;
   size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
   h->bytes_moved += live;
   h->bytes_freed += (m->old_used - live) + m->nm_freed;
@@ -207,8 +217,11 @@ void mc_build_all(mc_state *m, unsigned threads) {
   while (nh + 1 < threads && nh < MAX_HELPERS && m->t.npages > (nh + 1) * per_helper &&
          pthread_create(&helpers[nh], NULL, build_pages, &j) == 0)
     nh++;
+  uint64_t t0 = heap_now_ns();
   build_pages(&j);
   for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
+  m->build_ns = heap_now_ns() - t0;
+  m->build_threads = nh + 1;
 }
 
 static int stw_compact(fh_heap *h, const char *note) {

@@ -79,6 +79,10 @@ typedef struct mc_state {
   fh_uffd_stats uffd_at_flip;
   const char *mode_note; /* why the last cycle ran as it did (fh_dump) */
   _Atomic uint64_t fault_hist[MC_HIST_BUCKETS];
+  /* figures of the last cycle (mc_stats.h) */
+  uint64_t mark_ns, forward_ns, update_ns, mremap_ns, register_ns;
+  uint64_t worker_ns, worker_bytes, live_bytes, build_ns;
+  unsigned build_threads;
 } mc_state;
 
 /* The heap's compactor state, created on first use.  NULL + error. */

@@ -41,6 +41,16 @@ static void fix_slot(void **slot, void *ctx) {
   memcpy(c->out + (ns - c->page), &v, sizeof v);
 }
 
+/* A reference array spanning many pages: only the slots inside this page,
+ * or building each of its pages would cost the whole array. */
+static void fix_array_part(fix_ctx *c, size_t payload) {
+  uintptr_t first = c->lo > c->obj_new ? c->lo : c->obj_new;
+  uintptr_t end = c->obj_new + payload / sizeof(void *) * sizeof(void *);
+  if (end > c->hi) end = c->hi;
+  for (uintptr_t ns = first; ns + sizeof(void *) <= end; ns += sizeof(void *))
+    fix_slot((void **)(c->obj_from + (ns - c->obj_new)), c);
+}
+
 static int has_refs(const fh_type_info *ti) {
   return ti && (ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY) || ti->trace);
 }
@@ -94,7 +104,10 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
       fc.obj_new = nd + FH_HEADER_BYTES;
       fc.lo = nd > dbeg ? nd : dbeg;
       fc.hi = nd + n < dend ? nd + n : dend;
-      types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
+      if (!ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
+        fix_array_part(&fc, hdr_payload(hd));
+      else
+        types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
     }
     nd += n;
     s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;

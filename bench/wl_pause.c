@@ -1,0 +1,312 @@
+/* fhbench pause: how long mutators stop while a fragmented heap is
+ * compacted, stop-the-world (mark_compact) against concurrent compaction in
+ * both fault modes (SIGBUS handler, fault-handler thread).
+ *
+ * Each run builds a fresh heap holding about --live MiB of live data: a
+ * rooted table of nodes, each node linked to another and every one followed
+ * by a dead node of the same size, so half of the moving space is garbage
+ * interleaved with live objects.  Two mutator threads then read and write
+ * random live nodes (checking a per-node checksum, relinking through the
+ * write barrier), polling the safepoint and timestamping every operation,
+ * while the main thread runs one collection of the kind under test.
+ * Reported per collector (medians over --runs):
+ *   max_pause_ms   longest stop-the-world pause (fh_stats.pause_ns_max)
+ *   max_stall_ms   largest gap between a mutator's consecutive operations
+ *                  during the collection (pauses, fault service, scheduling)
+ *   gc_ms          collection start to the end of its concurrent phase
+ *   faults, fault_p50_us, fault_p99_us   mutator faults served, and their
+ *                  service time in the resolver (concurrent kinds)
+ *   flip_kernel_us mremap + UFFDIO_REGISTER inside the pause
+ *   worker_gbps    GC worker throughput (destination bytes built / busy time)
+ *   rss_peak_mib   resident memory sampled during the cycle, against live */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "collectors/mc_stats.h"
+#include "faultheap.h"
+
+typedef struct pnode {
+  struct pnode *next, *other;
+  uint64_t value, check;
+  uint64_t pad[3];
+} pnode; /* 56 payload bytes + 8 header = 64 */
+
+static uint64_t check_of(uint64_t v) { return v * 0x9E3779B97F4A7C15ull + 12345; }
+
+enum { K_STW, K_SIGBUS, K_HANDLER, NKINDS };
+static const char *const kind_names[NKINDS] = {"mark_compact", "concurrent_compact",
+                                               "concurrent_compact_handler"};
+
+typedef struct run_result {
+  double max_pause_ms, max_stall_ms, gc_ms, faults, fault_p50_us, fault_p99_us, flip_kernel_us,
+      worker_gbps, rss_peak_mib, rss_before_mib, live_mib, mark_ms, stw_build_gbps;
+} run_result;
+
+typedef struct shared {
+  fh_heap *h;
+  void **table; /* global root */
+  size_t n;
+  _Atomic int phase; /* 0 warm-up, 1 measuring, 2 stop */
+  _Atomic int ready;
+  int bad;
+} shared;
+
+typedef struct mut {
+  shared *s;
+  unsigned seed;
+  int id;
+  uint64_t max_gap_ns, ops;
+  int bad;
+} mut;
+
+static void *mutator(void *p) {
+  mut *m = p;
+  shared *s = m->s;
+  fh_thread *t = fh_thread_attach(s->h);
+  uint64_t x = m->seed * 2654435761u + 1;
+  uint64_t last = bench_now_ns();
+  atomic_fetch_add(&s->ready, 1);
+  while (atomic_load_explicit(&s->phase, memory_order_relaxed) < 2) {
+    fh_safepoint(t);
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    void **table = s->table;
+    /* Each mutator writes only its own half of the nodes (index parity), so
+     * a checksum mismatch can only come from the collector. */
+    size_t i = (size_t)(x % (s->n / 2)) * 2 + (size_t)m->id;
+    pnode *n = table[i];
+    if (n->check != check_of(n->value)) m->bad = 1;
+    if (x & 1) {
+      n->value++;
+      n->check = check_of(n->value);
+    } else {
+      pnode *o = table[(x >> 20) % s->n]; /* any node: only read */
+      fh_write_ref(t, n, (void **)&n->other, o);
+    }
+    uint64_t now = bench_now_ns();
+    if (atomic_load_explicit(&s->phase, memory_order_relaxed) == 1 && now - last > m->max_gap_ns)
+      m->max_gap_ns = now - last;
+    last = now;
+    m->ops++;
+  }
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static int run_once(int kind, size_t live_mib, run_result *r) {
+  memset(r, 0, sizeof *r);
+  fh_options o;
+  fh_options_init(&o);
+  char spec[256];
+  /* Garbage equals live, plus room for the table and the cycle. */
+  snprintf(spec, sizeof spec, "heap_max=%zuM,min_alloc_trigger=%zuM,collector=%s,uffd_sigbus=%d",
+           live_mib * 3 + 64, live_mib * 3, kind == K_STW ? "mark_compact" : "concurrent_compact",
+           kind == K_HANDLER ? 0 : 1);
+  const char *env = getenv("FH_OPTIONS");
+  if (fh_options_parse(&o, spec) < 0 || (env && *env && fh_options_parse(&o, env) < 0)) {
+    fprintf(stderr, "pause: options: %s\n", fh_last_error());
+    return -1;
+  }
+  fh_heap *h = fh_heap_create(&o);
+  if (!h) {
+    fprintf(stderr, "pause: %s\n", fh_last_error());
+    return -1;
+  }
+  static const uint32_t refs[] = {0, 8};
+  uint32_t node_ty = fh_register_type(h, &(fh_type){.name = "pnode", .size = sizeof(pnode),
+                                                    .nrefs = 2, .ref_offsets = refs});
+  uint32_t arr_ty = fh_register_type(h, &(fh_type){.name = "table", .flags = FH_TYPE_REF_ARRAY});
+  shared s = {.h = h};
+  /* nodes of 64 bytes plus the table's 8 bytes each */
+  s.n = (live_mib << 20) / 72;
+  fh_root_add(h, (void **)&s.table);
+  fh_thread *t = fh_thread_attach(h);
+  s.table = fh_alloc(t, arr_ty, s.n * sizeof(void *));
+  if (!s.table || !node_ty) {
+    fprintf(stderr, "pause: setup: %s\n", fh_last_error());
+    return -1;
+  }
+  for (size_t i = 0; i < s.n; i++) {
+    pnode *n = fh_alloc(t, node_ty, sizeof(pnode));
+    pnode *dead = fh_alloc(t, node_ty, sizeof(pnode));
+    if (!n || !dead) {
+      fprintf(stderr, "pause: build: %s\n", fh_last_error());
+      return -1;
+    }
+    n->value = i;
+    n->check = check_of(i);
+    fh_write_ref(t, s.table, &s.table[i], n);
+    if (i) fh_write_ref(t, n, (void **)&n->next, s.table[(i * 7919) % i]);
+  }
+  mc_figures_reset(h);
+  r->rss_before_mib = bench_rss_bytes() / 1048576.0;
+
+  enum { NMUT = 2 };
+  pthread_t th[NMUT];
+  mut ms[NMUT];
+  for (int i = 0; i < NMUT; i++) {
+    ms[i] = (mut){.s = &s, .seed = (unsigned)(i + 1), .id = i};
+    pthread_create(&th[i], NULL, mutator, &ms[i]);
+  }
+  while (atomic_load(&s.ready) < NMUT) usleep(100);
+  usleep(20000);
+  atomic_store(&s.phase, 1);
+  usleep(5000);
+  uint64_t g0 = bench_now_ns();
+  int rc = fh_collect(t, kind == K_STW ? FH_COLLECT_MARK_COMPACT : FH_COLLECT_CONCURRENT_COMPACT);
+  /* Sample resident memory until the concurrent phase ends. */
+  size_t rss_peak = bench_rss_bytes();
+  fh_enter_blocking(t);
+  while (mc_figures_phase_open(h)) {
+    size_t rss = bench_rss_bytes();
+    if (rss > rss_peak) rss_peak = rss;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  fh_gc_wait(h);
+  fh_leave_blocking(t);
+  uint64_t g1 = bench_now_ns();
+  usleep(5000);
+  atomic_store(&s.phase, 2);
+  for (int i = 0; i < NMUT; i++) pthread_join(th[i], NULL);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  mc_cycle_figures f;
+  mc_figures_get(h, &f);
+  r->max_pause_ms = st.pause_ns_max / 1e6;
+  r->gc_ms = (g1 - g0) / 1e6;
+  for (int i = 0; i < NMUT; i++) {
+    if (ms[i].max_gap_ns / 1e6 > r->max_stall_ms) r->max_stall_ms = ms[i].max_gap_ns / 1e6;
+    s.bad |= ms[i].bad;
+  }
+  r->faults = (double)f.faults;
+  r->fault_p50_us = f.fault_p50_us;
+  r->fault_p99_us = f.fault_p99_us;
+  r->flip_kernel_us = (f.mremap_ns + (kind == K_STW ? 0 : f.register_ns)) / 1e3;
+  r->worker_gbps = f.worker_ns ? (double)f.worker_bytes / (double)f.worker_ns : 0;
+  /* STW: bytes built per second per GC thread */
+  r->stw_build_gbps = f.build_ns && f.build_threads
+                          ? (double)f.live_bytes / (double)f.build_ns / f.build_threads : 0;
+  r->rss_peak_mib = rss_peak / 1048576.0;
+  r->live_mib = f.live_bytes / 1048576.0;
+  r->mark_ms = f.mark_ns / 1e6;
+  /* the structure survived: every node still checks, links intact */
+  for (size_t i = 0; i < s.n && !s.bad; i++) {
+    pnode *n = s.table[i];
+    if (n->check != check_of(n->value) || (i && n->next != s.table[(i * 7919) % i])) s.bad = 1;
+  }
+  fh_thread_detach(t);
+  fh_root_remove(h, (void **)&s.table);
+  fh_heap_destroy(h);
+  if (rc < 0 || s.bad) {
+    fprintf(stderr, "pause: %s: %s\n", kind_names[kind], rc < 0 ? "collection failed" : "heap corrupted");
+    return 1;
+  }
+  return 0;
+}
+
+static double med(run_result *rs, int n, size_t off) {
+  double v[64];
+  for (int i = 0; i < n; i++) v[i] = *(double *)((char *)&rs[i] + off);
+  return bench_median(v, (size_t)n);
+}
+#define MED(rs, n, field) med(rs, n, offsetof(run_result, field))
+
+int wl_pause(int argc, char **argv) {
+  static const char *const with_value[] = {"--json", "--runs", "--live", NULL};
+  static const char *const bare[] = {"--help", NULL};
+  if (bench_check_flags(argc, argv, with_value, bare) != 0) return 2;
+  if (bench_has_flag(argc, argv, "--help")) {
+    printf("usage: fhbench pause [--live MiB] [--runs N] [--json FILE]\n"
+           "  --live MiB   live data in the fragmented heap (default 256; as much garbage)\n"
+           "  --runs N     runs per collector, fresh heap each (default 3; medians)\n");
+    return 0;
+  }
+  int runs = bench_runs_flag(argc, argv, 3);
+  if (runs < 0) return 2;
+  if (runs > 64) runs = 64;
+  const char *lv = bench_flag(argc, argv, "--live");
+  size_t live_mib = lv ? strtoul(lv, NULL, 10) : 256;
+  if (live_mib < 8 || live_mib > 4096) {
+    fprintf(stderr, "pause: --live must be 8..4096 MiB\n");
+    return 2;
+  }
+  const char *json = bench_flag(argc, argv, "--json");
+  bench_print_header(stdout);
+  unsigned caps = fh_capabilities();
+  int have_uffd = (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP);
+  run_result res[NKINDS][64];
+  int status = 0;
+  /* Interleave the kinds run by run: this VM drifts over seconds. */
+  for (int r = 0; r < runs; r++)
+    for (int k = 0; k < NKINDS; k++) {
+      if (k != K_STW && !have_uffd) continue;
+      bench_progress("pause: run %d/%d %s", r + 1, runs, kind_names[k]);
+      int st = run_once(k, live_mib, &res[k][r]);
+      if (st) status = st > status ? st : status;
+    }
+  bench_progress_done();
+  printf("pause: %zu MiB live + as much interleaved garbage, 2 mutators, %d run(s), medians\n",
+         live_mib, runs);
+  printf("%-27s %9s %9s %9s %8s %8s %8s %9s %8s %9s %9s\n", "collector", "pause_ms", "stall_ms",
+         "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us", "GB/s/thr", "rss_MiB");
+  for (int k = 0; k < NKINDS; k++) {
+    if (k != K_STW && !have_uffd) {
+      printf("%-27s (userfaultfd unavailable: concurrent_compact falls back to mark_compact)\n",
+             kind_names[k]);
+      continue;
+    }
+    run_result *rs = res[k];
+    printf("%-27s %9.2f %9.2f %9.1f %8.1f %8.0f %8.2f %9.2f %8.1f %9.2f %9.0f\n", kind_names[k],
+           MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms), MED(rs, runs, gc_ms),
+           MED(rs, runs, mark_ms), MED(rs, runs, faults), MED(rs, runs, fault_p50_us),
+           MED(rs, runs, fault_p99_us), MED(rs, runs, flip_kernel_us),
+           k == K_STW ? MED(rs, runs, stw_build_gbps) : MED(rs, runs, worker_gbps),
+           MED(rs, runs, rss_peak_mib));
+  }
+  if (have_uffd) {
+    double stw = MED(res[K_STW], runs, max_pause_ms);
+    printf("pause ratio concurrent/STW: SIGBUS %.2f, handler thread %.2f (target <= 0.5); "
+           "live %.0f MiB, RSS before the cycle %.0f MiB\n",
+           MED(res[K_SIGBUS], runs, max_pause_ms) / stw,
+           MED(res[K_HANDLER], runs, max_pause_ms) / stw, MED(res[K_SIGBUS], runs, live_mib),
+           MED(res[K_SIGBUS], runs, rss_before_mib));
+  }
+  if (json) {
+    FILE *f = fopen(json, "w");
+    if (!f) {
+      perror(json);
+      return 1;
+    }
+    fprintf(f, "{\"workload\": \"pause\", \"machine\": ");
+    bench_json_machine(f);
+    fprintf(f, ", \"live_mib\": %zu, \"runs\": %d", live_mib, runs);
+    for (int k = 0; k < NKINDS; k++) {
+      if (k != K_STW && !have_uffd) continue;
+      run_result *rs = res[k];
+      fprintf(f,
+              ",\n \"%s\": {\"max_pause_ms\": %.3f, \"max_stall_ms\": %.3f, \"gc_ms\": %.2f, "
+              "\"mark_ms\": %.2f, \"flip_kernel_us\": %.1f, \"rss_peak_mib\": %.1f, "
+              "\"live_mib\": %.1f",
+              kind_names[k], MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms),
+              MED(rs, runs, gc_ms), MED(rs, runs, mark_ms), MED(rs, runs, flip_kernel_us),
+              MED(rs, runs, rss_peak_mib), MED(rs, runs, live_mib));
+      if (k == K_STW)
+        fprintf(f, ", \"build_gbps_per_thread\": %.3f", MED(rs, runs, stw_build_gbps));
+      if (k != K_STW)
+        fprintf(f, ", \"faults\": %.0f, \"fault_p50_us\": %.2f, \"fault_p99_us\": %.2f, "
+                   "\"worker_gbps\": %.3f",
+                MED(rs, runs, faults), MED(rs, runs, fault_p50_us), MED(rs, runs, fault_p99_us),
+                MED(rs, runs, worker_gbps));
+      fprintf(f, "}");
+    }
+    fprintf(f, "\n}\n");
+    fclose(f);
+  }
+  return status;
+}
