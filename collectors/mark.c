@@ -54,6 +54,8 @@ void marker_visit(void **slot, void *ctx) { mark_ref(ctx, *slot); }
 static void scan(marker *m, void *obj) {
   if (m->on_scan) m->on_scan(m, obj);
   uint64_t hd = *obj_header(obj);
+  if (m->ms && space_contains(&m->ms->space, obj))
+    m->ms_live += malloc_object_bytes(hdr_payload(hd));
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The two common layouts inline (this loop is most of a collection's

@@ -28,6 +28,7 @@ struct marker {
    * references are visited; NULL: nothing. */
   void (*on_scan)(marker *m, void *obj);
   void *user;
+  size_t ms_live; /* bytes of main malloc space objects scanned */
   /* Mark stack overflow recovery rescans marked objects, which would call
    * on_scan twice for them; a marker with on_scan fails instead. */
   int failed;

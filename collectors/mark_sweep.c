@@ -1,14 +1,73 @@
-/* Mark-sweep (ART's non-moving collector, as in its CMS configuration, but
- * stop-the-world): mark everything reachable with side bitmaps, then free
+/* Mark-sweep (ART's non-moving collector, as in its CMS configuration):
+ * stop the world, mark everything reachable with side bitmaps, then free
  * every unmarked object of the main malloc space and the non-moving space
  * back to jemalloc.  Nothing moves, so no reference is rewritten.
+ *
+ * Sweeping the main malloc space (one jemalloc free per dead object) costs
+ * more than marking in allocation-heavy programs, so a triggered collection
+ * sweeps it after the pause, on a sweeper thread, while the mutators run:
+ * the pause turns the mark bitmap into the bitmap of dead objects, and new
+ * allocations, which are never in that bitmap, are safe from the sweeper.
+ * The heap's concurrent phase stays open until the sweep ends; the next
+ * collection, fh_gc_wait and fh_heap_destroy wait for it.  An explicit
+ * fh_collect, or verify=1, sweeps inside the pause: when fh_collect returns
+ * every dead object is gone and the freed pages are purged.
  *
  * On a semi-space heap (FH_COLLECT_MARK_SWEEP requested explicitly) objects
  * of the bump space are marked through but not freed: a bump space can only
  * be emptied by copying. */
+#include <stdlib.h>
+
 #include "collectors/collector.h"
 #include "collectors/mark.h"
 #include "heap/error.h"
+
+typedef struct sweep_job {
+  fh_heap *h;
+  malloc_space *ms;
+  uintptr_t end;
+} sweep_job;
+
+static void *sweeper_main(void *arg) {
+  sweep_job *j = arg;
+  fh_heap *h = j->h;
+  size_t freed = malloc_space_sweep_dead(j->ms, j->end, h->gc_tcache);
+  free(j);
+  pthread_mutex_lock(&h->stats_lock);
+  h->bytes_freed += freed;
+  pthread_mutex_unlock(&h->stats_lock);
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 0;
+  pthread_cond_broadcast(&h->phase_cv);
+  pthread_mutex_unlock(&h->world_lock);
+  return NULL;
+}
+
+/* Start sweeping ms after the pause; 0, or -1 when no thread could be
+ * started (the caller sweeps at once). */
+static int sweep_later(fh_heap *h, malloc_space *ms, uintptr_t end) {
+  sweep_job *j = malloc(sizeof *j);
+  if (!j) return -1;
+  *j = (sweep_job){h, ms, end};
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 1;
+  pthread_mutex_unlock(&h->world_lock);
+  pthread_t tid;
+  int err = pthread_create(&tid, &attr, sweeper_main, j);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    pthread_mutex_lock(&h->world_lock);
+    h->concurrent_phase = 0;
+    pthread_cond_broadcast(&h->phase_cv);
+    pthread_mutex_unlock(&h->world_lock);
+    free(j);
+    return -1;
+  }
+  return 0;
+}
 
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
@@ -26,11 +85,23 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   size_t freed = non_moving_space_sweep(&h->non_moving);
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
-    freed += malloc_space_sweep(ms, h->gc_tcache);
-    /* An explicit collection asks for memory back now; triggered ones let
-     * jemalloc's decay return freed pages over time, so a busy mutator does
-     * not re-fault pages it will fill again at once. */
-    if (cause == GC_CAUSE_EXPLICIT) arena_purge(&ms->arena);
+    uintptr_t end = malloc_space_frontier(ms);
+    malloc_space_prepare_sweep(ms, end);
+    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || sweep_later(h, ms, end) < 0;
+    if (now) {
+      freed += malloc_space_sweep_dead(ms, end, h->gc_tcache);
+      /* An explicit collection asks for memory back now; triggered ones
+       * let jemalloc's decay return freed pages over time, so a busy
+       * mutator does not re-fault pages it will fill again at once. */
+      if (cause == GC_CAUSE_EXPLICIT) arena_purge(&ms->arena);
+    }
+    h->bytes_freed += freed;
+    /* The next trigger from the live size: what marking found, plus what
+     * the other spaces hold. */
+    heap_set_trigger(h, now ? heap_used_bytes(h)
+                            : m.ms_live + atomic_load(&h->non_moving.used) +
+                                  bump_space_used(&h->bump[h->active]));
+    return 0;
   }
   h->bytes_freed += freed;
   heap_set_trigger(h, heap_used_bytes(h));

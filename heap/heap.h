@@ -34,6 +34,8 @@ struct fh_thread {
   int ms_tcache; /* explicit jemalloc tcache id + 1 for the main malloc space; 0: none yet */
   size_t ms_budget;   /* bytes of the main malloc space's `used` prepaid for this thread */
   size_t ms_unposted; /* bytes allocated not yet added to heap->bytes_allocated */
+  _Atomic uint64_t *ms_pending_word; /* allocation-bitmap word with bits not yet set */
+  uint64_t ms_pending_mask;           /* ...those bits (heap/malloc_heap.c) */
   struct rcu_head rcu;
 };
 
@@ -153,6 +155,9 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
 /* Flush every thread's explicit tcache (world stopped). */
 void malloc_heap_flush_tcaches(fh_heap *h);
 void malloc_heap_thread_detach(fh_thread *t);
+/* Set the allocation bits this thread still holds back (world_stop does it
+ * for every thread, before anything reads the bitmaps). */
+void malloc_heap_publish_pending(fh_thread *t);
 static inline malloc_space *heap_main_malloc(fh_heap *h) { return &h->malloc[h->malloc_main]; }
 static inline malloc_space *heap_backup_malloc(fh_heap *h) { return &h->malloc[!h->malloc_main]; }
 

@@ -79,21 +79,34 @@ void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tca
   return obj_from_start((uintptr_t)mem);
 }
 
-size_t malloc_space_sweep(malloc_space *s, int tcache) {
-  uintptr_t begin = s->space.begin, end = malloc_space_frontier(s);
-  size_t freed = 0;
-  if (end == begin) return 0;
-  /* A word of 64 granules at a time: where every allocated object is
-   * marked (alloc & ~mark == 0) the word costs one compare. */
+void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end) {
+  uintptr_t begin = s->space.begin;
+  if (end <= begin) return;
   size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
   size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
   for (size_t w = first; w < last; w++) {
+    uint64_t mark = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
     uint64_t alloc = atomic_load_explicit(&s->alloc_bits.words[w], memory_order_relaxed);
-    if (!alloc) continue;
-    uint64_t dead = alloc & ~atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
+    if (mark || alloc)
+      atomic_store_explicit(&s->mark_bits.words[w], alloc & ~mark, memory_order_relaxed);
+  }
+}
+
+size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
+  uintptr_t begin = s->space.begin;
+  size_t freed = 0;
+  if (end <= begin) return 0;
+  size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
+  size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
+  int flags = tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache);
+  for (size_t w = first; w < last; w++) {
+    uint64_t dead = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
     if (!dead) continue;
-    /* Bits cleared before the objects go back to jemalloc. */
-    atomic_store_explicit(&s->alloc_bits.words[w], alloc & ~dead, memory_order_relaxed);
+    atomic_store_explicit(&s->mark_bits.words[w], 0, memory_order_relaxed);
+    /* Bits cleared before the objects go back to jemalloc; atomically,
+     * since mutators may be setting other bits of the word meanwhile (a
+     * dead object's own bit cannot be set again before it is freed). */
+    atomic_fetch_and_explicit(&s->alloc_bits.words[w], ~dead, memory_order_relaxed);
     while (dead) {
       size_t bit = (w << 6) + (size_t)__builtin_ctzll(dead);
       dead &= dead - 1;
@@ -102,14 +115,18 @@ size_t malloc_space_sweep(malloc_space *s, int tcache) {
       freed += bytes;
       /* Sized: jemalloc takes the size class from `bytes` instead of
        * looking the pointer up in its radix tree (a cache miss each). */
-      sdallocx((void *)p, bytes,
-               tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache));
+      sdallocx((void *)p, bytes, flags);
     }
   }
   arena_tcache_flush(tcache);
   atomic_fetch_sub(&s->used, freed);
-  bitmap_clear_range(&s->mark_bits, begin, end);
   return freed;
+}
+
+size_t malloc_space_sweep(malloc_space *s, int tcache) {
+  uintptr_t end = malloc_space_frontier(s);
+  malloc_space_prepare_sweep(s, end);
+  return malloc_space_sweep_dead(s, end, tcache);
 }
 
 int malloc_space_reset(malloc_space *s) {

@@ -78,6 +78,14 @@ static inline void malloc_space_publish(malloc_space *s, void *start, size_t byt
 /* Free every allocated object without a mark bit (through `tcache`, flushed
  * before returning), clear the marks.  World stopped.  Returns bytes freed. */
 size_t malloc_space_sweep(malloc_space *s, int tcache);
+/* The same in two steps, so the second can run after the world resumes:
+ * prepare (world stopped) turns the mark bitmap over [begin, end) into the
+ * bitmap of dead objects (allocated and unmarked); sweep_dead frees them
+ * and leaves the mark bitmap clear.  Mutators may allocate during
+ * sweep_dead: their new objects are not in the dead bitmap, and a region it
+ * frees can be reused at once. */
+void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end);
+size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache);
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
 int malloc_space_reset(malloc_space *s);

@@ -2,6 +2,7 @@
  * is freed and no reachable one, through every kind of root and through the
  * non-moving space; deep structures do not recurse; the allocation trigger
  * keeps the heap bounded; collections the heap cannot run are refused. */
+#include <pthread.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -181,12 +182,85 @@ static void test_refused_collections(void **state) {
   assert_non_null(strstr(fh_last_error(), "mark_sweep"));
 }
 
+/* Triggered collections sweep the main malloc space on a sweeper thread
+ * while the mutators run.  Objects allocated during that sweep (some into
+ * regions it has just freed) must survive it, and dead ones must all be
+ * gone once the phase ends.  Three threads keep rings of checked lists
+ * alive and replace them continually, so a wrongly freed object is reused
+ * by a later allocation and its check value breaks. */
+typedef struct sweep_arg {
+  fh_heap *h;
+  const test_types *ty;
+  int id;
+  int errors;
+} sweep_arg;
+
+static void *concurrent_sweep_thread(void *p) {
+  sweep_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  enum { RING = 8, LEN = 300 };
+  void **ring = NULL;
+  fh_push_root(t, (void **)&ring);
+  ring = fh_alloc(t, a->ty->array, RING * sizeof(void *));
+  for (int round = 0; round < 400; round++) {
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    for (int i = 0; i < LEN; i++) {
+      uint64_t v = (uint64_t)a->id << 40 | (uint64_t)round << 16 | (uint64_t)i;
+      tnode *n = test_node(t, a->ty, v);
+      fh_write_ref(t, n, (void **)&n->next, head);
+      head = n;
+      fh_alloc(t, a->ty->bytes, 64 + (size_t)(i * 13 % 900)); /* garbage */
+    }
+    fh_write_ref(t, ring, &ring[round % RING], head);
+    fh_pop_roots(t, 1);
+    /* check every list still in the ring */
+    for (int k = 0; k < RING && k <= round; k++) {
+      int len = 0;
+      for (tnode *n = ring[k]; n; n = n->next, len++)
+        if (n->check != test_check(n->value) || (n->value >> 40) != (uint64_t)a->id) a->errors++;
+      if (len != LEN) a->errors++;
+    }
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void test_concurrent_sweep(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,min_alloc_trigger=1M");
+  static test_types ty;
+  test_register(h, &ty);
+  enum { NT = 3 };
+  pthread_t th[NT];
+  sweep_arg args[NT];
+  for (int i = 0; i < NT; i++) {
+    args[i] = (sweep_arg){h, &ty, i + 1, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, concurrent_sweep_thread, &args[i]), 0);
+  }
+  for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < NT; i++) assert_int_equal(args[i].errors, 0);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.collections >= 10);
+  /* Once the last sweep ends, nothing is left but garbage of no thread: a
+   * final explicit collection frees everything. */
+  fh_gc_wait(h);
+  fh_thread *t = fh_thread_attach(h);
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  assert_int_equal(malloc_space_used(heap_main_malloc(h)), 0);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_frees_exactly_the_dead),
       cmocka_unit_test(test_deep_list_does_not_recurse),
       cmocka_unit_test(test_trigger_bounds_the_heap),
       cmocka_unit_test(test_refused_collections),
+      cmocka_unit_test(test_concurrent_sweep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
