@@ -147,9 +147,9 @@ static uint64_t expected_sum(long entries) {
 }
 
 /* Rss and Private_Dirty of the mappings inside [lo, hi), from smaps. */
-typedef struct mem { size_t rss, private_dirty, shared_clean; } mem;
+typedef struct mem { size_t rss, private_dirty, shared_clean, anon; } mem;
 static mem smaps_range(uintptr_t lo, uintptr_t hi) {
-  mem m = {0, 0, 0};
+  mem m = {0, 0, 0, 0};
   FILE *f = fopen("/proc/self/smaps", "r");
   if (!f) return m;
   char line[512];
@@ -165,6 +165,8 @@ static mem smaps_range(uintptr_t lo, uintptr_t hi) {
       m.private_dirty += kb << 10;
     else if (in && sscanf(line, "Shared_Clean: %zu kB", &kb) == 1)
       m.shared_clean += kb << 10;
+    else if (in && sscanf(line, "Anonymous: %zu kB", &kb) == 1)
+      m.anon += kb << 10;
   }
   fclose(f);
   return m;
@@ -203,7 +205,9 @@ out:
 
 typedef struct results {
   double build_ms, load_ms, reloc_ms, memfd_ms, save_ms;
-  mem build_mem, load_mem, reloc_mem, memfd_mem;
+  double walk_build_ms, walk_load_ms, walk_reloc_ms, walk_memfd_ms;
+  mem build_mem, load_mem, reloc_mem, memfd_mem;    /* right after loading */
+  mem load_walk, reloc_walk, memfd_walk;            /* after reading the whole graph */
   size_t image_bytes, image_pages, ptr_pages, shared_clean_two_procs;
 } results;
 
@@ -253,12 +257,21 @@ static void print_json(const char *file, const results *r, long entries, int run
              "\"resident_after_relocated_load_bytes\":%zu,"
              "\"private_dirty_after_relocated_load_bytes\":%zu,"
              "\"private_dirty_after_relocated_memfd_load_bytes\":%zu,"
+             "\"private_dirty_after_load_and_walk_bytes\":%zu,"
+             "\"private_copies_after_load_and_walk_bytes\":%zu,"
+             "\"private_copies_after_relocated_load_and_walk_bytes\":%zu,"
+             "\"private_copies_after_relocated_memfd_load_and_walk_bytes\":%zu,"
+             "\"first_walk_after_build_ms\":%.3f,\"first_walk_after_load_ms\":%.3f,"
+             "\"first_walk_after_relocated_load_ms\":%.3f,"
+             "\"first_walk_after_relocated_memfd_load_ms\":%.3f,"
              "\"image_pages\":%zu,\"pointer_pages\":%zu,"
              "\"shared_clean_two_processes_bytes\":%zu}\n",
           entries * 4 + NCODE + 1, runs, r->image_bytes, r->build_ms, r->load_ms, r->reloc_ms,
           r->memfd_ms, r->save_ms, r->build_mem.rss, r->build_mem.private_dirty, r->load_mem.rss,
           r->load_mem.private_dirty, r->reloc_mem.rss, r->reloc_mem.private_dirty,
-          r->memfd_mem.private_dirty, r->image_pages, r->ptr_pages, r->shared_clean_two_procs);
+          r->memfd_mem.private_dirty, r->load_walk.private_dirty, r->load_walk.anon,
+          r->reloc_walk.anon, r->memfd_walk.anon, r->walk_build_ms, r->walk_load_ms,
+          r->walk_reloc_ms, r->walk_memfd_ms, r->image_pages, r->ptr_pages, r->shared_clean_two_procs);
   fclose(f);
 }
 
@@ -267,6 +280,7 @@ int wl_image_load(int argc, char **argv) {
   if (bench_check_flags(argc, argv, with_value, NULL) != 0) return 2;
   int runs = bench_runs_flag(argc, argv, 5);
   if (runs < 0) return 2;
+  if (runs > 1000) runs = 1000;
   const char *ent = bench_flag(argc, argv, "--entries");
   long entries = ent ? atol(ent) : 250000;
   if (entries < 1 || entries > 10000000) { fprintf(stderr, "image-load: bad --entries\n"); return 2; }
@@ -278,6 +292,8 @@ int wl_image_load(int argc, char **argv) {
   memset(&r, 0, sizeof r);
   double *t_build = calloc((size_t)runs, sizeof(double)), *t_load = calloc((size_t)runs, sizeof(double));
   double *t_reloc = calloc((size_t)runs, sizeof(double)), *t_memfd = calloc((size_t)runs, sizeof(double));
+  /* the first full walk of the graph after each: loaded pages fault in */
+  double w_build[1000], w_load[1000], w_reloc[1000], w_memfd[1000];
   int bad = 0;
   bench_print_header(stdout);
 
@@ -294,7 +310,9 @@ int wl_image_load(int argc, char **argv) {
     t_build[run] = (double)(bench_now_ns() - t0) / 1e6;
     fh_push_root(t, &roots[0]);
     fh_push_root(t, &roots[1]);
+    uint64_t w0 = bench_now_ns();
     if (check_graph(roots, entries, want) < 0) { fprintf(stderr, "image-load: built graph wrong\n"); bad = 1; }
+    w_build[run] = (double)(bench_now_ns() - w0) / 1e6;
     if (run == 0) {
       r.build_mem = smaps_range(h->resv_begin, h->resv_begin + h->resv_size);
       uint64_t s0 = bench_now_ns();
@@ -325,7 +343,13 @@ int wl_image_load(int argc, char **argv) {
         mem m = smaps_range(h->image.space.begin, h->image.space.begin + h->image.mapped);
         *(variant == 0 ? &r.load_mem : variant == 1 ? &r.reloc_mem : &r.memfd_mem) = m;
       }
+      uint64_t w0 = bench_now_ns();
       if (check_graph(roots, entries, want) < 0) { fprintf(stderr, "image-load: loaded graph wrong\n"); bad = 1; }
+      (variant == 0 ? w_load : variant == 1 ? w_reloc : w_memfd)[run] = (double)(bench_now_ns() - w0) / 1e6;
+      if (run == 0) {
+        mem m = smaps_range(h->image.space.begin, h->image.space.begin + h->image.mapped);
+        *(variant == 0 ? &r.load_walk : variant == 1 ? &r.reloc_walk : &r.memfd_walk) = m;
+      }
       fh_heap_destroy(h);
       if (blocker) fh_heap_destroy(blocker);
     }
@@ -336,18 +360,28 @@ int wl_image_load(int argc, char **argv) {
   r.load_ms = bench_median(t_load, (size_t)runs);
   r.reloc_ms = bench_median(t_reloc, (size_t)runs);
   r.memfd_ms = bench_median(t_memfd, (size_t)runs);
+  r.walk_build_ms = bench_median(w_build, (size_t)runs);
+  r.walk_load_ms = bench_median(w_load, (size_t)runs);
+  r.walk_reloc_ms = bench_median(w_reloc, (size_t)runs);
+  r.walk_memfd_ms = bench_median(w_memfd, (size_t)runs);
 
   printf("image-load: %ld objects, image %.1f MiB (%zu pages, %zu hold pointers), medians of %d runs\n",
          entries * 4 + NCODE + 1, r.image_bytes / 1048576.0, r.image_pages, r.ptr_pages, runs);
-  printf("  %-26s %10s %8s %14s %16s\n", "variant", "ms", "speedup", "resident MiB", "private dirty MiB");
-  printf("  %-26s %10.2f %8s %14.1f %16.2f   (whole heap)\n", "build from scratch", r.build_ms, "1.0x",
-         r.build_mem.rss / 1048576.0, r.build_mem.private_dirty / 1048576.0);
-  printf("  %-26s %10.2f %7.1fx %14.1f %16.2f   (image mapping)\n", "load at preferred base", r.load_ms,
-         r.build_ms / r.load_ms, r.load_mem.rss / 1048576.0, r.load_mem.private_dirty / 1048576.0);
-  printf("  %-26s %10.2f %7.1fx %14.1f %16.2f\n", "load relocated", r.reloc_ms, r.build_ms / r.reloc_ms,
-         r.reloc_mem.rss / 1048576.0, r.reloc_mem.private_dirty / 1048576.0);
-  printf("  %-26s %10.2f %7.1fx %14.1f %16.2f\n", "load relocated, memfd", r.memfd_ms,
-         r.build_ms / r.memfd_ms, r.memfd_mem.rss / 1048576.0, r.memfd_mem.private_dirty / 1048576.0);
+  printf("  MiB: resident and private dirty right after the load (build: after building, whole\n"
+         "  heap); then, after reading the whole graph, resident and private copies (Anonymous)\n");
+  printf("  walk ms: the first full walk of the graph afterwards (loaded pages fault in)\n");
+  printf("  %-24s %9s %8s %9s %9s %11s %9s %8s\n", "variant", "ms", "speedup", "resident", "pr.dirty",
+         "resid.walk", "copies", "walk ms");
+  printf("  %-24s %9.2f %8s %9.1f %9.2f %11s %9s %8.2f\n", "build from scratch", r.build_ms, "1.0x",
+         r.build_mem.rss / 1048576.0, r.build_mem.private_dirty / 1048576.0, "", "", r.walk_build_ms);
+  const char *names[3] = {"load at preferred base", "load relocated", "load relocated, memfd"};
+  double ms[3] = {r.load_ms, r.reloc_ms, r.memfd_ms};
+  double wms[3] = {r.walk_load_ms, r.walk_reloc_ms, r.walk_memfd_ms};
+  mem *after[3] = {&r.load_mem, &r.reloc_mem, &r.memfd_mem}, *walked[3] = {&r.load_walk, &r.reloc_walk, &r.memfd_walk};
+  for (int v = 0; v < 3; v++)
+    printf("  %-24s %9.2f %7.1fx %9.1f %9.2f %11.1f %9.2f %8.2f\n", names[v], ms[v], r.build_ms / ms[v],
+           after[v]->rss / 1048576.0, after[v]->private_dirty / 1048576.0, walked[v]->rss / 1048576.0,
+           walked[v]->anon / 1048576.0, wms[v]);
   printf("  save: %.1f ms; two processes at the base: %.1f MiB of the image shared clean\n", r.save_ms,
          r.shared_clean_two_procs / 1048576.0);
   printf("  targets: load >= 20x faster than build: %s; private dirty after load <= 5%% of image: %s; "

@@ -356,7 +356,15 @@ int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
   saver s = {.h = h};
   uint8_t *file = NULL;
   size_t bytes = 0;
+  if (t->critical) {
+    fh_error_set("fh_image_save: cannot stop the world inside this thread's own critical "
+                 "section");
+    return -1;
+  }
   gc_lock_acquire(t);
+  /* As a collection: a previous collection's concurrent phase (compaction,
+   * sweeping) ends first, so every object is in place and readable. */
+  fh_gc_wait(h);
   if (world_stop(h, t) < 0) {
     gc_lock_release(t);
     fh_error_prefix("fh_image_save");

@@ -39,20 +39,3 @@ void image_space_destroy(image_space *s) {
   if (s->has_memfd) close(s->memfd);
   memset(s, 0, sizeof *s);
 }
-
-uintptr_t image_space_object_at(const image_space *s, uintptr_t a) {
-  if (a < s->space.begin || a >= s->space.end) return 0;
-  /* Scan the starts bitmap backwards from a's word. */
-  size_t i = bitmap_index(&s->starts, a - s->space.begin);
-  size_t w = i >> 6;
-  uint64_t bits = atomic_load_explicit(&s->starts.words[w], memory_order_relaxed);
-  unsigned bit = (unsigned)(i & 63);
-  bits &= bit == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (bit + 1)) - 1);
-  for (;;) {
-    if (bits)
-      return s->space.begin +
-             bitmap_addr(&s->starts, (w << 6) + 63 - (size_t)__builtin_clzll(bits));
-    if (w == 0) return 0;
-    bits = atomic_load_explicit(&s->starts.words[--w], memory_order_relaxed);
-  }
-}

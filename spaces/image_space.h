@@ -32,7 +32,5 @@ typedef struct image_space {
 void image_space_init(image_space *s, uintptr_t begin, size_t bytes, size_t mapped);
 void image_space_destroy(image_space *s);
 static inline int image_space_present(const image_space *s) { return s->space.ops != NULL; }
-/* The start (header address) of the object holding address a, or 0. */
-uintptr_t image_space_object_at(const image_space *s, uintptr_t a);
 
 #endif

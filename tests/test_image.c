@@ -1,6 +1,9 @@
 /* Heap images: save and load round trips over every kind of type, loading
  * at the preferred base and relocated (two heaps from one image in one
  * process), types matched by name and layout, saving refusals. */
+#include <fcntl.h>
+#include <sys/wait.h>
+
 #include "test_image.h"
 
 static void test_round_trip_every_kind(void **st) {
@@ -117,6 +120,8 @@ static void test_image_refs_survive_every_collector(void **st) {
     pair *p = roots[0];
     uintptr_t before = 0;
     for (int i = 0; i < NPAIR; i++, p = p->a) {
+      /* garbage below each chain, so sliding compactors move the chain */
+      assert_non_null(fh_alloc(t, ty.bytes, 200));
       blob *b = fh_alloc(t, ty.blob, sizeof(blob));
       b->x = (uint64_t)i, b->y = ~(uint64_t)i;
       fh_push_root(t, (void **)&b);
@@ -143,6 +148,21 @@ static void test_image_refs_survive_every_collector(void **st) {
     }
     print_message("collector %s: first fresh object %s\n", collectors[c],
                   (uintptr_t)((pair *)roots[0])->b != before ? "moved" : "stayed");
+    /* Saving from this heap copies image and fresh objects alike. */
+    const char *again = img_path("collectors2");
+    assert_int_equal(fh_image_save(t, again, roots, NROOTS), 0);
+    fh_heap *h2 = load(again, "verify=1");
+    void **r2;
+    assert_int_equal(fh_image_roots(h2, &r2), NROOTS);
+    p = r2[0];
+    for (int i = 0; i < NPAIR; i++, p = p->a) {
+      void **v = (void **)p->b;
+      assert_true(space_contains(&h2->image.space, v));
+      assert_int_equal(((uint64_t *)v)[1], (uint64_t)i * 3);
+      assert_int_equal(((blob *)v[0])->x, (uint64_t)i);
+    }
+    fh_heap_destroy(h2);
+    unlink(again);
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
@@ -249,7 +269,8 @@ static void test_image_of_an_image(void **st) {
 }
 
 
-static size_t private_dirty(uintptr_t lo, uintptr_t hi) {
+/* Sum of one smaps field over the mappings inside [lo, hi). */
+static size_t smaps_field(uintptr_t lo, uintptr_t hi, const char *field) {
   FILE *f = fopen("/proc/self/smaps", "r");
   assert_non_null(f);
   char line[512];
@@ -259,12 +280,22 @@ static size_t private_dirty(uintptr_t lo, uintptr_t hi) {
     unsigned long a, b;
     if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' '))
       in = a < hi && b > lo;
-    else if (in && sscanf(line, "Private_Dirty: %zu kB", &kb) == 1)
+    else if (in && strncmp(line, field, strlen(field)) == 0 &&
+             sscanf(line + strlen(field), " %zu kB", &kb) == 1)
       total += kb << 10;
   }
   fclose(f);
   return total;
 }
+
+static size_t private_dirty(uintptr_t lo, uintptr_t hi) {
+  return smaps_field(lo, hi, "Private_Dirty:");
+}
+
+/* Private copies (copy-on-write of a file or memfd page): "Anonymous".  A
+ * memfd's own pages count as Private_Dirty while one process maps them
+ * (shmem pages are always dirty) but are page-cache pages, not copies. */
+static size_t anonymous(uintptr_t lo, uintptr_t hi) { return smaps_field(lo, hi, "Anonymous:"); }
 
 /* Pointer-free objects are laid out after the others, so relocation writes
  * only the pages before them; at the preferred base nothing is written. */
@@ -296,6 +327,13 @@ static void test_relocation_dirties_only_pointer_pages(void **st) {
   assert_true(h2->image.relocated);
   uintptr_t b1 = h1->image.space.begin, b2 = h2->image.space.begin;
   assert_int_equal(private_dirty(b1, b1 + h1->image.mapped), 0);
+  void **r1;
+  assert_int_equal(fh_image_roots(h1, &r1), 1);
+  size_t sum = 0;
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 64 * 1024; k++) sum += ((unsigned char *)((void **)r1[0])[i])[k];
+  assert_int_equal(sum, 2u * 64 * 1024 * 0x5A);
+  assert_int_equal(private_dirty(b1, b1 + h1->image.mapped), 0); /* reading keeps it clean */
   size_t d2 = private_dirty(b2, b2 + h2->image.mapped);
   print_message("relocated: %zu of %zu image pages dirty\n", d2 / 4096, h2->image.mapped / 4096);
   assert_true(d2 >= 4096 && d2 <= 4096); /* the array and the pair share the first page */
@@ -309,6 +347,103 @@ static void test_relocation_dirties_only_pointer_pages(void **st) {
   unlink(path);
 }
 
+
+/* image_share=memfd: the relocated image lives in a sealed memfd, mapped
+ * privately: this process holds no private copy of the relocated pages,
+ * and a forked child shares them and may still write its own copy. */
+static void test_memfd_share_relocated(void **st) {
+  (void)st;
+  const char *path = img_path("memfd");
+  img_save_standard(path);
+  fh_heap *h1 = load(path, NULL), *h2 = load(path, "image_share=memfd,verify=1");
+  assert_true(h2->image.relocated);
+  assert_true(h2->image.has_memfd);
+  int seals = fcntl(h2->image.memfd, F_GET_SEALS);
+  assert_true(seals & F_SEAL_WRITE);
+  assert_true(seals & F_SEAL_SHRINK);
+  uintptr_t b2 = h2->image.space.begin;
+  assert_int_equal(private_dirty(b2, b2 + h2->image.mapped), 0);
+  img_types ty;
+  img_register(h2, &ty);
+  void **r2;
+  assert_int_equal(fh_image_roots(h2, &r2), NROOTS);
+  img_check(&ty, r2);
+  assert_int_equal(anonymous(b2, b2 + h2->image.mapped), 0); /* reading copies nothing */
+  pid_t pid = fork();
+  if (pid == 0) {
+    pair *p = r2[0];
+    int ok = p->a->value == 1;
+    p->a->value = 999; /* copy-on-write in the child only */
+    _exit(ok && p->a->value == 999 ? 0 : 1);
+  }
+  int stt;
+  assert_int_equal(waitpid(pid, &stt, 0), pid);
+  assert_true(WIFEXITED(stt) && WEXITSTATUS(stt) == 0);
+  img_check(&ty, r2); /* the parent's image is untouched */
+  /* Writes after loading work as in any image (copy-on-write). */
+  fh_thread *t = fh_thread_attach(h2);
+  blob *b = fh_alloc(t, ty.blob, sizeof(blob));
+  b->x = 5;
+  fh_write_ref(t, r2[2], &((void **)r2[2])[3], b);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(((blob *)((void **)r2[2])[3])->x, 5);
+  fh_thread_detach(t);
+  fh_heap_destroy(h2);
+  fh_heap_destroy(h1);
+  unlink(path);
+}
+
+
+/* The barrier dirties the card of the object, not of the slot: a store to
+ * the far end of a large image array must still be found. */
+static void test_far_slot_of_large_image_object(void **st) {
+  (void)st;
+  const char *path = img_path("far");
+  fh_heap *h = img_heap("heap_max=16M");
+  img_types ty;
+  img_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  void *root = NULL;
+  fh_push_root(t, &root);
+  root = fh_alloc(t, ty.refs, 4096); /* 512 slots over 9 cards */
+  assert_int_equal(fh_image_save(t, path, &root, 1), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+                                           "concurrent_compact"};
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "verify=1,collector=%s", collectors[c]);
+    char spec[512];
+    snprintf(spec, sizeof spec, "heap_max=16M,non_moving_max=4M,image_path=%s,%s", path, extra);
+    fh_options o;
+    fh_options_init(&o);
+    assert_int_equal(fh_options_parse(&o, spec), 0);
+    fh_heap *h2 = fh_heap_create(&o);
+    if (!h2) continue; /* collector not in this build */
+    img_register(h2, &ty);
+    fh_thread *t2 = fh_thread_attach(h2);
+    void **r;
+    assert_int_equal(fh_image_roots(h2, &r), 1);
+    void **arr = r[0];
+    for (int k = 0; k < 1000; k++) assert_non_null(fh_alloc(t2, ty.bytes, 64)); /* garbage */
+    blob *b = fh_alloc(t2, ty.blob, sizeof(blob));
+    b->x = 77;
+    fh_write_ref(t2, arr, &arr[511], b); /* slot 4 KiB past the dirtied card */
+    b = NULL;
+    for (int round = 0; round < 3; round++) {
+      for (int k = 0; k < 5000; k++) assert_non_null(fh_alloc(t2, ty.bytes, 64));
+      assert_int_equal(fh_collect(t2, FH_COLLECT_DEFAULT), 0);
+      assert_int_equal(fh_object_type(arr[511]), ty.blob);
+      assert_int_equal(((blob *)arr[511])->x, 77);
+    }
+    fh_thread_detach(t2);
+    fh_heap_destroy(h2);
+  }
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
@@ -319,6 +454,8 @@ int main(void) {
       cmocka_unit_test(test_save_refusals),
       cmocka_unit_test(test_image_of_an_image),
       cmocka_unit_test(test_relocation_dirties_only_pointer_pages),
+      cmocka_unit_test(test_memfd_share_relocated),
+      cmocka_unit_test(test_far_slot_of_large_image_object),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
