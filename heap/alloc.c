@@ -73,6 +73,12 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
 }
 
 void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
+  /* collector=mark_sweep sends every allocation here; when the inline
+   * path's own type check holds, the full check (a miss on the type's
+   * record) is redundant. */
+  if (t && type < FH__MAX_TYPES && n <= FH__INLINE_MAX && t->heap->has_malloc_spaces &&
+      (t->fast.type_sizes[type] == n || t->fast.type_sizes[type] == FH__VAR_SIZE))
+    return malloc_heap_alloc_slow(t, type, n);
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
   fh_heap *h = t->heap;
   /* collector=mark_sweep: movable objects live in the main malloc space. */
