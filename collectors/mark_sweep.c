@@ -71,9 +71,12 @@ static int sweep_later(fh_heap *h, malloc_space *ms, uintptr_t end) {
 
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
-  /* Cached free regions go back to their bins before the sweep frees more
-   * into them (and so a reset never meets a stale cache). */
-  if (h->has_malloc_spaces) malloc_heap_flush_tcaches(h);
+  /* `used` and the allocation bits exact.  The mutators' tcaches are not
+   * flushed: they hold only free regions (no allocation bit), which hide no
+   * object from the sweep, and keeping them saves every mutator a refill
+   * from the arena after each collection.  (Compaction, which resets the
+   * arena, flushes them.) */
+  if (h->has_malloc_spaces) malloc_heap_settle_threads(h, 0);
   marker m;
   if (marker_init(&m, h) < 0) {
     fh_error_prefix("mark-sweep");

@@ -152,8 +152,13 @@ static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity);
 void malloc_heap_destroy(fh_heap *h);
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
-/* Flush every thread's explicit tcache (world stopped). */
+/* Flush every thread's explicit tcache (world stopped), after settling
+ * (below).  Needed before a malloc space is reset or stops being main. */
 void malloc_heap_flush_tcaches(fh_heap *h);
+/* Return each thread's prepaid budget and publish its held-back allocation
+ * bits, so `used` and the bitmaps are exact (world stopped); flush_tcaches:
+ * also flush the tcaches. */
+void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches);
 void malloc_heap_thread_detach(fh_thread *t);
 /* Set the allocation bits this thread still holds back (world_stop does it
  * for every thread, before anything reads the bitmaps). */

@@ -99,14 +99,16 @@ static inline void *alloc_object(fh_thread *t, malloc_space *m, uint32_t type, s
   return (char *)mem + FH_HEADER_BYTES;
 }
 
-void malloc_heap_flush_tcaches(fh_heap *h) {
+void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   fh_thread *t;
   cds_list_for_each_entry(t, &h->threads, link) {
     malloc_heap_publish_pending(t);
     thread_settle(t);
-    if (t->ms_tcache > 0) arena_tcache_flush(t->ms_tcache - 1);
+    if (flush_tcaches && t->ms_tcache > 0) arena_tcache_flush(t->ms_tcache - 1);
   }
 }
+
+void malloc_heap_flush_tcaches(fh_heap *h) { malloc_heap_settle_threads(h, 1); }
 
 void malloc_heap_thread_detach(fh_thread *t) {
   /* Called with gc_lock held, after the thread left the list: no collection
