@@ -444,6 +444,67 @@ static void test_far_slot_of_large_image_object(void **st) {
   unlink(path);
 }
 
+
+/* Collections read an image only through its dirty cards: after several
+ * collections of every collector, the pages of a large image that this
+ * process has mapped are the few the test touched (smaps Rss of the image
+ * mapping counts exactly the pages mapped in this process). */
+static void test_collections_leave_clean_image_pages_alone(void **st) {
+  (void)st;
+  const char *path = img_path("untouched");
+  fh_heap *h = img_heap("heap_max=32M");
+  img_types ty;
+  img_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  void *root = NULL;
+  fh_push_root(t, &root);
+  for (int i = 0; i < 40000; i++) { /* a 1.25 MiB list: about 300 pages */
+    pair *p = fh_alloc(t, ty.pair, sizeof(pair));
+    p->value = (uint64_t)i;
+    fh_write_ref(t, p, (void **)&p->a, root);
+    root = p;
+  }
+  assert_int_equal(fh_image_save(t, path, &root, 1), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+                                           "concurrent_compact"};
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    char spec[512];
+    snprintf(spec, sizeof spec, "heap_max=16M,non_moving_max=4M,collector=%s,image_path=%s",
+             collectors[c], path);
+    fh_options o;
+    fh_options_init(&o);
+    assert_int_equal(fh_options_parse(&o, spec), 0);
+    fh_heap *h2 = fh_heap_create(&o);
+    if (!h2) continue;
+    img_register(h2, &ty);
+    fh_thread *t2 = fh_thread_attach(h2);
+    void **r;
+    assert_int_equal(fh_image_roots(h2, &r), 1);
+    pair *head = r[0];
+    blob *b = fh_alloc(t2, ty.blob, sizeof(blob));
+    b->x = 9;
+    fh_write_ref(t2, head, (void **)&head->b, b);
+    for (int round = 0; round < 3; round++) {
+      for (int k = 0; k < 5000; k++) assert_non_null(fh_alloc(t2, ty.bytes, 64));
+      assert_int_equal(fh_collect(t2, FH_COLLECT_DEFAULT), 0);
+    }
+    fh_gc_wait(h2);
+    assert_int_equal(((blob *)head->b)->x, 9);
+    uintptr_t lo = h2->image.space.begin;
+    size_t rss = smaps_field(lo, lo + h2->image.mapped, "Rss:");
+    print_message("collector %s: %zu of %zu image pages mapped after 3 collections\n",
+                  collectors[c], rss / 4096, h2->image.mapped / 4096);
+    /* the head's page and its neighbours (fault-around maps up to 16) */
+    assert_true(rss <= 16 * 4096);
+    fh_thread_detach(t2);
+    fh_heap_destroy(h2);
+  }
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
@@ -456,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_relocation_dirties_only_pointer_pages),
       cmocka_unit_test(test_memfd_share_relocated),
       cmocka_unit_test(test_far_slot_of_large_image_object),
+      cmocka_unit_test(test_collections_leave_clean_image_pages_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
