@@ -11,6 +11,7 @@
 #include "heap/error.h"
 #include "heap/image_load.h"
 #include "heap/options.h"
+#include "heap/zygote.h"
 #include "spaces/reserve.h"
 
 /* Layout of the reservation, low to high, each region 2 MiB-aligned and
@@ -29,9 +30,13 @@ uint64_t heap_now_ns(void) {
 }
 
 static fh_collector resolve_collector(fh_collector c) {
-  /* The best collector this build has.  Mark-compact and concurrent
-   * compaction become the default when they exist (DESIGN.md section 3). */
-  return c == FH_COLLECTOR_AUTO ? FH_SEMISPACE : c;
+  /* The default (DESIGN.md section 3): concurrent compaction where
+   * userfaultfd and MREMAP_DONTUNMAP work in this process, else the same
+   * algorithm stop-the-world. */
+  if (c != FH_COLLECTOR_AUTO) return c;
+  unsigned caps = fh_capabilities();
+  return (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP) ? FH_CONCURRENT_COMPACT
+                                                           : FH_MARK_COMPACT;
 }
 
 static int load_options(fh_options *o, const fh_options *given) {
@@ -149,6 +154,11 @@ fh_heap *fh_heap_create(const fh_options *given) {
     return NULL;
   }
   heap_set_trigger(h, 0);
+  if (fork_register_heap(h) < 0) {
+    fh_error_prefix("fh_heap_create");
+    fh_heap_destroy(h);
+    return NULL;
+  }
   return h;
 
 fail_early:
@@ -166,9 +176,11 @@ void fh_heap_destroy(fh_heap *h) {
                  h->nthreads);
     return;
   }
+  fork_unregister_heap(h); /* before anything goes: the fork handlers walk it */
   fh_gc_wait(h);
   mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
+  zygote_space_destroy(&h->zygote); /* its frozen arenas, before the range goes */
   malloc_heap_destroy(h);
   native_destroy(h);
   cards_destroy(h);
@@ -206,6 +218,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
     out[n++] = &heap_backup_malloc(h)->space;
   }
   if (image_space_present(&h->image)) out[n++] = &h->image.space;
+  if (zygote_space_present(&h->zygote)) out[n++] = &h->zygote.space;
   return n;
 }
 

@@ -14,6 +14,7 @@
 #include "spaces/image_space.h"
 #include "spaces/malloc_space.h"
 #include "spaces/non_moving_space.h"
+#include "spaces/zygote_space.h"
 
 struct fh_collector_ops;
 struct mc_state; /* collectors/mc.h */
@@ -28,6 +29,8 @@ struct fh_thread {
   fh__thread_fast fast; /* must stay first: the inline fast paths use it */
   fh_heap *heap;
   struct cds_list_head link; /* heap->threads, RCU-protected */
+  pthread_t owner;           /* the attaching thread (heap/fork.c finds the
+                                forking thread's entry by it) */
   thread_state state;        /* guarded by heap->world_lock */
   unsigned critical;         /* open fh_critical_begin sections */
   size_t roots_cap;
@@ -51,6 +54,9 @@ struct fh_heap {
 
   image_space image; /* at the reservation's start; ops NULL without an image */
   non_moving_space non_moving;
+  /* Made by fh_prefork at the start of the non-moving reservation (the
+   * non-moving space then covers the rest); ops NULL until then. */
+  zygote_space zygote;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
   int active;
 
@@ -119,9 +125,9 @@ static inline fh_heap *thread_heap(fh_thread *t) { return t->heap; }
 /* Become the (only) collecting thread; other collectors wait, parked. */
 void gc_lock_acquire(fh_thread *self);
 void gc_lock_release(fh_thread *self);
-/* With gc_lock held: wait for other threads' critical sections to close,
- * then park every other attached thread (or see it blocked).  Fails (-1 +
- * error) only when `self` itself is inside a critical section. */
+/* With gc_lock held (and `self` outside any critical section, which gc_run
+ * checks first): wait for other threads' critical sections to close, then
+ * park every other attached thread (or see it blocked).  Returns 0. */
 int world_stop(fh_heap *h, fh_thread *self);
 void world_resume(fh_heap *h);
 /* Retire every thread's TLAB (fillers keep the bump space walkable). */

@@ -166,6 +166,7 @@ fh_thread *fh_thread_attach(fh_heap *h) {
     return NULL;
   }
   t->heap = h;
+  t->owner = pthread_self();
   t->fast.type_sizes = h->types.sizes;
   t->fast.heap_lo = h->resv_begin;
   t->fast.heap_span = h->resv_size;

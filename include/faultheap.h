@@ -146,9 +146,23 @@ FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
 FH_API void fh_gc_wait(fh_heap *h);
 FH_API void fh_set_background(fh_heap *h, int background);
 
-/* fh_prefork / fh_postfork_*, fh_image_save / fh_image_roots (DESIGN.md
- * section 3) are added with the zygote and image work; they are not part of
- * this build yet. */
+/* ---- fork ---------------------------------------------------------------- */
+/* Before forking children that should share the heap copy-on-write (a
+ * zygote, a preforking server): a full collection, then every live movable
+ * object is copied, depth-first from the roots, into the zygote space,
+ * which is never collected, moved or written by the heap again; the moving
+ * spaces are emptied, free memory is returned, and the heap's own threads
+ * are stopped and joined.  The caller must be the only attached thread
+ * (else -1 + fh_last_error(), nothing done).  Calling it again later adds a
+ * generation to the zygote space.  -1 + error when the non-moving
+ * reservation (non_moving_max) cannot hold the copy; the heap is unchanged.
+ * Then fork(), and call fh_postfork_parent in the parent and
+ * fh_postfork_child in the child.  A plain fork() without these calls is
+ * safe too (pthread_atfork handlers; in the child only the forking thread
+ * stays attached). */
+FH_API int fh_prefork(fh_thread *t);
+FH_API void fh_postfork_parent(fh_heap *h); /* heap threads restart on demand */
+FH_API void fh_postfork_child(fh_heap *h);  /* own userfaultfd, fresh counters */
 
 /* ---- native memory ------------------------------------------------------- */
 /* malloc replacement for runtime buffers: never moved or collected, counted

@@ -1,13 +1,14 @@
 #include "spaces/arena.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "heap/error.h"
 #include "spaces/reserve.h"
 
-static fh_arena *arena_of(extent_hooks_t *h) { return (fh_arena *)h; }
+static fh_arena *arena_of(extent_hooks_t *h) { return ((arena_hooks *)h)->owner; }
 
 /* Extents are carved in address order from the frontier.  A request for a
  * specific address (jemalloc growing an extent in place) succeeds only when
@@ -76,16 +77,24 @@ static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *add
 
 int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
   memset(a, 0, sizeof *a);
-  a->hooks = (extent_hooks_t){hook_alloc,  hook_dalloc, hook_destroy,      hook_commit,
-                              hook_decommit, NULL,      hook_purge_forced, hook_split,
-                              hook_merge};
+  a->hooks = malloc(sizeof *a->hooks);
+  if (!a->hooks) {
+    fh_error_set("out of memory creating a jemalloc arena");
+    return -1;
+  }
+  a->hooks->hooks = (extent_hooks_t){hook_alloc,  hook_dalloc, hook_destroy,      hook_commit,
+                                     hook_decommit, NULL,      hook_purge_forced, hook_split,
+                                     hook_merge};
+  a->hooks->owner = a;
   a->begin = begin;
   a->end = begin + size;
   atomic_store(&a->frontier, begin);
-  extent_hooks_t *hp = &a->hooks;
+  extent_hooks_t *hp = &a->hooks->hooks;
   size_t sz = sizeof a->index;
   int err = mallctl("arenas.create", &a->index, &sz, &hp, sizeof hp);
   if (err) {
+    free(a->hooks);
+    a->hooks = NULL;
     fh_error_set("jemalloc arenas.create failed: %s", strerror(err));
     return -1;
   }
@@ -100,7 +109,12 @@ static void arena_ctl(fh_arena *a, const char *op) {
 
 void arena_destroy(fh_arena *a) {
   /* jemalloc forgets the arena; our range is unmapped by the heap after. */
-  arena_ctl(a, "destroy");
+  char name[64];
+  snprintf(name, sizeof name, "arena.%u.destroy", a->index);
+  if (mallctl(name, NULL, NULL, NULL, 0) == 0) { /* else jemalloc may still call the hooks */
+    free(a->hooks);
+    a->hooks = NULL;
+  }
 }
 
 void *arena_alloc(fh_arena *a, size_t bytes) {
@@ -131,6 +145,7 @@ int arena_reset(fh_arena *a) {
    * jemalloc kept as metadata is gone with the arena, so the whole carved
    * part of the range is now ours to discard. */
   reserve_discard(begin, used_end - begin);
+  free(a->hooks);
   if (arena_create(a, begin, size) < 0) {
     a->end = 0; /* nothing left to destroy */
     fh_error_prefix("cannot recreate the jemalloc arena after a reset");

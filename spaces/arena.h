@@ -14,12 +14,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct fh_arena {
-  extent_hooks_t hooks; /* first: jemalloc hands the hooks pointer back */
+typedef struct fh_arena fh_arena;
+/* The hooks jemalloc was given.  jemalloc keeps that pointer for good (its
+ * metadata allocations use it even after arena.<i>.extent_hooks is
+ * rewritten), so the hooks live in a block of their own that points back at
+ * the fh_arena: a struct copy of an fh_arena (zygote compaction freezes a
+ * non-moving space's arena that way) is followed by arena_moved(). */
+typedef struct arena_hooks {
+  extent_hooks_t hooks; /* first: jemalloc hands this pointer back */
+  fh_arena *owner;
+} arena_hooks;
+
+struct fh_arena {
+  arena_hooks *hooks;   /* NULL: no arena */
   unsigned index;       /* jemalloc arena index */
   uintptr_t begin, end;
   _Atomic uintptr_t frontier; /* extents are carved below this */
-} fh_arena;
+};
+static inline void arena_moved(fh_arena *a) { a->hooks->owner = a; }
 
 int arena_create(fh_arena *a, uintptr_t begin, size_t size);
 void arena_destroy(fh_arena *a);

@@ -1,0 +1,221 @@
+/* Zygote compaction (ART's ZygoteCompactingCollector, run by fh_prefork
+ * right after a full collection): copy every live movable object into one
+ * dense bump region right after the non-moving space's used range, freeze
+ * that space and the region as the zygote space, start a fresh non-moving
+ * space over the rest of the reservation, and empty the moving spaces.
+ *
+ *   non-moving reservation before:  [ non-moving objects | free .......... ]
+ *                          after:   [ zygote: old objects | copies ][ new non-moving ]
+ *
+ * Order.  Copies are made depth-first from the roots (an explicit stack,
+ * copy on discovery, as a semi-space collector with a mark stack), so an
+ * object and what it refers to tend to share pages: a child that touches
+ * one structure dirties few pages.  Forwarding goes through the old copy's
+ * header, which is thrown away with the moving space.
+ *
+ * Copy first, commit after.  Everything that can fail (room in the
+ * reservation, the start bitmap, the fresh non-moving space, the work
+ * stack) is settled before the first object is copied; the room check uses
+ * the moving spaces' used bytes, an upper bound of what is copied.  A
+ * stack that cannot grow is not a failure: a linear rescan of the region
+ * finds the objects whose slots were not visited (visiting is idempotent).
+ *
+ * Which references are rewritten: roots (including dirty image cards),
+ * dirty zygote cards of an earlier generation, every object of the
+ * non-moving space being frozen (all of them become zygote objects, so all
+ * their referents must survive), and the copies themselves.  After this no
+ * live object is outside the immune spaces, so the zygote's cards start
+ * clean. */
+#include <stdio.h>
+#include <string.h>
+
+#include "collectors/collector.h"
+#include "collectors/mark_stack.h"
+#include "heap/barrier.h"
+#include "heap/error.h"
+#include "heap/object.h"
+#include "heap/zygote.h"
+#include "spaces/reserve.h"
+
+/* The fresh non-moving space needs at least this much of the reservation. */
+#define MIN_NON_MOVING ((size_t)1 << 20)
+
+typedef struct zc_ctx {
+  fh_heap *h;
+  zygote_space *z;
+  uintptr_t bump_lo, bump_hi; /* the active bump space's objects */
+  malloc_space *ms;           /* the main malloc space, or NULL */
+  uintptr_t region, cursor;   /* the zygote region being filled */
+  mark_stack stack;           /* copies whose slots are still to visit */
+  int overflowed;
+  int pushing;                /* 0 during the linear rescan */
+} zc_ctx;
+
+static int movable(const zc_ctx *c, const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  return (a - c->bump_lo < c->bump_hi - c->bump_lo) ||
+         (c->ms && space_contains(&c->ms->space, p));
+}
+
+static void *copy_object(zc_ctx *c, void *obj) {
+  uint64_t *hp = obj_header(obj);
+  uint64_t hd = *hp;
+  if (hdr_is_forwarded(hd)) return hdr_forwardee(hd);
+  size_t bytes = obj_total_bytes(hdr_payload(hd));
+  uintptr_t dst = c->cursor;
+  c->cursor += bytes;
+  memcpy((void *)dst, hp, bytes);
+  zygote_space_add_object(c->z, dst, bytes);
+  void *copy = obj_from_start(dst);
+  *hp = hdr_make_forward(copy);
+  if (c->pushing && mark_stack_push(&c->stack, copy) < 0) c->overflowed = 1;
+  return copy;
+}
+
+static void visit_slot(void **slot, void *ctx) {
+  zc_ctx *c = ctx;
+  void *p = *slot;
+  /* Slots that need no change are not written: in a second generation they
+   * are zygote pages, shared with the children of the first. */
+  if (p && movable(c, p)) *slot = copy_object(c, p);
+}
+
+static void scan_object(void *obj, void *ctx) {
+  zc_ctx *c = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&c->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), visit_slot, c);
+}
+
+static void drain(zc_ctx *c) {
+  void *obj;
+  while ((obj = mark_stack_pop(&c->stack))) scan_object(obj, c);
+}
+
+/* The stack overflowed: some copies were never scanned.  Scan every copy in
+ * address order (Cheney); copies made meanwhile land ahead of the scan. */
+static void rescan_region(zc_ctx *c) {
+  c->pushing = 0;
+  for (uintptr_t s = c->region; s < c->cursor;) {
+    size_t bytes = obj_total_bytes(hdr_payload(*(uint64_t *)s));
+    scan_object(obj_from_start(s), c);
+    s += bytes;
+  }
+}
+
+static void copy_everything(zc_ctx *c) {
+  fh_heap *h = c->h;
+  c->pushing = 1;
+  roots_visit(h, visit_slot, c);
+  drain(c);
+  zygote_visit_dirty_refs(h, visit_slot, c);
+  drain(c);
+  non_moving_space *nm = &h->non_moving;
+  nm->space.ops->walk(&nm->space, scan_object, c);
+  drain(c);
+  if (c->overflowed) rescan_region(c);
+}
+
+/* Bytes of movable objects: at least what the copy needs (a malloc-space
+ * object is rounded to 16 bytes there, to 8 in the region). */
+static size_t movable_bound(const fh_heap *h) {
+  size_t n = bump_space_used(&h->bump[h->active]);
+  if (h->has_malloc_spaces) n += atomic_load(&h->malloc[h->malloc_main].used);
+  return n;
+}
+
+/* Empty the moving spaces and give their pages back. */
+static int empty_moving_spaces(fh_heap *h) {
+  for (int i = 0; i < 2; i++) {
+    bump_space *b = &h->bump[i];
+    uintptr_t top = atomic_load(&b->top);
+    if (top > b->space.begin) cards_clear_range(h, b->space.begin, top);
+    bump_space_reset(b, 0);
+  }
+  if (!h->has_malloc_spaces) return 0;
+  malloc_space *ms = heap_main_malloc(h);
+  uintptr_t end = malloc_space_frontier(ms);
+  if (end > ms->space.begin) cards_clear_range(h, ms->space.begin, end);
+  /* Every cache that holds memory of the main space is flushed first, as
+   * an arena reset requires. */
+  malloc_heap_flush_tcaches(h);
+  arena_tcache_flush(h->gc_tcache);
+  if (malloc_space_reset(ms) < 0) {
+    fh_error_prefix("zygote compaction: the emptied main malloc space could not be reset");
+    return -1;
+  }
+  malloc_space_purge(heap_backup_malloc(h));
+  return 0;
+}
+
+int zygote_compact(fh_heap *h) {
+  non_moving_space *nm = &h->non_moving;
+  zygote_space *z = &h->zygote;
+  uintptr_t range_begin = zygote_space_present(z) ? z->space.begin : nm->space.begin;
+  uintptr_t range_end = nm->space.end;
+  uintptr_t region = align_up(nm->space.begin + arena_mapped(&nm->arena), FH_PAGE);
+  size_t bound = movable_bound(h);
+  uintptr_t fresh_begin = align_up(region + bound, FH_PAGE);
+  if (fresh_begin + MIN_NON_MOVING > range_end || fresh_begin < region) {
+    fh_error_set("zygote compaction: the non-moving reservation cannot hold the copy: %zu bytes "
+                 "of movable objects after the %zu bytes the non-moving space has used, in a "
+                 "%zu-byte range that must keep %zu bytes for a new non-moving space (raise "
+                 "non_moving_max)", bound, (size_t)(region - nm->space.begin),
+                 (size_t)(range_end - nm->space.begin), MIN_NON_MOVING);
+    return -1;
+  }
+  if (z->nfrozen >= ZYGOTE_MAX_GENERATIONS) {
+    fh_error_set("zygote compaction: the zygote space already has %u generations, the most it "
+                 "can hold", (unsigned)ZYGOTE_MAX_GENERATIONS);
+    return -1;
+  }
+  if (zygote_space_prepare(z, range_begin, range_end) < 0) return -1;
+  non_moving_space fresh;
+  if (non_moving_space_init(&fresh, "non-moving space", fresh_begin, range_end - fresh_begin) <
+      0) {
+    fh_error_prefix("zygote compaction: cannot start the new non-moving space");
+    return -1;
+  }
+  zc_ctx c = {.h = h, .z = z, .region = region, .cursor = region};
+  bump_space *b = &h->bump[h->active];
+  c.bump_lo = b->space.begin;
+  c.bump_hi = atomic_load(&b->top);
+  c.ms = h->has_malloc_spaces ? heap_main_malloc(h) : NULL;
+  if (mark_stack_init(&c.stack) < 0 || zygote_space_freeze_arena(z, &nm->arena) < 0) {
+    if (c.stack.items) mark_stack_destroy(&c.stack);
+    non_moving_space_destroy(&fresh);
+    fh_error_prefix("zygote compaction");
+    return -1;
+  }
+  /* Nothing fails from here on.  The frozen space's objects become zygote
+   * objects (their allocation bits become start bits), then the copies. */
+  uintptr_t nm_end = nm->space.begin + arena_mapped(&nm->arena);
+  for (uintptr_t p = bitmap_next_set(&nm->alloc_bits, nm->space.begin, nm_end); p;
+       p = bitmap_next_set(&nm->alloc_bits, p + 16, nm_end))
+    zygote_space_add_object(z, p, non_moving_object_bytes(hdr_payload(*(uint64_t *)p)));
+  copy_everything(&c);
+  mark_stack_destroy(&c.stack);
+  size_t copied = c.cursor - region;
+
+  /* Commit: the old non-moving space is frozen (its arena now belongs to
+   * the zygote space), the fresh one takes its place (its arena's hooks
+   * follow it, as the frozen one's did). */
+  bitmap_destroy(&nm->alloc_bits);
+  bitmap_destroy(&nm->mark_bits);
+  memcpy(nm, &fresh, sizeof *nm);
+  arena_moved(&nm->arena);
+  zygote_space_publish(z, c.cursor);
+  /* Zygote objects now refer only to immune objects; the new non-moving
+   * space is empty. */
+  cards_clear_range(h, range_begin, range_end);
+  int rc = empty_moving_spaces(h);
+  /* Purge every jemalloc arena: free pages inside the frozen arenas, the
+   * malloc spaces' and fh_malloc's, and the process's own (Ruby's
+   * Process.warmup ends with malloc_trim for the same reason). */
+  char name[64];
+  snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
+  mallctl(name, NULL, NULL, NULL, 0);
+  h->bytes_moved += copied;
+  heap_set_trigger(h, 0);
+  return rc;
+}

@@ -1,0 +1,292 @@
+/* Fork: the pre-fork API (fh_prefork, fh_postfork_parent/_child) and the
+ * pthread_atfork handlers that make a plain fork() safe.
+ *
+ * Heap threads.  The heap starts threads of its own: the concurrent
+ * compactor's GC worker (one per cycle, joined lazily), the userfaultfd
+ * handler thread (uffd_sigbus=0), the background homogeneous compaction
+ * thread, mark-sweep's detached sweeper.  A child has none of them (only
+ * the forking thread is copied), so a fork must not happen while one holds
+ * a lock, runs a phase the child would wait for, or has a userfaultfd
+ * registration live (the child would read zero pages, and could write the
+ * parent's heap through the inherited fd: probed on this kernel).  All of
+ * them start on demand, so "restarting" them after a fork is just letting
+ * the next collection start what it needs.
+ *
+ * Plain fork().  The prepare handler, for every heap of the process:
+ * waits for the background compaction and any concurrent phase to end (the
+ * forking thread counts as blocked meanwhile, so a collection waiting for it
+ * to park can finish), joins the compactor's worker and closes its
+ * userfaultfd (no fd crosses the fork: both sides open a fresh one at their
+ * next concurrent compaction), then holds the heap's locks across the fork
+ * so no other thread is inside one.  The child handler re-initialises the
+ * condition variables (waiters that no longer exist would wedge them),
+ * forgets the heap threads, and detaches every mutator but the forking
+ * thread: the others do not exist in the child, and a collection would wait
+ * forever for them to park.  The limits: fork() must not be called from
+ * inside a heap callback (a trace function or root scanner) or with a lock
+ * of the heap held. */
+#include <stdlib.h>
+#include <urcu-bp.h>
+
+#include "collectors/collector.h"
+#include "collectors/mc.h"
+#include "heap/error.h"
+#include "heap/zygote.h"
+
+/* ---- the process-wide list of heaps ---- */
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static fh_heap **heaps;
+static size_t nheaps, heaps_cap;
+static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+static int handlers_failed;
+
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+static void install_handlers(void) {
+  handlers_failed = pthread_atfork(fork_prepare, fork_parent, fork_child) != 0;
+}
+
+int fork_register_heap(fh_heap *h) {
+  pthread_once(&handlers_once, install_handlers);
+  if (handlers_failed) {
+    fh_error_set("pthread_atfork failed: the heap could not be made fork-safe");
+    return -1;
+  }
+  pthread_mutex_lock(&heaps_lock);
+  if (nheaps == heaps_cap) {
+    size_t cap = heaps_cap ? heaps_cap * 2 : 8;
+    fh_heap **grown = realloc(heaps, cap * sizeof *grown);
+    if (!grown) {
+      pthread_mutex_unlock(&heaps_lock);
+      fh_error_set("out of memory registering the heap for fork handling");
+      return -1;
+    }
+    heaps = grown;
+    heaps_cap = cap;
+  }
+  heaps[nheaps++] = h;
+  pthread_mutex_unlock(&heaps_lock);
+  return 0;
+}
+
+void fork_unregister_heap(fh_heap *h) {
+  pthread_mutex_lock(&heaps_lock);
+  for (size_t i = 0; i < nheaps; i++)
+    if (heaps[i] == h) {
+      heaps[i] = heaps[--nheaps];
+      break;
+    }
+  pthread_mutex_unlock(&heaps_lock);
+}
+
+/* ---- heap threads ---- */
+
+/* Join the compactor's last worker and close its userfaultfd.  gc_lock
+ * held and no concurrent phase open, so no range is registered. */
+static void compactor_quiesce(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (!m) return;
+  if (m->worker_joinable) {
+    pthread_join(m->worker, NULL);
+    m->worker_joinable = 0;
+  }
+  if (m->uffd) {
+    fh_uffd_destroy(m->uffd); /* also stops the handler thread, if any */
+    m->uffd = NULL;
+  }
+}
+
+/* The entry of the calling thread in h's thread list, or NULL. */
+static fh_thread *caller_thread(fh_heap *h) {
+  fh_thread *t, *found = NULL;
+  pthread_t me = pthread_self();
+  rcu_read_lock();
+  cds_list_for_each_entry_rcu(t, &h->threads, link)
+    if (pthread_equal(t->owner, me)) {
+      found = t;
+      break;
+    }
+  rcu_read_unlock();
+  return found;
+}
+
+/* Wait for the background compaction thread; the caller (if attached)
+ * counts as blocked, since that compaction may be waiting for it. */
+static void join_background(fh_heap *h, fh_thread *self) {
+  if (self) fh_enter_blocking(self);
+  hspace_background_join(h);
+  if (self) fh_leave_blocking(self);
+}
+
+/* ---- pthread_atfork handlers ---- */
+
+static void prepare_heap(fh_heap *h) {
+  fh_thread *self = caller_thread(h);
+  join_background(h, self);
+  if (self) fh_enter_blocking(self);
+  pthread_mutex_lock(&h->hspace_bg_lock); /* no new background thread */
+  pthread_mutex_lock(&h->gc_lock);        /* no new collection */
+  if (self) fh_leave_blocking(self);      /* nobody can stop the world now */
+  fh_gc_wait(h);
+  compactor_quiesce(h);
+  pthread_mutex_lock(&h->stats_lock);
+  pthread_mutex_lock(&h->roots_lock);
+  pthread_mutex_lock(&h->world_lock);
+}
+
+static void parent_heap(fh_heap *h) {
+  pthread_mutex_unlock(&h->world_lock);
+  pthread_mutex_unlock(&h->roots_lock);
+  pthread_mutex_unlock(&h->stats_lock);
+  pthread_mutex_unlock(&h->gc_lock);
+  pthread_mutex_unlock(&h->hspace_bg_lock);
+}
+
+/* Only the forking thread exists in the child. */
+static void child_heap(fh_heap *h) {
+  pthread_t me = pthread_self();
+  pthread_cond_init(&h->parked_cv, NULL);
+  pthread_cond_init(&h->resume_cv, NULL);
+  pthread_cond_init(&h->critical_cv, NULL);
+  pthread_cond_init(&h->phase_cv, NULL);
+  fh_thread *t, *next, *self = NULL;
+  cds_list_for_each_entry_safe(t, next, &h->threads, link) {
+    if (pthread_equal(t->owner, me)) {
+      self = t;
+      continue;
+    }
+    /* A mutator that stayed in the parent: detach it here, keeping its
+     * allocation buffer walkable and its malloc-space budget exact. */
+    thread_retire_tlab(t);
+    cds_list_del(&t->link);
+    h->nthreads--;
+    malloc_heap_thread_detach(t);
+    free(t->fast.roots_base);
+    free(t);
+  }
+  h->stop_requested = 0;
+  h->gc_pending = 0;
+  h->concurrent_phase = 0;
+  h->critical = self ? self->critical : 0;
+  h->hspace_bg_started = 0;
+  atomic_store(&h->hspace_bg_attached, 0);
+  atomic_store(&h->hspace_bg_done, 1);
+  mc_state *m = h->mc;
+  if (m) {
+    m->worker_joinable = 0;
+    /* The prepare handler closed it; a fd that got here anyway would be
+     * the parent's: drop it without touching its ranges. */
+    if (m->uffd && fh_uffd_postfork_child(m->uffd) < 0) m->uffd = NULL;
+  }
+  parent_heap(h); /* the locks were taken by this very thread */
+}
+
+static void fork_prepare(void) {
+  pthread_mutex_lock(&heaps_lock);
+  for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
+  urcu_bp_before_fork();
+}
+
+static void fork_parent(void) {
+  urcu_bp_after_fork_parent();
+  for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
+  pthread_mutex_unlock(&heaps_lock);
+}
+
+static void fork_child(void) {
+  urcu_bp_after_fork_child();
+  for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
+  pthread_mutex_unlock(&heaps_lock);
+}
+
+/* ---- the pre-fork API ---- */
+
+static int refuse_other_mutators(fh_heap *h) {
+  unsigned n = h->nthreads;
+  if (n == 1) return 0;
+  fh_error_set("fh_prefork: %u other mutator thread%s attached; the caller must be the only "
+               "attached thread (detach the others first)", n - 1, n == 2 ? " is" : "s are");
+  return -1;
+}
+
+int fh_prefork(fh_thread *t) {
+  if (!t) {
+    fh_error_set("fh_prefork: thread is NULL");
+    return -1;
+  }
+  fh_heap *h = t->heap;
+  join_background(h, t); /* its thread is attached while it runs */
+  pthread_mutex_lock(&h->gc_lock);
+  int refused = refuse_other_mutators(h);
+  pthread_mutex_unlock(&h->gc_lock);
+  if (refused) return -1;
+  /* 1. A full collection: only live objects are frozen, and the
+   * non-moving space is swept. */
+  if (gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_EXPLICIT, 0) < 0) {
+    fh_error_prefix("fh_prefork: the full collection failed");
+    return -1;
+  }
+  fh_gc_wait(h);
+  /* 2. Zygote compaction, in a pause of its own. */
+  gc_lock_acquire(t);
+  if (refuse_other_mutators(h) < 0) { /* one attached since */
+    gc_lock_release(t);
+    return -1;
+  }
+  uint64_t t0 = heap_now_ns();
+  world_stop(h, t);
+  threads_retire_tlabs(h);
+  pthread_mutex_lock(&h->stats_lock);
+  if (h->opt.verify) heap_verify(h, "before zygote compaction");
+  int rc = zygote_compact(h);
+  if (h->opt.verify) heap_verify(h, "after zygote compaction");
+  atomic_store(&h->alloc_since_gc, 0);
+  h->collections++;
+  uint64_t pause = heap_now_ns() - t0;
+  h->pause_ns_total += pause;
+  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  pthread_mutex_unlock(&h->stats_lock);
+  world_resume(h);
+  /* 3. Park the heap threads: none runs, no userfaultfd is open. */
+  compactor_quiesce(h);
+  gc_lock_release(t);
+  if (rc < 0) fh_error_prefix("fh_prefork");
+  return rc;
+}
+
+void fh_postfork_parent(fh_heap *h) {
+  if (!h) {
+    fh_error_set("fh_postfork_parent: heap is NULL");
+    return;
+  }
+  /* Heap threads start on demand (the next concurrent compaction opens a
+   * userfaultfd and starts its worker), so there is nothing to restart. */
+}
+
+void fh_postfork_child(fh_heap *h) {
+  if (!h) {
+    fh_error_set("fh_postfork_child: heap is NULL");
+    return;
+  }
+  pthread_mutex_lock(&h->gc_lock);
+  /* This process's own userfaultfd, now (ART's CreateUserfaultfd(post_fork)):
+   * the atfork handlers left none.  On failure the next concurrent
+   * compaction tries again, or runs stop-the-world. */
+  mc_state *m = h->mc;
+  if (m && !m->uffd && h->opt.collector == FH_CONCURRENT_COMPACT &&
+      mc_concurrent_available(NULL))
+    m->uffd = fh_uffd_create(h->opt.uffd_sigbus ? FH_UFFD_SIGBUS : FH_UFFD_THREAD, 0);
+  /* Counters describe this process from now on. */
+  pthread_mutex_lock(&h->stats_lock);
+  h->collections = 0;
+  h->bytes_freed = h->bytes_moved = 0;
+  h->pause_ns_total = h->pause_ns_max = 0;
+  atomic_store(&h->bytes_allocated, 0);
+  atomic_store(&h->uffd_faults, 0);
+  atomic_store(&h->uffd_fault_ns_max, 0);
+  pthread_mutex_unlock(&h->stats_lock);
+  pthread_mutex_unlock(&h->gc_lock);
+}

@@ -1,0 +1,285 @@
+/* Zygote compaction without forking: fh_prefork moves every live object
+ * into the zygote space and keeps the graph intact; the zygote space is
+ * immune to every collector (never moved, never freed, references out of it
+ * kept alive through dirty cards); a second fh_prefork adds a generation;
+ * refusals (a second attached thread, no room) leave the heap unchanged. */
+#include <pthread.h>
+#include <string.h>
+
+#include "heap/heap.h"
+#include "support_heap.h"
+
+static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact",
+                                         "mark_sweep"};
+#define NCOLLECTORS (sizeof collectors / sizeof collectors[0])
+
+static int in_zygote(fh_heap *h, const void *p) {
+  return zygote_space_present(&h->zygote) && space_contains(&h->zygote.space, p);
+}
+
+/* A ring of N nodes held by a root array, every third node non-moving, each
+ * node's `other` pointing half-way round the ring. */
+typedef struct graph {
+  void **arr;
+  size_t n;
+} graph;
+
+static void build(fh_thread *t, const test_types *ty, graph *g, size_t n) {
+  g->n = n;
+  g->arr = fh_alloc(t, ty->array, n * sizeof(void *));
+  assert_non_null(g->arr);
+  fh_push_root(t, (void **)&g->arr);
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = i % 3 == 0 ? fh_alloc_nonmoving(t, ty->node, sizeof(tnode)) : test_node(t, ty, i);
+    assert_non_null(x);
+    x->value = i;
+    x->check = test_check(i);
+    fh_write_ref(t, g->arr, &g->arr[i], x);
+    /* garbage in between, so the heap is fragmented before compaction */
+    for (int k = 0; k < 3; k++) test_node(t, ty, 0);
+  }
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = g->arr[i];
+    fh_write_ref(t, x, (void **)&x->next, g->arr[(i + 1) % n]);
+    fh_write_ref(t, x, (void **)&x->other, g->arr[(i + n / 2) % n]);
+  }
+}
+
+static void check_graph(const graph *g) {
+  for (size_t i = 0; i < g->n; i++) {
+    tnode *x = g->arr[i];
+    assert_int_equal(x->value, i);
+    assert_int_equal(x->check, test_check(i));
+    assert_ptr_equal(x->next, g->arr[(i + 1) % g->n]);
+    assert_ptr_equal(x->other, g->arr[(i + g->n / 2) % g->n]);
+  }
+}
+
+static void check_all_in_zygote(fh_heap *h, const graph *g) {
+  assert_true(in_zygote(h, g->arr));
+  for (size_t i = 0; i < g->n; i++) assert_true(in_zygote(h, g->arr[i]));
+}
+
+static fh_collect_kind kinds_for(const char *collector, int i) {
+  /* What each heap can run: its default, plus the other bump-space kinds. */
+  if (strcmp(collector, "mark_sweep") == 0)
+    return i == 0 ? FH_COLLECT_MARK_SWEEP : FH_COLLECT_HSPACE_COMPACT;
+  static const fh_collect_kind k[] = {FH_COLLECT_SEMISPACE, FH_COLLECT_MARK_COMPACT,
+                                      FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_SWEEP};
+  return k[i % 4];
+}
+
+static void prefork_then_collect(const char *collector) {
+  char spec[128];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1", collector);
+  fh_heap *h = test_heap(spec);
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 3000);
+  assert_int_equal(fh_prefork(t), 0);
+  fh_gc_wait(h);
+  check_graph(&g);
+  check_all_in_zygote(h, &g);
+  /* The moving spaces are empty and the zygote's cards start clean. */
+  assert_int_equal(bump_space_used(&h->bump[h->active]), 0);
+  if (h->has_malloc_spaces) assert_int_equal(atomic_load(&heap_main_malloc(h)->used), 0);
+  /* New objects referenced only from zygote objects (through the barrier)
+   * survive every kind of collection, and the zygote objects stay put. */
+  void *zarr = g.arr;
+  for (size_t i = 0; i < g.n; i += 7) {
+    tnode *z = g.arr[i];
+    tnode *fresh = test_node(t, &ty, 1000000 + i);
+    fh_write_ref(t, z, (void **)&z->other, fresh);
+  }
+  for (int round = 0; round < 8; round++) {
+    for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
+    assert_int_equal(fh_collect(t, kinds_for(collector, round)), 0);
+    fh_gc_wait(h);
+    assert_ptr_equal(g.arr, zarr);
+    for (size_t i = 0; i < g.n; i++) {
+      tnode *x = g.arr[i];
+      assert_true(in_zygote(h, x));
+      assert_int_equal(x->value, i);
+      assert_ptr_equal(x->next, g.arr[(i + 1) % g.n]);
+      if (i % 7 == 0) {
+        assert_false(in_zygote(h, x->other));
+        assert_int_equal(x->other->value, 1000000 + i);
+        assert_int_equal(x->other->check, test_check(1000000 + i));
+      }
+    }
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_prefork_semispace(void **s) { (void)s; prefork_then_collect("semispace"); }
+static void test_prefork_mark_compact(void **s) { (void)s; prefork_then_collect("mark_compact"); }
+static void test_prefork_concurrent(void **s) { (void)s; prefork_then_collect("concurrent_compact"); }
+static void test_prefork_mark_sweep(void **s) { (void)s; prefork_then_collect("mark_sweep"); }
+
+/* The zygote's pages are written by nobody but the program: a collection
+ * that finds nothing to update leaves every zygote word as it was. */
+static void test_collections_do_not_write_zygote(void **s) {
+  (void)s;
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    char spec[128];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M", collectors[c]);
+    fh_heap *h = test_heap(spec);
+    test_types ty;
+    test_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    graph g;
+    build(t, &ty, &g, 2000);
+    assert_int_equal(fh_prefork(t), 0);
+    size_t len = h->zygote.space.end - h->zygote.space.begin;
+    char *before = malloc(len);
+    assert_non_null(before);
+    memcpy(before, (void *)h->zygote.space.begin, len);
+    for (int round = 0; round < 4; round++) {
+      for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
+      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      fh_gc_wait(h);
+    }
+    assert_memory_equal(before, (void *)h->zygote.space.begin, len);
+    free(before);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
+static void test_refused_with_second_thread(void **s) {
+  (void)s;
+  fh_heap *h = test_heap("collector=semispace,heap_max=32M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  fh_thread *other = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 500);
+  uint64_t before = h->collections;
+  assert_int_equal(fh_prefork(t), -1);
+  assert_non_null(strstr(fh_last_error(), "1 other mutator thread is attached"));
+  assert_int_equal(h->collections, before); /* nothing was done */
+  assert_false(zygote_space_present(&h->zygote));
+  check_graph(&g);
+  fh_thread_detach(other);
+  assert_int_equal(fh_prefork(t), 0);
+  check_all_in_zygote(h, &g);
+  check_graph(&g);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_no_room_leaves_heap_unchanged(void **s) {
+  (void)s;
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    char spec[128];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=4M,verify=1",
+             collectors[c]);
+    fh_heap *h = test_heap(spec);
+    test_types ty;
+    test_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    graph g;
+    build(t, &ty, &g, 3000);
+    /* 8 MiB of live movable bytes: more than the 4 MiB reservation holds. */
+    void *big = fh_alloc(t, ty.bytes, 8u << 20);
+    assert_non_null(big);
+    fh_push_root(t, &big);
+    memset(big, 0x5a, 8u << 20);
+    assert_int_equal(fh_prefork(t), -1);
+    assert_non_null(strstr(fh_last_error(), "cannot hold the copy"));
+    assert_false(zygote_space_present(&h->zygote));
+    check_graph(&g);
+    assert_int_equal(((unsigned char *)big)[12345], 0x5a);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    check_graph(&g);
+    assert_non_null(fh_alloc_nonmoving(t, ty.node, sizeof(tnode)));
+    fh_pop_roots(t, 2);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
+static void test_second_generation_extends(void **s) {
+  (void)s;
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    char spec[128];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1",
+             collectors[c]);
+    fh_heap *h = test_heap(spec);
+    test_types ty;
+    test_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    graph g1, g2;
+    build(t, &ty, &g1, 1500);
+    assert_int_equal(fh_prefork(t), 0);
+    uintptr_t end1 = h->zygote.space.end;
+    build(t, &ty, &g2, 1500);
+    /* a reference from the first generation to the second */
+    tnode *z = g1.arr[3];
+    fh_write_ref(t, z, (void **)&z->other, g2.arr[4]);
+    assert_int_equal(fh_prefork(t), 0);
+    assert_int_equal(h->zygote.generations, 2);
+    assert_true(h->zygote.space.end > end1);
+    check_all_in_zygote(h, &g2);
+    assert_ptr_equal(((tnode *)g1.arr[3])->other, g2.arr[4]);
+    assert_true(in_zygote(h, g2.arr[4]));
+    for (int round = 0; round < 3; round++) {
+      for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
+      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      fh_gc_wait(h);
+    }
+    check_graph(&g2);
+    assert_ptr_equal(((tnode *)g1.arr[3])->other, g2.arr[4]);
+    fh_pop_roots(t, 2);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
+static void test_stats_list_zygote(void **s) {
+  (void)s;
+  fh_heap *h = test_heap("collector=semispace,heap_max=32M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 1000);
+  assert_int_equal(fh_prefork(t), 0);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  int found = 0;
+  for (unsigned i = 0; i < st.nspaces; i++)
+    if (strcmp(st.spaces[i].name, "zygote space") == 0) {
+      found = 1;
+      /* 1000 nodes of 40 bytes and the 8 KiB array, at least */
+      assert_true(st.spaces[i].used >= 1000 * 40 + 8000);
+    }
+  assert_true(found);
+  assert_int_equal(fh_prefork(NULL), -1);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_prefork_semispace),
+      cmocka_unit_test(test_prefork_mark_compact),
+      cmocka_unit_test(test_prefork_concurrent),
+      cmocka_unit_test(test_prefork_mark_sweep),
+      cmocka_unit_test(test_collections_do_not_write_zygote),
+      cmocka_unit_test(test_refused_with_second_thread),
+      cmocka_unit_test(test_no_room_leaves_heap_unchanged),
+      cmocka_unit_test(test_second_generation_extends),
+      cmocka_unit_test(test_stats_list_zygote),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
