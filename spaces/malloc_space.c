@@ -61,16 +61,23 @@ void malloc_space_destroy(malloc_space *s) {
   bitmap_destroy(&s->mark_bits);
 }
 
-void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache) {
+/* Counted before allocating so racing threads cannot overshoot the limit. */
+static void *alloc_counted(malloc_space *s, size_t bytes, int tcache, int zero) {
   size_t old = atomic_fetch_add_explicit(&s->used, bytes, memory_order_relaxed);
-  void *mem = old + bytes > s->limit ? NULL : arena_alloc_cached(&s->arena, bytes, tcache);
+  void *mem = NULL;
+  if (old + bytes <= s->limit)
+    mem = mallocx(bytes, MALLOCX_ARENA(s->arena.index) | (zero ? MALLOCX_ZERO : 0) |
+                             (tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache)));
   if (!mem) atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
   return mem;
 }
 
+void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache) {
+  return alloc_counted(s, bytes, tcache, 0); /* the copy overwrites it all */
+}
+
 void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tcache) {
-  /* Counted before allocating so racing threads cannot overshoot the limit. */
-  void *mem = malloc_space_alloc_raw(s, malloc_object_bytes(payload), tcache);
+  void *mem = alloc_counted(s, malloc_object_bytes(payload), tcache, 1);
   if (!mem) return NULL;
   *(uint64_t *)mem = fh__make_header(type, payload);
   /* The bit is published after the header: a collector that sees the bit

@@ -52,7 +52,8 @@ static inline size_t malloc_object_bytes(size_t payload) {
  * tcache < 0: uncached. */
 void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tcache);
 /* Raw memory for a copy of an object (homogeneous compaction): counted in
- * `used`; the caller writes the object and sets its allocation bit. */
+ * `used`, not zeroed; the caller writes all `bytes` of the object and then
+ * publishes it (malloc_space_publish). */
 void *malloc_space_alloc_raw(malloc_space *s, size_t bytes, int tcache);
 /* The mutator's path: like malloc_space_alloc, but `used` was already
  * charged for it (the heap hands threads prepaid budgets, heap/malloc_heap.c,
