@@ -89,6 +89,7 @@ static int register_types(fh_heap *h, const image_parsed *p) {
                    p->types[id].t.name, got, (unsigned long long)id);
       return -1;
     }
+    h->types.info[got]->from_image = 1; /* for the message of a later mismatch */
   }
   return 0;
 }

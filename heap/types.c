@@ -126,7 +126,9 @@ uint32_t types_register(fh_type_registry *r, const fh_type *t) {
       id = old->id;
     else
       fh_error_set("fh_register_type(%s): a type of this name is already registered with "
-                   "another layout (id %u)", t->name, old->id);
+                   "another layout (id %u%s)", t->name, old->id,
+                   old->from_image ? ", defined by the heap image: the image was saved by a "
+                                     "program whose types differ" : "");
     goto out;
   }
   uint32_t next = atomic_load(&r->next_id);

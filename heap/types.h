@@ -22,6 +22,7 @@ typedef struct fh_type_info {
   uint32_t *ref_offsets;
   void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
   uint32_t flags;
+  int from_image;       /* registered from a heap image's type table */
   struct cds_lfht_node by_name;
   struct rcu_head rcu;
 } fh_type_info;

@@ -181,6 +181,7 @@ static void test_types_match_by_name_and_layout(void **st) {
   assert_int_equal(fh_register_type(h, &other), 0);
   assert_non_null(strstr(fh_last_error(), "pair"));
   assert_non_null(strstr(fh_last_error(), "another layout"));
+  assert_non_null(strstr(fh_last_error(), "defined by the heap image"));
   fh_type same = {.name = "pair", .size = sizeof(pair), .nrefs = 2, .ref_offsets = pair_offs};
   assert_int_equal(fh_register_type(h, &same), 1);
   fh_type fresh = {.name = "fresh", .size = 8};
