@@ -34,6 +34,16 @@ static size_t object_size(const void *o) { return fh_object_size(o); }
 
 static double ms_since(uint64_t t0) { return (double)(bench_now_ns() - t0) / 1e6; }
 
+/* Resident bytes of the heap's own spaces (fh_get_stats), without the
+ * process's other memory (jemalloc's radix tree, side bitmaps, libraries). */
+static size_t spaces_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}
+
 static int frag_child(void) {
   fh_options o;
   fh_options_init(&o);
@@ -84,7 +94,7 @@ static int frag_child(void) {
     return 1;
   }
   double gc_ms = ms_since(t0);
-  size_t after_gc = frag_rss() - base;
+  size_t after_gc = frag_rss() - base, heap_after_gc = spaces_resident(h);
   t0 = bench_now_ns();
   if (fh_collect(t, FH_COLLECT_HSPACE_COMPACT) != 0) {
     fprintf(stderr, "fragmentation: homogeneous compaction: %s\n", fh_last_error());
@@ -92,15 +102,13 @@ static int frag_child(void) {
   }
   double compact_ms = ms_since(t0);
   size_t after_compact = frag_rss() - base;
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t spaces_resident = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) spaces_resident += s.spaces[i].resident;
+  size_t heap_after_compact = spaces_resident(h);
   size_t bad = frag_check(&plan, object_size);
   printf("frag variant=faultheap live_bytes=%zu rss_full=%zu rss_after_gc=%zu "
-         "rss_after_compact=%zu spaces_resident=%zu gc_ms=%.1f compact_ms=%.1f failures=%zu\n",
-         plan.live_bytes, full, after_gc, after_compact, spaces_resident, gc_ms, compact_ms,
-         bad);
+         "rss_after_compact=%zu heap_after_gc=%zu heap_after_compact=%zu gc_ms=%.1f "
+         "compact_ms=%.1f failures=%zu\n",
+         plan.live_bytes, full, after_gc, after_compact, heap_after_gc, heap_after_compact,
+         gc_ms, compact_ms, bad);
   fh_thread_detach(t);
   fh_heap_destroy(h);
   return bad ? 1 : 0;
@@ -112,7 +120,7 @@ typedef struct frag_variant {
   int built, failed;
   char path[PATH_MAX];
   char *argv[4];
-  double *live, *full, *rss, *compact, *gc_ms, *compact_ms;
+  double *live, *full, *rss, *compact, *gc_ms, *compact_ms, *heap_gc, *heap_compact;
 } frag_variant;
 
 static double median_of(double *v, int n) { return bench_median(v, (size_t)n); }
@@ -145,9 +153,12 @@ static int write_json(const char *path, frag_variant *v, int runs) {
     double live = median_of(v[i].live, runs);
     if (i == F_FAULTHEAP)
       fprintf(f, "{\"live_bytes\": %.0f, \"rss_full_bytes\": %.0f, \"rss_after_gc_bytes\": %.0f, "
-                 "\"rss_after_compact_bytes\": %.0f, \"gc_ms\": %.1f, \"compact_ms\": %.1f}",
+                 "\"rss_after_compact_bytes\": %.0f, \"heap_resident_after_gc_bytes\": %.0f, "
+                 "\"heap_resident_after_compact_bytes\": %.0f, \"gc_ms\": %.1f, "
+                 "\"compact_ms\": %.1f}",
               live, median_of(v[i].full, runs), median_of(v[i].rss, runs),
-              median_of(v[i].compact, runs), median_of(v[i].gc_ms, runs),
+              median_of(v[i].compact, runs), median_of(v[i].heap_gc, runs),
+              median_of(v[i].heap_compact, runs), median_of(v[i].gc_ms, runs),
               median_of(v[i].compact_ms, runs));
     else
       fprintf(f, "{\"live_bytes\": %.0f, \"rss_full_bytes\": %.0f, \"rss_bytes\": %.0f, "
@@ -190,8 +201,8 @@ int wl_fragmentation(int argc, char **argv) {
       v[i].built = bench_program_path(prog, v[i].path, sizeof v[i].path);
     }
     v[i].argv[0] = v[i].path;
-    double **arrays[] = {&v[i].live, &v[i].full, &v[i].rss, &v[i].compact, &v[i].gc_ms,
-                         &v[i].compact_ms};
+    double **arrays[] = {&v[i].live,  &v[i].full,       &v[i].rss,     &v[i].compact,
+                         &v[i].gc_ms, &v[i].compact_ms, &v[i].heap_gc, &v[i].heap_compact};
     for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
       if (!(*arrays[k] = calloc((size_t)runs, sizeof(double)))) return 1;
   }
@@ -218,6 +229,8 @@ int wl_fragmentation(int argc, char **argv) {
         x->compact[r] = bench_kv(c.out, "rss_after_compact");
         x->gc_ms[r] = bench_kv(c.out, "gc_ms");
         x->compact_ms[r] = bench_kv(c.out, "compact_ms");
+        x->heap_gc[r] = bench_kv(c.out, "heap_after_gc");
+        x->heap_compact[r] = bench_kv(c.out, "heap_after_compact");
       } else {
         x->rss[r] = bench_kv(c.out, "rss_bytes");
         x->gc_ms[r] = bench_kv(c.out, "purge_ms");
@@ -251,6 +264,11 @@ int wl_fragmentation(int argc, char **argv) {
              live / MiB, full / MiB, rss / MiB, rss / live, median_of(x->gc_ms, runs));
       printf("%-30s %9.1f %10s %10.1f %8.2f %9.1f\n", "faultheap, after hspace compact",
              live / MiB, "", cmp / MiB, cmp / live, median_of(x->compact_ms, runs));
+      double hg = median_of(x->heap_gc, runs), hc = median_of(x->heap_compact, runs);
+      printf("%-30s %9s %10s %10.1f %8.2f\n", "  its spaces only, after GC", "", "", hg / MiB,
+             hg / live);
+      printf("%-30s %9s %10s %10.1f %8.2f\n", "  its spaces only, compacted", "", "", hc / MiB,
+             hc / live);
     } else {
       char label[64];
       snprintf(label, sizeof label, "%s, after free + purge", frag_names[i]);
@@ -258,12 +276,14 @@ int wl_fragmentation(int argc, char **argv) {
              rss / MiB, rss / live, median_of(x->gc_ms, runs));
     }
   }
-  printf("(RSS: the process's resident size minus its size before allocating; ms: the\n"
+  printf("(RSS: the process's resident size minus its size before allocating, so for\n"
+         " faultheap it includes jemalloc's radix tree and the side bitmaps; \"its spaces\n"
+         " only\": the resident pages of the heap's spaces, fh_get_stats; ms: the\n"
          " collection, compaction or purge call)\n");
   if (json && write_json(json, v, runs) != 0) status = status ? status : 1;
   for (int i = 0; i < NFRAG; i++) {
     free(v[i].live), free(v[i].full), free(v[i].rss), free(v[i].compact);
-    free(v[i].gc_ms), free(v[i].compact_ms);
+    free(v[i].gc_ms), free(v[i].compact_ms), free(v[i].heap_gc), free(v[i].heap_compact);
   }
   return status;
 }
