@@ -506,6 +506,65 @@ static void test_collections_leave_clean_image_pages_alone(void **st) {
   unlink(path);
 }
 
+
+/* fh_prefork with an image (relocated into a memfd): references from image
+ * objects to objects compacted into the zygote space follow them, and a
+ * forked child sees the image and those objects. */
+static void test_prefork_with_image(void **st) {
+  (void)st;
+  const char *path = img_path("prefork");
+  img_save_standard(path);
+  fh_heap *h1 = load(path, NULL);
+  static const char *const collectors[] = {"semispace", "mark_compact"};
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    char extra[128];
+    snprintf(extra, sizeof extra, "verify=1,image_share=memfd,collector=%s", collectors[c]);
+    char spec[512];
+    snprintf(spec, sizeof spec, "heap_max=16M,non_moving_max=8M,image_path=%s,%s", path, extra);
+    fh_options o;
+    fh_options_init(&o);
+    assert_int_equal(fh_options_parse(&o, spec), 0);
+    fh_heap *h = fh_heap_create(&o);
+    if (!h) continue;
+    assert_true(h->image.relocated && h->image.has_memfd);
+    img_types ty;
+    img_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    void **r;
+    assert_int_equal(fh_image_roots(h, &r), NROOTS);
+    assert_non_null(fh_alloc(t, ty.bytes, 1000)); /* garbage first */
+    blob *b = fh_alloc(t, ty.blob, sizeof(blob));
+    b->x = 31;
+    void *before = b;
+    fh_write_ref(t, r[2], &((void **)r[2])[3], b);
+    if (fh_prefork(t) < 0) fail_msg("fh_prefork: %s", fh_last_error());
+    void *after = ((void **)r[2])[3];
+    assert_int_equal(((blob *)after)->x, 31);
+    print_message("collector %s: fresh object %s by fh_prefork\n", collectors[c],
+                  after != before ? "moved" : "not moved");
+    pid_t pid = fork();
+    if (pid == 0) {
+      fh_postfork_child(h);
+      blob *cb = ((void **)r[2])[3];
+      pair *p = r[0];
+      _exit(cb->x == 31 && p->a->value == 1 && fh_collect(t, FH_COLLECT_DEFAULT) == 0 &&
+                    ((blob *)((void **)r[2])[3])->x == 31 ? 0 : 1);
+    }
+    fh_postfork_parent(h);
+    int stt;
+    assert_int_equal(waitpid(pid, &stt, 0), pid);
+    assert_true(WIFEXITED(stt) && WEXITSTATUS(stt) == 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    assert_int_equal(((blob *)((void **)r[2])[3])->x, 31);
+    ((void **)r[2])[3] = NULL;
+    img_check(&ty, r);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  fh_heap_destroy(h1);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
@@ -519,6 +578,7 @@ int main(void) {
       cmocka_unit_test(test_memfd_share_relocated),
       cmocka_unit_test(test_far_slot_of_large_image_object),
       cmocka_unit_test(test_collections_leave_clean_image_pages_alone),
+      cmocka_unit_test(test_prefork_with_image),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
