@@ -1,0 +1,312 @@
+/* Forking a heap, in-process: after fh_prefork and with a plain fork(),
+ * for every collector.  Each child checks the whole heap, allocates,
+ * collects with every kind its heap can run, writes zygote objects and
+ * keeps what they point to alive, checks again and exits 0; the parent
+ * checks the exit status and then its own heap.  A child that hangs (a
+ * deadlock on a heap thread that does not exist in it) is killed by
+ * alarm() and fails the test. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "collectors/mc.h"
+#include "heap/heap.h"
+#include "support_heap.h"
+
+/* In a child: no cmocka (its state belongs to the parent), just an exit
+ * status that names the line. */
+#define CHILD_CHECK(c)                                                                   \
+  do {                                                                                   \
+    if (!(c)) {                                                                          \
+      fprintf(stderr, "child %d: %s:%d: %s (%s)\n", (int)getpid(), __FILE__, __LINE__, #c, \
+              fh_last_error());                                                          \
+      _exit(1);                                                                          \
+    }                                                                                    \
+  } while (0)
+
+typedef struct graph {
+  void **arr;
+  size_t n;
+} graph;
+
+static void build(fh_thread *t, const test_types *ty, graph *g, size_t n) {
+  g->n = n;
+  g->arr = fh_alloc(t, ty->array, n * sizeof(void *));
+  assert_non_null(g->arr);
+  fh_push_root(t, (void **)&g->arr);
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = i % 4 == 0 ? fh_alloc_nonmoving(t, ty->node, sizeof(tnode)) : test_node(t, ty, i);
+    assert_non_null(x);
+    x->value = i;
+    x->check = test_check(i);
+    fh_write_ref(t, g->arr, &g->arr[i], x);
+    for (int k = 0; k < 2; k++) test_node(t, ty, 0); /* garbage: fragmentation */
+  }
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = g->arr[i];
+    fh_write_ref(t, x, (void **)&x->next, g->arr[(i + 1) % n]);
+  }
+}
+
+static int graph_ok(const graph *g, uint64_t other_base) {
+  for (size_t i = 0; i < g->n; i++) {
+    tnode *x = g->arr[i];
+    if (x->value != i || x->check != test_check(i) || x->next != g->arr[(i + 1) % g->n])
+      return 0;
+    if (other_base && i % 5 == 0 &&
+        (!x->other || x->other->value != other_base + i ||
+         x->other->check != test_check(other_base + i)))
+      return 0;
+  }
+  return 1;
+}
+
+static fh_collect_kind kind_for(const char *collector, int i) {
+  if (strcmp(collector, "mark_sweep") == 0)
+    return i % 2 ? FH_COLLECT_HSPACE_COMPACT : FH_COLLECT_MARK_SWEEP;
+  static const fh_collect_kind k[] = {FH_COLLECT_DEFAULT, FH_COLLECT_SEMISPACE,
+                                      FH_COLLECT_MARK_COMPACT, FH_COLLECT_CONCURRENT_COMPACT,
+                                      FH_COLLECT_MARK_SWEEP};
+  return k[i % 5];
+}
+
+/* Pages of [lo, hi) mapped only by this process (pagemap bit 56): after a
+ * fork, the pages this process has written since. */
+static size_t exclusive_pages(uintptr_t lo, uintptr_t hi) {
+  int fd = open("/proc/self/pagemap", O_RDONLY);
+  if (fd < 0) return (size_t)-1;
+  size_t n = 0;
+  for (uintptr_t p = lo & ~(uintptr_t)4095; p < hi; p += 4096) {
+    uint64_t e = 0;
+    if (pread(fd, &e, sizeof e, (off_t)(p / 4096 * 8)) != sizeof e) break;
+    if ((e >> 63) & 1 && (e >> 56) & 1) n++;
+  }
+  close(fd);
+  return n;
+}
+
+static int cmp_uintptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The child's work; returns only by _exit.  The zygote pages it may copy
+ * are those it writes, counted from right after the fork (jemalloc's own
+ * fork handler has written a few pages of the frozen arenas' metadata by
+ * then: its mutexes live there). */
+static void child_main(fh_heap *h, fh_thread *t, const test_types *ty, graph *g,
+                       const char *collector, int hooks) {
+  alarm(20);
+  if (hooks) fh_postfork_child(h);
+  CHILD_CHECK(h->nthreads == 1);
+  heap_verify(h, "in the child, after fork");
+  CHILD_CHECK(graph_ok(g, 0));
+  int zygote = zygote_space_present(&h->zygote);
+  size_t dirty_before = zygote ? exclusive_pages(h->zygote.space.begin, h->zygote.space.end) : 0;
+  /* Zygote (or old) objects point at objects made in the child. */
+  for (size_t i = 0; i < g->n; i += 5) {
+    tnode *x = g->arr[i];
+    tnode *fresh = fh_alloc(t, ty->node, sizeof(tnode));
+    CHILD_CHECK(fresh != NULL);
+    fresh->value = 7000000 + i;
+    fresh->check = test_check(7000000 + i);
+    fh_write_ref(t, x, (void **)&x->other, fresh);
+  }
+  for (int round = 0; round < 5; round++) {
+    for (int k = 0; k < 20000; k++) CHILD_CHECK(fh_alloc(t, ty->node, sizeof(tnode)) != NULL);
+    CHILD_CHECK(fh_collect(t, kind_for(collector, round)) == 0);
+    fh_gc_wait(h);
+    heap_verify(h, "in the child, after a collection");
+    CHILD_CHECK(graph_ok(g, 7000000));
+  }
+  if (zygote) {
+    /* The child wrote one slot in every fifth node: exactly the pages of
+     * those slots may have been copied, none that only collections touch. */
+    static uintptr_t pages[4096];
+    size_t np = 0, written = 0;
+    for (size_t i = 0; i < g->n && np < 4096; i += 5)
+      pages[np++] = (uintptr_t)&((tnode *)g->arr[i])->other & ~(uintptr_t)4095;
+    qsort(pages, np, sizeof pages[0], cmp_uintptr);
+    for (size_t i = 0; i < np; i++) written += i == 0 || pages[i] != pages[i - 1];
+    size_t dirty = exclusive_pages(h->zygote.space.begin, h->zygote.space.end);
+    if (dirty - dirty_before > written) {
+      fprintf(stderr, "child: %zu zygote pages copied, the program wrote %zu\n",
+              dirty - dirty_before, written);
+      _exit(2);
+    }
+  }
+  _exit(0);
+}
+
+static void wait_child(pid_t pid) {
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) fail_msg("child killed by signal %d", WTERMSIG(status));
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void parent_after(fh_heap *h, fh_thread *t, const test_types *ty, graph *g,
+                         const char *collector) {
+  heap_verify(h, "in the parent, after the child");
+  assert_true(graph_ok(g, 0));
+  for (int round = 0; round < 3; round++) {
+    for (int k = 0; k < 20000; k++) test_node(t, ty, 0);
+    assert_int_equal(fh_collect(t, kind_for(collector, round)), 0);
+    fh_gc_wait(h);
+    assert_true(graph_ok(g, 0));
+  }
+}
+
+static fh_heap *make_heap(const char *collector, test_types *ty) {
+  char spec[160];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M", collector);
+  fh_heap *h = test_heap(spec);
+  test_register(h, ty);
+  return h;
+}
+
+static void prefork_fork(const char *collector) {
+  test_types ty;
+  fh_heap *h = make_heap(collector, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 4000);
+  assert_int_equal(fh_prefork(t), 0);
+  pid_t pids[2];
+  for (int c = 0; c < 2; c++) { /* two children at once share the zygote */
+    pids[c] = fork();
+    assert_true(pids[c] >= 0);
+    if (pids[c] == 0) child_main(h, t, &ty, &g, collector, 1);
+  }
+  fh_postfork_parent(h);
+  for (int c = 0; c < 2; c++) wait_child(pids[c]);
+  parent_after(h, t, &ty, &g, collector);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_prefork_semispace(void **s) { (void)s; prefork_fork("semispace"); }
+static void test_prefork_mark_compact(void **s) { (void)s; prefork_fork("mark_compact"); }
+static void test_prefork_concurrent(void **s) { (void)s; prefork_fork("concurrent_compact"); }
+static void test_prefork_mark_sweep(void **s) { (void)s; prefork_fork("mark_sweep"); }
+
+/* A mutator thread that keeps the parent busy while it forks: allocating,
+ * polling safepoints, never calling the fork hooks. */
+typedef struct busy {
+  fh_heap *h;
+  const test_types *ty;
+  _Atomic int stop, started;
+} busy;
+
+static void *busy_main(void *arg) {
+  busy *b = arg;
+  fh_thread *t = fh_thread_attach(b->h);
+  atomic_store(&b->started, 1);
+  while (!atomic_load(&b->stop)) {
+    for (int k = 0; k < 1000; k++) (void)fh_alloc(t, b->ty->node, sizeof(tnode));
+    fh_safepoint(t);
+  }
+  fh_thread_detach(t);
+  return NULL;
+}
+
+/* A plain fork() (no hooks) from a process with a second attached thread
+ * and, for the concurrent collector, a compaction phase still running: the
+ * atfork handlers let the phase end and close the userfaultfd; the child
+ * detaches the thread it does not have and collects without waiting for it. */
+static void plain_fork(const char *collector) {
+  test_types ty;
+  fh_heap *h = make_heap(collector, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 4000);
+  busy b = {.h = h, .ty = &ty};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, busy_main, &b), 0);
+  while (!atomic_load(&b.started)) fh_safepoint(t);
+  for (int round = 0; round < 3; round++) {
+    /* returns after the pause: the concurrent phase may still run */
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      if (h->mc) CHILD_CHECK(h->mc->uffd == NULL); /* no fd crossed the fork */
+      child_main(h, t, &ty, &g, collector, 0);
+    }
+    fh_enter_blocking(t); /* the busy thread may collect while we wait */
+    int status = 0;
+    pid_t w = waitpid(pid, &status, 0);
+    fh_leave_blocking(t);
+    assert_int_equal(w, pid);
+    if (WIFSIGNALED(status)) fail_msg("child killed by signal %d", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+  }
+  atomic_store(&b.stop, 1);
+  fh_enter_blocking(t);
+  pthread_join(th, NULL);
+  fh_leave_blocking(t);
+  parent_after(h, t, &ty, &g, collector);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_plain_fork_semispace(void **s) { (void)s; plain_fork("semispace"); }
+static void test_plain_fork_mark_compact(void **s) { (void)s; plain_fork("mark_compact"); }
+static void test_plain_fork_concurrent(void **s) { (void)s; plain_fork("concurrent_compact"); }
+static void test_plain_fork_mark_sweep(void **s) { (void)s; plain_fork("mark_sweep"); }
+
+/* fh_postfork_child starts the child's statistics afresh; the parent's
+ * are kept. */
+static void test_postfork_child_resets_counters(void **s) {
+  (void)s;
+  test_types ty;
+  fh_heap *h = make_heap("semispace", &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 500);
+  assert_int_equal(fh_prefork(t), 0);
+  fh_stats before;
+  fh_get_stats(h, &before);
+  assert_true(before.collections >= 2);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    fh_postfork_child(h);
+    fh_stats st;
+    fh_get_stats(h, &st);
+    CHILD_CHECK(st.collections == 0 && st.bytes_allocated == 0 && st.pause_ns_total == 0);
+    _exit(0);
+  }
+  fh_postfork_parent(h);
+  wait_child(pid);
+  fh_stats after;
+  fh_get_stats(h, &after);
+  assert_int_equal(after.collections, before.collections);
+  fh_postfork_child(NULL);
+  fh_postfork_parent(NULL);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_prefork_semispace),
+      cmocka_unit_test(test_prefork_mark_compact),
+      cmocka_unit_test(test_prefork_concurrent),
+      cmocka_unit_test(test_prefork_mark_sweep),
+      cmocka_unit_test(test_plain_fork_semispace),
+      cmocka_unit_test(test_plain_fork_mark_compact),
+      cmocka_unit_test(test_plain_fork_concurrent),
+      cmocka_unit_test(test_plain_fork_mark_sweep),
+      cmocka_unit_test(test_postfork_child_resets_counters),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
