@@ -28,18 +28,16 @@ int image_load_open(image_load *ld, const char *path) {
     goto fail;
   }
   ld->bytes = (size_t)st.st_size;
-  if (ld->bytes < IMAGE_HEADER_BYTES) {
-    /* Too short to map usefully: validate a copy, for the precise message. */
-    uint8_t small[IMAGE_HEADER_BYTES];
-    ssize_t n = pread(ld->fd, small, ld->bytes, 0);
-    image_parsed p;
-    if (n < 0 || image_validate(small, (size_t)n, &p) < 0) {
-      if (n < 0) fh_error_set("image: cannot read: %s", strerror(errno));
-      fh_error_prefix(path);
-      goto fail;
-    }
-    image_parsed_free(&p); /* unreachable: nothing this short is valid */
-    fh_error_set("%s: image: truncated", path);
+  /* The header first: a foreign, truncated or damaged file is refused
+   * before the rest of it is read. */
+  uint8_t head[IMAGE_HEADER_BYTES];
+  ssize_t n = pread(ld->fd, head, sizeof head, 0);
+  if (n < 0) {
+    fh_error_set("image %s: cannot read: %s", path, strerror(errno));
+    goto fail;
+  }
+  if (image_check_header(head, (size_t)n, ld->bytes) < 0) {
+    fh_error_prefix(path);
     goto fail;
   }
   /* Populated read-only: validation reads every page anyway, and doing it

@@ -15,7 +15,9 @@
 static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
-static int check_identity(const uint8_t *file, size_t bytes, image_header *h) {
+/* Everything about the header that needs no other byte of the file.
+ * `bytes` is the file's length; only the header's bytes are read. */
+static int check_fields(const uint8_t *file, size_t bytes, image_header *h) {
   if (bytes < 8) BAD("truncated: %zu bytes, too short for a faultheap image", bytes);
   if (memcmp(file, IMAGE_MAGIC, 8) != 0) BAD("bad magic: not a faultheap image file");
   if (bytes < sizeof *h) BAD("truncated: %zu bytes, shorter than the image header", bytes);
@@ -35,6 +37,17 @@ static int check_identity(const uint8_t *file, size_t bytes, image_header *h) {
   if (h->file_bytes < bytes)
     BAD("trailing data: the file has %zu bytes, its header says %llu", bytes,
         (unsigned long long)h->file_bytes);
+  return 0;
+}
+
+int image_check_header(const uint8_t *file, size_t avail, size_t file_bytes) {
+  image_header h;
+  if (avail < sizeof h && avail < file_bytes) return check_fields(file, avail, &h);
+  return check_fields(file, file_bytes, &h);
+}
+
+static int check_identity(const uint8_t *file, size_t bytes, image_header *h) {
+  if (check_fields(file, bytes, h) < 0) return -1;
   uint32_t crc = image_file_crc(file, bytes);
   if (crc != h->crc32c)
     BAD("checksum mismatch (CRC-32C %08x, header says %08x): the file is corrupt", crc,

@@ -25,6 +25,10 @@ typedef struct image_parsed {
   size_t nrefs;       /* non-null references (== relocations) */
 } image_parsed;
 
+/* The header alone (magic, version, byte order, sizes against the file's
+ * length file_bytes), from its first `avail` bytes: lets the loader refuse
+ * a foreign or damaged file before reading all of it. */
+int image_check_header(const uint8_t *file, size_t avail, size_t file_bytes);
 /* Check everything; on success fill *out (free with image_parsed_free). */
 int image_validate(const uint8_t *file, size_t bytes, image_parsed *out);
 void image_parsed_free(image_parsed *p);

@@ -203,6 +203,33 @@ static void test_unreadable_files(void **st) {
   assert_non_null(strstr(fh_last_error(), "image_share"));
 }
 
+/* A large file that is not an image is refused from its header, without
+ * reading (or mapping into the page cache) the rest of it. */
+static void test_large_foreign_file_refused_from_header(void **st) {
+  (void)st;
+  const char *path = img_path("sparse");
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fputs("this is not an image", f);
+  fclose(f);
+  assert_int_equal(truncate(path, (off_t)8 << 30), 0); /* 8 GiB, sparse */
+  fh_options o;
+  fh_options_init(&o);
+  o.image_path = path;
+  o.heap_max = 8 << 20;
+  assert_null(fh_heap_create(&o));
+  assert_non_null(strstr(fh_last_error(), "bad magic"));
+  /* a real header claiming another length: refused as well */
+  uint8_t *b = malloc(good_n);
+  memcpy(b, good, good_n);
+  img_write(path, b, good_n);
+  assert_int_equal(truncate(path, (off_t)8 << 30), 0);
+  assert_null(fh_heap_create(&o));
+  assert_non_null(strstr(fh_last_error(), "trailing data"));
+  free(b);
+  unlink(path);
+}
+
 /* After all the refusals the preferred base is free again: nothing leaked. */
 static void test_failures_leave_no_trace(void **st) {
   (void)st;
@@ -266,6 +293,7 @@ int main(void) {
       cmocka_unit_test(test_structure_failures),
       cmocka_unit_test(test_object_failures),
       cmocka_unit_test(test_unreadable_files),
+      cmocka_unit_test(test_large_foreign_file_refused_from_header),
       cmocka_unit_test(test_failures_leave_no_trace),
       cmocka_unit_test(test_random_damage_never_crashes),
   };
