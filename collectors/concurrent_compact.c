@@ -263,6 +263,14 @@ int mc_concurrent_flip(mc_state *m) {
   uintptr_t touch = align_up(reg_end, FH_PMD);
   if (touch >= end) touch = reg_end;
   if (touch < end) *(volatile char *)touch = 0;
+  /* Someone (the embedder, a test harness, a sanitizer) may have replaced
+   * our SIGBUS handler since the uffd was made: a missing-page fault would
+   * then kill the process.  Re-install it, chaining to theirs (one
+   * sigaction when nothing changed). */
+  if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS && fh_uffd_sigbus_install() != 0) {
+    m->mode_note = "stop-the-world fallback (cannot install the SIGBUS handler)";
+    return -1;
+  }
   fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
   uint64_t t0 = now_ns();
   m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,

@@ -110,7 +110,7 @@ void fwd_compute(fwd_tables *t) {
   size_t acc = 0, page = 0;
   for (size_t c = 0; c < nchunks; c++) {
     t->chunk_dest[c] = (uint32_t)acc;
-    size_t live = FWD_WORD * (size_t)__builtin_popcountll(live_word(t, c));
+    size_t live = FWD_WORD * (size_t)fwd_popcount(live_word(t, c));
     /* Every page boundary that falls in [acc, acc + live). */
     for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
       uintptr_t w = nth_live_word(t, c, (unsigned)((off - acc) / FWD_WORD));

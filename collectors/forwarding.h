@@ -59,12 +59,26 @@ void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
  * runs before the space's pages move. */
 void fwd_compute(fwd_tables *t);
 
+/* Without -mpopcnt, __builtin_popcountll is a libgcc call (it showed up
+ * at 2% of a compaction profile); the inline bit-twiddling is a dozen
+ * instructions and needs no CPU check. */
+static inline unsigned fwd_popcount(uint64_t x) {
+#ifdef __POPCNT__
+  return (unsigned)__builtin_popcountll(x);
+#else
+  x = x - ((x >> 1) & 0x5555555555555555ull);
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+  return (unsigned)((x * 0x0101010101010101ull) >> 56);
+#endif
+}
+
 /* New address of the live object starting at old address `start`. */
 static inline uintptr_t fwd_start(const fwd_tables *t, uintptr_t start) {
   size_t w = (start - t->begin) >> 3;
   uint64_t bits = atomic_load_explicit(&t->live.words[w >> 6], memory_order_relaxed);
   bits &= ((uint64_t)1 << (w & 63)) - 1;
-  return t->begin + t->chunk_dest[w >> 6] + FWD_WORD * (size_t)__builtin_popcountll(bits);
+  return t->begin + t->chunk_dest[w >> 6] + FWD_WORD * (size_t)fwd_popcount(bits);
 }
 
 /* A reference value after compaction: payload pointers into the old moving
