@@ -34,6 +34,7 @@ int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
 int wl_pause(int argc, char **argv); /* bench/wl_pause.c */
 int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
 int wl_image_load(int argc, char **argv); /* bench/wl_image_load.c */
+int wl_fork_share(int argc, char **argv); /* bench/wl_fork_share.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */

@@ -21,6 +21,8 @@ static const workload workloads[] = {
     {"fragmentation", wl_fragmentation,
      "RSS vs live bytes after 90% of 1 GiB dies: mark-sweep, hspace compaction, mallocs"},
     {"image-load", wl_image_load, "1M-object graph: build vs load an image at its base / relocated"},
+    {"fork-share", wl_fork_share,
+     "forked children's private memory after reading/allocating/collecting: prefork vs not"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
