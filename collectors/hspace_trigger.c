@@ -67,11 +67,17 @@ void hspace_background_join(fh_heap *h) {
   if (h->hspace_bg_started) {
     /* With no mutator attached the job cannot wait for anyone: join.  With
      * mutators attached (a misuse fh_heap_destroy refuses) it may be waiting
-     * for them to park, and so would we: give up.  nthreads is read without
-     * gc_lock, so a mutator that is just detaching may still be counted;
-     * re-reading for a while settles that. */
+     * for them to park, and so would we: give up.  nthreads changes under
+     * gc_lock, which the job itself may hold for its whole collection, so
+     * it is read only when the lock is free; a mutator that is just
+     * detaching may still be counted, and re-reading for a while settles
+     * that. */
     for (int tries = 0; tries < 1000; tries++) {
-      int others = (int)h->nthreads - atomic_load(&h->hspace_bg_attached);
+      int others = 1;
+      if (pthread_mutex_trylock(&h->gc_lock) == 0) {
+        others = (int)h->nthreads - atomic_load(&h->hspace_bg_attached);
+        pthread_mutex_unlock(&h->gc_lock);
+      }
       if (atomic_load(&h->hspace_bg_done) || others <= 0) {
         pthread_join(h->hspace_bg_thread, NULL);
         h->hspace_bg_started = 0;

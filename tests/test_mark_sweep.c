@@ -198,10 +198,12 @@ static void *stress_thread(void *p) {
     for (uint64_t i = 0; i < 2000; i++) {
       tnode *n = test_node(t, a->ty, (uint64_t)a->id << 32 | i);
       fh_write_ref(t, n, (void **)&n->next, mine);
-      fh_write_ref(t, n, (void **)&n->other, *a->shared);
+      /* a global root shared by the threads: atomic accesses (the collector
+       * reads it with the world stopped, ordered by the handshake) */
+      fh_write_ref(t, n, (void **)&n->other, __atomic_load_n(a->shared, __ATOMIC_RELAXED));
       mine = n;
       if (i % 97 == 0) fh_alloc(t, a->ty->bytes, 5000); /* garbage */
-      if (i % 500 == 0) *a->shared = n;                  /* global root, racy but atomic-width */
+      if (i % 500 == 0) __atomic_store_n(a->shared, (void *)n, __ATOMIC_RELAXED);
     }
     uint64_t expect = 1999;
     for (tnode *n = mine; n; n = n->next, expect--) {
