@@ -141,10 +141,11 @@ void immune_visit_dirty_objects(fh_heap *h, fh_object_fn fn, void *ctx) {
   unsigned n = heap_spaces(h, spaces);
   immune_walk w = {h, fn, ctx};
   for (unsigned i = 0; i < n; i++)
-    /* Not the image space: every caller has run roots_visit, which visits
-     * the objects on its dirty cards through the image's starts bitmap,
-     * without this walk over every image header. */
-    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space)
+    /* Not the image or zygote space: every caller has run roots_visit,
+     * which visits the objects on their dirty cards through their starts
+     * bitmaps, without this walk over every header. */
+    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space &&
+        spaces[i] != &h->zygote.space)
       spaces[i]->ops->walk(spaces[i], visit_if_dirty, &w);
 }
 

@@ -152,10 +152,12 @@ int mc_prepare(mc_state *m) {
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned n = heap_spaces(h, spaces);
   for (unsigned i = 0; i < n; i++)
-    /* Not the image space: roots_visit already updated its references out
-     * (the slots of its dirty cards), and forwarding a slot twice would
-     * send it elsewhere; its other slots point into the image. */
-    if (spaces[i]->kind != SPACE_BUMP && spaces[i] != &h->image.space)
+    /* Not the image or zygote space: roots_visit already updated their
+     * references out (the slots of their dirty cards), and forwarding a
+     * slot twice would send it elsewhere; their other slots point into
+     * immune spaces. */
+    if (spaces[i]->kind != SPACE_BUMP && spaces[i] != &h->image.space &&
+        spaces[i] != &h->zygote.space)
       spaces[i]->ops->walk(spaces[i], update_object, m);
   /* Cards of the moving space describe old addresses: forget them. */
   if (t->old_top > t->begin) cards_clear_range(h, t->begin, t->old_top);

@@ -86,10 +86,11 @@ int mc_mark(fh_heap *h, fwd_tables *t, size_t *marked_objects) {
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned n = heap_spaces(h, spaces);
   for (unsigned i = 0; i < n; i++)
-    /* Not the image space: roots_visit visited the slots of its dirty
-     * cards, the only ones that can point out of it, and a full scan of a
-     * large image costs tens of ms per pause. */
-    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space)
+    /* Not the image or zygote space: roots_visit visited the slots of
+     * their dirty cards, the only ones that can point out of them, and a
+     * full scan of a large image costs tens of ms per pause. */
+    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space &&
+        spaces[i] != &h->zygote.space)
       spaces[i]->ops->walk(spaces[i], scan_object_cb, &m);
   drain(&m);
   recover(&m);

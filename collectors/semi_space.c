@@ -14,7 +14,6 @@
 #include "collectors/mark_stack.h"
 #include "heap/error.h"
 #include "heap/object.h"
-#include "heap/zygote.h"
 
 typedef struct semi_ctx {
   fh_heap *h;
@@ -95,7 +94,6 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   c.from_lo = c.from->space.begin;
   c.from_hi = atomic_load(&c.from->top);
   roots_visit(h, evacuate_slot, &c);
-  zygote_visit_dirty_refs(h, evacuate_slot, &c); /* zygote objects are not traced */
   trace(&c);
   mark_stack_destroy(&c.stack);
 

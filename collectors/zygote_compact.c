@@ -20,8 +20,8 @@
  * stack that cannot grow is not a failure: a linear rescan of the region
  * finds the objects whose slots were not visited (visiting is idempotent).
  *
- * Which references are rewritten: roots (including dirty image cards),
- * dirty zygote cards of an earlier generation, every object of the
+ * Which references are rewritten: roots (including the slots on dirty
+ * image cards and, in a later generation, zygote cards), every object of the
  * non-moving space being frozen (all of them become zygote objects, so all
  * their referents must survive), and the copies themselves.  After this no
  * live object is outside the immune spaces, so the zygote's cards start
@@ -106,9 +106,7 @@ static void rescan_region(zc_ctx *c) {
 static void copy_everything(zc_ctx *c) {
   fh_heap *h = c->h;
   c->pushing = 1;
-  roots_visit(h, visit_slot, c);
-  drain(c);
-  zygote_visit_dirty_refs(h, visit_slot, c);
+  roots_visit(h, visit_slot, c); /* with dirty image and zygote cards */
   drain(c);
   non_moving_space *nm = &h->non_moving;
   nm->space.ops->walk(&nm->space, scan_object, c);

@@ -5,6 +5,7 @@
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/image_load.h"
+#include "heap/zygote.h"
 
 void fh_root_add(fh_heap *h, void **slot) {
   if (!h || !slot) {
@@ -61,6 +62,8 @@ void roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx) {
   cds_list_for_each_entry(t, &h->threads, link)
     for (void ***s = t->fast.roots_base; s < t->fast.roots_top; s++) visit(*s, ctx);
   if (scan) scan(visit, ctx, user);
-  /* References out of the image space: slots in its dirty cards. */
+  /* References out of the image and zygote spaces: slots in their dirty
+   * cards. */
   image_visit_dirty_refs(h, visit, ctx);
+  zygote_visit_dirty_refs(h, visit, ctx);
 }

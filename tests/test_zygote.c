@@ -151,6 +151,42 @@ static void test_collections_do_not_write_zygote(void **s) {
   }
 }
 
+/* The barrier dirties the card of the holder's payload pointer, not the
+ * slot's: a slot far into a large zygote array is found through the
+ * array's first card. */
+static void test_far_slots_of_large_zygote_array(void **s) {
+  (void)s;
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    char spec[128];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1",
+             collectors[c]);
+    fh_heap *h = test_heap(spec);
+    test_types ty;
+    test_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    enum { N = 20000 }; /* 160 KiB: over 300 cards */
+    void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
+    fh_push_root(t, (void **)&arr);
+    assert_int_equal(fh_prefork(t), 0);
+    assert_true(in_zygote(h, arr));
+    for (int i = N - 10; i < N; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+    for (int round = 0; round < 4; round++) {
+      for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
+      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      fh_gc_wait(h);
+      for (int i = N - 10; i < N; i++) {
+        tnode *x = arr[i];
+        assert_false(in_zygote(h, x));
+        assert_int_equal(x->value, (uint64_t)i);
+        assert_int_equal(x->check, test_check((uint64_t)i));
+      }
+    }
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
 static void test_refused_with_second_thread(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=semispace,heap_max=32M");
@@ -276,6 +312,7 @@ int main(void) {
       cmocka_unit_test(test_prefork_concurrent),
       cmocka_unit_test(test_prefork_mark_sweep),
       cmocka_unit_test(test_collections_do_not_write_zygote),
+      cmocka_unit_test(test_far_slots_of_large_zygote_array),
       cmocka_unit_test(test_refused_with_second_thread),
       cmocka_unit_test(test_no_room_leaves_heap_unchanged),
       cmocka_unit_test(test_second_generation_extends),
