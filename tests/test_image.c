@@ -565,6 +565,35 @@ static void test_prefork_with_image(void **st) {
   unlink(path);
 }
 
+
+/* Images without objects: no roots, or only NULL roots. */
+static void test_empty_images(void **st) {
+  (void)st;
+  const char *path = img_path("empty");
+  for (size_t nroots = 0; nroots < 3; nroots += 2) {
+    fh_heap *h = img_heap("heap_max=8M");
+    img_types ty;
+    img_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    void *roots[2] = {NULL, NULL};
+    assert_int_equal(fh_image_save(t, path, roots, nroots), 0);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+    fh_heap *h2 = load(path, "verify=1");
+    void **r;
+    assert_int_equal(fh_image_roots(h2, &r), nroots);
+    for (size_t k = 0; k < nroots; k++) assert_null(r[k]);
+    img_register(h2, &ty); /* the types came through all the same */
+    assert_int_equal(ty.pair, 1);
+    fh_thread *t2 = fh_thread_attach(h2);
+    assert_non_null(fh_alloc(t2, ty.pair, sizeof(pair)));
+    assert_int_equal(fh_collect(t2, FH_COLLECT_DEFAULT), 0);
+    fh_thread_detach(t2);
+    fh_heap_destroy(h2);
+  }
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_every_kind),
@@ -579,6 +608,7 @@ int main(void) {
       cmocka_unit_test(test_far_slot_of_large_image_object),
       cmocka_unit_test(test_collections_leave_clean_image_pages_alone),
       cmocka_unit_test(test_prefork_with_image),
+      cmocka_unit_test(test_empty_images),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
