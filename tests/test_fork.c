@@ -162,12 +162,16 @@ static void parent_after(fh_heap *h, fh_thread *t, const test_types *ty, graph *
   }
 }
 
-static fh_heap *make_heap(const char *collector, test_types *ty) {
-  char spec[160];
-  snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M", collector);
+static fh_heap *make_heap_with(const char *collector, const char *extra, test_types *ty) {
+  char spec[200];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M%s", collector, extra);
   fh_heap *h = test_heap(spec);
   test_register(h, ty);
   return h;
+}
+
+static fh_heap *make_heap(const char *collector, test_types *ty) {
+  return make_heap_with(collector, "", ty);
 }
 
 static void prefork_fork(const char *collector) {
@@ -220,9 +224,9 @@ static void *busy_main(void *arg) {
  * and, for the concurrent collector, a compaction phase still running: the
  * atfork handlers let the phase end and close the userfaultfd; the child
  * detaches the thread it does not have and collects without waiting for it. */
-static void plain_fork(const char *collector) {
+static void plain_fork_with(const char *collector, const char *extra) {
   test_types ty;
-  fh_heap *h = make_heap(collector, &ty);
+  fh_heap *h = make_heap_with(collector, extra, &ty);
   fh_thread *t = fh_thread_attach(h);
   graph g;
   build(t, &ty, &g, 4000);
@@ -257,10 +261,58 @@ static void plain_fork(const char *collector) {
   fh_heap_destroy(h);
 }
 
+static void plain_fork(const char *collector) { plain_fork_with(collector, ""); }
+
 static void test_plain_fork_semispace(void **s) { (void)s; plain_fork("semispace"); }
 static void test_plain_fork_mark_compact(void **s) { (void)s; plain_fork("mark_compact"); }
 static void test_plain_fork_concurrent(void **s) { (void)s; plain_fork("concurrent_compact"); }
 static void test_plain_fork_mark_sweep(void **s) { (void)s; plain_fork("mark_sweep"); }
+/* Faults served by a handler thread: the thread is joined before the fork. */
+static void test_plain_fork_concurrent_thread_mode(void **s) {
+  (void)s;
+  plain_fork_with("concurrent_compact", ",uffd_sigbus=0");
+}
+
+/* A plain fork() while the background homogeneous compaction thread runs:
+ * the prepare handler waits for it; the child neither has it nor waits. */
+static void test_fork_during_background_compaction(void **s) {
+  (void)s;
+  test_types ty;
+  fh_heap *h = make_heap_with("mark_sweep", ",hspace_fragmentation_pct=0,hspace_min_interval_ms=0",
+                              &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 4000);
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  for (int round = 0; round < 3; round++) {
+    fh_set_background(h, 1); /* starts the compaction on a heap thread */
+    fh_set_background(h, 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      alarm(20);
+      CHILD_CHECK(h->nthreads == 1);
+      CHILD_CHECK(graph_ok(&g, 0));
+      CHILD_CHECK(fh_collect(t, FH_COLLECT_HSPACE_COMPACT) == 0);
+      CHILD_CHECK(fh_collect(t, FH_COLLECT_MARK_SWEEP) == 0);
+      heap_verify(h, "in the child");
+      CHILD_CHECK(graph_ok(&g, 0));
+      _exit(0);
+    }
+    fh_enter_blocking(t); /* the background compaction may want us parked */
+    int status = 0;
+    pid_t w = waitpid(pid, &status, 0);
+    fh_leave_blocking(t);
+    assert_int_equal(w, pid);
+    if (WIFSIGNALED(status)) fail_msg("child killed by signal %d", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(graph_ok(&g, 0));
+  }
+  parent_after(h, t, &ty, &g, "mark_sweep");
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
 
 /* fh_postfork_child starts the child's statistics afresh; the parent's
  * are kept. */
@@ -306,6 +358,8 @@ int main(void) {
       cmocka_unit_test(test_plain_fork_mark_compact),
       cmocka_unit_test(test_plain_fork_concurrent),
       cmocka_unit_test(test_plain_fork_mark_sweep),
+      cmocka_unit_test(test_plain_fork_concurrent_thread_mode),
+      cmocka_unit_test(test_fork_during_background_compaction),
       cmocka_unit_test(test_postfork_child_resets_counters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
