@@ -90,7 +90,12 @@ static void prefork_then_collect(const char *collector) {
   void *zarr = g.arr;
   for (size_t i = 0; i < g.n; i += 7) {
     tnode *z = g.arr[i];
-    tnode *fresh = test_node(t, &ty, 1000000 + i);
+    tnode *fresh = i % 2 ? test_node(t, &ty, 1000000 + i)
+                         : fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+    assert_non_null(fresh);
+    fresh->value = 1000000 + i;
+    fresh->check = test_check(1000000 + i);
+    fh_write_ref(t, fresh, (void **)&fresh->next, z); /* a reference into the zygote */
     fh_write_ref(t, z, (void **)&z->other, fresh);
   }
   for (int round = 0; round < 8; round++) {
@@ -107,6 +112,7 @@ static void prefork_then_collect(const char *collector) {
         assert_false(in_zygote(h, x->other));
         assert_int_equal(x->other->value, 1000000 + i);
         assert_int_equal(x->other->check, test_check(1000000 + i));
+        assert_ptr_equal(x->other->next, x); /* left alone, not copied */
       }
     }
   }
