@@ -51,7 +51,8 @@ void fwd_destroy(fwd_tables *t);
  * handing whole pages back to the system. */
 void fwd_reset(fwd_tables *t);
 
-/* Record a live object [start, start + bytes) (marking).  Single writer. */
+/* Record a live object [start, start + bytes) (marking).  Single writer:
+ * the bitmaps are updated without atomic read-modify-writes. */
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
 
 /* Prefix sums and per-page first objects, for objects marked below

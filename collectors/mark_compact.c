@@ -2,6 +2,7 @@
  * schedule (every destination page built inside the pause, by gc_threads
  * threads in parallel).  See mc.h for the overall shape. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -174,7 +175,11 @@ int mc_prepare(mc_state *m) {
 
 void mc_publish_top(mc_state *m) {
   bump_space *b = &m->h->bump[m->h->active];
-  atomic_store(&b->top, align_up(m->t.new_top, FWD_PAGE));
+  uintptr_t top = align_up(m->t.new_top, FWD_PAGE);
+  atomic_store(&b->top, top);
+  /* Everything above the new top reads as zero: the old pages went to
+   * from-space.  Claims there need no memset (bump_space.h). */
+  b->dirty_end = top;
 }
 
 void mc_release_from_space(mc_state *m, size_t upto) {
@@ -230,13 +235,28 @@ void mc_build_all(mc_state *m, unsigned threads) {
   m->build_threads = nh + 1;
 }
 
+void mc_trace(mc_state *m, const char *what) {
+  static int trace = -1;
+  if (trace < 0) trace = getenv("FH_MC_TRACE") != NULL;
+  if (!trace) return;
+  fprintf(stderr,
+          "faultheap mc %s: used %zu KiB live %zu KiB; mark %.2f forward %.2f mremap %.3f "
+          "update %.2f build %.2f ms\n",
+          what, m->old_used >> 10, m->t.live_bytes >> 10, m->mark_ns / 1e6, m->forward_ns / 1e6,
+          m->mremap_ns / 1e6, m->update_ns / 1e6, m->build_ns / 1e6);
+}
+
 static int stw_compact(fh_heap *h, const char *note) {
   mc_state *m = mc_get(h);
   if (!m) return -1;
   if (mc_prepare(m) < 0) return -1;
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
+  mc_trace(m, "stw");
+  uint64_t t0 = heap_now_ns();
   mc_end_cycle(m);
+  if (getenv("FH_MC_TRACE"))
+    fprintf(stderr, "faultheap mc: end of cycle %.2f ms\n", (heap_now_ns() - t0) / 1e6);
   if (note) m->mode_note = note;
   return 0;
 }

@@ -102,6 +102,8 @@ void mc_release_from_space(mc_state *m, size_t upto_offset);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 
+/* FH_MC_TRACE: one line per cycle on stderr with the pause's parts. */
+void mc_trace(mc_state *m, const char *what);
 /* The whole collection inside the pause; `note` (static text) is what
  * fh_dump reports about how the cycle ran. */
 int mc_collect_stw(fh_heap *h, const char *note);
