@@ -18,9 +18,18 @@
  *      dirty cards;
  *   5. reset the old main arena (its pages go back to the system) and swap.
  *
+ * Releasing the old space's pages is most of the pause when it was large
+ * (the kernel frees every resident page: ~200 ms for 650 MB), and that space
+ * is idle until the next compaction, so a triggered compaction releases it
+ * on a helper thread after the pause, inside the heap's concurrent phase
+ * (the next collection, fh_gc_wait and fh_heap_destroy wait for it).  An
+ * explicit fh_collect, or verify=1, releases inside the pause: when it
+ * returns, the memory is back with the system.
+ *
  * Policy: triggered compactions (background, allocation failure) run at
  * most every hspace_min_interval_ms; after a failure, the next attempt
  * (whatever its trigger) happens only once the live size has changed. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "collectors/collector.h"
@@ -120,6 +129,52 @@ static void swap_roles(fh_heap *h) {
   heap_backup_malloc(h)->space.name = "backup malloc space";
 }
 
+/* Step 5 after the pause. */
+typedef struct release_job {
+  fh_heap *h;
+  malloc_space *old;
+} release_job;
+
+static void end_phase(fh_heap *h) {
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 0;
+  pthread_cond_broadcast(&h->phase_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+static void *release_main(void *arg) {
+  release_job *j = arg;
+  fh_heap *h = j->h;
+  /* On failure the space is marked unusable (its arena's end is 0) and the
+   * next compaction refuses with an error; the heap itself is sound. */
+  (void)malloc_space_reset(j->old);
+  free(j);
+  end_phase(h);
+  return NULL;
+}
+
+/* 0 when a helper thread took the release, -1 when the caller must do it. */
+static int release_later(fh_heap *h, malloc_space *old) {
+  release_job *j = malloc(sizeof *j);
+  if (!j) return -1;
+  *j = (release_job){h, old};
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 1;
+  pthread_mutex_unlock(&h->world_lock);
+  pthread_t tid;
+  int err = pthread_create(&tid, &attr, release_main, j);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    end_phase(h);
+    free(j);
+    return -1;
+  }
+  return 0;
+}
+
 /* Refuse a triggered compaction that ran too recently; 0 or -1 + error. */
 static int check_interval(fh_heap *h, gc_cause cause) {
   if (cause == GC_CAUSE_EXPLICIT || !h->hspace_last_ns) return 0;
@@ -155,6 +210,11 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     fh_error_set("homogeneous compaction: the backup malloc space is not empty");
     return -1;
   }
+  if (!c.to->arena.end) {
+    fh_error_set("homogeneous compaction: the backup malloc space is unusable (its jemalloc "
+                 "arena could not be recreated after the last compaction)");
+    return -1;
+  }
   malloc_heap_flush_tcaches(h);
   arena_tcache_flush(h->gc_tcache);
   marker m;
@@ -188,7 +248,8 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     arena_tcache_flush(h->gc_tcache);
     size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
     fix_references(&c);
-    if (malloc_space_reset(c.from) < 0) {             /* step 5 */
+    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || release_later(h, c.from) < 0;
+    if (now && malloc_space_reset(c.from) < 0) {      /* step 5 */
       /* The copies are complete and referenced; only the old range's
        * memory could not be returned.  Report, but the heap is sound. */
       fh_error_prefix("homogeneous compaction: the old main space could not be reset");

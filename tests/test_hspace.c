@@ -257,6 +257,16 @@ static void test_allocation_failure_trigger(void **state) {
     if (on) {
       assert_int_equal(got, 64); /* 3.75 MiB of large objects fit after compacting */
       assert_ptr_not_equal(heap_main_malloc(h), first);
+      /* A triggered compaction gives the old space back after its pause,
+       * on a helper thread that fh_gc_wait waits for. */
+      fh_gc_wait(h);
+      assert_ptr_equal(heap_backup_malloc(h), first);
+      assert_int_equal(atomic_load(&first->used), 0);
+      if (malloc_space_resident(first) > (256u << 10))
+        fail_msg("old main space: %zu bytes resident", malloc_space_resident(first));
+      /* and the next compaction (explicit) can use it at once */
+      assert_int_equal(fh_collect(t, FH_COLLECT_HSPACE_COMPACT), 0);
+      assert_ptr_equal(heap_main_malloc(h), first);
     } else {
       assert_true(got < 64);
       assert_non_null(strstr(fh_last_error(), "fragmentation"));
