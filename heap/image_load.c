@@ -63,8 +63,23 @@ size_t image_load_region_bytes(const image_load *ld) {
   return align_up(ld->parsed.hdr.objects_bytes, FH_PMD);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define IMAGE_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IMAGE_UNDER_TSAN 1
+#endif
+#endif
+
 uintptr_t image_load_preferred_base(const image_load *ld) {
+#ifdef IMAGE_UNDER_TSAN
+  /* ThreadSanitizer keeps that part of the address space for its shadow
+   * memory and kills a process that maps there: always relocate. */
+  (void)ld;
+  return 0;
+#else
   return (uintptr_t)ld->parsed.hdr.preferred_base;
+#endif
 }
 
 void image_load_close(image_load *ld) {

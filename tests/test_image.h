@@ -49,6 +49,14 @@ static inline fh_heap *img_heap(const char *spec) {
   return h;
 }
 
+/* Whether a first load gets the preferred base: not under ThreadSanitizer,
+ * whose shadow memory covers it (the loader always relocates there). */
+static inline int img_under_tsan(void) {
+  const char *san = getenv("FH_TEST_SANITIZER");
+  return san && strcmp(san, "tsan") == 0;
+}
+static inline int img_base_expected(void) { return !img_under_tsan(); }
+
 static inline char *img_path(const char *name) {
   static char buf[4][256];
   static int k;

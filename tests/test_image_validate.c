@@ -238,7 +238,7 @@ static void test_failures_leave_no_trace(void **st) {
   char spec[512];
   snprintf(spec, sizeof spec, "heap_max=8M,non_moving_max=2M,image_path=%s", path);
   fh_heap *h = img_heap(spec);
-  assert_false(h->image.relocated);
+  if (img_base_expected()) assert_false(h->image.relocated);
   fh_heap_destroy(h);
   unlink(path);
 }
