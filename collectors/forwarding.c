@@ -73,9 +73,22 @@ static void or_word(_Atomic uint64_t *w, uint64_t m) {
                         memory_order_relaxed);
 }
 
+int fwd_mark_start(fwd_tables *t, uintptr_t start) {
+  size_t i = (start - t->begin) >> 3;
+  uint64_t bit = (uint64_t)1 << (i & 63);
+  uint64_t w = atomic_load_explicit(&t->mark.words[i >> 6], memory_order_relaxed);
+  if (w & bit) return 1;
+  atomic_store_explicit(&t->mark.words[i >> 6], w | bit, memory_order_relaxed);
+  return 0;
+}
+
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes) {
+  fwd_mark_start(t, start);
+  fwd_mark_live(t, start, bytes);
+}
+
+void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes) {
   size_t i = (start - t->begin) >> 3, end = i + (bytes >> 3);
-  or_word(&t->mark.words[i >> 6], (uint64_t)1 << (i & 63));
   /* Set the live-word bits of [start, start + bytes), a word at a time. */
   while (i < end) {
     size_t w = i >> 6, lo = i & 63;

@@ -54,6 +54,11 @@ void fwd_reset(fwd_tables *t);
 /* Record a live object [start, start + bytes) (marking).  Single writer:
  * the bitmaps are updated without atomic read-modify-writes. */
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
+/* The two halves of it: set the start bit (returns its old value), and the
+ * live words (marking does this when it scans the object, so the header
+ * read happens after a prefetch). */
+int fwd_mark_start(fwd_tables *t, uintptr_t start);
+void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes);
 
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads object headers (sizes) at their old addresses, so it
