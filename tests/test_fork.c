@@ -314,6 +314,39 @@ static void test_fork_during_background_compaction(void **s) {
   fh_heap_destroy(h);
 }
 
+/* Threads of this process, as the kernel counts them. */
+static int task_count(void) {
+  int n = -1;
+  FILE *st = fopen("/proc/self/status", "r");
+  char line[128];
+  while (st && fgets(line, sizeof line, st))
+    if (sscanf(line, "Threads: %d", &n) == 1) break;
+  if (st) fclose(st);
+  return n;
+}
+
+/* fh_prefork leaves no heap thread running and no userfaultfd open: the
+ * process has as many threads as before the first collection (ART polls
+ * the same number before forking). */
+static void test_prefork_parks_heap_threads(void **s) {
+  (void)s;
+  test_types ty;
+  fh_heap *h = make_heap_with("concurrent_compact", ",uffd_sigbus=0", &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g;
+  build(t, &ty, &g, 2000);
+  int before = task_count();
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* worker + handler thread */
+  print_message("threads: %d before, %d after a concurrent collection\n", before, task_count());
+  assert_int_equal(fh_prefork(t), 0);
+  assert_true(!h->mc || (!h->mc->uffd && !h->mc->worker_joinable));
+  assert_int_equal(task_count(), before);
+  assert_true(graph_ok(&g, 0));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* fh_postfork_child starts the child's statistics afresh; the parent's
  * are kept. */
 static void test_postfork_child_resets_counters(void **s) {
@@ -361,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_plain_fork_concurrent_thread_mode),
       cmocka_unit_test(test_fork_during_background_compaction),
       cmocka_unit_test(test_postfork_child_resets_counters),
+      cmocka_unit_test(test_prefork_parks_heap_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
