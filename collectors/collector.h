@@ -22,6 +22,9 @@ extern const fh_collector_ops concurrent_compact_collector; /* concurrent_compac
 const fh_collector_ops *concurrent_compact_or_fallback(void);
 /* A concurrent compaction phase still runs (h->concurrent_phase, locked). */
 int mc_phase_open(fh_heap *h);
+/* If a concurrent compaction phase is open, build its pages alongside the
+ * GC worker until none is left to claim (then wait with fh_gc_wait). */
+void mc_help_phase(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

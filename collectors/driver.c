@@ -74,6 +74,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     return 0;
   }
   /* The previous collection's concurrent phase (compaction) ends first. */
+  mc_help_phase(h); /* build pages alongside the worker rather than sleep */
   fh_gc_wait(h);
   uint64_t t0 = heap_now_ns();
   if (world_stop(h, self) < 0) {

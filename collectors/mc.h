@@ -81,6 +81,9 @@ typedef struct mc_state {
   _Atomic uint64_t fault_hist[MC_HIST_BUCKETS];
   /* figures of the last cycle (mc_stats.h) */
   uint64_t mark_ns, forward_ns, update_ns, mremap_ns, register_ns;
+  /* threads that wait for the phase's end help build pages meanwhile */
+  _Atomic unsigned helpers;
+  _Atomic int closing;
   uint64_t worker_ns, worker_bytes, live_bytes, build_ns;
   unsigned build_threads;
 } mc_state;
