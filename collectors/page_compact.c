@@ -23,58 +23,66 @@
 
 #include "heap/object.h"
 
+/* Slots whose value points into the old moving space wait in a small ring
+ * while the forwarding data of their referent (the live-words word and the
+ * chunk's destination, two cache misses when referents are far apart) is
+ * prefetched; the ring is drained oldest first, so the misses of several
+ * slots overlap instead of being paid one after the other.  Slots holding
+ * anything else already hold their final value: pass 1 copied it. */
+#define FIX_RING 16
+
 typedef struct fix_ctx {
   const fwd_tables *t;
   uintptr_t obj_from, obj_new; /* the object's payload, in from-space and after */
   uintptr_t lo, hi;            /* the part of the object's new range in this page */
   uintptr_t page;
   uint8_t *out;
+  unsigned head, count;
+  struct pending {
+    uint32_t out_off;
+    uintptr_t value;
+  } ring[FIX_RING];
 } fix_ctx;
+
+static void fix_one(fix_ctx *c) {
+  struct pending *p = &c->ring[c->head];
+  c->head = (c->head + 1) % FIX_RING;
+  c->count--;
+  uintptr_t v = (uintptr_t)fwd_ref(c->t, (void *)p->value);
+  memcpy(c->out + p->out_off, &v, sizeof v);
+}
 
 static void fix_slot(void **slot, void *ctx) {
   fix_ctx *c = ctx;
   uintptr_t ns = c->obj_new + ((uintptr_t)slot - c->obj_from);
   if (ns < c->lo || ns + sizeof(void *) > c->hi) return;
-  void *v;
-  memcpy(&v, slot, sizeof v); /* the from-space copy: never a missing page */
-  v = fwd_ref(c->t, v);
-  memcpy(c->out + (ns - c->page), &v, sizeof v);
-}
-
-/* Forwarding a reference costs two cache misses when referents are far
- * apart (the live-words word and the chunk's destination).  A first visit
- * of the page's slots only prefetches those lines, so the misses of a whole
- * page overlap instead of being paid one after the other. */
-static void prefetch_slot(void **slot, void *ctx) {
-  fix_ctx *c = ctx;
-  uintptr_t ns = c->obj_new + ((uintptr_t)slot - c->obj_from);
-  if (ns < c->lo || ns + sizeof(void *) > c->hi) return;
   uintptr_t a;
-  memcpy(&a, slot, sizeof a);
+  memcpy(&a, slot, sizeof a); /* the from-space copy: never a missing page */
   const fwd_tables *t = c->t;
-  if (a - t->begin - FWD_WORD < t->old_top - t->begin) {
-    size_t w = (a - FWD_WORD - t->begin) >> 9;
-    __builtin_prefetch((const void *)&t->live.words[w]);
-    __builtin_prefetch(&t->chunk_dest[w]);
-  }
+  if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
+  size_t w = (a - FWD_WORD - t->begin) >> 9;
+  __builtin_prefetch((const void *)&t->live.words[w]);
+  __builtin_prefetch(&t->chunk_dest[w]);
+  if (c->count == FIX_RING) fix_one(c);
+  c->ring[(c->head + c->count++) % FIX_RING] = (struct pending){(uint32_t)(ns - c->page), a};
 }
 
 /* A reference array spanning many pages: only the slots inside this page,
  * or building each of its pages would cost the whole array. */
-static void visit_array_part(fix_ctx *c, size_t payload, fh_visit_fn fn) {
+static void visit_array_part(fix_ctx *c, size_t payload) {
   uintptr_t first = c->lo > c->obj_new ? c->lo : c->obj_new;
   uintptr_t end = c->obj_new + payload / sizeof(void *) * sizeof(void *);
   if (end > c->hi) end = c->hi;
   for (uintptr_t ns = first; ns + sizeof(void *) <= end; ns += sizeof(void *))
-    fn((void **)(c->obj_from + (ns - c->obj_new)), c);
+    fix_slot((void **)(c->obj_from + (ns - c->obj_new)), c);
 }
 
 static int has_refs(const fh_type_info *ti) {
   return ti && (ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY) || ti->trace);
 }
 
-static void visit_page_refs(const page_source *ps, fix_ctx *fc, uintptr_t first,
-                            uintptr_t first_new, fh_visit_fn fn);
+static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
+                          uintptr_t first_new);
 
 size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   const fwd_tables *t = ps->t;
@@ -112,18 +120,16 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
     obj_write_filler((uintptr_t)out + (filled - dbeg), dend - filled);
   }
 
-  /* Passes 2 and 3: prefetch the forwarding data of every slot, then
-   * rewrite the slots. */
+  /* Pass 2: references. */
   fix_ctx fc = {.t = t, .page = dbeg, .out = out};
-  visit_page_refs(ps, &fc, first, first_new, prefetch_slot);
-  visit_page_refs(ps, &fc, first, first_new, fix_slot);
+  fix_page_refs(ps, &fc, first, first_new);
   return filled - dbeg;
 }
 
-static void visit_page_refs(const page_source *ps, fix_ctx *fc_, uintptr_t first,
-                            uintptr_t first_new, fh_visit_fn fn) {
+static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
+                          uintptr_t first_new) {
   const fwd_tables *t = ps->t;
-  fix_ctx fc = *fc_;
+  fix_ctx fc = *c;
   uintptr_t dbeg = fc.page, dend = dbeg + FWD_PAGE;
   uintptr_t s = first, nd = first_new;
   while (s && nd < dend) {
@@ -137,11 +143,12 @@ static void visit_page_refs(const page_source *ps, fix_ctx *fc_, uintptr_t first
       fc.lo = nd > dbeg ? nd : dbeg;
       fc.hi = nd + n < dend ? nd + n : dend;
       if (!ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
-        visit_array_part(&fc, hdr_payload(hd), fn);
+        visit_array_part(&fc, hdr_payload(hd));
       else
-        types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fn, &fc);
+        types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
     }
     nd += n;
     s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
   }
+  while (fc.count) fix_one(&fc);
 }
