@@ -99,7 +99,10 @@ static void compactor_quiesce(fh_heap *h) {
   }
 }
 
-/* The entry of the calling thread in h's thread list, or NULL. */
+/* The entry of the calling thread in h's thread list, if it is running:
+ * NULL when it is not attached, or is inside a blocking region (a program
+ * may well fork between fh_enter_blocking and fh_leave_blocking), where it
+ * must stay. */
 static fh_thread *caller_thread(fh_heap *h) {
   fh_thread *t, *found = NULL;
   pthread_t me = pthread_self();
@@ -110,6 +113,11 @@ static fh_thread *caller_thread(fh_heap *h) {
       break;
     }
   rcu_read_unlock();
+  if (found) {
+    pthread_mutex_lock(&h->world_lock);
+    if (found->state != THREAD_RUNNING) found = NULL;
+    pthread_mutex_unlock(&h->world_lock);
+  }
   return found;
 }
 
