@@ -321,6 +321,67 @@ static void test_fork_during_background_compaction(void **s) {
   fh_heap_destroy(h);
 }
 
+/* Pitchfork's reforking: a warmed-up child becomes the new mold.  It adds
+ * a zygote generation of its own and forks a grandchild, which sees both
+ * generations intact and collects with every kind. */
+static void refork(const char *collector) {
+  test_types ty;
+  fh_heap *h = make_heap(collector, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  graph g1;
+  build(t, &ty, &g1, 2000);
+  assert_int_equal(fh_prefork(t), 0);
+  pid_t mold = fork();
+  assert_true(mold >= 0);
+  if (mold == 0) {
+    alarm(120);
+    fh_postfork_child(h);
+    graph g2;
+    g2.n = 2000;
+    g2.arr = fh_alloc(t, ty.array, g2.n * sizeof(void *));
+    CHILD_CHECK(g2.arr != NULL);
+    fh_push_root(t, (void **)&g2.arr);
+    for (size_t i = 0; i < g2.n; i++) {
+      tnode *x = fh_alloc(t, ty.node, sizeof(tnode));
+      CHILD_CHECK(x != NULL);
+      x->value = i;
+      x->check = test_check(i);
+      fh_write_ref(t, g2.arr, &g2.arr[i], x);
+    }
+    for (size_t i = 0; i < g2.n; i++) {
+      tnode *x = g2.arr[i];
+      fh_write_ref(t, x, (void **)&x->next, g2.arr[(i + 1) % g2.n]);
+    }
+    CHILD_CHECK(fh_prefork(t) == 0);
+    CHILD_CHECK(h->zygote.generations == 2);
+    CHILD_CHECK(space_contains(&h->zygote.space, g2.arr[7]));
+    pid_t grandchild = fork();
+    CHILD_CHECK(grandchild >= 0);
+    if (grandchild == 0) {
+      fh_postfork_child(h);
+      CHILD_CHECK(graph_ok(&g2, 0));
+      child_main(h, t, &ty, &g1, collector, 0);
+    }
+    fh_postfork_parent(h);
+    int st = 0;
+    CHILD_CHECK(waitpid(grandchild, &st, 0) == grandchild);
+    CHILD_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHILD_CHECK(graph_ok(&g1, 0) && graph_ok(&g2, 0));
+    _exit(0);
+  }
+  fh_postfork_parent(h);
+  wait_child(mold);
+  parent_after(h, t, &ty, &g1, collector);
+  assert_int_equal(h->zygote.generations, 1); /* the mold's generation was its own */
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_refork_semispace(void **s) { (void)s; refork("semispace"); }
+static void test_refork_concurrent(void **s) { (void)s; refork("concurrent_compact"); }
+static void test_refork_mark_sweep(void **s) { (void)s; refork("mark_sweep"); }
+
 /* Threads of this process, as the kernel counts them. */
 static int task_count(void) {
   int n = -1;
@@ -402,6 +463,9 @@ int main(void) {
       cmocka_unit_test(test_fork_during_background_compaction),
       cmocka_unit_test(test_postfork_child_resets_counters),
       cmocka_unit_test(test_prefork_parks_heap_threads),
+      cmocka_unit_test(test_refork_semispace),
+      cmocka_unit_test(test_refork_concurrent),
+      cmocka_unit_test(test_refork_mark_sweep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
