@@ -254,6 +254,16 @@ static void test_multithreaded_stress_with_compaction(void **state) {
              "hspace_min_interval_ms=0", FH_COLLECT_HSPACE_COMPACT);
 }
 
+/* Without verify=1 triggered collections sweep on the sweeper thread after
+ * their pause, so explicit compactions and collections meet sweeps still
+ * running (they wait for them); the lists check themselves. */
+static void test_multithreaded_stress_concurrent_sweep(void **state) {
+  (void)state;
+  run_stress("collector=mark_sweep,heap_max=32M,min_alloc_trigger=1M,hspace_min_interval_ms=0",
+             FH_COLLECT_HSPACE_COMPACT);
+  run_stress("collector=mark_sweep,heap_max=32M,min_alloc_trigger=1M", FH_COLLECT_MARK_SWEEP);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc_lands_in_main_malloc_space),
@@ -262,6 +272,7 @@ int main(void) {
       cmocka_unit_test(test_mark_sweep_refuses_moving_kinds),
       cmocka_unit_test(test_multithreaded_stress),
       cmocka_unit_test(test_multithreaded_stress_with_compaction),
+      cmocka_unit_test(test_multithreaded_stress_concurrent_sweep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
