@@ -1,6 +1,5 @@
 #include "spaces/zygote_space.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "heap/error.h"
@@ -66,26 +65,4 @@ void zygote_space_destroy(zygote_space *z) {
   for (unsigned i = 0; i < z->nfrozen; i++) arena_destroy(&z->frozen[i]);
   if (z->starts.words) bitmap_destroy(&z->starts);
   memset(z, 0, sizeof *z);
-}
-
-uintptr_t zygote_space_object_at(const zygote_space *z, uintptr_t a) {
-  if (a < z->space.begin || a >= z->space.end) return 0;
-  /* The nearest start at or below a, then whether that object reaches a. */
-  const fh_bitmap *b = &z->starts;
-  size_t i = bitmap_index(b, a);
-  size_t w = i >> 6;
-  unsigned bit = (unsigned)(i & 63);
-  uint64_t bits = atomic_load_explicit(&b->words[w], memory_order_relaxed);
-  bits &= bit == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (bit + 1)) - 1);
-  size_t first_w = bitmap_index(b, z->space.begin) >> 6;
-  for (;;) {
-    if (bits) {
-      uintptr_t start = bitmap_addr(b, (w << 6) + 63 - (size_t)__builtin_clzll(bits));
-      if (start < z->space.begin) return 0;
-      size_t bytes = obj_total_bytes(hdr_payload(*(uint64_t *)start));
-      return start + bytes > a ? start : 0;
-    }
-    if (w == first_w) return 0;
-    bits = atomic_load_explicit(&b->words[--w], memory_order_relaxed);
-  }
 }

@@ -56,7 +56,5 @@ static inline void zygote_space_add_object(zygote_space *z, uintptr_t start, siz
   z->used += bytes;
   z->nobjects++;
 }
-/* The header address of the object holding address a, or 0 (a gap). */
-uintptr_t zygote_space_object_at(const zygote_space *z, uintptr_t a);
 
 #endif
