@@ -30,6 +30,7 @@
  * h->concurrent_phase under world_lock (fh_gc_wait and the next collection
  * wait for that). */
 #include <errno.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,10 +230,42 @@ static void prefault_allocation_window(mc_state *m) {
   }
 }
 
+/* Where the kernel has UFFDIO_MOVE, the worker builds a run of pages into
+ * from-space pages that nobody reads any more (below the first object of
+ * the lowest unmapped page: see release_behind) and moves them into place.
+ * That recycles from-space: no page is allocated, zeroed, copied into or
+ * later zapped, which COPY + MADV_DONTNEED cost.  Mutator faults keep using
+ * COPY: a lone MOVE flushes the TLB of every CPU running this mm (a
+ * shootdown IPI, ~15 us on this VM; art-cmc.md 4.4).  Returns 0 when the
+ * run was installed, -1 when it must go through COPY instead (no consumed
+ * pages left to stage in; nothing was claimed or written then). */
+static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage, size_t low) {
+  size_t need = m->t.page_first[low] - m->t.begin; /* from-space still read */
+  if (*stage + n * FWD_PAGE > align_down(need, FWD_PAGE)) return -1;
+  uint8_t *buf = (uint8_t *)(m->shadow + *stage);
+  *stage += n * FWD_PAGE;
+  for (size_t i = 0; i < n; i++) page_build(&m->src, p + i, buf + i * FWD_PAGE);
+  void *dst = (void *)(m->t.begin + p * FWD_PAGE);
+  fh_uffd_res res;
+  fh_uffd_status st = fh_uffd_move(fd, dst, buf, n * FWD_PAGE, 0, &res);
+  if (st == FH_UFFD_BUSY || st == FH_UFFD_ERROR) {
+    /* EBUSY: a staging page is shared copy-on-write with a forked child.
+     * The built bytes are in buf either way: copy what did not move. */
+    fh_uffd_copy(fd, (uint8_t *)dst + res.done, buf + res.done, n * FWD_PAGE - res.done, 0,
+                 NULL);
+    m->move_fallbacks++;
+  }
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+  return 0;
+}
+
 static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
-  size_t np = m->t.npages, low = 0;
+  size_t np = m->t.npages, low = 0, stage = 0;
+  int use_move = m->use_move && fh_uffd_has_move(m->uffd);
+  m->moved_pages = 0;
   if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -245,13 +278,20 @@ static void *worker_main(void *arg) {
       p++;
       continue;
     }
-    build_and_copy(m, fd, p, n, m->worker_buf);
+    release_behind(m, &low); /* low <= p: page p is claimed, not mapped */
+    if (use_move && build_and_move(m, fd, p, n, &stage, low) == 0)
+      m->moved_pages += n;
+    else
+      build_and_copy(m, fd, p, n, m->worker_buf);
     built += n;
     p += n;
-    release_behind(m, &low);
   }
   m->worker_ns = now_ns() - t0;
   m->worker_bytes = built * FWD_PAGE;
+  if (getenv("FH_MC_TRACE"))
+    fprintf(stderr, "faultheap mc concurrent: %zu pages, worker built %llu (%zu moved, %zu move "
+                    "fallbacks) in %.2f ms\n",
+            np, (unsigned long long)built, m->moved_pages, m->move_fallbacks, m->worker_ns / 1e6);
   for (size_t p = 0; p < np; p++) wait_mapped(m, p);
   prefault_allocation_window(m);
   end_phase(m);
@@ -290,11 +330,11 @@ static int open_uffd(mc_state *m) {
   fh_uffd_mode want = m->h->opt.uffd_sigbus ? FH_UFFD_SIGBUS : FH_UFFD_THREAD;
   if (m->uffd && fh_uffd_get_mode(m->uffd) == want) return 0;
   if (m->uffd) fh_uffd_destroy(m->uffd);
-  m->uffd = fh_uffd_create(want, 0);
+  m->uffd = fh_uffd_create(want, FH_UFFD_WANT_MOVE);
   if (m->uffd && want == FH_UFFD_THREAD)
     m->mode_note = "concurrent, faults served by the handler thread";
   if (!m->uffd && want == FH_UFFD_SIGBUS) {
-    m->uffd = fh_uffd_create(FH_UFFD_THREAD, 0);
+    m->uffd = fh_uffd_create(FH_UFFD_THREAD, FH_UFFD_WANT_MOVE);
     if (m->uffd) m->mode_note = "concurrent, fault-handler thread (SIGBUS mode unavailable)";
   }
   return m->uffd ? 0 : -1;

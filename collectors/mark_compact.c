@@ -48,6 +48,8 @@ static int state_init(mc_state *m, fh_heap *h) {
     unsigned long v = strtoul(la, NULL, 10);
     m->lookahead = v >= MC_MAX_RUN ? MC_MAX_RUN - 1 : (unsigned)v;
   }
+  const char *mv = getenv("FH_MC_MOVE");
+  m->use_move = !(mv && *mv == '0');
   const char *delay = getenv("FH_MC_WORKER_DELAY_MS");
   if (delay && *delay) m->worker_delay_ms = (unsigned)strtoul(delay, NULL, 10);
   if (fwd_init(&m->t, b->space.begin, cap) < 0) return -1;

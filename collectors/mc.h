@@ -70,6 +70,9 @@ typedef struct mc_state {
   pthread_t worker;
   int worker_joinable;
   unsigned lookahead;   /* extra pages a fault builds after its own */
+  int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
+                           (FH_MC_MOVE=0 turns it off, for measurement) */
+  size_t moved_pages, move_fallbacks; /* last cycle */
   unsigned worker_delay_ms; /* tests: FH_MC_WORKER_DELAY_MS holds the worker
                                back so that mutators meet missing pages */
   size_t released;      /* from-space bytes already given back, from the start */
