@@ -35,6 +35,7 @@ typedef struct default_row {
 
 static const default_row default_rows[] = {
     {"gcbench", {NULL}}, /* 5 rounds x 5 variants, about 10 s */
+    {"fragmentation", {NULL}}, /* 4 variants once, deterministic, about 8 s */
 };
 #define NDEFAULT (sizeof default_rows / sizeof default_rows[0])
 
