@@ -47,15 +47,16 @@ static size_t spaces_resident(fh_heap *h) {
 static int frag_child(void) {
   fh_options o;
   fh_options_init(&o);
-  /* No collection while the whole gigabyte is live: like the malloc runs,
-   * faultheap holds all of it at once, then drops 90%. */
-  if (fh_options_parse(&o, "collector=mark_sweep,heap_max=2G,min_alloc_trigger=2G") != 0) {
-    fprintf(stderr, "fragmentation: options: %s\n", fh_last_error());
-    return 2;
-  }
   const char *env = getenv("FH_OPTIONS");
   if (env && *env && fh_options_parse(&o, env) != 0) {
     fprintf(stderr, "fragmentation: FH_OPTIONS: %s\n", fh_last_error());
+    return 2;
+  }
+  /* Whatever FH_OPTIONS says: homogeneous compaction needs the malloc
+   * spaces of collector=mark_sweep, and like the malloc runs faultheap
+   * holds the whole gigabyte at once (no collection before the drop). */
+  if (fh_options_parse(&o, "collector=mark_sweep,heap_max=2G,min_alloc_trigger=2G") != 0) {
+    fprintf(stderr, "fragmentation: options: %s\n", fh_last_error());
     return 2;
   }
   if (frag_plan_make(&plan) < 0) {
