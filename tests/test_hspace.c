@@ -469,6 +469,49 @@ static void test_image_refs_are_updated(void **state) {
   unlink(path);
 }
 
+/* The same for the zygote space: after fh_prefork the surviving objects are
+ * immune; stores into them of fresh malloc-space objects are found through
+ * their dirty cards and updated when those objects move. */
+static void test_zygote_refs_are_updated(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,verify=1");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  tnode *list = NULL;
+  fh_push_root(t, (void **)&list);
+  for (uint64_t i = 0; i < 10; i++) {
+    tnode *n = test_node(t, &ty, 100 + i);
+    fh_write_ref(t, n, (void **)&n->next, list);
+    list = n;
+  }
+  if (fh_prefork(t) < 0) fail_msg("fh_prefork: %s", fh_last_error());
+  fh_postfork_parent(h); /* no fork: the parent goes on */
+  assert_false(space_contains(&heap_main_malloc(h)->space, list));
+  int i = 0;
+  for (tnode *n = list; n; n = n->next, i++) {
+    for (int k = 0; k < 50; k++) test_node(t, &ty, 0xdead);
+    tnode *fresh = test_node(t, &ty, 1000 + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->other, fresh); /* only the zygote object holds it */
+  }
+  assert_int_equal(i, 10);
+  malloc_space *before = heap_main_malloc(h);
+  assert_int_equal(fh_collect(t, FH_COLLECT_HSPACE_COMPACT), 0);
+  assert_ptr_not_equal(heap_main_malloc(h), before);
+  i = 0;
+  for (tnode *n = list; n; n = n->next, i++) {
+    assert_int_equal(n->value, 109 - (uint64_t)i);
+    assert_true(space_contains(&heap_main_malloc(h)->space, n->other));
+    assert_int_equal(n->other->value, 1000 + (uint64_t)i);
+    assert_int_equal(n->other->check, test_check(1000 + (uint64_t)i));
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  for (tnode *n = list; n; n = n->next) assert_int_equal(n->other->check, test_check(n->other->value));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compaction_moves_and_fixes_everything),
@@ -478,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_min_interval),
       cmocka_unit_test(test_background_request_during_collections),
       cmocka_unit_test(test_image_refs_are_updated),
+      cmocka_unit_test(test_zygote_refs_are_updated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
