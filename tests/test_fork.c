@@ -28,6 +28,17 @@
     }                                                                                    \
   } while (0)
 
+/* TSan kills a child of a multi-threaded process that starts a thread, and
+ * every process here has liburcu's thread before it forks. */
+#define SKIP_UNDER_TSAN()                                                             \
+  do {                                                                                \
+    const char *san_ = getenv("FH_TEST_SANITIZER");                                   \
+    if (san_ && strcmp(san_, "tsan") == 0) {                                          \
+      print_message("skipped under TSan: no new threads after a multi-threaded fork\n"); \
+      skip();                                                                         \
+    }                                                                                 \
+  } while (0)
+
 typedef struct graph {
   void **arr;
   size_t n;
@@ -175,6 +186,7 @@ static fh_heap *make_heap(const char *collector, test_types *ty) {
 }
 
 static void prefork_fork(const char *collector) {
+  SKIP_UNDER_TSAN();
   test_types ty;
   fh_heap *h = make_heap(collector, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -225,6 +237,7 @@ static void *busy_main(void *arg) {
  * atfork handlers let the phase end and close the userfaultfd; the child
  * detaches the thread it does not have and collects without waiting for it. */
 static void plain_fork_with(const char *collector, const char *extra) {
+  SKIP_UNDER_TSAN();
   alarm(120); /* a deadlock kills the suite instead of hanging it */
   test_types ty;
   fh_heap *h = make_heap_with(collector, extra, &ty);
@@ -284,6 +297,7 @@ static void test_plain_fork_concurrent_thread_mode(void **s) {
  * the prepare handler waits for it; the child neither has it nor waits. */
 static void test_fork_during_background_compaction(void **s) {
   (void)s;
+  SKIP_UNDER_TSAN();
   test_types ty;
   fh_heap *h = make_heap_with("mark_sweep", ",hspace_fragmentation_pct=0,hspace_min_interval_ms=0",
                               &ty);
@@ -325,6 +339,7 @@ static void test_fork_during_background_compaction(void **s) {
  * a zygote generation of its own and forks a grandchild, which sees both
  * generations intact and collects with every kind. */
 static void refork(const char *collector) {
+  SKIP_UNDER_TSAN();
   test_types ty;
   fh_heap *h = make_heap(collector, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -419,6 +434,7 @@ static void test_prefork_parks_heap_threads(void **s) {
  * are kept. */
 static void test_postfork_child_resets_counters(void **s) {
   (void)s;
+  SKIP_UNDER_TSAN();
   test_types ty;
   fh_heap *h = make_heap("semispace", &ty);
   fh_thread *t = fh_thread_attach(h);
