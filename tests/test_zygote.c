@@ -5,6 +5,7 @@
  * refusals (a second attached thread, no room) leave the heap unchanged. */
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "heap/heap.h"
 #include "support_heap.h"
@@ -286,6 +287,61 @@ static void test_second_generation_extends(void **s) {
   }
 }
 
+/* With an image: image objects that point at movable objects (through the
+ * barrier) point at their zygote copies after fh_prefork, zygote objects
+ * may point into the image, and both stay put through every collector. */
+static void test_prefork_with_image(void **s) {
+  (void)s;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/fh-test-zygote-%d.img", (int)getpid());
+  fh_heap *h0 = test_heap("collector=semispace,heap_max=32M");
+  test_types ty;
+  test_register(h0, &ty);
+  fh_thread *t0 = fh_thread_attach(h0);
+  graph g0;
+  build(t0, &ty, &g0, 500);
+  assert_int_equal(fh_image_save(t0, path, (void **)&g0.arr, 1), 0);
+  fh_pop_roots(t0, 1);
+  fh_thread_detach(t0);
+  fh_heap_destroy(h0);
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    char spec[256];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1,image_path=%s",
+             collectors[c], path);
+    fh_heap *h = test_heap(spec);
+    test_register(h, &ty);
+    fh_thread *t = fh_thread_attach(h);
+    void **roots;
+    assert_int_equal(fh_image_roots(h, &roots), 1);
+    graph img = {roots[0], 500};
+    check_graph(&img);
+    /* image -> movable, and movable -> image */
+    tnode *mine[10];
+    for (int i = 0; i < 10; i++) {
+      tnode *x = img.arr[i];
+      mine[i] = test_node(t, &ty, 5000 + (uint64_t)i);
+      fh_write_ref(t, mine[i], (void **)&mine[i]->next, x);
+      fh_write_ref(t, x, (void **)&x->other, mine[i]);
+    }
+    assert_int_equal(fh_prefork(t), 0);
+    for (int round = 0; round < 4; round++) {
+      for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
+      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      fh_gc_wait(h);
+      for (int i = 0; i < 10; i++) {
+        tnode *x = img.arr[i];
+        assert_true(in_zygote(h, x->other));
+        assert_int_equal(x->other->value, 5000 + (uint64_t)i);
+        assert_ptr_equal(x->other->next, x);
+        assert_ptr_equal(x->next, img.arr[i + 1]);
+      }
+    }
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  unlink(path);
+}
+
 static void test_stats_list_zygote(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=semispace,heap_max=32M");
@@ -322,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_refused_with_second_thread),
       cmocka_unit_test(test_no_room_leaves_heap_unchanged),
       cmocka_unit_test(test_second_generation_extends),
+      cmocka_unit_test(test_prefork_with_image),
       cmocka_unit_test(test_stats_list_zygote),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
