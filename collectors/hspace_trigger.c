@@ -20,9 +20,11 @@ static void *bg_main(void *arg) {
   fh_heap *h = arg;
   fh_thread *t = fh_thread_attach(h);
   if (t) {
+    atomic_store(&h->hspace_bg_mutator, t);
     /* A refused or failed compaction leaves the heap as it was; nobody
      * waits for this thread's error text. */
     (void)gc_run(t, FH_COLLECT_HSPACE_COMPACT, GC_CAUSE_BACKGROUND, h->collections);
+    atomic_store(&h->hspace_bg_mutator, NULL);
     fh_thread_detach(t);
   }
   atomic_store(&h->hspace_bg_done, 1);
@@ -52,8 +54,7 @@ void hspace_background_request(fh_heap *h) {
     h->hspace_bg_started = 0;
   }
   atomic_store(&h->hspace_bg_done, 0);
-  /* Counted before it attaches, so fh_heap_destroy never mistakes it for a
-   * mutator (see hspace_background_join). */
+  /* A job exists (heap/fork.c's child handler clears this with the rest). */
   atomic_store(&h->hspace_bg_attached, 1);
   if (pthread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
     h->hspace_bg_started = 1;
@@ -62,23 +63,30 @@ void hspace_background_request(fh_heap *h) {
   pthread_mutex_unlock(&h->hspace_bg_lock);
 }
 
+/* Attached threads other than the job's own that are running: only those
+ * can hold the job up (a blocked or parked thread counts as stopped). */
+static int others_running(fh_heap *h) {
+  fh_thread *job = atomic_load(&h->hspace_bg_mutator), *t;
+  int n = 0;
+  rcu_read_lock();
+  pthread_mutex_lock(&h->world_lock);
+  cds_list_for_each_entry_rcu(t, &h->threads, link) n += t != job && t->state == THREAD_RUNNING;
+  pthread_mutex_unlock(&h->world_lock);
+  rcu_read_unlock();
+  return n;
+}
+
 void hspace_background_join(fh_heap *h) {
   pthread_mutex_lock(&h->hspace_bg_lock);
   if (h->hspace_bg_started) {
-    /* With no mutator attached the job cannot wait for anyone: join.  With
-     * mutators attached (a misuse fh_heap_destroy refuses) it may be waiting
-     * for them to park, and so would we: give up.  nthreads changes under
-     * gc_lock, which the job itself may hold for its whole collection, so
-     * it is read only when the lock is free; a mutator that is just
-     * detaching may still be counted, and re-reading for a while settles
-     * that. */
+    /* When no other thread is running, the job cannot be waiting for
+     * anyone: join, however long its compaction takes (fh_prefork and the
+     * fork handlers call this with their own thread blocked).  A running
+     * thread may be our own caller (fh_heap_destroy with mutators still
+     * attached, a misuse it refuses), which the job could wait for while
+     * we wait for the job: poll for a while, then give up. */
     for (int tries = 0; tries < 1000; tries++) {
-      int others = 1;
-      if (pthread_mutex_trylock(&h->gc_lock) == 0) {
-        others = (int)h->nthreads - atomic_load(&h->hspace_bg_attached);
-        pthread_mutex_unlock(&h->gc_lock);
-      }
-      if (atomic_load(&h->hspace_bg_done) || others <= 0) {
+      if (atomic_load(&h->hspace_bg_done) || others_running(h) == 0) {
         pthread_join(h->hspace_bg_thread, NULL);
         h->hspace_bg_started = 0;
         break;
@@ -86,6 +94,6 @@ void hspace_background_join(fh_heap *h) {
       usleep(1000);
     }
   }
-  atomic_store(&h->hspace_bg_attached, 0);
+  if (!h->hspace_bg_started) atomic_store(&h->hspace_bg_attached, 0);
   pthread_mutex_unlock(&h->hspace_bg_lock);
 }

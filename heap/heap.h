@@ -76,6 +76,7 @@ struct fh_heap {
   int hspace_bg_started;
   _Atomic int hspace_bg_done;
   _Atomic int hspace_bg_attached; /* its fh_thread is (about to be) counted in nthreads */
+  fh_thread *_Atomic hspace_bg_mutator; /* that fh_thread, once attached */
   /* Native memory (fh_malloc, heap/native.c): its own reservation, outside
    * resv_begin..resv_size, so collectors and verification never look at it. */
   malloc_space native;

@@ -512,6 +512,29 @@ static void test_zygote_refs_are_updated(void **state) {
   fh_heap_destroy(h);
 }
 
+/* fh_heap_destroy from a mutator that is still attached (a misuse) while a
+ * background compaction waits for that very mutator to park: refused with
+ * an error, not a hang; after detaching, destroying works. */
+static void test_destroy_while_background_waits(void **state) {
+  (void)state;
+  alarm(60);
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,hspace_min_interval_ms=0,"
+                         "hspace_fragmentation_pct=0");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  tnode *keep = fragment(t, &ty, (size_t)2 << 20);
+  fh_push_root(t, (void **)&keep);
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  fh_set_background(h, 1); /* the job now waits for us to reach a safepoint */
+  fh_heap_destroy(h);
+  assert_non_null(strstr(fh_last_error(), "still attached"));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t); /* blocking: the job runs, then ends */
+  fh_heap_destroy(h);
+  alarm(0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compaction_moves_and_fixes_everything),
@@ -522,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_background_request_during_collections),
       cmocka_unit_test(test_image_refs_are_updated),
       cmocka_unit_test(test_zygote_refs_are_updated),
+      cmocka_unit_test(test_destroy_while_background_waits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
