@@ -217,17 +217,24 @@ static void end_phase(mc_state *m) {
  * by the allocation trigger and 32 MiB, so resident memory grows only by
  * what the mutators are about to use. */
 #define PREFAULT_MAX ((size_t)32 << 20)
-static void prefault_allocation_window(mc_state *m) {
-  fh_heap *h = m->h;
-  uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
-  size_t want = h->gc_trigger < PREFAULT_MAX ? h->gc_trigger : PREFAULT_MAX;
-  if (want > end - from) want = end - from;
-  want = align_down(want, FWD_PAGE);
-  /* 2 MiB steps: stop early when the kernel lacks MADV_POPULATE_WRITE. */
-  for (size_t off = 0; off < want; off += FH_PMD) {
+static void prefault_allocation_window(mc_state *m, uintptr_t from, size_t want) {
+  /* It runs after the phase ended, so that nobody waits for it; the next
+   * collection stops it (mc_join_worker) before it moves the space's pages,
+   * since a page faulted in below the next cycle's registration would hide
+   * a destination page.  2 MiB steps: it stops within one, and at once when
+   * the kernel lacks MADV_POPULATE_WRITE. */
+  for (size_t off = 0; off < want && !atomic_load(&m->stop_prefault); off += FH_PMD) {
     size_t n = want - off < FH_PMD ? want - off : FH_PMD;
     if (madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
   }
+}
+
+void mc_join_worker(mc_state *m) {
+  if (!m->worker_joinable) return;
+  atomic_store(&m->stop_prefault, 1);
+  pthread_join(m->worker, NULL);
+  m->worker_joinable = 0;
+  atomic_store(&m->stop_prefault, 0);
 }
 
 /* Where the kernel has UFFDIO_MOVE, the worker builds a run of pages into
@@ -293,8 +300,12 @@ static void *worker_main(void *arg) {
                     "fallbacks) in %.2f ms\n",
             np, (unsigned long long)built, m->moved_pages, m->move_fallbacks, m->worker_ns / 1e6);
   for (size_t p = 0; p < np; p++) wait_mapped(m, p);
-  prefault_allocation_window(m);
+  /* The window to fault in, computed before end_phase clears the tables. */
+  uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
+  size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;
+  if (want > end - from) want = end - from;
   end_phase(m);
+  prefault_allocation_window(m, from, align_down(want, FWD_PAGE));
   return NULL;
 }
 
@@ -376,8 +387,7 @@ int mc_concurrent_flip(mc_state *m) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;
   }
-  if (m->worker_joinable) pthread_join(m->worker, NULL);
-  m->worker_joinable = 0;
+  mc_join_worker(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;
   pthread_mutex_lock(&h->world_lock);
@@ -402,6 +412,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   (void)self, (void)cause;
   mc_state *m = mc_get(h);
   if (!m) return -1;
+  mc_join_worker(m); /* before any page of the space moves */
   if (mc_prepare(m) < 0) return -1;
   if (mc_concurrent_flip(m) == 0) return 0;
   /* userfaultfd cannot be used now: the same pages, built in the pause. */

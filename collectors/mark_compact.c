@@ -24,7 +24,7 @@ static void *map_rw(size_t bytes, int populate) {
 
 void mc_state_destroy(mc_state *m) {
   if (!m) return;
-  if (m->worker_joinable) pthread_join(m->worker, NULL);
+  mc_join_worker(m);
   if (m->uffd) fh_uffd_destroy(m->uffd);
   fwd_destroy(&m->t);
   if (m->shadow) fh_uffd_unreserve((void *)m->shadow, m->t.capacity);
@@ -255,6 +255,7 @@ void mc_trace(mc_state *m, const char *what) {
 static int stw_compact(fh_heap *h, const char *note) {
   mc_state *m = mc_get(h);
   if (!m) return -1;
+  mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
   if (mc_prepare(m) < 0) return -1;
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);

@@ -87,6 +87,7 @@ typedef struct mc_state {
   /* threads that wait for the phase's end help build pages meanwhile */
   _Atomic unsigned helpers;
   _Atomic int closing;
+  _Atomic int stop_prefault; /* the worker's post-phase prefault stops early */
   uint64_t worker_ns, worker_bytes, live_bytes, build_ns;
   unsigned build_threads;
 } mc_state;
@@ -122,6 +123,9 @@ int mc_concurrent_flip(mc_state *m);
 /* Whether concurrent compaction can work in this process (else NULL, and
  * the reason in *why). */
 int mc_concurrent_available(const char **why);
+/* Join the last cycle's worker (it may still prefault the allocation window
+ * after its phase ended; this stops that first).  Before any page moves. */
+void mc_join_worker(mc_state *m);
 /* Heap teardown: join the worker, close the uffd, unmap everything. */
 void mc_state_destroy(mc_state *m);
 void mc_record_fault_ns(mc_state *m, uint64_t ns);
