@@ -5,9 +5,13 @@
  *
  * Sweeping the main malloc space (one jemalloc free per dead object) costs
  * more than marking in allocation-heavy programs, so a triggered collection
- * sweeps it after the pause, on a sweeper thread, while the mutators run:
- * the pause turns the mark bitmap into the bitmap of dead objects, and new
- * allocations, which are never in that bitmap, are safe from the sweeper.
+ * sweeps it after the pause, while the mutators run: the pause turns the
+ * mark bitmap into the bitmap of dead objects (new allocations are never
+ * in it) and a cursor over its words; a sweeper thread claims words from
+ * it, and so do the mutators, a share at each budget refill and all that
+ * is left before they trigger the next collection.  A mutator frees
+ * through its own tcache, so it reuses the regions it frees at once,
+ * without a round trip through the arena's bins.
  * The heap's concurrent phase stays open until the sweep ends; the next
  * collection, fh_gc_wait and fh_heap_destroy wait for it.  An explicit
  * fh_collect, or verify=1, sweeps inside the pause: when fh_collect returns
@@ -16,26 +20,29 @@
  * On a semi-space heap (FH_COLLECT_MARK_SWEEP requested explicitly) objects
  * of the bump space are marked through but not freed: a bump space can only
  * be emptied by copying. */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "collectors/collector.h"
 #include "collectors/mark.h"
 #include "heap/error.h"
 
-typedef struct sweep_job {
-  fh_heap *h;
-  malloc_space *ms;
-  uintptr_t end;
-} sweep_job;
+/* Words the sweeper thread claims at a time (64 granules each). */
+#define SWEEPER_WORDS 256
 
 static void *sweeper_main(void *arg) {
-  sweep_job *j = arg;
-  fh_heap *h = j->h;
-  size_t freed = malloc_space_sweep_dead(j->ms, j->end, h->gc_tcache);
-  free(j);
+  fh_heap *h = arg;
+  malloc_space *ms = heap_main_malloc(h); /* stays main until the phase ends */
+  while (malloc_space_sweep_step(ms, SWEEPER_WORDS, h->gc_tcache, 1)) {
+  }
+  /* Mutators may still be sweeping words they claimed; they never block
+   * while doing so, so this wait is short. */
+  while (atomic_load(&ms->sweep_done) < ms->sweep_total) sched_yield();
+  size_t freed = atomic_load(&ms->sweep_freed);
   pthread_mutex_lock(&h->stats_lock);
   h->bytes_freed += freed;
   pthread_mutex_unlock(&h->stats_lock);
+  /* The last touch of the heap: fh_heap_destroy waits for this. */
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 0;
   pthread_cond_broadcast(&h->phase_cv);
@@ -43,12 +50,9 @@ static void *sweeper_main(void *arg) {
   return NULL;
 }
 
-/* Start sweeping ms after the pause; 0, or -1 when no thread could be
- * started (the caller sweeps at once). */
-static int sweep_later(fh_heap *h, malloc_space *ms, uintptr_t end) {
-  sweep_job *j = malloc(sizeof *j);
-  if (!j) return -1;
-  *j = (sweep_job){h, ms, end};
+/* Open the concurrent phase and start the sweeper thread; 0, or -1 when
+ * no thread could be started (the caller sweeps at once). */
+static int sweep_later(fh_heap *h) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -56,14 +60,13 @@ static int sweep_later(fh_heap *h, malloc_space *ms, uintptr_t end) {
   h->concurrent_phase = 1;
   pthread_mutex_unlock(&h->world_lock);
   pthread_t tid;
-  int err = pthread_create(&tid, &attr, sweeper_main, j);
+  int err = pthread_create(&tid, &attr, sweeper_main, h);
   pthread_attr_destroy(&attr);
   if (err) {
     pthread_mutex_lock(&h->world_lock);
     h->concurrent_phase = 0;
     pthread_cond_broadcast(&h->phase_cv);
     pthread_mutex_unlock(&h->world_lock);
-    free(j);
     return -1;
   }
   return 0;
@@ -88,11 +91,11 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   size_t freed = non_moving_space_sweep(&h->non_moving);
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
-    uintptr_t end = malloc_space_frontier(ms);
-    malloc_space_prepare_sweep(ms, end);
-    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || sweep_later(h, ms, end) < 0;
+    malloc_space_sweep_begin(ms, malloc_space_frontier(ms));
+    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || sweep_later(h) < 0;
     if (now) {
-      freed += malloc_space_sweep_dead(ms, end, h->gc_tcache);
+      malloc_space_sweep_step(ms, ms->sweep_total, h->gc_tcache, 1);
+      freed += atomic_load(&ms->sweep_freed);
       /* An explicit collection asks for memory back now; triggered ones
        * let jemalloc's decay return freed pages over time, so a busy
        * mutator does not re-fault pages it will fill again at once. */
@@ -104,6 +107,10 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     heap_set_trigger(h, now ? heap_used_bytes(h)
                             : m.ms_live + atomic_load(&h->non_moving.used) +
                                   bump_space_used(&h->bump[h->active]));
+    /* Mutators sweep a share at each budget refill (heap/malloc_heap.c),
+     * sized so they alone would finish well before the next trigger. */
+    size_t refills = h->gc_trigger / ((size_t)256 << 10) + 1;
+    ms->sweep_chunk = ms->sweep_total / refills * 2 + 16;
     return 0;
   }
   h->bytes_freed += freed;

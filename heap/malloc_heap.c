@@ -122,9 +122,12 @@ void malloc_heap_thread_detach(fh_thread *t) {
 /* Prepay at least `bytes` (a chunk when there is room for one) against the
  * space's limit and heap_max.  0, or -1 when a collection is due first
  * (trigger reached, unless ignore_trigger) or there is no room. */
-static int prepay(fh_thread *t, size_t bytes, int ignore_trigger) {
+static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   fh_heap *h = t->heap;
   malloc_space *m = heap_main_malloc(h);
+  /* A share of the sweep after the last collection (collectors/mark_sweep.c),
+   * through this thread's tcache: it reuses what it frees at once. */
+  if (malloc_space_sweep_pending(m)) malloc_space_sweep_step(m, m->sweep_chunk, tc, 0);
   if (!ignore_trigger &&
       atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
     return -1;
@@ -163,7 +166,7 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
    * failure for fragmentation then gets one homogeneous compaction. */
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
-    if (bytes <= t->ms_budget || prepay(t, bytes, attempt > 0) == 0) {
+    if (bytes <= t->ms_budget || prepay(t, bytes, attempt > 0, tc) == 0) {
       void *obj = alloc_object(t, heap_main_malloc(h), type, n, bytes, tc);
       if (obj) {
         t->ms_budget -= bytes;
@@ -173,6 +176,14 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
     }
     int due = attempt == 0 &&
               atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
+    /* Finish the last sweep before asking for the next collection (which
+     * would wait for it): freed memory may make the collection unneeded. */
+    malloc_space *m = heap_main_malloc(h);
+    if (malloc_space_sweep_pending(m)) {
+      while (malloc_space_sweep_step(m, 256, tc, 0)) {
+      }
+      if (!due) continue;
+    }
     if (attempt < 2) {
       gc_cause cause = due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
       if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {

@@ -99,13 +99,10 @@ void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end) {
   }
 }
 
-size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
-  uintptr_t begin = s->space.begin;
+/* Free the dead objects of bitmap words [first, last) through `flags`'s
+ * tcache; returns the bytes freed (already taken off `used`). */
+static size_t sweep_words(malloc_space *s, size_t first, size_t last, int flags) {
   size_t freed = 0;
-  if (end <= begin) return 0;
-  size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
-  size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
-  int flags = tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache);
   for (size_t w = first; w < last; w++) {
     uint64_t dead = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
     if (!dead) continue;
@@ -125,9 +122,45 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
       sdallocx((void *)p, bytes, flags);
     }
   }
-  arena_tcache_flush(tcache);
   atomic_fetch_sub(&s->used, freed);
   return freed;
+}
+
+static int tcache_flags(int tcache) {
+  return tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache);
+}
+
+size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
+  uintptr_t begin = s->space.begin;
+  if (end <= begin) return 0;
+  size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
+  size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
+  size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
+  arena_tcache_flush(tcache);
+  return freed;
+}
+
+void malloc_space_sweep_begin(malloc_space *s, uintptr_t end) {
+  malloc_space_prepare_sweep(s, end);
+  size_t first = bitmap_index(&s->alloc_bits, s->space.begin) >> 6;
+  size_t last = end > s->space.begin ? (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1 : first;
+  s->sweep_last = last;
+  s->sweep_total = last - first;
+  atomic_store(&s->sweep_done, 0);
+  atomic_store(&s->sweep_freed, 0);
+  atomic_store(&s->sweep_next, first);
+}
+
+size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush) {
+  if (atomic_load_explicit(&s->sweep_next, memory_order_relaxed) >= s->sweep_last) return 0;
+  size_t first = atomic_fetch_add(&s->sweep_next, words);
+  if (first >= s->sweep_last) return 0;
+  size_t last = first + words < s->sweep_last ? first + words : s->sweep_last;
+  size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
+  if (flush) arena_tcache_flush(tcache);
+  atomic_fetch_add(&s->sweep_freed, freed);
+  atomic_fetch_add(&s->sweep_done, last - first); /* last: after the flush */
+  return last - first;
 }
 
 size_t malloc_space_sweep(malloc_space *s, int tcache) {

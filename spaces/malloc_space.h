@@ -34,6 +34,13 @@ typedef struct malloc_space {
   fh_bitmap mark_bits;
   _Atomic size_t used; /* bytes of allocated objects (16-byte rounded, header included) */
   size_t limit;        /* capacity in object bytes (tests may lower it) */
+  /* A sweep running after the pause (malloc_space_sweep_begin/_step):
+   * bitmap words [.., sweep_last) not yet claimed start at sweep_next. */
+  _Atomic size_t sweep_next;
+  size_t sweep_last, sweep_total;
+  _Atomic size_t sweep_done;  /* words swept */
+  _Atomic size_t sweep_freed; /* bytes freed by this sweep */
+  size_t sweep_chunk;         /* words a mutator sweeps per budget refill */
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
@@ -87,6 +94,16 @@ size_t malloc_space_sweep(malloc_space *s, int tcache);
  * frees can be reused at once. */
 void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end);
 size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache);
+/* The same shared out: begin (world stopped) prepares the dead bitmap and a
+ * cursor over its words; then any thread may claim and sweep up to `words`
+ * words at a time through its own tcache (flush: flush it before the words
+ * count as done).  Returns the words claimed, 0 when none are left; the
+ * sweep is complete when sweep_done reaches sweep_total. */
+void malloc_space_sweep_begin(malloc_space *s, uintptr_t end);
+size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush);
+static inline int malloc_space_sweep_pending(const malloc_space *s) {
+  return atomic_load_explicit(&s->sweep_next, memory_order_relaxed) < s->sweep_last;
+}
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
 int malloc_space_reset(malloc_space *s);
