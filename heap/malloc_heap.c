@@ -84,13 +84,13 @@ void malloc_heap_publish_pending(fh_thread *t) {
   t->ms_pending_mask = 0;
 }
 
-static inline void *alloc_object(fh_thread *t, malloc_space *m, uint32_t type, size_t n,
-                                 size_t bytes, int tc) {
-  void *mem = arena_alloc_cached(&m->arena, bytes, tc);
+/* An object from the thread's budget (prepay filled the cached fields). */
+static inline void *alloc_object(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
+  void *mem = mallocx(bytes, t->ms_flags);
   if (!mem) return NULL;
   *(uint64_t *)mem = fh__make_header(type, n);
-  size_t i = bitmap_index(&m->alloc_bits, (uintptr_t)mem);
-  _Atomic uint64_t *word = &m->alloc_bits.words[i >> 6];
+  size_t i = ((uintptr_t)mem - t->ms_bits_base) >> MS_GRANULE_SHIFT;
+  _Atomic uint64_t *word = &t->ms_bits_words[i >> 6];
   if (word != t->ms_pending_word) {
     malloc_heap_publish_pending(t);
     t->ms_pending_word = word;
@@ -142,6 +142,10 @@ static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   } while (!atomic_compare_exchange_weak_explicit(&m->used, &old, old + want,
                                                   memory_order_relaxed, memory_order_relaxed));
   t->ms_budget = want;
+  t->ms_flags = MALLOCX_ARENA(m->arena.index) | MALLOCX_ZERO |
+                (tc < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tc));
+  t->ms_bits_base = m->alloc_bits.base;
+  t->ms_bits_words = m->alloc_bits.words;
   atomic_fetch_add_explicit(&h->alloc_since_gc, want, memory_order_relaxed);
   return 0;
 }
@@ -157,8 +161,17 @@ static int failed_for_fragmentation(fh_thread *t, size_t bytes) {
 }
 
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
-  fh_heap *h = t->heap;
   size_t bytes = malloc_object_bytes(n);
+  /* The common case: the budget covers it. */
+  if (bytes <= t->ms_budget) {
+    void *obj = alloc_object(t, type, n, bytes);
+    if (obj) {
+      t->ms_budget -= bytes;
+      t->ms_unposted += bytes;
+      return obj;
+    }
+  }
+  fh_heap *h = t->heap;
   int tc = thread_tcache(t);
   int compacted = 0;
   /* Attempt 0 honours the trigger; attempts 1 and 2 follow a collection
@@ -167,7 +180,7 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
     if (bytes <= t->ms_budget || prepay(t, bytes, attempt > 0, tc) == 0) {
-      void *obj = alloc_object(t, heap_main_malloc(h), type, n, bytes, tc);
+      void *obj = alloc_object(t, type, n, bytes);
       if (obj) {
         t->ms_budget -= bytes;
         t->ms_unposted += bytes;
