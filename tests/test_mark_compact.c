@@ -146,6 +146,17 @@ static void test_concurrent_falls_back_without_uffd(void **s) {
   fh_thread_detach(t);
   fh_heap_destroy(h);
   fh_uffd_force_disable(0);
+  /* The default collector follows what the process allows. */
+  fh_uffd_force_disable(1);
+  fh_heap *d = test_heap("heap_max=16M");
+  assert_int_equal(d->opt.collector, FH_MARK_COMPACT);
+  fh_heap_destroy(d);
+  fh_uffd_force_disable(0);
+  d = test_heap("heap_max=16M");
+  unsigned caps = fh_capabilities();
+  if ((caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP))
+    assert_int_equal(d->opt.collector, FH_CONCURRENT_COMPACT);
+  fh_heap_destroy(d);
   /* The explicit request's error text says what happened. */
   fh_uffd_force_disable(1);
   assert_ptr_equal(concurrent_compact_or_fallback(), &mark_compact_collector);
