@@ -243,6 +243,7 @@ typedef struct bgfill {
   char *to, *from;
   size_t npages;
   _Atomic int ok, existed;
+  _Atomic int other_status, other_errno; /* the last unexpected result */
 } bgfill;
 
 static void *bg_filler(void *p) {
@@ -251,10 +252,14 @@ static void *bg_filler(void *p) {
     fh_uffd_res r;
     fh_uffd_status s = fh_uffd_copy(fh_uffd_fd(b->u), b->to + i * PG, b->from + i * PG,
                                     PG, 0, &r);
-    if (s == FH_UFFD_OK)
+    if (s == FH_UFFD_OK) {
       atomic_fetch_add(&b->ok, 1);
-    else if (s == FH_UFFD_EXISTED)
+    } else if (s == FH_UFFD_EXISTED) {
       atomic_fetch_add(&b->existed, 1);
+    } else {
+      atomic_store(&b->other_errno, errno);
+      atomic_store(&b->other_status, (int)s);
+    }
   }
   return NULL;
 }
@@ -294,7 +299,11 @@ static void background_race(fh_uffd_mode mode) {
     pthread_join(th[i], NULL);
   for (size_t i = 0; i < N; i++)
     assert_true(page_has_pattern(to + i * PG, i));
-  assert_int_equal(atomic_load(&b.ok) + atomic_load(&b.existed), N);
+  if (atomic_load(&b.ok) + atomic_load(&b.existed) != N)
+    fail_msg("background COPY: %d ok + %d existed of %d; an unexpected result: %s, errno %d (%s)",
+             atomic_load(&b.ok), atomic_load(&b.existed), N,
+             fh_uffd_status_name((fh_uffd_status)atomic_load(&b.other_status)),
+             atomic_load(&b.other_errno), strerror(atomic_load(&b.other_errno)));
   assert_int_equal(atomic_load(&b.ok) + atomic_load(&c.installed), N);
   print_message("  background filled %d, resolvers %d (lost %d races)\n",
                 atomic_load(&b.ok), atomic_load(&c.installed), atomic_load(&c.existed));
