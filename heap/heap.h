@@ -39,7 +39,7 @@ struct fh_thread {
   size_t ms_unposted; /* bytes allocated not yet added to heap->bytes_allocated */
   _Atomic uint64_t *ms_pending_word; /* allocation-bitmap word with bits not yet set */
   uint64_t ms_pending_mask;           /* ...those bits (heap/malloc_heap.c) */
-  /* While ms_budget > 0: the main space's mallocx flags (arena, zero, this
+  /* While ms_budget > 0: the main space's mallocx flags (arena and this
    * thread's tcache) and its allocation bitmap, cached at the refill. */
   int ms_flags;
   uintptr_t ms_bits_base;

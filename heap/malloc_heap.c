@@ -86,8 +86,16 @@ void malloc_heap_publish_pending(fh_thread *t) {
 
 /* An object from the thread's budget (prepay filled the cached fields). */
 static inline void *alloc_object(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
-  void *mem = mallocx(bytes, t->ms_flags);
+  /* Small payloads are zeroed here, a few stores instead of jemalloc's
+   * memset of the whole size class; large ones keep MALLOCX_ZERO, which
+   * skips memory jemalloc knows is still zero. */
+  int small = n <= 256;
+  void *mem = mallocx(bytes, small ? t->ms_flags : t->ms_flags | MALLOCX_ZERO);
   if (!mem) return NULL;
+  if (small) {
+    uint64_t *w = (uint64_t *)mem + 1;
+    for (size_t k = 0, nw = (n + 7) >> 3; k < nw; k++) w[k] = 0;
+  }
   *(uint64_t *)mem = fh__make_header(type, n);
   size_t i = ((uintptr_t)mem - t->ms_bits_base) >> MS_GRANULE_SHIFT;
   _Atomic uint64_t *word = &t->ms_bits_words[i >> 6];
@@ -142,7 +150,7 @@ static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   } while (!atomic_compare_exchange_weak_explicit(&m->used, &old, old + want,
                                                   memory_order_relaxed, memory_order_relaxed));
   t->ms_budget = want;
-  t->ms_flags = MALLOCX_ARENA(m->arena.index) | MALLOCX_ZERO |
+  t->ms_flags = MALLOCX_ARENA(m->arena.index) |
                 (tc < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tc));
   t->ms_bits_base = m->alloc_bits.base;
   t->ms_bits_words = m->alloc_bits.words;

@@ -254,6 +254,31 @@ static void test_concurrent_sweep(void **state) {
   fh_heap_destroy(h);
 }
 
+/* Memory freed by a sweep and handed out again reads as zero, for small
+ * payloads (zeroed by the heap) and large ones (MALLOCX_ZERO). */
+static void test_reused_memory_is_zeroed(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  static const size_t sizes[] = {0, 1, 7, 8, 24, 100, 256, 257, 1000, 5000, 70000};
+  enum { NS = sizeof sizes / sizeof sizes[0] };
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < 3000; i++) {
+      size_t n = sizes[i % NS];
+      unsigned char *o = fh_alloc(t, ty.bytes, n);
+      assert_non_null(o);
+      for (size_t k = 0; k < n; k++)
+        if (o[k]) fail_msg("round %d: byte %zu of a fresh %zu-byte object is %#x", round, k, n, o[k]);
+      memset(o, 0xA5, n); /* garbage for the next round to reuse */
+    }
+    assert_int_equal(fh_collect(t, round % 2 ? FH_COLLECT_MARK_SWEEP : FH_COLLECT_DEFAULT), 0);
+  }
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_frees_exactly_the_dead),
@@ -261,6 +286,7 @@ int main(void) {
       cmocka_unit_test(test_trigger_bounds_the_heap),
       cmocka_unit_test(test_refused_collections),
       cmocka_unit_test(test_concurrent_sweep),
+      cmocka_unit_test(test_reused_memory_is_zeroed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
