@@ -267,12 +267,52 @@ static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage
   return 0;
 }
 
+/* A run inside the dense prefix: its from-space pages already hold the
+ * destination bytes.  Fix their references in place and move the pages
+ * back (no copy at all).  One page may have to stay in from-space: the one
+ * holding the header of the next destination page's first object, which
+ * that page's builder reads (a large object covers many pages, but only its
+ * header page matters).  It is installed by COPY from the same bytes. */
+static size_t move_or_copy(mc_state *m, int fd, size_t p, size_t n) {
+  if (!n) return 0;
+  uint8_t *from = (uint8_t *)(m->shadow + p * FWD_PAGE);
+  uint8_t *dst = (uint8_t *)(m->t.begin + p * FWD_PAGE);
+  fh_uffd_res res;
+  fh_uffd_status st = fh_uffd_move(fd, dst, from, n * FWD_PAGE, 0, &res);
+  size_t moved = st == FH_UFFD_OK || st == FH_UFFD_EXISTED ? n : res.done / FWD_PAGE;
+  if (moved < n) {
+    m->move_fallbacks++;
+    fh_uffd_copy(fd, dst + moved * FWD_PAGE, from + moved * FWD_PAGE, (n - moved) * FWD_PAGE, 0,
+                 NULL);
+  }
+  return moved;
+}
+
+static void fix_and_move_dense(mc_state *m, int fd, size_t p, size_t n) {
+  for (size_t i = 0; i < n; i++) page_fix_in_place(&m->src, p + i);
+  size_t keep = (size_t)-1;
+  if (p + n < m->t.npages) keep = (m->t.page_first[p + n] - m->t.begin) / FWD_PAGE;
+  size_t moved;
+  if (keep >= p && keep < p + n) {
+    moved = move_or_copy(m, fd, p, keep - p) + move_or_copy(m, fd, keep + 1, p + n - keep - 1);
+    fh_uffd_copy(fd, (void *)(m->t.begin + keep * FWD_PAGE), (void *)(m->shadow + keep * FWD_PAGE),
+                 FWD_PAGE, 0, NULL);
+  } else {
+    moved = move_or_copy(m, fd, p, n);
+  }
+  m->moved_pages += moved;
+  m->in_place_pages += n;
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+}
+
 static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
   size_t np = m->t.npages, low = 0, stage = 0;
   int use_move = m->use_move && fh_uffd_has_move(m->uffd);
   m->moved_pages = 0;
+  m->in_place_pages = 0;
   if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -286,7 +326,9 @@ static void *worker_main(void *arg) {
       continue;
     }
     release_behind(m, &low); /* low <= p: page p is claimed, not mapped */
-    if (use_move && build_and_move(m, fd, p, n, &stage, low) == 0)
+    if (use_move && p + n <= m->t.dense_pages)
+      fix_and_move_dense(m, fd, p, n);
+    else if (use_move && build_and_move(m, fd, p, n, &stage, low) == 0)
       m->moved_pages += n;
     else
       build_and_copy(m, fd, p, n, m->worker_buf);
@@ -296,9 +338,10 @@ static void *worker_main(void *arg) {
   m->worker_ns = now_ns() - t0;
   m->worker_bytes = built * FWD_PAGE;
   if (getenv("FH_MC_TRACE"))
-    fprintf(stderr, "faultheap mc concurrent: %zu pages, worker built %llu (%zu moved, %zu move "
-                    "fallbacks) in %.2f ms\n",
-            np, (unsigned long long)built, m->moved_pages, m->move_fallbacks, m->worker_ns / 1e6);
+    fprintf(stderr, "faultheap mc concurrent: %zu pages (%zu dense), worker built %llu (%zu "
+                    "moved, %zu fixed in place, %zu move fallbacks) in %.2f ms\n",
+            np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
+            m->move_fallbacks, m->worker_ns / 1e6);
   for (size_t p = 0; p < np; p++) wait_mapped(m, p);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;

@@ -64,6 +64,7 @@ void fwd_reset(fwd_tables *t) {
   t->live_bytes = 0;
   t->new_top = t->begin;
   t->npages = 0;
+  t->dense_pages = 0;
 }
 
 /* Marking is single-threaded: a plain load and store per word instead of
@@ -145,4 +146,11 @@ void fwd_compute(fwd_tables *t) {
   t->live_bytes = acc;
   t->new_top = t->begin + acc;
   t->npages = page;
+  /* The dense prefix: full chunks, then the ones of the first partial one. */
+  size_t c = 0;
+  while (c < nchunks && live_word(t, c) == ~(uint64_t)0) c++;
+  size_t dense = c * ((size_t)1 << FWD_CHUNK_SHIFT);
+  if (c < nchunks) dense += FWD_WORD * (size_t)__builtin_ctzll(~live_word(t, c));
+  if (dense > acc) dense = acc;
+  t->dense_pages = dense / FWD_PAGE;
 }

@@ -41,6 +41,8 @@ typedef struct fwd_tables {
   size_t live_bytes;   /* total live bytes (headers included) */
   uintptr_t new_top;   /* begin + live_bytes */
   size_t npages;       /* destination pages: ceil(live_bytes / 4096) */
+  size_t dense_pages;  /* leading destination pages whose objects all keep
+                          their address (no dead word below their end) */
 } fwd_tables;
 
 /* Map the tables for a space of `capacity` bytes at `begin` (NORESERVE:

@@ -40,6 +40,12 @@ typedef struct page_source {
  * safe; reads only from-space, the tables and the type registry. */
 size_t page_build(const page_source *ps, size_t page, uint8_t *out);
 
+/* For a page below t->dense_pages (every object on it keeps its address):
+ * rewrite the page's references in its from-space copy, which then is the
+ * destination page.  Reads and writes only that from-space page (and object
+ * headers at or below it, unchanged). */
+void page_fix_in_place(const page_source *ps, size_t page);
+
 /* ---- marking (mc_mark.c) ---- */
 /* Mark everything reachable: moving-space objects into t (start and live-
  * word bits, objects below t->old_top), non-moving objects into its mark
@@ -73,6 +79,7 @@ typedef struct mc_state {
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
                            (FH_MC_MOVE=0 turns it off, for measurement) */
   size_t moved_pages, move_fallbacks; /* last cycle */
+  size_t in_place_pages; /* last cycle: dense-prefix pages fixed in place */
   unsigned worker_delay_ms; /* tests: FH_MC_WORKER_DELAY_MS holds the worker
                                back so that mutators meet missing pages */
   size_t released;      /* from-space bytes already given back, from the start */

@@ -152,3 +152,13 @@ static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
   }
   while (fc.count) fix_one(&fc);
 }
+
+void page_fix_in_place(const page_source *ps, size_t page) {
+  const fwd_tables *t = ps->t;
+  uintptr_t dbeg = t->begin + page * FWD_PAGE;
+  uintptr_t first = t->page_first[page];
+  /* Identity page: the from-space page already holds the destination's
+   * bytes; only its references change, and they are written in place. */
+  fix_ctx fc = {.t = t, .page = dbeg, .out = (uint8_t *)(dbeg + ps->from_delta)};
+  fix_page_refs(ps, &fc, first, first);
+}
