@@ -4,7 +4,8 @@
  * does on its heap task daemon when the process leaves the foreground.
  *
  * Fragmentation = free bytes inside the space's resident pages, relative to
- * its live bytes: (resident - used) * 100 / used > hspace_fragmentation_pct.
+ * its live bytes: (resident - used) * 100 / used > hspace_fragmentation_pct,
+ * with at least 1 MiB free.
  *
  * The compaction needs an attached thread to stop the world.  The new
  * pthread attaches itself: the caller of fh_set_background may be a running
@@ -12,6 +13,7 @@
  * that holds it waits for that very mutator to park.  Like any collection,
  * the compaction waits for every mutator to reach a safepoint or a blocking
  * region. */
+#include <string.h>
 #include <unistd.h>
 
 #include "collectors/collector.h"
@@ -31,11 +33,42 @@ static void *bg_main(void *arg) {
   return NULL;
 }
 
+/* Free bytes inside the main space's resident pages, in percent of its
+ * live bytes. */
+static double fragmentation_pct(fh_heap *h) {
+  malloc_space *m = heap_main_malloc(h);
+  size_t used = atomic_load(&m->used), resident = malloc_space_resident(m);
+  if (resident <= used || !used) return 0;
+  return (double)(resident - used) * 100.0 / (double)used;
+}
+
+/* Past the threshold, and by at least 1 MiB: the arena's own metadata
+ * (~84 KiB) would otherwise make every small space look fragmented. */
 static int fragmented(fh_heap *h) {
   malloc_space *m = heap_main_malloc(h);
   size_t used = atomic_load(&m->used), resident = malloc_space_resident(m);
-  if (resident <= used) return 0;
-  return (double)(resident - used) * 100.0 > (double)used * h->opt.hspace_fragmentation_pct;
+  return resident > used + ((size_t)1 << 20) &&
+         fragmentation_pct(h) > (double)h->opt.hspace_fragmentation_pct;
+}
+
+void hspace_dump(fh_heap *h, FILE *out) {
+  if (!h->has_malloc_spaces) return;
+  double frag = fragmentation_pct(h);
+  pthread_mutex_lock(&h->stats_lock);
+  uint64_t last = h->hspace_last_ns;
+  size_t failed_live = h->hspace_failed_live;
+  char why[sizeof h->hspace_failed_why];
+  memcpy(why, h->hspace_failed_why, sizeof why);
+  pthread_mutex_unlock(&h->stats_lock);
+  fprintf(out, "  homogeneous compaction: fragmentation %.0f%% of live (threshold %u%%), ", frag,
+          h->opt.hspace_fragmentation_pct);
+  if (last)
+    fprintf(out, "last one %.0f ms ago", (double)(heap_now_ns() - last) / 1e6);
+  else
+    fprintf(out, "none yet");
+  if (failed_live)
+    fprintf(out, "; the last attempt failed (not retried at %zu live bytes): %s", failed_live, why);
+  fputc('\n', out);
 }
 
 void hspace_background_request(fh_heap *h) {

@@ -184,6 +184,8 @@ static inline malloc_space *heap_backup_malloc(fh_heap *h) { return &h->malloc[!
 void hspace_background_request(fh_heap *h);
 /* Wait for that thread (fh_heap_destroy). */
 void hspace_background_join(fh_heap *h);
+/* fh_dump's line about homogeneous compaction (nothing without malloc spaces). */
+void hspace_dump(fh_heap *h, FILE *out);
 
 /* ---- native.c (fh_malloc) ---- */
 int native_init(fh_heap *h);

@@ -67,6 +67,7 @@ void fh_dump(fh_heap *h, FILE *out) {
     fprintf(out, "  %-18s capacity %8zu KiB  used %8zu KiB  resident %8zu KiB\n",
             s.spaces[i].name, s.spaces[i].capacity >> 10, s.spaces[i].used >> 10,
             s.spaces[i].resident >> 10);
+  hspace_dump(h, out);
   fprintf(out, "  collections %llu, pause total %.3f ms, max %.3f ms\n",
           (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6);
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "

@@ -64,7 +64,8 @@ typedef struct fh_options {
   unsigned hspace_fragmentation_pct; /* collector=mark_sweep: fh_set_background(h, 1)
                                  compacts the main malloc space when the free
                                  bytes inside its resident pages exceed this
-                                 percentage of its live bytes; default 25 */
+                                 percentage of its live bytes (and 1 MiB);
+                                 default 25 */
   unsigned hspace_min_interval_ms; /* triggered homogeneous compactions (background,
                                  allocation failure) run at most this often;
                                  default 1000 */

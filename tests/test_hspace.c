@@ -185,6 +185,15 @@ static void test_failed_compaction_changes_nothing(void **state) {
   assert_int_equal(fh_collect(t, FH_COLLECT_HSPACE_COMPACT), -1);
   assert_non_null(strstr(fh_last_error(), "live size is unchanged"));
   assert_non_null(strstr(fh_last_error(), "cannot hold"));
+  /* fh_dump says so too */
+  char *dump = NULL;
+  size_t dump_len = 0;
+  FILE *f = open_memstream(&dump, &dump_len);
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(dump, "homogeneous compaction: fragmentation"));
+  assert_non_null(strstr(dump, "the last attempt failed"));
+  free(dump);
   /* the live size changes: tried again (and, with room, done) */
   backup->limit = saved_limit;
   tnode *extra = test_node(t, &ty, 1234);
