@@ -288,8 +288,16 @@ static size_t move_or_copy(mc_state *m, int fd, size_t p, size_t n) {
   return moved;
 }
 
-static void fix_and_move_dense(mc_state *m, int fd, size_t p, size_t n) {
+static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move) {
   for (size_t i = 0; i < n; i++) page_fix_in_place(&m->src, p + i);
+  if (!move) { /* COPY straight from the fixed from-space pages: no build */
+    fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), (void *)(m->shadow + p * FWD_PAGE),
+                 n * FWD_PAGE, 0, NULL);
+    m->in_place_pages += n;
+    for (size_t i = 0; i < n; i++)
+      atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+    return;
+  }
   size_t keep = (size_t)-1;
   if (p + n < m->t.npages) keep = (m->t.page_first[p + n] - m->t.begin) / FWD_PAGE;
   size_t moved;
@@ -306,11 +314,36 @@ static void fix_and_move_dense(mc_state *m, int fd, size_t p, size_t n) {
     atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
 }
 
+/* MOVE saves the kernel's page allocation, zeroing and copy, but flushes
+ * the TLB of every CPU running this mm for each page: with mutators busy on
+ * the other CPUs that shootdown costs more than it saves (fhbench pause),
+ * with an idle or single mutator it wins (GCBench).  So the worker measures
+ * both as it goes (per-page time of build + install, averaged) and uses the
+ * cheaper, re-trying the other every 32 runs. */
+typedef struct install_costs {
+  uint64_t ns[2]; /* [0] COPY, [1] MOVE */
+  unsigned samples[2], runs;
+} install_costs;
+
+static int choose_move(install_costs *c) {
+  c->runs++;
+  if (c->samples[1] < 2) return 1;
+  if (c->samples[0] < 2) return 0;
+  int cheaper = c->ns[1] <= c->ns[0];
+  return c->runs % 32 == 0 ? !cheaper : cheaper;
+}
+
+static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
+  c->ns[move] = c->samples[move] ? (c->ns[move] * 3 + ns_per_page) / 4 : ns_per_page;
+  c->samples[move]++;
+}
+
 static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
   size_t np = m->t.npages, low = 0, stage = 0;
   int use_move = m->use_move && fh_uffd_has_move(m->uffd);
+  install_costs costs = {{0, 0}, {0, 0}, 0};
   m->moved_pages = 0;
   m->in_place_pages = 0;
   if (m->worker_delay_ms) {
@@ -326,12 +359,17 @@ static void *worker_main(void *arg) {
       continue;
     }
     release_behind(m, &low); /* low <= p: page p is claimed, not mapped */
-    if (use_move && p + n <= m->t.dense_pages)
-      fix_and_move_dense(m, fd, p, n);
-    else if (use_move && build_and_move(m, fd, p, n, &stage, low) == 0)
+    int move = use_move && choose_move(&costs), moved = move;
+    uint64_t b0 = now_ns();
+    if (p + n <= m->t.dense_pages) {
+      fix_and_install_dense(m, fd, p, n, move);
+    } else if (move && build_and_move(m, fd, p, n, &stage, low) == 0) {
       m->moved_pages += n;
-    else
+    } else {
       build_and_copy(m, fd, p, n, m->worker_buf);
+      moved = 0;
+    }
+    if (use_move) record_cost(&costs, moved, (now_ns() - b0) / n);
     built += n;
     p += n;
   }
@@ -339,9 +377,10 @@ static void *worker_main(void *arg) {
   m->worker_bytes = built * FWD_PAGE;
   if (getenv("FH_MC_TRACE"))
     fprintf(stderr, "faultheap mc concurrent: %zu pages (%zu dense), worker built %llu (%zu "
-                    "moved, %zu fixed in place, %zu move fallbacks) in %.2f ms\n",
+                    "moved, %zu fixed in place, %zu move fallbacks) in %.2f ms; per page: "
+                    "copy %.2f us, move %.2f us\n",
             np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
-            m->move_fallbacks, m->worker_ns / 1e6);
+            m->move_fallbacks, m->worker_ns / 1e6, costs.ns[0] / 1e3, costs.ns[1] / 1e3);
   for (size_t p = 0; p < np; p++) wait_mapped(m, p);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;

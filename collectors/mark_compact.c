@@ -53,6 +53,14 @@ static int state_init(mc_state *m, fh_heap *h) {
   const char *delay = getenv("FH_MC_WORKER_DELAY_MS");
   if (delay && *delay) m->worker_delay_ms = (unsigned)strtoul(delay, NULL, 10);
   if (fwd_init(&m->t, b->space.begin, cap) < 0) return -1;
+  /* After each cycle the space above the new top is empty, and allocation
+   * refills it with first-touch faults: as 2 MiB pages that is ~0.5 us per
+   * 4 KiB instead of ~2 (GCBench ~15% faster).  The whole VMA gets the flag,
+   * so nothing splits; uffd COPY/MOVE still install 4 KiB pages, and the
+   * flip's anon_vma byte is a PMD past the registered range so that no huge
+   * page covers registered pages.  FH_MC_THP=0 turns it off. */
+  const char *thp = getenv("FH_MC_THP");
+  if (!(thp && *thp == '0')) madvise((void *)b->space.begin, cap, MADV_HUGEPAGE);
   m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
   m->page_state = map_rw(m->state_map_bytes, 0);
   m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);
@@ -97,8 +105,13 @@ static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
   if (fh_capabilities() & FH_CAP_DONTUNMAP) {
-    if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0)
+    if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
+      /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
+       * pages in its released holes, where a huge page would zero (and
+       * keep) 2 MiB per staged 4 KiB. */
+      madvise((void *)m->shadow, t->capacity, MADV_NOHUGEPAGE);
       return 0;
+    }
     /* EFAULT here means the space is no longer one VMA: a bug elsewhere
      * (mprotect or a partial madvise of the moving space). */
   }
