@@ -64,7 +64,7 @@ void fh_dump(fh_heap *h, FILE *out) {
           (unsigned long)h->resv_begin, (unsigned long)(h->resv_begin + h->resv_size),
           h->resv_size >> 20, h->cards_bytes >> 10);
   for (unsigned i = 0; i < s.nspaces; i++)
-    fprintf(out, "  %-18s capacity %8zu KiB  used %8zu KiB  resident %8zu KiB\n",
+    fprintf(out, "  %-22s capacity %8zu KiB  used %8zu KiB  resident %8zu KiB\n",
             s.spaces[i].name, s.spaces[i].capacity >> 10, s.spaces[i].used >> 10,
             s.spaces[i].resident >> 10);
   hspace_dump(h, out);
