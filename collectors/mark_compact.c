@@ -48,6 +48,8 @@ static int state_init(mc_state *m, fh_heap *h) {
     unsigned long v = strtoul(la, NULL, 10);
     m->lookahead = v >= MC_MAX_RUN ? MC_MAX_RUN - 1 : (unsigned)v;
   }
+  const char *nd = getenv("FH_MC_NO_DONTUNMAP"); /* tests: the copying fallback */
+  m->no_dontunmap = nd && *nd == '1';
   const char *mv = getenv("FH_MC_MOVE");
   m->use_move = !(mv && *mv == '0');
   const char *delay = getenv("FH_MC_WORKER_DELAY_MS");
@@ -104,7 +106,7 @@ mc_state *mc_get(fh_heap *h) {
 static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
-  if (fh_capabilities() & FH_CAP_DONTUNMAP) {
+  if ((fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
     if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
       /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
        * pages in its released holes, where a huge page would zero (and

@@ -69,6 +69,7 @@ typedef struct mc_state {
   /* this cycle */
   size_t old_used, nm_freed;
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
+  int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;

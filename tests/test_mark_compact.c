@@ -119,6 +119,38 @@ static void test_stress_three_mutators(void **s) {
                6);
 }
 
+/* Without MREMAP_DONTUNMAP the space's pages are copied to from-space
+ * instead; both schedules then build every page in the pause. */
+static void test_without_dontunmap(void **s) {
+  (void)s;
+  setenv("FH_MC_NO_DONTUNMAP", "1", 1);
+  const char *specs[] = {"collector=mark_compact,heap_max=32M,min_alloc_trigger=30M,verify=1",
+                         "collector=concurrent_compact,heap_max=32M,min_alloc_trigger=30M,verify=1"};
+  for (int k = 0; k < 2; k++) {
+    fh_heap *h = test_heap(specs[k]);
+    test_register(h, &graph_ty);
+    fh_thread *t = fh_thread_attach(h);
+    graph g = {0};
+    fh_push_root(t, (void **)&g.table);
+    graph_build(t, &graph_ty, &g, 8000);
+    size_t before = moving_used(h);
+    for (int c = 0; c < 3; c++) {
+      assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+      assert_false(mc_phase_open(h)); /* all done in the pause */
+      assert_true(h->mc->moved_by_copy);
+      assert_int_equal(graph_check(&graph_ty, &g), 0);
+      for (int i = 0; i < 3000; i++) graph_garbage(t, &graph_ty, (size_t)i);
+    }
+    assert_true(moving_used(h) < before);
+    bump_space *b = &h->bump[h->active];
+    assert_int_equal(fh_uffd_count_vmas((void *)b->space.begin, b->space.end - b->space.begin), 1);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  unsetenv("FH_MC_NO_DONTUNMAP");
+}
+
 /* ---- fallback ---- */
 
 static void test_concurrent_falls_back_without_uffd(void **s) {
@@ -171,6 +203,7 @@ int main(void) {
       cmocka_unit_test(test_nonmoving_refs_updated),
       cmocka_unit_test(test_moving_space_stays_one_vma),
       cmocka_unit_test(test_stress_three_mutators),
+      cmocka_unit_test(test_without_dontunmap),
       cmocka_unit_test(test_concurrent_falls_back_without_uffd),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
