@@ -69,9 +69,12 @@ void fwd_reset(fwd_tables *t) {
 
 /* Marking is single-threaded: a plain load and store per word instead of
  * a locked read-modify-write (which cost ~20 cycles each, per object). */
-static void or_word(_Atomic uint64_t *w, uint64_t m) {
-  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m,
-                        memory_order_relaxed);
+static void or_word(const fwd_tables *t, _Atomic uint64_t *w, uint64_t m) {
+  if (t->atomic_marking) /* parallel marking: neighbours share words */
+    atomic_fetch_or_explicit(w, m, memory_order_relaxed);
+  else
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m,
+                          memory_order_relaxed);
 }
 
 int fwd_mark_start(fwd_tables *t, uintptr_t start) {
@@ -79,6 +82,8 @@ int fwd_mark_start(fwd_tables *t, uintptr_t start) {
   uint64_t bit = (uint64_t)1 << (i & 63);
   uint64_t w = atomic_load_explicit(&t->mark.words[i >> 6], memory_order_relaxed);
   if (w & bit) return 1;
+  if (t->atomic_marking) /* two markers may race for the object: one wins */
+    return (atomic_fetch_or_explicit(&t->mark.words[i >> 6], bit, memory_order_relaxed) & bit) != 0;
   atomic_store_explicit(&t->mark.words[i >> 6], w | bit, memory_order_relaxed);
   return 0;
 }
@@ -95,7 +100,7 @@ void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes) {
     size_t w = i >> 6, lo = i & 63;
     size_t n = end - i < 64 - lo ? end - i : 64 - lo;
     uint64_t m = n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1) << lo;
-    or_word(&t->live.words[w], m);
+    or_word(t, &t->live.words[w], m);
     i += n;
   }
 }

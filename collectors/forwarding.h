@@ -37,6 +37,7 @@ typedef struct fwd_tables {
   uint32_t *chunk_dest; /* [capacity / 512], exclusive prefix of live bytes */
   uintptr_t *page_first; /* [capacity / 4096] old object start, 0 = none */
   size_t chunk_map_bytes, page_map_bytes;
+  int atomic_marking;  /* several markers: bits set by atomic fetch_or */
   /* Results of fwd_compute. */
   size_t live_bytes;   /* total live bytes (headers included) */
   uintptr_t new_top;   /* begin + live_bytes */

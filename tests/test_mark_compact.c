@@ -119,6 +119,16 @@ static void test_stress_three_mutators(void **s) {
                6);
 }
 
+/* The same with three parallel markers (work sharing through the pool). */
+static void test_stress_parallel_marking(void **s) {
+  (void)s;
+  setenv("FH_MC_MARK_THREADS", "3", 1);
+  run_mutators("collector=mark_compact,heap_max=48M,verify=1,min_alloc_trigger=2M,gc_threads=2", 3,
+               6);
+  run_mutators("collector=concurrent_compact,heap_max=48M,verify=1,min_alloc_trigger=2M", 3, 4);
+  unsetenv("FH_MC_MARK_THREADS");
+}
+
 /* Without MREMAP_DONTUNMAP the space's pages are copied to from-space
  * instead; both schedules then build every page in the pause. */
 static void test_without_dontunmap(void **s) {
@@ -203,6 +213,7 @@ int main(void) {
       cmocka_unit_test(test_nonmoving_refs_updated),
       cmocka_unit_test(test_moving_space_stays_one_vma),
       cmocka_unit_test(test_stress_three_mutators),
+      cmocka_unit_test(test_stress_parallel_marking),
       cmocka_unit_test(test_without_dontunmap),
       cmocka_unit_test(test_concurrent_falls_back_without_uffd),
   };
