@@ -46,9 +46,7 @@ static void push(marker *m, void *obj) {
   if (mark_stack_push(&m->stack, obj) < 0) m->overflowed = 1;
 }
 
-static void mark_slot(void **slot, void *ctx) {
-  marker *m = ctx;
-  void *p = *slot;
+static inline void mark_ref(marker *m, void *p) {
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
   fwd_tables *t = m->t;
@@ -64,6 +62,8 @@ static void mark_slot(void **slot, void *ctx) {
   /* Anything else is immune or native memory: not collected here. */
 }
 
+static void mark_slot(void **slot, void *ctx) { mark_ref(ctx, *slot); }
+
 static void scan(marker *m, void *obj) {
   uint64_t hd = *obj_header(obj);
   fwd_tables *t = m->t;
@@ -71,7 +71,17 @@ static void scan(marker *m, void *obj) {
   if (start - t->begin < t->old_top - t->begin)
     fwd_mark_live(t, start, obj_total_bytes(hdr_payload(hd)));
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), mark_slot, m);
+  if (!ti) return;
+  /* The common layouts inline (no call per slot); trace functions as given. */
+  if (ti->nrefs) {
+    for (uint32_t i = 0; i < ti->nrefs; i++)
+      mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
+  } else if (ti->flags & FH_TYPE_REF_ARRAY) {
+    void **slots = obj;
+    for (size_t i = 0, n = hdr_payload(hd) / sizeof(void *); i < n; i++) mark_ref(m, slots[i]);
+  } else if (ti->trace) {
+    ti->trace(obj, hdr_payload(hd), mark_slot, m);
+  }
 }
 
 /* Objects popped from the mark stack wait in a small ring while their

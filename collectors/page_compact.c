@@ -142,10 +142,13 @@ static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
       fc.obj_new = nd + FH_HEADER_BYTES;
       fc.lo = nd > dbeg ? nd : dbeg;
       fc.hi = nd + n < dend ? nd + n : dend;
-      if (!ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
+      if (ti->nrefs) /* inline: no indirect call per slot */
+        for (uint32_t i = 0; i < ti->nrefs; i++)
+          fix_slot((void **)(fc.obj_from + ti->ref_offsets[i]), &fc);
+      else if (ti->flags & FH_TYPE_REF_ARRAY)
         visit_array_part(&fc, hdr_payload(hd));
       else
-        types_visit_refs(ti, (void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
+        ti->trace((void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
     }
     nd += n;
     s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
