@@ -38,7 +38,6 @@
 #include <time.h>
 
 #include "collectors/mc.h"
-#include "collectors/mc_stats.h"
 #include "heap/error.h"
 #include "spaces/reserve.h"
 
@@ -91,13 +90,6 @@ static void wait_mapped(mc_state *m, size_t page) {
   for (unsigned i = 0; atomic_load_explicit(&m->page_state[page], memory_order_acquire) !=
                        PAGE_MAPPED; i++)
     backoff(i);
-}
-
-/* Buckets: 250 ns wide below 100 us, then 100 us wide up to ~11 ms. */
-void mc_record_fault_ns(mc_state *m, uint64_t ns) {
-  uint64_t b = ns < 100000 ? ns / 250 : 400 + (ns - 100000) / 100000;
-  if (b >= MC_HIST_BUCKETS) b = MC_HIST_BUCKETS - 1;
-  atomic_fetch_add_explicit(&m->fault_hist[b], 1, memory_order_relaxed);
 }
 
 /* ---- building and installing pages ---- */
@@ -502,62 +494,6 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_publish_top(m);
   mc_end_cycle(m);
   return 0;
-}
-
-void mc_dump(fh_heap *h, FILE *out) {
-  const char *why;
-  int avail = mc_concurrent_available(&why);
-  if (h->opt.collector == FH_CONCURRENT_COMPACT && !avail)
-    fprintf(out, "  concurrent_compact unavailable (%s): collecting with mark_compact\n", why);
-  mc_state *m = h->mc;
-  if (m && m->mode_note)
-    fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
-            m->mode_note, m->t.capacity >> 20, m->lookahead);
-}
-
-/* ---- figures for the benchmark (mc_stats.h) ---- */
-
-static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pct) {
-  uint64_t want = (uint64_t)((double)total * pct / 100.0), seen = 0;
-  for (int b = 0; b < MC_HIST_BUCKETS; b++) {
-    seen += hist[b];
-    if (seen > want || (seen == total && hist[b]))
-      return b < 400 ? (b + 0.5) * 0.25 : 100.0 + (b - 400 + 0.5) * 100.0;
-  }
-  return 0;
-}
-
-int mc_figures_phase_open(fh_heap *h) { return mc_phase_open(h); }
-
-void mc_figures_reset(fh_heap *h) {
-  mc_state *m = h->mc;
-  if (!m) return;
-  for (int b = 0; b < MC_HIST_BUCKETS; b++) atomic_store(&m->fault_hist[b], 0);
-}
-
-void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
-  memset(out, 0, sizeof *out);
-  mc_state *m = h->mc;
-  if (!m) return;
-  uint64_t hist[MC_HIST_BUCKETS], total = 0;
-  int top = -1;
-  for (int b = 0; b < MC_HIST_BUCKETS; b++) {
-    hist[b] = atomic_load(&m->fault_hist[b]);
-    total += hist[b];
-    if (hist[b]) top = b;
-  }
-  out->faults = total;
-  if (total) {
-    out->fault_p50_us = hist_percentile_us(hist, total, 50);
-    out->fault_p99_us = hist_percentile_us(hist, total, 99);
-    out->fault_max_us = top < 400 ? (top + 1) * 0.25 : 100.0 + (top - 399) * 100.0;
-  }
-  out->mremap_ns = m->mremap_ns, out->register_ns = m->register_ns;
-  out->mark_ns = m->mark_ns, out->forward_ns = m->forward_ns, out->update_ns = m->update_ns;
-  out->worker_ns = m->worker_ns, out->worker_bytes = m->worker_bytes;
-  out->live_bytes = m->live_bytes;
-  out->build_ns = m->build_ns, out->build_threads = m->build_threads;
-  out->moving_capacity = m->t.capacity;
 }
 
 const fh_collector_ops concurrent_compact_collector = {"concurrent_compact",

@@ -10,6 +10,7 @@
  *                        and the stop-the-world schedule
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
+ *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
  *
  * The moving space is h->bump[h->active].  Its old pages are moved with
  * mremap(MREMAP_DONTUNMAP) into a "from-space" shadow reservation of the
