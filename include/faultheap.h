@@ -93,6 +93,10 @@ typedef struct fh_type {
   size_t size;                  /* payload bytes; 0 = variable */
   uint32_t nrefs;               /* reference slots at these byte offsets */
   const uint32_t *ref_offsets;
+  /* Or NULL.  Calls visit on each reference slot and does nothing else: it
+   * may run on a GC thread, concurrently with mutators, and inside a SIGBUS
+   * handler during concurrent compaction, so it must not lock, allocate or
+   * touch anything but the object (it may see a copy of it). */
   void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
   uint32_t flags;
 } fh_type;

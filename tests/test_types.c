@@ -1,5 +1,6 @@
 /* Type registration: ids, validation, duplicates, and how the layout
  * drives tracing. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "support_heap.h"
@@ -46,9 +47,10 @@ static void test_invalid_types(void **state) {
   assert_int_equal(fh_register_type(NULL, &(fh_type){.name = "x", .size = 8}), 0);
 }
 
-static size_t traced;
+/* Atomic: with concurrent compaction, trace callbacks run on GC threads. */
+static _Atomic size_t traced;
 static void count_trace(void *obj, size_t size, fh_visit_fn visit, void *ctx) {
-  traced++;
+  atomic_fetch_add_explicit(&traced, 1, memory_order_relaxed);
   void **slots = obj;
   for (size_t i = 0; i < size / sizeof(void *); i += 2) visit(&slots[i], ctx);
 }
@@ -70,9 +72,9 @@ static void test_trace_callback_and_variable_min(void **state) {
   assert_non_null(child);
   fh_write_ref(t, root, (void **)root, child); /* slot 0: traced */
   ((uint64_t *)child)[3] = 77;
-  traced = 0;
+  atomic_store(&traced, 0);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  assert_true(traced >= 1);
+  assert_true(atomic_load(&traced) >= 1);
   void *moved_child = *(void **)root;
   assert_int_equal(fh_object_type(moved_child), var);
   assert_int_equal(fh_object_size(moved_child), 32);
