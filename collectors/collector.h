@@ -36,6 +36,10 @@ const fh_collector_ops *collector_for(fh_collector c);
  * collection, `seen_collections` is the collection count the caller saw
  * before deciding to collect: when another thread collected meanwhile, this
  * returns 0 at once instead of collecting twice. */
+/* Count one collection and its pause (started at t0); the world is still
+ * stopped.  Every pause, gc_run's or fh_prefork's, goes through here. */
+void gc_account_pause(fh_heap *h, uint64_t t0);
+
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections);
 
 #endif

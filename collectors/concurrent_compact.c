@@ -195,10 +195,7 @@ static void end_phase(mc_state *m) {
          !atomic_compare_exchange_weak(&h->uffd_fault_ns_max, &cur, s.fault_ns_max))
     ;
   mc_end_cycle(m);
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 0;
-  pthread_cond_broadcast(&h->phase_cv);
-  pthread_mutex_unlock(&h->world_lock);
+  heap_phase_close(h);
 }
 
 /* After the cycle the space above the new top is empty, so every page the
@@ -464,9 +461,7 @@ int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 1;
-  pthread_mutex_unlock(&h->world_lock);
+  heap_phase_open(h);
   mc_publish_top(m);
   if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
     /* No worker: do its work here, in the pause (still correct). */

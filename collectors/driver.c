@@ -56,6 +56,16 @@ static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
   return NULL;
 }
 
+void gc_account_pause(fh_heap *h, uint64_t t0) {
+  pthread_mutex_lock(&h->stats_lock);
+  atomic_store(&h->alloc_since_gc, 0);
+  h->collections++;
+  uint64_t pause = heap_now_ns() - t0;
+  h->pause_ns_total += pause;
+  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  pthread_mutex_unlock(&h->stats_lock);
+}
+
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
   fh_heap *h = self->heap;
   const fh_collector_ops *ops = ops_for_kind(h, kind);
@@ -91,13 +101,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
-  pthread_mutex_lock(&h->stats_lock);
-  atomic_store(&h->alloc_since_gc, 0);
-  h->collections++;
-  uint64_t pause = heap_now_ns() - t0;
-  h->pause_ns_total += pause;
-  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
-  pthread_mutex_unlock(&h->stats_lock);
+  gc_account_pause(h, t0);
   world_resume(h);
   gc_lock_release(self);
   return rc;

@@ -135,13 +135,6 @@ typedef struct release_job {
   malloc_space *old;
 } release_job;
 
-static void end_phase(fh_heap *h) {
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 0;
-  pthread_cond_broadcast(&h->phase_cv);
-  pthread_mutex_unlock(&h->world_lock);
-}
-
 static void *release_main(void *arg) {
   release_job *j = arg;
   fh_heap *h = j->h;
@@ -149,7 +142,7 @@ static void *release_main(void *arg) {
    * next compaction refuses with an error; the heap itself is sound. */
   (void)malloc_space_reset(j->old);
   free(j);
-  end_phase(h);
+  heap_phase_close(h);
   return NULL;
 }
 
@@ -158,17 +151,7 @@ static int release_later(fh_heap *h, malloc_space *old) {
   release_job *j = malloc(sizeof *j);
   if (!j) return -1;
   *j = (release_job){h, old};
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 1;
-  pthread_mutex_unlock(&h->world_lock);
-  pthread_t tid;
-  int err = pthread_create(&tid, &attr, release_main, j);
-  pthread_attr_destroy(&attr);
-  if (err) {
-    end_phase(h);
+  if (heap_phase_thread(h, release_main, j) < 0) {
     free(j);
     return -1;
   }

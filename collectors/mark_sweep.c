@@ -43,34 +43,13 @@ static void *sweeper_main(void *arg) {
   h->bytes_freed += freed;
   pthread_mutex_unlock(&h->stats_lock);
   /* The last touch of the heap: fh_heap_destroy waits for this. */
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 0;
-  pthread_cond_broadcast(&h->phase_cv);
-  pthread_mutex_unlock(&h->world_lock);
+  heap_phase_close(h);
   return NULL;
 }
 
 /* Open the concurrent phase and start the sweeper thread; 0, or -1 when
  * no thread could be started (the caller sweeps at once). */
-static int sweep_later(fh_heap *h) {
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_mutex_lock(&h->world_lock);
-  h->concurrent_phase = 1;
-  pthread_mutex_unlock(&h->world_lock);
-  pthread_t tid;
-  int err = pthread_create(&tid, &attr, sweeper_main, h);
-  pthread_attr_destroy(&attr);
-  if (err) {
-    pthread_mutex_lock(&h->world_lock);
-    h->concurrent_phase = 0;
-    pthread_cond_broadcast(&h->phase_cv);
-    pthread_mutex_unlock(&h->world_lock);
-    return -1;
-  }
-  return 0;
-}
+static int sweep_later(fh_heap *h) { return heap_phase_thread(h, sweeper_main, h); }
 
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;

@@ -247,16 +247,14 @@ int fh_prefork(fh_thread *t) {
   uint64_t t0 = heap_now_ns();
   world_stop(h, t);
   threads_retire_tlabs(h);
-  pthread_mutex_lock(&h->stats_lock);
+  /* Verification outside stats_lock: a failure dumps the heap, and the
+   * dump reads the statistics. */
   if (h->opt.verify) heap_verify(h, "before zygote compaction");
+  pthread_mutex_lock(&h->stats_lock);
   int rc = zygote_compact(h);
-  if (h->opt.verify) heap_verify(h, "after zygote compaction");
-  atomic_store(&h->alloc_since_gc, 0);
-  h->collections++;
-  uint64_t pause = heap_now_ns() - t0;
-  h->pause_ns_total += pause;
-  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
   pthread_mutex_unlock(&h->stats_lock);
+  if (h->opt.verify) heap_verify(h, "after zygote compaction");
+  gc_account_pause(h, t0);
   world_resume(h);
   /* 3. Park the heap threads: none runs, no userfaultfd is open. */
   compactor_quiesce(h);

@@ -236,6 +236,34 @@ void heap_set_trigger(fh_heap *h, size_t live) {
   h->gc_trigger = grow < room ? grow : room;
 }
 
+void heap_phase_open(fh_heap *h) {
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 1;
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void heap_phase_close(fh_heap *h) {
+  pthread_mutex_lock(&h->world_lock);
+  h->concurrent_phase = 0;
+  pthread_cond_broadcast(&h->phase_cv);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  heap_phase_open(h);
+  pthread_t tid;
+  int err = pthread_create(&tid, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    heap_phase_close(h);
+    return -1;
+  }
+  return 0;
+}
+
 void fh_gc_wait(fh_heap *h) {
   if (!h) return;
   pthread_mutex_lock(&h->world_lock);

@@ -196,6 +196,16 @@ void native_destroy(fh_heap *h);
 void mc_heap_destroy(fh_heap *h);
 void mc_dump(fh_heap *h, FILE *out);
 
+/* The heap's concurrent phase: work a collection leaves running after its
+ * pause (compaction, sweeping, releasing pages).  The next collection,
+ * fh_gc_wait, fork and destroy wait for it to end. */
+void heap_phase_open(fh_heap *h);
+void heap_phase_close(fh_heap *h);
+/* Open the phase and run fn(arg) on a detached thread, whose last touch of
+ * the heap must be heap_phase_close.  -1 (phase closed again) when no
+ * thread could be started: the caller then does the work itself. */
+int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg);
+
 /* ---- verify.c ---- */
 /* Check every object header and reference; on a bad one print it and abort
  * (verify=1 is a debugging aid: continuing would spread the damage). */
