@@ -54,7 +54,7 @@ typedef struct fh_options {
   /* Added by faultheap (not in DESIGN.md's first contract): */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
                                  collection exceed live * (pct - 100) / 100;
-                                 default 200 (the heap may double) */
+                                 default 300 (the heap may triple) */
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
