@@ -327,6 +327,38 @@ static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
   c->samples[move]++;
 }
 
+/* From-space pages that hold no live word are never read again: page
+ * builders (the worker's and faulting mutators') copy live words only, and
+ * no live object refers to a dead one.  So they go back to the system before
+ * compaction starts, and the cycle's resident peak becomes the live data
+ * plus the live pages still ahead of the worker, instead of that plus all
+ * the garbage until the worker passes it.  Runs shorter than
+ * DEAD_RUN_MIN_PAGES are left for the ordinary release behind the worker,
+ * to keep madvise calls (mmap_lock takers) few. */
+#define DEAD_RUN_MIN_PAGES 16
+#define LIVE_WORDS_PER_PAGE (FWD_PAGE / 512)
+
+static int page_is_dead(const fwd_tables *t, size_t page) {
+  for (size_t w = 0; w < LIVE_WORDS_PER_PAGE; w++)
+    if (atomic_load_explicit(&t->live.words[page * LIVE_WORDS_PER_PAGE + w],
+                             memory_order_relaxed))
+      return 0;
+  return 1;
+}
+
+static void release_dead_pages(mc_state *m) {
+  size_t npages = align_up(m->old_used, FWD_PAGE) / FWD_PAGE, run = 0;
+  for (size_t i = 0; i <= npages; i++) {
+    if (i < npages && page_is_dead(&m->t, i)) {
+      run++;
+      continue;
+    }
+    if (run >= DEAD_RUN_MIN_PAGES)
+      madvise((void *)(m->shadow + (i - run) * FWD_PAGE), run * FWD_PAGE, MADV_DONTNEED);
+    run = 0;
+  }
+}
+
 static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
@@ -340,6 +372,7 @@ static void *worker_main(void *arg) {
     nanosleep(&ts, NULL);
   }
   uint64_t t0 = now_ns(), built = 0;
+  release_dead_pages(m);
   for (size_t p = 0; p < np;) {
     size_t n = 0;
     while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
