@@ -1,6 +1,7 @@
 #include "support_heap.h"
 
 #include <stdio.h>
+#include <string.h>
 
 fh_heap *test_heap(const char *spec) {
   fh_options o;
@@ -26,4 +27,34 @@ tnode *test_node(fh_thread *t, const test_types *ty, uint64_t value) {
   n->value = value;
   n->check = test_check(value);
   return n;
+}
+
+void test_ring_build(fh_thread *t, const test_types *ty, test_ring *g, size_t n,
+                     unsigned nonmoving_every, unsigned garbage) {
+  g->n = n;
+  g->arr = fh_alloc(t, ty->array, n * sizeof(void *));
+  assert_non_null(g->arr);
+  fh_push_root(t, (void **)&g->arr);
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = i % nonmoving_every == 0 ? fh_alloc_nonmoving(t, ty->node, sizeof(tnode))
+                                        : test_node(t, ty, i);
+    assert_non_null(x);
+    x->value = i;
+    x->check = test_check(i);
+    fh_write_ref(t, g->arr, &g->arr[i], x);
+    for (unsigned k = 0; k < garbage; k++) test_node(t, ty, 0);
+  }
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = g->arr[i];
+    fh_write_ref(t, x, (void **)&x->next, g->arr[(i + 1) % n]);
+  }
+}
+
+fh_collect_kind test_collect_kind(const char *collector, int i) {
+  if (strcmp(collector, "mark_sweep") == 0)
+    return i % 2 ? FH_COLLECT_HSPACE_COMPACT : FH_COLLECT_MARK_SWEEP;
+  static const fh_collect_kind k[] = {FH_COLLECT_DEFAULT, FH_COLLECT_SEMISPACE,
+                                      FH_COLLECT_MARK_COMPACT, FH_COLLECT_CONCURRENT_COMPACT,
+                                      FH_COLLECT_MARK_SWEEP};
+  return k[i % 5];
 }

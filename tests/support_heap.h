@@ -24,6 +24,22 @@ typedef struct test_types {
   uint32_t bytes; /* variable-size, no references */
 } test_types;
 
+/* A ring of n tnodes held by a reference array that is pushed as a root of
+ * t: node i has value i and next = node i + 1 (mod n); every
+ * nonmoving_every-th node is allocated non-moving, and `garbage` dead nodes
+ * follow each one so the heap is fragmented. */
+typedef struct test_ring {
+  void **arr;
+  size_t n;
+} test_ring;
+void test_ring_build(fh_thread *t, const test_types *ty, test_ring *g, size_t n,
+                     unsigned nonmoving_every, unsigned garbage);
+
+/* The collection kinds a heap of `collector` can run, cycled through by i:
+ * a mark-sweep heap alternates mark-sweep and homogeneous compaction, the
+ * others run the default and every bump-space kind plus mark-sweep. */
+fh_collect_kind test_collect_kind(const char *collector, int i);
+
 /* A heap from a spec (NULL: defaults); fails the test on error. */
 fh_heap *test_heap(const char *spec);
 void test_register(fh_heap *h, test_types *ty);

@@ -39,28 +39,10 @@
     }                                                                                 \
   } while (0)
 
-typedef struct graph {
-  void **arr;
-  size_t n;
-} graph;
+typedef test_ring graph;
 
 static void build(fh_thread *t, const test_types *ty, graph *g, size_t n) {
-  g->n = n;
-  g->arr = fh_alloc(t, ty->array, n * sizeof(void *));
-  assert_non_null(g->arr);
-  fh_push_root(t, (void **)&g->arr);
-  for (size_t i = 0; i < n; i++) {
-    tnode *x = i % 4 == 0 ? fh_alloc_nonmoving(t, ty->node, sizeof(tnode)) : test_node(t, ty, i);
-    assert_non_null(x);
-    x->value = i;
-    x->check = test_check(i);
-    fh_write_ref(t, g->arr, &g->arr[i], x);
-    for (int k = 0; k < 2; k++) test_node(t, ty, 0); /* garbage: fragmentation */
-  }
-  for (size_t i = 0; i < n; i++) {
-    tnode *x = g->arr[i];
-    fh_write_ref(t, x, (void **)&x->next, g->arr[(i + 1) % n]);
-  }
+  test_ring_build(t, ty, g, n, 4, 2);
 }
 
 static int graph_ok(const graph *g, uint64_t other_base) {
@@ -74,15 +56,6 @@ static int graph_ok(const graph *g, uint64_t other_base) {
       return 0;
   }
   return 1;
-}
-
-static fh_collect_kind kind_for(const char *collector, int i) {
-  if (strcmp(collector, "mark_sweep") == 0)
-    return i % 2 ? FH_COLLECT_HSPACE_COMPACT : FH_COLLECT_MARK_SWEEP;
-  static const fh_collect_kind k[] = {FH_COLLECT_DEFAULT, FH_COLLECT_SEMISPACE,
-                                      FH_COLLECT_MARK_COMPACT, FH_COLLECT_CONCURRENT_COMPACT,
-                                      FH_COLLECT_MARK_SWEEP};
-  return k[i % 5];
 }
 
 /* Pages of [lo, hi) mapped only by this process (pagemap bit 56): after a
@@ -129,7 +102,7 @@ static void child_main(fh_heap *h, fh_thread *t, const test_types *ty, graph *g,
   }
   for (int round = 0; round < 5; round++) {
     for (int k = 0; k < 10000; k++) CHILD_CHECK(fh_alloc(t, ty->node, sizeof(tnode)) != NULL);
-    CHILD_CHECK(fh_collect(t, kind_for(collector, round)) == 0);
+    CHILD_CHECK(fh_collect(t, test_collect_kind(collector, round)) == 0);
     fh_gc_wait(h);
     heap_verify(h, "in the child, after a collection");
     CHILD_CHECK(graph_ok(g, 7000000));
@@ -167,7 +140,7 @@ static void parent_after(fh_heap *h, fh_thread *t, const test_types *ty, graph *
   assert_true(graph_ok(g, 0));
   for (int round = 0; round < 3; round++) {
     for (int k = 0; k < 20000; k++) test_node(t, ty, 0);
-    assert_int_equal(fh_collect(t, kind_for(collector, round)), 0);
+    assert_int_equal(fh_collect(t, test_collect_kind(collector, round)), 0);
     fh_gc_wait(h);
     assert_true(graph_ok(g, 0));
   }

@@ -20,28 +20,12 @@ static int in_zygote(fh_heap *h, const void *p) {
 
 /* A ring of N nodes held by a root array, every third node non-moving, each
  * node's `other` pointing half-way round the ring. */
-typedef struct graph {
-  void **arr;
-  size_t n;
-} graph;
+typedef test_ring graph;
 
 static void build(fh_thread *t, const test_types *ty, graph *g, size_t n) {
-  g->n = n;
-  g->arr = fh_alloc(t, ty->array, n * sizeof(void *));
-  assert_non_null(g->arr);
-  fh_push_root(t, (void **)&g->arr);
-  for (size_t i = 0; i < n; i++) {
-    tnode *x = i % 3 == 0 ? fh_alloc_nonmoving(t, ty->node, sizeof(tnode)) : test_node(t, ty, i);
-    assert_non_null(x);
-    x->value = i;
-    x->check = test_check(i);
-    fh_write_ref(t, g->arr, &g->arr[i], x);
-    /* garbage in between, so the heap is fragmented before compaction */
-    for (int k = 0; k < 3; k++) test_node(t, ty, 0);
-  }
+  test_ring_build(t, ty, g, n, 3, 3);
   for (size_t i = 0; i < n; i++) {
     tnode *x = g->arr[i];
-    fh_write_ref(t, x, (void **)&x->next, g->arr[(i + 1) % n]);
     fh_write_ref(t, x, (void **)&x->other, g->arr[(i + n / 2) % n]);
   }
 }
@@ -59,15 +43,6 @@ static void check_graph(const graph *g) {
 static void check_all_in_zygote(fh_heap *h, const graph *g) {
   assert_true(in_zygote(h, g->arr));
   for (size_t i = 0; i < g->n; i++) assert_true(in_zygote(h, g->arr[i]));
-}
-
-static fh_collect_kind kinds_for(const char *collector, int i) {
-  /* What each heap can run: its default, plus the other bump-space kinds. */
-  if (strcmp(collector, "mark_sweep") == 0)
-    return i == 0 ? FH_COLLECT_MARK_SWEEP : FH_COLLECT_HSPACE_COMPACT;
-  static const fh_collect_kind k[] = {FH_COLLECT_SEMISPACE, FH_COLLECT_MARK_COMPACT,
-                                      FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_SWEEP};
-  return k[i % 4];
 }
 
 static void prefork_then_collect(const char *collector) {
@@ -101,7 +76,7 @@ static void prefork_then_collect(const char *collector) {
   }
   for (int round = 0; round < 8; round++) {
     for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
-    assert_int_equal(fh_collect(t, kinds_for(collector, round)), 0);
+    assert_int_equal(fh_collect(t, test_collect_kind(collector, round)), 0);
     fh_gc_wait(h);
     assert_ptr_equal(g.arr, zarr);
     for (size_t i = 0; i < g.n; i++) {
@@ -147,7 +122,7 @@ static void test_collections_do_not_write_zygote(void **s) {
     memcpy(before, (void *)h->zygote.space.begin, len);
     for (int round = 0; round < 4; round++) {
       for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
-      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      assert_int_equal(fh_collect(t, test_collect_kind(collectors[c], round)), 0);
       fh_gc_wait(h);
     }
     assert_memory_equal(before, (void *)h->zygote.space.begin, len);
@@ -179,7 +154,7 @@ static void test_far_slots_of_large_zygote_array(void **s) {
     for (int i = N - 10; i < N; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
     for (int round = 0; round < 4; round++) {
       for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
-      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      assert_int_equal(fh_collect(t, test_collect_kind(collectors[c], round)), 0);
       fh_gc_wait(h);
       for (int i = N - 10; i < N; i++) {
         tnode *x = arr[i];
@@ -276,7 +251,7 @@ static void test_second_generation_extends(void **s) {
     assert_true(in_zygote(h, g2.arr[4]));
     for (int round = 0; round < 3; round++) {
       for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
-      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      assert_int_equal(fh_collect(t, test_collect_kind(collectors[c], round)), 0);
       fh_gc_wait(h);
     }
     check_graph(&g2);
@@ -326,7 +301,7 @@ static void test_prefork_with_image(void **s) {
     assert_int_equal(fh_prefork(t), 0);
     for (int round = 0; round < 4; round++) {
       for (int k = 0; k < 20000; k++) test_node(t, &ty, 0);
-      assert_int_equal(fh_collect(t, kinds_for(collectors[c], round)), 0);
+      assert_int_equal(fh_collect(t, test_collect_kind(collectors[c], round)), 0);
       fh_gc_wait(h);
       for (int i = 0; i < 10; i++) {
         tnode *x = img.arr[i];
