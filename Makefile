@@ -106,7 +106,9 @@ check-tsan: deps
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
 FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 fuzz: deps
+	@sh .ci/deps.sh $(FUZZ_DEB_PKGS)
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 \
 	  EXTRA_CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" lib
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o build-fuzz/fuzz_image \
@@ -134,6 +136,6 @@ install: lib
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/faultheap.pc
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(DEPS)
