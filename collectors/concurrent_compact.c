@@ -18,10 +18,10 @@
  * A thread finding the page being built by someone else waits for
  * PAGE_MAPPED (yield, then short sleeps: all async-signal-safe syscalls).
  * The kernel's EEXIST would make a duplicate build harmless too, but the
- * claim is what makes releasing from-space safe: every page below the
- * lowest unmapped one is done, and no builder of a later page reads
- * from-space below that page's first object (page_first is monotonic), so
- * from-space is given back behind that point in chunks of >= 8 MiB.
+ * claim is what makes releasing from-space safe: a page is built exactly
+ * once, so the from-space ledger (from_ledger.h) can count down each
+ * from-space page's readers; the worker gives ready pages back in batches
+ * of >= 8 MiB, wherever the mutators' faults left them.
  *
  * End of phase (worker): wait for every page to be mapped, then
  * fh_uffd_range_retire (two in-flight counters; late SIGBUS handlers find
@@ -40,8 +40,6 @@
 #include "collectors/mc.h"
 #include "heap/error.h"
 #include "spaces/reserve.h"
-
-#define RELEASE_CHUNK ((size_t)8 << 20)
 
 /* ---- availability ---- */
 
@@ -102,7 +100,10 @@ static int claim(mc_state *m, size_t page) {
 
 /* Build pages [p, p + n) (claimed) into buf and install them with one COPY. */
 static fh_uffd_status build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
-  for (size_t i = 0; i < n; i++) page_build(&m->src, p + i, buf + i * FWD_PAGE);
+  for (size_t i = 0; i < n; i++) {
+    page_build(&m->src, p + i, buf + i * FWD_PAGE);
+    ledger_page_built(&m->ledger, &m->t, p + i);
+  }
   fh_uffd_res res;
   fh_uffd_status st = fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE,
                                    0, &res);
@@ -170,12 +171,13 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
 
 /* ---- the GC worker and the end of the phase ---- */
 
-static void release_behind(mc_state *m, size_t *low) {
+/* Advance *low to the lowest page not yet mapped: below its first object
+ * nobody reads from-space any more (page_first is monotonic), which is
+ * where build_and_move may stage pages. */
+static void advance_low(mc_state *m, size_t *low) {
   while (*low < m->t.npages &&
          atomic_load_explicit(&m->page_state[*low], memory_order_acquire) == PAGE_MAPPED)
     (*low)++;
-  size_t need = *low < m->t.npages ? m->t.page_first[*low] - m->t.begin : m->old_used;
-  if (need >= m->released + RELEASE_CHUNK) mc_release_from_space(m, need);
 }
 
 static void end_phase(mc_state *m) {
@@ -228,7 +230,10 @@ void mc_join_worker(mc_state *m) {
 
 /* Where the kernel has UFFDIO_MOVE, the worker builds a run of pages into
  * from-space pages that nobody reads any more (below the first object of
- * the lowest unmapped page: see release_behind) and moves them into place.
+ * the lowest unmapped page: see advance_low) and moves them into place.
+ * Only the worker releases ledger pages, so a staging page cannot be given
+ * back between its build and its move (if it was given back before, the
+ * build just faults in a fresh page, which the move takes away again).
  * That recycles from-space: no page is allocated, zeroed, copied into or
  * later zapped, which COPY + MADV_DONTNEED cost.  Mutator faults keep using
  * COPY: a lone MOVE flushes the TLB of every CPU running this mm (a
@@ -240,7 +245,10 @@ static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage
   if (*stage + n * FWD_PAGE > align_down(need, FWD_PAGE)) return -1;
   uint8_t *buf = (uint8_t *)(m->shadow + *stage);
   *stage += n * FWD_PAGE;
-  for (size_t i = 0; i < n; i++) page_build(&m->src, p + i, buf + i * FWD_PAGE);
+  for (size_t i = 0; i < n; i++) {
+    page_build(&m->src, p + i, buf + i * FWD_PAGE);
+    ledger_page_built(&m->ledger, &m->t, p + i);
+  }
   void *dst = (void *)(m->t.begin + p * FWD_PAGE);
   fh_uffd_res res;
   fh_uffd_status st = fh_uffd_move(fd, dst, buf, n * FWD_PAGE, 0, &res);
@@ -283,8 +291,10 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
     fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), (void *)(m->shadow + p * FWD_PAGE),
                  n * FWD_PAGE, 0, NULL);
     m->in_place_pages += n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+      ledger_page_built(&m->ledger, &m->t, p + i);
       atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+    }
     return;
   }
   size_t keep = (size_t)-1;
@@ -299,8 +309,10 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
   }
   m->moved_pages += moved;
   m->in_place_pages += n;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    ledger_page_built(&m->ledger, &m->t, p + i);
     atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
+  }
 }
 
 /* MOVE saves the kernel's page allocation, zeroing and copy, but flushes
@@ -327,38 +339,6 @@ static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
   c->samples[move]++;
 }
 
-/* From-space pages that hold no live word are never read again: page
- * builders (the worker's and faulting mutators') copy live words only, and
- * no live object refers to a dead one.  So they go back to the system before
- * compaction starts, and the cycle's resident peak becomes the live data
- * plus the live pages still ahead of the worker, instead of that plus all
- * the garbage until the worker passes it.  Runs shorter than
- * DEAD_RUN_MIN_PAGES are left for the ordinary release behind the worker,
- * to keep madvise calls (mmap_lock takers) few. */
-#define DEAD_RUN_MIN_PAGES 16
-#define LIVE_WORDS_PER_PAGE (FWD_PAGE / 512)
-
-static int page_is_dead(const fwd_tables *t, size_t page) {
-  for (size_t w = 0; w < LIVE_WORDS_PER_PAGE; w++)
-    if (atomic_load_explicit(&t->live.words[page * LIVE_WORDS_PER_PAGE + w],
-                             memory_order_relaxed))
-      return 0;
-  return 1;
-}
-
-static void release_dead_pages(mc_state *m) {
-  size_t npages = align_up(m->old_used, FWD_PAGE) / FWD_PAGE, run = 0;
-  for (size_t i = 0; i <= npages; i++) {
-    if (i < npages && page_is_dead(&m->t, i)) {
-      run++;
-      continue;
-    }
-    if (run >= DEAD_RUN_MIN_PAGES)
-      madvise((void *)(m->shadow + (i - run) * FWD_PAGE), run * FWD_PAGE, MADV_DONTNEED);
-    run = 0;
-  }
-}
-
 static void *worker_main(void *arg) {
   mc_state *m = arg;
   int fd = fh_uffd_fd(m->uffd);
@@ -372,7 +352,8 @@ static void *worker_main(void *arg) {
     nanosleep(&ts, NULL);
   }
   uint64_t t0 = now_ns(), built = 0;
-  release_dead_pages(m);
+  /* Pages without a live word are read by nobody: back at once. */
+  ledger_release(&m->ledger, m->shadow, 1);
   for (size_t p = 0; p < np;) {
     size_t n = 0;
     while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
@@ -380,7 +361,8 @@ static void *worker_main(void *arg) {
       p++;
       continue;
     }
-    release_behind(m, &low); /* low <= p: page p is claimed, not mapped */
+    advance_low(m, &low); /* low <= p: page p is claimed, not mapped */
+    ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
     int move = use_move && choose_move(&costs), moved = move;
     uint64_t b0 = now_ns();
     if (p + n <= m->t.dense_pages) {
@@ -397,13 +379,23 @@ static void *worker_main(void *arg) {
   }
   m->worker_ns = now_ns() - t0;
   m->worker_bytes = built * FWD_PAGE;
+  /* Mutators may still be building the last pages they claimed: give back
+   * what their builds free meanwhile. */
+  for (size_t p = 0; p < np; p++) {
+    for (unsigned i = 0; atomic_load_explicit(&m->page_state[p], memory_order_acquire) !=
+                         PAGE_MAPPED; i++) {
+      ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
+      backoff(i);
+    }
+  }
   if (getenv("FH_MC_TRACE"))
     fprintf(stderr, "faultheap mc concurrent: %zu pages (%zu dense), worker built %llu (%zu "
                     "moved, %zu fixed in place, %zu move fallbacks) in %.2f ms; per page: "
-                    "copy %.2f us, move %.2f us\n",
+                    "copy %.2f us, move %.2f us; from-space given back early: %zu of %zu "
+                    "pages\n",
             np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
-            m->move_fallbacks, m->worker_ns / 1e6, costs.ns[0] / 1e3, costs.ns[1] / 1e3);
-  for (size_t p = 0; p < np; p++) wait_mapped(m, p);
+            m->move_fallbacks, m->worker_ns / 1e6, costs.ns[0] / 1e3, costs.ns[1] / 1e3,
+            m->ledger.released_pages, m->ledger.npages);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
   size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;

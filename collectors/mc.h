@@ -10,6 +10,8 @@
  *                        and the stop-the-world schedule
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
+ *   from_ledger.c        which from-space pages are still read: each goes
+ *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
  *
  * The moving space is h->bump[h->active].  Its old pages are moved with
@@ -25,6 +27,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/forwarding.h"
+#include "collectors/from_ledger.h"
 #include "uffd/uffd.h"
 
 extern const fh_collector_ops mark_compact_collector;
@@ -64,6 +67,7 @@ typedef struct mc_state {
   fwd_tables t;
   page_source src;
   uintptr_t shadow; /* from-space reservation, t.capacity bytes */
+  from_ledger ledger; /* which from-space pages are still read */
   _Atomic uint32_t *page_state; /* PAGE_* per destination page */
   size_t state_map_bytes;
 

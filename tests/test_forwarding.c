@@ -137,7 +137,10 @@ static void check_forwarding(layout *L, fwd_tables *t) {
   assert_ptr_equal(fwd_ref(t, (void *)(L->top + 8)), (void *)(L->top + 8));
 }
 
-/* Brute-force compacted image, then every page built alone must match. */
+/* Brute-force compacted image, then every page built alone must match.
+ * The from-space ledger gives back every from-space page it finds ready
+ * after each build (L->from then reads as zero there): a page released
+ * while a later-built page still reads it would make that page differ. */
 static void check_pages(layout *L, fwd_tables *t) {
   size_t len = t->npages * FWD_PAGE;
   uint8_t *want = calloc(1, len + FWD_PAGE);
@@ -154,6 +157,9 @@ static void check_pages(layout *L, fwd_tables *t) {
   }
   if (acc < len) obj_write_filler((uintptr_t)want + acc, len - acc);
   page_source ps = {t, (uintptr_t)L->from - L->base, &L->types};
+  from_ledger led;
+  assert_int_equal(ledger_init(&led, SPACE), 0);
+  ledger_plan(&led, t, &L->types);
   uint8_t *out = aligned_alloc(FWD_PAGE, FWD_PAGE);
   /* Pages in a shuffled order: each is independent of the others. */
   for (size_t k = 0; k < t->npages; k++) {
@@ -163,7 +169,16 @@ static void check_pages(layout *L, fwd_tables *t) {
     size_t expect = acc - p * FWD_PAGE < FWD_PAGE ? acc - p * FWD_PAGE : FWD_PAGE;
     assert_int_equal(got, expect);
     assert_memory_equal(out, want + p * FWD_PAGE, FWD_PAGE);
+    ledger_page_built(&led, t, p);
+    ledger_release(&led, (uintptr_t)L->from, 1);
   }
+  /* Every from-space page went back, and no count went below zero. */
+  assert_int_equal(led.released_pages, led.npages);
+  for (size_t i = 0; i < led.npages; i++) assert_int_equal(atomic_load(&led.readers[i]), 0);
+  for (size_t off = 0; off < L->top - L->base; off += sizeof(uint64_t))
+    assert_int_equal(*(uint64_t *)(L->from + off), 0);
+  ledger_reset(&led);
+  ledger_destroy(&led);
   /* A page past the end comes back empty. */
   assert_int_equal(page_build(&ps, t->npages, out), 0);
   free(out);

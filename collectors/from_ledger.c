@@ -1,0 +1,180 @@
+/* The from-space ledger (see from_ledger.h). */
+#include "collectors/from_ledger.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "heap/error.h"
+#include "heap/object.h"
+#include "spaces/reserve.h"
+
+#define PINNED UINT32_MAX
+#define LIVE_WORDS_PER_PAGE (FWD_PAGE >> FWD_CHUNK_SHIFT)
+
+static void *map_table(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+int ledger_init(from_ledger *l, size_t capacity) {
+  memset(l, 0, sizeof *l);
+  size_t pages = capacity / FWD_PAGE;
+  l->readers_bytes = align_up(pages * sizeof(uint32_t), FH_PAGE);
+  l->ready_bytes = align_up((pages + 63) / 64 * sizeof(uint64_t), FH_PAGE);
+  l->readers = map_table(l->readers_bytes);
+  l->ready = map_table(l->ready_bytes);
+  if (!l->readers || !l->ready) {
+    ledger_destroy(l);
+    fh_error_set("mark-compact: cannot map the from-space ledger for a %zu MiB space",
+                 capacity >> 20);
+    return -1;
+  }
+  return 0;
+}
+
+void ledger_destroy(from_ledger *l) {
+  if (l->readers) munmap((void *)l->readers, l->readers_bytes);
+  if (l->ready) munmap((void *)l->ready, l->ready_bytes);
+  l->readers = NULL;
+  l->ready = NULL;
+}
+
+/* Does from-space page s hold a live word?  (The live-words bitmap is
+ * fixed for the whole cycle, so every caller gets the same answer.) */
+static int page_has_live(const fwd_tables *t, size_t s) {
+  const _Atomic uint64_t *w = &t->live.words[s * LIVE_WORDS_PER_PAGE];
+  for (size_t i = 0; i < LIVE_WORDS_PER_PAGE; i++)
+    if (atomic_load_explicit(&w[i], memory_order_relaxed)) return 1;
+  return 0;
+}
+
+/* Old address of the live word that lands on destination address d, which
+ * lies inside the object starting at old address obj. */
+static uintptr_t source_of(const fwd_tables *t, uintptr_t obj, uintptr_t d) {
+  return obj + (d - fwd_start(t, obj));
+}
+
+/* The from-space pages destination page p reads, apart from the pinned
+ * ones: [*lo, *hi] and the page of its first object's header, *hdr (which
+ * is *lo or below it). */
+static void read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
+                      size_t *hi, size_t *hdr) {
+  uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p];
+  uintptr_t src_lo = source_of(t, obj, dbeg);
+  uintptr_t src_hi = p + 1 < t->npages ? source_of(t, t->page_first[p + 1], dbeg + FWD_PAGE)
+                                       : l->src_end;
+  *lo = (src_lo - t->begin) / FWD_PAGE;
+  *hi = (src_hi - 1 - t->begin) / FWD_PAGE;
+  *hdr = (obj - t->begin) / FWD_PAGE;
+}
+
+static void mark_ready(from_ledger *l, size_t s) {
+  atomic_fetch_or_explicit(&l->ready[s / 64], (uint64_t)1 << (s % 64), memory_order_relaxed);
+  atomic_fetch_add_explicit(&l->ready_count, 1, memory_order_relaxed);
+}
+
+static void drop_reader(from_ledger *l, size_t s) {
+  if (atomic_load_explicit(&l->readers[s], memory_order_relaxed) == PINNED) return;
+  /* acq_rel: the builder's reads of s happen before whoever sees zero
+   * gives the page back. */
+  if (atomic_fetch_sub_explicit(&l->readers[s], 1, memory_order_acq_rel) == 1) mark_ready(l, s);
+}
+
+/* Old address just past the last live word below t->old_top. */
+static uintptr_t last_live_end(const fwd_tables *t) {
+  size_t w = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >> FWD_CHUNK_SHIFT;
+  while (w > 0) {
+    uint64_t bits = atomic_load_explicit(&t->live.words[w - 1], memory_order_relaxed);
+    if (bits)
+      return t->begin + ((w - 1) << FWD_CHUNK_SHIFT) +
+             FWD_WORD * (64 - (size_t)__builtin_clzll(bits));
+    w--;
+  }
+  return t->begin;
+}
+
+/* Planning is single-threaded; a pinned page keeps its mark. */
+static void add_reader(from_ledger *l, size_t s) {
+  uint32_t n = atomic_load_explicit(&l->readers[s], memory_order_relaxed);
+  if (n != PINNED) atomic_store_explicit(&l->readers[s], n + 1, memory_order_relaxed);
+}
+
+static void pin_object(from_ledger *l, const fwd_tables *t, uintptr_t obj) {
+  size_t bytes = obj_total_bytes(hdr_payload(*(const uint64_t *)obj));
+  size_t a = (obj - t->begin) / FWD_PAGE, b = (obj + bytes - 1 - t->begin) / FWD_PAGE;
+  for (size_t s = a; s <= b; s++) atomic_store_explicit(&l->readers[s], PINNED, memory_order_relaxed);
+}
+
+void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types) {
+  l->npages = align_up(t->old_top - t->begin, FWD_PAGE) / FWD_PAGE;
+  l->src_end = last_live_end(t);
+  l->released_pages = 0;
+  atomic_store(&l->ready_count, 0);
+  uintptr_t pinned_obj = 0;
+  for (size_t p = 0; p < t->npages; p++) {
+    size_t lo, hi, hdr;
+    read_span(l, t, p, &lo, &hi, &hdr);
+    for (size_t s = lo; s <= hi; s++)
+      if (page_has_live(t, s)) add_reader(l, s);
+    if (hdr < lo) add_reader(l, hdr);
+    /* An object that began on an earlier destination page spans pages: its
+     * trace function, if any, may read any of its words from any of them. */
+    uintptr_t obj = t->page_first[p];
+    if (obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
+      const fh_type_info *ti = types_get(types, hdr_type(*(const uint64_t *)obj));
+      if (ti && ti->trace) {
+        pin_object(l, t, obj);
+        pinned_obj = obj;
+      }
+    }
+  }
+  for (size_t s = 0; s < l->npages; s++)
+    if (atomic_load_explicit(&l->readers[s], memory_order_relaxed) == 0) mark_ready(l, s);
+}
+
+void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page) {
+  size_t lo, hi, hdr;
+  read_span(l, t, page, &lo, &hi, &hdr);
+  for (size_t s = lo; s <= hi; s++)
+    if (page_has_live(t, s)) drop_reader(l, s);
+  if (hdr < lo) drop_reader(l, hdr);
+}
+
+size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages) {
+  if (atomic_load_explicit(&l->ready_count, memory_order_relaxed) < (min_pages ? min_pages : 1))
+    return 0;
+  if (atomic_exchange_explicit(&l->releasing, 1, memory_order_acquire)) return 0;
+  size_t taken = 0, words = (l->npages + 63) / 64;
+  for (size_t w = 0; w < words; w++) {
+    if (!atomic_load_explicit(&l->ready[w], memory_order_relaxed)) continue;
+    uint64_t bits = atomic_exchange_explicit(&l->ready[w], 0, memory_order_acquire);
+    while (bits) {
+      /* A run of consecutive ready pages within the word; the batch joins
+       * runs that continue across words. */
+      unsigned first = (unsigned)__builtin_ctzll(bits);
+      uint64_t from_first = bits >> first;
+      unsigned len = ~from_first ? (unsigned)__builtin_ctzll(~from_first) : 64 - first;
+      discard_batch_add(&l->batch, shadow + (w * 64 + first) * (size_t)FWD_PAGE,
+                        (size_t)len * FWD_PAGE);
+      taken += len;
+      bits = len + first >= 64 ? 0 : bits & ~((((uint64_t)1 << len) - 1) << first);
+    }
+  }
+  discard_batch_flush(&l->batch);
+  atomic_fetch_sub_explicit(&l->ready_count, taken, memory_order_relaxed);
+  l->released_pages += taken;
+  atomic_store_explicit(&l->releasing, 0, memory_order_release);
+  return taken;
+}
+
+void ledger_reset(from_ledger *l) {
+  if (l->npages) {
+    size_t rb = l->npages * sizeof(uint32_t), qb = (l->npages + 63) / 64 * sizeof(uint64_t);
+    if (rb > 64 * FH_PAGE) madvise((void *)l->readers, align_up(rb, FH_PAGE), MADV_DONTNEED);
+    else memset((void *)l->readers, 0, rb);
+    memset((void *)l->ready, 0, qb);
+  }
+  l->npages = 0;
+  atomic_store(&l->ready_count, 0);
+}

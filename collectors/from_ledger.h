@@ -1,0 +1,83 @@
+/* The from-space ledger: which from-space pages a compaction cycle still
+ * needs, so that each goes back to the system as soon as the last
+ * destination page reading it is built, wherever that page is.
+ *
+ * Why: sliding compaction reads from-space while it builds destination
+ * pages, and before this every from-space page stayed resident until an
+ * address-order watermark passed it.  Mutators fault destination pages in
+ * anywhere in the space, far ahead of the GC worker; each of those pages is
+ * new resident memory whose sources could not be given back, and the
+ * cycle's resident peak rose by about a fifth of the live data (fhbench
+ * pause: 490 -> 548 MiB).  With the ledger the peak stays at the pre-cycle
+ * figure plus one release batch (docs/architecture.md).
+ *
+ * What a destination page p reads (page_build, page_fix_in_place):
+ *   - the live words that land on it, which lie in old addresses
+ *     [src(p), src(p + 1)) where src(p) is the old address of the live word
+ *     that lands on p's first byte (sliding keeps order, so the live words
+ *     between two such addresses are exactly p's);
+ *   - the header of its first object, which may start on an earlier page;
+ *   - for an object with a custom trace function, anything in the object
+ *     (the function may read any field to find its references).
+ * Only pages holding a live word count: a dead page is read by nobody and
+ * is ready at once.  readers[s] counts the destination pages that read
+ * from-space page s; building p decrements the counts of its pages, and the
+ * one that reaches zero marks s ready.  Pages of an object with a custom
+ * trace that spans several destination pages are pinned (never ready before
+ * the cycle ends): its readers could be any of them, and such objects are
+ * rare.  A releaser turns ready pages into one process_madvise.
+ *
+ * Threads: ledger_plan in the pause; ledger_page_built from any builder,
+ * including a SIGBUS handler (atomics only, async-signal-safe); ledger_release
+ * by one thread at a time (a flag makes others return at once). */
+#ifndef FH_FROM_LEDGER_H_
+#define FH_FROM_LEDGER_H_
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectors/forwarding.h"
+#include "heap/types.h"
+#include "spaces/discard_batch.h"
+
+/* Pages a releaser waits for before it gives them back: at most this much
+ * from-space stays resident after it is no longer read (issue 5: released
+ * in chunks of at least 8 MiB). */
+#define LEDGER_RELEASE_PAGES 2048u
+
+typedef struct from_ledger {
+  _Atomic uint32_t *readers; /* per from-space page */
+  _Atomic uint64_t *ready;   /* bit per page: no reader left, not given back */
+  size_t readers_bytes, ready_bytes;
+  size_t npages;             /* from-space pages this cycle */
+  uintptr_t src_end;         /* old address just past the last live word */
+  _Atomic size_t ready_count;
+  _Atomic int releasing;
+  discard_batch batch;       /* the releaser's */
+  size_t released_pages;     /* this cycle, for statistics */
+} from_ledger;
+
+/* Tables for a moving space of `capacity` bytes (NORESERVE mappings).
+ * 0, or -1 + fh_last_error(). */
+int ledger_init(from_ledger *l, size_t capacity);
+void ledger_destroy(from_ledger *l);
+
+/* Count the readers of every from-space page for the cycle fwd_compute
+ * just planned.  In the pause, before the space's pages move: it reads the
+ * headers of objects spanning pages at their old addresses. */
+void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types);
+
+/* Destination page `page` no longer needs from-space (its bytes are built
+ * elsewhere, or installed).  Exactly once per page.  Async-signal-safe. */
+void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page);
+
+/* Give back every ready page of from-space (at `shadow`), if at least
+ * `min_pages` are ready and no other thread is releasing.  Returns the
+ * pages given back. */
+size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages);
+
+/* Forget this cycle (after its last page is built). */
+void ledger_reset(from_ledger *l);
+
+#endif
