@@ -98,6 +98,22 @@ static void *mutator(void *p) {
   return NULL;
 }
 
+typedef struct rss_sampler {
+  _Atomic int stop;
+  size_t peak;
+} rss_sampler;
+
+static void *sample_rss(void *arg) {
+  rss_sampler *s = arg;
+  while (!atomic_load(&s->stop)) {
+    size_t rss = bench_rss_bytes();
+    if (rss > s->peak) s->peak = rss;
+    struct timespec ts = {0, 500000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
 static int run_once(int kind, size_t live_mib, run_result *r) {
   memset(r, 0, sizeof *r);
   fh_options o;
@@ -157,20 +173,22 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   usleep(20000);
   atomic_store(&s.phase, 1);
   usleep(5000);
+  /* Resident memory is sampled by a thread of its own (not a heap thread,
+   * so the pause does not stop it) from before the collection starts until
+   * its concurrent phase has ended: the peak covers the stop-the-world
+   * build too. */
+  rss_sampler smp = {.peak = bench_rss_bytes()};
+  pthread_t sampler;
+  int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
   int rc = fh_collect(t, kind == K_STW ? FH_COLLECT_MARK_COMPACT : FH_COLLECT_CONCURRENT_COMPACT);
-  /* Sample resident memory until the concurrent phase ends. */
-  size_t rss_peak = bench_rss_bytes();
   fh_enter_blocking(t);
-  while (mc_figures_phase_open(h)) {
-    size_t rss = bench_rss_bytes();
-    if (rss > rss_peak) rss_peak = rss;
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
   fh_gc_wait(h);
   fh_leave_blocking(t);
   uint64_t g1 = bench_now_ns();
+  atomic_store(&smp.stop, 1);
+  if (sampling) pthread_join(sampler, NULL);
+  size_t rss_peak = smp.peak;
   usleep(5000);
   atomic_store(&s.phase, 2);
   for (int i = 0; i < NMUT; i++) pthread_join(th[i], NULL);
