@@ -30,10 +30,28 @@ typedef struct mark_pool {
   _Atomic unsigned idle_hint; /* idle, read without the lock */
 } mark_pool;
 
+/* A reference array is scanned ARRAY_CHUNK slots at a time: the rest waits
+ * as a continuation until the objects found in the chunk are drained.
+ * Scanning a huge array at once would push every element it reaches (the
+ * fhbench pause table: 6.7M nodes, a 53 MiB mark stack, resident memory
+ * the cycle then had to account for); in chunks the stack stays small.
+ * The continuations are few (one per array being scanned, nested only
+ * through arrays reached from arrays); when they run out, an array is
+ * scanned whole, as before. */
+#define ARRAY_CHUNK 512
+#define MAX_ARRAY_CONTS 64
+
+typedef struct array_cont {
+  void **slots;
+  size_t next, n;
+} array_cont;
+
 typedef struct marker {
   fh_heap *h;
   fwd_tables *t;
   mark_stack stack;
+  array_cont arrays[MAX_ARRAY_CONTS];
+  unsigned narrays;
   int overflowed;
   size_t objects;
   mark_pool *pool; /* NULL: marking alone */
@@ -78,7 +96,12 @@ static void scan(marker *m, void *obj) {
       mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
     void **slots = obj;
-    for (size_t i = 0, n = hdr_payload(hd) / sizeof(void *); i < n; i++) mark_ref(m, slots[i]);
+    size_t n = hdr_payload(hd) / sizeof(void *), now = n;
+    if (n > ARRAY_CHUNK && m->narrays < MAX_ARRAY_CONTS) {
+      m->arrays[m->narrays++] = (array_cont){slots, ARRAY_CHUNK, n};
+      now = ARRAY_CHUNK;
+    }
+    for (size_t i = 0; i < now; i++) mark_ref(m, slots[i]);
   } else if (ti->trace) {
     ti->trace(obj, hdr_payload(hd), mark_slot, m);
   }
@@ -130,6 +153,17 @@ static int refill(marker *m) {
   return !pool->done || got;
 }
 
+/* The next chunk of the innermost array being scanned. */
+static void continue_array(marker *m) {
+  array_cont *c = &m->arrays[m->narrays - 1];
+  size_t end = c->n - c->next > ARRAY_CHUNK ? c->next + ARRAY_CHUNK : c->n;
+  void **slots = c->slots;
+  size_t i = c->next;
+  c->next = end;
+  if (end == c->n) m->narrays--;
+  for (; i < end; i++) mark_ref(m, slots[i]);
+}
+
 static void drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0;
@@ -151,6 +185,10 @@ static void drain(marker *m) {
       continue;
     }
     if (!count) {
+      if (m->narrays) {
+        continue_array(m);
+        continue;
+      }
       if (refill(m)) continue;
       break;
     }

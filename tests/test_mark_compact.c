@@ -54,6 +54,47 @@ static void test_graph_survives_and_space_shrinks(void **s) {
   fh_heap_destroy(h);
 }
 
+/* Reference arrays are marked a chunk at a time with a continuation per
+ * array being scanned; a chain of 100 big arrays, each holding the next in
+ * its last slot, nests deeper than the continuations go (the rest are
+ * scanned whole).  Every node must survive with its value. */
+static void test_nested_big_arrays(void **s) {
+  (void)s;
+  fh_heap *h = test_heap("collector=mark_compact,heap_max=128M,min_alloc_trigger=120M,verify=1");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  enum { DEPTH = 100, SLOTS = 1500 };
+  void **root = NULL;
+  fh_push_root(t, (void **)&root);
+  for (int d = 0; d < DEPTH; d++) {
+    void **arr = fh_alloc(t, ty.array, SLOTS * sizeof(void *));
+    assert_non_null(arr);
+    fh_write_ref(t, arr, &arr[SLOTS - 1], root); /* the previous array */
+    root = arr;
+    for (size_t i = 0; i + 1 < SLOTS; i++) {
+      test_node(t, &ty, 0); /* garbage between the live nodes */
+      tnode *n = test_node(t, &ty, (uint64_t)d * SLOTS + i);
+      fh_write_ref(t, root, &root[i], n);
+    }
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
+  void **arr = root;
+  for (int d = DEPTH - 1; d >= 0; d--) {
+    assert_non_null(arr);
+    for (size_t i = 0; i + 1 < SLOTS; i++) {
+      tnode *n = arr[i];
+      assert_int_equal(n->value, (uint64_t)d * SLOTS + i);
+      assert_int_equal(n->check, test_check(n->value));
+    }
+    arr = arr[SLOTS - 1];
+  }
+  assert_null(arr);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 static void test_everything_dead(void **s) {
   (void)s;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=16M,verify=1");
@@ -210,6 +251,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_graph_survives_and_space_shrinks),
       cmocka_unit_test(test_everything_dead),
+      cmocka_unit_test(test_nested_big_arrays),
       cmocka_unit_test(test_nonmoving_refs_updated),
       cmocka_unit_test(test_moving_space_stays_one_vma),
       cmocka_unit_test(test_stress_three_mutators),
