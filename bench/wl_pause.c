@@ -17,8 +17,16 @@
  *   faults, fault_p50_us, fault_p99_us   mutator faults served, and their
  *                  service time in the resolver (concurrent kinds)
  *   flip_kernel_us mremap + UFFDIO_REGISTER inside the pause
- *   worker_gbps    GC worker throughput (destination bytes built / busy time)
- *   rss_peak_mib   resident memory sampled during the cycle, against live */
+ *   worker_gbps    GC worker throughput (destination bytes built / busy time);
+ *                  stop-the-world: live bytes / build time / builder threads
+ *   cpu_gbps       the same per CPU-second the GC thread(s) got: the two
+ *                  mutators spin on the two CPUs, so the concurrent worker
+ *                  gets about two thirds of one
+ *   rss_peak_mib   resident memory sampled during the cycle (a sampler
+ *                  thread, from before the pause to the end of the phase)
+ *   over_mib       that peak minus resident memory before the cycle minus
+ *                  the cycle's side tables (bitmaps, offsets, ledger): what
+ *                  compaction itself added, against max(8 MiB, 5% of live) */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,7 +53,8 @@ static const char *const kind_names[NKINDS] = {"mark_compact", "concurrent_compa
 
 typedef struct run_result {
   double max_pause_ms, max_stall_ms, gc_ms, faults, fault_p50_us, fault_p99_us, flip_kernel_us,
-      worker_gbps, rss_peak_mib, rss_before_mib, live_mib, mark_ms, stw_build_gbps;
+      worker_gbps, rss_peak_mib, rss_before_mib, live_mib, mark_ms, stw_build_gbps, cpu_gbps,
+      table_mib, over_mib;
 } run_result;
 
 typedef struct shared {
@@ -211,6 +220,11 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   r->stw_build_gbps = f.build_ns && f.build_threads
                           ? (double)f.live_bytes / (double)f.build_ns / f.build_threads : 0;
   r->rss_peak_mib = rss_peak / 1048576.0;
+  r->table_mib = f.table_bytes / 1048576.0;
+  r->over_mib = r->rss_peak_mib - r->rss_before_mib - r->table_mib;
+  uint64_t cpu_ns = kind == K_STW ? f.build_cpu_ns : f.worker_cpu_ns;
+  uint64_t cpu_bytes = kind == K_STW ? f.live_bytes : f.worker_bytes;
+  r->cpu_gbps = cpu_ns ? (double)cpu_bytes / (double)cpu_ns : 0;
   r->live_mib = f.live_bytes / 1048576.0;
   r->mark_ms = f.mark_ns / 1e6;
   /* the structure survived: every node still checks, links intact */
@@ -271,8 +285,9 @@ int wl_pause(int argc, char **argv) {
   bench_progress_done();
   printf("pause: %zu MiB live + as much interleaved garbage, 2 mutators, %d run(s), medians\n",
          live_mib, runs);
-  printf("%-27s %9s %9s %9s %8s %8s %8s %9s %8s %9s %9s\n", "collector", "pause_ms", "stall_ms",
-         "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us", "GB/s/thr", "rss_MiB");
+  printf("%-27s %9s %9s %9s %8s %8s %8s %9s %8s %9s %8s %8s %8s\n", "collector", "pause_ms",
+         "stall_ms", "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us", "GB/s/thr",
+         "cpuGB/s", "rss_MiB", "over_MiB");
   for (int k = 0; k < NKINDS; k++) {
     if (k != K_STW && !have_uffd) {
       printf("%-27s (userfaultfd unavailable: concurrent_compact falls back to mark_compact)\n",
@@ -280,20 +295,23 @@ int wl_pause(int argc, char **argv) {
       continue;
     }
     run_result *rs = res[k];
-    printf("%-27s %9.2f %9.2f %9.1f %8.1f %8.0f %8.2f %9.2f %8.1f %9.2f %9.0f\n", kind_names[k],
+    printf("%-27s %9.2f %9.2f %9.1f %8.1f %8.0f %8.2f %9.2f %8.1f %9.2f %8.2f %8.0f %8.1f\n",
+           kind_names[k],
            MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms), MED(rs, runs, gc_ms),
            MED(rs, runs, mark_ms), MED(rs, runs, faults), MED(rs, runs, fault_p50_us),
            MED(rs, runs, fault_p99_us), MED(rs, runs, flip_kernel_us),
            k == K_STW ? MED(rs, runs, stw_build_gbps) : MED(rs, runs, worker_gbps),
-           MED(rs, runs, rss_peak_mib));
+           MED(rs, runs, cpu_gbps), MED(rs, runs, rss_peak_mib), MED(rs, runs, over_mib));
   }
   if (have_uffd) {
     double stw = MED(res[K_STW], runs, max_pause_ms);
     printf("pause ratio concurrent/STW: SIGBUS %.2f, handler thread %.2f (target <= 0.5); "
-           "live %.0f MiB, RSS before the cycle %.0f MiB\n",
+           "live %.0f MiB, RSS before the cycle %.0f MiB, side tables %.1f MiB; over_MiB "
+           "target <= %.1f\n",
            MED(res[K_SIGBUS], runs, max_pause_ms) / stw,
            MED(res[K_HANDLER], runs, max_pause_ms) / stw, MED(res[K_SIGBUS], runs, live_mib),
-           MED(res[K_SIGBUS], runs, rss_before_mib));
+           MED(res[K_SIGBUS], runs, rss_before_mib), MED(res[K_SIGBUS], runs, table_mib),
+           fmax(8.0, 0.05 * MED(res[K_SIGBUS], runs, live_mib)));
   }
   if (json) {
     FILE *f = fopen(json, "w");
@@ -310,10 +328,12 @@ int wl_pause(int argc, char **argv) {
       fprintf(f,
               ",\n \"%s\": {\"max_pause_ms\": %.3f, \"max_stall_ms\": %.3f, \"gc_ms\": %.2f, "
               "\"mark_ms\": %.2f, \"flip_kernel_us\": %.1f, \"rss_peak_mib\": %.1f, "
-              "\"live_mib\": %.1f",
+              "\"live_mib\": %.1f, \"rss_before_mib\": %.1f, \"table_mib\": %.1f, "
+              "\"rss_over_mib\": %.1f, \"cpu_gbps_per_thread\": %.3f",
               kind_names[k], MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms),
               MED(rs, runs, gc_ms), MED(rs, runs, mark_ms), MED(rs, runs, flip_kernel_us),
-              MED(rs, runs, rss_peak_mib), MED(rs, runs, live_mib));
+              MED(rs, runs, rss_peak_mib), MED(rs, runs, live_mib), MED(rs, runs, rss_before_mib),
+              MED(rs, runs, table_mib), MED(rs, runs, over_mib), MED(rs, runs, cpu_gbps));
       if (k == K_STW)
         fprintf(f, ", \"build_gbps_per_thread\": %.3f", MED(rs, runs, stw_build_gbps));
       if (k != K_STW)

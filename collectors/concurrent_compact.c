@@ -351,7 +351,7 @@ static void *worker_main(void *arg) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  uint64_t t0 = now_ns(), built = 0;
+  uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
   /* Pages without a live word are read by nobody: back at once. */
   ledger_release(&m->ledger, m->shadow, 1);
   for (size_t p = 0; p < np;) {
@@ -378,6 +378,7 @@ static void *worker_main(void *arg) {
     p += n;
   }
   m->worker_ns = now_ns() - t0;
+  m->worker_cpu_ns = mc_thread_cpu_ns() - cpu0;
   m->worker_bytes = built * FWD_PAGE;
   /* Mutators may still be building the last pages they claimed: give back
    * what their builds free meanwhile. */

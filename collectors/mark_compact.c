@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "collectors/mc.h"
 #include "heap/barrier.h"
@@ -143,6 +144,16 @@ static void update_object(void *obj, void *ctx) {
   if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
 
+/* Bytes of side tables this cycle writes, for the resident-memory figures:
+ * two bitmaps (a bit per word up to the old top), chunk offsets, first
+ * objects and states of destination pages, the ledger's counts and bits. */
+static size_t mc_table_bytes(const mc_state *m) {
+  size_t used = m->old_used, pages = align_up(used, FWD_PAGE) / FWD_PAGE;
+  return 2 * (used / 64) + (used >> FWD_CHUNK_SHIFT) * sizeof(uint32_t) +
+         (m->t.npages + 1) * (sizeof(uintptr_t) + sizeof(uint32_t)) +
+         pages * sizeof(uint32_t) + pages / 8;
+}
+
 int mc_prepare(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
@@ -186,6 +197,7 @@ int mc_prepare(mc_state *m) {
   m->mark_ns = t1 - t0, m->forward_ns = t2 - t1, m->mremap_ns = t3 - t2;
   m->update_ns = heap_now_ns() - t3;
   m->live_bytes = t->live_bytes;
+  m->table_bytes = mc_table_bytes(m);
   size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
   h->bytes_moved += live;
   h->bytes_freed += (m->old_used - live) + m->nm_freed;
@@ -225,10 +237,17 @@ typedef struct build_job {
   _Atomic size_t next;
 } build_job;
 
+uint64_t mc_thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *build_pages(void *arg) {
   build_job *j = arg;
   mc_state *m = j->m;
   size_t np = m->t.npages;
+  uint64_t cpu0 = mc_thread_cpu_ns();
   for (;;) {
     size_t p = atomic_fetch_add_explicit(&j->next, MC_MAX_RUN, memory_order_relaxed);
     if (p >= np) break;
@@ -247,11 +266,13 @@ static void *build_pages(void *arg) {
      * a whole to-space copy next to the whole from-space. */
     ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
   }
+  atomic_fetch_add(&m->build_cpu_ns, mc_thread_cpu_ns() - cpu0);
   return NULL;
 }
 
 void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m};
+  atomic_store(&m->build_cpu_ns, 0);
   enum { MAX_HELPERS = 15 };
   pthread_t helpers[MAX_HELPERS];
   unsigned nh = 0;

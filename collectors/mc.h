@@ -101,7 +101,9 @@ typedef struct mc_state {
   _Atomic unsigned helpers;
   _Atomic int closing;
   _Atomic int stop_prefault; /* the worker's post-phase prefault stops early */
-  uint64_t worker_ns, worker_bytes, live_bytes, build_ns;
+  uint64_t worker_ns, worker_cpu_ns, worker_bytes, live_bytes, build_ns;
+  _Atomic uint64_t build_cpu_ns;
+  size_t table_bytes; /* side tables this cycle writes (mc_table_bytes) */
   unsigned build_threads;
 } mc_state;
 
@@ -121,6 +123,9 @@ void mc_publish_top(mc_state *m);
 void mc_release_from_space(mc_state *m, size_t upto_offset);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
+
+/* CPU time of the calling thread (throughput figures). */
+uint64_t mc_thread_cpu_ns(void);
 
 /* FH_MC_TRACE: one line per cycle on stderr with the pause's parts. */
 void mc_trace(mc_state *m, const char *what);

@@ -63,6 +63,8 @@ void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
   out->mremap_ns = m->mremap_ns, out->register_ns = m->register_ns;
   out->mark_ns = m->mark_ns, out->forward_ns = m->forward_ns, out->update_ns = m->update_ns;
   out->worker_ns = m->worker_ns, out->worker_bytes = m->worker_bytes;
+  out->worker_cpu_ns = m->worker_cpu_ns, out->build_cpu_ns = m->build_cpu_ns;
+  out->table_bytes = m->table_bytes;
   out->live_bytes = m->live_bytes;
   out->build_ns = m->build_ns, out->build_threads = m->build_threads;
   out->moving_capacity = m->t.capacity;

@@ -13,10 +13,14 @@ typedef struct mc_cycle_figures {
   double fault_p50_us, fault_p99_us, fault_max_us; /* resolver time */
   uint64_t mremap_ns, register_ns; /* kernel part of the last flip */
   uint64_t mark_ns, forward_ns, update_ns; /* the last pause's other parts */
-  uint64_t worker_ns;           /* last cycle: GC worker busy time */
+  uint64_t worker_ns;           /* last cycle: GC worker busy time (wall) */
+  uint64_t worker_cpu_ns;       /* ... and the CPU time it got meanwhile */
   uint64_t worker_bytes;        /* ... and the destination bytes it built */
   uint64_t build_ns;            /* stop-the-world: page building wall time */
   unsigned build_threads;       /* ... and the threads that built */
+  uint64_t build_cpu_ns;        /* ... and their CPU time, summed */
+  uint64_t table_bytes;         /* the last cycle's side tables: bitmaps,
+                                   offsets, page states, ledger */
   uint64_t live_bytes;          /* moving-space live bytes of the last cycle */
   uint64_t moving_capacity;
 } mc_cycle_figures;
