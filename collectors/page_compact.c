@@ -30,10 +30,10 @@
 #include "heap/object.h"
 
 /* Slots whose value points into the old moving space wait in a small ring
- * while the forwarding data of their referent (the live-words word and the
- * chunk's destination, two cache misses when referents are far apart) is
- * prefetched; the ring is drained oldest first, so the misses of several
- * slots overlap instead of being paid one after the other.  Slots holding
+ * while the forwarding entry of their referent's chunk (a cache miss when
+ * referents are far apart) is prefetched; the ring is drained oldest
+ * first, so the misses of several slots overlap instead of being paid one
+ * after the other.  Slots holding
  * anything else already hold their final value: pass 1 copied it. */
 #define FIX_RING 16
 
@@ -63,8 +63,7 @@ static inline void fix_queue(fix_ctx *c, uintptr_t ns, uintptr_t a) {
   const fwd_tables *t = c->t;
   if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
   size_t w = (a - FWD_WORD - t->begin) >> 9;
-  __builtin_prefetch((const void *)&t->live.words[w]);
-  __builtin_prefetch(&t->chunk_dest[w]);
+  __builtin_prefetch(&t->chunks[w]);
   if (c->count == FIX_RING) fix_one(c);
   c->ring[(c->head + c->count++) % FIX_RING] = (struct pending){(uint32_t)(ns - c->page), a};
 }
