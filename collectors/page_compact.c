@@ -29,13 +29,15 @@
 
 #include "heap/object.h"
 
-/* Slots whose value points into the old moving space wait in a small ring
- * while the forwarding entry of their referent's chunk (a cache miss when
- * referents are far apart) is prefetched; the ring is drained oldest
- * first, so the misses of several slots overlap instead of being paid one
- * after the other.  Slots holding
- * anything else already hold their final value: pass 1 copied it. */
-#define FIX_RING 16
+/* Slots whose value points into the old moving space are first only noted,
+ * one bit per word of the page, while the forwarding entry of their
+ * referent's chunk (a cache miss when referents are far apart) is
+ * prefetched; once the whole page has been walked they are rewritten in
+ * address order.  So all of a page's misses are in flight together
+ * instead of a few at a time, and a slot visited twice is still forwarded
+ * once.  Slots holding anything else already hold their final value: pass 1
+ * copied it. */
+#define PAGE_WORDS (FWD_PAGE / FWD_WORD)
 
 typedef struct fix_ctx {
   const fwd_tables *t;
@@ -43,29 +45,27 @@ typedef struct fix_ctx {
   uintptr_t lo, hi;            /* the part of the object's new range in this page */
   uintptr_t page;
   uint8_t *out;
-  unsigned head, count;
-  struct pending {
-    uint32_t out_off;
-    uintptr_t value;
-  } ring[FIX_RING];
+  uint64_t pending[PAGE_WORDS / 64]; /* words of out to forward */
 } fix_ctx;
 
-static void fix_one(fix_ctx *c) {
-  struct pending *p = &c->ring[c->head];
-  c->head = (c->head + 1) % FIX_RING;
-  c->count--;
-  uintptr_t v = (uintptr_t)fwd_ref(c->t, (void *)p->value);
-  memcpy(c->out + p->out_off, &v, sizeof v);
-}
-
-/* Queue the slot at new address ns (inside the page) holding a. */
+/* Note the slot at new address ns (inside the page) holding a. */
 static inline void fix_queue(fix_ctx *c, uintptr_t ns, uintptr_t a) {
   const fwd_tables *t = c->t;
   if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
-  size_t w = (a - FWD_WORD - t->begin) >> 9;
-  __builtin_prefetch(&t->chunks[w]);
-  if (c->count == FIX_RING) fix_one(c);
-  c->ring[(c->head + c->count++) % FIX_RING] = (struct pending){(uint32_t)(ns - c->page), a};
+  __builtin_prefetch(&t->chunks[(a - FWD_WORD - t->begin) >> FWD_CHUNK_SHIFT]);
+  size_t i = (ns - c->page) / FWD_WORD;
+  c->pending[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+static void fix_pending(fix_ctx *c) {
+  for (size_t k = 0; k < PAGE_WORDS / 64; k++)
+    for (uint64_t bits = c->pending[k]; bits; bits &= bits - 1) {
+      uint8_t *slot = c->out + (k * 64 + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
+      void *v;
+      memcpy(&v, slot, sizeof v);
+      v = fwd_ref(c->t, v);
+      memcpy(slot, &v, sizeof v);
+    }
 }
 
 /* A slot given by its from-space address (trace callbacks): kept if its
@@ -157,7 +157,7 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
     }
     nd += n;
   }
-  while (fc.count) fix_one(&fc);
+  fix_pending(&fc);
 }
 
 size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
