@@ -13,6 +13,16 @@
 
 #include <string.h>
 
+/* Prefetch distance in from-space, ahead of the start of each run.  The
+ * hardware prefetcher alone follows a page's runs well when nothing else
+ * runs (copy alone: ~5% faster without this), but page_build interleaves
+ * its copy with the reference pass, whose scattered misses interrupt that
+ * stream; prefetching ahead, into the next page's sources near the end of
+ * a page, made whole pages ~15% faster on the pause layout (512..2048 bytes
+ * all alike; no change with long runs).  A prefetch never faults, even on
+ * from-space already given back. */
+#define COPY_PREFETCH 1024
+
 static uint64_t live_word(const fwd_tables *t, size_t w) {
   return atomic_load_explicit(&t->live.words[w], memory_order_relaxed);
 }
@@ -51,7 +61,8 @@ void page_copy_live(const fwd_tables *t, uintptr_t from_delta, uintptr_t a0, uin
     const uint8_t *src = from0 + ((w << 6) + s) * FWD_WORD;
     if (run + run_len == src) {
       run_len += len;
-    } else {
+    } else { /* a new run: a long one is left to the hardware prefetcher */
+      __builtin_prefetch(src + COPY_PREFETCH);
       if (run_len) copy_run(out, run, run_len);
       out += run_len;
       run = src, run_len = len;
