@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
-#include "heap/object.h"
 #include "spaces/reserve.h"
 
 static void *map_table(size_t bytes) {
@@ -20,11 +19,11 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   t->begin = begin;
   t->capacity = capacity;
   t->old_top = begin;
-  t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(uint32_t), FH_PAGE);
+  t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
   t->page_map_bytes = align_up((capacity / FWD_PAGE + 1) * sizeof(uintptr_t), FH_PAGE);
   if (bitmap_init(&t->mark, begin, capacity, 3) < 0 ||
       bitmap_init(&t->live, begin, capacity, 3) < 0 ||
-      !(t->chunk_dest = map_table(t->chunk_map_bytes)) ||
+      !(t->chunks = map_table(t->chunk_map_bytes)) ||
       !(t->page_first = map_table(t->page_map_bytes))) {
     fwd_destroy(t);
     fh_error_set("mark-compact: cannot map the forwarding tables for a %zu MiB space",
@@ -37,9 +36,9 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
 void fwd_destroy(fwd_tables *t) {
   bitmap_destroy(&t->mark);
   bitmap_destroy(&t->live);
-  if (t->chunk_dest) munmap(t->chunk_dest, t->chunk_map_bytes);
+  if (t->chunks) munmap(t->chunks, t->chunk_map_bytes);
   if (t->page_first) munmap(t->page_first, t->page_map_bytes);
-  t->chunk_dest = NULL;
+  t->chunks = NULL;
   t->page_first = NULL;
 }
 
@@ -57,7 +56,7 @@ void fwd_reset(fwd_tables *t) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
     size_t chunks = ((t->old_top - t->begin) >> FWD_CHUNK_SHIFT) + 1;
-    zero_table(t->chunk_dest, chunks * sizeof(uint32_t));
+    zero_table(t->chunks, chunks * sizeof(fwd_chunk));
   }
   zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t));
   t->old_top = t->begin;
@@ -116,41 +115,74 @@ static uintptr_t nth_live_word(const fwd_tables *t, size_t c, unsigned k) {
   return t->begin + ((c << 6) + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
 }
 
-/* The last object start at or before a (a lies inside a live object, so
- * one exists).  Scans the mark bitmap backwards. */
-static uintptr_t prev_mark(const fwd_tables *t, uintptr_t a) {
-  size_t i = (a - t->begin) >> 3;
+/* The last object start in [lo, a], or 0 when there is none.  Scans the
+ * mark bitmap backwards from a, never below lo. */
+static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
+  size_t i = (a - t->begin) >> 3, stop = (lo - t->begin) >> 3;
   size_t w = i >> 6;
   uint64_t bits = atomic_load_explicit(&t->mark.words[w], memory_order_relaxed);
   bits &= (i & 63) == 63 ? ~(uint64_t)0 : ((uint64_t)2 << (i & 63)) - 1;
-  while (!bits) bits = atomic_load_explicit(&t->mark.words[--w], memory_order_relaxed);
-  return t->begin + ((w << 6) + 63 - (size_t)__builtin_clzll(bits)) * FWD_WORD;
+  for (;;) {
+    if (w == stop >> 6) bits &= ~(uint64_t)0 << (stop & 63);
+    if (bits) return t->begin + ((w << 6) + 63 - (size_t)__builtin_clzll(bits)) * FWD_WORD;
+    if (w == stop >> 6) return 0;
+    bits = atomic_load_explicit(&t->mark.words[--w], memory_order_relaxed);
+  }
 }
 
-void fwd_compute(fwd_tables *t) {
-  size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
-                   FWD_CHUNK_SHIFT;
-  /* The object that covered the previous page start: a page inside the
-   * same (large) object needs no bitmap scan. */
-  uintptr_t obj = 0, obj_end = 0;
+/* Fill the chunk table and page_first; returns the live bytes.  `hw`:
+ * count bits with the POPCNT instruction (a constant once inlined).
+ *
+ * The object covering a page's first word is the last object start at or
+ * before it: the last one since the previous page's first word, else the
+ * previous page's object.  Each scan stops at the previous page's first
+ * word, so all of them read the mark bitmap once in total, and no object
+ * header (a cache miss per page) is read. */
+static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t, size_t nchunks,
+                                                                  int hw) {
+  uintptr_t obj = 0, prev = t->begin;
   size_t acc = 0, page = 0;
   for (size_t c = 0; c < nchunks; c++) {
-    t->chunk_dest[c] = (uint32_t)acc;
-    size_t live = FWD_WORD * (size_t)fwd_popcount(live_word(t, c));
+    uint64_t bits = live_word(t, c);
+    t->chunks[c] = (fwd_chunk){bits, acc};
+    size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
     /* Every page boundary that falls in [acc, acc + live). */
     for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
       uintptr_t w = nth_live_word(t, c, (unsigned)((off - acc) / FWD_WORD));
-      if (w >= obj_end) {
-        obj = prev_mark(t, w);
-        obj_end = obj + obj_total_bytes(hdr_payload(*(uint64_t *)obj));
-      }
+      uintptr_t m = last_mark(t, prev, w);
+      if (m) obj = m;
+      prev = w + FWD_WORD;
       t->page_first[page] = obj;
     }
     acc += live;
   }
+  t->npages = page;
+  return acc;
+}
+
+/* The build has no -mpopcnt; a popcount per chunk is a third of this loop
+ * (in the pause), so x86-64 gets a POPCNT copy picked at run time, as in
+ * page_compact.c. */
+#if defined(__x86_64__) && !defined(__POPCNT__)
+__attribute__((target("popcnt"))) static size_t compute_chunks_popcnt(fwd_tables *t,
+                                                                      size_t nchunks) {
+  return compute_chunks(t, nchunks, 1);
+}
+#define COMPUTE_CHUNKS(t, n) \
+  (__builtin_cpu_supports("popcnt") ? compute_chunks_popcnt(t, n) : compute_chunks(t, n, 0))
+#else
+#define COMPUTE_CHUNKS(t, n) compute_chunks(t, n, 0)
+#endif
+
+void fwd_compute(fwd_tables *t) {
+  size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
+                   FWD_CHUNK_SHIFT;
+  /* The chunk table is written whole: fault it in with one call rather
+   * than a fault per page (EINVAL before Linux 5.14 leaves it to faults). */
+  madvise(t->chunks, align_up(nchunks * sizeof(fwd_chunk), FH_PAGE), MADV_POPULATE_WRITE);
+  size_t acc = COMPUTE_CHUNKS(t, nchunks);
   t->live_bytes = acc;
   t->new_top = t->begin + acc;
-  t->npages = page;
   /* The dense prefix: full chunks, then the ones of the first partial one. */
   size_t c = 0;
   while (c < nchunks && live_word(t, c) == ~(uint64_t)0) c++;

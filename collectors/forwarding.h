@@ -7,10 +7,13 @@
  *   live_words  one bit per 8-byte word for EVERY word of a live object.
  * A chunk is 512 bytes = 64 words = exactly one live_words word, so the live
  * bytes of chunk c are 8 * popcount(live_words[c]).  fwd_compute turns them
- * into an exclusive prefix sum, chunk_dest[c] = live bytes before chunk c;
+ * into an exclusive prefix sum, dest(c) = live bytes before chunk c;
  * then, for an object starting at old address a (in chunk c, word bit b),
- *     new(a) = begin + chunk_dest[c] + 8 * popcount(live_words[c] & (2^b - 1))
+ *     new(a) = begin + dest(c) + 8 * popcount(live_words[c] & (2^b - 1))
  * which is O(1) and reads only the tables: any page can be rebuilt alone.
+ * Both operands sit side by side in one 16-byte entry per chunk (the live
+ * word copied next to its prefix), so forwarding a reference to a random
+ * referent costs one cache miss and one TLB miss, not two of each.
  *
  * For each destination page, page_first[p] is the old start of the live
  * object that covers the page's first byte (it may start on an earlier
@@ -28,13 +31,18 @@
 #define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
 #define FWD_PAGE 4096u
 
+typedef struct fwd_chunk {
+  uint64_t live; /* live_words[c], copied by fwd_compute */
+  uint64_t dest; /* live bytes before chunk c */
+} fwd_chunk;
+
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
   size_t capacity;     /* moving space bytes */
   uintptr_t old_top;   /* marked objects lie in [begin, old_top) */
   fh_bitmap mark;      /* object starts, granule 8 */
   fh_bitmap live;      /* live words, granule 8; word c covers chunk c */
-  uint32_t *chunk_dest; /* [capacity / 512], exclusive prefix of live bytes */
+  fwd_chunk *chunks;    /* [capacity / 512], filled by fwd_compute */
   uintptr_t *page_first; /* [capacity / 4096] old object start, 0 = none */
   size_t chunk_map_bytes, page_map_bytes;
   int atomic_marking;  /* several markers: bits set by atomic fetch_or */
@@ -64,8 +72,7 @@ int fwd_mark_start(fwd_tables *t, uintptr_t start);
 void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes);
 
 /* Prefix sums and per-page first objects, for objects marked below
- * t->old_top.  Reads object headers (sizes) at their old addresses, so it
- * runs before the space's pages move. */
+ * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);
 
 /* Without -mpopcnt, __builtin_popcountll is a libgcc call (it showed up
@@ -85,9 +92,9 @@ static inline unsigned fwd_popcount(uint64_t x) {
 /* New address of the live object starting at old address `start`. */
 static inline uintptr_t fwd_start(const fwd_tables *t, uintptr_t start) {
   size_t w = (start - t->begin) >> 3;
-  uint64_t bits = atomic_load_explicit(&t->live.words[w >> 6], memory_order_relaxed);
-  bits &= ((uint64_t)1 << (w & 63)) - 1;
-  return t->begin + t->chunk_dest[w >> 6] + FWD_WORD * (size_t)fwd_popcount(bits);
+  const fwd_chunk *c = &t->chunks[w >> 6];
+  uint64_t bits = c->live & (((uint64_t)1 << (w & 63)) - 1);
+  return t->begin + (uintptr_t)c->dest + FWD_WORD * (size_t)fwd_popcount(bits);
 }
 
 /* A reference value after compaction: payload pointers into the old moving

@@ -7,29 +7,37 @@
  * handler, where touching a missing registered page would be a nested fault
  * and kill the process.  It takes no lock and allocates nothing.
  *
- * Two passes over the live objects that land on the page, in address order
- * from page_first[page]:
- *   1. copy the part of each object that falls inside the page, merging
- *      objects that are contiguous in from-space into one memcpy;
- *   2. rewrite every reference slot inside the page through the forwarding
- *      tables.  The first object may have started on an earlier page and the
- *      last may run past this one: only their slots inside the page are
- *      written, so no page ever needs another destination page.
+ * Two passes:
+ *   1. copy: the page holds live words number [512 * page, ...) of the
+ *      space in address order, so the runs of set bits in the live-words
+ *      bitmap, from the word that lands on the page's first byte, are
+ *      exactly what to copy; no object header is read, and the loads of
+ *      consecutive runs do not wait for each other (page_copy.c);
+ *   2. references: walk the objects of the page in its new copy (their
+ *      headers are in `out` now, in cache; only an object starting on an
+ *      earlier page has its header read in from-space) and rewrite every
+ *      reference slot inside the page through the forwarding tables.  The
+ *      first object may have started on an earlier page and the last may
+ *      run past this one: only their slots inside the page are written, so
+ *      no page ever needs another destination page.
  * The last page is completed with a filler object, so the space stays
  * walkable up to the page-aligned new top. */
 #include "collectors/mc.h"
+#include "collectors/page_copy.h"
 
 #include <string.h>
 
 #include "heap/object.h"
 
-/* Slots whose value points into the old moving space wait in a small ring
- * while the forwarding data of their referent (the live-words word and the
- * chunk's destination, two cache misses when referents are far apart) is
- * prefetched; the ring is drained oldest first, so the misses of several
- * slots overlap instead of being paid one after the other.  Slots holding
- * anything else already hold their final value: pass 1 copied it. */
-#define FIX_RING 16
+/* Slots whose value points into the old moving space are first only noted,
+ * one bit per word of the page, while the forwarding entry of their
+ * referent's chunk (a cache miss when referents are far apart) is
+ * prefetched; once the whole page has been walked they are rewritten in
+ * address order.  So all of a page's misses are in flight together
+ * instead of a few at a time, and a slot visited twice is still forwarded
+ * once.  Slots holding anything else already hold their final value: pass 1
+ * copied it. */
+#define PAGE_WORDS (FWD_PAGE / FWD_WORD)
 
 typedef struct fix_ctx {
   const fwd_tables *t;
@@ -37,34 +45,65 @@ typedef struct fix_ctx {
   uintptr_t lo, hi;            /* the part of the object's new range in this page */
   uintptr_t page;
   uint8_t *out;
-  unsigned head, count;
-  struct pending {
-    uint32_t out_off;
-    uintptr_t value;
-  } ring[FIX_RING];
+  uint64_t pending[PAGE_WORDS / 64]; /* words of out to forward */
 } fix_ctx;
 
-static void fix_one(fix_ctx *c) {
-  struct pending *p = &c->ring[c->head];
-  c->head = (c->head + 1) % FIX_RING;
-  c->count--;
-  uintptr_t v = (uintptr_t)fwd_ref(c->t, (void *)p->value);
-  memcpy(c->out + p->out_off, &v, sizeof v);
+/* Note the slot at new address ns (inside the page) holding a. */
+static inline void fix_queue(fix_ctx *c, uintptr_t ns, uintptr_t a) {
+  const fwd_tables *t = c->t;
+  if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
+  __builtin_prefetch(&t->chunks[(a - FWD_WORD - t->begin) >> FWD_CHUNK_SHIFT]);
+  size_t i = (ns - c->page) / FWD_WORD;
+  c->pending[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
+/* Rewrite the noted slots.  Each holds a payload pointer into the old
+ * range (fix_queue checked), forwarded as fwd_ref does.  `hw`: count bits
+ * with the POPCNT instruction (a constant once inlined). */
+static inline __attribute__((always_inline)) void fix_pending_with(fix_ctx *c, int hw) {
+  const fwd_tables *t = c->t;
+  for (size_t k = 0; k < PAGE_WORDS / 64; k++)
+    for (uint64_t bits = c->pending[k]; bits; bits &= bits - 1) {
+      uint8_t *slot = c->out + (k * 64 + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
+      uintptr_t v;
+      memcpy(&v, slot, sizeof v);
+      size_t w = (v - FWD_WORD - t->begin) / FWD_WORD;
+      const fwd_chunk *e = &t->chunks[w >> 6];
+      uint64_t below = e->live & (((uint64_t)1 << (w & 63)) - 1);
+      size_t n = hw ? (size_t)__builtin_popcountll(below) : fwd_popcount(below);
+      v = t->begin + (uintptr_t)e->dest + FWD_WORD * n + FWD_WORD;
+      memcpy(slot, &v, sizeof v);
+    }
+}
+
+/* Without -mpopcnt the build counts bits in a dozen instructions, which
+ * were ~8% of a page on the pause layout (a popcount per slot); x86-64
+ * CPUs without POPCNT predate 2008, so one copy of this loop is compiled
+ * for it and picked at run time (__builtin_cpu_supports reads a variable
+ * that libgcc's constructor filled: fine in a signal handler). */
+#if defined(__x86_64__) && !defined(__POPCNT__)
+__attribute__((target("popcnt"))) static void fix_pending_popcnt(fix_ctx *c) {
+  fix_pending_with(c, 1);
+}
+static void fix_pending(fix_ctx *c) {
+  if (__builtin_cpu_supports("popcnt"))
+    fix_pending_popcnt(c);
+  else
+    fix_pending_with(c, 0);
+}
+#else
+static void fix_pending(fix_ctx *c) { fix_pending_with(c, 0); }
+#endif
+
+/* A slot given by its from-space address (trace callbacks): kept if its
+ * new address lies inside the page. */
 static void fix_slot(void **slot, void *ctx) {
   fix_ctx *c = ctx;
   uintptr_t ns = c->obj_new + ((uintptr_t)slot - c->obj_from);
   if (ns < c->lo || ns + sizeof(void *) > c->hi) return;
   uintptr_t a;
   memcpy(&a, slot, sizeof a); /* the from-space copy: never a missing page */
-  const fwd_tables *t = c->t;
-  if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
-  size_t w = (a - FWD_WORD - t->begin) >> 9;
-  __builtin_prefetch((const void *)&t->live.words[w]);
-  __builtin_prefetch(&t->chunk_dest[w]);
-  if (c->count == FIX_RING) fix_one(c);
-  c->ring[(c->head + c->count++) % FIX_RING] = (struct pending){(uint32_t)(ns - c->page), a};
+  fix_queue(c, ns, a);
 }
 
 /* A reference array spanning many pages: only the slots inside this page,
@@ -73,95 +112,108 @@ static void visit_array_part(fix_ctx *c, size_t payload) {
   uintptr_t first = c->lo > c->obj_new ? c->lo : c->obj_new;
   uintptr_t end = c->obj_new + payload / sizeof(void *) * sizeof(void *);
   if (end > c->hi) end = c->hi;
-  for (uintptr_t ns = first; ns + sizeof(void *) <= end; ns += sizeof(void *))
-    fix_slot((void **)(c->obj_from + (ns - c->obj_new)), c);
+  for (uintptr_t ns = first; ns + sizeof(void *) <= end; ns += sizeof(void *)) {
+    uintptr_t a;
+    memcpy(&a, c->out + (ns - c->page), sizeof a);
+    fix_queue(c, ns, a);
+  }
 }
 
 static int has_refs(const fh_type_info *ti) {
   return ti && (ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY) || ti->trace);
 }
 
-static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
-                          uintptr_t first_new);
+/* Pass 2 over the objects in [first_new, dbeg + filled): the first one's
+ * header is read at its old address `first` in from-space when it starts
+ * before the page, every other one's in `out`.  Objects are contiguous on
+ * the page, so their sizes lead from one to the next: no bitmap search. */
+static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, uintptr_t first,
+                          uintptr_t first_new, size_t filled) {
+  uintptr_t a0 = first + (dbeg - first_new); /* old address of the word at dbeg */
+  fix_ctx fc = {.t = ps->t, .page = dbeg, .out = out};
+  uintptr_t dend = dbeg + FWD_PAGE, fill_end = dbeg + filled;
+  uintptr_t nd = first_new;
+  uint32_t last_type = FH_FILLER_TYPE;
+  const fh_type_info *ti = NULL;
+  while (nd < fill_end) {
+    uint64_t hd;
+    if (nd >= dbeg)
+      memcpy(&hd, out + (nd - dbeg), sizeof hd);
+    else
+      memcpy(&hd, (const void *)(first + ps->from_delta), sizeof hd);
+    size_t n = obj_total_bytes(hdr_payload(hd));
+    /* Pages hold long runs of one type: look the type up once per run. */
+    if (hdr_type(hd) != last_type) {
+      last_type = hdr_type(hd);
+      ti = types_get(ps->types, last_type);
+      if (!has_refs(ti)) ti = NULL;
+    }
+    if (ti) {
+      uintptr_t obj_new = nd + FH_HEADER_BYTES;
+      if (ti->nrefs) {
+        /* Slot values are read in out, where pass 1 put them. */
+        uint8_t *o = out + (obj_new - dbeg);
+        if (nd >= dbeg && nd + n <= dend) { /* wholly on the page: every slot */
+          for (uint32_t i = 0; i < ti->nrefs; i++) {
+            uintptr_t a;
+            memcpy(&a, o + ti->ref_offsets[i], sizeof a);
+            fix_queue(&fc, obj_new + ti->ref_offsets[i], a);
+          }
+        } else { /* the first or last object: only its slots on the page */
+          for (uint32_t i = 0; i < ti->nrefs; i++) {
+            uintptr_t ns = obj_new + ti->ref_offsets[i], a;
+            if (ns < dbeg || ns + sizeof a > dend) continue;
+            memcpy(&a, o + ti->ref_offsets[i], sizeof a);
+            fix_queue(&fc, ns, a);
+          }
+        }
+      } else {
+        fc.obj_new = obj_new;
+        fc.lo = nd > dbeg ? nd : dbeg;
+        fc.hi = nd + n < dend ? nd + n : dend;
+        if (ti->flags & FH_TYPE_REF_ARRAY) {
+          visit_array_part(&fc, hdr_payload(hd));
+        } else {
+          /* The callback reads the whole object: give it the from-space
+           * copy, found as the (nd - dbeg) / 8-th live word from a0. */
+          uintptr_t old = nd < dbeg ? first : page_old_word(ps->t, a0, (nd - dbeg) / FWD_WORD);
+          fc.obj_from = old + ps->from_delta + FH_HEADER_BYTES;
+          ti->trace((void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
+        }
+      }
+    }
+    nd += n;
+  }
+  fix_pending(&fc);
+}
 
 size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   const fwd_tables *t = ps->t;
-  uintptr_t dbeg = t->begin + page * FWD_PAGE, dend = dbeg + FWD_PAGE;
+  uintptr_t dbeg = t->begin + page * FWD_PAGE;
   uintptr_t first = page < t->npages ? t->page_first[page] : 0;
   if (!first) {
     memset(out, 0, FWD_PAGE);
     return 0;
   }
   uintptr_t first_new = fwd_start(t, first);
-
-  /* Pass 1: copy. */
-  uintptr_t s = first, nd = first_new;
-  uintptr_t run_src = 0, run_dst = 0;
-  size_t run_len = 0;
-  while (s && nd < dend) {
-    uintptr_t from = s + ps->from_delta;
-    size_t n = obj_total_bytes(hdr_payload(*(const uint64_t *)from));
-    uintptr_t lo = nd > dbeg ? nd : dbeg, hi = nd + n < dend ? nd + n : dend;
-    uintptr_t src = from + (lo - nd);
-    if (run_len && run_src + run_len == src) {
-      run_len += hi - lo;
-    } else {
-      if (run_len) memcpy(out + (run_dst - dbeg), (const void *)run_src, run_len);
-      run_src = src, run_dst = lo, run_len = hi - lo;
-    }
-    nd += n;
-    s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
-  }
-  if (run_len) memcpy(out + (run_dst - dbeg), (const void *)run_src, run_len);
-  uintptr_t filled = nd < dend ? nd : dend;
-  if (filled < dend) {
+  size_t filled = t->new_top - dbeg < FWD_PAGE ? t->new_top - dbeg : FWD_PAGE;
+  /* The first object's words are contiguous in the old space too: the one
+   * landing on dbeg is as far into it as dbeg is into its new copy. */
+  page_copy_live(t, ps->from_delta, first + (dbeg - first_new), out, filled);
+  if (filled < FWD_PAGE) {
     /* Only the last page ends early: the rest is one filler object. */
-    memset(out + (filled - dbeg), 0, dend - filled);
-    obj_write_filler((uintptr_t)out + (filled - dbeg), dend - filled);
+    memset(out + filled, 0, FWD_PAGE - filled);
+    obj_write_filler((uintptr_t)out + filled, FWD_PAGE - filled);
   }
-
-  /* Pass 2: references. */
-  fix_ctx fc = {.t = t, .page = dbeg, .out = out};
-  fix_page_refs(ps, &fc, first, first_new);
-  return filled - dbeg;
-}
-
-static void fix_page_refs(const page_source *ps, fix_ctx *c, uintptr_t first,
-                          uintptr_t first_new) {
-  const fwd_tables *t = ps->t;
-  fix_ctx fc = *c;
-  uintptr_t dbeg = fc.page, dend = dbeg + FWD_PAGE;
-  uintptr_t s = first, nd = first_new;
-  while (s && nd < dend) {
-    uintptr_t from = s + ps->from_delta;
-    uint64_t hd = *(const uint64_t *)from;
-    size_t n = obj_total_bytes(hdr_payload(hd));
-    const fh_type_info *ti = types_get(ps->types, hdr_type(hd));
-    if (has_refs(ti)) {
-      fc.obj_from = from + FH_HEADER_BYTES;
-      fc.obj_new = nd + FH_HEADER_BYTES;
-      fc.lo = nd > dbeg ? nd : dbeg;
-      fc.hi = nd + n < dend ? nd + n : dend;
-      if (ti->nrefs) /* inline: no indirect call per slot */
-        for (uint32_t i = 0; i < ti->nrefs; i++)
-          fix_slot((void **)(fc.obj_from + ti->ref_offsets[i]), &fc);
-      else if (ti->flags & FH_TYPE_REF_ARRAY)
-        visit_array_part(&fc, hdr_payload(hd));
-      else
-        ti->trace((void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
-    }
-    nd += n;
-    s = nd < dend ? bitmap_next_set(&t->mark, s + n, t->old_top) : 0;
-  }
-  while (fc.count) fix_one(&fc);
+  fix_page_refs(ps, out, dbeg, first, first_new, filled);
+  return filled;
 }
 
 void page_fix_in_place(const page_source *ps, size_t page) {
   const fwd_tables *t = ps->t;
   uintptr_t dbeg = t->begin + page * FWD_PAGE;
-  uintptr_t first = t->page_first[page];
   /* Identity page: the from-space page already holds the destination's
    * bytes; only its references change, and they are written in place. */
-  fix_ctx fc = {.t = t, .page = dbeg, .out = (uint8_t *)(dbeg + ps->from_delta)};
-  fix_page_refs(ps, &fc, first, first);
+  fix_page_refs(ps, (uint8_t *)(dbeg + ps->from_delta), dbeg, t->page_first[page],
+                t->page_first[page], FWD_PAGE);
 }
