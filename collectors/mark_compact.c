@@ -149,7 +149,7 @@ static void update_object(void *obj, void *ctx) {
  * objects and states of destination pages, the ledger's counts and bits. */
 static size_t mc_table_bytes(const mc_state *m) {
   size_t used = m->old_used, pages = align_up(used, FWD_PAGE) / FWD_PAGE;
-  return 2 * (used / 64) + (used >> FWD_CHUNK_SHIFT) * sizeof(uint32_t) +
+  return 2 * (used / 64) + (used >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk) +
          (m->t.npages + 1) * (sizeof(uintptr_t) + sizeof(uint32_t)) +
          pages * sizeof(uint32_t) + pages / 8;
 }

@@ -4,7 +4,8 @@
  *
  *   mc_mark.c            marking into side bitmaps (forwarding.h)
  *   forwarding.c         prefix sums, first object per destination page
- *   page_compact.c       build one destination page (signal-safe)
+ *   page_compact.c       build one destination page (signal-safe); its
+ *                        copy pass in page_copy.c
  *   mark_compact.c       the shared pause work (mark, forward, move the
  *                        space's pages aside, update outside references)
  *                        and the stop-the-world schedule
