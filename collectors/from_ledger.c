@@ -8,7 +8,7 @@
 #include "heap/object.h"
 #include "spaces/reserve.h"
 
-#define PINNED UINT32_MAX
+#define PINNED LEDGER_PINNED
 #define LIVE_WORDS_PER_PAGE (FWD_PAGE >> FWD_CHUNK_SHIFT)
 
 static void *map_table(size_t bytes) {

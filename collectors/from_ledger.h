@@ -45,6 +45,8 @@
  * from-space stays resident after it is no longer read (issue 5: released
  * in chunks of at least 8 MiB). */
 #define LEDGER_RELEASE_PAGES 2048u
+/* readers[s] of a pinned page: it goes back only at the end of the cycle. */
+#define LEDGER_PINNED UINT32_MAX
 
 typedef struct from_ledger {
   _Atomic uint32_t *readers; /* per from-space page */
