@@ -496,6 +496,7 @@ int mc_concurrent_flip(mc_state *m) {
     return 0;
   }
   m->worker_joinable = 1;
+  pthread_setname_np(m->worker, "fh-compact"); /* for top, perf, gdb */
   if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS)
     m->mode_note = "concurrent, faults served in the SIGBUS handler";
   else if (h->opt.uffd_sigbus == 0)

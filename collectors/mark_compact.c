@@ -280,7 +280,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   size_t per_helper = 2048;
   while (nh + 1 < threads && nh < MAX_HELPERS && m->t.npages > (nh + 1) * per_helper &&
          pthread_create(&helpers[nh], NULL, build_pages, &j) == 0)
-    nh++;
+    pthread_setname_np(helpers[nh++], "fh-build");
   uint64_t t0 = heap_now_ns();
   build_pages(&j);
   for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
@@ -316,9 +316,10 @@ static int stw_compact(fh_heap *h, const char *note) {
    * 512 MiB) and clearing the tables need not stop the world: a thread does
    * it after the pause, and the next cycle joins it (mc_join_worker) before
    * it touches either. */
-  if (pthread_create(&m->worker, NULL, end_cycle_main, m) == 0)
+  if (pthread_create(&m->worker, NULL, end_cycle_main, m) == 0) {
     m->worker_joinable = 1;
-  else
+    pthread_setname_np(m->worker, "fh-release");
+  } else
     mc_end_cycle(m);
   if (note) m->mode_note = note;
   return 0;
