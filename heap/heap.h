@@ -163,6 +163,8 @@ static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
 /* ---- malloc_heap.c (malloc spaces; collector=mark_sweep) ---- */
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity);
 void malloc_heap_destroy(fh_heap *h);
+/* fh_alloc when the thread's budget does not cover the object (or jemalloc
+ * failed): refill, sweep, collect (heap/malloc_alloc.h has the fast path). */
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
 /* Flush every thread's explicit tcache (world stopped), after settling
  * (below).  Needed before a malloc space is reset or stops being main. */

@@ -10,11 +10,10 @@
  * flush every tcache first anyway, because homogeneous compaction resets
  * the arena (jemalloc requires flushed caches) and because a flushed cache
  * cannot hand out a region of the space that stopped being main. */
-#include <string.h>
-
 #include "collectors/collector.h"
 #include "heap/error.h"
 #include "heap/heap.h"
+#include "heap/malloc_alloc.h"
 #include "heap/object.h"
 
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity) {
@@ -84,41 +83,6 @@ void malloc_heap_publish_pending(fh_thread *t) {
   t->ms_pending_mask = 0;
 }
 
-/* Zero nw words.  Straight-line stores for the common tiny objects: a loop
- * here becomes `rep stos`, whose start-up cost dwarfed a 24-byte node. */
-static inline void zero_words(uint64_t *w, size_t nw) {
-  switch (nw) {
-  case 6: w[5] = 0; __attribute__((fallthrough));
-  case 5: w[4] = 0; __attribute__((fallthrough));
-  case 4: w[3] = 0; __attribute__((fallthrough));
-  case 3: w[2] = 0; __attribute__((fallthrough));
-  case 2: w[1] = 0; __attribute__((fallthrough));
-  case 1: w[0] = 0; __attribute__((fallthrough));
-  case 0: return;
-  default: memset(w, 0, nw * sizeof *w);
-  }
-}
-
-/* An object from the thread's budget (prepay filled the cached fields). */
-static inline void *alloc_object(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
-  /* Small payloads are zeroed here, a few stores instead of jemalloc's
-   * memset of the whole size class; large ones keep MALLOCX_ZERO, which
-   * skips memory jemalloc knows is still zero. */
-  int small = n <= 256;
-  void *mem = mallocx(bytes, small ? t->ms_flags : t->ms_flags | MALLOCX_ZERO);
-  if (!mem) return NULL;
-  if (small) zero_words((uint64_t *)mem + 1, (n + 7) >> 3);
-  *(uint64_t *)mem = fh__make_header(type, n);
-  size_t i = ((uintptr_t)mem - t->ms_bits_base) >> MS_GRANULE_SHIFT;
-  _Atomic uint64_t *word = &t->ms_bits_words[i >> 6];
-  if (word != t->ms_pending_word) {
-    malloc_heap_publish_pending(t);
-    t->ms_pending_word = word;
-  }
-  t->ms_pending_mask |= (uint64_t)1 << (i & 63);
-  return (char *)mem + FH_HEADER_BYTES;
-}
-
 void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   fh_thread *t;
   cds_list_for_each_entry(t, &h->threads, link) {
@@ -182,15 +146,6 @@ static int failed_for_fragmentation(fh_thread *t, size_t bytes) {
 
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   size_t bytes = malloc_object_bytes(n);
-  /* The common case: the budget covers it. */
-  if (bytes <= t->ms_budget) {
-    void *obj = alloc_object(t, type, n, bytes);
-    if (obj) {
-      t->ms_budget -= bytes;
-      t->ms_unposted += bytes;
-      return obj;
-    }
-  }
   fh_heap *h = t->heap;
   int tc = thread_tcache(t);
   int compacted = 0;
@@ -200,12 +155,8 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
     if (bytes <= t->ms_budget || prepay(t, bytes, attempt > 0, tc) == 0) {
-      void *obj = alloc_object(t, type, n, bytes);
-      if (obj) {
-        t->ms_budget -= bytes;
-        t->ms_unposted += bytes;
-        return obj;
-      }
+      void *obj = malloc_heap_alloc_budget(t, type, n, bytes);
+      if (obj) return obj;
     }
     int due = attempt == 0 &&
               atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
