@@ -8,10 +8,12 @@
  * sweeps it after the pause, while the mutators run: the pause turns the
  * mark bitmap into the bitmap of dead objects (new allocations are never
  * in it) and a cursor over its words; a sweeper thread claims words from
- * it, and so do the mutators, a share at each budget refill and all that
- * is left before they trigger the next collection.  A mutator frees
- * through its own tcache, so it reuses the regions it frees at once,
- * without a round trip through the arena's bins.
+ * it, and so do the mutators: a share at a budget refill when the sweeper
+ * lags (heap/malloc_heap.c), and all that is left before they trigger the
+ * next collection.  A mutator frees through its own tcache, so it reuses
+ * the regions it frees at once, without a round trip through the arena's
+ * bins; but its frees cost the allocating thread, so it leaves them to the
+ * sweeper thread's CPU while that keeps up.
  * The heap's concurrent phase stays open until the sweep ends; the next
  * collection, fh_gc_wait and fh_heap_destroy wait for it.  An explicit
  * fh_collect, or verify=1, sweeps inside the pause: when fh_collect returns
@@ -86,8 +88,9 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     heap_set_trigger(h, now ? heap_used_bytes(h)
                             : m.ms_live + atomic_load(&h->non_moving.used) +
                                   bump_space_used(&h->bump[h->active]));
-    /* Mutators sweep a share at each budget refill (heap/malloc_heap.c),
-     * sized so they alone would finish well before the next trigger. */
+    /* Mutators sweep a share at a budget refill while the sweep lags
+     * (heap/malloc_heap.c), sized so they alone would finish well before
+     * the next trigger. */
     size_t refills = h->gc_trigger / ((size_t)256 << 10) + 1;
     ms->sweep_chunk = ms->sweep_total / refills * 2 + 16;
     return 0;

@@ -110,8 +110,12 @@ static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   fh_heap *h = t->heap;
   malloc_space *m = heap_main_malloc(h);
   /* A share of the sweep after the last collection (collectors/mark_sweep.c),
-   * through this thread's tcache: it reuses what it frees at once. */
-  if (malloc_space_sweep_pending(m)) malloc_space_sweep_step(m, m->sweep_chunk, tc, 0);
+   * through this thread's tcache, but only while the sweeper thread lags:
+   * it should have claimed everything by the time half the trigger has
+   * been allocated. */
+  size_t since = atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed);
+  if (malloc_space_sweep_behind(m, 2 * since, h->gc_trigger))
+    malloc_space_sweep_step(m, m->sweep_chunk, tc, 0);
   if (!ignore_trigger &&
       atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
     return -1;

@@ -144,6 +144,7 @@ void malloc_space_sweep_begin(malloc_space *s, uintptr_t end) {
   malloc_space_prepare_sweep(s, end);
   size_t first = bitmap_index(&s->alloc_bits, s->space.begin) >> 6;
   size_t last = end > s->space.begin ? (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1 : first;
+  s->sweep_first = first;
   s->sweep_last = last;
   s->sweep_total = last - first;
   atomic_store(&s->sweep_done, 0);

@@ -37,10 +37,10 @@ typedef struct malloc_space {
   /* A sweep running after the pause (malloc_space_sweep_begin/_step):
    * bitmap words [.., sweep_last) not yet claimed start at sweep_next. */
   _Atomic size_t sweep_next;
-  size_t sweep_last, sweep_total;
+  size_t sweep_first, sweep_last, sweep_total;
   _Atomic size_t sweep_done;  /* words swept */
   _Atomic size_t sweep_freed; /* bytes freed by this sweep */
-  size_t sweep_chunk;         /* words a mutator sweeps per budget refill */
+  size_t sweep_chunk;         /* words a mutator sweeps per refill when the sweep lags */
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
@@ -103,6 +103,12 @@ void malloc_space_sweep_begin(malloc_space *s, uintptr_t end);
 size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush);
 static inline int malloc_space_sweep_pending(const malloc_space *s) {
   return atomic_load_explicit(&s->sweep_next, memory_order_relaxed) < s->sweep_last;
+}
+/* Has the sweep claimed less than `num/den` of its words? */
+static inline int malloc_space_sweep_behind(const malloc_space *s, size_t num, size_t den) {
+  size_t claimed = atomic_load_explicit(&s->sweep_next, memory_order_relaxed) - s->sweep_first;
+  return claimed < s->sweep_last - s->sweep_first &&
+         (double)claimed * (double)den < (double)s->sweep_total * (double)num;
 }
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */

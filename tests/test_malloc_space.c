@@ -135,6 +135,62 @@ static void test_sweep_through_tcache_is_exact(void **state) {
   teardown(&f);
 }
 
+/* The shared sweep (malloc_space_sweep_begin/_step) interleaved with
+ * allocation, as a mutator does it: objects allocated between steps are
+ * never in the dead bitmap, so only the unmarked old ones go; and
+ * malloc_space_sweep_behind tells a mutator whether the sweep has claimed
+ * the share it should have by now. */
+static void test_shared_sweep_interleaved_with_allocation(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, RANGE);
+  int tc = arena_tcache_create();
+  assert_true(tc >= 0);
+  enum { N = 20000 };
+  static void *old[N], *young[N];
+  for (int i = 0; i < N; i++) {
+    old[i] = malloc_space_alloc(&f.s, 1, (size_t)(16 + (i % 5) * 8), tc);
+    assert_non_null(old[i]);
+  }
+  size_t live = 0;
+  for (int i = 0; i < N; i += 3) {
+    malloc_space_mark(&f.s, old[i]);
+    live += malloc_object_bytes(hdr_payload(*obj_header(old[i])));
+  }
+  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s));
+  assert_true(f.s.sweep_total > 4);
+  /* nothing claimed yet: behind any share but none */
+  assert_false(malloc_space_sweep_behind(&f.s, 0, 1));
+  assert_true(malloc_space_sweep_behind(&f.s, 1, 2));
+  size_t words = 0, young_bytes = 0;
+  int ny = 0;
+  while (malloc_space_sweep_pending(&f.s)) {
+    words += malloc_space_sweep_step(&f.s, 2, tc, 0);
+    /* claimed words up to here: not behind that share, behind the next */
+    assert_false(malloc_space_sweep_behind(&f.s, words, f.s.sweep_total));
+    if (words < f.s.sweep_total)
+      assert_true(malloc_space_sweep_behind(&f.s, words + 1, f.s.sweep_total));
+    for (int k = 0; k < 50 && ny < N; k++, ny++) {
+      young[ny] = malloc_space_alloc(&f.s, 1, 24, tc); /* often a region just freed */
+      assert_non_null(young[ny]);
+      young_bytes += malloc_object_bytes(24);
+    }
+  }
+  assert_int_equal(words, f.s.sweep_total);
+  assert_int_equal(atomic_load(&f.s.sweep_done), f.s.sweep_total);
+  assert_false(malloc_space_sweep_behind(&f.s, 1, 1));
+  for (int i = 0; i < N; i++)
+    assert_int_equal(f.s.space.ops->is_object(&f.s.space, old[i]), i % 3 == 0);
+  for (int i = 0; i < ny; i++) {
+    assert_true(f.s.space.ops->is_object(&f.s.space, young[i]));
+    assert_int_equal(hdr_payload(*obj_header(young[i])), 24);
+  }
+  assert_int_equal(malloc_space_used(&f.s), live + young_bytes);
+  arena_tcache_flush(tc);
+  arena_tcache_destroy(tc);
+  teardown(&f);
+}
+
 static void test_mark_sweep_heap_allocates_in_main_space(void **state) {
   (void)state;
   fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M");
@@ -172,6 +228,7 @@ int main(void) {
       cmocka_unit_test(test_memory_stays_in_range),
       cmocka_unit_test(test_reset_returns_pages),
       cmocka_unit_test(test_sweep_through_tcache_is_exact),
+      cmocka_unit_test(test_shared_sweep_interleaved_with_allocation),
       cmocka_unit_test(test_mark_sweep_heap_allocates_in_main_space),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
