@@ -35,7 +35,9 @@
 static void *sweeper_main(void *arg) {
   fh_heap *h = arg;
   malloc_space *ms = heap_main_malloc(h); /* stays main until the phase ends */
-  while (malloc_space_sweep_step(ms, SWEEPER_WORDS, h->gc_tcache, 1)) {
+  /* From the top down: the mutators sweep from the bottom up as they
+   * allocate (heap/malloc_heap.c), so the two free into different slabs. */
+  while (malloc_space_sweep_step_top(ms, SWEEPER_WORDS, h->gc_tcache, 1)) {
   }
   /* Mutators may still be sweeping words they claimed; they never block
    * while doing so, so this wait is short. */
@@ -88,11 +90,6 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     heap_set_trigger(h, now ? heap_used_bytes(h)
                             : m.ms_live + atomic_load(&h->non_moving.used) +
                                   bump_space_used(&h->bump[h->active]));
-    /* Mutators sweep a share at a budget refill while the sweep lags
-     * (heap/malloc_heap.c), sized so they alone would finish well before
-     * the next trigger. */
-    size_t refills = h->gc_trigger / ((size_t)256 << 10) + 1;
-    ms->sweep_chunk = ms->sweep_total / refills * 2 + 16;
     return 0;
   }
   h->bytes_freed += freed;

@@ -36,6 +36,8 @@ struct fh_thread {
   size_t roots_cap;
   int ms_tcache; /* explicit jemalloc tcache id + 1 for the main malloc space; 0: none yet */
   size_t ms_budget;   /* bytes of the main malloc space's `used` prepaid for this thread */
+  size_t ms_reserve;  /* more prepaid bytes, released to ms_budget a slice at a time
+                         while a sweep is pending (heap/malloc_heap.c) */
   size_t ms_unposted; /* bytes allocated not yet added to heap->bytes_allocated */
   _Atomic uint64_t *ms_pending_word; /* allocation-bitmap word with bits not yet set */
   uint64_t ms_pending_mask;           /* ...those bits (heap/malloc_heap.c) */

@@ -2,6 +2,7 @@
  * metadata) stays inside the space's reserved range, a reset really gives
  * the pages back, the allocation bitmap is exact through explicit tcaches,
  * and a mark_sweep heap serves fh_alloc from its main malloc space. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -135,17 +136,22 @@ static void test_sweep_through_tcache_is_exact(void **state) {
   teardown(&f);
 }
 
-/* The shared sweep (malloc_space_sweep_begin/_step) interleaved with
- * allocation, as a mutator does it: objects allocated between steps are
- * never in the dead bitmap, so only the unmarked old ones go; and
- * malloc_space_sweep_behind tells a mutator whether the sweep has claimed
- * the share it should have by now. */
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The shared sweep (malloc_space_sweep_begin/_step/_step_top) interleaved
+ * with allocation, as the mutators (small steps from the bottom) and the
+ * sweeper thread (from the top) do it: objects allocated between steps are
+ * never in the dead bitmap, so only the unmarked old ones go, and the two
+ * ends claim every word exactly once. */
 static void test_shared_sweep_interleaved_with_allocation(void **state) {
   (void)state;
   fixture f;
   setup(&f, RANGE);
-  int tc = arena_tcache_create();
-  assert_true(tc >= 0);
+  int tc = arena_tcache_create(), gc_tc = arena_tcache_create();
+  assert_true(tc >= 0 && gc_tc >= 0);
   enum { N = 20000 };
   static void *old[N], *young[N];
   for (int i = 0; i < N; i++) {
@@ -157,19 +163,19 @@ static void test_shared_sweep_interleaved_with_allocation(void **state) {
     malloc_space_mark(&f.s, old[i]);
     live += malloc_object_bytes(hdr_payload(*obj_header(old[i])));
   }
+  size_t before = malloc_space_used(&f.s);
   malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s));
-  assert_true(f.s.sweep_total > 4);
-  /* nothing claimed yet: behind any share but none */
-  assert_false(malloc_space_sweep_behind(&f.s, 0, 1));
-  assert_true(malloc_space_sweep_behind(&f.s, 1, 2));
+  assert_true(f.s.sweep_total > 8);
+  assert_int_equal(malloc_space_sweep_unclaimed(&f.s), f.s.sweep_total);
   size_t words = 0, young_bytes = 0;
   int ny = 0;
   while (malloc_space_sweep_pending(&f.s)) {
-    words += malloc_space_sweep_step(&f.s, 2, tc, 0);
-    /* claimed words up to here: not behind that share, behind the next */
-    assert_false(malloc_space_sweep_behind(&f.s, words, f.s.sweep_total));
-    if (words < f.s.sweep_total)
-      assert_true(malloc_space_sweep_behind(&f.s, words + 1, f.s.sweep_total));
+    size_t left = malloc_space_sweep_unclaimed(&f.s);
+    size_t bottom = malloc_space_sweep_step(&f.s, 2, tc, 0);
+    size_t top = malloc_space_sweep_step_top(&f.s, 3, gc_tc, 1);
+    assert_true(bottom <= 2 && top <= 3 && bottom + top > 0);
+    assert_int_equal(malloc_space_sweep_unclaimed(&f.s), left - bottom - top);
+    words += bottom + top;
     for (int k = 0; k < 50 && ny < N; k++, ny++) {
       young[ny] = malloc_space_alloc(&f.s, 1, 24, tc); /* often a region just freed */
       assert_non_null(young[ny]);
@@ -178,16 +184,24 @@ static void test_shared_sweep_interleaved_with_allocation(void **state) {
   }
   assert_int_equal(words, f.s.sweep_total);
   assert_int_equal(atomic_load(&f.s.sweep_done), f.s.sweep_total);
-  assert_false(malloc_space_sweep_behind(&f.s, 1, 1));
-  for (int i = 0; i < N; i++)
-    assert_int_equal(f.s.space.ops->is_object(&f.s.space, old[i]), i % 3 == 0);
+  assert_int_equal(malloc_space_sweep_step(&f.s, 1, tc, 0), 0);
+  assert_int_equal(malloc_space_sweep_step_top(&f.s, 1, gc_tc, 1), 0);
+  /* a dead old object's region may hold a young object now */
+  qsort(young, (size_t)ny, sizeof *young, cmp_ptr);
+  for (int i = 0; i < N; i++) {
+    int reused = bsearch(&old[i], young, (size_t)ny, sizeof *young, cmp_ptr) != NULL;
+    assert_false(i % 3 == 0 && reused); /* a live object's region is never handed out */
+    assert_int_equal(f.s.space.ops->is_object(&f.s.space, old[i]), i % 3 == 0 || reused);
+  }
   for (int i = 0; i < ny; i++) {
     assert_true(f.s.space.ops->is_object(&f.s.space, young[i]));
     assert_int_equal(hdr_payload(*obj_header(young[i])), 24);
   }
   assert_int_equal(malloc_space_used(&f.s), live + young_bytes);
+  assert_int_equal(atomic_load(&f.s.sweep_freed), before - live);
   arena_tcache_flush(tc);
   arena_tcache_destroy(tc);
+  arena_tcache_destroy(gc_tc);
   teardown(&f);
 }
 
