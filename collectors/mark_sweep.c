@@ -8,12 +8,11 @@
  * sweeps it after the pause, while the mutators run: the pause turns the
  * mark bitmap into the bitmap of dead objects (new allocations are never
  * in it) and a cursor over its words; a sweeper thread claims words from
- * it, and so do the mutators: a share at a budget refill when the sweeper
- * lags (heap/malloc_heap.c), and all that is left before they trigger the
- * next collection.  A mutator frees through its own tcache, so it reuses
- * the regions it frees at once, without a round trip through the arena's
- * bins; but its frees cost the allocating thread, so it leaves them to the
- * sweeper thread's CPU while that keeps up.
+ * its top, and the mutators from its bottom: a few words before each 4 KiB
+ * they allocate (sweep as you allocate, heap/malloc_heap.c), and all that
+ * is left before they trigger the next collection.  A mutator frees through
+ * its own tcache, so it reuses the regions it frees at once, without a
+ * round trip through the arena's bins.
  * The heap's concurrent phase stays open until the sweep ends; the next
  * collection, fh_gc_wait and fh_heap_destroy wait for it.  An explicit
  * fh_collect, or verify=1, sweeps inside the pause: when fh_collect returns

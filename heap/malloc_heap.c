@@ -1,15 +1,17 @@
 /* The heap's malloc spaces (collector=mark_sweep): setup, the allocation
- * slow path that serves fh_alloc from the main malloc space, and the
- * explicit jemalloc tcaches that make that path fast.
+ * slow path that serves fh_alloc from the main malloc space (refilling
+ * budgets, sweeping as it allocates, collecting), and the explicit jemalloc
+ * tcaches that make allocation fast.
  *
- * Every fh_alloc of a mark-sweep heap comes here: threads keep
- * tlab_cursor == tlab_limit, so the inline bump path always falls through.
- * Each thread allocates through its own explicit tcache (created on its
- * first allocation).  A tcache holds free regions only, whose allocation
- * bits are clear, so it never hides an object from the sweeper; collections
- * flush every tcache first anyway, because homogeneous compaction resets
- * the arena (jemalloc requires flushed caches) and because a flushed cache
- * cannot hand out a region of the space that stopped being main. */
+ * Every fh_alloc of a mark-sweep heap leaves the inline bump path (threads
+ * keep tlab_cursor == tlab_limit) for fh_alloc_slow, whose common case is
+ * the budget path of heap/malloc_alloc.h; it comes here when the budget
+ * runs out.  Each thread allocates through its own explicit tcache (created
+ * on its first allocation).  A tcache holds free regions only, whose
+ * allocation bits are clear, so it never hides an object from the sweeper;
+ * compactions flush every tcache first anyway, because they reset the arena
+ * (jemalloc requires flushed caches) and because a flushed cache cannot
+ * hand out a region of the space that stopped being main. */
 #include "collectors/collector.h"
 #include "heap/error.h"
 #include "heap/heap.h"
@@ -118,9 +120,6 @@ void malloc_heap_thread_detach(fh_thread *t) {
   t->ms_tcache = 0;
 }
 
-/* Prepay at least `bytes` (a chunk when there is room for one) against the
- * space's limit and heap_max.  0, or -1 when a collection is due first
- * (trigger reached, unless ignore_trigger) or there is no room. */
 /* Move the next part of the reserve into the budget: a slice (or what
  * `bytes` needs) after sweeping a slice's span while a sweep is pending,
  * all of it otherwise.  1 when the budget then covers `bytes`. */
@@ -138,6 +137,10 @@ static int release_slice(fh_thread *t, size_t bytes, int tc) {
   return bytes <= t->ms_budget;
 }
 
+/* Prepay at least `bytes` (a chunk when there is room for one) against the
+ * space's limit and heap_max, into the reserve, and release the first
+ * slice.  0, or -1 when a collection is due first (trigger reached, unless
+ * ignore_trigger) or there is no room. */
 static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   fh_heap *h = t->heap;
   malloc_space *m = heap_main_malloc(h);
