@@ -8,9 +8,9 @@
  * sweeps it after the pause, while the mutators run: the pause turns the
  * mark bitmap into the bitmap of dead objects (new allocations are never
  * in it) and a cursor over its words; a sweeper thread claims words from
- * its top, and the mutators from its bottom: a few words before each 4 KiB
- * they allocate (sweep as you allocate, heap/malloc_heap.c), and all that
- * is left before they trigger the next collection.  A mutator frees through
+ * it, and so do the mutators: a few words before each 4 KiB they allocate
+ * (sweep as you allocate, heap/malloc_heap.c), and all that is left before
+ * they trigger the next collection.  A mutator frees through
  * its own tcache, so it reuses the regions it frees at once, without a
  * round trip through the arena's bins.
  * The heap's concurrent phase stays open until the sweep ends; the next
@@ -34,9 +34,10 @@
 static void *sweeper_main(void *arg) {
   fh_heap *h = arg;
   malloc_space *ms = heap_main_malloc(h); /* stays main until the phase ends */
-  /* From the top down: the mutators sweep from the bottom up as they
-   * allocate (heap/malloc_heap.c), so the two free into different slabs. */
-  while (malloc_space_sweep_step_top(ms, SWEEPER_WORDS, h->gc_tcache, 1)) {
+  /* From the same end as the mutators' slices (heap/malloc_heap.c): taking
+   * words from the far end, so that the two never free into the same
+   * slabs, measured 2-5% slower on GCBench. */
+  while (malloc_space_sweep_step(ms, SWEEPER_WORDS, h->gc_tcache, 1)) {
   }
   /* Mutators may still be sweeping words they claimed; they never block
    * while doing so, so this wait is short. */

@@ -64,10 +64,9 @@ static int thread_tcache(fh_thread *t) {
  * covers 1 KiB), from the bottom, through this thread's tcache.  What it
  * frees goes from the tcache straight back out of mallocx, still in this
  * CPU's cache: no trip through the arena's bins (a flush by one thread, a
- * fill by another), and a slice's worth never overflows the tcache.  The
- * sweeper thread works down from the top (collectors/mark_sweep.c), so the
- * two never free into the same slabs.  A 4 KiB slice was the best of the
- * sizes measured on GCBench (2 to 8 KiB, and the whole 256 KiB chunk). */
+ * fill by another), and a slice's worth does not overflow the tcache.  A
+ * 4 KiB slice was the best of the sizes measured on GCBench (2 to 8 KiB,
+ * and the whole 256 KiB chunk). */
 #define MS_SWEEP_SLICE ((size_t)4 << 10)
 #define MS_SWEEP_SLICE_WORDS (MS_SWEEP_SLICE >> (MS_GRANULE_SHIFT + 6))
 

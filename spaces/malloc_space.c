@@ -144,47 +144,23 @@ void malloc_space_sweep_begin(malloc_space *s, uintptr_t end) {
   malloc_space_prepare_sweep(s, end);
   size_t first = bitmap_index(&s->alloc_bits, s->space.begin) >> 6;
   size_t last = end > s->space.begin ? (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1 : first;
-  s->sweep_first = first;
+  s->sweep_last = last;
   s->sweep_total = last - first;
   atomic_store(&s->sweep_done, 0);
   atomic_store(&s->sweep_freed, 0);
-  /* hi is 32 bits: 4 G words of 1 KiB, far beyond any space */
-  atomic_store(&s->sweep_span, (uint64_t)s->sweep_total << 32);
+  atomic_store(&s->sweep_next, first);
 }
 
-/* Claim up to `words` unclaimed words from the bottom (top: from the top);
- * their absolute range in *first, *last; 0 when none are left. */
-static size_t claim(malloc_space *s, size_t words, int top, size_t *first, size_t *last) {
-  uint64_t span = atomic_load_explicit(&s->sweep_span, memory_order_relaxed), next;
-  size_t lo, hi, n;
-  do {
-    lo = (uint32_t)span;
-    hi = (size_t)(span >> 32);
-    if (lo >= hi) return 0;
-    n = hi - lo < words ? hi - lo : words;
-    next = top ? (uint64_t)lo | (uint64_t)(hi - n) << 32 : (uint64_t)(lo + n) | (uint64_t)hi << 32;
-  } while (!atomic_compare_exchange_weak(&s->sweep_span, &span, next));
-  *first = s->sweep_first + (top ? hi - n : lo);
-  *last = *first + n;
-  return n;
-}
-
-static size_t sweep_claimed(malloc_space *s, size_t words, int tcache, int flush, int top) {
-  size_t first, last;
-  if (!claim(s, words, top, &first, &last)) return 0;
+size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush) {
+  if (atomic_load_explicit(&s->sweep_next, memory_order_relaxed) >= s->sweep_last) return 0;
+  size_t first = atomic_fetch_add(&s->sweep_next, words);
+  if (first >= s->sweep_last) return 0;
+  size_t last = first + words < s->sweep_last ? first + words : s->sweep_last;
   size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
   if (flush) arena_tcache_flush(tcache);
   atomic_fetch_add(&s->sweep_freed, freed);
   atomic_fetch_add(&s->sweep_done, last - first); /* last: after the flush */
   return last - first;
-}
-
-size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush) {
-  return sweep_claimed(s, words, tcache, flush, 0);
-}
-
-size_t malloc_space_sweep_step_top(malloc_space *s, size_t words, int tcache, int flush) {
-  return sweep_claimed(s, words, tcache, flush, 1);
 }
 
 size_t malloc_space_sweep(malloc_space *s, int tcache) {

@@ -35,11 +35,9 @@ typedef struct malloc_space {
   _Atomic size_t used; /* bytes of allocated objects (16-byte rounded, header included) */
   size_t limit;        /* capacity in object bytes (tests may lower it) */
   /* A sweep running after the pause (malloc_space_sweep_begin/_step):
-   * the bitmap words not yet claimed are [sweep_first + lo, sweep_first +
-   * hi), lo and hi packed as lo | hi << 32 so that claims from either end
-   * are one compare-and-swap. */
-  _Atomic uint64_t sweep_span;
-  size_t sweep_first, sweep_total;
+   * bitmap words [.., sweep_last) not yet claimed start at sweep_next. */
+  _Atomic size_t sweep_next;
+  size_t sweep_last, sweep_total;
   _Atomic size_t sweep_done;  /* words swept */
   _Atomic size_t sweep_freed; /* bytes freed by this sweep */
 } malloc_space;
@@ -102,16 +100,8 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache);
  * sweep is complete when sweep_done reaches sweep_total. */
 void malloc_space_sweep_begin(malloc_space *s, uintptr_t end);
 size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush);
-/* The same from the top end down (the sweeper thread: see
- * collectors/mark_sweep.c). */
-size_t malloc_space_sweep_step_top(malloc_space *s, size_t words, int tcache, int flush);
-/* Words not claimed yet. */
-static inline size_t malloc_space_sweep_unclaimed(const malloc_space *s) {
-  uint64_t span = atomic_load_explicit(&s->sweep_span, memory_order_relaxed);
-  return (size_t)(span >> 32) - (size_t)(uint32_t)span;
-}
 static inline int malloc_space_sweep_pending(const malloc_space *s) {
-  return malloc_space_sweep_unclaimed(s) != 0;
+  return atomic_load_explicit(&s->sweep_next, memory_order_relaxed) < s->sweep_last;
 }
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
