@@ -5,6 +5,7 @@
 #include "collectors/collector.h"
 #include "heap/error.h"
 #include "heap/heap.h"
+#include "heap/malloc_alloc.h"
 #include "heap/object.h"
 
 /* Objects above this many bytes skip the TLAB and are claimed directly. */
@@ -72,17 +73,12 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
   return p;
 }
 
-void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
-  /* collector=mark_sweep sends every allocation here; when the inline
-   * path's own type check holds, the full check (a miss on the type's
-   * record) is redundant. */
-  if (t && type < FH__MAX_TYPES && n <= FH__INLINE_MAX && t->heap->has_malloc_spaces &&
-      (t->fast.type_sizes[type] == n || t->fast.type_sizes[type] == FH__VAR_SIZE))
-    return malloc_heap_alloc_slow(t, type, n);
+/* Everything but the mark-sweep budget path (below). */
+static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
   fh_heap *h = t->heap;
   /* collector=mark_sweep: movable objects live in the main malloc space. */
-  if (h->has_malloc_spaces) return malloc_heap_alloc_slow(t, type, n);
+  if (h->has_malloc_spaces) return malloc_heap_alloc(t, type, n);
   size_t bytes = obj_total_bytes(n);
   /* The fast path may have failed only because the TLAB is full. */
   if (bytes <= t->fast.tlab_limit - t->fast.tlab_cursor) {
@@ -111,6 +107,24 @@ void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   fh_error_set("fh_alloc: heap full: %zu bytes requested, %zu of %zu bytes live after "
                "collecting", n, heap_used_bytes(h), h->opt.heap_max);
   return NULL;
+}
+
+void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
+  /* collector=mark_sweep sends every allocation here.  When the inline
+   * path's own type check holds, the full check (a miss on the type's
+   * record) is redundant; a budget that covers the object means a malloc
+   * space heap.  Kept apart from alloc_general so that this path saves no
+   * registers: it is a leaf up to its tail call into mallocx's caller. */
+  if (FH__LIKELY(t && type < FH__MAX_TYPES && n <= FH__INLINE_MAX &&
+                 (t->fast.type_sizes[type] == n || t->fast.type_sizes[type] == FH__VAR_SIZE))) {
+    size_t bytes = malloc_object_bytes(n);
+    if (FH__LIKELY(bytes <= t->ms_budget)) {
+      void *obj = malloc_heap_alloc_budget(t, type, n, bytes);
+      if (FH__LIKELY(obj != NULL)) return obj;
+    }
+    if (t->heap->has_malloc_spaces) return malloc_heap_alloc_slow(t, type, n);
+  }
+  return alloc_general(t, type, n);
 }
 
 void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {

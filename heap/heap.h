@@ -36,6 +36,8 @@ struct fh_thread {
   size_t roots_cap;
   int ms_tcache; /* explicit jemalloc tcache id + 1 for the main malloc space; 0: none yet */
   size_t ms_budget;   /* bytes of the main malloc space's `used` prepaid for this thread */
+  size_t ms_reserve;  /* more prepaid bytes, released to ms_budget a slice at a time
+                         while a sweep is pending (heap/malloc_heap.c) */
   size_t ms_unposted; /* bytes allocated not yet added to heap->bytes_allocated */
   _Atomic uint64_t *ms_pending_word; /* allocation-bitmap word with bits not yet set */
   uint64_t ms_pending_mask;           /* ...those bits (heap/malloc_heap.c) */
@@ -163,6 +165,8 @@ static inline int heap_in_bump(const fh_heap *h, int i, const void *p) {
 /* ---- malloc_heap.c (malloc spaces; collector=mark_sweep) ---- */
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity);
 void malloc_heap_destroy(fh_heap *h);
+/* fh_alloc when the thread's budget does not cover the object (or jemalloc
+ * failed): refill, sweep, collect (heap/malloc_alloc.h has the fast path). */
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
 /* Flush every thread's explicit tcache (world stopped), after settling
  * (below).  Needed before a malloc space is reset or stops being main. */

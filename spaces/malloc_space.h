@@ -40,7 +40,6 @@ typedef struct malloc_space {
   size_t sweep_last, sweep_total;
   _Atomic size_t sweep_done;  /* words swept */
   _Atomic size_t sweep_freed; /* bytes freed by this sweep */
-  size_t sweep_chunk;         /* words a mutator sweeps per budget refill */
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,

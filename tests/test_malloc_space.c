@@ -2,6 +2,7 @@
  * metadata) stays inside the space's reserved range, a reset really gives
  * the pages back, the allocation bitmap is exact through explicit tcaches,
  * and a mark_sweep heap serves fh_alloc from its main malloc space. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -135,6 +136,71 @@ static void test_sweep_through_tcache_is_exact(void **state) {
   teardown(&f);
 }
 
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The shared sweep (malloc_space_sweep_begin/_step) interleaved with
+ * allocation, as a mutator (small steps through its tcache, no flush) and
+ * the sweeper thread (bigger steps, flushed) do it: objects allocated
+ * between steps are never in the dead bitmap, so only the unmarked old ones
+ * go, and every word is claimed exactly once. */
+static void test_shared_sweep_interleaved_with_allocation(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, RANGE);
+  int tc = arena_tcache_create(), gc_tc = arena_tcache_create();
+  assert_true(tc >= 0 && gc_tc >= 0);
+  enum { N = 20000 };
+  static void *old[N], *young[N];
+  for (int i = 0; i < N; i++) {
+    old[i] = malloc_space_alloc(&f.s, 1, (size_t)(16 + (i % 5) * 8), tc);
+    assert_non_null(old[i]);
+  }
+  size_t live = 0;
+  for (int i = 0; i < N; i += 3) {
+    malloc_space_mark(&f.s, old[i]);
+    live += malloc_object_bytes(hdr_payload(*obj_header(old[i])));
+  }
+  size_t before = malloc_space_used(&f.s);
+  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s));
+  assert_true(f.s.sweep_total > 8);
+  size_t words = 0, young_bytes = 0;
+  int ny = 0;
+  while (malloc_space_sweep_pending(&f.s)) {
+    size_t mutator = malloc_space_sweep_step(&f.s, 2, tc, 0);
+    size_t sweeper = malloc_space_sweep_step(&f.s, 3, gc_tc, 1);
+    assert_true(mutator <= 2 && sweeper <= 3 && mutator + sweeper > 0);
+    words += mutator + sweeper;
+    assert_int_equal(atomic_load(&f.s.sweep_done), words);
+    for (int k = 0; k < 50 && ny < N; k++, ny++) {
+      young[ny] = malloc_space_alloc(&f.s, 1, 24, tc); /* often a region just freed */
+      assert_non_null(young[ny]);
+      young_bytes += malloc_object_bytes(24);
+    }
+  }
+  assert_int_equal(words, f.s.sweep_total);
+  assert_int_equal(malloc_space_sweep_step(&f.s, 1, tc, 0), 0);
+  /* a dead old object's region may hold a young object now */
+  qsort(young, (size_t)ny, sizeof *young, cmp_ptr);
+  for (int i = 0; i < N; i++) {
+    int reused = bsearch(&old[i], young, (size_t)ny, sizeof *young, cmp_ptr) != NULL;
+    assert_false(i % 3 == 0 && reused); /* a live object's region is never handed out */
+    assert_int_equal(f.s.space.ops->is_object(&f.s.space, old[i]), i % 3 == 0 || reused);
+  }
+  for (int i = 0; i < ny; i++) {
+    assert_true(f.s.space.ops->is_object(&f.s.space, young[i]));
+    assert_int_equal(hdr_payload(*obj_header(young[i])), 24);
+  }
+  assert_int_equal(malloc_space_used(&f.s), live + young_bytes);
+  assert_int_equal(atomic_load(&f.s.sweep_freed), before - live);
+  arena_tcache_flush(tc);
+  arena_tcache_destroy(tc);
+  arena_tcache_destroy(gc_tc);
+  teardown(&f);
+}
+
 static void test_mark_sweep_heap_allocates_in_main_space(void **state) {
   (void)state;
   fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M");
@@ -172,6 +238,7 @@ int main(void) {
       cmocka_unit_test(test_memory_stays_in_range),
       cmocka_unit_test(test_reset_returns_pages),
       cmocka_unit_test(test_sweep_through_tcache_is_exact),
+      cmocka_unit_test(test_shared_sweep_interleaved_with_allocation),
       cmocka_unit_test(test_mark_sweep_heap_allocates_in_main_space),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

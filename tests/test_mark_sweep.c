@@ -117,6 +117,52 @@ static void test_sweep_frees_exactly_the_dead(void **state) {
   fh_heap_destroy(h);
 }
 
+/* Triggered collections sweep after their pause, the mutator a few words
+ * before each 4 KiB it allocates (sweep as you allocate) and the sweeper
+ * thread from the other end: a live list interleaved with garbage stays
+ * intact through many such sweeps, checked while they are usually still
+ * pending (most of the 40 checks, when tried), and an explicit collection
+ * at the end finds exactly the live bytes. */
+static void test_sweep_as_you_allocate_keeps_the_live(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=32M,min_alloc_trigger=1M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  malloc_space *ms = heap_main_malloc(h);
+  enum { LIVE = 4000 };
+  uint64_t made = 0;
+  for (int round = 0; round < 40; round++) {
+    for (int i = 0; i < 2000; i++) {
+      if (made < LIVE && i % 20 == 0) {
+        tnode *n = test_node(t, &ty, made++);
+        fh_write_ref(t, n, (void **)&n->next, head);
+        head = n;
+      }
+      /* garbage of a few sizes, most of it nodes like GCBench's */
+      assert_non_null(i % 4 ? (void *)test_node(t, &ty, 0xdeadull)
+                            : fh_alloc(t, ty.bytes, (size_t)(i % 200)));
+    }
+    uint64_t expect = made - 1;
+    for (tnode *n = head; n; n = n->next, expect--) {
+      assert_int_equal(n->value, expect);
+      assert_int_equal(n->check, test_check(expect));
+    }
+    assert_int_equal(expect, (uint64_t)-1);
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.collections >= 3);
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  assert_false(malloc_space_sweep_pending(ms));
+  assert_int_equal(atomic_load(&ms->used), made * malloc_object_bytes(sizeof(tnode)));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* Garbage alone drives collections: allocating 20x the heap with a small
  * live set must succeed, and the heap stays small. */
 static void test_triggered_collections_reclaim(void **state) {
@@ -268,6 +314,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc_lands_in_main_malloc_space),
       cmocka_unit_test(test_sweep_frees_exactly_the_dead),
+      cmocka_unit_test(test_sweep_as_you_allocate_keeps_the_live),
       cmocka_unit_test(test_triggered_collections_reclaim),
       cmocka_unit_test(test_mark_sweep_refuses_moving_kinds),
       cmocka_unit_test(test_multithreaded_stress),
