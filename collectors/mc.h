@@ -76,6 +76,7 @@ typedef struct mc_state {
   size_t old_used, nm_freed;
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
+  int thp;           /* the space is MADV_HUGEPAGE (FH_MC_THP=0: not) */
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;
