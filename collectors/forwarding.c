@@ -42,6 +42,13 @@ void fwd_destroy(fwd_tables *t) {
   t->page_first = NULL;
 }
 
+void fwd_prepare_marking(fwd_tables *t) {
+  size_t bytes = align_up(((t->old_top - t->begin) >> 3) / 8 + sizeof(uint64_t), FH_PAGE);
+  /* EINVAL before Linux 5.14 leaves it to faults. */
+  madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
+  madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
+}
+
 static void zero_table(void *base, size_t used_bytes) {
   /* Small prefixes are cheaper to write than to madvise. */
   if (used_bytes <= 16 * FH_PAGE) {

@@ -162,6 +162,7 @@ int mc_prepare(mc_state *m) {
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
   uint64_t t0 = heap_now_ns();
+  fwd_prepare_marking(t);
   if (mc_mark(h, t, NULL) < 0) {
     /* Forget the partial marks; sweeping now would free live objects. */
     fwd_reset(t);
