@@ -8,12 +8,6 @@
 #include "heap/error.h"
 #include "spaces/reserve.h"
 
-static void *map_table(size_t bytes) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
 int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   memset(t, 0, sizeof *t);
   t->begin = begin;
@@ -23,8 +17,8 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   t->page_map_bytes = align_up((capacity / FWD_PAGE + 1) * sizeof(uintptr_t), FH_PAGE);
   if (bitmap_init(&t->mark, begin, capacity, 3) < 0 ||
       bitmap_init(&t->live, begin, capacity, 3) < 0 ||
-      !(t->chunks = map_table(t->chunk_map_bytes)) ||
-      !(t->page_first = map_table(t->page_map_bytes))) {
+      !(t->chunks = reserve_map_table(t->chunk_map_bytes)) ||
+      !(t->page_first = reserve_map_table(t->page_map_bytes))) {
     fwd_destroy(t);
     fh_error_set("mark-compact: cannot map the forwarding tables for a %zu MiB space",
                  capacity >> 20);

@@ -11,19 +11,13 @@
 #define PINNED LEDGER_PINNED
 #define LIVE_WORDS_PER_PAGE (FWD_PAGE >> FWD_CHUNK_SHIFT)
 
-static void *map_table(size_t bytes) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
 int ledger_init(from_ledger *l, size_t capacity) {
   memset(l, 0, sizeof *l);
   size_t pages = capacity / FWD_PAGE;
   l->readers_bytes = align_up(pages * sizeof(uint32_t), FH_PAGE);
   l->ready_bytes = align_up((pages + 63) / 64 * sizeof(uint64_t), FH_PAGE);
-  l->readers = map_table(l->readers_bytes);
-  l->ready = map_table(l->ready_bytes);
+  l->readers = reserve_map_table(l->readers_bytes);
+  l->ready = reserve_map_table(l->ready_bytes);
   if (!l->readers || !l->ready) {
     ledger_destroy(l);
     fh_error_set("mark-compact: cannot map the from-space ledger for a %zu MiB space",

@@ -3,13 +3,14 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "spaces/reserve.h"
+
 #define MARK_STACK_INITIAL_BYTES ((size_t)64 << 10)
 
 int mark_stack_init(mark_stack *s) {
   memset(s, 0, sizeof *s);
-  void *p = mmap(NULL, MARK_STACK_INITIAL_BYTES, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return -1;
+  void *p = reserve_map_table(MARK_STACK_INITIAL_BYTES);
+  if (!p) return -1;
   s->items = p;
   s->map_bytes = MARK_STACK_INITIAL_BYTES;
   s->cap = s->map_bytes / sizeof(void *);

@@ -11,9 +11,8 @@
 
 int cards_init(fh_heap *h) {
   h->cards_bytes = align_up(h->resv_size >> FH__CARD_SHIFT, FH_PAGE);
-  void *p = mmap(NULL, h->cards_bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
+  void *p = reserve_map_table(h->cards_bytes);
+  if (!p) {
     fh_error_set("cannot map the card table (%zu bytes)", h->cards_bytes);
     return -1;
   }

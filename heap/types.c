@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "spaces/reserve.h"
 
 #define TYPE_KNOWN_FLAGS FH_TYPE_REF_ARRAY
 
@@ -22,16 +23,10 @@ static int name_match(struct cds_lfht_node *node, const void *key) {
   return strcmp(ti->name, (const char *)key) == 0;
 }
 
-static void *map_zeroed(size_t bytes) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
 int types_init(fh_type_registry *r) {
   memset(r, 0, sizeof *r);
   pthread_mutex_init(&r->lock, NULL);
-  r->info = map_zeroed(FH__MAX_TYPES * sizeof *r->info);
+  r->info = reserve_map_table(FH__MAX_TYPES * sizeof *r->info);
   r->sizes = malloc(FH__MAX_TYPES * sizeof *r->sizes);
   r->by_name = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE, NULL);
   if (!r->info || !r->sizes || !r->by_name) {

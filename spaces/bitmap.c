@@ -11,9 +11,8 @@ int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granu
   b->shift = granule_shift;
   b->nbits = range_bytes >> granule_shift;
   b->map_bytes = align_up(((b->nbits + 63) / 64) * 8, FH_PAGE);
-  void *p = mmap(NULL, b->map_bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return -1;
+  void *p = reserve_map_table(b->map_bytes);
+  if (!p) return -1;
   b->words = p;
   return 0;
 }

@@ -35,6 +35,12 @@ void reserve_release(uintptr_t begin, size_t size) {
   if (begin && size) munmap((void *)begin, size);
 }
 
+void *reserve_map_table(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
 void reserve_discard(uintptr_t begin, size_t size) {
   uintptr_t b = align_up(begin, FH_PAGE), e = align_down(begin + size, FH_PAGE);
   if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);

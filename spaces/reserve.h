@@ -21,6 +21,10 @@ uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint);
 /* Make [begin, begin+size) of a reservation usable (read-write, no reserve). */
 int reserve_commit(uintptr_t begin, size_t size);
 void reserve_release(uintptr_t begin, size_t size);
+/* A private table of `bytes` zeroed bytes outside the heap's reservation
+ * (side tables, bitmaps, stacks): read-write, no reserve, so untouched
+ * pages cost nothing.  NULL on failure (errno from mmap). */
+void *reserve_map_table(size_t bytes);
 /* Give pages back to the system; they read as zero afterwards. */
 void reserve_discard(uintptr_t begin, size_t size);
 /* Bytes of [begin, end) that are resident (mincore). */
