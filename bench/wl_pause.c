@@ -108,13 +108,20 @@ static void *mutator(void *p) {
 }
 
 typedef struct rss_sampler {
+  fh_heap *h;
   _Atomic int stop;
+  _Atomic int collected; /* fh_collect returned */
   size_t peak;
 } rss_sampler;
 
+/* Samples until the cycle is over: fh_collect returned and no concurrent
+ * phase is open.  Not after: the GC worker then faults in the next
+ * allocation window (up to 32 MiB), which belongs to the mutators' next
+ * allocations, not to this cycle. */
 static void *sample_rss(void *arg) {
   rss_sampler *s = arg;
-  while (!atomic_load(&s->stop)) {
+  while (!atomic_load(&s->stop) &&
+         !(atomic_load(&s->collected) && !mc_figures_phase_open(s->h))) {
     size_t rss = bench_rss_bytes();
     if (rss > s->peak) s->peak = rss;
     struct timespec ts = {0, 500000};
@@ -186,11 +193,12 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
    * so the pause does not stop it) from before the collection starts until
    * its concurrent phase has ended: the peak covers the stop-the-world
    * build too. */
-  rss_sampler smp = {.peak = bench_rss_bytes()};
+  rss_sampler smp = {.h = h, .peak = bench_rss_bytes()};
   pthread_t sampler;
   int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
   int rc = fh_collect(t, kind == K_STW ? FH_COLLECT_MARK_COMPACT : FH_COLLECT_CONCURRENT_COMPACT);
+  atomic_store(&smp.collected, 1);
   fh_enter_blocking(t);
   fh_gc_wait(h);
   fh_leave_blocking(t);
