@@ -178,7 +178,13 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   /* gc_lock keeps the list still while a collection walks it; a thread
    * that is not yet attached cannot hold up a collection by waiting here. */
   pthread_mutex_lock(&h->gc_lock);
+  /* world_lock too (gc_lock -> world_lock, the usual order): readers that
+   * walk the list under world_lock alone (hspace_trigger.c: others_running)
+   * then see the new thread's fields initialised through a lock, which
+   * ThreadSanitizer can follow; it cannot follow liburcu's publication. */
+  pthread_mutex_lock(&h->world_lock);
   cds_list_add_tail_rcu(&t->link, &h->threads);
+  pthread_mutex_unlock(&h->world_lock);
   h->nthreads++;
   pthread_mutex_unlock(&h->gc_lock);
   return t;
