@@ -20,8 +20,9 @@
  * The kernel's EEXIST would make a duplicate build harmless too, but the
  * claim is what makes releasing from-space safe: a page is built exactly
  * once, so the from-space ledger (from_ledger.h) can count down each
- * from-space page's readers; the worker gives ready pages back in batches
- * of >= 8 MiB, wherever the mutators' faults left them.
+ * from-space page's readers; the worker gives ready pages back once 8 MiB
+ * of them (2048 pages, not necessarily contiguous) are waiting, wherever
+ * the mutators' faults left them.
  *
  * End of phase (worker): wait for every page to be mapped, then
  * fh_uffd_range_retire (two in-flight counters; late SIGBUS handlers find
@@ -155,7 +156,11 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
       while (n <= m->lookahead && p + n < m->t.npages && claim(m, p + n)) n++;
     } else {
       buf = fh_uffd_thread_buf();
-      if (!buf) { /* give the claim back; the GC worker will build it */
+      if (!buf) {
+        /* No buffer to build in: give the claim back.  The fault is then
+         * retried and claims the page again (handler-thread mode), or is
+         * fatal like any failed resolve (SIGBUS mode); the worker may
+         * already have passed the page, so it cannot be left to it. */
         atomic_store_explicit(&m->page_state[p], PAGE_UNTOUCHED, memory_order_release);
         return FH_UFFD_RESOLVE_FAILED;
       }
@@ -299,13 +304,21 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
   }
   size_t keep = (size_t)-1;
   if (p + n < m->t.npages) keep = (m->t.page_first[p + n] - m->t.begin) / FWD_PAGE;
-  size_t moved;
-  if (keep >= p && keep < p + n) {
-    moved = move_or_copy(m, fd, p, keep - p) + move_or_copy(m, fd, keep + 1, p + n - keep - 1);
-    fh_uffd_copy(fd, (void *)(m->t.begin + keep * FWD_PAGE), (void *)(m->shadow + keep * FWD_PAGE),
-                 FWD_PAGE, 0, NULL);
-  } else {
-    moved = move_or_copy(m, fd, p, n);
+  /* Pages that later builders may still read stay in from-space and are
+   * installed by COPY: `keep`, and the pages of a page-spanning object
+   * with a trace function (pinned in the ledger: the function may read any
+   * of its words when a later page of the object is fixed or built). */
+  size_t moved = 0;
+  for (size_t i = p; i < p + n;) {
+    size_t j = i;
+    while (j < p + n && j != keep && !ledger_pinned(&m->ledger, j)) j++;
+    moved += move_or_copy(m, fd, i, j - i);
+    if (j < p + n) {
+      fh_uffd_copy(fd, (void *)(m->t.begin + j * FWD_PAGE), (void *)(m->shadow + j * FWD_PAGE),
+                   FWD_PAGE, 0, NULL);
+      j++;
+    }
+    i = j;
   }
   m->moved_pages += moved;
   m->in_place_pages += n;

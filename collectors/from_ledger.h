@@ -20,12 +20,15 @@
  *   - for an object with a custom trace function, anything in the object
  *     (the function may read any field to find its references).
  * Only pages holding a live word count: a dead page is read by nobody and
- * is ready at once.  readers[s] counts the destination pages that read
- * from-space page s; building p decrements the counts of its pages, and the
- * one that reaches zero marks s ready.  Pages of an object with a custom
- * trace that spans several destination pages are pinned (never ready before
- * the cycle ends): its readers could be any of them, and such objects are
- * rare.  A releaser turns ready pages into one process_madvise.
+ * is ready at once.  readers[s] counts the destination pages that may read
+ * from-space page s (a superset: a page is counted for a destination page
+ * whose span reaches it even where only the next page's words lie there);
+ * building p decrements the counts of its pages, and the one that reaches
+ * zero marks s ready.  Pages of an object with a custom trace that spans
+ * several destination pages are pinned: never ready before the cycle ends,
+ * and never moved out of from-space by UFFDIO_MOVE either (its readers
+ * could be any of those pages, and such objects are rare).  A releaser
+ * turns ready pages into one process_madvise.
  *
  * Threads: ledger_plan in the pause; ledger_page_built from any builder,
  * including a SIGBUS handler (atomics only, async-signal-safe); ledger_release
@@ -78,6 +81,12 @@ void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page);
  * `min_pages` are ready and no other thread is releasing.  Returns the
  * pages given back. */
 size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages);
+
+/* Is from-space page s pinned for the whole cycle?  Such a page must also
+ * never leave from-space by UFFDIO_MOVE (concurrent_compact.c). */
+static inline int ledger_pinned(const from_ledger *l, size_t s) {
+  return atomic_load_explicit(&l->readers[s], memory_order_relaxed) == LEDGER_PINNED;
+}
 
 /* Forget this cycle (after its last page is built). */
 void ledger_reset(from_ledger *l);

@@ -126,6 +126,74 @@ static void test_worker_alone_and_gc_wait(void **s) {
   fh_heap_destroy(h); /* with the phase possibly still open */
 }
 
+/* A traced type whose trace function reads a tag in the middle of the
+ * object (on its second page) before visiting the other words.  Objects
+ * of it that span pages in the dense prefix must stay readable in
+ * from-space until the cycle ends: the worker fixes the dense prefix in
+ * place and moves its pages back with UFFDIO_MOVE, and a page moved out
+ * would make a later page's trace read zeros and leave its references
+ * unforwarded (found in review; FH_MC_MOVE=0 hid it). */
+#define DT_PAYLOAD (20 * 1024)
+#define DT_TAG_WORD (6000 / 8)
+#define DT_TAG 0x123456789abcdef5ull
+static _Atomic int dt_bad_tags;
+
+static void trace_tagged(void *obj, size_t size, fh_visit_fn visit, void *ctx) {
+  uint64_t *w = obj;
+  if (size <= DT_TAG_WORD * 8 || w[DT_TAG_WORD] != DT_TAG) {
+    atomic_fetch_add(&dt_bad_tags, 1);
+    return;
+  }
+  for (size_t i = 0; i < size / 8; i++)
+    if (i != DT_TAG_WORD) visit((void **)&w[i], ctx);
+}
+
+static void test_dense_traced_objects_spanning_pages(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  fh_heap *h = concurrent_heap(1, "heap_max=64M,min_alloc_trigger=60M");
+  uint32_t ty = fh_register_type(h, &(fh_type){.name = "tagged", .trace = trace_tagged});
+  assert_true(ty != 0);
+  fh_thread *t = fh_thread_attach(h);
+  enum { N = 200 };
+  void **objs = calloc(N, sizeof *objs), **targets = calloc(N, sizeof *targets);
+  for (int i = 0; i < N; i++) fh_push_root(t, &objs[i]);
+  for (int i = 0; i < N; i++) fh_push_root(t, &targets[i]);
+  for (int i = 0; i < N; i++) { /* all live, at the bottom: the dense prefix */
+    uint64_t *p = fh_alloc(t, ty, DT_PAYLOAD);
+    assert_non_null(p);
+    p[DT_TAG_WORD] = DT_TAG;
+    objs[i] = p;
+  }
+  for (int i = 0; i < N; i++) { /* garbage, then targets that move */
+    assert_non_null(fh_alloc(t, ty, 4096));
+    uint64_t *q = fh_alloc(t, ty, 8192);
+    assert_non_null(q);
+    q[DT_TAG_WORD] = DT_TAG;
+    targets[i] = q;
+  }
+  for (int i = 0; i < N; i++) {
+    if (i) fh_write_ref(t, objs[i], &((void **)objs[i])[0], objs[i - 1]);
+    fh_write_ref(t, objs[i], &((void **)objs[i])[16384 / 8], targets[i]);
+  }
+  atomic_store(&dt_bad_tags, 0);
+  assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
+  fh_enter_blocking(t);
+  fh_gc_wait(h);
+  fh_leave_blocking(t);
+  assert_int_equal(atomic_load(&dt_bad_tags), 0);
+  for (int i = 0; i < N; i++) {
+    uint64_t *p = objs[i];
+    assert_int_equal(p[DT_TAG_WORD], DT_TAG);
+    assert_ptr_equal(((void **)p)[16384 / 8], targets[i]);
+    if (i) assert_ptr_equal(((void **)p)[0], objs[i - 1]);
+  }
+  fh_pop_roots(t, 2 * N);
+  free(objs), free(targets);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 static void test_stress_sigbus(void **s) {
   (void)s;
   SKIP_WITHOUT_UFFD();
@@ -216,6 +284,7 @@ int main(void) {
       cmocka_unit_test(test_sigbus_mode_graph),
       cmocka_unit_test(test_handler_thread_mode_graph),
       cmocka_unit_test(test_worker_alone_and_gc_wait),
+      cmocka_unit_test(test_dense_traced_objects_spanning_pages),
       cmocka_unit_test(test_stress_sigbus),
       cmocka_unit_test(test_stress_handler_thread),
       cmocka_unit_test(test_read_into_object_critical_sigbus),
