@@ -37,7 +37,9 @@ void fwd_destroy(fwd_tables *t) {
 }
 
 void fwd_prepare_marking(fwd_tables *t) {
-  size_t bytes = align_up(((t->old_top - t->begin) >> 3) / 8 + sizeof(uint64_t), FH_PAGE);
+  size_t words = (((t->old_top - t->begin) >> 3) + 63) / 64;
+  size_t bytes = align_up(words * sizeof(uint64_t), FH_PAGE);
+  if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
   /* EINVAL before Linux 5.14 leaves it to faults. */
   madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
   madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);

@@ -63,9 +63,12 @@ static void read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_
   *hdr = (obj - t->begin) / FWD_PAGE;
 }
 
+/* The count first, so that a releaser that takes the bit never subtracts
+ * more than was added; the bit with release, so that the builders' reads of
+ * the page happen before the releaser's acquiring exchange (and madvise). */
 static void mark_ready(from_ledger *l, size_t s) {
-  atomic_fetch_or_explicit(&l->ready[s / 64], (uint64_t)1 << (s % 64), memory_order_relaxed);
   atomic_fetch_add_explicit(&l->ready_count, 1, memory_order_relaxed);
+  atomic_fetch_or_explicit(&l->ready[s / 64], (uint64_t)1 << (s % 64), memory_order_release);
 }
 
 static void drop_reader(from_ledger *l, size_t s) {

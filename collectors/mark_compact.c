@@ -216,16 +216,10 @@ void mc_publish_top(mc_state *m) {
   b->dirty_end = top;
 }
 
-void mc_release_from_space(mc_state *m, size_t upto) {
-  upto = align_down(upto, FWD_PAGE);
-  if (upto <= m->released) return;
-  madvise((void *)(m->shadow + m->released), upto - m->released, MADV_DONTNEED);
-  m->released = upto;
-}
-
 void mc_end_cycle(mc_state *m) {
-  mc_release_from_space(m, align_up(m->old_used, FWD_PAGE));
-  m->released = 0;
+  /* What the ledger still holds (pinned pages, the last batch, staging
+   * leftovers) goes back with the rest of from-space. */
+  madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
   ledger_reset(&m->ledger);
   if (m->t.npages)
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));

@@ -90,7 +90,6 @@ typedef struct mc_state {
   size_t in_place_pages; /* last cycle: dense-prefix pages fixed in place */
   unsigned worker_delay_ms; /* tests: FH_MC_WORKER_DELAY_MS holds the worker
                                back so that mutators meet missing pages */
-  size_t released;      /* from-space bytes already given back, from the start */
   uint8_t *fault_bufs;  /* 64 buffers of MC_MAX_RUN pages, claimed by bit */
   _Atomic uint64_t fault_bufs_used;
   uint8_t *worker_buf;  /* MC_MAX_RUN pages */
@@ -121,8 +120,6 @@ int mc_prepare(mc_state *m);
 void mc_build_all(mc_state *m, unsigned threads);
 /* Publish the new top (page-aligned; the last page ends in a filler). */
 void mc_publish_top(mc_state *m);
-/* Give from-space [m->released, offset) back in whole pages. */
-void mc_release_from_space(mc_state *m, size_t upto_offset);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 

@@ -14,52 +14,62 @@
 #define SYS_pidfd_open 434
 #endif
 
-/* 0 = not tried yet, 1 = process_madvise works, -1 = use madvise. */
-static _Atomic int vector_mode;
+/* 1 = process_madvise works or was not tried yet, 0 = the kernel refused
+ * it (then one madvise per range, for the life of the process). */
+static _Atomic int vector_ok = 1;
 
-/* One process_madvise over the whole vector: 0 when every byte was
- * advised.  A pidfd of our own process is opened per call (two cheap
- * syscalls per vector of up to 512 ranges) rather than cached: a cached one
- * would name the parent after fork(), whose memory the child must never
- * advise. */
-static int advise_vector(const discard_batch *b, size_t total) {
+/* Bytes advised by one process_madvise over the vector, or -1.  A pidfd of
+ * our own process is opened per call (two cheap syscalls per vector of up
+ * to 512 ranges) rather than cached: a cached one would name the parent
+ * after fork(), whose memory the child must never advise. */
+static long advise_vector(const discard_batch *b) {
   int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
   if (pidfd < 0) return -1;
   long r = syscall(SYS_process_madvise, pidfd, b->iov, (size_t)b->n, MADV_DONTNEED, 0u);
   int saved = errno;
   close(pidfd);
   errno = saved;
-  return r == (long)total ? 0 : -1;
+  return r;
 }
 
 void discard_batch_flush(discard_batch *b) {
   if (!b->n) return;
-  size_t total = 0;
-  for (unsigned i = 0; i < b->n; i++) total += b->iov[i].iov_len;
-  int mode = atomic_load_explicit(&vector_mode, memory_order_relaxed);
-  int done = 0;
-  if (mode >= 0) {
-    done = advise_vector(b, total) == 0;
-    if (mode == 0)
-      atomic_store_explicit(&vector_mode, done ? 1 : -1, memory_order_relaxed);
+  long r = -1;
+  if (atomic_load_explicit(&vector_ok, memory_order_relaxed)) {
+    r = advise_vector(b);
+    /* Refused outright (an older kernel, seccomp, no pidfd): stop trying. */
+    if (r < 0 && (errno == EINVAL || errno == ENOSYS || errno == EPERM || errno == EBADF))
+      atomic_store_explicit(&vector_ok, 0, memory_order_relaxed);
   }
-  /* Refused (an older kernel, seccomp) or partial: the rest one call per
-   * range; advising a range twice is harmless. */
-  if (!done)
-    for (unsigned i = 0; i < b->n; i++) madvise(b->iov[i].iov_base, b->iov[i].iov_len, MADV_DONTNEED);
-  b->bytes_discarded += total;
+  /* Refused or partial: whatever was not advised, one call per range
+   * (advising a range twice is harmless). */
+  if (r != (long)b->bytes) {
+    size_t skip = r > 0 ? (size_t)r : 0;
+    for (unsigned i = 0; i < b->n; i++) {
+      size_t len = b->iov[i].iov_len;
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      madvise((char *)b->iov[i].iov_base + skip, len - skip, MADV_DONTNEED);
+      skip = 0;
+    }
+  }
   b->n = 0;
+  b->bytes = 0;
 }
 
 void discard_batch_add(discard_batch *b, uintptr_t begin, size_t len) {
   if (!len) return;
-  if (b->n) {
-    struct iovec *last = &b->iov[b->n - 1];
-    if ((uintptr_t)last->iov_base + last->iov_len == begin) {
-      last->iov_len += len;
-      return;
-    }
+  struct iovec *last = b->n ? &b->iov[b->n - 1] : NULL;
+  int joins = last && (uintptr_t)last->iov_base + last->iov_len == begin;
+  if (b->bytes + len > DISCARD_BATCH_BYTES || (!joins && b->n == DISCARD_BATCH_MAX)) {
+    discard_batch_flush(b);
+    joins = 0;
   }
-  if (b->n == DISCARD_BATCH_MAX) discard_batch_flush(b);
-  b->iov[b->n++] = (struct iovec){(void *)begin, len};
+  if (joins)
+    last->iov_len += len;
+  else
+    b->iov[b->n++] = (struct iovec){(void *)begin, len};
+  b->bytes += len;
 }

@@ -17,11 +17,14 @@
 #include <sys/uio.h>
 
 #define DISCARD_BATCH_MAX 512 /* ranges per system call (UIO_MAXIOV is 1024) */
+/* Bytes per system call: the kernel caps a vector's total near 2 GiB
+ * (MAX_RW_COUNT) and would advise only part of a larger one. */
+#define DISCARD_BATCH_BYTES ((size_t)1 << 30)
 
 typedef struct discard_batch {
   struct iovec iov[DISCARD_BATCH_MAX];
   unsigned n;
-  size_t bytes_discarded; /* running total, for statistics */
+  size_t bytes; /* queued */
 } discard_batch;
 
 /* Queue [begin, begin + len) (page-aligned); a range touching the last one
