@@ -12,6 +12,17 @@ fh_heap *test_heap(const char *spec) {
   return h;
 }
 
+fh_heap *test_heap_attached(const char *collector, const char *rest, test_types *ty,
+                            fh_thread **t) {
+  char spec[512];
+  snprintf(spec, sizeof spec, "collector=%s,%s", collector, rest);
+  fh_heap *h = test_heap(spec);
+  test_register(h, ty);
+  *t = fh_thread_attach(h);
+  assert_non_null(*t);
+  return h;
+}
+
 void test_register(fh_heap *h, test_types *ty) {
   static const uint32_t node_refs[] = {0, 8};
   ty->node = fh_register_type(

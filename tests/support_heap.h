@@ -42,6 +42,10 @@ fh_collect_kind test_collect_kind(const char *collector, int i);
 
 /* A heap from a spec (NULL: defaults); fails the test on error. */
 fh_heap *test_heap(const char *spec);
+/* test_heap("collector=<collector>,<rest>") with the common types
+ * registered in *ty and the calling thread attached in *t. */
+fh_heap *test_heap_attached(const char *collector, const char *rest, test_types *ty,
+                            fh_thread **t);
 void test_register(fh_heap *h, test_types *ty);
 tnode *test_node(fh_thread *t, const test_types *ty, uint64_t value);
 static inline uint64_t test_check(uint64_t v) { return v * 0x9E3779B97F4A7C15ull ^ 0x5bd1e995; }

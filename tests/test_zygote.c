@@ -46,12 +46,9 @@ static void check_all_in_zygote(fh_heap *h, const graph *g) {
 }
 
 static void prefork_then_collect(const char *collector) {
-  char spec[128];
-  snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1", collector);
-  fh_heap *h = test_heap(spec);
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=64M,non_moving_max=32M,verify=1", &ty, &t);
   graph g;
   build(t, &ty, &g, 3000);
   assert_int_equal(fh_prefork(t), 0);
@@ -107,12 +104,9 @@ static void test_prefork_mark_sweep(void **s) { (void)s; prefork_then_collect("m
 static void test_collections_do_not_write_zygote(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
-    char spec[128];
-    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M", collectors[c]);
-    fh_heap *h = test_heap(spec);
     test_types ty;
-    test_register(h, &ty);
-    fh_thread *t = fh_thread_attach(h);
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=64M,non_moving_max=32M", &ty, &t);
     graph g;
     build(t, &ty, &g, 2000);
     assert_int_equal(fh_prefork(t), 0);
@@ -139,13 +133,9 @@ static void test_collections_do_not_write_zygote(void **s) {
 static void test_far_slots_of_large_zygote_array(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
-    char spec[128];
-    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1",
-             collectors[c]);
-    fh_heap *h = test_heap(spec);
     test_types ty;
-    test_register(h, &ty);
-    fh_thread *t = fh_thread_attach(h);
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=64M,non_moving_max=32M,verify=1", &ty, &t);
     enum { N = 20000 }; /* 160 KiB: over 300 cards */
     void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
     fh_push_root(t, (void **)&arr);
@@ -196,13 +186,9 @@ static void test_refused_with_second_thread(void **s) {
 static void test_no_room_leaves_heap_unchanged(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
-    char spec[128];
-    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=4M,verify=1",
-             collectors[c]);
-    fh_heap *h = test_heap(spec);
     test_types ty;
-    test_register(h, &ty);
-    fh_thread *t = fh_thread_attach(h);
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=64M,non_moving_max=4M,verify=1", &ty, &t);
     graph g;
     build(t, &ty, &g, 3000);
     /* 8 MiB of live movable bytes: more than the 4 MiB reservation holds. */
@@ -228,13 +214,9 @@ static void test_no_room_leaves_heap_unchanged(void **s) {
 static void test_second_generation_extends(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
-    char spec[128];
-    snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,non_moving_max=32M,verify=1",
-             collectors[c]);
-    fh_heap *h = test_heap(spec);
     test_types ty;
-    test_register(h, &ty);
-    fh_thread *t = fh_thread_attach(h);
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=64M,non_moving_max=32M,verify=1", &ty, &t);
     graph g1, g2;
     build(t, &ty, &g1, 1500);
     assert_int_equal(fh_prefork(t), 0);
