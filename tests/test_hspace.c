@@ -106,18 +106,34 @@ static void check_graph(fh_heap *h, graph *g, int expect_in_main) {
 
 #define SPEC "collector=mark_sweep,heap_max=64M,verify=1,hspace_min_interval_ms=0"
 
-static void test_compaction_moves_and_fixes_everything(void **state) {
-  (void)state;
+/* A mark-sweep heap holding build_graph's graph in *g, reached from the
+ * thread's root stack, the global slot and the root scanner. */
+static fh_heap *graph_heap(test_types *ty, fh_thread **t, graph *g) {
   fh_heap *h = test_heap(SPEC);
-  test_types ty;
-  test_register(h, &ty);
+  test_register(h, ty);
   fh_root_add(h, &global_slot);
   fh_set_root_scanner(h, scan, NULL);
-  fh_thread *t = fh_thread_attach(h);
+  *t = fh_thread_attach(h);
+  memset(g, 0, sizeof *g);
+  fh_push_root(*t, (void **)&g->list);
+  build_graph(*t, ty, g);
+  return h;
+}
+
+static void graph_heap_destroy(fh_heap *h, fh_thread *t) {
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_set_root_scanner(h, NULL, NULL);
+  fh_root_remove(h, &global_slot);
+  fh_heap_destroy(h);
+}
+
+static void test_compaction_moves_and_fixes_everything(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
   static graph g;
-  memset(&g, 0, sizeof g);
-  fh_push_root(t, (void **)&g.list);
-  build_graph(t, &ty, &g);
+  fh_heap *h = graph_heap(&ty, &t, &g);
   /* g.array is reached through global_slot only; keep our copy in step */
   malloc_space *old_main = heap_main_malloc(h);
   void *old_list = g.list;
@@ -146,11 +162,7 @@ static void test_compaction_moves_and_fixes_everything(void **state) {
   check_graph(h, &g, 1);
   tnode *n = test_node(t, &ty, 5);
   assert_true(in_space(heap_main_malloc(h), n));
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_set_root_scanner(h, NULL, NULL);
-  fh_root_remove(h, &global_slot);
-  fh_heap_destroy(h);
+  graph_heap_destroy(h, t);
 }
 
 /* The backup space cannot hold the live data: nothing moves, nothing
@@ -158,16 +170,10 @@ static void test_compaction_moves_and_fixes_everything(void **state) {
  * changes. */
 static void test_failed_compaction_changes_nothing(void **state) {
   (void)state;
-  fh_heap *h = test_heap(SPEC);
   test_types ty;
-  test_register(h, &ty);
-  fh_root_add(h, &global_slot);
-  fh_set_root_scanner(h, scan, NULL);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
   static graph g;
-  memset(&g, 0, sizeof g);
-  fh_push_root(t, (void **)&g.list);
-  build_graph(t, &ty, &g);
+  fh_heap *h = graph_heap(&ty, &t, &g);
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0); /* only live objects left */
   malloc_space *main = heap_main_malloc(h), *backup = heap_backup_malloc(h);
   size_t used = atomic_load(&main->used);
@@ -204,11 +210,7 @@ static void test_failed_compaction_changes_nothing(void **state) {
   assert_int_equal(g.list->other->value, 1234);
   fh_write_ref(t, g.list, (void **)&g.list->other, g.nm);
   check_graph(h, &g, 1);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_set_root_scanner(h, NULL, NULL);
-  fh_root_remove(h, &global_slot);
-  fh_heap_destroy(h);
+  graph_heap_destroy(h, t);
 }
 
 /* Fill the main space with small nodes, keep one in 16 (so every slab keeps
