@@ -25,6 +25,11 @@ typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE
 
 typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
 
+/* Regions a mark-sweep thread takes from jemalloc per batch (below 16 would
+ * not amortise the call; jemalloc fills a batch from its tcache only while
+ * it is smaller than a slab's region count, see malloc_heap.c). */
+#define FH_MS_BATCH 16
+
 struct fh_thread {
   fh__thread_fast fast; /* must stay first: the inline fast paths use it */
   fh_heap *heap;
@@ -46,6 +51,13 @@ struct fh_thread {
   int ms_flags;
   uintptr_t ms_bits_base;
   _Atomic uint64_t *ms_bits_words;
+  /* Regions of one size taken from this thread's tcache in one jemalloc
+   * batch_alloc call: ms_batch[ms_batch_pos..ms_batch_n), each of
+   * ms_batch_bytes.  Not objects yet (no allocation bit, nothing for the
+   * sweeper); every settle gives the rest back (heap/malloc_heap.c). */
+  void *ms_batch[FH_MS_BATCH];
+  unsigned ms_batch_pos, ms_batch_n;
+  size_t ms_batch_bytes;
   struct rcu_head rcu;
 };
 
@@ -168,6 +180,10 @@ void malloc_heap_destroy(fh_heap *h);
 /* fh_alloc when the thread's budget does not cover the object (or jemalloc
  * failed): refill, sweep, collect (heap/malloc_alloc.h has the fast path). */
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
+/* A region of `bytes` (small) from the thread's tcache when its batch is
+ * empty or of another size: refills the batch where jemalloc can, else one
+ * mallocx.  NULL when jemalloc has no room. */
+void *malloc_heap_next_region(fh_thread *t, size_t bytes);
 /* Flush every thread's explicit tcache (world stopped), after settling
  * (below).  Needed before a malloc space is reset or stops being main. */
 void malloc_heap_flush_tcaches(fh_heap *h);

@@ -39,7 +39,11 @@ static inline void *malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t
    * memset of the whole size class; large ones keep MALLOCX_ZERO, which
    * skips memory jemalloc knows is still zero. */
   int small = n <= 256;
-  void *mem = mallocx(bytes, small ? t->ms_flags : t->ms_flags | MALLOCX_ZERO);
+  void *mem;
+  if (FH__LIKELY(t->ms_batch_pos < t->ms_batch_n && t->ms_batch_bytes == bytes))
+    mem = t->ms_batch[t->ms_batch_pos++];
+  else
+    mem = small ? malloc_heap_next_region(t, bytes) : mallocx(bytes, t->ms_flags | MALLOCX_ZERO);
   if (FH__UNLIKELY(!mem)) return NULL;
   if (small) malloc_heap_zero_words((uint64_t *)mem + 1, (n + 7) >> 3);
   *(uint64_t *)mem = fh__make_header(type, n);

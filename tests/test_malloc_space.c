@@ -2,6 +2,7 @@
  * metadata) stays inside the space's reserved range, a reset really gives
  * the pages back, the allocation bitmap is exact through explicit tcaches,
  * and a mark_sweep heap serves fh_alloc from its main malloc space. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +234,57 @@ static void test_mark_sweep_heap_allocates_in_main_space(void **state) {
   fh_heap_destroy(h);
 }
 
+/* jemalloc's count of small bytes the arena has handed out (to objects or
+ * to tcaches), after refreshing its statistics. */
+static size_t arena_small_allocated(const malloc_space *ms) {
+  uint64_t epoch = 1;
+  size_t len = sizeof epoch;
+  mallctl("epoch", &epoch, &len, &epoch, len);
+  char name[64];
+  snprintf(name, sizeof name, "stats.arenas.%u.small.allocated", ms->arena.index);
+  size_t v = 0;
+  len = sizeof v;
+  assert_int_equal(mallctl(name, &v, &len, NULL, 0), 0);
+  return v;
+}
+
+/* Allocation takes regions from jemalloc in batches; the rest of a batch
+ * goes back when the size changes and at every collection, so once all
+ * objects are dead and the tcaches flushed the arena holds nothing, and
+ * objects of alternating sizes stay intact meanwhile. */
+static void test_batches_leave_nothing_behind(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,verify=1");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  malloc_space *main_ms = heap_main_malloc(h);
+  tnode *keep = NULL;
+  fh_push_root(t, (void **)&keep);
+  for (int round = 0; round < 300; round++) {
+    for (int k = 0; k < 7; k++) {
+      tnode *n = test_node(t, &ty, (uint64_t)(round * 8 + k));
+      fh_write_ref(t, n, (void **)&n->next, keep);
+      keep = n;
+    }
+    uint8_t *b = fh_alloc(t, ty.bytes, 40 + (size_t)(round % 5) * 16);
+    assert_non_null(b);
+    memset(b, 0xEE, 40);
+    if (round % 100 == 99) assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  }
+  size_t n = 0;
+  for (tnode *p = keep; p; p = p->next, n++) assert_int_equal(p->check, test_check(p->value));
+  assert_int_equal(n, 300 * 7);
+  keep = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
+  assert_int_equal(atomic_load(&main_ms->used), 0);
+  malloc_heap_flush_tcaches(h); /* ours: nobody else allocates */
+  assert_int_equal(arena_small_allocated(main_ms), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_stays_in_range),
@@ -240,6 +292,7 @@ int main(void) {
       cmocka_unit_test(test_sweep_through_tcache_is_exact),
       cmocka_unit_test(test_shared_sweep_interleaved_with_allocation),
       cmocka_unit_test(test_mark_sweep_heap_allocates_in_main_space),
+      cmocka_unit_test(test_batches_leave_nothing_behind),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
