@@ -51,13 +51,17 @@ struct fh_thread {
   int ms_flags;
   uintptr_t ms_bits_base;
   _Atomic uint64_t *ms_bits_words;
-  /* Regions of one size taken from this thread's tcache in one jemalloc
-   * batch_alloc call: ms_batch[ms_batch_pos..ms_batch_n), each of
-   * ms_batch_bytes.  Not objects yet (no allocation bit, nothing for the
-   * sweeper); every settle gives the rest back (heap/malloc_heap.c). */
-  void *ms_batch[FH_MS_BATCH];
-  unsigned ms_batch_pos, ms_batch_n;
-  size_t ms_batch_bytes;
+  /* Regions taken from this thread's tcache in jemalloc batch_alloc calls
+   * (heap/malloc_heap.c): ms_batch[0] serves the inline path, ms_batch[1]
+   * keeps the previous size's rest, so alternating between two sizes
+   * swaps instead of returning and refilling.  Not objects yet (no
+   * allocation bit, nothing for the sweeper); every settle gives the rest
+   * back. */
+  struct ms_batch {
+    void *region[FH_MS_BATCH];
+    unsigned pos, n; /* region[pos..n) unused */
+    size_t bytes;    /* of each region */
+  } ms_batch[2];
   struct rcu_head rcu;
 };
 

@@ -40,8 +40,9 @@ static inline void *malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t
    * skips memory jemalloc knows is still zero. */
   int small = n <= 256;
   void *mem;
-  if (FH__LIKELY(t->ms_batch_pos < t->ms_batch_n && t->ms_batch_bytes == bytes))
-    mem = t->ms_batch[t->ms_batch_pos++];
+  struct ms_batch *b = &t->ms_batch[0];
+  if (FH__LIKELY(b->pos < b->n && b->bytes == bytes))
+    mem = b->region[b->pos++];
   else
     mem = small ? malloc_heap_next_region(t, bytes) : mallocx(bytes, t->ms_flags | MALLOCX_ZERO);
   if (FH__UNLIKELY(!mem)) return NULL;

@@ -120,6 +120,15 @@ static fh_heap *graph_heap(test_types *ty, fh_thread **t, graph *g) {
   return h;
 }
 
+/* Ten nodes, values 109 down to 100, prepended to *list (a root). */
+static void list_of_ten(fh_thread *t, const test_types *ty, tnode **list) {
+  for (uint64_t i = 0; i < 10; i++) {
+    tnode *n = test_node(t, ty, 100 + i);
+    fh_write_ref(t, n, (void **)&n->next, *list);
+    *list = n;
+  }
+}
+
 static void graph_heap_destroy(fh_heap *h, fh_thread *t) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
@@ -436,11 +445,7 @@ static void test_image_refs_are_updated(void **state) {
   fh_thread *t = fh_thread_attach(h);
   tnode *list = NULL;
   fh_push_root(t, (void **)&list);
-  for (uint64_t i = 0; i < 10; i++) {
-    tnode *n = test_node(t, &ty, 100 + i);
-    fh_write_ref(t, n, (void **)&n->next, list);
-    list = n;
-  }
+  list_of_ten(t, &ty, &list);
   void *root = list;
   assert_int_equal(fh_image_save(t, path, &root, 1), 0);
   fh_pop_roots(t, 1);
@@ -491,11 +496,7 @@ static void test_zygote_refs_are_updated(void **state) {
   fh_thread *t = fh_thread_attach(h);
   tnode *list = NULL;
   fh_push_root(t, (void **)&list);
-  for (uint64_t i = 0; i < 10; i++) {
-    tnode *n = test_node(t, &ty, 100 + i);
-    fh_write_ref(t, n, (void **)&n->next, list);
-    list = n;
-  }
+  list_of_ten(t, &ty, &list);
   if (fh_prefork(t) < 0) fail_msg("fh_prefork: %s", fh_last_error());
   fh_postfork_parent(h); /* no fork: the parent goes on */
   assert_false(space_contains(&heap_main_malloc(h)->space, list));

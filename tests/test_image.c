@@ -357,9 +357,7 @@ static void test_relocation_dirties_only_pointer_pages(void **st) {
  * and a forked child shares them and may still write its own copy. */
 static void test_memfd_share_relocated(void **st) {
   (void)st;
-  /* fork() under ThreadSanitizer: jemalloc's fork handler holds more locks
-   * than TSan's deadlock detector tracks (64), and TSan aborts. */
-  if (img_under_tsan()) skip();
+  skip_fork_under_tsan();
   const char *path = img_path("memfd");
   img_save_standard(path);
   fh_heap *h1 = load(path, NULL), *h2 = load(path, "image_share=memfd,verify=1");
@@ -519,9 +517,7 @@ static void test_collections_leave_clean_image_pages_alone(void **st) {
  * forked child sees the image and those objects. */
 static void test_prefork_with_image(void **st) {
   (void)st;
-  /* fork() under ThreadSanitizer: jemalloc's fork handler holds more locks
-   * than TSan's deadlock detector tracks (64), and TSan aborts. */
-  if (img_under_tsan()) skip();
+  skip_fork_under_tsan();
   const char *path = img_path("prefork");
   img_save_standard(path);
   fh_heap *h1 = load(path, NULL);

@@ -56,6 +56,12 @@ static inline int img_under_tsan(void) {
   return san && strcmp(san, "tsan") == 0;
 }
 static inline int img_base_expected(void) { return !img_under_tsan(); }
+/* fork() under ThreadSanitizer: jemalloc's fork handler holds more locks
+ * than TSan's deadlock detector tracks (64), and TSan aborts. */
+#define skip_fork_under_tsan() \
+  do {                         \
+    if (img_under_tsan()) skip(); \
+  } while (0)
 
 static inline char *img_path(const char *name) {
   static char buf[4][256];
