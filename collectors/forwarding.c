@@ -45,7 +45,10 @@ void fwd_prepare_marking(fwd_tables *t) {
   madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
 }
 
-static void zero_table(void *base, size_t used_bytes) {
+/* Zero the first used_bytes of a table mapped with map_bytes, never past
+ * its mapping. */
+static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
+  if (used_bytes > map_bytes) used_bytes = map_bytes;
   /* Small prefixes are cheaper to write than to madvise. */
   if (used_bytes <= 16 * FH_PAGE) {
     memset(base, 0, used_bytes);
@@ -58,10 +61,15 @@ void fwd_reset(fwd_tables *t) {
   if (t->old_top > t->begin) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
-    size_t chunks = ((t->old_top - t->begin) >> FWD_CHUNK_SHIFT) + 1;
-    zero_table(t->chunks, chunks * sizeof(fwd_chunk));
+    /* The chunks fwd_compute wrote: [begin, old_top) rounded up.  (This
+     * used to add one, and with the space full the rounded-up madvise then
+     * zapped the page after the table: under ThreadSanitizer, its own
+     * at-exit records, so the process crashed in exit.) */
+    size_t chunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
+                    FWD_CHUNK_SHIFT;
+    zero_table(t->chunks, chunks * sizeof(fwd_chunk), t->chunk_map_bytes);
   }
-  zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t));
+  zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t), t->page_map_bytes);
   t->old_top = t->begin;
   t->live_bytes = 0;
   t->new_top = t->begin;
