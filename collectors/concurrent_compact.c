@@ -20,9 +20,14 @@
  * The kernel's EEXIST would make a duplicate build harmless too, but the
  * claim is what makes releasing from-space safe: a page is built exactly
  * once, so the from-space ledger (from_ledger.h) can count down each
- * from-space page's readers; the worker gives ready pages back once 8 MiB
- * of them (2048 pages, not necessarily contiguous) are waiting, wherever
- * the mutators' faults left them.
+ * from-space page's readers.  A releaser thread (fh-release) gives ready
+ * pages back once 8 MiB of them (2048 pages, not necessarily contiguous)
+ * are waiting, wherever the mutators' faults left them: the builder whose
+ * page completes a batch wakes it.  Not the worker: with busy mutators on
+ * every CPU the worker runs in slices, and while it waited for one the
+ * mutators' own builds kept adding resident pages (fhbench pause: peaks of
+ * 20-30 MiB over the pre-cycle figure in SIGBUS mode); a thread that
+ * sleeps until it is needed is scheduled at once when woken.
  *
  * End of phase (worker): wait for every page to be mapped, then
  * fh_uffd_range_retire (two in-flight counters; late SIGBUS handlers find
@@ -236,9 +241,12 @@ void mc_join_worker(mc_state *m) {
 /* Where the kernel has UFFDIO_MOVE, the worker builds a run of pages into
  * from-space pages that nobody reads any more (below the first object of
  * the lowest unmapped page: see advance_low) and moves them into place.
- * Only the worker releases ledger pages, so a staging page cannot be given
- * back between its build and its move (if it was given back before, the
- * build just faults in a fresh page, which the move takes away again).
+ * Those pages are ready in the ledger, so the releaser thread could give
+ * them back between the build and the move, and the move would then take
+ * zero pages (TSan's timing found it): the worker holds the ledger's
+ * release flag from the build to the end of the install, and goes through
+ * COPY when the releaser is busy.  A page given back before the build is
+ * harmless: the build faults in a fresh one, which the move takes away.
  * That recycles from-space: no page is allocated, zeroed, copied into or
  * later zapped, which COPY + MADV_DONTNEED cost.  Mutator faults keep using
  * COPY: a lone MOVE flushes the TLB of every CPU running this mm (a
@@ -248,6 +256,7 @@ void mc_join_worker(mc_state *m) {
 static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage, size_t low) {
   size_t need = m->t.page_first[low] - m->t.begin; /* from-space still read */
   if (*stage + n * FWD_PAGE > align_down(need, FWD_PAGE)) return -1;
+  if (!ledger_try_hold(&m->ledger)) return -1;
   uint8_t *buf = (uint8_t *)(m->shadow + *stage);
   *stage += n * FWD_PAGE;
   for (size_t i = 0; i < n; i++) {
@@ -264,6 +273,7 @@ static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage
                  NULL);
     m->move_fallbacks++;
   }
+  ledger_unhold(&m->ledger);
   for (size_t i = 0; i < n; i++)
     atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
   return 0;
@@ -329,27 +339,76 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
 }
 
 /* MOVE saves the kernel's page allocation, zeroing and copy, but flushes
- * the TLB of every CPU running this mm for each page: with mutators busy on
- * the other CPUs that shootdown costs more than it saves (fhbench pause),
- * with an idle or single mutator it wins (GCBench).  So the worker measures
- * both as it goes (per-page time of build + install, averaged) and uses the
- * cheaper, re-trying the other every 32 runs. */
+ * the TLB of every CPU running this mm for each page (kernels before 6.19
+ * do not batch that flush): with mutators busy on the other CPUs that
+ * shootdown costs more than it saves (fhbench pause), with an idle or
+ * single mutator it wins (GCBench).  So the worker measures both as it goes
+ * (CPU time per page of build + install) and uses the cheaper.  Each
+ * method's cost is the median of its last three runs: single runs swing by
+ * 20x here (an interrupt storm, a preempted vCPU), and with a running
+ * average one such run sent the worker to the costlier method for
+ * thousands of pages.  The other method is re-tried after an interval that
+ * doubles each time it loses again (32 runs up to 1024): a losing MOVE run
+ * costs 16 shootdowns, and re-trying it every 32 runs cost ~15% of the
+ * worker's time. */
+#define RETRY_FIRST 32u
+#define RETRY_MAX 1024u
 typedef struct install_costs {
-  uint64_t ns[2]; /* [0] COPY, [1] MOVE */
-  unsigned samples[2], runs;
+  uint64_t last[2][3]; /* [0] COPY, [1] MOVE: ns per page of recent runs */
+  unsigned samples[2], runs, interval, next_retry;
+  int retrying; /* the current run tries the costlier one */
 } install_costs;
+
+static uint64_t cost_of(const install_costs *c, int move) {
+  const uint64_t *v = c->last[move];
+  if (c->samples[move] < 3) return v[0]; /* the first sample until there are three */
+  uint64_t lo = v[0] < v[1] ? v[0] : v[1], hi = v[0] < v[1] ? v[1] : v[0];
+  return v[2] < lo ? lo : v[2] > hi ? hi : v[2];
+}
 
 static int choose_move(install_costs *c) {
   c->runs++;
+  c->retrying = 0;
   if (c->samples[1] < 2) return 1;
   if (c->samples[0] < 2) return 0;
-  int cheaper = c->ns[1] <= c->ns[0];
-  return c->runs % 32 == 0 ? !cheaper : cheaper;
+  int cheaper = cost_of(c, 1) <= cost_of(c, 0);
+  if (c->runs < c->next_retry) return cheaper;
+  c->retrying = 1;
+  return !cheaper;
 }
 
 static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
-  c->ns[move] = c->samples[move] ? (c->ns[move] * 3 + ns_per_page) / 4 : ns_per_page;
+  c->last[move][c->samples[move] % 3] = ns_per_page;
   c->samples[move]++;
+  if (c->retrying) {
+    /* Lost again: wait twice as long before the next try. */
+    int lost = cost_of(c, move) > cost_of(c, !move);
+    c->interval = lost ? (c->interval * 2 < RETRY_MAX ? c->interval * 2 : RETRY_MAX)
+                       : RETRY_FIRST;
+    c->next_retry = c->runs + c->interval;
+  }
+}
+
+/* The concurrent phase's releaser: sleeps until a batch of from-space
+ * pages is ready, gives it back, until the worker stops it. */
+static void *releaser_main(void *arg) {
+  mc_state *m = arg;
+  uint64_t cpu0 = mc_thread_cpu_ns();
+  /* Pages without a live word are read by nobody: back at once. */
+  for (size_t min = 1;; min = LEDGER_RELEASE_PAGES) {
+    ledger_release(&m->ledger, m->shadow, min);
+    if (atomic_load(&m->stop_releaser)) break;
+    /* A batch completed after this check posts, so the wait returns.  A
+     * batch still waiting means the worker held the flag (staging) or more
+     * came meanwhile: try again after letting the worker run. */
+    if (atomic_load_explicit(&m->ledger.ready_count, memory_order_relaxed) <
+        LEDGER_RELEASE_PAGES)
+      ledger_wait_ready(&m->ledger);
+    else
+      sched_yield();
+  }
+  m->release_cpu_ns = mc_thread_cpu_ns() - cpu0;
+  return NULL;
 }
 
 static void *worker_main(void *arg) {
@@ -357,16 +416,22 @@ static void *worker_main(void *arg) {
   int fd = fh_uffd_fd(m->uffd);
   size_t np = m->t.npages, low = 0, stage = 0;
   int use_move = m->use_move && fh_uffd_has_move(m->uffd);
-  install_costs costs = {{0, 0}, {0, 0}, 0};
+  install_costs costs = {.interval = RETRY_FIRST, .next_retry = RETRY_FIRST};
   m->moved_pages = 0;
   m->in_place_pages = 0;
+  pthread_t releaser;
+  m->release_cpu_ns = 0;
+  atomic_store(&m->stop_releaser, 0);
+  int own_releaser = pthread_create(&releaser, NULL, releaser_main, m) == 0;
+  if (own_releaser)
+    pthread_setname_np(releaser, "fh-release");
+  else /* do its work here: dead pages now, the rest between runs */
+    ledger_release(&m->ledger, m->shadow, 1);
   if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
   uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
-  /* Pages without a live word are read by nobody: back at once. */
-  ledger_release(&m->ledger, m->shadow, 1);
   for (size_t p = 0; p < np;) {
     size_t n = 0;
     while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
@@ -375,9 +440,14 @@ static void *worker_main(void *arg) {
       continue;
     }
     advance_low(m, &low); /* low <= p: page p is claimed, not mapped */
-    ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
+    if (!own_releaser) ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
     int move = use_move && choose_move(&costs), moved = move;
-    uint64_t b0 = now_ns();
+    /* CPU time, not wall: a run during which the worker was preempted
+     * (mutators busy on every CPU) would otherwise count the slice it
+     * waited as install cost, and a few such samples decided the choice
+     * (a 16-page COPY run measured 95-160 us a page that way).  The TLB
+     * shootdown MOVE waits for is spent spinning: it is CPU time too. */
+    uint64_t b0 = use_move ? mc_thread_cpu_ns() : 0;
     if (p + n <= m->t.dense_pages) {
       fix_and_install_dense(m, fd, p, n, move);
     } else if (move && build_and_move(m, fd, p, n, &stage, low) == 0) {
@@ -386,7 +456,7 @@ static void *worker_main(void *arg) {
       build_and_copy(m, fd, p, n, m->worker_buf);
       moved = 0;
     }
-    if (use_move) record_cost(&costs, moved, (now_ns() - b0) / n);
+    if (use_move) record_cost(&costs, moved, (mc_thread_cpu_ns() - b0) / n);
     built += n;
     p += n;
   }
@@ -398,9 +468,14 @@ static void *worker_main(void *arg) {
   for (size_t p = 0; p < np; p++) {
     for (unsigned i = 0; atomic_load_explicit(&m->page_state[p], memory_order_acquire) !=
                          PAGE_MAPPED; i++) {
-      ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
+      if (!own_releaser) ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
       backoff(i);
     }
+  }
+  if (own_releaser) { /* every page is built: nothing more gets ready */
+    atomic_store(&m->stop_releaser, 1);
+    ledger_wake(&m->ledger);
+    pthread_join(releaser, NULL);
   }
   if (getenv("FH_MC_TRACE"))
     fprintf(stderr, "faultheap mc concurrent: %zu pages (%zu dense), worker built %llu (%zu "
@@ -408,8 +483,8 @@ static void *worker_main(void *arg) {
                     "copy %.2f us, move %.2f us; from-space given back early: %zu of %zu "
                     "pages\n",
             np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
-            m->move_fallbacks, m->worker_ns / 1e6, costs.ns[0] / 1e3, costs.ns[1] / 1e3,
-            m->ledger.released_pages, m->ledger.npages);
+            m->move_fallbacks, m->worker_ns / 1e6, cost_of(&costs, 0) / 1e3, cost_of(&costs, 1) / 1e3,
+            atomic_load(&m->ledger.released_pages), m->ledger.npages);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
   size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;

@@ -1,6 +1,7 @@
 /* The from-space ledger (see from_ledger.h). */
 #include "collectors/from_ledger.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -18,9 +19,10 @@ int ledger_init(from_ledger *l, size_t capacity) {
   l->ready_bytes = align_up((pages + 63) / 64 * sizeof(uint64_t), FH_PAGE);
   l->readers = reserve_map_table(l->readers_bytes);
   l->ready = reserve_map_table(l->ready_bytes);
-  if (!l->readers || !l->ready) {
+  l->wake_ok = sem_init(&l->wake, 0, 0) == 0;
+  if (!l->readers || !l->ready || !l->wake_ok) {
     ledger_destroy(l);
-    fh_error_set("mark-compact: cannot map the from-space ledger for a %zu MiB space",
+    fh_error_set("mark-compact: cannot set up the from-space ledger for a %zu MiB space",
                  capacity >> 20);
     return -1;
   }
@@ -30,6 +32,8 @@ int ledger_init(from_ledger *l, size_t capacity) {
 void ledger_destroy(from_ledger *l) {
   if (l->readers) munmap((void *)l->readers, l->readers_bytes);
   if (l->ready) munmap((void *)l->ready, l->ready_bytes);
+  if (l->wake_ok) sem_destroy(&l->wake);
+  l->wake_ok = 0;
   l->readers = NULL;
   l->ready = NULL;
 }
@@ -65,10 +69,13 @@ static void read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_
 
 /* The count first, so that a releaser that takes the bit never subtracts
  * more than was added; the bit with release, so that the builders' reads of
- * the page happen before the releaser's acquiring exchange (and madvise). */
+ * the page happen before the releaser's acquiring exchange (and madvise).
+ * The count passes every value on its way up, so exactly one builder sees
+ * it reach a batch and wakes the releaser, after its bit is set. */
 static void mark_ready(from_ledger *l, size_t s) {
-  atomic_fetch_add_explicit(&l->ready_count, 1, memory_order_relaxed);
+  size_t before = atomic_fetch_add_explicit(&l->ready_count, 1, memory_order_relaxed);
   atomic_fetch_or_explicit(&l->ready[s / 64], (uint64_t)1 << (s % 64), memory_order_release);
+  if (before + 1 == LEDGER_RELEASE_PAGES) sem_post(&l->wake);
 }
 
 static void drop_reader(from_ledger *l, size_t s) {
@@ -106,7 +113,7 @@ static void pin_object(from_ledger *l, const fwd_tables *t, uintptr_t obj) {
 void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types) {
   l->npages = align_up(t->old_top - t->begin, FWD_PAGE) / FWD_PAGE;
   l->src_end = last_live_end(t);
-  l->released_pages = 0;
+  atomic_store_explicit(&l->released_pages, 0, memory_order_relaxed);
   atomic_store(&l->ready_count, 0);
   uintptr_t pinned_obj = 0;
   for (size_t p = 0; p < t->npages; p++) {
@@ -160,10 +167,25 @@ size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages) {
   }
   discard_batch_flush(&l->batch);
   atomic_fetch_sub_explicit(&l->ready_count, taken, memory_order_relaxed);
-  l->released_pages += taken;
+  atomic_fetch_add_explicit(&l->released_pages, taken, memory_order_relaxed);
   atomic_store_explicit(&l->releasing, 0, memory_order_release);
   return taken;
 }
+
+int ledger_try_hold(from_ledger *l) {
+  return !atomic_exchange_explicit(&l->releasing, 1, memory_order_acquire);
+}
+
+void ledger_unhold(from_ledger *l) {
+  atomic_store_explicit(&l->releasing, 0, memory_order_release);
+}
+
+void ledger_wait_ready(from_ledger *l) {
+  while (sem_wait(&l->wake) != 0 && errno == EINTR)
+    ;
+}
+
+void ledger_wake(from_ledger *l) { sem_post(&l->wake); }
 
 void ledger_reset(from_ledger *l) {
   if (l->npages) {
@@ -174,4 +196,6 @@ void ledger_reset(from_ledger *l) {
   }
   l->npages = 0;
   atomic_store(&l->ready_count, 0);
+  while (sem_trywait(&l->wake) == 0) /* posts nobody waited for */
+    ;
 }

@@ -36,6 +36,7 @@
 #ifndef FH_FROM_LEDGER_H_
 #define FH_FROM_LEDGER_H_
 
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,8 +60,10 @@ typedef struct from_ledger {
   uintptr_t src_end;         /* old address just past the last live word */
   _Atomic size_t ready_count;
   _Atomic int releasing;
+  sem_t wake;                /* posted when ready_count reaches a batch */
+  int wake_ok;               /* wake was initialised */
   discard_batch batch;       /* the releaser's */
-  size_t released_pages;     /* this cycle, for statistics */
+  _Atomic size_t released_pages; /* this cycle, for statistics and tests */
 } from_ledger;
 
 /* Tables for a moving space of `capacity` bytes (NORESERVE mappings).
@@ -81,6 +84,20 @@ void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page);
  * `min_pages` are ready and no other thread is releasing.  Returns the
  * pages given back. */
 size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages);
+
+/* Keep releasers off from-space while the caller writes into pages that
+ * may be ready (the GC worker's staging pages): 1 if held, 0 if a release
+ * is running now.  ledger_release returns 0 while it is held. */
+int ledger_try_hold(from_ledger *l);
+void ledger_unhold(from_ledger *l);
+
+/* A releaser thread's sleep: returns once ready_count has climbed to
+ * LEDGER_RELEASE_PAGES since the last call (the builder whose page made it
+ * so posts; sem_post is async-signal-safe, so a SIGBUS handler can), or
+ * after ledger_wake.  Check ready_count before calling: a batch that is
+ * already waiting posts nothing more. */
+void ledger_wait_ready(from_ledger *l);
+void ledger_wake(from_ledger *l);
 
 /* Is from-space page s pinned for the whole cycle?  Such a page must also
  * never leave from-space by UFFDIO_MOVE (concurrent_compact.c). */

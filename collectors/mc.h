@@ -96,6 +96,7 @@ typedef struct mc_state {
   fh_uffd_stats uffd_at_flip;
   const char *mode_note; /* why the last cycle ran as it did (fh_dump) */
   _Atomic uint64_t fault_hist[MC_HIST_BUCKETS];
+  _Atomic uint64_t fault_ns_total; /* summed with the histogram */
   /* figures of the last cycle (mc_stats.h) */
   uint64_t mark_ns, forward_ns, update_ns, mremap_ns, register_ns;
   /* threads that wait for the phase's end help build pages meanwhile */
@@ -103,6 +104,8 @@ typedef struct mc_state {
   _Atomic int closing;
   _Atomic int stop_prefault; /* the worker's post-phase prefault stops early */
   uint64_t worker_ns, worker_cpu_ns, worker_bytes, live_bytes, build_ns;
+  uint64_t release_cpu_ns;    /* the concurrent phase's releaser thread */
+  _Atomic int stop_releaser;
   _Atomic uint64_t build_cpu_ns;
   size_t table_bytes; /* side tables this cycle writes (mc_table_bytes) */
   unsigned build_threads;
