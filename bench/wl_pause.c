@@ -22,6 +22,12 @@
  *   cpu_gbps       the same per CPU-second the GC thread(s) got: the two
  *                  mutators spin on the two CPUs, so the concurrent worker
  *                  gets about two thirds of one
+ *   all_gbps       live bytes per CPU-second of all the cycle's compaction
+ *                  work after the pause: the worker, the from-space
+ *                  releaser, and page building in fault handlers (resolver
+ *                  wall time, so an upper bound of their CPU time); for
+ *                  stop-the-world the builders' CPU time (they release
+ *                  from-space themselves)
  *   rss_peak_mib   resident memory sampled during the cycle (a sampler
  *                  thread, from before the pause to the end of the phase)
  *   over_mib       that peak minus resident memory before the cycle minus
@@ -54,7 +60,7 @@ static const char *const kind_names[NKINDS] = {"mark_compact", "concurrent_compa
 typedef struct run_result {
   double max_pause_ms, max_stall_ms, gc_ms, faults, fault_p50_us, fault_p99_us, flip_kernel_us,
       worker_gbps, rss_peak_mib, rss_before_mib, live_mib, mark_ms, stw_build_gbps, cpu_gbps,
-      table_mib, over_mib;
+      table_mib, over_mib, all_gbps, release_cpu_ms;
 } run_result;
 
 typedef struct shared {
@@ -63,6 +69,7 @@ typedef struct shared {
   size_t n;
   _Atomic int phase; /* 0 warm-up, 1 measuring, 2 stop */
   _Atomic int ready;
+  int mutators;
   int bad;
 } shared;
 
@@ -85,9 +92,11 @@ static void *mutator(void *p) {
     fh_safepoint(t);
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     void **table = s->table;
-    /* Each mutator writes only its own half of the nodes (index parity), so
-     * a checksum mismatch can only come from the collector. */
-    size_t i = (size_t)(x % (s->n / 2)) * 2 + (size_t)m->id;
+    /* Each mutator writes only its own share of the nodes (index modulo
+     * the mutator count), so a checksum mismatch can only come from the
+     * collector. */
+    size_t k = (size_t)s->mutators;
+    size_t i = (size_t)(x % (s->n / k)) * k + (size_t)m->id;
     pnode *n = table[i];
     if (n->check != check_of(n->value)) m->bad = 1;
     if (x & 1) {
@@ -130,7 +139,9 @@ static void *sample_rss(void *arg) {
   return NULL;
 }
 
-static int run_once(int kind, size_t live_mib, run_result *r) {
+enum { MAX_MUTATORS = 8 };
+
+static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   memset(r, 0, sizeof *r);
   fh_options o;
   fh_options_init(&o);
@@ -153,7 +164,7 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   uint32_t node_ty = fh_register_type(h, &(fh_type){.name = "pnode", .size = sizeof(pnode),
                                                     .nrefs = 2, .ref_offsets = refs});
   uint32_t arr_ty = fh_register_type(h, &(fh_type){.name = "table", .flags = FH_TYPE_REF_ARRAY});
-  shared s = {.h = h};
+  shared s = {.h = h, .mutators = mutators};
   /* nodes of 64 bytes plus the table's 8 bytes each */
   s.n = (live_mib << 20) / 72;
   fh_root_add(h, (void **)&s.table);
@@ -178,14 +189,13 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   mc_figures_reset(h);
   r->rss_before_mib = bench_rss_bytes() / 1048576.0;
 
-  enum { NMUT = 2 };
-  pthread_t th[NMUT];
-  mut ms[NMUT];
-  for (int i = 0; i < NMUT; i++) {
+  pthread_t th[MAX_MUTATORS];
+  mut ms[MAX_MUTATORS];
+  for (int i = 0; i < mutators; i++) {
     ms[i] = (mut){.s = &s, .seed = (unsigned)(i + 1), .id = i};
     pthread_create(&th[i], NULL, mutator, &ms[i]);
   }
-  while (atomic_load(&s.ready) < NMUT) usleep(100);
+  while (atomic_load(&s.ready) < mutators) usleep(100);
   usleep(20000);
   atomic_store(&s.phase, 1);
   usleep(5000);
@@ -208,14 +218,14 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   size_t rss_peak = smp.peak;
   usleep(5000);
   atomic_store(&s.phase, 2);
-  for (int i = 0; i < NMUT; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < mutators; i++) pthread_join(th[i], NULL);
   fh_stats st;
   fh_get_stats(h, &st);
   mc_cycle_figures f;
   mc_figures_get(h, &f);
   r->max_pause_ms = st.pause_ns_max / 1e6;
   r->gc_ms = (g1 - g0) / 1e6;
-  for (int i = 0; i < NMUT; i++) {
+  for (int i = 0; i < mutators; i++) {
     if (ms[i].max_gap_ns / 1e6 > r->max_stall_ms) r->max_stall_ms = ms[i].max_gap_ns / 1e6;
     s.bad |= ms[i].bad;
   }
@@ -233,6 +243,10 @@ static int run_once(int kind, size_t live_mib, run_result *r) {
   uint64_t cpu_ns = kind == K_STW ? f.build_cpu_ns : f.worker_cpu_ns;
   uint64_t cpu_bytes = kind == K_STW ? f.live_bytes : f.worker_bytes;
   r->cpu_gbps = cpu_ns ? (double)cpu_bytes / (double)cpu_ns : 0;
+  uint64_t all_ns = kind == K_STW ? f.build_cpu_ns
+                                  : f.worker_cpu_ns + f.release_cpu_ns + f.fault_ns_total;
+  r->all_gbps = all_ns ? (double)f.live_bytes / (double)all_ns : 0;
+  r->release_cpu_ms = f.release_cpu_ns / 1e6;
   r->live_mib = f.live_bytes / 1048576.0;
   r->mark_ms = f.mark_ns / 1e6;
   /* the structure survived: every node still checks, links intact */
@@ -258,13 +272,15 @@ static double med(run_result *rs, int n, size_t off) {
 #define MED(rs, n, field) med(rs, n, offsetof(run_result, field))
 
 int wl_pause(int argc, char **argv) {
-  static const char *const with_value[] = {"--json", "--runs", "--live", NULL};
+  static const char *const with_value[] = {"--json", "--runs", "--live", "--mutators", NULL};
   static const char *const bare[] = {"--help", NULL};
   if (bench_check_flags(argc, argv, with_value, bare) != 0) return 2;
   if (bench_has_flag(argc, argv, "--help")) {
-    printf("usage: fhbench pause [--live MiB] [--runs N] [--json FILE]\n"
-           "  --live MiB   live data in the fragmented heap (default 256; as much garbage)\n"
-           "  --runs N     runs per collector, fresh heap each (default 3; medians)\n");
+    printf("usage: fhbench pause [--live MiB] [--runs N] [--mutators N] [--json FILE]\n"
+           "  --live MiB     live data in the fragmented heap (default 256; as much garbage)\n"
+           "  --runs N       runs per collector, fresh heap each (default 3; medians)\n"
+           "  --mutators N   busy mutator threads during the collection (default 2, 0..%d)\n",
+           MAX_MUTATORS);
     return 0;
   }
   int runs = bench_runs_flag(argc, argv, 3);
@@ -274,6 +290,13 @@ int wl_pause(int argc, char **argv) {
   size_t live_mib = lv ? strtoul(lv, NULL, 10) : 256;
   if (live_mib < 8 || live_mib > 4096) {
     fprintf(stderr, "pause: --live must be 8..4096 MiB\n");
+    return 2;
+  }
+  const char *mu = bench_flag(argc, argv, "--mutators");
+  char *mu_end = NULL;
+  long mutators = mu ? strtol(mu, &mu_end, 10) : 2;
+  if (mu && (*mu_end || mutators < 0 || mutators > MAX_MUTATORS)) {
+    fprintf(stderr, "pause: --mutators must be 0..%d\n", MAX_MUTATORS);
     return 2;
   }
   const char *json = bench_flag(argc, argv, "--json");
@@ -287,15 +310,16 @@ int wl_pause(int argc, char **argv) {
     for (int k = 0; k < NKINDS; k++) {
       if (k != K_STW && !have_uffd) continue;
       bench_progress("pause: run %d/%d %s", r + 1, runs, kind_names[k]);
-      int st = run_once(k, live_mib, &res[k][r]);
+      int st = run_once(k, live_mib, (int)mutators, &res[k][r]);
       if (st) status = st > status ? st : status;
     }
   bench_progress_done();
-  printf("pause: %zu MiB live + as much interleaved garbage, 2 mutators, %d run(s), medians\n",
-         live_mib, runs);
-  printf("%-27s %9s %9s %9s %8s %8s %8s %9s %8s %9s %8s %8s %8s\n", "collector", "pause_ms",
-         "stall_ms", "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us", "GB/s/thr",
-         "cpuGB/s", "rss_MiB", "over_MiB");
+  printf("pause: %zu MiB live + as much interleaved garbage, %ld mutator(s), %d run(s), "
+         "medians\n",
+         live_mib, mutators, runs);
+  printf("%-27s %9s %9s %9s %8s %8s %8s %9s %8s %9s %8s %8s %8s %8s\n", "collector",
+         "pause_ms", "stall_ms", "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us",
+         "GB/s/thr", "cpuGB/s", "allGB/s", "rss_MiB", "over_MiB");
   for (int k = 0; k < NKINDS; k++) {
     if (k != K_STW && !have_uffd) {
       printf("%-27s (userfaultfd unavailable: concurrent_compact falls back to mark_compact)\n",
@@ -303,13 +327,15 @@ int wl_pause(int argc, char **argv) {
       continue;
     }
     run_result *rs = res[k];
-    printf("%-27s %9.2f %9.2f %9.1f %8.1f %8.0f %8.2f %9.2f %8.1f %9.2f %8.2f %8.0f %8.1f\n",
+    printf("%-27s %9.2f %9.2f %9.1f %8.1f %8.0f %8.2f %9.2f %8.1f %9.2f %8.2f %8.2f %8.0f "
+           "%8.1f\n",
            kind_names[k],
            MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms), MED(rs, runs, gc_ms),
            MED(rs, runs, mark_ms), MED(rs, runs, faults), MED(rs, runs, fault_p50_us),
            MED(rs, runs, fault_p99_us), MED(rs, runs, flip_kernel_us),
            k == K_STW ? MED(rs, runs, stw_build_gbps) : MED(rs, runs, worker_gbps),
-           MED(rs, runs, cpu_gbps), MED(rs, runs, rss_peak_mib), MED(rs, runs, over_mib));
+           MED(rs, runs, cpu_gbps), MED(rs, runs, all_gbps), MED(rs, runs, rss_peak_mib),
+           MED(rs, runs, over_mib));
   }
   if (have_uffd) {
     double stw = MED(res[K_STW], runs, max_pause_ms);
@@ -329,7 +355,7 @@ int wl_pause(int argc, char **argv) {
     }
     fprintf(f, "{\"workload\": \"pause\", \"machine\": ");
     bench_json_machine(f);
-    fprintf(f, ", \"live_mib\": %zu, \"runs\": %d", live_mib, runs);
+    fprintf(f, ", \"live_mib\": %zu, \"runs\": %d, \"mutators\": %ld", live_mib, runs, mutators);
     for (int k = 0; k < NKINDS; k++) {
       if (k != K_STW && !have_uffd) continue;
       run_result *rs = res[k];
@@ -337,18 +363,19 @@ int wl_pause(int argc, char **argv) {
               ",\n \"%s\": {\"max_pause_ms\": %.3f, \"max_stall_ms\": %.3f, \"gc_ms\": %.2f, "
               "\"mark_ms\": %.2f, \"flip_kernel_us\": %.1f, \"rss_peak_mib\": %.1f, "
               "\"live_mib\": %.1f, \"rss_before_mib\": %.1f, \"table_mib\": %.1f, "
-              "\"rss_over_mib\": %.1f, \"cpu_gbps_per_thread\": %.3f",
+              "\"rss_over_mib\": %.1f, \"cpu_gbps_per_thread\": %.3f, \"all_gbps\": %.3f",
               kind_names[k], MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms),
               MED(rs, runs, gc_ms), MED(rs, runs, mark_ms), MED(rs, runs, flip_kernel_us),
               MED(rs, runs, rss_peak_mib), MED(rs, runs, live_mib), MED(rs, runs, rss_before_mib),
-              MED(rs, runs, table_mib), MED(rs, runs, over_mib), MED(rs, runs, cpu_gbps));
+              MED(rs, runs, table_mib), MED(rs, runs, over_mib), MED(rs, runs, cpu_gbps),
+              MED(rs, runs, all_gbps));
       if (k == K_STW)
         fprintf(f, ", \"build_gbps_per_thread\": %.3f", MED(rs, runs, stw_build_gbps));
       if (k != K_STW)
         fprintf(f, ", \"faults\": %.0f, \"fault_p50_us\": %.2f, \"fault_p99_us\": %.2f, "
-                   "\"worker_gbps\": %.3f",
+                   "\"worker_gbps\": %.3f, \"release_cpu_ms\": %.2f",
                 MED(rs, runs, faults), MED(rs, runs, fault_p50_us), MED(rs, runs, fault_p99_us),
-                MED(rs, runs, worker_gbps));
+                MED(rs, runs, worker_gbps), MED(rs, runs, release_cpu_ms));
       fprintf(f, "}");
     }
     fprintf(f, "\n}\n");

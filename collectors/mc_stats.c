@@ -12,6 +12,7 @@ void mc_record_fault_ns(mc_state *m, uint64_t ns) {
   uint64_t b = ns < 100000 ? ns / 250 : 400 + (ns - 100000) / 100000;
   if (b >= MC_HIST_BUCKETS) b = MC_HIST_BUCKETS - 1;
   atomic_fetch_add_explicit(&m->fault_hist[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->fault_ns_total, ns, memory_order_relaxed);
 }
 
 void mc_dump(fh_heap *h, FILE *out) {
@@ -41,6 +42,7 @@ void mc_figures_reset(fh_heap *h) {
   mc_state *m = h->mc;
   if (!m) return;
   for (int b = 0; b < MC_HIST_BUCKETS; b++) atomic_store(&m->fault_hist[b], 0);
+  atomic_store(&m->fault_ns_total, 0);
 }
 
 void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
@@ -64,6 +66,8 @@ void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
   out->mark_ns = m->mark_ns, out->forward_ns = m->forward_ns, out->update_ns = m->update_ns;
   out->worker_ns = m->worker_ns, out->worker_bytes = m->worker_bytes;
   out->worker_cpu_ns = m->worker_cpu_ns, out->build_cpu_ns = m->build_cpu_ns;
+  out->release_cpu_ns = m->release_cpu_ns;
+  out->fault_ns_total = atomic_load(&m->fault_ns_total);
   out->table_bytes = m->table_bytes;
   out->live_bytes = m->live_bytes;
   out->build_ns = m->build_ns, out->build_threads = m->build_threads;

@@ -16,6 +16,10 @@ typedef struct mc_cycle_figures {
   uint64_t worker_ns;           /* last cycle: GC worker busy time (wall) */
   uint64_t worker_cpu_ns;       /* ... and the CPU time it got meanwhile */
   uint64_t worker_bytes;        /* ... and the destination bytes it built */
+  uint64_t release_cpu_ns;      /* ... CPU time of the from-space releaser */
+  uint64_t fault_ns_total;      /* resolver time, summed over all faults
+                                   since mc_figures_reset (page building on
+                                   the mutators' or handler thread's time) */
   uint64_t build_ns;            /* stop-the-world: page building wall time */
   unsigned build_threads;       /* ... and the threads that built */
   uint64_t build_cpu_ns;        /* ... and their CPU time, summed */
