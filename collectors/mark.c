@@ -100,7 +100,7 @@ static void drain(marker *m) {
     while (n < PREFETCH_WINDOW) {
       void *o = mark_stack_pop(&m->stack);
       if (!o) break;
-      __builtin_prefetch(obj_header(o));
+      obj_prefetch_head(o);
       q[(head + n++) % PREFETCH_WINDOW] = o;
     }
     if (!n) return;

@@ -173,7 +173,7 @@ static void drain(marker *m) {
       share(m);
     void *obj = mark_stack_pop(&m->stack);
     if (obj) {
-      __builtin_prefetch(obj_header(obj));
+      obj_prefetch_head(obj);
       if (count < PREFETCH_RING) {
         ring[(head + count++) % PREFETCH_RING] = obj;
         continue;

@@ -23,6 +23,15 @@
 static inline uint64_t *obj_header(const void *payload) {
   return (uint64_t *)((uintptr_t)payload - FH_HEADER_BYTES);
 }
+/* Prefetch an object's header and the 56 bytes after it, where the
+ * reference slots of small objects lie.  Those 64 bytes span two cache
+ * lines unless the header starts one; prefetching only the header's line
+ * left the slot loads missing (fhbench pause's nodes start 8 bytes before
+ * a line: marking went from ~100 to ~86 ms with the second prefetch). */
+static inline void obj_prefetch_head(const void *payload) {
+  __builtin_prefetch(obj_header(payload));
+  __builtin_prefetch((const char *)obj_header(payload) + 63);
+}
 static inline void *obj_from_start(uintptr_t start) {
   return (void *)(start + FH_HEADER_BYTES);
 }
