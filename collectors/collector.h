@@ -1,7 +1,7 @@
 /* A collector is a small function set chosen by the heap.  The driver
  * (driver.c) owns the protocol every collection shares: take the GC lock,
- * stop the world, retire TLABs, verify, collect, verify, account the pause,
- * resume. */
+ * prepare, stop the world, retire TLABs, verify, collect, verify, account
+ * the pause, resume. */
 #ifndef FH_COLLECTOR_H_
 #define FH_COLLECTOR_H_
 
@@ -12,6 +12,10 @@ typedef struct fh_collector_ops {
   /* World stopped, TLABs retired.  Returns 0, or -1 + fh_last_error() with
    * the heap left consistent (no object lost, nothing half-moved). */
   int (*collect)(fh_heap *h, fh_thread *self, gc_cause cause);
+  /* Optional, before the world stops (GC lock held, the previous
+   * collection's concurrent phase over): work that needs no stopped world,
+   * taken out of the pause.  Failure is left for collect to report. */
+  void (*prepare)(fh_heap *h);
 } fh_collector_ops;
 
 extern const fh_collector_ops semi_space_collector;

@@ -606,5 +606,5 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   return 0;
 }
 
-const fh_collector_ops concurrent_compact_collector = {"concurrent_compact",
-                                                       concurrent_compact_collect};
+const fh_collector_ops concurrent_compact_collector = {
+    "concurrent_compact", concurrent_compact_collect, mc_prepare_unpaused};

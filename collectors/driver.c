@@ -86,6 +86,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   /* The previous collection's concurrent phase (compaction) ends first. */
   mc_help_phase(h); /* build pages alongside the worker rather than sleep */
   fh_gc_wait(h);
+  if (ops->prepare) ops->prepare(h);
   uint64_t t0 = heap_now_ns();
   if (world_stop(h, self) < 0) {
     gc_lock_release(self);

@@ -45,6 +45,20 @@ void fwd_prepare_marking(fwd_tables *t) {
   madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
 }
 
+void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
+  uintptr_t from = t->chunks_populated > t->begin ? t->chunks_populated : t->begin;
+  if (upto > t->begin + t->capacity) upto = t->begin + t->capacity;
+  if (upto <= from) return;
+  size_t a = align_down(((from - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
+  size_t b = align_up(((upto - t->begin + ((size_t)1 << FWD_CHUNK_SHIFT) - 1) >> FWD_CHUNK_SHIFT) *
+                          sizeof(fwd_chunk),
+                      FH_PAGE);
+  if (b > t->chunk_map_bytes) b = t->chunk_map_bytes;
+  /* EINVAL before Linux 5.14 leaves it to faults. */
+  madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
+  t->chunks_populated = upto;
+}
+
 /* Zero the first used_bytes of a table mapped with map_bytes, never past
  * its mapping. */
 static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
@@ -61,14 +75,18 @@ void fwd_reset(fwd_tables *t) {
   if (t->old_top > t->begin) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
-    /* The chunks fwd_compute wrote: [begin, old_top) rounded up.  (This
-     * used to add one, and with the space full the rounded-up madvise then
-     * zapped the page after the table: under ThreadSanitizer, its own
-     * at-exit records, so the process crashed in exit.) */
-    size_t chunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
-                    FWD_CHUNK_SHIFT;
+  }
+  /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
+   * faulted in beyond (zeroes, but resident).  (This used to add one, and
+   * with the space full the rounded-up madvise then zapped the page after
+   * the table: under ThreadSanitizer, its own at-exit records, so the
+   * process crashed in exit.) */
+  uintptr_t used = t->old_top > t->chunks_populated ? t->old_top : t->chunks_populated;
+  if (used > t->begin) {
+    size_t chunks = (align_up(used, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >> FWD_CHUNK_SHIFT;
     zero_table(t->chunks, chunks * sizeof(fwd_chunk), t->chunk_map_bytes);
   }
+  t->chunks_populated = t->begin;
   zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t), t->page_map_bytes);
   t->old_top = t->begin;
   t->live_bytes = 0;
@@ -188,9 +206,8 @@ __attribute__((target("popcnt"))) static size_t compute_chunks_popcnt(fwd_tables
 void fwd_compute(fwd_tables *t) {
   size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
                    FWD_CHUNK_SHIFT;
-  /* The chunk table is written whole: fault it in with one call rather
-   * than a fault per page (EINVAL before Linux 5.14 leaves it to faults). */
-  madvise(t->chunks, align_up(nchunks * sizeof(fwd_chunk), FH_PAGE), MADV_POPULATE_WRITE);
+  /* Written whole: what the pre-pause call did not fault in, now. */
+  fwd_populate_chunks(t, t->old_top);
   size_t acc = COMPUTE_CHUNKS(t, nchunks);
   t->live_bytes = acc;
   t->new_top = t->begin + acc;

@@ -250,4 +250,4 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   return rc;
 }
 
-const fh_collector_ops hspace_compact_collector = {"hspace_compact", hspace_collect};
+const fh_collector_ops hspace_compact_collector = {"hspace_compact", hspace_collect, NULL};

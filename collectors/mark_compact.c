@@ -155,6 +155,13 @@ static size_t mc_table_bytes(const mc_state *m) {
          pages * sizeof(uint32_t) + pages / 8;
 }
 
+void mc_prepare_unpaused(fh_heap *h) {
+  mc_state *m = mc_get(h);
+  if (!m) return; /* collect reports it */
+  mc_join_worker(m); /* it may still clear the last cycle's tables */
+  fwd_populate_chunks(&m->t, atomic_load(&h->bump[h->active].top));
+}
+
 int mc_prepare(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
@@ -345,4 +352,5 @@ static int mark_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   return stw_compact(h, "stop-the-world mark-compact");
 }
 
-const fh_collector_ops mark_compact_collector = {"mark_compact", mark_compact_collect};
+const fh_collector_ops mark_compact_collector = {"mark_compact", mark_compact_collect,
+                                                  mc_prepare_unpaused};

@@ -97,4 +97,4 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   return 0;
 }
 
-const fh_collector_ops mark_sweep_collector = {"mark_sweep", mark_sweep_collect};
+const fh_collector_ops mark_sweep_collector = {"mark_sweep", mark_sweep_collect, NULL};

@@ -118,6 +118,10 @@ mc_state *mc_get(fh_heap *h);
  * every reference outside the moving space.  0, or -1 + error with the heap
  * untouched (nothing moved). */
 int mc_prepare(mc_state *m);
+/* Before the pause (collector.h: prepare): join the last cycle's threads
+ * and fault in the chunk table up to the current top, so the pause only
+ * faults in what mutators allocate meanwhile (fwd_populate_chunks). */
+void mc_prepare_unpaused(fh_heap *h);
 /* Build every destination page straight into the moving space, with up to
  * `threads` threads (the caller is one). */
 void mc_build_all(mc_state *m, unsigned threads);

@@ -112,4 +112,4 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   return 0;
 }
 
-const fh_collector_ops semi_space_collector = {"semispace", semi_space_collect};
+const fh_collector_ops semi_space_collector = {"semispace", semi_space_collect, NULL};
