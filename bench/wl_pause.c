@@ -22,12 +22,13 @@
  *   cpu_gbps       the same per CPU-second the GC thread(s) got: the two
  *                  mutators spin on the two CPUs, so the concurrent worker
  *                  gets about two thirds of one
- *   all_gbps       live bytes per CPU-second of all the cycle's compaction
- *                  work after the pause: the worker, the from-space
+ *   all_gbps       live bytes per CPU-second of the cycle's compaction
+ *                  work after the pause: the worker's loop, the from-space
  *                  releaser, and page building in fault handlers (resolver
- *                  wall time, so an upper bound of their CPU time); for
- *                  stop-the-world the builders' CPU time (they release
- *                  from-space themselves)
+ *                  wall time, so an upper bound of their CPU time); not the
+ *                  end of the phase (the last partial batch and pinned
+ *                  pages, a few MiB).  For stop-the-world the builders' CPU
+ *                  time (they release from-space themselves)
  *   rss_peak_mib   resident memory sampled during the cycle (a sampler
  *                  thread, from before the pause to the end of the phase)
  *   over_mib       that peak minus resident memory before the cycle minus
@@ -295,7 +296,7 @@ int wl_pause(int argc, char **argv) {
   const char *mu = bench_flag(argc, argv, "--mutators");
   char *mu_end = NULL;
   long mutators = mu ? strtol(mu, &mu_end, 10) : 2;
-  if (mu && (*mu_end || mutators < 0 || mutators > MAX_MUTATORS)) {
+  if (mu && (mu_end == mu || *mu_end || mutators < 0 || mutators > MAX_MUTATORS)) {
     fprintf(stderr, "pause: --mutators must be 0..%d\n", MAX_MUTATORS);
     return 2;
   }

@@ -377,10 +377,14 @@ static int choose_move(install_costs *c) {
   return !cheaper;
 }
 
-static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
+/* `chosen`: what choose_move said; `move`: what ran (a MOVE run goes
+ * through COPY when it cannot stage).  A retry that did not run is judged
+ * on the next run instead: scored as it was, every run whose staging found
+ * the releaser busy counted as a win for MOVE and reset the interval. */
+static void record_cost(install_costs *c, int chosen, int move, uint64_t ns_per_page) {
   c->last[move][c->samples[move] % 3] = ns_per_page;
   c->samples[move]++;
-  if (c->retrying) {
+  if (c->retrying && move == chosen) {
     /* Lost again: wait twice as long before the next try. */
     int lost = cost_of(c, move) > cost_of(c, !move);
     c->interval = lost ? (c->interval * 2 < RETRY_MAX ? c->interval * 2 : RETRY_MAX)
@@ -394,9 +398,12 @@ static void record_cost(install_costs *c, int move, uint64_t ns_per_page) {
 static void *releaser_main(void *arg) {
   mc_state *m = arg;
   uint64_t cpu0 = mc_thread_cpu_ns();
-  /* Pages without a live word are read by nobody: back at once. */
-  for (size_t min = 1;; min = LEDGER_RELEASE_PAGES) {
-    ledger_release(&m->ledger, m->shadow, min);
+  /* Pages without a live word are read by nobody: back at once (or with
+   * the first batch, should the worker hold the flag just then). */
+  for (size_t min = 1;;) {
+    if (ledger_release(&m->ledger, m->shadow, min) ||
+        !atomic_load_explicit(&m->ledger.ready_count, memory_order_relaxed))
+      min = LEDGER_RELEASE_PAGES;
     if (atomic_load(&m->stop_releaser)) break;
     /* A batch completed after this check posts, so the wait returns.  A
      * batch still waiting means the worker held the flag (staging) or more
@@ -456,7 +463,7 @@ static void *worker_main(void *arg) {
       build_and_copy(m, fd, p, n, m->worker_buf);
       moved = 0;
     }
-    if (use_move) record_cost(&costs, moved, (mc_thread_cpu_ns() - b0) / n);
+    if (use_move) record_cost(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
     built += n;
     p += n;
   }

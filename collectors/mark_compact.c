@@ -207,6 +207,7 @@ int mc_prepare(mc_state *m) {
   m->update_ns = heap_now_ns() - t3;
   m->live_bytes = t->live_bytes;
   m->table_bytes = mc_table_bytes(m);
+  m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
   size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
   h->bytes_moved += live;
   h->bytes_freed += (m->old_used - live) + m->nm_freed;

@@ -131,33 +131,42 @@ static void test_worker_alone_and_gc_wait(void **s) {
  * page in, and the pages those builds stopped reading must still be given
  * back (by the releaser thread, which the completed batches wake), not
  * wait for the worker.  Fails if release is left to the worker. */
+#define RELEASE_TEST_DELAY_MS 3000
 static void test_from_space_released_while_worker_waits(void **s) {
   (void)s;
   SKIP_WITHOUT_UFFD();
-  setenv("FH_MC_WORKER_DELAY_MS", "2000", 1);
+  char delay[16];
+  snprintf(delay, sizeof delay, "%d", RELEASE_TEST_DELAY_MS);
+  setenv("FH_MC_WORKER_DELAY_MS", delay, 1); /* unset by the teardown */
   fh_heap *h = concurrent_heap(1, "heap_max=96M,min_alloc_trigger=90M");
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
   fh_push_root(t, (void **)&g.table);
   graph_build(t, &graph_ty, &g, 60000);
+  uint64_t t0 = heap_now_ns(); /* the worker's sleep starts after this */
   assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
-  assert_true(mc_phase_open(h));
   from_ledger *l = &h->mc->ledger;
   assert_true(l->npages > 2 * LEDGER_RELEASE_PAGES); /* enough for batches */
-  uint64_t t0 = heap_now_ns();
   assert_int_equal(graph_check(&graph_ty, &g), 0); /* faults every page in */
   size_t released = 0;
-  while (heap_now_ns() - t0 < 1500000000ull &&
+  uint64_t seen_at = 0;
+  while ((seen_at = heap_now_ns() - t0) < (RELEASE_TEST_DELAY_MS - 500) * 1000000ull &&
          (released = atomic_load(&l->released_pages)) < LEDGER_RELEASE_PAGES)
     usleep(1000);
-  assert_true(mc_phase_open(h)); /* the worker is still asleep */
+  /* Seen while the worker was still asleep. */
   assert_true(released >= LEDGER_RELEASE_PAGES);
+  assert_true(seen_at < RELEASE_TEST_DELAY_MS * 1000000ull);
   fh_gc_wait(h);
   assert_int_equal(graph_check(&graph_ty, &g), 0);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
+}
+
+static int unset_worker_delay(void **s) {
+  (void)s;
   unsetenv("FH_MC_WORKER_DELAY_MS");
+  return 0;
 }
 
 /* A traced type whose trace function reads a tag in the middle of the
@@ -318,7 +327,7 @@ int main(void) {
       cmocka_unit_test(test_sigbus_mode_graph),
       cmocka_unit_test(test_handler_thread_mode_graph),
       cmocka_unit_test(test_worker_alone_and_gc_wait),
-      cmocka_unit_test(test_from_space_released_while_worker_waits),
+      cmocka_unit_test_teardown(test_from_space_released_while_worker_waits, unset_worker_delay),
       cmocka_unit_test(test_dense_traced_objects_spanning_pages),
       cmocka_unit_test(test_stress_sigbus),
       cmocka_unit_test(test_stress_handler_thread),
