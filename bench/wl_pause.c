@@ -259,7 +259,8 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   fh_root_remove(h, (void **)&s.table);
   fh_heap_destroy(h);
   if (rc < 0 || s.bad) {
-    fprintf(stderr, "pause: %s: %s\n", kind_names[kind], rc < 0 ? "collection failed" : "heap corrupted");
+    fprintf(stderr, "pause: %s: %s\n", kind_names[kind],
+            rc < 0 ? "collection failed" : "heap corrupted");
     return 1;
   }
   return 0;

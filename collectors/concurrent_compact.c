@@ -490,7 +490,8 @@ static void *worker_main(void *arg) {
                     "copy %.2f us, move %.2f us; from-space given back early: %zu of %zu "
                     "pages\n",
             np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
-            m->move_fallbacks, m->worker_ns / 1e6, cost_of(&costs, 0) / 1e3, cost_of(&costs, 1) / 1e3,
+            m->move_fallbacks, m->worker_ns / 1e6, cost_of(&costs, 0) / 1e3,
+            cost_of(&costs, 1) / 1e3,
             atomic_load(&m->ledger.released_pages), m->ledger.npages);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
