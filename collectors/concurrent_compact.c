@@ -544,7 +544,10 @@ static int open_uffd(mc_state *m) {
   return m->uffd ? 0 : -1;
 }
 
-int mc_concurrent_flip(mc_state *m) {
+/* Register the destination pages [begin, new top rounded up) for
+ * missing-page faults, served by resolve().  0, or -1 with mode_note
+ * saying why userfaultfd cannot be used now. */
+static int register_destination(mc_state *m) {
   fwd_tables *t = &m->t;
   if (m->moved_by_copy) {
     m->mode_note = "stop-the-world fallback (MREMAP_DONTUNMAP failed)";
@@ -580,6 +583,49 @@ int mc_concurrent_flip(mc_state *m) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;
   }
+  return 0;
+}
+
+/* ---- the stop-the-world build through UFFDIO_COPY ---- */
+
+int mc_copy_build_begin(mc_state *m) {
+  const char *e = getenv("FH_MC_STW_COPY"); /* =0: populate and write, to compare */
+  if ((e && *e == '0') || !mc_concurrent_available(NULL)) return -1;
+  const char *note = m->mode_note;
+  if (register_destination(m) < 0) {
+    m->mode_note = note; /* the populate path builds the cycle: nothing to report */
+    return -1;
+  }
+  return fh_uffd_fd(m->uffd);
+}
+
+uint8_t *mc_copy_build_buf(mc_state *m, int *slot) { return take_fault_buf(m, slot); }
+void mc_copy_build_put(mc_state *m, int slot) { put_fault_buf(m, slot); }
+
+void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf) {
+  /* Every page is untouched with the world stopped, but a stray access
+   * (a thread not attached to the heap) may have claimed one: its resolver
+   * builds it, the rest of the run goes on around it. */
+  while (p < e) {
+    size_t n = 0;
+    while (p + n < e && claim(m, p + n)) n++;
+    if (n == 0) {
+      p++;
+      continue;
+    }
+    build_and_copy(m, fd, p, n, buf);
+    p += n;
+  }
+}
+
+void mc_copy_build_end(mc_state *m) {
+  for (size_t p = 0; p < m->t.npages; p++) wait_mapped(m, p);
+  fh_uffd_range_retire(m->uffd, m->range_id);
+  m->range_id = -1;
+}
+
+int mc_concurrent_flip(mc_state *m) {
+  if (register_destination(m) < 0) return -1;
   mc_join_worker(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;

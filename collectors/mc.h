@@ -139,6 +139,18 @@ void mc_trace(mc_state *m, const char *what);
  * fh_dump reports about how the cycle ran. */
 int mc_collect_stw(fh_heap *h, const char *note);
 
+/* ---- the stop-the-world build through UFFDIO_COPY (concurrent_compact.c) ----
+ * begin: register the destination for the build; its uffd, or -1 when
+ * userfaultfd cannot be used now (build in place instead).  buf/put: a
+ * builder's run buffer (MC_MAX_RUN pages; NULL when all are taken).
+ * run: claim, build and install the untouched pages of [p, e).  end: wait
+ * for every page, unregister. */
+int mc_copy_build_begin(mc_state *m);
+uint8_t *mc_copy_build_buf(mc_state *m, int *slot);
+void mc_copy_build_put(mc_state *m, int slot);
+void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf);
+void mc_copy_build_end(mc_state *m);
+
 /* ---- concurrent schedule (concurrent_compact.c) ---- */
 /* In the pause, after mc_prepare: register the destination range, start the
  * GC worker, open the concurrent phase.  -1 when userfaultfd cannot be used
