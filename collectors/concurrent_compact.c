@@ -43,6 +43,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "collectors/install_costs.h"
 #include "collectors/mc.h"
 #include "heap/error.h"
 #include "spaces/reserve.h"
@@ -338,61 +339,6 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
   }
 }
 
-/* MOVE saves the kernel's page allocation, zeroing and copy, but flushes
- * the TLB of every CPU running this mm for each page (kernels before 6.19
- * do not batch that flush): with mutators busy on the other CPUs that
- * shootdown costs more than it saves (fhbench pause), with an idle or
- * single mutator it wins (GCBench).  So the worker measures both as it goes
- * (CPU time per page of build + install) and uses the cheaper.  Each
- * method's cost is the median of its last three runs: single runs swing by
- * 20x here (an interrupt storm, a preempted vCPU), and with a running
- * average one such run sent the worker to the costlier method for
- * thousands of pages.  The other method is re-tried after an interval that
- * doubles each time it loses again (32 runs up to 1024): a losing MOVE run
- * costs 16 shootdowns, and re-trying it every 32 runs cost ~15% of the
- * worker's time. */
-#define RETRY_FIRST 32u
-#define RETRY_MAX 1024u
-typedef struct install_costs {
-  uint64_t last[2][3]; /* [0] COPY, [1] MOVE: ns per page of recent runs */
-  unsigned samples[2], runs, interval, next_retry;
-  int retrying; /* the current run tries the costlier one */
-} install_costs;
-
-static uint64_t cost_of(const install_costs *c, int move) {
-  const uint64_t *v = c->last[move];
-  if (c->samples[move] < 3) return v[0]; /* the first sample until there are three */
-  uint64_t lo = v[0] < v[1] ? v[0] : v[1], hi = v[0] < v[1] ? v[1] : v[0];
-  return v[2] < lo ? lo : v[2] > hi ? hi : v[2];
-}
-
-static int choose_move(install_costs *c) {
-  c->runs++;
-  c->retrying = 0;
-  if (c->samples[1] < 2) return 1;
-  if (c->samples[0] < 2) return 0;
-  int cheaper = cost_of(c, 1) <= cost_of(c, 0);
-  if (c->runs < c->next_retry) return cheaper;
-  c->retrying = 1;
-  return !cheaper;
-}
-
-/* `chosen`: what choose_move said; `move`: what ran (a MOVE run goes
- * through COPY when it cannot stage).  A retry that did not run is judged
- * on the next run instead: scored as it was, every run whose staging found
- * the releaser busy counted as a win for MOVE and reset the interval. */
-static void record_cost(install_costs *c, int chosen, int move, uint64_t ns_per_page) {
-  c->last[move][c->samples[move] % 3] = ns_per_page;
-  c->samples[move]++;
-  if (c->retrying && move == chosen) {
-    /* Lost again: wait twice as long before the next try. */
-    int lost = cost_of(c, move) > cost_of(c, !move);
-    c->interval = lost ? (c->interval * 2 < RETRY_MAX ? c->interval * 2 : RETRY_MAX)
-                       : RETRY_FIRST;
-    c->next_retry = c->runs + c->interval;
-  }
-}
-
 /* The concurrent phase's releaser: sleeps until a batch of from-space
  * pages is ready, gives it back, until the worker stops it. */
 static void *releaser_main(void *arg) {
@@ -423,7 +369,8 @@ static void *worker_main(void *arg) {
   int fd = fh_uffd_fd(m->uffd);
   size_t np = m->t.npages, low = 0, stage = 0;
   int use_move = m->use_move && fh_uffd_has_move(m->uffd);
-  install_costs costs = {.interval = RETRY_FIRST, .next_retry = RETRY_FIRST};
+  install_costs costs;
+  install_costs_init(&costs);
   m->moved_pages = 0;
   m->in_place_pages = 0;
   pthread_t releaser;
@@ -448,7 +395,7 @@ static void *worker_main(void *arg) {
     }
     advance_low(m, &low); /* low <= p: page p is claimed, not mapped */
     if (!own_releaser) ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
-    int move = use_move && choose_move(&costs), moved = move;
+    int move = use_move && install_choose_move(&costs), moved = move;
     /* CPU time, not wall: a run during which the worker was preempted
      * (mutators busy on every CPU) would otherwise count the slice it
      * waited as install cost, and a few such samples decided the choice
@@ -463,7 +410,7 @@ static void *worker_main(void *arg) {
       build_and_copy(m, fd, p, n, m->worker_buf);
       moved = 0;
     }
-    if (use_move) record_cost(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
+    if (use_move) install_record(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
     built += n;
     p += n;
   }
@@ -490,8 +437,8 @@ static void *worker_main(void *arg) {
                     "copy %.2f us, move %.2f us; from-space given back early: %zu of %zu "
                     "pages\n",
             np, m->t.dense_pages, (unsigned long long)built, m->moved_pages, m->in_place_pages,
-            m->move_fallbacks, m->worker_ns / 1e6, cost_of(&costs, 0) / 1e3,
-            cost_of(&costs, 1) / 1e3,
+            m->move_fallbacks, m->worker_ns / 1e6, install_cost_of(&costs, 0) / 1e3,
+            install_cost_of(&costs, 1) / 1e3,
             atomic_load(&m->ledger.released_pages), m->ledger.npages);
   /* The window to fault in, computed before end_phase clears the tables. */
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
