@@ -20,6 +20,13 @@ static int run(install_costs *c, uint64_t copy_ns, uint64_t move_ns) {
   return m;
 }
 
+/* A fresh choice past its sampling, settled on COPY at 4 us against MOVE
+ * at 20 us a page. */
+static void settled_on_copy(install_costs *c) {
+  install_costs_init(c);
+  for (int i = 0; i < 6; i++) run(c, 4000, 20000);
+}
+
 /* Runs until the next retry of the costlier method; returns how many runs
  * that took (the retry included). */
 static unsigned runs_to_retry(install_costs *c, int cheaper, uint64_t copy_ns, uint64_t move_ns) {
@@ -45,8 +52,7 @@ static void test_samples_both_then_picks_the_cheaper(void **s) {
 static void test_one_outlier_does_not_flip(void **s) {
   (void)s;
   install_costs c;
-  install_costs_init(&c);
-  for (int i = 0; i < 8; i++) run(&c, 4000, 20000);
+  settled_on_copy(&c);
   /* A preempted COPY run: 160 us a page. */
   int m = install_choose_move(&c);
   assert_int_equal(m, COPY);
@@ -58,8 +64,7 @@ static void test_one_outlier_does_not_flip(void **s) {
 static void test_retry_interval_doubles_and_resets(void **s) {
   (void)s;
   install_costs c;
-  install_costs_init(&c);
-  for (int i = 0; i < 6; i++) run(&c, 4000, 20000);
+  settled_on_copy(&c);
   unsigned a = runs_to_retry(&c, COPY, 4000, 20000);
   unsigned b = runs_to_retry(&c, COPY, 4000, 20000);
   unsigned d = runs_to_retry(&c, COPY, 4000, 20000);
@@ -78,8 +83,7 @@ static void test_retry_interval_doubles_and_resets(void **s) {
 static void test_a_retry_that_did_not_run_is_not_scored(void **s) {
   (void)s;
   install_costs c;
-  install_costs_init(&c);
-  for (int i = 0; i < 6; i++) run(&c, 4000, 20000);
+  settled_on_copy(&c);
   unsigned first = runs_to_retry(&c, COPY, 4000, 20000);
   /* The next retry asks for MOVE, but staging fails and COPY runs. */
   unsigned n = 0;
