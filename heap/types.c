@@ -28,7 +28,14 @@ int types_init(fh_type_registry *r) {
   pthread_mutex_init(&r->lock, NULL);
   r->info = reserve_map_table(FH__MAX_TYPES * sizeof *r->info);
   r->sizes = malloc(FH__MAX_TYPES * sizeof *r->sizes);
-  r->by_name = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+  /* Fixed at 1024 buckets, no CDS_LFHT_AUTO_RESIZE: an auto-resizing table
+   * makes liburcu start a worker thread, and a process that forks with a
+   * thread of its own inside the allocator hands its children a locked
+   * allocator (GCC 12's ASan: test_fork's children hung in one run in
+   * 25-80, blocked in ASan's allocator in their first thread's start).  By
+   * name lookups happen when types are registered; 1024 buckets keep the
+   * chains short for thousands of types. */
+  r->by_name = cds_lfht_new(1024, 1024, 1024, 0, NULL);
   if (!r->info || !r->sizes || !r->by_name) {
     fh_error_set("cannot allocate the type registry");
     types_destroy(r);
