@@ -373,8 +373,7 @@ static void *worker_main(void *arg) {
   install_costs_init(&costs);
   m->moved_pages = 0;
   m->in_place_pages = 0;
-  pthread_t releaser;
-  m->release_cpu_ns = 0;
+  pthread_t releaser; /* release_cpu_ns: reset by mc_prepare */
   atomic_store(&m->stop_releaser, 0);
   int own_releaser = pthread_create(&releaser, NULL, releaser_main, m) == 0;
   if (own_releaser)

@@ -15,6 +15,10 @@
 #include "spaces/reserve.h"
 
 #define FAULT_BUFS 64
+/* Stop-the-world builders besides the caller.  Each COPY builder takes one
+ * of the run buffers, and nothing else holds one with the world stopped. */
+#define MAX_BUILD_HELPERS 15
+_Static_assert(MAX_BUILD_HELPERS + 1 <= FAULT_BUFS, "a run buffer for every builder");
 
 static void *map_rw(size_t bytes, int populate) {
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -255,16 +259,12 @@ static void *build_pages(void *arg) {
   uint64_t cpu0 = mc_thread_cpu_ns();
   int slot = -1;
   uint8_t *buf = j->copy_fd >= 0 ? mc_copy_build_buf(m, &slot) : NULL;
-  _Alignas(64) uint8_t one[FWD_PAGE];
   for (;;) {
     size_t p = atomic_fetch_add_explicit(&j->next, MC_MAX_RUN, memory_order_relaxed);
     if (p >= np) break;
     size_t e = p + MC_MAX_RUN < np ? p + MC_MAX_RUN : np;
-    if (j->copy_fd >= 0) {
-      if (buf)
-        mc_copy_build_run(m, j->copy_fd, p, e, buf);
-      else /* all 64 run buffers taken (more builders than that): a page at a time */
-        for (; p < e; p++) mc_copy_build_run(m, j->copy_fd, p, p + 1, one);
+    if (buf) {
+      mc_copy_build_run(m, j->copy_fd, p, e, buf);
     } else {
       /* The destination is plain (empty) memory: build in place, after
        * faulting the run in with one call instead of a fault per page
@@ -307,12 +307,11 @@ void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m, .copy_fd = mc_copy_build_begin(m)};
   if (j.copy_fd < 0) set_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
-  enum { MAX_HELPERS = 15 };
-  pthread_t helpers[MAX_HELPERS];
+  pthread_t helpers[MAX_BUILD_HELPERS];
   unsigned nh = 0;
   /* A helper is worth starting only for a few MiB of pages each. */
   size_t per_helper = 2048;
-  while (nh + 1 < threads && nh < MAX_HELPERS && m->t.npages > (nh + 1) * per_helper &&
+  while (nh + 1 < threads && nh < MAX_BUILD_HELPERS && m->t.npages > (nh + 1) * per_helper &&
          pthread_create(&helpers[nh], NULL, build_pages, &j) == 0)
     pthread_setname_np(helpers[nh++], "fh-build");
   uint64_t t0 = heap_now_ns();
