@@ -31,9 +31,12 @@
  *                  time (they release from-space themselves)
  *   rss_peak_mib   resident memory sampled during the cycle (a sampler
  *                  thread, from before the pause to the end of the phase)
- *   over_mib       that peak minus resident memory before the cycle minus
- *                  the cycle's side tables (bitmaps, offsets, ledger): what
- *                  compaction itself added, against max(8 MiB, 5% of live) */
+ *   over_mib       the peak of (resident memory minus the helper markers'
+ *                  bitmaps, which exist only from marking until the phase
+ *                  starts) minus resident memory before the cycle minus the
+ *                  cycle's other side tables (bitmaps, offsets, ledger):
+ *                  what compaction itself added, against max(8 MiB, 5% of
+ *                  live) */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -121,7 +124,8 @@ typedef struct rss_sampler {
   fh_heap *h;
   _Atomic int stop;
   _Atomic int collected; /* fh_collect returned */
-  size_t peak;
+  size_t peak;          /* resident memory */
+  size_t peak_sans_markers; /* resident memory minus helper markers' bitmaps */
 } rss_sampler;
 
 /* Samples until the cycle is over: fh_collect returned and no concurrent
@@ -132,8 +136,13 @@ static void *sample_rss(void *arg) {
   rss_sampler *s = arg;
   while (!atomic_load(&s->stop) &&
          !(atomic_load(&s->collected) && !mc_figures_phase_open(s->h))) {
-    size_t rss = bench_rss_bytes();
+    /* The smaller of two readings around the RSS one: a release or a
+     * populate in between then makes the figure larger, never smaller. */
+    size_t x = mc_figures_marker_bytes(s->h);
+    size_t rss = bench_rss_bytes(), x2 = mc_figures_marker_bytes(s->h);
+    if (x2 < x) x = x2;
     if (rss > s->peak) s->peak = rss;
+    if (rss - (x < rss ? x : rss) > s->peak_sans_markers) s->peak_sans_markers = rss - x;
     struct timespec ts = {0, 500000};
     nanosleep(&ts, NULL);
   }
@@ -205,6 +214,7 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
    * its concurrent phase has ended: the peak covers the stop-the-world
    * build too. */
   rss_sampler smp = {.h = h, .peak = bench_rss_bytes()};
+  smp.peak_sans_markers = smp.peak;
   pthread_t sampler;
   int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
@@ -216,7 +226,7 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   uint64_t g1 = bench_now_ns();
   atomic_store(&smp.stop, 1);
   if (sampling) pthread_join(sampler, NULL);
-  size_t rss_peak = smp.peak;
+  size_t rss_peak = smp.peak, rss_peak_sans_markers = smp.peak_sans_markers;
   usleep(5000);
   atomic_store(&s.phase, 2);
   for (int i = 0; i < mutators; i++) pthread_join(th[i], NULL);
@@ -240,7 +250,7 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
                           ? (double)f.live_bytes / (double)f.build_ns / f.build_threads : 0;
   r->rss_peak_mib = rss_peak / 1048576.0;
   r->table_mib = f.table_bytes / 1048576.0;
-  r->over_mib = r->rss_peak_mib - r->rss_before_mib - r->table_mib;
+  r->over_mib = rss_peak_sans_markers / 1048576.0 - r->rss_before_mib - r->table_mib;
   uint64_t cpu_ns = kind == K_STW ? f.build_cpu_ns : f.worker_cpu_ns;
   uint64_t cpu_bytes = kind == K_STW ? f.live_bytes : f.worker_bytes;
   r->cpu_gbps = cpu_ns ? (double)cpu_bytes / (double)cpu_ns : 0;

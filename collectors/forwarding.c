@@ -30,19 +30,87 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
 void fwd_destroy(fwd_tables *t) {
   bitmap_destroy(&t->mark);
   bitmap_destroy(&t->live);
+  for (unsigned k = 0; k < t->extra_mapped; k++) {
+    bitmap_destroy(&t->extra_mark[k]);
+    bitmap_destroy(&t->extra_live[k]);
+  }
+  t->extra_mapped = 0;
   if (t->chunks) munmap(t->chunks, t->chunk_map_bytes);
   if (t->page_first) munmap(t->page_first, t->page_map_bytes);
   t->chunks = NULL;
   t->page_first = NULL;
 }
 
-void fwd_prepare_marking(fwd_tables *t) {
-  size_t words = (((t->old_top - t->begin) >> 3) + 63) / 64;
-  size_t bytes = align_up(words * sizeof(uint64_t), FH_PAGE);
-  if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
+/* Fault in the words of a pair of bitmaps that cover [begin, old_top). */
+static void populate_pair(const fwd_tables *t, fh_bitmap *mark, fh_bitmap *live) {
+  size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
+  if (bytes > mark->map_bytes) bytes = mark->map_bytes; /* all bitmaps map alike */
   /* EINVAL before Linux 5.14 leaves it to faults. */
-  madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
-  madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
+  madvise((void *)mark->words, bytes, MADV_POPULATE_WRITE);
+  madvise((void *)live->words, bytes, MADV_POPULATE_WRITE);
+}
+
+void fwd_prepare_marking(fwd_tables *t) { populate_pair(t, &t->mark, &t->live); }
+
+unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
+  if (n > FWD_MAX_MARKERS) n = FWD_MAX_MARKERS;
+  while (t->extra_mapped + 1 < n) {
+    unsigned k = t->extra_mapped;
+    if (bitmap_init(&t->extra_mark[k], t->begin, t->capacity, 3) < 0) break;
+    if (bitmap_init(&t->extra_live[k], t->begin, t->capacity, 3) < 0) {
+      bitmap_destroy(&t->extra_mark[k]);
+      break;
+    }
+    t->extra_mapped++;
+  }
+  return n < t->extra_mapped + 1 ? n : t->extra_mapped + 1;
+}
+
+void fwd_prepare_marker(fwd_tables *t, unsigned k) {
+  atomic_fetch_add(&t->extra_resident, 2 * fwd_used_words(t) * sizeof(uint64_t));
+  populate_pair(t, &t->extra_mark[k - 1], &t->extra_live[k - 1]);
+}
+
+void fwd_release_markers(fwd_tables *t) {
+  if (t->old_top <= t->begin) return;
+  /* In steps of 64 MiB of heap (1 MiB of each bitmap), the count lowered
+   * just before each: it never says less than is resident, and at most
+   * 1 MiB a bitmap more.  (Lowered at once, a sample during the ~1 ms
+   * release counted all of them as compaction's memory.)  Markers
+   * 1 .. extra_mapped: a cycle may have run fewer than an earlier one, but
+   * none wrote above old_top. */
+  const size_t step = (size_t)64 << 20;
+  for (uintptr_t a = t->begin; a < t->old_top; a += step) {
+    uintptr_t e = t->old_top - a > step ? a + step : t->old_top;
+    size_t bytes = 2 * (((e - a) >> 3) / 8); /* a mark and a live bitmap */
+    for (unsigned k = 0; k < t->extra_mapped; k++) {
+      size_t left = atomic_load(&t->extra_resident);
+      atomic_store(&t->extra_resident, left > bytes ? left - bytes : 0);
+      bitmap_clear_range(&t->extra_mark[k], a, e);
+      bitmap_clear_range(&t->extra_live[k], a, e);
+    }
+  }
+  atomic_store(&t->extra_resident, 0);
+}
+
+void fwd_merge_markers(fwd_tables *t, unsigned n, size_t from, size_t to) {
+  for (unsigned k = 0; k + 1 < n; k++) {
+    _Atomic uint64_t *em = t->extra_mark[k].words, *el = t->extra_live[k].words;
+    for (size_t w = from; w < to; w++) {
+      /* Relaxed loads and stores: the markers have been joined, so
+       * nothing else writes these words now. */
+      uint64_t bm = atomic_load_explicit(&em[w], memory_order_relaxed);
+      uint64_t bl = atomic_load_explicit(&el[w], memory_order_relaxed);
+      if (bm)
+        atomic_store_explicit(&t->mark.words[w],
+                              atomic_load_explicit(&t->mark.words[w], memory_order_relaxed) | bm,
+                              memory_order_relaxed);
+      if (bl)
+        atomic_store_explicit(&t->live.words[w],
+                              atomic_load_explicit(&t->live.words[w], memory_order_relaxed) | bl,
+                              memory_order_relaxed);
+    }
+  }
 }
 
 void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
@@ -75,6 +143,7 @@ void fwd_reset(fwd_tables *t) {
   if (t->old_top > t->begin) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
+    if (atomic_load(&t->extra_resident)) fwd_release_markers(t);
   }
   /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
    * faulted in beyond (zeroes, but resident).  (This used to add one, and
@@ -95,14 +164,13 @@ void fwd_reset(fwd_tables *t) {
   t->dense_pages = 0;
 }
 
-/* Marking is single-threaded: a plain load and store per word instead of
- * a locked read-modify-write (which cost ~20 cycles each, per object). */
-static void or_word(const fwd_tables *t, _Atomic uint64_t *w, uint64_t m) {
-  if (t->atomic_marking) /* parallel marking: neighbours share words */
-    atomic_fetch_or_explicit(w, m, memory_order_relaxed);
-  else
-    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m,
-                          memory_order_relaxed);
+/* Each bitmap has one writer while marking (forwarding.h: extra_mark): a
+ * plain load and store per word instead of a locked read-modify-write
+ * (which cost ~20 cycles each, per object).  Relaxed atomics, because
+ * other markers read the start bits meanwhile. */
+static void or_word(_Atomic uint64_t *w, uint64_t m) {
+  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m,
+                        memory_order_relaxed);
 }
 
 int fwd_mark_start(fwd_tables *t, uintptr_t start) {
@@ -110,8 +178,6 @@ int fwd_mark_start(fwd_tables *t, uintptr_t start) {
   uint64_t bit = (uint64_t)1 << (i & 63);
   uint64_t w = atomic_load_explicit(&t->mark.words[i >> 6], memory_order_relaxed);
   if (w & bit) return 1;
-  if (t->atomic_marking) /* two markers may race for the object: one wins */
-    return (atomic_fetch_or_explicit(&t->mark.words[i >> 6], bit, memory_order_relaxed) & bit) != 0;
   atomic_store_explicit(&t->mark.words[i >> 6], w | bit, memory_order_relaxed);
   return 0;
 }
@@ -122,13 +188,17 @@ void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes) {
 }
 
 void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes) {
+  fwd_mark_live_in(t, &t->live, start, bytes);
+}
+
+void fwd_mark_live_in(const fwd_tables *t, fh_bitmap *live, uintptr_t start, size_t bytes) {
   size_t i = (start - t->begin) >> 3, end = i + (bytes >> 3);
   /* Set the live-word bits of [start, start + bytes), a word at a time. */
   while (i < end) {
     size_t w = i >> 6, lo = i & 63;
     size_t n = end - i < 64 - lo ? end - i : 64 - lo;
     uint64_t m = n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1) << lo;
-    or_word(t, &t->live.words[w], m);
+    or_word(&live->words[w], m);
     i += n;
   }
 }

@@ -30,6 +30,7 @@
 #define FWD_WORD 8u
 #define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
 #define FWD_PAGE 4096u
+#define FWD_MAX_MARKERS 8
 
 typedef struct fwd_chunk {
   uint64_t live; /* live_words[c], copied by fwd_compute */
@@ -45,7 +46,18 @@ typedef struct fwd_tables {
   fwd_chunk *chunks;    /* [capacity / 512], filled by fwd_compute */
   uintptr_t *page_first; /* [capacity / 4096] old object start, 0 = none */
   size_t chunk_map_bytes, page_map_bytes;
-  int atomic_marking;  /* several markers: bits set by atomic fetch_or */
+  /* Parallel marking: marker k >= 1 sets its bits in a pair of bitmaps of
+   * its own, extra_mark/extra_live[k - 1], with plain stores, and
+   * fwd_merge_markers ORs them into mark/live when marking is over.  Every
+   * word then has one writer: no locked read-modify-write (a full fence on
+   * x86, which cost more than a second marker gained).  Mapped on first
+   * use; their pages go back in fwd_reset with the others. */
+  fh_bitmap extra_mark[FWD_MAX_MARKERS - 1], extra_live[FWD_MAX_MARKERS - 1];
+  unsigned extra_mapped;
+  /* Bytes of them that may be resident now (for the benchmark's memory
+   * figures): raised before they are faulted in, lowered before they are
+   * given back, so it never counts less than what is there. */
+  _Atomic size_t extra_resident;
   uintptr_t chunks_populated; /* chunk entries faulted in for [begin, this) */
   /* Results of fwd_compute. */
   size_t live_bytes;   /* total live bytes (headers included) */
@@ -82,9 +94,31 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto);
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
 /* The two halves of it: set the start bit (returns its old value), and the
  * live words (marking does this when it scans the object, so the header
- * read happens after a prefetch). */
+ * read happens after a prefetch).  fwd_mark_live_in sets them in `live`,
+ * t->live or one marker's own (one writer per bitmap). */
 int fwd_mark_start(fwd_tables *t, uintptr_t start);
 void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes);
+void fwd_mark_live_in(const fwd_tables *t, fh_bitmap *live, uintptr_t start, size_t bytes);
+
+/* Map bitmaps for markers 1 .. n-1 (at most FWD_MAX_MARKERS in all).
+ * Returns how many markers can run: n, or fewer when mapping failed. */
+unsigned fwd_add_markers(fwd_tables *t, unsigned n);
+/* Fault in marker k's (k >= 1) bitmaps below t->old_top, as
+ * fwd_prepare_marking does for marker 0's; each marker calls it for its
+ * own, so the faults of all of them run in parallel. */
+void fwd_prepare_marker(fwd_tables *t, unsigned k);
+/* OR the bitmaps of markers 1 .. n-1 into mark and live, for the bitmap
+ * words [from, to) (word c covers chunk c).  Disjoint word ranges may be
+ * merged by different threads at once. */
+void fwd_merge_markers(fwd_tables *t, unsigned n, size_t from, size_t to);
+/* Give the pages of the helper markers' bitmaps back: any time after the
+ * merge (the concurrent schedule's releaser thread does it off the pause;
+ * fwd_reset at the latest). */
+void fwd_release_markers(fwd_tables *t);
+/* Bitmap words covering [begin, old_top). */
+static inline size_t fwd_used_words(const fwd_tables *t) {
+  return (((t->old_top - t->begin) >> 3) + 63) / 64;
+}
 
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */

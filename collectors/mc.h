@@ -55,7 +55,7 @@ void page_fix_in_place(const page_source *ps, size_t page);
 /* Mark everything reachable: moving-space objects into t (start and live-
  * word bits, objects below t->old_top), non-moving objects into its mark
  * bitmap.  World stopped.  0, or -1 + fh_last_error(). */
-int mc_mark(fh_heap *h, fwd_tables *t, size_t *marked_objects);
+int mc_mark(fh_heap *h, fwd_tables *t);
 
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };

@@ -17,14 +17,24 @@
 #include "heap/object.h"
 
 /* Parallel marking (gc_threads markers): each marker has its own stack;
- * one with work to spare while others are idle gives half of it to a
- * shared pool, idle markers take from it, and marking ends when every
- * marker is idle and the pool is empty.  Bits are then set with atomic
- * fetch_or (forwarding.h: atomic_marking). */
+ * one with work to spare while others are idle gives half of it (or half
+ * of the rest of an array it is scanning) to a shared pool, idle markers
+ * take from it, and marking ends when every marker is idle and the pool is
+ * empty.  Each marker sets bits only in bitmaps of its own (forwarding.h:
+ * extra_mark), merged when marking ends. */
+#define MAX_ARRAY_CONTS 64
+
+typedef struct array_cont {
+  void **slots;
+  size_t next, n;
+} array_cont;
+
 typedef struct mark_pool {
   pthread_mutex_t lock;
   pthread_cond_t cv;
   mark_stack items;
+  array_cont ranges[MAX_ARRAY_CONTS]; /* parts of arrays still to scan */
+  unsigned nranges;
   unsigned nthreads, idle;
   int done;
   _Atomic unsigned idle_hint; /* idle, read without the lock */
@@ -34,26 +44,25 @@ typedef struct mark_pool {
  * as a continuation until the objects found in the chunk are drained.
  * Scanning a huge array at once would push every element it reaches (the
  * fhbench pause table: 6.7M nodes, a 53 MiB mark stack, resident memory
- * the cycle then had to account for); in chunks the stack stays small.
- * The continuations are few (one per array being scanned, nested only
- * through arrays reached from arrays); when they run out, an array is
- * scanned whole, as before. */
+ * the cycle then had to account for); in chunks the stack stays small, and
+ * the rest of an array can be split with an idle marker.  The
+ * continuations are few (one per array being scanned, nested only through
+ * arrays reached from arrays); when they run out, an array is scanned
+ * whole, as before. */
 #define ARRAY_CHUNK 512
-#define MAX_ARRAY_CONTS 64
-
-typedef struct array_cont {
-  void **slots;
-  size_t next, n;
-} array_cont;
 
 typedef struct marker {
   fh_heap *h;
   fwd_tables *t;
+  unsigned index;             /* 0: the collecting thread */
+  _Atomic uint64_t *own_mark; /* the start bits this marker sets */
+  fh_bitmap *own_live;        /* and live-word bits */
+  _Atomic uint64_t *other_mark[FWD_MAX_MARKERS - 1]; /* the others' start bits */
+  unsigned nothers;
   mark_stack stack;
   array_cont arrays[MAX_ARRAY_CONTS];
   unsigned narrays;
   int overflowed;
-  size_t objects;
   mark_pool *pool; /* NULL: marking alone */
 } marker;
 
@@ -64,6 +73,22 @@ static void push(marker *m, void *obj) {
   if (mark_stack_push(&m->stack, obj) < 0) m->overflowed = 1;
 }
 
+/* Set the start bit of the object at `start` in this marker's bitmap; 1
+ * when no marker had it.  A relaxed load may miss a bit another marker set
+ * an instant ago, and then both scan the object: harmless, since scanning
+ * is idempotent and the bitmaps are merged by OR.  What this buys is that
+ * no marker ever does a locked read-modify-write. */
+static inline int claim(marker *m, uintptr_t start) {
+  size_t i = (start - m->t->begin) >> 3, w = i >> 6;
+  uint64_t bit = (uint64_t)1 << (i & 63);
+  uint64_t mine = atomic_load_explicit(&m->own_mark[w], memory_order_relaxed);
+  if (mine & bit) return 0;
+  for (unsigned k = 0; k < m->nothers; k++)
+    if (atomic_load_explicit(&m->other_mark[k][w], memory_order_relaxed) & bit) return 0;
+  atomic_store_explicit(&m->own_mark[w], mine | bit, memory_order_relaxed);
+  return 1;
+}
+
 static inline void mark_ref(marker *m, void *p) {
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
@@ -71,8 +96,7 @@ static inline void mark_ref(marker *m, void *p) {
   if (a - t->begin - FH_HEADER_BYTES < t->old_top - t->begin) {
     /* Only the start bit here: the header (size, live words, type) is read
      * when the object is scanned, after drain() prefetched it. */
-    if (fwd_mark_start(t, a - FH_HEADER_BYTES)) return;
-    m->objects++;
+    if (!claim(m, a - FH_HEADER_BYTES)) return;
     push(m, p);
   } else if (space_contains(&m->h->non_moving.space, p)) {
     if (!non_moving_space_mark(&m->h->non_moving, p)) push(m, p);
@@ -87,7 +111,7 @@ static void scan(marker *m, void *obj) {
   fwd_tables *t = m->t;
   uintptr_t start = obj_start(obj);
   if (start - t->begin < t->old_top - t->begin)
-    fwd_mark_live(t, start, obj_total_bytes(hdr_payload(hd)));
+    fwd_mark_live_in(t, m->own_live, start, obj_total_bytes(hdr_payload(hd)));
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The common layouts inline (no call per slot); trace functions as given. */
@@ -111,19 +135,38 @@ static void scan(marker *m, void *obj) {
  * header is prefetched: the header read was most of marking's time (a
  * cache miss per object), and the ring lets several misses overlap. */
 #define PREFETCH_RING 8
+/* The array continuation with the most slots left, if it has enough to
+ * be worth splitting; NULL otherwise. */
+static array_cont *splittable(marker *m) {
+  array_cont *best = NULL;
+  for (unsigned i = 0; i < m->narrays; i++)
+    if (!best || m->arrays[i].n - m->arrays[i].next > best->n - best->next) best = &m->arrays[i];
+  return best && best->n - best->next >= 2 * ARRAY_CHUNK ? best : NULL;
+}
+
+/* Give the pool the second half of the biggest array continuation, and
+ * half of the stack when it holds more than SHARE_MIN. */
 static void share(marker *m) {
   mark_pool *pool = m->pool;
   pthread_mutex_lock(&pool->lock);
-  for (size_t k = m->stack.n / 2; k > 0; k--)
-    if (mark_stack_push(&pool->items, mark_stack_pop(&m->stack)) < 0) {
-      m->overflowed = 1; /* lost from both stacks: the rescan finds it */
-      break;
-    }
+  array_cont *c = splittable(m);
+  if (c && pool->nranges < MAX_ARRAY_CONTS) {
+    size_t mid = c->next + (c->n - c->next) / 2;
+    pool->ranges[pool->nranges++] = (array_cont){c->slots, mid, c->n};
+    c->n = mid;
+  }
+  if (m->stack.n > SHARE_MIN)
+    for (size_t k = m->stack.n / 2; k > 0; k--)
+      if (mark_stack_push(&pool->items, mark_stack_pop(&m->stack)) < 0) {
+        m->overflowed = 1; /* lost from both stacks: the rescan finds it */
+        break;
+      }
   pthread_cond_broadcast(&pool->cv);
   pthread_mutex_unlock(&pool->lock);
 }
 
-/* Out of work: take some from the pool, or wait for some, or find that
+/* Out of work (no stack, no array continuation): take a range of an
+ * array or some objects from the pool, or wait for some, or find that
  * everybody is out (returns 0). */
 static int refill(marker *m) {
   mark_pool *pool = m->pool;
@@ -131,7 +174,7 @@ static int refill(marker *m) {
   pthread_mutex_lock(&pool->lock);
   pool->idle++;
   atomic_store(&pool->idle_hint, pool->idle);
-  while (pool->items.n == 0 && !pool->done) {
+  while (pool->items.n == 0 && pool->nranges == 0 && !pool->done) {
     if (pool->idle == pool->nthreads) {
       pool->done = 1;
       pthread_cond_broadcast(&pool->cv);
@@ -143,14 +186,18 @@ static int refill(marker *m) {
   if (!pool->done) {
     pool->idle--;
     atomic_store(&pool->idle_hint, pool->idle);
-    for (; got < TAKE_MAX && pool->items.n; got++)
+    if (pool->nranges) {
+      m->arrays[m->narrays++] = pool->ranges[--pool->nranges]; /* narrays was 0 */
+      got = 1;
+    }
+    for (; !got && m->stack.n < TAKE_MAX && pool->items.n;)
       if (mark_stack_push(&m->stack, mark_stack_pop(&pool->items)) < 0) {
         m->overflowed = 1;
         break;
       }
   }
   pthread_mutex_unlock(&pool->lock);
-  return !pool->done || got;
+  return !pool->done;
 }
 
 /* The next chunk of the innermost array being scanned. */
@@ -168,8 +215,8 @@ static void drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0;
   for (;;) {
-    if (m->pool && m->stack.n > SHARE_MIN && atomic_load_explicit(&m->pool->idle_hint,
-                                                                  memory_order_relaxed))
+    if (m->pool && atomic_load_explicit(&m->pool->idle_hint, memory_order_relaxed) &&
+        (m->stack.n > SHARE_MIN || splittable(m)))
       share(m);
     void *obj = mark_stack_pop(&m->stack);
     if (obj) {
@@ -221,62 +268,95 @@ static void recover(marker *m) {
   }
 }
 
+/* After marking: OR this marker's share of the word range of every
+ * marker's bitmaps into the shared ones, in parallel with the others.
+ * Marking is over for all of them (the pool said done, under its lock), so
+ * no marker writes a bit any more. */
+static void merge_share(marker *m, unsigned nmarkers) {
+  size_t words = fwd_used_words(m->t);
+  fwd_merge_markers(m->t, nmarkers, words * m->index / nmarkers,
+                    words * (m->index + 1) / nmarkers);
+}
+
+static unsigned pool_markers(mark_pool *pool) {
+  pthread_mutex_lock(&pool->lock);
+  unsigned n = pool->nthreads;
+  pthread_mutex_unlock(&pool->lock);
+  return n;
+}
+
 static void *marker_main(void *arg) {
-  drain(arg);
+  marker *m = arg;
+  fwd_prepare_marker(m->t, m->index); /* while marker 0 starts from the roots */
+  drain(m);
+  merge_share(m, pool_markers(m->pool));
   return NULL;
 }
 
-/* Markers besides the caller.  One marker by default: on this 2-vCPU VM two
- * were no faster (fhbench pause: one huge reference array is scanned by
- * one marker anyway, and the atomic bit updates cost; GCBench: -7%), so
- * FH_MC_MARK_THREADS=N asks for N in all (at most 8), for machines where
- * it pays. */
-static unsigned extra_markers(fh_heap *h) {
-  unsigned n = 1;
-  (void)h;
+/* How many markers: gc_threads (FH_MC_MARK_THREADS=N overrides it, for
+ * measurements), at most FWD_MAX_MARKERS, and one for a space whose used
+ * part is small (a helper thread and its bitmaps cost more than they save). */
+#define PARALLEL_MARK_MIN_BYTES ((size_t)32 << 20)
+static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
+  unsigned n = h->opt.gc_threads;
   const char *e = getenv("FH_MC_MARK_THREADS");
   if (e && *e) n = (unsigned)strtoul(e, NULL, 10);
+  else if (t->old_top - t->begin < PARALLEL_MARK_MIN_BYTES) n = 1;
   if (n < 1) n = 1;
-  return n > 8 ? 7 : n - 1;
+  return n > FWD_MAX_MARKERS ? FWD_MAX_MARKERS : n;
 }
 
-int mc_mark(fh_heap *h, fwd_tables *t, size_t *marked_objects) {
-  marker m = {.h = h, .t = t};
+/* Marker k's view of the bitmaps (k of n). */
+static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsigned n,
+                         mark_pool *pool) {
+  *m = (marker){.h = h, .t = t, .index = k, .pool = pool};
+  m->own_mark = k ? t->extra_mark[k - 1].words : t->mark.words;
+  m->own_live = k ? &t->extra_live[k - 1] : &t->live;
+  for (unsigned j = 0; j < n; j++)
+    if (j != k) m->other_mark[m->nothers++] = j ? t->extra_mark[j - 1].words : t->mark.words;
+}
+
+int mc_mark(fh_heap *h, fwd_tables *t) {
+  enum { MAX_HELPERS = FWD_MAX_MARKERS - 1 };
+  marker m, helpers[MAX_HELPERS];
+  pthread_t tids[MAX_HELPERS];
+  mark_pool pool;
+  unsigned nh = 0, n = fwd_add_markers(t, markers_wanted(h, t));
+  if (n > 1 && mark_stack_init(&pool.items) == 0) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    pool.nthreads = 1, pool.idle = 0, pool.done = 0, pool.nranges = 0;
+    atomic_store(&pool.idle_hint, 0);
+    marker_setup(&m, h, t, 0, n, &pool);
+  } else {
+    n = 1;
+    marker_setup(&m, h, t, 0, 1, NULL);
+  }
   if (mark_stack_init(&m.stack) < 0) {
+    if (m.pool) mark_stack_destroy(&pool.items);
     fh_error_set("mark-compact: cannot map the mark stack");
     return -1;
   }
-  enum { MAX_HELPERS = 7 };
-  marker helpers[MAX_HELPERS];
-  pthread_t tids[MAX_HELPERS];
-  mark_pool pool;
-  unsigned nh = 0, want = extra_markers(h);
-  if (want && mark_stack_init(&pool.items) == 0) {
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.cv, NULL);
-    pool.nthreads = 1, pool.idle = 0, pool.done = 0;
-    atomic_store(&pool.idle_hint, 0);
-    m.pool = &pool;
-    t->atomic_marking = 1;
-    for (; nh < want; nh++) {
-      helpers[nh] = (marker){.h = h, .t = t, .pool = &pool};
-      if (mark_stack_init(&helpers[nh].stack) < 0) break;
+  /* Helpers 1 .. nh start in order; one that cannot leaves the rest out,
+   * and its never-written bitmaps cost only the reads in claim(). */
+  for (; nh + 1 < n; nh++) {
+    marker_setup(&helpers[nh], h, t, nh + 1, n, &pool);
+    if (mark_stack_init(&helpers[nh].stack) < 0) break;
+    pthread_mutex_lock(&pool.lock);
+    pool.nthreads++; /* counted before it can go idle */
+    pthread_mutex_unlock(&pool.lock);
+    if (pthread_create(&tids[nh], NULL, marker_main, &helpers[nh]) != 0) {
       pthread_mutex_lock(&pool.lock);
-      pool.nthreads++; /* counted before it can go idle */
+      pool.nthreads--;
       pthread_mutex_unlock(&pool.lock);
-      if (pthread_create(&tids[nh], NULL, marker_main, &helpers[nh]) != 0) {
-        pthread_mutex_lock(&pool.lock);
-        pool.nthreads--;
-        pthread_mutex_unlock(&pool.lock);
-        mark_stack_destroy(&helpers[nh].stack);
-        break;
-      }
+      mark_stack_destroy(&helpers[nh].stack);
+      break;
     }
   }
   roots_visit(h, mark_slot, &m);
   fh_space *spaces[HEAP_MAX_SPACES];
-  unsigned n = heap_spaces(h, spaces);
-  for (unsigned i = 0; i < n; i++)
+  unsigned ns = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < ns; i++)
     /* Not the image or zygote space: roots_visit visited the slots of
      * their dirty cards, the only ones that can point out of them, and a
      * full scan of a large image costs tens of ms per pause. */
@@ -285,20 +365,23 @@ int mc_mark(fh_heap *h, fwd_tables *t, size_t *marked_objects) {
       spaces[i]->ops->walk(spaces[i], scan_object_cb, &m);
   drain(&m); /* with helpers: returns when all of them ran out of work */
   if (m.pool) {
+    merge_share(&m, nh + 1);
+    int overflowed = m.overflowed;
     for (unsigned i = 0; i < nh; i++) {
       pthread_join(tids[i], NULL);
-      m.objects += helpers[i].objects;
-      m.overflowed |= helpers[i].overflowed;
+      overflowed |= helpers[i].overflowed;
       mark_stack_destroy(&helpers[i].stack);
     }
     mark_stack_destroy(&pool.items);
     pthread_mutex_destroy(&pool.lock);
     pthread_cond_destroy(&pool.cv);
-    m.pool = NULL;
+    /* Alone again, on the merged bitmaps, with its (empty) stack. */
+    mark_stack stack = m.stack;
+    marker_setup(&m, h, t, 0, 1, NULL);
+    m.stack = stack;
+    m.overflowed = overflowed;
   }
-  recover(&m); /* alone again: atomic_marking stays on, which is harmless */
-  t->atomic_marking = 0;
+  recover(&m);
   mark_stack_destroy(&m.stack);
-  if (marked_objects) *marked_objects = m.objects;
   return 0;
 }

@@ -38,6 +38,11 @@ static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pc
 
 int mc_figures_phase_open(fh_heap *h) { return mc_phase_open(h); }
 
+size_t mc_figures_marker_bytes(fh_heap *h) {
+  mc_state *m = h->mc;
+  return m ? atomic_load(&m->t.extra_resident) : 0;
+}
+
 void mc_figures_reset(fh_heap *h) {
   mc_state *m = h->mc;
   if (!m) return;
