@@ -346,11 +346,10 @@ static void *releaser_main(void *arg) {
   uint64_t cpu0 = mc_thread_cpu_ns();
   /* Pages without a live word are read by nobody: back at once (or with
    * the first batch, should the worker hold the flag just then). */
-  for (size_t min = 1, first = 1;; first = 0) {
+  for (size_t min = 1;;) {
     if (ledger_release(&m->ledger, m->shadow, min) ||
         !atomic_load_explicit(&m->ledger.ready_count, memory_order_relaxed))
       min = LEDGER_RELEASE_PAGES;
-    if (first) fwd_release_markers(&m->t); /* merged in the pause, unread since */
     if (atomic_load(&m->stop_releaser)) break;
     /* A batch completed after this check posts, so the wait returns.  A
      * batch still waiting means the worker held the flag (staging) or more
@@ -379,10 +378,8 @@ static void *worker_main(void *arg) {
   int own_releaser = pthread_create(&releaser, NULL, releaser_main, m) == 0;
   if (own_releaser)
     pthread_setname_np(releaser, "fh-release");
-  else { /* do its work here: dead pages now, the rest between runs */
-    fwd_release_markers(&m->t);
+  else /* do its work here: dead pages now, the rest between runs */
     ledger_release(&m->ledger, m->shadow, 1);
-  }
   if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);

@@ -71,25 +71,32 @@ void fwd_prepare_marker(fwd_tables *t, unsigned k) {
   populate_pair(t, &t->extra_mark[k - 1], &t->extra_live[k - 1]);
 }
 
-void fwd_release_markers(fwd_tables *t) {
-  if (t->old_top <= t->begin) return;
+/* Lower extra_resident by up to `bytes` (several helpers release at once). */
+static void resident_sub(fwd_tables *t, size_t bytes) {
+  size_t left = atomic_load(&t->extra_resident);
+  while (!atomic_compare_exchange_weak(&t->extra_resident, &left,
+                                       left > bytes ? left - bytes : 0)) {
+  }
+}
+
+void fwd_release_marker(fwd_tables *t, unsigned k) {
   /* In steps of 64 MiB of heap (1 MiB of each bitmap), the count lowered
    * just before each: it never says less than is resident, and at most
-   * 1 MiB a bitmap more.  (Lowered at once, a sample during the ~1 ms
-   * release counted all of them as compaction's memory.)  Markers
-   * 1 .. extra_mapped: a cycle may have run fewer than an earlier one, but
-   * none wrote above old_top. */
+   * 2 MiB more.  (Lowered at once, a sample during the ~1 ms release
+   * counted all of it as compaction's memory.) */
   const size_t step = (size_t)64 << 20;
   for (uintptr_t a = t->begin; a < t->old_top; a += step) {
     uintptr_t e = t->old_top - a > step ? a + step : t->old_top;
-    size_t bytes = 2 * (((e - a) >> 3) / 8); /* a mark and a live bitmap */
-    for (unsigned k = 0; k < t->extra_mapped; k++) {
-      size_t left = atomic_load(&t->extra_resident);
-      atomic_store(&t->extra_resident, left > bytes ? left - bytes : 0);
-      bitmap_clear_range(&t->extra_mark[k], a, e);
-      bitmap_clear_range(&t->extra_live[k], a, e);
-    }
+    resident_sub(t, 2 * (((e - a) >> 3) / 8)); /* a mark and a live bitmap */
+    bitmap_clear_range(&t->extra_mark[k - 1], a, e);
+    bitmap_clear_range(&t->extra_live[k - 1], a, e);
   }
+}
+
+void fwd_release_markers(fwd_tables *t) {
+  /* Markers 1 .. extra_mapped: a cycle may have run fewer than an earlier
+   * one, but none wrote above old_top. */
+  for (unsigned k = 1; k <= t->extra_mapped; k++) fwd_release_marker(t, k);
   atomic_store(&t->extra_resident, 0);
 }
 

@@ -111,9 +111,10 @@ void fwd_prepare_marker(fwd_tables *t, unsigned k);
  * words [from, to) (word c covers chunk c).  Disjoint word ranges may be
  * merged by different threads at once. */
 void fwd_merge_markers(fwd_tables *t, unsigned n, size_t from, size_t to);
-/* Give the pages of the helper markers' bitmaps back: any time after the
- * merge (the concurrent schedule's releaser thread does it off the pause;
- * fwd_reset at the latest). */
+/* Give the pages of marker k's (k >= 1) bitmaps back: any time after the
+ * merge (each helper does its own, while the pause goes on); of all
+ * helpers' (fwd_reset, should one have been left). */
+void fwd_release_marker(fwd_tables *t, unsigned k);
 void fwd_release_markers(fwd_tables *t);
 /* Bitmap words covering [begin, old_top). */
 static inline size_t fwd_used_words(const fwd_tables *t) {

@@ -174,7 +174,8 @@ int mc_prepare(mc_state *m) {
   m->old_used = t->old_top - t->begin;
   uint64_t t0 = heap_now_ns();
   fwd_prepare_marking(t);
-  if (mc_mark(h, t) < 0) {
+  mc_mark_crew *crew;
+  if (mc_mark(h, t, &crew) < 0) {
     /* Forget the partial marks; sweeping now would free live objects. */
     fwd_reset(t);
     bitmap_clear_all(&h->non_moving.mark_bits);
@@ -184,6 +185,7 @@ int mc_prepare(mc_state *m) {
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
+  mc_mark_end(crew); /* its helpers gave their bitmaps back meanwhile */
   uint64_t t2 = heap_now_ns();
   if (move_aside(m) < 0) {
     ledger_reset(&m->ledger);
@@ -346,9 +348,6 @@ static int stw_compact(fh_heap *h, const char *note) {
   if (!m) return -1;
   mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
   if (mc_prepare(m) < 0) return -1;
-  /* The helper markers' bitmaps (1/32 of the used space each) before the
-   * build adds its pages: ~1 ms of the pause for 16 MiB less at its peak. */
-  fwd_release_markers(&m->t);
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
   mc_trace(m, "stw");

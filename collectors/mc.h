@@ -54,8 +54,14 @@ void page_fix_in_place(const page_source *ps, size_t page);
 /* ---- marking (mc_mark.c) ---- */
 /* Mark everything reachable: moving-space objects into t (start and live-
  * word bits, objects below t->old_top), non-moving objects into its mark
- * bitmap.  World stopped.  0, or -1 + fh_last_error(). */
-int mc_mark(fh_heap *h, fwd_tables *t);
+ * bitmap.  World stopped.  0, or -1 + fh_last_error().
+ *
+ * With several markers (gc_threads), the helpers are still giving their
+ * own bitmaps back when it returns: *crew is then theirs, for mc_mark_end
+ * (NULL when there were none; mc_mark_end(NULL) does nothing). */
+typedef struct mc_mark_crew mc_mark_crew;
+int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew);
+void mc_mark_end(mc_mark_crew *crew);
 
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };

@@ -63,7 +63,8 @@ typedef struct marker {
   array_cont arrays[MAX_ARRAY_CONTS];
   unsigned narrays;
   int overflowed;
-  mark_pool *pool; /* NULL: marking alone */
+  mark_pool *pool;     /* NULL: marking alone */
+  mc_mark_crew *crew;  /* the helpers' crew, for helpers */
 } marker;
 
 #define SHARE_MIN 64 /* a marker shares only when it holds more than this */
@@ -278,18 +279,26 @@ static void merge_share(marker *m, unsigned nmarkers) {
                     words * (m->index + 1) / nmarkers);
 }
 
-static unsigned pool_markers(mark_pool *pool) {
-  pthread_mutex_lock(&pool->lock);
-  unsigned n = pool->nthreads;
-  pthread_mutex_unlock(&pool->lock);
-  return n;
-}
+/* The helper markers of one marking, kept until mc_mark_end: after the
+ * merge they give their own bitmaps back while the collecting thread goes
+ * on with the pause (fwd_compute reads only the shared bitmaps). */
+struct mc_mark_crew {
+  mark_pool pool;
+  marker helpers[FWD_MAX_MARKERS - 1];
+  pthread_t tids[FWD_MAX_MARKERS - 1];
+  unsigned nh;
+  pthread_barrier_t merged; /* nh + 1: every share of the merge is done */
+};
 
 static void *marker_main(void *arg) {
   marker *m = arg;
   fwd_prepare_marker(m->t, m->index); /* while marker 0 starts from the roots */
   drain(m);
-  merge_share(m, pool_markers(m->pool));
+  mc_mark_crew *crew = m->crew;
+  merge_share(m, crew->nh + 1);
+  /* Others read this marker's bitmaps for their shares until here. */
+  pthread_barrier_wait(&crew->merged);
+  fwd_release_marker(m->t, m->index);
   return NULL;
 }
 
@@ -316,43 +325,78 @@ static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsig
     if (j != k) m->other_mark[m->nothers++] = j ? t->extra_mark[j - 1].words : t->mark.words;
 }
 
-int mc_mark(fh_heap *h, fwd_tables *t) {
-  enum { MAX_HELPERS = FWD_MAX_MARKERS - 1 };
-  marker m, helpers[MAX_HELPERS];
-  pthread_t tids[MAX_HELPERS];
-  mark_pool pool;
-  unsigned nh = 0, n = fwd_add_markers(t, markers_wanted(h, t));
-  if (n > 1 && mark_stack_init(&pool.items) == 0) {
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.cv, NULL);
-    pool.nthreads = 1, pool.idle = 0, pool.done = 0, pool.nranges = 0;
-    atomic_store(&pool.idle_hint, 0);
-    marker_setup(&m, h, t, 0, n, &pool);
-  } else {
-    n = 1;
-    marker_setup(&m, h, t, 0, 1, NULL);
+/* Start up to n - 1 helpers (all, or the first few when a thread or a
+ * stack cannot be had: their never-written bitmaps cost only the reads in
+ * claim()).  NULL when none started. */
+static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
+  mc_mark_crew *crew = calloc(1, sizeof *crew);
+  if (!crew) return NULL;
+  if (mark_stack_init(&crew->pool.items) < 0) {
+    free(crew);
+    return NULL;
   }
-  if (mark_stack_init(&m.stack) < 0) {
-    if (m.pool) mark_stack_destroy(&pool.items);
-    fh_error_set("mark-compact: cannot map the mark stack");
-    return -1;
-  }
-  /* Helpers 1 .. nh start in order; one that cannot leaves the rest out,
-   * and its never-written bitmaps cost only the reads in claim(). */
-  for (; nh + 1 < n; nh++) {
-    marker_setup(&helpers[nh], h, t, nh + 1, n, &pool);
-    if (mark_stack_init(&helpers[nh].stack) < 0) break;
-    pthread_mutex_lock(&pool.lock);
-    pool.nthreads++; /* counted before it can go idle */
-    pthread_mutex_unlock(&pool.lock);
-    if (pthread_create(&tids[nh], NULL, marker_main, &helpers[nh]) != 0) {
-      pthread_mutex_lock(&pool.lock);
-      pool.nthreads--;
-      pthread_mutex_unlock(&pool.lock);
-      mark_stack_destroy(&helpers[nh].stack);
+  mark_pool *pool = &crew->pool;
+  pthread_mutex_init(&pool->lock, NULL);
+  pthread_cond_init(&pool->cv, NULL);
+  pool->nthreads = 1;
+  for (; crew->nh + 1 < n && crew->nh < FWD_MAX_MARKERS - 1; crew->nh++) {
+    marker *hm = &crew->helpers[crew->nh];
+    marker_setup(hm, h, t, crew->nh + 1, n, pool);
+    hm->crew = crew;
+    if (mark_stack_init(&hm->stack) < 0) break;
+    /* Under the lock: helpers already started read it when idle. */
+    pthread_mutex_lock(&pool->lock);
+    pool->nthreads++; /* counted before it can go idle */
+    pthread_mutex_unlock(&pool->lock);
+    if (pthread_create(&crew->tids[crew->nh], NULL, marker_main, hm) != 0) {
+      pthread_mutex_lock(&pool->lock);
+      pool->nthreads--;
+      pthread_mutex_unlock(&pool->lock);
+      mark_stack_destroy(&hm->stack);
       break;
     }
   }
+  if (crew->nh) {
+    /* The helpers reach the barrier only once marking is done, which
+     * needs marker 0 idle, after this: the lock orders the two. */
+    pthread_mutex_lock(&pool->lock);
+    pthread_barrier_init(&crew->merged, NULL, crew->nh + 1);
+    pthread_mutex_unlock(&pool->lock);
+    return crew;
+  }
+  mark_stack_destroy(&pool->items);
+  pthread_mutex_destroy(&pool->lock);
+  pthread_cond_destroy(&pool->cv);
+  free(crew);
+  return NULL;
+}
+
+void mc_mark_end(mc_mark_crew *crew) {
+  if (!crew) return;
+  for (unsigned i = 0; i < crew->nh; i++) {
+    pthread_join(crew->tids[i], NULL);
+    mark_stack_destroy(&crew->helpers[i].stack);
+  }
+  pthread_barrier_destroy(&crew->merged);
+  mark_stack_destroy(&crew->pool.items);
+  pthread_mutex_destroy(&crew->pool.lock);
+  pthread_cond_destroy(&crew->pool.cv);
+  free(crew);
+}
+
+int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
+  *crew_out = NULL;
+  mark_stack stack;
+  if (mark_stack_init(&stack) < 0) {
+    fh_error_set("mark-compact: cannot map the mark stack");
+    return -1;
+  }
+  unsigned n = fwd_add_markers(t, markers_wanted(h, t));
+  mc_mark_crew *crew = n > 1 ? crew_start(h, t, n) : NULL;
+  n = crew ? crew->nh + 1 : 1;
+  marker m;
+  marker_setup(&m, h, t, 0, n, crew ? &crew->pool : NULL);
+  m.stack = stack;
   roots_visit(h, mark_slot, &m);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned ns = heap_spaces(h, spaces);
@@ -364,24 +408,20 @@ int mc_mark(fh_heap *h, fwd_tables *t) {
         spaces[i] != &h->zygote.space)
       spaces[i]->ops->walk(spaces[i], scan_object_cb, &m);
   drain(&m); /* with helpers: returns when all of them ran out of work */
-  if (m.pool) {
-    merge_share(&m, nh + 1);
+  if (crew) {
+    merge_share(&m, n);
+    pthread_barrier_wait(&crew->merged);
+    /* Alone again, on the merged bitmaps, with its (empty) stack; the
+     * helpers' flags were set before their merge, so before the barrier. */
     int overflowed = m.overflowed;
-    for (unsigned i = 0; i < nh; i++) {
-      pthread_join(tids[i], NULL);
-      overflowed |= helpers[i].overflowed;
-      mark_stack_destroy(&helpers[i].stack);
-    }
-    mark_stack_destroy(&pool.items);
-    pthread_mutex_destroy(&pool.lock);
-    pthread_cond_destroy(&pool.cv);
-    /* Alone again, on the merged bitmaps, with its (empty) stack. */
-    mark_stack stack = m.stack;
+    for (unsigned i = 0; i < crew->nh; i++) overflowed |= crew->helpers[i].overflowed;
+    stack = m.stack;
     marker_setup(&m, h, t, 0, 1, NULL);
     m.stack = stack;
     m.overflowed = overflowed;
   }
   recover(&m);
   mark_stack_destroy(&m.stack);
+  *crew_out = crew;
   return 0;
 }
