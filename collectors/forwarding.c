@@ -66,46 +66,56 @@ unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
   return n < t->extra_mapped + 1 ? n : t->extra_mapped + 1;
 }
 
-void fwd_prepare_marker(fwd_tables *t, unsigned k) {
-  atomic_fetch_add(&t->extra_resident, 2 * fwd_used_words(t) * sizeof(uint64_t));
-  populate_pair(t, &t->extra_mark[k - 1], &t->extra_live[k - 1]);
-}
+/* Helper bitmaps are faulted in and given back 1 MiB at a time, the count
+ * raised just after each step and lowered just before: it is then never
+ * more than is resident, and at most a step of each bitmap less.  (Counted all at once,
+ * the ~5 ms populate or ~1 ms release of 16 MiB showed in fhbench as
+ * compaction's own memory.) */
+#define MARKER_STEP ((size_t)1 << 20)
 
-/* Lower extra_resident by up to `bytes` (several helpers release at once). */
-static void resident_sub(fwd_tables *t, size_t bytes) {
-  size_t left = atomic_load(&t->extra_resident);
-  while (!atomic_compare_exchange_weak(&t->extra_resident, &left,
-                                       left > bytes ? left - bytes : 0)) {
+void fwd_prepare_marker(fwd_tables *t, unsigned k) {
+  size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
+  if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* all bitmaps map alike */
+  fh_bitmap *pair[2] = {&t->extra_mark[k - 1], &t->extra_live[k - 1]};
+  for (size_t off = 0; off < bytes; off += MARKER_STEP) {
+    size_t n = bytes - off < MARKER_STEP ? bytes - off : MARKER_STEP;
+    for (int b = 0; b < 2; b++) {
+      /* EINVAL before Linux 5.14 leaves it to faults (and the count then
+       * runs ahead of them, for this marking). */
+      madvise((char *)pair[b]->words + off, n, MADV_POPULATE_WRITE);
+      t->extra_counted[k - 1] += n;
+      atomic_fetch_add(&t->extra_resident, n);
+    }
   }
 }
 
 void fwd_release_marker(fwd_tables *t, unsigned k) {
-  /* In steps of 64 MiB of heap (1 MiB of each bitmap), the count lowered
-   * just before each: it never says less than is resident, and at most
-   * 2 MiB more.  (Lowered at once, a sample during the ~1 ms release
-   * counted all of it as compaction's memory.) */
-  const size_t step = (size_t)64 << 20;
+  size_t *counted = &t->extra_counted[k - 1];
+  if (!*counted) return; /* never ran, or already given back */
+  const size_t step = MARKER_STEP * 64; /* of heap: a step of each bitmap */
   for (uintptr_t a = t->begin; a < t->old_top; a += step) {
     uintptr_t e = t->old_top - a > step ? a + step : t->old_top;
-    resident_sub(t, 2 * (((e - a) >> 3) / 8)); /* a mark and a live bitmap */
+    size_t bytes = 2 * (((e - a) >> 3) / 8); /* a mark and a live bitmap */
+    if (bytes > *counted) bytes = *counted;
+    atomic_fetch_sub(&t->extra_resident, bytes);
+    *counted -= bytes;
     bitmap_clear_range(&t->extra_mark[k - 1], a, e);
     bitmap_clear_range(&t->extra_live[k - 1], a, e);
   }
+  atomic_fetch_sub(&t->extra_resident, *counted); /* the rounding */
+  *counted = 0;
 }
 
 void fwd_release_markers(fwd_tables *t) {
-  /* Markers 1 .. extra_mapped: a cycle may have run fewer than an earlier
-   * one, but none wrote above old_top. */
   for (unsigned k = 1; k <= t->extra_mapped; k++) fwd_release_marker(t, k);
-  atomic_store(&t->extra_resident, 0);
 }
 
 void fwd_merge_markers(fwd_tables *t, unsigned n, size_t from, size_t to) {
   for (unsigned k = 0; k + 1 < n; k++) {
     _Atomic uint64_t *em = t->extra_mark[k].words, *el = t->extra_live[k].words;
     for (size_t w = from; w < to; w++) {
-      /* Relaxed loads and stores: the markers have been joined, so
-       * nothing else writes these words now. */
+      /* Relaxed loads and stores: marking is over (mc_mark.c), and
+       * markers merge disjoint word ranges. */
       uint64_t bm = atomic_load_explicit(&em[w], memory_order_relaxed);
       uint64_t bl = atomic_load_explicit(&el[w], memory_order_relaxed);
       if (bm)
@@ -150,7 +160,7 @@ void fwd_reset(fwd_tables *t) {
   if (t->old_top > t->begin) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
-    if (atomic_load(&t->extra_resident)) fwd_release_markers(t);
+    fwd_release_markers(t); /* any a helper left (none, normally) */
   }
   /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
    * faulted in beyond (zeroes, but resident).  (This used to add one, and

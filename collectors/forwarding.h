@@ -51,13 +51,17 @@ typedef struct fwd_tables {
    * fwd_merge_markers ORs them into mark/live when marking is over.  Every
    * word then has one writer: no locked read-modify-write (a full fence on
    * x86, which cost more than a second marker gained).  Mapped on first
-   * use; their pages go back in fwd_reset with the others. */
+   * use; each helper gives its pages back after the merge
+   * (fwd_release_marker), fwd_reset those any helper left. */
   fh_bitmap extra_mark[FWD_MAX_MARKERS - 1], extra_live[FWD_MAX_MARKERS - 1];
   unsigned extra_mapped;
-  /* Bytes of them that may be resident now (for the benchmark's memory
-   * figures): raised before they are faulted in, lowered before they are
-   * given back, so it never counts less than what is there. */
+  /* Bytes of them resident now, for the benchmark's memory figures (it
+   * subtracts them): raised after they are faulted in, lowered before they
+   * are given back, so it never counts more than is there. */
   _Atomic size_t extra_resident;
+  /* What helper k + 1 added to it this cycle; nonzero also means that its
+   * bitmaps hold bits.  Written by that helper, read after it is joined. */
+  size_t extra_counted[FWD_MAX_MARKERS - 1];
   uintptr_t chunks_populated; /* chunk entries faulted in for [begin, this) */
   /* Results of fwd_compute. */
   size_t live_bytes;   /* total live bytes (headers included) */
@@ -89,8 +93,9 @@ void fwd_prepare_marking(fwd_tables *t);
  * much as it saved.) */
 void fwd_populate_chunks(fwd_tables *t, uintptr_t upto);
 
-/* Record a live object [start, start + bytes) (marking).  Single writer:
- * the bitmaps are updated without atomic read-modify-writes. */
+/* Record a live object [start, start + bytes) in t->mark and t->live
+ * (tests; marking itself uses the halves below).  Single writer: the
+ * bitmaps are updated without atomic read-modify-writes. */
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
 /* The two halves of it: set the start bit (returns its old value), and the
  * live words (marking does this when it scans the object, so the header
@@ -112,8 +117,8 @@ void fwd_prepare_marker(fwd_tables *t, unsigned k);
  * merged by different threads at once. */
 void fwd_merge_markers(fwd_tables *t, unsigned n, size_t from, size_t to);
 /* Give the pages of marker k's (k >= 1) bitmaps back: any time after the
- * merge (each helper does its own, while the pause goes on); of all
- * helpers' (fwd_reset, should one have been left). */
+ * merge (each helper does its own, while the pause goes on); of every
+ * helper that left its own (fwd_reset does this too). */
 void fwd_release_marker(fwd_tables *t, unsigned k);
 void fwd_release_markers(fwd_tables *t);
 /* Bitmap words covering [begin, old_top). */

@@ -103,7 +103,9 @@ mc_state *mc_get(fh_heap *h) {
     mc_state_destroy(m);
     return NULL;
   }
-  h->mc = m;
+  /* Release: fhbench's memory sampler reads the state without the GC
+   * lock (mc_figures_marker_bytes), possibly just as it first appears. */
+  __atomic_store_n(&h->mc, m, __ATOMIC_RELEASE);
   return m;
 }
 

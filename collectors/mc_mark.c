@@ -37,7 +37,10 @@ typedef struct mark_pool {
   unsigned nranges;
   unsigned nthreads, idle;
   int done;
-  _Atomic unsigned idle_hint; /* idle, read without the lock */
+  unsigned merged; /* markers whose share of the merge is done */
+  /* Read without the lock: a marker is idle and the pool has nothing for
+   * it (so a busy marker should share).  Kept by pool_hint under it. */
+  _Atomic int hungry;
 } mark_pool;
 
 /* A reference array is scanned ARRAY_CHUNK slots at a time: the rest waits
@@ -145,6 +148,12 @@ static array_cont *splittable(marker *m) {
   return best && best->n - best->next >= 2 * ARRAY_CHUNK ? best : NULL;
 }
 
+/* Pool lock held. */
+static void pool_hint(mark_pool *pool) {
+  atomic_store_explicit(&pool->hungry, pool->idle && !pool->nranges && !pool->items.n,
+                        memory_order_relaxed);
+}
+
 /* Give the pool the second half of the biggest array continuation, and
  * half of the stack when it holds more than SHARE_MIN. */
 static void share(marker *m) {
@@ -162,6 +171,7 @@ static void share(marker *m) {
         m->overflowed = 1; /* lost from both stacks: the rescan finds it */
         break;
       }
+  pool_hint(pool);
   pthread_cond_broadcast(&pool->cv);
   pthread_mutex_unlock(&pool->lock);
 }
@@ -174,7 +184,7 @@ static int refill(marker *m) {
   if (!pool) return 0;
   pthread_mutex_lock(&pool->lock);
   pool->idle++;
-  atomic_store(&pool->idle_hint, pool->idle);
+  pool_hint(pool);
   while (pool->items.n == 0 && pool->nranges == 0 && !pool->done) {
     if (pool->idle == pool->nthreads) {
       pool->done = 1;
@@ -183,22 +193,21 @@ static int refill(marker *m) {
     }
     pthread_cond_wait(&pool->cv, &pool->lock);
   }
-  int got = 0;
-  if (!pool->done) {
+  int working = !pool->done;
+  if (working) {
     pool->idle--;
-    atomic_store(&pool->idle_hint, pool->idle);
-    if (pool->nranges) {
+    if (pool->nranges)
       m->arrays[m->narrays++] = pool->ranges[--pool->nranges]; /* narrays was 0 */
-      got = 1;
-    }
-    for (; !got && m->stack.n < TAKE_MAX && pool->items.n;)
-      if (mark_stack_push(&m->stack, mark_stack_pop(&pool->items)) < 0) {
-        m->overflowed = 1;
-        break;
-      }
+    else
+      while (m->stack.n < TAKE_MAX && pool->items.n)
+        if (mark_stack_push(&m->stack, mark_stack_pop(&pool->items)) < 0) {
+          m->overflowed = 1;
+          break;
+        }
+    pool_hint(pool);
   }
   pthread_mutex_unlock(&pool->lock);
-  return !pool->done;
+  return working;
 }
 
 /* The next chunk of the innermost array being scanned. */
@@ -216,7 +225,7 @@ static void drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0;
   for (;;) {
-    if (m->pool && atomic_load_explicit(&m->pool->idle_hint, memory_order_relaxed) &&
+    if (m->pool && atomic_load_explicit(&m->pool->hungry, memory_order_relaxed) &&
         (m->stack.n > SHARE_MIN || splittable(m)))
       share(m);
     void *obj = mark_stack_pop(&m->stack);
@@ -287,18 +296,26 @@ struct mc_mark_crew {
   marker helpers[FWD_MAX_MARKERS - 1];
   pthread_t tids[FWD_MAX_MARKERS - 1];
   unsigned nh;
-  pthread_barrier_t merged; /* nh + 1: every share of the merge is done */
 };
+
+/* Merge this marker's share, then wait until every marker has merged its
+ * own: until then others read this marker's bitmaps. */
+static void merge_and_wait(marker *m, unsigned nmarkers) {
+  merge_share(m, nmarkers);
+  mark_pool *pool = m->pool;
+  pthread_mutex_lock(&pool->lock);
+  if (++pool->merged == pool->nthreads) pthread_cond_broadcast(&pool->cv);
+  while (pool->merged < pool->nthreads) pthread_cond_wait(&pool->cv, &pool->lock);
+  pthread_mutex_unlock(&pool->lock);
+}
 
 static void *marker_main(void *arg) {
   marker *m = arg;
   fwd_prepare_marker(m->t, m->index); /* while marker 0 starts from the roots */
   drain(m);
-  mc_mark_crew *crew = m->crew;
-  merge_share(m, crew->nh + 1);
-  /* Others read this marker's bitmaps for their shares until here. */
-  pthread_barrier_wait(&crew->merged);
+  merge_and_wait(m, m->crew->nh + 1);
   fwd_release_marker(m->t, m->index);
+  mark_stack_destroy(&m->stack); /* empty; its flags stay for marker 0 */
   return NULL;
 }
 
@@ -326,8 +343,10 @@ static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsig
 }
 
 /* Start up to n - 1 helpers (all, or the first few when a thread or a
- * stack cannot be had: their never-written bitmaps cost only the reads in
- * claim()).  NULL when none started. */
+ * stack cannot be had).  NULL when none started.  The helpers that did
+ * start still look at the start bits of all n (their view is set before
+ * the count is known): the never-written ones cost them a load per claim,
+ * nothing else. */
 static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
   mc_mark_crew *crew = calloc(1, sizeof *crew);
   if (!crew) return NULL;
@@ -356,14 +375,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
       break;
     }
   }
-  if (crew->nh) {
-    /* The helpers reach the barrier only once marking is done, which
-     * needs marker 0 idle, after this: the lock orders the two. */
-    pthread_mutex_lock(&pool->lock);
-    pthread_barrier_init(&crew->merged, NULL, crew->nh + 1);
-    pthread_mutex_unlock(&pool->lock);
-    return crew;
-  }
+  if (crew->nh) return crew;
   mark_stack_destroy(&pool->items);
   pthread_mutex_destroy(&pool->lock);
   pthread_cond_destroy(&pool->cv);
@@ -373,11 +385,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
 
 void mc_mark_end(mc_mark_crew *crew) {
   if (!crew) return;
-  for (unsigned i = 0; i < crew->nh; i++) {
-    pthread_join(crew->tids[i], NULL);
-    mark_stack_destroy(&crew->helpers[i].stack);
-  }
-  pthread_barrier_destroy(&crew->merged);
+  for (unsigned i = 0; i < crew->nh; i++) pthread_join(crew->tids[i], NULL);
   mark_stack_destroy(&crew->pool.items);
   pthread_mutex_destroy(&crew->pool.lock);
   pthread_cond_destroy(&crew->pool.cv);
@@ -409,10 +417,9 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
       spaces[i]->ops->walk(spaces[i], scan_object_cb, &m);
   drain(&m); /* with helpers: returns when all of them ran out of work */
   if (crew) {
-    merge_share(&m, n);
-    pthread_barrier_wait(&crew->merged);
+    merge_and_wait(&m, n);
     /* Alone again, on the merged bitmaps, with its (empty) stack; the
-     * helpers' flags were set before their merge, so before the barrier. */
+     * helpers' flags were set before their merge, so before the wait. */
     int overflowed = m.overflowed;
     for (unsigned i = 0; i < crew->nh; i++) overflowed |= crew->helpers[i].overflowed;
     stack = m.stack;

@@ -39,7 +39,9 @@ static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pc
 int mc_figures_phase_open(fh_heap *h) { return mc_phase_open(h); }
 
 size_t mc_figures_marker_bytes(fh_heap *h) {
-  mc_state *m = h->mc;
+  /* From a thread of the benchmark's own, during a cycle: the state may be
+   * created meanwhile (mc_get publishes it with a release store). */
+  mc_state *m = __atomic_load_n(&h->mc, __ATOMIC_ACQUIRE);
   return m ? atomic_load(&m->t.extra_resident) : 0;
 }
 

@@ -32,8 +32,10 @@ typedef struct mc_cycle_figures {
 /* Zero the fault histogram (between benchmark runs). */
 void mc_figures_reset(fh_heap *h);
 void mc_figures_get(fh_heap *h, mc_cycle_figures *out);
-/* Bytes of the helper markers' bitmaps that may be resident now (they
- * come and go inside a cycle, so they are not in table_bytes). */
+/* Bytes of the helper markers' bitmaps resident now, never more than is
+ * there (they come and go inside a cycle, so they are not in table_bytes).
+ * Any thread may ask, but not across a semi-space collection, which
+ * replaces the compactor's state. */
 size_t mc_figures_marker_bytes(fh_heap *h);
 /* 1 while a concurrent compaction phase runs (a non-blocking fh_gc_wait). */
 int mc_figures_phase_open(fh_heap *h);

@@ -56,22 +56,23 @@ static void test_graph_survives_and_space_shrinks(void **s) {
 
 /* Reference arrays are marked a chunk at a time with a continuation per
  * array being scanned; a chain of 100 big arrays, each holding the next in
- * its last slot, nests deeper than the continuations go (the rest are
- * scanned whole).  Every node must survive with its value. */
+ * its first slot, nests deeper than the continuations go (the rest are
+ * scanned whole), and each has enough slots left after its first chunk to
+ * be split with an idle marker.  Every node must survive with its value. */
 static void nested_big_arrays(void) {
   fh_heap *h = test_heap("collector=mark_compact,heap_max=128M,min_alloc_trigger=120M,verify=1");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
-  enum { DEPTH = 100, SLOTS = 1500 };
+  enum { DEPTH = 100, SLOTS = 3000 };
   void **root = NULL;
   fh_push_root(t, (void **)&root);
   for (int d = 0; d < DEPTH; d++) {
     void **arr = fh_alloc(t, ty.array, SLOTS * sizeof(void *));
     assert_non_null(arr);
-    fh_write_ref(t, arr, &arr[SLOTS - 1], root); /* the previous array */
+    fh_write_ref(t, arr, &arr[0], root); /* the previous array */
     root = arr;
-    for (size_t i = 0; i + 1 < SLOTS; i++) {
+    for (size_t i = 1; i < SLOTS; i++) {
       test_node(t, &ty, 0); /* garbage between the live nodes */
       tnode *n = test_node(t, &ty, (uint64_t)d * SLOTS + i);
       fh_write_ref(t, root, &root[i], n);
@@ -81,12 +82,12 @@ static void nested_big_arrays(void) {
   void **arr = root;
   for (int d = DEPTH - 1; d >= 0; d--) {
     assert_non_null(arr);
-    for (size_t i = 0; i + 1 < SLOTS; i++) {
+    for (size_t i = 1; i < SLOTS; i++) {
       tnode *n = arr[i];
       assert_int_equal(n->value, (uint64_t)d * SLOTS + i);
       assert_int_equal(n->check, test_check(n->value));
     }
-    arr = arr[SLOTS - 1];
+    arr = arr[0];
   }
   assert_null(arr);
   fh_pop_roots(t, 1);
@@ -194,11 +195,10 @@ static void test_stress_three_mutators(void **s) {
 /* The same with three parallel markers (work sharing through the pool). */
 static void test_stress_parallel_marking(void **s) {
   (void)s;
-  setenv("FH_MC_MARK_THREADS", "3", 1);
+  setenv("FH_MC_MARK_THREADS", "3", 1); /* unset by the teardown */
   run_mutators("collector=mark_compact,heap_max=48M,verify=1,min_alloc_trigger=2M,gc_threads=2", 3,
                6);
   run_mutators("collector=concurrent_compact,heap_max=48M,verify=1,min_alloc_trigger=2M", 3, 4);
-  unsetenv("FH_MC_MARK_THREADS");
 }
 
 /* Without MREMAP_DONTUNMAP the space's pages are copied to from-space
@@ -287,7 +287,7 @@ int main(void) {
       cmocka_unit_test(test_nonmoving_refs_updated),
       cmocka_unit_test(test_moving_space_stays_one_vma),
       cmocka_unit_test(test_stress_three_mutators),
-      cmocka_unit_test(test_stress_parallel_marking),
+      cmocka_unit_test_teardown(test_stress_parallel_marking, unset_mark_threads),
       cmocka_unit_test(test_without_dontunmap),
       cmocka_unit_test(test_concurrent_falls_back_without_uffd),
   };
