@@ -187,7 +187,9 @@ int mc_prepare(mc_state *m) {
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
-  mc_mark_end(crew); /* its helpers gave their bitmaps back meanwhile */
+  /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
+   * them, if any, counts in forward_ns). */
+  mc_mark_end(crew);
   uint64_t t2 = heap_now_ns();
   if (move_aside(m) < 0) {
     ledger_reset(&m->ledger);
