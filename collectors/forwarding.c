@@ -41,16 +41,13 @@ void fwd_destroy(fwd_tables *t) {
   t->page_first = NULL;
 }
 
-/* Fault in the words of a pair of bitmaps that cover [begin, old_top). */
-static void populate_pair(const fwd_tables *t, fh_bitmap *mark, fh_bitmap *live) {
+void fwd_prepare_marking(fwd_tables *t) {
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
-  if (bytes > mark->map_bytes) bytes = mark->map_bytes; /* all bitmaps map alike */
+  if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
   /* EINVAL before Linux 5.14 leaves it to faults. */
-  madvise((void *)mark->words, bytes, MADV_POPULATE_WRITE);
-  madvise((void *)live->words, bytes, MADV_POPULATE_WRITE);
+  madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
+  madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
 }
-
-void fwd_prepare_marking(fwd_tables *t) { populate_pair(t, &t->mark, &t->live); }
 
 unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
   if (n > FWD_MAX_MARKERS) n = FWD_MAX_MARKERS;
@@ -201,10 +198,6 @@ int fwd_mark_start(fwd_tables *t, uintptr_t start) {
 
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes) {
   fwd_mark_start(t, start);
-  fwd_mark_live(t, start, bytes);
-}
-
-void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes) {
   fwd_mark_live_in(t, &t->live, start, bytes);
 }
 

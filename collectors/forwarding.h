@@ -99,10 +99,9 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto);
 void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
 /* The two halves of it: set the start bit (returns its old value), and the
  * live words (marking does this when it scans the object, so the header
- * read happens after a prefetch).  fwd_mark_live_in sets them in `live`,
- * t->live or one marker's own (one writer per bitmap). */
+ * read happens after a prefetch) in `live`: t->live or one marker's own
+ * (one writer per bitmap). */
 int fwd_mark_start(fwd_tables *t, uintptr_t start);
-void fwd_mark_live(fwd_tables *t, uintptr_t start, size_t bytes);
 void fwd_mark_live_in(const fwd_tables *t, fh_bitmap *live, uintptr_t start, size_t bytes);
 
 /* Map bitmaps for markers 1 .. n-1 (at most FWD_MAX_MARKERS in all).
