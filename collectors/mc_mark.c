@@ -41,6 +41,9 @@ typedef struct mark_pool {
   /* Read without the lock: a marker is idle and the pool has nothing for
    * it (so a busy marker should share).  Kept by pool_hint under it. */
   _Atomic int hungry;
+  /* Bit k: marker k's bitmaps are faulted in (marker 0's always are), so
+   * the others may read its start bits (see look_for_others). */
+  _Atomic unsigned bitmaps_ready;
 } mark_pool;
 
 /* A reference array is scanned ARRAY_CHUNK slots at a time: the rest waits
@@ -62,6 +65,7 @@ typedef struct marker {
   fh_bitmap *own_live;        /* and live-word bits */
   _Atomic uint64_t *other_mark[FWD_MAX_MARKERS - 1]; /* the others' start bits */
   unsigned nothers;
+  unsigned unseen;     /* bit k: marker k, whose start bits are not read yet */
   mark_stack stack;
   array_cont arrays[MAX_ARRAY_CONTS];
   unsigned narrays;
@@ -221,10 +225,28 @@ static void continue_array(marker *m) {
   for (; i < end; i++) mark_ref(m, slots[i]);
 }
 
+/* Start reading the start bits of the markers whose bitmaps are now
+ * faulted in.  Before that a marker has set no bit, so there is nothing to
+ * miss; and reading its pages earlier would map the shared zero page
+ * there, which its own MADV_POPULATE_WRITE must then replace page by page,
+ * each with a TLB flush of every CPU running the heap: an IPI into the
+ * other markers per page (fhbench pause: ~19 ms of a helper's time per
+ * cycle, and the interrupts landed on marker 0).  A bit set just as this
+ * looks costs at most a second scan of that object, as in claim. */
+static void look_for_others(marker *m) {
+  unsigned ready = atomic_load_explicit(&m->pool->bitmaps_ready, memory_order_acquire);
+  for (unsigned now = m->unseen & ready; now; now &= now - 1) {
+    unsigned k = (unsigned)__builtin_ctz(now);
+    m->other_mark[m->nothers++] = m->t->extra_mark[k - 1].words;
+  }
+  m->unseen &= ~ready;
+}
+
 static void drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0;
   for (;;) {
+    if (m->unseen) look_for_others(m);
     if (m->pool && atomic_load_explicit(&m->pool->hungry, memory_order_relaxed) &&
         (m->stack.n > SHARE_MIN || splittable(m)))
       share(m);
@@ -312,6 +334,7 @@ static void merge_and_wait(marker *m, unsigned nmarkers) {
 static void *marker_main(void *arg) {
   marker *m = arg;
   fwd_prepare_marker(m->t, m->index); /* while marker 0 starts from the roots */
+  atomic_fetch_or_explicit(&m->pool->bitmaps_ready, 1u << m->index, memory_order_release);
   drain(m);
   merge_and_wait(m, m->crew->nh + 1);
   fwd_release_marker(m->t, m->index);
@@ -339,14 +362,16 @@ static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsig
   m->own_mark = k ? t->extra_mark[k - 1].words : t->mark.words;
   m->own_live = k ? &t->extra_live[k - 1] : &t->live;
   for (unsigned j = 0; j < n; j++)
-    if (j != k) m->other_mark[m->nothers++] = j ? t->extra_mark[j - 1].words : t->mark.words;
+    if (j == 0 && k != 0)
+      m->other_mark[m->nothers++] = t->mark.words; /* faulted in before marking */
+    else if (j != k)
+      m->unseen |= 1u << j; /* look_for_others */
 }
 
 /* Start up to n - 1 helpers (all, or the first few when a thread or a
  * stack cannot be had).  NULL when none started.  The helpers that did
- * start still look at the start bits of all n (their view is set before
- * the count is known): the never-written ones cost them a load per claim,
- * nothing else. */
+ * start are set up for all n, but read only the start bits of markers that
+ * said their bitmaps are ready, which one that never started never does. */
 static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
   mc_mark_crew *crew = calloc(1, sizeof *crew);
   if (!crew) return NULL;
@@ -358,6 +383,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
   pthread_mutex_init(&pool->lock, NULL);
   pthread_cond_init(&pool->cv, NULL);
   pool->nthreads = 1;
+  atomic_store(&pool->bitmaps_ready, 1u); /* marker 0's */
   for (; crew->nh + 1 < n && crew->nh < FWD_MAX_MARKERS - 1; crew->nh++) {
     marker *hm = &crew->helpers[crew->nh];
     marker_setup(hm, h, t, crew->nh + 1, n, pool);
