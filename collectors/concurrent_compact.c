@@ -524,11 +524,19 @@ static int register_destination(mc_state *m) {
   uintptr_t reg_end = t->begin + t->npages * FWD_PAGE, end = t->begin + t->capacity;
   /* Give the VMA its anon_vma before registration splits it, so the halves
    * merge again after unregistering (else the next cycle's mremap sees two
-   * VMAs and fails with EFAULT).  The byte goes a PMD past the range so
-   * that a huge page there cannot cover registered pages. */
-  uintptr_t touch = align_up(reg_end, FH_PMD);
-  if (touch >= end) touch = reg_end;
-  if (touch < end) *(volatile char *)touch = 0;
+   * VMAs and fails with EFAULT).  The byte is the first page above the
+   * range, which the mutators' first new TLAB takes anyway, written with
+   * the space's huge pages off for the instant: a huge page there would
+   * cover registered pages of the same PMD.  (It used to go a PMD further
+   * up, where its 2 MiB huge page was most of what the cycle's resident
+   * peak held beyond the release batch: fhbench pause over_MiB 10 -> 8;
+   * and within the last PMD of the space it went to reg_end with huge
+   * pages on.) */
+  if (reg_end < end) {
+    mc_space_thp(m, 0);
+    *(volatile char *)reg_end = 0;
+    mc_space_thp(m, 1);
+  }
   /* Someone (the embedder, a test harness, a sanitizer) may have replaced
    * our SIGBUS handler since the uffd was made: a missing-page fault would
    * then kill the process.  Re-install it, chaining to theirs (one

@@ -298,7 +298,7 @@ static void *build_pages(void *arg) {
  * steady 115-145 ms with 4 KiB pages (fhbench pause).  The flag is turned
  * off for the build and back on after it, on the whole VMA, so the space
  * stays one VMA. */
-static void set_space_thp(mc_state *m, int on) {
+void mc_space_thp(mc_state *m, int on) {
   if (m->thp) madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
@@ -311,7 +311,7 @@ static void set_space_thp(mc_state *m, int on) {
  * runs are faulted in and built in place. */
 void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m, .copy_fd = mc_copy_build_begin(m)};
-  if (j.copy_fd < 0) set_space_thp(m, 0);
+  if (j.copy_fd < 0) mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
   pthread_t helpers[MAX_BUILD_HELPERS];
   unsigned nh = 0;
@@ -326,7 +326,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   if (j.copy_fd >= 0)
     mc_copy_build_end(m);
   else
-    set_space_thp(m, 1);
+    mc_space_thp(m, 1);
   m->build_ns = heap_now_ns() - t0;
   m->build_threads = nh + 1;
 }

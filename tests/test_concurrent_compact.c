@@ -126,6 +126,63 @@ static void test_worker_alone_and_gc_wait(void **s) {
   fh_heap_destroy(h); /* with the phase possibly still open */
 }
 
+/* A nearly full space: the compacted data ends inside the space's last
+ * 2 MiB, so the flip's anon_vma byte (register_destination) falls in the
+ * same PMD as registered pages.  Written with huge pages on, it could fault
+ * in a 2 MiB page of zeroes over them, and their builds would then find
+ * them present (EEXIST) and leave the zeroes.  The mutator reads every
+ * object during the phase and after it. */
+#define FULL_OBJ_BYTES 4000
+static void nearly_full_space(fh_collect_kind kind) {
+  setenv("FH_MC_WORKER_DELAY_MS", "50", 1); /* the mutator's faults build most pages */
+  fh_heap *h = concurrent_heap(1, "heap_max=16M,min_alloc_trigger=16M,verify=1");
+  fh_thread *t = fh_thread_attach(h);
+  bump_space *b = &h->bump[h->active];
+  size_t cap = b->space.end - b->space.begin;
+  assert_int_equal(cap, (size_t)16 << 20);
+  size_t n = (cap - ((size_t)3 << 19)) / (FULL_OBJ_BYTES + 8 + sizeof(void *)); /* ~14.5 MiB */
+  void **table = fh_alloc(t, graph_ty.array, n * sizeof(void *));
+  assert_non_null(table);
+  fh_push_root(t, (void **)&table);
+  for (size_t i = 0; i < n; i++) {
+    if (i % 64 == 0) assert_non_null(fh_alloc(t, graph_ty.bytes, 2000)); /* garbage: slide */
+    unsigned char *o = fh_alloc(t, graph_ty.bytes, FULL_OBJ_BYTES);
+    assert_non_null(o);
+    for (size_t k = 0; k < FULL_OBJ_BYTES; k++) o[k] = (unsigned char)(i * 7 + k);
+    fh_write_ref(t, table, &table[i], o);
+  }
+  assert_int_equal(fh_collect(t, kind), 0);
+  uintptr_t top = atomic_load(&b->top);
+  assert_true(top > b->space.end - ((size_t)2 << 20)); /* the case this test is for */
+  assert_true(top < b->space.end);
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < n; i++) {
+      const unsigned char *o = table[i];
+      assert_int_equal(fh_object_size(table[i]), FULL_OBJ_BYTES);
+      for (size_t k = 0; k < FULL_OBJ_BYTES; k += 499)
+        assert_int_equal(o[k], (unsigned char)(i * 7 + k));
+    }
+    fh_gc_wait(h);
+  }
+  assert_int_equal(fh_uffd_count_vmas((void *)b->space.begin, cap), 1);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_nearly_full_space(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  nearly_full_space(FH_COLLECT_CONCURRENT_COMPACT);
+}
+
+/* The stop-the-world build registers the destination the same way. */
+static void test_nearly_full_space_stop_the_world(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  nearly_full_space(FH_COLLECT_MARK_COMPACT);
+}
+
 /* From-space goes back while the phase runs even when the GC worker gets
  * no CPU: here it is held back for seconds while the mutator faults every
  * page in, and the pages those builds stopped reading must still be given
@@ -329,6 +386,8 @@ int main(void) {
       cmocka_unit_test(test_worker_alone_and_gc_wait),
       cmocka_unit_test_teardown(test_from_space_released_while_worker_waits, unset_worker_delay),
       cmocka_unit_test(test_dense_traced_objects_spanning_pages),
+      cmocka_unit_test_teardown(test_nearly_full_space, unset_worker_delay),
+      cmocka_unit_test_teardown(test_nearly_full_space_stop_the_world, unset_worker_delay),
       cmocka_unit_test(test_stress_sigbus),
       cmocka_unit_test(test_stress_handler_thread),
       cmocka_unit_test(test_read_into_object_critical_sigbus),
