@@ -416,8 +416,10 @@ static void *worker_main(void *arg) {
      * (mutators busy on every CPU) would otherwise count the slice it
      * waited as install cost, and a few such samples decided the choice
      * (a 16-page COPY run measured 95-160 us a page that way).  The TLB
-     * shootdown MOVE waits for is spent spinning: it is CPU time too. */
-    uint64_t b0 = use_move ? mc_thread_cpu_ns() : 0;
+     * shootdown MOVE waits for is spent spinning: it is CPU time too.
+     * Not every run: that clock is a system call (install_costs.h). */
+    int timed = use_move && install_wants_timing(&costs, move);
+    uint64_t b0 = timed ? mc_thread_cpu_ns() : 0;
     if (p + n <= m->t.dense_pages) {
       fix_and_install_dense(m, fd, p, n, move);
     } else if (move && build_and_move(m, fd, p, n, &stage, low) == 0) {
@@ -426,7 +428,7 @@ static void *worker_main(void *arg) {
       build_and_copy(m, fd, p, n, m->worker_buf);
       moved = 0;
     }
-    if (use_move) install_record(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
+    if (timed) install_record(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
     built += n;
     p += n;
   }

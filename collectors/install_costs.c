@@ -30,6 +30,10 @@ int install_choose_move(install_costs *c) {
   return !cheaper;
 }
 
+int install_wants_timing(const install_costs *c, int move) {
+  return c->retrying || c->samples[move] < 3 || c->runs % INSTALL_SAMPLE_EVERY == 0;
+}
+
 /* A retry that did not run is judged on the next run instead: scored as it
  * was, every run whose staging found the releaser busy counted as a win for
  * MOVE and reset the interval (found in review). */

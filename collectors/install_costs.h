@@ -28,8 +28,16 @@ typedef struct install_costs {
 void install_costs_init(install_costs *c);
 /* 1: MOVE the next run, 0: COPY it. */
 int install_choose_move(install_costs *c);
-/* After the run: `chosen` is what install_choose_move said, `move` what
- * ran (a MOVE run goes through COPY when it cannot stage). */
+/* Whether to time the run install_choose_move just chose (`move`): the
+ * thread CPU-time clock is a system call (~0.5 us here), and with the
+ * mutators building a third of the pages the worker's runs average under
+ * three pages, so timing every run cost ~10% of the worker's time.  Timed:
+ * every retry, every run of a method with fewer than three samples, and
+ * one run in INSTALL_SAMPLE_EVERY otherwise.  Only timed runs are recorded. */
+#define INSTALL_SAMPLE_EVERY 8u
+int install_wants_timing(const install_costs *c, int move);
+/* After a timed run: `chosen` is what install_choose_move said, `move`
+ * what ran (a MOVE run goes through COPY when it cannot stage). */
 void install_record(install_costs *c, int chosen, int move, uint64_t ns_per_page);
 /* The current estimate for COPY (0) or MOVE (1), ns per page. */
 uint64_t install_cost_of(const install_costs *c, int move);

@@ -16,7 +16,7 @@ enum { COPY = 0, MOVE = 1 };
 /* One run: ask, "run" what was asked at the given costs, record. */
 static int run(install_costs *c, uint64_t copy_ns, uint64_t move_ns) {
   int m = install_choose_move(c);
-  install_record(c, m, m, m ? move_ns : copy_ns);
+  if (install_wants_timing(c, m)) install_record(c, m, m, m ? move_ns : copy_ns);
   return m;
 }
 
@@ -102,12 +102,43 @@ static void test_a_retry_that_did_not_run_is_not_scored(void **s) {
   assert_true(next >= 2 * (n + 1) - 1);
 }
 
+/* The worker reads a system-call clock around the runs it times: every
+ * retry and every first sample must be timed (the choice and its retry
+ * interval are built on them), and of the settled method's runs only one
+ * in INSTALL_SAMPLE_EVERY. */
+static void test_times_retries_and_a_sample_of_the_rest(void **s) {
+  (void)s;
+  install_costs c;
+  install_costs_init(&c);
+  for (int i = 0; i < 4; i++) { /* two samples of each */
+    int m = install_choose_move(&c);
+    assert_true(install_wants_timing(&c, m));
+    install_record(&c, m, m, m ? 20000 : 4000);
+  }
+  unsigned timed = 0, retries = 0, runs = 4000;
+  for (unsigned i = 0; i < runs; i++) {
+    int m = install_choose_move(&c);
+    int t = install_wants_timing(&c, m);
+    if (m == MOVE) {
+      retries++;
+      assert_true(t);
+    } else {
+      timed += (unsigned)t;
+    }
+    if (t) install_record(&c, m, m, m ? 20000 : 4000);
+  }
+  assert_true(retries >= 3); /* the interval doubles up to 1024 runs */
+  assert_true(timed >= runs / INSTALL_SAMPLE_EVERY - retries); /* a retry may take a slot */
+  assert_true(timed <= runs / INSTALL_SAMPLE_EVERY + 3); /* + COPY's third sample */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_samples_both_then_picks_the_cheaper),
       cmocka_unit_test(test_one_outlier_does_not_flip),
       cmocka_unit_test(test_retry_interval_doubles_and_resets),
       cmocka_unit_test(test_a_retry_that_did_not_run_is_not_scored),
+      cmocka_unit_test(test_times_retries_and_a_sample_of_the_rest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
