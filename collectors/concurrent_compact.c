@@ -524,21 +524,6 @@ static int register_destination(mc_state *m) {
     return -1;
   }
   uintptr_t reg_end = t->begin + t->npages * FWD_PAGE, end = t->begin + t->capacity;
-  /* Give the VMA its anon_vma before registration splits it, so the halves
-   * merge again after unregistering (else the next cycle's mremap sees two
-   * VMAs and fails with EFAULT).  The byte is the first page above the
-   * range, which the mutators' first new TLAB takes anyway, written with
-   * the space's huge pages off for the instant: a huge page there would
-   * cover registered pages of the same PMD.  (It used to go a PMD further
-   * up, where its 2 MiB huge page was most of what the cycle's resident
-   * peak held beyond the release batch: fhbench pause over_MiB 10 -> 8;
-   * and within the last PMD of the space it went to reg_end with huge
-   * pages on.) */
-  if (reg_end < end) {
-    mc_space_thp(m, 0);
-    *(volatile char *)reg_end = 0;
-    mc_space_thp(m, 1);
-  }
   /* Someone (the embedder, a test harness, a sanitizer) may have replaced
    * our SIGBUS handler since the uffd was made: a missing-page fault would
    * then kill the process.  Re-install it, chaining to theirs (one
@@ -547,11 +532,30 @@ static int register_destination(mc_state *m) {
     m->mode_note = "stop-the-world fallback (cannot install the SIGBUS handler)";
     return -1;
   }
+  /* Give the VMA its anon_vma before registration splits it, so the halves
+   * merge again after unregistering (else the next cycle's mremap sees two
+   * VMAs and fails with EFAULT).  The byte is the first page above the
+   * range, which the mutators' first new TLAB takes anyway, written with
+   * the space's huge pages off: a huge page there would cover registered
+   * pages of the same PMD with zeroes, which their builds would then find
+   * present (EEXIST).  Off until the range is registered, since khugepaged
+   * could collapse that PMD meanwhile (after, it leaves uffd ranges
+   * alone); the flag goes back on both halves, which therefore still
+   * merge.  (The byte used to go a PMD further up, where its 2 MiB huge
+   * page was most of what the cycle's resident peak held beyond the
+   * release batch: fhbench pause over_MiB 10 -> 8; and within the last PMD
+   * of the space it went to reg_end with huge pages on.) */
+  int thp_off = reg_end < end;
+  if (thp_off) {
+    mc_space_thp(m, 0);
+    *(volatile char *)reg_end = 0;
+  }
   fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
   uint64_t t0 = now_ns();
   m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,
                                   FH_UFFD_REG_MISSING, resolve, m, NULL);
   m->register_ns = now_ns() - t0;
+  if (thp_off) mc_space_thp(m, 1);
   if (m->range_id < 0) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;
@@ -598,8 +602,8 @@ void mc_copy_build_end(mc_state *m) {
 }
 
 int mc_concurrent_flip(mc_state *m) {
+  mc_join_worker(m); /* its prefault must not run while the range is set up */
   if (register_destination(m) < 0) return -1;
-  mc_join_worker(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;
   heap_phase_open(h);

@@ -65,11 +65,13 @@ static int state_init(mc_state *m, fh_heap *h) {
    * refills it with first-touch faults: as 2 MiB pages that is ~0.5 us per
    * 4 KiB instead of ~2 (GCBench ~15% faster).  The whole VMA gets the flag,
    * so nothing splits; uffd COPY/MOVE still install 4 KiB pages, and the
-   * flip's anon_vma byte is a PMD past the registered range so that no huge
-   * page covers registered pages.  FH_MC_THP=0 turns it off. */
+   * flip writes its anon_vma byte with the flag off (register_destination).
+   * FH_MC_THP=0 turns it off, as MADV_NOHUGEPAGE rather than no flag: on a
+   * host whose THP setting is "always" an unflagged space gets huge pages
+   * anyway, and that byte then a huge page over registered pages. */
   const char *thp = getenv("FH_MC_THP");
   m->thp = !(thp && *thp == '0');
-  if (m->thp) madvise((void *)b->space.begin, cap, MADV_HUGEPAGE);
+  madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
   m->page_state = map_rw(m->state_map_bytes, 0);
   m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);

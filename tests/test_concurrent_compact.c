@@ -183,6 +183,56 @@ static void test_nearly_full_space_stop_the_world(void **s) {
   nearly_full_space(FH_COLLECT_MARK_COMPACT);
 }
 
+/* Whether the VMA holding addr has flag `flag` ("hg": MADV_HUGEPAGE,
+ * "nh": MADV_NOHUGEPAGE) in /proc/self/smaps. */
+static int vma_has_flag(uintptr_t addr, const char *flag) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  int in = 0, found = -1;
+  while (found < 0 && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = addr >= lo && addr < hi;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      char want[8];
+      snprintf(want, sizeof want, " %s", flag);
+      found = strstr(line, want) != NULL;
+    }
+  }
+  fclose(f);
+  assert_true(found >= 0);
+  return found;
+}
+
+/* FH_MC_THP=0 must mark the space MADV_NOHUGEPAGE, not leave it unflagged:
+ * on a host whose THP setting is "always" an unflagged space still gets
+ * huge pages, and the flip's anon_vma byte (register_destination, at the
+ * first page above the registered range) would then fault one in over
+ * registered pages.  Default: MADV_HUGEPAGE, also after a cycle. */
+static void test_huge_page_flag_of_the_space(void **s) {
+  (void)s;
+  SKIP_WITHOUT_UFFD();
+  for (int off = 0; off < 2; off++) {
+    if (off) setenv("FH_MC_THP", "0", 1);
+    fh_heap *h = concurrent_heap(1, "heap_max=32M,min_alloc_trigger=30M");
+    fh_thread *t = fh_thread_attach(h);
+    graph g = {0};
+    fh_push_root(t, (void **)&g.table);
+    graph_build(t, &graph_ty, &g, 2000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
+    fh_gc_wait(h);
+    assert_int_equal(graph_check(&graph_ty, &g), 0);
+    uintptr_t begin = h->bump[h->active].space.begin;
+    assert_int_equal(vma_has_flag(begin, "hg"), !off);
+    assert_int_equal(vma_has_flag(begin, "nh"), off);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+    unsetenv("FH_MC_THP");
+  }
+}
+
 /* From-space goes back while the phase runs even when the GC worker gets
  * no CPU: here it is held back for seconds while the mutator faults every
  * page in, and the pages those builds stopped reading must still be given
@@ -388,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_dense_traced_objects_spanning_pages),
       cmocka_unit_test_teardown(test_nearly_full_space, unset_worker_delay),
       cmocka_unit_test_teardown(test_nearly_full_space_stop_the_world, unset_worker_delay),
+      cmocka_unit_test(test_huge_page_flag_of_the_space),
       cmocka_unit_test(test_stress_sigbus),
       cmocka_unit_test(test_stress_handler_thread),
       cmocka_unit_test(test_read_into_object_critical_sigbus),
