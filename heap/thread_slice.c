@@ -20,6 +20,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#define SCHED_FLAG_RESET_ON_FORK 0x01
+
 typedef struct sched_attr_v0 {
   uint32_t size;
   uint32_t sched_policy;
@@ -37,7 +39,10 @@ int thread_set_slice(uint64_t ns) {
   if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0) return -1;
   if (a.sched_policy != SCHED_OTHER && a.sched_policy != SCHED_BATCH) return -1;
   a.size = sizeof a;
-  a.sched_flags = 0;
+  /* Of the flags sched_getattr reports, only reset-on-fork is a setting to
+   * keep (dropping it is refused without privilege); the others would ask
+   * for things (keep-params, utilization clamps) not meant here. */
+  a.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
   a.sched_runtime = ns;
   return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -1;
 #else

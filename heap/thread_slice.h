@@ -6,10 +6,12 @@
 #include <stdint.h>
 
 /* Give the calling thread a time slice of `ns` (Linux clamps it to
- * 0.1..100 ms), keeping its policy and nice value.  0 on success; -1 where
- * the kernel has no per-thread slice (before 6.12 the request is accepted
- * and ignored, which also returns 0) or the thread is not in the fair
- * class.  Never fatal: it only changes when the thread gets a CPU. */
+ * 0.1..100 ms), keeping its policy, nice value and reset-on-fork flag.
+ * 0 when the kernel took the request (before Linux 6.12 it takes it and
+ * ignores the slice); -1 when it refused it (no sched_getattr/setattr,
+ * a seccomp filter, EPERM) or the thread's policy is not SCHED_OTHER or
+ * SCHED_BATCH, which are left alone.  Never fatal: it only changes when
+ * the thread gets a CPU. */
 int thread_set_slice(uint64_t ns);
 
 #endif
