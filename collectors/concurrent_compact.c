@@ -344,13 +344,12 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
  * the woken releaser waited for a busy mutator or the worker to use up its
  * slice: a few ms in which the builders went on mapping pages with a full
  * batch of from-space already waiting (fhbench pause, SIGBUS mode: over_MiB
- * medians 10.7-11.6, worst runs 16; one trace had the first batch
- * given back at 3300 ready pages).  With 100 us it preempts them at once:
- * 9 in 10 releases start by 2066 ready pages (over_MiB medians 9.8-10.2,
- * as in the stop-the-world schedule).  What is left is the release itself:
- * 1.3 ms a batch at the median, p99 5.6 ms when the releaser is preempted
- * meanwhile, and then a run still goes to 12-16 MiB (1 in ~30).  FH_MC_RELEASER_SLICE_US=0 keeps
- * the default slice (measurements). */
+ * medians 10.7-11.6, worst runs 16; one trace had the first batch given
+ * back at 3300 ready pages).  With 100 us it preempts them at once: 9 in
+ * 10 releases start by 2066 ready pages.  A release then takes 1.3 ms a
+ * batch at the median, p99 5.6 ms when the releaser is preempted
+ * meanwhile.  FH_MC_RELEASER_SLICE_US=0 keeps the default slice
+ * (measurements). */
 #define RELEASER_SLICE_US 100
 
 /* The concurrent phase's releaser: sleeps until a batch of from-space
