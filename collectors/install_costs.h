@@ -7,7 +7,7 @@
  * shootdown costs more than it saves (fhbench pause), with an idle or
  * single mutator it wins (GCBench).  So the worker measures both as it goes
  * (CPU time per page of build + install) and uses the cheaper.  Each
- * method's cost is the median of its last three runs: single runs swing by
+ * method's cost is the median of its last three timed runs: single runs swing by
  * 20x here (an interrupt storm, a preempted vCPU), and with a running
  * average one such run sent the worker to the costlier method for
  * thousands of pages.  The other method is re-tried after an interval that

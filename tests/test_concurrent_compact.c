@@ -213,8 +213,10 @@ static int vma_has_flag(uintptr_t addr, const char *flag) {
 static void test_huge_page_flag_of_the_space(void **s) {
   (void)s;
   SKIP_WITHOUT_UFFD();
+  const char *was = getenv("FH_MC_THP"); /* the caller's, restored after */
+  char *saved = was ? strdup(was) : NULL;
   for (int off = 0; off < 2; off++) {
-    if (off) setenv("FH_MC_THP", "0", 1);
+    setenv("FH_MC_THP", off ? "0" : "1", 1);
     fh_heap *h = concurrent_heap(1, "heap_max=32M,min_alloc_trigger=30M");
     fh_thread *t = fh_thread_attach(h);
     graph g = {0};
@@ -229,8 +231,10 @@ static void test_huge_page_flag_of_the_space(void **s) {
     fh_pop_roots(t, 1);
     fh_thread_detach(t);
     fh_heap_destroy(h);
-    unsetenv("FH_MC_THP");
   }
+  if (saved) setenv("FH_MC_THP", saved, 1);
+  else unsetenv("FH_MC_THP");
+  free(saved);
 }
 
 /* From-space goes back while the phase runs even when the GC worker gets
