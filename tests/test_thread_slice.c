@@ -117,10 +117,12 @@ static void test_keeps_nice(void **state) {
 
 /* A thread whose scheduling does not survive fork keeps that setting
  * (and without privilege, dropping it would make the kernel refuse). */
-static int reset_on_fork(void) {
+static int set_policy(int policy) {
   struct sched_param p = {0};
-  return sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &p);
+  return sched_setscheduler(0, policy, &p);
 }
+
+static int reset_on_fork(void) { return set_policy(SCHED_OTHER | SCHED_RESET_ON_FORK); }
 
 static void test_keeps_reset_on_fork(void **state) {
   (void)state;
@@ -130,10 +132,7 @@ static void test_keeps_reset_on_fork(void **state) {
   assert_int_equal(s.after.policy, SCHED_OTHER);
 }
 
-static int batch(void) {
-  struct sched_param p = {0};
-  return sched_setscheduler(0, SCHED_BATCH, &p);
-}
+static int batch(void) { return set_policy(SCHED_BATCH); }
 
 static void test_keeps_batch_policy(void **state) {
   (void)state;
@@ -144,10 +143,7 @@ static void test_keeps_batch_policy(void **state) {
 
 /* SCHED_IDLE runs only when nothing else wants the CPU: a short slice
  * would not change that, so it is refused and the thread left as it was. */
-static int idle(void) {
-  struct sched_param p = {0};
-  return sched_setscheduler(0, SCHED_IDLE, &p);
-}
+static int idle(void) { return set_policy(SCHED_IDLE); }
 
 static void test_leaves_idle_threads_alone(void **state) {
   (void)state;
