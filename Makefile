@@ -35,7 +35,7 @@ BENCH_SRCS := $(filter-out bench/baseline_%.c,$(wildcard bench/*.c))
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test check check-asan check-tsan fuzz bench install deps clean examples
+.PHONY: all lib test check check-asan check-tsan check-faults fuzz bench install deps clean examples
 
 all: lib examples $(BUILD)/fhbench
 
@@ -81,6 +81,17 @@ test: deps
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
 
 check: test
+
+# Fault injection: every failing call of heap/sys.h, at its Nth call, once
+# and from then on, on every collector (tests/faults_sweep.c).
+# FH_FAULT_SAMPLES bounds the points swept per call kind (default 24).
+$(BUILD)/tests/faults_sweep: tests/faults_sweep.c $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfaultheap.a $(LIBS)
+
+check-faults: deps
+	@$(MAKE) --no-print-directory $(BUILD)/tests/faults_sweep
+	$(BUILD)/tests/faults_sweep
 
 # ASan + UBSan build of the library and tests, in its own build directory.
 check-asan: deps
