@@ -46,6 +46,7 @@
 #include "collectors/install_costs.h"
 #include "collectors/mc.h"
 #include "heap/error.h"
+#include "heap/sys.h"
 #include "heap/thread_slice.h"
 #include "spaces/reserve.h"
 
@@ -228,7 +229,7 @@ static void prefault_allocation_window(mc_state *m, uintptr_t from, size_t want)
    * the kernel lacks MADV_POPULATE_WRITE. */
   for (size_t off = 0; off < want && !atomic_load(&m->stop_prefault); off += FH_PMD) {
     size_t n = want - off < FH_PMD ? want - off : FH_PMD;
-    if (madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
+    if (sys_madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
   }
 }
 
@@ -391,7 +392,7 @@ static void *worker_main(void *arg) {
   m->in_place_pages = 0;
   pthread_t releaser; /* release_cpu_ns: reset by mc_prepare */
   atomic_store(&m->stop_releaser, 0);
-  int own_releaser = pthread_create(&releaser, NULL, releaser_main, m) == 0;
+  int own_releaser = sys_thread_create(&releaser, NULL, releaser_main, m) == 0;
   if (own_releaser)
     pthread_setname_np(releaser, "fh-release");
   else /* do its work here: dead pages now, the rest between runs */
@@ -607,7 +608,7 @@ int mc_concurrent_flip(mc_state *m) {
   fh_heap *h = m->h;
   heap_phase_open(h);
   mc_publish_top(m);
-  if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
+  if (sys_thread_create(&m->worker, NULL, worker_main, m) != 0) {
     /* No worker: do its work here, in the pause (still correct). */
     worker_main(m);
     m->mode_note = "stop-the-world fallback (cannot start the GC worker)";

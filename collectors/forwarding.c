@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
@@ -35,8 +36,8 @@ void fwd_destroy(fwd_tables *t) {
     bitmap_destroy(&t->extra_live[k]);
   }
   t->extra_mapped = 0;
-  if (t->chunks) munmap(t->chunks, t->chunk_map_bytes);
-  if (t->page_first) munmap(t->page_first, t->page_map_bytes);
+  if (t->chunks) sys_munmap(t->chunks, t->chunk_map_bytes);
+  if (t->page_first) sys_munmap(t->page_first, t->page_map_bytes);
   t->chunks = NULL;
   t->page_first = NULL;
 }
@@ -45,8 +46,8 @@ void fwd_prepare_marking(fwd_tables *t) {
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
   /* EINVAL before Linux 5.14 leaves it to faults. */
-  madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
-  madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
+  sys_madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
+  sys_madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
 }
 
 unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
@@ -79,7 +80,7 @@ void fwd_prepare_marker(fwd_tables *t, unsigned k) {
     for (int b = 0; b < 2; b++) {
       /* EINVAL before Linux 5.14 leaves it to faults (and the count then
        * runs ahead of them, for this marking). */
-      madvise((char *)pair[b]->words + off, n, MADV_POPULATE_WRITE);
+      sys_madvise((char *)pair[b]->words + off, n, MADV_POPULATE_WRITE);
       t->extra_counted[k - 1] += n;
       atomic_fetch_add(&t->extra_resident, n);
     }
@@ -137,7 +138,7 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
                       FH_PAGE);
   if (b > t->chunk_map_bytes) b = t->chunk_map_bytes;
   /* EINVAL before Linux 5.14 leaves it to faults. */
-  madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
+  sys_madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
   t->chunks_populated = upto;
 }
 
@@ -150,7 +151,7 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
     memset(base, 0, used_bytes);
     return;
   }
-  madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED);
+  sys_madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED);
 }
 
 void fwd_reset(fwd_tables *t) {

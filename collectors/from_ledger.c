@@ -7,6 +7,7 @@
 
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 #define PINNED LEDGER_PINNED
@@ -30,8 +31,8 @@ int ledger_init(from_ledger *l, size_t capacity) {
 }
 
 void ledger_destroy(from_ledger *l) {
-  if (l->readers) munmap((void *)l->readers, l->readers_bytes);
-  if (l->ready) munmap((void *)l->ready, l->ready_bytes);
+  if (l->readers) sys_munmap((void *)l->readers, l->readers_bytes);
+  if (l->ready) sys_munmap((void *)l->ready, l->ready_bytes);
   if (l->wake_ok) sem_destroy(&l->wake);
   l->wake_ok = 0;
   l->readers = NULL;
@@ -191,7 +192,7 @@ void ledger_wake(from_ledger *l) { sem_post(&l->wake); }
 void ledger_reset(from_ledger *l) {
   if (l->npages) {
     size_t rb = l->npages * sizeof(uint32_t), qb = (l->npages + 63) / 64 * sizeof(uint64_t);
-    if (rb > 64 * FH_PAGE) madvise((void *)l->readers, align_up(rb, FH_PAGE), MADV_DONTNEED);
+    if (rb > 64 * FH_PAGE) sys_madvise((void *)l->readers, align_up(rb, FH_PAGE), MADV_DONTNEED);
     else memset((void *)l->readers, 0, rb);
     memset((void *)l->ready, 0, qb);
   }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "collectors/collector.h"
+#include "heap/sys.h"
 
 static void *bg_main(void *arg) {
   fh_heap *h = arg;
@@ -89,7 +90,7 @@ void hspace_background_request(fh_heap *h) {
   atomic_store(&h->hspace_bg_done, 0);
   /* A job exists (heap/fork.c's child handler clears this with the rest). */
   atomic_store(&h->hspace_bg_attached, 1);
-  if (pthread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
+  if (sys_thread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
     h->hspace_bg_started = 1;
   else
     atomic_store(&h->hspace_bg_attached, 0);

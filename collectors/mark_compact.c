@@ -12,6 +12,7 @@
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 #define FAULT_BUFS 64
@@ -21,7 +22,7 @@
 _Static_assert(MAX_BUILD_HELPERS + 1 <= FAULT_BUFS, "a run buffer for every builder");
 
 static void *map_rw(size_t bytes, int populate) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+  void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
                  -1, 0);
   return p == MAP_FAILED ? NULL : p;
@@ -34,9 +35,9 @@ void mc_state_destroy(mc_state *m) {
   fwd_destroy(&m->t);
   ledger_destroy(&m->ledger);
   if (m->shadow) fh_uffd_unreserve((void *)m->shadow, m->t.capacity);
-  if (m->page_state) munmap((void *)m->page_state, m->state_map_bytes);
-  if (m->fault_bufs) munmap(m->fault_bufs, (size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE);
-  if (m->worker_buf) munmap(m->worker_buf, (size_t)MC_MAX_RUN * FWD_PAGE);
+  if (m->page_state) sys_munmap((void *)m->page_state, m->state_map_bytes);
+  if (m->fault_bufs) sys_munmap(m->fault_bufs, (size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE);
+  if (m->worker_buf) sys_munmap(m->worker_buf, (size_t)MC_MAX_RUN * FWD_PAGE);
   free(m);
 }
 
@@ -71,7 +72,7 @@ static int state_init(mc_state *m, fh_heap *h) {
    * anyway, and that byte then a huge page over registered pages. */
   const char *thp = getenv("FH_MC_THP");
   m->thp = !(thp && *thp == '0');
-  madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  sys_madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
   m->page_state = map_rw(m->state_map_bytes, 0);
   m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);
@@ -122,14 +123,14 @@ static int move_aside(mc_state *m) {
       /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
        * pages in its released holes, where a huge page would zero (and
        * keep) 2 MiB per staged 4 KiB. */
-      madvise((void *)m->shadow, t->capacity, MADV_NOHUGEPAGE);
+      sys_madvise((void *)m->shadow, t->capacity, MADV_NOHUGEPAGE);
       return 0;
     }
     /* EFAULT here means the space is no longer one VMA: a bug elsewhere
      * (mprotect or a partial madvise of the moving space). */
   }
   size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
-  void *p = mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,
+  void *p = sys_mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   if (p == MAP_FAILED) {
     fh_error_set("mark-compact: cannot map from-space (%s)", strerror(errno));
@@ -239,7 +240,7 @@ void mc_publish_top(mc_state *m) {
 void mc_end_cycle(mc_state *m) {
   /* What the ledger still holds (pinned pages, the last batch, staging
    * leftovers) goes back with the rest of from-space. */
-  madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
+  sys_madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
   ledger_reset(&m->ledger);
   if (m->t.npages)
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
@@ -278,7 +279,7 @@ static void *build_pages(void *arg) {
        * faulting the run in with one call instead of a fault per page
        * (GCBench builds: 400-680 ms against 500-760 ms; EINVAL before
        * Linux 5.14 just leaves the faults to the build). */
-      madvise((void *)(m->t.begin + p * FWD_PAGE), (e - p) * FWD_PAGE, MADV_POPULATE_WRITE);
+      sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (e - p) * FWD_PAGE, MADV_POPULATE_WRITE);
       for (; p < e; p++) {
         page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
         ledger_page_built(&m->ledger, &m->t, p);
@@ -301,7 +302,7 @@ static void *build_pages(void *arg) {
  * off for the build and back on after it, on the whole VMA, so the space
  * stays one VMA. */
 void mc_space_thp(mc_state *m, int on) {
-  if (m->thp) madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  if (m->thp) sys_madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
 /* Two ways to build, chosen per cycle.  Where userfaultfd works, the
@@ -320,7 +321,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   /* A helper is worth starting only for a few MiB of pages each. */
   size_t per_helper = 2048;
   while (nh + 1 < threads && nh < MAX_BUILD_HELPERS && m->t.npages > (nh + 1) * per_helper &&
-         pthread_create(&helpers[nh], NULL, build_pages, &j) == 0)
+         sys_thread_create(&helpers[nh], NULL, build_pages, &j) == 0)
     pthread_setname_np(helpers[nh++], "fh-build");
   uint64_t t0 = heap_now_ns();
   build_pages(&j);
@@ -361,7 +362,7 @@ static int stw_compact(fh_heap *h, const char *note) {
    * 512 MiB) and clearing the tables need not stop the world: a thread does
    * it after the pause, and the next cycle joins it (mc_join_worker) before
    * it touches either. */
-  if (pthread_create(&m->worker, NULL, end_cycle_main, m) == 0) {
+  if (sys_thread_create(&m->worker, NULL, end_cycle_main, m) == 0) {
     m->worker_joinable = 1;
     pthread_setname_np(m->worker, "fh-release");
   } else

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 #define MARK_STACK_INITIAL_BYTES ((size_t)64 << 10)
@@ -18,13 +19,13 @@ int mark_stack_init(mark_stack *s) {
 }
 
 void mark_stack_destroy(mark_stack *s) {
-  if (s->items) munmap(s->items, s->map_bytes);
+  if (s->items) sys_munmap(s->items, s->map_bytes);
   memset(s, 0, sizeof *s);
 }
 
 int mark_stack_grow(mark_stack *s) {
   size_t bytes = s->map_bytes * 2;
-  void *p = mremap(s->items, s->map_bytes, bytes, MREMAP_MAYMOVE);
+  void *p = sys_mremap(s->items, s->map_bytes, bytes, MREMAP_MAYMOVE, NULL);
   if (p == MAP_FAILED) return -1;
   s->items = p;
   s->map_bytes = bytes;

@@ -15,6 +15,7 @@
 #include "collectors/mark_stack.h"
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 
 /* Parallel marking (gc_threads markers): each marker has its own stack;
  * one with work to spare while others are idle gives half of it (or half
@@ -393,7 +394,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
     pthread_mutex_lock(&pool->lock);
     pool->nthreads++; /* counted before it can go idle */
     pthread_mutex_unlock(&pool->lock);
-    if (pthread_create(&crew->tids[crew->nh], NULL, marker_main, hm) != 0) {
+    if (sys_thread_create(&crew->tids[crew->nh], NULL, marker_main, hm) != 0) {
       pthread_mutex_lock(&pool->lock);
       pool->nthreads--;
       pthread_mutex_unlock(&pool->lock);

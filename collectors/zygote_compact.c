@@ -34,6 +34,7 @@
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "heap/zygote.h"
 #include "spaces/reserve.h"
 
@@ -212,7 +213,7 @@ int zygote_compact(fh_heap *h) {
    * Process.warmup ends with malloc_trim for the same reason). */
   char name[64];
   snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
-  mallctl(name, NULL, NULL, NULL, 0);
+  sys_mallctl(name, NULL, NULL, NULL, 0);
   h->bytes_moved += copied;
   heap_set_trigger(h, 0);
   return rc;

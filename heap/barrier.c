@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 int cards_init(fh_heap *h) {
@@ -21,7 +22,7 @@ int cards_init(fh_heap *h) {
 }
 
 void cards_destroy(fh_heap *h) {
-  if (h->cards) munmap(h->cards, h->cards_bytes);
+  if (h->cards) sys_munmap(h->cards, h->cards_bytes);
   h->cards = NULL;
 }
 

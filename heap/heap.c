@@ -11,6 +11,7 @@
 #include "heap/error.h"
 #include "heap/image_load.h"
 #include "heap/options.h"
+#include "heap/sys.h"
 #include "heap/zygote.h"
 #include "spaces/reserve.h"
 
@@ -255,7 +256,7 @@ int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   heap_phase_open(h);
   pthread_t tid;
-  int err = pthread_create(&tid, &attr, fn, arg);
+  int err = sys_thread_create(&tid, &attr, fn, arg);
   pthread_attr_destroy(&attr);
   if (err) {
     heap_phase_close(h);

@@ -13,11 +13,12 @@
 
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 int image_load_open(image_load *ld, const char *path) {
   memset(ld, 0, sizeof *ld);
-  ld->fd = open(path, O_RDONLY | O_CLOEXEC);
+  ld->fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
   if (ld->fd < 0) {
     fh_error_set("image %s: cannot open: %s", path, strerror(errno));
     return -1;
@@ -31,7 +32,7 @@ int image_load_open(image_load *ld, const char *path) {
   /* The header first: a foreign, truncated or damaged file is refused
    * before the rest of it is read. */
   uint8_t head[IMAGE_HEADER_BYTES];
-  ssize_t n = pread(ld->fd, head, sizeof head, 0);
+  ssize_t n = sys_pread(ld->fd, head, sizeof head, 0);
   if (n < 0) {
     fh_error_set("image %s: cannot read: %s", path, strerror(errno));
     goto fail;
@@ -43,7 +44,7 @@ int image_load_open(image_load *ld, const char *path) {
   /* Populated read-only: validation reads every page anyway, and doing it
    * in one call is cheaper than a fault per page.  The pages are the page
    * cache's, shared with the mapping install makes. */
-  void *m = mmap(NULL, ld->bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, ld->fd, 0);
+  void *m = sys_mmap(NULL, ld->bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, ld->fd, 0);
   if (m == MAP_FAILED) {
     fh_error_set("image %s: cannot map %zu bytes: %s", path, ld->bytes, strerror(errno));
     goto fail;
@@ -84,7 +85,7 @@ uintptr_t image_load_preferred_base(const image_load *ld) {
 
 void image_load_close(image_load *ld) {
   image_parsed_free(&ld->parsed);
-  if (ld->file) munmap(ld->file, ld->bytes);
+  if (ld->file) sys_munmap(ld->file, ld->bytes);
   if (ld->fd >= 0) close(ld->fd);
   memset(ld, 0, sizeof *ld);
   ld->fd = -1;
@@ -129,24 +130,24 @@ static void relocate(uint8_t *objects, const uint8_t *relocs, size_t relocs_byte
 static int map_relocated_memfd(image_space *s, const image_load *ld, uintptr_t at,
                                size_t mapped, uint64_t delta) {
   const image_header *hd = &ld->parsed.hdr;
-  int fd = memfd_create("faultheap-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0 || ftruncate(fd, (off_t)mapped) < 0) {
+  int fd = sys_memfd_create("faultheap-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0 || sys_ftruncate(fd, (off_t)mapped) < 0) {
     fh_error_set("image_share=memfd: cannot create the memfd: %s", strerror(errno));
     goto fail;
   }
-  void *w = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *w = sys_mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (w == MAP_FAILED) {
     fh_error_set("image_share=memfd: cannot map the memfd: %s", strerror(errno));
     goto fail;
   }
   memcpy(w, ld->file + hd->objects_offset, hd->objects_bytes);
   relocate(w, ld->file + hd->relocs_offset, hd->relocs_bytes, delta);
-  munmap(w, mapped);
+  sys_munmap(w, mapped);
   if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
     fh_error_set("image_share=memfd: cannot seal the memfd: %s", strerror(errno));
     goto fail;
   }
-  if (mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+  if (sys_mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
       MAP_FAILED) {
     fh_error_set("image_share=memfd: cannot map the sealed image: %s", strerror(errno));
     goto fail;
@@ -169,7 +170,7 @@ int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
   if (mapped && relocated && h->opt.image_share && strcmp(h->opt.image_share, "memfd") == 0) {
     if (map_relocated_memfd(&h->image, ld, at, mapped, delta) < 0) return -1;
   } else if (mapped) {
-    void *m = mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ld->fd,
+    void *m = sys_mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ld->fd,
                    (off_t)hd->objects_offset);
     if (m == MAP_FAILED) {
       fh_error_set("image: cannot map the objects section: %s", strerror(errno));

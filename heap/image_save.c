@@ -21,6 +21,7 @@
 #include "heap/heap.h"
 #include "heap/image_format.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 
 /* Object address -> offset of its header in the objects section. */
 typedef struct addr_map {
@@ -245,7 +246,7 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   hd.file_bytes = hd.roots_offset + 8 * nroots;
   hd.nobjects = s->order.n;
   hd.ntypes = ntypes;
-  void *m = mmap(NULL, hd.file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *m = sys_mmap(NULL, hd.file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) {
     fh_error_set("fh_image_save: cannot allocate %llu bytes for the image",
                  (unsigned long long)hd.file_bytes);
@@ -312,7 +313,7 @@ static int snapshot(saver *s, void **roots, size_t nroots, uint8_t **file, size_
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n) {
-    ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
+    ssize_t w = sys_write(fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return -1;
     p += w, n -= (size_t)w;
@@ -325,19 +326,19 @@ static int write_file(const char *path, const uint8_t *file, size_t bytes) {
   char *tmp = malloc(len + 16);
   if (!tmp) { fh_error_set("fh_image_save: out of memory"); return -1; }
   snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
+  int fd = sys_mkstemp(tmp);
   if (fd < 0) {
     fh_error_set("fh_image_save: cannot create %s: %s", tmp, strerror(errno));
     free(tmp);
     return -1;
   }
   int rc = -1;
-  if (write_all(fd, file, bytes) < 0 || fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+  if (write_all(fd, file, bytes) < 0 || fchmod(fd, 0644) < 0 || sys_fsync(fd) < 0) {
     fh_error_set("fh_image_save: cannot write %s: %s", tmp, strerror(errno));
     close(fd);
   } else if (close(fd) < 0) {
     fh_error_set("fh_image_save: cannot close %s: %s", tmp, strerror(errno));
-  } else if (rename(tmp, path) < 0) {
+  } else if (sys_rename(tmp, path) < 0) {
     fh_error_set("fh_image_save: cannot rename %s to %s: %s", tmp, path, strerror(errno));
   } else {
     rc = 0;
@@ -380,7 +381,7 @@ int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
   free(s.offsets);
   if (rc == 0) {
     rc = write_file(path, file, bytes);
-    munmap(file, bytes);
+    sys_munmap(file, bytes);
   }
   return rc;
 }

@@ -21,6 +21,7 @@
 #include "heap/heap.h"
 #include "heap/malloc_alloc.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity) {
   size_t limit = h->opt.heap_max;
@@ -104,7 +105,7 @@ static void batch_setup(void) {
   if (mallctlnametomib("experimental.batch_alloc", batch_mib, &batch_miblen) != 0) return;
   unsigned nbins = 0;
   size_t len = sizeof nbins;
-  if (mallctl("arenas.nbins", &nbins, &len, NULL, 0) != 0) return;
+  if (sys_mallctl("arenas.nbins", &nbins, &len, NULL, 0) != 0) return;
   /* Bins come in increasing size: stop at the first that is too small. */
   for (unsigned i = 0; i < nbins; i++) {
     char name[64];
@@ -112,9 +113,9 @@ static void batch_setup(void) {
     uint32_t nregs;
     size_t sl = sizeof size, rl = sizeof nregs;
     snprintf(name, sizeof name, "arenas.bin.%u.size", i);
-    if (mallctl(name, &size, &sl, NULL, 0) != 0) break;
+    if (sys_mallctl(name, &size, &sl, NULL, 0) != 0) break;
     snprintf(name, sizeof name, "arenas.bin.%u.nregs", i);
-    if (mallctl(name, &nregs, &rl, NULL, 0) != 0 || nregs <= FH_MS_BATCH) break;
+    if (sys_mallctl(name, &nregs, &rl, NULL, 0) != 0 || nregs <= FH_MS_BATCH) break;
     batch_max_bytes = size;
   }
 }
@@ -139,14 +140,14 @@ void *malloc_heap_next_region(fh_thread *t, size_t bytes) {
   if (bytes <= batch_max_bytes) {
     batch_packet in = {b[0].region, FH_MS_BATCH, bytes, t->ms_flags};
     size_t filled = 0, len = sizeof filled;
-    if (mallctlbymib(batch_mib, batch_miblen, &filled, &len, &in, sizeof in) == 0 && filled) {
+    if (sys_mallctlbymib(batch_mib, batch_miblen, &filled, &len, &in, sizeof in) == 0 && filled) {
       b[0].bytes = bytes;
       b[0].n = (unsigned)filled;
       b[0].pos = 1;
       return b[0].region[0];
     }
   }
-  return mallocx(bytes, t->ms_flags);
+  return sys_mallocx(bytes, t->ms_flags);
 }
 
 static void thread_settle(fh_thread *t) {

@@ -27,10 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <jemalloc/jemalloc.h>
@@ -131,6 +133,23 @@ static inline int sys_mprotect(void *addr, size_t len, int prot) {
   return mprotect(addr, len, prot);
 }
 
+/* process_madvise(pidfd, iov, n, advice, 0) through the system call,
+ * counted as a madvise; bytes advised, or -1 + errno. */
+static inline long sys_process_madvise(int pidfd, const struct iovec *iov, size_t n,
+                                       int advice) {
+  int e = sys_inject(SYS_MADVISE);
+  if (e) {
+    errno = e;
+    return -1;
+  }
+#ifdef SYS_process_madvise
+  return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0u);
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 /* ---- userfaultfd ---- */
 
 static inline int sys_uffd_ioctl(int fd, unsigned long req, void *arg) {
@@ -182,6 +201,14 @@ static inline int sys_mallctl(const char *name, void *oldp, size_t *oldlenp, voi
   return mallctl(name, oldp, oldlenp, newp, newlen);
 }
 
+/* mallctlbymib's convention: 0, or an error number. */
+static inline int sys_mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
+                                   size_t *oldlenp, void *newp, size_t newlen) {
+  int e = sys_inject(SYS_JEMALLOC);
+  if (e) return e;
+  return mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
+}
+
 /* ---- files (images, /dev/userfaultfd) ---- */
 
 static inline int sys_open(const char *path, int flags, mode_t mode) {
@@ -191,6 +218,25 @@ static inline int sys_open(const char *path, int flags, mode_t mode) {
     return -1;
   }
   return open(path, flags, mode);
+}
+
+/* mkstemp(template) and memfd_create(name, flags), counted as opens. */
+static inline int sys_mkstemp(char *tmpl) {
+  int e = sys_inject(SYS_OPEN);
+  if (e) {
+    errno = e;
+    return -1;
+  }
+  return mkstemp(tmpl);
+}
+
+static inline int sys_memfd_create(const char *name, unsigned flags) {
+  int e = sys_inject(SYS_OPEN);
+  if (e) {
+    errno = e;
+    return -1;
+  }
+  return memfd_create(name, flags);
 }
 
 static inline ssize_t sys_read(int fd, void *buf, size_t n) {

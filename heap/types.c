@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 #define TYPE_KNOWN_FLAGS FH_TYPE_REF_ARRAY
@@ -56,7 +57,7 @@ void types_destroy(fh_type_registry *r) {
       free(ti->ref_offsets);
       free(ti);
     }
-    munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
+    sys_munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
   }
   if (r->by_name) cds_lfht_destroy(r->by_name, NULL);
   free(r->sizes);

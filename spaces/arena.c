@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 static fh_arena *arena_of(extent_hooks_t *h) { return ((arena_hooks *)h)->owner; }
@@ -91,7 +92,7 @@ int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
   atomic_store(&a->frontier, begin);
   extent_hooks_t *hp = &a->hooks->hooks;
   size_t sz = sizeof a->index;
-  int err = mallctl("arenas.create", &a->index, &sz, &hp, sizeof hp);
+  int err = sys_mallctl("arenas.create", &a->index, &sz, &hp, sizeof hp);
   if (err) {
     free(a->hooks);
     a->hooks = NULL;
@@ -104,21 +105,21 @@ int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
 static void arena_ctl(fh_arena *a, const char *op) {
   char name[64];
   snprintf(name, sizeof name, "arena.%u.%s", a->index, op);
-  mallctl(name, NULL, NULL, NULL, 0);
+  sys_mallctl(name, NULL, NULL, NULL, 0);
 }
 
 void arena_destroy(fh_arena *a) {
   /* jemalloc forgets the arena; our range is unmapped by the heap after. */
   char name[64];
   snprintf(name, sizeof name, "arena.%u.destroy", a->index);
-  if (mallctl(name, NULL, NULL, NULL, 0) == 0) { /* else jemalloc may still call the hooks */
+  if (sys_mallctl(name, NULL, NULL, NULL, 0) == 0) { /* else jemalloc may still call the hooks */
     free(a->hooks);
     a->hooks = NULL;
   }
 }
 
 void *arena_alloc(fh_arena *a, size_t bytes) {
-  return mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
+  return sys_mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
                             MALLOCX_ALIGN(16));
 }
 
@@ -135,7 +136,7 @@ int arena_reset(fh_arena *a) {
   uintptr_t used_end = atomic_load(&a->frontier);
   char name[64];
   snprintf(name, sizeof name, "arena.%u.destroy", a->index);
-  int err = mallctl(name, NULL, NULL, NULL, 0);
+  int err = sys_mallctl(name, NULL, NULL, NULL, 0);
   if (err) {
     /* The arena still owns its memory: touching the range would corrupt it. */
     fh_error_set("jemalloc %s failed: %s", name, strerror(err));
@@ -157,7 +158,7 @@ int arena_reset(fh_arena *a) {
 int arena_tcache_create(void) {
   unsigned id;
   size_t sz = sizeof id;
-  int err = mallctl("tcache.create", &id, &sz, NULL, 0);
+  int err = sys_mallctl("tcache.create", &id, &sz, NULL, 0);
   if (err) {
     fh_error_set("jemalloc tcache.create failed: %s", strerror(err));
     return -1;
@@ -168,11 +169,11 @@ int arena_tcache_create(void) {
 void arena_tcache_flush(int tcache) {
   if (tcache < 0) return;
   unsigned id = (unsigned)tcache;
-  mallctl("tcache.flush", NULL, NULL, &id, sizeof id);
+  sys_mallctl("tcache.flush", NULL, NULL, &id, sizeof id);
 }
 
 void arena_tcache_destroy(int tcache) {
   if (tcache < 0) return;
   unsigned id = (unsigned)tcache;
-  mallctl("tcache.destroy", NULL, NULL, &id, sizeof id);
+  sys_mallctl("tcache.destroy", NULL, NULL, &id, sizeof id);
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heap/sys.h"
+
 typedef struct fh_arena fh_arena;
 /* The hooks jemalloc was given.  jemalloc keeps that pointer for good (its
  * metadata allocations use it even after arena.<i>.extent_hooks is
@@ -58,7 +60,7 @@ void arena_tcache_destroy(int tcache);
 /* Zeroed, at least 16-byte aligned for bytes >= 16 (jemalloc's size classes
  * from 16 up are multiples of 16); tcache < 0 bypasses caching. */
 static inline void *arena_alloc_cached(fh_arena *a, size_t bytes, int tcache) {
-  return mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_ZERO |
+  return sys_mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_ZERO |
                             (tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache)));
 }
 static inline void arena_free_cached(void *p, int tcache) {

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granule_shift) {
@@ -18,7 +19,7 @@ int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granu
 }
 
 void bitmap_destroy(fh_bitmap *b) {
-  if (b->words) munmap((void *)b->words, b->map_bytes);
+  if (b->words) sys_munmap((void *)b->words, b->map_bytes);
   memset(b, 0, sizeof *b);
 }
 
@@ -33,7 +34,7 @@ void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end) {
   uintptr_t pb = align_up(wb, FH_PAGE), pe = align_down(we, FH_PAGE);
   if (pe > pb + 16 * FH_PAGE) {
     memset((void *)wb, 0, pb - wb);
-    madvise((void *)pb, pe - pb, MADV_DONTNEED);
+    sys_madvise((void *)pb, pe - pb, MADV_DONTNEED);
     memset((void *)pe, 0, we - pe);
   } else {
     memset((void *)wb, 0, we - wb);

@@ -7,9 +7,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef SYS_process_madvise
-#define SYS_process_madvise 440
-#endif
+#include "heap/sys.h"
+
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -25,7 +24,7 @@ static _Atomic int vector_ok = 1;
 static long advise_vector(const discard_batch *b) {
   int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
   if (pidfd < 0) return -1;
-  long r = syscall(SYS_process_madvise, pidfd, b->iov, (size_t)b->n, MADV_DONTNEED, 0u);
+  long r = sys_process_madvise(pidfd, b->iov, (size_t)b->n, MADV_DONTNEED);
   int saved = errno;
   close(pidfd);
   errno = saved;
@@ -51,7 +50,7 @@ void discard_batch_flush(discard_batch *b) {
         skip -= len;
         continue;
       }
-      madvise((char *)b->iov[i].iov_base + skip, len - skip, MADV_DONTNEED);
+      sys_madvise((char *)b->iov[i].iov_base + skip, len - skip, MADV_DONTNEED);
       skip = 0;
     }
   }

@@ -6,6 +6,7 @@
 
 #include "heap/error.h"
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 static size_t ms_used(const fh_space *s) { return malloc_space_used((const malloc_space *)s); }
@@ -66,7 +67,7 @@ static void *alloc_counted(malloc_space *s, size_t bytes, int tcache, int zero) 
   size_t old = atomic_fetch_add_explicit(&s->used, bytes, memory_order_relaxed);
   void *mem = NULL;
   if (old + bytes <= s->limit)
-    mem = mallocx(bytes, MALLOCX_ARENA(s->arena.index) | (zero ? MALLOCX_ZERO : 0) |
+    mem = sys_mallocx(bytes, MALLOCX_ARENA(s->arena.index) | (zero ? MALLOCX_ZERO : 0) |
                              (tcache < 0 ? MALLOCX_TCACHE_NONE : MALLOCX_TCACHE((unsigned)tcache)));
   if (!mem) atomic_fetch_sub_explicit(&s->used, bytes, memory_order_relaxed);
   return mem;

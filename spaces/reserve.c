@@ -3,47 +3,49 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "heap/sys.h"
+
 uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint) {
   int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   if (hint) {
-    void *p = mmap((void *)hint, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+    void *p = sys_mmap((void *)hint, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED) return 0;
     if ((uintptr_t)p != hint) { /* old kernels treat the flag as a hint */
-      munmap(p, size);
+      sys_munmap(p, size);
       return 0;
     }
     return hint;
   }
   /* Over-reserve by the alignment and trim both ends. */
   size_t len = size + align;
-  void *p = mmap(NULL, len, PROT_NONE, flags, -1, 0);
+  void *p = sys_mmap(NULL, len, PROT_NONE, flags, -1, 0);
   if (p == MAP_FAILED) return 0;
   uintptr_t raw = (uintptr_t)p, begin = align_up(raw, align);
-  if (begin > raw) munmap(p, begin - raw);
+  if (begin > raw) sys_munmap(p, begin - raw);
   uintptr_t end = begin + size, raw_end = raw + len;
-  if (raw_end > end) munmap((void *)end, raw_end - end);
+  if (raw_end > end) sys_munmap((void *)end, raw_end - end);
   return begin;
 }
 
 int reserve_commit(uintptr_t begin, size_t size) {
-  void *p = mmap((void *)begin, size, PROT_READ | PROT_WRITE,
+  void *p = sys_mmap((void *)begin, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   return p == MAP_FAILED ? -1 : 0;
 }
 
 void reserve_release(uintptr_t begin, size_t size) {
-  if (begin && size) munmap((void *)begin, size);
+  if (begin && size) sys_munmap((void *)begin, size);
 }
 
 void *reserve_map_table(size_t bytes) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+  void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
 void reserve_discard(uintptr_t begin, size_t size) {
   uintptr_t b = align_up(begin, FH_PAGE), e = align_down(begin + size, FH_PAGE);
-  if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+  if (e > b) sys_madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
 size_t reserve_resident(uintptr_t begin, uintptr_t end) {

@@ -27,6 +27,11 @@ static int env_disabled(void) {
   return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
+/* The probe's calls stay raw, outside heap/sys.h's seam: they only ask
+ * what the kernel allows, once per process (pthread_once), and a failure
+ * already reads as "capability absent", which every user handles (heap
+ * creation falls back or refuses with an error).  Injecting into them would
+ * make one test's plan change every later heap's capabilities. */
 /* One creation attempt.  Returns the fd or -1 with errno. */
 static int create_fd(int via, int flags) {
   if (via == FH_UFFD_VIA_SYSCALL) {

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "heap/sys.h"
 #include "uffd/uffd.h"
 #include "uffd/uffd_abi.h"
 
@@ -34,7 +35,7 @@ void *fh_uffd_reserve(size_t len, size_t align, int prot) {
   /* Over-reserve, then trim both ends.  The trims are whole-VMA edges, so
    * the result is a single VMA. */
   size_t total = len + align;
-  uint8_t *p = mmap(NULL, total, prot,
+  uint8_t *p = sys_mmap(NULL, total, prot,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return NULL;
@@ -42,13 +43,13 @@ void *fh_uffd_reserve(size_t len, size_t align, int prot) {
   size_t head = base - (uintptr_t)p;
   size_t tail = total - head - len;
   if (head)
-    munmap(p, head);
+    sys_munmap(p, head);
   if (tail)
-    munmap((void *)(base + len), tail);
+    sys_munmap((void *)(base + len), tail);
   return (void *)base;
 }
 
-int fh_uffd_unreserve(void *addr, size_t len) { return munmap(addr, len); }
+int fh_uffd_unreserve(void *addr, size_t len) { return sys_munmap(addr, len); }
 
 int fh_uffd_mremap_dontunmap(void *src, size_t len, void *dst) {
   if (((uintptr_t)src | (uintptr_t)dst | len) & (FH_UFFD_PAGE - 1) || len == 0) {
@@ -57,11 +58,10 @@ int fh_uffd_mremap_dontunmap(void *src, size_t len, void *dst) {
   }
   /* The raw syscall: glibc 2.36's mremap reads a variadic fifth argument
    * whenever MREMAP_FIXED or MREMAP_DONTUNMAP is set (art-cmc.md 4.9). */
-  long r = syscall(SYS_mremap, src, len, len,
-                   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
-  if (r == -1)
+  void *r = sys_mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+  if (r == MAP_FAILED)
     return -1;
-  if ((void *)r != dst) { /* cannot happen with MREMAP_FIXED */
+  if (r != dst) { /* cannot happen with MREMAP_FIXED */
     errno = EFAULT;
     return -1;
   }
