@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "heap/sys.h"
 #include "uffd/uffd.h"
 #include "uffd/uffd_abi.h"
 
@@ -40,7 +41,7 @@ static long long issue(enum op op, int fd, uintptr_t dst, uintptr_t src,
   case OP_COPY: {
     struct uffdio_copy a = {.dst = dst, .src = src, .len = len,
                             .mode = (flags & FH_UFFD_DONTWAKE) ? UFFDIO_COPY_MODE_DONTWAKE : 0};
-    *rc = ioctl(fd, UFFDIO_COPY, &a);
+    *rc = sys_uffd_ioctl(fd, UFFDIO_COPY, &a);
     return a.copy;
   }
   case OP_ZEROPAGE: {
@@ -49,13 +50,13 @@ static long long issue(enum op op, int fd, uintptr_t dst, uintptr_t src,
     a.range.start = dst;
     a.range.len = len;
     a.mode = (flags & FH_UFFD_DONTWAKE) ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0;
-    *rc = ioctl(fd, UFFDIO_ZEROPAGE, &a);
+    *rc = sys_uffd_ioctl(fd, UFFDIO_ZEROPAGE, &a);
     return a.zeropage;
   }
   case OP_MOVE: {
     struct uffdio_move a = {.dst = dst, .src = src, .len = len,
                             .mode = (flags & FH_UFFD_DONTWAKE) ? UFFDIO_MOVE_MODE_DONTWAKE : 0};
-    *rc = ioctl(fd, UFFDIO_MOVE, &a);
+    *rc = sys_uffd_ioctl(fd, UFFDIO_MOVE, &a);
     return a.move;
   }
   case OP_CONTINUE: {
@@ -64,7 +65,7 @@ static long long issue(enum op op, int fd, uintptr_t dst, uintptr_t src,
     a.range.start = dst;
     a.range.len = len;
     a.mode = (flags & FH_UFFD_DONTWAKE) ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0;
-    *rc = ioctl(fd, UFFDIO_CONTINUE, &a);
+    *rc = sys_uffd_ioctl(fd, UFFDIO_CONTINUE, &a);
     return a.mapped;
   }
   }
@@ -150,7 +151,7 @@ fh_uffd_status fh_uffd_continue(int fd, void *dst, size_t len, unsigned flags,
 
 int fh_uffd_wake(int fd, void *addr, size_t len) {
   struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
-  return ioctl(fd, UFFDIO_WAKE, &r);
+  return sys_uffd_ioctl(fd, UFFDIO_WAKE, &r);
 }
 
 int fh_uffd_register(int fd, void *addr, size_t len, unsigned modes,
@@ -168,7 +169,7 @@ int fh_uffd_register(int fd, void *addr, size_t len, unsigned modes,
     reg.mode |= UFFDIO_REGISTER_MODE_MISSING;
   if (modes & FH_UFFD_REG_MINOR)
     reg.mode |= UFFDIO_REGISTER_MODE_MINOR;
-  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
+  if (sys_uffd_ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
     return -1;
   if (ioctls)
     *ioctls = reg.ioctls;
@@ -181,7 +182,7 @@ int fh_uffd_unregister(int fd, void *addr, size_t len) {
     return -1;
   }
   struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
-  return ioctl(fd, UFFDIO_UNREGISTER, &r);
+  return sys_uffd_ioctl(fd, UFFDIO_UNREGISTER, &r);
 }
 
 const char *fh_uffd_status_name(fh_uffd_status s) {

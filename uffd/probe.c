@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "faultheap.h"
+#include "heap/sys.h"
 #include "uffd/uffd.h"
 #include "uffd/uffd_abi.h"
 
@@ -27,13 +28,21 @@ static int env_disabled(void) {
   return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
-/* The probe's calls stay raw, outside heap/sys.h's seam: they only ask
- * what the kernel allows, once per process (pthread_once), and a failure
- * already reads as "capability absent", which every user handles (heap
- * creation falls back or refuses with an error).  Injecting into them would
- * make one test's plan change every later heap's capabilities. */
-/* One creation attempt.  Returns the fd or -1 with errno. */
-static int create_fd(int via, int flags) {
+/* One creation attempt.  Returns the fd or -1 with errno.  The capability
+ * probe (seam 0) makes raw calls: it runs once per process and its answer
+ * is cached, so a failure injected into it would disable userfaultfd for
+ * good instead of testing a failure path.  fh_uffd_open (seam 1) goes
+ * through the system-call seam (heap/sys.h). */
+static int create_fd(int via, int flags, int seam) {
+  if (seam && via == FH_UFFD_VIA_SYSCALL)
+    return sys_userfaultfd(flags);
+  if (seam) { /* /dev/userfaultfd: open + USERFAULTFD_IOC_NEW, one call */
+    int e = sys_inject(SYS_USERFAULTFD);
+    if (e) {
+      errno = e;
+      return -1;
+    }
+  }
   if (via == FH_UFFD_VIA_SYSCALL) {
 #ifdef SYS_userfaultfd
     return (int)syscall(SYS_userfaultfd, flags);
@@ -52,12 +61,12 @@ static int create_fd(int via, int flags) {
   return fd;
 }
 
-static int api_handshake(int fd, uint64_t features, uint64_t *got) {
+static int api_handshake(int fd, uint64_t features, uint64_t *got, int seam) {
   struct uffdio_api api;
   memset(&api, 0, sizeof api);
   api.api = UFFD_API;
   api.features = features;
-  if (ioctl(fd, UFFDIO_API, &api) != 0)
+  if ((seam ? sys_uffd_ioctl(fd, UFFDIO_API, &api) : ioctl(fd, UFFDIO_API, &api)) != 0)
     return -1;
   if (got)
     *got = api.features;
@@ -130,11 +139,11 @@ void fh_uffd_probe_now(fh_uffd_caps *c) {
     return;
   }
 
-  int fd_umo = create_fd(FH_UFFD_VIA_SYSCALL, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+  int fd_umo = create_fd(FH_UFFD_VIA_SYSCALL, O_CLOEXEC | UFFD_USER_MODE_ONLY, 0);
   c->err_syscall_umo = fd_umo < 0 ? errno : 0;
-  int fd_sys = create_fd(FH_UFFD_VIA_SYSCALL, O_CLOEXEC);
+  int fd_sys = create_fd(FH_UFFD_VIA_SYSCALL, O_CLOEXEC, 0);
   c->err_syscall = fd_sys < 0 ? errno : 0;
-  int fd_dev = create_fd(FH_UFFD_VIA_DEV, O_CLOEXEC);
+  int fd_dev = create_fd(FH_UFFD_VIA_DEV, O_CLOEXEC, 0);
   c->err_dev = fd_dev < 0 ? errno : 0;
 
   if (fd_umo >= 0)
@@ -150,7 +159,7 @@ void fh_uffd_probe_now(fh_uffd_caps *c) {
    * everything offered; real fds are negotiated again in fh_uffd_open. */
   int fd = fd_umo >= 0 ? fd_umo : fd_sys >= 0 ? fd_sys : fd_dev;
   if (fd >= 0) {
-    if (api_handshake(fd, 0, &c->features) == 0) {
+    if (api_handshake(fd, 0, &c->features, 0) == 0) {
       c->caps |= FH_CAP_UFFD;
       c->range_ioctls = probe_range_ioctls(fd);
       if (c->features & UFFD_FEATURE_SIGBUS)
@@ -205,18 +214,18 @@ int fh_uffd_open(uint64_t want, int user_mode_only, int nonblock,
   int base = O_CLOEXEC | (nonblock ? O_NONBLOCK : 0);
   int fd = -1, umo = 0;
   if (user_mode_only && c.via_user_mode_only != FH_UFFD_VIA_NONE) {
-    fd = create_fd(c.via_user_mode_only, base | UFFD_USER_MODE_ONLY);
+    fd = create_fd(c.via_user_mode_only, base | UFFD_USER_MODE_ONLY, 1);
     umo = fd >= 0;
   }
   if (fd < 0 && c.via_kernel_faults != FH_UFFD_VIA_NONE)
-    fd = create_fd(c.via_kernel_faults, base);
+    fd = create_fd(c.via_kernel_faults, base, 1);
   if (fd < 0) {
     if (errno == 0)
       errno = EPERM;
     return -1;
   }
   uint64_t req = want & c.features & ~(uint64_t)FH_UFFD_EVENT_FEATURES;
-  if (api_handshake(fd, req, NULL) != 0) {
+  if (api_handshake(fd, req, NULL, 1) != 0) {
     int e = errno;
     close(fd);
     errno = e;
