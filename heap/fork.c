@@ -31,6 +31,7 @@
 #include "collectors/collector.h"
 #include "collectors/mc.h"
 #include "heap/error.h"
+#include "heap/object_check.h"
 #include "heap/zygote.h"
 
 /* ---- the process-wide list of heaps ---- */
@@ -80,6 +81,15 @@ void fork_unregister_heap(fh_heap *h) {
       break;
     }
   pthread_mutex_unlock(&heaps_lock);
+}
+
+fh_heap *heap_containing(const void *p) {
+  fh_heap *found = NULL;
+  pthread_mutex_lock(&heaps_lock);
+  for (size_t i = 0; i < nheaps && !found; i++)
+    if ((uintptr_t)p - heaps[i]->resv_begin < heaps[i]->resv_size) found = heaps[i];
+  pthread_mutex_unlock(&heaps_lock);
+  return found;
 }
 
 /* ---- heap threads ---- */
