@@ -202,7 +202,9 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->owner = pthread_self();
   t->fast.type_sizes = h->types.sizes;
   t->fast.heap_lo = h->resv_begin;
-  t->fast.heap_span = h->resv_size;
+  /* verify=1: an empty span sends every fh_write_ref to the slow path,
+   * which checks the object, the slot and the value (heap/barrier.c). */
+  t->fast.heap_span = h->opt.verify ? 0 : h->resv_size;
   t->fast.cards = (_Atomic uint8_t *)h->cards;
   t->fast.roots_base = t->fast.roots_top = roots;
   t->fast.roots_limit = roots + ROOTS_INITIAL;
