@@ -229,6 +229,11 @@ static int scenario_alloc_inside(const config *cfg) {
   CHECK(strstr(fh_last_error(), "critical section"));
   CHECK(bytes > (20u << 20));
   CHECK(p == obj);
+  /* What stops the world is refused inside the section. */
+  CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == -1 && strstr(fh_last_error(), "critical section"));
+  CHECK(fh_prefork(t) == -1 && strstr(fh_last_error(), "critical section"));
+  CHECK(fh_image_save(t, "/nonexistent/fh.img", &obj, 1) == -1 &&
+        strstr(fh_last_error(), "critical section"));
   fh_critical_end(t, p);
   /* Outside the section the garbage is collected and allocation works. */
   CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
