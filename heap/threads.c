@@ -159,6 +159,11 @@ void fh_critical_end(fh_thread *t, void *obj) {
     return;
   }
   fh_heap *h = t->heap;
+  /* The count is per thread, not per object: a bad pointer still closes
+   * the innermost section (refusing would leave every collector waiting
+   * for it forever), but says so.  Checked while the section still holds
+   * collectors off. */
+  int bad = t->critical && !heap_object_plausible(h, obj);
   pthread_mutex_lock(&h->world_lock);
   if (!t->critical) {
     pthread_mutex_unlock(&h->world_lock);
@@ -168,12 +173,7 @@ void fh_critical_end(fh_thread *t, void *obj) {
   t->critical--;
   if (--h->critical == 0) pthread_cond_broadcast(&h->critical_cv);
   pthread_mutex_unlock(&h->world_lock);
-  /* The count is per thread, not per object: a bad pointer still closes
-   * the innermost section (refusing would leave every collector waiting
-   * for it forever), but says so.  Checked after the count drops, when the
-   * object may already have moved: only a pointer outside every object of
-   * the heap is reported. */
-  if (!heap_object_plausible(h, obj))
+  if (bad)
     fh_error_set("fh_critical_end: %p is not an object of this heap (pass the pointer "
                  "fh_critical_begin returned); the innermost section was closed anyway", obj);
 }
