@@ -7,6 +7,7 @@
 #include "heap/heap.h"
 #include "heap/malloc_alloc.h"
 #include "heap/object.h"
+#include "heap/object_check.h"
 
 /* Objects above this many bytes skip the TLAB and are claimed directly. */
 static size_t large_threshold(const fh_heap *h) { return h->opt.tlab_size / 4; }
@@ -73,6 +74,14 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
   return p;
 }
 
+void *alloc_fail_critical(fh_thread *t, const char *fn, size_t n) {
+  fh_heap *h = t->heap;
+  fh_error_set("%s: heap full inside a critical section: %zu bytes requested, %zu of %zu bytes "
+               "in use, and no collection can run before this thread's fh_critical_end",
+               fn, n, heap_used_bytes(h), h->opt.heap_max);
+  return NULL;
+}
+
 /* Everything but the mark-sweep budget path (below). */
 static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
@@ -89,14 +98,18 @@ static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type
   }
   /* Attempt 0 honours the trigger; after a collection only capacity counts.
    * A second collection is tried before giving up, because other threads
-   * may have filled the space between our collection and our retry. */
+   * may have filled the space between our collection and our retry.
+   * Inside a critical section no collection can run, so the trigger is
+   * ignored and only capacity counts. */
+  int critical = t->critical != 0;
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
-    uintptr_t p = bump_try(t, bytes, attempt > 0);
+    uintptr_t p = bump_try(t, bytes, attempt > 0 || critical);
     if (p) {
       *(uint64_t *)p = fh__make_header(type, n);
       return obj_from_start(p);
     }
+    if (critical) return alloc_fail_critical(t, "fh_alloc", n);
     if (attempt == 2) break;
     gc_cause cause = attempt == 0 ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
     if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {
@@ -131,9 +144,10 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc_nonmoving") < 0) return NULL;
   fh_heap *h = t->heap;
   size_t bytes = non_moving_object_bytes(n);
+  int critical = t->critical != 0; /* no collection possible: capacity only */
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
-    int due = attempt == 0 && atomic_load(&h->alloc_since_gc) >= h->gc_trigger;
+    int due = attempt == 0 && !critical && atomic_load(&h->alloc_since_gc) >= h->gc_trigger;
     if (!due && heap_used_bytes(h) + bytes <= h->opt.heap_max) {
       void *obj = non_moving_space_alloc(&h->non_moving, type, n);
       if (obj) {
@@ -141,6 +155,7 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
         return obj;
       }
     }
+    if (critical) return alloc_fail_critical(t, "fh_alloc_nonmoving", n);
     if (attempt == 2) break;
     if (gc_run(t, FH_COLLECT_DEFAULT, due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE,
                seen) < 0) {
@@ -154,18 +169,29 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
   return NULL;
 }
 
-size_t fh_object_size(const void *obj) {
+/* These two take no heap: the object's heap is found by its address (the
+ * process-wide heap list, one short locked scan), then the pointer is
+ * checked as any other object argument. */
+static int object_arg(const void *obj, const char *fn) {
   if (!obj) {
-    fh_error_set("fh_object_size: object is NULL");
-    return 0;
+    fh_error_set("%s: object is NULL", fn);
+    return -1;
   }
+  fh_heap *h = heap_containing(obj);
+  if (!h) {
+    fh_error_set("%s: %p is not an object of any heap (a stack, malloc or static pointer?)",
+                 fn, obj);
+    return -1;
+  }
+  return heap_check_object(h, obj, fn);
+}
+
+size_t fh_object_size(const void *obj) {
+  if (object_arg(obj, "fh_object_size") < 0) return 0;
   return hdr_payload(*obj_header(obj));
 }
 
 uint32_t fh_object_type(const void *obj) {
-  if (!obj) {
-    fh_error_set("fh_object_type: object is NULL");
-    return 0;
-  }
+  if (object_arg(obj, "fh_object_type") < 0) return 0;
   return hdr_type(*obj_header(obj));
 }

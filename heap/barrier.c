@@ -7,6 +7,8 @@
 #include <sys/mman.h>
 
 #include "heap/error.h"
+#include "heap/object.h"
+#include "heap/object_check.h"
 #include "heap/sys.h"
 #include "spaces/reserve.h"
 
@@ -37,11 +39,42 @@ void cards_visit_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
     if (*card_for(h, a)) fn(a < begin ? begin : a, a + FH_CARD_BYTES > end ? end : a + FH_CARD_BYTES, ctx);
 }
 
+/* Reached when the inline barrier's range test fails (obj outside this
+ * heap's reservation: refused), on NULL arguments, and for every store on a
+ * verify=1 heap, whose threads have the inline path switched off so that
+ * each store is checked here: obj must be an object of this heap, slot must
+ * lie inside its payload, and value must be NULL, an object of this heap,
+ * or memory outside every heap (native memory, which collectors ignore). */
 void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value) {
   if (!t || !slot || !obj) {
     fh_error_set("fh_write_ref: %s is NULL", !t ? "thread" : !obj ? "object" : "slot");
     return;
   }
-  fh_error_set("fh_write_ref: %p is not an object of this heap; nothing was stored", obj);
-  (void)value;
+  fh_heap *h = t->heap;
+  uintptr_t a = (uintptr_t)obj;
+  if (a - h->resv_begin >= h->resv_size) {
+    fh_error_set("fh_write_ref: %p is not an object of this heap; nothing was stored", obj);
+    return;
+  }
+  if (h->opt.verify) {
+    if (heap_check_object(h, obj, "fh_write_ref") < 0) {
+      fh_error_prefix("nothing was stored");
+      return;
+    }
+    uintptr_t off = (uintptr_t)slot - a;
+    if (off >= hdr_payload(*obj_header(obj)) || ((uintptr_t)slot & 7)) {
+      fh_error_set("fh_write_ref: slot %p is not inside object %p; nothing was stored",
+                   (void *)slot, obj);
+      return;
+    }
+    uintptr_t v = (uintptr_t)value;
+    if (value && v - h->resv_begin < h->resv_size ? !heap_object_plausible(h, value)
+                                                  : value && heap_containing(value) != NULL) {
+      fh_error_set("fh_write_ref: value %p is not an object of this heap%s; nothing was stored",
+                   value, v - h->resv_begin < h->resv_size ? "" : " (another heap's object)");
+      return;
+    }
+  }
+  *slot = value;
+  atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_relaxed);
 }

@@ -31,11 +31,19 @@
 #include "collectors/collector.h"
 #include "collectors/mc.h"
 #include "heap/error.h"
+#include "heap/object_check.h"
 #include "heap/zygote.h"
 
 /* ---- the process-wide list of heaps ---- */
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Readers that only look a heap up by address (heap_containing, for
+ * fh_object_size/type) take this one instead: fork_prepare holds heaps_lock
+ * while it waits for collections, and a mutator blocked on heaps_lock is
+ * RUNNING, so a collection would wait for it to park while the fork waits
+ * for the collection.  Holders of lookup_lock wait for nothing; writers
+ * take both (heaps_lock first), and the fork holds it only across fork(). */
+static pthread_mutex_t lookup_lock = PTHREAD_MUTEX_INITIALIZER;
 static fh_heap **heaps;
 static size_t nheaps, heaps_cap;
 static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
@@ -64,22 +72,37 @@ int fork_register_heap(fh_heap *h) {
       fh_error_set("out of memory registering the heap for fork handling");
       return -1;
     }
+    pthread_mutex_lock(&lookup_lock);
     heaps = grown;
     heaps_cap = cap;
+    pthread_mutex_unlock(&lookup_lock);
   }
+  pthread_mutex_lock(&lookup_lock);
   heaps[nheaps++] = h;
+  pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
   return 0;
 }
 
 void fork_unregister_heap(fh_heap *h) {
   pthread_mutex_lock(&heaps_lock);
+  pthread_mutex_lock(&lookup_lock);
   for (size_t i = 0; i < nheaps; i++)
     if (heaps[i] == h) {
       heaps[i] = heaps[--nheaps];
       break;
     }
+  pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
+}
+
+fh_heap *heap_containing(const void *p) {
+  fh_heap *found = NULL;
+  pthread_mutex_lock(&lookup_lock);
+  for (size_t i = 0; i < nheaps && !found; i++)
+    if ((uintptr_t)p - heaps[i]->resv_begin < heaps[i]->resv_size) found = heaps[i];
+  pthread_mutex_unlock(&lookup_lock);
+  return found;
 }
 
 /* ---- heap threads ---- */
@@ -195,18 +218,21 @@ static void child_heap(fh_heap *h) {
 static void fork_prepare(void) {
   pthread_mutex_lock(&heaps_lock);
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
+  pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
   urcu_bp_before_fork();
 }
 
 static void fork_parent(void) {
   urcu_bp_after_fork_parent();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
+  pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
 }
 
 static void fork_child(void) {
   urcu_bp_after_fork_child();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
+  pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
 }
 
@@ -223,6 +249,12 @@ static int refuse_other_mutators(fh_heap *h) {
 int fh_prefork(fh_thread *t) {
   if (!t) {
     fh_error_set("fh_prefork: thread is NULL");
+    return -1;
+  }
+  if (t->critical) {
+    /* Refused before waiting for the background compaction, which may
+     * itself wait for this section to close. */
+    fh_error_set("fh_prefork: cannot stop the world inside this thread's own critical section");
     return -1;
   }
   fh_heap *h = t->heap;

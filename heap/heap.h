@@ -158,6 +158,11 @@ void world_resume(fh_heap *h);
 void threads_retire_tlabs(fh_heap *h);
 void thread_retire_tlab(fh_thread *t);
 
+/* ---- alloc.c ---- */
+/* The answer of an allocation that found no room inside a critical section
+ * (no collection can run there): NULL with an error that says so. */
+void *alloc_fail_critical(fh_thread *t, const char *fn, size_t n);
+
 /* ---- roots.c ---- */
 /* Visit every root slot: global roots, each thread's root stack, the
  * embedder's scanner.  World stopped. */

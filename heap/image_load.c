@@ -18,14 +18,30 @@
 
 int image_load_open(image_load *ld, const char *path) {
   memset(ld, 0, sizeof *ld);
-  ld->fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+  /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+   * writer forever; the type check below refuses it (and devices,
+   * directories) right away.  On a regular file the flag changes nothing,
+   * but it is cleared all the same. */
+  ld->fd = sys_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
   if (ld->fd < 0) {
     fh_error_set("image %s: cannot open: %s", path, strerror(errno));
     return -1;
   }
   struct stat st;
-  if (fstat(ld->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-    fh_error_set("image %s: not a regular file", path);
+  if (fstat(ld->fd, &st) < 0) {
+    fh_error_set("image %s: cannot stat: %s", path, strerror(errno));
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fh_error_set("image %s: not a regular file (%s)", path,
+                 S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                 : S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
+    goto fail;
+  }
+  int fl = fcntl(ld->fd, F_GETFL);
+  if (fl < 0 || fcntl(ld->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    fh_error_set("image %s: fcntl: %s", path, strerror(errno));
     goto fail;
   }
   ld->bytes = (size_t)st.st_size;

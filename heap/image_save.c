@@ -354,6 +354,21 @@ int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
     return -1;
   }
   fh_heap *h = t->heap;
+  /* Path problems are found before the world stops: the file is replaced
+   * by rename(), which would as happily replace a FIFO or a device node,
+   * and fail on a directory only after the whole closure was copied.  An
+   * unwritable or missing directory is found by mkstemp (write_file). */
+  struct stat st;
+  if (!*path) {
+    fh_error_set("fh_image_save: the path is empty");
+    return -1;
+  }
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    fh_error_set("fh_image_save: %s exists and is not a regular file (%s); nothing was written",
+                 path, S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
+    return -1;
+  }
   saver s = {.h = h};
   uint8_t *file = NULL;
   size_t bytes = 0;

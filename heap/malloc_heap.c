@@ -268,14 +268,15 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   /* Attempt 0 honours the trigger; attempts 1 and 2 follow a collection
    * (a second one in case other threads filled the space meanwhile); a
    * failure for fragmentation then gets one homogeneous compaction. */
+  int critical = t->critical != 0; /* no collection possible: capacity only */
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
     if (bytes <= t->ms_budget || (t->ms_reserve && release_slice(t, bytes, tc)) ||
-        prepay(t, bytes, attempt > 0, tc) == 0) {
+        prepay(t, bytes, attempt > 0 || critical, tc) == 0) {
       void *obj = malloc_heap_alloc_budget(t, type, n, bytes);
       if (obj) return obj;
     }
-    int due = attempt == 0 &&
+    int due = attempt == 0 && !critical &&
               atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
     /* Finish the last sweep before asking for the next collection (which
      * would wait for it): freed memory may make the collection unneeded. */
@@ -284,6 +285,11 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
       while (malloc_space_sweep_step(m, 256, tc, 0)) {
       }
       if (!due) continue;
+    }
+    if (critical) {
+      /* Sweeping (above) was the only way to make room. */
+      if (attempt == 0) continue;
+      return alloc_fail_critical(t, "fh_alloc", n);
     }
     if (attempt < 2) {
       gc_cause cause = due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;

@@ -17,6 +17,7 @@
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/object.h"
+#include "heap/object_check.h"
 
 #define ROOTS_INITIAL 256
 
@@ -106,11 +107,28 @@ void *fh_critical_begin(fh_thread *t, void *obj) {
     return NULL;
   }
   fh_heap *h = t->heap;
+  /* Checked before anything is touched beyond the header (which the check
+   * reads only inside a space's used range). */
+  if (heap_check_object(h, obj, "fh_critical_begin") < 0) return NULL;
+  /* While it waits below, this thread counts as blocked and a collection
+   * may move the object: a root slot of our own keeps it alive and
+   * updated, and its value afterwards is what we return.  Pushed before
+   * taking world_lock (growing the stack may allocate). */
+  void *slot = obj;
+  void ***top = t->fast.roots_top;
+  fh_push_root(t, &slot);
+  if (t->fast.roots_top == top) {
+    fh_error_prefix("fh_critical_begin");
+    return NULL;
+  }
   pthread_mutex_lock(&h->world_lock);
   /* A collection is about to stop the world: let it run first, counting as
-   * blocked meanwhile so it does not wait for us. */
+   * blocked meanwhile so it does not wait for us.  Not when this thread
+   * already holds a section: that collector waits for the open section to
+   * close (world_stop), so waiting for it here would deadlock, and the
+   * objects cannot move before the world is stopped anyway. */
   thread_state was = t->state;
-  while (h->gc_pending) {
+  while (h->gc_pending && !t->critical) {
     t->state = THREAD_BLOCKED;
     pthread_cond_broadcast(&h->parked_cv);
     pthread_cond_wait(&h->resume_cv, &h->world_lock);
@@ -119,8 +137,15 @@ void *fh_critical_begin(fh_thread *t, void *obj) {
   h->critical++;
   t->critical++;
   pthread_mutex_unlock(&h->world_lock);
-  /* Touch every page of the object so that neither native code nor the
-   * kernel meets a page that is not mapped yet. */
+  /* Only this thread pops its own stack; the collections that ran while we
+   * waited have ended (gc_pending was clear with world_lock held). */
+  obj = slot;
+  fh_pop_roots(t, 1);
+  /* Touch every page of the object, at its current address, so that
+   * neither native code nor the kernel meets a page that is not mapped yet
+   * (during a concurrent compaction's phase these reads fault the pages
+   * in).  No flip can start now: h->critical holds every collector in
+   * world_stop. */
   volatile const char *p = obj;
   size_t n = hdr_payload(*obj_header(obj));
   for (size_t off = 0; off < n; off += 4096) (void)p[off];
@@ -134,6 +159,11 @@ void fh_critical_end(fh_thread *t, void *obj) {
     return;
   }
   fh_heap *h = t->heap;
+  /* The count is per thread, not per object: a bad pointer still closes
+   * the innermost section (refusing would leave every collector waiting
+   * for it forever), but says so.  Checked while the section still holds
+   * collectors off. */
+  int bad = t->critical && !heap_object_plausible(h, obj);
   pthread_mutex_lock(&h->world_lock);
   if (!t->critical) {
     pthread_mutex_unlock(&h->world_lock);
@@ -143,6 +173,9 @@ void fh_critical_end(fh_thread *t, void *obj) {
   t->critical--;
   if (--h->critical == 0) pthread_cond_broadcast(&h->critical_cv);
   pthread_mutex_unlock(&h->world_lock);
+  if (bad)
+    fh_error_set("fh_critical_end: %p is not an object of this heap (pass the pointer "
+                 "fh_critical_begin returned); the innermost section was closed anyway", obj);
 }
 
 void thread_retire_tlab(fh_thread *t) {
@@ -169,7 +202,9 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->owner = pthread_self();
   t->fast.type_sizes = h->types.sizes;
   t->fast.heap_lo = h->resv_begin;
-  t->fast.heap_span = h->resv_size;
+  /* verify=1: an empty span sends every fh_write_ref to the slow path,
+   * which checks the object, the slot and the value (heap/barrier.c). */
+  t->fast.heap_span = h->opt.verify ? 0 : h->resv_size;
   t->fast.cards = (_Atomic uint8_t *)h->cards;
   t->fast.roots_base = t->fast.roots_top = roots;
   t->fast.roots_limit = roots + ROOTS_INITIAL;

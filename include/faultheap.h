@@ -28,7 +28,15 @@ extern "C" {
 #endif
 
 /* ---- errors ------------------------------------------------------------ */
-/* Thread-local text of the last failure on this thread, "" if none. */
+/* Thread-local text of the last failure on this thread, "" if none.
+ *
+ * Bad input (README "Failure guarantees: bad input").  Handles (fh_heap *,
+ * fh_thread *) are checked for NULL only: a freed or made-up handle cannot
+ * be told apart cheaply.  Object arguments are checked against the used
+ * part of the heap's spaces and the header found there (a few compares);
+ * a stale pointer that still lands on an object-like header inside a space
+ * is caught only by verify=1.  Slots (roots, fh_write_ref's slot without
+ * verify=1) are the caller's memory: NULL is refused, nothing more. */
 FH_API const char *fh_last_error(void);
 
 /* ---- options ----------------------------------------------------------- */
@@ -48,7 +56,10 @@ typedef struct fh_options {
   fh_collector background_collector; /* used after fh_set_background(h, 1) */
   int hspace_compact_on_oom;         /* default 1 */
   unsigned gc_threads;               /* default: online CPUs */
-  const char *image_path;            /* image file mapped as the image space */
+  const char *image_path;            /* image file mapped as the image space;
+                                        a regular file (a FIFO, device or
+                                        directory is refused, never opened
+                                        blocking) */
   int verify;      /* verify the heap before and after each collection */
   int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
   /* Added by faultheap (not in DESIGN.md's first contract): */
@@ -115,24 +126,42 @@ FH_API void fh_leave_blocking(fh_thread *t);
 
 /* ---- allocation -------------------------------------------------------- */
 /* Zeroed payload; NULL + fh_last_error() when the heap is full after
- * collecting, or on bad input. */
+ * collecting, or on bad input (unregistered type, wrong size for a fixed
+ * type, larger than heap_max).  Inside one of this thread's critical
+ * sections no collection can run: the allocation ignores the collection
+ * trigger and fails only when the heap has no room left. */
 static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t payload_bytes);
 FH_API void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t payload_bytes);
+/* Payload bytes and type id of an object of any live heap; 0 +
+ * fh_last_error() when obj is not one (checked by address, cheaply). */
 FH_API size_t fh_object_size(const void *obj); /* payload bytes */
 FH_API uint32_t fh_object_type(const void *obj);
 
-/* Every store of a reference into a heap object goes through the barrier. */
+/* Every store of a reference into a heap object goes through the barrier.
+ * obj outside this heap's reservation: nothing stored, fh_last_error().
+ * The inline path checks nothing more; with verify=1 every store is
+ * checked (obj an object, slot inside it, value NULL, an object of this
+ * heap or memory outside every heap: another heap's object is refused). */
 static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *value);
 
 /* Native or kernel access to a movable object's memory: between begin and end
- * the object is fully mapped and no compaction flip can start. */
+ * the object is fully mapped and no collection can move it.
+ * Use the pointer begin returns: when another thread's collection is
+ * pending, begin waits for it (as a blocked thread) and the object may
+ * move; the result is its current address.  NULL + fh_last_error() when
+ * obj is not an object of this heap.  Sections nest (a thread holding one
+ * opens more without waiting); each begin needs an end.  Inside a section
+ * fh_collect, fh_image_save and fh_prefork are refused, and allocation
+ * works until the heap is full (see fh_alloc).  fh_critical_end with a
+ * pointer that is not an object still closes the innermost section and
+ * sets fh_last_error(). */
 FH_API void *fh_critical_begin(fh_thread *t, void *obj);
 FH_API void fh_critical_end(fh_thread *t, void *obj);
 
 /* ---- roots ------------------------------------------------------------- */
 FH_API void fh_root_add(fh_heap *h, void **slot);
 FH_API void fh_root_remove(fh_heap *h, void **slot);
-static inline void fh_push_root(fh_thread *t, void **slot);
+static inline void fh_push_root(fh_thread *t, void **slot); /* slot != NULL */
 static inline void fh_pop_roots(fh_thread *t, size_t n);
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
 FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
@@ -180,7 +209,10 @@ FH_API void fh_free(fh_heap *h, void *p);
 
 /* ---- images ------------------------------------------------------------ */
 /* Write the transitive closure of roots[0..nroots) (NULL entries allowed) to
- * `path` as a heap image, atomically (temporary file + rename).  Every
+ * `path` as a heap image, atomically (temporary file + rename).  Each root
+ * must be an object of this heap; `path` must not be empty nor name an
+ * existing non-regular file (directory, FIFO, device), refused before the
+ * world stops.  Every
  * registered type must be describable without a trace callback; an object
  * holding a pointer outside the heap cannot be saved.  0, or -1 +
  * fh_last_error() (nothing is written under `path` then).  The world is
