@@ -39,7 +39,7 @@
 #include "heap/sys.h"
 
 #define RING 4000
-#define TIMEOUT_S 30
+#define TIMEOUT_S 15
 
 typedef struct config {
   const char *name;
