@@ -152,9 +152,8 @@ static void prepare_heap(fh_heap *h) {
   fh_thread *self = caller_thread(h);
   join_background(h, self);
   if (self) fh_enter_blocking(self);
-  pthread_mutex_lock(&h->hspace_bg_lock); /* no new background thread */
-  pthread_mutex_lock(&h->gc_lock);        /* no new collection */
-  if (self) fh_leave_blocking(self);      /* nobody can stop the world now */
+  pthread_mutex_lock(&h->gc_lock);   /* no new collection */
+  if (self) fh_leave_blocking(self); /* nobody can stop the world now */
   fh_gc_wait(h);
   /* Every other mutator parks at a safepoint (or stays in its blocking
    * region) across the fork: the child then finds each absent thread
@@ -168,6 +167,11 @@ static void prepare_heap(fh_heap *h) {
    * late SIGBUS after the close is retried anyway). */
   world_stop(h, self);
   compactor_quiesce(h);
+  /* No new background thread.  Taken only now: a running mutator may be
+   * waiting for it in fh_set_background, and would never park.  A
+   * background thread started since join_background is at most waiting
+   * for gc_lock, blocked, and absent from the child. */
+  pthread_mutex_lock(&h->hspace_bg_lock);
   pthread_mutex_lock(&h->stats_lock);
   pthread_mutex_lock(&h->roots_lock);
   pthread_mutex_lock(&h->world_lock);

@@ -289,6 +289,12 @@ static void *mutator_main(void *arg) {
       for (int k = 0; k < 16; k++)
         (void)fh_alloc(t, tt->ty.bytes, (size_t)(8 + (rand_r(&s.seed) % 4) * 120));
       if (round % 64 == 0) (void)fh_alloc(t, tt->ty.bytes, 12000);
+      /* mark_sweep: another thread starts background compactions too (a
+       * fork must not wait for it while it waits for the fork) */
+      if (m->id == 1 && round % 128 == 0 && strcmp(tt->collector, "mark_sweep") == 0) {
+        fh_set_background(tt->h, 1);
+        fh_set_background(tt->h, 0);
+      }
       size_t bad = structure_bad(&s);
       if (bad) fail_with(tt, __LINE__, "mutator %d: structure broken at slot %zu", m->id, bad - 1);
       fh_safepoint(t);
