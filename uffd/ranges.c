@@ -108,9 +108,9 @@ static int history_has(uintptr_t addr) {
   for (unsigned i = 0; i < used; i++) {
     hist_entry *e = &history[i];
     uint32_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
-    uintptr_t lo = atomic_load_explicit(&e->lo, RLX);
-    uintptr_t hi = atomic_load_explicit(&e->hi, RLX);
-    atomic_thread_fence(memory_order_acquire);
+    /* acquire loads, so that the second read of seq stays behind them */
+    uintptr_t lo = atomic_load_explicit(&e->lo, memory_order_acquire);
+    uintptr_t hi = atomic_load_explicit(&e->hi, memory_order_acquire);
     if (!(s1 & 1) && atomic_load_explicit(&e->seq, RLX) == s1 && addr >= lo && addr < hi)
       return 1;
   }
