@@ -12,8 +12,11 @@
  * child is killed and fails the test), checks its own structure and goes on;
  * the mutators check theirs all along, and the parent verifies at the end.
  *
- * FH_TORTURE_ITERS sets the forks per configuration (default 100 in `make
- * test`, 10 under sanitizers; `make check-fork` runs 100 of each).  Skipped
+ * FH_TORTURE_ITERS sets the forks per configuration, exactly (`make
+ * check-fork` runs 100 of each).  Unset, the default is 100 (10 under
+ * sanitizers), but each configuration also stops after 5 s once it has
+ * done 20, so that `make test` stays bounded on a loaded machine (idle,
+ * 100 forks of each of the ten take about 17 s in all here).  Skipped
  * under TSan, which does not support a child of a multi-threaded process
  * that goes on to start threads (and the child's collections do), and which
  * would report the deliberately racy fork snapshot itself. */
@@ -35,6 +38,8 @@
 #define SLOTS 64  /* chains per structure */
 #define CHAIN 4   /* nodes per chain */
 #define CHILD_TIMEOUT_S 30
+#define MIN_ITERS 20          /* forks per configuration, whatever the clock */
+#define BUDGET_MS 5000        /* per configuration when FH_TORTURE_ITERS is unset */
 
 /* In a child: no cmocka (its state belongs to the parent), just an exit
  * status that names the line. */
@@ -57,6 +62,7 @@ typedef struct torture {
   _Atomic int failed; /* first failure: line number; message in why */
   char why[256];
   _Atomic long forks, max_ms;
+  uint64_t deadline_ms; /* 0: none (FH_TORTURE_ITERS given) */
 } torture;
 
 static void fail_with(torture *tt, int line, const char *fmt, ...)
@@ -238,6 +244,8 @@ static void before_fork(torture *tt, fh_thread *t, int i) {
 /* The forking thread's loop. */
 static void fork_loop(torture *tt, fh_thread *t, structure *s) {
   for (int i = 0; i < tt->iters && !atomic_load(&tt->failed); i++) {
+    /* the default run is bounded in time too; an explicit count is not */
+    if (tt->deadline_ms && i >= MIN_ITERS && now_ms() > tt->deadline_ms) break;
     if (structure_mutate(t, &tt->ty, s, 8) < 0) {
       fail_with(tt, __LINE__, "iteration %d: allocation failed: %s", i, fh_last_error());
       return;
@@ -332,6 +340,8 @@ static void torture_run(const char *collector, const char *extra, int from_mutat
   tt.from_mutator = from_mutator;
   tt.iters = iterations();
   uint64_t t0 = now_ms();
+  const char *given = getenv("FH_TORTURE_ITERS");
+  tt.deadline_ms = given && *given ? 0 : t0 + BUDGET_MS;
   fh_thread *t = fh_thread_attach(tt.h);
   assert_non_null(t);
   structure s;
