@@ -13,7 +13,7 @@
  * the mutators check theirs all along, and the parent verifies at the end.
  *
  * FH_TORTURE_ITERS sets the forks per configuration, exactly (`make
- * check-fork` runs 100 of each).  Unset, the default is 100 (10 under
+ * check-fork` runs 100 of each).  Unset, the default is 100 (30 under
  * sanitizers), but each configuration also stops after 5 s once it has
  * done 20, so that `make test` stays bounded on a loaded machine (idle,
  * 100 forks of each of the ten take about 17 s in all here).  Skipped
@@ -317,7 +317,7 @@ static int iterations(void) {
   const char *e = getenv("FH_TORTURE_ITERS");
   if (e && *e) return atoi(e) > 0 ? atoi(e) : 1;
   const char *san = getenv("FH_TEST_SANITIZER");
-  return san && *san ? 10 : 100;
+  return san && *san ? 30 : 100;
 }
 
 static void torture_run(const char *collector, const char *extra, int from_mutator) {
