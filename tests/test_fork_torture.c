@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "heap/heap.h"
+#include "heap/object.h"
 #include "support_heap.h"
 
 #define SLOTS 64  /* chains per structure */
@@ -386,6 +387,95 @@ static void torture_run(const char *collector, const char *extra, int from_mutat
   fh_heap_destroy(tt.h);
 }
 
+/* Defect 4, deterministically: another thread is caught with a bump-space
+ * range claimed but neither zeroed nor published (what bump_try records in
+ * claim_lo/hi between its CAS and its publication), full of stale
+ * forwarding headers from "the last collection".  The child must make it
+ * walkable: verification passes and the child collects. */
+typedef struct idler {
+  fh_heap *h;
+  fh_thread *t;
+  _Atomic int ready, stop;
+} idler;
+
+static void *idler_main(void *arg) {
+  idler *d = arg;
+  d->t = fh_thread_attach(d->h);
+  fh_enter_blocking(d->t);
+  atomic_store(&d->ready, 1);
+  while (!atomic_load(&d->stop)) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  fh_leave_blocking(d->t);
+  fh_thread_detach(d->t);
+  return NULL;
+}
+
+static void claim_case(const char *collector) {
+  const char *san = getenv("FH_TEST_SANITIZER");
+  if (san && strcmp(san, "tsan") == 0) {
+    print_message("skipped under TSan: it does not support threads started in the child of a "
+                  "multi-threaded fork\n");
+    skip();
+  }
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=32M,non_moving_max=8M", &ty, &t);
+  structure s;
+  assert_int_equal(structure_build(t, &ty, &s, 3), 0);
+  idler d = {.h = h};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, idler_main, &d), 0);
+  while (!atomic_load(&d.ready)) sched_yield();
+  /* The idler's claim, as bump_try leaves it right after its CAS. */
+  bump_space *b = &h->bump[h->active];
+  size_t len = 3 * h->opt.tlab_size;
+  uintptr_t p = bump_space_claim(b, len, b->space.end);
+  assert_true(p != 0);
+  for (uintptr_t q = p; q < p + len; q += 8)
+    *(uint64_t *)q = hdr_make_forward((void *)(q + 64)); /* stale forwardings */
+  d.t->claim_lo = p;
+  d.t->claim_hi = p + len;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(CHILD_TIMEOUT_S);
+    h->opt.verify = 1;
+    CHILD_CHECK(h->nthreads == 1);
+    heap_verify(h, "in the child, with an absent thread's claim");
+    CHILD_CHECK(structure_bad(&s) == 0);
+    for (int round = 0; round < 3; round++) {
+      CHILD_CHECK(structure_mutate(t, &ty, &s, SLOTS) == 0);
+      CHILD_CHECK(fh_collect(t, test_collect_kind(collector, round)) == 0);
+      fh_gc_wait(h);
+      CHILD_CHECK(structure_bad(&s) == 0);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  fh_enter_blocking(t);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  fh_leave_blocking(t);
+  if (WIFSIGNALED(status)) fail_msg("child killed by signal %d", WTERMSIG(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  /* The parent plays the idler finishing its claim. */
+  obj_write_filler(p, len);
+  d.t->claim_lo = d.t->claim_hi = 0;
+  atomic_store(&d.stop, 1);
+  fh_enter_blocking(t);
+  pthread_join(th, NULL);
+  fh_leave_blocking(t);
+  heap_verify(h, "in the parent");
+  assert_int_equal(structure_bad(&s), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_absent_claim_semispace(void **st) { (void)st; claim_case("semispace"); }
+static void test_absent_claim_concurrent(void **st) { (void)st; claim_case("concurrent_compact"); }
+
 #define CONFIG(name, collector, extra)                                                    \
   static void test_##name##_main(void **st) { (void)st; torture_run(collector, extra, 0); } \
   static void test_##name##_mutator(void **st) { (void)st; torture_run(collector, extra, 1); }
@@ -403,6 +493,7 @@ int main(void) {
       cmocka_unit_test(test_mark_sweep_main),       cmocka_unit_test(test_mark_sweep_mutator),
       cmocka_unit_test(test_concurrent_sigbus_main), cmocka_unit_test(test_concurrent_sigbus_mutator),
       cmocka_unit_test(test_concurrent_thread_main), cmocka_unit_test(test_concurrent_thread_mutator),
+      cmocka_unit_test(test_absent_claim_semispace), cmocka_unit_test(test_absent_claim_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
