@@ -35,7 +35,7 @@ BENCH_SRCS := $(filter-out bench/baseline_%.c,$(wildcard bench/*.c))
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test check check-asan check-tsan check-faults fuzz bench install deps clean examples
+.PHONY: all lib test check check-fork check-faults check-asan check-tsan fuzz bench install deps clean examples
 
 all: lib examples $(BUILD)/fhbench
 
@@ -81,6 +81,13 @@ test: deps
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
 
 check: test
+
+# The fork torture at 100 forks per configuration whatever the environment
+# says (`make test` runs it at its default, also 100 outside sanitizers).
+check-fork: deps
+	@$(MAKE) --no-print-directory lib
+	@$(MAKE) --no-print-directory $(BUILD)/tests/test_fork_torture
+	@FH_TORTURE_ITERS=100 sh tests/run.sh $(BUILD) $(BUILD)/tests/test_fork_torture
 
 # Fault injection: every failing call of heap/sys.h, at its Nth call, once
 # and from then on, on every collector (tests/faults_sweep.c).

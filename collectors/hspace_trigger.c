@@ -78,7 +78,12 @@ void hspace_background_request(fh_heap *h) {
   if (h->hspace_last_ns &&
       (heap_now_ns() - h->hspace_last_ns) / 1000000u < h->opt.hspace_min_interval_ms)
     return;
-  pthread_mutex_lock(&h->hspace_bg_lock);
+  /* The caller may be a running mutator, which must never wait for this
+   * lock: its holder may be joining the job (hspace_background_join, from
+   * a fork prepare handler), and the job may be waiting for a collection
+   * that waits for this mutator to park.  A busy lock means the job is
+   * being started or joined already: the request, a hint, is dropped. */
+  if (pthread_mutex_trylock(&h->hspace_bg_lock) != 0) return;
   if (h->hspace_bg_started) {
     if (!atomic_load(&h->hspace_bg_done)) { /* one is running already */
       pthread_mutex_unlock(&h->hspace_bg_lock);

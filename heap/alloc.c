@@ -1,5 +1,6 @@
 /* Allocation slow paths: argument checks, TLAB refills, large objects, the
  * collection trigger and the out-of-memory answer. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "collectors/collector.h"
@@ -43,10 +44,30 @@ static int charge(fh_heap *h, size_t bytes) {
   return since + bytes > h->gc_trigger;
 }
 
-/* One attempt in the bump space.  Returns the object start, or 0 when a
- * collection is needed first (trigger reached, unless ignore_trigger, or
- * no room). */
-static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
+/* A claimed range is recorded in the thread before it is zeroed and
+ * published, and forgotten once it is an object or a published TLAB: a
+ * fork() from another thread snapshots this thread at any instant (the
+ * world is stopped for a fork, but a claim is the kind of state a child
+ * must never find unwalkable: unzeroed memory may hold a forwarding header
+ * from the last collection).  The compiler fences keep the recording
+ * ahead of the zeroing and the forgetting behind the publication; the
+ * child writes a filler over a recorded claim (thread_retire_tlab). */
+static void claim_record(fh_thread *t, uintptr_t p, size_t bytes) {
+  t->claim_lo = p;
+  t->claim_hi = p + bytes;
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void claim_done(fh_thread *t) {
+  atomic_signal_fence(memory_order_seq_cst);
+  t->claim_lo = t->claim_hi = 0;
+}
+
+/* One attempt in the bump space.  Returns the object start, header
+ * written, or 0 when a collection is needed first (trigger reached, unless
+ * ignore_trigger, or no room). */
+static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
+                          int ignore_trigger) {
   fh_heap *h = t->heap;
   bump_space *b = &h->bump[h->active];
   if (!ignore_trigger && atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
@@ -54,7 +75,10 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
   if (bytes > large_threshold(h)) {
     uintptr_t p = bump_space_claim(b, bytes, bump_limit(h));
     if (p) {
+      claim_record(t, p, bytes);
       bump_space_zero_claim(b, p, bytes);
+      *(uint64_t *)p = fh__make_header(type, n);
+      claim_done(t);
       charge(h, bytes);
     }
     return p;
@@ -67,10 +91,13 @@ static uintptr_t bump_try(fh_thread *t, size_t bytes, int ignore_trigger) {
     p = bump_space_claim(b, want, bump_limit(h));
     if (!p) return 0;
   }
+  claim_record(t, p, want);
   bump_space_zero_claim(b, p, want);
-  charge(h, want);
+  *(uint64_t *)p = fh__make_header(type, n);
   t->fast.tlab_cursor = p + bytes;
   t->fast.tlab_limit = p + want;
+  claim_done(t);
+  charge(h, want);
   return p;
 }
 
@@ -104,11 +131,8 @@ static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type
   int critical = t->critical != 0;
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
-    uintptr_t p = bump_try(t, bytes, attempt > 0 || critical);
-    if (p) {
-      *(uint64_t *)p = fh__make_header(type, n);
-      return obj_from_start(p);
-    }
+    uintptr_t p = bump_try(t, type, n, bytes, attempt > 0 || critical);
+    if (p) return obj_from_start(p);
     if (critical) return alloc_fail_critical(t, "fh_alloc", n);
     if (attempt == 2) break;
     gc_cause cause = attempt == 0 ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;

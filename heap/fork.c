@@ -17,14 +17,31 @@
  * forking thread counts as blocked meanwhile, so a collection waiting for it
  * to park can finish), joins the compactor's worker and closes its
  * userfaultfd (no fd crosses the fork: both sides open a fresh one at their
- * next concurrent compaction), then holds the heap's locks across the fork
- * so no other thread is inside one.  The child handler re-initialises the
- * condition variables (waiters that no longer exist would wedge them),
- * forgets the heap threads, and detaches every mutator but the forking
- * thread: the others do not exist in the child, and a collection would wait
- * forever for them to park.  The limits: fork() must not be called from
- * inside a heap callback (a trace function or root scanner) or with a lock
- * of the heap held. */
+ * next concurrent compaction), stops the world (every other attached
+ * thread parks at its next safepoint or stays in its blocking region, as
+ * for a collection; the parent handler resumes them), then holds the heap's
+ * locks across the fork so no other thread is inside one.  The child
+ * handler re-initialises the condition variables (waiters that no longer
+ * exist would wedge them), forgets the heap threads, and forgets every
+ * mutator but the forking thread: the others do not exist in the child, and
+ * a collection would wait forever for them to park.
+ *
+ * What an absent thread owned.  The child must account for it without ever
+ * acting as that thread: its TLAB and any bump-space range it had claimed
+ * but not yet zeroed or published (fh_thread.claim_lo/hi) become fillers;
+ * its held-back allocation bits are published (world_stop did, and the
+ * child does again); its prepaid malloc-space budget goes back to `used`;
+ * its jemalloc batch regions go back to the arena without a tcache; its
+ * explicit tcache is leaked on purpose (heap/malloc_heap.c:
+ * malloc_heap_thread_forget says why); its roots are dropped, so what only
+ * it reached is garbage in the child.  The stop makes those states
+ * consistent (no thread is halfway through an allocation at a safepoint);
+ * the child's handling does not rely on it beyond that.
+ *
+ * The limits: fork() must not be called from inside a heap callback (a
+ * trace function or root scanner) or with a lock of the heap held, and,
+ * as for a collection, every other attached thread must reach a safepoint
+ * or be in a blocking region, or the fork waits for it. */
 #include <stdlib.h>
 #include <urcu-bp.h>
 
@@ -158,22 +175,44 @@ static void prepare_heap(fh_heap *h) {
   fh_thread *self = caller_thread(h);
   join_background(h, self);
   if (self) fh_enter_blocking(self);
-  pthread_mutex_lock(&h->hspace_bg_lock); /* no new background thread */
-  pthread_mutex_lock(&h->gc_lock);        /* no new collection */
-  if (self) fh_leave_blocking(self);      /* nobody can stop the world now */
+  pthread_mutex_lock(&h->gc_lock);   /* no new collection */
+  if (self) fh_leave_blocking(self); /* nobody can stop the world now */
   fh_gc_wait(h);
+  /* Every other mutator parks at a safepoint (or stays in its blocking
+   * region) across the fork: the child then finds each absent thread
+   * between two heap operations, never halfway through an allocation (a
+   * TLAB claimed but not zeroed, a region taken from jemalloc but not yet
+   * an object, a tcache mid-update).  The child still treats what they
+   * own defensively (child_heap).  Held-back allocation bits are published
+   * here, by world_stop.  Before the userfaultfd closes, too: no
+   * mutator is then between a fault and its SIGBUS handler's lookup
+   * (uffd/ranges.c also remembers every range it ever registered, so a
+   * late SIGBUS after the close is retried anyway). */
+  world_stop(h, self);
   compactor_quiesce(h);
+  /* No new background thread.  Taken only now: a running mutator may be
+   * waiting for it in fh_set_background, and would never park.  A
+   * background thread started since join_background is at most waiting
+   * for gc_lock, blocked, and absent from the child. */
+  pthread_mutex_lock(&h->hspace_bg_lock);
   pthread_mutex_lock(&h->stats_lock);
   pthread_mutex_lock(&h->roots_lock);
   pthread_mutex_lock(&h->world_lock);
 }
 
-static void parent_heap(fh_heap *h) {
+static void unlock_heap(fh_heap *h) {
   pthread_mutex_unlock(&h->world_lock);
   pthread_mutex_unlock(&h->roots_lock);
   pthread_mutex_unlock(&h->stats_lock);
   pthread_mutex_unlock(&h->gc_lock);
   pthread_mutex_unlock(&h->hspace_bg_lock);
+}
+
+static void parent_heap(fh_heap *h) {
+  pthread_mutex_unlock(&h->world_lock);
+  world_resume(h); /* the mutators parked by prepare_heap go on */
+  pthread_mutex_lock(&h->world_lock);
+  unlock_heap(h);
 }
 
 /* Only the forking thread exists in the child. */
@@ -189,15 +228,20 @@ static void child_heap(fh_heap *h) {
       self = t;
       continue;
     }
-    /* A mutator that stayed in the parent: detach it here, keeping its
-     * allocation buffer walkable and its malloc-space budget exact. */
+    /* A mutator that stayed in the parent: forget it here without
+     * touching what only it may touch (its jemalloc tcache), leaving
+     * every range it claimed walkable (its TLAB, or a claim not yet
+     * zeroed), its held-back allocation bits published and its
+     * malloc-space budget returned. */
     thread_retire_tlab(t);
     cds_list_del(&t->link);
     h->nthreads--;
-    malloc_heap_thread_detach(t);
+    malloc_heap_thread_forget(t);
     free(t->fast.roots_base);
     free(t);
   }
+  /* The world stopped for the fork stays stopped for nobody. */
+  if (self) atomic_store(&self->fast.safepoint_requested, 0);
   h->stop_requested = 0;
   h->gc_pending = 0;
   h->concurrent_phase = 0;
@@ -212,7 +256,7 @@ static void child_heap(fh_heap *h) {
      * the parent's: drop it without touching its ranges. */
     if (m->uffd && fh_uffd_postfork_child(m->uffd) < 0) m->uffd = NULL;
   }
-  parent_heap(h); /* the locks were taken by this very thread */
+  unlock_heap(h); /* the locks were taken by this very thread */
 }
 
 static void fork_prepare(void) {

@@ -62,6 +62,11 @@ struct fh_thread {
     unsigned pos, n; /* region[pos..n) unused */
     size_t bytes;    /* of each region */
   } ms_batch[2];
+  /* A bump-space range claimed by this thread and not yet an object or a
+   * published TLAB (heap/alloc.c): [claim_lo, claim_hi), 0 when none.  A
+   * fork child writes a filler over an absent thread's claim, whatever
+   * state it was left in (heap/fork.c). */
+  uintptr_t claim_lo, claim_hi;
   struct rcu_head rcu;
 };
 
@@ -201,6 +206,9 @@ void malloc_heap_flush_tcaches(fh_heap *h);
  * also flush the tcaches. */
 void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches);
 void malloc_heap_thread_detach(fh_thread *t);
+/* Fork child: account for the state of a thread that does not exist in the
+ * child, without touching its tcache (heap/malloc_heap.c). */
+void malloc_heap_thread_forget(fh_thread *t);
 /* Set the allocation bits this thread still holds back (world_stop does it
  * for every thread, before anything reads the bitmaps). */
 void malloc_heap_publish_pending(fh_thread *t);

@@ -10,6 +10,7 @@
 #ifndef FH_MALLOC_ALLOC_H_
 #define FH_MALLOC_ALLOC_H_
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -49,6 +50,9 @@ static inline void *malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t
   if (FH__UNLIKELY(!mem)) return NULL;
   if (small) malloc_heap_zero_words((uint64_t *)mem + 1, (n + 7) >> 3);
   *(uint64_t *)mem = fh__make_header(type, n);
+  /* The bit after the header, as the compiler emits them: a fork child
+   * publishes an absent thread's held-back bits (heap/fork.c). */
+  atomic_signal_fence(memory_order_seq_cst);
   size_t i = ((uintptr_t)mem - t->ms_bits_base) >> MS_GRANULE_SHIFT;
   _Atomic uint64_t *word = &t->ms_bits_words[i >> 6];
   if (FH__UNLIKELY(word != t->ms_pending_word)) {

@@ -150,6 +150,10 @@ void *malloc_heap_next_region(fh_thread *t, size_t bytes) {
   return sys_mallocx(bytes, t->ms_flags);
 }
 
+/* The tcache field of mallocx flags: MALLOCX_TCACHE(tc) is (tc + 2) << 8
+ * and MALLOCX_ARENA(a) starts at bit 20 (jemalloc.h). */
+#define MS_TCACHE_FLAG_MASK (0xfff << 8)
+
 static void thread_settle(fh_thread *t) {
   fh_heap *h = t->heap;
   /* Before the flags change (a refill after compaction may name the other
@@ -200,6 +204,40 @@ void malloc_heap_thread_detach(fh_thread *t) {
   malloc_heap_publish_pending(t);
   if (t->heap->has_malloc_spaces) thread_settle(t);
   if (t->ms_tcache > 0) arena_tcache_destroy(t->ms_tcache - 1);
+  t->ms_tcache = 0;
+}
+
+void malloc_heap_thread_forget(fh_thread *t) {
+  /* A fork child, for a thread that stayed in the parent: its objects'
+   * held-back allocation bits become real (the world was stopped for the
+   * fork, and the allocation path orders the bits after the header), its
+   * prepaid bytes go back to `used`, its unposted bytes to the statistics.
+   * Its explicit tcache is deliberately leaked, never flushed or destroyed:
+   * the tcache is that thread's, unlocked, and a thread caught inside
+   * jemalloc with it (a fork can catch one anywhere the world stop does not
+   * cover) leaves it mid-update; flushing it is how the child used to crash.
+   * What it caches are free regions (allocation bits clear), so leaking
+   * loses at most one tcache's worth of space per absent thread per fork,
+   * and nothing will ever use the id again.  Batch regions are not objects
+   * (no allocation bit): they go back to the arena directly, without any
+   * tcache. */
+  fh_heap *h = t->heap;
+  malloc_heap_publish_pending(t);
+  if (h->has_malloc_spaces) {
+    int direct = (t->ms_flags & ~MS_TCACHE_FLAG_MASK) | MALLOCX_TCACHE_NONE;
+    for (int k = 0; k < 2; k++) {
+      struct ms_batch *b = &t->ms_batch[k];
+      if (b->n <= FH_MS_BATCH)
+        for (unsigned i = b->pos; i < b->n; i++) sdallocx(b->region[i], b->bytes, direct);
+      b->pos = b->n = 0;
+    }
+    if (t->ms_budget || t->ms_reserve)
+      atomic_fetch_sub_explicit(&heap_main_malloc(h)->used, t->ms_budget + t->ms_reserve,
+                                memory_order_relaxed);
+    if (t->ms_unposted)
+      atomic_fetch_add_explicit(&h->bytes_allocated, t->ms_unposted, memory_order_relaxed);
+    t->ms_budget = t->ms_reserve = t->ms_unposted = 0;
+  }
   t->ms_tcache = 0;
 }
 

@@ -66,12 +66,15 @@ void gc_lock_acquire(fh_thread *self) {
 void gc_lock_release(fh_thread *self) { pthread_mutex_unlock(&self->heap->gc_lock); }
 
 int world_stop(fh_heap *h, fh_thread *self) {
+  /* self may be NULL: the fork prepare handler of a thread that is not
+   * attached, or is inside a blocking region (heap/fork.c). */
+  unsigned mine = self ? self->critical : 0;
   pthread_mutex_lock(&h->world_lock);
   /* No new critical section opens from here on; open ones finish first,
    * since their objects must not move under native code. */
   h->gc_pending = 1;
   /* gc_run refused collectors inside their own critical section. */
-  while (h->critical > self->critical) pthread_cond_wait(&h->critical_cv, &h->world_lock);
+  while (h->critical > mine) pthread_cond_wait(&h->critical_cv, &h->world_lock);
   h->stop_requested = 1;
   fh_thread *t;
   cds_list_for_each_entry(t, &h->threads, link)
@@ -182,6 +185,11 @@ void thread_retire_tlab(fh_thread *t) {
   uintptr_t cur = t->fast.tlab_cursor, lim = t->fast.tlab_limit;
   if (lim > cur) obj_write_filler(cur, lim - cur);
   t->fast.tlab_cursor = t->fast.tlab_limit = 0;
+  /* Only a fork child finds a claim here (an absent thread's, see
+   * heap/alloc.c): a filler over all of it, contents unknown, makes it
+   * walkable.  It may contain the TLAB just filled: the outer filler wins. */
+  if (t->claim_hi > t->claim_lo) obj_write_filler(t->claim_lo, t->claim_hi - t->claim_lo);
+  t->claim_lo = t->claim_hi = 0;
 }
 
 void threads_retire_tlabs(fh_heap *h) {

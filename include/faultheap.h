@@ -192,8 +192,11 @@ FH_API void fh_set_background(fh_heap *h, int background);
  * reservation (non_moving_max) cannot hold the copy; the heap is unchanged.
  * Then fork(), and call fh_postfork_parent in the parent and
  * fh_postfork_child in the child.  A plain fork() without these calls is
- * safe too (pthread_atfork handlers; in the child only the forking thread
- * stays attached). */
+ * safe too, from any thread while others allocate (pthread_atfork
+ * handlers: the world is stopped across the fork, so every other attached
+ * thread must reach a safepoint or be in a blocking region, as for a
+ * collection; in the child only the forking thread stays attached, and
+ * what only the others' roots reached is garbage there). */
 FH_API int fh_prefork(fh_thread *t);
 FH_API void fh_postfork_parent(fh_heap *h); /* heap threads restart on demand */
 FH_API void fh_postfork_child(fh_heap *h);  /* own userfaultfd, fresh counters */

@@ -64,6 +64,61 @@ static void stat_max(_Atomic uint64_t *m, uint64_t v) {
     ;
 }
 
+/* Ranges that were ever registered by a SIGBUS-mode context, kept for the
+ * life of the process: across retirement, slot reuse, fh_uffd_destroy and
+ * fork (the child inherits the table).  A SIGBUS can be raised while a
+ * range is registered and reach its handler only after the range was
+ * retired, its slot freed (destroy, e.g. by the fork prepare handler) or
+ * reused for other addresses: the page is an ordinary one by then and the
+ * access must simply be retried.  The slots cannot tell such a late signal
+ * from a foreign one; this history can.  A late SIGBUS at a remembered
+ * address is FH_UFFD_D_STALE.  Written under table_lock (dedup by
+ * containment: the heap registers the same spaces cycle after cycle),
+ * read lock-free with a per-entry sequence word (odd while written); when
+ * full, the oldest entry is overwritten. */
+#define HIST_MAX 64
+typedef struct hist_entry {
+  _Atomic uint32_t seq;
+  _Atomic uintptr_t lo, hi;
+} hist_entry;
+static hist_entry history[HIST_MAX];
+static unsigned hist_next;           /* next entry to write; table_lock */
+static _Atomic unsigned hist_used;   /* entries [0, used) were written */
+static _Atomic uint64_t stale_count; /* late SIGBUSes answered from the history */
+
+static void history_add(uintptr_t lo, uintptr_t hi) {
+  unsigned used = atomic_load_explicit(&hist_used, RLX);
+  for (unsigned i = 0; i < used; i++)
+    if (atomic_load_explicit(&history[i].lo, RLX) <= lo &&
+        atomic_load_explicit(&history[i].hi, RLX) >= hi)
+      return;
+  hist_entry *e = &history[hist_next];
+  hist_next = (hist_next + 1) % HIST_MAX;
+  atomic_fetch_add(&e->seq, 1); /* odd: being written */
+  atomic_store_explicit(&e->lo, lo, RLX);
+  atomic_store_explicit(&e->hi, hi, RLX);
+  atomic_fetch_add(&e->seq, 1);
+  if (used < HIST_MAX)
+    atomic_store_explicit(&hist_used, used + 1, memory_order_release);
+}
+
+/* Async-signal-safe. */
+static int history_has(uintptr_t addr) {
+  unsigned used = atomic_load_explicit(&hist_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++) {
+    hist_entry *e = &history[i];
+    uint32_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
+    /* acquire loads, so that the second read of seq stays behind them */
+    uintptr_t lo = atomic_load_explicit(&e->lo, memory_order_acquire);
+    uintptr_t hi = atomic_load_explicit(&e->hi, memory_order_acquire);
+    if (!(s1 & 1) && atomic_load_explicit(&e->seq, RLX) == s1 && addr >= lo && addr < hi)
+      return 1;
+  }
+  return 0;
+}
+
+uint64_t fh_uffd_stale_faults(void) { return atomic_load_explicit(&stale_count, RLX); }
+
 /* Returns the counter index entered (0/1), or -1 when both are DONE. */
 static int inflight_enter(slot *s) {
   uint32_t c = atomic_fetch_add(&s->inflight[0], 1);
@@ -122,6 +177,10 @@ fh_uffd_dispatch_result fh_uffd_dispatch(uintptr_t addr, int from_sigbus,
       }
       if (torn)
         continue; /* a slot changed under us: look again */
+      if (from_sigbus && history_has(addr)) {
+        atomic_fetch_add_explicit(&stale_count, 1, RLX);
+        return FH_UFFD_D_STALE;
+      }
       return FH_UFFD_D_NOT_OURS;
     }
     int idx = inflight_enter(live);
@@ -235,6 +294,10 @@ int fh_uffd_range_add(fh_uffd *u, void *addr, size_t len, unsigned modes,
   atomic_store_explicit(&s->arg, arg, RLX);
   atomic_store_explicit(&s->sigbus, u->mode == FH_UFFD_SIGBUS, RLX);
   atomic_store_explicit(&s->spurious, 0, RLX);
+  /* Remembered before it is published: a late signal for it can only
+   * come after the registration above. */
+  if (u->mode == FH_UFFD_SIGBUS)
+    history_add(lo, hi);
   atomic_store(&s->gen, (g & ~ST_MASK) + 2 * GEN_STEP + ST_LIVE);
   if ((unsigned)i >= atomic_load(&nslots_hw))
     atomic_store_explicit(&nslots_hw, (unsigned)i + 1, memory_order_release);
@@ -294,7 +357,8 @@ void fh_uffd_ranges_retire_all(fh_uffd *u) {
 
 void fh_uffd_ranges_forget(fh_uffd *u) {
   /* In a fork child only this thread exists; the lock may have been held
-   * by a parent thread at fork time, so start it afresh. */
+   * by a parent thread at fork time, so start it afresh.  The history of
+   * registered ranges stays: it describes this address space too. */
   pthread_mutex_init(&table_lock, NULL);
   for (int i = 0; i < FH_UFFD_MAX_RANGES; i++) {
     slot *s = &slots[i];

@@ -50,12 +50,33 @@ static void chain(int sig, siginfo_t *si, void *uc) {
   raise(sig);
 }
 
+/* A late SIGBUS is one-shot: after the handler returns the access meets an
+ * ordinary page.  The same thread faulting at the same remembered address
+ * over and over is something else (the memory was unmapped and reused, say
+ * for a truncated file): after STALE_REPEATS in a row it goes to the
+ * previous handler instead of looping forever.  Thread-local, initial-exec
+ * (no allocation on first access in a signal handler; see pagebuf.c). */
+#define STALE_REPEATS 64
+static __thread __attribute__((tls_model("initial-exec"))) uintptr_t stale_addr;
+static __thread __attribute__((tls_model("initial-exec"))) unsigned stale_repeats;
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc) {
   int saved_errno = errno;
   if (si && si->si_code == BUS_ADRERR) {
-    switch (fh_uffd_dispatch((uintptr_t)si->si_addr, 1, NULL, -1)) {
+    uintptr_t a = (uintptr_t)si->si_addr;
+    switch (fh_uffd_dispatch(a, 1, NULL, -1)) {
+    case FH_UFFD_D_STALE: /* the range is gone, even its context: retry */
+      if (a == stale_addr && ++stale_repeats >= STALE_REPEATS) {
+        stale_repeats = 0;
+        break;
+      }
+      if (a != stale_addr)
+        stale_addr = a, stale_repeats = 0;
+      errno = saved_errno;
+      return;
     case FH_UFFD_D_HANDLED:
     case FH_UFFD_D_SPURIOUS: /* range finished: the access retries */
+      stale_addr = 0;
       errno = saved_errno;
       return;
     case FH_UFFD_D_FAILED: /* a resolver bug: let the old handler decide */

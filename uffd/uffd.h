@@ -48,13 +48,20 @@
  *    before retiring: a page still missing at unregistration becomes a fresh
  *    zero page.  A retired slot still claims its addresses so that a
  *    "spurious" late SIGBUS (a thread that faulted before unregistration and
- *    enters its handler after) just returns and retries the access.
+ *    enters its handler after) just returns and retries the access.  Slots
+ *    are freed (fh_uffd_destroy) and reused, so the table also keeps, for
+ *    the life of the process and across fork, the address ranges that
+ *    SIGBUS-mode contexts ever registered: a SIGBUS there that no slot
+ *    claims is a late one and is retried too, never sent to the previous
+ *    handler (unless the same thread keeps faulting at the same address:
+ *    then the memory is something else now, see sigbus.c).
  *
  * 5. Fork.  A uffd belongs to the mm that created it.  Never fork with
  *    registrations live.  In the child call fh_uffd_postfork_child(u): it
  *    closes the inherited fd, forgets the child's copy of the range table and
  *    the handler thread (which does not exist in the child), and opens a
- *    fresh fd with the same mode and features.
+ *    fresh fd with the same mode and features.  The history of registered
+ *    ranges (point 4) is kept in the child and in the parent.
  *
  * Errors: functions return 0 / a pointer / an fh_uffd_status; failures are
  * -1 / NULL / FH_UFFD_ERROR with errno set.  Nothing aborts.

@@ -26,7 +26,10 @@ typedef enum {
   FH_UFFD_D_NOT_OURS,  /* no slot claims the address */
   FH_UFFD_D_HANDLED,   /* resolver ran and succeeded */
   FH_UFFD_D_SPURIOUS,  /* the range is retired: return and retry */
-  FH_UFFD_D_FAILED     /* resolver failed */
+  FH_UFFD_D_FAILED,    /* resolver failed */
+  FH_UFFD_D_STALE      /* SIGBUS only: no slot claims the address, but a
+                          range once registered did: a late signal from
+                          before its unregistration; return and retry */
 } fh_uffd_dispatch_result;
 
 /* Find the slot containing addr and run its resolver under the in-flight
@@ -41,6 +44,8 @@ void fh_uffd_ranges_forget(fh_uffd *u);
 void fh_uffd_ranges_retire_all(fh_uffd *u);
 /* Spurious faults counted in u's current (live or retired) slots. */
 uint64_t fh_uffd_ranges_spurious(const fh_uffd *u);
+/* Late SIGBUSes answered FH_UFFD_D_STALE so far (tests). */
+uint64_t fh_uffd_stale_faults(void);
 /* Reset sigbus.c's lock in a fork child. */
 void fh_uffd_sigbus_postfork_child(void);
 /* Start / stop the handler thread of a thread-mode context. */
