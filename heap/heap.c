@@ -67,11 +67,14 @@ static int map_spaces(fh_heap *h) {
 
 /* img: a validated image to install at the reservation's start, or NULL. */
 static int map_spaces_image(fh_heap *h, image_load *img) {
-  size_t nm = align_up(h->opt.non_moving_max, FH_PMD);
+  /* The jemalloc-backed spaces get the range their arena needs to hold
+   * their limit (spaces/arena.h: jemalloc's metadata and size classes live
+   * in the range too); their limits stay non_moving_max and heap_max. */
+  size_t nm = arena_range_bytes(h->opt.non_moving_max);
   size_t bump = align_up(h->opt.heap_max, FH_PMD);
   /* collector=mark_sweep adds the main and backup malloc spaces after the
-   * bump spaces, each heap_max large with its own guard. */
-  size_t ms = h->opt.collector == FH_MARK_SWEEP ? bump : 0;
+   * bump spaces, each with its own guard. */
+  size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(h->opt.heap_max) : 0;
   h->resv_size = nm + GUARD + 2 * (bump + GUARD) + (ms ? 2 * (ms + GUARD) : 0);
   size_t image = img ? image_load_region_bytes(img) + GUARD : 0;
   h->resv_size += image;
@@ -94,7 +97,8 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
     fh_error_set("cannot map the heap's spaces");
     return -1;
   }
-  if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm) < 0) return -1;
+  if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm,
+                            h->opt.non_moving_max) < 0) return -1;
   bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
   bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
   if (ms) {

@@ -29,7 +29,9 @@ static const fh_space_ops native_ops = {native_used, native_resident, native_wal
                                         native_is_object};
 
 int native_init(fh_heap *h) {
-  h->native_resv_size = align_up(h->opt.heap_max, FH_PMD);
+  size_t limit = align_up(h->opt.heap_max, FH_PMD);
+  /* Room for jemalloc's metadata and size classes besides `limit`. */
+  h->native_resv_size = arena_range_bytes(limit);
   h->native_resv = reserve_range(h->native_resv_size, FH_PMD, 0);
   if (!h->native_resv || reserve_commit(h->native_resv, h->native_resv_size) < 0) {
     fh_error_set("cannot reserve %zu MiB for native memory (fh_malloc)",
@@ -37,7 +39,7 @@ int native_init(fh_heap *h) {
     return -1;
   }
   if (malloc_space_init(&h->native, "native (fh_malloc)", h->native_resv, h->native_resv_size,
-                        h->native_resv_size) < 0)
+                        limit) < 0)
     return -1;
   h->native.space.ops = &native_ops;
   return 0;

@@ -102,6 +102,22 @@ int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
   return 0;
 }
 
+size_t arena_range_bytes(size_t limit) {
+  /* jemalloc's first metadata block: HUGEPAGE-aligned and sized (base.c). */
+  size_t meta = FH_PMD;
+  /* The largest allocation: its size class (at most 5/4 of the request),
+   * plus the large pad (cache-oblivious placement) of a page. */
+  size_t largest = nallocx(limit ? limit : 1, 0);
+  if (!largest || largest < limit) largest = limit + limit / 4;
+  largest += FH_PAGE;
+  /* Filled with smaller objects instead, size classes waste up to a fifth
+   * of the bytes they hand out (limit / 4 of the range), and the metadata
+   * may need a second block (more extents than the first one describes).
+   * Only address space: untouched pages cost nothing. */
+  size_t slack = limit / 4 + FH_PMD;
+  return align_up(meta + largest + slack, FH_PMD);
+}
+
 static void arena_ctl(fh_arena *a, const char *op) {
   char name[64];
   snprintf(name, sizeof name, "arena.%u.%s", a->index, op);

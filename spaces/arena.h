@@ -36,6 +36,14 @@ struct fh_arena {
 static inline void arena_moved(fh_arena *a) { a->hooks->owner = a; }
 
 int arena_create(fh_arena *a, uintptr_t begin, size_t size);
+/* The size of range an arena needs so that `limit` bytes of allocations
+ * fit, and one allocation of `limit` bytes fits in the empty arena: besides
+ * the objects, jemalloc keeps its own metadata in the range (the first
+ * block, carved at arenas.create, is a whole huge page) and rounds each
+ * allocation up to its size class (a large one also gets a page of pad).
+ * A range of exactly `limit` bytes loses 2 MiB to the metadata: a 1 or 2
+ * MiB space could not hold a single object. */
+size_t arena_range_bytes(size_t limit);
 void arena_destroy(fh_arena *a);
 /* Zeroed, 16-byte aligned; NULL when the range is exhausted. */
 void *arena_alloc(fh_arena *a, size_t bytes);

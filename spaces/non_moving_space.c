@@ -33,10 +33,10 @@ static int nm_is_object(const fh_space *s, const void *obj) {
 static const fh_space_ops nm_ops = {nm_used, nm_resident, nm_walk, nm_is_object};
 
 int non_moving_space_init(non_moving_space *s, const char *name, uintptr_t begin,
-                          size_t capacity) {
+                          size_t capacity, size_t limit) {
   memset(s, 0, sizeof *s);
   s->space = (fh_space){name, SPACE_NON_MOVING, begin, begin + capacity, &nm_ops};
-  s->limit = capacity;
+  s->limit = limit < capacity ? limit : capacity;
   if (bitmap_init(&s->alloc_bits, begin, capacity, NM_GRANULE_SHIFT) < 0 ||
       bitmap_init(&s->mark_bits, begin, capacity, NM_GRANULE_SHIFT) < 0) {
     fh_error_set("cannot map the bitmaps of %s", name);

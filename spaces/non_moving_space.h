@@ -24,8 +24,10 @@ typedef struct non_moving_space {
   size_t limit;           /* capacity in object bytes */
 } non_moving_space;
 
+/* capacity: the range (spaces/arena.h: arena_range_bytes); limit: object
+ * bytes it may hold (at most the capacity). */
 int non_moving_space_init(non_moving_space *s, const char *name, uintptr_t begin,
-                          size_t capacity);
+                          size_t capacity, size_t limit);
 void non_moving_space_destroy(non_moving_space *s);
 /* A zeroed object with its header written, or NULL (space full). */
 void *non_moving_space_alloc(non_moving_space *s, uint32_t type, size_t payload);
