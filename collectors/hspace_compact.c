@@ -26,9 +26,11 @@
  * explicit fh_collect, or verify=1, releases inside the pause: when it
  * returns, the memory is back with the system.
  *
- * Policy: triggered compactions (background, allocation failure) run at
- * most every hspace_min_interval_ms; after a failure, the next attempt
- * (whatever its trigger) happens only once the live size has changed. */
+ * Policy: background compactions run at most every hspace_min_interval_ms;
+ * one for an allocation that failed for fragmentation always runs (a rate
+ * limit must not fail an allocation a compaction can satisfy); after a
+ * failure, the next attempt (whatever its trigger) happens only once the
+ * live size has changed. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,9 +160,12 @@ static int release_later(fh_heap *h, malloc_space *old) {
   return 0;
 }
 
-/* Refuse a triggered compaction that ran too recently; 0 or -1 + error. */
+/* Refuse a background compaction that would follow the last one too soon;
+ * 0 or -1 + error.  Only background ones: an allocation that fails for
+ * fragmentation needs its compaction now, however recent the last one
+ * (it was all that stood between the allocation and success). */
 static int check_interval(fh_heap *h, gc_cause cause) {
-  if (cause == GC_CAUSE_EXPLICIT || !h->hspace_last_ns) return 0;
+  if (cause != GC_CAUSE_BACKGROUND || !h->hspace_last_ns) return 0;
   uint64_t since_ms = (heap_now_ns() - h->hspace_last_ns) / 1000000u;
   if (since_ms >= h->opt.hspace_min_interval_ms) return 0;
   fh_error_set("homogeneous compaction skipped: the last one ran %llu ms ago "

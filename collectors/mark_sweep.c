@@ -55,6 +55,27 @@ static void *sweeper_main(void *arg) {
  * no thread could be started (the caller sweeps at once). */
 static int sweep_later(fh_heap *h) { return heap_phase_thread(h, sweeper_main, h); }
 
+/* The main space holds no object after a sweep in the pause: reset its
+ * arena (destroy and recreate over the same range).  jemalloc keeps the
+ * range it carved as extents it never gives back (our hooks refuse to
+ * unmap), cached dirty or retained, and it grows into fresh range in
+ * ever larger steps: after the space was full of small objects, the carved
+ * part may be in pieces and the uncarved rest too short for one large
+ * object, though every byte is free.  A fresh arena has the whole range in
+ * one piece.  Every tcache is flushed first, as jemalloc requires (the
+ * world is stopped; the threads' budgets were settled at the start).
+ * 0, or -1 + error when the arena could not be recreated (allocations then
+ * fail with that error; the heap stays consistent). */
+static int reset_empty(fh_heap *h, malloc_space *ms) {
+  malloc_heap_flush_tcaches(h);
+  arena_tcache_flush(h->gc_tcache);
+  if (malloc_space_reset(ms) < 0) {
+    fh_error_prefix("mark-sweep: resetting the empty main malloc space");
+    return -1;
+  }
+  return 0;
+}
+
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
   /* `used` and the allocation bits exact.  The mutators' tcaches are not
@@ -75,14 +96,21 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
     malloc_space_sweep_begin(ms, malloc_space_frontier(ms));
-    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || sweep_later(h) < 0;
+    /* An allocation that failed waits for the memory anyway: it sweeps
+     * in the pause too, so that an empty space can be reset below. */
+    int now = cause == GC_CAUSE_EXPLICIT || cause == GC_CAUSE_ALLOC_FAILURE || h->opt.verify ||
+              sweep_later(h) < 0;
+    int rc = 0;
     if (now) {
       malloc_space_sweep_step(ms, ms->sweep_total, h->gc_tcache, 1);
       freed += atomic_load(&ms->sweep_freed);
+      if (atomic_load(&ms->used) == 0)
+        rc = reset_empty(h, ms);
       /* An explicit collection asks for memory back now; triggered ones
        * let jemalloc's decay return freed pages over time, so a busy
        * mutator does not re-fault pages it will fill again at once. */
-      if (cause == GC_CAUSE_EXPLICIT) arena_purge(&ms->arena);
+      else if (cause == GC_CAUSE_EXPLICIT)
+        arena_purge(&ms->arena);
     }
     h->bytes_freed += freed;
     /* The next trigger from the live size: what marking found, plus what
@@ -90,7 +118,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     heap_set_trigger(h, now ? heap_used_bytes(h)
                             : m.ms_live + atomic_load(&h->non_moving.used) +
                                   bump_space_used(&h->bump[h->active]));
-    return 0;
+    return rc;
   }
   h->bytes_freed += freed;
   heap_set_trigger(h, heap_used_bytes(h));

@@ -302,10 +302,21 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   size_t bytes = malloc_object_bytes(n);
   fh_heap *h = t->heap;
   int tc = thread_tcache(t);
-  int compacted = 0;
+  int purged = 0, recovered = 0;
   /* Attempt 0 honours the trigger; attempts 1 and 2 follow a collection
-   * (a second one in case other threads filled the space meanwhile); a
-   * failure for fragmentation then gets one homogeneous compaction. */
+   * (a second one in case other threads filled the space meanwhile).  A
+   * failure for fragmentation (the space's limit has room, jemalloc found
+   * no extent in the range) then gets, in turn:
+   *  - a purge of the arena: jemalloc keeps freed extents in its dirty
+   *    cache uncoalesced (it merges them lazily, as they decay), so even an
+   *    empty arena may hold its range in pieces too small for a large
+   *    object; a purge merges them into one retained extent;
+   *  - a homogeneous compaction (hspace_compact_on_oom=1; never refused
+   *    for its rate limit, which governs background ones only), or else a
+   *    mark-sweep that sweeps in the pause, after which an empty space's
+   *    arena is reset (collectors/mark_sweep.c).  Either leaves an empty
+   *    space with its whole range in one piece: any object up to the limit
+   *    fits (spaces/arena.h sizes the range for it). */
   int critical = t->critical != 0; /* no collection possible: capacity only */
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
@@ -327,6 +338,12 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
     if (critical) {
       /* Sweeping (above) was the only way to make room. */
       if (attempt == 0) continue;
+      /* A purge needs no collection either (see above). */
+      if (!purged && failed_for_fragmentation(t, bytes)) {
+        purged = 1;
+        malloc_space_purge(m);
+        continue;
+      }
       return alloc_fail_critical(t, "fh_alloc", n);
     }
     if (attempt < 2) {
@@ -337,12 +354,22 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
       }
       continue;
     }
-    if (!compacted && h->opt.hspace_compact_on_oom && failed_for_fragmentation(t, bytes)) {
-      compacted = 1;
+    if (!failed_for_fragmentation(t, bytes)) break;
+    if (!purged) {
+      purged = 1;
+      malloc_space_purge(m);
+      continue;
+    }
+    if (!recovered) {
+      recovered = 1;
+      int compact = h->opt.hspace_compact_on_oom;
       /* A refused or failed compaction leaves the heap as it was; the
        * allocation then fails with the reason below. */
-      if (gc_run(t, FH_COLLECT_HSPACE_COMPACT, GC_CAUSE_ALLOC_FAILURE, seen) == 0) continue;
-      fh_error_prefix("fh_alloc: heap full, and homogeneous compaction did not help");
+      if (gc_run(t, compact ? FH_COLLECT_HSPACE_COMPACT : FH_COLLECT_MARK_SWEEP,
+                 GC_CAUSE_ALLOC_FAILURE, seen) == 0)
+        continue;
+      fh_error_prefix(compact ? "fh_alloc: heap full, and homogeneous compaction did not help"
+                              : "fh_alloc: heap full, and the collection failed");
       return NULL;
     }
     break;
