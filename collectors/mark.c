@@ -164,6 +164,25 @@ void immune_visit_dirty_objects(fh_heap *h, fh_object_fn fn, void *ctx) {
       spaces[i]->ops->walk(spaces[i], visit_if_dirty, &w);
 }
 
+/* A filler's payload length is a 32-bit header field. */
+#define FILLER_MAX ((size_t)1 << 31)
+
+void marker_fill_dead_bump(marker *m) {
+  uintptr_t run = 0; /* start of the current run of dead space, 0: none */
+  for (uintptr_t p = m->bump_lo; p < m->bump_hi;) {
+    uint64_t hd = *(uint64_t *)p;
+    size_t bytes = obj_total_bytes(hdr_payload(hd));
+    int dead = hdr_type(hd) == FH_FILLER_TYPE || !bitmap_test(&m->bump_marks, p);
+    if (dead && !run) run = p;
+    if (!dead || p + bytes - run > FILLER_MAX) {
+      if (run && run < p) obj_write_filler(run, p - run);
+      run = dead ? p : 0;
+    }
+    p += bytes;
+  }
+  if (run) obj_write_filler(run, m->bump_hi - run);
+}
+
 int marker_run(marker *m) {
   fh_heap *h = m->h;
   roots_visit(h, marker_visit, m);

@@ -40,6 +40,14 @@ void marker_destroy(marker *m);
 /* Mark everything reachable: roots, dirty cards of immune spaces, then the
  * transitive closure.  World stopped.  Returns 0, or -1 when m->failed. */
 int marker_run(marker *m);
+/* After marking, overwrite every unmarked object of the active bump space
+ * with fillers (runs of them merged into one).  A non-moving collection
+ * cannot empty a bump space, but it frees the dead objects of the other
+ * spaces that dead bump objects may still refer to: left as they were,
+ * those would be objects holding references to freed memory, which heap
+ * walks (verify=1) would report as a live object's bad reference.  World
+ * stopped; nothing refers to a dead object but other dead objects. */
+void marker_fill_dead_bump(marker *m);
 /* The visitor that marks one slot's referent (usable as fh_visit_fn). */
 void marker_visit(void **slot, void *ctx);
 

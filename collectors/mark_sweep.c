@@ -90,6 +90,10 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     return -1;
   }
   marker_run(&m); /* without on_scan, overflow recovery always completes */
+  /* A bump space (FH_COLLECT_MARK_SWEEP on a semi-space or compacting
+   * heap) keeps its dead objects; they must not keep references to what
+   * the sweep below frees. */
+  if (m.bump_hi > m.bump_lo) marker_fill_dead_bump(&m);
   marker_destroy(&m);
 
   size_t freed = non_moving_space_sweep(&h->non_moving);
