@@ -128,6 +128,12 @@ static int small_heap_cycle(const scenario *sc) {
             spec, n3, n1, fh_last_error());
     return 6;
   }
+  /* And once they died, one object as large as the heap. */
+  head = NULL;
+  if (!fh_alloc(t, ty.bytes, sc->heap_max - 16)) {
+    fprintf(stderr, "%s: an object of heap_max - 16 bytes: %s\n", spec, fh_last_error());
+    return 7;
+  }
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
@@ -153,6 +159,53 @@ static void test_documented_minimum_is_accepted(void **state) {
   fh_options_init(&o);
   assert_int_equal(fh_options_parse(&o, "heap_max=1020K"), -1);
   assert_non_null(strstr(fh_last_error(), "heap_max"));
+}
+
+/* The other jemalloc-backed spaces at their minimum: a 1 MiB non-moving
+ * space holds 1 MiB of objects, and fh_malloc serves a 1 MiB heap. */
+static int small_nonmoving(const scenario *sc) {
+  char spec[256];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=1M,non_moving_max=1M", sc->collector);
+  fh_heap *h = child_heap(spec);
+  if (!h) return 1;
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  if (!t) return 2;
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  for (int round = 0; round < 2; round++) {
+    size_t n = 0;
+    for (tnode *x; (x = fh_alloc_nonmoving(t, ty.node, sizeof(tnode))); n++) {
+      fh_write_ref(t, x, (void **)&x->next, head);
+      head = x;
+    }
+    head = NULL; /* dies: the next round fills the space again */
+    if (n < (MiB / 48) * 9 / 10) {
+      fprintf(stderr, "%s: %zu non-moving objects fit (round %d): %s\n", spec, n, round,
+              fh_last_error());
+      return 3;
+    }
+    if (fh_collect(t, FH_COLLECT_DEFAULT) < 0) return 4;
+  }
+  void *p = fh_malloc(h, 512 * KiB);
+  if (!p) {
+    fprintf(stderr, "%s: fh_malloc: %s\n", spec, fh_last_error());
+    return 5;
+  }
+  fh_free(h, p);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  return 0;
+}
+
+static void test_small_nonmoving_and_native(void **state) {
+  (void)state;
+  int failed = 0;
+  for (size_t c = 0; c < sizeof collectors / sizeof collectors[0]; c++)
+    failed += !child_ok(small_nonmoving, &(scenario){collectors[c], MiB, 1});
+  assert_int_equal(failed, 0);
 }
 
 /* ---- defect 10: a mark-sweep heap recovers once its data died ---- */
@@ -237,6 +290,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_documented_minimum_is_accepted),
       cmocka_unit_test(test_small_heaps_every_collector),
+      cmocka_unit_test(test_small_nonmoving_and_native),
       cmocka_unit_test(test_mark_sweep_recovers_after_full),
   };
   return cmocka_run_group_tests_name("small_heap", tests, NULL, NULL);
