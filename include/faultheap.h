@@ -50,17 +50,27 @@ typedef enum {
 } fh_collector;
 
 typedef struct fh_options {
-  size_t heap_max;       /* bytes of managed objects; default 256 MiB */
-  size_t non_moving_max; /* non-moving space capacity; default 64 MiB */
+  size_t heap_max;       /* bytes of managed objects; default 256 MiB; at
+                            least 1 MiB, with every collector.  A heap whose
+                            live data all died can allocate any object up
+                            to heap_max again (collector=mark_sweep too:
+                            an allocation that fails for fragmentation
+                            purges, then compacts or resets the space) */
+  size_t non_moving_max; /* non-moving space capacity; default 64 MiB; at
+                            least 1 MiB */
   fh_collector collector;            /* foreground collector */
   fh_collector background_collector; /* used after fh_set_background(h, 1) */
-  int hspace_compact_on_oom;         /* default 1 */
+  int hspace_compact_on_oom;         /* collector=mark_sweep: an allocation that
+                                        fails for fragmentation compacts the
+                                        main malloc space; default 1 */
   unsigned gc_threads;               /* default: online CPUs */
   const char *image_path;            /* image file mapped as the image space;
                                         a regular file (a FIFO, device or
                                         directory is refused, never opened
                                         blocking) */
-  int verify;      /* verify the heap before and after each collection */
+  int verify;      /* verify the heap before and after each collection:
+                      every object's header and references (a collection
+                      leaves no dead object holding a stale reference) */
   int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
   /* Added by faultheap (not in DESIGN.md's first contract): */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
@@ -77,9 +87,9 @@ typedef struct fh_options {
                                  bytes inside its resident pages exceed this
                                  percentage of its live bytes (and 1 MiB);
                                  default 25 */
-  unsigned hspace_min_interval_ms; /* triggered homogeneous compactions (background,
-                                 allocation failure) run at most this often;
-                                 default 1000 */
+  unsigned hspace_min_interval_ms; /* background homogeneous compactions run
+                                 at most this often; never delays one that an
+                                 allocation needs; default 1000 */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
