@@ -8,6 +8,10 @@
 static void space_stats(fh_space_stats *out, const fh_space *s) {
   out->name = s->name;
   out->capacity = s->end - s->begin;
+  /* A jemalloc space's range also holds the arena's metadata and size-class
+   * slack (spaces/arena.h): its capacity is the limit on what it holds. */
+  if (s->kind == SPACE_MALLOC) out->capacity = ((const malloc_space *)s)->limit;
+  if (s->kind == SPACE_NON_MOVING) out->capacity = ((const non_moving_space *)s)->limit;
   out->used = s->ops->used(s);
   out->resident = s->ops->resident(s);
 }
