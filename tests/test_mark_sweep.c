@@ -245,11 +245,13 @@ static void *stress_thread(void *p) {
       tnode *n = test_node(t, a->ty, (uint64_t)a->id << 32 | i);
       fh_write_ref(t, n, (void **)&n->next, mine);
       /* a global root shared by the threads: atomic accesses (the collector
-       * reads it with the world stopped, ordered by the handshake) */
-      fh_write_ref(t, n, (void **)&n->other, __atomic_load_n(a->shared, __ATOMIC_RELAXED));
+       * reads it with the world stopped, ordered by the handshake).  Another
+       * thread's new object is published with release and read with
+       * acquire, as any embedder must: verify=1's barrier reads its header. */
+      fh_write_ref(t, n, (void **)&n->other, __atomic_load_n(a->shared, __ATOMIC_ACQUIRE));
       mine = n;
       if (i % 97 == 0) fh_alloc(t, a->ty->bytes, 5000); /* garbage */
-      if (i % 500 == 0) __atomic_store_n(a->shared, (void *)n, __ATOMIC_RELAXED);
+      if (i % 500 == 0) __atomic_store_n(a->shared, (void *)n, __ATOMIC_RELEASE);
     }
     uint64_t expect = 1999;
     for (tnode *n = mine; n; n = n->next, expect--) {
