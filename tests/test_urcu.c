@@ -34,6 +34,10 @@
 
 /* ---- the interposer ---- */
 
+/* ARM_ALL spares jemalloc's own calls: it serves the whole process's
+ * malloc, and a thread whose first malloc meets a failing mmap crashes
+ * inside jemalloc (its tcache set-up), a limit of that library and not one
+ * the heap can handle. */
 enum { ARM_OFF, ARM_DEPS /* calls from liburcu's libraries only */, ARM_ALL };
 static _Atomic int armed;
 static _Atomic unsigned long injected;
@@ -53,10 +57,10 @@ __attribute__((constructor(101))) static void resolve_real(void) {
 static int should_fail(void *caller) {
   int a = atomic_load(&armed);
   if (a == ARM_OFF) return 0;
-  if (a == ARM_DEPS) {
-    Dl_info di;
-    if (!dladdr(caller, &di) || !di.dli_fname || !strstr(di.dli_fname, "liburcu")) return 0;
-  }
+  Dl_info di;
+  const char *from = dladdr(caller, &di) && di.dli_fname ? di.dli_fname : "";
+  if (a == ARM_DEPS && !strstr(from, "liburcu")) return 0;
+  if (a == ARM_ALL && strstr(from, "libjemalloc")) return 0;
   atomic_fetch_add(&injected, 1);
   return 1;
 }
@@ -154,20 +158,24 @@ static fh_heap *child_heap(const char *spec) {
   return h;
 }
 
-/* Everything a mutator does, on the calling thread; returns nothing but
- * exits the child on a wrong result. */
-static void use_heap(fh_heap *h, int must_succeed) {
+/* Everything a mutator does, on the calling thread, attached as `self`
+ * (NULL: attach and detach here; a thread attaches to a heap once);
+ * returns nothing but exits the child on a wrong result. */
+static void use_heap(fh_heap *h, fh_thread *self, int must_succeed) {
   char name[64];
   fh_type ty = node_type(name, sizeof name);
   error_reset();
   uint32_t id = fh_register_type(h, &ty);
   OUTCOME_OK(id);
   if (must_succeed) CHILD_CHECK(id);
-  error_reset();
-  fh_thread *t = fh_thread_attach(h);
-  OUTCOME_OK(t);
-  if (must_succeed) CHILD_CHECK(t);
-  if (!t) return;
+  fh_thread *t = self;
+  if (!t) {
+    error_reset();
+    t = fh_thread_attach(h);
+    OUTCOME_OK(t);
+    if (must_succeed) CHILD_CHECK(t);
+    if (!t) return;
+  }
   node *head = NULL;
   fh_push_root(t, (void **)&head);
   long made = 0;
@@ -198,18 +206,18 @@ static void use_heap(fh_heap *h, int must_succeed) {
     fclose(devnull);
   }
   fh_pop_roots(t, 1);
-  fh_thread_detach(t);
+  if (!self) fh_thread_detach(t);
 }
 
 /* fork() from the calling thread: the atfork handlers run here.  The
  * grandchild uses the heap with mmap working again. */
-static void fork_here(fh_heap *h) {
+static void fork_here(fh_heap *h, fh_thread *self) {
   pid_t pid = fork();
   CHILD_CHECK(pid >= 0);
   if (pid == 0) {
     atomic_store(&armed, ARM_OFF);
     alarm(30);
-    use_heap(h, 1);
+    use_heap(h, self, 1);
     _exit(0);
   }
   int st = 0;
@@ -230,14 +238,14 @@ typedef struct job {
 static void *new_thread(void *arg) {
   job *j = arg;
   atomic_store(&armed, j->mode);
-  use_heap(j->h, 0);
-  if (j->fork_unattached) fork_here(j->h);
+  use_heap(j->h, NULL, 0);
+  if (j->fork_unattached) fork_here(j->h, NULL);
   if (j->fork_attached) {
     error_reset();
     fh_thread *t = fh_thread_attach(j->h);
     OUTCOME_OK(t);
     if (t) {
-      fork_here(j->h);
+      fork_here(j->h, t);
       fh_thread_detach(t);
     }
   }
@@ -263,7 +271,7 @@ static void child_scenario(const char *spec, int mode, int nthreads, int fork_un
   for (int i = 0; i < nthreads; i++) CHILD_CHECK(pthread_create(&th[i], NULL, new_thread, &j) == 0);
   for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
   atomic_store(&armed, ARM_OFF);
-  use_heap(h, 1);
+  use_heap(h, NULL, 1);
   fh_heap_destroy(h);
   fprintf(stderr, "child %d (%s, mode %d): %lu mmap calls failed\n", (int)getpid(), spec, mode,
           atomic_load(&injected));
@@ -316,7 +324,8 @@ static void test_dep_mmap_fails_fork_new_thread(void **state) {
 }
 
 /* Every mmap and mremap of the process fails (the library's own, through
- * the seam, jemalloc's, liburcu's): still no abort, only reported failures. */
+ * the seam, and any dependency's but jemalloc's): still no abort, only
+ * reported failures. */
 static void test_all_mmap_fails_new_thread(void **state) {
   (void)state;
   run_in_child(ARM_ALL, 4, 0, 0);
@@ -336,5 +345,6 @@ int main(void) {
       cmocka_unit_test(test_all_mmap_fails_new_thread),
       cmocka_unit_test(test_all_mmap_fails_fork_new_thread),
   };
+  if (getenv("FH_TEST_FILTER")) cmocka_set_test_filter(getenv("FH_TEST_FILTER"));
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
