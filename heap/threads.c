@@ -223,8 +223,8 @@ fh_thread *fh_thread_attach(fh_heap *h) {
    * initialised. */
   pthread_mutex_lock(&h->world_lock);
   cds_list_add_tail(&t->link, &h->threads);
+  h->nthreads++; /* guarded like the list: fh_dump reads it under world_lock */
   pthread_mutex_unlock(&h->world_lock);
-  h->nthreads++;
   pthread_mutex_unlock(&h->gc_lock);
   return t;
 }
@@ -236,8 +236,8 @@ void fh_thread_detach(fh_thread *t) {
   pthread_mutex_lock(&h->gc_lock);
   pthread_mutex_lock(&h->world_lock); /* readers hold one of the two locks */
   cds_list_del(&t->link);
-  pthread_mutex_unlock(&h->world_lock);
   h->nthreads--;
+  pthread_mutex_unlock(&h->world_lock);
   malloc_heap_thread_detach(t);
   pthread_mutex_unlock(&h->gc_lock);
   /* Off the list under both locks: nobody can still be looking at it. */

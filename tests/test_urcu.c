@@ -44,17 +44,27 @@ static _Atomic unsigned long injected;
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 typedef void *(*mremap_fn)(void *, size_t, size_t, int, ...);
-static mmap_fn real_mmap;
-static mremap_fn real_mremap;
+static mmap_fn _Atomic real_mmap;
+static mremap_fn _Atomic real_mremap;
+static _Thread_local int resolving;
 
-/* Resolved before main; until then (a library's constructor may map
- * memory first) the raw system call serves. */
-__attribute__((constructor(101))) static void resolve_real(void) {
-  real_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
-  real_mremap = (mremap_fn)dlsym(RTLD_NEXT, "mremap");
+/* Not instrumented: ThreadSanitizer's runtime maps memory through these
+ * before it has initialised itself. */
+#define NO_TSAN __attribute__((no_sanitize_thread))
+
+/* The next definitions (a sanitizer's interceptors, or libc's), found at
+ * the first call: a sanitizer must see the mappings of every library, or
+ * its bookkeeping of reused addresses goes stale.  A call made while dlsym
+ * runs (should it map memory) takes the raw system call. */
+NO_TSAN static void resolve_real(void) {
+  if (atomic_load(&real_mmap) || resolving) return;
+  resolving = 1;
+  atomic_store(&real_mremap, (mremap_fn)dlsym(RTLD_NEXT, "mremap"));
+  atomic_store(&real_mmap, (mmap_fn)dlsym(RTLD_NEXT, "mmap"));
+  resolving = 0;
 }
 
-static int should_fail(void *caller) {
+NO_TSAN static int should_fail(void *caller) {
   int a = atomic_load(&armed);
   if (a == ARM_OFF) return 0;
   Dl_info di;
@@ -65,20 +75,22 @@ static int should_fail(void *caller) {
   return 1;
 }
 
-static void *do_mmap(void *caller, void *addr, size_t len, int prot, int flags, int fd,
+NO_TSAN static void *do_mmap(void *caller, void *addr, size_t len, int prot, int flags, int fd,
                      off_t off) {
   if (should_fail(caller)) {
     errno = ENOMEM;
     return MAP_FAILED;
   }
-  if (real_mmap) return real_mmap(addr, len, prot, flags, fd, off);
+  resolve_real();
+  mmap_fn real = atomic_load(&real_mmap);
+  if (real) return real(addr, len, prot, flags, fd, off);
   long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
   return r == -1 ? MAP_FAILED : (void *)r;
 }
 
 /* Default visibility: the build hides symbols (-fvisibility=hidden), and a
  * hidden definition would not interpose on the shared libraries' calls. */
-#define INTERPOSE __attribute__((visibility("default")))
+#define INTERPOSE __attribute__((visibility("default"))) NO_TSAN
 
 INTERPOSE void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   return do_mmap(__builtin_return_address(0), addr, len, prot, flags, fd, off);
@@ -100,7 +112,9 @@ INTERPOSE void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
     errno = ENOMEM;
     return MAP_FAILED;
   }
-  if (real_mremap) return real_mremap(old, old_len, new_len, flags, new_addr);
+  resolve_real();
+  mremap_fn real = atomic_load(&real_mremap);
+  if (real) return real(old, old_len, new_len, flags, new_addr);
   long r = syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
   return r == -1 ? MAP_FAILED : (void *)r;
 }
@@ -142,10 +156,10 @@ typedef struct node {
 } node;
 
 static const uint32_t node_refs[] = {0};
-static int type_seq;
+static _Atomic int type_seq;
 
 static fh_type node_type(char *name, size_t cap) {
-  snprintf(name, cap, "urcu_node_%d", type_seq++);
+  snprintf(name, cap, "urcu_node_%d", atomic_fetch_add(&type_seq, 1));
   return (fh_type){.name = name, .size = sizeof(node), .nrefs = 1, .ref_offsets = node_refs};
 }
 
@@ -278,8 +292,22 @@ static void child_scenario(const char *spec, int mode, int nthreads, int fork_un
   _exit(0);
 }
 
+static int under_tsan(void) {
+  const char *san = getenv("FH_TEST_SANITIZER");
+  return san && strcmp(san, "tsan") == 0;
+}
+
 static void run_in_child(int mode, int nthreads, int fork_unattached, int fork_attached) {
   for (size_t s = 0; s < sizeof specs / sizeof *specs; s++) {
+    /* In a forked child (even of a single-threaded process), TSan reports
+     * a double lock of a jemalloc mutex when a mark-sweep thread creates
+     * its first explicit tcache: jemalloc's fork handlers re-initialise
+     * its mutexes in a way TSan does not follow.  Not this test's subject:
+     * the other collectors run under TSan. */
+    if (under_tsan() && strstr(specs[s], "mark_sweep")) {
+      print_message("%s: skipped under TSan (jemalloc's mutexes after fork)\n", specs[s]);
+      continue;
+    }
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -293,8 +321,7 @@ static void run_in_child(int mode, int nthreads, int fork_unattached, int fork_a
 }
 
 static void skip_under_tsan(void) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) {
+  if (under_tsan()) {
     print_message("skipped under TSan: no new threads after a multi-threaded fork\n");
     skip();
   }
@@ -345,6 +372,8 @@ int main(void) {
       cmocka_unit_test(test_all_mmap_fails_new_thread),
       cmocka_unit_test(test_all_mmap_fails_fork_new_thread),
   };
+  /* FH_TEST_FILTER=name (cmocka pattern) runs only the matching tests:
+   * handy under gdb with follow-fork-mode child. */
   if (getenv("FH_TEST_FILTER")) cmocka_set_test_filter(getenv("FH_TEST_FILTER"));
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
