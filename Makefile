@@ -9,13 +9,15 @@ BUILD   ?= build
 OPT     ?= -O2
 VERSION := 0.1.0
 
-PKGS      := jemalloc liburcu-bp liburcu-cds
+# liburcu-dev: only its plain list header (urcu/list.h); no liburcu library
+# is linked (see README, "Dependencies, and why").
+PKGS      := jemalloc
 DEB_PKGS  := libjemalloc-dev liburcu-dev libcmocka-dev libgc-dev libmimalloc-dev pkg-config
 
 # pkg-config is itself one of the packages `make deps` installs, so fall back
 # to the plain library names when it is missing.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljemalloc -lurcu-bp -lurcu-cds -lurcu-common)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljemalloc)
 LIBS       := $(PKG_LIBS) -lpthread -ldl -lm
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes

@@ -107,11 +107,9 @@ void hspace_background_request(fh_heap *h) {
 static int others_running(fh_heap *h) {
   fh_thread *job = atomic_load(&h->hspace_bg_mutator), *t;
   int n = 0;
-  rcu_read_lock();
-  pthread_mutex_lock(&h->world_lock);
-  cds_list_for_each_entry_rcu(t, &h->threads, link) n += t != job && t->state == THREAD_RUNNING;
+  pthread_mutex_lock(&h->world_lock); /* keeps the list still too */
+  cds_list_for_each_entry(t, &h->threads, link) n += t != job && t->state == THREAD_RUNNING;
   pthread_mutex_unlock(&h->world_lock);
-  rcu_read_unlock();
   return n;
 }
 

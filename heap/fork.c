@@ -43,7 +43,6 @@
  * as for a collection, every other attached thread must reach a safepoint
  * or be in a blocking region, or the fork waits for it. */
 #include <stdlib.h>
-#include <urcu-bp.h>
 
 #include "collectors/collector.h"
 #include "collectors/mc.h"
@@ -146,18 +145,18 @@ static void compactor_quiesce(fh_heap *h) {
 static fh_thread *caller_thread(fh_heap *h) {
   fh_thread *t, *found = NULL;
   pthread_t me = pthread_self();
-  rcu_read_lock();
-  cds_list_for_each_entry_rcu(t, &h->threads, link)
+  /* world_lock keeps the list still (attach and detach change it under
+   * it), and guards the state.  Any thread may fork, attached or not: this
+   * must not need anything the thread may not have, such as an RCU
+   * registration (issue 14). */
+  pthread_mutex_lock(&h->world_lock);
+  cds_list_for_each_entry(t, &h->threads, link)
     if (pthread_equal(t->owner, me)) {
       found = t;
       break;
     }
-  rcu_read_unlock();
-  if (found) {
-    pthread_mutex_lock(&h->world_lock);
-    if (found->state != THREAD_RUNNING) found = NULL;
-    pthread_mutex_unlock(&h->world_lock);
-  }
+  if (found && found->state != THREAD_RUNNING) found = NULL;
+  pthread_mutex_unlock(&h->world_lock);
   return found;
 }
 
@@ -263,18 +262,15 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&heaps_lock);
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
   pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
-  urcu_bp_before_fork();
 }
 
 static void fork_parent(void) {
-  urcu_bp_after_fork_parent();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
 }
 
 static void fork_child(void) {
-  urcu_bp_after_fork_child();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);

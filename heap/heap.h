@@ -5,8 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <urcu-bp.h>
-#include <urcu/rculist.h>
+#include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
 #include "heap/types.h"
@@ -33,7 +32,8 @@ typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
 struct fh_thread {
   fh__thread_fast fast; /* must stay first: the inline fast paths use it */
   fh_heap *heap;
-  struct cds_list_head link; /* heap->threads, RCU-protected */
+  struct cds_list_head link; /* heap->threads: changed under gc_lock and world_lock,
+                                read under either */
   pthread_t owner;           /* the attaching thread (heap/fork.c finds the
                                 forking thread's entry by it) */
   thread_state state;        /* guarded by heap->world_lock */
@@ -67,7 +67,6 @@ struct fh_thread {
    * fork child writes a filler over an absent thread's claim, whatever
    * state it was left in (heap/fork.c). */
   uintptr_t claim_lo, claim_hi;
-  struct rcu_head rcu;
 };
 
 struct fh_heap {

@@ -57,11 +57,15 @@ void fh_dump(fh_heap *h, FILE *out) {
   }
   fh_stats s;
   fh_get_stats(h, &s);
+  /* Attach and detach change the count under world_lock (and gc_lock). */
+  pthread_mutex_lock(&h->world_lock);
+  unsigned nthreads = h->nthreads;
+  pthread_mutex_unlock(&h->world_lock);
   fprintf(out, "faultheap %p: collector %s (background %s%s), heap_max %zu MiB, %u threads\n",
           (void *)h, options_collector_name(h->opt.collector),
           options_collector_name(h->opt.background_collector),
           atomic_load(&h->background) ? ", in background" : "", h->opt.heap_max >> 20,
-          h->nthreads);
+          nthreads);
   print_caps(out);
   mc_dump(h, out);
   fprintf(out, "  reservation [%#lx, %#lx) %zu MiB, card table %zu KiB\n",

@@ -8,9 +8,13 @@
  * PARKED.  A thread that wants to leave BLOCKED waits while stop_requested
  * is set, so a blocked thread never touches the heap during a collection.
  * All state changes happen under world_lock; the per-thread flag is only the
- * cheap hint that fh_safepoint polls.  The thread list is an RCU list:
- * attach and detach (rare) take gc_lock, readers may walk it under
- * rcu_read_lock. */
+ * cheap hint that fh_safepoint polls.  The thread list changes (attach,
+ * detach: rare) under gc_lock and world_lock both, so holding either one
+ * keeps it still: collectors walk it under gc_lock, the others under
+ * world_lock.  It used to be an RCU list (liburcu-bp), but every reader
+ * holds one of those locks anyway, and liburcu-bp registers a thread in its
+ * first read-side section with an mmap whose failure it answers with
+ * abort(): any thread's first heap call could kill the process (issue 14). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,21 +226,15 @@ fh_thread *fh_thread_attach(fh_heap *h) {
    * that is not yet attached cannot hold up a collection by waiting here. */
   pthread_mutex_lock(&h->gc_lock);
   /* world_lock too (gc_lock -> world_lock, the usual order): readers that
-   * walk the list under world_lock alone (hspace_trigger.c: others_running)
-   * then see the new thread's fields initialised through a lock, which
-   * ThreadSanitizer can follow; it cannot follow liburcu's publication. */
+   * walk the list under world_lock alone (hspace_trigger.c: others_running,
+   * fork.c: caller_thread) see a fixed list, and the new thread's fields
+   * initialised. */
   pthread_mutex_lock(&h->world_lock);
-  cds_list_add_tail_rcu(&t->link, &h->threads);
+  cds_list_add_tail(&t->link, &h->threads);
+  h->nthreads++; /* guarded like the list: fh_dump reads it under world_lock */
   pthread_mutex_unlock(&h->world_lock);
-  h->nthreads++;
   pthread_mutex_unlock(&h->gc_lock);
   return t;
-}
-
-static void free_thread(struct rcu_head *head) {
-  fh_thread *t = caa_container_of(head, fh_thread, rcu);
-  free(t->fast.roots_base);
-  free(t);
 }
 
 void fh_thread_detach(fh_thread *t) {
@@ -244,12 +242,15 @@ void fh_thread_detach(fh_thread *t) {
   fh_heap *h = t->heap;
   fh_enter_blocking(t); /* a collection may run while we wait for the lock */
   pthread_mutex_lock(&h->gc_lock);
-  cds_list_del_rcu(&t->link);
+  pthread_mutex_lock(&h->world_lock); /* readers hold one of the two locks */
+  cds_list_del(&t->link);
   h->nthreads--;
+  pthread_mutex_unlock(&h->world_lock);
   malloc_heap_thread_detach(t);
   pthread_mutex_unlock(&h->gc_lock);
-  synchronize_rcu();
-  free_thread(&t->rcu);
+  /* Off the list under both locks: nobody can still be looking at it. */
+  free(t->fast.roots_base);
+  free(t);
 }
 
 void fh_push_root_slow(fh_thread *t, void **slot) {

@@ -1,6 +1,7 @@
 /* Type registration and validation.  Registration is rare and serialised by
- * a mutex; lookups by name go through an RCU hash table (liburcu), and the
- * per-id arrays are fixed-size so readers never see them move. */
+ * a mutex, which also guards the by-name hash table (names are looked up
+ * only while registering); the per-id arrays are fixed-size so lock-free
+ * readers never see them move. */
 #include "heap/types.h"
 
 #include <stdlib.h>
@@ -19,24 +20,15 @@ static unsigned long name_hash(const char *s) {
   return h;
 }
 
-static int name_match(struct cds_lfht_node *node, const void *key) {
-  const fh_type_info *ti = caa_container_of(node, fh_type_info, by_name);
-  return strcmp(ti->name, (const char *)key) == 0;
-}
-
 int types_init(fh_type_registry *r) {
   memset(r, 0, sizeof *r);
   pthread_mutex_init(&r->lock, NULL);
   r->info = reserve_map_table(FH__MAX_TYPES * sizeof *r->info);
   r->sizes = malloc(FH__MAX_TYPES * sizeof *r->sizes);
-  /* Fixed at 1024 buckets, no CDS_LFHT_AUTO_RESIZE: an auto-resizing table
-   * makes liburcu start a worker thread, and a process that forks with a
-   * thread of its own inside the allocator hands its children a locked
-   * allocator (GCC 12's ASan: test_fork's children hung in one run in
-   * 25-80, blocked in ASan's allocator in their first thread's start).  By
-   * name lookups happen when types are registered; 1024 buckets keep the
-   * chains short for thousands of types. */
-  r->by_name = cds_lfht_new(1024, 1024, 1024, 0, NULL);
+  /* Lookups by name happen only when types are registered, under the
+   * lock: a plain chained table does, with no RCU and so no per-thread
+   * registration that could fail on a thread's first call (issue 14). */
+  r->by_name = calloc(TYPE_NAME_BUCKETS, sizeof *r->by_name);
   if (!r->info || !r->sizes || !r->by_name) {
     fh_error_set("cannot allocate the type registry");
     types_destroy(r);
@@ -52,14 +44,13 @@ void types_destroy(fh_type_registry *r) {
     for (uint32_t i = 1; i < atomic_load(&r->next_id); i++) {
       fh_type_info *ti = r->info[i];
       if (!ti) continue;
-      if (r->by_name) cds_lfht_del(r->by_name, &ti->by_name);
       free(ti->name);
       free(ti->ref_offsets);
       free(ti);
     }
     sys_munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
   }
-  if (r->by_name) cds_lfht_destroy(r->by_name, NULL);
+  free(r->by_name);
   free(r->sizes);
   pthread_mutex_destroy(&r->lock);
   memset(r, 0, sizeof *r);
@@ -109,14 +100,14 @@ static int same_layout(const fh_type_info *a, const fh_type *b) {
   return b->nrefs == 0 || memcmp(a->ref_offsets, b->ref_offsets, b->nrefs * sizeof(uint32_t)) == 0;
 }
 
+static fh_type_info **name_bucket(fh_type_registry *r, const char *name) {
+  return &r->by_name[name_hash(name) % TYPE_NAME_BUCKETS];
+}
+
 static fh_type_info *lookup_locked(fh_type_registry *r, const char *name) {
-  struct cds_lfht_iter it;
-  rcu_read_lock();
-  cds_lfht_lookup(r->by_name, name_hash(name), name_match, name, &it);
-  struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-  rcu_read_unlock();
-  /* Safe past the unlock: types are only removed when the heap dies. */
-  return node ? caa_container_of(node, fh_type_info, by_name) : NULL;
+  for (fh_type_info *ti = *name_bucket(r, name); ti; ti = ti->next_by_name)
+    if (strcmp(ti->name, name) == 0) return ti;
+  return NULL;
 }
 
 uint32_t types_register(fh_type_registry *r, const fh_type *t) {
@@ -157,7 +148,6 @@ uint32_t types_register(fh_type_registry *r, const fh_type *t) {
     if (t->ref_offsets[i] + sizeof(void *) > ti->min_payload)
       ti->min_payload = t->ref_offsets[i] + sizeof(void *);
   }
-  cds_lfht_node_init(&ti->by_name);
   r->info[next] = ti;
   /* The size entry is what makes the id allocatable on the fast path:
    * publish it after the info it guards. */
@@ -165,9 +155,9 @@ uint32_t types_register(fh_type_registry *r, const fh_type *t) {
   /* A variable type with fixed ref offsets needs its minimum checked, which
    * the inline path does not do: route it to the slow path. */
   r->sizes[next] = t->size ? (uint32_t)t->size : ti->min_payload ? FH__VAR_CHECKED : FH__VAR_SIZE;
-  rcu_read_lock();
-  cds_lfht_add(r->by_name, name_hash(ti->name), &ti->by_name);
-  rcu_read_unlock();
+  fh_type_info **b = name_bucket(r, ti->name);
+  ti->next_by_name = *b;
+  *b = ti;
   atomic_store(&r->next_id, next + 1);
   id = next;
 out:

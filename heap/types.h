@@ -8,8 +8,6 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <urcu-bp.h>
-#include <urcu/rculfhash.h>
 
 #include "faultheap.h"
 
@@ -23,13 +21,15 @@ typedef struct fh_type_info {
   void (*trace)(void *obj, size_t size, fh_visit_fn visit, void *ctx);
   uint32_t flags;
   int from_image;       /* registered from a heap image's type table */
-  struct cds_lfht_node by_name;
-  struct rcu_head rcu;
+  struct fh_type_info *next_by_name; /* chain of its by_name bucket */
 } fh_type_info;
 
+/* By-name buckets: a fixed 1024 keeps chains short for thousands of types. */
+#define TYPE_NAME_BUCKETS 1024
+
 typedef struct fh_type_registry {
-  pthread_mutex_t lock;          /* writers; readers use RCU or the arrays */
-  struct cds_lfht *by_name;
+  pthread_mutex_t lock;          /* writers and by_name; other readers use the arrays */
+  fh_type_info **by_name;        /* [TYPE_NAME_BUCKETS] chains, under lock */
   fh_type_info **info;           /* [FH__MAX_TYPES] */
   uint32_t *sizes;               /* [FH__MAX_TYPES], published to threads */
   _Atomic uint32_t next_id;
