@@ -547,7 +547,13 @@ static int register_destination(mc_state *m) {
    * of the space it went to reg_end with huge pages on.) */
   int thp_off = reg_end < end;
   if (thp_off) {
-    mc_space_thp(m, 0);
+    /* Without the flag off the byte could fault in a huge page over
+     * destination pages: their installs would find them present (EEXIST)
+     * and leave them zero.  Build in place instead (issue 14, defect 1). */
+    if (mc_space_thp(m, 0) != 0) {
+      m->mode_note = "stop-the-world fallback (madvise(MADV_NOHUGEPAGE) failed)";
+      return -1;
+    }
     *(volatile char *)reg_end = 0;
   }
   fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
@@ -555,7 +561,7 @@ static int register_destination(mc_state *m) {
   m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,
                                   FH_UFFD_REG_MISSING, resolve, m, NULL);
   m->register_ns = now_ns() - t0;
-  if (thp_off) mc_space_thp(m, 1);
+  if (thp_off) mc_space_thp(m, 1); /* may fail: speed only, and both halves still match */
   if (m->range_id < 0) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;

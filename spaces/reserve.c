@@ -1,6 +1,8 @@
 #include "spaces/reserve.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "heap/sys.h"
@@ -43,9 +45,17 @@ void *reserve_map_table(size_t bytes) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-void reserve_discard(uintptr_t begin, size_t size) {
+int reserve_discard(uintptr_t begin, size_t size) {
   uintptr_t b = align_up(begin, FH_PAGE), e = align_down(begin + size, FH_PAGE);
-  if (e > b) sys_madvise((void *)b, e - b, MADV_DONTNEED);
+  if (e <= b || sys_madvise((void *)b, e - b, MADV_DONTNEED) == 0) return 0;
+  /* Callers rely on the pages reading as zero (bump claims skip their
+   * memset, jemalloc is told the extent is purged): when the kernel would
+   * not take them back, zero them by hand.  Costs the memory, not the
+   * contents. */
+  int saved = errno;
+  memset((void *)b, 0, e - b);
+  errno = saved;
+  return -1;
 }
 
 size_t reserve_resident(uintptr_t begin, uintptr_t end) {
