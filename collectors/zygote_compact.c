@@ -137,8 +137,10 @@ static int empty_moving_spaces(fh_heap *h) {
   if (end > ms->space.begin) cards_clear_range(h, ms->space.begin, end);
   /* Every cache that holds memory of the main space is flushed first, as
    * an arena reset requires. */
-  malloc_heap_flush_tcaches(h);
-  arena_tcache_flush(h->gc_tcache);
+  if (malloc_heap_flush_tcaches(h) < 0) {
+    fh_error_prefix("zygote compaction: the emptied main malloc space could not be reset");
+    return -1;
+  }
   if (malloc_space_reset(ms) < 0) {
     fh_error_prefix("zygote compaction: the emptied main malloc space could not be reset");
     return -1;
