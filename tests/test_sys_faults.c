@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,6 +204,228 @@ static void test_mark_sweep_and_semispace(void **s) {
   }
 }
 
+/* ---- heap creation and images ---- */
+
+static char img_dir[64];
+static char img_file[128];
+
+/* One case of an operation under a failure plan, in a forked child: the
+ * child's exit code (0 fine), or 100 + the signal that killed it. */
+typedef int (*operation)(sys_call c, uint64_t nth, int persistent);
+
+static int run_case(operation op, sys_call c, uint64_t nth, int persistent) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    child_signals();
+    _exit(op(c, nth, persistent));
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+}
+
+static void sweep_op(const char *what, operation op, sys_call c) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    child_signals();
+    int rc = op(c, 0, 0);
+    uint64_t n = sys_fault_calls(c);
+    if (write(fds[1], &n, sizeof n) != sizeof n) rc = 6;
+    _exit(rc);
+  }
+  close(fds[1]);
+  uint64_t calls = 0;
+  ssize_t r = read(fds[0], &calls, sizeof calls);
+  close(fds[0]);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_int_equal(r, sizeof calls);
+  int bad = 0;
+  for (uint64_t nth = 1; nth <= calls && nth <= 4 * sweep_max(); nth++)
+    for (int persistent = 0; persistent < 2; persistent++) {
+      int rc = run_case(op, c, nth, persistent);
+      if (rc) {
+        print_message("%s: %s #%llu%s: %d\n", what, sys_call_name(c), (unsigned long long)nth,
+                      persistent ? " and on" : "", rc);
+        bad++;
+      }
+    }
+  print_message("%s: %s: %llu calls, %d bad\n", what, sys_call_name(c),
+                (unsigned long long)calls, bad);
+  assert_int_equal(bad, 0);
+}
+
+static const char *const create_specs[] = {
+    "collector=mark_compact,heap_max=16M",     "collector=concurrent_compact,heap_max=16M",
+    "collector=mark_sweep,heap_max=16M",       "collector=semispace,heap_max=16M",
+};
+static unsigned create_which;
+
+/* fh_heap_create under the plan: a heap that works, or NULL with an error;
+ * then, disarmed, a heap that works. */
+static int create_op(sys_call c, uint64_t nth, int persistent) {
+  fh_options o;
+  fh_options_init(&o);
+  if (fh_options_parse(&o, create_specs[create_which]) < 0) return 5;
+  sys_fault_arm(c, nth, persistent, ENOMEM);
+  fh_heap *h = fh_heap_create(&o);
+  for (int round = 0; round < 2; round++) {
+    if (!h) {
+      if (round == 1 || !fh_last_error() || !*fh_last_error()) return 3;
+    } else {
+      test_types ty;
+      test_register(h, &ty);
+      fh_thread *t = fh_thread_attach(h);
+      if (!t) return round ? 4 : 0; /* attaching may fail while armed */
+      void *x = fh_alloc(t, ty.node, sizeof(tnode));
+      if (!x && round == 1) return 4;
+      if (fh_collect(t, FH_COLLECT_DEFAULT) < 0 && round == 1) return 4;
+      fh_thread_detach(t);
+      fh_heap_destroy(h);
+    }
+    sys_fault_disarm();
+    if (round == 0) h = fh_heap_create(&o);
+  }
+  return 0;
+}
+
+static void test_heap_create(void **s) {
+  (void)s;
+  static const sys_call k[] = {SYS_MMAP, SYS_MUNMAP, SYS_MADVISE, SYS_JEMALLOC,
+                               SYS_THREAD_CREATE};
+  for (create_which = 0; create_which < sizeof create_specs / sizeof create_specs[0];
+       create_which++)
+    for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++)
+      sweep_op(create_specs[create_which], create_op, k[i]);
+}
+
+/* The whole of a file (NULL if unreadable), its size in *n. */
+static char *slurp(const char *path, long *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = ftell(f);
+  rewind(f);
+  char *b = malloc((size_t)*n + 1);
+  if (b && fread(b, 1, (size_t)*n, f) != (size_t)*n) b = (free(b), NULL);
+  fclose(f);
+  return b;
+}
+
+/* Files in img_dir besides the image and its reference copy. */
+static int stray_files(void) {
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "ls %s | grep -v -x -e image -e reference | grep -q .", img_dir);
+  return system(cmd) == 0;
+}
+
+static fh_heap *ring_heap(const char *extra, test_types *ty) {
+  char spec[256];
+  fh_options o;
+  fh_options_init(&o);
+  snprintf(spec, sizeof spec, "collector=mark_sweep,heap_max=16M,verify=1%s%s", extra ? "," : "",
+           extra ? extra : "");
+  if (fh_options_parse(&o, spec) < 0) return NULL;
+  fh_heap *h = fh_heap_create(&o);
+  if (h) test_register(h, ty);
+  return h;
+}
+
+/* fh_image_save over an existing image: 0 and a loadable file, or -1 with
+ * an error, the old file untouched and no temporary left behind. */
+static int save_op(sys_call c, uint64_t nth, int persistent) {
+  test_types ty;
+  fh_heap *h = ring_heap(NULL, &ty);
+  if (!h) return 5;
+  fh_thread *t = fh_thread_attach(h);
+  test_ring g;
+  test_ring_build(t, &ty, &g, 500, 7, 1);
+  for (size_t i = 0; i < g.n; i++) ((tnode *)g.arr[i])->value = i + 1000; /* a new image */
+  for (size_t i = 0; i < g.n; i++) ((tnode *)g.arr[i])->check = test_check(i + 1000);
+  long n0 = 0, n1 = 0;
+  char *before = slurp(img_file, &n0);
+  if (!before) return 5;
+  sys_fault_arm(c, nth, persistent, ENOSPC);
+  int rc = fh_image_save(t, img_file, (void **)&g.arr, 1);
+  sys_fault_disarm();
+  if (rc < 0) {
+    if (!*fh_last_error()) return 3;
+    char *after = slurp(img_file, &n1);
+    if (!after || n1 != n0 || memcmp(before, after, (size_t)n0) != 0) return 2;
+    free(after);
+  }
+  free(before);
+  if (stray_files()) return 7;
+  if (rc == 0 && fh_image_save(t, img_file, (void **)&g.arr, 1) < 0) return 4; /* the next works */
+  return 0;
+}
+
+/* fh_heap_create with image_path: a heap with the image's ring intact, or
+ * NULL with an error; disarmed, the image loads. */
+static int load_op(sys_call c, uint64_t nth, int persistent) {
+  static const char *const shares[] = {"image_share=none", "image_share=memfd"};
+  for (int round = 0; round < 2; round++) {
+    char extra[256];
+    snprintf(extra, sizeof extra, "image_path=%s,%s", img_file, shares[nth % 2]);
+    if (round == 0) sys_fault_arm(c, nth, persistent, EIO);
+    test_types ty;
+    fh_heap *h = ring_heap(extra, &ty);
+    sys_fault_disarm();
+    if (!h) {
+      if (round == 1 || !*fh_last_error()) return 3;
+      continue;
+    }
+    void **roots;
+    if (fh_image_roots(h, &roots) != 1) return 2;
+    test_ring g = {roots[0], 500};
+    if (!ring_ok(&g)) return 2;
+    fh_heap_destroy(h);
+  }
+  return 0;
+}
+
+static int image_setup(void **s) {
+  (void)s;
+  snprintf(img_dir, sizeof img_dir, "/tmp/fh_sysfaults.XXXXXX");
+  if (!mkdtemp(img_dir)) return -1;
+  snprintf(img_file, sizeof img_file, "%s/image", img_dir);
+  test_types ty;
+  fh_heap *h = ring_heap(NULL, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  test_ring g;
+  test_ring_build(t, &ty, &g, 500, 7, 1);
+  int rc = fh_image_save(t, img_file, (void **)&g.arr, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "cp %s %s/reference", img_file, img_dir);
+  return rc == 0 && system(cmd) == 0 ? 0 : -1;
+}
+
+static int image_teardown(void **s) {
+  (void)s;
+  char cmd[120];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", img_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_image_save(void **s) {
+  (void)s;
+  static const sys_call k[] = {SYS_OPEN, SYS_WRITE, SYS_RENAME, SYS_MMAP, SYS_MUNMAP};
+  for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++) sweep_op("fh_image_save", save_op, k[i]);
+}
+
+static void test_image_load(void **s) {
+  (void)s;
+  static const sys_call k[] = {SYS_OPEN, SYS_READ, SYS_WRITE, SYS_MMAP, SYS_MUNMAP, SYS_MADVISE};
+  for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++) sweep_op("image load", load_op, k[i]);
+}
+
 int main(void) {
   /* Debugging one case in this process: FH_SYSFAULT_ONE=mc|cc,kind,nth,persistent */
   const char *one = getenv("FH_SYSFAULT_ONE");
@@ -227,6 +450,9 @@ int main(void) {
       cmocka_unit_test(test_others_mark_compact),
       cmocka_unit_test(test_others_concurrent),
       cmocka_unit_test(test_mark_sweep_and_semispace),
+      cmocka_unit_test(test_heap_create),
+      cmocka_unit_test_setup_teardown(test_image_save, image_setup, image_teardown),
+      cmocka_unit_test_setup_teardown(test_image_load, image_setup, image_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
