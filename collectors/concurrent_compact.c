@@ -229,6 +229,7 @@ static void prefault_allocation_window(mc_state *m, uintptr_t from, size_t want)
    * the kernel lacks MADV_POPULATE_WRITE. */
   for (size_t off = 0; off < want && !atomic_load(&m->stop_prefault); off += FH_PMD) {
     size_t n = want - off < FH_PMD ? want - off : FH_PMD;
+    /* A failure leaves the window to first-touch faults: harmless. */
     if (sys_madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
   }
 }

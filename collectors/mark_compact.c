@@ -28,6 +28,8 @@ static void *map_rw(size_t bytes, int populate) {
   return p == MAP_FAILED ? NULL : p;
 }
 
+/* The munmaps of destroy paths here and in the other side tables are
+ * harmless if they fail: the mapping leaks, nothing touches it again. */
 void mc_state_destroy(mc_state *m) {
   if (!m) return;
   mc_join_worker(m);
@@ -360,7 +362,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   if (j.copy_fd >= 0)
     mc_copy_build_end(m);
   else
-    mc_space_thp(m, 1);
+    mc_space_thp(m, 1); /* may fail: speed only */
   m->build_ns = heap_now_ns() - t0;
   m->build_threads = nh + 1;
 }

@@ -98,6 +98,8 @@ typedef struct batch_packet { /* jemalloc's batch_alloc_packet_t */
   int flags;
 } batch_packet;
 
+/* Any failed mallctl here or in a batch leaves allocation to plain
+ * mallocx: harmless by design, slower only. */
 static void batch_setup(void) {
   const char *env = getenv("FH_MS_BATCH");
   if (env && *env == '0') return;

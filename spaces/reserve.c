@@ -13,7 +13,7 @@ uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint) {
     void *p = sys_mmap((void *)hint, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED) return 0;
     if ((uintptr_t)p != hint) { /* old kernels treat the flag as a hint */
-      sys_munmap(p, size);
+      sys_munmap(p, size); /* a failure leaks address space only */
       return 0;
     }
     return hint;
@@ -23,6 +23,8 @@ uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint) {
   void *p = sys_mmap(NULL, len, PROT_NONE, flags, -1, 0);
   if (p == MAP_FAILED) return 0;
   uintptr_t raw = (uintptr_t)p, begin = align_up(raw, align);
+  /* A failed trim is harmless: the surplus stays reserved PROT_NONE (address
+   * space only), outside [begin, end). */
   if (begin > raw) sys_munmap(p, begin - raw);
   uintptr_t end = begin + size, raw_end = raw + len;
   if (raw_end > end) sys_munmap((void *)end, raw_end - end);
@@ -35,6 +37,7 @@ int reserve_commit(uintptr_t begin, size_t size) {
   return p == MAP_FAILED ? -1 : 0;
 }
 
+/* Harmless if munmap fails: the range leaks, and nothing uses it again. */
 void reserve_release(uintptr_t begin, size_t size) {
   if (begin && size) sys_munmap((void *)begin, size);
 }

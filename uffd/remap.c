@@ -42,6 +42,8 @@ void *fh_uffd_reserve(size_t len, size_t align, int prot) {
   uintptr_t base = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
   size_t head = base - (uintptr_t)p;
   size_t tail = total - head - len;
+  /* A failed trim is harmless: the surplus stays reserved beside the
+   * range, and a later MREMAP_FIXED onto the range replaces just it. */
   if (head)
     sys_munmap(p, head);
   if (tail)
