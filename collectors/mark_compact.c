@@ -134,22 +134,22 @@ static int move_aside(mc_state *m) {
      * on a host whose THP setting is "always" khugepaged may collapse a
      * from-space PMD behind the ledger's back.  So the flag goes off
      * before the move, while nothing has moved yet and a failure can
-     * still abort the cycle cleanly (a flag set on from-space after the
-     * move could only fail with the pages already there), and back on
-     * the emptied space after it. */
-    if (m->thp && sys_madvise((void *)t->begin, t->capacity, MADV_NOHUGEPAGE) != 0) {
-      fh_error_set("mark-compact: madvise(MADV_NOHUGEPAGE) of the space before the flip "
-                   "failed: %s", strerror(errno));
-      return -1;
+     * still choose another way (a flag set on from-space after the move,
+     * as it used to be, could only fail with the pages already there:
+     * issue 14, defect 1), and back on the emptied space after it.  When
+     * it cannot go off, the copy below moves the cycle instead: a fresh
+     * from-space, no staging (register_destination refuses a copied
+     * cycle), so no flag needed. */
+    if (!m->thp || sys_madvise((void *)t->begin, t->capacity, MADV_NOHUGEPAGE) == 0) {
+      if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
+        mc_space_thp(m, 1); /* may fail: the allocation window then faults 4 KiB pages */
+        return 0;
+      }
+      mc_space_thp(m, 1);
+      /* EFAULT here means the space is no longer one VMA: a bug elsewhere
+       * (mprotect or a partial madvise of the moving space).  Any failure:
+       * the copy below does the same, slowly. */
     }
-    if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
-      mc_space_thp(m, 1); /* may fail: the allocation window then faults 4 KiB pages */
-      return 0;
-    }
-    mc_space_thp(m, 1);
-    /* EFAULT here means the space is no longer one VMA: a bug elsewhere
-     * (mprotect or a partial madvise of the moving space).  Any failure:
-     * the copy below does the same, slowly. */
   }
   size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
   void *p = sys_mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,

@@ -170,6 +170,14 @@ static void test_madvise_mark_compact(void **s) {
   sweep(MC, FH_COLLECT_MARK_COMPACT, SYS_MADVISE);
 }
 
+/* FH_MC_THP=0 marks the space MADV_NOHUGEPAGE when the state is made. */
+static void test_madvise_mark_compact_no_thp(void **s) {
+  (void)s;
+  setenv("FH_MC_THP", "0", 1);
+  sweep(MC, FH_COLLECT_MARK_COMPACT, SYS_MADVISE);
+  unsetenv("FH_MC_THP");
+}
+
 static void test_madvise_concurrent(void **s) {
   (void)s;
   if (!have_uffd()) skip();
@@ -446,6 +454,7 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_madvise_mark_compact),
+      cmocka_unit_test(test_madvise_mark_compact_no_thp),
       cmocka_unit_test(test_madvise_concurrent),
       cmocka_unit_test(test_others_mark_compact),
       cmocka_unit_test(test_others_concurrent),
