@@ -23,8 +23,8 @@ _Static_assert(MAX_BUILD_HELPERS + 1 <= FAULT_BUFS, "a run buffer for every buil
 
 static void *map_rw(size_t bytes, int populate) {
   void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
-                 -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
+                     -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
@@ -153,7 +153,7 @@ static int move_aside(mc_state *m) {
   }
   size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
   void *p = sys_mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   if (p == MAP_FAILED) {
     fh_error_set("mark-compact: cannot map from-space (%s)", strerror(errno));
     return -1;

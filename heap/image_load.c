@@ -173,7 +173,7 @@ int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
     if (map_relocated_memfd(&h->image, ld, at, mapped, delta) < 0) return -1;
   } else if (mapped) {
     void *m = sys_mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ld->fd,
-                   (off_t)hd->objects_offset);
+                       (off_t)hd->objects_offset);
     if (m == MAP_FAILED) {
       fh_error_set("image: cannot map the objects section: %s", strerror(errno));
       return -1;

@@ -120,7 +120,7 @@ void arena_destroy(fh_arena *a) {
 
 void *arena_alloc(fh_arena *a, size_t bytes) {
   return sys_mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
-                            MALLOCX_ALIGN(16));
+                                MALLOCX_ALIGN(16));
 }
 
 void arena_free(fh_arena *a, void *p) {

@@ -33,7 +33,7 @@ uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint) {
 
 int reserve_commit(uintptr_t begin, size_t size) {
   void *p = sys_mmap((void *)begin, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   return p == MAP_FAILED ? -1 : 0;
 }
 
@@ -44,7 +44,7 @@ void reserve_release(uintptr_t begin, size_t size) {
 
 void *reserve_map_table(size_t bytes) {
   void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
