@@ -209,9 +209,9 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     fh_error_set("homogeneous compaction: the backup malloc space is not empty");
     return -1;
   }
-  if (!c.to->arena.end) {
-    fh_error_set("homogeneous compaction: the backup malloc space is unusable (its jemalloc "
-                 "arena could not be recreated after the last compaction)");
+  if (malloc_space_revive(c.to) < 0) {
+    fh_error_prefix("homogeneous compaction: the backup malloc space is unusable (its jemalloc "
+                    "arena could not be recreated after the last compaction)");
     return -1;
   }
   /* A cache left holding main-space regions would hand them out after the

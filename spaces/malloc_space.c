@@ -173,6 +173,17 @@ size_t malloc_space_sweep(malloc_space *s, int tcache) {
   return malloc_space_sweep_dead(s, end, tcache);
 }
 
+int malloc_space_revive(malloc_space *s) {
+  if (s->arena.end) return 0;
+  /* The range was discarded and its bits cleared when the arena went. */
+  if (arena_create(&s->arena, s->space.begin, s->space.end - s->space.begin) < 0) {
+    s->arena.end = 0;
+    fh_error_prefix(s->space.name);
+    return -1;
+  }
+  return 0;
+}
+
 int malloc_space_reset(malloc_space *s) {
   uintptr_t end = malloc_space_frontier(s);
   bitmap_clear_range(&s->alloc_bits, s->space.begin, end);

@@ -313,6 +313,53 @@ static void test_heap_create(void **s) {
       sweep_op(create_specs[create_which], create_op, k[i]);
 }
 
+static const char *const prefork_specs[] = {
+    "collector=mark_sweep,heap_max=32M,verify=1",
+    "collector=mark_compact,heap_max=32M,verify=1",
+};
+static unsigned prefork_which;
+
+/* fh_prefork (zygote compaction) under the plan: 0, or -1 with an error;
+ * either way the ring intact, and the heap collects and allocates after
+ * fh_postfork_parent, disarmed. */
+static int prefork_op(sys_call c, uint64_t nth, int persistent) {
+  fh_options o;
+  fh_options_init(&o);
+  if (fh_options_parse(&o, prefork_specs[prefork_which]) < 0) return 5;
+  fh_heap *h = fh_heap_create(&o);
+  if (!h) return 5;
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  test_ring g;
+  test_ring_build(t, &ty, &g, 3000, 97, 2);
+  sys_fault_arm(c, nth, persistent, ENOMEM);
+  int rc = fh_prefork(t);
+  sys_fault_disarm();
+  if (rc < 0 && !*fh_last_error()) return 3;
+  if (!ring_ok(&g)) return 2;
+  fh_postfork_parent(h);
+  for (int i = 0; i < 2; i++) {
+    if (fh_collect(t, FH_COLLECT_DEFAULT) < 0) return 4;
+    fh_gc_wait(h);
+    if (!ring_ok(&g) || !fh_alloc(t, ty.node, sizeof(tnode))) return 2;
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  return 0;
+}
+
+static void test_prefork(void **s) {
+  (void)s;
+  static const sys_call k[] = {SYS_MMAP, SYS_MUNMAP, SYS_MADVISE, SYS_JEMALLOC,
+                               SYS_THREAD_CREATE};
+  for (prefork_which = 0; prefork_which < sizeof prefork_specs / sizeof prefork_specs[0];
+       prefork_which++)
+    for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++)
+      sweep_op(prefork_specs[prefork_which], prefork_op, k[i]);
+}
+
 /* The whole of a file (NULL if unreadable), its size in *n. */
 static char *slurp(const char *path, long *n) {
   FILE *f = fopen(path, "rb");
@@ -444,6 +491,7 @@ int main(void) {
     unsigned long long nth;
     if (sscanf(one, "%7[a-z],%u,%llu,%u", which, &kind, &nth, &per) != 4) return 9;
     unsigned f = 0;
+    if (!strcmp(which, "pf")) return prefork_op((sys_call)kind, nth, (int)per); /* mark_sweep */
     const char *spec = !strcmp(which, "mc") ? MC : !strcmp(which, "cc") ? CC
                      : !strcmp(which, "ss") ? SS : MS;
     fh_collect_kind k = !strcmp(which, "mc") ? FH_COLLECT_MARK_COMPACT
@@ -461,6 +509,7 @@ int main(void) {
       cmocka_unit_test(test_others_concurrent),
       cmocka_unit_test(test_mark_sweep_and_semispace),
       cmocka_unit_test(test_heap_create),
+      cmocka_unit_test(test_prefork),
       cmocka_unit_test_setup_teardown(test_image_save, image_setup, image_teardown),
       cmocka_unit_test_setup_teardown(test_image_load, image_setup, image_teardown),
   };
