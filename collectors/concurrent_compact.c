@@ -229,6 +229,7 @@ static void prefault_allocation_window(mc_state *m, uintptr_t from, size_t want)
    * the kernel lacks MADV_POPULATE_WRITE. */
   for (size_t off = 0; off < want && !atomic_load(&m->stop_prefault); off += FH_PMD) {
     size_t n = want - off < FH_PMD ? want - off : FH_PMD;
+    /* A failure leaves the window to first-touch faults: harmless. */
     if (sys_madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
   }
 }
@@ -547,7 +548,13 @@ static int register_destination(mc_state *m) {
    * of the space it went to reg_end with huge pages on.) */
   int thp_off = reg_end < end;
   if (thp_off) {
-    mc_space_thp(m, 0);
+    /* Without the flag off the byte could fault in a huge page over
+     * destination pages: their installs would find them present (EEXIST)
+     * and leave them zero.  Build in place instead (issue 14, defect 1). */
+    if (mc_space_thp(m, 0) != 0) {
+      m->mode_note = "stop-the-world fallback (madvise(MADV_NOHUGEPAGE) failed)";
+      return -1;
+    }
     *(volatile char *)reg_end = 0;
   }
   fh_uffd_get_stats(m->uffd, &m->uffd_at_flip);
@@ -555,7 +562,7 @@ static int register_destination(mc_state *m) {
   m->range_id = fh_uffd_range_add(m->uffd, (void *)t->begin, reg_end - t->begin,
                                   FH_UFFD_REG_MISSING, resolve, m, NULL);
   m->register_ns = now_ns() - t0;
-  if (thp_off) mc_space_thp(m, 1);
+  if (thp_off) mc_space_thp(m, 1); /* may fail: speed only, and both halves still match */
   if (m->range_id < 0) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;

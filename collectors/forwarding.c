@@ -45,7 +45,7 @@ void fwd_destroy(fwd_tables *t) {
 void fwd_prepare_marking(fwd_tables *t) {
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
-  /* EINVAL before Linux 5.14 leaves it to faults. */
+  /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
   sys_madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
   sys_madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
 }
@@ -78,8 +78,8 @@ void fwd_prepare_marker(fwd_tables *t, unsigned k) {
   for (size_t off = 0; off < bytes; off += MARKER_STEP) {
     size_t n = bytes - off < MARKER_STEP ? bytes - off : MARKER_STEP;
     for (int b = 0; b < 2; b++) {
-      /* EINVAL before Linux 5.14 leaves it to faults (and the count then
-       * runs ahead of them, for this marking). */
+      /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults
+       * do it (and the count then runs ahead of them, for this marking). */
       sys_madvise((char *)pair[b]->words + off, n, MADV_POPULATE_WRITE);
       t->extra_counted[k - 1] += n;
       atomic_fetch_add(&t->extra_resident, n);
@@ -137,7 +137,7 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
                           sizeof(fwd_chunk),
                       FH_PAGE);
   if (b > t->chunk_map_bytes) b = t->chunk_map_bytes;
-  /* EINVAL before Linux 5.14 leaves it to faults. */
+  /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
   sys_madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
   t->chunks_populated = upto;
 }
@@ -151,7 +151,9 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
     memset(base, 0, used_bytes);
     return;
   }
-  sys_madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED);
+  /* The table must read as zero: written by hand when madvise fails. */
+  if (sys_madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED) != 0)
+    memset(base, 0, used_bytes);
 }
 
 void fwd_reset(fwd_tables *t) {

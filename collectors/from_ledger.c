@@ -192,8 +192,10 @@ void ledger_wake(from_ledger *l) { sem_post(&l->wake); }
 void ledger_reset(from_ledger *l) {
   if (l->npages) {
     size_t rb = l->npages * sizeof(uint32_t), qb = (l->npages + 63) / 64 * sizeof(uint64_t);
-    if (rb > 64 * FH_PAGE) sys_madvise((void *)l->readers, align_up(rb, FH_PAGE), MADV_DONTNEED);
-    else memset((void *)l->readers, 0, rb);
+    /* The counts must read as zero: written by hand when madvise fails. */
+    if (rb <= 64 * FH_PAGE ||
+        sys_madvise((void *)l->readers, align_up(rb, FH_PAGE), MADV_DONTNEED) != 0)
+      memset((void *)l->readers, 0, rb);
     memset((void *)l->ready, 0, qb);
   }
   l->npages = 0;

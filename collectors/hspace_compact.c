@@ -38,6 +38,7 @@
 #include "collectors/mark.h"
 #include "heap/error.h"
 #include "heap/object.h"
+#include "spaces/reserve.h"
 
 typedef struct hspace_ctx {
   fh_heap *h;
@@ -46,6 +47,7 @@ typedef struct hspace_ctx {
   mark_stack dest;  /* their destinations (object starts), same order */
   size_t live;      /* object bytes of live from-space objects */
   int out_of_memory;
+  int no_room; /* plan_destinations failed for want of room, not of jemalloc */
 } hspace_ctx;
 
 static void record(marker *m, void *obj) {
@@ -63,11 +65,21 @@ static int plan_destinations(hspace_ctx *c) {
     void *d = total + bytes <= c->to->limit
                   ? malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache)
                   : NULL;
+    size_t cap = (size_t)(c->to->space.end - c->to->space.begin);
+    if (!d && total + bytes <= c->to->limit && arena_mapped(&c->to->arena) + bytes + FH_PMD <= cap) {
+      /* Room remains: jemalloc itself failed (mallocx, its metadata).  Not
+       * remembered as a verdict on the live size: the next attempt may
+       * well succeed. */
+      fh_error_set("jemalloc could not allocate %zu bytes in the backup malloc space after %zu "
+                   "of %zu objects (%zu of %zu live bytes)", bytes, i, c->order.n, total, c->live);
+      return -1;
+    }
     if (!d) {
+      c->no_room = 1;
       fh_error_set("the backup malloc space cannot hold the live data: %zu objects, %zu live "
                    "bytes; room ran out after %zu objects (%zu bytes; capacity %zu bytes, "
                    "limit %zu)", c->order.n, c->live, i, total,
-                   (size_t)(c->to->space.end - c->to->space.begin), c->to->limit);
+                   cap, c->to->limit);
       return -1;
     }
     if (mark_stack_push(&c->dest, d) < 0) {
@@ -179,9 +191,13 @@ static int fail(hspace_ctx *c, const char *why_prefix) {
   fh_error_prefix(why_prefix);
   /* The destinations were never published: resetting the backup space,
    * empty before, gives them back (its cache is flushed first, as jemalloc
-   * requires). */
-  arena_tcache_flush(h->gc_tcache);
-  if (c->dest.n && malloc_space_reset(c->to) < 0) fh_error_prefix(why_prefix);
+   * requires).  A cache whose flush fails is dropped instead (the collector
+   * goes uncached from then on): its id is never used again, so the
+   * regions of the reset arena it holds are never handed out. */
+  if (c->dest.n) {
+    if (arena_tcache_flush(h->gc_tcache) < 0) h->gc_tcache = -1;
+    if (malloc_space_reset(c->to) < 0) fh_error_prefix(why_prefix);
+  }
   clear_marks(h, c->from);
   return -1;
 }
@@ -198,13 +214,17 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     fh_error_set("homogeneous compaction: the backup malloc space is not empty");
     return -1;
   }
-  if (!c.to->arena.end) {
-    fh_error_set("homogeneous compaction: the backup malloc space is unusable (its jemalloc "
-                 "arena could not be recreated after the last compaction)");
+  if (malloc_space_revive(c.to) < 0) {
+    fh_error_prefix("homogeneous compaction: the backup malloc space is unusable (its jemalloc "
+                    "arena could not be recreated after the last compaction)");
     return -1;
   }
-  malloc_heap_flush_tcaches(h);
-  arena_tcache_flush(h->gc_tcache);
+  /* A cache left holding main-space regions would hand them out after the
+   * reset below: refuse before anything moves. */
+  if (malloc_heap_flush_tcaches(h) < 0) {
+    fh_error_prefix("homogeneous compaction");
+    return -1;
+  }
   marker m;
   if (mark_stack_init(&c.order) < 0 || mark_stack_init(&c.dest) < 0 || marker_init(&m, h) < 0) {
     mark_stack_destroy(&c.order);
@@ -224,16 +244,21 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
                  "failed: %s", c.live, h->hspace_failed_why);
     rc = fail(&c, "homogeneous compaction skipped");
   } else if (plan_destinations(&c) < 0) {
-    /* Step 2 failed: remember why, so it is not retried in vain. */
-    h->hspace_failed_live = c.live;
-    snprintf(h->hspace_failed_why, sizeof h->hspace_failed_why, "%s", fh_last_error());
+    /* Step 2 failed for want of room: remember why, so it is not retried
+     * in vain (a failed allocator call is not a verdict on the size). */
+    if (c.no_room) {
+      h->hspace_failed_live = c.live;
+      snprintf(h->hspace_failed_why, sizeof h->hspace_failed_why, "%s", fh_last_error());
+    }
     rc = fail(&c, "homogeneous compaction failed; the main malloc space is unchanged");
   }
   marker_destroy(&m);
   if (rc == 0) {
     size_t from_used = atomic_load(&c.from->used);
     copy_objects(&c);                                 /* step 3 */
-    arena_tcache_flush(h->gc_tcache);
+    /* May fail: the cache then keeps free regions of the new main space,
+     * which it serves anyway (the sweeper), until a flush succeeds. */
+    (void)arena_tcache_flush(h->gc_tcache);
     size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
     fix_references(&c);
     int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || release_later(h, c.from) < 0;

@@ -95,6 +95,8 @@ void hspace_background_request(fh_heap *h) {
   atomic_store(&h->hspace_bg_done, 0);
   /* A job exists (heap/fork.c's child handler clears this with the rest). */
   atomic_store(&h->hspace_bg_attached, 1);
+  /* A failed start is harmless by design: background compaction is only
+   * an optimisation, and the next fh_set_background tries again. */
   if (sys_thread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
     h->hspace_bg_started = 1;
   else

@@ -23,11 +23,13 @@ _Static_assert(MAX_BUILD_HELPERS + 1 <= FAULT_BUFS, "a run buffer for every buil
 
 static void *map_rw(size_t bytes, int populate) {
   void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
-                 -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
+                     -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
+/* The munmaps of destroy paths here and in the other side tables are
+ * harmless if they fail: the mapping leaks, nothing touches it again. */
 void mc_state_destroy(mc_state *m) {
   if (!m) return;
   mc_join_worker(m);
@@ -72,7 +74,14 @@ static int state_init(mc_state *m, fh_heap *h) {
    * anyway, and that byte then a huge page over registered pages. */
   const char *thp = getenv("FH_MC_THP");
   m->thp = !(thp && *thp == '0');
-  sys_madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  /* MADV_HUGEPAGE failing costs speed only; MADV_NOHUGEPAGE failing would
+   * let that huge page cover registered pages: refuse the cycle then. */
+  if (sys_madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0 &&
+      !m->thp) {
+    fh_error_set("mark-compact: madvise(MADV_NOHUGEPAGE) of the moving space failed: %s",
+                 strerror(errno));
+    return -1;
+  }
   m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
   m->page_state = map_rw(m->state_map_bytes, 0);
   m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);
@@ -119,25 +128,41 @@ static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
   if ((fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
-    if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
-      /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
-       * pages in its released holes, where a huge page would zero (and
-       * keep) 2 MiB per staged 4 KiB. */
-      sys_madvise((void *)m->shadow, t->capacity, MADV_NOHUGEPAGE);
-      return 0;
+    /* From-space inherits the space's flags with its pages, and must not
+     * have MADV_HUGEPAGE: the worker stages pages in its released holes,
+     * where a huge page would zero (and keep) 2 MiB per staged 4 KiB, and
+     * on a host whose THP setting is "always" khugepaged may collapse a
+     * from-space PMD behind the ledger's back.  So the flag goes off
+     * before the move, while nothing has moved yet and a failure can
+     * still choose another way (a flag set on from-space after the move,
+     * as it used to be, could only fail with the pages already there:
+     * issue 14, defect 1), and back on the emptied space after it.  When
+     * it cannot go off, the copy below moves the cycle instead: a fresh
+     * from-space, no staging (register_destination refuses a copied
+     * cycle), so no flag needed. */
+    if (!m->thp || sys_madvise((void *)t->begin, t->capacity, MADV_NOHUGEPAGE) == 0) {
+      if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
+        mc_space_thp(m, 1); /* may fail: the allocation window then faults 4 KiB pages */
+        return 0;
+      }
+      mc_space_thp(m, 1);
+      /* EFAULT here means the space is no longer one VMA: a bug elsewhere
+       * (mprotect or a partial madvise of the moving space).  Any failure:
+       * the copy below does the same, slowly. */
     }
-    /* EFAULT here means the space is no longer one VMA: a bug elsewhere
-     * (mprotect or a partial madvise of the moving space). */
   }
   size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
   void *p = sys_mmap((void *)m->shadow, t->capacity, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   if (p == MAP_FAILED) {
     fh_error_set("mark-compact: cannot map from-space (%s)", strerror(errno));
     return -1;
   }
+  /* From-space here has no huge-page flag: on an "always" host it may get
+   * huge pages, which costs memory only, since a copied cycle builds in
+   * place with no staging (register_destination refuses moved_by_copy). */
   memcpy(p, (void *)t->begin, used);
-  reserve_discard(t->begin, used);
+  reserve_discard(t->begin, used); /* zeroes by hand if madvise fails */
   m->moved_by_copy = 1;
   return 0;
 }
@@ -240,6 +265,8 @@ void mc_publish_top(mc_state *m) {
 void mc_end_cycle(mc_state *m) {
   /* What the ledger still holds (pinned pages, the last batch, staging
    * leftovers) goes back with the rest of from-space. */
+  /* Harmless if it fails: memory only.  Nothing reads from-space after
+   * the cycle, and the next cycle's flip replaces its mapping whole. */
   sys_madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
   ledger_reset(&m->ledger);
   if (m->t.npages)
@@ -279,6 +306,7 @@ static void *build_pages(void *arg) {
        * faulting the run in with one call instead of a fault per page
        * (GCBench builds: 400-680 ms against 500-760 ms; EINVAL before
        * Linux 5.14 just leaves the faults to the build). */
+      /* Harmless if it fails: the build's writes fault the pages in. */
       sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (e - p) * FWD_PAGE, MADV_POPULATE_WRITE);
       for (; p < e; p++) {
         page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
@@ -300,9 +328,13 @@ static void *build_pages(void *arg) {
  * 700 ms here (the host backs each fresh huge page as it comes), against a
  * steady 115-145 ms with 4 KiB pages (fhbench pause).  The flag is turned
  * off for the build and back on after it, on the whole VMA, so the space
- * stays one VMA. */
-void mc_space_thp(mc_state *m, int on) {
-  if (m->thp) sys_madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+ * stays one VMA.  0, or -1 + errno: whether the flag changed matters to
+ * callers that need 4 KiB pages (register_destination); elsewhere a
+ * failure costs speed only, and the flag is whole-VMA either way (one call,
+ * all or nothing), so the space never splits over it. */
+int mc_space_thp(mc_state *m, int on) {
+  if (!m->thp) return 0;
+  return sys_madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
 /* Two ways to build, chosen per cycle.  Where userfaultfd works, the
@@ -314,6 +346,7 @@ void mc_space_thp(mc_state *m, int on) {
  * runs are faulted in and built in place. */
 void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m, .copy_fd = mc_copy_build_begin(m)};
+  /* Huge pages only slow an in-place build: a failed switch is harmless. */
   if (j.copy_fd < 0) mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
   pthread_t helpers[MAX_BUILD_HELPERS];
@@ -329,7 +362,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   if (j.copy_fd >= 0)
     mc_copy_build_end(m);
   else
-    mc_space_thp(m, 1);
+    mc_space_thp(m, 1); /* may fail: speed only */
   m->build_ns = heap_now_ns() - t0;
   m->build_threads = nh + 1;
 }

@@ -133,7 +133,7 @@ void mc_prepare_unpaused(fh_heap *h);
 void mc_build_all(mc_state *m, unsigned threads);
 /* Turn the moving space's transparent huge pages off (0) or back on (1),
  * on the whole VMA so that it stays one; nothing with FH_MC_THP=0. */
-void mc_space_thp(mc_state *m, int on);
+int mc_space_thp(mc_state *m, int on);
 /* Publish the new top (page-aligned; the last page ends in a filler). */
 void mc_publish_top(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */

@@ -135,11 +135,19 @@ static int empty_moving_spaces(fh_heap *h) {
   malloc_space *ms = heap_main_malloc(h);
   uintptr_t end = malloc_space_frontier(ms);
   if (end > ms->space.begin) cards_clear_range(h, ms->space.begin, end);
-  /* Every cache that holds memory of the main space is flushed first, as
-   * an arena reset requires. */
-  malloc_heap_flush_tcaches(h);
-  arena_tcache_flush(h->gc_tcache);
+  /* Every cache that holds memory of the main space was flushed before the
+   * copy (zygote_compact), as an arena reset requires. */
   if (malloc_space_reset(ms) < 0) {
+    malloc_space *bk = heap_backup_malloc(h);
+    if (!ms->arena.end && bk->arena.end && atomic_load(&bk->used) == 0) {
+      /* The main space lost its arena (destroyed, not recreated): the
+       * empty backup space takes its place, and the other, as backup,
+       * gets its arena back when the next compaction needs it
+       * (malloc_space_revive).  The copy is complete either way. */
+      h->malloc_main = !h->malloc_main;
+      heap_main_malloc(h)->space.name = "main malloc space";
+      heap_backup_malloc(h)->space.name = "backup malloc space";
+    }
     fh_error_prefix("zygote compaction: the emptied main malloc space could not be reset");
     return -1;
   }
@@ -180,6 +188,14 @@ int zygote_compact(fh_heap *h) {
   c.bump_lo = b->space.begin;
   c.bump_hi = atomic_load(&b->top);
   c.ms = h->has_malloc_spaces ? heap_main_malloc(h) : NULL;
+  /* The caches are flushed now, while a failure can still refuse: after
+   * the copy, a cache left holding regions of the main space would hand
+   * them out after its reset (issue 14). */
+  if (h->has_malloc_spaces && malloc_heap_flush_tcaches(h) < 0) {
+    non_moving_space_destroy(&fresh);
+    fh_error_prefix("zygote compaction");
+    return -1;
+  }
   if (mark_stack_init(&c.stack) < 0 || zygote_space_freeze_arena(z, &nm->arena) < 0) {
     if (c.stack.items) mark_stack_destroy(&c.stack);
     non_moving_space_destroy(&fresh);
@@ -213,7 +229,7 @@ int zygote_compact(fh_heap *h) {
    * Process.warmup ends with malloc_trim for the same reason). */
   char name[64];
   snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
-  sys_mallctl(name, NULL, NULL, NULL, 0);
+  (void)sys_mallctl(name, NULL, NULL, NULL, 0); /* a failure costs memory only */
   h->bytes_moved += copied;
   heap_set_trigger(h, 0);
   return rc;

@@ -197,13 +197,15 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
  * empty or of another size: refills the batch where jemalloc can, else one
  * mallocx.  NULL when jemalloc has no room. */
 void *malloc_heap_next_region(fh_thread *t, size_t bytes);
-/* Flush every thread's explicit tcache (world stopped), after settling
- * (below).  Needed before a malloc space is reset or stops being main. */
-void malloc_heap_flush_tcaches(fh_heap *h);
+/* Flush every thread's explicit tcache and the collector's (world
+ * stopped), after settling (below).  Needed before a malloc space is reset
+ * or stops being main: on -1 (+ error) some cache still holds regions, and
+ * the caller must refuse to do either. */
+int malloc_heap_flush_tcaches(fh_heap *h);
 /* Return each thread's prepaid budget and publish its held-back allocation
  * bits, so `used` and the bitmaps are exact (world stopped); flush_tcaches:
  * also flush the tcaches. */
-void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches);
+int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches); /* -1: a flush failed */
 void malloc_heap_thread_detach(fh_thread *t);
 /* Fork child: account for the state of a thread that does not exist in the
  * child, without touching its tcache (heap/malloc_heap.c). */

@@ -101,7 +101,7 @@ uintptr_t image_load_preferred_base(const image_load *ld) {
 
 void image_load_close(image_load *ld) {
   image_parsed_free(&ld->parsed);
-  if (ld->file) sys_munmap(ld->file, ld->bytes);
+  if (ld->file) sys_munmap(ld->file, ld->bytes); /* a failure leaks the mapping only */
   if (ld->fd >= 0) close(ld->fd);
   memset(ld, 0, sizeof *ld);
   ld->fd = -1;
@@ -158,6 +158,8 @@ static int map_relocated_memfd(image_space *s, const image_load *ld, uintptr_t a
   }
   memcpy(w, ld->file + hd->objects_offset, hd->objects_bytes);
   relocate(w, ld->file + hd->relocs_offset, hd->relocs_bytes, delta);
+  /* If this fails the writable mapping stays, and the seal below refuses
+   * (EBUSY): the load fails cleanly. */
   sys_munmap(w, mapped);
   if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
     fh_error_set("image_share=memfd: cannot seal the memfd: %s", strerror(errno));
@@ -187,7 +189,7 @@ int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
     if (map_relocated_memfd(&h->image, ld, at, mapped, delta) < 0) return -1;
   } else if (mapped) {
     void *m = sys_mmap((void *)at, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, ld->fd,
-                   (off_t)hd->objects_offset);
+                       (off_t)hd->objects_offset);
     if (m == MAP_FAILED) {
       fh_error_set("image: cannot map the objects section: %s", strerror(errno));
       return -1;

@@ -396,7 +396,7 @@ int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
   free(s.offsets);
   if (rc == 0) {
     rc = write_file(path, file, bytes);
-    sys_munmap(file, bytes);
+    sys_munmap(file, bytes); /* a failure leaks the buffer only */
   }
   return rc;
 }

@@ -98,6 +98,8 @@ typedef struct batch_packet { /* jemalloc's batch_alloc_packet_t */
   int flags;
 } batch_packet;
 
+/* Any failed mallctl here or in a batch leaves allocation to plain
+ * mallocx: harmless by design, slower only. */
 static void batch_setup(void) {
   const char *env = getenv("FH_MS_BATCH");
   if (env && *env == '0') return;
@@ -187,16 +189,24 @@ void malloc_heap_publish_pending(fh_thread *t) {
   t->ms_pending_mask = 0;
 }
 
-void malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
+int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   fh_thread *t;
+  int rc = 0;
   cds_list_for_each_entry(t, &h->threads, link) {
     malloc_heap_publish_pending(t);
     thread_settle(t);
-    if (flush_tcaches && t->ms_tcache > 0) arena_tcache_flush(t->ms_tcache - 1);
+    if (flush_tcaches && t->ms_tcache > 0 && arena_tcache_flush(t->ms_tcache - 1) < 0) rc = -1;
   }
+  return rc;
 }
 
-void malloc_heap_flush_tcaches(fh_heap *h) { malloc_heap_settle_threads(h, 1); }
+int malloc_heap_flush_tcaches(fh_heap *h) {
+  if (malloc_heap_settle_threads(h, 1) < 0 || arena_tcache_flush(h->gc_tcache) < 0) {
+    fh_error_prefix("cannot empty the jemalloc thread caches");
+    return -1;
+  }
+  return 0;
+}
 
 void malloc_heap_thread_detach(fh_thread *t) {
   /* Called with gc_lock held, after the thread left the list: no collection

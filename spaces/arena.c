@@ -136,7 +136,7 @@ void arena_destroy(fh_arena *a) {
 
 void *arena_alloc(fh_arena *a, size_t bytes) {
   return sys_mallocx(bytes, MALLOCX_ARENA(a->index) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
-                            MALLOCX_ALIGN(16));
+                                MALLOCX_ALIGN(16));
 }
 
 void arena_free(fh_arena *a, void *p) {
@@ -144,6 +144,7 @@ void arena_free(fh_arena *a, void *p) {
   dallocx(p, MALLOCX_TCACHE_NONE);
 }
 
+/* Harmless if it fails: the free pages stay resident until the next purge. */
 void arena_purge(fh_arena *a) { arena_ctl(a, "purge"); }
 
 int arena_reset(fh_arena *a) {
@@ -182,14 +183,21 @@ int arena_tcache_create(void) {
   return (int)id;
 }
 
-void arena_tcache_flush(int tcache) {
-  if (tcache < 0) return;
+int arena_tcache_flush(int tcache) {
+  if (tcache < 0) return 0;
   unsigned id = (unsigned)tcache;
-  sys_mallctl("tcache.flush", NULL, NULL, &id, sizeof id);
+  int err = sys_mallctl("tcache.flush", NULL, NULL, &id, sizeof id);
+  if (err) {
+    fh_error_set("jemalloc tcache.flush failed: %s", strerror(err));
+    return -1;
+  }
+  return 0;
 }
 
 void arena_tcache_destroy(int tcache) {
   if (tcache < 0) return;
   unsigned id = (unsigned)tcache;
+  /* Harmless if it fails: the id is forgotten, so whatever the cache still
+   * holds is never handed out again (a leak of a few free regions). */
   sys_mallctl("tcache.destroy", NULL, NULL, &id, sizeof id);
 }

@@ -63,7 +63,9 @@ int arena_reset(fh_arena *a);
  * keyed by size class, not by arena, so one tcache must only ever serve one
  * arena between flushes.  Returns the id, or -1 + error. */
 int arena_tcache_create(void);
-void arena_tcache_flush(int tcache);
+/* 0, or -1 + error: the cache still holds regions, and must not serve
+ * another arena, nor may their arena be reset, until a flush succeeds. */
+int arena_tcache_flush(int tcache);
 void arena_tcache_destroy(int tcache);
 /* Zeroed, at least 16-byte aligned for bytes >= 16 (jemalloc's size classes
  * from 16 up are multiples of 16); tcache < 0 bypasses caching. */

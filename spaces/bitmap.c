@@ -34,7 +34,8 @@ void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end) {
   uintptr_t pb = align_up(wb, FH_PAGE), pe = align_down(we, FH_PAGE);
   if (pe > pb + 16 * FH_PAGE) {
     memset((void *)wb, 0, pb - wb);
-    sys_madvise((void *)pb, pe - pb, MADV_DONTNEED);
+    /* The words must read as zero: written by hand when madvise fails. */
+    if (sys_madvise((void *)pb, pe - pb, MADV_DONTNEED) != 0) memset((void *)pb, 0, pe - pb);
     memset((void *)pe, 0, we - pe);
   } else {
     memset((void *)wb, 0, we - wb);

@@ -41,7 +41,10 @@ void discard_batch_flush(discard_batch *b) {
       atomic_store_explicit(&vector_ok, 0, memory_order_relaxed);
   }
   /* Refused or partial: whatever was not advised, one call per range
-   * (advising a range twice is harmless). */
+   * (advising a range twice is harmless).  A range the kernel would not
+   * take back at all costs memory only: a batch holds pages nobody reads
+   * again (from-space, from_ledger.c); what must read as zero afterwards
+   * goes through reserve_discard instead. */
   if (r != (long)b->bytes) {
     size_t skip = r > 0 ? (size_t)r : 0;
     for (unsigned i = 0; i < b->n; i++) {

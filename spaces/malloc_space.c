@@ -137,7 +137,10 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
   size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
   size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
   size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
-  arena_tcache_flush(tcache);
+  /* A failed flush leaves free regions of this arena in the cache, where
+   * they wait for the next flush: every reset or arena switch flushes
+   * first and refuses on failure (hspace, zygote). */
+  (void)arena_tcache_flush(tcache);
   return freed;
 }
 
@@ -158,7 +161,7 @@ size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int fl
   if (first >= s->sweep_last) return 0;
   size_t last = first + words < s->sweep_last ? first + words : s->sweep_last;
   size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
-  if (flush) arena_tcache_flush(tcache);
+  if (flush) (void)arena_tcache_flush(tcache); /* may fail: see sweep_dead */
   atomic_fetch_add(&s->sweep_freed, freed);
   atomic_fetch_add(&s->sweep_done, last - first); /* last: after the flush */
   return last - first;
@@ -168,6 +171,17 @@ size_t malloc_space_sweep(malloc_space *s, int tcache) {
   uintptr_t end = malloc_space_frontier(s);
   malloc_space_prepare_sweep(s, end);
   return malloc_space_sweep_dead(s, end, tcache);
+}
+
+int malloc_space_revive(malloc_space *s) {
+  if (s->arena.end) return 0;
+  /* The range was discarded and its bits cleared when the arena went. */
+  if (arena_create(&s->arena, s->space.begin, s->space.end - s->space.begin) < 0) {
+    s->arena.end = 0;
+    fh_error_prefix(s->space.name);
+    return -1;
+  }
+  return 0;
 }
 
 int malloc_space_reset(malloc_space *s) {

@@ -106,8 +106,13 @@ static inline int malloc_space_sweep_pending(const malloc_space *s) {
 /* Forget every object at once: arena destroyed and recreated, range and
  * bitmaps given back to the system.  All tcaches flushed first.  0 or -1. */
 int malloc_space_reset(malloc_space *s);
+/* After a reset whose arena could not be recreated (arena.end == 0): try
+ * again.  0 when the space has an arena, or -1 + error. */
+int malloc_space_revive(malloc_space *s);
 /* Give unused dirty pages back to the system. */
-static inline void malloc_space_purge(malloc_space *s) { arena_purge(&s->arena); }
+static inline void malloc_space_purge(malloc_space *s) {
+  if (s->arena.end) arena_purge(&s->arena); /* none while unusable (revive) */
+}
 
 static inline int malloc_space_mark(malloc_space *s, const void *obj) {
   return bitmap_test_and_set(&s->mark_bits, (uintptr_t)obj - 8);

@@ -25,8 +25,9 @@ void reserve_release(uintptr_t begin, size_t size);
  * (side tables, bitmaps, stacks): read-write, no reserve, so untouched
  * pages cost nothing.  NULL on failure (errno from mmap). */
 void *reserve_map_table(size_t bytes);
-/* Give pages back to the system; they read as zero afterwards. */
-void reserve_discard(uintptr_t begin, size_t size);
+/* Give pages back to the system; they read as zero afterwards, always:
+ * when madvise fails they are zeroed by hand and -1 (errno) says so. */
+int reserve_discard(uintptr_t begin, size_t size);
 /* Bytes of [begin, end) that are resident (mincore). */
 size_t reserve_resident(uintptr_t begin, uintptr_t end);
 

@@ -36,12 +36,14 @@ void *fh_uffd_reserve(size_t len, size_t align, int prot) {
    * the result is a single VMA. */
   size_t total = len + align;
   uint8_t *p = sys_mmap(NULL, total, prot,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return NULL;
   uintptr_t base = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
   size_t head = base - (uintptr_t)p;
   size_t tail = total - head - len;
+  /* A failed trim is harmless: the surplus stays reserved beside the
+   * range, and a later MREMAP_FIXED onto the range replaces just it. */
   if (head)
     sys_munmap(p, head);
   if (tail)
