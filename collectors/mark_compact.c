@@ -118,7 +118,11 @@ mc_state *mc_get(fh_heap *h) {
 static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
-  if ((fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
+  /* After a phase that installed pages by mremap (userfaultfd ioctls
+   * failing: concurrent_compact.c, install) the space is several VMAs and
+   * DONTUNMAP would fail: copy it aside and map it afresh, as one VMA. */
+  int split = atomic_load(&m->space_split);
+  if (!split && (fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
     if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
       /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
        * pages in its released holes, where a huge page would zero (and
@@ -137,8 +141,17 @@ static int move_aside(mc_state *m) {
     return -1;
   }
   memcpy(p, (void *)t->begin, used);
-  reserve_discard(t->begin, used);
-  m->moved_by_copy = 1;
+  /* Empty the space by mapping it afresh rather than discarding its pages:
+   * the same contents (zeroes), and one VMA again whatever split it (after
+   * a failed phase, or a state rebuilt by mc_get that no longer knows). */
+  if (reserve_commit(t->begin, t->capacity) == 0) {
+    madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    atomic_store(&m->space_split, 0);
+  } else {
+    reserve_discard(t->begin, used);
+  }
+  /* The known split repaired, this cycle may use userfaultfd as usual. */
+  m->moved_by_copy = !split;
   return 0;
 }
 
@@ -177,6 +190,9 @@ int mc_prepare(mc_state *m) {
   bump_space *b = &h->bump[h->active];
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
+  atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */
+  atomic_store(&m->remap_pages, 0);
+  atomic_store(&m->install_stuck, 0);
   uint64_t t0 = heap_now_ns();
   fwd_prepare_marking(t);
   mc_mark_crew *crew;
@@ -367,7 +383,8 @@ static int stw_compact(fh_heap *h, const char *note) {
     pthread_setname_np(m->worker, "fh-release");
   } else
     mc_end_cycle(m);
-  if (note) m->mode_note = note;
+  /* Unless an ioctl failed during the build: mc_copy_build_end said so. */
+  if (note && !atomic_load(&m->uffd_errno)) m->mode_note = note;
   return 0;
 }
 

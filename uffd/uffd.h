@@ -231,6 +231,14 @@ typedef int (*fh_uffd_resolve_fn)(void *arg, const fh_uffd_fault *f);
 fh_uffd *fh_uffd_create(fh_uffd_mode mode, unsigned want);
 /* Stops the handler thread, retires remaining ranges, closes the fd. */
 void fh_uffd_destroy(fh_uffd *u);
+/* When the fd can no longer be trusted (an UNREGISTER failed, ioctls keep
+ * failing): with no live range of u left, close the fd, which drops every
+ * registration still on it and wakes every thread waiting on one of its
+ * faults, and open a fresh one (and handler thread) with the same mode and
+ * features.  Unlike destroy, u and its retired slots stay, so a late SIGBUS
+ * for a retired range still finds it and just retries.  0, or -1 + errno
+ * with fh_uffd_fd(u) == -1 (call it again later; destroy stays safe). */
+int fh_uffd_reopen(fh_uffd *u);
 int fh_uffd_fd(const fh_uffd *u);
 fh_uffd_mode fh_uffd_get_mode(const fh_uffd *u);
 uint64_t fh_uffd_features(const fh_uffd *u); /* enabled UFFD_FEATURE_* */
