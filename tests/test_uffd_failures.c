@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "collectors/mc.h"
@@ -89,9 +88,7 @@ static void *mutator(void *p) {
   return NULL;
 }
 
-static double tnow(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
 static int collect_checked(fh_thread *t, fh_collect_kind k) {
-  if (getenv("FH_TEST_TIMING")) fprintf(stderr, "collect at %.3f\n", tnow());
   if (fh_collect(t, k) == 0) return 0;
   const char *e = fh_last_error();
   if (!e || !*e) _exit(CHILD_COLLECT_NO_ERROR);
