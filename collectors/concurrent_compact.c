@@ -305,11 +305,9 @@ static void end_range(mc_state *m, fh_uffd_stats *s) {
      * find no range and die.  A failed reopen leaves fd -1: open_uffd
      * tries again next cycle. */
     fh_uffd_reopen(m->uffd);
+    /* For fh_dump (mc_stats.c), from the atomics: the worker leaves
+     * mode_note alone, which fh_dump may be reading. */
     if (!broken) mark_broken(m, e);
-    m->mode_note = atomic_load(&m->remap_pages)
-                       ? "concurrent until userfaultfd ioctls failed; the rest installed by "
-                         "mremap"
-                       : "concurrent; userfaultfd ioctls failed, the uffd was closed";
   }
 }
 
@@ -719,11 +717,7 @@ void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf) {
 void mc_copy_build_end(mc_state *m) {
   for (size_t p = 0; p < m->t.npages; p++) wait_mapped(m, p);
   fh_uffd_stats s;
-  const char *note = m->mode_note;
   end_range(m, &s);
-  if (m->mode_note != note)
-    m->mode_note = "stop-the-world; userfaultfd ioctls failed during the build, the rest "
-                   "installed by mremap";
 }
 
 int mc_concurrent_flip(mc_state *m) {

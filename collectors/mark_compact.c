@@ -383,8 +383,7 @@ static int stw_compact(fh_heap *h, const char *note) {
     pthread_setname_np(m->worker, "fh-release");
   } else
     mc_end_cycle(m);
-  /* Unless an ioctl failed during the build: mc_copy_build_end said so. */
-  if (note && !atomic_load(&m->uffd_errno)) m->mode_note = note;
+  if (note) m->mode_note = note;
   return 0;
 }
 
