@@ -12,7 +12,8 @@
  * seam and checks that the heap still collects (concurrently again),
  * allocates, and that the moving space is one VMA again.
  *
- * FH_UFFD_FAILURE_POINTS=N: how many failure points per sweep (default 8). */
+ * FH_UFFD_FAILURE_POINTS=N: how many failure points per sweep (default 8;
+ * 0: every N from 1 to the count, the issue's full sweep, minutes). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -186,10 +187,11 @@ static void run_child(const char *collector, int sigbus, uint64_t nth, int persi
   if (count) *count = got == (ssize_t)sizeof calls ? calls : 0;
 }
 
-static unsigned points(void) {
+static unsigned points(uint64_t total) {
   const char *e = getenv("FH_UFFD_FAILURE_POINTS");
   unsigned n = e && *e ? (unsigned)strtoul(e, NULL, 10) : 8;
-  return n < 2 ? 2 : n;
+  if (n == 0 || n > total) return (unsigned)total; /* every one */
+  return n < 4 ? 4 : n;
 }
 
 /* With the worker held back (delay "5") the mutators' faults build nearly
@@ -200,11 +202,11 @@ static void sweep(const char *collector, int sigbus, const char *delay) {
   uint64_t total = 0;
   run_child(collector, sigbus, 0, 0, &total);
   assert_true(total > 4);
-  unsigned k = points();
+  unsigned k = points(total);
   /* The first few (registration, the first pages), then spread to the
    * end (the last installs, unregistration), once and from then on. */
   for (unsigned i = 0; i < k; i++) {
-    uint64_t nth = i < 3 ? i + 1 : 1 + (total - 1) * (i - 2) / (k - 3);
+    uint64_t nth = k == total ? i + 1 : i < 3 ? i + 1 : 1 + (total - 1) * (i - 2) / (k - 3);
     run_child(collector, sigbus, nth, 1, NULL);
     run_child(collector, sigbus, nth, 0, NULL);
   }
