@@ -64,7 +64,10 @@
  *    ranges (point 4) is kept in the child and in the parent.
  *
  * Errors: functions return 0 / a pointer / an fh_uffd_status; failures are
- * -1 / NULL / FH_UFFD_ERROR with errno set.  Nothing aborts.
+ * -1 / NULL / FH_UFFD_ERROR with errno set.  Nothing aborts.  Every ioctl on
+ * a userfaultfd and every creation of one (not the cached capability probe)
+ * goes through heap/sys.h, so tests can make any of them fail; what the
+ * compactor then does is in collectors/concurrent_compact.c (install).
  *
  * Async-signal-safety: fh_uffd_copy, _zeropage, _move, _continue, _wake,
  * fh_uffd_thread_buf and everything the dispatcher calls are lock-free and
