@@ -123,6 +123,7 @@ static int move_aside(mc_state *m) {
    * DONTUNMAP would fail: copy it aside and map it afresh, as one VMA. */
   int split = atomic_load(&m->space_split);
   if (!split && (fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
+    split = 1; /* if it fails below: map the space afresh, whatever split it */
     if (fh_uffd_mremap_dontunmap((void *)t->begin, t->capacity, (void *)m->shadow) == 0) {
       /* From-space inherited the space's MADV_HUGEPAGE; the worker stages
        * pages in its released holes, where a huge page would zero (and
@@ -141,17 +142,17 @@ static int move_aside(mc_state *m) {
     return -1;
   }
   memcpy(p, (void *)t->begin, used);
-  /* Empty the space by mapping it afresh rather than discarding its pages:
-   * the same contents (zeroes), and one VMA again whatever split it (after
-   * a failed phase, or a state rebuilt by mc_get that no longer knows). */
-  if (reserve_commit(t->begin, t->capacity) == 0) {
-    madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  /* When the space may be split (after a phase that installed by mremap,
+   * or a state rebuilt by mc_get that no longer knows), empty it by
+   * mapping it afresh rather than discarding its pages: the same contents
+   * (zeroes), one VMA again, and this cycle may use userfaultfd. */
+  if (split && reserve_commit(t->begin, t->capacity) == 0) {
+    sys_madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     atomic_store(&m->space_split, 0);
-  } else {
-    reserve_discard(t->begin, used);
+    return 0;
   }
-  /* The known split repaired, this cycle may use userfaultfd as usual. */
-  m->moved_by_copy = !split;
+  reserve_discard(t->begin, used);
+  m->moved_by_copy = 1;
   return 0;
 }
 
