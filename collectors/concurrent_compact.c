@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "collectors/install_costs.h"
 #include "collectors/mc.h"
@@ -107,18 +108,112 @@ static int claim(mc_state *m, size_t page) {
                                                  memory_order_acquire, memory_order_relaxed);
 }
 
+/* ---- installing built pages, whatever the ioctls do ----
+ *
+ * A page marked PAGE_MAPPED must be present: a mutator waiting for it
+ * goes on to read it, and at the end of the phase a page still missing
+ * would become a page of zeroes.  So an install never gives up:
+ *   1. UFFDIO_COPY, retried on any error (ENOMEM, EAGAIN, EINTR...) with a
+ *      short backoff (INSTALL_RETRIES attempts, ~3 ms in all);
+ *   2. still failing: the uffd is taken as broken for the rest of the
+ *      phase (no installer tries an ioctl again), and the bytes go into a
+ *      fresh anonymous mapping that mremap(MREMAP_FIXED) puts over the
+ *      destination: that replaces the missing pages without any uffd
+ *      ioctl, in a signal handler too (plain system calls).  It splits the
+ *      moving space's VMA, which the next cycle's DONTUNMAP needs whole:
+ *      the next pause copies the space aside and maps it afresh
+ *      (mark_compact.c: move_aside), only after such a phase.  In thread
+ *      mode the faulting thread sleeps in the kernel until a WAKE, which
+ *      fails too: the end of the phase closes the uffd, which wakes every
+ *      waiter (end_range);
+ *   3. mremap failing as well (mmap refused, the VMA limit): report once
+ *      on stderr and in fh_dump, and keep trying both ways with a longer
+ *      backoff.  Waiting is all a mutator needing that page can do; no
+ *      page is ever given up as zeroes. */
+#define INSTALL_RETRIES 6
+
+/* Before try i + 2: a yield, then 40 us .. 2 ms (~3 ms in all). */
+static void install_backoff(unsigned i) {
+  static const long ns[INSTALL_RETRIES - 1] = {0, 20000, 100000, 400000, 1000000};
+  if (i == 0 || i >= INSTALL_RETRIES - 1) {
+    sched_yield();
+  } else {
+    struct timespec ts = {0, ns[i] * 2};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void mark_broken(mc_state *m, int err) {
+  int zero = 0;
+  atomic_compare_exchange_strong(&m->uffd_errno, &zero, err ? err : EIO);
+  atomic_store_explicit(&m->uffd_broken, 1, memory_order_release);
+}
+
+/* Put len bytes from src at dst (registered, missing) without an ioctl.
+ * 0, or -1 + errno with nothing changed. */
+static int install_by_remap(mc_state *m, int fd, uint8_t *dst, const uint8_t *src, size_t len) {
+  void *s = sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (s == MAP_FAILED) return -1;
+  memcpy(s, src, len);
+  if (sys_mremap(s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+    int e = errno;
+    sys_munmap(s, len);
+    errno = e;
+    return -1;
+  }
+  atomic_store(&m->space_split, 1);
+  atomic_fetch_add_explicit(&m->remap_pages, len / FWD_PAGE, memory_order_relaxed);
+  /* Thread mode: whoever faulted here sleeps in the kernel.  A failing
+   * WAKE leaves it to the uffd's close at the end of the phase. */
+  fh_uffd_wake(fd, dst, len);
+  return 0;
+}
+
+static void report_stuck(mc_state *m) {
+  if (atomic_exchange(&m->install_stuck, 1)) return;
+  static const char msg[] = "faultheap: concurrent_compact: a page can be installed neither "
+                            "by userfaultfd nor by mremap; retrying\n";
+  ssize_t w = write(2, msg, sizeof msg - 1); /* async-signal-safe */
+  (void)w;
+}
+
+/* Install len bytes (whole pages) from src at dst, a registered range whose
+ * pages nobody else installs (they are claimed). */
+static void install(mc_state *m, int fd, uint8_t *dst, const uint8_t *src, size_t len) {
+  size_t done = 0;
+  for (;;) {
+    if (!atomic_load_explicit(&m->uffd_broken, memory_order_acquire)) {
+      for (unsigned i = 0; i < INSTALL_RETRIES; i++) {
+        fh_uffd_res res;
+        fh_uffd_status st = fh_uffd_copy(fd, dst + done, src + done, len - done, 0, &res);
+        done += res.done;
+        if (st == FH_UFFD_OK || st == FH_UFFD_EXISTED) return;
+        if (atomic_load_explicit(&m->uffd_broken, memory_order_acquire)) break;
+        if (i + 1 < INSTALL_RETRIES) {
+          install_backoff(i);
+        } else {
+          mark_broken(m, errno);
+        }
+      }
+    }
+    if (install_by_remap(m, fd, dst + done, src + done, len - done) == 0) return;
+    report_stuck(m);
+    /* Nothing worked: try the ioctl again too, it may have recovered. */
+    atomic_store(&m->uffd_broken, 0);
+    struct timespec ts = {0, 10000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Build pages [p, p + n) (claimed) into buf and install them with one COPY. */
-static fh_uffd_status build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
+static void build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
   for (size_t i = 0; i < n; i++) {
     page_build(&m->src, p + i, buf + i * FWD_PAGE);
     ledger_page_built(&m->ledger, &m->t, p + i);
   }
-  fh_uffd_res res;
-  fh_uffd_status st = fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE,
-                                   0, &res);
+  install(m, fd, (uint8_t *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE);
   for (size_t i = 0; i < n; i++)
     atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
-  return st;
 }
 
 static uint8_t *take_fault_buf(mc_state *m, int *slot) {
@@ -173,10 +268,9 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
         return FH_UFFD_RESOLVE_FAILED;
       }
     }
-    fh_uffd_status st = build_and_copy(m, f->fd, p, n, buf);
+    build_and_copy(m, f->fd, p, n, buf);
     put_fault_buf(m, slot);
-    r = st == FH_UFFD_OK ? FH_UFFD_RESOLVED
-        : st == FH_UFFD_ERROR ? FH_UFFD_RESOLVE_FAILED : FH_UFFD_RESOLVED_EXISTED;
+    r = FH_UFFD_RESOLVED;
   }
   mc_record_fault_ns(m, now_ns() - t0);
   return r;
@@ -193,6 +287,30 @@ static void advance_low(mc_state *m, size_t *low) {
     (*low)++;
 }
 
+/* Every page is present: retire the range.  When the unregistration
+ * failed, or an ioctl kept failing this phase, close the uffd instead of
+ * trusting it further, and open a fresh one: closing drops every
+ * registration and wakes every thread still asleep on a fault (in thread
+ * mode, those whose WAKE failed), which then finds its page there.
+ * *s gets the context's statistics first. */
+static void end_range(mc_state *m, fh_uffd_stats *s) {
+  int rc = fh_uffd_range_retire(m->uffd, m->range_id);
+  int e = errno;
+  m->range_id = -1;
+  fh_uffd_get_stats(m->uffd, s);
+  int broken = atomic_load(&m->uffd_broken);
+  if (rc != 0 || broken) {
+    /* Not fh_uffd_destroy: that frees the retired slot, and a thread whose
+     * SIGBUS was raised before its page came and delivered only now would
+     * find no range and die.  A failed reopen leaves fd -1: open_uffd
+     * tries again next cycle. */
+    fh_uffd_reopen(m->uffd);
+    /* For fh_dump (mc_stats.c), from the atomics: the worker leaves
+     * mode_note alone, which fh_dump may be reading. */
+    if (!broken) mark_broken(m, e);
+  }
+}
+
 static void end_phase(mc_state *m) {
   fh_heap *h = m->h;
   /* Helpers (mc_help_phase) that entered before `closing` may still be
@@ -200,10 +318,8 @@ static void end_phase(mc_state *m) {
    * before the tables they read are cleared. */
   atomic_store(&m->closing, 1);
   for (unsigned i = 0; atomic_load(&m->helpers); i++) backoff(i);
-  fh_uffd_range_retire(m->uffd, m->range_id);
-  m->range_id = -1;
   fh_uffd_stats s;
-  fh_uffd_get_stats(m->uffd, &s);
+  end_range(m, &s);
   atomic_fetch_add(&h->uffd_faults, s.faults - m->uffd_at_flip.faults);
   uint64_t cur = atomic_load(&h->uffd_fault_ns_max);
   while (s.fault_ns_max > cur &&
@@ -270,11 +386,11 @@ static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage
   void *dst = (void *)(m->t.begin + p * FWD_PAGE);
   fh_uffd_res res;
   fh_uffd_status st = fh_uffd_move(fd, dst, buf, n * FWD_PAGE, 0, &res);
-  if (st == FH_UFFD_BUSY || st == FH_UFFD_ERROR) {
-    /* EBUSY: a staging page is shared copy-on-write with a forked child.
-     * The built bytes are in buf either way: copy what did not move. */
-    fh_uffd_copy(fd, (uint8_t *)dst + res.done, buf + res.done, n * FWD_PAGE - res.done, 0,
-                 NULL);
+  if (st != FH_UFFD_OK && st != FH_UFFD_EXISTED) {
+    /* EBUSY: a staging page is shared copy-on-write with a forked child;
+     * or MOVE failed.  The built bytes are in buf either way (a page that
+     * did not move stays at its source): install what did not move. */
+    install(m, fd, (uint8_t *)dst + res.done, buf + res.done, n * FWD_PAGE - res.done);
     m->move_fallbacks++;
   }
   ledger_unhold(&m->ledger);
@@ -298,8 +414,7 @@ static size_t move_or_copy(mc_state *m, int fd, size_t p, size_t n) {
   size_t moved = st == FH_UFFD_OK || st == FH_UFFD_EXISTED ? n : res.done / FWD_PAGE;
   if (moved < n) {
     m->move_fallbacks++;
-    fh_uffd_copy(fd, dst + moved * FWD_PAGE, from + moved * FWD_PAGE, (n - moved) * FWD_PAGE, 0,
-                 NULL);
+    install(m, fd, dst + moved * FWD_PAGE, from + moved * FWD_PAGE, (n - moved) * FWD_PAGE);
   }
   return moved;
 }
@@ -307,8 +422,8 @@ static size_t move_or_copy(mc_state *m, int fd, size_t p, size_t n) {
 static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move) {
   for (size_t i = 0; i < n; i++) page_fix_in_place(&m->src, p + i);
   if (!move) { /* COPY straight from the fixed from-space pages: no build */
-    fh_uffd_copy(fd, (void *)(m->t.begin + p * FWD_PAGE), (void *)(m->shadow + p * FWD_PAGE),
-                 n * FWD_PAGE, 0, NULL);
+    install(m, fd, (uint8_t *)(m->t.begin + p * FWD_PAGE), (uint8_t *)(m->shadow + p * FWD_PAGE),
+            n * FWD_PAGE);
     m->in_place_pages += n;
     for (size_t i = 0; i < n; i++) {
       ledger_page_built(&m->ledger, &m->t, p + i);
@@ -328,8 +443,8 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
     while (j < p + n && j != keep && !ledger_pinned(&m->ledger, j)) j++;
     moved += move_or_copy(m, fd, i, j - i);
     if (j < p + n) {
-      fh_uffd_copy(fd, (void *)(m->t.begin + j * FWD_PAGE), (void *)(m->shadow + j * FWD_PAGE),
-                   FWD_PAGE, 0, NULL);
+      install(m, fd, (uint8_t *)(m->t.begin + j * FWD_PAGE),
+              (uint8_t *)(m->shadow + j * FWD_PAGE), FWD_PAGE);
       j++;
     }
     i = j;
@@ -412,6 +527,8 @@ static void *worker_main(void *arg) {
     }
     advance_low(m, &low); /* low <= p: page p is claimed, not mapped */
     if (!own_releaser) ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
+    if (use_move && atomic_load_explicit(&m->uffd_broken, memory_order_relaxed))
+      use_move = 0; /* MOVE is an ioctl too: install() remaps now */
     int move = use_move && install_choose_move(&costs), moved = move;
     /* CPU time, not wall: a run during which the worker was preempted
      * (mutators busy on every CPU) would otherwise count the slice it
@@ -498,7 +615,8 @@ void mc_help_phase(fh_heap *h) {
 
 static int open_uffd(mc_state *m) {
   fh_uffd_mode want = m->h->opt.uffd_sigbus ? FH_UFFD_SIGBUS : FH_UFFD_THREAD;
-  if (m->uffd && fh_uffd_get_mode(m->uffd) == want) return 0;
+  if (m->uffd && fh_uffd_get_mode(m->uffd) == want)
+    return fh_uffd_fd(m->uffd) >= 0 ? 0 : fh_uffd_reopen(m->uffd); /* see end_range */
   if (m->uffd) fh_uffd_destroy(m->uffd);
   m->uffd = fh_uffd_create(want, FH_UFFD_WANT_MOVE);
   if (m->uffd && want == FH_UFFD_THREAD)
@@ -567,6 +685,7 @@ static int register_destination(mc_state *m) {
     m->mode_note = "stop-the-world fallback (UFFDIO_REGISTER failed)";
     return -1;
   }
+  atomic_store(&m->uffd_broken, 0); /* a fresh range: the ioctls get their chance */
   return 0;
 }
 
@@ -604,8 +723,8 @@ void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf) {
 
 void mc_copy_build_end(mc_state *m) {
   for (size_t p = 0; p < m->t.npages; p++) wait_mapped(m, p);
-  fh_uffd_range_retire(m->uffd, m->range_id);
-  m->range_id = -1;
+  fh_uffd_stats s;
+  end_range(m, &s);
 }
 
 int mc_concurrent_flip(mc_state *m) {

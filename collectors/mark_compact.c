@@ -127,7 +127,11 @@ mc_state *mc_get(fh_heap *h) {
 static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
-  if ((fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
+  /* After a phase that installed pages by mremap (userfaultfd ioctls
+   * failing: concurrent_compact.c, install) the space is several VMAs and
+   * DONTUNMAP would fail: copy it aside and map it afresh, as one VMA. */
+  int split = atomic_load(&m->space_split);
+  if (!split && (fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
     /* From-space inherits the space's flags with its pages, and must not
      * have MADV_HUGEPAGE: the worker stages pages in its released holes,
      * where a huge page would zero (and keep) 2 MiB per staged 4 KiB, and
@@ -146,9 +150,11 @@ static int move_aside(mc_state *m) {
         return 0;
       }
       mc_space_thp(m, 1);
-      /* EFAULT here means the space is no longer one VMA: a bug elsewhere
-       * (mprotect or a partial madvise of the moving space).  Any failure:
-       * the copy below does the same, slowly. */
+      /* EFAULT here means the space is no longer one VMA (a bug elsewhere:
+       * mprotect or a partial madvise of the moving space).  Any failure:
+       * the copy below does the same, slowly, and maps the space afresh
+       * in case the failure split it. */
+      split = 1;
     }
   }
   size_t used = align_up(t->old_top, FH_PAGE) - t->begin;
@@ -162,6 +168,19 @@ static int move_aside(mc_state *m) {
    * huge pages, which costs memory only, since a copied cycle builds in
    * place with no staging (register_destination refuses moved_by_copy). */
   memcpy(p, (void *)t->begin, used);
+  /* When the space may be split (after a phase that installed by mremap,
+   * a failed DONTUNMAP, or a state rebuilt by mc_get that no longer knows),
+   * empty it by mapping it afresh rather than discarding its pages: the
+   * same contents (zeroes), one VMA again.  This cycle may then use
+   * userfaultfd and stage pages in from-space, so from-space must not get
+   * huge pages (above); if that flag cannot be set, the cycle is built as
+   * a copied one. */
+  if (split && reserve_commit(t->begin, t->capacity) == 0) {
+    sys_madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    atomic_store(&m->space_split, 0);
+    m->moved_by_copy = sys_madvise(p, t->capacity, MADV_NOHUGEPAGE) != 0;
+    return 0;
+  }
   reserve_discard(t->begin, used); /* zeroes by hand if madvise fails */
   m->moved_by_copy = 1;
   return 0;
@@ -202,6 +221,9 @@ int mc_prepare(mc_state *m) {
   bump_space *b = &h->bump[h->active];
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
+  atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */
+  atomic_store(&m->remap_pages, 0);
+  atomic_store(&m->install_stuck, 0);
   uint64_t t0 = heap_now_ns();
   fwd_prepare_marking(t);
   mc_mark_crew *crew;

@@ -100,6 +100,14 @@ typedef struct mc_state {
   _Atomic uint64_t fault_bufs_used;
   uint8_t *worker_buf;  /* MC_MAX_RUN pages */
   fh_uffd_stats uffd_at_flip;
+  /* A userfaultfd ioctl kept failing this phase (concurrent_compact.c:
+   * install): the rest installs by mremap.  Set from signal handlers too. */
+  _Atomic int uffd_broken;
+  _Atomic int uffd_errno;        /* the first such failure's errno */
+  _Atomic size_t remap_pages;    /* pages installed by mremap, last cycle */
+  _Atomic int space_split;       /* the moving space is several VMAs since:
+                                    the next pause makes it one again */
+  _Atomic int install_stuck;     /* no way to install a page worked */
   const char *mode_note; /* why the last cycle ran as it did (fh_dump) */
   _Atomic uint64_t fault_hist[MC_HIST_BUCKETS];
   _Atomic uint64_t fault_ns_total; /* summed with the histogram */

@@ -24,6 +24,11 @@ void mc_dump(fh_heap *h, FILE *out) {
   if (m && m->mode_note)
     fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
             m->mode_note, m->t.capacity >> 20, m->lookahead);
+  if (m && atomic_load(&m->uffd_errno))
+    fprintf(out, "  compaction: userfaultfd ioctls failed in the last cycle (%s): %zu pages "
+                 "installed by mremap instead, the uffd reopened%s\n",
+            strerror(atomic_load(&m->uffd_errno)), atomic_load(&m->remap_pages),
+            atomic_load(&m->install_stuck) ? "; a page could not be installed at all" : "");
 }
 
 static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pct) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "heap/sys.h"
 #include "test_uffd.h"
 #include "uffd/uffd_internal.h"
 
@@ -651,6 +652,62 @@ static void test_thread_bufs(void **st) {
   }
 }
 
+/* Thread mode with every ioctl failing (heap/sys.h): the resolver cannot
+ * COPY or WAKE, so the page is put in place with mremap and the faulting
+ * thread keeps sleeping in the kernel; retiring cannot unregister either.
+ * fh_uffd_reopen closes the fd, which must wake it onto its page; the new
+ * fd's UFFDIO_API fails as well, and a later reopen gives the context a
+ * working fd again.  In a child, bounded by alarm(). */
+static _Atomic int reopen_faulted;
+static int resolve_nothing(void *arg, const fh_uffd_fault *f) {
+  (void)arg, (void)f;
+  atomic_store(&reopen_faulted, 1);
+  return FH_UFFD_RESOLVED; /* as if installed: no wake comes */
+}
+static void *read_page(void *p) {
+  return (void *)(uintptr_t) * (volatile char *)p;
+}
+static void test_reopen_wakes_waiters(void **st) {
+  (void)st;
+  UFFD_REQUIRE(0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(10);
+    fh_uffd *u = fh_uffd_create(FH_UFFD_THREAD, 0);
+    char *to = map_anon(PG);
+    if (!u || fh_uffd_range_add(u, to, PG, FH_UFFD_REG_MISSING, resolve_nothing, NULL,
+                                NULL) < 0)
+      _exit(3);
+    pthread_t t;
+    pthread_create(&t, NULL, read_page, to);
+    while (!atomic_load(&reopen_faulted)) sleep_ms(1);
+    sys_fault_arm(SYS_UFFD_IOCTL, 1, 1, ENOMEM);
+    char *page = map_anon(PG);
+    page[0] = 42;
+    if (sys_mremap(page, PG, PG, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) _exit(4);
+    sleep_ms(20); /* the reader still sleeps: nothing woke it */
+    if (fh_uffd_wake(fh_uffd_fd(u), to, PG) == 0) _exit(5);
+    fh_uffd_ranges_retire_all(u); /* UNREGISTER fails */
+    /* The new fd's UFFDIO_API fails too: no fd, but the old one is closed. */
+    if (fh_uffd_reopen(u) == 0 || fh_uffd_fd(u) != -1) _exit(6);
+    void *got;
+    pthread_join(t, &got);
+    if ((uintptr_t)got != 42) _exit(7);
+    sys_fault_disarm();
+    if (fh_uffd_reopen(u) != 0) _exit(9); /* later, it works again */
+    int fd2 = fh_uffd_fd(u);
+    char *again = map_anon(PG);
+    if (fd2 < 0 || fh_uffd_register(fd2, again, PG, FH_UFFD_REG_MISSING, NULL) != 0) _exit(8);
+    fh_uffd_destroy(u);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_create_destroy_thread_mode(void **st) {
   (void)st;
   UFFD_REQUIRE(0);
@@ -687,6 +744,7 @@ int main(void) {
       cmocka_unit_test(test_retire_under_load_thread),
       cmocka_unit_test(test_thread_bufs),
       cmocka_unit_test(test_create_destroy_thread_mode),
+      cmocka_unit_test(test_reopen_wakes_waiters),
   };
   return cmocka_run_group_tests_name("uffd_faults", tests, NULL, NULL);
 }

@@ -159,6 +159,29 @@ fail:;
   return NULL;
 }
 
+int fh_uffd_reopen(fh_uffd *u) {
+  if (!u) {
+    errno = EINVAL;
+    return -1;
+  }
+  /* The handler thread polls the fd: stop it before the fd goes. */
+  fh_uffd_thread_stop(u);
+  if (u->fd >= 0)
+    close(u->fd); /* the last reference: the kernel drops every registration
+                     and wakes every thread still waiting on a fault */
+  u->fd = -1;
+  if (open_fd(u) != 0)
+    return -1;
+  if (u->mode == FH_UFFD_THREAD && fh_uffd_thread_start(u) != 0) {
+    int e = errno;
+    close(u->fd);
+    u->fd = -1;
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
 void fh_uffd_destroy(fh_uffd *u) {
   if (!u)
     return;

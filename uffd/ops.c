@@ -149,9 +149,19 @@ fh_uffd_status fh_uffd_continue(int fd, void *dst, size_t len, unsigned flags,
   return run(OP_CONTINUE, fd, dst, NULL, len, flags, res);
 }
 
+/* A lost wake leaves a thread-mode waiter asleep until the range is
+ * unregistered or the uffd closed: retry a failure a few times first. */
+#define WAKE_TRIES 4
 int fh_uffd_wake(int fd, void *addr, size_t len) {
   struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
-  return sys_uffd_ioctl(fd, UFFDIO_WAKE, &r);
+  int rc = -1;
+  for (unsigned i = 0; i < WAKE_TRIES; i++) {
+    rc = sys_uffd_ioctl(fd, UFFDIO_WAKE, &r);
+    if (rc == 0 || errno == EBADF || errno == EINVAL)
+      break;
+    sched_yield();
+  }
+  return rc;
 }
 
 int fh_uffd_register(int fd, void *addr, size_t len, unsigned modes,

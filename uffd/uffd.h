@@ -64,7 +64,10 @@
  *    ranges (point 4) is kept in the child and in the parent.
  *
  * Errors: functions return 0 / a pointer / an fh_uffd_status; failures are
- * -1 / NULL / FH_UFFD_ERROR with errno set.  Nothing aborts.
+ * -1 / NULL / FH_UFFD_ERROR with errno set.  Nothing aborts.  Every ioctl on
+ * a userfaultfd and every creation of one (not the cached capability probe)
+ * goes through heap/sys.h, so tests can make any of them fail; what the
+ * compactor then does is in collectors/concurrent_compact.c (install).
  *
  * Async-signal-safety: fh_uffd_copy, _zeropage, _move, _continue, _wake,
  * fh_uffd_thread_buf and everything the dispatcher calls are lock-free and
@@ -231,6 +234,14 @@ typedef int (*fh_uffd_resolve_fn)(void *arg, const fh_uffd_fault *f);
 fh_uffd *fh_uffd_create(fh_uffd_mode mode, unsigned want);
 /* Stops the handler thread, retires remaining ranges, closes the fd. */
 void fh_uffd_destroy(fh_uffd *u);
+/* When the fd can no longer be trusted (an UNREGISTER failed, ioctls keep
+ * failing): with no live range of u left, close the fd, which drops every
+ * registration still on it and wakes every thread waiting on one of its
+ * faults, and open a fresh one (and handler thread) with the same mode and
+ * features.  Unlike destroy, u and its retired slots stay, so a late SIGBUS
+ * for a retired range still finds it and just retries.  0, or -1 + errno
+ * with fh_uffd_fd(u) == -1 (call it again later; destroy stays safe). */
+int fh_uffd_reopen(fh_uffd *u);
 int fh_uffd_fd(const fh_uffd *u);
 fh_uffd_mode fh_uffd_get_mode(const fh_uffd *u);
 uint64_t fh_uffd_features(const fh_uffd *u); /* enabled UFFD_FEATURE_* */
