@@ -67,8 +67,11 @@ static int sweep_later(fh_heap *h) { return heap_phase_thread(h, sweeper_main, h
  * 0, or -1 + error when the arena could not be recreated (allocations then
  * fail with that error; the heap stays consistent). */
 static int reset_empty(fh_heap *h, malloc_space *ms) {
-  malloc_heap_flush_tcaches(h);
-  arena_tcache_flush(h->gc_tcache);
+  /* A cache that could not be flushed may still hold regions of the arena
+   * that the reset would destroy: then keep the arena as it is.  Harmless:
+   * the space is only less able to serve a large object until a later
+   * reset or compaction succeeds. */
+  if (malloc_heap_flush_tcaches(h) < 0) return 0;
   if (malloc_space_reset(ms) < 0) {
     fh_error_prefix("mark-sweep: resetting the empty main malloc space");
     return -1;
