@@ -214,7 +214,9 @@ static void collect_all(fh_heap *h, fh_thread *t, const config *c, const ring *g
       if (must_succeed) die("fh_collect(%d) after the faults: %s", (int)k[i], fh_last_error());
       failed_call("fh_collect");
     }
-    ring_check(g, "right after a collection");
+    char when[64];
+    snprintf(when, sizeof when, "right after collection kind %d", (int)k[i]);
+    ring_check(g, when);
   }
   fh_gc_wait(h);
 }
