@@ -279,9 +279,13 @@ void mc_publish_top(mc_state *m) {
   bump_space *b = &m->h->bump[m->h->active];
   uintptr_t top = align_up(m->t.new_top, FWD_PAGE);
   atomic_store(&b->top, top);
-  /* Everything above the new top reads as zero: the old pages went to
-   * from-space.  Claims there need no memset (bump_space.h). */
-  b->dirty_end = top;
+  /* With MREMAP_DONTUNMAP everything above the new top reads as zero: the
+   * old pages went to from-space, so claims there need no memset
+   * (bump_space.h).  A cycle moved by copy discarded only up to the old
+   * top; pages above it that an earlier cycle kept resident for reuse
+   * (semispace's reset) still hold old objects, forwarded headers
+   * included, and must still be zeroed by the claims that reach them. */
+  if (!m->moved_by_copy || b->dirty_end < top) b->dirty_end = top;
 }
 
 void mc_end_cycle(mc_state *m) {
