@@ -93,7 +93,8 @@ check-fork: deps
 
 # Fault injection: every failing call of heap/sys.h, at its Nth call, once
 # and from then on, on every collector (tests/faults_sweep.c).
-# FH_FAULT_SAMPLES bounds the points swept per call kind (default 24).
+# FH_FAULT_SAMPLES bounds the points swept per call kind (default 160:
+# every call of every kind but jemalloc's, which is sampled).
 $(BUILD)/tests/faults_sweep: tests/faults_sweep.c $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfaultheap.a $(LIBS)

@@ -433,7 +433,7 @@ static size_t pick_points(uint64_t total, unsigned samples, uint64_t *pts) {
 }
 
 int main(int argc, char **argv) {
-  unsigned samples = 24;
+  unsigned samples = 160;
   const char *only_config = NULL, *only_kind = NULL;
   if (getenv("FH_FAULT_SAMPLES")) samples = (unsigned)atoi(getenv("FH_FAULT_SAMPLES"));
   for (int i = 1; i < argc; i++) {
