@@ -1,7 +1,11 @@
 #include "support_heap.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 fh_heap *test_heap(const char *spec) {
   fh_options o;
@@ -23,13 +27,27 @@ fh_heap *test_heap_attached(const char *collector, const char *rest, test_types 
   return h;
 }
 
-void test_register(fh_heap *h, test_types *ty) {
+int test_register_types(fh_heap *h, test_types *ty) {
   static const uint32_t node_refs[] = {0, 8};
   ty->node = fh_register_type(
       h, &(fh_type){.name = "tnode", .size = sizeof(tnode), .nrefs = 2, .ref_offsets = node_refs});
   ty->array = fh_register_type(h, &(fh_type){.name = "refarray", .flags = FH_TYPE_REF_ARRAY});
   ty->bytes = fh_register_type(h, &(fh_type){.name = "bytes"});
-  assert_true(ty->node && ty->array && ty->bytes);
+  return ty->node && ty->array && ty->bytes;
+}
+
+void test_register(fh_heap *h, test_types *ty) { assert_true(test_register_types(h, ty)); }
+
+fh_heap *test_child_heap(const char *spec) {
+  fh_options o;
+  fh_options_init(&o);
+  if (fh_options_parse(&o, spec) < 0) {
+    fprintf(stderr, "options '%s': %s\n", spec, fh_last_error());
+    return NULL;
+  }
+  fh_heap *h = fh_heap_create(&o);
+  if (!h) fprintf(stderr, "heap '%s': %s\n", spec, fh_last_error());
+  return h;
 }
 
 tnode *test_node(fh_thread *t, const test_types *ty, uint64_t value) {
@@ -68,4 +86,84 @@ fh_collect_kind test_collect_kind(const char *collector, int i) {
                                       FH_COLLECT_MARK_COMPACT, FH_COLLECT_CONCURRENT_COMPACT,
                                       FH_COLLECT_MARK_SWEEP};
   return k[i % 5];
+}
+
+/* ---- sanitizers, capabilities ---- */
+
+int test_sanitizer_is(const char *name) {
+  const char *san = getenv("FH_TEST_SANITIZER");
+  return san && strcmp(san, name) == 0;
+}
+
+int test_sanitized(void) {
+  const char *san = getenv("FH_TEST_SANITIZER");
+  return san && *san;
+}
+
+void test_skip_under_tsan(const char *why) {
+  if (!test_sanitizer_is("tsan")) return;
+  print_message("skipped under TSan: %s\n", why);
+  skip(); /* cmocka's _skip() longjmps out of the test, from here too */
+}
+
+int test_have_uffd(void) {
+  unsigned c = fh_capabilities();
+  return (c & FH_CAP_UFFD) && (c & FH_CAP_DONTUNMAP);
+}
+
+void test_skip_without_uffd(void) {
+  if (test_have_uffd()) return;
+  fprintf(stderr, "userfaultfd unavailable here: skipped\n");
+  skip();
+}
+
+/* ---- forked children ---- */
+
+void test_child_report(const char *file, int line, const char *expr) {
+  fprintf(stderr, "pid %d: %s:%d: %s (%s)\n", (int)getpid(), file, line, expr, fh_last_error());
+}
+
+void test_child_signals(unsigned timeout_s) {
+  /* cmocka's handlers, inherited, would longjmp back into the suite's
+   * runner and go on running the other tests in the child (or turn a fatal
+   * signal into an exit code): die of the signal instead, so the parent
+   * can name it. */
+  static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
+  alarm(timeout_s);
+}
+
+int test_run_forked(int (*fn)(void *), void *arg, unsigned timeout_s) {
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    test_child_signals(timeout_s);
+    _exit(fn(arg));
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+int test_run_isolated(int (*fn)(void *), void *arg, unsigned timeout_s) {
+  if (test_sanitizer_is("tsan")) return (fn(arg) & 0xff) << 8; /* a wait status: exited */
+  return test_run_forked(fn, arg, timeout_s);
+}
+
+int test_child_ok(int status, char *why, size_t n) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 1;
+  if (WIFSIGNALED(status))
+    snprintf(why, n, "child killed by signal %d%s", WTERMSIG(status),
+             WTERMSIG(status) == SIGALRM ? " (hung: alarm)" : "");
+  else
+    snprintf(why, n, "child exited with %d", WEXITSTATUS(status));
+  return 0;
+}
+
+void test_assert_child_ok_at(int status, const char *what, const char *file, int line) {
+  char why[96];
+  if (test_child_ok(status, why, sizeof why)) return;
+  print_error("ERROR: %s: %s\n", what, why);
+  _fail(file, line); /* the caller's line, as fail_msg there would give */
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "faultheap.h"
@@ -47,7 +48,67 @@ fh_heap *test_heap(const char *spec);
 fh_heap *test_heap_attached(const char *collector, const char *rest, test_types *ty,
                             fh_thread **t);
 void test_register(fh_heap *h, test_types *ty);
+/* The same without cmocka (for a forked child): 1 when all registered. */
+int test_register_types(fh_heap *h, test_types *ty);
+/* A heap from a spec without cmocka (for a forked child): NULL, with the
+ * reason on stderr, on error. */
+fh_heap *test_child_heap(const char *spec);
 tnode *test_node(fh_thread *t, const test_types *ty, uint64_t value);
 static inline uint64_t test_check(uint64_t v) { return v * 0x9E3779B97F4A7C15ull ^ 0x5bd1e995; }
+
+/* ---- sanitizers and capabilities ---- */
+
+/* Whether FH_TEST_SANITIZER names this sanitizer ("tsan", "asan"). */
+int test_sanitizer_is(const char *name);
+/* Whether the tests run under any sanitizer (FH_TEST_SANITIZER set). */
+int test_sanitized(void);
+/* Under TSan: says "skipped under TSan: <why>" and skips the test (cmocka's
+ * skip() longjmps out of the test, so this works from a helper). */
+void test_skip_under_tsan(const char *why);
+/* Whether userfaultfd and MREMAP_DONTUNMAP work here; the skip says why. */
+int test_have_uffd(void);
+void test_skip_without_uffd(void);
+
+/* ---- scenarios in forked children ----
+ *
+ * A child has no cmocka (its state belongs to the parent): it reports a
+ * failed check with a line on stderr naming the place and fh_last_error(),
+ * and an exit status.  SCENARIO_CHECK returns 1 from a scenario function
+ * (one test_run_isolated may run in this process); CHILD_CHECK _exits 1,
+ * for code that only ever runs in a forked child. */
+void test_child_report(const char *file, int line, const char *expr);
+#define SCENARIO_CHECK(c)                                                                \
+  do {                                                                                   \
+    if (!(c)) {                                                                          \
+      test_child_report(__FILE__, __LINE__, #c);                                         \
+      return 1;                                                                          \
+    }                                                                                    \
+  } while (0)
+#define CHILD_CHECK(c)                                                                   \
+  do {                                                                                   \
+    if (!(c)) {                                                                          \
+      test_child_report(__FILE__, __LINE__, #c);                                         \
+      _exit(1);                                                                          \
+    }                                                                                    \
+  } while (0)
+
+/* In a freshly forked child that builds its own heap: fatal signals back to
+ * SIG_DFL (cmocka's handlers would go on running the suite in the child)
+ * and alarm(timeout_s), so a crash or a hang is the child's wait status. */
+void test_child_signals(unsigned timeout_s);
+/* fn(arg) in a forked child set up by test_child_signals; the child's exit
+ * code is fn's result.  Returns the wait status. */
+int test_run_forked(int (*fn)(void *), void *arg, unsigned timeout_s);
+/* The same, but under TSan fn runs in this process (no new threads in the
+ * child of a multi-threaded process there); its result is returned as the
+ * wait status of a child that exited with it. */
+int test_run_isolated(int (*fn)(void *), void *arg, unsigned timeout_s);
+/* 1 when status is a clean exit 0; otherwise 0 with how the child ended in
+ * why ("child exited with 3", "child killed by signal 14 (hung: alarm)"). */
+int test_child_ok(int status, char *why, size_t n);
+/* Fails the test with "<what>: <how the child ended>" unless it exited 0. */
+void test_assert_child_ok_at(int status, const char *what, const char *file, int line);
+#define test_assert_child_ok(status, what) \
+  test_assert_child_ok_at(status, what, __FILE__, __LINE__)
 
 #endif

@@ -1,12 +1,10 @@
 /* Every entry point given bad input returns an error with a message, never
  * crashes, and leaves the heap usable. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "heap/heap.h"
@@ -101,43 +99,15 @@ static void test_bad_heap_options(void **state) {
   assert_null(fh_heap_create(&o)), expect_error("collector");
 }
 
-/* ---- scenarios that crashed or hung: each in a child bounded by alarm() ---- */
+/* ---- scenarios that crashed or hung: each in a child bounded by alarm() ----
+ * (test_run_isolated: under TSan, with no new threads in the child of a
+ * multi-threaded fork, in the test process itself). */
 
-#define CHILD_CHECK(c)                                                                   \
-  do {                                                                                   \
-    if (!(c)) {                                                                          \
-      fprintf(stderr, "%s:%d: %s (%s)\n", __FILE__, __LINE__, #c, fh_last_error());      \
-      return 1;                                                                          \
-    }                                                                                    \
-  } while (0)
 #define CHILD_ERROR(call, needle)                                                        \
   do {                                                                                   \
     call;                                                                                \
-    CHILD_CHECK(strstr(fh_last_error(), needle) != NULL);                                \
+    SCENARIO_CHECK(strstr(fh_last_error(), needle) != NULL);                             \
   } while (0)
-
-/* Under TSan (no new threads in the child of a multi-threaded fork) the
- * scenario runs in the test process itself. */
-static void run_in_child(int (*fn)(void *), void *arg, unsigned seconds) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) {
-    if (fn(arg) != 0) fail_msg("scenario failed");
-    return;
-  }
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    alarm(seconds);
-    _exit(fn(arg));
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (WIFSIGNALED(st))
-    fail_msg("child killed by signal %d%s", WTERMSIG(st),
-             WTERMSIG(st) == SIGALRM ? " (hung: alarm)" : "");
-  if (WEXITSTATUS(st) != 0) fail_msg("child exited with %d", WEXITSTATUS(st));
-}
 
 static uint64_t static_words[8];
 
@@ -149,36 +119,36 @@ static int bad_object_pointers(void *arg) {
   snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", collector);
   fh_options o;
   fh_options_init(&o);
-  CHILD_CHECK(fh_options_parse(&o, spec) == 0);
+  SCENARIO_CHECK(fh_options_parse(&o, spec) == 0);
   fh_heap *h = fh_heap_create(&o);
-  CHILD_CHECK(h);
+  SCENARIO_CHECK(h);
   test_types ty;
   static const uint32_t node_refs[] = {0, 8};
   ty.node = fh_register_type(
       h, &(fh_type){.name = "tnode", .size = sizeof(tnode), .nrefs = 2, .ref_offsets = node_refs});
   ty.bytes = fh_register_type(h, &(fh_type){.name = "bytes"});
   fh_thread *t = fh_thread_attach(h);
-  CHILD_CHECK(t);
+  SCENARIO_CHECK(t);
   tnode *keep = fh_alloc(t, ty.node, sizeof(tnode));
-  CHILD_CHECK(keep);
+  SCENARIO_CHECK(keep);
   keep->value = 123;
   fh_push_root(t, (void **)&keep);
   /* A second heap: its objects are not this heap's. */
   fh_heap *h2 = fh_heap_create(&o);
-  CHILD_CHECK(h2);
+  SCENARIO_CHECK(h2);
   uint32_t node2 = fh_register_type(
       h2, &(fh_type){.name = "tnode", .size = sizeof(tnode), .nrefs = 2, .ref_offsets = node_refs});
   fh_thread *t2 = fh_thread_attach(h2);
   tnode *foreign = fh_alloc(t2, node2, sizeof(tnode));
-  CHILD_CHECK(foreign);
+  SCENARIO_CHECK(foreign);
 
   uint64_t stack_words[8] = {0, 0xFFFFFFFFFFFFFFFFull, 0, 0, 0, 0, 0, 0};
   uint64_t *heap_words = malloc(64);
-  CHILD_CHECK(heap_words);
+  SCENARIO_CHECK(heap_words);
   memset(heap_words, 0xFF, 64);
   static_words[0] = 0xFFFFFFFFFFFFFF00ull; /* a huge "payload" in a fake header */
   void *native = fh_malloc(h, 64);
-  CHILD_CHECK(native);
+  SCENARIO_CHECK(native);
   uintptr_t resv_end = h->resv_begin + h->resv_size;
   void *bad[] = {
       &stack_words[1],
@@ -196,48 +166,48 @@ static int bad_object_pointers(void *arg) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     void *p = bad[i];
-    CHILD_ERROR(CHILD_CHECK(fh_critical_begin(t, p) == NULL), "not an object");
+    CHILD_ERROR(SCENARIO_CHECK(fh_critical_begin(t, p) == NULL), "not an object");
     CHILD_ERROR(fh_critical_end(t, p), "critical");
     if (p == foreign) { /* these two take no heap: any heap's object is fine */
-      CHILD_CHECK(fh_object_size(p) == sizeof(tnode) && fh_object_type(p) == node2);
+      SCENARIO_CHECK(fh_object_size(p) == sizeof(tnode) && fh_object_type(p) == node2);
     } else {
-      CHILD_ERROR(CHILD_CHECK(fh_object_size(p) == 0), "not an object");
-      CHILD_ERROR(CHILD_CHECK(fh_object_type(p) == 0), "not an object");
+      CHILD_ERROR(SCENARIO_CHECK(fh_object_size(p) == 0), "not an object");
+      CHILD_ERROR(SCENARIO_CHECK(fh_object_type(p) == 0), "not an object");
     }
     void *slot = NULL;
     CHILD_ERROR(fh_write_ref(t, p, &slot, keep), "not an object");
-    CHILD_CHECK(slot == NULL);
+    SCENARIO_CHECK(slot == NULL);
     void *roots[] = {keep, p};
     char path[256];
     snprintf(path, sizeof path, "%s/fh_test_bad_%d.img", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
-    CHILD_ERROR(CHILD_CHECK(fh_image_save(t, path, roots, 2) == -1), "not an object");
-    CHILD_CHECK(access(path, F_OK) < 0);
+    CHILD_ERROR(SCENARIO_CHECK(fh_image_save(t, path, roots, 2) == -1), "not an object");
+    SCENARIO_CHECK(access(path, F_OK) < 0);
     if (p != native) CHILD_ERROR(fh_free(h, p), "fh_free");
   }
   /* The section count is per thread: end with a bad pointer closes the
    * innermost section, and says so. */
   void *q = fh_critical_begin(t, keep);
-  CHILD_CHECK(q == keep);
+  SCENARIO_CHECK(q == keep);
   CHILD_ERROR(fh_critical_end(t, stack_words), "closed anyway");
   CHILD_ERROR(fh_critical_end(t, keep), "no critical section is open");
   /* verify=1 checks the slot and the value of every store. */
   CHILD_ERROR(fh_write_ref(t, keep, (void **)stack_words, NULL), "not inside object");
   CHILD_ERROR(fh_write_ref(t, keep, (void **)&keep->other, foreign), "another heap");
   CHILD_ERROR(fh_write_ref(t, keep, (void **)&keep->other, (char *)keep + 8), "not an object");
-  CHILD_CHECK(keep->other == NULL);
+  SCENARIO_CHECK(keep->other == NULL);
   /* Slots are not objects: only NULL is refused. */
   CHILD_ERROR(fh_root_add(h, NULL), "NULL");
   CHILD_ERROR(fh_push_root(t, NULL), "NULL");
   /* Everything still works. */
   tnode *n = fh_alloc(t, ty.node, sizeof(tnode));
-  CHILD_CHECK(n);
+  SCENARIO_CHECK(n);
   fh_write_ref(t, keep, (void **)&keep->other, n);
-  CHILD_CHECK(keep->other == n);
-  CHILD_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
-  CHILD_CHECK(keep->value == 123 && keep->other);
-  CHILD_CHECK(fh_object_size(keep) == sizeof(tnode) && fh_object_type(keep) == ty.node);
-  CHILD_CHECK(fh_critical_begin(t, keep) == keep);
+  SCENARIO_CHECK(keep->other == n);
+  SCENARIO_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
+  SCENARIO_CHECK(keep->value == 123 && keep->other);
+  SCENARIO_CHECK(fh_object_size(keep) == sizeof(tnode) && fh_object_type(keep) == ty.node);
+  SCENARIO_CHECK(fh_critical_begin(t, keep) == keep);
   fh_critical_end(t, keep);
   fh_free(h, native);
   free(heap_words);
@@ -254,7 +224,8 @@ static void test_bad_object_pointers(void **state) {
   static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
                                            "concurrent_compact"};
   for (size_t i = 0; i < sizeof collectors / sizeof collectors[0]; i++)
-    run_in_child(bad_object_pointers, (void *)collectors[i], 20);
+    test_assert_child_ok(test_run_isolated(bad_object_pointers, (void *)collectors[i], 20),
+                         collectors[i]);
 }
 
 static void tmp_name(char *buf, size_t n, const char *what) {
@@ -270,8 +241,8 @@ static int bad_image_paths(void *arg) {
   tmp_name(dir, sizeof dir, "dir");
   unlink(fifo);
   rmdir(dir);
-  CHILD_CHECK(mkfifo(fifo, 0600) == 0);
-  CHILD_CHECK(mkdir(dir, 0700) == 0);
+  SCENARIO_CHECK(mkfifo(fifo, 0600) == 0);
+  SCENARIO_CHECK(mkdir(dir, 0700) == 0);
   const char *paths[] = {fifo, dir, "/dev/zero", "/dev/null"};
   int rc = 0;
   for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !rc; i++) {
@@ -324,7 +295,7 @@ static int bad_image_paths(void *arg) {
 
 static void test_bad_image_paths(void **state) {
   (void)state;
-  run_in_child(bad_image_paths, NULL, 10);
+  test_assert_child_ok(test_run_isolated(bad_image_paths, NULL, 10), "bad image paths");
 }
 
 int main(void) {

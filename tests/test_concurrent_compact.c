@@ -18,19 +18,6 @@
 #include "mc_graph.h"
 #include "uffd/uffd.h"
 
-static int have_uffd(void) {
-  unsigned c = fh_capabilities();
-  return (c & FH_CAP_UFFD) && (c & FH_CAP_DONTUNMAP);
-}
-
-#define SKIP_WITHOUT_UFFD()                                                    \
-  do {                                                                         \
-    if (!have_uffd()) {                                                        \
-      fprintf(stderr, "userfaultfd unavailable here: skipped\n");              \
-      skip();                                                                  \
-    }                                                                          \
-  } while (0)
-
 static fh_heap *concurrent_heap(int sigbus, const char *extra) {
   char spec[256];
   snprintf(spec, sizeof spec, "collector=concurrent_compact,uffd_sigbus=%d,%s", sigbus, extra);
@@ -85,20 +72,20 @@ static void graph_through_faults(int sigbus) {
 
 static void test_sigbus_mode_graph(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   graph_through_faults(1);
 }
 
 static void test_handler_thread_mode_graph(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   graph_through_faults(0);
 }
 
 /* Without any mutator access, the worker alone finishes the phase. */
 static void test_worker_alone_and_gc_wait(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   fh_heap *h = concurrent_heap(1, "heap_max=32M,min_alloc_trigger=30M");
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
@@ -172,14 +159,14 @@ static void nearly_full_space(fh_collect_kind kind) {
 
 static void test_nearly_full_space(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   nearly_full_space(FH_COLLECT_CONCURRENT_COMPACT);
 }
 
 /* The stop-the-world build registers the destination the same way. */
 static void test_nearly_full_space_stop_the_world(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   nearly_full_space(FH_COLLECT_MARK_COMPACT);
 }
 
@@ -212,7 +199,7 @@ static int vma_has_flag(uintptr_t addr, const char *flag) {
  * registered pages.  Default: MADV_HUGEPAGE, also after a cycle. */
 static void test_huge_page_flag_of_the_space(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   const char *was = getenv("FH_MC_THP"); /* the caller's, restored after */
   char *saved = was ? strdup(was) : NULL;
   for (int off = 0; off < 2; off++) {
@@ -245,7 +232,7 @@ static void test_huge_page_flag_of_the_space(void **s) {
 #define RELEASE_TEST_DELAY_MS 3000
 static void test_from_space_released_while_worker_waits(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   char delay[16];
   snprintf(delay, sizeof delay, "%d", RELEASE_TEST_DELAY_MS);
   setenv("FH_MC_WORKER_DELAY_MS", delay, 1); /* unset by the teardown */
@@ -304,7 +291,7 @@ static void trace_tagged(void *obj, size_t size, fh_visit_fn visit, void *ctx) {
 
 static void test_dense_traced_objects_spanning_pages(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   fh_heap *h = concurrent_heap(1, "heap_max=64M,min_alloc_trigger=60M");
   uint32_t ty = fh_register_type(h, &(fh_type){.name = "tagged", .trace = trace_tagged});
   assert_true(ty != 0);
@@ -350,7 +337,7 @@ static void test_dense_traced_objects_spanning_pages(void **s) {
 
 static void test_stress_sigbus(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   setenv("FH_MC_WORKER_DELAY_MS", "2", 1); /* mutators race the worker */
   run_mutators("collector=concurrent_compact,uffd_sigbus=1,heap_max=48M,verify=1,"
                "min_alloc_trigger=2M",
@@ -360,7 +347,7 @@ static void test_stress_sigbus(void **s) {
 
 static void test_stress_handler_thread(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   setenv("FH_MC_WORKER_DELAY_MS", "2", 1); /* mutators race the worker */
   run_mutators("collector=concurrent_compact,uffd_sigbus=0,heap_max=48M,verify=1,"
                "min_alloc_trigger=2M",
@@ -423,13 +410,13 @@ static void read_into_object(int sigbus) {
 
 static void test_read_into_object_critical_sigbus(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   read_into_object(1);
 }
 
 static void test_read_into_object_bare_handler_thread(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   read_into_object(0);
 }
 

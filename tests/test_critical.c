@@ -10,12 +10,10 @@
  * the test process itself.  FH_TEST_CRITICAL_ITERS scales the loops
  * (default 200). */
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,45 +35,31 @@ static const config configs[] = {
     {"concurrent_compact", "collector=concurrent_compact,uffd_sigbus=0"},
 };
 
-#define CHECK(c)                                                                         \
-  do {                                                                                   \
-    if (!(c)) {                                                                          \
-      fprintf(stderr, "%s:%d: %s (%s)\n", __FILE__, __LINE__, #c, fh_last_error());      \
-      return 1;                                                                          \
-    }                                                                                    \
-  } while (0)
-
-static int under_tsan(void) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  return san && strcmp(san, "tsan") == 0;
-}
-
 static int iterations(void) {
   const char *e = getenv("FH_TEST_CRITICAL_ITERS");
   int n = e ? atoi(e) : 0;
   return n > 0 ? n : 200;
 }
 
-/* Run fn(cfg) in a child that must exit 0 within CHILD_SECONDS. */
-static void run_isolated(int (*fn)(const config *), const config *cfg) {
-  if (under_tsan()) {
-    if (fn(cfg) != 0) fail_msg("%s: scenario failed", cfg->spec);
-    return;
+/* Run scenario(cfg) in a child that must exit 0 within CHILD_SECONDS. */
+static void run_isolated(int (*scenario)(void *), const config *cfg) {
+  test_assert_child_ok(test_run_isolated(scenario, (void *)cfg, CHILD_SECONDS), cfg->spec);
+}
+
+/* A heap of cfg with the common types, the calling thread attached. */
+static fh_heap *scenario_heap(const config *cfg, const char *heap_max, test_types *ty,
+                              fh_thread **t) {
+  char spec[256];
+  snprintf(spec, sizeof spec, "%s,heap_max=%s", cfg->spec, heap_max);
+  fh_heap *h = test_child_heap(spec);
+  if (!h) return NULL;
+  if (!test_register_types(h, ty)) {
+    fprintf(stderr, "%s: types: %s\n", spec, fh_last_error());
+    return NULL;
   }
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    alarm(CHILD_SECONDS);
-    _exit(fn(cfg));
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  if (WIFSIGNALED(st))
-    fail_msg("%s: child killed by signal %d%s", cfg->spec, WTERMSIG(st),
-             WTERMSIG(st) == SIGALRM ? " (deadlock: alarm)" : "");
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    fail_msg("%s: child exited with %d", cfg->spec, WEXITSTATUS(st));
+  *t = fh_thread_attach(h);
+  if (!*t) fprintf(stderr, "%s: attach: %s\n", spec, fh_last_error());
+  return *t ? h : NULL;
 }
 
 /* ---- a collector thread ---------------------------------------------------- */
@@ -129,65 +113,55 @@ static int blob_ok(const unsigned char *b, unsigned seed) {
 
 /* Defects 5 and 6: begin while a collector is pending (it waits, the object
  * moves) and nested begin while a collector waits for this section. */
-static int scenario_begin_while_collecting(const config *cfg) {
-  char spec[256];
-  snprintf(spec, sizeof spec, "%s,heap_max=64M", cfg->spec);
-  fh_options o;
-  fh_options_init(&o);
-  CHECK(fh_options_parse(&o, spec) == 0);
-  fh_heap *h = fh_heap_create(&o);
-  CHECK(h);
+static int scenario_begin_while_collecting(void *arg) {
+  const config *cfg = arg;
   test_types ty;
-  static const uint32_t node_refs[] = {0, 8};
-  ty.node = fh_register_type(
-      h, &(fh_type){.name = "tnode", .size = sizeof(tnode), .nrefs = 2, .ref_offsets = node_refs});
-  ty.bytes = fh_register_type(h, &(fh_type){.name = "bytes"});
-  CHECK(ty.node && ty.bytes);
-  fh_thread *t = fh_thread_attach(h);
-  CHECK(t);
+  fh_thread *t;
+  fh_heap *h = scenario_heap(cfg, "64M", &ty, &t);
+  SCENARIO_CHECK(h);
   unsigned char *blob = fh_alloc(t, ty.bytes, BLOB_BYTES);
-  CHECK(blob);
+  SCENARIO_CHECK(blob);
   for (size_t i = 0; i < BLOB_BYTES; i++) blob[i] = (unsigned char)(i * 7 + 5);
   fh_push_root(t, (void **)&blob);
 
   collector_arg a = {.h = h, .cfg = cfg, .ty = &ty};
   pthread_t th;
-  CHECK(pthread_create(&th, NULL, collector_loop, &a) == 0);
+  SCENARIO_CHECK(pthread_create(&th, NULL, collector_loop, &a) == 0);
   int n = iterations(), waited = 0, nested_pending = 0, moved = 0;
   for (int i = 0; i < n; i++) {
     waited += wait_gc_pending(h);
     unsigned char *before = blob;
     unsigned char *p = fh_critical_begin(t, blob);
-    CHECK(p != NULL);
+    SCENARIO_CHECK(p != NULL);
     moved += before != blob;
     /* blob is a root: the collectors updated it while begin waited. */
-    CHECK(p == blob);
-    CHECK(blob_ok(p, 5));
-    CHECK(fh_object_size(p) == BLOB_BYTES);
+    SCENARIO_CHECK(p == blob);
+    SCENARIO_CHECK(blob_ok(p, 5));
+    SCENARIO_CHECK(fh_object_size(p) == BLOB_BYTES);
     /* A collector is (most likely) waiting for this section now; a nested
      * section must open anyway. */
     nested_pending += wait_gc_pending(h);
     unsigned char *q = fh_critical_begin(t, p);
-    CHECK(q == p);
+    SCENARIO_CHECK(q == p);
     /* Allocation inside the section: no collection can run, none needed. */
-    for (int k = 0; k < 32; k++) CHECK(fh_alloc(t, ty.node, sizeof(tnode)));
-    CHECK(blob == p); /* nothing moved meanwhile */
+    for (int k = 0; k < 32; k++) SCENARIO_CHECK(fh_alloc(t, ty.node, sizeof(tnode)));
+    SCENARIO_CHECK(blob == p); /* nothing moved meanwhile */
     fh_critical_end(t, q);
     fh_critical_end(t, p);
-    CHECK(blob_ok(blob, 5));
+    SCENARIO_CHECK(blob_ok(blob, 5));
     fh_safepoint(t);
   }
   atomic_store(&a.stop, 1);
   fh_enter_blocking(t);
   pthread_join(th, NULL);
   fh_leave_blocking(t);
-  CHECK(!atomic_load(&a.failed));
-  CHECK(blob_ok(blob, 5));
+  SCENARIO_CHECK(!atomic_load(&a.failed));
+  SCENARIO_CHECK(blob_ok(blob, 5));
   fprintf(stderr, "%s: %d iterations, %d begins after a pending collection (%d moved the "
           "object), %d nested begins with one pending, %d collections\n",
           cfg->spec, n, waited, moved, nested_pending, atomic_load(&a.collections));
   /* The scenario must have exercised the waits it is about. */
-  CHECK(waited > 0 && nested_pending > 0);
+  SCENARIO_CHECK(waited > 0 && nested_pending > 0);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
@@ -196,48 +170,39 @@ static int scenario_begin_while_collecting(const config *cfg) {
 
 /* Seen (a): allocation inside a section runs past the trigger and fails
  * only when the heap has no room, with an error that says why. */
-static int scenario_alloc_inside(const config *cfg) {
-  char spec[256];
-  snprintf(spec, sizeof spec, "%s,heap_max=32M", cfg->spec);
-  fh_options o;
-  fh_options_init(&o);
-  CHECK(fh_options_parse(&o, spec) == 0);
-  fh_heap *h = fh_heap_create(&o);
-  CHECK(h);
+static int scenario_alloc_inside(void *arg) {
+  const config *cfg = arg;
   test_types ty;
-  static const uint32_t node_refs[] = {0, 8};
-  ty.node = fh_register_type(
-      h, &(fh_type){.name = "tnode", .size = sizeof(tnode), .nrefs = 2, .ref_offsets = node_refs});
-  ty.bytes = fh_register_type(h, &(fh_type){.name = "bytes"});
-  CHECK(ty.node && ty.bytes);
-  fh_thread *t = fh_thread_attach(h);
-  CHECK(t);
+  fh_thread *t;
+  fh_heap *h = scenario_heap(cfg, "32M", &ty, &t);
+  SCENARIO_CHECK(h);
   void *obj = fh_alloc(t, ty.bytes, 64);
-  CHECK(obj);
+  SCENARIO_CHECK(obj);
   fh_push_root(t, &obj);
   void *p = fh_critical_begin(t, obj);
-  CHECK(p == obj);
+  SCENARIO_CHECK(p == obj);
   /* 12 MiB of small objects: three times the 4 MiB first trigger. */
   size_t bytes = 0;
   while (bytes < (12u << 20)) {
-    CHECK(fh_alloc(t, ty.node, sizeof(tnode)));
+    SCENARIO_CHECK(fh_alloc(t, ty.node, sizeof(tnode)));
     bytes += sizeof(tnode) + 8;
   }
-  CHECK(fh_alloc_nonmoving(t, ty.node, sizeof(tnode)));
+  SCENARIO_CHECK(fh_alloc_nonmoving(t, ty.node, sizeof(tnode)));
   /* Then until the heap is really full. */
   while (fh_alloc(t, ty.bytes, 4000)) bytes += 4008;
-  CHECK(strstr(fh_last_error(), "critical section"));
-  CHECK(bytes > (20u << 20));
-  CHECK(p == obj);
+  SCENARIO_CHECK(strstr(fh_last_error(), "critical section"));
+  SCENARIO_CHECK(bytes > (20u << 20));
+  SCENARIO_CHECK(p == obj);
   /* What stops the world is refused inside the section. */
-  CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == -1 && strstr(fh_last_error(), "critical section"));
-  CHECK(fh_prefork(t) == -1 && strstr(fh_last_error(), "critical section"));
-  CHECK(fh_image_save(t, "/nonexistent/fh.img", &obj, 1) == -1 &&
-        strstr(fh_last_error(), "critical section"));
+  SCENARIO_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == -1 &&
+                 strstr(fh_last_error(), "critical section"));
+  SCENARIO_CHECK(fh_prefork(t) == -1 && strstr(fh_last_error(), "critical section"));
+  SCENARIO_CHECK(fh_image_save(t, "/nonexistent/fh.img", &obj, 1) == -1 &&
+                 strstr(fh_last_error(), "critical section"));
   fh_critical_end(t, p);
   /* Outside the section the garbage is collected and allocation works. */
-  CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
-  for (int i = 0; i < 1000; i++) CHECK(fh_alloc(t, ty.bytes, 4000));
+  SCENARIO_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
+  for (int i = 0; i < 1000; i++) SCENARIO_CHECK(fh_alloc(t, ty.bytes, 4000));
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);

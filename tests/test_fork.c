@@ -17,27 +17,9 @@
 #include "heap/heap.h"
 #include "support_heap.h"
 
-/* In a child: no cmocka (its state belongs to the parent), just an exit
- * status that names the line. */
-#define CHILD_CHECK(c)                                                                   \
-  do {                                                                                   \
-    if (!(c)) {                                                                          \
-      fprintf(stderr, "child %d: %s:%d: %s (%s)\n", (int)getpid(), __FILE__, __LINE__, #c, \
-              fh_last_error());                                                          \
-      _exit(1);                                                                          \
-    }                                                                                    \
-  } while (0)
-
 /* TSan kills a child of a multi-threaded process that starts a thread, and
  * every process here has liburcu's thread before it forks. */
-#define SKIP_UNDER_TSAN()                                                             \
-  do {                                                                                \
-    const char *san_ = getenv("FH_TEST_SANITIZER");                                   \
-    if (san_ && strcmp(san_, "tsan") == 0) {                                          \
-      print_message("skipped under TSan: no new threads after a multi-threaded fork\n"); \
-      skip();                                                                         \
-    }                                                                                 \
-  } while (0)
+#define NO_FORK_UNDER_TSAN "no new threads after a multi-threaded fork"
 
 typedef test_ring graph;
 
@@ -159,7 +141,7 @@ static fh_heap *make_heap(const char *collector, test_types *ty) {
 }
 
 static void prefork_fork(const char *collector) {
-  SKIP_UNDER_TSAN();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   test_types ty;
   fh_heap *h = make_heap(collector, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -210,7 +192,7 @@ static void *busy_main(void *arg) {
  * atfork handlers let the phase end and close the userfaultfd; the child
  * detaches the thread it does not have and collects without waiting for it. */
 static void plain_fork_with(const char *collector, const char *extra) {
-  SKIP_UNDER_TSAN();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   alarm(120); /* a deadlock kills the suite instead of hanging it */
   test_types ty;
   fh_heap *h = make_heap_with(collector, extra, &ty);
@@ -270,7 +252,7 @@ static void test_plain_fork_concurrent_thread_mode(void **s) {
  * the prepare handler waits for it; the child neither has it nor waits. */
 static void test_fork_during_background_compaction(void **s) {
   (void)s;
-  SKIP_UNDER_TSAN();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   test_types ty;
   fh_heap *h = make_heap_with("mark_sweep", ",hspace_fragmentation_pct=0,hspace_min_interval_ms=0",
                               &ty);
@@ -312,7 +294,7 @@ static void test_fork_during_background_compaction(void **s) {
  * a zygote generation of its own and forks a grandchild, which sees both
  * generations intact and collects with every kind. */
 static void refork(const char *collector) {
-  SKIP_UNDER_TSAN();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   test_types ty;
   fh_heap *h = make_heap(collector, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -415,7 +397,7 @@ static void test_prefork_parks_heap_threads(void **s) {
  * are kept. */
 static void test_postfork_child_resets_counters(void **s) {
   (void)s;
-  SKIP_UNDER_TSAN();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   test_types ty;
   fh_heap *h = make_heap("semispace", &ty);
   fh_thread *t = fh_thread_attach(h);

@@ -42,16 +42,8 @@
 #define MIN_ITERS 20          /* forks per configuration, whatever the clock */
 #define BUDGET_MS 5000        /* per configuration when FH_TORTURE_ITERS is unset */
 
-/* In a child: no cmocka (its state belongs to the parent), just an exit
- * status that names the line. */
-#define CHILD_CHECK(c)                                                                    \
-  do {                                                                                    \
-    if (!(c)) {                                                                           \
-      fprintf(stderr, "child %d: %s:%d: %s (%s)\n", (int)getpid(), __FILE__, __LINE__, #c, \
-              fh_last_error());                                                           \
-      _exit(1);                                                                           \
-    }                                                                                     \
-  } while (0)
+#define NO_THREADS_IN_FORKED_CHILD                                                        \
+  "it does not support threads started in the child of a multi-threaded fork"
 
 typedef struct torture {
   fh_heap *h;
@@ -317,17 +309,11 @@ static void *mutator_main(void *arg) {
 static int iterations(void) {
   const char *e = getenv("FH_TORTURE_ITERS");
   if (e && *e) return atoi(e) > 0 ? atoi(e) : 1;
-  const char *san = getenv("FH_TEST_SANITIZER");
-  return san && *san ? 30 : 100;
+  return test_sanitized() ? 30 : 100;
 }
 
 static void torture_run(const char *collector, const char *extra, int from_mutator) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) {
-    print_message("skipped under TSan: it does not support threads started in the child of a "
-                  "multi-threaded fork\n");
-    skip();
-  }
+  test_skip_under_tsan(NO_THREADS_IN_FORKED_CHILD);
   static torture tt; /* children reach it after the fork */
   memset(&tt, 0, sizeof tt);
   char spec[256];
@@ -413,12 +399,7 @@ static void *idler_main(void *arg) {
 }
 
 static void claim_case(const char *collector) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) {
-    print_message("skipped under TSan: it does not support threads started in the child of a "
-                  "multi-threaded fork\n");
-    skip();
-  }
+  test_skip_under_tsan(NO_THREADS_IN_FORKED_CHILD);
   test_types ty;
   fh_thread *t;
   fh_heap *h = test_heap_attached(collector, "heap_max=32M,non_moving_max=8M", &ty, &t);

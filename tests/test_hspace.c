@@ -451,8 +451,7 @@ static void test_image_refs_are_updated(void **state) {
   (void)state;
   /* ThreadSanitizer refuses the image loader's mapping at the image's
    * preferred base ("mmap at bad address"); test_image.c meets the same. */
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) skip();
+  test_skip_under_tsan("the image loader's mapping at its preferred base");
   char path[] = "/tmp/fh_test_hspace_image_XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);

@@ -17,6 +17,7 @@
 #include "faultheap.h"
 #include "heap/heap.h"
 #include "heap/image_format.h"
+#include "support_heap.h"
 
 typedef struct pair { struct pair *a, *b; uint64_t value; } pair;  /* refs at 0, 8 */
 typedef struct blob { uint64_t x, y, z; } blob;                      /* no refs */
@@ -51,17 +52,11 @@ static inline fh_heap *img_heap(const char *spec) {
 
 /* Whether a first load gets the preferred base: not under ThreadSanitizer,
  * whose shadow memory covers it (the loader always relocates there). */
-static inline int img_under_tsan(void) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  return san && strcmp(san, "tsan") == 0;
-}
-static inline int img_base_expected(void) { return !img_under_tsan(); }
+static inline int img_base_expected(void) { return !test_sanitizer_is("tsan"); }
 /* fork() under ThreadSanitizer: jemalloc's fork handler holds more locks
  * than TSan's deadlock detector tracks (64), and TSan aborts. */
 #define skip_fork_under_tsan() \
-  do {                         \
-    if (img_under_tsan()) skip(); \
-  } while (0)
+  test_skip_under_tsan("jemalloc's fork handler holds more locks than TSan tracks")
 
 static inline char *img_path(const char *name) {
   static char buf[4][256];

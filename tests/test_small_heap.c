@@ -11,11 +11,9 @@
  * Each scenario runs in a forked child bounded by alarm(): a crash or a
  * hang is reported as a failure of that scenario, not of the suite.  The
  * child reports with its exit status and a line on stderr. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support_heap.h"
@@ -32,48 +30,16 @@ typedef struct scenario {
   int compact_on_oom;
 } scenario;
 
-/* Run fn(sc) in a child; returns its wait status.  Under TSan in this
- * process instead: TSan takes jemalloc's mutexes, re-initialized by its
- * fork handler in the child, for ones still held ("double lock"). */
-static int run_child(int (*fn)(const scenario *), const scenario *sc) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) return (fn(sc) & 0xff) << 8; /* an exit status */
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    alarm(60);
-    _exit(fn(sc));
-  }
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  return status;
-}
-
-/* 1 when the child succeeded; otherwise says why on stderr (every
- * scenario runs, so one run shows all that fail). */
-static int child_ok(int (*fn)(const scenario *), const scenario *sc) {
-  int status = run_child(fn, sc);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 1;
-  if (WIFSIGNALED(status))
-    fprintf(stderr, "%s heap_max=%zuK oom=%d: child killed by signal %d\n", sc->collector,
-            sc->heap_max >> 10, sc->compact_on_oom, WTERMSIG(status));
-  else
-    fprintf(stderr, "%s heap_max=%zuK oom=%d: child failed (exit %d)\n", sc->collector,
-            sc->heap_max >> 10, sc->compact_on_oom, WEXITSTATUS(status));
+/* 1 when fn(sc) succeeded in a child (under TSan in this process instead:
+ * TSan takes jemalloc's mutexes, re-initialized by its fork handler in the
+ * child, for ones still held, "double lock"); otherwise says why on stderr
+ * (every scenario runs, so one run shows all that fail). */
+static int child_ok(int (*fn)(void *), const scenario *sc) {
+  char why[96];
+  if (test_child_ok(test_run_isolated(fn, (void *)sc, 60), why, sizeof why)) return 1;
+  fprintf(stderr, "%s heap_max=%zuK oom=%d: %s\n", sc->collector, sc->heap_max >> 10,
+          sc->compact_on_oom, why);
   return 0;
-}
-
-static fh_heap *child_heap(const char *spec) {
-  fh_options o;
-  fh_options_init(&o);
-  if (fh_options_parse(&o, spec) < 0) {
-    fprintf(stderr, "options '%s': %s\n", spec, fh_last_error());
-    return NULL;
-  }
-  fh_heap *h = fh_heap_create(&o);
-  if (!h) fprintf(stderr, "heap '%s': %s\n", spec, fh_last_error());
-  return h;
 }
 
 /* Allocate tnodes kept live in a chain from *head until fh_alloc fails (or
@@ -93,10 +59,11 @@ static size_t fill_chain(fh_thread *t, const test_types *ty, tnode **head, size_
 
 /* ---- defect 9: the smallest heaps work with every collector ---- */
 
-static int small_heap_cycle(const scenario *sc) {
+static int small_heap_cycle(void *arg) {
+  const scenario *sc = arg;
   char spec[256];
   snprintf(spec, sizeof spec, "collector=%s,heap_max=%zuK", sc->collector, sc->heap_max >> 10);
-  fh_heap *h = child_heap(spec);
+  fh_heap *h = test_child_heap(spec);
   if (!h) return 1;
   test_types ty;
   test_register(h, &ty);
@@ -167,10 +134,11 @@ static void test_documented_minimum_is_accepted(void **state) {
 
 /* The other jemalloc-backed spaces at their minimum: a 1 MiB non-moving
  * space holds 1 MiB of objects, and fh_malloc serves a 1 MiB heap. */
-static int small_nonmoving(const scenario *sc) {
+static int small_nonmoving(void *arg) {
+  const scenario *sc = arg;
   char spec[256];
   snprintf(spec, sizeof spec, "collector=%s,heap_max=1M,non_moving_max=1M", sc->collector);
-  fh_heap *h = child_heap(spec);
+  fh_heap *h = test_child_heap(spec);
   if (!h) return 1;
   test_types ty;
   test_register(h, &ty);
@@ -214,11 +182,12 @@ static void test_small_nonmoving_and_native(void **state) {
 
 /* ---- defect 10: a mark-sweep heap recovers once its data died ---- */
 
-static int mark_sweep_recovers(const scenario *sc) {
+static int mark_sweep_recovers(void *arg) {
+  const scenario *sc = arg;
   char spec[256];
   snprintf(spec, sizeof spec, "collector=mark_sweep,heap_max=%zuK,hspace_compact_on_oom=%d",
            sc->heap_max >> 10, sc->compact_on_oom);
-  fh_heap *h = child_heap(spec);
+  fh_heap *h = test_child_heap(spec);
   if (!h) return 1;
   test_types ty;
   test_register(h, &ty);

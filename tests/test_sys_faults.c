@@ -25,9 +25,9 @@
 enum { RING = 6000, GARBAGE = 3, CYCLES = 3 };
 
 static unsigned sweep_max(void) {
-  const char *v = getenv("FH_SYSFAULT_MAX"), *san = getenv("FH_TEST_SANITIZER");
+  const char *v = getenv("FH_SYSFAULT_MAX");
   if (v && *v) return (unsigned)strtoul(v, NULL, 10);
-  return san && *san ? 16 : 40; /* a sanitized child runs 5-10 times slower */
+  return test_sanitized() ? 16 : 40; /* a sanitized child runs 5-10 times slower */
 }
 
 static int ring_ok(const test_ring *g) {
@@ -48,10 +48,7 @@ static int ring_ok(const test_ring *g) {
  * failure without an error text, 4 no recovery after disarm. */
 static int workload(const char *spec, fh_collect_kind kind, sys_call c, uint64_t nth,
                     int persistent, unsigned *failed_cycles) {
-  fh_options o;
-  fh_options_init(&o);
-  if (fh_options_parse(&o, spec) < 0) return 5;
-  fh_heap *h = fh_heap_create(&o);
+  fh_heap *h = test_child_heap(spec);
   if (!h) return 5;
   test_types ty;
   test_register(h, &ty);
@@ -90,34 +87,55 @@ static int workload(const char *spec, fh_collect_kind kind, sys_call c, uint64_t
   return 0;
 }
 
-/* A child dies of its crash (cmocka's handlers would go on running the
- * suite in it), and of a hang after 60 s. */
-static void child_signals(void) {
-  static const int sigs[] = {SIGSEGV, SIGABRT, SIGILL, SIGFPE};
-  for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
-  alarm(60);
+/* Some operations other than the workload, under the same failure plan. */
+typedef int (*operation)(sys_call c, uint64_t nth, int persistent);
+
+/* One case in a forked child (test_run_forked: a crash or a hang after 60 s
+ * is its wait status): op, or with op NULL the workload of spec and kind,
+ * under the plan (c, nth, persistent).  With count_fd >= 0, the child then
+ * writes how many calls of kind c it made there. */
+typedef struct fault_case {
+  const char *spec;
+  fh_collect_kind kind;
+  operation op;
+  sys_call c;
+  uint64_t nth;
+  int persistent;
+  int count_fd;
+} fault_case;
+
+static int case_child(void *arg) {
+  const fault_case *k = arg;
+  unsigned f = 0;
+  int rc = k->op ? k->op(k->c, k->nth, k->persistent)
+                 : workload(k->spec, k->kind, k->c, k->nth, k->persistent, &f);
+  if (k->count_fd >= 0) {
+    uint64_t n = sys_fault_calls(k->c);
+    if (write(k->count_fd, &n, sizeof n) != sizeof n) rc = 6;
+  }
+  return rc;
 }
 
-/* Calls of kind c the workload makes, the seam counting only. */
-static uint64_t count_calls(const char *spec, fh_collect_kind kind, sys_call c) {
+/* The case's wait status. */
+static int case_status(fault_case k, uint64_t nth, int persistent) {
+  k.nth = nth;
+  k.persistent = persistent;
+  k.count_fd = -1;
+  return test_run_forked(case_child, &k, 60);
+}
+
+/* Calls of kind c the case makes, the seam counting only. */
+static uint64_t case_calls(fault_case k) {
   int fds[2];
   assert_int_equal(pipe(fds), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    child_signals();
-    unsigned f = 0;
-    int rc = workload(spec, kind, c, 0, 0, &f);
-    uint64_t n = sys_fault_calls(c);
-    if (write(fds[1], &n, sizeof n) != sizeof n) rc = 6;
-    _exit(rc);
-  }
+  k.nth = 0;
+  k.persistent = 0;
+  k.count_fd = fds[1];
+  int st = test_run_forked(case_child, &k, 60);
   close(fds[1]);
   uint64_t n = 0;
   ssize_t r = read(fds[0], &n, sizeof n);
   close(fds[0]);
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   assert_int_equal(r, sizeof n);
   return n;
@@ -126,21 +144,14 @@ static uint64_t count_calls(const char *spec, fh_collect_kind kind, sys_call c) 
 /* Fail the Nth call of kind c (once, then from the Nth on) for every N the
  * workload reaches, up to sweep_max(). */
 static void sweep(const char *spec, fh_collect_kind kind, sys_call c) {
-  uint64_t calls = count_calls(spec, kind, c);
+  fault_case k = {.spec = spec, .kind = kind, .c = c};
+  uint64_t calls = case_calls(k);
   uint64_t max = calls < sweep_max() ? calls : sweep_max();
   int bad = 0;
   uint64_t swept = 0;
   for (uint64_t i = 1, nth = 1; nth <= calls; i++, swept++) {
     for (int persistent = 0; persistent < 2; persistent++) {
-      pid_t pid = fork();
-      assert_true(pid >= 0);
-      if (pid == 0) {
-        child_signals();
-        unsigned f = 0;
-        _exit(workload(spec, kind, c, nth, persistent, &f));
-      }
-      int st;
-      assert_int_equal(waitpid(pid, &st, 0), pid);
+      int st = case_status(k, nth, persistent);
       if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         print_message("%s: %s #%llu%s failed: %s %d\n", spec, sys_call_name(c),
                       (unsigned long long)nth, persistent ? " and on" : "",
@@ -154,11 +165,6 @@ static void sweep(const char *spec, fh_collect_kind kind, sys_call c) {
   print_message("%s: %s: %llu calls, %llu swept, %d bad\n", spec, sys_call_name(c),
                 (unsigned long long)calls, (unsigned long long)swept, bad);
   assert_int_equal(bad, 0);
-}
-
-static int have_uffd(void) {
-  unsigned c = fh_capabilities();
-  return (c & FH_CAP_UFFD) && (c & FH_CAP_DONTUNMAP);
 }
 
 #define MC "collector=mark_compact,heap_max=64M,min_alloc_trigger=60M,verify=1"
@@ -181,7 +187,7 @@ static void test_madvise_mark_compact_no_thp(void **s) {
 
 static void test_madvise_concurrent(void **s) {
   (void)s;
-  if (!have_uffd()) skip();
+  test_skip_without_uffd();
   sweep(CC, FH_COLLECT_DEFAULT, SYS_MADVISE);
 }
 
@@ -197,7 +203,7 @@ static void test_others_mark_compact(void **s) {
 
 static void test_others_concurrent(void **s) {
   (void)s;
-  if (!have_uffd()) skip();
+  test_skip_without_uffd();
   static const sys_call k[] = {SYS_MMAP, SYS_MUNMAP, SYS_MREMAP, SYS_MPROTECT, SYS_THREAD_CREATE,
                                SYS_JEMALLOC};
   for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++) sweep(CC, FH_COLLECT_DEFAULT, k[i]);
@@ -218,46 +224,15 @@ static void test_mark_sweep_and_semispace(void **s) {
 static char img_dir[64];
 static char img_file[128];
 
-/* One case of an operation under a failure plan, in a forked child: the
- * child's exit code (0 fine), or 100 + the signal that killed it. */
-typedef int (*operation)(sys_call c, uint64_t nth, int persistent);
-
-static int run_case(operation op, sys_call c, uint64_t nth, int persistent) {
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    child_signals();
-    _exit(op(c, nth, persistent));
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
-}
-
 static void sweep_op(const char *what, operation op, sys_call c) {
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    child_signals();
-    int rc = op(c, 0, 0);
-    uint64_t n = sys_fault_calls(c);
-    if (write(fds[1], &n, sizeof n) != sizeof n) rc = 6;
-    _exit(rc);
-  }
-  close(fds[1]);
-  uint64_t calls = 0;
-  ssize_t r = read(fds[0], &calls, sizeof calls);
-  close(fds[0]);
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  assert_int_equal(r, sizeof calls);
+  fault_case k = {.op = op, .c = c};
+  uint64_t calls = case_calls(k);
   int bad = 0;
   for (uint64_t nth = 1; nth <= calls && nth <= 4 * sweep_max(); nth++)
     for (int persistent = 0; persistent < 2; persistent++) {
-      int rc = run_case(op, c, nth, persistent);
+      /* the child's exit code (0 fine), or 100 + the signal that killed it */
+      int st = case_status(k, nth, persistent);
+      int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
       if (rc) {
         print_message("%s: %s #%llu%s: %d\n", what, sys_call_name(c), (unsigned long long)nth,
                       persistent ? " and on" : "", rc);
@@ -303,14 +278,20 @@ static int create_op(sys_call c, uint64_t nth, int persistent) {
   return 0;
 }
 
-static void test_heap_create(void **s) {
-  (void)s;
+/* sweep_op of op, which reads specs[*which], for every spec and every
+ * kind of call a heap makes. */
+static void sweep_specs(const char *const *specs, unsigned nspecs, unsigned *which,
+                        operation op) {
   static const sys_call k[] = {SYS_MMAP, SYS_MUNMAP, SYS_MADVISE, SYS_JEMALLOC,
                                SYS_THREAD_CREATE};
-  for (create_which = 0; create_which < sizeof create_specs / sizeof create_specs[0];
-       create_which++)
-    for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++)
-      sweep_op(create_specs[create_which], create_op, k[i]);
+  for (*which = 0; *which < nspecs; (*which)++)
+    for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++) sweep_op(specs[*which], op, k[i]);
+}
+
+static void test_heap_create(void **s) {
+  (void)s;
+  sweep_specs(create_specs, sizeof create_specs / sizeof create_specs[0], &create_which,
+              create_op);
 }
 
 static const char *const prefork_specs[] = {
@@ -323,10 +304,7 @@ static unsigned prefork_which;
  * either way the ring intact, and the heap collects and allocates after
  * fh_postfork_parent, disarmed. */
 static int prefork_op(sys_call c, uint64_t nth, int persistent) {
-  fh_options o;
-  fh_options_init(&o);
-  if (fh_options_parse(&o, prefork_specs[prefork_which]) < 0) return 5;
-  fh_heap *h = fh_heap_create(&o);
+  fh_heap *h = test_child_heap(prefork_specs[prefork_which]);
   if (!h) return 5;
   test_types ty;
   test_register(h, &ty);
@@ -352,12 +330,8 @@ static int prefork_op(sys_call c, uint64_t nth, int persistent) {
 
 static void test_prefork(void **s) {
   (void)s;
-  static const sys_call k[] = {SYS_MMAP, SYS_MUNMAP, SYS_MADVISE, SYS_JEMALLOC,
-                               SYS_THREAD_CREATE};
-  for (prefork_which = 0; prefork_which < sizeof prefork_specs / sizeof prefork_specs[0];
-       prefork_which++)
-    for (unsigned i = 0; i < sizeof k / sizeof k[0]; i++)
-      sweep_op(prefork_specs[prefork_which], prefork_op, k[i]);
+  sweep_specs(prefork_specs, sizeof prefork_specs / sizeof prefork_specs[0], &prefork_which,
+              prefork_op);
 }
 
 /* The whole of a file (NULL if unreadable), its size in *n. */

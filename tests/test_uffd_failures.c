@@ -30,19 +30,6 @@
 #include "mc_graph.h"
 #include "uffd/uffd.h"
 
-static int have_uffd(void) {
-  unsigned c = fh_capabilities();
-  return (c & FH_CAP_UFFD) && (c & FH_CAP_DONTUNMAP);
-}
-
-#define SKIP_WITHOUT_UFFD()                                                    \
-  do {                                                                         \
-    if (!have_uffd()) {                                                        \
-      fprintf(stderr, "userfaultfd unavailable here: skipped\n");              \
-      skip();                                                                  \
-    }                                                                          \
-  } while (0)
-
 /* Exit codes of a child. */
 enum {
   CHILD_OK = 0,
@@ -99,11 +86,9 @@ static int collect_checked(fh_thread *t, fh_collect_kind k) {
 /* The workload, in the child.  nth == 0: count only, and write the count
  * of uffd ioctls of the armed part to `out`. */
 static int child(const char *collector, int sigbus, uint64_t nth, int persistent, int out) {
-  alarm(30);
   /* cmocka's handlers, inherited, would turn a fatal SIGBUS into exit 255:
    * die of the signal instead, so the parent names it. */
-  const int fatal[] = {SIGBUS, SIGSEGV, SIGILL, SIGFPE};
-  for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
+  test_child_signals(30);
   char spec[256];
   snprintf(spec, sizeof spec,
            "collector=%s,uffd_sigbus=%d,heap_max=32M,min_alloc_trigger=24M,verify=1", collector,
@@ -219,21 +204,21 @@ static void sweep(const char *collector, int sigbus, const char *delay) {
 
 static void test_concurrent_sigbus(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   sweep("concurrent_compact", 1, "5");
   sweep("concurrent_compact", 1, "0");
 }
 
 static void test_concurrent_handler_thread(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   sweep("concurrent_compact", 0, "5");
   sweep("concurrent_compact", 0, "0");
 }
 
 static void test_mark_compact_copy_build(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   sweep("mark_compact", 1, "0");
 }
 
@@ -241,7 +226,7 @@ static void test_mark_compact_copy_build(void **s) {
  * the phase, with the worker held back so the mutators' faults install. */
 static void test_one_copy_enomem_mid_phase(void **s) {
   (void)s;
-  SKIP_WITHOUT_UFFD();
+  test_skip_without_uffd();
   setenv("FH_MC_WORKER_DELAY_MS", "20", 1);
   for (int sigbus = 1; sigbus >= 0; sigbus--) {
     uint64_t total = 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include "support_heap.h"
 #include "test_uffd.h"
 
 typedef struct rctx {
@@ -123,12 +124,8 @@ static void test_fork_sigbus(void **st) {
 static void test_fork_thread(void **st) {
   (void)st;
   UFFD_REQUIRE(0);
-  const char *san = getenv("FH_TEST_SANITIZER");
-  if (san && strcmp(san, "tsan") == 0) {
-    /* TSan kills a child of a multi-threaded process that starts a thread */
-    print_message("skipped under TSan: no new threads after a multi-threaded fork\n");
-    skip();
-  }
+  /* TSan kills a child of a multi-threaded process that starts a thread */
+  test_skip_under_tsan("no new threads after a multi-threaded fork");
   fork_case(FH_UFFD_THREAD);
 }
 

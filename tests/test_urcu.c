@@ -121,15 +121,6 @@ INTERPOSE void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 
 /* ---- checks inside a child (no cmocka there) ---- */
 
-#define CHILD_CHECK(c)                                                                      \
-  do {                                                                                      \
-    if (!(c)) {                                                                             \
-      fprintf(stderr, "child %d: %s:%d: %s (%s)\n", (int)getpid(), __FILE__, __LINE__, #c, \
-              fh_last_error());                                                             \
-      _exit(1);                                                                             \
-    }                                                                                       \
-  } while (0)
-
 #define SENTINEL "(no error recorded)"
 
 /* Before a call that may fail: a failure must replace this text. */
@@ -164,10 +155,7 @@ static fh_type node_type(char *name, size_t cap) {
 }
 
 static fh_heap *child_heap(const char *spec) {
-  fh_options o;
-  fh_options_init(&o);
-  CHILD_CHECK(fh_options_parse(&o, spec) == 0);
-  fh_heap *h = fh_heap_create(&o);
+  fh_heap *h = test_child_heap(spec);
   CHILD_CHECK(h);
   return h;
 }
@@ -273,28 +261,28 @@ static const char *const specs[] = {
     "heap_max=64M,collector=mark_sweep,background_collector=hspace_compact",
 };
 
+typedef struct scenario {
+  const char *spec;
+  int mode, nthreads, fork_unattached, fork_attached;
+} scenario;
+
 /* In a child: a heap, then `nthreads` new threads at once (more than
  * liburcu-bp's first registry chunk holds), each running the job, then the
  * heap checked with mmap working and destroyed. */
-static void child_scenario(const char *spec, int mode, int nthreads, int fork_unattached,
-                           int fork_attached) {
-  alarm(60);
-  fh_heap *h = child_heap(spec);
-  job j = {h, mode, fork_unattached, fork_attached};
+static int child_scenario(void *arg) {
+  const scenario *sc = arg;
+  fh_heap *h = child_heap(sc->spec);
+  job j = {h, sc->mode, sc->fork_unattached, sc->fork_attached};
   pthread_t th[16];
-  for (int i = 0; i < nthreads; i++) CHILD_CHECK(pthread_create(&th[i], NULL, new_thread, &j) == 0);
-  for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < sc->nthreads; i++)
+    CHILD_CHECK(pthread_create(&th[i], NULL, new_thread, &j) == 0);
+  for (int i = 0; i < sc->nthreads; i++) pthread_join(th[i], NULL);
   atomic_store(&armed, ARM_OFF);
   use_heap(h, NULL, 1);
   fh_heap_destroy(h);
-  fprintf(stderr, "child %d (%s, mode %d): %lu mmap calls failed\n", (int)getpid(), spec, mode,
-          atomic_load(&injected));
-  _exit(0);
-}
-
-static int under_tsan(void) {
-  const char *san = getenv("FH_TEST_SANITIZER");
-  return san && strcmp(san, "tsan") == 0;
+  fprintf(stderr, "child %d (%s, mode %d): %lu mmap calls failed\n", (int)getpid(), sc->spec,
+          sc->mode, atomic_load(&injected));
+  return 0;
 }
 
 static void run_in_child(int mode, int nthreads, int fork_unattached, int fork_attached) {
@@ -304,28 +292,16 @@ static void run_in_child(int mode, int nthreads, int fork_unattached, int fork_a
      * its first explicit tcache: jemalloc's fork handlers re-initialise
      * its mutexes in a way TSan does not follow.  Not this test's subject:
      * the other collectors run under TSan. */
-    if (under_tsan() && strstr(specs[s], "mark_sweep")) {
+    if (test_sanitizer_is("tsan") && strstr(specs[s], "mark_sweep")) {
       print_message("%s: skipped under TSan (jemalloc's mutexes after fork)\n", specs[s]);
       continue;
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) child_scenario(specs[s], mode, nthreads, fork_unattached, fork_attached);
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-      fail_msg("%s: the child %s %d", specs[s], WIFSIGNALED(st) ? "died of signal" : "exited",
-               WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    scenario sc = {specs[s], mode, nthreads, fork_unattached, fork_attached};
+    test_assert_child_ok(test_run_forked(child_scenario, &sc, 60), specs[s]);
   }
 }
 
-static void skip_under_tsan(void) {
-  if (under_tsan()) {
-    print_message("skipped under TSan: no new threads after a multi-threaded fork\n");
-    skip();
-  }
-}
+#define NO_FORK_UNDER_TSAN "no new threads after a multi-threaded fork"
 
 /* The defect as filed: the dependency's mmap fails, a new thread calls
  * fh_register_type and the other mutator calls. */
@@ -346,7 +322,7 @@ static void test_dep_mmap_fails_many_threads(void **state) {
  * looks the caller up in the thread list. */
 static void test_dep_mmap_fails_fork_new_thread(void **state) {
   (void)state;
-  skip_under_tsan();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   run_in_child(ARM_DEPS, 1, 1, 1);
 }
 
@@ -360,7 +336,7 @@ static void test_all_mmap_fails_new_thread(void **state) {
 
 static void test_all_mmap_fails_fork_new_thread(void **state) {
   (void)state;
-  skip_under_tsan();
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
   run_in_child(ARM_ALL, 1, 1, 1);
 }
 

@@ -66,14 +66,12 @@ static void corrupt_header(void) {
  * them stay behind.  verify=1 must not take those for a live object's bad
  * reference.  The child exits 0 when every collection passed. */
 static const char *verify_collector;
+static const char *const bump_collectors[] = {"semispace", "mark_compact", "concurrent_compact"};
 
 static void dead_bump_refs(void) {
-  char spec[128];
-  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", verify_collector);
-  fh_heap *h = test_heap(spec);
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(verify_collector, "heap_max=16M,verify=1", &ty, &t);
   tnode *keep = test_node(t, &ty, 1);
   fh_push_root(t, (void **)&keep);
   for (int round = 0; round < 3; round++) {
@@ -102,27 +100,22 @@ static void dead_bump_refs(void) {
 
 static void test_mark_sweep_on_bump_heap_verifies(void **state) {
   (void)state;
-  static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact"};
-  for (size_t i = 0; i < sizeof collectors / sizeof collectors[0]; i++) {
-    verify_collector = collectors[i];
+  for (size_t i = 0; i < sizeof bump_collectors / sizeof bump_collectors[0]; i++) {
+    verify_collector = bump_collectors[i];
     int status;
     const char *err = run_child(dead_bump_refs, &status);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      fail_msg("%s: child %s %d:\n%.2000s", collectors[i],
-               WIFSIGNALED(status) ? "killed by signal" : "exited", WIFSIGNALED(status)
-               ? WTERMSIG(status) : WEXITSTATUS(status), err);
+    char why[96];
+    if (!test_child_ok(status, why, sizeof why))
+      fail_msg("%s: %s:\n%.2000s", bump_collectors[i], why, err);
   }
 }
 
 /* ...while a live object's reference to a swept non-moving object is still
  * caught, after such a collection. */
 static void live_ref_to_swept(void) {
-  char spec[128];
-  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", verify_collector);
-  fh_heap *h = test_heap(spec);
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  test_heap_attached(verify_collector, "heap_max=16M,verify=1", &ty, &t); /* never destroyed */
   tnode *holder = test_node(t, &ty, 1);
   fh_push_root(t, (void **)&holder);
   for (int i = 0; i < 100; i++) { /* dead bump objects referring to dead non-moving ones */
@@ -138,15 +131,15 @@ static void live_ref_to_swept(void) {
 
 static void test_live_ref_to_swept_is_caught(void **state) {
   (void)state;
-  static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact"};
-  for (size_t i = 0; i < sizeof collectors / sizeof collectors[0]; i++) {
-    verify_collector = collectors[i];
+  for (size_t i = 0; i < sizeof bump_collectors / sizeof bump_collectors[0]; i++) {
+    verify_collector = bump_collectors[i];
     int status;
     const char *err = run_child(live_ref_to_swept, &status);
     if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) || !strstr(err, "injected") ||
         !strstr(err, "reference into the non-moving space that is not an object") ||
         !strstr(err, "tnode"))
-      fail_msg("%s: not caught as expected (status %#x):\n%.2000s", collectors[i], status, err);
+      fail_msg("%s: not caught as expected (status %#x):\n%.2000s", bump_collectors[i], status,
+               err);
     /* The report names the live holder, after the injection. */
     assert_non_null(strstr(strstr(err, "injected"), "in object"));
   }
