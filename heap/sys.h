@@ -83,23 +83,26 @@ static inline int sys_inject(sys_call c) {
   return 0;
 }
 
+/* In a wrapper that reports failure by errno: return `failed` with errno
+ * set when the seam fails this call. */
+#define SYS_FAIL_IF_INJECTED(c, failed) \
+  do {                                   \
+    int e_ = sys_inject(c);              \
+    if (e_) {                            \
+      errno = e_;                        \
+      return failed;                     \
+    }                                    \
+  } while (0)
+
 /* ---- memory ---- */
 
 static inline void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-  int e = sys_inject(SYS_MMAP);
-  if (e) {
-    errno = e;
-    return MAP_FAILED;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MMAP, MAP_FAILED);
   return mmap(addr, len, prot, flags, fd, off);
 }
 
 static inline int sys_munmap(void *addr, size_t len) {
-  int e = sys_inject(SYS_MUNMAP);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MUNMAP, -1);
   return munmap(addr, len);
 }
 
@@ -107,29 +110,17 @@ static inline int sys_munmap(void *addr, size_t len) {
  * fifth argument only for some flags (DESIGN.md section 4). */
 static inline void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags,
                                void *new_addr) {
-  int e = sys_inject(SYS_MREMAP);
-  if (e) {
-    errno = e;
-    return MAP_FAILED;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MREMAP, MAP_FAILED);
   return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 }
 
 static inline int sys_madvise(void *addr, size_t len, int advice) {
-  int e = sys_inject(SYS_MADVISE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MADVISE, -1);
   return madvise(addr, len, advice);
 }
 
 static inline int sys_mprotect(void *addr, size_t len, int prot) {
-  int e = sys_inject(SYS_MPROTECT);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MPROTECT, -1);
   return mprotect(addr, len, prot);
 }
 
@@ -137,11 +128,7 @@ static inline int sys_mprotect(void *addr, size_t len, int prot) {
  * counted as a madvise; bytes advised, or -1 + errno. */
 static inline long sys_process_madvise(int pidfd, const struct iovec *iov, size_t n,
                                        int advice) {
-  int e = sys_inject(SYS_MADVISE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_MADVISE, -1);
 #ifdef SYS_process_madvise
   return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0u);
 #else
@@ -153,21 +140,13 @@ static inline long sys_process_madvise(int pidfd, const struct iovec *iov, size_
 /* ---- userfaultfd ---- */
 
 static inline int sys_uffd_ioctl(int fd, unsigned long req, void *arg) {
-  int e = sys_inject(SYS_UFFD_IOCTL);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_UFFD_IOCTL, -1);
   return ioctl(fd, req, arg);
 }
 
 /* userfaultfd(flags) through the system call; -1 + errno. */
 static inline int sys_userfaultfd(int flags) {
-  int e = sys_inject(SYS_USERFAULTFD);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_USERFAULTFD, -1);
 #ifdef SYS_userfaultfd
   return (int)syscall(SYS_userfaultfd, flags);
 #else
@@ -212,93 +191,53 @@ static inline int sys_mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
 /* ---- files (images, /dev/userfaultfd) ---- */
 
 static inline int sys_open(const char *path, int flags, mode_t mode) {
-  int e = sys_inject(SYS_OPEN);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_OPEN, -1);
   return open(path, flags, mode);
 }
 
 /* mkstemp(template) and memfd_create(name, flags), counted as opens. */
 static inline int sys_mkstemp(char *tmpl) {
-  int e = sys_inject(SYS_OPEN);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_OPEN, -1);
   return mkstemp(tmpl);
 }
 
 static inline int sys_memfd_create(const char *name, unsigned flags) {
-  int e = sys_inject(SYS_OPEN);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_OPEN, -1);
   return memfd_create(name, flags);
 }
 
 static inline ssize_t sys_read(int fd, void *buf, size_t n) {
-  int e = sys_inject(SYS_READ);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_READ, -1);
   return read(fd, buf, n);
 }
 
 static inline ssize_t sys_pread(int fd, void *buf, size_t n, off_t off) {
-  int e = sys_inject(SYS_READ);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_READ, -1);
   return pread(fd, buf, n, off);
 }
 
 static inline ssize_t sys_write(int fd, const void *buf, size_t n) {
-  int e = sys_inject(SYS_WRITE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_WRITE, -1);
   return write(fd, buf, n);
 }
 
 static inline ssize_t sys_pwrite(int fd, const void *buf, size_t n, off_t off) {
-  int e = sys_inject(SYS_WRITE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_WRITE, -1);
   return pwrite(fd, buf, n, off);
 }
 
 static inline int sys_fsync(int fd) {
-  int e = sys_inject(SYS_WRITE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_WRITE, -1);
   return fsync(fd);
 }
 
 static inline int sys_ftruncate(int fd, off_t len) {
-  int e = sys_inject(SYS_WRITE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_WRITE, -1);
   return ftruncate(fd, len);
 }
 
 static inline int sys_rename(const char *from, const char *to) {
-  int e = sys_inject(SYS_RENAME);
-  if (e) {
-    errno = e;
-    return -1;
-  }
+  SYS_FAIL_IF_INJECTED(SYS_RENAME, -1);
   return rename(from, to);
 }
 

@@ -37,11 +37,7 @@ static int create_fd(int via, int flags, int seam) {
   if (seam && via == FH_UFFD_VIA_SYSCALL)
     return sys_userfaultfd(flags);
   if (seam) { /* /dev/userfaultfd: open + USERFAULTFD_IOC_NEW, one call */
-    int e = sys_inject(SYS_USERFAULTFD);
-    if (e) {
-      errno = e;
-      return -1;
-    }
+    SYS_FAIL_IF_INJECTED(SYS_USERFAULTFD, -1);
   }
   if (via == FH_UFFD_VIA_SYSCALL) {
 #ifdef SYS_userfaultfd
