@@ -633,8 +633,8 @@ static int open_uffd(mc_state *m) {
  * saying why userfaultfd cannot be used now. */
 static int register_destination(mc_state *m) {
   fwd_tables *t = &m->t;
-  if (m->moved_by_copy) {
-    m->mode_note = "stop-the-world fallback (MREMAP_DONTUNMAP failed)";
+  if (m->moved_by_copy) { /* from-space by memcpy: move_aside says why */
+    m->mode_note = m->copy_note;
     return -1;
   }
   if (t->npages == 0) return -1; /* nothing live: nothing to compact */

@@ -131,7 +131,10 @@ static int move_aside(mc_state *m) {
    * failing: concurrent_compact.c, install) the space is several VMAs and
    * DONTUNMAP would fail: copy it aside and map it afresh, as one VMA. */
   int split = atomic_load(&m->space_split);
+  m->copy_note = split ? "stop-the-world fallback (the space was split by a remap fallback)"
+                      : "stop-the-world fallback (no MREMAP_DONTUNMAP)";
   if (!split && (fh_capabilities() & FH_CAP_DONTUNMAP) && !m->no_dontunmap) {
+    m->copy_note = "stop-the-world fallback (madvise(MADV_NOHUGEPAGE) before the flip failed)";
     /* From-space inherits the space's flags with its pages, and must not
      * have MADV_HUGEPAGE: the worker stages pages in its released holes,
      * where a huge page would zero (and keep) 2 MiB per staged 4 KiB, and
@@ -150,6 +153,7 @@ static int move_aside(mc_state *m) {
         return 0;
       }
       mc_space_thp(m, 1);
+      m->copy_note = "stop-the-world fallback (MREMAP_DONTUNMAP failed)";
       /* EFAULT here means the space is no longer one VMA (a bug elsewhere:
        * mprotect or a partial madvise of the moving space).  Any failure:
        * the copy below does the same, slowly, and maps the space afresh
@@ -179,6 +183,8 @@ static int move_aside(mc_state *m) {
     sys_madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     atomic_store(&m->space_split, 0);
     m->moved_by_copy = sys_madvise(p, t->capacity, MADV_NOHUGEPAGE) != 0;
+    m->copy_note =
+        "stop-the-world fallback (madvise(MADV_NOHUGEPAGE) of a fresh from-space failed)";
     return 0;
   }
   reserve_discard(t->begin, used); /* zeroes by hand if madvise fails */

@@ -81,6 +81,7 @@ typedef struct mc_state {
   /* this cycle */
   size_t old_used, nm_freed;
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
+  const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
   int thp;           /* the space is MADV_HUGEPAGE (FH_MC_THP=0: not) */
 
