@@ -66,7 +66,8 @@ static int plan_destinations(hspace_ctx *c) {
                   ? malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache)
                   : NULL;
     size_t cap = (size_t)(c->to->space.end - c->to->space.begin);
-    if (!d && total + bytes <= c->to->limit && arena_mapped(&c->to->arena) + bytes + FH_PMD <= cap) {
+    if (!d && total + bytes <= c->to->limit &&
+        arena_mapped(&c->to->arena) + bytes + FH_PMD <= cap) {
       /* Room remains: jemalloc itself failed (mallocx, its metadata).  Not
        * remembered as a verdict on the live size: the next attempt may
        * well succeed. */

@@ -70,7 +70,8 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
                           int ignore_trigger) {
   fh_heap *h = t->heap;
   bump_space *b = &h->bump[h->active];
-  if (!ignore_trigger && atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
+  if (!ignore_trigger &&
+      atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
     return 0;
   if (bytes > large_threshold(h)) {
     uintptr_t p = bump_space_claim(b, bytes, bump_limit(h));

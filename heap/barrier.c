@@ -36,7 +36,8 @@ void cards_clear_range(fh_heap *h, uintptr_t begin, uintptr_t end) {
 void cards_visit_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
                        void (*fn)(uintptr_t card_begin, uintptr_t card_end, void *ctx), void *ctx) {
   for (uintptr_t a = align_down(begin, FH_CARD_BYTES); a < end; a += FH_CARD_BYTES)
-    if (*card_for(h, a)) fn(a < begin ? begin : a, a + FH_CARD_BYTES > end ? end : a + FH_CARD_BYTES, ctx);
+    if (*card_for(h, a))
+      fn(a < begin ? begin : a, a + FH_CARD_BYTES > end ? end : a + FH_CARD_BYTES, ctx);
 }
 
 /* Reached when the inline barrier's range test fails (obj outside this

@@ -237,7 +237,8 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   hd.preferred_base = IMAGE_DEFAULT_BASE;
   hd.objects_offset = IMAGE_HEADER_BYTES;
   hd.objects_bytes = s->objects_bytes;
-  hd.types_offset = hd.objects_offset + ((s->objects_bytes + IMAGE_PAGE - 1) & ~(uint64_t)(IMAGE_PAGE - 1));
+  hd.types_offset =
+      hd.objects_offset + ((s->objects_bytes + IMAGE_PAGE - 1) & ~(uint64_t)(IMAGE_PAGE - 1));
   hd.types_bytes = types_section_bytes(h, ntypes);
   hd.relocs_offset = hd.types_offset + hd.types_bytes;
   hd.relocs_bytes = image_relocs_bytes_for(s->objects_bytes);

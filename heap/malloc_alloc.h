@@ -46,7 +46,8 @@ static inline void *malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t
   if (FH__LIKELY(b->pos < b->n && b->bytes == bytes))
     mem = b->region[b->pos++];
   else
-    mem = small ? malloc_heap_next_region(t, bytes) : sys_mallocx(bytes, t->ms_flags | MALLOCX_ZERO);
+    mem =
+        small ? malloc_heap_next_region(t, bytes) : sys_mallocx(bytes, t->ms_flags | MALLOCX_ZERO);
   if (FH__UNLIKELY(!mem)) return NULL;
   if (small) malloc_heap_zero_words((uint64_t *)mem + 1, (n + 7) >> 3);
   *(uint64_t *)mem = fh__make_header(type, n);

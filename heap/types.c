@@ -61,7 +61,10 @@ static int validate_type(const fh_type *t) {
   if (!t) { fh_error_set("fh_register_type: type description is NULL"); return -1; }
   if (!t->name || !t->name[0]) { fh_error_set("fh_register_type: type has no name"); return -1; }
   const char *n = t->name;
-  if (strlen(n) > 255) { fh_error_set("fh_register_type: type name longer than 255 bytes"); return -1; }
+  if (strlen(n) > 255) {
+    fh_error_set("fh_register_type: type name longer than 255 bytes");
+    return -1;
+  }
   if (t->flags & ~TYPE_KNOWN_FLAGS) {
     fh_error_set("fh_register_type(%s): unknown flags 0x%x", n, t->flags & ~TYPE_KNOWN_FLAGS);
     return -1;

@@ -50,7 +50,8 @@ uintptr_t bitmap_next_set(const fh_bitmap *b, uintptr_t from, uintptr_t end) {
   if (from >= end) return 0;
   size_t i = bitmap_index(b, from), last = bitmap_index(b, end - 1);
   size_t w = i >> 6;
-  uint64_t word = atomic_load_explicit(&b->words[w], memory_order_relaxed) & (~(uint64_t)0 << (i & 63));
+  uint64_t word =
+      atomic_load_explicit(&b->words[w], memory_order_relaxed) & (~(uint64_t)0 << (i & 63));
   for (;;) {
     if (word) {
       size_t bit = (w << 6) + (size_t)__builtin_ctzll(word);

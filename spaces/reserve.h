@@ -12,7 +12,9 @@
 #define FH_PAGE 4096u
 #define FH_PMD ((size_t)2 << 20)
 
-static inline uintptr_t align_up(uintptr_t x, size_t a) { return (x + a - 1) & ~(uintptr_t)(a - 1); }
+static inline uintptr_t align_up(uintptr_t x, size_t a) {
+  return (x + a - 1) & ~(uintptr_t)(a - 1);
+}
 static inline uintptr_t align_down(uintptr_t x, size_t a) { return x & ~(uintptr_t)(a - 1); }
 
 /* Reserve `size` bytes of PROT_NONE address space aligned to `align` (a power

@@ -336,8 +336,9 @@ static void workload(const config *c, int armed_kind, uint64_t nth, int persiste
   if (getenv("FH_FAULTS_VERBOSE")) {
     fh_stats st;
     fh_get_stats(h, &st);
-    fprintf(stderr, "%s: ring %zu nodes, image %s, %llu collections, %llu uffd faults\n", c->name, g.n,
-            saved ? "saved and loaded" : "not saved", (unsigned long long)st.collections, (unsigned long long)st.uffd_faults);
+    fprintf(stderr, "%s: ring %zu nodes, image %s, %llu collections, %llu uffd faults\n", c->name,
+            g.n, saved ? "saved and loaded" : "not saved", (unsigned long long)st.collections,
+            (unsigned long long)st.uffd_faults);
   }
   if (g.arr) fh_root_remove(h, (void **)&g.arr);
   fh_thread_detach(t);

@@ -179,8 +179,8 @@ static int bad_object_pointers(void *arg) {
     SCENARIO_CHECK(slot == NULL);
     void *roots[] = {keep, p};
     char path[256];
-    snprintf(path, sizeof path, "%s/fh_test_bad_%d.img", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    snprintf(path, sizeof path, "%s/fh_test_bad_%d.img",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
     CHILD_ERROR(SCENARIO_CHECK(fh_image_save(t, path, roots, 2) == -1), "not an object");
     SCENARIO_CHECK(access(path, F_OK) < 0);
     if (p != native) CHILD_ERROR(fh_free(h, p), "fh_free");

@@ -252,7 +252,8 @@ static void fork_loop(torture *tt, fh_thread *t, structure *s) {
     if (pid == 0) child_main(tt, t, s);
     wait_child(tt, t, pid, i);
     size_t bad = structure_bad(s);
-    if (bad) fail_with(tt, __LINE__, "iteration %d: parent's structure broken at slot %zu", i, bad - 1);
+    if (bad)
+      fail_with(tt, __LINE__, "iteration %d: parent's structure broken at slot %zu", i, bad - 1);
   }
 }
 
@@ -469,12 +470,18 @@ CONFIG(concurrent_thread, "concurrent_compact", ",uffd_sigbus=0")
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_semispace_main),        cmocka_unit_test(test_semispace_mutator),
-      cmocka_unit_test(test_mark_compact_main),     cmocka_unit_test(test_mark_compact_mutator),
-      cmocka_unit_test(test_mark_sweep_main),       cmocka_unit_test(test_mark_sweep_mutator),
-      cmocka_unit_test(test_concurrent_sigbus_main), cmocka_unit_test(test_concurrent_sigbus_mutator),
-      cmocka_unit_test(test_concurrent_thread_main), cmocka_unit_test(test_concurrent_thread_mutator),
-      cmocka_unit_test(test_absent_claim_semispace), cmocka_unit_test(test_absent_claim_concurrent),
+      cmocka_unit_test(test_semispace_main),
+      cmocka_unit_test(test_semispace_mutator),
+      cmocka_unit_test(test_mark_compact_main),
+      cmocka_unit_test(test_mark_compact_mutator),
+      cmocka_unit_test(test_mark_sweep_main),
+      cmocka_unit_test(test_mark_sweep_mutator),
+      cmocka_unit_test(test_concurrent_sigbus_main),
+      cmocka_unit_test(test_concurrent_sigbus_mutator),
+      cmocka_unit_test(test_concurrent_thread_main),
+      cmocka_unit_test(test_concurrent_thread_mutator),
+      cmocka_unit_test(test_absent_claim_semispace),
+      cmocka_unit_test(test_absent_claim_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

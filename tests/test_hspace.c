@@ -496,7 +496,8 @@ static void test_image_refs_are_updated(void **state) {
     assert_int_equal(n->other->check, test_check(1000 + (uint64_t)i));
   }
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0); /* and they stay alive */
-  for (tnode *n = img; n; n = n->next) assert_int_equal(n->other->check, test_check(n->other->value));
+  for (tnode *n = img; n; n = n->next)
+    assert_int_equal(n->other->check, test_check(n->other->value));
   fh_thread_detach(t);
   fh_heap_destroy(h);
   unlink(path);

@@ -13,7 +13,9 @@
 
 #define MS_SPEC "collector=mark_sweep,heap_max=64M,non_moving_max=16M"
 
-static int in_main(fh_heap *h, const void *p) { return space_contains(&heap_main_malloc(h)->space, p); }
+static int in_main(fh_heap *h, const void *p) {
+  return space_contains(&heap_main_malloc(h)->space, p);
+}
 
 static void test_alloc_lands_in_main_malloc_space(void **state) {
   (void)state;

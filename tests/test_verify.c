@@ -28,7 +28,8 @@ static char *run_child(void (*fn)(void), int *status) {
   static char buf[16384];
   size_t n = 0;
   ssize_t r;
-  while (n < sizeof buf - 1 && (r = read(pipefd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+  while (n < sizeof buf - 1 && (r = read(pipefd[0], buf + n, sizeof buf - 1 - n)) > 0)
+    n += (size_t)r;
   buf[n] = 0;
   close(pipefd[0]);
   waitpid(pid, status, 0);
