@@ -256,7 +256,13 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
     uint8_t *buf = take_fault_buf(m, &slot);
     size_t n = 1;
     if (buf) {
-      while (n <= m->lookahead && p + n < m->t.npages && claim(m, p + n)) n++;
+      /* With the uffd broken each install is an mremap, a VMA of its own
+       * until the next pause: build as far ahead as the buffer holds, so
+       * that a mutator walking through memory makes fewer of them. */
+      size_t ahead = atomic_load_explicit(&m->uffd_broken, memory_order_relaxed)
+                         ? MC_MAX_RUN - 1
+                         : m->lookahead;
+      while (n <= ahead && p + n < m->t.npages && claim(m, p + n)) n++;
     } else {
       buf = fh_uffd_thread_buf();
       if (!buf) {
@@ -298,7 +304,13 @@ static void end_range(mc_state *m, fh_uffd_stats *s) {
   int e = errno;
   m->range_id = -1;
   fh_uffd_get_stats(m->uffd, s);
-  int broken = atomic_load(&m->uffd_broken);
+  /* Sticky for the phase: uffd_broken itself is cleared by an installer
+   * that found mremap failing too and tries the ioctl again (install), yet
+   * a thread-mode waiter whose page came by mremap with a failed WAKE
+   * still sleeps, and only the close wakes it (an unregistration wakes
+   * only addresses still registered). */
+  int broken = atomic_load(&m->uffd_broken) || atomic_load(&m->uffd_errno) != 0 ||
+               atomic_load(&m->remap_pages) != 0;
   if (rc != 0 || broken) {
     /* Not fh_uffd_destroy: that frees the retired slot, and a thread whose
      * SIGBUS was raised before its page came and delivered only now would

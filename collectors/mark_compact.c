@@ -180,7 +180,19 @@ static int move_aside(mc_state *m) {
    * huge pages (above); if that flag cannot be set, the cycle is built as
    * a copied one. */
   if (split && reserve_commit(t->begin, t->capacity) == 0) {
-    sys_madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    /* The fresh mapping has lost the space's huge-page flag.  With
+     * FH_MC_THP=0 the space relies on NOHUGEPAGE (register_destination
+     * writes a byte above the range, which must not fault a huge page over
+     * destination pages): if it cannot be set, build this cycle in place
+     * and leave the space marked split, so the next pause maps it afresh
+     * and tries again.  MADV_HUGEPAGE failing costs speed only. */
+    if (sys_madvise((void *)t->begin, t->capacity, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) !=
+            0 &&
+        !m->thp) {
+      m->moved_by_copy = 1;
+      m->copy_note = "stop-the-world fallback (madvise(MADV_NOHUGEPAGE) of the space failed)";
+      return 0;
+    }
     atomic_store(&m->space_split, 0);
     m->moved_by_copy = sys_madvise(p, t->capacity, MADV_NOHUGEPAGE) != 0;
     m->copy_note =
