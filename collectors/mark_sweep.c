@@ -64,8 +64,9 @@ static int sweep_later(fh_heap *h) { return heap_phase_thread(h, sweeper_main, h
  * object, though every byte is free.  A fresh arena has the whole range in
  * one piece.  Every tcache is flushed first, as jemalloc requires (the
  * world is stopped; the threads' budgets were settled at the start).
- * 0, or -1 + error when the arena could not be recreated (allocations then
- * fail with that error; the heap stays consistent). */
+ * 0, or -1 + error when the arena could not be recreated: the space then
+ * has no arena, allocation refuses it (heap/malloc_heap.c: prepay), and
+ * the next collection tries to revive it. */
 static int reset_empty(fh_heap *h, malloc_space *ms) {
   /* A cache that could not be flushed may still hold regions of the arena
    * that the reset would destroy: then keep the arena as it is.  Harmless:
@@ -86,7 +87,13 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
    * object from the sweep, and keeping them saves every mutator a refill
    * from the arena after each collection.  (Compaction, which resets the
    * arena, flushes them.) */
-  if (h->has_malloc_spaces) malloc_heap_settle_threads(h, 0);
+  if (h->has_malloc_spaces) {
+    malloc_heap_settle_threads(h, 0);
+    /* A reset that failed left the main space without an arena (it was
+     * empty then, and nothing has been allocated in it since).  Failing
+     * again is reported by the allocations that it refuses. */
+    malloc_space_revive(heap_main_malloc(h));
+  }
   marker m;
   if (marker_init(&m, h) < 0) {
     fh_error_prefix("mark-sweep");

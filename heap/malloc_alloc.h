@@ -35,8 +35,11 @@ static inline void malloc_heap_zero_words(uint64_t *w, size_t nw) {
 /* An object of `bytes` (malloc_object_bytes(n)) that the budget covers, or
  * NULL when jemalloc found no room (the caller takes the slow path).  The
  * budget's refill cached the flags and the bitmap in the thread. */
-static inline void *malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t n,
-                                             size_t bytes) {
+/* Always inlined into fh_alloc_slow: the fault-injection seam's check and
+ * the signal fence took it past GCC's inlining limit at -O2 (+17
+ * instructions an allocation, callgrind). */
+__attribute__((always_inline)) static inline void *
+malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
   /* Small payloads are zeroed here, a few stores instead of jemalloc's
    * memset of the whole size class; large ones keep MALLOCX_ZERO, which
    * skips memory jemalloc knows is still zero. */

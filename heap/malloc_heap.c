@@ -275,6 +275,11 @@ static int release_slice(fh_thread *t, size_t bytes, int tc) {
 static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
   fh_heap *h = t->heap;
   malloc_space *m = heap_main_malloc(h);
+  /* A space whose arena could not be recreated (a reset that failed) has
+   * no arena: MALLOCX_ARENA of its zeroed index would be jemalloc's
+   * default arena, outside the heap.  Refuse; the collection this leads to
+   * revives the arena, or the allocation fails with its error. */
+  if (FH__UNLIKELY(!m->arena.end)) return -1;
   if (!ignore_trigger &&
       atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
     return -1;
