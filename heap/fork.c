@@ -79,12 +79,16 @@ int fork_register_heap(fh_heap *h) {
     fh_error_set("pthread_atfork failed: the heap could not be made fork-safe");
     return -1;
   }
+  /* heaps_lock may be held by a fork stopping heaps this thread runs in. */
+  fh_thread *blocked[THREADS_MAX_BLOCKED];
+  unsigned nblocked = threads_block_caller(blocked, THREADS_MAX_BLOCKED);
   pthread_mutex_lock(&heaps_lock);
   if (nheaps == heaps_cap) {
     size_t cap = heaps_cap ? heaps_cap * 2 : 8;
     fh_heap **grown = realloc(heaps, cap * sizeof *grown);
     if (!grown) {
       pthread_mutex_unlock(&heaps_lock);
+      threads_unblock(blocked, nblocked);
       fh_error_set("out of memory registering the heap for fork handling");
       return -1;
     }
@@ -97,10 +101,13 @@ int fork_register_heap(fh_heap *h) {
   heaps[nheaps++] = h;
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
+  threads_unblock(blocked, nblocked);
   return 0;
 }
 
 void fork_unregister_heap(fh_heap *h) {
+  fh_thread *blocked[THREADS_MAX_BLOCKED];
+  unsigned nblocked = threads_block_caller(blocked, THREADS_MAX_BLOCKED);
   pthread_mutex_lock(&heaps_lock);
   pthread_mutex_lock(&lookup_lock);
   for (size_t i = 0; i < nheaps; i++)
@@ -110,6 +117,7 @@ void fork_unregister_heap(fh_heap *h) {
     }
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
+  threads_unblock(blocked, nblocked);
 }
 
 fh_heap *heap_containing(const void *p) {
@@ -138,24 +146,25 @@ static void compactor_quiesce(fh_heap *h) {
   }
 }
 
-/* The entry of the calling thread in h's thread list, if it is running:
- * NULL when it is not attached, or is inside a blocking region (a program
- * may well fork between fh_enter_blocking and fh_leave_blocking), where it
- * must stay. */
+/* The entry of the calling thread in h's thread list, whatever its state
+ * (NULL when it is not attached).  fork_prepare has already made it count
+ * as blocked if it was running; one already inside a blocking region (a
+ * program may well fork between fh_enter_blocking and fh_leave_blocking)
+ * stays there.  Either way its open critical sections are its own, and
+ * the world stop must not wait for them (world_stop's self). */
 static fh_thread *caller_thread(fh_heap *h) {
   fh_thread *t, *found = NULL;
   pthread_t me = pthread_self();
   /* world_lock keeps the list still (attach and detach change it under
-   * it), and guards the state.  Any thread may fork, attached or not: this
-   * must not need anything the thread may not have, such as an RCU
-   * registration (issue 14). */
+   * it).  Any thread may fork, attached or not: this must not need
+   * anything the thread may not have, such as an RCU registration
+   * (issue 14). */
   pthread_mutex_lock(&h->world_lock);
   cds_list_for_each_entry(t, &h->threads, link)
     if (pthread_equal(t->owner, me)) {
       found = t;
       break;
     }
-  if (found && found->state != THREAD_RUNNING) found = NULL;
   pthread_mutex_unlock(&h->world_lock);
   return found;
 }
@@ -168,14 +177,22 @@ static void join_background(fh_heap *h, fh_thread *self) {
   if (self) fh_leave_blocking(self);
 }
 
+/* The forking thread's entries that fork_prepare made count as blocked in
+ * every heap it is attached to, before it waits for anything: another
+ * thread's fork (which holds heaps_lock while it stops heaps), or the
+ * stop of one heap while this thread runs in another, must not wait for
+ * it.  Thread-local: only the forking thread runs the three handlers. */
+static _Thread_local fh_thread *fork_blocked[THREADS_MAX_BLOCKED];
+static _Thread_local unsigned fork_nblocked;
+
 /* ---- pthread_atfork handlers ---- */
 
 static void prepare_heap(fh_heap *h) {
+  /* The caller counts as blocked here (fork_prepare), so the background
+   * compaction and a collection in progress can finish without it. */
   fh_thread *self = caller_thread(h);
-  join_background(h, self);
-  if (self) fh_enter_blocking(self);
-  pthread_mutex_lock(&h->gc_lock);   /* no new collection */
-  if (self) fh_leave_blocking(self); /* nobody can stop the world now */
+  hspace_background_join(h);
+  pthread_mutex_lock(&h->gc_lock); /* no new collection */
   fh_gc_wait(h);
   /* Every other mutator parks at a safepoint (or stays in its blocking
    * region) across the fork: the child then finds each absent thread
@@ -191,7 +208,7 @@ static void prepare_heap(fh_heap *h) {
   compactor_quiesce(h);
   /* No new background thread.  Taken only now: a running mutator may be
    * waiting for it in fh_set_background, and would never park.  A
-   * background thread started since join_background is at most waiting
+   * background thread started since hspace_background_join is at most waiting
    * for gc_lock, blocked, and absent from the child. */
   pthread_mutex_lock(&h->hspace_bg_lock);
   pthread_mutex_lock(&h->stats_lock);
@@ -259,21 +276,27 @@ static void child_heap(fh_heap *h) {
 }
 
 static void fork_prepare(void) {
+  fork_nblocked = threads_block_caller(fork_blocked, THREADS_MAX_BLOCKED);
   pthread_mutex_lock(&heaps_lock);
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
   pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
+  threads_attachments_lock();       /* nor mid-attach (a leaf lock) */
 }
 
 static void fork_parent(void) {
+  threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
+  threads_unblock(fork_blocked, fork_nblocked);
 }
 
 static void fork_child(void) {
+  threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
   pthread_mutex_unlock(&heaps_lock);
+  threads_unblock(fork_blocked, fork_nblocked); /* nothing stops the child's world now */
 }
 
 /* ---- the pre-fork API ---- */

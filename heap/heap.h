@@ -34,6 +34,9 @@ struct fh_thread {
   fh_heap *heap;
   struct cds_list_head link; /* heap->threads: changed under gc_lock and world_lock,
                                 read under either */
+  /* The owner's attachments across heaps (heap/threads.c: the caller's
+   * list, under attachments_lock). */
+  fh_thread *owner_next, **owner_head;
   pthread_t owner;           /* the attaching thread (heap/fork.c finds the
                                 forking thread's entry by it) */
   thread_state state;        /* guarded by heap->world_lock */
@@ -158,6 +161,19 @@ void gc_lock_release(fh_thread *self);
  * park every other attached thread (or see it blocked).  Returns 0. */
 int world_stop(fh_heap *h, fh_thread *self);
 void world_resume(fh_heap *h);
+/* The calling OS thread counts as blocked, from now on, in every heap
+ * where it is attached and running: a thread about to wait for something
+ * outside one heap's protocol (a lock the fork handler holds while it stops
+ * heaps, heap/fork.c) must not hold up a stop of another heap meanwhile.
+ * Stores at most max of those entries in out and returns how many;
+ * threads_unblock makes them running again (fh_leave_blocking). */
+#define THREADS_MAX_BLOCKED 64
+unsigned threads_block_caller(fh_thread **out, unsigned max);
+void threads_unblock(fh_thread **ts, unsigned n);
+/* Held across fork() by the fork handler: no other thread is then
+ * changing an attachment list. */
+void threads_attachments_lock(void);
+void threads_attachments_unlock(void);
 /* Retire every thread's TLAB (fillers keep the bump space walkable). */
 void threads_retire_tlabs(fh_heap *h);
 void thread_retire_tlab(fh_thread *t);

@@ -201,6 +201,63 @@ void threads_retire_tlabs(fh_heap *h) {
   cds_list_for_each_entry(t, &h->threads, link) thread_retire_tlab(t);
 }
 
+/* ---- each OS thread's attachments, across heaps ----
+ *
+ * The list head is the owner's thread-local; the links change under a leaf
+ * lock held for a few instructions (a thread may be detached by another,
+ * e.g. a fork child forgetting absent threads).  Readers take the lock,
+ * copy their own entries and release it before they touch any heap. */
+static pthread_mutex_t attachments_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local fh_thread *my_attachments;
+
+static void attachments_add(fh_thread *t) {
+  pthread_mutex_lock(&attachments_lock);
+  t->owner_head = &my_attachments;
+  t->owner_next = my_attachments;
+  my_attachments = t;
+  pthread_mutex_unlock(&attachments_lock);
+}
+
+static void attachments_remove(fh_thread *t) {
+  pthread_mutex_lock(&attachments_lock);
+  for (fh_thread **pp = t->owner_head; pp && *pp; pp = &(*pp)->owner_next)
+    if (*pp == t) {
+      *pp = t->owner_next;
+      break;
+    }
+  pthread_mutex_unlock(&attachments_lock);
+}
+
+void threads_attachments_lock(void) { pthread_mutex_lock(&attachments_lock); }
+void threads_attachments_unlock(void) { pthread_mutex_unlock(&attachments_lock); }
+
+unsigned threads_block_caller(fh_thread **out, unsigned max) {
+  fh_thread *mine[THREADS_MAX_BLOCKED];
+  unsigned n = 0, blocked = 0;
+  if (max > THREADS_MAX_BLOCKED) max = THREADS_MAX_BLOCKED;
+  pthread_mutex_lock(&attachments_lock);
+  for (fh_thread *t = my_attachments; t && n < max; t = t->owner_next) mine[n++] = t;
+  pthread_mutex_unlock(&attachments_lock);
+  /* Our own entries: only this thread detaches them (or a heap destroy,
+   * which needs them detached first), so they stay valid here. */
+  for (unsigned i = 0; i < n; i++) {
+    fh_thread *t = mine[i];
+    fh_heap *h = t->heap;
+    pthread_mutex_lock(&h->world_lock);
+    if (t->state == THREAD_RUNNING) {
+      t->state = THREAD_BLOCKED;
+      pthread_cond_broadcast(&h->parked_cv);
+      out[blocked++] = t;
+    }
+    pthread_mutex_unlock(&h->world_lock);
+  }
+  return blocked;
+}
+
+void threads_unblock(fh_thread **ts, unsigned n) {
+  for (unsigned i = n; i-- > 0;) set_state(ts[i], THREAD_RUNNING);
+}
+
 fh_thread *fh_thread_attach(fh_heap *h) {
   if (!h) { fh_error_set("fh_thread_attach: heap is NULL"); return NULL; }
   fh_thread *t = calloc(1, sizeof *t);
@@ -234,12 +291,14 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   h->nthreads++; /* guarded like the list: fh_dump reads it under world_lock */
   pthread_mutex_unlock(&h->world_lock);
   pthread_mutex_unlock(&h->gc_lock);
+  attachments_add(t);
   return t;
 }
 
 void fh_thread_detach(fh_thread *t) {
   if (!t) { fh_error_set("fh_thread_detach: thread is NULL"); return; }
   fh_heap *h = t->heap;
+  attachments_remove(t);
   fh_enter_blocking(t); /* a collection may run while we wait for the lock */
   pthread_mutex_lock(&h->gc_lock);
   pthread_mutex_lock(&h->world_lock); /* readers hold one of the two locks */

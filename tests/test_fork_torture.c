@@ -458,6 +458,100 @@ static void claim_case(const char *collector) {
 static void test_absent_claim_semispace(void **st) { (void)st; claim_case("semispace"); }
 static void test_absent_claim_concurrent(void **st) { (void)st; claim_case("concurrent_compact"); }
 
+/* ---- the forking thread never holds up a stop (review of issue 14) ---- */
+
+typedef struct forkers {
+  fh_heap *h;
+  test_types ty;
+  pthread_barrier_t bar;
+} forkers;
+
+/* Fork a child that exits at once, and reap it; -1 on a failed fork. */
+static int fork_and_reap(void) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) _exit(0);
+  int status;
+  return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0
+                                                                                      : -1;
+}
+
+static void *forker_main(void *arg) {
+  forkers *f = arg;
+  fh_thread *t = fh_thread_attach(f->h);
+  long bad = 0;
+  for (int i = 0; i < 100 && t; i++) {
+    for (int k = 0; k < 200; k++)
+      if (!fh_alloc(t, f->ty.node, sizeof(tnode))) bad++;
+    /* Both threads attached and running fork at once: the second waits
+     * for the first's handler while the first stops the world. */
+    fh_enter_blocking(t);
+    pthread_barrier_wait(&f->bar);
+    fh_leave_blocking(t);
+    if (fork_and_reap() < 0) bad++;
+  }
+  if (t) fh_thread_detach(t);
+  return (void *)bad;
+}
+
+static int two_forkers(void *arg) {
+  forkers f = {.h = test_child_heap(arg)};
+  if (!f.h || test_register_types(f.h, &f.ty) < 0) return 2;
+  pthread_barrier_init(&f.bar, NULL, 2);
+  pthread_t a, b;
+  void *ra, *rb;
+  pthread_create(&a, NULL, forker_main, &f);
+  pthread_create(&b, NULL, forker_main, &f);
+  pthread_join(a, &ra);
+  pthread_join(b, &rb);
+  fh_heap_destroy(f.h);
+  return ra || rb ? 3 : 0;
+}
+
+/* Fork inside the forker's own critical section, inside and outside a
+ * blocking region: the stop must not wait for that section. */
+static int fork_in_critical(void *arg) {
+  fh_heap *h = test_child_heap(arg);
+  test_types ty;
+  if (!h || test_register_types(h, &ty) < 0) return 2;
+  fh_thread *t = fh_thread_attach(h);
+  tnode *n = fh_alloc(t, ty.node, sizeof(tnode));
+  fh_push_root(t, (void **)&n);
+  tnode *p = fh_critical_begin(t, n);
+  if (!p) return 4;
+  if (fork_and_reap() < 0) return 5; /* running, inside the section */
+  fh_enter_blocking(t);
+  int rc = fork_and_reap(); /* blocked, inside the section */
+  fh_leave_blocking(t);
+  fh_critical_end(t, p);
+  if (rc < 0) return 6;
+  if (fh_collect(t, FH_COLLECT_DEFAULT) < 0) return 7;
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  return 0;
+}
+
+static void forker_case(int (*fn)(void *), const char *collector) {
+  test_skip_under_tsan(NO_THREADS_IN_FORKED_CHILD);
+  char spec[128];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", collector);
+  test_assert_child_ok(test_run_forked(fn, spec, 60), collector);
+}
+
+static void test_two_forkers_at_once(void **st) {
+  (void)st;
+  forker_case(two_forkers, "semispace");
+  forker_case(two_forkers, "mark_sweep");
+  forker_case(two_forkers, "concurrent_compact");
+}
+
+static void test_fork_inside_critical_section(void **st) {
+  (void)st;
+  forker_case(fork_in_critical, "mark_compact");
+  forker_case(fork_in_critical, "concurrent_compact");
+}
+
 #define CONFIG(name, collector, extra)                                                    \
   static void test_##name##_main(void **st) { (void)st; torture_run(collector, extra, 0); } \
   static void test_##name##_mutator(void **st) { (void)st; torture_run(collector, extra, 1); }
@@ -482,6 +576,8 @@ int main(void) {
       cmocka_unit_test(test_concurrent_thread_mutator),
       cmocka_unit_test(test_absent_claim_semispace),
       cmocka_unit_test(test_absent_claim_concurrent),
+      cmocka_unit_test(test_two_forkers_at_once),
+      cmocka_unit_test(test_fork_inside_critical_section),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
