@@ -290,9 +290,13 @@ static void prepare_heap(fh_heap *h) {
   pthread_mutex_lock(&h->stats_lock);
   pthread_mutex_lock(&h->roots_lock);
   pthread_mutex_lock(&h->world_lock);
+  /* A thread of any kind may be registering a type; its holder waits for
+   * nothing of ours (only malloc), and the child must find it free. */
+  pthread_mutex_lock(&h->types.lock);
 }
 
 static void unlock_heap(fh_heap *h) {
+  pthread_mutex_unlock(&h->types.lock);
   pthread_mutex_unlock(&h->world_lock);
   pthread_mutex_unlock(&h->roots_lock);
   pthread_mutex_unlock(&h->stats_lock);
