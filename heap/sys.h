@@ -144,16 +144,9 @@ static inline int sys_uffd_ioctl(int fd, unsigned long req, void *arg) {
   return ioctl(fd, req, arg);
 }
 
-/* userfaultfd(flags) through the system call; -1 + errno. */
-static inline int sys_userfaultfd(int flags) {
-  SYS_FAIL_IF_INJECTED(SYS_USERFAULTFD, -1);
-#ifdef SYS_userfaultfd
-  return (int)syscall(SYS_userfaultfd, flags);
-#else
-  errno = ENOSYS;
-  return -1;
-#endif
-}
+/* userfaultfd() itself, by the system call or through /dev/userfaultfd, is
+ * one call of kind SYS_USERFAULTFD: uffd/probe.c (create_fd) checks the
+ * seam before either. */
 
 /* ---- threads ---- */
 

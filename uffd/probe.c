@@ -34,11 +34,9 @@ static int env_disabled(void) {
  * good instead of testing a failure path.  fh_uffd_open (seam 1) goes
  * through the system-call seam (heap/sys.h). */
 static int create_fd(int via, int flags, int seam) {
-  if (seam && via == FH_UFFD_VIA_SYSCALL)
-    return sys_userfaultfd(flags);
-  if (seam) { /* /dev/userfaultfd: open + USERFAULTFD_IOC_NEW, one call */
-    SYS_FAIL_IF_INJECTED(SYS_USERFAULTFD, -1);
-  }
+  /* Either way (the system call, or /dev/userfaultfd's open and ioctl)
+   * creation is one injectable call of the seam. */
+  if (seam) SYS_FAIL_IF_INJECTED(SYS_USERFAULTFD, -1);
   if (via == FH_UFFD_VIA_SYSCALL) {
 #ifdef SYS_userfaultfd
     return (int)syscall(SYS_userfaultfd, flags);
