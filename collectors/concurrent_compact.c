@@ -530,9 +530,26 @@ static void *worker_main(void *arg) {
     nanosleep(&ts, NULL);
   }
   uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
+  /* Once the uffd is broken every install is an mremap that leaves a VMA
+   * of its own until the next pause: the worker then builds runs of up to
+   * 2 MiB in a buffer of that size, so that a large heap stays far below
+   * vm.max_map_count (16-page runs would need one VMA per 64 KiB). */
+  uint8_t *big = NULL;
+  int big_failed = 0;
   for (size_t p = 0; p < np;) {
-    size_t n = 0;
-    while (n < MC_MAX_RUN && p + n < np && claim(m, p + n)) n++;
+    size_t n = 0, max = MC_MAX_RUN;
+    uint8_t *buf = m->worker_buf;
+    if (p >= m->t.dense_pages && !big_failed &&
+        atomic_load_explicit(&m->uffd_broken, memory_order_relaxed)) {
+      if (!big) {
+        void *b = sys_mmap(NULL, MC_BROKEN_RUN * FWD_PAGE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        big = b == MAP_FAILED ? NULL : b; /* failed: 16-page runs, as before */
+        big_failed = !big;
+      }
+      if (big) max = MC_BROKEN_RUN, buf = big;
+    }
+    while (n < max && p + n < np && claim(m, p + n)) n++;
     if (n == 0) { /* a mutator has it */
       p++;
       continue;
@@ -541,7 +558,10 @@ static void *worker_main(void *arg) {
     if (!own_releaser) ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
     if (use_move && atomic_load_explicit(&m->uffd_broken, memory_order_relaxed))
       use_move = 0; /* MOVE is an ioctl too: install() remaps now */
-    int move = use_move && install_choose_move(&costs), moved = move;
+    /* A 2 MiB run is built and remapped, never moved (build_and_move
+     * stages at most MC_MAX_RUN pages), even if uffd_broken was cleared
+     * since by an installer trying the ioctl again. */
+    int move = use_move && buf == m->worker_buf && install_choose_move(&costs), moved = move;
     /* CPU time, not wall: a run during which the worker was preempted
      * (mutators busy on every CPU) would otherwise count the slice it
      * waited as install cost, and a few such samples decided the choice
@@ -555,13 +575,15 @@ static void *worker_main(void *arg) {
     } else if (move && build_and_move(m, fd, p, n, &stage, low) == 0) {
       m->moved_pages += n;
     } else {
-      build_and_copy(m, fd, p, n, m->worker_buf);
+      build_and_copy(m, fd, p, n, buf);
       moved = 0;
     }
     if (timed) install_record(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
     built += n;
     p += n;
   }
+  /* Harmless if it fails: a buffer nobody reads again. */
+  if (big) sys_munmap(big, MC_BROKEN_RUN * FWD_PAGE);
   m->worker_ns = now_ns() - t0;
   m->worker_cpu_ns = mc_thread_cpu_ns() - cpu0;
   m->worker_bytes = built * FWD_PAGE;

@@ -68,6 +68,7 @@ enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };
 
 #define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.h */
 #define MC_MAX_RUN 16       /* pages per GC-worker COPY, and per fault at most */
+#define MC_BROKEN_RUN 512   /* pages per worker install once the uffd is broken */
 
 typedef struct mc_state {
   fh_heap *h;
