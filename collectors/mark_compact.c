@@ -128,7 +128,7 @@ static int move_aside(mc_state *m) {
   fwd_tables *t = &m->t;
   m->moved_by_copy = 0;
   /* After a phase that installed pages by mremap (userfaultfd ioctls
-   * failing: concurrent_compact.c, install) the space is several VMAs and
+   * failing: page_install.c, mc_install) the space is several VMAs and
    * DONTUNMAP would fail: copy it aside and map it afresh, as one VMA. */
   int split = atomic_load(&m->space_split);
   m->copy_note = split ? "stop-the-world fallback (the space was split by a remap fallback)"

@@ -170,6 +170,15 @@ void mc_copy_build_put(mc_state *m, int slot);
 void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf);
 void mc_copy_build_end(mc_state *m);
 
+/* ---- installing built pages (page_install.c) ----
+ * install: put len bytes (whole pages) from src at dst, a registered range
+ * whose pages the caller has claimed: UFFDIO_COPY with retries, then
+ * mremap once the uffd is broken; never gives up, async-signal-safe.
+ * mark_broken: no installer tries an ioctl again this phase; err is kept
+ * as the cycle's first failure (fh_dump). */
+void mc_install(mc_state *m, int fd, uint8_t *dst, const uint8_t *src, size_t len);
+void mc_mark_broken(mc_state *m, int err);
+
 /* ---- concurrent schedule (concurrent_compact.c) ---- */
 /* In the pause, after mc_prepare: register the destination range, start the
  * GC worker, open the concurrent phase.  -1 when userfaultfd cannot be used
