@@ -8,6 +8,7 @@
 
 #include "collectors/collector.h"
 #include "heap/barrier.h"
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/image_load.h"
 #include "heap/options.h"
@@ -142,6 +143,14 @@ fh_heap *fh_heap_create(const fh_options *given) {
     goto fail_early;
   }
   if (types_init(&h->types) < 0) goto fail_early;
+  if (!(h->eph_type = ephemeron_register_type(h))) {
+    types_destroy(&h->types);
+    goto fail_early;
+  }
+  weak_records_init(&h->finalizers);
+  weak_records_init(&h->fin_queue);
+  weak_records_init(&h->hash_vacated);
+  pthread_mutex_init(&h->fin_notify_lock, NULL);
   pthread_mutex_init(&h->gc_lock, NULL);
   pthread_mutex_init(&h->world_lock, NULL);
   pthread_mutex_init(&h->roots_lock, NULL);
@@ -192,6 +201,10 @@ void fh_heap_destroy(fh_heap *h) {
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
+  weak_records_destroy(&h->finalizers);
+  weak_records_destroy(&h->fin_queue);
+  weak_records_destroy(&h->hash_vacated);
+  pthread_mutex_destroy(&h->fin_notify_lock);
   free(h->global_roots);
   pthread_mutex_destroy(&h->gc_lock);
   pthread_mutex_destroy(&h->world_lock);
@@ -208,6 +221,11 @@ void fh_heap_destroy(fh_heap *h) {
 uint32_t fh_register_type(fh_heap *h, const fh_type *t) {
   if (!h) {
     fh_error_set("fh_register_type: heap is NULL");
+    return 0;
+  }
+  if (t && (t->flags & TYPE_INTERNAL_FLAGS)) {
+    fh_error_set("fh_register_type(%s): unknown flags 0x%x", t->name ? t->name : "?",
+                 t->flags & TYPE_INTERNAL_FLAGS);
     return 0;
   }
   return types_register(&h->types, t);

@@ -9,6 +9,7 @@
 
 #include "faultheap.h"
 #include "heap/types.h"
+#include "heap/weak_records.h"
 #include "spaces/bump_space.h"
 #include "spaces/image_space.h"
 #include "spaces/malloc_space.h"
@@ -135,6 +136,17 @@ struct fh_heap {
   size_t nglobal_roots, global_roots_cap;
   fh_root_scanner scanner;
   void *scanner_user;
+
+  /* Weakly held objects (heap/weak_records.h; collectors/trace.h decides
+   * their fate).  The ephemeron type is built in: its id is eph_type. */
+  uint32_t eph_type;
+  weak_records finalizers; /* fh_finalizer_attach records: obj, data */
+  weak_records fin_queue;  /* found unreachable, strong until popped */
+  weak_records hash_vacated; /* heap/identity_hash.c */
+  pthread_mutex_t fin_notify_lock;
+  void (*fin_notify)(fh_heap *h, void *user);
+  void *fin_notify_user;
+  int fin_queue_filled; /* a collection made the queue non-empty: notify */
 
   /* Triggers: a collection starts once alloc_since_gc passes gc_trigger. */
   _Atomic size_t alloc_since_gc;

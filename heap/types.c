@@ -12,7 +12,7 @@
 #include "heap/sys.h"
 #include "spaces/reserve.h"
 
-#define TYPE_KNOWN_FLAGS FH_TYPE_REF_ARRAY
+#define TYPE_KNOWN_FLAGS (FH_TYPE_REF_ARRAY | TYPE_INTERNAL_FLAGS)
 
 static unsigned long name_hash(const char *s) {
   unsigned long h = 1469598103934665603ul; /* FNV-1a */

@@ -11,6 +11,14 @@
 
 #include "faultheap.h"
 
+/* Internal type flags (above the public FH_TYPE_* ones; fh_register_type
+ * refuses them).  TYPE_EPHEMERON: the heap's built-in ephemeron type
+ * (heap/ephemeron.c).  Its two slots are ordinary reference slots for every
+ * pass that updates, copies, saves or checks references; only tracing for
+ * liveness treats them apart (collectors/trace.h). */
+#define TYPE_EPHEMERON (1u << 30)
+#define TYPE_INTERNAL_FLAGS TYPE_EPHEMERON
+
 typedef struct fh_type_info {
   uint32_t id;
   char *name;

@@ -176,6 +176,57 @@ static inline void fh_pop_roots(fh_thread *t, size_t n);
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
 FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
 
+/* ---- weak references, finalization, identity ------------------------------ */
+/* Ephemerons.  A built-in heap object holding (key, value): the value is
+ * reachable through the ephemeron only while the key is reachable by some
+ * other path.  Once a collection finds the key unreachable, key and value
+ * read NULL for ever after (the ephemeron is cleared).  A weak reference is
+ * an ephemeron whose value is NULL.  Keys and values may be any heap
+ * objects (image, zygote, non-moving or movable) or NULL; an ephemeron made
+ * with a NULL key is born cleared.  Ephemerons are ordinary objects: store
+ * them in reference slots (a weak hash table is an array or chains of
+ * them), root them, save them in images.  The chain of ephemerons in which
+ * each value is the next key dies in one collection when its head does.
+ * An ephemeron whose key lies in the image or zygote space never clears
+ * (those spaces are never collected).  fh_ephemeron_new returns NULL +
+ * fh_last_error() on failure and may collect; the other three never
+ * collect and report a non-ephemeron argument through fh_last_error(). */
+FH_API void *fh_ephemeron_new(fh_thread *t, void *key, void *value);
+FH_API void *fh_ephemeron_key(fh_thread *t, void *eph);
+FH_API void *fh_ephemeron_value(fh_thread *t, void *eph);
+FH_API void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value); /* cleared: no-op */
+
+/* Finalization.  After a collection finds obj unreachable except through
+ * finalization records, obj (and everything it references) is kept alive
+ * and queued, once per record; the record is then gone (attach again to be
+ * told again: resurrection is allowed).  The queue is filled by the time
+ * fh_collect returns (for a concurrent kind, by the end of its pause).
+ * fh_finalizer_pop returns 1 with *obj and *data set (the caller roots
+ * *obj while it uses it), or 0 when the queue is empty; thread-safe, from
+ * any attached thread.  There is no order among objects queued by the same
+ * collection.  An object kept alive for finalization keeps its ephemerons
+ * (they are not cleared while it is queued or resurrected).  `data` is an
+ * opaque word, never traced.  notify, if set, is called on the thread that
+ * collected, after the pause and outside any lock of the heap and any
+ * signal handler, whenever a collection takes the queue from empty to
+ * non-empty (make it cheap: wake a finalizer thread).  An object in the
+ * image or zygote space is never collected, so its finalizer never runs;
+ * fh_prefork refuses (-1 + error) while the queue is not empty: pop and
+ * finalize first, so that a child and its parent never both finalize one
+ * object.  fh_finalizer_attach: 0, or -1 + fh_last_error(); it and
+ * fh_finalizer_pop may collect. */
+FH_API int fh_finalizer_attach(fh_thread *t, void *obj, void *data);
+FH_API int fh_finalizer_pop(fh_thread *t, void **obj, void **data);
+FH_API void fh_set_finalizer_notify(fh_heap *h, void (*notify)(fh_heap *h, void *user),
+                                    void *user);
+
+/* Identity hash: the same value for the object's whole life, across every
+ * collection, move, fh_prefork and image save/load, under every collector.
+ * Distinct live objects never share a value because one now lies where the
+ * other used to; otherwise they collide no more often than a good 64-bit
+ * hash.  Never collects.  0 + fh_last_error() when obj is not an object. */
+FH_API uint64_t fh_object_hash(fh_thread *t, const void *obj);
+
 /* ---- collection -------------------------------------------------------- */
 typedef enum {
   FH_COLLECT_DEFAULT,

@@ -1,0 +1,77 @@
+/* fh_ephemeron_*: the public face of the built-in ephemeron type. */
+#include "heap/ephemeron.h"
+
+#include <stddef.h>
+
+#include "heap/error.h"
+#include "heap/object.h"
+#include "heap/object_check.h"
+
+uint32_t ephemeron_register_type(fh_heap *h) {
+  static const uint32_t offsets[] = {offsetof(ephemeron, key), offsetof(ephemeron, value)};
+  fh_type t = {.name = EPHEMERON_TYPE_NAME,
+               .size = sizeof(ephemeron),
+               .nrefs = 2,
+               .ref_offsets = offsets,
+               .flags = TYPE_EPHEMERON};
+  return types_register(&h->types, &t);
+}
+
+/* eph as an ephemeron of t's heap, or NULL + error naming fn. */
+static ephemeron *as_ephemeron(fh_thread *t, const void *eph, const char *fn) {
+  if (!t) {
+    fh_error_set("%s: thread is NULL", fn);
+    return NULL;
+  }
+  fh_heap *h = thread_heap(t);
+  if (heap_check_object(h, eph, fn) < 0) return NULL;
+  if (hdr_type(*obj_header(eph)) != h->eph_type) {
+    fh_error_set("%s: %p is an object of type %u, not an ephemeron", fn, eph,
+                 hdr_type(*obj_header(eph)));
+    return NULL;
+  }
+  return (ephemeron *)eph;
+}
+
+/* NULL or an object of t's heap (0), else -1 + error. */
+static int check_ref(fh_thread *t, const void *p, const char *fn, const char *what) {
+  if (!p || heap_check_object(thread_heap(t), p, fn) == 0) return 0;
+  fh_error_prefix(what);
+  return -1;
+}
+
+void *fh_ephemeron_new(fh_thread *t, void *key, void *value) {
+  if (!t) {
+    fh_error_set("fh_ephemeron_new: thread is NULL");
+    return NULL;
+  }
+  if (check_ref(t, key, "fh_ephemeron_new", "key") < 0 ||
+      check_ref(t, value, "fh_ephemeron_new", "value") < 0)
+    return NULL;
+  if (!key) value = NULL; /* born dead: key and value always agree */
+  /* The allocation may collect and move both. */
+  fh_push_root(t, &key);
+  fh_push_root(t, &value);
+  ephemeron *e = fh_alloc(t, thread_heap(t)->eph_type, sizeof *e);
+  fh_pop_roots(t, 2);
+  if (!e) return NULL;
+  fh_write_ref(t, e, &e->key, key);
+  fh_write_ref(t, e, &e->value, value);
+  return e;
+}
+
+void *fh_ephemeron_key(fh_thread *t, void *eph) {
+  ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_key");
+  return e ? e->key : NULL;
+}
+
+void *fh_ephemeron_value(fh_thread *t, void *eph) {
+  ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_value");
+  return e && e->key ? e->value : NULL;
+}
+
+void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value) {
+  ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_set_value");
+  if (!e || check_ref(t, value, "fh_ephemeron_set_value", "value") < 0) return;
+  if (e->key) fh_write_ref(t, e, &e->value, value); /* cleared: nothing */
+}

@@ -1,0 +1,20 @@
+/* The built-in ephemeron object (fh_ephemeron_new): a 16-byte payload of
+ * two reference slots, key then value.  A cleared (dead) ephemeron has a
+ * NULL key; its value is NULL too.  Collectors clear ephemerons whose keys
+ * die (collectors/trace.h); nothing else ever writes a NULL key. */
+#ifndef FH_EPHEMERON_H_
+#define FH_EPHEMERON_H_
+
+#include "heap/heap.h"
+
+typedef struct ephemeron {
+  void *key;
+  void *value;
+} ephemeron;
+
+#define EPHEMERON_TYPE_NAME "faultheap.ephemeron"
+
+/* Register the type in a new heap's registry; its id, or 0 + error. */
+uint32_t ephemeron_register_type(fh_heap *h);
+
+#endif
