@@ -138,8 +138,10 @@ struct fh_heap {
   void *scanner_user;
 
   /* Weakly held objects (heap/weak_records.h; collectors/trace.h decides
-   * their fate).  The ephemeron type is built in: its id is eph_type. */
-  uint32_t eph_type;
+   * their fate).  The ephemeron type is built in, registered by the first
+   * fh_ephemeron_new (or by an image that holds ephemerons): its id, 0
+   * before (heap/ephemeron.c). */
+  _Atomic uint32_t eph_type;
   weak_records finalizers; /* fh_finalizer_attach records: obj, data */
   weak_records fin_queue;  /* found unreachable, strong until popped */
   weak_records hash_vacated; /* heap/identity_hash.c */
