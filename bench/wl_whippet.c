@@ -372,13 +372,23 @@ static int whippet_main(int argc, char **argv, int finalizers) {
   }
   int status = wk_run_all(&run, bench_has_flag(argc, argv, "-v"));
 
-  /* Whippet's best: the lowest median time among its variants that ran
-   * every round correctly */
+  /* Whippet's best: the lowest median time among its precise variants that
+   * ran every round correctly.  The conservative ones (bdw, *conservative*)
+   * skip ephemerons.c's check that the dropped chain clears, and bdw only
+   * approximates ephemerons with finalizers: they are shown, not compared. */
   const wk_variant *best = NULL;
   double best_ms = INFINITY;
   for (int i = nfh; i < run.n; i++) {
-    double m = wk_median(&run, &run.v[i], "ms");
-    if (!run.v[i].failed && !run.v[i].skipped && m < best_ms) best = &run.v[i], best_ms = m;
+    wk_variant *v = &run.v[i];
+    double m = wk_median(&run, v, "ms");
+    if (v->failed == 128 + 4) /* GC_CRASH() is __builtin_trap() */
+      snprintf(v->why, sizeof v->why, "SIGILL: Whippet stops so when its heap is too small");
+    else if (v->failed == 128 + 11)
+      snprintf(v->why, sizeof v->why, "SIGSEGV: the program used a NULL allocation");
+    else if (v->failed == 1)
+      snprintf(v->why, sizeof v->why, "finalizers outstanding or bad output");
+    int conservative = strstr(v->name, "bdw") || strstr(v->name, "conservative");
+    if (!v->failed && !v->skipped && !conservative && m < best_ms) best = v, best_ms = m;
   }
 
   bench_print_header(stdout);
@@ -415,7 +425,9 @@ static int whippet_main(int argc, char **argv, int finalizers) {
            wk_median(&run, v, "collections"), ratio);
   }
   if (best)
-    printf("vs_best: median over rounds of time / %s's time in the same round\n", best->name);
+    printf("vs_best: median over rounds of time / %s's time in the same round (Whippet's\n"
+           "best precise collector; bdw and conservative variants skip the clearing check)\n",
+           best->name);
 
   const char *json = bench_flag(argc, argv, "--json");
   if (json) {
