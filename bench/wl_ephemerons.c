@@ -414,23 +414,26 @@ int wl_ephemerons(int argc, char **argv) {
     printf("ephemerons churn: %zu-slot weak table, %zu x replacements; %d rounds (medians)\n",
            size_flag(argc, argv, "--entries", 100000), size_flag(argc, argv, "--rounds", 20),
            runs);
-    printf("%-20s %9s %9s %7s %10s %10s %6s %10s %6s %9s\n", "collector", "eph_ms", "strong_ms",
-           "ratio", "eph_pause", "eph_p_tot", "GCs", "str_pause", "GCs", "entries");
+    printf("%-20s %8s %9s %6s %5s %5s %9s %9s %7s %7s %9s %7s\n", "collector", "eph_ms",
+           "strong_ms", "ratio", "GCs", "GCs_s", "pause_tot", "ptot_s", "ms/GC", "ms/GC_s",
+           "max_pause", "mut_rat");
     for (int c = 0; c < WK_NCOLLECTORS; c++) {
       if (idx[c][M_CHURN_EPH] < 0) continue;
       const wk_variant *a = V(c, M_CHURN_EPH), *b = V(c, M_CHURN_STRONG);
-      printf("%-20s %9.1f %9.1f %6.2fx %10.2f %10.1f %6.0f %10.2f %6.0f %9.0f%s\n",
-             wk_collector_names[c], a ? wk_median(&run, a, "ms") : NAN,
-             b ? wk_median(&run, b, "ms") : NAN, a && b ? wk_ratio(&run, a, "ms", b, "ms") : NAN,
-             a ? wk_max(&run, a, "pause_max_ms") : NAN,
-             a ? wk_median(&run, a, "pause_total_ms") : NAN,
-             a ? wk_median(&run, a, "collections") : NAN,
-             b ? wk_max(&run, b, "pause_max_ms") : NAN,
-             b ? wk_median(&run, b, "collections") : NAN,
-             a ? wk_median(&run, a, "entries_set") : NAN, a && b ? "" : "  (FAILED)");
+      if (!a || !b) {
+        printf("%-20s FAILED\n", wk_collector_names[c]);
+        continue;
+      }
+      double am = wk_median(&run, a, "ms"), bm = wk_median(&run, b, "ms");
+      double ag = wk_median(&run, a, "collections"), bg = wk_median(&run, b, "collections");
+      double ap = wk_median(&run, a, "pause_total_ms"), bp = wk_median(&run, b, "pause_total_ms");
+      printf("%-20s %8.1f %9.1f %5.2fx %5.0f %5.0f %9.1f %9.1f %7.2f %7.2f %9.2f %6.2fx\n",
+             wk_collector_names[c], am, bm, wk_ratio(&run, a, "ms", b, "ms"), ag, bg, ap, bp,
+             ap / ag, bp / bg, wk_max(&run, a, "pause_max_ms"), (am - ap) / (bm - bp));
     }
-    printf("ratio: median over rounds of eph_ms / strong_ms; pauses in ms (worst run); "
-           "entries: slots still set after the last collection\n");
+    printf("ratio: median over rounds of eph_ms / strong_ms; _s: the strong table; pause_tot:\n"
+           "pauses in ms; max_pause: the worst in any run (eph); mut_rat: (ms - pause_tot)\n"
+           "with ephemerons / the same with strong refs (the mutator's side)\n");
   }
   if (want[1] || want[2]) {
     printf("\nephemerons in one full collection (median of 3 collections, to the end of "
