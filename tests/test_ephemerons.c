@@ -111,12 +111,17 @@ static void test_chain_dies_in_one_collection(void **st) {
         assert_ptr_equal(fh_ephemeron_key(t, table[N - 1 - i]), i ? fh_ephemeron_value(t, table[N - i]) : (void *)head);
       }
     }
+    fh_stats before, after;
+    fh_get_stats(h, &before);
     head = NULL;
     collect(c, t, 0);
     for (int i = 0; i < N; i++) {
       assert_null(fh_ephemeron_key(t, table[i]));
       assert_null(fh_ephemeron_value(t, table[i]));
     }
+    fh_get_stats(h, &after);
+    assert_int_equal(after.ephemerons_cleared - before.ephemerons_cleared, N);
+    assert_true(after.ephemerons_traced - before.ephemerons_traced >= N);
     fh_pop_roots(t, 3);
     teardown(h, t);
   }
