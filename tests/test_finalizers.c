@@ -139,8 +139,10 @@ static void test_finalizable_key_keeps_its_ephemeron(void **st) {
     fh_push_root(t, &e);
     fh_push_root(t, &v);
     tnode *k = finalizable(t, &ty, 3);
+    fh_push_root(t, (void **)&k);
     v = test_node(t, &ty, 33);
     e = fh_ephemeron_new(t, k, v);
+    fh_pop_roots(t, 1);
     v = NULL; /* the value lives through e only */
     collect(c, t, 0);
     void *obj, *data;
