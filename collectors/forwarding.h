@@ -69,9 +69,6 @@ typedef struct fwd_tables {
   size_t npages;       /* destination pages: ceil(live_bytes / 4096) */
   size_t dense_pages;  /* leading destination pages whose objects all keep
                           their address (no dead word below their end) */
-  /* The tracing layer's figures for the last marking (fh_dump). */
-  uint64_t weak_ns;
-  size_t ephemerons, cleared;
 } fwd_tables;
 
 /* Map the tables for a space of `capacity` bytes at `begin` (NORESERVE:

@@ -509,7 +509,6 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   }
   recover(&m);
   trace_weak_finish(&weak); /* drains with marker 0: never fails */
-  t->weak_ns = weak.weak_ns, t->ephemerons = weak.ephemerons, t->cleared = weak.cleared;
   trace_weak_destroy(&weak);
   mark_stack_destroy(&m.stack);
   *crew_out = crew;

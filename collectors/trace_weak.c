@@ -223,6 +223,13 @@ int trace_weak_finish(trace_weak *w) {
   weak_records_filter(&w->h->finalizers, keep_live_record, w);
   weak_records_filter(&w->h->hash_vacated, keep_live_record, w);
   w->weak_ns = heap_now_ns() - t0;
+  /* Inside the pause, under stats_lock (the driver holds it). */
+  fh_heap *h = w->h;
+  h->ephemerons_traced += w->ephemerons;
+  h->ephemerons_cleared += w->cleared;
+  h->objects_finalized += w->finalized;
+  h->weak_ns_total += w->weak_ns;
+  if (w->weak_ns > h->weak_ns_max) h->weak_ns_max = w->weak_ns;
   return 0;
 failed:
   w->indexing = 0;
