@@ -104,6 +104,18 @@ static inline int claim(marker *m, uintptr_t start) {
   return 1;
 }
 
+/* 0 when some marker's start bit for `start` is visibly set (a bit set an
+ * instant ago may be missed: the ephemeron is then recorded and resolved
+ * after marking, which is only slower). */
+static inline int claim_would_set(marker *m, uintptr_t start) {
+  size_t i = (start - m->t->begin) >> 3, w = i >> 6;
+  uint64_t bit = (uint64_t)1 << (i & 63);
+  if (atomic_load_explicit(&m->own_mark[w], memory_order_relaxed) & bit) return 0;
+  for (unsigned k = 0; k < m->nothers; k++)
+    if (atomic_load_explicit(&m->other_mark[k][w], memory_order_relaxed) & bit) return 0;
+  return 1;
+}
+
 static inline void mark_ref(marker *m, void *p) {
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
@@ -125,15 +137,31 @@ static inline void mark_ref(marker *m, void *p) {
 
 static void mark_slot(void **slot, void *ctx) { mark_ref(ctx, *slot); }
 
-/* A scanned ephemeron: its key and value are not traced now. */
+/* A scanned ephemeron.  Helpers cannot call the tracing layer (it is
+ * single-threaded): they resolve what they can at once and keep the rest,
+ * with its key, until marking is over. */
 static void found_ephemeron(marker *m, void *eph) {
   if (m->weak) {
     trace_ephemeron(m->weak, eph);
+    return;
+  }
+  ephemeron *e = eph;
+  void *key = e->key;
+  if (!key) return; /* cleared */
+  uintptr_t k = (uintptr_t)key;
+  int reached = k - m->t->begin - FH_HEADER_BYTES < m->t->old_top - m->t->begin
+                    ? !claim_would_set(m, k - FH_HEADER_BYTES)
+                    : !space_contains(&m->h->non_moving.space, key) ||
+                          bitmap_test(&m->h->non_moving.mark_bits, obj_start(key));
+  if (reached) {
+    mark_ref(m, e->value); /* the key needs no visit: marking moves nothing */
   } else if ((!m->ephs.items && mark_stack_init(&m->ephs) < 0) ||
-             mark_stack_push(&m->ephs, eph) < 0) {
-    /* No room to remember it: a strong pair for this cycle. */
-    mark_ref(m, ((ephemeron *)eph)->key);
-    mark_ref(m, ((ephemeron *)eph)->value);
+             mark_stack_push(&m->ephs, eph) < 0 || mark_stack_push(&m->ephs, key) < 0) {
+    /* No room to remember it: a strong pair for this cycle (the key, if
+     * pushed, is then recorded without its ephemeron: dropped below). */
+    if (m->ephs.n % 2) m->ephs.n--;
+    mark_ref(m, key);
+    mark_ref(m, e->value);
   }
 }
 
@@ -503,7 +531,7 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
     m.weak = &weak;
     for (unsigned i = 0; i < crew->nh; i++) {
       mark_stack *e = &crew->helpers[i].ephs;
-      for (size_t k = 0; k < e->n; k++) trace_ephemeron(&weak, e->items[k]);
+      for (size_t k = 0; k + 1 < e->n; k += 2) trace_ephemeron_recorded(&weak, e->items[k], e->items[k + 1]);
       mark_stack_destroy(e);
     }
   }

@@ -13,22 +13,27 @@
  *   ...move / sweep; update passes also call weak_roots_visit()...
  *   trace_weak_destroy(&w);
  *
- * Ephemeron fix-point, linear in the number of ephemerons.  During the
- * strong closure an ephemeron is only recorded.  Afterwards each recorded
- * one whose key is live is resolved (key and value visited as strong
- * slots); the others go into an index by key address.  From then on every
- * object the collector reaches for the first time is looked up in the
- * index (trace_weak_reached), so an ephemeron is resolved the moment its
- * key is reached, whatever the order: a chain of n ephemerons, each value
- * the next key, resolves in one pass, not n.  Ephemerons found after the
- * strong closure (inside a resolved value) are classified at once.  When
- * nothing is left to resolve, the unresolved ephemerons' keys are dead:
- * finalization runs first (it may resurrect keys, which then resolve:
- * an object kept alive for finalization keeps its ephemerons, as in
- * Whippet), then the rest are cleared (key and value NULL).
+ * Ephemeron fix-point, linear in the number of ephemerons.  When the
+ * collector scans an ephemeron (its cache line is hot then), a cleared one
+ * costs nothing more and one whose key is already reached is resolved at
+ * once: key and value are visited as strong slots.  Only the others are
+ * recorded, with their key, so nothing has to read the ephemeron again
+ * until it is cleared.  After the strong closure each recorded one whose
+ * key is now live is resolved; the rest go into an index by key address.
+ * From then on every object the collector reaches for the first time is
+ * looked up in the index (trace_weak_reached), so an ephemeron is resolved
+ * the moment its key is reached, whatever the order: a chain of n
+ * ephemerons, each value the next key, resolves in one pass, not n.
+ * Ephemerons found after the strong closure (inside a resolved value) are
+ * classified at once.  When nothing is left to resolve, the unresolved
+ * ephemerons' keys are dead: finalization runs first (it may resurrect
+ * keys, which then resolve: an object kept alive for finalization keeps
+ * its ephemerons, as in Whippet), then the rest are cleared (key and value
+ * NULL).
  *
- * Without memory for the index the fix-point rescans the pending list until
- * nothing changes: quadratic in the worst case, but correct. */
+ * Without memory for the records an ephemeron is traced as a strong pair
+ * for the cycle; without memory for the index the fix-point rescans the
+ * pending list until nothing changes (quadratic at worst, but correct). */
 #ifndef FH_TRACE_H_
 #define FH_TRACE_H_
 
@@ -51,12 +56,12 @@ typedef struct trace_weak {
   fh_heap *h;
   const trace_ops *ops;
   void *tracer;
-  mark_stack found;    /* ephemerons recorded by the strong closure */
-  mark_stack pending;  /* ephemerons whose key is not (yet) live */
+  mark_stack found;    /* (ephemeron, key) pairs recorded by the strong closure */
   mark_stack resolved; /* ephemerons whose key became live: visit key, value */
-  size_t *next;        /* pending index: chain links, parallel to pending */
-  size_t *heads;       /* [nbuckets] first pending index + 1, 0: empty */
-  size_t nbuckets, next_cap;
+  struct trace_pending *pending; /* ephemerons whose key is not (yet) live */
+  size_t npending, pending_cap;
+  size_t *heads;       /* [nbuckets] index of pending by key: first entry + 1 */
+  size_t nbuckets;
   int indexing;        /* after the strong closure: trace_weak_reached looks up */
   int no_index;        /* no memory for the index: rescan instead */
   int overflowed;      /* a record could not be kept: ephemeron treated strong */
@@ -71,6 +76,10 @@ void trace_weak_destroy(trace_weak *w);
 /* The collector scanned a live ephemeron (payload pointer at its current
  * address) instead of visiting its key and value. */
 void trace_ephemeron(trace_weak *w, void *eph);
+/* For a tracer that cannot call the layer while it scans (the parallel
+ * marker's helpers): an ephemeron it recorded itself, with the key it read
+ * then, handed over after the strong closure. */
+void trace_ephemeron_recorded(trace_weak *w, void *eph, void *key);
 
 void trace_weak_reached_slow(trace_weak *w, const void *obj);
 /* The collector reached obj (the address its referrers hold) for the first

@@ -8,17 +8,26 @@
 #include "heap/error.h"
 #include "heap/object.h"
 
+/* A pending ephemeron, its key (as referrers hold it: the address the
+ * collector will report to trace_weak_reached) and its index chain. */
+typedef struct trace_pending {
+  ephemeron *e; /* NULL once resolved */
+  const void *key;
+  size_t next;  /* next entry of the bucket + 1, 0: none */
+} trace_pending;
+
 void trace_weak_init(trace_weak *w, fh_heap *h, const trace_ops *ops, void *tracer) {
   *w = (trace_weak){.h = h, .ops = ops, .tracer = tracer};
 }
 
 void trace_weak_destroy(trace_weak *w) {
   mark_stack_destroy(&w->found);
-  mark_stack_destroy(&w->pending);
   mark_stack_destroy(&w->resolved);
-  free(w->next);
+  free(w->pending);
   free(w->heads);
-  w->next = w->heads = NULL;
+  w->pending = NULL;
+  w->heads = NULL;
+  w->npending = w->pending_cap = 0;
   w->indexing = 0;
 }
 
@@ -33,12 +42,17 @@ static int is_live(trace_weak *w, const void *obj) {
   return !obj || !w->ops->is_live || w->ops->is_live(w->tracer, obj);
 }
 
-/* Without room to remember an ephemeron, it is traced as a strong pair:
- * its value lives one cycle longer than it should, nothing is lost. */
-static void visit_strong(trace_weak *w, ephemeron *e) {
-  w->overflowed = 1;
+/* Key and value as strong slots: for an ephemeron whose key is live
+ * (visiting the key then only updates the slot for copying collectors),
+ * or, with overflowed set, for one the layer has no room to remember: its
+ * value lives one cycle longer than it should, nothing is lost. */
+static void visit_pair(trace_weak *w, ephemeron *e) {
   w->ops->visit(&e->key, w->tracer);
   w->ops->visit(&e->value, w->tracer);
+}
+static void visit_strong(trace_weak *w, ephemeron *e) {
+  w->overflowed = 1;
+  visit_pair(w, e);
 }
 
 static size_t bucket_of(const trace_weak *w, const void *key) {
@@ -46,66 +60,74 @@ static size_t bucket_of(const trace_weak *w, const void *key) {
   return (size_t)(x >> 32) & (w->nbuckets - 1);
 }
 
-/* Link pending[i] into its bucket; the links array grows with pending. */
 static void index_add(trace_weak *w, size_t i) {
-  if (w->no_index) return;
-  if (i >= w->next_cap) {
-    size_t cap = w->next_cap ? w->next_cap * 2 : 1024;
-    while (cap <= i) cap *= 2;
-    size_t *next = realloc(w->next, cap * sizeof *next);
-    if (!next) {
-      w->no_index = 1; /* from now on the fix-point rescans */
-      return;
-    }
-    w->next = next;
-    w->next_cap = cap;
-  }
-  ephemeron *e = w->pending.items[i];
-  size_t b = bucket_of(w, e->key);
-  w->next[i] = w->heads[b];
+  size_t b = bucket_of(w, w->pending[i].key);
+  w->pending[i].next = w->heads[b];
   w->heads[b] = i + 1;
 }
 
 /* (Re)build the bucket heads for every pending ephemeron, with about two
- * buckets per entry. */
+ * buckets per entry.  Without memory: no index, the fix-point rescans. */
 static void index_build(trace_weak *w) {
   size_t want = 64;
-  while (want < 2 * w->pending.n) want *= 2;
+  while (want < 2 * w->npending) want *= 2;
   size_t *heads = calloc(want, sizeof *heads);
   if (!heads) {
+    free(w->heads);
+    w->heads = NULL;
     w->no_index = 1;
     return;
   }
   free(w->heads);
   w->heads = heads;
   w->nbuckets = want;
-  for (size_t i = 0; i < w->pending.n; i++)
-    if (w->pending.items[i]) index_add(w, i);
+  for (size_t i = 0; i < w->npending; i++)
+    if (w->pending[i].e) index_add(w, i);
 }
 
 static void resolve(trace_weak *w, ephemeron *e) {
   if (push(&w->resolved, e) < 0) visit_strong(w, e);
 }
 
+static void add_pending(trace_weak *w, ephemeron *e, const void *key) {
+  if (w->npending == w->pending_cap) {
+    size_t cap = w->pending_cap ? 2 * w->pending_cap : 1024;
+    trace_pending *p = realloc(w->pending, cap * sizeof *p);
+    if (!p) {
+      visit_strong(w, e);
+      return;
+    }
+    w->pending = p;
+    w->pending_cap = cap;
+  }
+  size_t i = w->npending++;
+  w->pending[i] = (trace_pending){e, key, 0};
+  /* Built on the first entry, rebuilt as it grows (doubling: linear). */
+  if (w->no_index) return;
+  if (!w->heads || w->npending > 4 * w->nbuckets) index_build(w);
+  else index_add(w, i);
+}
+
 /* After the strong closure: decide at once, or wait in the index. */
-static void classify(trace_weak *w, ephemeron *e) {
-  if (!e->key) return; /* cleared by an earlier collection */
-  if (is_live(w, e->key)) {
-    resolve(w, e);
-    return;
-  }
-  if (push(&w->pending, e) < 0) {
-    visit_strong(w, e);
-    return;
-  }
-  if (w->heads && w->pending.n > 4 * w->nbuckets) index_build(w);
-  else if (w->heads) index_add(w, w->pending.n - 1);
+static void classify(trace_weak *w, ephemeron *e, void *key) {
+  if (is_live(w, key)) resolve(w, e);
+  else add_pending(w, e, key);
 }
 
 void trace_ephemeron(trace_weak *w, void *eph) {
+  ephemeron *e = eph;
+  void *key = e->key;
+  if (!key) return; /* cleared by an earlier collection */
   w->ephemerons++;
-  if (w->indexing) classify(w, eph);
-  else if (push(&w->found, eph) < 0) visit_strong(w, eph);
+  /* Scanning is a visit like any other: the key may be visited now. */
+  if (is_live(w, key)) visit_pair(w, e);
+  else if (w->indexing) add_pending(w, e, key);
+  else if (push(&w->found, e) < 0 || push(&w->found, key) < 0) visit_strong(w, e);
+}
+
+void trace_ephemeron_recorded(trace_weak *w, void *eph, void *key) {
+  w->ephemerons++;
+  if (push(&w->found, eph) < 0 || push(&w->found, key) < 0) visit_strong(w, eph);
 }
 
 /* Called from inside the collector's marking of obj: only record what to
@@ -114,18 +136,17 @@ void trace_weak_reached_slow(trace_weak *w, const void *obj) {
   if (w->no_index || !w->heads) return;
   size_t *link = &w->heads[bucket_of(w, obj)];
   while (*link) {
-    size_t i = *link - 1;
-    ephemeron *e = w->pending.items[i];
-    if (e && e->key == obj) {
-      if (push(&w->resolved, e) < 0) {
+    trace_pending *p = &w->pending[*link - 1];
+    if (p->key == obj && p->e) {
+      if (push(&w->resolved, p->e) < 0) {
         w->no_index = 1; /* the rescan in settle() picks it up */
         return;
       }
-      w->pending.items[i] = NULL;
-      *link = w->next[i]; /* unlink: each ephemeron resolves once */
+      p->e = NULL;
+      *link = p->next; /* unlink: each ephemeron resolves once */
       continue;
     }
-    link = &w->next[i];
+    link = &p->next;
   }
 }
 
@@ -133,12 +154,12 @@ void trace_weak_reached_slow(trace_weak *w, const void *obj) {
  * the resolved stack.  Returns how many moved. */
 static size_t rescan_pending(trace_weak *w) {
   size_t moved = 0;
-  for (size_t i = 0; i < w->pending.n; i++) {
-    ephemeron *e = w->pending.items[i];
-    if (!e || !is_live(w, e->key)) continue;
-    w->pending.items[i] = NULL;
+  for (size_t i = 0; i < w->npending; i++) {
+    trace_pending *p = &w->pending[i];
+    if (!p->e || !is_live(w, p->key)) continue;
+    resolve(w, p->e);
+    p->e = NULL;
     moved++;
-    resolve(w, e);
   }
   return moved;
 }
@@ -148,12 +169,7 @@ static size_t rescan_pending(trace_weak *w) {
 static int settle(trace_weak *w) {
   for (;;) {
     void *e;
-    while ((e = mark_stack_pop(&w->resolved)) != NULL) {
-      /* The key is live: visiting it only updates the slot for copying
-       * collectors.  The value is now reachable. */
-      w->ops->visit(&((ephemeron *)e)->key, w->tracer);
-      w->ops->visit(&((ephemeron *)e)->value, w->tracer);
-    }
+    while ((e = mark_stack_pop(&w->resolved)) != NULL) visit_pair(w, e);
     if (w->ops->drain(w->tracer) < 0) return -1;
     if (w->resolved.n) continue;
     if (!w->no_index || !rescan_pending(w)) return 0;
@@ -189,8 +205,8 @@ static void finalize_unreachable(trace_weak *w) {
 }
 
 static void clear_unresolved(trace_weak *w) {
-  for (size_t i = 0; i < w->pending.n; i++) {
-    ephemeron *e = w->pending.items[i];
+  for (size_t i = 0; i < w->npending; i++) {
+    ephemeron *e = w->pending[i].e;
     if (!e || !e->key) continue; /* resolved, or a duplicate already cleared */
     e->key = NULL;
     e->value = NULL;
@@ -208,9 +224,8 @@ static int keep_live_record(weak_record *r, void *ctx) {
 int trace_weak_finish(trace_weak *w) {
   uint64_t t0 = heap_now_ns();
   w->indexing = 1;
-  for (size_t i = 0; i < w->found.n; i++) classify(w, w->found.items[i]);
+  for (size_t i = 0; i + 1 < w->found.n; i += 2) classify(w, w->found.items[i], w->found.items[i + 1]);
   mark_stack_destroy(&w->found);
-  if (w->pending.n) index_build(w);
   /* A failed drain leaves liveness unknown: nothing may be cleared.  (The
    * records queued before a failure were found dead by a complete strong
    * closure; queueing them stays right.) */

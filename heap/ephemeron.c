@@ -26,6 +26,11 @@ uint32_t ephemeron_type(fh_heap *h) {
   return id;
 }
 
+void ephemeron_adopt_image_type(fh_heap *h) {
+  uint32_t id = types_find(&h->types, EPHEMERON_TYPE_NAME);
+  if (id) atomic_store_explicit(&h->eph_type, id, memory_order_release);
+}
+
 /* eph as an ephemeron of t's heap, or NULL + error naming fn. */
 static ephemeron *as_ephemeron(fh_thread *t, const void *eph, const char *fn) {
   if (!t) {
@@ -75,17 +80,20 @@ void *fh_ephemeron_new(fh_thread *t, void *key, void *value) {
   return e;
 }
 
-void *fh_ephemeron_key(fh_thread *t, void *eph) {
+/* The slow paths: what the inline accessors could not recognise (bad
+ * input, an image's ephemerons before this heap registered the type,
+ * verify=1).  Errors name the public call. */
+void *fh_ephemeron_key_slow(fh_thread *t, void *eph) {
   ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_key");
   return e ? e->key : NULL;
 }
 
-void *fh_ephemeron_value(fh_thread *t, void *eph) {
+void *fh_ephemeron_value_slow(fh_thread *t, void *eph) {
   ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_value");
   return e && e->key ? e->value : NULL;
 }
 
-void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value) {
+void fh_ephemeron_set_value_slow(fh_thread *t, void *eph, void *value) {
   ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_set_value");
   if (!e || check_ref(t, value, "fh_ephemeron_set_value", "value") < 0) return;
   if (e->key) fh_write_ref(t, e, &e->value, value); /* cleared: nothing */

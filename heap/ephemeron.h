@@ -17,5 +17,8 @@ typedef struct ephemeron {
 /* The type's id in h, registered on first use (an image may have
  * registered it already, under the same name and layout); 0 + error. */
 uint32_t ephemeron_type(fh_heap *h);
+/* After an image's types are registered: if they hold the ephemeron type,
+ * use its id (the inline accessors then recognise the image's ephemerons). */
+void ephemeron_adopt_image_type(fh_heap *h);
 
 #endif

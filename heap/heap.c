@@ -8,6 +8,7 @@
 
 #include "collectors/collector.h"
 #include "heap/barrier.h"
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/image_load.h"
 #include "heap/options.h"
@@ -163,6 +164,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
     return NULL;
   }
   heap_set_trigger(h, 0);
+  ephemeron_adopt_image_type(h);
   if (fork_register_heap(h) < 0) {
     fh_error_prefix("fh_heap_create");
     fh_heap_destroy(h);

@@ -20,6 +20,10 @@
 
 #include "heap/error.h"
 #include "heap/heap.h"
+
+/* verify=1: no ephemeron type matches, every accessor takes the checked
+ * slow path. */
+static const _Atomic uint32_t verify_eph_type = 0;
 #include "heap/object.h"
 #include "heap/object_check.h"
 
@@ -270,6 +274,7 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->heap = h;
   t->owner = pthread_self();
   t->fast.type_sizes = h->types.sizes;
+  t->fast.eph_type = h->opt.verify ? &verify_eph_type : &h->eph_type;
   t->fast.heap_lo = h->resv_begin;
   /* verify=1: an empty span sends every fh_write_ref to the slow path,
    * which checks the object, the slot and the value (heap/barrier.c). */

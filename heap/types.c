@@ -113,6 +113,13 @@ static fh_type_info *lookup_locked(fh_type_registry *r, const char *name) {
   return NULL;
 }
 
+uint32_t types_find(fh_type_registry *r, const char *name) {
+  pthread_mutex_lock(&r->lock);
+  fh_type_info *ti = lookup_locked(r, name);
+  pthread_mutex_unlock(&r->lock);
+  return ti ? ti->id : 0;
+}
+
 uint32_t types_register(fh_type_registry *r, const fh_type *t) {
   if (validate_type(t) < 0) return 0;
   pthread_mutex_lock(&r->lock);

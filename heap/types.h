@@ -47,6 +47,8 @@ int types_init(fh_type_registry *r);
 void types_destroy(fh_type_registry *r);
 /* Register or find; 0 + fh_last_error() on invalid or conflicting types. */
 uint32_t types_register(fh_type_registry *r, const fh_type *t);
+/* The id registered under name, 0 if none. */
+uint32_t types_find(fh_type_registry *r, const char *name);
 /* The type of a valid id, NULL for an unused one. */
 static inline const fh_type_info *types_get(const fh_type_registry *r, uint32_t id) {
   return id < FH__MAX_TYPES ? r->info[id] : NULL;

@@ -190,11 +190,15 @@ FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
  * An ephemeron whose key lies in the image or zygote space never clears
  * (those spaces are never collected).  fh_ephemeron_new returns NULL +
  * fh_last_error() on failure and may collect; the other three never
- * collect and report a non-ephemeron argument through fh_last_error(). */
+ * collect and report a non-ephemeron argument through fh_last_error().
+ * The three accessors are inline: an ephemeron of this heap is recognised
+ * by its address range and header, anything else goes to a checked slow
+ * path (as for fh_write_ref, a pointer inside the heap's reservation is
+ * trusted to have readable memory before it; verify=1 checks it fully). */
 FH_API void *fh_ephemeron_new(fh_thread *t, void *key, void *value);
-FH_API void *fh_ephemeron_key(fh_thread *t, void *eph);
-FH_API void *fh_ephemeron_value(fh_thread *t, void *eph);
-FH_API void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value); /* cleared: no-op */
+static inline void *fh_ephemeron_key(fh_thread *t, void *eph);
+static inline void *fh_ephemeron_value(fh_thread *t, void *eph);
+static inline void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value); /* cleared: no-op */
 
 /* Finalization.  After a collection finds obj unreachable except through
  * finalization records, obj (and everything it references) is kept alive
@@ -343,12 +347,16 @@ typedef struct fh__thread_fast {
   _Atomic uint8_t *cards;     /* card of address a: cards[(a - heap_lo) >> 9] */
   void ***roots_base, ***roots_top, ***roots_limit; /* root-slot stack */
   _Atomic uint32_t safepoint_requested;
+  const _Atomic uint32_t *eph_type; /* the heap's ephemeron type id, 0 before the first */
 } fh__thread_fast;
 
 FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
 FH_API void fh_safepoint_slow(fh_thread *t);
 FH_API void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value);
 FH_API void fh_push_root_slow(fh_thread *t, void **slot);
+FH_API void *fh_ephemeron_key_slow(fh_thread *t, void *eph);
+FH_API void *fh_ephemeron_value_slow(fh_thread *t, void *eph);
+FH_API void fh_ephemeron_set_value_slow(fh_thread *t, void *eph, void *value);
 FH_API void fh_pop_roots_slow(fh_thread *t, size_t n);
 
 static inline uint64_t fh__make_header(uint32_t type, size_t payload) {
@@ -390,6 +398,40 @@ static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *valu
     return;
   }
   fh_write_ref_slow(t, obj, slot, value);
+}
+
+/* The ephemeron at eph as two slots (key, value), or NULL: not one of this
+ * heap's (the slow path says why), or verify=1 (which checks everything). */
+static inline void **fh__ephemeron_slots(fh_thread *t, void *eph) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && (uintptr_t)eph - f->heap_lo < f->heap_span &&
+                 ((uintptr_t)eph & 7u) == 0)) {
+    uint64_t hd = *(const uint64_t *)((uintptr_t)eph - FH__HEADER_BYTES);
+    uint32_t want = atomic_load_explicit(f->eph_type, memory_order_relaxed);
+    if (FH__LIKELY(want != 0 && (uint32_t)(hd >> 8) % FH__MAX_TYPES == want && !(hd & 1u)))
+      return (void **)eph;
+  }
+  return NULL;
+}
+
+static inline void *fh_ephemeron_key(fh_thread *t, void *eph) {
+  void **e = fh__ephemeron_slots(t, eph);
+  return FH__LIKELY(e != NULL) ? e[0] : fh_ephemeron_key_slow(t, eph);
+}
+
+static inline void *fh_ephemeron_value(fh_thread *t, void *eph) {
+  void **e = fh__ephemeron_slots(t, eph);
+  if (FH__LIKELY(e != NULL)) return e[0] ? e[1] : NULL; /* cleared: both NULL */
+  return fh_ephemeron_value_slow(t, eph);
+}
+
+static inline void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value) {
+  void **e = fh__ephemeron_slots(t, eph);
+  if (FH__LIKELY(e != NULL)) {
+    if (e[0]) fh_write_ref(t, eph, &e[1], value);
+  } else {
+    fh_ephemeron_set_value_slow(t, eph, value);
+  }
 }
 
 static inline void fh_push_root(fh_thread *t, void **slot) {

@@ -189,7 +189,8 @@ static void test_bad_input(void **st) {
   int local;
   assert_null(fh_ephemeron_key(t, n));
   assert_non_null(strstr(fh_last_error(), "not an ephemeron"));
-  assert_null(fh_ephemeron_value(t, &local));
+  void *volatile not_heap = &local; /* hidden from the inline path's bounds warnings */
+  assert_null(fh_ephemeron_value(t, not_heap));
   assert_non_null(strstr(fh_last_error(), "not an object"));
   assert_null(fh_ephemeron_new(t, &local, NULL));
   assert_non_null(strstr(fh_last_error(), "key"));
