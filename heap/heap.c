@@ -150,6 +150,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   weak_records_init(&h->finalizers);
   weak_records_init(&h->fin_queue);
   weak_records_init(&h->hash_vacated);
+  idhash_init(&h->idhash);
   pthread_mutex_init(&h->fin_notify_lock, NULL);
   pthread_mutex_init(&h->gc_lock, NULL);
   pthread_mutex_init(&h->world_lock, NULL);
@@ -162,7 +163,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_mutex_init(&h->hspace_bg_lock, NULL);
   h->gc_tcache = -1;
   CDS_INIT_LIST_HEAD(&h->threads);
-  if (map_spaces(h) < 0) {
+  if (map_spaces(h) < 0 || idhash_record_image(h) < 0) {
     fh_error_prefix("fh_heap_create");
     fh_heap_destroy(h);
     return NULL;
@@ -204,6 +205,7 @@ void fh_heap_destroy(fh_heap *h) {
   weak_records_destroy(&h->finalizers);
   weak_records_destroy(&h->fin_queue);
   weak_records_destroy(&h->hash_vacated);
+  idhash_destroy(&h->idhash);
   pthread_mutex_destroy(&h->fin_notify_lock);
   free(h->global_roots);
   pthread_mutex_destroy(&h->gc_lock);
