@@ -1,6 +1,7 @@
 /* The collection protocol every collector shares. */
 #include "collectors/collector.h"
 #include "heap/error.h"
+#include "heap/finalizer.h"
 #include "heap/options.h"
 
 const fh_collector_ops *collector_for(fh_collector c) {
@@ -105,6 +106,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   gc_account_pause(h, t0);
   world_resume(h);
   gc_lock_release(self);
+  finalizer_notify_if_filled(h);
   return rc;
 }
 

@@ -127,6 +127,7 @@ static void fix_object(void *obj, void *ctx) {
 static void fix_references(hspace_ctx *c) {
   fh_heap *h = c->h;
   roots_visit(h, fix_slot, c);
+  weak_roots_visit(h, fix_slot, c);
   for (size_t i = 0; i < c->dest.n; i++) fix_object(obj_from_start((uintptr_t)c->dest.items[i]), c);
   h->non_moving.space.ops->walk(&h->non_moving.space, fix_object, c);
   bump_space *b = &h->bump[h->active];

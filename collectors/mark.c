@@ -1,6 +1,7 @@
 #include "collectors/mark.h"
 
 #include "heap/barrier.h"
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "spaces/reserve.h"
@@ -27,11 +28,13 @@ int marker_init(marker *m, fh_heap *h) {
 
 void marker_destroy(marker *m) {
   mark_stack_destroy(&m->stack);
+  trace_weak_destroy(&m->weak);
   if (m->bump_marks.words) bitmap_destroy(&m->bump_marks);
 }
 
 static inline void push(marker *m, void *obj) {
   if (mark_stack_push(&m->stack, obj) < 0) m->overflowed = 1;
+  trace_weak_reached(&m->weak, obj);
 }
 
 /* Set the mark bit of the object starting at `start`; 1 if it was set.
@@ -73,6 +76,10 @@ static void scan(marker *m, void *obj) {
   /* The two common layouts inline (this loop is most of a collection's
    * time); trace functions go through the visitor. */
   if (ti->nrefs) {
+    if (__builtin_expect(ti->flags & TYPE_EPHEMERON, 0)) {
+      trace_ephemeron(&m->weak, obj);
+      return;
+    }
     for (uint32_t i = 0; i < ti->nrefs; i++)
       mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
@@ -114,15 +121,20 @@ static void drain(marker *m) {
 /* Overflow recovery: scanning a marked object again is harmless (its
  * referents are marked already or get marked now), so rescan all marked
  * objects until a pass completes without overflowing. */
-static void rescan_if_marked(void *obj, void *ctx) {
+/* 1 when obj was marked, or lies where this marking collects nothing. */
+static int is_live(void *ctx, const void *obj) {
   marker *m = ctx;
   fh_heap *h = m->h;
   uintptr_t s = obj_start(obj);
-  int marked = (m->ms && space_contains(&m->ms->space, obj) && bitmap_test(&m->ms->mark_bits, s)) ||
-               (space_contains(&h->non_moving.space, obj) &&
-                bitmap_test(&h->non_moving.mark_bits, s)) ||
-               (s >= m->bump_lo && s < m->bump_hi && bitmap_test(&m->bump_marks, s));
-  if (marked) {
+  if (m->ms && space_contains(&m->ms->space, obj)) return bitmap_test(&m->ms->mark_bits, s);
+  if (space_contains(&h->non_moving.space, obj)) return bitmap_test(&h->non_moving.mark_bits, s);
+  if (s >= m->bump_lo && s < m->bump_hi) return bitmap_test(&m->bump_marks, s);
+  return 1;
+}
+
+static void rescan_if_marked(void *obj, void *ctx) {
+  marker *m = ctx;
+  if (is_live(m, obj)) {
     scan(m, obj);
     drain(m);
   }
@@ -183,10 +195,10 @@ void marker_fill_dead_bump(marker *m) {
   if (run) obj_write_filler(run, m->bump_hi - run);
 }
 
-int marker_run(marker *m) {
+/* Drain, with overflow recovery.  0, or -1 when m->failed. */
+static int drain_all(void *ctx) {
+  marker *m = ctx;
   fh_heap *h = m->h;
-  roots_visit(h, marker_visit, m);
-  immune_visit_dirty_objects(h, scan_immune_object, m);
   drain(m);
   while (m->overflowed) {
     if (m->on_scan) {
@@ -200,5 +212,16 @@ int marker_run(marker *m) {
     if (m->bump_hi > m->bump_lo) h->bump[h->active].space.ops->walk(&h->bump[h->active].space,
                                                                       rescan_if_marked, m);
   }
+  return 0;
+}
+
+static const trace_ops marker_trace_ops = {is_live, marker_visit, drain_all};
+
+int marker_run(marker *m) {
+  fh_heap *h = m->h;
+  trace_weak_init(&m->weak, h, &marker_trace_ops, m);
+  roots_visit(h, marker_visit, m);
+  immune_visit_dirty_objects(h, scan_immune_object, m);
+  if (drain_all(m) < 0 || trace_weak_finish(&m->weak) < 0) return -1;
   return 0;
 }

@@ -13,6 +13,7 @@
 #define FH_MARK_H_
 
 #include "collectors/mark_stack.h"
+#include "collectors/trace.h"
 #include "heap/heap.h"
 #include "spaces/bitmap.h"
 
@@ -32,13 +33,17 @@ struct marker {
   /* Mark stack overflow recovery rescans marked objects, which would call
    * on_scan twice for them; a marker with on_scan fails instead. */
   int failed;
+  trace_weak weak; /* ephemerons and finalization (collectors/trace.h) */
 };
 
 /* 0, or -1 + error (no memory for the stack or the bump bitmap). */
 int marker_init(marker *m, fh_heap *h);
 void marker_destroy(marker *m);
 /* Mark everything reachable: roots, dirty cards of immune spaces, then the
- * transitive closure.  World stopped.  Returns 0, or -1 when m->failed. */
+ * transitive closure, then ephemerons and finalization (trace_weak_finish:
+ * unreachable finalizable objects are queued and marked, ephemerons with
+ * dead keys cleared).  World stopped.  Returns 0, or -1 when m->failed
+ * (then nothing was cleared). */
 int marker_run(marker *m);
 /* After marking, overwrite every unmarked object of the active bump space
  * with fillers (runs of them merged into one).  A non-moving collection

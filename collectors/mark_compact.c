@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "collectors/mc.h"
+#include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
@@ -281,6 +282,7 @@ int mc_prepare(mc_state *m) {
   /* From here on the pages are in from-space: point every reference held
    * outside the moving space at the new addresses. */
   roots_visit(h, update_slot, t);
+  weak_roots_visit(h, update_slot, t);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned n = heap_spaces(h, spaces);
   for (unsigned i = 0; i < n; i++)

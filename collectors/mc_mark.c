@@ -13,6 +13,8 @@
 #include <stdlib.h>
 
 #include "collectors/mark_stack.h"
+#include "collectors/trace.h"
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "heap/sys.h"
@@ -73,6 +75,10 @@ typedef struct marker {
   int overflowed;
   mark_pool *pool;     /* NULL: marking alone */
   mc_mark_crew *crew;  /* the helpers' crew, for helpers */
+  /* Ephemerons: marker 0 hands them to the tracing layer; helpers keep
+   * theirs here until marking is over (the layer is single-threaded). */
+  trace_weak *weak;
+  mark_stack ephs;
 } marker;
 
 #define SHARE_MIN 64 /* a marker shares only when it holds more than this */
@@ -107,13 +113,29 @@ static inline void mark_ref(marker *m, void *p) {
      * when the object is scanned, after drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
     push(m, p);
+    trace_weak_reached(m->weak, p);
   } else if (space_contains(&m->h->non_moving.space, p)) {
-    if (!non_moving_space_mark(&m->h->non_moving, p)) push(m, p);
+    if (!non_moving_space_mark(&m->h->non_moving, p)) {
+      push(m, p);
+      trace_weak_reached(m->weak, p);
+    }
   }
   /* Anything else is immune or native memory: not collected here. */
 }
 
 static void mark_slot(void **slot, void *ctx) { mark_ref(ctx, *slot); }
+
+/* A scanned ephemeron: its key and value are not traced now. */
+static void found_ephemeron(marker *m, void *eph) {
+  if (m->weak) {
+    trace_ephemeron(m->weak, eph);
+  } else if ((!m->ephs.items && mark_stack_init(&m->ephs) < 0) ||
+             mark_stack_push(&m->ephs, eph) < 0) {
+    /* No room to remember it: a strong pair for this cycle. */
+    mark_ref(m, ((ephemeron *)eph)->key);
+    mark_ref(m, ((ephemeron *)eph)->value);
+  }
+}
 
 static void scan(marker *m, void *obj) {
   uint64_t hd = *obj_header(obj);
@@ -125,6 +147,10 @@ static void scan(marker *m, void *obj) {
   if (!ti) return;
   /* The common layouts inline (no call per slot); trace functions as given. */
   if (ti->nrefs) {
+    if (__builtin_expect(ti->flags & TYPE_EPHEMERON, 0)) {
+      found_ephemeron(m, obj);
+      return;
+    }
     for (uint32_t i = 0; i < ti->nrefs; i++)
       mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
@@ -301,6 +327,24 @@ static void recover(marker *m) {
   }
 }
 
+/* The tracing layer's view of marker 0, alone after the merge. */
+static int mc_is_live(void *ctx, const void *obj) {
+  marker *m = ctx;
+  uintptr_t s = obj_start(obj);
+  if (s - m->t->begin < m->t->old_top - m->t->begin) return bitmap_test(&m->t->mark, s);
+  if (space_contains(&m->h->non_moving.space, obj))
+    return bitmap_test(&m->h->non_moving.mark_bits, s);
+  return 1;
+}
+
+static int mc_drain(void *ctx) {
+  drain(ctx);
+  recover(ctx);
+  return 0;
+}
+
+static const trace_ops mc_trace_ops = {mc_is_live, mark_slot, mc_drain};
+
 /* After marking: OR this marker's share of the word range of every
  * marker's bitmaps into the shared ones, in parallel with the others.
  * Marking is over for all of them (the pool said done, under its lock), so
@@ -339,7 +383,7 @@ static void *marker_main(void *arg) {
   drain(m);
   merge_and_wait(m, m->crew->nh + 1);
   fwd_release_marker(m->t, m->index);
-  mark_stack_destroy(&m->stack); /* empty; its flags stay for marker 0 */
+  mark_stack_destroy(&m->stack); /* empty; its flags and ephs stay for marker 0 */
   return NULL;
 }
 
@@ -432,6 +476,9 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   marker m;
   marker_setup(&m, h, t, 0, n, crew ? &crew->pool : NULL);
   m.stack = stack;
+  trace_weak weak;
+  trace_weak_init(&weak, h, &mc_trace_ops, &m);
+  m.weak = &weak;
   roots_visit(h, mark_slot, &m);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned ns = heap_spaces(h, spaces);
@@ -453,8 +500,16 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
     marker_setup(&m, h, t, 0, 1, NULL);
     m.stack = stack;
     m.overflowed = overflowed;
+    m.weak = &weak;
+    for (unsigned i = 0; i < crew->nh; i++) {
+      mark_stack *e = &crew->helpers[i].ephs;
+      for (size_t k = 0; k < e->n; k++) trace_ephemeron(&weak, e->items[k]);
+      mark_stack_destroy(e);
+    }
   }
   recover(&m);
+  trace_weak_finish(&weak); /* drains with marker 0: never fails */
+  trace_weak_destroy(&weak);
   mark_stack_destroy(&m.stack);
   *crew_out = crew;
   return 0;

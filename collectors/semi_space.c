@@ -12,6 +12,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/mark_stack.h"
+#include "collectors/trace.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
@@ -23,6 +24,8 @@ typedef struct semi_ctx {
   mark_stack stack;
   int overflowed;
   size_t copied;
+  uintptr_t scan; /* Cheney: objects between scan and to-space top are not scanned */
+  trace_weak weak;
 } semi_ctx;
 
 static void *copy_object(semi_ctx *c, void *obj) {
@@ -39,6 +42,7 @@ static void *copy_object(semi_ctx *c, void *obj) {
   c->copied += bytes;
   void *copy = obj_from_start(dst);
   *hp = hdr_make_forward(copy);
+  trace_weak_reached(&c->weak, obj); /* referrers hold the old address */
   return copy;
 }
 
@@ -52,8 +56,10 @@ static void evacuate_slot(void **slot, void *ctx) {
   if (a - c->from_lo < c->from_hi - c->from_lo) {
     *slot = copy_object(c, p);
   } else if (space_contains(&c->h->non_moving.space, p)) {
-    if (!non_moving_space_mark(&c->h->non_moving, p) && mark_stack_push(&c->stack, p) < 0)
-      c->overflowed = 1;
+    if (!non_moving_space_mark(&c->h->non_moving, p)) {
+      if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;
+      trace_weak_reached(&c->weak, p);
+    }
   }
   /* Anything else (immune spaces, to-space) is not collected here. */
 }
@@ -61,7 +67,9 @@ static void evacuate_slot(void **slot, void *ctx) {
 static void scan_object(semi_ctx *c, void *obj) {
   uint64_t h = *obj_header(obj);
   const fh_type_info *ti = types_get(&c->h->types, hdr_type(h));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(h), evacuate_slot, c);
+  if (!ti) return;
+  if (ti->flags & TYPE_EPHEMERON) trace_ephemeron(&c->weak, obj);
+  else types_visit_refs(ti, obj, hdr_payload(h), evacuate_slot, c);
 }
 
 static void rescan_marked(void *obj, void *ctx) {
@@ -69,25 +77,38 @@ static void rescan_marked(void *obj, void *ctx) {
   if (bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
 }
 
-static void trace(semi_ctx *c) {
-  uintptr_t scan = c->to->space.begin;
+static int trace(void *ctx) {
+  semi_ctx *c = ctx;
   for (;;) {
     /* Cheney: objects between scan and top are copied but not scanned. */
-    while (scan < atomic_load_explicit(&c->to->top, memory_order_relaxed)) {
-      uint64_t h = *(uint64_t *)scan;
-      scan_object(c, obj_from_start(scan));
-      scan += obj_bytes(h);
+    while (c->scan < atomic_load_explicit(&c->to->top, memory_order_relaxed)) {
+      uint64_t h = *(uint64_t *)c->scan;
+      scan_object(c, obj_from_start(c->scan));
+      c->scan += obj_bytes(h);
     }
     void *obj = mark_stack_pop(&c->stack);
     if (obj) {
       scan_object(c, obj);
       continue;
     }
-    if (!c->overflowed) break;
+    if (!c->overflowed) return 0;
     c->overflowed = 0;
     c->h->non_moving.space.ops->walk(&c->h->non_moving.space, rescan_marked, c);
   }
 }
+
+/* Reached in this collection: copied (forwarded) or marked; anything
+ * outside from-space and the non-moving space is not collected here. */
+static int is_live(void *ctx, const void *obj) {
+  semi_ctx *c = ctx;
+  uintptr_t a = (uintptr_t)obj;
+  if (a - c->from_lo < c->from_hi - c->from_lo) return hdr_is_forwarded(*obj_header(obj));
+  if (space_contains(&c->h->non_moving.space, obj))
+    return bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj));
+  return 1;
+}
+
+static const trace_ops semi_trace_ops = {is_live, evacuate_slot, trace};
 
 static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self, (void)cause;
@@ -98,8 +119,12 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   }
   c.from_lo = c.from->space.begin;
   c.from_hi = atomic_load(&c.from->top);
+  c.scan = c.to->space.begin;
+  trace_weak_init(&c.weak, h, &semi_trace_ops, &c);
   roots_visit(h, evacuate_slot, &c);
   trace(&c);
+  trace_weak_finish(&c.weak); /* never fails: trace() recovers overflows */
+  trace_weak_destroy(&c.weak);
   mark_stack_destroy(&c.stack);
 
   size_t from_used = bump_space_used(c.from);

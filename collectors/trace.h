@@ -42,8 +42,9 @@ typedef struct trace_ops {
   /* Reach *slot's referent as a strong reference would: mark it (and queue
    * it for scanning) or copy it; copying collectors update *slot. */
   fh_visit_fn visit;
-  /* Scan everything reached and not yet scanned (with overflow recovery). */
-  void (*drain)(void *tracer);
+  /* Scan everything reached and not yet scanned (with overflow recovery).
+   * 0, or -1 when the tracer failed (its marking is incomplete). */
+  int (*drain)(void *tracer);
 } trace_ops;
 
 typedef struct trace_weak {
@@ -83,7 +84,7 @@ static inline void trace_weak_reached(trace_weak *w, const void *obj) {
  * objects of finalization records found dead (resurrecting them), clear
  * the ephemerons whose keys stayed dead, and drop or update the records
  * of every weak table (for copying collectors through ops->visit). */
-void trace_weak_finish(trace_weak *w);
+int trace_weak_finish(trace_weak *w); /* -1: ops->drain failed, nothing cleared */
 
 /* Update passes of collectors that move objects after marking (sliding,
  * homogeneous and zygote compaction): visit the object slot of every

@@ -31,6 +31,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/mark_stack.h"
+#include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
@@ -113,6 +114,10 @@ static void copy_everything(zc_ctx *c) {
   drain(c);
   non_moving_space *nm = &h->non_moving;
   nm->space.ops->walk(&nm->space, scan_object, c);
+  drain(c);
+  /* Finalization records and moved hashes: the full collection before
+   * this left only live objects in them. */
+  weak_roots_visit(h, visit_slot, c);
   drain(c);
   if (c->overflowed) rescan_region(c);
 }

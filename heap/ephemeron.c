@@ -7,14 +7,23 @@
 #include "heap/object.h"
 #include "heap/object_check.h"
 
-uint32_t ephemeron_register_type(fh_heap *h) {
+/* Registered lazily, not at heap creation: the embedder's first type keeps
+ * id 1, and an image's type table (registered first, in its own id order)
+ * may contain it. */
+uint32_t ephemeron_type(fh_heap *h) {
+  uint32_t id = atomic_load_explicit(&h->eph_type, memory_order_acquire);
+  if (id) return id;
   static const uint32_t offsets[] = {offsetof(ephemeron, key), offsetof(ephemeron, value)};
   fh_type t = {.name = EPHEMERON_TYPE_NAME,
                .size = sizeof(ephemeron),
                .nrefs = 2,
                .ref_offsets = offsets,
                .flags = TYPE_EPHEMERON};
-  return types_register(&h->types, &t);
+  /* Registration is idempotent by name: racing first calls get one id. */
+  id = types_register(&h->types, &t);
+  if (id) atomic_store_explicit(&h->eph_type, id, memory_order_release);
+  else fh_error_prefix("fh_ephemeron_new: cannot register the ephemeron type");
+  return id;
 }
 
 /* eph as an ephemeron of t's heap, or NULL + error naming fn. */
@@ -25,7 +34,11 @@ static ephemeron *as_ephemeron(fh_thread *t, const void *eph, const char *fn) {
   }
   fh_heap *h = thread_heap(t);
   if (heap_check_object(h, eph, fn) < 0) return NULL;
-  if (hdr_type(*obj_header(eph)) != h->eph_type) {
+  /* By the type's flag, not eph_type: an image's ephemerons exist before
+   * this heap's first fh_ephemeron_new. */
+  uint32_t type = hdr_type(*obj_header(eph));
+  const fh_type_info *ti = types_get(&h->types, type);
+  if (!ti || !(ti->flags & TYPE_EPHEMERON)) {
     fh_error_set("%s: %p is an object of type %u, not an ephemeron", fn, eph,
                  hdr_type(*obj_header(eph)));
     return NULL;
@@ -49,10 +62,12 @@ void *fh_ephemeron_new(fh_thread *t, void *key, void *value) {
       check_ref(t, value, "fh_ephemeron_new", "value") < 0)
     return NULL;
   if (!key) value = NULL; /* born dead: key and value always agree */
+  uint32_t type = ephemeron_type(thread_heap(t));
+  if (!type) return NULL;
   /* The allocation may collect and move both. */
   fh_push_root(t, &key);
   fh_push_root(t, &value);
-  ephemeron *e = fh_alloc(t, thread_heap(t)->eph_type, sizeof *e);
+  ephemeron *e = fh_alloc(t, type, sizeof *e);
   fh_pop_roots(t, 2);
   if (!e) return NULL;
   fh_write_ref(t, e, &e->key, key);

@@ -14,7 +14,8 @@ typedef struct ephemeron {
 
 #define EPHEMERON_TYPE_NAME "faultheap.ephemeron"
 
-/* Register the type in a new heap's registry; its id, or 0 + error. */
-uint32_t ephemeron_register_type(fh_heap *h);
+/* The type's id in h, registered on first use (an image may have
+ * registered it already, under the same name and layout); 0 + error. */
+uint32_t ephemeron_type(fh_heap *h);
 
 #endif

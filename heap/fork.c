@@ -413,6 +413,17 @@ int fh_prefork(fh_thread *t) {
     return -1;
   }
   fh_gc_wait(h);
+  /* Objects waiting for finalization would be frozen into the zygote and
+   * then finalized by the parent and by every child (a file descriptor
+   * closed n times): the caller finalizes them first. */
+  pthread_mutex_lock(&h->fin_queue.lock);
+  size_t waiting = h->fin_queue.n;
+  pthread_mutex_unlock(&h->fin_queue.lock);
+  if (waiting) {
+    fh_error_set("fh_prefork: %zu objects wait for finalization (fh_finalizer_pop them and "
+                 "finalize, then call fh_prefork again)", waiting);
+    return -1;
+  }
   /* 2. Zygote compaction, in a pause of its own. */
   gc_lock_acquire(t);
   if (refuse_other_mutators(h) < 0) { /* one attached since */

@@ -8,7 +8,6 @@
 
 #include "collectors/collector.h"
 #include "heap/barrier.h"
-#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/image_load.h"
 #include "heap/options.h"
@@ -143,10 +142,6 @@ fh_heap *fh_heap_create(const fh_options *given) {
     goto fail_early;
   }
   if (types_init(&h->types) < 0) goto fail_early;
-  if (!(h->eph_type = ephemeron_register_type(h))) {
-    types_destroy(&h->types);
-    goto fail_early;
-  }
   weak_records_init(&h->finalizers);
   weak_records_init(&h->fin_queue);
   weak_records_init(&h->hash_vacated);

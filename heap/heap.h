@@ -139,8 +139,10 @@ struct fh_heap {
   void *scanner_user;
 
   /* Weakly held objects (heap/weak_records.h; collectors/trace.h decides
-   * their fate).  The ephemeron type is built in: its id is eph_type. */
-  uint32_t eph_type;
+   * their fate).  The ephemeron type is built in, registered by the first
+   * fh_ephemeron_new (or by an image that holds ephemerons): its id, 0
+   * before (heap/ephemeron.c). */
+  _Atomic uint32_t eph_type;
   weak_records finalizers; /* fh_finalizer_attach records: obj, data */
   weak_records fin_queue;  /* found unreachable, strong until popped */
   weak_records hash_vacated; /* heap/identity_hash.c: (moved object, reserved key) */
@@ -161,6 +163,7 @@ struct fh_heap {
   pthread_mutex_t stats_lock;
   _Atomic uint64_t bytes_allocated;
   uint64_t collections, bytes_freed, bytes_moved, pause_ns_total, pause_ns_max;
+  uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
@@ -121,7 +122,10 @@ static int parse_one_type(image_parsed *p, uint64_t id, const uint8_t *rec, size
   *name_out += name_len + 1;
   image_type *ti = &p->types[id];
   ti->t.name = n;
-  if (flags & ~FH_TYPE_REF_ARRAY) BAD("type table: type %s has unknown flags 0x%x", n, flags);
+  /* The ephemeron flag only on the built-in type: its layout is then
+   * checked against the heap's own when the table is registered. */
+  uint32_t allowed = FH_TYPE_REF_ARRAY | (strcmp(n, EPHEMERON_TYPE_NAME) ? 0 : TYPE_EPHEMERON);
+  if (flags & ~allowed) BAD("type table: type %s has unknown flags 0x%x", n, flags);
   if (size >= FH__VAR_SIZE) BAD("type table: type %s has size %llu, too large", n,
                                 (unsigned long long)size);
   if (nrefs && (flags & FH_TYPE_REF_ARRAY))

@@ -29,6 +29,11 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->bytes_moved = h->bytes_moved;
   s->pause_ns_total = h->pause_ns_total;
   s->pause_ns_max = h->pause_ns_max;
+  s->ephemerons_traced = h->ephemerons_traced;
+  s->ephemerons_cleared = h->ephemerons_cleared;
+  s->objects_finalized = h->objects_finalized;
+  s->weak_ns_total = h->weak_ns_total;
+  s->weak_ns_max = h->weak_ns_max;
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
@@ -82,6 +87,12 @@ void fh_dump(fh_heap *h, FILE *out) {
                "next GC after %zu more\n",
           (unsigned long long)s.bytes_allocated, (unsigned long long)s.bytes_freed,
           (unsigned long long)s.bytes_moved, h->live_after_gc, h->gc_trigger);
+  if (s.ephemerons_traced || s.objects_finalized || h->finalizers.n || h->fin_queue.n)
+    fprintf(out, "  weak: %llu ephemerons traced, %llu cleared; %llu objects finalized, %zu "
+                 "records, %zu queued; %.3f ms after the strong closure (max %.3f)\n",
+            (unsigned long long)s.ephemerons_traced, (unsigned long long)s.ephemerons_cleared,
+            (unsigned long long)s.objects_finalized, h->finalizers.n, h->fin_queue.n,
+            s.weak_ns_total / 1e6, s.weak_ns_max / 1e6);
   if (s.uffd_faults)
     fprintf(out, "  uffd faults %llu, slowest %.1f us\n", (unsigned long long)s.uffd_faults,
             s.uffd_fault_ns_max / 1e3);

@@ -308,6 +308,12 @@ typedef struct fh_stats {
   uint64_t uffd_faults, uffd_fault_ns_max;
   unsigned nspaces;
   fh_space_stats spaces[8];
+  /* Weak processing (ephemerons, finalization), summed over collections:
+   * ephemerons met by tracing, those cleared, objects queued for
+   * finalization, and the time after the strong closure spent resolving
+   * ephemerons and finalizing (inside the pause), total and largest. */
+  uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized;
+  uint64_t weak_ns_total, weak_ns_max;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

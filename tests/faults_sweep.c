@@ -270,6 +270,86 @@ static void image_verify(const config *c, const ring *g, const char *path) {
   unlink(path);
 }
 
+
+/* ---- weak references and finalization ----
+ * Slot 2i: an ephemeron keyed by a ring node, its value a node of its own
+ * (must survive with the ring).  Slot 2i+1: an ephemeron keyed by a
+ * garbage node that also has a finalizer (queued once; its ephemeron kept
+ * while queued, cleared by the first clean collection after the pop). */
+#define WEAK 100
+
+typedef struct weak_table {
+  void **slots;
+  unsigned attached; /* finalizers attached successfully */
+} weak_table;
+
+static void weak_build(fh_heap *h, fh_thread *t, const types *ty, const ring *g,
+                       weak_table *w) {
+  w->attached = 0;
+  w->slots = fh_alloc(t, ty->array, 2 * WEAK * sizeof(void *));
+  if (!w->slots) return failed_call("fh_alloc (weak table)");
+  fh_root_add(h, (void **)&w->slots);
+  for (size_t i = 0; i < WEAK && i * (RING / WEAK) < g->n; i++) {
+    node *v = fh_alloc(t, ty->node, sizeof(node));
+    if (!v) return failed_call("fh_alloc (weak value)");
+    v->value = 1000000 + i, v->check = check_of(1000000 + i);
+    void *e = fh_ephemeron_new(t, g->arr[i * (RING / WEAK)], v);
+    if (!e) return failed_call("fh_ephemeron_new");
+    fh_write_ref(t, w->slots, &w->slots[2 * i], e);
+    node *k = fh_alloc(t, ty->node, sizeof(node));
+    if (!k) return failed_call("fh_alloc (weak key)");
+    fh_push_root(t, (void **)&k);
+    e = fh_ephemeron_new(t, k, k);
+    if (!e) failed_call("fh_ephemeron_new");
+    else fh_write_ref(t, w->slots, &w->slots[2 * i + 1], e);
+    if (fh_finalizer_attach(t, k, (void *)(uintptr_t)(i + 1)) < 0) failed_call("fh_finalizer_attach");
+    else w->attached++;
+    fh_pop_roots(t, 1);
+  }
+}
+
+static void weak_check(fh_thread *t, const ring *g, const weak_table *w, int cleared,
+                       const char *when) {
+  if (!w->slots) return;
+  for (size_t i = 0; i < WEAK; i++) {
+    void *e = w->slots[2 * i];
+    if (e) {
+      node *v = fh_ephemeron_value(t, e);
+      if (fh_ephemeron_key(t, e) != g->arr[i * (RING / WEAK)])
+        die("%s: weak entry %zu lost its live key", when, i);
+      if (!v || v->value != 1000000 + i || v->check != check_of(1000000 + i))
+        die("%s: weak entry %zu lost its value", when, i);
+    }
+    e = w->slots[2 * i + 1];
+    if (!e) continue;
+    void *k = fh_ephemeron_key(t, e), *v = fh_ephemeron_value(t, e);
+    if (k != v) die("%s: ephemeron %zu has key %p but value %p", when, i, k, v);
+    if (cleared && k) die("%s: ephemeron %zu with a dead key was not cleared", when, i);
+  }
+}
+
+/* Faults off: every attached finalizer's object is queued, exactly once,
+ * and popping them lets the next collections clear their ephemerons. */
+static void weak_finish(fh_heap *h, fh_thread *t, const config *c, const ring *g,
+                        weak_table *w) {
+  static uint8_t seen[WEAK + 1];
+  memset(seen, 0, sizeof seen);
+  unsigned popped = 0;
+  for (int round = 0; round < 2; round++) {
+    void *obj, *data;
+    while (fh_finalizer_pop(t, &obj, &data)) {
+      uintptr_t i = (uintptr_t)data;
+      if (i < 1 || i > WEAK || seen[i]) die("finalizer record %lu queued twice or unknown", (unsigned long)i);
+      seen[i] = 1;
+      popped++;
+    }
+    collect_all(h, t, c, g, 1);
+  }
+  if (popped != w->attached)
+    die("%u finalizers attached, %u objects queued", w->attached, popped);
+  weak_check(t, g, w, 1, "after finalization");
+}
+
 /* The whole workload, under whatever the seam has been armed with; returns
  * only if everything holds (die() otherwise). */
 static void workload(const config *c, int armed_kind, uint64_t nth, int persistent) {
@@ -298,6 +378,9 @@ static void workload(const config *c, int armed_kind, uint64_t nth, int persiste
   static ring g;
   g.arr = NULL;
   ring_build(h, t, &ty, &g);
+  static weak_table w;
+  w.slots = NULL;
+  weak_build(h, t, &ty, &g, &w);
 
   mutator_arg ma = {.h = h, .ty = &ty, .g = &g};
   pthread_t th;
@@ -319,6 +402,7 @@ static void workload(const config *c, int armed_kind, uint64_t nth, int persiste
     if (ma.failed) die("the mutator thread found a damaged list");
   }
   if (g.n) ring_check(&g, "before the image");
+  weak_check(t, &g, &w, 0, "before the image");
   int saved;
   image_round(t, c, &g, path, &saved);
 
@@ -332,6 +416,8 @@ static void workload(const config *c, int armed_kind, uint64_t nth, int persiste
       die("fh_alloc after the faults: %s", fh_last_error());
   collect_all(h, t, c, &g, 1);
   if (g.n) ring_check(&g, "at the end");
+  weak_check(t, &g, &w, 0, "at the end");
+  weak_finish(h, t, c, &g, &w);
   if (saved) image_verify(c, &g, path);
   if (getenv("FH_FAULTS_VERBOSE")) {
     fh_stats st;
@@ -341,6 +427,7 @@ static void workload(const config *c, int armed_kind, uint64_t nth, int persiste
             (unsigned long long)st.uffd_faults);
   }
   if (g.arr) fh_root_remove(h, (void **)&g.arr);
+  if (w.slots) fh_root_remove(h, (void **)&w.slots);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
