@@ -111,7 +111,9 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   }
   if (native_init(h) < 0) return -1;
   if (cards_init(h) < 0) return -1;
-  return img ? image_load_install(h, img, h->resv_begin) : 0;
+  if (!img) return 0;
+  if (image_load_install(h, img, h->resv_begin) < 0) return -1;
+  return idhash_record_image(h, &img->parsed); /* keys its hashed objects hold */
 }
 
 fh_heap *fh_heap_create(const fh_options *given) {
@@ -158,7 +160,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_mutex_init(&h->hspace_bg_lock, NULL);
   h->gc_tcache = -1;
   CDS_INIT_LIST_HEAD(&h->threads);
-  if (map_spaces(h) < 0 || idhash_record_image(h) < 0) {
+  if (map_spaces(h) < 0) {
     fh_error_prefix("fh_heap_create");
     fh_heap_destroy(h);
     return NULL;

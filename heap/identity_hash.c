@@ -18,6 +18,7 @@
 
 #include "heap/error.h"
 #include "heap/heap.h"
+#include "heap/image_validate.h"
 #include "heap/object_check.h"
 
 void idhash_init(idhash_state *s) {
@@ -193,56 +194,32 @@ void idhash_vacate(fh_heap *h, void *rec_obj, uint64_t key) {
   atomic_fetch_add_explicit(&h->idhash.epoch, 1, memory_order_release);
 }
 
-typedef struct image_keys {
-  fh_heap *h;
-  idhash_state tmp;
-  size_t count;
-  int dup, oom;
-} image_keys;
-
-static void count_image_object(void *obj, void *ctx) {
-  image_keys *k = ctx;
-  if (*obj_header(obj) & FH_HDR_HASH_MOVED) k->count++;
-}
-
-static void note_image_object(void *obj, void *ctx) {
-  image_keys *k = ctx;
-  uint64_t hd = *obj_header(obj);
-  if (!(hd & FH_HDR_HASH_MOVED) || k->dup || k->oom) return;
-  uint64_t key = obj_hash_key(obj, hd);
-  if (index_put(&k->tmp, key)) {
-    k->dup = 1;
-    return;
-  }
-  if (weak_records_add(&k->h->hash_vacated, obj, key, "image load") < 0) k->oom = 1;
-}
-
-int idhash_record_image(fh_heap *h) {
-  if (!image_space_present(&h->image)) return 0;
-  image_keys k = {.h = h};
-  h->image.space.ops->walk(&h->image.space, count_image_object, &k);
-  if (!k.count) return 0;
+int idhash_record_image(fh_heap *h, const struct image_parsed *p) {
+  if (!p->nhashed) return 0;
   /* A set of the image's keys, to refuse an image that repeats one. */
-  size_t cap = 16;
-  while (cap < 2 * k.count) cap *= 2;
-  k.tmp.cap = cap;
-  k.tmp.keys = calloc(cap, sizeof *k.tmp.keys);
-  if (!k.tmp.keys) {
-    fh_error_set("image load: out of memory for the index of its hashed objects");
+  idhash_state set = {0};
+  set.cap = 16;
+  while (set.cap < 2 * p->nhashed) set.cap *= 2;
+  set.keys = calloc(set.cap, sizeof *set.keys);
+  weak_records *r = &h->hash_vacated;
+  if (!set.keys || weak_records_reserve(r, p->nhashed) < 0) {
+    free(set.keys);
+    fh_error_set("image load: out of memory for the keys of %zu hashed objects", p->nhashed);
     return -1;
   }
-  size_t before = h->hash_vacated.n;
-  h->image.space.ops->walk(&h->image.space, note_image_object, &k);
-  free(k.tmp.keys);
-  if (k.dup) {
-    h->hash_vacated.n = before;
-    fh_error_set("image load: two objects carry the same identity hash key (corrupt image)");
-    return -1;
+  size_t before = r->n;
+  for (size_t i = 0; i < p->nhashed; i++) {
+    if (index_put(&set, p->hashed[i].key)) {
+      r->n = before;
+      free(set.keys);
+      fh_error_set("image load: two objects carry the same identity hash key (corrupt image)");
+      return -1;
+    }
+    /* Only the address: the image's pages are not read. */
+    weak_records_push(r, obj_from_start(h->image.space.begin + p->hashed[i].offset),
+                      p->hashed[i].key);
   }
-  if (k.oom) {
-    h->hash_vacated.n = before;
-    return -1;
-  }
-  if (h->hash_vacated.n != before) atomic_fetch_add(&h->idhash.epoch, 1);
+  free(set.keys);
+  atomic_fetch_add(&h->idhash.epoch, 1);
   return 0;
 }

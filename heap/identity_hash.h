@@ -120,6 +120,7 @@ static inline size_t idhash_copied(struct fh_heap *h, const void *obj, uint64_t 
 /* Image load: record every key its moved-hashed objects carry (they may
  * collide with addresses of this heap).  0, or -1 + error (two objects of
  * the image carry one key: a corrupt image). */
-int idhash_record_image(struct fh_heap *h);
+struct image_parsed;
+int idhash_record_image(struct fh_heap *h, const struct image_parsed *p);
 
 #endif

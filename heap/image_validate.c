@@ -213,6 +213,14 @@ static int walk_objects(image_parsed *p) {
       if (key == 0 || key >> (48 + IDHASH_SALT_BITS))
         BAD("object at offset %llu: identity hash key 0x%llx is out of range",
             (unsigned long long)at, (unsigned long long)key);
+      if (p->nhashed == p->hashed_cap) {
+        size_t cap = p->hashed_cap ? 2 * p->hashed_cap : 64;
+        struct image_hashed *m = realloc(p->hashed, cap * sizeof *m);
+        if (!m) BAD("out of memory listing %zu hashed objects", p->nhashed);
+        p->hashed = m;
+        p->hashed_cap = cap;
+      }
+      p->hashed[p->nhashed++] = (struct image_hashed){at, key};
     }
     /* Single-threaded here: a plain read-modify-write, not the atomic
      * fetch-or of bitmap_set (which costs several ms over 1M objects). */
@@ -321,6 +329,9 @@ void image_parsed_free(image_parsed *p) {
   free(p->types);
   free(p->names);
   free(p->offsets);
+  free(p->hashed);
+  p->hashed = NULL;
+  p->nhashed = p->hashed_cap = 0;
   if (p->starts.words) bitmap_destroy(&p->starts);
   p->types = NULL;
   p->names = NULL;
