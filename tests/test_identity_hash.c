@@ -227,6 +227,103 @@ static void test_nonmoving_objects(void **st) {
   }
 }
 
+/* ---- growers of every size, across page boundaries ----------------------
+ * Objects of random sizes (some with a trace callback, read through the
+ * from-space copy on pages holding growers), hashed at random with garbage
+ * between them: the hash words of sliding compaction land everywhere on
+ * and across pages, and every payload byte must survive. */
+
+typedef struct mobj {
+  struct mobj *ref; /* the next object, through the trace callback or offset 0 */
+  uint64_t index;
+  /* then payload bytes derived from index */
+} mobj;
+
+static void mobj_trace(void *obj, size_t payload, fh_visit_fn visit, void *ctx) {
+  (void)payload;
+  visit((void **)&((mobj *)obj)->ref, ctx);
+}
+
+static uint8_t mobj_byte(uint64_t index, size_t k) { return (uint8_t)(index * 131 + k * 7); }
+
+#define MIXED 3000
+
+static void mixed_for(const char *collector) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=32M,verify=1", &ty, &t);
+  static const uint32_t ref0[] = {0};
+  uint32_t plain = fh_register_type(h, &(fh_type){.name = "mobj", .nrefs = 1, .ref_offsets = ref0});
+  uint32_t traced = fh_register_type(h, &(fh_type){.name = "mobj_traced", .trace = mobj_trace});
+  assert_true(plain && traced);
+  void **arr = fh_alloc(t, ty.array, MIXED * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  uint64_t *hashes = calloc(MIXED, sizeof *hashes);
+  size_t *sizes = calloc(MIXED, sizeof *sizes);
+  unsigned r = 12345;
+  for (size_t i = 0; i < MIXED; i++) {
+    r = r * 1103515245u + 12345u;
+    size_t n = sizeof(mobj) + (r >> 8) % (i % 50 == 0 ? 9000 : 600);
+    n &= ~(size_t)7;
+    mobj *x = fh_alloc(t, (r >> 4) % 3 == 0 ? traced : plain, n);
+    assert_non_null(x);
+    x->index = i;
+    for (size_t k = sizeof(mobj); k < n; k++) ((uint8_t *)x)[k] = mobj_byte(i, k);
+    sizes[i] = n;
+    fh_write_ref(t, arr, &arr[i], x);
+    if (i) fh_write_ref(t, x, (void **)&x->ref, arr[i - 1]);
+    fh_alloc(t, ty.bytes, (r >> 12) % 300); /* garbage */
+  }
+  for (int round = 0; round < 12; round++) {
+    for (size_t i = 0; i < MIXED; i++) {
+      r = r * 1103515245u + 12345u;
+      if (!hashes[i] && (r >> 10) % 4 == 0) hashes[i] = fh_object_hash(t, arr[i]);
+    }
+    for (int k = 0; k < 500; k++) fh_alloc(t, ty.bytes, (size_t)k % 200); /* garbage */
+    /* Drop a few objects so that the survivors slide. */
+    for (size_t i = (size_t)round; i < MIXED; i += 97)
+      if (i + 1 < MIXED && !hashes[i]) {
+        mobj *x = arr[i + 1];
+        fh_write_ref(t, x, (void **)&x->ref, NULL);
+        fh_write_ref(t, arr, &arr[i], NULL);
+      }
+    assert_int_equal(fh_collect(t, test_collect_kind(collector, round)), 0);
+    /* Odd rounds read while a concurrent compaction still builds pages:
+     * the reads fault them in (built by this thread or the handler). */
+    if (round % 2 == 0) fh_gc_wait(h);
+    size_t moved = 0;
+    for (size_t i = 0; i < MIXED; i++) {
+      mobj *x = arr[i];
+      if (x && (*obj_header(x) & FH_HDR_HASH_MOVED)) moved++;
+      if (!x) continue;
+      assert_int_equal(x->index, i);
+      assert_int_equal(fh_object_size(x), sizes[i]);
+      if (i && arr[i - 1]) assert_ptr_equal(x->ref, arr[i - 1]);
+      for (size_t k = sizeof(mobj); k < sizes[i]; k++)
+        if (((uint8_t *)x)[k] != mobj_byte(i, k))
+          fail_msg("object %zu byte %zu corrupted after collection %d", i, k, round);
+      if (hashes[i]) assert_int_equal(fh_object_hash(t, x), hashes[i]);
+    }
+    fh_gc_wait(h);
+    if (round == 11) print_message("%s: %zu objects carry their hash word\n", collector, moved);
+    if (round == 11 && strcmp(collector, "mark_sweep") != 0) assert_true(moved > 100);
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < MIXED; i++)
+    if (arr[i]) hashes[n++] = fh_object_hash(t, arr[i]);
+  assert_distinct(hashes, n);
+  free(hashes);
+  free(sizes);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_mixed_mark_compact(void **st) { (void)st, mixed_for("mark_compact"); }
+static void test_mixed_concurrent(void **st) { (void)st, mixed_for("concurrent_compact"); }
+static void test_mixed_semispace(void **st) { (void)st, mixed_for("semispace"); }
+static void test_mixed_mark_sweep(void **st) { (void)st, mixed_for("mark_sweep"); }
+
 /* ---- fh_prefork and fork ------------------------------------------------- */
 
 static void prefork_for(const char *collector) {
@@ -569,6 +666,10 @@ int main(void) {
       cmocka_unit_test(test_reuse_concurrent),
       cmocka_unit_test(test_reuse_hspace),
       cmocka_unit_test(test_nonmoving_objects),
+      cmocka_unit_test(test_mixed_mark_compact),
+      cmocka_unit_test(test_mixed_concurrent),
+      cmocka_unit_test(test_mixed_semispace),
+      cmocka_unit_test(test_mixed_mark_sweep),
       cmocka_unit_test(test_stable_semispace),
       cmocka_unit_test(test_stable_mark_compact),
       cmocka_unit_test(test_stable_concurrent),
