@@ -201,6 +201,45 @@ static void test_salt_skips_reserved_key(void **st) {
   fh_heap_destroy(h);
 }
 
+/* The records that keep moved objects' old keys reserved go with their
+ * objects: the table does not grow with objects that died. */
+static void records_for(const char *collector, fh_collect_kind k) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=16M", &ty, &t);
+  enum { NOBJ = 1000 };
+  void **arr = fh_alloc(t, ty.array, NOBJ * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (size_t i = 0; i < NOBJ; i++) {
+    void *x = fh_alloc(t, ty.bytes, 16);
+    fh_write_ref(t, arr, &arr[i], x);
+    fh_alloc(t, ty.bytes, 16); /* garbage: sliding moves them too */
+    fh_object_hash(t, x);
+  }
+  size_t before = h->hash_vacated.n;
+  assert_int_equal(fh_collect(t, k), 0);
+  fh_gc_wait(h);
+  assert_true(h->hash_vacated.n >= before + NOBJ);
+  for (size_t i = 0; i < NOBJ; i += 2) fh_write_ref(t, arr, &arr[i], NULL);
+  assert_int_equal(fh_collect(t, k), 0);
+  fh_gc_wait(h);
+  assert_true(h->hash_vacated.n <= before + NOBJ / 2 + 1);
+  fh_pop_roots(t, 1);
+  assert_int_equal(fh_collect(t, k), 0);
+  fh_gc_wait(h);
+  assert_true(h->hash_vacated.n <= before + 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_records_follow_objects(void **st) {
+  (void)st;
+  for (size_t c = 0; c < NCOLLECTORS; c++)
+    records_for(collectors[c], strcmp(collectors[c], "mark_sweep") == 0
+                                   ? FH_COLLECT_HSPACE_COMPACT /* the one that moves there */
+                                   : FH_COLLECT_DEFAULT);
+}
+
 /* ---- spaces that never move -------------------------------------------- */
 
 static void test_nonmoving_objects(void **st) {
@@ -666,6 +705,7 @@ int main(void) {
       cmocka_unit_test(test_reuse_concurrent),
       cmocka_unit_test(test_reuse_hspace),
       cmocka_unit_test(test_nonmoving_objects),
+      cmocka_unit_test(test_records_follow_objects),
       cmocka_unit_test(test_mixed_mark_compact),
       cmocka_unit_test(test_mixed_concurrent),
       cmocka_unit_test(test_mixed_semispace),
