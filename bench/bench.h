@@ -35,6 +35,10 @@ int wl_pause(int argc, char **argv); /* bench/wl_pause.c */
 int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
 int wl_image_load(int argc, char **argv); /* bench/wl_image_load.c */
 int wl_fork_share(int argc, char **argv); /* bench/wl_fork_share.c */
+int wl_ephemerons(int argc, char **argv); /* bench/wl_ephemerons.c */
+int wl_finalizers(int argc, char **argv); /* bench/wl_finalizers.c */
+int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
+int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
@@ -89,5 +93,58 @@ int bench_program_path(const char *name, char *buf, size_t n);
 /* The number after "key=" in a child's "k=v k=v" output line, or -1 if the
  * key is missing. */
 double bench_kv(const char *line, const char *key);
+
+/* ---- weak-reference workloads (weak_util.c) ------------------------------ */
+struct fh_heap;
+#define WK_NCOLLECTORS 5
+/* "default" (the heap's own choice), then each --collector name */
+extern const char *const wk_collector_names[WK_NCOLLECTORS];
+/* --collectors a,b,c -> bit i set for wk_collector_names[i]; NULL: all */
+int wk_parse_collectors(const char *who, const char *list, unsigned *mask);
+/* Defaults, FH_OPTIONS, then collector (NULL/"default": the heap's) and
+ * heap_max (0: leave it; at least 1 MiB).  NULL with a message on stderr. */
+struct fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max);
+/* " collections=.. pause_max_ms=.. pause_total_ms=.." on stdout */
+void wk_print_stats(struct fh_heap *h);
+
+/* Round-robin runner: every variant is a child process run once per round
+ * (order rotating), whose stdout is parsed into the values of run->keys. */
+#define WK_MAXVARIANTS 48
+#define WK_MAXARGS 16
+#define WK_MAXKEYS 12
+#define WK_MAXRUNS 64
+typedef struct wk_run wk_run;
+typedef struct wk_variant {
+  char name[48];
+  char *argv[WK_MAXARGS];
+  char store[WK_MAXARGS][256];
+  int argc;
+  int skipped;  /* not run (not built, not wanted) */
+  int failed;   /* exit status of the failed run (1: bad output) */
+  int may_fail; /* a failure is reported in the table, not as exit 1 */
+  char why[160];
+  /* NULL: "k=v" output; else fills vals[0..nkeys), 0 if the run is good */
+  int (*parse)(const char *out, const wk_run *run, double *vals);
+  double vals[WK_MAXRUNS][WK_MAXKEYS];
+} wk_variant;
+struct wk_run {
+  const char *who;
+  int runs, nkeys;
+  const char *keys[WK_MAXKEYS];
+  int n;
+  wk_variant v[WK_MAXVARIANTS];
+};
+wk_variant *wk_variant_add(wk_run *run, const char *name);
+void wk_variant_arg(wk_variant *v, const char *arg);
+/* argv = this fhbench, workload, --child */
+void wk_variant_self(wk_variant *v, const char *workload);
+/* runs every round; 1 if a variant that may not fail failed, else 0 */
+int wk_run_all(wk_run *run, int verbose);
+double wk_value(const wk_run *run, const wk_variant *v, int r, const char *key);
+double wk_median(const wk_run *run, const wk_variant *v, const char *key);
+double wk_max(const wk_run *run, const wk_variant *v, const char *key);
+/* median over rounds of a[akey] / b[bkey] (rounds where both ran) */
+double wk_ratio(const wk_run *run, const wk_variant *a, const char *akey, const wk_variant *b,
+                const char *bkey);
 
 #endif

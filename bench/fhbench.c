@@ -23,6 +23,12 @@ static const workload workloads[] = {
     {"image-load", wl_image_load, "1M-object graph: build vs load an image at its base / relocated"},
     {"fork-share", wl_fork_share,
      "forked children's private memory after reading/allocating/collecting: prefork vs not"},
+    {"ephemerons", wl_ephemerons, "a churned weak table vs strong refs; 10^6 live / 10^5 dead chain"},
+    {"finalizers", wl_finalizers, "finalized native handles (fh_malloc) vs explicit frees"},
+    {"whippet-ephemerons", wl_whippet_ephemerons,
+     "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
+    {"whippet-finalizers", wl_whippet_finalizers,
+     "Whippet's benchmarks/finalizers.c, ported; side by side with --whippet DIR"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -45,9 +51,9 @@ static void usage(FILE *out) {
           "       fhbench default [--json FILE]\n"
           "workloads:\n");
   for (size_t i = 0; i < NWORKLOADS; i++)
-    fprintf(out, "  %-14s %s\n", workloads[i].name, workloads[i].summary);
+    fprintf(out, "  %-19s %s\n", workloads[i].name, workloads[i].summary);
   fprintf(out,
-          "  %-14s the short table `make bench` prints (",
+          "  %-19s the short table `make bench` prints (",
           "default");
   for (size_t i = 0; i < NDEFAULT; i++)
     fprintf(out, "%s%s", i ? ", " : "", default_rows[i].workload);

@@ -8,48 +8,15 @@
 #include <string.h>
 
 #include "heap/heap.h"
-#include "support_heap.h"
-
-typedef struct config {
-  const char *collector; /* the collector= option */
-  const char *extra;     /* more options */
-  fh_collect_kind kinds[2];
-} config;
-
-static const config configs[] = {
-    {"semispace", "", {FH_COLLECT_SEMISPACE, FH_COLLECT_SEMISPACE}},
-    {"mark_sweep", "", {FH_COLLECT_MARK_SWEEP, FH_COLLECT_HSPACE_COMPACT}},
-    {"mark_compact", "", {FH_COLLECT_MARK_COMPACT, FH_COLLECT_SEMISPACE}},
-    {"concurrent_compact", ",uffd_sigbus=1", {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_SWEEP}},
-    {"concurrent_compact", ",uffd_sigbus=0", {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_COMPACT}},
-};
-#define NCONFIGS (sizeof configs / sizeof *configs)
-
-static fh_heap *config_heap(const config *c, const char *more, test_types *ty, fh_thread **t) {
-  char rest[256];
-  snprintf(rest, sizeof rest, "heap_max=64M,verify=1%s%s", c->extra, more ? more : "");
-  return test_heap_attached(c->collector, rest, ty, t);
-}
-
-/* Collection i of a configuration.  Not waited for: after a concurrent
- * compaction's pause the checks that follow read pages the compactor
- * builds meanwhile, which must show what the pause decided. */
-static void collect(const config *c, fh_thread *t, int i) {
-  assert_int_equal(fh_collect(t, c->kinds[i % 2]), 0);
-}
-
-static void teardown(fh_heap *h, fh_thread *t) {
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
+#include "support_configs.h"
 
 static void test_weak_reference_follows_and_clears(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, NULL, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     tnode *key = test_node(t, &ty, 7), *nm = NULL;
     void *weak = NULL, *weak_nm = NULL;
     fh_push_root(t, (void **)&key);
@@ -63,18 +30,18 @@ static void test_weak_reference_follows_and_clears(void **st) {
     assert_non_null(weak);
     assert_non_null(weak_nm);
     for (int i = 0; i < 4; i++) {
-      collect(c, t, i);
+      test_config_collect(c, t, i);
       assert_ptr_equal(fh_ephemeron_key(t, weak), key); /* followed its moves */
       assert_ptr_equal(fh_ephemeron_key(t, weak_nm), nm);
       assert_int_equal(key->value, 7);
       assert_null(fh_ephemeron_value(t, weak));
     }
     key = NULL, nm = NULL;
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     assert_null(fh_ephemeron_key(t, weak));
     assert_null(fh_ephemeron_key(t, weak_nm));
     fh_pop_roots(t, 4);
-    teardown(h, t);
+    test_config_teardown(h, t);
   }
 }
 
@@ -84,11 +51,11 @@ static void test_weak_reference_follows_and_clears(void **st) {
 static void test_chain_dies_in_one_collection(void **st) {
   (void)st;
   enum { N = 2000 };
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, NULL, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     void **table = fh_alloc(t, ty.array, N * sizeof(void *));
     tnode *head = NULL;
     fh_push_root(t, (void **)&table);
@@ -105,7 +72,7 @@ static void test_chain_dies_in_one_collection(void **st) {
     }
     k = NULL;
     for (int round = 0; round < 2; round++) {
-      collect(c, t, round);
+      test_config_collect(c, t, round);
       /* The whole chain lives through its head. */
       for (int i = 0; i < N; i++) {
         tnode *v = fh_ephemeron_value(t, table[N - 1 - i]);
@@ -117,7 +84,7 @@ static void test_chain_dies_in_one_collection(void **st) {
     fh_stats before, after;
     fh_get_stats(h, &before);
     head = NULL;
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     for (int i = 0; i < N; i++) {
       assert_null(fh_ephemeron_key(t, table[i]));
       assert_null(fh_ephemeron_value(t, table[i]));
@@ -126,18 +93,18 @@ static void test_chain_dies_in_one_collection(void **st) {
     assert_int_equal(after.ephemerons_cleared - before.ephemerons_cleared, N);
     assert_true(after.ephemerons_traced - before.ephemerons_traced >= N);
     fh_pop_roots(t, 3);
-    teardown(h, t);
+    test_config_teardown(h, t);
   }
 }
 
 /* A key reachable only through its own ephemeron's value must die. */
 static void test_key_only_through_own_value_dies(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, NULL, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     tnode *key = test_node(t, &ty, 1), *value = NULL;
     void *e = NULL;
     fh_push_root(t, (void **)&key);
@@ -146,14 +113,14 @@ static void test_key_only_through_own_value_dies(void **st) {
     value = test_node(t, &ty, 2);
     fh_write_ref(t, value, (void **)&value->next, key);
     e = fh_ephemeron_new(t, key, value);
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     assert_ptr_equal(fh_ephemeron_value(t, e), value);
     key = NULL, value = NULL;
-    collect(c, t, 1);
+    test_config_collect(c, t, 1);
     assert_null(fh_ephemeron_key(t, e));
     assert_null(fh_ephemeron_value(t, e));
     fh_pop_roots(t, 3);
-    teardown(h, t);
+    test_config_teardown(h, t);
   }
 }
 
@@ -164,11 +131,11 @@ static void test_key_only_through_own_value_dies(void **st) {
 static void test_weak_table(void **st) {
   (void)st;
   enum { N = 3000 };
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, NULL, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     void **table = fh_alloc(t, ty.array, N * sizeof(void *)), **keys = NULL;
     fh_push_root(t, (void **)&table); /* before the next allocation moves it */
     fh_push_root(t, (void **)&keys);
@@ -187,7 +154,7 @@ static void test_weak_table(void **st) {
     }
     for (int i = 0; i < N; i += 2) fh_write_ref(t, keys, &keys[i], NULL); /* drop even keys */
     for (int round = 0; round < 3; round++) {
-      collect(c, t, round);
+      test_config_collect(c, t, round);
       for (int i = 0; i < N; i++) {
         tnode *k = fh_ephemeron_key(t, table[i]), *v = fh_ephemeron_value(t, table[i]);
         if (i % 2 == 0) {
@@ -209,7 +176,7 @@ static void test_weak_table(void **st) {
       }
     }
     fh_pop_roots(t, 2);
-    teardown(h, t);
+    test_config_teardown(h, t);
   }
 }
 
@@ -233,14 +200,14 @@ static void test_bad_input(void **st) {
   assert_non_null(dead);
   assert_null(fh_ephemeron_key(t, dead));
   assert_null(fh_ephemeron_value(t, dead));
-  teardown(h, t);
+  test_config_teardown(h, t);
 }
 
 /* Several mutators churn weak tables of their own while they and the others
  * collect; each checks its table after every collection it sees. */
 typedef struct churn {
   fh_heap *h;
-  const config *c;
+  const test_config *c;
   test_types ty;
   int failed;
 } churn;
@@ -279,8 +246,8 @@ static void *churn_thread(void *arg) {
 
 static void test_several_mutators(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    churn ch = {.c = &configs[ci]};
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    churn ch = {.c = &test_configs[ci]};
     char spec[256];
     snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,verify=1%s", ch.c->collector,
              ch.c->extra);
@@ -325,7 +292,7 @@ static void test_many_ephemerons(void **st) {
     else assert_null(k);
   }
   fh_pop_roots(t, 2);
-  teardown(h, t);
+  test_config_teardown(h, t);
 }
 
 int main(void) {

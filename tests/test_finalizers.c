@@ -7,34 +7,7 @@
 #include <string.h>
 
 #include "heap/heap.h"
-#include "support_heap.h"
-
-typedef struct config {
-  const char *collector;
-  const char *extra;
-  fh_collect_kind kinds[2];
-} config;
-
-static const config configs[] = {
-    {"semispace", "", {FH_COLLECT_SEMISPACE, FH_COLLECT_SEMISPACE}},
-    {"mark_sweep", "", {FH_COLLECT_MARK_SWEEP, FH_COLLECT_HSPACE_COMPACT}},
-    {"mark_compact", "", {FH_COLLECT_MARK_COMPACT, FH_COLLECT_SEMISPACE}},
-    {"concurrent_compact", ",uffd_sigbus=1", {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_SWEEP}},
-    {"concurrent_compact", ",uffd_sigbus=0", {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_COMPACT}},
-};
-#define NCONFIGS (sizeof configs / sizeof *configs)
-
-static fh_heap *config_heap(const config *c, test_types *ty, fh_thread **t) {
-  char rest[256];
-  snprintf(rest, sizeof rest, "heap_max=64M,verify=1%s", c->extra);
-  return test_heap_attached(c->collector, rest, ty, t);
-}
-
-/* Not waited for: the checks then read pages a concurrent compaction is
- * still building. */
-static void collect(const config *c, fh_thread *t, int i) {
-  assert_int_equal(fh_collect(t, c->kinds[i % 2]), 0);
-}
+#include "support_configs.h"
 
 /* Node i with a child whose value is test_check(i): both must survive
  * finalization intact. */
@@ -51,11 +24,11 @@ static tnode *finalizable(fh_thread *t, const test_types *ty, uint64_t i) {
 static void test_unreachable_are_queued_once(void **st) {
   (void)st;
   enum { N = 400 };
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     void **keep = fh_alloc(t, ty.array, N * sizeof(void *));
     fh_push_root(t, (void **)&keep);
     for (int i = 0; i < N; i++) {
@@ -65,7 +38,7 @@ static void test_unreachable_are_queued_once(void **st) {
     }
     void *obj, *data;
     assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     static uint8_t seen[N];
     memset(seen, 0, sizeof seen);
     int popped = 0;
@@ -82,11 +55,11 @@ static void test_unreachable_are_queued_once(void **st) {
     }
     assert_int_equal(popped, N / 2);
     /* Dropped again after popping: gone, and never queued twice. */
-    collect(c, t, 1);
+    test_config_collect(c, t, 1);
     assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
     /* The survivors' records stayed: dropping them queues them now. */
     for (int i = 1; i < N; i += 2) fh_write_ref(t, keep, &keep[i], NULL);
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     popped = 0;
     while (fh_finalizer_pop(t, &obj, &data)) {
       assert_int_equal(((tnode *)obj)->value, (uintptr_t)data - 1);
@@ -102,21 +75,21 @@ static void test_unreachable_are_queued_once(void **st) {
 
 static void test_resurrect_and_reattach(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     void *saved = NULL;
     fh_push_root(t, &saved);
     finalizable(t, &ty, 5);
     for (int round = 0; round < 3; round++) {
-      collect(c, t, round);
+      test_config_collect(c, t, round);
       void *obj, *data;
       assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
       assert_int_equal((uintptr_t)data, 6);
       saved = obj; /* resurrected for good */
-      collect(c, t, round + 1);
+      test_config_collect(c, t, round + 1);
       assert_int_equal(((tnode *)saved)->other->value, test_check(5));
       assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
       assert_int_equal(fh_finalizer_attach(t, saved, (void *)(uintptr_t)6), 0);
@@ -131,11 +104,11 @@ static void test_resurrect_and_reattach(void **st) {
 /* An object kept alive for finalization keeps its ephemerons. */
 static void test_finalizable_key_keeps_its_ephemeron(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     void *e = NULL, *v = NULL;
     fh_push_root(t, &e);
     fh_push_root(t, &v);
@@ -145,7 +118,7 @@ static void test_finalizable_key_keeps_its_ephemeron(void **st) {
     e = fh_ephemeron_new(t, k, v);
     fh_pop_roots(t, 1);
     v = NULL; /* the value lives through e only */
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     void *obj, *data;
     assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
     assert_ptr_equal(fh_ephemeron_key(t, e), obj);
@@ -153,7 +126,7 @@ static void test_finalizable_key_keeps_its_ephemeron(void **st) {
     assert_non_null(val);
     assert_int_equal(val->value, 33);
     obj = NULL;
-    collect(c, t, 1); /* now the key is garbage: the ephemeron clears */
+    test_config_collect(c, t, 1); /* now the key is garbage: the ephemeron clears */
     assert_null(fh_ephemeron_key(t, e));
     assert_null(fh_ephemeron_value(t, e));
     fh_pop_roots(t, 2);
@@ -176,11 +149,11 @@ static size_t native_used(fh_heap *h) {
 static void test_finalizers_free_native_memory(void **st) {
   (void)st;
   enum { N = 1000, BUF = 4096 };
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     size_t before = native_used(h);
     for (int i = 0; i < N; i++) {
       tnode *port = test_node(t, &ty, (uint64_t)i);
@@ -189,7 +162,7 @@ static void test_finalizers_free_native_memory(void **st) {
       assert_int_equal(fh_finalizer_attach(t, port, buf), 0);
     }
     assert_true(native_used(h) >= before + (size_t)N * BUF);
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     void *obj, *data;
     int closed = 0;
     while (fh_finalizer_pop(t, &obj, &data)) {
@@ -218,17 +191,17 @@ static void on_queue(fh_heap *h, void *user) {
 
 static void test_notify_when_the_queue_fills(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
-    const config *c = &configs[ci];
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
+    const test_config *c = &test_configs[ci];
     test_types ty;
     fh_thread *t;
-    fh_heap *h = config_heap(c, &ty, &t);
+    fh_heap *h = test_config_heap(c, &ty, &t);
     notify_heap = h, notify_thread = t, notified = 0, popped_in_notify = 0;
     fh_set_finalizer_notify(h, on_queue, &notified);
-    collect(c, t, 0);
+    test_config_collect(c, t, 0);
     assert_int_equal(notified, 0); /* nothing queued */
     for (int i = 0; i < 10; i++) finalizable(t, &ty, (uint64_t)i);
-    collect(c, t, 1);
+    test_config_collect(c, t, 1);
     assert_int_equal(notified, 1);
     assert_int_equal(popped_in_notify, 10);
     /* Triggered collections notify too. */
@@ -294,7 +267,7 @@ static void test_bad_input(void **st) {
  * every record is popped exactly once, by one of them. */
 typedef struct shared {
   fh_heap *h;
-  const config *c;
+  const test_config *c;
   test_types ty;
   _Atomic unsigned popped[3 * 600];
   int failed;
@@ -321,10 +294,10 @@ static void *worker(void *arg) {
 
 static void test_several_threads(void **st) {
   (void)st;
-  for (size_t ci = 0; ci < NCONFIGS; ci++) {
+  for (size_t ci = 0; ci < test_nconfigs; ci++) {
     static shared s;
     memset(&s, 0, sizeof s);
-    s.c = &configs[ci];
+    s.c = &test_configs[ci];
     char spec[256];
     snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,verify=1%s", s.c->collector,
              s.c->extra);

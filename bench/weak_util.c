@@ -1,0 +1,166 @@
+/* Helpers shared by the weak-reference workloads (wl_ephemerons.c,
+ * wl_finalizers.c, wl_whippet.c): heap creation per collector, the stats
+ * line a child prints, and a round-robin runner of child processes whose
+ * one-line "k=v" results it collects per round. */
+#include "bench.h"
+
+#include <faultheap.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const wk_collector_names[WK_NCOLLECTORS] = {
+    "default", "semispace", "mark_sweep", "mark_compact", "concurrent_compact"};
+
+int wk_parse_collectors(const char *who, const char *list, unsigned *mask) {
+  *mask = 0;
+  if (list == NULL) {
+    *mask = (1u << WK_NCOLLECTORS) - 1;
+    return 0;
+  }
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int found = 0;
+    for (int i = 0; i < WK_NCOLLECTORS; i++)
+      if (strcmp(tok, wk_collector_names[i]) == 0) *mask |= 1u << i, found = 1;
+    if (!found) {
+      fprintf(stderr, "%s: unknown collector '%s' (default, semispace, mark_sweep, "
+                      "mark_compact, concurrent_compact)\n", who, tok);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max) {
+  fh_options o;
+  fh_options_init(&o);
+  const char *env = getenv("FH_OPTIONS");
+  if (env && *env && fh_options_parse(&o, env) != 0) {
+    fprintf(stderr, "%s: FH_OPTIONS: %s\n", who, fh_last_error());
+    return NULL;
+  }
+  char spec[96];
+  if (collector && strcmp(collector, "default") != 0) {
+    snprintf(spec, sizeof spec, "collector=%s", collector);
+    if (fh_options_parse(&o, spec) != 0) {
+      fprintf(stderr, "%s: %s: %s\n", who, spec, fh_last_error());
+      return NULL;
+    }
+  }
+  if (heap_max) o.heap_max = heap_max < ((size_t)1 << 20) ? (size_t)1 << 20 : heap_max;
+  fh_heap *h = fh_heap_create(&o);
+  if (h == NULL) fprintf(stderr, "%s: fh_heap_create: %s\n", who, fh_last_error());
+  return h;
+}
+
+void wk_print_stats(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  printf(" collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f",
+         (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
+         (double)s.pause_ns_total / 1e6);
+}
+
+/* ---- the runner ------------------------------------------------------------ */
+
+wk_variant *wk_variant_add(wk_run *run, const char *name) {
+  if (run->n == WK_MAXVARIANTS) return NULL;
+  wk_variant *v = &run->v[run->n++];
+  memset(v, 0, sizeof *v);
+  snprintf(v->name, sizeof v->name, "%s", name);
+  return v;
+}
+
+void wk_variant_arg(wk_variant *v, const char *arg) {
+  if (v->argc + 1 >= WK_MAXARGS) return;
+  snprintf(v->store[v->argc], sizeof v->store[v->argc], "%s", arg);
+  v->argv[v->argc] = v->store[v->argc];
+  v->argv[++v->argc] = NULL;
+}
+
+void wk_variant_self(wk_variant *v, const char *workload) {
+  const char *self = bench_self_exe();
+  wk_variant_arg(v, self ? self : "fhbench");
+  wk_variant_arg(v, workload);
+  wk_variant_arg(v, "--child");
+}
+
+double wk_value(const wk_run *run, const wk_variant *v, int r, const char *key) {
+  for (int k = 0; k < run->nkeys; k++)
+    if (strcmp(run->keys[k], key) == 0) return v->vals[r][k];
+  return NAN;
+}
+
+int wk_run_all(wk_run *run, int verbose) {
+  int status = 0;
+  for (int r = 0; r < run->runs; r++) {
+    for (int j = 0; j < run->n; j++) {
+      /* rotate the order each round: a slow patch of the VM then hits a
+       * different variant every round */
+      wk_variant *v = &run->v[(j + r) % run->n];
+      for (int k = 0; k < WK_MAXKEYS; k++) v->vals[r][k] = NAN;
+      if (v->failed || v->skipped) continue;
+      bench_progress("%s: round %d/%d, %s", run->who, r + 1, run->runs, v->name);
+      bench_child c;
+      bench_run_child(v->argv, &c);
+      int ok = c.exit_status == 0;
+      if (v->parse) {
+        ok = v->parse(c.out, run, v->vals[r]) == 0 && ok;
+      } else {
+        for (int k = 0; k < run->nkeys; k++) {
+          double x = bench_kv(c.out, run->keys[k]);
+          v->vals[r][k] = x < 0 ? NAN : x;
+        }
+        ok = ok && bench_kv(c.out, "failures") == 0;
+      }
+      if (!ok) {
+        v->failed = c.exit_status ? c.exit_status : 1;
+        snprintf(v->why, sizeof v->why, "%.*s", (int)strcspn(c.out, "\n"), c.out);
+        bench_progress_done();
+        fprintf(stderr, "%s: %s failed (exit status %d)%s%s", run->who, v->name,
+                c.exit_status, c.out[0] ? "; it printed:\n" : "\n", c.out);
+        if (!v->may_fail) status = 1;
+        continue;
+      }
+      if (verbose) {
+        bench_progress_done();
+        fprintf(stderr, "round %d %-28s %s", r + 1, v->name, c.out);
+      }
+    }
+  }
+  bench_progress_done();
+  return status;
+}
+
+double wk_median(const wk_run *run, const wk_variant *v, const char *key) {
+  double tmp[WK_MAXRUNS];
+  size_t n = 0;
+  for (int r = 0; r < run->runs; r++) {
+    double x = wk_value(run, v, r, key);
+    if (!isnan(x)) tmp[n++] = x;
+  }
+  return n ? bench_median(tmp, n) : NAN;
+}
+
+double wk_max(const wk_run *run, const wk_variant *v, const char *key) {
+  double m = NAN;
+  for (int r = 0; r < run->runs; r++) {
+    double x = wk_value(run, v, r, key);
+    if (!isnan(x) && (isnan(m) || x > m)) m = x;
+  }
+  return m;
+}
+
+double wk_ratio(const wk_run *run, const wk_variant *a, const char *akey, const wk_variant *b,
+                const char *bkey) {
+  double tmp[WK_MAXRUNS];
+  size_t n = 0;
+  for (int r = 0; r < run->runs; r++) {
+    double x = wk_value(run, a, r, akey), y = wk_value(run, b, r, bkey);
+    if (!isnan(x) && !isnan(y) && y > 0) tmp[n++] = x / y;
+  }
+  return n ? bench_median(tmp, n) : NAN;
+}
