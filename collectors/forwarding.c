@@ -16,8 +16,11 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   t->old_top = begin;
   t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
   t->page_map_bytes = align_up((capacity / FWD_PAGE + 1) * sizeof(uintptr_t), FH_PAGE);
+  t->slow_map_bytes = align_up((capacity / FWD_PAGE / 64 + 1) * sizeof(uint64_t), FH_PAGE);
   if (bitmap_init(&t->mark, begin, capacity, 3) < 0 ||
       bitmap_init(&t->live, begin, capacity, 3) < 0 ||
+      bitmap_init(&t->grows, begin, capacity, 3) < 0 ||
+      !(t->slow_pages = reserve_map_table(t->slow_map_bytes)) ||
       !(t->chunks = reserve_map_table(t->chunk_map_bytes)) ||
       !(t->page_first = reserve_map_table(t->page_map_bytes))) {
     fwd_destroy(t);
@@ -31,6 +34,9 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
 void fwd_destroy(fwd_tables *t) {
   bitmap_destroy(&t->mark);
   bitmap_destroy(&t->live);
+  bitmap_destroy(&t->grows);
+  if (t->slow_pages) sys_munmap(t->slow_pages, t->slow_map_bytes);
+  t->slow_pages = NULL;
   for (unsigned k = 0; k < t->extra_mapped; k++) {
     bitmap_destroy(&t->extra_mark[k]);
     bitmap_destroy(&t->extra_live[k]);
@@ -160,6 +166,8 @@ void fwd_reset(fwd_tables *t) {
   if (t->old_top > t->begin) {
     bitmap_clear_range(&t->mark, t->begin, t->old_top);
     bitmap_clear_range(&t->live, t->begin, t->old_top);
+    if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
+      bitmap_clear_range(&t->grows, t->begin, t->old_top);
     fwd_release_markers(t); /* any a helper left (none, normally) */
   }
   /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
@@ -174,6 +182,9 @@ void fwd_reset(fwd_tables *t) {
   }
   t->chunks_populated = t->begin;
   zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t), t->page_map_bytes);
+  if (t->ngrows) zero_table(t->slow_pages, (t->npages / 64 + 1) * sizeof(uint64_t), t->slow_map_bytes);
+  t->ngrows = 0;
+  atomic_store_explicit(&t->grows_marked, 0, memory_order_relaxed);
   t->old_top = t->begin;
   t->live_bytes = 0;
   t->new_top = t->begin;
@@ -227,6 +238,25 @@ static uintptr_t nth_live_word(const fwd_tables *t, size_t c, unsigned k) {
   return t->begin + ((c << 6) + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
 }
 
+/* Old address of the word of chunk c that lands on its k-th destination
+ * word, when the chunk holds growers g: each grower's hash word is counted
+ * right after its start word (it lies at the grower's end, but all that
+ * matters here is which object covers the destination word). */
+static uintptr_t nth_dest_word(const fwd_tables *t, size_t c, unsigned k, uint64_t g) {
+  uint64_t bits = live_word(t, c);
+  for (;;) {
+    unsigned b = (unsigned)__builtin_ctzll(bits);
+    uintptr_t a = t->begin + ((c << 6) + b) * FWD_WORD;
+    if (k == 0) return a;
+    k--;
+    if (g >> b & 1) {
+      if (k == 0) return a;
+      k--;
+    }
+    bits &= bits - 1;
+  }
+}
+
 /* The last object start in [lo, a], or 0 when there is none.  Scans the
  * mark bitmap backwards from a, never below lo. */
 static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
@@ -256,11 +286,14 @@ static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t
   size_t acc = 0, page = 0;
   for (size_t c = 0; c < nchunks; c++) {
     uint64_t bits = live_word(t, c);
-    t->chunks[c] = (fwd_chunk){bits, acc};
+    uint64_t g = t->ngrows ? atomic_load_explicit(&t->grows.words[c], memory_order_relaxed) : 0;
+    t->chunks[c] = (fwd_chunk){bits, acc | (g ? FWD_DEST_GROWS : 0)};
     size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
+    if (g) live += FWD_WORD * fwd_popcount(g);
     /* Every page boundary that falls in [acc, acc + live). */
     for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
-      uintptr_t w = nth_live_word(t, c, (unsigned)((off - acc) / FWD_WORD));
+      unsigned k = (unsigned)((off - acc) / FWD_WORD);
+      uintptr_t w = g ? nth_dest_word(t, c, k, g) : nth_live_word(t, c, k);
       uintptr_t m = last_mark(t, prev, w);
       if (m) obj = m;
       prev = w + FWD_WORD;
@@ -286,19 +319,37 @@ __attribute__((target("popcnt"))) static size_t compute_chunks_popcnt(fwd_tables
 #define COMPUTE_CHUNKS(t, n) compute_chunks(t, n, 0)
 #endif
 
+/* Mark the destination pages each grower's new range touches.  Reads the
+ * growers' headers: the old space is still in place (before the flip). */
+static void mark_slow_pages(fwd_tables *t) {
+  for (uintptr_t a = bitmap_next_set(&t->grows, t->begin, t->old_top); a;
+       a = bitmap_next_set(&t->grows, a + FWD_WORD, t->old_top)) {
+    uintptr_t n = fwd_start(t, a) - t->begin;
+    size_t first = n / FWD_PAGE, last = (n + obj_moved_bytes(*(uint64_t *)a) - 1) / FWD_PAGE;
+    for (size_t p = first; p <= last; p++) t->slow_pages[p >> 6] |= (uint64_t)1 << (p & 63);
+  }
+}
+
 void fwd_compute(fwd_tables *t) {
   size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
                    FWD_CHUNK_SHIFT;
   /* Written whole: what the pre-pause call did not fault in, now. */
   fwd_populate_chunks(t, t->old_top);
+  t->ngrows = atomic_load_explicit(&t->grows_marked, memory_order_relaxed);
   size_t acc = COMPUTE_CHUNKS(t, nchunks);
   t->live_bytes = acc;
   t->new_top = t->begin + acc;
-  /* The dense prefix: full chunks, then the ones of the first partial one. */
+  /* The dense prefix: full chunks, then the ones of the first partial one,
+   * up to the first grower (it and everything after it move). */
   size_t c = 0;
   while (c < nchunks && live_word(t, c) == ~(uint64_t)0) c++;
   size_t dense = c * ((size_t)1 << FWD_CHUNK_SHIFT);
   if (c < nchunks) dense += FWD_WORD * (size_t)__builtin_ctzll(~live_word(t, c));
+  if (t->ngrows) {
+    uintptr_t g = bitmap_next_set(&t->grows, t->begin, t->old_top);
+    if (g && g - t->begin < dense) dense = g - t->begin;
+    mark_slow_pages(t);
+  }
   if (dense > acc) dense = acc;
   t->dense_pages = dense / FWD_PAGE;
 }

@@ -18,13 +18,26 @@
  * For each destination page, page_first[p] is the old start of the live
  * object that covers the page's first byte (it may start on an earlier
  * page: objects straddle page boundaries freely).  Building page p walks
- * live objects from there in address order until the page is full. */
+ * live objects from there in address order until the page is full.
+ *
+ * Hashed objects grow (heap/identity_hash.h).  A live HASHED object of the
+ * moving space gains its 8-byte hash word when it moves: marking sets its
+ * start bit in `grows` too, the chunk's dest counts 8 more bytes per grower
+ * (for the chunks after it), and a chunk holding growers has bit 63 of its
+ * dest set, so that fwd_start adds the growers below the object in that
+ * chunk: one predictable branch for every other chunk.  Every HASHED live
+ * object grows, even where its address stays (the dense prefix ends at the
+ * first grower), so its new footprint is always obj_moved_bytes(old
+ * header).  Destination pages that any grower's new range touches are
+ * marked in slow_pages and built object by object (page_compact.c); the
+ * others are still copies of consecutive live words. */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heap/object.h"
 #include "spaces/bitmap.h"
 
 #define FWD_WORD 8u
@@ -34,8 +47,10 @@
 
 typedef struct fwd_chunk {
   uint64_t live; /* live_words[c], copied by fwd_compute */
-  uint64_t dest; /* live bytes before chunk c */
+  uint64_t dest; /* live bytes before chunk c | FWD_DEST_GROWS */
 } fwd_chunk;
+#define FWD_DEST_GROWS ((uint64_t)1 << 63) /* chunk c holds growers: see grows */
+#define FWD_DEST_MASK (FWD_DEST_GROWS - 1)
 
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
@@ -43,6 +58,11 @@ typedef struct fwd_tables {
   uintptr_t old_top;   /* marked objects lie in [begin, old_top) */
   fh_bitmap mark;      /* object starts, granule 8 */
   fh_bitmap live;      /* live words, granule 8; word c covers chunk c */
+  fh_bitmap grows;     /* starts of live HASHED objects (gain a hash word) */
+  uint64_t *slow_pages; /* bit per destination page a grower's range touches */
+  size_t slow_map_bytes;
+  _Atomic size_t grows_marked; /* growers marking found */
+  size_t ngrows;       /* growers this cycle (fwd_compute) */
   fwd_chunk *chunks;    /* [capacity / 512], filled by fwd_compute */
   uintptr_t *page_first; /* [capacity / 4096] old object start, 0 = none */
   size_t chunk_map_bytes, page_map_bytes;
@@ -103,6 +123,15 @@ void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
  * (one writer per bitmap). */
 int fwd_mark_start(fwd_tables *t, uintptr_t start);
 void fwd_mark_live_in(const fwd_tables *t, fh_bitmap *live, uintptr_t start, size_t bytes);
+/* The live object at start is HASHED, not yet moved: it grows (atomic: any
+ * marker; rare). */
+static inline void fwd_mark_grows(fwd_tables *t, uintptr_t start) {
+  if (!bitmap_test_and_set(&t->grows, start))
+    atomic_fetch_add_explicit(&t->grows_marked, 1, memory_order_relaxed);
+}
+/* Marking's live words for an object with header hd at start, growth
+ * noted: what every marker calls. */
+static inline void fwd_mark_scanned(fwd_tables *t, fh_bitmap *live, uintptr_t start, uint64_t hd);
 
 /* Map bitmaps for markers 1 .. n-1 (at most FWD_MAX_MARKERS in all).
  * Returns how many markers can run: n, or fewer when mapping failed. */
@@ -143,12 +172,32 @@ static inline unsigned fwd_popcount(uint64_t x) {
 #endif
 }
 
+/* Hash words gained below word w in its chunk c (whose dest has FWD_DEST_GROWS). */
+static inline size_t fwd_grown_below(const fwd_tables *t, size_t w) {
+  uint64_t g = atomic_load_explicit(&t->grows.words[w >> 6], memory_order_relaxed);
+  return FWD_WORD * (size_t)fwd_popcount(g & (((uint64_t)1 << (w & 63)) - 1));
+}
+
 /* New address of the live object starting at old address `start`. */
 static inline uintptr_t fwd_start(const fwd_tables *t, uintptr_t start) {
   size_t w = (start - t->begin) >> 3;
   const fwd_chunk *c = &t->chunks[w >> 6];
   uint64_t bits = c->live & (((uint64_t)1 << (w & 63)) - 1);
-  return t->begin + (uintptr_t)c->dest + FWD_WORD * (size_t)fwd_popcount(bits);
+  uint64_t d = c->dest;
+  uintptr_t r = t->begin + (uintptr_t)(d & FWD_DEST_MASK) + FWD_WORD * (size_t)fwd_popcount(bits);
+  if (__builtin_expect((d & FWD_DEST_GROWS) != 0, 0)) r += fwd_grown_below(t, w);
+  return r;
+}
+
+static inline void fwd_mark_scanned(fwd_tables *t, fh_bitmap *live, uintptr_t start, uint64_t hd) {
+  fwd_mark_live_in(t, live, start, obj_bytes(hd));
+  if (__builtin_expect(hdr_hash_grows(hd), 0)) fwd_mark_grows(t, start);
+}
+
+/* Destination page p holds (part of) a grower: page_build copies it object
+ * by object. */
+static inline int fwd_page_slow(const fwd_tables *t, size_t p) {
+  return t->ngrows && (t->slow_pages[p >> 6] >> (p & 63) & 1);
 }
 
 /* A reference value after compaction: payload pointers into the old moving

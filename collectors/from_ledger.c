@@ -106,7 +106,7 @@ static void add_reader(from_ledger *l, size_t s) {
 }
 
 static void pin_object(from_ledger *l, const fwd_tables *t, uintptr_t obj) {
-  size_t bytes = obj_total_bytes(hdr_payload(*(const uint64_t *)obj));
+  size_t bytes = obj_bytes(*(const uint64_t *)obj);
   size_t a = (obj - t->begin) / FWD_PAGE, b = (obj + bytes - 1 - t->begin) / FWD_PAGE;
   for (size_t s = a; s <= b; s++)
     atomic_store_explicit(&l->readers[s], PINNED, memory_order_relaxed);

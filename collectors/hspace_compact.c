@@ -37,6 +37,7 @@
 #include "collectors/collector.h"
 #include "collectors/mark.h"
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 #include "spaces/reserve.h"
 
@@ -53,7 +54,7 @@ typedef struct hspace_ctx {
 static void record(marker *m, void *obj) {
   hspace_ctx *c = m->user;
   if (!space_contains(&c->from->space, obj)) return;
-  c->live += malloc_object_bytes(hdr_payload(*obj_header(obj)));
+  c->live += malloc_object_bytes_for(obj_moved_bytes(*obj_header(obj)));
   if (mark_stack_push(&c->order, obj) < 0) c->out_of_memory = 1;
 }
 
@@ -61,7 +62,7 @@ static void record(marker *m, void *obj) {
 static int plan_destinations(hspace_ctx *c) {
   size_t total = 0;
   for (size_t i = 0; i < c->order.n; i++) {
-    size_t bytes = malloc_object_bytes(hdr_payload(*obj_header(c->order.items[i])));
+    size_t bytes = malloc_object_bytes_for(obj_moved_bytes(*obj_header(c->order.items[i])));
     void *d = total + bytes <= c->to->limit
                   ? malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache)
                   : NULL;
@@ -96,9 +97,10 @@ static int plan_destinations(hspace_ctx *c) {
 static void copy_objects(hspace_ctx *c) {
   for (size_t i = 0; i < c->order.n; i++) {
     void *obj = c->order.items[i];
-    uint64_t *hp = obj_header(obj);
-    size_t bytes = malloc_object_bytes(hdr_payload(*hp));
-    memcpy(c->dest.items[i], hp, bytes);
+    uint64_t *hp = obj_header(obj), hd = *hp;
+    memcpy(c->dest.items[i], hp, malloc_object_bytes_hd(hd));
+    /* A hashed object gains its hash word (planned: obj_moved_bytes). */
+    size_t bytes = malloc_object_bytes_for(idhash_copied(c->h, obj, hd, (uintptr_t)c->dest.items[i], 1));
     malloc_space_publish(c->to, c->dest.items[i], bytes);
     *hp = hdr_make_forward(obj_from_start((uintptr_t)c->dest.items[i]));
   }

@@ -70,7 +70,7 @@ static void scan(marker *m, void *obj) {
   if (m->on_scan) m->on_scan(m, obj);
   uint64_t hd = *obj_header(obj);
   if (m->ms && space_contains(&m->ms->space, obj))
-    m->ms_live += malloc_object_bytes(hdr_payload(hd));
+    m->ms_live += malloc_object_bytes_hd(hd);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The two common layouts inline (this loop is most of a collection's
@@ -155,7 +155,7 @@ typedef struct immune_walk {
 
 static void visit_if_dirty(void *obj, void *ctx) {
   immune_walk *w = ctx;
-  uintptr_t s = obj_start(obj), e = s + obj_total_bytes(hdr_payload(*obj_header(obj)));
+  uintptr_t s = obj_start(obj), e = s + obj_bytes(*obj_header(obj));
   for (uintptr_t c = align_down(s, FH_CARD_BYTES); c < e; c += FH_CARD_BYTES)
     if (*card_for(w->h, c)) {
       w->fn(obj, w->ctx);
@@ -183,7 +183,7 @@ void marker_fill_dead_bump(marker *m) {
   uintptr_t run = 0; /* start of the current run of dead space, 0: none */
   for (uintptr_t p = m->bump_lo; p < m->bump_hi;) {
     uint64_t hd = *(uint64_t *)p;
-    size_t bytes = obj_total_bytes(hdr_payload(hd));
+    size_t bytes = obj_bytes(hd);
     int dead = hdr_type(hd) == FH_FILLER_TYPE || !bitmap_test(&m->bump_marks, p);
     if (dead && !run) run = p;
     if (!dead || p + bytes - run > FILLER_MAX) {

@@ -12,6 +12,7 @@
 #include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 #include "heap/sys.h"
 #include "spaces/reserve.h"
@@ -227,6 +228,17 @@ static size_t mc_table_bytes(const mc_state *m) {
          pages * sizeof(uint32_t) + pages / 8;
 }
 
+/* Hashed objects that gain their hash word in this cycle: their keys stay
+ * reserved (heap/identity_hash.h).  The records hold old addresses, as
+ * every other slot does until the update pass forwards it. */
+static void record_growers(fh_heap *h, const fwd_tables *t) {
+  for (uintptr_t a = bitmap_next_set(&t->grows, t->begin, t->old_top); a;
+       a = bitmap_next_set(&t->grows, a + FWD_WORD, t->old_top)) {
+    void *obj = obj_from_start(a);
+    idhash_vacate(h, obj, obj_hash_key(obj, *(const uint64_t *)a));
+  }
+}
+
 void mc_prepare_unpaused(fh_heap *h) {
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
@@ -255,6 +267,7 @@ int mc_prepare(mc_state *m) {
   m->nm_freed = non_moving_space_sweep(&h->non_moving);
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
+  if (t->ngrows) record_growers(h, t);
   ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
    * them, if any, counts in forward_ns). */

@@ -170,7 +170,7 @@ static void scan(marker *m, void *obj) {
   fwd_tables *t = m->t;
   uintptr_t start = obj_start(obj);
   if (start - t->begin < t->old_top - t->begin)
-    fwd_mark_live_in(t, m->own_live, start, obj_total_bytes(hdr_payload(hd)));
+    fwd_mark_scanned(t, m->own_live, start, hd); /* with a hashed object's growth */
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The common layouts inline (no call per slot); trace functions as given. */

@@ -27,6 +27,7 @@
 
 #include <string.h>
 
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 
 /* Slots whose value points into the old moving space are first only noted,
@@ -71,7 +72,8 @@ static inline __attribute__((always_inline)) void fix_pending_with(fix_ctx *c, i
       const fwd_chunk *e = &t->chunks[w >> 6];
       uint64_t below = e->live & (((uint64_t)1 << (w & 63)) - 1);
       size_t n = hw ? (size_t)__builtin_popcountll(below) : fwd_popcount(below);
-      v = t->begin + (uintptr_t)e->dest + FWD_WORD * n + FWD_WORD;
+      v = t->begin + (uintptr_t)(e->dest & FWD_DEST_MASK) + FWD_WORD * n + FWD_WORD;
+      if (__builtin_expect((e->dest & FWD_DEST_GROWS) != 0, 0)) v += fwd_grown_below(t, w);
       memcpy(slot, &v, sizeof v);
     }
 }
@@ -123,12 +125,28 @@ static int has_refs(const fh_type_info *ti) {
   return ti && (ti->nrefs || (ti->flags & FH_TYPE_REF_ARRAY) || ti->trace);
 }
 
+/* Old address of the object whose copy starts at new address nd, on a page
+ * holding growers (its live words are not consecutive from a0 there):
+ * walk the objects from the page's first one.  Such pages are rare. */
+static uintptr_t old_of_slow(const page_source *ps, uintptr_t first, uintptr_t first_new,
+                             uintptr_t nd) {
+  const fwd_tables *t = ps->t;
+  uintptr_t a = first, n = first_new;
+  while (n < nd) {
+    uint64_t hd;
+    memcpy(&hd, (const void *)(a + ps->from_delta), sizeof hd);
+    n += obj_moved_bytes(hd);
+    a = bitmap_next_set(&t->mark, a + FWD_WORD, t->old_top);
+  }
+  return a;
+}
+
 /* Pass 2 over the objects in [first_new, dbeg + filled): the first one's
  * header is read at its old address `first` in from-space when it starts
  * before the page, every other one's in `out`.  Objects are contiguous on
  * the page, so their sizes lead from one to the next: no bitmap search. */
 static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, uintptr_t first,
-                          uintptr_t first_new, size_t filled) {
+                          uintptr_t first_new, size_t filled, int slow) {
   uintptr_t a0 = first + (dbeg - first_new); /* old address of the word at dbeg */
   fix_ctx fc = {.t = ps->t, .page = dbeg, .out = out};
   uintptr_t dend = dbeg + FWD_PAGE, fill_end = dbeg + filled;
@@ -137,11 +155,14 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
   const fh_type_info *ti = NULL;
   while (nd < fill_end) {
     uint64_t hd;
-    if (nd >= dbeg)
+    size_t n;
+    if (nd >= dbeg) {
       memcpy(&hd, out + (nd - dbeg), sizeof hd);
-    else
+      n = obj_bytes(hd); /* a grower's copy is HASH_MOVED already */
+    } else {
       memcpy(&hd, (const void *)(first + ps->from_delta), sizeof hd);
-    size_t n = obj_total_bytes(hdr_payload(hd));
+      n = obj_moved_bytes(hd); /* every HASHED object in the space grows */
+    }
     /* Pages hold long runs of one type: look the type up once per run. */
     if (hdr_type(hd) != last_type) {
       last_type = hdr_type(hd);
@@ -176,7 +197,9 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
         } else {
           /* The callback reads the whole object: give it the from-space
            * copy, found as the (nd - dbeg) / 8-th live word from a0. */
-          uintptr_t old = nd < dbeg ? first : page_old_word(ps->t, a0, (nd - dbeg) / FWD_WORD);
+          uintptr_t old = nd < dbeg ? first
+                          : slow ? old_of_slow(ps, first, first_new, nd)
+                                 : page_old_word(ps->t, a0, (nd - dbeg) / FWD_WORD);
           fc.obj_from = old + ps->from_delta + FH_HEADER_BYTES;
           ti->trace((void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
         }
@@ -185,6 +208,39 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
     nd += n;
   }
   fix_pending(&fc);
+}
+
+/* Pass 1 on a page that holds (part of) a grower: copy object by object
+ * from `first` (old start; its copy starts at first_new), each one's part
+ * inside [dbeg, dbeg + filled); a grower's copy gets the HASH_MOVED header
+ * and, after its end, its hash word (key from its old address and salt).
+ * Reads only live words and headers of objects landing on the page, as the
+ * fast pass does (from_ledger.h). */
+static void copy_objects(const page_source *ps, uintptr_t dbeg, uintptr_t first,
+                         uintptr_t first_new, uint8_t *out, size_t filled) {
+  const fwd_tables *t = ps->t;
+  uintptr_t dend = dbeg + filled, a = first, nd = first_new;
+  while (nd < dend && a) {
+    uint64_t hd;
+    memcpy(&hd, (const void *)(a + ps->from_delta), sizeof hd);
+    size_t have = obj_bytes(hd); /* what from-space holds */
+    uintptr_t lo = nd > dbeg ? nd : dbeg, hi = nd + have < dend ? nd + have : dend;
+    if (lo < hi) memcpy(out + (lo - dbeg), (const void *)(a + ps->from_delta + (lo - nd)), hi - lo);
+    if (hdr_hash_grows(hd)) {
+      if (nd >= dbeg) {
+        uint64_t moved = hd | FH_HDR_HASH_MOVED;
+        memcpy(out + (nd - dbeg), &moved, sizeof moved);
+      }
+      uintptr_t w = nd + have;
+      if (w >= dbeg && w < dend) {
+        uint64_t key = idhash_make_key(a + FH_HEADER_BYTES, hdr_salt(hd));
+        memcpy(out + (w - dbeg), &key, sizeof key);
+      }
+      have += FH_HASH_WORD_BYTES;
+    }
+    nd += have;
+    a = bitmap_next_set(&t->mark, a + FWD_WORD, t->old_top);
+  }
 }
 
 size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
@@ -197,15 +253,20 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   }
   uintptr_t first_new = fwd_start(t, first);
   size_t filled = t->new_top - dbeg < FWD_PAGE ? t->new_top - dbeg : FWD_PAGE;
-  /* The first object's words are contiguous in the old space too: the one
-   * landing on dbeg is as far into it as dbeg is into its new copy. */
-  page_copy_live(t, ps->from_delta, first + (dbeg - first_new), out, filled);
+  int slow = fwd_page_slow(t, page);
+  if (__builtin_expect(slow, 0)) {
+    copy_objects(ps, dbeg, first, first_new, out, filled);
+  } else {
+    /* The first object's words are contiguous in the old space too: the one
+     * landing on dbeg is as far into it as dbeg is into its new copy. */
+    page_copy_live(t, ps->from_delta, first + (dbeg - first_new), out, filled);
+  }
   if (filled < FWD_PAGE) {
     /* Only the last page ends early: the rest is one filler object. */
     memset(out + filled, 0, FWD_PAGE - filled);
     obj_write_filler((uintptr_t)out + filled, FWD_PAGE - filled);
   }
-  fix_page_refs(ps, out, dbeg, first, first_new, filled);
+  fix_page_refs(ps, out, dbeg, first, first_new, filled, slow);
   return filled;
 }
 
@@ -215,5 +276,5 @@ void page_fix_in_place(const page_source *ps, size_t page) {
   /* Identity page: the from-space page already holds the destination's
    * bytes; only its references change, and they are written in place. */
   fix_page_refs(ps, (uint8_t *)(dbeg + ps->from_delta), dbeg, t->page_first[page],
-                t->page_first[page], FWD_PAGE);
+                t->page_first[page], FWD_PAGE, 0);
 }

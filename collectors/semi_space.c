@@ -14,6 +14,7 @@
 #include "collectors/mark_stack.h"
 #include "collectors/trace.h"
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 
 typedef struct semi_ctx {
@@ -31,11 +32,13 @@ static void *copy_object(semi_ctx *c, void *obj) {
   uint64_t *hp = obj_header(obj);
   uint64_t h = *hp;
   if (hdr_is_forwarded(h)) return hdr_forwardee(h);
-  size_t bytes = obj_total_bytes(hdr_payload(h));
-  /* To-space is as large as from-space, so the copy always fits. */
+  /* To-space is as large as from-space, so the copy always fits: a hashed
+   * object that gains its hash word here left an 8-byte filler in
+   * from-space when it was hashed (heap/identity_hash.h). */
   uintptr_t dst = atomic_load_explicit(&c->to->top, memory_order_relaxed);
+  memcpy((void *)dst, hp, obj_bytes(h));
+  size_t bytes = idhash_copied(c->h, obj, h, dst, 1);
   atomic_store_explicit(&c->to->top, dst + bytes, memory_order_relaxed);
-  memcpy((void *)dst, hp, bytes);
   c->copied += bytes;
   void *copy = obj_from_start(dst);
   *hp = hdr_make_forward(copy);
@@ -47,7 +50,9 @@ static void evacuate_slot(void **slot, void *ctx) {
   semi_ctx *c = ctx;
   void *p = *slot;
   if (!p) return;
-  uintptr_t a = (uintptr_t)p;
+  /* By the header: an empty object at the top has its payload pointer at
+   * from_hi itself. */
+  uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
   if (a - c->from_lo < c->from_hi - c->from_lo) {
     *slot = copy_object(c, p);
   } else if (space_contains(&c->h->non_moving.space, p)) {
@@ -79,7 +84,7 @@ static int trace(void *ctx) {
     while (c->scan < atomic_load_explicit(&c->to->top, memory_order_relaxed)) {
       uint64_t h = *(uint64_t *)c->scan;
       scan_object(c, obj_from_start(c->scan));
-      c->scan += obj_total_bytes(hdr_payload(h));
+      c->scan += obj_bytes(h);
     }
     void *obj = mark_stack_pop(&c->stack);
     if (obj) {

@@ -34,6 +34,7 @@
 #include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 #include "heap/sys.h"
 #include "heap/zygote.h"
@@ -54,7 +55,7 @@ typedef struct zc_ctx {
 } zc_ctx;
 
 static int movable(const zc_ctx *c, const void *p) {
-  uintptr_t a = (uintptr_t)p;
+  uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES; /* an empty object's payload may be at bump_hi */
   return (a - c->bump_lo < c->bump_hi - c->bump_lo) ||
          (c->ms && space_contains(&c->ms->space, p));
 }
@@ -63,10 +64,11 @@ static void *copy_object(zc_ctx *c, void *obj) {
   uint64_t *hp = obj_header(obj);
   uint64_t hd = *hp;
   if (hdr_is_forwarded(hd)) return hdr_forwardee(hd);
-  size_t bytes = obj_total_bytes(hdr_payload(hd));
   uintptr_t dst = c->cursor;
+  memcpy((void *)dst, hp, obj_bytes(hd));
+  /* A hashed object gains its hash word (room: movable_bound). */
+  size_t bytes = idhash_copied(c->h, obj, hd, dst, 1);
   c->cursor += bytes;
-  memcpy((void *)dst, hp, bytes);
   zygote_space_add_object(c->z, dst, bytes);
   void *copy = obj_from_start(dst);
   *hp = hdr_make_forward(copy);
@@ -99,7 +101,7 @@ static void drain(zc_ctx *c) {
 static void rescan_region(zc_ctx *c) {
   c->pushing = 0;
   for (uintptr_t s = c->region; s < c->cursor;) {
-    size_t bytes = obj_total_bytes(hdr_payload(*(uint64_t *)s));
+    size_t bytes = obj_bytes(*(uint64_t *)s);
     scan_object(obj_from_start(s), c);
     s += bytes;
   }
@@ -121,10 +123,15 @@ static void copy_everything(zc_ctx *c) {
 }
 
 /* Bytes of movable objects: at least what the copy needs (a malloc-space
- * object is rounded to 16 bytes there, to 8 in the region). */
+ * object is rounded to 16 bytes there, to 8 in the region).  Hashed
+ * objects gain a hash word when copied: a bump space's used bytes already
+ * cover it (heap/identity_hash.h), a malloc space's may not, so every
+ * malloc-space object ever hashed counts 8 more. */
 static size_t movable_bound(const fh_heap *h) {
   size_t n = bump_space_used(&h->bump[h->active]);
-  if (h->has_malloc_spaces) n += atomic_load(&h->malloc[h->malloc_main].used);
+  if (h->has_malloc_spaces)
+    n += atomic_load(&h->malloc[h->malloc_main].used) +
+         FH_HASH_WORD_BYTES * atomic_load(&h->idhash.malloc_hashed);
   return n;
 }
 
@@ -212,7 +219,7 @@ int zygote_compact(fh_heap *h) {
   uintptr_t nm_end = nm->space.begin + arena_mapped(&nm->arena);
   for (uintptr_t p = bitmap_next_set(&nm->alloc_bits, nm->space.begin, nm_end); p;
        p = bitmap_next_set(&nm->alloc_bits, p + 16, nm_end))
-    zygote_space_add_object(z, p, non_moving_object_bytes(hdr_payload(*(uint64_t *)p)));
+    zygote_space_add_object(z, p, non_moving_object_bytes_hd(*(uint64_t *)p));
   copy_everything(&c);
   mark_stack_destroy(&c.stack);
   size_t copied = c.cursor - region;

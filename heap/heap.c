@@ -112,7 +112,9 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   }
   if (native_init(h) < 0) return -1;
   if (cards_init(h) < 0) return -1;
-  return img ? image_load_install(h, img, h->resv_begin) : 0;
+  if (!img) return 0;
+  if (image_load_install(h, img, h->resv_begin) < 0) return -1;
+  return idhash_record_image(h, &img->parsed); /* keys its hashed objects hold */
 }
 
 fh_heap *fh_heap_create(const fh_options *given) {
@@ -146,6 +148,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   weak_records_init(&h->finalizers);
   weak_records_init(&h->fin_queue);
   weak_records_init(&h->hash_vacated);
+  idhash_init(&h->idhash);
   pthread_mutex_init(&h->fin_notify_lock, NULL);
   pthread_mutex_init(&h->gc_lock, NULL);
   pthread_mutex_init(&h->world_lock, NULL);
@@ -201,6 +204,7 @@ void fh_heap_destroy(fh_heap *h) {
   weak_records_destroy(&h->finalizers);
   weak_records_destroy(&h->fin_queue);
   weak_records_destroy(&h->hash_vacated);
+  idhash_destroy(&h->idhash);
   pthread_mutex_destroy(&h->fin_notify_lock);
   free(h->global_roots);
   pthread_mutex_destroy(&h->gc_lock);

@@ -8,6 +8,7 @@
 #include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
+#include "heap/identity_hash.h"
 #include "heap/types.h"
 #include "heap/weak_records.h"
 #include "spaces/bump_space.h"
@@ -144,7 +145,8 @@ struct fh_heap {
   _Atomic uint32_t eph_type;
   weak_records finalizers; /* fh_finalizer_attach records: obj, data */
   weak_records fin_queue;  /* found unreachable, strong until popped */
-  weak_records hash_vacated; /* heap/identity_hash.c */
+  weak_records hash_vacated; /* heap/identity_hash.c: (moved object, reserved key) */
+  idhash_state idhash;       /* the index of hash_vacated's keys */
   pthread_mutex_t fin_notify_lock;
   void (*fin_notify)(fh_heap *h, void *user);
   void *fin_notify_user;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/heap.h"
 #include "heap/image_format.h"
 #include "heap/object.h"
@@ -125,7 +126,7 @@ static void number_from(saver *s, void *root) {
     s->map.keys[j] = (uintptr_t)obj;
     s->map.vals[j] = s->order.n; /* its index; offsets come later */
     s->map.n++;
-    s->objects_bytes += obj_total_bytes(hdr_payload(hd));
+    s->objects_bytes += obj_moved_bytes(hd); /* a hashed object with its hash word */
     if (vec_push(&s->order, obj) < 0) { s->failed = 2; return; }
     size_t before = s->stack.n;
     s->holder = obj;
@@ -163,7 +164,7 @@ static int assign_offsets(saver *s) {
       void *obj = s->order.v[i];
       if (holds_refs(s->h, obj) == cold) continue;
       s->offsets[i] = at;
-      at += obj_total_bytes(hdr_payload(*obj_header(obj)));
+      at += obj_moved_bytes(*obj_header(obj));
     }
   return 0;
 }
@@ -262,6 +263,13 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
     uint64_t word = *obj_header(obj);
     size_t payload = hdr_payload(word);
     uint64_t clean = fh__make_header(hdr_type(word), payload);
+    /* A hashed object is saved moved: its key rides in its hash word, as
+     * its address changes at load (the loader reserves the key). */
+    if (word & FH_HDR_HASHED) {
+      clean |= FH_HDR_HASH_BITS;
+      uint64_t key = obj_hash_key(obj, word);
+      memcpy(s->objects + at + obj_total_bytes(payload), &key, 8);
+    }
     memcpy(s->objects + at, &clean, 8);
     memcpy(s->objects + at + 8, obj, payload);
     types_visit_refs(types_get(&h->types, hdr_type(word)), s->objects + at + 8, payload,

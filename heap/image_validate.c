@@ -9,6 +9,7 @@
 
 #include "heap/ephemeron.h"
 #include "heap/error.h"
+#include "heap/identity_hash.h"
 #include "heap/object.h"
 
 #define BAD(...) do { fh_error_set("image: " __VA_ARGS__); return -1; } while (0)
@@ -188,8 +189,11 @@ static int walk_objects(image_parsed *p) {
     uint64_t hd = rd64(obj + at);
     uint32_t type = hdr_type(hd);
     size_t payload = hdr_payload(hd);
-    if (hd & 0xFF) BAD("object at offset %llu: header 0x%llx has flag bits set",
-                       (unsigned long long)at, (unsigned long long)hd);
+    /* The one flag state an image holds: hashed and moved (its key in the
+     * word after it); no salt, nothing above the type id. */
+    if (((hd & 0xFF) && (hd & 0xFF) != FH_HDR_HASH_BITS) || (hd & 0xFF000000u))
+      BAD("object at offset %llu: header 0x%llx has flag bits set",
+          (unsigned long long)at, (unsigned long long)hd);
     if (type == 0 || type > h->ntypes)
       BAD("object at offset %llu: unknown type id %u (the image defines %llu types)",
           (unsigned long long)at, type, (unsigned long long)h->ntypes);
@@ -200,10 +204,24 @@ static int walk_objects(image_parsed *p) {
     if (payload < ti->min_payload)
       BAD("object at offset %llu: %zu bytes cannot hold the references of type %s",
           (unsigned long long)at, payload, ti->t.name);
-    uint64_t total = obj_total_bytes(payload);
+    uint64_t total = obj_bytes(hd);
     if (total > end - at)
       BAD("object at offset %llu (%zu bytes) runs past the end of the objects section",
           (unsigned long long)at, payload);
+    if (hd & FH_HDR_HASH_MOVED) {
+      uint64_t key = rd64(obj + at + obj_total_bytes(payload));
+      if (key == 0 || key >> (48 + IDHASH_SALT_BITS))
+        BAD("object at offset %llu: identity hash key 0x%llx is out of range",
+            (unsigned long long)at, (unsigned long long)key);
+      if (p->nhashed == p->hashed_cap) {
+        size_t cap = p->hashed_cap ? 2 * p->hashed_cap : 64;
+        struct image_hashed *m = realloc(p->hashed, cap * sizeof *m);
+        if (!m) BAD("out of memory listing %zu hashed objects", p->nhashed);
+        p->hashed = m;
+        p->hashed_cap = cap;
+      }
+      p->hashed[p->nhashed++] = (struct image_hashed){at, key};
+    }
     /* Single-threaded here: a plain read-modify-write, not the atomic
      * fetch-or of bitmap_set (which costs several ms over 1M objects). */
     _Atomic uint64_t *w = &p->starts.words[at >> 9];
@@ -260,7 +278,7 @@ static int check_refs(image_parsed *p) {
     if (ti->t.flags & FH_TYPE_REF_ARRAY)
       for (size_t k = 0; k + 8 <= payload; k += 8)
         if (check_slot(&c, pay + k) < 0) return -1;
-    at += obj_total_bytes(payload);
+    at += obj_bytes(hd);
   }
   /* Every marked word has been matched to a reference slot; any other
    * marked word (a header, a scalar) would be corrupted by relocation. */
@@ -311,6 +329,9 @@ void image_parsed_free(image_parsed *p) {
   free(p->types);
   free(p->names);
   free(p->offsets);
+  free(p->hashed);
+  p->hashed = NULL;
+  p->nhashed = p->hashed_cap = 0;
   if (p->starts.words) bitmap_destroy(&p->starts);
   p->types = NULL;
   p->names = NULL;

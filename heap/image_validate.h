@@ -23,6 +23,13 @@ typedef struct image_parsed {
   uint32_t *offsets;
   fh_bitmap starts;   /* by offset in the objects section (base 0): headers */
   size_t nrefs;       /* non-null references (== relocations) */
+  /* Objects saved hashed (HASH_MOVED): object start offset and the key in
+   * their hash word, for the loader to reserve (heap/identity_hash.c)
+   * without reading the mapped image. */
+  struct image_hashed {
+    uint64_t offset, key;
+  } *hashed;
+  size_t nhashed, hashed_cap;
 } image_parsed;
 
 /* The header alone (magic, version, byte order, sizes against the file's

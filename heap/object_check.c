@@ -38,7 +38,8 @@ int heap_object_plausible(fh_heap *h, const void *obj) {
   uintptr_t start = a - FH_HEADER_BYTES, end = used_end(h, start);
   if (!end || a > end) return 0;
   /* The header lies in used (so mapped) memory: read it. */
-  uint64_t hd = *obj_header(obj);
+  /* Atomic: fh_object_hash may be setting hash bits meanwhile. */
+  uint64_t hd = __atomic_load_n(obj_header(obj), __ATOMIC_RELAXED);
   uint32_t type = hdr_type(hd);
   if (hdr_is_forwarded(hd) || type == FH_FILLER_TYPE || type >= FH__MAX_TYPES) return 0;
   uint32_t want = h->types.sizes[type];

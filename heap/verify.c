@@ -73,7 +73,7 @@ static void check_header(verify_ctx *c, const void *obj, uintptr_t limit) {
   if (!ti) fail(c, "object header with an unregistered type id", obj, (void *)hd);
   if (ti->size && hdr_payload(hd) != ti->size)
     fail(c, "object size disagrees with its fixed-size type", obj, (void *)hd);
-  if (obj_start(obj) + obj_total_bytes(hdr_payload(hd)) > limit)
+  if (obj_start(obj) + obj_bytes(hd) > limit)
     fail(c, "object runs past the end of its space", obj, (void *)hd);
 }
 
@@ -110,7 +110,7 @@ void heap_verify(fh_heap *h, const char *when) {
     void *obj = obj_from_start(p);
     check_header(&c, obj, top);
     bitmap_set(&c.starts, p);
-    p += obj_total_bytes(hdr_payload(*obj_header(obj)));
+    p += obj_bytes(*obj_header(obj));
   }
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned n = heap_spaces(h, spaces);

@@ -13,7 +13,7 @@ static void bump_walk(fh_space *s, fh_object_fn fn, void *ctx) {
   uintptr_t p = s->begin, top = atomic_load(&((bump_space *)s)->top);
   while (p < top) {
     uint64_t h = *(uint64_t *)p;
-    size_t bytes = obj_total_bytes(hdr_payload(h));
+    size_t bytes = obj_bytes(h);
     if (hdr_type(h) != FH_FILLER_TYPE) fn(obj_from_start(p), ctx);
     p += bytes;
   }
@@ -22,7 +22,7 @@ static void bump_walk(fh_space *s, fh_object_fn fn, void *ctx) {
 /* Linear: only verification uses it, and it builds its own index instead. */
 static int bump_is_object(const fh_space *s, const void *obj) {
   uintptr_t want = obj_start(obj), p = s->begin, top = atomic_load(&((const bump_space *)s)->top);
-  while (p < top && p < want) p += obj_total_bytes(hdr_payload(*(uint64_t *)p));
+  while (p < top && p < want) p += obj_bytes(*(uint64_t *)p);
   return p == want && p < top && hdr_type(*(uint64_t *)p) != FH_FILLER_TYPE;
 }
 

@@ -15,7 +15,7 @@ static void image_walk(fh_space *s, fh_object_fn fn, void *ctx) {
   for (uintptr_t p = s->begin; p < s->end;) {
     uint64_t h = *(uint64_t *)p;
     fn(obj_from_start(p), ctx);
-    p += obj_total_bytes(hdr_payload(h));
+    p += obj_bytes(h);
   }
 }
 

@@ -116,7 +116,7 @@ static size_t sweep_words(malloc_space *s, size_t first, size_t last, int flags)
       size_t bit = (w << 6) + (size_t)__builtin_ctzll(dead);
       dead &= dead - 1;
       uintptr_t p = bitmap_addr(&s->alloc_bits, bit);
-      size_t bytes = malloc_object_bytes(hdr_payload(*(uint64_t *)p));
+      size_t bytes = malloc_object_bytes_hd(*(uint64_t *)p);
       freed += bytes;
       /* Sized: jemalloc takes the size class from `bytes` instead of
        * looking the pointer up in its radix tree (a cache miss each). */

@@ -20,6 +20,7 @@
 
 #include <stdatomic.h>
 
+#include "heap/object.h"
 #include "spaces/arena.h"
 #include "spaces/bitmap.h"
 #include "spaces/space.h"
@@ -50,6 +51,15 @@ void malloc_space_destroy(malloc_space *s);
  * its size class; that slack is the space's internal fragmentation). */
 static inline size_t malloc_object_bytes(size_t payload) {
   return (payload + 8 + MS_GRANULE - 1) & ~(size_t)(MS_GRANULE - 1);
+}
+
+/* Bytes an object occupying `footprint` bytes (obj_bytes) takes. */
+static inline size_t malloc_object_bytes_for(size_t footprint) {
+  return (footprint + MS_GRANULE - 1) & ~(size_t)(MS_GRANULE - 1);
+}
+/* Bytes the object with header hd takes (its hash word included). */
+static inline size_t malloc_object_bytes_hd(uint64_t hd) {
+  return (obj_bytes(hd) + MS_GRANULE - 1) & ~(size_t)(MS_GRANULE - 1);
 }
 
 /* A zeroed object with its header written and its allocation bit set, or

@@ -82,7 +82,7 @@ size_t non_moving_space_sweep(non_moving_space *s) {
   for (uintptr_t p = bitmap_next_set(&s->alloc_bits, begin, end); p;
        p = bitmap_next_set(&s->alloc_bits, p + 16, end)) {
     if (bitmap_test(&s->mark_bits, p)) continue;
-    size_t bytes = non_moving_object_bytes(hdr_payload(*(uint64_t *)p));
+    size_t bytes = non_moving_object_bytes_hd(*(uint64_t *)p);
     bitmap_clear(&s->alloc_bits, p);
     arena_free(&s->arena, (void *)p);
     freed += bytes;

@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 
+#include "heap/object.h"
 #include "spaces/arena.h"
 #include "spaces/bitmap.h"
 #include "spaces/space.h"
@@ -40,6 +41,10 @@ static inline int non_moving_space_mark(non_moving_space *s, const void *obj) {
 static inline size_t non_moving_object_bytes(size_t payload) {
   size_t b = (payload + 8 + 15) & ~(size_t)15;
   return b;
+}
+/* Bytes the object with header hd takes (its hash word included). */
+static inline size_t non_moving_object_bytes_hd(uint64_t hd) {
+  return (obj_bytes(hd) + 15) & ~(size_t)15;
 }
 
 #endif

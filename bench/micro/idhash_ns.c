@@ -1,0 +1,79 @@
+/* ns per fh_object_hash call (docs/architecture.md, identity hashing).  Not
+ * part of fhbench; build and run after `make`:
+ *
+ *   cc -O2 -Iinclude -o build/idhash_ns bench/micro/idhash_ns.c \
+ *      build/libfaultheap.a -ljemalloc -lpthread -ldl -lm && build/idhash_ns
+ *
+ * Prints, for a few collectors: the first hash of an object, the hash of an
+ * already hashed object (in place, and moved: carrying its hash word) over
+ * 1024 objects that stay in cache, and fh_object_size on the same objects
+ * for comparison (the same argument check, no hashing). */
+#include <faultheap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+#define N 1024
+#define REPS 20000
+
+static double per_call(fh_thread *t, void **objs, int size_instead) {
+  volatile uint64_t sink = 0;
+  double best = 1e30;
+  for (int run = 0; run < 5; run++) {
+    double t0 = now_ns();
+    uint64_t acc = 0;
+    for (int r = 0; r < REPS; r++)
+      for (int i = 0; i < N; i++)
+        acc += size_instead ? fh_object_size(objs[i]) : fh_object_hash(t, objs[i]);
+    double ns = (now_ns() - t0) / ((double)REPS * N);
+    sink += acc;
+    if (ns < best) best = ns;
+  }
+  (void)sink;
+  return best;
+}
+
+int main(void) {
+  static const char *const collectors[] = {"semispace", "mark_compact", "mark_sweep"};
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    char spec[128];
+    snprintf(spec, sizeof spec, "heap_max=64M,collector=%s", collectors[c]);
+    fh_options o;
+    fh_options_init(&o);
+    if (fh_options_parse(&o, spec) < 0) return 1;
+    fh_heap *h = fh_heap_create(&o);
+    if (!h) {
+      fprintf(stderr, "%s\n", fh_last_error());
+      return 1;
+    }
+    uint32_t ty = fh_register_type(h, &(fh_type){.name = "obj", .size = 24});
+    uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
+    fh_thread *t = fh_thread_attach(h);
+    void **objs = fh_alloc(t, arr, N * sizeof(void *));
+    fh_push_root(t, (void **)&objs);
+    for (int i = 0; i < N; i++) {
+      void *x = fh_alloc(t, ty, 24);
+      fh_write_ref(t, objs, &objs[i], x);
+    }
+    double t0 = now_ns();
+    for (int i = 0; i < N; i++) fh_object_hash(t, objs[i]);
+    double first = (now_ns() - t0) / N;
+    double in_place = per_call(t, objs, 0);
+    double size = per_call(t, objs, 1);
+    fh_collect(t, FH_COLLECT_DEFAULT); /* moving collectors: now HASH_MOVED */
+    double moved = per_call(t, objs, 0);
+    printf("%-14s first hash %6.1f ns   hashed %5.2f ns   hashed+moved %5.2f ns   "
+           "fh_object_size %5.2f ns\n",
+           collectors[c], first, in_place, moved, size);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  return 0;
+}
