@@ -59,9 +59,12 @@ fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max)
 void wk_print_stats(fh_heap *h) {
   fh_stats s;
   fh_get_stats(h, &s);
-  printf(" collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f",
+  printf(" collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f weak_total_ms=%.3f "
+         "weak_max_ms=%.3f eph_traced=%llu eph_cleared=%llu finalized=%llu",
          (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
-         (double)s.pause_ns_total / 1e6);
+         (double)s.pause_ns_total / 1e6, (double)s.weak_ns_total / 1e6,
+         (double)s.weak_ns_max / 1e6, (unsigned long long)s.ephemerons_traced,
+         (unsigned long long)s.ephemerons_cleared, (unsigned long long)s.objects_finalized);
 }
 
 /* ---- the runner ------------------------------------------------------------ */

@@ -215,7 +215,7 @@ static int drain_all(void *ctx) {
   return 0;
 }
 
-static const trace_ops marker_trace_ops = {is_live, marker_visit, drain_all};
+static const trace_ops marker_trace_ops = {.is_live = is_live, .visit = marker_visit, .drain = drain_all};
 
 int marker_run(marker *m) {
   fh_heap *h = m->h;

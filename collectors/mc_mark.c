@@ -371,7 +371,15 @@ static int mc_drain(void *ctx) {
   return 0;
 }
 
-static const trace_ops mc_trace_ops = {mc_is_live, mark_slot, mc_drain};
+static void mc_prefetch(void *ctx, const void *obj) {
+  marker *m = ctx;
+  uintptr_t s = obj_start(obj);
+  if (s - m->t->begin < m->t->old_top - m->t->begin)
+    __builtin_prefetch(&m->t->mark.words[bitmap_index(&m->t->mark, s) >> 6]);
+}
+
+static const trace_ops mc_trace_ops = {
+    .is_live = mc_is_live, .visit = mark_slot, .drain = mc_drain, .prefetch = mc_prefetch};
 
 /* After marking: OR this marker's share of the word range of every
  * marker's bitmaps into the shared ones, in parallel with the others.

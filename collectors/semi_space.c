@@ -108,7 +108,7 @@ static int is_live(void *ctx, const void *obj) {
   return 1;
 }
 
-static const trace_ops semi_trace_ops = {is_live, evacuate_slot, trace};
+static const trace_ops semi_trace_ops = {.is_live = is_live, .visit = evacuate_slot, .drain = trace};
 
 static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self, (void)cause;

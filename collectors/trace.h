@@ -50,6 +50,8 @@ typedef struct trace_ops {
   /* Scan everything reached and not yet scanned (with overflow recovery).
    * 0, or -1 when the tracer failed (its marking is incomplete). */
   int (*drain)(void *tracer);
+  /* Optional: start loading what is_live(obj) will read. */
+  void (*prefetch)(void *tracer, const void *obj);
 } trace_ops;
 
 typedef struct trace_weak {
@@ -60,7 +62,7 @@ typedef struct trace_weak {
   mark_stack resolved; /* ephemerons whose key became live: visit key, value */
   struct trace_pending *pending; /* ephemerons whose key is not (yet) live */
   size_t npending, pending_cap;
-  size_t *heads;       /* [nbuckets] index of pending by key: first entry + 1 */
+  uint32_t *heads;     /* [nbuckets] index of pending by key: first entry + 1 */
   size_t nbuckets;
   int indexing;        /* after the strong closure: trace_weak_reached looks up */
   int no_index;        /* no memory for the index: rescan instead */
