@@ -7,6 +7,24 @@
 #include "heap/object.h"
 #include "heap/object_check.h"
 
+uint32_t ephemeron_fast_id(fh_heap *h) {
+  uint32_t id = atomic_load_explicit(&h->eph_type, memory_order_acquire);
+  return id && !h->opt.verify ? id : FH__NO_EPHEMERONS;
+}
+
+/* Make id the heap's ephemeron type and tell every attached thread's
+ * inline accessors.  A thread that reads the old value meanwhile takes the
+ * slow path, which finds the type by its flag: only slower.  The thread
+ * list is stable under world_lock (attach and detach take it too). */
+static void publish(fh_heap *h, uint32_t id) {
+  atomic_store_explicit(&h->eph_type, id, memory_order_release);
+  pthread_mutex_lock(&h->world_lock);
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link)
+    atomic_store_explicit(&t->fast.eph_type, ephemeron_fast_id(h), memory_order_relaxed);
+  pthread_mutex_unlock(&h->world_lock);
+}
+
 /* Registered lazily, not at heap creation: the embedder's first type keeps
  * id 1, and an image's type table (registered first, in its own id order)
  * may contain it. */
@@ -21,14 +39,14 @@ uint32_t ephemeron_type(fh_heap *h) {
                .flags = TYPE_EPHEMERON};
   /* Registration is idempotent by name: racing first calls get one id. */
   id = types_register(&h->types, &t);
-  if (id) atomic_store_explicit(&h->eph_type, id, memory_order_release);
+  if (id) publish(h, id);
   else fh_error_prefix("fh_ephemeron_new: cannot register the ephemeron type");
   return id;
 }
 
 void ephemeron_adopt_image_type(fh_heap *h) {
   uint32_t id = types_find(&h->types, EPHEMERON_TYPE_NAME);
-  if (id) atomic_store_explicit(&h->eph_type, id, memory_order_release);
+  if (id) publish(h, id); /* at heap creation: no thread yet */
 }
 
 /* eph as an ephemeron of t's heap, or NULL + error naming fn. */

@@ -20,5 +20,9 @@ uint32_t ephemeron_type(fh_heap *h);
 /* After an image's types are registered: if they hold the ephemeron type,
  * use its id (the inline accessors then recognise the image's ephemerons). */
 void ephemeron_adopt_image_type(fh_heap *h);
+/* What a thread's inline accessors compare headers with
+ * (fh__thread_fast.eph_type): the id, or FH__NO_EPHEMERONS before it is
+ * registered and always under verify=1. */
+uint32_t ephemeron_fast_id(fh_heap *h);
 
 #endif

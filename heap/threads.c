@@ -18,12 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/heap.h"
-
-/* verify=1: no ephemeron type matches, every accessor takes the checked
- * slow path. */
-static const _Atomic uint32_t verify_eph_type = 0;
 #include "heap/object.h"
 #include "heap/object_check.h"
 
@@ -274,7 +271,6 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->heap = h;
   t->owner = pthread_self();
   t->fast.type_sizes = h->types.sizes;
-  t->fast.eph_type = h->opt.verify ? &verify_eph_type : &h->eph_type;
   t->fast.heap_lo = h->resv_begin;
   /* verify=1: an empty span sends every fh_write_ref to the slow path,
    * which checks the object, the slot and the value (heap/barrier.c). */
@@ -294,6 +290,9 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   cds_list_add_tail(&t->link, &h->threads);
   h->nthreads++; /* guarded like the list: fh_dump reads it under world_lock */
+  /* Under world_lock, as the registration of the type sets it in every
+   * listed thread: neither can miss the other. */
+  atomic_store_explicit(&t->fast.eph_type, ephemeron_fast_id(h), memory_order_relaxed);
   pthread_mutex_unlock(&h->world_lock);
   pthread_mutex_unlock(&h->gc_lock);
   attachments_add(t);

@@ -213,8 +213,10 @@ static inline void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value);
  * opaque word, never traced.  notify, if set, is called on the thread that
  * collected, after the pause and outside any lock of the heap and any
  * signal handler, whenever a collection takes the queue from empty to
- * non-empty (make it cheap: wake a finalizer thread).  An object in the
- * image or zygote space is never collected, so its finalizer never runs;
+ * non-empty: wake a finalizer thread, or pop there; it must not allocate
+ * (it may run inside the allocation that triggered the collection).  An
+ * object in the image or zygote space is never collected, so its finalizer
+ * never runs;
  * fh_prefork refuses (-1 + error) while the queue is not empty: pop and
  * finalize first, so that a child and its parent never both finalize one
  * object.  fh_finalizer_attach: 0, or -1 + fh_last_error(); it and
@@ -224,11 +226,16 @@ FH_API int fh_finalizer_pop(fh_thread *t, void **obj, void **data);
 FH_API void fh_set_finalizer_notify(fh_heap *h, void (*notify)(fh_heap *h, void *user),
                                     void *user);
 
-/* Identity hash: the same value for the object's whole life, across every
- * collection, move, fh_prefork and image save/load, under every collector.
- * Distinct live objects never share a value because one now lies where the
- * other used to; otherwise they collide no more often than a good 64-bit
- * hash.  Never collects.  0 + fh_last_error() when obj is not an object. */
+/* Identity hash: the same nonzero value for the object's whole life, across
+ * every collection, move, fh_prefork and image save/load, under every
+ * collector.  Distinct live objects never share a value (the hash is a
+ * bijective mix of a key unique among live hashed objects: the address at
+ * the first hash, plus a salt when that address once belonged to another
+ * hashed object that still lives elsewhere).  A hashed object that moves
+ * carries its hash in one extra word.  Never collects.  0 +
+ * fh_last_error() when obj is not an object of this heap, or (first hash
+ * only) when its moving space has no 8 bytes left for that word, or when
+ * 8192 live objects were all first hashed at this same address. */
 FH_API uint64_t fh_object_hash(fh_thread *t, const void *obj);
 
 /* ---- collection -------------------------------------------------------- */
@@ -336,6 +343,7 @@ FH_API void fh_dump(fh_heap *h, FILE *out);
 #define FH__HEADER_BYTES 8u
 #define FH__CARD_SHIFT 9          /* 512-byte cards */
 #define FH__CARD_DIRTY 1
+#define FH__NO_EPHEMERONS 0xFFFFFFFFu /* matches no 16-bit type id */
 
 /* The start of every fh_thread.  Its layout is part of the ABI. */
 typedef struct fh__thread_fast {
@@ -347,7 +355,9 @@ typedef struct fh__thread_fast {
   _Atomic uint8_t *cards;     /* card of address a: cards[(a - heap_lo) >> 9] */
   void ***roots_base, ***roots_top, ***roots_limit; /* root-slot stack */
   _Atomic uint32_t safepoint_requested;
-  const _Atomic uint32_t *eph_type; /* the heap's ephemeron type id, 0 before the first */
+  /* The heap's ephemeron type id, FH__NO_EPHEMERONS before its first
+   * ephemeron and always under verify=1 (every accessor then checks). */
+  _Atomic uint32_t eph_type;
 } fh__thread_fast;
 
 FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
@@ -401,14 +411,18 @@ static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *valu
 }
 
 /* The ephemeron at eph as two slots (key, value), or NULL: not one of this
- * heap's (the slow path says why), or verify=1 (which checks everything). */
+ * heap's (the slow path says why), or verify=1 (which checks everything).
+ * Few instructions on purpose: weak-table lookups are bound by the cache
+ * miss on the ephemeron, and a longer path leaves fewer of those misses in
+ * flight at once (a lookup loop ran 1.6-2.8x slower with a 2x longer path).
+ * Mutators never see a forwarded header (copying runs with the world
+ * stopped), so the type field is all there is to test. */
 static inline void **fh__ephemeron_slots(fh_thread *t, void *eph) {
   fh__thread_fast *f = (fh__thread_fast *)t;
-  if (FH__LIKELY(t != NULL && (uintptr_t)eph - f->heap_lo < f->heap_span &&
-                 ((uintptr_t)eph & 7u) == 0)) {
+  if (FH__LIKELY(t != NULL && (uintptr_t)eph - f->heap_lo < f->heap_span)) {
     uint64_t hd = *(const uint64_t *)((uintptr_t)eph - FH__HEADER_BYTES);
-    uint32_t want = atomic_load_explicit(f->eph_type, memory_order_relaxed);
-    if (FH__LIKELY(want != 0 && (uint32_t)(hd >> 8) % FH__MAX_TYPES == want && !(hd & 1u)))
+    if (FH__LIKELY((uint32_t)(hd >> 8) % FH__MAX_TYPES ==
+                   atomic_load_explicit(&f->eph_type, memory_order_relaxed)))
       return (void **)eph;
   }
   return NULL;
