@@ -382,9 +382,9 @@ int wl_ephemerons(int argc, char **argv) {
   memset(&run, 0, sizeof run);
   run.who = who;
   run.runs = runs;
-  run.nkeys = 9;
+  run.nkeys = 10;
   const char *keys[] = {"ms", "gc_ms", "gc_pause_ms", "collections", "pause_max_ms",
-                        "pause_total_ms", "cleared", "count", "entries_set"};
+                        "pause_total_ms", "cleared", "count", "entries_set", "weak_total_ms"};
   for (int k = 0; k < run.nkeys; k++) run.keys[k] = keys[k];
   /* variant index of (collector, mode), -1 if not run */
   int idx[WK_NCOLLECTORS][NMODES];
@@ -414,9 +414,9 @@ int wl_ephemerons(int argc, char **argv) {
     printf("ephemerons churn: %zu-slot weak table, %zu x replacements; %d rounds (medians)\n",
            size_flag(argc, argv, "--entries", 100000), size_flag(argc, argv, "--rounds", 20),
            runs);
-    printf("%-20s %8s %9s %6s %5s %5s %9s %9s %7s %7s %9s %7s\n", "collector", "eph_ms",
+    printf("%-20s %8s %9s %6s %5s %5s %9s %9s %7s %7s %7s %9s %7s\n", "collector", "eph_ms",
            "strong_ms", "ratio", "GCs", "GCs_s", "pause_tot", "ptot_s", "ms/GC", "ms/GC_s",
-           "max_pause", "mut_rat");
+           "weak/GC", "max_pause", "mut_rat");
     for (int c = 0; c < WK_NCOLLECTORS; c++) {
       if (idx[c][M_CHURN_EPH] < 0) continue;
       const wk_variant *a = V(c, M_CHURN_EPH), *b = V(c, M_CHURN_STRONG);
@@ -427,13 +427,15 @@ int wl_ephemerons(int argc, char **argv) {
       double am = wk_median(&run, a, "ms"), bm = wk_median(&run, b, "ms");
       double ag = wk_median(&run, a, "collections"), bg = wk_median(&run, b, "collections");
       double ap = wk_median(&run, a, "pause_total_ms"), bp = wk_median(&run, b, "pause_total_ms");
-      printf("%-20s %8.1f %9.1f %5.2fx %5.0f %5.0f %9.1f %9.1f %7.2f %7.2f %9.2f %6.2fx\n",
+      double aw = wk_median(&run, a, "weak_total_ms");
+      printf("%-20s %8.1f %9.1f %5.2fx %5.0f %5.0f %9.1f %9.1f %7.2f %7.2f %7.2f %9.2f %6.2fx\n",
              wk_collector_names[c], am, bm, wk_ratio(&run, a, "ms", b, "ms"), ag, bg, ap, bp,
-             ap / ag, bp / bg, wk_max(&run, a, "pause_max_ms"), (am - ap) / (bm - bp));
+             ap / ag, bp / bg, aw / ag, wk_max(&run, a, "pause_max_ms"), (am - ap) / (bm - bp));
     }
     printf("ratio: median over rounds of eph_ms / strong_ms; _s: the strong table; pause_tot:\n"
-           "pauses in ms; max_pause: the worst in any run (eph); mut_rat: (ms - pause_tot)\n"
-           "with ephemerons / the same with strong refs (the mutator's side)\n");
+           "pauses in ms; weak/GC: ms per collection spent on ephemerons after the strong\n"
+           "closure (fh_stats weak_ns_total; inside the pause); max_pause: the worst in any run\n"
+           "(eph); mut_rat: (ms - pause_tot) with ephemerons / the same with strong refs\n");
   }
   if (want[1] || want[2]) {
     printf("\nephemerons in one full collection (median of 3 collections, to the end of "
