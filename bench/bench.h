@@ -144,6 +144,20 @@ double wk_value(const wk_run *run, const wk_variant *v, int r, const char *key);
 double wk_median(const wk_run *run, const wk_variant *v, const char *key);
 double wk_max(const wk_run *run, const wk_variant *v, const char *key);
 /* median over rounds of a[akey] / b[bkey] (rounds where both ran) */
+/* --json FILE, if given: {"workload": ..., "machine": ..., "runs": ..., "variants": [
+ * {"name", "ok", each key's median}]}.  0, or 1 (the file cannot be written). */
+int wk_write_json(const wk_run *run, const char *workload, int argc, char **argv);
+
+/* The shapes the weak workloads share: a small leaf (8 bytes), a box (one
+ * reference), a pair (two references) and a reference array, registered
+ * under `prefix`.  0, or -1 with the reason on stderr. */
+typedef struct wk_heap {
+  struct fh_heap *h;
+  struct fh_thread *t;
+  uint32_t small, box, pair, array;
+} wk_heap;
+int wk_heap_setup(wk_heap *w, const char *who, const char *prefix, const char *collector,
+                  size_t heap_max);
 double wk_ratio(const wk_run *run, const wk_variant *a, const char *akey, const wk_variant *b,
                 const char *bkey);
 

@@ -167,3 +167,60 @@ double wk_ratio(const wk_run *run, const wk_variant *a, const char *akey, const 
   }
   return n ? bench_median(tmp, n) : NAN;
 }
+
+int wk_write_json(const wk_run *run, const char *workload, int argc, char **argv) {
+  const char *json = bench_flag(argc, argv, "--json");
+  if (!json) return 0;
+  FILE *f = fopen(json, "w");
+  if (!f) {
+    perror(json);
+    return 1;
+  }
+  fprintf(f, "{\"workload\": \"%s\", \"machine\": ", workload);
+  bench_json_machine(f);
+  fprintf(f, ", \"runs\": %d, \"variants\": [", run->runs);
+  for (int i = 0; i < run->n; i++) {
+    const wk_variant *v = &run->v[i];
+    fprintf(f, "%s{\"name\": ", i ? ", " : "");
+    bench_json_string(f, v->name);
+    fprintf(f, ", \"ok\": %s", v->failed ? "false" : "true");
+    for (int k = 0; k < run->nkeys; k++) {
+      double x = wk_median(run, v, run->keys[k]);
+      if (!isnan(x)) fprintf(f, ", \"%s\": %.3f", run->keys[k], x);
+    }
+    fprintf(f, "}");
+  }
+  fprintf(f, "]}\n");
+  fclose(f);
+  return 0;
+}
+
+int wk_heap_setup(wk_heap *w, const char *who, const char *prefix, const char *collector,
+                  size_t heap_max) {
+  static const uint32_t box_refs[] = {0};
+  static const uint32_t pair_refs[] = {0, sizeof(void *)};
+  char names[4][64];
+  snprintf(names[0], sizeof names[0], "%s.small", prefix);
+  snprintf(names[1], sizeof names[1], "%s.box", prefix);
+  snprintf(names[2], sizeof names[2], "%s.pair", prefix);
+  snprintf(names[3], sizeof names[3], "%s.array", prefix);
+  const fh_type small = {.name = names[0], .size = sizeof(uint64_t)};
+  const fh_type box = {.name = names[1], .size = sizeof(void *), .nrefs = 1,
+                       .ref_offsets = box_refs};
+  const fh_type pair = {.name = names[2], .size = 2 * sizeof(void *), .nrefs = 2,
+                        .ref_offsets = pair_refs};
+  const fh_type array = {.name = names[3], .size = 0, .flags = FH_TYPE_REF_ARRAY};
+  memset(w, 0, sizeof *w);
+  w->h = wk_heap_create(who, collector, heap_max);
+  if (!w->h) return -1;
+  w->small = fh_register_type(w->h, &small);
+  w->box = fh_register_type(w->h, &box);
+  w->pair = fh_register_type(w->h, &pair);
+  w->array = fh_register_type(w->h, &array);
+  w->t = fh_thread_attach(w->h);
+  if (!w->small || !w->box || !w->pair || !w->array || !w->t) {
+    fprintf(stderr, "%s: setup: %s\n", who, fh_last_error());
+    return -1;
+  }
+  return 0;
+}

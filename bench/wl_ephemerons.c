@@ -43,9 +43,7 @@ typedef struct ek_small {
 } ek_small;
 
 typedef struct ek_heap {
-  fh_heap *h;
-  fh_thread *t;
-  uint32_t small, box, pair, array;
+  wk_heap w;
   int strong;
 } ek_heap;
 
@@ -60,46 +58,27 @@ static void *must(void *p, const char *what) {
 }
 
 static int ek_setup(ek_heap *e, const char *collector, size_t heap_max, int strong) {
-  static const uint32_t box_refs[] = {offsetof(ek_box, obj)};
-  static const uint32_t pair_refs[] = {offsetof(ek_pair, key), offsetof(ek_pair, value)};
-  const fh_type small = {.name = "ek.small", .size = sizeof(ek_small)};
-  const fh_type box = {.name = "ek.box", .size = sizeof(ek_box), .nrefs = 1,
-                       .ref_offsets = box_refs};
-  const fh_type pair = {.name = "ek.pair", .size = sizeof(ek_pair), .nrefs = 2,
-                        .ref_offsets = pair_refs};
-  const fh_type array = {.name = "ek.array", .size = 0, .flags = FH_TYPE_REF_ARRAY};
   e->strong = strong;
-  e->h = wk_heap_create(who, collector, heap_max);
-  if (!e->h) return -1;
-  e->small = fh_register_type(e->h, &small);
-  e->box = fh_register_type(e->h, &box);
-  e->pair = fh_register_type(e->h, &pair);
-  e->array = fh_register_type(e->h, &array);
-  e->t = fh_thread_attach(e->h);
-  if (!e->small || !e->box || !e->pair || !e->array || !e->t) {
-    fprintf(stderr, "%s: setup: %s\n", who, fh_last_error());
-    return -1;
-  }
-  return 0;
+  return wk_heap_setup(&e->w, who, "ek", collector, heap_max);
 }
 
 /* An entry key -> value: an ephemeron, or a strong 2-slot object. */
 static void *entry_new(ek_heap *e, void *key, void *value) {
-  if (!e->strong) return must(fh_ephemeron_new(e->t, key, value), "fh_ephemeron_new");
-  fh_push_root(e->t, &key);
-  fh_push_root(e->t, &value);
-  ek_pair *p = must(fh_alloc(e->t, e->pair, sizeof(ek_pair)), "a pair");
-  fh_pop_roots(e->t, 2);
-  fh_write_ref(e->t, p, &p->key, key);
-  fh_write_ref(e->t, p, &p->value, value);
+  if (!e->strong) return must(fh_ephemeron_new(e->w.t, key, value), "fh_ephemeron_new");
+  fh_push_root(e->w.t, &key);
+  fh_push_root(e->w.t, &value);
+  ek_pair *p = must(fh_alloc(e->w.t, e->w.pair, sizeof(ek_pair)), "a pair");
+  fh_pop_roots(e->w.t, 2);
+  fh_write_ref(e->w.t, p, &p->key, key);
+  fh_write_ref(e->w.t, p, &p->value, value);
   return p;
 }
 
 static void *entry_key(ek_heap *e, void *x) {
-  return e->strong ? ((ek_pair *)x)->key : fh_ephemeron_key(e->t, x);
+  return e->strong ? ((ek_pair *)x)->key : fh_ephemeron_key(e->w.t, x);
 }
 static void *entry_value(ek_heap *e, void *x) {
-  return e->strong ? ((ek_pair *)x)->value : fh_ephemeron_value(e->t, x);
+  return e->strong ? ((ek_pair *)x)->value : fh_ephemeron_value(e->w.t, x);
 }
 
 static uint64_t rng_next(uint64_t *x) {
@@ -112,30 +91,30 @@ static double ms_since(uint64_t t0) { return (double)(bench_now_ns() - t0) / 1e6
 /* A full collection, to the end of any concurrent phase; its wall time. */
 static double collect_ms(ek_heap *e) {
   uint64_t t0 = bench_now_ns();
-  if (fh_collect(e->t, FH_COLLECT_DEFAULT) != 0) must(NULL, "fh_collect");
-  fh_gc_wait(e->h);
+  if (fh_collect(e->w.t, FH_COLLECT_DEFAULT) != 0) must(NULL, "fh_collect");
+  fh_gc_wait(e->w.h);
   return ms_since(t0);
 }
 
 /* ---- churn ----------------------------------------------------------------- */
 
 static int churn(ek_heap *e, size_t n, int rounds, int *failures) {
-  fh_thread *t = e->t;
+  fh_thread *t = e->w.t;
   size_t nring = n / 8 ? n / 8 : 1, ring_pos = 0;
   void **table = NULL, **ring = NULL, *key = NULL, *value = NULL;
   fh_push_root(t, (void **)&table);
   fh_push_root(t, (void **)&ring);
   fh_push_root(t, &key);
   fh_push_root(t, &value);
-  table = must(fh_alloc(t, e->array, n * sizeof(void *)), "the table");
-  ring = must(fh_alloc(t, e->array, nring * sizeof(void *)), "the ring");
+  table = must(fh_alloc(t, e->w.array, n * sizeof(void *)), "the table");
+  ring = must(fh_alloc(t, e->w.array, nring * sizeof(void *)), "the ring");
   uint64_t x = 0x9E3779B97F4A7C15ull;
   size_t steps = (size_t)rounds * n, lookups_live = 0;
   uint64_t t0 = bench_now_ns();
   for (size_t s = 0; s < steps; s++) {
     uint64_t r = rng_next(&x);
-    key = must(fh_alloc(t, e->small, sizeof(ek_small)), "a key");
-    value = must(fh_alloc(t, e->box, sizeof(ek_box)), "a value");
+    key = must(fh_alloc(t, e->w.small, sizeof(ek_small)), "a key");
+    value = must(fh_alloc(t, e->w.box, sizeof(ek_box)), "a value");
     if (r & 1) fh_write_ref(t, value, &((ek_box *)value)->obj, key);
     void *entry = entry_new(e, key, value);
     fh_write_ref(t, table, &table[(r >> 1) % n], entry);
@@ -184,26 +163,26 @@ static double timed_collections(ek_heap *e, double *pause_ms) {
   double g[3];
   collect_ms(e);
   fh_stats s0, s1;
-  fh_get_stats(e->h, &s0);
+  fh_get_stats(e->w.h, &s0);
   for (int i = 0; i < 3; i++) g[i] = collect_ms(e);
-  fh_get_stats(e->h, &s1);
+  fh_get_stats(e->w.h, &s1);
   *pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 3 / 1e6;
   return bench_median(g, 3);
 }
 
 static void live(ek_heap *e, size_t n, int *failures) {
-  fh_thread *t = e->t;
+  fh_thread *t = e->w.t;
   void **keys = NULL, **entries = NULL, *key = NULL, *value = NULL;
   fh_push_root(t, (void **)&keys);
   fh_push_root(t, (void **)&entries);
   fh_push_root(t, &key);
   fh_push_root(t, &value);
-  keys = must(fh_alloc(t, e->array, n * sizeof(void *)), "the key array");
-  entries = must(fh_alloc(t, e->array, n * sizeof(void *)), "the entry array");
+  keys = must(fh_alloc(t, e->w.array, n * sizeof(void *)), "the key array");
+  entries = must(fh_alloc(t, e->w.array, n * sizeof(void *)), "the entry array");
   for (size_t i = 0; i < n; i++) {
-    key = must(fh_alloc(t, e->small, sizeof(ek_small)), "a key");
+    key = must(fh_alloc(t, e->w.small, sizeof(ek_small)), "a key");
     fh_write_ref(t, keys, &keys[i], key);
-    value = must(fh_alloc(t, e->small, sizeof(ek_small)), "a value");
+    value = must(fh_alloc(t, e->w.small, sizeof(ek_small)), "a value");
     ((ek_small *)value)->in_ring = i;
     fh_write_ref(t, entries, &entries[i], entry_new(e, key, value));
   }
@@ -221,14 +200,14 @@ static void live(ek_heap *e, size_t n, int *failures) {
 /* A chain of n entries, each value the next key; entries[] holds them from
  * the head, *head is the first key.  Returns the live links from the head. */
 static void build_chain(ek_heap *e, void ***entries, void **head, size_t n) {
-  fh_thread *t = e->t;
+  fh_thread *t = e->w.t;
   void *key = NULL, *next = NULL;
   fh_push_root(t, &key);
   fh_push_root(t, &next);
-  *entries = must(fh_alloc(t, e->array, n * sizeof(void *)), "the chain array");
-  *head = key = must(fh_alloc(t, e->small, sizeof(ek_small)), "a key");
+  *entries = must(fh_alloc(t, e->w.array, n * sizeof(void *)), "the chain array");
+  *head = key = must(fh_alloc(t, e->w.small, sizeof(ek_small)), "a key");
   for (size_t i = 0; i < n; i++) {
-    next = must(fh_alloc(t, e->small, sizeof(ek_small)), "a key");
+    next = must(fh_alloc(t, e->w.small, sizeof(ek_small)), "a key");
     fh_write_ref(t, *entries, &(*entries)[i], entry_new(e, key, next));
     key = next;
   }
@@ -248,7 +227,7 @@ static size_t chain_live(ek_heap *e, void **entries, size_t n, void *key, int *f
 }
 
 static void chain(ek_heap *e, size_t n, int *failures) {
-  fh_thread *t = e->t;
+  fh_thread *t = e->w.t;
   void **entries = NULL, *head = NULL;
   fh_push_root(t, (void **)&entries);
   fh_push_root(t, &head);
@@ -261,7 +240,7 @@ static void chain(ek_heap *e, size_t n, int *failures) {
 }
 
 static void dead_chain(ek_heap *e, size_t n, int *failures) {
-  fh_thread *t = e->t;
+  fh_thread *t = e->w.t;
   void **entries = NULL, *head = NULL;
   fh_push_root(t, (void **)&entries);
   fh_push_root(t, &head);
@@ -325,10 +304,10 @@ static int child(int argc, char **argv) {
   default: dead_chain(&e, ndead, &failures); break;
   }
   printf(" failures=%d", failures);
-  wk_print_stats(e.h);
+  wk_print_stats(e.w.h);
   printf("\n");
-  fh_thread_detach(e.t);
-  fh_heap_destroy(e.h);
+  fh_thread_detach(e.w.t);
+  fh_heap_destroy(e.w.h);
   return failures ? 1 : 0;
 }
 
@@ -480,29 +459,6 @@ int wl_ephemerons(int argc, char **argv) {
   }
 #undef V
 
-  const char *json = bench_flag(argc, argv, "--json");
-  if (json) {
-    FILE *f = fopen(json, "w");
-    if (!f) {
-      perror(json);
-      return 1;
-    }
-    fprintf(f, "{\"workload\": \"ephemerons\", \"machine\": ");
-    bench_json_machine(f);
-    fprintf(f, ", \"runs\": %d, \"variants\": [", runs);
-    for (int i = 0; i < run.n; i++) {
-      const wk_variant *v = &run.v[i];
-      fprintf(f, "%s{\"name\": ", i ? ", " : "");
-      bench_json_string(f, v->name);
-      fprintf(f, ", \"ok\": %s", v->failed ? "false" : "true");
-      for (int k = 0; k < run.nkeys; k++) {
-        double x = wk_median(&run, v, run.keys[k]);
-        if (!isnan(x)) fprintf(f, ", \"%s\": %.3f", run.keys[k], x);
-      }
-      fprintf(f, "}");
-    }
-    fprintf(f, "]}\n");
-    fclose(f);
-  }
+  if (wk_write_json(&run, "ephemerons", argc, argv)) return 1;
   return status;
 }

@@ -239,29 +239,6 @@ int wl_finalizers(int argc, char **argv) {
   }
   printf("ratio: median over rounds of fin_ms / expl_ms; pauses in ms (max: worst run)\n");
 
-  const char *json = bench_flag(argc, argv, "--json");
-  if (json) {
-    FILE *f = fopen(json, "w");
-    if (!f) {
-      perror(json);
-      return 1;
-    }
-    fprintf(f, "{\"workload\": \"finalizers\", \"machine\": ");
-    bench_json_machine(f);
-    fprintf(f, ", \"runs\": %d, \"variants\": [", runs);
-    for (int i = 0; i < run.n; i++) {
-      const wk_variant *v = &run.v[i];
-      fprintf(f, "%s{\"name\": ", i ? ", " : "");
-      bench_json_string(f, v->name);
-      fprintf(f, ", \"ok\": %s", v->failed ? "false" : "true");
-      for (int k = 0; k < run.nkeys; k++) {
-        double x = wk_median(&run, v, run.keys[k]);
-        if (!isnan(x)) fprintf(f, ", \"%s\": %.3f", run.keys[k], x);
-      }
-      fprintf(f, "}");
-    }
-    fprintf(f, "]}\n");
-    fclose(f);
-  }
+  if (wk_write_json(&run, "finalizers", argc, argv)) return 1;
   return status;
 }

@@ -67,33 +67,10 @@ typedef struct wp_pair {
 
 static double ms_since(uint64_t t0) { return (double)(bench_now_ns() - t0) / 1e6; }
 
-typedef struct wp_heap {
-  fh_heap *h;
-  fh_thread *t;
-  uint32_t small, box, pair, array;
-} wp_heap;
+typedef wk_heap wp_heap;
 
 static int wp_setup(wp_heap *w, const char *who, const char *collector, size_t heap_max) {
-  static const uint32_t box_refs[] = {offsetof(wp_box, obj)};
-  static const uint32_t pair_refs[] = {offsetof(wp_pair, car), offsetof(wp_pair, cdr)};
-  const fh_type small = {.name = "whippet.small", .size = sizeof(wp_small)};
-  const fh_type box = {.name = "whippet.box", .size = sizeof(wp_box), .nrefs = 1,
-                       .ref_offsets = box_refs};
-  const fh_type pair = {.name = "whippet.pair", .size = sizeof(wp_pair), .nrefs = 2,
-                        .ref_offsets = pair_refs};
-  const fh_type array = {.name = "whippet.array", .size = 0, .flags = FH_TYPE_REF_ARRAY};
-  w->h = wk_heap_create(who, collector, heap_max);
-  if (!w->h) return -1;
-  w->small = fh_register_type(w->h, &small);
-  w->box = fh_register_type(w->h, &box);
-  w->pair = fh_register_type(w->h, &pair);
-  w->array = fh_register_type(w->h, &array);
-  w->t = fh_thread_attach(w->h);
-  if (!w->small || !w->box || !w->pair || !w->array || !w->t) {
-    fprintf(stderr, "%s: setup: %s\n", who, fh_last_error());
-    return -1;
-  }
-  return 0;
+  return wk_heap_setup(w, who, "whippet", collector, heap_max);
 }
 
 static void wp_teardown(wp_heap *w) {
