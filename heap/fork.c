@@ -414,8 +414,8 @@ int fh_prefork(fh_thread *t) {
   }
   fh_gc_wait(h);
   /* Objects waiting for finalization would be frozen into the zygote and
-   * then finalized by the parent and by every child (a file descriptor
-   * closed n times): the caller finalizes them first. */
+   * then finalized by the parent and again by every child (a temporary
+   * file removed n times): the caller finalizes them first. */
   pthread_mutex_lock(&h->fin_queue.lock);
   size_t waiting = h->fin_queue.n;
   pthread_mutex_unlock(&h->fin_queue.lock);

@@ -216,10 +216,13 @@ static inline void fh_ephemeron_set_value(fh_thread *t, void *eph, void *value);
  * non-empty: wake a finalizer thread, or pop there; it must not allocate
  * (it may run inside the allocation that triggered the collection).  An
  * object in the image or zygote space is never collected, so its finalizer
- * never runs;
- * fh_prefork refuses (-1 + error) while the queue is not empty: pop and
- * finalize first, so that a child and its parent never both finalize one
- * object.  fh_finalizer_attach: 0, or -1 + fh_last_error(); it and
+ * never runs.  fh_prefork refuses (-1 + error) while the queue is not
+ * empty: pop and finalize first, so that objects already found dead are
+ * finalized once, by the parent, not again by every child (a temporary
+ * file removed n times).  After any fork both processes hold the same
+ * records, and each finalizes its own copy of an object that dies in it
+ * (right for per-process resources: descriptors, fh_malloc memory).
+ * fh_finalizer_attach: 0, or -1 + fh_last_error(); it and
  * fh_finalizer_pop may collect. */
 FH_API int fh_finalizer_attach(fh_thread *t, void *obj, void *data);
 FH_API int fh_finalizer_pop(fh_thread *t, void **obj, void **data);
