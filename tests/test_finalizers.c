@@ -4,6 +4,7 @@
  * queued; native memory is freed from finalizers; notify fires when the
  * queue fills; fh_prefork refuses a non-empty queue. */
 #include <pthread.h>
+#include <sys/wait.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -244,6 +245,38 @@ static void test_prefork_refuses_a_waiting_queue(void **st) {
   fh_heap_destroy(h);
 }
 
+/* A plain fork(): both processes hold the record, and each finalizes its
+ * own copy of the object when it dies there. */
+static void test_fork_each_process_finalizes(void **st) {
+  (void)st;
+  test_skip_under_tsan("jemalloc's fork handler holds more locks than TSan tracks");
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("concurrent_compact", "heap_max=32M,verify=1", &ty, &t);
+  finalizable(t, &ty, 9); /* unreachable at once */
+  pid_t pid = fork();
+  if (pid == 0) {
+    test_child_signals(20);
+    void *obj, *data;
+    CHILD_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
+    fh_gc_wait(h);
+    CHILD_CHECK(fh_finalizer_pop(t, &obj, &data) == 1);
+    CHILD_CHECK((uintptr_t)data == 10 && ((tnode *)obj)->value == 9);
+    CHILD_CHECK(((tnode *)obj)->other->value == test_check(9));
+    _exit(0);
+  }
+  assert_true(pid > 0);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  test_assert_child_ok(status, "the child's finalization");
+  test_config_collect(&test_configs[3], t, 0);
+  void *obj, *data;
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+  assert_int_equal((uintptr_t)data, 10);
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
+  test_config_teardown(h, t);
+}
+
 static void test_bad_input(void **st) {
   (void)st;
   test_types ty;
@@ -326,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_finalizers_free_native_memory),
       cmocka_unit_test(test_notify_when_the_queue_fills),
       cmocka_unit_test(test_prefork_refuses_a_waiting_queue),
+      cmocka_unit_test(test_fork_each_process_finalizes),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_several_threads),
   };
