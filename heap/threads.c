@@ -211,8 +211,17 @@ void threads_retire_tlabs(fh_heap *h) {
 static pthread_mutex_t attachments_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local fh_thread *my_attachments;
 
+/* fh_thread_current's per-OS-thread cache: (heap, answer) as of
+ * attachments_epoch.  Every change to any thread's list bumps the epoch
+ * under the lock, so a cached answer is never used after an attach or
+ * detach anywhere (a detach by another thread, or a heap destroyed and
+ * another created at its address, included). */
+static _Atomic uint64_t attachments_epoch = 1;
+static _Thread_local struct { fh_heap *heap; fh_thread *t; uint64_t epoch; } current_cache;
+
 static void attachments_add(fh_thread *t) {
   pthread_mutex_lock(&attachments_lock);
+  atomic_fetch_add_explicit(&attachments_epoch, 1, memory_order_release);
   t->owner_head = &my_attachments;
   t->owner_next = my_attachments;
   my_attachments = t;
@@ -221,12 +230,37 @@ static void attachments_add(fh_thread *t) {
 
 static void attachments_remove(fh_thread *t) {
   pthread_mutex_lock(&attachments_lock);
+  atomic_fetch_add_explicit(&attachments_epoch, 1, memory_order_release);
   for (fh_thread **pp = t->owner_head; pp && *pp; pp = &(*pp)->owner_next)
     if (*pp == t) {
       *pp = t->owner_next;
       break;
     }
   pthread_mutex_unlock(&attachments_lock);
+}
+
+fh_thread *fh_thread_current(fh_heap *h) {
+  if (!h) return NULL;
+  uint64_t e = atomic_load_explicit(&attachments_epoch, memory_order_acquire);
+  if (current_cache.heap == h && current_cache.epoch == e) return current_cache.t;
+  fh_thread *found = NULL;
+  pthread_mutex_lock(&attachments_lock);
+  e = atomic_load_explicit(&attachments_epoch, memory_order_relaxed);
+  for (fh_thread *t = my_attachments; t; t = t->owner_next)
+    if (t->heap == h) {
+      found = t;
+      break;
+    }
+  pthread_mutex_unlock(&attachments_lock);
+  current_cache.heap = h;
+  current_cache.t = found;
+  current_cache.epoch = e;
+  return found;
+}
+
+void fh_thread_set_user(fh_thread *t, void *user) {
+  if (!t) { fh_error_set("fh_thread_set_user: thread is NULL"); return; }
+  t->fast.user = user;
 }
 
 void threads_attachments_lock(void) { pthread_mutex_lock(&attachments_lock); }
@@ -335,6 +369,47 @@ void fh_push_root_slow(fh_thread *t, void **slot) {
   t->fast.roots_limit = grown + cap;
   t->roots_cap = cap;
   *t->fast.roots_top++ = slot;
+}
+
+void fh_push_roots_slow(fh_thread *t, void **const *slots, size_t n) {
+  if (!t) { fh_error_set("fh_push_roots: thread is NULL"); return; }
+  if (n == 0) return;
+  if (!slots) { fh_error_set("fh_push_roots: slots is NULL (n = %zu)", n); return; }
+  for (size_t i = 0; i < n; i++)
+    if (!slots[i]) {
+      fh_error_set("fh_push_roots: slot %zu of %zu is NULL (nothing pushed)", i, n);
+      return;
+    }
+  size_t depth = (size_t)(t->fast.roots_top - t->fast.roots_base);
+  size_t cap = t->roots_cap;
+  while (cap - depth < n) {
+    if (cap > SIZE_MAX / 2 / sizeof(void **)) {
+      cap = 0;
+      break;
+    }
+    cap *= 2;
+  }
+  if (cap != t->roots_cap) {
+    void ***grown = cap ? realloc(t->fast.roots_base, cap * sizeof *grown) : NULL;
+    if (!grown) {
+      fh_error_set("fh_push_roots: out of memory growing the root stack from %zu to %zu+ "
+                   "slots (nothing pushed)", depth, n);
+      return;
+    }
+    t->fast.roots_base = grown;
+    t->fast.roots_top = grown + depth;
+    t->fast.roots_limit = grown + cap;
+    t->roots_cap = cap;
+  }
+  for (size_t i = 0; i < n; i++) t->fast.roots_top[i] = slots[i];
+  t->fast.roots_top += n;
+}
+
+void fh_root_reset_slow(fh_thread *t, size_t mark) {
+  if (!t) { fh_error_set("fh_root_reset: thread is NULL"); return; }
+  fh_error_set("fh_root_reset: mark %zu is above the root stack's depth %zu (a stale mark, or "
+               "another thread's?): nothing changed",
+               mark, (size_t)(t->fast.roots_top - t->fast.roots_base));
 }
 
 void fh_pop_roots_slow(fh_thread *t, size_t n) {

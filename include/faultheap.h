@@ -133,6 +133,21 @@ FH_API void fh_thread_detach(fh_thread *t);
 static inline void fh_safepoint(fh_thread *t);
 FH_API void fh_enter_blocking(fh_thread *t); /* won't touch the heap until leave */
 FH_API void fh_leave_blocking(fh_thread *t);
+/* The calling OS thread's attachment to h (what its fh_thread_attach(h)
+ * returned and it has not detached), or NULL: not attached to h, or h
+ * NULL (no error then: NULL is an answer).  Each OS thread has at most one
+ * attachment per heap that this finds; a thread attached to several heaps
+ * gets each one's own.  A few loads when asked about the same heap as last
+ * time on this thread and nothing was attached or detached since, anywhere
+ * in the process; otherwise one short locked walk of the caller's
+ * attachments. */
+FH_API fh_thread *fh_thread_current(fh_heap *h);
+/* One word per fh_thread for the embedder (its interpreter state, say);
+ * NULL after attach.  Never read or traced by the heap: a heap object it
+ * points to is not kept alive by it.  fh_thread_set_user(NULL, ..) sets
+ * fh_last_error(); fh_thread_user(NULL) is NULL. */
+FH_API void fh_thread_set_user(fh_thread *t, void *user);
+static inline void *fh_thread_user(fh_thread *t);
 
 /* ---- allocation -------------------------------------------------------- */
 /* Zeroed payload; NULL + fh_last_error() when the heap is full after
@@ -171,8 +186,34 @@ FH_API void fh_critical_end(fh_thread *t, void *obj);
 /* ---- roots ------------------------------------------------------------- */
 FH_API void fh_root_add(fh_heap *h, void **slot);
 FH_API void fh_root_remove(fh_heap *h, void **slot);
+/* The root stack: each pushed slot is read, and updated when its object
+ * moves, by every collection until it is popped.  A slot holds NULL, an
+ * object of this heap or memory outside every heap. */
 static inline void fh_push_root(fh_thread *t, void **slot); /* slot != NULL */
+/* Pushes slots[0..n) in order with one bounds check (n == 0: nothing).  A
+ * NULL thread, or a NULL slots array with n > 0 or a NULL entry: nothing is
+ * pushed, fh_last_error() says why; so too when the stack cannot grow (out
+ * of memory).  The FH_PUSH_ROOTS macro below builds the array in place. */
+static inline void fh_push_roots(fh_thread *t, void **const *slots, size_t n);
 static inline void fh_pop_roots(fh_thread *t, size_t n);
+/* Mark and reset, for non-local exits (longjmp, C++ exceptions, an
+ * interpreter's error unwinding): take a mark where the exit lands, and
+ * after it reset the stack to the mark, dropping whatever the frames in
+ * between pushed and never popped.  A mark is the stack's depth (the count
+ * of pushed slots), valid while the stack is at least that deep; it
+ * survives the stack's growth.  fh_root_mark(NULL) is 0.  fh_root_reset
+ * with a mark above the current depth (a stale mark, or one of another
+ * thread) changes nothing and sets fh_last_error(). */
+static inline size_t fh_root_mark(fh_thread *t);
+static inline void fh_root_reset(fh_thread *t, size_t mark);
+#if !defined(__cplusplus)
+/* FH_PUSH_ROOTS(t, &a, &b, &c): push those slots in one go (C only: a
+ * compound literal; the compiler stores the addresses directly).  Pop them
+ * with fh_pop_roots(t, 3) or a reset to a mark taken before. */
+#define FH_PUSH_ROOTS(t, ...)                                                  \
+  fh_push_roots((t), (void **const[]){__VA_ARGS__},                            \
+                sizeof((void **const[]){__VA_ARGS__}) / sizeof(void **))
+#endif
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
 FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
 
@@ -361,6 +402,7 @@ typedef struct fh__thread_fast {
   /* The heap's ephemeron type id, FH__NO_EPHEMERONS before its first
    * ephemeron and always under verify=1 (every accessor then checks). */
   _Atomic uint32_t eph_type;
+  void *user; /* fh_thread_set_user */
 } fh__thread_fast;
 
 FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
@@ -371,6 +413,8 @@ FH_API void *fh_ephemeron_key_slow(fh_thread *t, void *eph);
 FH_API void *fh_ephemeron_value_slow(fh_thread *t, void *eph);
 FH_API void fh_ephemeron_set_value_slow(fh_thread *t, void *eph, void *value);
 FH_API void fh_pop_roots_slow(fh_thread *t, size_t n);
+FH_API void fh_push_roots_slow(fh_thread *t, void **const *slots, size_t n);
+FH_API void fh_root_reset_slow(fh_thread *t, size_t mark);
 
 static inline uint64_t fh__make_header(uint32_t type, size_t payload) {
   return ((uint64_t)payload << 32) | ((uint64_t)type << 8);
@@ -457,6 +501,43 @@ static inline void fh_push_root(fh_thread *t, void **slot) {
     *f->roots_top++ = slot;
   else
     fh_push_root_slow(t, slot);
+}
+
+/* The NULL test of each entry folds away when the entries are addresses
+ * of variables (FH_PUSH_ROOTS), leaving one bounds check and n stores. */
+static inline void fh_push_roots(fh_thread *t, void **const *slots, size_t n) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && slots != NULL &&
+                 n <= (size_t)(f->roots_limit - f->roots_top))) {
+    void ***top = f->roots_top;
+    size_t i;
+    for (i = 0; i < n; i++) {
+      if (FH__UNLIKELY(slots[i] == NULL)) break;
+      top[i] = slots[i];
+    }
+    if (FH__LIKELY(i == n)) {
+      f->roots_top = top + n;
+      return;
+    }
+  }
+  fh_push_roots_slow(t, slots, n);
+}
+
+static inline size_t fh_root_mark(fh_thread *t) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  return t != NULL ? (size_t)(f->roots_top - f->roots_base) : 0;
+}
+
+static inline void fh_root_reset(fh_thread *t, size_t mark) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && mark <= (size_t)(f->roots_top - f->roots_base)))
+    f->roots_top = f->roots_base + mark;
+  else
+    fh_root_reset_slow(t, mark);
+}
+
+static inline void *fh_thread_user(fh_thread *t) {
+  return t != NULL ? ((fh__thread_fast *)t)->user : NULL;
 }
 
 static inline void fh_pop_roots(fh_thread *t, size_t n) {
