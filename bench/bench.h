@@ -38,6 +38,7 @@ int wl_fork_share(int argc, char **argv); /* bench/wl_fork_share.c */
 int wl_ephemerons(int argc, char **argv); /* bench/wl_ephemerons.c */
 int wl_finalizers(int argc, char **argv); /* bench/wl_finalizers.c */
 int wl_idhash(int argc, char **argv);     /* bench/wl_idhash.c */
+int wl_roots(int argc, char **argv);      /* bench/wl_roots.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 

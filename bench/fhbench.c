@@ -26,6 +26,7 @@ static const workload workloads[] = {
     {"ephemerons", wl_ephemerons, "a churned weak table vs strong refs; 10^6 live / 10^5 dead chain"},
     {"finalizers", wl_finalizers, "finalized native handles (fh_malloc) vs explicit frees"},
     {"idhash", wl_idhash, "ns per fh_object_hash: first, hashed, hashed and moved"},
+    {"roots", wl_roots, "ns per frame rooting 4 locals, one by one vs at once; fh_object_type"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,

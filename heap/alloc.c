@@ -211,12 +211,12 @@ static int object_arg(const void *obj, const char *fn) {
   return heap_check_object(h, obj, fn);
 }
 
-size_t fh_object_size(const void *obj) {
+size_t fh_object_size_slow(const void *obj) {
   if (object_arg(obj, "fh_object_size") < 0) return 0;
   return hdr_payload(*obj_header(obj));
 }
 
-uint32_t fh_object_type(const void *obj) {
+uint32_t fh_object_type_slow(const void *obj) {
   if (object_arg(obj, "fh_object_type") < 0) return 0;
   return hdr_type(*obj_header(obj));
 }

@@ -146,6 +146,53 @@ static lookup_slot lookup_slots[LOOKUP_SLOTS];
 static _Atomic size_t lookup_overflow; /* heaps without a slot */
 static _Atomic unsigned lookup_used;   /* slots [0, lookup_used) were ever written */
 
+/* The windows of fh_object_type/size's inline path (include/faultheap.h):
+ * WINDOWS_PER_SLOT per lookup slot, for the same heap, written with it. */
+#define WINDOWS_PER_SLOT 2
+_Static_assert(LOOKUP_SLOTS * WINDOWS_PER_SLOT <= FH__OBJ_WINDOWS, "fh__obj_windows too small");
+fh__obj_window fh__obj_windows[FH__OBJ_WINDOWS];
+_Atomic unsigned fh__obj_windows_used;
+
+/* heaps_lock held; the same release-store seqlock as the slots. */
+static void window_write(fh__obj_window *w, uintptr_t begin, size_t span,
+                         const _Atomic uintptr_t *end, const uint32_t *sizes) {
+  unsigned q = atomic_load_explicit(&w->seq, memory_order_relaxed);
+  atomic_store_explicit(&w->seq, q + 1, memory_order_relaxed);
+  atomic_store_explicit(&w->end, end, memory_order_release);
+  atomic_store_explicit(&w->type_sizes, sizes, memory_order_release);
+  atomic_store_explicit(&w->begin, begin, memory_order_release);
+  atomic_store_explicit(&w->span, end ? span : 0, memory_order_release);
+  atomic_store_explicit(&w->seq, q + 2, memory_order_release);
+}
+
+/* heaps_lock held.  The two spaces where h allocates movable objects, each
+ * with its objects below an atomic frontier at a fixed address
+ * (heap/object_check.c: used_end gives the same bound): the bump spaces,
+ * or with collector=mark_sweep the malloc spaces (when their arena starts
+ * at the space, so that malloc_space_frontier is the arena's frontier; a
+ * mark-sweep heap never allocates in its bump spaces).  Their ranges never
+ * change for the heap's life.  Two windows per heap keep the inline scan
+ * short for the addresses it misses: non-moving, zygote and image objects
+ * take the out-of-line path. */
+static void windows_write(unsigned slot, fh_heap *h) {
+  fh__obj_window *w = &fh__obj_windows[slot * WINDOWS_PER_SLOT];
+  for (int i = 0; i < 2; i++) {
+    uintptr_t begin = 0, end = 0;
+    const _Atomic uintptr_t *frontier = NULL;
+    if (h && !h->has_malloc_spaces) {
+      bump_space *b = &h->bump[i];
+      begin = b->space.begin, end = b->space.end, frontier = &b->top;
+    } else if (h && h->malloc[i].arena.begin == h->malloc[i].space.begin) {
+      malloc_space *m = &h->malloc[i];
+      begin = m->space.begin, end = m->space.end, frontier = &m->arena.frontier;
+    }
+    window_write(&w[i], begin, end - begin, frontier, h ? h->types.sizes : NULL);
+  }
+  unsigned used = (slot + 1) * WINDOWS_PER_SLOT;
+  if (h && used > atomic_load_explicit(&fh__obj_windows_used, memory_order_relaxed))
+    atomic_store_explicit(&fh__obj_windows_used, used, memory_order_release);
+}
+
 /* heaps_lock held. */
 static void lookup_slot_write(lookup_slot *sl, fh_heap *h) {
   unsigned q = atomic_load_explicit(&sl->seq, memory_order_relaxed);
@@ -163,6 +210,7 @@ static void lookup_add(fh_heap *h) {
   for (unsigned i = 0; i < LOOKUP_SLOTS; i++)
     if (!atomic_load_explicit(&lookup_slots[i].heap, memory_order_relaxed)) {
       lookup_slot_write(&lookup_slots[i], h);
+      windows_write(i, h);
       if (i >= atomic_load_explicit(&lookup_used, memory_order_relaxed))
         atomic_store_explicit(&lookup_used, i + 1, memory_order_release);
       return;
@@ -174,6 +222,7 @@ static void lookup_add(fh_heap *h) {
 static void lookup_remove(fh_heap *h) {
   for (unsigned i = 0; i < LOOKUP_SLOTS; i++)
     if (atomic_load_explicit(&lookup_slots[i].heap, memory_order_relaxed) == h) {
+      windows_write(i, NULL);
       lookup_slot_write(&lookup_slots[i], NULL);
       return;
     }

@@ -158,9 +158,14 @@ static inline void *fh_thread_user(fh_thread *t);
 static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t payload_bytes);
 FH_API void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t payload_bytes);
 /* Payload bytes and type id of an object of any live heap; 0 +
- * fh_last_error() when obj is not one (checked by address, cheaply). */
-FH_API size_t fh_object_size(const void *obj); /* payload bytes */
-FH_API uint32_t fh_object_type(const void *obj);
+ * fh_last_error() when obj is not one (checked by address, cheaply: NULL,
+ * stack, malloc, misaligned and interior pointers, and pointers past the
+ * allocated part of a space are refused without touching their memory).
+ * Inline for an object of a heap's moving spaces (or, with
+ * collector=mark_sweep, its malloc spaces): a few loads and compares; any
+ * other address takes the same checks out of line. */
+static inline size_t fh_object_size(const void *obj); /* payload bytes */
+static inline uint32_t fh_object_type(const void *obj);
 
 /* Every store of a reference into a heap object goes through the barrier.
  * obj outside this heap's reservation: nothing stored, fh_last_error().
@@ -206,14 +211,12 @@ static inline void fh_pop_roots(fh_thread *t, size_t n);
  * thread) changes nothing and sets fh_last_error(). */
 static inline size_t fh_root_mark(fh_thread *t);
 static inline void fh_root_reset(fh_thread *t, size_t mark);
-#if !defined(__cplusplus)
-/* FH_PUSH_ROOTS(t, &a, &b, &c): push those slots in one go (C only: a
- * compound literal; the compiler stores the addresses directly).  Pop them
- * with fh_pop_roots(t, 3) or a reset to a mark taken before. */
+/* FH_PUSH_ROOTS(t, &a, &b, &c): push 1 to 8 slots in one go, as
+ * fh_push_roots does (one bounds check; nothing pushed on error), with the
+ * addresses stored straight into the root stack (no array).  Pop them with
+ * fh_pop_roots(t, 3), or reset to a mark taken before. */
 #define FH_PUSH_ROOTS(t, ...)                                                  \
-  fh_push_roots((t), (void **const[]){__VA_ARGS__},                            \
-                sizeof((void **const[]){__VA_ARGS__}) / sizeof(void **))
-#endif
+  fh__push_roots8((t), FH__NARGS(__VA_ARGS__), FH__PAD8(__VA_ARGS__))
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
 FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
 
@@ -405,6 +408,24 @@ typedef struct fh__thread_fast {
   void *user; /* fh_thread_set_user */
 } fh__thread_fast;
 
+/* Address windows for fh_object_type/size without a thread: each heap's
+ * moving and malloc spaces, [begin, begin + span) with its objects below
+ * *end (the space's allocation frontier, which only grows while mutators
+ * run).  Written only at heap create and destroy, each under a seqlock
+ * (seq odd while it changes); a reader dereferences end only for an
+ * address inside the window, as the out-of-line check would. */
+#define FH__OBJ_WINDOWS 128
+typedef struct fh__obj_window {
+  _Atomic unsigned seq;
+  _Atomic uintptr_t begin, span;
+  const _Atomic uintptr_t *_Atomic end;
+  const uint32_t *_Atomic type_sizes;
+} fh__obj_window;
+FH_API extern fh__obj_window fh__obj_windows[FH__OBJ_WINDOWS];
+FH_API extern _Atomic unsigned fh__obj_windows_used; /* [0, used) were ever written */
+FH_API size_t fh_object_size_slow(const void *obj);
+FH_API uint32_t fh_object_type_slow(const void *obj);
+
 FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
 FH_API void fh_safepoint_slow(fh_thread *t);
 FH_API void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value);
@@ -418,6 +439,54 @@ FH_API void fh_root_reset_slow(fh_thread *t, size_t mark);
 
 static inline uint64_t fh__make_header(uint32_t type, size_t payload) {
   return ((uint64_t)payload << 32) | ((uint64_t)type << 8);
+}
+
+/* The header of obj when obj is the start of an object in one of the
+ * windows, checked as the out-of-line path checks it (aligned, below the
+ * frontier, not forwarded nor a filler, a registered type whose fixed size
+ * matches, the payload below the frontier); 0 (never a valid header: type
+ * 0 is the filler) otherwise, and the caller takes the slow path. */
+static inline uint64_t fh__object_header(const void *obj) {
+  uintptr_t a = (uintptr_t)obj;
+  unsigned used = atomic_load_explicit(&fh__obj_windows_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++) {
+    fh__obj_window *w = &fh__obj_windows[i];
+    unsigned q = atomic_load_explicit(&w->seq, memory_order_acquire);
+    uintptr_t b = atomic_load_explicit(&w->begin, memory_order_acquire);
+    uintptr_t span = atomic_load_explicit(&w->span, memory_order_acquire);
+    if (a - FH__HEADER_BYTES - b >= span) continue;
+    const _Atomic uintptr_t *endp = atomic_load_explicit(&w->end, memory_order_acquire);
+    const uint32_t *sizes = atomic_load_explicit(&w->type_sizes, memory_order_acquire);
+    /* Acquire loads above: the re-check cannot move before them. */
+    if ((q & 1) || atomic_load_explicit(&w->seq, memory_order_relaxed) != q || (a & 7u))
+      return 0;
+    uintptr_t end = atomic_load_explicit(endp, memory_order_acquire);
+    if (a > end) return 0;
+    /* Below the frontier, so mapped: read it (atomically: fh_object_hash
+     * may be setting hash bits meanwhile). */
+#if defined(__GNUC__)
+    uint64_t hd = __atomic_load_n((const uint64_t *)(a - FH__HEADER_BYTES), __ATOMIC_RELAXED);
+#else
+    uint64_t hd = *(const volatile uint64_t *)(a - FH__HEADER_BYTES);
+#endif
+    uint32_t type = (uint32_t)(hd >> 8) % FH__MAX_TYPES, want;
+    if ((hd & 1u) || type == 0) return 0; /* forwarded, or a filler */
+    want = sizes[type];
+    if (want == FH__NO_TYPE) return 0;
+    if (want < FH__VAR_CHECKED && want != (uint32_t)(hd >> 32)) return 0;
+    return (hd >> 32) <= end - a ? hd : 0;
+  }
+  return 0;
+}
+
+static inline uint32_t fh_object_type(const void *obj) {
+  uint64_t hd = fh__object_header(obj);
+  return FH__LIKELY(hd != 0) ? (uint32_t)(hd >> 8) % FH__MAX_TYPES : fh_object_type_slow(obj);
+}
+
+static inline size_t fh_object_size(const void *obj) {
+  uint64_t hd = fh__object_header(obj);
+  return FH__LIKELY(hd != 0) ? (size_t)(hd >> 32) : fh_object_size_slow(obj);
 }
 
 static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t n) {
@@ -503,24 +572,58 @@ static inline void fh_push_root(fh_thread *t, void **slot) {
     fh_push_root_slow(t, slot);
 }
 
-/* The NULL test of each entry folds away when the entries are addresses
- * of variables (FH_PUSH_ROOTS), leaving one bounds check and n stores. */
+/* No early exit in the copy loop, so that with a constant n the compiler
+ * unrolls it; the NULL test of each entry folds away when the entries are
+ * addresses of variables (FH_PUSH_ROOTS), leaving one bounds check and n
+ * stores.  A NULL entry: the copies above top are left unpublished. */
 static inline void fh_push_roots(fh_thread *t, void **const *slots, size_t n) {
   fh__thread_fast *f = (fh__thread_fast *)t;
   if (FH__LIKELY(t != NULL && slots != NULL &&
                  n <= (size_t)(f->roots_limit - f->roots_top))) {
     void ***top = f->roots_top;
-    size_t i;
-    for (i = 0; i < n; i++) {
-      if (FH__UNLIKELY(slots[i] == NULL)) break;
+    int all = 1;
+    for (size_t i = 0; i < n; i++) {
       top[i] = slots[i];
+      all &= slots[i] != NULL;
     }
-    if (FH__LIKELY(i == n)) {
+    if (FH__LIKELY(all)) {
       f->roots_top = top + n;
       return;
     }
   }
   fh_push_roots_slow(t, slots, n);
+}
+
+#define FH__NARGS(...) FH__NARGS_(__VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define FH__NARGS_(a0, a1, a2, a3, a4, a5, a6, a7, n, ...) (n)
+#define FH__PAD8(...) FH__PAD8_(__VA_ARGS__, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+#define FH__PAD8_(a0, a1, a2, a3, a4, a5, a6, a7, ...) a0, a1, a2, a3, a4, a5, a6, a7
+
+/* FH_PUSH_ROOTS's body: n (1..8) is a constant and the slots are scalars,
+ * so every test on them folds away; only the slow path builds an array. */
+static inline void fh__push_roots8(fh_thread *t, size_t n, void **a0, void **a1, void **a2,
+                                   void **a3, void **a4, void **a5, void **a6, void **a7) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && n <= (size_t)(f->roots_limit - f->roots_top) && a0 != NULL &&
+                 (n < 2 || a1 != NULL) && (n < 3 || a2 != NULL) && (n < 4 || a3 != NULL) &&
+                 (n < 5 || a4 != NULL) && (n < 6 || a5 != NULL) && (n < 7 || a6 != NULL) &&
+                 (n < 8 || a7 != NULL))) {
+    void ***top = f->roots_top;
+    top[0] = a0;
+    if (n > 1) top[1] = a1;
+    if (n > 2) top[2] = a2;
+    if (n > 3) top[3] = a3;
+    if (n > 4) top[4] = a4;
+    if (n > 5) top[5] = a5;
+    if (n > 6) top[6] = a6;
+    if (n > 7) top[7] = a7;
+    f->roots_top = top + n;
+    return;
+  }
+  {
+    void **const s[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    fh_push_roots_slow(t, s, n);
+  }
 }
 
 static inline size_t fh_root_mark(fh_thread *t) {

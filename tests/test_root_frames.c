@@ -49,6 +49,22 @@ static void push_roots_under(const moving_config *c) {
   FH_PUSH_ROOTS(t, (void **)&a, (void **)&b, (void **)&d, (void **)&e);
   assert_int_equal(fh_root_mark(t), depth0 + 5);
 
+  /* The macro's largest form: 8 slots, stored in order. */
+  tnode *eight[8];
+  for (int i = 0; i < 8; i++) eight[i] = test_node(t, &ty, 50 + (uint64_t)i);
+  FH_PUSH_ROOTS(t, (void **)&eight[0], (void **)&eight[1], (void **)&eight[2],
+                (void **)&eight[3], (void **)&eight[4], (void **)&eight[5],
+                (void **)&eight[6], (void **)&eight[7]);
+  assert_int_equal(fh_root_mark(t), depth0 + 13);
+  for (int i = 0; i < 8; i++)
+    assert_ptr_equal(((fh__thread_fast *)t)->roots_base[depth0 + 5 + i], &eight[i]);
+  fh_pop_roots(t, 8);
+  FH_PUSH_ROOTS(t, (void **)&eight[0], (void **)&eight[1], (void **)&eight[2],
+                (void **)&eight[3], (void **)&eight[4], (void **)&eight[5],
+                (void **)&eight[6], (void **)&eight[7]);
+  tnode *old_eight[8];
+  memcpy(old_eight, eight, sizeof eight);
+
   /* Many at once, from an array: the inline bounds check fails and the
    * slow path grows the stack to fit them all. */
   void **slots[MANY];
@@ -58,7 +74,7 @@ static void push_roots_under(const moving_config *c) {
     slots[i] = (void **)&many[i];
   }
   fh_push_roots(t, (void **const *)slots, MANY);
-  assert_int_equal(fh_root_mark(t), depth0 + 5 + MANY);
+  assert_int_equal(fh_root_mark(t), depth0 + 13 + MANY);
 
   tnode *old_one = one, *old_a = a, *old_e = e;
   memcpy(old, many, sizeof old);
@@ -78,7 +94,11 @@ static void push_roots_under(const moving_config *c) {
     assert_int_equal(many[i]->value, 100 + i);
     assert_int_equal(many[i]->check, test_check(100 + i));
   }
-  fh_pop_roots(t, MANY + 5);
+  for (int i = 0; i < 8; i++) {
+    assert_ptr_not_equal(eight[i], old_eight[i]);
+    assert_int_equal(eight[i]->check, test_check(50 + (uint64_t)i));
+  }
+  fh_pop_roots(t, MANY + 13);
   assert_int_equal(fh_root_mark(t), depth0);
   fh_thread_detach(t);
   fh_heap_destroy(h);
@@ -115,6 +135,13 @@ static void test_push_roots_bad_input(void **state) {
   fh_push_roots(t, with_null, 3); /* all or nothing */
   assert_non_null(strstr(fh_last_error(), "slot 1 of 3 is NULL"));
   assert_int_equal(fh_root_mark(t), depth);
+
+  void **nul = NULL;
+  FH_PUSH_ROOTS(t, &x, nul, &y); /* the macro's own fast path: all or nothing too */
+  assert_non_null(strstr(fh_last_error(), "slot 1 of 3 is NULL"));
+  assert_int_equal(fh_root_mark(t), depth);
+  FH_PUSH_ROOTS(NULL, &x);
+  assert_non_null(strstr(fh_last_error(), "thread is NULL"));
 
   fh_push_roots(NULL, with_null, 1);
   assert_non_null(strstr(fh_last_error(), "thread is NULL"));
@@ -234,6 +261,34 @@ static void test_object_type_two_heaps(void **state) {
   assert_int_equal(fh_object_size(x2), 24);
   assert_int_equal(fh_object_type(nm), ta.array);
   assert_int_equal(fh_object_size(nm), 40);
+  /* The inline path answered for the moving and malloc spaces' objects;
+   * the non-moving one went out of line. */
+  assert_int_not_equal(fh__object_header(n1), 0);
+  assert_int_not_equal(fh__object_header(b1), 0);
+  assert_int_not_equal(fh__object_header(n2), 0);
+  assert_int_not_equal(fh__object_header(b2), 0);
+  assert_int_equal(fh__object_header(nm), 0);
+
+  /* After a semispace collection the survivor is in the other bump space. */
+  FH_PUSH_ROOTS(t1, (void **)&n1);
+  tnode *before = n1;
+  assert_int_equal(fh_collect(t1, FH_COLLECT_SEMISPACE), 0);
+  assert_ptr_not_equal(n1, before);
+  assert_int_not_equal(fh__object_header(n1), 0);
+  assert_int_equal(fh_object_type(n1), ta.node);
+  assert_int_equal(fh__object_header(before), 0); /* the old copy: above the emptied space's top */
+  assert_int_equal(fh_object_type(before), 0);
+  fh_pop_roots(t1, 1);
+
+  /* A heap created in a destroyed heap's lookup slot gets its own windows. */
+  fh_thread_detach(t1);
+  fh_heap_destroy(h1);
+  assert_int_equal(fh_object_type(n1), 0);
+  h1 = test_heap_attached("mark_compact", "heap_max=8M", &ta, &t1);
+  tnode *n3 = test_node(t1, &ta, 3);
+  assert_int_not_equal(fh__object_header(n3), 0);
+  assert_int_equal(fh_object_type(n3), ta.node);
+  assert_int_equal(fh_object_type(n2), tb.node);
   fh_thread_detach(t1);
   fh_thread_detach(t2);
   fh_heap_destroy(h1);
@@ -267,6 +322,7 @@ static int bad_pointers(void *arg) {
       (const void *)~(uintptr_t)7,
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHILD_CHECK(fh__object_header(bad[i]) == 0);
     CHILD_CHECK(fh_object_type(bad[i]) == 0);
     CHILD_CHECK(strstr(fh_last_error(), "fh_object_type") != NULL);
     CHILD_CHECK(fh_object_size(bad[i]) == 0);
