@@ -34,6 +34,7 @@
 #include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
+#include "heap/object_check.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
 #include "heap/sys.h"
@@ -215,7 +216,9 @@ int zygote_compact(fh_heap *h) {
     return -1;
   }
   /* Nothing fails from here on.  The frozen space's objects become zygote
-   * objects (their allocation bits become start bits), then the copies. */
+   * objects (their allocation bits become start bits), then the copies.
+   * fh_object_type's inline windows stay off while the spaces change. */
+  heap_windows_refresh(h, 1);
   uintptr_t nm_end = nm->space.begin + arena_mapped(&nm->arena);
   for (uintptr_t p = bitmap_next_set(&nm->alloc_bits, nm->space.begin, nm_end); p;
        p = bitmap_next_set(&nm->alloc_bits, p + 16, nm_end))
@@ -244,5 +247,6 @@ int zygote_compact(fh_heap *h) {
   (void)sys_mallctl(name, NULL, NULL, NULL, 0); /* a failure costs memory only */
   h->bytes_moved += copied;
   heap_set_trigger(h, 0);
+  heap_windows_refresh(h, 0); /* the moving spaces again; no non-moving window now */
   return rc;
 }

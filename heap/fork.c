@@ -147,8 +147,9 @@ static _Atomic size_t lookup_overflow; /* heaps without a slot */
 static _Atomic unsigned lookup_used;   /* slots [0, lookup_used) were ever written */
 
 /* The windows of fh_object_type/size's inline path (include/faultheap.h):
- * WINDOWS_PER_SLOT per lookup slot, for the same heap, written with it. */
-#define WINDOWS_PER_SLOT 2
+ * WINDOWS_PER_SLOT per lookup slot, for the same heap, written with it
+ * (and by heap_windows_refresh). */
+#define WINDOWS_PER_SLOT 3
 _Static_assert(LOOKUP_SLOTS * WINDOWS_PER_SLOT <= FH__OBJ_WINDOWS, "fh__obj_windows too small");
 fh__obj_window fh__obj_windows[FH__OBJ_WINDOWS];
 _Atomic unsigned fh__obj_windows_used;
@@ -165,17 +166,20 @@ static void window_write(fh__obj_window *w, uintptr_t begin, size_t span,
   atomic_store_explicit(&w->seq, q + 2, memory_order_release);
 }
 
-/* heaps_lock held.  The two spaces where h allocates movable objects, each
- * with its objects below an atomic frontier at a fixed address
- * (heap/object_check.c: used_end gives the same bound): the bump spaces,
- * or with collector=mark_sweep the malloc spaces (when their arena starts
- * at the space, so that malloc_space_frontier is the arena's frontier; a
- * mark-sweep heap never allocates in its bump spaces).  Their ranges never
- * change for the heap's life.  Two windows per heap keep the inline scan
- * short for the addresses it misses: non-moving, zygote and image objects
- * take the out-of-line path. */
+/* The windows of h (NULL: cleared).  The spaces whose objects lie below an
+ * atomic frontier at a fixed address (heap/object_check.c: used_end gives
+ * the same bound): the two bump spaces, or for a mark-sweep heap (which
+ * never allocates in its bump spaces) the two malloc spaces, and the
+ * non-moving space until fh_prefork makes a zygote space at its start;
+ * each only while its arena starts at the space, so that the space's
+ * frontier is the arena's.  The image and zygote spaces take the
+ * out-of-line path.  Writers of one heap's windows exclude each other
+ * without a lock: creation (before anyone has h), destruction (every
+ * thread detached) and zygote compaction (world stopped, the caller the
+ * only attached thread); other heaps' writers use other windows. */
 static void windows_write(unsigned slot, fh_heap *h) {
   fh__obj_window *w = &fh__obj_windows[slot * WINDOWS_PER_SLOT];
+  const uint32_t *sizes = h ? h->types.sizes : NULL;
   for (int i = 0; i < 2; i++) {
     uintptr_t begin = 0, end = 0;
     const _Atomic uintptr_t *frontier = NULL;
@@ -186,11 +190,27 @@ static void windows_write(unsigned slot, fh_heap *h) {
       malloc_space *m = &h->malloc[i];
       begin = m->space.begin, end = m->space.end, frontier = &m->arena.frontier;
     }
-    window_write(&w[i], begin, end - begin, frontier, h ? h->types.sizes : NULL);
+    window_write(&w[i], begin, end - begin, frontier, sizes);
   }
+  non_moving_space *nm = h ? &h->non_moving : NULL;
+  if (nm && (zygote_space_present(&h->zygote) || nm->arena.begin != nm->space.begin)) nm = NULL;
+  window_write(&w[2], nm ? nm->space.begin : 0, nm ? nm->space.end - nm->space.begin : 0,
+               nm ? &nm->arena.frontier : NULL, sizes);
   unsigned used = (slot + 1) * WINDOWS_PER_SLOT;
   if (h && used > atomic_load_explicit(&fh__obj_windows_used, memory_order_relaxed))
     atomic_store_explicit(&fh__obj_windows_used, used, memory_order_release);
+}
+
+/* h's lookup slot, or LOOKUP_SLOTS when it has none. */
+static unsigned lookup_slot_of(fh_heap *h) {
+  for (unsigned i = 0; i < LOOKUP_SLOTS; i++)
+    if (atomic_load_explicit(&lookup_slots[i].heap, memory_order_relaxed) == h) return i;
+  return LOOKUP_SLOTS;
+}
+
+void heap_windows_refresh(fh_heap *h, int clear) {
+  unsigned i = lookup_slot_of(h);
+  if (i < LOOKUP_SLOTS) windows_write(i, clear ? NULL : h);
 }
 
 /* heaps_lock held. */

@@ -18,5 +18,10 @@ int heap_check_object(fh_heap *h, const void *obj, const char *fn);
 /* heap/fork.c: the heap (of the process-wide list) whose reservation holds
  * p, or NULL. */
 fh_heap *heap_containing(const void *p);
+/* heap/fork.c: rewrite h's windows for fh_object_type/size's inline path
+ * (clear: none, every address of h goes out of line).  Only where no other
+ * thread can be changing h's spaces or windows: zygote compaction clears
+ * them before it freezes the non-moving space and refreshes them after. */
+void heap_windows_refresh(fh_heap *h, int clear);
 
 #endif

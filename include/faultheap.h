@@ -161,9 +161,10 @@ FH_API void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t payload_byte
  * fh_last_error() when obj is not one (checked by address, cheaply: NULL,
  * stack, malloc, misaligned and interior pointers, and pointers past the
  * allocated part of a space are refused without touching their memory).
- * Inline for an object of a heap's moving spaces (or, with
- * collector=mark_sweep, its malloc spaces): a few loads and compares; any
- * other address takes the same checks out of line. */
+ * Inline for an object of a heap's moving spaces (with
+ * collector=mark_sweep, its malloc spaces) or non-moving space (until
+ * fh_prefork): a few loads and compares; any other address (image and
+ * zygote objects, bad pointers) takes the same checks out of line. */
 static inline size_t fh_object_size(const void *obj); /* payload bytes */
 static inline uint32_t fh_object_type(const void *obj);
 
@@ -408,12 +409,13 @@ typedef struct fh__thread_fast {
   void *user; /* fh_thread_set_user */
 } fh__thread_fast;
 
-/* Address windows for fh_object_type/size without a thread: each heap's
- * moving and malloc spaces, [begin, begin + span) with its objects below
- * *end (the space's allocation frontier, which only grows while mutators
- * run).  Written only at heap create and destroy, each under a seqlock
- * (seq odd while it changes); a reader dereferences end only for an
- * address inside the window, as the out-of-line check would. */
+/* Address windows for fh_object_type/size without a thread: three per
+ * heap (its two moving or malloc spaces, its non-moving space),
+ * [begin, begin + span) with the objects below *end (the space's
+ * allocation frontier, which only grows while mutators run).  Written at
+ * heap create and destroy and by fh_prefork, each under a seqlock (seq odd
+ * while it changes); a reader dereferences end only for an address inside
+ * the window, as the out-of-line check would. */
 #define FH__OBJ_WINDOWS 128
 typedef struct fh__obj_window {
   _Atomic unsigned seq;

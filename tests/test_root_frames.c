@@ -261,13 +261,13 @@ static void test_object_type_two_heaps(void **state) {
   assert_int_equal(fh_object_size(x2), 24);
   assert_int_equal(fh_object_type(nm), ta.array);
   assert_int_equal(fh_object_size(nm), 40);
-  /* The inline path answered for the moving and malloc spaces' objects;
-   * the non-moving one went out of line. */
+  /* The inline path answered for all of them (moving, malloc and
+   * non-moving spaces). */
   assert_int_not_equal(fh__object_header(n1), 0);
   assert_int_not_equal(fh__object_header(b1), 0);
   assert_int_not_equal(fh__object_header(n2), 0);
   assert_int_not_equal(fh__object_header(b2), 0);
-  assert_int_equal(fh__object_header(nm), 0);
+  assert_int_not_equal(fh__object_header(nm), 0);
 
   /* After a semispace collection the survivor is in the other bump space. */
   FH_PUSH_ROOTS(t1, (void **)&n1);
@@ -293,6 +293,36 @@ static void test_object_type_two_heaps(void **state) {
   fh_thread_detach(t2);
   fh_heap_destroy(h1);
   fh_heap_destroy(h2);
+}
+
+/* After fh_prefork the non-moving space's start is the zygote space: its
+ * window is gone, the zygote's objects take the out-of-line path, the
+ * moving spaces' stay inline. */
+static void test_object_type_after_prefork(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("semispace", "heap_max=8M", &ty, &t);
+  tnode *a = test_node(t, &ty, 1);
+  void *nm = fh_alloc_nonmoving(t, ty.bytes, 100);
+  FH_PUSH_ROOTS(t, (void **)&a, &nm);
+  assert_int_not_equal(fh__object_header(nm), 0);
+  assert_int_equal(fh_prefork(t), 0);
+  fh_postfork_parent(h);
+  assert_int_equal(fh_object_type(a), ty.node); /* now a zygote object */
+  assert_int_equal(fh_object_size(a), sizeof(tnode));
+  assert_int_equal(fh__object_header(a), 0);
+  assert_int_equal(fh_object_type(nm), ty.bytes);
+  assert_int_equal(fh_object_size(nm), 100);
+  tnode *b = test_node(t, &ty, 2);
+  void *nm2 = fh_alloc_nonmoving(t, ty.bytes, 50);
+  assert_int_not_equal(fh__object_header(b), 0);
+  assert_int_equal(fh_object_type(b), ty.node);
+  assert_int_equal(fh_object_type(nm2), ty.bytes); /* out of line */
+  assert_int_equal(fh_object_size(nm2), 50);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
 }
 
 /* Bad pointers: an error and 0, never a crash (in a child, so a crash is a
@@ -340,7 +370,7 @@ static int bad_pointers(void *arg) {
 
 static void test_object_type_bad_pointers(void **state) {
   (void)state;
-  test_assert_child_ok(test_run_forked(bad_pointers, NULL, 20), "bad pointers");
+  test_assert_child_ok(test_run_isolated(bad_pointers, NULL, 20), "bad pointers");
 }
 
 /* ---- the user word and fh_thread_current ---- */
@@ -423,6 +453,7 @@ int main(void) {
       cmocka_unit_test(test_push_roots_bad_input),
       cmocka_unit_test(test_mark_reset_after_longjmp),
       cmocka_unit_test(test_object_type_two_heaps),
+      cmocka_unit_test(test_object_type_after_prefork),
       cmocka_unit_test(test_object_type_bad_pointers),
       cmocka_unit_test(test_thread_current),
   };
