@@ -183,13 +183,11 @@ static void nested(fh_thread *t, const test_types *ty, int level, int depth) {
   fh_pop_roots(t, 2); /* never reached */
 }
 
-static void test_mark_reset_after_longjmp(void **state) {
-  (void)state;
-  const char *collectors[] = {"semispace", "mark_compact", "mark_sweep"};
-  for (size_t ci = 0; ci < sizeof collectors / sizeof *collectors; ci++) {
+static void mark_reset_under(const char *collector) {
+  {
     test_types ty;
     fh_thread *t;
-    fh_heap *h = test_heap_attached(collectors[ci], "heap_max=16M,verify=1", &ty, &t);
+    fh_heap *h = test_heap_attached(collector, "heap_max=16M,verify=1", &ty, &t);
     enum { DEPTH = 8 };
     tnode *volatile keep = test_node(t, &ty, 7); /* changed after setjmp */
     FH_PUSH_ROOTS(t, (void **)&keep);
@@ -224,6 +222,13 @@ static void test_mark_reset_after_longjmp(void **state) {
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
+}
+
+static void test_mark_reset_after_longjmp(void **state) {
+  (void)state;
+  mark_reset_under("semispace");
+  mark_reset_under("mark_compact");
+  mark_reset_under("mark_sweep");
 }
 
 /* ---- fh_object_type / fh_object_size ---- */
