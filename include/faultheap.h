@@ -199,7 +199,8 @@ static inline void fh_push_root(fh_thread *t, void **slot); /* slot != NULL */
 /* Pushes slots[0..n) in order with one bounds check (n == 0: nothing).  A
  * NULL thread, or a NULL slots array with n > 0 or a NULL entry: nothing is
  * pushed, fh_last_error() says why; so too when the stack cannot grow (out
- * of memory).  The FH_PUSH_ROOTS macro below builds the array in place. */
+ * of memory).  FH_PUSH_ROOTS below does the same for 1 to 8 slots named
+ * in place. */
 static inline void fh_push_roots(fh_thread *t, void **const *slots, size_t n);
 static inline void fh_pop_roots(fh_thread *t, size_t n);
 /* Mark and reset, for non-local exits (longjmp, C++ exceptions, an
@@ -212,10 +213,11 @@ static inline void fh_pop_roots(fh_thread *t, size_t n);
  * thread) changes nothing and sets fh_last_error(). */
 static inline size_t fh_root_mark(fh_thread *t);
 static inline void fh_root_reset(fh_thread *t, size_t mark);
-/* FH_PUSH_ROOTS(t, &a, &b, &c): push 1 to 8 slots in one go, as
- * fh_push_roots does (one bounds check; nothing pushed on error), with the
- * addresses stored straight into the root stack (no array).  Pop them with
- * fh_pop_roots(t, 3), or reset to a mark taken before. */
+/* FH_PUSH_ROOTS(t, &a, &b, &c): push 1 to 8 slots in one go (more do not
+ * compile), as fh_push_roots does (one bounds check; nothing pushed on
+ * error), with the addresses stored straight into the root stack (no
+ * array).  Pop them with fh_pop_roots(t, 3), or reset to a mark taken
+ * before. */
 #define FH_PUSH_ROOTS(t, ...)                                                  \
   fh__push_roots8((t), FH__NARGS(__VA_ARGS__), FH__PAD8(__VA_ARGS__))
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
@@ -574,10 +576,9 @@ static inline void fh_push_root(fh_thread *t, void **slot) {
     fh_push_root_slow(t, slot);
 }
 
-/* No early exit in the copy loop, so that with a constant n the compiler
- * unrolls it; the NULL test of each entry folds away when the entries are
- * addresses of variables (FH_PUSH_ROOTS), leaving one bounds check and n
- * stores.  A NULL entry: the copies above top are left unpublished. */
+/* One bounds check, then a copy without early exit (the compiler may
+ * vectorise it); a NULL entry leaves the copies above top unpublished and
+ * the slow path reports it. */
 static inline void fh_push_roots(fh_thread *t, void **const *slots, size_t n) {
   fh__thread_fast *f = (fh__thread_fast *)t;
   if (FH__LIKELY(t != NULL && slots != NULL &&
