@@ -9,6 +9,7 @@
 
 #include "faultheap.h"
 #include "heap/identity_hash.h"
+#include "heap/slot.h"
 #include "heap/types.h"
 #include "heap/weak_records.h"
 #include "spaces/bump_space.h"
@@ -76,6 +77,7 @@ struct fh_thread {
 
 struct fh_heap {
   fh_options opt;
+  slot_tags tags; /* opt's tag masks, as every slot decoder takes them */
   fh_type_registry types;
 
   /* One reservation holds every space; the card table covers all of it. */
