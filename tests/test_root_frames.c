@@ -3,6 +3,7 @@
  * fh_object_size on objects of two heaps and on bad pointers, the thread's
  * user word and fh_thread_current. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,6 +301,54 @@ static void test_object_type_two_heaps(void **state) {
   fh_heap_destroy(h2);
 }
 
+/* Readers of the windows run without a lock while other heaps are
+ * created and destroyed (their windows written, in the slots next to
+ * this heap's and in this heap's old slot): every answer stays right. */
+typedef struct reader_arg {
+  const void *obj, *nm;
+  uint32_t type;
+  _Atomic int stop;
+  long calls, wrong;
+} reader_arg;
+
+static void *window_reader(void *p) {
+  reader_arg *r = p;
+  uint64_t local = 0;
+  while (!atomic_load(&r->stop)) {
+    r->wrong += fh_object_type(r->obj) != r->type || fh_object_type(r->nm) != r->type ||
+                fh_object_size(r->obj) != sizeof(tnode) || fh_object_type(&local) != 0;
+    r->calls++;
+  }
+  return NULL;
+}
+
+static void test_object_type_while_heaps_come_and_go(void **state) {
+  (void)state;
+  fh_heap *first = test_heap("heap_max=4M"); /* takes a low slot, destroyed below */
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=8M", &ty, &t);
+  reader_arg r = {.obj = test_node(t, &ty, 1), .type = ty.node};
+  r.nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+  fh_enter_blocking(t); /* nothing collects h meanwhile: its objects stay put */
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, window_reader, &r), 0);
+  fh_heap_destroy(first);
+  for (int i = 0; i < 20; i++) {
+    fh_heap *a = test_heap(i % 2 ? "collector=mark_sweep,heap_max=4M" : "heap_max=4M");
+    fh_heap *b = test_heap("collector=semispace,heap_max=4M");
+    fh_heap_destroy(a);
+    fh_heap_destroy(b);
+  }
+  atomic_store(&r.stop, 1);
+  pthread_join(th, NULL);
+  fh_leave_blocking(t);
+  assert_true(r.calls > 0);
+  assert_int_equal(r.wrong, 0);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* After fh_prefork the non-moving space's start is the zygote space: its
  * window is gone, the zygote's objects take the out-of-line path, the
  * moving spaces' stay inline. */
@@ -458,6 +507,7 @@ int main(void) {
       cmocka_unit_test(test_push_roots_bad_input),
       cmocka_unit_test(test_mark_reset_after_longjmp),
       cmocka_unit_test(test_object_type_two_heaps),
+      cmocka_unit_test(test_object_type_while_heaps_come_and_go),
       cmocka_unit_test(test_object_type_after_prefork),
       cmocka_unit_test(test_object_type_bad_pointers),
       cmocka_unit_test(test_thread_current),
