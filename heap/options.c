@@ -45,6 +45,7 @@ static const opt_desc opt_table[] = {
     OPT(tlab_size, OPT_SIZE, 4 * KiB, 1 * MiB),
     OPT(hspace_fragmentation_pct, OPT_UINT, 0, 100000),
     OPT(hspace_min_interval_ms, OPT_UINT, 0, 86400000),
+    OPT(gc_stress, OPT_UINT, 0, 1000000000),
 };
 
 static const char *const collector_names[] = {
