@@ -309,5 +309,11 @@ int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg);
 /* Check every object header and reference; on a bad one print it and abort
  * (verify=1 is a debugging aid: continuing would spread the damage). */
 void heap_verify(fh_heap *h, const char *when);
+/* verify=1: fill [lo, hi) (8-byte aligned) with FH_POISON, so a stale
+ * pointer into memory a collection vacated reads an obviously bad header
+ * and payload, and faults when it follows a "reference" read there (the
+ * word is a non-canonical address on x86-64 and AArch64). */
+#define FH_POISON 0xdeadbeefdeadbeefull
+void heap_poison(uintptr_t lo, uintptr_t hi);
 
 #endif
