@@ -89,7 +89,11 @@ typedef struct fh_options {
                                         blocking) */
   int verify;      /* verify the heap before and after each collection:
                       every object's header and references (a collection
-                      leaves no dead object holding a stale reference) */
+                      leaves no dead object holding a stale reference);
+                      check every fh_write_ref and the thread handle's
+                      owner in the slow paths; fill memory a moving
+                      collection vacated with 0xdeadbeefdeadbeef (README
+                      "Stale pointers under verify=1") */
   int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
   /* Added by faultheap (not in DESIGN.md's first contract): */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
