@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "heap/object.h"
+#include "heap/slot.h"
 #include "spaces/bitmap.h"
 
 #define FWD_WORD 8u
@@ -54,6 +55,7 @@ typedef struct fwd_chunk {
 
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
+  slot_tags tags;      /* how slots hold references (heap/slot.h) */
   size_t capacity;     /* moving space bytes */
   uintptr_t old_top;   /* marked objects lie in [begin, old_top) */
   fh_bitmap mark;      /* object starts, granule 8 */

@@ -108,12 +108,14 @@ static void copy_objects(hspace_ctx *c) {
 
 static void fix_slot(void **slot, void *ctx) {
   hspace_ctx *c = ctx;
-  void *p = *slot;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(c->h->tags, v);
   if (!p || !space_contains(&c->from->space, p)) return;
   uint64_t hd = *obj_header(p);
   /* Only a dead holder (a garbage bump-space object) can refer to an
    * object that was not copied; it is left alone. */
-  if (hdr_is_forwarded(hd)) *slot = hdr_forwardee(hd);
+  if (hdr_is_forwarded(hd))
+    *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)hdr_forwardee(hd));
 }
 
 static void fix_object(void *obj, void *ctx) {

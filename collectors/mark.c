@@ -7,7 +7,7 @@
 #include "spaces/reserve.h"
 
 int marker_init(marker *m, fh_heap *h) {
-  *m = (marker){.h = h};
+  *m = (marker){.h = h, .tags = h->tags};
   if (mark_stack_init(&m->stack) < 0) {
     fh_error_set("marking: cannot map the mark stack");
     return -1;
@@ -49,7 +49,8 @@ static inline int mark_bit(fh_bitmap *b, uintptr_t start) {
   return 0;
 }
 
-static inline void mark_ref(marker *m, void *p) {
+static inline void mark_ref(marker *m, void *v) {
+  void *p = slot_object(m->tags, v);
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
   fh_heap *h = m->h;

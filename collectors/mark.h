@@ -20,6 +20,7 @@
 typedef struct marker marker;
 struct marker {
   fh_heap *h;
+  slot_tags tags;      /* how slots hold references (heap/slot.h) */
   mark_stack stack;
   int overflowed;      /* a push failed: some marked objects are unscanned */
   malloc_space *ms;    /* the main malloc space, or NULL */

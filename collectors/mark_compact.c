@@ -207,8 +207,11 @@ static int move_aside(mc_state *m) {
 }
 
 static void update_slot(void **slot, void *ctx) {
-  void *p = *slot, *q = fwd_ref(ctx, p);
-  if (q != p) *slot = q; /* unchanged slots stay unwritten: image pages stay shared */
+  const fwd_tables *t = ctx;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(t->tags, v), *q = fwd_ref(t, p);
+  /* unchanged slots stay unwritten: image pages stay shared */
+  if (q != p) *slot = (void *)slot_retag(t->tags, v, (uintptr_t)q);
 }
 
 static void update_object(void *obj, void *ctx) {
@@ -250,6 +253,7 @@ int mc_prepare(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
+  t->tags = h->tags;
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
   atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */

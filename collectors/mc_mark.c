@@ -62,6 +62,7 @@ typedef struct mark_pool {
 
 typedef struct marker {
   fh_heap *h;
+  slot_tags tags;             /* how slots hold references (heap/slot.h) */
   fwd_tables *t;
   unsigned index;             /* 0: the collecting thread */
   _Atomic uint64_t *own_mark; /* the start bits this marker sets */
@@ -116,7 +117,8 @@ static inline int claim_would_set(marker *m, uintptr_t start) {
   return 1;
 }
 
-static inline void mark_ref(marker *m, void *p) {
+static inline void mark_ref(marker *m, void *v) {
+  void *p = slot_object(m->tags, v);
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
   fwd_tables *t = m->t;
@@ -439,7 +441,7 @@ static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
 /* Marker k's view of the bitmaps (k of n). */
 static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsigned n,
                          mark_pool *pool) {
-  *m = (marker){.h = h, .t = t, .index = k, .pool = pool};
+  *m = (marker){.h = h, .tags = h->tags, .t = t, .index = k, .pool = pool};
   m->own_mark = k ? t->extra_mark[k - 1].words : t->mark.words;
   m->own_live = k ? &t->extra_live[k - 1] : &t->live;
   for (unsigned j = 0; j < n; j++)

@@ -49,9 +49,10 @@ typedef struct fix_ctx {
   uint64_t pending[PAGE_WORDS / 64]; /* words of out to forward */
 } fix_ctx;
 
-/* Note the slot at new address ns (inside the page) holding a. */
-static inline void fix_queue(fix_ctx *c, uintptr_t ns, uintptr_t a) {
+/* Note the slot at new address ns (inside the page) holding value v. */
+static inline void fix_queue(fix_ctx *c, uintptr_t ns, uintptr_t v) {
   const fwd_tables *t = c->t;
+  uintptr_t a = slot_target(t->tags, v);
   if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return;
   __builtin_prefetch(&t->chunks[(a - FWD_WORD - t->begin) >> FWD_CHUNK_SHIFT]);
   size_t i = (ns - c->page) / FWD_WORD;
@@ -66,14 +67,16 @@ static inline __attribute__((always_inline)) void fix_pending_with(fix_ctx *c, i
   for (size_t k = 0; k < PAGE_WORDS / 64; k++)
     for (uint64_t bits = c->pending[k]; bits; bits &= bits - 1) {
       uint8_t *slot = c->out + (k * 64 + (size_t)__builtin_ctzll(bits)) * FWD_WORD;
-      uintptr_t v;
-      memcpy(&v, slot, sizeof v);
+      uintptr_t raw;
+      memcpy(&raw, slot, sizeof raw);
+      uintptr_t v = raw & ~t->tags.ptr; /* fix_queue noted no immediate */
       size_t w = (v - FWD_WORD - t->begin) / FWD_WORD;
       const fwd_chunk *e = &t->chunks[w >> 6];
       uint64_t below = e->live & (((uint64_t)1 << (w & 63)) - 1);
       size_t n = hw ? (size_t)__builtin_popcountll(below) : fwd_popcount(below);
       v = t->begin + (uintptr_t)(e->dest & FWD_DEST_MASK) + FWD_WORD * n + FWD_WORD;
       if (__builtin_expect((e->dest & FWD_DEST_GROWS) != 0, 0)) v += fwd_grown_below(t, w);
+      v = slot_retag(t->tags, raw, v);
       memcpy(slot, &v, sizeof v);
     }
 }

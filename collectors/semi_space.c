@@ -48,13 +48,14 @@ static void *copy_object(semi_ctx *c, void *obj) {
 
 static void evacuate_slot(void **slot, void *ctx) {
   semi_ctx *c = ctx;
-  void *p = *slot;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(c->h->tags, v);
   if (!p) return;
   /* By the header: an empty object at the top has its payload pointer at
    * from_hi itself. */
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
   if (a - c->from_lo < c->from_hi - c->from_lo) {
-    *slot = copy_object(c, p);
+    *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
   } else if (space_contains(&c->h->non_moving.space, p)) {
     if (!non_moving_space_mark(&c->h->non_moving, p)) {
       if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;

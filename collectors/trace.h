@@ -66,7 +66,7 @@ typedef struct trace_weak {
   size_t nbuckets;
   int indexing;        /* after the strong closure: trace_weak_reached looks up */
   int no_index;        /* no memory for the index: rescan instead */
-  int overflowed;      /* a record could not be kept: ephemeron treated strong */
+  size_t kept_strong;  /* ephemerons traced as strong pairs for lack of memory */
   /* Figures for fh_dump and fhbench. */
   size_t ephemerons, cleared, finalized;
   uint64_t weak_ns; /* time in trace_weak_finish */

@@ -1,11 +1,9 @@
 /* The ephemeron fix-point, finalization and weak record tables: see
  * collectors/trace.h for the protocol and the algorithm. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "collectors/trace.h"
 #include "heap/ephemeron.h"
-#include "heap/error.h"
 #include "heap/object.h"
 
 /* A pending ephemeron, its key (as referrers hold it: the address the
@@ -44,14 +42,15 @@ static int is_live(trace_weak *w, const void *obj) {
 
 /* Key and value as strong slots: for an ephemeron whose key is live
  * (visiting the key then only updates the slot for copying collectors),
- * or, with overflowed set, for one the layer has no room to remember: its
- * value lives one cycle longer than it should, nothing is lost. */
+ * or (visit_strong, counted for fh_dump) for one the layer has no room to
+ * remember: its value lives one cycle longer than it should, nothing is
+ * lost. */
 static void visit_pair(trace_weak *w, ephemeron *e) {
   w->ops->visit(&e->key, w->tracer);
   w->ops->visit(&e->value, w->tracer);
 }
 static void visit_strong(trace_weak *w, ephemeron *e) {
-  w->overflowed = 1;
+  w->kept_strong++;
   visit_pair(w, e);
 }
 
@@ -261,6 +260,7 @@ int trace_weak_finish(trace_weak *w) {
   h->ephemerons_cleared += w->cleared;
   h->objects_finalized += w->finalized;
   h->weak_ns_total += w->weak_ns;
+  h->ephemerons_kept_strong += w->kept_strong;
   if (w->weak_ns > h->weak_ns_max) h->weak_ns_max = w->weak_ns;
   return 0;
 failed:

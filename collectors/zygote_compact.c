@@ -78,10 +78,11 @@ static void *copy_object(zc_ctx *c, void *obj) {
 
 static void visit_slot(void **slot, void *ctx) {
   zc_ctx *c = ctx;
-  void *p = *slot;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(c->h->tags, v);
   /* Slots that need no change are not written: in a second generation they
    * are zygote pages, shared with the children of the first. */
-  if (p && movable(c, p)) *slot = copy_object(c, p);
+  if (p && movable(c, p)) *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
 }
 
 static void scan_object(void *obj, void *ctx) {

@@ -69,9 +69,12 @@ void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value) {
                    (void *)slot, obj);
       return;
     }
-    uintptr_t v = (uintptr_t)value;
-    if (value && v - h->resv_begin < h->resv_size ? !heap_object_plausible(h, value)
-                                                  : value && heap_containing(value) != NULL) {
+    /* The value as a slot holds it: an immediate is no reference, a
+     * tagged pointer refers to the object under its tag. */
+    void *target = slot_object(h->tags, value);
+    uintptr_t v = (uintptr_t)target;
+    if (target && v - h->resv_begin < h->resv_size ? !heap_object_plausible(h, target)
+                                                   : target && heap_containing(target) != NULL) {
       fh_error_set("fh_write_ref: value %p is not an object of this heap%s; nothing was stored",
                    value, v - h->resv_begin < h->resv_size ? "" : " (another heap's object)");
       return;

@@ -144,6 +144,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
     fh_error_prefix("background_collector");
     goto fail_early;
   }
+  h->tags = (slot_tags){h->opt.tag_immediate_mask, h->opt.tag_pointer_mask};
   if (types_init(&h->types) < 0) goto fail_early;
   weak_records_init(&h->finalizers);
   weak_records_init(&h->fin_queue);

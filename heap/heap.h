@@ -9,6 +9,7 @@
 
 #include "faultheap.h"
 #include "heap/identity_hash.h"
+#include "heap/slot.h"
 #include "heap/types.h"
 #include "heap/weak_records.h"
 #include "spaces/bump_space.h"
@@ -84,6 +85,7 @@ struct fh_thread {
 
 struct fh_heap {
   fh_options opt;
+  slot_tags tags; /* opt's tag masks, as every slot decoder takes them */
   fh_type_registry types;
 
   /* One reservation holds every space; the card table covers all of it. */
@@ -176,6 +178,7 @@ struct fh_heap {
   _Atomic uint64_t bytes_allocated;
   uint64_t collections, bytes_freed, bytes_moved, pause_ns_total, pause_ns_max;
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
+  uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
 };
 

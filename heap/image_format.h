@@ -59,6 +59,9 @@ typedef struct image_header {
   uint64_t relocs_offset, relocs_bytes;
   uint64_t roots_offset, nroots;
   uint64_t nobjects, ntypes, nrelocs;
+  /* The saver's fh_options tag masks (what a reference slot may hold);
+   * zero in files written before they existed, which had none. */
+  uint64_t tag_immediate_mask, tag_pointer_mask;
 } image_header;
 
 /* CRC-32C (Castagnoli), as in iSCSI and ext4: crc = image_crc32c(crc, p, n),

@@ -181,6 +181,14 @@ fail:
 int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
   image_parsed *p = &ld->parsed;
   const image_header *hd = &p->hdr;
+  if (hd->tag_immediate_mask != h->tags.imm || hd->tag_pointer_mask != h->tags.ptr) {
+    fh_error_set("image: saved by a heap with tag_immediate_mask=0x%llx, tag_pointer_mask=0x%llx; "
+                 "this heap has 0x%lx, 0x%lx (slots would be read differently)",
+                 (unsigned long long)hd->tag_immediate_mask,
+                 (unsigned long long)hd->tag_pointer_mask, (unsigned long)h->tags.imm,
+                 (unsigned long)h->tags.ptr);
+    return -1;
+  }
   if (register_types(h, p) < 0) return -1;
   size_t mapped = align_up(hd->objects_bytes, FH_PAGE);
   uint64_t delta = (uint64_t)at - hd->preferred_base;

@@ -94,7 +94,7 @@ static const char *type_name_of(fh_heap *h, const void *obj) {
 
 static void push_child(void **slot, void *ctx) {
   saver *s = ctx;
-  void *p = *slot;
+  void *p = slot_object(s->h->tags, *slot); /* NULL for immediates */
   if (!p || s->failed) return;
   uintptr_t a = (uintptr_t)p;
   if (a - s->h->resv_begin >= s->h->resv_size || (a & 7)) {
@@ -171,10 +171,12 @@ static int assign_offsets(saver *s) {
 
 static void rewrite_slot(void **slot, void *ctx) {
   saver *s = ctx;
-  void *p = *slot;
-  if (!p) return;
-  /* The slot is in the copy; its target was numbered in pass 1. */
-  uint64_t v = IMAGE_DEFAULT_BASE + offset_of(s, p) + FH_HEADER_BYTES;
+  uintptr_t raw = (uintptr_t)*slot;
+  void *p = slot_object(s->h->tags, (void *)raw);
+  if (!p) return; /* NULL or an immediate: saved as it is, never relocated */
+  /* The slot is in the copy; its target was numbered in pass 1.  A tag
+   * stays in the low bits, which relocation (a multiple of 2 MiB) keeps. */
+  uint64_t v = slot_retag(s->h->tags, raw, IMAGE_DEFAULT_BASE + offset_of(s, p) + FH_HEADER_BYTES);
   memcpy(slot, &v, 8);
   uint64_t word = ((uintptr_t)slot - (uintptr_t)s->objects) >> 3;
   s->relocs[word >> 3] |= (uint8_t)(1u << (word & 7));
@@ -276,6 +278,8 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
                      rewrite_slot, s);
   }
   hd.nrelocs = s->nrelocs;
+  hd.tag_immediate_mask = s->h->tags.imm;
+  hd.tag_pointer_mask = s->h->tags.ptr;
   write_types(h, ntypes, f + hd.types_offset);
   hd.types_digest = image_crc32c(0, f + hd.types_offset, hd.types_bytes);
   for (size_t i = 0; i < nroots; i++) {

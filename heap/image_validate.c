@@ -11,6 +11,7 @@
 #include "heap/error.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
+#include "heap/slot.h"
 
 #define BAD(...) do { fh_error_set("image: " __VA_ARGS__); return -1; } while (0)
 
@@ -33,6 +34,10 @@ static int check_fields(const uint8_t *file, size_t bytes, image_header *h) {
         sizeof(void *));
   if (h->header_bytes != IMAGE_HEADER_BYTES)
     BAD("header size %u, expected %u", h->header_bytes, IMAGE_HEADER_BYTES);
+  if (h->tag_immediate_mask > 7 || h->tag_pointer_mask > 7 ||
+      (h->tag_immediate_mask & h->tag_pointer_mask))
+    BAD("tag masks 0x%llx (immediate) and 0x%llx (pointer) are not disjoint low bits",
+        (unsigned long long)h->tag_immediate_mask, (unsigned long long)h->tag_pointer_mask);
   if (bytes < IMAGE_HEADER_BYTES || h->file_bytes > bytes)
     BAD("truncated: the file has %zu bytes, its header says %llu", bytes,
         (unsigned long long)h->file_bytes);
@@ -247,10 +252,12 @@ static int reloc_bit(const uint8_t *relocs, uint64_t word) {
 
 static int check_slot(ref_check *c, uint64_t slot) {
   const image_header *h = &c->p->hdr;
-  uint64_t v = rd64(c->obj + slot);
+  slot_tags tags = {h->tag_immediate_mask, h->tag_pointer_mask};
+  uint64_t v = slot_target(tags, rd64(c->obj + slot));
   int bit = reloc_bit(c->relocs, slot >> 3);
   if (!v) {
-    if (bit) BAD("relocation on a null reference at offset %llu", (unsigned long long)slot);
+    if (bit) BAD("relocation on a null reference or an immediate at offset %llu",
+                 (unsigned long long)slot);
     return 0;
   }
   if (!bit) BAD("reference at offset %llu has no relocation", (unsigned long long)slot);

@@ -18,8 +18,9 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
+#define FH_OBJ_ALIGN_MASK 7u /* objects are 8-byte aligned: tags live below */
 
-typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING } opt_kind;
+typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING, OPT_MASK } opt_kind;
 
 typedef struct {
   const char *name;
@@ -45,6 +46,9 @@ static const opt_desc opt_table[] = {
     OPT(tlab_size, OPT_SIZE, 4 * KiB, 1 * MiB),
     OPT(hspace_fragmentation_pct, OPT_UINT, 0, 100000),
     OPT(hspace_min_interval_ms, OPT_UINT, 0, 86400000),
+    /* Low bits of a slot value: below the 8-byte object alignment. */
+    OPT(tag_immediate_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
+    OPT(tag_pointer_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
     OPT(gc_stress, OPT_UINT, 0, 1000000000),
 };
 
@@ -109,7 +113,9 @@ static int parse_number(const char *v, size_t n, int allow_suffix, unsigned long
   if (!isdigit((unsigned char)buf[0])) return -1;
   char *end;
   errno = 0;
-  unsigned long long x = strtoull(buf, &end, 10);
+  /* 0x... for masks; sizes and counts are decimal (a leading 0 is not octal) */
+  int hex = !allow_suffix && buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X');
+  unsigned long long x = strtoull(buf, &end, hex ? 16 : 10);
   if (errno) return -1;
   unsigned shift = 0;
   if (allow_suffix && *end) {
@@ -151,10 +157,12 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
   case OPT_SIZE:
   case OPT_UINT:
   case OPT_BOOL:
+  case OPT_MASK:
     if (parse_number(v, n, d->kind == OPT_SIZE, &x) < 0) {
       fh_error_set("option %s: '%.*s' is not a valid %s", d->name, (int)n, v,
                    d->kind == OPT_SIZE ? "size (digits with optional k/M/G)"
-                   : d->kind == OPT_BOOL ? "boolean (0 or 1)" : "number");
+                   : d->kind == OPT_BOOL ? "boolean (0 or 1)"
+                   : d->kind == OPT_MASK ? "mask (decimal or 0x hex)" : "number");
       return -1;
     }
     if (x < d->min || x > d->max) {
@@ -162,6 +170,7 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
       return -1;
     }
     if (d->kind == OPT_SIZE) *(size_t *)field = (size_t)x;
+    else if (d->kind == OPT_MASK) *(uintptr_t *)field = (uintptr_t)x;
     else if (d->kind == OPT_UINT) *(unsigned *)field = (unsigned)x;
     else *(int *)field = (int)x;
     return 0;
@@ -214,6 +223,7 @@ int options_validate(const fh_options *o) {
     case OPT_SIZE: x = *(const size_t *)field; break;
     case OPT_UINT: x = *(const unsigned *)field; break;
     case OPT_BOOL: x = (unsigned long long)*(const int *)field; break;
+    case OPT_MASK: x = *(const uintptr_t *)field; break;
     default: continue;
     }
     if (x < d->min || x > d->max) {
@@ -227,6 +237,12 @@ int options_validate(const fh_options *o) {
   }
   if ((unsigned)o->background_collector > FH_COLLECTOR_AUTO) {
     fh_error_set("option background_collector: invalid value %d", (int)o->background_collector);
+    return -1;
+  }
+  if (o->tag_immediate_mask & o->tag_pointer_mask) {
+    fh_error_set("options tag_immediate_mask (0x%lx) and tag_pointer_mask (0x%lx) share bits: a "
+                 "bit cannot mark both an immediate and a tagged reference",
+                 (unsigned long)o->tag_immediate_mask, (unsigned long)o->tag_pointer_mask);
     return -1;
   }
   if (o->tlab_size % 4096) {

@@ -93,6 +93,12 @@ void fh_dump(fh_heap *h, FILE *out) {
             (unsigned long long)s.ephemerons_traced, (unsigned long long)s.ephemerons_cleared,
             (unsigned long long)s.objects_finalized, h->finalizers.n, h->fin_queue.n,
             s.weak_ns_total / 1e6, s.weak_ns_max / 1e6);
+  pthread_mutex_lock(&h->stats_lock);
+  uint64_t kept_strong = h->ephemerons_kept_strong;
+  pthread_mutex_unlock(&h->stats_lock);
+  if (kept_strong)
+    fprintf(out, "  weak: %llu ephemerons traced as strong pairs for one cycle, for lack of "
+                 "memory to record them\n", (unsigned long long)kept_strong);
   if (s.uffd_faults)
     fprintf(out, "  uffd faults %llu, slowest %.1f us\n", (unsigned long long)s.uffd_faults,
             s.uffd_fault_ns_max / 1e3);

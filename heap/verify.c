@@ -37,9 +37,9 @@ static void __attribute__((noreturn)) fail(verify_ctx *c, const char *what, cons
 
 static void check_ref(void **slot, void *ctx) {
   verify_ctx *c = ctx;
-  void *p = *slot;
-  uintptr_t a = (uintptr_t)p;
   fh_heap *h = c->h;
+  void *p = slot_object(h->tags, *slot); /* NULL for immediates */
+  uintptr_t a = (uintptr_t)p;
   if (!p || a - h->resv_begin >= h->resv_size) return;
   if (heap_in_bump(h, h->active, p)) {
     if ((a & 7) || !bitmap_test(&c->starts, a - FH_HEADER_BYTES))

@@ -113,6 +113,21 @@ typedef struct fh_options {
   unsigned hspace_min_interval_ms; /* background homogeneous compactions run
                                  at most this often; never delays one that an
                                  allocation needs; default 1000 */
+  /* Tagged values: what a reference slot may hold (object fields, root
+   * slots, slots the root scanner visits).  Objects are 8-byte aligned, so
+   * a reference's low 3 bits are free:
+   *   tag_immediate_mask: a slot value with any of these bits set is not a
+   *     reference (e.g. 0x1: odd words are fixnums); never read or changed;
+   *   tag_pointer_mask: these bits of a reference are the embedder's tag:
+   *     the collector finds the object at value & ~mask and keeps the tag
+   *     when it updates the slot (e.g. 0x6: a 2-bit type tag on pointers).
+   * Both default to 0 (every non-NULL slot value is an object pointer);
+   * at most 0x7 each, disjoint.  Ephemeron keys and values, finalizer
+   * objects, roots of fh_image_save and every API argument are plain
+   * (untagged) object pointers.  A heap image records its masks and loads
+   * only into a heap with the same ones. */
+  uintptr_t tag_immediate_mask;
+  uintptr_t tag_pointer_mask;
   unsigned gc_stress; /* finding rooting bugs: N > 0 runs a collection at
                          every Nth allocation (fh_alloc, fh_alloc_nonmoving)
                          and at every Nth fh_safepoint poll, counted per
