@@ -240,6 +240,9 @@ static void end_phase(mc_state *m) {
   while (s.fault_ns_max > cur &&
          !atomic_compare_exchange_weak(&h->uffd_fault_ns_max, &cur, s.fault_ns_max))
     ;
+  /* Every page is mapped and unregistered now; mutators allocate only
+   * above the last destination page, so its filler is nobody's. */
+  mc_poison_last_page(m);
   mc_end_cycle(m);
   heap_phase_close(h);
 }
@@ -696,6 +699,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   /* userfaultfd cannot be used now: the same pages, built in the pause. */
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
+  mc_poison_last_page(m);
   mc_end_cycle(m);
   return 0;
 }

@@ -111,9 +111,6 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
 }
 
 int fh_collect(fh_thread *t, fh_collect_kind k) {
-  if (!t) {
-    fh_error_set("fh_collect: thread is NULL");
-    return -1;
-  }
+  if (thread_check(t, "fh_collect") < 0) return -1;
   return gc_run(t, k, GC_CAUSE_EXPLICIT, 0);
 }

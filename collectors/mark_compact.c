@@ -323,6 +323,28 @@ void mc_publish_top(mc_state *m) {
    * (semispace's reset) still hold old objects, forwarded headers
    * included, and must still be zeroed by the claims that reach them. */
   if (!m->moved_by_copy || b->dirty_end < top) b->dirty_end = top;
+  /* verify=1: the tail the cycle vacated (above the new top, below the
+   * old) is poisoned, so a stale pointer to an object that lay there reads
+   * FH_POISON instead of zeroes.  Pages there are not registered with
+   * userfaultfd (only the destination pages are), and the world is still
+   * stopped; claims zero it again, as it now lies below dirty_end.  A
+   * stale pointer below the new top lands in the objects slid there:
+   * verify=1's checks on fh_write_ref and at each collection catch it
+   * when it is stored, not when it is read. */
+  uintptr_t old_end = align_up(m->t.old_top, FH_PAGE);
+  if (m->h->opt.verify && old_end > top) {
+    heap_poison(top, old_end);
+    if (b->dirty_end < old_end) b->dirty_end = old_end;
+  }
+}
+
+void mc_poison_last_page(mc_state *m) {
+  uintptr_t lo = m->t.new_top, hi = align_up(lo, FWD_PAGE);
+  if (!m->h->opt.verify || lo >= hi) return;
+  uint64_t hd = *(uint64_t *)lo;
+  /* The builder ends the page with a filler; nothing reads its payload. */
+  if (hdr_type(hd) != FH_FILLER_TYPE || obj_bytes(hd) < hi - lo) return;
+  heap_poison(lo + FH_HEADER_BYTES, hi);
 }
 
 void mc_end_cycle(mc_state *m) {
@@ -453,6 +475,7 @@ static int stw_compact(fh_heap *h, const char *note) {
   if (mc_prepare(m) < 0) return -1;
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
+  mc_poison_last_page(m);
   mc_trace(m, "stw");
   /* Giving from-space back (MADV_DONTNEED: ~0.28 us a page, 36 ms for
    * 512 MiB) and clearing the tables need not stop the world: a thread does

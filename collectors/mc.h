@@ -146,6 +146,10 @@ void mc_build_all(mc_state *m, unsigned threads);
 int mc_space_thp(mc_state *m, int on);
 /* Publish the new top (page-aligned; the last page ends in a filler). */
 void mc_publish_top(mc_state *m);
+/* verify=1, once every destination page is built (in the pause, or at the
+ * end of a concurrent phase): poison the payload of the filler that ends
+ * the last destination page, where objects that died or moved lay. */
+void mc_poison_last_page(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 

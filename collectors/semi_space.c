@@ -138,8 +138,16 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   /* The old from-space is the next to-space: it will receive at most what
    * the active space holds at the next collection (live + the trigger).
    * Keep that much resident so the next copy does not fault every page in
-   * again; give the rest back. */
-  bump_space_reset(c.from, c.copied + h->gc_trigger);
+   * again; give the rest back.  verify=1: every old copy is poisoned and
+   * kept (a discarded page would read as zeroes, which look harmless), so
+   * a stale pointer reads FH_POISON until the next copy reuses the memory
+   * (claims zero it: it lies below dirty_end). */
+  size_t keep = c.copied + h->gc_trigger;
+  if (h->opt.verify) {
+    heap_poison(c.from->space.begin, c.from_hi);
+    if (keep < from_used) keep = from_used;
+  }
+  bump_space_reset(c.from, keep);
   return 0;
 }
 

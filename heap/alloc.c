@@ -1,6 +1,7 @@
 /* Allocation slow paths: argument checks, TLAB refills, large objects, the
  * collection trigger and the out-of-memory answer. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "collectors/collector.h"
@@ -14,8 +15,10 @@
 static size_t large_threshold(const fh_heap *h) { return h->opt.tlab_size / 4; }
 
 static int check_alloc(fh_thread *t, uint32_t type, size_t n, const char *fn) {
-  if (!t) {
-    fh_error_set("%s: thread is NULL", fn);
+  if (thread_check(t, fn) < 0) return -1;
+  if (t->in_blocking) {
+    fh_error_set("%s: the thread is inside fh_enter_blocking, where it must not touch the heap "
+                 "(a collection may be running); call fh_leave_blocking first", fn);
     return -1;
   }
   fh_heap *h = t->heap;
@@ -111,9 +114,31 @@ void *alloc_fail_critical(fh_thread *t, const char *fn, size_t n) {
 }
 
 /* Everything but the mark-sweep budget path (below). */
+void stress_tick(fh_thread *t, _Atomic uint64_t *counter) {
+  fh_heap *h = t->heap;
+  unsigned n = h->opt.gc_stress;
+  /* No collection can run inside a critical section, and a blocked thread
+   * does not act on the heap. */
+  if (!n || t->critical || t->in_blocking) return;
+  if ((atomic_fetch_add_explicit(counter, 1, memory_order_relaxed) + 1) % n) return;
+  /* On a mark_sweep heap the non-moving collector would find only missing
+   * roots whose objects die; homogeneous compaction moves every live
+   * object too.  A stress collection that fails (a compaction refused for
+   * room, say) is not the caller's failure: the allocation goes on with
+   * its error text as it was. */
+  fh_collect_kind kind = h->has_malloc_spaces ? FH_COLLECT_HSPACE_COMPACT : FH_COLLECT_DEFAULT;
+  char saved[512];
+  snprintf(saved, sizeof saved, "%s", fh_last_error());
+  if (gc_run(t, kind, GC_CAUSE_EXPLICIT, 0) < 0 &&
+      (kind == FH_COLLECT_DEFAULT || gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_EXPLICIT, 0) < 0))
+    fprintf(stderr, "faultheap: gc_stress collection failed: %s\n", fh_last_error());
+  fh_error_set("%s", saved);
+}
+
 static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
   fh_heap *h = t->heap;
+  if (h->opt.gc_stress) stress_tick(t, &h->stress_allocs);
   /* collector=mark_sweep: movable objects live in the main malloc space. */
   if (h->has_malloc_spaces) return malloc_heap_alloc(t, type, n);
   size_t bytes = obj_total_bytes(n);
@@ -168,6 +193,7 @@ void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
 void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc_nonmoving") < 0) return NULL;
   fh_heap *h = t->heap;
+  if (h->opt.gc_stress) stress_tick(t, &h->stress_allocs);
   size_t bytes = non_moving_object_bytes(n);
   int critical = t->critical != 0; /* no collection possible: capacity only */
   for (int attempt = 0; attempt < 3; attempt++) {

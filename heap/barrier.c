@@ -47,8 +47,9 @@ void cards_visit_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
  * lie inside its payload, and value must be NULL, an object of this heap,
  * or memory outside every heap (native memory, which collectors ignore). */
 void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value) {
-  if (!t || !slot || !obj) {
-    fh_error_set("fh_write_ref: %s is NULL", !t ? "thread" : !obj ? "object" : "slot");
+  if (thread_check(t, "fh_write_ref") < 0) return;
+  if (!slot || !obj) {
+    fh_error_set("fh_write_ref: %s is NULL", !obj ? "object" : "slot");
     return;
   }
   fh_heap *h = t->heap;

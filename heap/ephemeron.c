@@ -51,10 +51,7 @@ void ephemeron_adopt_image_type(fh_heap *h) {
 
 /* eph as an ephemeron of t's heap, or NULL + error naming fn. */
 static ephemeron *as_ephemeron(fh_thread *t, const void *eph, const char *fn) {
-  if (!t) {
-    fh_error_set("%s: thread is NULL", fn);
-    return NULL;
-  }
+  if (thread_check(t, fn) < 0) return NULL;
   fh_heap *h = thread_heap(t);
   if (heap_check_object(h, eph, fn) < 0) return NULL;
   /* By the type's flag, not eph_type: an image's ephemerons exist before
@@ -77,10 +74,7 @@ static int check_ref(fh_thread *t, const void *p, const char *fn, const char *wh
 }
 
 void *fh_ephemeron_new(fh_thread *t, void *key, void *value) {
-  if (!t) {
-    fh_error_set("fh_ephemeron_new: thread is NULL");
-    return NULL;
-  }
+  if (thread_check(t, "fh_ephemeron_new") < 0) return NULL;
   if (check_ref(t, key, "fh_ephemeron_new", "key") < 0 ||
       check_ref(t, value, "fh_ephemeron_new", "value") < 0)
     return NULL;

@@ -12,6 +12,8 @@ static _Thread_local char last_error[512];
 
 const char *fh_last_error(void) { return last_error; }
 
+void fh_clear_error(void) { last_error[0] = 0; }
+
 void fh_error_set(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -7,10 +7,7 @@
 #include "heap/object_check.h"
 
 int fh_finalizer_attach(fh_thread *t, void *obj, void *data) {
-  if (!t) {
-    fh_error_set("fh_finalizer_attach: thread is NULL");
-    return -1;
-  }
+  if (thread_check(t, "fh_finalizer_attach") < 0) return -1;
   fh_heap *h = thread_heap(t);
   if (heap_check_object(h, obj, "fh_finalizer_attach") < 0) return -1;
   /* Records are read by collectors with the world stopped, which needs no
@@ -22,8 +19,9 @@ int fh_finalizer_attach(fh_thread *t, void *obj, void *data) {
 }
 
 int fh_finalizer_pop(fh_thread *t, void **obj, void **data) {
-  if (!t || !obj || !data) {
-    fh_error_set("fh_finalizer_pop: %s is NULL", !t ? "thread" : !obj ? "obj" : "data");
+  if (thread_check(t, "fh_finalizer_pop") < 0) return 0;
+  if (!obj || !data) {
+    fh_error_set("fh_finalizer_pop: %s is NULL", !obj ? "obj" : "data");
     return 0;
   }
   fh_safepoint(t);

@@ -406,7 +406,7 @@ static void child_heap(fh_heap *h) {
     free(t);
   }
   /* The world stopped for the fork stays stopped for nobody. */
-  if (self) atomic_store(&self->fast.safepoint_requested, 0);
+  if (self) atomic_store(&self->fast.safepoint_requested, thread_poll_rest(h));
   h->stop_requested = 0;
   h->gc_pending = 0;
   h->concurrent_phase = 0;
@@ -459,10 +459,7 @@ static int refuse_other_mutators(fh_heap *h) {
 }
 
 int fh_prefork(fh_thread *t) {
-  if (!t) {
-    fh_error_set("fh_prefork: thread is NULL");
-    return -1;
-  }
+  if (thread_check(t, "fh_prefork") < 0) return -1;
   if (t->critical) {
     /* Refused before waiting for the background compaction, which may
      * itself wait for this section to close. */

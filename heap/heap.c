@@ -202,6 +202,7 @@ void fh_heap_destroy(fh_heap *h) {
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
+  threads_free_tombstones(h);
   weak_records_destroy(&h->finalizers);
   weak_records_destroy(&h->fin_queue);
   weak_records_destroy(&h->hash_vacated);

@@ -73,7 +73,15 @@ struct fh_thread {
    * fork child writes a filler over an absent thread's claim, whatever
    * state it was left in (heap/fork.c). */
   uintptr_t claim_lo, claim_hi;
+  /* THREAD_LIVE while attached; THREAD_DETACHED once fh_thread_detach made
+   * it a tombstone (heap/threads.c: kept on heap->tombstones, reused by a
+   * later attach, so a stale handle is reported rather than freed memory). */
+  unsigned magic;
+  int in_blocking; /* inside fh_enter_blocking (the public call, not internal waits) */
+  fh_thread *tomb_next;
 };
+#define THREAD_LIVE 0x6c697665u
+#define THREAD_DETACHED 0x64656164u
 
 struct fh_heap {
   fh_options opt;
@@ -132,6 +140,10 @@ struct fh_heap {
   pthread_cond_t phase_cv;
   struct cds_list_head threads;
   unsigned nthreads;
+  fh_thread *tombstones; /* detached handles, under gc_lock (heap/threads.c) */
+  /* gc_stress=N: allocations and safepoint polls counted toward the next
+   * stress collection (heap/threads.c: stress_tick). */
+  _Atomic uint64_t stress_allocs, stress_polls;
 
   /* Roots (heap/roots.c). */
   pthread_mutex_t roots_lock;
@@ -194,6 +206,22 @@ void threads_unblock(fh_thread **ts, unsigned n);
  * changing an attachment list. */
 void threads_attachments_lock(void);
 void threads_attachments_unlock(void);
+/* 0, or -1 + fh_last_error() ("fn: ..."): t is NULL, a detached handle,
+ * or (verify=1) used from an OS thread other than the one that attached
+ * it.  Every slow path that takes a thread calls it. */
+int thread_check(fh_thread *t, const char *fn);
+/* Point the inline fh_alloc at the real type-size table, or at the closed
+ * one (every id unused: each allocation takes the slow path) while
+ * gc_stress, verify=1 or a blocking region needs to see allocations. */
+void thread_route_alloc(fh_thread *t);
+/* The value fh__thread_fast.safepoint_requested rests at between stops:
+ * 1 under gc_stress, so every poll reaches fh_safepoint_slow. */
+static inline uint32_t thread_poll_rest(const fh_heap *h) { return h->opt.gc_stress != 0; }
+/* gc_stress: count one event on *counter and run a stress collection on
+ * the Nth (not inside a critical section or a blocking region). */
+void stress_tick(fh_thread *t, _Atomic uint64_t *counter);
+/* Free the tombstones of detached threads (fh_heap_destroy). */
+void threads_free_tombstones(fh_heap *h);
 /* Retire every thread's TLAB (fillers keep the bump space walkable). */
 void threads_retire_tlabs(fh_heap *h);
 void thread_retire_tlab(fh_thread *t);
@@ -284,5 +312,11 @@ int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg);
 /* Check every object header and reference; on a bad one print it and abort
  * (verify=1 is a debugging aid: continuing would spread the damage). */
 void heap_verify(fh_heap *h, const char *when);
+/* verify=1: fill [lo, hi) (8-byte aligned) with FH_POISON, so a stale
+ * pointer into memory a collection vacated reads an obviously bad header
+ * and payload, and faults when it follows a "reference" read there (the
+ * word is a non-canonical address on x86-64 and AArch64). */
+#define FH_POISON 0xdeadbeefdeadbeefull
+void heap_poison(uintptr_t lo, uintptr_t hi);
 
 #endif

@@ -163,8 +163,8 @@ static __attribute__((noinline)) uint64_t first_hash(fh_thread *t, const void *o
 }
 
 uint64_t fh_object_hash(fh_thread *t, const void *obj) {
-  if (__builtin_expect(!t, 0)) {
-    fh_error_set("fh_object_hash: thread is NULL");
+  if (__builtin_expect(!t || t->magic != THREAD_LIVE, 0)) {
+    thread_check(t, "fh_object_hash");
     return 0;
   }
   if (__builtin_expect(!heap_object_plausible(t->heap, obj), 0)) {

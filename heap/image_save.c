@@ -362,8 +362,9 @@ static int write_file(const char *path, const uint8_t *file, size_t bytes) {
 }
 
 int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots) {
-  if (!t || !path || (!roots && nroots)) {
-    fh_error_set("fh_image_save: %s is NULL", !t ? "thread" : !path ? "path" : "roots");
+  if (thread_check(t, "fh_image_save") < 0) return -1;
+  if (!path || (!roots && nroots)) {
+    fh_error_set("fh_image_save: %s is NULL", !path ? "path" : "roots");
     return -1;
   }
   fh_heap *h = t->heap;

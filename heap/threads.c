@@ -15,6 +15,7 @@
  * holds one of those locks anyway, and liburcu-bp registers a thread in its
  * first read-side section with an mmap whose failure it answers with
  * abort(): any thread's first heap call could kill the process (issue 14). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,18 +37,55 @@ static void set_state(fh_thread *t, thread_state s) {
   pthread_mutex_unlock(&h->world_lock);
 }
 
+int thread_check(fh_thread *t, const char *fn) {
+  if (!t) {
+    fh_error_set("%s: thread is NULL", fn);
+    return -1;
+  }
+  if (t->magic != THREAD_LIVE) {
+    fh_error_set("%s: thread handle %p was detached (fh_thread_detach); attach the thread again",
+                 fn, (void *)t);
+    return -1;
+  }
+  if (t->heap->opt.verify && !pthread_equal(t->owner, pthread_self())) {
+    fh_error_set("%s: thread handle %p belongs to another OS thread (verify=1 checks this); "
+                 "every thread attaches its own", fn, (void *)t);
+    return -1;
+  }
+  return 0;
+}
+
+void thread_route_alloc(fh_thread *t) {
+  fh_heap *h = t->heap;
+  const uint32_t *closed = NULL;
+  if (h->opt.gc_stress || h->opt.verify || t->in_blocking || t->magic != THREAD_LIVE)
+    closed = types_closed_sizes();
+  /* Without the closed table (its one malloc failed) allocations still
+   * work, only unchecked: gc_stress then counts slow-path allocations. */
+  t->fast.type_sizes = closed ? closed : h->types.sizes;
+}
+
 void fh_enter_blocking(fh_thread *t) {
-  if (!t) { fh_error_set("fh_enter_blocking: thread is NULL"); return; }
+  if (thread_check(t, "fh_enter_blocking") < 0) return;
+  /* Allocation is refused until fh_leave_blocking: the inline fh_alloc is
+   * routed to the slow path, which sees in_blocking (free on the fast
+   * path: a table pointer, not a test). */
+  t->in_blocking = 1;
+  thread_route_alloc(t);
   set_state(t, THREAD_BLOCKED);
 }
 
 void fh_leave_blocking(fh_thread *t) {
-  if (!t) { fh_error_set("fh_leave_blocking: thread is NULL"); return; }
+  if (thread_check(t, "fh_leave_blocking") < 0) return;
   set_state(t, THREAD_RUNNING);
+  t->in_blocking = 0;
+  thread_route_alloc(t);
 }
 
 void fh_safepoint_slow(fh_thread *t) {
+  if (thread_check(t, "fh_safepoint") < 0) return;
   fh_heap *h = t->heap;
+  if (h->opt.gc_stress) stress_tick(t, &h->stress_polls);
   pthread_mutex_lock(&h->world_lock);
   if (h->stop_requested) {
     t->state = THREAD_PARKED;
@@ -104,14 +142,16 @@ void world_resume(fh_heap *h) {
   h->stop_requested = 0;
   h->gc_pending = 0;
   fh_thread *t;
-  cds_list_for_each_entry(t, &h->threads, link) atomic_store(&t->fast.safepoint_requested, 0);
+  cds_list_for_each_entry(t, &h->threads, link)
+      atomic_store(&t->fast.safepoint_requested, thread_poll_rest(h));
   pthread_cond_broadcast(&h->resume_cv);
   pthread_mutex_unlock(&h->world_lock);
 }
 
 void *fh_critical_begin(fh_thread *t, void *obj) {
-  if (!t || !obj) {
-    fh_error_set("fh_critical_begin: %s is NULL", t ? "object" : "thread");
+  if (thread_check(t, "fh_critical_begin") < 0) return NULL;
+  if (!obj) {
+    fh_error_set("fh_critical_begin: object is NULL");
     return NULL;
   }
   fh_heap *h = t->heap;
@@ -162,8 +202,9 @@ void *fh_critical_begin(fh_thread *t, void *obj) {
 }
 
 void fh_critical_end(fh_thread *t, void *obj) {
-  if (!t || !obj) {
-    fh_error_set("fh_critical_end: %s is NULL", t ? "object" : "thread");
+  if (thread_check(t, "fh_critical_end") < 0) return;
+  if (!obj) {
+    fh_error_set("fh_critical_end: object is NULL");
     return;
   }
   fh_heap *h = t->heap;
@@ -293,18 +334,64 @@ void threads_unblock(fh_thread **ts, unsigned n) {
   for (unsigned i = n; i-- > 0;) set_state(ts[i], THREAD_RUNNING);
 }
 
+/* A thread that exits without fh_thread_detach would stay RUNNING in the
+ * heap's list for ever, and the next collection would wait for it to park:
+ * a key destructor, run by the exiting thread itself, detaches whatever it
+ * left attached and says so (the main thread's exit() runs no destructors,
+ * but then the process ends).  Best effort: without the key (its creation
+ * or pthread_setspecific failed) nothing is detected. */
+static pthread_key_t exit_key;
+static int exit_key_ok;
+
+static void exit_detach(void *unused) {
+  (void)unused;
+  for (;;) {
+    pthread_mutex_lock(&attachments_lock);
+    fh_thread *t = my_attachments;
+    pthread_mutex_unlock(&attachments_lock);
+    if (!t) break;
+    fprintf(stderr, "faultheap: a thread exited without fh_thread_detach(%p); detached it now\n",
+            (void *)t);
+    fh_thread_detach(t);
+  }
+}
+
+static void exit_key_make(void) { exit_key_ok = pthread_key_create(&exit_key, exit_detach) == 0; }
+
+static void exit_key_arm(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, exit_key_make);
+  if (exit_key_ok && !pthread_getspecific(exit_key)) pthread_setspecific(exit_key, &exit_key_ok);
+}
+
 fh_thread *fh_thread_attach(fh_heap *h) {
   if (!h) { fh_error_set("fh_thread_attach: heap is NULL"); return NULL; }
-  fh_thread *t = calloc(1, sizeof *t);
   void ***roots = malloc(ROOTS_INITIAL * sizeof *roots);
-  if (!t || !roots) {
-    free(t), free(roots);
+  /* gc_lock keeps the list still while a collection walks it; a thread
+   * that is not yet attached cannot hold up a collection by waiting here.
+   * It also guards the tombstones, the oldest of which is reused. */
+  pthread_mutex_lock(&h->gc_lock);
+  fh_thread *t = NULL;
+  if (roots) {
+    fh_thread **pp = &h->tombstones;
+    while (*pp && (*pp)->tomb_next) pp = &(*pp)->tomb_next;
+    if ((t = *pp)) {
+      *pp = NULL;
+      memset(t, 0, sizeof *t);
+    } else {
+      t = calloc(1, sizeof *t);
+    }
+  }
+  if (!t) {
+    pthread_mutex_unlock(&h->gc_lock);
+    free(roots);
     fh_error_set("fh_thread_attach: out of memory");
     return NULL;
   }
   t->heap = h;
+  t->magic = THREAD_LIVE;
   t->owner = pthread_self();
-  t->fast.type_sizes = h->types.sizes;
+  thread_route_alloc(t);
   t->fast.heap_lo = h->resv_begin;
   /* verify=1: an empty span sends every fh_write_ref to the slow path,
    * which checks the object, the slot and the value (heap/barrier.c). */
@@ -314,9 +401,7 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->fast.roots_limit = roots + ROOTS_INITIAL;
   t->roots_cap = ROOTS_INITIAL;
   t->state = THREAD_RUNNING;
-  /* gc_lock keeps the list still while a collection walks it; a thread
-   * that is not yet attached cannot hold up a collection by waiting here. */
-  pthread_mutex_lock(&h->gc_lock);
+  atomic_store_explicit(&t->fast.safepoint_requested, thread_poll_rest(h), memory_order_relaxed);
   /* world_lock too (gc_lock -> world_lock, the usual order): readers that
    * walk the list under world_lock alone (hspace_trigger.c: others_running,
    * fork.c: caller_thread) see a fixed list, and the new thread's fields
@@ -330,29 +415,62 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   pthread_mutex_unlock(&h->world_lock);
   pthread_mutex_unlock(&h->gc_lock);
   attachments_add(t);
+  exit_key_arm();
   return t;
 }
 
 void fh_thread_detach(fh_thread *t) {
-  if (!t) { fh_error_set("fh_thread_detach: thread is NULL"); return; }
+  if (thread_check(t, "fh_thread_detach") < 0) return;
   fh_heap *h = t->heap;
   attachments_remove(t);
-  fh_enter_blocking(t); /* a collection may run while we wait for the lock */
+  unsigned open = 0;
+  if (t->critical) {
+    /* Sections left open would hold every collector off for ever. */
+    pthread_mutex_lock(&h->world_lock);
+    open = t->critical;
+    h->critical -= open;
+    t->critical = 0;
+    if (h->critical == 0) pthread_cond_broadcast(&h->critical_cv);
+    pthread_mutex_unlock(&h->world_lock);
+  }
+  set_state(t, THREAD_BLOCKED); /* a collection may run while we wait for the lock */
   pthread_mutex_lock(&h->gc_lock);
   pthread_mutex_lock(&h->world_lock); /* readers hold one of the two locks */
   cds_list_del(&t->link);
   h->nthreads--;
   pthread_mutex_unlock(&h->world_lock);
   malloc_heap_thread_detach(t);
-  pthread_mutex_unlock(&h->gc_lock);
-  /* Off the list under both locks: nobody can still be looking at it. */
+  /* Off the list under both locks: nobody can still be looking at it.  The
+   * handle stays as a tombstone whose fast fields send every inline call
+   * to a slow path, where thread_check reports it. */
   free(t->fast.roots_base);
-  free(t);
+  t->fast.roots_base = t->fast.roots_top = t->fast.roots_limit = NULL;
+  t->fast.tlab_cursor = t->fast.tlab_limit = 0;
+  t->fast.heap_span = 0;
+  atomic_store(&t->fast.safepoint_requested, 1);
+  atomic_store(&t->fast.eph_type, FH__NO_EPHEMERONS);
+  t->magic = THREAD_DETACHED;
+  thread_route_alloc(t);
+  t->tomb_next = h->tombstones;
+  h->tombstones = t;
+  pthread_mutex_unlock(&h->gc_lock);
+  if (open)
+    fh_error_set("fh_thread_detach: the thread still held %u critical sections; they were closed",
+                 open);
+}
+
+void threads_free_tombstones(fh_heap *h) {
+  while (h->tombstones) {
+    fh_thread *t = h->tombstones;
+    h->tombstones = t->tomb_next;
+    free(t);
+  }
 }
 
 void fh_push_root_slow(fh_thread *t, void **slot) {
-  if (!t || !slot) {
-    fh_error_set("fh_push_root: %s is NULL", t ? "slot" : "thread");
+  if (thread_check(t, "fh_push_root") < 0) return;
+  if (!slot) {
+    fh_error_set("fh_push_root: slot is NULL");
     return;
   }
   size_t n = (size_t)(t->fast.roots_top - t->fast.roots_base);
@@ -413,7 +531,7 @@ void fh_root_reset_slow(fh_thread *t, size_t mark) {
 }
 
 void fh_pop_roots_slow(fh_thread *t, size_t n) {
-  if (!t) { fh_error_set("fh_pop_roots: thread is NULL"); return; }
+  if (thread_check(t, "fh_pop_roots") < 0) return;
   size_t have = (size_t)(t->fast.roots_top - t->fast.roots_base);
   fh_error_set("fh_pop_roots: popping %zu roots but only %zu are pushed", n, have);
   t->fast.roots_top = t->fast.roots_base;

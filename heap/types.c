@@ -39,6 +39,20 @@ int types_init(fh_type_registry *r) {
   return 0;
 }
 
+static uint32_t *closed_sizes;
+static void closed_sizes_make(void) {
+  uint32_t *t = malloc(FH__MAX_TYPES * sizeof *t);
+  if (!t) return;
+  for (uint32_t i = 0; i < FH__MAX_TYPES; i++) t[i] = FH__NO_TYPE;
+  closed_sizes = t; /* never freed: threads of any heap may point at it */
+}
+
+const uint32_t *types_closed_sizes(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, closed_sizes_make);
+  return closed_sizes;
+}
+
 void types_destroy(fh_type_registry *r) {
   if (r->info) {
     for (uint32_t i = 1; i < atomic_load(&r->next_id); i++) {

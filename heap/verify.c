@@ -95,6 +95,10 @@ static void check_space_header(void *obj, void *ctx) {
   check_header(w->c, obj, w->space->end);
 }
 
+void heap_poison(uintptr_t lo, uintptr_t hi) {
+  for (uint64_t *w = (uint64_t *)lo; (uintptr_t)w < hi; w++) *w = FH_POISON;
+}
+
 void heap_verify(fh_heap *h, const char *when) {
   verify_ctx c = {.h = h, .when = when};
   bump_space *b = &h->bump[h->active];

@@ -30,14 +30,33 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------ */
 /* Thread-local text of the last failure on this thread, "" if none.
  *
- * Bad input (README "Failure guarantees: bad input").  Handles (fh_heap *,
- * fh_thread *) are checked for NULL only: a freed or made-up handle cannot
- * be told apart cheaply.  Object arguments are checked against the used
+ * Bad input (README "Failure guarantees: bad input").  A heap handle is
+ * checked for NULL only; a thread handle for NULL and, in every slow path,
+ * for having been detached (below).  A made-up handle cannot be told apart
+ * cheaply.  Object arguments are checked against the used
  * part of the heap's spaces and the header found there (a few compares);
  * a stale pointer that still lands on an object-like header inside a space
  * is caught only by verify=1.  Slots (roots, fh_write_ref's slot without
  * verify=1) are the caller's memory: NULL is refused, nothing more. */
 FH_API const char *fh_last_error(void);
+/* fh_last_error() works as errno does: a failing call sets it, a call that
+ * succeeds leaves it alone (the inline fast paths cannot afford a store).
+ * To learn whether a call that returns nothing failed (fh_write_ref,
+ * fh_push_root, fh_pop_roots, fh_critical_end, fh_thread_detach, the
+ * blocking calls, fh_root_add/remove, fh_free, fh_ephemeron_set_value),
+ * clear the text first and test it after: fh_clear_error(); call;
+ * if (*fh_last_error()) ...  Calls with a result say it by that result.
+ *
+ * Misuse that is reported (README "Failure guarantees: misuse"): a thread
+ * that exits without fh_thread_detach is detached at its exit, with a line
+ * on stderr; a detached handle passed again to any call (until a later
+ * fh_thread_attach of the same heap reuses its memory); fh_alloc inside
+ * fh_enter_blocking (NULL); with verify=1, a handle used from an OS thread
+ * other than the one that attached it (in the calls that take a slow path
+ * under verify=1: allocation, fh_write_ref, the ephemeron accessors,
+ * fh_collect, the blocking and critical-section calls) and fh_write_ref
+ * with a slot outside its object. */
+FH_API void fh_clear_error(void);
 
 /* ---- options ----------------------------------------------------------- */
 typedef enum {
@@ -70,7 +89,11 @@ typedef struct fh_options {
                                         blocking) */
   int verify;      /* verify the heap before and after each collection:
                       every object's header and references (a collection
-                      leaves no dead object holding a stale reference) */
+                      leaves no dead object holding a stale reference);
+                      check every fh_write_ref and the thread handle's
+                      owner in the slow paths; fill memory a moving
+                      collection vacated with 0xdeadbeefdeadbeef (README
+                      "Stale pointers under verify=1") */
   int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
   /* Added by faultheap (not in DESIGN.md's first contract): */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
@@ -105,6 +128,14 @@ typedef struct fh_options {
    * only into a heap with the same ones. */
   uintptr_t tag_immediate_mask;
   uintptr_t tag_pointer_mask;
+  unsigned gc_stress; /* finding rooting bugs: N > 0 runs a collection at
+                         every Nth allocation (fh_alloc, fh_alloc_nonmoving)
+                         and at every Nth fh_safepoint poll, counted per
+                         heap, and makes every such call take its slow path;
+                         a mark_sweep heap then runs a homogeneous compaction,
+                         which moves every object.  Not inside a critical
+                         section.  Default 0: off, costing the fast paths
+                         nothing */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
