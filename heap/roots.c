@@ -47,9 +47,20 @@ void fh_root_remove(fh_heap *h, void **slot) {
 void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user) {
   if (!h) { fh_error_set("fh_set_root_scanner: heap is NULL"); return; }
   pthread_mutex_lock(&h->roots_lock);
-  h->scanner = scan;
-  h->scanner_user = user;
+  /* Two subsystems each setting "the" scanner would otherwise lose one's
+   * roots without a word: the second is refused. */
+  fh_root_scanner old = h->scanner;
+  void *old_user = h->scanner_user;
+  int taken = scan && old && (old != scan || old_user != user);
+  if (!taken) {
+    h->scanner = scan;
+    h->scanner_user = user;
+  }
   pthread_mutex_unlock(&h->roots_lock);
+  if (taken)
+    fh_error_set("fh_set_root_scanner: a root scanner (%p, user %p) is already set; remove it "
+                 "with fh_set_root_scanner(h, NULL, NULL) first", (void *)(uintptr_t)old,
+                 old_user);
 }
 
 void roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx) {

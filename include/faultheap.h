@@ -266,6 +266,16 @@ static inline void fh_root_reset(fh_thread *t, size_t mark);
  * before. */
 #define FH_PUSH_ROOTS(t, ...)                                                  \
   fh__push_roots8((t), FH__NARGS(__VA_ARGS__), FH__PAD8(__VA_ARGS__))
+/* The embedder's root scanner: calls visit(slot, visit_ctx) for every root
+ * slot it owns (slots follow the same rules as object fields, tagged
+ * values included).  It runs on the collecting thread with the world
+ * stopped, one or more times per collection (marking, then again in the
+ * update passes of collectors that move objects), and must visit the same
+ * slots each time within one collection.  It must not allocate, take locks
+ * that a mutator may hold at a safepoint, or call the heap.  One scanner per
+ * heap: setting a second one while another is set is refused (the first
+ * stays, fh_last_error() names it); set NULL to remove it, then set the
+ * new one.  Setting the same scanner and user again does nothing. */
 typedef void (*fh_root_scanner)(fh_visit_fn visit, void *visit_ctx, void *user);
 FH_API void fh_set_root_scanner(fh_heap *h, fh_root_scanner scan, void *user);
 

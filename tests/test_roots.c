@@ -71,6 +71,16 @@ static void test_scanner(void **state) {
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   assert_true(scanner_calls >= 2);
   for (int i = 0; i < 3; i++) assert_int_equal(scanned[i]->value, 100 + (uint64_t)i);
+  /* A second scanner does not silently replace the first. */
+  static int other_user;
+  fh_clear_error();
+  fh_set_root_scanner(h, scan, &scanned); /* the same again: nothing happens */
+  assert_string_equal(fh_last_error(), "");
+  fh_set_root_scanner(h, scan, &other_user);
+  assert_non_null(strstr(fh_last_error(), "already set"));
+  int before = scanner_calls;
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* the first still runs */
+  assert_true(scanner_calls > before);
   fh_set_root_scanner(h, NULL, NULL);
 }
 
