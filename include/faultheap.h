@@ -1,7 +1,8 @@
 /* faultheap: an embeddable compacting garbage-collected heap for language
  * runtimes.  This is the only header an embedder includes.
  *
- * The contract (names and meanings) is fixed by DESIGN.md section 3.  The
+ * Every declaration below carries its contract in its comment; the README
+ * and docs/embedding.md (the embedder's guide) explain how to use them.  The
  * hot operations (allocation, the write barrier, the safepoint poll, root
  * push/pop) have their fast halves inline here, over a small public prefix of
  * fh_thread; everything else is out of line in libfaultheap. */
@@ -95,7 +96,7 @@ typedef struct fh_options {
                       collection vacated with 0xdeadbeefdeadbeef (README
                       "Stale pointers under verify=1") */
   int uffd_sigbus; /* concurrent compaction fault mode: 1 SIGBUS, 0 thread */
-  /* Added by faultheap (not in DESIGN.md's first contract): */
+  /* Collection pacing and memory: */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
                                  collection exceed live * (pct - 100) / 100;
                                  default 300 (the heap may triple) */
