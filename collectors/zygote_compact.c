@@ -180,8 +180,9 @@ int zygote_compact(fh_heap *h) {
   if (fresh_begin + MIN_NON_MOVING > range_end || fresh_begin < region) {
     fh_error_set("zygote compaction: the non-moving reservation cannot hold the copy: %zu bytes "
                  "of movable objects after the %zu bytes the non-moving space has used, in a "
-                 "%zu-byte range that must keep %zu bytes for a new non-moving space (raise "
-                 "non_moving_max)", bound, (size_t)(region - nm->space.begin),
+                 "%zu-byte range that must keep %zu bytes for a new non-moving space (the range "
+                 "holds non_moving_max plus heap_max: earlier zygote generations and the "
+                 "non-moving objects took the rest)", bound, (size_t)(region - nm->space.begin),
                  (size_t)(range_end - nm->space.begin), MIN_NON_MOVING);
     return -1;
   }

@@ -71,8 +71,13 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   /* The jemalloc-backed spaces get the range their arena needs to hold
    * their limit (spaces/arena.h: jemalloc's metadata and size classes live
    * in the range too); their limits stay non_moving_max and heap_max. */
-  size_t nm = arena_range_bytes(h->opt.non_moving_max);
   size_t bump = align_up(h->opt.heap_max, FH_PMD);
+  /* The non-moving range also holds the zygote space fh_prefork makes at
+   * its start, from what was live: room for heap_max more (address space
+   * only; pages are touched as the copy fills them), so that fh_prefork
+   * succeeds whenever the live data fits under heap_max, whatever
+   * non_moving_max is. */
+  size_t nm = arena_range_bytes(h->opt.non_moving_max) + bump;
   /* collector=mark_sweep adds the main and backup malloc spaces after the
    * bump spaces, each with its own guard. */
   size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(h->opt.heap_max) : 0;

@@ -367,8 +367,11 @@ FH_API void fh_set_background(fh_heap *h, int background);
  * spaces are emptied, free memory is returned, and the heap's own threads
  * are stopped and joined.  The caller must be the only attached thread
  * (else -1 + fh_last_error(), nothing done).  Calling it again later adds a
- * generation to the zygote space.  -1 + error when the non-moving
- * reservation (non_moving_max) cannot hold the copy; the heap is unchanged.
+ * generation to the zygote space.  Room for the zygote is reserved beside
+ * the non-moving space (heap_max more), so the first generation fits
+ * whenever the live data fits under heap_max, whatever non_moving_max is;
+ * -1 + error when a later generation finds that room used up (the heap is
+ * unchanged).
  * Then fork(), and call fh_postfork_parent in the parent and
  * fh_postfork_child in the child.  A plain fork() without these calls is
  * safe too, from any thread while others allocate (pthread_atfork

@@ -183,7 +183,9 @@ static void test_refused_with_second_thread(void **s) {
   fh_heap_destroy(h);
 }
 
-static void test_no_room_leaves_heap_unchanged(void **s) {
+/* The zygote holds what was live, whatever non_moving_max is: 8 MiB of
+ * live movable data with a 4 MiB non-moving space. */
+static void test_zygote_holds_more_than_non_moving_max(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
     test_types ty;
@@ -191,21 +193,56 @@ static void test_no_room_leaves_heap_unchanged(void **s) {
     fh_heap *h = test_heap_attached(collectors[c], "heap_max=64M,non_moving_max=4M,verify=1", &ty, &t);
     graph g;
     build(t, &ty, &g, 3000);
-    /* 8 MiB of live movable bytes: more than the 4 MiB reservation holds. */
-    void *big = fh_alloc(t, ty.bytes, 8u << 20);
-    assert_non_null(big);
+    void *big = NULL;
     fh_push_root(t, &big);
+    big = fh_alloc(t, ty.bytes, 8u << 20);
+    assert_non_null(big);
     memset(big, 0x5a, 8u << 20);
+    assert_int_equal(fh_prefork(t), 0);
+    fh_postfork_parent(h);
+    assert_true(zygote_space_present(&h->zygote));
+    assert_true(space_contains(&h->zygote.space, big));
+    check_graph(&g);
+    assert_int_equal(((unsigned char *)big)[12345], 0x5a);
+    assert_non_null(fh_alloc_nonmoving(t, ty.node, sizeof(tnode)));
+    fh_pop_roots(t, 2);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
+/* A second generation that does not fit in what the first left of the
+ * range is refused, and the heap is as it was. */
+static void test_no_room_leaves_heap_unchanged(void **s) {
+  (void)s;
+  for (size_t c = 0; c < NCOLLECTORS; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=16M,non_moving_max=4M,verify=1", &ty, &t);
+    void *first = NULL, *big = NULL;
+    fh_push_root(t, &first);
+    fh_push_root(t, &big);
+    first = fh_alloc(t, ty.bytes, 10u << 20);
+    assert_non_null(first);
+    assert_int_equal(fh_prefork(t), 0); /* 10 MiB frozen */
+    fh_postfork_parent(h);
+    graph g;
+    build(t, &ty, &g, 3000);
+    /* 10 MiB more live movable data: the range has heap_max (16 MiB) plus
+     * the non-moving space's own, and the first generation took 10. */
+    big = fh_alloc(t, ty.bytes, 10u << 20);
+    assert_non_null(big);
+    memset(big, 0x5a, 10u << 20);
     assert_int_equal(fh_prefork(t), -1);
     assert_non_null(strstr(fh_last_error(), "cannot hold the copy"));
-    assert_false(zygote_space_present(&h->zygote));
     check_graph(&g);
+    assert_false(space_contains(&h->zygote.space, big));
     assert_int_equal(((unsigned char *)big)[12345], 0x5a);
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
     check_graph(&g);
     assert_non_null(fh_alloc_nonmoving(t, ty.node, sizeof(tnode)));
-    fh_pop_roots(t, 2);
+    fh_pop_roots(t, 3);
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
@@ -333,6 +370,7 @@ int main(void) {
       cmocka_unit_test(test_collections_do_not_write_zygote),
       cmocka_unit_test(test_far_slots_of_large_zygote_array),
       cmocka_unit_test(test_refused_with_second_thread),
+      cmocka_unit_test(test_zygote_holds_more_than_non_moving_max),
       cmocka_unit_test(test_no_room_leaves_heap_unchanged),
       cmocka_unit_test(test_second_generation_extends),
       cmocka_unit_test(test_prefork_with_image),
