@@ -2,6 +2,7 @@
 #include "collectors/collector.h"
 #include "heap/error.h"
 #include "heap/finalizer.h"
+#include "heap/gc_events.h"
 #include "heap/options.h"
 
 const fh_collector_ops *collector_for(fh_collector c) {
@@ -87,6 +88,10 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   /* The previous collection's concurrent phase (compaction) ends first. */
   mc_help_phase(h); /* build pages alongside the worker rather than sleep */
   fh_gc_wait(h);
+  gc_watch watch;
+  pthread_mutex_lock(&h->stats_lock); /* the counters the events report */
+  gc_events_start(h, &watch, ops->name, cause);
+  pthread_mutex_unlock(&h->stats_lock);
   if (ops->prepare) ops->prepare(h);
   uint64_t t0 = heap_now_ns();
   if (world_stop(h, self) < 0) {
@@ -104,8 +109,12 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
   gc_account_pause(h, t0);
+  pthread_mutex_lock(&h->stats_lock);
+  gc_events_collected(h, &watch, heap_now_ns() - t0);
+  pthread_mutex_unlock(&h->stats_lock);
   world_resume(h);
   gc_lock_release(self);
+  gc_events_end(h, &watch);
   finalizer_notify_if_filled(h);
   return rc;
 }

@@ -161,7 +161,9 @@ struct fh_heap {
   weak_records fin_queue;  /* found unreachable, strong until popped */
   weak_records hash_vacated; /* heap/identity_hash.c: (moved object, reserved key) */
   idhash_state idhash;       /* the index of hash_vacated's keys */
-  pthread_mutex_t fin_notify_lock;
+  pthread_mutex_t fin_notify_lock; /* also guards the gc callback */
+  void (*gc_callback)(fh_heap *h, const fh_gc_event *e, void *user);
+  void *gc_callback_user;
   void (*fin_notify)(fh_heap *h, void *user);
   void *fin_notify_user;
   int fin_queue_filled; /* a collection made the queue non-empty: notify */

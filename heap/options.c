@@ -49,6 +49,7 @@ static const opt_desc opt_table[] = {
     /* Low bits of a slot value: below the 8-byte object alignment. */
     OPT(tag_immediate_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
     OPT(tag_pointer_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
+    OPT(trace, OPT_BOOL, 0, 1),
     OPT(gc_stress, OPT_UINT, 0, 1000000000),
 };
 

@@ -129,6 +129,8 @@ typedef struct fh_options {
    * only into a heap with the same ones. */
   uintptr_t tag_immediate_mask;
   uintptr_t tag_pointer_mask;
+  int trace; /* 1: one line per collection on stderr (as Go's
+                GODEBUG=gctrace=1): the fields of fh_gc_event */
   unsigned gc_stress; /* finding rooting bugs: N > 0 runs a collection at
                          every Nth allocation (fh_alloc, fh_alloc_nonmoving)
                          and at every Nth fh_safepoint poll, counted per
@@ -358,6 +360,30 @@ typedef enum {
 FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
 FH_API void fh_gc_wait(fh_heap *h);
 FH_API void fh_set_background(fh_heap *h, int background);
+
+/* Watching collections.  A start event comes before a collection stops the
+ * world, an end event after it has resumed it (for a concurrent kind, after
+ * its pause: the compaction goes on).  Both come on the collecting thread,
+ * outside the heap's locks; the callback must not allocate, collect or
+ * block for long.  One callback per heap: set NULL to remove it (setting
+ * another while one is set is refused with an error). */
+typedef struct fh_gc_event {
+  int end;               /* 0: start, 1: end */
+  uint64_t number;       /* this collection's number, from 1 */
+  const char *collector; /* "semispace", "mark_compact", ... */
+  const char *cause;     /* "explicit", "allocation", "allocation failure", "background" */
+  int young;             /* 0: a full collection (every collection, for now) */
+  /* End events only (0 in a start event, but for live_before): */
+  uint64_t pause_ns;
+  size_t live_before;    /* bytes in use when it started */
+  size_t live_after;     /* bytes live after it */
+  size_t heap_target;    /* in use when the next collection triggers */
+  uint64_t moved;        /* bytes it copied or slid */
+  uint64_t uffd_faults;  /* mutator faults during its concurrent phase so far */
+  uint64_t weak_ns;      /* of the pause, on ephemerons and finalization */
+} fh_gc_event;
+FH_API void fh_set_gc_callback(fh_heap *h, void (*fn)(fh_heap *h, const fh_gc_event *e, void *user),
+                               void *user);
 
 /* ---- fork ---------------------------------------------------------------- */
 /* Before forking children that should share the heap copy-on-write (a

@@ -1,0 +1,21 @@
+/* Watching collections: the trace=1 line and fh_set_gc_callback's events
+ * (heap/gc_events.c).  The driver brackets each collection with them. */
+#ifndef FH_GC_EVENTS_H_
+#define FH_GC_EVENTS_H_
+
+#include "heap/heap.h"
+
+typedef struct gc_watch {
+  fh_gc_event e;      /* filled as the collection goes */
+  uint64_t moved0, faults0, weak0;
+} gc_watch;
+
+/* Before the world stops (GC lock held): the start event. */
+void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause cause);
+/* With the world still stopped, after the collection: its figures. */
+void gc_events_collected(fh_heap *h, gc_watch *w, uint64_t pause_ns);
+/* After the world resumed and the GC lock is released: the end event and
+ * the trace line. */
+void gc_events_end(fh_heap *h, gc_watch *w);
+
+#endif
