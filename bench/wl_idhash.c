@@ -41,16 +41,8 @@ int wl_idhash(int argc, char **argv) {
   static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact",
                                             "mark_sweep"};
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
-    char spec[128];
-    snprintf(spec, sizeof spec, "heap_max=64M,collector=%s", collectors[c]);
-    fh_options o;
-    fh_options_init(&o);
-    if (fh_options_parse(&o, spec) < 0) return 1;
-    fh_heap *h = fh_heap_create(&o);
-    if (!h) {
-      fprintf(stderr, "%s\n", fh_last_error());
-      return 1;
-    }
+    fh_heap *h = wk_heap_create("idhash", collectors[c], (size_t)64 << 20); /* FH_OPTIONS too */
+    if (!h) return 1;
     uint32_t ty = fh_register_type(h, &(fh_type){.name = "obj", .size = 24});
     uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
     fh_thread *t = fh_thread_attach(h);
