@@ -99,12 +99,22 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     return -1;
   }
   threads_retire_tlabs(h);
+  /* Pins (fh_pin, conservative stack words) are fixed before anything is
+   * traced; without the set, nothing may move. */
+  if (pins_gather(h, self) < 0) {
+    pins_release(h);
+    world_resume(h);
+    gc_lock_release(self);
+    return -1;
+  }
   /* Verification runs outside stats_lock: on failure it dumps the heap,
    * and the dump reads the statistics. */
   if (h->opt.verify) heap_verify(h, "before collection");
   pthread_mutex_lock(&h->stats_lock);
   int rc = ops->collect(h, self, cause);
+  pins_account(h);
   pthread_mutex_unlock(&h->stats_lock);
+  pins_release(h);
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");

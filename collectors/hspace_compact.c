@@ -209,13 +209,20 @@ static int fail(hspace_ctx *c, const char *why_prefix) {
 }
 
 static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self;
   if (!h->has_malloc_spaces) {
     fh_error_set("homogeneous space compaction needs collector=mark_sweep");
     return -1;
   }
   if (check_interval(h, cause) < 0) return -1;
   hspace_ctx c = {.h = h, .from = heap_main_malloc(h), .to = heap_backup_malloc(h)};
+  /* Pinned objects of the main space cannot move, and the space is reset
+   * as a whole once its objects are copied: with any pinned, this
+   * collection is a mark-sweep instead (nothing moves, garbage goes), and
+   * the next compaction tries again. */
+  if (pin_set_any_in(&h->pins, c.from->space.begin, c.from->space.end)) {
+    h->hspace_pinned_skips++;
+    return mark_sweep_collector.collect(h, self, cause);
+  }
   if (atomic_load(&c.to->used) != 0) {
     fh_error_set("homogeneous compaction: the backup malloc space is not empty");
     return -1;

@@ -58,6 +58,7 @@ void hspace_dump(fh_heap *h, FILE *out) {
   pthread_mutex_lock(&h->stats_lock);
   uint64_t last = h->hspace_last_ns;
   size_t failed_live = h->hspace_failed_live;
+  uint64_t pinned_skips = h->hspace_pinned_skips;
   char why[sizeof h->hspace_failed_why];
   memcpy(why, h->hspace_failed_why, sizeof why);
   pthread_mutex_unlock(&h->stats_lock);
@@ -69,6 +70,9 @@ void hspace_dump(fh_heap *h, FILE *out) {
     fprintf(out, "none yet");
   if (failed_live)
     fprintf(out, "; the last attempt failed (not retried at %zu live bytes): %s", failed_live, why);
+  if (pinned_skips)
+    fprintf(out, "; %llu ran as mark-sweeps (pinned objects in the main space)",
+            (unsigned long long)pinned_skips);
   fputc('\n', out);
 }
 

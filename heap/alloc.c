@@ -80,6 +80,7 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
     uintptr_t p = bump_space_claim(b, bytes, bump_limit(h));
     if (p) {
       claim_record(t, p, bytes);
+      bump_space_note_start(b, p);
       bump_space_zero_claim(b, p, bytes);
       *(uint64_t *)p = fh__make_header(type, n);
       claim_done(t);
@@ -96,6 +97,7 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
     if (!p) return 0;
   }
   claim_record(t, p, want);
+  bump_space_note_start(b, p);
   bump_space_zero_claim(b, p, want);
   *(uint64_t *)p = fh__make_header(type, n);
   t->fast.tlab_cursor = p + bytes;

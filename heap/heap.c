@@ -107,6 +107,11 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
                             h->opt.non_moving_max) < 0) return -1;
   bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
   bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
+  if (h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE &&
+      (bump_space_track_starts(&h->bump[0]) < 0 || bump_space_track_starts(&h->bump[1]) < 0)) {
+    fh_error_set("stack_roots=conservative: cannot map the bump spaces' object-start bitmaps");
+    return -1;
+  }
   if (ms) {
     uintptr_t ms_main = p, ms_backup = p + ms + GUARD;
     if (reserve_commit(ms_main, ms) < 0 || reserve_commit(ms_backup, ms) < 0) {
@@ -204,6 +209,8 @@ void fh_heap_destroy(fh_heap *h) {
   malloc_heap_destroy(h);
   native_destroy(h);
   cards_destroy(h);
+  for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
+  pins_destroy(h);
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);

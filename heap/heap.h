@@ -9,6 +9,7 @@
 
 #include "faultheap.h"
 #include "heap/identity_hash.h"
+#include "heap/pins.h"
 #include "heap/slot.h"
 #include "heap/types.h"
 #include "heap/weak_records.h"
@@ -78,6 +79,11 @@ struct fh_thread {
    * later attach, so a stale handle is reported rather than freed memory). */
   unsigned magic;
   int in_blocking; /* inside fh_enter_blocking (the public call, not internal waits) */
+  /* fh_pin records (heap/pins.h): repeats count. */
+  void **pins;
+  size_t npins, pins_cap;
+  /* stack_roots=conservative: the stack and its saved top (heap/conservative.h). */
+  struct cons_stack *cons;
   fh_thread *tomb_next;
 };
 #define THREAD_LIVE 0x6c697665u
@@ -113,6 +119,7 @@ struct fh_heap {
   uint64_t hspace_last_ns;   /* end of the last compaction, 0: never */
   size_t hspace_failed_live; /* live bytes when the last one failed; 0: none */
   char hspace_failed_why[256];
+  uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   pthread_t hspace_bg_thread;
   int hspace_bg_started;
@@ -151,6 +158,7 @@ struct fh_heap {
   size_t nglobal_roots, global_roots_cap;
   fh_root_scanner scanner;
   void *scanner_user;
+  pin_set pins; /* this collection's pinned objects (heap/pins.h) */
 
   /* Weakly held objects (heap/weak_records.h; collectors/trace.h decides
    * their fate).  The ephemeron type is built in, registered by the first

@@ -20,7 +20,7 @@
 #define GiB ((size_t)1 << 30)
 #define FH_OBJ_ALIGN_MASK 7u /* objects are 8-byte aligned: tags live below */
 
-typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING, OPT_MASK } opt_kind;
+typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING, OPT_MASK, OPT_STACK_ROOTS } opt_kind;
 
 typedef struct {
   const char *name;
@@ -51,6 +51,7 @@ static const opt_desc opt_table[] = {
     OPT(tag_pointer_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
     OPT(trace, OPT_BOOL, 0, 1),
     OPT(gc_stress, OPT_UINT, 0, 1000000000),
+    OPT(stack_roots, OPT_STACK_ROOTS, 0, 0),
 };
 
 static const char *const collector_names[] = {
@@ -61,6 +62,15 @@ static const char *const collector_names[] = {
     [FH_HSPACE_COMPACT] = "hspace_compact",
     [FH_COLLECTOR_AUTO] = "auto",
 };
+
+static const char *const stack_roots_names[] = {
+    [FH_STACK_ROOTS_PRECISE] = "precise",
+    [FH_STACK_ROOTS_CONSERVATIVE] = "conservative",
+};
+
+const char *options_stack_roots_name(fh_stack_roots r) {
+  return (unsigned)r <= FH_STACK_ROOTS_CONSERVATIVE ? stack_roots_names[r] : "?";
+}
 
 const char *options_collector_name(fh_collector c) {
   return (unsigned)c <= FH_COLLECTOR_AUTO ? collector_names[c] : "?";
@@ -148,6 +158,15 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
     fh_error_set("option %s: unknown collector '%.*s' (semispace, mark_sweep, mark_compact, "
                  "concurrent_compact%s, auto)", d->name, (int)n, v,
                  d->offset == offsetof(fh_options, background_collector) ? ", hspace_compact" : "");
+    return -1;
+  case OPT_STACK_ROOTS:
+    for (unsigned k = 0; k < sizeof stack_roots_names / sizeof stack_roots_names[0]; k++) {
+      if (strlen(stack_roots_names[k]) == n && memcmp(stack_roots_names[k], v, n) == 0) {
+        *(fh_stack_roots *)field = (fh_stack_roots)k;
+        return 0;
+      }
+    }
+    fh_error_set("option %s: unknown value '%.*s' (precise, conservative)", d->name, (int)n, v);
     return -1;
   case OPT_STRING: {
     const char *s = n ? intern_string(v, n) : NULL;
@@ -238,6 +257,10 @@ int options_validate(const fh_options *o) {
   }
   if ((unsigned)o->background_collector > FH_COLLECTOR_AUTO) {
     fh_error_set("option background_collector: invalid value %d", (int)o->background_collector);
+    return -1;
+  }
+  if ((unsigned)o->stack_roots > FH_STACK_ROOTS_CONSERVATIVE) {
+    fh_error_set("option stack_roots: invalid value %d (precise, conservative)", (int)o->stack_roots);
     return -1;
   }
   if (o->tag_immediate_mask & o->tag_pointer_mask) {

@@ -4,6 +4,8 @@
 
 /* Option names of collectors, as in spec strings ("semispace", ...). */
 const char *options_collector_name(fh_collector c);
+/* "precise" or "conservative". */
+const char *options_stack_roots_name(fh_stack_roots r);
 /* Validate a whole options struct (ranges and combinations); 0 or -1 + error. */
 int options_validate(const fh_options *o);
 

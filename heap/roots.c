@@ -73,6 +73,7 @@ void roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx) {
   cds_list_for_each_entry(t, &h->threads, link)
     for (void ***s = t->fast.roots_base; s < t->fast.roots_top; s++) visit(*s, ctx);
   if (scan) scan(visit, ctx, user);
+  pins_visit_roots(h, visit, ctx);
   /* Objects queued for finalization live until fh_finalizer_pop. */
   for (size_t i = 0; i < h->fin_queue.n; i++) visit(&h->fin_queue.items[i].obj, ctx);
   /* References out of the image and zygote spaces: slots in their dirty

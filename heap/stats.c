@@ -34,6 +34,11 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->objects_finalized = h->objects_finalized;
   s->weak_ns_total = h->weak_ns_total;
   s->weak_ns_max = h->weak_ns_max;
+  s->pinned_last = h->pins.last_pinned;
+  s->conservative_pinned_last = h->pins.last_conservative;
+  s->stack_words_scanned = h->pins.words_total;
+  s->stack_scan_ns_total = h->pins.scan_ns_total;
+  s->stack_scan_ns_max = h->pins.scan_ns_max;
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
@@ -93,6 +98,13 @@ void fh_dump(fh_heap *h, FILE *out) {
             (unsigned long long)s.ephemerons_traced, (unsigned long long)s.ephemerons_cleared,
             (unsigned long long)s.objects_finalized, h->finalizers.n, h->fin_queue.n,
             s.weak_ns_total / 1e6, s.weak_ns_max / 1e6);
+  if (h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE || s.pinned_last)
+    fprintf(out, "  pins: %llu objects pinned at the last collection (%llu by stack words); "
+                 "stacks (%s): %llu words scanned in %.3f ms (longest scan %.3f ms)\n",
+            (unsigned long long)s.pinned_last, (unsigned long long)s.conservative_pinned_last,
+            options_stack_roots_name(h->opt.stack_roots),
+            (unsigned long long)s.stack_words_scanned, s.stack_scan_ns_total / 1e6,
+            s.stack_scan_ns_max / 1e6);
   pthread_mutex_lock(&h->stats_lock);
   uint64_t kept_strong = h->ephemerons_kept_strong;
   pthread_mutex_unlock(&h->stats_lock);

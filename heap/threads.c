@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "heap/ephemeron.h"
+#include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/object.h"
@@ -72,6 +73,7 @@ void fh_enter_blocking(fh_thread *t) {
    * path: a table pointer, not a test). */
   t->in_blocking = 1;
   thread_route_alloc(t);
+  conservative_save(t);
   set_state(t, THREAD_BLOCKED);
 }
 
@@ -86,6 +88,7 @@ void fh_safepoint_slow(fh_thread *t) {
   if (thread_check(t, "fh_safepoint") < 0) return;
   fh_heap *h = t->heap;
   if (h->opt.gc_stress) stress_tick(t, &h->stress_polls);
+  conservative_save(t);
   pthread_mutex_lock(&h->world_lock);
   if (h->stop_requested) {
     t->state = THREAD_PARKED;
@@ -100,6 +103,7 @@ void gc_lock_acquire(fh_thread *self) {
   /* Waiting for another collector counts as blocked, or that collector
    * would wait for us forever. */
   if (pthread_mutex_trylock(&self->heap->gc_lock) == 0) return;
+  conservative_save(self);
   set_state(self, THREAD_BLOCKED);
   pthread_mutex_lock(&self->heap->gc_lock);
   /* Nobody else can stop the world while we hold gc_lock. */
@@ -165,6 +169,7 @@ void *fh_critical_begin(fh_thread *t, void *obj) {
   void *slot = obj;
   void ***top = t->fast.roots_top;
   fh_push_root(t, &slot);
+  conservative_save(t);
   if (t->fast.roots_top == top) {
     fh_error_prefix("fh_critical_begin");
     return NULL;
@@ -319,6 +324,7 @@ unsigned threads_block_caller(fh_thread **out, unsigned max) {
   for (unsigned i = 0; i < n; i++) {
     fh_thread *t = mine[i];
     fh_heap *h = t->heap;
+    conservative_save(t);
     pthread_mutex_lock(&h->world_lock);
     if (t->state == THREAD_RUNNING) {
       t->state = THREAD_BLOCKED;
@@ -366,6 +372,8 @@ static void exit_key_arm(void) {
 
 fh_thread *fh_thread_attach(fh_heap *h) {
   if (!h) { fh_error_set("fh_thread_attach: heap is NULL"); return NULL; }
+  cons_stack *cons;
+  if (conservative_stack_new(h, &cons) < 0) return NULL;
   void ***roots = malloc(ROOTS_INITIAL * sizeof *roots);
   /* gc_lock keeps the list still while a collection walks it; a thread
    * that is not yet attached cannot hold up a collection by waiting here.
@@ -385,10 +393,12 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   if (!t) {
     pthread_mutex_unlock(&h->gc_lock);
     free(roots);
+    free(cons);
     fh_error_set("fh_thread_attach: out of memory");
     return NULL;
   }
   t->heap = h;
+  t->cons = cons;
   t->magic = THREAD_LIVE;
   t->owner = pthread_self();
   thread_route_alloc(t);
@@ -433,6 +443,7 @@ void fh_thread_detach(fh_thread *t) {
     if (h->critical == 0) pthread_cond_broadcast(&h->critical_cv);
     pthread_mutex_unlock(&h->world_lock);
   }
+  conservative_save(t);
   set_state(t, THREAD_BLOCKED); /* a collection may run while we wait for the lock */
   pthread_mutex_lock(&h->gc_lock);
   pthread_mutex_lock(&h->world_lock); /* readers hold one of the two locks */
@@ -445,6 +456,9 @@ void fh_thread_detach(fh_thread *t) {
    * to a slow path, where thread_check reports it. */
   free(t->fast.roots_base);
   t->fast.roots_base = t->fast.roots_top = t->fast.roots_limit = NULL;
+  pins_thread_drop(t);
+  free(t->cons);
+  t->cons = NULL;
   t->fast.tlab_cursor = t->fast.tlab_limit = 0;
   t->fast.heap_span = 0;
   atomic_store(&t->fast.safepoint_requested, 1);

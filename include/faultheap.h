@@ -69,6 +69,9 @@ typedef enum {
   FH_COLLECTOR_AUTO  /* the default: chosen at fh_heap_create (see README) */
 } fh_collector;
 
+/* How thread stacks are treated at a collection (fh_options.stack_roots). */
+typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_stack_roots;
+
 typedef struct fh_options {
   size_t heap_max;       /* bytes of managed objects; default 256 MiB; at
                             least 1 MiB, with every collector.  A heap whose
@@ -139,6 +142,15 @@ typedef struct fh_options {
                          which moves every object.  Not inside a critical
                          section.  Default 0: off, costing the fast paths
                          nothing */
+  fh_stack_roots stack_roots; /* "precise" (default): only root slots,
+                         the scanner and pins keep objects alive;
+                         "conservative": every attached thread's stack and
+                         saved registers are scanned too, and any word that
+                         points into an object (its header, payload or
+                         anywhere inside) keeps that object alive and pins
+                         it for the collection (it does not move; such
+                         words are never rewritten).  See "Conservative
+                         stack roots" below */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -237,6 +249,21 @@ static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *valu
  * sets fh_last_error(). */
 FH_API void *fh_critical_begin(fh_thread *t, void *obj);
 FH_API void fh_critical_end(fh_thread *t, void *obj);
+
+/* Pinning: between fh_pin and the matching fh_unpin the object does not
+ * move and stays alive (a pin is also a root), whatever collects, while
+ * other threads' collections go on as usual: an I/O buffer can stay put
+ * across collections without holding anyone up.  Pins are counted (pin
+ * twice, unpin twice) and belong to the thread that made them: another
+ * thread's fh_unpin of the object is refused; fh_thread_detach drops the
+ * thread's remaining pins.  A pinned object is always fully mapped, even
+ * while a concurrent compaction runs, so read()/write()/fwrite() into it
+ * never meet EFAULT.  Image and zygote objects never move; pinning them
+ * only counts.  fh_pin: 0, or -1 + fh_last_error() (not an object of this
+ * heap, out of memory).  fh_unpin of an object this thread has not pinned
+ * sets fh_last_error(). */
+FH_API int fh_pin(fh_thread *t, void *obj);
+FH_API void fh_unpin(fh_thread *t, void *obj);
 
 /* ---- roots ------------------------------------------------------------- */
 FH_API void fh_root_add(fh_heap *h, void **slot);
@@ -461,6 +488,13 @@ typedef struct fh_stats {
    * ephemerons and finalizing (inside the pause), total and largest. */
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized;
   uint64_t weak_ns_total, weak_ns_max;
+  /* Pins: objects pinned at the last collection (fh_pin and, with
+   * stack_roots=conservative, stack words: pinned_last counts each object
+   * once, conservative_pinned_last those a stack word pinned), and the
+   * stack scanning, summed over collections: words read, time, and the
+   * longest scan. */
+  uint64_t pinned_last, conservative_pinned_last;
+  uint64_t stack_words_scanned, stack_scan_ns_total, stack_scan_ns_max;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

@@ -61,3 +61,17 @@ uintptr_t bitmap_next_set(const fh_bitmap *b, uintptr_t from, uintptr_t end) {
     word = atomic_load_explicit(&b->words[w], memory_order_relaxed);
   }
 }
+
+uintptr_t bitmap_prev_set(const fh_bitmap *b, uintptr_t lo, uintptr_t at) {
+  if (at < lo) return 0;
+  size_t i = bitmap_index(b, at), stop = bitmap_index(b, lo);
+  size_t w = i >> 6;
+  uint64_t word = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+  word &= (i & 63) == 63 ? ~(uint64_t)0 : ((uint64_t)2 << (i & 63)) - 1;
+  for (;;) {
+    if (w == stop >> 6) word &= ~(uint64_t)0 << (stop & 63);
+    if (word) return bitmap_addr(b, (w << 6) + 63 - (size_t)__builtin_clzll(word));
+    if (w == stop >> 6) return 0;
+    word = atomic_load_explicit(&b->words[--w], memory_order_relaxed);
+  }
+}

@@ -46,5 +46,7 @@ static inline void bitmap_clear(fh_bitmap *b, uintptr_t a) {
 }
 /* Address of the first set bit at or after `from` and before `end`, or 0. */
 uintptr_t bitmap_next_set(const fh_bitmap *b, uintptr_t from, uintptr_t end);
+/* Address of the last set bit at or before `at` and not below `lo`, or 0. */
+uintptr_t bitmap_prev_set(const fh_bitmap *b, uintptr_t lo, uintptr_t at);
 
 #endif

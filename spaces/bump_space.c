@@ -34,6 +34,34 @@ void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t ca
   b->dirty_end = begin;
 }
 
+int bump_space_track_starts(bump_space *b) {
+  if (b->starts.words) return 0;
+  return bitmap_init(&b->starts, b->space.begin, b->space.end - b->space.begin, 3);
+}
+
+void bump_space_destroy(bump_space *b) { bitmap_destroy(&b->starts); }
+
+void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi) {
+  if (b->starts.words) bitmap_clear_range(&b->starts, lo, hi);
+}
+
+uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a) {
+  uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
+  if (a < b->space.begin || a >= top || !b->starts.words) return 0;
+  /* Without a walk point below a (none recorded yet), the space's start
+   * is one: it always holds an object or a filler. */
+  uintptr_t p = bitmap_prev_set(&b->starts, b->space.begin, a & ~(uintptr_t)7);
+  if (!p) p = b->space.begin;
+  while (p < top) {
+    uint64_t hd = *(const uint64_t *)p;
+    size_t n = obj_bytes(hd);
+    if (n < FH_HEADER_BYTES) return 0; /* not a header: nothing to trust */
+    if (a < p + n) return hdr_type(hd) == FH_FILLER_TYPE ? 0 : p;
+    p += n;
+  }
+  return 0;
+}
+
 void bump_space_note_written(bump_space *b) {
   uintptr_t top = atomic_load(&b->top);
   if (top > b->dirty_end) b->dirty_end = top;
@@ -46,10 +74,12 @@ void bump_space_reset(bump_space *b, size_t keep) {
     reserve_discard(keep_end, align_up(b->dirty_end, FH_PAGE) - keep_end);
     b->dirty_end = keep_end;
   }
+  bump_space_clear_starts(b, b->space.begin, atomic_load(&b->top));
   atomic_store(&b->top, b->space.begin);
 }
 
 void bump_space_truncate(bump_space *b, uintptr_t from) {
   bump_space_note_written(b);
+  bump_space_clear_starts(b, from, atomic_load(&b->top));
   atomic_store(&b->top, from);
 }

@@ -13,15 +13,40 @@
 
 #include <stdatomic.h>
 
+#include "spaces/bitmap.h"
 #include "spaces/space.h"
 
 typedef struct bump_space {
   fh_space space;
   _Atomic uintptr_t top;
   uintptr_t dirty_end; /* changes only with the world stopped */
+  /* Walk points, kept only with stack_roots=conservative (words NULL
+   * otherwise): each set bit (8-byte granule) is an object start, and
+   * every address below top is reached by walking headers forward from
+   * the last set bit at or before it, within one TLAB or one page.  Set by
+   * the allocation slow path at each claim (TLAB or large object) and by
+   * the collectors where they lay objects down (semispace: the first
+   * object copied onto each page; sliding compaction: the object that
+   * covers each destination page's first byte); cleared above top by
+   * reset and truncate.  So finding the object under an ambiguous stack
+   * word never walks from the space's start. */
+  fh_bitmap starts;
 } bump_space;
 
 void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t capacity);
+/* Keep walk points (see starts).  0, or -1 (no memory for the bitmap). */
+int bump_space_track_starts(bump_space *b);
+void bump_space_destroy(bump_space *b);
+static inline void bump_space_note_start(bump_space *b, uintptr_t start) {
+  if (b->starts.words) bitmap_set(&b->starts, start);
+}
+/* Forget the walk points in [lo, hi) (a collection relays the objects
+ * there). */
+void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi);
+/* The start of the object (not a filler) that contains address a, or 0
+ * when a lies outside [begin, top) or in a filler.  Needs walk points;
+ * world stopped, TLABs retired (the space walkable to top). */
+uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a);
 /* Claim [result, result + bytes) or return 0 when it would pass `limit`. */
 static inline uintptr_t bump_space_claim(bump_space *b, size_t bytes, uintptr_t limit) {
   uintptr_t old = atomic_load_explicit(&b->top, memory_order_relaxed);

@@ -1,0 +1,131 @@
+/* Conservative stack roots: saving a thread's registers and stack top,
+ * scanning stacks, finding the object under an ambiguous word
+ * (heap/conservative.h). */
+#include "heap/conservative.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "heap/error.h"
+#include "heap/heap.h"
+
+/* Stack words are read as plain memory: the sanitizers would take the
+ * redzones and other threads' live frames for bugs. */
+#define RAW_STACK_READ __attribute__((noinline, no_sanitize_address, no_sanitize("thread")))
+
+int conservative_stack_new(fh_heap *h, cons_stack **out) {
+  *out = NULL;
+  if (h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE) return 0;
+  cons_stack *c = calloc(1, sizeof *c);
+  if (!c) {
+    fh_error_set("fh_thread_attach: out of memory for the conservative stack record");
+    return -1;
+  }
+  pthread_attr_t attr;
+  void *addr;
+  size_t size;
+  int err = pthread_getattr_np(pthread_self(), &attr);
+  if (err == 0) {
+    err = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+  }
+  if (err != 0) {
+    free(c);
+    fh_error_set("fh_thread_attach: stack_roots=conservative cannot find this thread's stack "
+                 "(pthread_getattr_np: error %d)", err);
+    return -1;
+  }
+  c->base = (uintptr_t)addr + size;
+  c->live = c->base;
+  *out = c;
+  return 0;
+}
+
+/* Copy the topmost CONS_WINDOW bytes of the stack, from this frame up: the
+ * caller's frame, with the registers it spilled, lies inside. */
+RAW_STACK_READ static void save_window(cons_stack *c) {
+  volatile uintptr_t marker = 0;
+  uintptr_t sp = (uintptr_t)&marker & ~(uintptr_t)(sizeof(uintptr_t) - 1);
+  uintptr_t end = c->base - sp > CONS_WINDOW ? sp + CONS_WINDOW : c->base;
+  size_t n = 0;
+  for (uintptr_t a = sp; a < end; a += sizeof(uintptr_t)) c->saved[n++] = *(volatile uintptr_t *)a;
+  c->nsaved = n;
+  c->live = end;
+  (void)marker;
+}
+
+__attribute__((noinline)) void conservative_save(fh_thread *t) {
+  if (!t->cons) return;
+  /* Every callee-saved register onto this frame, where save_window's copy
+   * picks it up (its value in the caller may be the only reference). */
+  __builtin_unwind_init();
+  save_window(t->cons);
+  __asm__ volatile("" ::: "memory"); /* no tail call: this frame must outlive the copy */
+}
+
+/* The object whose allocation bit is the last at or before a, if a lies
+ * inside it (malloc and non-moving spaces: bits mark every object). */
+static uintptr_t alloc_bits_object_at(const fh_bitmap *bits, uintptr_t lo, uintptr_t frontier,
+                                      uintptr_t a) {
+  if (a >= frontier) return 0;
+  uintptr_t p = bitmap_prev_set(bits, lo, a & ~(uintptr_t)15);
+  if (!p) return 0;
+  return a < p + obj_bytes(*(const uint64_t *)p) ? p : 0;
+}
+
+uintptr_t conservative_object_at(fh_heap *h, uintptr_t a) {
+  const void *p = (const void *)a;
+  for (int i = 0; i < 2; i++)
+    if (space_contains(&h->bump[i].space, p)) return bump_space_object_at(&h->bump[i], a);
+  non_moving_space *nm = &h->non_moving;
+  if (space_contains(&nm->space, p))
+    return alloc_bits_object_at(&nm->alloc_bits, nm->space.begin,
+                                nm->space.begin + arena_mapped(&nm->arena), a);
+  if (h->has_malloc_spaces)
+    for (int i = 0; i < 2; i++)
+      if (space_contains(&h->malloc[i].space, p))
+        return alloc_bits_object_at(&h->malloc[i].alloc_bits, h->malloc[i].space.begin,
+                                    malloc_space_frontier(&h->malloc[i]), a);
+  return 0; /* image, zygote, guards: nothing there moves or dies */
+}
+
+typedef struct scan_ctx {
+  fh_heap *h;
+  pin_set *s;
+  uintptr_t lo, span;          /* the reservation */
+  uintptr_t last_lo, last_hi;  /* the last object found: stacks repeat words */
+  size_t words;
+} scan_ctx;
+
+static int consider(scan_ctx *c, uintptr_t v) {
+  if (v - c->lo >= c->span) return 0;
+  if (v - c->last_lo < c->last_hi - c->last_lo) return 0; /* already added */
+  uintptr_t start = conservative_object_at(c->h, v);
+  if (!start) return 0;
+  c->last_lo = start;
+  c->last_hi = start + obj_bytes(*(const uint64_t *)start);
+  return pin_set_add(c->s, start);
+}
+
+RAW_STACK_READ static int scan_words(scan_ctx *c, uintptr_t lo, uintptr_t hi) {
+  for (uintptr_t a = lo; a < hi; a += sizeof(uintptr_t))
+    if (consider(c, *(volatile const uintptr_t *)a) < 0) return -1;
+  c->words += (hi - lo) / sizeof(uintptr_t);
+  return 0;
+}
+
+int conservative_scan(fh_heap *h, fh_thread *self, pin_set *s) {
+  scan_ctx c = {.h = h, .s = s, .lo = h->resv_begin, .span = h->resv_size};
+  if (self) conservative_save(self);
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) {
+    cons_stack *st = t->cons;
+    if (!st) continue;
+    for (size_t i = 0; i < st->nsaved; i++)
+      if (consider(&c, st->saved[i]) < 0) return -1;
+    c.words += st->nsaved;
+    if (scan_words(&c, st->live, st->base) < 0) return -1;
+  }
+  s->words_scanned = c.words;
+  return 0;
+}

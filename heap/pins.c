@@ -1,0 +1,156 @@
+/* fh_pin / fh_unpin and each collection's pin set (heap/pins.h). */
+#include "heap/pins.h"
+
+#include <stdlib.h>
+
+#include "heap/conservative.h"
+#include "heap/error.h"
+#include "heap/heap.h"
+#include "heap/object_check.h"
+
+int fh_pin(fh_thread *t, void *obj) {
+  if (thread_check(t, "fh_pin") < 0) return -1;
+  if (!obj) {
+    fh_error_set("fh_pin: object is NULL");
+    return -1;
+  }
+  fh_heap *h = t->heap;
+  if (heap_check_object(h, obj, "fh_pin") < 0) return -1;
+  if (t->npins == t->pins_cap) {
+    size_t cap = t->pins_cap ? t->pins_cap * 2 : 16;
+    void **grown = realloc(t->pins, cap * sizeof *grown);
+    if (!grown) {
+      fh_error_set("fh_pin: out of memory (this thread holds %zu pins)", t->npins);
+      return -1;
+    }
+    t->pins = grown;
+    t->pins_cap = cap;
+  }
+  /* This thread is running, so no collection can move obj before the
+   * record is in place: the next pause sees it. */
+  t->pins[t->npins++] = obj;
+  /* Fault every page of the object in now, at its current address (during
+   * a concurrent compaction's phase its page may not be built yet); the
+   * collectors never unmap a pinned object's pages afterwards. */
+  volatile const char *p = obj;
+  size_t n = hdr_payload(*obj_header(obj));
+  for (size_t off = 0; off < n; off += 4096) (void)p[off];
+  if (n) (void)p[n - 1];
+  return 0;
+}
+
+void fh_unpin(fh_thread *t, void *obj) {
+  if (thread_check(t, "fh_unpin") < 0) return;
+  /* The most recent pin first: pins usually nest. */
+  for (size_t i = t->npins; i-- > 0;) {
+    if (t->pins[i] == obj) {
+      t->pins[i] = t->pins[--t->npins];
+      return;
+    }
+  }
+  fh_error_set("fh_unpin: %p is not pinned by this thread (%zu pins held)", obj, t->npins);
+}
+
+void pins_thread_drop(fh_thread *t) {
+  free(t->pins);
+  t->pins = NULL;
+  t->npins = t->pins_cap = 0;
+}
+
+int pin_set_add(pin_set *s, uintptr_t start) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    uintptr_t *grown = realloc(s->starts, cap * sizeof *grown);
+    if (!grown) {
+      fh_error_set("collection: out of memory for the set of %zu pinned objects", s->n);
+      return -1;
+    }
+    s->starts = grown;
+    s->cap = cap;
+  }
+  s->starts[s->n++] = start;
+  return 0;
+}
+
+static int cmp_addr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Sort starts[from, n) and drop repeats there; returns the new n. */
+static size_t sort_unique(uintptr_t *v, size_t from, size_t n) {
+  if (n - from > 1) qsort(v + from, n - from, sizeof *v, cmp_addr);
+  size_t out = from;
+  for (size_t i = from; i < n; i++)
+    if (out == from || v[out - 1] != v[i]) v[out++] = v[i];
+  return out;
+}
+
+/* Image and zygote objects never move nor die: no need to pin them. */
+static int collectable(fh_heap *h, uintptr_t start) {
+  const void *p = (const void *)start;
+  return space_contains(&h->bump[0].space, p) || space_contains(&h->bump[1].space, p) ||
+         space_contains(&h->non_moving.space, p) ||
+         (h->has_malloc_spaces &&
+          (space_contains(&h->malloc[0].space, p) || space_contains(&h->malloc[1].space, p)));
+}
+
+int pins_gather(fh_heap *h, fh_thread *self) {
+  pin_set *s = &h->pins;
+  s->n = s->explicit_objects = s->conservative_objects = s->words_scanned = 0;
+  s->scan_ns = 0;
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) {
+    for (size_t i = 0; i < t->npins; i++) {
+      uintptr_t start = (uintptr_t)obj_header(t->pins[i]);
+      if (collectable(h, start) && pin_set_add(s, start) < 0) return -1;
+    }
+  }
+  s->n = s->explicit_objects = sort_unique(s->starts, 0, s->n);
+  if (h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE) {
+    uint64_t t0 = heap_now_ns();
+    size_t from = s->n;
+    if (conservative_scan(h, self, s) < 0) return -1;
+    s->n = sort_unique(s->starts, from, s->n);
+    s->conservative_objects = s->n - from;
+    s->n = sort_unique(s->starts, 0, s->n);
+    s->scan_ns = heap_now_ns() - t0;
+  }
+  s->gathered = 1;
+  return 0;
+}
+
+void pins_release(fh_heap *h) {
+  h->pins.n = 0;
+  h->pins.gathered = 0;
+}
+
+void pins_account(fh_heap *h) {
+  pin_set *s = &h->pins;
+  s->last_pinned = s->n;
+  s->last_conservative = s->conservative_objects;
+  s->words_total += s->words_scanned;
+  s->scan_ns_total += s->scan_ns;
+  if (s->scan_ns > s->scan_ns_max) s->scan_ns_max = s->scan_ns;
+}
+
+void pins_visit_roots(fh_heap *h, fh_visit_fn visit, void *ctx) {
+  const pin_set *s = &h->pins;
+  if (!s->gathered) return;
+  for (size_t i = 0; i < s->n; i++) {
+    /* A scratch slot: the pin's address is the object's for the whole
+     * collection, whatever the collector writes back. */
+    void *obj = (void *)(s->starts[i] + FH_HEADER_BYTES), *slot = obj;
+    visit(&slot, ctx);
+    if (h->opt.verify && slot != obj) {
+      fprintf(stderr, "faultheap verify: a collection moved the pinned object %p to %p\n", obj,
+              slot);
+      abort();
+    }
+  }
+}
+
+void pins_destroy(fh_heap *h) {
+  free(h->pins.starts);
+  h->pins = (pin_set){0};
+}
