@@ -44,7 +44,7 @@ int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
-int gcbench_faultheap_child(const char *collector);
+int gcbench_faultheap_child(const char *collector, int conservative);
 /* 0 if FH_OPTIONS and --collector parse, else -1 with a message */
 int gcbench_check_options(const char *collector);
 const char *gcbench_collector_name(int collector);
