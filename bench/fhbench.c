@@ -27,6 +27,8 @@ static const workload workloads[] = {
     {"finalizers", wl_finalizers, "finalized native handles (fh_malloc) vs explicit frees"},
     {"idhash", wl_idhash, "ns per fh_object_hash: first, hashed, hashed and moved"},
     {"roots", wl_roots, "ns per frame rooting 4 locals, one by one vs at once; fh_object_type"},
+    {"stackscan", wl_stackscan,
+     "conservative stack roots: scan cost per 64 KiB of stack, pause vs precise"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,
