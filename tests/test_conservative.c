@@ -138,23 +138,24 @@ static void interior_under(const test_config *cfg) {
  * of this frame's red zone; fn is ordinary C and preserves r15. */
 __attribute__((noinline)) static uintptr_t in_r15_across(uintptr_t hidden, uintptr_t key,
                                                          void (*fn)(void)) {
-  uintptr_t out;
-  __asm__ volatile("mov %1, %%r15\n\t"
-                   "xor %2, %%r15\n\t"
+  /* hidden comes back as the value: one register for both (with a frame
+   * pointer and these clobbers only r12-r14 are left for operands). */
+  __asm__ volatile("mov %0, %%r15\n\t"
+                   "xor %1, %%r15\n\t"
                    "mov %%rsp, %%rbx\n\t"
                    "sub $128, %%rsp\n\t"
                    "and $-16, %%rsp\n\t"
-                   "call *%3\n\t"
+                   "call *%2\n\t"
                    "mov %%rbx, %%rsp\n\t"
                    "mov %%r15, %0\n\t"
                    "xor %%r15, %%r15\n\t"
-                   : "=&r"(out)
-                   : "r"(hidden), "r"(key), "r"(fn)
+                   : "+r"(hidden)
+                   : "r"(key), "r"(fn)
                    : "rbx", "r15", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
                      "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
                      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory",
                      "cc");
-  return out;
+  return hidden;
 }
 #else
 #define HAVE_REGISTER_TEST 0
