@@ -69,6 +69,8 @@ typedef enum {
   FH_COLLECTOR_AUTO  /* the default: chosen at fh_heap_create (see README) */
 } fh_collector;
 
+/* How the heap sizes itself between collections (fh_options.heap_policy). */
+typedef enum { FH_HEAP_FIXED = 0, FH_HEAP_ADAPTIVE = 1 } fh_heap_policy;
 /* How thread stacks are treated at a collection (fh_options.stack_roots). */
 typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_stack_roots;
 
@@ -117,6 +119,21 @@ typedef struct fh_options {
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
+  fh_heap_policy heap_policy; /* "fixed": the next collection comes after
+                                 live * (growth_factor_pct - 100) / 100 bytes
+                                 (at least min_alloc_trigger);
+                                 "adaptive": after sqrt(live * expansiveness
+                                 * rate), rate being the measured allocation
+                                 rate over the collection speed (MemBalancer,
+                                 Kirisame et al. 2022): less room for large
+                                 heaps and slow allocation, more for small
+                                 heaps and fast allocation; between
+                                 min_alloc_trigger and 4 * live.  Either way
+                                 heap_max caps it, and memory above the next
+                                 target is given back after each collection */
+  size_t heap_expansiveness;  /* adaptive: the constant in bytes; default
+                                 256 MiB (more: larger heap, fewer
+                                 collections) */
   const char *image_share;    /* "none" (default) or "memfd": a relocated
                                  image is built in a sealed memfd so forked
                                  children share its pages */
