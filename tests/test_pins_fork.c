@@ -157,14 +157,31 @@ __attribute__((noinline)) static int deepest(cons_ctx *c) {
   fh_gc_wait(h);
   SCENARIO_CHECK(stack_nodes_ok(c) == 0);
   SCENARIO_CHECK(ring_ok(&c->ring));
-  for (size_t i = 0; i < c->ring.n; i++) SCENARIO_CHECK(in_zygote(h, c->ring.arr[i]));
+  /* The ring went to the zygote, but for a node a stray stack word (a
+   * dead local, a spilled register) happens to pin. */
+  size_t frozen = 0;
+  for (size_t i = 0; i < c->ring.n; i++) {
+    SCENARIO_CHECK(in_zygote(h, c->ring.arr[i]) || in_moving_space(h, c->ring.arr[i]));
+    frozen += in_zygote(h, c->ring.arr[i]);
+  }
+  SCENARIO_CHECK(frozen + 16 >= c->ring.n);
   for (size_t i = 0; i < DEPTH + LOCALS; i++) {
     SCENARIO_CHECK(in_moving_space(h, (void *)c->addr[i]));
     SCENARIO_CHECK((uintptr_t)locals[i % LOCALS] == c->addr[DEPTH + i % LOCALS]);
   }
-  /* What the pinned objects referred to went to the zygote. */
-  for (size_t i = 0; i < HOLDERS; i++)
-    SCENARIO_CHECK(in_zygote(h, ((tnode *)c->addr[i * 11 % (DEPTH + LOCALS)])->next));
+  /* The bump space stays walkable from its walk points: an interior
+   * pointer finds its pinned object, the word after one finds the next
+   * pinned object or a filler (none). */
+  for (size_t i = 0; i < DEPTH + LOCALS && !h->has_malloc_spaces; i++) {
+    uintptr_t start = c->addr[i] - FH__HEADER_BYTES, after = start + 40;
+    bump_space *b = space_contains(&h->bump[0].space, (void *)start) ? &h->bump[0] : &h->bump[1];
+    SCENARIO_CHECK(bump_space_object_at(b, c->addr[i] + 13) == start);
+    uintptr_t next = bump_space_object_at(b, after);
+    SCENARIO_CHECK(next == 0 || next == after);
+  }
+  /* What the pinned objects referred to may be pinned by stray words
+   * too (it was just allocated here): intact either way (stack_nodes_ok).
+   * The fh_pin scenario checks that it is copied. */
   fh_stats s;
   fh_get_stats(h, &s);
   SCENARIO_CHECK(s.pinned_last >= DEPTH + LOCALS);
