@@ -88,8 +88,8 @@ static int movable(const zc_ctx *c, const void *p) {
          (c->ms && space_contains(&c->ms->space, p));
 }
 
-/* The slot refers to the pinned object `target`, which stays in its moving
- * space: if the slot belongs to a zygote object (an old generation's, a
+/* The slot refers to a pinned object, which stays in its moving space: if
+ * the slot belongs to a zygote object (an old generation's, a
  * frozen non-moving one or a copy), keep that object's card dirty. */
 static void note_pinned_ref(zc_ctx *c, void **slot) {
   uintptr_t a = (uintptr_t)slot;
