@@ -466,14 +466,20 @@ FH_API void fh_set_gc_callback(fh_heap *h, void (*fn)(fh_heap *h, const fh_gc_ev
  * the non-moving space (heap_max more), so the first generation fits
  * whenever the live data fits under heap_max, whatever non_moving_max is;
  * -1 + error when a later generation finds that room used up (the heap is
- * unchanged).
+ * unchanged).  Pinned objects (fh_pin, and with stack_roots=conservative
+ * every object a stack word points into) are not copied: they stay at their
+ * addresses in their moving space, which afterwards holds only them, and
+ * move only once unpinned (references to them from zygote objects are
+ * updated then); pinned non-moving objects are frozen into the zygote like
+ * every other non-moving object (they never move either way).
  * Then fork(), and call fh_postfork_parent in the parent and
  * fh_postfork_child in the child.  A plain fork() without these calls is
  * safe too, from any thread while others allocate (pthread_atfork
  * handlers: the world is stopped across the fork, so every other attached
  * thread must reach a safepoint or be in a blocking region, as for a
  * collection; in the child only the forking thread stays attached, and
- * what only the others' roots reached is garbage there). */
+ * what only the others' roots reached is garbage there, and what only their
+ * pins held is no longer pinned). */
 FH_API int fh_prefork(fh_thread *t);
 FH_API void fh_postfork_parent(fh_heap *h); /* heap threads restart on demand */
 FH_API void fh_postfork_child(fh_heap *h);  /* own userfaultfd, fresh counters */
@@ -496,7 +502,8 @@ FH_API void fh_free(fh_heap *h, void *p);
  * registered type must be describable without a trace callback; an object
  * holding a pointer outside the heap cannot be saved.  0, or -1 +
  * fh_last_error() (nothing is written under `path` then).  The world is
- * stopped while the closure is copied. */
+ * stopped while the closure is copied; nothing moves, so pins do not matter
+ * (a pinned object is saved like any other, and the image records no pin). */
 FH_API int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots);
 /* The roots of the image mapped by image_path=, in the order saved: sets
  * *roots to an array owned by the heap and returns its length (0 and NULL
