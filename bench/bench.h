@@ -99,6 +99,30 @@ int bench_program_path(const char *name, char *buf, size_t n);
  * key is missing. */
 double bench_kv(const char *line, const char *key);
 
+/* ---- plots (plot.c) ---------------------------------------------------- */
+struct fh_heap;
+/* Per-collection samples (time, live, heap target, pause) from the gc
+ * callback of h, until detached. */
+typedef struct bench_trace bench_trace;
+bench_trace *bench_trace_attach(struct fh_heap *h);
+/* The same without the callback: a workload with its own callback passes
+ * each event on with bench_trace_event. */
+struct fh_gc_event;
+bench_trace *bench_trace_new(void);
+void bench_trace_event(bench_trace *tr, const struct fh_gc_event *e);
+/* Time from now, no samples (NULL: nothing). */
+void bench_trace_restart(bench_trace *tr);
+void bench_trace_detach(struct fh_heap *h, bench_trace *tr);
+int bench_trace_write(const bench_trace *tr, const char *path); /* CSV; 0 or -1 */
+void bench_trace_free(bench_trace *tr);
+/* build/bench (made if missing), where plots go; 0 or -1. */
+int bench_plot_dir(char *buf, size_t n);
+/* NAME-heap.svg (heap target and live data over time) and NAME-pauses.svg
+ * (pause distribution) from n traces written by bench_trace_write; with
+ * gnuplot only (else a note on stderr and -1). */
+int bench_plot(const char *name, const char *title, const char *const *csv,
+               const char *const *labels, int n);
+
 /* ---- weak-reference workloads (weak_util.c) ------------------------------ */
 struct fh_heap;
 #define WK_NCOLLECTORS 5

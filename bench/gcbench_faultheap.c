@@ -128,8 +128,16 @@ int gcbench_faultheap_child(const char *collector, int conservative) {
     return 1;
   }
 
+  /* FH_BENCH_TRACE=FILE: per-collection samples for fhbench's plots. */
+  const char *trace_path = getenv("FH_BENCH_TRACE");
+  bench_trace *tr = trace_path ? bench_trace_attach(h) : NULL;
   gcb_result r;
   gcb_run(&r);
+  if (tr) {
+    bench_trace_detach(h, tr);
+    if (bench_trace_write(tr, trace_path) != 0) fprintf(stderr, "gcbench: cannot write %s\n", trace_path);
+    bench_trace_free(tr);
+  }
 
   fh_stats s;
   fh_get_stats(h, &s);

@@ -302,13 +302,23 @@ int wl_gcbench(int argc, char **argv) {
   for (int i = 0; i < NVARIANTS; i++) setup_variant(&v[i], i, collector, runs);
   long want_trees = gcbench_expected_trees();
 
+  /* The last round's faultheap runs leave per-collection traces to plot. */
+  char dir[PATH_MAX], trace[2][PATH_MAX + 64];
+  int plot = bench_plot_dir(dir, sizeof dir) == 0;
+  for (int i = 0; i < 2; i++)
+    snprintf(trace[i], sizeof trace[i], "%s/gcbench-%s.csv", plot ? dir : ".",
+             variant_names[i == 0 ? V_FAULTHEAP : V_FH_CONSERVATIVE]);
   /* round r starts at variant r: each gets every position in the order */
   for (int r = 0; r < runs; r++)
     for (int k = 0; k < NVARIANTS; k++) {
-      variant *x = &v[(r + k) % NVARIANTS];
+      int vi = (r + k) % NVARIANTS;
+      variant *x = &v[vi];
       if (!active(x)) continue;
       bench_progress("gcbench: round %d/%d, %s", r + 1, runs, x->name);
+      int traced = plot && r == runs - 1 && (vi == V_FAULTHEAP || vi == V_FH_CONSERVATIVE);
+      if (traced) setenv("FH_BENCH_TRACE", trace[vi == V_FAULTHEAP ? 0 : 1], 1);
       run_once(x, r, want_trees, verbose);
+      if (traced) unsetenv("FH_BENCH_TRACE");
     }
   bench_progress_done();
 
@@ -329,6 +339,20 @@ int wl_gcbench(int argc, char **argv) {
   printf("(vs Boehm: median of per-round ratios; RSS: median of each run's peak;"
          " pause: worst of all runs)\n");
   if (json && write_json(json, v, s, runs) != 0) status = status ? status : 1;
+  if (plot) {
+    const char *csv[2], *labels[2];
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+      int vi = i == 0 ? V_FAULTHEAP : V_FH_CONSERVATIVE;
+      if (!active(&v[vi])) continue;
+      csv[n] = trace[i];
+      labels[n++] = v[vi].name;
+    }
+    char title[96];
+    snprintf(title, sizeof title, "GCBench on faultheap (%s)",
+             v[V_FAULTHEAP].collector[0] ? v[V_FAULTHEAP].collector : "default collector");
+    if (n) (void)bench_plot("gcbench", title, csv, labels, n);
+  }
   for (int i = 0; i < NVARIANTS; i++) free_variant(&v[i]);
   return status;
 }
