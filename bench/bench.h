@@ -42,12 +42,17 @@ int wl_roots(int argc, char **argv);      /* bench/wl_roots.c */
 int wl_stackscan(int argc, char **argv);  /* bench/wl_stackscan.c */
 int wl_pins(int argc, char **argv);       /* bench/wl_pins.c */
 int wl_phases(int argc, char **argv);     /* bench/wl_phases.c */
+int wl_alloc(int argc, char **argv);      /* bench/wl_alloc.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
-int gcbench_faultheap_child(const char *collector, int conservative);
+int gcbench_faultheap_child(const char *collector, int conservative, int bt_depth);
+/* bt_depth > 0: binary-trees of that depth instead (fhbench binarytrees);
+ * its trees built and checked: */
+long binarytrees_expected_trees(int depth);
+int wl_binarytrees(int argc, char **argv); /* bench/wl_gcbench.c */
 /* 0 if FH_OPTIONS and --collector parse, else -1 with a message */
 int gcbench_check_options(const char *collector);
 const char *gcbench_collector_name(int collector);
