@@ -66,6 +66,9 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   sizer_pause_end(h, pause, now);
   h->pause_ns_total += pause;
   if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  uint64_t us = pause / 1000;
+  unsigned k = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
+  h->pause_hist[k < FH_PAUSE_BUCKETS ? k : FH_PAUSE_BUCKETS - 1]++;
   pthread_mutex_unlock(&h->stats_lock);
 }
 
