@@ -292,7 +292,10 @@ void mc_join_worker(mc_state *m) {
  * run was installed, -1 when it must go through COPY instead (no consumed
  * pages left to stage in; nothing was claimed or written then). */
 static int build_and_move(mc_state *m, int fd, size_t p, size_t n, size_t *stage, size_t low) {
-  size_t need = m->t.page_first[low] - m->t.begin; /* from-space still read */
+  /* From-space still read; a gap page (pinned ranges) reads none, the
+   * range after it its own pages. */
+  uintptr_t first = m->t.page_first[low];
+  size_t need = (first ? first : fwd_gap_next(&m->t, low)) - m->t.begin;
   if (*stage + n * FWD_PAGE > align_down(need, FWD_PAGE)) return -1;
   if (!ledger_try_hold(&m->ledger)) return -1;
   uint8_t *buf = (uint8_t *)(m->shadow + *stage);
@@ -350,7 +353,9 @@ static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int m
     return;
   }
   size_t keep = (size_t)-1;
-  if (p + n < m->t.npages) keep = (m->t.page_first[p + n] - m->t.begin) / FWD_PAGE;
+  /* (A gap page next reads nothing, and the range after it its own.) */
+  if (p + n < m->t.npages && m->t.page_first[p + n])
+    keep = (m->t.page_first[p + n] - m->t.begin) / FWD_PAGE;
   /* Pages that later builders may still read stay in from-space and are
    * installed by COPY: `keep`, and the pages of a page-spanning object
    * with a trace function (pinned in the ledger: the function may read any
@@ -667,9 +672,34 @@ void mc_copy_build_end(mc_state *m) {
   end_range(m, &s);
 }
 
+/* Pinned ranges are built and mapped inside the pause, before mutators
+ * resume (forwarding.h): a pinned object may be handed to the kernel
+ * (read(2) into it), whose access to a missing page of a registered range
+ * fails with EFAULT in SIGBUS mode, and in thread mode waits on the
+ * handler thread.  Mapped now, nothing ever unmaps them: they are never
+ * missing.  The cost is the ranges' pages only. */
+static void build_pinned_ranges(mc_state *m) {
+  int fd = fh_uffd_fd(m->uffd);
+  const fwd_tables *t = &m->t;
+  for (size_t r = 0; r < t->nranges; r++) {
+    size_t p = (t->ranges[r].lo - t->begin) / FWD_PAGE, e = (t->ranges[r].hi - t->begin) / FWD_PAGE;
+    while (p < e) {
+      size_t n = 0;
+      while (n < MC_MAX_RUN && p + n < e && claim(m, p + n)) n++;
+      if (n == 0) { /* cannot happen with the world stopped; its claimer maps it */
+        wait_mapped(m, p++);
+        continue;
+      }
+      build_and_copy(m, fd, p, n, m->worker_buf);
+      p += n;
+    }
+  }
+}
+
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
   if (register_destination(m) < 0) return -1;
+  build_pinned_ranges(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;
   heap_phase_open(h);

@@ -30,7 +30,22 @@
  * first grower), so its new footprint is always obj_moved_bytes(old
  * header).  Destination pages that any grower's new range touches are
  * marked in slow_pages and built object by object (page_compact.c); the
- * others are still copies of consecutive live words. */
+ * others are still copies of consecutive live words.
+ *
+ * Pinned objects (heap/pins.h) are fixed points.  fwd_pin_ranges turns
+ * them into pinned ranges: page-aligned [lo, hi) around each pinned object,
+ * widened until no live object straddles an end, merged when they touch.
+ * Inside a range nothing moves: every dead gap there becomes a filler
+ * object (in place, before the space moves aside) whose start and words
+ * count as live, so each of the range's chunks is full and forwards to
+ * itself; hashed objects there keep their address and so do not grow.
+ * Since dest(c) need not be a running sum, fwd_compute jumps the
+ * destination offset to the range's start when it reaches its first
+ * chunk: the objects between two ranges slide down towards the lower one,
+ * and the destination bytes [gap_lo, lo) between the last of them and the
+ * next range are a gap, filled with one filler per page (page_first 0
+ * there).  A range's pages are then exactly its own old pages, rebuilt in
+ * place (concurrent compaction maps them inside the pause: mc.h). */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
 
@@ -52,6 +67,12 @@ typedef struct fwd_chunk {
 } fwd_chunk;
 #define FWD_DEST_GROWS ((uint64_t)1 << 63) /* chunk c holds growers: see grows */
 #define FWD_DEST_MASK (FWD_DEST_GROWS - 1)
+
+/* A pinned range (above): [lo, hi) stays where it is; the objects sliding
+ * down below it end at gap_lo (<= lo; fwd_compute). */
+typedef struct fwd_range {
+  uintptr_t lo, hi, gap_lo;
+} fwd_range;
 
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
@@ -85,10 +106,19 @@ typedef struct fwd_tables {
    * bitmaps hold bits.  Written by that helper, read after it is joined. */
   size_t extra_counted[FWD_MAX_MARKERS - 1];
   uintptr_t chunks_populated; /* chunk entries faulted in for [begin, this) */
+  /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
+   * fixed from fwd_compute to the end of the cycle (page builders, signal
+   * handlers included, read them without a lock). */
+  fwd_range *ranges;
+  size_t nranges, ranges_cap;
+  size_t pinned_objects, pinned_bytes; /* this cycle: pinned objects in ranges */
+  size_t range_fill_bytes;             /* fillers written over dead words there */
   /* Results of fwd_compute. */
-  size_t live_bytes;   /* total live bytes (headers included) */
-  uintptr_t new_top;   /* begin + live_bytes */
-  size_t npages;       /* destination pages: ceil(live_bytes / 4096) */
+  size_t live_bytes;   /* bytes of live objects (headers included), not
+                          counting the fillers and gaps pins leave */
+  uintptr_t new_top;   /* end of the last destination byte: begin +
+                          live_bytes without pins, more with them */
+  size_t npages;       /* destination pages: ceil((new_top - begin) / 4096) */
   size_t dense_pages;  /* leading destination pages whose objects all keep
                           their address (no dead word below their end) */
 } fwd_tables;
@@ -156,9 +186,45 @@ static inline size_t fwd_used_words(const fwd_tables *t) {
   return (((t->old_top - t->begin) >> 3) + 63) / 64;
 }
 
+/* After marking, before fwd_compute, with the space still in place: make
+ * the objects starting at pins[0 .. n) (ascending; those outside [begin,
+ * old_top) are skipped) fixed points, as pinned ranges (above).  Writes
+ * fillers into the space's dead words inside the ranges, sets their bits,
+ * clears the growth of hashed objects there, and may raise old_top to the
+ * last range's end.  0, or -1 + fh_last_error() (out of memory) with
+ * nothing changed. */
+int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n);
+
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);
+
+/* Index of the first pinned range that ends above destination (or old)
+ * address a: a lies in it when its lo <= a; t->nranges when none.
+ * Async-signal-safe. */
+static inline size_t fwd_range_at(const fwd_tables *t, uintptr_t a) {
+  size_t lo = 0, hi = t->nranges;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->ranges[mid].hi <= a) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+/* Where the destination bytes that continue from address d (not in a
+ * range) end: the gap before the next range, else the new top. */
+static inline uintptr_t fwd_slide_end(const fwd_tables *t, uintptr_t d) {
+  size_t i = t->nranges ? fwd_range_at(t, d) : 0;
+  if (i < t->nranges && t->ranges[i].lo > d) return t->ranges[i].gap_lo;
+  return t->new_top;
+}
+/* Old address of the first live word at or after destination page p's
+ * first byte, for a gap page (page_first[p] == 0, p < npages): the start
+ * of the next range. */
+static inline uintptr_t fwd_gap_next(const fwd_tables *t, size_t p) {
+  size_t i = fwd_range_at(t, t->begin + p * FWD_PAGE);
+  return i < t->nranges ? t->ranges[i].lo : t->new_top;
+}
 
 /* Without -mpopcnt, __builtin_popcountll is a libgcc call (it showed up
  * at 2% of a compaction profile); the inline bit-twiddling is a dozen

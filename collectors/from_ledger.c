@@ -56,16 +56,25 @@ static uintptr_t source_of(const fwd_tables *t, uintptr_t obj, uintptr_t d) {
 
 /* The from-space pages destination page p reads, apart from the pinned
  * ones: [*lo, *hi] and the page of its first object's header, *hdr (which
- * is *lo or below it). */
-static void read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
-                      size_t *hi, size_t *hdr) {
+ * is *lo or below it).  0 when it reads none: a page in the gap below a
+ * pinned range (forwarding.h), all filler.  A page in a pinned range reads
+ * its own old page (and, like any page, the span up to where the next
+ * page's words begin: only pages with live words there count, none of
+ * which lie between the range's end and the next live object); the last
+ * page sliding below a gap reads up to that range's start. */
+static int read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
+                     size_t *hi, size_t *hdr) {
   uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p];
-  uintptr_t src_lo = source_of(t, obj, dbeg);
-  uintptr_t src_hi = p + 1 < t->npages ? source_of(t, t->page_first[p + 1], dbeg + FWD_PAGE)
-                                       : l->src_end;
+  if (!obj) return 0;
+  uintptr_t src_lo = source_of(t, obj, dbeg), src_hi = l->src_end;
+  if (p + 1 < t->npages) {
+    uintptr_t next = t->page_first[p + 1];
+    src_hi = next ? source_of(t, next, dbeg + FWD_PAGE) : fwd_gap_next(t, p + 1);
+  }
   *lo = (src_lo - t->begin) / FWD_PAGE;
   *hi = (src_hi - 1 - t->begin) / FWD_PAGE;
   *hdr = (obj - t->begin) / FWD_PAGE;
+  return 1;
 }
 
 /* The count first, so that a releaser that takes the bit never subtracts
@@ -120,7 +129,7 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
   uintptr_t pinned_obj = 0;
   for (size_t p = 0; p < t->npages; p++) {
     size_t lo, hi, hdr;
-    read_span(l, t, p, &lo, &hi, &hdr);
+    if (!read_span(l, t, p, &lo, &hi, &hdr)) continue;
     for (size_t s = lo; s <= hi; s++)
       if (page_has_live(t, s)) add_reader(l, s);
     if (hdr < lo) add_reader(l, hdr);
@@ -141,7 +150,7 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
 
 void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page) {
   size_t lo, hi, hdr;
-  read_span(l, t, page, &lo, &hi, &hdr);
+  if (!read_span(l, t, page, &lo, &hi, &hdr)) return;
   for (size_t s = lo; s <= hi; s++)
     if (page_has_live(t, s)) drop_reader(l, s);
   if (hdr < lo) drop_reader(l, hdr);

@@ -242,6 +242,22 @@ static void record_growers(fh_heap *h, const fwd_tables *t) {
   }
 }
 
+/* stack_roots=conservative: the space's walk points (bump_space.h) for
+ * the layout this cycle builds: the new start of the object covering each
+ * destination page's first byte, and every gap filler's (pinned ranges);
+ * the last page's filler is reached by walking from its page's first
+ * object.  The bits of the old layout go first. */
+static void set_walk_points(bump_space *b, const fwd_tables *t) {
+  if (!b->starts.words) return;
+  bump_space_clear_starts(b, t->begin, t->begin + align_up(t->old_top - t->begin, FWD_PAGE));
+  for (size_t p = 0; p < t->npages; p++) {
+    uintptr_t first = t->page_first[p];
+    bump_space_note_start(b, first ? fwd_start(t, first) : t->begin + p * FWD_PAGE);
+  }
+  for (size_t r = 0; r < t->nranges; r++)
+    if (t->ranges[r].gap_lo < t->ranges[r].lo) bump_space_note_start(b, t->ranges[r].gap_lo);
+}
+
 void mc_prepare_unpaused(fh_heap *h) {
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
@@ -262,8 +278,13 @@ int mc_prepare(mc_state *m) {
   uint64_t t0 = heap_now_ns();
   fwd_prepare_marking(t);
   mc_mark_crew *crew;
-  if (mc_mark(h, t, &crew) < 0) {
+  /* Pinned objects become fixed points (forwarding.h: pinned ranges),
+   * while the space is still in place: their ranges' dead words become
+   * fillers there.  Fails only for memory, before anything is written. */
+  if (mc_mark(h, t, &crew) < 0 ||
+      (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0)) {
     /* Forget the partial marks; sweeping now would free live objects. */
+    mc_mark_end(crew);
     fwd_reset(t);
     bitmap_clear_all(&h->non_moving.mark_bits);
     return -1;
@@ -273,6 +294,7 @@ int mc_prepare(mc_state *m) {
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
   ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
+  set_walk_points(b, t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
    * them, if any, counts in forward_ns). */
   mc_mark_end(crew);
@@ -304,6 +326,9 @@ int mc_prepare(mc_state *m) {
   m->update_ns = heap_now_ns() - t3;
   m->live_bytes = t->live_bytes;
   m->table_bytes = mc_table_bytes(m);
+  m->pinned_ranges = t->nranges;
+  m->pinned_objects = t->pinned_objects;
+  m->pinned_bytes = t->pinned_bytes;
   m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
   size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
   h->bytes_moved += live;

@@ -124,6 +124,7 @@ typedef struct mc_state {
   _Atomic int stop_releaser;
   _Atomic uint64_t build_cpu_ns;
   size_t table_bytes; /* side tables this cycle writes (mc_table_bytes) */
+  size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
 } mc_state;
 

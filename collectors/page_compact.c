@@ -252,10 +252,15 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   uintptr_t first = page < t->npages ? t->page_first[page] : 0;
   if (!first) {
     memset(out, 0, FWD_PAGE);
+    /* A page in the gap below a pinned range: one filler (forwarding.h). */
+    if (page < t->npages) obj_write_filler((uintptr_t)out, FWD_PAGE);
     return 0;
   }
   uintptr_t first_new = fwd_start(t, first);
-  size_t filled = t->new_top - dbeg < FWD_PAGE ? t->new_top - dbeg : FWD_PAGE;
+  /* Sliding objects end at the new top, or at the gap below the next
+   * pinned range; a page inside a range is full. */
+  uintptr_t end = t->nranges ? fwd_slide_end(t, dbeg) : t->new_top;
+  size_t filled = end - dbeg < FWD_PAGE ? end - dbeg : FWD_PAGE;
   int slow = fwd_page_slow(t, page);
   if (__builtin_expect(slow, 0)) {
     copy_objects(ps, dbeg, first, first_new, out, filled);
@@ -265,7 +270,8 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
     page_copy_live(t, ps->from_delta, first + (dbeg - first_new), out, filled);
   }
   if (filled < FWD_PAGE) {
-    /* Only the last page ends early: the rest is one filler object. */
+    /* Only the last page, or the last before a gap, ends early: the rest
+     * is one filler object. */
     memset(out + filled, 0, FWD_PAGE - filled);
     obj_write_filler((uintptr_t)out + filled, FWD_PAGE - filled);
   }
