@@ -354,6 +354,50 @@ static void large_pinned(void **state) {
   }
 }
 
+/* ---- a growing object right below a pinned range ---- */
+
+/* Densely live objects below a pinned one, one of them hashed: moving, it
+ * gains its hash word, but the filler that hashing claimed for it lies
+ * above the pinned object, so the objects below no longer fit under it.
+ * The pinned range must take in pages below it until they do. */
+static void grower_below_pinned_under(const test_config *cfg) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_config_heap(cfg, &ty, &t);
+  enum { N = 150 };
+  void **live = fh_alloc(t, ty.array, (N + 1) * sizeof(void *));
+  fh_push_root(t, (void **)&live);
+  for (int i = 0; i < N; i++) fh_write_ref(t, live, &live[i], test_node(t, &ty, (uint64_t)i));
+  tnode *p = test_node(t, &ty, 999);
+  assert_int_equal(fh_pin(t, p), 0);
+  uint64_t hash[N];
+  for (int i = 0; i < N; i++) hash[i] = fh_object_hash(t, live[i]); /* fillers above p */
+  for (int r = 0; r < 4; r++) {
+    for (int g = 0; g < 300; g++) test_node(t, &ty, 9);
+    test_config_collect(cfg, t, r);
+    fh_gc_wait(h);
+    assert_int_equal(p->value, 999);
+    for (int i = 0; i < N; i++) {
+      tnode *n = live[i];
+      assert_int_equal(n->value, (uint64_t)i);
+      assert_int_equal(n->check, test_check((uint64_t)i));
+      assert_int_equal(fh_object_hash(t, n), hash[i]);
+    }
+  }
+  fh_unpin(t, p);
+  fh_pop_roots(t, 1);
+  test_config_teardown(h, t);
+}
+
+static void grower_below_pinned(void **state) {
+  (void)state;
+  for (size_t c = 0; c < test_nconfigs; c++) {
+    if (strcmp(test_configs[c].collector, "concurrent_compact") == 0 && !test_have_uffd())
+      continue;
+    grower_below_pinned_under(&test_configs[c]);
+  }
+}
+
 /* ---- walk points after compaction around pins ---- */
 
 /* stack_roots=conservative: every object the collection laid down in the
@@ -451,6 +495,7 @@ int main(void) {
       cmocka_unit_test(hashed_pinned),
       cmocka_unit_test(large_pinned),
       cmocka_unit_test(walk_points),
+      cmocka_unit_test(grower_below_pinned),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
