@@ -108,13 +108,38 @@ static int claim(mc_state *m, size_t page) {
                                                  memory_order_acquire, memory_order_relaxed);
 }
 
-/* Build pages [p, p + n) (claimed) into buf and install them with one COPY. */
+/* Install built pages [p, p + n) from buf: blank gap pages (pinned
+ * ranges, forwarding.h) as the zero page, which costs no memory, the rest
+ * with one COPY per stretch. */
+static void install_run(mc_state *m, int fd, size_t p, size_t n, const uint8_t *buf) {
+  if (!m->t.nranges) {
+    mc_install(m, fd, (uint8_t *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE);
+    return;
+  }
+  for (size_t i = 0; i < n;) {
+    int blank = fwd_page_blank(&m->t, p + i);
+    size_t j = i + 1;
+    while (j < n && fwd_page_blank(&m->t, p + j) == blank) j++;
+    uint8_t *dst = (uint8_t *)(m->t.begin + (p + i) * FWD_PAGE);
+    size_t len = (j - i) * FWD_PAGE, done = 0;
+    if (blank && !atomic_load_explicit(&m->uffd_broken, memory_order_acquire)) {
+      fh_uffd_res res;
+      fh_uffd_status st = fh_uffd_zeropage(fd, dst, len, 0, &res);
+      done = st == FH_UFFD_OK || st == FH_UFFD_EXISTED ? len : res.done;
+    }
+    /* Not blank, or ZEROPAGE failed: the built (zero) bytes by COPY. */
+    if (done < len) mc_install(m, fd, dst + done, buf + i * FWD_PAGE + done, len - done);
+    i = j;
+  }
+}
+
+/* Build pages [p, p + n) (claimed) into buf and install them. */
 static void build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
   for (size_t i = 0; i < n; i++) {
     page_build(&m->src, p + i, buf + i * FWD_PAGE);
     ledger_page_built(&m->ledger, &m->t, p + i);
   }
-  mc_install(m, fd, (uint8_t *)(m->t.begin + p * FWD_PAGE), buf, n * FWD_PAGE);
+  install_run(m, fd, p, n, buf);
   for (size_t i = 0; i < n; i++)
     atomic_store_explicit(&m->page_state[p + i], PAGE_MAPPED, memory_order_release);
 }

@@ -43,8 +43,9 @@
  * destination offset to the range's start when it reaches its first
  * chunk: the objects between two ranges slide down towards the lower one,
  * and the destination bytes [gap_lo, lo) between the last of them and the
- * next range are a gap, filled with one filler per page (page_first 0
- * there).  A range's pages are then exactly its own old pages, rebuilt in
+ * next range are a gap: one filler object (one per GiB), its header on
+ * the page where the gap begins; whole pages after it stay zero (page_first 0 there,
+ * fwd_page_blank: the zero page, or never touched).  A range's pages are then exactly its own old pages, rebuilt in
  * place (concurrent compaction maps them inside the pause: mc.h). */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
@@ -212,11 +213,34 @@ static inline size_t fwd_range_at(const fwd_tables *t, uintptr_t a) {
   return lo;
 }
 /* Where the destination bytes that continue from address d (not in a
- * range) end: the gap before the next range, else the new top. */
-static inline uintptr_t fwd_slide_end(const fwd_tables *t, uintptr_t d) {
+ * range) end: the gap before the next range, else the new top; *fill_end
+ * gets where the filler after them ends (the range, else d's page end). */
+static inline uintptr_t fwd_slide_end(const fwd_tables *t, uintptr_t d, uintptr_t *fill_end) {
   size_t i = t->nranges ? fwd_range_at(t, d) : 0;
-  if (i < t->nranges && t->ranges[i].lo > d) return t->ranges[i].gap_lo;
+  if (i < t->nranges && t->ranges[i].lo > d) {
+    *fill_end = t->ranges[i].lo;
+    return t->ranges[i].gap_lo;
+  }
+  *fill_end = (d & ~(uintptr_t)(FWD_PAGE - 1)) + FWD_PAGE;
   return t->new_top;
+}
+/* Destination page p (< npages) lies wholly inside a gap and after its
+ * first byte: it holds no header (the gap is one filler, whose header is
+ * on the page where the gap begins), only zeroes.  Builders may leave it
+ * unwritten (the emptied space reads as zero) or map the zero page. */
+/* A filler's size field holds 32 bits: a gap is cut into fillers at every
+ * FWD_GAP_FILLER boundary (from begin), each one's header on its page. */
+#define FWD_GAP_FILLER ((uintptr_t)1 << 30)
+static inline int fwd_page_blank(const fwd_tables *t, size_t p) {
+  if (!t->nranges || t->page_first[p]) return 0;
+  uintptr_t d = t->begin + p * FWD_PAGE;
+  size_t i = fwd_range_at(t, d);
+  return i < t->nranges && t->ranges[i].gap_lo < d && (d - t->begin) % FWD_GAP_FILLER != 0;
+}
+/* End of the gap filler starting at a, in the gap that ends at lo. */
+static inline uintptr_t fwd_gap_filler_end(const fwd_tables *t, uintptr_t a, uintptr_t lo) {
+  uintptr_t cut = t->begin + ((a - t->begin) / FWD_GAP_FILLER + 1) * FWD_GAP_FILLER;
+  return cut < lo ? cut : lo;
 }
 /* Old address of the first live word at or after destination page p's
  * first byte, for a gap page (page_first[p] == 0, p < npages): the start

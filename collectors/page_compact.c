@@ -252,14 +252,19 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   uintptr_t first = page < t->npages ? t->page_first[page] : 0;
   if (!first) {
     memset(out, 0, FWD_PAGE);
-    /* A page in the gap below a pinned range: one filler (forwarding.h). */
-    if (page < t->npages) obj_write_filler((uintptr_t)out, FWD_PAGE);
+    /* A page in the gap below a pinned range (forwarding.h): the gap's
+     * filler starts here, or the page is blank. */
+    if (page < t->npages && !fwd_page_blank(t, page)) {
+      size_t i = fwd_range_at(t, dbeg);
+      obj_write_filler((uintptr_t)out, fwd_gap_filler_end(t, dbeg, t->ranges[i].lo) - dbeg);
+    }
     return 0;
   }
   uintptr_t first_new = fwd_start(t, first);
   /* Sliding objects end at the new top, or at the gap below the next
    * pinned range; a page inside a range is full. */
-  uintptr_t end = t->nranges ? fwd_slide_end(t, dbeg) : t->new_top;
+  uintptr_t fill_end = dbeg + FWD_PAGE;
+  uintptr_t end = t->nranges ? fwd_slide_end(t, dbeg, &fill_end) : t->new_top;
   size_t filled = end - dbeg < FWD_PAGE ? end - dbeg : FWD_PAGE;
   int slow = fwd_page_slow(t, page);
   if (__builtin_expect(slow, 0)) {
@@ -270,10 +275,11 @@ size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
     page_copy_live(t, ps->from_delta, first + (dbeg - first_new), out, filled);
   }
   if (filled < FWD_PAGE) {
-    /* Only the last page, or the last before a gap, ends early: the rest
-     * is one filler object. */
+    /* Only the last page ends early, its rest one filler object; or the
+     * last before a gap, whose filler runs on to the pinned range. */
     memset(out + filled, 0, FWD_PAGE - filled);
-    obj_write_filler((uintptr_t)out + filled, FWD_PAGE - filled);
+    obj_write_filler((uintptr_t)out + filled,
+                     fwd_gap_filler_end(t, dbeg + filled, fill_end) - (dbeg + filled));
   }
   fix_page_refs(ps, out, dbeg, first, first_new, filled, slow);
   return filled;
