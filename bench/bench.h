@@ -39,12 +39,14 @@ int wl_ephemerons(int argc, char **argv); /* bench/wl_ephemerons.c */
 int wl_finalizers(int argc, char **argv); /* bench/wl_finalizers.c */
 int wl_idhash(int argc, char **argv);     /* bench/wl_idhash.c */
 int wl_roots(int argc, char **argv);      /* bench/wl_roots.c */
+int wl_stackscan(int argc, char **argv);  /* bench/wl_stackscan.c */
+int wl_pins(int argc, char **argv);       /* bench/wl_pins.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
-int gcbench_faultheap_child(const char *collector);
+int gcbench_faultheap_child(const char *collector, int conservative);
 /* 0 if FH_OPTIONS and --collector parse, else -1 with a message */
 int gcbench_check_options(const char *collector);
 const char *gcbench_collector_name(int collector);
@@ -106,6 +108,9 @@ int wk_parse_collectors(const char *who, const char *list, unsigned *mask);
 /* Defaults, FH_OPTIONS, then collector (NULL/"default": the heap's) and
  * heap_max (0: leave it; at least 1 MiB).  NULL with a message on stderr. */
 struct fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max);
+/* The same, then the options in `extra` ("key=value,..."; NULL: none). */
+struct fh_heap *wk_heap_create_with(const char *who, const char *collector, size_t heap_max,
+                                    const char *extra);
 /* " collections=.. pause_max_ms=.. pause_total_ms=.." on stdout */
 void wk_print_stats(struct fh_heap *h);
 

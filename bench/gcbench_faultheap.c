@@ -11,6 +11,9 @@
 #include <string.h>
 
 static fh_thread *gcb_thread;
+/* --conservative: stack_roots=conservative and no root slots at all, the
+ * pointers left in C locals (as the Boehm variant holds them). */
+static int gcb_conservative;
 static uint32_t gcb_node_type, gcb_doubles_type;
 
 static void *gcb_new_node(void);
@@ -45,8 +48,12 @@ static void gcb_store(void *obj, void **field, void *value) {
   fh_write_ref(gcb_thread, obj, field, value);
 }
 
-static void gcb_root(void **slot) { fh_push_root(gcb_thread, slot); }
-static void gcb_unroot(size_t n) { fh_pop_roots(gcb_thread, n); }
+static void gcb_root(void **slot) {
+  if (!gcb_conservative) fh_push_root(gcb_thread, slot);
+}
+static void gcb_unroot(size_t n) {
+  if (!gcb_conservative) fh_pop_roots(gcb_thread, n);
+}
 static void gcb_poll(void) { fh_safepoint(gcb_thread); }
 /* garbage is the collector's business */
 static void gcb_free_tree(void *tree) { (void)tree; }
@@ -70,8 +77,8 @@ long gcbench_expected_trees(void) {
 }
 
 /* Options: the defaults, then FH_OPTIONS from the environment (as
- * fh_heap_create(NULL) would), then --collector. */
-static int make_options(fh_options *o, const char *collector) {
+ * fh_heap_create(NULL) would), then --collector, then --conservative. */
+static int make_options(fh_options *o, const char *collector, int conservative) {
   char spec[128];
   fh_options_init(o);
   const char *env = getenv("FH_OPTIONS");
@@ -79,6 +86,7 @@ static int make_options(fh_options *o, const char *collector) {
     fprintf(stderr, "gcbench: FH_OPTIONS: %s\n", fh_last_error());
     return -1;
   }
+  if (conservative) o->stack_roots = FH_STACK_ROOTS_CONSERVATIVE;
   if (collector == NULL) return 0;
   snprintf(spec, sizeof spec, "collector=%s", collector);
   if (fh_options_parse(o, spec) != 0) {
@@ -90,17 +98,18 @@ static int make_options(fh_options *o, const char *collector) {
 
 int gcbench_check_options(const char *collector) {
   fh_options o;
-  return make_options(&o, collector);
+  return make_options(&o, collector, 0);
 }
 
-int gcbench_faultheap_child(const char *collector) {
+int gcbench_faultheap_child(const char *collector, int conservative) {
   static const uint32_t node_refs[] = {offsetof(gcb_node, left),
                                        offsetof(gcb_node, right)};
   const fh_type node = {.name = "gcbench.node", .size = sizeof(gcb_node),
                         .nrefs = 2, .ref_offsets = node_refs};
   const fh_type doubles = {.name = "gcbench.doubles", .size = 0};
   fh_options o;
-  if (make_options(&o, collector) != 0) return 2;
+  gcb_conservative = conservative;
+  if (make_options(&o, collector, conservative) != 0) return 2;
 
   fh_heap *h = fh_heap_create(&o);
   if (h == NULL) {
@@ -126,10 +135,11 @@ int gcbench_faultheap_child(const char *collector) {
   fh_get_stats(h, &s);
   printf("gcbench variant=faultheap collector=%s ms=%.3f verify_ms=%.3f trees=%ld "
          "failures=%d collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f "
-         "bytes_allocated=%llu\n",
+         "bytes_allocated=%llu stack_scan_ms=%.3f pinned_last=%llu\n",
          gcbench_collector_name(o.collector), r.ms, r.verify_ms, r.trees, r.failures,
          (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
-         (double)s.pause_ns_total / 1e6, (unsigned long long)s.bytes_allocated);
+         (double)s.pause_ns_total / 1e6, (unsigned long long)s.bytes_allocated,
+         (double)s.stack_scan_ns_total / 1e6, (unsigned long long)s.pinned_last);
   fh_thread_detach(gcb_thread);
   fh_heap_destroy(h);
   return r.failures ? 1 : 0;

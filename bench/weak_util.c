@@ -35,6 +35,11 @@ int wk_parse_collectors(const char *who, const char *list, unsigned *mask) {
 }
 
 fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max) {
+  return wk_heap_create_with(who, collector, heap_max, NULL);
+}
+
+fh_heap *wk_heap_create_with(const char *who, const char *collector, size_t heap_max,
+                             const char *extra) {
   fh_options o;
   fh_options_init(&o);
   const char *env = getenv("FH_OPTIONS");
@@ -51,6 +56,10 @@ fh_heap *wk_heap_create(const char *who, const char *collector, size_t heap_max)
     }
   }
   if (heap_max) o.heap_max = heap_max < ((size_t)1 << 20) ? (size_t)1 << 20 : heap_max;
+  if (extra && fh_options_parse(&o, extra) != 0) {
+    fprintf(stderr, "%s: %s: %s\n", who, extra, fh_last_error());
+    return NULL;
+  }
   fh_heap *h = fh_heap_create(&o);
   if (h == NULL) fprintf(stderr, "%s: fh_heap_create: %s\n", who, fh_last_error());
   return h;

@@ -15,15 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { V_FAULTHEAP, V_BOEHM, V_GLIBC, V_JEMALLOC, V_MIMALLOC, NVARIANTS };
-static const char *const variant_names[NVARIANTS] = {"faultheap", "boehm", "glibc",
-                                                     "jemalloc", "mimalloc"};
+/* fh-conservative: faultheap with stack_roots=conservative and no root
+ * slots, the pointers in C locals as Boehm's variant holds them. */
+enum { V_FAULTHEAP, V_FH_CONSERVATIVE, V_BOEHM, V_GLIBC, V_JEMALLOC, V_MIMALLOC, NVARIANTS };
+static const char *const variant_names[NVARIANTS] = {"faultheap", "fh-conservative", "boehm",
+                                                     "glibc", "jemalloc", "mimalloc"};
 
 typedef struct variant {
   const char *name;
   int wanted, built;
   char path[PATH_MAX];
-  char *argv[6];
+  char *argv[8];
   int failed;         /* exit status of the run that failed; 0: none did */
   char collector[32]; /* faultheap: the collector the child reported */
   /* per round; NAN where the variant did not run */
@@ -42,8 +44,10 @@ static void usage(FILE *out) {
           "  --collector C   semispace, mark_sweep, mark_compact or concurrent_compact\n"
           "                  (default: the heap's default; FH_OPTIONS is honoured)\n"
           "  --runs N        rounds, each running every variant once (default 5)\n"
-          "  --variants L    comma-separated subset of faultheap,boehm,glibc,jemalloc,\n"
-          "                  mimalloc (default: all)\n"
+          "  --variants L    comma-separated subset of faultheap,fh-conservative,boehm,\n"
+          "                  glibc,jemalloc,mimalloc (default: all); fh-conservative\n"
+          "                  is faultheap with stack_roots=conservative and no root\n"
+          "                  slots (pointers in C locals, as for Boehm)\n"
           "  --json FILE     also write the results as JSON\n"
           "  -v              print every run on stderr\n");
 }
@@ -66,9 +70,10 @@ static int parse_variants(const char *list, variant *v) {
 }
 
 static void setup_variant(variant *v, int i, const char *collector, int runs) {
-  static char child_flag[] = "--child", collector_flag[] = "--collector";
+  static char child_flag[] = "--child", collector_flag[] = "--collector",
+              conservative_flag[] = "--conservative";
   v->name = variant_names[i];
-  if (i == V_FAULTHEAP) {
+  if (i == V_FAULTHEAP || i == V_FH_CONSERVATIVE) {
     const char *self = bench_self_exe();
     v->built = self != NULL;
     snprintf(v->path, sizeof v->path, "%s", self ? self : "?");
@@ -76,6 +81,7 @@ static void setup_variant(variant *v, int i, const char *collector, int runs) {
     *a++ = v->path;
     *a++ = (char *)"gcbench";
     *a++ = child_flag;
+    if (i == V_FH_CONSERVATIVE) *a++ = conservative_flag;
     if (collector) {
       *a++ = collector_flag;
       *a++ = (char *)collector;
@@ -270,7 +276,7 @@ static int write_json(const char *path, const variant *v, const summary *s, int 
 int wl_gcbench(int argc, char **argv) {
   static const char *const with_value[] = {"--collector", "--runs", "--json",
                                            "--variants", NULL};
-  static const char *const bare[] = {"--child", "-v", "--help", "-h", NULL};
+  static const char *const bare[] = {"--child", "--conservative", "-v", "--help", "-h", NULL};
   if (bench_has_flag(argc, argv, "--help") || bench_has_flag(argc, argv, "-h")) {
     usage(stdout);
     return 0;
@@ -280,7 +286,8 @@ int wl_gcbench(int argc, char **argv) {
     return 2;
   }
   const char *collector = bench_flag(argc, argv, "--collector");
-  if (bench_has_flag(argc, argv, "--child")) return gcbench_faultheap_child(collector);
+  if (bench_has_flag(argc, argv, "--child"))
+    return gcbench_faultheap_child(collector, bench_has_flag(argc, argv, "--conservative"));
 
   int runs = bench_runs_flag(argc, argv, 5);
   int verbose = bench_has_flag(argc, argv, "-v");
@@ -289,7 +296,9 @@ int wl_gcbench(int argc, char **argv) {
   memset(v, 0, sizeof v);
   if (runs < 0 || parse_variants(bench_flag(argc, argv, "--variants"), v) != 0) return 2;
   /* a bad --collector is a usage error, not a failed run */
-  if (v[V_FAULTHEAP].wanted && gcbench_check_options(collector) != 0) return 2;
+  if ((v[V_FAULTHEAP].wanted || v[V_FH_CONSERVATIVE].wanted) &&
+      gcbench_check_options(collector) != 0)
+    return 2;
   for (int i = 0; i < NVARIANTS; i++) setup_variant(&v[i], i, collector, runs);
   long want_trees = gcbench_expected_trees();
 

@@ -23,20 +23,21 @@ static int check_alloc(fh_thread *t, uint32_t type, size_t n, const char *fn) {
   }
   fh_heap *h = t->heap;
   if (types_check_alloc(&h->types, type, n) < 0) return -1;
-  if (n > h->opt.heap_max || n > (size_t)UINT32_MAX) {
-    fh_error_set("%s: %zu bytes is larger than the heap (heap_max %zu)%s", fn, n,
-                 h->opt.heap_max, n > (size_t)UINT32_MAX ? " or the 4 GiB object limit" : "");
+  if (n > heap_reserved_max(h) || n > (size_t)UINT32_MAX) {
+    fh_error_set("%s: %zu bytes is larger than the heap (heap_max %zu, heap_reserve %zu)%s", fn,
+                 n, heap_limit(h), heap_reserved_max(h),
+                 n > (size_t)UINT32_MAX ? " or the 4 GiB object limit" : "");
     return -1;
   }
   return 0;
 }
 
-/* Room left under heap_max for `bytes` more in the bump space. */
+/* The bump space's top may not pass this: heap_max, less the non-moving
+ * objects (and semispace's copy reserve). */
 static uintptr_t bump_limit(fh_heap *h) {
   bump_space *b = &h->bump[h->active];
   size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
-  size_t room = h->opt.heap_max > nm ? h->opt.heap_max - nm : 0;
-  uintptr_t lim = b->space.begin + room;
+  uintptr_t lim = b->space.begin + heap_bump_room(h, nm);
   return lim < b->space.end ? lim : b->space.end;
 }
 
@@ -111,7 +112,7 @@ void *alloc_fail_critical(fh_thread *t, const char *fn, size_t n) {
   fh_heap *h = t->heap;
   fh_error_set("%s: heap full inside a critical section: %zu bytes requested, %zu of %zu bytes "
                "in use, and no collection can run before this thread's fh_critical_end",
-               fn, n, heap_used_bytes(h), h->opt.heap_max);
+               fn, n, heap_used_bytes(h), heap_limit(h));
   return NULL;
 }
 
@@ -157,11 +158,14 @@ static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type
    * Inside a critical section no collection can run, so the trigger is
    * ignored and only capacity counts. */
   int critical = t->critical != 0;
+  unsigned oom_calls = 0;
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
     uintptr_t p = bump_try(t, type, n, bytes, attempt > 0 || critical);
     if (p) return obj_from_start(p);
     if (critical) return alloc_fail_critical(t, "fh_alloc", n);
+    /* The embedder's handler may make room: then collect and try again. */
+    if (attempt == 2 && oom_retry(t, bytes, &oom_calls)) attempt = 0;
     if (attempt == 2) break;
     gc_cause cause = attempt == 0 ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE;
     if (gc_run(t, FH_COLLECT_DEFAULT, cause, seen) < 0) {
@@ -170,7 +174,7 @@ static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type
     }
   }
   fh_error_set("fh_alloc: heap full: %zu bytes requested, %zu of %zu bytes live after "
-               "collecting", n, heap_used_bytes(h), h->opt.heap_max);
+               "collecting", n, heap_used_bytes(h), heap_limit(h));
   return NULL;
 }
 
@@ -198,10 +202,11 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
   if (h->opt.gc_stress) stress_tick(t, &h->stress_allocs);
   size_t bytes = non_moving_object_bytes(n);
   int critical = t->critical != 0; /* no collection possible: capacity only */
+  unsigned oom_calls = 0;
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
     int due = attempt == 0 && !critical && atomic_load(&h->alloc_since_gc) >= h->gc_trigger;
-    if (!due && heap_used_bytes(h) + bytes <= h->opt.heap_max) {
+    if (!due && heap_used_bytes(h) + bytes <= heap_limit(h)) {
       void *obj = non_moving_space_alloc(&h->non_moving, type, n);
       if (obj) {
         charge(h, bytes);
@@ -209,6 +214,7 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
       }
     }
     if (critical) return alloc_fail_critical(t, "fh_alloc_nonmoving", n);
+    if (attempt == 2 && oom_retry(t, bytes, &oom_calls)) attempt = 0;
     if (attempt == 2) break;
     if (gc_run(t, FH_COLLECT_DEFAULT, due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE,
                seen) < 0) {
@@ -218,7 +224,7 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
   }
   fh_error_set("fh_alloc_nonmoving: non-moving space full: %zu bytes requested, %zu of %zu "
                "bytes in use (heap %zu of %zu)", n, atomic_load(&h->non_moving.used),
-               h->non_moving.limit, heap_used_bytes(h), h->opt.heap_max);
+               h->non_moving.limit, heap_used_bytes(h), heap_limit(h));
   return NULL;
 }
 

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap/error.h"
 #include "heap/heap.h"
@@ -89,22 +90,26 @@ uintptr_t conservative_object_at(fh_heap *h, uintptr_t a) {
   return 0; /* image, zygote, guards: nothing there moves or dies */
 }
 
+/* Words already looked up this scan, by value: stacks repeat the same
+ * pointers (every frame of a recursion, saved copies), and each distinct
+ * object should reach the pin set once (sorting repeats cost more than the
+ * scan itself).  Direct-mapped; a collision only costs a second lookup
+ * and a repeat in the set, which pins_gather drops. */
 typedef struct scan_ctx {
   fh_heap *h;
   pin_set *s;
-  uintptr_t lo, span;          /* the reservation */
-  uintptr_t last_lo, last_hi;  /* the last object found: stacks repeat words */
+  uintptr_t lo, span; /* the reservation */
   size_t words;
+  uintptr_t *seen; /* [PIN_SEEN_SLOTS] word values looked up (0: empty) */
 } scan_ctx;
 
 static int consider(scan_ctx *c, uintptr_t v) {
   if (v - c->lo >= c->span) return 0;
-  if (v - c->last_lo < c->last_hi - c->last_lo) return 0; /* already added */
+  size_t k = (size_t)((v >> 3) * 0x9E3779B97F4A7C15ull >> (64 - PIN_SEEN_BITS));
+  if (c->seen[k] == v) return 0; /* looked up (and added, if an object) */
+  c->seen[k] = v;
   uintptr_t start = conservative_object_at(c->h, v);
-  if (!start) return 0;
-  c->last_lo = start;
-  c->last_hi = start + obj_bytes(*(const uint64_t *)start);
-  return pin_set_add(c->s, start);
+  return start ? pin_set_add(c->s, start) : 0;
 }
 
 RAW_STACK_READ static int scan_words(scan_ctx *c, uintptr_t lo, uintptr_t hi) {
@@ -114,18 +119,29 @@ RAW_STACK_READ static int scan_words(scan_ctx *c, uintptr_t lo, uintptr_t hi) {
   return 0;
 }
 
-int conservative_scan(fh_heap *h, fh_thread *self, pin_set *s) {
-  scan_ctx c = {.h = h, .s = s, .lo = h->resv_begin, .span = h->resv_size};
+static int scan_all(scan_ctx *c, fh_thread *self) {
   if (self) conservative_save(self);
   fh_thread *t;
-  cds_list_for_each_entry(t, &h->threads, link) {
+  cds_list_for_each_entry(t, &c->h->threads, link) {
     cons_stack *st = t->cons;
     if (!st) continue;
     for (size_t i = 0; i < st->nsaved; i++)
-      if (consider(&c, st->saved[i]) < 0) return -1;
-    c.words += st->nsaved;
-    if (scan_words(&c, st->live, st->base) < 0) return -1;
+      if (consider(c, st->saved[i]) < 0) return -1;
+    c->words += st->nsaved;
+    if (scan_words(c, st->live, st->base) < 0) return -1;
   }
-  s->words_scanned = c.words;
+  c->s->words_scanned = c->words;
   return 0;
+}
+
+int conservative_scan(fh_heap *h, fh_thread *self, pin_set *s) {
+  /* Kept from one collection to the next: a fresh 32 KiB each time cost
+   * more in page faults and TLB shootdowns than the scan itself. */
+  if (!s->seen && !(s->seen = malloc(PIN_SEEN_SLOTS * sizeof *s->seen))) {
+    fh_error_set("collection: out of memory scanning stacks conservatively");
+    return -1;
+  }
+  memset(s->seen, 0, PIN_SEEN_SLOTS * sizeof *s->seen);
+  scan_ctx c = {.h = h, .s = s, .lo = h->resv_begin, .span = h->resv_size, .seen = s->seen};
+  return scan_all(&c, self);
 }

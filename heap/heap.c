@@ -71,7 +71,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   /* The jemalloc-backed spaces get the range their arena needs to hold
    * their limit (spaces/arena.h: jemalloc's metadata and size classes live
    * in the range too); their limits stay non_moving_max and heap_max. */
-  size_t bump = align_up(h->opt.heap_max, FH_PMD);
+  size_t bump = align_up(heap_reserved_max(h), FH_PMD);
   /* The non-moving range also holds the zygote space fh_prefork makes at
    * its start, from what was live: room for heap_max more (address space
    * only; pages are touched as the copy fills them), so that fh_prefork
@@ -80,7 +80,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   size_t nm = arena_range_bytes(h->opt.non_moving_max) + bump;
   /* collector=mark_sweep adds the main and backup malloc spaces after the
    * bump spaces, each with its own guard. */
-  size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(h->opt.heap_max) : 0;
+  size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(heap_reserved_max(h)) : 0;
   h->resv_size = nm + GUARD + 2 * (bump + GUARD) + (ms ? 2 * (ms + GUARD) : 0);
   size_t image = img ? image_load_region_bytes(img) + GUARD : 0;
   h->resv_size += image;
@@ -140,6 +140,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
     goto fail_early;
   }
   h->opt.collector = resolve_collector(h->opt.collector);
+  h->reserved_max = h->opt.heap_reserve > h->opt.heap_max ? h->opt.heap_reserve : h->opt.heap_max;
   if (h->opt.background_collector == FH_COLLECTOR_AUTO)
     h->opt.background_collector =
         h->opt.collector == FH_MARK_SWEEP ? FH_HSPACE_COMPACT : h->opt.collector;
@@ -269,8 +270,11 @@ void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
   size_t grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
   if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
-  /* Past the capacity an allocation fails and collects anyway. */
-  size_t room = h->opt.heap_max > live ? h->opt.heap_max - live : 0;
+  /* Past the capacity an allocation fails and collects anyway (semispace:
+   * what its copy would need counts too). */
+  size_t lim = heap_limit(h);
+  if (h->opt.collector == FH_SEMISPACE) lim /= 2; /* (lim - nm) / 2 - bump >= lim / 2 - live */
+  size_t room = lim > live ? lim - live : 0;
   h->gc_trigger = grow < room ? grow : room;
 }
 

@@ -79,6 +79,7 @@ struct fh_thread {
    * later attach, so a stale handle is reported rather than freed memory). */
   unsigned magic;
   int in_blocking; /* inside fh_enter_blocking (the public call, not internal waits) */
+  int in_oom_handler; /* the OOM handler runs on this thread (heap/oom.c) */
   /* fh_pin records (heap/pins.h): repeats count. */
   void **pins;
   size_t npins, pins_cap;
@@ -90,7 +91,8 @@ struct fh_thread {
 #define THREAD_DETACHED 0x64656164u
 
 struct fh_heap {
-  fh_options opt;
+  fh_options opt;  /* opt.heap_max changes at run time: read it with heap_limit */
+  size_t reserved_max; /* max(heap_reserve, heap_max) at creation */
   slot_tags tags; /* opt's tag masks, as every slot decoder takes them */
   fh_type_registry types;
 
@@ -159,6 +161,9 @@ struct fh_heap {
   fh_root_scanner scanner;
   void *scanner_user;
   pin_set pins; /* this collection's pinned objects (heap/pins.h) */
+  /* fh_set_oom_handler (heap/oom.c), under roots_lock. */
+  fh_oom_handler oom_handler;
+  void *oom_user;
 
   /* Weakly held objects (heap/weak_records.h; collectors/trace.h decides
    * their fate).  The ephemeron type is built in, registered by the first
@@ -248,6 +253,26 @@ void roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx);
 
 /* ---- heap.c ---- */
 uint64_t heap_now_ns(void);
+/* heap_max now (fh_set_heap_max changes it while mutators run). */
+static inline size_t heap_limit(const fh_heap *h) {
+  return __atomic_load_n(&h->opt.heap_max, __ATOMIC_RELAXED);
+}
+/* The bytes the moving (bump) space may hold beside `other` bytes of
+ * other objects: semispace keeps a to-space as large as what it copies,
+ * and heap_max covers both halves. */
+static inline size_t heap_bump_room(const fh_heap *h, size_t other) {
+  size_t lim = heap_limit(h), room = lim > other ? lim - other : 0;
+  return h->opt.collector == FH_SEMISPACE ? room / 2 : room;
+}
+/* The address space reserved for objects: heap_reserve, at least the
+ * heap_max given at creation (fixed from then on). */
+static inline size_t heap_reserved_max(const fh_heap *h) { return h->reserved_max; }
+/* ---- oom.c ---- */
+/* An allocation of `bytes` is about to fail for want of room: 1 when the
+ * embedder's handler asks for another try (the caller collects and
+ * retries), 0 to fail.  *calls counts this allocation's calls (at most
+ * 8). */
+int oom_retry(fh_thread *t, size_t bytes, unsigned *calls);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
 size_t heap_used_bytes(fh_heap *h);

@@ -24,7 +24,7 @@
 #include "heap/sys.h"
 
 int malloc_heap_init(fh_heap *h, uintptr_t main_begin, uintptr_t backup_begin, size_t capacity) {
-  size_t limit = h->opt.heap_max;
+  size_t limit = h->opt.heap_max; /* fh_set_heap_max moves it */
   if (malloc_space_init(&h->malloc[0], "main malloc space", main_begin, capacity, limit) < 0)
     return -1;
   if (malloc_space_init(&h->malloc[1], "backup malloc space", backup_begin, capacity, limit) < 0) {
@@ -285,7 +285,7 @@ static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
     return -1;
   thread_settle(t);
   size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
-  size_t cap = h->opt.heap_max > nm ? h->opt.heap_max - nm : 0;
+  size_t lim = heap_limit(h), cap = lim > nm ? lim - nm : 0;
   if (cap > m->limit) cap = m->limit;
   size_t old = atomic_load_explicit(&m->used, memory_order_relaxed), want;
   do {
@@ -310,7 +310,7 @@ static int failed_for_fragmentation(fh_thread *t, size_t bytes) {
   malloc_space *m = heap_main_malloc(h);
   thread_settle(t);
   return atomic_load(&m->used) + bytes <= m->limit &&
-         heap_used_bytes(h) + bytes <= h->opt.heap_max;
+         heap_used_bytes(h) + bytes <= heap_limit(h);
 }
 
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
@@ -318,6 +318,7 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
   fh_heap *h = t->heap;
   int tc = thread_tcache(t);
   int purged = 0, recovered = 0;
+  unsigned oom_calls = 0;
   /* Attempt 0 honours the trigger; attempts 1 and 2 follow a collection
    * (a second one in case other threads filled the space meanwhile).  A
    * failure for fragmentation (the space's limit has room, jemalloc found
@@ -369,7 +370,14 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
       }
       continue;
     }
-    if (!failed_for_fragmentation(t, bytes)) break;
+    if (!failed_for_fragmentation(t, bytes)) {
+      /* Out of room under heap_max: the embedder's handler may make some. */
+      if (oom_retry(t, bytes, &oom_calls)) {
+        attempt = 0;
+        continue;
+      }
+      break;
+    }
     if (!purged) {
       purged = 1;
       malloc_space_purge(m);
@@ -396,6 +404,6 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
                  n, m->limit - atomic_load(&m->used), m->limit, h->opt.hspace_compact_on_oom);
   else
     fh_error_set("fh_alloc: heap full: %zu bytes requested, %zu of %zu bytes live after "
-                 "collecting", n, heap_used_bytes(h), h->opt.heap_max);
+                 "collecting", n, heap_used_bytes(h), heap_limit(h));
   return NULL;
 }

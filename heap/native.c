@@ -29,7 +29,7 @@ static const fh_space_ops native_ops = {native_used, native_resident, native_wal
                                         native_is_object};
 
 int native_init(fh_heap *h) {
-  size_t limit = align_up(h->opt.heap_max, FH_PMD);
+  size_t limit = align_up(heap_reserved_max(h), FH_PMD);
   /* Room for jemalloc's metadata and size classes besides `limit`. */
   h->native_resv_size = arena_range_bytes(limit);
   h->native_resv = reserve_range(h->native_resv_size, FH_PMD, 0);

@@ -32,6 +32,7 @@ typedef struct {
 #define OPT(field, kind, min, max) {#field, kind, offsetof(fh_options, field), min, max}
 static const opt_desc opt_table[] = {
     OPT(heap_max, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
+    OPT(heap_reserve, OPT_SIZE, 0, (unsigned long long)1 << 40),
     OPT(non_moving_max, OPT_SIZE, 1 * MiB, 64 * GiB),
     OPT(collector, OPT_COLLECTOR, 0, 0),
     OPT(background_collector, OPT_COLLECTOR, 0, 0),
@@ -134,6 +135,7 @@ static int parse_number(const char *v, size_t n, int allow_suffix, unsigned long
     case 'k': case 'K': shift = 10; break;
     case 'm': case 'M': shift = 20; break;
     case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
     default: return -1;
     }
     end++;
@@ -180,7 +182,7 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
   case OPT_MASK:
     if (parse_number(v, n, d->kind == OPT_SIZE, &x) < 0) {
       fh_error_set("option %s: '%.*s' is not a valid %s", d->name, (int)n, v,
-                   d->kind == OPT_SIZE ? "size (digits with optional k/M/G)"
+                   d->kind == OPT_SIZE ? "size (digits with optional k/M/G/T)"
                    : d->kind == OPT_BOOL ? "boolean (0 or 1)"
                    : d->kind == OPT_MASK ? "mask (decimal or 0x hex)" : "number");
       return -1;
@@ -257,6 +259,11 @@ int options_validate(const fh_options *o) {
   }
   if ((unsigned)o->background_collector > FH_COLLECTOR_AUTO) {
     fh_error_set("option background_collector: invalid value %d", (int)o->background_collector);
+    return -1;
+  }
+  if (o->heap_reserve && o->heap_reserve < o->heap_max) {
+    fh_error_set("option heap_reserve: %zu is below heap_max (%zu): the reservation must hold "
+                 "the heap (0 means heap_max)", o->heap_reserve, o->heap_max);
     return -1;
   }
   if ((unsigned)o->stack_roots > FH_STACK_ROOTS_CONSERVATIVE) {

@@ -152,5 +152,6 @@ void pins_visit_roots(fh_heap *h, fh_visit_fn visit, void *ctx) {
 
 void pins_destroy(fh_heap *h) {
   free(h->pins.starts);
+  free(h->pins.seen);
   h->pins = (pin_set){0};
 }

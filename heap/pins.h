@@ -25,6 +25,9 @@
 
 #include "faultheap.h"
 
+#define PIN_SEEN_BITS 12
+#define PIN_SEEN_SLOTS (1u << PIN_SEEN_BITS)
+
 typedef struct pin_set {
   uintptr_t *starts; /* object start addresses, ascending, distinct */
   size_t n, cap;
@@ -33,6 +36,7 @@ typedef struct pin_set {
   size_t explicit_objects, conservative_objects, words_scanned;
   uint64_t scan_ns; /* time spent scanning stacks (conservative) */
   int gathered;     /* between pins_gather and pins_release */
+  uintptr_t *seen;  /* the conservative scan's lookup memo (heap/conservative.c) */
   /* Across collections (pins_account, under stats_lock; fh_get_stats). */
   uint64_t last_pinned, last_conservative, words_total, scan_ns_total, scan_ns_max;
 } pin_set;

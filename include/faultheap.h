@@ -73,12 +73,23 @@ typedef enum {
 typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_stack_roots;
 
 typedef struct fh_options {
-  size_t heap_max;       /* bytes of managed objects; default 256 MiB; at
-                            least 1 MiB, with every collector.  A heap whose
-                            live data all died can allocate any object up
-                            to heap_max again (collector=mark_sweep too:
-                            an allocation that fails for fragmentation
-                            purges, then compacts or resets the space) */
+  size_t heap_max;       /* the most memory the heap's objects and their
+                            collector's reserve may occupy; default 256 MiB;
+                            at least 1 MiB.  The same meaning with every
+                            collector: semispace's two halves together stay
+                            under it (so it holds at most half of it live);
+                            homogeneous compaction alone may briefly need a
+                            copy of the live data beside it (the old space
+                            goes back at once).  A heap whose live data all died
+                            can allocate any object that fits again
+                            (collector=mark_sweep too: an allocation that
+                            fails for fragmentation purges, then compacts or
+                            resets the space).  fh_set_heap_max changes it
+                            at run time, up to heap_reserve */
+  size_t heap_reserve;   /* address space reserved for the objects: the
+                            ceiling fh_set_heap_max may raise heap_max to;
+                            default 0 (= heap_max; address space only, no
+                            memory until used) */
   size_t non_moving_max; /* non-moving space capacity; default 64 MiB; at
                             least 1 MiB */
   fh_collector collector;            /* foreground collector */
@@ -167,6 +178,20 @@ typedef struct fh_thread fh_thread;
  * Returns NULL with fh_last_error() on failure. */
 FH_API fh_heap *fh_heap_create(const fh_options *o);
 FH_API void fh_heap_destroy(fh_heap *h); /* every thread detached first */
+
+/* Change heap_max at run time, within heap_reserve (at least 1 MiB).
+ * Lowering it below what is in use is allowed: allocations then collect,
+ * and fail until enough dies.  0, or -1 + fh_last_error(). */
+FH_API int fh_set_heap_max(fh_heap *h, size_t bytes);
+/* Running out: called on the allocating thread when an allocation is
+ * about to fail for want of room under heap_max (after collecting), with
+ * the bytes requested.  It may drop references (a cache), raise the cap
+ * (fh_set_heap_max) or collect; return nonzero to have the allocation
+ * collect and try again, 0 to let it fail.  At most 8 calls per
+ * allocation.  It must not allocate from this heap (an allocation that
+ * fails inside it does not call it again).  NULL removes it. */
+typedef int (*fh_oom_handler)(fh_heap *h, fh_thread *t, size_t bytes, void *user);
+FH_API void fh_set_oom_handler(fh_heap *h, fh_oom_handler fn, void *user);
 
 /* ---- types ------------------------------------------------------------- */
 typedef void (*fh_visit_fn)(void **slot, void *ctx);

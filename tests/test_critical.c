@@ -174,7 +174,8 @@ static int scenario_alloc_inside(void *arg) {
   const config *cfg = arg;
   test_types ty;
   fh_thread *t;
-  fh_heap *h = scenario_heap(cfg, "32M", &ty, &t);
+  /* 32 MiB for objects: semispace's heap_max covers its two halves. */
+  fh_heap *h = scenario_heap(cfg, strcmp(cfg->collector, "semispace") == 0 ? "64M" : "32M", &ty, &t);
   SCENARIO_CHECK(h);
   void *obj = fh_alloc(t, ty.bytes, 64);
   SCENARIO_CHECK(obj);

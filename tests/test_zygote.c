@@ -216,6 +216,9 @@ static void test_zygote_holds_more_than_non_moving_max(void **s) {
 static void test_no_room_leaves_heap_unchanged(void **s) {
   (void)s;
   for (size_t c = 0; c < NCOLLECTORS; c++) {
+    /* heap_max covers semispace's two halves: at 16 MiB it holds 8 live,
+     * and two generations never fill the range. */
+    if (strcmp(collectors[c], "semispace") == 0) continue;
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_heap_attached(collectors[c], "heap_max=16M,non_moving_max=4M,verify=1", &ty, &t);

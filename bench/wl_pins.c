@@ -1,0 +1,141 @@
+/* fhbench pins: what pinning costs the compacting collectors.
+ *
+ * A live set of LIVE 32-byte nodes (rooted in arrays), rebuilt piecewise
+ * over ROUNDS collections: each round replaces a third of the nodes with
+ * new ones, so every collection has garbage interleaved with live objects
+ * and compacts.  With --pct P, P% of the live nodes (evenly spread) are
+ * pinned with fh_pin for the whole run (and replaced pins move to new
+ * nodes, as I/O buffers come and go).  Pinned and unpinned runs alternate
+ * on the same work; reported per collector: the mean collection pause and
+ * the heap's resident bytes after the last collection, and their ratio
+ * (issue 18's target: <= 1.10 for time, <= 1.05 for memory at 1%). */
+#include "bench.h"
+
+#include <faultheap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { LIVE = 300000, CHUNK = 30000, ROUNDS = 30 };
+
+typedef struct pin_result {
+  double pause_ms, resident_mib;
+  int ok;
+} pin_result;
+
+static size_t heap_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}
+
+static int run_once(const char *collector, unsigned pct, pin_result *out) {
+  fh_heap *h = wk_heap_create("pins", collector, (size_t)256 << 20);
+  if (!h) return -1;
+  static const uint32_t refs[] = {0};
+  uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = 24, .nrefs = 1,
+                                                 .ref_offsets = refs});
+  uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
+  fh_thread *t = fh_thread_attach(h);
+  enum { NCHUNKS = LIVE / CHUNK };
+  void **chunks[NCHUNKS] = {0};
+  for (int c = 0; c < NCHUNKS; c++) fh_root_add(h, (void **)&chunks[c]);
+  unsigned every = pct ? 100 / pct : 0;
+  uint8_t *pinned = calloc(LIVE, 1);
+  int ok = 1;
+  for (int c = 0; c < NCHUNKS; c++) chunks[c] = fh_alloc(t, arr, CHUNK * sizeof(void *));
+  fh_stats s0, s1;
+  fh_get_stats(h, &s0);
+  for (int r = 0; r <= ROUNDS; r++) {
+    /* Round 0 fills everything; later rounds replace every third node. */
+    for (int i = r % 3; i < LIVE; i += r ? 3 : 1) {
+      void **a = chunks[i / CHUNK];
+      size_t k = (size_t)i % CHUNK;
+      if (pinned[i]) {
+        fh_unpin(t, a[k]);
+        pinned[i] = 0;
+      }
+      uint64_t *n = fh_alloc(t, node, 24);
+      if (!n) { ok = 0; break; }
+      n[1] = (uint64_t)i;
+      fh_alloc(t, node, 24); /* garbage between live nodes */
+      a = chunks[i / CHUNK];  /* may have moved (it is rooted) */
+      fh_write_ref(t, a, &a[k], n);
+      if (every && i % every == 0) {
+        if (fh_pin(t, n) != 0) { ok = 0; break; }
+        pinned[i] = 1;
+      }
+    }
+    if (r == 0) fh_get_stats(h, &s0);
+    fh_collect(t, FH_COLLECT_DEFAULT);
+    fh_gc_wait(h);
+  }
+  fh_get_stats(h, &s1);
+  for (int i = 0; i < LIVE && ok; i++) {
+    uint64_t *n = chunks[i / CHUNK][i % CHUNK];
+    ok &= n && n[1] == (uint64_t)i;
+  }
+  out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6 /
+                  (double)(s1.collections - s0.collections);
+  out->resident_mib = (double)heap_resident(h) / (1 << 20);
+  out->ok = ok;
+  for (int i = 0; i < LIVE; i++)
+    if (pinned[i]) fh_unpin(t, chunks[i / CHUNK][i % CHUNK]);
+  free(pinned);
+  for (int c = 0; c < NCHUNKS; c++) fh_root_remove(h, (void **)&chunks[c]);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  return ok ? 0 : -1;
+}
+
+int wl_pins(int argc, char **argv) {
+  static const char *const with_value[] = {"--collector", "--pct", "--runs", NULL};
+  static const char *const bare[] = {"--help", "-h", NULL};
+  if (bench_has_flag(argc, argv, "--help") || bench_has_flag(argc, argv, "-h") ||
+      bench_check_flags(argc, argv, with_value, bare) != 0) {
+    printf("usage: fhbench pins [--collector X] [--pct P] [--runs R]\n"
+           "300k live nodes rebuilt a third at a time over 30 collections, with P%%\n"
+           "(default 1) of them pinned vs none, alternating, R rounds (default 3);\n"
+           "per collector (default: mark_compact, concurrent_compact, semispace):\n"
+           "mean pause and the heap's resident memory after the last collection.\n");
+    return 0;
+  }
+  const char *one = bench_flag(argc, argv, "--collector"), *p = bench_flag(argc, argv, "--pct");
+  unsigned pct = p ? (unsigned)atoi(p) : 1;
+  int runs = bench_runs_flag(argc, argv, 3);
+  if (pct < 1 || pct > 50 || runs < 1) return 2;
+  static const char *const all[] = {"mark_compact", "concurrent_compact", "semispace"};
+  const char *const *list = one ? &one : all;
+  size_t nlist = one ? 1 : sizeof all / sizeof *all;
+  bench_print_header(stdout);
+  printf("pins: %d live nodes, a third replaced per collection, %d collections, %u%% pinned, "
+         "%d rounds\n", LIVE, ROUNDS, pct, runs);
+  printf("%-20s %14s %14s %7s %16s %16s %7s\n", "collector", "pause unpinned", "pause pinned",
+         "ratio", "resident unpinned", "resident pinned", "ratio");
+  int status = 0;
+  for (size_t c = 0; c < nlist; c++) {
+    double pause[2][16], res[2][16];
+    int n = runs > 16 ? 16 : runs;
+    for (int r = 0; r < n; r++)
+      for (int k = 0; k < 2; k++) {
+        int m = (r + k) % 2;
+        bench_progress("pins: %s round %d/%d, %s", list[c], r + 1, n, m ? "pinned" : "unpinned");
+        pin_result res1;
+        if (run_once(list[c], m ? pct : 0, &res1) < 0) {
+          bench_progress_done();
+          fprintf(stderr, "pins: %s %s run failed\n", list[c], m ? "pinned" : "unpinned");
+          return 1;
+        }
+        pause[m][r] = res1.pause_ms;
+        res[m][r] = res1.resident_mib;
+      }
+    bench_progress_done();
+    double pu = bench_median(pause[0], (size_t)n), pp = bench_median(pause[1], (size_t)n);
+    double ru = bench_median(res[0], (size_t)n), rp = bench_median(res[1], (size_t)n);
+    printf("%-20s %11.2f ms %11.2f ms %7.2f %13.1f MiB %13.1f MiB %7.2f\n", list[c], pu, pp,
+           pp / pu, ru, rp, rp / ru);
+  }
+  return status;
+}
