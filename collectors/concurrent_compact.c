@@ -268,6 +268,7 @@ static void end_phase(mc_state *m) {
   /* Every page is mapped and unregistered now; mutators allocate only
    * above the last destination page, so its filler is nobody's. */
   mc_poison_last_page(m);
+  mc_publish_holes(m); /* the range is unregistered: gaps fault as any page */
   mc_end_cycle(m);
   heap_phase_close(h);
 }
@@ -755,6 +756,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
   mc_poison_last_page(m);
+  mc_publish_holes(m);
   mc_end_cycle(m);
   return 0;
 }

@@ -270,6 +270,8 @@ int mc_prepare(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
+  /* The last cycle's holes: this one relays everything. */
+  bump_space_set_holes(b, NULL, 0);
   t->tags = h->tags;
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
@@ -371,6 +373,32 @@ void mc_poison_last_page(mc_state *m) {
   /* The builder ends the page with a filler; nothing reads its payload. */
   if (hdr_type(hd) != FH_FILLER_TYPE || obj_bytes(hd) < hi - lo) return;
   heap_poison(lo + FH_HEADER_BYTES, hi);
+}
+
+/* Smaller gaps stay fillers: a TLAB carved from one would hold a few
+ * objects at most. */
+#define MC_HOLE_MIN 1024u
+
+void mc_publish_holes(mc_state *m) {
+  const fwd_tables *t = &m->t;
+  bump_space *b = &m->h->bump[m->h->active];
+  size_t n = 0;
+  for (int fill = 0; fill < 2; fill++) {
+    bump_hole *hs = NULL;
+    if (fill) {
+      if (!n || !(hs = malloc(n * sizeof *hs))) return; /* no reuse: harmless */
+      n = 0;
+    }
+    /* One hole per gap filler (cut every GiB: forwarding.h). */
+    for (size_t r = 0; r < t->nranges; r++)
+      for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
+        e = fwd_gap_filler_end(t, a, lo);
+        if (e - a < MC_HOLE_MIN) continue;
+        if (fill) hs[n] = (bump_hole){a, e};
+        n++;
+      }
+    if (fill) bump_space_set_holes(b, hs, n);
+  }
 }
 
 void mc_end_cycle(mc_state *m) {
@@ -512,6 +540,7 @@ static int stw_compact(fh_heap *h, const char *note) {
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
   mc_poison_last_page(m);
+  mc_publish_holes(m);
   mc_trace(m, "stw");
   /* Giving from-space back (MADV_DONTNEED: ~0.28 us a page, 36 ms for
    * 512 MiB) and clearing the tables need not stop the world: a thread does

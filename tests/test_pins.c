@@ -398,6 +398,55 @@ static void grower_below_pinned(void **state) {
   }
 }
 
+/* ---- the space does not grow when the newest objects are pinned ---- */
+
+/* Each round pins one of its newest objects and unpins the last round's:
+ * the highest pinned object is always near the top, so the top cannot
+ * come down, and without reuse of the gaps below it (holes,
+ * spaces/bump_space.h) the space grew by every round's allocation until
+ * the heap was full. */
+static void newest_pinned_under(const test_config *cfg) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_config_heap(cfg, &ty, &t);
+  enum { SLOTS = 256, ROUNDS_N = 40 };
+  void **live = fh_alloc(t, ty.array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&live);
+  void *pinned = NULL;
+  size_t max_used = 0;
+  for (int r = 0; r < ROUNDS_N; r++) {
+    for (int i = 0; i < SLOTS; i++) {
+      for (int g = 0; g < 20; g++) test_node(t, &ty, 1); /* ~0.8 KiB garbage each */
+      fh_write_ref(t, live, &live[i], test_node(t, &ty, (uint64_t)(r * SLOTS + i)));
+    }
+    void *p = live[SLOTS - 1]; /* among the newest */
+    assert_int_equal(fh_pin(t, p), 0);
+    if (pinned) fh_unpin(t, pinned);
+    pinned = p;
+    test_config_collect(cfg, t, 0);
+    fh_gc_wait(h);
+    size_t used = bump_space_used(&h->bump[h->active]);
+    if (used > max_used) max_used = used;
+    for (int i = 0; i < SLOTS; i++)
+      assert_int_equal(((tnode *)live[i])->value, (uint64_t)(r * SLOTS + i));
+  }
+  /* Each round allocates ~220 KiB; live data is ~10 KiB. */
+  if (max_used > ((size_t)2 << 20)) fail_msg("%s: the space grew to %zu KiB", cfg->collector, max_used >> 10);
+  fh_unpin(t, pinned);
+  fh_pop_roots(t, 1);
+  test_config_teardown(h, t);
+}
+
+static void newest_pinned(void **state) {
+  (void)state;
+  for (size_t c = 0; c < test_nconfigs; c++) {
+    if (strcmp(test_configs[c].collector, "mark_sweep") == 0) continue; /* no bump space */
+    if (strcmp(test_configs[c].collector, "concurrent_compact") == 0 && !test_have_uffd())
+      continue;
+    newest_pinned_under(&test_configs[c]);
+  }
+}
+
 /* ---- walk points after compaction around pins ---- */
 
 /* stack_roots=conservative: every object the collection laid down in the
@@ -496,6 +545,7 @@ int main(void) {
       cmocka_unit_test(large_pinned),
       cmocka_unit_test(walk_points),
       cmocka_unit_test(grower_below_pinned),
+      cmocka_unit_test(newest_pinned),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
