@@ -164,6 +164,22 @@ static void put_fault_buf(mc_state *m, int slot) {
     atomic_fetch_and_explicit(&m->fault_bufs_used, ~((uint64_t)1 << slot), memory_order_release);
 }
 
+/* Blank gap pages (pinned ranges, forwarding.h) are never built: marked
+ * mapped before anyone builds, they stay missing, and read as zero once
+ * the range is unregistered (no memory, nothing to install).  Nothing
+ * touches them meanwhile (a gap is one filler, walked over whole); a
+ * stray access gets the zero page from resolve. */
+static void mark_blank_pages(mc_state *m) {
+  const fwd_tables *t = &m->t;
+  for (size_t r = 0; r < t->nranges; r++) {
+    size_t p = (t->ranges[r].gap_lo - t->begin + FWD_PAGE - 1) / FWD_PAGE;
+    size_t e = (t->ranges[r].lo - t->begin) / FWD_PAGE;
+    for (; p < e; p++)
+      if (fwd_page_blank(t, p))
+        atomic_store_explicit(&m->page_state[p], PAGE_MAPPED, memory_order_relaxed);
+  }
+}
+
 /* The resolver: runs on the faulting thread inside its SIGBUS handler, or
  * on the handler thread.  No locks, no malloc, no missing page touched. */
 static int resolve(void *arg, const fh_uffd_fault *f) {
@@ -171,7 +187,9 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
   uint64_t t0 = now_ns();
   size_t p = (f->page - m->t.begin) / FWD_PAGE;
   int r;
-  if (p >= m->t.npages) { /* cannot happen: the range is exactly the pages */
+  if (p >= m->t.npages || fwd_page_blank(&m->t, p)) {
+    /* Not past the pages (the range is exactly them); a blank gap page
+     * (mark_blank_pages) is zeroes. */
     fh_uffd_status st = fh_uffd_zeropage(f->fd, (void *)f->page, FWD_PAGE, 0, NULL);
     return st == FH_UFFD_OK ? FH_UFFD_RESOLVED
            : st == FH_UFFD_ERROR ? FH_UFFD_RESOLVE_FAILED : FH_UFFD_RESOLVED_EXISTED;
@@ -670,6 +688,7 @@ int mc_copy_build_begin(mc_state *m) {
     m->mode_note = note; /* the populate path builds the cycle: nothing to report */
     return -1;
   }
+  mark_blank_pages(m);
   return fh_uffd_fd(m->uffd);
 }
 
@@ -708,7 +727,9 @@ static void build_pinned_ranges(mc_state *m) {
   int fd = fh_uffd_fd(m->uffd);
   const fwd_tables *t = &m->t;
   for (size_t r = 0; r < t->nranges; r++) {
-    size_t p = (t->ranges[r].lo - t->begin) / FWD_PAGE, e = (t->ranges[r].hi - t->begin) / FWD_PAGE;
+    /* Every page holding part of the range (ranges are chunk-aligned). */
+    size_t p = (t->ranges[r].lo - t->begin) / FWD_PAGE;
+    size_t e = (t->ranges[r].hi - t->begin + FWD_PAGE - 1) / FWD_PAGE;
     while (p < e) {
       size_t n = 0;
       while (n < MC_MAX_RUN && p + n < e && claim(m, p + n)) n++;
@@ -725,6 +746,7 @@ static void build_pinned_ranges(mc_state *m) {
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
   if (register_destination(m) < 0) return -1;
+  mark_blank_pages(m);
   build_pinned_ranges(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;

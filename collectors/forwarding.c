@@ -384,19 +384,19 @@ static uintptr_t live_end_at(const fwd_tables *t, uintptr_t a) {
   return s ? s + obj_bytes_at(s) : 0;
 }
 
-/* Widen [*lo, *hi) to pages until no live object straddles either end. */
+/* Widen [*lo, *hi) to chunks until no live object straddles either end. */
 static void widen_down(const fwd_tables *t, uintptr_t *lo) {
   while (*lo > t->begin) {
     uintptr_t e = live_end_at(t, *lo - FWD_WORD);
     if (e <= *lo) return;
-    *lo = t->begin + align_down(last_mark(t, t->begin, *lo - FWD_WORD) - t->begin, FWD_PAGE);
+    *lo = t->begin + align_down(last_mark(t, t->begin, *lo - FWD_WORD) - t->begin, FWD_RANGE_ALIGN);
   }
 }
 static void widen_up(const fwd_tables *t, uintptr_t *hi) {
   while (*hi < t->old_top) {
     uintptr_t e = live_end_at(t, *hi - FWD_WORD);
     if (e <= *hi) return;
-    *hi = t->begin + align_up(e - t->begin, FWD_PAGE);
+    *hi = t->begin + align_up(e - t->begin, FWD_RANGE_ALIGN);
   }
 }
 
@@ -430,7 +430,7 @@ static size_t fit_segment(fwd_tables *t, size_t k) {
     }
     size_t need = FWD_WORD * (bits_in(&t->live, t, seg, r[k].lo) + bits_in(&t->grows, t, seg, r[k].lo));
     if (seg + need <= r[k].lo) return k;
-    r[k].lo -= FWD_PAGE;
+    r[k].lo -= FWD_RANGE_ALIGN;
     widen_down(t, &r[k].lo);
   }
 }
@@ -465,8 +465,8 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
     size_t bytes = obj_bytes_at(s);
     t->pinned_objects++;
     t->pinned_bytes += bytes;
-    uintptr_t lo = t->begin + align_down(s - t->begin, FWD_PAGE);
-    uintptr_t hi = t->begin + align_up(s + bytes - t->begin, FWD_PAGE);
+    uintptr_t lo = t->begin + align_down(s - t->begin, FWD_RANGE_ALIGN);
+    uintptr_t hi = t->begin + align_up(s + bytes - t->begin, FWD_RANGE_ALIGN);
     widen_down(t, &lo);
     widen_up(t, &hi);
     fwd_range *last = t->nranges ? &t->ranges[t->nranges - 1] : NULL;

@@ -33,7 +33,7 @@
  * others are still copies of consecutive live words.
  *
  * Pinned objects (heap/pins.h) are fixed points.  fwd_pin_ranges turns
- * them into pinned ranges: page-aligned [lo, hi) around each pinned object,
+ * them into pinned ranges: chunk-aligned [lo, hi) around each pinned object,
  * widened until no live object straddles an end, merged when they touch.
  * Inside a range nothing moves: every dead gap there becomes a filler
  * object (in place, before the space moves aside) whose start and words
@@ -43,10 +43,14 @@
  * destination offset to the range's start when it reaches its first
  * chunk: the objects between two ranges slide down towards the lower one,
  * and the destination bytes [gap_lo, lo) between the last of them and the
- * next range are a gap: one filler object (one per GiB), its header on
- * the page where the gap begins; whole pages after it stay zero (page_first 0 there,
- * fwd_page_blank: the zero page, or never touched).  A range's pages are then exactly its own old pages, rebuilt in
- * place (concurrent compaction maps them inside the pause: mc.h). */
+ * next range are a gap: one filler object (one per GiB), its header where
+ * the gap begins; whole pages after it stay zero (page_first 0 there,
+ * fwd_page_blank: the zero page, or never touched).  A destination page
+ * is then a sequence of live runs (each a stretch of consecutive live
+ * words from some old address: a range is a run that starts at its own
+ * address, and the objects sliding down after it continue that run)
+ * separated by gaps.  Concurrent compaction builds every page holding part
+ * of a range inside the pause (mc.h). */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
 
@@ -61,6 +65,9 @@
 #define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
 #define FWD_PAGE 4096u
 #define FWD_MAX_MARKERS 8
+/* Pinned ranges are whole chunks: the destination offset can jump only
+ * where a chunk begins. */
+#define FWD_RANGE_ALIGN ((size_t)1 << FWD_CHUNK_SHIFT)
 
 typedef struct fwd_chunk {
   uint64_t live; /* live_words[c], copied by fwd_compute */
@@ -212,16 +219,18 @@ static inline size_t fwd_range_at(const fwd_tables *t, uintptr_t a) {
   }
   return lo;
 }
-/* Where the destination bytes that continue from address d (not in a
- * range) end: the gap before the next range, else the new top; *fill_end
- * gets where the filler after them ends (the range, else d's page end). */
-static inline uintptr_t fwd_slide_end(const fwd_tables *t, uintptr_t d, uintptr_t *fill_end) {
-  size_t i = t->nranges ? fwd_range_at(t, d) : 0;
-  if (i < t->nranges && t->ranges[i].lo > d) {
-    *fill_end = t->ranges[i].lo;
+/* Where the live run holding destination address d (not in a gap) ends:
+ * at the next gap that is not empty, else at the new top; *gap_end gets
+ * the end of that gap (the range's start), 0 for the new top. */
+static inline uintptr_t fwd_run_end(const fwd_tables *t, uintptr_t d, uintptr_t *gap_end) {
+  size_t i = fwd_range_at(t, d);
+  if (i < t->nranges && t->ranges[i].lo <= d) i++;
+  while (i < t->nranges && t->ranges[i].gap_lo == t->ranges[i].lo) i++;
+  if (i < t->nranges) {
+    *gap_end = t->ranges[i].lo;
     return t->ranges[i].gap_lo;
   }
-  *fill_end = (d & ~(uintptr_t)(FWD_PAGE - 1)) + FWD_PAGE;
+  *gap_end = 0;
   return t->new_top;
 }
 /* Destination page p (< npages) lies wholly inside a gap and after its
@@ -235,7 +244,8 @@ static inline int fwd_page_blank(const fwd_tables *t, size_t p) {
   if (!t->nranges || t->page_first[p]) return 0;
   uintptr_t d = t->begin + p * FWD_PAGE;
   size_t i = fwd_range_at(t, d);
-  return i < t->nranges && t->ranges[i].gap_lo < d && (d - t->begin) % FWD_GAP_FILLER != 0;
+  return i < t->nranges && t->ranges[i].gap_lo < d && t->ranges[i].lo >= d + FWD_PAGE &&
+         (d - t->begin) % FWD_GAP_FILLER != 0;
 }
 /* End of the gap filler starting at a, in the gap that ends at lo. */
 static inline uintptr_t fwd_gap_filler_end(const fwd_tables *t, uintptr_t a, uintptr_t lo) {
@@ -243,8 +253,9 @@ static inline uintptr_t fwd_gap_filler_end(const fwd_tables *t, uintptr_t a, uin
   return cut < lo ? cut : lo;
 }
 /* Old address of the first live word at or after destination page p's
- * first byte, for a gap page (page_first[p] == 0, p < npages): the start
- * of the next range. */
+ * first byte, for a page that begins in a gap (page_first[p] == 0, p <
+ * npages): the start of the next range (identity), which may lie on the
+ * page or beyond it. */
 static inline uintptr_t fwd_gap_next(const fwd_tables *t, size_t p) {
   size_t i = fwd_range_at(t, t->begin + p * FWD_PAGE);
   return i < t->nranges ? t->ranges[i].lo : t->new_top;

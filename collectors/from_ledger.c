@@ -56,17 +56,22 @@ static uintptr_t source_of(const fwd_tables *t, uintptr_t obj, uintptr_t d) {
 
 /* The from-space pages destination page p reads, apart from the pinned
  * ones: [*lo, *hi] and the page of its first object's header, *hdr (which
- * is *lo or below it).  0 when it reads none: a page in the gap below a
- * pinned range (forwarding.h), all filler.  A page in a pinned range reads
- * its own old page (and, like any page, the span up to where the next
- * page's words begin: only pages with live words there count, none of
- * which lie between the range's end and the next live object); the last
- * page sliding below a gap reads up to that range's start. */
+ * is *lo or below it).  0 when it reads none: a page wholly in a gap below
+ * a pinned range (forwarding.h), all filler.  A page beginning in a gap
+ * reads from the range's start (its own old address) on; one followed by
+ * a gap page reads up to the range after that gap (a superset: only pages
+ * holding live words count, and none lies between a run's last word and
+ * the range). */
 static int read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
                      size_t *hi, size_t *hdr) {
-  uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p];
-  if (!obj) return 0;
-  uintptr_t src_lo = source_of(t, obj, dbeg), src_hi = l->src_end;
+  uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p], src_lo;
+  if (obj) {
+    src_lo = source_of(t, obj, dbeg);
+  } else { /* begins in a gap: reads from the range on it, if any */
+    obj = src_lo = fwd_gap_next(t, p);
+    if (obj >= dbeg + FWD_PAGE) return 0;
+  }
+  uintptr_t src_hi = l->src_end;
   if (p + 1 < t->npages) {
     uintptr_t next = t->page_first[p + 1];
     src_hi = next ? source_of(t, next, dbeg + FWD_PAGE) : fwd_gap_next(t, p + 1);
@@ -135,8 +140,8 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
     if (hdr < lo) add_reader(l, hdr);
     /* An object that began on an earlier destination page spans pages: its
      * trace function, if any, may read any of its words from any of them. */
-    uintptr_t obj = t->page_first[p];
-    if (obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
+    uintptr_t obj = t->page_first[p]; /* 0: it begins in a gap, its objects on it */
+    if (obj && obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
       const fh_type_info *ti = types_get(types, hdr_type(*(const uint64_t *)obj));
       if (ti && ti->trace) {
         pin_object(l, t, obj);

@@ -253,10 +253,12 @@ static void set_walk_points(bump_space *b, const fwd_tables *t) {
   for (size_t p = 0; p < t->npages; p++)
     if (t->page_first[p]) bump_space_note_start(b, fwd_start(t, t->page_first[p]));
   /* A gap is one filler: walks from its start pass over its blank pages. */
-  for (size_t r = 0; r < t->nranges; r++)
+  for (size_t r = 0; r < t->nranges; r++) {
     for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo; a < lo;
          a = fwd_gap_filler_end(t, a, lo))
       bump_space_note_start(b, a);
+    bump_space_note_start(b, t->ranges[r].lo); /* a page may begin in the gap */
+  }
 }
 
 void mc_prepare_unpaused(fh_heap *h) {
