@@ -93,9 +93,9 @@ static void pinned_stay_under(const test_config *cfg) {
   assert_non_null(live);
   fh_push_root(t, (void **)&live);
   uintptr_t pinned[PINNED];
-  /* Compacting collectors keep whole pages around pinned objects in place
-   * (pinned ranges, docs/architecture.md): the live objects that must move
-   * lie more than a page of garbage away from every pinned one. */
+  /* Compacting collectors keep whole 512-byte chunks around pinned objects
+   * in place (pinned ranges, docs/architecture.md): the live objects that
+   * must move lie well away from every pinned one. */
   for (int i = 0; i < PINNED; i++) {
     for (int g = 0; g < 120; g++) test_node(t, &ty, 1000 + g); /* garbage below */
     if (i < 64) fh_write_ref(t, live, &live[i], test_node(t, &ty, 500 + (uint64_t)i));
