@@ -41,6 +41,7 @@ int wl_idhash(int argc, char **argv);     /* bench/wl_idhash.c */
 int wl_roots(int argc, char **argv);      /* bench/wl_roots.c */
 int wl_stackscan(int argc, char **argv);  /* bench/wl_stackscan.c */
 int wl_pins(int argc, char **argv);       /* bench/wl_pins.c */
+int wl_phases(int argc, char **argv);     /* bench/wl_phases.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 

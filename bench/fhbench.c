@@ -29,6 +29,7 @@ static const workload workloads[] = {
     {"roots", wl_roots, "ns per frame rooting 4 locals, one by one vs at once; fh_object_type"},
     {"stackscan", wl_stackscan,
      "conservative stack roots: scan cost per 64 KiB of stack, pause vs precise"},
+    {"phases", wl_phases, "live data grows to 256 MiB then falls to 16: heap_policy fixed vs adaptive"},
     {"pins", wl_pins, "1% of live objects pinned vs none: compacting collectors' pause and RSS"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},

@@ -62,7 +62,8 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   pthread_mutex_lock(&h->stats_lock);
   atomic_store(&h->alloc_since_gc, 0);
   h->collections++;
-  uint64_t pause = heap_now_ns() - t0;
+  uint64_t now = heap_now_ns(), pause = now - t0;
+  sizer_pause_end(h, pause, now);
   h->pause_ns_total += pause;
   if (pause > h->pause_ns_max) h->pause_ns_max = pause;
   pthread_mutex_unlock(&h->stats_lock);
@@ -92,6 +93,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   pthread_mutex_lock(&h->stats_lock); /* the counters the events report */
   gc_events_start(h, &watch, ops->name, cause);
   pthread_mutex_unlock(&h->stats_lock);
+  gc_events_announce(h, &watch);
   if (ops->prepare) ops->prepare(h);
   uint64_t t0 = heap_now_ns();
   if (world_stop(h, self) < 0) {
@@ -99,6 +101,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     return -1;
   }
   threads_retire_tlabs(h);
+  sizer_pause_start(h, t0);
   /* Holes in the bump space (gaps a compaction left below pinned objects,
    * spaces/bump_space.h) are fillers only until the next collection: any
    * collector may merge or move them. */

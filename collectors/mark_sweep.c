@@ -45,7 +45,9 @@ static void *sweeper_main(void *arg) {
   size_t freed = atomic_load(&ms->sweep_freed);
   pthread_mutex_lock(&h->stats_lock);
   h->bytes_freed += freed;
+  int purge = h->ms_purge_after_sweep;
   pthread_mutex_unlock(&h->stats_lock);
+  if (purge) arena_purge(&ms->arena); /* see give_back_above_target */
   /* The last touch of the heap: fh_heap_destroy waits for this. */
   heap_phase_close(h);
   return NULL;
@@ -80,6 +82,17 @@ static int reset_empty(fh_heap *h, malloc_space *ms) {
   return 0;
 }
 
+/* Memory above the next target goes back to the kernel: when the space
+ * held much more before this collection than the next cycle will need
+ * (live data fell), its freed pages are purged once the sweep is done,
+ * instead of waiting for jemalloc's decay (10 s), so RSS follows live data
+ * down.  In steady state (the space fills to about the target each cycle)
+ * nothing is purged: the mutators would only fault the pages in again. */
+static int give_back_above_target(fh_heap *h, size_t used_before) {
+  size_t target = h->live_after_gc + h->gc_trigger;
+  return used_before > target + target / 4 + ((size_t)4 << 20);
+}
+
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
   /* `used` and the allocation bits exact.  The mutators' tcaches are not
@@ -109,6 +122,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   size_t freed = non_moving_space_sweep(&h->non_moving);
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
+    size_t used_before = atomic_load(&ms->used);
     malloc_space_sweep_begin(ms, malloc_space_frontier(ms));
     /* An allocation that failed waits for the memory anyway: it sweeps
      * in the pause too, so that an empty space can be reset below. */
@@ -118,13 +132,6 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     if (now) {
       malloc_space_sweep_step(ms, ms->sweep_total, h->gc_tcache, 1);
       freed += atomic_load(&ms->sweep_freed);
-      if (atomic_load(&ms->used) == 0)
-        rc = reset_empty(h, ms);
-      /* An explicit collection asks for memory back now; triggered ones
-       * let jemalloc's decay return freed pages over time, so a busy
-       * mutator does not re-fault pages it will fill again at once. */
-      else if (cause == GC_CAUSE_EXPLICIT)
-        arena_purge(&ms->arena);
     }
     h->bytes_freed += freed;
     /* The next trigger from the live size: what marking found, plus what
@@ -132,6 +139,18 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     heap_set_trigger(h, now ? heap_used_bytes(h)
                             : m.ms_live + atomic_load(&h->non_moving.used) +
                                   bump_space_used(&h->bump[h->active]));
+    int purge = give_back_above_target(h, used_before);
+    if (now) {
+      if (atomic_load(&ms->used) == 0)
+        rc = reset_empty(h, ms);
+      /* An explicit collection asks for memory back now; triggered ones
+       * let jemalloc's decay return freed pages over time, so a busy
+       * mutator does not re-fault pages it will fill again at once,
+       * unless live data fell well below what the space held. */
+      else if (cause == GC_CAUSE_EXPLICIT || purge)
+        arena_purge(&ms->arena);
+    }
+    h->ms_purge_after_sweep = !now && purge; /* the sweeper thread's job */
     return rc;
   }
   h->bytes_freed += freed;

@@ -33,8 +33,9 @@
  * child does again); its prepaid malloc-space budget goes back to `used`;
  * its jemalloc batch regions go back to the arena without a tcache; its
  * explicit tcache is leaked on purpose (heap/malloc_heap.c:
- * malloc_heap_thread_forget says why); its roots are dropped, so what only
- * it reached is garbage in the child.  The stop makes those states
+ * malloc_heap_thread_forget says why); its roots, its pins (fh_pin) and its
+ * conservative stack record are dropped, so what only it reached or pinned
+ * is garbage in the child, or movable.  The stop makes those states
  * consistent (no thread is halfway through an allocation at a safepoint);
  * the child's handling does not rely on it beyond that.
  *
@@ -403,6 +404,10 @@ static void child_heap(fh_heap *h) {
     h->nthreads--;
     malloc_heap_thread_forget(t);
     free(t->fast.roots_base);
+    /* Its pins and its stack are the parent's: what only they held is
+     * garbage here, and may move.  The forking thread keeps its own. */
+    pins_thread_drop(t);
+    free(t->cons);
     free(t);
   }
   /* The world stopped for the fork stays stopped for nobody. */
@@ -473,8 +478,15 @@ int fh_prefork(fh_thread *t) {
   pthread_mutex_unlock(&h->gc_lock);
   if (refused) return -1;
   /* 1. A full collection: only live objects are frozen, and the
-   * non-moving space is swept. */
-  if (gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_EXPLICIT, 0) < 0) {
+   * non-moving space is swept.  When objects may be pinned (this thread's
+   * fh_pin records, or its stack with stack_roots=conservative), a
+   * mark-sweep: it moves nothing, and the compaction below copies what
+   * is live anyway; the heap's own collector would move bump-space objects
+   * around their pins only to have them copied again. */
+  fh_collect_kind kind = t->npins || h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE
+                             ? FH_COLLECT_MARK_SWEEP
+                             : FH_COLLECT_DEFAULT;
+  if (gc_run(t, kind, GC_CAUSE_EXPLICIT, 0) < 0) {
     fh_error_prefix("fh_prefork: the full collection failed");
     return -1;
   }
@@ -499,12 +511,24 @@ int fh_prefork(fh_thread *t) {
   uint64_t t0 = heap_now_ns();
   world_stop(h, t);
   threads_retire_tlabs(h);
+  /* This pause's pins (fh_pin, conservative stack words), as a
+   * collection's: zygote compaction leaves them where they are.  Without
+   * the set nothing may move: refused, the heap untouched. */
+  if (pins_gather(h, t) < 0) {
+    pins_release(h);
+    world_resume(h);
+    gc_lock_release(t);
+    fh_error_prefix("fh_prefork: cannot gather the pinned objects");
+    return -1;
+  }
   /* Verification outside stats_lock: a failure dumps the heap, and the
    * dump reads the statistics. */
   if (h->opt.verify) heap_verify(h, "before zygote compaction");
   pthread_mutex_lock(&h->stats_lock);
   int rc = zygote_compact(h);
+  pins_account(h);
   pthread_mutex_unlock(&h->stats_lock);
+  pins_release(h);
   if (h->opt.verify) heap_verify(h, "after zygote compaction");
   gc_account_pause(h, t0);
   world_resume(h);

@@ -34,8 +34,9 @@ void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause ca
   w->moved0 = h->bytes_moved;
   w->faults0 = atomic_load(&h->uffd_faults);
   w->weak0 = h->weak_ns_total;
-  callback(h, &w->e);
 }
+
+void gc_events_announce(fh_heap *h, gc_watch *w) { callback(h, &w->e); }
 
 void gc_events_collected(fh_heap *h, gc_watch *w, uint64_t pause_ns) {
   w->e.end = 1;

@@ -10,8 +10,11 @@ typedef struct gc_watch {
   uint64_t moved0, faults0, weak0;
 } gc_watch;
 
-/* Before the world stops (GC lock held): the start event. */
+/* Before the world stops (GC lock and stats_lock held): the start
+ * event's figures; announce (stats_lock released: the callback may read
+ * the statistics) reports it. */
 void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause cause);
+void gc_events_announce(fh_heap *h, gc_watch *w);
 /* With the world still stopped, after the collection: its figures. */
 void gc_events_collected(fh_heap *h, gc_watch *w, uint64_t pause_ns);
 /* After the world resumed and the GC lock is released: the end event and

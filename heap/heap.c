@@ -141,6 +141,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   }
   h->opt.collector = resolve_collector(h->opt.collector);
   h->reserved_max = h->opt.heap_reserve > h->opt.heap_max ? h->opt.heap_reserve : h->opt.heap_max;
+  sizer_init(&h->sizer);
   if (h->opt.background_collector == FH_COLLECTOR_AUTO)
     h->opt.background_collector =
         h->opt.collector == FH_MARK_SWEEP ? FH_HSPACE_COMPACT : h->opt.collector;
@@ -268,8 +269,13 @@ size_t heap_used_bytes(fh_heap *h) {
 
 void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
-  size_t grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
-  if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
+  size_t grow;
+  if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
+    grow = sizer_extra(h, live);
+  } else {
+    grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
+    if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
+  }
   /* Past the capacity an allocation fails and collects anyway (semispace:
    * what its copy would need counts too). */
   size_t lim = heap_limit(h);
@@ -281,12 +287,14 @@ void heap_set_trigger(fh_heap *h, size_t live) {
 void heap_phase_open(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 1;
+  sizer_phase_open(h, heap_now_ns());
   pthread_mutex_unlock(&h->world_lock);
 }
 
 void heap_phase_close(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 0;
+  sizer_phase_close(h, heap_now_ns());
   pthread_cond_broadcast(&h->phase_cv);
   pthread_mutex_unlock(&h->world_lock);
 }

@@ -10,6 +10,7 @@
 #include "faultheap.h"
 #include "heap/identity_hash.h"
 #include "heap/pins.h"
+#include "heap/sizer.h"
 #include "heap/slot.h"
 #include "heap/types.h"
 #include "heap/weak_records.h"
@@ -122,6 +123,7 @@ struct fh_heap {
   size_t hspace_failed_live; /* live bytes when the last one failed; 0: none */
   char hspace_failed_why[256];
   uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
+  int ms_purge_after_sweep; /* collectors/mark_sweep.c: give_back_above_target */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   pthread_t hspace_bg_thread;
   int hspace_bg_started;
@@ -184,6 +186,7 @@ struct fh_heap {
   /* Triggers: a collection starts once alloc_since_gc passes gc_trigger. */
   _Atomic size_t alloc_since_gc;
   size_t gc_trigger;
+  heap_sizer sizer; /* heap_policy=adaptive (heap/sizer.h) */
   size_t live_after_gc;
 
   /* Statistics (stats.c): written by the collector with the world stopped

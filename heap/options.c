@@ -20,16 +20,29 @@
 #define GiB ((size_t)1 << 30)
 #define FH_OBJ_ALIGN_MASK 7u /* objects are 8-byte aligned: tags live below */
 
-typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING, OPT_MASK, OPT_STACK_ROOTS } opt_kind;
+typedef enum { OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_COLLECTOR, OPT_STRING, OPT_MASK, OPT_ENUM } opt_kind;
 
 typedef struct {
   const char *name;
   opt_kind kind;
   size_t offset;
   unsigned long long min, max;
+  const char *const *names; /* OPT_ENUM: value k is names[k], k <= max */
 } opt_desc;
 
-#define OPT(field, kind, min, max) {#field, kind, offsetof(fh_options, field), min, max}
+#define OPT(field, kind, min, max) {#field, kind, offsetof(fh_options, field), min, max, NULL}
+/* An enum option stored as an int-sized enum: its values' names. */
+#define OPT_NAMES(field, names) \
+  {#field, OPT_ENUM, offsetof(fh_options, field), 0, sizeof names / sizeof *names - 1, names}
+
+static const char *const stack_roots_names[] = {
+    [FH_STACK_ROOTS_PRECISE] = "precise",
+    [FH_STACK_ROOTS_CONSERVATIVE] = "conservative",
+};
+static const char *const heap_policy_names[] = {
+    [FH_HEAP_FIXED] = "fixed",
+    [FH_HEAP_ADAPTIVE] = "adaptive",
+};
 static const opt_desc opt_table[] = {
     OPT(heap_max, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
     OPT(heap_reserve, OPT_SIZE, 0, (unsigned long long)1 << 40),
@@ -52,7 +65,9 @@ static const opt_desc opt_table[] = {
     OPT(tag_pointer_mask, OPT_MASK, 0, FH_OBJ_ALIGN_MASK),
     OPT(trace, OPT_BOOL, 0, 1),
     OPT(gc_stress, OPT_UINT, 0, 1000000000),
-    OPT(stack_roots, OPT_STACK_ROOTS, 0, 0),
+    OPT_NAMES(stack_roots, stack_roots_names),
+    OPT_NAMES(heap_policy, heap_policy_names),
+    OPT(heap_expansiveness, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
 };
 
 static const char *const collector_names[] = {
@@ -64,10 +79,9 @@ static const char *const collector_names[] = {
     [FH_COLLECTOR_AUTO] = "auto",
 };
 
-static const char *const stack_roots_names[] = {
-    [FH_STACK_ROOTS_PRECISE] = "precise",
-    [FH_STACK_ROOTS_CONSERVATIVE] = "conservative",
-};
+const char *options_heap_policy_name(fh_heap_policy p) {
+  return (unsigned)p <= FH_HEAP_ADAPTIVE ? heap_policy_names[p] : "?";
+}
 
 const char *options_stack_roots_name(fh_stack_roots r) {
   return (unsigned)r <= FH_STACK_ROOTS_CONSERVATIVE ? stack_roots_names[r] : "?";
@@ -95,6 +109,7 @@ void fh_options_init(fh_options *o) {
   o->tlab_size = 32 * KiB;
   o->hspace_fragmentation_pct = 25;
   o->hspace_min_interval_ms = 1000;
+  o->heap_expansiveness = 256 * MiB;
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are
@@ -161,15 +176,20 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
                  "concurrent_compact%s, auto)", d->name, (int)n, v,
                  d->offset == offsetof(fh_options, background_collector) ? ", hspace_compact" : "");
     return -1;
-  case OPT_STACK_ROOTS:
-    for (unsigned k = 0; k < sizeof stack_roots_names / sizeof stack_roots_names[0]; k++) {
-      if (strlen(stack_roots_names[k]) == n && memcmp(stack_roots_names[k], v, n) == 0) {
-        *(fh_stack_roots *)field = (fh_stack_roots)k;
+  case OPT_ENUM: {
+    char list[128] = "";
+    for (unsigned k = 0; k <= d->max; k++) {
+      if (strlen(d->names[k]) == n && memcmp(d->names[k], v, n) == 0) {
+        _Static_assert(sizeof(fh_stack_roots) == sizeof(int) && sizeof(fh_heap_policy) == sizeof(int),
+                       "enum options are int-sized");
+        *(int *)field = (int)k;
         return 0;
       }
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", d->names[k]);
     }
-    fh_error_set("option %s: unknown value '%.*s' (precise, conservative)", d->name, (int)n, v);
+    fh_error_set("option %s: unknown value '%.*s' (%s)", d->name, (int)n, v, list);
     return -1;
+  }
   case OPT_STRING: {
     const char *s = n ? intern_string(v, n) : NULL;
     if (n && !s) { fh_error_set("option %s: out of memory", d->name); return -1; }
@@ -246,6 +266,7 @@ int options_validate(const fh_options *o) {
     case OPT_UINT: x = *(const unsigned *)field; break;
     case OPT_BOOL: x = (unsigned long long)*(const int *)field; break;
     case OPT_MASK: x = *(const uintptr_t *)field; break;
+    case OPT_ENUM: x = (unsigned)*(const int *)field; break;
     default: continue;
     }
     if (x < d->min || x > d->max) {
@@ -264,10 +285,6 @@ int options_validate(const fh_options *o) {
   if (o->heap_reserve && o->heap_reserve < o->heap_max) {
     fh_error_set("option heap_reserve: %zu is below heap_max (%zu): the reservation must hold "
                  "the heap (0 means heap_max)", o->heap_reserve, o->heap_max);
-    return -1;
-  }
-  if ((unsigned)o->stack_roots > FH_STACK_ROOTS_CONSERVATIVE) {
-    fh_error_set("option stack_roots: invalid value %d (precise, conservative)", (int)o->stack_roots);
     return -1;
   }
   if (o->tag_immediate_mask & o->tag_pointer_mask) {

@@ -6,6 +6,7 @@
 const char *options_collector_name(fh_collector c);
 /* "precise" or "conservative". */
 const char *options_stack_roots_name(fh_stack_roots r);
+const char *options_heap_policy_name(fh_heap_policy p);
 /* Validate a whole options struct (ranges and combinations); 0 or -1 + error. */
 int options_validate(const fh_options *o);
 

@@ -98,6 +98,9 @@ void fh_dump(fh_heap *h, FILE *out) {
             (unsigned long long)s.ephemerons_traced, (unsigned long long)s.ephemerons_cleared,
             (unsigned long long)s.objects_finalized, h->finalizers.n, h->fin_queue.n,
             s.weak_ns_total / 1e6, s.weak_ns_max / 1e6);
+  pthread_mutex_lock(&h->stats_lock);
+  sizer_dump(h, out);
+  pthread_mutex_unlock(&h->stats_lock);
   if (h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE || s.pinned_last)
     fprintf(out, "  pins: %llu objects pinned at the last collection (%llu by stack words); "
                  "stacks (%s): %llu words scanned in %.3f ms (longest scan %.3f ms)\n",

@@ -69,6 +69,8 @@ typedef enum {
   FH_COLLECTOR_AUTO  /* the default: chosen at fh_heap_create (see README) */
 } fh_collector;
 
+/* How the heap sizes itself between collections (fh_options.heap_policy). */
+typedef enum { FH_HEAP_FIXED = 0, FH_HEAP_ADAPTIVE = 1 } fh_heap_policy;
 /* How thread stacks are treated at a collection (fh_options.stack_roots). */
 typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_stack_roots;
 
@@ -117,6 +119,21 @@ typedef struct fh_options {
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
+  fh_heap_policy heap_policy; /* "fixed": the next collection comes after
+                                 live * (growth_factor_pct - 100) / 100 bytes
+                                 (at least min_alloc_trigger);
+                                 "adaptive": after sqrt(live * expansiveness
+                                 * rate), rate being the measured allocation
+                                 rate over the collection speed (MemBalancer,
+                                 Kirisame et al. 2022): less room for large
+                                 heaps and slow allocation, more for small
+                                 heaps and fast allocation; between
+                                 min_alloc_trigger and 4 * live.  Either way
+                                 heap_max caps it, and memory above the next
+                                 target is given back after each collection */
+  size_t heap_expansiveness;  /* adaptive: the constant in bytes; default
+                                 256 MiB (more: larger heap, fewer
+                                 collections) */
   const char *image_share;    /* "none" (default) or "memfd": a relocated
                                  image is built in a sealed memfd so forked
                                  children share its pages */
@@ -449,14 +466,20 @@ FH_API void fh_set_gc_callback(fh_heap *h, void (*fn)(fh_heap *h, const fh_gc_ev
  * the non-moving space (heap_max more), so the first generation fits
  * whenever the live data fits under heap_max, whatever non_moving_max is;
  * -1 + error when a later generation finds that room used up (the heap is
- * unchanged).
+ * unchanged).  Pinned objects (fh_pin, and with stack_roots=conservative
+ * every object a stack word points into) are not copied: they stay at their
+ * addresses in their moving space, which afterwards holds only them, and
+ * move only once unpinned (references to them from zygote objects are
+ * updated then); pinned non-moving objects are frozen into the zygote like
+ * every other non-moving object (they never move either way).
  * Then fork(), and call fh_postfork_parent in the parent and
  * fh_postfork_child in the child.  A plain fork() without these calls is
  * safe too, from any thread while others allocate (pthread_atfork
  * handlers: the world is stopped across the fork, so every other attached
  * thread must reach a safepoint or be in a blocking region, as for a
  * collection; in the child only the forking thread stays attached, and
- * what only the others' roots reached is garbage there). */
+ * what only the others' roots reached is garbage there, and what only their
+ * pins held is no longer pinned). */
 FH_API int fh_prefork(fh_thread *t);
 FH_API void fh_postfork_parent(fh_heap *h); /* heap threads restart on demand */
 FH_API void fh_postfork_child(fh_heap *h);  /* own userfaultfd, fresh counters */
@@ -479,7 +502,8 @@ FH_API void fh_free(fh_heap *h, void *p);
  * registered type must be describable without a trace callback; an object
  * holding a pointer outside the heap cannot be saved.  0, or -1 +
  * fh_last_error() (nothing is written under `path` then).  The world is
- * stopped while the closure is copied. */
+ * stopped while the closure is copied; nothing moves, so pins do not matter
+ * (a pinned object is saved like any other, and the image records no pin). */
 FH_API int fh_image_save(fh_thread *t, const char *path, void **roots, size_t nroots);
 /* The roots of the image mapped by image_path=, in the order saved: sets
  * *roots to an array owned by the heap and returns its length (0 and NULL

@@ -188,12 +188,80 @@ static void oom_handler_frees_a_cache(void **state) {
   }
 }
 
+/* ---- heap_policy=adaptive ---- */
+
+typedef struct targets {
+  size_t live, target;
+} targets;
+
+static void on_end(fh_heap *h, const fh_gc_event *e, void *user) {
+  (void)h;
+  if (!e->end) return;
+  targets *t = user;
+  t->live = e->live_after;
+  t->target = e->heap_target;
+}
+
+/* Room grows with the square root of the live data, within
+ * [min_alloc_trigger, 4 * live]: a large live set gets relatively less
+ * room than a small one, and after live data falls the target follows. */
+static void adaptive_room_follows_sqrt_of_live(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=512M,heap_policy=adaptive", &ty, &t);
+  targets tg = {0};
+  fh_set_gc_callback(h, on_end, &tg);
+  void **arr = fh_alloc(t, ty.array, 16384 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  /* 64 MiB live, with allocation between the collections to measure. */
+  size_t n = fill_live(t, &ty, &arr, 16384);
+  assert_int_equal(n, 16384 * 4000);
+  for (int i = 0; i < 3; i++) {
+    for (int g = 0; g < 20000; g++) fh_alloc(t, ty.bytes, 1000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  }
+  size_t big_live = tg.live, big_room = tg.target - tg.live;
+  assert_true(big_live >= 60 * MiB);
+  assert_true(big_room >= 4 * MiB && big_room <= 4 * big_live);
+  /* Down to 2 MiB live. */
+  for (size_t i = 512; i < 16384; i++) arr[i] = NULL;
+  for (int i = 0; i < 3; i++) {
+    for (int g = 0; g < 20000; g++) fh_alloc(t, ty.bytes, 1000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  }
+  size_t small_live = tg.live, small_room = tg.target - tg.live;
+  assert_true(small_live < 4 * MiB);
+  assert_true(small_room >= 4 * MiB && small_room <= (size_t)4 * small_live + 4 * MiB);
+  assert_true(small_room < big_room); /* the target followed live data down */
+  /* Relative room: larger for the small heap (square root, not linear). */
+  assert_true((double)small_room / (double)small_live > (double)big_room / (double)big_live);
+  fh_set_gc_callback(h, NULL, NULL);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void heap_policy_parses(void **state) {
+  (void)state;
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(o.heap_policy, FH_HEAP_FIXED);
+  assert_int_equal(fh_options_parse(&o, "heap_policy=adaptive,heap_expansiveness=64M"), 0);
+  assert_int_equal(o.heap_policy, FH_HEAP_ADAPTIVE);
+  assert_int_equal(o.heap_expansiveness, 64 * MiB);
+  assert_int_equal(fh_options_parse(&o, "heap_policy=growable"), -1);
+  assert_non_null(strstr(fh_last_error(), "fixed, adaptive"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(heap_max_covers_everything),
       cmocka_unit_test(sizes_take_t),
       cmocka_unit_test(set_heap_max_raises_and_lowers),
       cmocka_unit_test(oom_handler_frees_a_cache),
+      cmocka_unit_test(heap_policy_parses),
+      cmocka_unit_test(adaptive_room_follows_sqrt_of_live),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

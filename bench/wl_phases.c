@@ -1,0 +1,206 @@
+/* fhbench phases: heap sizing when live data changes.
+ *
+ * Live data grows to BIG MiB (while three times as much garbage is
+ * allocated around it), stays there while a tenth of it is replaced ten
+ * times, then falls to SMALL MiB and stays there while as many bytes are
+ * allocated again.  Run with heap_policy=fixed and =adaptive, alternating,
+ * on the same collector.  Reported: wall time, total pause time, the
+ * heap's mean resident memory (sampled at the start and at the end of
+ * every collection), the peak, and the resident memory at the end of the
+ * first three collections after the fall, against the live data then
+ * (issue 19: adaptive returns to within 2x live within three collections;
+ * GC time within 1.1x of fixed for <= 0.85x its mean resident memory). */
+#include "bench.h"
+
+#include <faultheap.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NODE = 48, PER_ARRAY = 8192 };
+
+typedef struct phase_sample {
+  double resident_sum;
+  size_t samples, peak;
+  uint64_t fall_at;    /* collections done when live fell (0: not yet) */
+  size_t last_live;    /* live after the last collection */
+  /* resident just before the 2nd, 3rd and 4th collection after the fall
+   * (the most the heap holds in the cycles that follow the 1st, 2nd and
+   * 3rd), and the live data the cycle started with */
+  size_t after_fall[3], live_after_fall[3];
+  unsigned nafter;
+  /* resident at the end of the 1st, 2nd and 3rd collection after the
+   * fall, and the live data each left */
+  size_t trough[3], trough_live[3];
+  unsigned ntrough;
+} phase_sample;
+
+static size_t heap_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}
+
+static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
+  phase_sample *ps = user;
+  size_t r = heap_resident(h);
+  ps->resident_sum += (double)r;
+  ps->samples++;
+  if (r > ps->peak) ps->peak = r;
+  if (!e->end && ps->fall_at && e->number > ps->fall_at + 1 && ps->nafter < 3) {
+    ps->after_fall[ps->nafter] = r;
+    ps->live_after_fall[ps->nafter++] = ps->last_live;
+  }
+  if (e->end && ps->fall_at && e->number > ps->fall_at && ps->ntrough < 3) {
+    ps->trough[ps->ntrough] = r;
+    ps->trough_live[ps->ntrough++] = e->live_after;
+  }
+  if (e->end) ps->last_live = e->live_after;
+}
+
+typedef struct phase_result {
+  double wall_ms, pause_ms, mean_mib, peak_mib, collections;
+  double after_fall_ratio[3];
+  double trough_ratio[3];
+} phase_result;
+
+static int run_policy(const char *collector, int adaptive, size_t big_mib, size_t small_mib,
+                      phase_result *out) {
+  fh_heap *h = wk_heap_create_with("phases", collector, (size_t)1 << 30,
+                                   adaptive ? "heap_policy=adaptive" : "heap_policy=fixed");
+  if (!h) return -1;
+  static const uint32_t refs[] = {0};
+  uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = NODE, .nrefs = 1,
+                                                 .ref_offsets = refs});
+  uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
+  phase_sample ps = {0};
+  fh_set_gc_callback(h, on_gc, &ps);
+  fh_thread *t = fh_thread_attach(h);
+  size_t per = NODE + 8, big = (big_mib << 20) / per, small = (small_mib << 20) / per;
+  size_t narrays = (big + PER_ARRAY - 1) / PER_ARRAY;
+  void **top = NULL;
+  fh_root_add(h, (void **)&top);
+  top = fh_alloc(t, arr, narrays * sizeof(void *));
+  uint64_t t0 = bench_now_ns();
+  fh_stats s0;
+  fh_get_stats(h, &s0);
+  uint64_t rng = 88172645463325252ull;
+  int ok = top != NULL;
+  /* Grow: live to `big`, three garbage nodes per live one. */
+  for (size_t i = 0; i < big && ok; i++) {
+    if (i % PER_ARRAY == 0) {
+      void *a = fh_alloc(t, arr, PER_ARRAY * sizeof(void *));
+      if (!a) { ok = 0; break; }
+      fh_write_ref(t, top, &top[i / PER_ARRAY], a);
+    }
+    for (int g = 0; g < 3; g++) fh_alloc(t, node, NODE);
+    void *n = fh_alloc(t, node, NODE);
+    if (!n) { ok = 0; break; }
+    void **a = top[i / PER_ARRAY];
+    fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+  }
+  /* Steady at `big`: a tenth replaced, ten times. */
+  for (size_t k = 0; k < big && ok; k++) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    size_t i = rng % big;
+    void *n = fh_alloc(t, node, NODE);
+    if (!n) { ok = 0; break; }
+    void **a = top[i / PER_ARRAY];
+    fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+  }
+  /* The fall: keep `small`. */
+  for (size_t j = (small + PER_ARRAY - 1) / PER_ARRAY; j < narrays; j++) top[j] = NULL;
+  fh_stats sf;
+  fh_get_stats(h, &sf);
+  ps.fall_at = sf.collections;
+  /* Steady at `small`, allocating as much as the big phases did. */
+  for (size_t k = 0; k < 4 * big && ok; k++) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    size_t i = rng % small;
+    void *n = fh_alloc(t, node, NODE);
+    if (!n) { ok = 0; break; }
+    void **a = top[i / PER_ARRAY];
+    fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+  }
+  fh_gc_wait(h);
+  fh_stats s1;
+  fh_get_stats(h, &s1);
+  out->wall_ms = (double)(bench_now_ns() - t0) / 1e6;
+  out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6;
+  out->collections = (double)(s1.collections - s0.collections);
+  out->mean_mib = ps.samples ? ps.resident_sum / (double)ps.samples / (1 << 20) : NAN;
+  out->peak_mib = (double)ps.peak / (1 << 20);
+  for (int k = 0; k < 3; k++)
+    out->after_fall_ratio[k] = k < (int)ps.nafter && ps.live_after_fall[k]
+                                   ? (double)ps.after_fall[k] / (double)ps.live_after_fall[k]
+                                   : NAN;
+  for (int k = 0; k < 3; k++)
+    out->trough_ratio[k] = k < (int)ps.ntrough && ps.trough_live[k]
+                               ? (double)ps.trough[k] / (double)ps.trough_live[k]
+                               : NAN;
+  fh_set_gc_callback(h, NULL, NULL);
+  fh_root_remove(h, (void **)&top);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+  if (!ok) fprintf(stderr, "phases: allocation failed: %s\n", fh_last_error());
+  return ok ? 0 : -1;
+}
+
+/* The median over runs of the double at `offset` in each result. */
+static double median_of(const phase_result *r, int runs, size_t offset) {
+  double v[16];
+  for (int k = 0; k < runs; k++) memcpy(&v[k], (const char *)&r[k] + offset, sizeof(double));
+  return bench_median(v, (size_t)runs);
+}
+
+int wl_phases(int argc, char **argv) {
+  static const char *const with_value[] = {"--collector", "--big", "--small", "--runs", NULL};
+  static const char *const bare[] = {"--help", "-h", NULL};
+  if (bench_has_flag(argc, argv, "--help") || bench_has_flag(argc, argv, "-h") ||
+      bench_check_flags(argc, argv, with_value, bare) != 0) {
+    printf("usage: fhbench phases [--collector X] [--big MIB] [--small MIB] [--runs R]\n"
+           "Live data grows to MIB (default 256) among 3x as much garbage, is churned,\n"
+           "falls to --small (16), and is churned again, with heap_policy=fixed and\n"
+           "=adaptive alternating, R rounds (3).  Prints wall and pause time, mean and\n"
+           "peak heap resident memory, and resident/live after the fall.\n");
+    return 0;
+  }
+  const char *collector = bench_flag(argc, argv, "--collector");
+  const char *b = bench_flag(argc, argv, "--big"), *sm = bench_flag(argc, argv, "--small");
+  size_t big = b ? (size_t)atol(b) : 256, small = sm ? (size_t)atol(sm) : 16;
+  int runs = bench_runs_flag(argc, argv, 3);
+  if (runs < 1 || runs > 16 || small < 1 || big <= small) return 2;
+  phase_result r[2][16];
+  for (int k = 0; k < runs; k++)
+    for (int j = 0; j < 2; j++) {
+      int m = (k + j) % 2;
+      bench_progress("phases: round %d/%d, %s", k + 1, runs, m ? "adaptive" : "fixed");
+      if (run_policy(collector, m, big, small, &r[m][k]) < 0) return 1;
+    }
+  bench_progress_done();
+  bench_print_header(stdout);
+  printf("phases: live grows to %zu MiB, falls to %zu MiB (%s), %d rounds; medians\n", big, small,
+         collector ? collector : "default collector", runs);
+  printf("%-9s %9s %9s %6s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs", "mean MiB",
+         "peak MiB", "resident/live after the 1st, 2nd, 3rd collection since the fall: "
+                     "at its end; at the next one's start");
+  for (int m = 0; m < 2; m++)
+    printf("%-9s %9.0f %9.1f %6.0f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, %.2f\n",
+           m ? "adaptive" : "fixed",
+           median_of(r[m], runs, offsetof(phase_result, wall_ms)),
+           median_of(r[m], runs, offsetof(phase_result, pause_ms)),
+           median_of(r[m], runs, offsetof(phase_result, collections)),
+           median_of(r[m], runs, offsetof(phase_result, mean_mib)),
+           median_of(r[m], runs, offsetof(phase_result, peak_mib)),
+           median_of(r[m], runs, offsetof(phase_result, trough_ratio[0])),
+           median_of(r[m], runs, offsetof(phase_result, trough_ratio[1])),
+           median_of(r[m], runs, offsetof(phase_result, trough_ratio[2])),
+           median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[0])),
+           median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[1])),
+           median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[2])));
+  return 0;
+}

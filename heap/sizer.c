@@ -1,0 +1,79 @@
+/* Adaptive heap sizing (heap/sizer.h). */
+#include "heap/sizer.h"
+
+#include <math.h>
+
+#include "heap/heap.h"
+
+#define SMOOTH 0.5              /* weight of the newest measurement */
+#define MAX_MULTIPLIER 5.0      /* the heap grows to at most 5x live */
+#define MIN_COST_LIVE (1u << 20) /* below it, the cost per byte is noise */
+
+void sizer_init(heap_sizer *s) {
+  *s = (heap_sizer){0};
+  /* Informed guesses until there is a measurement: 5 GB/s of collection
+   * and 1 GB/s of allocation (what GCBench shows on this project's test
+   * machine, rounded). */
+  s->gc_ns_per_byte = 0.2;
+  s->alloc_bytes_per_ns = 1.0;
+}
+
+static void smooth(double *avg, double x) { *avg = (1.0 - SMOOTH) * *avg + SMOOTH * x; }
+
+void sizer_pause_start(fh_heap *h, uint64_t t0) {
+  heap_sizer *s = &h->sizer;
+  s->pause_start_ns = t0;
+  s->folded = 0;
+}
+
+void sizer_pause_end(fh_heap *h, uint64_t pause_ns, uint64_t now) {
+  heap_sizer *s = &h->sizer;
+  s->pending_cost_ns = pause_ns;
+  s->pending_live = h->live_after_gc;
+  s->last_end_ns = now;
+}
+
+void sizer_phase_open(fh_heap *h, uint64_t now) { h->sizer.phase_open_ns = now; }
+
+void sizer_phase_close(fh_heap *h, uint64_t now) {
+  heap_sizer *s = &h->sizer;
+  if (s->phase_open_ns && now > s->phase_open_ns) s->pending_cost_ns += now - s->phase_open_ns;
+  s->phase_open_ns = 0;
+}
+
+/* Once per pause: the last collection's cost and the allocation since. */
+static void fold(fh_heap *h) {
+  heap_sizer *s = &h->sizer;
+  if (s->folded) return;
+  s->folded = 1;
+  if (s->pending_cost_ns && s->pending_live >= MIN_COST_LIVE)
+    smooth(&s->gc_ns_per_byte, (double)s->pending_cost_ns / (double)s->pending_live);
+  s->pending_cost_ns = 0;
+  uint64_t since = atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed);
+  if (s->last_end_ns && s->pause_start_ns > s->last_end_ns && since)
+    smooth(&s->alloc_bytes_per_ns, (double)since / (double)(s->pause_start_ns - s->last_end_ns));
+}
+
+size_t sizer_extra(fh_heap *h, size_t live) {
+  heap_sizer *s = &h->sizer;
+  fold(h);
+  /* Unitless: ns of collection per ns of mutator, per byte of live data
+   * collected once per byte allocated. */
+  double ratio = s->alloc_bytes_per_ns * s->gc_ns_per_byte;
+  double extra = sqrt((double)live * (double)h->opt.heap_expansiveness * ratio);
+  double most = (MAX_MULTIPLIER - 1.0) * (double)live;
+  if (!(extra <= most)) extra = most; /* NaN too */
+  size_t e = (size_t)extra;
+  if (e < h->opt.min_alloc_trigger) e = h->opt.min_alloc_trigger;
+  s->last_extra = e;
+  return e;
+}
+
+void sizer_dump(fh_heap *h, FILE *out) {
+  if (h->opt.heap_policy != FH_HEAP_ADAPTIVE) return;
+  const heap_sizer *s = &h->sizer;
+  fprintf(out, "  heap sizing: adaptive (expansiveness %zu MiB): allocation %.0f MB/s, collection "
+               "%.0f MB/s of live data, last budget %.1f MiB\n",
+          h->opt.heap_expansiveness >> 20, s->alloc_bytes_per_ns * 1e3,
+          s->gc_ns_per_byte > 0 ? 1e3 / s->gc_ns_per_byte : 0.0, s->last_extra / 1048576.0);
+}

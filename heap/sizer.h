@@ -1,0 +1,51 @@
+/* Adaptive heap sizing (heap_policy=adaptive): the MemBalancer rule
+ * (Kirisame, Shenoy and Panchekha, OOPSLA 2022).  The allocation budget
+ * until the next collection is
+ *     extra = sqrt(live * expansiveness * (allocation rate / collection speed))
+ * clamped to [min_alloc_trigger, 4 * live] and by heap_max: a heap whose
+ * mutator allocates fast relative to how fast the collector gets through
+ * its live data gets more room, and room grows with the square root of
+ * the live size rather than in proportion.  Both rates are measured:
+ *   - allocation rate: bytes allocated between two collections over the
+ *     mutator time between them (end of one pause to start of the next);
+ *   - collection cost: a collection's pause plus its concurrent phase, per
+ *     byte it left live;
+ * each smoothed (half the old value, half the new).  Memory above the next
+ * target goes back to the kernel after each collection (the collectors
+ * keep resident only what the next cycle needs: collectors/semi_space.c's
+ * keep, compaction's moved-away pages), so RSS follows live data down. */
+#ifndef FH_SIZER_H_
+#define FH_SIZER_H_
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct heap_sizer {
+  double gc_ns_per_byte;     /* smoothed collection cost */
+  double alloc_bytes_per_ns; /* smoothed allocation rate */
+  uint64_t last_end_ns;      /* end of the last pause (0: none yet) */
+  uint64_t pause_start_ns;   /* the current pause's start */
+  uint64_t pending_cost_ns;  /* the last collection's pause + phase, not yet folded in */
+  size_t pending_live;       /* the live bytes it left */
+  uint64_t phase_open_ns;    /* its concurrent phase's start */
+  int folded;                /* this pause has folded its measurements in */
+  size_t last_extra;         /* the last budget (fh_dump) */
+} heap_sizer;
+
+struct fh_heap;
+void sizer_init(heap_sizer *s);
+/* World stopped, before the collector runs (gc_run, fh_prefork). */
+void sizer_pause_start(struct fh_heap *h, uint64_t t0);
+/* After the pause (gc_account_pause): its length. */
+void sizer_pause_end(struct fh_heap *h, uint64_t pause_ns, uint64_t now);
+/* A collection's concurrent phase opened / closed. */
+void sizer_phase_open(struct fh_heap *h, uint64_t now);
+void sizer_phase_close(struct fh_heap *h, uint64_t now);
+/* heap_policy=adaptive: the allocation budget after a collection that
+ * left `live` bytes (heap_set_trigger clamps it by heap_max). */
+size_t sizer_extra(struct fh_heap *h, size_t live);
+/* fh_dump's line (nothing under heap_policy=fixed). */
+void sizer_dump(struct fh_heap *h, FILE *out);
+
+#endif
