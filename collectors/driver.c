@@ -105,6 +105,10 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   }
   threads_retire_tlabs(h);
   sizer_pause_start(h, t0);
+  /* Holes in the bump space (gaps a compaction left below pinned objects,
+   * spaces/bump_space.h) are fillers only until the next collection: any
+   * collector may merge or move them. */
+  bump_space_set_holes(&h->bump[h->active], NULL, 0);
   /* Pins (fh_pin, conservative stack words) are fixed before anything is
    * traced; without the set, nothing may move. */
   if (pins_gather(h, self) < 0) {

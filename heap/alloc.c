@@ -91,7 +91,9 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
   }
   thread_retire_tlab(t);
   size_t want = h->opt.tlab_size;
-  uintptr_t p = bump_space_claim(b, want, bump_limit(h));
+  /* Holes below top first (pinned objects' gaps: spaces/bump_space.h). */
+  uintptr_t p = bump_space_claim_hole(b, want, bytes, &want);
+  if (!p) p = bump_space_claim(b, want, bump_limit(h));
   if (!p) { /* near the end: take just what this object needs */
     want = bytes;
     p = bump_space_claim(b, want, bump_limit(h));
