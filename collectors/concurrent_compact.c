@@ -717,29 +717,42 @@ void mc_copy_build_end(mc_state *m) {
   end_range(m, &s);
 }
 
-/* Pinned ranges are built and mapped inside the pause, before mutators
- * resume (forwarding.h): a pinned object may be handed to the kernel
- * (read(2) into it), whose access to a missing page of a registered range
- * fails with EFAULT in SIGBUS mode, and in thread mode waits on the
- * handler thread.  Mapped now, nothing ever unmaps them: they are never
- * missing.  The cost is the ranges' pages only. */
-static void build_pinned_ranges(mc_state *m) {
+/* Pinned objects' pages are built and mapped inside the pause, before
+ * mutators resume (forwarding.h): a pinned object may be handed to the
+ * kernel (read(2) into it), whose access to a missing page of a
+ * registered range fails with EFAULT in SIGBUS mode, and in thread mode
+ * waits on the handler thread.  Mapped now, nothing ever unmaps them:
+ * they are never missing.  Only the pages the pinned objects themselves
+ * cover: the rest of a range (the live objects that straddled it, often a
+ * long run where everything is live) stays in place too, but is built
+ * concurrently like any other page; pinning the live array of a dense
+ * heap from a stack word once put 550 pages in the pause. */
+static void build_pinned_pages(mc_state *m, size_t p, size_t e) {
   int fd = fh_uffd_fd(m->uffd);
-  const fwd_tables *t = &m->t;
-  for (size_t r = 0; r < t->nranges; r++) {
-    /* Every page holding part of the range (ranges are chunk-aligned). */
-    size_t p = (t->ranges[r].lo - t->begin) / FWD_PAGE;
-    size_t e = (t->ranges[r].hi - t->begin + FWD_PAGE - 1) / FWD_PAGE;
-    while (p < e) {
-      size_t n = 0;
-      while (n < MC_MAX_RUN && p + n < e && claim(m, p + n)) n++;
-      if (n == 0) { /* cannot happen with the world stopped; its claimer maps it */
-        wait_mapped(m, p++);
-        continue;
-      }
-      build_and_copy(m, fd, p, n, m->worker_buf);
-      p += n;
+  while (p < e) {
+    size_t n = 0;
+    while (n < MC_MAX_RUN && p + n < e && claim(m, p + n)) n++;
+    if (n == 0) { /* built already (an earlier object's pages) */
+      p++;
+      continue;
     }
+    build_and_copy(m, fd, p, n, m->worker_buf);
+    p += n;
+  }
+}
+
+static void build_pinned_ranges(mc_state *m) {
+  const fwd_tables *t = &m->t;
+  const pin_set *pins = &m->h->pins;
+  for (size_t i = pin_set_lower_bound(pins, t->begin); i < pins->n; i++) {
+    uintptr_t start = pins->starts[i];
+    if (start >= t->old_top) break;
+    /* Pinned objects keep their address: old pages are new pages. */
+    size_t p = (start - t->begin) / FWD_PAGE;
+    size_t e = (start + obj_bytes(*(const uint64_t *)(start + m->src.from_delta)) - t->begin +
+                FWD_PAGE - 1) / FWD_PAGE;
+    if (e > t->npages) e = t->npages;
+    build_pinned_pages(m, p, e);
   }
 }
 

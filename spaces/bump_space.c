@@ -103,14 +103,25 @@ void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi) {
   if (b->starts.words) bitmap_clear_range(&b->starts, lo, hi);
 }
 
-uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a) {
+/* A walk that crosses into a new 512-byte stretch leaves a walk point at
+ * the first object starting there, so later lookups in the same TLAB walk
+ * a stretch, not the TLAB (a stack holds many pointers into the same few
+ * recent buffers). */
+#define WALK_MEMO_SHIFT 9
+
+uintptr_t bump_space_object_at(bump_space *b, uintptr_t a) {
   uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
   if (a < b->space.begin || a >= top || !b->starts.words) return 0;
   /* Without a walk point below a (none recorded yet), the space's start
    * is one: it always holds an object or a filler. */
   uintptr_t p = bitmap_prev_set(&b->starts, b->space.begin, a & ~(uintptr_t)7);
   if (!p) p = b->space.begin;
+  uintptr_t stretch = p >> WALK_MEMO_SHIFT;
   while (p < top) {
+    if (p >> WALK_MEMO_SHIFT != stretch) {
+      stretch = p >> WALK_MEMO_SHIFT;
+      bitmap_set(&b->starts, p);
+    }
     uint64_t hd = *(const uint64_t *)p;
     size_t n = obj_bytes(hd);
     if (n < FH_HEADER_BYTES) return 0; /* not a header: nothing to trust */

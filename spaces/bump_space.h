@@ -63,8 +63,9 @@ static inline void bump_space_note_start(bump_space *b, uintptr_t start) {
 void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi);
 /* The start of the object (not a filler) that contains address a, or 0
  * when a lies outside [begin, top) or in a filler.  Needs walk points;
- * world stopped, TLABs retired (the space walkable to top). */
-uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a);
+ * world stopped, TLABs retired (the space walkable to top).  Adds walk
+ * points along the way. */
+uintptr_t bump_space_object_at(bump_space *b, uintptr_t a);
 /* Claim [result, result + bytes) or return 0 when it would pass `limit`. */
 static inline uintptr_t bump_space_claim(bump_space *b, size_t bytes, uintptr_t limit) {
   uintptr_t old = atomic_load_explicit(&b->top, memory_order_relaxed);
