@@ -381,26 +381,25 @@ void mc_poison_last_page(mc_state *m) {
  * objects at most. */
 #define MC_HOLE_MIN 1024u
 
-void mc_publish_holes(mc_state *m) {
+size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
   const fwd_tables *t = &m->t;
-  bump_space *b = &m->h->bump[m->h->active];
   size_t n = 0;
-  for (int fill = 0; fill < 2; fill++) {
-    bump_hole *hs = NULL;
-    if (fill) {
-      if (!n || !(hs = malloc(n * sizeof *hs))) return; /* no reuse: harmless */
-      n = 0;
+  /* One hole per gap filler (cut every GiB: forwarding.h). */
+  for (size_t r = 0; r < t->nranges; r++)
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
+      e = fwd_gap_filler_end(t, a, lo);
+      if (e - a < MC_HOLE_MIN) continue;
+      if (n < max) out[n] = (bump_hole){a, e};
+      n++;
     }
-    /* One hole per gap filler (cut every GiB: forwarding.h). */
-    for (size_t r = 0; r < t->nranges; r++)
-      for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
-        e = fwd_gap_filler_end(t, a, lo);
-        if (e - a < MC_HOLE_MIN) continue;
-        if (fill) hs[n] = (bump_hole){a, e};
-        n++;
-      }
-    if (fill) bump_space_set_holes(b, hs, n);
-  }
+  return n;
+}
+
+void mc_publish_holes(mc_state *m) {
+  size_t n = mc_holes(m, NULL, 0);
+  bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
+  if (!hs) return; /* no reuse: harmless */
+  bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
 void mc_end_cycle(mc_state *m) {

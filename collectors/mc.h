@@ -155,6 +155,9 @@ void mc_poison_last_page(mc_state *m);
  * ranges left (forwarding.h) to the allocator as holes
  * (spaces/bump_space.h), so that they fill before the space grows. */
 void mc_publish_holes(mc_state *m);
+/* The holes the cycle's gaps make (what mc_publish_holes hands the bump
+ * space), up to max of them into out; returns how many there are. */
+size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 
