@@ -143,6 +143,8 @@ struct fh_heap *wk_heap_create_with(const char *who, const char *collector, size
                                     const char *extra);
 /* " collections=.. pause_max_ms=.. pause_total_ms=.." on stdout */
 void wk_print_stats(struct fh_heap *h);
+/* The resident bytes of the heap's spaces (fh_get_stats). */
+size_t wk_heap_resident(struct fh_heap *h);
 
 /* Round-robin runner: every variant is a child process run once per round
  * (order rotating), whose stdout is parsed into the values of run->keys. */

@@ -39,18 +39,10 @@ typedef struct phase_sample {
   bench_trace *trace; /* the plot's samples (last round), or NULL */
 } phase_sample;
 
-static size_t heap_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
-
 static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
   phase_sample *ps = user;
   bench_trace_event(ps->trace, e);
-  size_t r = heap_resident(h);
+  size_t r = wk_heap_resident(h);
   ps->resident_sum += (double)r;
   ps->samples++;
   if (r > ps->peak) ps->peak = r;

@@ -24,18 +24,10 @@ typedef struct pin_result {
   int ok;
 } pin_result;
 
-static size_t heap_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
-
 /* The most the heap held: sampled when each collection starts. */
 static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
   if (e->end) return;
-  size_t r = heap_resident(h), *peak = user;
+  size_t r = wk_heap_resident(h), *peak = user;
   if (r > *peak) *peak = r;
 }
 
@@ -89,7 +81,7 @@ static int run_once(const char *collector, unsigned pct, pin_result *out) {
   }
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6 /
                   (double)(s1.collections - s0.collections);
-  out->resident_mib = (double)heap_resident(h) / (1 << 20);
+  out->resident_mib = (double)wk_heap_resident(h) / (1 << 20);
   out->peak_mib = (double)peak / (1 << 20);
   fh_set_gc_callback(h, NULL, NULL);
   out->ok = ok;
