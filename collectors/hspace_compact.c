@@ -274,8 +274,9 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     (void)arena_tcache_flush(h->gc_tcache);
     size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
     fix_references(&c);
-    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || release_later(h, c.from) < 0;
+    /* Read before a release thread may reset the space (release_later). */
     uintptr_t vacated_end = malloc_space_frontier(c.from);
+    int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || release_later(h, c.from) < 0;
     if (now && malloc_space_reset(c.from) < 0) {      /* step 5 */
       /* The copies are complete and referenced; only the old range's
        * memory could not be returned.  Report, but the heap is sound. */

@@ -213,6 +213,7 @@ void fh_heap_destroy(fh_heap *h) {
   cards_destroy(h);
   for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
   pins_destroy(h);
+  sizer_destroy(&h->sizer);
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);

@@ -11,12 +11,15 @@
 
 void sizer_init(heap_sizer *s) {
   *s = (heap_sizer){0};
+  pthread_mutex_init(&s->lock, NULL);
   /* Informed guesses until there is a measurement: 5 GB/s of collection
    * and 1 GB/s of allocation (what GCBench shows on this project's test
    * machine, rounded). */
   s->gc_ns_per_byte = 0.2;
   s->alloc_bytes_per_ns = 1.0;
 }
+
+void sizer_destroy(heap_sizer *s) { pthread_mutex_destroy(&s->lock); }
 
 static void smooth(double *avg, double x) { *avg = (1.0 - SMOOTH) * *avg + SMOOTH * x; }
 
@@ -33,12 +36,18 @@ void sizer_pause_end(fh_heap *h, uint64_t pause_ns, uint64_t now) {
   s->last_end_ns = now;
 }
 
-void sizer_phase_open(fh_heap *h, uint64_t now) { h->sizer.phase_open_ns = now; }
+void sizer_phase_open(fh_heap *h, uint64_t now) {
+  pthread_mutex_lock(&h->sizer.lock);
+  h->sizer.phase_open_ns = now;
+  pthread_mutex_unlock(&h->sizer.lock);
+}
 
 void sizer_phase_close(fh_heap *h, uint64_t now) {
   heap_sizer *s = &h->sizer;
-  if (s->phase_open_ns && now > s->phase_open_ns) s->pending_cost_ns += now - s->phase_open_ns;
+  pthread_mutex_lock(&s->lock);
+  if (s->phase_open_ns && now > s->phase_open_ns) s->phase_ns += now - s->phase_open_ns;
   s->phase_open_ns = 0;
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* Once per pause: the last collection's cost and the allocation since. */
@@ -46,8 +55,13 @@ static void fold(fh_heap *h) {
   heap_sizer *s = &h->sizer;
   if (s->folded) return;
   s->folded = 1;
+  /* The last collection's phase has ended: this pause waited for it. */
+  pthread_mutex_lock(&s->lock);
+  uint64_t cost = s->pending_cost_ns + s->phase_ns;
+  s->phase_ns = 0;
+  pthread_mutex_unlock(&s->lock);
   if (s->pending_cost_ns && s->pending_live >= MIN_COST_LIVE)
-    smooth(&s->gc_ns_per_byte, (double)s->pending_cost_ns / (double)s->pending_live);
+    smooth(&s->gc_ns_per_byte, (double)cost / (double)s->pending_live);
   s->pending_cost_ns = 0;
   uint64_t since = atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed);
   if (s->last_end_ns && s->pause_start_ns > s->last_end_ns && since)

@@ -19,14 +19,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 typedef struct heap_sizer {
+  /* The pause's side (sizer_pause_*, sizer_extra) runs with the world
+   * stopped under stats_lock; a concurrent phase closes on another thread
+   * (its worker), possibly before that pause has ended: phase_ns is set
+   * there, under this lock, and read under it. */
+  pthread_mutex_t lock;
+  uint64_t phase_ns;         /* the last concurrent phase's length, not yet folded in */
   double gc_ns_per_byte;     /* smoothed collection cost */
   double alloc_bytes_per_ns; /* smoothed allocation rate */
   uint64_t last_end_ns;      /* end of the last pause (0: none yet) */
   uint64_t pause_start_ns;   /* the current pause's start */
-  uint64_t pending_cost_ns;  /* the last collection's pause + phase, not yet folded in */
+  uint64_t pending_cost_ns;  /* the last collection's pause, not yet folded in */
   size_t pending_live;       /* the live bytes it left */
   uint64_t phase_open_ns;    /* its concurrent phase's start */
   int folded;                /* this pause has folded its measurements in */
@@ -35,6 +42,7 @@ typedef struct heap_sizer {
 
 struct fh_heap;
 void sizer_init(heap_sizer *s);
+void sizer_destroy(heap_sizer *s);
 /* World stopped, before the collector runs (gc_run, fh_prefork). */
 void sizer_pause_start(struct fh_heap *h, uint64_t t0);
 /* After the pause (gc_account_pause): its length. */
