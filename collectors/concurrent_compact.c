@@ -291,27 +291,6 @@ static void end_phase(mc_state *m) {
   heap_phase_close(h);
 }
 
-/* After the cycle the space above the new top is empty, so every page the
- * mutators allocate into until the next collection would take a first-touch
- * fault (~2 us each here) on the mutator's time.  The worker, idle by now,
- * faults in the start of that window instead; pages a mutator already
- * touched are skipped by the kernel, nothing is written into them.  Bounded
- * by the allocation trigger and 32 MiB, so resident memory grows only by
- * what the mutators are about to use. */
-#define PREFAULT_MAX ((size_t)32 << 20)
-static void prefault_allocation_window(mc_state *m, uintptr_t from, size_t want) {
-  /* It runs after the phase ended, so that nobody waits for it; the next
-   * collection stops it (mc_join_worker) before it moves the space's pages,
-   * since a page faulted in below the next cycle's registration would hide
-   * a destination page.  2 MiB steps: it stops within one, and at once when
-   * the kernel lacks MADV_POPULATE_WRITE. */
-  for (size_t off = 0; off < want && !atomic_load(&m->stop_prefault); off += FH_PMD) {
-    size_t n = want - off < FH_PMD ? want - off : FH_PMD;
-    /* A failure leaves the window to first-touch faults: harmless. */
-    if (sys_madvise((void *)(from + off), n, MADV_POPULATE_WRITE) != 0) break;
-  }
-}
-
 void mc_join_worker(mc_state *m) {
   if (!m->worker_joinable) return;
   atomic_store(&m->stop_prefault, 1);
@@ -565,24 +544,9 @@ static void *worker_main(void *arg) {
             m->move_fallbacks, m->worker_ns / 1e6, install_cost_of(&costs, 0) / 1e3,
             install_cost_of(&costs, 1) / 1e3,
             atomic_load(&m->ledger.released_pages), m->ledger.npages);
-  /* The window to fault in, computed before end_phase clears the tables:
-   * the holes pinned ranges left first (TLAB refills take them before the
-   * top grows; their pages are blank), then above the new top. */
-  uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
-  size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;
-  bump_hole holes[64];
-  size_t nholes = mc_holes(m, holes, 64);
-  if (nholes > 64) nholes = 64;
-  if (want > end - from) want = end - from;
+  mc_plan_prefault(m); /* before end_phase clears the tables */
   end_phase(m);
-  for (size_t i = 0; i < nholes && want; i++) {
-    uintptr_t lo = align_up(holes[i].lo + FWD_WORD, FWD_PAGE), hi = align_down(holes[i].hi, FWD_PAGE);
-    size_t n = hi > lo ? hi - lo : 0;
-    if (n > want) n = want;
-    prefault_allocation_window(m, lo, n);
-    want -= n;
-  }
-  prefault_allocation_window(m, from, align_down(want, FWD_PAGE));
+  mc_prefault(m);
   return NULL;
 }
 

@@ -124,6 +124,11 @@ typedef struct mc_state {
   _Atomic int stop_releaser;
   _Atomic uint64_t build_cpu_ns;
   size_t table_bytes; /* side tables this cycle writes (mc_table_bytes) */
+  /* mc_plan_prefault's window. */
+#define MC_PREFAULT_HOLES 64
+  uintptr_t pf_from;
+  size_t pf_want, pf_nholes;
+  bump_hole pf_holes[MC_PREFAULT_HOLES];
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
 } mc_state;
@@ -158,6 +163,12 @@ void mc_publish_holes(mc_state *m);
 /* The holes the cycle's gaps make (what mc_publish_holes hands the bump
  * space), up to max of them into out; returns how many there are. */
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
+/* After a cycle (mark_compact.c): note, while the tables hold it, the
+ * window the mutators will allocate into (the holes, then above the new
+ * top); then, on the thread that ends the cycle, fault it in ahead of
+ * them.  mc_join_worker stops it. */
+void mc_plan_prefault(mc_state *m);
+void mc_prefault(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 
