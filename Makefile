@@ -64,7 +64,23 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfaultheap.a $(LIBS)
 
-examples: $(EXAMPLE_BINS)
+# fhscheme (issue 20): the Scheme interpreter on faultheap's public API, and
+# the same source on Boehm GC as the baseline (make fhscheme-bdw).
+SCHEME_SRCS := $(wildcard examples/scheme/*.c)
+SCHEME_HDRS := $(wildcard examples/scheme/*.h)
+$(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
+
+$(BUILD)/fhscheme-bdw: $(SCHEME_SRCS) $(SCHEME_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFHS_BDW -o $@ $(SCHEME_SRCS) -lgc -lpthread -lm
+
+.PHONY: fhscheme fhscheme-bdw
+fhscheme: $(BUILD)/fhscheme
+fhscheme-bdw: $(BUILD)/fhscheme-bdw
+
+examples: $(EXAMPLE_BINS) $(BUILD)/fhscheme
 
 # The benchmark runner links faultheap; each baseline allocator is a separate
 # program built from the same workload source, because linking jemalloc,
