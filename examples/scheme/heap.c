@@ -186,7 +186,7 @@ void heap_init(int argc, char **argv) {
    * everywhere (the evaluator's argument arrays, the compiler, the reader);
    * with stack scanning none of them needs a root slot, and the hot call
    * path pays nothing for root bookkeeping.  Heap fields stay precise. */
-  const char *defaults = "collector=mark_sweep,stack_roots=conservative";
+  const char *defaults = "collector=mark_sweep,stack_roots=conservative,heap_max=4G";
   if (fh_options_parse(&o, defaults) < 0) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);

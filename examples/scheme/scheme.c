@@ -1848,6 +1848,20 @@ CXR(p_caar, "aa") CXR(p_cadr, "ad") CXR(p_cdar, "da") CXR(p_cddr, "dd")
 CXR(p_caaar, "aaa") CXR(p_caadr, "aad") CXR(p_cadar, "ada") CXR(p_caddr, "add")
 CXR(p_cdaar, "daa") CXR(p_cdadr, "dad") CXR(p_cddar, "dda") CXR(p_cdddr, "ddd")
 CXR(p_cadddr, "addd") CXR(p_cddddr, "dddd")
+CXR(p_caaaar, "aaaa")
+CXR(p_caaadr, "aaad")
+CXR(p_caadar, "aada")
+CXR(p_caaddr, "aadd")
+CXR(p_cadaar, "adaa")
+CXR(p_cadadr, "adad")
+CXR(p_caddar, "adda")
+CXR(p_cdaaar, "daaa")
+CXR(p_cdaadr, "daad")
+CXR(p_cdadar, "dada")
+CXR(p_cdaddr, "dadd")
+CXR(p_cddaar, "ddaa")
+CXR(p_cddadr, "ddad")
+CXR(p_cdddar, "ddda")
 PRIM(p_set_car) { UNUSED; SETCAR(need_pair(argv[0]), argv[1]); return UNSPEC; }
 PRIM(p_set_cdr) { UNUSED; SETCDR(need_pair(argv[0]), argv[1]); return UNSPEC; }
 PRIM(p_pairp) { UNUSED; return BOOL(ISPAIR(argv[0])); }
@@ -2599,7 +2613,7 @@ static struct pdef {
   PI("cdar", p_cdar, 1, 1, I_CDAR), PI("cddr", p_cddr, 1, 1, I_CDDR), P("caaar", p_caaar, 1, 1),
   P("caadr", p_caadr, 1, 1), P("cadar", p_cadar, 1, 1), P("caddr", p_caddr, 1, 1), P("cdaar", p_cdaar, 1, 1),
   P("cdadr", p_cdadr, 1, 1), P("cddar", p_cddar, 1, 1), P("cdddr", p_cdddr, 1, 1), P("cadddr", p_cadddr, 1, 1),
-  P("cddddr", p_cddddr, 1, 1), PI("set-car!", p_set_car, 2, 2, I_SETCAR), PI("set-cdr!", p_set_cdr, 2, 2, I_SETCDR),
+  P("cddddr", p_cddddr, 1, 1), P("caaaar", p_caaaar, 1, 1), P("caaadr", p_caaadr, 1, 1), P("caadar", p_caadar, 1, 1), P("caaddr", p_caaddr, 1, 1), P("cadaar", p_cadaar, 1, 1), P("cadadr", p_cadadr, 1, 1), P("caddar", p_caddar, 1, 1), P("cdaaar", p_cdaaar, 1, 1), P("cdaadr", p_cdaadr, 1, 1), P("cdadar", p_cdadar, 1, 1), P("cdaddr", p_cdaddr, 1, 1), P("cddaar", p_cddaar, 1, 1), P("cddadr", p_cddadr, 1, 1), P("cdddar", p_cdddar, 1, 1), PI("set-car!", p_set_car, 2, 2, I_SETCAR), PI("set-cdr!", p_set_cdr, 2, 2, I_SETCDR),
   PI("pair?", p_pairp, 1, 1, I_PAIRP), PI("null?", p_nullp, 1, 1, I_NULLP), P("list?", p_listp, 1, 1),
   P("list", p_list, 0, -1), P("length", p_length, 1, 1), P("append", p_append, 0, -1),
   P("append!", p_append, 0, -1), P("reverse", p_reverse, 1, 1), P("reverse!", p_reverse, 1, 1),
