@@ -244,6 +244,9 @@ void heap_detach_thread(void) { fh_thread_detach(T); }
 void heap_report(FILE *f) {
   fh_stats s;
   fh_get_stats(H, &s);
-  fprintf(f, "faultheap: %llu collections\n", (unsigned long long)s.collections);
+  fprintf(f, "faultheap: %llu collections, pauses %.1f ms total, %.2f ms max, %llu MiB allocated, stack scan %.1f ms total, %llu objects pinned at the last\n",
+          (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6,
+          (unsigned long long)(s.bytes_allocated >> 20), s.stack_scan_ns_total / 1e6,
+          (unsigned long long)s.conservative_pinned_last);
 }
 #endif

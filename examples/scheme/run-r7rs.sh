@@ -9,7 +9,7 @@ set -u
 suite=${1:?usage: run-r7rs.sh R7RS-BENCHMARKS-DIR [program...]}
 shift
 here=$(cd "$(dirname "$0")" && pwd)
-build=${BUILD:-build}
+build=$(cd "${BUILD:-build}" && pwd)
 progs=${*:-"gcbench nboyer sboyer earley deriv destruc mazefun paraffins conform dynamic lattice peval graphs browse"}
 tmp=$(mktemp -d)
 for p in $progs; do
@@ -19,7 +19,7 @@ for p in $progs; do
   [ -n "${INPUTS:-}" ] && [ -f "$INPUTS/$p.input" ] && input="$INPUTS/$p.input"
   for b in fhscheme fhscheme-bdw; do
     [ -x "$build/$b" ] || continue
-    line=$( (cd "$suite" && /usr/bin/time -f "rss_kb=%M" "$OLDPWD/$build/$b" "$tmp/$p.scm" < "$input") 2>&1 |
+    line=$( (cd "$suite" && /usr/bin/time -f "rss_kb=%M" "$build/$b" "$tmp/$p.scm" < "$input") 2>&1 |
            grep -E "^Elapsed|ERROR|^Error|rss_kb" | tr '\n' ' ')
     echo "$b $p: $line"
   done

@@ -32,6 +32,7 @@
 typedef struct Node Node;
 typedef struct Lambda {
   int nreq, rest, fsize;
+  int noescape; /* the body creates no closure: its frame may live on the C stack */
   Node *body;
   V name;
 } Lambda;
@@ -751,6 +752,7 @@ static Prim *P_cons, *P_list, *P_append, *P_list2vec, *P_memv, *P_raise_cont, *P
     *P_values, *P_error, *P_apply, *P_not;
 
 static Node *comp(V x, Scope *sc);
+static int makes_closure(Node *n);
 static Node *comp_body(V body, Scope *sc);
 
 static size_t list_len(V l) {
@@ -806,10 +808,21 @@ static Lambda *comp_lambda(V params, V body, Scope *parent, V name) {
   keep(name);
   L->body = comp_body(body, sc);
   L->fsize = sc->n;
+  L->noescape = !makes_closure(L->body);
   return L;
 }
 
 static V expand_drt(V x);
+
+static int makes_closure(Node *n) {
+  if (!n) return 0;
+  if (n->op == OP_LAMBDA) return 1;
+  if (makes_closure(n->a) || makes_closure(n->b) || makes_closure(n->c)) return 1;
+  if (n->kids)
+    for (int i = 0; i < n->n; i++)
+      if (makes_closure(n->kids[i])) return 1;
+  return 0;
+}
 
 /* Internal definitions become slots of the enclosing frame. */
 static void scan_defines(V body, Scope *sc) {
@@ -1260,6 +1273,33 @@ static V make_frame(V f, int argc, V *argv) {
   return (V)fr;
 }
 
+/* A frame on the C stack, for a lambda whose body creates no closure
+ * (nothing can hold the frame after the call returns or tail-calls).  The
+ * stack scan finds the values in it; stores into it need no barrier. */
+enum { SBUF = 16 };
+#define STACK_FRAME_HDR MKHDR(K_FRAME, 0xffffff)
+static V stack_frame(V *sb, V f, int argc, V *argv) {
+  Lambda *L = CLO_LAM(f);
+  if (argc != L->nreq && !(L->rest && argc >= L->nreq)) arity_error(L->name != FALSE_V ? L->name : f, argc);
+  sb[0] = STACK_FRAME_HDR;
+  sb[1] = CLO_ENV(f);
+  for (int i = 0; i < L->nreq; i++) sb[2 + i] = argv[i];
+  for (int i = L->nreq; i < L->fsize; i++) sb[2 + i] = UNBOUND;
+  if (L->rest) {
+    V rest = NIL;
+    for (int i = argc - 1; i >= L->nreq; i--) rest = cons(argv[i], rest);
+    sb[2 + L->nreq] = rest;
+  }
+  return (V)sb;
+}
+#define ENTER(f, k, argv)                                                      \
+  do {                                                                         \
+    Lambda *L_ = CLO_LAM(f);                                                   \
+    env = L_->noescape && L_->fsize + 2 <= SBUF ? stack_frame(sbuf, f, k, argv) \
+                                                : make_frame(f, k, argv);      \
+    n = L_->body;                                                              \
+  } while (0)
+
 static _Noreturn void throw_to(V k, int argc, V *argv);
 static V values_obj(int argc, V *argv);
 static V arith2(int op, V a, V b);
@@ -1273,6 +1313,7 @@ static V call_prim(Prim *p, int argc, V *argv) {
 }
 
 static V eval(Node *n, V env) {
+  V sbuf[SBUF];
 top:
   switch (n->op) {
   case OP_CONST: return n->v;
@@ -1302,7 +1343,8 @@ top:
     V v = eval(n->a, env);
     V e = env;
     for (int d = n->depth; d > 0; d--) e = OBJ(e)[1];
-    WB(OBJ(e), &OBJ(e)[2 + n->idx], v);
+    if (OBJ(e)[0] == STACK_FRAME_HDR) OBJ(e)[2 + n->idx] = v;
+    else WB(OBJ(e), &OBJ(e)[2 + n->idx], v);
     return UNSPEC;
   }
   case OP_GSET:
@@ -1387,8 +1429,7 @@ top:
       V argv[1] = {a};
       if (IS(f, K_PRIM)) return call_prim((Prim *)f, 1, argv);
       if (IS(f, K_CLOSURE)) {
-        env = make_frame(f, 1, argv);
-        n = CLO_LAM(f)->body;
+        ENTER(f, 1, argv);
         goto top;
       }
       return apply_proc(f, 1, argv);
@@ -1439,8 +1480,7 @@ top:
       V argv[2] = {a, b};
       if (IS(f, K_PRIM)) return call_prim((Prim *)f, 2, argv);
       if (IS(f, K_CLOSURE)) {
-        env = make_frame(f, 2, argv);
-        n = CLO_LAM(f)->body;
+        ENTER(f, 2, argv);
         goto top;
       }
       return apply_proc(f, 2, argv);
@@ -1468,8 +1508,7 @@ top:
     if (ISOBJ(f)) {
       int kind = KIND(f);
       if (kind == K_CLOSURE) {
-        env = make_frame(f, k, argv);
-        n = CLO_LAM(f)->body;
+        ENTER(f, k, argv);
         goto top;
       }
       if (kind == K_PRIM) {
@@ -1482,8 +1521,7 @@ top:
           for (size_t i = (size_t)k - 2; i < m; i++, lst = CDR(lst)) args[i] = CAR(lst);
           V g = argv[0];
           if (IS(g, K_CLOSURE)) {
-            env = make_frame(g, (int)m, args);
-            n = CLO_LAM(g)->body;
+            ENTER(g, (int)m, args);
             goto top;
           }
           return apply_proc(g, (int)m, args);
@@ -1501,8 +1539,13 @@ static V apply_proc(V f, int argc, V *argv) {
   if (ISOBJ(f)) {
     switch (KIND(f)) {
     case K_CLOSURE: {
-      V env = make_frame(f, argc, argv);
-      return eval(CLO_LAM(f)->body, env);
+      Lambda *L = CLO_LAM(f);
+      if (L->noescape && L->fsize + 2 <= SBUF) {
+        V sb[SBUF];
+        V r = eval(L->body, stack_frame(sb, f, argc, argv));
+        return r;
+      }
+      return eval(L->body, make_frame(f, argc, argv));
     }
     case K_PRIM: {
       Prim *p = (Prim *)f;
