@@ -12,7 +12,8 @@ VERSION := 0.1.0
 # liburcu-dev: only its plain list header (urcu/list.h); no liburcu library
 # is linked (see README, "Dependencies, and why").
 PKGS      := jemalloc
-DEB_PKGS  := libjemalloc-dev liburcu-dev libcmocka-dev libgc-dev libmimalloc-dev pkg-config
+DEB_PKGS  := libjemalloc-dev liburcu-dev libcmocka-dev libgc-dev libmimalloc-dev pkg-config \
+             gnuplot-nox
 
 # pkg-config is itself one of the packages `make deps` installs, so fall back
 # to the plain library names when it is missing.

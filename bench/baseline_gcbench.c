@@ -43,6 +43,7 @@ static void gcb_free_doubles(double *a);
 static void gcb_poll(void);
 
 #include "gcbench_core.h"
+#include "binarytrees_core.h"
 
 static void out_of_memory(void) {
   fprintf(stderr, "gcbench-%s: out of memory\n", GCB_VARIANT);
@@ -106,9 +107,10 @@ static const char *malloc_provider(void) {
 }
 
 int main(int argc, char **argv) {
-  (void)argv;
-  if (argc > 1) {
-    fprintf(stderr, "usage: gcbench-%s (no arguments; fhbench gcbench runs it)\n",
+  /* "binarytrees N" runs binary-trees of depth N instead of GCBench. */
+  int bt = argc == 3 && strcmp(argv[1], "binarytrees") == 0;
+  if (argc > 1 && !bt) {
+    fprintf(stderr, "usage: gcbench-%s [binarytrees DEPTH] (fhbench gcbench and binarytrees run it)\n",
             GCB_VARIANT);
     return 2;
   }
@@ -126,9 +128,12 @@ int main(int argc, char **argv) {
 #endif
 
   gcb_result r;
-  gcb_run(&r);
+  if (bt)
+    bt_run(atoi(argv[2]), &r);
+  else
+    gcb_run(&r);
 
-  printf("gcbench variant=%s ms=%.3f verify_ms=%.3f trees=%ld failures=%d", GCB_VARIANT,
+  printf("%s variant=%s ms=%.3f verify_ms=%.3f trees=%ld failures=%d", bt ? "binarytrees" : "gcbench", GCB_VARIANT,
          r.ms, r.verify_ms, r.trees, r.failures);
 #if defined(GCB_BOEHM)
   printf(" collections=%lu gc_ms=%lu", (unsigned long)GC_get_gc_no(),

@@ -40,7 +40,8 @@ VARIANTS := glibc jemalloc mimalloc boehm
 BUILT    := $(foreach v,$(VARIANTS),$(if $(HAVE_$(v)),$(v)))
 SKIPPED  := $(filter-out $(BUILT),$(VARIANTS))
 
-GCBENCH_SRC := bench/baseline_gcbench.c bench/gcbench_core.h bench/baselines.mk
+GCBENCH_SRC := bench/baseline_gcbench.c bench/gcbench_core.h bench/binarytrees_core.h \
+               bench/baselines.mk
 # fragmentation: malloc baselines only (Boehm has no explicit free)
 FRAG_VARIANTS := $(filter glibc jemalloc mimalloc,$(BUILT))
 FRAG_SRC := bench/baseline_frag.c bench/frag_core.h bench/baselines.mk

@@ -42,12 +42,17 @@ int wl_roots(int argc, char **argv);      /* bench/wl_roots.c */
 int wl_stackscan(int argc, char **argv);  /* bench/wl_stackscan.c */
 int wl_pins(int argc, char **argv);       /* bench/wl_pins.c */
 int wl_phases(int argc, char **argv);     /* bench/wl_phases.c */
+int wl_alloc(int argc, char **argv);      /* bench/wl_alloc.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
-int gcbench_faultheap_child(const char *collector, int conservative);
+int gcbench_faultheap_child(const char *collector, int conservative, int bt_depth);
+/* bt_depth > 0: binary-trees of that depth instead (fhbench binarytrees);
+ * its trees built and checked: */
+long binarytrees_expected_trees(int depth);
+int wl_binarytrees(int argc, char **argv); /* bench/wl_gcbench.c */
 /* 0 if FH_OPTIONS and --collector parse, else -1 with a message */
 int gcbench_check_options(const char *collector);
 const char *gcbench_collector_name(int collector);
@@ -99,6 +104,30 @@ int bench_program_path(const char *name, char *buf, size_t n);
  * key is missing. */
 double bench_kv(const char *line, const char *key);
 
+/* ---- plots (plot.c) ---------------------------------------------------- */
+struct fh_heap;
+/* Per-collection samples (time, live, heap target, pause) from the gc
+ * callback of h, until detached. */
+typedef struct bench_trace bench_trace;
+bench_trace *bench_trace_attach(struct fh_heap *h);
+/* The same without the callback: a workload with its own callback passes
+ * each event on with bench_trace_event. */
+struct fh_gc_event;
+bench_trace *bench_trace_new(void);
+void bench_trace_event(bench_trace *tr, const struct fh_gc_event *e);
+/* Time from now, no samples (NULL: nothing). */
+void bench_trace_restart(bench_trace *tr);
+void bench_trace_detach(struct fh_heap *h, bench_trace *tr);
+int bench_trace_write(const bench_trace *tr, const char *path); /* CSV; 0 or -1 */
+void bench_trace_free(bench_trace *tr);
+/* build/bench (made if missing), where plots go; 0 or -1. */
+int bench_plot_dir(char *buf, size_t n);
+/* NAME-heap.svg (heap target and live data over time) and NAME-pauses.svg
+ * (pause distribution) from n traces written by bench_trace_write; with
+ * gnuplot only (else a note on stderr and -1). */
+int bench_plot(const char *name, const char *title, const char *const *csv,
+               const char *const *labels, int n);
+
 /* ---- weak-reference workloads (weak_util.c) ------------------------------ */
 struct fh_heap;
 #define WK_NCOLLECTORS 5
@@ -114,6 +143,8 @@ struct fh_heap *wk_heap_create_with(const char *who, const char *collector, size
                                     const char *extra);
 /* " collections=.. pause_max_ms=.. pause_total_ms=.." on stdout */
 void wk_print_stats(struct fh_heap *h);
+/* The resident bytes of the heap's spaces (fh_get_stats). */
+size_t wk_heap_resident(struct fh_heap *h);
 
 /* Round-robin runner: every variant is a child process run once per round
  * (order rotating), whose stdout is parsed into the values of run->keys. */

@@ -16,6 +16,9 @@ typedef struct workload {
  * line here (an entry for a missing wl_<name> would break the link). */
 static const workload workloads[] = {
     {"gcbench", wl_gcbench, "GCBench (Ellis/Kovac/Boehm) vs glibc, jemalloc, mimalloc, Boehm"},
+    {"binarytrees", wl_binarytrees,
+     "binary-trees (Benchmarks Game), --depth N (21), vs glibc, jemalloc, mimalloc, Boehm"},
+    {"alloc", wl_alloc, "ns per 16-256-byte object that dies at once, per collector"},
     {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
     {"pause", wl_pause, "mutator pauses and stalls compacting 256 MiB live: STW vs concurrent"},
     {"fragmentation", wl_fragmentation,
@@ -46,7 +49,8 @@ typedef struct default_row {
 } default_row;
 
 static const default_row default_rows[] = {
-    {"gcbench", {NULL}}, /* 5 rounds x 5 variants, about 10 s */
+    {"gcbench", {NULL}}, /* 5 rounds x 6 variants, about 12 s */
+    {"binarytrees", {"--depth", "16", "--runs", "3", NULL}}, /* about 8 s */
     {"fragmentation", {NULL}}, /* 4 variants once, deterministic, about 8 s */
 };
 #define NDEFAULT (sizeof default_rows / sizeof default_rows[0])

@@ -26,6 +26,7 @@ static void gcb_free_doubles(double *a);
 static void gcb_poll(void);
 
 #include "gcbench_core.h"
+#include "binarytrees_core.h"
 
 static void *checked(void *p, const char *what) {
   if (p == NULL) {
@@ -101,7 +102,9 @@ int gcbench_check_options(const char *collector) {
   return make_options(&o, collector, 0);
 }
 
-int gcbench_faultheap_child(const char *collector, int conservative) {
+long binarytrees_expected_trees(int depth) { return bt_expected_trees(depth); }
+
+int gcbench_faultheap_child(const char *collector, int conservative, int bt_depth) {
   static const uint32_t node_refs[] = {offsetof(gcb_node, left),
                                        offsetof(gcb_node, right)};
   const fh_type node = {.name = "gcbench.node", .size = sizeof(gcb_node),
@@ -128,15 +131,27 @@ int gcbench_faultheap_child(const char *collector, int conservative) {
     return 1;
   }
 
+  /* FH_BENCH_TRACE=FILE: per-collection samples for fhbench's plots. */
+  const char *trace_path = getenv("FH_BENCH_TRACE");
+  bench_trace *tr = trace_path ? bench_trace_attach(h) : NULL;
   gcb_result r;
-  gcb_run(&r);
+  if (bt_depth > 0)
+    bt_run(bt_depth, &r);
+  else
+    gcb_run(&r);
+  if (tr) {
+    bench_trace_detach(h, tr);
+    if (bench_trace_write(tr, trace_path) != 0) fprintf(stderr, "gcbench: cannot write %s\n", trace_path);
+    bench_trace_free(tr);
+  }
 
   fh_stats s;
   fh_get_stats(h, &s);
-  printf("gcbench variant=faultheap collector=%s ms=%.3f verify_ms=%.3f trees=%ld "
+  printf("%s variant=faultheap collector=%s ms=%.3f verify_ms=%.3f trees=%ld "
          "failures=%d collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f "
          "bytes_allocated=%llu stack_scan_ms=%.3f pinned_last=%llu\n",
-         gcbench_collector_name(o.collector), r.ms, r.verify_ms, r.trees, r.failures,
+         bt_depth > 0 ? "binarytrees" : "gcbench", gcbench_collector_name(o.collector), r.ms,
+         r.verify_ms, r.trees, r.failures,
          (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
          (double)s.pause_ns_total / 1e6, (unsigned long long)s.bytes_allocated,
          (double)s.stack_scan_ns_total / 1e6, (unsigned long long)s.pinned_last);

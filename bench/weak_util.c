@@ -65,6 +65,14 @@ fh_heap *wk_heap_create_with(const char *who, const char *collector, size_t heap
   return h;
 }
 
+size_t wk_heap_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}
+
 void wk_print_stats(fh_heap *h) {
   fh_stats s;
   fh_get_stats(h, &s);

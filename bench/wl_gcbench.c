@@ -21,6 +21,11 @@ enum { V_FAULTHEAP, V_FH_CONSERVATIVE, V_BOEHM, V_GLIBC, V_JEMALLOC, V_MIMALLOC,
 static const char *const variant_names[NVARIANTS] = {"faultheap", "fh-conservative", "boehm",
                                                      "glibc", "jemalloc", "mimalloc"};
 
+/* The program: GCBench, or binary-trees of depth bt_depth (> 0). */
+static int bt_depth;
+static char bt_depth_arg[16];
+static const char *program_name(void) { return bt_depth > 0 ? "binarytrees" : "gcbench"; }
+
 typedef struct variant {
   const char *name;
   int wanted, built;
@@ -36,9 +41,13 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: fhbench gcbench [--collector C] [--runs N] [--variants LIST]\n"
           "                       [--json FILE] [-v]\n"
+          "       fhbench binarytrees [--depth N] [the same flags]\n"
           "GCBench (Ellis/Kovac/Boehm): a stretch tree of depth 18, a long-lived\n"
           "tree of depth 16 and 500k doubles kept live, then trees of depth 4..16\n"
-          "built top-down and bottom-up; every tree is counted.  faultheap and the\n"
+          "built top-down and bottom-up; every tree is counted.  binary-trees (the\n"
+          "Benchmarks Game program): a stretch tree of depth N + 1, a long-lived one\n"
+          "of depth N (default 21), 2^(N - d + 4) trees of each depth d = 4, 6, .., N\n"
+          "built bottom-up and counted.  faultheap and the\n"
           "baselines (glibc, jemalloc, mimalloc: explicit free; Boehm: GC_MALLOC)\n"
           "run as child processes, interleaved round by round.\n"
           "  --collector C   semispace, mark_sweep, mark_compact or concurrent_compact\n"
@@ -71,7 +80,8 @@ static int parse_variants(const char *list, variant *v) {
 
 static void setup_variant(variant *v, int i, const char *collector, int runs) {
   static char child_flag[] = "--child", collector_flag[] = "--collector",
-              conservative_flag[] = "--conservative";
+              conservative_flag[] = "--conservative", depth_flag[] = "--depth",
+              bt_word[] = "binarytrees";
   v->name = variant_names[i];
   if (i == V_FAULTHEAP || i == V_FH_CONSERVATIVE) {
     const char *self = bench_self_exe();
@@ -79,9 +89,13 @@ static void setup_variant(variant *v, int i, const char *collector, int runs) {
     snprintf(v->path, sizeof v->path, "%s", self ? self : "?");
     char **a = v->argv;
     *a++ = v->path;
-    *a++ = (char *)"gcbench";
+    *a++ = (char *)program_name();
     *a++ = child_flag;
     if (i == V_FH_CONSERVATIVE) *a++ = conservative_flag;
+    if (bt_depth > 0) {
+      *a++ = depth_flag;
+      *a++ = bt_depth_arg;
+    }
     if (collector) {
       *a++ = collector_flag;
       *a++ = (char *)collector;
@@ -93,6 +107,11 @@ static void setup_variant(variant *v, int i, const char *collector, int runs) {
     v->built = bench_program_path(prog, v->path, sizeof v->path);
     v->argv[0] = v->path;
     v->argv[1] = NULL;
+    if (bt_depth > 0) {
+      v->argv[1] = bt_word;
+      v->argv[2] = bt_depth_arg;
+      v->argv[3] = NULL;
+    }
   }
   double **arrays[] = {&v->ms, &v->rss_kib, &v->collections, &v->pause_max_ms, &v->gc_ms};
   for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++) {
@@ -134,7 +153,7 @@ static void run_once(variant *v, int r, long want_trees, int verbose) {
       bench_kv(c.out, "failures") != 0) {
     v->failed = c.exit_status != 0 ? c.exit_status : 1;
     bench_progress_done();
-    fprintf(stderr, "gcbench: %s failed (exit status %d)%s%s", v->name, c.exit_status,
+    fprintf(stderr, "%s: %s failed (exit status %d)%s%s", program_name(), v->name, c.exit_status,
             c.out[0] ? "; it printed: " : "\n", c.out);
     return;
   }
@@ -233,7 +252,8 @@ static int write_json(const char *path, const variant *v, const summary *s, int 
   }
   fprintf(f, "{\"machine\": ");
   bench_json_machine(f);
-  fprintf(f, ",\n \"gcbench\": {\"runs\": %d", runs);
+  fprintf(f, ",\n \"%s\": {\"runs\": %d", program_name(), runs);
+  if (bt_depth > 0) fprintf(f, ", \"depth\": %d", bt_depth);
   for (int i = 0; i < NVARIANTS; i++) {
     if (!v[i].wanted) continue;
     fprintf(f, ",\n  \"%s\": ", v[i].name);
@@ -273,13 +293,35 @@ static int write_json(const char *path, const variant *v, const summary *s, int 
   return fclose(f) == 0 ? 0 : -1;
 }
 
+static int run_program(int argc, char **argv);
+
 int wl_gcbench(int argc, char **argv) {
+  bt_depth = 0;
+  return run_program(argc, argv);
+}
+
+int wl_binarytrees(int argc, char **argv) {
+  const char *d = bench_flag(argc, argv, "--depth");
+  bt_depth = d ? atoi(d) : 21;
+  if (bt_depth < 6 || bt_depth > 30) {
+    fprintf(stderr, "binarytrees: --depth %s: want 6..30\n", d ? d : "?");
+    return 2;
+  }
+  snprintf(bt_depth_arg, sizeof bt_depth_arg, "%d", bt_depth);
+  return run_program(argc, argv);
+}
+
+static int run_program(int argc, char **argv) {
   static const char *const with_value[] = {"--collector", "--runs", "--json",
-                                           "--variants", NULL};
+                                           "--variants", "--depth", NULL};
   static const char *const bare[] = {"--child", "--conservative", "-v", "--help", "-h", NULL};
   if (bench_has_flag(argc, argv, "--help") || bench_has_flag(argc, argv, "-h")) {
     usage(stdout);
     return 0;
+  }
+  if (bt_depth == 0 && bench_flag(argc, argv, "--depth")) {
+    fprintf(stderr, "gcbench: --depth is binarytrees' flag\n");
+    return 2;
   }
   if (bench_check_flags(argc, argv, with_value, bare) != 0) {
     usage(stderr);
@@ -287,7 +329,8 @@ int wl_gcbench(int argc, char **argv) {
   }
   const char *collector = bench_flag(argc, argv, "--collector");
   if (bench_has_flag(argc, argv, "--child"))
-    return gcbench_faultheap_child(collector, bench_has_flag(argc, argv, "--conservative"));
+    return gcbench_faultheap_child(collector, bench_has_flag(argc, argv, "--conservative"),
+                                   bt_depth);
 
   int runs = bench_runs_flag(argc, argv, 5);
   int verbose = bench_has_flag(argc, argv, "-v");
@@ -300,15 +343,25 @@ int wl_gcbench(int argc, char **argv) {
       gcbench_check_options(collector) != 0)
     return 2;
   for (int i = 0; i < NVARIANTS; i++) setup_variant(&v[i], i, collector, runs);
-  long want_trees = gcbench_expected_trees();
+  long want_trees = bt_depth > 0 ? binarytrees_expected_trees(bt_depth) : gcbench_expected_trees();
 
+  /* The last round's faultheap runs leave per-collection traces to plot. */
+  char dir[PATH_MAX], trace[2][PATH_MAX + 64];
+  int plot = bench_plot_dir(dir, sizeof dir) == 0;
+  for (int i = 0; i < 2; i++)
+    snprintf(trace[i], sizeof trace[i], "%s/%s-%s.csv", plot ? dir : ".", program_name(),
+             variant_names[i == 0 ? V_FAULTHEAP : V_FH_CONSERVATIVE]);
   /* round r starts at variant r: each gets every position in the order */
   for (int r = 0; r < runs; r++)
     for (int k = 0; k < NVARIANTS; k++) {
-      variant *x = &v[(r + k) % NVARIANTS];
+      int vi = (r + k) % NVARIANTS;
+      variant *x = &v[vi];
       if (!active(x)) continue;
-      bench_progress("gcbench: round %d/%d, %s", r + 1, runs, x->name);
+      bench_progress("%s: round %d/%d, %s", program_name(), r + 1, runs, x->name);
+      int traced = plot && r == runs - 1 && (vi == V_FAULTHEAP || vi == V_FH_CONSERVATIVE);
+      if (traced) setenv("FH_BENCH_TRACE", trace[vi == V_FAULTHEAP ? 0 : 1], 1);
       run_once(x, r, want_trees, verbose);
+      if (traced) unsetenv("FH_BENCH_TRACE");
     }
   bench_progress_done();
 
@@ -316,8 +369,13 @@ int wl_gcbench(int argc, char **argv) {
   for (int i = 0; i < NVARIANTS; i++) summarize(&v[i], &v[V_BOEHM], runs, &s[i]);
 
   bench_print_header(stdout);
-  printf("gcbench: stretch depth 18, long-lived depth 16, 500k doubles, depths 4..16;"
-         " %d interleaved run%s\n", runs, runs == 1 ? "" : "s");
+  if (bt_depth > 0)
+    printf("binarytrees: depth %d (stretch %d), trees of depth 4..%d built bottom-up and "
+           "counted; %d interleaved run%s\n", bt_depth, bt_depth + 1, bt_depth, runs,
+           runs == 1 ? "" : "s");
+  else
+    printf("gcbench: stretch depth 18, long-lived depth 16, 500k doubles, depths 4..16;"
+           " %d interleaved run%s\n", runs, runs == 1 ? "" : "s");
   printf("%-32s %9s %11s %8s %10s  %s\n", "variant", "median ms", "min-max", "vs Boehm",
          "maxRSS MiB", "GC count / pause");
   int status = 0;
@@ -329,6 +387,20 @@ int wl_gcbench(int argc, char **argv) {
   printf("(vs Boehm: median of per-round ratios; RSS: median of each run's peak;"
          " pause: worst of all runs)\n");
   if (json && write_json(json, v, s, runs) != 0) status = status ? status : 1;
+  if (plot) {
+    const char *csv[2], *labels[2];
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+      int vi = i == 0 ? V_FAULTHEAP : V_FH_CONSERVATIVE;
+      if (!active(&v[vi])) continue;
+      csv[n] = trace[i];
+      labels[n++] = v[vi].name;
+    }
+    char title[96];
+    snprintf(title, sizeof title, "%s on faultheap (%s)", bt_depth > 0 ? "binary-trees" : "GCBench",
+             v[V_FAULTHEAP].collector[0] ? v[V_FAULTHEAP].collector : "default collector");
+    if (n) (void)bench_plot(program_name(), title, csv, labels, n);
+  }
   for (int i = 0; i < NVARIANTS; i++) free_variant(&v[i]);
   return status;
 }

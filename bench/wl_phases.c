@@ -13,6 +13,7 @@
 #include "bench.h"
 
 #include <faultheap.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,19 +36,13 @@ typedef struct phase_sample {
    * fall, and the live data each left */
   size_t trough[3], trough_live[3];
   unsigned ntrough;
+  bench_trace *trace; /* the plot's samples (last round), or NULL */
 } phase_sample;
-
-static size_t heap_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
 
 static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
   phase_sample *ps = user;
-  size_t r = heap_resident(h);
+  bench_trace_event(ps->trace, e);
+  size_t r = wk_heap_resident(h);
   ps->resident_sum += (double)r;
   ps->samples++;
   if (r > ps->peak) ps->peak = r;
@@ -69,7 +64,7 @@ typedef struct phase_result {
 } phase_result;
 
 static int run_policy(const char *collector, int adaptive, size_t big_mib, size_t small_mib,
-                      phase_result *out) {
+                      phase_result *out, bench_trace *trace) {
   fh_heap *h = wk_heap_create_with("phases", collector, (size_t)1 << 30,
                                    adaptive ? "heap_policy=adaptive" : "heap_policy=fixed");
   if (!h) return -1;
@@ -77,7 +72,8 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
   uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = NODE, .nrefs = 1,
                                                  .ref_offsets = refs});
   uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
-  phase_sample ps = {0};
+  phase_sample ps = {.trace = trace};
+  bench_trace_restart(trace);
   fh_set_gc_callback(h, on_gc, &ps);
   fh_thread *t = fh_thread_attach(h);
   size_t per = NODE + 8, big = (big_mib << 20) / per, small = (small_mib << 20) / per;
@@ -175,11 +171,13 @@ int wl_phases(int argc, char **argv) {
   int runs = bench_runs_flag(argc, argv, 3);
   if (runs < 1 || runs > 16 || small < 1 || big <= small) return 2;
   phase_result r[2][16];
+  bench_trace *trace[2] = {bench_trace_new(), bench_trace_new()}; /* the last round's */
   for (int k = 0; k < runs; k++)
     for (int j = 0; j < 2; j++) {
       int m = (k + j) % 2;
       bench_progress("phases: round %d/%d, %s", k + 1, runs, m ? "adaptive" : "fixed");
-      if (run_policy(collector, m, big, small, &r[m][k]) < 0) return 1;
+      if (run_policy(collector, m, big, small, &r[m][k], k == runs - 1 ? trace[m] : NULL) < 0)
+        return 1;
     }
   bench_progress_done();
   bench_print_header(stdout);
@@ -202,5 +200,19 @@ int wl_phases(int argc, char **argv) {
            median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[0])),
            median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[1])),
            median_of(r[m], runs, offsetof(phase_result, after_fall_ratio[2])));
+  char dir[PATH_MAX], csv[2][PATH_MAX + 64];
+  if (bench_plot_dir(dir, sizeof dir) == 0) {
+    const char *paths[2], *labels[2] = {"fixed", "adaptive"};
+    for (int m = 0; m < 2; m++) {
+      snprintf(csv[m], sizeof csv[m], "%s/phases-%s.csv", dir, labels[m]);
+      bench_trace_write(trace[m], csv[m]);
+      paths[m] = csv[m];
+    }
+    char title[96];
+    snprintf(title, sizeof title, "live %zu MiB, then %zu MiB (%s)", big, small,
+             collector ? collector : "default collector");
+    (void)bench_plot("phases", title, paths, labels, 2);
+  }
+  for (int m = 0; m < 2; m++) bench_trace_free(trace[m]);
   return 0;
 }

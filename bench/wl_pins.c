@@ -6,8 +6,9 @@
  * and compacts.  With --pct P, P% of the live nodes (evenly spread) are
  * pinned with fh_pin for the whole run (and replaced pins move to new
  * nodes, as I/O buffers come and go).  Pinned and unpinned runs alternate
- * on the same work; reported per collector: the mean collection pause and
- * the heap's resident bytes after the last collection, and their ratio
+ * on the same work; reported per collector: the mean collection pause,
+ * the heap's resident bytes after the last collection and at its peak
+ * (sampled as each collection starts), and their ratios
  * (issue 18's target: <= 1.10 for time, <= 1.05 for memory at 1%). */
 #include "bench.h"
 
@@ -19,16 +20,15 @@
 enum { LIVE = 300000, CHUNK = 30000, ROUNDS = 30 };
 
 typedef struct pin_result {
-  double pause_ms, resident_mib;
+  double pause_ms, resident_mib, peak_mib;
   int ok;
 } pin_result;
 
-static size_t heap_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
+/* The most the heap held: sampled when each collection starts. */
+static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
+  if (e->end) return;
+  size_t r = wk_heap_resident(h), *peak = user;
+  if (r > *peak) *peak = r;
 }
 
 static int run_once(const char *collector, unsigned pct, pin_result *out) {
@@ -38,6 +38,8 @@ static int run_once(const char *collector, unsigned pct, pin_result *out) {
   uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = 24, .nrefs = 1,
                                                  .ref_offsets = refs});
   uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
+  size_t peak = 0;
+  fh_set_gc_callback(h, on_gc, &peak);
   fh_thread *t = fh_thread_attach(h);
   enum { NCHUNKS = LIVE / CHUNK };
   void **chunks[NCHUNKS] = {0};
@@ -79,7 +81,9 @@ static int run_once(const char *collector, unsigned pct, pin_result *out) {
   }
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6 /
                   (double)(s1.collections - s0.collections);
-  out->resident_mib = (double)heap_resident(h) / (1 << 20);
+  out->resident_mib = (double)wk_heap_resident(h) / (1 << 20);
+  out->peak_mib = (double)peak / (1 << 20);
+  fh_set_gc_callback(h, NULL, NULL);
   out->ok = ok;
   for (int i = 0; i < LIVE; i++)
     if (pinned[i]) fh_unpin(t, chunks[i / CHUNK][i % CHUNK]);
@@ -112,11 +116,12 @@ int wl_pins(int argc, char **argv) {
   bench_print_header(stdout);
   printf("pins: %d live nodes, a third replaced per collection, %d collections, %u%% pinned, "
          "%d rounds\n", LIVE, ROUNDS, pct, runs);
-  printf("%-20s %14s %14s %7s %16s %16s %7s\n", "collector", "pause unpinned", "pause pinned",
-         "ratio", "resident unpinned", "resident pinned", "ratio");
+  printf("%-20s %14s %14s %6s %11s %11s %6s %11s %11s %6s\n", "collector", "pause unpinned",
+         "pause pinned", "ratio", "after, none", "after, 1%", "ratio", "peak, none", "peak, 1%",
+         "ratio");
   int status = 0;
   for (size_t c = 0; c < nlist; c++) {
-    double pause[2][16], res[2][16];
+    double pause[2][16], res[2][16], pk[2][16];
     int n = runs > 16 ? 16 : runs;
     for (int r = 0; r < n; r++)
       for (int k = 0; k < 2; k++) {
@@ -130,12 +135,14 @@ int wl_pins(int argc, char **argv) {
         }
         pause[m][r] = res1.pause_ms;
         res[m][r] = res1.resident_mib;
+        pk[m][r] = res1.peak_mib;
       }
     bench_progress_done();
     double pu = bench_median(pause[0], (size_t)n), pp = bench_median(pause[1], (size_t)n);
     double ru = bench_median(res[0], (size_t)n), rp = bench_median(res[1], (size_t)n);
-    printf("%-20s %11.2f ms %11.2f ms %7.2f %13.1f MiB %13.1f MiB %7.2f\n", list[c], pu, pp,
-           pp / pu, ru, rp, rp / ru);
+    double ku = bench_median(pk[0], (size_t)n), kp = bench_median(pk[1], (size_t)n);
+    printf("%-20s %11.2f ms %11.2f ms %6.2f %7.1f MiB %7.1f MiB %6.2f %7.1f MiB %7.1f MiB %6.2f\n",
+           list[c], pu, pp, pp / pu, ru, rp, rp / ru, ku, kp, kp / ku);
   }
   return status;
 }

@@ -66,6 +66,9 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   sizer_pause_end(h, pause, now);
   h->pause_ns_total += pause;
   if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  uint64_t us = pause / 1000;
+  unsigned k = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
+  h->pause_hist[k < FH_PAUSE_BUCKETS ? k : FH_PAUSE_BUCKETS - 1]++;
   pthread_mutex_unlock(&h->stats_lock);
 }
 
@@ -102,6 +105,10 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   }
   threads_retire_tlabs(h);
   sizer_pause_start(h, t0);
+  /* Holes in the bump space (gaps a compaction left below pinned objects,
+   * spaces/bump_space.h) are fillers only until the next collection: any
+   * collector may merge or move them. */
+  bump_space_set_holes(&h->bump[h->active], NULL, 0);
   /* Pins (fh_pin, conservative stack words) are fixed before anything is
    * traced; without the set, nothing may move. */
   if (pins_gather(h, self) < 0) {

@@ -2,6 +2,7 @@
  * object of each destination page (see forwarding.h). */
 #include "collectors/forwarding.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -46,6 +47,9 @@ void fwd_destroy(fwd_tables *t) {
   if (t->page_first) sys_munmap(t->page_first, t->page_map_bytes);
   t->chunks = NULL;
   t->page_first = NULL;
+  free(t->ranges);
+  t->ranges = NULL;
+  t->nranges = t->ranges_cap = 0;
 }
 
 void fwd_prepare_marking(fwd_tables *t) {
@@ -190,6 +194,8 @@ void fwd_reset(fwd_tables *t) {
   t->new_top = t->begin;
   t->npages = 0;
   t->dense_pages = 0;
+  t->nranges = 0;
+  t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
 }
 
 /* Each bitmap has one writer while marking (forwarding.h: extra_mark): a
@@ -283,8 +289,19 @@ static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
 static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t, size_t nchunks,
                                                                   int hw) {
   uintptr_t obj = 0, prev = t->begin;
-  size_t acc = 0, page = 0;
+  size_t acc = 0, page = 0, r = 0;
+  size_t jump = t->nranges ? (t->ranges[0].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
   for (size_t c = 0; c < nchunks; c++) {
+    if (__builtin_expect(c == jump, 0)) {
+      /* A pinned range starts here: it forwards to itself, and the
+       * destination bytes the objects below it left are a gap
+       * (fwd_pin_ranges made sure they end at or below it). */
+      fwd_range *g = &t->ranges[r];
+      g->gap_lo = t->begin + acc;
+      acc = g->lo - t->begin;
+      for (; page * FWD_PAGE < acc; page++) t->page_first[page] = 0;
+      jump = ++r < t->nranges ? (t->ranges[r].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
+    }
     uint64_t bits = live_word(t, c);
     uint64_t g = t->ngrows ? atomic_load_explicit(&t->grows.words[c], memory_order_relaxed) : 0;
     t->chunks[c] = (fwd_chunk){bits, acc | (g ? FWD_DEST_GROWS : 0)};
@@ -337,8 +354,10 @@ void fwd_compute(fwd_tables *t) {
   fwd_populate_chunks(t, t->old_top);
   t->ngrows = atomic_load_explicit(&t->grows_marked, memory_order_relaxed);
   size_t acc = COMPUTE_CHUNKS(t, nchunks);
-  t->live_bytes = acc;
   t->new_top = t->begin + acc;
+  size_t gaps = 0;
+  for (size_t r = 0; r < t->nranges; r++) gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
+  t->live_bytes = acc - gaps - t->range_fill_bytes;
   /* The dense prefix: full chunks, then the ones of the first partial one,
    * up to the first grower (it and everything after it move). */
   size_t c = 0;
@@ -352,4 +371,132 @@ void fwd_compute(fwd_tables *t) {
   }
   if (dense > acc) dense = acc;
   t->dense_pages = dense / FWD_PAGE;
+}
+
+/* ---- pinned ranges (forwarding.h) ---- */
+
+static size_t obj_bytes_at(uintptr_t start) { return obj_bytes(*(const uint64_t *)start); }
+
+/* The end of the live object holding word a, or 0 when a is not live. */
+static uintptr_t live_end_at(const fwd_tables *t, uintptr_t a) {
+  if (!bitmap_test(&t->live, a)) return 0;
+  uintptr_t s = last_mark(t, t->begin, a); /* within the object itself */
+  return s ? s + obj_bytes_at(s) : 0;
+}
+
+/* Widen [*lo, *hi) to chunks until no live object straddles either end. */
+static void widen_down(const fwd_tables *t, uintptr_t *lo) {
+  while (*lo > t->begin) {
+    uintptr_t e = live_end_at(t, *lo - FWD_WORD);
+    if (e <= *lo) return;
+    *lo = t->begin + align_down(last_mark(t, t->begin, *lo - FWD_WORD) - t->begin, FWD_RANGE_ALIGN);
+  }
+}
+static void widen_up(const fwd_tables *t, uintptr_t *hi) {
+  while (*hi < t->old_top) {
+    uintptr_t e = live_end_at(t, *hi - FWD_WORD);
+    if (e <= *hi) return;
+    *hi = t->begin + align_up(e - t->begin, FWD_RANGE_ALIGN);
+  }
+}
+
+/* Set bits among the bitmap words covering [lo, hi) (both chunk-aligned). */
+static size_t bits_in(const fh_bitmap *b, const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  size_t n = 0;
+  for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
+       w < e; w++)
+    n += fwd_popcount(atomic_load_explicit(&b->words[w], memory_order_relaxed));
+  return n;
+}
+
+/* The objects sliding down between range k - 1 and range k must fit below
+ * range k.  They do unless some of them grow (a hashed object gains its
+ * hash word when it moves, and the filler hashing left for that word may
+ * lie elsewhere): then range k takes in pages below it until they fit
+ * (merging into range k - 1 at worst, where nothing slides).  Returns k's
+ * index after any merge. */
+static size_t fit_segment(fwd_tables *t, size_t k) {
+  fwd_range *r = t->ranges;
+  for (;;) {
+    uintptr_t seg = k ? r[k - 1].hi : t->begin;
+    if (r[k].lo <= seg) { /* nothing slides here any more: merge */
+      if (k) {
+        if (r[k].hi > r[k - 1].hi) r[k - 1].hi = r[k].hi;
+        memmove(&r[k], &r[k + 1], (t->nranges - k - 1) * sizeof *r);
+        t->nranges--;
+        return k - 1;
+      }
+      return k;
+    }
+    size_t need = FWD_WORD * (bits_in(&t->live, t, seg, r[k].lo) + bits_in(&t->grows, t, seg, r[k].lo));
+    if (seg + need <= r[k].lo) return k;
+    r[k].lo -= FWD_RANGE_ALIGN;
+    widen_down(t, &r[k].lo);
+  }
+}
+
+static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
+  obj_write_filler(a, e - a);
+  bitmap_set(&t->mark, a);
+  t->range_fill_bytes += e - a;
+}
+
+int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
+  t->nranges = 0;
+  t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
+  size_t i = 0, k = 0;
+  while (i < n && pins[i] < t->begin) i++;
+  for (size_t j = i; j < n && pins[j] < t->old_top; j++) k++;
+  if (!k) return 0;
+  if (k > t->ranges_cap) {
+    fwd_range *grown = realloc(t->ranges, k * sizeof *grown);
+    if (!grown) {
+      fh_error_set("mark-compact: out of memory for %zu pinned ranges", k);
+      return -1;
+    }
+    t->ranges = grown;
+    t->ranges_cap = k;
+  }
+  for (size_t j = i; j < i + k; j++) {
+    uintptr_t s = pins[j];
+    /* Every pinned object is a root, hence marked; anything else is not
+     * an object of this space. */
+    if (!bitmap_test(&t->mark, s)) continue;
+    size_t bytes = obj_bytes_at(s);
+    t->pinned_objects++;
+    t->pinned_bytes += bytes;
+    uintptr_t lo = t->begin + align_down(s - t->begin, FWD_RANGE_ALIGN);
+    uintptr_t hi = t->begin + align_up(s + bytes - t->begin, FWD_RANGE_ALIGN);
+    widen_down(t, &lo);
+    widen_up(t, &hi);
+    fwd_range *last = t->nranges ? &t->ranges[t->nranges - 1] : NULL;
+    if (last && lo <= last->hi) { /* touches the previous one (never below its lo) */
+      if (lo < last->lo) last->lo = lo;
+      if (hi > last->hi) last->hi = hi;
+    } else {
+      t->ranges[t->nranges++] = (fwd_range){lo, hi, lo};
+    }
+  }
+  if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
+    for (size_t r = 0; r < t->nranges; r++) r = fit_segment(t, r);
+  /* In place: fillers over the dead words, every word live, no growth. */
+  for (size_t r = 0; r < t->nranges; r++) {
+    uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi, cur = lo;
+    for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;
+         a = bitmap_next_set(&t->mark, cur, hi)) {
+      if (a > cur) put_filler(t, cur, a);
+      if (bitmap_test(&t->grows, a)) {
+        bitmap_clear(&t->grows, a);
+        atomic_fetch_sub_explicit(&t->grows_marked, 1, memory_order_relaxed);
+      }
+      cur = a + obj_bytes_at(a);
+      if (cur >= hi) break;
+    }
+    if (cur < hi) put_filler(t, cur, hi);
+    for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
+         w < e; w++)
+      atomic_store_explicit(&t->live.words[w], ~(uint64_t)0, memory_order_relaxed);
+    if (hi > t->old_top) t->old_top = hi; /* the last range may end above the top */
+  }
+  return 0;
 }

@@ -30,7 +30,27 @@
  * first grower), so its new footprint is always obj_moved_bytes(old
  * header).  Destination pages that any grower's new range touches are
  * marked in slow_pages and built object by object (page_compact.c); the
- * others are still copies of consecutive live words. */
+ * others are still copies of consecutive live words.
+ *
+ * Pinned objects (heap/pins.h) are fixed points.  fwd_pin_ranges turns
+ * them into pinned ranges: chunk-aligned [lo, hi) around each pinned object,
+ * widened until no live object straddles an end, merged when they touch.
+ * Inside a range nothing moves: every dead gap there becomes a filler
+ * object (in place, before the space moves aside) whose start and words
+ * count as live, so each of the range's chunks is full and forwards to
+ * itself; hashed objects there keep their address and so do not grow.
+ * Since dest(c) need not be a running sum, fwd_compute jumps the
+ * destination offset to the range's start when it reaches its first
+ * chunk: the objects between two ranges slide down towards the lower one,
+ * and the destination bytes [gap_lo, lo) between the last of them and the
+ * next range are a gap: one filler object (one per GiB), its header where
+ * the gap begins; whole pages after it stay zero (page_first 0 there,
+ * fwd_page_blank: the zero page, or never touched).  A destination page
+ * is then a sequence of live runs (each a stretch of consecutive live
+ * words from some old address: a range is a run that starts at its own
+ * address, and the objects sliding down after it continue that run)
+ * separated by gaps.  Concurrent compaction builds every page holding part
+ * of a range inside the pause (mc.h). */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
 
@@ -45,6 +65,9 @@
 #define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
 #define FWD_PAGE 4096u
 #define FWD_MAX_MARKERS 8
+/* Pinned ranges are whole chunks: the destination offset can jump only
+ * where a chunk begins. */
+#define FWD_RANGE_ALIGN ((size_t)1 << FWD_CHUNK_SHIFT)
 
 typedef struct fwd_chunk {
   uint64_t live; /* live_words[c], copied by fwd_compute */
@@ -52,6 +75,12 @@ typedef struct fwd_chunk {
 } fwd_chunk;
 #define FWD_DEST_GROWS ((uint64_t)1 << 63) /* chunk c holds growers: see grows */
 #define FWD_DEST_MASK (FWD_DEST_GROWS - 1)
+
+/* A pinned range (above): [lo, hi) stays where it is; the objects sliding
+ * down below it end at gap_lo (<= lo; fwd_compute). */
+typedef struct fwd_range {
+  uintptr_t lo, hi, gap_lo;
+} fwd_range;
 
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
@@ -85,10 +114,19 @@ typedef struct fwd_tables {
    * bitmaps hold bits.  Written by that helper, read after it is joined. */
   size_t extra_counted[FWD_MAX_MARKERS - 1];
   uintptr_t chunks_populated; /* chunk entries faulted in for [begin, this) */
+  /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
+   * fixed from fwd_compute to the end of the cycle (page builders, signal
+   * handlers included, read them without a lock). */
+  fwd_range *ranges;
+  size_t nranges, ranges_cap;
+  size_t pinned_objects, pinned_bytes; /* this cycle: pinned objects in ranges */
+  size_t range_fill_bytes;             /* fillers written over dead words there */
   /* Results of fwd_compute. */
-  size_t live_bytes;   /* total live bytes (headers included) */
-  uintptr_t new_top;   /* begin + live_bytes */
-  size_t npages;       /* destination pages: ceil(live_bytes / 4096) */
+  size_t live_bytes;   /* bytes of live objects (headers included), not
+                          counting the fillers and gaps pins leave */
+  uintptr_t new_top;   /* end of the last destination byte: begin +
+                          live_bytes without pins, more with them */
+  size_t npages;       /* destination pages: ceil((new_top - begin) / 4096) */
   size_t dense_pages;  /* leading destination pages whose objects all keep
                           their address (no dead word below their end) */
 } fwd_tables;
@@ -156,9 +194,72 @@ static inline size_t fwd_used_words(const fwd_tables *t) {
   return (((t->old_top - t->begin) >> 3) + 63) / 64;
 }
 
+/* After marking, before fwd_compute, with the space still in place: make
+ * the objects starting at pins[0 .. n) (ascending; those outside [begin,
+ * old_top) are skipped) fixed points, as pinned ranges (above).  Writes
+ * fillers into the space's dead words inside the ranges, sets their bits,
+ * clears the growth of hashed objects there, and may raise old_top to the
+ * last range's end.  0, or -1 + fh_last_error() (out of memory) with
+ * nothing changed. */
+int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n);
+
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);
+
+/* Index of the first pinned range that ends above destination (or old)
+ * address a: a lies in it when its lo <= a; t->nranges when none.
+ * Async-signal-safe. */
+static inline size_t fwd_range_at(const fwd_tables *t, uintptr_t a) {
+  size_t lo = 0, hi = t->nranges;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->ranges[mid].hi <= a) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+/* Where the live run holding destination address d (not in a gap) ends:
+ * at the next gap that is not empty, else at the new top; *gap_end gets
+ * the end of that gap (the range's start), 0 for the new top. */
+static inline uintptr_t fwd_run_end(const fwd_tables *t, uintptr_t d, uintptr_t *gap_end) {
+  size_t i = fwd_range_at(t, d);
+  if (i < t->nranges && t->ranges[i].lo <= d) i++;
+  while (i < t->nranges && t->ranges[i].gap_lo == t->ranges[i].lo) i++;
+  if (i < t->nranges) {
+    *gap_end = t->ranges[i].lo;
+    return t->ranges[i].gap_lo;
+  }
+  *gap_end = 0;
+  return t->new_top;
+}
+/* Destination page p (< npages) lies wholly inside a gap and after its
+ * first byte: it holds no header (the gap is one filler, whose header is
+ * on the page where the gap begins), only zeroes.  Builders may leave it
+ * unwritten (the emptied space reads as zero) or map the zero page. */
+/* A filler's size field holds 32 bits: a gap is cut into fillers at every
+ * FWD_GAP_FILLER boundary (from begin), each one's header on its page. */
+#define FWD_GAP_FILLER ((uintptr_t)1 << 30)
+static inline int fwd_page_blank(const fwd_tables *t, size_t p) {
+  if (!t->nranges || t->page_first[p]) return 0;
+  uintptr_t d = t->begin + p * FWD_PAGE;
+  size_t i = fwd_range_at(t, d);
+  return i < t->nranges && t->ranges[i].gap_lo < d && t->ranges[i].lo >= d + FWD_PAGE &&
+         (d - t->begin) % FWD_GAP_FILLER != 0;
+}
+/* End of the gap filler starting at a, in the gap that ends at lo. */
+static inline uintptr_t fwd_gap_filler_end(const fwd_tables *t, uintptr_t a, uintptr_t lo) {
+  uintptr_t cut = t->begin + ((a - t->begin) / FWD_GAP_FILLER + 1) * FWD_GAP_FILLER;
+  return cut < lo ? cut : lo;
+}
+/* Old address of the first live word at or after destination page p's
+ * first byte, for a page that begins in a gap (page_first[p] == 0, p <
+ * npages): the start of the next range (identity), which may lie on the
+ * page or beyond it. */
+static inline uintptr_t fwd_gap_next(const fwd_tables *t, size_t p) {
+  size_t i = fwd_range_at(t, t->begin + p * FWD_PAGE);
+  return i < t->nranges ? t->ranges[i].lo : t->new_top;
+}
 
 /* Without -mpopcnt, __builtin_popcountll is a libgcc call (it showed up
  * at 2% of a compaction profile); the inline bit-twiddling is a dozen

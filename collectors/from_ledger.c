@@ -56,16 +56,30 @@ static uintptr_t source_of(const fwd_tables *t, uintptr_t obj, uintptr_t d) {
 
 /* The from-space pages destination page p reads, apart from the pinned
  * ones: [*lo, *hi] and the page of its first object's header, *hdr (which
- * is *lo or below it). */
-static void read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
-                      size_t *hi, size_t *hdr) {
-  uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p];
-  uintptr_t src_lo = source_of(t, obj, dbeg);
-  uintptr_t src_hi = p + 1 < t->npages ? source_of(t, t->page_first[p + 1], dbeg + FWD_PAGE)
-                                       : l->src_end;
+ * is *lo or below it).  0 when it reads none: a page wholly in a gap below
+ * a pinned range (forwarding.h), all filler.  A page beginning in a gap
+ * reads from the range's start (its own old address) on; one followed by
+ * a gap page reads up to the range after that gap (a superset: only pages
+ * holding live words count, and none lies between a run's last word and
+ * the range). */
+static int read_span(const from_ledger *l, const fwd_tables *t, size_t p, size_t *lo,
+                     size_t *hi, size_t *hdr) {
+  uintptr_t dbeg = t->begin + p * FWD_PAGE, obj = t->page_first[p], src_lo;
+  if (obj) {
+    src_lo = source_of(t, obj, dbeg);
+  } else { /* begins in a gap: reads from the range on it, if any */
+    obj = src_lo = fwd_gap_next(t, p);
+    if (obj >= dbeg + FWD_PAGE) return 0;
+  }
+  uintptr_t src_hi = l->src_end;
+  if (p + 1 < t->npages) {
+    uintptr_t next = t->page_first[p + 1];
+    src_hi = next ? source_of(t, next, dbeg + FWD_PAGE) : fwd_gap_next(t, p + 1);
+  }
   *lo = (src_lo - t->begin) / FWD_PAGE;
   *hi = (src_hi - 1 - t->begin) / FWD_PAGE;
   *hdr = (obj - t->begin) / FWD_PAGE;
+  return 1;
 }
 
 /* The count first, so that a releaser that takes the bit never subtracts
@@ -120,14 +134,14 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
   uintptr_t pinned_obj = 0;
   for (size_t p = 0; p < t->npages; p++) {
     size_t lo, hi, hdr;
-    read_span(l, t, p, &lo, &hi, &hdr);
+    if (!read_span(l, t, p, &lo, &hi, &hdr)) continue;
     for (size_t s = lo; s <= hi; s++)
       if (page_has_live(t, s)) add_reader(l, s);
     if (hdr < lo) add_reader(l, hdr);
     /* An object that began on an earlier destination page spans pages: its
      * trace function, if any, may read any of its words from any of them. */
-    uintptr_t obj = t->page_first[p];
-    if (obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
+    uintptr_t obj = t->page_first[p]; /* 0: it begins in a gap, its objects on it */
+    if (obj && obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
       const fh_type_info *ti = types_get(types, hdr_type(*(const uint64_t *)obj));
       if (ti && ti->trace) {
         pin_object(l, t, obj);
@@ -141,7 +155,7 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
 
 void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page) {
   size_t lo, hi, hdr;
-  read_span(l, t, page, &lo, &hi, &hdr);
+  if (!read_span(l, t, page, &lo, &hi, &hdr)) return;
   for (size_t s = lo; s <= hi; s++)
     if (page_has_live(t, s)) drop_reader(l, s);
   if (hdr < lo) drop_reader(l, hdr);

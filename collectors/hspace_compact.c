@@ -275,11 +275,17 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
     fix_references(&c);
     int now = cause == GC_CAUSE_EXPLICIT || h->opt.verify || release_later(h, c.from) < 0;
+    uintptr_t vacated_end = malloc_space_frontier(c.from);
     if (now && malloc_space_reset(c.from) < 0) {      /* step 5 */
       /* The copies are complete and referenced; only the old range's
        * memory could not be returned.  Report, but the heap is sound. */
       fh_error_prefix("homogeneous compaction: the old main space could not be reset");
       rc = -1;
+    } else if (h->opt.verify) {
+      /* Every object moved: a stale pointer into the old space faults at
+       * once instead of reading zeroes (best effort: a failed mprotect
+       * only leaves it readable). */
+      (void)arena_guard(&c.from->arena, vacated_end);
     }
     swap_roles(h);
     h->bytes_moved += c.live;

@@ -242,6 +242,25 @@ static void record_growers(fh_heap *h, const fwd_tables *t) {
   }
 }
 
+/* stack_roots=conservative: the space's walk points (bump_space.h) for
+ * the layout this cycle builds: the new start of the object covering each
+ * destination page's first byte, and each gap's filler (pinned ranges);
+ * the last page's filler is reached by walking from its page's first
+ * object.  The bits of the old layout go first. */
+static void set_walk_points(bump_space *b, const fwd_tables *t) {
+  if (!b->starts.words) return;
+  bump_space_clear_starts(b, t->begin, t->begin + align_up(t->old_top - t->begin, FWD_PAGE));
+  for (size_t p = 0; p < t->npages; p++)
+    if (t->page_first[p]) bump_space_note_start(b, fwd_start(t, t->page_first[p]));
+  /* A gap is one filler: walks from its start pass over its blank pages. */
+  for (size_t r = 0; r < t->nranges; r++) {
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo; a < lo;
+         a = fwd_gap_filler_end(t, a, lo))
+      bump_space_note_start(b, a);
+    bump_space_note_start(b, t->ranges[r].lo); /* a page may begin in the gap */
+  }
+}
+
 void mc_prepare_unpaused(fh_heap *h) {
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
@@ -253,6 +272,8 @@ int mc_prepare(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
+  /* The last cycle's holes: this one relays everything. */
+  bump_space_set_holes(b, NULL, 0);
   t->tags = h->tags;
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
@@ -262,8 +283,13 @@ int mc_prepare(mc_state *m) {
   uint64_t t0 = heap_now_ns();
   fwd_prepare_marking(t);
   mc_mark_crew *crew;
-  if (mc_mark(h, t, &crew) < 0) {
+  /* Pinned objects become fixed points (forwarding.h: pinned ranges),
+   * while the space is still in place: their ranges' dead words become
+   * fillers there.  Fails only for memory, before anything is written. */
+  if (mc_mark(h, t, &crew) < 0 ||
+      (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0)) {
     /* Forget the partial marks; sweeping now would free live objects. */
+    mc_mark_end(crew);
     fwd_reset(t);
     bitmap_clear_all(&h->non_moving.mark_bits);
     return -1;
@@ -273,6 +299,7 @@ int mc_prepare(mc_state *m) {
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
   ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
+  set_walk_points(b, t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
    * them, if any, counts in forward_ns). */
   mc_mark_end(crew);
@@ -304,6 +331,9 @@ int mc_prepare(mc_state *m) {
   m->update_ns = heap_now_ns() - t3;
   m->live_bytes = t->live_bytes;
   m->table_bytes = mc_table_bytes(m);
+  m->pinned_ranges = t->nranges;
+  m->pinned_objects = t->pinned_objects;
+  m->pinned_bytes = t->pinned_bytes;
   m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
   size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
   h->bytes_moved += live;
@@ -345,6 +375,31 @@ void mc_poison_last_page(mc_state *m) {
   /* The builder ends the page with a filler; nothing reads its payload. */
   if (hdr_type(hd) != FH_FILLER_TYPE || obj_bytes(hd) < hi - lo) return;
   heap_poison(lo + FH_HEADER_BYTES, hi);
+}
+
+/* Smaller gaps stay fillers: a TLAB carved from one would hold a few
+ * objects at most. */
+#define MC_HOLE_MIN 1024u
+
+size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
+  const fwd_tables *t = &m->t;
+  size_t n = 0;
+  /* One hole per gap filler (cut every GiB: forwarding.h). */
+  for (size_t r = 0; r < t->nranges; r++)
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
+      e = fwd_gap_filler_end(t, a, lo);
+      if (e - a < MC_HOLE_MIN) continue;
+      if (n < max) out[n] = (bump_hole){a, e};
+      n++;
+    }
+  return n;
+}
+
+void mc_publish_holes(mc_state *m) {
+  size_t n = mc_holes(m, NULL, 0);
+  bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
+  if (!hs) return; /* no reuse: harmless */
+  bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
 void mc_end_cycle(mc_state *m) {
@@ -391,11 +446,21 @@ static void *build_pages(void *arg) {
        * faulting the run in with one call instead of a fault per page
        * (GCBench builds: 400-680 ms against 500-760 ms; EINVAL before
        * Linux 5.14 just leaves the faults to the build). */
-      /* Harmless if it fails: the build's writes fault the pages in. */
-      sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (e - p) * FWD_PAGE, MADV_POPULATE_WRITE);
-      for (; p < e; p++) {
-        page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
-        ledger_page_built(&m->ledger, &m->t, p);
+      /* Blank gap pages (pinned ranges) already read as zero, the space
+       * having been emptied: never touched, they cost no memory. */
+      while (p < e) {
+        if (fwd_page_blank(&m->t, p)) {
+          p++; /* reads no from-space either (ledger) */
+          continue;
+        }
+        size_t q = p + 1;
+        while (q < e && !fwd_page_blank(&m->t, q)) q++;
+        /* Harmless if it fails: the build's writes fault the pages in. */
+        sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (q - p) * FWD_PAGE, MADV_POPULATE_WRITE);
+        for (; p < q; p++) {
+          page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
+          ledger_page_built(&m->ledger, &m->t, p);
+        }
       }
     }
     /* From-space read by nobody any more goes back as the build proceeds:
@@ -476,6 +541,7 @@ static int stw_compact(fh_heap *h, const char *note) {
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);
   mc_poison_last_page(m);
+  mc_publish_holes(m);
   mc_trace(m, "stw");
   /* Giving from-space back (MADV_DONTNEED: ~0.28 us a page, 36 ms for
    * 512 MiB) and clearing the tables need not stop the world: a thread does

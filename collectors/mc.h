@@ -124,6 +124,7 @@ typedef struct mc_state {
   _Atomic int stop_releaser;
   _Atomic uint64_t build_cpu_ns;
   size_t table_bytes; /* side tables this cycle writes (mc_table_bytes) */
+  size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
 } mc_state;
 
@@ -150,6 +151,13 @@ void mc_publish_top(mc_state *m);
  * end of a concurrent phase): poison the payload of the filler that ends
  * the last destination page, where objects that died or moved lay. */
 void mc_poison_last_page(mc_state *m);
+/* Every page built and mapped (unregistered): hand the gaps the pinned
+ * ranges left (forwarding.h) to the allocator as holes
+ * (spaces/bump_space.h), so that they fill before the space grows. */
+void mc_publish_holes(mc_state *m);
+/* The holes the cycle's gaps make (what mc_publish_holes hands the bump
+ * space), up to max of them into out; returns how many there are. */
+size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 

@@ -24,6 +24,10 @@ void mc_dump(fh_heap *h, FILE *out) {
   if (m && m->mode_note)
     fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
             m->mode_note, m->t.capacity >> 20, m->lookahead);
+  if (m && m->pinned_objects)
+    fprintf(out, "  compaction: last cycle kept %zu pinned objects (%zu KiB) in place, in %zu "
+                 "pinned ranges the rest slid around\n",
+            m->pinned_objects, m->pinned_bytes >> 10, m->pinned_ranges);
   if (m && atomic_load(&m->uffd_errno))
     fprintf(out, "  compaction: userfaultfd ioctls failed in the last cycle (%s): %zu pages "
                  "installed by mremap instead, the uffd reopened%s\n",
@@ -82,6 +86,7 @@ void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
   out->fault_ns_total = atomic_load(&m->fault_ns_total);
   out->table_bytes = m->table_bytes;
   out->live_bytes = m->live_bytes;
+  out->pinned_ranges = m->pinned_ranges, out->pinned_bytes = m->pinned_bytes;
   out->build_ns = m->build_ns, out->build_threads = m->build_threads;
   out->moving_capacity = m->t.capacity;
 }

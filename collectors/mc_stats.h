@@ -26,6 +26,7 @@ typedef struct mc_cycle_figures {
   uint64_t table_bytes;         /* the last cycle's side tables: bitmaps,
                                    offsets, page states, ledger */
   uint64_t live_bytes;          /* moving-space live bytes of the last cycle */
+  uint64_t pinned_ranges, pinned_bytes; /* its pinned ranges, pinned objects' bytes */
   uint64_t moving_capacity;
 } mc_cycle_figures;
 

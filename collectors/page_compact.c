@@ -144,15 +144,16 @@ static uintptr_t old_of_slow(const page_source *ps, uintptr_t first, uintptr_t f
   return a;
 }
 
-/* Pass 2 over the objects in [first_new, dbeg + filled): the first one's
+/* Pass 2 over the objects in [first_new, fill_end), one live run of the
+ * page starting at d0 (dbeg, or a pinned range's start): the first one's
  * header is read at its old address `first` in from-space when it starts
- * before the page, every other one's in `out`.  Objects are contiguous on
- * the page, so their sizes lead from one to the next: no bitmap search. */
-static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, uintptr_t first,
-                          uintptr_t first_new, size_t filled, int slow) {
-  uintptr_t a0 = first + (dbeg - first_new); /* old address of the word at dbeg */
+ * before the page, every other one's in `out`.  Objects are contiguous in
+ * a run, so their sizes lead from one to the next: no bitmap search. */
+static void fix_run_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, uintptr_t d0,
+                         uintptr_t first, uintptr_t first_new, uintptr_t fill_end, int slow) {
+  uintptr_t a0 = first + (d0 - first_new); /* old address of the word at d0 */
   fix_ctx fc = {.t = ps->t, .page = dbeg, .out = out};
-  uintptr_t dend = dbeg + FWD_PAGE, fill_end = dbeg + filled;
+  uintptr_t dend = dbeg + FWD_PAGE;
   uintptr_t nd = first_new;
   uint32_t last_type = FH_FILLER_TYPE;
   const fh_type_info *ti = NULL;
@@ -200,9 +201,9 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
         } else {
           /* The callback reads the whole object: give it the from-space
            * copy, found as the (nd - dbeg) / 8-th live word from a0. */
-          uintptr_t old = nd < dbeg ? first
+          uintptr_t old = nd < d0 ? first
                           : slow ? old_of_slow(ps, first, first_new, nd)
-                                 : page_old_word(ps->t, a0, (nd - dbeg) / FWD_WORD);
+                                 : page_old_word(ps->t, a0, (nd - d0) / FWD_WORD);
           fc.obj_from = old + ps->from_delta + FH_HEADER_BYTES;
           ti->trace((void *)fc.obj_from, hdr_payload(hd), fix_slot, &fc);
         }
@@ -211,6 +212,11 @@ static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, u
     nd += n;
   }
   fix_pending(&fc);
+}
+
+static void fix_page_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, uintptr_t first,
+                          uintptr_t first_new, size_t filled, int slow) {
+  fix_run_refs(ps, out, dbeg, dbeg, first, first_new, dbeg + filled, slow);
 }
 
 /* Pass 1 on a page that holds (part of) a grower: copy object by object
@@ -246,9 +252,54 @@ static void copy_objects(const page_source *ps, uintptr_t dbeg, uintptr_t first,
   }
 }
 
+/* A page of a cycle with pinned ranges (forwarding.h): live runs and gaps.
+ * A run is copied from its first live word on (the page's first byte's,
+ * or a range's start, which is its own old address) and its references
+ * fixed on their own; a gap gets its filler's header where the filler
+ * starts, zeroes elsewhere. */
+static size_t page_build_pinned(const page_source *ps, size_t page, uint8_t *out) {
+  const fwd_tables *t = ps->t;
+  uintptr_t dbeg = t->begin + page * FWD_PAGE, dend = dbeg + FWD_PAGE;
+  uintptr_t first = t->page_first[page], first_new = first ? fwd_start(t, first) : 0;
+  int slow = fwd_page_slow(t, page);
+  size_t bytes = 0;
+  memset(out, 0, FWD_PAGE);
+  uintptr_t d = dbeg;
+  int in_gap = !first;
+  while (d < dend) {
+    if (in_gap) {
+      size_t i = fwd_range_at(t, d); /* the range above the gap */
+      uintptr_t lo = t->ranges[i].lo;
+      if (d == t->ranges[i].gap_lo || (d - t->begin) % FWD_GAP_FILLER == 0)
+        obj_write_filler((uintptr_t)out + (d - dbeg), fwd_gap_filler_end(t, d, lo) - d);
+      if (lo >= dend) break;
+      d = first = first_new = lo; /* a range: its own address */
+      in_gap = 0;
+      continue;
+    }
+    uintptr_t gap_end, end = fwd_run_end(t, d, &gap_end);
+    uintptr_t e = end < dend ? end : dend;
+    if (__builtin_expect(slow, 0))
+      copy_objects(ps, dbeg, first, first_new, out, e - dbeg);
+    else
+      page_copy_live(t, ps->from_delta, first + (d - first_new), out + (d - dbeg), e - d);
+    fix_run_refs(ps, out, dbeg, d, first, first_new, e, slow);
+    bytes += e - d;
+    if (e == dend) break;
+    if (!gap_end) { /* the new top: the rest is one filler */
+      obj_write_filler((uintptr_t)out + (e - dbeg), dend - e);
+      break;
+    }
+    d = e;
+    in_gap = 1;
+  }
+  return bytes;
+}
+
 size_t page_build(const page_source *ps, size_t page, uint8_t *out) {
   const fwd_tables *t = ps->t;
   uintptr_t dbeg = t->begin + page * FWD_PAGE;
+  if (t->nranges && page < t->npages) return page_build_pinned(ps, page, out);
   uintptr_t first = page < t->npages ? t->page_first[page] : 0;
   if (!first) {
     memset(out, 0, FWD_PAGE);

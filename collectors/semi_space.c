@@ -12,6 +12,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/mark_stack.h"
+#include "collectors/mc.h"
 #include "collectors/trace.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
@@ -38,6 +39,10 @@ static void *copy_object(semi_ctx *c, void *obj) {
   uintptr_t dst = atomic_load_explicit(&c->to->top, memory_order_relaxed);
   memcpy((void *)dst, hp, obj_bytes(h));
   size_t bytes = idhash_copied(c->h, obj, h, dst, 1);
+  /* stack_roots=conservative: a walk point at each object that covers a
+   * page's first byte (bump_space.h). */
+  if (c->to->starts.words && ((dst - 1) ^ (dst + bytes - 1)) >= FWD_PAGE)
+    bump_space_note_start(c->to, dst);
   atomic_store_explicit(&c->to->top, dst + bytes, memory_order_relaxed);
   c->copied += bytes;
   void *copy = obj_from_start(dst);
@@ -114,6 +119,18 @@ static const trace_ops semi_trace_ops = {.is_live = is_live, .visit = evacuate_s
 static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self, (void)cause;
   semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active]};
+  /* Pinned objects in the active space cannot be copied: this cycle slides
+   * the active space in place instead, around them (mark-compact with
+   * fixed points), so every object stays in the active half and no
+   * allocator or walker meets objects left behind in the idle one.  A
+   * deliberate departure from Bartlett's mostly-copying collector
+   * (docs/architecture.md: pins). */
+  if (h->pins.gathered &&
+      pin_set_any_in(&h->pins, c.from->space.begin, atomic_load(&c.from->top)))
+    return mc_collect_stw(h, "stop-the-world mark-compact (semispace with pinned objects)");
+  /* Walk points of to-space are this copy's alone (normally none: the
+   * reset that emptied it cleared them). */
+  bump_space_clear_starts(c.to, c.to->space.begin, atomic_load(&c.to->top));
   if (mark_stack_init(&c.stack) < 0) {
     fh_error_set("semi-space collection: cannot map the mark stack");
     return -1;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "collectors/collector.h"
+#include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/malloc_alloc.h"
@@ -90,8 +91,13 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
     return p;
   }
   thread_retire_tlab(t);
+  /* Once per TLAB, a few KiB of dead stack below: cheap against the 32 KiB
+   * of allocation it amortises over. */
+  if (t->cons) conservative_clear_below();
   size_t want = h->opt.tlab_size;
-  uintptr_t p = bump_space_claim(b, want, bump_limit(h));
+  /* Holes below top first (pinned objects' gaps: spaces/bump_space.h). */
+  uintptr_t p = bump_space_claim_hole(b, want, bytes, &want);
+  if (!p) p = bump_space_claim(b, want, bump_limit(h));
   if (!p) { /* near the end: take just what this object needs */
     want = bytes;
     p = bump_space_claim(b, want, bump_limit(h));

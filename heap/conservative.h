@@ -36,6 +36,10 @@ typedef struct cons_stack {
 int conservative_stack_new(fh_heap *h, cons_stack **out);
 /* Save the calling thread's registers and stack top (it is t's owner). */
 void conservative_save(fh_thread *t);
+/* Zero some dead stack below the caller (allocation slow paths, with
+ * stack_roots=conservative), so stale words there do not pin and retain
+ * objects later (see conservative.c). */
+void conservative_clear_below(void);
 /* pins_gather's part: add every object a stack word points into. */
 int conservative_scan(fh_heap *h, fh_thread *self, pin_set *s);
 /* The object (start) of a collectable space containing address a, or 0. */

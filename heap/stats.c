@@ -34,6 +34,7 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->objects_finalized = h->objects_finalized;
   s->weak_ns_total = h->weak_ns_total;
   s->weak_ns_max = h->weak_ns_max;
+  memcpy(s->pause_hist, h->pause_hist, sizeof s->pause_hist);
   s->pinned_last = h->pins.last_pinned;
   s->conservative_pinned_last = h->pins.last_conservative;
   s->stack_words_scanned = h->pins.words_total;
@@ -88,6 +89,12 @@ void fh_dump(fh_heap *h, FILE *out) {
   hspace_dump(h, out);
   fprintf(out, "  collections %llu, pause total %.3f ms, max %.3f ms\n",
           (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6);
+  if (s.collections) {
+    fprintf(out, "  pauses by length (us, from):");
+    for (unsigned k = 0; k < FH_PAUSE_BUCKETS; k++)
+      if (s.pause_hist[k]) fprintf(out, " %llu: %llu", 1ull << k, (unsigned long long)s.pause_hist[k]);
+    fputc('\n', out);
+  }
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "
                "next GC after %zu more\n",
           (unsigned long long)s.bytes_allocated, (unsigned long long)s.bytes_freed,

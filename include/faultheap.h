@@ -544,6 +544,11 @@ typedef struct fh_stats {
    * longest scan. */
   uint64_t pinned_last, conservative_pinned_last;
   uint64_t stack_words_scanned, stack_scan_ns_total, stack_scan_ns_max;
+  /* Pause distribution: pause_hist[k] counts the pauses of at least 2^k
+   * microseconds and less than 2^(k+1) (k = 0 also counts those under
+   * 1 us; the last bucket everything longer). */
+#define FH_PAUSE_BUCKETS 24
+  uint64_t pause_hist[FH_PAUSE_BUCKETS];
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

@@ -25,6 +25,14 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t a
     next = start + size;
     if (next > a->end || next < start) return NULL;
   } while (!atomic_compare_exchange_weak(&a->frontier, &old, next));
+  /* A guarded part (verify=1: arena_guard) becomes accessible again; the
+   * extent is whole pages.  If that fails the extent is lost to the range
+   * (the frontier moved past it), and jemalloc is told there is none. */
+  uintptr_t guarded = atomic_load(&a->guarded_end);
+  if (start < guarded &&
+      sys_mprotect((void *)start, (next < guarded ? next : guarded) - start,
+                   PROT_READ | PROT_WRITE) != 0)
+    return NULL;
   /* Memory past the frontier has never been handed out since the range was
    * last discarded, so it reads as zero. */
   *zero = true;
@@ -146,6 +154,15 @@ void arena_free(fh_arena *a, void *p) {
 
 /* Harmless if it fails: the free pages stay resident until the next purge. */
 void arena_purge(fh_arena *a) { arena_ctl(a, "purge"); }
+
+int arena_guard(fh_arena *a, uintptr_t upto) {
+  uintptr_t from = align_up(atomic_load(&a->frontier), FH_PAGE);
+  if (upto > a->end) upto = a->end;
+  if (upto <= from) return 0;
+  if (sys_mprotect((void *)from, upto - from, PROT_NONE) != 0) return -1;
+  atomic_store(&a->guarded_end, upto);
+  return 0;
+}
 
 int arena_reset(fh_arena *a) {
   uintptr_t begin = a->begin;

@@ -32,6 +32,10 @@ struct fh_arena {
   unsigned index;       /* jemalloc arena index */
   uintptr_t begin, end;
   _Atomic uintptr_t frontier; /* extents are carved below this */
+  /* verify=1 (arena_guard): [frontier, guarded_end) is PROT_NONE, so a
+   * stale pointer into memory a compaction vacated faults at once; each
+   * extent carved there is made read-write again first. */
+  _Atomic uintptr_t guarded_end;
 };
 static inline void arena_moved(fh_arena *a) { a->hooks->owner = a; }
 
@@ -50,6 +54,10 @@ void *arena_alloc(fh_arena *a, size_t bytes);
 void arena_free(fh_arena *a, void *p);
 /* Return every unused dirty page of the arena to the system. */
 void arena_purge(fh_arena *a);
+/* verify=1, after a reset: make the range from the frontier up to `upto`
+ * inaccessible until jemalloc carves it again.  0, or -1 (mprotect failed:
+ * nothing guarded). */
+int arena_guard(fh_arena *a, uintptr_t upto);
 
 /* Forget every allocation at once and give the whole range back to the
  * system (destroy + recreate over the same range: jemalloc's own metadata

@@ -1,5 +1,7 @@
 #include "spaces/bump_space.h"
 
+#include <stdlib.h>
+
 #include "heap/object.h"
 #include "spaces/reserve.h"
 
@@ -32,6 +34,11 @@ void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t ca
   b->space = (fh_space){name, SPACE_BUMP, begin, begin + capacity, &bump_ops};
   atomic_store(&b->top, begin);
   b->dirty_end = begin;
+  b->holes = NULL;
+  b->nholes = b->hole_i = 0;
+  b->hole_cur = 0;
+  atomic_flag_clear(&b->hole_lock);
+  atomic_store(&b->has_holes, 0);
 }
 
 int bump_space_track_starts(bump_space *b) {
@@ -39,20 +46,82 @@ int bump_space_track_starts(bump_space *b) {
   return bitmap_init(&b->starts, b->space.begin, b->space.end - b->space.begin, 3);
 }
 
-void bump_space_destroy(bump_space *b) { bitmap_destroy(&b->starts); }
+void bump_space_destroy(bump_space *b) {
+  bitmap_destroy(&b->starts);
+  bump_space_set_holes(b, NULL, 0);
+}
+
+static void hole_lock(bump_space *b) {
+  while (atomic_flag_test_and_set_explicit(&b->hole_lock, memory_order_acquire))
+    ;
+}
+static void hole_unlock(bump_space *b) {
+  atomic_flag_clear_explicit(&b->hole_lock, memory_order_release);
+}
+
+void bump_space_set_holes(bump_space *b, bump_hole *holes, size_t n) {
+  hole_lock(b);
+  free(b->holes);
+  b->holes = n ? holes : NULL;
+  b->nholes = n ? n : 0;
+  b->hole_i = 0;
+  b->hole_cur = n ? holes[0].lo : 0;
+  atomic_store_explicit(&b->has_holes, n != 0, memory_order_relaxed);
+  hole_unlock(b);
+  if (!n) free(holes);
+}
+
+uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got) {
+  if (!atomic_load_explicit(&b->has_holes, memory_order_relaxed)) return 0;
+  uintptr_t p = 0;
+  hole_lock(b);
+  while (b->hole_i < b->nholes) {
+    uintptr_t hi = b->holes[b->hole_i].hi, cur = b->hole_cur;
+    if (hi - cur >= min) {
+      size_t take = hi - cur < want ? hi - cur : want;
+      p = cur;
+      *got = take;
+      b->hole_cur = cur + take;
+      if (b->hole_cur < hi) { /* what is left stays one filler */
+        obj_write_filler(b->hole_cur, hi - b->hole_cur);
+        bump_space_note_start(b, b->hole_cur);
+      }
+      break;
+    }
+    /* Too small for this claim: left as it is (a filler) for good. */
+    if (++b->hole_i < b->nholes) b->hole_cur = b->holes[b->hole_i].lo;
+  }
+  if (b->hole_i < b->nholes && b->hole_cur == b->holes[b->hole_i].hi &&
+      ++b->hole_i < b->nholes)
+    b->hole_cur = b->holes[b->hole_i].lo;
+  if (b->hole_i >= b->nholes) atomic_store_explicit(&b->has_holes, 0, memory_order_relaxed);
+  hole_unlock(b);
+  return p;
+}
 
 void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi) {
   if (b->starts.words) bitmap_clear_range(&b->starts, lo, hi);
 }
 
-uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a) {
+/* A walk that crosses into a new 512-byte stretch leaves a walk point at
+ * the first object starting there, so later lookups in the same TLAB walk
+ * a stretch, not the TLAB (a stack holds many pointers into the same few
+ * recent buffers). */
+#define WALK_MEMO_SHIFT 9
+
+uintptr_t bump_space_object_at(bump_space *b, uintptr_t a) {
   uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
   if (a < b->space.begin || a >= top || !b->starts.words) return 0;
   /* Without a walk point below a (none recorded yet), the space's start
    * is one: it always holds an object or a filler. */
   uintptr_t p = bitmap_prev_set(&b->starts, b->space.begin, a & ~(uintptr_t)7);
   if (!p) p = b->space.begin;
+  uintptr_t stretch = p >> WALK_MEMO_SHIFT;
   while (p < top) {
+    if (p >> WALK_MEMO_SHIFT != stretch) {
+      stretch = p >> WALK_MEMO_SHIFT;
+      bitmap_set(&b->starts, p);
+    }
     uint64_t hd = *(const uint64_t *)p;
     size_t n = obj_bytes(hd);
     if (n < FH_HEADER_BYTES) return 0; /* not a header: nothing to trust */
@@ -75,11 +144,13 @@ void bump_space_reset(bump_space *b, size_t keep) {
     b->dirty_end = keep_end;
   }
   bump_space_clear_starts(b, b->space.begin, atomic_load(&b->top));
+  bump_space_set_holes(b, NULL, 0);
   atomic_store(&b->top, b->space.begin);
 }
 
 void bump_space_truncate(bump_space *b, uintptr_t from) {
   bump_space_note_written(b);
   bump_space_clear_starts(b, from, atomic_load(&b->top));
+  bump_space_set_holes(b, NULL, 0);
   atomic_store(&b->top, from);
 }

@@ -16,6 +16,11 @@
 #include "spaces/bitmap.h"
 #include "spaces/space.h"
 
+/* A free stretch below top (bump_space_set_holes). */
+typedef struct bump_hole {
+  uintptr_t lo, hi;
+} bump_hole;
+
 typedef struct bump_space {
   fh_space space;
   _Atomic uintptr_t top;
@@ -31,6 +36,19 @@ typedef struct bump_space {
    * reset and truncate.  So finding the object under an ambiguous stack
    * word never walks from the space's start. */
   fh_bitmap starts;
+  /* Holes: free stretches below top that TLABs are carved from before the
+   * space grows (a sliding compaction around pinned objects leaves gaps
+   * below them, collectors/forwarding.h; without reuse a space whose
+   * newest objects are pinned grows by every cycle's allocation).  Each
+   * hole is one filler object from hole_cur to its end, so the space
+   * stays walkable; the claimer rewrites that filler's header for what
+   * is left.  Ascending; taken in order under hole_lock (TLAB refills
+   * only, a slow path); has_holes lets the refill skip the lock. */
+  bump_hole *holes;
+  size_t nholes, hole_i;
+  uintptr_t hole_cur;
+  atomic_flag hole_lock;
+  _Atomic int has_holes;
 } bump_space;
 
 void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t capacity);
@@ -45,8 +63,9 @@ static inline void bump_space_note_start(bump_space *b, uintptr_t start) {
 void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi);
 /* The start of the object (not a filler) that contains address a, or 0
  * when a lies outside [begin, top) or in a filler.  Needs walk points;
- * world stopped, TLABs retired (the space walkable to top). */
-uintptr_t bump_space_object_at(const bump_space *b, uintptr_t a);
+ * world stopped, TLABs retired (the space walkable to top).  Adds walk
+ * points along the way. */
+uintptr_t bump_space_object_at(bump_space *b, uintptr_t a);
 /* Claim [result, result + bytes) or return 0 when it would pass `limit`. */
 static inline uintptr_t bump_space_claim(bump_space *b, size_t bytes, uintptr_t limit) {
   uintptr_t old = atomic_load_explicit(&b->top, memory_order_relaxed);
@@ -56,6 +75,15 @@ static inline uintptr_t bump_space_claim(bump_space *b, size_t bytes, uintptr_t 
                                                   memory_order_relaxed, memory_order_relaxed));
   return old;
 }
+/* Replace the holes with holes[0 .. n) (malloc'd, ascending, each a
+ * filler object; ownership passes), or none (NULL, 0).  Called with no
+ * claim in flight (world stopped), or at the end of a concurrent phase
+ * (the lock keeps refills off). */
+void bump_space_set_holes(bump_space *b, bump_hole *holes, size_t n);
+/* Claim up to `want` bytes (at least `min`) from the holes: the start, with
+ * *got bytes, or 0 when no hole has `min` left.  Zero it as any claim
+ * (bump_space_zero_claim: holes lie below top, so below dirty_end). */
+uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got);
 /* Zero what a claim of [p, p + bytes) needs zeroed (see dirty_end). */
 static inline void bump_space_zero_claim(const bump_space *b, uintptr_t p, size_t bytes) {
   uintptr_t end = p + bytes < b->dirty_end ? p + bytes : b->dirty_end;

@@ -302,23 +302,18 @@ static void option_parses(void **state) {
   assert_int_equal(o.stack_roots, FH_STACK_ROOTS_CONSERVATIVE);
 }
 
-/* TEMPORARY until the moving collectors honour pins (branch pins-mc). */
-static void moving_pending(void) { skip(); }
-
 #define PER_CONFIG(fn)                                                             \
-  static void fn##_semispace(void **s) { (void)s; moving_pending(); fn##_under(&cons_configs[0]); } \
+  static void fn##_semispace(void **s) { (void)s; fn##_under(&cons_configs[0]); } \
   static void fn##_mark_sweep(void **s) { (void)s; fn##_under(&cons_configs[1]); } \
-  static void fn##_mark_compact(void **s) { (void)s; moving_pending(); fn##_under(&cons_configs[2]); } \
+  static void fn##_mark_compact(void **s) { (void)s; fn##_under(&cons_configs[2]); } \
   static void fn##_cc_sigbus(void **s) {                                          \
     (void)s;                                                                      \
     test_skip_without_uffd();                                                     \
-    moving_pending();                                                             \
     fn##_under(&cons_configs[3]);                                                 \
   }                                                                               \
   static void fn##_cc_thread(void **s) {                                          \
     (void)s;                                                                      \
     test_skip_without_uffd();                                                     \
-    moving_pending();                                                             \
     fn##_under(&cons_configs[4]);                                                 \
   }
 PER_CONFIG(deep_locals)

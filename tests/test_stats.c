@@ -26,6 +26,13 @@ static void test_counters(void **state) {
   assert_true(s.bytes_freed >= 10000 * (sizeof(tnode) + 8));
   assert_true(s.bytes_moved >= 2 * (sizeof(tnode) + 8)); /* keep moved twice */
   assert_true(s.pause_ns_max > 0 && s.pause_ns_total >= s.pause_ns_max);
+  /* The histogram counts both pauses, the longest in its bucket. */
+  uint64_t counted = 0;
+  for (unsigned k = 0; k < FH_PAUSE_BUCKETS; k++) counted += s.pause_hist[k];
+  assert_int_equal(counted, 2);
+  uint64_t us = s.pause_ns_max / 1000;
+  unsigned top = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
+  assert_true(s.pause_hist[top < FH_PAUSE_BUCKETS ? top : FH_PAUSE_BUCKETS - 1] >= 1);
   size_t used = 0;
   for (unsigned i = 0; i < s.nspaces; i++) {
     assert_non_null(s.spaces[i].name);
