@@ -75,6 +75,25 @@ static void check(const char *name, const char *options) {
 #define SCM_TEST(name)                                                         \
   static void test_##name(void **s) { (void)s; check(#name, ""); }            \
   static void test_##name##_stress(void **s) { (void)s; check(#name, "gc_stress=2000"); }
+/* The moving collectors honour conservative roots since the pins-mc merge:
+ * every script on each of them, and under gc_stress too except weak.scm,
+ * whose fh_object_hash calls under gc_stress crash the moving collectors
+ * (a library bug reproduced without fhscheme; see the fhscheme branch's
+ * report). */
+#define SCM_MOVING(name)                                                       \
+  static void test_##name##_moving(void **s) {                                 \
+    (void)s;                                                                   \
+    check(#name, "collector=semispace");                                       \
+    check(#name, "collector=mark_compact");                                    \
+    check(#name, "collector=concurrent_compact");                              \
+  }                                                                            \
+  static void test_##name##_moving_stress(void **s) {                          \
+    (void)s;                                                                   \
+    if (strcmp(#name, "weak") == 0) skip();                                    \
+    check(#name, "collector=semispace,gc_stress=2000");                        \
+    check(#name, "collector=mark_compact,gc_stress=2000");                     \
+    check(#name, "collector=concurrent_compact,gc_stress=2000");               \
+  }
 #define SCM_VERIFY(name)                                                       \
   static void test_##name##_verify(void **s) { (void)s; check(#name, "gc_stress=300,verify=1"); }
 SCM_TEST(core)
@@ -84,6 +103,13 @@ SCM_TEST(records)
 SCM_TEST(weak)
 SCM_TEST(guardians)
 SCM_TEST(ports)
+SCM_MOVING(core)
+SCM_MOVING(tail)
+SCM_MOVING(callcc)
+SCM_MOVING(records)
+SCM_MOVING(weak)
+SCM_MOVING(guardians)
+SCM_MOVING(ports)
 SCM_VERIFY(core)
 SCM_VERIFY(callcc)
 SCM_VERIFY(guardians)
@@ -94,7 +120,9 @@ int main(int argc, char **argv) {
   char self[4096];
   snprintf(self, sizeof self, "%s", argv[0]);
   snprintf(fhscheme, sizeof fhscheme, "%s/../fhscheme", dirname(self));
-#define T2(name) cmocka_unit_test(test_##name), cmocka_unit_test(test_##name##_stress)
+#define T2(name)                                                               \
+  cmocka_unit_test(test_##name), cmocka_unit_test(test_##name##_stress),       \
+      cmocka_unit_test(test_##name##_moving), cmocka_unit_test(test_##name##_moving_stress)
   const struct CMUnitTest tests[] = {
       T2(core), T2(tail), T2(callcc), T2(records), T2(weak), T2(guardians), T2(ports),
       cmocka_unit_test(test_core_verify), cmocka_unit_test(test_callcc_verify),
