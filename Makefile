@@ -127,7 +127,7 @@ check-asan: deps
 	  lib
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-	  $(TEST_BINS:$(BUILD)/%=build-asan/%)
+	  $(TEST_BINS:$(BUILD)/%=build-asan/%) build-asan/fhscheme
 	@FH_TEST_SANITIZER=asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:handle_sigbus=0:allow_user_segv_handler=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/run.sh build-asan $(TEST_BINS:$(BUILD)/%=build-asan/%)
