@@ -65,7 +65,23 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfaultheap.a $(LIBS)
 
-examples: $(EXAMPLE_BINS)
+# fhscheme (issue 20): the Scheme interpreter on faultheap's public API, and
+# the same source on Boehm GC as the baseline (make fhscheme-bdw).
+SCHEME_SRCS := $(wildcard examples/scheme/*.c)
+SCHEME_HDRS := $(wildcard examples/scheme/*.h)
+$(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
+
+$(BUILD)/fhscheme-bdw: $(SCHEME_SRCS) $(SCHEME_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFHS_BDW -o $@ $(SCHEME_SRCS) -lgc -lpthread -lm
+
+.PHONY: fhscheme fhscheme-bdw
+fhscheme: $(BUILD)/fhscheme
+fhscheme-bdw: $(BUILD)/fhscheme-bdw
+
+examples: $(EXAMPLE_BINS) $(BUILD)/fhscheme
 
 # The benchmark runner links faultheap; each baseline allocator is a separate
 # program built from the same workload source, because linking jemalloc,
@@ -111,7 +127,7 @@ check-asan: deps
 	  lib
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-	  $(TEST_BINS:$(BUILD)/%=build-asan/%)
+	  $(TEST_BINS:$(BUILD)/%=build-asan/%) build-asan/fhscheme
 	@FH_TEST_SANITIZER=asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:handle_sigbus=0:allow_user_segv_handler=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/run.sh build-asan $(TEST_BINS:$(BUILD)/%=build-asan/%)

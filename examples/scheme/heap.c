@@ -1,0 +1,252 @@
+/* fhscheme: the allocation shim over faultheap (or Boehm GC with FHS_BDW),
+ * the weak symbol table, identity hashes, finalizers. */
+#include "scheme.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef FHS_BDW
+#define GC_THREADS 1
+#include <gc.h>
+
+void *alloc_refs(size_t n) {
+  void *p = GC_MALLOC(n * sizeof(V));
+  if (!p) oom();
+  return p;
+}
+void *alloc_nonmoving(int kind, size_t n) {
+  return kind == NM_REFS || kind == NM_PAIR ? alloc_refs(n) : alloc_bytes(n * sizeof(V));
+}
+void *alloc_bytes(size_t n) {
+  void *p = GC_MALLOC_ATOMIC(n ? n : 1);
+  if (!p) oom();
+  memset(p, 0, n);
+  return p;
+}
+void *alloc_pair(void) {
+  void *p = GC_MALLOC(2 * sizeof(V));
+  if (!p) oom();
+  return p;
+}
+void *alloc_flo(void) {
+  void *p = GC_MALLOC_ATOMIC(sizeof(double));
+  if (!p) oom();
+  return p;
+}
+
+/* Boehm: symbols are kept in a strong table (no ephemerons here), and an
+ * object's address is its identity (nothing moves). */
+static V *symtab;
+static size_t symtab_n, symtab_cap;
+V sym_lookup(const char *s, size_t n) {
+  for (size_t i = 0; i < symtab_n; i++) {
+    V str = OBJ(symtab[i])[1];
+    if (LEN(str) == n && memcmp(STR(str), s, n) == 0) return symtab[i];
+  }
+  return 0;
+}
+void sym_insert(V sym) {
+  if (symtab_n == symtab_cap) {
+    symtab_cap = symtab_cap ? symtab_cap * 2 : 1024;
+    V *nt = GC_MALLOC(symtab_cap * sizeof(V));
+    if (symtab_n) memcpy(nt, symtab, symtab_n * sizeof(V));
+    symtab = nt;
+  }
+  symtab[symtab_n++] = sym;
+}
+size_t sym_count(void) { return symtab_n; }
+uint64_t obj_hash(V v) { return (uint64_t)(v & ~(V)7) * 0x9E3779B97F4A7C15ull; }
+
+static V *fin_pending; /* objects whose finalizer ran: (obj . data) pairs */
+static void bdw_fin(void *obj, void *data) {
+  V p = cons((V)obj, FIX((intptr_t)data));
+  fin_pending[0] = cons(p, fin_pending[0]);
+}
+int attach_finalizer(V obj, intptr_t data) {
+  GC_register_finalizer_no_order((void *)(obj & ~(V)7), bdw_fin, (void *)data, NULL, NULL);
+  return 0;
+}
+int pop_finalized(V *obj, intptr_t *data) {
+  GC_invoke_finalizers();
+  if (fin_pending[0] == NIL) return 0;
+  V p = CAR(fin_pending[0]);
+  fin_pending[0] = CDR(fin_pending[0]);
+  *obj = CAR(p);
+  *data = FIXV(CDR(p));
+  return 1;
+}
+void collect_now(void) { GC_gcollect(); }
+void add_root(V *slot) { GC_add_roots(slot, slot + 1); }
+void heap_init(int argc, char **argv) {
+  (void)argc; (void)argv;
+  GC_INIT();
+  GC_allow_register_threads();
+  GC_set_finalize_on_demand(1);
+  fin_pending = GC_MALLOC_UNCOLLECTABLE(sizeof(V));
+  fin_pending[0] = NIL;
+}
+void heap_attach_thread(void) {
+  struct GC_stack_base sb;
+  GC_get_stack_base(&sb);
+  GC_register_my_thread(&sb);
+}
+void heap_detach_thread(void) { GC_unregister_my_thread(); }
+void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
+
+#else
+
+fh_heap *H;
+fh_thread *T;
+static uint32_t ty_refs, ty_bytes, ty_pair, ty_flo;
+
+static void *chk(void *p) {
+  if (!p) oom();
+  return p;
+}
+void *alloc_refs(size_t n) { return chk(fh_alloc(T, ty_refs, n * sizeof(V))); }
+void *alloc_nonmoving(int kind, size_t n) {
+  static const int dummy = 0;
+  (void)dummy;
+  uint32_t ty = kind == NM_REFS ? ty_refs : kind == NM_BYTES ? ty_bytes : kind == NM_PAIR ? ty_pair : ty_flo;
+  return chk(fh_alloc_nonmoving(T, ty, n * sizeof(V)));
+}
+void *alloc_bytes(size_t n) { return chk(fh_alloc(T, ty_bytes, n)); }
+void *alloc_pair(void) { return chk(fh_alloc(T, ty_pair, 2 * sizeof(V))); }
+void *alloc_flo(void) { return chk(fh_alloc(T, ty_flo, sizeof(double))); }
+
+/* The symbol table: a heap vector of buckets, each a list of ephemerons
+ * whose key is the symbol (value NULL: a weak reference).  Symbols are
+ * allocated non-moving, so compiled code may hold them (and their global
+ * value cells) directly; a symbol that no code, datum or variable holds is
+ * collected and its entry swept out on the next insert into its bucket. */
+enum { SYM_BUCKETS = 4096 };
+static V symtab; /* a global root */
+
+static size_t str_hash(const char *s, size_t n) {
+  size_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+V sym_lookup(const char *s, size_t n) {
+  V b = OBJ(symtab)[1 + str_hash(s, n) % SYM_BUCKETS];
+  for (; b != NIL; b = CDR(b)) {
+    V sym = (V)fh_ephemeron_key(T, (void *)CAR(b));
+    if (!sym) continue;
+    V str = OBJ(sym)[1];
+    if (LEN(str) == n && memcmp(STR(str), s, n) == 0) return sym;
+  }
+  return 0;
+}
+void sym_insert(V sym) {
+  V str = OBJ(sym)[1];
+  size_t i = 1 + str_hash(STR(str), LEN(str)) % SYM_BUCKETS;
+  V eph = (V)fh_ephemeron_new(T, (void *)sym, NULL);
+  if (!eph) oom();
+  /* Sweep the cleared entries of this bucket while we are here. */
+  V prev = 0;
+  for (V b = OBJ(symtab)[i]; b != NIL; b = CDR(b)) {
+    if (fh_ephemeron_key(T, (void *)CAR(b))) {
+      prev = b;
+      continue;
+    }
+    if (prev) WB(PP(prev), &CDR(prev), CDR(b));
+    else WB(OBJ(symtab), &OBJ(symtab)[i], CDR(b));
+  }
+  V cell = cons(eph, OBJ(symtab)[i]);
+  WB(OBJ(symtab), &OBJ(symtab)[i], cell);
+}
+size_t sym_count(void) {
+  size_t n = 0;
+  for (size_t i = 1; i <= SYM_BUCKETS; i++)
+    for (V b = OBJ(symtab)[i]; b != NIL; b = CDR(b))
+      if (fh_ephemeron_key(T, (void *)CAR(b))) n++;
+  return n;
+}
+uint64_t obj_hash(V v) { return fh_object_hash(T, (void *)(v & ~(V)7)); }
+
+int attach_finalizer(V obj, intptr_t data) {
+  return fh_finalizer_attach(T, (void *)(obj & ~(V)7), (void *)data);
+}
+int pop_finalized(V *obj, intptr_t *data) {
+  void *o, *d;
+  if (fh_finalizer_pop(T, &o, &d) != 1) return 0;
+  /* Restore the tag: finalizers are attached to untagged objects. */
+  *obj = (V)o;
+  *data = (intptr_t)d;
+  return 1;
+}
+void collect_now(void) { fh_collect(T, FH_COLLECT_DEFAULT); }
+void add_root(V *slot) { fh_root_add(H, (void **)slot); }
+
+void heap_init(int argc, char **argv) {
+  (void)argc; (void)argv;
+  fh_options o;
+  fh_options_init(&o);
+  /* Conservative stack roots: the interpreter keeps values in C locals
+   * everywhere (the evaluator's argument arrays, the compiler, the reader);
+   * with stack scanning none of them needs a root slot, and the hot call
+   * path pays nothing for root bookkeeping.  Heap fields stay precise. */
+  const char *defaults = "collector=mark_sweep,stack_roots=conservative,heap_max=4G";
+  if (fh_options_parse(&o, defaults) < 0) {
+    fprintf(stderr, "fhscheme: %s\n", fh_last_error());
+    exit(2);
+  }
+  const char *env = getenv("FHS_OPTIONS");
+  if (env && *env && fh_options_parse(&o, env) < 0) {
+    fprintf(stderr, "fhscheme: FHS_OPTIONS: %s\n", fh_last_error());
+    exit(2);
+  }
+  o.tag_immediate_mask = 0x1;
+  o.tag_pointer_mask = 0x6;
+  o.stack_roots = FH_STACK_ROOTS_CONSERVATIVE;
+  H = fh_heap_create(&o);
+  if (!H) {
+    fprintf(stderr, "fhscheme: %s\n", fh_last_error());
+    exit(2);
+  }
+  fh_type t;
+  memset(&t, 0, sizeof t);
+  t.name = "scm-refs";
+  t.flags = FH_TYPE_REF_ARRAY;
+  ty_refs = fh_register_type(H, &t);
+  memset(&t, 0, sizeof t);
+  t.name = "scm-bytes";
+  ty_bytes = fh_register_type(H, &t);
+  static const uint32_t pair_offs[2] = {0, 8};
+  memset(&t, 0, sizeof t);
+  t.name = "scm-pair";
+  t.size = 16;
+  t.nrefs = 2;
+  t.ref_offsets = pair_offs;
+  ty_pair = fh_register_type(H, &t);
+  memset(&t, 0, sizeof t);
+  t.name = "scm-flonum";
+  t.size = 8;
+  ty_flo = fh_register_type(H, &t);
+  if (!ty_refs || !ty_bytes || !ty_pair || !ty_flo) {
+    fprintf(stderr, "fhscheme: %s\n", fh_last_error());
+    exit(2);
+  }
+}
+void heap_attach_thread(void) {
+  T = fh_thread_attach(H);
+  if (!T) {
+    fprintf(stderr, "fhscheme: %s\n", fh_last_error());
+    exit(2);
+  }
+  fh_root_add(H, (void **)&symtab);
+  V *tab = alloc_refs(1 + SYM_BUCKETS);
+  tab[0] = MKHDR(K_VECTOR, SYM_BUCKETS);
+  for (size_t i = 1; i <= SYM_BUCKETS; i++) tab[i] = NIL;
+  symtab = (V)tab;
+}
+void heap_detach_thread(void) { fh_thread_detach(T); }
+void heap_report(FILE *f) {
+  fh_stats s;
+  fh_get_stats(H, &s);
+  fprintf(f, "faultheap: %llu collections, pauses %.1f ms total, %.2f ms max, %llu MiB allocated, stack scan %.1f ms total, %llu objects pinned at the last\n",
+          (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6,
+          (unsigned long long)(s.bytes_allocated >> 20), s.stack_scan_ns_total / 1e6,
+          (unsigned long long)s.conservative_pinned_last);
+}
+#endif

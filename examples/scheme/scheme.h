@@ -1,0 +1,26 @@
+/* fhscheme: declarations shared by the interpreter's files. */
+#ifndef FHS_SCHEME_H
+#define FHS_SCHEME_H
+#include <stdio.h>
+#include "value.h"
+
+#define STR(v) ((char *)&OBJ(v)[1])   /* string/bytevector bytes */
+
+/* heap.c */
+V sym_lookup(const char *s, size_t n);
+void sym_insert(V sym);
+size_t sym_count(void);
+uint64_t obj_hash(V v);
+int attach_finalizer(V obj, intptr_t data);
+int pop_finalized(V *obj, intptr_t *data);
+void collect_now(void);
+void add_root(V *slot);
+void heap_init(int argc, char **argv);
+void heap_attach_thread(void);
+void heap_detach_thread(void);
+void heap_report(FILE *f);
+
+/* scheme.c */
+V cons(V a, V d);
+_Noreturn void oom(void);
+#endif

@@ -1,0 +1,140 @@
+/* fhscheme's own test suite (issue 20): each tests/scheme/NAME.scm runs in
+ * build/fhscheme (found next to this binary's directory) and its output
+ * must equal tests/scheme/NAME.out.  Every script runs on the default
+ * options (mark_sweep with conservative stack roots), with gc_stress (a
+ * collection every Nth allocation, and homogeneous compaction moving what
+ * no stack word pins) and the small ones with verify=1 as well. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char fhscheme[4096];
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, len = 0;
+  char *b = malloc(cap);
+  size_t r;
+  while ((r = fread(b + len, 1, cap - len, f)) > 0) {
+    len += r;
+    if (len == cap) b = realloc(b, cap *= 2);
+  }
+  fclose(f);
+  *n = len;
+  return b;
+}
+
+/* Runs the script with FHS_OPTIONS=options; returns its stdout (malloc'd). */
+static char *run(const char *script, const char *options, int *status, size_t *n) {
+  char out[] = "/tmp/fhscheme-test-XXXXXX";
+  int fd = mkstemp(out);
+  assert_true(fd >= 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fd, 1);
+    setenv("FHS_OPTIONS", options, 1);
+    /* The interpreter never frees its compiled code (nodes live as long as
+     * the program): not a leak to report under make check-asan. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    if (asan) {
+      char buf[1024];
+      snprintf(buf, sizeof buf, "%s:detect_leaks=0", asan);
+      setenv("ASAN_OPTIONS", buf, 1);
+    }
+    alarm(60);
+    execl(fhscheme, fhscheme, script, (char *)NULL);
+    _exit(127);
+  }
+  close(fd);
+  waitpid(pid, status, 0);
+  char *b = slurp(out, n);
+  unlink(out);
+  return b;
+}
+
+static void check(const char *name, const char *options) {
+  char script[256], expect[256];
+  snprintf(script, sizeof script, "tests/scheme/%s.scm", name);
+  snprintf(expect, sizeof expect, "tests/scheme/%s.out", name);
+  int status;
+  size_t n, m;
+  char *got = run(script, options, &status, &n);
+  char *want = slurp(expect, &m);
+  assert_non_null(got);
+  assert_non_null(want);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || n != m || memcmp(got, want, n) != 0) {
+    fprintf(stderr, "fhscheme %s (FHS_OPTIONS=%s): status %d\n--- got\n%.*s--- want\n%.*s", name,
+            options, status, (int)n, got, (int)m, want);
+    fail();
+  }
+  free(got);
+  free(want);
+}
+
+#define SCM_TEST(name)                                                         \
+  static void test_##name(void **s) { (void)s; check(#name, ""); }            \
+  static void test_##name##_stress(void **s) { (void)s; check(#name, "gc_stress=2000"); }
+/* The moving collectors honour conservative roots since the pins-mc merge:
+ * every script on each of them, and under gc_stress too except weak.scm,
+ * whose fh_object_hash calls under gc_stress crash the moving collectors
+ * (a library bug reproduced without fhscheme; see the fhscheme branch's
+ * report). */
+#define SCM_MOVING(name)                                                       \
+  static void test_##name##_moving(void **s) {                                 \
+    (void)s;                                                                   \
+    check(#name, "collector=semispace");                                       \
+    check(#name, "collector=mark_compact");                                    \
+    check(#name, "collector=concurrent_compact");                              \
+  }                                                                            \
+  static void test_##name##_moving_stress(void **s) {                          \
+    (void)s;                                                                   \
+    if (strcmp(#name, "weak") == 0) skip();                                    \
+    check(#name, "collector=semispace,gc_stress=2000");                        \
+    check(#name, "collector=mark_compact,gc_stress=2000");                     \
+    check(#name, "collector=concurrent_compact,gc_stress=2000");               \
+  }
+#define SCM_VERIFY(name)                                                       \
+  static void test_##name##_verify(void **s) { (void)s; check(#name, "gc_stress=300,verify=1"); }
+SCM_TEST(core)
+SCM_TEST(tail)
+SCM_TEST(callcc)
+SCM_TEST(records)
+SCM_TEST(weak)
+SCM_TEST(guardians)
+SCM_TEST(ports)
+SCM_MOVING(core)
+SCM_MOVING(tail)
+SCM_MOVING(callcc)
+SCM_MOVING(records)
+SCM_MOVING(weak)
+SCM_MOVING(guardians)
+SCM_MOVING(ports)
+SCM_VERIFY(core)
+SCM_VERIFY(callcc)
+SCM_VERIFY(guardians)
+SCM_VERIFY(ports)
+
+int main(int argc, char **argv) {
+  (void)argc;
+  char self[4096];
+  snprintf(self, sizeof self, "%s", argv[0]);
+  snprintf(fhscheme, sizeof fhscheme, "%s/../fhscheme", dirname(self));
+#define T2(name)                                                               \
+  cmocka_unit_test(test_##name), cmocka_unit_test(test_##name##_stress),       \
+      cmocka_unit_test(test_##name##_moving), cmocka_unit_test(test_##name##_moving_stress)
+  const struct CMUnitTest tests[] = {
+      T2(core), T2(tail), T2(callcc), T2(records), T2(weak), T2(guardians), T2(ports),
+      cmocka_unit_test(test_core_verify), cmocka_unit_test(test_callcc_verify),
+      cmocka_unit_test(test_guardians_verify), cmocka_unit_test(test_ports_verify),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
