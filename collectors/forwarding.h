@@ -297,6 +297,20 @@ static inline void fwd_mark_scanned(fwd_tables *t, fh_bitmap *live, uintptr_t st
   if (__builtin_expect(hdr_hash_grows(hd), 0)) fwd_mark_grows(t, start);
 }
 
+/* The live object starting at `start` gains its hash word when it moves.
+ * The grows bitmap decides, not the header: a HASHED object inside a
+ * pinned range keeps its address and does not grow (fwd_pin_ranges clears
+ * its bit).  Builders that sized such an object by its header grew it on a
+ * page a grower's copy made slow, and shifted the range's objects by 8
+ * bytes each (a hashed list with a stack-pinned cell). */
+static inline int fwd_grows_at(const fwd_tables *t, uintptr_t start) {
+  return t->ngrows && bitmap_test(&t->grows, start);
+}
+/* Its footprint after the move. */
+static inline size_t fwd_moved_bytes(const fwd_tables *t, uintptr_t start, uint64_t hd) {
+  return obj_bytes(hd) + (fwd_grows_at(t, start) ? FH_HASH_WORD_BYTES : 0);
+}
+
 /* Destination page p holds (part of) a grower: page_build copies it object
  * by object. */
 static inline int fwd_page_slow(const fwd_tables *t, size_t p) {

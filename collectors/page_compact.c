@@ -138,7 +138,7 @@ static uintptr_t old_of_slow(const page_source *ps, uintptr_t first, uintptr_t f
   while (n < nd) {
     uint64_t hd;
     memcpy(&hd, (const void *)(a + ps->from_delta), sizeof hd);
-    n += obj_moved_bytes(hd);
+    n += fwd_moved_bytes(t, a, hd);
     a = bitmap_next_set(&t->mark, a + FWD_WORD, t->old_top);
   }
   return a;
@@ -165,7 +165,7 @@ static void fix_run_refs(const page_source *ps, uint8_t *out, uintptr_t dbeg, ui
       n = obj_bytes(hd); /* a grower's copy is HASH_MOVED already */
     } else {
       memcpy(&hd, (const void *)(first + ps->from_delta), sizeof hd);
-      n = obj_moved_bytes(hd); /* every HASHED object in the space grows */
+      n = fwd_moved_bytes(ps->t, first, hd); /* growers: the grows bitmap */
     }
     /* Pages hold long runs of one type: look the type up once per run. */
     if (hdr_type(hd) != last_type) {
@@ -235,7 +235,7 @@ static void copy_objects(const page_source *ps, uintptr_t dbeg, uintptr_t first,
     size_t have = obj_bytes(hd); /* what from-space holds */
     uintptr_t lo = nd > dbeg ? nd : dbeg, hi = nd + have < dend ? nd + have : dend;
     if (lo < hi) memcpy(out + (lo - dbeg), (const void *)(a + ps->from_delta + (lo - nd)), hi - lo);
-    if (hdr_hash_grows(hd)) {
+    if (fwd_grows_at(t, a)) {
       if (nd >= dbeg) {
         uint64_t moved = hd | FH_HDR_HASH_MOVED;
         memcpy(out + (nd - dbeg), &moved, sizeof moved);
