@@ -185,8 +185,10 @@ void heap_init(int argc, char **argv) {
   /* Conservative stack roots: the interpreter keeps values in C locals
    * everywhere (the evaluator's argument arrays, the compiler, the reader);
    * with stack scanning none of them needs a root slot, and the hot call
-   * path pays nothing for root bookkeeping.  Heap fields stay precise. */
-  const char *defaults = "collector=mark_sweep,stack_roots=conservative,heap_max=4G";
+   * path pays nothing for root bookkeeping.  Heap fields stay precise.
+   * The collector is the heap's default (concurrent compaction where
+   * userfaultfd works); FHS_OPTIONS=collector=... picks another. */
+  const char *defaults = "stack_roots=conservative,heap_max=4G";
   if (fh_options_parse(&o, defaults) < 0) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);
