@@ -2088,12 +2088,6 @@ PRIM(p_list_to_string) {
   for (V l = argv[0]; ISPAIR(l); l = CDR(l)) STR(s)[i++] = (char)CHRV(CAR(l));
   return s;
 }
-PRIM(p_string_copy) {
-  V s = need_str(argv[0]);
-  size_t a, b;
-  range_args(argc, argv, 1, LEN(s), &a, &b);
-  return mkstr(STR(s) + a, b - a);
-}
 PRIM(p_string_copy_x) {
   V to = argv[0], from = argv[2];
   size_t at = (size_t)FIXV(argv[1]), a, b;
@@ -2675,7 +2669,7 @@ static struct pdef {
   P("make-string", p_make_string, 1, 2), P("string", p_string, 0, -1), P("string-length", p_string_length, 1, 1),
   PI("string-ref", p_string_ref, 2, 2, I_SREF), P("string-set!", p_string_set, 3, 3), P("substring", p_substring, 2, 3),
   P("string-append", p_string_append, 0, -1), P("string->list", p_string_to_list, 1, 3),
-  P("list->string", p_list_to_string, 1, 1), P("string-copy", p_string_copy, 1, 3), P("string-copy!", p_string_copy_x, 3, 5),
+  P("list->string", p_list_to_string, 1, 1), P("string-copy", p_substring, 1, 3) /* the same with optional bounds */, P("string-copy!", p_string_copy_x, 3, 5),
   P("string-fill!", p_string_fill, 2, 2), P("string=?", p_string_eq, 1, -1), P("string<?", p_string_lt, 1, -1),
   P("string>?", p_string_gt, 1, -1), P("string<=?", p_string_le, 1, -1), P("string>=?", p_string_ge, 1, -1),
   P("string-ci=?", p_string_ci_eq, 1, -1), P("string-upcase", p_string_upcase, 1, 1),
