@@ -134,7 +134,7 @@ check-asan: deps
 
 check-tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 \
-	  EXTRA_CFLAGS="-fsanitize=thread" $(TEST_BINS:$(BUILD)/%=build-tsan/%)
+	  EXTRA_CFLAGS="-fsanitize=thread" $(TEST_BINS:$(BUILD)/%=build-tsan/%) build-tsan/fhscheme
 	@FH_TEST_SANITIZER=tsan TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  sh tests/run.sh build-tsan $(TEST_BINS:$(BUILD)/%=build-tsan/%)
 

@@ -1,9 +1,9 @@
 /* fhscheme's own test suite (issue 20): each tests/scheme/NAME.scm runs in
  * build/fhscheme (found next to this binary's directory) and its output
  * must equal tests/scheme/NAME.out.  Every script runs on the default
- * options (mark_sweep with conservative stack roots), with gc_stress (a
- * collection every Nth allocation, and homogeneous compaction moving what
- * no stack word pins) and the small ones with verify=1 as well. */
+ * options (the heap's default collector with conservative stack roots),
+ * with gc_stress (a collection every Nth allocation), on each moving
+ * collector, and the small ones with verify=1 as well. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,6 +50,14 @@ static char *run(const char *script, const char *options, int *status, size_t *n
       snprintf(buf, sizeof buf, "%s:detect_leaks=0", asan);
       setenv("ASAN_OPTIONS", buf, 1);
     }
+    /* (exit) leaves at once, as a language runtime's exit does: its
+     * heap's collector threads are not joined, which TSan would report. */
+    const char *tsan = getenv("TSAN_OPTIONS");
+    if (tsan) {
+      char buf[1024];
+      snprintf(buf, sizeof buf, "%s report_thread_leaks=0", tsan);
+      setenv("TSAN_OPTIONS", buf, 1);
+    }
     alarm(60);
     execl(fhscheme, fhscheme, script, (char *)NULL);
     _exit(127);
@@ -62,6 +70,11 @@ static char *run(const char *script, const char *options, int *status, size_t *n
 }
 
 static void check(const char *name, const char *options) {
+  /* tail.scm also recurses 2 * 10^5 deep in C (non-tail calls run on the
+   * interpreter's 1 GiB stack): deeper than ThreadSanitizer's own shadow
+   * call stack follows (the child dies with SIGILL there). */
+  const char *san = getenv("FH_TEST_SANITIZER");
+  if (strcmp(name, "tail") == 0 && san && strcmp(san, "tsan") == 0) skip();
   char script[256], expect[256];
   snprintf(script, sizeof script, "tests/scheme/%s.scm", name);
   snprintf(expect, sizeof expect, "tests/scheme/%s.out", name);

@@ -91,6 +91,7 @@ void heap_attach_thread(void) {
   GC_register_my_thread(&sb);
 }
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
+void heap_fini(void) {}
 void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
 
 #else
@@ -243,6 +244,9 @@ void heap_attach_thread(void) {
   symtab = (V)tab;
 }
 void heap_detach_thread(void) { fh_thread_detach(T); }
+/* At a normal end (every thread detached): the collector's threads are
+ * joined and the memory goes back, as an embedder's shutdown should. */
+void heap_fini(void) { fh_heap_destroy(H); }
 void heap_report(FILE *f) {
   fh_stats s;
   fh_get_stats(H, &s);

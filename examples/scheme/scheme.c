@@ -2929,5 +2929,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   pthread_join(th, NULL);
+  heap_fini();
   return g_status;
 }

@@ -18,6 +18,7 @@ void add_root(V *slot);
 void heap_init(int argc, char **argv);
 void heap_attach_thread(void);
 void heap_detach_thread(void);
+void heap_fini(void);
 void heap_report(FILE *f);
 
 /* scheme.c */
