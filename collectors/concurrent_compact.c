@@ -698,11 +698,9 @@ void mc_copy_build_end(mc_state *m) {
  * kernel (read(2) into it), whose access to a missing page of a
  * registered range fails with EFAULT in SIGBUS mode, and in thread mode
  * waits on the handler thread.  Mapped now, nothing ever unmaps them:
- * they are never missing.  Only the pages the pinned objects themselves
- * cover: the rest of a range (the live objects that straddled it, often a
- * long run where everything is live) stays in place too, but is built
- * concurrently like any other page; pinning the live array of a dense
- * heap from a stack word once put 550 pages in the pause. */
+ * they are never missing.  Only the pages the pinned objects cover: the
+ * rest of a range (live objects that straddled it) stays in place too but
+ * is built concurrently (a pinned array of a dense heap put 550 there). */
 static void build_pinned_pages(mc_state *m, size_t p, size_t e) {
   int fd = fh_uffd_fd(m->uffd);
   while (p < e) {
