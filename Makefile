@@ -68,7 +68,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
 # fhscheme (issue 20): the Scheme interpreter on faultheap's public API, and
 # the same source on Boehm GC as the baseline (make fhscheme-bdw).
 SCHEME_SRCS := $(wildcard examples/scheme/*.c)
-SCHEME_HDRS := $(wildcard examples/scheme/*.h)
+SCHEME_HDRS := $(wildcard examples/scheme/*.h) $(wildcard examples/scheme/parts/*.c)
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
