@@ -19,6 +19,7 @@ typedef struct fh_collector_ops {
 } fh_collector_ops;
 
 extern const fh_collector_ops semi_space_collector;
+extern const fh_collector_ops gen_semi_space_collector; /* semi_space.c, generational */
 extern const fh_collector_ops mark_compact_collector;       /* mark_compact.c */
 extern const fh_collector_ops concurrent_compact_collector; /* concurrent_compact.c */
 /* concurrent_compact where userfaultfd works in this process, else

@@ -9,6 +9,8 @@ const fh_collector_ops *collector_for(fh_collector c) {
   switch (c) {
   case FH_SEMISPACE:
     return &semi_space_collector;
+  case FH_GEN_SEMISPACE:
+    return &gen_semi_space_collector;
   case FH_MARK_COMPACT:
     return &mark_compact_collector;
   case FH_CONCURRENT_COMPACT:
@@ -42,6 +44,7 @@ static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
   }
   switch (kind) {
   case FH_COLLECT_DEFAULT:
+  case FH_COLLECT_YOUNG: /* the collector asks h->gen.request_young */
     return h->collector;
   case FH_COLLECT_SEMISPACE:
     return collector_for(FH_SEMISPACE);
@@ -66,6 +69,15 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   sizer_pause_end(h, pause, now);
   h->pause_ns_total += pause;
   if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  /* Young or full (a collector without generations: always full). */
+  uint64_t *total = &h->full_pause_ns_total, *max = &h->full_pause_ns_max;
+  if (h->gen.collecting_young) {
+    h->young_collections++;
+    total = &h->young_pause_ns_total, max = &h->young_pause_ns_max;
+  }
+  h->gen.collecting_young = 0;
+  *total += pause;
+  if (pause > *max) *max = pause;
   uint64_t us = pause / 1000;
   unsigned k = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
   h->pause_hist[k < FH_PAUSE_BUCKETS ? k : FH_PAUSE_BUCKETS - 1]++;
@@ -121,6 +133,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
    * and the dump reads the statistics. */
   if (h->opt.verify) heap_verify(h, "before collection");
   pthread_mutex_lock(&h->stats_lock);
+  h->gen.request_young = kind == FH_COLLECT_YOUNG;
   int rc = ops->collect(h, self, cause);
   pins_account(h);
   pthread_mutex_unlock(&h->stats_lock);

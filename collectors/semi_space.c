@@ -7,13 +7,24 @@
  * The trace never recurses.  Copied objects are scanned by the Cheney
  * pointer walking to-space; marked non-moving objects wait on an explicit
  * mark stack.  If that stack cannot grow, objects stay marked-but-unscanned
- * and a rescan of the non-moving space picks them up (overflow recovery). */
+ * and a rescan of the non-moving space picks them up (overflow recovery).
+ *
+ * Generational mode (collector=gen_semispace, ART's GSS): objects of the
+ * active space below the previous collection's to-space end survived a
+ * collection already; they are promoted (copied into the non-moving space,
+ * the promote space) instead of being copied again.  A young collection
+ * collects the active space only: non-moving, zygote and image objects are
+ * old, live by assumption, and their references into the young space are
+ * found through dirty cards (collectors/gen_cards.h).  A full collection
+ * also marks and sweeps the non-moving space.  heap/gen_policy.h chooses. */
 #include <string.h>
 
 #include "collectors/collector.h"
+#include "collectors/gen_cards.h"
 #include "collectors/mark_stack.h"
 #include "collectors/mc.h"
 #include "collectors/trace.h"
+#include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
@@ -27,12 +38,49 @@ typedef struct semi_ctx {
   size_t copied;
   uintptr_t scan; /* Cheney: objects between scan and to-space top are not scanned */
   trace_weak weak;
+  /* Generational mode.  young: the non-moving space is not collected, and
+   * its mark bits flag promoted objects not yet scanned.  Objects starting
+   * below aged_end are promoted (0: none, plain semispace). */
+  int young;
+  uintptr_t aged_end;
+  size_t promoted, promoted_src; /* bytes in the promote space, and they took in from-space */
+  int promote_failed;
 } semi_ctx;
+
+/* Promote obj (header h) into the non-moving space: its copy, or NULL when
+ * the space refuses (the caller copies to to-space instead, as ART does). */
+static void *promote(semi_ctx *c, void *obj, uint64_t h) {
+  size_t bytes = obj_moved_bytes(h); /* with the hash word it may gain */
+  void *copy = non_moving_space_alloc(&c->h->non_moving, hdr_type(h), bytes - FH_HEADER_BYTES);
+  if (!copy) {
+    c->promote_failed = 1;
+    return NULL;
+  }
+  uintptr_t dst = obj_start(copy);
+  memcpy((void *)dst, obj_header(obj), obj_bytes(h));
+  idhash_copied(c->h, obj, h, dst, 1);
+  c->promoted += non_moving_object_bytes(bytes - FH_HEADER_BYTES);
+  c->promoted_src += obj_bytes(h);
+  *obj_header(obj) = hdr_make_forward(copy);
+  /* Marked: reached (full), or promoted and not yet scanned (young: the
+   * dirty-card scan skips it, the stack scans it once). */
+  non_moving_space_mark(&c->h->non_moving, copy);
+  if (mark_stack_push(&c->stack, copy) < 0) c->overflowed = 1;
+  /* Its slots may point into the young space: gen_cards_clean decides. */
+  atomic_store_explicit((_Atomic uint8_t *)card_for(c->h, (uintptr_t)copy), FH__CARD_DIRTY,
+                        memory_order_relaxed);
+  trace_weak_reached(&c->weak, obj); /* referrers hold the old address */
+  return copy;
+}
 
 static void *copy_object(semi_ctx *c, void *obj) {
   uint64_t *hp = obj_header(obj);
   uint64_t h = *hp;
   if (hdr_is_forwarded(h)) return hdr_forwardee(h);
+  if ((uintptr_t)hp < c->aged_end) {
+    void *p = promote(c, obj, h);
+    if (p) return p;
+  }
   /* To-space is as large as from-space, so the copy always fits: a hashed
    * object that gains its hash word here left an 8-byte filler in
    * from-space when it was hashed (heap/identity_hash.h). */
@@ -61,7 +109,7 @@ static void evacuate_slot(void **slot, void *ctx) {
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
   if (a - c->from_lo < c->from_hi - c->from_lo) {
     *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
-  } else if (space_contains(&c->h->non_moving.space, p)) {
+  } else if (!c->young && space_contains(&c->h->non_moving.space, p)) {
     if (!non_moving_space_mark(&c->h->non_moving, p)) {
       if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;
       trace_weak_reached(&c->weak, p);
@@ -80,7 +128,17 @@ static void scan_object(semi_ctx *c, void *obj) {
 
 static void rescan_marked(void *obj, void *ctx) {
   semi_ctx *c = ctx;
-  if (bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
+  non_moving_space *nm = &c->h->non_moving;
+  if (!bitmap_test(&nm->mark_bits, obj_start(obj))) return;
+  if (c->young) bitmap_clear(&nm->mark_bits, obj_start(obj)); /* promoted: scanned now */
+  scan_object(c, obj);
+}
+
+/* Young: a non-moving object on a dirty card (a root of this collection),
+ * unless promoted by it (the mark stack scans those). */
+static void scan_old(void *obj, void *ctx) {
+  semi_ctx *c = ctx;
+  if (!bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
 }
 
 static int trace(void *ctx) {
@@ -94,6 +152,7 @@ static int trace(void *ctx) {
     }
     void *obj = mark_stack_pop(&c->stack);
     if (obj) {
+      if (c->young) bitmap_clear(&c->h->non_moving.mark_bits, obj_start(obj));
       scan_object(c, obj);
       continue;
     }
@@ -109,49 +168,44 @@ static int is_live(void *ctx, const void *obj) {
   semi_ctx *c = ctx;
   uintptr_t a = (uintptr_t)obj;
   if (a - c->from_lo < c->from_hi - c->from_lo) return hdr_is_forwarded(*obj_header(obj));
-  if (space_contains(&c->h->non_moving.space, obj))
+  if (!c->young && space_contains(&c->h->non_moving.space, obj))
     return bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj));
-  return 1;
+  return 1; /* young: old objects are live by assumption */
 }
 
 static const trace_ops semi_trace_ops = {.is_live = is_live, .visit = evacuate_slot, .drain = trace};
 
-static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self, (void)cause;
-  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active]};
-  /* Pinned objects in the active space cannot be copied: this cycle slides
-   * the active space in place instead, around them (mark-compact with
-   * fixed points), so every object stays in the active half and no
-   * allocator or walker meets objects left behind in the idle one.  A
-   * deliberate departure from Bartlett's mostly-copying collector
-   * (docs/architecture.md: pins). */
-  if (h->pins.gathered &&
-      pin_set_any_in(&h->pins, c.from->space.begin, atomic_load(&c.from->top)))
-    return mc_collect_stw(h, "stop-the-world mark-compact (semispace with pinned objects)");
+/* One copying collection; c->young and c->aged_end set by the caller. */
+static int semi_collect(fh_heap *h, semi_ctx *c) {
   /* Walk points of to-space are this copy's alone (normally none: the
    * reset that emptied it cleared them). */
-  bump_space_clear_starts(c.to, c.to->space.begin, atomic_load(&c.to->top));
-  if (mark_stack_init(&c.stack) < 0) {
+  bump_space_clear_starts(c->to, c->to->space.begin, atomic_load(&c->to->top));
+  if (mark_stack_init(&c->stack) < 0) {
     fh_error_set("semi-space collection: cannot map the mark stack");
     return -1;
   }
-  c.from_lo = c.from->space.begin;
-  c.from_hi = atomic_load(&c.from->top);
-  c.scan = c.to->space.begin;
-  trace_weak_init(&c.weak, h, &semi_trace_ops, &c);
-  roots_visit(h, evacuate_slot, &c);
-  trace(&c);
-  trace_weak_finish(&c.weak); /* never fails: trace() recovers overflows */
-  trace_weak_destroy(&c.weak);
-  mark_stack_destroy(&c.stack);
+  c->from_lo = c->from->space.begin;
+  c->from_hi = atomic_load(&c->from->top);
+  c->scan = c->to->space.begin;
+  trace_weak_init(&c->weak, h, &semi_trace_ops, c);
+  roots_visit(h, evacuate_slot, c);
+  /* Young: old objects that may point into the young space are roots. */
+  if (c->young) gen_cards_visit_old(h, scan_old, c);
+  trace(c);
+  trace_weak_finish(&c->weak); /* never fails: trace() recovers overflows */
+  trace_weak_destroy(&c->weak);
+  mark_stack_destroy(&c->stack);
 
-  size_t from_used = bump_space_used(c.from);
-  size_t nm_freed = non_moving_space_sweep(&h->non_moving);
-  bump_space_note_written(c.to);
+  size_t from_used = bump_space_used(c->from);
+  /* Young: every mark bit was cleared as its promoted object was scanned. */
+  size_t nm_freed = c->young ? 0 : non_moving_space_sweep(&h->non_moving);
+  bump_space_note_written(c->to);
   h->active = !h->active;
-  h->bytes_moved += c.copied;
-  h->bytes_freed += (from_used - c.copied) + nm_freed;
-  heap_set_trigger(h, c.copied + atomic_load(&h->non_moving.used));
+  size_t out = c->copied + c->promoted_src;
+  h->bytes_moved += c->copied + c->promoted;
+  h->bytes_promoted += c->promoted;
+  h->bytes_freed += (from_used > out ? from_used - out : 0) + nm_freed;
+  heap_set_trigger(h, c->copied + atomic_load(&h->non_moving.used));
   /* The old from-space is the next to-space: it will receive at most what
    * the active space holds at the next collection (live + the trigger).
    * Keep that much resident so the next copy does not fault every page in
@@ -159,13 +213,96 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
    * kept (a discarded page would read as zeroes, which look harmless), so
    * a stale pointer reads FH_POISON until the next copy reuses the memory
    * (claims zero it: it lies below dirty_end). */
-  size_t keep = c.copied + h->gc_trigger;
+  size_t keep = c->copied + h->gc_trigger;
   if (h->opt.verify) {
-    heap_poison(c.from->space.begin, c.from_hi);
+    heap_poison(c->from->space.begin, c->from_hi);
     if (keep < from_used) keep = from_used;
   }
-  bump_space_reset(c.from, keep);
+  bump_space_reset(c->from, keep);
   return 0;
 }
 
+/* Pinned objects in the active space cannot be copied: the cycle slides
+ * the active space in place instead, around them (mark-compact with fixed
+ * points), so every object stays in the active half and no allocator or
+ * walker meets objects left behind in the idle one.  A deliberate
+ * departure from Bartlett's mostly-copying collector (docs/architecture.md:
+ * pins). */
+static int pinned_in_active(fh_heap *h) {
+  bump_space *b = &h->bump[h->active];
+  return h->pins.gathered && pin_set_any_in(&h->pins, b->space.begin, atomic_load(&b->top));
+}
+
+static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self, (void)cause;
+  if (pinned_in_active(h))
+    return mc_collect_stw(h, "stop-the-world mark-compact (semispace with pinned objects)");
+  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active]};
+  return semi_collect(h, &c);
+}
+
 const fh_collector_ops semi_space_collector = {"semispace", semi_space_collect, NULL};
+
+/* ---- generational semi-space (gen_semispace) ---------------------------- */
+
+/* Where the survivors of the last collection end in the active space, or
+ * its start (all young) when another collection ran since. */
+static uintptr_t aged_end(fh_heap *h) {
+  bump_space *b = &h->bump[h->active];
+  const gen_state *g = &h->gen;
+  uintptr_t top = atomic_load(&b->top);
+  if (g->aged_at != h->collections || g->aged_bump != h->active || g->aged_end < b->space.begin ||
+      g->aged_end > top)
+    return b->space.begin;
+  return g->aged_end;
+}
+
+/* After a collection: what the next one starts from.  The collection is
+ * counted after this returns (gc_account_pause), hence + 1. */
+static void gen_done(fh_heap *h, int young, const semi_ctx *c, size_t collected) {
+  gen_state *g = &h->gen;
+  g->aged_bump = h->active;
+  g->aged_end = atomic_load(&h->bump[h->active].top);
+  g->aged_at = h->collections + 1;
+  g->collecting_young = young;
+  g->last.promote_failed = c ? c->promote_failed : 0;
+  if (young) {
+    g->last.promoted_since_full += c->promoted;
+    size_t out = c->copied + c->promoted_src;
+    g->last.young_collected = collected;
+    g->last.young_freed = collected > out ? collected - out : 0;
+  } else {
+    g->last.old_after_full = atomic_load(&h->non_moving.used);
+    g->last.promoted_since_full = 0;
+    g->last.young_collected = g->last.young_freed = 0;
+  }
+}
+
+static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self;
+  gen_state *g = &h->gen;
+  gen_policy_in in = g->last;
+  in.requested_young = g->request_young;
+  in.explicit_full = cause == GC_CAUSE_EXPLICIT && !g->request_young;
+  in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
+  in.heap_max = heap_limit(h);
+  g->choice = gen_policy_choose(&in);
+  if (pinned_in_active(h)) {
+    /* A whole-heap slide; everything it kept survived a collection. */
+    int rc = mc_collect_stw(h, "stop-the-world mark-compact (gen_semispace with pinned objects)");
+    g->choice = (gen_choice){0, g->choice.why};
+    if (rc == 0) gen_done(h, 0, NULL, 0);
+    return rc;
+  }
+  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active],
+                .young = g->choice.young, .aged_end = aged_end(h)};
+  size_t collected = bump_space_used(c.from);
+  if (h->opt.verify && c.young) gen_cards_verify(h, "before young collection");
+  if (semi_collect(h, &c) < 0) return -1;
+  gen_cards_clean(h);
+  gen_done(h, c.young, &c, collected);
+  if (h->opt.verify) gen_cards_verify(h, c.young ? "after young collection" : "after full collection");
+  return 0;
+}
+
+const fh_collector_ops gen_semi_space_collector = {"gen_semispace", gen_semi_space_collect, NULL};

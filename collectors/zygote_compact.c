@@ -324,7 +324,7 @@ int zygote_compact(fh_heap *h) {
   if (zygote_space_prepare(z, range_begin, range_end) < 0) return -1;
   non_moving_space fresh;
   if (non_moving_space_init(&fresh, "non-moving space", fresh_begin, range_end - fresh_begin,
-                            h->opt.non_moving_max) < 0) {
+                            heap_non_moving_limit(h)) < 0) {
     fh_error_prefix("zygote compaction: cannot start the new non-moving space");
     return -1;
   }

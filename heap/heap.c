@@ -77,7 +77,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
    * only; pages are touched as the copy fills them), so that fh_prefork
    * succeeds whenever the live data fits under heap_max, whatever
    * non_moving_max is. */
-  size_t nm = arena_range_bytes(h->opt.non_moving_max) + bump;
+  size_t nm = arena_range_bytes(heap_non_moving_limit(h)) + bump;
   /* collector=mark_sweep adds the main and backup malloc spaces after the
    * bump spaces, each with its own guard. */
   size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(heap_reserved_max(h)) : 0;
@@ -104,7 +104,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
     return -1;
   }
   if (non_moving_space_init(&h->non_moving, "non-moving space", nm_begin, nm,
-                            h->opt.non_moving_max) < 0) return -1;
+                            heap_non_moving_limit(h)) < 0) return -1;
   bump_space_init(&h->bump[0], "bump space A", bump_begin[0], bump);
   bump_space_init(&h->bump[1], "bump space B", bump_begin[1], bump);
   if (h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE &&
@@ -280,7 +280,7 @@ void heap_set_trigger(fh_heap *h, size_t live) {
   /* Past the capacity an allocation fails and collects anyway (semispace:
    * what its copy would need counts too). */
   size_t lim = heap_limit(h);
-  if (h->opt.collector == FH_SEMISPACE) lim /= 2; /* (lim - nm) / 2 - bump >= lim / 2 - live */
+  if (heap_two_halves(h)) lim /= 2; /* (lim - nm) / 2 - bump >= lim / 2 - live */
   size_t room = lim > live ? lim - live : 0;
   h->gc_trigger = grow < room ? grow : room;
 }

@@ -8,6 +8,7 @@
 #include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
+#include "heap/gen_policy.h"
 #include "heap/identity_hash.h"
 #include "heap/pins.h"
 #include "heap/sizer.h"
@@ -110,6 +111,7 @@ struct fh_heap {
   zygote_space zygote;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
   int active;
+  gen_state gen; /* collector=gen_semispace (heap/gen_policy.h) */
 
   /* Malloc spaces (collector=mark_sweep only; heap/malloc_heap.c): objects
    * of fh_alloc live in malloc[malloc_main]; the other one is the empty
@@ -199,6 +201,9 @@ struct fh_heap {
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
+  /* Young and full collections (fh_stats), under stats_lock. */
+  uint64_t young_collections, young_pause_ns_total, young_pause_ns_max;
+  uint64_t full_pause_ns_total, full_pause_ns_max, bytes_promoted;
 };
 
 static inline fh_heap *thread_heap(fh_thread *t) { return t->heap; }
@@ -264,13 +269,23 @@ static inline size_t heap_limit(const fh_heap *h) {
 /* The bytes the moving (bump) space may hold beside `other` bytes of
  * other objects: semispace keeps a to-space as large as what it copies,
  * and heap_max covers both halves. */
+/* Semispace and gen_semispace: the bump spaces are two halves. */
+static inline int heap_two_halves(const fh_heap *h) {
+  return h->opt.collector == FH_SEMISPACE || h->opt.collector == FH_GEN_SEMISPACE;
+}
 static inline size_t heap_bump_room(const fh_heap *h, size_t other) {
   size_t lim = heap_limit(h), room = lim > other ? lim - other : 0;
-  return h->opt.collector == FH_SEMISPACE ? room / 2 : room;
+  return heap_two_halves(h) ? room / 2 : room;
 }
 /* The address space reserved for objects: heap_reserve, at least the
  * heap_max given at creation (fixed from then on). */
 static inline size_t heap_reserved_max(const fh_heap *h) { return h->reserved_max; }
+/* The non-moving space's limit: non_moving_max, and with gen_semispace,
+ * where it is also the promote space, room for the whole heap besides
+ * (heap_max still caps everything together). */
+static inline size_t heap_non_moving_limit(const fh_heap *h) {
+  return h->opt.non_moving_max + (h->opt.collector == FH_GEN_SEMISPACE ? h->reserved_max : 0);
+}
 /* ---- oom.c ---- */
 /* An allocation of `bytes` is about to fail for want of room: 1 when the
  * embedder's handler asks for another try (the caller collects and

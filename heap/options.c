@@ -77,7 +77,10 @@ static const char *const collector_names[] = {
     [FH_CONCURRENT_COMPACT] = "concurrent_compact",
     [FH_HSPACE_COMPACT] = "hspace_compact",
     [FH_COLLECTOR_AUTO] = "auto",
+    [FH_GEN_SEMISPACE] = "gen_semispace",
 };
+/* The last fh_collector value (new collectors are added after auto). */
+#define COLLECTOR_LAST FH_GEN_SEMISPACE
 
 const char *options_heap_policy_name(fh_heap_policy p) {
   return (unsigned)p <= FH_HEAP_ADAPTIVE ? heap_policy_names[p] : "?";
@@ -88,7 +91,7 @@ const char *options_stack_roots_name(fh_stack_roots r) {
 }
 
 const char *options_collector_name(fh_collector c) {
-  return (unsigned)c <= FH_COLLECTOR_AUTO ? collector_names[c] : "?";
+  return (unsigned)c <= COLLECTOR_LAST ? collector_names[c] : "?";
 }
 
 void fh_options_init(fh_options *o) {
@@ -166,14 +169,14 @@ static int set_option(fh_options *o, const opt_desc *d, const char *v, size_t n)
   unsigned long long x;
   switch (d->kind) {
   case OPT_COLLECTOR:
-    for (unsigned c = 0; c <= FH_COLLECTOR_AUTO; c++) {
+    for (unsigned c = 0; c <= COLLECTOR_LAST; c++) {
       if (strlen(collector_names[c]) == n && memcmp(collector_names[c], v, n) == 0) {
         *(fh_collector *)field = (fh_collector)c;
         return 0;
       }
     }
     fh_error_set("option %s: unknown collector '%.*s' (semispace, mark_sweep, mark_compact, "
-                 "concurrent_compact%s, auto)", d->name, (int)n, v,
+                 "concurrent_compact, gen_semispace%s, auto)", d->name, (int)n, v,
                  d->offset == offsetof(fh_options, background_collector) ? ", hspace_compact" : "");
     return -1;
   case OPT_ENUM: {
@@ -274,11 +277,11 @@ int options_validate(const fh_options *o) {
       return -1;
     }
   }
-  if ((unsigned)o->collector > FH_COLLECTOR_AUTO || o->collector == FH_HSPACE_COMPACT) {
+  if ((unsigned)o->collector > COLLECTOR_LAST || o->collector == FH_HSPACE_COMPACT) {
     fh_error_set("option collector: hspace_compact is only a background collector");
     return -1;
   }
-  if ((unsigned)o->background_collector > FH_COLLECTOR_AUTO) {
+  if ((unsigned)o->background_collector > COLLECTOR_LAST) {
     fh_error_set("option background_collector: invalid value %d", (int)o->background_collector);
     return -1;
   }

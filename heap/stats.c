@@ -40,6 +40,13 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->stack_words_scanned = h->pins.words_total;
   s->stack_scan_ns_total = h->pins.scan_ns_total;
   s->stack_scan_ns_max = h->pins.scan_ns_max;
+  s->young_collections = h->young_collections;
+  s->young_pause_ns_total = h->young_pause_ns_total;
+  s->young_pause_ns_max = h->young_pause_ns_max;
+  s->full_collections = h->collections - h->young_collections;
+  s->full_pause_ns_total = h->full_pause_ns_total;
+  s->full_pause_ns_max = h->full_pause_ns_max;
+  s->bytes_promoted = h->bytes_promoted;
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
@@ -94,6 +101,17 @@ void fh_dump(fh_heap *h, FILE *out) {
     for (unsigned k = 0; k < FH_PAUSE_BUCKETS; k++)
       if (s.pause_hist[k]) fprintf(out, " %llu: %llu", 1ull << k, (unsigned long long)s.pause_hist[k]);
     fputc('\n', out);
+  }
+  if (h->opt.collector == FH_GEN_SEMISPACE || s.young_collections) {
+    pthread_mutex_lock(&h->stats_lock);
+    const char *why = h->collections ? gen_why_name(h->gen.choice.why) : "none yet";
+    pthread_mutex_unlock(&h->stats_lock);
+    fprintf(out, "  generations: %llu young (pause total %.3f ms, max %.3f ms), %llu full (total "
+                 "%.3f ms, max %.3f ms); promoted %llu bytes; last choice: %s\n",
+            (unsigned long long)s.young_collections, s.young_pause_ns_total / 1e6,
+            s.young_pause_ns_max / 1e6, (unsigned long long)s.full_collections,
+            s.full_pause_ns_total / 1e6, s.full_pause_ns_max / 1e6,
+            (unsigned long long)s.bytes_promoted, why);
   }
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "
                "next GC after %zu more\n",

@@ -66,7 +66,14 @@ typedef enum {
   FH_MARK_COMPACT,
   FH_CONCURRENT_COMPACT,
   FH_HSPACE_COMPACT, /* only as background_collector */
-  FH_COLLECTOR_AUTO  /* the default: chosen at fh_heap_create (see README) */
+  FH_COLLECTOR_AUTO, /* the default: chosen at fh_heap_create (see README) */
+  /* Generational semi-space (ART's GSS): young collections copy the
+   * survivors of the active bump space to the other one and promote those
+   * that already survived a collection into the non-moving space; whole-heap
+   * collections also mark-sweep the non-moving space.  fh_write_ref's card
+   * marks are its remembered set: a store that bypasses the barrier loses
+   * objects (verify=1 catches it). */
+  FH_GEN_SEMISPACE
 } fh_collector;
 
 /* How the heap sizes itself between collections (fh_options.heap_policy). */
@@ -423,7 +430,11 @@ typedef enum {
   FH_COLLECT_MARK_SWEEP,
   FH_COLLECT_HSPACE_COMPACT,
   FH_COLLECT_MARK_COMPACT,
-  FH_COLLECT_CONCURRENT_COMPACT
+  FH_COLLECT_CONCURRENT_COMPACT,
+  /* A young collection where the heap's collector has generations
+   * (gen_semispace); elsewhere the same as FH_COLLECT_DEFAULT.  On a
+   * generational heap FH_COLLECT_DEFAULT collects the whole heap. */
+  FH_COLLECT_YOUNG
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
 FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
@@ -549,6 +560,13 @@ typedef struct fh_stats {
    * 1 us; the last bucket everything longer). */
 #define FH_PAUSE_BUCKETS 24
   uint64_t pause_hist[FH_PAUSE_BUCKETS];
+  /* Generations (collector=gen_semispace): young collections and their
+   * pauses; full_* counts every other collection (with a collector that has
+   * no young collections, all of them), so young + full = collections.
+   * bytes_promoted: copied into the promote (non-moving) space. */
+  uint64_t young_collections, young_pause_ns_total, young_pause_ns_max;
+  uint64_t full_collections, full_pause_ns_total, full_pause_ns_max;
+  uint64_t bytes_promoted;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

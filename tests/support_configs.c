@@ -10,6 +10,10 @@ const test_config test_configs[] = {
      {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_SWEEP}},
     {"concurrent_compact", ",uffd_sigbus=0",
      {FH_COLLECT_CONCURRENT_COMPACT, FH_COLLECT_MARK_COMPACT}},
+    /* Explicit default collections are whole-heap ones; young collections
+     * run when the heap triggers them (tests/test_gen_semispace.c covers
+     * them on purpose). */
+    {"gen_semispace", "", {FH_COLLECT_DEFAULT, FH_COLLECT_SEMISPACE}},
 };
 const size_t test_nconfigs = sizeof test_configs / sizeof *test_configs;
 

@@ -1,0 +1,136 @@
+/* The card table as the generational collector's remembered set
+ * (collectors/gen_cards.h). */
+#include "collectors/gen_cards.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap/barrier.h"
+#include "heap/object.h"
+
+/* The part of the non-moving space jemalloc has mapped: objects lie below. */
+static uintptr_t nm_end(fh_heap *h) {
+  return h->non_moving.space.begin + arena_mapped(&h->non_moving.arena);
+}
+
+/* fn(card_begin, ctx) for each dirty card over [begin, end), both
+ * card-aligned; eight clean cards are skipped with one load. */
+static void each_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
+                       void (*fn)(fh_heap *h, uintptr_t card, void *ctx), void *ctx) {
+  uint8_t *c = card_for(h, begin), *e = card_for(h, end - 1) + 1;
+  while (c < e) {
+    if (((uintptr_t)c & 7) == 0 && e - c >= 8) {
+      uint64_t w;
+      memcpy(&w, c, 8);
+      if (!w) {
+        c += 8;
+        continue;
+      }
+    }
+    if (*c) fn(h, h->resv_begin + ((uintptr_t)(c - h->cards) << FH__CARD_SHIFT), ctx);
+    c++;
+  }
+}
+
+/* Starts of the objects whose payload pointer (8 bytes on) lies on the
+ * card at `card`: the holders whose stores dirtied it. */
+#define FOR_CARD_OBJECTS(h, card, p)                                                              \
+  for (uintptr_t p##_lo = (card) - FH_HEADER_BYTES < (h)->non_moving.space.begin                 \
+                              ? (h)->non_moving.space.begin                                       \
+                              : (card) - FH_HEADER_BYTES,                                         \
+                 p##_hi = (card) + FH_CARD_BYTES - FH_HEADER_BYTES,                               \
+                 p = bitmap_next_set(&(h)->non_moving.alloc_bits, p##_lo, p##_hi);                \
+       p; p = bitmap_next_set(&(h)->non_moving.alloc_bits, p + 16, p##_hi))
+
+typedef struct visit_old {
+  fh_object_fn fn;
+  void *ctx;
+} visit_old;
+
+static void visit_card(fh_heap *h, uintptr_t card, void *ctx) {
+  visit_old *v = ctx;
+  FOR_CARD_OBJECTS(h, card, p) v->fn(obj_from_start(p), v->ctx);
+}
+
+void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
+  visit_old v = {fn, ctx};
+  each_dirty(h, h->non_moving.space.begin, nm_end(h), visit_card, &v);
+}
+
+typedef struct young_refs {
+  fh_heap *h;
+  const bump_space *young;
+  int found;
+} young_refs;
+
+static void note_young(void **slot, void *ctx) {
+  young_refs *y = ctx;
+  void *p = slot_object(y->h->tags, *slot);
+  /* By the header, as collectors test: an empty object at the top has its
+   * payload pointer at top itself. */
+  uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
+  if (p && a - y->young->space.begin < atomic_load(&y->young->top) - y->young->space.begin)
+    y->found = 1;
+}
+
+static void clean_card(fh_heap *h, uintptr_t card, void *ctx) {
+  (void)ctx;
+  young_refs y = {h, &h->bump[h->active], 0};
+  FOR_CARD_OBJECTS(h, card, p) {
+    uint64_t hd = *(uint64_t *)p;
+    const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+    if (ti) types_visit_refs(ti, obj_from_start(p), hdr_payload(hd), note_young, &y);
+    if (y.found) return;
+  }
+  *card_for(h, card) = 0;
+}
+
+void gen_cards_clean(fh_heap *h) {
+  each_dirty(h, h->non_moving.space.begin, nm_end(h), clean_card, NULL);
+}
+
+/* ---- verify=1 ---------------------------------------------------------- */
+
+typedef struct rs_check {
+  fh_heap *h;
+  const char *when;
+  const bump_space *young;
+  const void *holder;
+} rs_check;
+
+static void check_slot(void **slot, void *ctx) {
+  rs_check *c = ctx;
+  void *p = slot_object(c->h->tags, *slot);
+  uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
+  if (!p || a - c->young->space.begin >= atomic_load(&c->young->top) - c->young->space.begin)
+    return;
+  if (*card_for(c->h, (uintptr_t)c->holder)) return;
+  uint64_t hd = *obj_header(c->holder);
+  const fh_type_info *ti = types_get(&c->h->types, hdr_type(hd));
+  fprintf(stderr,
+          "faultheap verify (%s): remembered set: a reference into the young space lies on a "
+          "clean card (a store without fh_write_ref?)\n"
+          "  in object %p (type %u %s, %zu bytes), slot %p (offset %td) holds %p\n",
+          c->when, c->holder, hdr_type(hd), ti ? ti->name : "?", hdr_payload(hd), (void *)slot,
+          (const char *)slot - (const char *)c->holder, *slot);
+  /* No fh_dump: the collector holds stats_lock, which it takes. */
+  abort();
+}
+
+static void check_object(void *obj, void *ctx) {
+  rs_check *c = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&c->h->types, hdr_type(hd));
+  if (!ti) return; /* heap_verify reports bad headers */
+  c->holder = obj;
+  types_visit_refs(ti, obj, hdr_payload(hd), check_slot, c);
+}
+
+void gen_cards_verify(fh_heap *h, const char *when) {
+  rs_check c = {h, when, &h->bump[h->active], NULL};
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < n; i++)
+    if (spaces[i]->kind != SPACE_BUMP) spaces[i]->ops->walk(spaces[i], check_object, &c);
+}

@@ -1,0 +1,28 @@
+/* The remembered set of the generational collector: the card table.
+ *
+ * Invariant (checked by verify=1 around young collections): every object
+ * outside the bump spaces that holds a reference into the active bump
+ * space (the young generation) has a dirty card, the card of its payload
+ * pointer, as fh_write_ref dirties it.  The mutator keeps it by storing
+ * through fh_write_ref; the collector keeps it for the references it
+ * writes itself: a promoted object's card is dirtied when it is copied,
+ * and after each collection gen_cards_clean clears the non-moving space's
+ * cards whose objects no longer point into the young space (the image's
+ * and the zygote's stay dirty for good: heap/image_cards.c). */
+#ifndef FH_GEN_CARDS_H_
+#define FH_GEN_CARDS_H_
+
+#include "heap/heap.h"
+
+/* World stopped.  fn(obj, ctx) for every non-moving object whose payload
+ * pointer lies on a dirty card. */
+void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
+/* World stopped, after a collection (the new active space is the young
+ * one): clear the non-moving space's dirty cards on which no object holds
+ * a reference into the active bump space. */
+void gen_cards_clean(fh_heap *h);
+/* verify=1: check the invariant above over every space but the bump
+ * spaces; on a violation print the holder (address, type, slot) and abort. */
+void gen_cards_verify(fh_heap *h, const char *when);
+
+#endif

@@ -1,0 +1,36 @@
+/* The generational collector's young-or-full policy (heap/gen_policy.h). */
+#include "heap/gen_policy.h"
+
+size_t gen_policy_old_threshold(size_t old_after_full, size_t heap_max) {
+  size_t floor = heap_max / 16 < GEN_PROMOTE_MIN ? heap_max / 16 : GEN_PROMOTE_MIN;
+  size_t grown = old_after_full / 100 * GEN_FULL_GROWTH_PCT;
+  return grown > floor ? grown : floor;
+}
+
+gen_choice gen_policy_choose(const gen_policy_in *in) {
+  gen_choice c = {0, GEN_WHY_EXPLICIT};
+  if (in->requested_young) return (gen_choice){1, GEN_WHY_REQUESTED_YOUNG};
+  if (in->explicit_full) return c;
+  if (in->alloc_failure) return (gen_choice){0, GEN_WHY_ALLOC_FAILURE};
+  if (in->promote_failed) return (gen_choice){0, GEN_WHY_PROMOTE_FULL};
+  if (in->promoted_since_full >= gen_policy_old_threshold(in->old_after_full, in->heap_max))
+    return (gen_choice){0, GEN_WHY_OLD_GREW};
+  /* freed / collected < pct, without a division (collected may be 0). */
+  if (in->young_collected &&
+      in->young_freed * 100 < (uint64_t)in->young_collected * GEN_MIN_FREED_PCT)
+    return (gen_choice){0, GEN_WHY_FREED_LITTLE};
+  return (gen_choice){1, GEN_WHY_YOUNG};
+}
+
+const char *gen_why_name(gen_why w) {
+  switch (w) {
+  case GEN_WHY_REQUESTED_YOUNG: return "young requested";
+  case GEN_WHY_YOUNG: return "young";
+  case GEN_WHY_EXPLICIT: return "full: explicit";
+  case GEN_WHY_ALLOC_FAILURE: return "full: allocation failing";
+  case GEN_WHY_PROMOTE_FULL: return "full: promote space refused an object";
+  case GEN_WHY_OLD_GREW: return "full: old generation grew";
+  case GEN_WHY_FREED_LITTLE: return "full: young collection freed little";
+  }
+  return "?";
+}

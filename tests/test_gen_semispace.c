@@ -1,0 +1,438 @@
+/* The generational semi-space collector (collector=gen_semispace): objects
+ * that survived a collection are promoted into the non-moving space at the
+ * next one; young collections find old-to-young references through dirty
+ * cards, keep the cards of promoted objects that still point into the
+ * young space dirty, and never clear what they did not trace (weak
+ * references to old objects, finalizers of old objects); the young-or-full
+ * policy on its own; verify=1 catches a store that bypassed fh_write_ref;
+ * several mutators under verify=1. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "heap/barrier.h"
+#include "heap/gen_policy.h"
+#include "heap/heap.h"
+#include "support_heap.h"
+
+#define MiB ((size_t)1 << 20)
+
+static int in_old(fh_heap *h, const void *p) { return space_contains(&h->non_moving.space, p); }
+static int in_young(fh_heap *h, const void *p) { return heap_in_bump(h, h->active, p); }
+static int card_dirty(fh_heap *h, const void *obj) { return *card_for(h, (uintptr_t)obj) != 0; }
+
+static fh_heap *gen_heap(const char *rest, test_types *ty, fh_thread **t) {
+  return test_heap_attached("gen_semispace", rest, ty, t);
+}
+
+/* Survive one collection: copied; a second: promoted, contents intact. */
+static void test_promotion_after_two_collections(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  tnode *a = test_node(t, &ty, 7), *b = NULL;
+  fh_push_root(t, (void **)&a);
+  fh_push_root(t, (void **)&b);
+  b = test_node(t, &ty, 8);
+  fh_write_ref(t, a, (void **)&a->next, b);
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_young(h, a));
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_old(h, a) && in_old(h, b));
+  assert_ptr_equal(a->next, b);
+  assert_int_equal(a->value, 7);
+  assert_int_equal(a->check, test_check(7));
+  assert_int_equal(b->check, test_check(8));
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_int_equal(s.young_collections, 2);
+  assert_int_equal(s.full_collections, 0);
+  assert_true(s.bytes_promoted >= 2 * sizeof(tnode));
+  assert_true(s.young_pause_ns_total > 0 && s.young_pause_ns_max > 0);
+  /* An explicit default collection is a full one. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_get_stats(h, &s);
+  assert_int_equal(s.full_collections, 1);
+  assert_int_equal(s.young_collections + s.full_collections, s.collections);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* An old object's only reference to a young one is found through its dirty
+ * card; once the young object is promoted too, the card is cleaned.  A
+ * promoted object that still points into the young space keeps its card
+ * dirty. */
+static void test_remembered_set(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  tnode *old = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&old);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, old));
+  assert_false(card_dirty(h, old)); /* nothing young in it */
+  for (int round = 0; round < 5; round++) {
+    tnode *y = test_node(t, &ty, 100 + (uint64_t)round);
+    fh_write_ref(t, old, (void **)&old->other, y);
+    for (int g = 0; g < 5000; g++) test_node(t, &ty, 0); /* garbage */
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    y = old->other;
+    assert_true(in_young(h, y));
+    assert_int_equal(y->value, 100 + (uint64_t)round);
+    assert_int_equal(y->check, test_check(100 + (uint64_t)round));
+    assert_true(card_dirty(h, old)); /* still points into the young space */
+  }
+  /* Promoted at the next one: nothing young left in old. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_old(h, old->other));
+  assert_false(card_dirty(h, old));
+  assert_int_equal(((tnode *)old->other)->value, 104);
+  /* A chain promoted in one collection, its tail still young: the
+   * promoted holder of the young tail keeps a dirty card. */
+  tnode *head = test_node(t, &ty, 1);
+  fh_write_ref(t, old, (void **)&old->next, head);
+  fh_collect(t, FH_COLLECT_YOUNG); /* head: copied, aged */
+  head = old->next;
+  tnode *tail = test_node(t, &ty, 2);
+  fh_write_ref(t, head, (void **)&head->next, tail);
+  fh_collect(t, FH_COLLECT_YOUNG); /* head promoted, tail copied */
+  head = old->next;
+  assert_true(in_old(h, head));
+  assert_true(in_young(h, head->next));
+  assert_true(card_dirty(h, head));
+  assert_int_equal(head->next->value, 2);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A young collection does not clear what it did not trace: an ephemeron
+ * whose key is old (unreachable, but old objects are live by assumption)
+ * keeps key and value; an old finalizable object is not finalized.  The
+ * next full collection clears and finalizes them. */
+static void test_weak_old_keys(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  tnode *key = test_node(t, &ty, 5), *fin = NULL;
+  void *e_young = NULL, *e_old = NULL;
+  fh_push_root(t, (void **)&key);
+  fh_push_root(t, (void **)&fin);
+  fh_push_root(t, &e_young);
+  fh_push_root(t, &e_old);
+  fin = test_node(t, &ty, 6);
+  assert_int_equal(fh_finalizer_attach(t, fin, (void *)(uintptr_t)66), 0);
+  e_old = fh_ephemeron_new(t, key, NULL);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, key) && in_old(h, fin) && in_old(h, e_old));
+  /* An old ephemeron gets a young value (through its dirty card); a young
+   * ephemeron has the old key. */
+  tnode *v1 = test_node(t, &ty, 11);
+  fh_ephemeron_set_value(t, e_old, v1);
+  tnode *v2 = test_node(t, &ty, 12);
+  e_young = fh_ephemeron_new(t, key, v2);
+  key = NULL, fin = NULL; /* old and unreachable */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_non_null(fh_ephemeron_key(t, e_old));
+    assert_ptr_equal(fh_ephemeron_key(t, e_young), fh_ephemeron_key(t, e_old));
+    tnode *a = fh_ephemeron_value(t, e_old), *b = fh_ephemeron_value(t, e_young);
+    assert_true(a && b && a->value == 11 && b->value == 12);
+    assert_int_equal(a->check, test_check(11));
+    void *obj, *data;
+    assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_null(fh_ephemeron_key(t, e_old));
+  assert_null(fh_ephemeron_value(t, e_old));
+  assert_null(fh_ephemeron_key(t, e_young));
+  void *obj, *data;
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+  assert_int_equal((uintptr_t)data, 66);
+  assert_int_equal(((tnode *)obj)->value, 6);
+  fh_pop_roots(t, 4);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A young key that dies clears its ephemeron in a young collection; a
+ * young finalizable object is finalized (kept alive for it, with its
+ * ephemeron entry); the old value of a cleared ephemeron is not its
+ * concern. */
+static void test_weak_young_keys(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  void *e = NULL;
+  tnode *k = test_node(t, &ty, 1), *oldv = NULL;
+  fh_push_root(t, &e);
+  fh_push_root(t, (void **)&k);
+  fh_push_root(t, (void **)&oldv);
+  oldv = test_node(t, &ty, 2);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, oldv));
+  /* A key that dies young: its ephemeron clears, the old value stays. */
+  k = test_node(t, &ty, 1);
+  e = fh_ephemeron_new(t, k, oldv);
+  k = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_null(fh_ephemeron_key(t, e));
+  assert_null(fh_ephemeron_value(t, e));
+  /* A finalizable key that dies young: kept alive for its finalizer (copied,
+   * not promoted), with its ephemeron entry; cleared once popped. */
+  k = test_node(t, &ty, 1);
+  e = fh_ephemeron_new(t, k, oldv);
+  assert_int_equal(fh_finalizer_attach(t, k, (void *)(uintptr_t)9), 0);
+  k = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  void *obj, *data;
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+  assert_int_equal((uintptr_t)data, 9);
+  assert_ptr_equal(fh_ephemeron_key(t, e), obj);
+  assert_ptr_equal(fh_ephemeron_value(t, e), oldv);
+  obj = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0); /* e promoted, k garbage */
+  assert_true(in_old(h, e));
+  assert_null(fh_ephemeron_key(t, e));
+  assert_null(fh_ephemeron_value(t, e));
+  assert_int_equal(oldv->check, test_check(2));
+  fh_pop_roots(t, 3);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A pinned young object is not moved: that cycle slides the active space
+ * in place (as semispace does) and counts as a full collection. */
+static void test_pinned_young(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  tnode *p = test_node(t, &ty, 3);
+  fh_push_root(t, (void **)&p);
+  for (int g = 0; g < 5000; g++) test_node(t, &ty, 0);
+  assert_int_equal(fh_pin(t, p), 0);
+  tnode *was = p;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_ptr_equal(p, was);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_int_equal(s.full_collections, 1);
+  fh_unpin(t, p);
+  /* Survived: promoted by the next collection. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_old(h, p));
+  assert_int_equal(p->check, test_check(3));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* The policy alone. */
+static void test_policy(void **st) {
+  (void)st;
+  gen_policy_in in = {.heap_max = 256 * MiB};
+  assert_true(gen_policy_choose(&in).young);
+  in.explicit_full = 1;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_EXPLICIT);
+  in.requested_young = 1; /* FH_COLLECT_YOUNG wins */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_REQUESTED_YOUNG);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .alloc_failure = 1};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_ALLOC_FAILURE);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .promote_failed = 1};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_PROMOTE_FULL);
+  /* Old grew by half of itself since the last full: full. */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .old_after_full = 100 * MiB,
+                       .promoted_since_full = 49 * MiB};
+  assert_true(gen_policy_choose(&in).young);
+  in.promoted_since_full = 50 * MiB;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_OLD_GREW);
+  /* A small old generation: at least min(4 MiB, heap_max / 16). */
+  assert_int_equal(gen_policy_old_threshold(0, 256 * MiB), 4 * MiB);
+  assert_int_equal(gen_policy_old_threshold(0, 16 * MiB), 1 * MiB);
+  /* The last young collection freed under 10%: full. */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_collected = 1000, .young_freed = 99};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_FREED_LITTLE);
+  in.young_freed = 100;
+  assert_true(gen_policy_choose(&in).young);
+}
+
+/* Allocation-triggered collections follow the policy: a workload whose
+ * old generation keeps growing gets both young and full collections, and
+ * fh_dump says so. */
+static void test_policy_in_heap(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  enum { KEEP = 50000 };
+  void **keep = fh_alloc(t, ty.array, KEEP * sizeof(void *));
+  fh_push_root(t, (void **)&keep);
+  /* Each slot is written twice: old garbage piles up. */
+  for (int i = 0; i < 1000000; i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    if (i % 10 == 0) fh_write_ref(t, keep, &keep[(i / 10) % KEEP], n);
+  }
+  for (int i = 0; i < KEEP; i++) {
+    tnode *n = keep[i];
+    assert_non_null(n);
+    assert_int_equal(n->check, test_check(n->value));
+    assert_int_equal(n->value % 10, 0);
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.young_collections > 0);
+  assert_true(s.full_collections > 0);
+  char buf[4096];
+  FILE *f = fmemopen(buf, sizeof buf, "w");
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "generations:"));
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A store into an old object that bypasses fh_write_ref: verify=1 names
+ * the holder before the young collection loses the referent. */
+static int missing_barrier(void *arg) {
+  (void)arg;
+  fh_heap *h = test_child_heap("collector=gen_semispace,heap_max=16M,verify=1");
+  CHILD_CHECK(h != NULL);
+  test_types ty;
+  CHILD_CHECK(test_register_types(h, &ty));
+  fh_thread *t = fh_thread_attach(h);
+  tnode *old = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&old);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  CHILD_CHECK(in_old(h, old) && !card_dirty(h, old));
+  old->other = test_node(t, &ty, 2); /* the bug: no fh_write_ref */
+  fh_collect(t, FH_COLLECT_YOUNG);   /* verify aborts here */
+  return 0;
+}
+
+static void test_verify_catches_missing_barrier(void **st) {
+  (void)st;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    test_child_signals(20);
+    _exit(missing_barrier(NULL));
+  }
+  close(fds[1]);
+  static char out[1 << 16];
+  size_t n = 0;
+  for (ssize_t r; (r = read(fds[0], out + n, sizeof out - 1 - n)) != 0;) {
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    n += (size_t)r;
+  }
+  out[n] = 0;
+  close(fds[0]);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) fprintf(stderr, "%s", out);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  assert_non_null(strstr(out, "before young collection"));
+  assert_non_null(strstr(out, "clean card"));
+  assert_non_null(strstr(out, "tnode")); /* the holder's type, */
+  assert_non_null(strstr(out, "offset 8")); /* and its slot */
+}
+
+/* Several mutators, each growing an old structure with young objects
+ * through fh_write_ref and dropping most of what it allocates; triggered
+ * collections (young and full by policy) and explicit ones, verify=1. */
+typedef struct stress_arg {
+  fh_heap *h;
+  const test_types *ty;
+  int id, failed;
+} stress_arg;
+
+static void *stress_thread(void *p) {
+  stress_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  enum { SLOTS = 512 };
+  void **table = fh_alloc(t, a->ty->array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&table);
+  for (int i = 0; i < 60000; i++) {
+    tnode *n = test_node(t, a->ty, (uint64_t)i);
+    size_t s = (size_t)(i * 7919) % SLOTS;
+    /* Chain onto the slot's list: old heads get young tails. */
+    tnode *head = table[s];
+    if (head && head->value % 3 == 0) {
+      fh_write_ref(t, head, (void **)&head->other, n);
+    } else {
+      fh_write_ref(t, n, (void **)&n->next, head);
+      fh_write_ref(t, table, &table[s], n);
+    }
+    if (i % 5000 == 0 && fh_collect(t, (i / 5000) % 3 ? FH_COLLECT_YOUNG : FH_COLLECT_DEFAULT))
+      a->failed = 1;
+    if (i % 997 == 0) { /* cut a chain: garbage in the old generation too */
+      tnode *hd = table[(size_t)i % SLOTS];
+      if (hd) fh_write_ref(t, hd, (void **)&hd->next, NULL);
+    }
+  }
+  for (size_t s = 0; s < SLOTS; s++)
+    for (tnode *n = table[s]; n; n = n->next) {
+      if (n->check != test_check(n->value)) a->failed = 2;
+      if (n->other && ((tnode *)n->other)->check != test_check(((tnode *)n->other)->value))
+        a->failed = 3;
+    }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void test_multi_mutator_stress(void **st) {
+  (void)st;
+  fh_heap *h = test_heap("collector=gen_semispace,heap_max=24M,verify=1");
+  test_types ty;
+  test_register(h, &ty);
+  enum { N = 3 };
+  pthread_t th[N];
+  stress_arg args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (stress_arg){h, &ty, i, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, stress_thread, &args[i]), 0);
+  }
+  for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N; i++) assert_int_equal(args[i].failed, 0);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.young_collections > 0 && s.full_collections > 0);
+  assert_true(s.bytes_promoted > 0);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_promotion_after_two_collections),
+      cmocka_unit_test(test_remembered_set),
+      cmocka_unit_test(test_weak_old_keys),
+      cmocka_unit_test(test_weak_young_keys),
+      cmocka_unit_test(test_pinned_young),
+      cmocka_unit_test(test_policy),
+      cmocka_unit_test(test_policy_in_heap),
+      cmocka_unit_test(test_verify_catches_missing_barrier),
+      cmocka_unit_test(test_multi_mutator_stress),
+  };
+  return cmocka_run_group_tests_name("gen_semispace", tests, NULL, NULL);
+}
