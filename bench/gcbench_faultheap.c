@@ -67,6 +67,7 @@ const char *gcbench_collector_name(int c) {
   case FH_MARK_COMPACT: return "mark_compact";
   case FH_CONCURRENT_COMPACT: return "concurrent_compact";
   case FH_HSPACE_COMPACT: return "hspace_compact";
+  case FH_GEN_SEMISPACE: return "gen_semispace";
   default: return "default"; /* chosen by the heap at creation */
   }
 }
@@ -149,12 +150,17 @@ int gcbench_faultheap_child(const char *collector, int conservative, int bt_dept
   fh_get_stats(h, &s);
   printf("%s variant=faultheap collector=%s ms=%.3f verify_ms=%.3f trees=%ld "
          "failures=%d collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f "
-         "bytes_allocated=%llu stack_scan_ms=%.3f pinned_last=%llu\n",
+         "bytes_allocated=%llu stack_scan_ms=%.3f pinned_last=%llu young=%llu "
+         "young_pause_max_ms=%.3f young_pause_total_ms=%.3f full=%llu full_pause_max_ms=%.3f "
+         "full_pause_total_ms=%.3f\n",
          bt_depth > 0 ? "binarytrees" : "gcbench", gcbench_collector_name(o.collector), r.ms,
          r.verify_ms, r.trees, r.failures,
          (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
          (double)s.pause_ns_total / 1e6, (unsigned long long)s.bytes_allocated,
-         (double)s.stack_scan_ns_total / 1e6, (unsigned long long)s.pinned_last);
+         (double)s.stack_scan_ns_total / 1e6, (unsigned long long)s.pinned_last,
+         (unsigned long long)s.young_collections, (double)s.young_pause_ns_max / 1e6,
+         (double)s.young_pause_ns_total / 1e6, (unsigned long long)s.full_collections,
+         (double)s.full_pause_ns_max / 1e6, (double)s.full_pause_ns_total / 1e6);
   fh_thread_detach(gcb_thread);
   fh_heap_destroy(h);
   return r.failures ? 1 : 0;

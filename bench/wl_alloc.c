@@ -60,12 +60,12 @@ int wl_alloc(int argc, char **argv) {
       bench_check_flags(argc, argv, with_value, bare) != 0) {
     printf("usage: fhbench alloc [--collector C]\n"
            "ns per object allocating 2*10^7 objects of 16, 32, 64, 128 and 256 bytes\n"
-           "that die at once (best of 5 runs), per collector (default: all four),\n"
+           "that die at once (best of 5 runs), per collector (default: all five),\n"
            "with the part spent in collection pauses.\n");
     return 0;
   }
   const char *one = bench_flag(argc, argv, "--collector");
-  static const char *const all[] = {"semispace", "mark_compact", "concurrent_compact",
+  static const char *const all[] = {"semispace", "gen_semispace", "mark_compact", "concurrent_compact",
                                     "mark_sweep"};
   const char *const *list = one ? &one : all;
   size_t n = one ? 1 : sizeof all / sizeof *all;

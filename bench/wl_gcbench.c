@@ -35,6 +35,8 @@ typedef struct variant {
   char collector[32]; /* faultheap: the collector the child reported */
   /* per round; NAN where the variant did not run */
   double *ms, *rss_kib, *collections, *pause_max_ms, *gc_ms;
+  /* faultheap: young and full collections, their longest pauses */
+  double *young, *young_max_ms, *full, *full_max_ms;
 } variant;
 
 static void usage(FILE *out) {
@@ -50,7 +52,8 @@ static void usage(FILE *out) {
           "built bottom-up and counted.  faultheap and the\n"
           "baselines (glibc, jemalloc, mimalloc: explicit free; Boehm: GC_MALLOC)\n"
           "run as child processes, interleaved round by round.\n"
-          "  --collector C   semispace, mark_sweep, mark_compact or concurrent_compact\n"
+          "  --collector C   semispace, gen_semispace, mark_sweep, mark_compact or\n"
+          "                  concurrent_compact\n"
           "                  (default: the heap's default; FH_OPTIONS is honoured)\n"
           "  --runs N        rounds, each running every variant once (default 5)\n"
           "  --variants L    comma-separated subset of faultheap,fh-conservative,boehm,\n"
@@ -113,7 +116,8 @@ static void setup_variant(variant *v, int i, const char *collector, int runs) {
       v->argv[3] = NULL;
     }
   }
-  double **arrays[] = {&v->ms, &v->rss_kib, &v->collections, &v->pause_max_ms, &v->gc_ms};
+  double **arrays[] = {&v->ms,    &v->rss_kib,      &v->collections, &v->pause_max_ms,
+                       &v->gc_ms, &v->young, &v->young_max_ms, &v->full, &v->full_max_ms};
   for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++) {
     *arrays[k] = malloc((size_t)runs * sizeof(double));
     if (*arrays[k] == NULL) {
@@ -130,6 +134,10 @@ static void free_variant(variant *v) {
   free(v->collections);
   free(v->pause_max_ms);
   free(v->gc_ms);
+  free(v->young);
+  free(v->young_max_ms);
+  free(v->full);
+  free(v->full_max_ms);
 }
 
 static int active(const variant *v) { return v->wanted && v->built && !v->failed; }
@@ -162,6 +170,10 @@ static void run_once(variant *v, int r, long want_trees, int verbose) {
   v->collections[r] = bench_kv(c.out, "collections");
   v->pause_max_ms[r] = bench_kv(c.out, "pause_max_ms");
   v->gc_ms[r] = bench_kv(c.out, "gc_ms");
+  v->young[r] = bench_kv(c.out, "young");
+  v->young_max_ms[r] = bench_kv(c.out, "young_pause_max_ms");
+  v->full[r] = bench_kv(c.out, "full");
+  v->full_max_ms[r] = bench_kv(c.out, "full_pause_max_ms");
   if (v->collector[0] == '\0') kv_word(c.out, "collector", v->collector, sizeof v->collector);
   if (verbose) {
     bench_progress_done();
@@ -182,6 +194,7 @@ typedef struct summary {
   int ok;
   double median_ms, min_ms, max_ms, ratio_vs_boehm, max_rss_kib;
   double collections, pause_max_ms, gc_ms;
+  double young, young_max_ms, full, full_max_ms;
 } summary;
 
 static void summarize(const variant *v, const variant *boehm, int runs, summary *s) {
@@ -203,6 +216,10 @@ static void summarize(const variant *v, const variant *boehm, int runs, summary 
   /* the worst pause of any run, not a typical one */
   s->pause_max_ms = bench_percentile(tmp, valid(v->pause_max_ms, runs, tmp), 100);
   s->gc_ms = bench_median(tmp, valid(v->gc_ms, runs, tmp));
+  s->young = bench_median(tmp, valid(v->young, runs, tmp));
+  s->young_max_ms = bench_percentile(tmp, valid(v->young_max_ms, runs, tmp), 100);
+  s->full = bench_median(tmp, valid(v->full, runs, tmp));
+  s->full_max_ms = bench_percentile(tmp, valid(v->full_max_ms, runs, tmp), 100);
   free(tmp);
 }
 
@@ -234,6 +251,10 @@ static void print_row(const variant *v, const summary *s) {
     snprintf(gc, sizeof gc, "-");
   printf("%-32s %9.1f %11s %8s %10.1f  %s\n", name, s->median_ms, range, ratio,
          s->max_rss_kib / 1024, gc);
+  /* A generational collector: young and full collections apart. */
+  if (!isnan(s->young) && s->young > 0)
+    printf("%-32s %9s %11s %8s %10s  young %.0f / %.2f ms max, full %.0f / %.2f ms max\n", "",
+           "", "", "", "", s->young, s->young_max_ms, s->full, s->full_max_ms);
 }
 
 /* ", "key": x" (null for NAN); the first member passes sep "" */
@@ -280,6 +301,11 @@ static int write_json(const char *path, const variant *v, const summary *s, int 
     if (!isnan(s[i].collections)) fprintf(f, ", \"collections\": %.0f", s[i].collections);
     if (!isnan(s[i].pause_max_ms)) json_number(f, ", ", "pause_max_ms", s[i].pause_max_ms);
     if (!isnan(s[i].gc_ms)) json_number(f, ", ", "gc_ms_total", s[i].gc_ms);
+    if (!isnan(s[i].young) && s[i].young > 0) {
+      fprintf(f, ", \"young_collections\": %.0f, \"full_collections\": %.0f", s[i].young, s[i].full);
+      json_number(f, ", ", "young_pause_max_ms", s[i].young_max_ms);
+      json_number(f, ", ", "full_pause_max_ms", s[i].full_max_ms);
+    }
     fprintf(f, ", \"runs_ms\": [");
     const char *sep = "";
     for (int r = 0; r < runs; r++) {

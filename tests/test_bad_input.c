@@ -221,7 +221,7 @@ static int bad_object_pointers(void *arg) {
 
 static void test_bad_object_pointers(void **state) {
   (void)state;
-  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+  static const char *const collectors[] = {"semispace", "gen_semispace", "mark_sweep", "mark_compact",
                                            "concurrent_compact"};
   for (size_t i = 0; i < sizeof collectors / sizeof collectors[0]; i++)
     test_assert_child_ok(test_run_isolated(bad_object_pointers, (void *)collectors[i], 20),

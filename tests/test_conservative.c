@@ -15,6 +15,7 @@
 /* The configurations of support_configs.c, conservative. */
 static const test_config cons_configs[] = {
     {"semispace", CONS, {FH_COLLECT_SEMISPACE, FH_COLLECT_SEMISPACE}},
+    {"gen_semispace", CONS, {FH_COLLECT_YOUNG, FH_COLLECT_DEFAULT}},
     {"mark_sweep", CONS, {FH_COLLECT_MARK_SWEEP, FH_COLLECT_HSPACE_COMPACT}},
     {"mark_compact", CONS, {FH_COLLECT_MARK_COMPACT, FH_COLLECT_SEMISPACE}},
     {"concurrent_compact", ",uffd_sigbus=1" CONS,

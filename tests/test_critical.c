@@ -29,6 +29,7 @@ typedef struct config {
 
 static const config configs[] = {
     {"semispace", "collector=semispace"},
+    {"gen_semispace", "collector=gen_semispace"},
     {"mark_sweep", "collector=mark_sweep"},
     {"mark_compact", "collector=mark_compact"},
     {"concurrent_compact", "collector=concurrent_compact,uffd_sigbus=1"},
@@ -175,7 +176,7 @@ static int scenario_alloc_inside(void *arg) {
   test_types ty;
   fh_thread *t;
   /* 32 MiB for objects: semispace's heap_max covers its two halves. */
-  fh_heap *h = scenario_heap(cfg, strcmp(cfg->collector, "semispace") == 0 ? "64M" : "32M", &ty, &t);
+  fh_heap *h = scenario_heap(cfg, strstr(cfg->collector, "semispace") ? "64M" : "32M", &ty, &t);
   SCENARIO_CHECK(h);
   void *obj = fh_alloc(t, ty.bytes, 64);
   SCENARIO_CHECK(obj);

@@ -163,6 +163,7 @@ static void prefork_fork(const char *collector) {
 }
 
 static void test_prefork_semispace(void **s) { (void)s; prefork_fork("semispace"); }
+static void test_prefork_gen_semispace(void **s) { (void)s; prefork_fork("gen_semispace"); }
 static void test_prefork_mark_compact(void **s) { (void)s; prefork_fork("mark_compact"); }
 static void test_prefork_concurrent(void **s) { (void)s; prefork_fork("concurrent_compact"); }
 static void test_prefork_mark_sweep(void **s) { (void)s; prefork_fork("mark_sweep"); }
@@ -239,6 +240,7 @@ static void plain_fork_with(const char *collector, const char *extra) {
 static void plain_fork(const char *collector) { plain_fork_with(collector, ""); }
 
 static void test_plain_fork_semispace(void **s) { (void)s; plain_fork("semispace"); }
+static void test_plain_fork_gen_semispace(void **s) { (void)s; plain_fork("gen_semispace"); }
 static void test_plain_fork_mark_compact(void **s) { (void)s; plain_fork("mark_compact"); }
 static void test_plain_fork_concurrent(void **s) { (void)s; plain_fork("concurrent_compact"); }
 static void test_plain_fork_mark_sweep(void **s) { (void)s; plain_fork("mark_sweep"); }
@@ -349,6 +351,7 @@ static void refork(const char *collector) {
 }
 
 static void test_refork_semispace(void **s) { (void)s; refork("semispace"); }
+static void test_refork_gen_semispace(void **s) { (void)s; refork("gen_semispace"); }
 static void test_refork_concurrent(void **s) { (void)s; refork("concurrent_compact"); }
 static void test_refork_mark_sweep(void **s) { (void)s; refork("mark_sweep"); }
 
@@ -431,10 +434,12 @@ static void test_postfork_child_resets_counters(void **s) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prefork_semispace),
+      cmocka_unit_test(test_prefork_gen_semispace),
       cmocka_unit_test(test_prefork_mark_compact),
       cmocka_unit_test(test_prefork_concurrent),
       cmocka_unit_test(test_prefork_mark_sweep),
       cmocka_unit_test(test_plain_fork_semispace),
+      cmocka_unit_test(test_plain_fork_gen_semispace),
       cmocka_unit_test(test_plain_fork_mark_compact),
       cmocka_unit_test(test_plain_fork_concurrent),
       cmocka_unit_test(test_plain_fork_mark_sweep),
@@ -443,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_postfork_child_resets_counters),
       cmocka_unit_test(test_prefork_parks_heap_threads),
       cmocka_unit_test(test_refork_semispace),
+      cmocka_unit_test(test_refork_gen_semispace),
       cmocka_unit_test(test_refork_concurrent),
       cmocka_unit_test(test_refork_mark_sweep),
   };

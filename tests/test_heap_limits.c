@@ -9,7 +9,7 @@
 
 #define MiB ((size_t)1 << 20)
 
-static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact",
+static const char *const collectors[] = {"semispace", "gen_semispace", "mark_compact", "concurrent_compact",
                                          "mark_sweep"};
 
 /* Keep allocating live 4 KiB objects until the heap refuses; returns how

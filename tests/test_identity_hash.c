@@ -15,7 +15,7 @@
 #include "heap/image_format.h"
 #include "support_heap.h"
 
-static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact",
+static const char *const collectors[] = {"semispace", "gen_semispace", "mark_compact", "concurrent_compact",
                                          "mark_sweep"};
 #define NCOLLECTORS (sizeof collectors / sizeof collectors[0])
 
@@ -84,6 +84,7 @@ static void stable_for(const char *collector) {
 }
 
 static void test_stable_semispace(void **st) { (void)st, stable_for("semispace"); }
+static void test_stable_gen_semispace(void **st) { (void)st, stable_for("gen_semispace"); }
 static void test_stable_mark_compact(void **st) { (void)st, stable_for("mark_compact"); }
 static void test_stable_concurrent(void **st) { (void)st, stable_for("concurrent_compact"); }
 static void test_stable_mark_sweep(void **st) { (void)st, stable_for("mark_sweep"); }
@@ -361,6 +362,7 @@ static void mixed_for(const char *collector) {
 static void test_mixed_mark_compact(void **st) { (void)st, mixed_for("mark_compact"); }
 static void test_mixed_concurrent(void **st) { (void)st, mixed_for("concurrent_compact"); }
 static void test_mixed_semispace(void **st) { (void)st, mixed_for("semispace"); }
+static void test_mixed_gen_semispace(void **st) { (void)st, mixed_for("gen_semispace"); }
 static void test_mixed_mark_sweep(void **st) { (void)st, mixed_for("mark_sweep"); }
 
 /* ---- fh_prefork and fork ------------------------------------------------- */
@@ -416,6 +418,7 @@ static void prefork_for(const char *collector) {
 }
 
 static void test_prefork_semispace(void **st) { (void)st, prefork_for("semispace"); }
+static void test_prefork_gen_semispace(void **st) { (void)st, prefork_for("gen_semispace"); }
 static void test_prefork_mark_compact(void **st) { (void)st, prefork_for("mark_compact"); }
 static void test_prefork_concurrent(void **st) { (void)st, prefork_for("concurrent_compact"); }
 static void test_prefork_mark_sweep(void **st) { (void)st, prefork_for("mark_sweep"); }
@@ -709,12 +712,15 @@ int main(void) {
       cmocka_unit_test(test_mixed_mark_compact),
       cmocka_unit_test(test_mixed_concurrent),
       cmocka_unit_test(test_mixed_semispace),
+      cmocka_unit_test(test_mixed_gen_semispace),
       cmocka_unit_test(test_mixed_mark_sweep),
       cmocka_unit_test(test_stable_semispace),
+      cmocka_unit_test(test_stable_gen_semispace),
       cmocka_unit_test(test_stable_mark_compact),
       cmocka_unit_test(test_stable_concurrent),
       cmocka_unit_test(test_stable_mark_sweep),
       cmocka_unit_test(test_prefork_semispace),
+      cmocka_unit_test(test_prefork_gen_semispace),
       cmocka_unit_test(test_prefork_mark_compact),
       cmocka_unit_test(test_prefork_concurrent),
       cmocka_unit_test(test_prefork_mark_sweep),

@@ -97,7 +97,7 @@ static void test_image_refs_survive_every_collector(void **st) {
   (void)st;
   const char *path = img_path("collectors");
   img_save_standard(path);
-  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+  static const char *const collectors[] = {"semispace", "gen_semispace", "mark_sweep", "mark_compact",
                                            "concurrent_compact"};
   int ran = 0;
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
@@ -415,7 +415,7 @@ static void test_far_slot_of_large_image_object(void **st) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+  static const char *const collectors[] = {"semispace", "gen_semispace", "mark_sweep", "mark_compact",
                                            "concurrent_compact"};
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
     char extra[64];
@@ -474,7 +474,7 @@ static void test_collections_leave_clean_image_pages_alone(void **st) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-  static const char *const collectors[] = {"semispace", "mark_sweep", "mark_compact",
+  static const char *const collectors[] = {"semispace", "gen_semispace", "mark_sweep", "mark_compact",
                                            "concurrent_compact"};
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
     char spec[512];

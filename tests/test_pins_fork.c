@@ -22,7 +22,7 @@
 
 #define NO_FORK_UNDER_TSAN "no new threads after a multi-threaded fork"
 
-static const char *const collectors[] = {"semispace", "mark_compact", "concurrent_compact",
+static const char *const collectors[] = {"semispace", "gen_semispace", "mark_compact", "concurrent_compact",
                                          "mark_sweep"};
 #define NCOLLECTORS (sizeof collectors / sizeof collectors[0])
 

@@ -115,6 +115,7 @@ static void run_with(const char *collector) {
 }
 
 static void test_stress_semispace(void **state) { (void)state; run_with("semispace"); }
+static void test_stress_gen_semispace(void **state) { (void)state; run_with("gen_semispace"); }
 static void test_stress_mark_sweep(void **state) { (void)state; run_with("mark_sweep"); }
 static void test_stress_mark_compact(void **state) { (void)state; run_with("mark_compact"); }
 static void test_stress_concurrent(void **state) { (void)state; run_with("concurrent_compact"); }
@@ -122,6 +123,7 @@ static void test_stress_concurrent(void **state) { (void)state; run_with("concur
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stress_semispace),
+      cmocka_unit_test(test_stress_gen_semispace),
       cmocka_unit_test(test_stress_mark_sweep),
       cmocka_unit_test(test_stress_mark_compact),
       cmocka_unit_test(test_stress_concurrent),

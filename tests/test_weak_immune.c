@@ -80,7 +80,7 @@ static void test_image_round_trip(void **st) {
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
-  const char *collectors[] = {"semispace", "mark_sweep", "mark_compact", "concurrent_compact"};
+  const char *collectors[] = {"semispace", "gen_semispace", "mark_sweep", "mark_compact", "concurrent_compact"};
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
     char spec[512];
     snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1,image_path=%s",
