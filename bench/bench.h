@@ -45,6 +45,8 @@ int wl_phases(int argc, char **argv);     /* bench/wl_phases.c */
 int wl_alloc(int argc, char **argv);      /* bench/wl_alloc.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
+int wl_whippet_mt_gcbench(int argc, char **argv); /* bench/wl_whippet_gc.c */
+int wl_whippet_quads(int argc, char **argv);      /* bench/wl_whippet_gc.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */
@@ -91,7 +93,7 @@ void bench_progress_done(void);
 typedef struct bench_child {
   int exit_status;      /* exit code; 128 + signal if killed; -1 spawn failed */
   size_t max_rss_kib;   /* getrusage of the child: ru_maxrss */
-  char out[1024];       /* the child's stdout (truncated), NUL-terminated */
+  char out[8192];       /* the child's stdout (truncated), NUL-terminated */
 } bench_child;
 /* Runs argv[0] (a path) with argv, capturing stdout; stderr passes through. */
 int bench_run_child(char *const argv[], bench_child *c);

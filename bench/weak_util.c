@@ -136,6 +136,10 @@ int wk_run_all(wk_run *run, int verbose) {
         }
         ok = ok && bench_kv(c.out, "failures") == 0;
       }
+      /* A key the runner fills itself: the child's peak RSS (wait4). */
+      for (int k = 0; k < run->nkeys; k++)
+        if (strcmp(run->keys[k], "peak_rss_mib") == 0)
+          v->vals[r][k] = (double)c.max_rss_kib / 1024.0;
       if (!ok) {
         v->failed = c.exit_status ? c.exit_status : 1;
         snprintf(v->why, sizeof v->why, "%.*s", (int)strcspn(c.out, "\n"), c.out);
