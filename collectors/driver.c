@@ -143,6 +143,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
+  watch.e.young = h->gen.collecting_young; /* gc_account_pause resets it */
   gc_account_pause(h, t0);
   if (measured) gc_pool_charge(&h->pool, &usage0);
   pthread_mutex_lock(&h->stats_lock);

@@ -452,7 +452,7 @@ typedef struct fh_gc_event {
   uint64_t number;       /* this collection's number, from 1 */
   const char *collector; /* "semispace", "mark_compact", ... */
   const char *cause;     /* "explicit", "allocation", "allocation failure", "background" */
-  int young;             /* 0: a full collection (every collection, for now) */
+  int young;             /* end events: 1 for a young collection (gen_semispace), else 0 */
   /* End events only (0 in a start event, but for live_before): */
   uint64_t pause_ns;
   size_t live_before;    /* bytes in use when it started */
