@@ -50,16 +50,20 @@ typedef struct semi_ctx {
 /* Promote obj (header h) into the non-moving space: its copy, or NULL when
  * the space refuses (the caller copies to to-space instead, as ART does). */
 static void *promote(semi_ctx *c, void *obj, uint64_t h) {
-  size_t bytes = obj_moved_bytes(h); /* with the hash word it may gain */
-  void *copy = non_moving_space_alloc(&c->h->non_moving, hdr_type(h), bytes - FH_HEADER_BYTES);
-  if (!copy) {
+  non_moving_space *nm = &c->h->non_moving;
+  /* With the hash word it may gain, in the space's 16-byte granules. */
+  size_t bytes = non_moving_object_bytes(obj_moved_bytes(h) - FH_HEADER_BYTES);
+  void *mem = non_moving_space_alloc_raw(nm, bytes, c->h->gen.tcache);
+  if (!mem) {
     c->promote_failed = 1;
     return NULL;
   }
-  uintptr_t dst = obj_start(copy);
-  memcpy((void *)dst, obj_header(obj), obj_bytes(h));
+  uintptr_t dst = (uintptr_t)mem;
+  memcpy(mem, obj_header(obj), obj_bytes(h));
   idhash_copied(c->h, obj, h, dst, 1);
-  c->promoted += non_moving_object_bytes(bytes - FH_HEADER_BYTES);
+  non_moving_space_publish(nm, mem);
+  void *copy = obj_from_start(dst);
+  c->promoted += bytes;
   c->promoted_src += obj_bytes(h);
   *obj_header(obj) = hdr_make_forward(copy);
   /* Marked: reached (full), or promoted and not yet scanned (young: the
@@ -281,6 +285,9 @@ static void gen_done(fh_heap *h, int young, const semi_ctx *c, size_t collected)
 static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
   gen_state *g = &h->gen;
+  /* Promotions allocate through a tcache of their own (one jemalloc call
+   * per object without it), flushed before mutators run again. */
+  if (g->tcache == -2) g->tcache = arena_tcache_create(); /* -1: none, uncached */
   gen_policy_in in = g->last;
   in.requested_young = g->request_young;
   in.explicit_full = cause == GC_CAUSE_EXPLICIT && !g->request_young;
@@ -298,7 +305,13 @@ static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
                 .young = g->choice.young, .aged_end = aged_end(h)};
   size_t collected = bump_space_used(c.from);
   if (h->opt.verify && c.young) gen_cards_verify(h, "before young collection");
-  if (semi_collect(h, &c) < 0) return -1;
+  int rc = semi_collect(h, &c);
+  if (g->tcache >= 0 && arena_tcache_flush(g->tcache) < 0) {
+    /* A cache that keeps regions must serve no other arena (fh_prefork
+     * replaces the non-moving space's): leave it, go uncached. */
+    g->tcache = -1;
+  }
+  if (rc < 0) return -1;
   gen_cards_clean(h);
   gen_done(h, c.young, &c, collected);
   if (h->opt.verify) gen_cards_verify(h, c.young ? "after young collection" : "after full collection");

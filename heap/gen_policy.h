@@ -72,6 +72,7 @@ typedef struct gen_state {
   uintptr_t aged_end;
   uint64_t aged_at;
   int request_young; /* gc_run: this collection is an FH_COLLECT_YOUNG */
+  int tcache; /* jemalloc tcache for promotions: -2 not yet made, -1 none */
   int collecting_young; /* the running collection is young (for the pause accounting) */
   gen_policy_in last;   /* figures of the last collections, for the next choice */
   gen_choice choice;    /* the last one, for fh_dump */

@@ -174,6 +174,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_mutex_init(&h->hspace_bg_lock, NULL);
   gc_pool_init(&h->pool);
   h->gc_tcache = -1;
+  h->gen.tcache = -2;
   CDS_INIT_LIST_HEAD(&h->threads);
   if (map_spaces(h) < 0) {
     fh_error_prefix("fh_heap_create");
@@ -208,6 +209,7 @@ void fh_heap_destroy(fh_heap *h) {
   fh_gc_wait(h);
   mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
   gc_pool_destroy(&h->pool); /* waits for detached tasks' last steps too */
+  if (h->gen.tcache >= 0) arena_tcache_destroy(h->gen.tcache);
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
   zygote_space_destroy(&h->zygote); /* its frozen arenas, before the range goes */
   malloc_heap_destroy(h);
@@ -284,6 +286,14 @@ void heap_set_trigger(fh_heap *h, size_t live) {
   size_t lim = heap_limit(h);
   if (heap_two_halves(h)) lim /= 2; /* (lim - nm) / 2 - bump >= lim / 2 - live */
   size_t room = lim > live ? lim - live : 0;
+  if (h->opt.collector == FH_GEN_SEMISPACE) {
+    /* Exactly what allocation may fill: promoted (non-moving) bytes need
+     * no copy reserve, so with a large old generation lim / 2 - live would
+     * leave almost no room and collect at every step. */
+    size_t nm = atomic_load(&h->non_moving.used), young = live > nm ? live - nm : 0;
+    size_t half = heap_bump_room(h, nm);
+    room = half > young ? half - young : 0;
+  }
   h->gc_trigger = grow < room ? grow : room;
 }
 

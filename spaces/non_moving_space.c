@@ -76,6 +76,19 @@ void *non_moving_space_alloc(non_moving_space *s, uint32_t type, size_t payload)
   return obj_from_start((uintptr_t)mem);
 }
 
+void *non_moving_space_alloc_raw(non_moving_space *s, size_t bytes, int tcache) {
+  size_t old = atomic_fetch_add(&s->used, bytes);
+  if (old + bytes > s->limit) {
+    atomic_fetch_sub(&s->used, bytes);
+    return NULL;
+  }
+  void *mem = sys_mallocx(bytes, MALLOCX_ARENA(s->arena.index) |
+                                     (tcache < 0 ? MALLOCX_TCACHE_NONE
+                                                 : MALLOCX_TCACHE((unsigned)tcache)));
+  if (!mem) atomic_fetch_sub(&s->used, bytes);
+  return mem;
+}
+
 size_t non_moving_space_sweep(non_moving_space *s) {
   uintptr_t begin = s->space.begin, end = begin + arena_mapped(&s->arena);
   size_t freed = 0;

@@ -32,6 +32,15 @@ int non_moving_space_init(non_moving_space *s, const char *name, uintptr_t begin
 void non_moving_space_destroy(non_moving_space *s);
 /* A zeroed object with its header written, or NULL (space full). */
 void *non_moving_space_alloc(non_moving_space *s, uint32_t type, size_t payload);
+/* For a collector copying an object in (gen_semispace's promotion): room
+ * for `bytes` (a multiple of 16), counted in `used`, not zeroed, through
+ * the explicit jemalloc tcache `tcache` (< 0: none; the caller flushes it
+ * before mutators run again).  The caller writes the object, then
+ * publishes it (its allocation bit).  NULL: the space is full. */
+void *non_moving_space_alloc_raw(non_moving_space *s, size_t bytes, int tcache);
+static inline void non_moving_space_publish(non_moving_space *s, void *start) {
+  bitmap_set(&s->alloc_bits, (uintptr_t)start);
+}
 /* Free every allocated object without a mark bit, then clear the marks.
  * World stopped.  Returns the bytes freed. */
 size_t non_moving_space_sweep(non_moving_space *s);
