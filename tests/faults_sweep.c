@@ -48,6 +48,7 @@ typedef struct config {
 
 static const config configs[] = {
     {"semispace", "collector=semispace"},
+    {"gen_semispace", "collector=gen_semispace"},
     {"mark_sweep", "collector=mark_sweep"},
     {"mark_compact", "collector=mark_compact"},
     {"concurrent_sigbus", "collector=concurrent_compact,uffd_sigbus=1"},
