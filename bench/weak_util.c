@@ -82,6 +82,9 @@ void wk_print_stats(fh_heap *h) {
          (double)s.pause_ns_total / 1e6, (double)s.weak_ns_total / 1e6,
          (double)s.weak_ns_max / 1e6, (unsigned long long)s.ephemerons_traced,
          (unsigned long long)s.ephemerons_cleared, (unsigned long long)s.objects_finalized);
+  printf(" young=%llu young_pause_max_ms=%.3f full=%llu full_pause_max_ms=%.3f",
+         (unsigned long long)s.young_collections, (double)s.young_pause_ns_max / 1e6,
+         (unsigned long long)s.full_collections, (double)s.full_pause_ns_max / 1e6);
 }
 
 /* ---- the runner ------------------------------------------------------------ */

@@ -298,6 +298,8 @@ static int whippet_parse(const char *out, const wk_run *run, double *vals) {
     else if (strcmp(key, "collections") == 0) vals[k] = major + minor;
     else if (strcmp(key, "pause_max_ms") == 0) vals[k] = pmax;
     else if (strcmp(key, "failures") == 0) vals[k] = 0;
+    else if (strcmp(key, "young") == 0) vals[k] = minor;
+    else if (strcmp(key, "full") == 0) vals[k] = major;
     /* peak_rss_mib: filled by the runner */
   }
   return isnan(ms) ? -1 : 0;
@@ -363,11 +365,14 @@ static int gc_main(int argc, char **argv, int quads) {
   memset(&run, 0, sizeof run);
   run.who = name;
   run.runs = runs;
-  run.nkeys = 4;
+  run.nkeys = 7;
   run.keys[0] = "ms";
   run.keys[1] = "collections";
   run.keys[2] = "pause_max_ms";
   run.keys[3] = "peak_rss_mib";
+  run.keys[4] = "young"; /* Whippet: minor collections */
+  run.keys[5] = "full";  /* Whippet: major collections */
+  run.keys[6] = "young_pause_max_ms";
   const char *fh_args[] = {"--multiplier", mbuf, "--depth", dbuf};
   int nfh = wk_add_faultheap_variants(&run, name, mask, fh_args, quads ? 4 : 2);
   const char *wdir = bench_flag(argc, argv, "--whippet");
@@ -383,8 +388,9 @@ static int gc_main(int argc, char **argv, int quads) {
   bench_print_header(stdout);
   printf("%s: multiplier %s%s%s, 1 mutator, %d rounds (medians)\n", name, mbuf,
          quads ? ", depth " : "", quads ? dbuf : "", runs);
-  printf("%-30s %9s %7s %11s %6s %12s %9s %9s\n", "variant", "ms", "range", "max_pause",
-         "GCs", "peak_RSS_MiB", best ? "time_vs" : "", best ? "RSS_vs" : "");
+  printf("%-30s %9s %7s %11s %6s %12s %9s %9s %11s %9s\n", "variant", "ms", "range", "max_pause",
+         "GCs", "peak_RSS_MiB", best ? "time_vs" : "", best ? "RSS_vs" : "", "young/full",
+         "young_max");
   for (int i = 0; i < run.n; i++) {
     const wk_variant *v = &run.v[i];
     if (v->skipped) {
@@ -401,9 +407,16 @@ static int gc_main(int argc, char **argv, int quads) {
       snprintf(tr, sizeof tr, "%.2fx", wk_ratio(&run, v, "ms", best, "ms"));
       snprintf(rr, sizeof rr, "%.2fx", wk_ratio(&run, v, "peak_rss_mib", best, "peak_rss_mib"));
     }
-    printf("%-30s %9.1f %7s %11.2f %6.0f %12.1f %9s %9s\n", v->name, wk_median(&run, v, "ms"),
-           range, wk_max(&run, v, "pause_max_ms"), wk_median(&run, v, "collections"),
-           wk_median(&run, v, "peak_rss_mib"), tr, rr);
+    /* Young (minor) and full (major) collections; the longest young pause
+     * where the child reports it (faultheap). */
+    char yf[32] = "-", ym[16] = "-";
+    double young = wk_median(&run, v, "young"), full = wk_median(&run, v, "full");
+    double ymax = wk_max(&run, v, "young_pause_max_ms");
+    if (!isnan(young) && !isnan(full)) snprintf(yf, sizeof yf, "%.0f/%.0f", young, full);
+    if (!isnan(ymax) && young > 0) snprintf(ym, sizeof ym, "%.2f", ymax);
+    printf("%-30s %9.1f %7s %11.2f %6.0f %12.1f %9s %9s %11s %9s\n", v->name,
+           wk_median(&run, v, "ms"), range, wk_max(&run, v, "pause_max_ms"),
+           wk_median(&run, v, "collections"), wk_median(&run, v, "peak_rss_mib"), tr, rr, yf, ym);
   }
   if (best)
     printf("time_vs, RSS_vs: median over rounds of the ratio to %s in the same round\n"
