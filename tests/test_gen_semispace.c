@@ -213,6 +213,34 @@ static void test_weak_young_keys(void **st) {
   fh_heap_destroy(h);
 }
 
+/* Zygote objects are old too: their dirty cards keep young objects alive
+ * through young collections (and stay dirty: they are never cleaned). */
+static void test_zygote_holder(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  tnode *z = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&z);
+  assert_int_equal(fh_prefork(t), 0);
+  fh_postfork_parent(h);
+  assert_true(space_contains(&h->zygote.space, z));
+  for (int round = 0; round < 4; round++) {
+    fh_write_ref(t, z, (void **)&z->other, test_node(t, &ty, 10 + (uint64_t)round));
+    for (int g = 0; g < 3000; g++) test_node(t, &ty, 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    tnode *o = z->other;
+    assert_true(in_old(h, o));
+    assert_int_equal(o->value, 10 + (uint64_t)round);
+    assert_int_equal(o->check, test_check(10 + (uint64_t)round));
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* A pinned young object is not moved: that cycle slides the active space
  * in place (as semispace does) and counts as a full collection. */
 static void test_pinned_young(void **st) {
@@ -428,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_weak_old_keys),
       cmocka_unit_test(test_weak_young_keys),
+      cmocka_unit_test(test_zygote_holder),
       cmocka_unit_test(test_pinned_young),
       cmocka_unit_test(test_policy),
       cmocka_unit_test(test_policy_in_heap),
