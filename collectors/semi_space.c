@@ -43,6 +43,13 @@ typedef struct semi_ctx {
    * below aged_end are promoted (0: none, plain semispace). */
   int young;
   uintptr_t aged_end;
+  /* Promoted objects wait here to be scanned, first in first out (as
+   * Cheney's scan of to-space): children land next to their siblings and
+   * a subtree near its root.  A stack put each object's first child's
+   * subtree after all its other children's: a depth-first walk of a
+   * promoted tree ran 10x slower. */
+  mark_stack promo;
+  size_t promo_head;
   size_t promoted, promoted_src; /* bytes in the promote space, and they took in from-space */
   int promote_failed;
 } semi_ctx;
@@ -69,7 +76,7 @@ static void *promote(semi_ctx *c, void *obj, uint64_t h) {
   /* Marked: reached (full), or promoted and not yet scanned (young: the
    * dirty-card scan skips it, the stack scans it once). */
   non_moving_space_mark(&c->h->non_moving, copy);
-  if (mark_stack_push(&c->stack, copy) < 0) c->overflowed = 1;
+  if (mark_stack_push(&c->promo, copy) < 0) c->overflowed = 1;
   /* Its slots may point into the young space: gen_cards_clean decides. */
   atomic_store_explicit((_Atomic uint8_t *)card_for(c->h, (uintptr_t)copy), FH__CARD_DIRTY,
                         memory_order_relaxed);
@@ -154,6 +161,13 @@ static int trace(void *ctx) {
       scan_object(c, obj_from_start(c->scan));
       c->scan += obj_bytes(h);
     }
+    if (c->promo_head < c->promo.n) {
+      void *p = c->promo.items[c->promo_head++];
+      if (c->promo_head == c->promo.n) c->promo_head = c->promo.n = 0;
+      if (c->young) bitmap_clear(&c->h->non_moving.mark_bits, obj_start(p));
+      scan_object(c, p);
+      continue;
+    }
     void *obj = mark_stack_pop(&c->stack);
     if (obj) {
       if (c->young) bitmap_clear(&c->h->non_moving.mark_bits, obj_start(obj));
@@ -188,6 +202,11 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
     fh_error_set("semi-space collection: cannot map the mark stack");
     return -1;
   }
+  if (c->aged_end && mark_stack_init(&c->promo) < 0) {
+    mark_stack_destroy(&c->stack);
+    fh_error_set("semi-space collection: cannot map the promotion queue");
+    return -1;
+  }
   c->from_lo = c->from->space.begin;
   c->from_hi = atomic_load(&c->from->top);
   c->scan = c->to->space.begin;
@@ -199,6 +218,7 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   trace_weak_finish(&c->weak); /* never fails: trace() recovers overflows */
   trace_weak_destroy(&c->weak);
   mark_stack_destroy(&c->stack);
+  if (c->aged_end) mark_stack_destroy(&c->promo);
 
   size_t from_used = bump_space_used(c->from);
   /* Young: every mark bit was cleared as its promoted object was scanned. */
