@@ -76,7 +76,11 @@ static void *promote(semi_ctx *c, void *obj, uint64_t h) {
   /* Marked: reached (full), or promoted and not yet scanned (young: the
    * dirty-card scan skips it, the stack scans it once). */
   non_moving_space_mark(&c->h->non_moving, copy);
-  if (mark_stack_push(&c->promo, copy) < 0) c->overflowed = 1;
+  /* The queue is mapped at the first promotion (most young collections of
+   * short-lived data promote nothing).  Without memory the object stays
+   * marked and the overflow rescan finds it. */
+  if ((!c->promo.items && mark_stack_init(&c->promo) < 0) || mark_stack_push(&c->promo, copy) < 0)
+    c->overflowed = 1;
   /* Its slots may point into the young space: gen_cards_clean decides. */
   atomic_store_explicit((_Atomic uint8_t *)card_for(c->h, (uintptr_t)copy), FH__CARD_DIRTY,
                         memory_order_relaxed);
@@ -202,11 +206,6 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
     fh_error_set("semi-space collection: cannot map the mark stack");
     return -1;
   }
-  if (c->aged_end && mark_stack_init(&c->promo) < 0) {
-    mark_stack_destroy(&c->stack);
-    fh_error_set("semi-space collection: cannot map the promotion queue");
-    return -1;
-  }
   c->from_lo = c->from->space.begin;
   c->from_hi = atomic_load(&c->from->top);
   c->scan = c->to->space.begin;
@@ -218,7 +217,7 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   trace_weak_finish(&c->weak); /* never fails: trace() recovers overflows */
   trace_weak_destroy(&c->weak);
   mark_stack_destroy(&c->stack);
-  if (c->aged_end) mark_stack_destroy(&c->promo);
+  if (c->promo.items) mark_stack_destroy(&c->promo);
 
   size_t from_used = bump_space_used(c->from);
   /* Young: every mark bit was cleared as its promoted object was scanned. */
@@ -326,7 +325,7 @@ static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   size_t collected = bump_space_used(c.from);
   if (h->opt.verify && c.young) gen_cards_verify(h, "before young collection");
   int rc = semi_collect(h, &c);
-  if (g->tcache >= 0 && arena_tcache_flush(g->tcache) < 0) {
+  if (c.promoted && g->tcache >= 0 && arena_tcache_flush(g->tcache) < 0) {
     /* A cache that keeps regions must serve no other arena (fh_prefork
      * replaces the non-moving space's): leave it, go uncached. */
     g->tcache = -1;
