@@ -222,6 +222,9 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   size_t from_used = bump_space_used(c->from);
   /* Young: every mark bit was cleared as its promoted object was scanned. */
   size_t nm_freed = c->young ? 0 : non_moving_space_sweep(&h->non_moving);
+  /* gen_semispace: whole-heap collections are rare and free old objects
+   * by the megabyte; jemalloc would keep their pages for seconds. */
+  if (c->aged_end && nm_freed) arena_purge(&h->non_moving.arena);
   bump_space_note_written(c->to);
   h->active = !h->active;
   size_t out = c->copied + c->promoted_src;
