@@ -292,9 +292,10 @@ int mc_prepare(mc_state *m) {
     mc_mark_end(crew);
     fwd_reset(t);
     bitmap_clear_all(&h->non_moving.mark_bits);
+    los_clear_marks(&h->los);
     return -1;
   }
-  m->nm_freed = non_moving_space_sweep(&h->non_moving);
+  m->nm_freed = heap_sweep_nonmoving(h);
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
@@ -335,7 +336,7 @@ int mc_prepare(mc_state *m) {
   m->pinned_objects = t->pinned_objects;
   m->pinned_bytes = t->pinned_bytes;
   m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
-  size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
+  size_t live = t->live_bytes, nm_used = heap_nonmoving_used(h);
   h->bytes_moved += live;
   h->bytes_freed += (m->old_used - live) + m->nm_freed;
   heap_set_trigger(h, live + nm_used);
