@@ -33,6 +33,7 @@ int los_init(large_object_space *s, uintptr_t begin, size_t capacity) {
   memset(s, 0, sizeof *s);
   s->space = (fh_space){"large object space", SPACE_LARGE, begin, begin + capacity, &los_ops};
   atomic_store(&s->frontier, begin);
+  s->batch.zero_on_failure = 1;
   if (bitmap_init(&s->starts, begin, capacity, LOS_PAGE_SHIFT) < 0 ||
       bitmap_init(&s->marks, begin, capacity, LOS_PAGE_SHIFT) < 0) {
     fh_error_set("cannot map the bitmaps of the large object space");
@@ -161,14 +162,18 @@ static size_t sweep(large_object_space *s, int forwarded) {
     if (forwarded ? !hdr_is_forwarded(*(const uint64_t *)p) : bitmap_test(&s->marks, p)) continue;
     size_t bytes = los_object_bytes(hdr_payload(header_at(p)));
     bitmap_clear(&s->starts, p);
-    /* The pages must read as zero when handed out again: reserve_discard
-     * zeroes them by hand when madvise fails (the memory then stays
-     * resident, which is all that is lost). */
-    if (reserve_discard(p, bytes) < 0) s->discard_failures++;
+    /* The pages must read as zero when handed out again: the batch zeroes
+     * them by hand where the kernel would not take them back (the memory
+     * then stays resident, which is all that is lost).  One madvise per
+     * object cost ~10 us each (a TLB shootdown while another thread runs):
+     * 1-32 KiB objects made a semispace heap 1.8x slower. */
+    discard_batch_add(&s->batch, p, bytes);
     if (add_run(s, p, bytes) < 0) s->lost_bytes += bytes;
     freed += bytes;
     nfreed++;
   }
+  discard_batch_flush(&s->batch); /* before any page is handed out again */
+  s->discard_failures = s->batch.failures;
   /* A free run at the top goes back behind the frontier. */
   if (s->nruns && s->runs[s->nruns - 1].begin + s->runs[s->nruns - 1].bytes == end) {
     atomic_store_explicit(&s->frontier, s->runs[s->nruns - 1].begin, memory_order_relaxed);

@@ -28,6 +28,7 @@
 
 #include "heap/object.h"
 #include "spaces/bitmap.h"
+#include "spaces/discard_batch.h"
 #include "spaces/reserve.h"
 #include "spaces/space.h"
 
@@ -48,6 +49,9 @@ typedef struct large_object_space {
   _Atomic uintptr_t frontier; /* end of the pages ever handed out (lowered by sweeps) */
   _Atomic size_t used;        /* bytes of objects (whole pages) */
   _Atomic size_t objects;
+  /* The sweep gives dead objects' pages back in vectors (one
+   * process_madvise per 512 objects, not one madvise each). */
+  discard_batch batch;
   /* Figures for fh_dump and tests. */
   uint64_t freed_objects, discard_failures;
   size_t lost_bytes; /* freed pages no run could record (no memory): unusable */
