@@ -2,6 +2,7 @@
 
 #include "heap/barrier.h"
 #include "heap/ephemeron.h"
+#include "heap/large_objects.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "spaces/reserve.h"
@@ -60,7 +61,10 @@ static inline void mark_ref(marker *m, void *v) {
   } else if (space_contains(&h->non_moving.space, p)) {
     if (!mark_bit(&h->non_moving.mark_bits, obj_start(p))) push(m, p);
   } else if (los_contains(&h->los, p)) {
-    if (!mark_bit(&h->los.marks, obj_start(p))) push(m, p);
+    if (!mark_bit(&h->los.marks, obj_start(p))) {
+      if (heap_los_quiet(h, p)) trace_weak_reached(&m->weak, p); /* nothing to scan */
+      else push(m, p);
+    }
   } else if (a - m->bump_lo < m->bump_hi - m->bump_lo) {
     if (!mark_bit(&m->bump_marks, obj_start(p))) push(m, p);
   }

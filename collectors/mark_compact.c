@@ -10,6 +10,7 @@
 
 #include "collectors/mc.h"
 #include "collectors/trace.h"
+#include "heap/large_objects.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
@@ -216,6 +217,7 @@ static void update_slot(void **slot, void *ctx) {
 
 static void update_object(void *obj, void *ctx) {
   mc_state *m = ctx;
+  if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);

@@ -14,6 +14,7 @@
 
 #include "collectors/mark_stack.h"
 #include "collectors/trace.h"
+#include "heap/large_objects.h"
 #include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/object.h"
@@ -130,8 +131,9 @@ static inline void mark_ref(marker *m, void *v) {
     trace_weak_reached(m->weak, p);
   } else if (space_contains(&m->h->non_moving.space, p) ? !non_moving_space_mark(&m->h->non_moving, p)
              : los_contains(&m->h->los, p) && !los_mark(&m->h->los, p)) {
-    /* A non-moving or large object reached for the first time. */
-    push(m, p);
+    /* A non-moving or large object reached for the first time; a quiet
+     * large one has nothing to scan. */
+    if (!(los_contains(&m->h->los, p) && heap_los_quiet(m->h, p))) push(m, p);
     trace_weak_reached(m->weak, p);
   }
   /* Anything else is immune or native memory: not collected here. */

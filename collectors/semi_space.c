@@ -16,6 +16,7 @@
 #include "collectors/trace.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
+#include "heap/large_objects.h"
 #include "heap/object.h"
 
 typedef struct semi_ctx {
@@ -63,8 +64,11 @@ static void evacuate_slot(void **slot, void *ctx) {
     *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
   } else if (space_contains(&c->h->non_moving.space, p) ? !non_moving_space_mark(&c->h->non_moving, p)
              : los_contains(&c->h->los, p) && !los_mark(&c->h->los, p)) {
-    /* A non-moving or large object reached for the first time. */
-    if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;
+    /* A non-moving or large object reached for the first time; a quiet
+     * large one has nothing to scan. */
+    if (!(los_contains(&c->h->los, p) && heap_los_quiet(c->h, p)) &&
+        mark_stack_push(&c->stack, p) < 0)
+      c->overflowed = 1;
     trace_weak_reached(&c->weak, p);
   }
   /* Anything else (immune spaces, to-space) is not collected here. */

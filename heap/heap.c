@@ -286,12 +286,6 @@ size_t heap_used_bytes(fh_heap *h) {
          (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 
-size_t heap_sweep_nonmoving(fh_heap *h) {
-  size_t freed = non_moving_space_sweep(&h->non_moving);
-  if (h->los.space.ops) freed += los_sweep(&h->los);
-  return freed;
-}
-
 void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
   size_t grow;

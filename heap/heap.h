@@ -293,7 +293,8 @@ static inline size_t heap_nonmoving_used(fh_heap *h) {
   return atomic_load_explicit(&h->non_moving.used, memory_order_relaxed) +
          atomic_load_explicit(&h->los.used, memory_order_relaxed);
 }
-/* The sweep of both (world stopped, after marking): the bytes freed. */
+/* The sweep of both (world stopped, after marking): the bytes freed.  Also
+ * settles which large objects need no scan (heap/large_objects.h). */
 size_t heap_sweep_nonmoving(fh_heap *h);
 /* Every space of the heap, allocating spaces first; returns the count.
  * The one list that statistics, dumping and verification walk: a new space

@@ -35,7 +35,9 @@ int los_init(large_object_space *s, uintptr_t begin, size_t capacity) {
   atomic_store(&s->frontier, begin);
   s->batch.zero_on_failure = 1;
   if (bitmap_init(&s->starts, begin, capacity, LOS_PAGE_SHIFT) < 0 ||
-      bitmap_init(&s->marks, begin, capacity, LOS_PAGE_SHIFT) < 0) {
+      bitmap_init(&s->marks, begin, capacity, LOS_PAGE_SHIFT) < 0 ||
+      bitmap_init(&s->quiet, begin, capacity, LOS_PAGE_SHIFT) < 0 ||
+      bitmap_init(&s->checked, begin, capacity, LOS_PAGE_SHIFT) < 0) {
     fh_error_set("cannot map the bitmaps of the large object space");
     los_destroy(s);
     return -1;
@@ -48,8 +50,10 @@ void los_destroy(large_object_space *s) {
   if (!s->space.ops) return;
   if (s->starts.words) bitmap_destroy(&s->starts);
   if (s->marks.words) bitmap_destroy(&s->marks);
+  if (s->quiet.words) bitmap_destroy(&s->quiet);
+  if (s->checked.words) bitmap_destroy(&s->checked);
   free(s->runs);
-  if (s->starts.words && s->marks.words) pthread_mutex_destroy(&s->lock);
+  if (s->checked.words) pthread_mutex_destroy(&s->lock); /* initialised after the bitmaps */
   memset(s, 0, sizeof *s);
 }
 
@@ -162,6 +166,8 @@ static size_t sweep(large_object_space *s, int forwarded) {
     if (forwarded ? !hdr_is_forwarded(*(const uint64_t *)p) : bitmap_test(&s->marks, p)) continue;
     size_t bytes = los_object_bytes(hdr_payload(header_at(p)));
     bitmap_clear(&s->starts, p);
+    bitmap_clear(&s->quiet, p);
+    bitmap_clear(&s->checked, p);
     /* The pages must read as zero when handed out again: the batch zeroes
      * them by hand where the kernel would not take them back (the memory
      * then stays resident, which is all that is lost).  One madvise per

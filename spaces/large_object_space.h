@@ -43,6 +43,11 @@ typedef struct large_object_space {
   fh_space space;
   fh_bitmap starts; /* one bit per page: an object starts here */
   fh_bitmap marks;  /* one bit per page: the object starting here is marked */
+  /* One bit per page: the object starting here held no reference to a
+   * collectable object when its card was last cleared (heap/large_objects.h). */
+  fh_bitmap quiet;
+  /* One bit per page: quiet was computed since the card was last cleared. */
+  fh_bitmap checked;
   pthread_mutex_t lock; /* runs, frontier's growth */
   los_run *runs;        /* free runs below the frontier, by address */
   size_t nruns, runs_cap;
@@ -78,6 +83,9 @@ static inline int los_mark(large_object_space *s, const void *obj) {
 }
 static inline int los_is_marked(const large_object_space *s, const void *obj) {
   return bitmap_test(&s->marks, obj_start(obj));
+}
+static inline int los_is_quiet(const large_object_space *s, const void *obj) {
+  return bitmap_test(&s->quiet, obj_start(obj));
 }
 /* Is start (a header address) the start of an object? */
 static inline int los_is_start(const large_object_space *s, uintptr_t start) {

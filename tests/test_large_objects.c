@@ -4,7 +4,8 @@
  * dead one is freed and its pages go back to the kernel; large objects
  * count in heap_max; interior stack words and pins keep them; weak
  * references, finalizers and the identity hash work on them; fh_prefork,
- * fork() and images keep them; several mutators allocate them while
+ * fork() and images keep them; one holding nothing collectable is not
+ * scanned until a store dirties its card; several mutators allocate them while
  * collections run (verify=1); a failing madvise leaves the heap usable. */
 #include <pthread.h>
 #include <stdio.h>
@@ -226,6 +227,52 @@ static void weak_under(const test_config *cfg) {
   test_config_teardown(h, t);
 }
 
+/* ---- quiet large objects: nothing to scan until a store ---- */
+
+static void quiet_under(const test_config *cfg) {
+  char extra[160];
+  snprintf(extra, sizeof extra, "%s,tag_immediate_mask=1", cfg->extra);
+  test_config c = *cfg;
+  c.extra = extra;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_config_heap(&c, &ty, &t);
+  void **a = fh_alloc(t, ty.array, SLOTS * sizeof(void *));
+  assert_non_null(a);
+  fh_push_root(t, (void **)&a);
+  /* Fixnums (odd words) and NULLs: nothing a collection marks or moves. */
+  for (size_t i = 0; i < SLOTS; i += 2) fh_write_ref(t, a, &a[i], (void *)(2 * i + 1));
+  int round = 0;
+  for (; round < 2; round++) collect_wait(&c, h, t, round);
+  assert_true(los_is_quiet(&h->los, a));
+  for (int pass = 0; pass < 2; pass++) {
+    /* A store makes it scanned again: the new node survives and follows
+     * every move (garbage below it, so that sliding moves it too). */
+    churn(t, &ty, 1000);
+    tnode *n = test_node(t, &ty, 777);
+    fh_write_ref(t, a, &a[5], n);
+    n = NULL;
+    void *first = a[5];
+    int moved = 0;
+    for (int k = 0; k < 4; k++, round++) {
+      churn(t, &ty, 3000);
+      collect_wait(&c, h, t, round);
+      assert_int_equal(((tnode *)a[5])->value, 777);
+      assert_int_equal(((tnode *)a[5])->check, test_check(777));
+      assert_false(los_is_quiet(&h->los, a));
+      moved |= a[5] != first;
+    }
+    if (!moved) fail_msg("%s%s: the node never moved", c.collector, c.extra);
+    /* Cleared, it settles quiet again. */
+    fh_write_ref(t, a, &a[5], NULL);
+    for (int k = 0; k < 2; k++, round++) collect_wait(&c, h, t, round);
+    assert_true(los_is_quiet(&h->los, a));
+    for (size_t i = 0; i < SLOTS; i += 2) assert_ptr_equal(a[i], (void *)(2 * i + 1));
+  }
+  fh_pop_roots(t, 1);
+  test_config_teardown(h, t);
+}
+
 #define PER_CONFIG(name)                                                     \
   static void test_##name(void **s) {                                       \
     (void)s;                                                                \
@@ -236,6 +283,7 @@ PER_CONFIG(freed)
 PER_CONFIG(heap_max)
 PER_CONFIG(conservative_and_pins)
 PER_CONFIG(weak)
+PER_CONFIG(quiet)
 
 /* ---- fh_prefork and fork() ---- */
 
@@ -511,6 +559,7 @@ int main(void) {
       cmocka_unit_test(test_heap_max),
       cmocka_unit_test(test_conservative_and_pins),
       cmocka_unit_test(test_weak),
+      cmocka_unit_test(test_quiet),
       cmocka_unit_test(test_prefork_fork),
       cmocka_unit_test(test_image),
       cmocka_unit_test(test_stress),
