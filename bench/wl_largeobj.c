@@ -11,7 +11,8 @@
  *   bytes     plus a live 50 MB pointer-free array (the default
  *             los_threshold: the large-object space)
  *   refs      plus a live 50 MB reference array, every slot NULL (the
- *             space too; the collector still reads its 6.5M slots)
+ *             space too; quiet, so once settled no collector reads its
+ *             6.25M slots: heap/large_objects.h)
  *   bytes_nolos  the pointer-free array with los_threshold=0 (before the
  *             space: a bump or malloc-space object, copied or slid)
  * --options "k=v,..." adds heap options to every heap.
