@@ -529,6 +529,39 @@ static void test_discard_fails(void **s) {
   }
 }
 
+/* Every mmap of heap creation failing in turn: the heap is made or refused
+ * with a reason, and the space's own maps say it is theirs. */
+static void test_create_faults(void **s) {
+  (void)s;
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(&o, "collector=mark_compact,heap_max=64M"), 0);
+  sys_fault_arm(SYS_MMAP, 0, 0, 0); /* count only */
+  fh_heap *h = fh_heap_create(&o);
+  uint64_t calls = sys_fault_calls(SYS_MMAP);
+  sys_fault_disarm();
+  assert_non_null(h);
+  fh_heap_destroy(h);
+  int named = 0;
+  for (uint64_t n = 1; n <= calls; n++) {
+    fh_clear_error();
+    sys_fault_arm(SYS_MMAP, n, 0, ENOMEM);
+    h = fh_heap_create(&o);
+    sys_fault_disarm();
+    if (h) {
+      fh_heap_destroy(h);
+      continue;
+    }
+    assert_true(fh_last_error()[0] != 0);
+    if (strstr(fh_last_error(), "large object space")) named++;
+  }
+  assert_true(named > 0);
+  /* And it works again. */
+  h = fh_heap_create(&o);
+  assert_non_null(h);
+  fh_heap_destroy(h);
+}
+
 static void test_options(void **s) {
   (void)s;
   fh_options o;
@@ -564,6 +597,7 @@ int main(void) {
       cmocka_unit_test(test_image),
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_discard_fails),
+      cmocka_unit_test(test_create_faults),
       cmocka_unit_test(test_options),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
