@@ -345,6 +345,10 @@ int mc_prepare_move(mc_state *m) {
   fwd_tables *t = &m->t;
   uint64_t t2 = heap_now_ns();
   ledger_plan(&m->ledger, t, &m->h->types); /* reads headers before they move */
+  /* A slide left the pages above the old top resident (dirty_end): they
+   * go to from-space with the rest and back to the system with it. */
+  uintptr_t dirty = m->h->bump[m->h->active].dirty_end;
+  m->from_used = (dirty > t->old_top ? dirty : t->old_top) - t->begin;
   if (move_aside(m) < 0) {
     /* Nothing moved: the heap is as marking found it, the tables go. */
     ledger_reset(&m->ledger);
@@ -455,7 +459,7 @@ void mc_end_cycle(mc_state *m) {
    * leftovers) goes back with the rest of from-space. */
   /* Harmless if it fails: memory only.  Nothing reads from-space after
    * the cycle, and the next cycle's flip replaces its mapping whole. */
-  if (!m->slid) sys_madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
+  if (!m->slid) sys_madvise((void *)m->shadow, align_up(m->from_used, FWD_PAGE), MADV_DONTNEED);
   ledger_reset(&m->ledger);
   if (m->t.npages)
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
@@ -537,16 +541,16 @@ void mc_build_all(mc_state *m, unsigned threads) {
   /* Huge pages only slow an in-place build: a failed switch is harmless. */
   mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
-  pthread_t helpers[MAX_BUILD_HELPERS];
+  gc_task helpers[MAX_BUILD_HELPERS];
   unsigned nh = 0;
   /* A helper is worth starting only for a few MiB of pages each. */
   size_t per_helper = 2048;
   while (nh + 1 < threads && nh < MAX_BUILD_HELPERS && m->t.npages > (nh + 1) * per_helper &&
-         sys_thread_create(&helpers[nh], NULL, build_pages, &j) == 0)
-    pthread_setname_np(helpers[nh++], "fh-build");
+         gc_pool_start(&m->h->pool, &helpers[nh], "fh-build", build_pages, &j) == 0)
+    nh++;
   uint64_t t0 = heap_now_ns();
   build_pages(&j);
-  for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
+  for (unsigned i = 0; i < nh; i++) gc_pool_join(&m->h->pool, helpers[i]);
   mc_space_thp(m, 1); /* may fail: speed only */
   m->build_ns = heap_now_ns() - t0;
   m->build_threads = nh + 1;
@@ -558,9 +562,10 @@ void mc_trace(mc_state *m, const char *what) {
   if (!trace) return;
   fprintf(stderr,
           "faultheap mc %s: used %zu KiB live %zu KiB; mark %.2f forward %.2f mremap %.3f "
-          "update %.2f %s %.2f ms\n",
+          "update %.2f (moving space %.2f) %s %.2f ms\n",
           what, m->old_used >> 10, m->t.live_bytes >> 10, m->mark_ns / 1e6, m->forward_ns / 1e6,
-          m->mremap_ns / 1e6, m->update_ns / 1e6, m->slid ? "slide" : "build", m->build_ns / 1e6);
+          m->mremap_ns / 1e6, m->update_ns / 1e6, m->slid ? m->slide_update_ns / 1e6 : 0.0,
+          m->slid ? "slide" : "build", m->build_ns / 1e6);
 }
 
 /* After the cycle the space above the new top is empty, so every page the
@@ -652,18 +657,17 @@ void mc_slide_cycle(mc_state *m, const char *note) {
   if (note) m->mode_note = note;
   /* Clearing the tables (and faulting in what the allocation window
    * needs beyond the slide's resident pages) need not stop the world: a
-   * thread does it after the pause, and the next cycle joins it
+   * pool task does it after the pause, and the next cycle joins it
    * (mc_join_worker) before it touches either.  Small tables are cleared
-   * with a few memsets and nothing needs faulting in: done here, a thread
+   * with a few memsets and nothing needs faulting in: done here, a task
    * would cost more than the work. */
   if (!m->pf_want && m->old_used <= MC_INLINE_END_BYTES) {
     mc_end_cycle(m);
     return;
   }
-  if (sys_thread_create(&m->worker, NULL, end_cycle_main, m) == 0) {
+  if (gc_pool_start(&m->h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
     m->worker_joinable = 1;
-    pthread_setname_np(m->worker, "fh-release");
-  } else
+  else
     mc_end_cycle(m);
 }
 

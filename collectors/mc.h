@@ -9,13 +9,17 @@
  *   mark_compact.c       the shared pause work (mark, forward, move the
  *                        space's pages aside, update outside references)
  *                        and the stop-the-world schedule
+ *   mc_slide.c           the stop-the-world slide in place: references
+ *                        rewritten where they lie, objects moved down by
+ *                        memmove, no page moved (mark_compact; small
+ *                        concurrent_compact cycles, mc_policy.h)
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
  *   from_ledger.c        which from-space pages are still read: each goes
  *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
  *
- * The moving space is h->bump[h->active].  Its old pages are moved with
+ * The moving space is h->bump[h->active].  For a build, its old pages are moved with
  * mremap(MREMAP_DONTUNMAP) into a "from-space" shadow reservation of the
  * same size (2 MiB / 1 GiB aligned, so page tables move whole); the space's
  * range is left mapped but empty, and destination pages are built from the
@@ -82,6 +86,7 @@ typedef struct mc_state {
 
   /* this cycle */
   size_t old_used, nm_freed;
+  size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
@@ -104,7 +109,7 @@ typedef struct mc_state {
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;
   int range_id;
-  pthread_t worker;
+  gc_task worker; /* a task of the heap's GC pool */
   int worker_joinable;
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE

@@ -147,13 +147,13 @@ static unsigned update_inside(mc_state *m, unsigned threads) {
   update_job j = {.m = m, .end = m->t.old_top};
   atomic_init(&j.next, m->t.begin);
   size_t used = m->t.old_top - m->t.begin;
-  pthread_t helpers[MAX_UPDATE_HELPERS];
+  gc_task helpers[MAX_UPDATE_HELPERS];
   unsigned nh = 0;
   while (nh + 1 < threads && nh < MAX_UPDATE_HELPERS && used > (nh + 1) * UPDATE_PER_HELPER &&
-         sys_thread_create(&helpers[nh], NULL, update_main, &j) == 0)
-    pthread_setname_np(helpers[nh++], "fh-update");
+         gc_pool_start(&m->h->pool, &helpers[nh], "fh-update", update_main, &j) == 0)
+    nh++;
   update_main(&j);
-  for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
+  for (unsigned i = 0; i < nh; i++) gc_pool_join(&m->h->pool, helpers[i]);
   return nh + 1;
 }
 

@@ -34,6 +34,7 @@ void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause ca
   w->moved0 = h->bytes_moved;
   w->faults0 = atomic_load(&h->uffd_faults);
   w->weak0 = h->weak_ns_total;
+  h->gc_how = NULL; /* a failed collection may have left one */
 }
 
 void gc_events_announce(fh_heap *h, gc_watch *w) { callback(h, &w->e); }
