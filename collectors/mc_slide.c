@@ -59,7 +59,7 @@ static void slide_update_slot(void **slot, void *ctx) {
  * slots later, so that many misses are in flight at once (as page_build's
  * pending bits).  Each such slot is visited once; trace callbacks, which
  * might visit one twice, forward at once. */
-#define UPDATE_RING 16
+#define UPDATE_RING 64
 
 typedef struct update_ring {
   const fwd_tables *t;
@@ -67,13 +67,22 @@ typedef struct update_ring {
   unsigned head, n;
 } update_ring;
 
-static inline void ring_fix(const fwd_tables *t, void **slot) {
+/* The slot holds a payload pointer into the old space (ring_push checked):
+ * forward it as fwd_ref does, counting bits with the POPCNT instruction
+ * when `hw` (a constant once inlined: see update_piece). */
+static inline __attribute__((always_inline)) void ring_fix(const fwd_tables *t, void **slot,
+                                                           int hw) {
   uintptr_t v = (uintptr_t)*slot;
-  uintptr_t q = fwd_start(t, slot_target(t->tags, v) - FWD_WORD) + FWD_WORD;
+  size_t w = (slot_target(t->tags, v) - FWD_WORD - t->begin) >> 3;
+  const fwd_chunk *e = &t->chunks[w >> 6];
+  uint64_t below = e->live & (((uint64_t)1 << (w & 63)) - 1);
+  size_t n = hw ? (size_t)__builtin_popcountll(below) : fwd_popcount(below);
+  uintptr_t q = t->begin + (uintptr_t)(e->dest & FWD_DEST_MASK) + FWD_WORD * n + FWD_WORD;
+  if (__builtin_expect((e->dest & FWD_DEST_GROWS) != 0, 0)) q += fwd_grown_below(t, w);
   *slot = (void *)slot_retag(t->tags, v, q);
 }
 
-static inline void ring_push(update_ring *r, void **slot) {
+static inline __attribute__((always_inline)) void ring_push(update_ring *r, void **slot, int hw) {
   const fwd_tables *t = r->t;
   uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
   if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return; /* not into the old space */
@@ -82,21 +91,19 @@ static inline void ring_push(update_ring *r, void **slot) {
     r->slot[(r->head + r->n++) % UPDATE_RING] = slot;
     return;
   }
-  ring_fix(t, r->slot[r->head]);
+  ring_fix(t, r->slot[r->head], hw);
   r->slot[r->head] = slot;
   r->head = (r->head + 1) % UPDATE_RING;
-}
-
-static void ring_drain(update_ring *r) {
-  for (; r->n; r->n--, r->head = (r->head + 1) % UPDATE_RING) ring_fix(r->t, r->slot[r->head]);
 }
 
 /* Rewrite the references of every live object starting in [lo, hi).  A
  * trace callback sees its object where it lies, with the slots it visited
  * already forwarded (it must not follow them: the referents have not moved
  * yet, as in page_build, where they are in from-space). */
-static void update_piece(const fwd_tables *t, const fh_type_registry *types, uintptr_t lo,
-                         uintptr_t hi) {
+static inline __attribute__((always_inline)) void update_piece_with(const fwd_tables *t,
+                                                                    const fh_type_registry *types,
+                                                                    uintptr_t lo, uintptr_t hi,
+                                                                    int hw) {
   uint32_t last_type = FH_FILLER_TYPE;
   const fh_type_info *ti = NULL;
   update_ring r = {.t = t};
@@ -110,18 +117,41 @@ static void update_piece(const fwd_tables *t, const fh_type_registry *types, uin
     if (ti) {
       char *obj = (char *)(a + FH_HEADER_BYTES);
       if (ti->nrefs) {
-        for (uint32_t i = 0; i < ti->nrefs; i++) ring_push(&r, (void **)(obj + ti->ref_offsets[i]));
+        for (uint32_t i = 0; i < ti->nrefs; i++)
+          ring_push(&r, (void **)(obj + ti->ref_offsets[i]), hw);
       } else if (ti->flags & FH_TYPE_REF_ARRAY) {
         size_t n = hdr_payload(hd) / sizeof(void *);
-        for (size_t i = 0; i < n; i++) ring_push(&r, (void **)obj + i);
+        for (size_t i = 0; i < n; i++) ring_push(&r, (void **)obj + i, hw);
       } else {
         ti->trace(obj, hdr_payload(hd), slide_update_slot, (void *)t);
       }
     }
     a = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
   }
-  ring_drain(&r);
+  for (; r.n; r.n--, r.head = (r.head + 1) % UPDATE_RING) ring_fix(t, r.slot[r.head], hw);
 }
+
+/* As page_compact.c: the build has no -mpopcnt, so the loop also exists
+ * compiled for POPCNT, picked at run time. */
+#if defined(__x86_64__) && !defined(__POPCNT__)
+__attribute__((target("popcnt"))) static void update_piece_popcnt(const fwd_tables *t,
+                                                                  const fh_type_registry *types,
+                                                                  uintptr_t lo, uintptr_t hi) {
+  update_piece_with(t, types, lo, hi, 1);
+}
+static void update_piece(const fwd_tables *t, const fh_type_registry *types, uintptr_t lo,
+                         uintptr_t hi) {
+  if (__builtin_cpu_supports("popcnt"))
+    update_piece_popcnt(t, types, lo, hi);
+  else
+    update_piece_with(t, types, lo, hi, 0);
+}
+#else
+static void update_piece(const fwd_tables *t, const fh_type_registry *types, uintptr_t lo,
+                         uintptr_t hi) {
+  update_piece_with(t, types, lo, hi, 0);
+}
+#endif
 
 typedef struct update_job {
   mc_state *m;
