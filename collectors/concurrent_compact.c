@@ -757,6 +757,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   }
   if (mc_prepare_move(m) < 0) return -1;
   m->build_cycles++;
+  h->compact_builds++;
   if (mc_concurrent_flip(m) == 0) return 0;
   /* userfaultfd cannot be used now: the same pages, built in the pause. */
   mc_build_all(m, h->opt.gc_threads);

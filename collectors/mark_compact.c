@@ -647,6 +647,7 @@ static void *end_cycle_main(void *arg) {
 void mc_slide_cycle(mc_state *m, const char *note) {
   m->slid = 1;
   m->slide_cycles++;
+  m->h->compact_slides++;
   mc_slide_all(m, m->h->opt.gc_threads);
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);

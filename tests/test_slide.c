@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collectors/mc.h"
 #include "collectors/mc_policy.h"
@@ -58,6 +59,10 @@ static void test_stw_makes_no_mremap_or_uffd_call(void **s) {
   assert_null(h->mc->uffd);
   assert_int_equal(h->mc->slide_cycles, 4);
   assert_int_equal(h->mc->build_cycles, 0);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.compactions_slid, 4);
+  assert_int_equal(st.compactions_built, 0);
   char *text = dump_text(h);
   assert_non_null(strstr(text, "slid in place"));
   free(text);
@@ -364,10 +369,50 @@ static void test_concurrent_chooses(void **s) {
   assert_non_null(strstr(text, "chose to flip"));
   assert_non_null(strstr(text, "1 cycles slid in place in the pause, 1 moved aside"));
   free(text);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.compactions_slid, 1);
+  assert_int_equal(st.compactions_built, 1);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
   unsetenv("FH_MC_FLIP_COST_US");
+  setenv("FH_MC_SLIDE", "0", 1);
+}
+
+/* trace=1 names the choice at the end of each concurrent_compact line. */
+static void test_trace_names_the_choice(void **s) {
+  (void)s;
+  test_skip_without_uffd();
+  char path[] = "/tmp/fh_slide_traceXXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fd, 2);
+  for (int slide = 1; slide >= 0; slide--) {
+    setenv("FH_MC_SLIDE", slide ? "1" : "0", 1);
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_heap_attached("concurrent_compact", "heap_max=16M,trace=1", &ty, &t);
+    for (int i = 0; i < 1000; i++) test_node(t, &ty, (uint64_t)i);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char buf[4096] = {0};
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  close(fd);
+  unlink(path);
+  assert_true(n > 0);
+  char *a = strstr(buf, "concurrent_compact (explicit, full)");
+  assert_non_null(a);
+  assert_non_null(strstr(a, "slid in the pause (little to move)"));
+  assert_non_null(strstr(a, "flipped (concurrent build)"));
   setenv("FH_MC_SLIDE", "0", 1);
 }
 
@@ -384,6 +429,7 @@ int main(void) {
       cmocka_unit_test(test_stress_concurrent_choosing),
       cmocka_unit_test(test_policy_alone),
       cmocka_unit_test(test_concurrent_chooses),
+      cmocka_unit_test(test_trace_names_the_choice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
