@@ -4,10 +4,6 @@
 # that runs longer than FH_TEST_TIMEOUT seconds (default 300) is killed and
 # counted as failed: a hang must show up as a failure, not stall CI.
 build=$1; shift
-# concurrent_compact slides small heaps in the pause instead of flipping
-# (collectors/mc_policy.h); the suites' heaps are small, so they run with
-# the flip forced, to keep testing it.  test_slide.c lets the policy choose.
-export FH_MC_SLIDE="${FH_MC_SLIDE-0}"
 passed=0; failed=0; failed_names=""
 for t in "$@"; do
   name=$(basename "$t")

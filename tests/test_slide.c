@@ -289,7 +289,7 @@ static void test_stress_parallel_update(void **s) {
 static void test_stress_concurrent_choosing(void **s) {
   (void)s;
   test_skip_without_uffd();
-  /* Let the policy choose (the suites run with FH_MC_SLIDE=0, tests/run.sh),
+  /* Let the policy choose (the suites run with FH_MC_SLIDE=0: tests/support_heap.c),
    * with a flip cost that makes it choose both ways on these heaps. */
   setenv("FH_MC_SLIDE", "", 1);
   setenv("FH_MC_FLIP_COST_US", "1500", 1);
