@@ -33,6 +33,8 @@ static const workload workloads[] = {
     {"stackscan", wl_stackscan,
      "conservative stack roots: scan cost per 64 KiB of stack, pause vs precise"},
     {"phases", wl_phases, "live data grows to 256 MiB then falls to 16: heap_policy fixed vs adaptive"},
+    {"largeobj", wl_largeobj,
+     "collection pauses and RSS with and without a live 50 MB array, per collector"},
     {"pins", wl_pins, "1% of live objects pinned vs none: compacting collectors' pause and RSS"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},

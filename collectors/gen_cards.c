@@ -53,9 +53,23 @@ static void visit_card(fh_heap *h, uintptr_t card, void *ctx) {
   FOR_CARD_OBJECTS(h, card, p) v->fn(obj_from_start(p), v->ctx);
 }
 
-void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
+/* A large object starts on a page; the barrier dirties the card of its
+ * payload pointer, the page's first card. */
+static void visit_large_card(fh_heap *h, uintptr_t card, void *ctx) {
+  visit_old *v = ctx;
+  if (los_is_start(&h->los, card)) v->fn(obj_from_start(card), v->ctx);
+}
+
+static uintptr_t los_end(fh_heap *h) {
+  return atomic_load_explicit(&h->los.frontier, memory_order_acquire);
+}
+
+void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *ctx) {
   visit_old v = {fn, ctx};
   each_dirty(h, h->non_moving.space.begin, nm_end(h), visit_card, &v);
+  if (!h->los.space.ops || los_end(h) == h->los.space.begin) return;
+  visit_old l = {large, ctx};
+  each_dirty(h, h->los.space.begin, los_end(h), visit_large_card, &l);
 }
 
 typedef struct young_refs {
@@ -88,6 +102,23 @@ static void clean_card(fh_heap *h, uintptr_t card, void *ctx) {
 
 void gen_cards_clean(fh_heap *h) {
   each_dirty(h, h->non_moving.space.begin, nm_end(h), clean_card, NULL);
+}
+
+static void redirty_large(void *obj, void *ctx) {
+  fh_heap *h = ctx;
+  /* Quiet: no collectable referent at all, so none young. */
+  if (*card_for(h, (uintptr_t)obj) || los_is_quiet(&h->los, obj)) return;
+  young_refs y = {h, &h->bump[h->active], 0};
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
+  if (y.found)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
+                          memory_order_relaxed);
+}
+
+void gen_cards_redirty_large(fh_heap *h) {
+  if (h->los.space.ops) h->los.space.ops->walk(&h->los.space, redirty_large, h);
 }
 
 /* ---- verify=1 ---------------------------------------------------------- */

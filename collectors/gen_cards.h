@@ -15,12 +15,19 @@
 #include "heap/heap.h"
 
 /* World stopped.  fn(obj, ctx) for every non-moving object whose payload
- * pointer lies on a dirty card. */
-void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
+ * pointer lies on a dirty card; large(fn, ctx) for every large object
+ * whose card is dirty. */
+void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *ctx);
 /* World stopped, after a collection (the new active space is the young
  * one): clear the non-moving space's dirty cards on which no object holds
  * a reference into the active bump space. */
 void gen_cards_clean(fh_heap *h);
+/* After a full collection: the large-object space's sweep clears the
+ * cards of large objects (heap/large_objects.h: they also say whether the
+ * object needs scanning); dirty again those of large objects that point
+ * into the active bump space.  Large objects' cards are otherwise left to
+ * that sweep: a young collection never clears one. */
+void gen_cards_redirty_large(fh_heap *h);
 /* verify=1: check the invariant above over every space but the bump
  * spaces; on a violation print the holder (address, type, slot) and abort. */
 void gen_cards_verify(fh_heap *h, const char *when);

@@ -27,6 +27,7 @@
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
+#include "heap/large_objects.h"
 #include "heap/object.h"
 
 typedef struct semi_ctx {
@@ -124,11 +125,16 @@ static void evacuate_slot(void **slot, void *ctx) {
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
   if (a - c->from_lo < c->from_hi - c->from_lo) {
     *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
-  } else if (!c->young && space_contains(&c->h->non_moving.space, p)) {
-    if (!non_moving_space_mark(&c->h->non_moving, p)) {
-      if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;
-      trace_weak_reached(&c->weak, p);
-    }
+  } else if (c->young) {
+    /* Young: non-moving and large objects are old, live by assumption. */
+  } else if (space_contains(&c->h->non_moving.space, p) ? !non_moving_space_mark(&c->h->non_moving, p)
+             : los_contains(&c->h->los, p) && !los_mark(&c->h->los, p)) {
+    /* A non-moving or large object reached for the first time; a quiet
+     * large one has nothing to scan. */
+    if (!(los_contains(&c->h->los, p) && heap_los_quiet(c->h, p)) &&
+        mark_stack_push(&c->stack, p) < 0)
+      c->overflowed = 1;
+    trace_weak_reached(&c->weak, p);
   }
   /* Anything else (immune spaces, to-space) is not collected here. */
 }
@@ -149,12 +155,17 @@ static void rescan_marked(void *obj, void *ctx) {
   scan_object(c, obj);
 }
 
+/* Young: a large object on a dirty card. */
+static void scan_large_old(void *obj, void *ctx) { scan_object(ctx, obj); }
+
 /* Young: a non-moving object on a dirty card (a root of this collection),
  * unless promoted by it (the mark stack scans those). */
 static void scan_old(void *obj, void *ctx) {
   semi_ctx *c = ctx;
   if (!bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
 }
+
+static void rescan_large(void *obj, void *ctx) { scan_object(ctx, obj); }
 
 static int trace(void *ctx) {
   semi_ctx *c = ctx;
@@ -181,6 +192,7 @@ static int trace(void *ctx) {
     if (!c->overflowed) return 0;
     c->overflowed = 0;
     c->h->non_moving.space.ops->walk(&c->h->non_moving.space, rescan_marked, c);
+    los_walk_marked(&c->h->los, rescan_large, c);
   }
 }
 
@@ -192,7 +204,9 @@ static int is_live(void *ctx, const void *obj) {
   if (a - c->from_lo < c->from_hi - c->from_lo) return hdr_is_forwarded(*obj_header(obj));
   if (!c->young && space_contains(&c->h->non_moving.space, obj))
     return bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj));
-  return 1; /* young: old objects are live by assumption */
+  if (c->young) return 1; /* old objects are live by assumption */
+  if (los_contains(&c->h->los, obj)) return los_is_marked(&c->h->los, obj);
+  return 1;
 }
 
 static const trace_ops semi_trace_ops = {.is_live = is_live, .visit = evacuate_slot, .drain = trace};
@@ -212,7 +226,7 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   trace_weak_init(&c->weak, h, &semi_trace_ops, c);
   roots_visit(h, evacuate_slot, c);
   /* Young: old objects that may point into the young space are roots. */
-  if (c->young) gen_cards_visit_old(h, scan_old, c);
+  if (c->young) gen_cards_visit_old(h, scan_old, scan_large_old, c);
   trace(c);
   trace_weak_finish(&c->weak); /* never fails: trace() recovers overflows */
   trace_weak_destroy(&c->weak);
@@ -220,8 +234,9 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   if (c->promo.items) mark_stack_destroy(&c->promo);
 
   size_t from_used = bump_space_used(c->from);
-  /* Young: every mark bit was cleared as its promoted object was scanned. */
-  size_t nm_freed = c->young ? 0 : non_moving_space_sweep(&h->non_moving);
+  /* Young: every mark bit was cleared as its promoted object was scanned,
+   * and neither old space is swept. */
+  size_t nm_freed = c->young ? 0 : heap_sweep_nonmoving(h);
   /* gen_semispace: whole-heap collections are rare and free old objects
    * by the megabyte; jemalloc would keep their pages for seconds. */
   if (c->aged_end && nm_freed) arena_purge(&h->non_moving.arena);
@@ -231,7 +246,7 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   h->bytes_moved += c->copied + c->promoted;
   h->bytes_promoted += c->promoted;
   h->bytes_freed += (from_used > out ? from_used - out : 0) + nm_freed;
-  heap_set_trigger(h, c->copied + atomic_load(&h->non_moving.used));
+  heap_set_trigger(h, c->copied + heap_nonmoving_used(h));
   /* The old from-space is the next to-space: it will receive at most what
    * the active space holds at the next collection (live + the trigger).
    * Keep that much resident so the next copy does not fault every page in
@@ -298,7 +313,7 @@ static void gen_done(fh_heap *h, int young, const semi_ctx *c, size_t collected)
     g->last.young_collected = collected;
     g->last.young_freed = collected > out ? collected - out : 0;
   } else {
-    g->last.old_after_full = atomic_load(&h->non_moving.used);
+    g->last.old_after_full = heap_nonmoving_used(h);
     g->last.promoted_since_full = 0;
     g->last.young_collected = g->last.young_freed = 0;
   }
@@ -316,11 +331,17 @@ static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
   in.heap_max = heap_limit(h);
   g->choice = gen_policy_choose(&in);
+  /* Another kind of collection ran since ours (FH_COLLECT_SEMISPACE,
+   * mark_compact, ...): its sweep cleared the large objects' cards. */
+  if (g->aged_at != h->collections) gen_cards_redirty_large(h);
   if (pinned_in_active(h)) {
     /* A whole-heap slide; everything it kept survived a collection. */
     int rc = mc_collect_stw(h, "stop-the-world mark-compact (gen_semispace with pinned objects)");
     g->choice = (gen_choice){0, g->choice.why};
-    if (rc == 0) gen_done(h, 0, NULL, 0);
+    if (rc == 0) {
+      gen_cards_redirty_large(h); /* its sweep cleared them */
+      gen_done(h, 0, NULL, 0);
+    }
     return rc;
   }
   semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active],
@@ -335,6 +356,7 @@ static int gen_semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   }
   if (rc < 0) return -1;
   gen_cards_clean(h);
+  if (!c.young) gen_cards_redirty_large(h);
   gen_done(h, c.young, &c, collected);
   if (h->opt.verify) gen_cards_verify(h, c.young ? "after young collection" : "after full collection");
   return 0;

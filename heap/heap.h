@@ -18,6 +18,7 @@
 #include "heap/weak_records.h"
 #include "spaces/bump_space.h"
 #include "spaces/image_space.h"
+#include "spaces/large_object_space.h"
 #include "spaces/malloc_space.h"
 #include "spaces/non_moving_space.h"
 #include "spaces/zygote_space.h"
@@ -111,6 +112,9 @@ struct fh_heap {
    * non-moving space then covers the rest); ops NULL until then. */
   zygote_space zygote;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
+  /* Payloads of at least opt.los_threshold bytes (0: none) live here,
+   * after the bump (or malloc) spaces; never moved (spaces/large_object_space.h, heap/alloc.c). */
+  large_object_space los;
   int active;
   gen_state gen; /* collector=gen_semispace (heap/gen_policy.h) */
 
@@ -199,6 +203,15 @@ struct fh_heap {
   pthread_mutex_t stats_lock;
   _Atomic uint64_t bytes_allocated;
   uint64_t collections, bytes_freed, bytes_moved, pause_ns_total, pause_ns_max;
+  /* How the collection in progress ran, when its collector chose (static
+   * text, set in the pause; trace=1 prints it, the driver clears it):
+   * concurrent_compact's slide-or-flip choice. */
+  const char *gc_how;
+  /* Sliding compactions by how they compacted (fh_stats): slid in place
+   * in the pause, or moved aside and built (concurrently or in the pause).
+   * Written in the pause, under stats_lock (gc_run holds it around
+   * collect). */
+  uint64_t compact_slides, compact_builds;
   uint64_t pause_hist[FH_PAUSE_BUCKETS]; /* fh_stats.pause_hist */
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
@@ -297,6 +310,16 @@ int oom_retry(fh_thread *t, size_t bytes, unsigned *calls);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
 size_t heap_used_bytes(fh_heap *h);
+/* Bytes of the objects that never move: the non-moving space's and the
+ * large-object space's.  What a collector counts as live beside what it
+ * copied or slid. */
+static inline size_t heap_nonmoving_used(fh_heap *h) {
+  return atomic_load_explicit(&h->non_moving.used, memory_order_relaxed) +
+         atomic_load_explicit(&h->los.used, memory_order_relaxed);
+}
+/* The sweep of both (world stopped, after marking): the bytes freed.  Also
+ * settles which large objects need no scan (heap/large_objects.h). */
+size_t heap_sweep_nonmoving(fh_heap *h);
 /* Every space of the heap, allocating spaces first; returns the count.
  * The one list that statistics, dumping and verification walk: a new space
  * is added here. */

@@ -186,6 +186,14 @@ typedef struct fh_options {
                          it for the collection (it does not move; such
                          words are never rewritten).  See "Conservative
                          stack roots" below */
+  size_t los_threshold; /* objects whose payload is at least this many
+                         bytes go to the large-object space: whole pages
+                         of their own, never copied or slid by any
+                         collector (pinning them is free), freed by every
+                         collection's sweep with their pages returned to
+                         the kernel, counted in heap_max.  Default 12 KiB
+                         (as ART); 0: no large-object space; otherwise at
+                         least 4 KiB */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -569,6 +577,12 @@ typedef struct fh_stats {
    * has not built yet are uffd_faults, not these. */
   uint64_t gc_user_ns, gc_sys_ns, gc_minor_faults, gc_major_faults;
   uint64_t gc_threads_started;
+  /* Sliding compactions (mark_compact, concurrent_compact) by how they
+   * compacted: slid in place in the pause (every mark_compact cycle, and
+   * concurrent_compact's cycles with little live data), or moved aside and
+   * built (concurrent_compact's flips, and the pause builds of flips that
+   * failed). */
+  uint64_t compactions_slid, compactions_built;
   /* Generations (collector=gen_semispace): young collections and their
    * pauses; full_* counts every other collection (with a collector that has
    * no young collections, all of them), so young + full = collections.

@@ -241,6 +241,36 @@ static void test_zygote_holder(void **st) {
   fh_heap_destroy(h);
 }
 
+/* A large object (the large-object space: old from birth) keeps young
+ * objects through young collections, and after full ones, whose sweep
+ * clears large objects' cards (they are dirtied again where they point
+ * into the young space). */
+static void test_large_holder(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=32M,verify=1", &ty, &t);
+  enum { N = 4096 }; /* 32 KiB of slots: above los_threshold */
+  void **big = fh_alloc(t, ty.array, N * sizeof(void *));
+  fh_push_root(t, (void **)&big);
+  assert_true(los_contains(&h->los, big));
+  for (int round = 0; round < 6; round++) {
+    for (int i = round; i < N; i += 97)
+      fh_write_ref(t, big, &big[i], test_node(t, &ty, (uint64_t)(i * 10 + round)));
+    for (int g = 0; g < 3000; g++) test_node(t, &ty, 0);
+    assert_int_equal(fh_collect(t, round % 3 == 2 ? FH_COLLECT_DEFAULT : FH_COLLECT_YOUNG), 0);
+    for (int r = 0; r <= round; r++)
+      for (int i = r; i < N; i += 97) {
+        tnode *n = big[i];
+        assert_non_null(n);
+        assert_int_equal(n->check, test_check(n->value));
+      }
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* A pinned young object is not moved: that cycle slides the active space
  * in place (as semispace does) and counts as a full collection. */
 static void test_pinned_young(void **st) {
@@ -457,6 +487,7 @@ int main(void) {
       cmocka_unit_test(test_weak_old_keys),
       cmocka_unit_test(test_weak_young_keys),
       cmocka_unit_test(test_zygote_holder),
+      cmocka_unit_test(test_large_holder),
       cmocka_unit_test(test_pinned_young),
       cmocka_unit_test(test_policy),
       cmocka_unit_test(test_policy_in_heap),
