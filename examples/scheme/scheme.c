@@ -29,10 +29,19 @@
 /* ------------------------------------------------------------------ */
 /* Objects */
 
+/* Compiled code lives in the heap (non-moving space), so a heap image
+ * holds it and a booted image runs it without recompiling.  Node and
+ * Lambda are reference arrays shaped as C structs: their integer fields
+ * share words whose lowest byte is 1 (odd: the trace skips them and the
+ * image saver sees no native pointer); every other word is a reference or
+ * 0.  Primitives are heap objects [hdr, fixnum index into pdefs]: no
+ * function pointer is ever stored in the heap. */
 typedef struct Node Node;
 typedef struct Lambda {
-  int nreq, rest, fsize;
-  int noescape; /* the body creates no closure: its frame may live on the C stack */
+  V hdr;
+  uint8_t tag1, rest, noescape, pad1; /* noescape: the body creates no closure: its frame may live on the C stack */
+  int32_t nreq;
+  int32_t tag2, fsize;
   Node *body;
   V name;
 } Lambda;
@@ -40,11 +49,16 @@ typedef struct Lambda {
 typedef V (*PrimFn)(int argc, V *argv);
 typedef struct Prim {
   V hdr;
-  PrimFn fn;
+  V idx; /* fixnum: index into pdefs */
+} Prim;
+struct pdef {
   const char *name;
+  PrimFn fn;
   int min, max; /* max < 0: variadic */
   int inl;      /* inline opcode for the evaluator, 0 if none */
-} Prim;
+  Prim **save;
+};
+static const struct pdef *pinfo(const Prim *p); /* parts/driver.c */
 
 static _Noreturn void err(const char *msg, V irritant);
 static V intern(const char *s);

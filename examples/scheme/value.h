@@ -56,7 +56,7 @@ typedef uintptr_t V;
 enum {
   K_VECTOR = 1, K_STRING, K_SYMBOL, K_CLOSURE, K_PRIM, K_FRAME, K_RECORD, K_RTD,
   K_BYTEVECTOR, K_PORT, K_CONT, K_VALUES, K_TABLE, K_PROMISE, K_ERROR, K_GUARDIAN,
-  K_EPH, K_PARAM
+  K_EPH, K_PARAM, K_NODE, K_LAMBDA
 };
 
 /* The shim: every allocation and every store of a value into an object. */

@@ -5,12 +5,7 @@
 
 #define P(name, fn, mn, mx) {name, fn, mn, mx, 0, NULL}
 #define PI(name, fn, mn, mx, inl) {name, fn, mn, mx, inl, NULL}
-static struct pdef {
-  const char *name;
-  PrimFn fn;
-  int min, max, inl;
-  Prim **save;
-} pdefs[] = {
+static const struct pdef pdefs[] = {
   PI("+", p_add, 0, -1, I_ADD), PI("-", p_sub, 1, -1, I_SUB), PI("*", p_mul, 0, -1, I_MUL),
   P("/", p_div, 1, -1), PI("<", p_lt, 1, -1, I_LT), PI(">", p_gt, 1, -1, I_GT),
   PI("<=", p_le, 1, -1, I_LE), PI(">=", p_ge, 1, -1, I_GE), PI("=", p_numeq, 1, -1, I_NUMEQ),
@@ -106,26 +101,20 @@ static struct pdef {
   P("weak-box-ref", p_weak_box_ref, 1, 1), P("implementation-name", p_implementation_name, 0, 0),
   {NULL, NULL, 0, 0, 0, NULL}};
 
+enum { NPRIMS = sizeof pdefs / sizeof pdefs[0] - 1 };
+static const struct pdef *pinfo(const Prim *p) { return &pdefs[FIXV(p->idx)]; }
+
+/* Every primitive object, by pdefs index: a root (and an image root), so
+ * the C globals below may hold them (they are non-moving). */
+static V prims;
+
 static Prim *find_prim(const char *name) {
-  V s = intern(name);
-  return (Prim *)SYMVAL(s);
+  for (size_t i = 0; i < NPRIMS; i++)
+    if (!strcmp(pdefs[i].name, name)) return (Prim *)VREF(prims, i);
+  return NULL;
 }
 
-static void init_prims(void) {
-  size_t n = 0;
-  while (pdefs[n].name) n++;
-  Prim *ps = calloc(n, sizeof(Prim)); /* outside the heap; 8-aligned */
-  for (size_t i = 0; i < n; i++) {
-    ps[i].hdr = MKHDR(K_PRIM, 0);
-    ps[i].fn = pdefs[i].fn;
-    ps[i].name = pdefs[i].name;
-    ps[i].min = pdefs[i].min;
-    ps[i].max = pdefs[i].max;
-    ps[i].inl = pdefs[i].inl;
-    V s = intern(pdefs[i].name);
-    keep(s);
-    WB(OBJ(s), &SYMVAL(s), (V)&ps[i]);
-  }
+static void find_prims(void) {
   P_cons = find_prim("cons");
   P_list = find_prim("list");
   P_append = find_prim("append");
@@ -143,6 +132,20 @@ static void init_prims(void) {
   P_error = find_prim("error");
   P_apply = find_prim("apply");
   P_not = find_prim("not");
+}
+
+static void init_prims(void) {
+  prims = mkvec(NPRIMS, FALSE_V);
+  for (size_t i = 0; i < NPRIMS; i++) {
+    Prim *p = alloc_nonmoving(NM_REFS, 2);
+    p->hdr = MKHDR(K_PRIM, 1);
+    p->idx = FIX(i);
+    VSET(prims, i, (V)p);
+    V s = intern(pdefs[i].name);
+    keep(s);
+    WB(OBJ(s), &SYMVAL(s), (V)p);
+  }
+  find_prims();
 }
 
 static V ksym(const char *s) {
@@ -229,6 +232,7 @@ static void *interp_main(void *arg) {
   add_root(&cur_out);
   add_root(&cur_err);
   add_root(&guardians);
+  add_root(&prims);
   throw_val = UNSPEC;
   cpool = mkvec(1024, NIL);
   guardians = mkvec(16, FALSE_V);
