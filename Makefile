@@ -70,7 +70,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
 SCHEME_SRCS := $(wildcard examples/scheme/*.c)
 SCHEME_HDRS := $(wildcard examples/scheme/*.h) $(wildcard examples/scheme/parts/*.c)
 # Values are words punned as pointers to heap structs (nodes, frames, flonums).
-SCHEME_CFLAGS := -fno-strict-aliasing
+SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/lib\"
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)

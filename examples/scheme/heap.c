@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #ifdef FHS_BDW
 #define GC_THREADS 1
@@ -77,8 +78,11 @@ int pop_finalized(V *obj, intptr_t *data) {
 }
 void collect_now(void) { GC_gcollect(); }
 void add_root(V *slot) { GC_add_roots(slot, slot + 1); }
-void heap_init(int argc, char **argv) {
-  (void)argc; (void)argv;
+void heap_init(const char *image) {
+  if (image) {
+    fprintf(stderr, "fhscheme: heap images need the faultheap build\n");
+    exit(2);
+  }
   GC_INIT();
   GC_allow_register_threads();
   GC_set_finalize_on_demand(1);
@@ -93,6 +97,15 @@ void heap_attach_thread(void) {
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
 void heap_fini(void) {}
 void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
+void sym_init(void) {}
+V sym_table(void) { return 0; }
+void sym_table_set(V t) { (void)t; }
+size_t heap_image_roots(V **roots) { *roots = NULL; return 0; }
+int heap_save_image(const char *path, V *roots, size_t n) {
+  (void)path; (void)roots; (void)n;
+  fprintf(stderr, "fhscheme: heap images need the faultheap build\n");
+  return -1;
+}
 
 #else
 
@@ -179,8 +192,7 @@ int pop_finalized(V *obj, intptr_t *data) {
 void collect_now(void) { fh_collect(T, FH_COLLECT_DEFAULT); }
 void add_root(V *slot) { fh_root_add(H, (void **)slot); }
 
-void heap_init(int argc, char **argv) {
-  (void)argc; (void)argv;
+void heap_init(const char *image) {
   fh_options o;
   fh_options_init(&o);
   /* Conservative stack roots: the interpreter keeps values in C locals
@@ -198,6 +210,17 @@ void heap_init(int argc, char **argv) {
   if (env && *env && fh_options_parse(&o, env) < 0) {
     fprintf(stderr, "fhscheme: FHS_OPTIONS: %s\n", fh_last_error());
     exit(2);
+  }
+  /* Booting from an image: mapped as the image space at its preferred base
+   * (or relocated, then through a sealed memfd so forked workers share the
+   * relocated pages too). */
+  if (image) {
+    o.image_path = image;
+    o.image_share = "memfd";
+    /* Tests: take the image's preferred base first, so it is relocated. */
+    if (getenv("FHS_IMAGE_RELOCATE"))
+      mmap((void *)0x200000000000ull, 4096, PROT_NONE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   }
   o.tag_immediate_mask = 0x1;
   o.tag_pointer_mask = 0x6;
@@ -238,10 +261,22 @@ void heap_attach_thread(void) {
     exit(2);
   }
   fh_root_add(H, (void **)&symtab);
+}
+void sym_init(void) {
   V *tab = alloc_refs(1 + SYM_BUCKETS);
   tab[0] = MKHDR(K_VECTOR, SYM_BUCKETS);
   for (size_t i = 1; i <= SYM_BUCKETS; i++) tab[i] = NIL;
   symtab = (V)tab;
+}
+V sym_table(void) { return symtab; }
+void sym_table_set(V t) { symtab = t; }
+size_t heap_image_roots(V **roots) { return fh_image_roots(H, (void ***)roots); }
+int heap_save_image(const char *path, V *roots, size_t n) {
+  if (fh_image_save(T, path, (void **)roots, n) < 0) {
+    fprintf(stderr, "fhscheme: --save-image %s: %s\n", path, fh_last_error());
+    return -1;
+  }
+  return 0;
 }
 void heap_detach_thread(void) { fh_thread_detach(T); }
 /* At a normal end (every thread detached): the collector's threads are

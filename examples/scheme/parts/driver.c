@@ -148,9 +148,10 @@ static void init_prims(void) {
   find_prims();
 }
 
+static int booted_from_image;
 static V ksym(const char *s) {
   V v = intern(s);
-  keep(v);
+  if (!booted_from_image) keep(v);
   return v;
 }
 
@@ -220,9 +221,14 @@ static int run_port(Port *src) {
 static int g_argc;
 static char **g_argv;
 static int g_status;
+static int g_first;
+static double t_main, t_heap, t_thread, t_state;
+
+#include "boot.c"
 
 static void *interp_main(void *arg) {
   (void)arg;
+  t_thread = now_ms();
   heap_attach_thread();
   add_root(&cpool);
   add_root(&winders);
@@ -234,10 +240,16 @@ static void *interp_main(void *arg) {
   add_root(&guardians);
   add_root(&prims);
   throw_val = UNSPEC;
-  cpool = mkvec(1024, NIL);
+  if (opts.image) {
+    if (boot_image() < 0) exit(65);
+  } else {
+    sym_init();
+    cpool = mkvec(1024, NIL);
+    init_syms();
+    init_prims();
+  }
   guardians = mkvec(16, FALSE_V);
-  init_syms();
-  init_prims();
+  t_state = now_ms();
   Port *pin = calloc(1, sizeof *pin), *pout = calloc(1, sizeof *pout), *perr = calloc(1, sizeof *perr);
   pin->f = stdin;
   pin->input = 1;
@@ -248,7 +260,14 @@ static void *interp_main(void *arg) {
   cur_err = mkport(perr);
   clock_gettime(CLOCK_MONOTONIC, &t_start);
   int status = 0;
-  int i = 1;
+  if (opts.lib || opts.save_image) status = load_library();
+  double t_ready = now_ms();
+  boot_ms = t_ready - t_main;
+  if (opts.boot_time)
+    fprintf(stderr, "fhscheme: booted in %.3f ms (%s): heap %.3f, thread %.3f, state %.3f, library %.3f\n", boot_ms,
+            opts.image ? "from the image" : opts.lib || opts.save_image ? "library from source" : "no library",
+            t_heap - t_main, t_thread - t_heap, t_state - t_thread, t_ready - t_state);
+  int i = g_first;
   int ran = 0;
   for (; i < g_argc && status == 0; i++) {
     if (!strcmp(g_argv[i], "-e") && i + 1 < g_argc) {
@@ -261,18 +280,11 @@ static void *interp_main(void *arg) {
       ran = 1;
       continue;
     }
-    FILE *f = fopen(g_argv[i], "r");
-    if (!f) {
-      fprintf(stderr, "fhscheme: cannot open %s\n", g_argv[i]);
-      status = 66;
-      break;
-    }
-    Port *fp = calloc(1, sizeof *fp);
-    fp->f = f;
-    fp->input = 1;
-    fp->peeked = -2;
-    status = run_port(fp);
-    fclose(f);
+    status = run_file(g_argv[i]);
+    ran = 1;
+  }
+  if (opts.save_image) {
+    if (status == 0 && save_image(opts.save_image) < 0) status = 73;
     ran = 1;
   }
   if (!ran) {
@@ -305,9 +317,12 @@ static void *interp_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+  t_main = now_ms();
   g_argc = argc;
   g_argv = argv;
-  heap_init(argc, argv);
+  g_first = parse_opts(argc, argv);
+  heap_init(opts.image);
+  t_heap = now_ms();
   /* The interpreter recurses in C for non-tail calls: run it on a thread
    * with a large stack (address space only until touched). */
   pthread_attr_t at;

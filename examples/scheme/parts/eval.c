@@ -138,7 +138,7 @@ top:
     }
     n = KID(n, n->n - 1);
     goto top;
-  case OP_LAMBDA: return mkclosure(n->lam, env);
+  case OP_LAMBDA: return mkclosure(NLAM(n), env);
   case OP_LET: {
     int k = n->n;
     V *fr;
