@@ -98,6 +98,12 @@ void heap_detach_thread(void) { GC_unregister_my_thread(); }
 void heap_fini(void) {}
 void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
 void sym_init(void) {}
+V sym_entry_key(V entry) { return entry; }
+int heap_prefork(void) {
+  fprintf(stderr, "fhscheme: --prefork needs the faultheap build\n");
+  return -1;
+}
+void heap_postfork(int child) { (void)child; }
 V sym_table(void) { return 0; }
 void sym_table_set(V t) { (void)t; }
 size_t heap_image_roots(V **roots) { *roots = NULL; return 0; }
@@ -269,6 +275,18 @@ void sym_init(void) {
   symtab = (V)tab;
 }
 V sym_table(void) { return symtab; }
+V sym_entry_key(V entry) { return (V)fh_ephemeron_key(T, (void *)entry); }
+int heap_prefork(void) {
+  if (fh_prefork(T) < 0) {
+    fprintf(stderr, "fhscheme: fh_prefork: %s\n", fh_last_error());
+    return -1;
+  }
+  return 0;
+}
+void heap_postfork(int child) {
+  if (child) fh_postfork_child(H);
+  else fh_postfork_parent(H);
+}
 void sym_table_set(V t) { symtab = t; }
 size_t heap_image_roots(V **roots) { return fh_image_roots(H, (void ***)roots); }
 int heap_save_image(const char *path, V *roots, size_t n) {

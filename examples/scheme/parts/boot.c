@@ -20,7 +20,8 @@ enum { ST_CPOOL_N, ST_GENSYM, ST_NPRIMS, ST_LEN };
 static struct {
   const char *save_image, *image;
   int lib, prefork, boot_time;
-} opts;
+  long requests;
+} opts = {.requests = 1000};
 static double boot_ms;
 
 static double now_ms(void) {
@@ -109,6 +110,7 @@ static int parse_opts(int argc, char **argv) {
     else if (!strcmp(argv[i], "--lib")) opts.lib = 1;
     else if (!strcmp(argv[i], "--boot-time")) opts.boot_time = 1;
     else if (!strcmp(argv[i], "--prefork") && i + 1 < argc) opts.prefork = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--requests") && i + 1 < argc) opts.requests = atol(argv[++i]);
     else break;
   }
   if (opts.save_image && opts.image) {

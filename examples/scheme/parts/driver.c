@@ -225,6 +225,7 @@ static int g_first;
 static double t_main, t_heap, t_thread, t_state;
 
 #include "boot.c"
+#include "prefork.c"
 
 static void *interp_main(void *arg) {
   (void)arg;
@@ -285,6 +286,10 @@ static void *interp_main(void *arg) {
   }
   if (opts.save_image) {
     if (status == 0 && save_image(opts.save_image) < 0) status = 73;
+    ran = 1;
+  }
+  if (opts.prefork && status == 0) {
+    status = run_prefork(opts.prefork, opts.requests);
     ran = 1;
   }
   if (!ran) {
