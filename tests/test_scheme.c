@@ -138,6 +138,7 @@ SCM_TEST(records)
 SCM_TEST(weak)
 SCM_TEST(guardians)
 SCM_TEST(ports)
+SCM_TEST(threads)
 SCM_MOVING(core)
 SCM_MOVING(tail)
 SCM_MOVING(callcc)
@@ -145,10 +146,12 @@ SCM_MOVING(records)
 SCM_MOVING(weak)
 SCM_MOVING(guardians)
 SCM_MOVING(ports)
+SCM_MOVING(threads)
 SCM_VERIFY(core)
 SCM_VERIFY(callcc)
 SCM_VERIFY(guardians)
 SCM_VERIFY(ports)
+SCM_VERIFY(threads)
 
 /* Booting from a heap image (fhscheme --save-image / --image): the library
  * saved once per run of this suite, then tests/scheme/lib.scm run on it on
@@ -250,10 +253,10 @@ int main(int argc, char **argv) {
   cmocka_unit_test(test_##name), cmocka_unit_test(test_##name##_stress),       \
       cmocka_unit_test(test_##name##_moving), cmocka_unit_test(test_##name##_moving_stress)
   const struct CMUnitTest tests[] = {
-      T2(core), T2(tail), T2(callcc), T2(records), T2(weak), T2(guardians), T2(ports),
+      T2(core), T2(tail), T2(callcc), T2(records), T2(weak), T2(guardians), T2(ports), T2(threads),
       cmocka_unit_test(test_core_verify), cmocka_unit_test(test_callcc_verify),
       cmocka_unit_test(test_guardians_verify), cmocka_unit_test(test_ports_verify),
-      cmocka_unit_test(test_lib_source), cmocka_unit_test(test_image_boot),
+      cmocka_unit_test(test_threads_verify), cmocka_unit_test(test_lib_source), cmocka_unit_test(test_image_boot),
       cmocka_unit_test(test_image_relocated), cmocka_unit_test(test_image_refused),
       cmocka_unit_test(test_prefork), cmocka_unit_test(test_prefork_image),
   };

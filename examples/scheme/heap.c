@@ -78,6 +78,7 @@ int pop_finalized(V *obj, intptr_t *data) {
 }
 void collect_now(void) { GC_gcollect(); }
 void add_root(V *slot) { GC_add_roots(slot, slot + 1); }
+void remove_root(V *slot) { GC_remove_roots(slot, slot + 1); }
 void heap_init(const char *image) {
   if (image) {
     fprintf(stderr, "fhscheme: heap images need the faultheap build\n");
@@ -95,6 +96,7 @@ void heap_attach_thread(void) {
   GC_register_my_thread(&sb);
 }
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
+void heap_blocking(int enter) { (void)enter; }
 void heap_fini(void) {}
 void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
 void sym_init(void) {}
@@ -116,7 +118,7 @@ int heap_save_image(const char *path, V *roots, size_t n) {
 #else
 
 fh_heap *H;
-fh_thread *T;
+_Thread_local fh_thread *T;
 static uint32_t ty_refs, ty_bytes, ty_pair, ty_flo;
 
 static void *chk(void *p) {
@@ -266,8 +268,19 @@ void heap_attach_thread(void) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);
   }
-  fh_root_add(H, (void **)&symtab);
+  static int once;
+  if (!once) {
+    once = 1;
+    fh_root_add(H, (void **)&symtab);
+  }
 }
+/* Around a wait that does not touch the heap (a lock, a join, a sleep):
+ * collections go on without this thread meanwhile. */
+void heap_blocking(int enter) {
+  if (enter) fh_enter_blocking(T);
+  else fh_leave_blocking(T);
+}
+void remove_root(V *slot) { fh_root_remove(H, (void **)slot); }
 void sym_init(void) {
   V *tab = alloc_refs(1 + SYM_BUCKETS);
   tab[0] = MKHDR(K_VECTOR, SYM_BUCKETS);

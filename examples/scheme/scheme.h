@@ -15,6 +15,8 @@ int attach_finalizer(V obj, intptr_t data);
 int pop_finalized(V *obj, intptr_t *data);
 void collect_now(void);
 void add_root(V *slot);
+void remove_root(V *slot);
+void heap_blocking(int enter);
 void heap_init(const char *image); /* image: boot from this heap image, or NULL */
 void sym_init(void);               /* a fresh symbol table (not booting from an image) */
 V sym_table(void);

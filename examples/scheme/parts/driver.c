@@ -99,6 +99,16 @@ static const struct pdef pdefs[] = {
   P("%guardian-call", p_guardian_call, 1, 2), P("ports-finalized", p_ports_finalized, 0, 0),
   P("make-parameter", p_make_parameter, 1, 2), P("make-weak-box", p_make_weak_box, 1, 1),
   P("weak-box-ref", p_weak_box_ref, 1, 1), P("implementation-name", p_implementation_name, 0, 0),
+  P("make-thread", p_make_thread, 1, 2), P("thread-start!", p_thread_start, 1, 1),
+  P("thread-join!", p_thread_join, 1, 3), P("current-thread", p_current_thread, 0, 0),
+  P("thread?", p_threadp, 1, 1), P("thread-name", p_thread_name, 1, 1),
+  P("thread-specific", p_thread_specific, 1, 1), P("thread-specific-set!", p_thread_specific_set, 2, 2),
+  P("thread-yield!", p_thread_yield, 0, 0), P("thread-sleep!", p_thread_sleep, 1, 1),
+  P("make-mutex", p_make_mutex, 0, 1), P("mutex?", p_mutexp, 1, 1), P("mutex-name", p_mutex_name, 1, 1),
+  P("mutex-lock!", p_mutex_lock, 1, 3), P("mutex-unlock!", p_mutex_unlock, 1, 3),
+  P("make-condition-variable", p_make_condvar, 0, 1), P("condition-variable?", p_condvarp, 1, 1),
+  P("condition-variable-signal!", p_condvar_signal, 1, 1),
+  P("condition-variable-broadcast!", p_condvar_broadcast, 1, 1),
   {NULL, NULL, 0, 0, 0, NULL}};
 
 enum { NPRIMS = sizeof pdefs / sizeof pdefs[0] - 1 };
@@ -222,6 +232,7 @@ static int g_argc;
 static char **g_argv;
 static int g_status;
 static int g_first;
+static long g_threads_left;
 static double t_main, t_heap, t_thread, t_state;
 
 #include "boot.c"
@@ -240,6 +251,7 @@ static void *interp_main(void *arg) {
   add_root(&cur_err);
   add_root(&guardians);
   add_root(&prims);
+  add_root(&main_thread);
   throw_val = UNSPEC;
   if (opts.image) {
     if (boot_image() < 0) exit(65);
@@ -250,6 +262,8 @@ static void *interp_main(void *arg) {
     init_prims();
   }
   guardians = mkvec(16, FALSE_V);
+  main_thread = p_make_thread(1, &(V){FALSE_V});
+  ((SThread *)CSIDE(main_thread, TH_C))->state = 1;
   t_state = now_ms();
   Port *pin = calloc(1, sizeof *pin), *pout = calloc(1, sizeof *pout), *perr = calloc(1, sizeof *perr);
   pin->f = stdin;
@@ -316,6 +330,9 @@ static void *interp_main(void *arg) {
   }
   fflush(stdout);
   if (getenv("FHS_STATS")) heap_report(stderr);
+  glock_acquire();
+  g_threads_left = threads_live;
+  glock_release();
   heap_detach_thread();
   g_status = status;
   return NULL;
@@ -339,6 +356,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   pthread_join(th, NULL);
-  heap_fini();
+  if (!g_threads_left) heap_fini(); /* else Scheme threads still run: exit without */
   return g_status;
 }
