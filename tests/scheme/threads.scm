@@ -6,7 +6,7 @@
 (define (worker id)
   (lambda ()
     (let loop ((i 0) (acc 0))
-      (if (= i 30) (list id acc)
+      (if (= i 10) (list id acc)
           (loop (+ i 1) (+ acc (count-tree (make-tree 10))))))))
 (define ts (map (lambda (i) (make-thread (worker i) i)) '(0 1 2 3)))
 (for-each thread-start! ts)
@@ -58,7 +58,7 @@
 (define stop #f)
 (define spinner (thread-start! (make-thread (lambda () (let loop ((i 0)) (if stop i (loop (+ i 1))))))))
 (define (churn n) (if (= n 0) 'ok (begin (make-vector 1000 n) (churn (- n 1)))))
-(display (churn 20000)) (newline)
+(display (churn 3000)) (newline)
 (set! stop #t)
 (display (> (thread-join! spinner) 0)) (newline)
 
