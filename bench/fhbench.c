@@ -34,6 +34,8 @@ static const workload workloads[] = {
      "conservative stack roots: scan cost per 64 KiB of stack, pause vs precise"},
     {"phases", wl_phases, "live data grows to 256 MiB then falls to 16: heap_policy fixed vs adaptive"},
     {"pins", wl_pins, "1% of live objects pinned vs none: compacting collectors' pause and RSS"},
+    {"scheme", wl_scheme,
+     "fhscheme's Scheme suite (bench/scheme) per collector, on Boehm GC and Guile"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,

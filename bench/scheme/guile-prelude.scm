@@ -3,3 +3,4 @@
 ;;; eq?-hashtables, which fhscheme provides built in.
 (use-modules (srfi srfi-9) (srfi srfi-18) (rnrs hashtables))
 (define (hashtable-count t) (hashtable-size t))
+(define (exact x) (inexact->exact x))

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <sys/mman.h>
 
 #ifdef FHS_BDW
@@ -58,6 +59,7 @@ void sym_insert(V sym) {
 size_t sym_count(void) { return symtab_n; }
 uint64_t obj_hash(V v) { return (uint64_t)(v & ~(V)7) * 0x9E3779B97F4A7C15ull; }
 
+static void bdw_event(GC_EventType e);
 static V *fin_pending; /* objects whose finalizer ran: (obj . data) pairs */
 static void bdw_fin(void *obj, void *data) {
   V p = cons((V)obj, FIX((intptr_t)data));
@@ -85,6 +87,7 @@ void heap_init(const char *image) {
     exit(2);
   }
   GC_INIT();
+  GC_set_on_collection_event(bdw_event);
   GC_allow_register_threads();
   GC_set_finalize_on_demand(1);
   fin_pending = GC_MALLOC_UNCOLLECTABLE(sizeof(V));
@@ -98,7 +101,29 @@ void heap_attach_thread(void) {
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
 void heap_blocking(int enter) { (void)enter; }
 void heap_fini(void) {}
-void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
+/* Pauses: from stopping the world to restarting it (Boehm's collection
+ * events; the callback runs under Boehm's lock and must not allocate). */
+static double bdw_pause_start, bdw_pause_total, bdw_pause_max;
+static unsigned long bdw_collections;
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+static void bdw_event(GC_EventType e) {
+  if (e == GC_EVENT_START) bdw_collections++;
+  else if (e == GC_EVENT_PRE_STOP_WORLD) bdw_pause_start = mono_ms();
+  else if (e == GC_EVENT_POST_START_WORLD && bdw_pause_start > 0) {
+    double p = mono_ms() - bdw_pause_start;
+    bdw_pause_total += p;
+    if (p > bdw_pause_max) bdw_pause_max = p;
+    bdw_pause_start = 0;
+  }
+}
+void heap_report(FILE *f) {
+  fprintf(f, "bdw: %lu collections, pauses %.1f ms total, %.2f ms max, heap %zu MiB\n", bdw_collections,
+          bdw_pause_total, bdw_pause_max, (size_t)GC_get_heap_size() >> 20);
+}
 void sym_init(void) {}
 V sym_entry_key(V entry) { return entry; }
 int heap_prefork(void) {
