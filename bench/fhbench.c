@@ -40,6 +40,10 @@ static const workload workloads[] = {
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,
      "Whippet's benchmarks/finalizers.c, ported; side by side with --whippet DIR"},
+    {"whippet-mt-gcbench", wl_whippet_mt_gcbench,
+     "Whippet's mt-gcbench shape, heap = M x live; side by side with --whippet DIR"},
+    {"whippet-quads", wl_whippet_quads,
+     "Whippet's quads shape, heap = M x live; side by side with --whippet DIR"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

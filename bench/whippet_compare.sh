@@ -1,11 +1,12 @@
 #!/bin/sh
 # Side by side with Whippet (github.com/wingo/whippet) on its own
-# benchmarks/ephemerons.c and benchmarks/finalizers.c: faultheap's ports
-# (fhbench whippet-ephemerons / whippet-finalizers) and Whippet's binaries
-# run in the same rounds.  Fetches and builds nothing: pass the bin/
+# benchmarks: mt-gcbench.c and quads.c at 2x and 5x live (fhbench
+# whippet-mt-gcbench / whippet-quads), ephemerons.c and finalizers.c
+# (whippet-ephemerons / whippet-finalizers); faultheap's versions and
+# Whippet's binaries run in the same rounds.  Fetches and builds nothing: pass the bin/
 # directory of a Whippet tree built with its own Makefile, for example
 #     git clone https://github.com/wingo/whippet && cd whippet
-#     make bin/ephemerons.mmc bin/finalizers.mmc ...   # one per collector
+#     make bin/mt-gcbench.mmc bin/quads.mmc bin/ephemerons.mmc ...   # one per collector
 # (needs gcc, pkg-config and, for bdw, libgc-dev).
 #
 # usage: bench/whippet_compare.sh WHIPPET_BIN_DIR [RUNS] [HEAP_SIZE]
@@ -21,6 +22,13 @@ fhbench=${FHBENCH:-$(dirname "$0")/../build/fhbench}
 [ -x "$fhbench" ] || { echo "$0: no $fhbench (run make first)" >&2; exit 2; }
 [ -d "$dir" ] || { echo "$0: $dir is not a directory" >&2; exit 2; }
 status=0
+for b in mt-gcbench quads; do
+  for m in 2 5; do
+    echo "\$ $fhbench whippet-$b --whippet $dir --runs $runs --multiplier $m"
+    "$fhbench" "whippet-$b" --whippet "$dir" --runs "$runs" --multiplier "$m" || status=1
+    echo
+  done
+done
 for b in ephemerons finalizers; do
   for m in 2 3; do
     echo "\$ $fhbench whippet-$b --whippet $dir --runs $runs --heap-size $heap --multiplier $m"

@@ -294,7 +294,7 @@ static void end_phase(mc_state *m) {
 void mc_join_worker(mc_state *m) {
   if (!m->worker_joinable) return;
   atomic_store(&m->stop_prefault, 1);
-  pthread_join(m->worker, NULL);
+  gc_pool_join(&m->h->pool, m->worker);
   m->worker_joinable = 0;
   atomic_store(&m->stop_prefault, 0);
 }
@@ -452,12 +452,10 @@ static void *worker_main(void *arg) {
   install_costs_init(&costs);
   m->moved_pages = 0;
   m->in_place_pages = 0;
-  pthread_t releaser; /* release_cpu_ns: reset by mc_prepare */
+  gc_task releaser; /* release_cpu_ns: reset by mc_prepare */
   atomic_store(&m->stop_releaser, 0);
-  int own_releaser = sys_thread_create(&releaser, NULL, releaser_main, m) == 0;
-  if (own_releaser)
-    pthread_setname_np(releaser, "fh-release");
-  else /* do its work here: dead pages now, the rest between runs */
+  int own_releaser = gc_pool_start(&m->h->pool, &releaser, "fh-release", releaser_main, m) == 0;
+  if (!own_releaser) /* do its work here: dead pages now, the rest between runs */
     ledger_release(&m->ledger, m->shadow, 1);
   if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
@@ -533,7 +531,7 @@ static void *worker_main(void *arg) {
   if (own_releaser) { /* every page is built: nothing more gets ready */
     atomic_store(&m->stop_releaser, 1);
     ledger_wake(&m->ledger);
-    pthread_join(releaser, NULL);
+    gc_pool_join(&m->h->pool, releaser);
   }
   if (getenv("FH_MC_TRACE"))
     fprintf(stderr, "faultheap mc concurrent: %zu pages (%zu dense), worker built %llu (%zu "
@@ -764,14 +762,13 @@ int mc_concurrent_flip(mc_state *m) {
   fh_heap *h = m->h;
   heap_phase_open(h);
   mc_publish_top(m);
-  if (sys_thread_create(&m->worker, NULL, worker_main, m) != 0) {
+  if (gc_pool_start(&h->pool, &m->worker, "fh-compact", worker_main, m) != 0) {
     /* No worker: do its work here, in the pause (still correct). */
     worker_main(m);
     m->mode_note = "stop-the-world fallback (cannot start the GC worker)";
     return 0;
   }
   m->worker_joinable = 1;
-  pthread_setname_np(m->worker, "fh-compact"); /* for top, perf, gdb */
   if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS)
     m->mode_note = "concurrent, faults served in the SIGBUS handler";
   else if (h->opt.uffd_sigbus == 0)

@@ -99,6 +99,8 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
   gc_events_announce(h, &watch);
   if (ops->prepare) ops->prepare(h);
   uint64_t t0 = heap_now_ns();
+  struct rusage usage0; /* the pause's CPU time and faults: fh_stats.gc_sys_ns */
+  int measured = gc_pool_usage_begin(&usage0) == 0;
   if (world_stop(h, self) < 0) {
     gc_lock_release(self);
     return -1;
@@ -129,6 +131,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
   gc_account_pause(h, t0);
+  if (measured) gc_pool_charge(&h->pool, &usage0);
   pthread_mutex_lock(&h->stats_lock);
   gc_events_collected(h, &watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);

@@ -171,7 +171,7 @@ static int release_later(fh_heap *h, malloc_space *old) {
   release_job *j = malloc(sizeof *j);
   if (!j) return -1;
   *j = (release_job){h, old};
-  if (heap_phase_thread(h, release_main, j) < 0) {
+  if (heap_phase_thread(h, "fh-hs-release", release_main, j) < 0) {
     free(j);
     return -1;
   }

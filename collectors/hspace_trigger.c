@@ -93,7 +93,7 @@ void hspace_background_request(fh_heap *h) {
       pthread_mutex_unlock(&h->hspace_bg_lock);
       return;
     }
-    pthread_join(h->hspace_bg_thread, NULL);
+    gc_pool_join(&h->pool, h->hspace_bg_thread);
     h->hspace_bg_started = 0;
   }
   atomic_store(&h->hspace_bg_done, 0);
@@ -101,7 +101,7 @@ void hspace_background_request(fh_heap *h) {
   atomic_store(&h->hspace_bg_attached, 1);
   /* A failed start is harmless by design: background compaction is only
    * an optimisation, and the next fh_set_background tries again. */
-  if (sys_thread_create(&h->hspace_bg_thread, NULL, bg_main, h) == 0)
+  if (gc_pool_start(&h->pool, &h->hspace_bg_thread, "fh-hs-bg", bg_main, h) == 0)
     h->hspace_bg_started = 1;
   else
     atomic_store(&h->hspace_bg_attached, 0);
@@ -130,7 +130,7 @@ void hspace_background_join(fh_heap *h) {
      * we wait for the job: poll for a while, then give up. */
     for (int tries = 0; tries < 1000; tries++) {
       if (atomic_load(&h->hspace_bg_done) || others_running(h) == 0) {
-        pthread_join(h->hspace_bg_thread, NULL);
+        gc_pool_join(&h->pool, h->hspace_bg_thread);
         h->hspace_bg_started = 0;
         break;
       }

@@ -499,16 +499,16 @@ void mc_build_all(mc_state *m, unsigned threads) {
   /* Huge pages only slow an in-place build: a failed switch is harmless. */
   if (j.copy_fd < 0) mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
-  pthread_t helpers[MAX_BUILD_HELPERS];
+  gc_task helpers[MAX_BUILD_HELPERS];
   unsigned nh = 0;
   /* A helper is worth starting only for a few MiB of pages each. */
   size_t per_helper = 2048;
   while (nh + 1 < threads && nh < MAX_BUILD_HELPERS && m->t.npages > (nh + 1) * per_helper &&
-         sys_thread_create(&helpers[nh], NULL, build_pages, &j) == 0)
-    pthread_setname_np(helpers[nh++], "fh-build");
+         gc_pool_start(&m->h->pool, &helpers[nh], "fh-build", build_pages, &j) == 0)
+    nh++;
   uint64_t t0 = heap_now_ns();
   build_pages(&j);
-  for (unsigned i = 0; i < nh; i++) pthread_join(helpers[i], NULL);
+  for (unsigned i = 0; i < nh; i++) gc_pool_join(&m->h->pool, helpers[i]);
   if (j.copy_fd >= 0)
     mc_copy_build_end(m);
   else
@@ -599,10 +599,9 @@ static int stw_compact(fh_heap *h, const char *note) {
    * 512 MiB) and clearing the tables need not stop the world: a thread does
    * it after the pause, and the next cycle joins it (mc_join_worker) before
    * it touches either. */
-  if (sys_thread_create(&m->worker, NULL, end_cycle_main, m) == 0) {
+  if (gc_pool_start(&h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
     m->worker_joinable = 1;
-    pthread_setname_np(m->worker, "fh-release");
-  } else
+  else
     mc_end_cycle(m);
   if (note) m->mode_note = note;
   return 0;

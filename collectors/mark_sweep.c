@@ -55,7 +55,7 @@ static void *sweeper_main(void *arg) {
 
 /* Open the concurrent phase and start the sweeper thread; 0, or -1 when
  * no thread could be started (the caller sweeps at once). */
-static int sweep_later(fh_heap *h) { return heap_phase_thread(h, sweeper_main, h); }
+static int sweep_later(fh_heap *h) { return heap_phase_thread(h, "fh-sweep", sweeper_main, h); }
 
 /* The main space holds no object after a sweep in the pause: reset its
  * arena (destroy and recreate over the same range).  jemalloc keeps the

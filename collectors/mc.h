@@ -89,7 +89,7 @@ typedef struct mc_state {
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;
   int range_id;
-  pthread_t worker;
+  gc_task worker; /* a task of the heap's GC pool */
   int worker_joinable;
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE

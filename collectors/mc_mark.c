@@ -399,7 +399,8 @@ static void merge_share(marker *m, unsigned nmarkers) {
 struct mc_mark_crew {
   mark_pool pool;
   marker helpers[FWD_MAX_MARKERS - 1];
-  pthread_t tids[FWD_MAX_MARKERS - 1];
+  gc_task tasks[FWD_MAX_MARKERS - 1];
+  gc_pool *threads;
   unsigned nh;
 };
 
@@ -466,6 +467,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
   pthread_mutex_init(&pool->lock, NULL);
   pthread_cond_init(&pool->cv, NULL);
   pool->nthreads = 1;
+  crew->threads = &h->pool;
   atomic_store(&pool->bitmaps_ready, 1u); /* marker 0's */
   for (; crew->nh + 1 < n && crew->nh < FWD_MAX_MARKERS - 1; crew->nh++) {
     marker *hm = &crew->helpers[crew->nh];
@@ -476,7 +478,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
     pthread_mutex_lock(&pool->lock);
     pool->nthreads++; /* counted before it can go idle */
     pthread_mutex_unlock(&pool->lock);
-    if (sys_thread_create(&crew->tids[crew->nh], NULL, marker_main, hm) != 0) {
+    if (gc_pool_start(&h->pool, &crew->tasks[crew->nh], "fh-mark", marker_main, hm) != 0) {
       pthread_mutex_lock(&pool->lock);
       pool->nthreads--;
       pthread_mutex_unlock(&pool->lock);
@@ -494,7 +496,7 @@ static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
 
 void mc_mark_end(mc_mark_crew *crew) {
   if (!crew) return;
-  for (unsigned i = 0; i < crew->nh; i++) pthread_join(crew->tids[i], NULL);
+  for (unsigned i = 0; i < crew->nh; i++) gc_pool_join(crew->threads, crew->tasks[i]);
   mark_stack_destroy(&crew->pool.items);
   pthread_mutex_destroy(&crew->pool.lock);
   pthread_cond_destroy(&crew->pool.cv);

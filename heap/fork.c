@@ -1,10 +1,11 @@
 /* Fork: the pre-fork API (fh_prefork, fh_postfork_parent/_child) and the
  * pthread_atfork handlers that make a plain fork() safe.
  *
- * Heap threads.  The heap starts threads of its own: the concurrent
- * compactor's GC worker (one per cycle, joined lazily), the userfaultfd
- * handler thread (uffd_sigbus=0), the background homogeneous compaction
- * thread, mark-sweep's detached sweeper.  A child has none of them (only
+ * Heap threads.  The heap runs work on threads of its own: tasks of its GC
+ * pool (heap/gc_pool.h: the concurrent compactor's worker, joined lazily,
+ * markers, builders, releasers, the background homogeneous compaction,
+ * mark-sweep's detached sweeper) and the userfaultfd handler thread
+ * (uffd_sigbus=0).  A child has none of them (only
  * the forking thread is copied), so a fork must not happen while one holds
  * a lock, runs a phase the child would wait for, or has a userfaultfd
  * registration live (the child would read zero pages, and could write the
@@ -283,7 +284,7 @@ static void compactor_quiesce(fh_heap *h) {
   mc_state *m = h->mc;
   if (!m) return;
   if (m->worker_joinable) {
-    pthread_join(m->worker, NULL);
+    gc_pool_join(&h->pool, m->worker);
     m->worker_joinable = 0;
   }
   if (m->uffd) {
@@ -363,6 +364,9 @@ static void prepare_heap(fh_heap *h) {
   /* A thread of any kind may be registering a type; its holder waits for
    * nothing of ours (only malloc), and the child must find it free. */
   pthread_mutex_lock(&h->types.lock);
+  /* Last: a pool thread ending a detached task takes it, and waits for
+   * nothing else of ours meanwhile. */
+  gc_pool_before_fork(&h->pool);
 }
 
 static void unlock_heap(fh_heap *h) {
@@ -375,6 +379,7 @@ static void unlock_heap(fh_heap *h) {
 }
 
 static void parent_heap(fh_heap *h) {
+  gc_pool_after_fork_parent(&h->pool);
   pthread_mutex_unlock(&h->world_lock);
   world_resume(h); /* the mutators parked by prepare_heap go on */
   pthread_mutex_lock(&h->world_lock);
@@ -388,6 +393,7 @@ static void child_heap(fh_heap *h) {
   pthread_cond_init(&h->resume_cv, NULL);
   pthread_cond_init(&h->critical_cv, NULL);
   pthread_cond_init(&h->phase_cv, NULL);
+  gc_pool_after_fork_child(&h->pool); /* none of its threads exists here */
   fh_thread *t, *next, *self = NULL;
   cds_list_for_each_entry_safe(t, next, &h->threads, link) {
     if (pthread_equal(t->owner, me)) {
@@ -532,8 +538,11 @@ int fh_prefork(fh_thread *t) {
   if (h->opt.verify) heap_verify(h, "after zygote compaction");
   gc_account_pause(h, t0);
   world_resume(h);
-  /* 3. Park the heap threads: none runs, no userfaultfd is open. */
+  /* 3. End the heap threads: none runs, no userfaultfd is open, and the
+   * process forks with its mutators only (the pool starts threads anew on
+   * demand, in the parent and in each child). */
   compactor_quiesce(h);
+  gc_pool_end_threads(&h->pool);
   gc_lock_release(t);
   if (rc < 0) fh_error_prefix("fh_prefork");
   return rc;

@@ -172,6 +172,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_cond_init(&h->critical_cv, NULL);
   pthread_cond_init(&h->phase_cv, NULL);
   pthread_mutex_init(&h->hspace_bg_lock, NULL);
+  gc_pool_init(&h->pool);
   h->gc_tcache = -1;
   CDS_INIT_LIST_HEAD(&h->threads);
   if (map_spaces(h) < 0) {
@@ -206,6 +207,7 @@ void fh_heap_destroy(fh_heap *h) {
   fork_unregister_heap(h); /* before anything goes: the fork handlers walk it */
   fh_gc_wait(h);
   mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
+  gc_pool_destroy(&h->pool); /* waits for detached tasks' last steps too */
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
   zygote_space_destroy(&h->zygote); /* its frozen arenas, before the range goes */
   malloc_heap_destroy(h);
@@ -300,15 +302,9 @@ void heap_phase_close(fh_heap *h) {
   pthread_mutex_unlock(&h->world_lock);
 }
 
-int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg) {
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+int heap_phase_thread(fh_heap *h, const char *name, void *(*fn)(void *), void *arg) {
   heap_phase_open(h);
-  pthread_t tid;
-  int err = sys_thread_create(&tid, &attr, fn, arg);
-  pthread_attr_destroy(&attr);
-  if (err) {
+  if (gc_pool_start(&h->pool, NULL, name, fn, arg) != 0) {
     heap_phase_close(h);
     return -1;
   }

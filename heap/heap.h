@@ -8,6 +8,7 @@
 #include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
+#include "heap/gc_pool.h"
 #include "heap/identity_hash.h"
 #include "heap/pins.h"
 #include "heap/sizer.h"
@@ -124,8 +125,9 @@ struct fh_heap {
   char hspace_failed_why[256];
   uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
   int ms_purge_after_sweep; /* collectors/mark_sweep.c: give_back_above_target */
+  gc_pool pool; /* GC worker threads (heap/gc_pool.h) */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
-  pthread_t hspace_bg_thread;
+  gc_task hspace_bg_thread;
   int hspace_bg_started;
   _Atomic int hspace_bg_done;
   _Atomic int hspace_bg_attached; /* its fh_thread is (about to be) counted in nthreads */
@@ -342,10 +344,11 @@ void mc_dump(fh_heap *h, FILE *out);
  * fh_gc_wait, fork and destroy wait for it to end. */
 void heap_phase_open(fh_heap *h);
 void heap_phase_close(fh_heap *h);
-/* Open the phase and run fn(arg) on a detached thread, whose last touch of
- * the heap must be heap_phase_close.  -1 (phase closed again) when no
- * thread could be started: the caller then does the work itself. */
-int heap_phase_thread(fh_heap *h, void *(*fn)(void *), void *arg);
+/* Open the phase and run fn(arg) as a detached task of the heap's GC
+ * pool, whose last touch of the heap must be heap_phase_close.  -1 (phase
+ * closed again) when no thread could be had: the caller then does the
+ * work itself. */
+int heap_phase_thread(fh_heap *h, const char *name, void *(*fn)(void *), void *arg);
 
 /* ---- verify.c ---- */
 /* Check every object header and reference; on a bad one print it and abort

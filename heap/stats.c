@@ -50,6 +50,13 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->bytes_allocated = atomic_load(&h->bytes_allocated);
   s->uffd_faults = atomic_load(&h->uffd_faults);
   s->uffd_fault_ns_max = atomic_load(&h->uffd_fault_ns_max);
+  s->gc_user_ns = atomic_load_explicit(&h->pool.user_ns, memory_order_relaxed);
+  s->gc_sys_ns = atomic_load_explicit(&h->pool.sys_ns, memory_order_relaxed);
+  s->gc_minor_faults = atomic_load_explicit(&h->pool.minflt, memory_order_relaxed);
+  s->gc_major_faults = atomic_load_explicit(&h->pool.majflt, memory_order_relaxed);
+  pthread_mutex_lock(&h->pool.lock);
+  s->gc_threads_started = h->pool.started_total;
+  pthread_mutex_unlock(&h->pool.lock);
 }
 
 static void print_caps(FILE *out) {
@@ -95,6 +102,14 @@ void fh_dump(fh_heap *h, FILE *out) {
       if (s.pause_hist[k]) fprintf(out, " %llu: %llu", 1ull << k, (unsigned long long)s.pause_hist[k]);
     fputc('\n', out);
   }
+  if (s.collections)
+    fprintf(out, "  GC CPU: user %.3f ms, system %.3f ms (%.1f%% of pause time), %llu minor and "
+                 "%llu major faults, %.1f faults a collection; %llu GC threads started\n",
+            s.gc_user_ns / 1e6, s.gc_sys_ns / 1e6,
+            s.pause_ns_total ? 100.0 * (double)s.gc_sys_ns / (double)s.pause_ns_total : 0.0,
+            (unsigned long long)s.gc_minor_faults, (unsigned long long)s.gc_major_faults,
+            (double)s.gc_minor_faults / (double)s.collections,
+            (unsigned long long)s.gc_threads_started);
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "
                "next GC after %zu more\n",
           (unsigned long long)s.bytes_allocated, (unsigned long long)s.bytes_freed,

@@ -549,6 +549,15 @@ typedef struct fh_stats {
    * 1 us; the last bucket everything longer). */
 #define FH_PAUSE_BUCKETS 24
   uint64_t pause_hist[FH_PAUSE_BUCKETS];
+  /* What collections cost the CPU and the kernel, summed: user and system
+   * time and page faults of the collecting thread inside each pause and of
+   * the heap's GC worker threads (parallel markers, page builders, the
+   * concurrent compactor's worker, sweeper and releasers), and how many
+   * such threads were ever started (a pool: they persist between
+   * collections).  Faults mutators take on pages a concurrent compaction
+   * has not built yet are uffd_faults, not these. */
+  uint64_t gc_user_ns, gc_sys_ns, gc_minor_faults, gc_major_faults;
+  uint64_t gc_threads_started;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);
