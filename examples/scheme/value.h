@@ -68,7 +68,9 @@ enum { NM_REFS, NM_BYTES, NM_PAIR, NM_FLO };
 void *alloc_nonmoving(int kind, size_t nwords); /* constants the code holds */
 
 /* SAFEPOINT: where a mutator that may run long without allocating polls
- * for a collection another thread wants (closure entry: every loop). */
+ * for a collection another thread wants (closure entry: every loop; only
+ * once a second Scheme thread exists: alone, allocation is the only
+ * trigger, and gc_stress would count every call as a poll). */
 #ifdef FHS_BDW
 #define WB(obj, slot, v) (*(slot) = (v))
 #define SAFEPOINT() ((void)0)
