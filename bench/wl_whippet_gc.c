@@ -118,8 +118,9 @@ static void populate(mt_ctx *c, int depth, mt_node *node) {
   fh_pop_roots(t, 3);
 }
 
-/* Bottom-up: the children first, then the node that holds them (a new
- * object: no barrier needed for its initialising stores). */
+/* Bottom-up: the children first, then the node that holds them.  Whippet
+ * stores into a new object without its barrier; faultheap's contract puts
+ * every reference store through fh_write_ref, new objects included. */
 static mt_node *make_tree(mt_ctx *c, int depth) {
   if (depth <= 0) return new_node(c);
   fh_thread *t = c->t;
@@ -130,8 +131,8 @@ static mt_node *make_tree(mt_ctx *c, int depth) {
   r = make_tree(c, depth - 1);
   garbage(c);
   mt_node *n = new_node(c);
-  n->left = l;
-  n->right = r;
+  fh_write_ref(t, n, (void **)&n->left, l);
+  fh_write_ref(t, n, (void **)&n->right, r);
   n->j = depth;
   fh_pop_roots(t, 2);
   return n;
@@ -222,7 +223,7 @@ static quad *make_quads(fh_thread *t, uint32_t type, int depth) {
     fh_push_root(t, (void **)&kids[i]);
   }
   quad *q = must(fh_alloc(t, type, sizeof(quad)), "whippet-quads", "a quad");
-  for (int i = 0; i < 4; i++) q->kids[i] = kids[i];
+  for (int i = 0; i < 4; i++) fh_write_ref(t, q, (void **)&q->kids[i], kids[i]);
   fh_pop_roots(t, 4);
   return q;
 }
