@@ -55,12 +55,15 @@
 (display (list (hashtable-count ht) (hashtable-ref ht (vector-ref keys 1234) #f))) (newline)
 
 ;; a thread that spins without allocating does not hold collections up
+;; (closure entry polls the safepoint): it is spinning before the churn
 (define stop #f)
-(define spinner (thread-start! (make-thread (lambda () (let loop ((i 0)) (if stop i (loop (+ i 1))))))))
+(define spinning #f)
+(define spinner (thread-start! (make-thread (lambda () (set! spinning #t) (let loop ((i 0)) (if stop i (loop (+ i 1))))))))
+(let wait () (if (not spinning) (begin (thread-yield!) (wait))))
 (define (churn n) (if (= n 0) 'ok (begin (make-vector 1000 n) (churn (- n 1)))))
 (display (churn 3000)) (newline)
 (set! stop #t)
-(display (> (thread-join! spinner) 0)) (newline)
+(display (number? (thread-join! spinner))) (newline)
 
 ;; an uncaught error in a thread reaches its joiner
 (define bad (thread-start! (make-thread (lambda () (car 5)))))
