@@ -36,6 +36,8 @@ static const workload workloads[] = {
     {"largeobj", wl_largeobj,
      "collection pauses and RSS with and without a live 50 MB array, per collector"},
     {"pins", wl_pins, "1% of live objects pinned vs none: compacting collectors' pause and RSS"},
+    {"scheme", wl_scheme,
+     "fhscheme's Scheme suite (bench/scheme) per collector, on Boehm GC and Guile"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,
