@@ -5,6 +5,9 @@
 #include "heap/error.h"
 #include "heap/options.h"
 
+_Static_assert(HEAP_MAX_SPACES + 1 <= sizeof(((fh_stats *)0)->spaces) / sizeof(fh_space_stats),
+               "fh_stats.spaces holds every space and the fh_malloc memory");
+
 static void space_stats(fh_space_stats *out, const fh_space *s) {
   out->name = s->name;
   out->capacity = s->end - s->begin;

@@ -549,7 +549,8 @@ typedef struct fh_stats {
   uint64_t pause_ns_total, pause_ns_max;
   uint64_t uffd_faults, uffd_fault_ns_max;
   unsigned nspaces;
-  fh_space_stats spaces[8];
+  fh_space_stats spaces[12]; /* at most 9 today: bump x2, non-moving, large objects,
+                              * malloc x2, image, zygote, fh_malloc memory */
   /* Weak processing (ephemerons, finalization), summed over collections:
    * ephemerons met by tracing, those cleared, objects queued for
    * finalization, and the time after the strong closure spent resolving
