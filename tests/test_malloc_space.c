@@ -165,7 +165,7 @@ static void test_shared_sweep_interleaved_with_allocation(void **state) {
     live += malloc_object_bytes(hdr_payload(*obj_header(old[i])));
   }
   size_t before = malloc_space_used(&f.s);
-  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s));
+  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s), live);
   assert_true(f.s.sweep_total > 8);
   size_t words = 0, young_bytes = 0;
   int ny = 0;
