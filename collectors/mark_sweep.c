@@ -127,6 +127,10 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     fh_error_prefix("mark-sweep");
     return -1;
   }
+  /* The listed runs' cover bits go now that marking, which sets them
+   * again, cannot fail: a run's cover bits must never miss a live object
+   * (spaces/malloc_runs.c), and a collection that fails leaves the lists. */
+  if (m.ms) malloc_runs_clear_listed(m.ms);
   marker_run(&m); /* without on_scan, overflow recovery always completes */
   /* A bump space (FH_COLLECT_MARK_SWEEP on a semi-space or compacting
    * heap) keeps its dead objects; they must not keep references to what

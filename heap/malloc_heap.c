@@ -160,7 +160,6 @@ void malloc_heap_publish_pending(fh_thread *t) {
 int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   fh_thread *t;
   int rc = 0;
-  malloc_runs_clear_listed(heap_main_malloc(h)); /* before marking: see drop_run */
   cds_list_for_each_entry(t, &h->threads, link) {
     malloc_heap_publish_pending(t);
     thread_settle(t);

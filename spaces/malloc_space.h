@@ -86,8 +86,10 @@ void malloc_runs_release_empty(malloc_space *s);
 /* World stopped, before a sweep: every run up to `end` is to be swept, and
  * the lists are emptied (their runs are among them). */
 void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end);
-/* Before marking (world stopped): the runs still listed forget their
- * cover bits, which the marking about to start sets again. */
+/* Before a marking that cannot fail (world stopped): the runs still
+ * listed forget their cover bits, which that marking sets again.  (Never
+ * before one that may fail: a listed run's bits must cover every live
+ * object in it.) */
 void malloc_runs_clear_listed(malloc_space *s);
 /* A thread is done with `run`: its cover bits go (heap/malloc_heap.c). */
 void malloc_run_clear_cover(malloc_space *s, uintptr_t run);
