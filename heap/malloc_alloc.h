@@ -28,8 +28,18 @@ static inline void malloc_heap_zero_words(uint64_t *w, size_t nw) {
   case 2: w[1] = 0; __attribute__((fallthrough));
   case 1: w[0] = 0; __attribute__((fallthrough));
   case 0: return;
-  default: memset(w, 0, nw * sizeof *w);
+  default: break;
   }
+  /* Up to a run object's 64 words: 16-byte stores.  A memset here became
+   * `rep stos`, a fifth of the time of 64-256-byte allocations (perf); the
+   * empty asm keeps GCC from turning the loop back into one. */
+  typedef uint64_t v2 __attribute__((vector_size(16), aligned(8)));
+  size_t i = 0;
+  for (; i + 2 <= nw; i += 2) {
+    *(v2 *)(w + i) = (v2){0, 0};
+    __asm__("" : : "r"(w + i) : "memory");
+  }
+  if (i < nw) w[i] = 0;
 }
 
 /* An object of `bytes` (malloc_object_bytes(n)) that the budget covers, or

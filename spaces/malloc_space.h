@@ -95,10 +95,6 @@ void malloc_runs_clear_listed(malloc_space *s);
 void malloc_run_clear_cover(malloc_space *s, uintptr_t run);
 /* The arena is gone (reset): no runs. */
 void malloc_runs_forget(malloc_space *s, uintptr_t end);
-/* The first hole of at least `min` bytes in [from, end) of a swept run:
- * its start, its end in *hole_end; 0 when there is none. */
-uintptr_t malloc_run_hole(const malloc_space *s, uintptr_t from, uintptr_t end, size_t min,
-                          uintptr_t *hole_end);
 /* Sweep the run whose first page is `page` if it is still to be swept:
  * clear its dead objects' bits, then hand it to *adopt (when adopt and
  * *adopt == 0) if it has room, else list it (empty or partial).  Returns
@@ -190,6 +186,40 @@ int malloc_space_revive(malloc_space *s);
 static inline void malloc_space_purge(malloc_space *s) {
   malloc_runs_release_empty(s); /* the empty runs first: their pages too */
   if (s->arena.end) arena_purge(&s->arena); /* none while unusable (revive) */
+}
+
+/* The first granule index in [i, e) whose cover bit is `want` (e: none). */
+static inline size_t malloc_run_next_cover(const fh_bitmap *c, size_t i, size_t e, int want) {
+  size_t w = i >> 6;
+  uint64_t flip = want ? 0 : ~(uint64_t)0;
+  uint64_t word = (atomic_load_explicit(&c->words[w], memory_order_relaxed) ^ flip) &
+                  (~(uint64_t)0 << (i & 63));
+  while (!word) {
+    if (++w > (e - 1) >> 6) return e;
+    word = atomic_load_explicit(&c->words[w], memory_order_relaxed) ^ flip;
+  }
+  size_t bit = (w << 6) + (size_t)__builtin_ctzll(word);
+  return bit < e ? bit : e;
+}
+
+/* The first hole of at least `min` bytes in [from, end) of a swept run (a
+ * clear stretch of its cover bits): its start, its end in *hole_end; 0
+ * when there is none.  Inline: called about once per hole filled. */
+static inline uintptr_t malloc_run_hole(const malloc_space *s, uintptr_t from, uintptr_t end,
+                                        size_t min, uintptr_t *hole_end) {
+  const fh_bitmap *c = &s->cover_bits;
+  size_t i = bitmap_index(c, from), e = bitmap_index(c, end), need = min >> MS_GRANULE_SHIFT;
+  while (i + need <= e) {
+    size_t z = malloc_run_next_cover(c, i, e, 0);
+    if (e - z < need) return 0;
+    size_t o = malloc_run_next_cover(c, z, e, 1);
+    if (o - z >= need) {
+      *hole_end = bitmap_addr(c, o);
+      return bitmap_addr(c, z);
+    }
+    i = o;
+  }
+  return 0;
 }
 
 /* Marking (one thread, world stopped): the live object at `start` covers
