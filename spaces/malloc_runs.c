@@ -122,9 +122,12 @@ void malloc_runs_release_empty(malloc_space *s) {
 
 void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end) {
   if (!s->run_page) return;
-  /* World stopped: every run is re-swept, so the lists start over. */
+  /* World stopped: every run is re-swept, so the lists start over.  (The
+   * lock only orders this after the last sweeper's pushes, for TSan.) */
+  pthread_mutex_lock(&s->run_lock);
   s->run_partial = s->run_empty = 0;
   s->run_nempty = 0;
+  pthread_mutex_unlock(&s->run_lock);
   size_t last = end > s->space.begin ? run_index(s, end - 1) + 1 : 0;
   for (size_t page = 0; page < last; page++)
     if (atomic_load_explicit(&s->run_page[page], memory_order_relaxed) == 1)
@@ -133,8 +136,10 @@ void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end) {
 
 void malloc_runs_forget(malloc_space *s, uintptr_t end) {
   if (!s->run_page) return;
+  pthread_mutex_lock(&s->run_lock);
   s->run_partial = s->run_empty = 0;
   s->run_nempty = 0;
+  pthread_mutex_unlock(&s->run_lock);
   atomic_store(&s->runs, 0);
   if (end <= s->space.begin) return;
   size_t pages = run_index(s, end - 1) + 1;
