@@ -189,6 +189,24 @@ double wk_max(const wk_run *run, const wk_variant *v, const char *key);
  * {"name", "ok", each key's median}]}.  0, or 1 (the file cannot be written). */
 int wk_write_json(const wk_run *run, const char *workload, int argc, char **argv);
 
+/* Side by side with Whippet's binaries.  One "faultheap C" variant per
+ * collector in mask (this fhbench, workload, --child --collector C, args);
+ * how many were added. */
+int wk_add_faultheap_variants(wk_run *run, const char *workload, unsigned mask,
+                              const char *const *args, int nargs);
+/* One "whippet C" variant per collector C of the comma-separated list:
+ * DIR/PROG.C with args, parsed by parse, allowed to fail, skipped when not
+ * built. */
+void wk_add_whippet_variants(wk_run *run, const char *dir, const char *list, const char *prog,
+                             const char *const *args, int nargs,
+                             int (*parse)(const char *, const wk_run *, double *));
+/* After wk_run_all: names the usual failures of Whippet's variants (from
+ * index first on) and returns the fastest precise one that ran every round
+ * (bdw and conservative builds are shown, not compared), or NULL. */
+const wk_variant *wk_whippet_best(wk_run *run, int first);
+/* "lo-hi" of key over the rounds. */
+void wk_range(const wk_run *run, const wk_variant *v, const char *key, char *buf, size_t n);
+
 /* The shapes the weak workloads share: a small leaf (8 bytes), a box (one
  * reference), a pair (two references) and a reference array, registered
  * under `prefix`.  0, or -1 with the reason on stderr. */

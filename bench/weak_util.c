@@ -245,3 +245,71 @@ int wk_heap_setup(wk_heap *w, const char *who, const char *prefix, const char *c
   }
   return 0;
 }
+
+/* ---- side by side with Whippet's binaries (wl_whippet.c, wl_whippet_gc.c) ---- */
+
+int wk_add_faultheap_variants(wk_run *run, const char *workload, unsigned mask,
+                              const char *const *args, int nargs) {
+  int n = 0;
+  for (int i = 0; i < WK_NCOLLECTORS; i++) {
+    if (!(mask & (1u << i))) continue;
+    char vname[48];
+    snprintf(vname, sizeof vname, "faultheap %s", wk_collector_names[i]);
+    wk_variant *v = wk_variant_add(run, vname);
+    if (!v) break;
+    wk_variant_self(v, workload);
+    wk_variant_arg(v, "--collector");
+    wk_variant_arg(v, wk_collector_names[i]);
+    for (int k = 0; k < nargs; k++) wk_variant_arg(v, args[k]);
+    n++;
+  }
+  return n;
+}
+
+void wk_add_whippet_variants(wk_run *run, const char *dir, const char *list, const char *prog,
+                             const char *const *args, int nargs,
+                             int (*parse)(const char *, const wk_run *, double *)) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char vname[48], path[256];
+    snprintf(vname, sizeof vname, "whippet %s", tok);
+    snprintf(path, sizeof path, "%s/%s.%s", dir, prog, tok);
+    wk_variant *v = wk_variant_add(run, vname);
+    if (!v) break;
+    wk_variant_arg(v, path);
+    for (int k = 0; k < nargs; k++) wk_variant_arg(v, args[k]);
+    v->parse = parse;
+    v->may_fail = 1; /* e.g. semi at 2x: "ran out of space" */
+    FILE *f = fopen(path, "r");
+    if (!f) v->skipped = 1;
+    else fclose(f);
+  }
+}
+
+const wk_variant *wk_whippet_best(wk_run *run, int first) {
+  const wk_variant *best = NULL;
+  double best_ms = INFINITY;
+  for (int i = first; i < run->n; i++) {
+    wk_variant *v = &run->v[i];
+    if (v->failed == 128 + 4) /* GC_CRASH() is __builtin_trap() */
+      snprintf(v->why, sizeof v->why, "SIGILL: Whippet stops so when its heap is too small");
+    else if (v->failed == 128 + 11)
+      snprintf(v->why, sizeof v->why, "SIGSEGV: the program used a NULL allocation");
+    double m = wk_median(run, v, "ms");
+    int conservative = strstr(v->name, "bdw") || strstr(v->name, "conservative");
+    if (!v->failed && !v->skipped && !conservative && m < best_ms) best = v, best_ms = m;
+  }
+  return best;
+}
+
+void wk_range(const wk_run *run, const wk_variant *v, const char *key, char *buf, size_t n) {
+  double lo = NAN, hi = NAN;
+  for (int r = 0; r < run->runs; r++) {
+    double x = wk_value(run, v, r, key);
+    if (isnan(x)) continue;
+    if (isnan(lo) || x < lo) lo = x;
+    if (isnan(hi) || x > hi) hi = x;
+  }
+  snprintf(buf, n, "%.0f-%.0f", lo, hi);
+}

@@ -315,37 +315,12 @@ static int whippet_main(int argc, char **argv, int finalizers) {
   run.keys[2] = "pause_max_ms";
   run.keys[3] = "list_length";
   run.keys[4] = "heap_max";
-  int nfh = 0;
-  for (int i = 0; i < WK_NCOLLECTORS; i++) {
-    if (!(mask & (1u << i))) continue;
-    char vname[48];
-    snprintf(vname, sizeof vname, "faultheap %s", wk_collector_names[i]);
-    wk_variant *v = wk_variant_add(&run, vname);
-    wk_variant_self(v, name);
-    const char *args[] = {"--collector", wk_collector_names[i], "--heap-size", hsbuf,
-                          "--multiplier", mbuf};
-    for (size_t k = 0; k < 6; k++) wk_variant_arg(v, args[k]);
-    nfh++;
-  }
+  const char *fh_args[] = {"--heap-size", hsbuf, "--multiplier", mbuf};
+  int nfh = wk_add_faultheap_variants(&run, name, mask, fh_args, 4);
   if (wdir) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", wlist ? wlist : default_whippet_collectors);
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-      char vname[48], path[256];
-      snprintf(vname, sizeof vname, "whippet %s", tok);
-      snprintf(path, sizeof path, "%s/%s.%s", wdir, prog, tok);
-      wk_variant *v = wk_variant_add(&run, vname);
-      if (!v) break;
-      wk_variant_arg(v, path);
-      wk_variant_arg(v, hsbuf);
-      wk_variant_arg(v, mbuf);
-      wk_variant_arg(v, "1");
-      v->parse = whippet_parse;
-      v->may_fail = 1; /* e.g. semi at 2x: "ran out of space" */
-      FILE *f = fopen(path, "r");
-      if (!f) v->skipped = 1;
-      else fclose(f);
-    }
+    const char *wargs[] = {hsbuf, mbuf, "1"}; /* HEAP_SIZE MULTIPLIER NTHREADS */
+    wk_add_whippet_variants(&run, wdir, wlist ? wlist : default_whippet_collectors, prog, wargs,
+                            3, whippet_parse);
   }
   int status = wk_run_all(&run, bench_has_flag(argc, argv, "-v"));
 
@@ -353,20 +328,10 @@ static int whippet_main(int argc, char **argv, int finalizers) {
    * ran every round correctly.  The conservative ones (bdw, *conservative*)
    * skip ephemerons.c's check that the dropped chain clears, and bdw only
    * approximates ephemerons with finalizers: they are shown, not compared. */
-  const wk_variant *best = NULL;
-  double best_ms = INFINITY;
-  for (int i = nfh; i < run.n; i++) {
-    wk_variant *v = &run.v[i];
-    double m = wk_median(&run, v, "ms");
-    if (v->failed == 128 + 4) /* GC_CRASH() is __builtin_trap() */
-      snprintf(v->why, sizeof v->why, "SIGILL: Whippet stops so when its heap is too small");
-    else if (v->failed == 128 + 11)
-      snprintf(v->why, sizeof v->why, "SIGSEGV: the program used a NULL allocation");
-    else if (v->failed == 1)
-      snprintf(v->why, sizeof v->why, "finalizers outstanding or bad output");
-    int conservative = strstr(v->name, "bdw") || strstr(v->name, "conservative");
-    if (!v->failed && !v->skipped && !conservative && m < best_ms) best = v, best_ms = m;
-  }
+  const wk_variant *best = wk_whippet_best(&run, nfh);
+  for (int i = nfh; i < run.n; i++)
+    if (run.v[i].failed == 1)
+      snprintf(run.v[i].why, sizeof run.v[i].why, "finalizers outstanding or bad output");
 
   bench_print_header(stdout);
   printf("%s: heap size %s, multiplier %s, 1 mutator, %d rounds (medians)\n", name, hsbuf,
@@ -383,15 +348,8 @@ static int whippet_main(int argc, char **argv, int finalizers) {
       printf("%-30s FAILED (exit %d): %s\n", v->name, v->failed, v->why);
       continue;
     }
-    double lo = NAN, hi = NAN;
-    for (int r = 0; r < runs; r++) {
-      double x = wk_value(&run, v, r, "ms");
-      if (isnan(x)) continue;
-      if (isnan(lo) || x < lo) lo = x;
-      if (isnan(hi) || x > hi) hi = x;
-    }
     char range[32], ratio[16] = "";
-    snprintf(range, sizeof range, "%.0f-%.0f", lo, hi);
+    wk_range(&run, v, "ms", range, sizeof range);
     if (best) snprintf(ratio, sizeof ratio, "%.2fx", wk_ratio(&run, v, "ms", best, "ms"));
     double ll = i < nfh ? wk_median(&run, v, "list_length")
                         : floor(heap_size / mult /

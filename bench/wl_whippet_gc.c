@@ -118,8 +118,9 @@ static void populate(mt_ctx *c, int depth, mt_node *node) {
   fh_pop_roots(t, 3);
 }
 
-/* Bottom-up: the children first, then the node that holds them (a new
- * object: no barrier needed for its initialising stores). */
+/* Bottom-up: the children first, then the node that holds them.  Whippet
+ * stores into a new object without its barrier; faultheap's contract puts
+ * every reference store through fh_write_ref, new objects included. */
 static mt_node *make_tree(mt_ctx *c, int depth) {
   if (depth <= 0) return new_node(c);
   fh_thread *t = c->t;
@@ -130,8 +131,8 @@ static mt_node *make_tree(mt_ctx *c, int depth) {
   r = make_tree(c, depth - 1);
   garbage(c);
   mt_node *n = new_node(c);
-  n->left = l;
-  n->right = r;
+  fh_write_ref(t, n, (void **)&n->left, l);
+  fh_write_ref(t, n, (void **)&n->right, r);
   n->j = depth;
   fh_pop_roots(t, 2);
   return n;
@@ -222,7 +223,7 @@ static quad *make_quads(fh_thread *t, uint32_t type, int depth) {
     fh_push_root(t, (void **)&kids[i]);
   }
   quad *q = must(fh_alloc(t, type, sizeof(quad)), "whippet-quads", "a quad");
-  for (int i = 0; i < 4; i++) q->kids[i] = kids[i];
+  for (int i = 0; i < 4; i++) fh_write_ref(t, q, (void **)&q->kids[i], kids[i]);
   fh_pop_roots(t, 4);
   return q;
 }
@@ -368,53 +369,18 @@ static int gc_main(int argc, char **argv, int quads) {
   run.keys[1] = "collections";
   run.keys[2] = "pause_max_ms";
   run.keys[3] = "peak_rss_mib";
-  int nfh = 0;
-  for (int i = 0; i < WK_NCOLLECTORS; i++) {
-    if (!(mask & (1u << i))) continue;
-    char vname[48];
-    snprintf(vname, sizeof vname, "faultheap %s", wk_collector_names[i]);
-    wk_variant *v = wk_variant_add(&run, vname);
-    wk_variant_self(v, name);
-    const char *args[] = {"--collector", wk_collector_names[i], "--multiplier", mbuf,
-                          "--depth", dbuf};
-    for (size_t k = 0; k < (quads ? 6u : 4u); k++) wk_variant_arg(v, args[k]);
-    nfh++;
-  }
+  const char *fh_args[] = {"--multiplier", mbuf, "--depth", dbuf};
+  int nfh = wk_add_faultheap_variants(&run, name, mask, fh_args, quads ? 4 : 2);
   const char *wdir = bench_flag(argc, argv, "--whippet");
   if (wdir) {
     const char *wlist = bench_flag(argc, argv, "--whippet-collectors");
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", wlist ? wlist : default_whippet_collectors);
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-      char vname[48], path[256];
-      snprintf(vname, sizeof vname, "whippet %s", tok);
-      snprintf(path, sizeof path, "%s/%s.%s", wdir, prog, tok);
-      wk_variant *v = wk_variant_add(&run, vname);
-      if (!v) break;
-      wk_variant_arg(v, path);
-      if (quads) wk_variant_arg(v, dbuf); /* quads DEPTH MULTIPLIER */
-      wk_variant_arg(v, mbuf);
-      if (!quads) wk_variant_arg(v, "1"); /* mt-gcbench MULTIPLIER NTHREADS */
-      v->parse = whippet_parse;
-      v->may_fail = 1; /* e.g. semi at 2x runs out of space */
-      FILE *f = fopen(path, "r");
-      if (!f) v->skipped = 1;
-      else fclose(f);
-    }
+    /* quads DEPTH MULTIPLIER; mt-gcbench MULTIPLIER NTHREADS */
+    const char *qargs[] = {dbuf, mbuf}, *margs[] = {mbuf, "1"};
+    wk_add_whippet_variants(&run, wdir, wlist ? wlist : default_whippet_collectors, prog,
+                            quads ? qargs : margs, 2, whippet_parse);
   }
   int status = wk_run_all(&run, bench_has_flag(argc, argv, "-v"));
-
-  /* Whippet's best: its fastest precise collector that ran every round
-   * (bdw is conservative and shown only). */
-  const wk_variant *best = NULL;
-  double best_ms = INFINITY;
-  for (int i = nfh; i < run.n; i++) {
-    wk_variant *v = &run.v[i];
-    if (v->failed == 128 + 4)
-      snprintf(v->why, sizeof v->why, "SIGILL: Whippet stops so when its heap is too small");
-    double m = wk_median(&run, v, "ms");
-    if (!v->failed && !v->skipped && !strstr(v->name, "bdw") && m < best_ms) best = v, best_ms = m;
-  }
+  const wk_variant *best = wk_whippet_best(&run, nfh);
   bench_print_header(stdout);
   printf("%s: multiplier %s%s%s, 1 mutator, %d rounds (medians)\n", name, mbuf,
          quads ? ", depth " : "", quads ? dbuf : "", runs);
@@ -430,15 +396,8 @@ static int gc_main(int argc, char **argv, int quads) {
       printf("%-30s FAILED (exit %d): %s\n", v->name, v->failed, v->why);
       continue;
     }
-    double lo = NAN, hi = NAN;
-    for (int r = 0; r < runs; r++) {
-      double x = wk_value(&run, v, r, "ms");
-      if (isnan(x)) continue;
-      if (isnan(lo) || x < lo) lo = x;
-      if (isnan(hi) || x > hi) hi = x;
-    }
     char range[32], tr[16] = "", rr[16] = "";
-    snprintf(range, sizeof range, "%.0f-%.0f", lo, hi);
+    wk_range(&run, v, "ms", range, sizeof range);
     if (best) {
       snprintf(tr, sizeof tr, "%.2fx", wk_ratio(&run, v, "ms", best, "ms"));
       snprintf(rr, sizeof rr, "%.2fx", wk_ratio(&run, v, "peak_rss_mib", best, "peak_rss_mib"));
