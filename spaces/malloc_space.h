@@ -71,7 +71,7 @@ void malloc_space_destroy(malloc_space *s);
 #define MS_RUN_BYTES ((size_t)MS_RUN_PAGES * 4096u)
 #define MS_RUN_WORDS (MS_RUN_BYTES >> (MS_GRANULE_SHIFT + 6)) /* bitmap words */
 #define MS_RUN_OBJ_MAX 512u
-#define MS_RUN_MIN_ROOM (MS_RUN_BYTES / 8) /* less free: not worth listing */
+#define MS_RUN_MIN_ROOM (MS_RUN_BYTES / 32) /* less free: not worth listing */
 enum { MS_RUN_HELD = 1, MS_RUN_LISTED = 2, MS_RUN_TO_SWEEP = 3 };
 
 int malloc_runs_init(malloc_space *s);
