@@ -55,12 +55,16 @@ struct fh_thread {
   int ms_flags;
   uintptr_t ms_bits_base;
   _Atomic uint64_t *ms_bits_words;
-  /* The run this thread allocates small objects in (heap/malloc_heap.c),
-   * 0: none; the hole being filled, [ms_hole_cur, ms_hole_end); where the
-   * search for the next hole of the run resumes.  Free memory: no bit, no
-   * object; dropped at every collection (malloc_heap_settle_threads). */
-  uintptr_t ms_hole_cur, ms_hole_end;
-  uintptr_t ms_run, ms_run_scan;
+  /* Where this thread bump-allocates small objects (heap/malloc_heap.c):
+   * the hole being filled, [cur, end), in `run` (0: none), and where the
+   * search for the run's next hole resumes.  ms_main serves every small
+   * object; ms_ovf the medium ones that do not fit ms_main's hole (so that
+   * they never make ms_main skip the small holes before a big one).  Free
+   * memory: no bit, no object; dropped at every collection
+   * (malloc_heap_settle_threads). */
+  struct ms_runpos {
+    uintptr_t cur, end, run, scan;
+  } ms_main, ms_ovf;
   /* A bump-space range claimed by this thread and not yet an object or a
    * published TLAB (heap/alloc.c): [claim_lo, claim_hi), 0 when none.  A
    * fork child writes a filler over an absent thread's claim, whatever

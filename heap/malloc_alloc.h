@@ -54,9 +54,9 @@ __attribute__((always_inline)) static inline void *
 malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
   void *mem;
   if (FH__LIKELY(bytes <= MS_RUN_OBJ_MAX)) {
-    uintptr_t cur = t->ms_hole_cur;
-    if (FH__LIKELY(bytes <= t->ms_hole_end - cur)) {
-      t->ms_hole_cur = cur + bytes;
+    uintptr_t cur = t->ms_main.cur;
+    if (FH__LIKELY(bytes <= t->ms_main.end - cur)) {
+      t->ms_main.cur = cur + bytes;
       mem = (void *)cur;
     } else {
       mem = malloc_heap_next_hole(t, bytes);

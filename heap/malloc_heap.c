@@ -81,8 +81,8 @@ static int thread_tcache(fh_thread *t) {
 #define MS_CLAIM_WORDS (MS_RUN_WORDS) /* a run's worth of the dead bitmap */
 #define MS_CLAIMS 8                   /* claims before giving up on the sweep */
 
-static uintptr_t acquire_run(malloc_space *m, int tc) {
-  uintptr_t run = 0;
+static uintptr_t acquire_run(malloc_space *m, int tc, int empty_first) {
+  uintptr_t run = empty_first ? malloc_run_pop_empty(m) : 0;
   for (int i = 0; i < MS_CLAIMS && !run; i++)
     if (!malloc_space_sweep_step_adopt(m, MS_CLAIM_WORDS, tc, 0, &run)) break;
   if (!run) run = malloc_run_pop(m);
@@ -90,39 +90,66 @@ static uintptr_t acquire_run(malloc_space *m, int tc) {
   return run;
 }
 
-static void drop_run(fh_thread *t) {
+static void drop_pos(fh_thread *t, struct ms_runpos *r) {
   /* The hole's rest is free memory; the run is swept at the next sweep,
    * and its cover bits must be clear for the marking before it.  (A
-   * thread only ever holds a run of the current main space: every
+   * thread only ever holds runs of the current main space: every
    * collection that could change it drops the runs first.) */
-  if (t->ms_run) malloc_run_clear_cover(heap_main_malloc(t->heap), t->ms_run);
-  t->ms_run = t->ms_run_scan = 0;
-  t->ms_hole_cur = t->ms_hole_end = 0;
+  if (r->run) malloc_run_clear_cover(heap_main_malloc(t->heap), r->run);
+  *r = (struct ms_runpos){0, 0, 0, 0};
 }
+
+static void drop_run(fh_thread *t) {
+  drop_pos(t, &t->ms_main);
+  drop_pos(t, &t->ms_ovf);
+}
+
+/* The next hole of r's run that fits `bytes`, or of another run: a new or
+ * empty run fits any small object, a partial one may have no hole long
+ * enough (its room is counted in free granules): a few tries. */
+static void *fill_from(fh_thread *t, malloc_space *m, struct ms_runpos *r, size_t bytes,
+                       int empty_first) {
+  for (int tries = 0; tries < 4; tries++) {
+    if (r->run) {
+      uintptr_t end = r->run + MS_RUN_BYTES, hole_end;
+      uintptr_t p = malloc_run_hole(m, r->scan, end, bytes, &hole_end);
+      if (p) {
+        r->scan = hole_end;
+        r->cur = p + bytes;
+        r->end = hole_end;
+        return (void *)p;
+      }
+      drop_pos(t, r);
+    }
+    uintptr_t run = acquire_run(m, t->ms_tcache > 0 ? t->ms_tcache - 1 : -1, empty_first);
+    if (!run) break;
+    r->run = r->scan = run;
+  }
+  return NULL;
+}
+
+/* Objects above this go to the overflow run when they miss the hole
+ * (Immix's medium objects). */
+#define MS_MEDIUM 128u
 
 void *malloc_heap_next_hole(fh_thread *t, size_t bytes) {
   malloc_space *m = heap_main_malloc(t->heap);
-  /* A new or empty run fits any small object; a partial one may have no
-   * hole long enough for this one (its room is counted in free granules,
-   * holes of any length): a few tries, then jemalloc. */
-  for (int tries = 0; tries < 4; tries++) {
-    if (t->ms_run) {
-      uintptr_t end = t->ms_run + MS_RUN_BYTES, hole_end;
-      uintptr_t p = malloc_run_hole(m, t->ms_run_scan, end, bytes, &hole_end);
-      if (p) {
-        t->ms_run_scan = hole_end;
-        t->ms_hole_cur = p + bytes;
-        t->ms_hole_end = hole_end;
-        return (void *)p;
-      }
-      drop_run(t);
+  void *p;
+  if (bytes > MS_MEDIUM) {
+    /* Searching ms_main's run for a hole this long would skip the shorter
+     * ones before it, lost to the small objects for the rest of the cycle
+     * (mt-gcbench's heap then ran out at 89-93% of its objects' bytes). */
+    struct ms_runpos *o = &t->ms_ovf;
+    if (bytes <= o->end - o->cur) {
+      o->cur += bytes;
+      return (void *)(o->cur - bytes);
     }
-    uintptr_t run = acquire_run(m, t->ms_tcache > 0 ? t->ms_tcache - 1 : -1);
-    if (!run) break;
-    t->ms_run = t->ms_run_scan = run;
+    p = fill_from(t, m, o, bytes, 1);
+  } else {
+    p = fill_from(t, m, &t->ms_main, bytes, 0);
   }
   /* No run: one object straight from jemalloc, as for larger ones. */
-  return sys_mallocx(bytes, t->ms_flags);
+  return p ? p : sys_mallocx(bytes, t->ms_flags);
 }
 
 /* The tcache field of mallocx flags: MALLOCX_TCACHE(tc) is (tc + 2) << 8

@@ -106,6 +106,19 @@ uintptr_t malloc_run_pop(malloc_space *s) {
   return top ? run_addr(s, top - 1) : 0;
 }
 
+uintptr_t malloc_run_pop_empty(malloc_space *s) {
+  if (!s->run_page) return 0;
+  pthread_mutex_lock(&s->run_lock);
+  uint32_t top = s->run_empty;
+  if (top) {
+    s->run_empty = s->run_next[top - 1];
+    s->run_nempty--;
+    atomic_store_explicit(&s->run_state[top - 1], MS_RUN_HELD, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&s->run_lock);
+  return top ? run_addr(s, top - 1) : 0;
+}
+
 void malloc_runs_release_empty(malloc_space *s) {
   if (!s->run_page) return;
   pthread_mutex_lock(&s->run_lock);

@@ -81,6 +81,8 @@ void malloc_runs_destroy(malloc_space *s);
 uintptr_t malloc_run_new(malloc_space *s);
 /* A swept run with room (partial ones first), owned by the caller, or 0. */
 uintptr_t malloc_run_pop(malloc_space *s);
+/* An empty run from the lists, or 0. */
+uintptr_t malloc_run_pop_empty(malloc_space *s);
 /* Give the runs on the empty list back to jemalloc. */
 void malloc_runs_release_empty(malloc_space *s);
 /* World stopped, before a sweep: every run up to `end` is to be swept, and
