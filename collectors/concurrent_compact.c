@@ -652,45 +652,6 @@ static int register_destination(mc_state *m) {
   return 0;
 }
 
-/* ---- the stop-the-world build through UFFDIO_COPY ---- */
-
-int mc_copy_build_begin(mc_state *m) {
-  const char *e = getenv("FH_MC_STW_COPY"); /* =0: populate and write, to compare */
-  if ((e && *e == '0') || !mc_concurrent_available(NULL)) return -1;
-  const char *note = m->mode_note;
-  if (register_destination(m) < 0) {
-    m->mode_note = note; /* the populate path builds the cycle: nothing to report */
-    return -1;
-  }
-  mark_blank_pages(m);
-  return fh_uffd_fd(m->uffd);
-}
-
-uint8_t *mc_copy_build_buf(mc_state *m, int *slot) { return take_fault_buf(m, slot); }
-void mc_copy_build_put(mc_state *m, int slot) { put_fault_buf(m, slot); }
-
-void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf) {
-  /* Every page is untouched with the world stopped, but a stray access
-   * (a thread not attached to the heap) may have claimed one: its resolver
-   * builds it, the rest of the run goes on around it. */
-  while (p < e) {
-    size_t n = 0;
-    while (p + n < e && claim(m, p + n)) n++;
-    if (n == 0) {
-      p++;
-      continue;
-    }
-    build_and_copy(m, fd, p, n, buf);
-    p += n;
-  }
-}
-
-void mc_copy_build_end(mc_state *m) {
-  for (size_t p = 0; p < m->t.npages; p++) wait_mapped(m, p);
-  fh_uffd_stats s;
-  end_range(m, &s);
-}
-
 /* Pinned objects' pages are built and mapped inside the pause, before
  * mutators resume (forwarding.h): a pinned object may be handed to the
  * kernel (read(2) into it), whose access to a missing page of a
@@ -781,7 +742,22 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* before any page of the space moves */
-  if (mc_prepare(m) < 0) return -1;
+  if (mc_prepare_forward(m) < 0) return -1;
+  /* Per cycle (mc_policy.h): little to move slides in the pause, for less
+   * than a flip's fixed cost. */
+  const fwd_tables *t = &m->t;
+  size_t dense = t->dense_pages * FWD_PAGE, span = t->new_top - t->begin;
+  m->chose = 1;
+  m->chose_slide = mc_policy_choose_slide(&m->policy, t->live_bytes, span > dense ? span - dense : 0,
+                                          &m->choice_est_ns);
+  h->gc_how = m->chose_slide ? "slid in the pause (little to move)" : "flipped (concurrent build)";
+  if (m->chose_slide) {
+    mc_slide_cycle(m, "stop-the-world slide, chosen (little to move)");
+    return 0;
+  }
+  if (mc_prepare_move(m) < 0) return -1;
+  m->build_cycles++;
+  h->compact_builds++;
   if (mc_concurrent_flip(m) == 0) return 0;
   /* userfaultfd cannot be used now: the same pages, built in the pause. */
   mc_build_all(m, h->opt.gc_threads);

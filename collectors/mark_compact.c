@@ -54,6 +54,7 @@ static int state_init(mc_state *m, fh_heap *h) {
    * faulting page keeps the fault at p50 ~7 us / p99 ~13 us; each extra
    * page halves nothing and adds ~4 us. */
   m->lookahead = 0;
+  mc_policy_init(&m->policy);
   const char *la = getenv("FH_MC_LOOKAHEAD"); /* benchmarking the trade-off */
   if (la && *la) {
     unsigned long v = strtoul(la, NULL, 10);
@@ -268,7 +269,7 @@ void mc_prepare_unpaused(fh_heap *h) {
   fwd_populate_chunks(&m->t, atomic_load(&h->bump[h->active].top));
 }
 
-int mc_prepare(mc_state *m) {
+int mc_prepare_forward(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
@@ -277,6 +278,7 @@ int mc_prepare(mc_state *m) {
   t->tags = h->tags;
   t->old_top = atomic_load(&b->top);
   m->old_used = t->old_top - t->begin;
+  m->slid = 0;
   atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */
   atomic_store(&m->remap_pages, 0);
   atomic_store(&m->install_stuck, 0);
@@ -298,20 +300,31 @@ int mc_prepare(mc_state *m) {
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
-  ledger_plan(&m->ledger, t, &h->types); /* reads headers before they move */
   set_walk_points(b, t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
    * them, if any, counts in forward_ns). */
   mc_mark_end(crew);
-  uint64_t t2 = heap_now_ns();
-  if (move_aside(m) < 0) {
-    ledger_reset(&m->ledger);
-    fwd_reset(t);
-    return -1;
-  }
-  uint64_t t3 = heap_now_ns();
-  /* From here on the pages are in from-space: point every reference held
-   * outside the moving space at the new addresses. */
+  m->mark_ns = t1 - t0, m->forward_ns = heap_now_ns() - t1;
+  m->mremap_ns = 0;
+  m->live_bytes = t->live_bytes;
+  m->pinned_ranges = t->nranges;
+  m->pinned_objects = t->pinned_objects;
+  m->pinned_bytes = t->pinned_bytes;
+  m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
+  return 0;
+}
+
+void mc_account(mc_state *m) {
+  fh_heap *h = m->h;
+  size_t live = m->t.live_bytes, nm_used = atomic_load(&h->non_moving.used);
+  h->bytes_moved += live;
+  h->bytes_freed += (m->old_used - live) + m->nm_freed;
+  heap_set_trigger(h, live + nm_used);
+}
+
+void mc_update_outside(mc_state *m) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
   roots_visit(h, update_slot, t);
   weak_roots_visit(h, update_slot, t);
   fh_space *spaces[HEAP_MAX_SPACES];
@@ -326,20 +339,57 @@ int mc_prepare(mc_state *m) {
       spaces[i]->ops->walk(spaces[i], update_object, m);
   /* Cards of the moving space describe old addresses: forget them. */
   if (t->old_top > t->begin) cards_clear_range(h, t->begin, t->old_top);
+}
 
-  m->mark_ns = t1 - t0, m->forward_ns = t2 - t1, m->mremap_ns = t3 - t2;
+int mc_prepare_move(mc_state *m) {
+  fwd_tables *t = &m->t;
+  uint64_t tp = heap_now_ns();
+  ledger_plan(&m->ledger, t, &m->h->types); /* reads headers before they move */
+  /* A slide left the pages above the old top resident (dirty_end): they
+   * go to from-space with the rest and back to the system with it. */
+  uintptr_t dirty = m->h->bump[m->h->active].dirty_end;
+  m->from_used = (dirty > t->old_top ? dirty : t->old_top) - t->begin;
+  uint64_t t2 = heap_now_ns();
+  m->forward_ns += t2 - tp; /* the ledger counted as forwarding, as before */
+  if (move_aside(m) < 0) {
+    /* Nothing moved: the heap is as marking found it, the tables go. */
+    ledger_reset(&m->ledger);
+    fwd_reset(t);
+    return -1;
+  }
+  uint64_t t3 = heap_now_ns();
+  /* From here on the pages are in from-space: point every reference held
+   * outside the moving space at the new addresses. */
+  mc_update_outside(m);
+  m->mremap_ns = t3 - t2;
   m->update_ns = heap_now_ns() - t3;
-  m->live_bytes = t->live_bytes;
   m->table_bytes = mc_table_bytes(m);
-  m->pinned_ranges = t->nranges;
-  m->pinned_objects = t->pinned_objects;
-  m->pinned_bytes = t->pinned_bytes;
-  m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
-  size_t live = t->live_bytes, nm_used = atomic_load(&h->non_moving.used);
-  h->bytes_moved += live;
-  h->bytes_freed += (m->old_used - live) + m->nm_freed;
-  heap_set_trigger(h, live + nm_used);
+  mc_account(m);
   return 0;
+}
+
+int mc_prepare(mc_state *m) { return mc_prepare_forward(m) < 0 ? -1 : mc_prepare_move(m); }
+
+/* After a slide the pages above the new top still hold the old objects:
+ * claims there zero them (dirty_end), cache-warm, and the next allocation
+ * window needs no fault.  What lies past that window (the trigger's worth
+ * of allocation) goes back in one madvise, so the resident set shrinks
+ * with the live data as after a build; discarded there, in the pause,
+ * nothing can have been allocated into it. */
+static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
+  uintptr_t old_end = align_up(m->t.old_top, FH_PAGE);
+  if (b->dirty_end < old_end) b->dirty_end = old_end;
+  if (b->dirty_end < top) b->dirty_end = top;
+  size_t window = m->h->gc_trigger;
+  uintptr_t keep = window < b->dirty_end - top ? align_up(top + window, FH_PMD) : b->dirty_end;
+  if (keep < b->dirty_end) {
+    /* zeroes by hand if madvise fails; dirty_end could then stay, but the
+     * bytes read as zero either way */
+    reserve_discard(keep, align_up(b->dirty_end, FH_PAGE) - keep);
+    b->dirty_end = keep;
+  }
+  /* verify=1: poison what the slide vacated (see below). */
+  if (m->h->opt.verify && old_end > top) heap_poison(top, old_end < keep ? old_end : keep);
 }
 
 void mc_publish_top(mc_state *m) {
@@ -352,6 +402,10 @@ void mc_publish_top(mc_state *m) {
    * top; pages above it that an earlier cycle kept resident for reuse
    * (semispace's reset) still hold old objects, forwarded headers
    * included, and must still be zeroed by the claims that reach them. */
+  if (m->slid) {
+    publish_slid(m, b, top);
+    return;
+  }
   if (!m->moved_by_copy || b->dirty_end < top) b->dirty_end = top;
   /* verify=1: the tail the cycle vacated (above the new top, below the
    * old) is poisoned, so a stale pointer to an object that lay there reads
@@ -407,7 +461,7 @@ void mc_end_cycle(mc_state *m) {
    * leftovers) goes back with the rest of from-space. */
   /* Harmless if it fails: memory only.  Nothing reads from-space after
    * the cycle, and the next cycle's flip replaces its mapping whole. */
-  sys_madvise((void *)m->shadow, align_up(m->old_used, FWD_PAGE), MADV_DONTNEED);
+  if (!m->slid) sys_madvise((void *)m->shadow, align_up(m->from_used, FWD_PAGE), MADV_DONTNEED);
   ledger_reset(&m->ledger);
   if (m->t.npages)
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
@@ -418,7 +472,6 @@ void mc_end_cycle(mc_state *m) {
 
 typedef struct build_job {
   mc_state *m;
-  int copy_fd; /* >= 0: build in buffers, install with UFFDIO_COPY */
   _Atomic size_t next;
 } build_job;
 
@@ -433,34 +486,28 @@ static void *build_pages(void *arg) {
   mc_state *m = j->m;
   size_t np = m->t.npages;
   uint64_t cpu0 = mc_thread_cpu_ns();
-  int slot = -1;
-  uint8_t *buf = j->copy_fd >= 0 ? mc_copy_build_buf(m, &slot) : NULL;
   for (;;) {
     size_t p = atomic_fetch_add_explicit(&j->next, MC_MAX_RUN, memory_order_relaxed);
     if (p >= np) break;
     size_t e = p + MC_MAX_RUN < np ? p + MC_MAX_RUN : np;
-    if (buf) {
-      mc_copy_build_run(m, j->copy_fd, p, e, buf);
-    } else {
-      /* The destination is plain (empty) memory: build in place, after
-       * faulting the run in with one call instead of a fault per page
-       * (GCBench builds: 400-680 ms against 500-760 ms; EINVAL before
-       * Linux 5.14 just leaves the faults to the build). */
-      /* Blank gap pages (pinned ranges) already read as zero, the space
-       * having been emptied: never touched, they cost no memory. */
-      while (p < e) {
-        if (fwd_page_blank(&m->t, p)) {
-          p++; /* reads no from-space either (ledger) */
-          continue;
-        }
-        size_t q = p + 1;
-        while (q < e && !fwd_page_blank(&m->t, q)) q++;
-        /* Harmless if it fails: the build's writes fault the pages in. */
-        sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (q - p) * FWD_PAGE, MADV_POPULATE_WRITE);
-        for (; p < q; p++) {
-          page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
-          ledger_page_built(&m->ledger, &m->t, p);
-        }
+    /* The destination is plain (empty) memory: build in place, after
+     * faulting the run in with one call instead of a fault per page
+     * (GCBench builds: 400-680 ms against 500-760 ms; EINVAL before
+     * Linux 5.14 just leaves the faults to the build). */
+    /* Blank gap pages (pinned ranges) already read as zero, the space
+     * having been emptied: never touched, they cost no memory. */
+    while (p < e) {
+      if (fwd_page_blank(&m->t, p)) {
+        p++; /* reads no from-space either (ledger) */
+        continue;
+      }
+      size_t q = p + 1;
+      while (q < e && !fwd_page_blank(&m->t, q)) q++;
+      /* Harmless if it fails: the build's writes fault the pages in. */
+      sys_madvise((void *)(m->t.begin + p * FWD_PAGE), (q - p) * FWD_PAGE, MADV_POPULATE_WRITE);
+      for (; p < q; p++) {
+        page_build(&m->src, p, (uint8_t *)(m->t.begin + p * FWD_PAGE));
+        ledger_page_built(&m->ledger, &m->t, p);
       }
     }
     /* From-space read by nobody any more goes back as the build proceeds:
@@ -468,7 +515,6 @@ static void *build_pages(void *arg) {
      * a whole to-space copy next to the whole from-space. */
     ledger_release(&m->ledger, m->shadow, LEDGER_RELEASE_PAGES);
   }
-  if (buf) mc_copy_build_put(m, slot);
   atomic_fetch_add(&m->build_cpu_ns, mc_thread_cpu_ns() - cpu0);
   return NULL;
 }
@@ -487,17 +533,15 @@ int mc_space_thp(mc_state *m, int on) {
   return sys_madvise((void *)m->t.begin, m->t.capacity, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
-/* Two ways to build, chosen per cycle.  Where userfaultfd works, the
- * destination is registered for the build and each builder builds its runs
- * in a buffer and installs them with one UFFDIO_COPY a run: the kernel
- * allocates and copies, where faulting a run in (MADV_POPULATE_WRITE) and
- * writing it allocates and zeroes, then writes (1.1 against 1.5-1.9 us a
- * page here, about half a builder's time: fhbench pause).  Otherwise the
- * runs are faulted in and built in place. */
+/* The build in the pause, for a concurrent cycle that could not flip
+ * (userfaultfd unusable now, or the space moved aside by copy): the runs
+ * are faulted in and built in place.  (Stop-the-world mark-compact slides
+ * instead: mc_slide.c.  Its former build through UFFDIO_COPY went with
+ * it: a cycle that cannot register cannot COPY either.) */
 void mc_build_all(mc_state *m, unsigned threads) {
-  build_job j = {.m = m, .copy_fd = mc_copy_build_begin(m)};
+  build_job j = {.m = m};
   /* Huge pages only slow an in-place build: a failed switch is harmless. */
-  if (j.copy_fd < 0) mc_space_thp(m, 0);
+  mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);
   gc_task helpers[MAX_BUILD_HELPERS];
   unsigned nh = 0;
@@ -509,10 +553,7 @@ void mc_build_all(mc_state *m, unsigned threads) {
   uint64_t t0 = heap_now_ns();
   build_pages(&j);
   for (unsigned i = 0; i < nh; i++) gc_pool_join(&m->h->pool, helpers[i]);
-  if (j.copy_fd >= 0)
-    mc_copy_build_end(m);
-  else
-    mc_space_thp(m, 1); /* may fail: speed only */
+  mc_space_thp(m, 1); /* may fail: speed only */
   m->build_ns = heap_now_ns() - t0;
   m->build_threads = nh + 1;
 }
@@ -523,9 +564,10 @@ void mc_trace(mc_state *m, const char *what) {
   if (!trace) return;
   fprintf(stderr,
           "faultheap mc %s: used %zu KiB live %zu KiB; mark %.2f forward %.2f mremap %.3f "
-          "update %.2f build %.2f ms\n",
+          "update %.2f (moving space %.2f) %s %.2f ms\n",
           what, m->old_used >> 10, m->t.live_bytes >> 10, m->mark_ns / 1e6, m->forward_ns / 1e6,
-          m->mremap_ns / 1e6, m->update_ns / 1e6, m->build_ns / 1e6);
+          m->mremap_ns / 1e6, m->update_ns / 1e6, m->slid ? m->slide_update_ns / 1e6 : 0.0,
+          m->slid ? "slide" : "build", m->build_ns / 1e6);
 }
 
 /* After the cycle the space above the new top is empty, so every page the
@@ -540,11 +582,25 @@ void mc_trace(mc_state *m, const char *what) {
  * most of it in these faults, against 2.9 for concurrent_compact, whose
  * worker did this already.) */
 #define PREFAULT_MAX ((size_t)32 << 20)
+#define MC_PREFAULT_MIN ((size_t)256 << 10)
 
 void mc_plan_prefault(mc_state *m) {
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
   size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;
   if (want > end - from) want = end - from;
+  if (m->slid) {
+    /* The slide left its pages resident up to dirty_end, holes included:
+     * only the window's part above that may fault. */
+    uintptr_t dirty = m->h->bump[m->h->active].dirty_end;
+    want = from + want > dirty ? from + want - (dirty > from ? dirty : from) : 0;
+    if (dirty > from) from = dirty;
+    /* A few pages: the mutators' own faults cost less than a thread. */
+    if (want < MC_PREFAULT_MIN) want = 0;
+    m->pf_from = from;
+    m->pf_want = want;
+    m->pf_nholes = 0;
+    return;
+  }
   m->pf_from = from;
   m->pf_want = want;
   size_t n = mc_holes(m, m->pf_holes, MC_PREFAULT_HOLES);
@@ -577,6 +633,10 @@ void mc_prefault(mc_state *m) {
   prefault_range(m, m->pf_from, align_down(want, FWD_PAGE));
 }
 
+/* Used space up to which a slide's end needs no thread: its bitmaps are
+ * cleared by memset (spaces/bitmap.c: up to 16 pages, 2 MiB of space). */
+#define MC_INLINE_END_BYTES ((size_t)2 << 20)
+
 static void *end_cycle_main(void *arg) {
   mc_state *m = arg;
   mc_end_cycle(m);
@@ -584,26 +644,42 @@ static void *end_cycle_main(void *arg) {
   return NULL;
 }
 
-static int stw_compact(fh_heap *h, const char *note) {
-  mc_state *m = mc_get(h);
-  if (!m) return -1;
-  mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
-  if (mc_prepare(m) < 0) return -1;
-  mc_build_all(m, h->opt.gc_threads);
+void mc_slide_cycle(mc_state *m, const char *note) {
+  m->slid = 1;
+  m->slide_cycles++;
+  m->h->compact_slides++;
+  mc_slide_all(m, m->h->opt.gc_threads);
+  m->table_bytes = mc_table_bytes(m);
+  mc_account(m);
+  mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_ns, m->slide_move_bytes, m->build_ns);
   mc_publish_top(m);
   mc_poison_last_page(m);
   mc_publish_holes(m);
   mc_plan_prefault(m);
-  mc_trace(m, "stw");
-  /* Giving from-space back (MADV_DONTNEED: ~0.28 us a page, 36 ms for
-   * 512 MiB) and clearing the tables need not stop the world: a thread does
-   * it after the pause, and the next cycle joins it (mc_join_worker) before
-   * it touches either. */
-  if (gc_pool_start(&h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
+  mc_trace(m, "slide");
+  if (note) m->mode_note = note;
+  /* Clearing the tables (and faulting in what the allocation window
+   * needs beyond the slide's resident pages) need not stop the world: a
+   * pool task does it after the pause, and the next cycle joins it
+   * (mc_join_worker) before it touches either.  Small tables are cleared
+   * with a few memsets and nothing needs faulting in: done here, a task
+   * would cost more than the work. */
+  if (!m->pf_want && m->old_used <= MC_INLINE_END_BYTES) {
+    mc_end_cycle(m);
+    return;
+  }
+  if (gc_pool_start(&m->h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
     m->worker_joinable = 1;
   else
     mc_end_cycle(m);
-  if (note) m->mode_note = note;
+}
+
+static int stw_compact(fh_heap *h, const char *note) {
+  mc_state *m = mc_get(h);
+  if (!m) return -1;
+  mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
+  if (mc_prepare_forward(m) < 0) return -1;
+  mc_slide_cycle(m, note);
   return 0;
 }
 
@@ -616,7 +692,7 @@ void mc_heap_destroy(fh_heap *h) {
 
 static int mark_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self, (void)cause;
-  return stw_compact(h, "stop-the-world mark-compact");
+  return stw_compact(h, "stop-the-world mark-compact, slid in place");
 }
 
 const fh_collector_ops mark_compact_collector = {"mark_compact", mark_compact_collect,

@@ -9,13 +9,17 @@
  *   mark_compact.c       the shared pause work (mark, forward, move the
  *                        space's pages aside, update outside references)
  *                        and the stop-the-world schedule
+ *   mc_slide.c           the stop-the-world slide in place: references
+ *                        rewritten where they lie, objects moved down by
+ *                        memmove, no page moved (mark_compact; small
+ *                        concurrent_compact cycles, mc_policy.h)
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
  *   from_ledger.c        which from-space pages are still read: each goes
  *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
  *
- * The moving space is h->bump[h->active].  Its old pages are moved with
+ * The moving space is h->bump[h->active].  For a build, its old pages are moved with
  * mremap(MREMAP_DONTUNMAP) into a "from-space" shadow reservation of the
  * same size (2 MiB / 1 GiB aligned, so page tables move whole); the space's
  * range is left mapped but empty, and destination pages are built from the
@@ -29,6 +33,7 @@
 #include "collectors/collector.h"
 #include "collectors/forwarding.h"
 #include "collectors/from_ledger.h"
+#include "collectors/mc_policy.h"
 #include "uffd/uffd.h"
 
 extern const fh_collector_ops mark_compact_collector;
@@ -81,10 +86,25 @@ typedef struct mc_state {
 
   /* this cycle */
   size_t old_used, nm_freed;
+  size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
   int thp;           /* the space is MADV_HUGEPAGE (FH_MC_THP=0: not) */
+  int slid;          /* this cycle slid in place (mc_slide.c): no from-space */
+  /* Cycles since the heap's state was made, by how they compacted: slid
+   * in place in the pause, or moved aside and built (in the pause or
+   * concurrently after a flip).  fh_dump prints them. */
+  uint64_t slide_cycles, build_cycles;
+  mc_slide_model policy; /* concurrent_compact: slide or flip (mc_policy.h) */
+  /* the last slide: its update of the moving space (not counting outside
+   * references) and the bytes that moved (above the dense prefix) */
+  uint64_t slide_update_ns;
+  size_t slide_move_bytes;
+  /* the last choice (concurrent_compact): the slide's estimate, and
+   * whether it slid; fh_dump and trace=1 print them */
+  uint64_t choice_est_ns;
+  int chose_slide, chose;
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;
@@ -138,8 +158,28 @@ mc_state *mc_get(fh_heap *h);
 /* Pause work shared by both schedules: mark, sweep the non-moving space,
  * compute forwarding, move the moving space's pages to from-space, update
  * every reference outside the moving space.  0, or -1 + error with the heap
- * untouched (nothing moved). */
+ * untouched (nothing moved).  In two steps: mc_prepare_forward marks and
+ * computes the forwarding (nothing written in the space but pinned
+ * ranges' fillers); then either mc_prepare_move (pages aside, for a
+ * build) or mc_slide_all (in place). */
 int mc_prepare(mc_state *m);
+int mc_prepare_forward(mc_state *m);
+int mc_prepare_move(mc_state *m);
+/* The cycle's figures into the heap (bytes moved and freed, the trigger). */
+void mc_account(mc_state *m);
+/* Point every reference held outside the moving space (roots, weak
+ * tables, other spaces' objects) at the new addresses; forget the moving
+ * space's cards. */
+void mc_update_outside(mc_state *m);
+/* After mc_prepare_forward, world stopped: rewrite every reference through
+ * the forwarding and slide the objects down in place (mc_slide.c), with up
+ * to `threads` threads for the references; no system call but thread
+ * creation.  Then mc_publish_top etc. as after a build. */
+void mc_slide_all(mc_state *m, unsigned threads);
+/* After mc_prepare_forward: the rest of a cycle that slides in the pause
+ * (mc_slide_all, then publish, prefault plan, tables cleared after the
+ * pause).  `note` (static text) is fh_dump's mode note. */
+void mc_slide_cycle(mc_state *m, const char *note);
 /* Before the pause (collector.h: prepare): join the last cycle's threads
  * and fault in the chunk table up to the current top, so the pause only
  * faults in what mutators allocate meanwhile (fwd_populate_chunks). */
@@ -180,18 +220,6 @@ void mc_trace(mc_state *m, const char *what);
 /* The whole collection inside the pause; `note` (static text) is what
  * fh_dump reports about how the cycle ran. */
 int mc_collect_stw(fh_heap *h, const char *note);
-
-/* ---- the stop-the-world build through UFFDIO_COPY (concurrent_compact.c) ----
- * begin: register the destination for the build; its uffd, or -1 when
- * userfaultfd cannot be used now (build in place instead).  buf/put: a
- * builder's run buffer (MC_MAX_RUN pages; NULL when all are taken).
- * run: claim, build and install the untouched pages of [p, e).  end: wait
- * for every page, unregister. */
-int mc_copy_build_begin(mc_state *m);
-uint8_t *mc_copy_build_buf(mc_state *m, int *slot);
-void mc_copy_build_put(mc_state *m, int slot);
-void mc_copy_build_run(mc_state *m, int fd, size_t p, size_t e, uint8_t *buf);
-void mc_copy_build_end(mc_state *m);
 
 /* ---- installing built pages (page_install.c) ----
  * install: put len bytes (whole pages) from src at dst, a registered range

@@ -24,6 +24,15 @@ void mc_dump(fh_heap *h, FILE *out) {
   if (m && m->mode_note)
     fprintf(out, "  compaction: last cycle %s; from-space %zu MiB reserved, fault lookahead %u\n",
             m->mode_note, m->t.capacity >> 20, m->lookahead);
+  if (m && (m->slide_cycles || m->build_cycles))
+    fprintf(out, "  compaction: %llu cycles slid in place in the pause, %llu moved aside and built\n",
+            (unsigned long long)m->slide_cycles, (unsigned long long)m->build_cycles);
+  if (m && m->chose)
+    fprintf(out, "  compaction: last cycle chose to %s: slide estimated %.0f us for %zu KiB live, "
+                 "flip's fixed cost %.0f us%s\n",
+            m->chose_slide ? "slide in the pause" : "flip", m->choice_est_ns / 1e3,
+            m->live_bytes >> 10, m->policy.flip_fixed_ns / 1e3,
+            m->policy.force >= 0 ? " (forced by FH_MC_SLIDE)" : "");
   if (m && m->pinned_objects)
     fprintf(out, "  compaction: last cycle kept %zu pinned objects (%zu KiB) in place, in %zu "
                  "pinned ranges the rest slid around\n",

@@ -574,6 +574,7 @@ void fh_postfork_child(fh_heap *h) {
   pthread_mutex_lock(&h->stats_lock);
   h->collections = 0;
   h->bytes_freed = h->bytes_moved = 0;
+  h->compact_slides = h->compact_builds = 0;
   h->pause_ns_total = h->pause_ns_max = 0;
   atomic_store(&h->bytes_allocated, 0);
   atomic_store(&h->uffd_faults, 0);

@@ -34,6 +34,7 @@ void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause ca
   w->moved0 = h->bytes_moved;
   w->faults0 = atomic_load(&h->uffd_faults);
   w->weak0 = h->weak_ns_total;
+  h->gc_how = NULL; /* a failed collection may have left one */
 }
 
 void gc_events_announce(fh_heap *h, gc_watch *w) { callback(h, &w->e); }
@@ -45,6 +46,8 @@ void gc_events_collected(fh_heap *h, gc_watch *w, uint64_t pause_ns) {
   w->e.heap_target = h->live_after_gc + h->gc_trigger;
   w->e.moved = h->bytes_moved - w->moved0;
   w->e.weak_ns = h->weak_ns_total - w->weak0;
+  w->how = h->gc_how;
+  h->gc_how = NULL;
 }
 
 void gc_events_end(fh_heap *h, gc_watch *w) {
@@ -52,11 +55,12 @@ void gc_events_end(fh_heap *h, gc_watch *w) {
   if (h->opt.trace)
     fprintf(stderr,
             "faultheap gc %llu: %s (%s, %s) pause %.3f ms, live %.2f -> %.2f MiB, target "
-            "%.2f MiB, moved %.2f MiB, uffd faults %llu, weak %.3f ms\n",
+            "%.2f MiB, moved %.2f MiB, uffd faults %llu, weak %.3f ms%s%s\n",
             (unsigned long long)w->e.number, w->e.collector, w->e.cause,
             w->e.young ? "young" : "full", w->e.pause_ns / 1e6, w->e.live_before / 1048576.0,
             w->e.live_after / 1048576.0, w->e.heap_target / 1048576.0, w->e.moved / 1048576.0,
-            (unsigned long long)w->e.uffd_faults, w->e.weak_ns / 1e6);
+            (unsigned long long)w->e.uffd_faults, w->e.weak_ns / 1e6, w->how ? ", " : "",
+            w->how ? w->how : "");
   callback(h, &w->e);
 }
 

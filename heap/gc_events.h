@@ -8,6 +8,7 @@
 typedef struct gc_watch {
   fh_gc_event e;      /* filled as the collection goes */
   uint64_t moved0, faults0, weak0;
+  const char *how; /* h->gc_how at the end of the pause */
 } gc_watch;
 
 /* Before the world stops (GC lock and stats_lock held): the start

@@ -191,6 +191,15 @@ struct fh_heap {
   pthread_mutex_t stats_lock;
   _Atomic uint64_t bytes_allocated;
   uint64_t collections, bytes_freed, bytes_moved, pause_ns_total, pause_ns_max;
+  /* How the collection in progress ran, when its collector chose (static
+   * text, set in the pause; trace=1 prints it, the driver clears it):
+   * concurrent_compact's slide-or-flip choice. */
+  const char *gc_how;
+  /* Sliding compactions by how they compacted (fh_stats): slid in place
+   * in the pause, or moved aside and built (concurrently or in the pause).
+   * Written in the pause, under stats_lock (gc_run holds it around
+   * collect). */
+  uint64_t compact_slides, compact_builds;
   uint64_t pause_hist[FH_PAUSE_BUCKETS]; /* fh_stats.pause_hist */
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */

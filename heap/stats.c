@@ -27,6 +27,8 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->collections = h->collections;
   s->bytes_freed = h->bytes_freed;
   s->bytes_moved = h->bytes_moved;
+  s->compactions_slid = h->compact_slides;
+  s->compactions_built = h->compact_builds;
   s->pause_ns_total = h->pause_ns_total;
   s->pause_ns_max = h->pause_ns_max;
   s->ephemerons_traced = h->ephemerons_traced;

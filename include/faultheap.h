@@ -558,6 +558,12 @@ typedef struct fh_stats {
    * has not built yet are uffd_faults, not these. */
   uint64_t gc_user_ns, gc_sys_ns, gc_minor_faults, gc_major_faults;
   uint64_t gc_threads_started;
+  /* Sliding compactions (mark_compact, concurrent_compact) by how they
+   * compacted: slid in place in the pause (every mark_compact cycle, and
+   * concurrent_compact's cycles with little live data), or moved aside and
+   * built (concurrent_compact's flips, and the pause builds of flips that
+   * failed). */
+  uint64_t compactions_slid, compactions_built;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

@@ -27,6 +27,13 @@ fh_heap *test_heap_attached(const char *collector, const char *rest, test_types 
   return h;
 }
 
+/* concurrent_compact slides a cycle in the pause when little is live
+ * (collectors/mc_policy.h), and the suites' heaps are small: every test
+ * binary runs with the flip forced, so that the suites keep exercising it,
+ * unless FH_MC_SLIDE says otherwise (tests/test_slide.c lets the policy
+ * choose). */
+__attribute__((constructor)) static void flip_by_default(void) { setenv("FH_MC_SLIDE", "0", 0); }
+
 int test_register_types(fh_heap *h, test_types *ty) {
   static const uint32_t node_refs[] = {0, 8};
   ty->node = fh_register_type(

@@ -2,7 +2,7 @@
  *
  * A workload of two mutators that keep checking and relinking graphs of
  * checked objects (mc_graph.h, verify=1) while the main thread runs
- * concurrent (both fault modes) or stop-the-world compactions, with the
+ * concurrent compactions (both fault modes), with the
  * system-call seam (heap/sys.h) failing the Nth ioctl on a userfaultfd,
  * once or from then on.  A first run only counts the ioctls; then N sweeps
  * the phase: creation and registration, the first pages, the middle, the
@@ -216,12 +216,6 @@ static void test_concurrent_handler_thread(void **s) {
   sweep("concurrent_compact", 0, "0");
 }
 
-static void test_mark_compact_copy_build(void **s) {
-  (void)s;
-  test_skip_without_uffd();
-  sweep("mark_compact", 1, "0");
-}
-
 /* (a) of the defect: one UFFDIO_COPY failing with ENOMEM in the middle of
  * the phase, with the worker held back so the mutators' faults install. */
 static void test_one_copy_enomem_mid_phase(void **s) {
@@ -242,7 +236,6 @@ int main(void) {
       cmocka_unit_test(test_one_copy_enomem_mid_phase),
       cmocka_unit_test(test_concurrent_sigbus),
       cmocka_unit_test(test_concurrent_handler_thread),
-      cmocka_unit_test(test_mark_compact_copy_build),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,49 @@
+/* The slide-or-flip choice of concurrent_compact (mc_policy.h). */
+#include "collectors/mc_policy.h"
+
+#include <stdlib.h>
+
+/* Defaults: see docs/architecture.md ("Choosing per cycle") for how they
+ * were measured.  The rates are learned from every slide; the flip's
+ * fixed cost is not learned (a flip's costs are spread over the mutators'
+ * faults and three threads), only overridable. */
+#define DEFAULT_UPDATE_NS_PER_BYTE 0.25
+#define DEFAULT_MOVE_NS_PER_BYTE 0.15
+#define DEFAULT_FLIP_FIXED_NS 2000000.0
+
+void mc_policy_init(mc_slide_model *p) {
+  p->update_ns_per_byte = DEFAULT_UPDATE_NS_PER_BYTE;
+  p->move_ns_per_byte = DEFAULT_MOVE_NS_PER_BYTE;
+  p->flip_fixed_ns = DEFAULT_FLIP_FIXED_NS;
+  p->force = -1;
+  const char *f = getenv("FH_MC_SLIDE");
+  if (f && (*f == '0' || *f == '1')) p->force = *f - '0';
+  const char *c = getenv("FH_MC_FLIP_COST_US");
+  if (c && *c) p->flip_fixed_ns = strtod(c, NULL) * 1000.0;
+}
+
+uint64_t mc_policy_slide_ns(const mc_slide_model *p, size_t live_bytes, size_t move_bytes) {
+  return (uint64_t)(p->update_ns_per_byte * (double)live_bytes +
+                    p->move_ns_per_byte * (double)move_bytes);
+}
+
+int mc_policy_choose_slide(const mc_slide_model *p, size_t live_bytes, size_t move_bytes,
+                           uint64_t *est_ns) {
+  uint64_t est = mc_policy_slide_ns(p, live_bytes, move_bytes);
+  if (est_ns) *est_ns = est;
+  if (p->force >= 0) return p->force;
+  return (double)est < p->flip_fixed_ns;
+}
+
+/* Below this a cycle's timing is mostly clock and cache noise. */
+#define LEARN_MIN_BYTES ((size_t)64 << 10)
+
+static double blend(double old, double now) { return old * 0.75 + now * 0.25; }
+
+void mc_policy_learn(mc_slide_model *p, size_t live_bytes, uint64_t update_ns, size_t move_bytes,
+                     uint64_t slide_ns) {
+  if (live_bytes >= LEARN_MIN_BYTES && update_ns)
+    p->update_ns_per_byte = blend(p->update_ns_per_byte, (double)update_ns / (double)live_bytes);
+  if (move_bytes >= LEARN_MIN_BYTES && slide_ns)
+    p->move_ns_per_byte = blend(p->move_ns_per_byte, (double)slide_ns / (double)move_bytes);
+}

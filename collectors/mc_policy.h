@@ -1,0 +1,44 @@
+/* How a concurrent_compact cycle compacts (issue 17): slide in the pause,
+ * or flip and build concurrently.  Policy only (DESIGN.md section 8): pure
+ * functions of figures the mechanism measures, testable on their own
+ * (tests/test_mc_policy.c).
+ *
+ * A flip costs a fixed amount whatever the heap holds: the mremap of the
+ * whole space, registering it, the worker and releaser threads, the
+ * mutators' first faults on every page they touch before the worker maps
+ * it, the end of the phase (unregistering, giving from-space back).  A
+ * slide costs the pause time it takes to update the references of the
+ * live data and move what lies above the dense prefix, and no system
+ * call.  When the slide's estimate is below the flip's fixed cost, the
+ * cycle slides: the pause grows by less than the flip would cost. */
+#ifndef FH_MC_POLICY_H_
+#define FH_MC_POLICY_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mc_slide_model {
+  /* Measured on the last slides (mc_policy_learn), ns per byte: the
+   * reference update per live byte, the memmove per byte that moves. */
+  double update_ns_per_byte, move_ns_per_byte;
+  /* What a flip costs beyond the work both ways share (ns). */
+  double flip_fixed_ns;
+  int force; /* FH_MC_SLIDE: 0 never slide, 1 always, -1 choose */
+} mc_slide_model;
+
+/* Defaults measured on this project's 2-vCPU VM (docs/architecture.md,
+ * "Choosing per cycle"); FH_MC_SLIDE and FH_MC_FLIP_COST_US override. */
+void mc_policy_init(mc_slide_model *p);
+/* Estimated pause time of a slide of live_bytes, move_bytes of which move. */
+uint64_t mc_policy_slide_ns(const mc_slide_model *p, size_t live_bytes, size_t move_bytes);
+/* 1: slide in the pause; 0: flip.  *est_ns (may be NULL) gets the slide's
+ * estimate. */
+int mc_policy_choose_slide(const mc_slide_model *p, size_t live_bytes, size_t move_bytes,
+                           uint64_t *est_ns);
+/* A slide measured: update_ns for live_bytes, slide_ns for move_bytes
+ * (either may be 0 and is then not learned from).  Running averages that
+ * weigh the newest cycle 1/4. */
+void mc_policy_learn(mc_slide_model *p, size_t live_bytes, uint64_t update_ns, size_t move_bytes,
+                     uint64_t slide_ns);
+
+#endif

@@ -1,0 +1,303 @@
+/* Stop-the-world sliding compaction in place (issue 17): with the world
+ * stopped and the forwarding computed (forwarding.h: the tables read only
+ * the bitmaps, never the heap), every reference is first rewritten where
+ * it lies, then the objects slide down in address order with memmove.  No
+ * page moves, nothing is registered with userfaultfd: the fixed cost of a
+ * cycle is marking and two passes over the live data, with no system call.
+ *
+ *   update  every live object of the moving space, in place, by gc_threads
+ *           threads over disjoint pieces of the old space (a slot belongs
+ *           to one object, so nothing is shared); outside references the
+ *           same way as the mremap path (mc_update_outside).
+ *   slide   one thread, ascending.  Without growers a run of consecutive
+ *           live words (the live bitmap) is one memmove: its words keep
+ *           their order and spacing, and its destination never passes its
+ *           source, nor the next run's.
+ *
+ * Growers (hashed objects that gain their hash word when they move) are
+ * the one way a destination can run ahead of a source that has not moved
+ * yet: a grower with no dead word below it keeps its start and ends 8
+ * bytes further, over the next object's header, and the excess carries on
+ * until enough dead words absorb it.  Object X "waits" when its new end
+ * passes the next object's old start: that object must move first.  A
+ * waiting chain X_i .. X_j (each waits for the next, X_j does not) moves
+ * from X_j down to X_i: X_j's new end is at or below X_{j+1}'s old start,
+ * and every X_k in the chain lands above its own old start (its new start
+ * is past X_{k-1}'s new end, which passed X_k's old start), so no move
+ * overwrites a source still to be read.  Outside chains the ascending
+ * order is safe as before.  Each object is looked at a bounded number of
+ * times (chains go back with the start bitmap), and no memory is needed.
+ * Pinned ranges do not move (they are skipped) and fwd_pin_ranges already
+ * lowered each range until the growers below it fit, so no chain reaches
+ * into one. */
+#include <string.h>
+
+#include "collectors/mc.h"
+#include "heap/identity_hash.h"
+#include "heap/object.h"
+#include "heap/sys.h"
+#include "spaces/reserve.h"
+
+/* Old space per claim of the update pass. */
+#define UPDATE_PIECE ((uintptr_t)1 << 20)
+/* A helper is worth starting for this much used space each (as builders). */
+#define UPDATE_PER_HELPER ((size_t)8 << 20)
+#define MAX_UPDATE_HELPERS 7
+
+static inline uint64_t load_hd(uintptr_t a) { return *(const uint64_t *)a; }
+
+static void slide_update_slot(void **slot, void *ctx) {
+  const fwd_tables *t = ctx;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(t->tags, v), *q = fwd_ref(t, p);
+  if (q != p) *slot = (void *)slot_retag(t->tags, v, (uintptr_t)q);
+}
+
+/* Slots of fixed-layout objects and reference arrays go through a ring:
+ * the referent's chunk entry (a cache miss when referents lie far apart)
+ * is prefetched when the slot is met and the slot rewritten UPDATE_RING
+ * slots later, so that many misses are in flight at once (as page_build's
+ * pending bits).  Each such slot is visited once; trace callbacks, which
+ * might visit one twice, forward at once. */
+#define UPDATE_RING 64
+
+typedef struct update_ring {
+  const fwd_tables *t;
+  void **slot[UPDATE_RING];
+  unsigned head, n;
+} update_ring;
+
+/* The slot holds a payload pointer into the old space (ring_push checked):
+ * forward it as fwd_ref does, counting bits with the POPCNT instruction
+ * when `hw` (a constant once inlined: see update_piece). */
+static inline __attribute__((always_inline)) void ring_fix(const fwd_tables *t, void **slot,
+                                                           int hw) {
+  uintptr_t v = (uintptr_t)*slot;
+  size_t w = (slot_target(t->tags, v) - FWD_WORD - t->begin) >> 3;
+  const fwd_chunk *e = &t->chunks[w >> 6];
+  uint64_t below = e->live & (((uint64_t)1 << (w & 63)) - 1);
+  size_t n = hw ? (size_t)__builtin_popcountll(below) : fwd_popcount(below);
+  uintptr_t q = t->begin + (uintptr_t)(e->dest & FWD_DEST_MASK) + FWD_WORD * n + FWD_WORD;
+  if (__builtin_expect((e->dest & FWD_DEST_GROWS) != 0, 0)) q += fwd_grown_below(t, w);
+  *slot = (void *)slot_retag(t->tags, v, q);
+}
+
+static inline __attribute__((always_inline)) void ring_push(update_ring *r, void **slot, int hw) {
+  const fwd_tables *t = r->t;
+  uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
+  if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return; /* not into the old space */
+  __builtin_prefetch(&t->chunks[(a - FWD_WORD - t->begin) >> FWD_CHUNK_SHIFT]);
+  if (r->n < UPDATE_RING) {
+    r->slot[(r->head + r->n++) % UPDATE_RING] = slot;
+    return;
+  }
+  ring_fix(t, r->slot[r->head], hw);
+  r->slot[r->head] = slot;
+  r->head = (r->head + 1) % UPDATE_RING;
+}
+
+/* Rewrite the references of every live object starting in [lo, hi).  A
+ * trace callback sees its object where it lies, with the slots it visited
+ * already forwarded (it must not follow them: the referents have not moved
+ * yet, as in page_build, where they are in from-space). */
+static inline __attribute__((always_inline)) void update_piece_with(const fwd_tables *t,
+                                                                    const fh_type_registry *types,
+                                                                    uintptr_t lo, uintptr_t hi,
+                                                                    int hw) {
+  uint32_t last_type = FH_FILLER_TYPE;
+  const fh_type_info *ti = NULL;
+  update_ring r = {.t = t};
+  for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;) {
+    uint64_t hd = load_hd(a);
+    if (hdr_type(hd) != last_type) {
+      last_type = hdr_type(hd);
+      ti = types_get(types, last_type);
+      if (ti && !ti->nrefs && !(ti->flags & FH_TYPE_REF_ARRAY) && !ti->trace) ti = NULL;
+    }
+    if (ti) {
+      char *obj = (char *)(a + FH_HEADER_BYTES);
+      if (ti->nrefs) {
+        for (uint32_t i = 0; i < ti->nrefs; i++)
+          ring_push(&r, (void **)(obj + ti->ref_offsets[i]), hw);
+      } else if (ti->flags & FH_TYPE_REF_ARRAY) {
+        size_t n = hdr_payload(hd) / sizeof(void *);
+        for (size_t i = 0; i < n; i++) ring_push(&r, (void **)obj + i, hw);
+      } else {
+        ti->trace(obj, hdr_payload(hd), slide_update_slot, (void *)t);
+      }
+    }
+    a = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
+  }
+  for (; r.n; r.n--, r.head = (r.head + 1) % UPDATE_RING) ring_fix(t, r.slot[r.head], hw);
+}
+
+/* As page_compact.c: the build has no -mpopcnt, so the loop also exists
+ * compiled for POPCNT, picked at run time. */
+#if defined(__x86_64__) && !defined(__POPCNT__)
+__attribute__((target("popcnt"))) static void update_piece_popcnt(const fwd_tables *t,
+                                                                  const fh_type_registry *types,
+                                                                  uintptr_t lo, uintptr_t hi) {
+  update_piece_with(t, types, lo, hi, 1);
+}
+static void update_piece(const fwd_tables *t, const fh_type_registry *types, uintptr_t lo,
+                         uintptr_t hi) {
+  if (__builtin_cpu_supports("popcnt"))
+    update_piece_popcnt(t, types, lo, hi);
+  else
+    update_piece_with(t, types, lo, hi, 0);
+}
+#else
+static void update_piece(const fwd_tables *t, const fh_type_registry *types, uintptr_t lo,
+                         uintptr_t hi) {
+  update_piece_with(t, types, lo, hi, 0);
+}
+#endif
+
+typedef struct update_job {
+  mc_state *m;
+  uintptr_t end;
+  _Atomic uintptr_t next;
+} update_job;
+
+static void *update_main(void *arg) {
+  update_job *j = arg;
+  mc_state *m = j->m;
+  for (;;) {
+    uintptr_t lo = atomic_fetch_add_explicit(&j->next, UPDATE_PIECE, memory_order_relaxed);
+    if (lo >= j->end) break;
+    uintptr_t hi = lo + UPDATE_PIECE < j->end ? lo + UPDATE_PIECE : j->end;
+    update_piece(&m->t, &m->h->types, lo, hi);
+  }
+  return NULL;
+}
+
+/* A piece owns the objects that start in it, so the pieces split no
+ * object between two threads. */
+static unsigned update_inside(mc_state *m, unsigned threads) {
+  update_job j = {.m = m, .end = m->t.old_top};
+  atomic_init(&j.next, m->t.begin);
+  size_t used = m->t.old_top - m->t.begin;
+  gc_task helpers[MAX_UPDATE_HELPERS];
+  unsigned nh = 0;
+  while (nh + 1 < threads && nh < MAX_UPDATE_HELPERS && used > (nh + 1) * UPDATE_PER_HELPER &&
+         gc_pool_start(&m->h->pool, &helpers[nh], "fh-update", update_main, &j) == 0)
+    nh++;
+  update_main(&j);
+  for (unsigned i = 0; i < nh; i++) gc_pool_join(&m->h->pool, helpers[i]);
+  return nh + 1;
+}
+
+/* First dead word at or after live word a, below hi. */
+static uintptr_t live_run_end(const fwd_tables *t, uintptr_t a, uintptr_t hi) {
+  size_t i = (a - t->begin) >> 3, last = (hi - t->begin) >> 3;
+  size_t w = i >> 6;
+  uint64_t word = ~atomic_load_explicit(&t->live.words[w], memory_order_relaxed) &
+                  (~(uint64_t)0 << (i & 63));
+  while (!word) {
+    if (((++w) << 6) >= last) return hi;
+    word = ~atomic_load_explicit(&t->live.words[w], memory_order_relaxed);
+  }
+  size_t bit = (w << 6) + (size_t)__builtin_ctzll(word);
+  return bit < last ? t->begin + (bit << 3) : hi;
+}
+
+/* Runs of consecutive live words in [lo, hi) (no grower, no pinned range):
+ * one memmove each. */
+static void slide_runs(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  for (uintptr_t a = bitmap_next_set(&t->live, lo, hi); a;) {
+    uintptr_t e = live_run_end(t, a, hi), d = fwd_start(t, a);
+    if (d != a) memmove((void *)d, (const void *)a, e - a);
+    a = bitmap_next_set(&t->live, e, hi);
+  }
+}
+
+/* Move the object at a (header hd) to d; a grower gets the HASH_MOVED
+ * header and, after its old end, the hash word its old address keyed. */
+static void slide_object(const fwd_tables *t, uintptr_t a, uintptr_t d, uint64_t hd) {
+  size_t n = obj_bytes(hd);
+  if (fwd_grows_at(t, a)) {
+    uint64_t key = idhash_make_key(a + FH_HEADER_BYTES, hdr_salt(hd));
+    memmove((void *)d, (const void *)a, n);
+    *(uint64_t *)d = hd | FH_HDR_HASH_MOVED;
+    *(uint64_t *)(d + n) = key;
+  } else if (d != a) {
+    memmove((void *)d, (const void *)a, n);
+  }
+}
+
+/* Object by object, with waiting chains (see the top of the file). */
+static void slide_objects(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  uintptr_t a = bitmap_next_set(&t->mark, lo, hi);
+  while (a) {
+    uint64_t hd = load_hd(a);
+    uintptr_t d = fwd_start(t, a);
+    uintptr_t nx = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
+    if (!nx || d + fwd_moved_bytes(t, a, hd) <= nx) {
+      slide_object(t, a, d, hd);
+      a = nx;
+      continue;
+    }
+    uintptr_t first = a;
+    do { /* find the chain's last object: nothing has moved yet */
+      a = nx;
+      hd = load_hd(a);
+      d = fwd_start(t, a);
+      nx = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
+    } while (nx && d + fwd_moved_bytes(t, a, hd) > nx);
+    for (uintptr_t x = a;; x = bitmap_prev_set(&t->mark, first, x - FWD_WORD)) {
+      slide_object(t, x, fwd_start(t, x), load_hd(x));
+      if (x == first) break;
+    }
+    a = nx;
+  }
+}
+
+static void slide_segment(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  if (lo >= hi) return;
+  /* Growers are rare (hashed since the last move): only their stretch of
+   * the space goes object by object; below the first one, runs. */
+  uintptr_t g = t->ngrows ? bitmap_next_set(&t->grows, lo, hi) : 0;
+  if (!g) {
+    slide_runs(t, lo, hi);
+    return;
+  }
+  slide_runs(t, lo, g);
+  slide_objects(t, g, hi);
+}
+
+/* The gaps pinned ranges leave below them become fillers (one per GiB),
+ * once everything has slid: their bytes held sources until then. */
+static void write_gap_fillers(const fwd_tables *t, int poison) {
+  for (size_t r = 0; r < t->nranges; r++)
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
+      e = fwd_gap_filler_end(t, a, lo);
+      obj_write_filler(a, e - a);
+      /* verify=1: a stale pointer into the gap reads poison, as it read
+       * zeroes after a build. */
+      if (poison && e - a > FH_HEADER_BYTES) heap_poison(a + FH_HEADER_BYTES, e);
+    }
+}
+
+void mc_slide_all(mc_state *m, unsigned threads) {
+  fwd_tables *t = &m->t;
+  uint64_t t0 = heap_now_ns();
+  mc_update_outside(m);
+  uint64_t tu = heap_now_ns();
+  m->build_threads = update_inside(m, threads);
+  uint64_t t1 = heap_now_ns();
+  m->slide_update_ns = t1 - tu;
+  size_t dense = t->dense_pages * FWD_PAGE, span = t->new_top - t->begin;
+  m->slide_move_bytes = span > dense ? span - dense : 0;
+  uintptr_t lo = t->begin;
+  for (size_t r = 0; r < t->nranges; r++) {
+    slide_segment(t, lo, t->ranges[r].lo);
+    lo = t->ranges[r].hi; /* a range stays where it is */
+  }
+  slide_segment(t, lo, t->old_top);
+  write_gap_fillers(t, m->h->opt.verify);
+  uintptr_t end = align_up(t->new_top, FWD_PAGE);
+  if (t->new_top < end) obj_write_filler(t->new_top, end - t->new_top);
+  m->update_ns = t1 - t0;
+  m->build_ns = heap_now_ns() - t1;
+  m->build_cpu_ns = 0;
+}
