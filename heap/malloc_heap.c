@@ -152,10 +152,6 @@ void *malloc_heap_next_hole(fh_thread *t, size_t bytes) {
   return p ? p : sys_mallocx(bytes, t->ms_flags);
 }
 
-/* The tcache field of mallocx flags: MALLOCX_TCACHE(tc) is (tc + 2) << 8
- * and MALLOCX_ARENA(a) starts at bit 20 (jemalloc.h). */
-#define MS_TCACHE_FLAG_MASK (0xfff << 8)
-
 static void thread_settle(fh_thread *t) {
   fh_heap *h = t->heap;
   if (t->ms_budget || t->ms_reserve) {
