@@ -69,13 +69,15 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libfaultheap.a
 # the same source on Boehm GC as the baseline (make fhscheme-bdw).
 SCHEME_SRCS := $(wildcard examples/scheme/*.c)
 SCHEME_HDRS := $(wildcard examples/scheme/*.h) $(wildcard examples/scheme/parts/*.c)
+# Values are words punned as pointers to heap structs (nodes, frames, flonums).
+SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/lib\"
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
 
 $(BUILD)/fhscheme-bdw: $(SCHEME_SRCS) $(SCHEME_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DFHS_BDW -o $@ $(SCHEME_SRCS) -lgc -lpthread -lm
+	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -DFHS_BDW -o $@ $(SCHEME_SRCS) -lgc -lpthread -lm
 
 .PHONY: fhscheme fhscheme-bdw
 fhscheme: $(BUILD)/fhscheme

@@ -36,6 +36,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/mark.h"
+#include "heap/large_objects.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
 #include "heap/object.h"
@@ -125,6 +126,12 @@ static void fix_object(void *obj, void *ctx) {
   if (ti) types_visit_refs(ti, obj, hdr_payload(hd), fix_slot, c);
 }
 
+/* A quiet large object refers to nothing in from-space. */
+static void fix_large(void *obj, void *ctx) {
+  hspace_ctx *c = ctx;
+  if (!heap_los_quiet(c->h, obj)) fix_object(obj, c);
+}
+
 /* Step 4 (references). */
 static void fix_references(hspace_ctx *c) {
   fh_heap *h = c->h;
@@ -132,6 +139,7 @@ static void fix_references(hspace_ctx *c) {
   weak_roots_visit(h, fix_slot, c);
   for (size_t i = 0; i < c->dest.n; i++) fix_object(obj_from_start((uintptr_t)c->dest.items[i]), c);
   h->non_moving.space.ops->walk(&h->non_moving.space, fix_object, c);
+  if (h->los.space.ops) h->los.space.ops->walk(&h->los.space, fix_large, c);
   bump_space *b = &h->bump[h->active];
   if (bump_space_used(b)) b->space.ops->walk(&b->space, fix_object, c);
   immune_visit_dirty_objects(h, fix_object, c);
@@ -141,6 +149,7 @@ static void clear_marks(fh_heap *h, malloc_space *from) {
   bitmap_clear_range(&from->mark_bits, from->space.begin, malloc_space_frontier(from));
   non_moving_space *nm = &h->non_moving;
   bitmap_clear_range(&nm->mark_bits, nm->space.begin, nm->space.begin + arena_mapped(&nm->arena));
+  los_clear_marks(&h->los);
 }
 
 static void swap_roles(fh_heap *h) {
@@ -272,7 +281,7 @@ static int hspace_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     /* May fail: the cache then keeps free regions of the new main space,
      * which it serves anyway (the sweeper), until a flush succeeds. */
     (void)arena_tcache_flush(h->gc_tcache);
-    size_t nm_freed = non_moving_space_sweep(&h->non_moving); /* step 4 */
+    size_t nm_freed = heap_sweep_nonmoving(h); /* step 4 */
     fix_references(&c);
     /* Read before a release thread may reset the space (release_later). */
     uintptr_t vacated_end = malloc_space_frontier(c.from);

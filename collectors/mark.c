@@ -2,6 +2,7 @@
 
 #include "heap/barrier.h"
 #include "heap/ephemeron.h"
+#include "heap/large_objects.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "spaces/reserve.h"
@@ -59,6 +60,11 @@ static inline void mark_ref(marker *m, void *v) {
     if (!mark_bit(&m->ms->mark_bits, obj_start(p))) push(m, p);
   } else if (space_contains(&h->non_moving.space, p)) {
     if (!mark_bit(&h->non_moving.mark_bits, obj_start(p))) push(m, p);
+  } else if (los_contains(&h->los, p)) {
+    if (!mark_bit(&h->los.marks, obj_start(p))) {
+      if (heap_los_quiet(h, p)) trace_weak_reached(&m->weak, p); /* nothing to scan */
+      else push(m, p);
+    }
   } else if (a - m->bump_lo < m->bump_hi - m->bump_lo) {
     if (!mark_bit(&m->bump_marks, obj_start(p))) push(m, p);
   }
@@ -132,6 +138,7 @@ static int is_live(void *ctx, const void *obj) {
   uintptr_t s = obj_start(obj);
   if (m->ms && space_contains(&m->ms->space, obj)) return bitmap_test(&m->ms->mark_bits, s);
   if (space_contains(&h->non_moving.space, obj)) return bitmap_test(&h->non_moving.mark_bits, s);
+  if (los_contains(&h->los, obj)) return los_is_marked(&h->los, obj);
   if (s >= m->bump_lo && s < m->bump_hi) return bitmap_test(&m->bump_marks, s);
   return 1;
 }
@@ -220,6 +227,7 @@ static int drain_all(void *ctx) {
     m->overflowed = 0;
     if (m->ms) m->ms->space.ops->walk(&m->ms->space, rescan_if_marked, m);
     h->non_moving.space.ops->walk(&h->non_moving.space, rescan_if_marked, m);
+    los_walk_marked(&h->los, rescan_if_marked, m);
     if (m->bump_hi > m->bump_lo) h->bump[h->active].space.ops->walk(&h->bump[h->active].space,
                                                                       rescan_if_marked, m);
   }

@@ -10,6 +10,7 @@
 
 #include "collectors/mc.h"
 #include "collectors/trace.h"
+#include "heap/large_objects.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
@@ -217,6 +218,7 @@ static void update_slot(void **slot, void *ctx) {
 
 static void update_object(void *obj, void *ctx) {
   mc_state *m = ctx;
+  if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
@@ -294,9 +296,10 @@ int mc_prepare_forward(mc_state *m) {
     mc_mark_end(crew);
     fwd_reset(t);
     bitmap_clear_all(&h->non_moving.mark_bits);
+    los_clear_marks(&h->los);
     return -1;
   }
-  m->nm_freed = non_moving_space_sweep(&h->non_moving);
+  m->nm_freed = heap_sweep_nonmoving(h);
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
@@ -316,7 +319,7 @@ int mc_prepare_forward(mc_state *m) {
 
 void mc_account(mc_state *m) {
   fh_heap *h = m->h;
-  size_t live = m->t.live_bytes, nm_used = atomic_load(&h->non_moving.used);
+  size_t live = m->t.live_bytes, nm_used = heap_nonmoving_used(h);
   h->bytes_moved += live;
   h->bytes_freed += (m->old_used - live) + m->nm_freed;
   heap_set_trigger(h, live + nm_used);

@@ -138,7 +138,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   if (m.bump_hi > m.bump_lo) marker_fill_dead_bump(&m);
   marker_destroy(&m);
 
-  size_t freed = non_moving_space_sweep(&h->non_moving);
+  size_t freed = heap_sweep_nonmoving(h);
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
     size_t used_before = atomic_load(&ms->used);
@@ -158,7 +158,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     /* The next trigger from the live size: what marking found, plus what
      * the other spaces hold. */
     heap_set_trigger(h, now ? heap_used_bytes(h)
-                            : m.ms_live + atomic_load(&h->non_moving.used) +
+                            : m.ms_live + heap_nonmoving_used(h) +
                                   bump_space_used(&h->bump[h->active]));
     int purge = give_back_above_target(h, used_before);
     if (now) {

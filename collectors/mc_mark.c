@@ -14,6 +14,7 @@
 
 #include "collectors/mark_stack.h"
 #include "collectors/trace.h"
+#include "heap/large_objects.h"
 #include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/object.h"
@@ -128,11 +129,12 @@ static inline void mark_ref(marker *m, void *v) {
     if (!claim(m, a - FH_HEADER_BYTES)) return;
     push(m, p);
     trace_weak_reached(m->weak, p);
-  } else if (space_contains(&m->h->non_moving.space, p)) {
-    if (!non_moving_space_mark(&m->h->non_moving, p)) {
-      push(m, p);
-      trace_weak_reached(m->weak, p);
-    }
+  } else if (space_contains(&m->h->non_moving.space, p) ? !non_moving_space_mark(&m->h->non_moving, p)
+             : los_contains(&m->h->los, p) && !los_mark(&m->h->los, p)) {
+    /* A non-moving or large object reached for the first time; a quiet
+     * large one has nothing to scan. */
+    if (!(los_contains(&m->h->los, p) && heap_los_quiet(m->h, p))) push(m, p);
+    trace_weak_reached(m->weak, p);
   }
   /* Anything else is immune or native memory: not collected here. */
 }
@@ -153,8 +155,9 @@ static void found_ephemeron(marker *m, void *eph) {
   uintptr_t k = (uintptr_t)key;
   int reached = k - m->t->begin - FH_HEADER_BYTES < m->t->old_top - m->t->begin
                     ? !claim_would_set(m, k - FH_HEADER_BYTES)
-                    : !space_contains(&m->h->non_moving.space, key) ||
-                          bitmap_test(&m->h->non_moving.mark_bits, obj_start(key));
+                : space_contains(&m->h->non_moving.space, key)
+                    ? bitmap_test(&m->h->non_moving.mark_bits, obj_start(key))
+                    : !los_contains(&m->h->los, key) || los_is_marked(&m->h->los, key);
   if (reached) {
     mark_ref(m, e->value); /* the key needs no visit: marking moves nothing */
   } else if ((!m->ephs.items && mark_stack_init(&m->ephs) < 0) ||
@@ -342,6 +345,11 @@ static void scan_if_marked_nm(void *obj, void *ctx) {
 
 static void scan_object_cb(void *obj, void *ctx) { scan(ctx, obj); }
 
+static void rescan_large(void *obj, void *ctx) {
+  scan(ctx, obj);
+  drain(ctx);
+}
+
 /* Overflow recovery: rescan everything marked until nothing overflows. */
 static void recover(marker *m) {
   while (m->overflowed) {
@@ -354,6 +362,7 @@ static void recover(marker *m) {
     }
     m->h->non_moving.space.ops->walk(&m->h->non_moving.space, scan_if_marked_nm, m);
     drain(m);
+    los_walk_marked(&m->h->los, rescan_large, m);
   }
 }
 
@@ -364,6 +373,7 @@ static int mc_is_live(void *ctx, const void *obj) {
   if (s - m->t->begin < m->t->old_top - m->t->begin) return bitmap_test(&m->t->mark, s);
   if (space_contains(&m->h->non_moving.space, obj))
     return bitmap_test(&m->h->non_moving.mark_bits, s);
+  if (los_contains(&m->h->los, obj)) return los_is_marked(&m->h->los, obj);
   return 1;
 }
 

@@ -16,6 +16,7 @@
 #include "collectors/trace.h"
 #include "heap/error.h"
 #include "heap/identity_hash.h"
+#include "heap/large_objects.h"
 #include "heap/object.h"
 
 typedef struct semi_ctx {
@@ -61,11 +62,14 @@ static void evacuate_slot(void **slot, void *ctx) {
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
   if (a - c->from_lo < c->from_hi - c->from_lo) {
     *slot = (void *)slot_retag(c->h->tags, v, (uintptr_t)copy_object(c, p));
-  } else if (space_contains(&c->h->non_moving.space, p)) {
-    if (!non_moving_space_mark(&c->h->non_moving, p)) {
-      if (mark_stack_push(&c->stack, p) < 0) c->overflowed = 1;
-      trace_weak_reached(&c->weak, p);
-    }
+  } else if (space_contains(&c->h->non_moving.space, p) ? !non_moving_space_mark(&c->h->non_moving, p)
+             : los_contains(&c->h->los, p) && !los_mark(&c->h->los, p)) {
+    /* A non-moving or large object reached for the first time; a quiet
+     * large one has nothing to scan. */
+    if (!(los_contains(&c->h->los, p) && heap_los_quiet(c->h, p)) &&
+        mark_stack_push(&c->stack, p) < 0)
+      c->overflowed = 1;
+    trace_weak_reached(&c->weak, p);
   }
   /* Anything else (immune spaces, to-space) is not collected here. */
 }
@@ -82,6 +86,8 @@ static void rescan_marked(void *obj, void *ctx) {
   semi_ctx *c = ctx;
   if (bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj))) scan_object(c, obj);
 }
+
+static void rescan_large(void *obj, void *ctx) { scan_object(ctx, obj); }
 
 static int trace(void *ctx) {
   semi_ctx *c = ctx;
@@ -100,6 +106,7 @@ static int trace(void *ctx) {
     if (!c->overflowed) return 0;
     c->overflowed = 0;
     c->h->non_moving.space.ops->walk(&c->h->non_moving.space, rescan_marked, c);
+    los_walk_marked(&c->h->los, rescan_large, c);
   }
 }
 
@@ -111,6 +118,7 @@ static int is_live(void *ctx, const void *obj) {
   if (a - c->from_lo < c->from_hi - c->from_lo) return hdr_is_forwarded(*obj_header(obj));
   if (space_contains(&c->h->non_moving.space, obj))
     return bitmap_test(&c->h->non_moving.mark_bits, obj_start(obj));
+  if (los_contains(&c->h->los, obj)) return los_is_marked(&c->h->los, obj);
   return 1;
 }
 
@@ -146,12 +154,12 @@ static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   mark_stack_destroy(&c.stack);
 
   size_t from_used = bump_space_used(c.from);
-  size_t nm_freed = non_moving_space_sweep(&h->non_moving);
+  size_t nm_freed = heap_sweep_nonmoving(h);
   bump_space_note_written(c.to);
   h->active = !h->active;
   h->bytes_moved += c.copied;
   h->bytes_freed += (from_used - c.copied) + nm_freed;
-  heap_set_trigger(h, c.copied + atomic_load(&h->non_moving.used));
+  heap_set_trigger(h, c.copied + heap_nonmoving_used(h));
   /* The old from-space is the next to-space: it will receive at most what
    * the active space holds at the next collection (live + the trigger).
    * Keep that much resident so the next copy does not fault every page in

@@ -39,7 +39,13 @@
  * freeze with fh_write_ref, so every later collection finds the reference
  * (heap/zygote_cards.c) and updates it once the object is unpinned and
  * moves.  Pinned non-moving objects are frozen with their space like every
- * other non-moving object: they never move either way. */
+ * other non-moving object: they never move either way.
+ *
+ * Large objects (spaces/large_object_space.h) are copied into the zygote
+ * too, so it holds everything that was live and later collections never
+ * trace them again; their pages then go back.  A pinned one stays in its
+ * space, as a pinned moving object does (the large-object space never
+ * moves anything, so a pin there costs nothing else). */
 #include <stdio.h>
 #include <string.h>
 
@@ -85,7 +91,7 @@ static int movable(const zc_ctx *c, const void *p) {
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES; /* an empty object's payload may be at bump_hi */
   return (a - c->bump_lo[0] < c->bump_hi[0] - c->bump_lo[0]) ||
          (a - c->bump_lo[1] < c->bump_hi[1] - c->bump_lo[1]) ||
-         (c->ms && space_contains(&c->ms->space, p));
+         (c->ms && space_contains(&c->ms->space, p)) || los_contains(&c->h->los, p);
 }
 
 /* The slot refers to a pinned object, which stays in its moving space: if
@@ -196,7 +202,9 @@ static size_t movable_bound(const fh_heap *h) {
   if (h->has_malloc_spaces)
     n += atomic_load(&h->malloc[h->malloc_main].used) +
          FH_HASH_WORD_BYTES * atomic_load(&h->idhash.malloc_hashed);
-  return n;
+  /* Large objects: whole pages each, so a hash word always fits but when
+   * the payload ends a page; count one per object. */
+  return n + atomic_load(&h->los.used) + FH_HASH_WORD_BYTES * atomic_load(&h->los.objects);
 }
 
 /* Give back the pages of [lo, hi) but the one holding lo's filler header. */
@@ -337,6 +345,7 @@ int zygote_compact(fh_heap *h) {
   c.ms = h->has_malloc_spaces ? heap_main_malloc(h) : NULL;
   if (c.ms && pin_set_any_in(&h->pins, c.ms->space.begin, c.ms->space.end))
     c.pinned = c.ms_pinned = 1;
+  if (pin_set_any_in(&h->pins, h->los.space.begin, h->los.space.end)) c.pinned = 1;
   /* The caches are flushed now, while a failure can still refuse: after
    * the copy, a cache left holding regions of the main space would hand
    * them out after its reset (issue 14). */
@@ -375,6 +384,8 @@ int zygote_compact(fh_heap *h) {
    * new non-moving space is empty. */
   zygote_cards_settle(h, range_begin, range_end, c.pinned);
   int rc = empty_moving_spaces(h);
+  /* The large objects copied (forwarded) go, their pages back. */
+  if (h->los.space.ops) los_release_forwarded(&h->los);
   /* Purge every jemalloc arena: free pages inside the frozen arenas, the
    * malloc spaces' and fh_malloc's, and the process's own (Ruby's
    * Process.warmup ends with malloc_trim for the same reason). */
@@ -382,7 +393,7 @@ int zygote_compact(fh_heap *h) {
   snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
   (void)sys_mallctl(name, NULL, NULL, NULL, 0); /* a failure costs memory only */
   h->bytes_moved += copied;
-  heap_set_trigger(h, 0);
+  heap_set_trigger(h, atomic_load(&h->los.used)); /* the pinned ones */
   heap_windows_refresh(h, 0); /* the moving spaces again; no non-moving window now */
   return rc;
 }

@@ -37,7 +37,7 @@ static int check_alloc(fh_thread *t, uint32_t type, size_t n, const char *fn) {
  * objects (and semispace's copy reserve). */
 static uintptr_t bump_limit(fh_heap *h) {
   bump_space *b = &h->bump[h->active];
-  size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
+  size_t nm = heap_nonmoving_used(h);
   uintptr_t lim = b->space.begin + heap_bump_room(h, nm);
   return lim < b->space.end ? lim : b->space.end;
 }
@@ -144,10 +144,54 @@ void stress_tick(fh_thread *t, _Atomic uint64_t *counter) {
   fh_error_set("%s", saved);
 }
 
+/* Does a large object of `bytes` fit under heap_max beside everything
+ * else (semispace: its bump objects count twice, for their copy)? */
+static int large_fits(fh_heap *h, size_t bytes) {
+  size_t bump = bump_space_used(&h->bump[h->active]);
+  if (h->opt.collector == FH_SEMISPACE) bump *= 2;
+  size_t other = h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0;
+  size_t used = bump + other + heap_nonmoving_used(h), lim = heap_limit(h);
+  return used <= lim && bytes <= lim - used;
+}
+
+/* A payload of at least los_threshold bytes: pages of the large-object
+ * space.  The same loop as the others: the trigger first, then collect,
+ * collect again, ask the OOM handler, fail with "heap full". */
+static void *large_alloc(fh_thread *t, uint32_t type, size_t n) {
+  fh_heap *h = t->heap;
+  size_t bytes = los_object_bytes(n);
+  int critical = t->critical != 0; /* no collection possible: capacity only */
+  unsigned oom_calls = 0;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    uint64_t seen = h->collections;
+    int due = attempt == 0 && !critical && atomic_load(&h->alloc_since_gc) >= h->gc_trigger;
+    if (!due && large_fits(h, bytes)) {
+      void *obj = los_alloc(&h->los, type, n);
+      if (obj) {
+        charge(h, bytes);
+        return obj;
+      }
+    }
+    if (critical) return alloc_fail_critical(t, "fh_alloc", n);
+    if (attempt == 2 && oom_retry(t, bytes, &oom_calls)) attempt = 0;
+    if (attempt == 2) break;
+    if (gc_run(t, FH_COLLECT_DEFAULT, due ? GC_CAUSE_ALLOC_TRIGGER : GC_CAUSE_ALLOC_FAILURE,
+               seen) < 0) {
+      fh_error_prefix("fh_alloc: collection failed");
+      return NULL;
+    }
+  }
+  fh_error_set("fh_alloc: heap full: %zu bytes requested (a large object: %zu bytes of pages), "
+               "%zu of %zu bytes live after collecting (%zu in large objects)", n, bytes,
+               heap_used_bytes(h), heap_limit(h), atomic_load(&h->los.used));
+  return NULL;
+}
+
 static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type, size_t n) {
   if (check_alloc(t, type, n, "fh_alloc") < 0) return NULL;
   fh_heap *h = t->heap;
   if (h->opt.gc_stress) stress_tick(t, &h->stress_allocs);
+  if (h->opt.los_threshold && n >= h->opt.los_threshold) return large_alloc(t, type, n);
   /* collector=mark_sweep: movable objects live in the main malloc space. */
   if (h->has_malloc_spaces) return malloc_heap_alloc(t, type, n);
   size_t bytes = obj_total_bytes(n);

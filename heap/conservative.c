@@ -95,6 +95,7 @@ uintptr_t conservative_object_at(fh_heap *h, uintptr_t a) {
   if (space_contains(&nm->space, p))
     return alloc_bits_object_at(&nm->alloc_bits, nm->space.begin,
                                 nm->space.begin + arena_mapped(&nm->arena), a);
+  if (los_contains(&h->los, p)) return los_object_at(&h->los, a); /* interior pointers too */
   if (h->has_malloc_spaces)
     for (int i = 0; i < 2; i++)
       if (space_contains(&h->malloc[i].space, p))

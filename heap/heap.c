@@ -18,7 +18,8 @@
 
 /* Layout of the reservation, low to high, each region 2 MiB-aligned and
  * followed by a PROT_NONE guard so neighbouring spaces never merge:
- *   [image space] | non-moving space | bump space A | bump space B
+ *   [image space] | non-moving space | bump space A | bump space B |
+ *   [large object space] | [main malloc space | backup malloc space]
  * The image space, when image_path is given, is the file's objects section
  * mapped MAP_PRIVATE at the image's preferred base when that is free (the
  * whole reservation is placed there), else wherever the reservation lands,
@@ -81,7 +82,12 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   /* collector=mark_sweep adds the main and backup malloc spaces after the
    * bump spaces, each with its own guard. */
   size_t ms = h->opt.collector == FH_MARK_SWEEP ? arena_range_bytes(heap_reserved_max(h)) : 0;
-  h->resv_size = nm + GUARD + 2 * (bump + GUARD) + (ms ? 2 * (ms + GUARD) : 0);
+  /* The large-object space: heap_max bounds its bytes, and twice that of
+   * address space lets page runs fragment without refusing an object
+   * that heap_max would admit (address space only). */
+  size_t los = h->opt.los_threshold ? 2 * bump : 0;
+  h->resv_size = nm + GUARD + 2 * (bump + GUARD) + (los ? los + GUARD : 0) +
+                 (ms ? 2 * (ms + GUARD) : 0);
   size_t image = img ? image_load_region_bytes(img) + GUARD : 0;
   h->resv_size += image;
   h->resv_begin = img ? reserve_range(h->resv_size, FH_PMD, image_load_preferred_base(img)) : 0;
@@ -111,6 +117,14 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
       (bump_space_track_starts(&h->bump[0]) < 0 || bump_space_track_starts(&h->bump[1]) < 0)) {
     fh_error_set("stack_roots=conservative: cannot map the bump spaces' object-start bitmaps");
     return -1;
+  }
+  if (los) {
+    if (reserve_commit(p, los) < 0) {
+      fh_error_set("cannot map the large object space");
+      return -1;
+    }
+    if (los_init(&h->los, p, los) < 0) return -1;
+    p += los + GUARD;
   }
   if (ms) {
     uintptr_t ms_main = p, ms_backup = p + ms + GUARD;
@@ -209,6 +223,7 @@ void fh_heap_destroy(fh_heap *h) {
   mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
   gc_pool_destroy(&h->pool); /* waits for detached tasks' last steps too */
   if (h->non_moving.space.ops) non_moving_space_destroy(&h->non_moving);
+  los_destroy(&h->los);
   zygote_space_destroy(&h->zygote); /* its frozen arenas, before the range goes */
   malloc_heap_destroy(h);
   native_destroy(h);
@@ -256,6 +271,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
   out[n++] = &h->bump[h->active].space;
   out[n++] = &h->bump[!h->active].space;
   out[n++] = &h->non_moving.space;
+  if (h->los.space.ops) out[n++] = &h->los.space;
   if (h->has_malloc_spaces) {
     out[n++] = &heap_main_malloc(h)->space;
     out[n++] = &heap_backup_malloc(h)->space;
@@ -266,7 +282,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
 }
 
 size_t heap_used_bytes(fh_heap *h) {
-  return bump_space_used(&h->bump[h->active]) + atomic_load(&h->non_moving.used) +
+  return bump_space_used(&h->bump[h->active]) + heap_nonmoving_used(h) +
          (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 

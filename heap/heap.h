@@ -17,6 +17,7 @@
 #include "heap/weak_records.h"
 #include "spaces/bump_space.h"
 #include "spaces/image_space.h"
+#include "spaces/large_object_space.h"
 #include "spaces/malloc_space.h"
 #include "spaces/non_moving_space.h"
 #include "spaces/zygote_space.h"
@@ -104,6 +105,9 @@ struct fh_heap {
    * non-moving space then covers the rest); ops NULL until then. */
   zygote_space zygote;
   bump_space bump[2]; /* semi-space: bump[active] allocates, the other is to-space */
+  /* Payloads of at least opt.los_threshold bytes (0: none) live here,
+   * after the bump (or malloc) spaces; never moved (spaces/large_object_space.h, heap/alloc.c). */
+  large_object_space los;
   int active;
 
   /* Malloc spaces (collector=mark_sweep only; heap/malloc_heap.c): objects
@@ -285,6 +289,16 @@ int oom_retry(fh_thread *t, size_t bytes, unsigned *calls);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
 size_t heap_used_bytes(fh_heap *h);
+/* Bytes of the objects that never move: the non-moving space's and the
+ * large-object space's.  What a collector counts as live beside what it
+ * copied or slid. */
+static inline size_t heap_nonmoving_used(fh_heap *h) {
+  return atomic_load_explicit(&h->non_moving.used, memory_order_relaxed) +
+         atomic_load_explicit(&h->los.used, memory_order_relaxed);
+}
+/* The sweep of both (world stopped, after marking): the bytes freed.  Also
+ * settles which large objects need no scan (heap/large_objects.h). */
+size_t heap_sweep_nonmoving(fh_heap *h);
 /* Every space of the heap, allocating spaces first; returns the count.
  * The one list that statistics, dumping and verification walk: a new space
  * is added here. */

@@ -265,7 +265,7 @@ static int prepay(fh_thread *t, size_t bytes, int ignore_trigger, int tc) {
       atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger)
     return -1;
   thread_settle(t);
-  size_t nm = atomic_load_explicit(&h->non_moving.used, memory_order_relaxed);
+  size_t nm = heap_nonmoving_used(h);
   size_t lim = heap_limit(h), cap = lim > nm ? lim - nm : 0;
   if (cap > m->limit) cap = m->limit;
   size_t old = atomic_load_explicit(&m->used, memory_order_relaxed), want;

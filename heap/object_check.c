@@ -21,6 +21,11 @@ static uintptr_t used_end(fh_heap *h, uintptr_t a) {
       return h->zygote.space.end;
     return nm->space.begin + arena_mapped(&nm->arena);
   }
+  /* A large object's header is at a start bit (its payload may hold
+   * anything that looks like one). */
+  if (los_contains(&h->los, (const void *)a))
+    return los_is_start(&h->los, a) ? atomic_load_explicit(&h->los.frontier, memory_order_acquire)
+                                     : 0;
   if (h->has_malloc_spaces)
     for (int i = 0; i < 2; i++)
       if (space_contains(&h->malloc[i].space, (const void *)a))

@@ -68,6 +68,7 @@ static const opt_desc opt_table[] = {
     OPT_NAMES(stack_roots, stack_roots_names),
     OPT_NAMES(heap_policy, heap_policy_names),
     OPT(heap_expansiveness, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
+    OPT(los_threshold, OPT_SIZE, 0, (unsigned long long)1 << 32),
 };
 
 static const char *const collector_names[] = {
@@ -110,6 +111,7 @@ void fh_options_init(fh_options *o) {
   o->hspace_fragmentation_pct = 25;
   o->hspace_min_interval_ms = 1000;
   o->heap_expansiveness = 256 * MiB;
+  o->los_threshold = 12 * KiB;
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are
@@ -280,6 +282,12 @@ int options_validate(const fh_options *o) {
   }
   if ((unsigned)o->background_collector > FH_COLLECTOR_AUTO) {
     fh_error_set("option background_collector: invalid value %d", (int)o->background_collector);
+    return -1;
+  }
+  if (o->los_threshold && o->los_threshold < FH__INLINE_MAX) {
+    fh_error_set("option los_threshold: %zu is below 4 KiB (payloads up to 4 KiB are allocated "
+                 "inline, never in the large-object space); 0 turns the space off",
+                 o->los_threshold);
     return -1;
   }
   if (o->heap_reserve && o->heap_reserve < o->heap_max) {

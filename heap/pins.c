@@ -90,7 +90,7 @@ static size_t sort_unique(uintptr_t *v, size_t from, size_t n) {
 static int collectable(fh_heap *h, uintptr_t start) {
   const void *p = (const void *)start;
   return space_contains(&h->bump[0].space, p) || space_contains(&h->bump[1].space, p) ||
-         space_contains(&h->non_moving.space, p) ||
+         space_contains(&h->non_moving.space, p) || los_contains(&h->los, p) ||
          (h->has_malloc_spaces &&
           (space_contains(&h->malloc[0].space, p) || space_contains(&h->malloc[1].space, p)));
 }

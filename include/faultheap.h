@@ -179,6 +179,14 @@ typedef struct fh_options {
                          it for the collection (it does not move; such
                          words are never rewritten).  See "Conservative
                          stack roots" below */
+  size_t los_threshold; /* objects whose payload is at least this many
+                         bytes go to the large-object space: whole pages
+                         of their own, never copied or slid by any
+                         collector (pinning them is free), freed by every
+                         collection's sweep with their pages returned to
+                         the kernel, counted in heap_max.  Default 12 KiB
+                         (as ART); 0: no large-object space; otherwise at
+                         least 4 KiB */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);

@@ -2,6 +2,7 @@
 #include "spaces/discard_batch.h"
 
 #include <errno.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -44,7 +45,7 @@ void discard_batch_flush(discard_batch *b) {
    * (advising a range twice is harmless).  A range the kernel would not
    * take back at all costs memory only: a batch holds pages nobody reads
    * again (from-space, from_ledger.c); what must read as zero afterwards
-   * goes through reserve_discard instead. */
+   * sets zero_on_failure, or goes through reserve_discard. */
   if (r != (long)b->bytes) {
     size_t skip = r > 0 ? (size_t)r : 0;
     for (unsigned i = 0; i < b->n; i++) {
@@ -53,7 +54,11 @@ void discard_batch_flush(discard_batch *b) {
         skip -= len;
         continue;
       }
-      sys_madvise((char *)b->iov[i].iov_base + skip, len - skip, MADV_DONTNEED);
+      char *p = (char *)b->iov[i].iov_base + skip;
+      if (sys_madvise(p, len - skip, MADV_DONTNEED) != 0 && b->zero_on_failure) {
+        memset(p, 0, len - skip);
+        b->failures++;
+      }
       skip = 0;
     }
   }

@@ -25,6 +25,11 @@ typedef struct discard_batch {
   struct iovec iov[DISCARD_BATCH_MAX];
   unsigned n;
   size_t bytes; /* queued */
+  /* Set by an owner whose pages must read as zero afterwards (the
+   * large-object space): a range the kernel would not take back is zeroed
+   * by hand and counted. */
+  int zero_on_failure;
+  uint64_t failures;
 } discard_batch;
 
 /* Queue [begin, begin + len) (page-aligned); a range touching the last one

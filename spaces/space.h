@@ -12,6 +12,7 @@ typedef enum {
   SPACE_NON_MOVING, /* jemalloc arena, mark-sweep */
   SPACE_MALLOC,     /* jemalloc arena, mark-sweep + homogeneous compaction */
   SPACE_IMMUNE,     /* image and zygote: never collected */
+  SPACE_LARGE,      /* large objects on whole pages: mark-sweep, never moved */
 } fh_space_kind;
 
 typedef struct fh_space fh_space;

@@ -4,7 +4,9 @@
  * stacks, the root scanner, other objects, non-moving objects), the old
  * space's memory goes back to the system, and the roles swap.  The three
  * triggers (explicit, background, fragmentation-caused allocation failure),
- * the minimum interval, and a compaction that cannot complete. */
+ * the minimum interval, and a compaction that cannot complete.  The heaps
+ * here have no large-object space (los_threshold=0): large objects in the
+ * malloc space are what fragments it and what compaction must move. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +106,7 @@ static void check_graph(fh_heap *h, graph *g, int expect_in_main) {
   assert_ptr_equal(g->list->other, g->nm);
 }
 
-#define SPEC "collector=mark_sweep,heap_max=64M,verify=1,hspace_min_interval_ms=0"
+#define SPEC "collector=mark_sweep,los_threshold=0,heap_max=64M,verify=1,hspace_min_interval_ms=0"
 
 /* A mark-sweep heap holding build_graph's graph in *g, reached from the
  * thread's root stack, the global slot and the root scanner. */
@@ -264,7 +266,7 @@ static void test_allocation_failure_trigger(void **state) {
   for (int on = 0; on <= 1; on++) {
     char spec[200];
     snprintf(spec, sizeof spec,
-             "collector=mark_sweep,heap_max=8M,min_alloc_trigger=16M,hspace_min_interval_ms=0,"
+             "collector=mark_sweep,los_threshold=0,heap_max=8M,min_alloc_trigger=16M,hspace_min_interval_ms=0,"
              "hspace_compact_on_oom=%d", on);
     fh_heap *h = test_heap(spec);
     test_types ty;
@@ -323,7 +325,7 @@ static int wait_for_swap(fh_thread *t, fh_heap *h, malloc_space *before, int ms)
 
 static void test_background_trigger(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=32M,verify=1,hspace_min_interval_ms=0,"
+  fh_heap *h = test_heap("collector=mark_sweep,los_threshold=0,heap_max=32M,verify=1,hspace_min_interval_ms=0,"
                          "hspace_fragmentation_pct=50");
   test_types ty;
   test_register(h, &ty);
@@ -363,7 +365,7 @@ static void test_background_trigger(void **state) {
 static void test_min_interval(void **state) {
   (void)state;
   fh_heap *h = test_heap(
-      "collector=mark_sweep,heap_max=8M,min_alloc_trigger=16M,hspace_min_interval_ms=600000");
+      "collector=mark_sweep,los_threshold=0,heap_max=8M,min_alloc_trigger=16M,hspace_min_interval_ms=600000");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -416,7 +418,7 @@ static void *collect_loop(void *p) {
 static void test_background_request_during_collections(void **state) {
   (void)state;
   alarm(60); /* a deadlock fails the test instead of hanging the suite */
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,hspace_min_interval_ms=0,"
+  fh_heap *h = test_heap("collector=mark_sweep,los_threshold=0,heap_max=16M,hspace_min_interval_ms=0,"
                          "hspace_fragmentation_pct=0");
   test_types ty;
   test_register(h, &ty);
@@ -456,7 +458,7 @@ static void test_image_refs_are_updated(void **state) {
   int fd = mkstemp(path);
   assert_true(fd >= 0);
   close(fd);
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M");
+  fh_heap *h = test_heap("collector=mark_sweep,los_threshold=0,heap_max=16M");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -470,7 +472,7 @@ static void test_image_refs_are_updated(void **state) {
   fh_heap_destroy(h);
 
   char spec[256];
-  snprintf(spec, sizeof spec, "collector=mark_sweep,heap_max=16M,verify=1,image_path=%s", path);
+  snprintf(spec, sizeof spec, "collector=mark_sweep,los_threshold=0,heap_max=16M,verify=1,image_path=%s", path);
   h = test_heap(spec);
   test_register(h, &ty);
   t = fh_thread_attach(h);
@@ -508,7 +510,7 @@ static void test_image_refs_are_updated(void **state) {
  * their dirty cards and updated when those objects move. */
 static void test_zygote_refs_are_updated(void **state) {
   (void)state;
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,verify=1");
+  fh_heap *h = test_heap("collector=mark_sweep,los_threshold=0,heap_max=16M,verify=1");
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
@@ -548,7 +550,7 @@ static void test_zygote_refs_are_updated(void **state) {
 static void test_destroy_while_background_waits(void **state) {
   (void)state;
   alarm(60);
-  fh_heap *h = test_heap("collector=mark_sweep,heap_max=16M,hspace_min_interval_ms=0,"
+  fh_heap *h = test_heap("collector=mark_sweep,los_threshold=0,heap_max=16M,hspace_min_interval_ms=0,"
                          "hspace_fragmentation_pct=0");
   test_types ty;
   test_register(h, &ty);

@@ -167,8 +167,9 @@ static void read_into_pinned_after_flip(int sigbus, int delay) {
   test_skip_without_uffd();
   if (delay) setenv("FH_MC_WORKER_DELAY_MS", "200", 1);
   char rest[128];
-  snprintf(rest, sizeof rest, "heap_max=64M,min_alloc_trigger=60M,verify=1,uffd_sigbus=%d",
-           sigbus);
+  /* los_threshold=0: the pinned buffer must be a moving-space object. */
+  snprintf(rest, sizeof rest,
+           "heap_max=64M,min_alloc_trigger=60M,verify=1,uffd_sigbus=%d,los_threshold=0", sigbus);
   test_types ty;
   fh_thread *t;
   fh_heap *h = test_heap_attached("concurrent_compact", rest, &ty, &t);
@@ -293,7 +294,13 @@ static void hashed_pinned(void **state) {
 /* L and A (large, so claimed from the bump pointer right below and above
  * B) straddle the pages where the pinned 100 KiB B begins and ends: both must stay in place with B, and
  * their references to objects that slide must be fixed. */
-static void large_pinned_under(const test_config *cfg) {
+static void large_pinned_under(const test_config *given) {
+  /* los_threshold=0: these large objects must be moving-space objects. */
+  char extra[160];
+  snprintf(extra, sizeof extra, "%s,los_threshold=0", given->extra);
+  test_config c = *given;
+  c.extra = extra;
+  const test_config *cfg = &c;
   test_types ty;
   fh_thread *t;
   fh_heap *h = test_config_heap(cfg, &ty, &t);

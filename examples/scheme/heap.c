@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <sys/mman.h>
 
 #ifdef FHS_BDW
 #define GC_THREADS 1
@@ -57,6 +59,7 @@ void sym_insert(V sym) {
 size_t sym_count(void) { return symtab_n; }
 uint64_t obj_hash(V v) { return (uint64_t)(v & ~(V)7) * 0x9E3779B97F4A7C15ull; }
 
+static void bdw_event(GC_EventType e);
 static V *fin_pending; /* objects whose finalizer ran: (obj . data) pairs */
 static void bdw_fin(void *obj, void *data) {
   V p = cons((V)obj, FIX((intptr_t)data));
@@ -77,9 +80,14 @@ int pop_finalized(V *obj, intptr_t *data) {
 }
 void collect_now(void) { GC_gcollect(); }
 void add_root(V *slot) { GC_add_roots(slot, slot + 1); }
-void heap_init(int argc, char **argv) {
-  (void)argc; (void)argv;
+void remove_root(V *slot) { GC_remove_roots(slot, slot + 1); }
+void heap_init(const char *image) {
+  if (image) {
+    fprintf(stderr, "fhscheme: heap images need the faultheap build\n");
+    exit(2);
+  }
   GC_INIT();
+  GC_set_on_collection_event(bdw_event);
   GC_allow_register_threads();
   GC_set_finalize_on_demand(1);
   fin_pending = GC_MALLOC_UNCOLLECTABLE(sizeof(V));
@@ -91,13 +99,51 @@ void heap_attach_thread(void) {
   GC_register_my_thread(&sb);
 }
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
+void heap_blocking(int enter) { (void)enter; }
 void heap_fini(void) {}
-void heap_report(FILE *f) { fprintf(f, "bdw heap %zu bytes\n", (size_t)GC_get_heap_size()); }
+/* Pauses: from stopping the world to restarting it (Boehm's collection
+ * events; the callback runs under Boehm's lock and must not allocate). */
+static double bdw_pause_start, bdw_pause_total, bdw_pause_max;
+static unsigned long bdw_collections;
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+static void bdw_event(GC_EventType e) {
+  if (e == GC_EVENT_START) bdw_collections++;
+  else if (e == GC_EVENT_PRE_STOP_WORLD) bdw_pause_start = mono_ms();
+  else if (e == GC_EVENT_POST_START_WORLD && bdw_pause_start > 0) {
+    double p = mono_ms() - bdw_pause_start;
+    bdw_pause_total += p;
+    if (p > bdw_pause_max) bdw_pause_max = p;
+    bdw_pause_start = 0;
+  }
+}
+void heap_report(FILE *f) {
+  fprintf(f, "bdw: %lu collections, pauses %.1f ms total, %.2f ms max, heap %zu MiB\n", bdw_collections,
+          bdw_pause_total, bdw_pause_max, (size_t)GC_get_heap_size() >> 20);
+}
+void sym_init(void) {}
+V sym_entry_key(V entry) { return entry; }
+int heap_prefork(void) {
+  fprintf(stderr, "fhscheme: --prefork needs the faultheap build\n");
+  return -1;
+}
+void heap_postfork(int child) { (void)child; }
+V sym_table(void) { return 0; }
+void sym_table_set(V t) { (void)t; }
+size_t heap_image_roots(V **roots) { *roots = NULL; return 0; }
+int heap_save_image(const char *path, V *roots, size_t n) {
+  (void)path; (void)roots; (void)n;
+  fprintf(stderr, "fhscheme: heap images need the faultheap build\n");
+  return -1;
+}
 
 #else
 
 fh_heap *H;
-fh_thread *T;
+_Thread_local fh_thread *T;
 static uint32_t ty_refs, ty_bytes, ty_pair, ty_flo;
 
 static void *chk(void *p) {
@@ -179,8 +225,7 @@ int pop_finalized(V *obj, intptr_t *data) {
 void collect_now(void) { fh_collect(T, FH_COLLECT_DEFAULT); }
 void add_root(V *slot) { fh_root_add(H, (void **)slot); }
 
-void heap_init(int argc, char **argv) {
-  (void)argc; (void)argv;
+void heap_init(const char *image) {
   fh_options o;
   fh_options_init(&o);
   /* Conservative stack roots: the interpreter keeps values in C locals
@@ -198,6 +243,17 @@ void heap_init(int argc, char **argv) {
   if (env && *env && fh_options_parse(&o, env) < 0) {
     fprintf(stderr, "fhscheme: FHS_OPTIONS: %s\n", fh_last_error());
     exit(2);
+  }
+  /* Booting from an image: mapped as the image space at its preferred base
+   * (or relocated, then through a sealed memfd so forked workers share the
+   * relocated pages too). */
+  if (image) {
+    o.image_path = image;
+    o.image_share = "memfd";
+    /* Tests: take the image's preferred base first, so it is relocated. */
+    if (getenv("FHS_IMAGE_RELOCATE"))
+      mmap((void *)0x200000000000ull, 4096, PROT_NONE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   }
   o.tag_immediate_mask = 0x1;
   o.tag_pointer_mask = 0x6;
@@ -237,11 +293,46 @@ void heap_attach_thread(void) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);
   }
-  fh_root_add(H, (void **)&symtab);
+  static int once;
+  if (!once) {
+    once = 1;
+    fh_root_add(H, (void **)&symtab);
+  }
+}
+/* Around a wait that does not touch the heap (a lock, a join, a sleep):
+ * collections go on without this thread meanwhile. */
+void heap_blocking(int enter) {
+  if (enter) fh_enter_blocking(T);
+  else fh_leave_blocking(T);
+}
+void remove_root(V *slot) { fh_root_remove(H, (void **)slot); }
+void sym_init(void) {
   V *tab = alloc_refs(1 + SYM_BUCKETS);
   tab[0] = MKHDR(K_VECTOR, SYM_BUCKETS);
   for (size_t i = 1; i <= SYM_BUCKETS; i++) tab[i] = NIL;
   symtab = (V)tab;
+}
+V sym_table(void) { return symtab; }
+V sym_entry_key(V entry) { return (V)fh_ephemeron_key(T, (void *)entry); }
+int heap_prefork(void) {
+  if (fh_prefork(T) < 0) {
+    fprintf(stderr, "fhscheme: fh_prefork: %s\n", fh_last_error());
+    return -1;
+  }
+  return 0;
+}
+void heap_postfork(int child) {
+  if (child) fh_postfork_child(H);
+  else fh_postfork_parent(H);
+}
+void sym_table_set(V t) { symtab = t; }
+size_t heap_image_roots(V **roots) { return fh_image_roots(H, (void ***)roots); }
+int heap_save_image(const char *path, V *roots, size_t n) {
+  if (fh_image_save(T, path, (void **)roots, n) < 0) {
+    fprintf(stderr, "fhscheme: --save-image %s: %s\n", path, fh_last_error());
+    return -1;
+  }
+  return 0;
 }
 void heap_detach_thread(void) { fh_thread_detach(T); }
 /* At a normal end (every thread detached): the collector's threads are

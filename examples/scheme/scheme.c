@@ -24,15 +24,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sched.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Objects */
 
+/* Compiled code lives in the heap (non-moving space), so a heap image
+ * holds it and a booted image runs it without recompiling.  Node and
+ * Lambda are reference arrays shaped as C structs: their integer fields
+ * share words whose lowest byte is 1 (odd: the trace skips them and the
+ * image saver sees no native pointer); every other word is a reference or
+ * 0.  Primitives are heap objects [hdr, fixnum index into pdefs]: no
+ * function pointer is ever stored in the heap. */
 typedef struct Node Node;
 typedef struct Lambda {
-  int nreq, rest, fsize;
-  int noescape; /* the body creates no closure: its frame may live on the C stack */
+  V hdr;
+  uint8_t tag1, rest, noescape, pad1; /* noescape: the body creates no closure: its frame may live on the C stack */
+  int32_t nreq;
+  int32_t tag2, fsize;
   Node *body;
   V name;
 } Lambda;
@@ -40,11 +50,16 @@ typedef struct Lambda {
 typedef V (*PrimFn)(int argc, V *argv);
 typedef struct Prim {
   V hdr;
-  PrimFn fn;
+  V idx; /* fixnum: index into pdefs */
+} Prim;
+struct pdef {
   const char *name;
+  PrimFn fn;
   int min, max; /* max < 0: variadic */
   int inl;      /* inline opcode for the evaluator, 0 if none */
-} Prim;
+  Prim **save;
+};
+static const struct pdef *pinfo(const Prim *p); /* parts/driver.c */
 
 static _Noreturn void err(const char *msg, V irritant);
 static V intern(const char *s);
@@ -97,15 +112,37 @@ static V mkbv(size_t n) {
 #define SYMNAME(s) (OBJ(s)[1])
 #define SYMVAL(s) (OBJ(s)[2])
 
+/* One lock for the interpreter's shared tables (the symbol table, the
+ * guardians, the finalized queue, eq?-hashtables), taken only once a second
+ * Scheme thread has been started.  Its holder may allocate, and so need
+ * every other mutator at a safepoint: a contended acquisition waits in a
+ * blocking region.  Nothing raises while holding it. */
+static pthread_mutex_t glock = PTHREAD_MUTEX_INITIALIZER;
+static int threaded; /* set before the first thread starts, never cleared */
+static void glock_acquire(void) {
+  if (!threaded) return;
+  if (pthread_mutex_trylock(&glock) != 0) {
+    heap_blocking(1);
+    pthread_mutex_lock(&glock);
+    heap_blocking(0);
+  }
+}
+static void glock_release(void) {
+  if (threaded) pthread_mutex_unlock(&glock);
+}
+
 static V intern_n(const char *s, size_t n) {
+  glock_acquire();
   V sym = sym_lookup(s, n);
-  if (sym) return sym;
-  V str = mkstr(s, n);
-  V *p = alloc_nonmoving(NM_REFS, 3);
-  p[0] = MKHDR(K_SYMBOL, 2);
-  WB(p, &p[1], str);
-  sym = (V)p;
-  sym_insert(sym);
+  if (!sym) {
+    V str = mkstr(s, n);
+    V *p = alloc_nonmoving(NM_REFS, 3);
+    p[0] = MKHDR(K_SYMBOL, 2);
+    WB(p, &p[1], str);
+    sym = (V)p;
+    sym_insert(sym);
+  }
+  glock_release();
   return sym;
 }
 static V intern(const char *s) { return intern_n(s, strlen(s)); }
@@ -138,7 +175,8 @@ typedef struct Port {
   int pb[4], npb; /* pushed-back characters */
 } Port;
 
-static V cur_in, cur_out, cur_err;
+/* Per Scheme thread (each registers its own as roots: parts/threads.c). */
+static _Thread_local V cur_in, cur_out, cur_err;
 
 static V mkport(Port *pt) {
   V p = mkobj(K_PORT, 1);
@@ -195,10 +233,11 @@ typedef struct Catch {
   struct Catch *prev;
 } Catch;
 
-static V winders = NIL;   /* list of (before . after) */
-static V handlers = NIL;  /* list of handler procedures or guard markers */
-static V throw_val;       /* value being passed by a longjmp */
-static Catch *toplevel_catch;
+/* The dynamic state, per Scheme thread. */
+static _Thread_local V winders = NIL;   /* list of (before . after) */
+static _Thread_local V handlers = NIL;  /* list of handler procedures or guard markers */
+static _Thread_local V throw_val;       /* value being passed by a longjmp */
+static _Thread_local Catch *toplevel_catch;
 
 static V apply_proc(V f, int argc, V *argv);
 static void print(V v, Port *p, int write);
@@ -294,4 +333,5 @@ static V raise_continuable(V obj) {
 #include "parts/eval.c"
 #include "parts/data.c"
 #include "parts/control.c"
+#include "parts/threads.c"
 #include "parts/driver.c"

@@ -15,7 +15,17 @@ int attach_finalizer(V obj, intptr_t data);
 int pop_finalized(V *obj, intptr_t *data);
 void collect_now(void);
 void add_root(V *slot);
-void heap_init(int argc, char **argv);
+void remove_root(V *slot);
+void heap_blocking(int enter);
+void heap_init(const char *image); /* image: boot from this heap image, or NULL */
+void sym_init(void);               /* a fresh symbol table (not booting from an image) */
+V sym_table(void);
+V sym_entry_key(V entry); /* a symbol table entry's symbol, 0 once collected */
+int heap_prefork(void);   /* fh_prefork; -1 after printing why */
+void heap_postfork(int child);
+void sym_table_set(V t);
+size_t heap_image_roots(V **roots);
+int heap_save_image(const char *path, V *roots, size_t n);
 void heap_attach_thread(void);
 void heap_detach_thread(void);
 void heap_fini(void);

@@ -56,7 +56,7 @@ typedef uintptr_t V;
 enum {
   K_VECTOR = 1, K_STRING, K_SYMBOL, K_CLOSURE, K_PRIM, K_FRAME, K_RECORD, K_RTD,
   K_BYTEVECTOR, K_PORT, K_CONT, K_VALUES, K_TABLE, K_PROMISE, K_ERROR, K_GUARDIAN,
-  K_EPH, K_PARAM
+  K_EPH, K_PARAM, K_NODE, K_LAMBDA, K_THREAD, K_MUTEX, K_CONDVAR
 };
 
 /* The shim: every allocation and every store of a value into an object. */
@@ -67,12 +67,18 @@ void *alloc_flo(void);
 enum { NM_REFS, NM_BYTES, NM_PAIR, NM_FLO };
 void *alloc_nonmoving(int kind, size_t nwords); /* constants the code holds */
 
+/* SAFEPOINT: where a mutator that may run long without allocating polls
+ * for a collection another thread wants (closure entry: every loop; only
+ * once a second Scheme thread exists: alone, allocation is the only
+ * trigger, and gc_stress would count every call as a poll). */
 #ifdef FHS_BDW
 #define WB(obj, slot, v) (*(slot) = (v))
+#define SAFEPOINT() ((void)0)
 #else
 #include <faultheap.h>
-extern fh_thread *T;
+extern _Thread_local fh_thread *T; /* each Scheme thread is a mutator of its own */
 #define WB(obj, slot, v) fh_write_ref(T, (void *)(obj), (void **)(slot), (void *)(v))
+#define SAFEPOINT() fh_safepoint(T)
 #endif
 
 #endif

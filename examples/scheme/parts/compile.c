@@ -13,14 +13,36 @@ enum {
   I_SETCDR, I_EQV, I_VLEN, I_CAAR, I_CDAR, I_SREF, I_CHAREQ
 };
 
+/* A node's size depends on its op: fields are ordered so that each op
+ * uses a prefix (leaves and lambdas 4 words, calls 7, if 9), which halves
+ * the code's footprint in the heap and in images. */
 struct Node {
-  int op, n, depth, idx;
-  V v;
-  Node *a, *b, *c;
-  Node **kids;
-  Lambda *lam;
+  V hdr;
+  uint8_t tag1, op, inl, pad1; /* tag1 = 1: an odd word; inl: the primitive's inline opcode (OP_PCALL) */
+  int32_t n;
+  uint16_t tag2, depth; /* tag2 = 1 */
+  int32_t idx;
+  V v;      /* constant, global symbol, or the Lambda of an OP_LAMBDA */
+  Node *a;
+  V kids;   /* a vector of nodes */
   Prim *prim;
+  Node *b, *c;
 };
+#define NLAM(n) ((Lambda *)(n)->v)
+static size_t node_words(int op) {
+  switch (op) {
+  case OP_CONST: case OP_LREF0: case OP_LREF1: case OP_LREF: case OP_GREF: case OP_LAMBDA:
+    return offsetof(Node, a) / sizeof(V);
+  case OP_LSET: case OP_GSET: case OP_GDEF: return offsetof(Node, kids) / sizeof(V);
+  case OP_SEQ: case OP_AND: case OP_OR: case OP_LET: case OP_LETREC: return offsetof(Node, prim) / sizeof(V);
+  case OP_CALL: case OP_PCALL: return offsetof(Node, b) / sizeof(V);
+  default: return sizeof(Node) / sizeof(V); /* OP_IF, OP_GUARD */
+  }
+}
+#define KID(n, i) ((Node *)OBJ((n)->kids)[1 + (i)])
+/* Stores of references into code objects go through the barrier. */
+#define NSET(obj, field, x) WB((obj), (V *)&(obj)->field, (V)(x))
+#define KSET(n, i, x) WB(OBJ((n)->kids), &OBJ((n)->kids)[1 + (i)], (V)(x))
 
 typedef struct Scope {
   V *names;
@@ -29,10 +51,19 @@ typedef struct Scope {
 } Scope;
 
 static Node *mknode(int op) {
-  Node *n = calloc(1, sizeof *n);
-  if (!n) oom();
-  n->op = op;
+  size_t w = node_words(op);
+  Node *n = alloc_nonmoving(NM_REFS, w);
+  n->hdr = MKHDR(K_NODE, w - 1);
+  n->tag1 = 1;
+  n->tag2 = 1;
+  n->op = (uint8_t)op;
   return n;
+}
+
+static void mkkids(Node *n, size_t k) {
+  V *p = alloc_nonmoving(NM_REFS, 1 + (k ? k : 1));
+  p[0] = MKHDR(K_VECTOR, k ? k : 1);
+  NSET(n, kids, p);
 }
 
 static int scope_add(Scope *sc, V name) {
@@ -123,7 +154,7 @@ static V gensym(const char *base) {
 static Node *comp_const(V v) {
   Node *n = mknode(OP_CONST);
   v = freeze(v);
-  n->v = v;
+  NSET(n, v, v);
   keep(v);
   return n;
 }
@@ -134,15 +165,18 @@ static Node *comp_seq(V forms, Scope *sc) {
   if (k == 1) return comp(CAR(forms), sc);
   Node *n = mknode(OP_SEQ);
   n->n = (int)k;
-  n->kids = calloc(k, sizeof(Node *));
-  for (size_t i = 0; i < k; i++, forms = CDR(forms)) n->kids[i] = comp(CAR(forms), sc);
+  mkkids(n, k);
+  for (size_t i = 0; i < k; i++, forms = CDR(forms)) KSET(n, i, comp(CAR(forms), sc));
   return n;
 }
 
 static Lambda *comp_lambda(V params, V body, Scope *parent, V name) {
   Scope *sc = calloc(1, sizeof *sc);
   sc->parent = parent;
-  Lambda *L = calloc(1, sizeof *L);
+  Lambda *L = alloc_nonmoving(NM_REFS, sizeof(Lambda) / sizeof(V));
+  L->hdr = MKHDR(K_LAMBDA, sizeof(Lambda) / sizeof(V) - 1);
+  L->tag1 = 1;
+  L->tag2 = 1;
   for (; ISPAIR(params); params = CDR(params)) {
     scope_add(sc, CAR(params));
     L->nreq++;
@@ -151,9 +185,9 @@ static Lambda *comp_lambda(V params, V body, Scope *parent, V name) {
     scope_add(sc, params);
     L->rest = 1;
   }
-  L->name = name;
+  NSET(L, name, name);
   keep(name);
-  L->body = comp_body(body, sc);
+  NSET(L, body, comp_body(body, sc));
   L->fsize = sc->n;
   L->noescape = !makes_closure(L->body);
   return L;
@@ -164,10 +198,12 @@ static V expand_drt(V x);
 static int makes_closure(Node *n) {
   if (!n) return 0;
   if (n->op == OP_LAMBDA) return 1;
-  if (makes_closure(n->a) || makes_closure(n->b) || makes_closure(n->c)) return 1;
-  if (n->kids)
+  size_t w = node_words(n->op);
+  if (w > offsetof(Node, a) / sizeof(V) && makes_closure(n->a)) return 1;
+  if (w > offsetof(Node, b) / sizeof(V) && (makes_closure(n->b) || makes_closure(n->c))) return 1;
+  if (w > offsetof(Node, kids) / sizeof(V) && n->kids)
     for (int i = 0; i < n->n; i++)
-      if (makes_closure(n->kids[i])) return 1;
+      if (makes_closure(KID(n, i))) return 1;
   return 0;
 }
 
@@ -208,10 +244,10 @@ static Node *comp_set(V name, Node *val, Scope *sc, int define) {
     n->idx = i;
   } else {
     n = mknode(define ? OP_GDEF : OP_GSET);
-    n->v = name;
+    NSET(n, v, name);
     keep(name);
   }
-  n->a = val;
+  NSET(n, a, val);
   return n;
 }
 
@@ -307,19 +343,19 @@ static Node *comp_let(V x, Scope *sc) {
   size_t k = list_len(bindings);
   Node *n = mknode(OP_LET);
   n->n = (int)k;
-  n->kids = calloc(k ? k : 1, sizeof(Node *));
+  mkkids(n, k ? k : 1);
   Scope *ns = calloc(1, sizeof *ns);
   ns->parent = sc;
   size_t i = 0;
   for (V b = bindings; b != NIL; b = CDR(b), i++) {
     V bb = CAR(b);
     V var = ISPAIR(bb) ? CAR(bb) : bb;
-    n->kids[i] = ISPAIR(bb) && ISPAIR(CDR(bb)) ? comp(cadr(bb), sc) : comp_const(UNSPEC);
+    KSET(n, i, ISPAIR(bb) && ISPAIR(CDR(bb)) ? comp(cadr(bb), sc) : comp_const(UNSPEC));
     ns->names = realloc(ns->names, (ns->n + 1) * sizeof(V));
     ns->names[ns->n++] = var; /* duplicates allowed in let*: later shadows */
     ns->cap = ns->n;
   }
-  n->a = comp_body(body, ns);
+  NSET(n, a, comp_body(body, ns));
   n->idx = ns->n; /* frame size */
   return n;
 }
@@ -332,19 +368,19 @@ static Node *comp_letrec(V x, Scope *sc) {
   for (V b = bindings; b != NIL; b = CDR(b)) scope_add(ns, CAR(CAR(b)));
   size_t k = list_len(bindings);
   n->n = (int)k;
-  n->kids = calloc(k ? k : 1, sizeof(Node *));
+  mkkids(n, k ? k : 1);
   size_t i = 0;
   for (V b = bindings; b != NIL; b = CDR(b), i++) {
     V val = cadr(CAR(b));
     if (ISPAIR(val) && CAR(val) == S_lambda) {
       Node *l = mknode(OP_LAMBDA);
-      l->lam = comp_lambda(cadr(val), cddr(val), ns, CAR(CAR(b)));
-      n->kids[i] = l;
+      NSET(l, v, comp_lambda(cadr(val), cddr(val), ns, CAR(CAR(b))));
+      KSET(n, i, l);
     } else {
-      n->kids[i] = comp(val, ns);
+      KSET(n, i, comp(val, ns));
     }
   }
-  n->a = comp_body(body, ns);
+  NSET(n, a, comp_body(body, ns));
   n->idx = ns->n;
   return n;
 }
@@ -361,15 +397,15 @@ static Node *comp_cond(V clauses, Scope *sc) {
   if (CDR(c) == NIL) {
     Node *n = mknode(OP_OR);
     n->n = 2;
-    n->kids = calloc(2, sizeof(Node *));
-    n->kids[0] = comp(CAR(c), sc);
-    n->kids[1] = comp_cond(CDR(clauses), sc);
+    mkkids(n, 2);
+    KSET(n, 0, comp(CAR(c), sc));
+    KSET(n, 1, comp_cond(CDR(clauses), sc));
     return n;
   }
   Node *n = mknode(OP_IF);
-  n->a = comp(CAR(c), sc);
-  n->b = comp_seq(CDR(c), sc);
-  n->c = comp_cond(CDR(clauses), sc);
+  NSET(n, a, comp(CAR(c), sc));
+  NSET(n, b, comp_seq(CDR(c), sc));
+  NSET(n, c, comp_cond(CDR(clauses), sc));
   return n;
 }
 
@@ -379,8 +415,8 @@ static Node *comp_andor(int op, V args, Scope *sc) {
   if (k == 1) return comp(CAR(args), sc);
   Node *n = mknode(op);
   n->n = (int)k;
-  n->kids = calloc(k, sizeof(Node *));
-  for (size_t i = 0; i < k; i++, args = CDR(args)) n->kids[i] = comp(CAR(args), sc);
+  mkkids(n, k);
+  for (size_t i = 0; i < k; i++, args = CDR(args)) KSET(n, i, comp(CAR(args), sc));
   return n;
 }
 
@@ -392,21 +428,23 @@ static Node *comp_call(V x, Scope *sc) {
   int d, i;
   if (IS(f, K_SYMBOL) && !(sc && lookup(sc, f, &d, &i)) && IS(SYMVAL(f), K_PRIM)) {
     pr = (Prim *)SYMVAL(f);
-    if (pr->inl) {
+    if (pinfo(pr)->inl) {
+      n->inl = (uint8_t)pinfo(pr)->inl;
       n->op = OP_PCALL;
-      n->prim = pr;
-      n->v = f;
+      NSET(n, prim, pr);
+      NSET(n, v, f);
     }
-  } else if (IS(f, K_PRIM) && ((Prim *)f)->inl) {
+  } else if (IS(f, K_PRIM) && pinfo((Prim *)f)->inl) {
+    n->inl = (uint8_t)pinfo((Prim *)f)->inl;
     n->op = OP_PCALL;
-    n->prim = (Prim *)f;
-    n->v = 0;
+    NSET(n, prim, (Prim *)f);
+    NSET(n, v, 0);
   }
-  n->a = comp(f, sc);
+  NSET(n, a, comp(f, sc));
   n->n = (int)k;
-  n->kids = calloc(k ? k : 1, sizeof(Node *));
+  mkkids(n, k ? k : 1);
   V a = CDR(x);
-  for (size_t j = 0; j < k; j++, a = CDR(a)) n->kids[j] = comp(CAR(a), sc);
+  for (size_t j = 0; j < k; j++, a = CDR(a)) KSET(n, j, comp(CAR(a), sc));
   return n;
 }
 
@@ -420,7 +458,7 @@ static Node *comp(V x, Scope *sc) {
       return n;
     }
     Node *n = mknode(OP_GREF);
-    n->v = x;
+    NSET(n, v, x);
     keep(x);
     return n;
   }
@@ -432,9 +470,9 @@ static Node *comp(V x, Scope *sc) {
     if (h == sym_quasiquote) return comp(qq(cadr(x), 1), sc);
     if (h == S_if) {
       Node *n = mknode(OP_IF);
-      n->a = comp(cadr(x), sc);
-      n->b = comp(CAR(cddr(x)), sc);
-      n->c = CDR(cddr(x)) != NIL ? comp(cadr(cddr(x)), sc) : comp_const(UNSPEC);
+      NSET(n, a, comp(cadr(x), sc));
+      NSET(n, b, comp(CAR(cddr(x)), sc));
+      NSET(n, c, CDR(cddr(x)) != NIL ? comp(cadr(cddr(x)), sc) : comp_const(UNSPEC));
       return n;
     }
     if (h == S_define) {
@@ -446,22 +484,22 @@ static Node *comp(V x, Scope *sc) {
           t = CAR(t);
         }
         Node *l = mknode(OP_LAMBDA);
-        l->lam = comp_lambda(CDR(t), body, sc, CAR(t));
+        NSET(l, v, comp_lambda(CDR(t), body, sc, CAR(t)));
         return comp_set(CAR(t), l, sc, 1);
       }
       Node *v = CDR(cddr(x)) == NIL && cddr(x) == NIL ? comp_const(UNSPEC) : comp(CAR(cddr(x)), sc);
-      if (v->op == OP_LAMBDA) v->lam->name = t;
+      if (v->op == OP_LAMBDA) NSET(NLAM(v), name, t);
       return comp_set(t, v, sc, 1);
     }
     if (h == S_set) return comp_set(cadr(x), comp(CAR(cddr(x)), sc), sc, 0);
     if (h == S_lambda) {
       Node *n = mknode(OP_LAMBDA);
-      n->lam = comp_lambda(cadr(x), cddr(x), sc, FALSE_V);
+      NSET(n, v, comp_lambda(cadr(x), cddr(x), sc, FALSE_V));
       return n;
     }
     if (h == S_named_lambda) {
       Node *n = mknode(OP_LAMBDA);
-      n->lam = comp_lambda(CDR(cadr(x)), cddr(x), sc, CAR(cadr(x)));
+      NSET(n, v, comp_lambda(CDR(cadr(x)), cddr(x), sc, CAR(cadr(x))));
       return n;
     }
     if (h == S_begin) {
@@ -482,10 +520,10 @@ static Node *comp(V x, Scope *sc) {
     if (h == S_or) return comp_andor(OP_OR, CDR(x), sc);
     if (h == S_when || h == S_unless) {
       Node *n = mknode(OP_IF);
-      n->a = comp(cadr(x), sc);
+      NSET(n, a, comp(cadr(x), sc));
       Node *body = comp_seq(cddr(x), sc);
-      n->b = h == S_when ? body : comp_const(UNSPEC);
-      n->c = h == S_when ? comp_const(UNSPEC) : body;
+      NSET(n, b, h == S_when ? body : comp_const(UNSPEC));
+      NSET(n, c, h == S_when ? comp_const(UNSPEC) : body);
       return n;
     }
     if (h == S_case) {
@@ -573,11 +611,11 @@ static Node *comp(V x, Scope *sc) {
         clauses = r;
       }
       Node *n = mknode(OP_GUARD);
-      n->a = comp(cons(S_let, cons(NIL, cddr(x))), sc);
+      NSET(n, a, comp(cons(S_let, cons(NIL, cddr(x))), sc));
       Scope *ns = calloc(1, sizeof *ns);
       ns->parent = sc;
       scope_add(ns, var);
-      n->b = comp_cond(clauses, ns);
+      NSET(n, b, comp_cond(clauses, ns));
       return n;
     }
   }

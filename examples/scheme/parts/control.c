@@ -122,12 +122,12 @@ static V ht_cell(V t, V k) {
     if (CAR(CAR(l)) == k) return CAR(l);
   return 0;
 }
-PRIM(p_hashtable_ref) {
+static V p_hashtable_ref_unlocked(int argc, V *argv) {
   V c = ht_cell(argv[0], argv[1]);
   return c ? CDR(c) : argc > 2 ? argv[2] : FALSE_V;
 }
-PRIM(p_hashtable_containsp) { UNUSED; return BOOL(ht_cell(argv[0], argv[1]) != 0); }
-PRIM(p_hashtable_set) {
+static V p_hashtable_containsp_unlocked(int argc, V *argv) { UNUSED; return BOOL(ht_cell(argv[0], argv[1]) != 0); }
+static V p_hashtable_set_unlocked(int argc, V *argv) {
   UNUSED;
   V t = argv[0], k = argv[1];
   V c = ht_cell(t, k);
@@ -150,7 +150,7 @@ PRIM(p_hashtable_set) {
   VSET(t, 0, FIX(n + 1));
   return UNSPEC;
 }
-PRIM(p_hashtable_delete) {
+static V p_hashtable_delete_unlocked(int argc, V *argv) {
   UNUSED;
   V t = argv[0], b = VREF(t, 1);
   size_t i = eq_hash(argv[1]) % LEN(b);
@@ -165,12 +165,26 @@ PRIM(p_hashtable_delete) {
   return UNSPEC;
 }
 PRIM(p_hashtable_count) { UNUSED; return VREF(argv[0], 0); }
-PRIM(p_hashtable_keys) {
+/* With several Scheme threads, each operation holds the global lock. */
+#define HT_LOCKED(name)                                                        \
+  PRIM(name) {                                                                 \
+    glock_acquire();                                                           \
+    V r = name##_unlocked(argc, argv);                                         \
+    glock_release();                                                           \
+    return r;                                                                  \
+  }
+static V p_hashtable_keys_unlocked(int argc, V *argv) {
   UNUSED;
   V b = VREF(argv[0], 1), r = NIL;
   for (size_t i = 0; i < LEN(b); i++) for (V l = VREF(b, i); l != NIL; l = CDR(l)) r = cons(CAR(CAR(l)), r);
   return p_list_to_vector(1, &r);
 }
+
+HT_LOCKED(p_hashtable_ref)
+HT_LOCKED(p_hashtable_containsp)
+HT_LOCKED(p_hashtable_set)
+HT_LOCKED(p_hashtable_delete)
+HT_LOCKED(p_hashtable_keys)
 
 /* ------------------------------------------------------------------ */
 /* Ports and I/O */
@@ -306,10 +320,16 @@ PRIM(p_current_second) {
 static V guardians; /* vector of K_GUARDIAN [queue] */
 static size_t nguardians;
 
+static void free_sync(intptr_t data);
 static void run_finalizers(void) {
   V obj;
   intptr_t data;
+  glock_acquire();
   while (pop_finalized(&obj, &data)) {
+    if ((data & 3) == 2) { /* a mutex or condition variable's C side */
+      free_sync(data);
+      continue;
+    }
     if (data & 1) {
       size_t g = (size_t)(data >> 1);
       V gd = VREF(guardians, g);
@@ -321,10 +341,12 @@ static void run_finalizers(void) {
       ports_finalized++;
     }
   }
+  glock_release();
 }
 PRIM(p_collect) { UNUSED; collect_now(); run_finalizers(); return UNSPEC; }
 PRIM(p_make_guardian) {
   UNUSED;
+  glock_acquire();
   if (nguardians == LEN(guardians)) {
     V nv = mkvec(LEN(guardians) * 2, FALSE_V);
     for (size_t i = 0; i < nguardians; i++) VSET(nv, i, VREF(guardians, i));
@@ -336,6 +358,7 @@ PRIM(p_make_guardian) {
   VSET(g, 2, FIX(nguardians));  /* its number */
   VSET(guardians, nguardians, g);
   nguardians++;
+  glock_release();
   return g;
 }
 static V guardian_call(V g, int argc, V *argv) {

@@ -5,12 +5,7 @@
 
 #define P(name, fn, mn, mx) {name, fn, mn, mx, 0, NULL}
 #define PI(name, fn, mn, mx, inl) {name, fn, mn, mx, inl, NULL}
-static struct pdef {
-  const char *name;
-  PrimFn fn;
-  int min, max, inl;
-  Prim **save;
-} pdefs[] = {
+static const struct pdef pdefs[] = {
   PI("+", p_add, 0, -1, I_ADD), PI("-", p_sub, 1, -1, I_SUB), PI("*", p_mul, 0, -1, I_MUL),
   P("/", p_div, 1, -1), PI("<", p_lt, 1, -1, I_LT), PI(">", p_gt, 1, -1, I_GT),
   PI("<=", p_le, 1, -1, I_LE), PI(">=", p_ge, 1, -1, I_GE), PI("=", p_numeq, 1, -1, I_NUMEQ),
@@ -104,28 +99,32 @@ static struct pdef {
   P("%guardian-call", p_guardian_call, 1, 2), P("ports-finalized", p_ports_finalized, 0, 0),
   P("make-parameter", p_make_parameter, 1, 2), P("make-weak-box", p_make_weak_box, 1, 1),
   P("weak-box-ref", p_weak_box_ref, 1, 1), P("implementation-name", p_implementation_name, 0, 0),
+  P("make-thread", p_make_thread, 1, 2), P("thread-start!", p_thread_start, 1, 1),
+  P("thread-join!", p_thread_join, 1, 3), P("current-thread", p_current_thread, 0, 0),
+  P("thread?", p_threadp, 1, 1), P("thread-name", p_thread_name, 1, 1),
+  P("thread-specific", p_thread_specific, 1, 1), P("thread-specific-set!", p_thread_specific_set, 2, 2),
+  P("thread-yield!", p_thread_yield, 0, 0), P("thread-sleep!", p_thread_sleep, 1, 1),
+  P("make-mutex", p_make_mutex, 0, 1), P("mutex?", p_mutexp, 1, 1), P("mutex-name", p_mutex_name, 1, 1),
+  P("mutex-lock!", p_mutex_lock, 1, 3), P("mutex-unlock!", p_mutex_unlock, 1, 3),
+  P("make-condition-variable", p_make_condvar, 0, 1), P("condition-variable?", p_condvarp, 1, 1),
+  P("condition-variable-signal!", p_condvar_signal, 1, 1),
+  P("condition-variable-broadcast!", p_condvar_broadcast, 1, 1),
   {NULL, NULL, 0, 0, 0, NULL}};
 
+enum { NPRIMS = sizeof pdefs / sizeof pdefs[0] - 1 };
+static const struct pdef *pinfo(const Prim *p) { return &pdefs[FIXV(p->idx)]; }
+
+/* Every primitive object, by pdefs index: a root (and an image root), so
+ * the C globals below may hold them (they are non-moving). */
+static V prims;
+
 static Prim *find_prim(const char *name) {
-  V s = intern(name);
-  return (Prim *)SYMVAL(s);
+  for (size_t i = 0; i < NPRIMS; i++)
+    if (!strcmp(pdefs[i].name, name)) return (Prim *)VREF(prims, i);
+  return NULL;
 }
 
-static void init_prims(void) {
-  size_t n = 0;
-  while (pdefs[n].name) n++;
-  Prim *ps = calloc(n, sizeof(Prim)); /* outside the heap; 8-aligned */
-  for (size_t i = 0; i < n; i++) {
-    ps[i].hdr = MKHDR(K_PRIM, 0);
-    ps[i].fn = pdefs[i].fn;
-    ps[i].name = pdefs[i].name;
-    ps[i].min = pdefs[i].min;
-    ps[i].max = pdefs[i].max;
-    ps[i].inl = pdefs[i].inl;
-    V s = intern(pdefs[i].name);
-    keep(s);
-    WB(OBJ(s), &SYMVAL(s), (V)&ps[i]);
-  }
+static void find_prims(void) {
   P_cons = find_prim("cons");
   P_list = find_prim("list");
   P_append = find_prim("append");
@@ -145,9 +144,24 @@ static void init_prims(void) {
   P_not = find_prim("not");
 }
 
+static void init_prims(void) {
+  prims = mkvec(NPRIMS, FALSE_V);
+  for (size_t i = 0; i < NPRIMS; i++) {
+    Prim *p = alloc_nonmoving(NM_REFS, 2);
+    p->hdr = MKHDR(K_PRIM, 1);
+    p->idx = FIX(i);
+    VSET(prims, i, (V)p);
+    V s = intern(pdefs[i].name);
+    keep(s);
+    WB(OBJ(s), &SYMVAL(s), (V)p);
+  }
+  find_prims();
+}
+
+static int booted_from_image;
 static V ksym(const char *s) {
   V v = intern(s);
-  keep(v);
+  if (!booted_from_image) keep(v);
   return v;
 }
 
@@ -217,9 +231,16 @@ static int run_port(Port *src) {
 static int g_argc;
 static char **g_argv;
 static int g_status;
+static int g_first;
+static long g_threads_left;
+static double t_main, t_heap, t_thread, t_state;
+
+#include "boot.c"
+#include "prefork.c"
 
 static void *interp_main(void *arg) {
   (void)arg;
+  t_thread = now_ms();
   heap_attach_thread();
   add_root(&cpool);
   add_root(&winders);
@@ -229,11 +250,21 @@ static void *interp_main(void *arg) {
   add_root(&cur_out);
   add_root(&cur_err);
   add_root(&guardians);
+  add_root(&prims);
+  add_root(&main_thread);
   throw_val = UNSPEC;
-  cpool = mkvec(1024, NIL);
+  if (opts.image) {
+    if (boot_image() < 0) exit(65);
+  } else {
+    sym_init();
+    cpool = mkvec(1024, NIL);
+    init_syms();
+    init_prims();
+  }
   guardians = mkvec(16, FALSE_V);
-  init_syms();
-  init_prims();
+  main_thread = p_make_thread(1, &(V){FALSE_V});
+  ((SThread *)CSIDE(main_thread, TH_C))->state = 1;
+  t_state = now_ms();
   Port *pin = calloc(1, sizeof *pin), *pout = calloc(1, sizeof *pout), *perr = calloc(1, sizeof *perr);
   pin->f = stdin;
   pin->input = 1;
@@ -244,7 +275,14 @@ static void *interp_main(void *arg) {
   cur_err = mkport(perr);
   clock_gettime(CLOCK_MONOTONIC, &t_start);
   int status = 0;
-  int i = 1;
+  if (opts.lib || opts.save_image) status = load_library();
+  double t_ready = now_ms();
+  boot_ms = t_ready - t_main;
+  if (opts.boot_time)
+    fprintf(stderr, "fhscheme: booted in %.3f ms (%s): heap %.3f, thread %.3f, state %.3f, library %.3f\n", boot_ms,
+            opts.image ? "from the image" : opts.lib || opts.save_image ? "library from source" : "no library",
+            t_heap - t_main, t_thread - t_heap, t_state - t_thread, t_ready - t_state);
+  int i = g_first;
   int ran = 0;
   for (; i < g_argc && status == 0; i++) {
     if (!strcmp(g_argv[i], "-e") && i + 1 < g_argc) {
@@ -257,18 +295,15 @@ static void *interp_main(void *arg) {
       ran = 1;
       continue;
     }
-    FILE *f = fopen(g_argv[i], "r");
-    if (!f) {
-      fprintf(stderr, "fhscheme: cannot open %s\n", g_argv[i]);
-      status = 66;
-      break;
-    }
-    Port *fp = calloc(1, sizeof *fp);
-    fp->f = f;
-    fp->input = 1;
-    fp->peeked = -2;
-    status = run_port(fp);
-    fclose(f);
+    status = run_file(g_argv[i]);
+    ran = 1;
+  }
+  if (opts.save_image) {
+    if (status == 0 && save_image(opts.save_image) < 0) status = 73;
+    ran = 1;
+  }
+  if (opts.prefork && status == 0) {
+    status = run_prefork(opts.prefork, opts.requests);
     ran = 1;
   }
   if (!ran) {
@@ -295,15 +330,21 @@ static void *interp_main(void *arg) {
   }
   fflush(stdout);
   if (getenv("FHS_STATS")) heap_report(stderr);
+  glock_acquire();
+  g_threads_left = threads_live;
+  glock_release();
   heap_detach_thread();
   g_status = status;
   return NULL;
 }
 
 int main(int argc, char **argv) {
+  t_main = now_ms();
   g_argc = argc;
   g_argv = argv;
-  heap_init(argc, argv);
+  g_first = parse_opts(argc, argv);
+  heap_init(opts.image);
+  t_heap = now_ms();
   /* The interpreter recurses in C for non-tail calls: run it on a thread
    * with a large stack (address space only until touched). */
   pthread_attr_t at;
@@ -315,6 +356,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   pthread_join(th, NULL);
-  heap_fini();
+  if (!g_threads_left) heap_fini(); /* else Scheme threads still run: exit without */
   return g_status;
 }

@@ -3,13 +3,13 @@
 /* ------------------------------------------------------------------ */
 /* Evaluator */
 
-#define CLO_LAM(c) ((Lambda *)(OBJ(c)[1] & ~(V)1))
+#define CLO_LAM(c) ((Lambda *)OBJ(c)[1])
 #define CLO_ENV(c) (OBJ(c)[2])
 
 static V mkclosure(Lambda *L, V env) {
   V *p = alloc_refs(3);
   p[0] = MKHDR(K_CLOSURE, 2);
-  p[1] = (V)L | 1; /* a C pointer, odd so the trace skips it */
+  WB(p, &p[1], (V)L);
   WB(p, &p[2], env);
   return (V)p;
 }
@@ -58,6 +58,7 @@ static V stack_frame(V *sb, V f, int argc, V *argv) {
 #define ENTER(f, k, argv)                                                      \
   do {                                                                         \
     Lambda *L_ = CLO_LAM(f);                                                   \
+    if (threaded) SAFEPOINT();                                                 \
     env = L_->noescape && L_->fsize + 2 <= SBUF ? stack_frame(sbuf, f, k, argv) \
                                                 : make_frame(f, k, argv);      \
     n = L_->body;                                                              \
@@ -71,8 +72,9 @@ static V guard_run(Node *n, V env);
 static V guardian_call(V g, int argc, V *argv);
 
 static V call_prim(Prim *p, int argc, V *argv) {
-  if (argc < p->min || (p->max >= 0 && argc > p->max)) arity_error((V)p, argc);
-  return p->fn(argc, argv);
+  const struct pdef *d = pinfo(p);
+  if (argc < d->min || (d->max >= 0 && argc > d->max)) arity_error((V)p, argc);
+  return d->fn(argc, argv);
 }
 
 static V eval(Node *n, V env) {
@@ -122,22 +124,22 @@ top:
     n = eval(n->a, env) != FALSE_V ? n->b : n->c;
     goto top;
   case OP_SEQ:
-    for (int i = 0; i < n->n - 1; i++) eval(n->kids[i], env);
-    n = n->kids[n->n - 1];
+    for (int i = 0; i < n->n - 1; i++) eval(KID(n, i), env);
+    n = KID(n, n->n - 1);
     goto top;
   case OP_AND:
     for (int i = 0; i < n->n - 1; i++)
-      if (eval(n->kids[i], env) == FALSE_V) return FALSE_V;
-    n = n->kids[n->n - 1];
+      if (eval(KID(n, i), env) == FALSE_V) return FALSE_V;
+    n = KID(n, n->n - 1);
     goto top;
   case OP_OR:
     for (int i = 0; i < n->n - 1; i++) {
-      V v = eval(n->kids[i], env);
+      V v = eval(KID(n, i), env);
       if (v != FALSE_V) return v;
     }
-    n = n->kids[n->n - 1];
+    n = KID(n, n->n - 1);
     goto top;
-  case OP_LAMBDA: return mkclosure(n->lam, env);
+  case OP_LAMBDA: return mkclosure(NLAM(n), env);
   case OP_LET: {
     int k = n->n;
     V *fr;
@@ -145,7 +147,7 @@ top:
       fr = alloc_refs(2 + (size_t)n->idx);
     } else {
       V argv[k];
-      for (int i = 0; i < k; i++) argv[i] = eval(n->kids[i], env);
+      for (int i = 0; i < k; i++) argv[i] = eval(KID(n, i), env);
       fr = alloc_refs(2 + (size_t)n->idx);
       for (int i = 0; i < k; i++) WB(fr, &fr[2 + i], argv[i]);
     }
@@ -161,7 +163,7 @@ top:
     WB(fr, &fr[1], env);
     env = (V)fr;
     for (int i = 0; i < n->n; i++) {
-      V v = eval(n->kids[i], env);
+      V v = eval(KID(n, i), env);
       WB(fr, &fr[2 + i], v);
     }
     n = n->a;
@@ -171,9 +173,9 @@ top:
   case OP_PCALL: {
     int k = n->n;
     if (k == 1) {
-      V a = eval(n->kids[0], env);
+      V a = eval(KID(n, 0), env);
       if (n->v && SYMVAL(n->v) != (V)n->prim) goto general1;
-      switch (n->prim->inl) {
+      switch (n->inl) {
       case I_CAR: if (ISPAIR(a)) return CAR(a); break;
       case I_CDR: if (ISPAIR(a)) return CDR(a); break;
       case I_CADR: if (ISPAIR(a) && ISPAIR(CDR(a))) return CAR(CDR(a)); break;
@@ -198,10 +200,10 @@ top:
       return apply_proc(f, 1, argv);
     }
     if (k == 2) {
-      V a = eval(n->kids[0], env);
-      V b = eval(n->kids[1], env);
+      V a = eval(KID(n, 0), env);
+      V b = eval(KID(n, 1), env);
       if (n->v && SYMVAL(n->v) != (V)n->prim) goto general2;
-      switch (n->prim->inl) {
+      switch (n->inl) {
       case I_CONS: return cons(a, b);
       case I_EQ: return BOOL(a == b);
       case I_EQV:
@@ -248,10 +250,10 @@ top:
       }
       return apply_proc(f, 2, argv);
     }
-    if (k == 3 && n->prim->inl == I_VSET) {
-      V a = eval(n->kids[0], env);
-      V b = eval(n->kids[1], env);
-      V c = eval(n->kids[2], env);
+    if (k == 3 && n->inl == I_VSET) {
+      V a = eval(KID(n, 0), env);
+      V b = eval(KID(n, 1), env);
+      V c = eval(KID(n, 2), env);
       if ((!n->v || SYMVAL(n->v) == (V)n->prim) && IS(a, K_VECTOR) && ISFIX(b) &&
           (uintptr_t)FIXV(b) < LEN(a)) {
         VSET(a, FIXV(b), c);
@@ -267,7 +269,7 @@ top:
     V f = eval(n->a, env);
     int k = n->n;
     V argv[k ? k : 1];
-    for (int i = 0; i < k; i++) argv[i] = eval(n->kids[i], env);
+    for (int i = 0; i < k; i++) argv[i] = eval(KID(n, i), env);
     if (ISOBJ(f)) {
       int kind = KIND(f);
       if (kind == K_CLOSURE) {
@@ -303,6 +305,7 @@ static V apply_proc(V f, int argc, V *argv) {
     switch (KIND(f)) {
     case K_CLOSURE: {
       Lambda *L = CLO_LAM(f);
+      if (threaded) SAFEPOINT();
       if (L->noescape && L->fsize + 2 <= SBUF) {
         V sb[SBUF];
         V r = eval(L->body, stack_frame(sb, f, argc, argv));

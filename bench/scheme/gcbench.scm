@@ -1,0 +1,33 @@
+;;; gcbench: binary trees built top-down (by mutation) and bottom-up
+;;; (functionally) at growing depths, beside a long-lived tree and a large
+;;; vector of flonums that stay live throughout (after Ellis, Kovac and
+;;; Boehm's GCBench; written for fhscheme's suite).
+(define-record-type node (make-node left right i j) node?
+  (left node-left set-node-left!) (right node-right set-node-right!) (i node-i) (j node-j))
+(define (tree-size d) (- (expt 2 (+ d 1)) 1))
+(define (iterations d max-depth) (quotient (* 2 (tree-size max-depth)) (tree-size d)))
+(define (populate! d n)
+  (if (> d 0)
+      (begin (set-node-left! n (make-node #f #f 0 0))
+             (set-node-right! n (make-node #f #f 0 0))
+             (populate! (- d 1) (node-left n))
+             (populate! (- d 1) (node-right n)))))
+(define (make-tree d)
+  (if (= d 0) (make-node #f #f 0 0) (make-node (make-tree (- d 1)) (make-tree (- d 1)) d d)))
+(define (check n) (if (node-left n) (+ 1 (check (node-left n)) (check (node-right n))) 1))
+(define (run min-depth max-depth long-depth)
+  (let ((long-lived (make-tree long-depth))
+        (array (make-vector 200000 0.)))
+    (do ((i 0 (+ i 1))) ((= i 100000)) (vector-set! array i (/ 1. (+ i 1))))
+    (let loop ((d min-depth) (total 0))
+      (if (> d max-depth)
+          (list total (check long-lived) (exact (round (* 1e6 (vector-ref array 1000)))))
+          (let ((n (iterations d max-depth)))
+            (let inner ((k 0) (t total))
+              (if (= k n)
+                  (loop (+ d 2) t)
+                  (let ((a (make-node #f #f 0 0)))
+                    (populate! d a)
+                    (inner (+ k 1) (+ t (check a) (check (make-tree d))))))))))))
+(display (run 4 14 14))
+(newline)

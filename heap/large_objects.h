@@ -1,0 +1,32 @@
+/* Large objects that collections need not scan (issue 19).
+ *
+ * A large object whose reference slots hold nothing a collection could
+ * mark or move (NULL, immediates, native memory, image and zygote objects)
+ * is *quiet*: a collection marks it and scans nothing in it, and no update
+ * pass visits it.  A reference store into it goes through fh_write_ref
+ * (the API's rule for every store), which dirties the card of its payload
+ * pointer; the card is the object's alone (objects start on pages), and
+ * no one else clears large objects' cards.  So "quiet and card clean"
+ * means "still nothing to scan": a 50 MB vector of fixnums costs a
+ * collection nothing once it has settled.  heap_sweep_nonmoving settles
+ * the bits after each marking: a dirty card is cleared and the object
+ * counts as not checked; a clean card on an object not checked since
+ * gets its slots read once (stopping at the first collectable referent)
+ * and the answer kept until the card is dirtied again, so an object that
+ * does hold references is not read twice per collection. */
+#ifndef FH_LARGE_OBJECTS_H_
+#define FH_LARGE_OBJECTS_H_
+
+#include "heap/barrier.h"
+#include "heap/heap.h"
+
+/* obj (a payload pointer in the large-object space) needs no scan. */
+static inline int heap_los_quiet(fh_heap *h, const void *obj) {
+  return los_is_quiet(&h->los, obj) && !*card_for(h, (uintptr_t)obj);
+}
+/* The same for any object: 0 outside the large-object space. */
+static inline int heap_skips_scan(fh_heap *h, const void *obj) {
+  return los_contains(&h->los, obj) && heap_los_quiet(h, obj);
+}
+
+#endif
