@@ -76,8 +76,11 @@ void marker_visit(void **slot, void *ctx) { mark_ref(ctx, *slot); }
 static void scan(marker *m, void *obj) {
   if (m->on_scan) m->on_scan(m, obj);
   uint64_t hd = *obj_header(obj);
-  if (m->ms && space_contains(&m->ms->space, obj))
-    m->ms_live += malloc_object_bytes_hd(hd);
+  if (m->ms && space_contains(&m->ms->space, obj)) {
+    size_t bytes = malloc_object_bytes_hd(hd);
+    m->ms_live += bytes;
+    malloc_space_cover(m->ms, obj_start(obj), bytes);
+  }
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The two common layouts inline (this loop is most of a collection's
@@ -138,6 +141,11 @@ static int is_live(void *ctx, const void *obj) {
   if (los_contains(&h->los, obj)) return los_is_marked(&h->los, obj);
   if (s >= m->bump_lo && s < m->bump_hi) return bitmap_test(&m->bump_marks, s);
   return 1;
+}
+
+static void add_if_marked(void *obj, void *ctx) {
+  marker *m = ctx;
+  if (is_live(m, obj)) m->ms_live += malloc_object_bytes_hd(*obj_header(obj));
 }
 
 static void rescan_if_marked(void *obj, void *ctx) {
@@ -208,7 +216,9 @@ static int drain_all(void *ctx) {
   marker *m = ctx;
   fh_heap *h = m->h;
   drain(m);
+  int recovered = 0;
   while (m->overflowed) {
+    recovered = 1;
     if (m->on_scan) {
       m->failed = 1;
       fh_error_set("marking ran out of memory for its mark stack");
@@ -220,6 +230,12 @@ static int drain_all(void *ctx) {
     los_walk_marked(&h->los, rescan_if_marked, m);
     if (m->bump_hi > m->bump_lo) h->bump[h->active].space.ops->walk(&h->bump[h->active].space,
                                                                       rescan_if_marked, m);
+  }
+  /* Rescans counted some objects twice; mark-sweep sets the main space's
+   * `used` from ms_live (malloc_space_sweep_begin): count again. */
+  if (recovered && m->ms) {
+    m->ms_live = 0;
+    m->ms->space.ops->walk(&m->ms->space, add_if_marked, m);
   }
   return 0;
 }

@@ -22,6 +22,7 @@
  * of the bump space are marked through but not freed: a bump space can only
  * be emptied by copying. */
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "collectors/collector.h"
@@ -42,12 +43,11 @@ static void *sweeper_main(void *arg) {
   /* Mutators may still be sweeping words they claimed; they never block
    * while doing so, so this wait is short. */
   while (atomic_load(&ms->sweep_done) < ms->sweep_total) sched_yield();
-  size_t freed = atomic_load(&ms->sweep_freed);
+  /* (The bytes it freed were counted in the pause: sweep_begin.) */
   pthread_mutex_lock(&h->stats_lock);
-  h->bytes_freed += freed;
   int purge = h->ms_purge_after_sweep;
   pthread_mutex_unlock(&h->stats_lock);
-  if (purge) arena_purge(&ms->arena); /* see give_back_above_target */
+  if (purge) malloc_space_purge(ms); /* see give_back_above_target */
   /* The last touch of the heap: fh_heap_destroy waits for this. */
   heap_phase_close(h);
   return NULL;
@@ -93,6 +93,21 @@ static int give_back_above_target(fh_heap *h, size_t used_before) {
   return used_before > target + target / 4 + ((size_t)4 << 20);
 }
 
+/* verify=1: after a sweep in the pause, `used` (set from the marked bytes
+ * before the sweep) is exactly what the allocation bits say is left. */
+static void check_used(malloc_space *ms) {
+  size_t sum = 0, used = atomic_load(&ms->used);
+  uintptr_t end = malloc_space_frontier(ms);
+  for (uintptr_t p = bitmap_next_set(&ms->alloc_bits, ms->space.begin, end); p;
+       p = bitmap_next_set(&ms->alloc_bits, p + MS_GRANULE, end))
+    sum += malloc_object_bytes_hd(*(uint64_t *)p);
+  if (sum != used) {
+    fprintf(stderr, "faultheap verify (mark-sweep): main malloc space used=%zu but its objects "
+                    "take %zu bytes\n", used, sum);
+    abort();
+  }
+}
+
 static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self;
   /* `used` and the allocation bits exact.  The mutators' tcaches are not
@@ -112,6 +127,10 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     fh_error_prefix("mark-sweep");
     return -1;
   }
+  /* The listed runs' cover bits go now that marking, which sets them
+   * again, cannot fail: a run's cover bits must never miss a live object
+   * (spaces/malloc_runs.c), and a collection that fails leaves the lists. */
+  if (m.ms) malloc_runs_clear_listed(m.ms);
   marker_run(&m); /* without on_scan, overflow recovery always completes */
   /* A bump space (FH_COLLECT_MARK_SWEEP on a semi-space or compacting
    * heap) keeps its dead objects; they must not keep references to what
@@ -123,7 +142,9 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
     size_t used_before = atomic_load(&ms->used);
-    malloc_space_sweep_begin(ms, malloc_space_frontier(ms));
+    /* `used` becomes the marked bytes now, whatever the sweep's pace. */
+    malloc_space_sweep_begin(ms, malloc_space_frontier(ms), m.ms_live);
+    freed += atomic_load(&ms->sweep_freed);
     /* An allocation that failed waits for the memory anyway: it sweeps
      * in the pause too, so that an empty space can be reset below. */
     int now = cause == GC_CAUSE_EXPLICIT || cause == GC_CAUSE_ALLOC_FAILURE || h->opt.verify ||
@@ -131,7 +152,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     int rc = 0;
     if (now) {
       malloc_space_sweep_step(ms, ms->sweep_total, h->gc_tcache, 1);
-      freed += atomic_load(&ms->sweep_freed);
+      if (h->opt.verify) check_used(ms);
     }
     h->bytes_freed += freed;
     /* The next trigger from the live size: what marking found, plus what
@@ -148,7 +169,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
        * mutator does not re-fault pages it will fill again at once,
        * unless live data fell well below what the space held. */
       else if (cause == GC_CAUSE_EXPLICIT || purge)
-        arena_purge(&ms->arena);
+        malloc_space_purge(ms);
     }
     h->ms_purge_after_sweep = !now && purge; /* the sweeper thread's job */
     return rc;

@@ -32,11 +32,6 @@ typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE
 
 typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
 
-/* Regions a mark-sweep thread takes from jemalloc per batch (below 16 would
- * not amortise the call; jemalloc fills a batch from its tcache only while
- * it is smaller than a slab's region count, see malloc_heap.c). */
-#define FH_MS_BATCH 16
-
 struct fh_thread {
   fh__thread_fast fast; /* must stay first: the inline fast paths use it */
   fh_heap *heap;
@@ -62,17 +57,16 @@ struct fh_thread {
   int ms_flags;
   uintptr_t ms_bits_base;
   _Atomic uint64_t *ms_bits_words;
-  /* Regions taken from this thread's tcache in jemalloc batch_alloc calls
-   * (heap/malloc_heap.c): ms_batch[0] serves the inline path, ms_batch[1]
-   * keeps the previous size's rest, so alternating between two sizes
-   * swaps instead of returning and refilling.  Not objects yet (no
-   * allocation bit, nothing for the sweeper); every settle gives the rest
-   * back. */
-  struct ms_batch {
-    void *region[FH_MS_BATCH];
-    unsigned pos, n; /* region[pos..n) unused */
-    size_t bytes;    /* of each region */
-  } ms_batch[2];
+  /* Where this thread bump-allocates small objects (heap/malloc_heap.c):
+   * the hole being filled, [cur, end), in `run` (0: none), and where the
+   * search for the run's next hole resumes.  ms_main serves every small
+   * object; ms_ovf the medium ones that do not fit ms_main's hole (so that
+   * they never make ms_main skip the small holes before a big one).  Free
+   * memory: no bit, no object; dropped at every collection
+   * (malloc_heap_settle_threads). */
+  struct ms_runpos {
+    uintptr_t cur, end, run, scan;
+  } ms_main, ms_ovf;
   /* A bump-space range claimed by this thread and not yet an object or a
    * published TLAB (heap/alloc.c): [claim_lo, claim_hi), 0 when none.  A
    * fork child writes a filler over an absent thread's claim, whatever
@@ -336,10 +330,11 @@ void malloc_heap_destroy(fh_heap *h);
 /* fh_alloc when the thread's budget does not cover the object (or jemalloc
  * failed): refill, sweep, collect (heap/malloc_alloc.h has the fast path). */
 void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t payload);
-/* A region of `bytes` (small) from the thread's tcache when its batch is
- * empty or of another size: refills the batch where jemalloc can, else one
- * mallocx.  NULL when jemalloc has no room. */
-void *malloc_heap_next_region(fh_thread *t, size_t bytes);
+/* Room for a small object (`bytes` <= MS_RUN_OBJ_MAX) when the thread's
+ * hole is too short: the next hole of its run, else of another run (swept
+ * on the way while a sweep is pending, taken from the lists, or new), else
+ * one mallocx.  NULL when jemalloc has no room. */
+void *malloc_heap_next_hole(fh_thread *t, size_t bytes);
 /* Flush every thread's explicit tcache and the collector's (world
  * stopped), after settling (below).  Needed before a malloc space is reset
  * or stops being main: on -1 (+ error) some cache still holds regions, and

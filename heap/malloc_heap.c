@@ -13,6 +13,7 @@
  * (jemalloc requires flushed caches) and because a flushed cache cannot
  * hand out a region of the space that stopped being main. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -63,105 +64,96 @@ static int thread_tcache(fh_thread *t) {
  * `used` is exact before a sweep or a compaction) and at detach. */
 #define MS_BUDGET_CHUNK ((size_t)256 << 10)
 
-/* Sweep as you allocate.  While the sweep after a collection is pending,
- * a budget reaches the fast path one slice at a time, and each slice first
- * sweeps as much of the dead bitmap as it may allocate (a bitmap word
- * covers 1 KiB), from the bottom, through this thread's tcache.  What it
- * frees goes from the tcache straight back out of mallocx, still in this
- * CPU's cache: no trip through the arena's bins (a flush by one thread, a
- * fill by another), and a slice's worth does not overflow the tcache.  A
- * 4 KiB slice was the best of the sizes measured on GCBench (2 to 8 KiB,
- * and the whole 256 KiB chunk). */
-#define MS_SWEEP_SLICE ((size_t)4 << 10)
-#define MS_SWEEP_SLICE_WORDS (MS_SWEEP_SLICE >> (MS_GRANULE_SHIFT + 6))
-
-/* ---- batches (jemalloc's experimental.batch_alloc) ----
+/* ---- runs and holes ----
  *
  * mallocx with an arena and an explicit tcache never takes jemalloc's
- * inline fast path: ~9 ns an allocation here against ~3 for plain malloc,
- * a fifth of GCBench's time on mark_sweep.  batch_alloc pops a whole batch
- * from the same tcache in one call (16 allocations + frees: 7.7 ns each
- * against 13.2 with mallocx on an explicit arena and tcache; see
- * docs/architecture.md).  It takes regions from the tcache, refilled from
- * the arena's bins as usual, only while the batch is smaller than a slab's
- * region count: at or above it, it carves fresh slabs and would never reuse
- * what the sweeper frees.  So batches serve only the size classes whose
- * slabs hold more than FH_MS_BATCH regions, all classes up to
- * batch_max_bytes (224 bytes with jemalloc 5.3's defaults).  FH_MS_BATCH=0
- * in the environment turns batches off (measurement). */
-static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
-static size_t batch_mib[4], batch_miblen, batch_max_bytes;
+ * inline fast path (~9 ns an allocation here), and batch_alloc, which
+ * served small sizes 16 at a time, still cost 7.7 ns an allocation plus a
+ * sized free per dead object at the sweep.  So small objects come from
+ * runs instead (spaces/malloc_runs.c): a thread bumps through a hole of
+ * its run, and when the hole is too short looks for the next one, then for
+ * another run.  Sweep as you allocate: while the sweep after a collection
+ * is pending, a thread that needs a run claims the next words of the dead
+ * bitmap first and sweeps them itself (direct objects through its tcache,
+ * runs by clearing bits), keeping the first run there with room: memory
+ * just swept is reused while it is still in this CPU's cache.  Then the
+ * lists that the sweeper fills, then a new run from jemalloc. */
+#define MS_CLAIM_WORDS (MS_RUN_WORDS) /* a run's worth of the dead bitmap */
+#define MS_CLAIMS 8                   /* claims before giving up on the sweep */
 
-typedef struct batch_packet { /* jemalloc's batch_alloc_packet_t */
-  void **ptrs;
-  size_t num, size;
-  int flags;
-} batch_packet;
-
-/* Any failed mallctl here or in a batch leaves allocation to plain
- * mallocx: harmless by design, slower only. */
-static void batch_setup(void) {
-  const char *env = getenv("FH_MS_BATCH");
-  if (env && *env == '0') return;
-  batch_miblen = sizeof batch_mib / sizeof batch_mib[0];
-  if (mallctlnametomib("experimental.batch_alloc", batch_mib, &batch_miblen) != 0) return;
-  unsigned nbins = 0;
-  size_t len = sizeof nbins;
-  if (sys_mallctl("arenas.nbins", &nbins, &len, NULL, 0) != 0) return;
-  /* Bins come in increasing size: stop at the first that is too small. */
-  for (unsigned i = 0; i < nbins; i++) {
-    char name[64];
-    size_t size;
-    uint32_t nregs;
-    size_t sl = sizeof size, rl = sizeof nregs;
-    snprintf(name, sizeof name, "arenas.bin.%u.size", i);
-    if (sys_mallctl(name, &size, &sl, NULL, 0) != 0) break;
-    snprintf(name, sizeof name, "arenas.bin.%u.nregs", i);
-    if (sys_mallctl(name, &nregs, &rl, NULL, 0) != 0 || nregs <= FH_MS_BATCH) break;
-    batch_max_bytes = size;
-  }
+static uintptr_t acquire_run(malloc_space *m, int tc, int empty_first) {
+  uintptr_t run = empty_first ? malloc_run_pop_empty(m) : 0;
+  for (int i = 0; i < MS_CLAIMS && !run; i++)
+    if (!malloc_space_sweep_step_adopt(m, MS_CLAIM_WORDS, tc, 0, &run)) break;
+  if (!run) run = malloc_run_pop(m);
+  if (!run) run = malloc_run_new(m);
+  return run;
 }
 
-/* Give the unused rest of a batch back to the tcache it came from. */
-static void batch_return(fh_thread *t, struct ms_batch *b) {
-  for (unsigned i = b->pos; i < b->n; i++) sdallocx(b->region[i], b->bytes, t->ms_flags);
-  b->pos = b->n = 0;
+static void drop_pos(fh_thread *t, struct ms_runpos *r) {
+  /* The hole's rest is free memory; the run is swept at the next sweep,
+   * and its cover bits must be clear for the marking before it.  (A
+   * thread only ever holds runs of the current main space: every
+   * collection that could change it drops the runs first.) */
+  if (r->run) malloc_run_clear_cover(heap_main_malloc(t->heap), r->run);
+  *r = (struct ms_runpos){0, 0, 0, 0};
 }
 
-void *malloc_heap_next_region(fh_thread *t, size_t bytes) {
-  struct ms_batch *b = t->ms_batch, spare;
-  /* The previous size again: swap the two batches. */
-  if (b[1].pos < b[1].n && b[1].bytes == bytes) {
-    spare = b[0], b[0] = b[1], b[1] = spare;
-    return b[0].region[b[0].pos++];
-  }
-  batch_return(t, &b[1]);
-  if (b[0].pos < b[0].n) b[1] = b[0]; /* keep this size's rest */
-  b[0].pos = b[0].n = 0;
-  pthread_once(&batch_once, batch_setup);
-  if (bytes <= batch_max_bytes) {
-    batch_packet in = {b[0].region, FH_MS_BATCH, bytes, t->ms_flags};
-    size_t filled = 0, len = sizeof filled;
-    if (sys_mallctlbymib(batch_mib, batch_miblen, &filled, &len, &in, sizeof in) == 0 && filled) {
-      b[0].bytes = bytes;
-      b[0].n = (unsigned)filled;
-      b[0].pos = 1;
-      return b[0].region[0];
+static void drop_run(fh_thread *t) {
+  drop_pos(t, &t->ms_main);
+  drop_pos(t, &t->ms_ovf);
+}
+
+/* The next hole of r's run that fits `bytes`, or of another run: a new or
+ * empty run fits any small object, a partial one may have no hole long
+ * enough (its room is counted in free granules): a few tries. */
+static void *fill_from(fh_thread *t, malloc_space *m, struct ms_runpos *r, size_t bytes,
+                       int empty_first) {
+  for (int tries = 0; tries < 4; tries++) {
+    if (r->run) {
+      uintptr_t end = r->run + MS_RUN_BYTES, hole_end;
+      uintptr_t p = malloc_run_hole(m, r->scan, end, bytes, &hole_end);
+      if (p) {
+        r->scan = hole_end;
+        r->cur = p + bytes;
+        r->end = hole_end;
+        return (void *)p;
+      }
+      drop_pos(t, r);
     }
+    uintptr_t run = acquire_run(m, t->ms_tcache > 0 ? t->ms_tcache - 1 : -1, empty_first);
+    if (!run) break;
+    r->run = r->scan = run;
   }
-  return sys_mallocx(bytes, t->ms_flags);
+  return NULL;
 }
 
-/* The tcache field of mallocx flags: MALLOCX_TCACHE(tc) is (tc + 2) << 8
- * and MALLOCX_ARENA(a) starts at bit 20 (jemalloc.h). */
-#define MS_TCACHE_FLAG_MASK (0xfff << 8)
+/* Objects above this go to the overflow run when they miss the hole
+ * (Immix's medium objects). */
+#define MS_MEDIUM 128u
+
+void *malloc_heap_next_hole(fh_thread *t, size_t bytes) {
+  malloc_space *m = heap_main_malloc(t->heap);
+  void *p;
+  if (bytes > MS_MEDIUM) {
+    /* Searching ms_main's run for a hole this long would skip the shorter
+     * ones before it, lost to the small objects for the rest of the cycle
+     * (mt-gcbench's heap then ran out at 89-93% of its objects' bytes). */
+    struct ms_runpos *o = &t->ms_ovf;
+    if (bytes <= o->end - o->cur) {
+      o->cur += bytes;
+      return (void *)(o->cur - bytes);
+    }
+    p = fill_from(t, m, o, bytes, 1);
+  } else {
+    p = fill_from(t, m, &t->ms_main, bytes, 0);
+  }
+  /* No run: one object straight from jemalloc, as for larger ones. */
+  return p ? p : sys_mallocx(bytes, t->ms_flags);
+}
 
 static void thread_settle(fh_thread *t) {
   fh_heap *h = t->heap;
-  /* Before the flags change (a refill after compaction may name the other
-   * arena) and before any tcache flush or arena reset. */
-  batch_return(t, &t->ms_batch[0]);
-  batch_return(t, &t->ms_batch[1]);
   if (t->ms_budget || t->ms_reserve) {
     atomic_fetch_sub_explicit(&heap_main_malloc(h)->used, t->ms_budget + t->ms_reserve,
                               memory_order_relaxed);
@@ -195,6 +187,7 @@ int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   cds_list_for_each_entry(t, &h->threads, link) {
     malloc_heap_publish_pending(t);
     thread_settle(t);
+    drop_run(t); /* the sweep or reset after this may free its run */
     if (flush_tcaches && t->ms_tcache > 0 && arena_tcache_flush(t->ms_tcache - 1) < 0) rc = -1;
   }
   return rc;
@@ -213,6 +206,7 @@ void malloc_heap_thread_detach(fh_thread *t) {
    * can be flushing this tcache now.  Destroying flushes it. */
   malloc_heap_publish_pending(t);
   if (t->heap->has_malloc_spaces) thread_settle(t);
+  drop_run(t);
   if (t->ms_tcache > 0) arena_tcache_destroy(t->ms_tcache - 1);
   t->ms_tcache = 0;
 }
@@ -228,19 +222,12 @@ void malloc_heap_thread_forget(fh_thread *t) {
    * cover) leaves it mid-update; flushing it is how the child used to crash.
    * What it caches are free regions (allocation bits clear), so leaking
    * loses at most one tcache's worth of space per absent thread per fork,
-   * and nothing will ever use the id again.  Batch regions are not objects
-   * (no allocation bit): they go back to the arena directly, without any
-   * tcache. */
+   * and nothing will ever use the id again.  Its run is dropped: the rest
+   * of its hole is free memory, found again by the next sweep. */
   fh_heap *h = t->heap;
   malloc_heap_publish_pending(t);
+  drop_run(t);
   if (h->has_malloc_spaces) {
-    int direct = (t->ms_flags & ~MS_TCACHE_FLAG_MASK) | MALLOCX_TCACHE_NONE;
-    for (int k = 0; k < 2; k++) {
-      struct ms_batch *b = &t->ms_batch[k];
-      if (b->n <= FH_MS_BATCH)
-        for (unsigned i = b->pos; i < b->n; i++) sdallocx(b->region[i], b->bytes, direct);
-      b->pos = b->n = 0;
-    }
     if (t->ms_budget || t->ms_reserve)
       atomic_fetch_sub_explicit(&heap_main_malloc(h)->used, t->ms_budget + t->ms_reserve,
                                 memory_order_relaxed);
@@ -251,20 +238,14 @@ void malloc_heap_thread_forget(fh_thread *t) {
   t->ms_tcache = 0;
 }
 
-/* Move the next part of the reserve into the budget: a slice (or what
- * `bytes` needs) after sweeping a slice's span while a sweep is pending,
- * all of it otherwise.  1 when the budget then covers `bytes`. */
+/* Move the reserve into the budget.  1 when the budget then covers
+ * `bytes`.  (The reserve used to come out a 4 KiB slice at a time, each
+ * sweeping 4 KiB of the range first; mutators now sweep when they need a
+ * run, heap/malloc_heap.c: acquire_run.) */
 static int release_slice(fh_thread *t, size_t bytes, int tc) {
-  malloc_space *m = heap_main_malloc(t->heap);
-  size_t take = t->ms_reserve;
-  if (malloc_space_sweep_pending(m)) {
-    malloc_space_sweep_step(m, MS_SWEEP_SLICE_WORDS, tc, 0);
-    size_t need = bytes > t->ms_budget ? bytes - t->ms_budget : 0;
-    size_t slice = need > MS_SWEEP_SLICE ? need : MS_SWEEP_SLICE;
-    if (slice < take) take = slice;
-  }
-  t->ms_budget += take;
-  t->ms_reserve -= take;
+  (void)tc;
+  t->ms_budget += t->ms_reserve;
+  t->ms_reserve = 0;
   return bytes <= t->ms_budget;
 }
 
@@ -341,14 +322,25 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
       void *obj = malloc_heap_alloc_budget(t, type, n, bytes);
       if (obj) return obj;
     }
+    /* Due also when this allocation would cross the trigger: at a heap
+     * limit that caps the trigger (heap_set_trigger), the last refill
+     * before it finds less room than `bytes` and fails, but the collection
+     * it needs is the triggered one (mt-gcbench at 2x: 18 of its 75
+     * collections were called allocation failures for that). */
     int due = attempt == 0 && !critical &&
-              atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) >= h->gc_trigger;
+              atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed) + bytes >
+                  h->gc_trigger;
     /* Finish the last sweep before asking for the next collection (which
      * would wait for it): freed memory may make the collection unneeded. */
     malloc_space *m = heap_main_malloc(h);
-    if (malloc_space_sweep_pending(m)) {
+    if (atomic_load(&m->sweep_done) < m->sweep_total) {
       while (malloc_space_sweep_step(m, 256, tc, 0)) {
       }
+      /* And the words the sweeper thread claimed last: the runs it sweeps
+       * there reach the lists only when it is done (it never blocks while
+       * sweeping, so this is short).  Retrying before that failed at
+       * random, a collection for nothing. */
+      while (atomic_load(&m->sweep_done) < m->sweep_total) sched_yield();
       if (!due) continue;
     }
     if (critical) {

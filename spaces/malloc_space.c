@@ -42,8 +42,14 @@ int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t
   s->space = (fh_space){name, SPACE_MALLOC, begin, begin + capacity, &ms_ops};
   s->limit = limit;
   if (bitmap_init(&s->alloc_bits, begin, capacity, MS_GRANULE_SHIFT) < 0 ||
-      bitmap_init(&s->mark_bits, begin, capacity, MS_GRANULE_SHIFT) < 0) {
+      bitmap_init(&s->mark_bits, begin, capacity, MS_GRANULE_SHIFT) < 0 ||
+      bitmap_init(&s->cover_bits, begin, capacity, MS_GRANULE_SHIFT) < 0) {
     fh_error_set("cannot map the bitmaps of the %s", name);
+    malloc_space_destroy(s);
+    return -1;
+  }
+  if (malloc_runs_init(s) < 0) {
+    fh_error_set("cannot map the run tables of the %s", name);
     malloc_space_destroy(s);
     return -1;
   }
@@ -58,8 +64,10 @@ int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t
 void malloc_space_destroy(malloc_space *s) {
   if (s->arena.end) arena_destroy(&s->arena);
   s->arena.end = 0;
+  malloc_runs_destroy(s);
   bitmap_destroy(&s->alloc_bits);
   bitmap_destroy(&s->mark_bits);
+  bitmap_destroy(&s->cover_bits);
 }
 
 /* Counted before allocating so racing threads cannot overshoot the limit. */
@@ -90,6 +98,7 @@ void *malloc_space_alloc(malloc_space *s, uint32_t type, size_t payload, int tca
 void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end) {
   uintptr_t begin = s->space.begin;
   if (end <= begin) return;
+  malloc_runs_begin_sweep(s, end);
   size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
   size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
   for (size_t w = first; w < last; w++) {
@@ -101,10 +110,23 @@ void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end) {
 }
 
 /* Free the dead objects of bitmap words [first, last) through `flags`'s
- * tcache; returns the bytes freed (already taken off `used`). */
-static size_t sweep_words(malloc_space *s, size_t first, size_t last, int flags) {
+ * tcache, and sweep the runs whose first word is among them (the rest of
+ * a run's words are its own: skipped).  Returns the bytes freed, taken off
+ * `used`, when `count`; else `used` was charged already (a precounted sweep,
+ * malloc_space_sweep_begin) and the result is 0.  adopt: see
+ * malloc_run_sweep. */
+static size_t sweep_words(malloc_space *s, size_t first, size_t last, int flags, int count,
+                          uintptr_t *adopt) {
   size_t freed = 0;
+  size_t page_words = FH_PAGE >> (MS_GRANULE_SHIFT + 6);
   for (size_t w = first; w < last; w++) {
+    /* A page that becomes part of a new run while we look was free in
+     * jemalloc, so its dead words were cleared already: nothing to race. */
+    uint8_t k = atomic_load_explicit(&s->run_page[w / page_words], memory_order_relaxed);
+    if (k) {
+      if (k == 1 && w % page_words == 0) freed += malloc_run_sweep(s, w / page_words, count, adopt);
+      continue;
+    }
     uint64_t dead = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
     if (!dead) continue;
     atomic_store_explicit(&s->mark_bits.words[w], 0, memory_order_relaxed);
@@ -123,6 +145,7 @@ static size_t sweep_words(malloc_space *s, size_t first, size_t last, int flags)
       sdallocx((void *)p, bytes, flags);
     }
   }
+  if (!count) return 0;
   atomic_fetch_sub(&s->used, freed);
   return freed;
 }
@@ -136,7 +159,7 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
   if (end <= begin) return 0;
   size_t first = bitmap_index(&s->alloc_bits, begin) >> 6;
   size_t last = (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1;
-  size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
+  size_t freed = sweep_words(s, first, last, tcache_flags(tcache), 1, NULL);
   /* A failed flush leaves free regions of this arena in the cache, where
    * they wait for the next flush: every reset or arena switch flushes
    * first and refuses on failure (hspace, zygote). */
@@ -144,25 +167,30 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache) {
   return freed;
 }
 
-void malloc_space_sweep_begin(malloc_space *s, uintptr_t end) {
+void malloc_space_sweep_begin(malloc_space *s, uintptr_t end, size_t live) {
   malloc_space_prepare_sweep(s, end);
+  /* `used` drops to the live bytes now, not as the sweep frees: what the
+   * next allocations may take no longer depends on how far the sweep got
+   * (docs/architecture.md, "Runs"). */
+  size_t used = atomic_load(&s->used);
+  atomic_store(&s->sweep_freed, used > live ? used - live : 0);
+  atomic_store(&s->used, used > live ? live : used);
   size_t first = bitmap_index(&s->alloc_bits, s->space.begin) >> 6;
   size_t last = end > s->space.begin ? (bitmap_index(&s->alloc_bits, end - 1) >> 6) + 1 : first;
   s->sweep_last = last;
   s->sweep_total = last - first;
   atomic_store(&s->sweep_done, 0);
-  atomic_store(&s->sweep_freed, 0);
   atomic_store(&s->sweep_next, first);
 }
 
-size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush) {
+size_t malloc_space_sweep_step_adopt(malloc_space *s, size_t words, int tcache, int flush,
+                                     uintptr_t *adopt) {
   if (atomic_load_explicit(&s->sweep_next, memory_order_relaxed) >= s->sweep_last) return 0;
   size_t first = atomic_fetch_add(&s->sweep_next, words);
   if (first >= s->sweep_last) return 0;
   size_t last = first + words < s->sweep_last ? first + words : s->sweep_last;
-  size_t freed = sweep_words(s, first, last, tcache_flags(tcache));
+  (void)sweep_words(s, first, last, tcache_flags(tcache), 0, adopt);
   if (flush) (void)arena_tcache_flush(tcache); /* may fail: see sweep_dead */
-  atomic_fetch_add(&s->sweep_freed, freed);
   atomic_fetch_add(&s->sweep_done, last - first); /* last: after the flush */
   return last - first;
 }
@@ -188,7 +216,9 @@ int malloc_space_reset(malloc_space *s) {
   uintptr_t end = malloc_space_frontier(s);
   bitmap_clear_range(&s->alloc_bits, s->space.begin, end);
   bitmap_clear_range(&s->mark_bits, s->space.begin, end);
+  bitmap_clear_range(&s->cover_bits, s->space.begin, end);
   atomic_store(&s->used, 0);
+  malloc_runs_forget(s, end);
   if (arena_reset(&s->arena) < 0) {
     fh_error_prefix(s->space.name);
     return -1;

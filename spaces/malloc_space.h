@@ -18,6 +18,7 @@
 #ifndef FH_MALLOC_SPACE_H_
 #define FH_MALLOC_SPACE_H_
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "heap/object.h"
@@ -33,6 +34,9 @@ typedef struct malloc_space {
   fh_arena arena;
   fh_bitmap alloc_bits;
   fh_bitmap mark_bits;
+  /* Granules covered by objects that marking found live, for run objects
+   * (spaces/malloc_runs.c): a run's holes are where it is clear. */
+  fh_bitmap cover_bits;
   _Atomic size_t used; /* bytes of allocated objects (16-byte rounded, header included) */
   size_t limit;        /* capacity in object bytes (tests may lower it) */
   /* A sweep running after the pause (malloc_space_sweep_begin/_step):
@@ -41,11 +45,63 @@ typedef struct malloc_space {
   size_t sweep_last, sweep_total;
   _Atomic size_t sweep_done;  /* words swept */
   _Atomic size_t sweep_freed; /* bytes freed by this sweep */
+  /* Runs (spaces/malloc_runs.c): per page of the range, run_page says
+   * which page of a run it is (0: none, 1: the first); per first page,
+   * run_state and the free-list link run_next (page index + 1). */
+  _Atomic uint8_t *run_page;
+  _Atomic uint8_t *run_state;
+  uint32_t *run_next;
+  size_t run_table_pages;             /* pages the tables cover */
+  pthread_mutex_t run_lock;           /* the two lists */
+  int run_lock_ready;
+  uint32_t run_partial, run_empty;    /* list heads (page index + 1; 0: empty) */
+  size_t run_nempty;                  /* runs on run_empty */
+  _Atomic size_t runs;                /* runs carved from jemalloc */
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,
                       size_t limit);
 void malloc_space_destroy(malloc_space *s);
+
+/* ---- runs (spaces/malloc_runs.c) ----
+ * Objects up to MS_RUN_OBJ_MAX bytes are bump-allocated into the holes of
+ * runs: 28 KiB jemalloc allocations of the space's arena that the heap
+ * carves itself (one jemalloc call per run, none per object). */
+#define MS_RUN_PAGES 7u
+#define MS_RUN_BYTES ((size_t)MS_RUN_PAGES * 4096u)
+#define MS_RUN_WORDS (MS_RUN_BYTES >> (MS_GRANULE_SHIFT + 6)) /* bitmap words */
+#define MS_RUN_OBJ_MAX 512u
+#define MS_RUN_MIN_ROOM (MS_RUN_BYTES / 32) /* less free: not worth listing */
+enum { MS_RUN_HELD = 1, MS_RUN_LISTED = 2, MS_RUN_TO_SWEEP = 3 };
+
+int malloc_runs_init(malloc_space *s);
+void malloc_runs_destroy(malloc_space *s);
+/* A new run from jemalloc (owned by the caller), or 0 when jemalloc has no
+ * room in the range. */
+uintptr_t malloc_run_new(malloc_space *s);
+/* A swept run with room (partial ones first), owned by the caller, or 0. */
+uintptr_t malloc_run_pop(malloc_space *s);
+/* An empty run from the lists, or 0. */
+uintptr_t malloc_run_pop_empty(malloc_space *s);
+/* Give the runs on the empty list back to jemalloc. */
+void malloc_runs_release_empty(malloc_space *s);
+/* World stopped, before a sweep: every run up to `end` is to be swept, and
+ * the lists are emptied (their runs are among them). */
+void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end);
+/* Before a marking that cannot fail (world stopped): the runs still
+ * listed forget their cover bits, which that marking sets again.  (Never
+ * before one that may fail: a listed run's bits must cover every live
+ * object in it.) */
+void malloc_runs_clear_listed(malloc_space *s);
+/* A thread is done with `run`: its cover bits go (heap/malloc_heap.c). */
+void malloc_run_clear_cover(malloc_space *s, uintptr_t run);
+/* The arena is gone (reset): no runs. */
+void malloc_runs_forget(malloc_space *s, uintptr_t end);
+/* Sweep the run whose first page is `page` if it is still to be swept:
+ * clear its dead objects' bits, then hand it to *adopt (when adopt and
+ * *adopt == 0) if it has room, else list it (empty or partial).  Returns
+ * the dead objects' bytes when `count`, else 0. */
+size_t malloc_run_sweep(malloc_space *s, size_t page, int count, uintptr_t *adopt);
 
 /* Bytes an object of `payload` bytes takes (jemalloc rounds further up to
  * its size class; that slack is the space's internal fragmentation). */
@@ -108,8 +164,17 @@ size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache);
  * words at a time through its own tcache (flush: flush it before the words
  * count as done).  Returns the words claimed, 0 when none are left; the
  * sweep is complete when sweep_done reaches sweep_total. */
-void malloc_space_sweep_begin(malloc_space *s, uintptr_t end);
-size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache, int flush);
+/* sweep_begin also takes `used` down to `live` (the bytes marking found)
+ * at once, and sweep_freed is then the bytes the sweep will free; steps
+ * do not count.  A step that meets a run with room while *adopt == 0
+ * hands it over there instead of listing it (malloc_run_sweep). */
+void malloc_space_sweep_begin(malloc_space *s, uintptr_t end, size_t live);
+size_t malloc_space_sweep_step_adopt(malloc_space *s, size_t words, int tcache, int flush,
+                                     uintptr_t *adopt);
+static inline size_t malloc_space_sweep_step(malloc_space *s, size_t words, int tcache,
+                                             int flush) {
+  return malloc_space_sweep_step_adopt(s, words, tcache, flush, NULL);
+}
 static inline int malloc_space_sweep_pending(const malloc_space *s) {
   return atomic_load_explicit(&s->sweep_next, memory_order_relaxed) < s->sweep_last;
 }
@@ -121,7 +186,57 @@ int malloc_space_reset(malloc_space *s);
 int malloc_space_revive(malloc_space *s);
 /* Give unused dirty pages back to the system. */
 static inline void malloc_space_purge(malloc_space *s) {
+  malloc_runs_release_empty(s); /* the empty runs first: their pages too */
   if (s->arena.end) arena_purge(&s->arena); /* none while unusable (revive) */
+}
+
+/* The first granule index in [i, e) whose cover bit is `want` (e: none). */
+static inline size_t malloc_run_next_cover(const fh_bitmap *c, size_t i, size_t e, int want) {
+  size_t w = i >> 6;
+  uint64_t flip = want ? 0 : ~(uint64_t)0;
+  uint64_t word = (atomic_load_explicit(&c->words[w], memory_order_relaxed) ^ flip) &
+                  (~(uint64_t)0 << (i & 63));
+  while (!word) {
+    if (++w > (e - 1) >> 6) return e;
+    word = atomic_load_explicit(&c->words[w], memory_order_relaxed) ^ flip;
+  }
+  size_t bit = (w << 6) + (size_t)__builtin_ctzll(word);
+  return bit < e ? bit : e;
+}
+
+/* The first hole of at least `min` bytes in [from, end) of a swept run (a
+ * clear stretch of its cover bits): its start, its end in *hole_end; 0
+ * when there is none.  Inline: called about once per hole filled. */
+static inline uintptr_t malloc_run_hole(const malloc_space *s, uintptr_t from, uintptr_t end,
+                                        size_t min, uintptr_t *hole_end) {
+  const fh_bitmap *c = &s->cover_bits;
+  size_t i = bitmap_index(c, from), e = bitmap_index(c, end), need = min >> MS_GRANULE_SHIFT;
+  while (i + need <= e) {
+    size_t z = malloc_run_next_cover(c, i, e, 0);
+    if (e - z < need) return 0;
+    size_t o = malloc_run_next_cover(c, z, e, 1);
+    if (o - z >= need) {
+      *hole_end = bitmap_addr(c, o);
+      return bitmap_addr(c, z);
+    }
+    i = o;
+  }
+  return 0;
+}
+
+/* Marking (one thread, world stopped): the live object at `start` covers
+ * `bytes`.  Objects too large for a run are never in one: not recorded. */
+static inline void malloc_space_cover(malloc_space *s, uintptr_t start, size_t bytes) {
+  if (bytes > MS_RUN_OBJ_MAX) return;
+  size_t i = bitmap_index(&s->cover_bits, start), n = bytes >> MS_GRANULE_SHIFT;
+  unsigned b = (unsigned)(i & 63);
+  _Atomic uint64_t *w = &s->cover_bits.words[i >> 6];
+  uint64_t bits = ((uint64_t)1 << n) - 1; /* n <= 32 */
+  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (bits << b),
+                        memory_order_relaxed);
+  if (b + n > 64)
+    atomic_store_explicit(w + 1, atomic_load_explicit(w + 1, memory_order_relaxed) |
+                                     (bits >> (64 - b)), memory_order_relaxed);
 }
 
 static inline int malloc_space_mark(malloc_space *s, const void *obj) {

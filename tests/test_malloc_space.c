@@ -165,7 +165,7 @@ static void test_shared_sweep_interleaved_with_allocation(void **state) {
     live += malloc_object_bytes(hdr_payload(*obj_header(old[i])));
   }
   size_t before = malloc_space_used(&f.s);
-  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s));
+  malloc_space_sweep_begin(&f.s, malloc_space_frontier(&f.s), live);
   assert_true(f.s.sweep_total > 8);
   size_t words = 0, young_bytes = 0;
   int ny = 0;
@@ -251,10 +251,10 @@ static size_t arena_small_allocated(const malloc_space *ms) {
   return v;
 }
 
-/* Allocation takes regions from jemalloc in batches; the rest of a batch
- * goes back when the size changes and at every collection, so once all
- * objects are dead and the tcaches flushed the arena holds nothing, and
- * objects of alternating sizes stay intact meanwhile. */
+/* Small objects of alternating sizes come from runs (and used to come
+ * from jemalloc batches): they stay intact, and once all objects are dead
+ * the explicit collection leaves no run and, the tcaches flushed, the
+ * arena holds nothing. */
 static void test_batches_leave_nothing_behind(void **state) {
   (void)state;
   fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,verify=1");
@@ -281,6 +281,7 @@ static void test_batches_leave_nothing_behind(void **state) {
   keep = NULL;
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_SWEEP), 0);
   assert_int_equal(atomic_load(&main_ms->used), 0);
+  assert_int_equal(atomic_load(&main_ms->runs), 0);
   malloc_heap_flush_tcaches(h); /* ours: nobody else allocates */
   assert_int_equal(arena_small_allocated(main_ms), 0);
   fh_pop_roots(t, 1);
