@@ -167,7 +167,7 @@ bench: deps
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/faultheap.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/faultheap.h include/faultheap_inline.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libfaultheap.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libfaultheap.so $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.$(VERSION)
 	ln -sf libfaultheap.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.0
