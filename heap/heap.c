@@ -290,11 +290,19 @@ size_t heap_used_bytes(fh_heap *h) {
 
 void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
+  /* The budget grows with the live data a collection traces and moves,
+   * not with large objects: they are never copied or slid and their
+   * payload is marked as one object, so a live 50 MB array would
+   * otherwise buy 100 MB of allocation (and of resident memory) between
+   * collections that cost no more for it.  They still take room under
+   * heap_max (below). */
+  size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
+  size_t traced = live > los ? live - los : 0;
   size_t grow;
   if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
-    grow = sizer_extra(h, live);
+    grow = sizer_extra(h, traced);
   } else {
-    grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
+    grow = (size_t)((double)traced * (h->opt.growth_factor_pct - 100) / 100.0);
     if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
   }
   /* Past the capacity an allocation fails and collects anyway (semispace:

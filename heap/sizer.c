@@ -32,7 +32,9 @@ void sizer_pause_start(fh_heap *h, uint64_t t0) {
 void sizer_pause_end(fh_heap *h, uint64_t pause_ns, uint64_t now) {
   heap_sizer *s = &h->sizer;
   s->pending_cost_ns = pause_ns;
-  s->pending_live = h->live_after_gc;
+  /* Per byte the collection traced: sizer_extra's argument, large
+   * objects left out (heap_set_trigger). */
+  s->pending_live = s->last_live;
   s->last_end_ns = now;
 }
 
@@ -75,6 +77,7 @@ size_t sizer_extra(fh_heap *h, size_t live) {
    * collected once per byte allocated. */
   double ratio = s->alloc_bytes_per_ns * s->gc_ns_per_byte;
   double extra = sqrt((double)live * (double)h->opt.heap_expansiveness * ratio);
+  s->last_live = live;
   double most = (MAX_MULTIPLIER - 1.0) * (double)live;
   if (!(extra <= most)) extra = most; /* NaN too */
   size_t e = (size_t)extra;

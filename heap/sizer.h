@@ -38,6 +38,7 @@ typedef struct heap_sizer {
   uint64_t phase_open_ns;    /* its concurrent phase's start */
   int folded;                /* this pause has folded its measurements in */
   size_t last_extra;         /* the last budget (fh_dump) */
+  size_t last_live;          /* the live bytes it was computed for (large objects aside) */
 } heap_sizer;
 
 struct fh_heap;
