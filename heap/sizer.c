@@ -86,6 +86,11 @@ size_t sizer_extra(fh_heap *h, size_t live) {
   return e;
 }
 
+int sizer_flip_fits(fh_heap *h, size_t old_used, size_t live) {
+  size_t need = old_used + live + heap_nonmoving_used(h);
+  return need >= old_used && need <= heap_limit(h);
+}
+
 void sizer_dump(fh_heap *h, FILE *out) {
   if (h->opt.heap_policy != FH_HEAP_ADAPTIVE) return;
   const heap_sizer *s = &h->sizer;

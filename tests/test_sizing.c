@@ -3,7 +3,9 @@
  * resident memory follows live data down under heap_policy=adaptive.
  * Every check reads the heap's own figures (the gc callback's live and
  * target, fh_get_stats' resident bytes), never timing. */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "heap/heap.h"
@@ -103,10 +105,70 @@ static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
   assert_true(with < 2 * without + MiB);
 }
 
+/* ---- a flip's two copies fit under heap_max ---- */
+
+/* How an explicit collection of a concurrent_compact heap
+ * holding `live` bytes among `used` bytes in all, with flips preferred by
+ * the policy. */
+static void flip_or_slide(const char *rest, size_t live, size_t used, char *how, size_t n) {
+  test_types ty;
+  fh_thread *t;
+  /* The policy chooses (support_heap.c forces flips), and prefers them. */
+  setenv("FH_MC_SLIDE", "choose", 1);
+  setenv("FH_MC_FLIP_COST_US", "1", 1);
+  fh_heap *h = test_heap_attached("concurrent_compact", rest, &ty, &t);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, live / 40);
+  while (heap_used_bytes(h) < used) assert_non_null(test_node(t, &ty, 7));
+  uint64_t before = h->collections;
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_int_equal(h->collections, before + 1);
+  setenv("FH_MC_SLIDE", "0", 1); /* read when the first collection sets up */
+  unsetenv("FH_MC_FLIP_COST_US");
+  /* fh_dump names the last cycle's mode. */
+  char *dump = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&dump, &len);
+  assert_non_null(f);
+  fh_dump(h, f);
+  fclose(f);
+  const char *line = strstr(dump, "last cycle");
+  assert_non_null(line);
+  snprintf(how, n, "%.*s", (int)strcspn(line, ";\n"), line);
+  free(dump);
+  size_t k = 0;
+  for (tnode *x = head; x; x = x->next) assert_int_equal(x->value, (live / 40) - 1 - k++);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void flip_needs_room_for_both_copies(void **state) {
+  (void)state;
+  test_skip_without_uffd();
+  char how[128];
+  /* 8 MiB live among 24 MiB: the old pages and the copy need 32 MiB. */
+  flip_or_slide("heap_max=28M,min_alloc_trigger=64M", 8 * MiB, 24 * MiB, how, sizeof how);
+  fprintf(stderr, "heap_max 28 MiB: %s\n", how);
+  assert_non_null(strstr(how, "no room under heap_max"));
+  flip_or_slide("heap_max=256M,min_alloc_trigger=64M", 8 * MiB, 24 * MiB, how, sizeof how);
+  fprintf(stderr, "heap_max 256 MiB: %s\n", how);
+  assert_non_null(strstr(how, "last cycle concurrent"));
+  /* The rule itself. */
+  fh_heap *h = test_heap("collector=concurrent_compact,heap_max=64M");
+  assert_int_equal(sizer_flip_fits(h, 40 * MiB, 20 * MiB), 1);
+  assert_int_equal(sizer_flip_fits(h, 50 * MiB, 20 * MiB), 0);
+  assert_int_equal(sizer_flip_fits(h, SIZE_MAX - MiB, 2 * MiB), 0); /* no wrap */
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(large_objects_do_not_enlarge_the_budget),
       cmocka_unit_test(large_objects_do_not_enlarge_the_adaptive_budget),
+      cmocka_unit_test(flip_needs_room_for_both_copies),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
