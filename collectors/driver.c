@@ -144,8 +144,10 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
    * collection's "before" check, once the phase has ended. */
   if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
   watch.e.young = h->gen.collecting_young; /* gc_account_pause resets it */
-  gc_account_pause(h, t0);
+  /* Charged first: the sizer reads the heap threads' CPU time at the
+   * pause's end (heap/sizer.c) to tell the pause from what follows it. */
   if (measured) gc_pool_charge(&h->pool, &usage0);
+  gc_account_pause(h, t0);
   pthread_mutex_lock(&h->stats_lock);
   gc_events_collected(h, &watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);

@@ -232,7 +232,6 @@ void fh_heap_destroy(fh_heap *h) {
   cards_destroy(h);
   for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
   pins_destroy(h);
-  sizer_destroy(&h->sizer);
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
@@ -332,14 +331,12 @@ void heap_set_trigger(fh_heap *h, size_t live) {
 void heap_phase_open(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 1;
-  sizer_phase_open(h, heap_now_ns());
   pthread_mutex_unlock(&h->world_lock);
 }
 
 void heap_phase_close(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 0;
-  sizer_phase_close(h, heap_now_ns());
   pthread_cond_broadcast(&h->phase_cv);
   pthread_mutex_unlock(&h->world_lock);
 }
