@@ -7,7 +7,9 @@
  * on the same collector.  Reported: wall time, total pause time, the
  * process's mean resident memory above what it held before the heap
  * existed (sampled every 16384 allocations, so a mean over allocation),
- * its peak, and its resident memory once each of the first three
+ * its peak, the live data every collection left (GiB, summed: the
+ * tracing work, a measure of GC time that does not depend on the
+ * machine's load), and its resident memory once each of the first three
  * collections after the fall has finished, against the live data then
  * (issue 19: adaptive returns to within 2x live within three collections;
  * GC time within 1.1x of fixed for <= 0.85x its mean resident memory). */
@@ -31,6 +33,7 @@ typedef struct phase_sample {
   uint64_t allocs;     /* allocations so far */
   uint64_t fall_at;    /* collections ended when live fell (0: not yet) */
   size_t last_live;    /* live after the last collection */
+  double traced;       /* the live bytes every collection left: its tracing work */
   /* process RSS once each of the 1st, 2nd and 3rd collections after the
    * fall has finished (its concurrent phase too), and the live data it
    * left; and just before the 2nd, 3rd and 4th start (the cycles' peaks) */
@@ -68,6 +71,7 @@ static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
     ps->live_after_fall[ps->nafter++] = ps->last_live;
   }
   if (e->end) {
+    ps->traced += (double)e->live_after;
     ps->last_live = e->live_after;
     ps->ends = e->number;
   }
@@ -87,6 +91,7 @@ static void after_alloc(fh_heap *h, phase_sample *ps, unsigned allocs) {
 typedef struct phase_result {
   double wall_ms, pause_ms, mean_mib, peak_mib, collections;
   double mean_before_mib, mean_after_mib; /* the mean before and after the fall */
+  double traced_gib;                      /* sum of live after each collection */
   double after_fall_ratio[3];
   double trough_ratio[3];
 } phase_result;
@@ -160,6 +165,7 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6;
   out->collections = (double)(s1.collections - s0.collections);
   out->mean_mib = ps.samples ? ps.rss_sum / (double)ps.samples / (1 << 20) : NAN;
+  out->traced_gib = ps.traced / (double)(1 << 30);
   out->mean_before_mib = n_before ? sum_before / (double)n_before / (1 << 20) : NAN;
   out->mean_after_mib = ps.samples > n_before ? (ps.rss_sum - sum_before) /
                                                     (double)(ps.samples - n_before) / (1 << 20)
@@ -219,16 +225,18 @@ int wl_phases(int argc, char **argv) {
   bench_print_header(stdout);
   printf("phases: live grows to %zu MiB, falls to %zu MiB (%s), %d rounds; medians\n", big, small,
          collector ? collector : "default collector", runs);
-  printf("%-9s %9s %9s %6s %10s %10s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs",
+  printf("%-9s %9s %9s %6s %7s %10s %10s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs",
+         "traced",
          "mean RSS", "(before", "after)", "peak RSS", "RSS/live after the 1st, 2nd, 3rd collection since the fall: "
                      "once it has finished; at the next one's start");
   for (int m = 0; m < 2; m++)
-    printf("%-9s %9.0f %9.1f %6.0f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, "
+    printf("%-9s %9.0f %9.1f %6.0f %7.2f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, "
            "%.2f\n",
            m ? "adaptive" : "fixed",
            median_of(r[m], runs, offsetof(phase_result, wall_ms)),
            median_of(r[m], runs, offsetof(phase_result, pause_ms)),
            median_of(r[m], runs, offsetof(phase_result, collections)),
+           median_of(r[m], runs, offsetof(phase_result, traced_gib)),
            median_of(r[m], runs, offsetof(phase_result, mean_mib)),
            median_of(r[m], runs, offsetof(phase_result, mean_before_mib)),
            median_of(r[m], runs, offsetof(phase_result, mean_after_mib)),
