@@ -84,8 +84,14 @@ size_t sizer_extra(fh_heap *h, size_t live) {
 }
 
 int sizer_flip_fits(fh_heap *h, size_t old_used, size_t live) {
-  size_t need = old_used + live + heap_nonmoving_used(h);
-  return need >= old_used && need <= heap_limit(h);
+  if (live > old_used) live = old_used;
+  /* The old pages, their live data's copy, and what the mutators allocate
+   * meanwhile: the phase may last as long as a whole cycle (a worker that
+   * shares its CPU with them), so as much as the cycle that just ended. */
+  size_t garbage = old_used - live, nm = heap_nonmoving_used(h), lim = heap_limit(h);
+  if (old_used > lim) return 0;
+  size_t need = old_used + live; /* <= 2 * lim: no wrap */
+  return need <= lim && garbage <= lim - need && nm <= lim - need - garbage;
 }
 
 void sizer_dump(fh_heap *h, FILE *out) {

@@ -50,11 +50,12 @@ void sizer_pause_end(struct fh_heap *h, uint64_t pause_ns, uint64_t now);
 size_t sizer_extra(struct fh_heap *h, size_t live);
 /* May a compacting cycle copy rather than slide in place?  A flip keeps
  * the old pages (`old_used` bytes of the moving space) resident while it
- * builds the `live` bytes it moves elsewhere, and they go back only as
- * the build proceeds: 1 when both fit under heap_max beside the
- * non-moving objects (heap_max covers the collector's reserve), else 0
- * and the cycle slides, which needs no second copy.  Policy for
- * collectors/concurrent_compact.c. */
+ * builds the `live` bytes it moves elsewhere, and gives them back only as
+ * the build proceeds, while the mutators allocate new pages: 1 when the
+ * old pages, the copy and another cycle's allocation (old_used - live)
+ * fit under heap_max beside the non-moving objects (heap_max covers the
+ * collector's reserve), else 0 and the cycle slides, which needs no
+ * second copy.  Policy for collectors/concurrent_compact.c. */
 int sizer_flip_fits(struct fh_heap *h, size_t old_used, size_t live);
 /* fh_dump's line (nothing under heap_policy=fixed). */
 void sizer_dump(struct fh_heap *h, FILE *out);

@@ -149,18 +149,22 @@ static void flip_needs_room_for_both_copies(void **state) {
   (void)state;
   test_skip_without_uffd();
   char how[128];
-  /* 8 MiB live among 24 MiB: the old pages and the copy need 32 MiB. */
-  flip_or_slide("heap_max=28M,min_alloc_trigger=64M", 8 * MiB, 24 * MiB, how, sizeof how);
-  fprintf(stderr, "heap_max 28 MiB: %s\n", how);
+  /* 8 MiB live among 24 MiB: the old pages, the copy and another 16 MiB
+   * allocated meanwhile need 48 MiB. */
+  flip_or_slide("heap_max=40M,min_alloc_trigger=64M", 8 * MiB, 24 * MiB, how, sizeof how);
+  fprintf(stderr, "heap_max 40 MiB: %s\n", how);
   assert_non_null(strstr(how, "no room under heap_max"));
   flip_or_slide("heap_max=256M,min_alloc_trigger=64M", 8 * MiB, 24 * MiB, how, sizeof how);
   fprintf(stderr, "heap_max 256 MiB: %s\n", how);
   assert_non_null(strstr(how, "last cycle concurrent"));
   /* The rule itself. */
   fh_heap *h = test_heap("collector=concurrent_compact,heap_max=64M");
-  assert_int_equal(sizer_flip_fits(h, 40 * MiB, 20 * MiB), 1);
-  assert_int_equal(sizer_flip_fits(h, 50 * MiB, 20 * MiB), 0);
+  /* The old pages, the copy and another cycle's garbage: 2 x old_used. */
+  assert_int_equal(sizer_flip_fits(h, 32 * MiB, 8 * MiB), 1);
+  assert_int_equal(sizer_flip_fits(h, 33 * MiB, 8 * MiB), 0);
+  assert_int_equal(sizer_flip_fits(h, 20 * MiB, 30 * MiB), 1); /* live capped by old_used */
   assert_int_equal(sizer_flip_fits(h, SIZE_MAX - MiB, 2 * MiB), 0); /* no wrap */
+  assert_int_equal(sizer_flip_fits(h, 2 * MiB, SIZE_MAX), 1);
   fh_heap_destroy(h);
 }
 
