@@ -105,6 +105,90 @@ static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
   assert_true(with < 2 * without + MiB);
 }
 
+/* ---- resident memory follows live data down (adaptive) ---- */
+
+static size_t spaces_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}
+
+/* 48 MiB live, then 1 MiB: by the third collection after the fall the
+ * spaces hold no more than the heap target (live data plus the budget to
+ * the next collection), a fraction of what they held before. */
+static void resident_falls_under(const char *collector) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=256M,heap_policy=adaptive", &ty, &t);
+  targets tg = {0};
+  fh_set_gc_callback(h, on_end, &tg);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, (48 * MiB) / 40);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  size_t before = spaces_resident(h);
+  assert_true(before >= 48 * MiB);
+  /* The fall: keep the first 1 MiB of the list. */
+  tnode *x = head;
+  for (size_t i = 1; i < MiB / 40; i++) x = x->next;
+  x->next = NULL;
+  for (int i = 0; i < 3; i++) {
+    for (int g = 0; g < 100000; g++) test_node(t, &ty, g);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+  }
+  size_t after = spaces_resident(h);
+  fprintf(stderr, "%-18s resident %zu KiB at 48 MiB live, %zu KiB at %zu KiB live (target %zu KiB)\n",
+          collector, before >> 10, after >> 10, tg.live >> 10, tg.target >> 10);
+  assert_true(tg.live < 2 * MiB);
+  assert_true(after <= tg.target + 2 * MiB);
+  assert_true(after < before / 2);
+  fh_set_gc_callback(h, NULL, NULL);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void adaptive_resident_follows_live_down(void **state) {
+  (void)state;
+  for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
+    if (strcmp(collectors[c], "concurrent_compact") == 0 && !test_have_uffd()) continue;
+    resident_falls_under(collectors[c]);
+  }
+}
+
+/* ---- the collection cost counts the heap threads' CPU time ---- */
+
+/* CPU time the heap's threads spend between two pauses (a concurrent
+ * phase, a sweeper) is part of the collection's cost: one second of it
+ * charged after a pause raises the measured cost per live byte by half a
+ * second's worth (the smoothing weighs the newest measurement half). */
+static void cost_counts_gc_thread_cpu(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,heap_policy=adaptive", &ty, &t);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, (4 * MiB) / 40);
+  for (int i = 0; i < 3; i++) assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  double before = h->sizer.gc_ns_per_byte;
+  size_t live = h->sizer.last_live;
+  assert_true(live >= 4 * MiB - 4096);
+  atomic_fetch_add(&h->pool.user_ns, 1000000000ull); /* as if a phase ran */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* folds it in */
+  double after = h->sizer.gc_ns_per_byte, expect = 0.5 * 1e9 / (double)live;
+  fprintf(stderr, "cost %.3f -> %.3f ns per live byte (expected +%.1f)\n", before, after, expect);
+  assert_true(after >= before / 2 + expect * 0.99);
+  assert_true(after <= before / 2 + expect * 1.01 + 50.0); /* + the pause itself */
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* ---- a flip's two copies fit under heap_max ---- */
 
 /* How an explicit collection of a concurrent_compact heap
@@ -173,6 +257,8 @@ int main(void) {
       cmocka_unit_test(large_objects_do_not_enlarge_the_budget),
       cmocka_unit_test(large_objects_do_not_enlarge_the_adaptive_budget),
       cmocka_unit_test(flip_needs_room_for_both_copies),
+      cmocka_unit_test(adaptive_resident_follows_live_down),
+      cmocka_unit_test(cost_counts_gc_thread_cpu),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
