@@ -71,7 +71,7 @@ void mc_mark_end(mc_mark_crew *crew);
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };
 
-#define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.h */
+#define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.c */
 #define MC_MAX_RUN 16       /* pages per GC-worker COPY, and per fault at most */
 #define MC_BROKEN_RUN 512   /* pages per worker install once the uffd is broken */
 
