@@ -106,7 +106,7 @@ mc_state *mc_get(fh_heap *h) {
   if (m && m->t.begin != h->bump[h->active].space.begin) {
     /* A semi-space collection swapped the bump spaces since: the tables
      * describe the other one.  Start over (rare: explicit kinds only). */
-    mc_state_destroy(m);
+    mc_stats_retire(h, m);
     h->mc = m = NULL;
   }
   if (m) return m;

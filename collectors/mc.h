@@ -243,6 +243,9 @@ int mc_concurrent_available(const char **why);
 void mc_join_worker(mc_state *m);
 /* Heap teardown: join the worker, close the uffd, unmap everything. */
 void mc_state_destroy(mc_state *m);
+/* Unpublish h->mc (== m), wait until no fh_gc_transient_bytes reads it,
+ * then destroy it (mc_stats.c). */
+void mc_stats_retire(fh_heap *h, mc_state *m);
 void mc_record_fault_ns(mc_state *m, uint64_t ns);
 
 #endif

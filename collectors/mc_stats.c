@@ -2,6 +2,7 @@
  * resolvers, the last cycle's figures fh_get_stats reports (last_cycle,
  * uffd_fault_*), the compactor's lines in fh_dump, and the lock-free
  * readings fh_gc_phase_open and fh_gc_transient_bytes. */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,9 +73,21 @@ size_t fh_gc_transient_bytes(fh_heap *h) {
     return 0;
   }
   /* From a thread of the embedder's own, during a cycle: the state may be
-   * created meanwhile (mc_get publishes it with a release store). */
-  mc_state *m = __atomic_load_n(&h->mc, __ATOMIC_ACQUIRE);
-  return m ? atomic_load(&m->t.extra_resident) : 0;
+   * created meanwhile (mc_get publishes it with a release store), or
+   * replaced (mc_stats_retire).  Announcing ourselves before loading the
+   * pointer, both sequentially consistent, pairs with the retirer's store
+   * of NULL before it counts us: either we see NULL or it sees us. */
+  atomic_fetch_add(&h->mc_watchers, 1);
+  mc_state *m = __atomic_load_n(&h->mc, __ATOMIC_SEQ_CST);
+  size_t bytes = m ? atomic_load(&m->t.extra_resident) : 0;
+  atomic_fetch_sub(&h->mc_watchers, 1);
+  return bytes;
+}
+
+void mc_stats_retire(fh_heap *h, mc_state *m) {
+  __atomic_store_n(&h->mc, NULL, __ATOMIC_SEQ_CST);
+  while (atomic_load(&h->mc_watchers)) sched_yield(); /* a few loads at most */
+  mc_state_destroy(m);
 }
 
 /* Under stats_lock (fh_get_stats): the pause's figures were written in a

@@ -214,6 +214,9 @@ struct fh_heap {
   uint64_t kind_pauses[FH_PAUSE_KINDS], kind_pause_ns_total[FH_PAUSE_KINDS];
   uint64_t kind_pause_ns_max[FH_PAUSE_KINDS];
   fh_pause_record recent_pauses[FH_PAUSE_RECENT];
+  /* Threads inside fh_gc_transient_bytes, which reads h->mc without a
+   * lock: a compactor state is freed only once none is (mc_stats_retire). */
+  _Atomic unsigned mc_watchers;
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;

@@ -1,4 +1,6 @@
 /* Statistics and the dump: counters move the way the work did. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +286,64 @@ static void test_last_cycle(void **state) {
   }
 }
 
+/* A thread the heap does not know reads the lock-free figures while
+ * collections replace the compactor's state (a semi-space collection
+ * between two compactions makes the next one start over): never a freed
+ * state (ASan would see it), and never waiting for a pause. */
+typedef struct watcher {
+  fh_heap *h;
+  _Atomic int stop;
+  uint64_t reads;
+} watcher;
+
+static void *watch(void *arg) {
+  watcher *w = arg;
+  while (!atomic_load(&w->stop)) {
+    (void)fh_gc_transient_bytes(w->h);
+    (void)fh_gc_phase_open(w->h);
+    w->reads++;
+  }
+  return NULL;
+}
+
+static void test_watcher_across_state_changes(void **state) {
+  (void)state;
+  const char *collectors[] = {"mark_compact", "concurrent_compact"};
+  for (int c = 0; c < 2; c++) {
+    if (c == 1 && !test_have_uffd()) continue;
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(collectors[c], "heap_max=32M,gc_threads=2", &ty, &t);
+    tnode *keep = NULL;
+    fh_push_root(t, (void **)&keep);
+    for (int i = 0; i < 5000; i++) {
+      tnode *n = test_node(t, &ty, (uint64_t)i);
+      fh_write_ref(t, n, (void **)&n->next, keep);
+      keep = n;
+    }
+    watcher w = {.h = h};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, watch, &w), 0);
+    for (int i = 0; i < 6; i++) {
+      fh_collect_kind k = i % 2 ? FH_COLLECT_SEMISPACE
+                          : c   ? FH_COLLECT_CONCURRENT_COMPACT
+                                : FH_COLLECT_MARK_COMPACT;
+      assert_int_equal(fh_collect(t, k), 0);
+    }
+    fh_gc_wait(h);
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    assert_true(w.reads > 0);
+    fh_stats s;
+    fh_get_stats(h, &s);
+    check_pauses(&s);
+    assert_int_equal(s.pauses, 6);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
 /* ---- fh_mmu on synthetic stalls, with known answers ---- */
 
 #define MS 1000000ull
@@ -356,6 +416,7 @@ int main(void) {
       cmocka_unit_test(test_pauses_recent_wraps),
       cmocka_unit_test(test_pause_buckets),
       cmocka_unit_test(test_last_cycle),
+      cmocka_unit_test(test_watcher_across_state_changes),
       cmocka_unit_test(test_mmu_known),
       cmocka_unit_test(test_mmu_bad_input),
   };
