@@ -107,7 +107,7 @@ mc_state *mc_get(fh_heap *h) {
     /* A semi-space collection swapped the bump spaces since: the tables
      * describe the other one.  Start over (rare: explicit kinds only). */
     mc_stats_retire(h, m);
-    h->mc = m = NULL;
+    m = NULL; /* h->mc too: unpublished by mc_stats_retire */
   }
   if (m) return m;
   m = calloc(1, sizeof *m);
