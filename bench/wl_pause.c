@@ -51,7 +51,9 @@
  *                  starts) minus resident memory before the cycle minus the
  *                  cycle's other side tables (bitmaps, offsets, ledger):
  *                  what compaction itself added, against max(8 MiB, 5% of
- *                  live)
+ *                  live).  mark_sweep reports no side tables (last_cycle
+ *                  is the compactor's), so its figure holds its mark
+ *                  bitmaps and sweep state
  *
  * Utilisation.  MMU is computed from the mutators' operation timestamps,
  * not from the recorded pauses: a mutator makes no progress while the
