@@ -21,6 +21,8 @@
  *                  over windows of 1, 10 and 100 ms, the least of all runs
  *                  and mutators: see "Utilisation" below
  *   pause_mmu_*    the same from the recorded pauses alone
+ *   max_stop_ms    the longest time to safepoint (fh_pause_record.stop_ns:
+ *                  until both mutators had parked) of any pause
  *   mean_util      the mutators' mean utilisation over the span (median of
  *                  the runs): the ceiling of every MMU, which on a shared
  *                  machine is what the scheduler left them
@@ -388,6 +390,7 @@ static double worst(run_result *rs, int n, size_t off) {
 typedef struct pooled {
   unsigned n, remarks, flips;
   double p50_ms, p99_ms, max_ms, remark_ms, flip_ms;
+  double max_stop_ms; /* the longest time to safepoint, of any pause */
   double mmu[3], pause_mmu[3]; /* the least over the runs */
   int stalls_dropped;
 } pooled;
@@ -413,6 +416,7 @@ static pooled pool_runs(const run_result *rs, int runs) {
       const fh_pause_record *q = &rs[r].pauses[i];
       double ms = q->ns / 1e6;
       v[p.n++] = ms;
+      p.max_stop_ms = fmax(p.max_stop_ms, q->stop_ns / 1e6);
       if (q->kind == FH_PAUSE_REMARK) p.remarks++, p.remark_ms = fmax(p.remark_ms, ms);
       if (q->kind == FH_PAUSE_FLIP) p.flips++, p.flip_ms = fmax(p.flip_ms, ms);
     }
@@ -501,8 +505,8 @@ int wl_pause(int argc, char **argv) {
          "gaps over %u us (pause_mmu: from the pauses alone; util: the mutators' mean "
          "utilisation over the span, median)\n",
          STALL_NS / 1000);
-  printf("%-27s %6s %8s %8s %8s %9s %8s %8s %8s %9s %11s %6s\n", "collector", "pauses",
-         "p50_ms", "p99_ms", "max_ms", "remark_ms", "flip_ms", "mmu_1ms", "mmu_10ms",
+  printf("%-27s %6s %8s %8s %8s %8s %9s %8s %8s %8s %9s %11s %6s\n", "collector", "pauses",
+         "p50_ms", "p99_ms", "max_ms", "stop_ms", "remark_ms", "flip_ms", "mmu_1ms", "mmu_10ms",
          "mmu_100ms", "pause_mmu10", "util");
   for (int k = 0; k < NKINDS; k++) {
     if (concurrent_kind(k) && !have_uffd) continue;
@@ -510,8 +514,9 @@ int wl_pause(int argc, char **argv) {
     char remark[16] = "-", flip[16] = "-";
     if (p->remarks) snprintf(remark, sizeof remark, "%.3f", p->remark_ms);
     if (p->flips) snprintf(flip, sizeof flip, "%.3f", p->flip_ms);
-    printf("%-27s %6u %8.3f %8.3f %8.3f %9s %8s %8.3f %8.3f %9.3f %11.3f %6.3f%s\n",
-           kind_names[k], p->n, p->p50_ms, p->p99_ms, p->max_ms, remark, flip, p->mmu[0],
+    printf("%-27s %6u %8.3f %8.3f %8.3f %8.3f %9s %8s %8.3f %8.3f %9.3f %11.3f %6.3f%s\n",
+           kind_names[k], p->n, p->p50_ms, p->p99_ms, p->max_ms, p->max_stop_ms, remark, flip,
+           p->mmu[0],
            p->mmu[1], p->mmu[2], p->pause_mmu[1], MED(res[k], runs, mean_util),
            p->stalls_dropped ? " (stall records overflowed: MMU too high)" : "");
   }
@@ -556,10 +561,12 @@ int wl_pause(int argc, char **argv) {
                  "\"remark_ms\": %.3f, \"remark_pauses\": %u, \"flip_ms\": %.3f, "
                  "\"flip_pauses\": %u, \"mmu_1ms\": %.4f, \"mmu_10ms\": %.4f, "
                  "\"mmu_100ms\": %.4f, \"pause_mmu_1ms\": %.4f, \"pause_mmu_10ms\": %.4f, "
-                 "\"pause_mmu_100ms\": %.4f, \"mean_util\": %.4f, \"median_run_max_pause_ms\": %.3f",
+                 "\"pause_mmu_100ms\": %.4f, \"mean_util\": %.4f, \"median_run_max_pause_ms\": %.3f, "
+                 "\"max_stop_ms\": %.3f",
               p->n, p->p50_ms, p->p99_ms, p->remark_ms, p->remarks, p->flip_ms, p->flips,
               p->mmu[0], p->mmu[1], p->mmu[2], p->pause_mmu[0], p->pause_mmu[1],
-              p->pause_mmu[2], MED(rs, runs, mean_util), MED(rs, runs, max_pause_ms));
+              p->pause_mmu[2], MED(rs, runs, mean_util), MED(rs, runs, max_pause_ms),
+              p->max_stop_ms);
       if (k == K_STW)
         fprintf(f, ", \"build_gbps_per_thread\": %.3f", MED(rs, runs, stw_build_gbps));
       if (concurrent_kind(k))

@@ -217,6 +217,10 @@ struct fh_heap {
   /* Threads inside fh_gc_transient_bytes, which reads h->mc without a
    * lock: a compactor state is freed only once none is (mc_stats_retire). */
   _Atomic unsigned mc_watchers;
+  /* How long the last world_stop waited for the other threads to park
+   * (and critical sections to close): written by the thread holding
+   * gc_lock, taken (and cleared) by the next pause_record of that thread. */
+  uint64_t last_stop_ns;
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
@@ -390,7 +394,9 @@ void mc_stats_fill(fh_heap *h, fh_stats *s);
  * to stop) to end_ns (heap_now_ns): pause_hist, kind_*, recent_pauses,
  * pause_ns_total/max.  Every pause of every collector comes here: the
  * driver's (gc_account_pause) and any a collector stops the world for on
- * its own (a remark).  _locked: the caller holds stats_lock (as inside
+ * its own (a remark).  The record's stop_ns is the wait of the
+ * world_stop that began the pause (h->last_stop_ns, then cleared), so call
+ * it before stopping the world again.  _locked: the caller holds stats_lock (as inside
  * collect, which gc_run calls with it held); pause_record takes it. */
 void pause_record_locked(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns);
 void pause_record(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns);

@@ -22,8 +22,10 @@ void pause_record_locked(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint
   h->kind_pauses[k]++;
   h->kind_pause_ns_total[k] += ns;
   if (ns > h->kind_pause_ns_max[k]) h->kind_pause_ns_max[k] = ns;
+  uint64_t stop = h->last_stop_ns < ns ? h->last_stop_ns : ns;
+  h->last_stop_ns = 0; /* never charged to a later pause */
   h->recent_pauses[h->pauses % FH_PAUSE_RECENT] =
-      (fh_pause_record){.start_ns = start_ns, .ns = ns, .kind = k};
+      (fh_pause_record){.start_ns = start_ns, .ns = ns, .stop_ns = stop, .kind = k};
   h->pauses++;
 }
 

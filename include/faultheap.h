@@ -562,6 +562,7 @@ typedef enum fh_pause_kind {
 typedef struct fh_pause_record {
   uint64_t start_ns; /* CLOCK_MONOTONIC when the world began to stop */
   uint64_t ns;       /* its length: from then until the world resumed */
+  uint64_t stop_ns;  /* of ns: until every other thread had parked (time to safepoint) */
   uint32_t kind;     /* fh_pause_kind */
 } fh_pause_record;
 /* The last compacting cycle (mark_compact, concurrent_compact; zero until

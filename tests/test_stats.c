@@ -1,9 +1,11 @@
 /* Statistics and the dump: counters move the way the work did. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "heap/heap.h"
 #include "support_configs.h"
@@ -103,6 +105,7 @@ static void check_pauses(const fh_stats *s) {
     total += r->ns;
     if (r->ns > max) max = r->ns;
     assert_true(r->kind < FH_PAUSE_KINDS);
+    assert_true(r->stop_ns <= r->ns);
     if (i) assert_true(r->start_ns >= s->recent_pauses[i - 1].start_ns + s->recent_pauses[i - 1].ns);
   }
   assert_memory_equal(hist, s->pause_hist, sizeof hist);
@@ -220,6 +223,7 @@ static void test_pause_buckets(void **state) {
     want[cases[i].bucket]++;
     assert_int_equal(s.recent_pauses[i].ns, cases[i].ns);
     assert_int_equal(s.recent_pauses[i].kind, i % 2 ? FH_PAUSE_REMARK : FH_PAUSE_FLIP);
+    assert_int_equal(s.recent_pauses[i].stop_ns, 0); /* no world_stop began them */
   }
   assert_memory_equal(want, s.pause_hist, sizeof want);
   assert_int_equal(s.kind_pauses[FH_PAUSE_REMARK], n / 2);
@@ -293,7 +297,7 @@ static void test_last_cycle(void **state) {
 typedef struct watcher {
   fh_heap *h;
   _Atomic int stop;
-  uint64_t reads;
+  _Atomic uint64_t reads;
 } watcher;
 
 static void *watch(void *arg) {
@@ -301,7 +305,7 @@ static void *watch(void *arg) {
   while (!atomic_load(&w->stop)) {
     (void)fh_gc_transient_bytes(w->h);
     (void)fh_gc_phase_open(w->h);
-    w->reads++;
+    atomic_fetch_add(&w->reads, 1);
   }
   return NULL;
 }
@@ -325,6 +329,9 @@ static void test_watcher_across_state_changes(void **state) {
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, watch, &w), 0);
     for (int i = 0; i < 6; i++) {
+      /* the watcher reads between every two collections, however busy
+       * the machine */
+      for (uint64_t r0 = atomic_load(&w.reads); atomic_load(&w.reads) < r0 + 2;) sched_yield();
       fh_collect_kind k = i % 2 ? FH_COLLECT_SEMISPACE
                           : c   ? FH_COLLECT_CONCURRENT_COMPACT
                                 : FH_COLLECT_MARK_COMPACT;
@@ -342,6 +349,51 @@ static void test_watcher_across_state_changes(void **state) {
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
+}
+
+/* A thread that polls late makes the pause wait for it: the record's
+ * stop_ns (time to safepoint) shows it. */
+typedef struct late {
+  fh_heap *h;
+  _Atomic int go, done;
+} late;
+
+static void *late_poller(void *arg) {
+  late *l = arg;
+  fh_thread *t = fh_thread_attach(l->h);
+  atomic_store(&l->go, 1);
+  while (atomic_load(&l->go) != 2) fh_safepoint(t);
+  atomic_store(&l->go, 3); /* no poll from here until after the sleep */
+  struct timespec ts = {0, 30 * 1000000}; /* running, not polling */
+  nanosleep(&ts, NULL);
+  while (!atomic_load(&l->done)) fh_safepoint(t);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void test_pause_time_to_stop(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_sweep", "heap_max=16M", &ty, &t);
+  late l = {.h = h};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, late_poller, &l), 0);
+  while (atomic_load(&l.go) != 1) sched_yield();
+  atomic_store(&l.go, 2);
+  while (atomic_load(&l.go) != 3) sched_yield();
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  atomic_store(&l.done, 1);
+  fh_enter_blocking(t);
+  pthread_join(th, NULL);
+  fh_leave_blocking(t);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  check_pauses(&s);
+  assert_int_equal(s.pauses, 1);
+  assert_true(s.recent_pauses[0].stop_ns >= 15 * 1000000ull); /* of the 30 ms sleep */
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
 }
 
 /* ---- fh_mmu on synthetic stalls, with known answers ---- */
@@ -417,6 +469,7 @@ int main(void) {
       cmocka_unit_test(test_pause_buckets),
       cmocka_unit_test(test_last_cycle),
       cmocka_unit_test(test_watcher_across_state_changes),
+      cmocka_unit_test(test_pause_time_to_stop),
       cmocka_unit_test(test_mmu_known),
       cmocka_unit_test(test_mmu_bad_input),
   };
