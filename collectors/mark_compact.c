@@ -120,7 +120,7 @@ mc_state *mc_get(fh_heap *h) {
     return NULL;
   }
   /* Release: fhbench's memory sampler reads the state without the GC
-   * lock (mc_figures_marker_bytes), possibly just as it first appears. */
+   * lock (fh_gc_transient_bytes), possibly just as it first appears. */
   __atomic_store_n(&h->mc, m, __ATOMIC_RELEASE);
   return m;
 }
