@@ -262,6 +262,11 @@ void heap_init(const char *image) {
   if (image) {
     o.image_path = image;
     o.image_share = "memfd";
+    /* fhscheme reads images it wrote itself (--save-image): when this same
+     * binary wrote it and its CRC holds, the per-reference checks are
+     * skipped (heap creation 0.8 -> 0.6 ms); any other file is validated
+     * in full.  FHS_OPTIONS=image_trust=none validates every file. */
+    if (!o.image_trust) o.image_trust = "same_build";
     /* Tests: take the image's preferred base first, so it is relocated. */
     if (getenv("FHS_IMAGE_RELOCATE"))
       mmap((void *)0x200000000000ull, 4096, PROT_NONE,
