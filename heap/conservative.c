@@ -42,6 +42,26 @@ int conservative_stack_new(fh_heap *h, cons_stack **out) {
   return 0;
 }
 
+int fh_thread_set_stack(fh_thread *t, void *stack_base) {
+  volatile uintptr_t here = 0;
+  if (!t || !stack_base) {
+    fh_error_set("fh_thread_set_stack: %s is NULL", t ? "stack_base" : "thread");
+    return -1;
+  }
+  /* The caller's frame lies on the new stack, below its base. */
+  if ((uintptr_t)stack_base <= (uintptr_t)&here) {
+    fh_error_set("fh_thread_set_stack: base %p is not above the caller's stack pointer (%p)",
+                 stack_base, (void *)&here);
+    return -1;
+  }
+  if (!t->cons) return 0;
+  /* Only this thread writes its record, and no collection reads it while
+   * the thread runs (stacks are scanned with their threads stopped). */
+  t->cons->base = t->cons->live = (uintptr_t)stack_base;
+  t->cons->nsaved = 0;
+  return 0;
+}
+
 /* Copy the topmost CONS_WINDOW bytes of the stack, from this frame up: the
  * caller's frame, with the registers it spilled, lies inside. */
 RAW_STACK_READ static void save_window(cons_stack *c) {

@@ -257,6 +257,17 @@ FH_API uint32_t fh_register_type(fh_heap *h, const fh_type *t);
 FH_API fh_thread *fh_thread_attach(fh_heap *h);
 FH_API void fh_thread_detach(fh_thread *t);
 static inline void fh_safepoint(fh_thread *t);
+/* The calling thread t now runs on a stack of its own making (makecontext,
+ * a coroutine, a larger stack than the OS gave it) whose highest address
+ * (exclusive) is stack_base: with stack_roots=conservative the scan covers
+ * from the thread's stack pointer up to there instead of up to the OS
+ * thread's stack base, which no longer lies above it.  Called on t's own
+ * thread, attached and outside a blocking region, after the switch and
+ * before anything the old stack holds is needed as a root (the old stack is
+ * no longer scanned).  No effect with precise stacks.  0, or -1 +
+ * fh_last_error() (t or stack_base NULL, or stack_base below the caller's
+ * own frame). */
+FH_API int fh_thread_set_stack(fh_thread *t, void *stack_base);
 FH_API void fh_enter_blocking(fh_thread *t); /* won't touch the heap until leave */
 FH_API void fh_leave_blocking(fh_thread *t);
 /* The calling OS thread's attachment to h (what its fh_thread_attach(h)
