@@ -362,11 +362,13 @@ static struct own_job {
   fh_thread *t;
   test_types ty;
   void *top;
+  int attach_inside; /* fh_thread_attach_stack on the new stack */
   int ok;
 } own;
 
 static void own_stack_body(void) {
-  own.ok = fh_thread_set_stack(own.t, own.top) == 0;
+  if (own.attach_inside) own.ok = (own.t = fh_thread_attach_stack(own.h, own.top)) != NULL;
+  else own.ok = fh_thread_set_stack(own.t, own.top) == 0;
   tnode *head = NULL; /* on the new stack only: no root slot */
   for (uint64_t i = 0; i < 2000 && own.ok; i++) {
     tnode *n = test_node(own.t, &own.ty, i);
@@ -386,13 +388,14 @@ static void own_stack_body(void) {
 
 static int own_stack_child(void *arg) {
   own.collector = arg;
+  own.attach_inside = getenv("FH_TEST_ATTACH_INSIDE") != NULL;
   char spec[160];
   snprintf(spec, sizeof spec, "collector=%s,heap_max=64M,verify=1" CONS, own.collector);
   own.h = test_child_heap(spec);
   CHILD_CHECK(own.h != NULL);
   CHILD_CHECK(test_register_types(own.h, &own.ty));
-  own.t = fh_thread_attach(own.h);
-  CHILD_CHECK(own.t != NULL);
+  if (!own.attach_inside) own.t = fh_thread_attach(own.h);
+  CHILD_CHECK(own.attach_inside || own.t != NULL);
   char *stk = mmap(NULL, OWN_STACK_BYTES, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   CHILD_CHECK(stk != MAP_FAILED);
@@ -406,6 +409,7 @@ static int own_stack_child(void *arg) {
   CHILD_CHECK(own.ok);
   /* back on the OS stack: a base below the caller is refused */
   CHILD_CHECK(fh_thread_set_stack(own.t, stk) == -1);
+  CHILD_CHECK(fh_thread_attach_stack(own.h, stk) == NULL);
   fh_thread_detach(own.t);
   fh_heap_destroy(own.h);
   return 0;
@@ -421,6 +425,10 @@ static void own_stack(void **state) {
   test_assert_child_ok(test_run_forked(own_stack_child, "mark_compact", 60), "mark_compact");
   test_assert_child_ok(test_run_forked(own_stack_child, "semispace", 60), "semispace");
   test_assert_child_ok(test_run_forked(own_stack_child, "mark_sweep", 60), "mark_sweep");
+  setenv("FH_TEST_ATTACH_INSIDE", "1", 1); /* read by the forked children */
+  test_assert_child_ok(test_run_forked(own_stack_child, "mark_compact", 60), "attach_stack");
+  test_assert_child_ok(test_run_forked(own_stack_child, "semispace", 60), "attach_stack");
+  unsetenv("FH_TEST_ATTACH_INSIDE");
 }
 
 /* ---- the option ---- */

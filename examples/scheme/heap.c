@@ -99,7 +99,7 @@ void heap_attach_thread(void) {
   GC_register_my_thread(&sb);
 }
 void heap_detach_thread(void) { GC_unregister_my_thread(); }
-void heap_set_stack(void *base) { (void)base; } /* Boehm: the interpreter runs on a thread */
+void heap_attach_thread_stack(void *base) { (void)base; heap_attach_thread(); } /* unused */
 void heap_blocking(int enter) { (void)enter; }
 void heap_fini(void) {}
 /* Pauses: from stopping the world to restarting it (Boehm's collection
@@ -305,8 +305,9 @@ void heap_init(const char *image) {
     exit(2);
   }
 }
-void heap_attach_thread(void) {
-  T = fh_thread_attach(H);
+void heap_attach_thread(void) { heap_attach_thread_stack(NULL); }
+void heap_attach_thread_stack(void *base) {
+  T = fh_thread_attach_stack(H, base);
   if (!T) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);
@@ -315,12 +316,6 @@ void heap_attach_thread(void) {
   if (!once) {
     once = 1;
     fh_root_add(H, (void **)&symtab);
-  }
-}
-void heap_set_stack(void *base) {
-  if (fh_thread_set_stack(T, base) < 0) {
-    fprintf(stderr, "fhscheme: %s\n", fh_last_error());
-    exit(2);
   }
 }
 /* Around a wait that does not touch the heap (a lock, a join, a sleep):

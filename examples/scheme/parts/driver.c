@@ -242,7 +242,7 @@ static double t_main, t_heap, t_thread, t_state;
  * far larger than the main thread's 8 MiB (address space only until
  * touched).  It used to run on a second thread with a 1 GiB stack; the
  * main thread now switches to a 1 GiB stack of its own instead (ucontext),
- * and tells the heap where that stack ends (fh_thread_set_stack): no
+ * and tells the heap where that stack ends (fh_thread_attach_stack): no
  * thread to start, whose first run waited for a CPU (0.05 ms on an idle
  * machine, 1-5 ms on a busy one: half of an image boot's median).  Boehm
  * GC finds stacks by itself (a second thread there), and the sanitizers
@@ -263,8 +263,7 @@ static void *interp_stack_top; /* NULL: on a thread of its own */
 static void *interp_main(void *arg) {
   (void)arg;
   t_thread = now_ms();
-  heap_attach_thread();
-  if (interp_stack_top) heap_set_stack(interp_stack_top);
+  heap_attach_thread_stack(interp_stack_top); /* NULL: the thread's own */
   add_root(&cpool);
   add_root(&winders);
   add_root(&handlers);
