@@ -61,7 +61,8 @@ static int map_spaces_image(fh_heap *h, image_load *img);
 static int map_spaces(fh_heap *h) {
   if (!h->opt.image_path) return map_spaces_image(h, NULL);
   image_load img;
-  if (image_load_open(&img, h->opt.image_path) < 0) return -1;
+  int same_build = h->opt.image_trust && strcmp(h->opt.image_trust, "same_build") == 0;
+  if (image_load_open(&img, h->opt.image_path, same_build) < 0) return -1;
   int rc = map_spaces_image(h, &img);
   image_load_close(&img);
   return rc;
@@ -151,6 +152,12 @@ fh_heap *fh_heap_create(const fh_options *given) {
   if (h->opt.image_share && strcmp(h->opt.image_share, "none") != 0 &&
       strcmp(h->opt.image_share, "memfd") != 0) {
     fh_error_set("fh_heap_create: image_share=%s: expected none or memfd", h->opt.image_share);
+    goto fail_early;
+  }
+  if (h->opt.image_trust && strcmp(h->opt.image_trust, "none") != 0 &&
+      strcmp(h->opt.image_trust, "same_build") != 0) {
+    fh_error_set("fh_heap_create: image_trust=%s: expected none or same_build",
+                 h->opt.image_trust);
     goto fail_early;
   }
   h->opt.collector = resolve_collector(h->opt.collector);
