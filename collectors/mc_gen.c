@@ -59,10 +59,14 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
    * fh_prefork's) moved or emptied the space behind our boundaries. */
   int valid = g->valid && g->at == h->collections && g->old_end >= t->begin &&
               g->old_end <= g->mid_end && g->mid_end <= top && walk_ready(m) == 0;
-  if (!h->collections && walk_ready(m) == 0) { /* a fresh heap: all young */
+  /* A fresh heap: all young.  Not a fork child's (its count starts
+   * again at 0) nor a state rebuilt after a semi-space collection: full
+   * collections cleared cards that only old referents made clean. */
+  if (!h->collections && !g->seen && walk_ready(m) == 0) {
     g->old_end = g->mid_end = t->begin;
     valid = 1;
   }
+  g->seen = 1;
   gen_policy_in in = g->last;
   in.requested_young = h->gen.request_young;
   in.explicit_full = cause == GC_CAUSE_EXPLICIT && !h->gen.request_young;
@@ -73,6 +77,12 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.full_tp = g->full_tp;
   h->gen.choice = gen_policy_choose(&in);
   g->young = h->gen.choice.young;
+  /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
+   * driver after each collection; concurrent_compact's full cycles say
+   * how they compacted too). */
+  snprintf(g->how, sizeof g->how, "%s (%s)", g->young ? "young, slid in the pause" : "full",
+           gen_why_name(h->gen.choice.why));
+  h->gc_how = g->how;
   /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
    * driver after each collection; concurrent_compact's full cycles say
    * how they compacted instead). */
@@ -204,9 +214,12 @@ static void nm_card_objects(fh_heap *h, uintptr_t card, gen_update *u) {
   uintptr_t lo = card - FH_HEADER_BYTES < h->non_moving.space.begin ? h->non_moving.space.begin
                                                                       : card - FH_HEADER_BYTES;
   uintptr_t hi = card + FH_CARD_BYTES - FH_HEADER_BYTES;
+  /* The bitmap's 16-byte granule rounds lo down: an object starting 8
+   * bytes before the card belongs to the previous card's (its payload
+   * pointer lies there), and must not be forwarded twice. */
   for (uintptr_t p = bitmap_next_set(&h->non_moving.alloc_bits, lo, hi); p;
        p = bitmap_next_set(&h->non_moving.alloc_bits, p + 16, hi))
-    update_card_object(obj_from_start(p), u);
+    if (p + FH_HEADER_BYTES >= card) update_card_object(obj_from_start(p), u);
 }
 
 /* Each dirty card: update its objects, clear it unless one of them still
@@ -329,6 +342,7 @@ void mc_gen_end(mc_state *m) {
   if (g->young) {
     g->young_tp = blend(g->young_tp, tp);
     l->promoted_since_full += g->promoted;
+    h->bytes_promoted += g->promoted;
     h->bytes_promoted += g->promoted;
     l->young_collected = g->collected;
     l->young_freed = freed;

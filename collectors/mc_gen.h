@@ -52,6 +52,7 @@ typedef struct mc_gen {
    * a rebuilt compactor state make the next one full). */
   uint64_t at;
   int valid;
+  int seen; /* a collection ran on this state */
   uintptr_t *walk; /* per page of the space: an object start at or below it */
   size_t walk_bytes;
   /* this cycle */
