@@ -473,19 +473,11 @@ void mc_publish_holes(mc_state *m) {
   size_t n = mc_holes(m, NULL, 0);
   bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
   if (!hs) return; /* no reuse: harmless */
-  n = mc_holes(m, hs, n);
-  /* Generations: objects allocated into a hole below the young floor
-   * would be old at once (neither collected by young cycles nor found on
-   * a card walk point): such holes stay fillers. */
-  uintptr_t floor = mc_gen_young_floor(m);
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++)
-    if (hs[i].lo >= floor) hs[k++] = hs[i];
-  if (!k) {
-    free(hs);
-    return;
-  }
-  bump_space_set_holes(&m->h->bump[m->h->active], hs, k);
+  /* Generations (mc_gen.h): objects allocated into a hole below the old
+   * generation's end are old from birth, as large objects are: found on
+   * their cards like any old object (walks pass through the hole's
+   * objects by their headers), collected by full collections only. */
+  bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
 void mc_end_cycle(mc_state *m) {

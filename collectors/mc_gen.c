@@ -105,10 +105,6 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   return g->young;
 }
 
-uintptr_t mc_gen_young_floor(const mc_state *m) {
-  return m->gen.valid ? m->gen.old_end : m->t.begin;
-}
-
 /* ---- the old generation's objects on a card ---- */
 
 /* An object start at or below a (in the old generation). */

@@ -87,9 +87,6 @@ void mc_gen_full_cards(mc_state *m);
  * the tables still hold it: new boundaries, walk points, promoted objects'
  * cards, the policy's figures. */
 void mc_gen_end(mc_state *m);
-/* The young generation's start after the last collection (holes below it
- * are not handed out: objects allocated there would be old at once). */
-uintptr_t mc_gen_young_floor(const mc_state *m);
 /* verify=1: the invariant above; names the holder and aborts. */
 void mc_gen_verify(mc_state *m, const char *when);
 void mc_gen_destroy(mc_gen *g);
