@@ -271,7 +271,13 @@ void mc_prepare_unpaused(fh_heap *h) {
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
   mc_join_worker(m); /* it may still clear the last cycle's tables */
-  fwd_populate_chunks(&m->t, atomic_load(&h->bump[h->active].top));
+  /* Generations: a young cycle never reads the chunks below the old
+   * generation's end; a full one faults those in as it writes them. */
+  fwd_tables *t = &m->t;
+  uintptr_t floor = t->begin + align_down(m->gen.old_end - t->begin, (size_t)1 << FWD_CHUNK_SHIFT);
+  if (mc_gen_enabled(h) && m->gen.valid && m->gen.old_end > t->begin && t->chunks_populated < floor)
+    t->chunks_populated = floor;
+  fwd_populate_chunks(t, atomic_load(&h->bump[h->active].top));
 }
 
 int mc_prepare_forward(mc_state *m) {

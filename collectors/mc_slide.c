@@ -178,7 +178,10 @@ static unsigned update_inside(mc_state *m, unsigned threads) {
    * updated on its dirty cards only (mc_gen.c). */
   update_job j = {.m = m, .end = m->t.old_top};
   atomic_init(&j.next, m->t.lo);
-  size_t used = m->t.old_top - m->t.lo;
+  /* Helpers by the live bytes, whose slots are the work (the bitmap walk
+   * over the dead ones is cheap): a young cycle's 16 MiB of mostly dead
+   * young generation is not worth a thread's start and join. */
+  size_t used = m->t.live_bytes;
   gc_task helpers[MAX_UPDATE_HELPERS];
   unsigned nh = 0;
   while (nh + 1 < threads && nh < MAX_UPDATE_HELPERS && used > (nh + 1) * UPDATE_PER_HELPER &&
