@@ -355,7 +355,7 @@ void mc_gen_end(mc_state *m) {
 void mc_gen_verify(mc_state *m, const char *when) {
   fh_heap *h = m->h;
   mc_gen *g = &m->gen;
-  if (!mc_gen_enabled(h) || !g->valid) return;
+  if (!h->opt.verify || !mc_gen_enabled(h) || !g->valid) return;
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   gen_cards_verify_range(h, when, g->old_end, top, m->t.begin, g->old_end);
 }
