@@ -335,6 +335,7 @@ void mc_gen_end(mc_state *m) {
   double ms = (heap_now_ns() - g->t0) / 1e6;
   double tp = freed / (ms > 0.001 ? ms : 0.001);
   gen_policy_in *l = &g->last;
+  l->last_young = g->young;
   if (g->young) {
     g->young_tp = blend(g->young_tp, tp);
     l->promoted_since_full += g->promoted;

@@ -22,7 +22,8 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
     return (gen_choice){0, GEN_WHY_FREED_LITTLE};
   /* ART (heap.cc): the next collection stays young while young ones free
    * at least half as much per unit of time as full ones. */
-  if (in->young_tp > 0 && in->full_tp > 0 && in->young_tp * GEN_YOUNG_TP_ADJUST < in->full_tp)
+  if (in->last_young && in->young_tp > 0 && in->full_tp > 0 &&
+      in->young_tp * GEN_YOUNG_TP_ADJUST < in->full_tp)
     return (gen_choice){0, GEN_WHY_THROUGHPUT};
   return (gen_choice){1, GEN_WHY_YOUNG};
 }

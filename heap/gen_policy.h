@@ -54,8 +54,13 @@ typedef struct gen_policy_in {
   /* Generational mark-compact (collectors/mc_gen.h); 0 elsewhere. */
   int no_generations;         /* the generations are not known: full */
   double young_tp, full_tp;   /* bytes freed per ms of pause, running averages
-                                 (0: not measured yet).  As ART: young while
-                                 young_tp * GEN_YOUNG_TP_ADJUST >= full_tp */
+                                 (0: not measured yet).  As ART: after a young
+                                 collection (last_young), young again while
+                                 young_tp * GEN_YOUNG_TP_ADJUST >= full_tp;
+                                 after a full one, young (so a young
+                                 collection that did badly once is tried
+                                 again after the next full one) */
+  int last_young;
 } gen_policy_in;
 #define GEN_YOUNG_TP_ADJUST 0.5
 

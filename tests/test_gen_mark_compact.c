@@ -360,10 +360,13 @@ static void test_option_off(void **st) {
 static void test_policy_throughput(void **st) {
   (void)st;
   /* Young while young throughput x 0.5 >= full throughput (ART). */
-  gen_policy_in in = {.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 200};
+  gen_policy_in in = {.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 200, .last_young = 1};
   assert_true(gen_policy_choose(&in).young);
   in.full_tp = 201;
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  in.last_young = 0; /* after a full one: young again (as ART) */
+  assert_true(gen_policy_choose(&in).young);
+  in.last_young = 1;
   in.requested_young = 1;
   assert_true(gen_policy_choose(&in).young);
   in.no_generations = 1; /* cannot be young */
