@@ -738,11 +738,20 @@ int mc_concurrent_flip(mc_state *m) {
 }
 
 static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self, (void)cause;
+  (void)self;
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* before any page of the space moves */
+  /* Young collections (mc_gen.h) slide in the pause: they move the young
+   * survivors only, a few MiB at most between collections, less than a
+   * flip's fixed cost. */
+  int young = mc_gen_begin(m, cause);
   if (mc_prepare_forward(m) < 0) return -1;
+  if (young) {
+    mc_slide_cycle(m, "young collection (generations), slid in the pause");
+    mc_gen_verify(m, "after young collection");
+    return 0;
+  }
   /* Per cycle (mc_policy.h): little to move slides in the pause, for less
    * than a flip's fixed cost. */
   const fwd_tables *t = &m->t;
@@ -758,12 +767,18 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   h->gc_how = no_room         ? "slid in the pause (no room under heap_max for a flip)"
               : m->chose_slide ? "slid in the pause (little to move)"
                                : "flipped (concurrent build)";
+  if (mc_gen_enabled(h)) { /* and why it was a full one */
+    snprintf(m->gen.how, sizeof m->gen.how, "full (%s), %s", gen_why_name(h->gen.choice.why),
+             h->gc_how);
+    h->gc_how = m->gen.how;
+  }
   if (m->chose_slide) {
     mc_slide_cycle(m, no_room ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
                               : "stop-the-world slide, chosen (little to move)");
     return 0;
   }
   if (mc_prepare_move(m) < 0) return -1;
+  mc_gen_end(m); /* full: every survivor is old */
   m->build_cycles++;
   h->compact_builds++;
   if (mc_concurrent_flip(m) == 0) return 0;

@@ -13,6 +13,7 @@
 int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   memset(t, 0, sizeof *t);
   t->begin = begin;
+  t->lo = t->ylo = begin;
   t->capacity = capacity;
   t->old_top = begin;
   t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
@@ -53,11 +54,21 @@ void fwd_destroy(fwd_tables *t) {
 }
 
 void fwd_prepare_marking(fwd_tables *t) {
+  /* From the floor's page of bitmap words (fwd_set_floor may follow). */
+  size_t from = align_down(((t->lo - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
+  if (from >= bytes) return;
   /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
-  sys_madvise((void *)t->mark.words, bytes, MADV_POPULATE_WRITE);
-  sys_madvise((void *)t->live.words, bytes, MADV_POPULATE_WRITE);
+  sys_madvise((char *)t->mark.words + from, bytes - from, MADV_POPULATE_WRITE);
+  sys_madvise((char *)t->live.words + from, bytes - from, MADV_POPULATE_WRITE);
+}
+
+void fwd_set_floor(fwd_tables *t, uintptr_t ylo) {
+  if (ylo < t->begin || ylo > t->old_top) ylo = t->begin;
+  t->ylo = ylo;
+  t->lo = t->begin + align_down(ylo - t->begin, (size_t)1 << FWD_CHUNK_SHIFT);
+  if (ylo > t->lo) fwd_mark_live_in(t, &t->live, t->lo, ylo - t->lo);
 }
 
 unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
@@ -167,11 +178,12 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
 }
 
 void fwd_reset(fwd_tables *t) {
-  if (t->old_top > t->begin) {
-    bitmap_clear_range(&t->mark, t->begin, t->old_top);
-    bitmap_clear_range(&t->live, t->begin, t->old_top);
+  if (t->old_top > t->lo) {
+    /* Nothing is set below the floor (a young cycle's old generation). */
+    bitmap_clear_range(&t->mark, t->lo, t->old_top);
+    bitmap_clear_range(&t->live, t->lo, t->old_top);
     if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
-      bitmap_clear_range(&t->grows, t->begin, t->old_top);
+      bitmap_clear_range(&t->grows, t->lo, t->old_top);
     fwd_release_markers(t); /* any a helper left (none, normally) */
   }
   /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
@@ -190,6 +202,8 @@ void fwd_reset(fwd_tables *t) {
   t->ngrows = 0;
   atomic_store_explicit(&t->grows_marked, 0, memory_order_relaxed);
   t->old_top = t->begin;
+  t->lo = t->ylo = t->begin;
+  t->young = 0;
   t->live_bytes = 0;
   t->new_top = t->begin;
   t->npages = 0;
@@ -288,10 +302,13 @@ static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
  * header (a cache miss per page) is read. */
 static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t, size_t nchunks,
                                                                   int hw) {
-  uintptr_t obj = 0, prev = t->begin;
-  size_t acc = 0, page = 0, r = 0;
+  /* From the floor (a young cycle: fwd_set_floor): chunks below it are
+   * never read, and its first page boundary is the first at or above it
+   * (an old object covers any before). */
+  uintptr_t obj = 0, prev = t->lo;
+  size_t acc = t->lo - t->begin, page = align_up(acc, FWD_PAGE) / FWD_PAGE, r = 0;
   size_t jump = t->nranges ? (t->ranges[0].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
-  for (size_t c = 0; c < nchunks; c++) {
+  for (size_t c = acc >> FWD_CHUNK_SHIFT; c < nchunks; c++) {
     if (__builtin_expect(c == jump, 0)) {
       /* A pinned range starts here: it forwards to itself, and the
        * destination bytes the objects below it left are a gap
@@ -357,15 +374,16 @@ void fwd_compute(fwd_tables *t) {
   t->new_top = t->begin + acc;
   size_t gaps = 0;
   for (size_t r = 0; r < t->nranges; r++) gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
-  t->live_bytes = acc - gaps - t->range_fill_bytes;
+  /* Of the collected part [ylo, old_top) only. */
+  t->live_bytes = acc - (t->ylo - t->begin) - gaps - t->range_fill_bytes;
   /* The dense prefix: full chunks, then the ones of the first partial one,
    * up to the first grower (it and everything after it move). */
-  size_t c = 0;
+  size_t c = (t->lo - t->begin) >> FWD_CHUNK_SHIFT;
   while (c < nchunks && live_word(t, c) == ~(uint64_t)0) c++;
   size_t dense = c * ((size_t)1 << FWD_CHUNK_SHIFT);
   if (c < nchunks) dense += FWD_WORD * (size_t)__builtin_ctzll(~live_word(t, c));
   if (t->ngrows) {
-    uintptr_t g = bitmap_next_set(&t->grows, t->begin, t->old_top);
+    uintptr_t g = bitmap_next_set(&t->grows, t->lo, t->old_top);
     if (g && g - t->begin < dense) dense = g - t->begin;
     mark_slow_pages(t);
   }
@@ -380,16 +398,17 @@ static size_t obj_bytes_at(uintptr_t start) { return obj_bytes(*(const uint64_t 
 /* The end of the live object holding word a, or 0 when a is not live. */
 static uintptr_t live_end_at(const fwd_tables *t, uintptr_t a) {
   if (!bitmap_test(&t->live, a)) return 0;
-  uintptr_t s = last_mark(t, t->begin, a); /* within the object itself */
+  uintptr_t s = last_mark(t, t->lo, a); /* within the object itself */
   return s ? s + obj_bytes_at(s) : 0;
 }
 
 /* Widen [*lo, *hi) to chunks until no live object straddles either end. */
 static void widen_down(const fwd_tables *t, uintptr_t *lo) {
-  while (*lo > t->begin) {
+  /* Never below the floor (the old words there do not move anyway). */
+  while (*lo > t->lo) {
     uintptr_t e = live_end_at(t, *lo - FWD_WORD);
     if (e <= *lo) return;
-    *lo = t->begin + align_down(last_mark(t, t->begin, *lo - FWD_WORD) - t->begin, FWD_RANGE_ALIGN);
+    *lo = t->begin + align_down(last_mark(t, t->lo, *lo - FWD_WORD) - t->begin, FWD_RANGE_ALIGN);
   }
 }
 static void widen_up(const fwd_tables *t, uintptr_t *hi) {
@@ -418,7 +437,7 @@ static size_t bits_in(const fh_bitmap *b, const fwd_tables *t, uintptr_t lo, uin
 static size_t fit_segment(fwd_tables *t, size_t k) {
   fwd_range *r = t->ranges;
   for (;;) {
-    uintptr_t seg = k ? r[k - 1].hi : t->begin;
+    uintptr_t seg = k ? r[k - 1].hi : t->lo;
     if (r[k].lo <= seg) { /* nothing slides here any more: merge */
       if (k) {
         if (r[k].hi > r[k - 1].hi) r[k - 1].hi = r[k].hi;
@@ -445,7 +464,7 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   t->nranges = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
   size_t i = 0, k = 0;
-  while (i < n && pins[i] < t->begin) i++;
+  while (i < n && pins[i] < t->ylo) i++; /* old objects never move */
   for (size_t j = i; j < n && pins[j] < t->old_top; j++) k++;
   if (!k) return 0;
   if (k > t->ranges_cap) {
@@ -481,7 +500,9 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
     for (size_t r = 0; r < t->nranges; r++) r = fit_segment(t, r);
   /* In place: fillers over the dead words, every word live, no growth. */
   for (size_t r = 0; r < t->nranges; r++) {
-    uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi, cur = lo;
+    /* Words of the old generation below ylo (a young cycle) are live
+     * already and must not be taken for dead ones. */
+    uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi, cur = lo < t->ylo ? t->ylo : lo;
     for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;
          a = bitmap_next_set(&t->mark, cur, hi)) {
       if (a > cur) put_filler(t, cur, a);

@@ -86,7 +86,15 @@ typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
   slot_tags tags;      /* how slots hold references (heap/slot.h) */
   size_t capacity;     /* moving space bytes */
-  uintptr_t old_top;   /* marked objects lie in [begin, old_top) */
+  uintptr_t old_top;   /* marked objects lie in [ylo, old_top) */
+  /* Generational mark-compact (mc_gen.h): a young collection neither
+   * marks nor moves the old generation [begin, ylo).  ylo is an object
+   * boundary; lo is ylo rounded down to a chunk, the floor of the tables
+   * (chunks below it are never read); the old words [lo, ylo) count as
+   * live (fwd_set_floor), so they forward to themselves.  Both are begin
+   * for a whole-space collection. */
+  uintptr_t lo, ylo;
+  int young; /* this cycle is a young collection (mc_gen.h) */
   fh_bitmap mark;      /* object starts, granule 8 */
   fh_bitmap live;      /* live words, granule 8; word c covers chunk c */
   fh_bitmap grows;     /* starts of live HASHED objects (gain a hash word) */
@@ -138,6 +146,11 @@ void fwd_destroy(fwd_tables *t);
 /* Zero everything the last cycle wrote (bitmaps and tables up to old_top),
  * handing whole pages back to the system. */
 void fwd_reset(fwd_tables *t);
+
+/* Before marking: collect only [ylo, old_top) (a young collection; ylo
+ * = begin for a whole-space one): sets lo and ylo, and the live bits of
+ * the old words [lo, ylo).  After fwd_prepare_marking. */
+void fwd_set_floor(fwd_tables *t, uintptr_t ylo);
 
 /* Before marking objects below t->old_top: fault in the bitmap words that
  * cover them with one call per bitmap instead of a fault per page (about
@@ -322,7 +335,7 @@ static inline int fwd_page_slow(const fwd_tables *t, size_t p) {
  * is returned as is. */
 static inline void *fwd_ref(const fwd_tables *t, void *p) {
   uintptr_t a = (uintptr_t)p;
-  if (a - (t->begin + FWD_WORD) < t->old_top - t->begin)
+  if (a - (t->lo + FWD_WORD) < t->old_top - t->lo)
     return (void *)(fwd_start(t, a - FWD_WORD) + FWD_WORD);
   return p;
 }

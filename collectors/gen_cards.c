@@ -64,12 +64,16 @@ static uintptr_t los_end(fh_heap *h) {
   return atomic_load_explicit(&h->los.frontier, memory_order_acquire);
 }
 
-void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *ctx) {
-  visit_old v = {fn, ctx};
-  each_dirty(h, h->non_moving.space.begin, nm_end(h), visit_card, &v);
+void gen_cards_visit_large(fh_heap *h, fh_object_fn large, void *ctx) {
   if (!h->los.space.ops || los_end(h) == h->los.space.begin) return;
   visit_old l = {large, ctx};
   each_dirty(h, h->los.space.begin, los_end(h), visit_large_card, &l);
+}
+
+void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *ctx) {
+  visit_old v = {fn, ctx};
+  each_dirty(h, h->non_moving.space.begin, nm_end(h), visit_card, &v);
+  gen_cards_visit_large(h, large, ctx);
 }
 
 typedef struct young_refs {
@@ -126,7 +130,7 @@ void gen_cards_redirty_large(fh_heap *h) {
 typedef struct rs_check {
   fh_heap *h;
   const char *when;
-  const bump_space *young;
+  uintptr_t young_lo, young_hi;
   const void *holder;
 } rs_check;
 
@@ -134,8 +138,7 @@ static void check_slot(void **slot, void *ctx) {
   rs_check *c = ctx;
   void *p = slot_object(c->h->tags, *slot);
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
-  if (!p || a - c->young->space.begin >= atomic_load(&c->young->top) - c->young->space.begin)
-    return;
+  if (!p || a - c->young_lo >= c->young_hi - c->young_lo) return;
   if (*card_for(c->h, (uintptr_t)c->holder)) return;
   uint64_t hd = *obj_header(c->holder);
   const fh_type_info *ti = types_get(&c->h->types, hdr_type(hd));
@@ -158,10 +161,23 @@ static void check_object(void *obj, void *ctx) {
   types_visit_refs(ti, obj, hdr_payload(hd), check_slot, c);
 }
 
-void gen_cards_verify(fh_heap *h, const char *when) {
-  rs_check c = {h, when, &h->bump[h->active], NULL};
+void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
+                            uintptr_t old_lo, uintptr_t old_hi) {
+  rs_check c = {h, when, young_lo, young_hi, NULL};
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned n = heap_spaces(h, spaces);
   for (unsigned i = 0; i < n; i++)
     if (spaces[i]->kind != SPACE_BUMP) spaces[i]->ops->walk(spaces[i], check_object, &c);
+  /* The old generation of a bump space: walked by headers. */
+  for (uintptr_t s = old_lo; s < old_hi;) {
+    uint64_t hd = *(const uint64_t *)s;
+    if (!obj_bytes(hd)) break; /* heap_verify reports a broken header */
+    if (hdr_type(hd) != FH_FILLER_TYPE) check_object(obj_from_start(s), &c);
+    s += obj_bytes(hd);
+  }
+}
+
+void gen_cards_verify(fh_heap *h, const char *when) {
+  const bump_space *b = &h->bump[h->active];
+  gen_cards_verify_range(h, when, b->space.begin, atomic_load(&b->top), 0, 0);
 }

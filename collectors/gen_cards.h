@@ -18,6 +18,8 @@
  * pointer lies on a dirty card; large(fn, ctx) for every large object
  * whose card is dirty. */
 void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *ctx);
+/* The large part of it alone. */
+void gen_cards_visit_large(fh_heap *h, fh_object_fn large, void *ctx);
 /* World stopped, after a collection (the new active space is the young
  * one): clear the non-moving space's dirty cards on which no object holds
  * a reference into the active bump space. */
@@ -31,5 +33,10 @@ void gen_cards_redirty_large(fh_heap *h);
 /* verify=1: check the invariant above over every space but the bump
  * spaces; on a violation print the holder (address, type, slot) and abort. */
 void gen_cards_verify(fh_heap *h, const char *when);
+/* The same for a young range [young_lo, young_hi) of the moving space
+ * (generational mark-compact, mc_gen.h), the old generation's objects in
+ * [old_lo, old_hi) (walked by headers) checked with the other spaces. */
+void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
+                            uintptr_t old_lo, uintptr_t old_hi);
 
 #endif

@@ -38,6 +38,7 @@ void mc_state_destroy(mc_state *m) {
   mc_join_worker(m);
   if (m->uffd) fh_uffd_destroy(m->uffd);
   fwd_destroy(&m->t);
+  mc_gen_destroy(&m->gen);
   ledger_destroy(&m->ledger);
   if (m->shadow) fh_uffd_unreserve((void *)m->shadow, m->t.capacity);
   if (m->page_state) sys_munmap((void *)m->page_state, m->state_map_bytes);
@@ -252,8 +253,10 @@ static void record_growers(fh_heap *h, const fwd_tables *t) {
  * object.  The bits of the old layout go first. */
 static void set_walk_points(bump_space *b, const fwd_tables *t) {
   if (!b->starts.words) return;
-  bump_space_clear_starts(b, t->begin, t->begin + align_up(t->old_top - t->begin, FWD_PAGE));
-  for (size_t p = 0; p < t->npages; p++)
+  /* A young cycle lays out pages from ylo's on; walks reach objects
+   * between ylo and the next page from the old generation's points. */
+  bump_space_clear_starts(b, t->ylo, t->begin + align_up(t->old_top - t->begin, FWD_PAGE));
+  for (size_t p = align_up(t->ylo - t->begin, FWD_PAGE) / FWD_PAGE; p < t->npages; p++)
     if (t->page_first[p]) bump_space_note_start(b, fwd_start(t, t->page_first[p]));
   /* A gap is one filler: walks from its start pass over its blank pages. */
   for (size_t r = 0; r < t->nranges; r++) {
@@ -268,7 +271,13 @@ void mc_prepare_unpaused(fh_heap *h) {
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
   mc_join_worker(m); /* it may still clear the last cycle's tables */
-  fwd_populate_chunks(&m->t, atomic_load(&h->bump[h->active].top));
+  /* Generations: a young cycle never reads the chunks below the old
+   * generation's end; a full one faults those in as it writes them. */
+  fwd_tables *t = &m->t;
+  uintptr_t floor = t->begin + align_down(m->gen.old_end - t->begin, (size_t)1 << FWD_CHUNK_SHIFT);
+  if (mc_gen_enabled(h) && m->gen.valid && m->gen.old_end > t->begin && t->chunks_populated < floor)
+    t->chunks_populated = floor;
+  fwd_populate_chunks(t, atomic_load(&h->bump[h->active].top));
 }
 
 int mc_prepare_forward(mc_state *m) {
@@ -285,7 +294,12 @@ int mc_prepare_forward(mc_state *m) {
   atomic_store(&m->remap_pages, 0);
   atomic_store(&m->install_stuck, 0);
   uint64_t t0 = heap_now_ns();
+  /* A young cycle collects above the old generation only (mc_gen.h). */
+  t->young = m->gen.young;
+  t->lo = t->begin + align_down((t->young ? m->gen.old_end : t->begin) - t->begin,
+                                (size_t)1 << FWD_CHUNK_SHIFT);
   fwd_prepare_marking(t);
+  fwd_set_floor(t, t->young ? m->gen.old_end : t->begin);
   mc_mark_crew *crew;
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
    * while the space is still in place: their ranges' dead words become
@@ -299,7 +313,8 @@ int mc_prepare_forward(mc_state *m) {
     los_clear_marks(&h->los);
     return -1;
   }
-  m->nm_freed = heap_sweep_nonmoving(h);
+  /* Young: the non-moving and large objects are old, not marked. */
+  m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
   uint64_t t1 = heap_now_ns();
   fwd_compute(t);
   if (t->ngrows) record_growers(h, t);
@@ -320,14 +335,21 @@ int mc_prepare_forward(mc_state *m) {
 void mc_account(mc_state *m) {
   fh_heap *h = m->h;
   size_t live = m->t.live_bytes, nm_used = heap_nonmoving_used(h);
+  /* A young cycle collected [ylo, old_top); the old generation below
+   * stays, live by assumption. */
+  size_t old = m->t.ylo - m->t.begin, collected = m->old_used - old;
   h->bytes_moved += live;
-  h->bytes_freed += (m->old_used - live) + m->nm_freed;
-  heap_set_trigger(h, live + nm_used);
+  h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
+  heap_set_trigger(h, old + live + nm_used);
 }
 
 void mc_update_outside(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
+  if (t->young) {
+    mc_gen_update_outside(m);
+    return;
+  }
   roots_visit(h, update_slot, t);
   weak_roots_visit(h, update_slot, t);
   fh_space *spaces[HEAP_MAX_SPACES];
@@ -342,6 +364,7 @@ void mc_update_outside(mc_state *m) {
       spaces[i]->ops->walk(spaces[i], update_object, m);
   /* Cards of the moving space describe old addresses: forget them. */
   if (t->old_top > t->begin) cards_clear_range(h, t->begin, t->old_top);
+  mc_gen_full_cards(m); /* generations: nothing is young after a full cycle */
 }
 
 int mc_prepare_move(mc_state *m) {
@@ -456,6 +479,10 @@ void mc_publish_holes(mc_state *m) {
   size_t n = mc_holes(m, NULL, 0);
   bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
   if (!hs) return; /* no reuse: harmless */
+  /* Generations (mc_gen.h): objects allocated into a hole below the old
+   * generation's end are old from birth, as large objects are: found on
+   * their cards like any old object (walks pass through the hole's
+   * objects by their headers), collected by full collections only. */
   bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
@@ -665,6 +692,7 @@ void mc_slide_cycle(mc_state *m, const char *note) {
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
   mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_ns, m->slide_move_bytes, m->build_ns);
+  mc_gen_end(m); /* new generation boundaries, while the tables hold them */
   mc_publish_top(m);
   mc_poison_last_page(m);
   mc_publish_holes(m);
@@ -687,16 +715,18 @@ void mc_slide_cycle(mc_state *m, const char *note) {
     mc_end_cycle(m);
 }
 
-static int stw_compact(fh_heap *h, const char *note) {
+static int stw_compact(fh_heap *h, const char *note, gc_cause cause) {
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
+  int young = mc_gen_begin(m, cause);
   if (mc_prepare_forward(m) < 0) return -1;
-  mc_slide_cycle(m, note);
+  mc_slide_cycle(m, young ? "young collection (generations), slid in place" : note);
+  if (young) mc_gen_verify(m, "after young collection");
   return 0;
 }
 
-int mc_collect_stw(fh_heap *h, const char *note) { return stw_compact(h, note); }
+int mc_collect_stw(fh_heap *h, const char *note) { return stw_compact(h, note, GC_CAUSE_EXPLICIT); }
 
 void mc_heap_destroy(fh_heap *h) {
   mc_state_destroy(h->mc);
@@ -704,8 +734,8 @@ void mc_heap_destroy(fh_heap *h) {
 }
 
 static int mark_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self, (void)cause;
-  return stw_compact(h, "stop-the-world mark-compact, slid in place");
+  (void)self;
+  return stw_compact(h, "stop-the-world mark-compact, slid in place", cause);
 }
 
 const fh_collector_ops mark_compact_collector = {"mark_compact", mark_compact_collect,

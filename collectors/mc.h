@@ -18,6 +18,7 @@
  *   from_ledger.c        which from-space pages are still read: each goes
  *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
+ *   mc_gen.c             generations: young collections (mc_gen.h)
  *
  * The moving space is h->bump[h->active].  For a build, its old pages are moved with
  * mremap(MREMAP_DONTUNMAP) into a "from-space" shadow reservation of the
@@ -33,6 +34,7 @@
 #include "collectors/collector.h"
 #include "collectors/forwarding.h"
 #include "collectors/from_ledger.h"
+#include "collectors/mc_gen.h"
 #include "collectors/mc_policy.h"
 #include "uffd/uffd.h"
 
@@ -151,6 +153,7 @@ typedef struct mc_state {
   bump_hole pf_holes[MC_PREFAULT_HOLES];
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
+  mc_gen gen; /* generations (mc_gen.h) */
 } mc_state;
 
 /* The heap's compactor state, created on first use.  NULL + error. */
@@ -163,6 +166,7 @@ mc_state *mc_get(fh_heap *h);
  * ranges' fillers); then either mc_prepare_move (pages aside, for a
  * build) or mc_slide_all (in place). */
 int mc_prepare(mc_state *m);
+/* A young cycle (mc_gen.h) when mc_gen_begin chose one before. */
 int mc_prepare_forward(mc_state *m);
 int mc_prepare_move(mc_state *m);
 /* The cycle's figures into the heap (bytes moved and freed, the trigger). */

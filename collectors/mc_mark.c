@@ -123,12 +123,16 @@ static inline void mark_ref(marker *m, void *v) {
   if (!p) return;
   uintptr_t a = (uintptr_t)p;
   fwd_tables *t = m->t;
-  if (a - t->begin - FH_HEADER_BYTES < t->old_top - t->begin) {
+  if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) {
     /* Only the start bit here: the header (size, live words, type) is read
      * when the object is scanned, after drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
     push(m, p);
     trace_weak_reached(m->weak, p);
+  } else if (t->young) {
+    /* A young collection: everything else is old, live by assumption
+     * (mc_gen.h); old objects that refer into the young part are found
+     * by their dirty cards. */
   } else if (space_contains(&m->h->non_moving.space, p) ? !non_moving_space_mark(&m->h->non_moving, p)
              : los_contains(&m->h->los, p) && !los_mark(&m->h->los, p)) {
     /* A non-moving or large object reached for the first time; a quiet
@@ -153,8 +157,9 @@ static void found_ephemeron(marker *m, void *eph) {
   void *key = e->key;
   if (!key) return; /* cleared */
   uintptr_t k = (uintptr_t)key;
-  int reached = k - m->t->begin - FH_HEADER_BYTES < m->t->old_top - m->t->begin
+  int reached = k - m->t->ylo - FH_HEADER_BYTES < m->t->old_top - m->t->ylo
                     ? !claim_would_set(m, k - FH_HEADER_BYTES)
+                : m->t->young ? 1
                 : space_contains(&m->h->non_moving.space, key)
                     ? bitmap_test(&m->h->non_moving.mark_bits, obj_start(key))
                     : !los_contains(&m->h->los, key) || los_is_marked(&m->h->los, key);
@@ -174,7 +179,7 @@ static void scan(marker *m, void *obj) {
   uint64_t hd = *obj_header(obj);
   fwd_tables *t = m->t;
   uintptr_t start = obj_start(obj);
-  if (start - t->begin < t->old_top - t->begin)
+  if (start - t->ylo < t->old_top - t->ylo)
     fwd_mark_scanned(t, m->own_live, start, hd); /* with a hashed object's growth */
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
@@ -355,11 +360,12 @@ static void recover(marker *m) {
   while (m->overflowed) {
     m->overflowed = 0;
     fwd_tables *t = m->t;
-    for (uintptr_t s = bitmap_next_set(&t->mark, t->begin, t->old_top); s;
+    for (uintptr_t s = bitmap_next_set(&t->mark, t->ylo, t->old_top); s;
          s = bitmap_next_set(&t->mark, s + FWD_WORD, t->old_top)) {
       scan(m, obj_from_start(s));
       drain(m);
     }
+    if (t->young) continue; /* nothing else is marked */
     m->h->non_moving.space.ops->walk(&m->h->non_moving.space, scan_if_marked_nm, m);
     drain(m);
     los_walk_marked(&m->h->los, rescan_large, m);
@@ -370,7 +376,8 @@ static void recover(marker *m) {
 static int mc_is_live(void *ctx, const void *obj) {
   marker *m = ctx;
   uintptr_t s = obj_start(obj);
-  if (s - m->t->begin < m->t->old_top - m->t->begin) return bitmap_test(&m->t->mark, s);
+  if (s - m->t->ylo < m->t->old_top - m->t->ylo) return bitmap_test(&m->t->mark, s);
+  if (m->t->young) return 1; /* old: live by assumption */
   if (space_contains(&m->h->non_moving.space, obj))
     return bitmap_test(&m->h->non_moving.mark_bits, s);
   if (los_contains(&m->h->los, obj)) return los_is_marked(&m->h->los, obj);
@@ -386,7 +393,7 @@ static int mc_drain(void *ctx) {
 static void mc_prefetch(void *ctx, const void *obj) {
   marker *m = ctx;
   uintptr_t s = obj_start(obj);
-  if (s - m->t->begin < m->t->old_top - m->t->begin)
+  if (s - m->t->ylo < m->t->old_top - m->t->ylo)
     __builtin_prefetch(&m->t->mark.words[bitmap_index(&m->t->mark, s) >> 6]);
 }
 
@@ -444,7 +451,7 @@ static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
   unsigned n = h->opt.gc_threads;
   const char *e = getenv("FH_MC_MARK_THREADS");
   if (e && *e) n = (unsigned)strtoul(e, NULL, 10);
-  else if (t->old_top - t->begin < PARALLEL_MARK_MIN_BYTES) n = 1;
+  else if (t->old_top - t->ylo < PARALLEL_MARK_MIN_BYTES) n = 1;
   if (n < 1) n = 1;
   return n > FWD_MAX_MARKERS ? FWD_MAX_MARKERS : n;
 }
@@ -530,6 +537,8 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   trace_weak_init(&weak, h, &mc_trace_ops, &m);
   m.weak = &weak;
   roots_visit(h, mark_slot, &m);
+  /* A young collection: the old objects on dirty cards are roots too. */
+  if (t->young) mc_gen_visit_old(h, scan_object_cb, &m);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned ns = heap_spaces(h, spaces);
   for (unsigned i = 0; i < ns; i++)

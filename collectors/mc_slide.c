@@ -85,7 +85,7 @@ static inline __attribute__((always_inline)) void ring_fix(const fwd_tables *t, 
 static inline __attribute__((always_inline)) void ring_push(update_ring *r, void **slot, int hw) {
   const fwd_tables *t = r->t;
   uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
-  if (a - t->begin - FWD_WORD >= t->old_top - t->begin) return; /* not into the old space */
+  if (a - t->lo - FWD_WORD >= t->old_top - t->lo) return; /* not into the old space */
   __builtin_prefetch(&t->chunks[(a - FWD_WORD - t->begin) >> FWD_CHUNK_SHIFT]);
   if (r->n < UPDATE_RING) {
     r->slot[(r->head + r->n++) % UPDATE_RING] = slot;
@@ -174,9 +174,14 @@ static void *update_main(void *arg) {
 /* A piece owns the objects that start in it, so the pieces split no
  * object between two threads. */
 static unsigned update_inside(mc_state *m, unsigned threads) {
+  /* From the floor: a young cycle's old generation (below ylo) is
+   * updated on its dirty cards only (mc_gen.c). */
   update_job j = {.m = m, .end = m->t.old_top};
-  atomic_init(&j.next, m->t.begin);
-  size_t used = m->t.old_top - m->t.begin;
+  atomic_init(&j.next, m->t.lo);
+  /* Helpers by the live bytes, whose slots are the work (the bitmap walk
+   * over the dead ones is cheap): a young cycle's 16 MiB of mostly dead
+   * young generation is not worth a thread's start and join. */
+  size_t used = m->t.live_bytes;
   gc_task helpers[MAX_UPDATE_HELPERS];
   unsigned nh = 0;
   while (nh + 1 < threads && nh < MAX_UPDATE_HELPERS && used > (nh + 1) * UPDATE_PER_HELPER &&
@@ -288,7 +293,7 @@ void mc_slide_all(mc_state *m, unsigned threads) {
   m->slide_update_ns = t1 - tu;
   size_t dense = t->dense_pages * FWD_PAGE, span = t->new_top - t->begin;
   m->slide_move_bytes = span > dense ? span - dense : 0;
-  uintptr_t lo = t->begin;
+  uintptr_t lo = t->lo; /* old words between lo and ylo forward to themselves */
   for (size_t r = 0; r < t->nranges; r++) {
     slide_segment(t, lo, t->ranges[r].lo);
     lo = t->ranges[r].hi; /* a range stays where it is */

@@ -35,6 +35,12 @@ void mc_dump(fh_heap *h, FILE *out) {
             m->chose_slide ? "slide in the pause" : "flip", m->choice_est_ns / 1e3,
             m->live_bytes >> 10, m->policy.flip_fixed_ns / 1e3,
             m->policy.force >= 0 ? " (forced by FH_MC_SLIDE)" : "");
+  if (m && mc_gen_enabled(h) && m->gen.valid)
+    fprintf(out, "  compaction: generations: old %zu KiB, mid %zu KiB (then young); last cycle %s, "
+                 "promoted %zu KiB; throughput young %.0f, full %.0f KiB/ms\n",
+            (m->gen.old_end - m->t.begin) >> 10, (m->gen.mid_end - m->gen.old_end) >> 10,
+            m->gen.how, (m->gen.young ? m->gen.promoted : 0) >> 10, m->gen.young_tp / 1024,
+            m->gen.full_tp / 1024);
   if (m && m->pinned_objects)
     fprintf(out, "  compaction: last cycle kept %zu pinned objects (%zu KiB) in place, in %zu "
                  "pinned ranges the rest slid around\n",

@@ -9,6 +9,7 @@ size_t gen_policy_old_threshold(size_t old_after_full, size_t heap_max) {
 
 gen_choice gen_policy_choose(const gen_policy_in *in) {
   gen_choice c = {0, GEN_WHY_EXPLICIT};
+  if (in->no_generations) return (gen_choice){0, GEN_WHY_NO_GENERATIONS};
   if (in->requested_young) return (gen_choice){1, GEN_WHY_REQUESTED_YOUNG};
   if (in->explicit_full) return c;
   if (in->alloc_failure) return (gen_choice){0, GEN_WHY_ALLOC_FAILURE};
@@ -19,6 +20,11 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
   if (in->young_collected &&
       in->young_freed * 100 < (uint64_t)in->young_collected * GEN_MIN_FREED_PCT)
     return (gen_choice){0, GEN_WHY_FREED_LITTLE};
+  /* ART (heap.cc): the next collection stays young while young ones free
+   * at least half as much per unit of time as full ones. */
+  if (in->last_young && in->young_tp > 0 && in->full_tp > 0 &&
+      in->young_tp * GEN_YOUNG_TP_ADJUST < in->full_tp)
+    return (gen_choice){0, GEN_WHY_THROUGHPUT};
   return (gen_choice){1, GEN_WHY_YOUNG};
 }
 
@@ -31,6 +37,8 @@ const char *gen_why_name(gen_why w) {
   case GEN_WHY_PROMOTE_FULL: return "full: promote space refused an object";
   case GEN_WHY_OLD_GREW: return "full: old generation grew";
   case GEN_WHY_FREED_LITTLE: return "full: young collection freed little";
+  case GEN_WHY_THROUGHPUT: return "full: young throughput below half of full";
+  case GEN_WHY_NO_GENERATIONS: return "full: no generations yet";
   }
   return "?";
 }

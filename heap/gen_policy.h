@@ -1,4 +1,5 @@
-/* Young or full: the policy of the generational collector (gen_semispace),
+/* Young or full: the policy of the generational collectors (gen_semispace;
+ * mark_compact and concurrent_compact with generational=1, mc_gen.h),
  * apart from its mechanism (collectors/semi_space.c) so that it can be
  * tested on its own and its choice printed by fh_dump.
  *
@@ -36,6 +37,8 @@ typedef enum {
   GEN_WHY_PROMOTE_FULL,    /* the promote space refused an object last time */
   GEN_WHY_OLD_GREW,        /* promoted since the last full passed the threshold */
   GEN_WHY_FREED_LITTLE,    /* the last young collection freed too little */
+  GEN_WHY_THROUGHPUT,      /* young collections free less per ms than half a full one's */
+  GEN_WHY_NO_GENERATIONS,  /* no valid generations (another kind of collection ran) */
 } gen_why;
 
 typedef struct gen_policy_in {
@@ -48,7 +51,18 @@ typedef struct gen_policy_in {
   size_t promoted_since_full; /* bytes promoted since then (by young collections) */
   size_t young_collected;     /* the last young collection: from-space bytes it looked at */
   size_t young_freed;         /* ...and freed; both 0 when the last one was full */
+  /* Generational mark-compact (collectors/mc_gen.h); 0 elsewhere. */
+  int no_generations;         /* the generations are not known: full */
+  double young_tp, full_tp;   /* bytes freed per ms of pause, running averages
+                                 (0: not measured yet).  As ART: after a young
+                                 collection (last_young), young again while
+                                 young_tp * GEN_YOUNG_TP_ADJUST >= full_tp;
+                                 after a full one, young (so a young
+                                 collection that did badly once is tried
+                                 again after the next full one) */
+  int last_young;
 } gen_policy_in;
+#define GEN_YOUNG_TP_ADJUST 0.5
 
 typedef struct gen_choice {
   int young; /* 1: collect the young space only */

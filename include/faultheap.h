@@ -205,6 +205,13 @@ typedef struct fh_options {
                          the kernel, counted in heap_max.  Default 12 KiB
                          (as ART); 0: no large-object space; otherwise at
                          least 4 KiB */
+  int generational;     /* collector=mark_compact and concurrent_compact:
+                         young collections (generations as address ranges
+                         of the moving space, the card table as remembered
+                         set; docs/architecture.md "Generational
+                         mark-compact"); every store of a reference into
+                         an object must then go through fh_write_ref.
+                         Default 1; 0: every collection is a full one */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -467,8 +474,11 @@ typedef enum {
   FH_COLLECT_MARK_COMPACT,
   FH_COLLECT_CONCURRENT_COMPACT,
   /* A young collection where the heap's collector has generations
-   * (gen_semispace); elsewhere the same as FH_COLLECT_DEFAULT.  On a
-   * generational heap FH_COLLECT_DEFAULT collects the whole heap. */
+   * (gen_semispace; mark_compact and concurrent_compact with
+   * generational=1, when the generations are known: right after another
+   * kind of collection it is a full one); elsewhere the same as
+   * FH_COLLECT_DEFAULT.  On a generational heap FH_COLLECT_DEFAULT
+   * collects the whole heap. */
   FH_COLLECT_YOUNG
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */

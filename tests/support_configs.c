@@ -14,6 +14,11 @@ const test_config test_configs[] = {
      * run when the heap triggers them (tests/test_gen_semispace.c covers
      * them on purpose). */
     {"gen_semispace", "", {FH_COLLECT_DEFAULT, FH_COLLECT_SEMISPACE}},
+    /* mark_compact and concurrent_compact are generational by default
+     * (their explicit collections above are full ones; young ones run
+     * when the heap triggers them, tests/test_gen_mark_compact.c asks for
+     * them): the same without generations, every collection full. */
+    {"mark_compact", ",generational=0", {FH_COLLECT_DEFAULT, FH_COLLECT_YOUNG}},
 };
 const size_t test_nconfigs = sizeof test_configs / sizeof *test_configs;
 

@@ -1,0 +1,362 @@
+/* Generational mark-compact: generations as address ranges of the moving
+ * space, the card table as remembered set (collectors/mc_gen.h). */
+#include "collectors/mc_gen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "collectors/gen_cards.h"
+#include "collectors/mc.h"
+#include "collectors/trace.h"
+#include "heap/barrier.h"
+#include "heap/large_objects.h"
+#include "heap/object.h"
+#include "heap/sys.h"
+
+int mc_gen_enabled(fh_heap *h) {
+  return h->opt.generational &&
+         (h->collector == &mark_compact_collector || h->collector == &concurrent_compact_collector);
+}
+
+static uintptr_t nm_end(fh_heap *h) {
+  return h->non_moving.space.begin + arena_mapped(&h->non_moving.arena);
+}
+
+static int walk_ready(mc_state *m) {
+  mc_gen *g = &m->gen;
+  if (g->walk) return 0;
+  size_t pages = m->t.capacity / FWD_PAGE + 1;
+  g->walk_bytes = align_up(pages * sizeof(uintptr_t), FH_PAGE);
+  void *p = sys_mmap(NULL, g->walk_bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    g->walk_bytes = 0;
+    return -1;
+  }
+  g->walk = p;
+  return 0;
+}
+
+void mc_gen_destroy(mc_gen *g) {
+  if (g->walk) sys_munmap(g->walk, g->walk_bytes);
+  g->walk = NULL;
+}
+
+int mc_gen_begin(mc_state *m, gc_cause cause) {
+  fh_heap *h = m->h;
+  mc_gen *g = &m->gen;
+  fwd_tables *t = &m->t;
+  uintptr_t top = atomic_load(&h->bump[h->active].top);
+  g->t0 = heap_now_ns();
+  g->young = 0;
+  if (!mc_gen_enabled(h)) {
+    g->valid = 0;
+    return 0;
+  }
+  /* Any other collection since ours (a semispace flip, a zygote fork,
+   * fh_prefork's) moved or emptied the space behind our boundaries. */
+  int valid = g->valid && g->at == h->collections && g->old_end >= t->begin &&
+              g->old_end <= g->mid_end && g->mid_end <= top && walk_ready(m) == 0;
+  /* A fresh heap: all young.  Not a fork child's (its count starts
+   * again at 0) nor a state rebuilt after a semi-space collection: full
+   * collections cleared cards that only old referents made clean. */
+  if (!h->collections && !g->seen && walk_ready(m) == 0) {
+    g->old_end = g->mid_end = t->begin;
+    valid = 1;
+  }
+  g->seen = 1;
+  gen_policy_in in = g->last;
+  in.requested_young = h->gen.request_young;
+  in.explicit_full = cause == GC_CAUSE_EXPLICIT && !h->gen.request_young;
+  in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
+  in.heap_max = heap_limit(h);
+  in.no_generations = !valid;
+  in.young_tp = g->young_tp;
+  in.full_tp = g->full_tp;
+  h->gen.choice = gen_policy_choose(&in);
+  g->young = h->gen.choice.young;
+  /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
+   * driver after each collection; concurrent_compact's full cycles say
+   * how they compacted too). */
+  snprintf(g->how, sizeof g->how, "%s (%s)", g->young ? "young, slid in the pause" : "full",
+           gen_why_name(h->gen.choice.why));
+  h->gc_how = g->how;
+  /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
+   * driver after each collection; concurrent_compact's full cycles say
+   * how they compacted instead). */
+  snprintf(g->how, sizeof g->how, "%s (%s)", g->young ? "young, slid in the pause" : "full",
+           gen_why_name(h->gen.choice.why));
+  h->gc_how = g->how;
+  h->gen.collecting_young = g->young;
+  /* A store that bypassed fh_write_ref is caught before this collection
+   * can lose its referent. */
+  if (g->young && h->opt.verify)
+    gen_cards_verify_range(h, "before young collection", g->old_end, top, t->begin, g->old_end);
+  if (!g->young) {
+    g->old_end = g->mid_end = t->begin;
+    g->promote_below = t->begin;
+  } else {
+    g->promote_below = g->mid_end;
+  }
+  g->collected = top - g->old_end;
+  g->valid = 0; /* until mc_gen_end says otherwise */
+  return g->young;
+}
+
+/* ---- the old generation's objects on a card ---- */
+
+/* An object start at or below a (in the old generation). */
+static uintptr_t walk_point(const mc_state *m, uintptr_t a) {
+  const fwd_tables *t = &m->t;
+  for (size_t p = (a - t->begin) / FWD_PAGE;; p--) {
+    uintptr_t w = m->gen.walk[p];
+    if (w && w <= a) return w;
+    if (!p) return t->begin;
+  }
+}
+
+typedef struct card_walk {
+  mc_state *m;
+  uintptr_t end; /* the old generation's end */
+  uintptr_t cur; /* the walk's next object start (0: none yet) */
+} card_walk;
+
+/* fn(obj) for every old object whose payload pointer lies on the card at
+ * cs (starts in [cs - 8, cs + 504)), walking by headers from the last
+ * position or a walk point. */
+static void card_objects(card_walk *w, uintptr_t cs, fh_object_fn fn, void *ctx) {
+  uintptr_t begin = w->m->t.begin;
+  uintptr_t from = cs - FH_HEADER_BYTES < begin ? begin : cs - FH_HEADER_BYTES;
+  uintptr_t to = cs + FH_CARD_BYTES - FH_HEADER_BYTES;
+  if (to > w->end) to = w->end;
+  if (!w->cur || w->cur > from || from - w->cur > 2 * FWD_PAGE) w->cur = walk_point(w->m, from);
+  uintptr_t s = w->cur;
+  while (s < from) {
+    size_t n = obj_bytes(*(const uint64_t *)s);
+    if (!n) return; /* a broken header: heap_verify reports it */
+    s += n;
+  }
+  while (s < to) {
+    uint64_t hd = *(const uint64_t *)s;
+    size_t n = obj_bytes(hd);
+    if (!n) return;
+    if (hdr_type(hd) != FH_FILLER_TYPE) fn(obj_from_start(s), ctx);
+    s += n;
+  }
+  w->cur = s;
+}
+
+typedef struct old_visit {
+  card_walk w;
+  fh_object_fn fn;
+  void *ctx;
+} old_visit;
+
+static void visit_old_card(uintptr_t cb, uintptr_t ce, void *ctx) {
+  old_visit *v = ctx;
+  for (uintptr_t c = cb; c < ce; c += FH_CARD_BYTES) card_objects(&v->w, c, v->fn, v->ctx);
+}
+
+void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
+  mc_state *m = h->mc;
+  if (m->t.ylo > m->t.begin) {
+    old_visit v = {{m, m->t.ylo, 0}, fn, ctx};
+    cards_visit_dirty(h, m->t.begin, m->t.ylo, visit_old_card, &v);
+  }
+  gen_cards_visit_old(h, fn, fn, ctx);
+}
+
+/* ---- updating the references of a young cycle ---- */
+
+typedef struct gen_update {
+  mc_state *m;
+  const fwd_tables *t;
+  uintptr_t keep_lo; /* old addresses at or above it stay young (new mid) */
+  int young_ref;
+} gen_update;
+
+static void update_slot(void **slot, void *ctx) {
+  const fwd_tables *t = ctx;
+  uintptr_t v = (uintptr_t)*slot;
+  void *p = (void *)slot_target(t->tags, v), *q = fwd_ref(t, p);
+  if (q != p) *slot = (void *)slot_retag(t->tags, v, (uintptr_t)q);
+}
+
+static void update_noting(void **slot, void *ctx) {
+  gen_update *u = ctx;
+  const fwd_tables *t = u->t;
+  uintptr_t v = (uintptr_t)*slot, a = slot_target(t->tags, v);
+  if (a - t->ylo - FH_HEADER_BYTES >= t->old_top - t->ylo) return; /* not into the young part */
+  if (a - FH_HEADER_BYTES >= u->keep_lo) u->young_ref = 1;
+  void *q = fwd_ref(t, (void *)a);
+  if ((uintptr_t)q != a) *slot = (void *)slot_retag(t->tags, v, (uintptr_t)q);
+}
+
+static void update_card_object(void *obj, void *ctx) {
+  gen_update *u = ctx;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&u->m->h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_noting, u);
+}
+
+typedef struct card_update {
+  gen_update u;
+  card_walk w;  /* old bump objects; w.m NULL: non-moving objects */
+} card_update;
+
+static void nm_card_objects(fh_heap *h, uintptr_t card, gen_update *u) {
+  uintptr_t lo = card - FH_HEADER_BYTES < h->non_moving.space.begin ? h->non_moving.space.begin
+                                                                      : card - FH_HEADER_BYTES;
+  uintptr_t hi = card + FH_CARD_BYTES - FH_HEADER_BYTES;
+  /* The bitmap's 16-byte granule rounds lo down: an object starting 8
+   * bytes before the card belongs to the previous card's (its payload
+   * pointer lies there), and must not be forwarded twice. */
+  for (uintptr_t p = bitmap_next_set(&h->non_moving.alloc_bits, lo, hi); p;
+       p = bitmap_next_set(&h->non_moving.alloc_bits, p + 16, hi))
+    if (p + FH_HEADER_BYTES >= card) update_card_object(obj_from_start(p), u);
+}
+
+/* Each dirty card: update its objects, clear it unless one of them still
+ * points into the new mid generation. */
+static void update_card(uintptr_t cb, uintptr_t ce, void *ctx) {
+  card_update *c = ctx;
+  fh_heap *h = c->u.m->h;
+  for (uintptr_t card = cb; card < ce; card += FH_CARD_BYTES) {
+    c->u.young_ref = 0;
+    if (c->w.m)
+      card_objects(&c->w, card, update_card_object, &c->u);
+    else
+      nm_card_objects(h, card, &c->u);
+    if (!c->u.young_ref) *card_for(h, card) = 0;
+  }
+}
+
+static void update_large(void *obj, void *ctx) { update_card_object(obj, ctx); }
+
+void mc_gen_update_outside(mc_state *m) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  roots_visit(h, update_slot, t);
+  weak_roots_visit(h, update_slot, t);
+  card_update c = {{m, t, m->gen.promote_below, 0}, {m, t->ylo, 0}};
+  if (t->ylo > t->begin) cards_visit_dirty(h, t->begin, t->ylo, update_card, &c);
+  c.w.m = NULL;
+  cards_visit_dirty(h, h->non_moving.space.begin, nm_end(h), update_card, &c);
+  /* Large objects: their sweep owns their cards (heap/large_objects.h);
+   * a young collection updates but never clears them. */
+  gen_cards_visit_large(h, update_large, &c.u);
+  /* Spaces that are neither old by assumption nor immune (none in a
+   * bump-space heap today): every object. */
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned n = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < n; i++)
+    if (spaces[i]->kind != SPACE_BUMP && spaces[i] != &h->image.space &&
+        spaces[i] != &h->zygote.space && spaces[i] != &h->non_moving.space &&
+        spaces[i] != &h->los.space)
+      spaces[i]->ops->walk(spaces[i], update_card_object, &c.u);
+  /* The young part's cards describe old addresses: forget them (a card
+   * shared with the old generation was settled above). */
+  uintptr_t from = align_up(t->ylo, FH_CARD_BYTES);
+  if (t->old_top > from) cards_clear_range(h, from, t->old_top);
+}
+
+void mc_gen_full_cards(mc_state *m) {
+  fh_heap *h = m->h;
+  if (!mc_gen_enabled(h)) return;
+  /* After a full collection everything is old: no card needs keeping.
+   * (Large objects' cards: their sweep cleared them; image and zygote
+   * cards stay dirty for good.) */
+  uintptr_t e = nm_end(h);
+  if (e > h->non_moving.space.begin) cards_clear_range(h, h->non_moving.space.begin, e);
+}
+
+/* ---- after the cycle ---- */
+
+typedef struct promo_check {
+  fh_heap *h;
+  uintptr_t lo, hi; /* the new mid generation */
+  int found;
+} promo_check;
+
+static void promo_slot(void **slot, void *ctx) {
+  promo_check *p = ctx;
+  uintptr_t a = slot_target(p->h->tags, (uintptr_t)*slot);
+  if (a && a - FH_HEADER_BYTES - p->lo < p->hi - p->lo) p->found = 1;
+}
+
+/* Objects that became old in this cycle [lo, hi) (slid, contiguous): dirty
+ * the card of each that points into the new mid generation. */
+static void dirty_promoted(fh_heap *h, uintptr_t lo, uintptr_t hi, uintptr_t mid_hi) {
+  promo_check p = {h, hi, mid_hi, 0};
+  for (uintptr_t s = lo; s < hi;) {
+    uint64_t hd = *(const uint64_t *)s;
+    size_t n = obj_bytes(hd);
+    if (!n) break;
+    const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+    if (ti && (ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) {
+      p.found = 0;
+      types_visit_refs(ti, obj_from_start(s), hdr_payload(hd), promo_slot, &p);
+      if (p.found)
+        atomic_store_explicit((_Atomic uint8_t *)card_for(h, s + FH_HEADER_BYTES), FH__CARD_DIRTY,
+                              memory_order_relaxed);
+    }
+    s += n;
+  }
+}
+
+static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
+
+void mc_gen_end(mc_state *m) {
+  fh_heap *h = m->h;
+  mc_gen *g = &m->gen;
+  fwd_tables *t = &m->t;
+  if (!mc_gen_enabled(h) || !g->walk) return;
+  uintptr_t ylo = t->ylo;
+  /* The first object that stays young (becomes mid): the first marked at
+   * or above the old mid boundary; everything below it becomes old.  A
+   * full cycle makes everything old. */
+  uintptr_t first = g->young ? bitmap_next_set(&t->mark, g->promote_below, t->old_top) : 0;
+  uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
+  /* Walk points of the pages the cycle laid out (those at or above ylo:
+   * the page holding ylo keeps its old one, an old object's). */
+  size_t p0 = align_up(ylo - t->begin, FWD_PAGE) / FWD_PAGE;
+  for (size_t p = p0; p < t->npages; p++)
+    g->walk[p] = t->page_first[p] ? fwd_start(t, t->page_first[p]) : 0;
+  if (g->young) dirty_promoted(h, ylo, new_old, t->new_top);
+  g->promoted = new_old - ylo;
+  g->old_end = new_old;
+  g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
+  g->at = h->collections + 1; /* counted after this (gc_account_pause) */
+  g->valid = 1;
+  /* The policy's figures (gen_policy.h). */
+  size_t live = t->live_bytes, freed = g->collected > live ? g->collected - live : 0;
+  double ms = (heap_now_ns() - g->t0) / 1e6;
+  double tp = freed / (ms > 0.001 ? ms : 0.001);
+  gen_policy_in *l = &g->last;
+  l->last_young = g->young;
+  if (g->young) {
+    g->young_tp = blend(g->young_tp, tp);
+    l->promoted_since_full += g->promoted;
+    h->bytes_promoted += g->promoted;
+    h->bytes_promoted += g->promoted;
+    l->young_collected = g->collected;
+    l->young_freed = freed;
+  } else {
+    g->full_tp = blend(g->full_tp, tp);
+    l->old_after_full = new_old - t->begin;
+    l->promoted_since_full = 0;
+    l->young_collected = l->young_freed = 0;
+  }
+}
+
+/* ---- verify=1 ---- */
+
+void mc_gen_verify(mc_state *m, const char *when) {
+  fh_heap *h = m->h;
+  mc_gen *g = &m->gen;
+  if (!h->opt.verify || !mc_gen_enabled(h) || !g->valid) return;
+  uintptr_t top = atomic_load(&h->bump[h->active].top);
+  gen_cards_verify_range(h, when, g->old_end, top, m->t.begin, g->old_end);
+}

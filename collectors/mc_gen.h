@@ -1,0 +1,94 @@
+/* Generational mark-compact (issue 17 point 2; ART's generational CMC):
+ * generations are address ranges of the one moving space,
+ *
+ *   old  [begin, old_end)     survived two collections (or a full one)
+ *   mid  [old_end, mid_end)   survived one young collection
+ *   young [mid_end, top)      allocated since the last collection
+ *
+ * A young collection marks [old_end, top) from the roots and from the old
+ * objects on dirty cards (the card table that fh_write_ref dirties is the
+ * remembered set: old bump objects, the non-moving space, large objects;
+ * image and zygote cards come with roots_visit), treats the old
+ * generation as the dense prefix (not marked, not moved; references
+ * updated in place on dirty cards only), slides mid and young, and leaves
+ * the non-moving and large-object spaces alone (old: live by assumption).
+ * Afterwards mid becomes old and the young survivors mid, so an object
+ * reaches old after surviving two young collections.  A full collection
+ * (mark_compact's slide, or concurrent_compact's flip) makes every
+ * survivor old: nothing is younger, so no card needs keeping.
+ *
+ * Boundaries are object boundaries, not pages: the slide moves objects
+ * one by one in address order, so nothing needs a page-aligned boundary,
+ * and an exact one never moves an old object back nor promotes a young
+ * one early (ART rounds its page-aligned mid boundary up for the first
+ * reason).  The tables' floor is the boundary rounded down to a chunk,
+ * with the old words below the boundary counted live (forwarding.h).
+ *
+ * The old generation's objects are found on a card from walk points: per
+ * page, the start of the object covering the page's first byte, taken
+ * from the forwarding's page_first when a collection lays the page out;
+ * objects between are walked by their headers.
+ *
+ * Invariant after every collection (verify=1 checks it): every object of
+ * the old generation, the non-moving, large-object, image and zygote
+ * spaces that refers into [old_end, top) has its card dirty (the card of
+ * its payload pointer).  The mutator keeps it with fh_write_ref; a young
+ * collection keeps it by dirtying the cards of promoted objects that point
+ * into the new mid generation and re-checking the dirty cards it scanned. */
+#ifndef FH_MC_GEN_H_
+#define FH_MC_GEN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "heap/gen_policy.h"
+#include "heap/heap.h"
+
+typedef struct mc_state mc_state;
+
+typedef struct mc_gen {
+  uintptr_t old_end, mid_end;
+  /* Valid while h->collections == at (any other collection, fh_prefork,
+   * a rebuilt compactor state make the next one full). */
+  uint64_t at;
+  int valid;
+  int seen; /* a collection ran on this state */
+  uintptr_t *walk; /* per page of the space: an object start at or below it */
+  size_t walk_bytes;
+  /* this cycle */
+  int young;
+  uintptr_t promote_below; /* mid_end at the start: below it, becomes old */
+  uint64_t t0;
+  size_t collected, promoted;
+  /* throughput (bytes freed per ms of pause, running averages), and the
+   * policy's inputs */
+  double young_tp, full_tp;
+  gen_policy_in last;
+  char how[96]; /* h->gc_how of this cycle */
+} mc_gen;
+
+/* Generations on for this heap's mark-compact (option generational, on
+ * the mark_compact and concurrent_compact collectors). */
+int mc_gen_enabled(fh_heap *h);
+/* At the start of a collection: choose young or full (gen_policy_choose,
+ * recorded in h->gen.choice), set the tables' floor.  Returns 1 for young. */
+int mc_gen_begin(mc_state *m, gc_cause cause);
+/* Marking, world stopped: fn(obj, ctx) for every old object on a dirty
+ * card (old bump objects, non-moving, large). */
+void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
+/* A young cycle's mc_update_outside: roots, weak tables, the objects on
+ * dirty cards (their cards cleared unless they still point into the new
+ * mid generation), the young part's cards forgotten. */
+void mc_gen_update_outside(mc_state *m);
+/* A full cycle's mc_update_outside, after it: nothing young remains, so
+ * the non-moving space's cards are cleared. */
+void mc_gen_full_cards(mc_state *m);
+/* After the objects moved (slide) or the forwarding is final (flip), while
+ * the tables still hold it: new boundaries, walk points, promoted objects'
+ * cards, the policy's figures. */
+void mc_gen_end(mc_state *m);
+/* verify=1: the invariant above; names the holder and aborts. */
+void mc_gen_verify(mc_state *m, const char *when);
+void mc_gen_destroy(mc_gen *g);
+
+#endif

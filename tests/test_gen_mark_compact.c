@@ -1,0 +1,549 @@
+/* Generational mark-compact (collectors/mc_gen.h) on mark_compact and
+ * concurrent_compact: young collections keep what old objects reach
+ * through fh_write_ref, objects reach the old generation after two
+ * collections and never move again in young ones, promoted holders of
+ * young objects keep dirty cards, verify=1 catches a store that bypassed
+ * fh_write_ref; pins, identity hashes, ephemerons, finalizers, large and
+ * non-moving holders across young collections; the throughput rule of the
+ * policy; several mutators under verify=1. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "collectors/mc.h"
+#include "heap/barrier.h"
+#include "heap/gen_policy.h"
+#include "heap/heap.h"
+#include "support_heap.h"
+
+#define MiB ((size_t)1 << 20)
+
+static const char *const collectors[] = {"mark_compact", "concurrent_compact"};
+#define NCOLL 2
+
+static const mc_gen *gens(fh_heap *h) { return &h->mc->gen; }
+static int in_old(fh_heap *h, const void *p) {
+  return h->mc && gens(h)->valid && (uintptr_t)p >= h->bump[h->active].space.begin &&
+         (uintptr_t)p < gens(h)->old_end;
+}
+static int in_mid(fh_heap *h, const void *p) {
+  return h->mc && gens(h)->valid && (uintptr_t)p >= gens(h)->old_end &&
+         (uintptr_t)p < gens(h)->mid_end;
+}
+static int card_dirty(fh_heap *h, const void *obj) { return *card_for(h, (uintptr_t)obj) != 0; }
+
+static fh_heap *gen_heap(int c, const char *rest, test_types *ty, fh_thread **t) {
+  if (c == 1 && !test_have_uffd()) return test_heap_attached("mark_compact", rest, ty, t);
+  return test_heap_attached(collectors[c], rest, ty, t);
+}
+
+static void done(fh_heap *h, fh_thread *t) {
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void garbage(fh_thread *t, const test_types *ty, int n) {
+  for (int g = 0; g < n; g++) test_node(t, ty, 0);
+}
+
+/* Mid after one collection, old after two; an old object never moves in
+ * young collections; young and full counts. */
+static void test_promotion_after_two_collections(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    tnode *a = NULL, *b = NULL;
+    fh_push_root(t, (void **)&a);
+    fh_push_root(t, (void **)&b);
+    garbage(t, &ty, 1000);
+    a = test_node(t, &ty, 7);
+    b = test_node(t, &ty, 8);
+    fh_write_ref(t, a, (void **)&a->next, b);
+    garbage(t, &ty, 1000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(in_mid(h, a) && in_mid(h, b));
+    assert_false(in_old(h, a));
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(in_old(h, a) && in_old(h, b));
+    tnode *was = a;
+    for (int i = 0; i < 4; i++) {
+      garbage(t, &ty, 2000);
+      fh_write_ref(t, a, (void **)&a->other, test_node(t, &ty, 100 + (uint64_t)i));
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      assert_ptr_equal(a, was); /* old: never moved by a young collection */
+      assert_ptr_equal(a->next, b);
+      assert_int_equal(((tnode *)a->other)->value, 100 + (uint64_t)i);
+    }
+    assert_int_equal(a->value, 7);
+    assert_int_equal(a->check, test_check(7));
+    assert_int_equal(b->check, test_check(8));
+    fh_stats s;
+    fh_get_stats(h, &s);
+    assert_int_equal(s.young_collections, 6);
+    assert_int_equal(s.full_collections, 0);
+    assert_true(s.bytes_promoted >= 2 * sizeof(tnode));
+    assert_true(s.young_pause_ns_total > 0 && s.young_pause_ns_max > 0);
+    /* An explicit default collection is full: everything it keeps is old. */
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    fh_get_stats(h, &s);
+    assert_int_equal(s.full_collections, 1);
+    assert_true(in_old(h, a) && in_old(h, a->other));
+    assert_int_equal(((tnode *)a->other)->check, test_check(103));
+    char buf[8192];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    fh_dump(h, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "generations:"));
+    fh_pop_roots(t, 2);
+    done(h, t);
+  }
+}
+
+/* The remembered set: an old object's only reference to a young one is
+ * found through its dirty card; the card stays dirty while the referent is
+ * younger, and is clean once both are old.  A holder promoted with its
+ * young referent still mid keeps a dirty card. */
+static void test_remembered_set(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    tnode *old = test_node(t, &ty, 1);
+    fh_push_root(t, (void **)&old);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    assert_true(in_old(h, old));
+    assert_false(card_dirty(h, old));
+    for (int round = 0; round < 5; round++) {
+      tnode *y = test_node(t, &ty, 100 + (uint64_t)round);
+      fh_write_ref(t, old, (void **)&old->other, y);
+      garbage(t, &ty, 5000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      y = old->other;
+      assert_true(in_mid(h, y));
+      assert_int_equal(y->check, test_check(100 + (uint64_t)round));
+      assert_true(card_dirty(h, old));
+    }
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(in_old(h, old->other));
+    assert_false(card_dirty(h, old));
+    assert_int_equal(((tnode *)old->other)->value, 104);
+    /* head becomes old while its tail is mid: head's card is dirty. */
+    tnode *head = test_node(t, &ty, 1);
+    fh_write_ref(t, old, (void **)&old->next, head);
+    garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    head = old->next;
+    assert_true(in_mid(h, head));
+    tnode *tail = test_node(t, &ty, 2);
+    fh_write_ref(t, head, (void **)&head->next, tail);
+    garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    head = old->next;
+    assert_true(in_old(h, head));
+    assert_true(in_mid(h, head->next));
+    assert_true(card_dirty(h, head));
+    garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    assert_int_equal(((tnode *)old->next)->next->value, 2);
+    assert_int_equal(((tnode *)old->next)->next->check, test_check(2));
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* A long old list whose nodes each get a young object, many cards, with
+ * garbage between: everything reachable survives young collections. */
+static void test_many_old_holders(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *list = NULL;
+    fh_push_root(t, (void **)&list);
+    enum { N = 20000 };
+    for (int i = 0; i < N; i++) {
+      tnode *n = test_node(t, &ty, (uint64_t)i);
+      fh_write_ref(t, n, (void **)&n->next, list);
+      list = n;
+      if (i % 3 == 0) test_node(t, &ty, 0);
+    }
+    fh_collect(t, FH_COLLECT_DEFAULT); /* all old */
+    fh_gc_wait(h);
+    assert_true(in_old(h, list));
+    for (int round = 0; round < 4; round++) {
+      int k = 0;
+      for (tnode *n = list; n; n = n->next, k++)
+        if ((k + round) % 7 == 0)
+          fh_write_ref(t, n, (void **)&n->other, test_node(t, &ty, 1000000 + (uint64_t)k));
+      garbage(t, &ty, 20000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      k = 0;
+      for (tnode *n = list; n; n = n->next, k++) {
+        assert_int_equal(n->check, test_check(n->value));
+        if (n->other) assert_int_equal(((tnode *)n->other)->check, test_check(n->other->value));
+      }
+      assert_int_equal(k, N);
+    }
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* Ephemerons and finalizers: a young collection keeps what old objects
+ * hold (old keys are live by assumption, old finalizable objects are not
+ * finalized); a young key that dies clears its ephemeron; a full
+ * collection clears and finalizes the old ones. */
+static void test_weak_and_finalizers(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    tnode *key = test_node(t, &ty, 5), *fin = NULL, *k = NULL;
+    void *e_old = NULL, *e_young = NULL;
+    fh_push_root(t, (void **)&key);
+    fh_push_root(t, (void **)&fin);
+    fh_push_root(t, &e_old);
+    fh_push_root(t, &e_young);
+    fh_push_root(t, (void **)&k);
+    fin = test_node(t, &ty, 6);
+    assert_int_equal(fh_finalizer_attach(t, fin, (void *)(uintptr_t)66), 0);
+    e_old = fh_ephemeron_new(t, key, NULL);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    assert_true(in_old(h, key) && in_old(h, fin) && in_old(h, e_old));
+    fh_ephemeron_set_value(t, e_old, test_node(t, &ty, 11));
+    key = NULL, fin = NULL;
+    k = test_node(t, &ty, 1);
+    e_young = fh_ephemeron_new(t, k, test_node(t, &ty, 12));
+    k = NULL; /* a young key that dies */
+    garbage(t, &ty, 2000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_non_null(fh_ephemeron_key(t, e_old));
+    tnode *v = fh_ephemeron_value(t, e_old);
+    assert_true(v && v->value == 11 && v->check == test_check(11));
+    assert_null(fh_ephemeron_key(t, e_young));
+    assert_null(fh_ephemeron_value(t, e_young));
+    void *obj, *data;
+    assert_int_equal(fh_finalizer_pop(t, &obj, &data), 0);
+    /* A young finalizable object that dies is finalized by a young one. */
+    k = test_node(t, &ty, 9);
+    assert_int_equal(fh_finalizer_attach(t, k, (void *)(uintptr_t)99), 0);
+    k = NULL;
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+    assert_int_equal((uintptr_t)data, 99);
+    assert_int_equal(((tnode *)obj)->check, test_check(9));
+    obj = NULL;
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    assert_null(fh_ephemeron_key(t, e_old));
+    assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+    assert_int_equal((uintptr_t)data, 66);
+    fh_pop_roots(t, 5);
+    done(h, t);
+  }
+}
+
+/* Large, non-moving and pinned objects, identity hashes. */
+static void test_other_holders_pins_hashes(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    enum { N = 4096 };
+    void **big = fh_alloc(t, ty.array, N * sizeof(void *));
+    tnode *nm = NULL, *p = NULL, *hashed = NULL;
+    fh_push_root(t, (void **)&big);
+    fh_push_root(t, (void **)&nm);
+    fh_push_root(t, (void **)&p);
+    fh_push_root(t, (void **)&hashed);
+    assert_true(los_contains(&h->los, big));
+    nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+    nm->value = 1, nm->check = test_check(1);
+    hashed = test_node(t, &ty, 42);
+    uint64_t hash = fh_object_hash(t, hashed);
+    for (int round = 0; round < 6; round++) {
+      for (int i = round; i < N; i += 97)
+        fh_write_ref(t, big, &big[i], test_node(t, &ty, (uint64_t)(i * 10 + round)));
+      fh_write_ref(t, nm, (void **)&nm->other, test_node(t, &ty, 500 + (uint64_t)round));
+      garbage(t, &ty, 1000);
+      p = test_node(t, &ty, 77);
+      garbage(t, &ty, 1000);
+      assert_int_equal(fh_pin(t, p), 0);
+      tnode *pwas = p;
+      fh_collect_kind k = round % 3 == 2 ? FH_COLLECT_DEFAULT : FH_COLLECT_YOUNG;
+      assert_int_equal(fh_collect(t, k), 0);
+      fh_gc_wait(h);
+      assert_ptr_equal(p, pwas);
+      assert_int_equal(p->check, test_check(77));
+      fh_unpin(t, p);
+      assert_int_equal(fh_object_hash(t, hashed), hash);
+      assert_int_equal(hashed->check, test_check(42));
+      assert_int_equal(((tnode *)nm->other)->value, 500 + (uint64_t)round);
+      for (int r = 0; r <= round; r++)
+        for (int i = r; i < N; i += 97) {
+          tnode *n = big[i];
+          assert_non_null(n);
+          assert_int_equal(n->check, test_check(n->value));
+        }
+    }
+    fh_stats s;
+    fh_get_stats(h, &s);
+    assert_true(s.young_collections >= 4);
+    fh_pop_roots(t, 4);
+    done(h, t);
+  }
+}
+
+/* Non-moving holders packed on consecutive cards (a ring, every fourth
+ * node non-moving): each holder's slots are forwarded once, though the
+ * non-moving allocation bitmap's 16-byte granule puts an object starting
+ * 8 bytes before a card on that card's lookup too (they were forwarded
+ * twice: references into the middle of objects). */
+static void test_nonmoving_ring(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,non_moving_max=32M,verify=1", &ty, &t);
+    test_ring g;
+    test_ring_build(t, &ty, &g, 4000, 4, 2);
+    for (int r = 0; r < 4; r++) {
+      garbage(t, &ty, 50000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      for (size_t i = 0; i < g.n; i++) {
+        tnode *x = g.arr[i];
+        assert_int_equal(x->value, i);
+        assert_ptr_equal(x->next, g.arr[(i + 1) % g.n]);
+      }
+    }
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* generational=0: every collection is full. */
+static void test_option_off(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap(0, "heap_max=32M,verify=1,generational=0", &ty, &t);
+  tnode *a = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&a);
+  for (int i = 0; i < 3; i++) {
+    garbage(t, &ty, 1000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_int_equal(s.young_collections, 0);
+  assert_int_equal(s.full_collections, 3);
+  assert_int_equal(a->check, test_check(1));
+  fh_pop_roots(t, 1);
+  done(h, t);
+}
+
+/* The throughput rule of the policy alone (gen_semispace's rules are
+ * tested in test_gen_semispace.c). */
+static void test_policy_throughput(void **st) {
+  (void)st;
+  /* Young while young throughput x 0.5 >= full throughput (ART). */
+  gen_policy_in in = {.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 200, .last_young = 1};
+  assert_true(gen_policy_choose(&in).young);
+  in.full_tp = 201;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  in.last_young = 0; /* after a full one: young again (as ART) */
+  assert_true(gen_policy_choose(&in).young);
+  in.last_young = 1;
+  in.requested_young = 1;
+  assert_true(gen_policy_choose(&in).young);
+  in.no_generations = 1; /* cannot be young */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
+  assert_true(gen_policy_choose(&in).young);
+}
+
+/* Allocation-triggered collections follow the policy: young ones, and
+ * full ones once the old generation grows. */
+static void test_policy_in_heap(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    enum { KEEP = 50000 };
+    void **keep = fh_alloc(t, ty.array, KEEP * sizeof(void *));
+    fh_push_root(t, (void **)&keep);
+    for (int i = 0; i < 1000000; i++) {
+      tnode *n = test_node(t, &ty, (uint64_t)i);
+      if (i % 10 == 0) fh_write_ref(t, keep, &keep[(i / 10) % KEEP], n);
+    }
+    for (int i = 0; i < KEEP; i++) {
+      tnode *n = keep[i];
+      assert_non_null(n);
+      assert_int_equal(n->check, test_check(n->value));
+      assert_int_equal(n->value % 10, 0);
+    }
+    fh_stats s;
+    fh_get_stats(h, &s);
+    assert_true(s.young_collections > 0);
+    assert_true(s.full_collections > 0);
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* A store into an old object that bypasses fh_write_ref: verify=1 names
+ * the holder before the young collection loses the referent. */
+static int missing_barrier(void *arg) {
+  const char *coll = arg;
+  char spec[128];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", coll);
+  fh_heap *h = test_child_heap(spec);
+  CHILD_CHECK(h != NULL);
+  test_types ty;
+  CHILD_CHECK(test_register_types(h, &ty));
+  fh_thread *t = fh_thread_attach(h);
+  tnode *old = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&old);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  CHILD_CHECK(in_old(h, old) && !card_dirty(h, old));
+  old->other = test_node(t, &ty, 2); /* the bug: no fh_write_ref */
+  fh_collect(t, FH_COLLECT_YOUNG);   /* verify aborts here */
+  return 0;
+}
+
+static void test_verify_catches_missing_barrier(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    if (c == 1 && !test_have_uffd()) continue;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      dup2(fds[1], 2);
+      close(fds[0]);
+      test_child_signals(20);
+      _exit(missing_barrier((void *)collectors[c]));
+    }
+    close(fds[1]);
+    static char out[1 << 16];
+    size_t n = 0;
+    for (ssize_t r; (r = read(fds[0], out + n, sizeof out - 1 - n)) != 0;) {
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;
+      n += (size_t)r;
+    }
+    out[n] = 0;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) fprintf(stderr, "%s", out);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(strstr(out, "before young collection"));
+    assert_non_null(strstr(out, "clean card"));
+    assert_non_null(strstr(out, "tnode"));
+    assert_non_null(strstr(out, "offset 8"));
+  }
+}
+
+/* Several mutators growing old structures with young objects through
+ * fh_write_ref; young, full and triggered collections; verify=1. */
+typedef struct stress_arg {
+  fh_heap *h;
+  const test_types *ty;
+  int id, failed;
+} stress_arg;
+
+static void *stress_thread(void *p) {
+  stress_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  enum { SLOTS = 512 };
+  void **table = fh_alloc(t, a->ty->array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&table);
+  int iters = test_sanitized() ? 20000 : 60000;
+  for (int i = 0; i < iters; i++) {
+    tnode *n = test_node(t, a->ty, (uint64_t)i);
+    size_t s = (size_t)(i * 7919) % SLOTS;
+    tnode *head = table[s];
+    if (head && head->value % 3 == 0) {
+      fh_write_ref(t, head, (void **)&head->other, n);
+    } else {
+      fh_write_ref(t, n, (void **)&n->next, head);
+      fh_write_ref(t, table, &table[s], n);
+    }
+    if (i % 4000 == 0 && fh_collect(t, (i / 4000) % 4 ? FH_COLLECT_YOUNG : FH_COLLECT_DEFAULT))
+      a->failed = 1;
+    if (i % 997 == 0) {
+      tnode *hd = table[(size_t)i % SLOTS];
+      if (hd) fh_write_ref(t, hd, (void **)&hd->next, NULL);
+    }
+  }
+  for (size_t s = 0; s < SLOTS; s++)
+    for (tnode *n = table[s]; n; n = n->next) {
+      if (n->check != test_check(n->value)) a->failed = 2;
+      if (n->other && ((tnode *)n->other)->check != test_check(((tnode *)n->other)->value))
+        a->failed = 3;
+    }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void test_multi_mutator_stress(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    if (c == 1 && !test_have_uffd()) continue;
+    char spec[128];
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=24M,verify=1", collectors[c]);
+    fh_heap *h = test_heap(spec);
+    test_types ty;
+    test_register(h, &ty);
+    enum { N = 3 };
+    pthread_t th[N];
+    stress_arg args[N];
+    for (int i = 0; i < N; i++) {
+      args[i] = (stress_arg){h, &ty, i, 0};
+      assert_int_equal(pthread_create(&th[i], NULL, stress_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) assert_int_equal(args[i].failed, 0);
+    fh_stats s;
+    fh_get_stats(h, &s);
+    assert_true(s.young_collections > 0 && s.full_collections > 0);
+    assert_true(s.bytes_promoted > 0);
+    fh_heap_destroy(h);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_promotion_after_two_collections),
+      cmocka_unit_test(test_remembered_set),
+      cmocka_unit_test(test_many_old_holders),
+      cmocka_unit_test(test_weak_and_finalizers),
+      cmocka_unit_test(test_other_holders_pins_hashes),
+      cmocka_unit_test(test_nonmoving_ring),
+      cmocka_unit_test(test_option_off),
+      cmocka_unit_test(test_policy_throughput),
+      cmocka_unit_test(test_policy_in_heap),
+      cmocka_unit_test(test_verify_catches_missing_barrier),
+      cmocka_unit_test(test_multi_mutator_stress),
+  };
+  return cmocka_run_group_tests_name("gen_mark_compact", tests, NULL, NULL);
+}
