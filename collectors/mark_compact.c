@@ -338,9 +338,12 @@ void mc_account(mc_state *m) {
   /* A young cycle collected [ylo, old_top); the old generation below
    * stays, live by assumption. */
   size_t old = m->t.ylo - m->t.begin, collected = m->old_used - old;
+  /* The budget grows from the old generation's live bytes, not its range
+   * (mc_gen.h: old_live, still the previous cycle's figure here). */
+  size_t old_live = old ? (m->gen.old_live < old ? m->gen.old_live : old) : 0;
   h->bytes_moved += live;
   h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
-  heap_set_trigger(h, old + live + nm_used);
+  heap_set_trigger(h, old_live + live + nm_used);
 }
 
 void mc_update_outside(mc_state *m) {

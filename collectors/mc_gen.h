@@ -48,6 +48,11 @@ typedef struct mc_state mc_state;
 
 typedef struct mc_gen {
   uintptr_t old_end, mid_end;
+  /* Live bytes of the old generation (the last full collection's survivors
+   * plus what young ones promoted since), not old_end's address range: a
+   * pinned object left high by a full collection makes that range mostly
+   * a hole, and the budget and the policy would grow from it. */
+  size_t old_live;
   /* Valid while h->collections == at (any other collection, fh_prefork,
    * a rebuilt compactor state make the next one full). */
   uint64_t at;

@@ -70,7 +70,7 @@ static const opt_desc opt_table[] = {
     OPT_NAMES(heap_policy, heap_policy_names),
     OPT(heap_expansiveness, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
     OPT(los_threshold, OPT_SIZE, 0, (unsigned long long)1 << 32),
-    OPT(generational, OPT_BOOL, 0, 1),
+    OPT(generational, OPT_BOOL, 0, 2),
 };
 
 static const char *const collector_names[] = {
@@ -117,7 +117,7 @@ void fh_options_init(fh_options *o) {
   o->hspace_min_interval_ms = 1000;
   o->heap_expansiveness = 256 * MiB;
   o->los_threshold = 12 * KiB;
-  o->generational = 1;
+  o->generational = 2; /* with precise roots (collectors/mc_gen.c) */
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

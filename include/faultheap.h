@@ -211,7 +211,10 @@ typedef struct fh_options {
                          set; docs/architecture.md "Generational
                          mark-compact"); every store of a reference into
                          an object must then go through fh_write_ref.
-                         Default 1; 0: every collection is a full one */
+                         1: on; 0: every collection is a full one;
+                         2 (default): on unless stack_roots is
+                         conservative (pins near the allocation frontier
+                         leave holes young collections cannot reuse) */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);

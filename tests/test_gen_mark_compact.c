@@ -106,6 +106,54 @@ static void test_promotion_after_two_collections(void **st) {
   }
 }
 
+/* A pinned object left near the top by a full collection makes the old
+ * generation's range mostly a hole: the budget grows from the old
+ * generation's live bytes, not from that range (each young cycle tripled
+ * the budget of fhscheme's small loop before). */
+static void test_old_range_hole_is_not_live(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *keep = NULL;
+    fh_push_root(t, (void **)&keep);
+    garbage(t, &ty, 40000);
+    keep = test_node(t, &ty, 1);
+    assert_int_equal(fh_pin(t, keep), 0);
+    garbage(t, &ty, 2000);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    assert_true(gens(h)->valid && gens(h)->old_end > (uintptr_t)keep);
+    for (int i = 0; i < 4; i++) {
+      garbage(t, &ty, 20000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      assert_int_equal(keep->check, test_check(1));
+      assert_true(h->live_after_gc < 512 * 1024);
+    }
+    fh_unpin(t, keep);
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* generational=2 (the default): generations with precise roots, none with
+ * conservative stacks (collectors/mc_gen.c says why). */
+static void test_default_follows_stack_roots(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap(0, "heap_max=16M", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+  h = gen_heap(0, "heap_max=16M,stack_roots=conservative", &ty, &t);
+  assert_false(mc_gen_enabled(h));
+  done(h, t);
+  h = gen_heap(0, "heap_max=16M,stack_roots=conservative,generational=1", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+}
+
 /* The remembered set: an old object's only reference to a young one is
  * found through its dirty card; the card stays dirty while the referent is
  * younger, and is clean once both are old.  A holder promoted with its
@@ -538,6 +586,8 @@ int main(void) {
       cmocka_unit_test(test_many_old_holders),
       cmocka_unit_test(test_weak_and_finalizers),
       cmocka_unit_test(test_other_holders_pins_hashes),
+      cmocka_unit_test(test_old_range_hole_is_not_live),
+      cmocka_unit_test(test_default_follows_stack_roots),
       cmocka_unit_test(test_nonmoving_ring),
       cmocka_unit_test(test_option_off),
       cmocka_unit_test(test_policy_throughput),
