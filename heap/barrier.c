@@ -80,6 +80,8 @@ void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value) {
       return;
     }
   }
-  *slot = value;
-  atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_relaxed);
+  /* As the inline barrier: the slot atomically, then the card with
+   * release (include/faultheap_inline.h says why). */
+  __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+  atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_release);
 }

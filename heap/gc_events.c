@@ -13,6 +13,7 @@ static const char *cause_name(gc_cause c) {
   case GC_CAUSE_ALLOC_TRIGGER: return "allocation";
   case GC_CAUSE_ALLOC_FAILURE: return "allocation failure";
   case GC_CAUSE_BACKGROUND: return "background";
+  case GC_CAUSE_REMARK: return "remark";
   }
   return "?";
 }

@@ -69,6 +69,7 @@ static const opt_desc opt_table[] = {
     OPT_NAMES(heap_policy, heap_policy_names),
     OPT(heap_expansiveness, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
     OPT(los_threshold, OPT_SIZE, 0, (unsigned long long)1 << 32),
+    OPT(concurrent_mark, OPT_BOOL, 0, 1),
 };
 
 static const char *const collector_names[] = {
@@ -115,6 +116,7 @@ void fh_options_init(fh_options *o) {
   o->hspace_min_interval_ms = 1000;
   o->heap_expansiveness = 256 * MiB;
   o->los_threshold = 12 * KiB;
+  o->concurrent_mark = 1;
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

@@ -194,6 +194,11 @@ typedef struct fh_options {
                          the kernel, counted in heap_max.  Default 12 KiB
                          (as ART); 0: no large-object space; otherwise at
                          least 4 KiB */
+  int concurrent_mark;  /* collector=mark_sweep: triggered collections mark
+                         concurrently (a short pause takes the roots, a
+                         marker thread traces while mutators run, a
+                         remark pause finishes); default 1; 0: every
+                         marking stops the world */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -591,6 +596,12 @@ typedef struct fh_stats {
   uint64_t young_collections, young_pause_ns_total, young_pause_ns_max;
   uint64_t full_collections, full_pause_ns_total, full_pause_ns_max;
   uint64_t bytes_promoted;
+  /* Concurrent marking (collector=mark_sweep, concurrent_mark=1): cycles
+   * that marked concurrently (each counted once in collections, at its
+   * initial pause), their remark pauses (in pause_ns_* and pause_hist too),
+   * and the marker's wall and CPU time and the bytes it marked. */
+  uint64_t concurrent_marks, remark_ns_total, remark_ns_max;
+  uint64_t marker_ns, marker_cpu_ns, marker_bytes;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);
