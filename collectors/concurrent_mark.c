@@ -2,10 +2,12 @@
  * and docs/architecture.md, "Concurrent marking"). */
 #include "collectors/concurrent_mark.h"
 
+#include <stdlib.h>
 #include <time.h>
 
 #include "collectors/collector.h"
 #include "heap/barrier.h"
+#include "heap/ephemeron.h"
 #include "heap/finalizer.h"
 #include "heap/gc_events.h"
 
@@ -26,10 +28,131 @@ static uint64_t thread_cpu_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* While marking runs every thread's barrier span is 0 (as under
+ * verify=1): each fh_write_ref and ephemeron accessor takes its slow path,
+ * which logs the reference it overwrites or reads (SATB).  The inline
+ * paths gain no instruction. */
 void cmark_set_black(fh_heap *h, int on) {
-  fh_thread *t;
-  cds_list_for_each_entry(t, &h->threads, link) t->ms_black = on;
   atomic_store_explicit(&h->cm_black, on, memory_order_relaxed);
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) {
+    t->ms_black = on;
+    t->fast.heap_span = on || h->opt.verify ? 0 : h->resv_size;
+    atomic_store_explicit(&t->fast.eph_type, ephemeron_fast_id(h), memory_order_relaxed);
+  }
+}
+
+/* ---- the SATB log ---- */
+
+static void hand_over(cmark *cm, void **buf, int *failed) {
+  pthread_mutex_lock(&cm->satb_lock);
+  if (cm->nfull == cm->capfull) {
+    size_t cap = cm->capfull ? cm->capfull * 2 : 64;
+    void ***p = realloc(cm->full, cap * sizeof *p);
+    if (!p) {
+      pthread_mutex_unlock(&cm->satb_lock);
+      *failed = 1;
+      return;
+    }
+    cm->full = p;
+    cm->capfull = cap;
+  }
+  cm->full[cm->nfull++] = buf;
+  pthread_mutex_unlock(&cm->satb_lock);
+}
+
+void cmark_satb_log(fh_thread *t, void *old) {
+  fh_heap *h = t->heap;
+  uintptr_t a = (uintptr_t)slot_object(h->tags, old);
+  if (!a || a - h->resv_begin >= h->resv_size) return; /* NULL, immediate, native */
+  cmark *cm = h->cm; /* set: marking runs (t->ms_black), and it cannot end meanwhile */
+  if (!t->satb) {
+    t->satb = malloc(CMARK_SATB_ENTRIES * sizeof(void *));
+    t->satb_n = 0;
+    if (!t->satb) {
+      cm->satb_failed = 1; /* the remark marks from scratch */
+      return;
+    }
+  }
+  t->satb[t->satb_n++] = (void *)a;
+  if (t->satb_n == CMARK_SATB_ENTRIES) {
+    int failed = 0;
+    hand_over(cm, t->satb, &failed);
+    if (failed) {
+      cm->satb_failed = 1;
+      t->satb_n = 0; /* keep the buffer; the log is incomplete anyway */
+      return;
+    }
+    t->satb = NULL;
+    t->satb_n = 0;
+  }
+}
+
+void cmark_satb_flush(fh_heap *h, cmark *cm, fh_thread *t) {
+  (void)h;
+  if (t->satb && t->satb_n) {
+    /* Handed-over buffers are read whole: the rest is NULL. */
+    for (unsigned i = t->satb_n; i < CMARK_SATB_ENTRIES; i++) t->satb[i] = NULL;
+    int failed = 0;
+    hand_over(cm, t->satb, &failed);
+    if (failed) {
+      cm->satb_failed = 1;
+      free(t->satb);
+    }
+  } else {
+    free(t->satb);
+  }
+  t->satb = NULL;
+  t->satb_n = 0;
+}
+
+static void mark_buffer(cmark *cm, void **buf, size_t n) {
+  for (size_t i = 0; i < n; i++) cm->ops->mark(cm->tracer, &buf[i]);
+  cm->logged += n;
+}
+
+void cmark_satb_drain(cmark *cm, int threads_too) {
+  fh_heap *h = cm->h;
+  if (threads_too) {
+    fh_thread *t;
+    cds_list_for_each_entry(t, &h->threads, link) {
+      if (t->satb) mark_buffer(cm, t->satb, t->satb_n);
+      free(t->satb);
+      t->satb = NULL;
+      t->satb_n = 0;
+    }
+  }
+  for (;;) {
+    pthread_mutex_lock(&cm->satb_lock);
+    void ***full = cm->full;
+    size_t n = cm->nfull;
+    cm->full = NULL;
+    cm->nfull = cm->capfull = 0;
+    pthread_mutex_unlock(&cm->satb_lock);
+    if (!n) {
+      free(full);
+      return;
+    }
+    for (size_t i = 0; i < n; i++) {
+      mark_buffer(cm, full[i], CMARK_SATB_ENTRIES);
+      free(full[i]);
+    }
+    free(full);
+    if (!threads_too) cm->ops->drain(cm->tracer, &cm->stop);
+  }
+}
+
+void cmark_satb_forget(fh_heap *h, cmark *cm) {
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) {
+    free(t->satb);
+    t->satb = NULL;
+    t->satb_n = 0;
+  }
+  for (size_t i = 0; i < cm->nfull; i++) free(cm->full[i]);
+  free(cm->full);
+  cm->full = NULL;
+  cm->nfull = cm->capfull = 0;
 }
 
 size_t cmark_black_bytes(fh_heap *h, cmark *cm) {
@@ -85,7 +208,13 @@ static void *marker_main(void *arg) {
   this_marker = cm;
   uint64_t t0 = heap_now_ns(), c0 = thread_cpu_ns();
   cm->ops->drain(cm->tracer, &cm->stop);
-  for (unsigned r = 0; r < CMARK_ROUNDS && !atomic_load(&cm->stop); r++) {
+  /* The references mutators logged meanwhile (full buffers), until none
+   * is waiting: the rest is the remark's (a buffer per thread at most,
+   * and what fills up before the world stops). */
+  cmark_satb_drain(cm, 0);
+  /* Card pre-cleaning, for a collector that tracks its stores by cards
+   * (none with SATB: nranges 0). */
+  for (unsigned r = 0; r < CMARK_ROUNDS && cm->nranges && !atomic_load(&cm->stop); r++) {
     size_t dirty = cmark_preclean(cm);
     cm->rounds++;
     cm->ops->drain(cm->tracer, &cm->stop);
@@ -121,6 +250,7 @@ int cmark_begin(fh_heap *h, cmark *cm) {
   cmark_join(h);
   cm->h = h;
   cm->begin_ns = heap_now_ns();
+  pthread_mutex_init(&cm->satb_lock, NULL);
   cmark_set_black(h, 1);
   h->cm = cm;
   h->cm_cycles++;

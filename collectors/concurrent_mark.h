@@ -6,23 +6,20 @@
  *      tracer's stack and calls cmark_begin, which turns on black
  *      allocation (every object allocated from now on is marked) and starts
  *      the marker task on the GC pool;
- *   2. concurrently: the marker drains the stack while mutators run; then
- *      pre-cleaning rounds: each dirty card of the collected spaces is
- *      cleared, then the marked objects on it are scanned again (a card is
- *      dirtied by fh_write_ref after the store, with release order, and
- *      cleared with an acquire exchange: a marker that clears a card sees
- *      every store made before it was dirtied, and a store whose card it
- *      does not see dirty leaves the card dirty for the next round);
+ *   2. concurrently: the marker drains the stack while mutators run, then
+ *      marks the references the barrier logged: while marking runs every
+ *      fh_write_ref takes its slow path, which logs the reference it
+ *      overwrites (snapshot at the beginning, Yuasa), and the ephemeron
+ *      accessors log what they return (keep-alive);
  *   3. remark pause: the marker, or a collection requested meanwhile,
- *      stops the world; the collector's finish() rescans the roots and the
- *      cards still dirty, drains, runs weak processing and starts the
- *      sweep.  Black allocation ends there.
- * Incremental update (Dijkstra/Steele through cards), no read barrier: a
- * reference hidden in an already scanned object is on a dirty card, and
- * one held only by a root is found by the remark's root scan.
+ *      stops the world; the collector's finish() marks the rest of the
+ *      log, rescans the roots, drains, runs weak processing and starts the
+ *      sweep.  Black allocation and the barrier end there.
+ * No read barrier.  A collector that tracks stores by cards instead can
+ * give card ranges to pre-clean (cmark_preclean; mark_sweep gives none).
  *
- * What a collector provides: cmark_ops (drain, rescan of a card, finish,
- * abandon), the card ranges to pre-clean, and its collector ops (the
+ * What a collector provides: cmark_ops (mark, drain, step, rescan of a
+ * card, finish, abandon), card ranges if any, and its collector ops (the
  * marker runs the remark pause as a collection of cause GC_CAUSE_REMARK).
  * collectors/mark_sweep.c is the first user; concurrent_compact plugs in
  * the same way with mc_mark.c's tracer (docs/architecture.md).
@@ -43,6 +40,8 @@ struct fh_collector_ops;
 typedef struct cmark cmark;
 
 typedef struct cmark_ops {
+  /* Mark *slot's referent (a logged reference), as a root would be. */
+  void (*mark)(void *tracer, void **slot);
   /* Trace from the tracer's stack until it is empty or *stop is nonzero. */
   void (*drain)(void *tracer, const _Atomic int *stop);
   /* Scan at most n objects (tests step the marker); 0 when none was left. */
@@ -70,6 +69,13 @@ struct cmark {
   _Atomic int stop;        /* the marker ends as soon as it reads it */
   _Atomic int marker_done; /* its concurrent part is over */
   size_t black_detached;   /* cm_black_bytes of threads detached meanwhile */
+  /* Full SATB buffers handed over by mutators (cmark_satb_log), under
+   * satb_lock; satb_failed: a buffer could not be allocated, the log is
+   * incomplete and the remark marks again from scratch. */
+  pthread_mutex_t satb_lock;
+  void ***full;
+  size_t nfull, capfull, logged;
+  int satb_failed;
   uint64_t begin_ns;
   /* Marker figures: wall and CPU time, pre-cleaning rounds and cards. */
   uint64_t marker_ns, marker_cpu_ns;
@@ -101,6 +107,19 @@ size_t cmark_black_bytes(fh_heap *h, cmark *cm);
  * is over (a triggered collection lets it finish rather than finishing its
  * work in the pause). */
 void cmark_wait_marker(fh_heap *h);
+
+/* The snapshot-at-the-beginning barrier's log (heap/barrier.c, the
+ * ephemeron accessors): `old` was overwritten in, or read from, a heap
+ * slot by t while marking runs. */
+#define CMARK_SATB_ENTRIES 1024
+void cmark_satb_log(fh_thread *t, void *old);
+/* Hand t's partial buffer to the cycle (detach; world stopped). */
+void cmark_satb_flush(fh_heap *h, cmark *cm, fh_thread *t);
+/* Mark every logged reference, the threads' partial buffers included
+ * (world stopped), or only the handed-over ones (the marker). */
+void cmark_satb_drain(cmark *cm, int threads_too);
+/* Free the cycle's buffers and the threads' (world stopped). */
+void cmark_satb_forget(fh_heap *h, cmark *cm);
 
 /* Tests (h->cm_manual): scan at most n objects of the running cycle;
  * pre-clean once.  With gc_lock not held, by a mutator: racy by design. */

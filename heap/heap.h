@@ -92,6 +92,11 @@ struct fh_thread {
    * or at attach, read by the owner only. */
   int ms_black;
   size_t cm_black_bytes; /* bytes this thread allocated black (main space) */
+  /* The snapshot-at-the-beginning log: references this thread overwrote
+   * (or read from ephemerons) while marking runs, for the marker
+   * (collectors/concurrent_mark.c); satb_n entries of satb. */
+  void **satb;
+  unsigned satb_n;
 };
 #define THREAD_LIVE 0x6c697665u
 #define THREAD_DETACHED 0x64656164u
@@ -161,6 +166,7 @@ struct fh_heap {
    * remark pauses, marker time and bytes. */
   uint64_t cm_cycles, cm_abandoned, cm_finished_in_pause, remark_ns_total, remark_ns_max;
   uint64_t cm_marker_ns, cm_marker_cpu_ns, cm_marked_bytes, cm_cards_precleaned, cm_cards_remarked;
+  uint64_t cm_logged; /* references the SATB barrier logged */
   _Atomic int background;                   /* fh_set_background */
 
   /* Threads and stop-the-world (heap/threads.c). */

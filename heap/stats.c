@@ -149,12 +149,11 @@ void fh_dump(fh_heap *h, FILE *out) {
     else
       fprintf(out, "  concurrent marking: on; %llu cycles (%llu abandoned, %llu finished in a "
                    "pause), remark max %.3f ms (total %.3f), marker %.3f ms wall, %.3f ms CPU, "
-                   "%llu bytes marked, %llu cards pre-cleaned, %llu rescanned at remark\n",
+                   "%llu bytes marked, %llu references logged by the SATB barrier\n",
               (unsigned long long)s.concurrent_marks, (unsigned long long)h->cm_abandoned,
               (unsigned long long)h->cm_finished_in_pause, s.remark_ns_max / 1e6,
               s.remark_ns_total / 1e6, s.marker_ns / 1e6, s.marker_cpu_ns / 1e6,
-              (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_cards_precleaned,
-              (unsigned long long)h->cm_cards_remarked);
+              (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged);
   } else {
     /* concurrent_compact gets the same marker in a later step. */
     fprintf(out, "  concurrent marking: not used by %s (collector=mark_sweep only); marking "

@@ -422,7 +422,7 @@ fh_thread *fh_thread_attach(fh_heap *h) {
   t->fast.heap_lo = h->resv_begin;
   /* verify=1: an empty span sends every fh_write_ref to the slow path,
    * which checks the object, the slot and the value (heap/barrier.c). */
-  t->fast.heap_span = h->opt.verify ? 0 : h->resv_size;
+  t->fast.heap_span = h->opt.verify || t->ms_black ? 0 : h->resv_size;
   t->fast.cards = (_Atomic uint8_t *)h->cards;
   t->fast.roots_base = t->fast.roots_top = roots;
   t->fast.roots_limit = roots + ROOTS_INITIAL;
@@ -468,8 +468,12 @@ void fh_thread_detach(fh_thread *t) {
   h->nthreads--;
   pthread_mutex_unlock(&h->world_lock);
   malloc_heap_thread_detach(t);
-  /* Its black bytes still count toward the marking's live size. */
-  if (h->cm) h->cm->black_detached += t->cm_black_bytes;
+  /* Its black bytes still count toward the marking's live size, and its
+   * logged references are marked. */
+  if (h->cm) {
+    h->cm->black_detached += t->cm_black_bytes;
+    cmark_satb_flush(h, h->cm, t);
+  }
   t->cm_black_bytes = 0;
   t->ms_black = 0;
   /* Off the list under both locks: nobody can still be looking at it.  The

@@ -49,10 +49,10 @@ static fh_heap *manual_heap(const char *rest, test_types *ty, fh_thread **t) {
 }
 
 /* The hiding pattern: B is scanned, A (gray) holds the only reference to
- * X; the mutator moves it into B and clears A's slot; the card of B must
- * bring X back at the remark.  With B's card cleared by hand (a barrier
- * that did not record the store) X is freed: the test sees the loss it
- * guards against. */
+ * X; the mutator moves it into B and clears A's slot; the barrier's log of
+ * the overwritten reference (SATB) must bring X back.  With the log
+ * emptied by hand (a barrier that did not record the store) X is freed:
+ * the test sees the loss it guards against. */
 static void hide(int break_barrier) {
   test_types ty;
   fh_thread *t;
@@ -68,7 +68,7 @@ static void hide(int break_barrier) {
   assert_false(ms_marked(h, x));
   fh_write_ref(t, b, (void **)&b->next, x);
   fh_write_ref(t, a, (void **)&a->next, NULL);
-  if (break_barrier) *card_for(h, (uintptr_t)b) = 0;
+  if (break_barrier) t->satb_n = 0; /* the overwritten reference's log entry */
   uintptr_t xs = (uintptr_t)x;
   x = NULL;
   remark(t);
