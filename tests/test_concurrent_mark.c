@@ -225,12 +225,17 @@ static void rewire_run(const char *spec, int ms) {
   rewire churn = {.h = h, .ty = ty};
   assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
   uint64_t t0 = heap_now_ns();
-  while (heap_now_ns() - t0 < (uint64_t)ms * 1000000u && h->cm_cycles < 200) usleep(10000);
+  fh_stats st;
+  do {
+    usleep(10000);
+    fh_get_stats(h, &st); /* under the statistics lock: not h->cm_cycles */
+  } while (heap_now_ns() - t0 < (uint64_t)ms * 1000000u && st.concurrent_marks < 200);
   for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
   atomic_store(&churn.stop, 1);
   for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
   for (int i = 0; i < N; i++) assert_false(r[i].bad);
-  assert_true(h->cm_cycles > 0);
+  fh_get_stats(h, &st);
+  assert_true(st.concurrent_marks > 0);
   fh_heap_destroy(h);
 }
 
