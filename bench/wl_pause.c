@@ -9,8 +9,25 @@
  * random live nodes (checking a per-node checksum, relinking through the
  * write barrier), polling the safepoint and timestamping every operation,
  * while the main thread runs one collection of the kind under test.
+ * Each collector's pauses, pooled over every run (fh_stats.recent_pauses,
+ * those of the measured cycle):
+ *   max_pause_ms   the longest single pause of all runs (not a median of
+ *                  per-run maxima); p50_pause_ms, p99_pause_ms (nearest rank)
+ *   remark_ms      the longest remark pause (0, remark_pauses 0: marking is
+ *                  not concurrent yet), flip_ms the longest flip pause
+ *                  (concurrent_compact's pause that flips the spaces; 0 for
+ *                  the others)
+ *   mmu_1ms, mmu_10ms, mmu_100ms   minimum mutator utilisation (fractions)
+ *                  over windows of 1, 10 and 100 ms, the least of all runs
+ *                  and mutators: see "Utilisation" below
+ *   pause_mmu_*    the same from the recorded pauses alone
+ *   max_stop_ms    the longest time to safepoint (fh_pause_record.stop_ns:
+ *                  until both mutators had parked) of any pause
+ *   mean_util      the mutators' mean utilisation over the span (median of
+ *                  the runs): the ceiling of every MMU, which on a shared
+ *                  machine is what the scheduler left them
  * Reported per collector (medians over --runs):
- *   max_pause_ms   longest stop-the-world pause (fh_stats.pause_ns_max)
+ *   pause_ms       longest stop-the-world pause of the run, median
  *   max_stall_ms   largest gap between a mutator's consecutive operations
  *                  during the collection (pauses, fault service, scheduling)
  *   gc_ms          collection start to the end of its concurrent phase
@@ -36,7 +53,24 @@
  *                  starts) minus resident memory before the cycle minus the
  *                  cycle's other side tables (bitmaps, offsets, ledger):
  *                  what compaction itself added, against max(8 MiB, 5% of
- *                  live) */
+ *                  live).  mark_sweep reports no side tables (last_cycle
+ *                  is the compactor's), so its figure holds its mark
+ *                  bitmaps and sweep state
+ *
+ * Utilisation.  MMU is computed from the mutators' operation timestamps,
+ * not from the recorded pauses: a mutator makes no progress while the
+ * world is stopped, but also while it waits for a page the concurrent
+ * compactor has not built yet (fault service), or for a CPU the GC threads
+ * took, and a concurrent collector must be charged for those too.  Each
+ * mutator records every gap longer than STALL_NS between two consecutive
+ * operations as a stall (an operation takes well under a microsecond, so a
+ * longer gap means it was stopped); MMU(w) is then the least fraction of a
+ * window of width w without a stall of that mutator (fh_mmu), the least
+ * over the mutators.  Windows lie inside the measured span (from 5 ms
+ * before the collection until 100 ms after its concurrent phase ended, so
+ * a 100 ms window fits).  Scheduling noise on a shared machine counts
+ * against it too: pause_mmu_* (from the pauses only) is the bound the
+ * collector's pauses alone set. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,7 +80,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "collectors/mc_stats.h"
 #include "faultheap.h"
 
 typedef struct pnode {
@@ -57,14 +90,27 @@ typedef struct pnode {
 
 static uint64_t check_of(uint64_t v) { return v * 0x9E3779B97F4A7C15ull + 12345; }
 
-enum { K_STW, K_SIGBUS, K_HANDLER, NKINDS };
+enum { K_STW, K_SIGBUS, K_HANDLER, K_MS, NKINDS };
 static const char *const kind_names[NKINDS] = {"mark_compact", "concurrent_compact",
-                                               "concurrent_compact_handler"};
+                                               "concurrent_compact_handler", "mark_sweep"};
+static int concurrent_kind(int k) { return k == K_SIGBUS || k == K_HANDLER; }
+
+enum { MAX_RUN_PAUSES = 16 };
+/* A gap between two operations longer than this is a stall (see above). */
+#define STALL_NS 2000u
+/* Stalls a mutator records per run (pretouched: they do not count in the
+ * cycle's resident memory); more are dropped and reported. */
+enum { MAX_STALLS = 1 << 17 };
+static const uint64_t mmu_windows_ns[3] = {1000000, 10000000, 100000000};
 
 typedef struct run_result {
   double max_pause_ms, max_stall_ms, gc_ms, faults, fault_p50_us, fault_p99_us, flip_kernel_us,
       worker_gbps, rss_peak_mib, rss_before_mib, live_mib, mark_ms, stw_build_gbps, cpu_gbps,
       table_mib, over_mib, all_gbps, release_cpu_ms;
+  double mmu[3], pause_mmu[3], mean_util;
+  unsigned npauses;
+  fh_pause_record pauses[MAX_RUN_PAUSES]; /* the measured cycle's */
+  int stalls_dropped;
 } run_result;
 
 typedef struct shared {
@@ -83,6 +129,8 @@ typedef struct mut {
   int id;
   uint64_t max_gap_ns, ops;
   int bad;
+  fh_interval *stalls; /* MAX_STALLS */
+  size_t nstalls, dropped;
 } mut;
 
 static void *mutator(void *p) {
@@ -111,8 +159,15 @@ static void *mutator(void *p) {
       fh_write_ref(t, n, (void **)&n->other, o);
     }
     uint64_t now = bench_now_ns();
-    if (atomic_load_explicit(&s->phase, memory_order_relaxed) == 1 && now - last > m->max_gap_ns)
-      m->max_gap_ns = now - last;
+    if (atomic_load_explicit(&s->phase, memory_order_relaxed) == 1) {
+      if (now - last > m->max_gap_ns) m->max_gap_ns = now - last;
+      if (now - last > STALL_NS) {
+        if (m->nstalls < MAX_STALLS)
+          m->stalls[m->nstalls++] = (fh_interval){last, now};
+        else
+          m->dropped++;
+      }
+    }
     last = now;
     m->ops++;
   }
@@ -135,11 +190,11 @@ typedef struct rss_sampler {
 static void *sample_rss(void *arg) {
   rss_sampler *s = arg;
   while (!atomic_load(&s->stop) &&
-         !(atomic_load(&s->collected) && !mc_figures_phase_open(s->h))) {
+         !(atomic_load(&s->collected) && !fh_gc_phase_open(s->h))) {
     /* The smaller of two readings around the RSS one: a release or a
      * populate in between then makes the figure larger, never smaller. */
-    size_t x = mc_figures_marker_bytes(s->h);
-    size_t rss = bench_rss_bytes(), x2 = mc_figures_marker_bytes(s->h);
+    size_t x = fh_gc_transient_bytes(s->h);
+    size_t rss = bench_rss_bytes(), x2 = fh_gc_transient_bytes(s->h);
     if (x2 < x) x = x2;
     if (rss > s->peak) s->peak = rss;
     if (rss - (x < rss ? x : rss) > s->peak_sans_markers) s->peak_sans_markers = rss - x;
@@ -158,7 +213,8 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   char spec[256];
   /* Garbage equals live, plus room for the table and the cycle. */
   snprintf(spec, sizeof spec, "heap_max=%zuM,min_alloc_trigger=%zuM,collector=%s,uffd_sigbus=%d",
-           live_mib * 3 + 64, live_mib * 3, kind == K_STW ? "mark_compact" : "concurrent_compact",
+           live_mib * 3 + 64, live_mib * 3,
+           kind == K_STW ? "mark_compact" : kind == K_MS ? "mark_sweep" : "concurrent_compact",
            kind == K_HANDLER ? 0 : 1);
   const char *env = getenv("FH_OPTIONS");
   if (fh_options_parse(&o, spec) < 0 || (env && *env && fh_options_parse(&o, env) < 0)) {
@@ -196,17 +252,23 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
     fh_write_ref(t, s.table, &s.table[i], n);
     if (i) fh_write_ref(t, n, (void **)&n->next, s.table[(i * 7919) % i]);
   }
-  mc_figures_reset(h);
-  r->rss_before_mib = bench_rss_bytes() / 1048576.0;
-
   pthread_t th[MAX_MUTATORS];
   mut ms[MAX_MUTATORS];
   for (int i = 0; i < mutators; i++) {
     ms[i] = (mut){.s = &s, .seed = (unsigned)(i + 1), .id = i};
-    pthread_create(&th[i], NULL, mutator, &ms[i]);
+    /* calloc'd, then touched: resident before the measurement starts */
+    ms[i].stalls = calloc(MAX_STALLS, sizeof *ms[i].stalls);
+    if (!ms[i].stalls) {
+      fprintf(stderr, "pause: out of memory for the stall records\n");
+      return -1;
+    }
+    memset(ms[i].stalls, 1, MAX_STALLS * sizeof *ms[i].stalls);
   }
+  r->rss_before_mib = bench_rss_bytes() / 1048576.0;
+  for (int i = 0; i < mutators; i++) pthread_create(&th[i], NULL, mutator, &ms[i]);
   while (atomic_load(&s.ready) < mutators) usleep(100);
   usleep(20000);
+  uint64_t span0 = bench_now_ns(); /* the measured span: MMU's windows lie inside */
   atomic_store(&s.phase, 1);
   usleep(5000);
   /* Resident memory is sampled by a thread of its own (not a heap thread,
@@ -218,7 +280,9 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   pthread_t sampler;
   int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
-  int rc = fh_collect(t, kind == K_STW ? FH_COLLECT_MARK_COMPACT : FH_COLLECT_CONCURRENT_COMPACT);
+  int rc = fh_collect(t, kind == K_STW  ? FH_COLLECT_MARK_COMPACT
+                         : kind == K_MS ? FH_COLLECT_MARK_SWEEP
+                                        : FH_COLLECT_CONCURRENT_COMPACT);
   atomic_store(&smp.collected, 1);
   fh_enter_blocking(t);
   fh_gc_wait(h);
@@ -227,39 +291,69 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   atomic_store(&smp.stop, 1);
   if (sampling) pthread_join(sampler, NULL);
   size_t rss_peak = smp.peak, rss_peak_sans_markers = smp.peak_sans_markers;
-  usleep(5000);
+  usleep(100000); /* a 100 ms window fits after the cycle too */
+  uint64_t span1 = bench_now_ns();
   atomic_store(&s.phase, 2);
   for (int i = 0; i < mutators; i++) pthread_join(th[i], NULL);
   fh_stats st;
   fh_get_stats(h, &st);
-  mc_cycle_figures f;
-  mc_figures_get(h, &f);
+  const fh_cycle_stats *f = &st.last_cycle;
   r->max_pause_ms = st.pause_ns_max / 1e6;
+  /* The measured cycle's pauses (a collection while the graph was built
+   * would be older), and the utilisation they alone leave. */
+  uint64_t first = st.pauses > FH_PAUSE_RECENT ? st.pauses - FH_PAUSE_RECENT : 0;
+  fh_interval pause_iv[MAX_RUN_PAUSES];
+  for (uint64_t i = first; i < st.pauses; i++) {
+    const fh_pause_record *p = &st.recent_pauses[i % FH_PAUSE_RECENT];
+    if (p->start_ns < span0 || r->npauses == MAX_RUN_PAUSES) continue;
+    pause_iv[r->npauses] = (fh_interval){p->start_ns, p->start_ns + p->ns};
+    r->pauses[r->npauses++] = *p;
+  }
+  for (int w = 0; w < 3; w++) {
+    r->pause_mmu[w] = fh_mmu(pause_iv, r->npauses, span0, span1, mmu_windows_ns[w]);
+    r->mmu[w] = mutators ? 1.0 : r->pause_mmu[w]; /* no mutator: only the pauses */
+    for (int i = 0; i < mutators; i++)
+      r->mmu[w] = fmin(r->mmu[w], fh_mmu(ms[i].stalls, ms[i].nstalls, span0, span1,
+                                         mmu_windows_ns[w]));
+  }
+  for (int i = 0; i < mutators; i++) {
+    /* The mean utilisation over the span, the ceiling of every MMU: on a
+     * shared machine, what the scheduler left the mutators. */
+    uint64_t stalled = 0;
+    for (size_t j = 0; j < ms[i].nstalls; j++) {
+      uint64_t b = ms[i].stalls[j].begin_ns > span0 ? ms[i].stalls[j].begin_ns : span0;
+      if (ms[i].stalls[j].end_ns > b) stalled += ms[i].stalls[j].end_ns - b;
+    }
+    r->mean_util += (1.0 - (double)stalled / (double)(span1 - span0)) / mutators;
+    if (ms[i].dropped) r->stalls_dropped = 1;
+    free(ms[i].stalls);
+  }
   r->gc_ms = (g1 - g0) / 1e6;
   for (int i = 0; i < mutators; i++) {
     if (ms[i].max_gap_ns / 1e6 > r->max_stall_ms) r->max_stall_ms = ms[i].max_gap_ns / 1e6;
     s.bad |= ms[i].bad;
   }
-  r->faults = (double)f.faults;
-  r->fault_p50_us = f.fault_p50_us;
-  r->fault_p99_us = f.fault_p99_us;
-  r->flip_kernel_us = (f.mremap_ns + (kind == K_STW ? 0 : f.register_ns)) / 1e3;
-  r->worker_gbps = f.worker_ns ? (double)f.worker_bytes / (double)f.worker_ns : 0;
+  r->faults = (double)st.uffd_faults;
+  r->fault_p50_us = st.uffd_fault_p50_ns / 1e3;
+  r->fault_p99_us = st.uffd_fault_p99_ns / 1e3;
+  r->flip_kernel_us = (f->flip_mremap_ns + f->flip_register_ns) / 1e3;
+  r->worker_gbps = f->worker_ns ? (double)f->worker_bytes / (double)f->worker_ns : 0;
   /* STW: bytes built per second per GC thread */
-  r->stw_build_gbps = f.build_ns && f.build_threads
-                          ? (double)f.live_bytes / (double)f.build_ns / f.build_threads : 0;
+  r->stw_build_gbps = f->build_ns && f->build_threads
+                          ? (double)f->live_bytes / (double)f->build_ns / (double)f->build_threads
+                          : 0;
   r->rss_peak_mib = rss_peak / 1048576.0;
-  r->table_mib = f.table_bytes / 1048576.0;
+  r->table_mib = f->table_bytes / 1048576.0;
   r->over_mib = rss_peak_sans_markers / 1048576.0 - r->rss_before_mib - r->table_mib;
-  uint64_t cpu_ns = kind == K_STW ? f.build_cpu_ns : f.worker_cpu_ns;
-  uint64_t cpu_bytes = kind == K_STW ? f.live_bytes : f.worker_bytes;
+  uint64_t cpu_ns = kind == K_STW ? f->build_cpu_ns : f->worker_cpu_ns;
+  uint64_t cpu_bytes = kind == K_STW ? f->live_bytes : f->worker_bytes;
   r->cpu_gbps = cpu_ns ? (double)cpu_bytes / (double)cpu_ns : 0;
-  uint64_t all_ns = kind == K_STW ? f.build_cpu_ns
-                                  : f.worker_cpu_ns + f.release_cpu_ns + f.fault_ns_total;
-  r->all_gbps = all_ns ? (double)f.live_bytes / (double)all_ns : 0;
-  r->release_cpu_ms = f.release_cpu_ns / 1e6;
-  r->live_mib = f.live_bytes / 1048576.0;
-  r->mark_ms = f.mark_ns / 1e6;
+  uint64_t all_ns = kind == K_STW ? f->build_cpu_ns
+                                  : f->worker_cpu_ns + f->release_cpu_ns + st.uffd_fault_ns_total;
+  r->all_gbps = all_ns ? (double)f->live_bytes / (double)all_ns : 0;
+  r->release_cpu_ms = f->release_cpu_ns / 1e6;
+  r->live_mib = f->live_bytes / 1048576.0;
+  r->mark_ms = f->mark_ns / 1e6;
   /* the structure survived: every node still checks, links intact */
   for (size_t i = 0; i < s.n && !s.bad; i++) {
     pnode *n = s.table[i];
@@ -291,6 +385,52 @@ static double worst(run_result *rs, int n, size_t off) {
   return m;
 }
 #define WORST(rs, n, field) worst(rs, n, offsetof(run_result, field))
+
+/* One collector's pauses and utilisation over all its runs. */
+typedef struct pooled {
+  unsigned n, remarks, flips;
+  double p50_ms, p99_ms, max_ms, remark_ms, flip_ms;
+  double max_stop_ms; /* the longest time to safepoint, of any pause */
+  double mmu[3], pause_mmu[3]; /* the least over the runs */
+  int stalls_dropped;
+} pooled;
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest rank: the smallest value with at least pct% of them at or below. */
+static double rank(const double *sorted, unsigned n, double pct) {
+  if (!n) return 0;
+  unsigned i = (unsigned)ceil(pct / 100.0 * n);
+  return sorted[i ? i - 1 : 0];
+}
+
+static pooled pool_runs(const run_result *rs, int runs) {
+  pooled p = {0};
+  double v[64 * MAX_RUN_PAUSES];
+  for (int w = 0; w < 3; w++) p.mmu[w] = p.pause_mmu[w] = 1.0;
+  for (int r = 0; r < runs; r++) {
+    for (unsigned i = 0; i < rs[r].npauses; i++) {
+      const fh_pause_record *q = &rs[r].pauses[i];
+      double ms = q->ns / 1e6;
+      v[p.n++] = ms;
+      p.max_stop_ms = fmax(p.max_stop_ms, q->stop_ns / 1e6);
+      if (q->kind == FH_PAUSE_REMARK) p.remarks++, p.remark_ms = fmax(p.remark_ms, ms);
+      if (q->kind == FH_PAUSE_FLIP) p.flips++, p.flip_ms = fmax(p.flip_ms, ms);
+    }
+    for (int w = 0; w < 3; w++) {
+      p.mmu[w] = fmin(p.mmu[w], rs[r].mmu[w]);
+      p.pause_mmu[w] = fmin(p.pause_mmu[w], rs[r].pause_mmu[w]);
+    }
+    p.stalls_dropped |= rs[r].stalls_dropped;
+  }
+  qsort(v, p.n, sizeof *v, by_value);
+  p.p50_ms = rank(v, p.n, 50), p.p99_ms = rank(v, p.n, 99);
+  p.max_ms = p.n ? v[p.n - 1] : 0;
+  return p;
+}
 
 int wl_pause(int argc, char **argv) {
   static const char *const with_value[] = {"--json", "--runs", "--live", "--mutators", NULL};
@@ -329,7 +469,7 @@ int wl_pause(int argc, char **argv) {
   /* Interleave the kinds run by run: this VM drifts over seconds. */
   for (int r = 0; r < runs; r++)
     for (int k = 0; k < NKINDS; k++) {
-      if (k != K_STW && !have_uffd) continue;
+      if (concurrent_kind(k) && !have_uffd) continue;
       bench_progress("pause: run %d/%d %s", r + 1, runs, kind_names[k]);
       int st = run_once(k, live_mib, (int)mutators, &res[k][r]);
       if (st) status = st > status ? st : status;
@@ -342,7 +482,7 @@ int wl_pause(int argc, char **argv) {
          "pause_ms", "stall_ms", "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us",
          "GB/s/thr", "cpuGB/s", "allGB/s", "rss_MiB", "over_MiB");
   for (int k = 0; k < NKINDS; k++) {
-    if (k != K_STW && !have_uffd) {
+    if (concurrent_kind(k) && !have_uffd) {
       printf("%-27s (userfaultfd unavailable: concurrent_compact falls back to mark_compact)\n",
              kind_names[k]);
       continue;
@@ -357,6 +497,28 @@ int wl_pause(int argc, char **argv) {
            k == K_STW ? MED(rs, runs, stw_build_gbps) : MED(rs, runs, worker_gbps),
            MED(rs, runs, cpu_gbps), MED(rs, runs, all_gbps), MED(rs, runs, rss_peak_mib),
            MED(rs, runs, over_mib));
+  }
+  pooled pl[NKINDS];
+  for (int k = 0; k < NKINDS; k++) pl[k] = pool_runs(res[k], concurrent_kind(k) && !have_uffd ? 0 : runs);
+  printf("pauses of all runs pooled (max: the longest single one), remark and flip pauses the "
+         "longest of their kind (-: none), MMU the least over runs and mutators, from operation "
+         "gaps over %u us (pause_mmu: from the pauses alone; util: the mutators' mean "
+         "utilisation over the span, median)\n",
+         STALL_NS / 1000);
+  printf("%-27s %6s %8s %8s %8s %8s %9s %8s %8s %8s %9s %11s %6s\n", "collector", "pauses",
+         "p50_ms", "p99_ms", "max_ms", "stop_ms", "remark_ms", "flip_ms", "mmu_1ms", "mmu_10ms",
+         "mmu_100ms", "pause_mmu10", "util");
+  for (int k = 0; k < NKINDS; k++) {
+    if (concurrent_kind(k) && !have_uffd) continue;
+    const pooled *p = &pl[k];
+    char remark[16] = "-", flip[16] = "-";
+    if (p->remarks) snprintf(remark, sizeof remark, "%.3f", p->remark_ms);
+    if (p->flips) snprintf(flip, sizeof flip, "%.3f", p->flip_ms);
+    printf("%-27s %6u %8.3f %8.3f %8.3f %8.3f %9s %8s %8.3f %8.3f %9.3f %11.3f %6.3f%s\n",
+           kind_names[k], p->n, p->p50_ms, p->p99_ms, p->max_ms, p->max_stop_ms, remark, flip,
+           p->mmu[0],
+           p->mmu[1], p->mmu[2], p->pause_mmu[1], MED(res[k], runs, mean_util),
+           p->stalls_dropped ? " (stall records overflowed: MMU too high)" : "");
   }
   if (have_uffd) {
     double stw = MED(res[K_STW], runs, max_pause_ms);
@@ -381,22 +543,33 @@ int wl_pause(int argc, char **argv) {
     bench_json_machine(f);
     fprintf(f, ", \"live_mib\": %zu, \"runs\": %d, \"mutators\": %ld", live_mib, runs, mutators);
     for (int k = 0; k < NKINDS; k++) {
-      if (k != K_STW && !have_uffd) continue;
+      if (concurrent_kind(k) && !have_uffd) continue;
       run_result *rs = res[k];
       fprintf(f,
               ",\n \"%s\": {\"max_pause_ms\": %.3f, \"max_stall_ms\": %.3f, \"gc_ms\": %.2f, "
               "\"mark_ms\": %.2f, \"flip_kernel_us\": %.1f, \"rss_peak_mib\": %.1f, "
               "\"live_mib\": %.1f, \"rss_before_mib\": %.1f, \"table_mib\": %.1f, "
               "\"rss_over_mib\": %.1f, \"cpu_gbps_per_thread\": %.3f, \"all_gbps\": %.3f",
-              kind_names[k], MED(rs, runs, max_pause_ms), MED(rs, runs, max_stall_ms),
+              kind_names[k], pl[k].max_ms, MED(rs, runs, max_stall_ms),
               MED(rs, runs, gc_ms), MED(rs, runs, mark_ms), MED(rs, runs, flip_kernel_us),
               MED(rs, runs, rss_peak_mib), MED(rs, runs, live_mib), MED(rs, runs, rss_before_mib),
               MED(rs, runs, table_mib), MED(rs, runs, over_mib), MED(rs, runs, cpu_gbps),
               MED(rs, runs, all_gbps));
       fprintf(f, ", \"rss_over_mib_worst\": %.1f", WORST(rs, runs, over_mib));
+      const pooled *p = &pl[k];
+      fprintf(f, ", \"pauses\": %u, \"p50_pause_ms\": %.3f, \"p99_pause_ms\": %.3f, "
+                 "\"remark_ms\": %.3f, \"remark_pauses\": %u, \"flip_ms\": %.3f, "
+                 "\"flip_pauses\": %u, \"mmu_1ms\": %.4f, \"mmu_10ms\": %.4f, "
+                 "\"mmu_100ms\": %.4f, \"pause_mmu_1ms\": %.4f, \"pause_mmu_10ms\": %.4f, "
+                 "\"pause_mmu_100ms\": %.4f, \"mean_util\": %.4f, \"median_run_max_pause_ms\": %.3f, "
+                 "\"max_stop_ms\": %.3f",
+              p->n, p->p50_ms, p->p99_ms, p->remark_ms, p->remarks, p->flip_ms, p->flips,
+              p->mmu[0], p->mmu[1], p->mmu[2], p->pause_mmu[0], p->pause_mmu[1],
+              p->pause_mmu[2], MED(rs, runs, mean_util), MED(rs, runs, max_pause_ms),
+              p->max_stop_ms);
       if (k == K_STW)
         fprintf(f, ", \"build_gbps_per_thread\": %.3f", MED(rs, runs, stw_build_gbps));
-      if (k != K_STW)
+      if (concurrent_kind(k))
         fprintf(f, ", \"faults\": %.0f, \"fault_p50_us\": %.2f, \"fault_p99_us\": %.2f, "
                    "\"worker_gbps\": %.3f, \"release_cpu_ms\": %.2f",
                 MED(rs, runs, faults), MED(rs, runs, fault_p50_us), MED(rs, runs, fault_p99_us),

@@ -73,8 +73,15 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
     if (pause > h->remark_ns_max) h->remark_ns_max = pause;
   }
   sizer_pause_end(h, pause, now);
-  h->pause_ns_total += pause;
-  if (pause > h->pause_ns_max) h->pause_ns_max = pause;
+  /* A compaction that moved aside and built (compact_builds grew) flipped
+   * the spaces in this pause. */
+  fh_pause_kind kind = h->pause_is_remark       ? FH_PAUSE_REMARK
+                       : h->cm                  ? FH_PAUSE_ROOTS /* began a concurrent marking */
+                       : h->gen.collecting_young ? FH_PAUSE_YOUNG
+                       : h->compact_builds != h->builds_seen ? FH_PAUSE_FLIP
+                                                              : FH_PAUSE_FULL;
+  h->builds_seen = h->compact_builds;
+  pause_record_locked(h, kind, t0, now);
   /* Young or full (a collector without generations: always full). */
   uint64_t *total = &h->full_pause_ns_total, *max = &h->full_pause_ns_max;
   if (h->gen.collecting_young) {
@@ -84,9 +91,6 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   h->gen.collecting_young = 0;
   *total += pause;
   if (pause > *max) *max = pause;
-  uint64_t us = pause / 1000;
-  unsigned k = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
-  h->pause_hist[k < FH_PAUSE_BUCKETS ? k : FH_PAUSE_BUCKETS - 1]++;
   pthread_mutex_unlock(&h->stats_lock);
 }
 

@@ -106,8 +106,8 @@ mc_state *mc_get(fh_heap *h) {
   if (m && m->t.begin != h->bump[h->active].space.begin) {
     /* A semi-space collection swapped the bump spaces since: the tables
      * describe the other one.  Start over (rare: explicit kinds only). */
-    mc_state_destroy(m);
-    h->mc = m = NULL;
+    mc_stats_retire(h, m);
+    m = NULL; /* h->mc too: unpublished by mc_stats_retire */
   }
   if (m) return m;
   m = calloc(1, sizeof *m);
@@ -120,7 +120,7 @@ mc_state *mc_get(fh_heap *h) {
     return NULL;
   }
   /* Release: fhbench's memory sampler reads the state without the GC
-   * lock (mc_figures_marker_bytes), possibly just as it first appears. */
+   * lock (fh_gc_transient_bytes), possibly just as it first appears. */
   __atomic_store_n(&h->mc, m, __ATOMIC_RELEASE);
   return m;
 }

@@ -71,7 +71,7 @@ void mc_mark_end(mc_mark_crew *crew);
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };
 
-#define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.h */
+#define MC_HIST_BUCKETS 512 /* fault service time histogram, see mc_stats.c */
 #define MC_MAX_RUN 16       /* pages per GC-worker COPY, and per fault at most */
 #define MC_BROKEN_RUN 512   /* pages per worker install once the uffd is broken */
 
@@ -243,6 +243,9 @@ int mc_concurrent_available(const char **why);
 void mc_join_worker(mc_state *m);
 /* Heap teardown: join the worker, close the uffd, unmap everything. */
 void mc_state_destroy(mc_state *m);
+/* Unpublish h->mc (== m), wait until no fh_gc_transient_bytes reads it,
+ * then destroy it (mc_stats.c). */
+void mc_stats_retire(fh_heap *h, mc_state *m);
 void mc_record_fault_ns(mc_state *m, uint64_t ns);
 
 #endif

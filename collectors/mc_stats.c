@@ -1,11 +1,13 @@
 /* Figures of the compactor: the fault service-time histogram filled by the
- * resolvers, the per-cycle figures fhbench reads (mc_stats.h), and the
- * compactor's lines in fh_dump. */
+ * resolvers, the last cycle's figures fh_get_stats reports (last_cycle,
+ * uffd_fault_*), the compactor's lines in fh_dump, and the lock-free
+ * readings fh_gc_phase_open and fh_gc_transient_bytes. */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "collectors/mc.h"
-#include "collectors/mc_stats.h"
+#include "heap/error.h"
 
 /* Buckets: 250 ns wide below 100 us, then 100 us wide up to ~11 ms. */
 void mc_record_fault_ns(mc_state *m, uint64_t ns) {
@@ -54,48 +56,72 @@ static double hist_percentile_us(const uint64_t *hist, uint64_t total, double pc
   return 0;
 }
 
-int mc_figures_phase_open(fh_heap *h) { return mc_phase_open(h); }
+/* Public, lock-free: see faultheap.h.  The heap's concurrent phase
+ * (compaction, sweeping) is read under world_lock, which a pause holds
+ * only briefly; the markers' bitmaps are an atomic of the compactor's. */
+int fh_gc_phase_open(fh_heap *h) {
+  if (!h) {
+    fh_error_set("fh_gc_phase_open: heap is NULL");
+    return 0;
+  }
+  return mc_phase_open(h);
+}
 
-size_t mc_figures_marker_bytes(fh_heap *h) {
-  /* From a thread of the benchmark's own, during a cycle: the state may be
-   * created meanwhile (mc_get publishes it with a release store). */
+size_t fh_gc_transient_bytes(fh_heap *h) {
+  if (!h) {
+    fh_error_set("fh_gc_transient_bytes: heap is NULL");
+    return 0;
+  }
+  /* From a thread of the embedder's own, during a cycle: the state may be
+   * created meanwhile (mc_get publishes it with a release store), or
+   * replaced (mc_stats_retire).  Announcing ourselves before loading the
+   * pointer, both sequentially consistent, pairs with the retirer's store
+   * of NULL before it counts us: either we see NULL or it sees us. */
+  atomic_fetch_add(&h->mc_watchers, 1);
+  mc_state *m = __atomic_load_n(&h->mc, __ATOMIC_SEQ_CST);
+  size_t bytes = m ? atomic_load(&m->t.extra_resident) : 0;
+  atomic_fetch_sub(&h->mc_watchers, 1);
+  return bytes;
+}
+
+void mc_stats_retire(fh_heap *h, mc_state *m) {
+  __atomic_store_n(&h->mc, NULL, __ATOMIC_SEQ_CST);
+  while (atomic_load(&h->mc_watchers)) sched_yield(); /* a few loads at most */
+  mc_state_destroy(m);
+}
+
+/* Under stats_lock (fh_get_stats): the pause's figures were written in a
+ * pause under it too.  The concurrent phase's are the worker's and the
+ * releaser's, written while the phase runs: read only once it has ended
+ * (its end is published under world_lock, which mc_phase_open takes), and
+ * only when the last collection flipped (a slide leaves the previous
+ * flip's there). */
+void mc_stats_fill(fh_heap *h, fh_stats *s) {
   mc_state *m = __atomic_load_n(&h->mc, __ATOMIC_ACQUIRE);
-  return m ? atomic_load(&m->t.extra_resident) : 0;
-}
-
-void mc_figures_reset(fh_heap *h) {
-  mc_state *m = h->mc;
   if (!m) return;
-  for (int b = 0; b < MC_HIST_BUCKETS; b++) atomic_store(&m->fault_hist[b], 0);
-  atomic_store(&m->fault_ns_total, 0);
-}
-
-void mc_figures_get(fh_heap *h, mc_cycle_figures *out) {
-  memset(out, 0, sizeof *out);
-  mc_state *m = h->mc;
-  if (!m) return;
+  fh_cycle_stats *c = &s->last_cycle;
+  c->mark_ns = m->mark_ns, c->forward_ns = m->forward_ns, c->update_ns = m->update_ns;
+  c->flip_mremap_ns = m->mremap_ns;
+  c->build_ns = m->build_ns, c->build_threads = m->build_threads;
+  c->build_cpu_ns = atomic_load(&m->build_cpu_ns);
+  c->live_bytes = m->live_bytes, c->table_bytes = m->table_bytes;
+  c->pinned_ranges = m->pinned_ranges, c->pinned_bytes = m->pinned_bytes;
+  const fh_pause_record *last =
+      h->pauses ? &h->recent_pauses[(h->pauses - 1) % FH_PAUSE_RECENT] : NULL;
+  int flipped = last && last->kind == FH_PAUSE_FLIP;
+  if (flipped) c->flip_register_ns = m->register_ns; /* a stop-the-world build registers none */
+  if (flipped && !mc_phase_open(h)) {
+    c->worker_ns = m->worker_ns, c->worker_cpu_ns = m->worker_cpu_ns;
+    c->worker_bytes = m->worker_bytes, c->release_cpu_ns = m->release_cpu_ns;
+  }
   uint64_t hist[MC_HIST_BUCKETS], total = 0;
-  int top = -1;
   for (int b = 0; b < MC_HIST_BUCKETS; b++) {
     hist[b] = atomic_load(&m->fault_hist[b]);
     total += hist[b];
-    if (hist[b]) top = b;
   }
-  out->faults = total;
+  s->uffd_fault_ns_total = atomic_load(&m->fault_ns_total);
   if (total) {
-    out->fault_p50_us = hist_percentile_us(hist, total, 50);
-    out->fault_p99_us = hist_percentile_us(hist, total, 99);
-    out->fault_max_us = top < 400 ? (top + 1) * 0.25 : 100.0 + (top - 399) * 100.0;
+    s->uffd_fault_p50_ns = (uint64_t)(hist_percentile_us(hist, total, 50) * 1e3);
+    s->uffd_fault_p99_ns = (uint64_t)(hist_percentile_us(hist, total, 99) * 1e3);
   }
-  out->mremap_ns = m->mremap_ns, out->register_ns = m->register_ns;
-  out->mark_ns = m->mark_ns, out->forward_ns = m->forward_ns, out->update_ns = m->update_ns;
-  out->worker_ns = m->worker_ns, out->worker_bytes = m->worker_bytes;
-  out->worker_cpu_ns = m->worker_cpu_ns, out->build_cpu_ns = m->build_cpu_ns;
-  out->release_cpu_ns = m->release_cpu_ns;
-  out->fault_ns_total = atomic_load(&m->fault_ns_total);
-  out->table_bytes = m->table_bytes;
-  out->live_bytes = m->live_bytes;
-  out->pinned_ranges = m->pinned_ranges, out->pinned_bytes = m->pinned_bytes;
-  out->build_ns = m->build_ns, out->build_threads = m->build_threads;
-  out->moving_capacity = m->t.capacity;
 }

@@ -582,7 +582,7 @@ void fh_postfork_child(fh_heap *h) {
   h->collections = 0;
   h->bytes_freed = h->bytes_moved = 0;
   h->compact_slides = h->compact_builds = 0;
-  h->pause_ns_total = h->pause_ns_max = 0;
+  pause_reset(h); /* pause_ns_total/max, the histogram, kinds, recent */
   atomic_store(&h->bytes_allocated, 0);
   atomic_store(&h->uffd_faults, 0);
   atomic_store(&h->uffd_fault_ns_max, 0);

@@ -234,6 +234,20 @@ struct fh_heap {
    * collect). */
   uint64_t compact_slides, compact_builds;
   uint64_t pause_hist[FH_PAUSE_BUCKETS]; /* fh_stats.pause_hist */
+  /* Every stop-the-world pause (heap/stats.c: pause_record), under
+   * stats_lock: fh_stats.pauses, kind_*, recent_pauses; builds_seen is
+   * compact_builds at the last collection's pause (a new build: a flip). */
+  uint64_t pauses, builds_seen;
+  uint64_t kind_pauses[FH_PAUSE_KINDS], kind_pause_ns_total[FH_PAUSE_KINDS];
+  uint64_t kind_pause_ns_max[FH_PAUSE_KINDS];
+  fh_pause_record recent_pauses[FH_PAUSE_RECENT];
+  /* Threads inside fh_gc_transient_bytes, which reads h->mc without a
+   * lock: a compactor state is freed only once none is (mc_stats_retire). */
+  _Atomic unsigned mc_watchers;
+  /* How long the last world_stop waited for the other threads to park
+   * (and critical sections to close): written by the thread holding
+   * gc_lock, taken (and cleared) by the next pause_record of that thread. */
+  uint64_t last_stop_ns;
   uint64_t ephemerons_traced, ephemerons_cleared, objects_finalized, weak_ns_total, weak_ns_max;
   uint64_t ephemerons_kept_strong; /* for lack of memory (collectors/trace_weak.c) */
   _Atomic uint64_t uffd_faults, uffd_fault_ns_max;
@@ -409,6 +423,23 @@ void native_destroy(fh_heap *h);
 /* Free the compactor's state (after fh_gc_wait); print its mode (fh_dump). */
 void mc_heap_destroy(fh_heap *h);
 void mc_dump(fh_heap *h, FILE *out);
+/* fh_get_stats, under stats_lock: last_cycle and the fault service figures
+ * (collectors/mc_stats.c). */
+void mc_stats_fill(fh_heap *h, fh_stats *s);
+
+/* ---- stats.c: pauses ---- */
+/* Count one stop-the-world pause of `kind`, from start_ns (the world began
+ * to stop) to end_ns (heap_now_ns): pause_hist, kind_*, recent_pauses,
+ * pause_ns_total/max.  Every pause of every collector comes here: the
+ * driver's (gc_account_pause) and any a collector stops the world for on
+ * its own (a remark).  The record's stop_ns is the wait of the
+ * world_stop that began the pause (h->last_stop_ns, then cleared), so call
+ * it before stopping the world again.  _locked: the caller holds stats_lock (as inside
+ * collect, which gc_run calls with it held); pause_record takes it. */
+void pause_record_locked(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns);
+void pause_record(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns);
+/* Forget every pause (a forked child's counters), under stats_lock. */
+void pause_reset(fh_heap *h);
 
 /* The heap's concurrent phase: work a collection leaves running after its
  * pause (compaction, sweeping, releasing pages).  The next collection,

@@ -8,6 +8,49 @@
 _Static_assert(HEAP_MAX_SPACES + 1 <= sizeof(((fh_stats *)0)->spaces) / sizeof(fh_space_stats),
                "fh_stats.spaces holds every space and the fh_malloc memory");
 
+/* ---- pauses ---- */
+
+void pause_record_locked(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns) {
+  uint64_t ns = end_ns > start_ns ? end_ns - start_ns : 0;
+  unsigned k = kind < FH_PAUSE_KINDS ? (unsigned)kind : FH_PAUSE_FULL;
+  h->pause_ns_total += ns;
+  if (ns > h->pause_ns_max) h->pause_ns_max = ns;
+  /* Bucket b holds [2^b, 2^(b+1)) us; under 1 us in bucket 0. */
+  uint64_t us = ns / 1000;
+  unsigned b = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
+  h->pause_hist[b < FH_PAUSE_BUCKETS ? b : FH_PAUSE_BUCKETS - 1]++;
+  h->kind_pauses[k]++;
+  h->kind_pause_ns_total[k] += ns;
+  if (ns > h->kind_pause_ns_max[k]) h->kind_pause_ns_max[k] = ns;
+  uint64_t stop = h->last_stop_ns < ns ? h->last_stop_ns : ns;
+  h->last_stop_ns = 0; /* never charged to a later pause */
+  h->recent_pauses[h->pauses % FH_PAUSE_RECENT] =
+      (fh_pause_record){.start_ns = start_ns, .ns = ns, .stop_ns = stop, .kind = k};
+  h->pauses++;
+}
+
+void pause_record(fh_heap *h, fh_pause_kind kind, uint64_t start_ns, uint64_t end_ns) {
+  pthread_mutex_lock(&h->stats_lock);
+  pause_record_locked(h, kind, start_ns, end_ns);
+  pthread_mutex_unlock(&h->stats_lock);
+}
+
+void pause_reset(fh_heap *h) {
+  h->pause_ns_total = h->pause_ns_max = 0;
+  h->pauses = 0;
+  h->builds_seen = h->compact_builds;
+  memset(h->pause_hist, 0, sizeof h->pause_hist);
+  memset(h->kind_pauses, 0, sizeof h->kind_pauses);
+  memset(h->kind_pause_ns_total, 0, sizeof h->kind_pause_ns_total);
+  memset(h->kind_pause_ns_max, 0, sizeof h->kind_pause_ns_max);
+  memset(h->recent_pauses, 0, sizeof h->recent_pauses);
+}
+
+static const char *const pause_kind_names[FH_PAUSE_KINDS] = {"full", "young", "flip", "remark",
+                                                             "roots"};
+
+/* ---- fh_get_stats ---- */
+
 static void space_stats(fh_space_stats *out, const fh_space *s) {
   out->name = s->name;
   out->capacity = s->end - s->begin;
@@ -52,6 +95,12 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->full_pause_ns_total = h->full_pause_ns_total;
   s->full_pause_ns_max = h->full_pause_ns_max;
   s->bytes_promoted = h->bytes_promoted;
+  s->pauses = h->pauses;
+  memcpy(s->kind_pauses, h->kind_pauses, sizeof s->kind_pauses);
+  memcpy(s->kind_pause_ns_total, h->kind_pause_ns_total, sizeof s->kind_pause_ns_total);
+  memcpy(s->kind_pause_ns_max, h->kind_pause_ns_max, sizeof s->kind_pause_ns_max);
+  memcpy(s->recent_pauses, h->recent_pauses, sizeof s->recent_pauses);
+  mc_stats_fill(h, s);
   s->concurrent_marks = h->cm_cycles;
   s->remark_ns_total = h->remark_ns_total;
   s->remark_ns_max = h->remark_ns_max;
@@ -114,12 +163,29 @@ void fh_dump(fh_heap *h, FILE *out) {
   hspace_dump(h, out);
   fprintf(out, "  collections %llu, pause total %.3f ms, max %.3f ms\n",
           (unsigned long long)s.collections, s.pause_ns_total / 1e6, s.pause_ns_max / 1e6);
-  if (s.collections) {
+  if (s.pauses) {
     fprintf(out, "  pauses by length (us, from):");
     for (unsigned k = 0; k < FH_PAUSE_BUCKETS; k++)
       if (s.pause_hist[k]) fprintf(out, " %llu: %llu", 1ull << k, (unsigned long long)s.pause_hist[k]);
     fputc('\n', out);
+    fprintf(out, "  pauses by kind:");
+    for (unsigned k = 0; k < FH_PAUSE_KINDS; k++)
+      if (s.kind_pauses[k])
+        fprintf(out, " %s %llu (total %.3f ms, max %.3f ms)",
+                pause_kind_names[k] ? pause_kind_names[k] : "?", (unsigned long long)s.kind_pauses[k], s.kind_pause_ns_total[k] / 1e6,
+                s.kind_pause_ns_max[k] / 1e6);
+    fprintf(out, "%s\n", s.kind_pauses[FH_PAUSE_REMARK]
+                             ? "" : "; no remark pause (marking runs inside the full or flip pause)");
   }
+  const fh_cycle_stats *c = &s.last_cycle;
+  if (c->mark_ns)
+    fprintf(out, "  last compacting cycle's pause: mark %.3f ms, forward %.3f ms, update %.3f ms, "
+                 "flip mremap %.3f ms + register %.3f ms, build %.3f ms; concurrent phase: worker "
+                 "%.3f ms (%.3f ms CPU) for %llu KiB, releaser %.3f ms CPU\n",
+            c->mark_ns / 1e6, c->forward_ns / 1e6, c->update_ns / 1e6, c->flip_mremap_ns / 1e6,
+            c->flip_register_ns / 1e6, c->build_ns / 1e6, c->worker_ns / 1e6,
+            c->worker_cpu_ns / 1e6, (unsigned long long)c->worker_bytes >> 10,
+            c->release_cpu_ns / 1e6);
   if (s.collections)
     fprintf(out, "  GC CPU: user %.3f ms, system %.3f ms (%.1f%% of pause time), %llu minor and "
                  "%llu major faults, %.1f faults a collection; %llu GC threads started\n",
@@ -186,6 +252,7 @@ void fh_dump(fh_heap *h, FILE *out) {
     fprintf(out, "  weak: %llu ephemerons traced as strong pairs for one cycle, for lack of "
                  "memory to record them\n", (unsigned long long)kept_strong);
   if (s.uffd_faults)
-    fprintf(out, "  uffd faults %llu, slowest %.1f us\n", (unsigned long long)s.uffd_faults,
-            s.uffd_fault_ns_max / 1e3);
+    fprintf(out, "  uffd faults %llu, served in %.1f us (median), %.1f us (p99), slowest %.1f us\n",
+            (unsigned long long)s.uffd_faults, s.uffd_fault_p50_ns / 1e3,
+            s.uffd_fault_p99_ns / 1e3, s.uffd_fault_ns_max / 1e3);
 }

@@ -130,6 +130,7 @@ int world_stop(fh_heap *h, fh_thread *self) {
   /* self may be NULL: the fork prepare handler of a thread that is not
    * attached, or is inside a blocking region (heap/fork.c). */
   unsigned mine = self ? self->critical : 0;
+  uint64_t t0 = heap_now_ns();
   pthread_mutex_lock(&h->world_lock);
   /* No new critical section opens from here on; open ones finish first,
    * since their objects must not move under native code. */
@@ -151,6 +152,7 @@ int world_stop(fh_heap *h, fh_thread *self) {
    * become exact for whoever stopped the world. */
   cds_list_for_each_entry(t, &h->threads, link)
     if (t->ms_pending_word) malloc_heap_publish_pending(t);
+  h->last_stop_ns = heap_now_ns() - t0; /* the pause's record takes it */
   pthread_mutex_unlock(&h->world_lock);
   return 0;
 }

@@ -549,6 +549,49 @@ typedef struct fh_space_stats {
   const char *name;
   size_t capacity, used, resident;
 } fh_space_stats;
+/* Stop-the-world pauses by what they do (fh_stats.kind_pauses,
+ * recent_pauses): a whole collection in the pause (every collector's but
+ * the two below), a young collection (gen_semispace), the pause of a
+ * concurrent compaction that flips the spaces (today it also marks), the
+ * remark pause and the root pause of a concurrent marking (mark_sweep's
+ * with concurrent_mark=1).
+ * FH_PAUSE_KINDS leaves room for more. */
+typedef enum fh_pause_kind {
+  FH_PAUSE_FULL,
+  FH_PAUSE_YOUNG,
+  FH_PAUSE_FLIP,
+  FH_PAUSE_REMARK,
+  FH_PAUSE_ROOTS
+} fh_pause_kind;
+#define FH_PAUSE_KINDS 8
+#define FH_PAUSE_RECENT 64
+typedef struct fh_pause_record {
+  uint64_t start_ns; /* CLOCK_MONOTONIC when the world began to stop */
+  uint64_t ns;       /* its length: from then until the world resumed */
+  uint64_t stop_ns;  /* of ns: until every other thread had parked (time to safepoint) */
+  uint32_t kind;     /* fh_pause_kind */
+} fh_pause_record;
+/* The last compacting cycle (mark_compact, concurrent_compact; zero until
+ * one ran), nanoseconds: where its pause went, and its concurrent phase
+ * (figures of the phase once it has ended; 0 while one runs). */
+typedef struct fh_cycle_stats {
+  uint64_t mark_ns;           /* pause: marking (all of it, until marking is concurrent) */
+  uint64_t forward_ns;        /* pause: computing forwarding and the from-space ledger */
+  uint64_t update_ns;         /* pause: updating references (slide: and sliding) */
+  uint64_t flip_mremap_ns;    /* pause: mremap of the space (0 for a slide) */
+  uint64_t flip_register_ns;  /* pause: UFFDIO_REGISTER of the destination */
+  uint64_t build_ns;          /* pause: building pages (stop-the-world), wall */
+  uint64_t build_cpu_ns;      /* ... CPU time of its threads, summed */
+  uint64_t build_threads;     /* ... threads that built */
+  uint64_t concurrent_mark_ns; /* concurrent marking, wall (none yet: 0) */
+  uint64_t worker_ns;         /* concurrent phase: the worker's busy time, wall */
+  uint64_t worker_cpu_ns;     /* ... the CPU time it got meanwhile */
+  uint64_t worker_bytes;      /* ... destination bytes it built */
+  uint64_t release_cpu_ns;    /* ... CPU time of the from-space releaser */
+  uint64_t live_bytes;        /* moving-space bytes left live */
+  uint64_t table_bytes;       /* side tables: bitmaps, offsets, page states, ledger */
+  uint64_t pinned_ranges, pinned_bytes; /* kept in place for pins */
+} fh_cycle_stats;
 typedef struct fh_stats {
   uint64_t collections, bytes_allocated, bytes_freed, bytes_moved;
   uint64_t pause_ns_total, pause_ns_max;
@@ -596,6 +639,21 @@ typedef struct fh_stats {
   uint64_t young_collections, young_pause_ns_total, young_pause_ns_max;
   uint64_t full_collections, full_pause_ns_total, full_pause_ns_max;
   uint64_t bytes_promoted;
+  /* Every stop-the-world pause, by kind (fh_pause_kind); pause_hist,
+   * pause_ns_total and pause_ns_max count all of them. */
+  uint64_t pauses;                           /* of every kind: the sum of pause_hist */
+  uint64_t kind_pauses[FH_PAUSE_KINDS];      /* pauses of each kind */
+  uint64_t kind_pause_ns_total[FH_PAUSE_KINDS], kind_pause_ns_max[FH_PAUSE_KINDS];
+  /* The last FH_PAUSE_RECENT pauses (as Go's MemStats.PauseNs): pause i,
+   * counted from 0, is recent_pauses[i % FH_PAUSE_RECENT]; the last
+   * min(pauses, FH_PAUSE_RECENT) are filled. */
+  fh_pause_record recent_pauses[FH_PAUSE_RECENT];
+  fh_cycle_stats last_cycle;     /* the last compacting cycle's parts */
+  /* Mutator faults on a concurrent compaction's pages: service time
+   * (building the page and installing it) summed, and its median and 99th
+   * percentile, over the faults served so far (uffd_faults counts them
+   * once a concurrent phase ends). */
+  uint64_t uffd_fault_ns_total, uffd_fault_p50_ns, uffd_fault_p99_ns;
   /* Concurrent marking (collector=mark_sweep, concurrent_mark=1): cycles
    * that marked concurrently (each counted once in collections, at its
    * initial pause), their remark pauses (in pause_ns_* and pause_hist too),
@@ -605,6 +663,26 @@ typedef struct fh_stats {
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);
+/* Lock-free readings for a thread that watches a collection from outside
+ * (any thread, attached or not; fh_get_stats waits for a pause to end):
+ * 1 while a collection's concurrent phase runs (a non-blocking
+ * fh_gc_wait), and the bytes of collector memory that come and go inside
+ * a cycle resident now (the helper markers' bitmaps), never more than is
+ * there. */
+FH_API int fh_gc_phase_open(fh_heap *h);
+FH_API size_t fh_gc_transient_bytes(fh_heap *h);
+/* Minimum mutator utilisation (Cheng and Blelloch): the least fraction of
+ * any window of window_ns inside [begin_ns, end_ns) not covered by the
+ * given stalls (intervals, any order, may overlap; clipped to the span).
+ * A window wider than the span is the span.  From recent_pauses, or from
+ * the gaps a program sees between its own operations.  1.0 for an empty
+ * span or no stalls; -1.0 + fh_last_error() for a NULL list of n > 0 or
+ * window_ns 0 (or no memory for a sorted copy).  O(n log n). */
+typedef struct fh_interval {
+  uint64_t begin_ns, end_ns;
+} fh_interval;
+FH_API double fh_mmu(const fh_interval *stalls, size_t n, uint64_t begin_ns, uint64_t end_ns,
+                     uint64_t window_ns);
 
 /* The inline fast paths the declarations above refer to. */
 #include "faultheap_inline.h"

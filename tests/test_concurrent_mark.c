@@ -118,6 +118,13 @@ static void test_black_allocation(void **state) {
   n = NULL;
   big = NULL;
   remark(t);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.concurrent_marks, 1);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_ROOTS], 1); /* the initial pause */
+  assert_int_equal(st.kind_pauses[FH_PAUSE_REMARK], 1);
+  assert_true(st.remark_ns_max > 0);
+  assert_int_equal(st.collections, 1); /* the cycle, counted once */
   assert_int_equal(root->next->next->value, 6);
   assert_int_equal(((tnode *)((void **)root->other)[3])->value, 7);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);

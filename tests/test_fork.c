@@ -417,6 +417,10 @@ static void test_postfork_child_resets_counters(void **s) {
     fh_stats st;
     fh_get_stats(h, &st);
     CHILD_CHECK(st.collections == 0 && st.bytes_allocated == 0 && st.pause_ns_total == 0);
+    uint64_t hist = 0; /* the pause records describe this process too */
+    for (unsigned k = 0; k < FH_PAUSE_BUCKETS; k++) hist += st.pause_hist[k];
+    CHILD_CHECK(st.pauses == 0 && hist == 0 && st.kind_pauses[FH_PAUSE_FULL] == 0 &&
+                st.recent_pauses[0].ns == 0);
     _exit(0);
   }
   fh_postfork_parent(h);
