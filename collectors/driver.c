@@ -110,7 +110,10 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
                               ((cause == GC_CAUSE_ALLOC_TRIGGER || cause == GC_CAUSE_ALLOC_FAILURE) &&
                                ops == h->collector));
   pthread_mutex_lock(&h->stats_lock); /* the counters the events report */
-  gc_events_start(h, watch, remark_only ? "remark" : ops->name, cause);
+  /* A pause that only finishes a concurrent marking is its remark, whoever
+   * asked for it. */
+  gc_events_start(h, watch, remark_only ? "remark" : ops->name,
+                  remark_only ? GC_CAUSE_REMARK : cause);
   pthread_mutex_unlock(&h->stats_lock);
   gc_events_announce(h, watch);
   if (!remark_only && ops->prepare) ops->prepare(h);
