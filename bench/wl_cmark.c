@@ -15,7 +15,10 @@
  *   mark_mbps_cpu  marking throughput, MB of live data per CPU-second of
  *                  the marking thread: the concurrent marker's CPU time, or
  *                  stop-the-world the pause (one thread marks)
- *   marker_ms      the concurrent marker's wall time */
+ *   marker_ms      the concurrent marker's wall time
+ *   roots_ms       the initial (roots) pause (concurrent only)
+ *   stop_ms        the longest time to safepoint among the cycle's pauses
+ *                  (included in them: waiting for the mutators to park) */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -82,7 +85,8 @@ static void *cmutator(void *p) {
 }
 
 typedef struct cres {
-  double max_pause_ms, remark_ms, max_stall_ms, cycle_ms, mark_mbps_cpu, marker_ms;
+  double max_pause_ms, remark_ms, max_stall_ms, cycle_ms, mark_mbps_cpu, marker_ms, roots_ms,
+      stop_ms;
 } cres;
 
 static int crun(int concurrent, size_t live_mib, int mutators, cres *r) {
@@ -145,6 +149,14 @@ static int crun(int concurrent, size_t live_mib, int mutators, cres *r) {
   fh_stats st;
   fh_get_stats(h, &st);
   r->max_pause_ms = st.pause_ns_max / 1e6;
+  /* The cycle's pauses: the initial (roots) pause, and the longest time
+   * to safepoint of any of them (part of each pause). */
+  for (uint64_t i = st.pauses > FH_PAUSE_RECENT ? st.pauses - FH_PAUSE_RECENT : 0; i < st.pauses;
+       i++) {
+    const fh_pause_record *p = &st.recent_pauses[i % FH_PAUSE_RECENT];
+    if (p->kind == FH_PAUSE_ROOTS && p->ns / 1e6 > r->roots_ms) r->roots_ms = p->ns / 1e6;
+    if (p->stop_ns / 1e6 > r->stop_ms) r->stop_ms = p->stop_ns / 1e6;
+  }
   r->remark_ms = st.remark_ns_max / 1e6;
   r->cycle_ms = (g1 - g0) / 1e6;
   r->marker_ms = (st.marker_ns - before.marker_ns) / 1e6;
@@ -178,23 +190,23 @@ int wl_cmark(int argc, char **argv) {
   if (runs < 1 || runs > 15 || mutators < 1 || mutators > 8) return 2;
   printf("cmark: mark_sweep, %zu MiB live, %d mutators, %d runs (medians; max pause: of all)\n",
          live, mutators, runs);
-  printf("%-22s %12s %10s %12s %10s %14s %10s\n", "mode", "max_pause_ms", "remark_ms",
-         "max_stall_ms", "cycle_ms", "mark_mbps_cpu", "marker_ms");
+  printf("%-22s %12s %9s %9s %8s %12s %9s %13s %9s\n", "mode", "max_pause_ms", "roots_ms",
+         "remark_ms", "stop_ms", "max_stall_ms", "cycle_ms", "mark_mbps_cpu", "marker_ms");
   for (int c = 1; c >= 0; c--) {
-    double v[6][15];
+    double v[8][15];
     double worst = 0;
     for (int r = 0; r < runs; r++) {
       cres x;
       if (crun(c, live, mutators, &x) < 0) return 1;
-      double a[6] = {x.max_pause_ms, x.remark_ms, x.max_stall_ms, x.cycle_ms, x.mark_mbps_cpu,
-                     x.marker_ms};
-      for (int k = 0; k < 6; k++) v[k][r] = a[k];
+      double a[8] = {x.max_pause_ms, x.remark_ms, x.max_stall_ms, x.cycle_ms, x.mark_mbps_cpu,
+                     x.marker_ms, x.roots_ms, x.stop_ms};
+      for (int k = 0; k < 8; k++) v[k][r] = a[k];
       if (x.max_pause_ms > worst) worst = x.max_pause_ms;
     }
-    for (int k = 0; k < 6; k++) qsort(v[k], (size_t)runs, sizeof(double), dcmp);
-    printf("%-22s %12.3f %10.3f %12.3f %10.1f %14.0f %10.1f\n",
-           c ? "concurrent_mark=1" : "concurrent_mark=0", worst, v[1][runs / 2], v[2][runs / 2],
-           v[3][runs / 2], v[4][runs / 2], v[5][runs / 2]);
+    for (int k = 0; k < 8; k++) qsort(v[k], (size_t)runs, sizeof(double), dcmp);
+    printf("%-22s %12.3f %9.3f %9.3f %8.3f %12.3f %9.1f %13.0f %9.1f\n",
+           c ? "concurrent_mark=1" : "concurrent_mark=0", worst, v[6][runs / 2], v[1][runs / 2],
+           v[7][runs / 2], v[2][runs / 2], v[3][runs / 2], v[4][runs / 2], v[5][runs / 2]);
   }
   return 0;
 }

@@ -254,10 +254,21 @@ int cmark_begin(fh_heap *h, cmark *cm) {
   cmark_set_black(h, 1);
   h->cm = cm;
   h->cm_cycles++;
-  if (h->cm_manual) return 0;
-  if (gc_pool_start(&h->pool, &h->cm_task, "fh-mark", marker_main, cm) != 0) return -1;
-  h->cm_task_live = 1;
+  cm->task_pending = !h->cm_manual;
   return 0;
+}
+
+void cmark_start_task(fh_heap *h) {
+  cmark *cm = h->cm;
+  if (!cm || !cm->task_pending) return;
+  cm->task_pending = 0;
+  if (gc_pool_start(&h->pool, &h->cm_task, "fh-mark", marker_main, cm) == 0) {
+    h->cm_task_live = 1;
+    return;
+  }
+  /* No thread: the next collection (the trigger, an allocation failure,
+   * any) finishes the marking in its pause. */
+  atomic_store(&cm->marker_done, 1);
 }
 
 void cmark_join(fh_heap *h) {

@@ -1,6 +1,7 @@
 /* The collection protocol every collector shares. */
 #include "collectors/collector.h"
 #include "collectors/concurrent_mark.h"
+#include "collectors/ms_concurrent.h"
 #include "heap/error.h"
 #include "heap/finalizer.h"
 #include "heap/gc_events.h"
@@ -121,6 +122,10 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
    * concurrently (mutators then wait here, at gc_lock, as they would for a
    * stop-the-world cycle); an allocation failure finishes it in the pause. */
   if (remark_only && cause != GC_CAUSE_ALLOC_FAILURE) cmark_wait_marker(h);
+  /* The last cycle's marker task, which ran its remark and may still be
+   * returning: joined before the pause (a descheduled thread made initial
+   * pauses of 1-5 ms on a busy machine), not in it. */
+  if (!h->cm) cmark_join(h);
   uint64_t t0 = heap_now_ns();
   struct rusage usage0; /* the pause's CPU time and faults: fh_stats.gc_sys_ns */
   int measured = gc_pool_usage_begin(&usage0) == 0;
@@ -169,6 +174,8 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   gc_events_collected(h, watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);
   world_resume(h);
+  mark_sweep_after_pause(h); /* the sweeper a remark deferred */
+  cmark_start_task(h);       /* a concurrent marking begun in this pause */
   return rc;
 }
 

@@ -56,7 +56,24 @@ static void *sweeper_main(void *arg) {
 
 /* Open the concurrent phase and start the sweeper thread; 0, or -1 when
  * no thread could be started (the caller sweeps at once). */
-static int sweep_later(fh_heap *h) { return heap_phase_thread(h, "fh-sweep", sweeper_main, h); }
+static int sweep_later(fh_heap *h) {
+  /* A concurrent marking's remark starts the sweeper once the world runs
+   * again (mark_sweep_after_pause): a pool thread woken in the pause may
+   * preempt the one finishing it on a busy machine. */
+  if (h->ms_sweeper_deferred) {
+    heap_phase_open(h);
+    h->ms_sweeper_pending = 1;
+    return 0;
+  }
+  return heap_phase_thread(h, "fh-sweep", sweeper_main, h);
+}
+
+void mark_sweep_after_pause(fh_heap *h) {
+  if (!h->ms_sweeper_pending) return;
+  h->ms_sweeper_pending = 0;
+  if (gc_pool_start(&h->pool, NULL, "fh-sweep", sweeper_main, h) != 0)
+    sweeper_main(h); /* no thread: sweep here, the world running; closes the phase */
+}
 
 /* The main space holds no object after a sweep in the pause: reset its
  * arena (destroy and recreate over the same range).  jemalloc keeps the

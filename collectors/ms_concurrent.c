@@ -95,7 +95,9 @@ static int ms_finish(fh_heap *h, cmark *cm, gc_cause cause) {
     marker_run(&fresh);
     return mark_sweep_reclaim(h, &fresh, cause, fresh.ms_live, 1);
   }
+  h->ms_sweeper_deferred = 1;
   int rc = mark_sweep_reclaim(h, m, cause, live, 1);
+  h->ms_sweeper_deferred = 0;
   free(c);
   return rc;
 }

@@ -15,5 +15,8 @@ int ms_concurrent_usable(fh_heap *h, gc_cause cause);
 int ms_concurrent_begin(fh_heap *h, gc_cause cause);
 /* mark_sweep.c: the sweep after marking. */
 int mark_sweep_reclaim(fh_heap *h, marker *m, gc_cause cause, size_t live, int derive_cover);
+/* After a remark pause, the world running (gc_lock held): start the
+ * sweeper its reclaim deferred. */
+void mark_sweep_after_pause(fh_heap *h);
 
 #endif

@@ -138,6 +138,9 @@ struct fh_heap {
   char hspace_failed_why[256];
   uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
   int ms_purge_after_sweep; /* collectors/mark_sweep.c: give_back_above_target */
+  /* A remark's sweep opened the phase in the pause; its sweeper starts
+   * after the pause (collectors/mark_sweep.c: mark_sweep_after_pause). */
+  int ms_sweeper_deferred, ms_sweeper_pending;
   gc_pool pool; /* GC worker threads (heap/gc_pool.h) */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   gc_task hspace_bg_thread;
