@@ -5,9 +5,12 @@
  * times, then falls to SMALL MiB and stays there while as many bytes are
  * allocated again.  Run with heap_policy=fixed and =adaptive, alternating,
  * on the same collector.  Reported: wall time, total pause time, the
- * heap's mean resident memory (sampled at the start and at the end of
- * every collection), the peak, and the resident memory at the end of the
- * first three collections after the fall, against the live data then
+ * process's mean resident memory above what it held before the heap
+ * existed (sampled every 16384 allocations, so a mean over allocation),
+ * its peak, the live data every collection left (GiB, summed: the
+ * tracing work, a measure of GC time that does not depend on the
+ * machine's load), and its resident memory once each of the first three
+ * collections after the fall has finished, against the live data then
  * (issue 19: adaptive returns to within 2x live within three collections;
  * GC time within 1.1x of fixed for <= 0.85x its mean resident memory). */
 #include "bench.h"
@@ -23,42 +26,72 @@
 enum { NODE = 48, PER_ARRAY = 8192 };
 
 typedef struct phase_sample {
-  double resident_sum;
+  size_t base;         /* process RSS before the heap existed */
+  double rss_sum;      /* process RSS above base, sampled every SAMPLE_EVERY allocations */
   size_t samples, peak;
-  uint64_t fall_at;    /* collections done when live fell (0: not yet) */
+  uint64_t ends;       /* collections ended so far */
+  uint64_t allocs;     /* allocations so far */
+  uint64_t fall_at;    /* collections ended when live fell (0: not yet) */
   size_t last_live;    /* live after the last collection */
-  /* resident just before the 2nd, 3rd and 4th collection after the fall
-   * (the most the heap holds in the cycles that follow the 1st, 2nd and
-   * 3rd), and the live data the cycle started with */
-  size_t after_fall[3], live_after_fall[3];
-  unsigned nafter;
-  /* resident at the end of the 1st, 2nd and 3rd collection after the
-   * fall, and the live data each left */
+  double traced;       /* the live bytes every collection left: its tracing work */
+  /* process RSS once each of the 1st, 2nd and 3rd collections after the
+   * fall has finished (its concurrent phase too), and the live data it
+   * left; and just before the 2nd, 3rd and 4th start (the cycles' peaks) */
   size_t trough[3], trough_live[3];
   unsigned ntrough;
+  size_t after_fall[3], live_after_fall[3];
+  unsigned nafter;
   bench_trace *trace; /* the plot's samples (last round), or NULL */
 } phase_sample;
 
+/* One sample per 16384 allocations (~1 MiB of nodes): the mean is over
+ * allocation, the program's own clock, the same for both policies. */
+#define SAMPLE_EVERY 16384
+
+static size_t rss_above(const phase_sample *ps) {
+  size_t r = bench_rss_bytes();
+  return r > ps->base ? r - ps->base : 0;
+}
+
+static void sample(phase_sample *ps) {
+  size_t r = rss_above(ps);
+  ps->rss_sum += (double)r;
+  ps->samples++;
+  if (r > ps->peak) ps->peak = r;
+}
+
 static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
+  (void)h;
   phase_sample *ps = user;
   bench_trace_event(ps->trace, e);
-  size_t r = wk_heap_resident(h);
-  ps->resident_sum += (double)r;
-  ps->samples++;
+  size_t r = rss_above(ps);
   if (r > ps->peak) ps->peak = r;
   if (!e->end && ps->fall_at && e->number > ps->fall_at + 1 && ps->nafter < 3) {
     ps->after_fall[ps->nafter] = r;
     ps->live_after_fall[ps->nafter++] = ps->last_live;
   }
-  if (e->end && ps->fall_at && e->number > ps->fall_at && ps->ntrough < 3) {
-    ps->trough[ps->ntrough] = r;
-    ps->trough_live[ps->ntrough++] = e->live_after;
+  if (e->end) {
+    ps->traced += (double)e->live_after;
+    ps->last_live = e->live_after;
+    ps->ends = e->number;
   }
-  if (e->end) ps->last_live = e->live_after;
+}
+
+/* In the mutator, after an allocation: once a collection since the fall
+ * has ended, wait for its concurrent phase and read the process RSS. */
+static void after_alloc(fh_heap *h, phase_sample *ps, unsigned allocs) {
+  for (unsigned a = 0; a < allocs; a++)
+    if (++ps->allocs % SAMPLE_EVERY == 0) sample(ps);
+  if (!ps->fall_at || ps->ntrough >= 3 || ps->ends <= ps->fall_at + ps->ntrough) return;
+  fh_gc_wait(h);
+  ps->trough[ps->ntrough] = rss_above(ps);
+  ps->trough_live[ps->ntrough++] = ps->last_live;
 }
 
 typedef struct phase_result {
   double wall_ms, pause_ms, mean_mib, peak_mib, collections;
+  double mean_before_mib, mean_after_mib; /* the mean before and after the fall */
+  double traced_gib;                      /* sum of live after each collection */
   double after_fall_ratio[3];
   double trough_ratio[3];
 } phase_result;
@@ -72,7 +105,7 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
   uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = NODE, .nrefs = 1,
                                                  .ref_offsets = refs});
   uint32_t arr = fh_register_type(h, &(fh_type){.name = "arr", .flags = FH_TYPE_REF_ARRAY});
-  phase_sample ps = {.trace = trace};
+  phase_sample ps = {.trace = trace, .base = bench_rss_bytes()};
   bench_trace_restart(trace);
   fh_set_gc_callback(h, on_gc, &ps);
   fh_thread *t = fh_thread_attach(h);
@@ -98,6 +131,7 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
     if (!n) { ok = 0; break; }
     void **a = top[i / PER_ARRAY];
     fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+    after_alloc(h, &ps, 4);
   }
   /* Steady at `big`: a tenth replaced, ten times. */
   for (size_t k = 0; k < big && ok; k++) {
@@ -107,12 +141,13 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
     if (!n) { ok = 0; break; }
     void **a = top[i / PER_ARRAY];
     fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+    after_alloc(h, &ps, 1);
   }
   /* The fall: keep `small`. */
   for (size_t j = (small + PER_ARRAY - 1) / PER_ARRAY; j < narrays; j++) top[j] = NULL;
-  fh_stats sf;
-  fh_get_stats(h, &sf);
-  ps.fall_at = sf.collections;
+  ps.fall_at = ps.ends;
+  double sum_before = ps.rss_sum;
+  size_t n_before = ps.samples;
   /* Steady at `small`, allocating as much as the big phases did. */
   for (size_t k = 0; k < 4 * big && ok; k++) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
@@ -121,6 +156,7 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
     if (!n) { ok = 0; break; }
     void **a = top[i / PER_ARRAY];
     fh_write_ref(t, a, &a[i % PER_ARRAY], n);
+    after_alloc(h, &ps, 1);
   }
   fh_gc_wait(h);
   fh_stats s1;
@@ -128,7 +164,12 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
   out->wall_ms = (double)(bench_now_ns() - t0) / 1e6;
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6;
   out->collections = (double)(s1.collections - s0.collections);
-  out->mean_mib = ps.samples ? ps.resident_sum / (double)ps.samples / (1 << 20) : NAN;
+  out->mean_mib = ps.samples ? ps.rss_sum / (double)ps.samples / (1 << 20) : NAN;
+  out->traced_gib = ps.traced / (double)(1 << 30);
+  out->mean_before_mib = n_before ? sum_before / (double)n_before / (1 << 20) : NAN;
+  out->mean_after_mib = ps.samples > n_before ? (ps.rss_sum - sum_before) /
+                                                    (double)(ps.samples - n_before) / (1 << 20)
+                                              : NAN;
   out->peak_mib = (double)ps.peak / (1 << 20);
   for (int k = 0; k < 3; k++)
     out->after_fall_ratio[k] = k < (int)ps.nafter && ps.live_after_fall[k]
@@ -162,7 +203,8 @@ int wl_phases(int argc, char **argv) {
            "Live data grows to MIB (default 256) among 3x as much garbage, is churned,\n"
            "falls to --small (16), and is churned again, with heap_policy=fixed and\n"
            "=adaptive alternating, R rounds (3).  Prints wall and pause time, mean and\n"
-           "peak heap resident memory, and resident/live after the fall.\n");
+           "peak process resident memory (above the process before the heap), and\n"
+           "resident/live after the fall.\n");
     return 0;
   }
   const char *collector = bench_flag(argc, argv, "--collector");
@@ -183,16 +225,21 @@ int wl_phases(int argc, char **argv) {
   bench_print_header(stdout);
   printf("phases: live grows to %zu MiB, falls to %zu MiB (%s), %d rounds; medians\n", big, small,
          collector ? collector : "default collector", runs);
-  printf("%-9s %9s %9s %6s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs", "mean MiB",
-         "peak MiB", "resident/live after the 1st, 2nd, 3rd collection since the fall: "
-                     "at its end; at the next one's start");
+  printf("%-9s %9s %9s %6s %7s %10s %10s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs",
+         "traced",
+         "mean RSS", "(before", "after)", "peak RSS", "RSS/live after the 1st, 2nd, 3rd collection since the fall: "
+                     "once it has finished; at the next one's start");
   for (int m = 0; m < 2; m++)
-    printf("%-9s %9.0f %9.1f %6.0f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, %.2f\n",
+    printf("%-9s %9.0f %9.1f %6.0f %7.2f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, "
+           "%.2f\n",
            m ? "adaptive" : "fixed",
            median_of(r[m], runs, offsetof(phase_result, wall_ms)),
            median_of(r[m], runs, offsetof(phase_result, pause_ms)),
            median_of(r[m], runs, offsetof(phase_result, collections)),
+           median_of(r[m], runs, offsetof(phase_result, traced_gib)),
            median_of(r[m], runs, offsetof(phase_result, mean_mib)),
+           median_of(r[m], runs, offsetof(phase_result, mean_before_mib)),
+           median_of(r[m], runs, offsetof(phase_result, mean_after_mib)),
            median_of(r[m], runs, offsetof(phase_result, peak_mib)),
            median_of(r[m], runs, offsetof(phase_result, trough_ratio[0])),
            median_of(r[m], runs, offsetof(phase_result, trough_ratio[1])),

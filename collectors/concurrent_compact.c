@@ -750,9 +750,17 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   m->chose = 1;
   m->chose_slide = mc_policy_choose_slide(&m->policy, t->live_bytes, span > dense ? span - dense : 0,
                                           &m->choice_est_ns);
-  h->gc_how = m->chose_slide ? "slid in the pause (little to move)" : "flipped (concurrent build)";
+  /* heap/sizer.h: a flip's two copies must fit under heap_max (unless
+   * FH_MC_SLIDE=0 insists on flipping). */
+  int no_room = !m->chose_slide && m->policy.force != 0 &&
+                !sizer_flip_fits(h, t->old_top - t->begin, t->live_bytes);
+  if (no_room) m->chose_slide = 1;
+  h->gc_how = no_room         ? "slid in the pause (no room under heap_max for a flip)"
+              : m->chose_slide ? "slid in the pause (little to move)"
+                               : "flipped (concurrent build)";
   if (m->chose_slide) {
-    mc_slide_cycle(m, "stop-the-world slide, chosen (little to move)");
+    mc_slide_cycle(m, no_room ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
+                              : "stop-the-world slide, chosen (little to move)");
     return 0;
   }
   if (mc_prepare_move(m) < 0) return -1;

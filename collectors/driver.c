@@ -166,10 +166,12 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
    * which leaves half the marks set, is over). */
   if (h->opt.verify && !mc_phase_open(h) && !h->cm) heap_verify(h, "after collection");
   watch->e.young = h->gen.collecting_young; /* gc_account_pause resets it */
+  /* Charged first: the sizer reads the heap threads' CPU time at the
+   * pause's end (heap/sizer.c) to tell the pause from what follows it. */
+  if (measured) gc_pool_charge(&h->pool, &usage0);
   h->pause_is_remark = remark_only;
   gc_account_pause(h, t0);
   h->pause_is_remark = 0;
-  if (measured) gc_pool_charge(&h->pool, &usage0);
   pthread_mutex_lock(&h->stats_lock);
   gc_events_collected(h, watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);

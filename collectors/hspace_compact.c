@@ -50,6 +50,8 @@ typedef struct hspace_ctx {
   size_t live;      /* object bytes of live from-space objects */
   int out_of_memory;
   int no_room; /* plan_destinations failed for want of room, not of jemalloc */
+  int planned; /* plan_destinations took memory of the backup space */
+  uintptr_t run_cur, run_end; /* the run objects are being packed into */
 } hspace_ctx;
 
 static void record(marker *m, void *obj) {
@@ -59,14 +61,40 @@ static void record(marker *m, void *obj) {
   if (mark_stack_push(&c->order, obj) < 0) c->out_of_memory = 1;
 }
 
+/* A destination of `bytes` packed into a run of the backup space: the
+ * objects of the copy are never freed one by one before the next sweep,
+ * so they can sit back to back instead of each in a jemalloc size class
+ * (4 per doubling: ~8% of the bytes of objects of mixed sizes; fhbench
+ * fragmentation's whole-process RSS was 1.18x live).  A run is a plain
+ * run (spaces/malloc_runs.c): held until the next sweep lists it; marking
+ * records its objects' cover bits (malloc_space_cover) like any run's.
+ * NULL when jemalloc has no run to give: then a jemalloc object. */
+static void *pack(hspace_ctx *c, size_t bytes) {
+  if (bytes > MS_RUN_PACK_MAX) return NULL;
+  if (bytes > c->run_end - c->run_cur) {
+    /* The old run's tail stays a hole for the mutators after the sweep. */
+    uintptr_t run = malloc_run_new(c->to);
+    if (!run) return NULL;
+    c->run_cur = run;
+    c->run_end = run + MS_RUN_BYTES;
+  }
+  void *d = (void *)c->run_cur;
+  c->run_cur += bytes;
+  atomic_fetch_add_explicit(&c->to->used, bytes, memory_order_relaxed);
+  return d;
+}
+
 /* Step 2: every destination, or none.  Returns 0, or -1 + error. */
 static int plan_destinations(hspace_ctx *c) {
   size_t total = 0;
   for (size_t i = 0; i < c->order.n; i++) {
     size_t bytes = malloc_object_bytes_for(obj_moved_bytes(*obj_header(c->order.items[i])));
-    void *d = total + bytes <= c->to->limit
-                  ? malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache)
-                  : NULL;
+    void *d = NULL;
+    if (total + bytes <= c->to->limit) {
+      c->planned = 1;
+      d = pack(c, bytes);
+      if (!d) d = malloc_space_alloc_raw(c->to, bytes, c->h->gc_tcache);
+    }
     size_t cap = (size_t)(c->to->space.end - c->to->space.begin);
     if (!d && total + bytes <= c->to->limit &&
         arena_mapped(&c->to->arena) + bytes + FH_PMD <= cap) {
@@ -209,7 +237,7 @@ static int fail(hspace_ctx *c, const char *why_prefix) {
    * requires).  A cache whose flush fails is dropped instead (the collector
    * goes uncached from then on): its id is never used again, so the
    * regions of the reset arena it holds are never handed out. */
-  if (c->dest.n) {
+  if (c->dest.n || c->planned) {
     if (arena_tcache_flush(h->gc_tcache) < 0) h->gc_tcache = -1;
     if (malloc_space_reset(c->to) < 0) fh_error_prefix(why_prefix);
   }

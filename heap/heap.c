@@ -238,7 +238,6 @@ void fh_heap_destroy(fh_heap *h) {
   cards_destroy(h);
   for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
   pins_destroy(h);
-  sizer_destroy(&h->sizer);
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
@@ -296,11 +295,19 @@ size_t heap_used_bytes(fh_heap *h) {
 
 void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
+  /* The budget grows with the live data a collection traces and moves,
+   * not with large objects: they are never copied or slid and their
+   * payload is marked as one object, so a live 50 MB array would
+   * otherwise buy 100 MB of allocation (and of resident memory) between
+   * collections that cost no more for it.  They still take room under
+   * heap_max (below). */
+  size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
+  size_t traced = live > los ? live - los : 0;
   size_t grow;
   if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
-    grow = sizer_extra(h, live);
+    grow = sizer_extra(h, traced);
   } else {
-    grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
+    grow = (size_t)((double)traced * (h->opt.growth_factor_pct - 100) / 100.0);
     if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
   }
   /* Past the capacity an allocation fails and collects anyway (semispace:
@@ -331,14 +338,12 @@ void heap_set_trigger(fh_heap *h, size_t live) {
 void heap_phase_open(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 1;
-  sizer_phase_open(h, heap_now_ns());
   pthread_mutex_unlock(&h->world_lock);
 }
 
 void heap_phase_close(fh_heap *h) {
   pthread_mutex_lock(&h->world_lock);
   h->concurrent_phase = 0;
-  sizer_phase_close(h, heap_now_ns());
   pthread_cond_broadcast(&h->phase_cv);
   pthread_mutex_unlock(&h->world_lock);
 }

@@ -11,7 +11,6 @@
 
 void sizer_init(heap_sizer *s) {
   *s = (heap_sizer){0};
-  pthread_mutex_init(&s->lock, NULL);
   /* Informed guesses until there is a measurement: 5 GB/s of collection
    * and 1 GB/s of allocation (what GCBench shows on this project's test
    * machine, rounded). */
@@ -19,35 +18,30 @@ void sizer_init(heap_sizer *s) {
   s->alloc_bytes_per_ns = 1.0;
 }
 
-void sizer_destroy(heap_sizer *s) { pthread_mutex_destroy(&s->lock); }
-
 static void smooth(double *avg, double x) { *avg = (1.0 - SMOOTH) * *avg + SMOOTH * x; }
+
+/* CPU time of the heap's own threads so far (heap/gc_pool.c charges each
+ * task's, and each pause's, when it ends). */
+static uint64_t gc_cpu_ns(fh_heap *h) {
+  return atomic_load_explicit(&h->pool.user_ns, memory_order_relaxed) +
+         atomic_load_explicit(&h->pool.sys_ns, memory_order_relaxed);
+}
 
 void sizer_pause_start(fh_heap *h, uint64_t t0) {
   heap_sizer *s = &h->sizer;
   s->pause_start_ns = t0;
+  s->cpu_at_start = gc_cpu_ns(h);
   s->folded = 0;
 }
 
 void sizer_pause_end(fh_heap *h, uint64_t pause_ns, uint64_t now) {
   heap_sizer *s = &h->sizer;
   s->pending_cost_ns = pause_ns;
-  s->pending_live = h->live_after_gc;
+  /* Per byte the collection traced: sizer_extra's argument, large
+   * objects left out (heap_set_trigger). */
+  s->pending_live = s->last_live;
   s->last_end_ns = now;
-}
-
-void sizer_phase_open(fh_heap *h, uint64_t now) {
-  pthread_mutex_lock(&h->sizer.lock);
-  h->sizer.phase_open_ns = now;
-  pthread_mutex_unlock(&h->sizer.lock);
-}
-
-void sizer_phase_close(fh_heap *h, uint64_t now) {
-  heap_sizer *s = &h->sizer;
-  pthread_mutex_lock(&s->lock);
-  if (s->phase_open_ns && now > s->phase_open_ns) s->phase_ns += now - s->phase_open_ns;
-  s->phase_open_ns = 0;
-  pthread_mutex_unlock(&s->lock);
+  s->cpu_at_end = gc_cpu_ns(h); /* the pause's own CPU included (collectors/driver.c) */
 }
 
 /* Once per pause: the last collection's cost and the allocation since. */
@@ -55,11 +49,16 @@ static void fold(fh_heap *h) {
   heap_sizer *s = &h->sizer;
   if (s->folded) return;
   s->folded = 1;
-  /* The last collection's phase has ended: this pause waited for it. */
-  pthread_mutex_lock(&s->lock);
-  uint64_t cost = s->pending_cost_ns + s->phase_ns;
-  s->phase_ns = 0;
-  pthread_mutex_unlock(&s->lock);
+  /* The last collection's cost: its pause, in which the mutators wait,
+   * plus the CPU time the heap's threads spent since (its concurrent
+   * phase, which this pause waited for, a sweeper, a prefault), not the
+   * phase's wall time: on a busy machine a worker that shares its CPU
+   * with the mutators takes several times its CPU time, and counting
+   * that made the budget of a concurrent collector grow with the load.
+   * (A task's CPU is charged when it returns, possibly just after the
+   * phase has closed: then it counts toward the next cycle.) */
+  uint64_t cost = s->pending_cost_ns;
+  if (s->cpu_at_end && s->cpu_at_start > s->cpu_at_end) cost += s->cpu_at_start - s->cpu_at_end;
   if (s->pending_cost_ns && s->pending_live >= MIN_COST_LIVE)
     smooth(&s->gc_ns_per_byte, (double)cost / (double)s->pending_live);
   s->pending_cost_ns = 0;
@@ -75,12 +74,24 @@ size_t sizer_extra(fh_heap *h, size_t live) {
    * collected once per byte allocated. */
   double ratio = s->alloc_bytes_per_ns * s->gc_ns_per_byte;
   double extra = sqrt((double)live * (double)h->opt.heap_expansiveness * ratio);
+  s->last_live = live;
   double most = (MAX_MULTIPLIER - 1.0) * (double)live;
   if (!(extra <= most)) extra = most; /* NaN too */
   size_t e = (size_t)extra;
   if (e < h->opt.min_alloc_trigger) e = h->opt.min_alloc_trigger;
   s->last_extra = e;
   return e;
+}
+
+int sizer_flip_fits(fh_heap *h, size_t old_used, size_t live) {
+  if (live > old_used) live = old_used;
+  /* The old pages, their live data's copy, and what the mutators allocate
+   * meanwhile: the phase may last as long as a whole cycle (a worker that
+   * shares its CPU with them), so as much as the cycle that just ended. */
+  size_t garbage = old_used - live, nm = heap_nonmoving_used(h), lim = heap_limit(h);
+  if (old_used > lim) return 0;
+  size_t need = old_used + live; /* <= 2 * lim: no wrap */
+  return need <= lim && garbage <= lim - need && nm <= lim - need - garbage;
 }
 
 void sizer_dump(fh_heap *h, FILE *out) {

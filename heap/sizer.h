@@ -8,8 +8,9 @@
  * the live size rather than in proportion.  Both rates are measured:
  *   - allocation rate: bytes allocated between two collections over the
  *     mutator time between them (end of one pause to start of the next);
- *   - collection cost: a collection's pause plus its concurrent phase, per
- *     byte it left live;
+ *   - collection cost: a collection's pause plus the CPU time the heap's
+ *     threads spent until the next one (its concurrent phase, a sweeper),
+ *     per byte it left live, large objects aside;
  * each smoothed (half the old value, half the new).  Memory above the next
  * target goes back to the kernel after each collection (the collectors
  * keep resident only what the next cycle needs: collectors/semi_space.c's
@@ -19,40 +20,43 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 
 typedef struct heap_sizer {
-  /* The pause's side (sizer_pause_*, sizer_extra) runs with the world
-   * stopped under stats_lock; a concurrent phase closes on another thread
-   * (its worker), possibly before that pause has ended: phase_ns is set
-   * there, under this lock, and read under it. */
-  pthread_mutex_t lock;
-  uint64_t phase_ns;         /* the last concurrent phase's length, not yet folded in */
+  /* Written only by the collecting thread with the world stopped (gc_run);
+   * fh_dump reads the rates and the budget under stats_lock, which the
+   * writes of those hold. */
   double gc_ns_per_byte;     /* smoothed collection cost */
   double alloc_bytes_per_ns; /* smoothed allocation rate */
   uint64_t last_end_ns;      /* end of the last pause (0: none yet) */
   uint64_t pause_start_ns;   /* the current pause's start */
+  uint64_t cpu_at_end;       /* the heap threads' CPU time at the last pause's end */
+  uint64_t cpu_at_start;     /* ... and at the current pause's start */
   uint64_t pending_cost_ns;  /* the last collection's pause, not yet folded in */
   size_t pending_live;       /* the live bytes it left */
-  uint64_t phase_open_ns;    /* its concurrent phase's start */
   int folded;                /* this pause has folded its measurements in */
   size_t last_extra;         /* the last budget (fh_dump) */
+  size_t last_live;          /* the live bytes it was computed for (large objects aside) */
 } heap_sizer;
 
 struct fh_heap;
 void sizer_init(heap_sizer *s);
-void sizer_destroy(heap_sizer *s);
 /* World stopped, before the collector runs (gc_run, fh_prefork). */
 void sizer_pause_start(struct fh_heap *h, uint64_t t0);
 /* After the pause (gc_account_pause): its length. */
 void sizer_pause_end(struct fh_heap *h, uint64_t pause_ns, uint64_t now);
-/* A collection's concurrent phase opened / closed. */
-void sizer_phase_open(struct fh_heap *h, uint64_t now);
-void sizer_phase_close(struct fh_heap *h, uint64_t now);
 /* heap_policy=adaptive: the allocation budget after a collection that
  * left `live` bytes (heap_set_trigger clamps it by heap_max). */
 size_t sizer_extra(struct fh_heap *h, size_t live);
+/* May a compacting cycle copy rather than slide in place?  A flip keeps
+ * the old pages (`old_used` bytes of the moving space) resident while it
+ * builds the `live` bytes it moves elsewhere, and gives them back only as
+ * the build proceeds, while the mutators allocate new pages: 1 when the
+ * old pages, the copy and another cycle's allocation (old_used - live)
+ * fit under heap_max beside the non-moving objects (heap_max covers the
+ * collector's reserve), else 0 and the cycle slides, which needs no
+ * second copy.  Policy for collectors/concurrent_compact.c. */
+int sizer_flip_fits(struct fh_heap *h, size_t old_used, size_t live);
 /* fh_dump's line (nothing under heap_policy=fixed). */
 void sizer_dump(struct fh_heap *h, FILE *out);
 

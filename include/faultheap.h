@@ -122,7 +122,9 @@ typedef struct fh_options {
   /* Collection pacing and memory: */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
                                  collection exceed live * (pct - 100) / 100;
-                                 default 300 (the heap may triple) */
+                                 default 300 (the heap may triple); live
+                                 here and under "adaptive" leaves out large
+                                 objects, which still count in heap_max */
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
@@ -131,7 +133,8 @@ typedef struct fh_options {
                                  (at least min_alloc_trigger);
                                  "adaptive": after sqrt(live * expansiveness
                                  * rate), rate being the measured allocation
-                                 rate over the collection speed (MemBalancer,
+                                 rate over the collection speed (pause plus
+                                 collector threads' CPU time; MemBalancer,
                                  Kirisame et al. 2022): less room for large
                                  heaps and slow allocation, more for small
                                  heaps and fast allocation; between

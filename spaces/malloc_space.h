@@ -75,6 +75,9 @@ void malloc_space_destroy(malloc_space *s);
 #define MS_RUN_BYTES ((size_t)MS_RUN_PAGES * 4096u)
 #define MS_RUN_WORDS (MS_RUN_BYTES >> (MS_GRANULE_SHIFT + 6)) /* bitmap words */
 #define MS_RUN_OBJ_MAX 512u
+/* Homogeneous compaction packs live objects up to this many bytes into
+ * fresh runs (collectors/hspace_compact.c): no size-class rounding. */
+#define MS_RUN_PACK_MAX 4096u
 #define MS_RUN_MIN_ROOM (MS_RUN_BYTES / 32) /* less free: not worth listing */
 enum { MS_RUN_HELD = 1, MS_RUN_LISTED = 2, MS_RUN_TO_SWEEP = 3 };
 
@@ -229,18 +232,22 @@ static inline uintptr_t malloc_run_hole(const malloc_space *s, uintptr_t from, u
 }
 
 /* Marking (one thread, world stopped): the live object at `start` covers
- * `bytes`.  Objects too large for a run are never in one: not recorded. */
+ * `bytes`.  Objects too large for a run are never in one: not recorded.
+ * Mutators put objects up to MS_RUN_OBJ_MAX in runs, homogeneous
+ * compaction up to MS_RUN_PACK_MAX (up to 256 granules: several words). */
 static inline void malloc_space_cover(malloc_space *s, uintptr_t start, size_t bytes) {
-  if (bytes > MS_RUN_OBJ_MAX) return;
+  if (bytes > MS_RUN_PACK_MAX) return;
   size_t i = bitmap_index(&s->cover_bits, start), n = bytes >> MS_GRANULE_SHIFT;
-  unsigned b = (unsigned)(i & 63);
-  _Atomic uint64_t *w = &s->cover_bits.words[i >> 6];
-  uint64_t bits = ((uint64_t)1 << n) - 1; /* n <= 32 */
-  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (bits << b),
-                        memory_order_relaxed);
-  if (b + n > 64)
-    atomic_store_explicit(w + 1, atomic_load_explicit(w + 1, memory_order_relaxed) |
-                                     (bits >> (64 - b)), memory_order_relaxed);
+  while (n) {
+    unsigned b = (unsigned)(i & 63);
+    size_t k = 64 - b < n ? 64 - b : n;
+    uint64_t bits = (k == 64 ? ~(uint64_t)0 : ((uint64_t)1 << k) - 1) << b;
+    _Atomic uint64_t *w = &s->cover_bits.words[i >> 6];
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | bits,
+                          memory_order_relaxed);
+    i += k;
+    n -= k;
+  }
 }
 
 static inline int malloc_space_mark(malloc_space *s, const void *obj) {
