@@ -236,7 +236,8 @@ void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
    * space heap.  Kept apart from alloc_general so that this path saves no
    * registers: it is a leaf up to its tail call into mallocx's caller. */
   if (FH__LIKELY(t && type < FH__MAX_TYPES && n <= FH__INLINE_MAX &&
-                 (t->fast.type_sizes[type] == n || t->fast.type_sizes[type] == FH__VAR_SIZE))) {
+                 (FH__TYPE_SIZE(t->fast.type_sizes, type) == n ||
+                  FH__TYPE_SIZE(t->fast.type_sizes, type) == FH__VAR_SIZE))) {
     size_t bytes = malloc_object_bytes(n);
     if (FH__LIKELY(bytes <= t->ms_budget)) {
       void *obj = malloc_heap_alloc_budget(t, type, n, bytes);

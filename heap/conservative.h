@@ -32,8 +32,10 @@ typedef struct cons_stack {
 } cons_stack;
 
 /* At attach, on the attaching thread: its stack record (*out NULL when
- * the heap's stacks are precise).  0, or -1 + fh_last_error(). */
-int conservative_stack_new(fh_heap *h, cons_stack **out);
+ * the heap's stacks are precise), the stack's base from the thread
+ * library unless stack_base is given (fh_thread_attach_stack).  0, or -1 +
+ * fh_last_error(). */
+int conservative_stack_new(fh_heap *h, uintptr_t stack_base, cons_stack **out);
 /* Save the calling thread's registers and stack top (it is t's owner). */
 void conservative_save(fh_thread *t);
 /* Zero some dead stack below the caller (allocation slow paths, with

@@ -62,7 +62,8 @@ static int map_spaces_image(fh_heap *h, image_load *img);
 static int map_spaces(fh_heap *h) {
   if (!h->opt.image_path) return map_spaces_image(h, NULL);
   image_load img;
-  if (image_load_open(&img, h->opt.image_path) < 0) return -1;
+  int same_build = h->opt.image_trust && strcmp(h->opt.image_trust, "same_build") == 0;
+  if (image_load_open(&img, h->opt.image_path, same_build) < 0) return -1;
   int rc = map_spaces_image(h, &img);
   image_load_close(&img);
   return rc;
@@ -152,6 +153,12 @@ fh_heap *fh_heap_create(const fh_options *given) {
   if (h->opt.image_share && strcmp(h->opt.image_share, "none") != 0 &&
       strcmp(h->opt.image_share, "memfd") != 0) {
     fh_error_set("fh_heap_create: image_share=%s: expected none or memfd", h->opt.image_share);
+    goto fail_early;
+  }
+  if (h->opt.image_trust && strcmp(h->opt.image_trust, "none") != 0 &&
+      strcmp(h->opt.image_trust, "same_build") != 0) {
+    fh_error_set("fh_heap_create: image_trust=%s: expected none or same_build",
+                 h->opt.image_trust);
     goto fail_early;
   }
   h->opt.collector = resolve_collector(h->opt.collector);
@@ -295,19 +302,22 @@ size_t heap_used_bytes(fh_heap *h) {
 
 void heap_set_trigger(fh_heap *h, size_t live) {
   h->live_after_gc = live;
-  /* The budget grows with the live data a collection traces and moves,
-   * not with large objects: they are never copied or slid and their
-   * payload is marked as one object, so a live 50 MB array would
-   * otherwise buy 100 MB of allocation (and of resident memory) between
-   * collections that cost no more for it.  They still take room under
-   * heap_max (below). */
-  size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
-  size_t traced = live > los ? live - los : 0;
+  /* fixed: the heap grows to growth_factor_pct of all live data, large
+   * objects included, as ART and Whippet size theirs.  adaptive: MemBalancer's
+   * sqrt(L x g / s) takes L as the bytes a collection traces and moves,
+   * since its speed s is measured per such byte: a large object is marked
+   * as one object and never copied or slid, so counting a live 50 MB array
+   * there would buy ~sqrt(50 MB) of allocation its collections never pay
+   * for.  (Leaving large objects out of fixed too halved the budget of
+   * Whippet's mt-gcbench shape, whose 4 MB array is half its live data:
+   * 68 -> 127 collections, 1.4x -> 1.9-3.4x Whippet's time.)  Either way
+   * they take room under heap_max (below). */
   size_t grow;
   if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
-    grow = sizer_extra(h, traced);
+    size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
+    grow = sizer_extra(h, live > los ? live - los : 0);
   } else {
-    grow = (size_t)((double)traced * (h->opt.growth_factor_pct - 100) / 100.0);
+    grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
     if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
   }
   /* Past the capacity an allocation fails and collects anyway (semispace:

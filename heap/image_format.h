@@ -62,6 +62,11 @@ typedef struct image_header {
   /* The saver's fh_options tag masks (what a reference slot may hold);
    * zero in files written before they existed, which had none. */
   uint64_t tag_immediate_mask, tag_pointer_mask;
+  /* The saving library's build (image_build_id), zero in files written
+   * before it existed or by a build without a build-id note: a load with
+   * image_trust=same_build skips the per-reference checks only when it
+   * equals the loader's own (and the CRC matches, as always). */
+  uint64_t build_id;
 } image_header;
 
 /* CRC-32C (Castagnoli), as in iSCSI and ext4: crc = image_crc32c(crc, p, n),
@@ -70,6 +75,10 @@ uint32_t image_crc32c(uint32_t crc, const void *p, size_t n);
 /* The checksum a file's header should record: header with crc32c zeroed,
  * then the bytes from header_bytes to the end. */
 uint32_t image_file_crc(const uint8_t *file, size_t bytes);
+
+/* This build's identity (heap/image_trust.c): from the GNU build-id note
+ * of the object this code is linked into; 0 when there is none. */
+uint64_t image_build_id(void);
 
 static inline size_t image_relocs_bytes_for(uint64_t objects_bytes) {
   return (size_t)(((objects_bytes / 8) + 63) / 64 * 8);

@@ -18,7 +18,8 @@ typedef struct image_load {
   image_parsed parsed;
 } image_load;
 
-int image_load_open(image_load *ld, const char *path);
+/* same_build: image_trust=same_build (image_validate_trusting). */
+int image_load_open(image_load *ld, const char *path, int same_build);
 /* Bytes the image occupies at the reservation's start (a 2 MiB multiple). */
 size_t image_load_region_bytes(const image_load *ld);
 uintptr_t image_load_preferred_base(const image_load *ld);

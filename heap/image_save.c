@@ -284,6 +284,7 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   hd.nrelocs = s->nrelocs;
   hd.tag_immediate_mask = s->h->tags.imm;
   hd.tag_pointer_mask = s->h->tags.ptr;
+  hd.build_id = image_build_id();
   write_types(h, ntypes, f + hd.types_offset);
   hd.types_digest = image_crc32c(0, f + hd.types_offset, hd.types_bytes);
   for (size_t i = 0; i < nroots; i++) {

@@ -315,6 +315,11 @@ static int check_roots(image_parsed *p) {
 }
 
 int image_validate(const uint8_t *file, size_t bytes, image_parsed *out) {
+  return image_validate_trusting(file, bytes, out, 0);
+}
+
+int image_validate_trusting(const uint8_t *file, size_t bytes, image_parsed *out,
+                            int same_build) {
   memset(out, 0, sizeof *out);
   out->file = file;
   out->bytes = bytes;
@@ -325,7 +330,14 @@ int image_validate(const uint8_t *file, size_t bytes, image_parsed *out) {
     fh_error_set("image: cannot map the object-starts bitmap");
     goto fail;
   }
-  if (walk_objects(out) < 0 || check_refs(out) < 0 || check_roots(out) < 0) goto fail;
+  if (walk_objects(out) < 0) goto fail;
+  uint64_t mine = same_build ? image_build_id() : 0;
+  if (mine && out->hdr.build_id == mine) {
+    out->trusted = 1;
+    out->nrefs = (size_t)out->hdr.nrelocs;
+    return 0;
+  }
+  if (check_refs(out) < 0 || check_roots(out) < 0) goto fail;
   return 0;
 fail:
   image_parsed_free(out);

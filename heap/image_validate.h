@@ -30,6 +30,7 @@ typedef struct image_parsed {
     uint64_t offset, key;
   } *hashed;
   size_t nhashed, hashed_cap;
+  int trusted;        /* the per-reference checks were skipped (same build) */
 } image_parsed;
 
 /* The header alone (magic, version, byte order, sizes against the file's
@@ -38,6 +39,17 @@ typedef struct image_parsed {
 int image_check_header(const uint8_t *file, size_t avail, size_t file_bytes);
 /* Check everything; on success fill *out (free with image_parsed_free). */
 int image_validate(const uint8_t *file, size_t bytes, image_parsed *out);
+/* The same, except that with same_build set, a file whose header names this
+ * build (image_build_id, non-zero) skips the per-reference checks (each
+ * slot a relocated reference to an object start of the image, the
+ * relocation bitmap marking exactly those, roots at object starts): about
+ * 60% of validation.  Everything else is still checked: the CRC-32C over
+ * the whole file, header, sections, type table, and the object walk (each
+ * header a known type of a size that fits).  Only for files this process's
+ * build wrote itself and that are kept as safe as the executable: the CRC
+ * catches damage, not a file crafted to pass it with wild references. */
+int image_validate_trusting(const uint8_t *file, size_t bytes, image_parsed *out,
+                            int same_build);
 void image_parsed_free(image_parsed *p);
 
 #endif

@@ -47,7 +47,7 @@ int heap_object_plausible(fh_heap *h, const void *obj) {
   uint64_t hd = __atomic_load_n(obj_header(obj), __ATOMIC_RELAXED);
   uint32_t type = hdr_type(hd);
   if (hdr_is_forwarded(hd) || type == FH_FILLER_TYPE || type >= FH__MAX_TYPES) return 0;
-  uint32_t want = h->types.sizes[type];
+  uint32_t want = FH__TYPE_SIZE(h->types.sizes, type);
   size_t n = hdr_payload(hd);
   if (want == FH__NO_TYPE) return 0;
   if (want != FH__VAR_SIZE && want != FH__VAR_CHECKED && want != n) return 0;

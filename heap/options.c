@@ -53,6 +53,7 @@ static const opt_desc opt_table[] = {
     OPT(gc_threads, OPT_UINT, 1, 256),
     OPT(image_path, OPT_STRING, 0, 0),
     OPT(image_share, OPT_STRING, 0, 0),
+    OPT(image_trust, OPT_STRING, 0, 0),
     OPT(verify, OPT_BOOL, 0, 1),
     OPT(uffd_sigbus, OPT_BOOL, 0, 1),
     OPT(growth_factor_pct, OPT_UINT, 110, 10000),

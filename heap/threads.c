@@ -386,10 +386,12 @@ static void exit_key_arm(void) {
   if (exit_key_ok && !pthread_getspecific(exit_key)) pthread_setspecific(exit_key, &exit_key_ok);
 }
 
-fh_thread *fh_thread_attach(fh_heap *h) {
+fh_thread *fh_thread_attach(fh_heap *h) { return fh_thread_attach_stack(h, NULL); }
+
+fh_thread *fh_thread_attach_stack(fh_heap *h, void *stack_base) {
   if (!h) { fh_error_set("fh_thread_attach: heap is NULL"); return NULL; }
   cons_stack *cons;
-  if (conservative_stack_new(h, &cons) < 0) return NULL;
+  if (conservative_stack_new(h, (uintptr_t)stack_base, &cons) < 0) return NULL;
   void ***roots = malloc(ROOTS_INITIAL * sizeof *roots);
   /* gc_lock keeps the list still while a collection walks it; a thread
    * that is not yet attached cannot hold up a collection by waiting here.

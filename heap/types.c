@@ -24,7 +24,8 @@ int types_init(fh_type_registry *r) {
   memset(r, 0, sizeof *r);
   pthread_mutex_init(&r->lock, NULL);
   r->info = reserve_map_table(FH__MAX_TYPES * sizeof *r->info);
-  r->sizes = malloc(FH__MAX_TYPES * sizeof *r->sizes);
+  /* Zero, that is FH__NO_TYPE inverted, until a type is registered. */
+  r->sizes = reserve_map_table(FH__MAX_TYPES * sizeof *r->sizes);
   /* Lookups by name happen only when types are registered, under the
    * lock: a plain chained table does, with no RCU and so no per-thread
    * registration that could fail on a thread's first call (issue 14). */
@@ -34,17 +35,15 @@ int types_init(fh_type_registry *r) {
     types_destroy(r);
     return -1;
   }
-  for (uint32_t i = 0; i < FH__MAX_TYPES; i++) r->sizes[i] = FH__NO_TYPE;
   atomic_store(&r->next_id, 1);
   return 0;
 }
 
 static uint32_t *closed_sizes;
 static void closed_sizes_make(void) {
-  uint32_t *t = malloc(FH__MAX_TYPES * sizeof *t);
-  if (!t) return;
-  for (uint32_t i = 0; i < FH__MAX_TYPES; i++) t[i] = FH__NO_TYPE;
-  closed_sizes = t; /* never freed: threads of any heap may point at it */
+  /* All zero (FH__NO_TYPE inverted) and never written: no page of it is
+   * ever resident.  Never freed: threads of any heap may point at it. */
+  closed_sizes = reserve_map_table(FH__MAX_TYPES * sizeof *closed_sizes);
 }
 
 const uint32_t *types_closed_sizes(void) {
@@ -65,7 +64,7 @@ void types_destroy(fh_type_registry *r) {
     sys_munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
   }
   free(r->by_name);
-  free(r->sizes);
+  if (r->sizes) sys_munmap(r->sizes, FH__MAX_TYPES * sizeof *r->sizes);
   pthread_mutex_destroy(&r->lock);
   memset(r, 0, sizeof *r);
 }
@@ -178,7 +177,7 @@ uint32_t types_register(fh_type_registry *r, const fh_type *t) {
   atomic_thread_fence(memory_order_release);
   /* A variable type with fixed ref offsets needs its minimum checked, which
    * the inline path does not do: route it to the slow path. */
-  r->sizes[next] = t->size ? (uint32_t)t->size : ti->min_payload ? FH__VAR_CHECKED : FH__VAR_SIZE;
+  r->sizes[next] = ~(t->size ? (uint32_t)t->size : ti->min_payload ? FH__VAR_CHECKED : FH__VAR_SIZE);
   fh_type_info **b = name_bucket(r, ti->name);
   ti->next_by_name = *b;
   *b = ti;

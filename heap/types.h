@@ -55,7 +55,7 @@ static inline const fh_type_info *types_get(const fh_type_registry *r, uint32_t 
 }
 /* A process-wide type-size table in which every id reads FH__NO_TYPE, so
  * the inline fh_alloc always takes the slow path; made on first use (256
- * KiB), NULL if that fails. */
+ * KiB of zero pages, never touched), NULL if that fails. */
 const uint32_t *types_closed_sizes(void);
 /* Check (type, payload) as fh_alloc receives them; 0 or -1 + error. */
 int types_check_alloc(const fh_type_registry *r, uint32_t type, size_t payload);

@@ -123,8 +123,8 @@ typedef struct fh_options {
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
                                  collection exceed live * (pct - 100) / 100;
                                  default 300 (the heap may triple); live
-                                 here and under "adaptive" leaves out large
-                                 objects, which still count in heap_max */
+                                 includes large objects here, not under
+                                 "adaptive"; both count in heap_max */
   size_t min_alloc_trigger;   /* ...but never before this many bytes;
                                  default 4 MiB */
   size_t tlab_size;           /* thread-local allocation buffer; 32 KiB */
@@ -147,6 +147,14 @@ typedef struct fh_options {
   const char *image_share;    /* "none" (default) or "memfd": a relocated
                                  image is built in a sealed memfd so forked
                                  children share its pages */
+  const char *image_trust;    /* "none" (default): every check of the file;
+                                 "same_build": an image written by this very
+                                 build of the program (its GNU build-id) whose
+                                 CRC-32C matches skips the per-reference
+                                 checks (boot ~2x faster on the loading
+                                 part); for files you wrote and protect like
+                                 the executable: the CRC catches damage, not
+                                 a forged file */
   unsigned hspace_fragmentation_pct; /* collector=mark_sweep: fh_set_background(h, 1)
                                  compacts the main malloc space when the free
                                  bytes inside its resident pages exceed this
@@ -257,6 +265,22 @@ FH_API uint32_t fh_register_type(fh_heap *h, const fh_type *t);
 FH_API fh_thread *fh_thread_attach(fh_heap *h);
 FH_API void fh_thread_detach(fh_thread *t);
 static inline void fh_safepoint(fh_thread *t);
+/* The calling thread t now runs on a stack of its own making (makecontext,
+ * a coroutine, a larger stack than the OS gave it) whose highest address
+ * (exclusive) is stack_base: with stack_roots=conservative the scan covers
+ * from the thread's stack pointer up to there instead of up to the OS
+ * thread's stack base, which no longer lies above it.  Called on t's own
+ * thread, attached and outside a blocking region, after the switch and
+ * before anything the old stack holds is needed as a root (the old stack is
+ * no longer scanned).  No effect with precise stacks.  0, or -1 +
+ * fh_last_error() (t or stack_base NULL, or stack_base below the caller's
+ * own frame). */
+FH_API int fh_thread_set_stack(fh_thread *t, void *stack_base);
+/* fh_thread_attach for a thread already running on such a stack (or that
+ * knows its stack's base): stack_base as for fh_thread_set_stack; NULL is
+ * fh_thread_attach.  Saves the thread library's lookup of the stack, which
+ * for the main thread reads /proc/self/maps (~0.1 ms). */
+FH_API fh_thread *fh_thread_attach_stack(fh_heap *h, void *stack_base);
 FH_API void fh_enter_blocking(fh_thread *t); /* won't touch the heap until leave */
 FH_API void fh_leave_blocking(fh_thread *t);
 /* The calling OS thread's attachment to h (what its fh_thread_attach(h)

@@ -21,6 +21,11 @@
 #define FH__NO_TYPE 0xFFFFFFFFu   /* type_sizes[] entry of an unused id */
 #define FH__VAR_SIZE 0xFFFFFFFEu  /* type_sizes[] entry of a variable type */
 #define FH__VAR_CHECKED 0xFFFFFFFDu /* variable, with a minimum the slow path checks */
+/* type_sizes[] holds each entry inverted (~entry), so an unused id reads 0:
+ * the 256 KiB table is zero-fill-on-demand memory of which only the pages
+ * of registered ids are ever touched (filled with FH__NO_TYPE it cost every
+ * process 256 KiB, twice with the process-wide table of detached threads). */
+#define FH__TYPE_SIZE(tab, id) (~(tab)[id])
 #define FH__INLINE_MAX 4096u      /* larger payloads always take the slow path */
 #define FH__HEADER_BYTES 8u
 #define FH__CARD_SHIFT 9          /* 512-byte cards */
@@ -31,7 +36,8 @@
 typedef struct fh__thread_fast {
   uintptr_t tlab_cursor;      /* next free byte of the allocation buffer */
   uintptr_t tlab_limit;       /* end of the buffer; cursor == limit: empty */
-  const uint32_t *type_sizes; /* by id: fixed payload size, FH__VAR_SIZE or FH__NO_TYPE */
+  const uint32_t *type_sizes; /* by id, inverted (FH__TYPE_SIZE): fixed payload size,
+                                 FH__VAR_SIZE or FH__NO_TYPE */
   uintptr_t heap_lo;          /* reservation covered by the card table */
   uintptr_t heap_span;
   _Atomic uint8_t *cards;     /* card of address a: cards[(a - heap_lo) >> 9] */
@@ -107,7 +113,7 @@ static inline uint64_t fh__object_header(const void *obj) {
 #endif
     uint32_t type = (uint32_t)(hd >> 8) % FH__MAX_TYPES, want;
     if ((hd & 1u) || type == 0) return 0; /* forwarded, or a filler */
-    want = sizes[type];
+    want = FH__TYPE_SIZE(sizes, type);
     if (want == FH__NO_TYPE) return 0;
     if (want < FH__VAR_CHECKED && want != (uint32_t)(hd >> 32)) return 0;
     return (hd >> 32) <= end - a ? hd : 0;
@@ -128,7 +134,7 @@ static inline size_t fh_object_size(const void *obj) {
 static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t n) {
   fh__thread_fast *f = (fh__thread_fast *)t;
   if (FH__LIKELY(t != NULL && type < FH__MAX_TYPES && n <= FH__INLINE_MAX)) {
-    uint32_t want = f->type_sizes[type];
+    uint32_t want = FH__TYPE_SIZE(f->type_sizes, type);
     uintptr_t bytes = ((uintptr_t)n + FH__HEADER_BYTES + 7u) & ~(uintptr_t)7u;
     uintptr_t cur = f->tlab_cursor;
     if (FH__LIKELY((want == n || want == FH__VAR_SIZE) &&

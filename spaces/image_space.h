@@ -25,6 +25,7 @@ typedef struct image_space {
   void **roots;      /* fh_image_roots */
   size_t nroots;
   int relocated;     /* mapped away from the preferred base */
+  int trusted;       /* image_trust=same_build took: no per-reference checks */
   int has_memfd;     /* image_share=memfd relocated the image into ... */
   int memfd;         /* ... this sealed memfd, kept open for children */
 } image_space;

@@ -287,6 +287,73 @@ static void test_random_damage_never_crashes(void **st) {
   free(b);
 }
 
+/* image_trust=same_build (heap/image_trust.c): an image this build wrote,
+ * CRC intact, skips the per-reference checks and loads to the same graph;
+ * a damaged file is still refused by its CRC; a file another build wrote
+ * (its build_id differs) gets every check; and the trade-off, documented:
+ * a file that names this build and carries a correct CRC is believed about
+ * its references. */
+static fh_heap *load_bytes(const uint8_t *b, size_t n, const char *trust) {
+  const char *path = img_path("trust");
+  img_write(path, b, n);
+  char spec[512];
+  snprintf(spec, sizeof spec, "heap_max=8M,non_moving_max=2M,image_path=%s%s%s", path,
+           trust ? ",image_trust=" : "", trust ? trust : "");
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(&o, spec), 0);
+  fh_heap *h = fh_heap_create(&o);
+  unlink(path);
+  return h;
+}
+static void test_same_build_trust(void **st) {
+  (void)st;
+  assert_int_not_equal(image_build_id(), 0); /* the test binary has a build-id note */
+  assert_int_equal(good_h.build_id, image_build_id());
+  fh_heap *h = load_bytes(good, good_n, "same_build");
+  assert_non_null(h);
+  assert_true(h->image.trusted);
+  img_types ty;
+  img_register(h, &ty);
+  void **roots;
+  assert_int_equal(fh_image_roots(h, &roots), NROOTS);
+  img_check(&ty, roots);
+  fh_heap_destroy(h);
+  h = load_bytes(good, good_n, NULL); /* the default checks everything */
+  assert_non_null(h);
+  assert_false(h->image.trusted);
+  fh_heap_destroy(h);
+  assert_null(load_bytes(good, good_n, "always"));
+  assert_non_null(strstr(fh_last_error(), "image_trust=always"));
+
+  uint8_t *b = malloc(good_n);
+  image_header hd;
+  /* damage: the CRC still refuses it */
+  memcpy(b, good, good_n);
+  objects(b)[8] ^= 0x10;
+  assert_null(load_bytes(b, good_n, "same_build"));
+  assert_non_null(strstr(fh_last_error(), "checksum mismatch"));
+  /* another build's file with a bad reference and a correct CRC: checked */
+  memcpy(b, good, good_n);
+  wr(objects(b) + 8, rd(objects(b) + 8) + 8);
+  memcpy(&hd, b, sizeof hd);
+  hd.build_id ^= 1;
+  memcpy(b, &hd, sizeof hd);
+  img_fix_crc(b, good_n);
+  assert_null(load_bytes(b, good_n, "same_build"));
+  assert_non_null(strstr(fh_last_error(), "points inside an object"));
+  /* the same file naming this build: believed (why it is not the default) */
+  hd.build_id = image_build_id();
+  memcpy(b, &hd, sizeof hd);
+  img_fix_crc(b, good_n);
+  h = load_bytes(b, good_n, "same_build");
+  assert_non_null(h);
+  assert_true(h->image.trusted);
+  fh_heap_destroy(h);
+  assert_null(load_bytes(b, good_n, NULL));
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity_failures),
@@ -296,6 +363,7 @@ int main(void) {
       cmocka_unit_test(test_large_foreign_file_refused_from_header),
       cmocka_unit_test(test_failures_leave_no_trace),
       cmocka_unit_test(test_random_damage_never_crashes),
+      cmocka_unit_test(test_same_build_trust),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

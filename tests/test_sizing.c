@@ -80,9 +80,10 @@ static size_t budget_with(const char *collector, const char *policy, size_t big)
   return budget;
 }
 
-/* A live 32 MiB array does not enlarge the allocation budget: with the
- * default growth factor (300%) it would have bought 64 MiB more. */
-static void large_objects_do_not_enlarge_the_budget(void **state) {
+/* heap_policy=fixed sizes the heap from all live data, large objects
+ * included (as ART and Whippet do): a live 32 MiB array buys 64 MiB more
+ * budget at the default growth factor (300%), on every collector. */
+static void fixed_budget_counts_large_objects(void **state) {
   (void)state;
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
     if (strcmp(collectors[c], "concurrent_compact") == 0 && !test_have_uffd()) continue;
@@ -90,11 +91,13 @@ static void large_objects_do_not_enlarge_the_budget(void **state) {
     size_t with = budget_with(collectors[c], "fixed", 32 * MiB);
     fprintf(stderr, "%-18s budget %zu KiB without a 32 MiB array, %zu KiB with it\n",
             collectors[c], without >> 10, with >> 10);
-    assert_true(with <= without + MiB);
-    assert_true(without <= with + MiB);
+    assert_true(with >= without + 62 * MiB);
+    assert_true(with <= without + 66 * MiB);
   }
 }
 
+/* heap_policy=adaptive: the array is traced as one object and never moved,
+ * so MemBalancer's sqrt(live) leaves it out. */
 static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
   (void)state;
   size_t without = budget_with("mark_compact", "adaptive", 0);
@@ -322,7 +325,7 @@ static void flip_needs_room_for_both_copies(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(large_objects_do_not_enlarge_the_budget),
+      cmocka_unit_test(fixed_budget_counts_large_objects),
       cmocka_unit_test(large_objects_do_not_enlarge_the_adaptive_budget),
       cmocka_unit_test(flip_needs_room_for_both_copies),
       cmocka_unit_test(adaptive_resident_follows_live_down),

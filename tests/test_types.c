@@ -2,7 +2,9 @@
  * drives tracing. */
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "heap/heap.h"
 #include "support_heap.h"
 
 static fh_heap *h;
@@ -83,11 +85,50 @@ static void test_trace_callback_and_variable_min(void **state) {
   fh_thread_detach(t);
 }
 
+/* The type-size table (FH__TYPE_SIZE: entries inverted, so an unused id
+ * reads 0) costs a heap only the pages of its registered ids, and the
+ * table of detached threads none: both used to be filled with FH__NO_TYPE,
+ * 512 KiB resident in every process.  Unused ids still refuse allocation. */
+static size_t resident_pages(const void *p, size_t bytes) {
+  unsigned char vec[64];
+  assert_true(bytes / 4096 <= sizeof vec);
+  assert_int_equal(mincore((void *)p, bytes, vec), 0);
+  size_t n = 0;
+  for (size_t i = 0; i < bytes / 4096; i++) n += vec[i] & 1;
+  return n;
+}
+static void test_size_table_pages_stay_untouched(void **state) {
+  (void)state;
+  fh_heap *g = test_heap("heap_max=16M");
+  uint32_t a = fh_register_type(g, &(fh_type){.name = "sa", .size = 24});
+  uint32_t b = fh_register_type(g, &(fh_type){.name = "sb"});
+  assert_true(a > 0 && b > 0);
+  size_t bytes = FH__MAX_TYPES * sizeof(uint32_t);
+  assert_true(resident_pages(g->types.sizes, bytes) <= 1);
+  assert_int_equal(FH__TYPE_SIZE(g->types.sizes, a), 24);
+  assert_int_equal(FH__TYPE_SIZE(g->types.sizes, b), FH__VAR_SIZE);
+  assert_int_equal(FH__TYPE_SIZE(g->types.sizes, b + 1), FH__NO_TYPE);
+  fh_thread *t = fh_thread_attach(g);
+  assert_non_null(fh_alloc(t, a, 24));
+  assert_non_null(fh_alloc(t, b, 40));
+  assert_null(fh_alloc(t, b + 1, 24)); /* never registered */
+  assert_null(fh_alloc(t, a, 16));     /* not its size */
+  fh_thread_detach(t);
+  /* A detached thread's table: every id unused, nothing resident. */
+  const uint32_t *c = types_closed_sizes();
+  assert_non_null(c);
+  /* (before reading it: mincore counts the zero page a read maps) */
+  assert_int_equal(resident_pages(c, bytes), 0);
+  assert_int_equal(FH__TYPE_SIZE(c, a), FH__NO_TYPE);
+  fh_heap_destroy(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids_are_dense_and_stable),
       cmocka_unit_test(test_invalid_types),
       cmocka_unit_test(test_trace_callback_and_variable_min),
+      cmocka_unit_test(test_size_table_pages_stay_untouched),
   };
   return cmocka_run_group_tests_name("types", tests, setup, teardown);
 }

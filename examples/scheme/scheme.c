@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */

@@ -27,6 +27,9 @@ void sym_table_set(V t);
 size_t heap_image_roots(V **roots);
 int heap_save_image(const char *path, V *roots, size_t n);
 void heap_attach_thread(void);
+/* The same for the interpreter on driver.c's own stack, whose top is base:
+ * the conservative scan's upper end. */
+void heap_attach_thread_stack(void *base);
 void heap_detach_thread(void);
 void heap_fini(void);
 void heap_report(FILE *f);

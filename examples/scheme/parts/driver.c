@@ -238,10 +238,32 @@ static double t_main, t_heap, t_thread, t_state;
 #include "boot.c"
 #include "prefork.c"
 
+/* The interpreter recurses in C for non-tail calls, so it needs a stack
+ * far larger than the main thread's 8 MiB (address space only until
+ * touched).  It used to run on a second thread with a 1 GiB stack; the
+ * main thread now switches to a 1 GiB stack of its own instead (ucontext),
+ * and tells the heap where that stack ends (fh_thread_attach_stack): no
+ * thread to start, whose first run waited for a CPU (0.05 ms on an idle
+ * machine, 1-5 ms on a busy one: half of an image boot's median).  Boehm
+ * GC finds stacks by itself (a second thread there), and the sanitizers
+ * follow a switched stack badly: both keep the thread. */
+#if defined(FHS_BDW) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FHS_OWN_STACK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define FHS_OWN_STACK 0
+#endif
+#endif
+#ifndef FHS_OWN_STACK
+#define FHS_OWN_STACK 1
+#endif
+#define FHS_STACK_BYTES ((size_t)1 << 30)
+static void *interp_stack_top; /* NULL: on a thread of its own */
+
 static void *interp_main(void *arg) {
   (void)arg;
   t_thread = now_ms();
-  heap_attach_thread();
+  heap_attach_thread_stack(interp_stack_top); /* NULL: the thread's own */
   add_root(&cpool);
   add_root(&winders);
   add_root(&handlers);
@@ -338,6 +360,10 @@ static void *interp_main(void *arg) {
   return NULL;
 }
 
+#if FHS_OWN_STACK
+static void interp_entry(void) { interp_main(NULL); } /* returns to main via uc_link */
+#endif
+
 int main(int argc, char **argv) {
   t_main = now_ms();
   g_argc = argc;
@@ -345,8 +371,28 @@ int main(int argc, char **argv) {
   g_first = parse_opts(argc, argv);
   heap_init(opts.image);
   t_heap = now_ms();
-  /* The interpreter recurses in C for non-tail calls: run it on a thread
-   * with a large stack (address space only until touched). */
+#if FHS_OWN_STACK
+  {
+    static ucontext_t main_ctx, interp_ctx;
+    size_t guard = 4096;
+    char *stk = mmap(NULL, FHS_STACK_BYTES + guard, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    /* The lowest page faults an overflow, as a thread stack's guard does. */
+    if (stk != MAP_FAILED && mprotect(stk, guard, PROT_NONE) == 0 && getcontext(&interp_ctx) == 0) {
+      interp_ctx.uc_stack.ss_sp = stk + guard;
+      interp_ctx.uc_stack.ss_size = FHS_STACK_BYTES;
+      interp_ctx.uc_link = &main_ctx;
+      makecontext(&interp_ctx, (void (*)(void))interp_entry, 0);
+      interp_stack_top = stk + guard + FHS_STACK_BYTES;
+      if (swapcontext(&main_ctx, &interp_ctx) == 0) {
+        if (!g_threads_left) heap_fini(); /* else Scheme threads still run: exit without */
+        return g_status;
+      }
+      interp_stack_top = NULL;
+    }
+    /* No stack of our own: a thread, as before. */
+  }
+#endif
   pthread_attr_t at;
   pthread_attr_init(&at);
   pthread_attr_setstacksize(&at, (size_t)1 << 30);
