@@ -218,6 +218,12 @@ int malloc_space_reset(malloc_space *s) {
   bitmap_clear_range(&s->mark_bits, s->space.begin, end);
   bitmap_clear_range(&s->cover_bits, s->space.begin, end);
   atomic_store(&s->used, 0);
+  /* A lazy sweep still under way has nothing left to sweep: the bits it
+   * would read are gone.  (Left pending, it resumed when the space became
+   * the main one again, two compactions later, adopting runs from stale
+   * words.) */
+  atomic_store(&s->sweep_next, s->sweep_last);
+  atomic_store(&s->sweep_done, s->sweep_total);
   malloc_runs_forget(s, end);
   if (arena_reset(&s->arena) < 0) {
     fh_error_prefix(s->space.name);
