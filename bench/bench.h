@@ -32,6 +32,7 @@ size_t bench_rss_bytes(void);
 int wl_gcbench(int argc, char **argv);
 int wl_uffd(int argc, char **argv); /* bench/wl_uffd.c */
 int wl_pause(int argc, char **argv); /* bench/wl_pause.c */
+int wl_cmark(int argc, char **argv); /* bench/wl_cmark.c */
 int wl_fragmentation(int argc, char **argv); /* bench/wl_fragmentation.c */
 int wl_image_load(int argc, char **argv); /* bench/wl_image_load.c */
 int wl_fork_share(int argc, char **argv); /* bench/wl_fork_share.c */

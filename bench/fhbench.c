@@ -21,6 +21,7 @@ static const workload workloads[] = {
     {"alloc", wl_alloc, "ns per 16-256-byte object that dies at once, per collector"},
     {"uffd", wl_uffd, "per-page cost of userfaultfd operations and mremap(DONTUNMAP)"},
     {"pause", wl_pause, "mutator pauses and stalls compacting 256 MiB live: STW vs concurrent"},
+    {"cmark", wl_cmark, "mark_sweep pauses, 256 MiB live: concurrent vs stop-the-world marking"},
     {"fragmentation", wl_fragmentation,
      "RSS vs live bytes after 90% of 1 GiB dies: mark-sweep, hspace compaction, mallocs"},
     {"image-load", wl_image_load, "1M-object graph: build vs load an image at its base / relocated"},

@@ -47,4 +47,12 @@ void gc_account_pause(fh_heap *h, uint64_t t0);
 
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections);
 
+struct gc_watch;
+/* gc_run's pause, with gc_lock held by the caller (self may be NULL: the
+ * concurrent marker runs its remark this way).  0 or -1 after a pause
+ * (then gc_events_end(watch) is due), 1 when there was nothing to do, -2
+ * when the world could not be stopped. */
+int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, gc_cause cause,
+                      int young, struct gc_watch *watch);
+
 #endif

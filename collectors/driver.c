@@ -1,5 +1,7 @@
 /* The collection protocol every collector shares. */
 #include "collectors/collector.h"
+#include "collectors/concurrent_mark.h"
+#include "collectors/ms_concurrent.h"
 #include "heap/error.h"
 #include "heap/finalizer.h"
 #include "heap/gc_events.h"
@@ -64,12 +66,19 @@ static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
 void gc_account_pause(fh_heap *h, uint64_t t0) {
   pthread_mutex_lock(&h->stats_lock);
   atomic_store(&h->alloc_since_gc, 0);
-  h->collections++;
+  /* A remark pause ends the cycle its initial pause counted. */
+  if (!h->pause_is_remark) h->collections++;
   uint64_t now = heap_now_ns(), pause = now - t0;
+  if (h->pause_is_remark) {
+    h->remark_ns_total += pause;
+    if (pause > h->remark_ns_max) h->remark_ns_max = pause;
+  }
   sizer_pause_end(h, pause, now);
   /* A compaction that moved aside and built (compact_builds grew) flipped
    * the spaces in this pause. */
-  fh_pause_kind kind = h->gen.collecting_young ? FH_PAUSE_YOUNG
+  fh_pause_kind kind = h->pause_is_remark       ? FH_PAUSE_REMARK
+                       : h->cm                  ? FH_PAUSE_ROOTS /* began a concurrent marking */
+                       : h->gen.collecting_young ? FH_PAUSE_YOUNG
                        : h->compact_builds != h->builds_seen ? FH_PAUSE_FLIP
                                                               : FH_PAUSE_FULL;
   h->builds_seen = h->compact_builds;
@@ -86,6 +95,92 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   pthread_mutex_unlock(&h->stats_lock);
 }
 
+/* The pause of one collection, gc_lock held by the caller (self, or the
+ * concurrent marker with self NULL).  A concurrent marking that runs is
+ * completed first (collectors/concurrent_mark.h): a collection requested
+ * meanwhile waits for that cycle and starts no second marker; when it was
+ * asked for by the trigger, an allocation failure or the marker itself
+ * (GC_CAUSE_REMARK), finishing the cycle is the whole collection. */
+int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, gc_cause cause,
+                      int young, gc_watch *watch) {
+  /* The previous collection's concurrent phase (compaction) ends first. */
+  mc_help_phase(h); /* build pages alongside the worker rather than sleep */
+  fh_gc_wait(h);
+  if (cause == GC_CAUSE_REMARK && !h->cm) return 1; /* someone finished it */
+  int remark_only = h->cm && (cause == GC_CAUSE_REMARK ||
+                              ((cause == GC_CAUSE_ALLOC_TRIGGER || cause == GC_CAUSE_ALLOC_FAILURE) &&
+                               ops == h->collector));
+  pthread_mutex_lock(&h->stats_lock); /* the counters the events report */
+  /* A pause that only finishes a concurrent marking is its remark, whoever
+   * asked for it. */
+  gc_events_start(h, watch, remark_only ? "remark" : ops->name,
+                  remark_only ? GC_CAUSE_REMARK : cause);
+  pthread_mutex_unlock(&h->stats_lock);
+  gc_events_announce(h, watch);
+  if (!remark_only && ops->prepare) ops->prepare(h);
+  /* A trigger that fired while marking runs lets the marker finish
+   * concurrently (mutators then wait here, at gc_lock, as they would for a
+   * stop-the-world cycle); an allocation failure finishes it in the pause. */
+  if (remark_only && cause != GC_CAUSE_ALLOC_FAILURE) cmark_wait_marker(h);
+  /* The last cycle's marker task, which ran its remark and may still be
+   * returning: joined before the pause (a descheduled thread made initial
+   * pauses of 1-5 ms on a busy machine), not in it. */
+  if (!h->cm) cmark_join(h);
+  uint64_t t0 = heap_now_ns();
+  struct rusage usage0; /* the pause's CPU time and faults: fh_stats.gc_sys_ns */
+  int measured = gc_pool_usage_begin(&usage0) == 0;
+  if (world_stop(h, self) < 0) return -2;
+  threads_retire_tlabs(h);
+  sizer_pause_start(h, t0);
+  /* Holes in the bump space (gaps a compaction left below pinned objects,
+   * spaces/bump_space.h) are fillers only until the next collection: any
+   * collector may merge or move them. */
+  bump_space_set_holes(&h->bump[h->active], NULL, 0);
+  /* Pins (fh_pin, conservative stack words) are fixed before anything is
+   * traced; without the set, nothing may move. */
+  if (pins_gather(h, self) < 0) {
+    pins_release(h);
+    world_resume(h);
+    return -2;
+  }
+  int rc = 0;
+  if (h->cm) {
+    pthread_mutex_lock(&h->stats_lock);
+    /* A collection that follows in this pause needs the sweep done here. */
+    rc = cmark_complete(h, remark_only ? cause : GC_CAUSE_EXPLICIT);
+    pthread_mutex_unlock(&h->stats_lock);
+  }
+  if (!remark_only) {
+    /* Verification runs outside stats_lock: on failure it dumps the heap,
+     * and the dump reads the statistics. */
+    if (h->opt.verify) heap_verify(h, "before collection");
+    pthread_mutex_lock(&h->stats_lock);
+    h->gen.request_young = young;
+    rc = ops->collect(h, self, cause);
+    pins_account(h);
+    pthread_mutex_unlock(&h->stats_lock);
+  }
+  pins_release(h);
+  /* After a concurrent collection's pause the heap is verified by the next
+   * collection's "before" check, once the phase has ended (and marking,
+   * which leaves half the marks set, is over). */
+  if (h->opt.verify && !mc_phase_open(h) && !h->cm) heap_verify(h, "after collection");
+  watch->e.young = h->gen.collecting_young; /* gc_account_pause resets it */
+  /* Charged first: the sizer reads the heap threads' CPU time at the
+   * pause's end (heap/sizer.c) to tell the pause from what follows it. */
+  if (measured) gc_pool_charge(&h->pool, &usage0);
+  h->pause_is_remark = remark_only;
+  gc_account_pause(h, t0);
+  h->pause_is_remark = 0;
+  pthread_mutex_lock(&h->stats_lock);
+  gc_events_collected(h, watch, heap_now_ns() - t0);
+  pthread_mutex_unlock(&h->stats_lock);
+  world_resume(h);
+  mark_sweep_after_pause(h); /* the sweeper a remark deferred */
+  cmark_start_task(h);       /* a concurrent marking begun in this pause */
+  return rc;
+}
+
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
   fh_heap *h = self->heap;
   const fh_collector_ops *ops = ops_for_kind(h, kind);
@@ -99,62 +194,16 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
     return -1;
   }
   gc_lock_acquire(self);
-  if (cause != GC_CAUSE_EXPLICIT && h->collections != seen_collections) {
+  if (cause != GC_CAUSE_EXPLICIT && cause != GC_CAUSE_REMARK &&
+      h->collections != seen_collections) {
     gc_lock_release(self); /* another thread collected while we waited */
     return 0;
   }
-  /* The previous collection's concurrent phase (compaction) ends first. */
-  mc_help_phase(h); /* build pages alongside the worker rather than sleep */
-  fh_gc_wait(h);
   gc_watch watch;
-  pthread_mutex_lock(&h->stats_lock); /* the counters the events report */
-  gc_events_start(h, &watch, ops->name, cause);
-  pthread_mutex_unlock(&h->stats_lock);
-  gc_events_announce(h, &watch);
-  if (ops->prepare) ops->prepare(h);
-  uint64_t t0 = heap_now_ns();
-  struct rusage usage0; /* the pause's CPU time and faults: fh_stats.gc_sys_ns */
-  int measured = gc_pool_usage_begin(&usage0) == 0;
-  if (world_stop(h, self) < 0) {
-    gc_lock_release(self);
-    return -1;
-  }
-  threads_retire_tlabs(h);
-  sizer_pause_start(h, t0);
-  /* Holes in the bump space (gaps a compaction left below pinned objects,
-   * spaces/bump_space.h) are fillers only until the next collection: any
-   * collector may merge or move them. */
-  bump_space_set_holes(&h->bump[h->active], NULL, 0);
-  /* Pins (fh_pin, conservative stack words) are fixed before anything is
-   * traced; without the set, nothing may move. */
-  if (pins_gather(h, self) < 0) {
-    pins_release(h);
-    world_resume(h);
-    gc_lock_release(self);
-    return -1;
-  }
-  /* Verification runs outside stats_lock: on failure it dumps the heap,
-   * and the dump reads the statistics. */
-  if (h->opt.verify) heap_verify(h, "before collection");
-  pthread_mutex_lock(&h->stats_lock);
-  h->gen.request_young = kind == FH_COLLECT_YOUNG;
-  int rc = ops->collect(h, self, cause);
-  pins_account(h);
-  pthread_mutex_unlock(&h->stats_lock);
-  pins_release(h);
-  /* After a concurrent collection's pause the heap is verified by the next
-   * collection's "before" check, once the phase has ended. */
-  if (h->opt.verify && !mc_phase_open(h)) heap_verify(h, "after collection");
-  watch.e.young = h->gen.collecting_young; /* gc_account_pause resets it */
-  /* Charged first: the sizer reads the heap threads' CPU time at the
-   * pause's end (heap/sizer.c) to tell the pause from what follows it. */
-  if (measured) gc_pool_charge(&h->pool, &usage0);
-  gc_account_pause(h, t0);
-  pthread_mutex_lock(&h->stats_lock);
-  gc_events_collected(h, &watch, heap_now_ns() - t0);
-  pthread_mutex_unlock(&h->stats_lock);
-  world_resume(h);
+  int rc = gc_collect_locked(h, self, ops, cause, kind == FH_COLLECT_YOUNG, &watch);
   gc_lock_release(self);
+  if (rc == 1) return 0;   /* nothing to do */
+  if (rc == -2) return -1; /* failed before the pause */
   gc_events_end(h, &watch);
   finalizer_notify_if_filled(h);
   return rc;

@@ -41,14 +41,24 @@ static inline void push(marker *m, void *obj) {
 /* Set the mark bit of the object starting at `start`; 1 if it was set.
  * Marking runs on one thread with the world stopped, so a plain load and
  * store do (a locked read-modify-write per object cost a tenth of it). */
-static inline int mark_bit(fh_bitmap *b, uintptr_t start) {
+static inline int mark_bit(fh_bitmap *b, uintptr_t start, int concurrent) {
   size_t i = bitmap_index(b, start);
   _Atomic uint64_t *w = &b->words[i >> 6];
   uint64_t bit = (uint64_t)1 << (i & 63), old = atomic_load_explicit(w, memory_order_relaxed);
   if (old & bit) return 1;
+  /* While mutators run (concurrent marking), they set mark bits of the
+   * objects they allocate in the same words (black allocation,
+   * heap/malloc_heap.c): a locked OR, and only the winner scans. */
+  if (__builtin_expect(concurrent, 0))
+    return (atomic_fetch_or_explicit(w, bit, memory_order_relaxed) & bit) != 0;
   atomic_store_explicit(w, old | bit, memory_order_relaxed);
   return 0;
 }
+
+/* A reference slot, read as one atomic word: during concurrent marking the
+ * mutators store into it (fh_write_ref's relaxed atomic store).  A plain
+ * load on every target we run on. */
+static inline void *load_slot(void *const *slot) { return __atomic_load_n(slot, __ATOMIC_RELAXED); }
 
 static inline void mark_ref(marker *m, void *v) {
   void *p = slot_object(m->tags, v);
@@ -56,31 +66,48 @@ static inline void mark_ref(marker *m, void *v) {
   uintptr_t a = (uintptr_t)p;
   fh_heap *h = m->h;
   if (a - h->resv_begin >= h->resv_size) return; /* native memory */
+  int c = m->concurrent;
   if (m->ms && space_contains(&m->ms->space, p)) {
-    if (!mark_bit(&m->ms->mark_bits, obj_start(p))) push(m, p);
+    if (!mark_bit(&m->ms->mark_bits, obj_start(p), c)) push(m, p);
   } else if (space_contains(&h->non_moving.space, p)) {
-    if (!mark_bit(&h->non_moving.mark_bits, obj_start(p))) push(m, p);
+    if (!mark_bit(&h->non_moving.mark_bits, obj_start(p), c)) push(m, p);
   } else if (los_contains(&h->los, p)) {
-    if (!mark_bit(&h->los.marks, obj_start(p))) {
+    if (!mark_bit(&h->los.marks, obj_start(p), c)) {
       if (heap_los_quiet(h, p)) trace_weak_reached(&m->weak, p); /* nothing to scan */
       else push(m, p);
     }
   } else if (a - m->bump_lo < m->bump_hi - m->bump_lo) {
-    if (!mark_bit(&m->bump_marks, obj_start(p))) push(m, p);
+    if (!mark_bit(&m->bump_marks, obj_start(p), c)) push(m, p);
   }
   /* Immune spaces are not collected; nothing else holds objects. */
 }
 
-void marker_visit(void **slot, void *ctx) { mark_ref(ctx, *slot); }
+void marker_visit(void **slot, void *ctx) { mark_ref(ctx, load_slot(slot)); }
 
+static void scan_refs(marker *m, void *obj, uint64_t hd);
+
+/* Scan an object popped from the mark stack: pushed once, when it was
+ * marked, so its bytes count once toward the main space's live size. */
 static void scan(marker *m, void *obj) {
   if (m->on_scan) m->on_scan(m, obj);
-  uint64_t hd = *obj_header(obj);
+  /* Atomic: identity hashing may set header bits meanwhile. */
+  uint64_t hd = __atomic_load_n(obj_header(obj), __ATOMIC_RELAXED);
   if (m->ms && space_contains(&m->ms->space, obj)) {
     size_t bytes = malloc_object_bytes_hd(hd);
     m->ms_live += bytes;
-    malloc_space_cover(m->ms, obj_start(obj), bytes);
+    /* Concurrent marking leaves the cover bits alone: mutators find holes
+     * in runs by them meanwhile; the sweep derives them instead
+     * (malloc_space.h: derive_cover). */
+    if (!m->concurrent) malloc_space_cover(m->ms, obj_start(obj), bytes);
   }
+  scan_refs(m, obj, hd);
+}
+
+void marker_rescan(marker *m, void *obj) {
+  scan_refs(m, obj, __atomic_load_n(obj_header(obj), __ATOMIC_RELAXED));
+}
+
+static void scan_refs(marker *m, void *obj, uint64_t hd) {
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
   if (!ti) return;
   /* The two common layouts inline (this loop is most of a collection's
@@ -91,11 +118,11 @@ static void scan(marker *m, void *obj) {
       return;
     }
     for (uint32_t i = 0; i < ti->nrefs; i++)
-      mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
+      mark_ref(m, load_slot((void **)((char *)obj + ti->ref_offsets[i])));
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
     void **slots = obj;
     size_t n = hdr_payload(hd) / sizeof(void *);
-    for (size_t i = 0; i < n; i++) mark_ref(m, slots[i]);
+    for (size_t i = 0; i < n; i++) mark_ref(m, load_slot(&slots[i]));
   } else if (ti->trace) {
     ti->trace(obj, hdr_payload(hd), marker_visit, m);
   }
@@ -110,10 +137,21 @@ static void scan(marker *m, void *obj) {
  * 54-58 with 64). */
 #define PREFETCH_WINDOW 32
 
-static void drain(marker *m) {
+/* Drain; with `stop`, return early (objects left on the stack) once it
+ * reads nonzero, checked every 256 objects. */
+static void drain_until(marker *m, const _Atomic int *stop) {
   void *q[PREFETCH_WINDOW];
-  unsigned head = 0, n = 0;
+  unsigned head = 0, n = 0, tick = 0;
   for (;;) {
+    if (stop && !(++tick & 255) && atomic_load_explicit(stop, memory_order_relaxed)) {
+      /* Put the window's objects back: they are marked, not scanned. */
+      while (n) {
+        if (mark_stack_push(&m->stack, q[head]) < 0) m->overflowed = 1;
+        head = (head + 1) % PREFETCH_WINDOW;
+        n--;
+      }
+      return;
+    }
     while (n < PREFETCH_WINDOW) {
       void *o = mark_stack_pop(&m->stack);
       if (!o) break;
@@ -127,6 +165,16 @@ static void drain(marker *m) {
     scan(m, obj);
   }
 }
+
+static void drain(marker *m) { drain_until(m, NULL); }
+
+size_t marker_step(marker *m, size_t n) {
+  size_t done = 0;
+  for (void *o; done < n && (o = mark_stack_pop(&m->stack)); done++) scan(m, o);
+  return done;
+}
+
+void marker_drain_until(marker *m, const _Atomic int *stop) { drain_until(m, stop); }
 
 /* Overflow recovery: scanning a marked object again is harmless (its
  * referents are marked already or get marked now), so rescan all marked
@@ -142,6 +190,8 @@ static int is_live(void *ctx, const void *obj) {
   if (s >= m->bump_lo && s < m->bump_hi) return bitmap_test(&m->bump_marks, s);
   return 1;
 }
+
+int marker_is_marked(marker *m, const void *obj) { return is_live(m, obj); }
 
 static void add_if_marked(void *obj, void *ctx) {
   marker *m = ctx;
@@ -234,6 +284,7 @@ static int drain_all(void *ctx) {
   /* Rescans counted some objects twice; mark-sweep sets the main space's
    * `used` from ms_live (malloc_space_sweep_begin): count again. */
   if (recovered && m->ms) {
+    m->recounted = 1; /* black objects included (collectors/concurrent_mark.c) */
     m->ms_live = 0;
     m->ms->space.ops->walk(&m->ms->space, add_if_marked, m);
   }
@@ -242,11 +293,20 @@ static int drain_all(void *ctx) {
 
 static const trace_ops marker_trace_ops = {.is_live = is_live, .visit = marker_visit, .drain = drain_all};
 
-int marker_run(marker *m) {
-  fh_heap *h = m->h;
-  trace_weak_init(&m->weak, h, &marker_trace_ops, m);
-  roots_visit(h, marker_visit, m);
-  immune_visit_dirty_objects(h, scan_immune_object, m);
+void marker_start(marker *m) { trace_weak_init(&m->weak, m->h, &marker_trace_ops, m); }
+
+void marker_mark_roots(marker *m) {
+  roots_visit(m->h, marker_visit, m);
+  immune_visit_dirty_objects(m->h, scan_immune_object, m);
+}
+
+int marker_finish(marker *m) {
   if (drain_all(m) < 0 || trace_weak_finish(&m->weak) < 0) return -1;
   return 0;
+}
+
+int marker_run(marker *m) {
+  marker_start(m);
+  marker_mark_roots(m);
+  return marker_finish(m);
 }

@@ -35,6 +35,11 @@ struct marker {
    * on_scan twice for them; a marker with on_scan fails instead. */
   int failed;
   trace_weak weak; /* ephemerons and finalization (collectors/trace.h) */
+  /* Concurrent marking (collectors/concurrent_mark.h): mutators run while
+   * this marker traces; mark bits are set with a locked OR and the runs'
+   * cover bits are left alone. */
+  int concurrent;
+  int recounted; /* overflow recovery recounted ms_live from the mark bits */
 };
 
 /* 0, or -1 + error (no memory for the stack or the bump bitmap). */
@@ -46,6 +51,20 @@ void marker_destroy(marker *m);
  * dead keys cleared).  World stopped.  Returns 0, or -1 when m->failed
  * (then nothing was cleared). */
 int marker_run(marker *m);
+/* marker_run in steps, for concurrent marking: start (the weak layer),
+ * mark the roots (push them), drain (concurrently, until *stop), rescan
+ * objects whose cards were dirtied, finish (drain with overflow recovery,
+ * then weak processing: world stopped). */
+void marker_start(marker *m);
+void marker_mark_roots(marker *m);
+void marker_drain_until(marker *m, const _Atomic int *stop);
+/* Scan at most n objects from the stack (tests step the marker). */
+size_t marker_step(marker *m, size_t n);
+/* Visit obj's references again (a marked object on a dirty card); its
+ * bytes are not counted again. */
+void marker_rescan(marker *m, void *obj);
+int marker_is_marked(marker *m, const void *obj);
+int marker_finish(marker *m);
 /* After marking, overwrite every unmarked object of the active bump space
  * with fillers (runs of them merged into one).  A non-moving collection
  * cannot empty a bump space, but it frees the dead objects of the other

@@ -32,3 +32,10 @@ int mark_stack_grow(mark_stack *s) {
   s->cap = bytes / sizeof(void *);
   return 0;
 }
+
+void mark_stack_trim(mark_stack *s) {
+  if (s->n || s->map_bytes <= MARK_STACK_INITIAL_BYTES) return;
+  sys_munmap((char *)s->items + MARK_STACK_INITIAL_BYTES, s->map_bytes - MARK_STACK_INITIAL_BYTES);
+  s->map_bytes = MARK_STACK_INITIAL_BYTES;
+  s->cap = s->map_bytes / sizeof(void *);
+}

@@ -15,6 +15,9 @@ int mark_stack_init(mark_stack *s);
 void mark_stack_destroy(mark_stack *s);
 /* Grow by doubling (mremap); -1 when memory is exhausted. */
 int mark_stack_grow(mark_stack *s);
+/* An empty stack gives back what it grew by (the concurrent marker does it
+ * before the remark, so the pause does not unmap a large stack). */
+void mark_stack_trim(mark_stack *s);
 
 static inline int mark_stack_push(mark_stack *s, void *obj) {
   if (s->n == s->cap && mark_stack_grow(s) < 0) return -1;

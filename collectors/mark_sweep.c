@@ -27,6 +27,7 @@
 
 #include "collectors/collector.h"
 #include "collectors/mark.h"
+#include "collectors/ms_concurrent.h"
 #include "heap/error.h"
 
 /* Words the sweeper thread claims at a time (64 granules each). */
@@ -55,7 +56,24 @@ static void *sweeper_main(void *arg) {
 
 /* Open the concurrent phase and start the sweeper thread; 0, or -1 when
  * no thread could be started (the caller sweeps at once). */
-static int sweep_later(fh_heap *h) { return heap_phase_thread(h, "fh-sweep", sweeper_main, h); }
+static int sweep_later(fh_heap *h) {
+  /* A concurrent marking's remark starts the sweeper once the world runs
+   * again (mark_sweep_after_pause): a pool thread woken in the pause may
+   * preempt the one finishing it on a busy machine. */
+  if (h->ms_sweeper_deferred) {
+    heap_phase_open(h);
+    h->ms_sweeper_pending = 1;
+    return 0;
+  }
+  return heap_phase_thread(h, "fh-sweep", sweeper_main, h);
+}
+
+void mark_sweep_after_pause(fh_heap *h) {
+  if (!h->ms_sweeper_pending) return;
+  h->ms_sweeper_pending = 0;
+  if (gc_pool_start(&h->pool, NULL, "fh-sweep", sweeper_main, h) != 0)
+    sweeper_main(h); /* no thread: sweep here, the world running; closes the phase */
+}
 
 /* The main space holds no object after a sweep in the pause: reset its
  * arena (destroy and recreate over the same range).  jemalloc keeps the
@@ -108,42 +126,24 @@ static void check_used(malloc_space *ms) {
   }
 }
 
-static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self;
-  /* `used` and the allocation bits exact.  The mutators' tcaches are not
-   * flushed: they hold only free regions (no allocation bit), which hide no
-   * object from the sweep, and keeping them saves every mutator a refill
-   * from the arena after each collection.  (Compaction, which resets the
-   * arena, flushes them.) */
-  if (h->has_malloc_spaces) {
-    malloc_heap_settle_threads(h, 0);
-    /* A reset that failed left the main space without an arena (it was
-     * empty then, and nothing has been allocated in it since).  Failing
-     * again is reported by the allocations that it refuses. */
-    malloc_space_revive(heap_main_malloc(h));
-  }
-  marker m;
-  if (marker_init(&m, h) < 0) {
-    fh_error_prefix("mark-sweep");
-    return -1;
-  }
-  /* The listed runs' cover bits go now that marking, which sets them
-   * again, cannot fail: a run's cover bits must never miss a live object
-   * (spaces/malloc_runs.c), and a collection that fails leaves the lists. */
-  if (m.ms) malloc_runs_clear_listed(m.ms);
-  marker_run(&m); /* without on_scan, overflow recovery always completes */
+/* The sweep, after marking (in the pause that ended it): `live` is the
+ * main space's marked bytes.  Shared by the stop-the-world cycle and the
+ * remark of a concurrent one (collectors/ms_concurrent.c), whose marker
+ * leaves the runs' cover bits for this sweep to derive. */
+int mark_sweep_reclaim(fh_heap *h, marker *m, gc_cause cause, size_t live, int derive_cover) {
   /* A bump space (FH_COLLECT_MARK_SWEEP on a semi-space or compacting
    * heap) keeps its dead objects; they must not keep references to what
    * the sweep below frees. */
-  if (m.bump_hi > m.bump_lo) marker_fill_dead_bump(&m);
-  marker_destroy(&m);
+  if (m->bump_hi > m->bump_lo) marker_fill_dead_bump(m);
+  marker_destroy(m);
 
   size_t freed = heap_sweep_nonmoving(h);
   if (h->has_malloc_spaces) {
     malloc_space *ms = heap_main_malloc(h);
     size_t used_before = atomic_load(&ms->used);
+    ms->derive_cover = derive_cover;
     /* `used` becomes the marked bytes now, whatever the sweep's pace. */
-    malloc_space_sweep_begin(ms, malloc_space_frontier(ms), m.ms_live);
+    malloc_space_sweep_begin(ms, malloc_space_frontier(ms), live);
     freed += atomic_load(&ms->sweep_freed);
     /* An allocation that failed waits for the memory anyway: it sweeps
      * in the pause too, so that an empty space can be reset below. */
@@ -158,7 +158,7 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
     /* The next trigger from the live size: what marking found, plus what
      * the other spaces hold. */
     heap_set_trigger(h, now ? heap_used_bytes(h)
-                            : m.ms_live + heap_nonmoving_used(h) +
+                            : live + heap_nonmoving_used(h) +
                                   bump_space_used(&h->bump[h->active]));
     int purge = give_back_above_target(h, used_before);
     if (now) {
@@ -177,6 +177,39 @@ static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   h->bytes_freed += freed;
   heap_set_trigger(h, heap_used_bytes(h));
   return 0;
+}
+
+static int mark_sweep_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self;
+  /* `used` and the allocation bits exact.  The mutators' tcaches are not
+   * flushed: they hold only free regions (no allocation bit), which hide no
+   * object from the sweep, and keeping them saves every mutator a refill
+   * from the arena after each collection.  (Compaction, which resets the
+   * arena, flushes them.) */
+  if (h->has_malloc_spaces) {
+    malloc_heap_settle_threads(h, 0);
+    /* A reset that failed left the main space without an arena (it was
+     * empty then, and nothing has been allocated in it since).  Failing
+     * again is reported by the allocations that it refuses. */
+    malloc_space_revive(heap_main_malloc(h));
+  }
+  /* A triggered cycle marks concurrently when it can: this pause only
+   * takes the roots (collectors/ms_concurrent.c). */
+  if (ms_concurrent_usable(h, cause)) {
+    int rc = ms_concurrent_begin(h, cause);
+    if (rc <= 0) return rc;
+  }
+  marker m;
+  if (marker_init(&m, h) < 0) {
+    fh_error_prefix("mark-sweep");
+    return -1;
+  }
+  /* The listed runs' cover bits go now that marking, which sets them
+   * again, cannot fail: a run's cover bits must never miss a live object
+   * (spaces/malloc_runs.c), and a collection that fails leaves the lists. */
+  if (m.ms) malloc_runs_clear_listed(m.ms);
+  marker_run(&m); /* without on_scan, overflow recovery always completes */
+  return mark_sweep_reclaim(h, &m, cause, m.ms_live, 0);
 }
 
 const fh_collector_ops mark_sweep_collector = {"mark_sweep", mark_sweep_collect, NULL};

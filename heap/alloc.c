@@ -168,6 +168,7 @@ static void *large_alloc(fh_thread *t, uint32_t type, size_t n) {
     if (!due && large_fits(h, bytes)) {
       void *obj = los_alloc(&h->los, type, n);
       if (obj) {
+        if (atomic_load_explicit(&h->cm_black, memory_order_relaxed)) heap_alloc_black_other(h, obj);
         charge(h, bytes);
         return obj;
       }
@@ -260,6 +261,7 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
     if (!due && heap_used_bytes(h) + bytes <= heap_limit(h)) {
       void *obj = non_moving_space_alloc(&h->non_moving, type, n);
       if (obj) {
+        if (atomic_load_explicit(&h->cm_black, memory_order_relaxed)) heap_alloc_black_other(h, obj);
         charge(h, bytes);
         return obj;
       }

@@ -6,6 +6,7 @@
 
 #include <sys/mman.h>
 
+#include "collectors/concurrent_mark.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "heap/object_check.h"
@@ -80,6 +81,13 @@ void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value) {
       return;
     }
   }
-  *slot = value;
-  atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_relaxed);
+  /* Concurrent marking runs (every thread's barrier span is 0 meanwhile):
+   * the snapshot-at-the-beginning barrier logs the reference about to be
+   * overwritten, so that everything reachable when marking began is
+   * marked, wherever the mutators move references meanwhile. */
+  if (t->ms_black) cmark_satb_log(t, __atomic_load_n(slot, __ATOMIC_RELAXED));
+  /* As the inline barrier: the slot atomically, then the card with
+   * release (include/faultheap_inline.h says why). */
+  __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+  atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_release);
 }

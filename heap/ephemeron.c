@@ -3,13 +3,19 @@
 
 #include <stddef.h>
 
+#include "collectors/concurrent_mark.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "heap/object_check.h"
 
 uint32_t ephemeron_fast_id(fh_heap *h) {
   uint32_t id = atomic_load_explicit(&h->eph_type, memory_order_acquire);
-  return id && !h->opt.verify ? id : FH__NO_EPHEMERONS;
+  /* While concurrent marking runs the slow paths log what they return
+   * (collectors/concurrent_mark.h): a key read then may be stored where
+   * the marker never looks. */
+  return id && !h->opt.verify && !atomic_load_explicit(&h->cm_black, memory_order_relaxed)
+             ? id
+             : FH__NO_EPHEMERONS;
 }
 
 /* Make id the heap's ephemeron type and tell every attached thread's
@@ -95,14 +101,23 @@ void *fh_ephemeron_new(fh_thread *t, void *key, void *value) {
 /* The slow paths: what the inline accessors could not recognise (bad
  * input, an image's ephemerons before this heap registered the type,
  * verify=1).  Errors name the public call. */
+/* The keep-alive barrier of concurrent marking: an object read out of an
+ * ephemeron while marking runs is logged, so it is marked even if its
+ * only other holder was weak. */
+static void *kept(fh_thread *t, void **slot) {
+  void *v = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  if (t->ms_black) cmark_satb_log(t, v);
+  return v;
+}
+
 void *fh_ephemeron_key_slow(fh_thread *t, void *eph) {
   ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_key");
-  return e ? e->key : NULL;
+  return e ? kept(t, &e->key) : NULL;
 }
 
 void *fh_ephemeron_value_slow(fh_thread *t, void *eph) {
   ephemeron *e = as_ephemeron(t, eph, "fh_ephemeron_value");
-  return e && e->key ? e->value : NULL;
+  return e && e->key ? kept(t, &e->value) : NULL;
 }
 
 void fh_ephemeron_set_value_slow(fh_thread *t, void *eph, void *value) {

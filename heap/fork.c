@@ -47,6 +47,7 @@
 #include <stdlib.h>
 
 #include "collectors/collector.h"
+#include "collectors/concurrent_mark.h"
 #include "collectors/mc.h"
 #include "heap/error.h"
 #include "heap/object_check.h"
@@ -352,6 +353,9 @@ static void prepare_heap(fh_heap *h) {
    * (uffd/ranges.c also remembers every range it ever registered, so a
    * late SIGBUS after the close is retried anyway). */
   world_stop(h, self);
+  /* A concurrent marking is abandoned, its marker joined: the child must
+   * find no cycle half-marked, and the parent starts the next one afresh. */
+  cmark_abandon(h);
   compactor_quiesce(h);
   /* No new background thread.  Taken only now: a running mutator may be
    * waiting for it in fh_set_background, and would never park.  A
@@ -516,6 +520,9 @@ int fh_prefork(fh_thread *t) {
   }
   uint64_t t0 = heap_now_ns();
   world_stop(h, t);
+  /* The full collection above finished any concurrent marking; this joins
+   * its marker task, so that the pool's threads can end below. */
+  cmark_abandon(h);
   threads_retire_tlabs(h);
   /* This pause's pins (fh_pin, conservative stack words), as a
    * collection's: zygote compaction leaves them where they are.  Without

@@ -13,6 +13,7 @@ static const char *cause_name(gc_cause c) {
   case GC_CAUSE_ALLOC_TRIGGER: return "allocation";
   case GC_CAUSE_ALLOC_FAILURE: return "allocation failure";
   case GC_CAUSE_BACKGROUND: return "background";
+  case GC_CAUSE_REMARK: return "remark";
   }
   return "?";
 }
@@ -27,7 +28,8 @@ static void callback(fh_heap *h, const fh_gc_event *e) {
 
 void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause cause) {
   *w = (gc_watch){0};
-  w->e.number = h->collections + 1;
+  w->remark = cause == GC_CAUSE_REMARK;
+  w->e.number = h->collections + !w->remark;
   w->e.collector = collector;
   w->e.cause = cause_name(cause);
   w->e.live_before = heap_used_bytes(h);
@@ -37,7 +39,9 @@ void gc_events_start(fh_heap *h, gc_watch *w, const char *collector, gc_cause ca
   h->gc_how = NULL; /* a failed collection may have left one */
 }
 
-void gc_events_announce(fh_heap *h, gc_watch *w) { callback(h, &w->e); }
+void gc_events_announce(fh_heap *h, gc_watch *w) {
+  if (!w->remark) callback(h, &w->e);
+}
 
 void gc_events_collected(fh_heap *h, gc_watch *w, uint64_t pause_ns) {
   w->e.end = 1;
@@ -61,7 +65,7 @@ void gc_events_end(fh_heap *h, gc_watch *w) {
             w->e.live_after / 1048576.0, w->e.heap_target / 1048576.0, w->e.moved / 1048576.0,
             (unsigned long long)w->e.uffd_faults, w->e.weak_ns / 1e6, w->how ? ", " : "",
             w->how ? w->how : "");
-  callback(h, &w->e);
+  if (!w->remark) callback(h, &w->e);
 }
 
 void fh_set_gc_callback(fh_heap *h, void (*fn)(fh_heap *h, const fh_gc_event *e, void *user),

@@ -9,6 +9,11 @@ typedef struct gc_watch {
   fh_gc_event e;      /* filled as the collection goes */
   uint64_t moved0, faults0, weak0;
   const char *how; /* h->gc_how at the end of the pause */
+  /* A concurrent marking's remark pause: the trace line says so, under
+   * the number of the cycle it ends, but fh_set_gc_callback's events are
+   * the cycle's (its initial pause's): one start and one end per
+   * collection, in order. */
+  int remark;
 } gc_watch;
 
 /* Before the world stops (GC lock and stats_lock held): the start

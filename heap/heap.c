@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "collectors/collector.h"
+#include "collectors/concurrent_mark.h"
 #include "heap/barrier.h"
 #include "heap/ephemeron.h"
 #include "heap/error.h"
@@ -227,6 +228,11 @@ void fh_heap_destroy(fh_heap *h) {
     return;
   }
   fork_unregister_heap(h); /* before anything goes: the fork handlers walk it */
+  /* A concurrent marking still running (no mutator is left to be stopped)
+   * ends here, and its marker task is joined. */
+  pthread_mutex_lock(&h->gc_lock);
+  cmark_abandon(h);
+  pthread_mutex_unlock(&h->gc_lock);
   fh_gc_wait(h);
   mc_heap_destroy(h); /* joins the compaction worker, closes the uffd */
   gc_pool_destroy(&h->pool); /* waits for detached tasks' last steps too */

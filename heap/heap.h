@@ -28,7 +28,10 @@ struct mc_state; /* collectors/mc.h */
 
 /* Why a collection runs (for statistics and for trigger bookkeeping). */
 typedef enum { GC_CAUSE_EXPLICIT, GC_CAUSE_ALLOC_TRIGGER, GC_CAUSE_ALLOC_FAILURE,
-               GC_CAUSE_BACKGROUND /* fh_set_background */ } gc_cause;
+               GC_CAUSE_BACKGROUND /* fh_set_background */,
+               GC_CAUSE_REMARK /* the remark pause of a concurrent marking */ } gc_cause;
+
+struct cmark; /* collectors/concurrent_mark.h */
 
 typedef enum { THREAD_RUNNING, THREAD_BLOCKED, THREAD_PARKED } thread_state;
 
@@ -84,6 +87,16 @@ struct fh_thread {
   /* stack_roots=conservative: the stack and its saved top (heap/conservative.h). */
   struct cons_stack *cons;
   fh_thread *tomb_next;
+  /* Concurrent marking runs (collectors/concurrent_mark.h): this thread's
+   * allocations are marked live (black).  Written with the world stopped
+   * or at attach, read by the owner only. */
+  int ms_black;
+  size_t cm_black_bytes; /* bytes this thread allocated black (main space) */
+  /* The snapshot-at-the-beginning log: references this thread overwrote
+   * (or read from ephemerons) while marking runs, for the marker
+   * (collectors/concurrent_mark.c); satb_n entries of satb. */
+  void **satb;
+  unsigned satb_n;
 };
 #define THREAD_LIVE 0x6c697665u
 #define THREAD_DETACHED 0x64656164u
@@ -125,6 +138,9 @@ struct fh_heap {
   char hspace_failed_why[256];
   uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
   int ms_purge_after_sweep; /* collectors/mark_sweep.c: give_back_above_target */
+  /* A remark's sweep opened the phase in the pause; its sweeper starts
+   * after the pause (collectors/mark_sweep.c: mark_sweep_after_pause). */
+  int ms_sweeper_deferred, ms_sweeper_pending;
   gc_pool pool; /* GC worker threads (heap/gc_pool.h) */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   gc_task hspace_bg_thread;
@@ -140,6 +156,20 @@ struct fh_heap {
 
   const struct fh_collector_ops *collector; /* foreground */
   struct mc_state *mc; /* mark-compact tables and concurrent phase, lazily */
+  /* Concurrent marking (collectors/concurrent_mark.h): the cycle whose
+   * marker runs, NULL when none; set and cleared in pauses. */
+  struct cmark *cm;
+  _Atomic int cm_black;  /* allocate black (every thread's ms_black) */
+  int cm_manual;         /* tests: no marker task; the test steps the marker */
+  int pause_is_remark;   /* the pause being accounted is a remark (driver.c) */
+  gc_task cm_task;       /* the last marker task, to be joined (cm_task_live) */
+  int cm_task_live;
+  const char *cm_off_why; /* why this heap's cycles stop the world to mark */
+  /* Figures (fh_dump, fh_stats): concurrent cycles, abandoned ones, the
+   * remark pauses, marker time and bytes. */
+  uint64_t cm_cycles, cm_abandoned, cm_finished_in_pause, remark_ns_total, remark_ns_max;
+  uint64_t cm_marker_ns, cm_marker_cpu_ns, cm_marked_bytes, cm_cards_precleaned, cm_cards_remarked;
+  uint64_t cm_logged; /* references the SATB barrier logged */
   _Atomic int background;                   /* fh_set_background */
 
   /* Threads and stop-the-world (heap/threads.c). */
@@ -239,6 +269,11 @@ void gc_lock_release(fh_thread *self);
  * checks first): wait for other threads' critical sections to close, then
  * park every other attached thread (or see it blocked).  Returns 0. */
 int world_stop(fh_heap *h, fh_thread *self);
+/* A safepoint inside the allocation slow path: park if a stop is
+ * requested (the concurrent marker's remark waits for it), nothing else
+ * (no gc_stress tick).  Called where the thread holds no half-made
+ * allocation. */
+void thread_park_if_stopping(fh_thread *t);
 void world_resume(fh_heap *h);
 /* The calling OS thread counts as blocked, from now on, in every heap
  * where it is attached and running: a thread about to wait for something
@@ -365,6 +400,12 @@ void malloc_heap_thread_forget(fh_thread *t);
 /* Set the allocation bits this thread still holds back (world_stop does it
  * for every thread, before anything reads the bitmaps). */
 void malloc_heap_publish_pending(fh_thread *t);
+/* An object allocated while concurrent marking runs (t->ms_black): set its
+ * allocation bit (`bit` of `word`) and its mark bit now, both before the
+ * object is returned, and count its bytes if marking had not marked it. */
+void malloc_heap_alloc_black(fh_thread *t, _Atomic uint64_t *word, uint64_t bit, size_t bytes);
+/* Large and non-moving objects allocated while marking runs: marked. */
+void heap_alloc_black_other(fh_heap *h, void *obj);
 static inline malloc_space *heap_main_malloc(fh_heap *h) { return &h->malloc[h->malloc_main]; }
 static inline malloc_space *heap_backup_malloc(fh_heap *h) { return &h->malloc[!h->malloc_main]; }
 

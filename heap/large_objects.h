@@ -22,7 +22,9 @@
 
 /* obj (a payload pointer in the large-object space) needs no scan. */
 static inline int heap_los_quiet(fh_heap *h, const void *obj) {
-  return los_is_quiet(&h->los, obj) && !*card_for(h, (uintptr_t)obj);
+  /* Atomic: a concurrent marker asks while mutators dirty cards. */
+  return los_is_quiet(&h->los, obj) &&
+         !atomic_load_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), memory_order_relaxed);
 }
 /* The same for any object: 0 outside the large-object space. */
 static inline int heap_skips_scan(fh_heap *h, const void *obj) {

@@ -76,11 +76,17 @@ malloc_heap_alloc_budget(fh_thread *t, uint32_t type, size_t n, size_t bytes) {
   atomic_signal_fence(memory_order_seq_cst);
   size_t i = ((uintptr_t)mem - t->ms_bits_base) >> MS_GRANULE_SHIFT;
   _Atomic uint64_t *word = &t->ms_bits_words[i >> 6];
-  if (FH__UNLIKELY(word != t->ms_pending_word)) {
-    malloc_heap_publish_pending(t);
-    t->ms_pending_word = word;
+  if (FH__UNLIKELY(t->ms_black)) {
+    /* Concurrent marking runs: the object is live for this cycle, and its
+     * bits are set before it is returned (collectors/concurrent_mark.h). */
+    malloc_heap_alloc_black(t, word, (uint64_t)1 << (i & 63), bytes);
+  } else {
+    if (FH__UNLIKELY(word != t->ms_pending_word)) {
+      malloc_heap_publish_pending(t);
+      t->ms_pending_word = word;
+    }
+    t->ms_pending_mask |= (uint64_t)1 << (i & 63);
   }
-  t->ms_pending_mask |= (uint64_t)1 << (i & 63);
   t->ms_budget -= bytes;
   t->ms_unposted += bytes;
   return (char *)mem + FH_HEADER_BYTES;

@@ -181,6 +181,25 @@ void malloc_heap_publish_pending(fh_thread *t) {
   t->ms_pending_mask = 0;
 }
 
+/* Release orders: a marker that finds the bit (acquire: the card it
+ * cleared, collectors/concurrent_mark.c) reads the zeroed payload and the
+ * header written before it. */
+void malloc_heap_alloc_black(fh_thread *t, _Atomic uint64_t *word, uint64_t bit, size_t bytes) {
+  malloc_heap_publish_pending(t);
+  atomic_fetch_or_explicit(word, bit, memory_order_release);
+  malloc_space *m = heap_main_malloc(t->heap);
+  _Atomic uint64_t *mark = &m->mark_bits.words[word - t->ms_bits_words];
+  if (!(atomic_fetch_or_explicit(mark, bit, memory_order_release) & bit))
+    t->cm_black_bytes += bytes;
+}
+
+void heap_alloc_black_other(fh_heap *h, void *obj) {
+  if (los_contains(&h->los, obj))
+    bitmap_set(&h->los.marks, obj_start(obj));
+  else if (space_contains(&h->non_moving.space, obj))
+    bitmap_set(&h->non_moving.mark_bits, obj_start(obj));
+}
+
 int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
   fh_thread *t;
   int rc = 0;
@@ -315,6 +334,12 @@ void *malloc_heap_alloc_slow(fh_thread *t, uint32_t type, size_t n) {
    *    space with its whole range in one piece: any object up to the limit
    *    fits (spaces/arena.h sizes the range for it). */
   int critical = t->critical != 0; /* no collection possible: capacity only */
+  /* A budget's refill is a safepoint: programs that poll rarely (or a
+   * single-threaded one that never does) still let the concurrent
+   * marker's remark pause run within a budget (256 KiB) of allocation. */
+  if (FH__UNLIKELY(atomic_load_explicit(&t->fast.safepoint_requested, memory_order_relaxed)) &&
+      !critical)
+    thread_park_if_stopping(t);
   for (int attempt = 0;; attempt++) {
     uint64_t seen = h->collections;
     if (bytes <= t->ms_budget || (t->ms_reserve && release_slice(t, bytes, tc)) ||

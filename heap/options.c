@@ -71,6 +71,7 @@ static const opt_desc opt_table[] = {
     OPT(heap_expansiveness, OPT_SIZE, 1 * MiB, (unsigned long long)1 << 40),
     OPT(los_threshold, OPT_SIZE, 0, (unsigned long long)1 << 32),
     OPT(generational, OPT_BOOL, 0, 2),
+    OPT(concurrent_mark, OPT_BOOL, 0, 1),
 };
 
 static const char *const collector_names[] = {
@@ -118,6 +119,7 @@ void fh_options_init(fh_options *o) {
   o->heap_expansiveness = 256 * MiB;
   o->los_threshold = 12 * KiB;
   o->generational = 2; /* with precise roots (collectors/mc_gen.c) */
+  o->concurrent_mark = 1;
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

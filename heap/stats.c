@@ -101,6 +101,12 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   memcpy(s->kind_pause_ns_max, h->kind_pause_ns_max, sizeof s->kind_pause_ns_max);
   memcpy(s->recent_pauses, h->recent_pauses, sizeof s->recent_pauses);
   mc_stats_fill(h, s);
+  s->concurrent_marks = h->cm_cycles;
+  s->remark_ns_total = h->remark_ns_total;
+  s->remark_ns_max = h->remark_ns_max;
+  s->marker_ns = h->cm_marker_ns;
+  s->marker_cpu_ns = h->cm_marker_cpu_ns;
+  s->marker_bytes = h->cm_marked_bytes;
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
@@ -198,6 +204,26 @@ void fh_dump(fh_heap *h, FILE *out) {
             s.young_pause_ns_max / 1e6, (unsigned long long)s.full_collections,
             s.full_pause_ns_total / 1e6, s.full_pause_ns_max / 1e6,
             (unsigned long long)s.bytes_promoted, why);
+  }
+  if (h->has_malloc_spaces) {
+    pthread_mutex_lock(&h->stats_lock);
+    const char *off = h->cm_off_why;
+    if (!off && !h->opt.concurrent_mark) off = "concurrent_mark=0";
+    pthread_mutex_unlock(&h->stats_lock);
+    if (off)
+      fprintf(out, "  concurrent marking: off (%s); every marking stops the world\n", off);
+    else
+      fprintf(out, "  concurrent marking: on; %llu cycles (%llu abandoned, %llu finished in a "
+                   "pause), remark max %.3f ms (total %.3f), marker %.3f ms wall, %.3f ms CPU, "
+                   "%llu bytes marked, %llu references logged by the SATB barrier\n",
+              (unsigned long long)s.concurrent_marks, (unsigned long long)h->cm_abandoned,
+              (unsigned long long)h->cm_finished_in_pause, s.remark_ns_max / 1e6,
+              s.remark_ns_total / 1e6, s.marker_ns / 1e6, s.marker_cpu_ns / 1e6,
+              (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged);
+  } else {
+    /* concurrent_compact gets the same marker in a later step. */
+    fprintf(out, "  concurrent marking: not used by %s (collector=mark_sweep only); marking "
+                 "stops the world\n", options_collector_name(h->opt.collector));
   }
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "
                "next GC after %zu more\n",

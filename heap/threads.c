@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectors/concurrent_mark.h"
 #include "heap/ephemeron.h"
 #include "heap/conservative.h"
 #include "heap/error.h"
@@ -91,6 +92,19 @@ void fh_safepoint_slow(fh_thread *t) {
   conservative_save(t);
   pthread_mutex_lock(&h->world_lock);
   if (h->stop_requested) {
+    t->state = THREAD_PARKED;
+    pthread_cond_broadcast(&h->parked_cv);
+    while (h->stop_requested) pthread_cond_wait(&h->resume_cv, &h->world_lock);
+    t->state = THREAD_RUNNING;
+  }
+  pthread_mutex_unlock(&h->world_lock);
+}
+
+void thread_park_if_stopping(fh_thread *t) {
+  fh_heap *h = t->heap;
+  conservative_save(t);
+  pthread_mutex_lock(&h->world_lock);
+  if (h->stop_requested && !t->critical) {
     t->state = THREAD_PARKED;
     pthread_cond_broadcast(&h->parked_cv);
     while (h->stop_requested) pthread_cond_wait(&h->resume_cv, &h->world_lock);
@@ -406,10 +420,13 @@ fh_thread *fh_thread_attach_stack(fh_heap *h, void *stack_base) {
   t->magic = THREAD_LIVE;
   t->owner = pthread_self();
   thread_route_alloc(t);
+  /* Concurrent marking runs: allocate black (h->cm_black changes only in
+   * pauses, under gc_lock, which we hold). */
+  t->ms_black = atomic_load_explicit(&h->cm_black, memory_order_relaxed);
   t->fast.heap_lo = h->resv_begin;
   /* verify=1: an empty span sends every fh_write_ref to the slow path,
    * which checks the object, the slot and the value (heap/barrier.c). */
-  t->fast.heap_span = h->opt.verify ? 0 : h->resv_size;
+  t->fast.heap_span = h->opt.verify || t->ms_black ? 0 : h->resv_size;
   t->fast.cards = (_Atomic uint8_t *)h->cards;
   t->fast.roots_base = t->fast.roots_top = roots;
   t->fast.roots_limit = roots + ROOTS_INITIAL;
@@ -455,6 +472,14 @@ void fh_thread_detach(fh_thread *t) {
   h->nthreads--;
   pthread_mutex_unlock(&h->world_lock);
   malloc_heap_thread_detach(t);
+  /* Its black bytes still count toward the marking's live size, and its
+   * logged references are marked. */
+  if (h->cm) {
+    h->cm->black_detached += t->cm_black_bytes;
+    cmark_satb_flush(h, h->cm, t);
+  }
+  t->cm_black_bytes = 0;
+  t->ms_black = 0;
   /* Off the list under both locks: nobody can still be looking at it.  The
    * handle stays as a tombstone whose fast fields send every inline call
    * to a slow path, where thread_check reports it. */

@@ -215,6 +215,11 @@ typedef struct fh_options {
                          2 (default): on unless stack_roots is
                          conservative (pins near the allocation frontier
                          leave holes young collections cannot reuse) */
+  int concurrent_mark;  /* collector=mark_sweep: triggered collections mark
+                         concurrently (a short pause takes the roots, a
+                         marker thread traces while mutators run, a
+                         remark pause finishes); default 1; 0: every
+                         marking stops the world */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -588,7 +593,8 @@ typedef struct fh_space_stats {
  * recent_pauses): a whole collection in the pause (every collector's but
  * the two below), a young collection (gen_semispace), the pause of a
  * concurrent compaction that flips the spaces (today it also marks), the
- * remark pause and the root pause of a concurrent marking (none yet: 0).
+ * remark pause and the root pause of a concurrent marking (mark_sweep's
+ * with concurrent_mark=1).
  * FH_PAUSE_KINDS leaves room for more. */
 typedef enum fh_pause_kind {
   FH_PAUSE_FULL,
@@ -688,6 +694,12 @@ typedef struct fh_stats {
    * percentile, over the faults served so far (uffd_faults counts them
    * once a concurrent phase ends). */
   uint64_t uffd_fault_ns_total, uffd_fault_p50_ns, uffd_fault_p99_ns;
+  /* Concurrent marking (collector=mark_sweep, concurrent_mark=1): cycles
+   * that marked concurrently (each counted once in collections, at its
+   * initial pause), their remark pauses (in pause_ns_* and pause_hist too),
+   * and the marker's wall and CPU time and the bytes it marked. */
+  uint64_t concurrent_marks, remark_ns_total, remark_ns_max;
+  uint64_t marker_ns, marker_cpu_ns, marker_bytes;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

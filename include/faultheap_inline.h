@@ -159,10 +159,21 @@ static inline void fh_write_ref(fh_thread *t, void *obj, void **slot, void *valu
   uintptr_t off;
   if (FH__LIKELY(t != NULL && slot != NULL) &&
       FH__LIKELY((off = (uintptr_t)obj - f->heap_lo) < f->heap_span)) {
+    /* The slot as one atomic word: a concurrent marker may read it
+     * meanwhile (a plain store on every target we run on). */
+#if defined(__GNUC__)
+    __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+#else
     *slot = value;
-    /* Threads may dirty the same card at once; a relaxed atomic byte store
-     * is a plain store on every target we run on. */
-    atomic_store_explicit(&f->cards[off >> FH__CARD_SHIFT], FH__CARD_DIRTY, memory_order_relaxed);
+#endif
+    /* Release: the store above is ordered before the card mark.  A
+     * concurrent marker clears a dirty card with an acquire exchange and
+     * then reads the card's objects; had the card been marked before the
+     * slot store became visible, the marker could clear it, read the old
+     * value and never look again.  Threads may dirty the same card at
+     * once; a release byte store is a plain store on x86 (TSO) and one
+     * stlrb on arm64. */
+    atomic_store_explicit(&f->cards[off >> FH__CARD_SHIFT], FH__CARD_DIRTY, memory_order_release);
     return;
   }
   fh_write_ref_slow(t, obj, slot, value);

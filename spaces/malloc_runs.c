@@ -194,7 +194,8 @@ size_t malloc_run_sweep(malloc_space *s, size_t page, int count, uintptr_t *adop
   size_t w0 = bitmap_index(&s->alloc_bits, run) >> 6, freed = 0;
   uint64_t any = 0;
   size_t covered = 0;
-  if (count) clear_cover(s, w0);
+  int derive = count || s->derive_cover;
+  if (derive) clear_cover(s, w0);
   for (size_t w = w0; w < w0 + MS_RUN_WORDS; w++) {
     uint64_t dead = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
     if (dead) {
@@ -212,7 +213,7 @@ size_t malloc_run_sweep(malloc_space *s, size_t page, int count, uintptr_t *adop
     /* A counted sweep (zygote compaction, tests) follows a trace that set
      * no cover bits: the survivors' are derived here from their headers
      * (the run's cover words were cleared before the loop). */
-    for (; count && left; left &= left - 1) {
+    for (; derive && left; left &= left - 1) {
       uintptr_t p = bitmap_addr(&s->alloc_bits, (w << 6) + (size_t)__builtin_ctzll(left));
       malloc_space_cover(s, p, malloc_object_bytes_hd(*(uint64_t *)p));
     }

@@ -57,6 +57,10 @@ typedef struct malloc_space {
   uint32_t run_partial, run_empty;    /* list heads (page index + 1; 0: empty) */
   size_t run_nempty;                  /* runs on run_empty */
   _Atomic size_t runs;                /* runs carved from jemalloc */
+  /* This sweep derives the runs' cover bits from the survivors' headers
+   * instead of trusting marking's: concurrent marking leaves them alone
+   * (collectors/mark.h).  Set in the pause that begins the sweep. */
+  int derive_cover;
 } malloc_space;
 
 int malloc_space_init(malloc_space *s, const char *name, uintptr_t begin, size_t capacity,

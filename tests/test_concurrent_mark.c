@@ -1,0 +1,478 @@
+/* Concurrent marking (collector=mark_sweep, issue 16): a reference hidden
+ * from the marker (moved from an unscanned object into a scanned one) is
+ * never lost; mutators rewiring a graph while marking runs lose nothing
+ * (verify=1); fork, fh_prefork, collections, thread attach/detach and heap
+ * destruction while a cycle marks; ephemerons, finalizers, pins and large
+ * objects with concurrent marking.
+ *
+ * Deterministic tests set h->cm_manual: the initial pause starts no marker
+ * task, the test steps the marker itself (cmark_test_step) between
+ * mutator operations, and a GC_CAUSE_REMARK collection finishes the cycle
+ * in its pause. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "collectors/collector.h"
+#include "collectors/concurrent_mark.h"
+#include "heap/barrier.h"
+#include "heap/heap.h"
+#include "heap/object.h"
+#include "support_heap.h"
+
+/* Start a concurrent cycle now (as the allocation trigger would). */
+static void start_cycle(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
+}
+
+/* Finish it: the remark pause (marking left is finished there). */
+static void remark(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
+  assert_null(t->heap->cm);
+  fh_gc_wait(t->heap);
+}
+
+static int ms_marked(fh_heap *h, void *obj) {
+  return bitmap_test(&heap_main_malloc(h)->mark_bits, obj_start(obj));
+}
+
+static int ms_allocated(fh_heap *h, void *obj) {
+  return bitmap_test(&heap_main_malloc(h)->alloc_bits, obj_start(obj));
+}
+
+static fh_heap *manual_heap(const char *rest, test_types *ty, fh_thread **t) {
+  fh_heap *h = test_heap_attached("mark_sweep", rest, ty, t);
+  h->cm_manual = 1;
+  return h;
+}
+
+/* The hiding pattern: B is scanned, A (gray) holds the only reference to
+ * X; the mutator moves it into B and clears A's slot; the barrier's log of
+ * the overwritten reference (SATB) must bring X back.  With the log
+ * emptied by hand (a barrier that did not record the store) X is freed:
+ * the test sees the loss it guards against. */
+static void hide(int break_barrier) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap(break_barrier ? "" : "verify=1", &ty, &t);
+  tnode *a = test_node(t, &ty, 1), *b = test_node(t, &ty, 2), *x = test_node(t, &ty, 77);
+  fh_write_ref(t, a, (void **)&a->next, x);
+  /* Pushed in this order, the marker scans b first (a stack). */
+  FH_PUSH_ROOTS(t, (void **)&a, (void **)&b);
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_true(ms_marked(h, a) && ms_marked(h, b) && !ms_marked(h, x));
+  assert_int_equal(cmark_test_step(h, 1), 1); /* b scanned: nothing in it */
+  assert_false(ms_marked(h, x));
+  fh_write_ref(t, b, (void **)&b->next, x);
+  fh_write_ref(t, a, (void **)&a->next, NULL);
+  if (break_barrier) t->satb_n = 0; /* the overwritten reference's log entry */
+  uintptr_t xs = (uintptr_t)x;
+  x = NULL;
+  remark(t);
+  if (break_barrier) {
+    assert_false(ms_allocated(h, (void *)xs)); /* lost: swept */
+  } else {
+    assert_true(ms_allocated(h, b->next));
+    assert_int_equal(b->next->value, 77);
+    assert_int_equal(b->next->check, test_check(77));
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* verify=1 checks all */
+  }
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_hiding_pattern(void **state) {
+  (void)state;
+  hide(0);
+}
+
+static void test_hiding_pattern_detected(void **state) {
+  (void)state;
+  hide(1);
+}
+
+/* Objects allocated while marking runs are live for the cycle (black),
+ * even when nothing marks them; their stores are seen too. */
+static void test_black_allocation(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  tnode *root = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&root);
+  start_cycle(t);
+  tnode *n = test_node(t, &ty, 5), *m = test_node(t, &ty, 6);
+  assert_true(ms_marked(h, n));
+  fh_write_ref(t, n, (void **)&n->next, m);
+  fh_write_ref(t, root, (void **)&root->next, n);
+  /* A large object allocated now, holding the only reference to m2. */
+  void **big = fh_alloc(t, ty.array, 64 << 10);
+  tnode *m2 = test_node(t, &ty, 7);
+  fh_write_ref(t, big, &big[3], m2);
+  fh_write_ref(t, root, (void **)&root->other, big);
+  m = m2 = NULL;
+  n = NULL;
+  big = NULL;
+  remark(t);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.concurrent_marks, 1);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_ROOTS], 1); /* the initial pause */
+  assert_int_equal(st.kind_pauses[FH_PAUSE_REMARK], 1);
+  assert_true(st.remark_ns_max > 0);
+  assert_int_equal(st.collections, 1); /* the cycle, counted once */
+  assert_int_equal(root->next->next->value, 6);
+  assert_int_equal(((tnode *)((void **)root->other)[3])->value, 7);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* ---- many mutators rewiring a graph while cycles mark ---- */
+
+typedef struct rewire {
+  fh_heap *h;
+  test_types ty;
+  _Atomic int stop;
+  unsigned seed;
+  int bad;
+  uint64_t ops;
+} rewire;
+
+enum { SLOTS = 512 };
+
+static tnode *checked(tnode *n, int *bad) {
+  if (n && n->check != test_check(n->value)) *bad = 1;
+  return n;
+}
+
+static void *rewire_main(void *p) {
+  rewire *r = p;
+  fh_thread *t = fh_thread_attach(r->h);
+  void **arr = fh_alloc(t, r->ty.array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  uint64_t x = r->seed * 0x9E3779B97F4A7C15ull + 1;
+  tnode *hand = NULL; /* a reference held only in a root for a while */
+  fh_push_root(t, (void **)&hand);
+  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t i = x % SLOTS, j = (x >> 16) % SLOTS;
+    tnode *a = checked(arr[i], &r->bad), *b = checked(arr[j], &r->bad);
+    switch ((x >> 32) % 6) {
+    case 0: { /* a new node, linked to what slot i held */
+      tnode *n = test_node(t, &r->ty, x >> 8);
+      if (a) fh_write_ref(t, n, (void **)&n->next, a);
+      fh_write_ref(t, arr, &arr[i], n);
+      break;
+    }
+    case 1: /* move a reference from a to b, drop the original */
+      if (a && b) {
+        tnode *moved = checked(a->next, &r->bad);
+        fh_write_ref(t, b, (void **)&b->other, moved);
+        fh_write_ref(t, a, (void **)&a->next, NULL);
+      }
+      break;
+    case 2: /* swap two array slots */
+      fh_write_ref(t, arr, &arr[i], b);
+      fh_write_ref(t, arr, &arr[j], a);
+      break;
+    case 3: /* drop from the array into the hand, then back elsewhere */
+      if (hand) fh_write_ref(t, arr, &arr[j], hand);
+      hand = a;
+      fh_write_ref(t, arr, &arr[i], NULL);
+      break;
+    case 4: /* follow and check a chain */
+      for (tnode *n = a; n; n = checked(n->next, &r->bad))
+        if ((x & 7) == 0) break;
+      break;
+    default: /* garbage, to trigger cycles */
+      (void)test_node(t, &r->ty, x);
+      break;
+    }
+    if ((r->ops++ & 255) == 0) fh_safepoint(t);
+    if ((r->ops & 8191) == 0) { /* a blocking region now and then */
+      fh_enter_blocking(t);
+      fh_leave_blocking(t);
+    }
+  }
+  for (size_t k = 0; k < SLOTS; k++)
+    for (tnode *n = arr[k]; n; n = n->next) checked(n, &r->bad);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+/* A thread that attaches, allocates and detaches over and over. */
+static void *churn_main(void *p) {
+  rewire *r = p;
+  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    fh_thread *t = fh_thread_attach(r->h);
+    for (int i = 0; i < 200; i++) (void)test_node(t, &r->ty, (uint64_t)i);
+    fh_thread_detach(t);
+  }
+  return NULL;
+}
+
+static void rewire_run(const char *spec, int ms) {
+  enum { N = 4 };
+  fh_heap *h = test_heap(spec);
+  rewire r[N];
+  pthread_t th[N + 1];
+  test_types ty;
+  test_register(h, &ty);
+  for (int i = 0; i < N; i++) {
+    r[i] = (rewire){.h = h, .ty = ty, .seed = (unsigned)i + 1};
+    assert_int_equal(pthread_create(&th[i], NULL, rewire_main, &r[i]), 0);
+  }
+  rewire churn = {.h = h, .ty = ty};
+  assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
+  uint64_t t0 = heap_now_ns();
+  fh_stats st;
+  do {
+    usleep(10000);
+    fh_get_stats(h, &st); /* under the statistics lock: not h->cm_cycles */
+  } while (heap_now_ns() - t0 < (uint64_t)ms * 1000000u && st.concurrent_marks < 200);
+  for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
+  atomic_store(&churn.stop, 1);
+  for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N; i++) assert_false(r[i].bad);
+  fh_get_stats(h, &st);
+  assert_true(st.concurrent_marks > 0);
+  fh_heap_destroy(h);
+}
+
+static void test_rewire_verify(void **state) {
+  (void)state;
+  rewire_run("collector=mark_sweep,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
+}
+
+static void test_rewire_fast(void **state) {
+  (void)state;
+  rewire_run("collector=mark_sweep,heap_max=64M,min_alloc_trigger=2M", 1500);
+}
+
+/* ---- lifecycle ---- */
+
+static void test_collect_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  tnode *keep = test_node(t, &ty, 3);
+  fh_push_root(t, (void **)&keep);
+  (void)test_node(t, &ty, 4); /* garbage */
+  start_cycle(t);
+  uint64_t c = h->collections;
+  /* Another trigger while marking: finishes this cycle, starts no other. */
+  start_cycle(t);
+  assert_null(h->cm);
+  assert_int_equal(h->cm_cycles, 1);
+  assert_int_equal(h->collections, c);
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_int_equal(h->collections, c + 1); /* a cycle counts at its initial pause */
+  /* An explicit collection finishes the cycle, then collects. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_null(h->cm);
+  assert_int_equal(h->collections, c + 2);
+  assert_int_equal(keep->value, 3);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* With the real marker: collections triggered from several threads while
+ * it marks wait for it; none starts a second marker. */
+static void test_triggers_while_marking(void **state) {
+  (void)state;
+  rewire_run("collector=mark_sweep,heap_max=64M,min_alloc_trigger=256K", 800);
+}
+
+static void test_attach_detach_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 8 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  start_cycle(t);
+  /* A thread attached during marking allocates black; what it stored
+   * survives its detach. */
+  fh_thread *u = fh_thread_attach(h);
+  tnode *n = test_node(u, &ty, 9);
+  fh_write_ref(u, arr, &arr[0], n);
+  fh_thread_detach(u);
+  n = NULL;
+  remark(t);
+  assert_int_equal(((tnode *)arr[0])->value, 9);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_destroy_while_marking(void **state) {
+  (void)state;
+  /* The real marker, a heap large enough that it is still marking. */
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_sweep", "heap_max=128M", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  start_cycle(t);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h); /* abandons the cycle, joins the marker */
+}
+
+static int fork_child_ok(fh_heap *h, const test_types *ty) {
+  fh_thread *t = fh_thread_attach(h);
+  if (!t) return 0;
+  for (int i = 0; i < 1000; i++) (void)test_node(t, ty, (uint64_t)i);
+  int ok = fh_collect(t, FH_COLLECT_DEFAULT) == 0;
+  fh_thread_detach(t);
+  return ok;
+}
+
+static void test_fork_while_marking(void **state) {
+  (void)state;
+  if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_sweep", "heap_max=64M,verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 5000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  for (int round = 0; round < 2; round++) {
+    h->cm_manual = round == 0; /* a cycle that stays open; then the real marker */
+    start_cycle(t);
+    fh_enter_blocking(t); /* the fork handler stops this heap */
+    pid_t pid = fork();
+    if (pid == 0) {
+      test_child_signals(20);
+      fh_leave_blocking(t);
+      /* The child finds no cycle half-marked. */
+      CHILD_CHECK(h->cm == NULL);
+      fh_thread_detach(t);
+      CHILD_CHECK(fork_child_ok(h, &ty));
+      _exit(0);
+    }
+    fh_leave_blocking(t);
+    assert_true(pid > 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    test_assert_child_ok(status, "child after a fork while marking");
+    assert_null(h->cm);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    for (int i = 0; i < 5000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_prefork_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 100 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 100; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_int_equal(fh_prefork(t), 0);
+  assert_null(h->cm);
+  for (int i = 0; i < 100; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* ---- weak references, finalizers, pins, large objects ---- */
+
+static void test_weak_pins_large(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  tnode *key = test_node(t, &ty, 1), *val = test_node(t, &ty, 2);
+  void *eph = fh_ephemeron_new(t, key, val);
+  tnode *live_key = test_node(t, &ty, 3);
+  void *eph2 = fh_ephemeron_new(t, live_key, test_node(t, &ty, 4));
+  tnode *fin = test_node(t, &ty, 5);
+  assert_int_equal(fh_finalizer_attach(t, fin, (void *)0x55), 0);
+  tnode *pinned = test_node(t, &ty, 6);
+  assert_int_equal(fh_pin(t, pinned), 0);
+  void **big = fh_alloc(t, ty.array, 64 << 10); /* large-object space */
+  FH_PUSH_ROOTS(t, &eph, &eph2, (void **)&live_key, (void **)&big);
+  start_cycle(t);
+  while (cmark_test_step(h, 1000)) {
+  } /* everything reachable scanned: big too */
+  /* Stored into the scanned large object during marking; the only other
+   * reference was a root, dropped. */
+  tnode *late = test_node(t, &ty, 7);
+  tnode *old = NULL;
+  (void)old;
+  key = val = fin = NULL;
+  uintptr_t pin_addr = (uintptr_t)pinned;
+  pinned = NULL;
+  fh_write_ref(t, big, &big[100], late);
+  late = NULL;
+  remark(t);
+  assert_null(fh_ephemeron_key(t, eph)); /* key dead: cleared */
+  assert_int_equal(((tnode *)fh_ephemeron_value(t, eph2))->value, 4);
+  void *obj, *data;
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+  assert_ptr_equal(data, (void *)0x55);
+  assert_int_equal(((tnode *)obj)->value, 5);
+  assert_true(ms_allocated(h, (void *)pin_addr));
+  assert_int_equal(((tnode *)big[100])->value, 7);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_pop_roots(t, 4);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_dump_says_when_off(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=0", &ty, &t);
+  start_cycle(t);
+  assert_null(h->cm);
+  assert_int_equal(h->cm_cycles, 0);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "concurrent marking: off (concurrent_mark=0)"));
+  free(buf);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hiding_pattern),
+      cmocka_unit_test(test_hiding_pattern_detected),
+      cmocka_unit_test(test_black_allocation),
+      cmocka_unit_test(test_collect_while_marking),
+      cmocka_unit_test(test_attach_detach_while_marking),
+      cmocka_unit_test(test_prefork_while_marking),
+      cmocka_unit_test(test_weak_pins_large),
+      cmocka_unit_test(test_dump_says_when_off),
+      cmocka_unit_test(test_destroy_while_marking),
+      cmocka_unit_test(test_fork_while_marking),
+      cmocka_unit_test(test_rewire_verify),
+      cmocka_unit_test(test_rewire_fast),
+      cmocka_unit_test(test_triggers_while_marking),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
