@@ -119,7 +119,7 @@ void fh_options_init(fh_options *o) {
   o->heap_expansiveness = 256 * MiB;
   o->los_threshold = 12 * KiB;
   o->generational = 2; /* with precise roots (collectors/mc_gen.c) */
-  o->concurrent_mark = 1;
+  o->concurrent_mark = 0; /* opt-in for now: README, "concurrent_mark" */
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

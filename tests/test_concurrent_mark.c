@@ -10,6 +10,7 @@
  * mutator operations, and a GC_CAUSE_REMARK collection finishes the cycle
  * in its pause. */
 #include <pthread.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -43,7 +44,9 @@ static int ms_allocated(fh_heap *h, void *obj) {
 }
 
 static fh_heap *manual_heap(const char *rest, test_types *ty, fh_thread **t) {
-  fh_heap *h = test_heap_attached("mark_sweep", rest, ty, t);
+  char spec[256];
+  snprintf(spec, sizeof spec, "concurrent_mark=1%s%s", *rest ? "," : "", rest);
+  fh_heap *h = test_heap_attached("mark_sweep", spec, ty, t);
   h->cm_manual = 1;
   return h;
 }
@@ -248,12 +251,12 @@ static void rewire_run(const char *spec, int ms) {
 
 static void test_rewire_verify(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
+  rewire_run("collector=mark_sweep,concurrent_mark=1,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
 }
 
 static void test_rewire_fast(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,heap_max=64M,min_alloc_trigger=2M", 1500);
+  rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=2M", 1500);
 }
 
 /* ---- lifecycle ---- */
@@ -290,7 +293,7 @@ static void test_collect_while_marking(void **state) {
  * it marks wait for it; none starts a second marker. */
 static void test_triggers_while_marking(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,heap_max=64M,min_alloc_trigger=256K", 800);
+  rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=256K", 800);
 }
 
 static void test_attach_detach_while_marking(void **state) {
@@ -320,7 +323,7 @@ static void test_destroy_while_marking(void **state) {
   /* The real marker, a heap large enough that it is still marking. */
   test_types ty;
   fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_sweep", "heap_max=128M", &ty, &t);
+  fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=1,heap_max=128M", &ty, &t);
   void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
   fh_push_root(t, (void **)&arr);
   for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
@@ -344,7 +347,7 @@ static void test_fork_while_marking(void **state) {
   if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
   test_types ty;
   fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_sweep", "heap_max=64M,verify=1", &ty, &t);
+  fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=1,heap_max=64M,verify=1", &ty, &t);
   void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
   fh_push_root(t, (void **)&arr);
   for (int i = 0; i < 5000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
