@@ -7,7 +7,6 @@
  * policy on its own; verify=1 catches a store that bypassed fh_write_ref;
  * several mutators under verify=1. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "heap/barrier.h"
 #include "heap/gen_policy.h"
 #include "heap/heap.h"
+#include "support_gen.h"
 #include "support_heap.h"
 
 #define MiB ((size_t)1 << 20)
@@ -415,69 +415,11 @@ static void test_verify_catches_missing_barrier(void **st) {
   assert_non_null(strstr(out, "offset 8")); /* and its slot */
 }
 
-/* Several mutators, each growing an old structure with young objects
- * through fh_write_ref and dropping most of what it allocates; triggered
- * collections (young and full by policy) and explicit ones, verify=1. */
-typedef struct stress_arg {
-  fh_heap *h;
-  const test_types *ty;
-  int id, failed;
-} stress_arg;
-
-static void *stress_thread(void *p) {
-  stress_arg *a = p;
-  fh_thread *t = fh_thread_attach(a->h);
-  enum { SLOTS = 512 };
-  void **table = fh_alloc(t, a->ty->array, SLOTS * sizeof(void *));
-  fh_push_root(t, (void **)&table);
-  for (int i = 0; i < 60000; i++) {
-    tnode *n = test_node(t, a->ty, (uint64_t)i);
-    size_t s = (size_t)(i * 7919) % SLOTS;
-    /* Chain onto the slot's list: old heads get young tails. */
-    tnode *head = table[s];
-    if (head && head->value % 3 == 0) {
-      fh_write_ref(t, head, (void **)&head->other, n);
-    } else {
-      fh_write_ref(t, n, (void **)&n->next, head);
-      fh_write_ref(t, table, &table[s], n);
-    }
-    if (i % 5000 == 0 && fh_collect(t, (i / 5000) % 3 ? FH_COLLECT_YOUNG : FH_COLLECT_DEFAULT))
-      a->failed = 1;
-    if (i % 997 == 0) { /* cut a chain: garbage in the old generation too */
-      tnode *hd = table[(size_t)i % SLOTS];
-      if (hd) fh_write_ref(t, hd, (void **)&hd->next, NULL);
-    }
-  }
-  for (size_t s = 0; s < SLOTS; s++)
-    for (tnode *n = table[s]; n; n = n->next) {
-      if (n->check != test_check(n->value)) a->failed = 2;
-      if (n->other && ((tnode *)n->other)->check != test_check(((tnode *)n->other)->value))
-        a->failed = 3;
-    }
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  return NULL;
-}
-
+/* Several mutators, old structures grown with young objects, verify=1
+ * (tests/support_gen.h). */
 static void test_multi_mutator_stress(void **st) {
   (void)st;
-  fh_heap *h = test_heap("collector=gen_semispace,heap_max=24M,verify=1");
-  test_types ty;
-  test_register(h, &ty);
-  enum { N = 3 };
-  pthread_t th[N];
-  stress_arg args[N];
-  for (int i = 0; i < N; i++) {
-    args[i] = (stress_arg){h, &ty, i, 0};
-    assert_int_equal(pthread_create(&th[i], NULL, stress_thread, &args[i]), 0);
-  }
-  for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < N; i++) assert_int_equal(args[i].failed, 0);
-  fh_stats s;
-  fh_get_stats(h, &s);
-  assert_true(s.young_collections > 0 && s.full_collections > 0);
-  assert_true(s.bytes_promoted > 0);
-  fh_heap_destroy(h);
+  test_gen_stress("collector=gen_semispace,heap_max=24M,verify=1", 60000, 5000, 3);
 }
 
 int main(void) {

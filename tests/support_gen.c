@@ -1,0 +1,69 @@
+#include "support_gen.h"
+
+#include <pthread.h>
+
+#include "support_heap.h"
+
+typedef struct stress_arg {
+  fh_heap *h;
+  const test_types *ty;
+  int iters, collect_every, full_period;
+  int failed;
+} stress_arg;
+
+static void *stress_thread(void *p) {
+  stress_arg *a = p;
+  fh_thread *t = fh_thread_attach(a->h);
+  enum { SLOTS = 512 };
+  void **table = fh_alloc(t, a->ty->array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&table);
+  for (int i = 0; i < a->iters; i++) {
+    tnode *n = test_node(t, a->ty, (uint64_t)i);
+    size_t s = (size_t)(i * 7919) % SLOTS;
+    /* Chain onto the slot's list: old heads get young tails. */
+    tnode *head = table[s];
+    if (head && head->value % 3 == 0) {
+      fh_write_ref(t, head, (void **)&head->other, n);
+    } else {
+      fh_write_ref(t, n, (void **)&n->next, head);
+      fh_write_ref(t, table, &table[s], n);
+    }
+    if (i % a->collect_every == 0 &&
+        fh_collect(t, (i / a->collect_every) % a->full_period ? FH_COLLECT_YOUNG
+                                                              : FH_COLLECT_DEFAULT))
+      a->failed = 1;
+    if (i % 997 == 0) { /* cut a chain: garbage in the old generation too */
+      tnode *hd = table[(size_t)i % SLOTS];
+      if (hd) fh_write_ref(t, hd, (void **)&hd->next, NULL);
+    }
+  }
+  for (size_t s = 0; s < SLOTS; s++)
+    for (tnode *n = table[s]; n; n = n->next) {
+      if (n->check != test_check(n->value)) a->failed = 2;
+      if (n->other && ((tnode *)n->other)->check != test_check(((tnode *)n->other)->value))
+        a->failed = 3;
+    }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+void test_gen_stress(const char *spec, int iters, int collect_every, int full_period) {
+  fh_heap *h = test_heap(spec);
+  test_types ty;
+  test_register(h, &ty);
+  enum { N = 3 };
+  pthread_t th[N];
+  stress_arg args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (stress_arg){h, &ty, iters, collect_every, full_period, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, stress_thread, &args[i]), 0);
+  }
+  for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N; i++) assert_int_equal(args[i].failed, 0);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.young_collections > 0 && s.full_collections > 0);
+  assert_true(s.bytes_promoted > 0);
+  fh_heap_destroy(h);
+}

@@ -1,0 +1,15 @@
+/* A stress shared by the generational suites (gen_semispace, generational
+ * mark-compact): several mutators grow old structures with young objects
+ * through fh_write_ref and drop most of what they allocate, under
+ * triggered collections (young and full by policy) and explicit ones. */
+#ifndef FH_TEST_SUPPORT_GEN_H_
+#define FH_TEST_SUPPORT_GEN_H_
+
+/* Three mutators on a heap made from spec (verify=1 belongs in it), each
+ * running iters steps with an explicit collection every collect_every
+ * steps, a full one every full_period-th of those and young otherwise.
+ * Asserts every object intact, young and full collections both run, and
+ * some bytes promoted. */
+void test_gen_stress(const char *spec, int iters, int collect_every, int full_period);
+
+#endif
