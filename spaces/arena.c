@@ -160,7 +160,8 @@ int arena_guard(fh_arena *a, uintptr_t upto) {
   if (upto > a->end) upto = a->end;
   if (upto <= from) return 0;
   if (sys_mprotect((void *)from, upto - from, PROT_NONE) != 0) return -1;
-  atomic_store(&a->guarded_end, upto);
+  /* Never lowered: what an earlier guard protected beyond upto still is. */
+  if (upto > atomic_load(&a->guarded_end)) atomic_store(&a->guarded_end, upto);
   return 0;
 }
 
@@ -168,6 +169,11 @@ int arena_reset(fh_arena *a) {
   uintptr_t begin = a->begin;
   size_t size = a->end - a->begin;
   uintptr_t used_end = atomic_load(&a->frontier);
+  /* Pages past the frontier may still be PROT_NONE from arena_guard: the
+   * new arena must keep unguarding them as its frontier passes (forgetting
+   * this, jemalloc later handed out extents there, and a mutator zeroing a
+   * run or homogeneous compaction copying into one faulted). */
+  uintptr_t guarded = atomic_load(&a->guarded_end);
   char name[64];
   snprintf(name, sizeof name, "arena.%u.destroy", a->index);
   int err = sys_mallctl(name, NULL, NULL, NULL, 0);
@@ -186,6 +192,7 @@ int arena_reset(fh_arena *a) {
     fh_error_prefix("cannot recreate the jemalloc arena after a reset");
     return -1;
   }
+  atomic_store(&a->guarded_end, guarded);
   return 0;
 }
 

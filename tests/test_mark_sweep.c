@@ -415,13 +415,6 @@ static void test_multithreaded_stress(void **state) {
  * allocation in between). */
 static void test_multithreaded_stress_with_compaction(void **state) {
   (void)state;
-  /* KNOWN BUG, open: under ASan this dies in about 2 runs of 9 (a mutator
-   * bumping into a run of the space the last compaction vacated, which
-   * verify=1 guards; or copy_objects faulting on a guarded page).  Plain
-   * builds: 0 in 18 since the reset ends a pending lazy sweep.  Skipped
-   * under sanitizers only until it is found; the plain run still guards
-   * everything else this test covers. */
-  if (test_sanitized()) skip();
   run_stress("collector=mark_sweep,heap_max=32M,verify=1,min_alloc_trigger=2M,"
              "hspace_min_interval_ms=0", FH_COLLECT_HSPACE_COMPACT);
 }
