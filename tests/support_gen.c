@@ -67,3 +67,24 @@ void test_gen_stress(const char *spec, int iters, int collect_every, int full_pe
   assert_true(s.bytes_promoted > 0);
   fh_heap_destroy(h);
 }
+
+void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty) {
+  enum { KEEP = 50000 };
+  void **keep = fh_alloc(t, ty->array, KEEP * sizeof(void *));
+  fh_push_root(t, (void **)&keep);
+  for (int i = 0; i < 1000000; i++) {
+    tnode *n = test_node(t, ty, (uint64_t)i);
+    if (i % 10 == 0) fh_write_ref(t, keep, &keep[(i / 10) % KEEP], n);
+  }
+  for (int i = 0; i < KEEP; i++) {
+    tnode *n = keep[i];
+    assert_non_null(n);
+    assert_int_equal(n->check, test_check(n->value));
+    assert_int_equal(n->value % 10, 0);
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.young_collections > 0);
+  assert_true(s.full_collections > 0);
+  fh_pop_roots(t, 1);
+}

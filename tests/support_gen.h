@@ -5,11 +5,19 @@
 #ifndef FH_TEST_SUPPORT_GEN_H_
 #define FH_TEST_SUPPORT_GEN_H_
 
+#include "support_heap.h"
+
 /* Three mutators on a heap made from spec (verify=1 belongs in it), each
  * running iters steps with an explicit collection every collect_every
  * steps, a full one every full_period-th of those and young otherwise.
  * Asserts every object intact, young and full collections both run, and
  * some bytes promoted. */
 void test_gen_stress(const char *spec, int iters, int collect_every, int full_period);
+
+/* One attached thread keeps 50,000 of a million nodes, each slot written
+ * twice, so old garbage piles up: allocation-triggered collections must
+ * be both young and full.  Asserts the kept nodes intact and both kinds
+ * counted; the caller's heap and thread are left as they were. */
+void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty);
 
 #endif

@@ -431,24 +431,7 @@ static void test_policy_in_heap(void **st) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = gen_heap(c, "heap_max=32M,verify=1", &ty, &t);
-    enum { KEEP = 50000 };
-    void **keep = fh_alloc(t, ty.array, KEEP * sizeof(void *));
-    fh_push_root(t, (void **)&keep);
-    for (int i = 0; i < 1000000; i++) {
-      tnode *n = test_node(t, &ty, (uint64_t)i);
-      if (i % 10 == 0) fh_write_ref(t, keep, &keep[(i / 10) % KEEP], n);
-    }
-    for (int i = 0; i < KEEP; i++) {
-      tnode *n = keep[i];
-      assert_non_null(n);
-      assert_int_equal(n->check, test_check(n->value));
-      assert_int_equal(n->value % 10, 0);
-    }
-    fh_stats s;
-    fh_get_stats(h, &s);
-    assert_true(s.young_collections > 0);
-    assert_true(s.full_collections > 0);
-    fh_pop_roots(t, 1);
+    test_gen_policy_workload(h, t, &ty);
     done(h, t);
   }
 }
