@@ -14,7 +14,9 @@ void sizer_init(heap_sizer *s) {
   /* Informed guesses until there is a measurement: 5 GB/s of collection
    * and 1 GB/s of allocation (what GCBench shows on this project's test
    * machine, rounded). */
-  s->gc_ns_per_byte = 0.2;
+  s->cost_live = (double)(1u << 20); /* weighs as a 1 MiB collection */
+  s->cost_ns = 0.2 * s->cost_live;
+  s->gc_ns_per_byte = s->cost_ns / s->cost_live;
   s->alloc_bytes_per_ns = 1.0;
 }
 
@@ -59,8 +61,11 @@ static void fold(fh_heap *h) {
    * phase has closed: then it counts toward the next cycle.) */
   uint64_t cost = s->pending_cost_ns;
   if (s->cpu_at_end && s->cpu_at_start > s->cpu_at_end) cost += s->cpu_at_start - s->cpu_at_end;
-  if (s->pending_cost_ns && s->pending_live >= MIN_COST_LIVE)
-    smooth(&s->gc_ns_per_byte, (double)cost / (double)s->pending_live);
+  if (s->pending_cost_ns && s->pending_live >= MIN_COST_LIVE) {
+    smooth(&s->cost_ns, (double)cost);
+    smooth(&s->cost_live, (double)s->pending_live);
+    s->gc_ns_per_byte = s->cost_ns / s->cost_live;
+  }
   s->pending_cost_ns = 0;
   uint64_t since = atomic_load_explicit(&h->alloc_since_gc, memory_order_relaxed);
   if (s->last_end_ns && s->pause_start_ns > s->last_end_ns && since)

@@ -193,6 +193,41 @@ static void cost_counts_gc_thread_cpu(void **state) {
   fh_heap_destroy(h);
 }
 
+/* ---- the collection cost weighs each collection by its size ---- */
+
+/* Collections of 32 MiB live at 1 ns a byte, then the one that finds live
+ * data fallen to 1.5 MiB and pays 100 ms walking the big heap: the cost
+ * per byte the next budget uses is the smoothed cost over the smoothed
+ * live bytes (about 4 ns), not the smoothed per-byte ratios (half of 64 ns
+ * a byte), which quadrupled the budget of the collections after a fall.
+ * The sizer is driven directly, with the heap idle. */
+static void cost_weighs_collections_by_size(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_compact,heap_max=256M,heap_policy=adaptive");
+  uint64_t t = 1000000000ull;
+  for (int i = 0; i < 8; i++) {
+    sizer_pause_start(h, t);
+    sizer_extra(h, 32 * MiB);
+    t += 33554432; /* 32 MiB at 1 ns a byte */
+    sizer_pause_end(h, 33554432, t);
+    t += 100000000;
+  }
+  double steady = h->sizer.gc_ns_per_byte;
+  sizer_pause_start(h, t);
+  sizer_extra(h, 3 * MiB / 2); /* the fall */
+  t += 100000000;
+  sizer_pause_end(h, 100000000, t);
+  t += 100000000;
+  sizer_pause_start(h, t);
+  sizer_extra(h, 3 * MiB / 2); /* folds the fall's cost in */
+  double after = h->sizer.gc_ns_per_byte;
+  fprintf(stderr, "cost per live byte %.2f ns, %.2f ns after the fall\n", steady, after);
+  assert_true(steady > 0.95 && steady < 1.05);
+  /* (32 + 100) ms / 2 over (32 + 1.5) MiB / 2 */
+  assert_true(after > 3.5 && after < 4.2);
+  fh_heap_destroy(h);
+}
+
 /* ---- homogeneous compaction packs the copy ---- */
 
 static uint64_t lcg(uint64_t *x) {
@@ -330,6 +365,7 @@ int main(void) {
       cmocka_unit_test(flip_needs_room_for_both_copies),
       cmocka_unit_test(adaptive_resident_follows_live_down),
       cmocka_unit_test(cost_counts_gc_thread_cpu),
+      cmocka_unit_test(cost_weighs_collections_by_size),
       cmocka_unit_test(hspace_copy_is_packed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
