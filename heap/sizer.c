@@ -99,6 +99,13 @@ int sizer_flip_fits(fh_heap *h, size_t old_used, size_t live) {
   return need <= lim && garbage <= lim - need && nm <= lim - need - garbage;
 }
 
+#define RESIDENT_WINDOW_MAX ((size_t)32 << 20)
+
+size_t sizer_resident_window(fh_heap *h) {
+  size_t w = h->gc_trigger / 4;
+  return w < RESIDENT_WINDOW_MAX ? w : RESIDENT_WINDOW_MAX;
+}
+
 void sizer_dump(fh_heap *h, FILE *out) {
   if (h->opt.heap_policy != FH_HEAP_ADAPTIVE) return;
   const heap_sizer *s = &h->sizer;

@@ -65,6 +65,17 @@ size_t sizer_extra(struct fh_heap *h, size_t live);
  * collector's reserve), else 0 and the cycle slides, which needs no
  * second copy.  Policy for collectors/concurrent_compact.c. */
 int sizer_flip_fits(struct fh_heap *h, size_t old_used, size_t live);
+/* How much of the next allocation window (gc_trigger bytes above the new
+ * top) a compacting collector keeps resident after a cycle: the slid-away
+ * pages it does not discard, the pages its worker faults in ahead of the
+ * mutators.  A quarter of the window, at most 32 MiB: keeping all of it
+ * held the heap at live + budget for the whole cycle instead of rising
+ * from live to it (fhbench phases after the fall: 3.3x live once the
+ * first collection had finished, with a budget of 2x live), which costs
+ * half the budget in mean resident memory; a quarter costs 1/32 of it,
+ * and the mutators fault in the rest as they reach it.  Policy for
+ * collectors/mark_compact.c. */
+size_t sizer_resident_window(struct fh_heap *h);
 /* fh_dump's line (nothing under heap_policy=fixed). */
 void sizer_dump(struct fh_heap *h, FILE *out);
 
