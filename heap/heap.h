@@ -153,6 +153,8 @@ struct fh_heap {
   malloc_space native;
   uintptr_t native_resv;
   size_t native_resv_size;
+  pthread_mutex_t native_lock; /* making it, on the first fh_malloc */
+  _Atomic int native_made;
 
   const struct fh_collector_ops *collector; /* foreground */
   struct mc_state *mc; /* mark-compact tables and concurrent phase, lazily */
