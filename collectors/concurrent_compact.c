@@ -742,7 +742,6 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* before any page of the space moves */
-  mc_thp_fit(m);
   /* Young collections (mc_gen.h) slide in the pause: they move the young
    * survivors only, a few MiB at most between collections, less than a
    * flip's fixed cost. */

@@ -51,23 +51,17 @@ void mc_state_destroy(mc_state *m) {
  * 4 KiB instead of ~2), but round a small one up to whole 2 MiB pages: a
  * heap whose window is one MiB (fhscheme's min_alloc_trigger) kept 2-4 MiB
  * resident that nothing used, a third or more of its whole footprint
- * (deriv: peak RSS 5.1-9.4 MiB with them, 5.1-6.5 without, same CPU time).
- * So the space has them while the window holds at least two (the default
- * min_alloc_trigger, 4 MiB, always does; a heap near heap_max, whose
- * window shrinks, loses them). */
+ * (deriv: peak RSS 5.1-9.4 MiB with them, 5.1-6.2 without, same CPU time).
+ * So an embedder that asks for a window under two huge pages (fixed
+ * sizing, min_alloc_trigger) gets 4 KiB pages; the default (4 MiB) keeps
+ * them.  Decided once, from the options: heap_policy=adaptive keeps them
+ * whatever its budget, because it sizes the heap from measured allocation
+ * and collection speeds, which the flag changes (a flag that followed the
+ * trigger, or 4 KiB pages under adaptive's small budgets, made
+ * test_sizing's budgets swing 2-7 MiB between runs). */
 #define MC_THP_MIN_WINDOW (2 * FH_PMD)
-static int mc_thp_wanted(const fh_heap *h) { return h->gc_trigger >= MC_THP_MIN_WINDOW; }
-
-void mc_thp_fit(mc_state *m) {
-  int want = m->thp_allowed && mc_thp_wanted(m->h);
-  /* A split space is made one VMA again, with the flag m->thp says, by
-   * move_aside: leave it to that. */
-  if (want == m->thp || atomic_load(&m->space_split)) return;
-  /* One call over the whole space: all or nothing, so on failure the
-   * flag is still the one m->thp records (MADV_NOHUGEPAGE failing leaves
-   * huge pages on, which every path handles as FH_MC_THP=1). */
-  if (sys_madvise((void *)m->t.begin, m->t.capacity, want ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0)
-    m->thp = want;
+static int mc_thp_wanted(const fh_heap *h) {
+  return h->opt.heap_policy == FH_HEAP_ADAPTIVE || h->opt.min_alloc_trigger >= MC_THP_MIN_WINDOW;
 }
 
 static int state_init(mc_state *m, fh_heap *h) {
@@ -100,7 +94,7 @@ static int state_init(mc_state *m, fh_heap *h) {
    * FH_MC_THP=0 turns it off, as MADV_NOHUGEPAGE rather than no flag: on a
    * host whose THP setting is "always" an unflagged space gets huge pages
    * anyway, and that byte then a huge page over registered pages.  A small
-   * allocation window gets the same 4 KiB pages (mc_thp_fit). */
+   * allocation window gets the same 4 KiB pages (mc_thp_wanted). */
   const char *thp = getenv("FH_MC_THP");
   m->thp_allowed = !(thp && *thp == '0');
   m->thp = m->thp_allowed && mc_thp_wanted(h);
@@ -754,7 +748,6 @@ static int stw_compact(fh_heap *h, const char *note, gc_cause cause) {
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* a concurrent cycle's worker may still be prefaulting */
-  mc_thp_fit(m);
   int young = mc_gen_begin(m, cause);
   if (mc_prepare_forward(m) < 0) return -1;
   mc_slide_cycle(m, young ? "young collection (generations), slid in place" : note);

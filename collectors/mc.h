@@ -92,8 +92,9 @@ typedef struct mc_state {
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
-  int thp;           /* the space is MADV_HUGEPAGE now (else MADV_NOHUGEPAGE) */
-  int thp_allowed;   /* FH_MC_THP=0: never (mc_thp_fit) */
+  int thp;           /* the space is MADV_HUGEPAGE (else MADV_NOHUGEPAGE: FH_MC_THP=0,
+                      * or min_alloc_trigger under two huge pages) */
+  int thp_allowed;   /* FH_MC_THP=0: never */
   int slid;          /* this cycle slid in place (mc_slide.c): no from-space */
   /* Cycles since the heap's state was made, by how they compacted: slid
    * in place in the pause, or moved aside and built (in the pause or
@@ -195,9 +196,6 @@ void mc_build_all(mc_state *m, unsigned threads);
 /* Turn the moving space's transparent huge pages off (0) or back on (1),
  * on the whole VMA so that it stays one; nothing with FH_MC_THP=0. */
 int mc_space_thp(mc_state *m, int on);
-/* In the pause, before anything moves: huge pages for the space only while
- * the allocation window holds two or more of them (mark_compact.c). */
-void mc_thp_fit(mc_state *m);
 /* Publish the new top (page-aligned; the last page ends in a filler). */
 void mc_publish_top(mc_state *m);
 /* verify=1, once every destination page is built (in the pause, or at the
