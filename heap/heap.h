@@ -153,6 +153,7 @@ struct fh_heap {
   malloc_space native;
   uintptr_t native_resv;
   size_t native_resv_size;
+  size_t native_limit;         /* its bytes' limit, fixed at creation */
   pthread_mutex_t native_lock; /* making it, on the first fh_malloc */
   _Atomic int native_made;
 

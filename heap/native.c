@@ -40,7 +40,7 @@ static const char native_name[] = "native (fh_malloc)";
 
 int native_init(fh_heap *h) {
   h->native.space = (fh_space){native_name, SPACE_MALLOC, 0, 0, &native_ops};
-  h->native.limit = align_up(heap_reserved_max(h), FH_PMD);
+  h->native.limit = h->native_limit = align_up(heap_reserved_max(h), FH_PMD);
   pthread_mutex_init(&h->native_lock, NULL);
   return 0;
 }
@@ -49,7 +49,7 @@ int native_init(fh_heap *h) {
  * the latter, so it never sees it half made); 0, or -1 with the error set
  * and nothing left behind, so a later fh_malloc tries again. */
 static int native_make(fh_heap *h) {
-  size_t limit = h->native.limit;
+  size_t limit = h->native_limit;
   /* Room for jemalloc's metadata and size classes besides `limit`. */
   h->native_resv_size = arena_range_bytes(limit);
   h->native_resv = reserve_range(h->native_resv_size, FH_PMD, 0);
@@ -102,9 +102,11 @@ void *fh_malloc(fh_heap *h, size_t n) {
   }
   /* 16-byte granules keep every block on its own allocation bit. */
   size_t want = n < 16 ? 16 : (n + 15) & ~(size_t)15;
-  if (want < n || want > h->native.limit) {
+  /* native_limit, not native.limit: the space's struct is rewritten while
+   * the first fh_malloc makes it. */
+  if (want < n || want > h->native_limit) {
     fh_error_set("fh_malloc: %zu bytes is more than native memory can hold (%zu bytes)", n,
-                 h->native.limit);
+                 h->native_limit);
     return NULL;
   }
   if (native_ready(h) < 0) {
