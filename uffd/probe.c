@@ -183,7 +183,24 @@ void fh_uffd_probe_now(fh_uffd_caps *c) {
     close(fd_dev);
 }
 
-static void probe_once_fn(void) { fh_uffd_probe_now(&probe_cache); }
+static _Atomic int probe_done;
+
+static void probe_once_fn(void) {
+  fh_uffd_probe_now(&probe_cache);
+  atomic_store_explicit(&probe_done, 1, memory_order_release);
+}
+
+int fh_uffd_caps_if_known(unsigned *caps) {
+  if (atomic_load_explicit(&probe_done, memory_order_acquire)) {
+    *caps = fh_capabilities();
+    return 1;
+  }
+  if (env_disabled() || atomic_load_explicit(&force_disabled, memory_order_acquire)) {
+    *caps = 0;
+    return 1;
+  }
+  return 0;
+}
 
 void fh_uffd_caps_get(fh_uffd_caps *out) {
   pthread_once(&probe_once, probe_once_fn);
