@@ -183,6 +183,7 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
 
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
   fh_heap *h = self->heap;
+  heap_settle_collector(h); /* before h->collector is read */
   const fh_collector_ops *ops = ops_for_kind(h, kind);
   if (!ops) return -1;
   if (self->critical) {

@@ -92,7 +92,9 @@ typedef struct mc_state {
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
-  int thp;           /* the space is MADV_HUGEPAGE (FH_MC_THP=0: not) */
+  int thp;           /* the space is MADV_HUGEPAGE (else MADV_NOHUGEPAGE: FH_MC_THP=0,
+                      * or min_alloc_trigger under two huge pages) */
+  int thp_allowed;   /* FH_MC_THP=0: never */
   int slid;          /* this cycle slid in place (mc_slide.c): no from-space */
   /* Cycles since the heap's state was made, by how they compacted: slid
    * in place in the pause, or moved aside and built (in the pause or

@@ -140,6 +140,7 @@ void fh_dump(fh_heap *h, FILE *out) {
     fh_error_set("fh_dump: %s is NULL", h ? "stream" : "heap");
     return;
   }
+  heap_settle_collector(h); /* the caps line below probes anyway */
   fh_stats s;
   fh_get_stats(h, &s);
   /* Attach and detach change the count under world_lock (and gc_lock). */
