@@ -280,11 +280,26 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   pthread_t sampler;
   int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
-  int rc = fh_collect(t, kind == K_STW  ? FH_COLLECT_MARK_COMPACT
-                         : kind == K_MS ? FH_COLLECT_MARK_SWEEP
-                                        : FH_COLLECT_CONCURRENT_COMPACT);
+  /* With concurrent_mark=1 (FH_OPTIONS) the cycle is the one the
+   * allocation trigger starts, whose marking is concurrent: wait for its
+   * remark pause, then for the compaction's phase. */
+  int cmark = o.concurrent_mark && (kind == K_MS || kind == K_SIGBUS || kind == K_HANDLER);
+  fh_stats st0;
+  fh_get_stats(h, &st0);
+  int rc = fh_collect(t, cmark          ? FH_COLLECT_TRIGGERED
+                         : kind == K_STW ? FH_COLLECT_MARK_COMPACT
+                         : kind == K_MS  ? FH_COLLECT_MARK_SWEEP
+                                         : FH_COLLECT_CONCURRENT_COMPACT);
   atomic_store(&smp.collected, 1);
   fh_enter_blocking(t);
+  if (cmark && rc == 0) {
+    fh_stats sn;
+    do {
+      usleep(200);
+      fh_get_stats(h, &sn);
+    } while (sn.concurrent_marks > st0.concurrent_marks &&
+             sn.kind_pauses[FH_PAUSE_REMARK] == st0.kind_pauses[FH_PAUSE_REMARK]);
+  }
   fh_gc_wait(h);
   fh_leave_blocking(t);
   uint64_t g1 = bench_now_ns();

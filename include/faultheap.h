@@ -489,7 +489,15 @@ typedef enum {
    * kind of collection it is a full one); elsewhere the same as
    * FH_COLLECT_DEFAULT.  On a generational heap FH_COLLECT_DEFAULT
    * collects the whole heap. */
-  FH_COLLECT_YOUNG
+  FH_COLLECT_YOUNG,
+  /* The collection the allocation trigger would start now (the default
+   * kind; on a generational heap the policy chooses young or full).  With
+   * concurrent_mark=1 on mark_sweep and concurrent_compact its marking is
+   * concurrent: fh_collect returns after the initial (roots) pause, and
+   * the marker's remark pause ends the cycle later (fh_stats.kind_pauses
+   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  A
+   * collection requested meanwhile finishes that cycle first. */
+  FH_COLLECT_TRIGGERED
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
 FH_API int fh_collect(fh_thread *t, fh_collect_kind k);
