@@ -222,7 +222,10 @@ static void update_object(void *obj, void *ctx) {
   if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
+  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
+    mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  else if (ti)
+    types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
 
 /* Bytes of side tables this cycle writes, for the resident-memory figures:
@@ -283,7 +286,7 @@ void mc_prepare_unpaused(fh_heap *h) {
   fwd_populate_chunks(t, atomic_load(&h->bump[h->active].top));
 }
 
-void mc_forward_setup(mc_state *m) {
+void mc_forward_setup(mc_state *m, int populate) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
@@ -300,7 +303,7 @@ void mc_forward_setup(mc_state *m) {
   t->young = m->gen.young;
   t->lo = t->begin + align_down((t->young ? m->gen.old_end : t->begin) - t->begin,
                                 (size_t)1 << FWD_CHUNK_SHIFT);
-  fwd_prepare_marking(t);
+  if (populate) fwd_prepare_marking(t);
   fwd_set_floor(t, t->young ? m->gen.old_end : t->begin);
 }
 
@@ -341,7 +344,7 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
 int mc_prepare_forward(mc_state *m) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
-  mc_forward_setup(m);
+  mc_forward_setup(m, 1);
   uint64_t t0 = heap_now_ns();
   mc_mark_crew *crew;
   if (mc_mark(h, t, &crew) < 0) {

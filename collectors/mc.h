@@ -190,10 +190,11 @@ int mc_prepare(mc_state *m);
 /* A young cycle (mc_gen.h) when mc_gen_begin chose one before. */
 int mc_prepare_forward(mc_state *m);
 /* Its parts: the tables set up for marking below the current top (world
- * stopped, TLABs retired); after marking (crew: mc_mark's, or NULL; t0:
+ * stopped, TLABs retired; populate: fault the bitmaps in now, else the
+ * concurrent marker does); after marking (crew: mc_mark's, or NULL; t0:
  * when marking began, for mark_ns), pinned ranges, the non-moving sweep
  * and the forwarding.  0, or -1 + error with the marks forgotten. */
-void mc_forward_setup(mc_state *m);
+void mc_forward_setup(mc_state *m, int populate);
 int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0);
 /* concurrent_compact's full cycle after mc_prepare_forward: slide in the
  * pause or flip (concurrent_compact.c). */
@@ -216,6 +217,10 @@ void mc_update_outside(mc_state *m);
  * to `threads` threads for the references; no system call but thread
  * creation.  Then mc_publish_top etc. as after a build. */
 void mc_slide_all(mc_state *m, unsigned threads);
+/* Forward every slot of a reference array held outside the moving space
+ * (world stopped), prefetching the referents' chunk entries, with pool
+ * helpers (gc_threads) when it has millions of slots (mc_slide.c). */
+void mc_update_array(mc_state *m, void **slots, size_t n);
 /* After mc_prepare_forward: the rest of a cycle that slides in the pause
  * (mc_slide_all, then publish, prefault plan, tables cleared after the
  * pause).  `note` (static text) is fh_dump's mode note. */
