@@ -30,13 +30,6 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
                  capacity >> 20);
     return -1;
   }
-  /* Forwarding a reference to a random referent reads its chunk entry: on
-   * 4 KiB pages a TLB miss as well as a cache miss (14 MiB of entries for
-   * 466 MiB of space).  Huge pages where the host allows them (speed only
-   * if refused): updating fhbench pause's 3.7M-slot table in the flip
-   * pause went from ~32 to ~X ms. */
-  if (getenv("FH_MC_CHUNK_THP") == NULL || *getenv("FH_MC_CHUNK_THP") != '0')
-    (void)sys_madvise(t->chunks, t->chunk_map_bytes, MADV_HUGEPAGE);
   return 0;
 }
 

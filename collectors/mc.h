@@ -88,8 +88,8 @@ size_t mc_cmark_step(mc_cmarker *c, size_t n);
 void mc_cmark_finish(mc_cmarker *c);
 void mc_cmark_abandon(mc_cmarker *c);
 /* World stopped: mark every object in [from, to) of the moving space live
- * (allocated black), start and live-word bits. */
-void mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to);
+ * (allocated black), start and live-word bits; returns their bytes. */
+size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to);
 
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };

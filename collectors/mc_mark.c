@@ -678,7 +678,8 @@ void mc_cmark_abandon(mc_cmarker *c) {
   free(c);
 }
 
-void mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
+size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
+  size_t marked = 0;
   /* Every object the mutators allocated since the initial pause (TLABs
    * retired in this pause: the range is parseable by headers, fillers
    * between) is live for the cycle. */
@@ -688,7 +689,9 @@ void mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
     if (hdr_type(hd) != FH_FILLER_TYPE) {
       fwd_mark_start(t, a);
       fwd_mark_scanned(t, &t->live, a, hd);
+      marked += bytes;
     }
     a += bytes;
   }
+  return marked;
 }
