@@ -215,13 +215,17 @@ typedef struct fh_options {
                          2 (default): on unless stack_roots is
                          conservative (pins near the allocation frontier
                          leave holes young collections cannot reuse) */
-  int concurrent_mark;  /* collector=mark_sweep: triggered collections mark
-                         concurrently (a short pause takes the roots, a
-                         marker thread traces while mutators run, a
-                         remark pause finishes); 1: on; default 0 (every
-                         marking stops the world): objects allocated
-                         while marking live until the next cycle, which
-                         cost GCBench 5-20% time and a third more memory */
+  int concurrent_mark;  /* collector=mark_sweep and concurrent_compact:
+                         triggered (full) collections mark concurrently
+                         (a short pause takes the roots, a marker thread
+                         traces while mutators run, a remark pause
+                         finishes: the sweep, or the forwarding and the
+                         flip); 1: on; default 0 (every marking stops the
+                         world): objects allocated while marking live
+                         until the next cycle, which cost GCBench 5-20%
+                         time and a third more memory (mark_sweep), up
+                         to 2.7x peak memory (concurrent_compact with
+                         conservative roots) */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
