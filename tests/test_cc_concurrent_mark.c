@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "collectors/collector.h"
 #include "collectors/concurrent_mark.h"
@@ -525,6 +526,39 @@ static void test_prefork_while_marking(void **state) {
   fh_heap_destroy(h);
 }
 
+/* The public way to start the cycle the trigger would: fh_collect returns
+ * after the roots pause, the real marker's remark ends the cycle. */
+static void test_triggered_kind(void **state) {
+  (void)state;
+  if (!test_have_uffd()) test_skip_without_uffd();
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,verify=1",
+                                  &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 1000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 1000; i++) {
+    (void)test_node(t, &ty, 0);
+    fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_TRIGGERED), 0);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.concurrent_marks, 1);
+  fh_enter_blocking(t); /* the remark stops the world without us */
+  for (int i = 0; i < 20000 && !st.kind_pauses[FH_PAUSE_REMARK]; i++) {
+    usleep(500);
+    fh_get_stats(h, &st);
+  }
+  fh_leave_blocking(t);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_REMARK], 1);
+  fh_gc_wait(h);
+  for (int i = 0; i < 1000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 static void test_dump_says_on(void **state) {
   (void)state;
   test_types ty;
@@ -554,6 +588,7 @@ int main(void) {
       cmocka_unit_test(test_conservative_roots),
       cmocka_unit_test(test_prefork_while_marking),
       cmocka_unit_test(test_dump_says_on),
+      cmocka_unit_test(test_triggered_kind),
       cmocka_unit_test(test_destroy_while_marking),
       cmocka_unit_test(test_fork_while_marking),
       cmocka_unit_test(test_rewire_sigbus),
