@@ -133,17 +133,18 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
   if (mc_forward_marked(m, NULL, t0) < 0) return -1;
   h->cm_marked_bytes += t->live_bytes;
   uint64_t t4 = heap_now_ns(), fwd = m->forward_ns;
-  int rc = mc_cc_compact(m);
-  /* mc_gen_end counted this pause as a collection; a remark is not one
-   * (the initial pause was): the generations stay valid. */
-  m->gen.at = h->collections;
   /* The next trigger from what marking found live, not from the objects
    * allocated while it ran: they are live for this cycle only (floating
    * garbage, mostly), and counted in the budget they grew the heap by a
    * trigger's worth per cycle whenever marking took longer than that much
-   * allocation (GCBench with conservative roots: 221 MiB peak against 55). */
-  if (rc == 0 && black)
-    heap_set_trigger(h, (t->live_bytes > black ? t->live_bytes - black : 0) + heap_nonmoving_used(h));
+   * allocation (GCBench with conservative roots: 221 MiB peak against 55).
+   * mc_account reads it, before a flip starts the threads that read the
+   * trigger. */
+  m->black_bytes = black;
+  int rc = mc_cc_compact(m);
+  /* mc_gen_end counted this pause as a collection; a remark is not one
+   * (the initial pause was): the generations stay valid. */
+  m->gen.at = h->collections;
   /* FH_MC_TRACE: where the remark pause goes (docs/architecture.md). */
   if (getenv("FH_MC_TRACE")) {
     uint64_t compact = heap_now_ns() - t4, ledger = m->forward_ns - fwd;

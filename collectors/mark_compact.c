@@ -368,7 +368,11 @@ void mc_account(mc_state *m) {
   size_t old_live = old ? (m->gen.old_live < old ? m->gen.old_live : old) : 0;
   h->bytes_moved += live;
   h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
-  heap_set_trigger(h, old_live + live + nm_used);
+  /* A concurrently marked cycle's black objects are not part of the
+   * budget (cc_concurrent.c). */
+  size_t black = m->black_bytes < live ? m->black_bytes : live;
+  m->black_bytes = 0;
+  heap_set_trigger(h, old_live + live - black + nm_used);
 }
 
 void mc_update_outside(mc_state *m) {

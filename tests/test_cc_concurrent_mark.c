@@ -400,10 +400,16 @@ static void rewire_run(const char *rest, int ms) {
   assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
   uint64_t t0 = heap_now_ns();
   fh_stats st;
+  /* At least ms, and until a cycle has marked concurrently (a slow build,
+   * TSan's, may need longer for the generational heap's first full one),
+   * at most 12 s. */
+  uint64_t el;
   do {
     usleep(10000);
     fh_get_stats(h, &st);
-  } while (heap_now_ns() - t0 < (uint64_t)ms * 1000000u && st.kind_pauses[FH_PAUSE_REMARK] < 100);
+    el = heap_now_ns() - t0;
+  } while ((el < (uint64_t)ms * 1000000u && st.kind_pauses[FH_PAUSE_REMARK] < 100) ||
+           (!st.kind_pauses[FH_PAUSE_REMARK] && el < 12000000000u));
   for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
   atomic_store(&churn.stop, 1);
   for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
