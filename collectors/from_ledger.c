@@ -134,8 +134,7 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
   uintptr_t pinned_obj = 0;
   /* Only objects of a type with a trace function pin their pages (below):
    * without such a type, no header is read here (one cache miss per
-   * destination page that begins inside an object: 1.3-1.9 ms of a
-   * 256 MiB flip pause with 64-byte objects). */
+   * destination page that begins inside an object, in the flip pause). */
   int any_trace = 0;
   uint32_t ntypes = atomic_load_explicit(&types->next_id, memory_order_acquire);
   for (uint32_t i = 0; i < ntypes && i < FH__MAX_TYPES && !any_trace; i++) {
