@@ -248,7 +248,10 @@ static void update_object(void *obj, void *ctx) {
   if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
+  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
+    mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  else if (ti)
+    types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
 
 /* Bytes of side tables this cycle writes, for the resident-memory figures:
@@ -294,6 +297,9 @@ static void set_walk_points(bump_space *b, const fwd_tables *t) {
 }
 
 void mc_prepare_unpaused(fh_heap *h) {
+  /* A concurrent marking runs (cc_concurrent.c): the tables are its
+   * marker's until the pause that follows stops it. */
+  if (h->cm) return;
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
   mc_join_worker(m); /* it may still clear the last cycle's tables */
@@ -306,7 +312,7 @@ void mc_prepare_unpaused(fh_heap *h) {
   fwd_populate_chunks(t, atomic_load(&h->bump[h->active].top));
 }
 
-int mc_prepare_forward(mc_state *m) {
+void mc_forward_setup(mc_state *m, int populate) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
@@ -319,19 +325,22 @@ int mc_prepare_forward(mc_state *m) {
   atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */
   atomic_store(&m->remap_pages, 0);
   atomic_store(&m->install_stuck, 0);
-  uint64_t t0 = heap_now_ns();
   /* A young cycle collects above the old generation only (mc_gen.h). */
   t->young = m->gen.young;
   t->lo = t->begin + align_down((t->young ? m->gen.old_end : t->begin) - t->begin,
                                 (size_t)1 << FWD_CHUNK_SHIFT);
-  fwd_prepare_marking(t);
+  if (populate) fwd_prepare_marking(t);
   fwd_set_floor(t, t->young ? m->gen.old_end : t->begin);
-  mc_mark_crew *crew;
+}
+
+int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  bump_space *b = &h->bump[h->active];
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
    * while the space is still in place: their ranges' dead words become
    * fillers there.  Fails only for memory, before anything is written. */
-  if (mc_mark(h, t, &crew) < 0 ||
-      (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0)) {
+  if (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0) {
     /* Forget the partial marks; sweeping now would free live objects. */
     mc_mark_end(crew);
     fwd_reset(t);
@@ -358,6 +367,22 @@ int mc_prepare_forward(mc_state *m) {
   return 0;
 }
 
+int mc_prepare_forward(mc_state *m) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  mc_forward_setup(m, 1);
+  uint64_t t0 = heap_now_ns();
+  mc_mark_crew *crew;
+  if (mc_mark(h, t, &crew) < 0) {
+    mc_mark_end(crew);
+    fwd_reset(t);
+    bitmap_clear_all(&h->non_moving.mark_bits);
+    los_clear_marks(&h->los);
+    return -1;
+  }
+  return mc_forward_marked(m, crew, t0);
+}
+
 void mc_account(mc_state *m) {
   fh_heap *h = m->h;
   size_t live = m->t.live_bytes, nm_used = heap_nonmoving_used(h);
@@ -369,7 +394,11 @@ void mc_account(mc_state *m) {
   size_t old_live = old ? (m->gen.old_live < old ? m->gen.old_live : old) : 0;
   h->bytes_moved += live;
   h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
-  heap_set_trigger(h, old_live + live + nm_used);
+  /* A concurrently marked cycle's black objects are not part of the
+   * budget (cc_concurrent.c). */
+  size_t black = m->black_bytes < live ? m->black_bytes : live;
+  m->black_bytes = 0;
+  heap_set_trigger(h, old_live + live - black + nm_used);
 }
 
 void mc_update_outside(mc_state *m) {
