@@ -414,8 +414,10 @@ static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
   if (keep < b->dirty_end) {
     /* zeroes by hand if madvise fails; dirty_end could then stay, but the
      * bytes read as zero either way */
+    uintptr_t was = b->dirty_end;
     reserve_discard(keep, align_up(b->dirty_end, FH_PAGE) - keep);
     b->dirty_end = keep;
+    bump_space_clear_starts(b, keep, was); /* zero already: their pages go back too */
   }
   /* verify=1: poison what the slide vacated (see below). */
   if (m->h->opt.verify && old_end > top) heap_poison(top, old_end < keep ? old_end : keep);
