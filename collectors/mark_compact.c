@@ -696,7 +696,8 @@ void mc_slide_cycle(mc_state *m, const char *note) {
   mc_slide_all(m, m->h->opt.gc_threads);
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
-  mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_ns, m->slide_move_bytes, m->build_ns);
+  mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_cpu_ns, m->slide_move_bytes,
+                  m->slide_move_cpu_ns);
   mc_gen_end(m); /* new generation boundaries, while the tables hold them */
   mc_publish_top(m);
   mc_poison_last_page(m);
