@@ -466,18 +466,20 @@ void mc_poison_last_page(mc_state *m) {
  * objects at most. */
 #define MC_HOLE_MIN 1024u
 
-/* Generations after a slide (mc_gen.h): the holes below the old
- * generation's end are not handed out.  Objects allocated there would be
- * old from birth: never freed by a young collection, and walked by headers
- * from the hole's start on every dirty card there.  A full slide ends the
- * old generation at its first hole, so only the gaps a young collection
- * leaves among what it promotes stay empty, until the next full one.
- * After a flip (everything old) holes below the old end are handed out as
- * before: objects there are old from birth, as large objects are, found
- * on their cards like any old object. */
+/* Generations after a young slide or a full slide split at a hole
+ * (mc_gen.h: strand): the holes below the old generation's end are not
+ * handed out.  Objects allocated there would be old from birth: never
+ * freed by a young collection, and walked by headers on every dirty card
+ * there.  A split full slide ends the old generation at its first hole, so
+ * only the gaps a young collection leaves among what it promotes stay
+ * empty, until the next full one.  After a flip, or a full slide that did
+ * not split (too much old data below the first hole to walk), everything
+ * is old and the holes below the old end are handed out as before: objects
+ * there are old from birth, as large objects are, found on their cards
+ * like any old object. */
 static uintptr_t hole_floor(const mc_state *m) {
   const mc_gen *g = &m->gen;
-  return m->slid && g->valid && mc_gen_enabled(m->h) ? g->old_end : m->t.begin;
+  return m->slid && g->valid && g->strand && mc_gen_enabled(m->h) ? g->old_end : m->t.begin;
 }
 
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {

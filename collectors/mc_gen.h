@@ -57,6 +57,9 @@ typedef struct mc_gen {
    * left above it (mc_gen_end): already in old_live, so the next young
    * collection, which promotes them, does not count them again. */
   size_t split_mid;
+  /* The last cycle (a young one, or a full one split at a hole) leaves
+   * its holes below old_end empty (collectors/mark_compact.c mc_holes). */
+  int strand;
   /* Valid while h->collections == at (any other collection, fh_prefork,
    * a rebuilt compactor state make the next one full). */
   uint64_t at;
