@@ -466,56 +466,28 @@ void mc_poison_last_page(mc_state *m) {
  * objects at most. */
 #define MC_HOLE_MIN 1024u
 
-/* Generations after a young slide or a full slide split at a hole
- * (mc_gen.h: strand): the holes below the old generation's end are not
- * handed out.  Objects allocated there would be old from birth: never
- * freed by a young collection, and walked by headers on every dirty card
- * there.  A split full slide ends the old generation at its first hole, so
- * only the gaps a young collection leaves among what it promotes stay
- * empty, until the next full one.  After a flip, or a full slide that did
- * not split (too much old data below the first hole to walk), everything
- * is old and the holes below the old end are handed out as before: objects
- * there are old from birth, as large objects are, found on their cards
- * like any old object. */
-static uintptr_t hole_floor(const mc_state *m) {
-  const mc_gen *g = &m->gen;
-  return m->slid && g->valid && g->strand && mc_gen_enabled(m->h) ? g->old_end : m->t.begin;
-}
-
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
   const fwd_tables *t = &m->t;
-  uintptr_t floor = hole_floor(m);
   size_t n = 0;
   /* One hole per gap filler (cut every GiB: forwarding.h). */
   for (size_t r = 0; r < t->nranges; r++)
     for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
       e = fwd_gap_filler_end(t, a, lo);
-      if (e - a < MC_HOLE_MIN || a < floor) continue;
+      if (e - a < MC_HOLE_MIN) continue;
       if (n < max) out[n] = (bump_hole){a, e};
       n++;
     }
   return n;
 }
 
-/* The whole pages of the gaps below the floor go back: the slide left old
- * objects in them, and nothing is allocated there before the next full
- * collection (a flip's gap pages were never built). */
-static void discard_stranded(const mc_state *m) {
-  const fwd_tables *t = &m->t;
-  uintptr_t floor = hole_floor(m);
-  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < floor; r++)
-    for (uintptr_t a = t->ranges[r].gap_lo, end = t->ranges[r].lo, e; a < end; a = e) {
-      e = fwd_gap_filler_end(t, a, end); /* each filler keeps its header */
-      uintptr_t lo = align_up(a + FH_HEADER_BYTES, FH_PAGE), hi = align_down(e, FH_PAGE);
-      if (hi > lo) reserve_discard(lo, hi - lo); /* zeroes by hand if it fails */
-    }
-}
-
 void mc_publish_holes(mc_state *m) {
-  if (m->slid) discard_stranded(m);
   size_t n = mc_holes(m, NULL, 0);
   bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
   if (!hs) return; /* no reuse: harmless */
+  /* Generations (mc_gen.h): objects allocated into a hole below the old
+   * generation's end are old from birth, as large objects are: found on
+   * their cards like any old object (walks pass through the hole's
+   * objects by their headers), collected by full collections only. */
   bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 

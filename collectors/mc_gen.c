@@ -15,11 +15,17 @@
 #include "heap/object.h"
 #include "heap/sys.h"
 
-/* generational=2 (the default) is 1: with stack_roots=conservative too,
- * since the holes pinned objects leave are handled (mc_gen_end, mc_holes;
- * docs/architecture.md "Generational mark-compact"). */
+/* generational=2 (the default): on with precise roots, off with
+ * stack_roots=conservative.  A stack word pins an object near the
+ * allocation frontier at nearly every collection; the holes it leaves
+ * below the old generation's end hold objects that are old from birth,
+ * which young collections never free, so a conservative interpreter's
+ * small loop (fhscheme) peaked at 42 MiB instead of 5.  Ending the old
+ * generation at the first hole needs the cards of old objects pointing
+ * above it, which a full collection clears: not done yet. */
 int mc_gen_enabled(fh_heap *h) {
-  int on = h->opt.generational != 0;
+  int on = h->opt.generational == 1 ||
+           (h->opt.generational == 2 && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE);
   return on &&
          (h->collector == &mark_compact_collector || h->collector == &concurrent_compact_collector);
 }
@@ -105,21 +111,13 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
 
 /* ---- the old generation's objects on a card ---- */
 
-/* An object start at or below a (in the old generation).  With
- * stack_roots=conservative the space's own walk points (bump_space.h: one
- * per TLAB claim, hole claims included) are nearer for objects allocated
- * into a hole below the old end after a flip: from the per-page points,
- * those were reached from the hole's start, a walk over up to the whole
- * hole for every dirty card (a 13 s young pause in the conservative
- * GCBench, over a 16 MiB hole). */
+/* An object start at or below a (in the old generation). */
 static uintptr_t walk_point(const mc_state *m, uintptr_t a) {
   const fwd_tables *t = &m->t;
-  const fh_bitmap *starts = &m->h->bump[m->h->active].starts;
-  uintptr_t s = starts->words ? bitmap_prev_set(starts, t->begin, a & ~(uintptr_t)7) : 0;
   for (size_t p = (a - t->begin) / FWD_PAGE;; p--) {
     uintptr_t w = m->gen.walk[p];
-    if (w && w <= a) return w > s ? w : s;
-    if (!p || (s && t->begin + p * FWD_PAGE <= s)) return s ? s : t->begin;
+    if (w && w <= a) return w;
+    if (!p) return t->begin;
   }
 }
 
@@ -312,36 +310,6 @@ static void dirty_promoted(fh_heap *h, uintptr_t lo, uintptr_t hi, uintptr_t mid
   }
 }
 
-/* Old bytes below the first hole that a split may always walk. */
-#define SPLIT_WALK_MIN ((size_t)512 << 10)
-
-static void nm_promo_object(void *obj, void *ctx) {
-  promo_check *p = ctx;
-  uint64_t hd = *obj_header(obj);
-  const fh_type_info *ti = types_get(&p->h->types, hdr_type(hd));
-  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
-  p->found = 0;
-  types_visit_refs(ti, obj, hdr_payload(hd), promo_slot, p);
-  if (p->found)
-    atomic_store_explicit((_Atomic uint8_t *)card_for(p->h, (uintptr_t)obj), FH__CARD_DIRTY,
-                          memory_order_relaxed);
-}
-
-/* A full slide that ends the old generation at its first hole (below):
- * the cards that a full collection cleared, of every object outside
- * [mid_lo, mid_hi) that points into it, dirty again: the old part of the
- * moving space (walked by headers), the non-moving space (every object),
- * large objects (their sweep cleared them).  Image and zygote cards stay
- * dirty for good. */
-static void split_cards(mc_state *m, uintptr_t mid_lo, uintptr_t mid_hi) {
-  fh_heap *h = m->h;
-  dirty_promoted(h, m->t.begin, mid_lo, mid_hi);
-  promo_check p = {h, mid_lo, mid_hi, 0};
-  if (nm_end(h) > h->non_moving.space.begin)
-    h->non_moving.space.ops->walk(&h->non_moving.space, nm_promo_object, &p);
-  gen_cards_redirty_large(h);
-}
-
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
 
 void mc_gen_end(mc_state *m) {
@@ -355,79 +323,30 @@ void mc_gen_end(mc_state *m) {
    * full cycle makes everything old. */
   uintptr_t first = g->young ? bitmap_next_set(&t->mark, g->promote_below, t->old_top) : 0;
   uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
-  /* A full slide that left holes below pinned objects (issue 18: a
-   * conservative stack word pins an object near the frontier at nearly
-   * every collection) ends the old generation at the first hole instead:
-   * what lies above is mid, promoted by the next young collection, and
-   * the holes are above the old end, so objects allocated into them are
-   * young and die young.  Making everything old, as before, left holes
-   * below the old end whose objects were old from birth (never freed by a
-   * young collection, and walked by headers on every dirty card: one 6 s
-   * young pause in the conservative GCBench), or, not handed out, space
-   * stranded until the next full collection at every full collection.  A
-   * flip builds its pages concurrently, where no card pass can run: it
-   * still makes everything old (mc_holes hands its holes out as before). */
-  bump_hole hole;
-  int split = !g->young && m->slid && mc_holes(m, &hole, 1) && hole.lo < new_old;
-  /* The split walks every old object below the hole (split_cards): about
-   * 0.2 ms per MiB here, so only when that part is small next to what the
-   * cycle slid anyway.  Otherwise everything is old and the holes are
-   * handed out as after a flip (mc_holes: g->strand). */
-  if (split && hole.lo - t->begin > t->live_bytes / 8 + SPLIT_WALK_MIN) split = 0;
-  if (split) new_old = hole.lo;
-  g->strand = g->young || split;
-  /* A young survivor that is pinned (in a range) stays where it is: what
-   * was promoted slid down below the gap under its range, and that gap is
-   * above them, so the old generation ends where the gap begins.  Ending
-   * it at the survivor stranded the gap (mc_holes hands out none below the
-   * old end): a conservative interpreter's loop, whose stack pins its
-   * newest objects, grew the space by a young generation per collection. */
-  /* Only when the whole range was young (it starts at or above the old
-   * mid end): the young update kept dirty the cards of holders whose
-   * referent was young (old address at or above promote_below,
-   * update_noting), so a mid object in the range, left mid by this end,
-   * could have lost its holder's card. */
-  for (size_t r = t->nranges; first && r-- > 0;)
-    if (t->ranges[r].lo <= new_old) {
-      if (new_old < t->ranges[r].hi && t->ranges[r].gap_lo < t->ranges[r].lo &&
-          t->ranges[r].lo >= g->promote_below)
-        new_old = t->ranges[r].gap_lo;
-      break;
-    }
   /* Walk points of the pages the cycle laid out (those at or above ylo:
    * the page holding ylo keeps its old one, an old object's). */
   size_t p0 = align_up(ylo - t->begin, FWD_PAGE) / FWD_PAGE;
   for (size_t p = p0; p < t->npages; p++)
     g->walk[p] = t->page_first[p] ? fwd_start(t, t->page_first[p]) : 0;
   if (g->young) dirty_promoted(h, ylo, new_old, t->new_top);
-  else if (split) split_cards(m, new_old, t->new_top);
   g->promoted = new_old - ylo;
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
   if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
-  /* Promoted by a young collection and not yet counted (split_mid). */
-  size_t fresh = g->promoted > g->split_mid ? g->promoted - g->split_mid : 0;
-  int completes_split = g->young && g->split_mid;
-  g->old_live = g->young ? g->old_live + fresh : t->live_bytes;
-  size_t below = new_old - t->begin;
-  g->split_mid = split && t->live_bytes > below ? t->live_bytes - below : 0;
+  g->old_live = g->young ? g->old_live + g->promoted : t->live_bytes;
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
   g->at = h->collections + 1; /* counted after this (gc_account_pause) */
   g->valid = 1;
-  if (split) mc_gen_verify(m, "after a full collection ending the old generation at a hole");
   /* The policy's figures (gen_policy.h). */
   size_t live = t->live_bytes, freed = g->collected > live ? g->collected - live : 0;
   double ms = (heap_now_ns() - g->t0) / 1e6;
   double tp = freed / (ms > 0.001 ? ms : 0.001);
   gen_policy_in *l = &g->last;
-  l->last_young = g->young && !completes_split; /* that one finished a full one */
+  l->last_young = g->young;
   if (g->young) {
-    /* The young collection after a split full one marks what that one
-     * left mid (all of it, when the first hole was low): the rest of the
-     * full collection's work, not a young collection's throughput. */
-    if (!completes_split) g->young_tp = blend(g->young_tp, tp);
-    l->promoted_since_full += fresh;
+    g->young_tp = blend(g->young_tp, tp);
+    l->promoted_since_full += g->promoted;
     h->bytes_promoted += g->promoted;
     l->young_collected = g->collected;
     l->young_freed = freed;

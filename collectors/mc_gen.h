@@ -53,13 +53,6 @@ typedef struct mc_gen {
    * pinned object left high by a full collection makes that range mostly
    * a hole, and the budget and the policy would grow from it. */
   size_t old_live;
-  /* Live bytes a full collection that ended the old generation at a hole
-   * left above it (mc_gen_end): already in old_live, so the next young
-   * collection, which promotes them, does not count them again. */
-  size_t split_mid;
-  /* The last cycle (a young one, or a full one split at a hole) leaves
-   * its holes below old_end empty (collectors/mark_compact.c mc_holes). */
-  int strand;
   /* Valid while h->collections == at (any other collection, fh_prefork,
    * a rebuilt compactor state make the next one full). */
   uint64_t at;

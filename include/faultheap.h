@@ -212,9 +212,9 @@ typedef struct fh_options {
                          mark-compact"); every store of a reference into
                          an object must then go through fh_write_ref.
                          1: on; 0: every collection is a full one;
-                         2 (default): on (it was off with conservative
-                         stack roots before the holes pinned objects
-                         leave were handled) */
+                         2 (default): on unless stack_roots is
+                         conservative (pins near the allocation frontier
+                         leave holes young collections cannot reuse) */
   int concurrent_mark;  /* collector=mark_sweep: triggered collections mark
                          concurrently (a short pause takes the roots, a
                          marker thread traces while mutators run, a
