@@ -400,16 +400,17 @@ int mc_prepare_move(mc_state *m) {
 int mc_prepare(mc_state *m) { return mc_prepare_forward(m) < 0 ? -1 : mc_prepare_move(m); }
 
 /* After a slide the pages above the new top still hold the old objects:
- * claims there zero them (dirty_end), cache-warm, and the next allocation
- * window needs no fault.  What lies past that window (the trigger's worth
- * of allocation) goes back in one madvise, so the resident set shrinks
+ * claims there zero them (dirty_end), cache-warm, and the start of the
+ * next allocation window needs no fault.  What lies past that start
+ * (sizer_resident_window: a quarter of the trigger's worth of allocation,
+ * at most 32 MiB) goes back in one madvise, so the resident set shrinks
  * with the live data as after a build; discarded there, in the pause,
  * nothing can have been allocated into it. */
 static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
   uintptr_t old_end = align_up(m->t.old_top, FH_PAGE);
   if (b->dirty_end < old_end) b->dirty_end = old_end;
   if (b->dirty_end < top) b->dirty_end = top;
-  size_t window = m->h->gc_trigger;
+  size_t window = sizer_resident_window(m->h);
   uintptr_t keep = window < b->dirty_end - top ? align_up(top + window, FH_PMD) : b->dirty_end;
   if (keep < b->dirty_end) {
     /* zeroes by hand if madvise fails; dirty_end could then stay, but the
@@ -611,17 +612,16 @@ void mc_trace(mc_state *m, const char *what) {
  * ranges left (their pages are blank), which TLAB refills take first.  The
  * thread that ends the cycle, idle by then, faults in the start of that
  * window instead; pages a mutator already touched are skipped by the
- * kernel, nothing is written into them.  Bounded by the allocation trigger
- * and 32 MiB, so resident memory grows only by what the mutators are about
- * to use.  (`fhbench alloc`: mark_compact spent 5.4 ns per 32-byte object,
+ * kernel, nothing is written into them.  Bounded by sizer_resident_window
+ * (a quarter of the allocation trigger, at most 32 MiB), so resident memory
+ * grows only by what the mutators are about to use.  (`fhbench alloc`: mark_compact spent 5.4 ns per 32-byte object,
  * most of it in these faults, against 2.9 for concurrent_compact, whose
  * worker did this already.) */
-#define PREFAULT_MAX ((size_t)32 << 20)
 #define MC_PREFAULT_MIN ((size_t)256 << 10)
 
 void mc_plan_prefault(mc_state *m) {
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
-  size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;
+  size_t want = sizer_resident_window(m->h);
   if (want > end - from) want = end - from;
   if (m->slid) {
     /* The slide left its pages resident up to dirty_end, holes included:

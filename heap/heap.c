@@ -308,14 +308,14 @@ void heap_set_trigger(fh_heap *h, size_t live) {
    * since its speed s is measured per such byte: a large object is marked
    * as one object and never copied or slid, so counting a live 50 MB array
    * there would buy ~sqrt(50 MB) of allocation its collections never pay
-   * for.  (Leaving large objects out of fixed too halved the budget of
+   * for; its 3x bound counts them (heap/sizer.c).  (Leaving large objects out of fixed too halved the budget of
    * Whippet's mt-gcbench shape, whose 4 MB array is half its live data:
    * 68 -> 127 collections, 1.4x -> 1.9-3.4x Whippet's time.)  Either way
    * they take room under heap_max (below). */
   size_t grow;
   if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
     size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
-    grow = sizer_extra(h, live > los ? live - los : 0);
+    grow = sizer_extra(h, live > los ? live - los : 0, live);
   } else {
     grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
     if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;
