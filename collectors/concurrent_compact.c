@@ -742,9 +742,8 @@ int mc_cc_compact(mc_state *m) {
   /* Per cycle (mc_policy.h): little to move slides in the pause, for less
    * than a flip's fixed cost. */
   const fwd_tables *t = &m->t;
-  size_t dense = t->dense_pages * FWD_PAGE, span = t->new_top - t->begin;
   m->chose = 1;
-  m->chose_slide = mc_policy_choose_slide(&m->policy, t->live_bytes, span > dense ? span - dense : 0,
+  m->chose_slide = mc_policy_choose_slide(&m->policy, t->live_bytes, t->move_bytes,
                                           &m->choice_est_ns);
   /* heap/sizer.h: a flip's two copies must fit under heap_max (unless
    * FH_MC_SLIDE=0 insists on flipping). */
@@ -764,6 +763,7 @@ int mc_cc_compact(mc_state *m) {
                               : "stop-the-world slide, chosen (little to move)");
     return 0;
   }
+  if (m->policy.force < 0) mc_policy_flipped(&m->policy);
   if (mc_prepare_move(m) < 0) return -1;
   mc_gen_end(m); /* full: every survivor is old */
   m->build_cycles++;

@@ -208,6 +208,7 @@ void fwd_reset(fwd_tables *t) {
   t->new_top = t->begin;
   t->npages = 0;
   t->dense_pages = 0;
+  t->move_bytes = 0;
   t->nranges = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
 }
@@ -306,7 +307,7 @@ static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t
    * never read, and its first page boundary is the first at or above it
    * (an old object covers any before). */
   uintptr_t obj = 0, prev = t->lo;
-  size_t acc = t->lo - t->begin, page = align_up(acc, FWD_PAGE) / FWD_PAGE, r = 0;
+  size_t acc = t->lo - t->begin, page = align_up(acc, FWD_PAGE) / FWD_PAGE, r = 0, moved = 0;
   size_t jump = t->nranges ? (t->ranges[0].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
   for (size_t c = acc >> FWD_CHUNK_SHIFT; c < nchunks; c++) {
     if (__builtin_expect(c == jump, 0)) {
@@ -324,6 +325,9 @@ static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t
     t->chunks[c] = (fwd_chunk){bits, acc | (g ? FWD_DEST_GROWS : 0)};
     size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
     if (g) live += FWD_WORD * fwd_popcount(g);
+    /* The chunk stays put when it forwards to itself and its live words
+     * are one run from its start (nothing dead below any of them). */
+    if (acc != c << FWD_CHUNK_SHIFT || (bits & (bits + 1)) != 0 || g) moved += live;
     /* Every page boundary that falls in [acc, acc + live). */
     for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
       unsigned k = (unsigned)((off - acc) / FWD_WORD);
@@ -336,6 +340,7 @@ static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t
     acc += live;
   }
   t->npages = page;
+  t->move_bytes = moved;
   return acc;
 }
 

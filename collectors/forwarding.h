@@ -137,6 +137,12 @@ typedef struct fwd_tables {
   size_t npages;       /* destination pages: ceil((new_top - begin) / 4096) */
   size_t dense_pages;  /* leading destination pages whose objects all keep
                           their address (no dead word below their end) */
+  size_t move_bytes;   /* live bytes of the chunks whose objects do not all
+                          keep their address: what a slide memmoves.  Not
+                          new_top - dense: pinned ranges and the objects
+                          after them that stay in place move nothing, and a
+                          pinned object far up (a conservative stack root)
+                          makes that span many times the live data */
 } fwd_tables;
 
 /* Map the tables for a space of `capacity` bytes at `begin` (NORESERVE:

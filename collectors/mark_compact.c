@@ -470,8 +470,10 @@ static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
   if (keep < b->dirty_end) {
     /* zeroes by hand if madvise fails; dirty_end could then stay, but the
      * bytes read as zero either way */
+    uintptr_t was = b->dirty_end;
     reserve_discard(keep, align_up(b->dirty_end, FH_PAGE) - keep);
     b->dirty_end = keep;
+    bump_space_clear_starts(b, keep, was); /* zero already: their pages go back too */
   }
   /* verify=1: poison what the slide vacated (see below). */
   if (m->h->opt.verify && old_end > top) heap_poison(top, old_end < keep ? old_end : keep);
@@ -749,7 +751,8 @@ void mc_slide_cycle(mc_state *m, const char *note) {
   mc_slide_all(m, m->h->opt.gc_threads);
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
-  mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_ns, m->slide_move_bytes, m->build_ns);
+  mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_cpu_ns, m->slide_move_bytes,
+                  m->slide_move_cpu_ns);
   mc_gen_end(m); /* new generation boundaries, while the tables hold them */
   mc_publish_top(m);
   mc_poison_last_page(m);

@@ -127,6 +127,10 @@ typedef struct mc_state {
    * references) and the bytes that moved (above the dense prefix) */
   uint64_t slide_update_ns;
   size_t slide_move_bytes;
+  /* The pausing thread's CPU time in the same two steps: what the policy
+   * learns from, since wall time on a shared machine includes whatever
+   * preempted it (one such slide taught it to flip for the rest of a run). */
+  uint64_t slide_update_cpu_ns, slide_move_cpu_ns;
   /* the last choice (concurrent_compact): the slide's estimate, and
    * whether it slid; fh_dump and trace=1 print them */
   uint64_t choice_est_ns;

@@ -47,3 +47,8 @@ void mc_policy_learn(mc_slide_model *p, size_t live_bytes, uint64_t update_ns, s
   if (move_bytes >= LEARN_MIN_BYTES && slide_ns)
     p->move_ns_per_byte = blend(p->move_ns_per_byte, (double)slide_ns / (double)move_bytes);
 }
+
+void mc_policy_flipped(mc_slide_model *p) {
+  p->update_ns_per_byte = blend(p->update_ns_per_byte, DEFAULT_UPDATE_NS_PER_BYTE);
+  p->move_ns_per_byte = blend(p->move_ns_per_byte, DEFAULT_MOVE_NS_PER_BYTE);
+}

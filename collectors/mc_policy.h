@@ -40,5 +40,13 @@ int mc_policy_choose_slide(const mc_slide_model *p, size_t live_bytes, size_t mo
  * weigh the newest cycle 1/4. */
 void mc_policy_learn(mc_slide_model *p, size_t live_bytes, uint64_t update_ns, size_t move_bytes,
                      uint64_t slide_ns);
+/* A flip ran: the rates drift a quarter of the way back to the defaults.
+ * Only slides are measured, so one slide slowed by preemption (this VM is
+ * shared) would otherwise keep its rates, and every later cycle would
+ * flip however little it had to move (fhbench gcbench's conservative
+ * variant: 4 MiB live, a slide of ~1.5 ms, flipping for the rest of the
+ * run after one 15 ms pause).  A slide that is truly dear is learned again
+ * the next time the drift lets one run. */
+void mc_policy_flipped(mc_slide_model *p);
 
 #endif

@@ -347,12 +347,12 @@ void mc_slide_all(mc_state *m, unsigned threads) {
   fwd_tables *t = &m->t;
   uint64_t t0 = heap_now_ns();
   mc_update_outside(m);
-  uint64_t tu = heap_now_ns();
+  uint64_t tu = heap_now_ns(), cu = mc_thread_cpu_ns();
   m->build_threads = update_inside(m, threads);
-  uint64_t t1 = heap_now_ns();
+  uint64_t t1 = heap_now_ns(), c1 = mc_thread_cpu_ns();
   m->slide_update_ns = t1 - tu;
-  size_t dense = t->dense_pages * FWD_PAGE, span = t->new_top - t->begin;
-  m->slide_move_bytes = span > dense ? span - dense : 0;
+  m->slide_update_cpu_ns = c1 - cu;
+  m->slide_move_bytes = t->move_bytes;
   uintptr_t lo = t->lo; /* old words between lo and ylo forward to themselves */
   for (size_t r = 0; r < t->nranges; r++) {
     slide_segment(t, lo, t->ranges[r].lo);
@@ -364,5 +364,6 @@ void mc_slide_all(mc_state *m, unsigned threads) {
   if (t->new_top < end) obj_write_filler(t->new_top, end - t->new_top);
   m->update_ns = t1 - t0;
   m->build_ns = heap_now_ns() - t1;
+  m->slide_move_cpu_ns = mc_thread_cpu_ns() - c1;
   m->build_cpu_ns = 0;
 }

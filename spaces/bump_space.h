@@ -59,7 +59,8 @@ static inline void bump_space_note_start(bump_space *b, uintptr_t start) {
   if (b->starts.words) bitmap_set(&b->starts, start);
 }
 /* Forget the walk points in [lo, hi) (a collection relays the objects
- * there). */
+ * there).  Their bitmap pages stay resident below max(dirty_end, top),
+ * where walk points are set again soon; above it they go back. */
 void bump_space_clear_starts(bump_space *b, uintptr_t lo, uintptr_t hi);
 /* The start of the object (not a filler) that contains address a, or 0
  * when a lies outside [begin, top) or in a filler.  Needs walk points;
