@@ -236,9 +236,13 @@ static void adaptive_room_follows_sqrt_of_live(void **state) {
   size_t small_live = tg.live, small_room = tg.target - tg.live;
   assert_true(small_live < 4 * MiB);
   assert_true(small_room >= 4 * MiB && small_room <= (size_t)4 * small_live + 4 * MiB);
-  assert_true(small_room < big_room); /* the target followed live data down */
-  /* Relative room: larger for the small heap (square root, not linear). */
-  assert_true((double)small_room / (double)small_live > (double)big_room / (double)big_live);
+  /* The target followed live data down.  (The rule's exact shape, square
+   * root and relative room, depends on the measured rates, which a loaded
+   * machine moves run to run: test_sizing checks it with the rates fixed,
+   * adaptive_rule_from_fixed_rates.  A strict < here failed now and then
+   * when both rooms sat at min_alloc_trigger.) */
+  assert_true(small_room <= big_room);
+  assert_true(small_live + small_room < big_live + big_room);
   fh_set_gc_callback(h, NULL, NULL);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
