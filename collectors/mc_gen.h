@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "collectors/mark_stack.h"
 #include "heap/gen_policy.h"
 #include "heap/heap.h"
 
@@ -58,8 +59,14 @@ typedef struct mc_gen {
   uint64_t at;
   int valid;
   int seen; /* a collection ran on this state */
-  uintptr_t *walk; /* per page of the space: an object start at or below it */
+  uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
+  /* This young cycle's old bump objects that refer into the collected
+   * part, found while marking from the dirty cards: the update forwards
+   * their slots only instead of walking the cards again.  refs_ok: the
+   * log is complete (no push failed) for this cycle. */
+  mark_stack refs;
+  int refs_ok;
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */

@@ -247,6 +247,82 @@ static void test_many_old_holders(void **st) {
   }
 }
 
+/* Old objects of many sizes (nodes, reference arrays of 1 to 300 slots
+ * spanning several cards, byte objects between and among them) made old
+ * by a full collection, then young collections, each after new nodes were
+ * stored into scattered slots of scattered old objects: every referent
+ * survives, forwarded, round after round.  The old generation's objects
+ * are found on their cards from walk points (per page after the full
+ * collection, per card once walked) and the objects marking logged are
+ * the only ones the update reads (collectors/mc_gen.c): a walk point in
+ * the middle of an object or an unlogged holder loses or misreads a
+ * referent here (verify=1 also checks the cards). */
+static void test_old_objects_of_many_sizes(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    enum { N = 3000, STORES = 700, ROUNDS = 6 };
+    void **tab = fh_alloc(t, ty.array, N * sizeof(void *));
+    assert_non_null(tab);
+    fh_push_root(t, (void **)&tab);
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17)
+    for (int i = 0; i < N; i++) {
+      void *o;
+      if (i % 4 == 0)
+        o = test_node(t, &ty, (uint64_t)i);
+      else if (i % 4 == 2)
+        o = fh_alloc(t, ty.bytes, 8 + NEXT() % 1500);
+      else
+        o = fh_alloc(t, ty.array, (1 + NEXT() % 300) * sizeof(void *));
+      assert_non_null(o);
+      fh_write_ref(t, tab, &tab[i], o);
+      assert_non_null(fh_alloc(t, ty.bytes, 8 + NEXT() % 700)); /* garbage between */
+    }
+    fh_collect(t, FH_COLLECT_DEFAULT); /* all old */
+    fh_gc_wait(h);
+    assert_true(in_old(h, tab[N - 1]));
+    for (int round = 0; round < ROUNDS; round++) {
+      for (int k = 0; k < STORES; k++) {
+        int i = (int)(NEXT() % N);
+        if (i % 4 == 2) continue; /* no references */
+        uint64_t v = 1000000u * (uint64_t)(round + 1) + (uint64_t)k;
+        tnode *y = test_node(t, &ty, v);
+        void *o = tab[i]; /* re-read: the allocation may have collected */
+        if (i % 4 == 0) {
+          fh_write_ref(t, o, (void **)&((tnode *)o)->other, y);
+        } else {
+          size_t slots = fh_object_size(o) / sizeof(void *);
+          fh_write_ref(t, o, &((void **)o)[NEXT() % slots], y);
+        }
+        if (k % 8 == 0) garbage(t, &ty, 20);
+      }
+      garbage(t, &ty, 2000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      /* Every referent, stored in this round or before, is a whole node. */
+      size_t found = 0;
+      for (int i = 0; i < N; i++) {
+        void *o = tab[i];
+        if (i % 4 == 2) continue;
+        size_t slots = i % 4 == 0 ? 1 : fh_object_size(o) / sizeof(void *);
+        for (size_t j = 0; j < slots; j++) {
+          tnode *y = i % 4 == 0 ? ((tnode *)o)->other : ((void **)o)[j];
+          if (!y) continue;
+          assert_true(y->value >= 1000000u);
+          assert_int_equal(y->check, test_check(y->value));
+          found++;
+        }
+      }
+      assert_true(found > (size_t)STORES / 2);
+    }
+#undef NEXT
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
 /* Ephemerons and finalizers: a young collection keeps what old objects
  * hold (old keys are live by assumption, old finalizable objects are not
  * finalized); a young key that dies clears its ephemeron; a full
@@ -510,6 +586,7 @@ int main(void) {
       cmocka_unit_test(test_promotion_after_two_collections),
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_many_old_holders),
+      cmocka_unit_test(test_old_objects_of_many_sizes),
       cmocka_unit_test(test_weak_and_finalizers),
       cmocka_unit_test(test_other_holders_pins_hashes),
       cmocka_unit_test(test_old_range_hole_is_not_live),
