@@ -20,6 +20,10 @@ int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granu
 void bitmap_destroy(fh_bitmap *b);
 /* Zero the bits covering [begin, end) (whole words are released to the OS). */
 void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end);
+/* The same, always by writing zeroes: the pages stay resident (for a
+ * range cleared and set again every cycle, cheaper than handing them back
+ * and faulting them in). */
+void bitmap_zero_range(fh_bitmap *b, uintptr_t begin, uintptr_t end);
 void bitmap_clear_all(fh_bitmap *b);
 
 static inline size_t bitmap_index(const fh_bitmap *b, uintptr_t a) { return (a - b->base) >> b->shift; }
