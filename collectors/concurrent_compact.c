@@ -775,6 +775,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   if (m->chose_slide) {
     mc_slide_cycle(m, no_room ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
                               : "stop-the-world slide, chosen (little to move)");
+    if (m->gen.keep_mid) mc_gen_verify(m, "after full collection (young kept)");
     return 0;
   }
   if (mc_prepare_move(m) < 0) return -1;

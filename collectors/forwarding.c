@@ -192,7 +192,7 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
  * (MADV_POPULATE_WRITE, zeroing, a sixth of a young pause with 16 MiB
  * young), and only the resident set between cycles is larger: during one
  * they are resident either way. */
-#define FWD_KEEP_YOUNG_BYTES ((size_t)64 << 20)
+#define FWD_KEEP_YOUNG_BYTES ((size_t)256 << 20)
 
 void fwd_reset(fwd_tables *t) {
   int keep = t->young && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;

@@ -99,6 +99,8 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
    * can lose its referent. */
   if (g->young && h->opt.verify)
     gen_cards_verify_range(h, "before young collection", g->old_end, top, t->begin, g->old_end);
+  g->keep_mid = 0;
+  g->keep_from = !g->young && valid && g->mid_end > t->begin ? g->mid_end : 0;
   if (!g->young) {
     g->old_end = g->mid_end = t->begin;
     g->promote_below = t->begin;
@@ -383,9 +385,36 @@ void mc_gen_update_outside(mc_state *m) {
   if (t->old_top > from) cards_clear_range(h, from, t->old_top);
 }
 
+/* A slid full cycle keeps its youngest survivors (those allocated since
+ * the last collection) young, as mid, when they are at least 1 MiB and an
+ * eighth of what becomes old: promoted at once, a structure being built
+ * when the full collection came (binary-trees' 64 MiB trees) died old
+ * soon after and only the next full collection could free it, so full
+ * collections followed each other.  The cost is a walk over the old
+ * generation after the slide (dirty_promoted), to dirty the cards of old
+ * objects that point into the new mid generation: hence the share.  A
+ * flip builds its pages concurrently, where no such walk can run. */
+#define KEEP_MID_MIN ((size_t)1 << 20)
+
+static uintptr_t keep_mid_boundary(mc_state *m) {
+  mc_gen *g = &m->gen;
+  fwd_tables *t = &m->t;
+  if (g->young || !g->keep_from || !m->slid || g->keep_from >= t->old_top) return 0;
+  uintptr_t first = bitmap_next_set(&t->mark, g->keep_from, t->old_top);
+  if (!first) return 0;
+  uintptr_t new_old = fwd_start(t, first);
+  size_t mid = t->new_top - new_old, old = new_old - t->begin;
+  return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
+}
+
 void mc_gen_full_cards(mc_state *m) {
   fh_heap *h = m->h;
   if (!mc_gen_enabled(h)) return;
+  /* Keeping young survivors: the non-moving objects that refer to them
+   * had dirty cards before the cycle (the invariant, the generations
+   * being known) and keep them. */
+  m->gen.keep_mid = keep_mid_boundary(m) != 0;
+  if (m->gen.keep_mid) return;
   /* After a full collection everything is old: no card needs keeping.
    * (Large objects' cards: their sweep cleared them; image and zygote
    * cards stay dirty for good.) */
@@ -431,6 +460,39 @@ static void dirty_promoted(mc_state *m, uintptr_t lo, uintptr_t hi, uintptr_t mi
   }
 }
 
+/* A kept-mid full cycle: the large-object sweep cleared their cards; the
+ * large objects that point into the new mid generation get theirs back. */
+typedef struct large_mid {
+  fh_heap *h;
+  uintptr_t lo, hi;
+  int found;
+} large_mid;
+
+static void large_mid_slot(void **slot, void *ctx) {
+  large_mid *l = ctx;
+  uintptr_t a = slot_target(l->h->tags, (uintptr_t)*slot);
+  if (a && a - FH_HEADER_BYTES - l->lo < l->hi - l->lo) l->found = 1;
+}
+
+static void large_mid_object(void *obj, void *ctx) {
+  large_mid *l = ctx;
+  fh_heap *h = l->h;
+  if (los_is_quiet(&h->los, obj)) return; /* no collectable referent */
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (!ti) return;
+  l->found = 0;
+  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
+  if (l->found)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
+                          memory_order_relaxed);
+}
+
+static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
+  large_mid l = {h, lo, hi, 0};
+  if (h->los.space.ops && hi > lo) h->los.space.ops->walk(&h->los.space, large_mid_object, &l);
+}
+
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
 
 void mc_gen_end(mc_state *m) {
@@ -443,7 +505,9 @@ void mc_gen_end(mc_state *m) {
   /* The first object that stays young (becomes mid): the first marked at
    * or above the old mid boundary; everything below it becomes old.  A
    * full cycle makes everything old. */
-  uintptr_t first = g->young ? bitmap_next_set(&t->mark, g->promote_below, t->old_top) : 0;
+  uintptr_t first = g->young      ? bitmap_next_set(&t->mark, g->promote_below, t->old_top)
+                   : g->keep_mid ? bitmap_next_set(&t->mark, g->keep_from, t->old_top)
+                                 : 0;
   uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
   /* Walk points (per card, of the old generation only: cards above its
    * end are never asked, and get theirs when their objects become old).
@@ -452,8 +516,9 @@ void mc_gen_end(mc_state *m) {
    * (whose pages a flip has not built yet) takes the forwarding's, the
    * object covering each page's first byte, on the page's first card;
    * young cycles' walks refine them (card_objects). */
-  if (g->young) {
+  if (g->young || g->keep_mid) {
     dirty_promoted(m, ylo, new_old, t->new_top);
+    if (g->keep_mid) redirty_large_mid(h, new_old, t->new_top);
   } else {
     size_t cards = (t->new_top - t->begin + FH_CARD_BYTES - 1) / FH_CARD_BYTES;
     memset(g->walk, 0, cards * sizeof(uintptr_t));
@@ -465,7 +530,7 @@ void mc_gen_end(mc_state *m) {
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
   if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
-  g->old_live = g->young ? g->old_live + g->promoted : t->live_bytes;
+  g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
   g->at = h->collections + 1; /* counted after this (gc_account_pause) */

@@ -70,6 +70,11 @@ typedef struct mc_gen {
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */
+  /* A full cycle with the generations known: objects at or above it (the
+   * old mid_end: allocated since the last collection) may stay young;
+   * keep_mid: this slid full cycle keeps them, as mid (mc_gen_full_cards). */
+  uintptr_t keep_from;
+  int keep_mid;
   uint64_t t0;
   size_t collected, promoted;
   /* throughput (bytes freed per ms of pause, running averages), and the
@@ -92,8 +97,10 @@ void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
  * dirty cards (their cards cleared unless they still point into the new
  * mid generation), the young part's cards forgotten. */
 void mc_gen_update_outside(mc_state *m);
-/* A full cycle's mc_update_outside, after it: nothing young remains, so
- * the non-moving space's cards are cleared. */
+/* A full cycle's mc_update_outside, after it: whether the cycle keeps its
+ * youngest survivors young (a slide whose young survivors are a good part
+ * of what it keeps); if not, nothing young remains, so the non-moving
+ * space's cards are cleared. */
 void mc_gen_full_cards(mc_state *m);
 /* After the objects moved (slide) or the forwarding is final (flip), while
  * the tables still hold it: new boundaries, walk points, promoted objects'

@@ -106,6 +106,67 @@ static void test_promotion_after_two_collections(void **st) {
   }
 }
 
+/* A slid full collection keeps its youngest survivors young (mid) when
+ * they are a good part of what it keeps (mc_gen.c: keep_mid_boundary): a
+ * structure half built when it came is freed by the next young collection
+ * once dropped, instead of staying old until another full one.  The old
+ * objects that point to it keep dirty cards (verify=1 checks them after
+ * the cycle), and what still points to it survives the young collection. */
+static void test_full_keeps_young_survivors(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=64M,verify=1", &ty, &t);
+  tnode *old = NULL, *young = NULL;
+  fh_push_root(t, (void **)&old);
+  fh_push_root(t, (void **)&young);
+  for (int i = 0; i < 20000; i++) { /* about 0.6 MiB of old list */
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, old);
+    old = n;
+  }
+  fh_collect(t, FH_COLLECT_DEFAULT);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, old));
+  for (int i = 0; i < 60000; i++) { /* about 1.8 MiB, allocated since */
+    tnode *n = test_node(t, &ty, 1000000u + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, young);
+    young = n;
+  }
+  fh_write_ref(t, old, (void **)&old->other, young); /* old -> young */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(in_old(h, old));
+  assert_true(in_mid(h, young)); /* kept young: not promoted by the full one */
+  assert_true(card_dirty(h, old));
+  assert_ptr_equal(old->other, young);
+  /* Dropped by the root, still held by the old node: survives a young
+   * collection (found through the card), becomes old. */
+  young = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  tnode *y = old->other;
+  assert_true(in_old(h, y));
+  long k = 0;
+  for (; y; y = y->next, k++) assert_int_equal(y->check, test_check(y->value));
+  assert_int_equal(k, 60000);
+  /* Built again and dropped after a full collection kept it young: the
+   * next young collection frees it. */
+  fh_write_ref(t, old, (void **)&old->other, NULL);
+  for (int i = 0; i < 60000; i++) {
+    tnode *n = test_node(t, &ty, 2000000u + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, young);
+    young = n;
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(in_mid(h, young));
+  young = NULL;
+  size_t before = bump_space_used(&h->bump[h->active]);
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  size_t after = bump_space_used(&h->bump[h->active]);
+  assert_true(before - after >= 60000 * sizeof(tnode));
+  fh_pop_roots(t, 2);
+  done(h, t);
+}
+
 /* A pinned object left near the top by a full collection makes the old
  * generation's range mostly a hole: the budget grows from the old
  * generation's live bytes, not from that range (each young cycle tripled
@@ -584,6 +645,7 @@ static void test_multi_mutator_stress(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_promotion_after_two_collections),
+      cmocka_unit_test(test_full_keeps_young_survivors),
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_many_old_holders),
       cmocka_unit_test(test_old_objects_of_many_sizes),
