@@ -144,6 +144,7 @@ int mark_sweep_reclaim(fh_heap *h, marker *m, gc_cause cause, size_t live, int d
     ms->derive_cover = derive_cover;
     /* `used` becomes the marked bytes now, whatever the sweep's pace. */
     malloc_space_sweep_begin(ms, malloc_space_frontier(ms), live);
+    malloc_heap_rebind_bits(h);
     freed += atomic_load(&ms->sweep_freed);
     /* An allocation that failed waits for the memory anyway: it sweeps
      * in the pause too, so that an empty space can be reset below. */

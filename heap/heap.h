@@ -393,6 +393,10 @@ int malloc_heap_flush_tcaches(fh_heap *h);
  * bits, so `used` and the bitmaps are exact (world stopped); flush_tcaches:
  * also flush the tcaches. */
 int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches); /* -1: a flush failed */
+/* The main space's allocation bitmap moved (malloc_space_sweep_begin swaps
+ * it with the mark bitmap): threads take its words again.  World stopped,
+ * threads settled. */
+void malloc_heap_rebind_bits(fh_heap *h);
 void malloc_heap_thread_detach(fh_thread *t);
 /* Fork child: account for the state of a thread that does not exist in the
  * child, without touching its tcache (heap/malloc_heap.c). */

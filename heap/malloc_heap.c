@@ -171,9 +171,11 @@ static void thread_settle(fh_thread *t) {
  * bits in the same words), so a thread accumulates the bits of one bitmap
  * word and sets them with one atomic OR when it moves to another word:
  * consecutive allocations of a tcache come from the same slab, usually the
- * same 1 KiB.  Nothing reads allocation bits while mutators run (the
- * concurrent sweeper works from its own dead bitmap), and every collection
- * publishes the held-back bits before it looks (world_stop). */
+ * same 1 KiB.  While mutators run, only the concurrent sweep reads
+ * allocation bits, and only those of objects that existed at the pause
+ * (spaces/malloc_space.c: malloc_space_take_dead), which are never held
+ * back; every collection publishes the held-back bits before it looks
+ * (world_stop). */
 void malloc_heap_publish_pending(fh_thread *t) {
   if (t->ms_pending_word)
     atomic_fetch_or_explicit(t->ms_pending_word, t->ms_pending_mask, memory_order_relaxed);
@@ -210,6 +212,15 @@ int malloc_heap_settle_threads(fh_heap *h, int flush_tcaches) {
     if (flush_tcaches && t->ms_tcache > 0 && arena_tcache_flush(t->ms_tcache - 1) < 0) rc = -1;
   }
   return rc;
+}
+
+void malloc_heap_rebind_bits(fh_heap *h) {
+  malloc_space *m = heap_main_malloc(h);
+  fh_thread *t;
+  cds_list_for_each_entry(t, &h->threads, link) {
+    /* Settled before the swap: nothing held back points at the old words. */
+    if (t->ms_bits_base == m->alloc_bits.base) t->ms_bits_words = m->alloc_bits.words;
+  }
 }
 
 int malloc_heap_flush_tcaches(fh_heap *h) {

@@ -197,12 +197,9 @@ size_t malloc_run_sweep(malloc_space *s, size_t page, int count, uintptr_t *adop
   int derive = count || s->derive_cover;
   if (derive) clear_cover(s, w0);
   for (size_t w = w0; w < w0 + MS_RUN_WORDS; w++) {
-    uint64_t dead = atomic_load_explicit(&s->mark_bits.words[w], memory_order_relaxed);
+    /* (Nobody allocates in a run before it is swept.) */
+    uint64_t dead = malloc_space_take_dead(s, w);
     if (dead) {
-      atomic_store_explicit(&s->mark_bits.words[w], 0, memory_order_relaxed);
-      /* Nobody allocates in a run before it is swept: a plain update. */
-      uint64_t alloc = atomic_load_explicit(&s->alloc_bits.words[w], memory_order_relaxed);
-      atomic_store_explicit(&s->alloc_bits.words[w], alloc & ~dead, memory_order_relaxed);
       for (; count && dead; dead &= dead - 1) {
         uintptr_t p = bitmap_addr(&s->alloc_bits, (w << 6) + (size_t)__builtin_ctzll(dead));
         freed += malloc_object_bytes_hd(*(uint64_t *)p);

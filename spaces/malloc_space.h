@@ -45,6 +45,13 @@ typedef struct malloc_space {
   size_t sweep_last, sweep_total;
   _Atomic size_t sweep_done;  /* words swept */
   _Atomic size_t sweep_freed; /* bytes freed by this sweep */
+  /* How the pending sweep finds dead objects.  0 (prepare_sweep): the mark
+   * bitmap was turned into the dead bitmap.  1 (sweep_begin): the two
+   * bitmaps were swapped, so mark_bits holds the allocation bits as they
+   * were at the pause and alloc_bits the marked objects (plus what mutators
+   * allocate since): dead = mark & ~alloc, found word by word as the sweep
+   * goes, which leaves mark_bits clear behind it. */
+  int sweep_swapped;
   /* Runs (spaces/malloc_runs.c): per page of the range, run_page says
    * which page of a run it is (0: none, 1: the first); per first page,
    * run_state and the free-list link run_next (page index + 1). */
@@ -165,9 +172,14 @@ size_t malloc_space_sweep(malloc_space *s, int tcache);
  * sweep_dead: their new objects are not in the dead bitmap, and a region it
  * frees can be reused at once. */
 void malloc_space_prepare_sweep(malloc_space *s, uintptr_t end);
+/* The dead objects' bits of bitmap word w of the pending sweep, whichever
+ * way it was begun (sweep_swapped); their allocation bits are clear and
+ * the word's old marks gone when it returns.  The sweep's own. */
+uint64_t malloc_space_take_dead(malloc_space *s, size_t w);
 size_t malloc_space_sweep_dead(malloc_space *s, uintptr_t end, int tcache);
-/* The same shared out: begin (world stopped) prepares the dead bitmap and a
- * cursor over its words; then any thread may claim and sweep up to `words`
+/* The same shared out: begin (world stopped) swaps the allocation and mark
+ * bitmaps (O(1): no pass over the bitmaps in the pause; see sweep_swapped)
+ * and sets a cursor over the words; then any thread may claim and sweep up to `words`
  * words at a time through its own tcache (flush: flush it before the words
  * count as done).  Returns the words claimed, 0 when none are left; the
  * sweep is complete when sweep_done reaches sweep_total. */

@@ -196,6 +196,17 @@ static void test_shared_sweep_interleaved_with_allocation(void **state) {
   }
   assert_int_equal(malloc_space_used(&f.s), live + young_bytes);
   assert_int_equal(atomic_load(&f.s.sweep_freed), before - live);
+  /* The sweep leaves no mark behind (the next marking starts from a clear
+   * bitmap), and the allocation bits are exactly the objects. */
+  uintptr_t frontier = malloc_space_frontier(&f.s);
+  assert_int_equal(bitmap_next_set(&f.s.mark_bits, f.s.space.begin, frontier), 0);
+  size_t objects = 0;
+  for (uintptr_t p = bitmap_next_set(&f.s.alloc_bits, f.s.space.begin, frontier); p;
+       p = bitmap_next_set(&f.s.alloc_bits, p + MS_GRANULE, frontier))
+    objects++;
+  size_t expect = (size_t)ny;
+  for (int i = 0; i < N; i += 3) expect++;
+  assert_int_equal(objects, expect);
   arena_tcache_flush(tc);
   arena_tcache_destroy(tc);
   arena_tcache_destroy(gc_tc);
