@@ -14,8 +14,10 @@
  * the non-moving and large-object spaces alone (old: live by assumption).
  * Afterwards mid becomes old and the young survivors mid, so an object
  * reaches old after surviving two young collections.  A full collection
- * (mark_compact's slide, or concurrent_compact's flip) makes every
- * survivor old: nothing is younger, so no card needs keeping.
+ * that flips makes every survivor old: nothing is younger, so no card
+ * needs keeping; one that slides keeps its youngest survivors mid when
+ * they are a good part of what it keeps (mc_gen_full_cards), and then
+ * walks the old generation to dirty the cards that must be.
  *
  * Boundaries are object boundaries, not pages: the slide moves objects
  * one by one in address order, so nothing needs a page-aligned boundary,
@@ -25,9 +27,12 @@
  * with the old words below the boundary counted live (forwarding.h).
  *
  * The old generation's objects are found on a card from walk points: per
- * page, the start of the object covering the page's first byte, taken
- * from the forwarding's page_first when a collection lays the page out;
- * objects between are walked by their headers.
+ * card, the start of an object at or below its first byte (the one
+ * covering it once known): exact for what a young cycle promotes (walked
+ * then), per page from the forwarding's page_first after a full cycle,
+ * refined as card walks pass; objects between are walked by their
+ * headers.  Marking logs the old objects on dirty cards that refer into
+ * the collected part; the update forwards those only.
  *
  * Invariant after every collection (verify=1 checks it): every object of
  * the old generation, the non-moving, large-object, image and zygote
