@@ -58,6 +58,12 @@ void fwd_prepare_marking(fwd_tables *t) {
   size_t from = align_down(((t->lo - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
+  /* What the last young cycle kept resident needs no system call (each
+   * is a page-table walk over resident pages, in the pause). */
+  if (t->kept_hi > t->kept_lo && t->lo >= t->kept_lo) {
+    size_t kept = align_down(((t->kept_hi - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
+    if (kept > from) from = kept;
+  }
   if (from >= bytes) return;
   /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
   sys_madvise((char *)t->mark.words + from, bytes - from, MADV_POPULATE_WRITE);
@@ -196,6 +202,8 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
 
 void fwd_reset(fwd_tables *t) {
   int keep = t->young && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  t->kept_lo = keep ? t->lo : 0;
+  t->kept_hi = keep ? t->old_top : 0;
   if (t->old_top > t->lo) {
     /* Nothing is set below the floor (a young cycle's old generation). */
     void (*clear)(fh_bitmap *, uintptr_t, uintptr_t) = keep ? bitmap_zero_range : bitmap_clear_range;
