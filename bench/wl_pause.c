@@ -57,11 +57,11 @@
  *                  is the compactor's), so its figure holds its mark
  *                  bitmaps and sweep state
  *
- * mark_sweep_concurrent_mark is mark_sweep with concurrent_mark=1: its
- * cycles are the triggered ones (an explicit fh_collect marks with the
- * world stopped), so the main thread allocates unreachable nodes until
- * one starts, then waits for its remark and sweep; pauses are its initial
- * pause and its remark, and its over_MiB holds those nodes too.
+ * mark_sweep_cmark and concurrent_compact_cmark run
+ * with concurrent_mark=1 the cycle the trigger would start
+ * (FH_COLLECT_TRIGGERED: an explicit kind marks with the world stopped);
+ * their pauses are the initial (roots) pause and the remark, which for
+ * concurrent_compact holds the flip.
  *
  * Utilisation.  MMU is computed from the mutators' operation timestamps,
  * not from the recorded pauses: a mutator makes no progress while the
@@ -97,14 +97,19 @@ typedef struct pnode {
 static uint64_t check_of(uint64_t v) { return v * 0x9E3779B97F4A7C15ull + 12345; }
 
 /* K_MS collects with an explicit fh_collect, which marks with the world
- * stopped; K_MS_CM is mark_sweep with concurrent_mark=1, whose cycles are
- * the triggered ones: the main thread allocates garbage until one starts
- * (see run_once). */
-enum { K_STW, K_SIGBUS, K_HANDLER, K_MS, K_MS_CM, NKINDS };
-static const char *const kind_names[NKINDS] = {"mark_compact", "concurrent_compact",
-                                               "concurrent_compact_handler", "mark_sweep",
-                                               "mark_sweep_concurrent_mark"};
-static int concurrent_kind(int k) { return k == K_SIGBUS || k == K_HANDLER; }
+ * stopped.  The *_concurrent_mark kinds run with concurrent_mark=1 the
+ * cycle the allocation trigger would start (FH_COLLECT_TRIGGERED): roots
+ * in a short pause, marking while the mutators run, a remark pause that
+ * ends it (concurrent_compact's flip is inside its remark).  K_CC_CM runs
+ * with generational=0 (the trigger's first cycle on a fresh generational
+ * heap is young, stop-the-world) and room for a flip's two copies (at the
+ * other kinds' heap_max it would slide, in the remark). */
+enum { K_STW, K_SIGBUS, K_HANDLER, K_MS, K_MS_CM, K_CC_CM, NKINDS };
+static const char *const kind_names[NKINDS] = {
+    "mark_compact", "concurrent_compact", "concurrent_compact_handler", "mark_sweep",
+    "mark_sweep_cmark", "concurrent_compact_cmark"};
+static int concurrent_mark_kind(int k) { return k == K_MS_CM || k == K_CC_CM; }
+static int concurrent_kind(int k) { return k == K_SIGBUS || k == K_HANDLER || k == K_CC_CM; }
 
 enum { MAX_RUN_PAUSES = 16 };
 /* A gap between two operations longer than this is a stall (see above). */
@@ -217,23 +222,6 @@ static void *sample_rss(void *arg) {
 
 enum { MAX_MUTATORS = 8 };
 
-/* Allocate unreachable nodes until a triggered collection starts (its
- * initial pause, run by this thread, pushes the roots and starts the
- * marker).  0, or -1 when none started within twice the live size. */
-static int triggered_cycle(fh_heap *h, fh_thread *t, uint32_t node_ty, size_t live_mib) {
-  fh_stats st;
-  fh_get_stats(h, &st);
-  uint64_t before = st.collections;
-  for (size_t bytes = 0; bytes < (live_mib << 21); bytes += 64) {
-    if (!fh_alloc(t, node_ty, sizeof(pnode))) return -1;
-    if ((bytes & ((1u << 20) - 1)) == 0) {
-      fh_get_stats(h, &st);
-      if (st.collections != before) return 0;
-    }
-  }
-  return -1;
-}
-
 /* Blocked (the remark stops the world without us): until the cycle's
  * remark pause has run, after which fh_gc_wait covers its sweep. */
 static int wait_for_remark(fh_heap *h) {
@@ -254,10 +242,15 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   fh_options_init(&o);
   char spec[256];
   /* Garbage equals live, plus room for the table and the cycle. */
-  if (kind == K_MS_CM) /* the first trigger soon after the graph is built (1.9x live) */
+  if (kind == K_MS_CM)
     snprintf(spec, sizeof spec,
              "heap_max=%zuM,min_alloc_trigger=%zuM,collector=mark_sweep,concurrent_mark=1",
-             live_mib * 3 + 64, live_mib * 2 + 16);
+             live_mib * 3 + 64, live_mib * 3);
+  else if (kind == K_CC_CM)
+    snprintf(spec, sizeof spec,
+             "heap_max=%zuM,min_alloc_trigger=%zuM,collector=concurrent_compact,"
+             "concurrent_mark=1,generational=0",
+             live_mib * 4 + 200, live_mib * 3);
   else
     snprintf(spec, sizeof spec,
              "heap_max=%zuM,min_alloc_trigger=%zuM,collector=%s,uffd_sigbus=%d",
@@ -328,18 +321,17 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   pthread_t sampler;
   int sampling = pthread_create(&sampler, NULL, sample_rss, &smp) == 0;
   uint64_t g0 = bench_now_ns();
-  int rc;
-  if (kind == K_MS_CM) {
-    rc = triggered_cycle(h, t, node_ty, live_mib);
-    g0 = bench_now_ns(); /* the initial pause is over: the cycle's own time from here */
-  } else {
-    rc = fh_collect(t, kind == K_STW  ? FH_COLLECT_MARK_COMPACT
-                       : kind == K_MS ? FH_COLLECT_MARK_SWEEP
-                                      : FH_COLLECT_CONCURRENT_COMPACT);
-  }
+  /* FH_OPTIONS=concurrent_mark=1 (with generational=0) makes the
+   * concurrent_compact rows mark concurrently too. */
+  int cmark = concurrent_mark_kind(kind) || (o.concurrent_mark && concurrent_kind(kind));
+  int rc = fh_collect(t, cmark           ? FH_COLLECT_TRIGGERED
+                         : kind == K_STW ? FH_COLLECT_MARK_COMPACT
+                         : kind == K_MS  ? FH_COLLECT_MARK_SWEEP
+                                         : FH_COLLECT_CONCURRENT_COMPACT);
   atomic_store(&smp.collected, 1);
   fh_enter_blocking(t);
-  if (kind == K_MS_CM && rc == 0) rc = wait_for_remark(h);
+  if (cmark && rc == 0 && (rc = wait_for_remark(h)) < 0)
+    fprintf(stderr, "pause: %s did not mark concurrently (generational=0?)\n", kind_names[kind]);
   fh_gc_wait(h);
   fh_leave_blocking(t);
   uint64_t g1 = bench_now_ns();

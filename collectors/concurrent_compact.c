@@ -737,21 +737,8 @@ int mc_concurrent_flip(mc_state *m) {
   return 0;
 }
 
-static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
-  (void)self;
-  mc_state *m = mc_get(h);
-  if (!m) return -1;
-  mc_join_worker(m); /* before any page of the space moves */
-  /* Young collections (mc_gen.h) slide in the pause: they move the young
-   * survivors only, a few MiB at most between collections, less than a
-   * flip's fixed cost. */
-  int young = mc_gen_begin(m, cause);
-  if (mc_prepare_forward(m) < 0) return -1;
-  if (young) {
-    mc_slide_cycle(m, "young collection (generations), slid in the pause");
-    mc_gen_verify(m, "after young collection");
-    return 0;
-  }
+int mc_cc_compact(mc_state *m) {
+  fh_heap *h = m->h;
   /* Per cycle (mc_policy.h): little to move slides in the pause, for less
    * than a flip's fixed cost. */
   const fwd_tables *t = &m->t;
@@ -790,6 +777,27 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_publish_holes(m);
   mc_end_cycle(m);
   return 0;
+}
+
+static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
+  (void)self;
+  mc_state *m = mc_get(h);
+  if (!m) return -1;
+  mc_join_worker(m); /* before any page of the space moves */
+  /* Young collections (mc_gen.h) slide in the pause: they move the young
+   * survivors only, a few MiB at most between collections, less than a
+   * flip's fixed cost. */
+  int young = mc_gen_begin(m, cause);
+  /* A triggered full cycle marks concurrently when it can: this pause
+   * only takes the roots (collectors/cc_concurrent.c). */
+  if (!young && cc_concurrent_usable(h, cause) && cc_concurrent_begin(m) == 0) return 0;
+  if (mc_prepare_forward(m) < 0) return -1;
+  if (young) {
+    mc_slide_cycle(m, "young collection (generations), slid in the pause");
+    mc_gen_verify(m, "after young collection");
+    return 0;
+  }
+  return mc_cc_compact(m);
 }
 
 const fh_collector_ops concurrent_compact_collector = {

@@ -46,6 +46,7 @@ static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
   }
   switch (kind) {
   case FH_COLLECT_DEFAULT:
+  case FH_COLLECT_TRIGGERED: /* fh_collect turns it into the default kind */
   case FH_COLLECT_YOUNG: /* the collector asks h->gen.request_young */
     return h->collector;
   case FH_COLLECT_SEMISPACE:
@@ -183,6 +184,7 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
 
 int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
   fh_heap *h = self->heap;
+  heap_settle_collector(h); /* before h->collector is read */
   const fh_collector_ops *ops = ops_for_kind(h, kind);
   if (!ops) return -1;
   if (self->critical) {
@@ -211,5 +213,7 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
 
 int fh_collect(fh_thread *t, fh_collect_kind k) {
   if (thread_check(t, "fh_collect") < 0) return -1;
+  if (k == FH_COLLECT_TRIGGERED)
+    return gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections);
   return gc_run(t, k, GC_CAUSE_EXPLICIT, 0);
 }

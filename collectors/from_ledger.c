@@ -132,6 +132,15 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
   atomic_store_explicit(&l->released_pages, 0, memory_order_relaxed);
   atomic_store(&l->ready_count, 0);
   uintptr_t pinned_obj = 0;
+  /* Only objects of a type with a trace function pin their pages (below):
+   * without such a type, no header is read here (one cache miss per
+   * destination page that begins inside an object, in the flip pause). */
+  int any_trace = 0;
+  uint32_t ntypes = atomic_load_explicit(&types->next_id, memory_order_acquire);
+  for (uint32_t i = 0; i < ntypes && i < FH__MAX_TYPES && !any_trace; i++) {
+    const fh_type_info *ti = types_get(types, i);
+    any_trace = ti && ti->trace;
+  }
   for (size_t p = 0; p < t->npages; p++) {
     size_t lo, hi, hdr;
     if (!read_span(l, t, p, &lo, &hi, &hdr)) continue;
@@ -141,7 +150,7 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
     /* An object that began on an earlier destination page spans pages: its
      * trace function, if any, may read any of its words from any of them. */
     uintptr_t obj = t->page_first[p]; /* 0: it begins in a gap, its objects on it */
-    if (obj && obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
+    if (any_trace && obj && obj != pinned_obj && fwd_start(t, obj) < t->begin + p * FWD_PAGE) {
       const fh_type_info *ti = types_get(types, hdr_type(*(const uint64_t *)obj));
       if (ti && ti->trace) {
         pin_object(l, t, obj);

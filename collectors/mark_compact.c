@@ -47,6 +47,23 @@ void mc_state_destroy(mc_state *m) {
   free(m);
 }
 
+/* Huge pages pay for a large allocation window (faults at ~0.5 us per
+ * 4 KiB instead of ~2), but round a small one up to whole 2 MiB pages: a
+ * heap whose window is one MiB (fhscheme's min_alloc_trigger) kept 2-4 MiB
+ * resident that nothing used, a third or more of its whole footprint
+ * (deriv: peak RSS 5.1-9.4 MiB with them, 5.1-6.2 without, same CPU time).
+ * So an embedder that asks for a window under two huge pages (fixed
+ * sizing, min_alloc_trigger) gets 4 KiB pages; the default (4 MiB) keeps
+ * them.  Decided once, from the options: heap_policy=adaptive keeps them
+ * whatever its budget, because it sizes the heap from measured allocation
+ * and collection speeds, which the flag changes (a flag that followed the
+ * trigger, or 4 KiB pages under adaptive's small budgets, made
+ * test_sizing's budgets swing 2-7 MiB between runs). */
+#define MC_THP_MIN_WINDOW (2 * FH_PMD)
+static int mc_thp_wanted(const fh_heap *h) {
+  return h->opt.heap_policy == FH_HEAP_ADAPTIVE || h->opt.min_alloc_trigger >= MC_THP_MIN_WINDOW;
+}
+
 static int state_init(mc_state *m, fh_heap *h) {
   bump_space *b = &h->bump[h->active];
   size_t cap = b->space.end - b->space.begin;
@@ -76,13 +93,22 @@ static int state_init(mc_state *m, fh_heap *h) {
    * flip writes its anon_vma byte with the flag off (register_destination).
    * FH_MC_THP=0 turns it off, as MADV_NOHUGEPAGE rather than no flag: on a
    * host whose THP setting is "always" an unflagged space gets huge pages
-   * anyway, and that byte then a huge page over registered pages. */
+   * anyway, and that byte then a huge page over registered pages.  A small
+   * allocation window gets the same 4 KiB pages (mc_thp_wanted). */
   const char *thp = getenv("FH_MC_THP");
-  m->thp = !(thp && *thp == '0');
+  m->thp_allowed = !(thp && *thp == '0');
+  m->thp = m->thp_allowed && mc_thp_wanted(h);
   /* MADV_HUGEPAGE failing costs speed only; MADV_NOHUGEPAGE failing would
-   * let that huge page cover registered pages: refuse the cycle then. */
-  if (sys_madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0 &&
-      !m->thp) {
+   * let that huge page cover registered pages: refuse the cycle then,
+   * unless huge pages are allowed, when the space is simply taken as
+   * possibly having them (m->thp, as if the window were large). */
+  int thp_failed =
+      sys_madvise((void *)b->space.begin, cap, m->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0;
+  if (thp_failed && !m->thp && m->thp_allowed) {
+    m->thp = 1;
+    thp_failed = 0;
+  }
+  if (thp_failed && !m->thp) {
     fh_error_set("mark-compact: madvise(MADV_NOHUGEPAGE) of the moving space failed: %s",
                  strerror(errno));
     return -1;
@@ -222,7 +248,10 @@ static void update_object(void *obj, void *ctx) {
   if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
+  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
+    mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  else if (ti)
+    types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
 
 /* Bytes of side tables this cycle writes, for the resident-memory figures:
@@ -268,6 +297,9 @@ static void set_walk_points(bump_space *b, const fwd_tables *t) {
 }
 
 void mc_prepare_unpaused(fh_heap *h) {
+  /* A concurrent marking runs (cc_concurrent.c): the tables are its
+   * marker's until the pause that follows stops it. */
+  if (h->cm) return;
   mc_state *m = mc_get(h);
   if (!m) return; /* collect reports it */
   mc_join_worker(m); /* it may still clear the last cycle's tables */
@@ -280,7 +312,7 @@ void mc_prepare_unpaused(fh_heap *h) {
   fwd_populate_chunks(t, atomic_load(&h->bump[h->active].top));
 }
 
-int mc_prepare_forward(mc_state *m) {
+void mc_forward_setup(mc_state *m, int populate) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   bump_space *b = &h->bump[h->active];
@@ -293,19 +325,22 @@ int mc_prepare_forward(mc_state *m) {
   atomic_store(&m->uffd_errno, 0); /* this cycle's install failures (fh_dump) */
   atomic_store(&m->remap_pages, 0);
   atomic_store(&m->install_stuck, 0);
-  uint64_t t0 = heap_now_ns();
   /* A young cycle collects above the old generation only (mc_gen.h). */
   t->young = m->gen.young;
   t->lo = t->begin + align_down((t->young ? m->gen.old_end : t->begin) - t->begin,
                                 (size_t)1 << FWD_CHUNK_SHIFT);
-  fwd_prepare_marking(t);
+  if (populate) fwd_prepare_marking(t);
   fwd_set_floor(t, t->young ? m->gen.old_end : t->begin);
-  mc_mark_crew *crew;
+}
+
+int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  bump_space *b = &h->bump[h->active];
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
    * while the space is still in place: their ranges' dead words become
    * fillers there.  Fails only for memory, before anything is written. */
-  if (mc_mark(h, t, &crew) < 0 ||
-      (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0)) {
+  if (h->pins.gathered && fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0) {
     /* Forget the partial marks; sweeping now would free live objects. */
     mc_mark_end(crew);
     fwd_reset(t);
@@ -332,6 +367,22 @@ int mc_prepare_forward(mc_state *m) {
   return 0;
 }
 
+int mc_prepare_forward(mc_state *m) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
+  mc_forward_setup(m, 1);
+  uint64_t t0 = heap_now_ns();
+  mc_mark_crew *crew;
+  if (mc_mark(h, t, &crew) < 0) {
+    mc_mark_end(crew);
+    fwd_reset(t);
+    bitmap_clear_all(&h->non_moving.mark_bits);
+    los_clear_marks(&h->los);
+    return -1;
+  }
+  return mc_forward_marked(m, crew, t0);
+}
+
 void mc_account(mc_state *m) {
   fh_heap *h = m->h;
   size_t live = m->t.live_bytes, nm_used = heap_nonmoving_used(h);
@@ -343,7 +394,11 @@ void mc_account(mc_state *m) {
   size_t old_live = old ? (m->gen.old_live < old ? m->gen.old_live : old) : 0;
   h->bytes_moved += live;
   h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
-  heap_set_trigger(h, old_live + live + nm_used);
+  /* A concurrently marked cycle's black objects are not part of the
+   * budget (cc_concurrent.c). */
+  size_t black = m->black_bytes < live ? m->black_bytes : live;
+  m->black_bytes = 0;
+  heap_set_trigger(h, old_live + live - black + nm_used);
 }
 
 void mc_update_outside(mc_state *m) {
@@ -400,16 +455,17 @@ int mc_prepare_move(mc_state *m) {
 int mc_prepare(mc_state *m) { return mc_prepare_forward(m) < 0 ? -1 : mc_prepare_move(m); }
 
 /* After a slide the pages above the new top still hold the old objects:
- * claims there zero them (dirty_end), cache-warm, and the next allocation
- * window needs no fault.  What lies past that window (the trigger's worth
- * of allocation) goes back in one madvise, so the resident set shrinks
+ * claims there zero them (dirty_end), cache-warm, and the start of the
+ * next allocation window needs no fault.  What lies past that start
+ * (sizer_resident_window: a quarter of the trigger's worth of allocation,
+ * at most 32 MiB) goes back in one madvise, so the resident set shrinks
  * with the live data as after a build; discarded there, in the pause,
  * nothing can have been allocated into it. */
 static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
   uintptr_t old_end = align_up(m->t.old_top, FH_PAGE);
   if (b->dirty_end < old_end) b->dirty_end = old_end;
   if (b->dirty_end < top) b->dirty_end = top;
-  size_t window = m->h->gc_trigger;
+  size_t window = sizer_resident_window(m->h);
   uintptr_t keep = window < b->dirty_end - top ? align_up(top + window, FH_PMD) : b->dirty_end;
   if (keep < b->dirty_end) {
     /* zeroes by hand if madvise fails; dirty_end could then stay, but the
@@ -609,17 +665,16 @@ void mc_trace(mc_state *m, const char *what) {
  * ranges left (their pages are blank), which TLAB refills take first.  The
  * thread that ends the cycle, idle by then, faults in the start of that
  * window instead; pages a mutator already touched are skipped by the
- * kernel, nothing is written into them.  Bounded by the allocation trigger
- * and 32 MiB, so resident memory grows only by what the mutators are about
- * to use.  (`fhbench alloc`: mark_compact spent 5.4 ns per 32-byte object,
+ * kernel, nothing is written into them.  Bounded by sizer_resident_window
+ * (a quarter of the allocation trigger, at most 32 MiB), so resident memory
+ * grows only by what the mutators are about to use.  (`fhbench alloc`: mark_compact spent 5.4 ns per 32-byte object,
  * most of it in these faults, against 2.9 for concurrent_compact, whose
  * worker did this already.) */
-#define PREFAULT_MAX ((size_t)32 << 20)
 #define MC_PREFAULT_MIN ((size_t)256 << 10)
 
 void mc_plan_prefault(mc_state *m) {
   uintptr_t from = align_up(m->t.new_top, FWD_PAGE), end = m->t.begin + m->t.capacity;
-  size_t want = m->h->gc_trigger < PREFAULT_MAX ? m->h->gc_trigger : PREFAULT_MAX;
+  size_t want = sizer_resident_window(m->h);
   if (want > end - from) want = end - from;
   if (m->slid) {
     /* The slide left its pages resident up to dirty_end, holes included:

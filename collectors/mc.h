@@ -70,6 +70,27 @@ typedef struct mc_mark_crew mc_mark_crew;
 int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew);
 void mc_mark_end(mc_mark_crew *crew);
 
+/* Concurrent marking of a concurrent_compact cycle (cc_concurrent.c): one
+ * marker into t's shared bitmaps, objects below t->old_top (the boundary:
+ * everything allocated above it while marking runs is live, mc_mark_black).
+ *   begin   world stopped: push the roots; NULL when out of memory
+ *   visit   mark a logged reference (SATB, or an object hashed meanwhile)
+ *   drain   trace until the stack is empty or *stop is set
+ *   step    scan at most n objects (tests); 0 when none was left
+ *   finish  world stopped: roots again, drain, overflow recovery, weak
+ *           processing; frees the marker
+ *   abandon free it, marks left as they are (the caller clears them) */
+typedef struct mc_cmarker mc_cmarker;
+mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t);
+void mc_cmark_visit(mc_cmarker *c, void *v);
+void mc_cmark_drain(mc_cmarker *c, const _Atomic int *stop);
+size_t mc_cmark_step(mc_cmarker *c, size_t n);
+void mc_cmark_finish(mc_cmarker *c);
+void mc_cmark_abandon(mc_cmarker *c);
+/* World stopped: mark every object in [from, to) of the moving space live
+ * (allocated black), start and live-word bits; returns their bytes. */
+size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to);
+
 /* ---- per-heap compactor state (mark_compact.c) ---- */
 enum { PAGE_UNTOUCHED = 0, PAGE_BUILDING = 1, PAGE_MAPPED = 2 };
 
@@ -88,11 +109,14 @@ typedef struct mc_state {
 
   /* this cycle */
   size_t old_used, nm_freed;
+  size_t black_bytes; /* allocated while marking concurrently (mc_account) */
   size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
   const char *copy_note; /* why, as fh_dump's mode note (static text) */
   int no_dontunmap;  /* tests (FH_MC_NO_DONTUNMAP=1): take that path */
-  int thp;           /* the space is MADV_HUGEPAGE (FH_MC_THP=0: not) */
+  int thp;           /* the space is MADV_HUGEPAGE (else MADV_NOHUGEPAGE: FH_MC_THP=0,
+                      * or min_alloc_trigger under two huge pages) */
+  int thp_allowed;   /* FH_MC_THP=0: never */
   int slid;          /* this cycle slid in place (mc_slide.c): no from-space */
   /* Cycles since the heap's state was made, by how they compacted: slid
    * in place in the pause, or moved aside and built (in the pause or
@@ -168,6 +192,22 @@ mc_state *mc_get(fh_heap *h);
 int mc_prepare(mc_state *m);
 /* A young cycle (mc_gen.h) when mc_gen_begin chose one before. */
 int mc_prepare_forward(mc_state *m);
+/* Its parts: the tables set up for marking below the current top (world
+ * stopped, TLABs retired; populate: fault the bitmaps in now, else the
+ * concurrent marker does); after marking (crew: mc_mark's, or NULL; t0:
+ * when marking began, for mark_ns), pinned ranges, the non-moving sweep
+ * and the forwarding.  0, or -1 + error with the marks forgotten. */
+void mc_forward_setup(mc_state *m, int populate);
+int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0);
+/* concurrent_compact's full cycle after mc_prepare_forward: slide in the
+ * pause or flip (concurrent_compact.c). */
+int mc_cc_compact(mc_state *m);
+/* Concurrent marking for concurrent_compact's triggered full cycles
+ * (cc_concurrent.c; concurrent_mark=1): whether this cycle may, and its
+ * initial pause (the roots; 0, or 1 when it cannot start: mark in the
+ * pause instead). */
+int cc_concurrent_usable(fh_heap *h, gc_cause cause);
+int cc_concurrent_begin(mc_state *m);
 int mc_prepare_move(mc_state *m);
 /* The cycle's figures into the heap (bytes moved and freed, the trigger). */
 void mc_account(mc_state *m);
@@ -180,6 +220,10 @@ void mc_update_outside(mc_state *m);
  * to `threads` threads for the references; no system call but thread
  * creation.  Then mc_publish_top etc. as after a build. */
 void mc_slide_all(mc_state *m, unsigned threads);
+/* Forward every slot of a reference array held outside the moving space
+ * (world stopped), prefetching the referents' chunk entries, with pool
+ * helpers (gc_threads) when it has millions of slots (mc_slide.c). */
+void mc_update_array(mc_state *m, void **slots, size_t n);
 /* After mc_prepare_forward: the rest of a cycle that slides in the pause
  * (mc_slide_all, then publish, prefault plan, tables cleared after the
  * pause).  `note` (static text) is fh_dump's mode note. */

@@ -81,6 +81,9 @@ typedef struct marker {
    * theirs here until marking is over (the layer is single-threaded). */
   trace_weak *weak;
   mark_stack ephs;
+  /* Concurrent marking (collectors/cc_concurrent.c): drain returns as
+   * soon as it reads *stop nonzero; NULL with the world stopped. */
+  const _Atomic int *stop;
 } marker;
 
 #define SHARE_MIN 64 /* a marker shares only when it holds more than this */
@@ -143,7 +146,13 @@ static inline void mark_ref(marker *m, void *v) {
   /* Anything else is immune or native memory: not collected here. */
 }
 
-static void mark_slot(void **slot, void *ctx) { mark_ref(ctx, *slot); }
+/* Slots and headers are read as atomic words: while marking runs
+ * concurrently mutators store into slots (fh_write_ref's relaxed atomic
+ * store) and identity hashing sets header bits.  Plain loads on every
+ * target we run on. */
+static inline void *load_slot(void *const *slot) { return __atomic_load_n(slot, __ATOMIC_RELAXED); }
+
+static void mark_slot(void **slot, void *ctx) { mark_ref(ctx, load_slot(slot)); }
 
 /* A scanned ephemeron.  Helpers cannot call the tracing layer (it is
  * single-threaded): they resolve what they can at once and keep the rest,
@@ -176,7 +185,7 @@ static void found_ephemeron(marker *m, void *eph) {
 }
 
 static void scan(marker *m, void *obj) {
-  uint64_t hd = *obj_header(obj);
+  uint64_t hd = __atomic_load_n(obj_header(obj), __ATOMIC_RELAXED);
   fwd_tables *t = m->t;
   uintptr_t start = obj_start(obj);
   if (start - t->ylo < t->old_top - t->ylo)
@@ -190,7 +199,7 @@ static void scan(marker *m, void *obj) {
       return;
     }
     for (uint32_t i = 0; i < ti->nrefs; i++)
-      mark_ref(m, *(void **)((char *)obj + ti->ref_offsets[i]));
+      mark_ref(m, load_slot((void **)((char *)obj + ti->ref_offsets[i])));
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
     void **slots = obj;
     size_t n = hdr_payload(hd) / sizeof(void *), now = n;
@@ -198,7 +207,7 @@ static void scan(marker *m, void *obj) {
       m->arrays[m->narrays++] = (array_cont){slots, ARRAY_CHUNK, n};
       now = ARRAY_CHUNK;
     }
-    for (size_t i = 0; i < now; i++) mark_ref(m, slots[i]);
+    for (size_t i = 0; i < now; i++) mark_ref(m, load_slot(&slots[i]));
   } else if (ti->trace) {
     ti->trace(obj, hdr_payload(hd), mark_slot, m);
   }
@@ -287,7 +296,7 @@ static void continue_array(marker *m) {
   size_t i = c->next;
   c->next = end;
   if (end == c->n) m->narrays--;
-  for (; i < end; i++) mark_ref(m, slots[i]);
+  for (; i < end; i++) mark_ref(m, load_slot(&slots[i]));
 }
 
 /* Start reading the start bits of the markers whose bitmaps are now
@@ -311,6 +320,12 @@ static void drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0;
   for (;;) {
+    if (m->stop && atomic_load_explicit(m->stop, memory_order_relaxed)) {
+      /* Stopped (the remark pause is coming): what waits in the ring goes
+       * back on the stack, marked but not scanned; the remark drains it. */
+      for (; count; count--, head = (head + 1) % PREFETCH_RING) push(m, ring[head]);
+      return;
+    }
     if (m->unseen) look_for_others(m);
     if (m->pool && atomic_load_explicit(&m->pool->hungry, memory_order_relaxed) &&
         (m->stack.n > SHARE_MIN || splittable(m)))
@@ -520,6 +535,23 @@ void mc_mark_end(mc_mark_crew *crew) {
   free(crew);
 }
 
+/* Push the roots (world stopped). */
+static void mark_roots(marker *m) {
+  fh_heap *h = m->h;
+  roots_visit(h, mark_slot, m);
+  /* A young collection: the old objects on dirty cards are roots too. */
+  if (m->t->young) mc_gen_visit_old(h, scan_object_cb, m);
+  fh_space *spaces[HEAP_MAX_SPACES];
+  unsigned ns = heap_spaces(h, spaces);
+  for (unsigned i = 0; i < ns; i++)
+    /* Not the image or zygote space: roots_visit visited the slots of
+     * their dirty cards, the only ones that can point out of them, and a
+     * full scan of a large image costs tens of ms per pause. */
+    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space &&
+        spaces[i] != &h->zygote.space)
+      spaces[i]->ops->walk(spaces[i], scan_object_cb, m);
+}
+
 int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   *crew_out = NULL;
   mark_stack stack;
@@ -536,18 +568,7 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   trace_weak weak;
   trace_weak_init(&weak, h, &mc_trace_ops, &m);
   m.weak = &weak;
-  roots_visit(h, mark_slot, &m);
-  /* A young collection: the old objects on dirty cards are roots too. */
-  if (t->young) mc_gen_visit_old(h, scan_object_cb, &m);
-  fh_space *spaces[HEAP_MAX_SPACES];
-  unsigned ns = heap_spaces(h, spaces);
-  for (unsigned i = 0; i < ns; i++)
-    /* Not the image or zygote space: roots_visit visited the slots of
-     * their dirty cards, the only ones that can point out of them, and a
-     * full scan of a large image costs tens of ms per pause. */
-    if (spaces[i]->kind == SPACE_IMMUNE && spaces[i] != &h->image.space &&
-        spaces[i] != &h->zygote.space)
-      spaces[i]->ops->walk(spaces[i], scan_object_cb, &m);
+  mark_roots(&m);
   drain(&m); /* with helpers: returns when all of them ran out of work */
   if (crew) {
     merge_and_wait(&m, n);
@@ -572,4 +593,105 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   mark_stack_destroy(&m.stack);
   *crew_out = crew;
   return 0;
+}
+
+/* ---- concurrent marking (collectors/cc_concurrent.c) ----
+ * One marker (marker 0's bitmaps, so no merge), run by the concurrent-
+ * marking driver's task while mutators run.  Only it writes the start and
+ * live-word bitmaps: black allocation is an address boundary
+ * (mc_mark_black), not bits set by mutators.  Non-moving and large
+ * objects' mark bits are shared with the mutators' black allocation
+ * (heap_alloc_black_other): both sides set them with atomic ORs. */
+struct mc_cmarker {
+  marker m;
+  trace_weak weak;
+};
+
+mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t) {
+  mc_cmarker *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  mark_stack stack;
+  if (mark_stack_init(&stack) < 0) {
+    free(c);
+    return NULL;
+  }
+  marker_setup(&c->m, h, t, 0, 1, NULL);
+  c->m.stack = stack;
+  trace_weak_init(&c->weak, h, &mc_trace_ops, &c->m);
+  c->m.weak = &c->weak;
+  mark_roots(&c->m);
+  return c;
+}
+
+void mc_cmark_visit(mc_cmarker *c, void *v) {
+  marker *m = &c->m;
+  mark_ref(m, v);
+  /* Identity hashing logs the object it hashes while marking runs
+   * (heap/identity_hash.c): one scanned before it was hashed must still
+   * grow when it moves. */
+  uintptr_t a = (uintptr_t)slot_object(m->tags, v);
+  fwd_tables *t = m->t;
+  if (a && a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo &&
+      hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
+    fwd_mark_grows(t, a - FH_HEADER_BYTES);
+}
+
+void mc_cmark_drain(mc_cmarker *c, const _Atomic int *stop) {
+  c->m.stop = stop;
+  drain(&c->m);
+  c->m.stop = NULL;
+  /* Emptied: its pages go now, not in the remark pause. */
+  if (!c->m.stack.n && !c->m.narrays) mark_stack_trim(&c->m.stack);
+}
+
+size_t mc_cmark_step(mc_cmarker *c, size_t n) {
+  marker *m = &c->m;
+  size_t done = 0;
+  while (done < n) {
+    void *obj = mark_stack_pop(&m->stack);
+    if (obj) scan(m, obj);
+    else if (m->narrays) continue_array(m);
+    else break;
+    done++;
+  }
+  return done;
+}
+
+void mc_cmark_finish(mc_cmarker *c) {
+  marker *m = &c->m;
+  m->stop = NULL;
+  /* The roots again: an object read through a weak path into a root,
+   * conservative stack words and pins of the remark (SATB covers every
+   * reference that was in the heap when marking began). */
+  roots_visit(m->h, mark_slot, m);
+  drain(m);
+  recover(m);
+  trace_weak_finish(&c->weak); /* drains with this marker: never fails */
+  mc_cmark_abandon(c);
+}
+
+void mc_cmark_abandon(mc_cmarker *c) {
+  if (!c) return;
+  trace_weak_destroy(&c->weak);
+  mark_stack_destroy(&c->m.stack);
+  mark_stack_destroy(&c->m.ephs);
+  free(c);
+}
+
+size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
+  size_t marked = 0;
+  /* Every object the mutators allocated since the initial pause (TLABs
+   * retired in this pause: the range is parseable by headers, fillers
+   * between) is live for the cycle. */
+  for (uintptr_t a = from; a < to;) {
+    uint64_t hd = *(const uint64_t *)a;
+    size_t bytes = obj_bytes(hd);
+    if (hdr_type(hd) != FH_FILLER_TYPE) {
+      fwd_mark_start(t, a);
+      fwd_mark_scanned(t, &t->live, a, hd);
+      marked += bytes;
+    }
+    a += bytes;
+  }
+  return marked;
 }

@@ -210,6 +210,12 @@ static __attribute__((noinline)) void *alloc_general(fh_thread *t, uint32_t type
    * ignored and only capacity counts. */
   int critical = t->critical != 0;
   unsigned oom_calls = 0;
+  /* While concurrent marking runs, a TLAB refill is a safepoint: programs
+   * that poll rarely still let the marker's remark pause run within a
+   * TLAB of allocation (as malloc_heap.c's budget refill does). */
+  if (FH__UNLIKELY(t->ms_black) &&
+      atomic_load_explicit(&t->fast.safepoint_requested, memory_order_relaxed) && !critical)
+    thread_park_if_stopping(t);
   for (int attempt = 0; attempt < 3; attempt++) {
     uint64_t seen = h->collections;
     uintptr_t p = bump_try(t, type, n, bytes, attempt > 0 || critical);

@@ -475,6 +475,7 @@ static int refuse_other_mutators(fh_heap *h) {
 
 int fh_prefork(fh_thread *t) {
   if (thread_check(t, "fh_prefork") < 0) return -1;
+  heap_settle_collector(t->heap); /* the children's collector, known before they exist */
   if (t->critical) {
     /* Refused before waiting for the background compaction, which may
      * itself wait for this section to close. */

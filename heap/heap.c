@@ -16,6 +16,7 @@
 #include "heap/sys.h"
 #include "heap/zygote.h"
 #include "spaces/reserve.h"
+#include "uffd/uffd.h"
 
 /* Layout of the reservation, low to high, each region 2 MiB-aligned and
  * followed by a PROT_NONE guard so neighbouring spaces never merge:
@@ -33,14 +34,42 @@ uint64_t heap_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static fh_collector resolve_collector(fh_collector c) {
+static fh_collector resolve_collector(fh_heap *h, fh_collector c) {
   /* The default (DESIGN.md section 3): concurrent compaction where
    * userfaultfd and MREMAP_DONTUNMAP work in this process, else the same
-   * algorithm stop-the-world. */
+   * algorithm stop-the-world.  The probe that tells (a dozen system calls,
+   * ~55 us: a seventh of creating a heap) runs at the first collection
+   * instead when nothing is known yet: until a collection, both collectors
+   * have the same heap.  An explicit collector=concurrent_compact still
+   * probes here, to say at once that it falls back. */
   if (c != FH_COLLECTOR_AUTO) return c;
-  unsigned caps = fh_capabilities();
+  unsigned caps;
+  if (!fh_uffd_caps_if_known(&caps)) {
+    atomic_store_explicit(&h->collector_unsettled, 1, memory_order_relaxed);
+    return FH_CONCURRENT_COMPACT;
+  }
   return (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP) ? FH_CONCURRENT_COMPACT
                                                            : FH_MARK_COMPACT;
+}
+
+void heap_settle_collector(fh_heap *h) {
+  if (!atomic_load_explicit(&h->collector_unsettled, memory_order_acquire)) return;
+  unsigned caps = fh_capabilities(); /* probes, outside any lock */
+  int ok = (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP);
+  /* Under stats_lock: fh_get_stats and the pause accounting read the
+   * collector there; the release pairs with the acquire above, after
+   * which every reader sees the settled collector. */
+  pthread_mutex_lock(&h->stats_lock);
+  if (atomic_load_explicit(&h->collector_unsettled, memory_order_relaxed)) {
+    if (!ok) {
+      h->opt.collector = FH_MARK_COMPACT;
+      h->collector = &mark_compact_collector;
+      if (h->opt.background_collector == FH_CONCURRENT_COMPACT)
+        h->opt.background_collector = FH_MARK_COMPACT;
+    }
+    atomic_store_explicit(&h->collector_unsettled, 0, memory_order_release);
+  }
+  pthread_mutex_unlock(&h->stats_lock);
 }
 
 static int load_options(fh_options *o, const fh_options *given) {
@@ -161,7 +190,7 @@ fh_heap *fh_heap_create(const fh_options *given) {
                  h->opt.image_trust);
     goto fail_early;
   }
-  h->opt.collector = resolve_collector(h->opt.collector);
+  h->opt.collector = resolve_collector(h, h->opt.collector);
   h->reserved_max = h->opt.heap_reserve > h->opt.heap_max ? h->opt.heap_reserve : h->opt.heap_max;
   sizer_init(&h->sizer);
   if (h->opt.background_collector == FH_COLLECTOR_AUTO)
@@ -172,7 +201,10 @@ fh_heap *fh_heap_create(const fh_options *given) {
                  "(homogeneous compaction works on the malloc spaces only that collector has)");
     goto fail_early;
   }
-  if (!(h->collector = collector_for(h->opt.collector))) goto fail_early;
+  if (atomic_load_explicit(&h->collector_unsettled, memory_order_relaxed))
+    h->collector = &concurrent_compact_collector; /* collector_for would probe */
+  else if (!(h->collector = collector_for(h->opt.collector)))
+    goto fail_early;
   if (h->opt.background_collector != h->opt.collector &&
       !collector_for(h->opt.background_collector)) {
     fh_error_prefix("background_collector");
@@ -308,14 +340,14 @@ void heap_set_trigger(fh_heap *h, size_t live) {
    * since its speed s is measured per such byte: a large object is marked
    * as one object and never copied or slid, so counting a live 50 MB array
    * there would buy ~sqrt(50 MB) of allocation its collections never pay
-   * for.  (Leaving large objects out of fixed too halved the budget of
+   * for; its 3x bound counts them (heap/sizer.c).  (Leaving large objects out of fixed too halved the budget of
    * Whippet's mt-gcbench shape, whose 4 MB array is half its live data:
    * 68 -> 127 collections, 1.4x -> 1.9-3.4x Whippet's time.)  Either way
    * they take room under heap_max (below). */
   size_t grow;
   if (h->opt.heap_policy == FH_HEAP_ADAPTIVE) {
     size_t los = atomic_load_explicit(&h->los.used, memory_order_relaxed);
-    grow = sizer_extra(h, live > los ? live - los : 0);
+    grow = sizer_extra(h, live > los ? live - los : 0, live);
   } else {
     grow = (size_t)((double)live * (h->opt.growth_factor_pct - 100) / 100.0);
     if (grow < h->opt.min_alloc_trigger) grow = h->opt.min_alloc_trigger;

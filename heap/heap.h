@@ -153,8 +153,14 @@ struct fh_heap {
   malloc_space native;
   uintptr_t native_resv;
   size_t native_resv_size;
+  size_t native_limit;         /* its bytes' limit, fixed at creation */
+  pthread_mutex_t native_lock; /* making it, on the first fh_malloc */
+  _Atomic int native_made;
 
   const struct fh_collector_ops *collector; /* foreground */
+  /* The default collector taken as concurrent_compact without probing the
+   * kernel; heap_settle_collector decides (heap.c). */
+  _Atomic int collector_unsettled;
   struct mc_state *mc; /* mark-compact tables and concurrent phase, lazily */
   /* Concurrent marking (collectors/concurrent_mark.h): the cycle whose
    * marker runs, NULL when none; set and cleared in pauses. */
@@ -352,6 +358,10 @@ static inline size_t heap_non_moving_limit(const fh_heap *h) {
 int oom_retry(fh_thread *t, size_t bytes, unsigned *calls);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
+/* Before the collector is used or shown (gc_run, fh_dump, fh_prefork): a
+ * default collector chosen without the probe becomes mark_compact if the
+ * probe now finds no userfaultfd or MREMAP_DONTUNMAP.  Cheap once settled. */
+void heap_settle_collector(fh_heap *h);
 size_t heap_used_bytes(fh_heap *h);
 /* Bytes of the objects that never move: the non-moving space's and the
  * large-object space's.  What a collector counts as live beside what it

@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 
+#include "collectors/concurrent_mark.h"
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/image_validate.h"
@@ -156,8 +157,14 @@ static __attribute__((noinline)) uint64_t first_hash(fh_thread *t, const void *o
   while (!(hd & FH_HDR_HASHED)) {
     uint64_t want = hdr_with_salt(hd | FH_HDR_HASHED, salt);
     /* Release: a thread that reads HASHED reads the salt with it. */
-    if (__atomic_compare_exchange_n(hp, &hd, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    if (__atomic_compare_exchange_n(hp, &hd, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      /* Concurrent marking of a compactor (collectors/cc_concurrent.c):
+       * the marker may have scanned the object before it was hashed, and
+       * it must grow when it moves; the remark finds it in the log. */
+      if (t->ms_black && space_contains(&h->bump[h->active].space, obj))
+        cmark_satb_log(t, (void *)obj);
       return idhash_mix(idhash_make_key(a, salt));
+    }
   }
   return idhash_mix(obj_hash_key(obj, hd)); /* another thread hashed it first */
 }

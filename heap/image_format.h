@@ -19,6 +19,14 @@
  *                        section: the word is a reference to relocate
  *   roots                nroots x u64: payload offset in the objects section
  *                        (>= 8), or 0 for a NULL root
+ *   starts (optional)    bitmap as relocations: the word is an object's header
+ *   hashed (optional)    nhashed x (u64 header offset, u64 key): the objects
+ *                        saved hashed, by offset
+ *
+ * The two optional sections (starts_bytes 0: absent, as in files written
+ * before them) repeat what the object walk finds; only a trusted load
+ * (image_trust=same_build, this build's file) takes them instead of
+ * walking, and an untrusted one walks and ignores them.
  *
  * The CRC-32C covers the header (with its crc field zero) followed by every
  * byte after it.  types_digest is the CRC-32C of the types section alone: it
@@ -67,6 +75,9 @@ typedef struct image_header {
    * image_trust=same_build skips the per-reference checks only when it
    * equals the loader's own (and the CRC matches, as always). */
   uint64_t build_id;
+  /* The optional sections (zero in files written before them). */
+  uint64_t starts_offset, starts_bytes;
+  uint64_t hashed_offset, nhashed;
 } image_header;
 
 /* CRC-32C (Castagnoli), as in iSCSI and ext4: crc = image_crc32c(crc, p, n),

@@ -231,6 +231,13 @@ static void write_types(fh_heap *h, uint32_t ntypes, uint8_t *out) {
 }
 
 /* Lay out the whole file in *file (mmapped; free with munmap). */
+static int by_offset(const void *a, const void *b) {
+  uint64_t x, y;
+  memcpy(&x, a, 8);
+  memcpy(&y, b, 8);
+  return x < y ? -1 : x > y;
+}
+
 static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, size_t *bytes) {
   fh_heap *h = s->h;
   uint32_t ntypes = atomic_load(&h->types.next_id) - 1;
@@ -251,7 +258,17 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   hd.relocs_bytes = image_relocs_bytes_for(s->objects_bytes);
   hd.roots_offset = hd.relocs_offset + hd.relocs_bytes;
   hd.nroots = nroots;
+  /* The object starts and hashed objects, which a trusted load takes
+   * instead of walking every object (heap/image_validate.c). */
   hd.file_bytes = hd.roots_offset + 8 * nroots;
+  if (s->objects_bytes) { /* else absent (all zero): there is nothing to walk */
+    hd.starts_offset = hd.file_bytes;
+    hd.starts_bytes = image_relocs_bytes_for(s->objects_bytes);
+    hd.hashed_offset = hd.starts_offset + hd.starts_bytes;
+    for (size_t i = 0; i < s->order.n; i++)
+      hd.nhashed += (*obj_header(s->order.v[i]) & FH_HDR_HASHED) != 0;
+    hd.file_bytes = hd.hashed_offset + 16 * hd.nhashed;
+  }
   hd.nobjects = s->order.n;
   hd.ntypes = ntypes;
   void *m = sys_mmap(NULL, hd.file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -263,24 +280,33 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   uint8_t *f = m;
   s->objects = f + hd.objects_offset;
   s->relocs = f + hd.relocs_offset;
+  /* Unused when there are no objects (the loop does not run). */
+  uint8_t *starts = f + hd.starts_offset, *hashed = f + hd.hashed_offset;
   for (size_t i = 0; i < s->order.n; i++) {
     void *obj = s->order.v[i];
     uint64_t at = s->offsets[i];
     uint64_t word = *obj_header(obj);
     size_t payload = hdr_payload(word);
     uint64_t clean = fh__make_header(hdr_type(word), payload);
+    starts[at >> 6] |= (uint8_t)(1u << ((at >> 3) & 7));
     /* A hashed object is saved moved: its key rides in its hash word, as
      * its address changes at load (the loader reserves the key). */
     if (word & FH_HDR_HASHED) {
       clean |= FH_HDR_HASH_BITS;
       uint64_t key = obj_hash_key(obj, word);
       memcpy(s->objects + at + obj_total_bytes(payload), &key, 8);
+      memcpy(hashed, &at, 8);
+      memcpy(hashed + 8, &key, 8);
+      hashed += 16;
     }
     memcpy(s->objects + at, &clean, 8);
     memcpy(s->objects + at + 8, obj, payload);
     types_visit_refs(types_get(&h->types, hdr_type(word)), s->objects + at + 8, payload,
                      rewrite_slot, s);
   }
+  /* By offset, as the object walk lists them (offsets put the objects
+   * holding references first, so the order above is not theirs). */
+  qsort(f + hd.hashed_offset, hd.nhashed, 16, by_offset);
   hd.nrelocs = s->nrelocs;
   hd.tag_immediate_mask = s->h->tags.imm;
   hd.tag_pointer_mask = s->h->tags.ptr;

@@ -86,11 +86,30 @@ static int check_sections(const image_header *h) {
       section_in_file(h, "relocations", h->relocs_offset, h->relocs_bytes) < 0 ||
       section_in_file(h, "roots", h->roots_offset, h->nroots * 8) < 0)
     return -1;
+  uint64_t roots_end = h->roots_offset + h->nroots * 8;
   if (h->types_offset != h->objects_offset + padded ||
       h->relocs_offset != h->types_offset + h->types_bytes ||
-      h->roots_offset != h->relocs_offset + h->relocs_bytes ||
-      h->file_bytes != h->roots_offset + h->nroots * 8)
+      h->roots_offset != h->relocs_offset + h->relocs_bytes)
     BAD("sections overlap, leave gaps or are out of order");
+  /* The optional object starts and hashed objects follow the roots, or
+   * nothing does. */
+  if (!h->starts_bytes) {
+    if (h->starts_offset || h->hashed_offset || h->nhashed || h->file_bytes != roots_end)
+      BAD("sections overlap, leave gaps or are out of order");
+  } else {
+    if (h->nhashed > h->file_bytes / 16)
+      BAD("out-of-bounds section: %llu hashed objects cannot fit", (unsigned long long)h->nhashed);
+    if (section_in_file(h, "object starts", h->starts_offset, h->starts_bytes) < 0 ||
+        section_in_file(h, "hashed objects", h->hashed_offset, h->nhashed * 16) < 0)
+      return -1;
+    if (h->starts_offset != roots_end || h->hashed_offset != h->starts_offset + h->starts_bytes ||
+        h->file_bytes != h->hashed_offset + h->nhashed * 16)
+      BAD("sections overlap, leave gaps or are out of order");
+    if (h->starts_bytes != image_relocs_bytes_for(h->objects_bytes))
+      BAD("object-starts bitmap has %llu bytes; %llu bytes of objects need %zu",
+          (unsigned long long)h->starts_bytes, (unsigned long long)h->objects_bytes,
+          image_relocs_bytes_for(h->objects_bytes));
+  }
   if (h->relocs_bytes != image_relocs_bytes_for(h->objects_bytes))
     BAD("relocation bitmap has %llu bytes; %llu bytes of objects need %zu",
         (unsigned long long)h->relocs_bytes, (unsigned long long)h->objects_bytes,
@@ -240,6 +259,44 @@ static int walk_objects(image_parsed *p) {
   return 0;
 }
 
+/* A trusted file's starts bitmap and hashed-object list, with the checks
+ * that cost nothing next to copying them: as many starts as objects, the
+ * first at offset 0, none past the end; each hashed record at a start,
+ * its key in range and the same as in the object's hash word. */
+static int take_saved_starts(image_parsed *p) {
+  const image_header *h = &p->hdr;
+  const uint8_t *bits = p->file + h->starts_offset;
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < h->starts_bytes; i += 8) n += (uint64_t)__builtin_popcountll(rd64(bits + i));
+  uint64_t words = h->objects_bytes / 8, last = words ? words - 1 : 0;
+  int tail = words && (last >> 6) < h->starts_bytes / 8 &&
+             (rd64(bits + (last >> 6) * 8) >> (last & 63) >> 1) != 0;
+  if (n != h->nobjects || (words && !(bits[0] & 1)) || tail)
+    BAD("object-starts bitmap marks %llu objects, the header says %llu",
+        (unsigned long long)n, (unsigned long long)h->nobjects);
+  memcpy((void *)p->starts.words, bits, h->starts_bytes);
+  if (!h->nhashed) return 0;
+  p->hashed = malloc(h->nhashed * sizeof *p->hashed);
+  if (!p->hashed) BAD("out of memory listing %llu hashed objects", (unsigned long long)h->nhashed);
+  p->hashed_cap = (size_t)h->nhashed;
+  const uint8_t *rec = p->file + h->hashed_offset;
+  const uint8_t *obj = p->file + h->objects_offset;
+  for (uint64_t i = 0; i < h->nhashed; i++, rec += 16) {
+    uint64_t at = rd64(rec), key = rd64(rec + 8);
+    if (at >= h->objects_bytes || (at & 7) || !((bits[at >> 6] >> ((at >> 3) & 7)) & 1))
+      BAD("hashed object %llu at offset %llu is not an object start", (unsigned long long)i,
+          (unsigned long long)at);
+    uint64_t hd = rd64(obj + at);
+    uint64_t end = at + obj_total_bytes(hdr_payload(hd));
+    if (!(hd & FH_HDR_HASH_MOVED) || end > h->objects_bytes - 8 || rd64(obj + end) != key ||
+        key == 0 || key >> (48 + IDHASH_SALT_BITS))
+      BAD("hashed object at offset %llu: bad header or identity hash key",
+          (unsigned long long)at);
+    p->hashed[p->nhashed++] = (struct image_hashed){at, key};
+  }
+  return 0;
+}
+
 typedef struct ref_check {
   image_parsed *p;
   const uint8_t *obj, *relocs;
@@ -330,13 +387,16 @@ int image_validate_trusting(const uint8_t *file, size_t bytes, image_parsed *out
     fh_error_set("image: cannot map the object-starts bitmap");
     goto fail;
   }
-  if (walk_objects(out) < 0) goto fail;
   uint64_t mine = same_build ? image_build_id() : 0;
   if (mine && out->hdr.build_id == mine) {
+    /* This build's own file, its CRC checked: the saved object starts
+     * instead of the walk (fhscheme's 14,000 objects: ~65 us). */
+    if (out->hdr.starts_bytes ? take_saved_starts(out) < 0 : walk_objects(out) < 0) goto fail;
     out->trusted = 1;
     out->nrefs = (size_t)out->hdr.nrelocs;
     return 0;
   }
+  if (walk_objects(out) < 0) goto fail;
   if (check_refs(out) < 0 || check_roots(out) < 0) goto fail;
   return 0;
 fail:

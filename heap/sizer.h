@@ -2,7 +2,8 @@
  * (Kirisame, Shenoy and Panchekha, OOPSLA 2022).  The allocation budget
  * until the next collection is
  *     extra = sqrt(live * expansiveness * (allocation rate / collection speed))
- * clamped to [min_alloc_trigger, 4 * live] and by heap_max: a heap whose
+ * clamped to [min_alloc_trigger, 3 * live] (large objects counted there)
+ * and by heap_max: a heap whose
  * mutator allocates fast relative to how fast the collector gets through
  * its live data gets more room, and room grows with the square root of
  * the live size rather than in proportion.  Both rates are measured:
@@ -11,7 +12,13 @@
  *   - collection cost: a collection's pause plus the CPU time the heap's
  *     threads spent until the next one (its concurrent phase, a sweeper),
  *     per byte it left live, large objects aside;
- * each smoothed (half the old value, half the new).  Memory above the next
+ * each smoothed (half the old value, half the new).  The cost and the live
+ * bytes are smoothed apart and divided (as Whippet's adaptive-heap-sizer.h
+ * does), so a collection weighs by its size: the one that finds live data
+ * fallen from 256 to 16 MiB walks the big heap's pages for little live
+ * data (fhbench phases: 173 ms for 16 MiB, 10 ns per byte against 0.5-1),
+ * and smoothing the per-byte ratios let that figure, halved at each
+ * collection, quadruple the budget of the next several.  Memory above the next
  * target goes back to the kernel after each collection (the collectors
  * keep resident only what the next cycle needs: collectors/semi_space.c's
  * keep, compaction's moved-away pages), so RSS follows live data down. */
@@ -26,7 +33,9 @@ typedef struct heap_sizer {
   /* Written only by the collecting thread with the world stopped (gc_run);
    * fh_dump reads the rates and the budget under stats_lock, which the
    * writes of those hold. */
-  double gc_ns_per_byte;     /* smoothed collection cost */
+  double cost_ns;            /* smoothed collection cost (ns) ... */
+  double cost_live;          /* ... and the live bytes it was paid for */
+  double gc_ns_per_byte;     /* their ratio: the collection cost per live byte */
   double alloc_bytes_per_ns; /* smoothed allocation rate */
   uint64_t last_end_ns;      /* end of the last pause (0: none yet) */
   uint64_t pause_start_ns;   /* the current pause's start */
@@ -46,8 +55,10 @@ void sizer_pause_start(struct fh_heap *h, uint64_t t0);
 /* After the pause (gc_account_pause): its length. */
 void sizer_pause_end(struct fh_heap *h, uint64_t pause_ns, uint64_t now);
 /* heap_policy=adaptive: the allocation budget after a collection that
- * left `live` bytes (heap_set_trigger clamps it by heap_max). */
-size_t sizer_extra(struct fh_heap *h, size_t live);
+ * left `live` bytes it traces and moves (large objects aside) among
+ * `all_live` (the sqrt rule uses the first, the 3x bound the second;
+ * heap_set_trigger clamps the result by heap_max). */
+size_t sizer_extra(struct fh_heap *h, size_t live, size_t all_live);
 /* May a compacting cycle copy rather than slide in place?  A flip keeps
  * the old pages (`old_used` bytes of the moving space) resident while it
  * builds the `live` bytes it moves elsewhere, and gives them back only as
@@ -57,6 +68,17 @@ size_t sizer_extra(struct fh_heap *h, size_t live);
  * collector's reserve), else 0 and the cycle slides, which needs no
  * second copy.  Policy for collectors/concurrent_compact.c. */
 int sizer_flip_fits(struct fh_heap *h, size_t old_used, size_t live);
+/* How much of the next allocation window (gc_trigger bytes above the new
+ * top) a compacting collector keeps resident after a cycle: the slid-away
+ * pages it does not discard, the pages its worker faults in ahead of the
+ * mutators.  A quarter of the window, at most 32 MiB: keeping all of it
+ * held the heap at live + budget for the whole cycle instead of rising
+ * from live to it (fhbench phases after the fall: 3.3x live once the
+ * first collection had finished, with a budget of 2x live), which costs
+ * half the budget in mean resident memory; a quarter costs 1/32 of it,
+ * and the mutators fault in the rest as they reach it.  Policy for
+ * collectors/mark_compact.c. */
+size_t sizer_resident_window(struct fh_heap *h);
 /* fh_dump's line (nothing under heap_policy=fixed). */
 void sizer_dump(struct fh_heap *h, FILE *out);
 

@@ -1,6 +1,7 @@
 /* fh_get_stats and fh_dump. */
 #include <string.h>
 
+#include "collectors/collector.h"
 #include "heap/heap.h"
 #include "heap/error.h"
 #include "heap/options.h"
@@ -140,6 +141,7 @@ void fh_dump(fh_heap *h, FILE *out) {
     fh_error_set("fh_dump: %s is NULL", h ? "stream" : "heap");
     return;
   }
+  heap_settle_collector(h); /* the caps line below probes anyway */
   fh_stats s;
   fh_get_stats(h, &s);
   /* Attach and detach change the count under world_lock (and gc_lock). */
@@ -205,10 +207,15 @@ void fh_dump(fh_heap *h, FILE *out) {
             s.full_pause_ns_total / 1e6, s.full_pause_ns_max / 1e6,
             (unsigned long long)s.bytes_promoted, why);
   }
-  if (h->has_malloc_spaces) {
+  /* mark_sweep (collectors/ms_concurrent.c) and concurrent_compact
+   * (collectors/cc_concurrent.c) mark concurrently. */
+  int cc = h->opt.collector == FH_CONCURRENT_COMPACT;
+  if (h->has_malloc_spaces || cc) {
     pthread_mutex_lock(&h->stats_lock);
     const char *off = h->cm_off_why;
     if (!off && !h->opt.concurrent_mark) off = "concurrent_mark=0";
+    if (!off && cc && strcmp(h->collector->name, "concurrent_compact") != 0)
+      off = "the stop-the-world fallback of concurrent_compact marks in the pause";
     pthread_mutex_unlock(&h->stats_lock);
     if (off)
       fprintf(out, "  concurrent marking: off (%s); every marking stops the world\n", off);
@@ -221,8 +228,8 @@ void fh_dump(fh_heap *h, FILE *out) {
               s.remark_ns_total / 1e6, s.marker_ns / 1e6, s.marker_cpu_ns / 1e6,
               (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged);
   } else {
-    /* concurrent_compact gets the same marker in a later step. */
-    fprintf(out, "  concurrent marking: not used by %s (collector=mark_sweep only); marking "
+    fprintf(out, "  concurrent marking: not used by %s (collector=mark_sweep and "
+                 "concurrent_compact only); marking "
                  "stops the world\n", options_collector_name(h->opt.collector));
   }
   fprintf(out, "  allocated %llu bytes, freed %llu, moved %llu; live after last GC %zu, "

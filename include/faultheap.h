@@ -138,7 +138,8 @@ typedef struct fh_options {
                                  Kirisame et al. 2022): less room for large
                                  heaps and slow allocation, more for small
                                  heaps and fast allocation; between
-                                 min_alloc_trigger and 4 * live.  Either way
+                                 min_alloc_trigger and 3 * live (large
+                                 objects counted there).  Either way
                                  heap_max caps it, and memory above the next
                                  target is given back after each collection */
   size_t heap_expansiveness;  /* adaptive: the constant in bytes; default
@@ -215,13 +216,17 @@ typedef struct fh_options {
                          2 (default): on unless stack_roots is
                          conservative (pins near the allocation frontier
                          leave holes young collections cannot reuse) */
-  int concurrent_mark;  /* collector=mark_sweep: triggered collections mark
-                         concurrently (a short pause takes the roots, a
-                         marker thread traces while mutators run, a
-                         remark pause finishes); 1: on; default 0 (every
-                         marking stops the world): objects allocated
-                         while marking live until the next cycle, which
-                         cost GCBench 5-20% time and a third more memory */
+  int concurrent_mark;  /* collector=mark_sweep and concurrent_compact:
+                         triggered (full) collections mark concurrently
+                         (a short pause takes the roots, a marker thread
+                         traces while mutators run, a remark pause
+                         finishes: the sweep, or the forwarding and the
+                         flip); 1: on; default 0 (every marking stops the
+                         world): objects allocated while marking live
+                         until the next cycle, which cost GCBench 5-20%
+                         time and a third more memory (mark_sweep), up
+                         to 2.7x peak memory (concurrent_compact with
+                         conservative roots) */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -489,7 +494,15 @@ typedef enum {
    * kind of collection it is a full one); elsewhere the same as
    * FH_COLLECT_DEFAULT.  On a generational heap FH_COLLECT_DEFAULT
    * collects the whole heap. */
-  FH_COLLECT_YOUNG
+  FH_COLLECT_YOUNG,
+  /* The collection the allocation trigger would start now (the default
+   * kind; on a generational heap the policy chooses young or full).  With
+   * concurrent_mark=1 on mark_sweep and concurrent_compact its marking is
+   * concurrent: fh_collect returns after the initial (roots) pause, and
+   * the marker's remark pause ends the cycle later (fh_stats.kind_pauses
+   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  A
+   * collection requested meanwhile finishes that cycle first. */
+  FH_COLLECT_TRIGGERED
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
 FH_API int fh_collect(fh_thread *t, fh_collect_kind k);

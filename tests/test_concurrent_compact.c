@@ -196,7 +196,8 @@ static int vma_has_flag(uintptr_t addr, const char *flag) {
  * on a host whose THP setting is "always" an unflagged space still gets
  * huge pages, and the flip's anon_vma byte (register_destination, at the
  * first page above the registered range) would then fault one in over
- * registered pages.  Default: MADV_HUGEPAGE, also after a cycle. */
+ * registered pages.  Default: MADV_HUGEPAGE, also after a cycle, unless
+ * the embedder asked for an allocation window under two huge pages. */
 static void test_huge_page_flag_of_the_space(void **s) {
   (void)s;
   test_skip_without_uffd();
@@ -219,6 +220,26 @@ static void test_huge_page_flag_of_the_space(void **s) {
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
+  /* Huge pages allowed, but a window asked for under two of them
+   * (min_alloc_trigger=1M): 4 KiB pages, as MADV_NOHUGEPAGE. */
+  setenv("FH_MC_THP", "1", 1);
+  fh_heap *h = concurrent_heap(1, "heap_max=32M,min_alloc_trigger=1M");
+  fh_thread *t = fh_thread_attach(h);
+  graph g = {0};
+  fh_push_root(t, (void **)&g.table);
+  graph_build(t, &graph_ty, &g, 2000);
+  uintptr_t begin = h->bump[h->active].space.begin;
+  for (int c = 0; c < 2; c++) {
+    assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
+    fh_gc_wait(h);
+    assert_int_equal(graph_check(&graph_ty, &g), 0);
+    assert_int_equal(h->mc->thp, 0);
+    assert_int_equal(vma_has_flag(begin, "hg"), 0);
+    assert_int_equal(vma_has_flag(begin, "nh"), 1);
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
   if (saved) setenv("FH_MC_THP", saved, 1);
   else unsetenv("FH_MC_THP");
   free(saved);

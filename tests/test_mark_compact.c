@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "collectors/mc.h"
 #include "heap/heap.h"
@@ -271,7 +273,69 @@ static void test_concurrent_falls_back_without_uffd(void **s) {
   fh_uffd_force_disable(0);
 }
 
+/* The default collector is chosen without probing the kernel, and settled
+ * at the first collection: in a fresh process (this binary run again, so
+ * that no earlier test has probed), heaps made before any probe are
+ * unsettled and the probe has not run; a collection settles its heap, to
+ * mark_compact when userfaultfd is off by then (force-disabled here after
+ * creation), to what the kernel allows otherwise; a heap made after the
+ * probe is settled at creation. */
+static int lazy_probe_child(void) {
+  test_child_signals(60);
+  unsigned caps;
+  fh_heap *a = test_heap("heap_max=16M,verify=1");
+  fh_heap *b = test_heap("heap_max=16M,verify=1");
+  CHILD_CHECK(atomic_load(&a->collector_unsettled) && atomic_load(&b->collector_unsettled));
+  CHILD_CHECK(fh_uffd_caps_if_known(&caps) == 0); /* no probe yet */
+  CHILD_CHECK(a->opt.collector == FH_CONCURRENT_COMPACT);
+  fh_heap *heaps[2] = {a, b};
+  for (int k = 0; k < 2; k++) {
+    fh_heap *h = heaps[k];
+    fh_uffd_force_disable(k == 0);
+    test_register(h, &graph_ty);
+    fh_thread *t = fh_thread_attach(h);
+    graph g = {0};
+    fh_push_root(t, (void **)&g.table);
+    graph_build(t, &graph_ty, &g, 2000);
+    CHILD_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
+    fh_gc_wait(h);
+    CHILD_CHECK(graph_check(&graph_ty, &g) == 0);
+    CHILD_CHECK(!atomic_load(&h->collector_unsettled));
+    CHILD_CHECK(fh_uffd_caps_if_known(&caps) == 1);
+    int concurrent = k == 1 && (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP);
+    CHILD_CHECK(h->opt.collector == (concurrent ? FH_CONCURRENT_COMPACT : FH_MARK_COMPACT));
+    CHILD_CHECK(h->collector == (concurrent ? &concurrent_compact_collector : &mark_compact_collector));
+    CHILD_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
+    fh_gc_wait(h);
+    CHILD_CHECK(graph_check(&graph_ty, &g) == 0);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+  fh_uffd_force_disable(0);
+  fh_heap *c = test_heap("heap_max=16M"); /* probed by now: settled at once */
+  CHILD_CHECK(!atomic_load(&c->collector_unsettled));
+  fh_heap_destroy(c);
+  return 0;
+}
+
+static void test_default_collector_settled_at_first_collection(void **s) {
+  (void)s;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setenv("FH_TEST_LAZY_PROBE_CHILD", "1", 1);
+    execl("/proc/self/exe", "test_mark_compact", (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
+  if (getenv("FH_TEST_LAZY_PROBE_CHILD")) return lazy_probe_child();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_graph_survives_and_space_shrinks),
       cmocka_unit_test(test_everything_dead),
@@ -283,6 +347,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_stress_parallel_marking, unset_mark_threads),
       cmocka_unit_test(test_without_dontunmap),
       cmocka_unit_test(test_concurrent_falls_back_without_uffd),
+      cmocka_unit_test(test_default_collector_settled_at_first_collection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,10 @@
 #include "support_heap.h"
 
 #include "heap/heap.h"
+#include "heap/sys.h"
+
+#include <errno.h>
+#include <pthread.h>
 
 static const fh_space_stats *native_stats(fh_stats *s) {
   for (unsigned i = 0; i < s->nspaces; i++)
@@ -123,12 +127,71 @@ static void test_native_bytes_bring_collection_forward(void **state) {
   }
 }
 
+/* The native space is made by the first fh_malloc, not by fh_heap_create
+ * (no reservation, no jemalloc arena before); until then it is listed,
+ * empty, and refuses every free.  A first fh_malloc whose mapping fails
+ * returns NULL with the error and leaves nothing behind: the next one
+ * makes it.  Threads racing to the first fh_malloc all get memory. */
+static void *first_mallocs(void *arg) {
+  fh_heap *h = arg;
+  for (int i = 0; i < 100; i++) {
+    char *p = fh_malloc(h, 64);
+    if (!p) return (void *)1;
+    memset(p, 1, 64);
+    fh_free(h, p);
+  }
+  return NULL;
+}
+
+static void test_made_on_first_use(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("heap_max=16M");
+  assert_int_equal(h->native_resv, 0);
+  assert_int_equal(atomic_load(&h->native_made), 0);
+  fh_stats s;
+  fh_get_stats(h, &s);
+  const fh_space_stats *ns = native_stats(&s);
+  assert_non_null(ns);
+  assert_int_equal(ns->used, 0);
+  assert_int_equal(ns->resident, 0);
+  int local;
+  fh_free(h, &local);
+  assert_non_null(strstr(fh_last_error(), "not returned by fh_malloc"));
+  sys_fault_arm(SYS_MMAP, 1, 0, ENOMEM);
+  assert_null(fh_malloc(h, 64));
+  sys_fault_disarm();
+  assert_non_null(strstr(fh_last_error(), "fh_malloc"));
+  assert_int_equal(h->native_resv, 0);
+  char *p = fh_malloc(h, 64);
+  assert_non_null(p);
+  assert_int_not_equal(h->native_resv, 0);
+  fh_free(h, p);
+  fh_get_stats(h, &s);
+  assert_int_equal(native_stats(&s)->used, 0);
+  fh_heap_destroy(h);
+
+  for (int round = 0; round < 5; round++) {
+    h = test_heap("heap_max=16M");
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, first_mallocs, h), 0);
+    for (int i = 0; i < 4; i++) {
+      void *r;
+      pthread_join(th[i], &r);
+      assert_null(r);
+    }
+    fh_get_stats(h, &s);
+    assert_int_equal(native_stats(&s)->used, 0);
+    fh_heap_destroy(h);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_malloc_free_and_stats),
       cmocka_unit_test(test_bad_frees_are_refused),
       cmocka_unit_test(test_survives_collections),
       cmocka_unit_test(test_native_bytes_bring_collection_forward),
+      cmocka_unit_test(test_made_on_first_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

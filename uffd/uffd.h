@@ -108,6 +108,10 @@ typedef struct fh_uffd_caps {
 /* The cached probe result (thread-safe; probes once).  Reflects the
  * force-disable hook at the time of the call. */
 void fh_uffd_caps_get(fh_uffd_caps *out);
+/* The capabilities without probing: 1 and *caps when the probe has run, or
+ * userfaultfd is off anyway (FH_UFFD_DISABLE, fh_uffd_force_disable: no
+ * FH_CAP_UFFD then); 0 when only the probe (~55 us) can tell. */
+int fh_uffd_caps_if_known(unsigned *caps);
 /* Probe now, uncached (tests; respects the env var and the hook). */
 void fh_uffd_probe_now(fh_uffd_caps *out);
 /* Tests of the fallback path: 1 makes every probe and create report no uffd. */

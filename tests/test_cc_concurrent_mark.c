@@ -1,0 +1,608 @@
+/* Concurrent marking for collector=concurrent_compact (issue 16): the
+ * hiding pattern between two marking steps; black allocation (bump space
+ * by the boundary, large and non-moving objects by their bits); an object
+ * hashed after the marker scanned it still grows when it moves; a
+ * collection requested while marking finishes that cycle and starts no
+ * second marker; fork, fh_prefork and heap destruction while marking;
+ * mutators rewiring a graph while cycles mark and flip, verify=1, in both
+ * fault modes, with generations, with pins and conservative roots.
+ *
+ * Deterministic tests set h->cm_manual (no marker task: the test steps the
+ * marker with cmark_test_step, and a GC_CAUSE_REMARK collection finishes
+ * the cycle).  The suites run with FH_MC_SLIDE=0 (tests/support_heap.c),
+ * so even these small heaps flip. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "collectors/collector.h"
+#include "collectors/concurrent_mark.h"
+#include "collectors/mc.h"
+#include "heap/barrier.h"
+#include "heap/heap.h"
+#include "heap/object.h"
+#include "support_heap.h"
+
+static void start_cycle(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
+}
+
+static void remark(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
+  assert_null(t->heap->cm);
+  fh_gc_wait(t->heap);
+}
+
+/* The moving space's start bit (marked, in this cycle's tables). */
+static int cc_marked(fh_heap *h, void *obj) {
+  return bitmap_test(&h->mc->t.mark, obj_start(obj));
+}
+
+static fh_heap *manual_heap(const char *rest, test_types *ty, fh_thread **t) {
+  if (!test_have_uffd()) test_skip_without_uffd();
+  char spec[256];
+  snprintf(spec, sizeof spec, "concurrent_mark=1,generational=0%s%s", *rest ? "," : "", rest);
+  fh_heap *h = test_heap_attached("concurrent_compact", spec, ty, t);
+  h->cm_manual = 1;
+  return h;
+}
+
+/* The hiding pattern: b is scanned, a (gray) holds the only reference to
+ * x; the mutator moves it into b and clears a's slot between two marking
+ * steps.  The overwritten reference is in the SATB log, and after the
+ * remark and the flip x is b's.  With the log entry dropped by hand (a
+ * barrier that did not record the store), the marker never reaches x: the
+ * loss the barrier guards against. */
+static void hide(int break_barrier) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  (void)test_node(t, &ty, 0); /* garbage below: the survivors move */
+  tnode *a = test_node(t, &ty, 1), *b = test_node(t, &ty, 2), *x = test_node(t, &ty, 77);
+  fh_write_ref(t, a, (void **)&a->next, x);
+  FH_PUSH_ROOTS(t, (void **)&a, (void **)&b); /* b is scanned first */
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_true(cc_marked(h, a) && cc_marked(h, b) && !cc_marked(h, x));
+  assert_int_equal(cmark_test_step(h, 1), 1); /* b scanned: nothing in it */
+  assert_false(cc_marked(h, x));
+  fh_write_ref(t, b, (void **)&b->next, x);
+  fh_write_ref(t, a, (void **)&a->next, NULL);
+  x = NULL;
+  if (break_barrier) {
+    t->satb_n = 0;
+    while (cmark_test_step(h, 100)) {
+    }
+    assert_false(cc_marked(h, b->next)); /* lost, had the remark swept now */
+    /* An explicit collection abandons the cycle and marks afresh. */
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    assert_int_equal(b->next->value, 77);
+  } else {
+    assert_true(t->satb_n >= 1);
+    remark(t);
+    assert_int_equal(b->next->value, 77);
+    assert_int_equal(b->next->check, test_check(77));
+    assert_null(a->next);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* verify=1 checks all */
+    fh_gc_wait(h);
+  }
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_hiding_pattern(void **state) {
+  (void)state;
+  hide(0);
+}
+
+static void test_hiding_pattern_detected(void **state) {
+  (void)state;
+  hide(1);
+}
+
+/* Everything allocated while marking runs is live for the cycle, marked
+ * or not: bump objects above the boundary, a large object, a non-moving
+ * one; what they hold survives through them. */
+static void test_black_allocation(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  tnode *root = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&root);
+  (void)test_node(t, &ty, 0);
+  start_cycle(t);
+  uintptr_t boundary = h->mc->t.old_top;
+  tnode *n = test_node(t, &ty, 5), *m = test_node(t, &ty, 6);
+  assert_true((uintptr_t)n >= boundary);
+  fh_write_ref(t, n, (void **)&n->next, m);
+  fh_write_ref(t, root, (void **)&root->next, n);
+  void **big = fh_alloc(t, ty.array, 64 << 10); /* large-object space */
+  tnode *m2 = test_node(t, &ty, 7);
+  fh_write_ref(t, big, &big[3], m2);
+  fh_write_ref(t, root, (void **)&root->other, big);
+  tnode *nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+  nm->value = 8;
+  nm->check = test_check(8);
+  fh_write_ref(t, m, (void **)&m->other, nm);
+  for (int i = 0; i < 1000; i++) (void)test_node(t, &ty, 9); /* black garbage */
+  n = m = m2 = nm = NULL;
+  big = NULL;
+  remark(t);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.concurrent_marks, 1);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_ROOTS], 1);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_REMARK], 1);
+  assert_int_equal(st.collections, 1);
+  assert_int_equal(root->next->value, 5);
+  assert_int_equal(root->next->next->value, 6);
+  assert_int_equal(root->next->next->other->value, 8);
+  assert_int_equal(((tnode *)((void **)root->other)[3])->value, 7);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_int_equal(root->next->next->other->value, 8);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* An object the marker scanned before the mutator hashed it grows when it
+ * moves: its hash is the same after the flip. */
+static void test_hashed_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  (void)test_node(t, &ty, 0); /* garbage: x moves */
+  tnode *x = test_node(t, &ty, 3);
+  fh_push_root(t, (void **)&x);
+  start_cycle(t);
+  assert_int_equal(cmark_test_step(h, 1), 1); /* x scanned, not hashed */
+  uintptr_t before = (uintptr_t)x;
+  uint64_t hash = fh_object_hash(t, x);
+  assert_true(hash != 0);
+  remark(t);
+  assert_true((uintptr_t)x != before); /* it moved */
+  assert_true(fh_object_hash(t, x) == hash);
+  assert_int_equal(x->value, 3);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_true(fh_object_hash(t, x) == hash);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_collect_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  tnode *keep = test_node(t, &ty, 3);
+  fh_push_root(t, (void **)&keep);
+  (void)test_node(t, &ty, 4);
+  start_cycle(t);
+  uint64_t c = h->collections;
+  /* Another trigger while marking: it is this cycle's remark; no second
+   * marker starts. */
+  start_cycle(t);
+  assert_null(h->cm);
+  assert_int_equal(h->cm_cycles, 1);
+  assert_int_equal(h->collections, c);
+  fh_gc_wait(h);
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_int_equal(h->collections, c + 1);
+  /* An explicit collection ends the cycle, then collects. */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_null(h->cm);
+  assert_int_equal(h->collections, c + 2);
+  fh_gc_wait(h);
+  assert_int_equal(keep->value, 3);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* Pins and conservative stack words taken again at the remark; weak
+ * references and finalizers resolved there. */
+static void test_pins_weak_conservative(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  (void)test_node(t, &ty, 0);
+  tnode *key = test_node(t, &ty, 1), *val = test_node(t, &ty, 2);
+  void *eph = fh_ephemeron_new(t, key, val);
+  tnode *live_key = test_node(t, &ty, 3);
+  void *eph2 = fh_ephemeron_new(t, live_key, test_node(t, &ty, 4));
+  tnode *fin = test_node(t, &ty, 5);
+  assert_int_equal(fh_finalizer_attach(t, fin, (void *)0x55), 0);
+  tnode *pinned = test_node(t, &ty, 6);
+  FH_PUSH_ROOTS(t, &eph, &eph2, (void **)&live_key);
+  start_cycle(t);
+  while (cmark_test_step(h, 1000)) {
+  }
+  /* Pinned during marking, after it was allocated and while unreachable
+   * but through a root dropped now: the pin keeps it, in place. */
+  assert_int_equal(fh_pin(t, pinned), 0);
+  uintptr_t pin_addr = (uintptr_t)pinned;
+  key = val = fin = NULL;
+  remark(t);
+  assert_int_equal(((tnode *)pin_addr)->value, 6); /* not moved, not lost */
+  assert_null(fh_ephemeron_key(t, eph));
+  assert_int_equal(((tnode *)fh_ephemeron_value(t, eph2))->value, 4);
+  void *obj, *data;
+  assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
+  assert_ptr_equal(data, (void *)0x55);
+  assert_int_equal(((tnode *)obj)->value, 5);
+  obj = NULL;
+  fh_unpin(t, (void *)pin_addr);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  fh_pop_roots(t, 3);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* stack_roots=conservative: a reference held only in a local variable
+ * during marking (its heap slot cleared; logged, too) survives the remark
+ * pinned by the stack word. */
+static void __attribute__((noinline)) conservative_body(fh_heap *h, fh_thread *t, test_types *ty) {
+  tnode *holder = test_node(t, ty, 1);
+  fh_push_root(t, (void **)&holder);
+  tnode *local = test_node(t, ty, 42);
+  fh_write_ref(t, holder, (void **)&holder->next, local);
+  start_cycle(t);
+  while (cmark_test_step(h, 100)) {
+  }
+  tnode *volatile kept = holder->next;
+  fh_write_ref(t, holder, (void **)&holder->next, NULL);
+  t->satb_n = 0; /* only the stack word keeps it now */
+  local = NULL;
+  remark(t);
+  assert_int_equal(kept->value, 42);
+  assert_int_equal(kept->check, test_check(42));
+  fh_pop_roots(t, 1);
+}
+
+static void test_conservative_roots(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1,stack_roots=conservative", &ty, &t);
+  conservative_body(h, t, &ty);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* ---- mutators rewiring a graph while cycles mark and flip ---- */
+
+typedef struct rewire {
+  fh_heap *h;
+  test_types ty;
+  _Atomic int stop;
+  unsigned seed;
+  int bad;
+  uint64_t ops;
+} rewire;
+
+enum { SLOTS = 512, KEEP = 4096 };
+
+static tnode *checked(tnode *n, int *bad) {
+  if (n && n->check != test_check(n->value)) *bad = 1;
+  return n;
+}
+
+static void *rewire_main(void *p) {
+  rewire *r = p;
+  fh_thread *t = fh_thread_attach(r->h);
+  void **arr = fh_alloc(t, r->ty.array, SLOTS * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  uint64_t x = r->seed * 0x9E3779B97F4A7C15ull + 1;
+  tnode *hand = NULL;
+  fh_push_root(t, (void **)&hand);
+  /* Nodes kept for a while (KEEP allocations), then dropped: they get old
+   * before they die, so generational heaps run full cycles too. */
+  void **keep = fh_alloc(t, r->ty.array, KEEP * sizeof(void *));
+  fh_push_root(t, (void **)&keep);
+  size_t kept = 0;
+  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t i = x % SLOTS, j = (x >> 16) % SLOTS;
+    tnode *a = checked(arr[i], &r->bad), *b = checked(arr[j], &r->bad);
+    switch ((x >> 32) % 7) {
+    case 0: { /* a new node, linked to what slot i held (read again: the
+               * allocation may have moved it) */
+      tnode *n = test_node(t, &r->ty, x >> 8);
+      a = arr[i];
+      if (a) fh_write_ref(t, n, (void **)&n->next, a);
+      fh_write_ref(t, arr, &arr[i], n);
+      break;
+    }
+    case 1: /* move a reference from a to b, drop the original */
+      if (a && b) {
+        tnode *moved = checked(a->next, &r->bad);
+        fh_write_ref(t, b, (void **)&b->other, moved);
+        fh_write_ref(t, a, (void **)&a->next, NULL);
+      }
+      break;
+    case 2: /* swap two array slots */
+      fh_write_ref(t, arr, &arr[i], b);
+      fh_write_ref(t, arr, &arr[j], a);
+      break;
+    case 3: /* drop from the array into the hand, then back elsewhere */
+      if (hand) fh_write_ref(t, arr, &arr[j], hand);
+      hand = a;
+      fh_write_ref(t, arr, &arr[i], NULL);
+      break;
+    case 4:
+      for (tnode *n = a; n; n = checked(n->next, &r->bad))
+        if ((x & 7) == 0) break;
+      break;
+    case 5: /* identity hashes, stable across moves */
+      if (a && fh_object_hash(t, a) != fh_object_hash(t, a)) r->bad = 1;
+      break;
+    default: {
+      tnode *n = test_node(t, &r->ty, x);
+      fh_write_ref(t, keep, &keep[kept++ % KEEP], n);
+      break;
+    }
+    }
+    if ((r->ops++ & 255) == 0) fh_safepoint(t);
+    if ((r->ops & 8191) == 0) {
+      fh_enter_blocking(t);
+      fh_leave_blocking(t);
+    }
+  }
+  for (size_t k = 0; k < SLOTS; k++)
+    for (tnode *n = arr[k]; n; n = n->next) checked(n, &r->bad);
+  fh_pop_roots(t, 3);
+  fh_thread_detach(t);
+  return NULL;
+}
+
+static void *churn_main(void *p) {
+  rewire *r = p;
+  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    fh_thread *t = fh_thread_attach(r->h);
+    for (int i = 0; i < 200; i++) (void)test_node(t, &r->ty, (uint64_t)i);
+    fh_thread_detach(t);
+  }
+  return NULL;
+}
+
+static void rewire_run(const char *rest, int ms) {
+  if (!test_have_uffd()) test_skip_without_uffd();
+  enum { N = 4 };
+  char spec[256];
+  snprintf(spec, sizeof spec, "collector=concurrent_compact,concurrent_mark=1,%s", rest);
+  fh_heap *h = test_heap(spec);
+  rewire r[N];
+  pthread_t th[N + 1];
+  test_types ty;
+  test_register(h, &ty);
+  for (int i = 0; i < N; i++) {
+    r[i] = (rewire){.h = h, .ty = ty, .seed = (unsigned)i + 1};
+    assert_int_equal(pthread_create(&th[i], NULL, rewire_main, &r[i]), 0);
+  }
+  rewire churn = {.h = h, .ty = ty};
+  assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
+  uint64_t t0 = heap_now_ns();
+  fh_stats st;
+  /* At least ms, and until a cycle has marked concurrently (a slow build,
+   * TSan's, may need longer for the generational heap's first full one),
+   * at most 12 s. */
+  uint64_t el;
+  do {
+    usleep(10000);
+    fh_get_stats(h, &st);
+    el = heap_now_ns() - t0;
+  } while ((el < (uint64_t)ms * 1000000u && st.kind_pauses[FH_PAUSE_REMARK] < 100) ||
+           (!st.kind_pauses[FH_PAUSE_REMARK] && el < 12000000000u));
+  for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
+  atomic_store(&churn.stop, 1);
+  for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N; i++) assert_false(r[i].bad);
+  fh_get_stats(h, &st);
+  assert_true(st.concurrent_marks > 0);
+  assert_true(st.kind_pauses[FH_PAUSE_REMARK] > 0);
+  fh_heap_destroy(h);
+}
+
+static void test_rewire_sigbus(void **state) {
+  (void)state;
+  rewire_run("uffd_sigbus=1,generational=0,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
+}
+
+static void test_rewire_handler_thread(void **state) {
+  (void)state;
+  rewire_run("uffd_sigbus=0,generational=0,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
+}
+
+/* Generations: young collections stop the world between concurrent full
+ * cycles, the cards stay the remembered set (verify=1 checks them after
+ * every young collection). */
+static void test_rewire_generational(void **state) {
+  (void)state;
+  rewire_run("generational=1,verify=1,heap_max=24M,min_alloc_trigger=512K", 1500);
+}
+
+static void test_rewire_fast(void **state) {
+  (void)state;
+  rewire_run("generational=0,heap_max=64M,min_alloc_trigger=2M", 1000);
+}
+
+/* ---- lifecycle ---- */
+
+static void test_destroy_while_marking(void **state) {
+  (void)state;
+  if (!test_have_uffd()) test_skip_without_uffd();
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,heap_max=128M",
+                                  &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  start_cycle(t);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h); /* abandons the cycle, joins the marker */
+}
+
+static int fork_child_ok(fh_heap *h, const test_types *ty) {
+  fh_thread *t = fh_thread_attach(h);
+  if (!t) return 0;
+  for (int i = 0; i < 1000; i++) (void)test_node(t, ty, (uint64_t)i);
+  int ok = fh_collect(t, FH_COLLECT_DEFAULT) == 0;
+  fh_gc_wait(h);
+  fh_thread_detach(t);
+  return ok;
+}
+
+static void test_fork_while_marking(void **state) {
+  (void)state;
+  if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
+  if (!test_have_uffd()) test_skip_without_uffd();
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("concurrent_compact",
+                                  "concurrent_mark=1,generational=0,heap_max=64M,verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 5000; i++) {
+    fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+    (void)test_node(t, &ty, 0);
+  }
+  for (int round = 0; round < 2; round++) {
+    h->cm_manual = round == 0; /* a cycle that stays open; then the real marker */
+    start_cycle(t);
+    fh_enter_blocking(t);
+    pid_t pid = fork();
+    if (pid == 0) {
+      test_child_signals(20);
+      fh_leave_blocking(t);
+      CHILD_CHECK(h->cm == NULL);
+      for (int i = 0; i < 5000; i++) CHILD_CHECK(((tnode *)arr[i])->value == (uint64_t)i);
+      fh_thread_detach(t);
+      CHILD_CHECK(fork_child_ok(h, &ty));
+      _exit(0);
+    }
+    fh_leave_blocking(t);
+    assert_true(pid > 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    test_assert_child_ok(status, "child after a fork while marking");
+    assert_null(h->cm);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    for (int i = 0; i < 5000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_prefork_while_marking(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 100 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 100; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  start_cycle(t);
+  assert_non_null(h->cm);
+  assert_int_equal(fh_prefork(t), 0);
+  assert_null(h->cm);
+  for (int i = 0; i < 100; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* The public way to start the cycle the trigger would: fh_collect returns
+ * after the roots pause, the real marker's remark ends the cycle. */
+static void test_triggered_kind(void **state) {
+  (void)state;
+  if (!test_have_uffd()) test_skip_without_uffd();
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,verify=1",
+                                  &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 1000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 1000; i++) {
+    (void)test_node(t, &ty, 0);
+    fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_TRIGGERED), 0);
+  fh_stats st;
+  fh_get_stats(h, &st);
+  assert_int_equal(st.concurrent_marks, 1);
+  fh_enter_blocking(t); /* the remark stops the world without us */
+  for (int i = 0; i < 20000 && !st.kind_pauses[FH_PAUSE_REMARK]; i++) {
+    usleep(500);
+    fh_get_stats(h, &st);
+  }
+  fh_leave_blocking(t);
+  assert_int_equal(st.kind_pauses[FH_PAUSE_REMARK], 1);
+  fh_gc_wait(h);
+  for (int i = 0; i < 1000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_dump_says_on(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("", &ty, &t);
+  start_cycle(t);
+  remark(t);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "concurrent marking: on; 1 cycles"));
+  free(buf);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hiding_pattern),
+      cmocka_unit_test(test_hiding_pattern_detected),
+      cmocka_unit_test(test_black_allocation),
+      cmocka_unit_test(test_hashed_while_marking),
+      cmocka_unit_test(test_collect_while_marking),
+      cmocka_unit_test(test_pins_weak_conservative),
+      cmocka_unit_test(test_conservative_roots),
+      cmocka_unit_test(test_prefork_while_marking),
+      cmocka_unit_test(test_dump_says_on),
+      cmocka_unit_test(test_triggered_kind),
+      cmocka_unit_test(test_destroy_while_marking),
+      cmocka_unit_test(test_fork_while_marking),
+      cmocka_unit_test(test_rewire_sigbus),
+      cmocka_unit_test(test_rewire_handler_thread),
+      cmocka_unit_test(test_rewire_generational),
+      cmocka_unit_test(test_rewire_fast),
+  };
+  const char *only = getenv("FH_TEST_FILTER"); /* e.g. "test_rewire_*" */
+  if (only) cmocka_set_test_filter(only);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
