@@ -50,6 +50,7 @@ int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_mt_gcbench(int argc, char **argv); /* bench/wl_whippet_gc.c */
 int wl_whippet_quads(int argc, char **argv);      /* bench/wl_whippet_gc.c */
+int wl_young(int argc, char **argv);              /* bench/wl_young.c */
 
 /* gcbench's faultheap variant (gcbench_faultheap.c): the body of the child
  * process `fhbench gcbench --child [--collector C]`; NULL: the default. */

@@ -47,6 +47,7 @@ static const workload workloads[] = {
      "Whippet's mt-gcbench shape, heap = M x live; side by side with --whippet DIR"},
     {"whippet-quads", wl_whippet_quads,
      "Whippet's quads shape, heap = M x live; side by side with --whippet DIR"},
+    {"young", wl_young, "young-collection pauses, 16 MiB young over 64 MiB old: p50/p99/max"},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

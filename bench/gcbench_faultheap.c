@@ -152,7 +152,7 @@ int gcbench_faultheap_child(const char *collector, int conservative, int bt_dept
          "failures=%d collections=%llu pause_max_ms=%.3f pause_total_ms=%.3f "
          "bytes_allocated=%llu stack_scan_ms=%.3f pinned_last=%llu young=%llu "
          "young_pause_max_ms=%.3f young_pause_total_ms=%.3f full=%llu full_pause_max_ms=%.3f "
-         "full_pause_total_ms=%.3f\n",
+         "full_pause_total_ms=%.3f gc_user_ms=%.3f gc_sys_ms=%.3f\n",
          bt_depth > 0 ? "binarytrees" : "gcbench", gcbench_collector_name(o.collector), r.ms,
          r.verify_ms, r.trees, r.failures,
          (unsigned long long)s.collections, (double)s.pause_ns_max / 1e6,
@@ -160,7 +160,8 @@ int gcbench_faultheap_child(const char *collector, int conservative, int bt_dept
          (double)s.stack_scan_ns_total / 1e6, (unsigned long long)s.pinned_last,
          (unsigned long long)s.young_collections, (double)s.young_pause_ns_max / 1e6,
          (double)s.young_pause_ns_total / 1e6, (unsigned long long)s.full_collections,
-         (double)s.full_pause_ns_max / 1e6, (double)s.full_pause_ns_total / 1e6);
+         (double)s.full_pause_ns_max / 1e6, (double)s.full_pause_ns_total / 1e6,
+         (double)s.gc_user_ns / 1e6, (double)s.gc_sys_ns / 1e6);
   fh_thread_detach(gcb_thread);
   fh_heap_destroy(h);
   return r.failures ? 1 : 0;

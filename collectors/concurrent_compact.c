@@ -761,6 +761,7 @@ int mc_cc_compact(mc_state *m) {
   if (m->chose_slide) {
     mc_slide_cycle(m, no_room ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
                               : "stop-the-world slide, chosen (little to move)");
+    if (m->gen.keep_mid) mc_gen_verify(m, "after full collection (young kept)");
     return 0;
   }
   if (m->policy.force < 0) mc_policy_flipped(&m->policy);

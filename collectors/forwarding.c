@@ -58,6 +58,12 @@ void fwd_prepare_marking(fwd_tables *t) {
   size_t from = align_down(((t->lo - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
+  /* What the last young cycle kept resident needs no system call (each
+   * is a page-table walk over resident pages, in the pause). */
+  if (t->kept_hi > t->kept_lo && t->lo >= t->kept_lo) {
+    size_t kept = align_down(((t->kept_hi - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
+    if (kept > from) from = kept;
+  }
   if (from >= bytes) return;
   /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
   sys_madvise((char *)t->mark.words + from, bytes - from, MADV_POPULATE_WRITE);
@@ -163,41 +169,66 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
   t->chunks_populated = upto;
 }
 
-/* Zero the first used_bytes of a table mapped with map_bytes, never past
- * its mapping. */
-static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
+/* Zero bytes [from, used_bytes) of a table mapped with map_bytes, never
+ * past its mapping; keep: by writing zeroes, whatever the size. */
+static void zero_table_from(void *base, size_t from, size_t used_bytes, size_t map_bytes, int keep) {
   if (used_bytes > map_bytes) used_bytes = map_bytes;
+  if (from >= used_bytes) return;
+  char *b = (char *)base + from;
+  size_t n = used_bytes - from;
   /* Small prefixes are cheaper to write than to madvise. */
-  if (used_bytes <= 16 * FH_PAGE) {
-    memset(base, 0, used_bytes);
+  if (keep || n <= 16 * FH_PAGE) {
+    memset(b, 0, n);
     return;
   }
-  /* The table must read as zero: written by hand when madvise fails. */
-  if (sys_madvise(base, align_up(used_bytes, FH_PAGE), MADV_DONTNEED) != 0)
-    memset(base, 0, used_bytes);
+  /* The table must read as zero: written by hand when madvise fails
+   * (the partial pages at either end always are). */
+  uintptr_t pb = align_up((uintptr_t)b, FH_PAGE), pe = align_up((uintptr_t)b + n, FH_PAGE);
+  memset(b, 0, pb - (uintptr_t)b);
+  if (sys_madvise((void *)pb, pe - pb, MADV_DONTNEED) != 0) memset((void *)pb, 0, (uintptr_t)b + n - pb);
 }
 
+static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
+  zero_table_from(base, 0, used_bytes, map_bytes, 0);
+}
+
+/* A young cycle's tables are cleared by writing zeroes and stay resident
+ * up to this much collected space (mark and live bitmaps 1/64 of it each,
+ * chunks 1/32): handed back, every young pause faulted them in again
+ * (MADV_POPULATE_WRITE, zeroing, a sixth of a young pause with 16 MiB
+ * young), and only the resident set between cycles is larger: during one
+ * they are resident either way. */
+#define FWD_KEEP_YOUNG_BYTES ((size_t)256 << 20)
+
 void fwd_reset(fwd_tables *t) {
+  int keep = t->young && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  t->kept_lo = keep ? t->lo : 0;
+  t->kept_hi = keep ? t->old_top : 0;
   if (t->old_top > t->lo) {
     /* Nothing is set below the floor (a young cycle's old generation). */
-    bitmap_clear_range(&t->mark, t->lo, t->old_top);
-    bitmap_clear_range(&t->live, t->lo, t->old_top);
+    void (*clear)(fh_bitmap *, uintptr_t, uintptr_t) = keep ? bitmap_zero_range : bitmap_clear_range;
+    clear(&t->mark, t->lo, t->old_top);
+    clear(&t->live, t->lo, t->old_top);
     if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
       bitmap_clear_range(&t->grows, t->lo, t->old_top);
     fwd_release_markers(t); /* any a helper left (none, normally) */
   }
-  /* The chunks fwd_compute wrote, [begin, old_top) rounded up, and any
-   * faulted in beyond (zeroes, but resident).  (This used to add one, and
-   * with the space full the rounded-up madvise then zapped the page after
-   * the table: under ThreadSanitizer, its own at-exit records, so the
-   * process crashed in exit.) */
+  /* The chunks fwd_compute wrote, [lo, old_top) rounded up (none below
+   * the floor), and any faulted in beyond (zeroes, but resident).  (This
+   * used to add one, and with the space full the rounded-up madvise then
+   * zapped the page after the table: under ThreadSanitizer, its own
+   * at-exit records, so the process crashed in exit.) */
   uintptr_t used = t->old_top > t->chunks_populated ? t->old_top : t->chunks_populated;
   if (used > t->begin) {
     size_t chunks = (align_up(used, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >> FWD_CHUNK_SHIFT;
-    zero_table(t->chunks, chunks * sizeof(fwd_chunk), t->chunk_map_bytes);
+    size_t from = ((t->lo - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk);
+    zero_table_from(t->chunks, from, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, keep);
   }
   t->chunks_populated = t->begin;
-  zero_table(t->page_first, (t->npages + 1) * sizeof(uintptr_t), t->page_map_bytes);
+  /* page_first from the floor's first page boundary (compute_chunks). */
+  size_t p0 = align_up(t->lo - t->begin, FWD_PAGE) / FWD_PAGE;
+  zero_table_from(t->page_first, p0 * sizeof(uintptr_t), (t->npages + 1) * sizeof(uintptr_t),
+                  t->page_map_bytes, keep);
   if (t->ngrows) zero_table(t->slow_pages, (t->npages / 64 + 1) * sizeof(uint64_t), t->slow_map_bytes);
   t->ngrows = 0;
   atomic_store_explicit(&t->grows_marked, 0, memory_order_relaxed);

@@ -122,6 +122,10 @@ typedef struct fwd_tables {
    * bitmaps hold bits.  Written by that helper, read after it is joined. */
   size_t extra_counted[FWD_MAX_MARKERS - 1];
   uintptr_t chunks_populated; /* chunk entries faulted in for [begin, this) */
+  /* The mark and live bitmaps of [kept_lo, kept_hi) are resident: a young
+   * cycle's reset wrote zeroes there (fwd_reset), and the next marking
+   * need not fault them in (empty: unknown). */
+  uintptr_t kept_lo, kept_hi;
   /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
    * fixed from fwd_compute to the end of the cycle (page builders, signal
    * handlers included, read them without a lock). */

@@ -783,7 +783,8 @@ static int stw_compact(fh_heap *h, const char *note, gc_cause cause) {
   int young = mc_gen_begin(m, cause);
   if (mc_prepare_forward(m) < 0) return -1;
   mc_slide_cycle(m, young ? "young collection (generations), slid in place" : note);
-  if (young) mc_gen_verify(m, "after young collection");
+  if (young || m->gen.keep_mid)
+    mc_gen_verify(m, young ? "after young collection" : "after full collection (young kept)");
   return 0;
 }
 

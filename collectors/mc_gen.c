@@ -37,8 +37,8 @@ static uintptr_t nm_end(fh_heap *h) {
 static int walk_ready(mc_state *m) {
   mc_gen *g = &m->gen;
   if (g->walk) return 0;
-  size_t pages = m->t.capacity / FWD_PAGE + 1;
-  g->walk_bytes = align_up(pages * sizeof(uintptr_t), FH_PAGE);
+  size_t cards = m->t.capacity / FH_CARD_BYTES + 1;
+  g->walk_bytes = align_up(cards * sizeof(uintptr_t), FH_PAGE);
   void *p = sys_mmap(NULL, g->walk_bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
@@ -52,6 +52,7 @@ static int walk_ready(mc_state *m) {
 void mc_gen_destroy(mc_gen *g) {
   if (g->walk) sys_munmap(g->walk, g->walk_bytes);
   g->walk = NULL;
+  mark_stack_destroy(&g->refs);
 }
 
 int mc_gen_begin(mc_state *m, gc_cause cause) {
@@ -98,6 +99,8 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
    * can lose its referent. */
   if (g->young && h->opt.verify)
     gen_cards_verify_range(h, "before young collection", g->old_end, top, t->begin, g->old_end);
+  g->keep_mid = 0;
+  g->keep_from = !g->young && valid && g->mid_end > t->begin ? g->mid_end : 0;
   if (!g->young) {
     g->old_end = g->mid_end = t->begin;
     g->promote_below = t->begin;
@@ -111,14 +114,26 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
 
 /* ---- the old generation's objects on a card ---- */
 
-/* An object start at or below a (in the old generation). */
+/* An object start at or below a (in the old generation): the walk
+ * point of a's card or the nearest card below that has one. */
 static uintptr_t walk_point(const mc_state *m, uintptr_t a) {
   const fwd_tables *t = &m->t;
-  for (size_t p = (a - t->begin) / FWD_PAGE;; p--) {
-    uintptr_t w = m->gen.walk[p];
+  for (size_t c = (a - t->begin) / FH_CARD_BYTES;; c--) {
+    uintptr_t w = m->gen.walk[c];
     if (w && w <= a) return w;
-    if (!p) return t->begin;
+    if (!c) return t->begin;
   }
+}
+
+/* An object [s, e) of the old generation was walked: it covers the first
+ * byte of the cards that start in it, so s is their walk point.  (Any
+ * object start stays one until a full collection: old objects never move
+ * in a young one, and a hole below the old end is handed out from its
+ * filler's start, so a walk from there passes over what was allocated
+ * into it.) */
+static inline void note_walk(uintptr_t *walk, uintptr_t begin, uintptr_t s, uintptr_t e) {
+  for (uintptr_t b = align_up(s, FH_CARD_BYTES); b < e; b += FH_CARD_BYTES)
+    walk[(b - begin) / FH_CARD_BYTES] = s;
 }
 
 typedef struct card_walk {
@@ -135,39 +150,122 @@ static void card_objects(card_walk *w, uintptr_t cs, fh_object_fn fn, void *ctx)
   uintptr_t from = cs - FH_HEADER_BYTES < begin ? begin : cs - FH_HEADER_BYTES;
   uintptr_t to = cs + FH_CARD_BYTES - FH_HEADER_BYTES;
   if (to > w->end) to = w->end;
-  if (!w->cur || w->cur > from || from - w->cur > 2 * FWD_PAGE) w->cur = walk_point(w->m, from);
-  uintptr_t s = w->cur;
+  if (!w->cur || w->cur > from || from - w->cur > FH_CARD_BYTES) w->cur = walk_point(w->m, cs);
+  uintptr_t s = w->cur, *walk = w->m->gen.walk;
+  /* The walk notes the points it passes (note_walk), so the next walk
+   * near here starts at most a card back: after a full collection the
+   * points are per page (from the forwarding), and walking up to 4 KiB of
+   * headers for each of thousands of dirty cards, twice (mark, update),
+   * took most of a young pause (fhbench young: 20 of 44 ms). */
   while (s < from) {
     size_t n = obj_bytes(*(const uint64_t *)s);
     if (!n) return; /* a broken header: heap_verify reports it */
+    note_walk(walk, begin, s, s + n);
     s += n;
   }
   while (s < to) {
     uint64_t hd = *(const uint64_t *)s;
     size_t n = obj_bytes(hd);
     if (!n) return;
+    note_walk(walk, begin, s, s + n);
     if (hdr_type(hd) != FH_FILLER_TYPE) fn(obj_from_start(s), ctx);
     s += n;
   }
   w->cur = s;
 }
 
+/* The dirty cards of the old generation are cold, typically one here and
+ * one there: walked one by one, every header is a cache miss that the
+ * next one waits for.  So they pass through a short queue, their lines
+ * (and their walk points) prefetched as they enter it, and CARD_AHEAD
+ * cards' misses overlap (fhbench young, 1024 dirty cards over 64 MiB:
+ * the card walks took half of a young pause's CPU time).  FIFO: cards
+ * are still walked in ascending order (card_walk's cursor). */
+#define CARD_AHEAD 8
+
+typedef struct card_queue {
+  uintptr_t q[CARD_AHEAD];
+  unsigned head, n;
+  const uintptr_t *walk;
+  uintptr_t begin;
+  void (*fn)(uintptr_t card, void *ctx);
+  void *ctx;
+} card_queue;
+
+static void card_queue_push(card_queue *q, uintptr_t c) {
+  /* A prefetch never faults: the line below the space's first card is
+   * harmless.  It holds the header of a small object covering c. */
+  __builtin_prefetch((const void *)(c - 64));
+  for (unsigned off = 0; off < FH_CARD_BYTES; off += 64) __builtin_prefetch((const void *)(c + off));
+  __builtin_prefetch(&q->walk[(c - q->begin) / FH_CARD_BYTES]);
+  if (q->n < CARD_AHEAD) {
+    q->q[(q->head + q->n++) % CARD_AHEAD] = c;
+    return;
+  }
+  uintptr_t first = q->q[q->head];
+  q->q[q->head] = c;
+  q->head = (q->head + 1) % CARD_AHEAD;
+  q->fn(first, q->ctx);
+}
+
+static void card_queue_drain(card_queue *q) {
+  for (; q->n; q->n--) {
+    uintptr_t c = q->q[q->head];
+    q->head = (q->head + 1) % CARD_AHEAD;
+    q->fn(c, q->ctx);
+  }
+}
+
+static void queue_cards(uintptr_t cb, uintptr_t ce, void *ctx) {
+  for (uintptr_t c = cb; c < ce; c += FH_CARD_BYTES) card_queue_push(ctx, c);
+}
+
 typedef struct old_visit {
   card_walk w;
   fh_object_fn fn;
   void *ctx;
+  mc_gen *g;
+  const fwd_tables *t;
+  int young_ref;
 } old_visit;
 
-static void visit_old_card(uintptr_t cb, uintptr_t ce, void *ctx) {
+static void young_ref_slot(void **slot, void *ctx) {
   old_visit *v = ctx;
-  for (uintptr_t c = cb; c < ce; c += FH_CARD_BYTES) card_objects(&v->w, c, v->fn, v->ctx);
+  const fwd_tables *t = v->t;
+  uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
+  if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) v->young_ref = 1;
+}
+
+/* An old object on a dirty card: marked from (fn), then logged if one of
+ * its slots refers into the collected part (its lines are in the cache
+ * now; the update reads them again only for the logged objects). */
+static void visit_old_object(void *obj, void *ctx) {
+  old_visit *v = ctx;
+  v->fn(obj, v->ctx);
+  if (!v->g->refs_ok) return;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&v->w.m->h->types, hdr_type(hd));
+  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
+  v->young_ref = 0;
+  types_visit_refs(ti, obj, hdr_payload(hd), young_ref_slot, v);
+  if (v->young_ref && mark_stack_push(&v->g->refs, obj) < 0) v->g->refs_ok = 0;
+}
+
+static void visit_old_card(uintptr_t c, void *ctx) {
+  old_visit *v = ctx;
+  card_objects(&v->w, c, visit_old_object, v);
 }
 
 void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
   mc_state *m = h->mc;
+  mc_gen *g = &m->gen;
+  g->refs.n = 0;
+  g->refs_ok = g->refs.items || mark_stack_init(&g->refs) == 0;
   if (m->t.ylo > m->t.begin) {
-    old_visit v = {{m, m->t.ylo, 0}, fn, ctx};
-    cards_visit_dirty(h, m->t.begin, m->t.ylo, visit_old_card, &v);
+    old_visit v = {{m, m->t.ylo, 0}, fn, ctx, g, &m->t, 0};
+    card_queue q = {.walk = g->walk, .begin = m->t.begin, .fn = visit_old_card, .ctx = &v};
+    cards_visit_dirty(h, m->t.begin, m->t.ylo, queue_cards, &q);
+    card_queue_drain(&q);
   }
   gen_cards_visit_old(h, fn, fn, ctx);
 }
@@ -224,17 +322,19 @@ static void nm_card_objects(fh_heap *h, uintptr_t card, gen_update *u) {
 
 /* Each dirty card: update its objects, clear it unless one of them still
  * points into the new mid generation. */
-static void update_card(uintptr_t cb, uintptr_t ce, void *ctx) {
+static void update_card_one(uintptr_t card, void *ctx) {
   card_update *c = ctx;
   fh_heap *h = c->u.m->h;
-  for (uintptr_t card = cb; card < ce; card += FH_CARD_BYTES) {
-    c->u.young_ref = 0;
-    if (c->w.m)
-      card_objects(&c->w, card, update_card_object, &c->u);
-    else
-      nm_card_objects(h, card, &c->u);
-    if (!c->u.young_ref) *card_for(h, card) = 0;
-  }
+  c->u.young_ref = 0;
+  if (c->w.m)
+    card_objects(&c->w, card, update_card_object, &c->u);
+  else
+    nm_card_objects(h, card, &c->u);
+  if (!c->u.young_ref) *card_for(h, card) = 0;
+}
+
+static void update_card(uintptr_t cb, uintptr_t ce, void *ctx) {
+  for (uintptr_t card = cb; card < ce; card += FH_CARD_BYTES) update_card_one(card, ctx);
 }
 
 static void update_large(void *obj, void *ctx) { update_card_object(obj, ctx); }
@@ -245,7 +345,26 @@ void mc_gen_update_outside(mc_state *m) {
   roots_visit(h, update_slot, t);
   weak_roots_visit(h, update_slot, t);
   card_update c = {{m, t, m->gen.promote_below, 0}, {m, t->ylo, 0}};
-  if (t->ylo > t->begin) cards_visit_dirty(h, t->begin, t->ylo, update_card, &c);
+  mc_gen *g = &m->gen;
+  if (t->ylo > t->begin && g->refs_ok) {
+    /* Marking logged every old bump object on a dirty card that refers
+     * into the collected part (visit_old_object): the others' cards
+     * can go, and each logged one's card stays dirty if it still points
+     * into the new mid generation. */
+    cards_clear_range(h, t->begin, t->ylo);
+    for (size_t i = 0; i < g->refs.n; i++) {
+      void *obj = g->refs.items[i];
+      c.u.young_ref = 0;
+      update_card_object(obj, &c.u);
+      if (c.u.young_ref) *card_for(h, (uintptr_t)obj) = FH__CARD_DIRTY;
+    }
+    g->refs.n = 0;
+    mark_stack_trim(&g->refs);
+  } else if (t->ylo > t->begin) {
+    card_queue q = {.walk = g->walk, .begin = t->begin, .fn = update_card_one, .ctx = &c};
+    cards_visit_dirty(h, t->begin, t->ylo, queue_cards, &q);
+    card_queue_drain(&q);
+  }
   c.w.m = NULL;
   cards_visit_dirty(h, h->non_moving.space.begin, nm_end(h), update_card, &c);
   /* Large objects: their sweep owns their cards (heap/large_objects.h);
@@ -266,9 +385,36 @@ void mc_gen_update_outside(mc_state *m) {
   if (t->old_top > from) cards_clear_range(h, from, t->old_top);
 }
 
+/* A slid full cycle keeps its youngest survivors (those allocated since
+ * the last collection) young, as mid, when they are at least 1 MiB and an
+ * eighth of what becomes old: promoted at once, a structure being built
+ * when the full collection came (binary-trees' 64 MiB trees) died old
+ * soon after and only the next full collection could free it, so full
+ * collections followed each other.  The cost is a walk over the old
+ * generation after the slide (dirty_promoted), to dirty the cards of old
+ * objects that point into the new mid generation: hence the share.  A
+ * flip builds its pages concurrently, where no such walk can run. */
+#define KEEP_MID_MIN ((size_t)1 << 20)
+
+static uintptr_t keep_mid_boundary(mc_state *m) {
+  mc_gen *g = &m->gen;
+  fwd_tables *t = &m->t;
+  if (g->young || !g->keep_from || !m->slid || g->keep_from >= t->old_top) return 0;
+  uintptr_t first = bitmap_next_set(&t->mark, g->keep_from, t->old_top);
+  if (!first) return 0;
+  uintptr_t new_old = fwd_start(t, first);
+  size_t mid = t->new_top - new_old, old = new_old - t->begin;
+  return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
+}
+
 void mc_gen_full_cards(mc_state *m) {
   fh_heap *h = m->h;
   if (!mc_gen_enabled(h)) return;
+  /* Keeping young survivors: the non-moving objects that refer to them
+   * had dirty cards before the cycle (the invariant, the generations
+   * being known) and keep them. */
+  m->gen.keep_mid = keep_mid_boundary(m) != 0;
+  if (m->gen.keep_mid) return;
   /* After a full collection everything is old: no card needs keeping.
    * (Large objects' cards: their sweep cleared them; image and zygote
    * cards stay dirty for good.) */
@@ -291,13 +437,17 @@ static void promo_slot(void **slot, void *ctx) {
 }
 
 /* Objects that became old in this cycle [lo, hi) (slid, contiguous): dirty
- * the card of each that points into the new mid generation. */
-static void dirty_promoted(fh_heap *h, uintptr_t lo, uintptr_t hi, uintptr_t mid_hi) {
+ * the card of each that points into the new mid generation, and note the
+ * walk points of the cards that start among them. */
+static void dirty_promoted(mc_state *m, uintptr_t lo, uintptr_t hi, uintptr_t mid_hi) {
+  fh_heap *h = m->h;
+  uintptr_t *walk = m->gen.walk, begin = m->t.begin;
   promo_check p = {h, hi, mid_hi, 0};
   for (uintptr_t s = lo; s < hi;) {
     uint64_t hd = *(const uint64_t *)s;
     size_t n = obj_bytes(hd);
     if (!n) break;
+    note_walk(walk, begin, s, s + n);
     const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
     if (ti && (ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) {
       p.found = 0;
@@ -310,9 +460,43 @@ static void dirty_promoted(fh_heap *h, uintptr_t lo, uintptr_t hi, uintptr_t mid
   }
 }
 
+/* A kept-mid full cycle: the large-object sweep cleared their cards; the
+ * large objects that point into the new mid generation get theirs back. */
+typedef struct large_mid {
+  fh_heap *h;
+  uintptr_t lo, hi;
+  int found;
+} large_mid;
+
+static void large_mid_slot(void **slot, void *ctx) {
+  large_mid *l = ctx;
+  uintptr_t a = slot_target(l->h->tags, (uintptr_t)*slot);
+  if (a && a - FH_HEADER_BYTES - l->lo < l->hi - l->lo) l->found = 1;
+}
+
+static void large_mid_object(void *obj, void *ctx) {
+  large_mid *l = ctx;
+  fh_heap *h = l->h;
+  if (los_is_quiet(&h->los, obj)) return; /* no collectable referent */
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (!ti) return;
+  l->found = 0;
+  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
+  if (l->found)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
+                          memory_order_relaxed);
+}
+
+static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
+  large_mid l = {h, lo, hi, 0};
+  if (h->los.space.ops && hi > lo) h->los.space.ops->walk(&h->los.space, large_mid_object, &l);
+}
+
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
 
 void mc_gen_end(mc_state *m) {
+
   fh_heap *h = m->h;
   mc_gen *g = &m->gen;
   fwd_tables *t = &m->t;
@@ -321,19 +505,32 @@ void mc_gen_end(mc_state *m) {
   /* The first object that stays young (becomes mid): the first marked at
    * or above the old mid boundary; everything below it becomes old.  A
    * full cycle makes everything old. */
-  uintptr_t first = g->young ? bitmap_next_set(&t->mark, g->promote_below, t->old_top) : 0;
+  uintptr_t first = g->young      ? bitmap_next_set(&t->mark, g->promote_below, t->old_top)
+                   : g->keep_mid ? bitmap_next_set(&t->mark, g->keep_from, t->old_top)
+                                 : 0;
   uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
-  /* Walk points of the pages the cycle laid out (those at or above ylo:
-   * the page holding ylo keeps its old one, an old object's). */
-  size_t p0 = align_up(ylo - t->begin, FWD_PAGE) / FWD_PAGE;
-  for (size_t p = p0; p < t->npages; p++)
-    g->walk[p] = t->page_first[p] ? fwd_start(t, t->page_first[p]) : 0;
-  if (g->young) dirty_promoted(h, ylo, new_old, t->new_top);
+  /* Walk points (per card, of the old generation only: cards above its
+   * end are never asked, and get theirs when their objects become old).
+   * A young cycle notes them exactly as it walks what became old; the
+   * card holding ylo keeps its point, an old object's.  A full cycle
+   * (whose pages a flip has not built yet) takes the forwarding's, the
+   * object covering each page's first byte, on the page's first card;
+   * young cycles' walks refine them (card_objects). */
+  if (g->young || g->keep_mid) {
+    dirty_promoted(m, ylo, new_old, t->new_top);
+    if (g->keep_mid) redirty_large_mid(h, new_old, t->new_top);
+  } else {
+    size_t cards = (t->new_top - t->begin + FH_CARD_BYTES - 1) / FH_CARD_BYTES;
+    memset(g->walk, 0, cards * sizeof(uintptr_t));
+    for (size_t p = 0; p < t->npages; p++)
+      if (t->page_first[p])
+        g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
+  }
   g->promoted = new_old - ylo;
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
   if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
-  g->old_live = g->young ? g->old_live + g->promoted : t->live_bytes;
+  g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
   g->at = h->collections + 1; /* counted after this (gc_account_pause) */

@@ -14,8 +14,10 @@
  * the non-moving and large-object spaces alone (old: live by assumption).
  * Afterwards mid becomes old and the young survivors mid, so an object
  * reaches old after surviving two young collections.  A full collection
- * (mark_compact's slide, or concurrent_compact's flip) makes every
- * survivor old: nothing is younger, so no card needs keeping.
+ * that flips makes every survivor old: nothing is younger, so no card
+ * needs keeping; one that slides keeps its youngest survivors mid when
+ * they are a good part of what it keeps (mc_gen_full_cards), and then
+ * walks the old generation to dirty the cards that must be.
  *
  * Boundaries are object boundaries, not pages: the slide moves objects
  * one by one in address order, so nothing needs a page-aligned boundary,
@@ -25,9 +27,12 @@
  * with the old words below the boundary counted live (forwarding.h).
  *
  * The old generation's objects are found on a card from walk points: per
- * page, the start of the object covering the page's first byte, taken
- * from the forwarding's page_first when a collection lays the page out;
- * objects between are walked by their headers.
+ * card, the start of an object at or below its first byte (the one
+ * covering it once known): exact for what a young cycle promotes (walked
+ * then), per page from the forwarding's page_first after a full cycle,
+ * refined as card walks pass; objects between are walked by their
+ * headers.  Marking logs the old objects on dirty cards that refer into
+ * the collected part; the update forwards those only.
  *
  * Invariant after every collection (verify=1 checks it): every object of
  * the old generation, the non-moving, large-object, image and zygote
@@ -41,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "collectors/mark_stack.h"
 #include "heap/gen_policy.h"
 #include "heap/heap.h"
 
@@ -58,11 +64,22 @@ typedef struct mc_gen {
   uint64_t at;
   int valid;
   int seen; /* a collection ran on this state */
-  uintptr_t *walk; /* per page of the space: an object start at or below it */
+  uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
+  /* This young cycle's old bump objects that refer into the collected
+   * part, found while marking from the dirty cards: the update forwards
+   * their slots only instead of walking the cards again.  refs_ok: the
+   * log is complete (no push failed) for this cycle. */
+  mark_stack refs;
+  int refs_ok;
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */
+  /* A full cycle with the generations known: objects at or above it (the
+   * old mid_end: allocated since the last collection) may stay young;
+   * keep_mid: this slid full cycle keeps them, as mid (mc_gen_full_cards). */
+  uintptr_t keep_from;
+  int keep_mid;
   uint64_t t0;
   size_t collected, promoted;
   /* throughput (bytes freed per ms of pause, running averages), and the
@@ -85,8 +102,10 @@ void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
  * dirty cards (their cards cleared unless they still point into the new
  * mid generation), the young part's cards forgotten. */
 void mc_gen_update_outside(mc_state *m);
-/* A full cycle's mc_update_outside, after it: nothing young remains, so
- * the non-moving space's cards are cleared. */
+/* A full cycle's mc_update_outside, after it: whether the cycle keeps its
+ * youngest survivors young (a slide whose young survivors are a good part
+ * of what it keeps); if not, nothing young remains, so the non-moving
+ * space's cards are cleared. */
 void mc_gen_full_cards(mc_state *m);
 /* After the objects moved (slide) or the forwarding is final (flip), while
  * the tables still hold it: new boundaries, walk points, promoted objects'

@@ -4,6 +4,7 @@
  * without scanning, or writing, the immune pages themselves. */
 #include "heap/barrier.h"
 
+#include <string.h>
 #include <sys/mman.h>
 
 #include "collectors/concurrent_mark.h"
@@ -36,9 +37,24 @@ void cards_clear_range(fh_heap *h, uintptr_t begin, uintptr_t end) {
 
 void cards_visit_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
                        void (*fn)(uintptr_t card_begin, uintptr_t card_end, void *ctx), void *ctx) {
-  for (uintptr_t a = align_down(begin, FH_CARD_BYTES); a < end; a += FH_CARD_BYTES)
-    if (*card_for(h, a))
-      fn(a < begin ? begin : a, a + FH_CARD_BYTES > end ? end : a + FH_CARD_BYTES, ctx);
+  /* Eight clean cards at a time: a young collection scans the whole old
+   * generation's cards twice, and one byte at a time that was a sixth of
+   * its pause (64 MiB old: 128k cards).  A word with a dirty card is read
+   * again byte by byte, so fn sees what it would have one card at a
+   * time (a card fn dirtied ahead of the scan, say). */
+  for (uintptr_t a = align_down(begin, FH_CARD_BYTES); a < end;) {
+    const uint8_t *c = card_for(h, a);
+    if (!((uintptr_t)c & 7) && a + 8 * FH_CARD_BYTES <= end) {
+      uint64_t w;
+      memcpy(&w, c, sizeof w);
+      if (!w) {
+        a += 8 * FH_CARD_BYTES;
+        continue;
+      }
+    }
+    if (*c) fn(a < begin ? begin : a, a + FH_CARD_BYTES > end ? end : a + FH_CARD_BYTES, ctx);
+    a += FH_CARD_BYTES;
+  }
 }
 
 /* Reached when the inline barrier's range test fails (obj outside this

@@ -1,5 +1,6 @@
 #include "spaces/bitmap.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -23,7 +24,7 @@ void bitmap_destroy(fh_bitmap *b) {
   memset(b, 0, sizeof *b);
 }
 
-static void clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end, int discard) {
+static void clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end, size_t max_memset_pages) {
   if (end <= begin) return;
   size_t i = bitmap_index(b, begin), j = bitmap_index(b, end - 1) + 1;
   while (i < j && (i & 63)) bitmap_clear(b, bitmap_addr(b, i++));
@@ -32,7 +33,7 @@ static void clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end, int discar
   uintptr_t wb = (uintptr_t)&b->words[i >> 6], we = (uintptr_t)&b->words[j >> 6];
   /* Large clears hand pages back instead of writing zeroes into them. */
   uintptr_t pb = align_up(wb, FH_PAGE), pe = align_down(we, FH_PAGE);
-  if (discard && pe > pb + 16 * FH_PAGE) {
+  if (pe > pb && (pe - pb) / FH_PAGE > max_memset_pages) {
     memset((void *)wb, 0, pb - wb);
     /* The words must read as zero: written by hand when madvise fails. */
     if (sys_madvise((void *)pb, pe - pb, MADV_DONTNEED) != 0) memset((void *)pb, 0, pe - pb);
@@ -43,11 +44,11 @@ static void clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end, int discar
 }
 
 void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end) {
-  clear_range(b, begin, end, 1);
+  clear_range(b, begin, end, 16);
 }
 
 void bitmap_zero_range(fh_bitmap *b, uintptr_t begin, uintptr_t end) {
-  clear_range(b, begin, end, 0);
+  clear_range(b, begin, end, SIZE_MAX / FH_PAGE);
 }
 
 void bitmap_clear_all(fh_bitmap *b) {

@@ -20,11 +20,11 @@ int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granu
 void bitmap_destroy(fh_bitmap *b);
 /* Zero the bits covering [begin, end) (whole words are released to the OS). */
 void bitmap_clear_range(fh_bitmap *b, uintptr_t begin, uintptr_t end);
-void bitmap_clear_all(fh_bitmap *b);
 /* The same, writing zeroes and keeping every page: for bits about to be set
  * again (a discarded page costs a read fault and a write fault when it is
  * next touched, more than zeroing it). */
 void bitmap_zero_range(fh_bitmap *b, uintptr_t begin, uintptr_t end);
+void bitmap_clear_all(fh_bitmap *b);
 
 static inline size_t bitmap_index(const fh_bitmap *b, uintptr_t a) { return (a - b->base) >> b->shift; }
 static inline uintptr_t bitmap_addr(const fh_bitmap *b, size_t i) { return b->base + (i << b->shift); }

@@ -106,6 +106,67 @@ static void test_promotion_after_two_collections(void **st) {
   }
 }
 
+/* A slid full collection keeps its youngest survivors young (mid) when
+ * they are a good part of what it keeps (mc_gen.c: keep_mid_boundary): a
+ * structure half built when it came is freed by the next young collection
+ * once dropped, instead of staying old until another full one.  The old
+ * objects that point to it keep dirty cards (verify=1 checks them after
+ * the cycle), and what still points to it survives the young collection. */
+static void test_full_keeps_young_survivors(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=64M,verify=1", &ty, &t);
+  tnode *old = NULL, *young = NULL;
+  fh_push_root(t, (void **)&old);
+  fh_push_root(t, (void **)&young);
+  for (int i = 0; i < 20000; i++) { /* about 0.6 MiB of old list */
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, old);
+    old = n;
+  }
+  fh_collect(t, FH_COLLECT_DEFAULT);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, old));
+  for (int i = 0; i < 60000; i++) { /* about 1.8 MiB, allocated since */
+    tnode *n = test_node(t, &ty, 1000000u + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, young);
+    young = n;
+  }
+  fh_write_ref(t, old, (void **)&old->other, young); /* old -> young */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(in_old(h, old));
+  assert_true(in_mid(h, young)); /* kept young: not promoted by the full one */
+  assert_true(card_dirty(h, old));
+  assert_ptr_equal(old->other, young);
+  /* Dropped by the root, still held by the old node: survives a young
+   * collection (found through the card), becomes old. */
+  young = NULL;
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  tnode *y = old->other;
+  assert_true(in_old(h, y));
+  long k = 0;
+  for (; y; y = y->next, k++) assert_int_equal(y->check, test_check(y->value));
+  assert_int_equal(k, 60000);
+  /* Built again and dropped after a full collection kept it young: the
+   * next young collection frees it. */
+  fh_write_ref(t, old, (void **)&old->other, NULL);
+  for (int i = 0; i < 60000; i++) {
+    tnode *n = test_node(t, &ty, 2000000u + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, young);
+    young = n;
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(in_mid(h, young));
+  young = NULL;
+  size_t before = bump_space_used(&h->bump[h->active]);
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  size_t after = bump_space_used(&h->bump[h->active]);
+  assert_true(before - after >= 60000 * sizeof(tnode));
+  fh_pop_roots(t, 2);
+  done(h, t);
+}
+
 /* A pinned object left near the top by a full collection makes the old
  * generation's range mostly a hole: the budget grows from the old
  * generation's live bytes, not from that range (each young cycle tripled
@@ -242,6 +303,82 @@ static void test_many_old_holders(void **st) {
       }
       assert_int_equal(k, N);
     }
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* Old objects of many sizes (nodes, reference arrays of 1 to 300 slots
+ * spanning several cards, byte objects between and among them) made old
+ * by a full collection, then young collections, each after new nodes were
+ * stored into scattered slots of scattered old objects: every referent
+ * survives, forwarded, round after round.  The old generation's objects
+ * are found on their cards from walk points (per page after the full
+ * collection, per card once walked) and the objects marking logged are
+ * the only ones the update reads (collectors/mc_gen.c): a walk point in
+ * the middle of an object or an unlogged holder loses or misreads a
+ * referent here (verify=1 also checks the cards). */
+static void test_old_objects_of_many_sizes(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    enum { N = 3000, STORES = 700, ROUNDS = 6 };
+    void **tab = fh_alloc(t, ty.array, N * sizeof(void *));
+    assert_non_null(tab);
+    fh_push_root(t, (void **)&tab);
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+#define NEXT() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17)
+    for (int i = 0; i < N; i++) {
+      void *o;
+      if (i % 4 == 0)
+        o = test_node(t, &ty, (uint64_t)i);
+      else if (i % 4 == 2)
+        o = fh_alloc(t, ty.bytes, 8 + NEXT() % 1500);
+      else
+        o = fh_alloc(t, ty.array, (1 + NEXT() % 300) * sizeof(void *));
+      assert_non_null(o);
+      fh_write_ref(t, tab, &tab[i], o);
+      assert_non_null(fh_alloc(t, ty.bytes, 8 + NEXT() % 700)); /* garbage between */
+    }
+    fh_collect(t, FH_COLLECT_DEFAULT); /* all old */
+    fh_gc_wait(h);
+    assert_true(in_old(h, tab[N - 1]));
+    for (int round = 0; round < ROUNDS; round++) {
+      for (int k = 0; k < STORES; k++) {
+        int i = (int)(NEXT() % N);
+        if (i % 4 == 2) continue; /* no references */
+        uint64_t v = 1000000u * (uint64_t)(round + 1) + (uint64_t)k;
+        tnode *y = test_node(t, &ty, v);
+        void *o = tab[i]; /* re-read: the allocation may have collected */
+        if (i % 4 == 0) {
+          fh_write_ref(t, o, (void **)&((tnode *)o)->other, y);
+        } else {
+          size_t slots = fh_object_size(o) / sizeof(void *);
+          fh_write_ref(t, o, &((void **)o)[NEXT() % slots], y);
+        }
+        if (k % 8 == 0) garbage(t, &ty, 20);
+      }
+      garbage(t, &ty, 2000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      /* Every referent, stored in this round or before, is a whole node. */
+      size_t found = 0;
+      for (int i = 0; i < N; i++) {
+        void *o = tab[i];
+        if (i % 4 == 2) continue;
+        size_t slots = i % 4 == 0 ? 1 : fh_object_size(o) / sizeof(void *);
+        for (size_t j = 0; j < slots; j++) {
+          tnode *y = i % 4 == 0 ? ((tnode *)o)->other : ((void **)o)[j];
+          if (!y) continue;
+          assert_true(y->value >= 1000000u);
+          assert_int_equal(y->check, test_check(y->value));
+          found++;
+        }
+      }
+      assert_true(found > (size_t)STORES / 2);
+    }
+#undef NEXT
     fh_pop_roots(t, 1);
     done(h, t);
   }
@@ -508,8 +645,10 @@ static void test_multi_mutator_stress(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_promotion_after_two_collections),
+      cmocka_unit_test(test_full_keeps_young_survivors),
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_many_old_holders),
+      cmocka_unit_test(test_old_objects_of_many_sizes),
       cmocka_unit_test(test_weak_and_finalizers),
       cmocka_unit_test(test_other_holders_pins_hashes),
       cmocka_unit_test(test_old_range_hole_is_not_live),
