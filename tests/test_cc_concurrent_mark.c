@@ -27,6 +27,7 @@
 #include "heap/heap.h"
 #include "heap/object.h"
 #include "support_heap.h"
+#include "support_rewire.h"
 
 static void start_cycle(fh_thread *t) {
   assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
@@ -288,136 +289,11 @@ static void test_conservative_roots(void **state) {
 
 /* ---- mutators rewiring a graph while cycles mark and flip ---- */
 
-typedef struct rewire {
-  fh_heap *h;
-  test_types ty;
-  _Atomic int stop;
-  unsigned seed;
-  int bad;
-  uint64_t ops;
-} rewire;
-
-enum { SLOTS = 512, KEEP = 4096 };
-
-static tnode *checked(tnode *n, int *bad) {
-  if (n && n->check != test_check(n->value)) *bad = 1;
-  return n;
-}
-
-static void *rewire_main(void *p) {
-  rewire *r = p;
-  fh_thread *t = fh_thread_attach(r->h);
-  void **arr = fh_alloc(t, r->ty.array, SLOTS * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  uint64_t x = r->seed * 0x9E3779B97F4A7C15ull + 1;
-  tnode *hand = NULL;
-  fh_push_root(t, (void **)&hand);
-  /* Nodes kept for a while (KEEP allocations), then dropped: they get old
-   * before they die, so generational heaps run full cycles too. */
-  void **keep = fh_alloc(t, r->ty.array, KEEP * sizeof(void *));
-  fh_push_root(t, (void **)&keep);
-  size_t kept = 0;
-  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    size_t i = x % SLOTS, j = (x >> 16) % SLOTS;
-    tnode *a = checked(arr[i], &r->bad), *b = checked(arr[j], &r->bad);
-    switch ((x >> 32) % 7) {
-    case 0: { /* a new node, linked to what slot i held (read again: the
-               * allocation may have moved it) */
-      tnode *n = test_node(t, &r->ty, x >> 8);
-      a = arr[i];
-      if (a) fh_write_ref(t, n, (void **)&n->next, a);
-      fh_write_ref(t, arr, &arr[i], n);
-      break;
-    }
-    case 1: /* move a reference from a to b, drop the original */
-      if (a && b) {
-        tnode *moved = checked(a->next, &r->bad);
-        fh_write_ref(t, b, (void **)&b->other, moved);
-        fh_write_ref(t, a, (void **)&a->next, NULL);
-      }
-      break;
-    case 2: /* swap two array slots */
-      fh_write_ref(t, arr, &arr[i], b);
-      fh_write_ref(t, arr, &arr[j], a);
-      break;
-    case 3: /* drop from the array into the hand, then back elsewhere */
-      if (hand) fh_write_ref(t, arr, &arr[j], hand);
-      hand = a;
-      fh_write_ref(t, arr, &arr[i], NULL);
-      break;
-    case 4:
-      for (tnode *n = a; n; n = checked(n->next, &r->bad))
-        if ((x & 7) == 0) break;
-      break;
-    case 5: /* identity hashes, stable across moves */
-      if (a && fh_object_hash(t, a) != fh_object_hash(t, a)) r->bad = 1;
-      break;
-    default: {
-      tnode *n = test_node(t, &r->ty, x);
-      fh_write_ref(t, keep, &keep[kept++ % KEEP], n);
-      break;
-    }
-    }
-    if ((r->ops++ & 255) == 0) fh_safepoint(t);
-    if ((r->ops & 8191) == 0) {
-      fh_enter_blocking(t);
-      fh_leave_blocking(t);
-    }
-  }
-  for (size_t k = 0; k < SLOTS; k++)
-    for (tnode *n = arr[k]; n; n = n->next) checked(n, &r->bad);
-  fh_pop_roots(t, 3);
-  fh_thread_detach(t);
-  return NULL;
-}
-
-static void *churn_main(void *p) {
-  rewire *r = p;
-  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-    fh_thread *t = fh_thread_attach(r->h);
-    for (int i = 0; i < 200; i++) (void)test_node(t, &r->ty, (uint64_t)i);
-    fh_thread_detach(t);
-  }
-  return NULL;
-}
-
 static void rewire_run(const char *rest, int ms) {
   if (!test_have_uffd()) test_skip_without_uffd();
-  enum { N = 4 };
   char spec[256];
   snprintf(spec, sizeof spec, "collector=concurrent_compact,concurrent_mark=1,%s", rest);
-  fh_heap *h = test_heap(spec);
-  rewire r[N];
-  pthread_t th[N + 1];
-  test_types ty;
-  test_register(h, &ty);
-  for (int i = 0; i < N; i++) {
-    r[i] = (rewire){.h = h, .ty = ty, .seed = (unsigned)i + 1};
-    assert_int_equal(pthread_create(&th[i], NULL, rewire_main, &r[i]), 0);
-  }
-  rewire churn = {.h = h, .ty = ty};
-  assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
-  uint64_t t0 = heap_now_ns();
-  fh_stats st;
-  /* At least ms, and until a cycle has marked concurrently (a slow build,
-   * TSan's, may need longer for the generational heap's first full one),
-   * at most 12 s. */
-  uint64_t el;
-  do {
-    usleep(10000);
-    fh_get_stats(h, &st);
-    el = heap_now_ns() - t0;
-  } while ((el < (uint64_t)ms * 1000000u && st.kind_pauses[FH_PAUSE_REMARK] < 100) ||
-           (!st.kind_pauses[FH_PAUSE_REMARK] && el < 12000000000u));
-  for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
-  atomic_store(&churn.stop, 1);
-  for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < N; i++) assert_false(r[i].bad);
-  fh_get_stats(h, &st);
-  assert_true(st.concurrent_marks > 0);
-  assert_true(st.kind_pauses[FH_PAUSE_REMARK] > 0);
-  fh_heap_destroy(h);
+  test_rewire_run(spec, ms);
 }
 
 static void test_rewire_sigbus(void **state) {

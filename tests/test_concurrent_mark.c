@@ -22,6 +22,7 @@
 #include "heap/heap.h"
 #include "heap/object.h"
 #include "support_heap.h"
+#include "support_rewire.h"
 
 /* Start a concurrent cycle now (as the allocation trigger would). */
 static void start_cycle(fh_thread *t) {
@@ -138,125 +139,14 @@ static void test_black_allocation(void **state) {
 
 /* ---- many mutators rewiring a graph while cycles mark ---- */
 
-typedef struct rewire {
-  fh_heap *h;
-  test_types ty;
-  _Atomic int stop;
-  unsigned seed;
-  int bad;
-  uint64_t ops;
-} rewire;
-
-enum { SLOTS = 512 };
-
-static tnode *checked(tnode *n, int *bad) {
-  if (n && n->check != test_check(n->value)) *bad = 1;
-  return n;
-}
-
-static void *rewire_main(void *p) {
-  rewire *r = p;
-  fh_thread *t = fh_thread_attach(r->h);
-  void **arr = fh_alloc(t, r->ty.array, SLOTS * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  uint64_t x = r->seed * 0x9E3779B97F4A7C15ull + 1;
-  tnode *hand = NULL; /* a reference held only in a root for a while */
-  fh_push_root(t, (void **)&hand);
-  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    size_t i = x % SLOTS, j = (x >> 16) % SLOTS;
-    tnode *a = checked(arr[i], &r->bad), *b = checked(arr[j], &r->bad);
-    switch ((x >> 32) % 6) {
-    case 0: { /* a new node, linked to what slot i held */
-      tnode *n = test_node(t, &r->ty, x >> 8);
-      if (a) fh_write_ref(t, n, (void **)&n->next, a);
-      fh_write_ref(t, arr, &arr[i], n);
-      break;
-    }
-    case 1: /* move a reference from a to b, drop the original */
-      if (a && b) {
-        tnode *moved = checked(a->next, &r->bad);
-        fh_write_ref(t, b, (void **)&b->other, moved);
-        fh_write_ref(t, a, (void **)&a->next, NULL);
-      }
-      break;
-    case 2: /* swap two array slots */
-      fh_write_ref(t, arr, &arr[i], b);
-      fh_write_ref(t, arr, &arr[j], a);
-      break;
-    case 3: /* drop from the array into the hand, then back elsewhere */
-      if (hand) fh_write_ref(t, arr, &arr[j], hand);
-      hand = a;
-      fh_write_ref(t, arr, &arr[i], NULL);
-      break;
-    case 4: /* follow and check a chain */
-      for (tnode *n = a; n; n = checked(n->next, &r->bad))
-        if ((x & 7) == 0) break;
-      break;
-    default: /* garbage, to trigger cycles */
-      (void)test_node(t, &r->ty, x);
-      break;
-    }
-    if ((r->ops++ & 255) == 0) fh_safepoint(t);
-    if ((r->ops & 8191) == 0) { /* a blocking region now and then */
-      fh_enter_blocking(t);
-      fh_leave_blocking(t);
-    }
-  }
-  for (size_t k = 0; k < SLOTS; k++)
-    for (tnode *n = arr[k]; n; n = n->next) checked(n, &r->bad);
-  fh_pop_roots(t, 2);
-  fh_thread_detach(t);
-  return NULL;
-}
-
-/* A thread that attaches, allocates and detaches over and over. */
-static void *churn_main(void *p) {
-  rewire *r = p;
-  while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-    fh_thread *t = fh_thread_attach(r->h);
-    for (int i = 0; i < 200; i++) (void)test_node(t, &r->ty, (uint64_t)i);
-    fh_thread_detach(t);
-  }
-  return NULL;
-}
-
-static void rewire_run(const char *spec, int ms) {
-  enum { N = 4 };
-  fh_heap *h = test_heap(spec);
-  rewire r[N];
-  pthread_t th[N + 1];
-  test_types ty;
-  test_register(h, &ty);
-  for (int i = 0; i < N; i++) {
-    r[i] = (rewire){.h = h, .ty = ty, .seed = (unsigned)i + 1};
-    assert_int_equal(pthread_create(&th[i], NULL, rewire_main, &r[i]), 0);
-  }
-  rewire churn = {.h = h, .ty = ty};
-  assert_int_equal(pthread_create(&th[N], NULL, churn_main, &churn), 0);
-  uint64_t t0 = heap_now_ns();
-  fh_stats st;
-  do {
-    usleep(10000);
-    fh_get_stats(h, &st); /* under the statistics lock: not h->cm_cycles */
-  } while (heap_now_ns() - t0 < (uint64_t)ms * 1000000u && st.concurrent_marks < 200);
-  for (int i = 0; i < N; i++) atomic_store(&r[i].stop, 1);
-  atomic_store(&churn.stop, 1);
-  for (int i = 0; i <= N; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < N; i++) assert_false(r[i].bad);
-  fh_get_stats(h, &st);
-  assert_true(st.concurrent_marks > 0);
-  fh_heap_destroy(h);
-}
-
 static void test_rewire_verify(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,concurrent_mark=1,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
+  test_rewire_run("collector=mark_sweep,concurrent_mark=1,verify=1,heap_max=64M,min_alloc_trigger=1M", 1500);
 }
 
 static void test_rewire_fast(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=2M", 1500);
+  test_rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=2M", 1500);
 }
 
 /* ---- lifecycle ---- */
@@ -293,7 +183,7 @@ static void test_collect_while_marking(void **state) {
  * it marks wait for it; none starts a second marker. */
 static void test_triggers_while_marking(void **state) {
   (void)state;
-  rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=256K", 800);
+  test_rewire_run("collector=mark_sweep,concurrent_mark=1,heap_max=64M,min_alloc_trigger=256K", 800);
 }
 
 static void test_attach_detach_while_marking(void **state) {
