@@ -27,17 +27,7 @@
 #include "heap/heap.h"
 #include "heap/object.h"
 #include "support_heap.h"
-#include "support_rewire.h"
-
-static void start_cycle(fh_thread *t) {
-  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
-}
-
-static void remark(fh_thread *t) {
-  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
-  assert_null(t->heap->cm);
-  fh_gc_wait(t->heap);
-}
+#include "support_cmark.h"
 
 /* The moving space's start bit (marked, in this cycle's tables). */
 static int cc_marked(fh_heap *h, void *obj) {
@@ -67,7 +57,7 @@ static void hide(int break_barrier) {
   tnode *a = test_node(t, &ty, 1), *b = test_node(t, &ty, 2), *x = test_node(t, &ty, 77);
   fh_write_ref(t, a, (void **)&a->next, x);
   FH_PUSH_ROOTS(t, (void **)&a, (void **)&b); /* b is scanned first */
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_true(cc_marked(h, a) && cc_marked(h, b) && !cc_marked(h, x));
   assert_int_equal(cmark_test_step(h, 1), 1); /* b scanned: nothing in it */
@@ -86,7 +76,7 @@ static void hide(int break_barrier) {
     assert_int_equal(b->next->value, 77);
   } else {
     assert_true(t->satb_n >= 1);
-    remark(t);
+    test_cmark_remark(t);
     assert_int_equal(b->next->value, 77);
     assert_int_equal(b->next->check, test_check(77));
     assert_null(a->next);
@@ -119,7 +109,7 @@ static void test_black_allocation(void **state) {
   tnode *root = test_node(t, &ty, 1);
   fh_push_root(t, (void **)&root);
   (void)test_node(t, &ty, 0);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   uintptr_t boundary = h->mc->t.old_top;
   tnode *n = test_node(t, &ty, 5), *m = test_node(t, &ty, 6);
   assert_true((uintptr_t)n >= boundary);
@@ -136,7 +126,7 @@ static void test_black_allocation(void **state) {
   for (int i = 0; i < 1000; i++) (void)test_node(t, &ty, 9); /* black garbage */
   n = m = m2 = nm = NULL;
   big = NULL;
-  remark(t);
+  test_cmark_remark(t);
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.concurrent_marks, 1);
@@ -165,12 +155,12 @@ static void test_hashed_while_marking(void **state) {
   (void)test_node(t, &ty, 0); /* garbage: x moves */
   tnode *x = test_node(t, &ty, 3);
   fh_push_root(t, (void **)&x);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_int_equal(cmark_test_step(h, 1), 1); /* x scanned, not hashed */
   uintptr_t before = (uintptr_t)x;
   uint64_t hash = fh_object_hash(t, x);
   assert_true(hash != 0);
-  remark(t);
+  test_cmark_remark(t);
   assert_true((uintptr_t)x != before); /* it moved */
   assert_true(fh_object_hash(t, x) == hash);
   assert_int_equal(x->value, 3);
@@ -190,16 +180,16 @@ static void test_collect_while_marking(void **state) {
   tnode *keep = test_node(t, &ty, 3);
   fh_push_root(t, (void **)&keep);
   (void)test_node(t, &ty, 4);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   uint64_t c = h->collections;
   /* Another trigger while marking: it is this cycle's remark; no second
    * marker starts. */
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_null(h->cm);
   assert_int_equal(h->cm_cycles, 1);
   assert_int_equal(h->collections, c);
   fh_gc_wait(h);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_int_equal(h->collections, c + 1);
   /* An explicit collection ends the cycle, then collects. */
@@ -229,7 +219,7 @@ static void test_pins_weak_conservative(void **state) {
   assert_int_equal(fh_finalizer_attach(t, fin, (void *)0x55), 0);
   tnode *pinned = test_node(t, &ty, 6);
   FH_PUSH_ROOTS(t, &eph, &eph2, (void **)&live_key);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   while (cmark_test_step(h, 1000)) {
   }
   /* Pinned during marking, after it was allocated and while unreachable
@@ -237,7 +227,7 @@ static void test_pins_weak_conservative(void **state) {
   assert_int_equal(fh_pin(t, pinned), 0);
   uintptr_t pin_addr = (uintptr_t)pinned;
   key = val = fin = NULL;
-  remark(t);
+  test_cmark_remark(t);
   assert_int_equal(((tnode *)pin_addr)->value, 6); /* not moved, not lost */
   assert_null(fh_ephemeron_key(t, eph));
   assert_int_equal(((tnode *)fh_ephemeron_value(t, eph2))->value, 4);
@@ -262,14 +252,14 @@ static void __attribute__((noinline)) conservative_body(fh_heap *h, fh_thread *t
   fh_push_root(t, (void **)&holder);
   tnode *local = test_node(t, ty, 42);
   fh_write_ref(t, holder, (void **)&holder->next, local);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   while (cmark_test_step(h, 100)) {
   }
   tnode *volatile kept = holder->next;
   fh_write_ref(t, holder, (void **)&holder->next, NULL);
   t->satb_n = 0; /* only the stack word keeps it now */
   local = NULL;
-  remark(t);
+  test_cmark_remark(t);
   assert_int_equal(kept->value, 42);
   assert_int_equal(kept->check, test_check(42));
   fh_pop_roots(t, 1);
@@ -324,88 +314,21 @@ static void test_rewire_fast(void **state) {
 static void test_destroy_while_marking(void **state) {
   (void)state;
   if (!test_have_uffd()) test_skip_without_uffd();
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,heap_max=128M",
-                                  &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-  start_cycle(t);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h); /* abandons the cycle, joins the marker */
-}
-
-static int fork_child_ok(fh_heap *h, const test_types *ty) {
-  fh_thread *t = fh_thread_attach(h);
-  if (!t) return 0;
-  for (int i = 0; i < 1000; i++) (void)test_node(t, ty, (uint64_t)i);
-  int ok = fh_collect(t, FH_COLLECT_DEFAULT) == 0;
-  fh_gc_wait(h);
-  fh_thread_detach(t);
-  return ok;
+  test_cmark_destroy_while_marking("concurrent_compact",
+                                   "concurrent_mark=1,generational=0,heap_max=128M");
 }
 
 static void test_fork_while_marking(void **state) {
   (void)state;
-  if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
   if (!test_have_uffd()) test_skip_without_uffd();
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("concurrent_compact",
-                                  "concurrent_mark=1,generational=0,heap_max=64M,verify=1", &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 5000; i++) {
-    fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-    (void)test_node(t, &ty, 0);
-  }
-  for (int round = 0; round < 2; round++) {
-    h->cm_manual = round == 0; /* a cycle that stays open; then the real marker */
-    start_cycle(t);
-    fh_enter_blocking(t);
-    pid_t pid = fork();
-    if (pid == 0) {
-      test_child_signals(20);
-      fh_leave_blocking(t);
-      CHILD_CHECK(h->cm == NULL);
-      for (int i = 0; i < 5000; i++) CHILD_CHECK(((tnode *)arr[i])->value == (uint64_t)i);
-      fh_thread_detach(t);
-      CHILD_CHECK(fork_child_ok(h, &ty));
-      _exit(0);
-    }
-    fh_leave_blocking(t);
-    assert_true(pid > 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    test_assert_child_ok(status, "child after a fork while marking");
-    assert_null(h->cm);
-    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-    fh_gc_wait(h);
-    for (int i = 0; i < 5000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
-  }
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
+  test_cmark_fork_while_marking("concurrent_compact",
+                                "concurrent_mark=1,generational=0,heap_max=64M,verify=1");
 }
 
 static void test_prefork_while_marking(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = manual_heap("verify=1", &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 100 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 100; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-  start_cycle(t);
-  assert_non_null(h->cm);
-  assert_int_equal(fh_prefork(t), 0);
-  assert_null(h->cm);
-  for (int i = 0; i < 100; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
+  if (!test_have_uffd()) test_skip_without_uffd();
+  test_cmark_prefork_while_marking("concurrent_compact", "concurrent_mark=1,generational=0,verify=1");
 }
 
 /* The public way to start the cycle the trigger would: fh_collect returns
@@ -446,8 +369,8 @@ static void test_dump_says_on(void **state) {
   test_types ty;
   fh_thread *t;
   fh_heap *h = manual_heap("", &ty, &t);
-  start_cycle(t);
-  remark(t);
+  test_cmark_start_cycle(t);
+  test_cmark_remark(t);
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);

@@ -22,19 +22,7 @@
 #include "heap/heap.h"
 #include "heap/object.h"
 #include "support_heap.h"
-#include "support_rewire.h"
-
-/* Start a concurrent cycle now (as the allocation trigger would). */
-static void start_cycle(fh_thread *t) {
-  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
-}
-
-/* Finish it: the remark pause (marking left is finished there). */
-static void remark(fh_thread *t) {
-  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
-  assert_null(t->heap->cm);
-  fh_gc_wait(t->heap);
-}
+#include "support_cmark.h"
 
 static int ms_marked(fh_heap *h, void *obj) {
   return bitmap_test(&heap_main_malloc(h)->mark_bits, obj_start(obj));
@@ -65,7 +53,7 @@ static void hide(int break_barrier) {
   fh_write_ref(t, a, (void **)&a->next, x);
   /* Pushed in this order, the marker scans b first (a stack). */
   FH_PUSH_ROOTS(t, (void **)&a, (void **)&b);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_true(ms_marked(h, a) && ms_marked(h, b) && !ms_marked(h, x));
   assert_int_equal(cmark_test_step(h, 1), 1); /* b scanned: nothing in it */
@@ -75,7 +63,7 @@ static void hide(int break_barrier) {
   if (break_barrier) t->satb_n = 0; /* the overwritten reference's log entry */
   uintptr_t xs = (uintptr_t)x;
   x = NULL;
-  remark(t);
+  test_cmark_remark(t);
   if (break_barrier) {
     assert_false(ms_allocated(h, (void *)xs)); /* lost: swept */
   } else {
@@ -108,7 +96,7 @@ static void test_black_allocation(void **state) {
   fh_heap *h = manual_heap("verify=1", &ty, &t);
   tnode *root = test_node(t, &ty, 1);
   fh_push_root(t, (void **)&root);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   tnode *n = test_node(t, &ty, 5), *m = test_node(t, &ty, 6);
   assert_true(ms_marked(h, n));
   fh_write_ref(t, n, (void **)&n->next, m);
@@ -121,7 +109,7 @@ static void test_black_allocation(void **state) {
   m = m2 = NULL;
   n = NULL;
   big = NULL;
-  remark(t);
+  test_cmark_remark(t);
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.concurrent_marks, 1);
@@ -159,14 +147,14 @@ static void test_collect_while_marking(void **state) {
   tnode *keep = test_node(t, &ty, 3);
   fh_push_root(t, (void **)&keep);
   (void)test_node(t, &ty, 4); /* garbage */
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   uint64_t c = h->collections;
   /* Another trigger while marking: finishes this cycle, starts no other. */
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_null(h->cm);
   assert_int_equal(h->cm_cycles, 1);
   assert_int_equal(h->collections, c);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_int_equal(h->collections, c + 1); /* a cycle counts at its initial pause */
   /* An explicit collection finishes the cycle, then collects. */
@@ -193,7 +181,7 @@ static void test_attach_detach_while_marking(void **state) {
   fh_heap *h = manual_heap("verify=1", &ty, &t);
   void **arr = fh_alloc(t, ty.array, 8 * sizeof(void *));
   fh_push_root(t, (void **)&arr);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   /* A thread attached during marking allocates black; what it stored
    * survives its detach. */
   fh_thread *u = fh_thread_attach(h);
@@ -201,7 +189,7 @@ static void test_attach_detach_while_marking(void **state) {
   fh_write_ref(u, arr, &arr[0], n);
   fh_thread_detach(u);
   n = NULL;
-  remark(t);
+  test_cmark_remark(t);
   assert_int_equal(((tnode *)arr[0])->value, 9);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
@@ -210,81 +198,17 @@ static void test_attach_detach_while_marking(void **state) {
 
 static void test_destroy_while_marking(void **state) {
   (void)state;
-  /* The real marker, a heap large enough that it is still marking. */
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=1,heap_max=128M", &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-  start_cycle(t);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h); /* abandons the cycle, joins the marker */
-}
-
-static int fork_child_ok(fh_heap *h, const test_types *ty) {
-  fh_thread *t = fh_thread_attach(h);
-  if (!t) return 0;
-  for (int i = 0; i < 1000; i++) (void)test_node(t, ty, (uint64_t)i);
-  int ok = fh_collect(t, FH_COLLECT_DEFAULT) == 0;
-  fh_thread_detach(t);
-  return ok;
+  test_cmark_destroy_while_marking("mark_sweep", "concurrent_mark=1,heap_max=128M");
 }
 
 static void test_fork_while_marking(void **state) {
   (void)state;
-  if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=1,heap_max=64M,verify=1", &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 5000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-  for (int round = 0; round < 2; round++) {
-    h->cm_manual = round == 0; /* a cycle that stays open; then the real marker */
-    start_cycle(t);
-    fh_enter_blocking(t); /* the fork handler stops this heap */
-    pid_t pid = fork();
-    if (pid == 0) {
-      test_child_signals(20);
-      fh_leave_blocking(t);
-      /* The child finds no cycle half-marked. */
-      CHILD_CHECK(h->cm == NULL);
-      fh_thread_detach(t);
-      CHILD_CHECK(fork_child_ok(h, &ty));
-      _exit(0);
-    }
-    fh_leave_blocking(t);
-    assert_true(pid > 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    test_assert_child_ok(status, "child after a fork while marking");
-    assert_null(h->cm);
-    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-    for (int i = 0; i < 5000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
-  }
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
+  test_cmark_fork_while_marking("mark_sweep", "concurrent_mark=1,heap_max=64M,verify=1");
 }
 
 static void test_prefork_while_marking(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = manual_heap("verify=1", &ty, &t);
-  void **arr = fh_alloc(t, ty.array, 100 * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
-  for (int i = 0; i < 100; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
-  start_cycle(t);
-  assert_non_null(h->cm);
-  assert_int_equal(fh_prefork(t), 0);
-  assert_null(h->cm);
-  for (int i = 0; i < 100; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
+  test_cmark_prefork_while_marking("mark_sweep", "concurrent_mark=1,verify=1");
 }
 
 /* ---- weak references, finalizers, pins, large objects ---- */
@@ -304,7 +228,7 @@ static void test_weak_pins_large(void **state) {
   assert_int_equal(fh_pin(t, pinned), 0);
   void **big = fh_alloc(t, ty.array, 64 << 10); /* large-object space */
   FH_PUSH_ROOTS(t, &eph, &eph2, (void **)&live_key, (void **)&big);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   while (cmark_test_step(h, 1000)) {
   } /* everything reachable scanned: big too */
   /* Stored into the scanned large object during marking; the only other
@@ -317,7 +241,7 @@ static void test_weak_pins_large(void **state) {
   pinned = NULL;
   fh_write_ref(t, big, &big[100], late);
   late = NULL;
-  remark(t);
+  test_cmark_remark(t);
   assert_null(fh_ephemeron_key(t, eph)); /* key dead: cleared */
   assert_int_equal(((tnode *)fh_ephemeron_value(t, eph2))->value, 4);
   void *obj, *data;
@@ -337,7 +261,7 @@ static void test_dump_says_when_off(void **state) {
   test_types ty;
   fh_thread *t;
   fh_heap *h = test_heap_attached("mark_sweep", "concurrent_mark=0", &ty, &t);
-  start_cycle(t);
+  test_cmark_start_cycle(t);
   assert_null(h->cm);
   assert_int_equal(h->cm_cycles, 0);
   char *buf = NULL;

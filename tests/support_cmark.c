@@ -1,10 +1,12 @@
-/* The rewiring stress of the concurrent-marking suites (support_rewire.h). */
-#include "support_rewire.h"
+/* What the concurrent-marking suites share (support_cmark.h). */
+#include "support_cmark.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "collectors/collector.h"
 #include "heap/heap.h"
 #include "support_heap.h"
 
@@ -138,3 +140,96 @@ void test_rewire_run(const char *spec, int ms) {
   fh_heap_destroy(h);
 }
 
+
+void test_cmark_start_cycle(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_ALLOC_TRIGGER, t->heap->collections), 0);
+}
+
+void test_cmark_remark(fh_thread *t) {
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
+  assert_null(t->heap->cm);
+  fh_gc_wait(t->heap);
+}
+
+void test_cmark_destroy_while_marking(const char *collector, const char *rest) {
+  /* The real marker, a heap large enough that it is still marking. */
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, rest, &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 20000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 20000; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  test_cmark_start_cycle(t);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h); /* abandons the cycle, joins the marker */
+}
+
+static int fork_child_ok(fh_heap *h, const test_types *ty) {
+  fh_thread *t = fh_thread_attach(h);
+  if (!t) return 0;
+  for (int i = 0; i < 1000; i++) (void)test_node(t, ty, (uint64_t)i);
+  int ok = fh_collect(t, FH_COLLECT_DEFAULT) == 0;
+  fh_gc_wait(h);
+  fh_thread_detach(t);
+  return ok;
+}
+
+void test_cmark_fork_while_marking(const char *collector, const char *rest) {
+  if (test_sanitizer_is("tsan")) test_skip_under_tsan("fork of a multi-threaded process");
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, rest, &ty, &t);
+  void **arr = fh_alloc(t, ty.array, 5000 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 5000; i++) {
+    fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+    (void)test_node(t, &ty, 0); /* garbage between them */
+  }
+  for (int round = 0; round < 2; round++) {
+    h->cm_manual = round == 0; /* a cycle that stays open; then the real marker */
+    test_cmark_start_cycle(t);
+    fh_enter_blocking(t); /* the fork handler stops this heap */
+    pid_t pid = fork();
+    if (pid == 0) {
+      test_child_signals(20);
+      fh_leave_blocking(t);
+      /* The child finds no cycle half-marked. */
+      CHILD_CHECK(h->cm == NULL);
+      for (int i = 0; i < 5000; i++) CHILD_CHECK(((tnode *)arr[i])->value == (uint64_t)i);
+      fh_thread_detach(t);
+      CHILD_CHECK(fork_child_ok(h, &ty));
+      _exit(0);
+    }
+    fh_leave_blocking(t);
+    assert_true(pid > 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    test_assert_child_ok(status, "child after a fork while marking");
+    assert_null(h->cm);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    for (int i = 0; i < 5000; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  }
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+void test_cmark_prefork_while_marking(const char *collector, const char *rest) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, rest, &ty, &t);
+  h->cm_manual = 1; /* the cycle stays open until fh_prefork */
+  void **arr = fh_alloc(t, ty.array, 100 * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  for (int i = 0; i < 100; i++) fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)i));
+  test_cmark_start_cycle(t);
+  assert_non_null(h->cm);
+  assert_int_equal(fh_prefork(t), 0);
+  assert_null(h->cm);
+  for (int i = 0; i < 100; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
