@@ -67,11 +67,14 @@ static void *nm_prefix_alloc(non_moving_space *s, size_t bytes, int *failed) {
       mem = (void *)f;
     } else {
       /* The arena carves from the frontier up: below it, only the prefix. */
+      uintptr_t limit = s->prefix_end;
       s->prefix_end = f;
       if (arena_start(&s->arena) < 0) {
-        s->prefix_end = s->space.begin + NM_PREFIX_BYTES; /* unchanged: f was the bump top */
+        s->prefix_end = limit; /* still bumping: a later call tries again */
+        atomic_store_explicit(&s->start_failed, 1, memory_order_relaxed);
         *failed = 1;
       } else {
+        atomic_store_explicit(&s->start_failed, 0, memory_order_relaxed);
         atomic_store_explicit(&s->arena_ready, 1, memory_order_release);
       }
     }

@@ -30,6 +30,7 @@ typedef struct non_moving_space {
    * bytes are not reused), so at most NM_PREFIX_BYTES is lost.  Set before
    * the arena starts and never changed after (read by the sweep). */
   _Atomic int arena_ready;
+  _Atomic int start_failed; /* the last attempt to start it failed (error set) */
   atomic_flag start_lock;
   uintptr_t prefix_end;
 } non_moving_space;
