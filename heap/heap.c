@@ -368,7 +368,11 @@ void heap_set_trigger_moving(fh_heap *h, size_t live, size_t occupied, int thp) 
     size_t half = heap_bump_room(h, nm);
     room = half > young ? half - young : 0;
   } else if (occupied != SIZE_MAX) {
+    /* The tables and the huge-page rounding take at most half the room: a
+     * heap whose live data nearly fills heap_max would otherwise collect
+     * at every TLAB once its tables did not fit. */
     size_t r = sizer_moving_room(h, occupied, heap_nonmoving_used(h), thp);
+    if (r < room / 2) r = room / 2;
     if (r < room) room = r;
   }
   /* A malloc space cannot fill its last bytes: runs keep holes too small

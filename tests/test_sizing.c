@@ -524,6 +524,17 @@ static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
             occ >> 10, h->gc_trigger >> 10, nm >> 10);
     assert_true(h->gc_trigger >= MiB);
     assert_true(full + full / 16 + nm <= 24 * MiB);
+    /* Live data nearly at the cap: the tables do not fit beside it, and
+     * still half the room is left to allocate (not a collection every
+     * TLAB). */
+    build_list(t, &ty, &head, (16 * MiB) / 48);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    size_t room = 24 * MiB - h->live_after_gc;
+    fprintf(stderr, "%s near the cap: live %zu KiB, trigger %zu KiB\n", cs[c],
+            h->live_after_gc >> 10, h->gc_trigger >> 10);
+    assert_true(h->live_after_gc > 22 * MiB); /* + 1/16 of the moving part: past the cap */
+    assert_true(h->gc_trigger >= room / 2 && h->gc_trigger < room);
     fh_pop_roots(t, 2);
     fh_thread_detach(t);
     fh_heap_destroy(h);
