@@ -51,8 +51,6 @@
 #include "heap/thread_slice.h"
 #include "spaces/reserve.h"
 
-/* ---- availability ---- */
-
 int mc_concurrent_available(const char **why) {
   unsigned c = fh_capabilities();
   const char *r = NULL;
@@ -461,6 +459,7 @@ static void *worker_main(void *arg) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
+  cc_large_work(m, m->worker_buf); /* first: mutators read them most (cc_large.h) */
   uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
   /* Once the uffd is broken every install is an mremap that leaves a VMA
    * of its own until the next pause: the worker then builds runs of up to
@@ -716,8 +715,9 @@ static void build_pinned_ranges(mc_state *m) {
 
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
-  if (register_destination(m) < 0) return -1;
+  if (register_destination(m) < 0) return cc_large_fallback(m), -1;
   mark_blank_pages(m);
+  cc_large_flip(m); /* large reference arrays aside (cc_large.h) */
   build_pinned_ranges(m);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;

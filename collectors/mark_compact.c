@@ -248,8 +248,11 @@ static void update_object(void *obj, void *ctx) {
   if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
-    mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY)) {
+    /* A large one may be fixed after the flip instead (cc_large.h). */
+    if (!cc_large_defer(m, obj, hdr_payload(hd) / sizeof(void *)))
+      mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  }
   else if (ti)
     types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
@@ -444,7 +447,9 @@ int mc_prepare_move(mc_state *m) {
   uint64_t t3 = heap_now_ns();
   /* From here on the pages are in from-space: point every reference held
    * outside the moving space at the new addresses. */
+  m->large.defer = 1; /* mc_cc_compact flips next, or updates them (cc_large_fallback) */
   mc_update_outside(m);
+  m->large.defer = 0;
   m->mremap_ns = t3 - t2;
   m->update_ns = heap_now_ns() - t3;
   m->table_bytes = mc_table_bytes(m);

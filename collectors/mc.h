@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "collectors/cc_large.h"
 #include "collectors/collector.h"
 #include "collectors/forwarding.h"
 #include "collectors/from_ledger.h"
@@ -182,6 +183,7 @@ typedef struct mc_state {
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
   mc_gen gen; /* generations (mc_gen.h) */
+  cc_large_set large; /* large reference arrays fixed after the flip (cc_large.h) */
 } mc_state;
 
 /* The heap's compactor state, created on first use.  NULL + error. */
@@ -228,6 +230,9 @@ void mc_slide_all(mc_state *m, unsigned threads);
  * (world stopped), prefetching the referents' chunk entries, with pool
  * helpers (gc_threads) when it has millions of slots (mc_slide.c). */
 void mc_update_array(mc_state *m, void **slots, size_t n);
+/* The same on this thread alone, through the prefetching ring: slots
+ * anywhere (a page being built: cc_large.c).  Async-signal-safe. */
+void mc_forward_slots(const fwd_tables *t, void **slots, size_t n);
 /* After mc_prepare_forward: the rest of a cycle that slides in the pause
  * (mc_slide_all, then publish, prefault plan, tables cleared after the
  * pause).  `note` (static text) is fh_dump's mode note. */
