@@ -352,9 +352,12 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
     return -1;
   }
   /* Young: the non-moving and large objects are old, not marked. */
+  uint64_t ts = heap_now_ns();
   m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
   uint64_t t1 = heap_now_ns();
+  m->sweep_ns = t1 - ts;
   fwd_compute(t);
+  m->fwd_compute_ns = heap_now_ns() - t1;
   if (t->ngrows) record_growers(h, t);
   set_walk_points(b, t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of

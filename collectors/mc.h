@@ -166,6 +166,7 @@ typedef struct mc_state {
   _Atomic uint64_t fault_ns_total; /* summed with the histogram */
   /* figures of the last cycle (mc_stats.h) */
   uint64_t mark_ns, forward_ns, update_ns, mremap_ns, register_ns;
+  uint64_t sweep_ns, fwd_compute_ns; /* parts of forward_ns's step (FH_MC_TRACE) */
   /* threads that wait for the phase's end help build pages meanwhile */
   _Atomic unsigned helpers;
   _Atomic int closing;
