@@ -150,6 +150,7 @@ static void put_back(cc_large_obj *o) {
 void cc_large_flip(mc_state *m) {
   cc_large_set *s = &m->large;
   uint64_t t0 = now_ns();
+  s->at_flip_begin = t0;
   size_t kept = 0, pages = 0, fallbacks = 0;
   for (size_t i = 0; i < s->n; i++) {
     cc_large_obj *o = &s->obj[i];
@@ -174,7 +175,8 @@ void cc_large_flip(mc_state *m) {
   s->last_fallbacks = fallbacks;
   s->total_objects += kept;
   s->total_fallbacks += fallbacks;
-  s->last_flip_ns = now_ns() - t0;
+  s->at_flip_end = now_ns();
+  s->last_flip_ns = s->at_flip_end - t0;
 }
 
 void cc_large_fallback(mc_state *m) {

@@ -61,6 +61,9 @@ typedef struct cc_large_set {
   /* the last flip's figures (FH_MC_TRACE, tests) */
   size_t last_objects, last_pages, last_fallbacks;
   uint64_t last_flip_ns, last_work_ns;
+  /* Clock readings of the last flip pause (FH_MC_TRACE: where the flip's
+   * time goes): outside references updated, cc_large_flip begun, ended. */
+  uint64_t at_updated, at_flip_begin, at_flip_end;
   uint64_t total_objects, total_fallbacks; /* since the state was made */
 } cc_large_set;
 

@@ -454,7 +454,8 @@ int mc_prepare_move(mc_state *m) {
   mc_update_outside(m);
   m->large.defer = 0;
   m->mremap_ns = t3 - t2;
-  m->update_ns = heap_now_ns() - t3;
+  m->large.at_updated = heap_now_ns();
+  m->update_ns = m->large.at_updated - t3;
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
   return 0;
