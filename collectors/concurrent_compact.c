@@ -459,7 +459,7 @@ static void *worker_main(void *arg) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  cc_large_work(m, m->worker_buf); /* first: mutators read them most (cc_large.h) */
+  mc_worker_first(m); /* the ledger's plan, large reference arrays (mc.h) */
   uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
   /* Once the uffd is broken every install is an mremap that leaves a VMA
    * of its own until the next pause: the worker then builds runs of up to

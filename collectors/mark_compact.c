@@ -434,7 +434,9 @@ void mc_update_outside(mc_state *m) {
 int mc_prepare_move(mc_state *m) {
   fwd_tables *t = &m->t;
   uint64_t tp = heap_now_ns();
-  ledger_plan(&m->ledger, t, &m->h->types); /* reads headers before they move */
+  /* Reads headers before they move, when a type has a trace function;
+   * else the counting is left to the GC worker (mc_worker_first). */
+  ledger_plan(&m->ledger, t, &m->h->types, 1);
   /* A slide left the pages above the old top resident (dirty_end): they
    * go to from-space with the rest and back to the system with it. */
   uintptr_t dirty = m->h->bump[m->h->active].dirty_end;
@@ -556,6 +558,11 @@ void mc_publish_holes(mc_state *m) {
   bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
+void mc_worker_first(mc_state *m) {
+  ledger_plan_deferred(&m->ledger, &m->t); /* the releaser's first step, unless it began */
+  cc_large_work(m, m->worker_buf);
+}
+
 void mc_end_cycle(mc_state *m) {
   /* What the ledger still holds (pinned pages, the last batch, staging
    * leftovers) goes back with the rest of from-space. */
@@ -640,6 +647,7 @@ int mc_space_thp(mc_state *m, int on) {
  * it: a cycle that cannot register cannot COPY either.) */
 void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m};
+  ledger_plan_deferred(&m->ledger, &m->t); /* a flip that failed: from-space goes back early */
   /* Huge pages only slow an in-place build: a failed switch is harmless. */
   mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);

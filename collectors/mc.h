@@ -267,6 +267,11 @@ size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
  * them.  mc_join_worker stops it. */
 void mc_plan_prefault(mc_state *m);
 void mc_prefault(mc_state *m);
+/* The GC worker's first steps after a flip, before it builds the moving
+ * space's pages: the from-space ledger's plan when the pause left it and
+ * the releaser has not begun it (from_ledger.h), then the large reference
+ * arrays (cc_large.h). */
+void mc_worker_first(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 
