@@ -2,8 +2,8 @@
  *
  * Pause (mc_prepare + mc_concurrent_flip): mark, forward, move the moving
  * space's pages to from-space with MREMAP_DONTUNMAP, update every reference
- * outside the space, register the destination range [begin, R) with
- * userfaultfd (R = the new top rounded up to a page; the last page ends in
+ * outside the space (large arrays' after: cc_large.h), register [begin, R)
+ * with userfaultfd (R = the new top rounded up to a page; the last page ends in
  * a filler), publish R as the top, start the GC worker.  Mutators resume:
  * they only hold post-compaction addresses (to-space invariant), new TLABs
  * come from [R, end), which is never registered, so allocation never faults.

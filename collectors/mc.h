@@ -15,6 +15,7 @@
  *                        concurrent_compact cycles, mc_policy.h)
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
+ *   cc_large.c           large reference arrays fixed after the flip
  *   from_ledger.c        which from-space pages are still read: each goes
  *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
