@@ -271,8 +271,11 @@ static void test_read_into_pinned_after_flip(void **s) {
 static void test_ledger_planned_after_the_pause(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_WORKER_DELAY_MS", "400", 1);
-  setenv("FH_MC_LEDGER_DELAY_MS", "200", 1);
+  /* Long enough for a sanitizer build's walk over the ring to finish
+   * first: pages built after the plan would go back in 8 MiB batches only
+   * (this heap has fewer pages), and the count below would miss them. */
+  setenv("FH_MC_WORKER_DELAY_MS", "1000", 1);
+  setenv("FH_MC_LEDGER_DELAY_MS", "600", 1);
   fh_heap *h = large_heap(1);
   fh_thread *t = fh_thread_attach(h);
   test_ring g;
