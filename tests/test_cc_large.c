@@ -144,6 +144,13 @@ static void mutators_after_flip(int sigbus) {
   fh_stats st;
   fh_get_stats(h, &st);
   assert_true(st.uffd_faults > 0);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  fh_dump(h, f);
+  fclose(f);
+  assert_non_null(strstr(text, "large reference arrays fixed after the flip, page by page: 3;"));
+  free(text);
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
