@@ -216,6 +216,9 @@ void fwd_release_markers(fwd_tables *t);
 static inline size_t fwd_used_words(const fwd_tables *t) {
   return (((t->old_top - t->begin) >> 3) + 63) / 64;
 }
+/* The first address whose bits helper markers hold (fwd_prepare_marker):
+ * the floor rounded down to a page of bitmap. */
+uintptr_t fwd_marker_base(const fwd_tables *t);
 
 /* After marking, before fwd_compute, with the space still in place: make
  * the objects starting at pins[0 .. n) (ascending; those outside [begin,

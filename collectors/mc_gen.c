@@ -55,6 +55,11 @@ void mc_gen_destroy(mc_gen *g) {
   mark_stack_destroy(&g->refs);
 }
 
+size_t mc_gen_last_young_live(const mc_gen *g) {
+  const gen_policy_in *l = &g->last;
+  return l->young_collected > l->young_freed ? l->young_collected - l->young_freed : 0;
+}
+
 int mc_gen_begin(mc_state *m, gc_cause cause) {
   fh_heap *h = m->h;
   mc_gen *g = &m->gen;

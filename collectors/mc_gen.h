@@ -114,5 +114,8 @@ void mc_gen_end(mc_state *m);
 /* verify=1: the invariant above; names the holder and aborts. */
 void mc_gen_verify(mc_state *m, const char *when);
 void mc_gen_destroy(mc_gen *g);
+/* Bytes the last young cycle kept (0 after a full one): how much the next
+ * young cycle may expect to mark. */
+size_t mc_gen_last_young_live(const mc_gen *g);
 
 #endif

@@ -420,9 +420,9 @@ static const trace_ops mc_trace_ops = {
  * Marking is over for all of them (the pool said done, under its lock), so
  * no marker writes a bit any more. */
 static void merge_share(marker *m, unsigned nmarkers) {
-  size_t words = fwd_used_words(m->t);
-  fwd_merge_markers(m->t, nmarkers, words * m->index / nmarkers,
-                    words * (m->index + 1) / nmarkers);
+  size_t w0 = (fwd_marker_base(m->t) - m->t->begin) >> 9, words = fwd_used_words(m->t) - w0;
+  fwd_merge_markers(m->t, nmarkers, w0 + words * m->index / nmarkers,
+                    w0 + words * (m->index + 1) / nmarkers);
 }
 
 /* The helper markers of one marking, kept until mc_mark_end: after the
@@ -467,6 +467,12 @@ static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
   const char *e = getenv("FH_MC_MARK_THREADS");
   if (e && *e) n = (unsigned)strtoul(e, NULL, 10);
   else if (t->old_top - t->ylo < PARALLEL_MARK_MIN_BYTES) n = 1;
+  /* A young cycle marks what survives its young generation, not its
+   * range: one marker unless the last young cycle kept much (helpers cost
+   * a thread start and bitmap traffic per cycle; binary-trees' 128 MiB
+   * young generations mostly die). */
+  else if (t->young && h->mc && mc_gen_last_young_live(&h->mc->gen) < PARALLEL_MARK_MIN_BYTES)
+    n = 1;
   if (n < 1) n = 1;
   return n > FWD_MAX_MARKERS ? FWD_MAX_MARKERS : n;
 }
