@@ -53,6 +53,7 @@ void mc_gen_destroy(mc_gen *g) {
   if (g->walk) sys_munmap(g->walk, g->walk_bytes);
   g->walk = NULL;
   mark_stack_destroy(&g->refs);
+  mark_stack_destroy(&g->stack);
 }
 
 size_t mc_gen_last_young_live(const mc_gen *g) {
@@ -227,33 +228,18 @@ static void queue_cards(uintptr_t cb, uintptr_t ce, void *ctx) {
 
 typedef struct old_visit {
   card_walk w;
-  fh_object_fn fn;
+  int (*scan_old)(void *obj, void *ctx);
   void *ctx;
   mc_gen *g;
-  const fwd_tables *t;
-  int young_ref;
 } old_visit;
 
-static void young_ref_slot(void **slot, void *ctx) {
-  old_visit *v = ctx;
-  const fwd_tables *t = v->t;
-  uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
-  if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) v->young_ref = 1;
-}
-
-/* An old object on a dirty card: marked from (fn), then logged if one of
- * its slots refers into the collected part (its lines are in the cache
- * now; the update reads them again only for the logged objects). */
+/* An old object on a dirty card: marked from, and logged if marking found
+ * that it may refer into the collected part (the update reads only the
+ * logged objects again). */
 static void visit_old_object(void *obj, void *ctx) {
   old_visit *v = ctx;
-  v->fn(obj, v->ctx);
-  if (!v->g->refs_ok) return;
-  uint64_t hd = *obj_header(obj);
-  const fh_type_info *ti = types_get(&v->w.m->h->types, hdr_type(hd));
-  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
-  v->young_ref = 0;
-  types_visit_refs(ti, obj, hdr_payload(hd), young_ref_slot, v);
-  if (v->young_ref && mark_stack_push(&v->g->refs, obj) < 0) v->g->refs_ok = 0;
+  if (v->scan_old(obj, v->ctx) && v->g->refs_ok && mark_stack_push(&v->g->refs, obj) < 0)
+    v->g->refs_ok = 0;
 }
 
 static void visit_old_card(uintptr_t c, void *ctx) {
@@ -261,13 +247,14 @@ static void visit_old_card(uintptr_t c, void *ctx) {
   card_objects(&v->w, c, visit_old_object, v);
 }
 
-void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
+void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_object_fn fn,
+                      void *ctx) {
   mc_state *m = h->mc;
   mc_gen *g = &m->gen;
   g->refs.n = 0;
   g->refs_ok = g->refs.items || mark_stack_init(&g->refs) == 0;
   if (m->t.ylo > m->t.begin) {
-    old_visit v = {{m, m->t.ylo, 0}, fn, ctx, g, &m->t, 0};
+    old_visit v = {{m, m->t.ylo, 0}, scan_old, ctx, g};
     card_queue q = {.walk = g->walk, .begin = m->t.begin, .fn = visit_old_card, .ctx = &v};
     cards_visit_dirty(h, m->t.begin, m->t.ylo, queue_cards, &q);
     card_queue_drain(&q);

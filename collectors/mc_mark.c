@@ -75,6 +75,7 @@ typedef struct marker {
   array_cont arrays[MAX_ARRAY_CONTS];
   unsigned narrays;
   int overflowed;
+  unsigned hits;       /* slots found referring into [ylo, old_top) (scan_old) */
   mark_pool *pool;     /* NULL: marking alone */
   mc_mark_crew *crew;  /* the helpers' crew, for helpers */
   /* Ephemerons: marker 0 hands them to the tracing layer; helpers keep
@@ -127,6 +128,7 @@ static inline void mark_ref(marker *m, void *v) {
   uintptr_t a = (uintptr_t)p;
   fwd_tables *t = m->t;
   if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) {
+    m->hits++;
     /* Only the start bit here: the header (size, live words, type) is read
      * when the object is scanned, after drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
@@ -365,6 +367,22 @@ static void scan_if_marked_nm(void *obj, void *ctx) {
 
 static void scan_object_cb(void *obj, void *ctx) { scan(ctx, obj); }
 
+/* A young cycle's old bump object on a dirty card, scanned as a root:
+ * whether it may refer into the collected part, for the log the update
+ * forwards (mc_gen.h), found by the scan itself instead of a second pass
+ * over its slots: a slot mark_ref found in range, an array whose rest
+ * waits as a continuation, or an ephemeron (the tracing layer may hold
+ * its key unvisited). */
+static int scan_old_cb(void *obj, void *ctx) {
+  marker *m = ctx;
+  unsigned arrays = m->narrays;
+  m->hits = 0;
+  scan(m, obj);
+  if (m->hits || m->narrays != arrays) return 1;
+  const fh_type_info *ti = types_get(&m->h->types, hdr_type(*obj_header(obj)));
+  return ti && (ti->flags & TYPE_EPHEMERON);
+}
+
 static void rescan_large(void *obj, void *ctx) {
   scan(ctx, obj);
   drain(ctx);
@@ -546,7 +564,7 @@ static void mark_roots(marker *m) {
   fh_heap *h = m->h;
   roots_visit(h, mark_slot, m);
   /* A young collection: the old objects on dirty cards are roots too. */
-  if (m->t->young) mc_gen_visit_old(h, scan_object_cb, m);
+  if (m->t->young) mc_gen_visit_old(h, scan_old_cb, scan_object_cb, m);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned ns = heap_spaces(h, spaces);
   for (unsigned i = 0; i < ns; i++)
@@ -561,7 +579,14 @@ static void mark_roots(marker *m) {
 int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   *crew_out = NULL;
   mark_stack stack;
-  if (mark_stack_init(&stack) < 0) {
+  /* The stack is kept between cycles (mc_gen.stack): a map and an unmap
+   * per young pause were 2% of it. */
+  mark_stack *kept = h->mc && &h->mc->t == t ? &h->mc->gen.stack : NULL;
+  if (kept && kept->items) {
+    stack = *kept;
+    *kept = (mark_stack){0};
+    stack.n = 0;
+  } else if (mark_stack_init(&stack) < 0) {
     fh_error_set("mark-compact: cannot map the mark stack");
     return -1;
   }
@@ -596,7 +621,12 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   recover(&m);
   trace_weak_finish(&weak); /* drains with marker 0: never fails */
   trace_weak_destroy(&weak);
-  mark_stack_destroy(&m.stack);
+  if (kept) {
+    mark_stack_trim(&m.stack); /* empty: what it grew by goes back */
+    *kept = m.stack;
+  } else {
+    mark_stack_destroy(&m.stack);
+  }
   *crew_out = crew;
   return 0;
 }
