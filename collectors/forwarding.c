@@ -201,16 +201,22 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
   zero_table_from(base, 0, used_bytes, map_bytes, 0);
 }
 
-/* A young cycle's tables are cleared by writing zeroes and stay resident
- * up to this much collected space (mark and live bitmaps 1/64 of it each,
- * chunks 1/32): handed back, every young pause faulted them in again
- * (MADV_POPULATE_WRITE, zeroing, a sixth of a young pause with 16 MiB
- * young), and only the resident set between cycles is larger: during one
- * they are resident either way. */
+/* A young or slid cycle's tables are cleared by writing zeroes and stay
+ * resident up to this much collected space (mark and live bitmaps 1/64 of
+ * it each, chunks 1/64, first objects 1/512): handed back, every young
+ * pause faulted them in again (MADV_POPULATE_WRITE, zeroing, a sixth of a
+ * young pause with 16 MiB young), and every stop-the-world cycle spent
+ * two thirds of its system time faulting them in and handing them back
+ * (whippet-mt-gcbench, mark_compact, generational=0: bench/gc_systime.sh);
+ * only the resident set between cycles is larger: during one they are
+ * resident either way, so the peak is the same.  A flip's tables go back
+ * (its cycles are the large ones, and they run beside the mutators). */
 #define FWD_KEEP_YOUNG_BYTES ((size_t)256 << 20)
 
 void fwd_reset(fwd_tables *t) {
-  int keep = t->young && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  int keep = (t->young || t->slid) && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  uintptr_t was_top = t->old_top;
+  t->slid = 0;
   t->kept_lo = keep ? t->lo : 0;
   t->kept_hi = keep ? t->old_top : 0;
   if (t->old_top > t->lo) {
@@ -233,7 +239,11 @@ void fwd_reset(fwd_tables *t) {
     size_t from = ((t->lo - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk);
     zero_table_from(t->chunks, from, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, keep);
   }
-  t->chunks_populated = t->begin;
+  /* Kept chunks need no faulting in next time (MADV_POPULATE_WRITE walks
+   * resident pages too: most of a young cycle's remaining system time).
+   * Below a young cycle's floor they may not be resident: a full cycle
+   * faults those in as it writes them. */
+  t->chunks_populated = keep ? was_top : t->begin;
   /* page_first from the floor's first page boundary (compute_chunks). */
   size_t p0 = align_up(t->lo - t->begin, FWD_PAGE) / FWD_PAGE;
   zero_table_from(t->page_first, p0 * sizeof(uintptr_t), (t->npages + 1) * sizeof(uintptr_t),

@@ -126,6 +126,9 @@ typedef struct fwd_tables {
    * cycle's reset wrote zeroes there (fwd_reset), and the next marking
    * need not fault them in (empty: unknown). */
   uintptr_t kept_lo, kept_hi;
+  /* Set by the caller before fwd_reset: this cycle slid in place (with the
+   * world stopped), so its tables are kept like a young cycle's. */
+  int slid;
   /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
    * fixed from fwd_compute to the end of the cycle (page builders, signal
    * handlers included, read them without a lock). */

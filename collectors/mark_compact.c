@@ -564,6 +564,7 @@ void mc_end_cycle(mc_state *m) {
   ledger_reset(&m->ledger);
   if (m->t.npages)
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
+  m->t.slid = m->slid; /* a slide's tables stay resident (fwd_reset) */
   fwd_reset(&m->t);
 }
 
