@@ -61,6 +61,25 @@ size_t mc_gen_last_young_live(const mc_gen *g) {
   return l->young_collected > l->young_freed ? l->young_collected - l->young_freed : 0;
 }
 
+/* The throughput a full collection would have now, for ART's rule (young
+ * while young throughput x 0.5 >= full throughput): what it would free
+ * (what the last young one freed, plus at most what young ones promoted
+ * since the last full one) over what it would cost (its measured pause
+ * per live byte, times the live data now).  The average of past full
+ * collections' own figures described another phase of the program:
+ * binary-trees' early full collections freed 128 MiB of a stretch tree
+ * each, so its last phase, whose full collections free 64 of 192 MiB,
+ * took four 220 ms full collections for 50 ms young ones before the
+ * average came down. */
+double mc_gen_full_tp_now(const mc_gen *g) {
+  const gen_policy_in *l = &g->last;
+  if (!l->last_young || g->full_ns_per_byte <= 0 || !l->young_collected) return g->full_tp;
+  double live = (double)g->old_live + (double)(l->young_collected - l->young_freed);
+  double freed = (double)l->young_freed + (double)l->promoted_since_full;
+  double ms = g->full_ns_per_byte * live / 1e6;
+  return ms > 0.001 ? freed / ms : g->full_tp;
+}
+
 int mc_gen_begin(mc_state *m, gc_cause cause) {
   fh_heap *h = m->h;
   mc_gen *g = &m->gen;
@@ -91,7 +110,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.heap_max = heap_limit(h);
   in.no_generations = !valid;
   in.young_tp = g->young_tp;
-  in.full_tp = g->full_tp;
+  in.full_tp = mc_gen_full_tp_now(g);
   h->gen.choice = gen_policy_choose(&in);
   g->young = h->gen.choice.young;
   /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
@@ -541,6 +560,7 @@ void mc_gen_end(mc_state *m) {
     l->young_freed = freed;
   } else {
     g->full_tp = blend(g->full_tp, tp);
+    if (live) g->full_ns_per_byte = blend(g->full_ns_per_byte, ms * 1e6 / (double)live);
     l->old_after_full = g->old_live;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;

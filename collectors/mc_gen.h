@@ -86,6 +86,9 @@ typedef struct mc_gen {
   /* throughput (bytes freed per ms of pause, running averages), and the
    * policy's inputs */
   double young_tp, full_tp;
+  /* A full cycle's pause per live byte (running average): what a full
+   * cycle would cost now, for mc_gen_full_tp_now. */
+  double full_ns_per_byte;
   gen_policy_in last;
   char how[96]; /* h->gc_how of this cycle */
 } mc_gen;
@@ -121,5 +124,10 @@ void mc_gen_destroy(mc_gen *g);
 /* Bytes the last young cycle kept (0 after a full one): how much the next
  * young cycle may expect to mark. */
 size_t mc_gen_last_young_live(const mc_gen *g);
+/* The full throughput the policy compares young collections' with: what
+ * a full collection would free now over its measured cost per live byte
+ * times the live data now (the running average of past full collections'
+ * own figures until that is known). */
+double mc_gen_full_tp_now(const mc_gen *g);
 
 #endif

@@ -559,6 +559,27 @@ static void test_policy_throughput(void **st) {
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
   in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
   assert_true(gen_policy_choose(&in).young);
+  /* The full throughput compared is what a full collection would do now
+   * (mc_gen_full_tp_now), not the average of earlier ones: binary-trees'
+   * early full collections freed 128 of 256 MiB, its last phase's free 64
+   * of 256 at the same cost per live byte, and young ones 64 of 128 in a
+   * quarter of the time.  Young must go on there. */
+  mc_gen g = {.full_tp = 128.0 * MiB / 120, .full_ns_per_byte = 220e6 / (192.0 * MiB),
+              .old_live = 128 * MiB};
+  g.last = (gen_policy_in){.last_young = 1, .young_collected = 128 * MiB, .young_freed = 64 * MiB};
+  double full_now = mc_gen_full_tp_now(&g);
+  assert_true(full_now > 0.95 * 64.0 * MiB / 220 && full_now < 1.05 * 64.0 * MiB / 220);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .last_young = 1, .young_tp = 64.0 * MiB / 50,
+                       .full_tp = full_now};
+  assert_true(gen_policy_choose(&in).young);
+  in.full_tp = g.full_tp; /* the stale average would have chosen full */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  /* Old garbage promoted since the last full one counts for full. */
+  g.last.promoted_since_full = 512 * MiB;
+  assert_true(mc_gen_full_tp_now(&g) > 4 * full_now);
+  /* Before any full collection was measured: the average (0). */
+  g.full_ns_per_byte = 0;
+  assert_true(mc_gen_full_tp_now(&g) == g.full_tp);
 }
 
 /* Allocation-triggered collections follow the policy: young ones, and
