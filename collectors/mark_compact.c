@@ -398,7 +398,10 @@ void mc_account(mc_state *m) {
    * budget (cc_concurrent.c). */
   size_t black = m->black_bytes < live ? m->black_bytes : live;
   m->black_bytes = 0;
-  heap_set_trigger(h, old_live + live - black + nm_used);
+  /* The space after the cycle, from its start to the new top (the old
+   * generation whole): its end bounds the next window (sizer_moving_room). */
+  size_t occupied = m->t.new_top > m->t.begin ? m->t.new_top - m->t.begin : 0;
+  heap_set_trigger_moving(h, old_live + live - black + nm_used, occupied, m->thp);
 }
 
 void mc_update_outside(mc_state *m) {
