@@ -98,11 +98,20 @@ unsigned fwd_add_markers(fwd_tables *t, unsigned n) {
  * compaction's own memory.) */
 #define MARKER_STEP ((size_t)1 << 20)
 
+/* A helper sets bits only in [ylo, old_top): its bitmaps are faulted in,
+ * merged and given back from the bitmap page holding the floor's bit on,
+ * not from the space's start (a young cycle over a 128 MiB old generation
+ * faulted in, merged and cleared 4 MiB of each helper bitmap it never
+ * wrote: most of binary-trees' 4 ms young pauses that found nothing live). */
+uintptr_t fwd_marker_base(const fwd_tables *t) {
+  return t->begin + align_down(t->lo - t->begin, (size_t)FH_PAGE * 64);
+}
+
 void fwd_prepare_marker(fwd_tables *t, unsigned k) {
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* all bitmaps map alike */
   fh_bitmap *pair[2] = {&t->extra_mark[k - 1], &t->extra_live[k - 1]};
-  for (size_t off = 0; off < bytes; off += MARKER_STEP) {
+  for (size_t off = (fwd_marker_base(t) - t->begin) / 64; off < bytes; off += MARKER_STEP) {
     size_t n = bytes - off < MARKER_STEP ? bytes - off : MARKER_STEP;
     for (int b = 0; b < 2; b++) {
       /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults
@@ -118,7 +127,7 @@ void fwd_release_marker(fwd_tables *t, unsigned k) {
   size_t *counted = &t->extra_counted[k - 1];
   if (!*counted) return; /* never ran, or already given back */
   const size_t step = MARKER_STEP * 64; /* of heap: a step of each bitmap */
-  for (uintptr_t a = t->begin; a < t->old_top; a += step) {
+  for (uintptr_t a = fwd_marker_base(t); a < t->old_top; a += step) {
     uintptr_t e = t->old_top - a > step ? a + step : t->old_top;
     size_t bytes = 2 * (((e - a) >> 3) / 8); /* a mark and a live bitmap */
     if (bytes > *counted) bytes = *counted;
@@ -192,16 +201,22 @@ static void zero_table(void *base, size_t used_bytes, size_t map_bytes) {
   zero_table_from(base, 0, used_bytes, map_bytes, 0);
 }
 
-/* A young cycle's tables are cleared by writing zeroes and stay resident
- * up to this much collected space (mark and live bitmaps 1/64 of it each,
- * chunks 1/32): handed back, every young pause faulted them in again
- * (MADV_POPULATE_WRITE, zeroing, a sixth of a young pause with 16 MiB
- * young), and only the resident set between cycles is larger: during one
- * they are resident either way. */
+/* A young or slid cycle's tables are cleared by writing zeroes and stay
+ * resident up to this much collected space (mark and live bitmaps 1/64 of
+ * it each, chunks 1/64, first objects 1/512): handed back, every young
+ * pause faulted them in again (MADV_POPULATE_WRITE, zeroing, a sixth of a
+ * young pause with 16 MiB young), and every stop-the-world cycle spent
+ * two thirds of its system time faulting them in and handing them back
+ * (whippet-mt-gcbench, mark_compact, generational=0: bench/gc_systime.sh);
+ * only the resident set between cycles is larger: during one they are
+ * resident either way, so the peak is the same.  A flip's tables go back
+ * (its cycles are the large ones, and they run beside the mutators). */
 #define FWD_KEEP_YOUNG_BYTES ((size_t)256 << 20)
 
 void fwd_reset(fwd_tables *t) {
-  int keep = t->young && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  int keep = (t->young || t->slid) && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
+  uintptr_t was_top = t->old_top;
+  t->slid = 0;
   t->kept_lo = keep ? t->lo : 0;
   t->kept_hi = keep ? t->old_top : 0;
   if (t->old_top > t->lo) {
@@ -224,7 +239,11 @@ void fwd_reset(fwd_tables *t) {
     size_t from = ((t->lo - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk);
     zero_table_from(t->chunks, from, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, keep);
   }
-  t->chunks_populated = t->begin;
+  /* Kept chunks need no faulting in next time (MADV_POPULATE_WRITE walks
+   * resident pages too: most of a young cycle's remaining system time).
+   * Below a young cycle's floor they may not be resident: a full cycle
+   * faults those in as it writes them. */
+  t->chunks_populated = keep ? was_top : t->begin;
   /* page_first from the floor's first page boundary (compute_chunks). */
   size_t p0 = align_up(t->lo - t->begin, FWD_PAGE) / FWD_PAGE;
   zero_table_from(t->page_first, p0 * sizeof(uintptr_t), (t->npages + 1) * sizeof(uintptr_t),

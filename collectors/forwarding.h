@@ -126,6 +126,9 @@ typedef struct fwd_tables {
    * cycle's reset wrote zeroes there (fwd_reset), and the next marking
    * need not fault them in (empty: unknown). */
   uintptr_t kept_lo, kept_hi;
+  /* Set by the caller before fwd_reset: this cycle slid in place (with the
+   * world stopped), so its tables are kept like a young cycle's. */
+  int slid;
   /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
    * fixed from fwd_compute to the end of the cycle (page builders, signal
    * handlers included, read them without a lock). */
@@ -216,6 +219,9 @@ void fwd_release_markers(fwd_tables *t);
 static inline size_t fwd_used_words(const fwd_tables *t) {
   return (((t->old_top - t->begin) >> 3) + 63) / 64;
 }
+/* The first address whose bits helper markers hold (fwd_prepare_marker):
+ * the floor rounded down to a page of bitmap. */
+uintptr_t fwd_marker_base(const fwd_tables *t);
 
 /* After marking, before fwd_compute, with the space still in place: make
  * the objects starting at pins[0 .. n) (ascending; those outside [begin,

@@ -53,6 +53,31 @@ void mc_gen_destroy(mc_gen *g) {
   if (g->walk) sys_munmap(g->walk, g->walk_bytes);
   g->walk = NULL;
   mark_stack_destroy(&g->refs);
+  mark_stack_destroy(&g->stack);
+}
+
+size_t mc_gen_last_young_live(const mc_gen *g) {
+  const gen_policy_in *l = &g->last;
+  return l->young_collected > l->young_freed ? l->young_collected - l->young_freed : 0;
+}
+
+/* The throughput a full collection would have now, for ART's rule (young
+ * while young throughput x 0.5 >= full throughput): what it would free
+ * (what the last young one freed, plus at most what young ones promoted
+ * since the last full one) over what it would cost (its measured pause
+ * per live byte, times the live data now).  The average of past full
+ * collections' own figures described another phase of the program:
+ * binary-trees' early full collections freed 128 MiB of a stretch tree
+ * each, so its last phase, whose full collections free 64 of 192 MiB,
+ * took four 220 ms full collections for 50 ms young ones before the
+ * average came down. */
+double mc_gen_full_tp_now(const mc_gen *g) {
+  const gen_policy_in *l = &g->last;
+  if (!l->last_young || g->full_ns_per_byte <= 0 || !l->young_collected) return g->full_tp;
+  double live = (double)g->old_live + (double)(l->young_collected - l->young_freed);
+  double freed = (double)l->young_freed + (double)l->promoted_since_full;
+  double ms = g->full_ns_per_byte * live / 1e6;
+  return ms > 0.001 ? freed / ms : g->full_tp;
 }
 
 int mc_gen_begin(mc_state *m, gc_cause cause) {
@@ -85,7 +110,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.heap_max = heap_limit(h);
   in.no_generations = !valid;
   in.young_tp = g->young_tp;
-  in.full_tp = g->full_tp;
+  in.full_tp = mc_gen_full_tp_now(g);
   h->gen.choice = gen_policy_choose(&in);
   g->young = h->gen.choice.young;
   /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
@@ -222,33 +247,18 @@ static void queue_cards(uintptr_t cb, uintptr_t ce, void *ctx) {
 
 typedef struct old_visit {
   card_walk w;
-  fh_object_fn fn;
+  int (*scan_old)(void *obj, void *ctx);
   void *ctx;
   mc_gen *g;
-  const fwd_tables *t;
-  int young_ref;
 } old_visit;
 
-static void young_ref_slot(void **slot, void *ctx) {
-  old_visit *v = ctx;
-  const fwd_tables *t = v->t;
-  uintptr_t a = slot_target(t->tags, (uintptr_t)*slot);
-  if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) v->young_ref = 1;
-}
-
-/* An old object on a dirty card: marked from (fn), then logged if one of
- * its slots refers into the collected part (its lines are in the cache
- * now; the update reads them again only for the logged objects). */
+/* An old object on a dirty card: marked from, and logged if marking found
+ * that it may refer into the collected part (the update reads only the
+ * logged objects again). */
 static void visit_old_object(void *obj, void *ctx) {
   old_visit *v = ctx;
-  v->fn(obj, v->ctx);
-  if (!v->g->refs_ok) return;
-  uint64_t hd = *obj_header(obj);
-  const fh_type_info *ti = types_get(&v->w.m->h->types, hdr_type(hd));
-  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
-  v->young_ref = 0;
-  types_visit_refs(ti, obj, hdr_payload(hd), young_ref_slot, v);
-  if (v->young_ref && mark_stack_push(&v->g->refs, obj) < 0) v->g->refs_ok = 0;
+  if (v->scan_old(obj, v->ctx) && v->g->refs_ok && mark_stack_push(&v->g->refs, obj) < 0)
+    v->g->refs_ok = 0;
 }
 
 static void visit_old_card(uintptr_t c, void *ctx) {
@@ -256,13 +266,14 @@ static void visit_old_card(uintptr_t c, void *ctx) {
   card_objects(&v->w, c, visit_old_object, v);
 }
 
-void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx) {
+void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_object_fn fn,
+                      void *ctx) {
   mc_state *m = h->mc;
   mc_gen *g = &m->gen;
   g->refs.n = 0;
   g->refs_ok = g->refs.items || mark_stack_init(&g->refs) == 0;
   if (m->t.ylo > m->t.begin) {
-    old_visit v = {{m, m->t.ylo, 0}, fn, ctx, g, &m->t, 0};
+    old_visit v = {{m, m->t.ylo, 0}, scan_old, ctx, g};
     card_queue q = {.walk = g->walk, .begin = m->t.begin, .fn = visit_old_card, .ctx = &v};
     cards_visit_dirty(h, m->t.begin, m->t.ylo, queue_cards, &q);
     card_queue_drain(&q);
@@ -549,6 +560,7 @@ void mc_gen_end(mc_state *m) {
     l->young_freed = freed;
   } else {
     g->full_tp = blend(g->full_tp, tp);
+    if (live) g->full_ns_per_byte = blend(g->full_ns_per_byte, ms * 1e6 / (double)live);
     l->old_after_full = g->old_live;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;

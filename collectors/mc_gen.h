@@ -72,6 +72,7 @@ typedef struct mc_gen {
    * log is complete (no push failed) for this cycle. */
   mark_stack refs;
   int refs_ok;
+  mark_stack stack; /* marking's own stack, kept between cycles (mc_mark) */
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */
@@ -85,6 +86,9 @@ typedef struct mc_gen {
   /* throughput (bytes freed per ms of pause, running averages), and the
    * policy's inputs */
   double young_tp, full_tp;
+  /* A full cycle's pause per live byte (running average): what a full
+   * cycle would cost now, for mc_gen_full_tp_now. */
+  double full_ns_per_byte;
   gen_policy_in last;
   char how[96]; /* h->gc_how of this cycle */
 } mc_gen;
@@ -95,9 +99,12 @@ int mc_gen_enabled(fh_heap *h);
 /* At the start of a collection: choose young or full (gen_policy_choose,
  * recorded in h->gen.choice), set the tables' floor.  Returns 1 for young. */
 int mc_gen_begin(mc_state *m, gc_cause cause);
-/* Marking, world stopped: fn(obj, ctx) for every old object on a dirty
- * card (old bump objects, non-moving, large). */
-void mc_gen_visit_old(fh_heap *h, fh_object_fn fn, void *ctx);
+/* Marking, world stopped: scan_old(obj, ctx) for every old bump object on
+ * a dirty card, which returns whether the object may refer into the
+ * collected part (logged for the update), and fn(obj, ctx) for the
+ * non-moving and large objects on dirty cards. */
+void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_object_fn fn,
+                      void *ctx);
 /* A young cycle's mc_update_outside: roots, weak tables, the objects on
  * dirty cards (their cards cleared unless they still point into the new
  * mid generation), the young part's cards forgotten. */
@@ -114,5 +121,13 @@ void mc_gen_end(mc_state *m);
 /* verify=1: the invariant above; names the holder and aborts. */
 void mc_gen_verify(mc_state *m, const char *when);
 void mc_gen_destroy(mc_gen *g);
+/* Bytes the last young cycle kept (0 after a full one): how much the next
+ * young cycle may expect to mark. */
+size_t mc_gen_last_young_live(const mc_gen *g);
+/* The full throughput the policy compares young collections' with: what
+ * a full collection would free now over its measured cost per live byte
+ * times the live data now (the running average of past full collections'
+ * own figures until that is known). */
+double mc_gen_full_tp_now(const mc_gen *g);
 
 #endif

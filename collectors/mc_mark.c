@@ -75,6 +75,7 @@ typedef struct marker {
   array_cont arrays[MAX_ARRAY_CONTS];
   unsigned narrays;
   int overflowed;
+  unsigned hits;       /* slots found referring into [ylo, old_top) (scan_old) */
   mark_pool *pool;     /* NULL: marking alone */
   mc_mark_crew *crew;  /* the helpers' crew, for helpers */
   /* Ephemerons: marker 0 hands them to the tracing layer; helpers keep
@@ -127,6 +128,7 @@ static inline void mark_ref(marker *m, void *v) {
   uintptr_t a = (uintptr_t)p;
   fwd_tables *t = m->t;
   if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) {
+    m->hits++;
     /* Only the start bit here: the header (size, live words, type) is read
      * when the object is scanned, after drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
@@ -365,6 +367,22 @@ static void scan_if_marked_nm(void *obj, void *ctx) {
 
 static void scan_object_cb(void *obj, void *ctx) { scan(ctx, obj); }
 
+/* A young cycle's old bump object on a dirty card, scanned as a root:
+ * whether it may refer into the collected part, for the log the update
+ * forwards (mc_gen.h), found by the scan itself instead of a second pass
+ * over its slots: a slot mark_ref found in range, an array whose rest
+ * waits as a continuation, or an ephemeron (the tracing layer may hold
+ * its key unvisited). */
+static int scan_old_cb(void *obj, void *ctx) {
+  marker *m = ctx;
+  unsigned arrays = m->narrays;
+  m->hits = 0;
+  scan(m, obj);
+  if (m->hits || m->narrays != arrays) return 1;
+  const fh_type_info *ti = types_get(&m->h->types, hdr_type(*obj_header(obj)));
+  return ti && (ti->flags & TYPE_EPHEMERON);
+}
+
 static void rescan_large(void *obj, void *ctx) {
   scan(ctx, obj);
   drain(ctx);
@@ -420,9 +438,9 @@ static const trace_ops mc_trace_ops = {
  * Marking is over for all of them (the pool said done, under its lock), so
  * no marker writes a bit any more. */
 static void merge_share(marker *m, unsigned nmarkers) {
-  size_t words = fwd_used_words(m->t);
-  fwd_merge_markers(m->t, nmarkers, words * m->index / nmarkers,
-                    words * (m->index + 1) / nmarkers);
+  size_t w0 = (fwd_marker_base(m->t) - m->t->begin) >> 9, words = fwd_used_words(m->t) - w0;
+  fwd_merge_markers(m->t, nmarkers, w0 + words * m->index / nmarkers,
+                    w0 + words * (m->index + 1) / nmarkers);
 }
 
 /* The helper markers of one marking, kept until mc_mark_end: after the
@@ -467,6 +485,12 @@ static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
   const char *e = getenv("FH_MC_MARK_THREADS");
   if (e && *e) n = (unsigned)strtoul(e, NULL, 10);
   else if (t->old_top - t->ylo < PARALLEL_MARK_MIN_BYTES) n = 1;
+  /* A young cycle marks what survives its young generation, not its
+   * range: one marker unless the last young cycle kept much (helpers cost
+   * a thread start and bitmap traffic per cycle; binary-trees' 128 MiB
+   * young generations mostly die). */
+  else if (t->young && h->mc && mc_gen_last_young_live(&h->mc->gen) < PARALLEL_MARK_MIN_BYTES)
+    n = 1;
   if (n < 1) n = 1;
   return n > FWD_MAX_MARKERS ? FWD_MAX_MARKERS : n;
 }
@@ -540,7 +564,7 @@ static void mark_roots(marker *m) {
   fh_heap *h = m->h;
   roots_visit(h, mark_slot, m);
   /* A young collection: the old objects on dirty cards are roots too. */
-  if (m->t->young) mc_gen_visit_old(h, scan_object_cb, m);
+  if (m->t->young) mc_gen_visit_old(h, scan_old_cb, scan_object_cb, m);
   fh_space *spaces[HEAP_MAX_SPACES];
   unsigned ns = heap_spaces(h, spaces);
   for (unsigned i = 0; i < ns; i++)
@@ -555,7 +579,14 @@ static void mark_roots(marker *m) {
 int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   *crew_out = NULL;
   mark_stack stack;
-  if (mark_stack_init(&stack) < 0) {
+  /* The stack is kept between cycles (mc_gen.stack): a map and an unmap
+   * per young pause were 2% of it. */
+  mark_stack *kept = h->mc && &h->mc->t == t ? &h->mc->gen.stack : NULL;
+  if (kept && kept->items) {
+    stack = *kept;
+    *kept = (mark_stack){0};
+    stack.n = 0;
+  } else if (mark_stack_init(&stack) < 0) {
     fh_error_set("mark-compact: cannot map the mark stack");
     return -1;
   }
@@ -590,7 +621,12 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
   recover(&m);
   trace_weak_finish(&weak); /* drains with marker 0: never fails */
   trace_weak_destroy(&weak);
-  mark_stack_destroy(&m.stack);
+  if (kept) {
+    mark_stack_trim(&m.stack); /* empty: what it grew by goes back */
+    *kept = m.stack;
+  } else {
+    mark_stack_destroy(&m.stack);
+  }
   *crew_out = crew;
   return 0;
 }

@@ -47,6 +47,7 @@ void gc_pool_charge(gc_pool *p, const struct rusage *before) {
 static void *pool_thread_main(void *arg) {
   gc_pool_thread *w = arg;
   gc_pool *p = w->pool;
+  char named[sizeof w->name] = ""; /* the name this thread carries */
   pthread_mutex_lock(&p->lock);
   for (;;) {
     while (w->state == TASK_NONE || w->state == TASK_DONE) pthread_cond_wait(&w->cv, &p->lock);
@@ -54,7 +55,12 @@ static void *pool_thread_main(void *arg) {
     void *(*fn)(void *) = w->fn;
     void *fn_arg = w->arg;
     pthread_mutex_unlock(&p->lock);
-    pthread_setname_np(pthread_self(), w->name); /* cosmetic: failure is harmless */
+    /* Cosmetic, so failure is harmless; a system call (prctl), so only
+     * when the task's name differs from the last one's. */
+    if (strcmp(named, w->name) != 0) {
+      pthread_setname_np(pthread_self(), w->name);
+      memcpy(named, w->name, sizeof named);
+    }
     struct rusage before;
     int measured = gc_pool_usage_begin(&before) == 0;
     fn(fn_arg);

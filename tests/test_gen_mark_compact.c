@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include "collectors/mc.h"
@@ -558,6 +559,27 @@ static void test_policy_throughput(void **st) {
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
   in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
   assert_true(gen_policy_choose(&in).young);
+  /* The full throughput compared is what a full collection would do now
+   * (mc_gen_full_tp_now), not the average of earlier ones: binary-trees'
+   * early full collections freed 128 of 256 MiB, its last phase's free 64
+   * of 256 at the same cost per live byte, and young ones 64 of 128 in a
+   * quarter of the time.  Young must go on there. */
+  mc_gen g = {.full_tp = 128.0 * MiB / 120, .full_ns_per_byte = 220e6 / (192.0 * MiB),
+              .old_live = 128 * MiB};
+  g.last = (gen_policy_in){.last_young = 1, .young_collected = 128 * MiB, .young_freed = 64 * MiB};
+  double full_now = mc_gen_full_tp_now(&g);
+  assert_true(full_now > 0.95 * 64.0 * MiB / 220 && full_now < 1.05 * 64.0 * MiB / 220);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .last_young = 1, .young_tp = 64.0 * MiB / 50,
+                       .full_tp = full_now};
+  assert_true(gen_policy_choose(&in).young);
+  in.full_tp = g.full_tp; /* the stale average would have chosen full */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  /* Old garbage promoted since the last full one counts for full. */
+  g.last.promoted_since_full = 512 * MiB;
+  assert_true(mc_gen_full_tp_now(&g) > 4 * full_now);
+  /* Before any full collection was measured: the average (0). */
+  g.full_ns_per_byte = 0;
+  assert_true(mc_gen_full_tp_now(&g) == g.full_tp);
 }
 
 /* Allocation-triggered collections follow the policy: young ones, and
@@ -630,6 +652,112 @@ static void test_verify_catches_missing_barrier(void **st) {
   }
 }
 
+/* An old reference array longer than marking's array chunk (512 slots)
+ * whose young referents sit past its first chunk only: marking logs it
+ * for the update although its first chunk found nothing (the rest waits
+ * as a continuation), so every referent is forwarded; once more with two
+ * markers in the young cycles (FH_MC_MARK_THREADS), whose bitmaps start
+ * at the floor's page (forwarding.c: fwd_marker_base) and must still be
+ * merged whole. */
+static void test_old_array_tail_and_helpers(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    for (int helpers = 0; helpers < 2; helpers++) {
+      test_types ty;
+      fh_thread *t;
+      /* los_threshold: the array stays in the bump space */
+      fh_heap *h = gen_heap(c, "heap_max=64M,verify=1,los_threshold=64K", &ty, &t);
+      enum { N = 4096, FIRST = 600 };
+      tnode *old = NULL;
+      fh_push_root(t, (void **)&old);
+      for (int i = 0; i < 20000; i++) { /* an old generation of some size */
+        tnode *n = test_node(t, &ty, (uint64_t)i);
+        fh_write_ref(t, n, (void **)&n->next, old);
+        old = n;
+      }
+      void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
+      assert_non_null(arr);
+      fh_push_root(t, (void **)&arr);
+      fh_collect(t, FH_COLLECT_DEFAULT); /* old, or mid if a slide keeps them young */
+      fh_gc_wait(h);
+      fh_collect(t, FH_COLLECT_YOUNG);
+      fh_collect(t, FH_COLLECT_YOUNG);
+      assert_true(in_old(h, arr) && in_old(h, old));
+      if (helpers) setenv("FH_MC_MARK_THREADS", "2", 1);
+      for (int round = 0; round < 4; round++) {
+        for (int i = FIRST + round; i < N; i += 97)
+          fh_write_ref(t, arr, &arr[i], test_node(t, &ty, (uint64_t)(i * 10 + round)));
+        garbage(t, &ty, 5000);
+        assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+        for (int i = FIRST + round; i < N; i += 97) {
+          tnode *y = arr[i];
+          assert_true(in_mid(h, y));
+          assert_int_equal(y->value, (uint64_t)(i * 10 + round));
+          assert_int_equal(y->check, test_check(y->value));
+        }
+      }
+      unsetenv("FH_MC_MARK_THREADS");
+      int k = 0;
+      for (tnode *n = old; n; n = n->next, k++) assert_int_equal(n->check, test_check(n->value));
+      assert_int_equal(k, 20000);
+      fh_stats s;
+      fh_get_stats(h, &s);
+      assert_int_equal(s.full_collections, 1); /* the explicit one */
+      fh_pop_roots(t, 2);
+      done(h, t);
+    }
+  }
+}
+
+/* A young collection keeps the pages its young generation used resident
+ * (mark_compact.c: publish_slid), up to the next trigger's worth: the
+ * mutators refill that range before the next young collection, and a
+ * discard there cost a madvise in the pause and a fault per page after it
+ * (binary-trees: a third of its time).  12 MiB of garbage under a 16 MiB
+ * trigger: the sizer's quarter window (4 MiB) would discard 8 of them. */
+static void test_young_keeps_pages_resident(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,min_alloc_trigger=16M,growth_factor_pct=110", &ty, &t);
+    tnode *a = test_node(t, &ty, 1);
+    fh_push_root(t, (void **)&a);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    fh_gc_wait(h);
+    fh_stats s0;
+    fh_get_stats(h, &s0);
+    bump_space *b = &h->bump[h->active];
+    uintptr_t before = atomic_load(&b->top);
+    size_t bytes = 0;
+    while (bytes < 12 * MiB) {
+      assert_non_null(fh_alloc(t, ty.bytes, 4000));
+      bytes += 4000 + 8;
+    }
+    fh_stats s1;
+    fh_get_stats(h, &s1);
+    assert_int_equal(s1.collections, s0.collections); /* under the trigger */
+    uintptr_t used = atomic_load(&b->top);
+    assert_true(used - before >= 12 * MiB);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    fh_get_stats(h, &s1);
+    assert_int_equal(s1.young_collections, s0.young_collections + 1);
+    uintptr_t top = atomic_load(&b->top);
+    uintptr_t lo = (top + 4095) & ~(uintptr_t)4095, hi = used & ~(uintptr_t)4095;
+    assert_true(b->dirty_end >= hi);
+    size_t pages = (hi - lo) / 4096, resident = 0;
+    unsigned char *vec = malloc(pages);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
+    for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    free(vec);
+    assert_int_equal(resident, pages);
+    assert_int_equal(a->check, test_check(1));
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
 /* Several mutators, old structures grown with young objects, verify=1
  * (tests/support_gen.h). */
 static void test_multi_mutator_stress(void **st) {
@@ -659,6 +787,8 @@ int main(void) {
       cmocka_unit_test(test_policy_in_heap),
       cmocka_unit_test(test_verify_catches_missing_barrier),
       cmocka_unit_test(test_multi_mutator_stress),
+      cmocka_unit_test(test_old_array_tail_and_helpers),
+      cmocka_unit_test(test_young_keeps_pages_resident),
   };
   return cmocka_run_group_tests_name("gen_mark_compact", tests, NULL, NULL);
 }
