@@ -138,6 +138,7 @@ struct fh_heap {
   char hspace_failed_why[256];
   uint64_t hspace_pinned_skips; /* compactions run as mark-sweeps for pins */
   int ms_purge_after_sweep; /* collectors/mark_sweep.c: give_back_above_target */
+  size_t ms_spare_runs;     /* collectors/mark_sweep.c: spare_runs */
   /* A remark's sweep opened the phase in the pause; its sweeper starts
    * after the pause (collectors/mark_sweep.c: mark_sweep_after_pause). */
   int ms_sweeper_deferred, ms_sweeper_pending;

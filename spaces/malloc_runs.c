@@ -119,12 +119,22 @@ uintptr_t malloc_run_pop_empty(malloc_space *s) {
   return top ? run_addr(s, top - 1) : 0;
 }
 
-void malloc_runs_release_empty(malloc_space *s) {
+void malloc_runs_trim_empty(malloc_space *s, size_t keep) {
   if (!s->run_page) return;
+  /* The list's head is the run swept last, so the highest-addressed when
+   * one sweep filled it (sweeps go up): the runs given back are the top
+   * ones, and jemalloc hands out the low extents it keeps first. */
   pthread_mutex_lock(&s->run_lock);
-  uint32_t top = s->run_empty;
-  s->run_empty = 0;
-  s->run_nempty = 0;
+  uint32_t top = 0;
+  if (s->run_nempty > keep) {
+    size_t drop = s->run_nempty - keep;
+    top = s->run_empty;
+    uint32_t last = top;
+    for (size_t i = 1; i < drop; i++) last = s->run_next[last - 1];
+    s->run_empty = s->run_next[last - 1];
+    s->run_next[last - 1] = 0;
+    s->run_nempty = keep;
+  }
   pthread_mutex_unlock(&s->run_lock);
   while (top) {
     uint32_t next = s->run_next[top - 1];
@@ -132,6 +142,8 @@ void malloc_runs_release_empty(malloc_space *s) {
     top = next;
   }
 }
+
+void malloc_runs_release_empty(malloc_space *s) { malloc_runs_trim_empty(s, 0); }
 
 void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end) {
   if (!s->run_page) return;

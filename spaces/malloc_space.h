@@ -99,6 +99,8 @@ uintptr_t malloc_run_pop(malloc_space *s);
 uintptr_t malloc_run_pop_empty(malloc_space *s);
 /* Give the runs on the empty list back to jemalloc. */
 void malloc_runs_release_empty(malloc_space *s);
+/* The same, keeping `keep` of them listed. */
+void malloc_runs_trim_empty(malloc_space *s, size_t keep);
 /* World stopped, before a sweep: every run up to `end` is to be swept, and
  * the lists are emptied (their runs are among them). */
 void malloc_runs_begin_sweep(malloc_space *s, uintptr_t end);

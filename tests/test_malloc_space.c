@@ -300,6 +300,56 @@ static void test_batches_leave_nothing_behind(void **state) {
   fh_heap_destroy(h);
 }
 
+/* A sweep keeps only the empty runs the next cycle could fill and gives
+ * the rest back to jemalloc.  3 MiB of nodes die at once, the next
+ * collection is triggered by allocation (verify=1 sweeps it in the pause)
+ * and its budget is 512 KiB: about 20 runs, not the ~110 that held the
+ * dead nodes.  Before, every empty run stayed listed for good, and runs
+ * that threads took from jemalloc while the sweeper was ahead of them
+ * piled up: fhscheme on mark_sweep grew to 49 MiB for 0.1 MiB live. */
+static void test_sweep_keeps_only_spare_runs(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_sweep,heap_max=64M,verify=1,"
+                         "min_alloc_trigger=512K,growth_factor_pct=200");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  malloc_space *main_ms = heap_main_malloc(h);
+  tnode *keep = NULL, *doomed = NULL;
+  fh_push_root(t, (void **)&keep);
+  fh_push_root(t, (void **)&doomed);
+  for (int i = 0; i < 16; i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, keep);
+    keep = n;
+  }
+  for (int i = 0; i < (3 << 20) / (int)(sizeof(tnode) + 8); i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, doomed);
+    doomed = n;
+  }
+  size_t runs_full = atomic_load(&main_ms->runs);
+  assert_true(runs_full > 80);
+  doomed = NULL;
+  fh_stats s0, s1;
+  fh_get_stats(h, &s0);
+  do { /* garbage until allocation triggers a collection */
+    assert_non_null(test_node(t, &ty, 1));
+    fh_get_stats(h, &s1);
+  } while (s1.collections == s0.collections);
+  size_t spare = h->gc_trigger / MS_RUN_BYTES + 1;
+  size_t runs = atomic_load(&main_ms->runs);
+  /* The spare ones, the live nodes' and the thread's own. */
+  assert_true(runs <= spare + 4);
+  assert_true(runs < runs_full / 2);
+  size_t n = 0;
+  for (tnode *p = keep; p; p = p->next, n++) assert_int_equal(p->check, test_check(p->value));
+  assert_int_equal(n, 16);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_stays_in_range),
@@ -308,6 +358,7 @@ int main(void) {
       cmocka_unit_test(test_shared_sweep_interleaved_with_allocation),
       cmocka_unit_test(test_mark_sweep_heap_allocates_in_main_space),
       cmocka_unit_test(test_batches_leave_nothing_behind),
+      cmocka_unit_test(test_sweep_keeps_only_spare_runs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
