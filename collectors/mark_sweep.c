@@ -115,16 +115,18 @@ static int give_back_above_target(fh_heap *h, size_t used_before) {
   return used_before > target + target / 4 + ((size_t)4 << 20);
 }
 
-/* How many empty runs the sweep keeps listed for the next cycle: what its
- * allocation budget could fill, plus one.  The rest go back to jemalloc.
- * A thread that needs a run while the sweeper has claimed the words ahead
- * but not yet listed their runs takes a new one from jemalloc; without the
- * trim those runs stayed listed for good, and a program with 0.1 MiB live
- * on a 512 KiB budget held 180-1700 runs (5-49 MiB) after a few thousand
- * cycles, more the longer it ran (fhscheme's test_small_program_rss).
- * Given back, the extents are jemalloc's to hand out again (dirty, so
- * still resident until its decay), lowest first. */
-static size_t spare_runs(const fh_heap *h) { return h->gc_trigger / MS_RUN_BYTES + 1; }
+/* How many empty runs a sweep keeps warm for the next cycle: twice what
+ * its allocation budget could fill, plus 16 (the next cycle also refills
+ * partial runs, and a budget is not an exact forecast).  The rest stay
+ * listed with their pages discarded, and past a cap go back to jemalloc
+ * (spaces/malloc_runs.c).  A thread that needs a run while the sweeper has
+ * claimed the words ahead but not listed their runs yet takes a new one
+ * from jemalloc; without the trim those runs stayed listed and resident
+ * for good, and a program with 0.1 MiB live on a 512 KiB budget grew to
+ * 6-60 MiB over a few thousand cycles, more the longer it ran (fhscheme's
+ * test_small_program_rss).  Keeping only the budget's worth warm cost
+ * GCBench twice its time in page faults. */
+static size_t spare_runs(const fh_heap *h) { return 2 * (h->gc_trigger / MS_RUN_BYTES) + 16; }
 
 /* verify=1: after a sweep in the pause, `used` (set from the marked bytes
  * before the sweep) is exactly what the allocation bits say is left. */

@@ -57,6 +57,7 @@ typedef struct malloc_space {
    * run_state and the free-list link run_next (page index + 1). */
   _Atomic uint8_t *run_page;
   _Atomic uint8_t *run_state;
+  _Atomic uint8_t *run_cold; /* per first page: pages discarded since listed */
   uint32_t *run_next;
   size_t run_table_pages;             /* pages the tables cover */
   pthread_mutex_t run_lock;           /* the two lists */
@@ -99,7 +100,8 @@ uintptr_t malloc_run_pop(malloc_space *s);
 uintptr_t malloc_run_pop_empty(malloc_space *s);
 /* Give the runs on the empty list back to jemalloc. */
 void malloc_runs_release_empty(malloc_space *s);
-/* The same, keeping `keep` of them listed. */
+/* End of a sweep: the empty runs past the `keep` lowest stay listed with
+ * their pages discarded; past a cap they go back to jemalloc. */
 void malloc_runs_trim_empty(malloc_space *s, size_t keep);
 /* World stopped, before a sweep: every run up to `end` is to be swept, and
  * the lists are emptied (their runs are among them). */
