@@ -104,6 +104,9 @@ typedef struct bench_child {
 int bench_run_child(char *const argv[], bench_child *c);
 /* This executable's path (/proc/self/exe), for re-running itself. */
 const char *bench_self_exe(void);
+/* The build directory whose programs to run: --build DIR, or the one this
+ * fhbench is in. */
+void bench_build_dir(int argc, char **argv, char *buf, size_t n);
 /* Path of a program built beside fhbench: <dir of fhbench>/bench/<name>, in
  * buf; returns 1 if it exists and is executable, else 0. */
 int bench_program_path(const char *name, char *buf, size_t n);

@@ -82,6 +82,18 @@ const char *bench_self_exe(void) {
   return path;
 }
 
+void bench_build_dir(int argc, char **argv, char *buf, size_t n) {
+  const char *flag = bench_flag(argc, argv, "--build");
+  if (flag) {
+    snprintf(buf, n, "%s", flag);
+    return;
+  }
+  const char *self = bench_self_exe();
+  snprintf(buf, n, "%s", self ? self : ".");
+  char *slash = strrchr(buf, '/');
+  if (slash) *slash = 0;
+}
+
 int bench_program_path(const char *name, char *buf, size_t n) {
   const char *self = bench_self_exe();
   if (self == NULL) return 0;

@@ -104,13 +104,7 @@ int wl_scheme(int argc, char **argv) {
   const char *dir = bench_flag(argc, argv, "--dir");
   if (!dir) dir = "bench/scheme";
   char build[4096];
-  const char *b = bench_flag(argc, argv, "--build");
-  if (b) snprintf(build, sizeof build, "%s", b);
-  else { /* beside this fhbench */
-    snprintf(build, sizeof build, "%s", bench_self_exe());
-    char *slash = strrchr(build, '/');
-    if (slash) *slash = 0;
-  }
+  bench_build_dir(argc, argv, build, sizeof build);
   char progbuf[1024], collbuf[1024];
   const char *pf = bench_flag(argc, argv, "--programs"), *cf = bench_flag(argc, argv, "--collectors");
   snprintf(progbuf, sizeof progbuf, "%s",

@@ -82,13 +82,7 @@ int wl_scheme_boot(int argc, char **argv) {
   int runs = bench_runs_flag(argc, argv, 21);
   if (runs < 0) return 2;
   char build[4096];
-  const char *bf = bench_flag(argc, argv, "--build");
-  if (bf) snprintf(build, sizeof build, "%s", bf);
-  else { /* beside this fhbench */
-    snprintf(build, sizeof build, "%s", bench_self_exe());
-    char *slash = strrchr(build, '/');
-    if (slash) *slash = 0;
-  }
+  bench_build_dir(argc, argv, build, sizeof build);
   char bin[4200], img[64], cmd[8500];
   snprintf(bin, sizeof bin, "%s/fhscheme", build);
   snprintf(img, sizeof img, "/tmp/fhbench-boot-%d.img", (int)getpid());
