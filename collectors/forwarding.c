@@ -582,3 +582,16 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   }
   return 0;
 }
+
+size_t fwd_pinned_pages(const fwd_tables *t, const uintptr_t *pins, size_t n) {
+  if (!t->nranges) return 0;
+  size_t pages = 0, last = (size_t)-1;
+  for (size_t i = 0; i < n; i++) {
+    if (pins[i] < t->begin) continue;
+    if (pins[i] >= t->old_top) break;
+    size_t p = (pins[i] - t->begin) / FWD_PAGE;
+    pages += p != last;
+    last = p;
+  }
+  return pages;
+}
