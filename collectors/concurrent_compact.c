@@ -674,8 +674,8 @@ static void flush_pinned(mc_state *m, pinned_run *r) {
 /* Pages [p, e) join the run, which is built and installed by one COPY
  * when it reaches MC_MAX_RUN pages or the next page does not follow it:
  * with 1% of small objects pinned nearly every page holds one (fhbench
- * pins: ~2,900 pages of 3,000 pins), and neighbours share a system call
- * (the kernel's work per page stays: 2.3 us a page in all). */
+ * pins: 3,000 pins on ~4,200 pages), and neighbours share a system call
+ * (the kernel's work per page stays: ~2.3 us a page in all). */
 static void build_pinned_pages(mc_state *m, pinned_run *r, size_t p, size_t e) {
   for (; p < e; p++) {
     if (r->n && (r->p + r->n != p || r->n == MC_MAX_RUN)) flush_pinned(m, r);
