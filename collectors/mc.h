@@ -178,6 +178,8 @@ typedef struct mc_state {
 #define MC_PREFAULT_HOLES 64
   uintptr_t pf_from;
   size_t pf_want, pf_nholes;
+  size_t pf_above; /* of pf_want, at most this much above pf_from: the rest
+                      of the window is in holes, which refills take first */
   bump_hole pf_holes[MC_PREFAULT_HOLES];
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;

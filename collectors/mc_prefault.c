@@ -45,7 +45,7 @@ void mc_plan_prefault(mc_state *m) {
     /* A few pages: the mutators' own faults cost less than a thread. */
     if (want < MC_PREFAULT_MIN) want = 0;
     m->pf_from = from;
-    m->pf_want = want;
+    m->pf_want = m->pf_above = want;
     m->pf_nholes = 0;
     return;
   }
@@ -53,6 +53,11 @@ void mc_plan_prefault(mc_state *m) {
   m->pf_want = want;
   size_t n = mc_holes(m, m->pf_holes, MC_PREFAULT_HOLES);
   m->pf_nholes = n < MC_PREFAULT_HOLES ? n : MC_PREFAULT_HOLES;
+  /* The first holes are faulted in (their blank pages are not resident
+   * after a flip); all of them, listed or not, come off what goes above
+   * the top, as after a slide. */
+  size_t hb = mc_hole_bytes(m);
+  m->pf_above = want > hb ? want - hb : 0;
 }
 
 static void prefault_range(mc_state *m, uintptr_t from, size_t want) {
@@ -78,5 +83,6 @@ void mc_prefault(mc_state *m) {
     prefault_range(m, lo, n);
     want -= n;
   }
+  if (want > m->pf_above) want = m->pf_above;
   prefault_range(m, m->pf_from, align_down(want, FWD_PAGE));
 }

@@ -467,6 +467,53 @@ static void test_every_hole_counts_against_the_window(void **s) {
   fh_heap_destroy(h);
 }
 
+/* The same after a flip (concurrent_compact): the worker faults in the
+ * first holes, and faulted in the rest of a whole window above the top as
+ * well, as if those 64 were all the holes there were. */
+static void test_every_hole_counts_after_a_flip(void **s) {
+  (void)s;
+  test_skip_without_uffd();
+  setenv("FH_MC_SLIDE", "0", 1);
+  fh_heap *h = test_heap("collector=concurrent_compact,heap_max=256M,min_alloc_trigger=6M");
+  test_types ty;
+  test_register(h, &ty);
+  fh_thread *t = fh_thread_attach(h);
+  enum { N = 100000, EVERY = 64 };
+  static tnode *pins[N / EVERY + 1];
+  size_t np = 0;
+  for (int i = 0; i < N; i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    if (i % EVERY == 0) {
+      pins[np] = n;
+      assert_int_equal(fh_pin(t, n), 0);
+      np++;
+    }
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_false(h->mc->slid);
+  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * EVERY));
+  const bump_space *b = &h->bump[h->active];
+  size_t hole_bytes = 0;
+  for (size_t k = 0; k < b->nholes; k++) hole_bytes += b->holes[k].hi - b->holes[k].lo;
+  size_t window = sizer_resident_window(h);
+  assert_true(b->nholes > MC_PREFAULT_HOLES && hole_bytes >= window);
+  assert_int_equal(h->mc->pf_above, 0);
+  /* what the worker did, once it is done */
+  usleep(100 * 1000);
+  mc_join_worker(h->mc);
+  uintptr_t lo = (atomic_load(&b->top) + 4095) & ~(uintptr_t)4095, hi = lo + window;
+  static unsigned char vec[8192];
+  assert_true((hi - lo) / 4096 <= sizeof vec);
+  assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
+  size_t resident = 0;
+  for (size_t i = 0; i < (hi - lo) / 4096; i++) resident += vec[i] & 1;
+  assert_true(resident * 4096 < ((size_t)256 << 10));
+  for (size_t k = 0; k < np; k++) fh_unpin(t, pins[k]);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* ---- the policy ---- */
 
 static void test_policy_alone(void **s) {
@@ -670,6 +717,7 @@ int main(void) {
       cmocka_unit_test(test_pins_are_fixed_points),
       cmocka_unit_test(test_no_prefault_above_a_pin_with_room_below),
       cmocka_unit_test(test_every_hole_counts_against_the_window),
+      cmocka_unit_test(test_every_hole_counts_after_a_flip),
       cmocka_unit_test(test_pin_far_up_still_slides),
       cmocka_unit_test(test_walk_points_stay_resident),
       cmocka_unit_test(test_outside_references),
