@@ -76,7 +76,7 @@ SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/l
 # libstdc++ it pulls in, ~0.7 MiB of resident pages less in every run (the
 # suite's small programs: peak RSS is what fhbench scheme compares).  Not
 # under a sanitizer, whose malloc must be the process's.
-SCHEME_JEMALLOC := $(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),$(LIBS),$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -lpthread -ldl -lm" || echo "$(LIBS)"))
+SCHEME_JEMALLOC := $(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),$(LIBS),$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)"))
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(SCHEME_JEMALLOC)

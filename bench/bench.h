@@ -46,6 +46,7 @@ int wl_phases(int argc, char **argv);     /* bench/wl_phases.c */
 int wl_alloc(int argc, char **argv);      /* bench/wl_alloc.c */
 int wl_largeobj(int argc, char **argv);   /* bench/wl_largeobj.c */
 int wl_scheme(int argc, char **argv);     /* bench/wl_scheme.c */
+int wl_scheme_boot(int argc, char **argv); /* bench/wl_scheme_boot.c */
 int wl_whippet_ephemerons(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_finalizers(int argc, char **argv); /* bench/wl_whippet.c */
 int wl_whippet_mt_gcbench(int argc, char **argv); /* bench/wl_whippet_gc.c */

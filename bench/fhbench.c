@@ -39,6 +39,8 @@ static const workload workloads[] = {
     {"pins", wl_pins, "1% of live objects pinned vs none: compacting collectors' pause and RSS"},
     {"scheme", wl_scheme,
      "fhscheme's Scheme suite (bench/scheme) per collector, on Boehm GC and Guile"},
+    {"scheme-boot", wl_scheme_boot,
+     "fhscheme's start-up from its heap image vs its library from source"},
     {"whippet-ephemerons", wl_whippet_ephemerons,
      "Whippet's benchmarks/ephemerons.c, ported; side by side with --whippet DIR"},
     {"whippet-finalizers", wl_whippet_finalizers,

@@ -147,15 +147,26 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
   m->gen.at = h->collections;
   /* FH_MC_TRACE: where the remark pause goes (docs/architecture.md). */
   if (getenv("FH_MC_TRACE")) {
-    uint64_t compact = heap_now_ns() - t4, ledger = m->forward_ns - fwd;
+    uint64_t end = heap_now_ns(), compact = end - t4, ledger = m->forward_ns - fwd;
+    const cc_large_set *ls = &m->large;
+    /* The flip's parts, when it flipped: accounting and the uffd's
+     * registration up to cc_large_flip, it, then the worker's start. */
+    int timed = !m->slid && ls->at_flip_begin > ls->at_updated && ls->at_flip_end <= end;
+    uint64_t f_reg = timed ? ls->at_flip_begin - ls->at_updated : 0;
+    uint64_t f_start = timed ? end - ls->at_flip_end : 0;
     uint64_t known = ledger + m->mremap_ns + m->update_ns;
     fprintf(stderr,
-            "faultheap cc remark: log %.3f mark %.3f black %.3f (%zu KiB) forward %.3f ledger "
-            "%.3f mremap %.3f update %.3f flip %.3f ms (%s); marker %.1f ms wall %.1f ms CPU, "
+            "faultheap cc remark: log %.3f mark %.3f black %.3f (%zu KiB) forward %.3f "
+            "(sweep %.3f fwd_compute %.3f) ledger %.3f mremap %.3f update %.3f flip %.3f "
+            "(register %.3f of %.3f, large aside %.3f, pinned pages and worker start %.3f) ms (%s); marker "
+            "%.1f ms wall %.1f ms CPU, "
             "%.0f MB per CPU-s\n",
             (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6, (size_t)(top - boundary) >> 10,
-            (t4 - t3) / 1e6, ledger / 1e6, m->mremap_ns / 1e6, m->update_ns / 1e6,
-            (compact > known ? compact - known : 0) / 1e6, m->slid ? "slid" : "flipped",
+            (t4 - t3) / 1e6, m->sweep_ns / 1e6, m->fwd_compute_ns / 1e6, ledger / 1e6,
+            m->mremap_ns / 1e6, m->update_ns / 1e6, (compact > known ? compact - known : 0) / 1e6,
+            m->register_ns / 1e6, f_reg / 1e6, timed ? ls->last_flip_ns / 1e6 : 0.0,
+            f_start / 1e6,
+            m->slid ? "slid" : "flipped",
             marker_wall / 1e6, marker_cpu / 1e6,
             marker_cpu ? (double)(t->live_bytes - black) / 1e6 / (marker_cpu / 1e9) : 0.0);
   }

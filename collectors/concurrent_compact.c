@@ -2,8 +2,8 @@
  *
  * Pause (mc_prepare + mc_concurrent_flip): mark, forward, move the moving
  * space's pages to from-space with MREMAP_DONTUNMAP, update every reference
- * outside the space, register the destination range [begin, R) with
- * userfaultfd (R = the new top rounded up to a page; the last page ends in
+ * outside the space (large arrays' after: cc_large.h), register [begin, R)
+ * with userfaultfd (R = the new top rounded up to a page; the last page ends in
  * a filler), publish R as the top, start the GC worker.  Mutators resume:
  * they only hold post-compaction addresses (to-space invariant), new TLABs
  * come from [R, end), which is never registered, so allocation never faults.
@@ -50,8 +50,6 @@
 #include "heap/sys.h"
 #include "heap/thread_slice.h"
 #include "spaces/reserve.h"
-
-/* ---- availability ---- */
 
 int mc_concurrent_available(const char **why) {
   unsigned c = fh_capabilities();
@@ -461,6 +459,7 @@ static void *worker_main(void *arg) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
+  mc_worker_first(m); /* the ledger's plan, large reference arrays (mc.h) */
   uint64_t t0 = now_ns(), cpu0 = mc_thread_cpu_ns(), built = 0;
   /* Once the uffd is broken every install is an mremap that leaves a VMA
    * of its own until the next pause: the worker then builds runs of up to
@@ -732,8 +731,9 @@ static size_t build_pinned_ranges(mc_state *m) {
 
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
-  if (register_destination(m) < 0) return -1;
+  if (register_destination(m) < 0) return cc_large_fallback(m), -1;
   mark_blank_pages(m);
+  cc_large_flip(m); /* large reference arrays aside (cc_large.h) */
   uint64_t t0 = now_ns();
   size_t pinned = build_pinned_ranges(m);
   mc_policy_pinned_built(&m->policy, pinned, now_ns() - t0);

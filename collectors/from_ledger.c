@@ -2,8 +2,11 @@
 #include "collectors/from_ledger.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "heap/error.h"
 #include "heap/object.h"
@@ -20,8 +23,10 @@ int ledger_init(from_ledger *l, size_t capacity) {
   l->ready_bytes = align_up((pages + 63) / 64 * sizeof(uint64_t), FH_PAGE);
   l->readers = reserve_map_table(l->readers_bytes);
   l->ready = reserve_map_table(l->ready_bytes);
+  l->built = reserve_map_table(l->ready_bytes);
+  l->dropped = reserve_map_table(l->ready_bytes);
   l->wake_ok = sem_init(&l->wake, 0, 0) == 0;
-  if (!l->readers || !l->ready || !l->wake_ok) {
+  if (!l->readers || !l->ready || !l->built || !l->dropped || !l->wake_ok) {
     ledger_destroy(l);
     fh_error_set("mark-compact: cannot set up the from-space ledger for a %zu MiB space",
                  capacity >> 20);
@@ -33,10 +38,13 @@ int ledger_init(from_ledger *l, size_t capacity) {
 void ledger_destroy(from_ledger *l) {
   if (l->readers) sys_munmap((void *)l->readers, l->readers_bytes);
   if (l->ready) sys_munmap((void *)l->ready, l->ready_bytes);
+  if (l->built) sys_munmap((void *)l->built, l->ready_bytes);
+  if (l->dropped) sys_munmap((void *)l->dropped, l->ready_bytes);
   if (l->wake_ok) sem_destroy(&l->wake);
   l->wake_ok = 0;
   l->readers = NULL;
   l->ready = NULL;
+  l->built = l->dropped = NULL;
 }
 
 /* Does from-space page s hold a live word?  (The live-words bitmap is
@@ -126,21 +134,27 @@ static void pin_object(from_ledger *l, const fwd_tables *t, uintptr_t obj) {
     atomic_store_explicit(&l->readers[s], PINNED, memory_order_relaxed);
 }
 
-void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types) {
-  l->npages = align_up(t->old_top - t->begin, FWD_PAGE) / FWD_PAGE;
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int bit_set(_Atomic uint64_t *w, size_t i) { /* seq_cst: see ledger_page_built */
+  return (atomic_fetch_or(&w[i / 64], (uint64_t)1 << (i % 64)) >> (i % 64)) & 1;
+}
+
+static void drop_page(from_ledger *l, const fwd_tables *t, size_t page);
+
+/* The counts, then the pages with none are ready, then `planned`; then the
+ * readers of pages built meanwhile (ledger_page_built's other half). */
+static void plan_counts(from_ledger *l, const fwd_tables *t, const fh_type_registry *types,
+                        int any_trace) {
+  uint64_t t0 = now_ns();
   l->src_end = last_live_end(t);
   atomic_store_explicit(&l->released_pages, 0, memory_order_relaxed);
   atomic_store(&l->ready_count, 0);
   uintptr_t pinned_obj = 0;
-  /* Only objects of a type with a trace function pin their pages (below):
-   * without such a type, no header is read here (one cache miss per
-   * destination page that begins inside an object, in the flip pause). */
-  int any_trace = 0;
-  uint32_t ntypes = atomic_load_explicit(&types->next_id, memory_order_acquire);
-  for (uint32_t i = 0; i < ntypes && i < FH__MAX_TYPES && !any_trace; i++) {
-    const fh_type_info *ti = types_get(types, i);
-    any_trace = ti && ti->trace;
-  }
   for (size_t p = 0; p < t->npages; p++) {
     size_t lo, hi, hdr;
     if (!read_span(l, t, p, &lo, &hi, &hdr)) continue;
@@ -160,9 +174,71 @@ void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *ty
   }
   for (size_t s = 0; s < l->npages; s++)
     if (atomic_load_explicit(&l->readers[s], memory_order_relaxed) == 0) mark_ready(l, s);
+  atomic_store(&l->planned, 1);
+  for (size_t w = 0; w < (l->dest_pages + 63) / 64; w++) {
+    uint64_t bits = atomic_load(&l->built[w]);
+    for (; bits; bits &= bits - 1) {
+      size_t p = w * 64 + (size_t)__builtin_ctzll(bits);
+      if (!bit_set(l->dropped, p)) drop_page(l, t, p);
+    }
+  }
+  l->plan_ns = now_ns() - t0;
 }
 
+int ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types,
+                int may_defer) {
+  l->npages = align_up(t->old_top - t->begin, FWD_PAGE) / FWD_PAGE;
+  l->dest_pages = t->npages;
+  atomic_store(&l->planned, 0);
+  /* Only objects of a type with a trace function pin their pages (below):
+   * without such a type, no header is read here (one cache miss per
+   * destination page that begins inside an object, in the flip pause). */
+  int any_trace = 0;
+  uint32_t ntypes = atomic_load_explicit(&types->next_id, memory_order_acquire);
+  for (uint32_t i = 0; i < ntypes && i < FH__MAX_TYPES && !any_trace; i++) {
+    const fh_type_info *ti = types_get(types, i);
+    any_trace = ti && ti->trace;
+  }
+  l->plan_t = t;
+  if (may_defer && !any_trace) {
+    l->plan_ns = 0;
+    atomic_store(&l->deferred, 1);
+    return 1;
+  }
+  plan_counts(l, t, types, any_trace);
+  return 0;
+}
+
+void ledger_plan_deferred(from_ledger *l, const fwd_tables *t) {
+  int one = 1;
+  if (!atomic_compare_exchange_strong(&l->deferred, &one, 2)) return;
+  const char *d = getenv("FH_MC_LEDGER_DELAY_MS"); /* tests: builders come first */
+  if (d && *d) {
+    unsigned long ms = strtoul(d, NULL, 10);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  plan_counts(l, t, NULL, 0);
+  atomic_store(&l->deferred, 0);
+  if (getenv("FH_MC_TRACE"))
+    fprintf(stderr, "faultheap mc ledger: planned after the pause in %.2f ms\n", l->plan_ns / 1e6);
+}
+
+/* A page built before the plan is noted, and its readers dropped by the
+ * planner; one built after drops them itself.  Sequentially consistent
+ * (Dekker): a builder that reads `planned` clear after setting its bit is
+ * ordered before the planner's store of `planned`, whose scan then finds
+ * the bit; `dropped` decides when both see each other. */
 void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page) {
+  if (!atomic_load(&l->planned)) {
+    bit_set(l->built, page);
+    if (!atomic_load(&l->planned)) return;
+  }
+  if (bit_set(l->dropped, page)) return;
+  drop_page(l, t, page);
+}
+
+static void drop_page(from_ledger *l, const fwd_tables *t, size_t page) {
   size_t lo, hi, hdr;
   if (!read_span(l, t, page, &lo, &hi, &hdr)) return;
   for (size_t s = lo; s <= hi; s++)
@@ -171,6 +247,8 @@ void ledger_page_built(from_ledger *l, const fwd_tables *t, size_t page) {
 }
 
 size_t ledger_release(from_ledger *l, uintptr_t shadow, size_t min_pages) {
+  if (atomic_load_explicit(&l->deferred, memory_order_relaxed) == 1)
+    ledger_plan_deferred(l, l->plan_t);
   if (atomic_load_explicit(&l->ready_count, memory_order_relaxed) < (min_pages ? min_pages : 1))
     return 0;
   if (atomic_exchange_explicit(&l->releasing, 1, memory_order_acquire)) return 0;
@@ -221,6 +299,12 @@ void ledger_reset(from_ledger *l) {
       memset((void *)l->readers, 0, rb);
     memset((void *)l->ready, 0, qb);
   }
+  size_t db = (l->dest_pages + 63) / 64 * sizeof(uint64_t);
+  memset((void *)l->built, 0, db);
+  memset((void *)l->dropped, 0, db);
+  l->dest_pages = 0;
+  atomic_store(&l->deferred, 0);
+  atomic_store(&l->planned, 0);
   l->npages = 0;
   atomic_store(&l->ready_count, 0);
   while (sem_trywait(&l->wake) == 0) /* posts nobody waited for */

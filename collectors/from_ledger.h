@@ -30,7 +30,8 @@
  * could be any of those pages, and such objects are rare).  A releaser
  * turns ready pages into one process_madvise.
  *
- * Threads: ledger_plan in the pause; ledger_page_built from any builder,
+ * Threads: ledger_plan in the pause (or ledger_plan_deferred, after it, on
+ * the GC worker); ledger_page_built from any builder,
  * including a SIGBUS handler (atomics only, async-signal-safe); ledger_release
  * by one thread at a time (a flag makes others return at once). */
 #ifndef FH_FROM_LEDGER_H_
@@ -64,6 +65,17 @@ typedef struct from_ledger {
   int wake_ok;               /* wake was initialised */
   discard_batch batch;       /* the releaser's */
   _Atomic size_t released_pages; /* this cycle, for statistics and tests */
+  /* A plan made after the pause (ledger_plan_deferred): builders before it
+   * only set their page's `built` bit; whoever sets `dropped` first (the
+   * builder once `planned` is set, or the planner for a page built before)
+   * drops that page's readers.  Bit per destination page. */
+  _Atomic uint64_t *built, *dropped;
+  size_t dest_pages;     /* destination pages this cycle */
+  _Atomic int planned;   /* counts final: builders drop their readers */
+  _Atomic int deferred;  /* 1: ledger_plan left the counting to ledger_plan_deferred;
+                            2: that runs now */
+  const fwd_tables *plan_t; /* the cycle's tables, for the deferred plan */
+  uint64_t plan_ns;      /* the last plan's time, wherever it ran (FH_MC_TRACE) */
 } from_ledger;
 
 /* Tables for a moving space of `capacity` bytes (NORESERVE mappings).
@@ -73,8 +85,20 @@ void ledger_destroy(from_ledger *l);
 
 /* Count the readers of every from-space page for the cycle fwd_compute
  * just planned.  In the pause, before the space's pages move: it reads the
- * headers of objects spanning pages at their old addresses. */
-void ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types);
+ * headers of objects spanning pages at their old addresses.  With
+ * may_defer, and no type with a trace function (then no header is read
+ * and nothing is pinned), only the sizes are set and the counting is left
+ * to ledger_plan_deferred, after the pause (issue 16: 1.3-1.9 ms of the
+ * flip pause on fhbench pause); returns 1 then.  Until it runs, nothing is
+ * ready and builders only note their pages. */
+int ledger_plan(from_ledger *l, const fwd_tables *t, const fh_type_registry *types,
+                int may_defer);
+/* The deferred plan, while builders run; nothing when there is none or
+ * another thread makes it.  ledger_release makes it first, so the
+ * releaser thread does (or the GC worker without one, or the pause's
+ * stop-the-world build): from-space goes back while the worker waits for
+ * a CPU.  Reads only the tables, which stay fixed for the cycle. */
+void ledger_plan_deferred(from_ledger *l, const fwd_tables *t);
 
 /* Destination page `page` no longer needs from-space (its bytes are built
  * elsewhere, or installed).  Exactly once per page.  Async-signal-safe. */

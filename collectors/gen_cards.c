@@ -18,6 +18,9 @@ static uintptr_t nm_end(fh_heap *h) {
  * card-aligned; eight clean cards are skipped with one load. */
 static void each_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
                        void (*fn)(fh_heap *h, uintptr_t card, void *ctx), void *ctx) {
+  /* Empty: a non-moving space that has allocated nothing yet (its arena
+   * starts on demand) ends where it begins; end - 1 is then outside. */
+  if (end <= begin) return;
   uint8_t *c = card_for(h, begin), *e = card_for(h, end - 1) + 1;
   while (c < e) {
     if (((uintptr_t)c & 7) == 0 && e - c >= 8) {

@@ -248,8 +248,11 @@ static void update_object(void *obj, void *ctx) {
   if (heap_skips_scan(m->h, obj)) return; /* a quiet large object refers to nothing movable */
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&m->h->types, hdr_type(hd));
-  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY))
-    mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  if (ti && !ti->nrefs && (ti->flags & FH_TYPE_REF_ARRAY)) {
+    /* A large one may be fixed after the flip instead (cc_large.h). */
+    if (!cc_large_defer(m, obj, hdr_payload(hd) / sizeof(void *)))
+      mc_update_array(m, obj, hdr_payload(hd) / sizeof(void *)); /* prefetched, shared */
+  }
   else if (ti)
     types_visit_refs(ti, obj, hdr_payload(hd), update_slot, &m->t);
 }
@@ -349,9 +352,12 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
     return -1;
   }
   /* Young: the non-moving and large objects are old, not marked. */
+  uint64_t ts = heap_now_ns();
   m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
   uint64_t t1 = heap_now_ns();
+  m->sweep_ns = t1 - ts;
   fwd_compute(t);
+  m->fwd_compute_ns = heap_now_ns() - t1;
   if (t->ngrows) record_growers(h, t);
   set_walk_points(b, t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
@@ -398,7 +404,10 @@ void mc_account(mc_state *m) {
    * budget (cc_concurrent.c). */
   size_t black = m->black_bytes < live ? m->black_bytes : live;
   m->black_bytes = 0;
-  heap_set_trigger(h, old_live + live - black + nm_used);
+  /* The space after the cycle, from its start to the new top (the old
+   * generation whole): its end bounds the next window (sizer_moving_room). */
+  size_t occupied = m->t.new_top > m->t.begin ? m->t.new_top - m->t.begin : 0;
+  heap_set_trigger_moving(h, old_live + live - black + nm_used, occupied, m->thp);
 }
 
 void mc_update_outside(mc_state *m) {
@@ -428,7 +437,9 @@ void mc_update_outside(mc_state *m) {
 int mc_prepare_move(mc_state *m) {
   fwd_tables *t = &m->t;
   uint64_t tp = heap_now_ns();
-  ledger_plan(&m->ledger, t, &m->h->types); /* reads headers before they move */
+  /* Reads headers before they move, when a type has a trace function;
+   * else the counting is left to the GC worker (mc_worker_first). */
+  ledger_plan(&m->ledger, t, &m->h->types, 1);
   /* A slide left the pages above the old top resident (dirty_end): they
    * go to from-space with the rest and back to the system with it. */
   uintptr_t dirty = m->h->bump[m->h->active].dirty_end;
@@ -444,9 +455,12 @@ int mc_prepare_move(mc_state *m) {
   uint64_t t3 = heap_now_ns();
   /* From here on the pages are in from-space: point every reference held
    * outside the moving space at the new addresses. */
+  m->large.defer = 1; /* mc_cc_compact flips next, or updates them (cc_large_fallback) */
   mc_update_outside(m);
+  m->large.defer = 0;
   m->mremap_ns = t3 - t2;
-  m->update_ns = heap_now_ns() - t3;
+  m->large.at_updated = heap_now_ns();
+  m->update_ns = m->large.at_updated - t3;
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
   return 0;
@@ -561,6 +575,11 @@ void mc_publish_holes(mc_state *m) {
   bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
 }
 
+void mc_worker_first(mc_state *m) {
+  ledger_plan_deferred(&m->ledger, &m->t); /* the releaser's first step, unless it began */
+  cc_large_work(m, m->worker_buf);
+}
+
 void mc_end_cycle(mc_state *m) {
   /* What the ledger still holds (pinned pages, the last batch, staging
    * leftovers) goes back with the rest of from-space. */
@@ -645,6 +664,7 @@ int mc_space_thp(mc_state *m, int on) {
  * it: a cycle that cannot register cannot COPY either.) */
 void mc_build_all(mc_state *m, unsigned threads) {
   build_job j = {.m = m};
+  ledger_plan_deferred(&m->ledger, &m->t); /* a flip that failed: from-space goes back early */
   /* Huge pages only slow an in-place build: a failed switch is harmless. */
   mc_space_thp(m, 0);
   atomic_store(&m->build_cpu_ns, 0);

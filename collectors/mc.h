@@ -15,6 +15,7 @@
  *                        concurrent_compact cycles, mc_policy.h)
  *   concurrent_compact.c the userfaultfd schedule: flip, GC worker, fault
  *                        resolver, end of phase
+ *   cc_large.c           large reference arrays fixed after the flip
  *   from_ledger.c        which from-space pages are still read: each goes
  *                        back as soon as its last reader is built
  *   mc_stats.c           fault histogram, figures for fhbench, fh_dump lines
@@ -31,6 +32,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "collectors/cc_large.h"
 #include "collectors/collector.h"
 #include "collectors/forwarding.h"
 #include "collectors/from_ledger.h"
@@ -165,6 +167,7 @@ typedef struct mc_state {
   _Atomic uint64_t fault_ns_total; /* summed with the histogram */
   /* figures of the last cycle (mc_stats.h) */
   uint64_t mark_ns, forward_ns, update_ns, mremap_ns, register_ns;
+  uint64_t sweep_ns, fwd_compute_ns; /* parts of forward_ns's step (FH_MC_TRACE) */
   /* threads that wait for the phase's end help build pages meanwhile */
   _Atomic unsigned helpers;
   _Atomic int closing;
@@ -184,6 +187,7 @@ typedef struct mc_state {
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
   mc_gen gen; /* generations (mc_gen.h) */
+  cc_large_set large; /* large reference arrays fixed after the flip (cc_large.h) */
 } mc_state;
 
 /* The heap's compactor state, created on first use.  NULL + error. */
@@ -230,6 +234,9 @@ void mc_slide_all(mc_state *m, unsigned threads);
  * (world stopped), prefetching the referents' chunk entries, with pool
  * helpers (gc_threads) when it has millions of slots (mc_slide.c). */
 void mc_update_array(mc_state *m, void **slots, size_t n);
+/* The same on this thread alone, through the prefetching ring: slots
+ * anywhere (a page being built: cc_large.c).  Async-signal-safe. */
+void mc_forward_slots(const fwd_tables *t, void **slots, size_t n);
 /* After mc_prepare_forward: the rest of a cycle that slides in the pause
  * (mc_slide_all, then publish, prefault plan, tables cleared after the
  * pause).  `note` (static text) is fh_dump's mode note. */
@@ -265,6 +272,11 @@ size_t mc_hole_bytes(const mc_state *m);
  * them.  mc_join_worker stops it. */
 void mc_plan_prefault(mc_state *m);
 void mc_prefault(mc_state *m);
+/* The GC worker's first steps after a flip, before it builds the moving
+ * space's pages: the from-space ledger's plan when the pause left it and
+ * the releaser has not begun it (from_ledger.h), then the large reference
+ * arrays (cc_large.h). */
+void mc_worker_first(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 

@@ -184,6 +184,8 @@ static void update_slots(const fwd_tables *t, void **slots, size_t n) {
 }
 #endif
 
+void mc_forward_slots(const fwd_tables *t, void **slots, size_t n) { update_slots(t, slots, n); }
+
 typedef struct array_job {
   const fwd_tables *t;
   void **slots;

@@ -45,6 +45,11 @@ void mc_dump(fh_heap *h, FILE *out) {
     fprintf(out, "  compaction: last cycle kept %zu pinned objects (%zu KiB) in place, in %zu "
                  "pinned ranges the rest slid around\n",
             m->pinned_objects, m->pinned_bytes >> 10, m->pinned_ranges);
+  if (m && (m->large.total_objects || m->large.total_fallbacks))
+    fprintf(out, "  compaction: large reference arrays fixed after the flip, page by page: %llu; "
+                 "updated in the flip pause instead (a system call failed): %llu\n",
+            (unsigned long long)m->large.total_objects,
+            (unsigned long long)m->large.total_fallbacks);
   if (m && atomic_load(&m->uffd_errno))
     fprintf(out, "  compaction: userfaultfd ioctls failed in the last cycle (%s): %zu pages "
                  "installed by mremap instead, the uffd reopened%s\n",

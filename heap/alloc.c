@@ -281,6 +281,12 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
       return NULL;
     }
   }
+  if (atomic_load_explicit(&h->non_moving.start_failed, memory_order_relaxed)) {
+    /* Its jemalloc arena (started on demand) could not be made: that
+     * error, not a full space, is the reason. */
+    fh_error_prefix("fh_alloc_nonmoving: cannot start the non-moving space's arena");
+    return NULL;
+  }
   fh_error_set("fh_alloc_nonmoving: non-moving space full: %zu bytes requested, %zu of %zu "
                "bytes in use (heap %zu of %zu)", n, atomic_load(&h->non_moving.used),
                h->non_moving.limit, heap_used_bytes(h), heap_limit(h));

@@ -332,7 +332,9 @@ size_t heap_used_bytes(fh_heap *h) {
          (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 
-void heap_set_trigger(fh_heap *h, size_t live) {
+void heap_set_trigger(fh_heap *h, size_t live) { heap_set_trigger_moving(h, live, SIZE_MAX, 0); }
+
+void heap_set_trigger_moving(fh_heap *h, size_t live, size_t occupied, int thp) {
   h->live_after_gc = live;
   /* fixed: the heap grows to growth_factor_pct of all live data, large
    * objects included, as ART and Whippet size theirs.  adaptive: MemBalancer's
@@ -365,6 +367,13 @@ void heap_set_trigger(fh_heap *h, size_t live) {
     size_t nm = heap_nonmoving_used(h), young = live > nm ? live - nm : 0;
     size_t half = heap_bump_room(h, nm);
     room = half > young ? half - young : 0;
+  } else if (occupied != SIZE_MAX) {
+    /* The tables and the huge-page rounding take at most half the room: a
+     * heap whose live data nearly fills heap_max would otherwise collect
+     * at every TLAB once its tables did not fit. */
+    size_t r = sizer_moving_room(h, occupied, heap_nonmoving_used(h), thp);
+    if (r < room / 2) r = room / 2;
+    if (r < room) room = r;
   }
   /* A malloc space cannot fill its last bytes: runs keep holes too small
    * for the next object (heap/malloc_heap.c).  Triggering 1/16 short of

@@ -358,6 +358,10 @@ static inline size_t heap_non_moving_limit(const fh_heap *h) {
 int oom_retry(fh_thread *t, size_t bytes, unsigned *calls);
 /* Recompute the allocation trigger from the live size after a collection. */
 void heap_set_trigger(fh_heap *h, size_t live_bytes);
+/* The same for a compacting collector, whose moving space holds
+ * `occupied` bytes after the collection (heap/sizer.h: sizer_moving_room;
+ * `thp`: the space has huge pages). */
+void heap_set_trigger_moving(fh_heap *h, size_t live_bytes, size_t occupied, int thp);
 /* Before the collector is used or shown (gc_run, fh_dump, fh_prefork): a
  * default collector chosen without the probe becomes mark_compact if the
  * probe now finds no userfaultfd or MREMAP_DONTUNMAP.  Cheap once settled. */

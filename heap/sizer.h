@@ -79,6 +79,23 @@ int sizer_flip_fits(struct fh_heap *h, size_t old_used, size_t live);
  * and the mutators fault in the rest as they reach it.  Policy for
  * collectors/mark_compact.c. */
 size_t sizer_resident_window(struct fh_heap *h);
+/* The allocation a compacting collector (mark_compact, concurrent_compact)
+ * may let its moving space take before the next collection, when the space
+ * holds `occupied` bytes after this one (from its start to the new top:
+ * a young cycle's old generation counts whole, dead objects included) and
+ * `other` bytes of heap_max hold the other spaces' objects.  heap_max
+ * covers the objects and the collector's side tables: the mark and live
+ * bitmaps (a bit per 8-byte word each) and the forwarding chunks (16 bytes
+ * per 512), 1/16 of the space, all resident over every page a cycle marks
+ * or moves, as Whippet's heap size covers its mark bytes.  With `thp` (the
+ * space is MADV_HUGEPAGE) the room ends where a huge page does, when that
+ * costs at most half of it: the mutators' first touch of a huge page
+ * faults all 2 MiB of it in, so a window ending inside one held up to
+ * 2 MiB that nothing used.  Counted apart (heap_max for the objects
+ * alone, a window ending anywhere), Whippet's shapes at 2x (mt-gcbench,
+ * quads) ran with the moving space at heap_max's room, 1.2-1.3 MiB of
+ * tables and the last huge page on top. */
+size_t sizer_moving_room(struct fh_heap *h, size_t occupied, size_t other, int thp);
 /* fh_dump's line (nothing under heap_policy=fixed). */
 void sizer_dump(struct fh_heap *h, FILE *out);
 

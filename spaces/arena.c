@@ -84,8 +84,14 @@ static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *add
   return false;
 }
 
-int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
+void arena_open(fh_arena *a, uintptr_t begin, size_t size) {
   memset(a, 0, sizeof *a);
+  a->begin = begin;
+  a->end = begin + size;
+  atomic_store(&a->frontier, begin);
+}
+
+int arena_start(fh_arena *a) {
   a->hooks = malloc(sizeof *a->hooks);
   if (!a->hooks) {
     fh_error_set("out of memory creating a jemalloc arena");
@@ -95,9 +101,6 @@ int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
                                      hook_decommit, NULL,      hook_purge_forced, hook_split,
                                      hook_merge};
   a->hooks->owner = a;
-  a->begin = begin;
-  a->end = begin + size;
-  atomic_store(&a->frontier, begin);
   extent_hooks_t *hp = &a->hooks->hooks;
   size_t sz = sizeof a->index;
   int err = sys_mallctl("arenas.create", &a->index, &sz, &hp, sizeof hp);
@@ -108,6 +111,11 @@ int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
     return -1;
   }
   return 0;
+}
+
+int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
+  arena_open(a, begin, size);
+  return arena_start(a);
 }
 
 size_t arena_range_bytes(size_t limit) {
@@ -127,12 +135,14 @@ size_t arena_range_bytes(size_t limit) {
 }
 
 static void arena_ctl(fh_arena *a, const char *op) {
+  if (!a->hooks) return; /* never started: nothing to do */
   char name[64];
   snprintf(name, sizeof name, "arena.%u.%s", a->index, op);
   sys_mallctl(name, NULL, NULL, NULL, 0);
 }
 
 void arena_destroy(fh_arena *a) {
+  if (!a->hooks) return; /* opened, never started: jemalloc never knew it */
   /* jemalloc forgets the arena; our range is unmapped by the heap after. */
   char name[64];
   snprintf(name, sizeof name, "arena.%u.destroy", a->index);

@@ -23,7 +23,21 @@ typedef struct non_moving_space {
   fh_bitmap mark_bits;
   _Atomic size_t used;    /* bytes of live-or-unswept objects, headers included */
   size_t limit;           /* capacity in object bytes */
+  /* The jemalloc arena is started on demand (spaces/arena.h): until then,
+   * objects are bump-allocated from the range's first NM_PREFIX_BYTES
+   * (arena.frontier is the bump pointer), under start_lock.  Objects below
+   * prefix_end were allocated so: swept ones are only forgotten (their
+   * bytes are not reused), so at most NM_PREFIX_BYTES is lost.  Set before
+   * the arena starts and never changed after (read by the sweep). */
+  _Atomic int arena_ready;
+  _Atomic int start_failed; /* the last attempt to start it failed (error set) */
+  atomic_flag start_lock;
+  uintptr_t prefix_end;
 } non_moving_space;
+
+/* A boot from a heap image, or a small program, compiles a little code
+ * (fhscheme: a few KiB for `-e 1`) and never needs a jemalloc arena. */
+#define NM_PREFIX_BYTES ((size_t)256 << 10)
 
 /* capacity: the range (spaces/arena.h: arena_range_bytes); limit: object
  * bytes it may hold (at most the capacity). */

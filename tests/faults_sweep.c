@@ -551,6 +551,9 @@ int main(int argc, char **argv) {
    * mc_policy.h): the sweep's heaps flip, so that the userfaultfd paths
    * meet their failures. */
   setenv("FH_MC_SLIDE", "0", 0);
+  /* The ring (32 KB, a large object) is fixed after the flip page by page
+   * (collectors/cc_large.h), so that its system calls fail too. */
+  setenv("FH_CC_LARGE_MIN", "16384", 0);
   const char *only_config = NULL, *only_kind = NULL;
   if (getenv("FH_FAULT_SAMPLES")) samples = (unsigned)atoi(getenv("FH_FAULT_SAMPLES"));
   for (int i = 1; i < argc; i++) {

@@ -186,7 +186,10 @@ static void check_pages(layout *L, fwd_tables *t) {
   page_source ps = {t, (uintptr_t)L->from - L->base, &L->types};
   from_ledger led;
   assert_int_equal(ledger_init(&led, SPACE), 0);
-  ledger_plan(&led, t, &L->types);
+  /* Without traced types the plan is left for after the pause: the first
+   * half of the pages is built before it (from_ledger.h: the planner drops
+   * their readers), the first release makes it. */
+  int deferred = ledger_plan(&led, t, &L->types, 1);
   uint8_t *out = aligned_alloc(FWD_PAGE, FWD_PAGE);
   /* Pages in a shuffled order: each is independent of the others. */
   for (size_t k = 0; k < t->npages; k++) {
@@ -197,9 +200,11 @@ static void check_pages(layout *L, fwd_tables *t) {
     assert_int_equal(got, expect);
     assert_memory_equal(out, want + p * FWD_PAGE, FWD_PAGE);
     ledger_page_built(&led, t, p);
-    ledger_release(&led, (uintptr_t)L->from, 1);
+    if (!deferred || k >= t->npages / 2) ledger_release(&led, (uintptr_t)L->from, 1);
   }
   assert_false(traced_tag_bad);
+  ledger_plan_deferred(&led, t); /* nothing built, or every page before it */
+  ledger_release(&led, (uintptr_t)L->from, 1);
   /* Every from-space page went back but the pinned ones (page-spanning
    * traced objects: the cycle's end drops those), and no count went below
    * zero. */

@@ -471,6 +471,76 @@ static void flip_needs_room_for_both_copies(void **state) {
   fh_heap_destroy(h);
 }
 
+/* A compacting collector's window at the cap (sizer_moving_room): the
+ * moving space at its fullest plus its side tables (1/16 of it) fit in
+ * what heap_max leaves beside the other spaces, and with huge pages the
+ * window stops a claim's margin short of a huge page's end, so that the
+ * mutators never fault in a huge page they use a sliver of. */
+static void moving_room_counts_tables_and_huge_pages(void **state) {
+  (void)state;
+  fh_heap *h = test_heap("collector=mark_compact,heap_max=24M");
+  const size_t lim = 24 * MiB, occ = 8 * MiB + 12345, other = 4 * MiB;
+  size_t r = sizer_moving_room(h, occ, other, 0);
+  size_t full = occ + r;
+  assert_true(full + full / 16 + other <= lim);
+  assert_true(full + full / 16 + other > lim - 64 * 1024); /* no more than that off */
+  size_t margin = h->opt.tlab_size + h->opt.los_threshold + FH_PAGE;
+  size_t rt = sizer_moving_room(h, occ, other, 1);
+  assert_true(rt < r && rt >= r / 2);
+  assert_int_equal((occ + rt + margin) % FH_PMD, 0); /* the last claim ends at a huge page */
+  /* Room that rounding would more than halve stays as it was. */
+  const size_t near = 18 * MiB - 256 * 1024; /* the next boundary, 256 KiB on */
+  size_t small = sizer_moving_room(h, near, other - MiB, 0);
+  assert_true(small > MiB);
+  assert_int_equal(sizer_moving_room(h, near, other - MiB, 1), small);
+  /* Full: nothing. */
+  assert_int_equal(sizer_moving_room(h, 20 * MiB, other, 1), 0);
+  fh_heap_destroy(h);
+}
+
+/* End to end: a mark_compact heap at its cap (heap_max = 2x live, the
+ * shape of Whippet's benchmarks at 2x) sets its trigger so that the moving
+ * space, its tables and the large objects stay under heap_max. */
+static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
+  (void)state;
+  const char *cs[] = {"mark_compact", "concurrent_compact"};
+  for (size_t c = 0; c < 2; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(cs[c], "heap_max=24M", &ty, &t);
+    tnode *head = NULL;
+    void *blob = NULL;
+    fh_push_root(t, (void **)&head);
+    fh_push_root(t, (void **)&blob);
+    blob = fh_alloc(t, ty.bytes, 4 * MiB);
+    assert_non_null(blob);
+    build_list(t, &ty, &head, (6 * MiB) / 48);
+    for (int g = 0; g < 200000; g++) test_node(t, &ty, g);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    size_t occ = bump_space_used(&h->bump[h->active]), nm = heap_nonmoving_used(h);
+    size_t full = occ + h->gc_trigger;
+    fprintf(stderr, "%s: moving %zu KiB, trigger %zu KiB, others %zu KiB\n", cs[c],
+            occ >> 10, h->gc_trigger >> 10, nm >> 10);
+    assert_true(h->gc_trigger >= MiB);
+    assert_true(full + full / 16 + nm <= 24 * MiB);
+    /* Live data nearly at the cap: the tables do not fit beside it, and
+     * still half the room is left to allocate (not a collection every
+     * TLAB). */
+    build_list(t, &ty, &head, (16 * MiB) / 48);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    fh_gc_wait(h);
+    size_t room = 24 * MiB - h->live_after_gc;
+    fprintf(stderr, "%s near the cap: live %zu KiB, trigger %zu KiB\n", cs[c],
+            h->live_after_gc >> 10, h->gc_trigger >> 10);
+    assert_true(h->live_after_gc > 22 * MiB); /* + 1/16 of the moving part: past the cap */
+    assert_true(h->gc_trigger >= room / 2 && h->gc_trigger < room);
+    fh_pop_roots(t, 2);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fixed_budget_counts_large_objects),
@@ -483,6 +553,8 @@ int main(void) {
       cmocka_unit_test(cost_weighs_collections_by_size),
       cmocka_unit_test(compaction_keeps_a_quarter_of_the_window),
       cmocka_unit_test(hspace_copy_is_packed),
+      cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
+      cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -242,12 +242,20 @@ void heap_init(const char *image) {
    * path pays nothing for root bookkeeping.  Heap fields stay precise.
    * The collector is the heap's default (concurrent compaction where
    * userfaultfd works); FHS_OPTIONS=collector=... picks another.
-   * min_alloc_trigger=1M: a small program's heap is its live data plus
-   * 1 MiB of room instead of the library's 4 MiB (the suite's small
-   * programs peaked at 12 MiB, now 7), at no measurable cost in time: a
-   * collection of a small heap takes ~0.2 ms, and larger heaps grow their
-   * room with their live data (growth_factor_pct) as before. */
-  const char *defaults = "stack_roots=conservative,heap_max=4G,min_alloc_trigger=1M";
+   * min_alloc_trigger=512K: a small program's heap is its live data plus
+   * 512 KiB of room instead of the library's 4 MiB (the suite's small
+   * programs peaked at 12 MiB with 4M, 5.0 with 1M, 4.5 with 512K, against
+   * Boehm's 3.0-3.5); a collection of a small heap takes ~0.2 ms, so the
+   * cost is 0-15% more CPU on the small programs.  growth_factor_pct=250:
+   * collect after allocating 1.5x the live data (the library's 300: 2x),
+   * so a heap is ~2.5x its live data.  CPU time (user + sys, medians of 5)
+   * and peak RSS of threads, rewrite, destruct at 300 / 250 / 200: 0.63 /
+   * 0.67 / 0.78 s, 0.25 / 0.27 / 0.32, 0.59 / 0.65 / 0.72; 7.6 / 7.0 / 6.5
+   * MiB (rewrite), 9.8 / 9.0 / 7.9 (destruct).  200 (Boehm's ~2x) saved
+   * most but put threads and rewrite over Boehm's time (issue 20: peak
+   * RSS <= 1.0x Boehm's with time <= 1.0x, no program over 1.3x). */
+  const char *defaults =
+      "stack_roots=conservative,heap_max=4G,min_alloc_trigger=512K,growth_factor_pct=250";
   if (fh_options_parse(&o, defaults) < 0) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);

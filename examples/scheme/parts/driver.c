@@ -323,6 +323,11 @@ static void *interp_main(void *arg) {
     status = run_file(g_argv[i]);
     ran = 1;
   }
+  /* With the boot line's, from the same main(): what a user waits for
+   * before a first expression (`-e 1`) has its answer, whatever
+   * initialisation a boot put off until first use. */
+  if (opts.boot_time && ran)
+    fprintf(stderr, "fhscheme: scripts done %.3f ms after main()\n", now_ms() - t_main);
   if (opts.save_image) {
     if (status == 0 && save_image(opts.save_image) < 0) status = 73;
     ran = 1;
