@@ -21,8 +21,34 @@ enum { LIVE = 300000, CHUNK = 30000, ROUNDS = 30 };
 
 typedef struct pin_result {
   double pause_ms, resident_mib, peak_mib;
+  double cpu_ms;  /* GC CPU time per collection: pause thread and GC workers */
+  double rss_mib; /* the process's resident memory after the last collection,
+                     less what it held before the heap was created */
+  double hwm_mib; /* the most it held meanwhile (VmHWM, reset at the start) */
   int ok;
 } pin_result;
+
+/* The process's peak resident memory since the last reset_hwm (VmHWM):
+ * it sees what sampling at collections cannot, a flip's from-space and
+ * to-space both resident during its concurrent phase.  0 if unknown. */
+static size_t hwm_bytes(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  size_t kb = 0;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %zu kB", &kb) == 1) break;
+  fclose(f);
+  return kb << 10;
+}
+
+/* Make VmHWM the current resident size (Linux >= 4.0). */
+static void reset_hwm(void) {
+  FILE *f = fopen("/proc/self/clear_refs", "w");
+  if (!f) return;
+  fputs("5", f);
+  fclose(f);
+}
 
 /* The most the heap held: sampled when each collection starts. */
 static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
@@ -32,8 +58,15 @@ static void on_gc(fh_heap *h, const fh_gc_event *e, void *user) {
 }
 
 static int run_once(const char *collector, unsigned pct, pin_result *out) {
+  uint8_t *pinned = calloc(LIVE, 1);
+  if (!pinned) return -1;
+  reset_hwm();
+  size_t rss0 = bench_rss_bytes();
   fh_heap *h = wk_heap_create("pins", collector, (size_t)256 << 20);
-  if (!h) return -1;
+  if (!h) {
+    free(pinned);
+    return -1;
+  }
   static const uint32_t refs[] = {0};
   uint32_t node = fh_register_type(h, &(fh_type){.name = "node", .size = 24, .nrefs = 1,
                                                  .ref_offsets = refs});
@@ -45,7 +78,6 @@ static int run_once(const char *collector, unsigned pct, pin_result *out) {
   void **chunks[NCHUNKS] = {0};
   for (int c = 0; c < NCHUNKS; c++) fh_root_add(h, (void **)&chunks[c]);
   unsigned every = pct ? 100 / pct : 0;
-  uint8_t *pinned = calloc(LIVE, 1);
   int ok = 1;
   for (int c = 0; c < NCHUNKS; c++) chunks[c] = fh_alloc(t, arr, CHUNK * sizeof(void *));
   fh_stats s0, s1;
@@ -75,12 +107,17 @@ static int run_once(const char *collector, unsigned pct, pin_result *out) {
     fh_gc_wait(h);
   }
   fh_get_stats(h, &s1);
+  size_t rss1 = bench_rss_bytes(), hwm = hwm_bytes();
   for (int i = 0; i < LIVE && ok; i++) {
     uint64_t *n = chunks[i / CHUNK][i % CHUNK];
     ok &= n && n[1] == (uint64_t)i;
   }
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6 /
                   (double)(s1.collections - s0.collections);
+  out->cpu_ms = (double)(s1.gc_user_ns + s1.gc_sys_ns - s0.gc_user_ns - s0.gc_sys_ns) / 1e6 /
+                (double)(s1.collections - s0.collections);
+  out->rss_mib = (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (1 << 20);
+  out->hwm_mib = (double)(hwm > rss0 ? hwm - rss0 : 0) / (1 << 20);
   out->resident_mib = (double)wk_heap_resident(h) / (1 << 20);
   out->peak_mib = (double)peak / (1 << 20);
   fh_set_gc_callback(h, NULL, NULL);
@@ -120,8 +157,9 @@ int wl_pins(int argc, char **argv) {
          "pause pinned", "ratio", "after, none", "after, 1%", "ratio", "peak, none", "peak, 1%",
          "ratio");
   int status = 0;
+  char second[4][200]; /* the second table's rows, printed after the first */
   for (size_t c = 0; c < nlist; c++) {
-    double pause[2][16], res[2][16], pk[2][16];
+    double pause[2][16], res[2][16], pk[2][16], cpu[2][16], rss[2][16], hw[2][16];
     int n = runs > 16 ? 16 : runs;
     for (int r = 0; r < n; r++)
       for (int k = 0; k < 2; k++) {
@@ -136,6 +174,9 @@ int wl_pins(int argc, char **argv) {
         pause[m][r] = res1.pause_ms;
         res[m][r] = res1.resident_mib;
         pk[m][r] = res1.peak_mib;
+        cpu[m][r] = res1.cpu_ms;
+        rss[m][r] = res1.rss_mib;
+        hw[m][r] = res1.hwm_mib;
       }
     bench_progress_done();
     double pu = bench_median(pause[0], (size_t)n), pp = bench_median(pause[1], (size_t)n);
@@ -143,6 +184,22 @@ int wl_pins(int argc, char **argv) {
     double ku = bench_median(pk[0], (size_t)n), kp = bench_median(pk[1], (size_t)n);
     printf("%-20s %11.2f ms %11.2f ms %6.2f %7.1f MiB %7.1f MiB %6.2f %7.1f MiB %7.1f MiB %6.2f\n",
            list[c], pu, pp, pp / pu, ru, rp, rp / ru, ku, kp, kp / ku);
+    double cu = bench_median(cpu[0], (size_t)n), cp = bench_median(cpu[1], (size_t)n);
+    double su = bench_median(rss[0], (size_t)n), sp = bench_median(rss[1], (size_t)n);
+    double hu = bench_median(hw[0], (size_t)n), hp = bench_median(hw[1], (size_t)n);
+    snprintf(second[c < 4 ? c : 3], sizeof second[0],
+             "%-20s %11.2f ms %11.2f ms %6.2f %7.1f MiB %7.1f MiB %6.2f %7.1f MiB %7.1f MiB %6.2f",
+             list[c], cu, cp, cp / cu, su, sp, sp / su, hu, hp, hp / hu);
   }
+  /* Collection time as CPU (the pausing thread and every GC worker: a
+   * concurrent compaction's pause is a part of its cycle, and with pins it
+   * builds in the pause what it otherwise builds after it), and resident
+   * memory as the process holds it (the heap's whole reservation and its
+   * side tables: pages above the top kept for the next allocations count,
+   * as the gaps pins leave below it do), after the last collection and at
+   * its peak over the run. */
+  printf("%-20s %14s %14s %6s %11s %11s %6s %11s %11s %6s\n", "collector", "cpu unpinned",
+         "cpu pinned", "ratio", "rss, none", "rss, 1%", "ratio", "hwm, none", "hwm, 1%", "ratio");
+  for (size_t c = 0; c < nlist && c < 4; c++) printf("%s\n", second[c]);
   return status;
 }

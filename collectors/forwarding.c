@@ -511,8 +511,39 @@ static size_t fit_segment(fwd_tables *t, size_t k) {
 
 static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
   obj_write_filler(a, e - a);
-  bitmap_set(&t->mark, a);
+  size_t i = (a - t->begin) >> 3; /* one writer now: no locked or */
+  or_word(&t->mark.words[i >> 6], (uint64_t)1 << (i & 63));
   t->range_fill_bytes += e - a;
+}
+
+/* A filler over each stretch of dead words in [lo, hi) (chunk-aligned),
+ * found in the live bitmap: every word of a live object has its bit (and
+ * the old generation's words below ylo, fwd_set_floor), so no object
+ * header is read.  Walking the headers instead was a cache miss per
+ * object: 1.3 ms of a 10 ms pause with 3,000 pinned 32-byte objects
+ * (fhbench pins). */
+static void fill_dead(fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  uintptr_t dead = 0; /* start of the dead stretch being crossed, 0 none */
+  for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
+       w < e; w++) {
+    uint64_t bits = live_word(t, w);
+    uintptr_t base = t->begin + (w << FWD_CHUNK_SHIFT);
+    unsigned b = 0;
+    while (b < 64) {
+      /* Looking for the next live word when inside a dead stretch, else
+       * for the next dead one. */
+      uint64_t rest = (dead ? bits : ~bits) >> b;
+      if (!rest) break;
+      b += (unsigned)__builtin_ctzll(rest);
+      if (dead) {
+        put_filler(t, dead, base + (uintptr_t)b * FWD_WORD);
+        dead = 0;
+      } else {
+        dead = base + (uintptr_t)b * FWD_WORD;
+      }
+    }
+  }
+  if (dead) put_filler(t, dead, hi);
 }
 
 int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
@@ -554,25 +585,32 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
     for (size_t r = 0; r < t->nranges; r++) r = fit_segment(t, r);
   /* In place: fillers over the dead words, every word live, no growth. */
+  int growers = atomic_load_explicit(&t->grows_marked, memory_order_relaxed) != 0;
   for (size_t r = 0; r < t->nranges; r++) {
-    /* Words of the old generation below ylo (a young cycle) are live
-     * already and must not be taken for dead ones. */
-    uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi, cur = lo < t->ylo ? t->ylo : lo;
-    for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;
-         a = bitmap_next_set(&t->mark, cur, hi)) {
-      if (a > cur) put_filler(t, cur, a);
-      if (bitmap_test(&t->grows, a)) {
-        bitmap_clear(&t->grows, a);
-        atomic_fetch_sub_explicit(&t->grows_marked, 1, memory_order_relaxed);
-      }
-      cur = a + obj_bytes_at(a);
-      if (cur >= hi) break;
+    uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi;
+    fill_dead(t, lo, hi);
+    for (uintptr_t a = growers ? bitmap_next_set(&t->grows, lo, hi) : 0; a;
+         a = bitmap_next_set(&t->grows, a + FWD_WORD, hi)) {
+      bitmap_clear(&t->grows, a);
+      atomic_fetch_sub_explicit(&t->grows_marked, 1, memory_order_relaxed);
     }
-    if (cur < hi) put_filler(t, cur, hi);
     for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
          w < e; w++)
       atomic_store_explicit(&t->live.words[w], ~(uint64_t)0, memory_order_relaxed);
     if (hi > t->old_top) t->old_top = hi; /* the last range may end above the top */
   }
   return 0;
+}
+
+size_t fwd_pinned_pages(const fwd_tables *t, const uintptr_t *pins, size_t n) {
+  if (!t->nranges) return 0;
+  size_t pages = 0, last = (size_t)-1;
+  for (size_t i = 0; i < n; i++) {
+    if (pins[i] < t->begin) continue;
+    if (pins[i] >= t->old_top) break;
+    size_t p = (pins[i] - t->begin) / FWD_PAGE;
+    pages += p != last;
+    last = p;
+  }
+  return pages;
 }

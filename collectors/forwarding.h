@@ -232,6 +232,12 @@ uintptr_t fwd_marker_base(const fwd_tables *t);
  * nothing changed. */
 int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n);
 
+/* How many pages the pinned objects' starts lie on among pins[0 .. n)
+ * (ascending) inside [begin, old_top), each page once: what a flip builds
+ * in its pause for them (mc.h), less a large object's interior.  Reads no
+ * object.  0 without pinned ranges. */
+size_t fwd_pinned_pages(const fwd_tables *t, const uintptr_t *pins, size_t n);
+
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);

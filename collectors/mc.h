@@ -181,6 +181,8 @@ typedef struct mc_state {
 #define MC_PREFAULT_HOLES 64
   uintptr_t pf_from;
   size_t pf_want, pf_nholes;
+  size_t pf_above; /* of pf_want, at most this much above pf_from: the rest
+                      of the window is in holes, which refills take first */
   bump_hole pf_holes[MC_PREFAULT_HOLES];
   size_t pinned_ranges, pinned_objects, pinned_bytes; /* last cycle (forwarding.h) */
   unsigned build_threads;
@@ -262,6 +264,8 @@ void mc_publish_holes(mc_state *m);
 /* The holes the cycle's gaps make (what mc_publish_holes hands the bump
  * space), up to max of them into out; returns how many there are. */
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
+/* Bytes of all of them (however many there are). */
+size_t mc_hole_bytes(const mc_state *m);
 /* After a cycle (mark_compact.c): note, while the tables hold it, the
  * window the mutators will allocate into (the holes, then above the new
  * top); then, on the thread that ends the cycle, fault it in ahead of
