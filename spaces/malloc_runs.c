@@ -272,7 +272,10 @@ size_t malloc_run_sweep(malloc_space *s, size_t page, int count, uintptr_t *adop
      * (the run's cover words were cleared before the loop). */
     for (; derive && left; left &= left - 1) {
       uintptr_t p = bitmap_addr(&s->alloc_bits, (w << 6) + (size_t)__builtin_ctzll(left));
-      malloc_space_cover(s, p, malloc_object_bytes_hd(*(uint64_t *)p));
+      /* Atomic: a mutator may be hashing this live object (a CAS of its
+       * flag and salt bits; the size bits never change). */
+      malloc_space_cover(s, p, malloc_object_bytes_hd(__atomic_load_n((uint64_t *)p,
+                                                                      __ATOMIC_RELAXED)));
     }
   }
   for (size_t w = w0; w < w0 + MS_RUN_WORDS; w++)
