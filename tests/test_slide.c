@@ -424,6 +424,29 @@ static void test_stress_concurrent_choosing(void **s) {
   unsetenv("FH_MC_FLIP_COST_US");
 }
 
+/* SPREAD_N small nodes, every SPREAD_EVERY-th pinned (into pins), the
+ * rest garbage: pinned ranges spread evenly with ~2 KiB holes between. */
+enum { SPREAD_N = 100000, SPREAD_EVERY = 64 };
+static size_t pin_spread(fh_thread *t, test_types *ty, tnode **pins) {
+  size_t np = 0;
+  for (int i = 0; i < SPREAD_N; i++) {
+    tnode *n = test_node(t, ty, (uint64_t)i);
+    if (i % SPREAD_EVERY == 0) {
+      pins[np] = n;
+      assert_int_equal(fh_pin(t, n), 0);
+      np++;
+    }
+  }
+  return np;
+}
+
+/* The holes handed to the allocator at the cycle's end. */
+static size_t bump_hole_bytes(const bump_space *b) {
+  size_t bytes = 0;
+  for (size_t k = 0; k < b->nholes; k++) bytes += b->holes[k].hi - b->holes[k].lo;
+  return bytes;
+}
+
 /* Pins spread evenly (every 64th of 100k small nodes, the rest dead)
  * leave 1,500 holes of ~2 KiB that together cover the next allocation
  * window: nothing is to be prefaulted above the top.  Only the first 64
@@ -437,28 +460,18 @@ static void test_every_hole_counts_against_the_window(void **s) {
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
-  enum { N = 100000, EVERY = 64 };
-  static tnode *pins[N / EVERY + 1];
-  size_t np = 0;
-  for (int i = 0; i < N; i++) {
-    tnode *n = test_node(t, &ty, (uint64_t)i);
-    if (i % EVERY == 0) {
-      pins[np] = n;
-      assert_int_equal(fh_pin(t, n), 0);
-      np++;
-    }
-  }
+  static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
+  size_t np = pin_spread(t, &ty, pins);
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.collections, 0);
   assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
   assert_int_equal(h->mc->slid, 1);
-  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * EVERY));
+  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * SPREAD_EVERY));
   /* The holes as handed to the allocator in the pause (the cycle's tables
    * are cleared by a pool thread after it) */
   const bump_space *b = &h->bump[h->active];
-  size_t hole_bytes = 0;
-  for (size_t k = 0; k < b->nholes; k++) hole_bytes += b->holes[k].hi - b->holes[k].lo;
+  size_t hole_bytes = bump_hole_bytes(b);
   assert_true(b->nholes > MC_PREFAULT_HOLES);
   assert_true(hole_bytes >= sizer_resident_window(h));
   assert_int_equal(h->mc->pf_want, 0);
@@ -478,24 +491,14 @@ static void test_every_hole_counts_after_a_flip(void **s) {
   test_types ty;
   test_register(h, &ty);
   fh_thread *t = fh_thread_attach(h);
-  enum { N = 100000, EVERY = 64 };
-  static tnode *pins[N / EVERY + 1];
-  size_t np = 0;
-  for (int i = 0; i < N; i++) {
-    tnode *n = test_node(t, &ty, (uint64_t)i);
-    if (i % EVERY == 0) {
-      pins[np] = n;
-      assert_int_equal(fh_pin(t, n), 0);
-      np++;
-    }
-  }
+  static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
+  size_t np = pin_spread(t, &ty, pins);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   assert_false(h->mc->slid);
-  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * EVERY));
+  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * SPREAD_EVERY));
   const bump_space *b = &h->bump[h->active];
-  size_t hole_bytes = 0;
-  for (size_t k = 0; k < b->nholes; k++) hole_bytes += b->holes[k].hi - b->holes[k].lo;
+  size_t hole_bytes = bump_hole_bytes(b);
   size_t window = sizer_resident_window(h);
   assert_true(b->nholes > MC_PREFAULT_HOLES && hole_bytes >= window);
   assert_int_equal(h->mc->pf_above, 0);
