@@ -100,7 +100,7 @@ static void wait_mapped(mc_state *m, size_t page) {
 
 /* ---- building and installing pages ---- */
 
-static int claim(mc_state *m, size_t page) {
+int mc_claim_page(mc_state *m, size_t page) {
   uint32_t expect = PAGE_UNTOUCHED;
   return atomic_compare_exchange_strong_explicit(&m->page_state[page], &expect, PAGE_BUILDING,
                                                  memory_order_acquire, memory_order_relaxed);
@@ -132,7 +132,7 @@ static void install_run(mc_state *m, int fd, size_t p, size_t n, const uint8_t *
 }
 
 /* Build pages [p, p + n) (claimed) into buf and install them. */
-static void build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
+void mc_build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf) {
   for (size_t i = 0; i < n; i++) {
     page_build(&m->src, p + i, buf + i * FWD_PAGE);
     ledger_page_built(&m->ledger, &m->t, p + i);
@@ -192,7 +192,7 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
     return st == FH_UFFD_OK ? FH_UFFD_RESOLVED
            : st == FH_UFFD_ERROR ? FH_UFFD_RESOLVE_FAILED : FH_UFFD_RESOLVED_EXISTED;
   }
-  if (!claim(m, p)) {
+  if (!mc_claim_page(m, p)) {
     wait_mapped(m, p); /* someone else builds it; it is (about to be) mapped */
     r = FH_UFFD_RESOLVED_EXISTED;
   } else {
@@ -206,7 +206,7 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
       size_t ahead = atomic_load_explicit(&m->uffd_broken, memory_order_relaxed)
                          ? MC_MAX_RUN - 1
                          : m->lookahead;
-      while (n <= ahead && p + n < m->t.npages && claim(m, p + n)) n++;
+      while (n <= ahead && p + n < m->t.npages && mc_claim_page(m, p + n)) n++;
     } else {
       buf = fh_uffd_thread_buf();
       if (!buf) {
@@ -218,7 +218,7 @@ static int resolve(void *arg, const fh_uffd_fault *f) {
         return FH_UFFD_RESOLVE_FAILED;
       }
     }
-    build_and_copy(m, f->fd, p, n, buf);
+    mc_build_and_copy(m, f->fd, p, n, buf);
     put_fault_buf(m, slot);
     r = FH_UFFD_RESOLVED;
   }
@@ -361,7 +361,7 @@ static size_t move_or_copy(mc_state *m, int fd, size_t p, size_t n) {
   return moved;
 }
 
-static void fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move) {
+void mc_fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move) {
   for (size_t i = 0; i < n; i++) page_fix_in_place(&m->src, p + i);
   if (!move) { /* COPY straight from the fixed from-space pages: no build */
     mc_install(m, fd, (uint8_t *)(m->t.begin + p * FWD_PAGE), (uint8_t *)(m->shadow + p * FWD_PAGE),
@@ -480,7 +480,7 @@ static void *worker_main(void *arg) {
       }
       if (big) max = MC_BROKEN_RUN, buf = big;
     }
-    while (n < max && p + n < np && claim(m, p + n)) n++;
+    while (n < max && p + n < np && mc_claim_page(m, p + n)) n++;
     if (n == 0) { /* a mutator has it */
       p++;
       continue;
@@ -502,11 +502,11 @@ static void *worker_main(void *arg) {
     int timed = use_move && install_wants_timing(&costs, move);
     uint64_t b0 = timed ? mc_thread_cpu_ns() : 0;
     if (p + n <= m->t.dense_pages) {
-      fix_and_install_dense(m, fd, p, n, move);
+      mc_fix_and_install_dense(m, fd, p, n, move);
     } else if (move && build_and_move(m, fd, p, n, &stage, low) == 0) {
       m->moved_pages += n;
     } else {
-      build_and_copy(m, fd, p, n, buf);
+      mc_build_and_copy(m, fd, p, n, buf);
       moved = 0;
     }
     if (timed) install_record(&costs, move, moved, (mc_thread_cpu_ns() - b0) / n);
@@ -562,12 +562,12 @@ void mc_help_phase(fh_heap *h) {
     for (size_t top = m->t.npages; top > 0 && !atomic_load(&m->closing);) {
       size_t p = top - 1, n = 0;
       /* claim a run ending at p, going down */
-      while (n < MC_MAX_RUN && p >= n && claim(m, p - n)) n++;
+      while (n < MC_MAX_RUN && p >= n && mc_claim_page(m, p - n)) n++;
       if (n == 0) {
         top--;
         continue;
       }
-      build_and_copy(m, fd, p - n + 1, n, buf);
+      mc_build_and_copy(m, fd, p - n + 1, n, buf);
       top -= n;
     }
     put_fault_buf(m, slot);
@@ -651,91 +651,13 @@ static int register_destination(mc_state *m) {
   return 0;
 }
 
-/* Pinned objects' pages are built and mapped inside the pause, before
- * mutators resume (forwarding.h): a pinned object may be handed to the
- * kernel (read(2) into it), whose access to a missing page of a
- * registered range fails with EFAULT in SIGBUS mode, and in thread mode
- * waits on the handler thread.  Mapped now, nothing ever unmaps them:
- * they are never missing.  Only the pages the pinned objects cover: the
- * rest of a range (live objects that straddled it) stays in place too but
- * is built concurrently (a pinned array of a dense heap put 550 there). */
-typedef struct pinned_run {
-  size_t p, n;  /* claimed pages [p, p + n), not built yet */
-  size_t built; /* pages built so far */
-} pinned_run;
-
-static void flush_pinned(mc_state *m, pinned_run *r) {
-  if (r->n) build_and_copy(m, fh_uffd_fd(m->uffd), r->p, r->n, m->worker_buf);
-  r->built += r->n;
-  r->n = 0;
-}
-
-/* Pages [p, e) join the run, which is built and installed by one COPY
- * when it reaches MC_MAX_RUN pages or the next page does not follow it:
- * with 1% of small objects pinned nearly every page holds one (fhbench
- * pins: 3,000 pins on ~4,200 pages), and neighbours share a system call
- * (the kernel's work per page stays: ~2.3 us a page in all). */
-static void build_pinned_pages(mc_state *m, pinned_run *r, size_t p, size_t e) {
-  for (; p < e; p++) {
-    if (r->n && (r->p + r->n != p || r->n == MC_MAX_RUN)) flush_pinned(m, r);
-    if (!claim(m, p)) continue; /* built already, or in the run */
-    if (!r->n) r->p = p;
-    r->n++;
-  }
-}
-
-/* The pages wholly inside a pinned object, past its header's page, hold
- * nothing but that object, at its address: their from-space copies are the
- * destination pages once their references are fixed in place, and go back
- * by UFFDIO_MOVE (page tables, no copy) as one run, as the dense prefix's
- * do.  GCBench's 4 MiB array, pinned by a stack word, cost 3 ms of every
- * pause built page by page. */
-static void install_pinned_interior(mc_state *m, size_t p, size_t e) {
-  int fd = fh_uffd_fd(m->uffd);
-  int move = m->use_move && fh_uffd_has_move(m->uffd) &&
-             !atomic_load_explicit(&m->uffd_broken, memory_order_relaxed);
-  while (p < e) {
-    size_t n = 0;
-    while (p + n < e && claim(m, p + n)) n++;
-    if (n) fix_and_install_dense(m, fd, p, n, move);
-    p += n ? n : 1; /* unclaimed: built already */
-  }
-}
-
-/* Returns how many pages it built (for the policy's cost of them). */
-static size_t build_pinned_ranges(mc_state *m) {
-  const fwd_tables *t = &m->t;
-  const pin_set *pins = &m->h->pins;
-  pinned_run run = {0, 0, 0};
-  for (size_t i = pin_set_lower_bound(pins, t->begin); i < pins->n; i++) {
-    uintptr_t start = pins->starts[i];
-    if (start >= t->old_top) break;
-    /* Pinned objects keep their address: old pages are new pages. */
-    uintptr_t end = start + obj_bytes(*(const uint64_t *)(start + m->src.from_delta));
-    size_t first = (start - t->begin) / FWD_PAGE, full_end = (end - t->begin) / FWD_PAGE;
-    size_t last = (end - t->begin + FWD_PAGE - 1) / FWD_PAGE;
-    if (last > t->npages) last = t->npages;
-    if (full_end > last) full_end = last;
-    if (full_end > first + 1) {
-      build_pinned_pages(m, &run, first, first + 1); /* the header's page */
-      flush_pinned(m, &run);
-      install_pinned_interior(m, first + 1, full_end);
-      build_pinned_pages(m, &run, full_end, last);
-    } else {
-      build_pinned_pages(m, &run, first, last);
-    }
-  }
-  flush_pinned(m, &run);
-  return run.built;
-}
-
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
   if (register_destination(m) < 0) return cc_large_fallback(m), -1;
   mark_blank_pages(m);
   cc_large_flip(m); /* large reference arrays aside (cc_large.h) */
   uint64_t t0 = now_ns();
-  size_t pinned = build_pinned_ranges(m);
+  size_t pinned = mc_build_pinned_ranges(m);
   mc_policy_pinned_built(&m->policy, pinned, now_ns() - t0);
   atomic_store(&m->closing, 0);
   fh_heap *h = m->h;

@@ -306,6 +306,17 @@ int mc_concurrent_flip(mc_state *m);
 /* Whether concurrent compaction can work in this process (else NULL, and
  * the reason in *why). */
 int mc_concurrent_available(const char **why);
+/* The destination's pages, for the flip's own use and cc_pinned.c:
+ * claim_page takes page (PAGE_UNTOUCHED -> BUILDING; 0 if someone has);
+ * build_and_copy builds claimed pages [p, p + n) into buf and installs
+ * them; fix_and_install_dense fixes claimed pages whose from-space copy
+ * is their content in place and installs them (by UFFDIO_MOVE if move). */
+int mc_claim_page(mc_state *m, size_t page);
+void mc_build_and_copy(mc_state *m, int fd, size_t p, size_t n, uint8_t *buf);
+void mc_fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move);
+/* In the flip pause, the destination registered (cc_pinned.c): build and
+ * map every page a pinned object covers; returns how many it built. */
+size_t mc_build_pinned_ranges(mc_state *m);
 /* Join the last cycle's worker (it may still prefault the allocation window
  * after its phase ended; this stops that first).  Before any page moves. */
 void mc_join_worker(mc_state *m);
