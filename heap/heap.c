@@ -91,8 +91,11 @@ static int map_spaces_image(fh_heap *h, image_load *img);
 static int map_spaces(fh_heap *h) {
   if (!h->opt.image_path) return map_spaces_image(h, NULL);
   image_load img;
-  int same_build = h->opt.image_trust && strcmp(h->opt.image_trust, "same_build") == 0;
-  if (image_load_open(&img, h->opt.image_path, same_build) < 0) return -1;
+  const char *tr = h->opt.image_trust;
+  int trust = !tr ? IMAGE_TRUST_NONE
+              : strcmp(tr, "unchanged") == 0 ? IMAGE_TRUST_UNCHANGED
+              : strcmp(tr, "same_build") == 0 ? IMAGE_TRUST_SAME_BUILD : IMAGE_TRUST_NONE;
+  if (image_load_open(&img, h->opt.image_path, trust) < 0) return -1;
   int rc = map_spaces_image(h, &img);
   image_load_close(&img);
   return rc;
@@ -185,8 +188,9 @@ fh_heap *fh_heap_create(const fh_options *given) {
     goto fail_early;
   }
   if (h->opt.image_trust && strcmp(h->opt.image_trust, "none") != 0 &&
-      strcmp(h->opt.image_trust, "same_build") != 0) {
-    fh_error_set("fh_heap_create: image_trust=%s: expected none or same_build",
+      strcmp(h->opt.image_trust, "same_build") != 0 &&
+      strcmp(h->opt.image_trust, "unchanged") != 0) {
+    fh_error_set("fh_heap_create: image_trust=%s: expected none, same_build or unchanged",
                  h->opt.image_trust);
     goto fail_early;
   }

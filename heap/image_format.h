@@ -78,6 +78,13 @@ typedef struct image_header {
   /* The optional sections (zero in files written before them). */
   uint64_t starts_offset, starts_bytes;
   uint64_t hashed_offset, nhashed;
+  /* The modification time the saver gave the file (futimens after writing
+   * it; zero in files written before it existed, or when that failed).  A
+   * load with image_trust=unchanged of this build's file whose size and
+   * st_mtim still equal it takes the file as unchanged since saved and
+   * skips the CRC (heap/image_load.c): any write to the file moves its
+   * mtime to the time of that write. */
+  uint64_t stamp_sec, stamp_nsec;
 } image_header;
 
 /* CRC-32C (Castagnoli), as in iSCSI and ext4: crc = image_crc32c(crc, p, n),

@@ -18,8 +18,9 @@ typedef struct image_load {
   image_parsed parsed;
 } image_load;
 
-/* same_build: image_trust=same_build (image_validate_trusting). */
-int image_load_open(image_load *ld, const char *path, int same_build);
+/* trust: IMAGE_TRUST_* from image_trust= (image_validate_trusting);
+ * IMAGE_TRUST_UNCHANGED counts only for a file whose stamp still holds. */
+int image_load_open(image_load *ld, const char *path, int trust);
 /* Bytes the image occupies at the reservation's start (a 2 MiB multiple). */
 size_t image_load_region_bytes(const image_load *ld);
 uintptr_t image_load_preferred_base(const image_load *ld);

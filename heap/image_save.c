@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "heap/error.h"
@@ -311,6 +312,13 @@ static int build_file(saver *s, void **roots, size_t nroots, uint8_t **file, siz
   hd.tag_immediate_mask = s->h->tags.imm;
   hd.tag_pointer_mask = s->h->tags.ptr;
   hd.build_id = image_build_id();
+  /* A stamp no later write can reproduce by chance: this moment, to the
+   * nanosecond (write_file sets the file's mtime to it).  Never 0, which
+   * means "no stamp" (the clock is past 1970). */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  hd.stamp_sec = (uint64_t)now.tv_sec;
+  hd.stamp_nsec = (uint64_t)now.tv_nsec;
   write_types(h, ntypes, f + hd.types_offset);
   hd.types_digest = image_crc32c(0, f + hd.types_offset, hd.types_bytes);
   for (size_t i = 0; i < nroots; i++) {
@@ -377,7 +385,15 @@ static int write_file(const char *path, const uint8_t *file, size_t bytes) {
     return -1;
   }
   int rc = -1;
-  if (write_all(fd, file, bytes) < 0 || fchmod(fd, 0644) < 0 || sys_fsync(fd) < 0) {
+  /* The header's stamp becomes the file's mtime (before the fsync, so both
+   * reach the disk together; rename keeps it).  If the file system refuses
+   * or rounds it, loads just never find the file unchanged and check its
+   * CRC, as image_trust=same_build always does. */
+  image_header hd;
+  memcpy(&hd, file, sizeof hd);
+  struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)hd.stamp_sec, (long)hd.stamp_nsec}};
+  if (write_all(fd, file, bytes) < 0 || fchmod(fd, 0644) < 0 ||
+      (futimens(fd, times), sys_fsync(fd) < 0)) {
     fh_error_set("fh_image_save: cannot write %s: %s", tmp, strerror(errno));
     close(fd);
   } else if (close(fd) < 0) {

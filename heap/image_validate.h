@@ -30,7 +30,8 @@ typedef struct image_parsed {
     uint64_t offset, key;
   } *hashed;
   size_t nhashed, hashed_cap;
-  int trusted;        /* the per-reference checks were skipped (same build) */
+  int trusted;        /* the per-reference checks were skipped (same build);
+                         2: the CRC too (unchanged since saved) */
 } image_parsed;
 
 /* The header alone (magic, version, byte order, sizes against the file's
@@ -39,7 +40,11 @@ typedef struct image_parsed {
 int image_check_header(const uint8_t *file, size_t avail, size_t file_bytes);
 /* Check everything; on success fill *out (free with image_parsed_free). */
 int image_validate(const uint8_t *file, size_t bytes, image_parsed *out);
-/* The same, except that with same_build set, a file whose header names this
+/* How much a load may take on trust (image_trust=): IMAGE_TRUST_UNCHANGED
+ * is what the loader passes when the file also still carries the mtime its
+ * saver stamped (heap/image_load.c): that file's CRC is not recomputed. */
+enum { IMAGE_TRUST_NONE, IMAGE_TRUST_SAME_BUILD, IMAGE_TRUST_UNCHANGED };
+/* The same, except that with trust >= IMAGE_TRUST_SAME_BUILD, a file whose header names this
  * build (image_build_id, non-zero) skips the per-reference checks (each
  * slot a relocated reference to an object start of the image, the
  * relocation bitmap marking exactly those, roots at object starts): about
@@ -49,7 +54,7 @@ int image_validate(const uint8_t *file, size_t bytes, image_parsed *out);
  * build wrote itself and that are kept as safe as the executable: the CRC
  * catches damage, not a file crafted to pass it with wild references. */
 int image_validate_trusting(const uint8_t *file, size_t bytes, image_parsed *out,
-                            int same_build);
+                            int trust);
 void image_parsed_free(image_parsed *p);
 
 #endif

@@ -1,6 +1,10 @@
 /* Image validation: every way a file can be wrong gets its own message, the
  * heap is not created, and no byte pattern crashes the loader (a small
  * in-process fuzz loop here; fuzz/ runs libFuzzer for longer). */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+
 #include "heap/image_validate.h"
 #include "test_image.h"
 
@@ -354,6 +358,77 @@ static void test_same_build_trust(void **st) {
   free(b);
 }
 
+/* image_trust=unchanged: a file fh_image_save wrote carries its mtime as a
+ * stamp in the header; loaded with its size and mtime as saved, its CRC is
+ * not recomputed (trusted == 2).  Any write moves the mtime, and then the
+ * CRC decides as with same_build: a damaged byte is refused.  The
+ * trade-off, documented: damage hidden by setting the mtime back to the
+ * stamp is believed. */
+static fh_heap *load_path(const char *path, const char *trust) {
+  char spec[512];
+  snprintf(spec, sizeof spec, "heap_max=8M,non_moving_max=2M,image_path=%s,image_trust=%s", path,
+           trust);
+  fh_options o;
+  fh_options_init(&o);
+  assert_int_equal(fh_options_parse(&o, spec), 0);
+  return fh_heap_create(&o);
+}
+static void test_unchanged_trust(void **st) {
+  (void)st;
+  const char *path = img_path("unchanged");
+  img_save_standard(path);
+  size_t n;
+  uint8_t *b = img_read(path, &n);
+  image_header hd;
+  memcpy(&hd, b, sizeof hd);
+  assert_int_not_equal(hd.stamp_sec, 0);
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  assert_int_equal((uint64_t)sb.st_mtim.tv_sec, hd.stamp_sec);
+  assert_int_equal((uint64_t)sb.st_mtim.tv_nsec, hd.stamp_nsec);
+  fh_heap *h = load_path(path, "unchanged");
+  assert_non_null(h);
+  assert_int_equal(h->image.trusted, 2);
+  img_types ty;
+  img_register(h, &ty);
+  void **roots;
+  assert_int_equal(fh_image_roots(h, &roots), NROOTS);
+  img_check(&ty, roots);
+  fh_heap_destroy(h);
+  h = load_path(path, "same_build"); /* same_build always checks the CRC */
+  assert_non_null(h);
+  assert_int_equal(h->image.trusted, 1);
+  fh_heap_destroy(h);
+  /* One byte of an object damaged in place: the mtime moved, the CRC refuses. */
+  int fd = open(path, O_WRONLY);
+  assert_true(fd >= 0);
+  uint8_t byte = (uint8_t)(b[hd.objects_offset + 8] ^ 0x10);
+  assert_int_equal(pwrite(fd, &byte, 1, (off_t)hd.objects_offset + 8), 1);
+  assert_null(load_path(path, "unchanged"));
+  assert_non_null(strstr(fh_last_error(), "checksum mismatch"));
+  /* The mtime set back to the stamp by hand: believed, CRC unchecked. */
+  struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)hd.stamp_sec, (long)hd.stamp_nsec}};
+  assert_int_equal(futimens(fd, times), 0);
+  close(fd);
+  h = load_path(path, "unchanged");
+  assert_non_null(h);
+  assert_int_equal(h->image.trusted, 2);
+  fh_heap_destroy(h);
+  /* A file without a stamp (written before it existed): the CRC decides. */
+  hd.stamp_sec = hd.stamp_nsec = 0;
+  memcpy(b, &hd, sizeof hd);
+  img_fix_crc(b, n);
+  img_write(path, b, n);
+  h = load_path(path, "unchanged");
+  assert_non_null(h);
+  assert_int_equal(h->image.trusted, 1);
+  fh_heap_destroy(h);
+  assert_null(load_path(path, "sometimes"));
+  assert_non_null(strstr(fh_last_error(), "expected none, same_build or unchanged"));
+  unlink(path);
+  free(b);
+}
+
 /* CRC-32C: the check value of "123456789", and the hardware path (three
  * streams joined every 12 KiB block, then single words and bytes) against a
  * bit-at-a-time reference on every length class and alignment, in pieces
@@ -507,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_failures_leave_no_trace),
       cmocka_unit_test(test_random_damage_never_crashes),
       cmocka_unit_test(test_same_build_trust),
+      cmocka_unit_test(test_unchanged_trust),
       cmocka_unit_test(test_crc32c),
       cmocka_unit_test(test_saved_object_starts),
   };

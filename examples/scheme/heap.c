@@ -273,9 +273,12 @@ void heap_init(const char *image) {
     o.image_share = "memfd";
     /* fhscheme reads images it wrote itself (--save-image): when this same
      * binary wrote it and its CRC holds, the per-reference checks are
-     * skipped (heap creation 0.8 -> 0.6 ms); any other file is validated
-     * in full.  FHS_OPTIONS=image_trust=none validates every file. */
-    if (!o.image_trust) o.image_trust = "same_build";
+     * skipped (heap creation 0.8 -> 0.6 ms); when the file also still has
+     * the mtime the save gave it (nothing wrote to it since), its CRC is
+     * not recomputed either (0.09 ms of a 0.33 ms boot); any other file is
+     * validated in full.  FHS_OPTIONS=image_trust=same_build always checks
+     * the CRC, image_trust=none everything. */
+    if (!o.image_trust) o.image_trust = "unchanged";
     /* Tests: take the image's preferred base first, so it is relocated. */
     if (getenv("FHS_IMAGE_RELOCATE"))
       mmap((void *)0x200000000000ull, 4096, PROT_NONE,
