@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,9 +99,22 @@ const char *options_collector_name(fh_collector c) {
   return (unsigned)c <= COLLECTOR_LAST ? collector_names[c] : "?";
 }
 
+/* The CPUs this process may run on: one system call, where
+ * sysconf(_SC_NPROCESSORS_ONLN) opens and reads a sysfs file (~10 us, 4% of
+ * an image boot); and a process confined to fewer CPUs (taskset, a cgroup
+ * cpuset) wants no more collector threads than it has CPUs. */
+static long usable_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 void fh_options_init(fh_options *o) {
   if (!o) return;
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  long cpus = usable_cpus();
   memset(o, 0, sizeof *o);
   o->heap_max = 256 * MiB;
   o->non_moving_max = 64 * MiB;

@@ -106,7 +106,7 @@ typedef struct fh_options {
   int hspace_compact_on_oom;         /* collector=mark_sweep: an allocation that
                                         fails for fragmentation compacts the
                                         main malloc space; default 1 */
-  unsigned gc_threads;               /* default: online CPUs */
+  unsigned gc_threads;               /* default: the CPUs this process may run on */
   const char *image_path;            /* image file mapped as the image space;
                                         a regular file (a FIFO, device or
                                         directory is refused, never opened
