@@ -15,7 +15,7 @@
 #include <glob.h>
 
 enum { IMG_SYMTAB, IMG_CPOOL, IMG_PRIMS, IMG_STATE, IMG_NROOTS };
-enum { ST_CPOOL_N, ST_GENSYM, ST_NPRIMS, ST_LEN };
+enum { ST_CPOOL_N, ST_GENSYM, ST_NPRIMS, ST_KSYMS, ST_LEN };
 
 static struct {
   const char *save_image, *image;
@@ -34,7 +34,8 @@ static int boot_image(void) {
   V *roots;
   size_t n = heap_image_roots(&roots);
   if (n != IMG_NROOTS || !IS(roots[IMG_STATE], K_VECTOR) || LEN(roots[IMG_STATE]) != ST_LEN ||
-      VREF(roots[IMG_STATE], ST_NPRIMS) != FIX(NPRIMS)) {
+      VREF(roots[IMG_STATE], ST_NPRIMS) != FIX(NPRIMS) || !IS(VREF(roots[IMG_STATE], ST_KSYMS), K_VECTOR) ||
+      LEN(VREF(roots[IMG_STATE], ST_KSYMS)) != NKSYMS) {
     fprintf(stderr, "fhscheme: %s is not an image of this fhscheme (%zu roots)\n", opts.image, n);
     return -1;
   }
@@ -45,7 +46,9 @@ static int boot_image(void) {
   cpool_n = (size_t)FIXV(VREF(st, ST_CPOOL_N));
   gensym_counter = (int)FIXV(VREF(st, ST_GENSYM));
   booted_from_image = 1;
-  init_syms(); /* finds the image's symbols (they never die: no keep) */
+  /* The image's symbols never die: no keep. */
+  V ks = VREF(st, ST_KSYMS);
+  for (size_t i = 0; i < NKSYMS; i++) *ksym_slot[i] = VREF(ks, i);
   find_prims();
   return 0;
 }
@@ -55,6 +58,9 @@ static int save_image(const char *path) {
   VSET(st, ST_CPOOL_N, FIX((intptr_t)cpool_n));
   VSET(st, ST_GENSYM, FIX(gensym_counter));
   VSET(st, ST_NPRIMS, FIX(NPRIMS));
+  V ks = mkvec(NKSYMS, FALSE_V);
+  for (size_t i = 0; i < NKSYMS; i++) VSET(ks, i, *ksym_slot[i]);
+  VSET(st, ST_KSYMS, ks);
   V roots[IMG_NROOTS];
   roots[IMG_SYMTAB] = sym_table();
   roots[IMG_CPOOL] = cpool;

@@ -168,23 +168,28 @@ static V ksym(const char *s) {
   return v;
 }
 
+/* The symbols the compiler and reader use by name.  A boot from an image
+ * takes them from the image's state vector (ST_KSYMS, in this order)
+ * instead of looking each up: 37 lookups walked symbol-table buckets all
+ * over the image (~12 us and most of the image's page faults at boot). */
+static V *const ksym_slot[] = {
+    &sym_quote, &sym_quasiquote, &sym_unquote, &sym_unquote_splicing, &sym_dot, &S_define,
+    &S_lambda, &S_if, &S_set, &S_begin, &S_let, &S_letstar, &S_letrec, &S_letrecstar, &S_cond,
+    &S_case, &S_and, &S_or, &S_when, &S_unless, &S_do, &S_else, &S_arrow, &S_drt, &S_import,
+    &S_delay, &S_delay_force, &S_make_promise, &S_guard, &S_let_values, &S_letstar_values,
+    &S_define_values, &S_case_lambda, &S_parameterize, &S_assert, &S_define_syntax, &S_named_lambda,
+};
+static const char *const ksym_name[] = {
+    "quote", "quasiquote", "unquote", "unquote-splicing", ".", "define", "lambda", "if", "set!",
+    "begin", "let", "let*", "letrec", "letrec*", "cond", "case", "and", "or", "when", "unless",
+    "do", "else", "=>", "define-record-type", "import", "delay", "delay-force",
+    "make-promise-syntax", "guard", "let-values", "let*-values", "define-values", "case-lambda",
+    "parameterize", "assert", "define-syntax", "named-lambda",
+};
+enum { NKSYMS = sizeof ksym_slot / sizeof ksym_slot[0] };
+
 static void init_syms(void) {
-  sym_quote = ksym("quote");
-  sym_quasiquote = ksym("quasiquote");
-  sym_unquote = ksym("unquote");
-  sym_unquote_splicing = ksym("unquote-splicing");
-  sym_dot = ksym(".");
-  S_define = ksym("define"); S_lambda = ksym("lambda"); S_if = ksym("if"); S_set = ksym("set!");
-  S_begin = ksym("begin"); S_let = ksym("let"); S_letstar = ksym("let*"); S_letrec = ksym("letrec");
-  S_letrecstar = ksym("letrec*"); S_cond = ksym("cond"); S_case = ksym("case"); S_and = ksym("and");
-  S_or = ksym("or"); S_when = ksym("when"); S_unless = ksym("unless"); S_do = ksym("do");
-  S_else = ksym("else"); S_arrow = ksym("=>"); S_drt = ksym("define-record-type");
-  S_import = ksym("import"); S_delay = ksym("delay"); S_delay_force = ksym("delay-force");
-  S_make_promise = ksym("make-promise-syntax"); S_guard = ksym("guard");
-  S_let_values = ksym("let-values"); S_letstar_values = ksym("let*-values");
-  S_define_values = ksym("define-values"); S_case_lambda = ksym("case-lambda");
-  S_parameterize = ksym("parameterize"); S_assert = ksym("assert");
-  S_define_syntax = ksym("define-syntax"); S_named_lambda = ksym("named-lambda");
+  for (size_t i = 0; i < NKSYMS; i++) *ksym_slot[i] = ksym(ksym_name[i]);
 }
 
 /* Guardians are procedures: (g obj) / (g).  The evaluator calls a K_GUARDIAN
