@@ -138,8 +138,8 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
     bump_begin[i] = p;
     p += bump + GUARD;
   }
-  if (reserve_commit(nm_begin, nm) < 0 || reserve_commit(bump_begin[0], bump) < 0 ||
-      reserve_commit(bump_begin[1], bump) < 0) {
+  if (reserve_open(nm_begin, nm) < 0 || reserve_open(bump_begin[0], bump) < 0 ||
+      reserve_open(bump_begin[1], bump) < 0) {
     fh_error_set("cannot map the heap's spaces");
     return -1;
   }
@@ -153,7 +153,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
     return -1;
   }
   if (los) {
-    if (reserve_commit(p, los) < 0) {
+    if (reserve_open(p, los) < 0) {
       fh_error_set("cannot map the large object space");
       return -1;
     }
@@ -162,7 +162,7 @@ static int map_spaces_image(fh_heap *h, image_load *img) {
   }
   if (ms) {
     uintptr_t ms_main = p, ms_backup = p + ms + GUARD;
-    if (reserve_commit(ms_main, ms) < 0 || reserve_commit(ms_backup, ms) < 0) {
+    if (reserve_open(ms_main, ms) < 0 || reserve_open(ms_backup, ms) < 0) {
       fh_error_set("cannot map the malloc spaces");
       return -1;
     }

@@ -1,6 +1,8 @@
 #include "spaces/reserve.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,7 +44,45 @@ void reserve_release(uintptr_t begin, size_t size) {
   if (begin && size) sys_munmap((void *)begin, size);
 }
 
+int reserve_open(uintptr_t begin, size_t size) {
+  return sys_mprotect((void *)begin, size, PROT_READ | PROT_WRITE);
+}
+
+/* Tables are carved from one process-wide mapping made at the first call:
+ * a heap's creation maps a dozen (bitmaps, cards, type tables), and each
+ * mmap of its own cost 2-3 us (a tenth of fhscheme's image boot).  A piece
+ * is page-aligned and handed out once; its owner munmaps it as before,
+ * which punches a hole the carver never reuses (the kernel may, for other
+ * mappings).  Once the region is used up, or if it could not be mapped,
+ * each table gets its own mmap again.  No huge pages: small tables carved
+ * side by side would otherwise share one 2 MiB page under THP=always. */
+#define TABLE_REGION_BYTES ((size_t)64 << 30)
+static _Atomic uintptr_t table_next;
+static uintptr_t table_end;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_region_map(void) {
+  void *p = sys_mmap(NULL, TABLE_REGION_BYTES, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return;
+  sys_madvise(p, TABLE_REGION_BYTES, MADV_NOHUGEPAGE); /* a failure costs memory only */
+  table_end = (uintptr_t)p + TABLE_REGION_BYTES;
+  atomic_store_explicit(&table_next, (uintptr_t)p, memory_order_relaxed);
+}
+
 void *reserve_map_table(size_t bytes) {
+  /* A carved table counts as an mmap for the fault seam (heap/sys.h), so
+   * sweeps over a workload's mmaps still reach every table's failure path. */
+  SYS_FAIL_IF_INJECTED(SYS_MMAP, NULL);
+  size_t len = align_up(bytes, FH_PAGE);
+  pthread_once(&table_once, table_region_map);
+  /* pthread_once orders table_end and the first table_next before this;
+   * the CAS only has to hand each piece out once. */
+  uintptr_t cur = atomic_load_explicit(&table_next, memory_order_relaxed);
+  while (len && cur && table_end - cur >= len)
+    if (atomic_compare_exchange_weak_explicit(&table_next, &cur, cur + len, memory_order_relaxed,
+                                              memory_order_relaxed))
+      return (void *)cur;
   void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? NULL : p;

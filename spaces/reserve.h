@@ -22,10 +22,15 @@ static inline uintptr_t align_down(uintptr_t x, size_t a) { return x & ~(uintptr
 uintptr_t reserve_range(size_t size, size_t align, uintptr_t hint);
 /* Make [begin, begin+size) of a reservation usable (read-write, no reserve). */
 int reserve_commit(uintptr_t begin, size_t size);
+/* The same for a part of a fresh reservation never mapped since
+ * (mprotect, which costs half of a MAP_FIXED mmap over the reservation). */
+int reserve_open(uintptr_t begin, size_t size);
 void reserve_release(uintptr_t begin, size_t size);
 /* A private table of `bytes` zeroed bytes outside the heap's reservation
  * (side tables, bitmaps, stacks): read-write, no reserve, so untouched
- * pages cost nothing.  NULL on failure (errno from mmap). */
+ * pages cost nothing; page-aligned, carved from a shared region (release
+ * it with munmap as any mapping, never mremap it in place: its neighbour
+ * is another table).  NULL on failure (errno from mmap). */
 void *reserve_map_table(size_t bytes);
 /* Give pages back to the system; they read as zero afterwards, always:
  * when madvise fails they are zeroed by hand and -1 (errno) says so. */
