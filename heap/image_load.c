@@ -39,8 +39,9 @@ int image_load_open(image_load *ld, const char *path, int trust) {
   memset(ld, 0, sizeof *ld);
   /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
    * writer forever; the type check below refuses it (and devices,
-   * directories) right away.  On a regular file the flag changes nothing,
-   * but it is cleared all the same. */
+   * directories) right away.  On a regular file the flag changes nothing
+   * (reads of regular files never block in the O_NONBLOCK sense), so it
+   * stays set: clearing it took two fcntl calls of every boot. */
   ld->fd = sys_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
   if (ld->fd < 0) {
     fh_error_set("image %s: cannot open: %s", path, strerror(errno));
@@ -56,11 +57,6 @@ int image_load_open(image_load *ld, const char *path, int trust) {
                  S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
                  : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
                  : S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
-    goto fail;
-  }
-  int fl = fcntl(ld->fd, F_GETFL);
-  if (fl < 0 || fcntl(ld->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-    fh_error_set("image %s: fcntl: %s", path, strerror(errno));
     goto fail;
   }
   ld->bytes = (size_t)st.st_size;

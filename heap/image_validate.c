@@ -187,10 +187,14 @@ static int parse_types(image_parsed *p) {
   if (h->ntypes > h->types_bytes / 24)
     BAD("type table: %llu types cannot fit in %llu bytes", (unsigned long long)h->ntypes,
         (unsigned long long)h->types_bytes);
-  p->types = calloc(h->ntypes + 1, sizeof *p->types);
-  p->names = malloc(h->types_bytes + 1);
-  p->offsets = malloc((h->types_bytes / 4 + 1) * sizeof *p->offsets);
-  if (!p->types || !p->names || !p->offsets) BAD("out of memory parsing the type table");
+  /* One block for the records, offsets and names (image_parsed_free frees
+   * p->types): fewer fresh allocator pages touched at boot. */
+  size_t types_sz = (size_t)(h->ntypes + 1) * sizeof *p->types;
+  size_t offs_sz = (h->types_bytes / 4 + 1) * sizeof *p->offsets;
+  p->types = calloc(1, types_sz + offs_sz + h->types_bytes + 1);
+  if (!p->types) BAD("out of memory parsing the type table");
+  p->offsets = (uint32_t *)((char *)p->types + types_sz);
+  p->names = (char *)p->offsets + offs_sz;
   char *names = p->names;
   uint32_t *offs = p->offsets;
   size_t at = 0;
@@ -411,9 +415,7 @@ fail:
 }
 
 void image_parsed_free(image_parsed *p) {
-  free(p->types);
-  free(p->names);
-  free(p->offsets);
+  free(p->types); /* names and offsets are in its block */
   free(p->hashed);
   p->hashed = NULL;
   p->nhashed = p->hashed_cap = 0;

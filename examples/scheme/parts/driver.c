@@ -392,6 +392,12 @@ int main(int argc, char **argv) {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     /* The lowest page faults an overflow, as a thread stack's guard does. */
     if (stk != MAP_FAILED && mprotect(stk, guard, PROT_NONE) == 0 && getcontext(&interp_ctx) == 0) {
+#ifdef MADV_POPULATE_WRITE
+      /* The top pages are written at once (the context, the first frames):
+       * one call instead of a fault each (~2 us apiece here).  Linux 5.14+;
+       * elsewhere the faults just happen. */
+      madvise(stk + guard + FHS_STACK_BYTES - 32768, 32768, MADV_POPULATE_WRITE);
+#endif
       interp_ctx.uc_stack.ss_sp = stk + guard;
       interp_ctx.uc_stack.ss_size = FHS_STACK_BYTES;
       interp_ctx.uc_link = &main_ctx;
