@@ -236,6 +236,12 @@ int image_load_install(fh_heap *h, image_load *ld, uintptr_t at) {
   }
   image_space_init(&h->image, at, hd->objects_bytes, mapped);
   h->image.starts = p->starts; /* offset-indexed; the space owns it now */
+  if (p->starts.words && !p->starts.map_bytes) {
+    /* Borrowed from the file's mapping: the space keeps that mapping. */
+    h->image.file = ld->file;
+    h->image.file_bytes = ld->bytes;
+    ld->file = NULL;
+  }
   memset(&p->starts, 0, sizeof p->starts);
   h->image.nobjects = hd->nobjects;
   h->image.relocated = relocated;

@@ -265,9 +265,12 @@ static int walk_objects(image_parsed *p) {
 }
 
 /* A trusted file's starts bitmap and hashed-object list, with the checks
- * that cost nothing next to copying them: as many starts as objects, the
+ * that cost nothing next to reading them: as many starts as objects, the
  * first at offset 0, none past the end; each hashed record at a start,
- * its key in range and the same as in the object's hash word. */
+ * its key in range and the same as in the object's hash word.  The bitmap
+ * is the file's own bytes, borrowed (map_bytes 0: bitmap_destroy leaves
+ * it), not a copy: copying it faulted in fresh pages at every boot, and
+ * the loader keeps the file mapped for the image space instead. */
 static int take_saved_starts(image_parsed *p) {
   const image_header *h = &p->hdr;
   const uint8_t *bits = p->file + h->starts_offset;
@@ -279,7 +282,10 @@ static int take_saved_starts(image_parsed *p) {
   if (n != h->nobjects || (words && !(bits[0] & 1)) || tail)
     BAD("object-starts bitmap marks %llu objects, the header says %llu",
         (unsigned long long)n, (unsigned long long)h->nobjects);
-  memcpy((void *)p->starts.words, bits, h->starts_bytes);
+  if (p->starts.words) bitmap_destroy(&p->starts); /* a walk's, if any */
+  p->starts = (fh_bitmap){.base = 0, .shift = 3,
+                          .nbits = (h->objects_bytes ? h->objects_bytes : 8) >> 3,
+                          .words = (_Atomic uint64_t *)(uintptr_t)bits, .map_bytes = 0};
   if (!h->nhashed) return 0;
   p->hashed = malloc(h->nhashed * sizeof *p->hashed);
   if (!p->hashed) BAD("out of memory listing %llu hashed objects", (unsigned long long)h->nhashed);
@@ -394,11 +400,13 @@ int image_validate_trusting(const uint8_t *file, size_t bytes, image_parsed *out
   if (check_identity(file, bytes, &out->hdr, !unchanged) < 0 || check_sections(&out->hdr) < 0 ||
       parse_types(out) < 0)
     goto fail;
-  if (bitmap_init(&out->starts, 0, out->hdr.objects_bytes ? out->hdr.objects_bytes : 8, 3) < 0) {
+  int own = mine && out->hdr.build_id == mine;
+  if ((!own || !out->hdr.starts_bytes) &&
+      bitmap_init(&out->starts, 0, out->hdr.objects_bytes ? out->hdr.objects_bytes : 8, 3) < 0) {
     fh_error_set("image: cannot map the object-starts bitmap");
     goto fail;
   }
-  if (mine && out->hdr.build_id == mine) {
+  if (own) {
     /* This build's own file, its CRC checked: the saved object starts
      * instead of the walk (fhscheme's 14,000 objects: ~65 us). */
     if (out->hdr.starts_bytes ? take_saved_starts(out) < 0 : walk_objects(out) < 0) goto fail;

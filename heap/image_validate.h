@@ -21,7 +21,8 @@ typedef struct image_parsed {
   image_type *types;  /* [ntypes + 1], indexed by id; [0] unused */
   char *names;
   uint32_t *offsets;
-  fh_bitmap starts;   /* by offset in the objects section (base 0): headers */
+  fh_bitmap starts;   /* by offset in the objects section (base 0): headers;
+                         a trusted file's is its own bytes (map_bytes 0) */
   size_t nrefs;       /* non-null references (== relocations) */
   /* Objects saved hashed (HASH_MOVED): object start offset and the key in
    * their hash word, for the loader to reserve (heap/identity_hash.c)

@@ -20,7 +20,9 @@ int bitmap_init(fh_bitmap *b, uintptr_t base, size_t range_bytes, unsigned granu
 }
 
 void bitmap_destroy(fh_bitmap *b) {
-  if (b->words) sys_munmap((void *)b->words, b->map_bytes);
+  /* map_bytes 0: words borrowed from memory someone else owns (a trusted
+   * image file's starts, heap/image_validate.c). */
+  if (b->words && b->map_bytes) sys_munmap((void *)b->words, b->map_bytes);
   memset(b, 0, sizeof *b);
 }
 

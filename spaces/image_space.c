@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 static size_t image_used(const fh_space *s) { return s->end - s->begin; }
@@ -35,6 +36,7 @@ void image_space_init(image_space *s, uintptr_t begin, size_t bytes, size_t mapp
 
 void image_space_destroy(image_space *s) {
   if (s->starts.words) bitmap_destroy(&s->starts);
+  if (s->file) sys_munmap((void *)s->file, s->file_bytes); /* a failure leaks the mapping */
   free(s->roots);
   if (s->has_memfd) close(s->memfd);
   memset(s, 0, sizeof *s);

@@ -26,6 +26,8 @@ typedef struct image_space {
   size_t nroots;
   int relocated;     /* mapped away from the preferred base */
   int trusted;       /* image_trust=same_build took: no per-reference checks */
+  const uint8_t *file; /* the loader's read-only mapping of the file, kept */
+  size_t file_bytes;   /* while `starts` reads its saved bitmap (trusted) */
   int has_memfd;     /* image_share=memfd relocated the image into ... */
   int memfd;         /* ... this sealed memfd, kept open for children */
 } image_space;
