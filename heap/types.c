@@ -29,7 +29,9 @@ int types_init(fh_type_registry *r) {
   /* Lookups by name happen only when types are registered, under the
    * lock: a plain chained table does, with no RCU and so no per-thread
    * registration that could fail on a thread's first call (issue 14). */
-  r->by_name = calloc(TYPE_NAME_BUCKETS, sizeof *r->by_name);
+  /* A table, not calloc: calloc zeroed its 8 KiB, two fresh pages at every
+   * heap creation; the table's pages are zero until a name lands on them. */
+  r->by_name = reserve_map_table(TYPE_NAME_BUCKETS * sizeof *r->by_name);
   if (!r->info || !r->sizes || !r->by_name) {
     fh_error_set("cannot allocate the type registry");
     types_destroy(r);
@@ -61,7 +63,7 @@ void types_destroy(fh_type_registry *r) {
     }
     sys_munmap(r->info, FH__MAX_TYPES * sizeof *r->info);
   }
-  free(r->by_name);
+  if (r->by_name) sys_munmap(r->by_name, TYPE_NAME_BUCKETS * sizeof *r->by_name);
   if (r->sizes) sys_munmap(r->sizes, FH__MAX_TYPES * sizeof *r->sizes);
   pthread_mutex_destroy(&r->lock);
   memset(r, 0, sizeof *r);
