@@ -210,6 +210,7 @@ static void test_collect_in_between(void **state) {
  * first; both sides collect with every object intact. */
 static void test_fork_in_between(void **state) {
   (void)state;
+  test_skip_under_tsan("fork of a multi-threaded process");
   test_types ty;
   fh_thread *t;
   fh_heap *h = split_heap(&ty, &t);
