@@ -337,6 +337,12 @@ void mc_forward_setup(mc_state *m, int populate) {
 }
 
 int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew) {
+  if (mc_forward_pins(m, crew) < 0) return -1;
+  mc_sweep_outside(m);
+  return 0;
+}
+
+int mc_forward_pins(mc_state *m, mc_mark_crew *crew) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
@@ -350,11 +356,14 @@ int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew) {
     los_clear_marks(&h->los);
     return -1;
   }
+  return 0;
+}
+
+void mc_sweep_outside(mc_state *m) {
   /* Young: the non-moving and large objects are old, not marked. */
   uint64_t ts = heap_now_ns();
-  m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
+  m->nm_freed = m->t.young ? 0 : heap_sweep_nonmoving(m->h);
   m->sweep_ns = heap_now_ns() - ts;
-  return 0;
 }
 
 void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1) {
