@@ -316,6 +316,50 @@ static void compaction_keeps_a_quarter_of_the_window(void **state) {
   if (test_have_uffd()) window_after("concurrent_compact"); /* flips (support_heap.c) */
 }
 
+/* 16 MiB of old data, then young collections: the mark and live bitmaps
+ * and the forwarding chunks of the old generation (1/16 of its bytes),
+ * which no young cycle reads, are not resident.  The full collection's
+ * slide had kept them, zeroed, and every young cycle after it too until
+ * the next full one (collectors/forwarding.c: release_below_floor). */
+static void young_cycles_release_tables_below_floor(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,min_alloc_trigger=8M,generational=1",
+                                  &ty, &t);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, 16 * MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* full: the list is old */
+  fh_stats s0, s1;
+  fh_get_stats(h, &s0);
+  /* Three: the full slide may keep its youngest survivors mid, the next
+   * young cycle promotes them, and the one after has its floor above them
+   * (a cycle releases what lies below its own floor). */
+  for (int k = 0; k < 3; k++) {
+    for (int g = 0; g < 20000; g++) assert_non_null(test_node(t, &ty, g));
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  }
+  fh_get_stats(h, &s1);
+  assert_true(s1.young_collections >= s0.young_collections + 1);
+  const fwd_tables *ft = &h->mc->t;
+  size_t old = h->mc->gen.old_end - ft->begin;
+  assert_true(old >= 12 * MiB); /* 40-byte nodes */
+  size_t bits = align_down(old / 64, FH_PAGE), chunks = align_down(old / 512 * sizeof(fwd_chunk), FH_PAGE);
+  size_t mark = reserve_resident((uintptr_t)ft->mark.words, (uintptr_t)ft->mark.words + bits);
+  size_t live = reserve_resident((uintptr_t)ft->live.words, (uintptr_t)ft->live.words + bits);
+  size_t ch = reserve_resident((uintptr_t)ft->chunks, (uintptr_t)ft->chunks + chunks);
+  fprintf(stderr, "old generation %zu KiB: its tables resident: mark %zu of %zu KiB, live %zu, "
+                  "chunks %zu of %zu\n", old >> 10, mark >> 10, bits >> 10, live >> 10, ch >> 10,
+          chunks >> 10);
+  assert_true(mark <= FH_PAGE && live <= FH_PAGE && ch <= FH_PAGE);
+  size_t k = 0, n = 16 * MiB / 48;
+  for (tnode *x = head; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* ---- the collection cost weighs each collection by its size ---- */
 
 /* Collections of 32 MiB live at 1 ns a byte, then the one that finds live
@@ -562,6 +606,7 @@ int main(void) {
       cmocka_unit_test(cost_counts_gc_thread_cpu),
       cmocka_unit_test(cost_weighs_collections_by_size),
       cmocka_unit_test(compaction_keeps_a_quarter_of_the_window),
+      cmocka_unit_test(young_cycles_release_tables_below_floor),
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
