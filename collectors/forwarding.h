@@ -136,6 +136,10 @@ typedef struct fwd_tables {
    * cycle's reset wrote zeroes there (fwd_reset), and the next marking
    * need not fault them in (empty: unknown). */
   uintptr_t kept_lo, kept_hi;
+  /* The mark and live bitmaps and the chunks of [begin, this) went back
+   * to the kernel since the last full cycle: young cycles' floors passed
+   * them (fwd_reset). */
+  uintptr_t released_below;
   /* Set by the caller before fwd_reset: this cycle slid in place (with the
    * world stopped), so its tables are kept like a young cycle's. */
   int slid;
