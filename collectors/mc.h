@@ -258,10 +258,11 @@ void mc_publish_top(mc_state *m);
  * the last destination page, where objects that died or moved lay. */
 void mc_poison_last_page(mc_state *m);
 /* Every page built and mapped (unregistered): hand the gaps the pinned
- * ranges left (forwarding.h) to the allocator as holes
- * (spaces/bump_space.h), so that they fill before the space grows. */
+ * ranges left (forwarding.h), and the dead words inside the ranges (their
+ * fillers), to the allocator as holes (spaces/bump_space.h), so that they
+ * fill before the space grows. */
 void mc_publish_holes(mc_state *m);
-/* The holes the cycle's gaps make (what mc_publish_holes hands the bump
+/* The holes the cycle's pins leave (what mc_publish_holes hands the bump
  * space), up to max of them into out; returns how many there are. */
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
 /* Bytes of all of them (however many there are). */
