@@ -357,6 +357,7 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
   uint64_t t1 = heap_now_ns();
   m->sweep_ns = t1 - ts;
   fwd_compute(t);
+  m->hole_bytes = SIZE_MAX; /* the gaps are known from here on (mc_holes.c) */
   m->fwd_compute_ns = heap_now_ns() - t1;
   if (t->ngrows) record_growers(h, t);
   set_walk_points(b, t);
@@ -562,6 +563,7 @@ void mc_end_cycle(mc_state *m) {
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
   m->t.slid = m->slid; /* a slide's tables stay resident (fwd_reset) */
   fwd_reset(&m->t);
+  m->hole_bytes = 0; /* no range, no hole */
 }
 
 /* ---- stop-the-world schedule ---- */

@@ -111,6 +111,7 @@ typedef struct mc_state {
 
   /* this cycle */
   size_t old_used, nm_freed;
+  size_t hole_bytes; /* mc_hole_bytes of this cycle; SIZE_MAX: not yet counted */
   size_t black_bytes; /* allocated while marking concurrently (mc_account) */
   size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
@@ -266,7 +267,7 @@ void mc_publish_holes(mc_state *m);
  * space), up to max of them into out; returns how many there are. */
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
 /* Bytes of all of them (however many there are). */
-size_t mc_hole_bytes(const mc_state *m);
+size_t mc_hole_bytes(mc_state *m);
 /* After a cycle (mark_compact.c): note, while the tables hold it, the
  * window the mutators will allocate into (the holes, then above the new
  * top); then, on the thread that ends the cycle, fault it in ahead of
