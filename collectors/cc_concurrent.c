@@ -244,7 +244,9 @@ static int compact(fh_heap *h, cc_cycle *c, uint64_t t4, int split) {
    * mc_account reads it, before a flip starts the threads that read the
    * trigger. */
   m->black_bytes = c->black;
+  m->cmarked = 1;
   int rc = mc_cc_compact(m);
+  m->cmarked = 0;
   /* mc_gen_end counted this pause as a collection; a remark is not one
    * (the initial pause was): the generations stay valid. */
   m->gen.at = h->collections;

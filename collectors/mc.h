@@ -138,6 +138,8 @@ typedef struct mc_state {
    * whether it slid; fh_dump and trace=1 print them */
   uint64_t choice_est_ns;
   int chose_slide, chose;
+  int cmarked; /* this cycle marked concurrently: slide or flip by the pause */
+  int worker_pending; /* flipped: mc_start_worker starts the worker after the pause */
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;

@@ -28,28 +28,31 @@
 
 enum { OLD = 3000 };
 
-static fh_heap *split_heap(test_types *ty, fh_thread **t) {
+/* A heap that splits every remark, and OLD nodes held by a rooted array
+ * (c->arr, a root slot), with as many garbage nodes between them: every
+ * survivor moves. */
+typedef struct split_case {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h;
+  void **arr;
+} split_case;
+
+static void split_setup(split_case *c) {
   if (!test_have_uffd()) test_skip_without_uffd();
   setenv("FH_CC_SPLIT_MIN", "1", 1);
-  fh_heap *h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,verify=1",
-                                  ty, t);
-  h->cm_manual = 1;
-  h->cm_manual_split = 1;
-  return h;
-}
-
-/* OLD nodes held by a rooted array, with as many garbage nodes between
- * them: every survivor moves. */
-static void **old_graph(fh_thread *t, const test_types *ty) {
-  void **arr = fh_alloc(t, ty->array, OLD * sizeof(void *));
-  assert_non_null(arr);
-  fh_push_root(t, (void **)&arr);
+  c->h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,verify=1",
+                            &c->ty, &c->t);
+  c->h->cm_manual = 1;
+  c->h->cm_manual_split = 1;
+  fh_thread *t = c->t;
+  c->arr = fh_alloc(t, c->ty.array, OLD * sizeof(void *));
+  assert_non_null(c->arr);
+  fh_push_root(t, (void **)&c->arr);
   for (int i = 0; i < OLD; i++) {
-    (void)test_node(t, ty, 0);
-    fh_write_ref(t, arr, &arr[i], test_node(t, ty, (uint64_t)i));
+    (void)test_node(t, &c->ty, 0);
+    fh_write_ref(t, c->arr, &c->arr[i], test_node(t, &c->ty, (uint64_t)i));
   }
-  fh_pop_roots(t, 1);
-  return arr;
 }
 
 static void check_old(void **arr) {
@@ -74,14 +77,14 @@ static void flip(fh_thread *t) {
   fh_gc_wait(t->heap);
 }
 
-static void finish(fh_thread *t, fh_heap *h, void **arr) {
-  /* A second, stop-the-world collection over what the split one left. */
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  fh_gc_wait(h);
-  check_old(arr);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
+/* A second, stop-the-world collection over what the split one left. */
+static void split_finish(split_case *c) {
+  assert_int_equal(fh_collect(c->t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(c->h);
+  check_old(c->arr);
+  fh_pop_roots(c->t, 1);
+  fh_thread_detach(c->t);
+  fh_heap_destroy(c->h);
   unsetenv("FH_CC_SPLIT_MIN");
 }
 
@@ -90,30 +93,29 @@ static void finish(fh_thread *t, fh_heap *h, void **arr) {
  * remark and a flip pause. */
 static void test_allocated_in_between(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = split_heap(&ty, &t);
-  void **arr = old_graph(t, &ty);
-  fh_push_root(t, (void **)&arr);
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
   mark_and_remark(t);
   uintptr_t cut = h->mc->t.old_top;
   for (int i = 0; i < OLD; i += 3) { /* before the forwarding below the cut */
-    tnode *n = test_node(t, &ty, 100000u + (uint64_t)i);
+    tnode *n = test_node(t, &c.ty, 100000u + (uint64_t)i);
     assert_true((uintptr_t)n >= cut);
-    (void)test_node(t, &ty, 0);
-    fh_write_ref(t, arr[i], (void **)&((tnode *)arr[i])->next, n);
+    (void)test_node(t, &c.ty, 0);
+    fh_write_ref(t, c.arr[i], (void **)&((tnode *)c.arr[i])->next, n);
   }
   cmark_test_between(h);
   for (int i = 1; i < OLD; i += 3) { /* after it */
-    tnode *n = test_node(t, &ty, 100000u + (uint64_t)i);
-    fh_write_ref(t, arr[i], (void **)&((tnode *)arr[i])->next, n);
+    tnode *n = test_node(t, &c.ty, 100000u + (uint64_t)i);
+    fh_write_ref(t, c.arr[i], (void **)&((tnode *)c.arr[i])->next, n);
   }
-  void *before = arr[5];
+  void *before = c.arr[5];
   flip(t);
-  assert_true(arr[5] != before); /* it moved */
-  check_old(arr);
+  assert_true(c.arr[5] != before); /* it moved */
+  check_old(c.arr);
   for (int i = 0; i < OLD; i++)
-    if (i % 3 != 2) assert_int_equal(((tnode *)arr[i])->next->value, 100000u + (uint64_t)i);
+    if (i % 3 != 2) assert_int_equal(((tnode *)c.arr[i])->next->value, 100000u + (uint64_t)i);
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.collections, 1);
@@ -123,62 +125,60 @@ static void test_allocated_in_between(void **state) {
   assert_int_equal(st.concurrent_marks_done, 1);
   assert_int_equal(h->cm_split_remarks, 1);
   assert_int_equal(h->cm_split_redone, 0);
-  finish(t, h, arr);
+  split_finish(&c);
 }
 
 /* An old object first hashed between the remark and the flip grows when
  * it moves (the flip computes the forwarding again): same hash after. */
 static void test_hashed_in_between(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = split_heap(&ty, &t);
-  void **arr = old_graph(t, &ty);
-  fh_push_root(t, (void **)&arr);
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
   mark_and_remark(t);
   cmark_test_between(h);
   uint64_t hash[8];
   void *at[8];
   for (int k = 0; k < 8; k++) {
-    at[k] = arr[k * 300];
+    at[k] = c.arr[k * 300];
     hash[k] = fh_object_hash(t, at[k]);
     assert_true(hash[k] != 0);
   }
   flip(t);
   assert_int_equal(h->cm_split_redone, 1);
-  check_old(arr);
+  check_old(c.arr);
   for (int k = 0; k < 8; k++) {
-    assert_true(arr[k * 300] != at[k]);
-    assert_true(fh_object_hash(t, arr[k * 300]) == hash[k]);
+    assert_true(c.arr[k * 300] != at[k]);
+    assert_true(fh_object_hash(t, c.arr[k * 300]) == hash[k]);
   }
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
-  for (int k = 0; k < 8; k++) assert_true(fh_object_hash(t, arr[k * 300]) == hash[k]);
-  finish(t, h, arr);
+  for (int k = 0; k < 8; k++) assert_true(fh_object_hash(t, c.arr[k * 300]) == hash[k]);
+  split_finish(&c);
 }
 
 /* An old object pinned between the remark and the flip stays where it is;
  * one unpinned there moves like the rest. */
 static void test_pinned_in_between(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = split_heap(&ty, &t);
-  void **arr = old_graph(t, &ty);
-  fh_push_root(t, (void **)&arr);
-  void *released = arr[2000];
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
+  void *released = c.arr[2000];
   assert_int_equal(fh_pin(t, released), 0);
   mark_and_remark(t);
-  void *pinned = arr[1000];
+  void *pinned = c.arr[1000];
   assert_int_equal(fh_pin(t, pinned), 0);
   fh_unpin(t, released);
   cmark_test_between(h);
   flip(t);
   assert_int_equal(h->cm_split_redone, 1);
-  assert_true(arr[1000] == pinned);
-  check_old(arr);
+  assert_true(c.arr[1000] == pinned);
+  check_old(c.arr);
   fh_unpin(t, pinned);
-  finish(t, h, arr);
+  split_finish(&c);
 }
 
 /* An explicit collection between the remark and the flip abandons the
@@ -186,24 +186,23 @@ static void test_pinned_in_between(void **state) {
  * and collects afresh. */
 static void test_collect_in_between(void **state) {
   (void)state;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = split_heap(&ty, &t);
-  void **arr = old_graph(t, &ty);
-  fh_push_root(t, (void **)&arr);
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
   mark_and_remark(t);
-  tnode *n = test_node(t, &ty, 42);
-  fh_write_ref(t, arr[7], (void **)&((tnode *)arr[7])->next, n);
+  tnode *n = test_node(t, &c.ty, 42);
+  fh_write_ref(t, c.arr[7], (void **)&((tnode *)c.arr[7])->next, n);
   n = NULL;
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   assert_null(h->cm);
   fh_gc_wait(h);
-  assert_int_equal(((tnode *)arr[7])->next->value, 42);
+  assert_int_equal(((tnode *)c.arr[7])->next->value, 42);
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.concurrent_marks_done, st.concurrent_marks);
   assert_int_equal(h->cm_abandoned, 1);
-  finish(t, h, arr);
+  split_finish(&c);
 }
 
 /* fork between the remark and the flip: the parent abandons the cycle
@@ -211,11 +210,10 @@ static void test_collect_in_between(void **state) {
 static void test_fork_in_between(void **state) {
   (void)state;
   test_skip_under_tsan("fork of a multi-threaded process");
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = split_heap(&ty, &t);
-  void **arr = old_graph(t, &ty);
-  fh_push_root(t, (void **)&arr);
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
   mark_and_remark(t);
   cmark_test_between(h);
   fh_enter_blocking(t);
@@ -226,7 +224,7 @@ static void test_fork_in_between(void **state) {
     CHILD_CHECK(h->cm == NULL);
     CHILD_CHECK(fh_collect(t, FH_COLLECT_DEFAULT) == 0);
     fh_gc_wait(h);
-    for (int i = 0; i < OLD; i++) CHILD_CHECK(((tnode *)arr[i])->value == (uint64_t)i);
+    for (int i = 0; i < OLD; i++) CHILD_CHECK(((tnode *)c.arr[i])->value == (uint64_t)i);
     _exit(0);
   }
   fh_leave_blocking(t);
@@ -235,7 +233,7 @@ static void test_fork_in_between(void **state) {
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   assert_null(h->cm);
-  finish(t, h, arr);
+  split_finish(&c);
 }
 
 /* The real marker splits every remark: mutators rewire, hash, pin-free
