@@ -51,6 +51,9 @@ void fwd_destroy(fwd_tables *t) {
   free(t->ranges);
   t->ranges = NULL;
   t->nranges = t->ranges_cap = 0;
+  free(t->fills);
+  t->fills = NULL;
+  t->nfills = t->fills_cap = 0;
 }
 
 void fwd_prepare_marking(fwd_tables *t) {
@@ -290,6 +293,7 @@ void fwd_reset(fwd_tables *t) {
   t->dense_pages = 0;
   t->move_bytes = 0;
   t->nranges = 0;
+  t->nfills = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
   t->cur.started = 0;
 }
@@ -598,6 +602,16 @@ static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
   size_t i = (a - t->begin) >> 3; /* one writer now: no locked or */
   or_word(&t->mark.words[i >> 6], (uint64_t)1 << (i & 63));
   t->range_fill_bytes += e - a;
+  /* Remembered for the allocator (fwd_span).  Without memory for the
+   * list the filler is simply not offered: nothing else reads it. */
+  if (t->nfills == t->fills_cap) {
+    size_t cap = t->fills_cap ? 2 * t->fills_cap : 256;
+    fwd_span *grown = realloc(t->fills, cap * sizeof *grown);
+    if (!grown) return;
+    t->fills = grown;
+    t->fills_cap = cap;
+  }
+  t->fills[t->nfills++] = (fwd_span){a, e};
 }
 
 /* A filler over each stretch of dead words in [lo, hi) (chunk-aligned),
@@ -632,6 +646,7 @@ static void fill_dead(fwd_tables *t, uintptr_t lo, uintptr_t hi) {
 
 int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   t->nranges = 0;
+  t->nfills = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
   size_t i = 0, k = 0;
   while (i < n && pins[i] < t->ylo) i++; /* old objects never move */
