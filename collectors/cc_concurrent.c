@@ -154,15 +154,17 @@ static size_t late_growers(fh_heap *h, cc_cycle *c) {
 
 /* Whether to split this remark (cmark_ops.remark): a large enough space
  * (its forwarding) or enough allocated while marking (its black marking).
- * With conservative stack roots the pins of the flip differ from the
- * remark's: the forwarding is then computed in the flip (cheap for a
- * small space), the black marking still after the remark. */
+ * Not with conservative stack roots: the flip's stack words pin the
+ * objects allocated in between, at the top of the space, and the space
+ * ratcheted up behind them faster than it does unsplit (a 128 MiB heap
+ * ran out with 1 MiB live; docs/architecture.md, "The split remark"). */
 static int split_worth(const fh_heap *h, const cc_cycle *c) {
   size_t min = split_min();
   const fwd_tables *t = &c->mc->t;
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   size_t black_min = min < CC_SPLIT_BLACK_MIN ? min : CC_SPLIT_BLACK_MIN;
   return min && !c->cm.satb_failed && !t->young &&
+         h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE &&
          (top - t->lo >= min || top - c->boundary >= black_min);
 }
 
