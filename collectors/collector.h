@@ -30,6 +30,12 @@ int mc_phase_open(fh_heap *h);
 /* If a concurrent compaction phase is open, build its pages alongside the
  * GC worker until none is left to claim (then wait with fh_gc_wait). */
 void mc_help_phase(fh_heap *h);
+/* After a pause that flipped, world running, gc_lock still held: start
+ * the concurrent compaction's worker (started in the pause, a woken pool
+ * thread can preempt the pausing one: flip pauses of 4-6 ms on a busy
+ * machine instead of 0.5).  Until it runs, faulting mutators build their
+ * own pages. */
+void mc_start_worker(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

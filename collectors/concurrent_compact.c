@@ -663,18 +663,26 @@ int mc_concurrent_flip(mc_state *m) {
   fh_heap *h = m->h;
   heap_phase_open(h);
   mc_publish_top(m);
-  if (gc_pool_start(&h->pool, &m->worker, "fh-compact", worker_main, m) != 0) {
-    /* No worker: do its work here, in the pause (still correct). */
-    worker_main(m);
-    m->mode_note = "stop-the-world fallback (cannot start the GC worker)";
-    return 0;
-  }
-  m->worker_joinable = 1;
+  m->worker_pending = 1; /* mc_start_worker, once the world runs */
   if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS)
     m->mode_note = "concurrent, faults served in the SIGBUS handler";
   else if (h->opt.uffd_sigbus == 0)
     m->mode_note = "concurrent, faults served by the handler thread";
   return 0;
+}
+
+void mc_start_worker(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (!m || !m->worker_pending) return;
+  m->worker_pending = 0;
+  if (gc_pool_start(&h->pool, &m->worker, "fh-compact", worker_main, m) != 0) {
+    /* No worker: do its work here, on the collecting thread (still
+     * correct: the mutators fault pages in meanwhile as they would). */
+    worker_main(m);
+    m->mode_note = "worker's work done by the collecting thread (cannot start the GC worker)";
+    return;
+  }
+  m->worker_joinable = 1;
 }
 
 int mc_cc_compact(mc_state *m) {
@@ -684,8 +692,8 @@ int mc_cc_compact(mc_state *m) {
   const fwd_tables *t = &m->t;
   m->chose = 1;
   size_t pinned_pages = fwd_pinned_pages(t, m->h->pins.starts, m->h->pins.n);
-  m->chose_slide = mc_policy_choose_slide_pinned(&m->policy, t->live_bytes, t->move_bytes,
-                                                 pinned_pages, &m->choice_est_ns);
+  m->chose_slide = (m->cmarked ? mc_policy_choose_slide_for_pause : mc_policy_choose_slide_pinned)(
+      &m->policy, t->live_bytes, t->move_bytes, pinned_pages, &m->choice_est_ns);
   /* heap/sizer.h: a flip's two copies must fit under heap_max (unless
    * FH_MC_SLIDE=0 insists on flipping). */
   int no_room = !m->chose_slide && m->policy.force != 0 &&

@@ -138,8 +138,10 @@ typedef struct fh_options {
                                  Kirisame et al. 2022): less room for large
                                  heaps and slow allocation, more for small
                                  heaps and fast allocation; between
-                                 min_alloc_trigger and 3 * live (large
-                                 objects counted there).  Either way
+                                 min_alloc_trigger and fixed's budget,
+                                 live * (growth_factor_pct - 100) / 100
+                                 (large objects counted there), so never
+                                 more than "fixed".  Either way
                                  heap_max caps it, and memory above the next
                                  target is given back after each collection */
   size_t heap_expansiveness;  /* adaptive: the constant in bytes; default
@@ -505,8 +507,12 @@ typedef enum {
    * concurrent_mark=1 on mark_sweep and concurrent_compact its marking is
    * concurrent: fh_collect returns after the initial (roots) pause, and
    * the marker's remark pause ends the cycle later (fh_stats.kind_pauses
-   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  A
-   * collection requested meanwhile finishes that cycle first. */
+   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  On
+   * concurrent_compact with a large heap the remark only ends the marking:
+   * the marker computes the forwarding with the world running and a
+   * second short pause flips (FH_PAUSE_FLIP).  fh_stats.concurrent_marks_done
+   * counts the cycles that ended.  A collection requested meanwhile
+   * finishes that cycle first. */
   FH_COLLECT_TRIGGERED
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
@@ -720,6 +726,9 @@ typedef struct fh_stats {
    * and the marker's wall and CPU time and the bytes it marked. */
   uint64_t concurrent_marks, remark_ns_total, remark_ns_max;
   uint64_t marker_ns, marker_cpu_ns, marker_bytes;
+  /* Of concurrent_marks, the cycles that have ended (finished or
+   * abandoned): equal when no concurrent marking runs. */
+  uint64_t concurrent_marks_done;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);
