@@ -120,7 +120,10 @@ int wl_scheme(int argc, char **argv) {
   int nc = 0;
   cfg[nc++] = (config){"default", fhs, NULL, 0};
   for (int i = 0; i < ncol; i++) {
+    /* An entry may carry options after '+': "concurrent_compact+concurrent_mark=1". */
     snprintf(optbuf[i], sizeof optbuf[i], "collector=%s", colls[i]);
+    for (char *q = optbuf[i]; *q; q++)
+      if (*q == '+') *q = ',';
     cfg[nc++] = (config){colls[i], fhs, optbuf[i], 0};
   }
   int bdw_col = -1;
