@@ -137,6 +137,11 @@ typedef struct mc_state {
    * whether it slid; fh_dump and trace=1 print them */
   uint64_t choice_est_ns;
   int chose_slide, chose;
+  /* and what the flip would have cost beyond its fixed cost: the pages it
+   * gives back that a slide keeps, the young survivors it promotes
+   * (mc_policy_flip_extra_ns) */
+  double choice_extra_ns;
+  size_t choice_refault_bytes, choice_young_kept;
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;

@@ -407,15 +407,26 @@ void mc_gen_update_outside(mc_state *m) {
  * flip builds its pages concurrently, where no such walk can run. */
 #define KEEP_MID_MIN ((size_t)1 << 20)
 
-static uintptr_t keep_mid_boundary(mc_state *m) {
+/* Where the old generation would end if this full cycle slid and kept its
+ * youngest survivors young, or 0 when it would not keep them.  Needs the
+ * forwarding (fwd_start), not the slide. */
+static uintptr_t keepable_boundary(mc_state *m) {
   mc_gen *g = &m->gen;
   fwd_tables *t = &m->t;
-  if (g->young || !g->keep_from || !m->slid || g->keep_from >= t->old_top) return 0;
+  if (g->young || !g->keep_from || g->keep_from >= t->old_top) return 0;
   uintptr_t first = bitmap_next_set(&t->mark, g->keep_from, t->old_top);
   if (!first) return 0;
   uintptr_t new_old = fwd_start(t, first);
   size_t mid = t->new_top - new_old, old = new_old - t->begin;
   return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
+}
+
+static uintptr_t keep_mid_boundary(mc_state *m) { return m->slid ? keepable_boundary(m) : 0; }
+
+size_t mc_gen_keepable_bytes(mc_state *m) {
+  if (!mc_gen_enabled(m->h)) return 0;
+  uintptr_t b = keepable_boundary(m);
+  return b ? m->t.new_top - b : 0;
 }
 
 void mc_gen_full_cards(mc_state *m) {

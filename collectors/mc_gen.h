@@ -114,6 +114,10 @@ void mc_gen_update_outside(mc_state *m);
  * of what it keeps); if not, nothing young remains, so the non-moving
  * space's cards are cleared. */
 void mc_gen_full_cards(mc_state *m);
+/* Before a full cycle compacts (forwarding computed): the bytes of young
+ * survivors a slide would keep young (mc_gen_full_cards' rule), which a
+ * flip would promote instead; 0 without generations. */
+size_t mc_gen_keepable_bytes(mc_state *m);
 /* After the objects moved (slide) or the forwarding is final (flip), while
  * the tables still hold it: new boundaries, walk points, promoted objects'
  * cards, the policy's figures. */
