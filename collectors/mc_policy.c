@@ -21,6 +21,7 @@
  * cost the host charges only sometimes. */
 #define REFAULT_NS 2400.0
 #define REFAULT_THP_NS 500.0
+#define EXTRA_MAX 7.0
 
 void mc_policy_init(mc_slide_model *p) {
   p->update_ns_per_byte = DEFAULT_UPDATE_NS_PER_BYTE;
@@ -60,8 +61,15 @@ int mc_policy_choose_slide_extra(const mc_slide_model *p, size_t live_bytes, siz
 double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, size_t young_kept,
                                int thp) {
   double fault = (thp ? REFAULT_THP_NS : REFAULT_NS) / 4096.0; /* per byte */
-  return fault * (double)(refault_bytes + young_kept) +
-         (double)mc_policy_slide_ns(p, young_kept, young_kept);
+  double extra = fault * (double)(refault_bytes + young_kept) +
+                 (double)mc_policy_slide_ns(p, young_kept, young_kept);
+  /* These costs are the mutators' time spread over the cycle, a pause is
+   * one stop: they may lengthen a pause up to EXTRA_MAX x the flip's fixed
+   * cost (16 ms by default, ~40 MiB of slide), no more.  Uncapped,
+   * binary-trees' full collections of 108 MiB slid in 110-190 ms pauses
+   * where they flipped in 40-65. */
+  double cap = p->flip_fixed_ns * EXTRA_MAX;
+  return extra < cap ? extra : cap;
 }
 
 /* Fewer pages than this say little (a few cache misses dominate). */

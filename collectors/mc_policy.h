@@ -59,7 +59,9 @@ int mc_policy_choose_slide_pinned(const mc_slide_model *p, size_t live_bytes, si
  *   it dies old, so a later full collection marks and moves it again, and
  *   meanwhile it lifts the trigger, whose pages are faulted in.  Priced
  *   as a slide of it plus a fault per page of it.
- * thp: the space uses transparent huge pages (a cheaper fault per byte). */
+ * thp: the space uses transparent huge pages (a cheaper fault per byte).
+ * At most 7x the flip's fixed cost: a slide longer than 8x is a pause
+ * the concurrent collector exists to avoid. */
 double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, size_t young_kept,
                                int thp);
 /* mc_policy_choose_slide_pinned with the flip's cost raised by extra_ns. */

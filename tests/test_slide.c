@@ -600,6 +600,11 @@ static void test_policy_flip_extra(void **s) {
   assert_false(mc_policy_choose_slide_extra(&p, 2 << 20, 0, 0, 0.0, NULL));
   assert_true(mc_policy_choose_slide_extra(&p, 2 << 20, 0, 0, big, NULL));
   assert_true(mc_policy_choose_slide_extra(&p, 2 << 20, 0, 0, kept, NULL));
+  /* capped at 7x the fixed cost: 100 MiB of young survivors do not make
+   * a 50 ms pause */
+  assert_true(mc_policy_flip_extra_ns(&p, 0, 100 << 20, 0) == 7 * p.flip_fixed_ns);
+  assert_false(mc_policy_choose_slide_extra(
+      &p, 100 << 20, 100 << 20, 0, mc_policy_flip_extra_ns(&p, 0, 100 << 20, 0), NULL));
   p.force = 0;
   assert_false(mc_policy_choose_slide_extra(&p, 2 << 20, 0, 0, 1e12, NULL));
 }
