@@ -30,6 +30,9 @@ int mc_phase_open(fh_heap *h);
 /* If a concurrent compaction phase is open, build its pages alongside the
  * GC worker until none is left to claim (then wait with fh_gc_wait). */
 void mc_help_phase(fh_heap *h);
+/* After the world resumed (gc_lock still held): start the end-of-cycle
+ * task a slide left pending (mark_compact.c), outside the pause. */
+void mc_after_pause(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

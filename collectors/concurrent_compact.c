@@ -290,6 +290,10 @@ static void end_phase(mc_state *m) {
 }
 
 void mc_join_worker(mc_state *m) {
+  if (m->end_pending) { /* never started: the tables are cleared here, no prefault */
+    m->end_pending = 0;
+    mc_end_cycle(m);
+  }
   if (!m->worker_joinable) return;
   atomic_store(&m->stop_prefault, 1);
   gc_pool_join(&m->h->pool, m->worker);

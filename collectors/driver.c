@@ -177,6 +177,7 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   gc_events_collected(h, watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);
   world_resume(h);
+  mc_after_pause(h);         /* a slide's end-of-cycle task */
   mark_sweep_after_pause(h); /* the sweeper a remark deferred */
   cmark_start_task(h);       /* a concurrent marking begun in this pause */
   return rc;

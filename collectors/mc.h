@@ -148,6 +148,12 @@ typedef struct mc_state {
   int range_id;
   gc_task worker; /* a task of the heap's GC pool */
   int worker_joinable;
+  /* A slide's end-of-cycle work (clearing the tables, the prefault) waits
+   * for mc_after_pause to start its task once the world runs: started in
+   * the pause, the wakeup could hand this CPU to the task on a busy
+   * machine.  Whoever joins the worker first does it inline instead
+   * (mc_join_worker), so no path can skip it. */
+  int end_pending;
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
                            (FH_MC_MOVE=0 turns it off, for measurement) */
