@@ -33,6 +33,10 @@ void mc_help_phase(fh_heap *h);
 /* After the world resumed (gc_lock still held): start the end-of-cycle
  * task a slide left pending (mark_compact.c), outside the pause. */
 void mc_after_pause(fh_heap *h);
+/* Before any other collection (or zygote compaction) stops the world:
+ * join that task, which may still be reading the moving space
+ * (mc_gen_fill_walk) that the collection is about to move. */
+void mc_quiesce(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

@@ -548,6 +548,7 @@ static void *worker_main(void *arg) {
   mc_plan_prefault(m); /* before end_phase clears the tables */
   end_phase(m);
   mc_prefault(m);
+  mc_gen_fill_walk(m); /* every page is in place now */
   return NULL;
 }
 

@@ -713,6 +713,7 @@ static void *end_cycle_main(void *arg) {
   mc_state *m = arg;
   mc_end_cycle(m);
   mc_prefault(m);
+  mc_gen_fill_walk(m); /* a full cycle's per-card walk points */
   return NULL;
 }
 
@@ -746,6 +747,10 @@ void mc_slide_cycle(mc_state *m, const char *note) {
    * from inside the pause let the scheduler hand it this CPU when the
    * other one was busy, and the pause waited for it. */
   m->end_pending = 1;
+}
+
+void mc_quiesce(fh_heap *h) {
+  if (h->mc) mc_join_worker(h->mc);
 }
 
 void mc_after_pause(fh_heap *h) {

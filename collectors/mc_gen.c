@@ -87,6 +87,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   g->t0 = heap_now_ns();
   g->young = 0;
+  g->fill_walk = 0; /* the last cycle's, if its task never ran it */
   if (!mc_gen_enabled(h)) {
     g->valid = 0;
     return 0;
@@ -548,6 +549,7 @@ void mc_gen_end(mc_state *m) {
       if (t->page_first[p])
         g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
   }
+  g->fill_walk = !g->young && !g->keep_mid;
   g->promoted = new_old - ylo;
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
@@ -575,6 +577,24 @@ void mc_gen_end(mc_state *m) {
     l->old_after_full = g->old_live;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;
+  }
+}
+
+void mc_gen_fill_walk(mc_state *m) {
+  mc_gen *g = &m->gen;
+  if (!g->fill_walk || !g->walk) return;
+  g->fill_walk = 0;
+  uintptr_t begin = m->t.begin, s = begin, end = g->old_end;
+  for (unsigned n = 1; s < end; n++) {
+    if (!(n & 4095) && atomic_load_explicit(&m->stop_prefault, memory_order_relaxed)) return;
+    /* Atomic: a mutator may be setting an old object's hash bits (the
+     * size does not change). */
+    uint64_t hd = __atomic_load_n((const uint64_t *)s, __ATOMIC_RELAXED);
+    size_t b = obj_bytes(hd);
+    if (!b || hdr_type(hd) == FH_FILLER_TYPE) return;
+    if (b > end - s) return; /* cannot be: the walk stays inside the old generation */
+    note_walk(g->walk, begin, s, s + b);
+    s += b;
   }
 }
 
