@@ -550,6 +550,11 @@ void mc_gen_end(mc_state *m) {
         g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
   }
   g->fill_walk = !g->young && !g->keep_mid;
+  /* Not into the gaps below pinned ranges: they are holes the mutators
+   * allocate into while the fill walks (their stale objects would leave
+   * walk points that are no object starts once a hole is reused); the
+   * first gap begins at or below every later one. */
+  g->fill_end = t->nranges && t->ranges[0].gap_lo < new_old ? t->ranges[0].gap_lo : new_old;
   g->promoted = new_old - ylo;
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
@@ -584,7 +589,7 @@ void mc_gen_fill_walk(mc_state *m) {
   mc_gen *g = &m->gen;
   if (!g->fill_walk || !g->walk) return;
   g->fill_walk = 0;
-  uintptr_t begin = m->t.begin, s = begin, end = g->old_end;
+  uintptr_t begin = m->t.begin, s = begin, end = g->fill_end;
   for (unsigned n = 1; s < end; n++) {
     if (!(n & 4095) && atomic_load_explicit(&m->stop_prefault, memory_order_relaxed)) return;
     /* Atomic: a mutator may be setting an old object's hash bits (the

@@ -67,6 +67,7 @@ typedef struct mc_gen {
   /* The last cycle was full and left walk points per page only:
    * mc_gen_fill_walk makes them per card, outside the pause. */
   int fill_walk;
+  uintptr_t fill_end; /* where it stops: the old end or the first hole */
   uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
   /* This young cycle's old bump objects that refer into the collected
@@ -131,8 +132,9 @@ void mc_gen_end(mc_state *m);
  * point, so that the first young cycle's card walks start at most one
  * object back instead of at the page's first object (fhbench young: 4
  * ms of marking in that cycle against 0.5 in the next ones).  Stops at
- * the first filler (a hole mutators may be allocating into) and when
- * m->stop_prefault is set (the next collection is joining the task). */
+ * the first gap below a pinned range (a hole mutators may be allocating
+ * into), at any filler, and when m->stop_prefault is set (the next
+ * collection is joining the task). */
 void mc_gen_fill_walk(mc_state *m);
 /* verify=1: the invariant above; names the holder and aborts. */
 void mc_gen_verify(mc_state *m, const char *when);
