@@ -230,7 +230,9 @@ static int wait_for_remark(fh_heap *h) {
   if (!st.concurrent_marks) return -1; /* the cycle stopped the world */
   for (int i = 0; i < 100000; i++) {
     fh_get_stats(h, &st);
-    if (st.kind_pauses[FH_PAUSE_REMARK]) return 0;
+    /* The remark, and a split one's flip pause (this thread stays
+     * attached while it joins the mutators: the cycle must be over). */
+    if (st.concurrent_marks_done == st.concurrent_marks) return 0;
     usleep(200);
   }
   return -1;
@@ -337,7 +339,6 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   if (cmark && rc == 0 && (rc = wait_for_remark(h)) < 0)
     fprintf(stderr, "pause: %s did not mark concurrently (generational=0?)\n", kind_names[kind]);
   fh_gc_wait(h);
-  fh_leave_blocking(t);
   uint64_t g1 = bench_now_ns();
   atomic_store(&smp.stop, 1);
   if (sampling) pthread_join(sampler, NULL);
@@ -345,7 +346,10 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   usleep(100000); /* a 100 ms window fits after the cycle too */
   uint64_t span1 = bench_now_ns();
   atomic_store(&s.phase, 2);
+  /* Blocked until here: a collection the mutators start meanwhile (their
+   * allocations may trigger one) must not wait for this thread. */
   for (int i = 0; i < mutators; i++) pthread_join(th[i], NULL);
+  fh_leave_blocking(t);
   fh_stats st;
   fh_get_stats(h, &st);
   const fh_cycle_stats *f = &st.last_cycle;

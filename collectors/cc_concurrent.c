@@ -21,18 +21,40 @@
  * turns into this cycle's remark (the full collection). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "collectors/concurrent_mark.h"
 #include "collectors/mc.h"
+#include "heap/identity_hash.h"
 #include "heap/large_objects.h"
 
 typedef struct cc_cycle {
   cmark cm; /* first: the driver's cycle */
   mc_state *mc;
-  mc_cmarker *mk;
+  mc_cmarker *mk;     /* NULL once the marking is over */
   uintptr_t boundary; /* the top at the initial pause */
   int populated;      /* the marker faulted the bitmaps in */
+  /* A split remark (cc_remark): the top then (the marks below it are
+   * final), the pins it saw, what it marked black, and its figures. */
+  uintptr_t cut;
+  uintptr_t *pins;
+  size_t npins;
+  int pins_unknown; /* they could not be kept: compare as changed */
+  size_t black;
+  uint64_t t0, t1, remark_log_ns, remark_mark_ns, remark_black_ns, between_ns;
+  uintptr_t between_done; /* how far fwd_compute_below got */
 } cc_cycle;
+
+/* The collected space from which a remark leaves the forwarding to the
+ * marker (a second, short pause then flips): fwd_compute takes about
+ * 4 us a MiB of it here, below this less than the second pause's own
+ * stopping and resuming (FH_CC_SPLIT_MIN: tests, measurements; 0 never). */
+#define CC_SPLIT_MIN_DEFAULT ((size_t)32 << 20)
+
+static size_t split_min(void) {
+  const char *e = getenv("FH_CC_SPLIT_MIN"); /* once a cycle, in its remark */
+  return e ? (size_t)strtoull(e, NULL, 0) : CC_SPLIT_MIN_DEFAULT;
+}
 
 int cc_concurrent_usable(fh_heap *h, gc_cause cause) {
   const char *why = NULL;
@@ -79,18 +101,226 @@ static void forget_marks(fh_heap *h, mc_state *m) {
   if (h->los.space.ops) los_clear_marks(&h->los);
 }
 
+static void cycle_free(cc_cycle *c) {
+  pthread_mutex_destroy(&c->cm.satb_lock);
+  mc_cmark_abandon(c->mk);
+  free(c->pins);
+  free(c);
+}
+
 static void cc_abandon(fh_heap *h, cmark *cm) {
   cc_cycle *c = (cc_cycle *)cm;
   (void)cmark_black_bytes(h, cm);
   cmark_satb_forget(h, cm);
-  pthread_mutex_destroy(&cm->satb_lock);
-  mc_cmark_abandon(c->mk);
+  if (cm->remarked) {
+    const uintptr_t *objs;
+    size_t n;
+    (void)idhash_window_close(h, &objs, &n);
+  }
   forget_marks(h, c->mc);
-  free(c);
+  cycle_free(c);
+}
+
+/* The pins of this pause are the ones the split remark saw. */
+static int same_pins(const fh_heap *h, const cc_cycle *c) {
+  if (c->pins_unknown) return 0;
+  size_t n = h->pins.gathered ? h->pins.n : 0;
+  return n == c->npins && (!n || memcmp(h->pins.starts, c->pins, n * sizeof *c->pins) == 0);
+}
+
+/* An object of [lo, cut) hashed since the split remark has no hash word
+ * in the forwarding computed meanwhile: mark it a grower.  Returns how many
+ * were (then the forwarding is computed again). */
+static size_t late_growers(fh_heap *h, cc_cycle *c) {
+  fwd_tables *t = &c->mc->t;
+  const uintptr_t *objs;
+  size_t n, found = 0;
+  if (idhash_window_close(h, &objs, &n)) {
+    /* One was not recorded: every marked object below the cut. */
+    for (uintptr_t a = bitmap_next_set(&t->mark, t->lo, c->cut); a;
+         a = bitmap_next_set(&t->mark, a + FWD_WORD, c->cut))
+      if (hdr_hash_grows(*(const uint64_t *)a) && !bitmap_test(&t->grows, a)) {
+        fwd_mark_grows(t, a);
+        found++;
+      }
+    return found;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t a = obj_start((void *)objs[i]);
+    if (a < t->lo || a >= c->cut || !bitmap_test(&t->mark, a)) continue;
+    if (hdr_hash_grows(*(const uint64_t *)a) && !bitmap_test(&t->grows, a)) {
+      fwd_mark_grows(t, a);
+      found++;
+    }
+  }
+  return found;
+}
+
+/* Whether to split this remark (cmark_ops.remark): a large enough space,
+ * and pins that stay (conservative stack words change at every pause). */
+static int split_worth(const fh_heap *h, const cc_cycle *c) {
+  size_t min = split_min();
+  const fwd_tables *t = &c->mc->t;
+  uintptr_t top = atomic_load(&h->bump[h->active].top);
+  return min && !c->cm.satb_failed && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE &&
+         !t->young && top - t->lo >= min;
+}
+
+/* The remark's marking: the threads' logs, the roots again, drain and
+ * weak processing, the objects allocated since the initial pause marked
+ * black.  World stopped (TLABs retired, pins gathered), marker stopped. */
+static void end_marking(fh_heap *h, cc_cycle *c) {
+  cmark *cm = &c->cm;
+  mc_state *m = c->mc;
+  c->t0 = heap_now_ns();
+  (void)cmark_black_bytes(h, cm); /* a malloc-space figure: none here */
+  cmark_satb_drain(cm, 1);
+  h->cm_logged += cm->logged;
+  uint64_t t1 = heap_now_ns();
+  mc_cmark_finish(c->mk);
+  c->mk = NULL;
+  uint64_t t2 = heap_now_ns();
+  fwd_tables *t = &m->t;
+  uintptr_t top = atomic_load(&h->bump[h->active].top);
+  c->black = mc_mark_black(t, c->boundary, top);
+  c->cut = t->old_top = top;
+  m->old_used = top - t->begin;
+  c->t1 = heap_now_ns();
+  c->remark_log_ns = t1 - c->t0, c->remark_mark_ns = t2 - t1, c->remark_black_ns = c->t1 - t2;
+}
+
+/* FH_MC_TRACE: where the remark pause (and a split one's flip) goes
+ * (docs/architecture.md). */
+static void trace_remark(const cc_cycle *c, uint64_t t4, uint64_t fwd, int split) {
+  mc_state *m = c->mc;
+  const fwd_tables *t = &m->t;
+  uint64_t end = heap_now_ns(), compact = end - t4, ledger = m->forward_ns - fwd;
+  const cc_large_set *ls = &m->large;
+  /* The flip's parts, when it flipped: accounting and the uffd's
+   * registration up to cc_large_flip, it, then the worker's start. */
+  int timed = !m->slid && ls->at_flip_begin > ls->at_updated && ls->at_flip_end <= end;
+  uint64_t f_reg = timed ? ls->at_flip_begin - ls->at_updated : 0;
+  uint64_t f_start = timed ? end - ls->at_flip_end : 0;
+  uint64_t known = ledger + m->mremap_ns + m->update_ns;
+  if (split)
+    fprintf(stderr,
+            "faultheap cc remark (split): log %.3f mark %.3f black %.3f (%zu KiB) sweep %.3f ms; "
+            "forwarding below the cut after it %.3f ms (%s); flip pause: black %.3f "
+            "forward %.3f (fwd_compute %.3f) ",
+            c->remark_log_ns / 1e6, c->remark_mark_ns / 1e6, c->remark_black_ns / 1e6,
+            (size_t)(c->cut - c->boundary) >> 10, m->sweep_ns / 1e6, c->between_ns / 1e6,
+            c->between_done >= c->cut - FWD_RANGE_ALIGN ? "whole" : "partial",
+            (c->t1 - c->t0) / 1e6, (t4 - c->t1) / 1e6, m->fwd_compute_ns / 1e6);
+  else
+    fprintf(stderr,
+            "faultheap cc remark: log %.3f mark %.3f black %.3f (%zu KiB) forward %.3f "
+            "(sweep %.3f fwd_compute %.3f) ",
+            c->remark_log_ns / 1e6, c->remark_mark_ns / 1e6, c->remark_black_ns / 1e6,
+            (size_t)(c->cut - c->boundary) >> 10, (t4 - c->t1) / 1e6, m->sweep_ns / 1e6,
+            m->fwd_compute_ns / 1e6);
+  fprintf(stderr,
+          "ledger %.3f mremap %.3f update %.3f flip %.3f "
+          "(register %.3f of %.3f, large aside %.3f, pinned pages and worker start %.3f) ms (%s); "
+          "marker %.1f ms wall %.1f ms CPU, %.0f MB per CPU-s\n",
+          ledger / 1e6, m->mremap_ns / 1e6, m->update_ns / 1e6,
+          (compact > known ? compact - known : 0) / 1e6, m->register_ns / 1e6, f_reg / 1e6,
+          timed ? ls->last_flip_ns / 1e6 : 0.0, f_start / 1e6, m->slid ? "slid" : "flipped",
+          c->cm.marker_ns / 1e6, c->cm.marker_cpu_ns / 1e6,
+          c->cm.marker_cpu_ns
+              ? (double)(t->live_bytes - c->black) / 1e6 / (c->cm.marker_cpu_ns / 1e9)
+              : 0.0);
+}
+
+/* After the forwarding: slide or flip, and the cycle's figures. */
+static int compact(fh_heap *h, cc_cycle *c, uint64_t t4, int split) {
+  mc_state *m = c->mc;
+  uint64_t fwd = m->forward_ns;
+  h->cm_marked_bytes += m->t.live_bytes;
+  /* The next trigger from what marking found live, not from the objects
+   * allocated while it ran: they are live for this cycle only (floating
+   * garbage, mostly), and counted in the budget they grew the heap by a
+   * trigger's worth per cycle whenever marking took longer than that much
+   * allocation (GCBench with conservative roots: 221 MiB peak against 55).
+   * mc_account reads it, before a flip starts the threads that read the
+   * trigger. */
+  m->black_bytes = c->black;
+  m->cmarked = 1;
+  int rc = mc_cc_compact(m);
+  m->cmarked = 0;
+  /* mc_gen_end counted this pause as a collection; a remark is not one
+   * (the initial pause was): the generations stay valid. */
+  m->gen.at = h->collections;
+  if (getenv("FH_MC_TRACE")) trace_remark(c, t4, fwd, split);
+  cycle_free(c);
+  return rc;
+}
+
+/* A split remark (cmark_ops.remark), world stopped: marking ends here,
+ * with the pinned ranges and the non-moving sweep; the marker computes the
+ * forwarding below the cut once the world runs (cc_between), and the flip
+ * pause (cc_finish) computes the rest: what was allocated meanwhile, above
+ * the cut, slides as one more run of live objects. */
+static int cc_remark(fh_heap *h, cmark *cm) {
+  cc_cycle *c = (cc_cycle *)cm;
+  if (!split_worth(h, c)) return 0;
+  end_marking(h, c);
+  mc_state *m = c->mc;
+  if (mc_forward_pins_sweep(m, NULL) < 0) return -1; /* the marks are forgotten */
+  size_t n = h->pins.gathered ? h->pins.n : 0;
+  if (n) {
+    c->pins = malloc(n * sizeof *c->pins);
+    if (c->pins) memcpy(c->pins, h->pins.starts, n * sizeof *c->pins);
+    else c->pins_unknown = 1;
+  }
+  c->npins = n;
+  idhash_window_open(h);
+  return 1;
+}
+
+static void cc_between(void *tracer, const _Atomic int *stop) {
+  cc_cycle *c = tracer;
+  uint64_t t0 = heap_now_ns();
+  c->between_done = fwd_compute_below(&c->mc->t, c->cut, stop);
+  c->between_ns = heap_now_ns() - t0;
+}
+
+/* The flip pause of a split remark, world stopped: the objects allocated
+ * since the cut marked black, the forwarding completed (or computed again
+ * when a pin or a hashed object changed the marks below the cut), then
+ * slide or flip. */
+static int flip_after_split(fh_heap *h, cc_cycle *c) {
+  mc_state *m = c->mc;
+  fwd_tables *t = &m->t;
+  uint64_t t1 = heap_now_ns();
+  cmark_satb_forget(h, &c->cm); /* none since the remark: the barrier was off */
+  uintptr_t top = atomic_load(&h->bump[h->active].top);
+  c->black += mc_mark_black(t, c->cut, top);
+  t->old_top = top;
+  m->old_used = top - t->begin;
+  int redo = late_growers(h, c) > 0;
+  if (!same_pins(h, c)) {
+    redo = 1;
+    /* The new set's ranges (the old ones' fillers stay, as dead objects
+     * that now move with the rest). */
+    if (h->pins.gathered ? fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0
+                         : (t->nranges = 0, 0)) {
+      forget_marks(h, m);
+      cycle_free(c);
+      return -1;
+    }
+  }
+  if (redo) {
+    h->cm_split_redone++;
+    fwd_compute_restart(t);
+  }
+  c->t1 = heap_now_ns(); /* the trace's "black" of this pause: up to here */
+  c->t0 = t1;
+  mc_forward_finish(m, NULL, t1, heap_now_ns());
+  return compact(h, c, heap_now_ns(), 1);
 }
 
 /* The remark, world stopped (TLABs retired, pins gathered), the marker
- * stopped. */
+ * stopped; or the flip pause of a split one. */
 static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
   cc_cycle *c = (cc_cycle *)cm;
   mc_state *m = c->mc;
@@ -101,80 +331,28 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
     cc_abandon(h, cm);
     return 0;
   }
-  uint64_t t0 = heap_now_ns();
-  (void)cmark_black_bytes(h, cm); /* a malloc-space figure: none here */
-  cmark_satb_drain(cm, 1);
-  h->cm_logged += cm->logged;
-  int failed = cm->satb_failed;
-  pthread_mutex_destroy(&cm->satb_lock);
-  uintptr_t boundary = c->boundary;
-  mc_cmarker *mk = c->mk;
-  uint64_t marker_cpu = cm->marker_cpu_ns, marker_wall = cm->marker_ns;
-  free(c);
-  if (failed) {
+  if (cm->remarked) return flip_after_split(h, c);
+  if (cm->satb_failed) {
     /* A log buffer could not be allocated: the log is incomplete, mark
      * again from scratch with the world stopped. */
-    mc_cmark_abandon(mk);
+    cmark_satb_forget(h, cm);
     forget_marks(h, m);
+    cycle_free(c);
     if (mc_prepare_forward(m) < 0) return -1;
     int rc = mc_cc_compact(m);
-    m->gen.at = h->collections; /* as below */
+    m->gen.at = h->collections; /* as in compact() */
     return rc;
   }
-  uint64_t t1 = heap_now_ns();
-  mc_cmark_finish(mk);
-  uint64_t t2 = heap_now_ns();
-  fwd_tables *t = &m->t;
-  uintptr_t top = atomic_load(&h->bump[h->active].top);
-  size_t black = mc_mark_black(t, boundary, top);
-  t->old_top = top;
-  m->old_used = top - t->begin;
-  uint64_t t3 = heap_now_ns();
-  if (mc_forward_marked(m, NULL, t0) < 0) return -1;
-  h->cm_marked_bytes += t->live_bytes;
-  uint64_t t4 = heap_now_ns(), fwd = m->forward_ns;
-  /* The next trigger from what marking found live, not from the objects
-   * allocated while it ran: they are live for this cycle only (floating
-   * garbage, mostly), and counted in the budget they grew the heap by a
-   * trigger's worth per cycle whenever marking took longer than that much
-   * allocation (GCBench with conservative roots: 221 MiB peak against 55).
-   * mc_account reads it, before a flip starts the threads that read the
-   * trigger. */
-  m->black_bytes = black;
-  int rc = mc_cc_compact(m);
-  /* mc_gen_end counted this pause as a collection; a remark is not one
-   * (the initial pause was): the generations stay valid. */
-  m->gen.at = h->collections;
-  /* FH_MC_TRACE: where the remark pause goes (docs/architecture.md). */
-  if (getenv("FH_MC_TRACE")) {
-    uint64_t end = heap_now_ns(), compact = end - t4, ledger = m->forward_ns - fwd;
-    const cc_large_set *ls = &m->large;
-    /* The flip's parts, when it flipped: accounting and the uffd's
-     * registration up to cc_large_flip, it, then the worker's start. */
-    int timed = !m->slid && ls->at_flip_begin > ls->at_updated && ls->at_flip_end <= end;
-    uint64_t f_reg = timed ? ls->at_flip_begin - ls->at_updated : 0;
-    uint64_t f_start = timed ? end - ls->at_flip_end : 0;
-    uint64_t known = ledger + m->mremap_ns + m->update_ns;
-    fprintf(stderr,
-            "faultheap cc remark: log %.3f mark %.3f black %.3f (%zu KiB) forward %.3f "
-            "(sweep %.3f fwd_compute %.3f) ledger %.3f mremap %.3f update %.3f flip %.3f "
-            "(register %.3f of %.3f, large aside %.3f, pinned pages and worker start %.3f) ms (%s); marker "
-            "%.1f ms wall %.1f ms CPU, "
-            "%.0f MB per CPU-s\n",
-            (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6, (size_t)(top - boundary) >> 10,
-            (t4 - t3) / 1e6, m->sweep_ns / 1e6, m->fwd_compute_ns / 1e6, ledger / 1e6,
-            m->mremap_ns / 1e6, m->update_ns / 1e6, (compact > known ? compact - known : 0) / 1e6,
-            m->register_ns / 1e6, f_reg / 1e6, timed ? ls->last_flip_ns / 1e6 : 0.0,
-            f_start / 1e6,
-            m->slid ? "slid" : "flipped",
-            marker_wall / 1e6, marker_cpu / 1e6,
-            marker_cpu ? (double)(t->live_bytes - black) / 1e6 / (marker_cpu / 1e9) : 0.0);
+  end_marking(h, c);
+  if (mc_forward_marked(m, NULL, c->t0) < 0) {
+    cycle_free(c);
+    return -1;
   }
-  return rc;
+  return compact(h, c, heap_now_ns(), 0);
 }
 
-static const cmark_ops cc_cmark_ops = {cc_mark, cc_drain, cc_step, cc_rescan_card, cc_finish,
-                                       cc_abandon};
+static const cmark_ops cc_cmark_ops = {cc_mark,   cc_drain,   cc_step,  cc_rescan_card,
+                                       cc_finish, cc_abandon, cc_remark, cc_between};
 
 int cc_concurrent_begin(mc_state *m) {
   fh_heap *h = m->h;

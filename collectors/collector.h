@@ -37,6 +37,12 @@ void mc_after_pause(fh_heap *h);
  * join that task, which may still be reading the moving space
  * (mc_gen_fill_walk) that the collection is about to move. */
 void mc_quiesce(fh_heap *h);
+/* After a pause that flipped, world running, gc_lock still held: start
+ * the concurrent compaction's worker (started in the pause, a woken pool
+ * thread can preempt the pausing one: flip pauses of 4-6 ms on a busy
+ * machine instead of 0.5).  Until it runs, faulting mutators build their
+ * own pages. */
+void mc_start_worker(fh_heap *h);
 extern const fh_collector_ops mark_sweep_collector;
 extern const fh_collector_ops hspace_compact_collector;
 

@@ -668,18 +668,26 @@ int mc_concurrent_flip(mc_state *m) {
   fh_heap *h = m->h;
   heap_phase_open(h);
   mc_publish_top(m);
-  if (gc_pool_start(&h->pool, &m->worker, "fh-compact", worker_main, m) != 0) {
-    /* No worker: do its work here, in the pause (still correct). */
-    worker_main(m);
-    m->mode_note = "stop-the-world fallback (cannot start the GC worker)";
-    return 0;
-  }
-  m->worker_joinable = 1;
+  m->worker_pending = 1; /* mc_start_worker, once the world runs */
   if (fh_uffd_get_mode(m->uffd) == FH_UFFD_SIGBUS)
     m->mode_note = "concurrent, faults served in the SIGBUS handler";
   else if (h->opt.uffd_sigbus == 0)
     m->mode_note = "concurrent, faults served by the handler thread";
   return 0;
+}
+
+void mc_start_worker(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (!m || !m->worker_pending) return;
+  m->worker_pending = 0;
+  if (gc_pool_start(&h->pool, &m->worker, "fh-compact", worker_main, m) != 0) {
+    /* No worker: do its work here, on the collecting thread (still
+     * correct: the mutators fault pages in meanwhile as they would). */
+    worker_main(m);
+    m->mode_note = "worker's work done by the collecting thread (cannot start the GC worker)";
+    return;
+  }
+  m->worker_joinable = 1;
 }
 
 int mc_cc_compact(mc_state *m) {
@@ -691,20 +699,27 @@ int mc_cc_compact(mc_state *m) {
   size_t pinned_pages = fwd_pinned_pages(t, m->h->pins.starts, m->h->pins.n);
   /* What else a flip costs (mc_policy.h): the pages above the new top
    * that a slide keeps for the next window (publish_slid) and a flip gives
-   * back, and the young survivors a slide keeps young and a flip promotes. */
+   * back, and the young survivors a slide keeps young and a flip promotes.
+   * Not for a concurrently marked cycle, which is there for its pauses. */
   const bump_space *b = &h->bump[h->active];
   uintptr_t resident = b->dirty_end > t->old_top ? b->dirty_end : t->old_top;
   size_t above = resident > t->new_top ? resident - t->new_top : 0, win = sizer_resident_window(h);
-  m->choice_refault_bytes = above < win ? above : win;
-  m->choice_young_kept = mc_gen_keepable_bytes(m);
+  m->choice_refault_bytes = m->cmarked ? 0 : above < win ? above : win;
+  m->choice_young_kept = m->cmarked ? 0 : mc_gen_keepable_bytes(m);
   m->choice_extra_ns = mc_policy_flip_extra_ns(&m->policy, m->choice_refault_bytes,
                                                m->choice_young_kept, m->thp);
-  m->chose_slide = mc_policy_choose_slide_extra(&m->policy, t->live_bytes, t->move_bytes,
-                                                pinned_pages, m->choice_extra_ns,
-                                                &m->choice_est_ns);
-  int for_extra = m->chose_slide && m->policy.force < 0 &&
-                  !mc_policy_choose_slide_pinned(&m->policy, t->live_bytes, t->move_bytes,
-                                                 pinned_pages, NULL);
+  int for_extra = 0;
+  if (m->cmarked) {
+    m->chose_slide = mc_policy_choose_slide_for_pause(&m->policy, t->live_bytes, t->move_bytes,
+                                                      pinned_pages, &m->choice_est_ns);
+  } else {
+    m->chose_slide = mc_policy_choose_slide_extra(&m->policy, t->live_bytes, t->move_bytes,
+                                                  pinned_pages, m->choice_extra_ns,
+                                                  &m->choice_est_ns);
+    for_extra = m->chose_slide && m->policy.force < 0 &&
+                !mc_policy_choose_slide_pinned(&m->policy, t->live_bytes, t->move_bytes,
+                                               pinned_pages, NULL);
+  }
   /* heap/sizer.h: a flip's two copies must fit under heap_max (unless
    * FH_MC_SLIDE=0 insists on flipping). */
   int no_room = !m->chose_slide && m->policy.force != 0 &&

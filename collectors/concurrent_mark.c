@@ -224,20 +224,32 @@ static void *marker_main(void *arg) {
   cm->marker_cpu_ns = thread_cpu_ns() - c0;
   atomic_store(&cm->marker_done, 1);
   /* The remark pause, unless a collection requested meanwhile runs it (it
-   * holds gc_lock, sets stop and joins this task: never wait for gc_lock). */
+   * holds gc_lock, sets stop and joins this task: never wait for gc_lock).
+   * A remark that ended the marking only (ops->remark) leaves the cycle
+   * running: this thread does its between() work and then asks for the
+   * pause that finishes it, the same way. */
   while (!atomic_load(&cm->stop)) {
     if (pthread_mutex_trylock(&h->gc_lock) == 0) {
       gc_watch w;
       int rc = h->cm == cm && !atomic_load(&cm->stop)
                    ? gc_collect_locked(h, NULL, cm->collector, GC_CAUSE_REMARK, 0, &w)
                    : 1;
+      /* Read under gc_lock: cm is freed once the cycle ended, and a
+       * cycle still running is not freed before whoever ends it has
+       * joined this task. */
+      int goes_on = rc == 0 && h->cm == cm && cm->remarked;
       pthread_mutex_unlock(&h->gc_lock);
-      /* cm is freed now if the remark ran. */
       if (rc == 0 || rc == -1) {
         gc_events_end(h, &w);
         finalizer_notify_if_filled(h);
       }
-      break;
+      if (!goes_on) break;
+      uint64_t b0 = heap_now_ns(), bc0 = thread_cpu_ns();
+      cm->ops->between(cm->tracer, &cm->stop);
+      cm->marker_ns += heap_now_ns() - b0;
+      cm->marker_cpu_ns += thread_cpu_ns() - bc0;
+      atomic_store(&cm->marker_done, 1);
+      continue;
     }
     struct timespec ts = {0, CMARK_LOCK_RETRY_NS};
     nanosleep(&ts, NULL);
@@ -288,11 +300,41 @@ static cmark *stop_marker(fh_heap *h) {
   h->cm_cards_precleaned += cm->precleaned;
   cmark_set_black(h, 0);
   h->cm = NULL;
+  h->cm_cycles_done++;
   return cm;
 }
 
 int cmark_complete(fh_heap *h, gc_cause cause) {
-  cmark *cm = stop_marker(h);
+  cmark *cm = h->cm;
+  if (cm->ops->remark && !cm->remarked && cause == GC_CAUSE_REMARK &&
+      (this_marker == cm || (h->cm_manual && h->cm_manual_split))) {
+    /* The marker's own remark (or a test's, which then runs between()
+     * with cmark_test_between): end the marking only, when the collector
+     * has work to do before its last pause (concurrent_mark.h: 3'). */
+    int split = cm->ops->remark(h, cm);
+    if (split > 0) {
+      cm->remarked = 1;
+      h->cm_split_remarks++;
+      /* Marking is over: no barrier, no black allocation (the spaces
+       * that sweep were swept in this pause; new objects there need no
+       * mark), and collections that wait for the marker wait for
+       * between(). */
+      cmark_set_black(h, 0);
+      atomic_store(&cm->marker_done, 0);
+      return 0;
+    }
+    if (split < 0) { /* the op's error stands; nothing of the cycle is kept */
+      cm = stop_marker(h);
+      h->cm_abandoned++;
+      cm->ops->abandon(h, cm);
+      return -1;
+    }
+  }
+  int remarked = cm->remarked;
+  cm = stop_marker(h);
+  /* The pause that ends a split cycle flips (an explicit collection
+   * abandons it and collects: a full pause). */
+  h->pause_is_flip = remarked && cause != GC_CAUSE_EXPLICIT;
   return cm->ops->finish(h, cm, cause);
 }
 
@@ -313,6 +355,13 @@ void cmark_wait_marker(fh_heap *h) {
     struct timespec ts = {0, CMARK_LOCK_RETRY_NS};
     nanosleep(&ts, NULL);
   }
+}
+
+void cmark_test_between(fh_heap *h) {
+  cmark *cm = h->cm;
+  if (!cm || !cm->remarked) return;
+  cm->ops->between(cm->tracer, NULL);
+  atomic_store(&cm->marker_done, 1);
 }
 
 size_t cmark_test_step(fh_heap *h, size_t n) {

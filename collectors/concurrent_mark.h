@@ -15,6 +15,10 @@
  *      stops the world; the collector's finish() marks the rest of the
  *      log, rescans the roots, drains, runs weak processing and starts the
  *      sweep.  Black allocation and the barrier end there.
+ *   3'. or, for a collector with a remark() op (concurrent_compact): the
+ *      marker's remark pause ends the marking only; the marker then does
+ *      the collector's between() work (the forwarding) with the world
+ *      running, and a second short pause (finish()) ends the cycle.
  * No read barrier.  A collector that tracks stores by cards instead can
  * give card ranges to pre-clean (cmark_preclean; mark_sweep gives none).
  *
@@ -55,6 +59,18 @@ typedef struct cmark_ops {
   /* World stopped, the marker stopped: forget the cycle (marks cleared),
    * free its state. */
   void (*abandon)(fh_heap *h, cmark *cm);
+  /* Optional: a remark that ends the marking without finishing the cycle.
+   * Called in the marker's own remark pause (world stopped) before
+   * finish; returns 0 to let finish do the whole remark now (nothing
+   * done), 1 when marking is over and the cycle goes on: the world
+   * resumes, with black allocation and the barrier off, the marker runs
+   * between() beside the mutators, and its next pause (or any collection
+   * requested meanwhile) calls finish, which then ends the cycle; -1 on
+   * failure (error set, the cycle's state freed). */
+  int (*remark)(fh_heap *h, cmark *cm);
+  /* The concurrent work after such a remark; returns early when *stop is
+   * set (finish then does the rest in the pause). */
+  void (*between)(void *tracer, const _Atomic int *stop);
 } cmark_ops;
 
 #define CMARK_RANGES 2
@@ -77,6 +93,7 @@ struct cmark {
   void ***full;
   size_t nfull, capfull, logged;
   int satb_failed;
+  int remarked; /* ops->remark ended the marking; finish ends the cycle */
   uint64_t begin_ns;
   /* Marker figures: wall and CPU time, pre-cleaning rounds and cards. */
   uint64_t marker_ns, marker_cpu_ns;
@@ -131,5 +148,10 @@ void cmark_satb_forget(fh_heap *h, cmark *cm);
 /* Tests (h->cm_manual): scan at most n objects of the running cycle;
  * pre-clean once.  With gc_lock not held, by a mutator: racy by design. */
 size_t cmark_test_step(fh_heap *h, size_t n);
+/* Tests (h->cm_manual with h->cm_manual_split): a GC_CAUSE_REMARK
+ * collection splits the remark as the marker's does; this runs the
+ * between() work the marker would (world running), and the next
+ * GC_CAUSE_REMARK collection is the flip pause. */
+void cmark_test_between(fh_heap *h);
 
 #endif

@@ -70,14 +70,15 @@ void gc_account_pause(fh_heap *h, uint64_t t0) {
   /* A remark pause ends the cycle its initial pause counted. */
   if (!h->pause_is_remark) h->collections++;
   uint64_t now = heap_now_ns(), pause = now - t0;
-  if (h->pause_is_remark) {
+  if (h->pause_is_remark && !h->pause_is_flip) {
     h->remark_ns_total += pause;
     if (pause > h->remark_ns_max) h->remark_ns_max = pause;
   }
   sizer_pause_end(h, pause, now);
   /* A compaction that moved aside and built (compact_builds grew) flipped
    * the spaces in this pause. */
-  fh_pause_kind kind = h->pause_is_remark       ? FH_PAUSE_REMARK
+  fh_pause_kind kind = h->pause_is_flip         ? FH_PAUSE_FLIP
+                       : h->pause_is_remark     ? FH_PAUSE_REMARK
                        : h->cm                  ? FH_PAUSE_ROOTS /* began a concurrent marking */
                        : h->gen.collecting_young ? FH_PAUSE_YOUNG
                        : h->compact_builds != h->builds_seen ? FH_PAUSE_FLIP
@@ -176,12 +177,13 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   if (measured) gc_pool_charge(&h->pool, &usage0);
   h->pause_is_remark = remark_only;
   gc_account_pause(h, t0);
-  h->pause_is_remark = 0;
+  h->pause_is_remark = h->pause_is_flip = 0;
   pthread_mutex_lock(&h->stats_lock);
   gc_events_collected(h, watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);
   world_resume(h);
   mc_after_pause(h);         /* a slide's end-of-cycle task */
+  mc_start_worker(h);        /* the compaction worker of a flip in this pause */
   mark_sweep_after_pause(h); /* the sweeper a remark deferred */
   cmark_start_task(h);       /* a concurrent marking begun in this pause */
   return rc;

@@ -261,6 +261,7 @@ void fwd_reset(fwd_tables *t) {
   t->move_bytes = 0;
   t->nranges = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
+  t->cur.started = 0;
 }
 
 /* Each bitmap has one writer while marking (forwarding.h: extra_mark): a
@@ -343,64 +344,60 @@ static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
   }
 }
 
-/* Fill the chunk table and page_first; returns the live bytes.  `hw`:
- * count bits with the POPCNT instruction (a constant once inlined).
+/* Fill the chunk table and page_first for chunks [cur.c, nchunks),
+ * carrying the walk's state in t->cur (so that the chunks below a bound
+ * can be done first, concurrently, and the rest later: fwd_compute_below).
+ * `hw`: count bits with the POPCNT instruction (a constant once inlined).
  *
  * The object covering a page's first word is the last object start at or
  * before it: the last one since the previous page's first word, else the
  * previous page's object.  Each scan stops at the previous page's first
  * word, so all of them read the mark bitmap once in total, and no object
  * header (a cache miss per page) is read. */
-static inline __attribute__((always_inline)) size_t compute_chunks(fwd_tables *t, size_t nchunks,
-                                                                  int hw) {
-  /* From the floor (a young cycle: fwd_set_floor): chunks below it are
-   * never read, and its first page boundary is the first at or above it
-   * (an old object covers any before). */
-  uintptr_t obj = 0, prev = t->lo;
-  size_t acc = t->lo - t->begin, page = align_up(acc, FWD_PAGE) / FWD_PAGE, r = 0, moved = 0;
-  size_t jump = t->nranges ? (t->ranges[0].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
-  for (size_t c = acc >> FWD_CHUNK_SHIFT; c < nchunks; c++) {
-    if (__builtin_expect(c == jump, 0)) {
+static inline __attribute__((always_inline)) void compute_chunks(fwd_tables *t, size_t nchunks,
+                                                                int hw) {
+  fwd_cursor k = t->cur;
+  for (size_t c = k.c; c < nchunks; c++) {
+    if (__builtin_expect(c == k.jump, 0)) {
       /* A pinned range starts here: it forwards to itself, and the
        * destination bytes the objects below it left are a gap
        * (fwd_pin_ranges made sure they end at or below it). */
-      fwd_range *g = &t->ranges[r];
-      g->gap_lo = t->begin + acc;
-      acc = g->lo - t->begin;
-      for (; page * FWD_PAGE < acc; page++) t->page_first[page] = 0;
-      jump = ++r < t->nranges ? (t->ranges[r].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
+      fwd_range *g = &t->ranges[k.r];
+      g->gap_lo = t->begin + k.acc;
+      k.acc = g->lo - t->begin;
+      for (; k.page * FWD_PAGE < k.acc; k.page++) t->page_first[k.page] = 0;
+      k.jump = ++k.r < t->nranges ? (t->ranges[k.r].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
     }
     uint64_t bits = live_word(t, c);
     uint64_t g = t->ngrows ? atomic_load_explicit(&t->grows.words[c], memory_order_relaxed) : 0;
-    t->chunks[c] = (fwd_chunk){bits, acc | (g ? FWD_DEST_GROWS : 0)};
+    t->chunks[c] = (fwd_chunk){bits, k.acc | (g ? FWD_DEST_GROWS : 0)};
     size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
     if (g) live += FWD_WORD * fwd_popcount(g);
     /* The chunk stays put when it forwards to itself and its live words
      * are one run from its start (nothing dead below any of them). */
-    if (acc != c << FWD_CHUNK_SHIFT || (bits & (bits + 1)) != 0 || g) moved += live;
+    if (k.acc != c << FWD_CHUNK_SHIFT || (bits & (bits + 1)) != 0 || g) k.moved += live;
     /* Every page boundary that falls in [acc, acc + live). */
-    for (size_t off = page * FWD_PAGE; off < acc + live; off = ++page * FWD_PAGE) {
-      unsigned k = (unsigned)((off - acc) / FWD_WORD);
-      uintptr_t w = g ? nth_dest_word(t, c, k, g) : nth_live_word(t, c, k);
-      uintptr_t m = last_mark(t, prev, w);
-      if (m) obj = m;
-      prev = w + FWD_WORD;
-      t->page_first[page] = obj;
+    for (size_t off = k.page * FWD_PAGE; off < k.acc + live; off = ++k.page * FWD_PAGE) {
+      unsigned b = (unsigned)((off - k.acc) / FWD_WORD);
+      uintptr_t w = g ? nth_dest_word(t, c, b, g) : nth_live_word(t, c, b);
+      uintptr_t m = last_mark(t, k.prev, w);
+      if (m) k.obj = m;
+      k.prev = w + FWD_WORD;
+      t->page_first[k.page] = k.obj;
     }
-    acc += live;
+    k.acc += live;
   }
-  t->npages = page;
-  t->move_bytes = moved;
-  return acc;
+  if (nchunks > k.c) k.c = nchunks;
+  t->cur = k;
 }
 
 /* The build has no -mpopcnt; a popcount per chunk is a third of this loop
  * (in the pause), so x86-64 gets a POPCNT copy picked at run time, as in
  * page_compact.c. */
 #if defined(__x86_64__) && !defined(__POPCNT__)
-__attribute__((target("popcnt"))) static size_t compute_chunks_popcnt(fwd_tables *t,
-                                                                      size_t nchunks) {
-  return compute_chunks(t, nchunks, 1);
+__attribute__((target("popcnt"))) static void compute_chunks_popcnt(fwd_tables *t,
+                                                                    size_t nchunks) {
+  compute_chunks(t, nchunks, 1);
 }
 #define COMPUTE_CHUNKS(t, n) \
   (__builtin_cpu_supports("popcnt") ? compute_chunks_popcnt(t, n) : compute_chunks(t, n, 0))
@@ -408,24 +405,81 @@ __attribute__((target("popcnt"))) static size_t compute_chunks_popcnt(fwd_tables
 #define COMPUTE_CHUNKS(t, n) compute_chunks(t, n, 0)
 #endif
 
-/* Mark the destination pages each grower's new range touches.  Reads the
- * growers' headers: the old space is still in place (before the flip). */
-static void mark_slow_pages(fwd_tables *t) {
-  for (uintptr_t a = bitmap_next_set(&t->grows, t->begin, t->old_top); a;
-       a = bitmap_next_set(&t->grows, a + FWD_WORD, t->old_top)) {
+/* Mark the destination pages each grower of [lo, hi) touches with its new
+ * range (the chunks up to hi's are computed).  Reads the growers' headers:
+ * the old space is still in place (before the flip). */
+static void mark_slow_pages(fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  for (uintptr_t a = bitmap_next_set(&t->grows, lo, hi); a;
+       a = bitmap_next_set(&t->grows, a + FWD_WORD, hi)) {
     uintptr_t n = fwd_start(t, a) - t->begin;
-    size_t first = n / FWD_PAGE, last = (n + obj_moved_bytes(*(uint64_t *)a) - 1) / FWD_PAGE;
+    /* Atomic: fwd_compute_below runs beside mutators, which may hash
+     * (CAS) the header; its size bits never change. */
+    uint64_t hd = __atomic_load_n((uint64_t *)a, __ATOMIC_RELAXED);
+    size_t first = n / FWD_PAGE, last = (n + obj_moved_bytes(hd) - 1) / FWD_PAGE;
     for (size_t p = first; p <= last; p++) t->slow_pages[p >> 6] |= (uint64_t)1 << (p & 63);
   }
+}
+
+/* Start the walk at the floor: chunks below it are never read, and its
+ * first page boundary is the first at or above it (an old object covers
+ * any before). */
+static void cursor_start(fwd_tables *t) {
+  size_t acc = t->lo - t->begin;
+  t->cur = (fwd_cursor){.c = acc >> FWD_CHUNK_SHIFT,
+                        .acc = acc,
+                        .page = align_up(acc, FWD_PAGE) / FWD_PAGE,
+                        .prev = t->lo,
+                        .jump = t->nranges ? (t->ranges[0].lo - t->begin) >> FWD_CHUNK_SHIFT
+                                           : (size_t)-1,
+                        .dense_c = acc >> FWD_CHUNK_SHIFT,
+                        .started = 1};
+  t->ngrows = atomic_load_explicit(&t->grows_marked, memory_order_relaxed);
+}
+
+/* The dense prefix's scan (full chunks from the floor), continued up to
+ * chunk n. */
+#define DENSE_ENDED ((size_t)1 << 63)
+static void scan_dense(fwd_tables *t, size_t n) {
+  size_t c = t->cur.dense_c;
+  if (c & DENSE_ENDED) return; /* it ended below */
+  while (c < n && live_word(t, c) == ~(uint64_t)0) c++;
+  t->cur.dense_c = c < n ? c | DENSE_ENDED : c;
+}
+
+void fwd_compute_restart(fwd_tables *t) { t->cur.started = 0; }
+
+/* How many chunks fwd_compute_below does between two looks at *stop. */
+#define BELOW_STEP ((size_t)1 << 16)
+
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop) {
+  if (!t->cur.started) cursor_start(t);
+  size_t n = (upto - t->begin) >> FWD_CHUNK_SHIFT; /* whole chunks only */
+  while (t->cur.c < n && !(stop && atomic_load_explicit(stop, memory_order_relaxed))) {
+    size_t e = t->cur.c + BELOW_STEP < n ? t->cur.c + BELOW_STEP : n;
+    uintptr_t from = t->begin + (t->cur.c << FWD_CHUNK_SHIFT);
+    fwd_populate_chunks(t, t->begin + (e << FWD_CHUNK_SHIFT));
+    COMPUTE_CHUNKS(t, e);
+    scan_dense(t, e);
+    if (t->ngrows) mark_slow_pages(t, from, t->begin + (e << FWD_CHUNK_SHIFT));
+  }
+  return t->begin + (t->cur.c << FWD_CHUNK_SHIFT);
 }
 
 void fwd_compute(fwd_tables *t) {
   size_t nchunks = (align_up(t->old_top, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >>
                    FWD_CHUNK_SHIFT;
+  if (!t->cur.started) cursor_start(t);
+  /* Growers found since fwd_compute_below (objects allocated black above
+   * its bound): the chunks it did hold none. */
+  t->ngrows = atomic_load_explicit(&t->grows_marked, memory_order_relaxed);
+  uintptr_t from = t->begin + (t->cur.c << FWD_CHUNK_SHIFT);
   /* Written whole: what the pre-pause call did not fault in, now. */
   fwd_populate_chunks(t, t->old_top);
-  t->ngrows = atomic_load_explicit(&t->grows_marked, memory_order_relaxed);
-  size_t acc = COMPUTE_CHUNKS(t, nchunks);
+  COMPUTE_CHUNKS(t, nchunks);
+  size_t acc = t->cur.acc;
+  t->npages = t->cur.page;
+  t->move_bytes = t->cur.moved;
+  t->cur.started = 0;
   t->new_top = t->begin + acc;
   size_t gaps = 0;
   for (size_t r = 0; r < t->nranges; r++) gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
@@ -433,14 +487,14 @@ void fwd_compute(fwd_tables *t) {
   t->live_bytes = acc - (t->ylo - t->begin) - gaps - t->range_fill_bytes;
   /* The dense prefix: full chunks, then the ones of the first partial one,
    * up to the first grower (it and everything after it move). */
-  size_t c = (t->lo - t->begin) >> FWD_CHUNK_SHIFT;
-  while (c < nchunks && live_word(t, c) == ~(uint64_t)0) c++;
+  scan_dense(t, nchunks);
+  size_t c = t->cur.dense_c & ~DENSE_ENDED;
   size_t dense = c * ((size_t)1 << FWD_CHUNK_SHIFT);
   if (c < nchunks) dense += FWD_WORD * (size_t)__builtin_ctzll(~live_word(t, c));
   if (t->ngrows) {
     uintptr_t g = bitmap_next_set(&t->grows, t->lo, t->old_top);
     if (g && g - t->begin < dense) dense = g - t->begin;
-    mark_slow_pages(t);
+    if (from < t->old_top) mark_slow_pages(t, from, t->old_top);
   }
   if (dense > acc) dense = acc;
   t->dense_pages = dense / FWD_PAGE;

@@ -82,6 +82,16 @@ typedef struct fwd_range {
   uintptr_t lo, hi, gap_lo;
 } fwd_range;
 
+/* fwd_compute's walk over the chunks, kept between fwd_compute_below and
+ * fwd_compute: the next chunk, the destination offset, the next page
+ * boundary and the object covering it, the pinned range next met, the
+ * moved bytes and the dense prefix's scan. */
+typedef struct fwd_cursor {
+  size_t c, acc, page, r, jump, moved, dense_c;
+  uintptr_t obj, prev;
+  int started;
+} fwd_cursor;
+
 typedef struct fwd_tables {
   uintptr_t begin;     /* moving space begin (old and new addresses share it) */
   slot_tags tags;      /* how slots hold references (heap/slot.h) */
@@ -136,6 +146,7 @@ typedef struct fwd_tables {
   size_t nranges, ranges_cap;
   size_t pinned_objects, pinned_bytes; /* this cycle: pinned objects in ranges */
   size_t range_fill_bytes;             /* fillers written over dead words there */
+  fwd_cursor cur; /* fwd_compute's walk (above) */
   /* Results of fwd_compute. */
   size_t live_bytes;   /* bytes of live objects (headers included), not
                           counting the fillers and gaps pins leave */
@@ -241,6 +252,15 @@ size_t fwd_pinned_pages(const fwd_tables *t, const uintptr_t *pins, size_t n);
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);
+/* The part of fwd_compute that needs only the chunks wholly below upto:
+ * run while mutators run once marking is over below upto (concurrent
+ * compaction's remark, collectors/cc_concurrent.c), and fwd_compute does
+ * the rest.  Ends early when *stop is set (stop may be NULL); returns how
+ * far it got.  Only the marks above that bound may change in between. */
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop);
+/* Forget what fwd_compute_below did: fwd_compute starts from the floor
+ * (the marks below its bound changed: a pin or a grower more). */
+void fwd_compute_restart(fwd_tables *t);
 
 /* Index of the first pinned range that ends above destination (or old)
  * address a: a lies in it when its lo <= a; t->nranges when none.

@@ -336,10 +336,9 @@ void mc_forward_setup(mc_state *m, int populate) {
   fwd_set_floor(t, t->young ? m->gen.old_end : t->begin);
 }
 
-int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
+int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
-  bump_space *b = &h->bump[h->active];
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
    * while the space is still in place: their ranges' dead words become
    * fillers there.  Fails only for memory, before anything is written. */
@@ -354,12 +353,17 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
   /* Young: the non-moving and large objects are old, not marked. */
   uint64_t ts = heap_now_ns();
   m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
-  uint64_t t1 = heap_now_ns();
-  m->sweep_ns = t1 - ts;
+  m->sweep_ns = heap_now_ns() - ts;
+  return 0;
+}
+
+void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1) {
+  fh_heap *h = m->h;
+  fwd_tables *t = &m->t;
   fwd_compute(t);
   m->fwd_compute_ns = heap_now_ns() - t1;
   if (t->ngrows) record_growers(h, t);
-  set_walk_points(b, t);
+  set_walk_points(&h->bump[h->active], t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
    * them, if any, counts in forward_ns). */
   mc_mark_end(crew);
@@ -370,6 +374,11 @@ int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
   m->pinned_objects = t->pinned_objects;
   m->pinned_bytes = t->pinned_bytes;
   m->release_cpu_ns = 0; /* a concurrent cycle's releaser sets it */
+}
+
+int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0) {
+  if (mc_forward_pins_sweep(m, crew) < 0) return -1;
+  mc_forward_finish(m, crew, t0, heap_now_ns());
   return 0;
 }
 

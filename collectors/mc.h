@@ -142,6 +142,8 @@ typedef struct mc_state {
    * (mc_policy_flip_extra_ns) */
   double choice_extra_ns;
   size_t choice_refault_bytes, choice_young_kept;
+  int cmarked; /* this cycle marked concurrently: slide or flip by the pause */
+  int worker_pending; /* flipped: mc_start_worker starts the worker after the pause */
 
   /* concurrent phase (concurrent_compact.c) */
   fh_uffd *uffd;
@@ -220,6 +222,13 @@ int mc_prepare_forward(mc_state *m);
  * and the forwarding.  0, or -1 + error with the marks forgotten. */
 void mc_forward_setup(mc_state *m, int populate);
 int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0);
+/* Its two halves: pinned ranges and the non-moving sweep (0, or -1 +
+ * error with the marks forgotten), then the forwarding and the cycle's
+ * figures (marking took [t0, t1)).  Concurrent compaction's split remark
+ * runs the first in the remark and the second in the flip pause, with
+ * fwd_compute_below in between (cc_concurrent.c). */
+int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew);
+void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1);
 /* concurrent_compact's full cycle after mc_prepare_forward: slide in the
  * pause or flip (concurrent_compact.c). */
 int mc_cc_compact(mc_state *m);

@@ -72,6 +72,18 @@ double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, si
   return extra < cap ? extra : cap;
 }
 
+/* A flip's pause without its pinned pages (fhbench pause's flip pauses
+ * of a split remark: 0.3-0.5 ms; docs/architecture.md). */
+#define FLIP_PAUSE_NS 400000.0
+
+int mc_policy_choose_slide_for_pause(const mc_slide_model *p, size_t live_bytes,
+                                     size_t move_bytes, size_t pinned_pages, uint64_t *est_ns) {
+  uint64_t est = mc_policy_slide_ns(p, live_bytes, move_bytes);
+  if (est_ns) *est_ns = est;
+  if (p->force >= 0) return p->force;
+  return (double)est < FLIP_PAUSE_NS + p->pinned_page_ns * (double)pinned_pages;
+}
+
 /* Fewer pages than this say little (a few cache misses dominate). */
 #define LEARN_MIN_PAGES 64
 

@@ -67,6 +67,14 @@ double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, si
 /* mc_policy_choose_slide_pinned with the flip's cost raised by extra_ns. */
 int mc_policy_choose_slide_extra(const mc_slide_model *p, size_t live_bytes, size_t move_bytes,
                                  size_t pinned_pages, double extra_ns, uint64_t *est_ns);
+/* The same for a cycle that marked concurrently: it is there for its
+ * pauses, so a flip is weighed by its pause alone (its mremap, the
+ * update outside the moving space, the registration and its pinned
+ * pages), not by its concurrent work.  fhscheme with concurrent_mark=1
+ * slid 2-5 MiB of live data in 3-11 ms remarks that a flip holds to
+ * about half a millisecond. */
+int mc_policy_choose_slide_for_pause(const mc_slide_model *p, size_t live_bytes,
+                                     size_t move_bytes, size_t pinned_pages, uint64_t *est_ns);
 /* A flip built `pages` pinned pages in its pause in `ns`. */
 void mc_policy_pinned_built(mc_slide_model *p, size_t pages, uint64_t ns);
 /* A slide measured: update_ns for live_bytes, slide_ns for move_bytes

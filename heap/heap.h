@@ -168,13 +168,18 @@ struct fh_heap {
   struct cmark *cm;
   _Atomic int cm_black;  /* allocate black (every thread's ms_black) */
   int cm_manual;         /* tests: no marker task; the test steps the marker */
+  int cm_manual_split;   /* tests: ... and splits the remark (cmark_test_between) */
   int pause_is_remark;   /* the pause being accounted is a remark (driver.c) */
+  int pause_is_flip;     /* ... that ends a split remark (concurrent_mark.c) */
   gc_task cm_task;       /* the last marker task, to be joined (cm_task_live) */
   int cm_task_live;
   const char *cm_off_why; /* why this heap's cycles stop the world to mark */
   /* Figures (fh_dump, fh_stats): concurrent cycles, abandoned ones, the
    * remark pauses, marker time and bytes. */
   uint64_t cm_cycles, cm_abandoned, cm_finished_in_pause, remark_ns_total, remark_ns_max;
+  uint64_t cm_cycles_done;   /* cycles that ended (stop_marker) */
+  uint64_t cm_split_remarks; /* remarks that left the forwarding to the marker */
+  uint64_t cm_split_redone;  /* ... whose flip computed it again (a pin or hash since) */
   uint64_t cm_marker_ns, cm_marker_cpu_ns, cm_marked_bytes, cm_cards_precleaned, cm_cards_remarked;
   uint64_t cm_logged; /* references the SATB barrier logged */
   _Atomic int background;                   /* fh_set_background */

@@ -28,10 +28,46 @@ void idhash_init(idhash_state *s) {
 }
 
 void idhash_destroy(idhash_state *s) {
+  free(s->window);
+  s->window = NULL;
   free(s->keys);
   s->keys = NULL;
   s->cap = s->n = 0;
   pthread_mutex_destroy(&s->lock);
+}
+
+/* ---- the window ------------------------------------------------------ */
+
+void idhash_window_open(fh_heap *h) {
+  idhash_state *s = &h->idhash;
+  s->window_n = 0;
+  s->window_lost = 0;
+  atomic_store_explicit(&s->window_open, 1, memory_order_relaxed);
+}
+
+int idhash_window_close(fh_heap *h, const uintptr_t **objs, size_t *n) {
+  idhash_state *s = &h->idhash;
+  atomic_store_explicit(&s->window_open, 0, memory_order_relaxed);
+  *objs = s->window;
+  *n = s->window_n;
+  return s->window_lost;
+}
+
+static void window_record(idhash_state *s, uintptr_t obj) {
+  pthread_mutex_lock(&s->lock);
+  if (s->window_n == s->window_cap) {
+    size_t cap = s->window_cap ? 2 * s->window_cap : 64;
+    uintptr_t *p = realloc(s->window, cap * sizeof *p);
+    if (!p) {
+      s->window_lost = 1;
+      pthread_mutex_unlock(&s->lock);
+      return;
+    }
+    s->window = p;
+    s->window_cap = cap;
+  }
+  s->window[s->window_n++] = obj;
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- the index (lock held) ------------------------------------------- */
@@ -163,6 +199,11 @@ static __attribute__((noinline)) uint64_t first_hash(fh_thread *t, const void *o
        * it must grow when it moves; the remark finds it in the log. */
       if (t->ms_black && space_contains(&h->bump[h->active].space, obj))
         cmark_satb_log(t, (void *)obj);
+      /* After such a marking, until the flip (world stopped meanwhile
+       * only: open and close happen in pauses, this thread runs). */
+      else if (atomic_load_explicit(&h->idhash.window_open, memory_order_relaxed) &&
+               space_contains(&h->bump[h->active].space, obj))
+        window_record(&h->idhash, a);
       return idhash_mix(idhash_make_key(a, salt));
     }
   }

@@ -56,10 +56,27 @@ typedef struct idhash_state {
   _Atomic uint64_t epoch;      /* bumped whenever a key is recorded */
   _Atomic unsigned salt_floor; /* first salt a first hash may pick */
   _Atomic size_t malloc_hashed; /* first hashes of malloc-space objects (zygote room) */
+  /* The window (idhash_window_open): objects of the active bump space
+   * hashed for the first time while it is open, under `lock`; `lost`: one
+   * could not be recorded (no memory). */
+  _Atomic int window_open;
+  uintptr_t *window;
+  size_t window_n, window_cap;
+  int window_lost;
 } idhash_state;
 
 void idhash_init(idhash_state *s);
 void idhash_destroy(idhash_state *s);
+
+/* Concurrent compaction between its remark and its flip (collectors/
+ * cc_concurrent.c): its forwarding, computed meanwhile, gave no hash word
+ * to an object hashed after marking scanned it.  Open (world stopped):
+ * every first hash of an active bump-space object is recorded from now on.
+ * Close (world stopped): *objs and *n are the payloads recorded (valid
+ * until the next open), and the return value is nonzero when one was lost
+ * (the caller must then look at every object). */
+void idhash_window_open(struct fh_heap *h);
+int idhash_window_close(struct fh_heap *h, const uintptr_t **objs, size_t *n);
 
 /* A 64-bit bijection (murmur3's finaliser): mix(0) = 0, and no key is 0. */
 static inline uint64_t idhash_mix(uint64_t x) {

@@ -103,6 +103,7 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   memcpy(s->recent_pauses, h->recent_pauses, sizeof s->recent_pauses);
   mc_stats_fill(h, s);
   s->concurrent_marks = h->cm_cycles;
+  s->concurrent_marks_done = h->cm_cycles_done;
   s->remark_ns_total = h->remark_ns_total;
   s->remark_ns_max = h->remark_ns_max;
   s->marker_ns = h->cm_marker_ns;
@@ -221,10 +222,14 @@ void fh_dump(fh_heap *h, FILE *out) {
       fprintf(out, "  concurrent marking: off (%s); every marking stops the world\n", off);
     else
       fprintf(out, "  concurrent marking: on; %llu cycles (%llu abandoned, %llu finished in a "
-                   "pause), remark max %.3f ms (total %.3f), marker %.3f ms wall, %.3f ms CPU, "
+                   "pause, %llu with the forwarding computed between the remark and a flip "
+                   "pause, %llu of them computed again in it), remark max %.3f ms (total %.3f), "
+                   "marker %.3f ms wall, %.3f ms CPU, "
                    "%llu bytes marked, %llu references logged by the SATB barrier\n",
               (unsigned long long)s.concurrent_marks, (unsigned long long)h->cm_abandoned,
-              (unsigned long long)h->cm_finished_in_pause, s.remark_ns_max / 1e6,
+              (unsigned long long)h->cm_finished_in_pause,
+              (unsigned long long)h->cm_split_remarks, (unsigned long long)h->cm_split_redone,
+              s.remark_ns_max / 1e6,
               s.remark_ns_total / 1e6, s.marker_ns / 1e6, s.marker_cpu_ns / 1e6,
               (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged);
   } else {

@@ -500,8 +500,12 @@ typedef enum {
    * concurrent_mark=1 on mark_sweep and concurrent_compact its marking is
    * concurrent: fh_collect returns after the initial (roots) pause, and
    * the marker's remark pause ends the cycle later (fh_stats.kind_pauses
-   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  A
-   * collection requested meanwhile finishes that cycle first. */
+   * [FH_PAUSE_REMARK] counts them; fh_gc_wait does not wait for it).  On
+   * concurrent_compact with a large heap the remark only ends the marking:
+   * the marker computes the forwarding with the world running and a
+   * second short pause flips (FH_PAUSE_FLIP).  fh_stats.concurrent_marks_done
+   * counts the cycles that ended.  A collection requested meanwhile
+   * finishes that cycle first. */
   FH_COLLECT_TRIGGERED
 } fh_collect_kind;
 /* 0, or -1 + fh_last_error().  Concurrent kinds return after the pause. */
@@ -715,6 +719,9 @@ typedef struct fh_stats {
    * and the marker's wall and CPU time and the bytes it marked. */
   uint64_t concurrent_marks, remark_ns_total, remark_ns_max;
   uint64_t marker_ns, marker_cpu_ns, marker_bytes;
+  /* Of concurrent_marks, the cycles that have ended (finished or
+   * abandoned): equal when no concurrent marking runs. */
+  uint64_t concurrent_marks_done;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

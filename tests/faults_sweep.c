@@ -554,6 +554,9 @@ int main(int argc, char **argv) {
   /* The ring (32 KB, a large object) is fixed after the flip page by page
    * (collectors/cc_large.h), so that its system calls fail too. */
   setenv("FH_CC_LARGE_MIN", "16384", 0);
+  /* Every concurrent remark is split (collectors/cc_concurrent.c), so that
+   * the flip pause after the marker's forwarding meets failures too. */
+  setenv("FH_CC_SPLIT_MIN", "1", 0);
   const char *only_config = NULL, *only_kind = NULL;
   if (getenv("FH_FAULT_SAMPLES")) samples = (unsigned)atoi(getenv("FH_FAULT_SAMPLES"));
   for (int i = 1; i < argc; i++) {
