@@ -94,9 +94,15 @@ examples: $(EXAMPLE_BINS) $(BUILD)/fhscheme
 # The benchmark runner links faultheap; each baseline allocator is a separate
 # program built from the same workload source, because linking jemalloc,
 # mimalloc or Boehm GC replaces malloc for the whole process.
+# fhbench links jemalloc as fhscheme does (statically where the archive is
+# installed, not under a sanitizer): its children's peak RSS is what the
+# Whippet comparisons measure, and Debian's libjemalloc.so maps libstdc++
+# and libgcc_s besides its own pages (whippet-mt-gcbench at 2x: 25.4 ->
+# 24.4 MiB peak, against Whippet's 23.9; docs/architecture.md, issue 19).
+BENCH_JEMALLOC := $(SCHEME_JEMALLOC)
 $(BUILD)/fhbench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $(BENCH_SRCS) $(BUILD)/libfaultheap.a $(LIBS)
+	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $(BENCH_SRCS) $(BUILD)/libfaultheap.a $(BENCH_JEMALLOC)
 	@if [ -f bench/baselines.mk ]; then $(MAKE) --no-print-directory -f bench/baselines.mk BUILD=$(BUILD) CC="$(CC)"; fi
 
 deps:

@@ -9,7 +9,10 @@
  * existed (sampled every 16384 allocations, so a mean over allocation),
  * its peak, the live data every collection left (GiB, summed: the
  * tracing work, a measure of GC time that does not depend on the
- * machine's load), and its resident memory once each of the first three
+ * machine's load, though it counts a young collection's old generation,
+ * which it does not trace), the collector's CPU time (pauses and its
+ * threads: GC time that neither the load's waits nor that count move),
+ * and its resident memory once each of the first three
  * collections after the fall has finished, against the live data then
  * (issue 19: adaptive returns to within 2x live within three collections;
  * GC time within 1.1x of fixed for <= 0.85x its mean resident memory). */
@@ -90,6 +93,7 @@ static void after_alloc(fh_heap *h, phase_sample *ps, unsigned allocs) {
 
 typedef struct phase_result {
   double wall_ms, pause_ms, mean_mib, peak_mib, collections;
+  double gc_cpu_ms; /* the collector's CPU time: pauses and its threads' (fh_stats gc_*_ns) */
   double mean_before_mib, mean_after_mib; /* the mean before and after the fall */
   double traced_gib;                      /* sum of live after each collection */
   double after_fall_ratio[3];
@@ -163,6 +167,8 @@ static int run_policy(const char *collector, int adaptive, size_t big_mib, size_
   fh_get_stats(h, &s1);
   out->wall_ms = (double)(bench_now_ns() - t0) / 1e6;
   out->pause_ms = (double)(s1.pause_ns_total - s0.pause_ns_total) / 1e6;
+  out->gc_cpu_ms =
+      (double)(s1.gc_user_ns + s1.gc_sys_ns - s0.gc_user_ns - s0.gc_sys_ns) / 1e6;
   out->collections = (double)(s1.collections - s0.collections);
   out->mean_mib = ps.samples ? ps.rss_sum / (double)ps.samples / (1 << 20) : NAN;
   out->traced_gib = ps.traced / (double)(1 << 30);
@@ -225,16 +231,17 @@ int wl_phases(int argc, char **argv) {
   bench_print_header(stdout);
   printf("phases: live grows to %zu MiB, falls to %zu MiB (%s), %d rounds; medians\n", big, small,
          collector ? collector : "default collector", runs);
-  printf("%-9s %9s %9s %6s %7s %10s %10s %10s %10s   %s\n", "policy", "wall ms", "pause ms", "GCs",
-         "traced",
+  printf("%-9s %9s %9s %9s %6s %7s %10s %10s %10s %10s   %s\n", "policy", "wall ms", "pause ms",
+         "GC CPU ms", "GCs", "traced",
          "mean RSS", "(before", "after)", "peak RSS", "RSS/live after the 1st, 2nd, 3rd collection since the fall: "
                      "once it has finished; at the next one's start");
   for (int m = 0; m < 2; m++)
-    printf("%-9s %9.0f %9.1f %6.0f %7.2f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, "
+    printf("%-9s %9.0f %9.1f %9.0f %6.0f %7.2f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f; %.2f, %.2f, "
            "%.2f\n",
            m ? "adaptive" : "fixed",
            median_of(r[m], runs, offsetof(phase_result, wall_ms)),
            median_of(r[m], runs, offsetof(phase_result, pause_ms)),
+           median_of(r[m], runs, offsetof(phase_result, gc_cpu_ms)),
            median_of(r[m], runs, offsetof(phase_result, collections)),
            median_of(r[m], runs, offsetof(phase_result, traced_gib)),
            median_of(r[m], runs, offsetof(phase_result, mean_mib)),

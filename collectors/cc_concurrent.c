@@ -21,7 +21,6 @@
  * turns into this cycle's remark (the full collection). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "collectors/concurrent_mark.h"
 #include "collectors/mc.h"
@@ -34,22 +33,27 @@ typedef struct cc_cycle {
   mc_cmarker *mk;     /* NULL once the marking is over */
   uintptr_t boundary; /* the top at the initial pause */
   int populated;      /* the marker faulted the bitmaps in */
-  /* A split remark (cc_remark): the top then (the marks below it are
-   * final), the pins it saw, what it marked black, and its figures. */
+  /* A split remark (cc_remark): the top then (below it the marking is
+   * over), whether it had pins (the forwarding below the cut is then left
+   * to the flip), what was marked black (done: [boundary, cut)), and its
+   * figures. */
   uintptr_t cut;
-  uintptr_t *pins;
-  size_t npins;
-  int pins_unknown; /* they could not be kept: compare as changed */
+  int remark_pins;
   size_t black;
-  uint64_t t0, t1, remark_log_ns, remark_mark_ns, remark_black_ns, between_ns;
+  int black_done;
+  uint64_t t0, t1, remark_log_ns, remark_mark_ns, remark_black_ns, between_ns, between_black_ns;
   uintptr_t between_done; /* how far fwd_compute_below got */
 } cc_cycle;
 
 /* The collected space from which a remark leaves the forwarding to the
  * marker (a second, short pause then flips): fwd_compute takes about
  * 4 us a MiB of it here, below this less than the second pause's own
- * stopping and resuming (FH_CC_SPLIT_MIN: tests, measurements; 0 never). */
+ * stopping and resuming (FH_CC_SPLIT_MIN: tests, measurements; 0 never).
+ * The same for what mutators allocated while marking ran: marking it
+ * black walks its headers, 0.2-0.3 ms a MiB (fhscheme's programs
+ * allocated up to 110 MiB while the marker ran). */
 #define CC_SPLIT_MIN_DEFAULT ((size_t)32 << 20)
+#define CC_SPLIT_BLACK_MIN ((size_t)1 << 20)
 
 static size_t split_min(void) {
   const char *e = getenv("FH_CC_SPLIT_MIN"); /* once a cycle, in its remark */
@@ -104,7 +108,6 @@ static void forget_marks(fh_heap *h, mc_state *m) {
 static void cycle_free(cc_cycle *c) {
   pthread_mutex_destroy(&c->cm.satb_lock);
   mc_cmark_abandon(c->mk);
-  free(c->pins);
   free(c);
 }
 
@@ -119,13 +122,6 @@ static void cc_abandon(fh_heap *h, cmark *cm) {
   }
   forget_marks(h, c->mc);
   cycle_free(c);
-}
-
-/* The pins of this pause are the ones the split remark saw. */
-static int same_pins(const fh_heap *h, const cc_cycle *c) {
-  if (c->pins_unknown) return 0;
-  size_t n = h->pins.gathered ? h->pins.n : 0;
-  return n == c->npins && (!n || memcmp(h->pins.starts, c->pins, n * sizeof *c->pins) == 0);
 }
 
 /* An object of [lo, cut) hashed since the split remark has no hash word
@@ -156,20 +152,26 @@ static size_t late_growers(fh_heap *h, cc_cycle *c) {
   return found;
 }
 
-/* Whether to split this remark (cmark_ops.remark): a large enough space,
- * and pins that stay (conservative stack words change at every pause). */
+/* Whether to split this remark (cmark_ops.remark): a large enough space
+ * (its forwarding) or enough allocated while marking (its black marking).
+ * Not with conservative stack roots: the flip's stack words pin the
+ * objects allocated in between, at the top of the space, and the space
+ * ratcheted up behind them faster than it does unsplit (a 128 MiB heap
+ * ran out with 1 MiB live; docs/architecture.md, "The split remark"). */
 static int split_worth(const fh_heap *h, const cc_cycle *c) {
   size_t min = split_min();
   const fwd_tables *t = &c->mc->t;
   uintptr_t top = atomic_load(&h->bump[h->active].top);
-  return min && !c->cm.satb_failed && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE &&
-         !t->young && top - t->lo >= min;
+  size_t black_min = min < CC_SPLIT_BLACK_MIN ? min : CC_SPLIT_BLACK_MIN;
+  return min && !c->cm.satb_failed && !t->young &&
+         h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE &&
+         (top - t->lo >= min || top - c->boundary >= black_min);
 }
 
 /* The remark's marking: the threads' logs, the roots again, drain and
  * weak processing, the objects allocated since the initial pause marked
  * black.  World stopped (TLABs retired, pins gathered), marker stopped. */
-static void end_marking(fh_heap *h, cc_cycle *c) {
+static void end_marking(fh_heap *h, cc_cycle *c, int black) {
   cmark *cm = &c->cm;
   mc_state *m = c->mc;
   c->t0 = heap_now_ns();
@@ -182,7 +184,10 @@ static void end_marking(fh_heap *h, cc_cycle *c) {
   uint64_t t2 = heap_now_ns();
   fwd_tables *t = &m->t;
   uintptr_t top = atomic_load(&h->bump[h->active].top);
-  c->black = mc_mark_black(t, c->boundary, top);
+  if (black) {
+    c->black = mc_mark_black(t, c->boundary, top);
+    c->black_done = 1;
+  }
   c->cut = t->old_top = top;
   m->old_used = top - t->begin;
   c->t1 = heap_now_ns();
@@ -204,12 +209,15 @@ static void trace_remark(const cc_cycle *c, uint64_t t4, uint64_t fwd, int split
   uint64_t known = ledger + m->mremap_ns + m->update_ns;
   if (split)
     fprintf(stderr,
-            "faultheap cc remark (split): log %.3f mark %.3f black %.3f (%zu KiB) sweep %.3f ms; "
-            "forwarding below the cut after it %.3f ms (%s); flip pause: black %.3f "
-            "forward %.3f (fwd_compute %.3f) ",
-            c->remark_log_ns / 1e6, c->remark_mark_ns / 1e6, c->remark_black_ns / 1e6,
-            (size_t)(c->cut - c->boundary) >> 10, m->sweep_ns / 1e6, c->between_ns / 1e6,
-            c->between_done >= c->cut - FWD_RANGE_ALIGN ? "whole" : "partial",
+            "faultheap cc remark (split): log %.3f mark %.3f sweep %.3f ms; after it: black "
+            "%.3f (%zu KiB), forwarding below the cut %.3f ms (%s); flip pause: black, pins "
+            "%.3f forward %.3f (fwd_compute %.3f) ",
+            c->remark_log_ns / 1e6, c->remark_mark_ns / 1e6, m->sweep_ns / 1e6,
+            c->between_black_ns / 1e6, (size_t)(c->cut - c->boundary) >> 10,
+            (c->between_ns - c->between_black_ns) / 1e6,
+            c->remark_pins                                  ? "left to the flip: pins"
+            : c->between_done >= c->cut - FWD_RANGE_ALIGN ? "whole"
+                                                            : "partial",
             (c->t1 - c->t0) / 1e6, (t4 - c->t1) / 1e6, m->fwd_compute_ns / 1e6);
   else
     fprintf(stderr,
@@ -256,64 +264,68 @@ static int compact(fh_heap *h, cc_cycle *c, uint64_t t4, int split) {
 }
 
 /* A split remark (cmark_ops.remark), world stopped: marking ends here,
- * with the pinned ranges and the non-moving sweep; the marker computes the
- * forwarding below the cut once the world runs (cc_between), and the flip
- * pause (cc_finish) computes the rest: what was allocated meanwhile, above
- * the cut, slides as one more run of live objects. */
+ * with the non-moving sweep.  Once the world runs, the marker marks black
+ * what was allocated while it marked (below the cut) and computes the
+ * forwarding below the cut (cc_between); the flip pause (cc_finish)
+ * marks black what was allocated since, makes the pinned ranges and
+ * computes the rest of the forwarding: the objects above the cut slide
+ * as one more run of live words. */
 static int cc_remark(fh_heap *h, cmark *cm) {
   cc_cycle *c = (cc_cycle *)cm;
   if (!split_worth(h, c)) return 0;
-  end_marking(h, c);
-  mc_state *m = c->mc;
-  if (mc_forward_pins_sweep(m, NULL) < 0) return -1; /* the marks are forgotten */
-  size_t n = h->pins.gathered ? h->pins.n : 0;
-  if (n) {
-    c->pins = malloc(n * sizeof *c->pins);
-    if (c->pins) memcpy(c->pins, h->pins.starts, n * sizeof *c->pins);
-    else c->pins_unknown = 1;
-  }
-  c->npins = n;
+  end_marking(h, c, 0);
+  mc_sweep_outside(c->mc);
+  /* Pins now: the forwarding below the cut is computed without pinned
+   * ranges only when there is none now (fh_pin is rare with precise
+   * roots; stack words always pin with conservative ones). */
+  c->remark_pins = h->pins.gathered && h->pins.n;
   idhash_window_open(h);
   return 1;
 }
 
 static void cc_between(void *tracer, const _Atomic int *stop) {
   cc_cycle *c = tracer;
+  fwd_tables *t = &c->mc->t;
   uint64_t t0 = heap_now_ns();
-  c->between_done = fwd_compute_below(&c->mc->t, c->cut, stop);
+  /* Mutators allocate above the cut only (their TLABs were retired in
+   * the remark): [boundary, cut) is parseable and stays so. */
+  c->black = mc_mark_black(t, c->boundary, c->cut);
+  c->black_done = 1;
+  c->between_black_ns = heap_now_ns() - t0;
+  if (!c->remark_pins) c->between_done = fwd_compute_below(t, c->cut, stop);
   c->between_ns = heap_now_ns() - t0;
 }
 
-/* The flip pause of a split remark, world stopped: the objects allocated
- * since the cut marked black, the forwarding completed (or computed again
- * when a pin or a hashed object changed the marks below the cut), then
- * slide or flip. */
+/* The flip pause of a split remark, world stopped: black marking of what
+ * was allocated since the cut (and below it, if the marker did not get
+ * to it), the pinned ranges of this pause, then the forwarding completed,
+ * or computed again from the floor when the marks below the cut changed
+ * (an object hashed there since the remark, or pinned ranges the marker
+ * computed without), then slide or flip. */
 static int flip_after_split(fh_heap *h, cc_cycle *c) {
   mc_state *m = c->mc;
   fwd_tables *t = &m->t;
   uint64_t t1 = heap_now_ns();
   cmark_satb_forget(h, &c->cm); /* none since the remark: the barrier was off */
+  if (!c->black_done) {
+    c->black = mc_mark_black(t, c->boundary, c->cut);
+    c->black_done = 1;
+  }
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   c->black += mc_mark_black(t, c->cut, top);
   t->old_top = top;
   m->old_used = top - t->begin;
   int redo = late_growers(h, c) > 0;
-  if (!same_pins(h, c)) {
-    redo = 1;
-    /* The new set's ranges (the old ones' fillers stay, as dead objects
-     * that now move with the rest). */
-    if (h->pins.gathered ? fwd_pin_ranges(t, h->pins.starts, h->pins.n) < 0
-                         : (t->nranges = 0, 0)) {
-      forget_marks(h, m);
-      cycle_free(c);
-      return -1;
-    }
+  if (mc_forward_pins(m, NULL) < 0) { /* the marks are forgotten */
+    cycle_free(c);
+    return -1;
   }
-  if (redo) {
+  if (t->nranges) redo = 1;
+  if (redo && t->cur.started) {
     h->cm_split_redone++;
     fwd_compute_restart(t);
   }
-  c->t1 = heap_now_ns(); /* the trace's "black" of this pause: up to here */
+  c->t1 = heap_now_ns(); /* the trace's "black, pins" of this pause: up to here */
   c->t0 = t1;
   mc_forward_finish(m, NULL, t1, heap_now_ns());
   return compact(h, c, heap_now_ns(), 1);
@@ -343,7 +355,7 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
     m->gen.at = h->collections; /* as in compact() */
     return rc;
   }
-  end_marking(h, c);
+  end_marking(h, c, 1);
   if (mc_forward_marked(m, NULL, c->t0) < 0) {
     cycle_free(c);
     return -1;

@@ -82,6 +82,12 @@ typedef struct fwd_range {
   uintptr_t lo, hi, gap_lo;
 } fwd_range;
 
+/* A stretch of dead words inside a pinned range, now one filler object
+ * (fwd_pin_ranges): free memory once the cycle is over. */
+typedef struct fwd_span {
+  uintptr_t lo, hi;
+} fwd_span;
+
 /* fwd_compute's walk over the chunks, kept between fwd_compute_below and
  * fwd_compute: the next chunk, the destination offset, the next page
  * boundary and the object covering it, the pinned range next met, the
@@ -136,6 +142,10 @@ typedef struct fwd_tables {
    * cycle's reset wrote zeroes there (fwd_reset), and the next marking
    * need not fault them in (empty: unknown). */
   uintptr_t kept_lo, kept_hi;
+  /* The mark and live bitmaps and the chunks of [begin, this) went back
+   * to the kernel since the last full cycle: young cycles' floors passed
+   * them (fwd_reset). */
+  uintptr_t released_below;
   /* Set by the caller before fwd_reset: this cycle slid in place (with the
    * world stopped), so its tables are kept like a young cycle's. */
   int slid;
@@ -146,6 +156,10 @@ typedef struct fwd_tables {
   size_t nranges, ranges_cap;
   size_t pinned_objects, pinned_bytes; /* this cycle: pinned objects in ranges */
   size_t range_fill_bytes;             /* fillers written over dead words there */
+  /* Those fillers, ascending (as many as memory allowed: they are only
+   * offered to the allocator as holes, collectors/mark_compact.c). */
+  fwd_span *fills;
+  size_t nfills, fills_cap;
   fwd_cursor cur; /* fwd_compute's walk (above) */
   /* Results of fwd_compute. */
   size_t live_bytes;   /* bytes of live objects (headers included), not

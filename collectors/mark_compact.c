@@ -337,6 +337,12 @@ void mc_forward_setup(mc_state *m, int populate) {
 }
 
 int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew) {
+  if (mc_forward_pins(m, crew) < 0) return -1;
+  mc_sweep_outside(m);
+  return 0;
+}
+
+int mc_forward_pins(mc_state *m, mc_mark_crew *crew) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   /* Pinned objects become fixed points (forwarding.h: pinned ranges),
@@ -350,17 +356,21 @@ int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew) {
     los_clear_marks(&h->los);
     return -1;
   }
+  return 0;
+}
+
+void mc_sweep_outside(mc_state *m) {
   /* Young: the non-moving and large objects are old, not marked. */
   uint64_t ts = heap_now_ns();
-  m->nm_freed = t->young ? 0 : heap_sweep_nonmoving(h);
+  m->nm_freed = m->t.young ? 0 : heap_sweep_nonmoving(m->h);
   m->sweep_ns = heap_now_ns() - ts;
-  return 0;
 }
 
 void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
   fwd_compute(t);
+  m->hole_bytes = SIZE_MAX; /* the gaps are known from here on (mc_holes.c) */
   m->fwd_compute_ns = heap_now_ns() - t1;
   if (t->ngrows) record_growers(h, t);
   set_walk_points(&h->bump[h->active], t);
@@ -477,19 +487,6 @@ int mc_prepare_move(mc_state *m) {
 
 int mc_prepare(mc_state *m) { return mc_prepare_forward(m) < 0 ? -1 : mc_prepare_move(m); }
 
-/* Smaller gaps stay fillers: a TLAB carved from one would hold a few
- * objects at most. */
-#define MC_HOLE_MIN 1024u
-
-size_t mc_hole_bytes(const mc_state *m) {
-  const fwd_tables *t = &m->t;
-  size_t n = 0;
-  for (size_t r = 0; r < t->nranges; r++)
-    if (t->ranges[r].lo - t->ranges[r].gap_lo >= MC_HOLE_MIN)
-      n += t->ranges[r].lo - t->ranges[r].gap_lo;
-  return n;
-}
-
 /* After a slide the pages above the new top still hold the old objects:
  * claims there zero them (dirty_end), cache-warm, and the start of the
  * next allocation window needs no fault.  What lies past that start
@@ -568,31 +565,6 @@ void mc_poison_last_page(mc_state *m) {
   heap_poison(lo + FH_HEADER_BYTES, hi);
 }
 
-size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
-  const fwd_tables *t = &m->t;
-  size_t n = 0;
-  /* One hole per gap filler (cut every GiB: forwarding.h). */
-  for (size_t r = 0; r < t->nranges; r++)
-    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
-      e = fwd_gap_filler_end(t, a, lo);
-      if (e - a < MC_HOLE_MIN) continue;
-      if (n < max) out[n] = (bump_hole){a, e};
-      n++;
-    }
-  return n;
-}
-
-void mc_publish_holes(mc_state *m) {
-  size_t n = mc_holes(m, NULL, 0);
-  bump_hole *hs = n ? malloc(n * sizeof *hs) : NULL;
-  if (!hs) return; /* no reuse: harmless */
-  /* Generations (mc_gen.h): objects allocated into a hole below the old
-   * generation's end are old from birth, as large objects are: found on
-   * their cards like any old object (walks pass through the hole's
-   * objects by their headers), collected by full collections only. */
-  bump_space_set_holes(&m->h->bump[m->h->active], hs, mc_holes(m, hs, n));
-}
-
 void mc_worker_first(mc_state *m) {
   ledger_plan_deferred(&m->ledger, &m->t); /* the releaser's first step, unless it began */
   cc_large_work(m, m->worker_buf);
@@ -609,6 +581,7 @@ void mc_end_cycle(mc_state *m) {
     memset((void *)m->page_state, 0, m->t.npages * sizeof(uint32_t));
   m->t.slid = m->slid; /* a slide's tables stay resident (fwd_reset) */
   fwd_reset(&m->t);
+  m->hole_bytes = 0; /* no range, no hole */
 }
 
 /* ---- stop-the-world schedule ---- */
@@ -708,10 +681,25 @@ void mc_trace(mc_state *m, const char *what) {
   if (!trace) return;
   fprintf(stderr,
           "faultheap mc %s: used %zu KiB live %zu KiB; mark %.2f forward %.2f mremap %.3f "
-          "update %.2f (moving space %.2f) %s %.2f ms\n",
+          "update %.2f (moving space %.2f) %s %.2f ms; moved %zu KiB, top %zu KiB\n",
           what, m->old_used >> 10, m->t.live_bytes >> 10, m->mark_ns / 1e6, m->forward_ns / 1e6,
           m->mremap_ns / 1e6, m->update_ns / 1e6, m->slid ? m->slide_update_ns / 1e6 : 0.0,
-          m->slid ? "slide" : "build", m->build_ns / 1e6);
+          m->slid ? "slide" : "build", m->build_ns / 1e6, m->t.move_bytes >> 10,
+          (size_t)(m->t.new_top - m->t.begin) >> 10);
+  const fwd_tables *t = &m->t;
+  if (!t->nranges) return;
+  /* Where pins cost memory: the ranges' dead words (fillers), the gaps
+   * below the ranges, and the destination top against the live bytes. */
+  size_t gaps = 0, span = 0;
+  for (size_t r = 0; r < t->nranges; r++) {
+    gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
+    span += t->ranges[r].hi - t->ranges[r].lo;
+  }
+  fprintf(stderr,
+          "faultheap mc pins: %zu objects in %zu ranges (%zu KiB), fill %zu KiB, gaps %zu KiB, "
+          "new top %zu KiB\n",
+          t->pinned_objects, t->nranges, span >> 10, t->range_fill_bytes >> 10, gaps >> 10,
+          (size_t)(t->new_top - t->begin) >> 10);
 }
 
 /* Used space up to which a slide's end needs no thread: its bitmaps are

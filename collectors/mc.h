@@ -111,6 +111,7 @@ typedef struct mc_state {
 
   /* this cycle */
   size_t old_used, nm_freed;
+  size_t hole_bytes; /* mc_hole_bytes of this cycle; SIZE_MAX: not yet counted */
   size_t black_bytes; /* allocated while marking concurrently (mc_account) */
   size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */
@@ -223,11 +224,13 @@ int mc_prepare_forward(mc_state *m);
 void mc_forward_setup(mc_state *m, int populate);
 int mc_forward_marked(mc_state *m, mc_mark_crew *crew, uint64_t t0);
 /* Its two halves: pinned ranges and the non-moving sweep (0, or -1 +
- * error with the marks forgotten), then the forwarding and the cycle's
- * figures (marking took [t0, t1)).  Concurrent compaction's split remark
- * runs the first in the remark and the second in the flip pause, with
- * fwd_compute_below in between (cc_concurrent.c). */
+ * error with the marks forgotten; each also alone), then the forwarding
+ * and the cycle's figures (marking took [t0, t1)).  Concurrent
+ * compaction's split remark sweeps in the remark and does the rest in the
+ * flip pause, with fwd_compute_below in between (cc_concurrent.c). */
 int mc_forward_pins_sweep(mc_state *m, mc_mark_crew *crew);
+int mc_forward_pins(mc_state *m, mc_mark_crew *crew);
+void mc_sweep_outside(mc_state *m);
 void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1);
 /* concurrent_compact's full cycle after mc_prepare_forward: slide in the
  * pause or flip (concurrent_compact.c). */
@@ -278,14 +281,15 @@ void mc_publish_top(mc_state *m);
  * the last destination page, where objects that died or moved lay. */
 void mc_poison_last_page(mc_state *m);
 /* Every page built and mapped (unregistered): hand the gaps the pinned
- * ranges left (forwarding.h) to the allocator as holes
- * (spaces/bump_space.h), so that they fill before the space grows. */
+ * ranges left (forwarding.h), and the dead words inside the ranges (their
+ * fillers), to the allocator as holes (spaces/bump_space.h), so that they
+ * fill before the space grows. */
 void mc_publish_holes(mc_state *m);
-/* The holes the cycle's gaps make (what mc_publish_holes hands the bump
+/* The holes the cycle's pins leave (what mc_publish_holes hands the bump
  * space), up to max of them into out; returns how many there are. */
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max);
 /* Bytes of all of them (however many there are). */
-size_t mc_hole_bytes(const mc_state *m);
+size_t mc_hole_bytes(mc_state *m);
 /* After a cycle (mark_compact.c): note, while the tables hold it, the
  * window the mutators will allocate into (the holes, then above the new
  * top); then, on the thread that ends the cycle, fault it in ahead of

@@ -720,7 +720,9 @@ size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
    * retired in this pause: the range is parseable by headers, fillers
    * between) is live for the cycle. */
   for (uintptr_t a = from; a < to;) {
-    uint64_t hd = *(const uint64_t *)a;
+    /* Atomic: after a split remark this runs beside the mutators, which
+     * may hash (CAS) a header; its size and type never change. */
+    uint64_t hd = __atomic_load_n((const uint64_t *)a, __ATOMIC_RELAXED);
     size_t bytes = obj_bytes(hd);
     if (hdr_type(hd) != FH_FILLER_TYPE) {
       fwd_mark_start(t, a);

@@ -342,7 +342,7 @@ void heap_set_trigger_moving(fh_heap *h, size_t live, size_t occupied, int thp) 
    * since its speed s is measured per such byte: a large object is marked
    * as one object and never copied or slid, so counting a live 50 MB array
    * there would buy ~sqrt(50 MB) of allocation its collections never pay
-   * for; its 3x bound counts them (heap/sizer.c).  (Leaving large objects out of fixed too halved the budget of
+   * for; its bound (fixed's budget) counts them (heap/sizer.c).  (Leaving large objects out of fixed too halved the budget of
    * Whippet's mt-gcbench shape, whose 4 MB array is half its live data:
    * 68 -> 127 collections, 1.4x -> 1.9-3.4x Whippet's time.)  Either way
    * they take room under heap_max (below). */

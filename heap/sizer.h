@@ -2,8 +2,10 @@
  * (Kirisame, Shenoy and Panchekha, OOPSLA 2022).  The allocation budget
  * until the next collection is
  *     extra = sqrt(live * expansiveness * (allocation rate / collection speed))
- * clamped to [min_alloc_trigger, 3 * live] (large objects counted there)
- * and by heap_max: a heap whose
+ * clamped to [min_alloc_trigger, (growth_factor_pct - 100)% of live]
+ * (large objects counted there: heap_policy=fixed's budget, 2x live by
+ * default, so adaptive never holds more than fixed) and by heap_max: a
+ * heap whose
  * mutator allocates fast relative to how fast the collector gets through
  * its live data gets more room, and room grows with the square root of
  * the live size rather than in proportion.  Both rates are measured:
@@ -56,7 +58,7 @@ void sizer_pause_start(struct fh_heap *h, uint64_t t0);
 void sizer_pause_end(struct fh_heap *h, uint64_t pause_ns, uint64_t now);
 /* heap_policy=adaptive: the allocation budget after a collection that
  * left `live` bytes it traces and moves (large objects aside) among
- * `all_live` (the sqrt rule uses the first, the 3x bound the second;
+ * `all_live` (the sqrt rule uses the first, fixed's bound the second;
  * heap_set_trigger clamps the result by heap_max). */
 size_t sizer_extra(struct fh_heap *h, size_t live, size_t all_live);
 /* May a compacting cycle copy rather than slide in place?  A flip keeps

@@ -138,8 +138,10 @@ typedef struct fh_options {
                                  Kirisame et al. 2022): less room for large
                                  heaps and slow allocation, more for small
                                  heaps and fast allocation; between
-                                 min_alloc_trigger and 3 * live (large
-                                 objects counted there).  Either way
+                                 min_alloc_trigger and fixed's budget,
+                                 live * (growth_factor_pct - 100) / 100
+                                 (large objects counted there), so never
+                                 more than "fixed".  Either way
                                  heap_max caps it, and memory above the next
                                  target is given back after each collection */
   size_t heap_expansiveness;  /* adaptive: the constant in bytes; default

@@ -14,6 +14,7 @@
  * GC_CAUSE_REMARK collection is the split remark, cmark_test_between runs
  * the marker's work, and the next GC_CAUSE_REMARK collection flips.
  * FH_CC_SPLIT_MIN=1 splits every remark, however small the heap. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,11 +39,12 @@ typedef struct split_case {
   void **arr;
 } split_case;
 
-static void split_setup(split_case *c) {
+static void split_setup_with(split_case *c, const char *extra) {
   if (!test_have_uffd()) test_skip_without_uffd();
   setenv("FH_CC_SPLIT_MIN", "1", 1);
-  c->h = test_heap_attached("concurrent_compact", "concurrent_mark=1,generational=0,verify=1",
-                            &c->ty, &c->t);
+  char spec[128];
+  snprintf(spec, sizeof spec, "concurrent_mark=1,generational=0,verify=1%s", extra);
+  c->h = test_heap_attached("concurrent_compact", spec, &c->ty, &c->t);
   c->h->cm_manual = 1;
   c->h->cm_manual_split = 1;
   fh_thread *t = c->t;
@@ -55,19 +57,25 @@ static void split_setup(split_case *c) {
   }
 }
 
+static void split_setup(split_case *c) { split_setup_with(c, ""); }
+
 static void check_old(void **arr) {
   for (int i = 0; i < OLD; i++) assert_int_equal(((tnode *)arr[i])->value, (uint64_t)i);
 }
 
-/* Roots pause, all the marking, then the split remark. */
-static void mark_and_remark(fh_thread *t) {
+/* All the marking (after the roots pause), then the split remark. */
+static void finish_marking_and_remark(fh_thread *t) {
   fh_heap *h = t->heap;
-  test_cmark_start_cycle(t);
   while (cmark_test_step(h, 1000)) {
   }
   assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
   assert_non_null(h->cm); /* the cycle goes on */
   assert_true(h->cm->remarked);
+}
+
+static void mark_and_remark(fh_thread *t) {
+  test_cmark_start_cycle(t);
+  finish_marking_and_remark(t);
 }
 
 /* The flip pause, then the compaction after it. */
@@ -97,7 +105,15 @@ static void test_allocated_in_between(void **state) {
   split_setup(&c);
   fh_thread *t = c.t;
   fh_heap *h = c.h;
-  mark_and_remark(t);
+  test_cmark_start_cycle(t);
+  uintptr_t boundary = h->mc->t.old_top;
+  for (int i = 0; i < OLD; i += 2) { /* while marking: black, the marker's after the remark */
+    tnode *n = test_node(t, &c.ty, 200000u + (uint64_t)i);
+    assert_true((uintptr_t)n >= boundary);
+    (void)test_node(t, &c.ty, 0);
+    fh_write_ref(t, c.arr[i], (void **)&((tnode *)c.arr[i])->other, n);
+  }
+  finish_marking_and_remark(t);
   uintptr_t cut = h->mc->t.old_top;
   for (int i = 0; i < OLD; i += 3) { /* before the forwarding below the cut */
     tnode *n = test_node(t, &c.ty, 100000u + (uint64_t)i);
@@ -114,8 +130,10 @@ static void test_allocated_in_between(void **state) {
   flip(t);
   assert_true(c.arr[5] != before); /* it moved */
   check_old(c.arr);
-  for (int i = 0; i < OLD; i++)
+  for (int i = 0; i < OLD; i++) {
     if (i % 3 != 2) assert_int_equal(((tnode *)c.arr[i])->next->value, 100000u + (uint64_t)i);
+    if (i % 2 == 0) assert_int_equal(((tnode *)c.arr[i])->other->value, 200000u + (uint64_t)i);
+  }
   fh_stats st;
   fh_get_stats(h, &st);
   assert_int_equal(st.collections, 1);
@@ -158,26 +176,101 @@ static void test_hashed_in_between(void **state) {
   split_finish(&c);
 }
 
-/* An old object pinned between the remark and the flip stays where it is;
- * one unpinned there moves like the rest. */
+/* An old object pinned between the remark and the flip stays where it
+ * is: the marker computed the forwarding without pinned ranges, the flip
+ * computes it again with them. */
 static void test_pinned_in_between(void **state) {
   (void)state;
   split_case c;
   split_setup(&c);
   fh_thread *t = c.t;
   fh_heap *h = c.h;
-  void *released = c.arr[2000];
-  assert_int_equal(fh_pin(t, released), 0);
   mark_and_remark(t);
   void *pinned = c.arr[1000];
   assert_int_equal(fh_pin(t, pinned), 0);
-  fh_unpin(t, released);
   cmark_test_between(h);
   flip(t);
   assert_int_equal(h->cm_split_redone, 1);
   assert_true(c.arr[1000] == pinned);
   check_old(c.arr);
   fh_unpin(t, pinned);
+  split_finish(&c);
+}
+
+/* Pinned at the remark, unpinned before the flip: the forwarding is left
+ * to the flip (nothing to compute again), and the object moves with the
+ * rest; one pinned at both stays. */
+static void test_unpinned_in_between(void **state) {
+  (void)state;
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  fh_heap *h = c.h;
+  void *released = c.arr[2000], *kept = c.arr[2500];
+  assert_int_equal(fh_pin(t, released), 0);
+  assert_int_equal(fh_pin(t, kept), 0);
+  mark_and_remark(t);
+  fh_unpin(t, released);
+  cmark_test_between(h);
+  flip(t);
+  assert_int_equal(h->cm_split_redone, 0);
+  assert_true(c.arr[2000] != released);
+  assert_true(c.arr[2500] == kept);
+  check_old(c.arr);
+  fh_unpin(t, kept);
+  split_finish(&c);
+}
+
+/* The flip marks black itself what the marker did not get to: here it
+ * never ran (the test skips cmark_test_between). */
+static void test_flip_without_between(void **state) {
+  (void)state;
+  split_case c;
+  split_setup(&c);
+  fh_thread *t = c.t;
+  mark_and_remark(t);
+  for (int i = 0; i < OLD; i += 7) {
+    tnode *n = test_node(t, &c.ty, 7u + (uint64_t)i);
+    fh_write_ref(t, c.arr[i], (void **)&((tnode *)c.arr[i])->other, n);
+  }
+  flip(t);
+  check_old(c.arr);
+  for (int i = 0; i < OLD; i += 7)
+    assert_int_equal(((tnode *)c.arr[i])->other->value, 7u + (uint64_t)i);
+  split_finish(&c);
+}
+
+/* Conservative stack roots: the remark is not split (the flip's stack
+ * words would pin what was allocated in between, at the top of the
+ * space); it computes the forwarding and flips itself, and an object
+ * held only by a stack word stays where it is, intact. */
+static void __attribute__((noinline)) conservative_body(split_case *c) {
+  fh_thread *t = c->t;
+  fh_heap *h = c->h;
+  test_cmark_start_cycle(t);
+  tnode *volatile black = test_node(t, &c->ty, 77);
+  fh_write_ref(t, c->arr[3], (void **)&((tnode *)c->arr[3])->other, black);
+  tnode *volatile old = c->arr[1500];
+  void *old_at = old, *black_at = black;
+  fh_write_ref(t, c->arr[3], (void **)&((tnode *)c->arr[3])->other, NULL);
+  while (cmark_test_step(h, 1000)) {
+  }
+  assert_int_equal(gc_run(t, FH_COLLECT_DEFAULT, GC_CAUSE_REMARK, 0), 0);
+  assert_null(h->cm); /* not split */
+  fh_gc_wait(h);
+  assert_int_equal(h->cm_split_remarks, 0);
+  assert_true((void *)old == old_at && (void *)black == black_at);
+  assert_int_equal(old->value, 1500);
+  assert_int_equal(black->value, 77);
+  assert_int_equal(black->check, test_check(77));
+}
+
+static void test_conservative_roots(void **state) {
+  (void)state;
+  split_case c;
+  split_setup_with(&c, ",stack_roots=conservative");
+  conservative_body(&c);
+  check_old(c.arr);
   split_finish(&c);
 }
 
@@ -262,6 +355,9 @@ int main(void) {
       cmocka_unit_test(test_allocated_in_between),
       cmocka_unit_test(test_hashed_in_between),
       cmocka_unit_test(test_pinned_in_between),
+      cmocka_unit_test(test_unpinned_in_between),
+      cmocka_unit_test(test_flip_without_between),
+      cmocka_unit_test(test_conservative_roots),
       cmocka_unit_test(test_collect_in_between),
       cmocka_unit_test(test_fork_in_between),
       cmocka_unit_test(test_rewire_split_sigbus),

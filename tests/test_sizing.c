@@ -109,7 +109,7 @@ static void fixed_budget_counts_large_objects(void **state) {
  * so MemBalancer's sqrt(live) leaves it out. */
 static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
   (void)state;
-  /* A constant small enough that neither budget meets the 3x bound. */
+  /* A constant small enough that neither budget meets the bound (2x live). */
   size_t without = budget_exp("mark_compact", "adaptive", 0, "1M", NULL);
   size_t with = budget_exp("mark_compact", "adaptive", 32 * MiB, "1M", NULL);
   fprintf(stderr, "adaptive: budget %zu KiB without a 32 MiB array, %zu KiB with it\n",
@@ -124,7 +124,8 @@ static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
 /* The rule itself, with the measured rates fixed (ratio 2: 2 bytes
  * allocated per ns, 1 ns of collection per live byte), so no timing
  * enters: sqrt(live x expansiveness x ratio), large objects out of the
- * square root but in the 3x bound, never under min_alloc_trigger. */
+ * square root but in the bound (fixed's budget, 2x at growth_factor_pct=300),
+ * never under min_alloc_trigger. */
 static void adaptive_rule_from_fixed_rates(void **state) {
   (void)state;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=512M,heap_policy=adaptive,"
@@ -140,21 +141,27 @@ static void adaptive_rule_from_fixed_rates(void **state) {
   assert_int_equal(sizer_extra(h, 2 * MiB, 34 * MiB), sizer_extra(h, 2 * MiB, 2 * MiB));
   /* Relative room is larger for the smaller heap. */
   assert_true(e16 / (16.0 * MiB) > e64 / (64.0 * MiB));
-  /* The bounds: 3x all live data, min_alloc_trigger. */
+  /* The bounds: fixed's budget of all live data, min_alloc_trigger. */
   h->sizer.alloc_bytes_per_ns = 1e6;
-  assert_int_equal(sizer_extra(h, 2 * MiB, 34 * MiB), 3 * 34 * MiB);
-  assert_int_equal(sizer_extra(h, 2 * MiB, 2 * MiB), 3 * 2 * MiB);
+  assert_int_equal(sizer_extra(h, 2 * MiB, 34 * MiB), 2 * 34 * MiB);
+  assert_int_equal(sizer_extra(h, 2 * MiB, 2 * MiB), 2 * 2 * MiB);
+  h->opt.growth_factor_pct = 150; /* the bound follows fixed's factor */
+  assert_int_equal(sizer_extra(h, 2 * MiB, 34 * MiB), 17 * MiB);
+  h->opt.growth_factor_pct = 300;
   h->sizer.alloc_bytes_per_ns = 1e-9;
   assert_int_equal(sizer_extra(h, 64 * MiB, 64 * MiB), MiB);
   fh_heap_destroy(h);
 }
 
-/* heap_policy=adaptive grows the heap to at most 4x all live data, large
- * objects included (the budget to 3x): with a constant that puts the sqrt
- * rule far past it, 2 MiB of nodes get 3x that, and beside a live 32 MiB
- * array 3x the whole.  (The bound was 4x the traced live data only:
- * 8 MiB either way; on Whippet's quads at 5x that filled heap_max.) */
-static void adaptive_budget_is_at_most_3x_all_live(void **state) {
+/* heap_policy=adaptive gives at most the budget heap_policy=fixed would,
+ * (growth_factor_pct - 100)% of all live data, large objects included (2x
+ * by default): with a constant that puts the sqrt rule far past it, 2 MiB
+ * of nodes get 2x that, and beside a live 32 MiB array 2x the whole.  (The
+ * bound was 4x the traced live data only: 8 MiB either way, and on
+ * Whippet's quads at 5x that filled heap_max; then 3x all live data, a
+ * third more than fixed, which held more memory than fixed on fhbench
+ * phases.) */
+static void adaptive_budget_is_at_most_fixeds(void **state) {
   (void)state;
   size_t live0, live1;
   size_t without = budget_exp("mark_compact", "adaptive", 0, "1T", &live0);
@@ -163,8 +170,11 @@ static void adaptive_budget_is_at_most_3x_all_live(void **state) {
                   "%zu KiB with a 32 MiB array\n", without >> 10, live0 >> 10, with >> 10,
           live1 >> 10);
   assert_true(live1 >= live0 + 32 * MiB);
-  assert_true(without >= 3 * live0 - 4096 && without <= 3 * live0 + 4096);
-  assert_true(with >= 3 * live1 - 4096 && with <= 3 * live1 + 4096);
+  assert_true(without >= 2 * live0 - 4096 && without <= 2 * live0 + 4096);
+  assert_true(with >= 2 * live1 - 4096 && with <= 2 * live1 + 4096);
+  /* fixed's budget for the same heap */
+  size_t fixed = budget_with("mark_compact", "fixed", 32 * MiB);
+  assert_true(with <= fixed + 4096);
 }
 
 /* ---- resident memory follows live data down (adaptive) ---- */
@@ -304,6 +314,50 @@ static void compaction_keeps_a_quarter_of_the_window(void **state) {
   (void)state;
   window_after("mark_compact"); /* slides */
   if (test_have_uffd()) window_after("concurrent_compact"); /* flips (support_heap.c) */
+}
+
+/* 16 MiB of old data, then young collections: the mark and live bitmaps
+ * and the forwarding chunks of the old generation (1/16 of its bytes),
+ * which no young cycle reads, are not resident.  The full collection's
+ * slide had kept them, zeroed, and every young cycle after it too until
+ * the next full one (collectors/forwarding.c: release_below_floor). */
+static void young_cycles_release_tables_below_floor(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,min_alloc_trigger=8M,generational=1",
+                                  &ty, &t);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, 16 * MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* full: the list is old */
+  fh_stats s0, s1;
+  fh_get_stats(h, &s0);
+  /* Three: the full slide may keep its youngest survivors mid, the next
+   * young cycle promotes them, and the one after has its floor above them
+   * (a cycle releases what lies below its own floor). */
+  for (int k = 0; k < 3; k++) {
+    for (int g = 0; g < 20000; g++) assert_non_null(test_node(t, &ty, g));
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  }
+  fh_get_stats(h, &s1);
+  assert_true(s1.young_collections >= s0.young_collections + 1);
+  const fwd_tables *ft = &h->mc->t;
+  size_t old = h->mc->gen.old_end - ft->begin;
+  assert_true(old >= 12 * MiB); /* 40-byte nodes */
+  size_t bits = align_down(old / 64, FH_PAGE), chunks = align_down(old / 512 * sizeof(fwd_chunk), FH_PAGE);
+  size_t mark = reserve_resident((uintptr_t)ft->mark.words, (uintptr_t)ft->mark.words + bits);
+  size_t live = reserve_resident((uintptr_t)ft->live.words, (uintptr_t)ft->live.words + bits);
+  size_t ch = reserve_resident((uintptr_t)ft->chunks, (uintptr_t)ft->chunks + chunks);
+  fprintf(stderr, "old generation %zu KiB: its tables resident: mark %zu of %zu KiB, live %zu, "
+                  "chunks %zu of %zu\n", old >> 10, mark >> 10, bits >> 10, live >> 10, ch >> 10,
+          chunks >> 10);
+  assert_true(mark <= FH_PAGE && live <= FH_PAGE && ch <= FH_PAGE);
+  size_t k = 0, n = 16 * MiB / 48;
+  for (tnode *x = head; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
 }
 
 /* ---- the collection cost weighs each collection by its size ---- */
@@ -546,12 +600,13 @@ int main(void) {
       cmocka_unit_test(fixed_budget_counts_large_objects),
       cmocka_unit_test(large_objects_do_not_enlarge_the_adaptive_budget),
       cmocka_unit_test(adaptive_rule_from_fixed_rates),
-      cmocka_unit_test(adaptive_budget_is_at_most_3x_all_live),
+      cmocka_unit_test(adaptive_budget_is_at_most_fixeds),
       cmocka_unit_test(flip_needs_room_for_both_copies),
       cmocka_unit_test(adaptive_resident_follows_live_down),
       cmocka_unit_test(cost_counts_gc_thread_cpu),
       cmocka_unit_test(cost_weighs_collections_by_size),
       cmocka_unit_test(compaction_keeps_a_quarter_of_the_window),
+      cmocka_unit_test(young_cycles_release_tables_below_floor),
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
