@@ -30,6 +30,13 @@ int mc_phase_open(fh_heap *h);
 /* If a concurrent compaction phase is open, build its pages alongside the
  * GC worker until none is left to claim (then wait with fh_gc_wait). */
 void mc_help_phase(fh_heap *h);
+/* After the world resumed (gc_lock still held): start the end-of-cycle
+ * task a slide left pending (mark_compact.c), outside the pause. */
+void mc_after_pause(fh_heap *h);
+/* Before any other collection (or zygote compaction) stops the world:
+ * join that task, which may still be reading the moving space
+ * (mc_gen_fill_walk) that the collection is about to move. */
+void mc_quiesce(fh_heap *h);
 /* After a pause that flipped, world running, gc_lock still held: start
  * the concurrent compaction's worker (started in the pause, a woken pool
  * thread can preempt the pausing one: flip pauses of 4-6 ms on a busy

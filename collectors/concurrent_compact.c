@@ -290,6 +290,10 @@ static void end_phase(mc_state *m) {
 }
 
 void mc_join_worker(mc_state *m) {
+  if (m->end_pending) { /* never started: the tables are cleared here, no prefault */
+    m->end_pending = 0;
+    mc_end_cycle(m);
+  }
   if (!m->worker_joinable) return;
   atomic_store(&m->stop_prefault, 1);
   gc_pool_join(&m->h->pool, m->worker);
@@ -544,6 +548,7 @@ static void *worker_main(void *arg) {
   mc_plan_prefault(m); /* before end_phase clears the tables */
   end_phase(m);
   mc_prefault(m);
+  mc_gen_fill_walk(m); /* every page is in place now */
   return NULL;
 }
 
@@ -692,14 +697,36 @@ int mc_cc_compact(mc_state *m) {
   const fwd_tables *t = &m->t;
   m->chose = 1;
   size_t pinned_pages = fwd_pinned_pages(t, m->h->pins.starts, m->h->pins.n);
-  m->chose_slide = (m->cmarked ? mc_policy_choose_slide_for_pause : mc_policy_choose_slide_pinned)(
-      &m->policy, t->live_bytes, t->move_bytes, pinned_pages, &m->choice_est_ns);
+  /* What else a flip costs (mc_policy.h): the pages above the new top
+   * that a slide keeps for the next window (publish_slid) and a flip gives
+   * back, and the young survivors a slide keeps young and a flip promotes.
+   * Not for a concurrently marked cycle, which is there for its pauses. */
+  const bump_space *b = &h->bump[h->active];
+  uintptr_t resident = b->dirty_end > t->old_top ? b->dirty_end : t->old_top;
+  size_t above = resident > t->new_top ? resident - t->new_top : 0, win = sizer_resident_window(h);
+  m->choice_refault_bytes = m->cmarked ? 0 : above < win ? above : win;
+  m->choice_young_kept = m->cmarked ? 0 : mc_gen_keepable_bytes(m);
+  m->choice_extra_ns = mc_policy_flip_extra_ns(&m->policy, m->choice_refault_bytes,
+                                               m->choice_young_kept, m->thp);
+  int for_extra = 0;
+  if (m->cmarked) {
+    m->chose_slide = mc_policy_choose_slide_for_pause(&m->policy, t->live_bytes, t->move_bytes,
+                                                      pinned_pages, &m->choice_est_ns);
+  } else {
+    m->chose_slide = mc_policy_choose_slide_extra(&m->policy, t->live_bytes, t->move_bytes,
+                                                  pinned_pages, m->choice_extra_ns,
+                                                  &m->choice_est_ns);
+    for_extra = m->chose_slide && m->policy.force < 0 &&
+                !mc_policy_choose_slide_pinned(&m->policy, t->live_bytes, t->move_bytes,
+                                               pinned_pages, NULL);
+  }
   /* heap/sizer.h: a flip's two copies must fit under heap_max (unless
    * FH_MC_SLIDE=0 insists on flipping). */
   int no_room = !m->chose_slide && m->policy.force != 0 &&
                 !sizer_flip_fits(h, t->old_top - t->begin, t->live_bytes);
   if (no_room) m->chose_slide = 1;
   h->gc_how = no_room                          ? "slid in the pause (no room under heap_max for a flip)"
+              : for_extra ? "slid in the pause (less than a flip with its refaults and promotions)"
               : m->chose_slide && pinned_pages ? "slid in the pause (little to move, or pinned pages)"
               : m->chose_slide                 ? "slid in the pause (little to move)"
                                                : "flipped (concurrent build)";

@@ -128,6 +128,10 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
    * returning: joined before the pause (a descheduled thread made initial
    * pauses of 1-5 ms on a busy machine), not in it. */
   if (!h->cm) cmark_join(h);
+  /* The last compaction's end-of-cycle task reads the moving space
+   * (mc_gen_fill_walk): joined before another kind of collection moves
+   * it, and outside the pause (compactions join it in ops->prepare). */
+  mc_quiesce(h);
   uint64_t t0 = heap_now_ns();
   struct rusage usage0; /* the pause's CPU time and faults: fh_stats.gc_sys_ns */
   int measured = gc_pool_usage_begin(&usage0) == 0;
@@ -178,6 +182,7 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   gc_events_collected(h, watch, heap_now_ns() - t0);
   pthread_mutex_unlock(&h->stats_lock);
   world_resume(h);
+  mc_after_pause(h);         /* a slide's end-of-cycle task */
   mc_start_worker(h);        /* the compaction worker of a flip in this pause */
   mark_sweep_after_pause(h); /* the sweeper a remark deferred */
   cmark_start_task(h);       /* a concurrent marking begun in this pause */

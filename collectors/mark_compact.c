@@ -710,6 +710,7 @@ static void *end_cycle_main(void *arg) {
   mc_state *m = arg;
   mc_end_cycle(m);
   mc_prefault(m);
+  mc_gen_fill_walk(m); /* a full cycle's per-card walk points */
   return NULL;
 }
 
@@ -739,7 +740,21 @@ void mc_slide_cycle(mc_state *m, const char *note) {
     mc_end_cycle(m);
     return;
   }
-  if (gc_pool_start(&m->h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
+  /* Started once the world runs (mc_after_pause): waking a pool thread
+   * from inside the pause let the scheduler hand it this CPU when the
+   * other one was busy, and the pause waited for it. */
+  m->end_pending = 1;
+}
+
+void mc_quiesce(fh_heap *h) {
+  if (h->mc) mc_join_worker(h->mc);
+}
+
+void mc_after_pause(fh_heap *h) {
+  mc_state *m = h->mc;
+  if (!m || !m->end_pending) return;
+  m->end_pending = 0;
+  if (gc_pool_start(&h->pool, &m->worker, "fh-release", end_cycle_main, m) == 0)
     m->worker_joinable = 1;
   else
     mc_end_cycle(m);

@@ -138,6 +138,11 @@ typedef struct mc_state {
    * whether it slid; fh_dump and trace=1 print them */
   uint64_t choice_est_ns;
   int chose_slide, chose;
+  /* and what the flip would have cost beyond its fixed cost: the pages it
+   * gives back that a slide keeps, the young survivors it promotes
+   * (mc_policy_flip_extra_ns) */
+  double choice_extra_ns;
+  size_t choice_refault_bytes, choice_young_kept;
   int cmarked; /* this cycle marked concurrently: slide or flip by the pause */
   int worker_pending; /* flipped: mc_start_worker starts the worker after the pause */
 
@@ -146,6 +151,12 @@ typedef struct mc_state {
   int range_id;
   gc_task worker; /* a task of the heap's GC pool */
   int worker_joinable;
+  /* A slide's end-of-cycle work (clearing the tables, the prefault) waits
+   * for mc_after_pause to start its task once the world runs: started in
+   * the pause, the wakeup could hand this CPU to the task on a busy
+   * machine.  Whoever joins the worker first does it inline instead
+   * (mc_join_worker), so no path can skip it. */
+  int end_pending;
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
                            (FH_MC_MOVE=0 turns it off, for measurement) */

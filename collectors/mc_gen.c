@@ -87,6 +87,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   g->t0 = heap_now_ns();
   g->young = 0;
+  g->fill_walk = 0; /* the last cycle's, if its task never ran it */
   if (!mc_gen_enabled(h)) {
     g->valid = 0;
     return 0;
@@ -407,15 +408,26 @@ void mc_gen_update_outside(mc_state *m) {
  * flip builds its pages concurrently, where no such walk can run. */
 #define KEEP_MID_MIN ((size_t)1 << 20)
 
-static uintptr_t keep_mid_boundary(mc_state *m) {
+/* Where the old generation would end if this full cycle slid and kept its
+ * youngest survivors young, or 0 when it would not keep them.  Needs the
+ * forwarding (fwd_start), not the slide. */
+static uintptr_t keepable_boundary(mc_state *m) {
   mc_gen *g = &m->gen;
   fwd_tables *t = &m->t;
-  if (g->young || !g->keep_from || !m->slid || g->keep_from >= t->old_top) return 0;
+  if (g->young || !g->keep_from || g->keep_from >= t->old_top) return 0;
   uintptr_t first = bitmap_next_set(&t->mark, g->keep_from, t->old_top);
   if (!first) return 0;
   uintptr_t new_old = fwd_start(t, first);
   size_t mid = t->new_top - new_old, old = new_old - t->begin;
   return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
+}
+
+static uintptr_t keep_mid_boundary(mc_state *m) { return m->slid ? keepable_boundary(m) : 0; }
+
+size_t mc_gen_keepable_bytes(mc_state *m) {
+  if (!mc_gen_enabled(m->h)) return 0;
+  uintptr_t b = keepable_boundary(m);
+  return b ? m->t.new_top - b : 0;
 }
 
 void mc_gen_full_cards(mc_state *m) {
@@ -537,6 +549,12 @@ void mc_gen_end(mc_state *m) {
       if (t->page_first[p])
         g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
   }
+  g->fill_walk = !g->young && !g->keep_mid;
+  /* Not into the gaps below pinned ranges: they are holes the mutators
+   * allocate into while the fill walks (their stale objects would leave
+   * walk points that are no object starts once a hole is reused); the
+   * first gap begins at or below every later one. */
+  g->fill_end = t->nranges && t->ranges[0].gap_lo < new_old ? t->ranges[0].gap_lo : new_old;
   g->promoted = new_old - ylo;
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object. */
@@ -564,6 +582,24 @@ void mc_gen_end(mc_state *m) {
     l->old_after_full = g->old_live;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;
+  }
+}
+
+void mc_gen_fill_walk(mc_state *m) {
+  mc_gen *g = &m->gen;
+  if (!g->fill_walk || !g->walk) return;
+  g->fill_walk = 0;
+  uintptr_t begin = m->t.begin, s = begin, end = g->fill_end;
+  for (unsigned n = 1; s < end; n++) {
+    if (!(n & 4095) && atomic_load_explicit(&m->stop_prefault, memory_order_relaxed)) return;
+    /* Atomic: a mutator may be setting an old object's hash bits (the
+     * size does not change). */
+    uint64_t hd = __atomic_load_n((const uint64_t *)s, __ATOMIC_RELAXED);
+    size_t b = obj_bytes(hd);
+    if (!b || hdr_type(hd) == FH_FILLER_TYPE) return;
+    if (b > end - s) return; /* cannot be: the walk stays inside the old generation */
+    note_walk(g->walk, begin, s, s + b);
+    s += b;
   }
 }
 

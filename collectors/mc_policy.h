@@ -47,6 +47,26 @@ int mc_policy_choose_slide(const mc_slide_model *p, size_t live_bytes, size_t mo
  * ms slide). */
 int mc_policy_choose_slide_pinned(const mc_slide_model *p, size_t live_bytes, size_t move_bytes,
                                   size_t pinned_pages, uint64_t *est_ns);
+/* What a flip costs a heap beyond its fixed cost and its pinned pages,
+ * from what a slide would keep and the flip gives away (ns):
+ * - refault_bytes: the pages above the new top a slide keeps resident
+ *   for the next allocation window (the old objects' pages, zeroed by the
+ *   claims, cache-warm) and a flip hands back with from-space: the
+ *   mutators fault each one in again before the next collection.
+ * - young_kept: with generations, the young survivors a slide would keep
+ *   young (mc_gen_keepable_bytes) and a flip promotes.  Usually a
+ *   structure being built (GCBench's stretch tree, binary-trees' trees):
+ *   it dies old, so a later full collection marks and moves it again, and
+ *   meanwhile it lifts the trigger, whose pages are faulted in.  Priced
+ *   as a slide of it plus a fault per page of it.
+ * thp: the space uses transparent huge pages (a cheaper fault per byte).
+ * At most 7x the flip's fixed cost: a slide longer than 8x is a pause
+ * the concurrent collector exists to avoid. */
+double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, size_t young_kept,
+                               int thp);
+/* mc_policy_choose_slide_pinned with the flip's cost raised by extra_ns. */
+int mc_policy_choose_slide_extra(const mc_slide_model *p, size_t live_bytes, size_t move_bytes,
+                                 size_t pinned_pages, double extra_ns, uint64_t *est_ns);
 /* The same for a cycle that marked concurrently: it is there for its
  * pauses, so a flip is weighed by its pause alone (its mremap, the
  * update outside the moving space, the registration and its pinned

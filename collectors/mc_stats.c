@@ -31,9 +31,11 @@ void mc_dump(fh_heap *h, FILE *out) {
             (unsigned long long)m->slide_cycles, (unsigned long long)m->build_cycles);
   if (m && m->chose)
     fprintf(out, "  compaction: last cycle chose to %s: slide estimated %.0f us for %zu KiB live, "
-                 "flip's fixed cost %.0f us%s\n",
+                 "flip's fixed cost %.0f us + %.0f us (refaulting %zu KiB a slide keeps, "
+                 "promoting %zu KiB a slide keeps young)%s\n",
             m->chose_slide ? "slide in the pause" : "flip", m->choice_est_ns / 1e3,
-            m->live_bytes >> 10, m->policy.flip_fixed_ns / 1e3,
+            m->live_bytes >> 10, m->policy.flip_fixed_ns / 1e3, m->choice_extra_ns / 1e3,
+            m->choice_refault_bytes >> 10, m->choice_young_kept >> 10,
             m->policy.force >= 0 ? " (forced by FH_MC_SLIDE)" : "");
   if (m && mc_gen_enabled(h) && m->gen.valid)
     fprintf(out, "  compaction: generations: old %zu KiB, mid %zu KiB (then young); last cycle %s, "

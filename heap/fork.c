@@ -519,6 +519,7 @@ int fh_prefork(fh_thread *t) {
     gc_lock_release(t);
     return -1;
   }
+  mc_quiesce(h); /* its end-of-cycle task reads the space this moves */
   uint64_t t0 = heap_now_ns();
   world_stop(h, t);
   /* The full collection above finished any concurrent marking; this joins
