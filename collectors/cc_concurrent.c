@@ -169,8 +169,9 @@ static int split_worth(const fh_heap *h, const cc_cycle *c) {
 }
 
 /* The remark's marking: the threads' logs, the roots again, drain and
- * weak processing, the objects allocated since the initial pause marked
- * black.  World stopped (TLABs retired, pins gathered), marker stopped. */
+ * weak processing, and (`black`) the objects allocated since the initial
+ * pause marked black; a split remark leaves those to the marker.  World
+ * stopped (TLABs retired, pins gathered), marker stopped. */
 static void end_marking(fh_heap *h, cc_cycle *c, int black) {
   cmark *cm = &c->cm;
   mc_state *m = c->mc;
@@ -277,7 +278,7 @@ static int cc_remark(fh_heap *h, cmark *cm) {
   mc_sweep_outside(c->mc);
   /* Pins now: the forwarding below the cut is computed without pinned
    * ranges only when there is none now (fh_pin is rare with precise
-   * roots; stack words always pin with conservative ones). */
+   * roots, and conservative ones do not split). */
   c->remark_pins = h->pins.gathered && h->pins.n;
   idhash_window_open(h);
   return 1;
