@@ -34,6 +34,16 @@ fh_heap *test_heap_attached(const char *collector, const char *rest, test_types 
  * choose). */
 __attribute__((constructor)) static void flip_by_default(void) { setenv("FH_MC_SLIDE", "0", 0); }
 
+void test_policy_choose(const char *flip_cost_us) {
+  setenv("FH_MC_SLIDE", "", 1);
+  setenv("FH_MC_FLIP_COST_US", flip_cost_us, 1);
+}
+
+void test_policy_flip_always(void) {
+  unsetenv("FH_MC_FLIP_COST_US");
+  setenv("FH_MC_SLIDE", "0", 1);
+}
+
 int test_register_types(fh_heap *h, test_types *ty) {
   static const uint32_t node_refs[] = {0, 8};
   ty->node = fh_register_type(

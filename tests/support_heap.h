@@ -68,6 +68,11 @@ void test_skip_under_tsan(const char *why);
 /* Whether userfaultfd and MREMAP_DONTUNMAP work here; the skip says why. */
 int test_have_uffd(void);
 void test_skip_without_uffd(void);
+/* concurrent_compact's slide-or-flip policy (read when a heap's compactor
+ * is set up): let it choose, with the flip's fixed cost flip_cost_us;
+ * and back to the suites' default, a flip every time. */
+void test_policy_choose(const char *flip_cost_us);
+void test_policy_flip_always(void);
 
 /* ---- scenarios in forked children ----
  *

@@ -85,6 +85,12 @@ static void flip(fh_thread *t) {
   fh_gc_wait(t->heap);
 }
 
+/* The marker's work after the remark, then the flip. */
+static void between_and_flip(split_case *c) {
+  cmark_test_between(c->h);
+  flip(c->t);
+}
+
 /* A second, stop-the-world collection over what the split one left. */
 static void split_finish(split_case *c) {
   assert_int_equal(fh_collect(c->t, FH_COLLECT_DEFAULT), 0);
@@ -188,8 +194,7 @@ static void test_pinned_in_between(void **state) {
   mark_and_remark(t);
   void *pinned = c.arr[1000];
   assert_int_equal(fh_pin(t, pinned), 0);
-  cmark_test_between(h);
-  flip(t);
+  between_and_flip(&c);
   assert_int_equal(h->cm_split_redone, 1);
   assert_true(c.arr[1000] == pinned);
   check_old(c.arr);
@@ -211,8 +216,7 @@ static void test_unpinned_in_between(void **state) {
   assert_int_equal(fh_pin(t, kept), 0);
   mark_and_remark(t);
   fh_unpin(t, released);
-  cmark_test_between(h);
-  flip(t);
+  between_and_flip(&c);
   assert_int_equal(h->cm_split_redone, 0);
   assert_true(c.arr[2000] != released);
   assert_true(c.arr[2500] == kept);

@@ -65,8 +65,7 @@ static void test_policy_flip_extra(void **s) {
 static void test_generational_full_keeps_young_by_sliding(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_SLIDE", "", 1);
-  setenv("FH_MC_FLIP_COST_US", "3000", 1);
+  test_policy_choose("3000");
   char path[] = "/tmp/fh_slide_keepXXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
@@ -110,8 +109,7 @@ static void test_generational_full_keeps_young_by_sliding(void **s) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-  unsetenv("FH_MC_FLIP_COST_US");
-  setenv("FH_MC_SLIDE", "0", 1);
+  test_policy_flip_always();
 }
 
 /* A slide's end-of-cycle task (clearing the tables, the prefault) starts

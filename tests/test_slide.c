@@ -271,8 +271,7 @@ static void test_no_prefault_above_a_pin_with_room_below(void **s) {
 static void test_pin_far_up_still_slides(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_SLIDE", "", 1);
-  setenv("FH_MC_FLIP_COST_US", "2000", 1);
+  test_policy_choose("2000");
   fh_heap *h = test_heap("collector=concurrent_compact,heap_max=256M,min_alloc_trigger=200M,"
                          "stack_roots=conservative,verify=1");
   test_register(h, &graph_ty);
@@ -418,8 +417,7 @@ static void test_stress_concurrent_choosing(void **s) {
   test_skip_without_uffd();
   /* Let the policy choose (the suites run with FH_MC_SLIDE=0: tests/support_heap.c),
    * with a flip cost that makes it choose both ways on these heaps. */
-  setenv("FH_MC_SLIDE", "", 1);
-  setenv("FH_MC_FLIP_COST_US", "1500", 1);
+  test_policy_choose("1500");
   run_mutators("collector=concurrent_compact,heap_max=48M,verify=1,min_alloc_trigger=2M", 3, 5);
   unsetenv("FH_MC_FLIP_COST_US");
 }
@@ -584,8 +582,7 @@ static void test_policy_alone(void **s) {
 static void test_concurrent_chooses(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_SLIDE", "", 1);
-  setenv("FH_MC_FLIP_COST_US", "3000", 1);
+  test_policy_choose("3000");
   fh_heap *h = test_heap("collector=concurrent_compact,heap_max=128M,min_alloc_trigger=120M,"
                          "verify=1,generational=0");
   test_register(h, &graph_ty);
@@ -619,8 +616,7 @@ static void test_concurrent_chooses(void **s) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-  unsetenv("FH_MC_FLIP_COST_US");
-  setenv("FH_MC_SLIDE", "0", 1);
+  test_policy_flip_always();
 }
 
 /* A heap whose pins cover most of its pages (1% of small objects pinned
@@ -631,8 +627,7 @@ static void test_concurrent_chooses(void **s) {
 static void test_pinned_pages_make_it_slide(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_SLIDE", "", 1);
-  setenv("FH_MC_FLIP_COST_US", "3000", 1);
+  test_policy_choose("3000");
   fh_heap *h = test_heap("collector=concurrent_compact,heap_max=128M,min_alloc_trigger=120M,"
                          "verify=1");
   test_register(h, &graph_ty);
@@ -672,8 +667,7 @@ static void test_pinned_pages_make_it_slide(void **s) {
   fh_pop_roots(t, 1);
   fh_thread_detach(t);
   fh_heap_destroy(h);
-  unsetenv("FH_MC_FLIP_COST_US");
-  setenv("FH_MC_SLIDE", "0", 1);
+  test_policy_flip_always();
 }
 
 /* trace=1 names the choice at the end of each concurrent_compact line. */
