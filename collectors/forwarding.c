@@ -482,13 +482,13 @@ static void scan_dense(fwd_tables *t, size_t n) {
 
 void fwd_compute_restart(fwd_tables *t) { t->cur.started = 0; }
 
-/* How many chunks fwd_compute_below does between two looks at *stop. */
+/* How many chunks fwd_compute_below does between two looks at its budget. */
 #define BELOW_STEP ((size_t)1 << 16)
 
-uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop) {
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, gc_budget *b) {
   if (!t->cur.started) cursor_start(t);
   size_t n = (upto - t->begin) >> FWD_CHUNK_SHIFT; /* whole chunks only */
-  while (t->cur.c < n && !(stop && atomic_load_explicit(stop, memory_order_relaxed))) {
+  while (t->cur.c < n && !(b && gc_budget_over(b))) {
     size_t e = t->cur.c + BELOW_STEP < n ? t->cur.c + BELOW_STEP : n;
     uintptr_t from = t->begin + (t->cur.c << FWD_CHUNK_SHIFT);
     fwd_populate_chunks(t, t->begin + (e << FWD_CHUNK_SHIFT));

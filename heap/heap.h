@@ -8,6 +8,7 @@
 #include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
+#include "heap/gc_pace.h"
 #include "heap/gc_pool.h"
 #include "heap/gen_policy.h"
 #include "heap/identity_hash.h"
@@ -143,6 +144,7 @@ struct fh_heap {
    * after the pause (collectors/mark_sweep.c: mark_sweep_after_pause). */
   int ms_sweeper_deferred, ms_sweeper_pending;
   gc_pool pool; /* GC worker threads (heap/gc_pool.h) */
+  gc_pace pace; /* their concurrent work's CPU share (heap/gc_pace.h) */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   gc_task hspace_bg_thread;
   int hspace_bg_started;
