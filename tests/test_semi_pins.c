@@ -264,7 +264,9 @@ static size_t spaces_resident(fh_heap *h) {
 /* Half of the live data pinned, filled until the heap refuses, collected;
  * then all of it dropped and the heap filled again, three times: the pinned half stays in the idle half each
  * time, beside a full active half and its copy room.  Without counting
- * the idle half's islands (heap_bump_room) the spaces held 1.5x heap_max. */
+ * the idle half's islands (heap_bump_room) the active half outgrew its
+ * share and the collection was refused: to-space could not hold the copy
+ * beside the islands. */
 static void heap_max_with_islands(void **state) {
   (void)state;
   test_types ty;
