@@ -536,6 +536,10 @@ void fwd_compute(fwd_tables *t) {
 
 /* ---- pinned ranges (forwarding.h) ---- */
 
+/* How far ahead fwd_pin_ranges fetches pin headers and range lines. */
+#define FWD_PREFETCH_AHEAD 8
+#define FWD_PREFETCH_RANGES 2
+
 static size_t obj_bytes_at(uintptr_t start) { return obj_bytes(*(const uint64_t *)start); }
 
 /* The end of the live object holding word a, or 0 when a is not live. */
@@ -662,6 +666,10 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
     t->ranges_cap = k;
   }
   for (size_t j = i; j < i + k; j++) {
+    /* Each pin's header (read below) is a cache miss of its own: 3,000
+     * pins spread through the space (fhbench pins) cost ~0.25 ms of the
+     * pause one after the other; fetched ahead, they overlap. */
+    if (j + FWD_PREFETCH_AHEAD < i + k) __builtin_prefetch((const void *)pins[j + FWD_PREFETCH_AHEAD]);
     uintptr_t s = pins[j];
     /* Every pinned object is a root, hence marked; anything else is not
      * an object of this space. */
@@ -687,6 +695,16 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   int growers = atomic_load_explicit(&t->grows_marked, memory_order_relaxed) != 0;
   for (size_t r = 0; r < t->nranges; r++) {
     uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi;
+    /* The fillers go over the dead objects' headers, lines not touched
+     * since marking: ~20 ns each one after the other, 0.37 ms of the pause
+     * for ~20,000 fillers in fhbench pins.  The lines of the range a few
+     * ahead are fetched for writing meanwhile (its first 1 KiB: ranges are
+     * mostly one or two chunks). */
+    if (r + FWD_PREFETCH_RANGES < t->nranges) {
+      const fwd_range *ahead = &t->ranges[r + FWD_PREFETCH_RANGES];
+      uintptr_t end = ahead->hi - ahead->lo > 1024 ? ahead->lo + 1024 : ahead->hi;
+      for (uintptr_t a = ahead->lo; a < end; a += 64) __builtin_prefetch((const void *)a, 1);
+    }
     fill_dead(t, lo, hi);
     for (uintptr_t a = growers ? bitmap_next_set(&t->grows, lo, hi) : 0; a;
          a = bitmap_next_set(&t->grows, a + FWD_WORD, hi)) {

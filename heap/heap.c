@@ -283,6 +283,7 @@ void fh_heap_destroy(fh_heap *h) {
   cards_destroy(h);
   for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
   pins_destroy(h);
+  free(h->semi_islands.runs); /* collectors/semi_fixed.c */
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
@@ -335,7 +336,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
 }
 
 size_t heap_used_bytes(fh_heap *h) {
-  return bump_space_used(&h->bump[h->active]) + heap_nonmoving_used(h) +
+  return bump_space_used(&h->bump[h->active]) + h->semi_idle_bytes + heap_nonmoving_used(h) +
          (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 

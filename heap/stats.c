@@ -262,6 +262,13 @@ void fh_dump(fh_heap *h, FILE *out) {
             (unsigned long long)s.stack_words_scanned, s.stack_scan_ns_total / 1e6,
             s.stack_scan_ns_max / 1e6);
   pthread_mutex_lock(&h->stats_lock);
+  uint64_t semi_mc = h->semi_mostly_copying;
+  size_t idle = h->semi_idle_bytes;
+  pthread_mutex_unlock(&h->stats_lock);
+  if (semi_mc)
+    fprintf(out, "  semispace: %llu mostly-copying cycles (pinned objects kept in place); %zu bytes "
+                 "of them in the idle half\n", (unsigned long long)semi_mc, idle);
+  pthread_mutex_lock(&h->stats_lock);
   uint64_t kept_strong = h->ephemerons_kept_strong;
   pthread_mutex_unlock(&h->stats_lock);
   if (kept_strong)
