@@ -721,6 +721,9 @@ void mc_slide_cycle(mc_state *m, const char *note) {
   mc_slide_all(m, m->h->opt.gc_threads);
   m->table_bytes = mc_table_bytes(m);
   mc_account(m);
+  /* The next cycle marks no further than the window just granted: the
+   * tables beyond it go back when this cycle's are cleared (fwd_reset). */
+  m->t.keep_to = m->t.new_top + m->h->gc_trigger;
   mc_policy_learn(&m->policy, m->live_bytes, m->slide_update_cpu_ns, m->slide_move_bytes,
                   m->slide_move_cpu_ns);
   mc_gen_end(m); /* new generation boundaries, while the tables hold them */
