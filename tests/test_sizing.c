@@ -404,6 +404,47 @@ static void a_fall_releases_tables_and_cards_beyond_the_window(void **state) {
   fh_heap_destroy(h);
 }
 
+/* Generational mark-compact keeps a walk point per card of the old
+ * generation (1/64 of its bytes).  A full cycle that finds live data
+ * fallen from 64 MiB to 1 MiB hands back the points past its new top:
+ * they described a generation that is gone, and used to stay resident
+ * (fhbench phases: 3 MiB of them after its fall). */
+static void a_full_cycle_releases_walk_points_past_the_top(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,min_alloc_trigger=8M,generational=1", &ty, &t);
+  tnode *head = NULL, *keep = NULL;
+  fh_push_root(t, (void **)&head);
+  fh_push_root(t, (void **)&keep);
+  build_list(t, &ty, &keep, MiB / 48);
+  build_list(t, &ty, &head, 64 * MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_non_null(h->mc);
+  const mc_gen *g = &h->mc->gen;
+  assert_non_null(g->walk);
+  size_t lo = 16 * MiB / FH_CARD_BYTES * sizeof(uintptr_t), hi = 64 * MiB / FH_CARD_BYTES * sizeof(uintptr_t);
+  size_t before = reserve_resident((uintptr_t)g->walk + lo, (uintptr_t)g->walk + hi);
+  head = NULL; /* the fall */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  mc_join_worker(h->mc);
+  assert_true(atomic_load(&h->bump[h->active].top) < h->mc->t.begin + 16 * MiB);
+  size_t after = reserve_resident((uintptr_t)g->walk + lo, (uintptr_t)g->walk + hi);
+  fprintf(stderr, "walk points for 16-64 MiB of the space: %zu KiB resident before the fall, %zu after\n",
+          before >> 10, after >> 10);
+  assert_true(before >= 64 << 10);
+  assert_true(after <= FH_PAGE);
+  size_t k = 0, n = MiB / 48;
+  for (tnode *x = keep; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  assert_int_equal(k, n);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 /* ---- the collection cost weighs each collection by its size ---- */
 
 /* Collections of 32 MiB live at 1 ns a byte, then the one that finds live
@@ -652,6 +693,7 @@ int main(void) {
       cmocka_unit_test(compaction_keeps_a_quarter_of_the_window),
       cmocka_unit_test(young_cycles_release_tables_below_floor),
       cmocka_unit_test(a_fall_releases_tables_and_cards_beyond_the_window),
+      cmocka_unit_test(a_full_cycle_releases_walk_points_past_the_top),
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
