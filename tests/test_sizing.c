@@ -445,6 +445,53 @@ static void a_full_cycle_releases_walk_points_past_the_top(void **state) {
   fh_heap_destroy(h);
 }
 
+/* A page resident far above the top (zeroes: what a prefault's last huge
+ * page or a larger heap before a fall leaves there) goes back at the next
+ * full cycle: a slide hands back everything above the window it keeps,
+ * and a flip, which moves the whole space aside, hands back all of
+ * from-space, not only what lay below the old top. */
+static void full_cycle_releases_pages_above_the_window(const char *collector) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=256M,min_alloc_trigger=8M,generational=0",
+                                  &ty, &t);
+  tnode *keep = NULL;
+  fh_push_root(t, (void **)&keep);
+  build_list(t, &ty, &keep, MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_non_null(h->mc);
+  mc_join_worker(h->mc);
+  const fh_space *sp = &h->bump[h->active].space;
+  uintptr_t stale = sp->begin + 128 * MiB;
+  assert_true(stale + FH_PMD <= sp->end);
+  *(volatile char *)stale = 0;
+  assert_true(reserve_resident(stale, stale + FH_PMD) >= FH_PAGE);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  mc_join_worker(h->mc);
+  size_t space = reserve_resident(stale, stale + FH_PMD);
+  size_t shadow = reserve_resident(h->mc->shadow + 128 * MiB, h->mc->shadow + 128 * MiB + FH_PMD);
+  fprintf(stderr, "%s (%s): a page 128 MiB up: %zu KiB resident in the space, %zu in from-space\n",
+          collector, h->mc->slid ? "slid" : "flipped", space >> 10, shadow >> 10);
+  assert_true(space == 0 && shadow == 0);
+  size_t k = 0, n = MiB / 48;
+  for (tnode *x = keep; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  assert_int_equal(k, n);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void full_cycles_release_pages_above_the_window(void **state) {
+  (void)state;
+  full_cycle_releases_pages_above_the_window("mark_compact");
+  if (test_have_uffd()) {
+    test_policy_flip_always(); /* the suites' default: a flip */
+    full_cycle_releases_pages_above_the_window("concurrent_compact");
+  }
+}
+
 /* ---- the collection cost weighs each collection by its size ---- */
 
 /* Collections of 32 MiB live at 1 ns a byte, then the one that finds live
@@ -694,6 +741,7 @@ int main(void) {
       cmocka_unit_test(young_cycles_release_tables_below_floor),
       cmocka_unit_test(a_fall_releases_tables_and_cards_beyond_the_window),
       cmocka_unit_test(a_full_cycle_releases_walk_points_past_the_top),
+      cmocka_unit_test(full_cycles_release_pages_above_the_window),
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
