@@ -242,21 +242,39 @@ static void release_below_floor(fwd_tables *t) {
   t->released_below = b;
 }
 
+/* Where a kept cycle's tables stop being kept: the next cycle's reach
+ * (keep_to), on a chunk boundary, within [lo, old_top]. */
+static uintptr_t kept_end(const fwd_tables *t) {
+  uintptr_t e = t->old_top;
+  if (t->keep_to && t->keep_to < e) {
+    e = t->begin + align_up(t->keep_to - t->begin, (size_t)1 << FWD_CHUNK_SHIFT);
+    if (e > t->old_top) e = t->old_top;
+  }
+  return e < t->lo ? t->lo : e;
+}
+
 void fwd_reset(fwd_tables *t) {
   int keep = (t->young || t->slid) && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
   if (t->young)
     release_below_floor(t);
   else
     t->released_below = t->begin; /* a full cycle wrote them all */
-  uintptr_t was_top = t->old_top;
+  /* Kept below kh, handed back above it. */
+  uintptr_t kh = keep ? kept_end(t) : t->lo;
   t->slid = 0;
+  t->keep_to = 0;
   t->kept_lo = keep ? t->lo : 0;
-  t->kept_hi = keep ? t->old_top : 0;
+  t->kept_hi = keep ? kh : 0;
   if (t->old_top > t->lo) {
     /* Nothing is set below the floor (a young cycle's old generation). */
-    void (*clear)(fh_bitmap *, uintptr_t, uintptr_t) = keep ? bitmap_zero_range : bitmap_clear_range;
-    clear(&t->mark, t->lo, t->old_top);
-    clear(&t->live, t->lo, t->old_top);
+    if (kh > t->lo) {
+      bitmap_zero_range(&t->mark, t->lo, kh);
+      bitmap_zero_range(&t->live, t->lo, kh);
+    }
+    if (t->old_top > kh) {
+      bitmap_clear_range(&t->mark, kh, t->old_top);
+      bitmap_clear_range(&t->live, kh, t->old_top);
+    }
     if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
       bitmap_clear_range(&t->grows, t->lo, t->old_top);
     fwd_release_markers(t); /* any a helper left (none, normally) */
@@ -270,17 +288,24 @@ void fwd_reset(fwd_tables *t) {
   if (used > t->begin) {
     size_t chunks = (align_up(used, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >> FWD_CHUNK_SHIFT;
     size_t from = ((t->lo - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk);
-    zero_table_from(t->chunks, from, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, keep);
+    size_t mid = ((kh - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk); /* kh: a chunk boundary */
+    if (mid > chunks * sizeof(fwd_chunk)) mid = chunks * sizeof(fwd_chunk);
+    if (mid < from) mid = from;
+    zero_table_from(t->chunks, from, mid, t->chunk_map_bytes, 1);
+    zero_table_from(t->chunks, mid, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, 0);
   }
   /* Kept chunks need no faulting in next time (MADV_POPULATE_WRITE walks
    * resident pages too: most of a young cycle's remaining system time).
    * Below a young cycle's floor they may not be resident: a full cycle
    * faults those in as it writes them. */
-  t->chunks_populated = keep ? was_top : t->begin;
+  t->chunks_populated = keep ? kh : t->begin;
   /* page_first from the floor's first page boundary (compute_chunks). */
   size_t p0 = align_up(t->lo - t->begin, FWD_PAGE) / FWD_PAGE;
-  zero_table_from(t->page_first, p0 * sizeof(uintptr_t), (t->npages + 1) * sizeof(uintptr_t),
-                  t->page_map_bytes, keep);
+  size_t pk = align_up(kh - t->begin, FWD_PAGE) / FWD_PAGE, pn = t->npages + 1;
+  if (pk > pn) pk = pn;
+  if (pk < p0) pk = p0;
+  zero_table_from(t->page_first, p0 * sizeof(uintptr_t), pk * sizeof(uintptr_t), t->page_map_bytes, 1);
+  zero_table_from(t->page_first, pk * sizeof(uintptr_t), pn * sizeof(uintptr_t), t->page_map_bytes, 0);
   if (t->ngrows) zero_table(t->slow_pages, (t->npages / 64 + 1) * sizeof(uint64_t), t->slow_map_bytes);
   t->ngrows = 0;
   atomic_store_explicit(&t->grows_marked, 0, memory_order_relaxed);
