@@ -107,7 +107,7 @@ static inline __attribute__((always_inline)) void update_piece_with(const fwd_ta
   uint32_t last_type = FH_FILLER_TYPE;
   const fh_type_info *ti = NULL;
   update_ring r = {.t = t};
-  for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;) {
+  for (uintptr_t a = fwd_next_set(t, &t->mark, lo, hi); a;) {
     uint64_t hd = load_hd(a);
     if (hdr_type(hd) != last_type) {
       last_type = hdr_type(hd);
@@ -126,7 +126,7 @@ static inline __attribute__((always_inline)) void update_piece_with(const fwd_ta
         ti->trace(obj, hdr_payload(hd), slide_update_slot, (void *)t);
       }
     }
-    a = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
+    a = fwd_next_set(t, &t->mark, a + obj_bytes(hd), hi);
   }
   for (; r.n; r.n--, r.head = (r.head + 1) % UPDATE_RING) ring_fix(t, r.slot[r.head], hw);
 }
@@ -271,10 +271,10 @@ static uintptr_t live_run_end(const fwd_tables *t, uintptr_t a, uintptr_t hi) {
 /* Runs of consecutive live words in [lo, hi) (no grower, no pinned range):
  * one memmove each. */
 static void slide_runs(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
-  for (uintptr_t a = bitmap_next_set(&t->live, lo, hi); a;) {
+  for (uintptr_t a = fwd_next_set(t, &t->live, lo, hi); a;) {
     uintptr_t e = live_run_end(t, a, hi), d = fwd_start(t, a);
     if (d != a) memmove((void *)d, (const void *)a, e - a);
-    a = bitmap_next_set(&t->live, e, hi);
+    a = fwd_next_set(t, &t->live, e, hi);
   }
 }
 
