@@ -557,6 +557,15 @@ static void test_policy_throughput(void **st) {
   assert_true(gen_policy_choose(&in).young);
   in.no_generations = 1; /* cannot be young */
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
+  /* A full collection frees at most the promoted bytes more than a young
+   * one, for at least its work: below what the young one freed, it cannot
+   * double its throughput, whatever the estimate says (quads at 5x). */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 201, .last_young = 1,
+                       .young_collected = 36 * MiB, .young_freed = 27 * MiB,
+                       .promoted_since_full = 2 * MiB, .old_after_full = 512 * MiB};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_YOUNG);
+  in.promoted_since_full = 27 * MiB;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
   in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
   assert_true(gen_policy_choose(&in).young);
   /* The full throughput compared is what a full collection would do now
