@@ -443,6 +443,17 @@ static inline __attribute__((always_inline)) void compute_chunks(fwd_tables *t, 
       for (; k.page * FWD_PAGE < k.acc; k.page++) t->page_first[k.page] = 0;
       k.jump = ++k.r < t->nranges ? (t->ranges[k.r].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
     }
+    /* A young cycle's empty regions, a cache line of live words at a
+     * time (no pinned range starts inside). */
+    if (skip_empty && (c & 7) == 0 && c + 8 <= nchunks && (k.jump < c || k.jump >= c + 8)) {
+      const _Atomic uint64_t *lw = &t->live.words[c];
+      uint64_t any = 0;
+      for (unsigned j = 0; j < 8; j++) any |= atomic_load_explicit(&lw[j], memory_order_relaxed);
+      if (!any) {
+        c += 7;
+        continue;
+      }
+    }
     uint64_t bits = live_word(t, c);
     /* An empty chunk adds nothing and holds no page boundary (k.page
      * stays at or above k.acc).  A young cycle leaves its entry as
