@@ -382,6 +382,10 @@ void mc_gen_update_outside(mc_state *m) {
      * into the new mid generation. */
     cards_clear_range(h, t->begin, t->ylo);
     for (size_t i = 0; i < g->refs.n; i++) {
+      /* Two stages: the object's line first (cold again since marking),
+       * then, REFS_AHEAD later, its referents' entries. */
+      if (i + 2 * REFS_AHEAD < g->refs.n)
+        __builtin_prefetch(obj_header(g->refs.items[i + 2 * REFS_AHEAD]));
       if (i + REFS_AHEAD < g->refs.n) prefetch_referents(t, &h->types, g->refs.items[i + REFS_AHEAD]);
       void *obj = g->refs.items[i];
       c.u.young_ref = 0;
