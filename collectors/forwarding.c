@@ -545,13 +545,13 @@ static void scan_dense(fwd_tables *t, size_t n) {
 
 void fwd_compute_restart(fwd_tables *t) { t->cur.started = 0; }
 
-/* How many chunks fwd_compute_below does between two looks at *stop. */
+/* How many chunks fwd_compute_below does between two looks at its budget. */
 #define BELOW_STEP ((size_t)1 << 16)
 
-uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop) {
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, gc_budget *b) {
   if (!t->cur.started) cursor_start(t);
   size_t n = (upto - t->begin) >> FWD_CHUNK_SHIFT; /* whole chunks only */
-  while (t->cur.c < n && !(stop && atomic_load_explicit(stop, memory_order_relaxed))) {
+  while (t->cur.c < n && !(b && gc_budget_over(b))) {
     size_t e = t->cur.c + BELOW_STEP < n ? t->cur.c + BELOW_STEP : n;
     uintptr_t from = t->begin + (t->cur.c << FWD_CHUNK_SHIFT);
     fwd_populate_chunks(t, t->begin + (e << FWD_CHUNK_SHIFT));
@@ -620,6 +620,10 @@ uintptr_t fwd_next_set_far(const fwd_tables *t, const fh_bitmap *b, uintptr_t fr
 }
 
 /* ---- pinned ranges (forwarding.h) ---- */
+
+/* How far ahead fwd_pin_ranges fetches pin headers and range lines. */
+#define FWD_PREFETCH_AHEAD 8
+#define FWD_PREFETCH_RANGES 2
 
 static size_t obj_bytes_at(uintptr_t start) { return obj_bytes(*(const uint64_t *)start); }
 
@@ -747,6 +751,10 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
     t->ranges_cap = k;
   }
   for (size_t j = i; j < i + k; j++) {
+    /* Each pin's header (read below) is a cache miss of its own: 3,000
+     * pins spread through the space (fhbench pins) cost ~0.25 ms of the
+     * pause one after the other; fetched ahead, they overlap. */
+    if (j + FWD_PREFETCH_AHEAD < i + k) __builtin_prefetch((const void *)pins[j + FWD_PREFETCH_AHEAD]);
     uintptr_t s = pins[j];
     /* Every pinned object is a root, hence marked; anything else is not
      * an object of this space. */
@@ -772,6 +780,16 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   int growers = atomic_load_explicit(&t->grows_marked, memory_order_relaxed) != 0;
   for (size_t r = 0; r < t->nranges; r++) {
     uintptr_t lo = t->ranges[r].lo, hi = t->ranges[r].hi;
+    /* The fillers go over the dead objects' headers, lines not touched
+     * since marking: ~20 ns each one after the other, 0.37 ms of the pause
+     * for ~20,000 fillers in fhbench pins.  The lines of the range a few
+     * ahead are fetched for writing meanwhile (its first 1 KiB: ranges are
+     * mostly one or two chunks). */
+    if (r + FWD_PREFETCH_RANGES < t->nranges) {
+      const fwd_range *ahead = &t->ranges[r + FWD_PREFETCH_RANGES];
+      uintptr_t end = ahead->hi - ahead->lo > 1024 ? ahead->lo + 1024 : ahead->hi;
+      for (uintptr_t a = ahead->lo; a < end; a += 64) __builtin_prefetch((const void *)a, 1);
+    }
     fill_dead(t, lo, hi);
     for (uintptr_t a = growers ? bitmap_next_set(&t->grows, lo, hi) : 0; a;
          a = bitmap_next_set(&t->grows, a + FWD_WORD, hi)) {

@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heap/gc_pace.h"
 #include "heap/object.h"
 #include "heap/slot.h"
 #include "spaces/bitmap.h"
@@ -305,7 +306,7 @@ void fwd_compute(fwd_tables *t);
  * compaction's remark, collectors/cc_concurrent.c), and fwd_compute does
  * the rest.  Ends early when *stop is set (stop may be NULL); returns how
  * far it got.  Only the marks above that bound may change in between. */
-uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop);
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, gc_budget *b);
 /* Forget what fwd_compute_below did: fwd_compute starts from the floor
  * (the marks below its bound changed: a pin or a grower more). */
 void fwd_compute_restart(fwd_tables *t);
