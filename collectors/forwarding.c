@@ -19,10 +19,13 @@ int fwd_init(fwd_tables *t, uintptr_t begin, size_t capacity) {
   t->chunk_map_bytes = align_up((capacity >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
   t->page_map_bytes = align_up((capacity / FWD_PAGE + 1) * sizeof(uintptr_t), FH_PAGE);
   t->slow_map_bytes = align_up((capacity / FWD_PAGE / 64 + 1) * sizeof(uint64_t), FH_PAGE);
+  t->occ_map_bytes =
+      align_up(((capacity >> FWD_OCC_SHIFT) / 64 + 1) * sizeof(uint64_t), FH_PAGE);
   if (bitmap_init(&t->mark, begin, capacity, 3) < 0 ||
       bitmap_init(&t->live, begin, capacity, 3) < 0 ||
       bitmap_init(&t->grows, begin, capacity, 3) < 0 ||
       !(t->slow_pages = reserve_map_table(t->slow_map_bytes)) ||
+      !(t->occ = reserve_map_table(t->occ_map_bytes)) ||
       !(t->chunks = reserve_map_table(t->chunk_map_bytes)) ||
       !(t->page_first = reserve_map_table(t->page_map_bytes))) {
     fwd_destroy(t);
@@ -39,6 +42,9 @@ void fwd_destroy(fwd_tables *t) {
   bitmap_destroy(&t->grows);
   if (t->slow_pages) sys_munmap(t->slow_pages, t->slow_map_bytes);
   t->slow_pages = NULL;
+  if (t->occ) sys_munmap(t->occ, t->occ_map_bytes);
+  t->occ = NULL;
+  t->occ_valid = 0;
   for (unsigned k = 0; k < t->extra_mapped; k++) {
     bitmap_destroy(&t->extra_mark[k]);
     bitmap_destroy(&t->extra_live[k]);
@@ -253,6 +259,23 @@ static uintptr_t kept_end(const fwd_tables *t) {
   return e < t->lo ? t->lo : e;
 }
 
+/* A young cycle's tables, kept: zero the mark and live words and the
+ * chunk entries of the occupied regions, and the summary itself. */
+static void clear_occupied(fwd_tables *t) {
+  size_t r0 = (t->lo - t->begin) >> FWD_OCC_SHIFT;
+  size_t r1 = (align_up(t->old_top - t->begin, (size_t)1 << FWD_OCC_SHIFT)) >> FWD_OCC_SHIFT;
+  const size_t per = (size_t)1 << (FWD_OCC_SHIFT - FWD_CHUNK_SHIFT); /* chunks, bitmap words */
+  for (size_t w = r0 >> 6; w <= (r1 - 1) >> 6; w++) {
+    for (uint64_t bits = t->occ[w]; bits; bits &= bits - 1) {
+      size_t c = ((w << 6) + (size_t)__builtin_ctzll(bits)) * per;
+      memset((void *)&t->mark.words[c], 0, per * sizeof(uint64_t));
+      memset((void *)&t->live.words[c], 0, per * sizeof(uint64_t));
+      memset(&t->chunks[c], 0, per * sizeof(fwd_chunk));
+    }
+    t->occ[w] = 0;
+  }
+}
+
 void fwd_reset(fwd_tables *t) {
   int keep = (t->young || t->slid) && t->old_top - t->lo <= FWD_KEEP_YOUNG_BYTES;
   if (t->young)
@@ -261,11 +284,25 @@ void fwd_reset(fwd_tables *t) {
     t->released_below = t->begin; /* a full cycle wrote them all */
   /* Kept below kh, handed back above it. */
   uintptr_t kh = keep ? kept_end(t) : t->lo;
+  /* A kept young cycle's bitmaps and chunks hold bits in its occupied
+   * regions only (fwd_compute wrote no other chunk entry): those are
+   * cleared, the rest is zero already. */
+  int sparse = keep && t->young && t->occ_valid;
   t->slid = 0;
   t->keep_to = 0;
   t->kept_lo = keep ? t->lo : 0;
   t->kept_hi = keep ? kh : 0;
-  if (t->old_top > t->lo) {
+  if (sparse && t->old_top > t->lo) {
+    clear_occupied(t);
+    /* Zeroed, and beyond the next cycle's reach handed back too. */
+    if (t->old_top > kh) {
+      bitmap_clear_range(&t->mark, kh, t->old_top);
+      bitmap_clear_range(&t->live, kh, t->old_top);
+    }
+    if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
+      bitmap_clear_range(&t->grows, t->lo, t->old_top);
+    fwd_release_markers(t);
+  } else if (t->old_top > t->lo) {
     /* Nothing is set below the floor (a young cycle's old generation). */
     if (kh > t->lo) {
       bitmap_zero_range(&t->mark, t->lo, kh);
@@ -275,6 +312,9 @@ void fwd_reset(fwd_tables *t) {
       bitmap_clear_range(&t->mark, kh, t->old_top);
       bitmap_clear_range(&t->live, kh, t->old_top);
     }
+    /* fwd_compute's summary of them (words from the floor's, whole) */
+    size_t r0 = (t->lo - t->begin) >> FWD_OCC_SHIFT, r1 = (t->old_top - t->begin - 1) >> FWD_OCC_SHIFT;
+    memset(&t->occ[r0 >> 6], 0, ((r1 >> 6) - (r0 >> 6) + 1) * sizeof(uint64_t));
     if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
       bitmap_clear_range(&t->grows, t->lo, t->old_top);
     fwd_release_markers(t); /* any a helper left (none, normally) */
@@ -283,7 +323,8 @@ void fwd_reset(fwd_tables *t) {
    * the floor), and any faulted in beyond (zeroes, but resident).  (This
    * used to add one, and with the space full the rounded-up madvise then
    * zapped the page after the table: under ThreadSanitizer, its own
-   * at-exit records, so the process crashed in exit.) */
+   * at-exit records, so the process crashed in exit.)  A sparse cycle's
+   * kept chunks were zeroed by clear_occupied. */
   uintptr_t used = t->old_top > t->chunks_populated ? t->old_top : t->chunks_populated;
   if (used > t->begin) {
     size_t chunks = (align_up(used, (size_t)1 << FWD_CHUNK_SHIFT) - t->begin) >> FWD_CHUNK_SHIFT;
@@ -291,7 +332,7 @@ void fwd_reset(fwd_tables *t) {
     size_t mid = ((kh - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk); /* kh: a chunk boundary */
     if (mid > chunks * sizeof(fwd_chunk)) mid = chunks * sizeof(fwd_chunk);
     if (mid < from) mid = from;
-    zero_table_from(t->chunks, from, mid, t->chunk_map_bytes, 1);
+    if (!sparse) zero_table_from(t->chunks, from, mid, t->chunk_map_bytes, 1);
     zero_table_from(t->chunks, mid, chunks * sizeof(fwd_chunk), t->chunk_map_bytes, 0);
   }
   /* Kept chunks need no faulting in next time (MADV_POPULATE_WRITE walks
@@ -321,6 +362,7 @@ void fwd_reset(fwd_tables *t) {
   t->nfills = 0;
   t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
   t->cur.started = 0;
+  t->occ_valid = 0;
 }
 
 /* Each bitmap has one writer while marking (forwarding.h: extra_mark): a
@@ -416,6 +458,9 @@ static uintptr_t last_mark(const fwd_tables *t, uintptr_t lo, uintptr_t a) {
 static inline __attribute__((always_inline)) void compute_chunks(fwd_tables *t, size_t nchunks,
                                                                 int hw) {
   fwd_cursor k = t->cur;
+  /* Growers' bits lie in live chunks only; a young cycle's chunks are
+   * read only where objects live (forwarding.h: occ). */
+  const int skip_empty = t->young;
   for (size_t c = k.c; c < nchunks; c++) {
     if (__builtin_expect(c == k.jump, 0)) {
       /* A pinned range starts here: it forwards to itself, and the
@@ -427,7 +472,29 @@ static inline __attribute__((always_inline)) void compute_chunks(fwd_tables *t, 
       for (; k.page * FWD_PAGE < k.acc; k.page++) t->page_first[k.page] = 0;
       k.jump = ++k.r < t->nranges ? (t->ranges[k.r].lo - t->begin) >> FWD_CHUNK_SHIFT : (size_t)-1;
     }
+    /* A young cycle's empty regions, a cache line of live words at a
+     * time (no pinned range starts inside). */
+    if (skip_empty && (c & 7) == 0 && c + 8 <= nchunks && (k.jump < c || k.jump >= c + 8)) {
+      const _Atomic uint64_t *lw = &t->live.words[c];
+      uint64_t any = 0;
+      for (unsigned j = 0; j < 8; j++) any |= atomic_load_explicit(&lw[j], memory_order_relaxed);
+      if (!any) {
+        c += 7;
+        continue;
+      }
+    }
     uint64_t bits = live_word(t, c);
+    /* An empty chunk adds nothing and holds no page boundary (k.page
+     * stays at or above k.acc).  A young cycle leaves its entry as
+     * fwd_reset left it: no live object lies there, so no reference to
+     * one is forwarded (most of a young range is empty: writing its
+     * entries was most of this loop). */
+    if (!bits) {
+      if (skip_empty) continue;
+    } else {
+      t->occ[c >> (FWD_OCC_SHIFT - FWD_CHUNK_SHIFT + 6)] |= (uint64_t)1
+                                                             << ((c >> (FWD_OCC_SHIFT - FWD_CHUNK_SHIFT)) & 63);
+    }
     uint64_t g = t->ngrows ? atomic_load_explicit(&t->grows.words[c], memory_order_relaxed) : 0;
     t->chunks[c] = (fwd_chunk){bits, k.acc | (g ? FWD_DEST_GROWS : 0)};
     size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
@@ -557,6 +624,28 @@ void fwd_compute(fwd_tables *t) {
   }
   if (dense > acc) dense = acc;
   t->dense_pages = dense / FWD_PAGE;
+  t->occ_valid = 1;
+}
+
+uintptr_t fwd_next_set_far(const fwd_tables *t, const fh_bitmap *b, uintptr_t from,
+                           uintptr_t end) {
+  if (!t->occ_valid) return bitmap_next_set(b, from, end);
+  while (from < end) {
+    size_t r = (from - t->begin) >> FWD_OCC_SHIFT, w = r >> 6;
+    uint64_t bits = t->occ[w] & (~(uint64_t)0 << (r & 63));
+    while (!bits) {
+      if (t->begin + (((++w) << 6) << FWD_OCC_SHIFT) >= end) return 0;
+      bits = t->occ[w];
+    }
+    r = (w << 6) + (size_t)__builtin_ctzll(bits);
+    uintptr_t rb = t->begin + (r << FWD_OCC_SHIFT), re = rb + ((uintptr_t)1 << FWD_OCC_SHIFT);
+    if (rb > from) from = rb;
+    if (from >= end) return 0;
+    uintptr_t a = bitmap_next_set(b, from, re < end ? re : end);
+    if (a) return a;
+    from = re;
+  }
+  return 0;
 }
 
 /* ---- pinned ranges (forwarding.h) ---- */

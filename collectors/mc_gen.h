@@ -94,6 +94,11 @@ typedef struct mc_gen {
   /* A full cycle's pause per live byte (running average): what a full
    * cycle would cost now, for mc_gen_full_tp_now. */
   double full_ns_per_byte;
+  /* A slid full cycle kept this much young, as mid (keep_mid): live at
+   * that full cycle, and counted in its old_after_full; the next young
+   * cycle promotes it without the old generation growing past what the
+   * full cycle found live (mc_gen_end). */
+  size_t kept_mid_bytes;
   gen_policy_in last;
   char how[96]; /* h->gc_how of this cycle */
 } mc_gen;

@@ -105,7 +105,10 @@ typedef struct start_cursor {
   uintptr_t begin, hi;
   size_t w, wend;
   uint64_t bits;
+  const uint64_t *occ; /* the occupied regions, once known (NULL: every word) */
 } start_cursor;
+/* Bitmap words per occupied region (forwarding.h: FWD_OCC_SHIFT). */
+#define FWD_OCC_WORDS ((size_t)1 << (FWD_OCC_SHIFT - FWD_CHUNK_SHIFT))
 
 static inline void start_cursor_init(start_cursor *c, const fwd_tables *t, uintptr_t lo,
                                      uintptr_t hi) {
@@ -115,6 +118,7 @@ static inline void start_cursor_init(start_cursor *c, const fwd_tables *t, uintp
   c->hi = hi;
   c->w = i >> 6;
   c->wend = (((hi - t->begin) >> 3) + 63) >> 6;
+  c->occ = t->occ_valid ? t->occ : NULL;
   c->bits = c->w < c->wend
                 ? atomic_load_explicit(&c->words[c->w], memory_order_relaxed) & (~(uint64_t)0 << (i & 63))
                 : 0;
@@ -124,6 +128,13 @@ static inline void start_cursor_init(start_cursor *c, const fwd_tables *t, uintp
 static inline uintptr_t start_cursor_next(start_cursor *c) {
   while (!c->bits) {
     if (++c->w >= c->wend) return 0;
+    /* At a region's first word: past the empty regions (forwarding.h:
+     * occ), as the update's own walk (fwd_next_set). */
+    if (c->occ && !(c->w & (FWD_OCC_WORDS - 1)))
+      for (size_t r = c->w / FWD_OCC_WORDS; !(c->occ[r >> 6] >> (r & 63) & 1);) {
+        c->w = ++r * FWD_OCC_WORDS;
+        if (c->w >= c->wend) return 0;
+      }
     c->bits = atomic_load_explicit(&c->words[c->w], memory_order_relaxed);
   }
   unsigned b = (unsigned)__builtin_ctzll(c->bits);
@@ -161,7 +172,7 @@ static inline __attribute__((always_inline)) void update_piece_with(const fwd_ta
     uintptr_t p = start_cursor_next(&ahead);
     if (p) __builtin_prefetch((const void *)p);
   }
-  for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;) {
+  for (uintptr_t a = fwd_next_set(t, &t->mark, lo, hi); a;) {
     uintptr_t p = start_cursor_next(&ahead);
     if (p) __builtin_prefetch((const void *)p);
     uint64_t hd = load_hd(a);
@@ -182,7 +193,7 @@ static inline __attribute__((always_inline)) void update_piece_with(const fwd_ta
         ti->trace(obj, hdr_payload(hd), slide_update_slot, (void *)t);
       }
     }
-    a = bitmap_next_set(&t->mark, a + obj_bytes(hd), hi);
+    a = fwd_next_set(t, &t->mark, a + obj_bytes(hd), hi);
   }
   for (; r.n; r.n--, r.head = (r.head + 1) % UPDATE_RING) ring_fix(t, r.slot[r.head], hw);
 }
@@ -327,10 +338,10 @@ static uintptr_t live_run_end(const fwd_tables *t, uintptr_t a, uintptr_t hi) {
 /* Runs of consecutive live words in [lo, hi) (no grower, no pinned range):
  * one memmove each. */
 static void slide_runs(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
-  for (uintptr_t a = bitmap_next_set(&t->live, lo, hi); a;) {
+  for (uintptr_t a = fwd_next_set(t, &t->live, lo, hi); a;) {
     uintptr_t e = live_run_end(t, a, hi), d = fwd_start(t, a);
     if (d != a) memmove((void *)d, (const void *)a, e - a);
-    a = bitmap_next_set(&t->live, e, hi);
+    a = fwd_next_set(t, &t->live, e, hi);
   }
 }
 

@@ -168,6 +168,48 @@ static void test_full_keeps_young_survivors(void **st) {
   done(h, t);
 }
 
+/* What a slid full collection kept young is counted in what it left
+ * (old_after_full), and the young collection that promotes it does not
+ * make the old generation "grow": Whippet's quads at 5x ran a full
+ * collection that freed nothing right after that promotion. */
+static void test_kept_mid_promotion_is_not_growth(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=64M,verify=1", &ty, &t);
+  tnode *old = NULL, *young = NULL;
+  fh_push_root(t, (void **)&old);
+  fh_push_root(t, (void **)&young);
+  for (int i = 0; i < 20000; i++) { /* about 0.6 MiB of old list */
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, old);
+    old = n;
+  }
+  fh_collect(t, FH_COLLECT_DEFAULT);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  assert_true(in_old(h, old));
+  for (int i = 0; i < 200000; i++) { /* about 6 MiB, past the 4 MiB floor */
+    tnode *n = test_node(t, &ty, 1000000u + (uint64_t)i);
+    fh_write_ref(t, n, (void **)&n->next, young);
+    young = n;
+  }
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_true(in_mid(h, young)); /* kept young by the full collection */
+  const gen_policy_in *l = &gens(h)->last;
+  assert_true(l->old_after_full >= 200000 * sizeof(tnode));
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_old(h, young)); /* promoted now */
+  assert_int_equal(l->promoted_since_full, 0);
+  gen_policy_in in = *l;
+  in.heap_max = 64 * MiB;
+  assert_true(gen_policy_choose(&in).why != GEN_WHY_OLD_GREW);
+  long k = 0;
+  for (tnode *y = young; y; y = y->next, k++) assert_int_equal(y->check, test_check(y->value));
+  assert_int_equal(k, 200000);
+  fh_pop_roots(t, 2);
+  done(h, t);
+}
+
 /* A pinned object left near the top by a full collection makes the old
  * generation's range mostly a hole: the budget grows from the old
  * generation's live bytes, not from that range (each young cycle tripled
@@ -557,6 +599,15 @@ static void test_policy_throughput(void **st) {
   assert_true(gen_policy_choose(&in).young);
   in.no_generations = 1; /* cannot be young */
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
+  /* A full collection frees at most the promoted bytes more than a young
+   * one, for at least its work: below what the young one freed, it cannot
+   * double its throughput, whatever the estimate says (quads at 5x). */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 201, .last_young = 1,
+                       .young_collected = 36 * MiB, .young_freed = 27 * MiB,
+                       .promoted_since_full = 2 * MiB, .old_after_full = 512 * MiB};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_YOUNG);
+  in.promoted_since_full = 27 * MiB;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
   in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
   assert_true(gen_policy_choose(&in).young);
   /* The full throughput compared is what a full collection would do now
@@ -774,6 +825,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_promotion_after_two_collections),
       cmocka_unit_test(test_full_keeps_young_survivors),
+      cmocka_unit_test(test_kept_mid_promotion_is_not_growth),
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_many_old_holders),
       cmocka_unit_test(test_old_objects_of_many_sizes),
