@@ -56,7 +56,9 @@ $(BUILD)/libfaultheap.so: $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,libfaultheap.so.0 -o $@ $^ $(LIBS)
 
 # Tests link the static library, so they can reach internal (hidden) symbols.
-$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/libfaultheap.a
+# The suites' own headers (tests/*.h) count too: a stale binary built
+# against an older struct layout fails in ways that look like bugs.
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(wildcard tests/*.h) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(BUILD)/libfaultheap.a \
 	  $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(LIBS)
