@@ -15,19 +15,26 @@
 #include "heap/object.h"
 #include "heap/sys.h"
 
-/* generational=2 (the default): on with precise roots, off with
- * stack_roots=conservative.  A stack word pins an object near the
- * allocation frontier at nearly every collection; the holes it leaves
- * below the old generation's end hold objects that are old from birth,
- * which young collections never free, so a conservative interpreter's
- * small loop (fhscheme) peaked at 42 MiB instead of 5.  Ending the old
- * generation at the first hole needs the cards of old objects pointing
- * above it, which a full collection clears: not done yet. */
+/* generational=2 (the default) is 1, with either kind of stack roots.
+ * With stack_roots=conservative a stack word pins an object near the
+ * allocation frontier at nearly every collection, and the slide leaves a
+ * gap under it: the holes are kept out of the old generation (see
+ * young_boundary and the hole floor below). */
 int mc_gen_enabled(fh_heap *h) {
-  int on = h->opt.generational == 1 ||
-           (h->opt.generational == 2 && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE);
-  return on &&
+  return h->opt.generational != 0 &&
          (h->collector == &mark_compact_collector || h->collector == &concurrent_compact_collector);
+}
+
+/* Conservative stack roots: no hole handed to the allocator lies in the
+ * old generation.  Objects allocated into one below the old end would be
+ * old from birth, which only a full collection frees (fhscheme's loop
+ * peaked at 42 MiB instead of 5 with them), and every dirty card among
+ * them would be walked from the hole's start.  With precise roots pins are
+ * few and long-lived (fh_pin: I/O buffers), their holes are handed out
+ * whatever generation they lie in, and filling them matters more
+ * (fhbench pins: 1% of objects pinned evenly, thousands of holes). */
+static int holes_stay_young(const fh_heap *h) {
+  return h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE;
 }
 
 static uintptr_t nm_end(fh_heap *h) {
@@ -87,6 +94,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   g->t0 = heap_now_ns();
   g->young = 0;
+  g->hole_floor = 0; /* every hole of this cycle is handed out unless mc_gen_end says */
   g->fill_walk = 0; /* the last cycle's, if its task never ran it */
   if (!mc_gen_enabled(h)) {
     g->valid = 0;
@@ -108,6 +116,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.requested_young = h->gen.request_young;
   in.explicit_full = cause == GC_CAUSE_EXPLICIT && !h->gen.request_young;
   in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
+  g->alloc_failure = in.alloc_failure;
   in.heap_max = heap_limit(h);
   in.no_generations = !valid;
   in.young_tp = g->young_tp;
@@ -282,6 +291,61 @@ void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_obje
   gen_cards_visit_old(h, fn, fn, ctx);
 }
 
+/* ---- where a young cycle ends the old generation ---- */
+
+/* Conservative roots: the most live bytes a young cycle leaves mid, in
+ * addition to its young survivors, to keep a hole out of the old
+ * generation (young_boundary); each is marked again by the next young
+ * cycle.  Above it the hole is stranded instead. */
+#define GEN_HOLE_MID_MAX ((size_t)1 << 20)
+
+typedef struct young_bound {
+  uintptr_t old_end; /* new address: everything below becomes old */
+  uintptr_t keep_lo; /* old address: survivors at or above it become mid */
+} young_bound;
+
+/* Bytes of the gaps below pinned ranges inside [lo, hi) (new addresses). */
+static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  size_t n = 0;
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < hi; r++) {
+    uintptr_t a = t->ranges[r].gap_lo > lo ? t->ranges[r].gap_lo : lo;
+    uintptr_t e = t->ranges[r].lo < hi ? t->ranges[r].lo : hi;
+    if (e > a) n += e - a;
+  }
+  return n;
+}
+
+/* A young cycle's boundary, from the forwarding (the same before the
+ * update and after the slide).  The first survivor at or above the old mid
+ * end stays young, as mid; everything below its new address becomes old.
+ * Conservative roots (holes_stay_young): a hole (a gap of MC_HOLE_MIN
+ * bytes or more under a pinned range) below that address would lie in the
+ * old generation, so the old generation ends at the first such gap
+ * instead, when what stays mid for it (the pinned range and the survivors
+ * between it and the natural end) is at most GEN_HOLE_MID_MAX live bytes.
+ * That is the usual case: the pinned objects are the newest ones, the
+ * first young survivor among them.  Else the boundary stays and mc_gen_end
+ * strands the holes below it (hole_floor).  The survivors that stay mid
+ * start at the range's first word (fixed: a pinned range does not move),
+ * so the update keeps the cards of old holders pointing there. */
+static young_bound young_boundary(const mc_state *m) {
+  const mc_gen *g = &m->gen;
+  const fwd_tables *t = &m->t;
+  uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
+  young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
+  if (!holes_stay_young(m->h)) return b;
+  size_t r = 0;
+  while (r < t->nranges && t->ranges[r].gap_lo < b.old_end &&
+         t->ranges[r].lo - t->ranges[r].gap_lo < MC_HOLE_MIN)
+    r++;
+  if (r == t->nranges || t->ranges[r].gap_lo >= b.old_end) return b;
+  uintptr_t at = t->ranges[r].gap_lo;
+  if (b.old_end - at - gap_bytes(t, at, b.old_end) > GEN_HOLE_MID_MAX) return b;
+  b.old_end = at;
+  if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
+  return b;
+}
+
 /* ---- updating the references of a young cycle ---- */
 
 typedef struct gen_update {
@@ -356,7 +420,7 @@ void mc_gen_update_outside(mc_state *m) {
   fwd_tables *t = &m->t;
   roots_visit(h, update_slot, t);
   weak_roots_visit(h, update_slot, t);
-  card_update c = {{m, t, m->gen.promote_below, 0}, {m, t->ylo, 0}};
+  card_update c = {{m, t, young_boundary(m).keep_lo, 0}, {m, t->ylo, 0}};
   mc_gen *g = &m->gen;
   if (t->ylo > t->begin && g->refs_ok) {
     /* Marking logged every old bump object on a dirty card that refers
@@ -528,10 +592,24 @@ void mc_gen_end(mc_state *m) {
   /* The first object that stays young (becomes mid): the first marked at
    * or above the old mid boundary; everything below it becomes old.  A
    * full cycle makes everything old. */
-  uintptr_t first = g->young      ? bitmap_next_set(&t->mark, g->promote_below, t->old_top)
-                   : g->keep_mid ? bitmap_next_set(&t->mark, g->keep_from, t->old_top)
-                                 : 0;
-  uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
+  uintptr_t first = g->keep_mid && !g->young ? bitmap_next_set(&t->mark, g->keep_from, t->old_top) : 0;
+  uintptr_t new_old = g->young ? young_boundary(m).old_end : first ? fwd_start(t, first) : t->new_top;
+  /* Conservative roots: the holes left below the new old end stay fillers
+   * (mc_holes.c), stranded until the next full cycle.  After a full one
+   * that makes everything old, that is every gap: the pinned objects near
+   * the old top are old and the space grows above them.  Not when this
+   * cycle ran because an allocation failed, nor when the space would
+   * then span more than half of heap_max: a stack word that pins the same
+   * object near the top at the next cycle keeps the same gap, and the
+   * allocation would fail for want of range with the memory free.  Those
+   * holes are handed out as with precise roots (old from birth). */
+  size_t stranded = 0;
+  if (holes_stay_young(h) && !g->alloc_failure &&
+      t->new_top - t->begin <= heap_limit(h) / 2) {
+    g->hole_floor = new_old;
+    m->hole_bytes = SIZE_MAX; /* counted again above the floor */
+    stranded = gap_bytes(t, ylo, new_old);
+  }
   /* Walk points (per card, of the old generation only: cards above its
    * end are never asked, and get theirs when their objects become old).
    * A young cycle notes them exactly as it walks what became old; the
@@ -555,9 +633,10 @@ void mc_gen_end(mc_state *m) {
    * walk points that are no object starts once a hole is reused); the
    * first gap begins at or below every later one. */
   g->fill_end = t->nranges && t->ranges[0].gap_lo < new_old ? t->ranges[0].gap_lo : new_old;
-  g->promoted = new_old - ylo;
+  g->promoted = new_old - ylo - gap_bytes(t, ylo, new_old);
   /* What became old is live (survivors slid below new_old), at most the
-   * range: the range also holds the gaps below a pinned object. */
+   * range: the range also holds the gaps below a pinned object, and dead
+   * words inside pinned ranges. */
   if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
   g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
@@ -572,7 +651,9 @@ void mc_gen_end(mc_state *m) {
   l->last_young = g->young;
   if (g->young) {
     g->young_tp = blend(g->young_tp, tp);
-    l->promoted_since_full += g->promoted;
+    /* Stranded gaps are range that only a full cycle gives back: they
+     * count towards the old generation's growth (GEN_WHY_OLD_GREW). */
+    l->promoted_since_full += g->promoted + stranded;
     h->bytes_promoted += g->promoted;
     l->young_collected = g->collected;
     l->young_freed = freed;

@@ -68,6 +68,10 @@ typedef struct mc_gen {
    * mc_gen_fill_walk makes them per card, outside the pause. */
   int fill_walk;
   uintptr_t fill_end; /* where it stops: the old end or the first hole */
+  /* stack_roots=conservative: the holes this cycle's pins left below it
+   * (the new old end) are not handed out (mc_holes.c); 0: all are. */
+  uintptr_t hole_floor;
+  int alloc_failure; /* this cycle runs because an allocation failed */
   uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
   /* This young cycle's old bump objects that refer into the collected
