@@ -293,12 +293,6 @@ void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_obje
 
 /* ---- where a young cycle ends the old generation ---- */
 
-/* Conservative roots: the most live bytes a young cycle leaves mid, in
- * addition to its young survivors, to keep a hole out of the old
- * generation (young_boundary); each is marked again by the next young
- * cycle.  Above it the hole is stranded instead. */
-#define GEN_HOLE_MID_MAX ((size_t)1 << 20)
-
 typedef struct young_bound {
   uintptr_t old_end; /* new address: everything below becomes old */
   uintptr_t keep_lo; /* old address: survivors at or above it become mid */
@@ -315,33 +309,36 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   return n;
 }
 
+/* The lowest pinned range whose gap (MC_HOLE_MIN bytes or more: a hole
+ * handed to the allocator) starts below end; nranges if none. */
+static size_t hole_below(const fwd_tables *t, uintptr_t end) {
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < end; r++)
+    if (t->ranges[r].lo - t->ranges[r].gap_lo >= MC_HOLE_MIN) return r;
+  return t->nranges;
+}
+
 /* A young cycle's boundary, from the forwarding (the same before the
  * update and after the slide).  The first survivor at or above the old mid
  * end stays young, as mid; everything below its new address becomes old.
- * Conservative roots (holes_stay_young): a hole (a gap of MC_HOLE_MIN
- * bytes or more under a pinned range) below that address would lie in the
- * old generation, so the old generation ends at the first such gap
- * instead, when what stays mid for it (the pinned range and the survivors
- * between it and the natural end) is at most GEN_HOLE_MID_MAX live bytes.
- * That is the usual case: the pinned objects are the newest ones, the
- * first young survivor among them.  Else the boundary stays and mc_gen_end
- * strands the holes below it (hole_floor).  The survivors that stay mid
- * start at the range's first word (fixed: a pinned range does not move),
- * so the update keeps the cards of old holders pointing there. */
+ * Conservative roots (holes_stay_young): the old generation ends at the
+ * first hole below that instead, if any, so that the holes stay young.
+ * Usually that is the gap under the newest objects, which the stacks pin,
+ * among the first young survivors.  A long-lived object pinned low keeps
+ * what lies above its gap mid (marked by every young cycle) until the gap
+ * fills with survivors or a full cycle; the policy's throughput rule
+ * turns to full cycles if young ones cost as much.  The survivors that
+ * stay mid start at the range's first word (a pinned range does not
+ * move), so the update keeps the cards of old holders pointing there:
+ * theirs were dirty before the cycle (the invariant), so it sees them. */
 static young_bound young_boundary(const mc_state *m) {
   const mc_gen *g = &m->gen;
   const fwd_tables *t = &m->t;
   uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
   young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
   if (!holes_stay_young(m->h)) return b;
-  size_t r = 0;
-  while (r < t->nranges && t->ranges[r].gap_lo < b.old_end &&
-         t->ranges[r].lo - t->ranges[r].gap_lo < MC_HOLE_MIN)
-    r++;
-  if (r == t->nranges || t->ranges[r].gap_lo >= b.old_end) return b;
-  uintptr_t at = t->ranges[r].gap_lo;
-  if (b.old_end - at - gap_bytes(t, at, b.old_end) > GEN_HOLE_MID_MAX) return b;
-  b.old_end = at;
+  size_t r = hole_below(t, b.old_end);
+  if (r == t->nranges) return b;
+  b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
   return b;
 }
@@ -486,7 +483,31 @@ static uintptr_t keepable_boundary(mc_state *m) {
   return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
 }
 
-static uintptr_t keep_mid_boundary(mc_state *m) { return m->slid ? keepable_boundary(m) : 0; }
+/* Conservative roots: where a full slide ends the old generation so that
+ * no hole it hands out lies in it, below end (the boundary the young
+ * survivors' rule keeps, or the new top): the first hole's start, 0
+ * without one.  A stack word pins an object near the old top at nearly
+ * every collection: making everything old would strand the gap below it,
+ * and the next full cycle's pins, among what was allocated above, would
+ * strand a higher one (fhscheme's destruct: the space's range grew by a
+ * young generation per full cycle, 9 -> 37 MiB).  What lies above
+ * becomes mid: the next young cycle promotes it, up to its own first
+ * hole.  The cost is mc_gen_end's walk over the old part (the cards the
+ * cycle cleared), in the pause. */
+static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
+  const fwd_tables *t = &m->t;
+  if (!holes_stay_young(m->h)) return 0;
+  size_t r = hole_below(t, end);
+  return r < t->nranges ? t->ranges[r].gap_lo : 0;
+}
+
+/* A slid full cycle's mid boundary (0: everything old), the lower of the
+ * two reasons to keep objects mid. */
+static uintptr_t keep_mid_boundary(mc_state *m) {
+  if (!m->slid) return 0;
+  uintptr_t k = keepable_boundary(m), s = hole_boundary(m, k ? k : m->t.new_top);
+  return s ? s : k;
+}
 
 size_t mc_gen_keepable_bytes(mc_state *m) {
   if (!mc_gen_enabled(m->h)) return 0;
@@ -500,7 +521,13 @@ void mc_gen_full_cards(mc_state *m) {
   /* Keeping young survivors: the non-moving objects that refer to them
    * had dirty cards before the cycle (the invariant, the generations
    * being known) and keep them. */
-  m->gen.keep_mid = keep_mid_boundary(m) != 0;
+  uintptr_t keep = keep_mid_boundary(m);
+  m->gen.keep_mid = keep != 0;
+  m->gen.keep_at = keep;
+  /* Split at a hole: the objects that stay mid include some that were old
+   * before the cycle (or the generations were not known), whose holders in
+   * the non-moving space may have clean cards; mc_gen_end walks them. */
+  m->gen.keep_split = keep && keep != keepable_boundary(m);
   if (m->gen.keep_mid) return;
   /* After a full collection everything is old: no card needs keeping.
    * (Large objects' cards: their sweep cleared them; image and zygote
@@ -575,9 +602,32 @@ static void large_mid_object(void *obj, void *ctx) {
                           memory_order_relaxed);
 }
 
+static void nonmoving_mid_object(void *obj, void *ctx) {
+  large_mid *l = ctx;
+  fh_heap *h = l->h;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
+  l->found = 0;
+  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
+  if (l->found)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
+                          memory_order_relaxed);
+}
+
 static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
   large_mid l = {h, lo, hi, 0};
   if (h->los.space.ops && hi > lo) h->los.space.ops->walk(&h->los.space, large_mid_object, &l);
+}
+
+/* A full slide split at a hole (hole_boundary): the non-moving objects
+ * that point into the new mid generation get their cards dirty; the cycle
+ * cleared none of theirs, but the objects that became mid include some
+ * that were old before it. */
+static void redirty_nonmoving_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
+  large_mid l = {h, lo, hi, 0};
+  if (nm_end(h) > h->non_moving.space.begin)
+    h->non_moving.space.ops->walk(&h->non_moving.space, nonmoving_mid_object, &l);
 }
 
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
@@ -589,20 +639,22 @@ void mc_gen_end(mc_state *m) {
   fwd_tables *t = &m->t;
   if (!mc_gen_enabled(h) || !g->walk) return;
   uintptr_t ylo = t->ylo;
-  /* The first object that stays young (becomes mid): the first marked at
-   * or above the old mid boundary; everything below it becomes old.  A
-   * full cycle makes everything old. */
-  uintptr_t first = g->keep_mid && !g->young ? bitmap_next_set(&t->mark, g->keep_from, t->old_top) : 0;
-  uintptr_t new_old = g->young ? young_boundary(m).old_end : first ? fwd_start(t, first) : t->new_top;
-  /* Conservative roots: the holes left below the new old end stay fillers
-   * (mc_holes.c), stranded until the next full cycle.  After a full one
-   * that makes everything old, that is every gap: the pinned objects near
-   * the old top are old and the space grows above them.  Not when this
-   * cycle ran because an allocation failed, nor when the space would
-   * then span more than half of heap_max: a stack word that pins the same
-   * object near the top at the next cycle keeps the same gap, and the
-   * allocation would fail for want of range with the memory free.  Those
-   * holes are handed out as with precise roots (old from birth). */
+  /* Where the old generation ends: a young cycle's young_boundary; a
+   * slid full cycle's keep_mid_boundary (its youngest survivors, or its
+   * first hole with conservative roots); else everything is old. */
+  uintptr_t new_old = g->young ? young_boundary(m).old_end : g->keep_mid ? g->keep_at : t->new_top;
+  /* Conservative roots: a hole left below the new old end is not handed
+   * out (mc_holes.c): it stays a filler until the next full cycle.  With
+   * the boundaries above that is a flip's every gap (a flip makes
+   * everything old: its pages are built concurrently, where no card walk
+   * can run; its gaps' pages were never built, so they cost address range,
+   * not memory) and dead words inside pinned ranges below a slide's first
+   * gap.  Not when this cycle ran because an allocation failed, nor when
+   * the space would then span more than half of heap_max: a stack word
+   * that pins the same object near the top at the next cycle keeps the
+   * same gap, and the allocation would fail for want of range with the
+   * memory free; those holes are handed out as with precise roots (old
+   * from birth). */
   size_t stranded = 0;
   if (holes_stay_young(h) && !g->alloc_failure &&
       t->new_top - t->begin <= heap_limit(h) / 2) {
@@ -620,6 +672,7 @@ void mc_gen_end(mc_state *m) {
   if (g->young || g->keep_mid) {
     dirty_promoted(m, ylo, new_old, t->new_top);
     if (g->keep_mid) redirty_large_mid(h, new_old, t->new_top);
+    if (g->keep_mid && g->keep_split) redirty_nonmoving_mid(h, new_old, t->new_top);
   } else {
     size_t cards = (t->new_top - t->begin + FH_CARD_BYTES - 1) / FH_CARD_BYTES;
     memset(g->walk, 0, cards * sizeof(uintptr_t));

@@ -89,6 +89,8 @@ typedef struct mc_gen {
    * keep_mid: this slid full cycle keeps them, as mid (mc_gen_full_cards). */
   uintptr_t keep_from;
   int keep_mid;
+  uintptr_t keep_at; /* keep_mid: where the old generation ends (new address) */
+  int keep_split;    /* keep_mid at a hole below keep_from's (conservative roots) */
   uint64_t t0;
   size_t collected, promoted;
   /* throughput (bytes freed per ms of pause, running averages), and the

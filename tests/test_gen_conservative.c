@@ -50,14 +50,17 @@ __attribute__((noinline)) static tnode *garbage_then_node(fh_thread *t, const te
 }
 
 /* A list kept in root slots becomes old; then, each round, 2 MiB of
- * garbage with the newest node held by a stack word only, and a young
- * collection (a full one every eighth round).  The pinned node stays in
- * place and intact; the node allocated right after each collection is not
- * in the old generation (it went into a hole the pin left, which the old
- * generation ends below, or above the top: without the hole floor, a full
+ * garbage with the newest node held by a stack word only, an old and a
+ * non-moving holder of it, and a young collection (a full one every
+ * eighth round: mark_compact slides it and ends the old generation at its
+ * first hole, concurrent_compact flips it and strands its holes).  The
+ * pinned node stays in place and intact, and so does the last round's;
+ * the node allocated right after each collection is not in the old
+ * generation (it went into a hole the pin left, which the old generation
+ * ends below, or above the top: on main, with generational=1, a full
  * collection's holes were old from birth); and the space's range does not
- * grow by a young generation per collection (holes stranded at every
- * young collection would). */
+ * grow by a young generation per collection.  verify=1 checks the
+ * remembered set after every young collection and split full one. */
 static void test_fresh_objects_not_old(void **st) {
   (void)st;
   for (int c = 0; c < NCOLL; c++) {
@@ -66,6 +69,11 @@ static void test_fresh_objects_not_old(void **st) {
     fh_heap *h = cons_heap(c, "heap_max=96M,verify=1", &ty, &t);
     tnode *old = NULL;
     fh_push_root(t, (void **)&old);
+    /* a non-moving holder of this round's and the last round's pinned
+     * nodes: its card too must be dirty while they are young or mid */
+    tnode *nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+    assert_non_null(nm);
+    fh_push_root(t, (void **)&nm);
     for (int i = 0; i < 5000; i++) {
       tnode *n = test_node(t, &ty, (uint64_t)i);
       fh_write_ref(t, n, (void **)&n->next, old);
@@ -80,12 +88,16 @@ static void test_fresh_objects_not_old(void **st) {
       uintptr_t at = (uintptr_t)pinned;
       /* an old holder of the pinned young node: its card must stay dirty */
       fh_write_ref(t, old, (void **)&old->other, pinned);
+      fh_write_ref(t, nm, (void **)&nm->next, nm->other);
+      fh_write_ref(t, nm, (void **)&nm->other, pinned);
       int full = r % 8 == 7;
       assert_int_equal(fh_collect(t, full ? FH_COLLECT_DEFAULT : FH_COLLECT_YOUNG), 0);
       fh_gc_wait(h);
       assert_int_equal((uintptr_t)pinned, at);
       assert_int_equal(pinned->check, test_check(1000u + (uint64_t)r));
       assert_ptr_equal(old->other, pinned);
+      assert_ptr_equal(nm->other, pinned);
+      if (r) assert_int_equal(nm->next->check, test_check(1000u + (uint64_t)r - 1));
       tnode *fresh = test_node(t, &ty, 7);
       assert_false(in_old(h, fresh));
       if (r == 1) used0 = space_used(h);
@@ -97,7 +109,7 @@ static void test_fresh_objects_not_old(void **st) {
     fh_stats s;
     fh_get_stats(h, &s);
     assert_true(s.young_collections >= ROUNDS - ROUNDS / 8);
-    fh_pop_roots(t, 1);
+    fh_pop_roots(t, 2);
     done(h, t);
   }
 }
