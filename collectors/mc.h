@@ -291,7 +291,7 @@ void mc_poison_last_page(mc_state *m);
  * ranges left (forwarding.h), and the dead words inside the ranges (their
  * fillers), to the allocator as holes (spaces/bump_space.h), so that they
  * fill before the space grows; not those below the generations' hole
- * floor (mc_gen.h). */
+ * floor (mc_gen.h), whose whole pages go back after a slide. */
 void mc_publish_holes(mc_state *m);
 /* The holes the cycle's pins leave (what mc_publish_holes hands the bump
  * space), up to max of them into out; returns how many there are. */

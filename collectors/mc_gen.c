@@ -309,34 +309,51 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   return n;
 }
 
-/* The lowest pinned range whose gap (MC_HOLE_MIN bytes or more: a hole
- * handed to the allocator) starts below end; nranges if none. */
-static size_t hole_below(const fwd_tables *t, uintptr_t end) {
-  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < end; r++)
-    if (t->ranges[r].lo - t->ranges[r].gap_lo >= MC_HOLE_MIN) return r;
-  return t->nranges;
+/* A young cycle keeps at most this many live bytes mid, beyond its
+ * natural boundary, to keep a hole out of the old generation
+ * (young_boundary); each is marked again by the next young cycle. */
+#define GEN_HOLE_MID_MAX ((size_t)1 << 20)
+
+/* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
+ * the allocator) starts lowest below end with at most limit live bytes
+ * between that gap and end; nranges if none.  From the top down: the live
+ * bytes above a gap only grow towards the bottom. */
+static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
+  size_t best = t->nranges, r = t->nranges, gaps = 0;
+  while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
+  while (r-- > 0) {
+    const fwd_range *g = &t->ranges[r];
+    uintptr_t hi = g->lo < end ? g->lo : end;
+    gaps += hi - g->gap_lo;
+    if (hi - g->gap_lo < MC_HOLE_MIN) continue;
+    if (end - g->gap_lo - gaps > limit) break;
+    best = r;
+  }
+  return best;
 }
 
 /* A young cycle's boundary, from the forwarding (the same before the
  * update and after the slide).  The first survivor at or above the old mid
  * end stays young, as mid; everything below its new address becomes old.
  * Conservative roots (holes_stay_young): the old generation ends at the
- * first hole below that instead, if any, so that the holes stay young.
- * Usually that is the gap under the newest objects, which the stacks pin,
- * among the first young survivors.  A long-lived object pinned low keeps
- * what lies above its gap mid (marked by every young cycle) until the gap
- * fills with survivors or a full cycle; the policy's throughput rule
- * turns to full cycles if young ones cost as much.  The survivors that
- * stay mid start at the range's first word (a pinned range does not
- * move), so the update keeps the cards of old holders pointing there:
- * theirs were dirty before the cycle (the invariant), so it sees them. */
+ * lowest hole below that instead that leaves at most GEN_HOLE_MID_MAX
+ * more live bytes mid, so that the holes above stay young.  Usually that
+ * is the first hole, the gap under the newest objects, which the stacks
+ * pin, among the first young survivors.  The gaps below it are stranded
+ * (mc_gen_end): with no limit, a long-lived object pinned low (GCBench's
+ * tree root) kept the 4 MiB above its gap mid, marked and moved by every
+ * young cycle, and the throughput rule turned every other cycle full.
+ * The survivors that stay mid start at the range's first word (a pinned
+ * range does not move), so the update keeps the cards of old holders
+ * pointing there: theirs were dirty before the cycle (the invariant), so
+ * it sees them. */
 static young_bound young_boundary(const mc_state *m) {
   const mc_gen *g = &m->gen;
   const fwd_tables *t = &m->t;
   uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
   young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
   if (!holes_stay_young(m->h)) return b;
-  size_t r = hole_below(t, b.old_end);
+  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX);
   if (r == t->nranges) return b;
   b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
@@ -484,20 +501,23 @@ static uintptr_t keepable_boundary(mc_state *m) {
 }
 
 /* Conservative roots: where a full slide ends the old generation so that
- * no hole it hands out lies in it, below end (the boundary the young
- * survivors' rule keeps, or the new top): the first hole's start, 0
- * without one.  A stack word pins an object near the old top at nearly
- * every collection: making everything old would strand the gap below it,
- * and the next full cycle's pins, among what was allocated above, would
- * strand a higher one (fhscheme's destruct: the space's range grew by a
- * young generation per full cycle, 9 -> 37 MiB).  What lies above
- * becomes mid: the next young cycle promotes it, up to its own first
- * hole.  The cost is mc_gen_end's walk over the old part (the cards the
- * cycle cleared), in the pause. */
+ * the holes it hands out are young, below end (the boundary the young
+ * survivors' rule keeps, or the new top): hole_below's gap, with the same
+ * limit as a young cycle's; 0 without one.  A stack word pins an object
+ * near the old top at nearly every collection: making everything old
+ * would strand the gap below it, and the next full cycle's pins, among
+ * what was allocated above, would strand a higher one (fhscheme's
+ * destruct: the space's range grew by a young generation per full cycle,
+ * 9 -> 37 MiB).  What lies above becomes mid, promoted by the next young
+ * cycle.  Without the limit, a long-lived object pinned low (GCBench's
+ * tree root) made everything above its gap mid at every full cycle, and
+ * the young cycle after it stranded that gap, which brought the next full
+ * one: every other cycle was full.  The cost is mc_gen_end's walk over
+ * the old part (the cards the cycle cleared), in the pause. */
 static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
   const fwd_tables *t = &m->t;
   if (!holes_stay_young(m->h)) return 0;
-  size_t r = hole_below(t, end);
+  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX);
   return r < t->nranges ? t->ranges[r].gap_lo : 0;
 }
 
@@ -644,12 +664,15 @@ void mc_gen_end(mc_state *m) {
    * first hole with conservative roots); else everything is old. */
   uintptr_t new_old = g->young ? young_boundary(m).old_end : g->keep_mid ? g->keep_at : t->new_top;
   /* Conservative roots: a hole left below the new old end is not handed
-   * out (mc_holes.c): it stays a filler until the next full cycle.  With
-   * the boundaries above that is a flip's every gap (a flip makes
-   * everything old: its pages are built concurrently, where no card walk
-   * can run; its gaps' pages were never built, so they cost address range,
-   * not memory) and dead words inside pinned ranges below a slide's first
-   * gap.  Not when this cycle ran because an allocation failed, nor when
+   * out (mc_holes.c): it stays a filler until the next full cycle, and a
+   * slide gives its whole pages back.  With the boundaries above that is
+   * a flip's every gap (a flip makes everything old: its pages are built
+   * concurrently, where no card walk can run; its gaps' pages were never
+   * built), a young cycle's gaps below the one young_boundary keeps, and
+   * dead words inside pinned ranges below the boundary.  They cost
+   * address range, not memory; a young cycle's count towards the old
+   * generation's growth, which brings the full cycle that takes them
+   * back.  Not when this cycle ran because an allocation failed, nor when
    * the space would then span more than half of heap_max: a stack word
    * that pins the same object near the top at the next cycle keeps the
    * same gap, and the allocation would fail for want of range with the

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "collectors/mc.h"
+#include "spaces/reserve.h"
 
 /* Free stretches a cycle with pinned ranges leaves below its new top, in
  * ascending order: each range's gap below it (one hole per gap filler,
@@ -57,9 +58,27 @@ size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
   return l.n;
 }
 
+/* A slide's gaps below the hole floor (mc_gen.h: stack_roots=conservative,
+ * the old generation's end) are not handed out: objects allocated there
+ * would be old from birth.  Their whole pages go back now (each gap
+ * filler keeps its header: walks of the old generation pass over it), so
+ * they cost address range until the next full collection lays the space
+ * out again, not memory.  A flip never built its gaps' blank pages. */
+static void discard_stranded(const mc_state *m) {
+  const fwd_tables *t = &m->t;
+  uintptr_t floor = m->gen.hole_floor;
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < floor; r++)
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo && a < floor; a = e) {
+      e = fwd_gap_filler_end(t, a, lo);
+      uintptr_t plo = align_up(a + FH_HEADER_BYTES, FH_PAGE), phi = align_down(e, FH_PAGE);
+      if (phi > plo) reserve_discard(plo, phi - plo); /* zeroes by hand if madvise fails */
+    }
+}
+
 void mc_publish_holes(mc_state *m) {
   const fwd_tables *t = &m->t;
   if (!t->nranges) return;
+  if (m->slid && m->gen.hole_floor > t->begin) discard_stranded(m);
   /* At most a hole per filler: per range, its fillers and its gap's (one
    * per GiB boundary the gap crosses, and one more). */
   size_t n = t->nranges * 2 + t->nfills + (t->new_top - t->begin) / FWD_GAP_FILLER;
