@@ -12,6 +12,7 @@
 
 #include "collectors/mc.h"
 #include "heap/heap.h"
+#include "heap/object.h"
 #include "support_gen.h"
 #include "support_heap.h"
 
@@ -27,6 +28,27 @@ static int in_old(fh_heap *h, const void *p) {
          (uintptr_t)p < gens(h)->old_end;
 }
 static size_t space_used(fh_heap *h) { return bump_space_used(&h->bump[h->active]); }
+
+/* Every walk point of the active space (bump_space.starts: what a
+ * conservative stack word's object is found from) below top is an object
+ * or filler start, walking headers from the space's start.  Called with
+ * the world running but this thread the only mutator, its TLAB's tail
+ * being one filler-less run above the last start it claimed: the walk
+ * stops at the first zero header. */
+static int walk_points_are_starts(fh_heap *h) {
+  bump_space *b = &h->bump[h->active];
+  if (!b->starts.words) return 1;
+  uintptr_t s = b->space.begin, top = atomic_load(&b->top);
+  uintptr_t p = bitmap_next_set(&b->starts, s, top);
+  while (p && s < top) {
+    if (p < s) return 0; /* a walk point inside the object walked over */
+    if (p == s) p = bitmap_next_set(&b->starts, s + 8, top);
+    size_t n = obj_bytes(*(const uint64_t *)s);
+    if (!n) return 1; /* the TLAB's unused tail */
+    s += n;
+  }
+  return 1;
+}
 
 static fh_heap *cons_heap(int c, const char *rest, test_types *ty, fh_thread **t) {
   char spec[200];
@@ -82,6 +104,9 @@ static void test_fresh_objects_not_old(void **st) {
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
     size_t used0 = 0;
+    tnode *volatile first = NULL; /* the first object after the last collection */
+    uint64_t first_v = 0;
+    uintptr_t first_at = 0;
     enum { ROUNDS = 24, GARBAGE = 65536 }; /* 2 MiB of 32-byte nodes */
     for (int r = 0; r < ROUNDS; r++) {
       tnode *volatile pinned = garbage_then_node(t, &ty, GARBAGE, 1000u + (uint64_t)r);
@@ -98,8 +123,26 @@ static void test_fresh_objects_not_old(void **st) {
       assert_ptr_equal(old->other, pinned);
       assert_ptr_equal(nm->other, pinned);
       if (r) assert_int_equal(nm->next->check, test_check(1000u + (uint64_t)r - 1));
-      tnode *fresh = test_node(t, &ty, 7);
+      /* The last round's first object, allocated at the old generation's
+       * end (the hole it begins), stayed pinned by its local: its chunk
+       * begins below that end, among old objects, and the walk point the
+       * cycle noted for its range must be an object start there. */
+      if (first) {
+        assert_int_equal((uintptr_t)first, first_at);
+        assert_int_equal(first->check, test_check(first_v));
+      }
+      assert_true(walk_points_are_starts(h));
+      tnode *fresh = test_node(t, &ty, 7 + (uint64_t)r);
       assert_false(in_old(h, fresh));
+      first = fresh, first_v = 7 + (uint64_t)r, first_at = (uintptr_t)fresh;
+      /* 1-7 survivors of 32 bytes after it and 0-63 words of garbage: the
+       * next boundaries fall anywhere in a chunk */
+      for (int k = 0; k <= r % 7; k++) {
+        tnode *n = test_node(t, &ty, 5000u + (uint64_t)k);
+        fh_write_ref(t, n, (void **)&n->next, old->next);
+        fh_write_ref(t, old, (void **)&old->next, n);
+      }
+      fh_alloc(t, ty.bytes, (size_t)(r * 37 % 64) * 8);
       if (r == 1) used0 = space_used(h);
     }
     for (tnode *n = old; n; n = n->next) assert_int_equal(n->check, test_check(n->value));
