@@ -75,6 +75,8 @@ long gcbench_expected_trees(void);
 int bench_has_flag(int argc, char **argv, const char *name);
 int bench_check_flags(int argc, char **argv, const char *const *with_value,
                       const char *const *bare);
+/* `name` is one of the comma-separated items of `list` */
+int bench_list_has(const char *list, const char *name);
 /* --runs N: N in [1, 1000], `dflt` when absent, -1 (with a message) if bad */
 int bench_runs_flag(int argc, char **argv, int dflt);
 

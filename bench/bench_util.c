@@ -68,6 +68,18 @@ int bench_has_flag(int argc, char **argv, const char *name) {
   return 0;
 }
 
+int bench_list_has(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}
+
 int bench_check_flags(int argc, char **argv, const char *const *with_value,
                       const char *const *bare) {
   for (int i = 1; i < argc; i++) {

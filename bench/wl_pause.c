@@ -118,6 +118,11 @@ enum { MAX_RUN_PAUSES = 16 };
  * cycle's resident memory); more are dropped and reported. */
 enum { MAX_STALLS = 1 << 17 };
 static const uint64_t mmu_windows_ns[3] = {1000000, 10000000, 100000000};
+/* -v: each run's stalls longer than this are listed with its pauses. */
+#define LIST_STALL_NS 1000000u
+static int verbose;
+/* --kinds: the rows run and printed. */
+static int kind_wanted[NKINDS];
 
 typedef struct run_result {
   double max_pause_ms, max_stall_ms, gc_ms, faults, fault_p50_us, fault_p99_us, flip_kernel_us,
@@ -238,6 +243,29 @@ static int wait_for_remark(fh_heap *h) {
   return -1;
 }
 
+/* -v: where a run's long stalls fall against its pauses (times from the
+ * start of the collection), to tell pauses from fault service and from
+ * the scheduler. */
+static void list_stalls(int kind, const mut *ms, int mutators, const run_result *r, uint64_t g0) {
+  fprintf(stderr, "%s: pauses", kind_names[kind]);
+  for (unsigned i = 0; i < r->npauses; i++)
+    fprintf(stderr, " [%.2f +%.3f]", ((double)r->pauses[i].start_ns - (double)g0) / 1e6,
+            r->pauses[i].ns / 1e6);
+  fprintf(stderr, "\n");
+  for (int i = 0; i < mutators; i++) {
+    size_t listed = 0;
+    fprintf(stderr, "  mutator %d stalls over %.1f ms:", i, LIST_STALL_NS / 1e6);
+    for (size_t j = 0; j < ms[i].nstalls && listed < 40; j++) {
+      const fh_interval *v = &ms[i].stalls[j];
+      if (v->end_ns - v->begin_ns < LIST_STALL_NS) continue;
+      fprintf(stderr, " [%.2f +%.2f]", ((double)v->begin_ns - (double)g0) / 1e6,
+              (v->end_ns - v->begin_ns) / 1e6);
+      listed++;
+    }
+    fprintf(stderr, "\n");
+  }
+}
+
 static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   memset(r, 0, sizeof *r);
   fh_options o;
@@ -338,7 +366,10 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
   fh_enter_blocking(t);
   if (cmark && rc == 0 && (rc = wait_for_remark(h)) < 0)
     fprintf(stderr, "pause: %s did not mark concurrently (generational=0?)\n", kind_names[kind]);
-  fh_gc_wait(h);
+  /* Polled, not fh_gc_wait: a thread waiting for the phase hurries its
+   * paced work (gc_cpu_pct), which an embedder's fh_gc_wait asks for but
+   * a measurement of the mutators' utilisation must not. */
+  while (fh_gc_phase_open(h)) usleep(200);
   uint64_t g1 = bench_now_ns();
   atomic_store(&smp.stop, 1);
   if (sampling) pthread_join(sampler, NULL);
@@ -371,6 +402,7 @@ static int run_once(int kind, size_t live_mib, int mutators, run_result *r) {
       r->mmu[w] = fmin(r->mmu[w], fh_mmu(ms[i].stalls, ms[i].nstalls, span0, span1,
                                          mmu_windows_ns[w]));
   }
+  if (verbose) list_stalls(kind, ms, mutators, r, g0);
   for (int i = 0; i < mutators; i++) {
     /* The mean utilisation over the span, the ceiling of every MMU: on a
      * shared machine, what the scheduler left the mutators. */
@@ -488,14 +520,17 @@ static pooled pool_runs(const run_result *rs, int runs) {
 }
 
 int wl_pause(int argc, char **argv) {
-  static const char *const with_value[] = {"--json", "--runs", "--live", "--mutators", NULL};
-  static const char *const bare[] = {"--help", NULL};
+  static const char *const with_value[] = {"--json", "--runs", "--live", "--mutators", "--kinds",
+                                           NULL};
+  static const char *const bare[] = {"--help", "-v", NULL};
   if (bench_check_flags(argc, argv, with_value, bare) != 0) return 2;
   if (bench_has_flag(argc, argv, "--help")) {
     printf("usage: fhbench pause [--live MiB] [--runs N] [--mutators N] [--json FILE]\n"
            "  --live MiB     live data in the fragmented heap (default 256; as much garbage)\n"
            "  --runs N       runs per collector, fresh heap each (default 3; medians)\n"
-           "  --mutators N   busy mutator threads during the collection (default 2, 0..%d)\n",
+           "  --mutators N   busy mutator threads during the collection (default 2, 0..%d)\n"
+           "  --kinds L      comma-separated subset of the rows (default: all)\n"
+           "  -v             list each run's pauses and its mutators' stalls over 1 ms\n",
            MAX_MUTATORS);
     return 0;
   }
@@ -516,6 +551,9 @@ int wl_pause(int argc, char **argv) {
     return 2;
   }
   const char *json = bench_flag(argc, argv, "--json");
+  verbose = bench_has_flag(argc, argv, "-v");
+  const char *kinds = bench_flag(argc, argv, "--kinds");
+  for (int k = 0; k < NKINDS; k++) kind_wanted[k] = !kinds || bench_list_has(kinds, kind_names[k]);
   bench_print_header(stdout);
   unsigned caps = fh_capabilities();
   int have_uffd = (caps & FH_CAP_UFFD) && (caps & FH_CAP_DONTUNMAP);
@@ -524,7 +562,7 @@ int wl_pause(int argc, char **argv) {
   /* Interleave the kinds run by run: this VM drifts over seconds. */
   for (int r = 0; r < runs; r++)
     for (int k = 0; k < NKINDS; k++) {
-      if (concurrent_kind(k) && !have_uffd) continue;
+      if ((concurrent_kind(k) && !have_uffd) || !kind_wanted[k]) continue;
       bench_progress("pause: run %d/%d %s", r + 1, runs, kind_names[k]);
       int st = run_once(k, live_mib, (int)mutators, &res[k][r]);
       if (st) status = st > status ? st : status;
@@ -537,6 +575,7 @@ int wl_pause(int argc, char **argv) {
          "pause_ms", "stall_ms", "gc_ms", "mark_ms", "faults", "p50_us", "p99_us", "flip_us",
          "GB/s/thr", "cpuGB/s", "allGB/s", "rss_MiB", "over_MiB");
   for (int k = 0; k < NKINDS; k++) {
+    if (!kind_wanted[k]) continue;
     if (concurrent_kind(k) && !have_uffd) {
       printf("%-27s (userfaultfd unavailable: concurrent_compact falls back to mark_compact)\n",
              kind_names[k]);
@@ -554,7 +593,8 @@ int wl_pause(int argc, char **argv) {
            MED(rs, runs, over_mib));
   }
   pooled pl[NKINDS];
-  for (int k = 0; k < NKINDS; k++) pl[k] = pool_runs(res[k], concurrent_kind(k) && !have_uffd ? 0 : runs);
+  for (int k = 0; k < NKINDS; k++)
+    pl[k] = pool_runs(res[k], (concurrent_kind(k) && !have_uffd) || !kind_wanted[k] ? 0 : runs);
   printf("pauses of all runs pooled (max: the longest single one), remark and flip pauses the "
          "longest of their kind (-: none), MMU the least over runs and mutators, from operation "
          "gaps over %u us (pause_mmu: from the pauses alone; util: the mutators' mean "
@@ -564,7 +604,7 @@ int wl_pause(int argc, char **argv) {
          "p50_ms", "p99_ms", "max_ms", "stop_ms", "remark_ms", "flip_ms", "mmu_1ms", "mmu_10ms",
          "mmu_100ms", "pause_mmu10", "util");
   for (int k = 0; k < NKINDS; k++) {
-    if (concurrent_kind(k) && !have_uffd) continue;
+    if ((concurrent_kind(k) && !have_uffd) || !kind_wanted[k]) continue;
     const pooled *p = &pl[k];
     char remark[16] = "-", flip[16] = "-";
     if (p->remarks) snprintf(remark, sizeof remark, "%.3f", p->remark_ms);
@@ -575,7 +615,7 @@ int wl_pause(int argc, char **argv) {
            p->mmu[1], p->mmu[2], p->pause_mmu[1], MED(res[k], runs, mean_util),
            p->stalls_dropped ? " (stall records overflowed: MMU too high)" : "");
   }
-  if (have_uffd) {
+  if (have_uffd && kind_wanted[K_STW] && kind_wanted[K_SIGBUS] && kind_wanted[K_HANDLER]) {
     double stw = MED(res[K_STW], runs, max_pause_ms);
     printf("pause ratio concurrent/STW: SIGBUS %.2f, handler thread %.2f (target <= 0.5); "
            "live %.0f MiB, RSS before the cycle %.0f MiB, side tables %.1f MiB; over_MiB "
@@ -598,7 +638,7 @@ int wl_pause(int argc, char **argv) {
     bench_json_machine(f);
     fprintf(f, ", \"live_mib\": %zu, \"runs\": %d, \"mutators\": %ld", live_mib, runs, mutators);
     for (int k = 0; k < NKINDS; k++) {
-      if (concurrent_kind(k) && !have_uffd) continue;
+      if ((concurrent_kind(k) && !have_uffd) || !kind_wanted[k]) continue;
       run_result *rs = res[k];
       fprintf(f,
               ",\n \"%s\": {\"max_pause_ms\": %.3f, \"max_stall_ms\": %.3f, \"gc_ms\": %.2f, "

@@ -77,7 +77,7 @@ static void cc_mark(void *tracer, void **slot) {
   mc_cmark_visit(c->mk, *slot);
 }
 
-static void cc_drain(void *tracer, const _Atomic int *stop) {
+static void cc_drain(void *tracer, gc_budget *b) {
   cc_cycle *c = tracer;
   /* The marker, first: the bitmaps below the boundary faulted in with one
    * call each (1/32 of the used space; 10 ms of a 256 MiB heap's initial
@@ -87,7 +87,7 @@ static void cc_drain(void *tracer, const _Atomic int *stop) {
     c->populated = 1;
     fwd_prepare_marking(&c->mc->t);
   }
-  mc_cmark_drain(c->mk, stop);
+  mc_cmark_drain(c->mk, b);
 }
 
 static size_t cc_step(void *tracer, size_t n) {
@@ -284,17 +284,21 @@ static int cc_remark(fh_heap *h, cmark *cm) {
   return 1;
 }
 
-static void cc_between(void *tracer, const _Atomic int *stop) {
+/* Called again after each burst of paced work: the black marking is done
+ * once, the forwarding goes on from its cursor. */
+static void cc_between(void *tracer, gc_budget *b) {
   cc_cycle *c = tracer;
   fwd_tables *t = &c->mc->t;
   uint64_t t0 = heap_now_ns();
-  /* Mutators allocate above the cut only (their TLABs were retired in
-   * the remark): [boundary, cut) is parseable and stays so. */
-  c->black = mc_mark_black(t, c->boundary, c->cut);
-  c->black_done = 1;
-  c->between_black_ns = heap_now_ns() - t0;
-  if (!c->remark_pins) c->between_done = fwd_compute_below(t, c->cut, stop);
-  c->between_ns = heap_now_ns() - t0;
+  if (!c->black_done) {
+    /* Mutators allocate above the cut only (their TLABs were retired in
+     * the remark): [boundary, cut) is parseable and stays so. */
+    c->black = mc_mark_black(t, c->boundary, c->cut);
+    c->black_done = 1;
+    c->between_black_ns = heap_now_ns() - t0;
+  }
+  if (!c->remark_pins) c->between_done = fwd_compute_below(t, c->cut, b);
+  c->between_ns += heap_now_ns() - t0;
 }
 
 /* The flip pause of a split remark, world stopped: black marking of what

@@ -106,6 +106,19 @@ void cmark_satb_flush(fh_heap *h, cmark *cm, fh_thread *t) {
   t->satb_n = 0;
 }
 
+/* The marker's work in paced bursts (heap/gc_pace.h). */
+static void drain_work(void *arg, gc_budget *b) {
+  cmark *cm = arg;
+  cm->ops->drain(cm->tracer, b);
+}
+
+static void between_work(void *arg, gc_budget *b) {
+  cmark *cm = arg;
+  cm->ops->between(cm->tracer, b);
+}
+
+static void paced_drain(cmark *cm) { gc_pace_run(cm->h, &cm->stop, drain_work, cm); }
+
 static void mark_buffer(cmark *cm, void **buf, size_t n) {
   for (size_t i = 0; i < n; i++) cm->ops->mark(cm->tracer, &buf[i]);
   cm->logged += n;
@@ -138,7 +151,7 @@ void cmark_satb_drain(cmark *cm, int threads_too) {
       free(full[i]);
     }
     free(full);
-    if (!threads_too) cm->ops->drain(cm->tracer, &cm->stop);
+    if (!threads_too) paced_drain(cm);
   }
 }
 
@@ -207,7 +220,7 @@ static void *marker_main(void *arg) {
   fh_heap *h = cm->h;
   this_marker = cm;
   uint64_t t0 = heap_now_ns(), c0 = thread_cpu_ns();
-  cm->ops->drain(cm->tracer, &cm->stop);
+  paced_drain(cm);
   /* The references mutators logged meanwhile (full buffers), until none
    * is waiting: the rest is the remark's (a buffer per thread at most,
    * and what fills up before the world stops). */
@@ -217,7 +230,7 @@ static void *marker_main(void *arg) {
   for (unsigned r = 0; r < CMARK_ROUNDS && cm->nranges && !atomic_load(&cm->stop); r++) {
     size_t dirty = cmark_preclean(cm);
     cm->rounds++;
-    cm->ops->drain(cm->tracer, &cm->stop);
+    paced_drain(cm);
     if (dirty <= CMARK_FEW_CARDS) break;
   }
   cm->marker_ns = heap_now_ns() - t0;
@@ -245,7 +258,7 @@ static void *marker_main(void *arg) {
       }
       if (!goes_on) break;
       uint64_t b0 = heap_now_ns(), bc0 = thread_cpu_ns();
-      cm->ops->between(cm->tracer, &cm->stop);
+      gc_pace_run(h, &cm->stop, between_work, cm);
       cm->marker_ns += heap_now_ns() - b0;
       cm->marker_cpu_ns += thread_cpu_ns() - bc0;
       atomic_store(&cm->marker_done, 1);
@@ -292,8 +305,11 @@ void cmark_join(fh_heap *h) {
 /* Stop the marker and wait for it (not when called on it: its remark). */
 static cmark *stop_marker(fh_heap *h) {
   cmark *cm = h->cm;
+  /* Hurried: a marker sleeping between two bursts wakes to see stop. */
+  gc_pace_hurry_begin(h);
   atomic_store(&cm->stop, 1);
   if (this_marker != cm) cmark_join(h);
+  gc_pace_hurry_end(h);
   if (!atomic_load(&cm->marker_done) && !h->cm_manual) h->cm_finished_in_pause++;
   h->cm_marker_ns += cm->marker_ns;
   h->cm_marker_cpu_ns += cm->marker_cpu_ns;
@@ -351,16 +367,19 @@ void cmark_abandon(fh_heap *h) {
 void cmark_wait_marker(fh_heap *h) {
   cmark *cm = h->cm;
   if (!cm || h->cm_manual) return;
+  gc_pace_hurry_begin(h); /* the marker runs unpaced while we wait */
   while (!atomic_load(&cm->marker_done) && !atomic_load(&cm->stop)) {
     struct timespec ts = {0, CMARK_LOCK_RETRY_NS};
     nanosleep(&ts, NULL);
   }
+  gc_pace_hurry_end(h);
 }
 
 void cmark_test_between(fh_heap *h) {
   cmark *cm = h->cm;
   if (!cm || !cm->remarked) return;
-  cm->ops->between(cm->tracer, NULL);
+  gc_budget b = gc_budget_unpaced(NULL);
+  cm->ops->between(cm->tracer, &b);
   atomic_store(&cm->marker_done, 1);
 }
 

@@ -46,8 +46,10 @@ typedef struct cmark cmark;
 typedef struct cmark_ops {
   /* Mark *slot's referent (a logged reference), as a root would be. */
   void (*mark)(void *tracer, void **slot);
-  /* Trace from the tracer's stack until it is empty or *stop is nonzero. */
-  void (*drain)(void *tracer, const _Atomic int *stop);
+  /* Trace from the tracer's stack until it is empty or the budget is over
+   * (gc_budget_over: its stop flag set, or its burst of paced work spent;
+   * heap/gc_pace.h).  Called again to go on. */
+  void (*drain)(void *tracer, gc_budget *b);
   /* Scan at most n objects (tests step the marker); 0 when none was left. */
   size_t (*step)(void *tracer, size_t n);
   /* The card [lo, hi) was dirty and is now clear: visit again the
@@ -68,9 +70,10 @@ typedef struct cmark_ops {
    * requested meanwhile) calls finish, which then ends the cycle; -1 on
    * failure (error set, the cycle's state freed). */
   int (*remark)(fh_heap *h, cmark *cm);
-  /* The concurrent work after such a remark; returns early when *stop is
-   * set (finish then does the rest in the pause). */
-  void (*between)(void *tracer, const _Atomic int *stop);
+  /* The concurrent work after such a remark; returns early when the
+   * budget is over, and is called again to go on (paced), unless its stop
+   * flag is set (finish then does the rest in the pause). */
+  void (*between)(void *tracer, gc_budget *b);
 } cmark_ops;
 
 #define CMARK_RANGES 2

@@ -28,7 +28,24 @@ const fh_collector_ops *collector_for(fh_collector c) {
   }
 }
 
+static const fh_collector_ops *kind_ops(fh_heap *h, fh_collect_kind kind);
+
+/* A semispace heap whose idle half holds pinned objects left there by a
+ * mostly-copying cycle (collectors/semi_fixed.h) is collected by
+ * semispace whatever kind is asked for: the other collectors move or
+ * sweep the active half only and would neither trace those objects nor
+ * keep what they refer to.  Its cycle empties the idle half, but for
+ * what is pinned at that moment. */
 static const fh_collector_ops *ops_for_kind(fh_heap *h, fh_collect_kind kind) {
+  const fh_collector_ops *ops = kind_ops(h, kind);
+  bump_space *idle = &h->bump[!h->active];
+  if (ops && h->opt.collector == FH_SEMISPACE && ops != &semi_space_collector &&
+      atomic_load(&idle->top) > idle->space.begin)
+    return &semi_space_collector;
+  return ops;
+}
+
+static const fh_collector_ops *kind_ops(fh_heap *h, fh_collect_kind kind) {
   /* Homogeneous compaction needs the two malloc spaces that only
    * collector=mark_sweep heaps have; the bump-space collectors, conversely,
    * know nothing of malloc spaces (they would neither trace through nor

@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heap/gc_pace.h"
 #include "heap/object.h"
 #include "heap/slot.h"
 #include "spaces/bitmap.h"
@@ -149,6 +150,14 @@ typedef struct fwd_tables {
   /* Set by the caller before fwd_reset: this cycle slid in place (with the
    * world stopped), so its tables are kept like a young cycle's. */
   int slid;
+  /* Set by the caller before fwd_reset, 0 for none: where the next
+   * cycle's marking can reach at most (the new top plus the allocation
+   * window the sizer just granted).  A kept cycle's tables stay resident
+   * only below it: after live data falls, the space the cycle collected
+   * reaches far past what the next one will (fhbench phases: the first
+   * cycles after the fall kept 3.4 MiB of tables beyond it, 1/5 of the
+   * live data). */
+  uintptr_t keep_to;
   /* Pinned ranges, ascending, disjoint and not adjacent (fwd_pin_ranges);
    * fixed from fwd_compute to the end of the cycle (page builders, signal
    * handlers included, read them without a lock). */
@@ -271,7 +280,7 @@ void fwd_compute(fwd_tables *t);
  * compaction's remark, collectors/cc_concurrent.c), and fwd_compute does
  * the rest.  Ends early when *stop is set (stop may be NULL); returns how
  * far it got.  Only the marks above that bound may change in between. */
-uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, const _Atomic int *stop);
+uintptr_t fwd_compute_below(fwd_tables *t, uintptr_t upto, gc_budget *b);
 /* Forget what fwd_compute_below did: fwd_compute starts from the floor
  * (the marks below its bound changed: a pin or a grower more). */
 void fwd_compute_restart(fwd_tables *t);

@@ -137,13 +137,13 @@ static void scan_refs(marker *m, void *obj, uint64_t hd) {
  * 54-58 with 64). */
 #define PREFETCH_WINDOW 32
 
-/* Drain; with `stop`, return early (objects left on the stack) once it
- * reads nonzero, checked every 256 objects. */
-static void drain_until(marker *m, const _Atomic int *stop) {
+/* Drain; with a budget, return early (objects left on the stack) once it
+ * is over (gc_budget_over), checked every 256 objects. */
+static void drain_until(marker *m, gc_budget *b) {
   void *q[PREFETCH_WINDOW];
   unsigned head = 0, n = 0, tick = 0;
   for (;;) {
-    if (stop && !(++tick & 255) && atomic_load_explicit(stop, memory_order_relaxed)) {
+    if (b && !(++tick & 255) && gc_budget_over(b)) {
       /* Put the window's objects back: they are marked, not scanned. */
       while (n) {
         if (mark_stack_push(&m->stack, q[head]) < 0) m->overflowed = 1;
@@ -174,7 +174,7 @@ size_t marker_step(marker *m, size_t n) {
   return done;
 }
 
-void marker_drain_until(marker *m, const _Atomic int *stop) { drain_until(m, stop); }
+void marker_drain_until(marker *m, gc_budget *b) { drain_until(m, b); }
 
 /* Overflow recovery: scanning a marked object again is harmless (its
  * referents are marked already or get marked now), so rescan all marked

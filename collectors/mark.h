@@ -57,7 +57,7 @@ int marker_run(marker *m);
  * then weak processing: world stopped). */
 void marker_start(marker *m);
 void marker_mark_roots(marker *m);
-void marker_drain_until(marker *m, const _Atomic int *stop);
+void marker_drain_until(marker *m, gc_budget *b);
 /* Scan at most n objects from the stack (tests step the marker). */
 size_t marker_step(marker *m, size_t n);
 /* Visit obj's references again (a marked object on a dirty card); its

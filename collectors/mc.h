@@ -85,7 +85,7 @@ void mc_mark_end(mc_mark_crew *crew);
 typedef struct mc_cmarker mc_cmarker;
 mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t);
 void mc_cmark_visit(mc_cmarker *c, void *v);
-void mc_cmark_drain(mc_cmarker *c, const _Atomic int *stop);
+void mc_cmark_drain(mc_cmarker *c, gc_budget *b);
 size_t mc_cmark_step(mc_cmarker *c, size_t n);
 void mc_cmark_finish(mc_cmarker *c);
 void mc_cmark_abandon(mc_cmarker *c);

@@ -74,6 +74,7 @@ typedef struct mc_gen {
   int alloc_failure; /* this cycle runs because an allocation failed */
   uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
+  size_t walk_hw; /* bytes of walk that may be resident (a full cycle hands back the rest) */
   /* This young cycle's old bump objects that refer into the collected
    * part, found while marking from the dirty cards: the update forwards
    * their slots only instead of walking the cards again.  refs_ok: the

@@ -82,9 +82,10 @@ typedef struct marker {
    * theirs here until marking is over (the layer is single-threaded). */
   trace_weak *weak;
   mark_stack ephs;
-  /* Concurrent marking (collectors/cc_concurrent.c): drain returns as
-   * soon as it reads *stop nonzero; NULL with the world stopped. */
-  const _Atomic int *stop;
+  /* Concurrent marking (collectors/cc_concurrent.c): drain returns once
+   * the budget is over (checked every 64 objects); NULL with the world
+   * stopped. */
+  gc_budget *budget;
 } marker;
 
 #define SHARE_MIN 64 /* a marker shares only when it holds more than this */
@@ -320,11 +321,12 @@ static void look_for_others(marker *m) {
 
 static void drain(marker *m) {
   void *ring[PREFETCH_RING];
-  unsigned head = 0, count = 0;
+  unsigned head = 0, count = 0, tick = 0;
   for (;;) {
-    if (m->stop && atomic_load_explicit(m->stop, memory_order_relaxed)) {
-      /* Stopped (the remark pause is coming): what waits in the ring goes
-       * back on the stack, marked but not scanned; the remark drains it. */
+    if (m->budget && !(++tick & 63) && gc_budget_over(m->budget)) {
+      /* Stopped (the remark pause is coming) or the burst is over: what
+       * waits in the ring goes back on the stack, marked but not scanned;
+       * the next burst or the remark drains it. */
       for (; count; count--, head = (head + 1) % PREFETCH_RING) push(m, ring[head]);
       return;
     }
@@ -672,10 +674,10 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
     fwd_mark_grows(t, a - FH_HEADER_BYTES);
 }
 
-void mc_cmark_drain(mc_cmarker *c, const _Atomic int *stop) {
-  c->m.stop = stop;
+void mc_cmark_drain(mc_cmarker *c, gc_budget *b) {
+  c->m.budget = b;
   drain(&c->m);
-  c->m.stop = NULL;
+  c->m.budget = NULL;
   /* Emptied: its pages go now, not in the remark pause. */
   if (!c->m.stack.n && !c->m.narrays) mark_stack_trim(&c->m.stack);
 }
@@ -695,7 +697,7 @@ size_t mc_cmark_step(mc_cmarker *c, size_t n) {
 
 void mc_cmark_finish(mc_cmarker *c) {
   marker *m = &c->m;
-  m->stop = NULL;
+  m->budget = NULL;
   /* The roots again: an object read through a weak path into a root,
    * conservative stack words and pins of the remark (SATB covers every
    * reference that was in the heap when marking began). */

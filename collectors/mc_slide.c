@@ -60,6 +60,8 @@ static void slide_update_slot(void **slot, void *ctx) {
  * pending bits).  Each such slot is visited once; trace callbacks, which
  * might visit one twice, forward at once. */
 #define UPDATE_RING 64
+/* How many objects ahead update_piece fetches headers. */
+#define UPDATE_AHEAD 8
 
 typedef struct update_ring {
   const fwd_tables *t;
@@ -96,6 +98,45 @@ static inline __attribute__((always_inline)) void ring_push(update_ring *r, void
   r->head = (r->head + 1) % UPDATE_RING;
 }
 
+/* The mark bits of [lo, hi) one after another, inline (a call to
+ * bitmap_next_set per object costs about what the fetches save). */
+typedef struct start_cursor {
+  const _Atomic uint64_t *words;
+  uintptr_t begin, hi;
+  size_t w, wend;
+  uint64_t bits;
+} start_cursor;
+
+static inline void start_cursor_init(start_cursor *c, const fwd_tables *t, uintptr_t lo,
+                                     uintptr_t hi) {
+  size_t i = (lo - t->begin) >> 3;
+  c->words = t->mark.words;
+  c->begin = t->begin;
+  c->hi = hi;
+  c->w = i >> 6;
+  c->wend = (((hi - t->begin) >> 3) + 63) >> 6;
+  c->bits = c->w < c->wend
+                ? atomic_load_explicit(&c->words[c->w], memory_order_relaxed) & (~(uint64_t)0 << (i & 63))
+                : 0;
+}
+
+/* The next start, or 0 past hi. */
+static inline uintptr_t start_cursor_next(start_cursor *c) {
+  while (!c->bits) {
+    if (++c->w >= c->wend) return 0;
+    c->bits = atomic_load_explicit(&c->words[c->w], memory_order_relaxed);
+  }
+  unsigned b = (unsigned)__builtin_ctzll(c->bits);
+  c->bits &= c->bits - 1;
+  uintptr_t a = c->begin + (((uintptr_t)c->w << 6) + b) * FWD_WORD;
+  if (a >= c->hi) {
+    c->bits = 0;
+    c->w = c->wend;
+    return 0;
+  }
+  return a;
+}
+
 /* Rewrite the references of every live object starting in [lo, hi).  A
  * trace callback sees its object where it lies, with the slots it visited
  * already forwarded (it must not follow them: the referents have not moved
@@ -107,7 +148,22 @@ static inline __attribute__((always_inline)) void update_piece_with(const fwd_ta
   uint32_t last_type = FH_FILLER_TYPE;
   const fh_type_info *ti = NULL;
   update_ring r = {.t = t};
+  /* Each object's header is a load whose address depends on the last
+   * one's (its size): one cache miss after another where live objects are
+   * spread out.  A second cursor, stepping from start bit to start bit,
+   * fetches the headers UPDATE_AHEAD objects ahead so the misses overlap
+   * (fhbench pins, mark_compact with 1% pinned, whose live objects span
+   * 16 MiB against 9.4 unpinned: the moving space's update, median of 66
+   * cycles, 3.1-3.7 -> 2.6-3.0 ms, unpinned 2.0 -> 2.05-2.15). */
+  start_cursor ahead;
+  start_cursor_init(&ahead, t, lo, hi);
+  for (unsigned k = 0; k < UPDATE_AHEAD; k++) {
+    uintptr_t p = start_cursor_next(&ahead);
+    if (p) __builtin_prefetch((const void *)p);
+  }
   for (uintptr_t a = bitmap_next_set(&t->mark, lo, hi); a;) {
+    uintptr_t p = start_cursor_next(&ahead);
+    if (p) __builtin_prefetch((const void *)p);
     uint64_t hd = load_hd(a);
     if (hdr_type(hd) != last_type) {
       last_type = hdr_type(hd);

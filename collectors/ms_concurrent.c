@@ -41,9 +41,9 @@ int ms_concurrent_usable(fh_heap *h, gc_cause cause) {
          !bump_space_used(&h->bump[h->active]);
 }
 
-static void ms_drain(void *tracer, const _Atomic int *stop) {
+static void ms_drain(void *tracer, gc_budget *b) {
   ms_cycle *c = tracer;
-  marker_drain_until(&c->m, stop);
+  marker_drain_until(&c->m, b);
   mark_stack_trim(&c->m.stack); /* when empty: not in the remark pause */
 }
 

@@ -23,6 +23,7 @@
 #include "collectors/gen_cards.h"
 #include "collectors/mark_stack.h"
 #include "collectors/mc.h"
+#include "collectors/semi_fixed.h"
 #include "collectors/trace.h"
 #include "heap/barrier.h"
 #include "heap/error.h"
@@ -53,6 +54,10 @@ typedef struct semi_ctx {
   size_t promo_head;
   size_t promoted, promoted_src; /* bytes in the promote space, and they took in from-space */
   int promote_failed;
+  /* Mostly-copying (plain semispace): pinned objects and the islands the
+   * last cycle left in to-space stay in place (collectors/semi_fixed.h). */
+  int fixed;
+  semi_fixed fx;
 } semi_ctx;
 
 /* Promote obj (header h) into the non-moving space: its copy, or NULL when
@@ -101,6 +106,9 @@ static void *copy_object(semi_ctx *c, void *obj) {
    * object that gains its hash word here left an 8-byte filler in
    * from-space when it was hashed (heap/identity_hash.h). */
   uintptr_t dst = atomic_load_explicit(&c->to->top, memory_order_relaxed);
+  /* An island of to-space ahead (UINTPTR_MAX: none): lay the copy past it. */
+  if (__builtin_expect(dst + obj_moved_bytes(h) > c->fx.copy_next, 0))
+    dst = semi_fixed_skip(&c->fx, c->to, dst, obj_moved_bytes(h));
   memcpy((void *)dst, hp, obj_bytes(h));
   size_t bytes = idhash_copied(c->h, obj, h, dst, 1);
   /* stack_roots=conservative: a walk point at each object that covers a
@@ -139,13 +147,19 @@ static void evacuate_slot(void **slot, void *ctx) {
   /* Anything else (immune spaces, to-space) is not collected here. */
 }
 
-static void scan_object(semi_ctx *c, void *obj) {
-  uint64_t h = *obj_header(obj);
+/* obj's header is h (a pinned object's reads as forwarded during the
+ * trace: semi_fixed.h). */
+static void scan_object_as(semi_ctx *c, void *obj, uint64_t h) {
   const fh_type_info *ti = types_get(&c->h->types, hdr_type(h));
   if (!ti) return;
   if (ti->flags & TYPE_EPHEMERON) trace_ephemeron(&c->weak, obj);
   else types_visit_refs(ti, obj, hdr_payload(h), evacuate_slot, c);
 }
+
+static void scan_object(semi_ctx *c, void *obj) { scan_object_as(c, obj, *obj_header(obj)); }
+
+/* An object that stays in place: a root of this cycle. */
+static void scan_fixed(void *obj, uint64_t h, void *ctx) { scan_object_as(ctx, obj, h); }
 
 static void rescan_marked(void *obj, void *ctx) {
   semi_ctx *c = ctx;
@@ -172,6 +186,10 @@ static int trace(void *ctx) {
   for (;;) {
     /* Cheney: objects between scan and top are copied but not scanned. */
     while (c->scan < atomic_load_explicit(&c->to->top, memory_order_relaxed)) {
+      if (c->scan == c->fx.scan_next) { /* an island: scanned as a root */
+        c->scan = semi_fixed_scan_jump(&c->fx);
+        continue;
+      }
       uint64_t h = *(uint64_t *)c->scan;
       scan_object(c, obj_from_start(c->scan));
       c->scan += obj_bytes(h);
@@ -213,23 +231,35 @@ static const trace_ops semi_trace_ops = {.is_live = is_live, .visit = evacuate_s
 
 /* One copying collection; c->young and c->aged_end set by the caller. */
 static int semi_collect(fh_heap *h, semi_ctx *c) {
-  /* Walk points of to-space are this copy's alone (normally none: the
-   * reset that emptied it cleared them). */
-  bump_space_clear_starts(c->to, c->to->space.begin, atomic_load(&c->to->top));
+  c->fx.copy_next = c->fx.scan_next = UINTPTR_MAX;
   if (mark_stack_init(&c->stack) < 0) {
     fh_error_set("semi-space collection: cannot map the mark stack");
     return -1;
+  }
+  if (c->fixed) {
+    /* Empties to-space around its islands, walk points included. */
+    if (semi_fixed_begin(&c->fx, h, c->from, c->to) < 0) {
+      mark_stack_destroy(&c->stack);
+      return -1;
+    }
+  } else {
+    /* Walk points of to-space are this copy's alone (normally none: the
+     * reset that emptied it cleared them). */
+    bump_space_clear_starts(c->to, c->to->space.begin, atomic_load(&c->to->top));
   }
   c->from_lo = c->from->space.begin;
   c->from_hi = atomic_load(&c->from->top);
   c->scan = c->to->space.begin;
   trace_weak_init(&c->weak, h, &semi_trace_ops, c);
   roots_visit(h, evacuate_slot, c);
+  semi_fixed_each(&c->fx, scan_fixed, c);
   /* Young: old objects that may point into the young space are roots. */
   if (c->young) gen_cards_visit_old(h, scan_old, scan_large_old, c);
   trace(c);
   trace_weak_finish(&c->weak); /* never fails: trace() recovers overflows */
   trace_weak_destroy(&c->weak);
+  semi_fixed_restore(&c->fx);
+  semi_fixed_finish_to(&c->fx, c->to);
   mark_stack_destroy(&c->stack);
   if (c->promo.items) mark_stack_destroy(&c->promo);
 
@@ -242,11 +272,14 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
   if (c->aged_end && nm_freed) arena_purge(&h->non_moving.arena);
   bump_space_note_written(c->to);
   h->active = !h->active;
-  size_t out = c->copied + c->promoted_src;
+  semi_fixed_publish(&c->fx, c->to);
+  h->semi_idle_bytes = c->fx.pinned_bytes;
+  size_t out = c->copied + c->promoted_src + c->fx.pinned_bytes;
   h->bytes_moved += c->copied + c->promoted;
   h->bytes_promoted += c->promoted;
   h->bytes_freed += (from_used > out ? from_used - out : 0) + nm_freed;
-  heap_set_trigger(h, c->copied + heap_nonmoving_used(h));
+  /* The idle half's pinned objects are counted apart (heap_bump_room). */
+  heap_set_trigger(h, c->copied + c->fx.island_bytes + heap_nonmoving_used(h));
   /* The old from-space is the next to-space: it will receive at most what
    * the active space holds at the next collection (live + the trigger).
    * Keep that much resident so the next copy does not fault every page in
@@ -255,20 +288,27 @@ static int semi_collect(fh_heap *h, semi_ctx *c) {
    * a stale pointer reads FH_POISON until the next copy reuses the memory
    * (claims zero it: it lies below dirty_end). */
   size_t keep = c->copied + h->gc_trigger;
-  if (h->opt.verify) {
-    heap_poison(c->from->space.begin, c->from_hi);
-    if (keep < from_used) keep = from_used;
+  if (c->fx.npins) {
+    /* Its pinned objects stay: the idle half's islands. */
+    semi_fixed_keep_pinned(&c->fx, h, c->from, keep, h->opt.verify);
+  } else {
+    if (h->opt.verify) {
+      heap_poison(c->from->space.begin, c->from_hi);
+      if (keep < from_used) keep = from_used;
+    }
+    bump_space_reset(c->from, keep);
   }
-  bump_space_reset(c->from, keep);
+  if (c->fx.npins || c->fx.nisl) h->semi_mostly_copying++;
+  semi_fixed_destroy(&c->fx);
   return 0;
 }
 
-/* Pinned objects in the active space cannot be copied: the cycle slides
- * the active space in place instead, around them (mark-compact with fixed
- * points), so every object stays in the active half and no allocator or
- * walker meets objects left behind in the idle one.  A deliberate
- * departure from Bartlett's mostly-copying collector (docs/architecture.md:
- * pins). */
+/* Pinned objects in the active space cannot be copied.  A semispace heap
+ * copies around them (mostly-copying: collectors/semi_fixed.h).  Other
+ * heaps asked for a semispace collection (FH_COLLECT_SEMISPACE on a
+ * mark_compact or gen_semispace heap) slide the active space in place
+ * around them instead (mark-compact with fixed points): their collectors
+ * know nothing of objects left in the idle half. */
 static int pinned_in_active(fh_heap *h) {
   bump_space *b = &h->bump[h->active];
   return h->pins.gathered && pin_set_any_in(&h->pins, b->space.begin, atomic_load(&b->top));
@@ -276,9 +316,10 @@ static int pinned_in_active(fh_heap *h) {
 
 static int semi_space_collect(fh_heap *h, fh_thread *self, gc_cause cause) {
   (void)self, (void)cause;
-  if (pinned_in_active(h))
+  int fixed = h->opt.collector == FH_SEMISPACE;
+  if (!fixed && pinned_in_active(h))
     return mc_collect_stw(h, "stop-the-world mark-compact (semispace with pinned objects)");
-  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active]};
+  semi_ctx c = {.h = h, .from = &h->bump[h->active], .to = &h->bump[!h->active], .fixed = fixed};
   return semi_collect(h, &c);
 }
 

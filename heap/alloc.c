@@ -150,7 +150,9 @@ static int large_fits(fh_heap *h, size_t bytes) {
   size_t bump = bump_space_used(&h->bump[h->active]);
   if (h->opt.collector == FH_SEMISPACE) bump *= 2;
   size_t other = h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0;
-  size_t used = bump + other + heap_nonmoving_used(h), lim = heap_limit(h);
+  /* Pinned objects a mostly-copying semispace cycle kept in the idle half
+   * (heap/heap.h: semi_idle_bytes) take room too. */
+  size_t used = bump + other + h->semi_idle_bytes + heap_nonmoving_used(h), lim = heap_limit(h);
   return used <= lim && bytes <= lim - used;
 }
 

@@ -30,8 +30,24 @@ void cards_destroy(fh_heap *h) {
   h->cards = NULL;
 }
 
+/* Card ranges of at least this many pages are handed back rather than
+ * written: a collection clears the cards of all the space it collected,
+ * and after live data falls that reaches far past the space the mutators
+ * will use next (fhbench phases: 1.4 MiB of clean cards stayed resident
+ * for 18 MiB of live data).  Below it, writing is cheaper than madvise and
+ * the faults that follow when stores dirty them again. */
+#define CARDS_RELEASE_PAGES 16
+
 void cards_clear_range(fh_heap *h, uintptr_t begin, uintptr_t end) {
   uint8_t *b = card_for(h, begin), *e = card_for(h, end - 1) + 1;
+  uintptr_t pb = align_up((uintptr_t)b, FH_PAGE), pe = align_down((uintptr_t)e, FH_PAGE);
+  if (pe > pb && pe - pb >= CARDS_RELEASE_PAGES * FH_PAGE &&
+      sys_madvise((void *)pb, pe - pb, MADV_DONTNEED) == 0) {
+    /* Zero pages now: only the partial pages at either end are written. */
+    memset(b, 0, pb - (uintptr_t)b);
+    memset((void *)pe, 0, (uintptr_t)e - pe);
+    return;
+  }
   for (uint8_t *c = b; c < e; c++) *c = 0;
 }
 

@@ -398,6 +398,7 @@ static void child_heap(fh_heap *h) {
   pthread_cond_init(&h->critical_cv, NULL);
   pthread_cond_init(&h->phase_cv, NULL);
   gc_pool_after_fork_child(&h->pool); /* none of its threads exists here */
+  gc_pace_after_fork_child(&h->pace);
   fh_thread *t, *next, *self = NULL;
   cds_list_for_each_entry_safe(t, next, &h->threads, link) {
     if (pthread_equal(t->owner, me)) {

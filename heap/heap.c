@@ -231,6 +231,8 @@ fh_heap *fh_heap_create(const fh_options *given) {
   pthread_cond_init(&h->phase_cv, NULL);
   pthread_mutex_init(&h->hspace_bg_lock, NULL);
   gc_pool_init(&h->pool);
+  long cpus = heap_usable_cpus();
+  gc_pace_init(&h->pace, cpus > 0 ? (unsigned)cpus : 1);
   h->gc_tcache = -1;
   h->gen.tcache = -2;
   CDS_INIT_LIST_HEAD(&h->threads);
@@ -281,6 +283,7 @@ void fh_heap_destroy(fh_heap *h) {
   cards_destroy(h);
   for (int i = 0; i < 2; i++) bump_space_destroy(&h->bump[i]);
   pins_destroy(h);
+  free(h->semi_islands.runs); /* collectors/semi_fixed.c */
   reserve_release(h->resv_begin, h->resv_size);
   image_space_destroy(&h->image);
   types_destroy(&h->types);
@@ -299,6 +302,7 @@ void fh_heap_destroy(fh_heap *h) {
   pthread_cond_destroy(&h->resume_cv);
   pthread_cond_destroy(&h->critical_cv);
   pthread_cond_destroy(&h->phase_cv);
+  gc_pace_destroy(&h->pace);
   pthread_mutex_destroy(&h->hspace_bg_lock);
   free(h);
 }
@@ -332,7 +336,7 @@ unsigned heap_spaces(fh_heap *h, fh_space **out) {
 }
 
 size_t heap_used_bytes(fh_heap *h) {
-  return bump_space_used(&h->bump[h->active]) + heap_nonmoving_used(h) +
+  return bump_space_used(&h->bump[h->active]) + h->semi_idle_bytes + heap_nonmoving_used(h) +
          (h->has_malloc_spaces ? atomic_load(&heap_main_malloc(h)->used) : 0);
 }
 
@@ -415,7 +419,14 @@ int heap_phase_thread(fh_heap *h, const char *name, void *(*fn)(void *), void *a
 void fh_gc_wait(fh_heap *h) {
   if (!h) return;
   pthread_mutex_lock(&h->world_lock);
-  while (h->concurrent_phase) pthread_cond_wait(&h->phase_cv, &h->world_lock);
+  if (h->concurrent_phase) {
+    /* The phase's paced work (a sweeper) runs unpaced while anyone waits
+     * for it.  Not world_lock's holder that wakes it: gc_pace's own lock,
+     * taken inside world_lock here only. */
+    gc_pace_hurry_begin(h);
+    while (h->concurrent_phase) pthread_cond_wait(&h->phase_cv, &h->world_lock);
+    gc_pace_hurry_end(h);
+  }
   pthread_mutex_unlock(&h->world_lock);
 }
 

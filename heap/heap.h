@@ -8,6 +8,7 @@
 #include <urcu/list.h> /* the plain list macros only: no RCU, nothing linked */
 
 #include "faultheap.h"
+#include "heap/gc_pace.h"
 #include "heap/gc_pool.h"
 #include "heap/gen_policy.h"
 #include "heap/identity_hash.h"
@@ -123,6 +124,20 @@ struct fh_heap {
    * after the bump (or malloc) spaces; never moved (spaces/large_object_space.h, heap/alloc.c). */
   large_object_space los;
   int active;
+  /* Bytes of the objects a mostly-copying semispace cycle left at their
+   * addresses in the idle half (pinned; collectors/semi_fixed.h): memory
+   * under heap_max beside both halves' copy room.  0 when the idle half is
+   * empty. */
+  size_t semi_idle_bytes;
+  /* Those objects as runs of adjacent ones, so the next cycle need not
+   * walk the idle half to find them: valid while its top is still `top`
+   * and the collection count `at` (collectors/semi_fixed.c). */
+  struct {
+    bump_hole *runs;
+    size_t n, bytes;
+    uintptr_t top;
+    uint64_t at;
+  } semi_islands;
   gen_state gen; /* collector=gen_semispace (heap/gen_policy.h) */
 
   /* Malloc spaces (collector=mark_sweep only; heap/malloc_heap.c): objects
@@ -143,6 +158,7 @@ struct fh_heap {
    * after the pause (collectors/mark_sweep.c: mark_sweep_after_pause). */
   int ms_sweeper_deferred, ms_sweeper_pending;
   gc_pool pool; /* GC worker threads (heap/gc_pool.h) */
+  gc_pace pace; /* their concurrent work's CPU share (heap/gc_pace.h) */
   pthread_mutex_t hspace_bg_lock; /* the background compaction thread */
   gc_task hspace_bg_thread;
   int hspace_bg_started;
@@ -248,6 +264,9 @@ struct fh_heap {
    * Written in the pause, under stats_lock (gc_run holds it around
    * collect). */
   uint64_t compact_slides, compact_builds;
+  /* Semispace cycles that copied around pinned objects or kept islands
+   * (collectors/semi_fixed.h); fh_dump prints it. */
+  uint64_t semi_mostly_copying;
   uint64_t pause_hist[FH_PAUSE_BUCKETS]; /* fh_stats.pause_hist */
   /* Every stop-the-world pause (heap/stats.c: pause_record), under
    * stats_lock: fh_stats.pauses, kind_*, recent_pauses; builds_seen is
@@ -344,6 +363,7 @@ static inline int heap_two_halves(const fh_heap *h) {
   return h->opt.collector == FH_SEMISPACE || h->opt.collector == FH_GEN_SEMISPACE;
 }
 static inline size_t heap_bump_room(const fh_heap *h, size_t other) {
+  other += h->semi_idle_bytes; /* pinned objects kept in the idle half */
   size_t lim = heap_limit(h), room = lim > other ? lim - other : 0;
   return heap_two_halves(h) ? room / 2 : room;
 }

@@ -73,6 +73,7 @@ static const opt_desc opt_table[] = {
     OPT(los_threshold, OPT_SIZE, 0, (unsigned long long)1 << 32),
     OPT(generational, OPT_BOOL, 0, 2),
     OPT(concurrent_mark, OPT_BOOL, 0, 1),
+    OPT(gc_cpu_pct, OPT_UINT, 1, 100),
 };
 
 static const char *const collector_names[] = {
@@ -103,7 +104,7 @@ const char *options_collector_name(fh_collector c) {
  * sysconf(_SC_NPROCESSORS_ONLN) opens and reads a sysfs file (~10 us, 4% of
  * an image boot); and a process confined to fewer CPUs (taskset, a cgroup
  * cpuset) wants no more collector threads than it has CPUs. */
-static long usable_cpus(void) {
+long heap_usable_cpus(void) {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {
     int n = CPU_COUNT(&set);
@@ -114,7 +115,7 @@ static long usable_cpus(void) {
 
 void fh_options_init(fh_options *o) {
   if (!o) return;
-  long cpus = usable_cpus();
+  long cpus = heap_usable_cpus();
   memset(o, 0, sizeof *o);
   o->heap_max = 256 * MiB;
   o->non_moving_max = 64 * MiB;
@@ -134,6 +135,7 @@ void fh_options_init(fh_options *o) {
   o->los_threshold = 12 * KiB;
   o->generational = 2; /* on, whatever stack_roots (collectors/mc_gen.c) */
   o->concurrent_mark = 0; /* opt-in for now: README, "concurrent_mark" */
+  o->gc_cpu_pct = 20;     /* heap/gc_pace.h */
 }
 
 /* Strings in parsed options must outlive the spec they came from; they are

@@ -10,4 +10,7 @@ const char *options_heap_policy_name(fh_heap_policy p);
 /* Validate a whole options struct (ranges and combinations); 0 or -1 + error. */
 int options_validate(const fh_options *o);
 
+/* The CPUs this process may run on (its affinity mask), at least 1. */
+long heap_usable_cpus(void);
+
 #endif

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "heap/addr_sort.h"
 #include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/heap.h"
@@ -72,14 +73,9 @@ int pin_set_add(pin_set *s, uintptr_t start) {
   return 0;
 }
 
-static int cmp_addr(const void *a, const void *b) {
-  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-  return (x > y) - (x < y);
-}
-
 /* Sort starts[from, n) and drop repeats there; returns the new n. */
 static size_t sort_unique(uintptr_t *v, size_t from, size_t n) {
-  if (n - from > 1) qsort(v + from, n - from, sizeof *v, cmp_addr);
+  if (n - from > 1) (void)addr_sort(v + from, n - from); /* qsort without scratch memory */
   size_t out = from;
   for (size_t i = from; i < n; i++)
     if (out == from || v[out - 1] != v[i]) v[out++] = v[i];

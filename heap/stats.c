@@ -109,6 +109,8 @@ void fh_get_stats(fh_heap *h, fh_stats *s) {
   s->marker_ns = h->cm_marker_ns;
   s->marker_cpu_ns = h->cm_marker_cpu_ns;
   s->marker_bytes = h->cm_marked_bytes;
+  s->gc_pace_rests = atomic_load_explicit(&h->pace.rests, memory_order_relaxed);
+  s->gc_pace_rest_ns = atomic_load_explicit(&h->pace.rest_ns, memory_order_relaxed);
   fh_space *spaces[HEAP_MAX_SPACES];
   s->nspaces = heap_spaces(h, spaces);
   for (unsigned i = 0; i < s->nspaces; i++) space_stats(&s->spaces[i], spaces[i]);
@@ -225,13 +227,15 @@ void fh_dump(fh_heap *h, FILE *out) {
                    "pause, %llu with the forwarding computed between the remark and a flip "
                    "pause, %llu of them computed again in it), remark max %.3f ms (total %.3f), "
                    "marker %.3f ms wall, %.3f ms CPU, "
-                   "%llu bytes marked, %llu references logged by the SATB barrier\n",
+                   "%llu bytes marked, %llu references logged by the SATB barrier; "
+                   "paced at %u%% of a CPU: %llu rests, %.3f ms\n",
               (unsigned long long)s.concurrent_marks, (unsigned long long)h->cm_abandoned,
               (unsigned long long)h->cm_finished_in_pause,
               (unsigned long long)h->cm_split_remarks, (unsigned long long)h->cm_split_redone,
               s.remark_ns_max / 1e6,
               s.remark_ns_total / 1e6, s.marker_ns / 1e6, s.marker_cpu_ns / 1e6,
-              (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged);
+              (unsigned long long)s.marker_bytes, (unsigned long long)h->cm_logged,
+              h->opt.gc_cpu_pct, (unsigned long long)s.gc_pace_rests, s.gc_pace_rest_ns / 1e6);
   } else {
     fprintf(out, "  concurrent marking: not used by %s (collector=mark_sweep and "
                  "concurrent_compact only); marking "
@@ -257,6 +261,13 @@ void fh_dump(fh_heap *h, FILE *out) {
             options_stack_roots_name(h->opt.stack_roots),
             (unsigned long long)s.stack_words_scanned, s.stack_scan_ns_total / 1e6,
             s.stack_scan_ns_max / 1e6);
+  pthread_mutex_lock(&h->stats_lock);
+  uint64_t semi_mc = h->semi_mostly_copying;
+  size_t idle = h->semi_idle_bytes;
+  pthread_mutex_unlock(&h->stats_lock);
+  if (semi_mc)
+    fprintf(out, "  semispace: %llu mostly-copying cycles (pinned objects kept in place); %zu bytes "
+                 "of them in the idle half\n", (unsigned long long)semi_mc, idle);
   pthread_mutex_lock(&h->stats_lock);
   uint64_t kept_strong = h->ephemerons_kept_strong;
   pthread_mutex_unlock(&h->stats_lock);

@@ -235,6 +235,19 @@ typedef struct fh_options {
                          time and a third more memory (mark_sweep), up
                          to 2.7x peak memory (concurrent_compact with
                          conservative roots) */
+  unsigned gc_cpu_pct;  /* the share of one CPU, in percent, that the
+                         concurrent marker (concurrent_mark=1) and
+                         mark_sweep's background sweeper take while the
+                         mutators have allocated less than half of what
+                         the trigger allows until the next collection:
+                         they work in bursts of 1 ms and sleep between
+                         them, so that mutators sharing their CPUs keep
+                         running.  Past half of that budget they speed up,
+                         to 100% when it is spent, and they never make a
+                         thread wait for them (fh_gc_wait, a collection, a
+                         fork hurry them).  1..100; default 20; 100:
+                         unpaced.  Concurrent compaction's page building
+                         is never paced (mutators wait for its pages) */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);
@@ -730,6 +743,9 @@ typedef struct fh_stats {
   /* Of concurrent_marks, the cycles that have ended (finished or
    * abandoned): equal when no concurrent marking runs. */
   uint64_t concurrent_marks_done;
+  /* Paced GC work (gc_cpu_pct): the sleeps between its bursts and their
+   * total time. */
+  uint64_t gc_pace_rests, gc_pace_rest_ns;
 } fh_stats;
 FH_API void fh_get_stats(fh_heap *h, fh_stats *s);
 FH_API void fh_dump(fh_heap *h, FILE *out);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "collectors/mc.h"
+#include "heap/barrier.h"
 #include "heap/heap.h"
 #include "spaces/reserve.h"
 #include "support_heap.h"
@@ -360,6 +361,137 @@ static void young_cycles_release_tables_below_floor(void **state) {
   fh_heap_destroy(h);
 }
 
+/* Live data falls from 64 MiB to 1 MiB: the slide that finds it keeps
+ * its tables resident only as far as the next cycle can reach (the new
+ * top plus the window it was granted), and the cards of the space it
+ * vacated go back; both used to stay resident, zeroed, over all 64 MiB
+ * (fhbench phases after its fall: 3.4 MiB of tables and 1.4 MiB of cards
+ * beside 18 MiB of live data). */
+static void a_fall_releases_tables_and_cards_beyond_the_window(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,min_alloc_trigger=8M,generational=0", &ty, &t);
+  tnode *head = NULL, *keep = NULL;
+  fh_push_root(t, (void **)&head);
+  fh_push_root(t, (void **)&keep);
+  build_list(t, &ty, &keep, MiB / 48);
+  build_list(t, &ty, &head, 64 * MiB / 48); /* every store dirties a card */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  head = NULL; /* the fall */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  if (h->mc) mc_join_worker(h->mc); /* the tables are cleared after the pause */
+  const fwd_tables *ft = &h->mc->t;
+  uintptr_t reach = ft->begin + 16 * MiB, end = ft->begin + 64 * MiB;
+  assert_true(atomic_load(&h->bump[h->active].top) + h->gc_trigger < reach);
+  size_t off = (reach - ft->begin) / 64, len = (end - reach) / 64;
+  size_t mark = reserve_resident((uintptr_t)ft->mark.words + off, (uintptr_t)ft->mark.words + off + len);
+  size_t live = reserve_resident((uintptr_t)ft->live.words + off, (uintptr_t)ft->live.words + off + len);
+  size_t coff = (reach - ft->begin) / 512 * sizeof(fwd_chunk), clen = (end - reach) / 512 * sizeof(fwd_chunk);
+  size_t ch = reserve_resident((uintptr_t)ft->chunks + coff, (uintptr_t)ft->chunks + coff + clen);
+  size_t cards = reserve_resident((uintptr_t)card_for(h, reach), (uintptr_t)card_for(h, end));
+  fprintf(stderr, "beyond the next window (16-64 MiB): mark %zu KiB, live %zu, chunks %zu, cards %zu "
+                  "resident\n", mark >> 10, live >> 10, ch >> 10, cards >> 10);
+  assert_true(mark <= FH_PAGE && live <= FH_PAGE && ch <= FH_PAGE && cards <= 2 * FH_PAGE);
+  size_t k = 0, n = MiB / 48;
+  for (tnode *x = keep; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  assert_int_equal(k, n);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* Generational mark-compact keeps a walk point per card of the old
+ * generation (1/64 of its bytes).  A full cycle that finds live data
+ * fallen from 64 MiB to 1 MiB hands back the points past its new top:
+ * they described a generation that is gone, and used to stay resident
+ * (fhbench phases: 3 MiB of them after its fall). */
+static void a_full_cycle_releases_walk_points_past_the_top(void **state) {
+  (void)state;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,min_alloc_trigger=8M,generational=1", &ty, &t);
+  tnode *head = NULL, *keep = NULL;
+  fh_push_root(t, (void **)&head);
+  fh_push_root(t, (void **)&keep);
+  build_list(t, &ty, &keep, MiB / 48);
+  build_list(t, &ty, &head, 64 * MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_non_null(h->mc);
+  const mc_gen *g = &h->mc->gen;
+  assert_non_null(g->walk);
+  size_t lo = 16 * MiB / FH_CARD_BYTES * sizeof(uintptr_t), hi = 64 * MiB / FH_CARD_BYTES * sizeof(uintptr_t);
+  size_t before = reserve_resident((uintptr_t)g->walk + lo, (uintptr_t)g->walk + hi);
+  head = NULL; /* the fall */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  mc_join_worker(h->mc);
+  assert_true(atomic_load(&h->bump[h->active].top) < h->mc->t.begin + 16 * MiB);
+  size_t after = reserve_resident((uintptr_t)g->walk + lo, (uintptr_t)g->walk + hi);
+  fprintf(stderr, "walk points for 16-64 MiB of the space: %zu KiB resident before the fall, %zu after\n",
+          before >> 10, after >> 10);
+  assert_true(before >= 64 << 10);
+  assert_true(after <= FH_PAGE);
+  size_t k = 0, n = MiB / 48;
+  for (tnode *x = keep; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  assert_int_equal(k, n);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* A page resident far above the top (zeroes: what a prefault's last huge
+ * page or a larger heap before a fall leaves there) goes back at the next
+ * full cycle: a slide hands back everything above the window it keeps,
+ * and a flip, which moves the whole space aside, hands back all of
+ * from-space, not only what lay below the old top. */
+static void full_cycle_releases_pages_above_the_window(const char *collector) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=256M,min_alloc_trigger=8M,generational=0",
+                                  &ty, &t);
+  tnode *keep = NULL;
+  fh_push_root(t, (void **)&keep);
+  build_list(t, &ty, &keep, MiB / 48);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  assert_non_null(h->mc);
+  mc_join_worker(h->mc);
+  const fh_space *sp = &h->bump[h->active].space;
+  uintptr_t stale = sp->begin + 128 * MiB;
+  assert_true(stale + FH_PMD <= sp->end);
+  *(volatile char *)stale = 0;
+  assert_true(reserve_resident(stale, stale + FH_PMD) >= FH_PAGE);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_gc_wait(h);
+  mc_join_worker(h->mc);
+  size_t space = reserve_resident(stale, stale + FH_PMD);
+  size_t shadow = reserve_resident(h->mc->shadow + 128 * MiB, h->mc->shadow + 128 * MiB + FH_PMD);
+  fprintf(stderr, "%s (%s): a page 128 MiB up: %zu KiB resident in the space, %zu in from-space\n",
+          collector, h->mc->slid ? "slid" : "flipped", space >> 10, shadow >> 10);
+  assert_true(space == 0 && shadow == 0);
+  size_t k = 0, n = MiB / 48;
+  for (tnode *x = keep; x; x = x->next) assert_int_equal(x->value, n - 1 - k++);
+  assert_int_equal(k, n);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void full_cycles_release_pages_above_the_window(void **state) {
+  (void)state;
+  full_cycle_releases_pages_above_the_window("mark_compact");
+  if (test_have_uffd()) {
+    test_policy_flip_always(); /* the suites' default: a flip */
+    full_cycle_releases_pages_above_the_window("concurrent_compact");
+  }
+}
+
 /* ---- the collection cost weighs each collection by its size ---- */
 
 /* Collections of 32 MiB live at 1 ns a byte, then the one that finds live
@@ -607,6 +739,9 @@ int main(void) {
       cmocka_unit_test(cost_weighs_collections_by_size),
       cmocka_unit_test(compaction_keeps_a_quarter_of_the_window),
       cmocka_unit_test(young_cycles_release_tables_below_floor),
+      cmocka_unit_test(a_fall_releases_tables_and_cards_beyond_the_window),
+      cmocka_unit_test(a_full_cycle_releases_walk_points_past_the_top),
+      cmocka_unit_test(full_cycles_release_pages_above_the_window),
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
