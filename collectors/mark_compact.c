@@ -295,7 +295,11 @@ static void set_walk_points(bump_space *b, const fwd_tables *t) {
     for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo; a < lo;
          a = fwd_gap_filler_end(t, a, lo))
       bump_space_note_start(b, a);
-    bump_space_note_start(b, t->ranges[r].lo); /* a page may begin in the gap */
+    /* A page may begin in the gap.  A young cycle's first range may start
+     * at the floor, below ylo, among old words where an old object can
+     * cross its first byte: there the next start is ylo, the old
+     * generation's end (walks reach it from the old objects' points). */
+    bump_space_note_start(b, t->ranges[r].lo >= t->ylo ? t->ranges[r].lo : t->ylo);
   }
 }
 

@@ -15,19 +15,26 @@
 #include "heap/object.h"
 #include "heap/sys.h"
 
-/* generational=2 (the default): on with precise roots, off with
- * stack_roots=conservative.  A stack word pins an object near the
- * allocation frontier at nearly every collection; the holes it leaves
- * below the old generation's end hold objects that are old from birth,
- * which young collections never free, so a conservative interpreter's
- * small loop (fhscheme) peaked at 42 MiB instead of 5.  Ending the old
- * generation at the first hole needs the cards of old objects pointing
- * above it, which a full collection clears: not done yet. */
+/* generational=2 (the default) is 1, with either kind of stack roots.
+ * With stack_roots=conservative a stack word pins an object near the
+ * allocation frontier at nearly every collection, and the slide leaves a
+ * gap under it: the holes are kept out of the old generation (see
+ * young_boundary and the hole floor below). */
 int mc_gen_enabled(fh_heap *h) {
-  int on = h->opt.generational == 1 ||
-           (h->opt.generational == 2 && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE);
-  return on &&
+  return h->opt.generational != 0 &&
          (h->collector == &mark_compact_collector || h->collector == &concurrent_compact_collector);
+}
+
+/* Conservative stack roots: no hole handed to the allocator lies in the
+ * old generation.  Objects allocated into one below the old end would be
+ * old from birth, which only a full collection frees (fhscheme's loop
+ * peaked at 42 MiB instead of 5 with them), and every dirty card among
+ * them would be walked from the hole's start.  With precise roots pins are
+ * few and long-lived (fh_pin: I/O buffers), their holes are handed out
+ * whatever generation they lie in, and filling them matters more
+ * (fhbench pins: 1% of objects pinned evenly, thousands of holes). */
+static int holes_stay_young(const fh_heap *h) {
+  return h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE;
 }
 
 static uintptr_t nm_end(fh_heap *h) {
@@ -87,6 +94,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   g->t0 = heap_now_ns();
   g->young = 0;
+  g->hole_floor = 0; /* every hole of this cycle is handed out unless mc_gen_end says */
   g->fill_walk = 0; /* the last cycle's, if its task never ran it */
   if (!mc_gen_enabled(h)) {
     g->valid = 0;
@@ -108,6 +116,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.requested_young = h->gen.request_young;
   in.explicit_full = cause == GC_CAUSE_EXPLICIT && !h->gen.request_young;
   in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
+  g->alloc_failure = in.alloc_failure;
   in.heap_max = heap_limit(h);
   in.no_generations = !valid;
   in.young_tp = g->young_tp;
@@ -282,6 +291,75 @@ void mc_gen_visit_old(fh_heap *h, int (*scan_old)(void *obj, void *ctx), fh_obje
   gen_cards_visit_old(h, fn, fn, ctx);
 }
 
+/* ---- where a young cycle ends the old generation ---- */
+
+typedef struct young_bound {
+  uintptr_t old_end; /* new address: everything below becomes old */
+  uintptr_t keep_lo; /* old address: survivors at or above it become mid */
+} young_bound;
+
+/* Bytes of the gaps below pinned ranges inside [lo, hi) (new addresses). */
+static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  size_t n = 0;
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < hi; r++) {
+    uintptr_t a = t->ranges[r].gap_lo > lo ? t->ranges[r].gap_lo : lo;
+    uintptr_t e = t->ranges[r].lo < hi ? t->ranges[r].lo : hi;
+    if (e > a) n += e - a;
+  }
+  return n;
+}
+
+/* A young cycle keeps at most this many live bytes mid, beyond its
+ * natural boundary, to keep a hole out of the old generation
+ * (young_boundary); each is marked again by the next young cycle. */
+#define GEN_HOLE_MID_MAX ((size_t)1 << 20)
+
+/* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
+ * the allocator) starts lowest below end with at most limit live bytes
+ * between that gap and end; nranges if none.  From the top down: the live
+ * bytes above a gap only grow towards the bottom. */
+static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
+  size_t best = t->nranges, r = t->nranges, gaps = 0;
+  while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
+  while (r-- > 0) {
+    const fwd_range *g = &t->ranges[r];
+    uintptr_t hi = g->lo < end ? g->lo : end;
+    gaps += hi - g->gap_lo;
+    if (hi - g->gap_lo < MC_HOLE_MIN) continue;
+    if (end - g->gap_lo - gaps > limit) break;
+    best = r;
+  }
+  return best;
+}
+
+/* A young cycle's boundary, from the forwarding (the same before the
+ * update and after the slide).  The first survivor at or above the old mid
+ * end stays young, as mid; everything below its new address becomes old.
+ * Conservative roots (holes_stay_young): the old generation ends at the
+ * lowest hole below that instead that leaves at most GEN_HOLE_MID_MAX
+ * more live bytes mid, so that the holes above stay young.  Usually that
+ * is the first hole, the gap under the newest objects, which the stacks
+ * pin, among the first young survivors.  The gaps below it are stranded
+ * (mc_gen_end): with no limit, a long-lived object pinned low (GCBench's
+ * tree root) kept the 4 MiB above its gap mid, marked and moved by every
+ * young cycle, and the throughput rule turned every other cycle full.
+ * The survivors that stay mid start at the range's first word (a pinned
+ * range does not move), so the update keeps the cards of old holders
+ * pointing there: theirs were dirty before the cycle (the invariant), so
+ * it sees them. */
+static young_bound young_boundary(const mc_state *m) {
+  const mc_gen *g = &m->gen;
+  const fwd_tables *t = &m->t;
+  uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
+  young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
+  if (!holes_stay_young(m->h)) return b;
+  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX);
+  if (r == t->nranges) return b;
+  b.old_end = t->ranges[r].gap_lo;
+  if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
+  return b;
+}
+
 /* ---- updating the references of a young cycle ---- */
 
 typedef struct gen_update {
@@ -373,7 +451,7 @@ void mc_gen_update_outside(mc_state *m) {
   fwd_tables *t = &m->t;
   roots_visit(h, update_slot, t);
   weak_roots_visit(h, update_slot, t);
-  card_update c = {{m, t, m->gen.promote_below, 0}, {m, t->ylo, 0}};
+  card_update c = {{m, t, young_boundary(m).keep_lo, 0}, {m, t->ylo, 0}};
   mc_gen *g = &m->gen;
   if (t->ylo > t->begin && g->refs_ok) {
     /* Marking logged every old bump object on a dirty card that refers
@@ -444,7 +522,34 @@ static uintptr_t keepable_boundary(mc_state *m) {
   return mid >= KEEP_MID_MIN && mid >= old / 8 ? new_old : 0;
 }
 
-static uintptr_t keep_mid_boundary(mc_state *m) { return m->slid ? keepable_boundary(m) : 0; }
+/* Conservative roots: where a full slide ends the old generation so that
+ * the holes it hands out are young, below end (the boundary the young
+ * survivors' rule keeps, or the new top): hole_below's gap, with the same
+ * limit as a young cycle's; 0 without one.  A stack word pins an object
+ * near the old top at nearly every collection: making everything old
+ * would strand the gap below it, and the next full cycle's pins, among
+ * what was allocated above, would strand a higher one (fhscheme's
+ * destruct: the space's range grew by a young generation per full cycle,
+ * 9 -> 37 MiB).  What lies above becomes mid, promoted by the next young
+ * cycle.  Without the limit, a long-lived object pinned low (GCBench's
+ * tree root) made everything above its gap mid at every full cycle, and
+ * the young cycle after it stranded that gap, which brought the next full
+ * one: every other cycle was full.  The cost is mc_gen_end's walk over
+ * the old part (the cards the cycle cleared), in the pause. */
+static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
+  const fwd_tables *t = &m->t;
+  if (!holes_stay_young(m->h)) return 0;
+  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX);
+  return r < t->nranges ? t->ranges[r].gap_lo : 0;
+}
+
+/* A slid full cycle's mid boundary (0: everything old), the lower of the
+ * two reasons to keep objects mid. */
+static uintptr_t keep_mid_boundary(mc_state *m) {
+  if (!m->slid) return 0;
+  uintptr_t k = keepable_boundary(m), s = hole_boundary(m, k ? k : m->t.new_top);
+  return s ? s : k;
+}
 
 size_t mc_gen_keepable_bytes(mc_state *m) {
   if (!mc_gen_enabled(m->h)) return 0;
@@ -458,7 +563,13 @@ void mc_gen_full_cards(mc_state *m) {
   /* Keeping young survivors: the non-moving objects that refer to them
    * had dirty cards before the cycle (the invariant, the generations
    * being known) and keep them. */
-  m->gen.keep_mid = keep_mid_boundary(m) != 0;
+  uintptr_t keep = keep_mid_boundary(m);
+  m->gen.keep_mid = keep != 0;
+  m->gen.keep_at = keep;
+  /* Split at a hole: the objects that stay mid include some that were old
+   * before the cycle (or the generations were not known), whose holders in
+   * the non-moving space may have clean cards; mc_gen_end walks them. */
+  m->gen.keep_split = keep && keep != keepable_boundary(m);
   if (m->gen.keep_mid) return;
   /* After a full collection everything is old: no card needs keeping.
    * (Large objects' cards: their sweep cleared them; image and zygote
@@ -533,9 +644,32 @@ static void large_mid_object(void *obj, void *ctx) {
                           memory_order_relaxed);
 }
 
+static void nonmoving_mid_object(void *obj, void *ctx) {
+  large_mid *l = ctx;
+  fh_heap *h = l->h;
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
+  l->found = 0;
+  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
+  if (l->found)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
+                          memory_order_relaxed);
+}
+
 static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
   large_mid l = {h, lo, hi, 0};
   if (h->los.space.ops && hi > lo) h->los.space.ops->walk(&h->los.space, large_mid_object, &l);
+}
+
+/* A full slide split at a hole (hole_boundary): the non-moving objects
+ * that point into the new mid generation get their cards dirty; the cycle
+ * cleared none of theirs, but the objects that became mid include some
+ * that were old before it. */
+static void redirty_nonmoving_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
+  large_mid l = {h, lo, hi, 0};
+  if (nm_end(h) > h->non_moving.space.begin)
+    h->non_moving.space.ops->walk(&h->non_moving.space, nonmoving_mid_object, &l);
 }
 
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
@@ -547,13 +681,32 @@ void mc_gen_end(mc_state *m) {
   fwd_tables *t = &m->t;
   if (!mc_gen_enabled(h) || !g->walk) return;
   uintptr_t ylo = t->ylo;
-  /* The first object that stays young (becomes mid): the first marked at
-   * or above the old mid boundary; everything below it becomes old.  A
-   * full cycle makes everything old. */
-  uintptr_t first = g->young      ? bitmap_next_set(&t->mark, g->promote_below, t->old_top)
-                   : g->keep_mid ? bitmap_next_set(&t->mark, g->keep_from, t->old_top)
-                                 : 0;
-  uintptr_t new_old = first ? fwd_start(t, first) : t->new_top;
+  /* Where the old generation ends: a young cycle's young_boundary; a
+   * slid full cycle's keep_mid_boundary (its youngest survivors, or its
+   * first hole with conservative roots); else everything is old. */
+  uintptr_t new_old = g->young ? young_boundary(m).old_end : g->keep_mid ? g->keep_at : t->new_top;
+  /* Conservative roots: a hole left below the new old end is not handed
+   * out (mc_holes.c): it stays a filler until the next full cycle, and a
+   * slide gives its whole pages back.  With the boundaries above that is
+   * a flip's every gap (a flip makes everything old: its pages are built
+   * concurrently, where no card walk can run; its gaps' pages were never
+   * built), a young cycle's gaps below the one young_boundary keeps, and
+   * dead words inside pinned ranges below the boundary.  They cost
+   * address range, not memory; a young cycle's count towards the old
+   * generation's growth, which brings the full cycle that takes them
+   * back.  Not when this cycle ran because an allocation failed, nor when
+   * the space would then span more than half of heap_max: a stack word
+   * that pins the same object near the top at the next cycle keeps the
+   * same gap, and the allocation would fail for want of range with the
+   * memory free; those holes are handed out as with precise roots (old
+   * from birth). */
+  size_t stranded = 0;
+  if (holes_stay_young(h) && !g->alloc_failure &&
+      t->new_top - t->begin <= heap_limit(h) / 2) {
+    g->hole_floor = new_old;
+    m->hole_bytes = SIZE_MAX; /* counted again above the floor */
+    stranded = gap_bytes(t, ylo, new_old);
+  }
   /* Walk points (per card, of the old generation only: cards above its
    * end are never asked, and get theirs when their objects become old).
    * A young cycle notes them exactly as it walks what became old; the
@@ -564,6 +717,7 @@ void mc_gen_end(mc_state *m) {
   if (g->young || g->keep_mid) {
     dirty_promoted(m, ylo, new_old, t->new_top);
     if (g->keep_mid) redirty_large_mid(h, new_old, t->new_top);
+    if (g->keep_mid && g->keep_split) redirty_nonmoving_mid(h, new_old, t->new_top);
   } else {
     size_t cards = (t->new_top - t->begin + FH_CARD_BYTES - 1) / FH_CARD_BYTES;
     memset(g->walk, 0, cards * sizeof(uintptr_t));
@@ -577,9 +731,10 @@ void mc_gen_end(mc_state *m) {
    * walk points that are no object starts once a hole is reused); the
    * first gap begins at or below every later one. */
   g->fill_end = t->nranges && t->ranges[0].gap_lo < new_old ? t->ranges[0].gap_lo : new_old;
-  g->promoted = new_old - ylo;
+  g->promoted = new_old - ylo - gap_bytes(t, ylo, new_old);
   /* What became old is live (survivors slid below new_old), at most the
-   * range: the range also holds the gaps below a pinned object. */
+   * range: the range also holds the gaps below a pinned object, and dead
+   * words inside pinned ranges. */
   if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
   g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
@@ -610,10 +765,12 @@ void mc_gen_end(mc_state *m) {
      * counts it): its promotion now is no growth of the old generation.
      * Counted as growth, Whippet's quads at 5x ran a full collection
      * right after the first young one that promoted its tree, which
-     * freed nothing (17 of 57 ms of pauses). */
+     * freed nothing (17 of 57 ms of pauses).  Stranded gaps are range
+     * that only a full cycle gives back: they count towards the old
+     * generation's growth (GEN_WHY_OLD_GREW). */
     size_t credit = g->kept_mid_bytes < g->promoted ? g->kept_mid_bytes : g->promoted;
     g->kept_mid_bytes = 0;
-    l->promoted_since_full += g->promoted - credit;
+    l->promoted_since_full += g->promoted - credit + stranded;
     h->bytes_promoted += g->promoted;
     l->young_collected = g->collected;
     l->young_freed = freed;

@@ -68,6 +68,10 @@ typedef struct mc_gen {
    * mc_gen_fill_walk makes them per card, outside the pause. */
   int fill_walk;
   uintptr_t fill_end; /* where it stops: the old end or the first hole */
+  /* stack_roots=conservative: the holes this cycle's pins left below it
+   * (the new old end) are not handed out (mc_holes.c); 0: all are. */
+  uintptr_t hole_floor;
+  int alloc_failure; /* this cycle runs because an allocation failed */
   uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
   size_t walk_hw; /* bytes of walk that may be resident (a full cycle hands back the rest) */
@@ -86,6 +90,8 @@ typedef struct mc_gen {
    * keep_mid: this slid full cycle keeps them, as mid (mc_gen_full_cards). */
   uintptr_t keep_from;
   int keep_mid;
+  uintptr_t keep_at; /* keep_mid: where the old generation ends (new address) */
+  int keep_split;    /* keep_mid at a hole below keep_from's (conservative roots) */
   uint64_t t0;
   size_t collected, promoted;
   /* throughput (bytes freed per ms of pause, running averages), and the

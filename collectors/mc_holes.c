@@ -5,29 +5,25 @@
 #include <stdlib.h>
 
 #include "collectors/mc.h"
-
-/* Smaller stretches stay fillers.  Small, since pinned ranges are whole
- * 512-byte chunks: the dead words a small pin's neighbours leave there
- * are a few hundred bytes, and with 1% of small objects pinned (fhbench
- * pins) they and the gaps under 1 KiB (the former minimum) were 0.5 MiB
- * of its 17 MiB.  Each hole costs a TLAB refill (a slow path, under the
- * hole lock); a claim skips those too small for it. */
-#define MC_HOLE_MIN 64u
+#include "spaces/reserve.h"
 
 /* Free stretches a cycle with pinned ranges leaves below its new top, in
  * ascending order: each range's gap below it (one hole per gap filler,
  * cut every GiB: forwarding.h), then the dead words inside the range (its
  * fillers, fwd_span), which the pins' neighbours left.  Calls visit for
- * those of at least MC_HOLE_MIN bytes. */
-static void each_hole(const fwd_tables *t, void (*visit)(uintptr_t, uintptr_t, void *), void *ctx) {
+ * those of at least MC_HOLE_MIN bytes that start at or above floor (the
+ * generations' hole floor, mc_gen.h: below it they stay fillers). */
+static void each_hole(const fwd_tables *t, uintptr_t floor,
+                      void (*visit)(uintptr_t, uintptr_t, void *), void *ctx) {
   size_t f = 0;
   for (size_t r = 0; r < t->nranges; r++) {
     for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo; a = e) {
       e = fwd_gap_filler_end(t, a, lo);
-      if (e - a >= MC_HOLE_MIN) visit(a, e, ctx);
+      if (e - a >= MC_HOLE_MIN && a >= floor) visit(a, e, ctx);
     }
     for (; f < t->nfills && t->fills[f].lo < t->ranges[r].hi; f++)
-      if (t->fills[f].hi - t->fills[f].lo >= MC_HOLE_MIN) visit(t->fills[f].lo, t->fills[f].hi, ctx);
+      if (t->fills[f].hi - t->fills[f].lo >= MC_HOLE_MIN && t->fills[f].lo >= floor)
+        visit(t->fills[f].lo, t->fills[f].hi, ctx);
   }
 }
 
@@ -39,7 +35,7 @@ static void count_hole_bytes(uintptr_t lo, uintptr_t hi, void *ctx) { *(size_t *
 size_t mc_hole_bytes(mc_state *m) {
   if (m->hole_bytes == SIZE_MAX) {
     size_t n = 0;
-    each_hole(&m->t, count_hole_bytes, &n);
+    each_hole(&m->t, m->gen.hole_floor, count_hole_bytes, &n);
     m->hole_bytes = n;
   }
   return m->hole_bytes;
@@ -58,22 +54,42 @@ static void add_hole(uintptr_t lo, uintptr_t hi, void *ctx) {
 
 size_t mc_holes(const mc_state *m, bump_hole *out, size_t max) {
   hole_list l = {out, 0, max};
-  each_hole(&m->t, add_hole, &l);
+  each_hole(&m->t, m->gen.hole_floor, add_hole, &l);
   return l.n;
+}
+
+/* A slide's gaps below the hole floor (mc_gen.h: stack_roots=conservative,
+ * the old generation's end) are not handed out: objects allocated there
+ * would be old from birth.  Their whole pages go back now (each gap
+ * filler keeps its header: walks of the old generation pass over it), so
+ * they cost address range until the next full collection lays the space
+ * out again, not memory.  A flip never built its gaps' blank pages. */
+static void discard_stranded(const mc_state *m) {
+  const fwd_tables *t = &m->t;
+  uintptr_t floor = m->gen.hole_floor;
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < floor; r++)
+    for (uintptr_t a = t->ranges[r].gap_lo, lo = t->ranges[r].lo, e; a < lo && a < floor; a = e) {
+      e = fwd_gap_filler_end(t, a, lo);
+      uintptr_t plo = align_up(a + FH_HEADER_BYTES, FH_PAGE), phi = align_down(e, FH_PAGE);
+      if (phi > plo) reserve_discard(plo, phi - plo); /* zeroes by hand if madvise fails */
+    }
 }
 
 void mc_publish_holes(mc_state *m) {
   const fwd_tables *t = &m->t;
   if (!t->nranges) return;
+  if (m->slid && m->gen.hole_floor > t->begin) discard_stranded(m);
   /* At most a hole per filler: per range, its fillers and its gap's (one
    * per GiB boundary the gap crosses, and one more). */
   size_t n = t->nranges * 2 + t->nfills + (t->new_top - t->begin) / FWD_GAP_FILLER;
   bump_hole *hs = malloc(n * sizeof *hs);
   if (!hs) return; /* no reuse: harmless */
-  /* Generations (mc_gen.h): objects allocated into a hole below the old
-   * generation's end are old from birth, as large objects are: found on
-   * their cards like any old object (walks pass through the hole's
-   * objects by their headers), collected by full collections only. */
+  /* Generations (mc_gen.h) with precise roots: objects allocated into a
+   * hole below the old generation's end are old from birth, as large
+   * objects are: found on their cards like any old object (walks pass
+   * through the hole's objects by their headers), collected by full
+   * collections only.  With conservative ones the hole floor keeps them
+   * out of the old generation (mc_gen_end). */
   size_t got = mc_holes(m, hs, n);
   bump_space_set_holes(&m->h->bump[m->h->active], hs, got < n ? got : n);
 }

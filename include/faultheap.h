@@ -220,9 +220,10 @@ typedef struct fh_options {
                          mark-compact"); every store of a reference into
                          an object must then go through fh_write_ref.
                          1: on; 0: every collection is a full one;
-                         2 (default): on unless stack_roots is
-                         conservative (pins near the allocation frontier
-                         leave holes young collections cannot reuse) */
+                         2 (default): on, with either stack_roots
+                         (with conservative ones the holes stack-pinned
+                         objects leave are kept out of the old
+                         generation: docs/architecture.md) */
   int concurrent_mark;  /* collector=mark_sweep and concurrent_compact:
                          triggered (full) collections mark concurrently
                          (a short pause takes the roots, a marker thread
