@@ -233,12 +233,13 @@ static int wait_for_remark(fh_heap *h) {
   fh_stats st;
   fh_get_stats(h, &st);
   if (!st.concurrent_marks) return -1; /* the cycle stopped the world */
-  for (int i = 0; i < 100000; i++) {
+  for (int i = 0; i < 20000; i++) {
     fh_get_stats(h, &st);
     /* The remark, and a split one's flip pause (this thread stays
      * attached while it joins the mutators: the cycle must be over). */
     if (st.concurrent_marks_done == st.concurrent_marks) return 0;
-    usleep(200);
+    /* 1 ms: each wake-up of this thread preempts a mutator (a stall). */
+    usleep(1000);
   }
   return -1;
 }
@@ -263,6 +264,27 @@ static void list_stalls(int kind, const mut *ms, int mutators, const run_result 
       listed++;
     }
     fprintf(stderr, "\n");
+    /* The 10 ms window (starting at a stall) with the most stalled time:
+     * what MMU at 10 ms is made of. */
+    const fh_interval *v = ms[i].stalls;
+    size_t n = ms[i].nstalls, best_j = 0, k = 0;
+    uint64_t best = 0, sum = 0;
+    for (size_t j = 0; j < n; j++) {
+      if (j) sum -= v[j - 1].end_ns - v[j - 1].begin_ns;
+      if (k < j) k = j, sum = 0;
+      while (k < n && v[k].end_ns <= v[j].begin_ns + 10000000u) sum += v[k].end_ns - v[k].begin_ns, k++;
+      if (sum > best) best = sum, best_j = j;
+    }
+    if (n) {
+      size_t count = 0;
+      for (size_t j = best_j; j < n && v[j].end_ns <= v[best_j].begin_ns + 10000000u; j++) count++;
+      fprintf(stderr, "    worst 10 ms window from %.2f ms: %.2f ms stalled in %zu stalls\n",
+              ((double)v[best_j].begin_ns - (double)g0) / 1e6, best / 1e6, count);
+      if (count <= 8)
+        for (size_t j = best_j; j < best_j + count; j++)
+          fprintf(stderr, "      [%.2f +%.3f]\n", ((double)v[j].begin_ns - (double)g0) / 1e6,
+                  (v[j].end_ns - v[j].begin_ns) / 1e6);
+    }
   }
 }
 

@@ -55,6 +55,10 @@ static inline int mark_bit(fh_bitmap *b, uintptr_t start, int concurrent) {
   return 0;
 }
 
+/* Slots of a large reference array a paced drain scans between two looks
+ * at its budget (about 50-100 us). */
+#define MARK_ARRAY_CHUNK 4096
+
 /* A reference slot, read as one atomic word: during concurrent marking the
  * mutators store into it (fh_write_ref's relaxed atomic store).  A plain
  * load on every target we run on. */
@@ -122,6 +126,14 @@ static void scan_refs(marker *m, void *obj, uint64_t hd) {
   } else if (ti->flags & FH_TYPE_REF_ARRAY) {
     void **slots = obj;
     size_t n = hdr_payload(hd) / sizeof(void *);
+    if (m->chunk_arrays && n > MARK_ARRAY_CHUNK) {
+      /* drain_until scans it; nothing else is pending (it finishes one
+       * array before it scans another object). */
+      m->array = slots;
+      m->array_next = 0;
+      m->array_n = n;
+      return;
+    }
     for (size_t i = 0; i < n; i++) mark_ref(m, load_slot(&slots[i]));
   } else if (ti->trace) {
     ti->trace(obj, hdr_payload(hd), marker_visit, m);
@@ -137,20 +149,36 @@ static void scan_refs(marker *m, void *obj, uint64_t hd) {
  * 54-58 with 64). */
 #define PREFETCH_WINDOW 32
 
-/* Drain; with a budget, return early (objects left on the stack) once it
- * is over (gc_budget_over), checked every 256 objects. */
+/* The array a paced drain is scanning, a chunk at a time; 0 when the
+ * budget ended first (the rest waits for the next drain). */
+static int scan_array_chunks(marker *m, gc_budget *b) {
+  while (m->array) {
+    size_t e = m->array_next + MARK_ARRAY_CHUNK < m->array_n ? m->array_next + MARK_ARRAY_CHUNK
+                                                             : m->array_n;
+    for (size_t i = m->array_next; i < e; i++) mark_ref(m, load_slot(&m->array[i]));
+    m->array_next = e;
+    if (e == m->array_n) m->array = NULL;
+    else if (b && gc_budget_over(b)) return 0;
+  }
+  return 1;
+}
+
+/* Drain; with a budget, return early (objects left on the stack, an
+ * array's slots left for later) once it is over (gc_budget_over),
+ * checked every 256 objects and between an array's chunks. */
 static void drain_until(marker *m, gc_budget *b) {
   void *q[PREFETCH_WINDOW];
   unsigned head = 0, n = 0, tick = 0;
+  m->chunk_arrays = b != NULL;
   for (;;) {
-    if (b && !(++tick & 255) && gc_budget_over(b)) {
+    if (!scan_array_chunks(m, b) || (b && !(++tick & 255) && gc_budget_over(b))) {
       /* Put the window's objects back: they are marked, not scanned. */
       while (n) {
         if (mark_stack_push(&m->stack, q[head]) < 0) m->overflowed = 1;
         head = (head + 1) % PREFETCH_WINDOW;
         n--;
       }
-      return;
+      break;
     }
     while (n < PREFETCH_WINDOW) {
       void *o = mark_stack_pop(&m->stack);
@@ -158,12 +186,13 @@ static void drain_until(marker *m, gc_budget *b) {
       obj_prefetch_head(o);
       q[(head + n++) % PREFETCH_WINDOW] = o;
     }
-    if (!n) return;
+    if (!n) break;
     void *obj = q[head];
     head = (head + 1) % PREFETCH_WINDOW;
     n--;
     scan(m, obj);
   }
+  m->chunk_arrays = 0;
 }
 
 static void drain(marker *m) { drain_until(m, NULL); }

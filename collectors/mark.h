@@ -40,6 +40,14 @@ struct marker {
    * cover bits are left alone. */
   int concurrent;
   int recounted; /* overflow recovery recounted ms_live from the mark bits */
+  /* A paced drain (drain_until with a budget) scans reference arrays of
+   * more than MARK_ARRAY_CHUNK slots a chunk at a time, looking at its
+   * budget between chunks: the array being scanned and the next slot.
+   * fhbench pause's 30 MB root table, scanned whole, held the marker's CPU
+   * for 100 ms. */
+  int chunk_arrays;
+  void **array;
+  size_t array_next, array_n;
 };
 
 /* 0, or -1 + error (no memory for the stack or the bump bitmap). */

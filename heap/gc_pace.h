@@ -54,7 +54,8 @@ typedef struct gc_pace {
   _Atomic uint64_t rests_woken; /* of them, ended early by a hurry or stop */
 } gc_pace;
 
-/* One burst of paced work.  until_ns 0: no time limit (unpaced). */
+/* One burst of paced work.  until_ns 0: no time limit (the world
+ * stopped, tests). */
 typedef struct gc_budget {
   const _Atomic int *stop; /* set: the work ends (a pause is coming) */
   uint64_t until_ns;
@@ -91,8 +92,8 @@ gc_budget gc_pace_burst(struct fh_heap *h, const _Atomic int *stop);
 /* After a burst that yielded: sleep so that the work keeps to its share
  * (see above), unless stop is set or someone hurries it (wakes at once). */
 void gc_pace_rest(struct fh_heap *h, const _Atomic int *stop);
-/* Run `work` in paced bursts until it returns without having yielded
- * (done) or stop is set. */
+/* Run `work` in bursts until it returns without having yielded (done) or
+ * stop is set, resting between them while the share is under 100%. */
 void gc_pace_run(struct fh_heap *h, const _Atomic int *stop, void (*work)(void *, gc_budget *),
                  void *arg);
 

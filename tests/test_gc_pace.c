@@ -51,10 +51,14 @@ static void test_duty_follows_budget(void **state) {
   assert_int_equal(gc_pace_duty_pct(h), 20);
   gc_budget b = gc_pace_burst(h, NULL);
   assert_true(b.until_ns > heap_now_ns());
-  h->opt.gc_cpu_pct = 100; /* unpaced: no time limit */
+  h->opt.gc_cpu_pct = 100; /* unpaced: bursts still end, no rest between them */
   assert_int_equal(gc_pace_duty_pct(h), 100);
   b = gc_pace_burst(h, NULL);
-  assert_int_equal(b.until_ns, 0);
+  assert_true(b.until_ns > heap_now_ns());
+  uint64_t rests = atomic_load(&h->pace.rests);
+  gc_pace_rest(h, NULL);
+  assert_int_equal(atomic_load(&h->pace.rests), rests);
+  b = gc_budget_unpaced(NULL); /* the world stopped: no time limit */
   assert_false(gc_budget_over(&b));
   _Atomic int stop = 1;
   b = gc_pace_burst(h, &stop);
