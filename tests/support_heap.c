@@ -184,3 +184,11 @@ void test_assert_child_ok_at(int status, const char *what, const char *file, int
   print_error("ERROR: %s: %s\n", what, why);
   _fail(file, line); /* the caller's line, as fail_msg there would give */
 }
+
+size_t test_spaces_resident(fh_heap *h) {
+  fh_stats s;
+  fh_get_stats(h, &s);
+  size_t r = 0;
+  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
+  return r;
+}

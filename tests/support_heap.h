@@ -41,6 +41,9 @@ void test_ring_build(fh_thread *t, const test_types *ty, test_ring *g, size_t n,
  * others run the default and every bump-space kind plus mark-sweep. */
 fh_collect_kind test_collect_kind(const char *collector, int i);
 
+/* The resident bytes of h's spaces (fh_get_stats). */
+size_t test_spaces_resident(fh_heap *h);
+
 /* A heap from a spec (NULL: defaults); fails the test on error. */
 fh_heap *test_heap(const char *spec);
 /* test_heap("collector=<collector>,<rest>") with the common types

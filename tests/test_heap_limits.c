@@ -24,14 +24,6 @@ static size_t fill_live(fh_thread *t, const test_types *ty, void ***arr, size_t 
   return n * 4000;
 }
 
-static size_t spaces_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
-
 /* Filled to the brim with live data and collected again, each collector's
  * spaces stay within heap_max, and hold a fair share of it. */
 static void heap_max_covers_everything(void **state) {
@@ -46,7 +38,7 @@ static void heap_max_covers_everything(void **state) {
     size_t live = fill_live(t, &ty, &arr, 8192);
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
-    size_t resident = spaces_resident(h);
+    size_t resident = test_spaces_resident(h);
     fprintf(stderr, "%-18s heap_max 16 MiB: %zu KiB live, %zu KiB resident after a collection\n",
             collectors[c], live >> 10, resident >> 10);
     assert_true(live >= 16 * MiB * 2 / 5); /* semispace: half of it, less its slack */

@@ -253,14 +253,6 @@ static void read_into_pinned_across_collections(void **state) {
 
 /* ---- heap_max counts the objects kept in the idle half ---- */
 
-static size_t spaces_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
-
 /* Half of the live data pinned, filled until the heap refuses, collected;
  * then all of it dropped and the heap filled again, three times: the pinned half stays in the idle half each
  * time, beside a full active half and its copy room.  Without counting
@@ -295,7 +287,7 @@ static void heap_max_with_islands(void **state) {
     }
     assert_true(n > 1000 && n < CAP);
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-    size_t resident = spaces_resident(h);
+    size_t resident = test_spaces_resident(h);
     fprintf(stderr, "round %d: %zu objects of 4000 bytes (half pinned), %zu KiB resident, "
                     "%zu KiB in the idle half\n", round, n, resident >> 10, h->semi_idle_bytes >> 10);
     assert_true(resident <= 16 * MiB + 2 * MiB);

@@ -180,14 +180,6 @@ static void adaptive_budget_is_at_most_fixeds(void **state) {
 
 /* ---- resident memory follows live data down (adaptive) ---- */
 
-static size_t spaces_resident(fh_heap *h) {
-  fh_stats s;
-  fh_get_stats(h, &s);
-  size_t r = 0;
-  for (unsigned i = 0; i < s.nspaces; i++) r += s.spaces[i].resident;
-  return r;
-}
-
 /* 48 MiB live, then 1 MiB: by the third collection after the fall the
  * spaces hold no more than the heap target (live data plus the budget to
  * the next collection), a fraction of what they held before. */
@@ -202,7 +194,7 @@ static void resident_falls_under(const char *collector) {
   build_list(t, &ty, &head, (48 * MiB) / 40);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
-  size_t before = spaces_resident(h);
+  size_t before = test_spaces_resident(h);
   assert_true(before >= 48 * MiB);
   /* The fall: keep the first 1 MiB of the list. */
   tnode *x = head;
@@ -213,7 +205,7 @@ static void resident_falls_under(const char *collector) {
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
   }
-  size_t after = spaces_resident(h);
+  size_t after = test_spaces_resident(h);
   fprintf(stderr, "%-18s resident %zu KiB at 48 MiB live, %zu KiB at %zu KiB live (target %zu KiB)\n",
           collector, before >> 10, after >> 10, tg.live >> 10, tg.target >> 10);
   assert_true(tg.live < 2 * MiB);
