@@ -11,8 +11,6 @@
 /* Smaller gaps stay fillers: each hole costs a TLAB refill (as
  * collectors/mc_holes.c's minimum). */
 #define SEMI_HOLE_MIN 64u
-/* A filler's payload length is a 32-bit header field. */
-#define SEMI_FILLER_MAX ((uintptr_t)1 << 30)
 
 static int push_range(bump_hole **v, size_t *n, size_t *cap, uintptr_t lo, uintptr_t hi) {
   if (*n == *cap) {
@@ -26,23 +24,13 @@ static int push_range(bump_hole **v, size_t *n, size_t *cap, uintptr_t lo, uintp
   return 0;
 }
 
-/* One filler per GiB of [lo, hi), each a walk point. */
-static void write_fillers(bump_space *b, uintptr_t lo, uintptr_t hi) {
-  for (uintptr_t p = lo; p < hi;) {
-    uintptr_t n = hi - p > SEMI_FILLER_MAX ? SEMI_FILLER_MAX : hi - p;
-    obj_write_filler(p, n);
-    bump_space_note_start(b, p);
-    p += n;
-  }
-}
-
 /* A gap of to-space: fillers, and holes (one per filler) for the
  * allocator. */
 static void to_gap(semi_fixed *f, bump_space *to, uintptr_t lo, uintptr_t hi) {
-  write_fillers(to, lo, hi);
+  bump_space_write_fillers(to, lo, hi);
   if (hi - lo < SEMI_HOLE_MIN || f->oom) return;
   for (uintptr_t p = lo; p < hi;) {
-    uintptr_t n = hi - p > SEMI_FILLER_MAX ? SEMI_FILLER_MAX : hi - p;
+    uintptr_t n = hi - p > BUMP_FILLER_MAX ? BUMP_FILLER_MAX : hi - p;
     if (push_range(&f->holes, &f->nholes, &f->holes_cap, p, p + n) < 0) f->oom = 1;
     p += n;
   }
@@ -186,10 +174,10 @@ void semi_fixed_publish(semi_fixed *f, bump_space *to) {
  * keep_end given back, then fillers. */
 static void idle_gap(bump_space *b, uintptr_t lo, uintptr_t hi, uintptr_t keep_end, int poison) {
   if (poison) heap_poison(lo, hi);
-  write_fillers(b, lo, hi);
+  bump_space_write_fillers(b, lo, hi);
   if (poison) return;
   for (uintptr_t p = lo; p < hi;) {
-    uintptr_t n = hi - p > SEMI_FILLER_MAX ? SEMI_FILLER_MAX : hi - p;
+    uintptr_t n = hi - p > BUMP_FILLER_MAX ? BUMP_FILLER_MAX : hi - p;
     uintptr_t d = p + FH_HEADER_BYTES > keep_end ? p + FH_HEADER_BYTES : keep_end;
     if (d < p + n) (void)reserve_discard(d, p + n - d); /* aligns inward */
     p += n;

@@ -67,9 +67,6 @@
  * every reader (they test non-zero), and spared by the final clear, which
  * turns it into FH__CARD_DIRTY. */
 #define CARD_KEEP 2u
-/* Fillers over the gaps between pinned objects: a filler's payload length
- * is a 32-bit header field. */
-#define FILLER_MAX ((size_t)1 << 30)
 
 typedef struct zc_ctx {
   fh_heap *h;
@@ -209,12 +206,7 @@ static size_t movable_bound(const fh_heap *h) {
 
 /* Give back the pages of [lo, hi) but the one holding lo's filler header. */
 static void fill_gap(bump_space *b, uintptr_t lo, uintptr_t hi) {
-  for (uintptr_t p = lo; p < hi;) {
-    size_t n = hi - p > FILLER_MAX ? FILLER_MAX : hi - p;
-    obj_write_filler(p, n);
-    bump_space_note_start(b, p);
-    p += n;
-  }
+  bump_space_write_fillers(b, lo, hi);
   (void)reserve_discard(lo + FH_HEADER_BYTES, hi - lo - FH_HEADER_BYTES); /* aligns inward */
 }
 

@@ -168,3 +168,12 @@ void bump_space_truncate(bump_space *b, uintptr_t from) {
   bump_space_set_holes(b, NULL, 0);
   atomic_store(&b->top, from);
 }
+
+void bump_space_write_fillers(bump_space *b, uintptr_t lo, uintptr_t hi) {
+  for (uintptr_t p = lo; p < hi;) {
+    uintptr_t n = hi - p > BUMP_FILLER_MAX ? BUMP_FILLER_MAX : hi - p;
+    obj_write_filler(p, n);
+    bump_space_note_start(b, p);
+    p += n;
+  }
+}

@@ -58,6 +58,12 @@ void bump_space_destroy(bump_space *b);
 static inline void bump_space_note_start(bump_space *b, uintptr_t start) {
   if (b->starts.words) bitmap_set(&b->starts, start);
 }
+/* The largest filler bump_space_write_fillers writes (a filler's payload
+ * length is a 32-bit header field). */
+#define BUMP_FILLER_MAX ((uintptr_t)1 << 30)
+/* Cover the gap [lo, hi) with fillers of at most BUMP_FILLER_MAX bytes,
+ * each noted as a walk point. */
+void bump_space_write_fillers(bump_space *b, uintptr_t lo, uintptr_t hi);
 /* Forget the walk points in [lo, hi) (a collection relays the objects
  * there).  Their bitmap pages stay resident below max(dirty_end, top),
  * where walk points are set again soon; above it they go back. */
