@@ -725,7 +725,16 @@ int mc_cc_compact(mc_state *m) {
   int no_room = !m->chose_slide && m->policy.force != 0 &&
                 !sizer_flip_fits(h, t->old_top - t->begin, t->live_bytes);
   if (no_room) m->chose_slide = 1;
+  /* An allocation failed and objects are pinned: a flip leaves the gaps
+   * under pinned ranges unbuilt, and with conservative roots a stack word
+   * pins the newest object at the top of a full space at nearly every
+   * collection, so the retry found no room with a third of heap_max live
+   * (binary-trees in 24 MiB, tests/test_gen_conservative.c).  A slide
+   * hands those gaps to the allocator at once. */
+  int for_room = !m->chose_slide && m->alloc_failure && t->nranges;
+  if (for_room) m->chose_slide = 1;
   h->gc_how = no_room                          ? "slid in the pause (no room under heap_max for a flip)"
+              : for_room ? "slid in the pause (an allocation failed: holes under pinned objects now)"
               : for_extra ? "slid in the pause (less than a flip with its refaults and promotions)"
               : m->chose_slide && pinned_pages ? "slid in the pause (little to move, or pinned pages)"
               : m->chose_slide                 ? "slid in the pause (little to move)"
@@ -736,8 +745,9 @@ int mc_cc_compact(mc_state *m) {
     h->gc_how = m->gen.how;
   }
   if (m->chose_slide) {
-    mc_slide_cycle(m, no_room ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
-                              : "stop-the-world slide, chosen (little to move)");
+    mc_slide_cycle(m, no_room    ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
+                      : for_room ? "stop-the-world slide, chosen (an allocation failed, objects pinned)"
+                                 : "stop-the-world slide, chosen (little to move)");
     if (m->gen.keep_mid) mc_gen_verify(m, "after full collection (young kept)");
     return 0;
   }
@@ -761,6 +771,7 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* before any page of the space moves */
+  m->alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
   /* Young collections (mc_gen.h) slide in the pause: they move the young
    * survivors only, a few MiB at most between collections, less than a
    * flip's fixed cost. */

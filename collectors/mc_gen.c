@@ -192,28 +192,37 @@ static void card_objects(card_walk *w, uintptr_t cs, fh_object_fn fn, void *ctx)
   uintptr_t from = cs - FH_HEADER_BYTES < begin ? begin : cs - FH_HEADER_BYTES;
   uintptr_t to = cs + FH_CARD_BYTES - FH_HEADER_BYTES;
   if (to > w->end) to = w->end;
-  if (!w->cur || w->cur > from || from - w->cur > FH_CARD_BYTES) w->cur = walk_point(w->m, cs);
+  /* Cards come in ascending order, and the cursor is the first object
+   * start at or past the previous card's end: from a cursor at or past
+   * this card's first possible start, no object of this card was skipped.
+   * Only a cursor more than a card behind is replaced. */
+  if (!w->cur || (w->cur < from && from - w->cur > FH_CARD_BYTES)) w->cur = walk_point(w->m, cs);
   uintptr_t s = w->cur, *walk = w->m->gen.walk;
   /* The walk notes the points it passes (note_walk), so the next walk
    * near here starts at most a card back: after a full collection the
    * points are per page (from the forwarding), and walking up to 4 KiB of
    * headers for each of thousands of dirty cards, twice (mark, update),
    * took most of a young pause (fhbench young: 20 of 44 ms). */
+  size_t steps = 0, found = 0;
   while (s < from) {
     size_t n = obj_bytes(*(const uint64_t *)s);
-    if (!n) return; /* a broken header: heap_verify reports it */
+    if (!n) break; /* a broken header: heap_verify reports it */
     note_walk(walk, begin, s, s + n);
     s += n;
+    steps++;
   }
-  while (s < to) {
+  while (s >= from && s < to) {
     uint64_t hd = *(const uint64_t *)s;
     size_t n = obj_bytes(hd);
-    if (!n) return;
+    if (!n) break;
     note_walk(walk, begin, s, s + n);
-    if (hdr_type(hd) != FH_FILLER_TYPE) fn(obj_from_start(s), ctx);
+    if (hdr_type(hd) != FH_FILLER_TYPE) fn(obj_from_start(s), ctx), found++;
     s += n;
+    steps++;
   }
-  w->cur = s;
+  w->m->gen.card_steps += steps;
+  w->m->gen.card_objects += found;
+  if (s >= to) w->cur = s;
 }
 
 /* The dirty cards of the old generation are cold, typically one here and
@@ -321,20 +330,35 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
  * (young_boundary); each is marked again by the next young cycle. */
 #define GEN_HOLE_MID_MAX ((size_t)1 << 20)
 
+/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when the gaps it
+ * keeps young are at least this many times the live bytes it adds to
+ * mid: marking a byte once more is cheaper than stranding several. */
+#define GEN_HOLE_GAP_PER_MID 8
+
 /* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
  * the allocator) starts lowest below end with at most limit live bytes
- * between that gap and end; nranges if none.  From the top down: the live
- * bytes above a gap only grow towards the bottom. */
+ * between that gap and end, or with the gaps down to it worth the live
+ * bytes it adds (GEN_HOLE_GAP_PER_MID); nranges if none.  From the top
+ * down: the live bytes above a gap only grow towards the bottom.  The
+ * second rule matters when the stacks pin an object at the very top of a
+ * full space: binary-trees at depth 20 slid its survivors under a 90 MiB
+ * gap with 1.03 MiB live above it, the limit alone chose the next hole up,
+ * and the 90 MiB stranded below it were handed out old from birth (the
+ * space spanned more than half of heap_max), every card of them dirty. */
 static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
-  size_t best = t->nranges, r = t->nranges, gaps = 0;
+  size_t best = t->nranges, r = t->nranges, gaps = 0, best_live = 0, gaps_since_best = 0;
   while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
   while (r-- > 0) {
     const fwd_range *g = &t->ranges[r];
     uintptr_t hi = g->lo < end ? g->lo : end;
     gaps += hi - g->gap_lo;
+    gaps_since_best += hi - g->gap_lo;
     if (hi - g->gap_lo < MC_HOLE_MIN) continue;
-    if (end - g->gap_lo - gaps > limit) break;
+    size_t live = end - g->gap_lo - gaps;
+    if (live > limit && (live - best_live) * GEN_HOLE_GAP_PER_MID > gaps_since_best) continue;
     best = r;
+    best_live = live;
+    gaps_since_best = 0;
   }
   return best;
 }

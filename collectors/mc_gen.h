@@ -82,6 +82,10 @@ typedef struct mc_gen {
   mark_stack refs;
   int refs_ok;
   mark_stack stack; /* marking's own stack, kept between cycles (mc_mark) */
+  /* The card walks' work since the heap began (tests): headers stepped
+   * over, and old objects found on dirty cards.  A walk that restarts far
+   * below its card makes the first grow much faster than the second. */
+  size_t card_steps, card_objects;
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */
