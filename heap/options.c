@@ -133,7 +133,7 @@ void fh_options_init(fh_options *o) {
   o->hspace_min_interval_ms = 1000;
   o->heap_expansiveness = 256 * MiB;
   o->los_threshold = 12 * KiB;
-  o->generational = 2; /* on with precise roots (collectors/mc_gen.c) */
+  o->generational = 1; /* on with either kind of stack roots (collectors/mc_gen.c) */
   o->concurrent_mark = 0; /* opt-in for now: README, "concurrent_mark" */
   o->gc_cpu_pct = 20;     /* heap/gc_pace.h */
 }

@@ -17,8 +17,8 @@
 #include "support_heap.h"
 
 #define MiB ((size_t)1 << 20)
-/* generational=1: the default (2) leaves generations off with conservative
- * roots (collectors/mc_gen.c says why). */
+/* generational=1, the default, spelt out: 2 would leave generations off
+ * with conservative roots. */
 #define CONS "stack_roots=conservative,generational=1"
 
 static const char *const collectors[] = {"mark_compact", "concurrent_compact"};

@@ -241,10 +241,10 @@ static void test_old_range_hole_is_not_live(void **st) {
   }
 }
 
-/* generational=2 (the default): generations with precise stack roots, not
- * with conservative ones unless generational=1 (which keeps the holes
- * their pins leave out of the old generation:
- * tests/test_gen_conservative.c); 0 turns them off. */
+/* generational=1 (the default): generations with either kind of stack
+ * roots (conservative ones keep the holes their pins leave out of the old
+ * generation: tests/test_gen_conservative.c); 2: with precise roots only;
+ * 0 turns them off. */
 static void test_default_follows_stack_roots(void **st) {
   (void)st;
   test_types ty;
@@ -253,9 +253,12 @@ static void test_default_follows_stack_roots(void **st) {
   assert_true(mc_gen_enabled(h));
   done(h, t);
   h = gen_heap(0, "heap_max=16M,stack_roots=conservative", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+  h = gen_heap(0, "heap_max=16M,stack_roots=conservative,generational=2", &ty, &t);
   assert_false(mc_gen_enabled(h));
   done(h, t);
-  h = gen_heap(0, "heap_max=16M,stack_roots=conservative,generational=1", &ty, &t);
+  h = gen_heap(0, "heap_max=16M,generational=2", &ty, &t);
   assert_true(mc_gen_enabled(h));
   done(h, t);
   h = gen_heap(0, "heap_max=16M,stack_roots=conservative,generational=0", &ty, &t);
