@@ -431,6 +431,16 @@ void mc_account(mc_state *m) {
    * generation whole): its end bounds the next window (sizer_moving_room). */
   size_t occupied = m->t.new_top > m->t.begin ? m->t.new_top - m->t.begin : 0;
   heap_set_trigger_moving(h, old_live + live - black + nm_used, occupied, m->thp);
+  /* A young cycle's budget never grows past the last full cycle's, as
+   * ART's heap does not grow after a sticky collection: old_live counts
+   * what died in the old generation since, and budgets grown from it
+   * grew the heap with its garbage (fhscheme's hashtables peaked at 41
+   * MiB with generations, 20 without; 21-30 with this). */
+  if (!mc_gen_enabled(h)) return;
+  if (!m->t.young)
+    m->gen.full_budget = h->gc_trigger;
+  else if (m->gen.full_budget && m->gen.full_budget < h->gc_trigger)
+    h->gc_trigger = m->gen.full_budget;
 }
 
 void mc_update_outside(mc_state *m) {

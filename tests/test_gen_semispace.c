@@ -317,9 +317,9 @@ static void test_policy(void **st) {
   assert_true(gen_policy_choose(&in).young);
   in.promoted_since_full = 50 * MiB;
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_OLD_GREW);
-  /* A small old generation: at least min(4 MiB, heap_max / 16). */
-  assert_int_equal(gen_policy_old_threshold(0, 256 * MiB), 4 * MiB);
-  assert_int_equal(gen_policy_old_threshold(0, 16 * MiB), 1 * MiB);
+  /* A small old generation: at least min(1 MiB, heap_max / 16). */
+  assert_int_equal(gen_policy_old_threshold(0, 256 * MiB), 1 * MiB);
+  assert_int_equal(gen_policy_old_threshold(0, 8 * MiB), MiB / 2);
   /* The last young collection freed under 10%: full. */
   in = (gen_policy_in){.heap_max = 256 * MiB, .young_collected = 1000, .young_freed = 99};
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_FREED_LITTLE);

@@ -719,6 +719,45 @@ static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
   }
 }
 
+/* Young mark-compact cycles never budget more than the last full one: the
+ * old generation's bytes include what died in it since, and a budget
+ * grown from them grew the heap with its garbage.  Each round promotes
+ * 256 KiB of nodes that die at once (old garbage) through two young
+ * collections; without the cap the young budget grew with them (growth
+ * factor 300%: 2 x the old generation). */
+static void young_budget_stays_under_full(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,min_alloc_trigger=1M,heap_policy=fixed,growth_factor_pct=300",
+      &ty, &t);
+  assert_non_null(h);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, 65536); /* 2 MiB live */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  size_t full_budget = h->gc_trigger;
+  assert_true(full_budget >= 4 * MiB);
+  size_t young = 0;
+  for (int r = 0; r < 16; r++) {
+    tnode *doomed = NULL;
+    fh_push_root(t, (void **)&doomed);
+    build_list(t, &ty, &doomed, 8192); /* 256 KiB, promoted by two young cycles */
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    fh_pop_roots(t, 1);
+    assert_true(h->gc_trigger <= full_budget);
+    young += 2;
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_true(s.young_collections >= young);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fixed_budget_counts_large_objects),
@@ -737,6 +776,7 @@ int main(void) {
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
+      cmocka_unit_test(young_budget_stays_under_full),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
