@@ -818,6 +818,7 @@ void mc_gen_end(mc_state *m) {
     l->old_after_full = g->old_live + g->kept_mid_bytes;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;
+    l->full_freed_little = freed * 100 < (uint64_t)g->collected * GEN_MIN_FREED_PCT;
   }
 }
 

@@ -16,8 +16,15 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
   if (in->promote_failed) return (gen_choice){0, GEN_WHY_PROMOTE_FULL};
   if (in->promoted_since_full >= gen_policy_old_threshold(in->old_after_full, in->heap_max))
     return (gen_choice){0, GEN_WHY_OLD_GREW};
-  /* freed / collected < pct, without a division (collected may be 0). */
-  if (in->young_collected &&
+  /* freed / collected < pct, without a division (collected may be 0).
+   * Not when the last full collection freed little too: the program is
+   * building something that all stays live, and a full collection would
+   * mark it all again to free no more (binary-trees at depth 21: five full
+   * collections of its 256 MiB stretch tree, 130-150 ms each, freed
+   * nothing).  The old generation's growth still brings one.  The same
+   * holds for the throughput rule below, whose estimate counts what was
+   * promoted since as freeable. */
+  if (in->young_collected && !in->full_freed_little &&
       in->young_freed * 100 < (uint64_t)in->young_collected * GEN_MIN_FREED_PCT)
     return (gen_choice){0, GEN_WHY_FREED_LITTLE};
   /* ART (heap.cc): the next collection stays young while young ones free
@@ -29,7 +36,7 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
    * figure is an estimate off by the noise of two measured pauses (the
    * young one that moved Whippet's quads tree while it was built took
    * 17-35 ms, and the full one after it freed nothing). */
-  if (in->last_young && in->young_tp > 0 && in->full_tp > 0 &&
+  if (in->last_young && !in->full_freed_little && in->young_tp > 0 && in->full_tp > 0 &&
       in->young_tp * GEN_YOUNG_TP_ADJUST < in->full_tp &&
       in->promoted_since_full >= in->young_freed)
     return (gen_choice){0, GEN_WHY_THROUGHPUT};

@@ -66,6 +66,9 @@ typedef struct gen_policy_in {
                                  collection that did badly once is tried
                                  again after the next full one) */
   int last_young;
+  /* The last full collection freed under GEN_MIN_FREED_PCT of what it
+   * collected (generational mark-compact; 0 elsewhere). */
+  int full_freed_little;
 } gen_policy_in;
 #define GEN_YOUNG_TP_ADJUST 0.5
 

@@ -325,6 +325,13 @@ static void test_policy(void **st) {
   assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_FREED_LITTLE);
   in.young_freed = 100;
   assert_true(gen_policy_choose(&in).young);
+  /* ...unless the last full one freed little too: all stays live, and
+   * only the old generation's growth brings the next full one. */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_collected = 1000, .young_freed = 99,
+                       .full_freed_little = 1, .old_after_full = 100 * MiB};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_YOUNG);
+  in.promoted_since_full = 50 * MiB;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_OLD_GREW);
 }
 
 /* Allocation-triggered collections follow the policy: a workload whose

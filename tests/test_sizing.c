@@ -758,6 +758,37 @@ static void young_budget_stays_under_full(void **st) {
   fh_heap_destroy(h);
 }
 
+/* A structure that all stays live while it is built (binary-trees'
+ * stretch tree): once a full collection freed nothing, young collections
+ * that free little do not bring another one, nor does the throughput
+ * rule; only the old generation's growth by half does.  Before, every
+ * other collection was a full one that marked the whole structure again
+ * (five of 256 MiB at depth 21; here 2 young and 1 full). */
+static void live_structure_is_not_collected_whole_again(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact",
+                                  "heap_max=256M,min_alloc_trigger=256K,heap_policy=fixed,growth_factor_pct=110",
+                                  &ty, &t);
+  assert_non_null(h);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  build_list(t, &ty, &head, 16 * 32768); /* 16 MiB live, then a full collection */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  fh_stats s0, s1;
+  fh_get_stats(h, &s0);
+  /* 6 MiB more, all live, with a budget of 1.6 MiB: young collections
+   * that free nothing, and the old generation grows by less than half */
+  build_list(t, &ty, &head, 6 * 32768);
+  fh_get_stats(h, &s1);
+  assert_true(s1.young_collections - s0.young_collections >= 3);
+  assert_int_equal(s1.full_collections - s0.full_collections, 0);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fixed_budget_counts_large_objects),
@@ -777,6 +808,7 @@ int main(void) {
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
       cmocka_unit_test(young_budget_stays_under_full),
+      cmocka_unit_test(live_structure_is_not_collected_whole_again),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
