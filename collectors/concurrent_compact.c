@@ -690,6 +690,10 @@ void mc_start_worker(fh_heap *h) {
   m->worker_joinable = 1;
 }
 
+/* What the gaps under pinned ranges must add up to for a failed
+ * allocation to slide for them (below it the flip's room is as good). */
+#define MC_ROOM_HOLES_MIN ((size_t)1 << 20)
+
 int mc_cc_compact(mc_state *m) {
   fh_heap *h = m->h;
   /* Per cycle (mc_policy.h): little to move slides in the pause, for less
@@ -731,7 +735,8 @@ int mc_cc_compact(mc_state *m) {
    * collection, so the retry found no room with a third of heap_max live
    * (binary-trees in 24 MiB, tests/test_gen_conservative.c).  A slide
    * hands those gaps to the allocator at once. */
-  int for_room = !m->chose_slide && m->alloc_failure && t->nranges;
+  int for_room = !m->chose_slide && m->alloc_failure && t->nranges &&
+                 mc_hole_bytes(m) >= MC_ROOM_HOLES_MIN;
   if (for_room) m->chose_slide = 1;
   h->gc_how = no_room                          ? "slid in the pause (no room under heap_max for a flip)"
               : for_room ? "slid in the pause (an allocation failed: holes under pinned objects now)"

@@ -427,6 +427,7 @@ void mc_account(mc_state *m) {
    * budget (cc_concurrent.c). */
   size_t black = m->black_bytes < live ? m->black_bytes : live;
   m->black_bytes = 0;
+  m->gen.black = black; /* mc_gen_end: not freed, not found live either */
   /* The space after the cycle, from its start to the new top (the old
    * generation whole): its end bounds the next window (sizer_moving_room). */
   size_t occupied = m->t.new_top > m->t.begin ? m->t.new_top - m->t.begin : 0;
@@ -437,10 +438,14 @@ void mc_account(mc_state *m) {
    * grew the heap with its garbage (fhscheme's hashtables peaked at 41
    * MiB with generations, 20 without; 21-30 with this). */
   if (!mc_gen_enabled(h)) return;
-  if (!m->t.young)
+  if (!m->t.young) {
     m->gen.full_budget = h->gc_trigger;
-  else if (m->gen.full_budget && m->gen.full_budget < h->gc_trigger)
+    m->gen.full_budget_limit = heap_limit(h);
+  } else if (m->gen.full_budget_limit == heap_limit(h) && m->gen.full_budget < h->gc_trigger) {
+    /* (Not after fh_set_heap_max moved the cap: that budget was the room
+     * under the old one.) */
     h->gc_trigger = m->gen.full_budget;
+  }
 }
 
 void mc_update_outside(mc_state *m) {

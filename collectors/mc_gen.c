@@ -27,7 +27,8 @@
  * binary-trees depth 21 12.6 against 24.2 s (every off cycle slid 128
  * MiB in a heap capped at 256), fhscheme's suite 0.74x against 0.78x
  * Boehm's time but 1.55x against 1.22x its peak RSS (the old generation
- * holds what died there until a full cycle). */
+ * holds what died there until a full cycle; 1.37x once young budgets were
+ * capped at the last full cycle's, mark_compact.c: mc_account). */
 int mc_gen_enabled(fh_heap *h) {
   int on = h->opt.generational == 1 ||
            (h->opt.generational == 2 && h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE);
@@ -342,7 +343,8 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
 /* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
  * the allocator) starts lowest below end with at most limit live bytes
  * between that gap and end, or with the gaps down to it worth the live
- * bytes it adds (GEN_HOLE_GAP_PER_MID); nranges if none.  From the top
+ * bytes it adds (GEN_HOLE_GAP_PER_MID), up to that many times limit;
+ * nranges if none.  From the top
  * down: the live bytes above a gap only grow towards the bottom.  The
  * second rule matters when the stacks pin an object at the very top of a
  * full space: binary-trees at depth 20 slid its survivors under a 90 MiB
@@ -356,9 +358,10 @@ static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
     const fwd_range *g = &t->ranges[r];
     uintptr_t hi = g->lo < end ? g->lo : end;
     gaps += hi - g->gap_lo;
+    if (hi - g->gap_lo < MC_HOLE_MIN) continue; /* never handed out */
     gaps_since_best += hi - g->gap_lo;
-    if (hi - g->gap_lo < MC_HOLE_MIN) continue;
     size_t live = end - g->gap_lo - gaps;
+    if (live > GEN_HOLE_GAP_PER_MID * limit) break; /* marked again each young cycle */
     if (live > limit && (live - best_live) * GEN_HOLE_GAP_PER_MID > gaps_since_best) continue;
     best = r;
     best_live = live;
@@ -818,7 +821,14 @@ void mc_gen_end(mc_state *m) {
     l->old_after_full = g->old_live + g->kept_mid_bytes;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;
-    l->full_freed_little = freed * 100 < (uint64_t)g->collected * GEN_MIN_FREED_PCT;
+    /* Objects allocated while a concurrent marking ran count as live but
+     * were never part of what it collected; the non-moving sweep's frees
+     * count too (large objects' do not: their sweep is not counted per
+     * cycle). */
+    size_t black = g->black < live ? g->black : live;
+    uint64_t found = live - black, all = (uint64_t)g->collected + m->nm_freed;
+    uint64_t gone = (all > found ? all - found : 0);
+    l->full_freed_little = gone * 100 < all * GEN_MIN_FREED_PCT;
   }
 }
 

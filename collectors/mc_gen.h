@@ -86,9 +86,11 @@ typedef struct mc_gen {
    * over, and old objects found on dirty cards.  A walk that restarts far
    * below its card makes the first grow much faster than the second. */
   size_t card_steps, card_objects;
-  /* The last full cycle's allocation budget: young cycles' is never
-   * larger (mc_account); 0 before one. */
-  size_t full_budget;
+  /* The last full cycle's allocation budget and the heap_max it was
+   * computed under (0: none yet): young cycles' is never larger while the
+   * cap stays (mc_account). */
+  size_t full_budget, full_budget_limit;
+  size_t black; /* this cycle's bytes allocated while marking (mc_account) */
   /* this cycle */
   int young;
   uintptr_t promote_below; /* mid_end at the start: below it, becomes old */

@@ -25,7 +25,7 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
    * holds for the throughput rule below, whose estimate counts what was
    * promoted since as freeable. */
   if (in->young_collected && !in->full_freed_little &&
-      in->young_freed * 100 < (uint64_t)in->young_collected * GEN_MIN_FREED_PCT)
+      (uint64_t)in->young_freed * 100 < (uint64_t)in->young_collected * GEN_MIN_FREED_PCT)
     return (gen_choice){0, GEN_WHY_FREED_LITTLE};
   /* ART (heap.cc): the next collection stays young while young ones free
    * at least half as much per unit of time as full ones.  A full one does

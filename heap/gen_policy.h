@@ -9,12 +9,13 @@
  * is small beside a large old generation (every few young collections
  * would be full ones) and large beside a small heap (the promote space
  * could fill first), so here the threshold is a fraction of the old
- * generation left by the last full collection, at least 1/16 of heap_max
- * and at most 4 MiB when the old generation is small.  Two more reasons
- * for a full collection: the promote space refused an object (its
- * survivors were copied instead, and only a full collection frees old
- * space), and a young collection that freed too little (most of what it
- * looked at was live: the garbage, if any, is old). */
+ * generation left by the last full collection, and when the old
+ * generation is small at least GEN_PROMOTE_MIN (1 MiB) or 1/16 of
+ * heap_max, whichever is less.  Two more reasons for a full collection:
+ * the promote space refused an object (its survivors were copied instead,
+ * and only a full collection frees old space), and a young collection
+ * that freed too little (most of what it looked at was live: the garbage,
+ * if any, is old), unless the last full one freed too little as well. */
 #ifndef FH_GEN_POLICY_H_
 #define FH_GEN_POLICY_H_
 
