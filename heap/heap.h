@@ -82,9 +82,14 @@ struct fh_thread {
   unsigned magic;
   int in_blocking; /* inside fh_enter_blocking (the public call, not internal waits) */
   int in_oom_handler; /* the OOM handler runs on this thread (heap/oom.c) */
-  /* fh_pin records (heap/pins.h): repeats count. */
+  /* fh_pin records (heap/pins.c): each pinned object once, with how many
+   * times it is pinned, and an open-addressing index of their positions
+   * (fh_unpin in constant time with thousands held). */
   void **pins;
+  uint32_t *pin_counts;
   size_t npins, pins_cap;
+  uint32_t *pin_index; /* position + 1 per slot, 0: empty; pin_index_cap slots */
+  size_t pin_index_cap;
   /* stack_roots=conservative: the stack and its saved top (heap/conservative.h). */
   struct cons_stack *cons;
   fh_thread *tomb_next;

@@ -1,6 +1,7 @@
 /* fh_pin / fh_unpin and each collection's pin set (heap/pins.h). */
 #include "heap/pins.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "heap/addr_sort.h"
@@ -8,6 +9,51 @@
 #include "heap/error.h"
 #include "heap/heap.h"
 #include "heap/object_check.h"
+
+/* The per-thread index: linear probing over a power-of-two table at
+ * most half full, keyed by the object's address (pinned objects never
+ * move, so keys stay valid). */
+static size_t pin_hash(const void *obj, size_t cap) {
+  uint64_t x = (uint64_t)(uintptr_t)obj >> 4;
+  x *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(x >> 32) & (cap - 1);
+}
+
+/* The slot of obj in the index, or of the empty slot where it would go. */
+static size_t pin_slot(const fh_thread *t, const void *obj) {
+  size_t i = pin_hash(obj, t->pin_index_cap);
+  while (t->pin_index[i] && t->pins[t->pin_index[i] - 1] != obj) i = (i + 1) & (t->pin_index_cap - 1);
+  return i;
+}
+
+static int pin_index_grow(fh_thread *t, size_t cap) {
+  uint32_t *idx = calloc(cap, sizeof *idx);
+  if (!idx) return -1;
+  free(t->pin_index);
+  t->pin_index = idx;
+  t->pin_index_cap = cap;
+  for (size_t k = 0; k < t->npins; k++) t->pin_index[pin_slot(t, t->pins[k])] = (uint32_t)k + 1;
+  return 0;
+}
+
+/* Room for one more distinct object in the records and the index. */
+static int pins_reserve(fh_thread *t) {
+  if (t->npins == t->pins_cap) {
+    size_t cap = t->pins_cap ? t->pins_cap * 2 : 16;
+    if (cap > UINT32_MAX - 1) return -1;
+    void **grown = realloc(t->pins, cap * sizeof *grown);
+    if (!grown) return -1;
+    t->pins = grown;
+    uint32_t *counts = realloc(t->pin_counts, cap * sizeof *counts);
+    if (!counts) return -1; /* pins_cap unchanged: the larger t->pins is harmless */
+    t->pin_counts = counts;
+    t->pins_cap = cap;
+  }
+  if ((t->npins + 1) * 2 > t->pin_index_cap &&
+      pin_index_grow(t, t->pin_index_cap ? t->pin_index_cap * 2 : 32) < 0)
+    return -1;
+  return 0;
+}
 
 int fh_pin(fh_thread *t, void *obj) {
   if (thread_check(t, "fh_pin") < 0) return -1;
@@ -17,19 +63,25 @@ int fh_pin(fh_thread *t, void *obj) {
   }
   fh_heap *h = t->heap;
   if (heap_check_object(h, obj, "fh_pin") < 0) return -1;
-  if (t->npins == t->pins_cap) {
-    size_t cap = t->pins_cap ? t->pins_cap * 2 : 16;
-    void **grown = realloc(t->pins, cap * sizeof *grown);
-    if (!grown) {
-      fh_error_set("fh_pin: out of memory (this thread holds %zu pins)", t->npins);
-      return -1;
-    }
-    t->pins = grown;
-    t->pins_cap = cap;
+  if (pins_reserve(t) < 0) {
+    fh_error_set("fh_pin: out of memory (this thread holds %zu pinned objects)", t->npins);
+    return -1;
   }
   /* This thread is running, so no collection can move obj before the
    * record is in place: the next pause sees it. */
-  t->pins[t->npins++] = obj;
+  size_t slot = pin_slot(t, obj);
+  if (t->pin_index[slot]) {
+    uint32_t *c = &t->pin_counts[t->pin_index[slot] - 1];
+    if (*c == UINT32_MAX) {
+      fh_error_set("fh_pin: %p is already pinned %u times", obj, *c);
+      return -1;
+    }
+    ++*c;
+  } else {
+    t->pins[t->npins] = obj;
+    t->pin_counts[t->npins] = 1;
+    t->pin_index[slot] = (uint32_t)++t->npins;
+  }
   /* Fault every page of the object in now, at its current address (during
    * a concurrent compaction's phase its page may not be built yet); the
    * collectors never unmap a pinned object's pages afterwards. */
@@ -40,22 +92,47 @@ int fh_pin(fh_thread *t, void *obj) {
   return 0;
 }
 
-void fh_unpin(fh_thread *t, void *obj) {
-  if (thread_check(t, "fh_unpin") < 0) return;
-  /* The most recent pin first: pins usually nest. */
-  for (size_t i = t->npins; i-- > 0;) {
-    if (t->pins[i] == obj) {
-      t->pins[i] = t->pins[--t->npins];
-      return;
+/* Empty slot i of the index, moving later entries of its probe run back
+ * (no tombstones). */
+static void pin_index_remove(fh_thread *t, size_t i) {
+  size_t mask = t->pin_index_cap - 1;
+  for (size_t j = (i + 1) & mask; t->pin_index[j]; j = (j + 1) & mask) {
+    size_t home = pin_hash(t->pins[t->pin_index[j] - 1], t->pin_index_cap);
+    /* j's entry may move to i when its home is not in (i, j], cyclically */
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      t->pin_index[i] = t->pin_index[j];
+      i = j;
     }
   }
-  fh_error_set("fh_unpin: %p is not pinned by this thread (%zu pins held)", obj, t->npins);
+  t->pin_index[i] = 0;
+}
+
+void fh_unpin(fh_thread *t, void *obj) {
+  if (thread_check(t, "fh_unpin") < 0) return;
+  size_t slot = t->pin_index_cap ? pin_slot(t, obj) : 0;
+  if (!t->pin_index_cap || !t->pin_index[slot]) {
+    fh_error_set("fh_unpin: %p is not pinned by this thread (%zu objects pinned)", obj, t->npins);
+    return;
+  }
+  size_t k = t->pin_index[slot] - 1;
+  if (--t->pin_counts[k]) return;
+  pin_index_remove(t, slot);
+  size_t last = --t->npins;
+  if (k != last) { /* the last record takes k's place */
+    t->pins[k] = t->pins[last];
+    t->pin_counts[k] = t->pin_counts[last];
+    t->pin_index[pin_slot(t, t->pins[k])] = (uint32_t)k + 1;
+  }
 }
 
 void pins_thread_drop(fh_thread *t) {
   free(t->pins);
+  free(t->pin_counts);
+  free(t->pin_index);
   t->pins = NULL;
-  t->npins = t->pins_cap = 0;
+  t->pin_counts = NULL;
+  t->pin_index = NULL;
+  t->npins = t->pins_cap = t->pin_index_cap = 0;
 }
 
 int pin_set_add(pin_set *s, uintptr_t start) {

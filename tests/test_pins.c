@@ -728,9 +728,52 @@ static void pin_mutators(void **state) {
     pin_mutators_under("collector=concurrent_compact,heap_max=64M,verify=1,min_alloc_trigger=1M");
 }
 
+/* Thousands of pins held by one thread, some objects pinned twice, undone
+ * in a scrambled order (the records' index: fh_unpin once searched them
+ * all): each object stays put across a collection while any of its pins
+ * is held, each unpin succeeds exactly as often as the object was pinned,
+ * and an unpin too many is refused. */
+static void many_pins_any_order(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=64M", &ty, &t);
+  enum { N = 5000 };
+  void **objs = fh_alloc(t, ty.array, N * sizeof(void *));
+  assert_non_null(objs);
+  fh_push_root(t, (void **)&objs);
+  uintptr_t at[N];
+  for (int i = 0; i < N; i++) {
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, objs, &objs[i], n);
+    assert_int_equal(fh_pin(t, n), 0);
+    if (i % 3 == 0) assert_int_equal(fh_pin(t, n), 0); /* pinned twice */
+    test_node(t, &ty, 0); /* garbage beside each */
+  }
+  for (int i = 0; i < N; i++) at[i] = (uintptr_t)objs[i];
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  /* first pass in a scrambled order: one unpin each */
+  fh_clear_error();
+  for (int k = 0; k < N; k++) fh_unpin(t, objs[(k * 7919) % N]);
+  assert_string_equal(fh_last_error(), "");
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  for (int i = 0; i < N; i += 3) { /* still pinned once */
+    assert_int_equal((uintptr_t)objs[i], at[i]);
+    assert_int_equal(((tnode *)objs[i])->check, test_check((uint64_t)i));
+  }
+  for (int i = 0; i < N; i += 3) fh_unpin(t, objs[i]);
+  assert_string_equal(fh_last_error(), "");
+  fh_unpin(t, objs[3]);
+  assert_non_null(strstr(fh_last_error(), "not pinned"));
+  for (int i = 0; i < N; i++) assert_int_equal(((tnode *)objs[i])->check, test_check((uint64_t)i));
+  fh_pop_roots(t, 1);
+  test_config_teardown(h, t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pin_api),
+      cmocka_unit_test(many_pins_any_order),
       cmocka_unit_test(pin_owned_by_thread),
       cmocka_unit_test(pinned_stay_mark_sweep),
       cmocka_unit_test(pinned_stay_semispace),
