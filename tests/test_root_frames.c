@@ -3,6 +3,7 @@
  * fh_object_size on objects of two heaps and on bad pointers, the thread's
  * user word and fh_thread_current. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,7 +309,8 @@ typedef struct reader_arg {
   const void *obj, *nm;
   uint32_t type;
   _Atomic int stop;
-  long calls, wrong;
+  _Atomic long calls;
+  long wrong;
 } reader_arg;
 
 static void *window_reader(void *p) {
@@ -333,6 +335,9 @@ static void test_object_type_while_heaps_come_and_go(void **state) {
   fh_enter_blocking(t); /* nothing collects h meanwhile: its objects stay put */
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, window_reader, &r), 0);
+  /* The reader must be reading while the heaps come and go: on a loaded
+   * machine it was first scheduled after the loop had ended (CI). */
+  while (atomic_load(&r.calls) == 0) sched_yield();
   fh_heap_destroy(first);
   for (int i = 0; i < 20; i++) {
     fh_heap *a = test_heap(i % 2 ? "collector=mark_sweep,heap_max=4M" : "heap_max=4M");
