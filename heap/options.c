@@ -126,7 +126,7 @@ void fh_options_init(fh_options *o) {
   o->image_path = NULL;
   o->verify = 0;
   o->uffd_sigbus = 1;
-  o->growth_factor_pct = 300;
+  o->growth_factor_pct = 200; /* ART and Go: twice the live data (docs/architecture.md) */
   o->min_alloc_trigger = 4 * MiB;
   o->tlab_size = 32 * KiB;
   o->hspace_fragmentation_pct = 25;

@@ -122,7 +122,7 @@ typedef struct fh_options {
   /* Collection pacing and memory: */
   unsigned growth_factor_pct; /* collect when bytes allocated since the last
                                  collection exceed live * (pct - 100) / 100;
-                                 default 300 (the heap may triple); live
+                                 default 200 (the heap may double); live
                                  includes large objects here, not under
                                  "adaptive"; both count in heap_max */
   size_t min_alloc_trigger;   /* ...but never before this many bytes;

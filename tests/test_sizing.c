@@ -51,7 +51,8 @@ static size_t budget_exp(const char *collector, const char *policy, size_t big, 
   test_types ty;
   fh_thread *t;
   char rest[160];
-  snprintf(rest, sizeof rest, "heap_max=512M,min_alloc_trigger=1M,heap_policy=%s%s%s", policy,
+  snprintf(rest, sizeof rest,
+           "heap_max=512M,min_alloc_trigger=1M,growth_factor_pct=300,heap_policy=%s%s%s", policy,
            strcmp(policy, "adaptive") == 0 ? ",heap_expansiveness=" : "",
            strcmp(policy, "adaptive") == 0 ? exp : "");
   fh_heap *h = test_heap_attached(collector, rest, &ty, &t);
@@ -92,7 +93,8 @@ static size_t budget_with(const char *collector, const char *policy, size_t big)
 
 /* heap_policy=fixed sizes the heap from all live data, large objects
  * included (as ART and Whippet do): a live 32 MiB array buys 64 MiB more
- * budget at the default growth factor (300%), on every collector. */
+ * budget at growth_factor_pct=300 (budget_exp's, not the default), on every
+ * collector. */
 static void fixed_budget_counts_large_objects(void **state) {
   (void)state;
   for (size_t c = 0; c < sizeof collectors / sizeof *collectors; c++) {
@@ -130,7 +132,7 @@ static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
 static void adaptive_rule_from_fixed_rates(void **state) {
   (void)state;
   fh_heap *h = test_heap("collector=mark_compact,heap_max=512M,heap_policy=adaptive,"
-                         "heap_expansiveness=4M,min_alloc_trigger=1M");
+                         "heap_expansiveness=4M,min_alloc_trigger=1M,growth_factor_pct=300");
   h->sizer.folded = 1; /* nothing measured to fold in */
   h->sizer.alloc_bytes_per_ns = 2.0;
   h->sizer.gc_ns_per_byte = 1.0;
@@ -156,7 +158,7 @@ static void adaptive_rule_from_fixed_rates(void **state) {
 
 /* heap_policy=adaptive gives at most the budget heap_policy=fixed would,
  * (growth_factor_pct - 100)% of all live data, large objects included (2x
- * by default): with a constant that puts the sqrt rule far past it, 2 MiB
+ * at budget_exp's growth_factor_pct=300): with a constant that puts the sqrt rule far past it, 2 MiB
  * of nodes get 2x that, and beside a live 32 MiB array 2x the whole.  (The
  * bound was 4x the traced live data only: 8 MiB either way, and on
  * Whippet's quads at 5x that filled heap_max; then 3x all live data, a
