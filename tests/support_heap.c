@@ -75,6 +75,14 @@ tnode *test_node(fh_thread *t, const test_types *ty, uint64_t value) {
   return n;
 }
 
+void test_list_build(fh_thread *t, const test_types *ty, tnode **head, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    tnode *x = test_node(t, ty, i);
+    fh_write_ref(t, x, (void **)&x->next, *head);
+    *head = x;
+  }
+}
+
 void test_ring_build(fh_thread *t, const test_types *ty, test_ring *g, size_t n,
                      unsigned nonmoving_every, unsigned garbage) {
   g->n = n;

@@ -33,6 +33,8 @@ typedef struct test_ring {
   void **arr;
   size_t n;
 } test_ring;
+/* n live nodes pushed onto the list *head (a root), each through fh_write_ref. */
+void test_list_build(fh_thread *t, const test_types *ty, tnode **head, size_t n);
 void test_ring_build(fh_thread *t, const test_types *ty, test_ring *g, size_t n,
                      unsigned nonmoving_every, unsigned garbage);
 

@@ -34,16 +34,6 @@ static void on_end(fh_heap *h, const fh_gc_event *e, void *user) {
   t->ends++;
 }
 
-/* A list of `n` live nodes hanging from *head (a root). */
-static void build_list(fh_thread *t, const test_types *ty, tnode **head, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    tnode *x = test_node(t, ty, i);
-    assert_non_null(x);
-    fh_write_ref(t, x, (void **)&x->next, *head);
-    *head = x;
-  }
-}
-
 /* The budget after a full collection with `big` bytes of live large
  * objects beside the same 2 MiB of small ones. */
 static size_t budget_exp(const char *collector, const char *policy, size_t big, const char *exp,
@@ -62,7 +52,7 @@ static size_t budget_exp(const char *collector, const char *policy, size_t big, 
   void *blob = NULL;
   fh_push_root(t, (void **)&head);
   fh_push_root(t, (void **)&blob);
-  build_list(t, &ty, &head, (2 * MiB) / 48);
+  test_list_build(t, &ty, &head, (2 * MiB) / 48);
   if (big) {
     blob = fh_alloc(t, ty.bytes, big);
     assert_non_null(blob);
@@ -193,7 +183,7 @@ static void resident_falls_under(const char *collector) {
   fh_set_gc_callback(h, on_end, &tg);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, (48 * MiB) / 40);
+  test_list_build(t, &ty, &head, (48 * MiB) / 40);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   size_t before = test_spaces_resident(h);
@@ -240,7 +230,7 @@ static void cost_counts_gc_thread_cpu(void **state) {
   fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,heap_policy=adaptive", &ty, &t);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, (4 * MiB) / 40);
+  test_list_build(t, &ty, &head, (4 * MiB) / 40);
   for (int i = 0; i < 3; i++) assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   double before = h->sizer.gc_ns_per_byte;
   size_t live = h->sizer.last_live;
@@ -278,7 +268,7 @@ static void window_after(const char *collector) {
       collector, "heap_max=256M,min_alloc_trigger=64M,generational=0", &ty, &t);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, MiB / 40);
+  test_list_build(t, &ty, &head, MiB / 40);
   while (heap_used_bytes(h) < 49 * MiB) assert_non_null(test_node(t, &ty, 7));
   size_t before = moving_resident(h);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
@@ -324,7 +314,7 @@ static void young_cycles_release_tables_below_floor(void **state) {
                                   &ty, &t);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, 16 * MiB / 48);
+  test_list_build(t, &ty, &head, 16 * MiB / 48);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* full: the list is old */
   fh_stats s0, s1;
   fh_get_stats(h, &s0);
@@ -370,8 +360,8 @@ static void a_fall_releases_tables_and_cards_beyond_the_window(void **state) {
   tnode *head = NULL, *keep = NULL;
   fh_push_root(t, (void **)&head);
   fh_push_root(t, (void **)&keep);
-  build_list(t, &ty, &keep, MiB / 48);
-  build_list(t, &ty, &head, 64 * MiB / 48); /* every store dirties a card */
+  test_list_build(t, &ty, &keep, MiB / 48);
+  test_list_build(t, &ty, &head, 64 * MiB / 48); /* every store dirties a card */
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   head = NULL; /* the fall */
@@ -412,8 +402,8 @@ static void a_full_cycle_releases_walk_points_past_the_top(void **state) {
   tnode *head = NULL, *keep = NULL;
   fh_push_root(t, (void **)&head);
   fh_push_root(t, (void **)&keep);
-  build_list(t, &ty, &keep, MiB / 48);
-  build_list(t, &ty, &head, 64 * MiB / 48);
+  test_list_build(t, &ty, &keep, MiB / 48);
+  test_list_build(t, &ty, &head, 64 * MiB / 48);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   assert_non_null(h->mc);
@@ -451,7 +441,7 @@ static void full_cycle_releases_pages_above_the_window(const char *collector) {
                                   &ty, &t);
   tnode *keep = NULL;
   fh_push_root(t, (void **)&keep);
-  build_list(t, &ty, &keep, MiB / 48);
+  test_list_build(t, &ty, &keep, MiB / 48);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   assert_non_null(h->mc);
@@ -602,7 +592,7 @@ static void flip_or_slide(const char *rest, size_t live, size_t used, char *how,
   fh_heap *h = test_heap_attached("concurrent_compact", rest, &ty, &t);
   tnode *head = NULL;
   fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, live / 40);
+  test_list_build(t, &ty, &head, live / 40);
   while (heap_used_bytes(h) < used) assert_non_null(test_node(t, &ty, 7));
   uint64_t before = h->collections;
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
@@ -694,7 +684,7 @@ static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
     fh_push_root(t, (void **)&blob);
     blob = fh_alloc(t, ty.bytes, 4 * MiB);
     assert_non_null(blob);
-    build_list(t, &ty, &head, (6 * MiB) / 48);
+    test_list_build(t, &ty, &head, (6 * MiB) / 48);
     for (int g = 0; g < 200000; g++) test_node(t, &ty, g);
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
@@ -707,7 +697,7 @@ static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
     /* Live data nearly at the cap: the tables do not fit beside it, and
      * still half the room is left to allocate (not a collection every
      * TLAB). */
-    build_list(t, &ty, &head, (16 * MiB) / 48);
+    test_list_build(t, &ty, &head, (16 * MiB) / 48);
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
     size_t room = 24 * MiB - h->live_after_gc;
@@ -719,76 +709,6 @@ static void trigger_at_the_cap_leaves_room_for_tables(void **state) {
     fh_thread_detach(t);
     fh_heap_destroy(h);
   }
-}
-
-/* Young mark-compact cycles never budget more than the last full one: the
- * old generation's bytes include what died in it since, and a budget
- * grown from them grew the heap with its garbage.  Each round promotes
- * 256 KiB of nodes that die at once (old garbage) through two young
- * collections; without the cap the young budget grew with them (growth
- * factor 300%: 2 x the old generation). */
-static void young_budget_stays_under_full(void **st) {
-  (void)st;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached(
-      "mark_compact", "heap_max=256M,min_alloc_trigger=1M,heap_policy=fixed,growth_factor_pct=300",
-      &ty, &t);
-  assert_non_null(h);
-  tnode *head = NULL;
-  fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, 65536); /* 2 MiB live */
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  size_t full_budget = h->gc_trigger;
-  assert_true(full_budget >= 4 * MiB);
-  size_t young = 0;
-  for (int r = 0; r < 16; r++) {
-    tnode *doomed = NULL;
-    fh_push_root(t, (void **)&doomed);
-    build_list(t, &ty, &doomed, 8192); /* 256 KiB, promoted by two young cycles */
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    fh_pop_roots(t, 1);
-    assert_true(h->gc_trigger <= full_budget);
-    young += 2;
-  }
-  fh_stats s;
-  fh_get_stats(h, &s);
-  assert_true(s.young_collections >= young);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
-
-/* A structure that all stays live while it is built (binary-trees'
- * stretch tree): once a full collection freed nothing, young collections
- * that free little do not bring another one, nor does the throughput
- * rule; only the old generation's growth by half does.  Before, every
- * other collection was a full one that marked the whole structure again
- * (five of 256 MiB at depth 21; here 2 young and 1 full). */
-static void live_structure_is_not_collected_whole_again(void **st) {
-  (void)st;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_compact",
-                                  "heap_max=256M,min_alloc_trigger=256K,heap_policy=fixed,growth_factor_pct=110",
-                                  &ty, &t);
-  assert_non_null(h);
-  tnode *head = NULL;
-  fh_push_root(t, (void **)&head);
-  build_list(t, &ty, &head, 16 * 32768); /* 16 MiB live, then a full collection */
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  fh_stats s0, s1;
-  fh_get_stats(h, &s0);
-  /* 6 MiB more, all live, with a budget of 1.6 MiB: young collections
-   * that free nothing, and the old generation grows by less than half */
-  build_list(t, &ty, &head, 6 * 32768);
-  fh_get_stats(h, &s1);
-  assert_true(s1.young_collections - s0.young_collections >= 3);
-  assert_int_equal(s1.full_collections - s0.full_collections, 0);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
 }
 
 int main(void) {
@@ -809,8 +729,6 @@ int main(void) {
       cmocka_unit_test(hspace_copy_is_packed),
       cmocka_unit_test(moving_room_counts_tables_and_huge_pages),
       cmocka_unit_test(trigger_at_the_cap_leaves_room_for_tables),
-      cmocka_unit_test(young_budget_stays_under_full),
-      cmocka_unit_test(live_structure_is_not_collected_whole_again),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
