@@ -351,7 +351,7 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
   /* The cause that finishes the cycle, not the one that started it: an
    * allocation that failed wants the holes now (mc_cc_compact slides for
    * them, mc_gen_end hands them out). */
-  m->alloc_failure = m->gen.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
+  m->gen.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
   if (cm->remarked) return flip_after_split(h, c);
   if (cm->satb_failed) {
     /* A log buffer could not be allocated: the log is incomplete, mark

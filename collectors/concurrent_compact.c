@@ -735,7 +735,7 @@ int mc_cc_compact(mc_state *m) {
    * collection, so the retry found no room with a third of heap_max live
    * (binary-trees in 24 MiB, tests/test_gen_conservative.c).  A slide
    * hands those gaps to the allocator at once. */
-  int for_room = !m->chose_slide && m->alloc_failure && t->nranges &&
+  int for_room = !m->chose_slide && m->gen.alloc_failure && t->nranges &&
                  mc_hole_bytes(m) >= MC_ROOM_HOLES_MIN;
   if (for_room) m->chose_slide = 1;
   h->gc_how = no_room                          ? "slid in the pause (no room under heap_max for a flip)"
@@ -776,7 +776,6 @@ static int concurrent_compact_collect(fh_heap *h, fh_thread *self, gc_cause caus
   mc_state *m = mc_get(h);
   if (!m) return -1;
   mc_join_worker(m); /* before any page of the space moves */
-  m->alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
   /* Young collections (mc_gen.h) slide in the pause: they move the young
    * survivors only, a few MiB at most between collections, less than a
    * flip's fixed cost. */

@@ -138,7 +138,6 @@ typedef struct mc_state {
    * whether it slid; fh_dump and trace=1 print them */
   uint64_t choice_est_ns;
   int chose_slide, chose;
-  int alloc_failure; /* this cycle runs because an allocation failed */
   /* and what the flip would have cost beyond its fixed cost: the pages it
    * gives back that a slide keeps, the young survivors it promotes
    * (mc_policy_flip_extra_ns) */

@@ -109,6 +109,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   g->young = 0;
   g->hole_floor = 0; /* every hole of this cycle is handed out unless mc_gen_end says */
   g->fill_walk = 0; /* the last cycle's, if its task never ran it */
+  g->alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE; /* generations or not */
   if (!mc_gen_enabled(h)) {
     g->valid = 0;
     return 0;
@@ -128,8 +129,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   gen_policy_in in = g->last;
   in.requested_young = h->gen.request_young;
   in.explicit_full = cause == GC_CAUSE_EXPLICIT && !h->gen.request_young;
-  in.alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE;
-  g->alloc_failure = in.alloc_failure;
+  in.alloc_failure = g->alloc_failure;
   in.heap_max = heap_limit(h);
   in.no_generations = !valid;
   in.young_tp = g->young_tp;

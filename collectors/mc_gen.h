@@ -71,7 +71,9 @@ typedef struct mc_gen {
   /* stack_roots=conservative: the holes this cycle's pins left below it
    * (the new old end) are not handed out (mc_holes.c); 0: all are. */
   uintptr_t hole_floor;
-  int alloc_failure; /* this cycle runs because an allocation failed */
+  /* This cycle runs because an allocation failed (set with generations
+   * on or off: concurrent_compact's choice to slide reads it too). */
+  int alloc_failure;
   uintptr_t *walk; /* per card of the space: an object start at or below it */
   size_t walk_bytes;
   size_t walk_hw; /* bytes of walk that may be resident (a full cycle hands back the rest) */
