@@ -183,23 +183,26 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
  * (young_boundary); each is marked again by the next young cycle. */
 #define GEN_HOLE_MID_MAX ((size_t)1 << 20)
 
-/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when the gaps it
- * keeps young are at least this many times the live bytes it adds to
- * mid: marking a byte once more is cheaper than stranding several. */
+/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when what its
+ * gaps would cost stranded is at least this many times the live bytes it
+ * adds to mid: a byte kept mid is marked again by the next young cycle,
+ * and by later ones while it stays above a hole; counted as that many
+ * marks of it.  What a stranded byte costs is strand_weight's. */
 #define GEN_HOLE_GAP_PER_MID 8
 
 /* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
  * the allocator) starts lowest below end with at most limit live bytes
- * between that gap and end, or with the gaps down to it worth the live
- * bytes it adds (GEN_HOLE_GAP_PER_MID), up to that many times limit;
- * nranges if none.  From the top
- * down: the live bytes above a gap only grow towards the bottom.  The
+ * between that gap and end, or with the gaps down to it, weighed by
+ * weight (strand_weight), worth the live bytes it adds
+ * (GEN_HOLE_GAP_PER_MID), up to that many times limit; nranges if none.
+ * From the top down: the live bytes above a gap only grow towards the
+ * bottom.  The
  * second rule matters when the stacks pin an object at the very top of a
  * full space: binary-trees at depth 20 slid its survivors under a 90 MiB
  * gap with 1.03 MiB live above it, the limit alone chose the next hole up,
  * and the 90 MiB stranded below it were handed out old from birth (the
  * space spanned more than half of heap_max), every card of them dirty. */
-static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
+static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, double weight) {
   size_t best = t->nranges, r = t->nranges, gaps = 0, best_live = 0, gaps_since_best = 0;
   while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
   while (r-- > 0) {
@@ -210,12 +213,29 @@ static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit) {
     gaps_since_best += hi - g->gap_lo;
     size_t live = end - g->gap_lo - gaps;
     if (live > GEN_HOLE_GAP_PER_MID * limit) break; /* marked again each young cycle */
-    if (live > limit && (live - best_live) * GEN_HOLE_GAP_PER_MID > gaps_since_best) continue;
+    if (live > limit &&
+        (double)(live - best_live) * GEN_HOLE_GAP_PER_MID > (double)gaps_since_best * weight)
+      continue;
     best = r;
     best_live = live;
     gaps_since_best = 0;
   }
   return best;
+}
+
+/* What a stranded byte costs, in bytes marked: stranded gaps count
+ * towards the old generation's growth (mc_gen_end), and each threshold's
+ * worth of growth (gen_policy_old_threshold: half the old generation)
+ * brings a full cycle, which marks the old generation whole: about
+ * old_live / threshold marks per byte, 2 in a heap past the threshold's
+ * floor.  At least 1.  GCBench with conservative roots: a young cycle
+ * kept 1.15 MiB mid rather than take the hole under it, stranded the
+ * 6.8 MiB gap there instead, and the next cycle was a full one (four more
+ * of them than with precise roots). */
+static double strand_weight(const mc_state *m, size_t old_live, size_t old_after_full) {
+  size_t threshold = gen_policy_old_threshold(old_after_full, heap_limit(m->h));
+  double w = threshold ? (double)old_live / (double)threshold : 1.0;
+  return w > 1.0 ? w : 1.0;
 }
 
 /* A young cycle's boundary, from the forwarding (the same before the
@@ -239,7 +259,8 @@ static young_bound young_boundary(const mc_state *m) {
   uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
   young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
   if (!holes_stay_young(m->h)) return b;
-  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX);
+  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX,
+                        strand_weight(m, g->old_live, g->last.old_after_full));
   if (r == t->nranges) return b;
   b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
@@ -425,7 +446,8 @@ static uintptr_t keepable_boundary(mc_state *m) {
 static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
   const fwd_tables *t = &m->t;
   if (!holes_stay_young(m->h)) return 0;
-  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX);
+  /* (The full cycle's own figures: its live data is the next threshold's.) */
+  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX, strand_weight(m, t->live_bytes, t->live_bytes));
   return r < t->nranges ? t->ranges[r].gap_lo : 0;
 }
 
