@@ -183,18 +183,21 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
  * (young_boundary); each is marked again by the next young cycle. */
 #define GEN_HOLE_MID_MAX ((size_t)1 << 20)
 
-/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when what its
- * gaps would cost stranded is at least this many times the live bytes it
- * adds to mid: a byte kept mid is marked again by the next young cycle,
- * and by later ones while it stays above a hole; counted as that many
- * marks of it.  What a stranded byte costs is strand_weight's. */
+/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when what the
+ * other choice costs, its gaps stranded and the live bytes it would keep
+ * mid promoted, both growth of the old generation (strand_weight per
+ * byte), is at least what keeping them mid costs: a byte kept mid is
+ * marked again by the next young cycle, and by later ones while it
+ * survives above a hole.  At most this many marks per byte: a live
+ * structure pinned low stays above its hole at every cycle. */
 #define GEN_HOLE_GAP_PER_MID 8
 
 /* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
  * the allocator) starts lowest below end with at most limit live bytes
- * between that gap and end, or with the gaps down to it, weighed by
- * weight (strand_weight), worth the live bytes it adds
- * (GEN_HOLE_GAP_PER_MID), up to that many times limit; nranges if none.
+ * between that gap and end, or with the gaps down to it and the live
+ * bytes it adds, weighed by weight (strand_weight), worth marking those
+ * live bytes marks times more (mid_marks), up to GEN_HOLE_GAP_PER_MID
+ * times limit; nranges if none.
  * From the top down: the live bytes above a gap only grow towards the
  * bottom.  The
  * second rule matters when the stacks pin an object at the very top of a
@@ -202,7 +205,8 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
  * gap with 1.03 MiB live above it, the limit alone chose the next hole up,
  * and the 90 MiB stranded below it were handed out old from birth (the
  * space spanned more than half of heap_max), every card of them dirty. */
-static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, double weight) {
+static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, double weight,
+                         double marks) {
   size_t best = t->nranges, r = t->nranges, gaps = 0, best_live = 0, gaps_since_best = 0;
   while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
   while (r-- > 0) {
@@ -214,7 +218,7 @@ static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, doubl
     size_t live = end - g->gap_lo - gaps;
     if (live > GEN_HOLE_GAP_PER_MID * limit) break; /* marked again each young cycle */
     if (live > limit &&
-        (double)(live - best_live) * GEN_HOLE_GAP_PER_MID > (double)gaps_since_best * weight)
+        (double)(live - best_live) * marks > (double)(gaps_since_best + live - best_live) * weight)
       continue;
     best = r;
     best_live = live;
@@ -236,6 +240,25 @@ static double strand_weight(const mc_state *m, size_t old_live, size_t old_after
   size_t threshold = gen_policy_old_threshold(old_after_full, heap_limit(m->h));
   double w = threshold ? (double)old_live / (double)threshold : 1.0;
   return w > 1.0 ? w : 1.0;
+}
+
+/* How many more young cycles a byte kept mid is expected to be marked
+ * by: 1 / (1 - s), s the share of this cycle's mid generation [ylo,
+ * promote_below) (old addresses) that survived, from 1 to
+ * GEN_HOLE_GAP_PER_MID.  binary-trees with conservative roots: the tree
+ * being built sat above a 3.3 MiB gap, 2 MiB of it, half the mid
+ * generation surviving; counted as 8 marks a byte, it was promoted and
+ * the gap stranded, and every other cycle was a full one (8 against
+ * precise roots' 2 at depth 16), although it died before the next young
+ * cycle. */
+static double mid_marks(const mc_state *m, uintptr_t mid_new_end) {
+  const fwd_tables *t = &m->t;
+  uintptr_t pb = m->gen.promote_below;
+  if (pb <= t->ylo || mid_new_end <= t->ylo) return GEN_HOLE_GAP_PER_MID;
+  size_t survived = mid_new_end - t->ylo - gap_bytes(t, t->ylo, mid_new_end);
+  double s = (double)survived / (double)(pb - t->ylo);
+  double k = s < 1.0 ? 1.0 / (1.0 - s) : GEN_HOLE_GAP_PER_MID;
+  return k < GEN_HOLE_GAP_PER_MID ? k : GEN_HOLE_GAP_PER_MID;
 }
 
 /* A young cycle's boundary, from the forwarding (the same before the
@@ -260,7 +283,8 @@ static young_bound young_boundary(const mc_state *m) {
   young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
   if (!holes_stay_young(m->h)) return b;
   size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX,
-                        strand_weight(m, g->old_live, g->last.old_after_full));
+                        strand_weight(m, g->old_live, g->last.old_after_full),
+                        mid_marks(m, b.old_end));
   if (r == t->nranges) return b;
   b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
@@ -447,7 +471,8 @@ static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
   const fwd_tables *t = &m->t;
   if (!holes_stay_young(m->h)) return 0;
   /* (The full cycle's own figures: its live data is the next threshold's.) */
-  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX, strand_weight(m, t->live_bytes, t->live_bytes));
+  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX, strand_weight(m, t->live_bytes, t->live_bytes),
+                        GEN_HOLE_GAP_PER_MID);
   return r < t->nranges ? t->ranges[r].gap_lo : 0;
 }
 
