@@ -285,7 +285,8 @@ static void gap_under_run(size_t gap, size_t run_bytes, size_t dead) {
     tnode *pinned = test_node(t, &ty, 42);
     assert_int_equal(fh_pin(t, pinned), 0);
     test_list_build(t, &ty, &run, run_bytes / sizeof(tnode));
-    for (int i = 0; i < NDEAD; i++) test_list_build(t, &ty, &dying[i], dead / NDEAD / sizeof(tnode));
+    for (int i = 0; i < NDEAD; i++)
+      test_list_build(t, &ty, &dying[i], dead / NDEAD / sizeof(tnode));
     for (int i = 0; i < 2; i++) {
       assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
       fh_gc_wait(h);
