@@ -2,6 +2,7 @@
 #include "collectors/collector.h"
 #include "collectors/concurrent_mark.h"
 #include "collectors/ms_concurrent.h"
+#include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/finalizer.h"
 #include "heap/gc_events.h"
@@ -206,7 +207,30 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   return rc;
 }
 
-int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_collections) {
+/* The collection itself, for gc_run: 1 if none was needed, -2 if it
+ * failed before its pause. */
+static int gc_run_locked(fh_thread *self, const fh_collector_ops *ops, fh_collect_kind kind,
+                         gc_cause cause, uint64_t seen_collections, gc_watch *watch) {
+  fh_heap *h = self->heap;
+  gc_lock_acquire(self);
+  if (cause != GC_CAUSE_EXPLICIT && cause != GC_CAUSE_REMARK &&
+      h->collections != seen_collections) {
+    gc_lock_release(self); /* another thread collected while we waited */
+    return 1;
+  }
+  int rc = gc_collect_locked(h, self, ops, cause, kind == FH_COLLECT_YOUNG, watch);
+  gc_lock_release(self);
+  return rc;
+}
+
+/* With stack_roots=conservative this thread's scan starts at this frame
+ * while it collects or waits to (conservative_enter): every callee-saved
+ * register is spilled into it first, and the collector's frames below are
+ * left out.  Not while the end event and the finalizer notification run:
+ * they are the embedder's code, which may allocate and park, and their
+ * frames lie below. */
+__attribute__((noinline)) int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause,
+                                     uint64_t seen_collections) {
   fh_heap *h = self->heap;
   heap_settle_collector(h); /* before h->collector is read */
   const fh_collector_ops *ops = ops_for_kind(h, kind);
@@ -219,15 +243,11 @@ int gc_run(fh_thread *self, fh_collect_kind kind, gc_cause cause, uint64_t seen_
                  "(fh_critical_begin without fh_critical_end)");
     return -1;
   }
-  gc_lock_acquire(self);
-  if (cause != GC_CAUSE_EXPLICIT && cause != GC_CAUSE_REMARK &&
-      h->collections != seen_collections) {
-    gc_lock_release(self); /* another thread collected while we waited */
-    return 0;
-  }
   gc_watch watch;
-  int rc = gc_collect_locked(h, self, ops, cause, kind == FH_COLLECT_YOUNG, &watch);
-  gc_lock_release(self);
+  __builtin_unwind_init();
+  uintptr_t prev = conservative_enter(self);
+  int rc = gc_run_locked(self, ops, kind, cause, seen_collections, &watch);
+  conservative_leave(self, prev);
   if (rc == 1) return 0;   /* nothing to do */
   if (rc == -2) return -1; /* failed before the pause */
   gc_events_end(h, &watch);

@@ -80,6 +80,7 @@ int fh_thread_set_stack(fh_thread *t, void *stack_base) {
 RAW_STACK_READ static void save_window(cons_stack *c) {
   volatile uintptr_t marker = 0;
   uintptr_t sp = (uintptr_t)&marker & ~(uintptr_t)(sizeof(uintptr_t) - 1);
+  if (c->entry > sp && c->entry < c->base) sp = c->entry; /* not the collector's frames */
   uintptr_t end = c->base - sp > CONS_WINDOW ? sp + CONS_WINDOW : c->base;
   size_t n = 0;
   for (uintptr_t a = sp; a < end; a += sizeof(uintptr_t)) c->saved[n++] = *(volatile uintptr_t *)a;
@@ -95,6 +96,30 @@ __attribute__((noinline)) void conservative_save(fh_thread *t) {
   __builtin_unwind_init();
   save_window(t->cons);
   __asm__ volatile("" ::: "memory"); /* no tail call: this frame must outlive the copy */
+}
+
+/* The collector's own frames below a collection's entry hold no
+ * reference the mutator needs, but their slots that this call path did
+ * not write still hold what earlier, deeper calls left there: a failed
+ * TLAB claim's addresses, the previous collection's locals.  Scanned,
+ * they pinned dead objects and kept what those reached: GCBench written
+ * without root slots kept part of its dropped stretch tree through two
+ * young collections and a full one (fhbench gcbench, fh-conservative).
+ * The boundary is this function's frame address: above it lie its return
+ * address and its caller's frame, which holds the caller's spilled
+ * callee-saved registers (the mutator's values, wherever they were). */
+__attribute__((noinline)) uintptr_t conservative_enter(fh_thread *t) {
+  if (!t || !t->cons) return 0;
+  uintptr_t prev = t->cons->entry;
+  /* Nested (the finalizer notification at a collection's end may
+   * allocate, and collect): the innermost entry, so that the frames
+   * between the two, the notification's among them, are scanned. */
+  t->cons->entry = (uintptr_t)__builtin_frame_address(0);
+  return prev;
+}
+
+void conservative_leave(fh_thread *t, uintptr_t prev) {
+  if (t && t->cons) t->cons->entry = prev;
 }
 
 /* Zeroes CONS_CLEAR bytes of the stack below the caller: this function's

@@ -27,6 +27,7 @@
 typedef struct cons_stack {
   uintptr_t base;  /* highest address of the thread's stack (exclusive) */
   uintptr_t live;  /* [live, base): frames scanned in place */
+  uintptr_t entry; /* inside gc_run: the collector's own frames lie below it (0: not inside) */
   size_t nsaved;   /* words of saved[] in use */
   uintptr_t saved[CONS_WINDOW / sizeof(uintptr_t)]; /* [sp, live) as it was */
 } cons_stack;
@@ -36,8 +37,17 @@ typedef struct cons_stack {
  * library unless stack_base is given (fh_thread_attach_stack).  0, or -1 +
  * fh_last_error(). */
 int conservative_stack_new(fh_heap *h, uintptr_t stack_base, cons_stack **out);
-/* Save the calling thread's registers and stack top (it is t's owner). */
+/* Save the calling thread's registers and stack top (it is t's owner):
+ * from the frame that calls it, or from the entry boundary when t is
+ * inside a collection it runs or waits for (conservative_enter). */
 void conservative_save(fh_thread *t);
+/* At the entry of a collection on t's own thread (gc_run), whose caller
+ * has spilled every callee-saved register into its frame
+ * (__builtin_unwind_init): the stack from the caller's frame up is what
+ * this thread's scan reads from then on, not the collector's own frames
+ * below it.  Returns the boundary to restore with conservative_leave. */
+uintptr_t conservative_enter(fh_thread *t);
+void conservative_leave(fh_thread *t, uintptr_t prev);
 /* Zero some dead stack below the caller (allocation slow paths, with
  * stack_roots=conservative), so stale words there do not pin and retain
  * objects later (see conservative.c). */
