@@ -1,14 +1,32 @@
 /* Generational mark-compact's budgets and its young-or-full choice on a
  * running heap (collectors/mark_compact.c: mc_account; heap/gen_policy.c):
  * young cycles never budget more than the last full one, and a structure
- * that all stays live is not collected whole again and again.  The pure
- * policy function is tested with gen_semispace's (test_gen_semispace.c). */
+ * that all stays live is not collected whole again and again; the policy
+ * on a running heap and its throughput rule alone (gen_semispace's rules
+ * are tested in test_gen_semispace.c); the generational option. */
 #include <stdlib.h>
 
+#include "collectors/mc.h"
+#include "heap/gen_policy.h"
 #include "heap/heap.h"
+#include "support_gen.h"
 #include "support_heap.h"
 
 #define MiB ((size_t)1 << 20)
+
+static const char *const collectors[] = {"mark_compact", "concurrent_compact"};
+#define NCOLL 2
+
+/* collectors[c], or mark_compact where userfaultfd is missing. */
+static fh_heap *heap_on(int c, const char *rest, test_types *ty, fh_thread **t) {
+  return test_heap_attached(c == 1 && test_have_uffd() ? collectors[1] : collectors[0], rest, ty,
+                            t);
+}
+
+static void done(fh_heap *h, fh_thread *t) {
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
 
 /* Young mark-compact cycles never budget more than the last full one: the
  * old generation's bytes include what died in it since, and a budget
@@ -80,10 +98,123 @@ static void live_structure_is_not_collected_whole_again(void **st) {
   fh_heap_destroy(h);
 }
 
+/* generational=1 (the default): generations with either kind of stack
+ * roots (conservative ones keep the holes their pins leave out of the old
+ * generation: tests/test_gen_conservative.c); 2: with precise roots only;
+ * 0 turns them off. */
+static void test_default_follows_stack_roots(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = heap_on(0, "heap_max=16M", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+  h = heap_on(0, "heap_max=16M,stack_roots=conservative", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+  h = heap_on(0, "heap_max=16M,stack_roots=conservative,generational=2", &ty, &t);
+  assert_false(mc_gen_enabled(h));
+  done(h, t);
+  h = heap_on(0, "heap_max=16M,generational=2", &ty, &t);
+  assert_true(mc_gen_enabled(h));
+  done(h, t);
+  h = heap_on(0, "heap_max=16M,stack_roots=conservative,generational=0", &ty, &t);
+  assert_false(mc_gen_enabled(h));
+  done(h, t);
+}
+
+/* generational=0: every collection is full. */
+static void test_option_off(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = heap_on(0, "heap_max=32M,verify=1,generational=0", &ty, &t);
+  tnode *a = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&a);
+  for (int i = 0; i < 3; i++) {
+    for (int g = 0; g < 1000; g++) test_node(t, &ty, 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  }
+  fh_stats s;
+  fh_get_stats(h, &s);
+  assert_int_equal(s.young_collections, 0);
+  assert_int_equal(s.full_collections, 3);
+  assert_int_equal(a->check, test_check(1));
+  fh_pop_roots(t, 1);
+  done(h, t);
+}
+
+/* The throughput rule of the policy alone (gen_semispace's rules are
+ * tested in test_gen_semispace.c). */
+static void test_policy_throughput(void **st) {
+  (void)st;
+  /* Young while young throughput x 0.5 >= full throughput (ART). */
+  gen_policy_in in = {.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 200, .last_young = 1};
+  assert_true(gen_policy_choose(&in).young);
+  in.full_tp = 201;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  in.last_young = 0; /* after a full one: young again (as ART) */
+  assert_true(gen_policy_choose(&in).young);
+  in.last_young = 1;
+  in.requested_young = 1;
+  assert_true(gen_policy_choose(&in).young);
+  in.no_generations = 1; /* cannot be young */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_NO_GENERATIONS);
+  /* A full collection frees at most the promoted bytes more than a young
+   * one, for at least its work: below what the young one freed, it cannot
+   * double its throughput, whatever the estimate says (quads at 5x). */
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 400, .full_tp = 201, .last_young = 1,
+                       .young_collected = 36 * MiB, .young_freed = 27 * MiB,
+                       .promoted_since_full = 2 * MiB, .old_after_full = 512 * MiB};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_YOUNG);
+  in.promoted_since_full = 27 * MiB;
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .young_tp = 100}; /* no full yet */
+  assert_true(gen_policy_choose(&in).young);
+  /* The full throughput compared is what a full collection would do now
+   * (mc_gen_full_tp_now), not the average of earlier ones: binary-trees'
+   * early full collections freed 128 of 256 MiB, its last phase's free 64
+   * of 256 at the same cost per live byte, and young ones 64 of 128 in a
+   * quarter of the time.  Young must go on there. */
+  mc_gen g = {.full_tp = 128.0 * MiB / 120, .full_ns_per_byte = 220e6 / (192.0 * MiB),
+              .old_live = 128 * MiB};
+  g.last = (gen_policy_in){.last_young = 1, .young_collected = 128 * MiB, .young_freed = 64 * MiB};
+  double full_now = mc_gen_full_tp_now(&g);
+  assert_true(full_now > 0.95 * 64.0 * MiB / 220 && full_now < 1.05 * 64.0 * MiB / 220);
+  in = (gen_policy_in){.heap_max = 256 * MiB, .last_young = 1, .young_tp = 64.0 * MiB / 50,
+                       .full_tp = full_now};
+  assert_true(gen_policy_choose(&in).young);
+  in.full_tp = g.full_tp; /* the stale average would have chosen full */
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_THROUGHPUT);
+  /* Old garbage promoted since the last full one counts for full. */
+  g.last.promoted_since_full = 512 * MiB;
+  assert_true(mc_gen_full_tp_now(&g) > 4 * full_now);
+  /* Before any full collection was measured: the average (0). */
+  g.full_ns_per_byte = 0;
+  assert_true(mc_gen_full_tp_now(&g) == g.full_tp);
+}
+
+/* Allocation-triggered collections follow the policy: young ones, and
+ * full ones once the old generation grows. */
+static void test_policy_in_heap(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = heap_on(c, "heap_max=32M,verify=1", &ty, &t);
+    test_gen_policy_workload(h, t, &ty);
+    done(h, t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(young_budget_stays_under_full),
       cmocka_unit_test(live_structure_is_not_collected_whole_again),
+      cmocka_unit_test(test_default_follows_stack_roots),
+      cmocka_unit_test(test_option_off),
+      cmocka_unit_test(test_policy_throughput),
+      cmocka_unit_test(test_policy_in_heap),
   };
   return cmocka_run_group_tests_name("gen_budget", tests, NULL, NULL);
 }
