@@ -104,23 +104,23 @@ static void live_structure_is_not_collected_whole_again(void **st) {
  * 0 turns them off. */
 static void test_default_follows_stack_roots(void **st) {
   (void)st;
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = heap_on(0, "heap_max=16M", &ty, &t);
-  assert_true(mc_gen_enabled(h));
-  done(h, t);
-  h = heap_on(0, "heap_max=16M,stack_roots=conservative", &ty, &t);
-  assert_true(mc_gen_enabled(h));
-  done(h, t);
-  h = heap_on(0, "heap_max=16M,stack_roots=conservative,generational=2", &ty, &t);
-  assert_false(mc_gen_enabled(h));
-  done(h, t);
-  h = heap_on(0, "heap_max=16M,generational=2", &ty, &t);
-  assert_true(mc_gen_enabled(h));
-  done(h, t);
-  h = heap_on(0, "heap_max=16M,stack_roots=conservative,generational=0", &ty, &t);
-  assert_false(mc_gen_enabled(h));
-  done(h, t);
+  static const struct {
+    const char *spec;
+    int on;
+  } cases[] = {
+      {"heap_max=16M", 1},
+      {"heap_max=16M,stack_roots=conservative", 1},
+      {"heap_max=16M,stack_roots=conservative,generational=2", 0},
+      {"heap_max=16M,generational=2", 1},
+      {"heap_max=16M,stack_roots=conservative,generational=0", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = heap_on(0, cases[i].spec, &ty, &t);
+    assert_int_equal(mc_gen_enabled(h), cases[i].on);
+    done(h, t);
+  }
 }
 
 /* generational=0: every collection is full. */
