@@ -72,6 +72,9 @@ static int walk_ready(mc_state *m) {
 void mc_gen_destroy(mc_gen *g) {
   if (g->walk) sys_munmap(g->walk, g->walk_bytes);
   g->walk = NULL;
+  free(g->mid_gaps);
+  g->mid_gaps = NULL;
+  g->nmid_gaps = g->mid_gaps_cap = 0;
   mark_stack_destroy(&g->refs);
   mark_stack_destroy(&g->stack);
 }
@@ -183,30 +186,37 @@ static size_t gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
  * (young_boundary); each is marked again by the next young cycle. */
 #define GEN_HOLE_MID_MAX ((size_t)1 << 20)
 
-/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when what the
- * other choice costs, its gaps stranded and the live bytes it would keep
- * mid promoted, both growth of the old generation (strand_weight per
- * byte), is at least what keeping them mid costs: a byte kept mid is
- * marked again by the next young cycle, and by later ones while it
- * survives above a hole.  At most this many marks per byte: a live
- * structure pinned low stays above its hole at every cycle. */
+/* Beyond GEN_HOLE_MID_MAX, a lower hole is still taken when keeping the
+ * live bytes above it mid costs less than what declining it costs (both
+ * in bytes marked, hole_cost).  Declining strands its gaps and promotes
+ * those bytes; the gaps and the share of the bytes that will die are
+ * growth of the old generation that only a full cycle takes back
+ * (strand_weight per byte; the share that lives would be promoted by the
+ * next cycle anyway).  Keeping them marks again, at the next young cycle,
+ * those that are still alive, and at later ones while they stay above a
+ * hole: s / (1 - s) marks a byte for a survival share s, at most this
+ * many (a live structure pinned low stays above its hole at every cycle). */
 #define GEN_HOLE_GAP_PER_MID 8
+
+typedef struct hole_cost {
+  double weight; /* marks a byte of the old generation's growth costs (strand_weight) */
+  double marks;  /* marks a byte kept mid costs */
+  double dying;  /* share of the bytes kept mid that will die before promotion */
+} hole_cost;
 
 /* The pinned range whose gap (MC_HOLE_MIN bytes or more: a hole handed to
  * the allocator) starts lowest below end with at most limit live bytes
- * between that gap and end, or with the gaps down to it and the live
- * bytes it adds, weighed by weight (strand_weight), worth marking those
- * live bytes marks times more (mid_marks), up to GEN_HOLE_GAP_PER_MID
- * times limit; nranges if none.
- * From the top down: the live bytes above a gap only grow towards the
- * bottom.  The
- * second rule matters when the stacks pin an object at the very top of a
- * full space: binary-trees at depth 20 slid its survivors under a 90 MiB
- * gap with 1.03 MiB live above it, the limit alone chose the next hole up,
- * and the 90 MiB stranded below it were handed out old from birth (the
- * space spanned more than half of heap_max), every card of them dirty. */
-static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, double weight,
-                         double marks) {
+ * between that gap and end, or where keeping the live bytes it adds mid
+ * costs less than stranding the gaps down to it and promoting those
+ * bytes (hole_cost), up to GEN_HOLE_GAP_PER_MID times limit; nranges if
+ * none.  From the top down: the live bytes above a gap only grow towards
+ * the bottom.  The second rule matters when the stacks pin an object at
+ * the very top of a full space: binary-trees at depth 20 slid its
+ * survivors under a 90 MiB gap with 1.03 MiB live above it, the limit
+ * alone chose the next hole up, and the 90 MiB stranded below it were
+ * handed out old from birth (the space spanned more than half of
+ * heap_max), every card of them dirty. */
+static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, hole_cost c) {
   size_t best = t->nranges, r = t->nranges, gaps = 0, best_live = 0, gaps_since_best = 0;
   while (r > 0 && t->ranges[r - 1].gap_lo >= end) r--;
   while (r-- > 0) {
@@ -217,8 +227,12 @@ static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, doubl
     gaps_since_best += hi - g->gap_lo;
     size_t live = end - g->gap_lo - gaps;
     if (live > GEN_HOLE_GAP_PER_MID * limit) break; /* marked again each young cycle */
-    if (live > limit &&
-        (double)(live - best_live) * marks > (double)(gaps_since_best + live - best_live) * weight)
+    double added = (double)(live - best_live), gaps_in = (double)gaps_since_best;
+    /* (And never for gaps under an eighth of what they keep mid: the
+     * survival share is an estimate, which must not keep megabytes
+     * marked again for a small hole.) */
+    if (live > limit && (added * c.marks > (gaps_in + added * c.dying) * c.weight ||
+                         gaps_in * GEN_HOLE_GAP_PER_MID < added))
       continue;
     best = r;
     best_live = live;
@@ -227,38 +241,63 @@ static size_t hole_below(const fwd_tables *t, uintptr_t end, size_t limit, doubl
   return best;
 }
 
-/* What a stranded byte costs, in bytes marked: stranded gaps count
- * towards the old generation's growth (mc_gen_end), and each threshold's
- * worth of growth (gen_policy_old_threshold: half the old generation)
- * brings a full cycle, which marks the old generation whole: about
- * old_live / threshold marks per byte, 2 in a heap past the threshold's
- * floor.  At least 1.  GCBench with conservative roots: a young cycle
- * kept 1.15 MiB mid rather than take the hole under it, stranded the
- * 6.8 MiB gap there instead, and the next cycle was a full one (four more
- * of them than with precise roots). */
+/* What a byte of the old generation's growth costs, in bytes marked: each
+ * threshold's worth of it (gen_policy_old_threshold: half the old
+ * generation) brings a full cycle, which marks the old generation whole:
+ * about old_live / threshold marks per byte, 2 in a heap past the
+ * threshold's floor.  At least 1.  GCBench with conservative roots: a
+ * young cycle kept 1.15 MiB mid rather than take the hole under it,
+ * stranded the 6.8 MiB gap there instead, and the next cycle was a full
+ * one (four more of them than with precise roots). */
 static double strand_weight(const mc_state *m, size_t old_live, size_t old_after_full) {
   size_t threshold = gen_policy_old_threshold(old_after_full, heap_limit(m->h));
   double w = threshold ? (double)old_live / (double)threshold : 1.0;
   return w > 1.0 ? w : 1.0;
 }
 
-/* How many more young cycles a byte kept mid is expected to be marked
- * by: 1 / (1 - s), s the share of this cycle's mid generation [ylo,
- * promote_below) (old addresses) that survived, from 1 to
- * GEN_HOLE_GAP_PER_MID.  binary-trees with conservative roots: the tree
- * being built sat above a 3.3 MiB gap, 2 MiB of it, half the mid
- * generation surviving; counted as 8 marks a byte, it was promoted and
- * the gap stranded, and every other cycle was a full one (8 against
- * precise roots' 2 at depth 16), although it died before the next young
- * cycle. */
-static double mid_marks(const mc_state *m, uintptr_t mid_new_end) {
+/* Live bytes this cycle marked in [a, b) (old addresses, at or above
+ * the tables' floor): the live bitmap's bits there. */
+static size_t live_bytes_in(const fwd_tables *t, uintptr_t a, uintptr_t b) {
+  if (a < t->lo) a = t->lo;
+  if (b > t->old_top) b = t->old_top;
+  if (a >= b) return 0;
+  size_t n = 0;
+  for (size_t i = bitmap_index(&t->live, a), e = bitmap_index(&t->live, b); i < e;) {
+    size_t bit = i & 63, take = 64 - bit;
+    uint64_t x = t->live.words[i >> 6] >> bit;
+    if (take > e - i) {
+      take = e - i;
+      x &= ((uint64_t)1 << take) - 1;
+    }
+    n += fwd_popcount(x);
+    i += take;
+  }
+  return n * FWD_WORD;
+}
+
+/* A young cycle's hole_cost.  The survival share s is what this cycle
+ * found alive of the live bytes the last one kept mid (mid_kept): the
+ * survivors of [ylo, promote_below), which lie in [ylo, mid_new_end) after
+ * the slide, less its gaps, less what is alive in the gaps the last cycle
+ * left there (allocated into them since: young, not kept); at most 1.  binary-trees with conservative roots:
+ * the tree being built sat above a 3.3 MiB gap, 2 MiB of it, and died
+ * before the next young cycle; counted as 8 marks a byte kept mid, it was
+ * promoted and the gap stranded, and every other cycle was a full one (8
+ * against precise roots' 2 at depth 16). */
+static hole_cost young_hole_cost(const mc_state *m, uintptr_t mid_new_end) {
+  const mc_gen *g = &m->gen;
   const fwd_tables *t = &m->t;
-  uintptr_t pb = m->gen.promote_below;
-  if (pb <= t->ylo || mid_new_end <= t->ylo) return GEN_HOLE_GAP_PER_MID;
-  size_t survived = mid_new_end - t->ylo - gap_bytes(t, t->ylo, mid_new_end);
-  double s = (double)survived / (double)(pb - t->ylo);
-  double k = s < 1.0 ? 1.0 / (1.0 - s) : GEN_HOLE_GAP_PER_MID;
-  return k < GEN_HOLE_GAP_PER_MID ? k : GEN_HOLE_GAP_PER_MID;
+  hole_cost c = {strand_weight(m, g->old_live, g->last.old_after_full), GEN_HOLE_GAP_PER_MID, 0};
+  if (!g->mid_kept || !g->mid_gaps_ok || mid_new_end <= t->ylo) return c;
+  size_t survived = mid_new_end - t->ylo - gap_bytes(t, t->ylo, mid_new_end), fresh = 0;
+  for (size_t i = 0; i < g->nmid_gaps; i++)
+    fresh += live_bytes_in(t, g->mid_gaps[i].lo, g->mid_gaps[i].hi);
+  survived = survived > fresh ? survived - fresh : 0;
+  double s = (double)survived / (double)g->mid_kept;
+  if (s >= 1.0) return c;
+  c.dying = 1.0 - s;
+  c.marks = s / (1.0 - s) < GEN_HOLE_GAP_PER_MID ? s / (1.0 - s) : GEN_HOLE_GAP_PER_MID;
+  return c;
 }
 
 /* A young cycle's boundary, from the forwarding (the same before the
@@ -282,9 +321,7 @@ static young_bound young_boundary(const mc_state *m) {
   uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
   young_bound b = {first ? fwd_start(t, first) : t->new_top, g->promote_below};
   if (!holes_stay_young(m->h)) return b;
-  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX,
-                        strand_weight(m, g->old_live, g->last.old_after_full),
-                        mid_marks(m, b.old_end));
+  size_t r = hole_below(t, b.old_end, GEN_HOLE_MID_MAX, young_hole_cost(m, b.old_end));
   if (r == t->nranges) return b;
   b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
@@ -470,9 +507,10 @@ static uintptr_t keepable_boundary(mc_state *m) {
 static uintptr_t hole_boundary(const mc_state *m, uintptr_t end) {
   const fwd_tables *t = &m->t;
   if (!holes_stay_young(m->h)) return 0;
-  /* (The full cycle's own figures: its live data is the next threshold's.) */
-  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX, strand_weight(m, t->live_bytes, t->live_bytes),
-                        GEN_HOLE_GAP_PER_MID);
+  /* The full cycle's own figures (its live data is the next threshold's);
+   * no survival share is known, so every byte kept mid counts as live. */
+  hole_cost c = {strand_weight(m, t->live_bytes, t->live_bytes), GEN_HOLE_GAP_PER_MID, 0};
+  size_t r = hole_below(t, end, GEN_HOLE_MID_MAX, c);
   return r < t->nranges ? t->ranges[r].gap_lo : 0;
 }
 
@@ -605,6 +643,29 @@ static void redirty_nonmoving_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
     h->non_moving.space.ops->walk(&h->non_moving.space, nonmoving_mid_object, &l);
 }
 
+/* The gaps in [new_old, new_top) (new addresses): young_hole_cost's
+ * record for the next young cycle. */
+static void record_mid_gaps(mc_gen *g, const fwd_tables *t, uintptr_t new_old) {
+  g->nmid_gaps = 0;
+  g->mid_gaps_ok = 1;
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < t->new_top; r++) {
+    uintptr_t lo = t->ranges[r].gap_lo > new_old ? t->ranges[r].gap_lo : new_old;
+    uintptr_t hi = t->ranges[r].lo < t->new_top ? t->ranges[r].lo : t->new_top;
+    if (hi <= lo) continue;
+    if (g->nmid_gaps == g->mid_gaps_cap) {
+      size_t cap = g->mid_gaps_cap ? 2 * g->mid_gaps_cap : 64;
+      struct mc_mid_gap *p = realloc(g->mid_gaps, cap * sizeof *p);
+      if (!p) {
+        g->mid_gaps_ok = 0; /* no estimate next time: counted as all live */
+        return;
+      }
+      g->mid_gaps = p;
+      g->mid_gaps_cap = cap;
+    }
+    g->mid_gaps[g->nmid_gaps++] = (struct mc_mid_gap){lo, hi};
+  }
+}
+
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
 
 void mc_gen_end(mc_state *m) {
@@ -672,6 +733,8 @@ void mc_gen_end(mc_state *m) {
   g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
+  g->mid_kept = t->new_top > new_old ? t->new_top - new_old - gap_bytes(t, new_old, t->new_top) : 0;
+  record_mid_gaps(g, t, new_old);
   /* Walk points are written below the old generation's end only, so
    * none is needed past the new top.  After a full cycle those past it
    * describe a generation that is gone: their pages go back (1/64 of the

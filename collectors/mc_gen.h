@@ -71,6 +71,19 @@ typedef struct mc_gen {
   /* stack_roots=conservative: the holes this cycle's pins left below it
    * (the new old end) are not handed out (mc_holes.c); 0: all are. */
   uintptr_t hole_floor;
+  /* Live bytes the last cycle left mid (its survivors above the old end,
+   * less the gaps there): what the next young cycle's survival share of
+   * mid is measured against (mc_gen.c: young_hole_cost). */
+  size_t mid_kept;
+  /* The gaps the last cycle left in mid, in address order: holes handed
+   * to the allocator since (or fillers).  What the next young cycle finds
+   * alive there was allocated since, not kept.  mid_gaps_ok 0: the record
+   * could not be made (out of memory), and no survival share is known. */
+  struct mc_mid_gap {
+    uintptr_t lo, hi;
+  } *mid_gaps;
+  size_t nmid_gaps, mid_gaps_cap;
+  int mid_gaps_ok;
   /* This cycle runs because an allocation failed (set with generations
    * on or off: concurrent_compact's choice to slide reads it too). */
   int alloc_failure;
