@@ -71,6 +71,7 @@ int fh_thread_set_stack(fh_thread *t, void *stack_base) {
   /* Only this thread writes its record, and no collection reads it while
    * the thread runs (stacks are scanned with their threads stopped). */
   t->cons->base = t->cons->live = (uintptr_t)stack_base;
+  t->cons->entry = 0;
   t->cons->nsaved = 0;
   return 0;
 }
@@ -111,9 +112,10 @@ __attribute__((noinline)) void conservative_save(fh_thread *t) {
 __attribute__((noinline)) uintptr_t conservative_enter(fh_thread *t) {
   if (!t || !t->cons) return 0;
   uintptr_t prev = t->cons->entry;
-  /* Nested (the finalizer notification at a collection's end may
-   * allocate, and collect): the innermost entry, so that the frames
-   * between the two, the notification's among them, are scanned. */
+  /* Always the innermost entry, should one ever nest: the frames between
+   * the two would be scanned.  (None does today: the embedder's code that
+   * a collection calls and that may collect, the finalizer notification,
+   * runs after conservative_leave.) */
   t->cons->entry = (uintptr_t)__builtin_frame_address(0);
   return prev;
 }

@@ -49,6 +49,7 @@
 #include "collectors/collector.h"
 #include "collectors/concurrent_mark.h"
 #include "collectors/mc.h"
+#include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/object_check.h"
 #include "heap/zygote.h"
@@ -474,47 +475,10 @@ static int refuse_other_mutators(fh_heap *h) {
   return -1;
 }
 
-int fh_prefork(fh_thread *t) {
-  if (thread_check(t, "fh_prefork") < 0) return -1;
-  heap_settle_collector(t->heap); /* the children's collector, known before they exist */
-  if (t->critical) {
-    /* Refused before waiting for the background compaction, which may
-     * itself wait for this section to close. */
-    fh_error_set("fh_prefork: cannot stop the world inside this thread's own critical section");
-    return -1;
-  }
+/* fh_prefork's steps 2 and 3: zygote compaction in a pause of its own,
+ * then the heap's threads ended.  0, or -1 + fh_last_error(). */
+static int zygote_pause(fh_thread *t) {
   fh_heap *h = t->heap;
-  join_background(h, t); /* its thread is attached while it runs */
-  pthread_mutex_lock(&h->gc_lock);
-  int refused = refuse_other_mutators(h);
-  pthread_mutex_unlock(&h->gc_lock);
-  if (refused) return -1;
-  /* 1. A full collection: only live objects are frozen, and the
-   * non-moving space is swept.  When objects may be pinned (this thread's
-   * fh_pin records, or its stack with stack_roots=conservative), a
-   * mark-sweep: it moves nothing, and the compaction below copies what
-   * is live anyway; the heap's own collector would move bump-space objects
-   * around their pins only to have them copied again. */
-  fh_collect_kind kind = t->npins || h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE
-                             ? FH_COLLECT_MARK_SWEEP
-                             : FH_COLLECT_DEFAULT;
-  if (gc_run(t, kind, GC_CAUSE_EXPLICIT, 0) < 0) {
-    fh_error_prefix("fh_prefork: the full collection failed");
-    return -1;
-  }
-  fh_gc_wait(h);
-  /* Objects waiting for finalization would be frozen into the zygote and
-   * then finalized by the parent and again by every child (a temporary
-   * file removed n times): the caller finalizes them first. */
-  pthread_mutex_lock(&h->fin_queue.lock);
-  size_t waiting = h->fin_queue.n;
-  pthread_mutex_unlock(&h->fin_queue.lock);
-  if (waiting) {
-    fh_error_set("fh_prefork: %zu objects wait for finalization (fh_finalizer_pop them and "
-                 "finalize, then call fh_prefork again)", waiting);
-    return -1;
-  }
-  /* 2. Zygote compaction, in a pause of its own. */
   gc_lock_acquire(t);
   if (refuse_other_mutators(h) < 0) { /* one attached since */
     gc_lock_release(t);
@@ -555,6 +519,56 @@ int fh_prefork(fh_thread *t) {
   gc_pool_end_threads(&h->pool);
   gc_lock_release(t);
   if (rc < 0) fh_error_prefix("fh_prefork");
+  return rc;
+}
+
+int fh_prefork(fh_thread *t) {
+  if (thread_check(t, "fh_prefork") < 0) return -1;
+  heap_settle_collector(t->heap); /* the children's collector, known before they exist */
+  if (t->critical) {
+    /* Refused before waiting for the background compaction, which may
+     * itself wait for this section to close. */
+    fh_error_set("fh_prefork: cannot stop the world inside this thread's own critical section");
+    return -1;
+  }
+  fh_heap *h = t->heap;
+  join_background(h, t); /* its thread is attached while it runs */
+  pthread_mutex_lock(&h->gc_lock);
+  int refused = refuse_other_mutators(h);
+  pthread_mutex_unlock(&h->gc_lock);
+  if (refused) return -1;
+  /* 1. A full collection: only live objects are frozen, and the
+   * non-moving space is swept.  When objects may be pinned (this thread's
+   * fh_pin records, or its stack with stack_roots=conservative), a
+   * mark-sweep: it moves nothing, and the compaction below copies what
+   * is live anyway; the heap's own collector would move bump-space objects
+   * around their pins only to have them copied again. */
+  fh_collect_kind kind = t->npins || h->opt.stack_roots == FH_STACK_ROOTS_CONSERVATIVE
+                             ? FH_COLLECT_MARK_SWEEP
+                             : FH_COLLECT_DEFAULT;
+  if (gc_run(t, kind, GC_CAUSE_EXPLICIT, 0) < 0) {
+    fh_error_prefix("fh_prefork: the full collection failed");
+    return -1;
+  }
+  fh_gc_wait(h);
+  /* Objects waiting for finalization would be frozen into the zygote and
+   * then finalized by the parent and again by every child (a temporary
+   * file removed n times): the caller finalizes them first. */
+  pthread_mutex_lock(&h->fin_queue.lock);
+  size_t waiting = h->fin_queue.n;
+  pthread_mutex_unlock(&h->fin_queue.lock);
+  if (waiting) {
+    fh_error_set("fh_prefork: %zu objects wait for finalization (fh_finalizer_pop them and "
+                 "finalize, then call fh_prefork again)", waiting);
+    return -1;
+  }
+  /* 2. Zygote compaction, in a pause of its own.  With conservative
+   * roots this thread's stack is scanned from this frame, as in a
+   * collection (collectors/driver.c: gc_run). */
+  __builtin_unwind_init();
+  uintptr_t prev = conservative_enter(t);
+  int rc = zygote_pause(t);
+  conservative_leave(t, prev);
   return rc;
 }
 

@@ -516,19 +516,21 @@ static void stale_collector_frames_under(const test_config *cfg) {
   test_config_teardown(h, t);
 }
 
-#define PER_CONFIG(fn)                                                             \
-  static void fn##_semispace(void **s) { (void)s; fn##_under(&cons_configs[0]); } \
-  static void fn##_mark_sweep(void **s) { (void)s; fn##_under(&cons_configs[1]); } \
-  static void fn##_mark_compact(void **s) { (void)s; fn##_under(&cons_configs[2]); } \
-  static void fn##_cc_sigbus(void **s) {                                          \
-    (void)s;                                                                      \
-    test_skip_without_uffd();                                                     \
-    fn##_under(&cons_configs[3]);                                                 \
-  }                                                                               \
-  static void fn##_cc_thread(void **s) {                                          \
-    (void)s;                                                                      \
-    test_skip_without_uffd();                                                     \
-    fn##_under(&cons_configs[4]);                                                 \
+/* One test per configuration of cons_configs, named after it. */
+#define PER_CONFIG(fn)                                                                 \
+  static void fn##_semispace(void **s) { (void)s; fn##_under(&cons_configs[0]); }     \
+  static void fn##_gen_semispace(void **s) { (void)s; fn##_under(&cons_configs[1]); } \
+  static void fn##_mark_sweep(void **s) { (void)s; fn##_under(&cons_configs[2]); }    \
+  static void fn##_mark_compact(void **s) { (void)s; fn##_under(&cons_configs[3]); }  \
+  static void fn##_cc_sigbus(void **s) {                                              \
+    (void)s;                                                                          \
+    test_skip_without_uffd();                                                         \
+    fn##_under(&cons_configs[4]);                                                     \
+  }                                                                                   \
+  static void fn##_cc_thread(void **s) {                                              \
+    (void)s;                                                                          \
+    test_skip_without_uffd();                                                         \
+    fn##_under(&cons_configs[5]);                                                     \
   }
 PER_CONFIG(deep_locals)
 PER_CONFIG(interior)
@@ -538,9 +540,9 @@ PER_CONFIG(hashed_list)
 PER_CONFIG(stale_collector_frames)
 
 #define TESTS_OF(fn)                                                                     \
-  cmocka_unit_test(fn##_semispace), cmocka_unit_test(fn##_mark_sweep),                   \
-      cmocka_unit_test(fn##_mark_compact), cmocka_unit_test(fn##_cc_sigbus),             \
-      cmocka_unit_test(fn##_cc_thread)
+  cmocka_unit_test(fn##_semispace), cmocka_unit_test(fn##_gen_semispace),                \
+      cmocka_unit_test(fn##_mark_sweep), cmocka_unit_test(fn##_mark_compact),            \
+      cmocka_unit_test(fn##_cc_sigbus), cmocka_unit_test(fn##_cc_thread)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
