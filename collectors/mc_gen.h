@@ -73,7 +73,7 @@ typedef struct mc_gen {
   uintptr_t hole_floor;
   /* Live bytes the last cycle left mid (its survivors above the old end,
    * less the gaps there): what the next young cycle's survival share of
-   * mid is measured against (mc_gen.c: young_hole_cost). */
+   * mid is measured against (mc_gen_holes.c: young_hole_cost). */
   size_t mid_kept;
   /* The gaps the last cycle left in mid, in address order: holes handed
    * to the allocator since (or fillers).  What the next young cycle finds

@@ -1,5 +1,5 @@
 /* Generational mark-compact with conservative stack roots
- * (collectors/mc_gen.c: holes_stay_young, young_boundary, the hole floor):
+ * (collectors/mc_gen_holes.c: holes_stay_young, young_boundary; mc_gen.c: the hole floor):
  * young collections run with stack_roots=conservative; objects a stack
  * word pins near the allocation frontier stay in place through young and
  * full collections; what is allocated after a collection, into the holes
@@ -264,7 +264,7 @@ static void test_card_walks_stay_linear(void **st) {
  * the second.  The first keeps the pinned node and the run mid; the
  * second, which would promote them, ends the old generation at the top
  * unless that costs more than keeping them mid once more
- * (mc_gen.c: hole_below, young_hole_cost): then the gap under the pinned
+ * (mc_gen_holes.c: hole_below, young_hole_cost): then the gap under the pinned
  * node (old from then on, counted as the old generation's growth with
  * what dies of the run: the next collection would be a full one) stays
  * young, and the next collection the trigger starts is young.  young:
