@@ -69,9 +69,13 @@ void fwd_prepare_marking(fwd_tables *t) {
   size_t bytes = align_up(fwd_used_words(t) * sizeof(uint64_t), FH_PAGE);
   if (bytes > t->mark.map_bytes) bytes = t->mark.map_bytes; /* both bitmaps map alike */
   /* What the last young cycle kept resident needs no system call (each
-   * is a page-table walk over resident pages, in the pause). */
+   * is a page-table walk over resident pages, in the pause), and neither
+   * does the page holding the first word past it, which also holds kept
+   * words: fwd_reset wrote zeroes into it.  (Rounded down, the allocation
+   * that ends a young cycle overshoots its reach by a TLAB or so, and
+   * every cycle repopulated that one resident page of each bitmap.) */
   if (t->kept_hi > t->kept_lo && t->lo >= t->kept_lo) {
-    size_t kept = align_down(((t->kept_hi - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
+    size_t kept = align_up(((t->kept_hi - t->begin) >> 9) * sizeof(uint64_t), FH_PAGE);
     if (kept > from) from = kept;
   }
   if (from >= bytes) return;
@@ -178,13 +182,17 @@ void fwd_populate_chunks(fwd_tables *t, uintptr_t upto) {
   uintptr_t from = t->chunks_populated > t->begin ? t->chunks_populated : t->begin;
   if (upto > t->begin + t->capacity) upto = t->begin + t->capacity;
   if (upto <= from) return;
-  size_t a = align_down(((from - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk), FH_PAGE);
+  /* Entries below `from` are resident, and so is a page that holds one
+   * of them and from's own (populated whole, or kept and written by
+   * fwd_reset). */
+  size_t a = ((from - t->begin) >> FWD_CHUNK_SHIFT) * sizeof(fwd_chunk);
+  a = from > t->begin ? align_up(a, FH_PAGE) : 0;
   size_t b = align_up(((upto - t->begin + ((size_t)1 << FWD_CHUNK_SHIFT) - 1) >> FWD_CHUNK_SHIFT) *
                           sizeof(fwd_chunk),
                       FH_PAGE);
   if (b > t->chunk_map_bytes) b = t->chunk_map_bytes;
   /* Harmless if it fails (EINVAL before Linux 5.14, ENOMEM): faults do it. */
-  sys_madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
+  if (a < b) sys_madvise((char *)t->chunks + a, b - a, MADV_POPULATE_WRITE);
   t->chunks_populated = upto;
 }
 

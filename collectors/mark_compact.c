@@ -512,6 +512,8 @@ void mc_worker_first(mc_state *m) {
 }
 
 void mc_end_cycle(mc_state *m) {
+  uint64_t t0 = heap_now_ns();
+  int young = m->t.young; /* fwd_reset clears it */
   /* What the ledger still holds (pinned pages, the last batch, staging
    * leftovers) goes back with the rest of from-space. */
   /* Harmless if it fails: memory only.  Nothing reads from-space after
@@ -525,6 +527,7 @@ void mc_end_cycle(mc_state *m) {
   m->t.slid = m->slid; /* a slide's tables stay resident (fwd_reset) */
   fwd_reset(&m->t);
   m->hole_bytes = 0; /* no range, no hole */
+  if (m->slid) m->end_ns[young] = heap_now_ns() - t0;
 }
 
 /* ---- stop-the-world schedule ---- */
@@ -649,6 +652,26 @@ void mc_trace(mc_state *m, const char *what) {
  * cleared by memset (spaces/bitmap.c: up to 16 pages, 2 MiB of space). */
 #define MC_INLINE_END_BYTES ((size_t)2 << 20)
 
+/* Above it, the end runs in the pause when the last one of the same kind
+ * took at most this.  Handing it to a pool task costs more than a young
+ * cycle's end usually does: the task's wakeup and context switch took
+ * ~27 us of system time each (whippet-mt-gcbench, mark_compact: 11 of the
+ * collector's 31 ms of system time over 411 hand-offs, bench/gc_systime.sh)
+ * to spare the pause 4 us of clearing (a young cycle's tables are kept
+ * and cleared where they were written: fwd_reset). */
+#define MC_INLINE_END_NS ((uint64_t)50000)
+
+/* Whether this slide's end-of-cycle work runs in the pause: not when
+ * the allocation window is to be faulted in or a full cycle's walk
+ * points filled (both can take milliseconds), nor when its clearing took
+ * longer last time (or is not yet measured, above 2 MiB). */
+static int end_in_pause(const mc_state *m) {
+  if (m->pf_want) return 0;
+  if (m->old_used <= MC_INLINE_END_BYTES) return 1; /* walk points left unfilled: few cards */
+  uint64_t last = m->end_ns[m->t.young != 0];
+  return !m->gen.fill_walk && last && last <= MC_INLINE_END_NS;
+}
+
 static void *end_cycle_main(void *arg) {
   mc_state *m = arg;
   mc_end_cycle(m);
@@ -681,8 +704,8 @@ void mc_slide_cycle(mc_state *m, const char *note) {
    * pool task does it after the pause, and the next cycle joins it
    * (mc_join_worker) before it touches either.  Small tables are cleared
    * with a few memsets and nothing needs faulting in: done here, a task
-   * would cost more than the work. */
-  if (!m->pf_want && m->old_used <= MC_INLINE_END_BYTES) {
+   * would cost more than the work (end_in_pause). */
+  if (end_in_pause(m)) {
     mc_end_cycle(m);
     return;
   }

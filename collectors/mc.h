@@ -157,6 +157,11 @@ typedef struct mc_state {
    * machine.  Whoever joins the worker first does it inline instead
    * (mc_join_worker), so no path can skip it. */
   int end_pending;
+  /* What a slide's mc_end_cycle took last, full [0] and young [1] cycles
+   * apart, wherever it ran: whether the next one runs in the pause
+   * (mark_compact.c: end_in_pause).  Written by the task, read after it
+   * is joined. */
+  uint64_t end_ns[2];
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
                            (FH_MC_MOVE=0 turns it off, for measurement) */

@@ -137,6 +137,7 @@ int gc_pool_start(gc_pool *p, gc_task *task, const char *name, void *(*fn)(void 
   snprintf(w->name, sizeof w->name, "%s", name);
   w->state = TASK_ASSIGNED;
   p->busy++;
+  p->tasks_total++;
   pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&p->lock);
   if (task) *task = w;

@@ -46,6 +46,7 @@ typedef struct gc_pool {
   gc_pool_thread *idle;    /* those waiting for a task */
   unsigned nthreads, busy; /* under lock */
   unsigned started_total;  /* threads ever started (fh_dump, tests) */
+  unsigned long tasks_total; /* tasks ever handed out (tests), under lock */
   /* CPU and faults of the tasks that ended, summed (relaxed atomics: read
    * for statistics only). */
   _Atomic uint64_t user_ns, sys_ns, minflt, majflt;
