@@ -254,7 +254,7 @@ void fwd_compute(fwd_tables *t) {
   size_t gaps = 0;
   for (size_t r = 0; r < t->nranges; r++) gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
   /* Of the collected part [ylo, old_top) only. */
-  t->live_bytes = acc - (t->ylo - t->begin) - gaps - t->range_fill_bytes;
+  t->live_bytes = acc - (t->ylo - t->begin) - gaps - t->range_fill_bytes - t->wood_bytes;
   /* The dense prefix: full chunks, then the ones of the first partial one,
    * up to the first grower (it and everything after it move). */
   scan_dense(t, nchunks);

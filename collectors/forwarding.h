@@ -165,6 +165,10 @@ typedef struct fwd_tables {
   size_t nranges, ranges_cap;
   size_t pinned_objects, pinned_bytes; /* this cycle: pinned objects in ranges */
   size_t range_fill_bytes;             /* fillers written over dead words there */
+  /* Fillers over the dead words of the dense prefix (fwd_wood.c), this
+   * cycle: ascending, and their bytes. */
+  fwd_span *wood;
+  size_t nwood, wood_cap, wood_bytes;
   /* Those fillers, ascending (as many as memory allowed: they are only
    * offered to the allocator as holes, collectors/mark_compact.c). */
   fwd_span *fills;
@@ -306,6 +310,13 @@ static inline uintptr_t fwd_next_set(const fwd_tables *t, const fh_bitmap *b, ui
   return fwd_next_set_far(t, b, t->begin + (((i | 63) + 1) << 3), end);
 }
 
+/* After marking (and fwd_pin_ranges), before fwd_compute starts: keep
+ * the longest prefix of [ylo, old_top) whose dead words are at most 1/32
+ * of it in place, its dead stretches turned into live fillers (fwd_wood.c).
+ * Nothing without pinned ranges or growers. */
+void fwd_keep_dense_prefix(fwd_tables *t);
+/* Bytes of this cycle's dead wood in [lo, hi). */
+size_t fwd_wood_in(const fwd_tables *t, uintptr_t lo, uintptr_t hi);
 /* Prefix sums and per-page first objects, for objects marked below
  * t->old_top.  Reads only the two bitmaps (no object header). */
 void fwd_compute(fwd_tables *t);

@@ -61,6 +61,9 @@ void fwd_destroy(fwd_tables *t) {
   free(t->fills);
   t->fills = NULL;
   t->nfills = t->fills_cap = 0;
+  free(t->wood);
+  t->wood = NULL;
+  t->nwood = t->wood_cap = 0;
 }
 
 void fwd_prepare_marking(fwd_tables *t) {
@@ -369,7 +372,7 @@ void fwd_reset(fwd_tables *t) {
   t->move_bytes = 0;
   t->nranges = 0;
   t->nfills = 0;
-  t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = 0;
+  t->pinned_objects = t->pinned_bytes = t->range_fill_bytes = t->wood_bytes = t->nwood = 0;
   t->cur.started = 0;
   t->occ_valid = 0;
 }

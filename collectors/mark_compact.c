@@ -373,6 +373,8 @@ void mc_sweep_outside(mc_state *m) {
 void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1) {
   fh_heap *h = m->h;
   fwd_tables *t = &m->t;
+  /* Not once fwd_compute_below has summed chunks from the floor. */
+  if (!t->cur.started) fwd_keep_dense_prefix(t);
   fwd_compute(t);
   m->hole_bytes = SIZE_MAX; /* the gaps are known from here on (mc_holes.c) */
   m->fwd_compute_ns = heap_now_ns() - t1;

@@ -504,7 +504,10 @@ void mc_gen_end(mc_state *m) {
    * walk points that are no object starts once a hole is reused); the
    * first gap begins at or below every later one. */
   g->fill_end = t->nranges && t->ranges[0].gap_lo < new_old ? t->ranges[0].gap_lo : new_old;
-  g->promoted = new_old - ylo - mc_gap_bytes(t, ylo, new_old);
+  /* Without pinned ranges no filler below fill_end is a hole: the dense
+   * prefix's dead wood (fwd_wood.c) is walked over. */
+  g->fill_past_fillers = !t->nranges;
+  g->promoted = new_old - ylo - mc_gap_bytes(t, ylo, new_old) - fwd_wood_in(t, ylo, new_old);
   /* What became old is live (survivors slid below new_old), at most the
    * range: the range also holds the gaps below a pinned object, and dead
    * words inside pinned ranges. */
@@ -513,7 +516,9 @@ void mc_gen_end(mc_state *m) {
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */
   g->mid_kept =
-      t->new_top > new_old ? t->new_top - new_old - mc_gap_bytes(t, new_old, t->new_top) : 0;
+      t->new_top > new_old
+          ? t->new_top - new_old - mc_gap_bytes(t, new_old, t->new_top) - fwd_wood_in(t, new_old, t->new_top)
+          : 0;
   mc_record_mid_gaps(g, t, new_old);
   /* Walk points are written below the old generation's end only, so
    * none is needed past the new top.  After a full cycle those past it

@@ -68,6 +68,7 @@ typedef struct mc_gen {
    * mc_gen_fill_walk makes them per card, outside the pause. */
   int fill_walk;
   uintptr_t fill_end; /* where it stops: the old end or the first hole */
+  int fill_past_fillers; /* and not at fillers: none of them is a hole */
   /* stack_roots=conservative: the holes this cycle's pins left below it
    * (the new old end) are not handed out (mc_holes.c); 0: all are. */
   uintptr_t hole_floor;

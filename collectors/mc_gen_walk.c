@@ -132,7 +132,7 @@ void mc_gen_fill_walk(mc_state *m) {
      * size does not change). */
     uint64_t hd = __atomic_load_n((const uint64_t *)s, __ATOMIC_RELAXED);
     size_t b = obj_bytes(hd);
-    if (!b || hdr_type(hd) == FH_FILLER_TYPE) return;
+    if (!b || (hdr_type(hd) == FH_FILLER_TYPE && !g->fill_past_fillers)) return;
     if (b > end - s) return; /* cannot be: the walk stays inside the old generation */
     note_walk(g->walk, begin, s, s + b);
     s += b;
