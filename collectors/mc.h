@@ -162,6 +162,7 @@ typedef struct mc_state {
    * (mark_compact.c: end_in_pause).  Written by the task, read after it
    * is joined. */
   uint64_t end_ns[2];
+  size_t last_full_live; /* live bytes the last full slide found (mc_publish.c) */
   unsigned lookahead;   /* extra pages a fault builds after its own */
   int use_move;         /* worker stages runs in from-space + UFFDIO_MOVE
                            (FH_MC_MOVE=0 turns it off, for measurement) */

@@ -16,6 +16,19 @@
  * at most 32 MiB) goes back in one madvise, so the resident set shrinks
  * with the live data as after a build; discarded there, in the pause,
  * nothing can have been allocated into it. */
+/* Whether this full cycle found under half the live data of the last
+ * full one (then the window it keeps is the sizer's quarter: the heap
+ * fell, and resident memory follows).  A steady heap's full cycle keeps
+ * the whole next allocation window, as a young one does: handing back
+ * what the mutators refill before the next collection was a fifth of
+ * whippet-mt-gcbench's collector system time (its full slides' madvise),
+ * plus their refaults.  Young cycles leave the figure alone. */
+static int live_fell(mc_state *m) {
+  size_t live = m->t.live_bytes, last = m->last_full_live;
+  m->last_full_live = live;
+  return live < last / 2;
+}
+
 static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
   uintptr_t old_end = align_up(m->t.old_top, FH_PAGE);
   if (b->dirty_end < old_end) b->dirty_end = old_end;
@@ -28,7 +41,7 @@ static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
    * third of the run in faults and zeroing; fhbench young: 10 MiB per
    * pause).  The sizer's quarter window is for full cycles, after which
    * the heap may have fallen. */
-  size_t window = m->gen.young ? m->h->gc_trigger : sizer_resident_window(m->h);
+  size_t window = m->gen.young || !live_fell(m) ? m->h->gc_trigger : sizer_resident_window(m->h);
   size_t holes = mc_hole_bytes(m);
   /* TLAB refills take the holes pinned ranges left first (bump_space.h):
    * that much of the window is below the top, resident already.  Keeping
