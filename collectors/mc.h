@@ -317,6 +317,10 @@ void mc_prefault(mc_state *m);
 void mc_worker_first(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
+/* A slide's end (mc_end.c): mc_end_cycle in its pause when that is cheap
+ * (end_in_pause), else, with the prefault and a full cycle's walk points,
+ * in a pool task that mc_after_pause starts once the world runs. */
+void mc_end_slide(mc_state *m);
 
 /* CPU time of the calling thread (throughput figures). */
 uint64_t mc_thread_cpu_ns(void);

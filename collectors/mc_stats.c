@@ -4,6 +4,7 @@
  * readings fh_gc_phase_open and fh_gc_transient_bytes. */
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "collectors/mc.h"
@@ -137,4 +138,31 @@ void mc_stats_fill(fh_heap *h, fh_stats *s) {
     s->uffd_fault_p50_ns = (uint64_t)(hist_percentile_us(hist, total, 50) * 1e3);
     s->uffd_fault_p99_ns = (uint64_t)(hist_percentile_us(hist, total, 99) * 1e3);
   }
+}
+
+void mc_trace(mc_state *m, const char *what) {
+  static int trace = -1;
+  if (trace < 0) trace = getenv("FH_MC_TRACE") != NULL;
+  if (!trace) return;
+  fprintf(stderr,
+          "faultheap mc %s: used %zu KiB live %zu KiB; mark %.2f forward %.2f mremap %.3f "
+          "update %.2f (moving space %.2f) %s %.2f ms; moved %zu KiB, top %zu KiB\n",
+          what, m->old_used >> 10, m->t.live_bytes >> 10, m->mark_ns / 1e6, m->forward_ns / 1e6,
+          m->mremap_ns / 1e6, m->update_ns / 1e6, m->slid ? m->slide_update_ns / 1e6 : 0.0,
+          m->slid ? "slide" : "build", m->build_ns / 1e6, m->t.move_bytes >> 10,
+          (size_t)(m->t.new_top - m->t.begin) >> 10);
+  const fwd_tables *t = &m->t;
+  if (!t->nranges) return;
+  /* Where pins cost memory: the ranges' dead words (fillers), the gaps
+   * below the ranges, and the destination top against the live bytes. */
+  size_t gaps = 0, span = 0;
+  for (size_t r = 0; r < t->nranges; r++) {
+    gaps += t->ranges[r].lo - t->ranges[r].gap_lo;
+    span += t->ranges[r].hi - t->ranges[r].lo;
+  }
+  fprintf(stderr,
+          "faultheap mc pins: %zu objects in %zu ranges (%zu KiB), fill %zu KiB, gaps %zu KiB, "
+          "new top %zu KiB\n",
+          t->pinned_objects, t->nranges, span >> 10, t->range_fill_bytes >> 10, gaps >> 10,
+          (size_t)(t->new_top - t->begin) >> 10);
 }
