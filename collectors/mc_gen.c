@@ -99,6 +99,7 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   g->t0 = heap_now_ns();
   g->young = 0;
+  g->yb_valid = 0;
   g->hole_floor = 0; /* every hole of this cycle is handed out unless mc_gen_end says */
   g->fill_walk = 0; /* the last cycle's, if its task never ran it */
   g->alloc_failure = cause == GC_CAUSE_ALLOC_FAILURE; /* generations or not */
@@ -480,6 +481,9 @@ void mc_gen_end(mc_state *m) {
     m->hole_bytes = SIZE_MAX; /* counted again above the floor */
     stranded = mc_gap_bytes(t, ylo, new_old);
   }
+  /* Dead wood that becomes old (fwd_wood.c) is range only a full cycle
+   * gives back, as a stranded gap is: growth of the old generation. */
+  stranded += fwd_wood_in(t, ylo, new_old);
   /* Walk points (per card, of the old generation only: cards above its
    * end are never asked, and get theirs when their objects become old).
    * A young cycle notes them exactly as it walks what became old; the

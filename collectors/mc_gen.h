@@ -68,6 +68,11 @@ typedef struct mc_gen {
    * mc_gen_fill_walk makes them per card, outside the pause. */
   int fill_walk;
   uintptr_t fill_end; /* where it stops: the old end or the first hole */
+  /* This young cycle's boundary once mc_young_boundary found it: the
+   * update asks before the slide, mc_gen_end after it (the same answer,
+   * and with conservative roots a popcount over the last cycle's gaps). */
+  uintptr_t yb_old_end, yb_keep_lo;
+  int yb_valid;
   int fill_past_fillers; /* and not at fillers: none of them is a hole */
   /* stack_roots=conservative: the holes this cycle's pins left below it
    * (the new old end) are not handed out (mc_holes.c); 0: all are. */

@@ -106,23 +106,41 @@ static double strand_weight(const mc_state *m, size_t old_live, size_t old_after
 }
 
 /* Live bytes this cycle marked in [a, b) (old addresses, at or above
- * the tables' floor): the live bitmap's bits there. */
-static size_t live_bytes_in(const fwd_tables *t, uintptr_t a, uintptr_t b) {
-  if (a < t->lo) a = t->lo;
-  if (b > t->old_top) b = t->old_top;
-  if (a >= b) return 0;
+ * the tables' floor): the live bitmap's bits there.  The gaps it counts
+ * can span megabytes: with the build's portable popcount this loop was
+ * 3.6% of conservative GCBench's run, so x86-64 gets a POPCNT copy picked
+ * at run time (as forwarding.c's compute_chunks). */
+static inline __attribute__((always_inline)) size_t live_bits_in(const fwd_tables *t, size_t i,
+                                                                 size_t e, int hw) {
   size_t n = 0;
-  for (size_t i = bitmap_index(&t->live, a), e = bitmap_index(&t->live, b); i < e;) {
+  while (i < e) {
     size_t bit = i & 63, take = 64 - bit;
     uint64_t x = t->live.words[i >> 6] >> bit;
     if (take > e - i) {
       take = e - i;
       x &= ((uint64_t)1 << take) - 1;
     }
-    n += fwd_popcount(x);
+    n += hw ? (size_t)__builtin_popcountll(x) : fwd_popcount(x);
     i += take;
   }
-  return n * FWD_WORD;
+  return n;
+}
+#if defined(__x86_64__) && !defined(__POPCNT__)
+__attribute__((target("popcnt"))) static size_t live_bits_popcnt(const fwd_tables *t, size_t i,
+                                                                 size_t e) {
+  return live_bits_in(t, i, e, 1);
+}
+#define LIVE_BITS(t, i, e) \
+  (__builtin_cpu_supports("popcnt") ? live_bits_popcnt(t, i, e) : live_bits_in(t, i, e, 0))
+#else
+#define LIVE_BITS(t, i, e) live_bits_in(t, i, e, 0)
+#endif
+
+static size_t live_bytes_in(const fwd_tables *t, uintptr_t a, uintptr_t b) {
+  if (a < t->lo) a = t->lo;
+  if (b > t->old_top) b = t->old_top;
+  if (a >= b) return 0;
+  return LIVE_BITS(t, bitmap_index(&t->live, a), bitmap_index(&t->live, b)) * FWD_WORD;
 }
 
 /* A young cycle's hole_cost.  The survival share s is what this cycle
@@ -166,7 +184,7 @@ static hole_cost young_hole_cost(const mc_state *m, uintptr_t mid_new_end) {
  * range does not move), so the update keeps the cards of old holders
  * pointing there: theirs were dirty before the cycle (the invariant), so
  * it sees them. */
-young_bound mc_young_boundary(const mc_state *m) {
+static young_bound young_boundary(const mc_state *m) {
   const mc_gen *g = &m->gen;
   const fwd_tables *t = &m->t;
   uintptr_t first = bitmap_next_set(&t->mark, g->promote_below, t->old_top);
@@ -177,6 +195,17 @@ young_bound mc_young_boundary(const mc_state *m) {
   b.old_end = t->ranges[r].gap_lo;
   if (t->ranges[r].lo < b.keep_lo) b.keep_lo = t->ranges[r].lo;
   return b;
+}
+
+young_bound mc_young_boundary(mc_state *m) {
+  mc_gen *g = &m->gen;
+  if (!g->yb_valid) {
+    young_bound b = young_boundary(m);
+    g->yb_old_end = b.old_end;
+    g->yb_keep_lo = b.keep_lo;
+    g->yb_valid = 1;
+  }
+  return (young_bound){g->yb_old_end, g->yb_keep_lo};
 }
 
 /* Conservative roots: where a full slide ends the old generation so that

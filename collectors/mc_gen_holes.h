@@ -25,7 +25,7 @@ typedef struct young_bound {
 } young_bound;
 
 /* A young cycle's boundary, from the forwarding. */
-young_bound mc_young_boundary(const mc_state *m);
+young_bound mc_young_boundary(mc_state *m);
 
 /* Conservative roots: where a full slide ends the old generation so that
  * the holes it hands out below end are young; 0 without such a hole. */
