@@ -198,8 +198,7 @@ static void end_marking(fh_heap *h, cc_cycle *c, int black) {
 /* FH_MC_TRACE: where the remark pause (and a split one's flip) goes
  * (docs/architecture.md). */
 static void trace_remark(const cc_cycle *c, uint64_t t4, uint64_t fwd, int split) {
-  mc_state *m = c->mc;
-  const fwd_tables *t = &m->t;
+  mc_state *m = c->mc; /* its tables may be cleared already (a slide ended in its pause) */
   uint64_t end = heap_now_ns(), compact = end - t4, ledger = m->forward_ns - fwd;
   const cc_large_set *ls = &m->large;
   /* The flip's parts, when it flipped: accounting and the uffd's
@@ -236,7 +235,8 @@ static void trace_remark(const cc_cycle *c, uint64_t t4, uint64_t fwd, int split
           timed ? ls->last_flip_ns / 1e6 : 0.0, f_start / 1e6, m->slid ? "slid" : "flipped",
           c->cm.marker_ns / 1e6, c->cm.marker_cpu_ns / 1e6,
           c->cm.marker_cpu_ns
-              ? (double)(t->live_bytes - c->black) / 1e6 / (c->cm.marker_cpu_ns / 1e9)
+              ? (double)(m->live_bytes > c->black ? m->live_bytes - c->black : 0) / 1e6 /
+                    (c->cm.marker_cpu_ns / 1e9)
               : 0.0);
 }
 

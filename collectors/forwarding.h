@@ -313,7 +313,7 @@ static inline uintptr_t fwd_next_set(const fwd_tables *t, const fh_bitmap *b, ui
 /* After marking (and fwd_pin_ranges), before fwd_compute starts: keep
  * the longest prefix of [ylo, old_top) whose dead words are at most 1/32
  * of it in place, its dead stretches turned into live fillers (fwd_wood.c).
- * Nothing without pinned ranges or growers. */
+ * Only below the first pinned range, and nothing with growers. */
 void fwd_keep_dense_prefix(fwd_tables *t);
 /* Bytes of this cycle's dead wood in [lo, hi). */
 size_t fwd_wood_in(const fwd_tables *t, uintptr_t lo, uintptr_t hi);

@@ -27,6 +27,11 @@
  * few bytes of 32 KiB, and an object-sized gap in every 32 live objects
  * still keeps its place. */
 #define FWD_WOOD_DIVISOR 32
+/* The prefix ends at the stretch that would make more than this many (the
+ * list lives as long as the tables: 64 KiB; a TLAB's tail per 32 KiB is
+ * 128 MiB of prefix), and at one past FWD_GAP_FILLER bytes (a filler's
+ * size field). */
+#define FWD_WOOD_MAX 4096
 
 static uint64_t live_bits(const fwd_tables *t, size_t w) {
   return atomic_load_explicit(&t->live.words[w], memory_order_relaxed);
@@ -54,8 +59,10 @@ static uintptr_t next_dead(const fwd_tables *t, uintptr_t a, uintptr_t end) {
 
 /* A filler over [a, e), live for the forwarding, and its start marked so
  * that the page walks (page_first) land on it; -1 when there is no memory
- * to list it (the prefix then ends below it). */
+ * to list it or it would pass FWD_WOOD_MAX or FWD_GAP_FILLER (the prefix
+ * then ends below it). */
 static int keep_wood(fwd_tables *t, uintptr_t a, uintptr_t e) {
+  if (t->nwood == FWD_WOOD_MAX || e - a > FWD_GAP_FILLER) return -1;
   if (t->nwood == t->wood_cap) {
     size_t cap = t->wood_cap ? 2 * t->wood_cap : 256;
     fwd_span *grown = realloc(t->wood, cap * sizeof *grown);
@@ -73,10 +80,13 @@ static int keep_wood(fwd_tables *t, uintptr_t a, uintptr_t e) {
 void fwd_keep_dense_prefix(fwd_tables *t) {
   t->wood_bytes = 0;
   t->nwood = 0;
-  /* Pinned ranges and growers were fitted against a slide that frees
-   * every dead word below them (fwd_pin_ranges): left alone. */
-  if (t->nranges || atomic_load_explicit(&t->grows_marked, memory_order_relaxed)) return;
+  /* Growers were fitted against a slide that frees every dead word
+   * below them (fwd_pin_ranges): left alone.  Below the first pinned
+   * range nothing moves up, so kept words still fit under it; the gap
+   * just below it is the segment's end, never kept. */
+  if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed)) return;
   uintptr_t start = t->ylo, end = t->old_top;
+  if (t->nranges && t->ranges[0].lo < end) end = t->ranges[0].lo;
   size_t dead = 0;
   for (uintptr_t a = next_dead(t, start, end); a < end;) {
     uintptr_t e = next_live(t, a, end);

@@ -424,7 +424,9 @@ void mc_account(mc_state *m) {
    * (mc_gen.h: old_live, still the previous cycle's figure here). */
   size_t old_live = old ? (m->gen.old_live < old ? m->gen.old_live : old) : 0;
   h->bytes_moved += live;
-  h->bytes_freed += (collected > live ? collected - live : 0) + m->nm_freed;
+  /* Dead wood (fwd_wood.c) is not freed until a later cycle frees it. */
+  size_t kept = live + m->t.wood_bytes;
+  h->bytes_freed += (collected > kept ? collected - kept : 0) + m->nm_freed;
   /* A concurrently marked cycle's black objects are not part of the
    * budget (cc_concurrent.c). */
   size_t black = m->black_bytes < live ? m->black_bytes : live;

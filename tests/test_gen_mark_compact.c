@@ -200,7 +200,9 @@ static void test_kept_mid_promotion_is_not_growth(void **st) {
   assert_true(l->old_after_full >= 200000 * sizeof(tnode));
   assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
   assert_true(in_old(h, young)); /* promoted now */
-  assert_int_equal(l->promoted_since_full, 0);
+  /* Not the list: at most the dead wood promoted with it (fillers of the
+   * slide's dense prefix, within 1/32 of it: collectors/fwd_wood.c). */
+  assert_true(l->promoted_since_full <= 200000 * sizeof(tnode) / 32);
   gen_policy_in in = *l;
   in.heap_max = 64 * MiB;
   assert_true(gen_policy_choose(&in).why != GEN_WHY_OLD_GREW);
