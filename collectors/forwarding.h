@@ -310,6 +310,13 @@ static inline uintptr_t fwd_next_set(const fwd_tables *t, const fh_bitmap *b, ui
   return fwd_next_set_far(t, b, t->begin + (((i | 63) + 1) << 3), end);
 }
 
+/* Bytes of [a, e) inside [lo, hi). */
+static inline size_t fwd_overlap(uintptr_t a, uintptr_t e, uintptr_t lo, uintptr_t hi) {
+  if (a < lo) a = lo;
+  if (e > hi) e = hi;
+  return e > a ? e - a : 0;
+}
+
 /* After marking (and fwd_pin_ranges), before fwd_compute starts: keep
  * the longest prefix of [ylo, old_top) whose dead words are at most 1/32
  * of it in place, its dead stretches turned into live fillers (fwd_wood.c).

@@ -100,10 +100,7 @@ void fwd_keep_dense_prefix(fwd_tables *t) {
 
 size_t fwd_wood_in(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   size_t n = 0;
-  for (size_t k = 0; k < t->nwood && t->wood[k].lo < hi; k++) {
-    uintptr_t a = t->wood[k].lo > lo ? t->wood[k].lo : lo;
-    uintptr_t e = t->wood[k].hi < hi ? t->wood[k].hi : hi;
-    if (e > a) n += e - a;
-  }
+  for (size_t k = 0; k < t->nwood && t->wood[k].lo < hi; k++)
+    n += fwd_overlap(t->wood[k].lo, t->wood[k].hi, lo, hi);
   return n;
 }

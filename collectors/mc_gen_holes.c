@@ -23,11 +23,8 @@ int mc_holes_stay_young(const fh_heap *h) {
 /* Bytes of the gaps below pinned ranges inside [lo, hi) (new addresses). */
 size_t mc_gap_bytes(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   size_t n = 0;
-  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < hi; r++) {
-    uintptr_t a = t->ranges[r].gap_lo > lo ? t->ranges[r].gap_lo : lo;
-    uintptr_t e = t->ranges[r].lo < hi ? t->ranges[r].lo : hi;
-    if (e > a) n += e - a;
-  }
+  for (size_t r = 0; r < t->nranges && t->ranges[r].gap_lo < hi; r++)
+    n += fwd_overlap(t->ranges[r].gap_lo, t->ranges[r].lo, lo, hi);
   return n;
 }
 
