@@ -14,87 +14,13 @@
 #include <string.h>
 
 #include "collectors/mark_stack.h"
+#include "collectors/mc_marker.h"
 #include "collectors/trace.h"
 #include "heap/large_objects.h"
 #include "heap/ephemeron.h"
 #include "heap/error.h"
 #include "heap/object.h"
 #include "heap/sys.h"
-
-/* Parallel marking (gc_threads markers): each marker has its own stack;
- * one with work to spare while others are idle gives half of it (or half
- * of the rest of an array it is scanning) to a shared pool, idle markers
- * take from it, and marking ends when every marker is idle and the pool is
- * empty.  Each marker sets bits only in bitmaps of its own (forwarding.h:
- * extra_mark), merged when marking ends. */
-#define MAX_ARRAY_CONTS 64
-
-typedef struct array_cont {
-  void **slots;
-  size_t next, n;
-} array_cont;
-
-typedef struct mark_pool {
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  mark_stack items;
-  array_cont ranges[MAX_ARRAY_CONTS]; /* parts of arrays still to scan */
-  unsigned nranges;
-  unsigned nthreads, idle;
-  int done;
-  unsigned merged; /* markers whose share of the merge is done */
-  /* Read without the lock: a marker is idle and the pool has nothing for
-   * it (so a busy marker should share).  Kept by pool_hint under it. */
-  _Atomic int hungry;
-  /* Bit k: marker k's bitmaps are faulted in (marker 0's always are), so
-   * the others may read its start bits (see look_for_others). */
-  _Atomic unsigned bitmaps_ready;
-} mark_pool;
-
-/* A reference array is scanned ARRAY_CHUNK slots at a time: the rest waits
- * as a continuation until the objects found in the chunk are drained.
- * Scanning a huge array at once would push every element it reaches (the
- * fhbench pause table: 6.7M nodes, a 53 MiB mark stack, resident memory
- * the cycle then had to account for); in chunks the stack stays small, and
- * the rest of an array can be split with an idle marker.  The
- * continuations are few (one per array being scanned, nested only through
- * arrays reached from arrays); when they run out, an array is scanned
- * whole, as before. */
-#define ARRAY_CHUNK 512
-
-/* Claims a card scan keeps in flight (defer_claim). */
-#define CLAIM_AHEAD 16
-
-typedef struct marker {
-  fh_heap *h;
-  slot_tags tags;             /* how slots hold references (heap/slot.h) */
-  fwd_tables *t;
-  unsigned index;             /* 0: the collecting thread */
-  _Atomic uint64_t *own_mark; /* the start bits this marker sets */
-  fh_bitmap *own_live;        /* and live-word bits */
-  _Atomic uint64_t *other_mark[FWD_MAX_MARKERS - 1]; /* the others' start bits */
-  unsigned nothers;
-  unsigned unseen;     /* bit k: marker k, whose start bits are not read yet */
-  mark_stack stack;
-  array_cont arrays[MAX_ARRAY_CONTS];
-  unsigned narrays;
-  int overflowed;
-  unsigned hits;       /* slots found referring into [ylo, old_top) (scan_old) */
-  mark_pool *pool;     /* NULL: marking alone */
-  mc_mark_crew *crew;  /* the helpers' crew, for helpers */
-  /* Ephemerons: marker 0 hands them to the tracing layer; helpers keep
-   * theirs here until marking is over (the layer is single-threaded). */
-  trace_weak *weak;
-  mark_stack ephs;
-  /* Concurrent marking (collectors/cc_concurrent.c): drain returns once
-   * the budget is over (checked every 64 objects); NULL with the world
-   * stopped. */
-  gc_budget *budget;
-  /* Young referents found on dirty cards, waiting for their claim while
-   * their start-bit word is prefetched (defer_claim). */
-  void *pend[CLAIM_AHEAD];
-  unsigned pend_head, pend_n;
-} marker;
 
 /* A marker shares with a hungry one (pool->hungry: waiting, the pool
  * empty) when it holds at least this many objects, the older half: pushed
@@ -163,7 +89,7 @@ static inline __attribute__((always_inline)) void mark_ref(marker *m, void *v) {
   if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) {
     m->hits++;
     /* Only the start bit here: the header (size, live words, type) is read
-     * when the object is scanned, after drain() prefetched it. */
+     * when the object is scanned, after mc_marker_drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
     push(m, p);
     trace_weak_reached(m->weak, p);
@@ -380,7 +306,7 @@ static void look_for_others(marker *m) {
   m->unseen &= ~ready;
 }
 
-static void drain(marker *m) {
+void mc_marker_drain(marker *m) {
   void *ring[PREFETCH_RING];
   unsigned head = 0, count = 0, tick = 0;
   for (;;) {
@@ -467,7 +393,7 @@ static int scan_old_cb(void *obj, void *ctx) {
 
 static void rescan_large(void *obj, void *ctx) {
   scan(ctx, obj);
-  drain(ctx);
+  mc_marker_drain(ctx);
 }
 
 /* Overflow recovery: rescan everything marked until nothing overflows. */
@@ -478,11 +404,11 @@ static void recover(marker *m) {
     for (uintptr_t s = bitmap_next_set(&t->mark, t->ylo, t->old_top); s;
          s = bitmap_next_set(&t->mark, s + FWD_WORD, t->old_top)) {
       scan(m, obj_from_start(s));
-      drain(m);
+      mc_marker_drain(m);
     }
     if (t->young) continue; /* nothing else is marked */
     m->h->non_moving.space.ops->walk(&m->h->non_moving.space, scan_if_marked_nm, m);
-    drain(m);
+    mc_marker_drain(m);
     los_walk_marked(&m->h->los, rescan_large, m);
   }
 }
@@ -500,7 +426,7 @@ static int mc_is_live(void *ctx, const void *obj) {
 }
 
 static int mc_drain(void *ctx) {
-  drain(ctx);
+  mc_marker_drain(ctx);
   recover(ctx);
   return 0;
 }
@@ -514,132 +440,6 @@ static void mc_prefetch(void *ctx, const void *obj) {
 
 static const trace_ops mc_trace_ops = {
     .is_live = mc_is_live, .visit = mark_slot, .drain = mc_drain, .prefetch = mc_prefetch};
-
-/* After marking: OR this marker's share of the word range of every
- * marker's bitmaps into the shared ones, in parallel with the others.
- * Marking is over for all of them (the pool said done, under its lock), so
- * no marker writes a bit any more. */
-static void merge_share(marker *m, unsigned nmarkers) {
-  size_t w0 = (fwd_marker_base(m->t) - m->t->begin) >> 9, words = fwd_used_words(m->t) - w0;
-  fwd_merge_markers(m->t, nmarkers, w0 + words * m->index / nmarkers,
-                    w0 + words * (m->index + 1) / nmarkers);
-}
-
-/* The helper markers of one marking, kept until mc_mark_end: after the
- * merge they give their own bitmaps back while the collecting thread goes
- * on with the pause (fwd_compute reads only the shared bitmaps). */
-struct mc_mark_crew {
-  mark_pool pool;
-  marker helpers[FWD_MAX_MARKERS - 1];
-  gc_task tasks[FWD_MAX_MARKERS - 1];
-  gc_pool *threads;
-  unsigned nh;
-};
-
-/* Merge this marker's share, then wait until every marker has merged its
- * own: until then others read this marker's bitmaps. */
-static void merge_and_wait(marker *m, unsigned nmarkers) {
-  merge_share(m, nmarkers);
-  mark_pool *pool = m->pool;
-  pthread_mutex_lock(&pool->lock);
-  if (++pool->merged == pool->nthreads) pthread_cond_broadcast(&pool->cv);
-  while (pool->merged < pool->nthreads) pthread_cond_wait(&pool->cv, &pool->lock);
-  pthread_mutex_unlock(&pool->lock);
-}
-
-static void *marker_main(void *arg) {
-  marker *m = arg;
-  fwd_prepare_marker(m->t, m->index); /* while marker 0 starts from the roots */
-  atomic_fetch_or_explicit(&m->pool->bitmaps_ready, 1u << m->index, memory_order_release);
-  drain(m);
-  merge_and_wait(m, m->crew->nh + 1);
-  fwd_release_marker(m->t, m->index);
-  mark_stack_destroy(&m->stack); /* empty; its flags and ephs stay for marker 0 */
-  return NULL;
-}
-
-/* How many markers: gc_threads (FH_MC_MARK_THREADS=N overrides it, for
- * measurements), at most FWD_MAX_MARKERS, and one for a space whose used
- * part is small (a helper thread and its bitmaps cost more than they save). */
-#define PARALLEL_MARK_MIN_BYTES ((size_t)32 << 20)
-static unsigned markers_wanted(const fh_heap *h, const fwd_tables *t) {
-  unsigned n = h->opt.gc_threads;
-  const char *e = getenv("FH_MC_MARK_THREADS");
-  if (e && *e) n = (unsigned)strtoul(e, NULL, 10);
-  else if (t->old_top - t->ylo < PARALLEL_MARK_MIN_BYTES) n = 1;
-  /* A young cycle marks what survives its young generation, not its
-   * range: one marker unless the last young cycle kept much (helpers cost
-   * a thread start and bitmap traffic per cycle; binary-trees' 128 MiB
-   * young generations mostly die). */
-  else if (t->young && h->mc && mc_gen_last_young_live(&h->mc->gen) < PARALLEL_MARK_MIN_BYTES)
-    n = 1;
-  if (n < 1) n = 1;
-  return n > FWD_MAX_MARKERS ? FWD_MAX_MARKERS : n;
-}
-
-/* Marker k's view of the bitmaps (k of n). */
-static void marker_setup(marker *m, fh_heap *h, fwd_tables *t, unsigned k, unsigned n,
-                         mark_pool *pool) {
-  *m = (marker){.h = h, .tags = h->tags, .t = t, .index = k, .pool = pool};
-  m->own_mark = k ? t->extra_mark[k - 1].words : t->mark.words;
-  m->own_live = k ? &t->extra_live[k - 1] : &t->live;
-  for (unsigned j = 0; j < n; j++)
-    if (j == 0 && k != 0)
-      m->other_mark[m->nothers++] = t->mark.words; /* faulted in before marking */
-    else if (j != k)
-      m->unseen |= 1u << j; /* look_for_others */
-}
-
-/* Start up to n - 1 helpers (all, or the first few when a thread or a
- * stack cannot be had).  NULL when none started.  The helpers that did
- * start are set up for all n, but read only the start bits of markers that
- * said their bitmaps are ready, which one that never started never does. */
-static mc_mark_crew *crew_start(fh_heap *h, fwd_tables *t, unsigned n) {
-  mc_mark_crew *crew = calloc(1, sizeof *crew);
-  if (!crew) return NULL;
-  if (mark_stack_init(&crew->pool.items) < 0) {
-    free(crew);
-    return NULL;
-  }
-  mark_pool *pool = &crew->pool;
-  pthread_mutex_init(&pool->lock, NULL);
-  pthread_cond_init(&pool->cv, NULL);
-  pool->nthreads = 1;
-  crew->threads = &h->pool;
-  atomic_store(&pool->bitmaps_ready, 1u); /* marker 0's */
-  for (; crew->nh + 1 < n && crew->nh < FWD_MAX_MARKERS - 1; crew->nh++) {
-    marker *hm = &crew->helpers[crew->nh];
-    marker_setup(hm, h, t, crew->nh + 1, n, pool);
-    hm->crew = crew;
-    if (mark_stack_init(&hm->stack) < 0) break;
-    /* Under the lock: helpers already started read it when idle. */
-    pthread_mutex_lock(&pool->lock);
-    pool->nthreads++; /* counted before it can go idle */
-    pthread_mutex_unlock(&pool->lock);
-    if (gc_pool_start(&h->pool, &crew->tasks[crew->nh], "fh-mark", marker_main, hm) != 0) {
-      pthread_mutex_lock(&pool->lock);
-      pool->nthreads--;
-      pthread_mutex_unlock(&pool->lock);
-      mark_stack_destroy(&hm->stack);
-      break;
-    }
-  }
-  if (crew->nh) return crew;
-  mark_stack_destroy(&pool->items);
-  pthread_mutex_destroy(&pool->lock);
-  pthread_cond_destroy(&pool->cv);
-  free(crew);
-  return NULL;
-}
-
-void mc_mark_end(mc_mark_crew *crew) {
-  if (!crew) return;
-  for (unsigned i = 0; i < crew->nh; i++) gc_pool_join(crew->threads, crew->tasks[i]);
-  mark_stack_destroy(&crew->pool.items);
-  pthread_mutex_destroy(&crew->pool.lock);
-  pthread_cond_destroy(&crew->pool.cv);
-  free(crew);
-}
 
 /* Push the roots (world stopped). */
 static void mark_roots(marker *m) {
@@ -675,25 +475,25 @@ int mc_mark(fh_heap *h, fwd_tables *t, mc_mark_crew **crew_out) {
     fh_error_set("mark-compact: cannot map the mark stack");
     return -1;
   }
-  unsigned n = fwd_add_markers(t, markers_wanted(h, t));
-  mc_mark_crew *crew = n > 1 ? crew_start(h, t, n) : NULL;
+  unsigned n = fwd_add_markers(t, mc_markers_wanted(h, t));
+  mc_mark_crew *crew = n > 1 ? mc_crew_start(h, t, n) : NULL;
   n = crew ? crew->nh + 1 : 1;
   marker m;
-  marker_setup(&m, h, t, 0, n, crew ? &crew->pool : NULL);
+  mc_marker_setup(&m, h, t, 0, n, crew ? &crew->pool : NULL);
   m.stack = stack;
   trace_weak weak;
   trace_weak_init(&weak, h, &mc_trace_ops, &m);
   m.weak = &weak;
   mark_roots(&m);
-  drain(&m); /* with helpers: returns when all of them ran out of work */
+  mc_marker_drain(&m); /* with helpers: returns when all of them ran out of work */
   if (crew) {
-    merge_and_wait(&m, n);
+    mc_merge_and_wait(&m, n);
     /* Alone again, on the merged bitmaps, with its (empty) stack; the
      * helpers' flags were set before their merge, so before the wait. */
     int overflowed = m.overflowed;
     for (unsigned i = 0; i < crew->nh; i++) overflowed |= crew->helpers[i].overflowed;
     stack = m.stack;
-    marker_setup(&m, h, t, 0, 1, NULL);
+    mc_marker_setup(&m, h, t, 0, 1, NULL);
     m.stack = stack;
     m.overflowed = overflowed;
     m.weak = &weak;
@@ -736,7 +536,7 @@ mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t) {
     free(c);
     return NULL;
   }
-  marker_setup(&c->m, h, t, 0, 1, NULL);
+  mc_marker_setup(&c->m, h, t, 0, 1, NULL);
   c->m.stack = stack;
   trace_weak_init(&c->weak, h, &mc_trace_ops, &c->m);
   c->m.weak = &c->weak;
@@ -759,7 +559,7 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
 
 void mc_cmark_drain(mc_cmarker *c, gc_budget *b) {
   c->m.budget = b;
-  drain(&c->m);
+  mc_marker_drain(&c->m);
   c->m.budget = NULL;
   /* Emptied: its pages go now, not in the remark pause. */
   if (!c->m.stack.n && !c->m.narrays) mark_stack_trim(&c->m.stack);
@@ -785,7 +585,7 @@ void mc_cmark_finish(mc_cmarker *c) {
    * conservative stack words and pins of the remark (SATB covers every
    * reference that was in the heap when marking began). */
   roots_visit(m->h, mark_slot, m);
-  drain(m);
+  mc_marker_drain(m);
   recover(m);
   trace_weak_finish(&c->weak); /* drains with this marker: never fails */
   mc_cmark_abandon(c);
