@@ -366,6 +366,7 @@ static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
   t->range_fill_bytes += e - a;
   /* Remembered for the allocator (fwd_span).  Without memory for the
    * list the filler is simply not offered: nothing else reads it. */
+  if (e - a < FWD_HOLE_MIN) return;
   if (t->nfills == t->fills_cap) {
     size_t cap = t->fills_cap ? 2 * t->fills_cap : 256;
     fwd_span *grown = realloc(t->fills, cap * sizeof *grown);

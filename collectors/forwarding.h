@@ -169,8 +169,9 @@ typedef struct fwd_tables {
    * cycle: ascending, and their bytes. */
   fwd_span *wood;
   size_t nwood, wood_cap, wood_bytes;
-  /* Those fillers, ascending (as many as memory allowed: they are only
-   * offered to the allocator as holes, collectors/mark_compact.c). */
+  /* Those fillers of FWD_HOLE_MIN bytes or more, ascending (as many as
+   * memory allowed: they are only offered to the allocator as holes,
+   * collectors/mc_holes.c). */
   fwd_span *fills;
   size_t nfills, fills_cap;
   fwd_cursor cur; /* fwd_compute's walk (above) */
@@ -363,13 +364,25 @@ static inline uintptr_t fwd_run_end(const fwd_tables *t, uintptr_t d, uintptr_t 
   *gap_end = 0;
   return t->new_top;
 }
+/* The smallest free stretch offered to the allocator as a hole: smaller
+ * ones stay fillers until the next cycle.  Small, since pinned ranges are
+ * whole 512-byte chunks: the dead words a small pin's neighbours leave
+ * there are a few hundred bytes, and with 1% of small objects pinned
+ * (fhbench pins) they and the gaps under 1 KiB (the former minimum) were
+ * 0.5 MiB of its 17 MiB.  Each hole costs a TLAB refill (a slow path,
+ * under the hole lock); a claim skips those too small for it.  Not
+ * smaller: fwd_pin_ranges keeps no record of smaller fillers (16 bytes
+ * each, as many as dead objects between pinned neighbours: 23,000 and
+ * 0.5 MiB with fhbench pins' 32-byte objects, and as much again left
+ * behind by the list's growth). */
+#define FWD_HOLE_MIN 64u
+/* A filler's size field holds 32 bits: a gap is cut into fillers at every
+ * FWD_GAP_FILLER boundary (from begin), each one's header on its page. */
+#define FWD_GAP_FILLER ((uintptr_t)1 << 30)
 /* Destination page p (< npages) lies wholly inside a gap and after its
  * first byte: it holds no header (the gap is one filler, whose header is
  * on the page where the gap begins), only zeroes.  Builders may leave it
  * unwritten (the emptied space reads as zero) or map the zero page. */
-/* A filler's size field holds 32 bits: a gap is cut into fillers at every
- * FWD_GAP_FILLER boundary (from begin), each one's header on its page. */
-#define FWD_GAP_FILLER ((uintptr_t)1 << 30)
 static inline int fwd_page_blank(const fwd_tables *t, size_t p) {
   if (!t->nranges || t->page_first[p]) return 0;
   uintptr_t d = t->begin + p * FWD_PAGE;

@@ -286,13 +286,8 @@ void mc_publish_top(mc_state *m);
  * end of a concurrent phase): poison the payload of the filler that ends
  * the last destination page, where objects that died or moved lay. */
 void mc_poison_last_page(mc_state *m);
-/* Smaller stretches stay fillers.  Small, since pinned ranges are whole
- * 512-byte chunks: the dead words a small pin's neighbours leave there
- * are a few hundred bytes, and with 1% of small objects pinned (fhbench
- * pins) they and the gaps under 1 KiB (the former minimum) were 0.5 MiB
- * of its 17 MiB.  Each hole costs a TLAB refill (a slow path, under the
- * hole lock); a claim skips those too small for it. */
-#define MC_HOLE_MIN 64u
+/* Smaller stretches stay fillers (forwarding.h: FWD_HOLE_MIN). */
+#define MC_HOLE_MIN FWD_HOLE_MIN
 /* Every page built and mapped (unregistered): hand the gaps the pinned
  * ranges left (forwarding.h), and the dead words inside the ranges (their
  * fillers), to the allocator as holes (spaces/bump_space.h), so that they

@@ -269,7 +269,9 @@ static void test_nothing_live(void **s) {
 /* Pinned ranges (fwd_pin_ranges): every pinned live object stays, and
  * inside each range the live objects are untouched and every stretch of
  * dead words between them is exactly one filler with its start bit set,
- * so a walk by headers from the range's start lands on its end.  Checked
+ * so a walk by headers from the range's start lands on its end; the list
+ * of fillers offered as holes holds those of FWD_HOLE_MIN bytes or more,
+ * and only those.  Checked
  * against the layout's own list of objects, on random layouts with dead
  * runs, small objects and page-spanning ones. */
 static void check_pin_ranges(int style, unsigned live_pct) {
@@ -287,7 +289,7 @@ static void check_pin_ranges(int style, unsigned live_pct) {
     if (L.live[i] && k++ % 37 == 0) pins[np++] = L.start[i];
   assert_int_equal(fwd_pin_ranges(&t, pins, np), 0);
   assert_true(t.nranges > 0);
-  size_t i = 0, fill = 0;
+  size_t i = 0, fill = 0, nfills = 0;
   for (size_t r = 0; r < t.nranges; r++) {
     uintptr_t lo = t.ranges[r].lo, hi = t.ranges[r].hi;
     assert_true(lo < hi && (lo - L.base) % FWD_RANGE_ALIGN == 0 && (hi - L.base) % FWD_RANGE_ALIGN == 0);
@@ -310,6 +312,12 @@ static void check_pin_ranges(int style, unsigned live_pct) {
         i++;
       }
       assert_true(e == hi || (i < L.n && L.start[i] == e && L.live[i]));
+      /* remembered for the allocator only if it can take it as a hole */
+      if (e - a >= FWD_HOLE_MIN) {
+        assert_true(nfills < t.nfills);
+        assert_true(t.fills[nfills].lo == a && t.fills[nfills].hi == e);
+        nfills++;
+      }
       fill += e - a;
       a = e;
     }
@@ -317,6 +325,7 @@ static void check_pin_ranges(int style, unsigned live_pct) {
       assert_true(t.live.words[w] == ~(uint64_t)0);
   }
   assert_int_equal(t.range_fill_bytes, fill);
+  assert_int_equal(t.nfills, nfills);
   free(pins);
   fwd_destroy(&t);
   free_layout(&L);
