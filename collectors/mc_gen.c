@@ -127,6 +127,11 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.no_generations = !valid;
   in.young_tp = g->young_tp;
   in.full_tp = mc_gen_full_tp_now(g);
+  in.check_old = h->opt.heap_policy == FH_HEAP_ADAPTIVE;
+  in.young_window = h->gc_trigger;
+  in.allocated_since_full = atomic_load(&h->bytes_allocated) - g->allocated_at_full;
+  in.full_ns_per_byte = g->full_ns_per_byte;
+  in.ns_since_full = g->t0 - g->full_end_ns;
   h->gen.choice = gen_policy_choose(&in);
   g->young = h->gen.choice.young;
   /* trace=1 and fh_dump: what ran and why (h->gc_how, cleared by the
@@ -565,6 +570,11 @@ void mc_gen_end(mc_state *m) {
     /* All it found live, the mid it kept too, as for a full cycle that
      * promotes everything: the threshold of "old grew" is the same. */
     g->kept_mid_bytes = g->keep_mid && live > g->old_live ? live - g->old_live : 0;
+    l->unchecked_shift =
+        gen_policy_next_shift(l->unchecked_shift, h->gen.choice.why == GEN_WHY_OLD_UNCHECKED,
+                              l->old_after_full + l->promoted_since_full, live);
+    g->allocated_at_full = atomic_load(&h->bytes_allocated);
+    g->full_end_ns = heap_now_ns();
     l->old_after_full = g->old_live + g->kept_mid_bytes;
     l->promoted_since_full = 0;
     l->young_collected = l->young_freed = 0;

@@ -135,6 +135,10 @@ typedef struct mc_gen {
    * cycle promotes it without the old generation growing past what the
    * full cycle found live (mc_gen_end). */
   size_t kept_mid_bytes;
+  /* h->bytes_allocated when the last full cycle ended: the allocation
+   * since, for GEN_WHY_OLD_UNCHECKED (gen_policy.h). */
+  uint64_t allocated_at_full;
+  uint64_t full_end_ns; /* and when it ended (heap_now_ns) */
   gen_policy_in last;
   char how[96]; /* h->gc_how of this cycle */
 } mc_gen;

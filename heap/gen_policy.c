@@ -7,6 +7,26 @@ size_t gen_policy_old_threshold(size_t old_after_full, size_t heap_max) {
   return grown > floor ? grown : floor;
 }
 
+/* GEN_WHY_OLD_UNCHECKED's test (gen_policy.h).  Old generations under
+ * GEN_PROMOTE_MIN are not worth a check: their growth brings a full
+ * collection soon enough. */
+static int old_unchecked(const gen_policy_in *in) {
+  size_t old = in->old_after_full + in->promoted_since_full;
+  if (!in->check_old || !in->last_young || old < GEN_PROMOTE_MIN || in->full_ns_per_byte <= 0 ||
+      old / GEN_UNCHECKED_OLD_PER_WINDOW < in->young_window)
+    return 0;
+  double scale = (double)((uint64_t)1 << in->unchecked_shift);
+  return (double)in->allocated_since_full >= (double)old * scale &&
+         (double)in->ns_since_full >=
+             GEN_UNCHECKED_TIME_PER_COST * in->full_ns_per_byte * (double)old;
+}
+
+unsigned gen_policy_next_shift(unsigned shift, int checked, size_t old_before, size_t live) {
+  if (live <= old_before / 2) return 0; /* half of it or more was garbage */
+  if (checked && live >= old_before / 4 * 3 && shift < GEN_UNCHECKED_SHIFT_MAX) return shift + 1;
+  return shift;
+}
+
 gen_choice gen_policy_choose(const gen_policy_in *in) {
   gen_choice c = {0, GEN_WHY_EXPLICIT};
   if (in->no_generations) return (gen_choice){0, GEN_WHY_NO_GENERATIONS};
@@ -36,6 +56,7 @@ gen_choice gen_policy_choose(const gen_policy_in *in) {
    * figure is an estimate off by the noise of two measured pauses (the
    * young one that moved Whippet's quads tree while it was built took
    * 17-35 ms, and the full one after it freed nothing). */
+  if (old_unchecked(in)) return (gen_choice){0, GEN_WHY_OLD_UNCHECKED};
   if (in->last_young && !in->full_freed_little && in->young_tp > 0 && in->full_tp > 0 &&
       in->young_tp * GEN_YOUNG_TP_ADJUST < in->full_tp &&
       in->promoted_since_full >= in->young_freed)
@@ -53,6 +74,7 @@ const char *gen_why_name(gen_why w) {
   case GEN_WHY_OLD_GREW: return "full: old generation grew";
   case GEN_WHY_FREED_LITTLE: return "full: young collection freed little";
   case GEN_WHY_THROUGHPUT: return "full: young throughput below half of full";
+  case GEN_WHY_OLD_UNCHECKED: return "full: old generation unchecked";
   case GEN_WHY_NO_GENERATIONS: return "full: no generations yet";
   }
   return "?";

@@ -44,6 +44,7 @@ typedef enum {
   GEN_WHY_OLD_GREW,        /* promoted since the last full passed the threshold */
   GEN_WHY_FREED_LITTLE,    /* the last young collection freed too little */
   GEN_WHY_THROUGHPUT,      /* young collections free less per ms than half a full one's */
+  GEN_WHY_OLD_UNCHECKED,   /* heap_policy=adaptive: the old generation went unchecked too long */
   GEN_WHY_NO_GENERATIONS,  /* no valid generations (another kind of collection ran) */
 } gen_why;
 
@@ -70,7 +71,45 @@ typedef struct gen_policy_in {
   /* The last full collection freed under GEN_MIN_FREED_PCT of what it
    * collected (generational mark-compact; 0 elsewhere). */
   int full_freed_little;
+  /* Checking the old generation (GEN_WHY_OLD_UNCHECKED; generational
+   * mark-compact with heap_policy=adaptive, 0 elsewhere).  Young
+   * collections never look at the old generation, so they cannot see it
+   * die: a program that drops most of its data and then only allocates
+   * short-lived objects (fhbench phases' fall from 256 MiB to 16) keeps
+   * the dead old generation, and the adaptive sizer sizes the heap from
+   * it, until promotion brings a full collection, which may be never.
+   * So a full collection comes once the old generation is most of the
+   * heap, and the allocation and the time since the last full one are
+   * each worth one:
+   *   old >= GEN_UNCHECKED_OLD_PER_WINDOW * young_window,
+   *   allocated_since_full >= old << unchecked_shift, and
+   *   ns_since_full >= GEN_UNCHECKED_TIME_PER_COST * full_ns_per_byte * old,
+   * old being the old generation's size.  The first leaves small old
+   * generations to the growth rule, which catches their promoted garbage
+   * soon enough: GCBench's 4 MiB, beside 8 GB/s of allocation, was
+   * checked at every doubling of its budget (7 full collections against
+   * 1, 1.35x the time); fhbench phases' 19 MiB after the fall, as large as
+   * its window, every third collection (1.18x the collector's CPU time).
+   * The second bounds what a dead old generation holds to its size in
+   * allocation, doubled by each check that found it live (unchecked_shift,
+   * up to GEN_UNCHECKED_SHIFT_MAX), so that a program whose old data stays
+   * live pays a few checks; any full collection that frees half of it
+   * starts again at 0.  The third keeps a check's cost, estimated as if
+   * all of the old generation were live, under a quarter of the time
+   * since the last one (ZGC's proactive collections bound theirs by
+   * time).  Not doubled: a check just before a fall (fhbench phases' big
+   * steady phase, whose live data a check finds live) would put the next
+   * one past the end of the run. */
+  int check_old;
+  size_t young_window; /* the allocation between two collections (h->gc_trigger) */
+  uint64_t allocated_since_full;
+  uint64_t ns_since_full; /* since the last full collection ended */
+  double full_ns_per_byte; /* a full collection's pause per live byte (0: unknown) */
+  unsigned unchecked_shift;
 } gen_policy_in;
+#define GEN_UNCHECKED_SHIFT_MAX 10u
+#define GEN_UNCHECKED_OLD_PER_WINDOW 2u
+#define GEN_UNCHECKED_TIME_PER_COST 4u
 #define GEN_YOUNG_TP_ADJUST 0.5
 
 typedef struct gen_choice {
@@ -82,6 +121,10 @@ typedef struct gen_choice {
 gen_choice gen_policy_choose(const gen_policy_in *in);
 /* Bytes promoted since the last full collection that make the next one full. */
 size_t gen_policy_old_threshold(size_t old_after_full, size_t heap_max);
+/* After a full collection that found `live` bytes of an old generation of
+ * `old_before` (and the young objects since): the next unchecked_shift
+ * (gen_policy_in).  `checked`: it was a GEN_WHY_OLD_UNCHECKED one. */
+unsigned gen_policy_next_shift(unsigned shift, int checked, size_t old_before, size_t live);
 const char *gen_why_name(gen_why w);
 
 /* The generational collector's state in the heap (heap.h: h->gen). */

@@ -131,7 +131,7 @@ void fh_options_init(fh_options *o) {
   o->tlab_size = 32 * KiB;
   o->hspace_fragmentation_pct = 25;
   o->hspace_min_interval_ms = 1000;
-  o->heap_expansiveness = 256 * MiB;
+  o->heap_expansiveness = 48 * MiB;
   o->los_threshold = 12 * KiB;
   o->generational = 1; /* on with either kind of stack roots (collectors/mc_gen.c) */
   o->concurrent_mark = 0; /* opt-in for now: README, "concurrent_mark" */

@@ -141,11 +141,16 @@ typedef struct fh_options {
                                  min_alloc_trigger and fixed's budget,
                                  live * (growth_factor_pct - 100) / 100
                                  (large objects counted there), so never
-                                 more than "fixed".  Either way
+                                 more than "fixed"; with generations, a full
+                                 collection also comes once the old
+                                 generation is most of the heap and has not
+                                 been looked at for its own size in
+                                 allocation, so that memory falls when old
+                                 data dies.  Either way
                                  heap_max caps it, and memory above the next
                                  target is given back after each collection */
   size_t heap_expansiveness;  /* adaptive: the constant in bytes; default
-                                 256 MiB (more: larger heap, fewer
+                                 48 MiB (more: larger heap, fewer
                                  collections) */
   const char *image_share;    /* "none" (default) or "memfd": a relocated
                                  image is built in a sealed memfd so forked

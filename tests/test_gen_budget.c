@@ -194,6 +194,113 @@ static void test_policy_throughput(void **st) {
   assert_true(mc_gen_full_tp_now(&g) == g.full_tp);
 }
 
+/* The old generation's check (GEN_WHY_OLD_UNCHECKED, heap_policy=adaptive
+ * only): full once the old generation is twice the young window, and its
+ * size in allocation (doubled per check that found it live) and four
+ * times its full collection's cost in time have passed since the last
+ * full one. */
+static void test_policy_old_unchecked(void **st) {
+  (void)st;
+  gen_policy_in in = {.heap_max = 1024 * MiB, .last_young = 1, .check_old = 1,
+                      .old_after_full = 300 * MiB, .promoted_since_full = 20 * MiB,
+                      .young_window = 160 * MiB, .full_ns_per_byte = 0.2,
+                      .allocated_since_full = 320 * MiB,
+                      .ns_since_full = (uint64_t)(4 * 0.2 * 320 * MiB)};
+  assert_int_equal(gen_policy_choose(&in).why, GEN_WHY_OLD_UNCHECKED);
+  gen_policy_in c = in;
+  c.check_old = 0; /* heap_policy=fixed */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.allocated_since_full -= 1; /* less than the old generation allocated */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.ns_since_full -= 1000; /* less than four times what a full one costs */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.young_window = 161 * MiB; /* the old generation is under twice the window */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.old_after_full = GEN_PROMOTE_MIN / 2; /* too small to be worth it */
+  c.young_window = 0;
+  c.promoted_since_full = 0;
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.full_ns_per_byte = 0; /* no full collection measured yet */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.last_young = 0; /* right after a full one */
+  assert_true(gen_policy_choose(&c).young);
+  c = in;
+  c.unchecked_shift = 1; /* one check found it live: twice the allocation */
+  assert_true(gen_policy_choose(&c).young);
+  c.allocated_since_full *= 2;
+  assert_int_equal(gen_policy_choose(&c).why, GEN_WHY_OLD_UNCHECKED);
+  /* Backing off: a check that found three quarters live doubles the wait;
+   * any full collection that freed half starts again; else unchanged. */
+  assert_int_equal(gen_policy_next_shift(0, 1, 100 * MiB, 80 * MiB), 1);
+  assert_int_equal(gen_policy_next_shift(3, 1, 100 * MiB, 75 * MiB), 4);
+  assert_int_equal(gen_policy_next_shift(3, 0, 100 * MiB, 80 * MiB), 3);
+  assert_int_equal(gen_policy_next_shift(3, 1, 100 * MiB, 60 * MiB), 3);
+  assert_int_equal(gen_policy_next_shift(3, 0, 100 * MiB, 50 * MiB), 0);
+  assert_int_equal(gen_policy_next_shift(GEN_UNCHECKED_SHIFT_MAX, 1, 100 * MiB, 100 * MiB),
+                   GEN_UNCHECKED_SHIFT_MAX);
+}
+
+/* Records the collections' choices (h->gen.choice after each). */
+typedef struct unchecked_seen {
+  fh_heap *h;
+  int unchecked, full, young;
+  size_t live_after; /* the last collection's */
+} unchecked_seen;
+
+static void note_choice(fh_heap *h, const fh_gc_event *e, void *user) {
+  unchecked_seen *u = user;
+  if (!e->end) return;
+  u->live_after = e->live_after;
+  if (h->gen.choice.why == GEN_WHY_OLD_UNCHECKED) u->unchecked++;
+  if (h->gen.choice.young) u->young++;
+  else u->full++;
+}
+
+/* On a running heap: a structure made old and then dropped (no store
+ * tells young collections) is found dead by a check while only garbage
+ * is allocated after it; with heap_policy=fixed, never (no promotion, no
+ * growth: young collections forever). */
+static void dead_old_generation_is_checked(void **st) {
+  (void)st;
+  for (int adaptive = 0; adaptive < 2; adaptive++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_heap_attached(
+        "mark_compact",
+        adaptive ? "heap_max=256M,heap_policy=adaptive,heap_expansiveness=1M"
+                 : "heap_max=256M,heap_policy=fixed",
+        &ty, &t);
+    assert_non_null(h);
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    test_list_build(t, &ty, &head, 512 * 1024); /* 16 MiB */
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+    head = NULL;
+    unchecked_seen u = {.h = h};
+    fh_set_gc_callback(h, note_choice, &u);
+    /* Garbage only, up to 64x the dead generation. */
+    for (size_t bytes = 0; bytes < 1024 * MiB && !u.unchecked; bytes += 32) test_node(t, &ty, 0);
+    fh_set_gc_callback(h, NULL, NULL);
+    if (adaptive) {
+      assert_int_equal(u.unchecked, 1);
+      assert_true(u.young > 0);
+      assert_true(u.live_after < 2 * MiB); /* the check freed it */
+    } else {
+      assert_int_equal(u.unchecked, 0);
+      assert_int_equal(u.full, 0);
+    }
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
 /* Allocation-triggered collections follow the policy: young ones, and
  * full ones once the old generation grows. */
 static void test_policy_in_heap(void **st) {
@@ -215,6 +322,8 @@ int main(void) {
       cmocka_unit_test(test_option_off),
       cmocka_unit_test(test_policy_throughput),
       cmocka_unit_test(test_policy_in_heap),
+      cmocka_unit_test(test_policy_old_unchecked),
+      cmocka_unit_test(dead_old_generation_is_checked),
   };
   return cmocka_run_group_tests_name("gen_budget", tests, NULL, NULL);
 }
