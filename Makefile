@@ -19,12 +19,35 @@ DEB_PKGS  := libjemalloc-dev liburcu-dev libcmocka-dev libgc-dev libmimalloc-dev
 # to the plain library names when it is missing.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljemalloc)
+
+# jemalloc, private to the library, where its PIC archive is installed
+# (Debian's libjemalloc-dev ships it).  Linked as it is, jemalloc exports
+# malloc and free, and so serves the whole process's malloc, and its
+# constructor initialises it at process start, ~1 MiB resident (code and
+# metadata) in every process, even one whose heap never starts an arena.
+# The copy in $(JE_PRIVATE) has every symbol it defines renamed fh_je_*
+# (the library calls fh_je_mallocx and the like, -D below), so the process
+# keeps its own malloc, and no constructor: jemalloc initialises on the
+# library's first call.  Its pthread_atfork becomes fh_jemalloc_atfork
+# (heap/fork.c), which runs jemalloc's fork handlers inside the heap's, in
+# the order the constructor gave them.  libfaultheap.a holds the copy and
+# libfaultheap.so links it hidden: neither needs -ljemalloc.  Without the
+# archive, the system's jemalloc is linked as it is.
+JE_PIC     := $(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a 2>/dev/null); [ -f "$$p" ] && echo "$$p")
+JE_API     := mallocx rallocx xallocx sallocx dallocx sdallocx nallocx mallctl \
+              mallctlnametomib mallctlbymib malloc_stats_print
+ifneq ($(JE_PIC),)
+JE_PRIVATE := $(BUILD)/jemalloc/libjemalloc_private.a
+JE_CFLAGS  := -DFH_JEMALLOC_PRIVATE $(foreach f,$(JE_API),-D$(f)=fh_je_$(f))
+LIBS       := -lpthread -ldl -lm
+else
 LIBS       := $(PKG_LIBS) -lpthread -ldl -lm
+endif
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -fPIC \
-              -Iinclude -I. $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+              -Iinclude -I. $(PKG_CFLAGS) $(JE_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 
 LIB_SRCS := $(wildcard heap/*.c spaces/*.c collectors/*.c uffd/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -48,12 +71,27 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libfaultheap.a: $(LIB_OBJS)
+$(BUILD)/libfaultheap.a: $(LIB_OBJS) $(JE_PRIVATE)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(if $(JE_PRIVATE),cp $(JE_PRIVATE) $@ && )ar rcs $@ $(LIB_OBJS)
 
-$(BUILD)/libfaultheap.so: $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libfaultheap.so.0 -o $@ $^ $(LIBS)
+$(BUILD)/libfaultheap.so: $(LIB_OBJS) $(JE_PRIVATE)
+	$(CC) -shared -Wl,-soname,libfaultheap.so.0 -o $@ $(LIB_OBJS) \
+	  $(if $(JE_PRIVATE),$(JE_PRIVATE) -Wl$(comma)--exclude-libs$(comma)ALL -static-libgcc) $(LIBS)
+
+# The private copy (above): every defined global renamed, pthread_atfork
+# redirected, the constructor's .init_array entry dropped.  (The shared
+# library takes libgcc's unwinder statically: jemalloc's profiling, never
+# turned on, refers to it.)
+comma := ,
+$(JE_PRIVATE): $(JE_PIC)
+	@rm -rf $(dir $@) && mkdir -p $(dir $@)objs
+	cd $(dir $@)objs && ar x $(JE_PIC)
+	nm -g --defined-only $(JE_PIC) | awk 'NF == 3 { print $$3, "fh_je_" $$3 }' | sort -u > $(dir $@)rename
+	echo "pthread_atfork fh_jemalloc_atfork" >> $(dir $@)rename
+	objcopy --remove-section=.init_array --remove-section=.rela.init_array $(dir $@)objs/jemalloc.pic.o
+	for o in $(dir $@)objs/*.o; do objcopy --redefine-syms=$(dir $@)rename $$o || exit 1; done
+	ar rcs $@ $(dir $@)objs/*.o
 
 # Tests link the static library, so they can reach internal (hidden) symbols.
 # The suites' own headers (tests/*.h) count too: a stale binary built
@@ -73,12 +111,11 @@ SCHEME_SRCS := $(wildcard examples/scheme/*.c)
 SCHEME_HDRS := $(wildcard examples/scheme/*.h) $(wildcard examples/scheme/parts/*.c)
 # Values are words punned as pointers to heap structs (nodes, frames, flonums).
 SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/lib\"
-# jemalloc linked statically where its archive is installed (libjemalloc-dev
-# ships it): the process then maps neither libjemalloc.so nor the
-# libstdc++ it pulls in, ~0.7 MiB of resident pages less in every run (the
-# suite's small programs: peak RSS is what fhbench scheme compares).  Not
+# Without the private copy (JE_PRIVATE, above), jemalloc linked statically
+# where its archive is installed: the process then maps neither
+# libjemalloc.so nor the libstdc++ it pulls in (~0.7 MiB resident).  Not
 # under a sanitizer, whose malloc must be the process's.
-SCHEME_JEMALLOC := $(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),$(LIBS),$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)"))
+SCHEME_JEMALLOC := $(if $(or $(JE_PRIVATE),$(findstring -fsanitize,$(EXTRA_CFLAGS))),$(LIBS),$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)"))
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(SCHEME_JEMALLOC)
@@ -96,11 +133,11 @@ examples: $(EXAMPLE_BINS) $(BUILD)/fhscheme
 # The benchmark runner links faultheap; each baseline allocator is a separate
 # program built from the same workload source, because linking jemalloc,
 # mimalloc or Boehm GC replaces malloc for the whole process.
-# fhbench links jemalloc as fhscheme does (statically where the archive is
-# installed, not under a sanitizer): its children's peak RSS is what the
-# Whippet comparisons measure, and Debian's libjemalloc.so maps libstdc++
-# and libgcc_s besides its own pages (whippet-mt-gcbench at 2x: 25.4 ->
-# 24.4 MiB peak, against Whippet's 23.9; docs/architecture.md, issue 19).
+# fhbench links jemalloc as fhscheme does (only the library's private copy
+# where there is one; else statically where the archive is installed, not
+# under a sanitizer): its children's peak RSS is what the Whippet
+# comparisons measure, and Debian's libjemalloc.so maps libstdc++ and
+# libgcc_s besides its own pages (docs/architecture.md, issue 19).
 BENCH_JEMALLOC := $(SCHEME_JEMALLOC)
 $(BUILD)/fhbench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
@@ -188,7 +225,8 @@ install: lib
 	install -m 755 $(BUILD)/libfaultheap.so $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.$(VERSION)
 	ln -sf libfaultheap.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfaultheap.so.0
 	ln -sf libfaultheap.so.0 $(DESTDIR)$(PREFIX)/lib/libfaultheap.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' faultheap.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  -e 's|@REQUIRES_PRIVATE@|$(if $(JE_PRIVATE),,Requires.private: jemalloc\n)|' faultheap.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/faultheap.pc
 
 clean:

@@ -43,7 +43,20 @@
  * The limits: fork() must not be called from inside a heap callback (a
  * trace function or root scanner) or with a lock of the heap held, and,
  * as for a collection, every other attached thread must reach a safepoint
- * or be in a blocking region, or the fork waits for it. */
+ * or be in a blocking region, or the fork waits for it.
+ *
+ * jemalloc's own handlers lock all of its mutexes before the fork and
+ * release them after.  They must run after the heap's prepare handler
+ * (which waits for collections that may be inside jemalloc, freeing into
+ * an arena) and before its parent and child handlers.  Registered by
+ * jemalloc's constructor, they came first and so ran last and first.
+ * The library's private jemalloc (Makefile: JE_PRIVATE) has no
+ * constructor: it initialises on the heap's first call, after the heap's
+ * handlers were registered, and pthread_atfork would run its prepare
+ * first, holding jemalloc's locks while the heap waits for a collection
+ * that needs one.  So its pthread_atfork is fh_jemalloc_atfork, and the
+ * heap's handlers call jemalloc's in the old order. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "collectors/collector.h"
@@ -78,6 +91,26 @@ static void lookup_remove(fh_heap *h);
 static void install_handlers(void) {
   handlers_failed = pthread_atfork(fork_prepare, fork_parent, fork_child) != 0;
 }
+
+/* jemalloc's fork handlers (above), set once by its initialisation. */
+typedef void (*fork_fn)(void);
+static _Atomic(fork_fn) je_prepare, je_parent, je_child;
+
+#ifdef FH_JEMALLOC_PRIVATE
+/* The private jemalloc's pthread_atfork (the Makefile renames its call):
+ * the heap's handlers are installed if no heap has done so yet, and run
+ * these inside theirs.  An error number on failure, as pthread_atfork. */
+int fh_jemalloc_atfork(fork_fn prepare, fork_fn parent, fork_fn child);
+int fh_jemalloc_atfork(fork_fn prepare, fork_fn parent, fork_fn child) {
+  pthread_once(&handlers_once, install_handlers);
+  if (handlers_failed) return ENOMEM;
+  atomic_store_explicit(&je_parent, parent, memory_order_relaxed);
+  atomic_store_explicit(&je_child, child, memory_order_relaxed);
+  /* Release: a fork that sees prepare sees the other two. */
+  atomic_store_explicit(&je_prepare, prepare, memory_order_release);
+  return 0;
+}
+#endif
 
 int fork_register_heap(fh_heap *h) {
   pthread_once(&handlers_once, install_handlers);
@@ -447,9 +480,13 @@ static void fork_prepare(void) {
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
   pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
   threads_attachments_lock();       /* nor mid-attach (a leaf lock) */
+  fork_fn je = atomic_load_explicit(&je_prepare, memory_order_acquire);
+  if (je) je(); /* last: no collection runs now */
 }
 
 static void fork_parent(void) {
+  if (atomic_load_explicit(&je_prepare, memory_order_acquire))
+    atomic_load_explicit(&je_parent, memory_order_relaxed)();
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
@@ -458,6 +495,8 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  if (atomic_load_explicit(&je_prepare, memory_order_acquire))
+    atomic_load_explicit(&je_child, memory_order_relaxed)();
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);

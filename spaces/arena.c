@@ -113,19 +113,41 @@ int arena_start(fh_arena *a) {
   return 0;
 }
 
+#ifdef FH_JEMALLOC_PRIVATE
+/* The private jemalloc's options (Makefile: JE_PRIVATE; its weak
+ * malloc_conf, renamed).  Every allocation of the heap names its arena
+ * and either no tcache or an explicit one, so jemalloc's automatic
+ * per-thread caches and arenas would only hold memory, and setting them
+ * up at a thread's first call is what jemalloc cannot survive when mmap
+ * fails there: the thread's arena (created on demand, one per thread up
+ * to 4 per CPU) is left NULL, and its tcache, or an explicit one, which
+ * is tied to that arena, crashes in tcache_arena_associate
+ * (tests/test_urcu.c).  So: no automatic tcaches, and one automatic arena
+ * (arena 0, made at initialisation), which every thread shares.
+ * MALLOC_CONF still adds to these. */
+const char *fh_je_malloc_conf = "tcache:false,narenas:1";
+#endif
+
 int arena_create(fh_arena *a, uintptr_t begin, size_t size) {
   arena_open(a, begin, size);
   return arena_start(a);
 }
 
+size_t arena_size_class(size_t bytes) {
+  /* Four classes per doubling: above 2^k, multiples of 2^(k-2), and of
+   * 16 bytes at least (8 for the smallest). */
+  if (bytes <= 8) return 8;
+  unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(bytes - 1));
+  size_t step = k >= 6 ? (size_t)1 << (k - 2) : 16;
+  return (bytes + step - 1) & ~(step - 1);
+}
+
 size_t arena_range_bytes(size_t limit) {
   /* jemalloc's first metadata block: HUGEPAGE-aligned and sized (base.c). */
   size_t meta = FH_PMD;
-  /* The largest allocation: its size class (at most 5/4 of the request),
-   * plus the large pad (cache-oblivious placement) of a page. */
-  size_t largest = nallocx(limit ? limit : 1, 0);
-  if (!largest || largest < limit) largest = limit + limit / 4;
-  largest += FH_PAGE;
+  /* The largest allocation: its size class, plus the large pad
+   * (cache-oblivious placement) of a page. */
+  size_t largest = arena_size_class(limit) + FH_PAGE;
   /* Filled with smaller objects instead, size classes waste up to a fifth
    * of the bytes they hand out (limit / 4 of the range), and the metadata
    * may need a second block (more extents than the first one describes).

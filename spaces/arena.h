@@ -59,6 +59,11 @@ int arena_start(fh_arena *a);
  * allocation up to its size class (a large one also gets a page of pad).
  * A range of exactly `limit` bytes loses 2 MiB to the metadata: a 1 or 2
  * MiB space could not hold a single object. */
+/* jemalloc's size class of a request (what nallocx says), computed: not
+ * asked of jemalloc, whose first call initialises it (its code and
+ * metadata, ~1 MiB resident), and arena_range_bytes runs at every heap's
+ * creation, in processes whose heap may never start an arena. */
+size_t arena_size_class(size_t bytes);
 size_t arena_range_bytes(size_t limit);
 void arena_destroy(fh_arena *a);
 /* Zeroed, 16-byte aligned; NULL when the range is exhausted. */

@@ -1,13 +1,15 @@
 /* Malloc spaces at the space level: jemalloc's memory (objects and its own
  * metadata) stays inside the space's reserved range, a reset really gives
  * the pages back, the allocation bitmap is exact through explicit tcaches,
- * and a mark_sweep heap serves fh_alloc from its main malloc space. */
+ * a mark_sweep heap serves fh_alloc from its main malloc space, and the
+ * size classes arenas' ranges are sized with are jemalloc's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "heap/heap.h"
 #include "heap/object.h"
+#include "spaces/arena.h"
 #include "spaces/malloc_space.h"
 #include "spaces/reserve.h"
 #include "support_heap.h"
@@ -33,6 +35,14 @@ static void teardown(fixture *f) {
 
 static int inside(const fixture *f, const void *p, size_t bytes) {
   return (uintptr_t)p >= f->begin && (uintptr_t)p + bytes <= f->begin + RANGE;
+}
+
+/* arena_size_class computes what jemalloc's nallocx says (heap creation
+ * sizes arenas' ranges with it without calling jemalloc). */
+static void test_size_class_is_jemallocs(void **state) {
+  (void)state;
+  for (size_t s = 1; s < ((size_t)1 << 34); s = s < 4096 ? s + 1 : s + s / 7 + 1)
+    assert_int_equal(arena_size_class(s), nallocx(s, 0));
 }
 
 static void test_memory_stays_in_range(void **state) {
@@ -354,6 +364,7 @@ static void test_sweep_keeps_only_spare_runs(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_size_class_is_jemallocs),
       cmocka_unit_test(test_memory_stays_in_range),
       cmocka_unit_test(test_reset_returns_pages),
       cmocka_unit_test(test_sweep_through_tcache_is_exact),

@@ -34,10 +34,14 @@
 
 /* ---- the interposer ---- */
 
-/* ARM_ALL spares jemalloc's own calls: it serves the whole process's
- * malloc, and a thread whose first malloc meets a failing mmap crashes
- * inside jemalloc (its tcache set-up), a limit of that library and not one
- * the heap can handle. */
+/* ARM_ALL spares the calls of a shared libjemalloc (a build without the
+ * library's private copy, Makefile: JE_PRIVATE): it then serves the whole
+ * process's malloc, and a thread whose first malloc meets a failing mmap
+ * crashes inside jemalloc (its tcache set-up), a limit of that library and
+ * not one the heap can handle.  The private copy is the library's own code
+ * and fails with it: configured without automatic tcaches and with one
+ * automatic arena (spaces/arena.c), it survives (mark_sweep here, whose
+ * arenas and explicit tcaches are jemalloc's). */
 enum { ARM_OFF, ARM_DEPS /* calls from liburcu's libraries only */, ARM_ALL };
 static _Atomic int armed;
 static _Atomic unsigned long injected;
