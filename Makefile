@@ -115,7 +115,9 @@ SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/l
 # where its archive is installed: the process then maps neither
 # libjemalloc.so nor the libstdc++ it pulls in (~0.7 MiB resident).  Not
 # under a sanitizer, whose malloc must be the process's.
-SCHEME_JEMALLOC := $(if $(or $(JE_PRIVATE),$(findstring -fsanitize,$(EXTRA_CFLAGS))),$(LIBS),$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)"))
+# With it, libgcc statically (the copy's profiling code names its unwinder,
+# which would map libgcc_s.so for nothing).
+SCHEME_JEMALLOC := $(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),$(LIBS),$(if $(JE_PRIVATE),$(LIBS) -static-libgcc,$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)")))
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(SCHEME_JEMALLOC)
