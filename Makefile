@@ -67,7 +67,18 @@ all: lib examples $(BUILD)/fhbench
 
 lib: $(BUILD)/libfaultheap.a $(BUILD)/libfaultheap.so
 
-$(BUILD)/obj/%.o: %.c
+# The objects follow the jemalloc flags (JE_CFLAGS: whether the library
+# calls the private copy's fh_je_* names): a build that gains or loses the
+# PIC archive must not reuse the other kind.  The stamp is rewritten only
+# when the flags change.
+JE_STAMP := $(BUILD)/jemalloc-flags
+$(JE_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(JE_CFLAGS)' | cmp -s - $@ || echo '$(JE_CFLAGS)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(JE_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -80,13 +91,16 @@ $(BUILD)/libfaultheap.so: $(LIB_OBJS) $(JE_PRIVATE)
 	  $(if $(JE_PRIVATE),$(JE_PRIVATE) -Wl$(comma)--exclude-libs$(comma)ALL -static-libgcc) $(LIBS)
 
 # The private copy (above): every defined global renamed, pthread_atfork
-# redirected, the constructor's .init_array entry dropped.  (The shared
-# library takes libgcc's unwinder statically: jemalloc's profiling, never
-# turned on, refers to it.)
+# redirected, the constructor's .init_array entry dropped, and the C++
+# operators' object left out (nothing reaches it once malloc is renamed,
+# and it needs libstdc++: a C program linking libfaultheap.a with
+# --whole-archive would fail).  (The shared library takes libgcc's
+# unwinder statically: jemalloc's profiling, never turned on, refers to
+# it.)
 comma := ,
-$(JE_PRIVATE): $(JE_PIC)
+$(JE_PRIVATE): $(JE_PIC) Makefile
 	@rm -rf $(dir $@) && mkdir -p $(dir $@)objs
-	cd $(dir $@)objs && ar x $(JE_PIC)
+	cd $(dir $@)objs && ar x $(JE_PIC) && rm -f jemalloc_cpp.pic.o
 	nm -g --defined-only $(JE_PIC) | awk 'NF == 3 { print $$3, "fh_je_" $$3 }' | sort -u > $(dir $@)rename
 	echo "pthread_atfork fh_jemalloc_atfork" >> $(dir $@)rename
 	objcopy --remove-section=.init_array --remove-section=.rela.init_array $(dir $@)objs/jemalloc.pic.o
@@ -111,13 +125,11 @@ SCHEME_SRCS := $(wildcard examples/scheme/*.c)
 SCHEME_HDRS := $(wildcard examples/scheme/*.h) $(wildcard examples/scheme/parts/*.c)
 # Values are words punned as pointers to heap structs (nodes, frames, flonums).
 SCHEME_CFLAGS := -fno-strict-aliasing -DFHS_LIBDIR=\"$(CURDIR)/examples/scheme/lib\"
-# Without the private copy (JE_PRIVATE, above), jemalloc linked statically
-# where its archive is installed: the process then maps neither
-# libjemalloc.so nor the libstdc++ it pulls in (~0.7 MiB resident).  Not
-# under a sanitizer, whose malloc must be the process's.
-# With it, libgcc statically (the copy's profiling code names its unwinder,
-# which would map libgcc_s.so for nothing).
-SCHEME_JEMALLOC := $(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),$(LIBS),$(if $(JE_PRIVATE),$(LIBS) -static-libgcc,$(shell p=$$($(CC) -print-file-name=libjemalloc_pic.a); [ -f "$$p" ] && echo "$$p -static-libgcc -lpthread -ldl -lm" || echo "$(LIBS)")))
+# With the private jemalloc (JE_PRIVATE, above), libgcc statically: the
+# copy's profiling code names libgcc's unwinder, which would map
+# libgcc_s.so for nothing.  Not under a sanitizer, whose runtime wants it
+# shared.
+SCHEME_JEMALLOC := $(LIBS)$(if $(and $(JE_PRIVATE),$(if $(findstring -fsanitize,$(EXTRA_CFLAGS)),,y)), -static-libgcc)
 $(BUILD)/fhscheme: $(SCHEME_SRCS) $(SCHEME_HDRS) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SCHEME_CFLAGS) -o $@ $(SCHEME_SRCS) $(BUILD)/libfaultheap.a $(SCHEME_JEMALLOC)
@@ -135,11 +147,8 @@ examples: $(EXAMPLE_BINS) $(BUILD)/fhscheme
 # The benchmark runner links faultheap; each baseline allocator is a separate
 # program built from the same workload source, because linking jemalloc,
 # mimalloc or Boehm GC replaces malloc for the whole process.
-# fhbench links jemalloc as fhscheme does (only the library's private copy
-# where there is one; else statically where the archive is installed, not
-# under a sanitizer): its children's peak RSS is what the Whippet
-# comparisons measure, and Debian's libjemalloc.so maps libstdc++ and
-# libgcc_s besides its own pages (docs/architecture.md, issue 19).
+# fhbench links as fhscheme does: its children's peak RSS is what the
+# Whippet comparisons measure (docs/architecture.md, issue 19).
 BENCH_JEMALLOC := $(SCHEME_JEMALLOC)
 $(BUILD)/fhbench: $(BENCH_SRCS) $(wildcard bench/*.h) $(BUILD)/libfaultheap.a
 	@mkdir -p $(dir $@)

@@ -129,7 +129,9 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   in.full_tp = mc_gen_full_tp_now(g);
   in.check_old = h->opt.heap_policy == FH_HEAP_ADAPTIVE;
   in.young_window = h->gc_trigger;
-  in.allocated_since_full = atomic_load(&h->bytes_allocated) - g->allocated_at_full;
+  uint64_t allocated = atomic_load(&h->bytes_allocated);
+  /* Saturated: fh_postfork_child starts the count again at 0. */
+  in.allocated_since_full = allocated > g->allocated_at_full ? allocated - g->allocated_at_full : 0;
   in.full_ns_per_byte = g->full_ns_per_byte;
   in.ns_since_full = g->t0 - g->full_end_ns;
   h->gen.choice = gen_policy_choose(&in);

@@ -55,7 +55,12 @@
  * handlers were registered, and pthread_atfork would run its prepare
  * first, holding jemalloc's locks while the heap waits for a collection
  * that needs one.  So its pthread_atfork is fh_jemalloc_atfork, and the
- * heap's handlers call jemalloc's in the old order. */
+ * heap's handlers call jemalloc's in the old order.  And a fork during
+ * that start-up (another thread's first jemalloc call) would leave the
+ * child jemalloc's start-up lock held by a thread it does not have: the
+ * heap's handlers are installed before any heap calls jemalloc
+ * (fh_heap_create), and the prepare handler waits for the start-up
+ * (sys_jemalloc_called). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -92,9 +97,14 @@ static void install_handlers(void) {
   handlers_failed = pthread_atfork(fork_prepare, fork_parent, fork_child) != 0;
 }
 
-/* jemalloc's fork handlers (above), set once by its initialisation. */
+/* jemalloc's fork handlers (above), set once by its initialisation, and
+ * whether this fork's prepare ran them: the parent and child handlers
+ * follow that, not the handlers' presence now (a start-up that registered
+ * them after the prepare handler looked would have them unlock mutexes
+ * their prepare never locked).  Forks are serialised by heaps_lock. */
 typedef void (*fork_fn)(void);
 static _Atomic(fork_fn) je_prepare, je_parent, je_child;
+static int je_ran;
 
 #ifdef FH_JEMALLOC_PRIVATE
 /* The private jemalloc's pthread_atfork (the Makefile renames its call):
@@ -112,12 +122,17 @@ int fh_jemalloc_atfork(fork_fn prepare, fork_fn parent, fork_fn child) {
 }
 #endif
 
-int fork_register_heap(fh_heap *h) {
+int fork_install_handlers(void) {
   pthread_once(&handlers_once, install_handlers);
   if (handlers_failed) {
     fh_error_set("pthread_atfork failed: the heap could not be made fork-safe");
     return -1;
   }
+  return 0;
+}
+
+int fork_register_heap(fh_heap *h) {
+  if (fork_install_handlers() < 0) return -1;
   /* heaps_lock may be held by a fork stopping heaps this thread runs in. */
   fh_thread *blocked[THREADS_MAX_BLOCKED];
   unsigned nblocked = threads_block_caller(blocked, THREADS_MAX_BLOCKED);
@@ -480,13 +495,20 @@ static void fork_prepare(void) {
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
   pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
   threads_attachments_lock();       /* nor mid-attach (a leaf lock) */
+#ifdef FH_JEMALLOC_PRIVATE
+  /* A start-up under way in another thread (heap creation, fh_malloc from
+   * a thread no stop waits for) holds jemalloc's start-up lock, which its
+   * handlers leave alone: the child would wait for it forever.  Any call
+   * waits for that start-up to end; after it the handlers are known. */
+  if (atomic_load(&sys_jemalloc_called)) (void)nallocx(1, 0);
+#endif
   fork_fn je = atomic_load_explicit(&je_prepare, memory_order_acquire);
+  je_ran = je != NULL;
   if (je) je(); /* last: no collection runs now */
 }
 
 static void fork_parent(void) {
-  if (atomic_load_explicit(&je_prepare, memory_order_acquire))
-    atomic_load_explicit(&je_parent, memory_order_relaxed)();
+  if (je_ran) atomic_load_explicit(&je_parent, memory_order_relaxed)();
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
@@ -495,8 +517,7 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
-  if (atomic_load_explicit(&je_prepare, memory_order_acquire))
-    atomic_load_explicit(&je_child, memory_order_relaxed)();
+  if (je_ran) atomic_load_explicit(&je_child, memory_order_relaxed)();
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);

@@ -92,9 +92,10 @@ typedef struct gen_policy_in {
    * its window, every third collection (1.18x the collector's CPU time).
    * The second bounds what a dead old generation holds to its size in
    * allocation, doubled by each check that found it live (unchecked_shift,
-   * up to GEN_UNCHECKED_SHIFT_MAX), so that a program whose old data stays
-   * live pays a few checks; any full collection that frees half of it
-   * starts again at 0.  The third keeps a check's cost, estimated as if
+   * up to GEN_UNCHECKED_SHIFT_MAX: at most 64 times its size, so that data
+   * that stayed live a long time and then dies is still checked), so that
+   * a program whose old data stays live pays a few checks; any full
+   * collection that frees half of it starts again at 0.  The third keeps a check's cost, estimated as if
    * all of the old generation were live, under a quarter of the time
    * since the last one (ZGC's proactive collections bound theirs by
    * time).  Not doubled: a check just before a fall (fhbench phases' big
@@ -107,7 +108,7 @@ typedef struct gen_policy_in {
   double full_ns_per_byte; /* a full collection's pause per live byte (0: unknown) */
   unsigned unchecked_shift;
 } gen_policy_in;
-#define GEN_UNCHECKED_SHIFT_MAX 10u
+#define GEN_UNCHECKED_SHIFT_MAX 6u
 #define GEN_UNCHECKED_OLD_PER_WINDOW 2u
 #define GEN_UNCHECKED_TIME_PER_COST 4u
 #define GEN_YOUNG_TP_ADJUST 0.5

@@ -236,7 +236,9 @@ fh_heap *fh_heap_create(const fh_options *given) {
   h->gc_tcache = -1;
   h->gen.tcache = -2;
   CDS_INIT_LIST_HEAD(&h->threads);
-  if (map_spaces(h) < 0) {
+  /* Before map_spaces, whose malloc spaces may be the process's first
+   * jemalloc call. */
+  if (fork_install_handlers() < 0 || map_spaces(h) < 0) {
     fh_error_prefix("fh_heap_create");
     fh_heap_destroy(h);
     return NULL;

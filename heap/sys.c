@@ -5,6 +5,7 @@
 #include <string.h>
 
 _Atomic int sys_seam_active;
+_Atomic int sys_jemalloc_called;
 
 static const char *const names[SYS_NCALLS] = {
     [SYS_MMAP] = "mmap",           [SYS_MUNMAP] = "munmap",

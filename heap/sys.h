@@ -160,6 +160,16 @@ static inline int sys_thread_create(pthread_t *th, const pthread_attr_t *attr,
 
 /* ---- jemalloc ---- */
 
+/* Set before the library's first mallctl, which is its first jemalloc call
+ * (an arena or a tcache is made before anything is allocated from it):
+ * with the private jemalloc, which starts on that call, a fork() from
+ * another thread must wait for the start-up to end (heap/fork.c). */
+extern _Atomic int sys_jemalloc_called;
+static inline void sys_jemalloc_note_call(void) {
+  if (!atomic_load_explicit(&sys_jemalloc_called, memory_order_relaxed))
+    atomic_store_explicit(&sys_jemalloc_called, 1, memory_order_seq_cst);
+}
+
 static inline void *sys_mallocx(size_t size, int flags) {
   if (sys_inject(SYS_JEMALLOC)) return NULL;
   return mallocx(size, flags);
@@ -170,6 +180,7 @@ static inline int sys_mallctl(const char *name, void *oldp, size_t *oldlenp, voi
                               size_t newlen) {
   int e = sys_inject(SYS_JEMALLOC);
   if (e) return e;
+  sys_jemalloc_note_call();
   return mallctl(name, oldp, oldlenp, newp, newlen);
 }
 
@@ -178,6 +189,7 @@ static inline int sys_mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
                                    size_t *oldlenp, void *newp, size_t newlen) {
   int e = sys_inject(SYS_JEMALLOC);
   if (e) return e;
+  sys_jemalloc_note_call();
   return mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
 }
 

@@ -24,6 +24,10 @@ int zygote_compact(fh_heap *h);
 /* Every heap is on a process-wide list that the pthread_atfork handlers
  * walk (registered once per process by the first heap).  0 or -1 + error. */
 int fork_register_heap(fh_heap *h);
+/* The handlers registered (once per process), before a heap's first
+ * jemalloc call: a fork while the private jemalloc starts up must find
+ * them (heap/fork.c).  0 or -1 + error. */
+int fork_install_handlers(void);
 void fork_unregister_heap(fh_heap *h);
 
 #endif

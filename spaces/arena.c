@@ -115,7 +115,9 @@ int arena_start(fh_arena *a) {
 
 #ifdef FH_JEMALLOC_PRIVATE
 /* The private jemalloc's options (Makefile: JE_PRIVATE; its weak
- * malloc_conf, renamed).  Every allocation of the heap names its arena
+ * malloc_conf and malloc_conf_2_conf_harder, renamed: the second is read
+ * after MALLOC_CONF, which is meant for the process's own jemalloc and
+ * must not bring these back).  Every allocation of the heap names its arena
  * and either no tcache or an explicit one, so jemalloc's automatic
  * per-thread caches and arenas would only hold memory, and setting them
  * up at a thread's first call is what jemalloc cannot survive when mmap
@@ -124,8 +126,10 @@ int arena_start(fh_arena *a) {
  * is tied to that arena, crashes in tcache_arena_associate
  * (tests/test_urcu.c).  So: no automatic tcaches, and one automatic arena
  * (arena 0, made at initialisation), which every thread shares.
- * MALLOC_CONF still adds to these. */
-const char *fh_je_malloc_conf = "tcache:false,narenas:1";
+ * MALLOC_CONF may set other options. */
+#define PRIVATE_JEMALLOC_CONF "tcache:false,narenas:1"
+const char *fh_je_malloc_conf = PRIVATE_JEMALLOC_CONF;
+const char *fh_je_malloc_conf_2_conf_harder = PRIVATE_JEMALLOC_CONF;
 #endif
 
 int arena_create(fh_arena *a, uintptr_t begin, size_t size) {

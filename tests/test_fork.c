@@ -396,6 +396,57 @@ static void test_prefork_parks_heap_threads(void **s) {
   fh_heap_destroy(h);
 }
 
+/* fork() from one thread while another makes the process's first
+ * jemalloc call (a mark_sweep heap's malloc spaces start the private
+ * jemalloc, Makefile: JE_PRIVATE): a child forked during the start-up
+ * inherited jemalloc's start-up lock held and waited for a thread it does
+ * not have, at its first jemalloc call (heap/fork.c: the prepare handler
+ * now waits for the start-up).  Each round runs in a fresh child of this
+ * process, which itself never calls jemalloc before this test (the first
+ * of the suite), so that every round meets a start-up. */
+enum { START_ROUNDS = 50, START_FORKS = 40 };
+
+static void *make_mark_sweep_heap(void *arg) {
+  (void)arg;
+  fh_options o;
+  fh_options_init(&o);
+  o.collector = FH_MARK_SWEEP;
+  fh_heap *h = fh_heap_create(&o);
+  if (h) fh_heap_destroy(h);
+  return h ? arg : (void *)1;
+}
+
+static int start_race_round(void *arg) {
+  (void)arg;
+  pthread_t th;
+  CHILD_CHECK(pthread_create(&th, NULL, make_mark_sweep_heap, NULL) == 0);
+  pid_t pids[START_FORKS];
+  for (int i = 0; i < START_FORKS; i++) { /* back to back, to meet the start-up */
+    pid_t pid = fork();
+    CHILD_CHECK(pid >= 0);
+    if (pid == 0) {
+      alarm(10); /* a hang is the failure */
+      CHILD_CHECK(make_mark_sweep_heap(NULL) == NULL);
+      _exit(0);
+    }
+    pids[i] = pid;
+  }
+  for (int i = 0; i < START_FORKS; i++) {
+    int st = 0;
+    CHILD_CHECK(waitpid(pids[i], &st, 0) == pids[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  void *r = NULL;
+  CHILD_CHECK(pthread_join(th, &r) == 0 && r == NULL);
+  return 0;
+}
+
+static void test_fork_while_jemalloc_starts(void **s) {
+  (void)s;
+  test_skip_under_tsan(NO_FORK_UNDER_TSAN);
+  for (int r = 0; r < START_ROUNDS; r++)
+    test_assert_child_ok(test_run_forked(start_race_round, NULL, 60), "fork during start-up");
+}
+
 /* fh_postfork_child starts the child's statistics afresh; the parent's
  * are kept. */
 static void test_postfork_child_resets_counters(void **s) {
@@ -437,6 +488,7 @@ static void test_postfork_child_resets_counters(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fork_while_jemalloc_starts), /* first: see there */
       cmocka_unit_test(test_prefork_semispace),
       cmocka_unit_test(test_prefork_gen_semispace),
       cmocka_unit_test(test_prefork_mark_compact),

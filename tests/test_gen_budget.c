@@ -301,6 +301,66 @@ static void dead_old_generation_is_checked(void **st) {
   }
 }
 
+/* Checks of an old generation that stays live back off: each one waits
+ * for the generation's size in allocation since the last full collection,
+ * doubled per check before it (they all find it live), and the one right
+ * after a full collection is never a check; each full collection's end is
+ * where the next one counts from.  Records, at each collection's end (the
+ * world stopped: allocation counted exactly), what was allocated. */
+typedef struct backoff_seen {
+  fh_heap *h;
+  uint64_t full_at;  /* h->bytes_allocated at the last full one's end */
+  size_t old;        /* the old generation then */
+  int checks, last_was_full, ok;
+} backoff_seen;
+
+static void note_backoff(fh_heap *h, const fh_gc_event *e, void *user) {
+  backoff_seen *b = user;
+  if (!e->end) return;
+  uint64_t now = atomic_load(&h->bytes_allocated);
+  int full = !h->gen.choice.young;
+  if (h->gen.choice.why == GEN_WHY_OLD_UNCHECKED) {
+    b->ok &= !b->last_was_full && b->old > 0 && now - b->full_at >= (uint64_t)b->old << b->checks;
+    b->checks++;
+    b->ok &= h->mc->gen.last.unchecked_shift == (unsigned)b->checks;
+  }
+  if (full) {
+    /* what the next checks count from: this collection's end */
+    b->ok &= h->mc->gen.allocated_at_full == now &&
+             heap_now_ns() - h->mc->gen.full_end_ns < (uint64_t)1000000000;
+    b->full_at = now;
+    b->old = h->mc->gen.last.old_after_full;
+  }
+  b->last_was_full = full;
+}
+
+static void live_old_generation_checks_back_off(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,heap_policy=adaptive,heap_expansiveness=1M", &ty, &t);
+  assert_non_null(h);
+  tnode *head = NULL;
+  fh_push_root(t, (void **)&head);
+  test_list_build(t, &ty, &head, 512 * 1024); /* 16 MiB, live to the end */
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  backoff_seen b = {.h = h, .ok = 1, .last_was_full = 1, .old = h->mc->gen.last.old_after_full,
+                    .full_at = atomic_load(&h->bytes_allocated)};
+  assert_true(b.old >= 16 * MiB);
+  fh_set_gc_callback(h, note_backoff, &b);
+  for (size_t bytes = 0; bytes < 3072 * MiB && b.checks < 4; bytes += 32) test_node(t, &ty, 0);
+  fh_set_gc_callback(h, NULL, NULL);
+  assert_true(b.ok);
+  assert_int_equal(b.checks, 4);
+  size_t n = 0;
+  for (tnode *p = head; p; p = p->next) n++;
+  assert_int_equal(n, 512 * 1024);
+  fh_pop_roots(t, 1);
+  done(h, t);
+}
+
 /* Allocation-triggered collections follow the policy: young ones, and
  * full ones once the old generation grows. */
 static void test_policy_in_heap(void **st) {
@@ -324,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_policy_in_heap),
       cmocka_unit_test(test_policy_old_unchecked),
       cmocka_unit_test(dead_old_generation_is_checked),
+      cmocka_unit_test(live_old_generation_checks_back_off),
   };
   return cmocka_run_group_tests_name("gen_budget", tests, NULL, NULL);
 }
