@@ -59,8 +59,8 @@
  * that start-up (another thread's first jemalloc call) would leave the
  * child jemalloc's start-up lock held by a thread it does not have: the
  * heap's handlers are installed before any heap calls jemalloc
- * (fh_heap_create), and the prepare handler waits for the start-up
- * (sys_jemalloc_called). */
+ * (fh_heap_create), and the prepare handler holds the start-up lock of
+ * heap/sys.h across the fork. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -495,13 +495,11 @@ static void fork_prepare(void) {
   for (size_t i = 0; i < nheaps; i++) prepare_heap(heaps[i]);
   pthread_mutex_lock(&lookup_lock); /* no holder is mid-lookup across fork() */
   threads_attachments_lock();       /* nor mid-attach (a leaf lock) */
-#ifdef FH_JEMALLOC_PRIVATE
-  /* A start-up under way in another thread (heap creation, fh_malloc from
-   * a thread no stop waits for) holds jemalloc's start-up lock, which its
-   * handlers leave alone: the child would wait for it forever.  Any call
-   * waits for that start-up to end; after it the handlers are known. */
-  if (atomic_load(&sys_jemalloc_called)) (void)nallocx(1, 0);
-#endif
+  /* No jemalloc start-up across the fork (heap/sys.h): one under way in
+   * another thread (heap creation, fh_malloc from a thread no stop waits
+   * for) ends first, and the next begins after.  Last: a collection that
+   * prepare_heap waited for may have started jemalloc. */
+  pthread_mutex_lock(&sys_jemalloc_start_lock);
   fork_fn je = atomic_load_explicit(&je_prepare, memory_order_acquire);
   je_ran = je != NULL;
   if (je) je(); /* last: no collection runs now */
@@ -509,6 +507,7 @@ static void fork_prepare(void) {
 
 static void fork_parent(void) {
   if (je_ran) atomic_load_explicit(&je_parent, memory_order_relaxed)();
+  pthread_mutex_unlock(&sys_jemalloc_start_lock);
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) parent_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);
@@ -518,6 +517,7 @@ static void fork_parent(void) {
 
 static void fork_child(void) {
   if (je_ran) atomic_load_explicit(&je_child, memory_order_relaxed)();
+  pthread_mutex_unlock(&sys_jemalloc_start_lock);
   threads_attachments_unlock();
   for (size_t i = nheaps; i-- > 0;) child_heap(heaps[i]);
   pthread_mutex_unlock(&lookup_lock);

@@ -5,7 +5,18 @@
 #include <string.h>
 
 _Atomic int sys_seam_active;
-_Atomic int sys_jemalloc_called;
+_Atomic int sys_jemalloc_started;
+pthread_mutex_t sys_jemalloc_start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void sys_jemalloc_start(void) {
+  pthread_mutex_lock(&sys_jemalloc_start_lock);
+  /* Any call starts jemalloc whole (its fork handlers registered too);
+   * nallocx allocates nothing.  A start-up that fails (mmap refused) is
+   * tried again by jemalloc's next call, which reports the failure. */
+  if (!atomic_load_explicit(&sys_jemalloc_started, memory_order_relaxed) && nallocx(1, 0))
+    atomic_store_explicit(&sys_jemalloc_started, 1, memory_order_release);
+  pthread_mutex_unlock(&sys_jemalloc_start_lock);
+}
 
 static const char *const names[SYS_NCALLS] = {
     [SYS_MMAP] = "mmap",           [SYS_MUNMAP] = "munmap",

@@ -160,14 +160,20 @@ static inline int sys_thread_create(pthread_t *th, const pthread_attr_t *attr,
 
 /* ---- jemalloc ---- */
 
-/* Set before the library's first mallctl, which is its first jemalloc call
- * (an arena or a tcache is made before anything is allocated from it):
- * with the private jemalloc, which starts on that call, a fork() from
- * another thread must wait for the start-up to end (heap/fork.c). */
-extern _Atomic int sys_jemalloc_called;
+/* jemalloc started (by sys_jemalloc_start, under sys_jemalloc_start_lock).
+ * The library's first jemalloc call is always a mallctl (an arena or a
+ * tcache is made before anything is allocated from it), and the wrappers
+ * below start jemalloc first.  The private jemalloc (Makefile: JE_PRIVATE)
+ * has no constructor: its start-up holds its own start-up lock, and a
+ * fork() from another thread meanwhile would leave that lock held in the
+ * child by a thread the child does not have.  The fork's prepare handler
+ * holds sys_jemalloc_start_lock across the fork (heap/fork.c), so a
+ * start-up either ends before the fork or begins after it. */
+extern _Atomic int sys_jemalloc_started;
+extern pthread_mutex_t sys_jemalloc_start_lock;
+void sys_jemalloc_start(void);
 static inline void sys_jemalloc_note_call(void) {
-  if (!atomic_load_explicit(&sys_jemalloc_called, memory_order_relaxed))
-    atomic_store_explicit(&sys_jemalloc_called, 1, memory_order_seq_cst);
+  if (!atomic_load_explicit(&sys_jemalloc_started, memory_order_acquire)) sys_jemalloc_start();
 }
 
 static inline void *sys_mallocx(size_t size, int flags) {
