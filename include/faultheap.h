@@ -83,7 +83,11 @@ typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_
 
 typedef struct fh_options {
   size_t heap_max;       /* the most memory the heap's objects and their
-                            collector's reserve may occupy; default 256 MiB;
+                            collector's reserve may occupy; default a
+                            quarter of the machine's memory (or of the
+                            cgroup v2 memory.max, if lower), at least 256
+                            MiB: a cap, not a size (the heap grows with its
+                            live data, growth_factor_pct/heap_policy);
                             at least 1 MiB.  The same meaning with every
                             collector: semispace's two halves together stay
                             under it (so it holds at most half of it live);

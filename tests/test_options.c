@@ -2,14 +2,21 @@
  * atomicity of a failed parse, FH_OPTIONS in fh_heap_create(NULL). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support_heap.h"
+#include "heap/options.h"
 
 static void test_defaults(void **state) {
   (void)state;
   fh_options o;
   fh_options_init(&o);
-  assert_int_equal(o.heap_max, 256u << 20);
+  /* A quarter of the machine's memory (or less, under a cgroup limit),
+   * never under 256 MiB. */
+  size_t mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+  assert_true(o.heap_max >= 256u << 20);
+  assert_true(o.heap_max <= heap_max_for_memory(mem));
+  assert_int_equal(o.heap_max, heap_default_max());
   assert_int_equal(o.non_moving_max, 64u << 20);
   assert_int_equal(o.collector, FH_COLLECTOR_AUTO);
   assert_int_equal(o.hspace_compact_on_oom, 1);
@@ -17,6 +24,16 @@ static void test_defaults(void **state) {
   assert_null(o.image_path);
   assert_int_equal(o.verify, 0);
   assert_int_equal(o.uffd_sigbus, 1);
+}
+
+static void test_default_heap_max_is_a_quarter_of_memory(void **state) {
+  (void)state;
+  const size_t MiB = (size_t)1 << 20;
+  assert_int_equal(heap_max_for_memory(0), 256 * MiB);
+  assert_int_equal(heap_max_for_memory(512 * MiB), 256 * MiB);
+  assert_int_equal(heap_max_for_memory(2048 * MiB), 512 * MiB);
+  assert_int_equal(heap_max_for_memory(24105 * MiB + 12345), 6026 * MiB);
+  assert_int_equal(heap_max_for_memory((size_t)1 << 50), (size_t)1 << 40);
 }
 
 static void test_parse_all_kinds(void **state) {
@@ -112,6 +129,7 @@ static void test_unavailable_collector_is_an_error(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_default_heap_max_is_a_quarter_of_memory),
       cmocka_unit_test(test_parse_all_kinds),
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_env_options),
