@@ -450,6 +450,11 @@ void mc_account(mc_state *m) {
      * under the old one.) */
     h->gc_trigger = m->gen.full_budget;
   }
+  if (m->t.young)
+    m->gen.young_survivors = gen_policy_young_survivors(m->gen.young_survivors, live - black,
+                                                        collected);
+  h->gc_trigger = gen_policy_young_window(h->gc_trigger, m->gen.young_survivors, h->trigger_room,
+                                          h->opt.young_widen_pct);
 }
 
 void mc_update_outside(mc_state *m) {

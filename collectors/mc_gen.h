@@ -111,6 +111,9 @@ typedef struct mc_gen {
    * computed under (0: none yet): young cycles' is never larger while the
    * cap stays (mc_account). */
   size_t full_budget, full_budget_limit;
+  /* Live bytes young cycles found, a running average (each cycle halves
+   * the weight of those before): gen_policy_young_window's survivors. */
+  size_t young_survivors;
   size_t black; /* this cycle's bytes allocated while marking (mc_account) */
   /* this cycle */
   int young;
