@@ -30,8 +30,8 @@ size_t gen_policy_young_window(size_t budget, size_t survivors, size_t room, uns
   return want > budget ? want : budget;
 }
 
-size_t gen_policy_young_survivors(size_t before, size_t kept, size_t collected) {
-  if (kept >= collected / 2) kept = 0;
+size_t gen_policy_young_survivors(size_t before, size_t kept, size_t collected, size_t promoted) {
+  if (kept >= collected / 2 || promoted > kept / 2) kept = 0;
   size_t decayed = before / 2 + kept / 2;
   return kept > decayed ? kept : decayed;
 }

@@ -379,7 +379,8 @@ static void test_policy_in_heap(void **st) {
 /* The young window's widening, alone: four times the running survivors,
  * between the budget and young_widen_pct of it, under the room; the
  * running figure rises at once, halves after, and ignores a collection
- * that kept half or more of what it looked at. */
+ * that kept half or more of what it looked at, or kept mostly what it
+ * promoted. */
 static void test_young_window_rule(void **st) {
   (void)st;
   assert_int_equal(gen_policy_young_window(8 * MiB, 0, 64 * MiB, 200), 8 * MiB);
@@ -389,15 +390,18 @@ static void test_young_window_rule(void **st) {
   assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 10 * MiB, 200), 10 * MiB);
   assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 64 * MiB, 100), 8 * MiB);
   assert_int_equal(gen_policy_young_window(8 * MiB, SIZE_MAX / 2, SIZE_MAX, 1000), 80 * MiB);
-  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB), 3 * MiB);
-  assert_int_equal(gen_policy_young_survivors(3 * MiB, 1 * MiB, 8 * MiB), 2 * MiB);
-  assert_int_equal(gen_policy_young_survivors(2 * MiB, 0, 8 * MiB), 1 * MiB);
-  assert_int_equal(gen_policy_young_survivors(2 * MiB, 4 * MiB, 8 * MiB), 1 * MiB);
-  assert_int_equal(gen_policy_young_survivors(0, 8 * MiB, 8 * MiB), 0);
+  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 0), 3 * MiB);
+  assert_int_equal(gen_policy_young_survivors(3 * MiB, 1 * MiB, 8 * MiB, 0), 2 * MiB);
+  assert_int_equal(gen_policy_young_survivors(2 * MiB, 0, 8 * MiB, 0), 1 * MiB);
+  assert_int_equal(gen_policy_young_survivors(2 * MiB, 4 * MiB, 8 * MiB, 0), 1 * MiB);
+  assert_int_equal(gen_policy_young_survivors(0, 8 * MiB, 8 * MiB, 0), 0);
+  /* mostly the last one's survivors, promoted: a long-lived structure */
+  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 2 * MiB), 0);
+  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 1 * MiB), 3 * MiB);
 }
 
 /* On a running heap: a young collection that keeps a structure in
- * progress (0.75 of 2 MiB) widens the next window past the budget; with
+ * progress (1.4 of 3.3 MiB) widens the next window past the budget; with
  * young_widen_pct=100 it does not; one that keeps everything (the
  * structure growing) does not either. */
 static size_t window_after_young(const char *opts, size_t kept_nodes, size_t dead_nodes,
@@ -411,6 +415,8 @@ static size_t window_after_young(const char *opts, size_t kept_nodes, size_t dea
   fh_push_root(t, (void **)&kept);
   test_list_build(t, &ty, &head, 65536); /* 2 MiB old */
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
+  /* a full slide may keep its youngest survivors mid: promote them */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
   *budget = h->gc_trigger;
   test_list_build(t, &ty, &kept, kept_nodes);
   fh_push_root(t, (void **)&dead);
@@ -425,19 +431,21 @@ static size_t window_after_young(const char *opts, size_t kept_nodes, size_t dea
 
 static void young_window_widens_over_a_structure_in_progress(void **st) {
   (void)st;
-  const char *base = "heap_max=256M,min_alloc_trigger=1M,heap_policy=fixed,growth_factor_pct=200";
+  /* A 4 MiB budget, and 3.3 MiB allocated before the young collection:
+   * nothing collects in between (which would keep the structure mid, and
+   * its collection would promote it: a long-lived structure). */
+  const char *base = "heap_max=256M,min_alloc_trigger=4M,heap_policy=fixed,growth_factor_pct=200";
   char off[160];
   snprintf(off, sizeof off, "%s,young_widen_pct=100", base);
   size_t budget, w;
-  w = window_after_young(base, 24576, 40960, &budget); /* 0.75 of 2 MiB kept */
-  assert_true(budget >= 2 * MiB);
-  assert_true(w > budget);
+  w = window_after_young(base, 36864, 49152, &budget); /* 1.4 of 3.3 MiB kept */
+  assert_int_equal(budget, 4 * MiB);
+  assert_true(w >= 4 * 36864 * sizeof(tnode) - MiB / 8); /* four times 1.4 MiB */
   assert_true(w <= 2 * budget);
-  assert_true(w >= 3 * MiB - MiB / 8); /* four times 0.75 MiB */
-  w = window_after_young(off, 24576, 40960, &budget);
+  w = window_after_young(off, 36864, 49152, &budget);
   assert_int_equal(w, budget);
-  w = window_after_young(base, 65536, 0, &budget); /* all kept: growth */
-  assert_true(w <= budget);
+  w = window_after_young(base, 86016, 0, &budget); /* all kept: growth */
+  assert_int_equal(w, budget);
 }
 
 int main(void) {

@@ -258,13 +258,9 @@ void heap_init(const char *image) {
    * 0.67 / 0.78 s, 0.25 / 0.27 / 0.32, 0.59 / 0.65 / 0.72; 7.6 / 7.0 / 6.5
    * MiB (rewrite), 9.8 / 9.0 / 7.9 (destruct).  200 (Boehm's ~2x) saved
    * most but put threads and rewrite over Boehm's time (issue 20: peak
-   * RSS <= 1.0x Boehm's with time <= 1.0x, no program over 1.3x).
-   * young_widen_pct=100: no wider young windows when young collections
-   * keep much, for the same reason (the suite's time 0.75 -> 0.66x
-   * Boehm's, peak RSS 1.18 -> 1.28x: hashtables 23 -> 32 MiB, threads
-   * 23 -> 31). */
-  const char *defaults = "stack_roots=conservative,heap_max=4G,min_alloc_trigger=512K,"
-                         "growth_factor_pct=250,young_widen_pct=100";
+   * RSS <= 1.0x Boehm's with time <= 1.0x, no program over 1.3x). */
+  const char *defaults =
+      "stack_roots=conservative,heap_max=4G,min_alloc_trigger=512K,growth_factor_pct=250";
   if (fh_options_parse(&o, defaults) < 0) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());
     exit(2);
