@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "collectors/mc.h"
-#include "collectors/mc_gen_holes.h"
 #include "collectors/trace.h"
 #include "heap/large_objects.h"
 #include "heap/barrier.h"
@@ -451,14 +450,6 @@ void mc_account(mc_state *m) {
      * under the old one.) */
     h->gc_trigger = m->gen.full_budget;
   }
-  if (m->t.young) {
-    /* (A young cycle slides: its boundary is known here, as in mc_gen_end.) */
-    size_t promoted = mc_gen_promoted(m, mc_young_boundary(m).old_end);
-    m->gen.young_survivors =
-        gen_policy_young_survivors(m->gen.young_survivors, live - black, collected, promoted);
-  }
-  h->gc_trigger = gen_policy_young_window(h->gc_trigger, m->gen.young_survivors, h->trigger_room,
-                                          h->opt.young_widen_pct);
 }
 
 void mc_update_outside(mc_state *m) {

@@ -453,15 +453,6 @@ static void redirty_nonmoving_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
 
 static double blend(double avg, double v) { return avg > 0 ? avg * 0.75 + v * 0.25 : v; }
 
-size_t mc_gen_promoted(const mc_state *m, uintptr_t new_old) {
-  const fwd_tables *t = &m->t;
-  size_t promoted = new_old - t->ylo - mc_gap_bytes(t, t->ylo, new_old) - fwd_wood_in(t, t->ylo, new_old);
-  /* What becomes old is live (survivors slid below new_old), at most the
-   * range: the range also holds the gaps below a pinned object, and dead
-   * words inside pinned ranges. */
-  return promoted < t->live_bytes ? promoted : t->live_bytes;
-}
-
 void mc_gen_end(mc_state *m) {
 
   fh_heap *h = m->h;
@@ -527,7 +518,11 @@ void mc_gen_end(mc_state *m) {
   /* Without pinned ranges no filler below fill_end is a hole: the dense
    * prefix's dead wood (fwd_wood.c) is walked over. */
   g->fill_past_fillers = !t->nranges;
-  g->promoted = mc_gen_promoted(m, new_old);
+  g->promoted = new_old - ylo - mc_gap_bytes(t, ylo, new_old) - fwd_wood_in(t, ylo, new_old);
+  /* What became old is live (survivors slid below new_old), at most the
+   * range: the range also holds the gaps below a pinned object, and dead
+   * words inside pinned ranges. */
+  if (g->promoted > t->live_bytes) g->promoted = t->live_bytes;
   g->old_live = g->young ? g->old_live + g->promoted : g->keep_mid ? g->promoted : t->live_bytes;
   g->old_end = new_old;
   g->mid_end = align_up(t->new_top, FWD_PAGE); /* the published top */

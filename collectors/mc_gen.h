@@ -111,9 +111,6 @@ typedef struct mc_gen {
    * computed under (0: none yet): young cycles' is never larger while the
    * cap stays (mc_account). */
   size_t full_budget, full_budget_limit;
-  /* Live bytes young cycles found, a running average (each cycle halves
-   * the weight of those before): gen_policy_young_window's survivors. */
-  size_t young_survivors;
   size_t black; /* this cycle's bytes allocated while marking (mc_account) */
   /* this cycle */
   int young;
@@ -174,9 +171,6 @@ size_t mc_gen_keepable_bytes(mc_state *m);
 /* After the objects moved (slide) or the forwarding is final (flip), while
  * the tables still hold it: new boundaries, walk points, promoted objects'
  * cards, the policy's figures. */
-/* The live bytes below new_old (the new old generation's end) from the
- * collected part [ylo, ...): what this cycle makes old. */
-size_t mc_gen_promoted(const mc_state *m, uintptr_t new_old);
 void mc_gen_end(mc_state *m);
 /* After a full cycle, outside its pause, with every page of the space in
  * place (the end-of-cycle task; a flip's worker once its phase ended):

@@ -21,21 +21,6 @@ static int old_unchecked(const gen_policy_in *in) {
              GEN_UNCHECKED_TIME_PER_COST * in->full_ns_per_byte * (double)old;
 }
 
-size_t gen_policy_young_window(size_t budget, size_t survivors, size_t room, unsigned widen_pct) {
-  size_t want = survivors > SIZE_MAX / GEN_WINDOW_PER_SURVIVOR ? SIZE_MAX
-                                                               : survivors * GEN_WINDOW_PER_SURVIVOR;
-  size_t most = budget > SIZE_MAX / widen_pct ? SIZE_MAX : budget * widen_pct / 100;
-  if (want > most) want = most;
-  if (want > room) want = room;
-  return want > budget ? want : budget;
-}
-
-size_t gen_policy_young_survivors(size_t before, size_t kept, size_t collected, size_t promoted) {
-  if (kept >= collected / 2 || promoted > kept / 2) kept = 0;
-  size_t decayed = before / 2 + kept / 2;
-  return kept > decayed ? kept : decayed;
-}
-
 unsigned gen_policy_next_shift(unsigned shift, int checked, size_t old_before, size_t live) {
   if (live <= old_before / 2) return 0; /* half of it or more was garbage */
   if (checked && live >= old_before / 4 * 3 && shift < GEN_UNCHECKED_SHIFT_MAX) return shift + 1;

@@ -128,33 +128,6 @@ size_t gen_policy_old_threshold(size_t old_after_full, size_t heap_max);
 unsigned gen_policy_next_shift(unsigned shift, int checked, size_t old_before, size_t live);
 const char *gen_why_name(gen_why w);
 
-/* The young window (the allocation before the next collection) after a
- * generational mark-compact cycle: the heap policy's budget, widened
- * while young collections keep a good part of what they look at.  A
- * young collection's cost is its survivors, and a structure under
- * construction when it comes (a tree being built) survives it whatever
- * the window: a window of 8 MiB over a 5 MiB tree in progress marks and
- * slides that tree at nearly every collection (Whippet's mt-gcbench at 5x
- * live: 136 collections, 78-86 ms of pauses; 130 and 50 ms widened).  So
- * the window is at least GEN_WINDOW_PER_SURVIVOR times the young
- * collections' recent survivors (bounding the bytes traced per byte
- * allocated, as V8 grows its new space when survival is high), at most
- * young_widen_pct of the budget, so that the heap holds at most that much
- * more, and never past `room` (heap_max's).  The survivors are a running
- * figure kept by the caller: up at once, down by halves, and nothing from
- * a collection that kept half or more of what it looked at (a structure
- * growing, or one larger than the window: a wider window would keep as
- * much per byte allocated), nor from one that kept mostly the last one's
- * survivors, promoting them: a long-lived structure being built
- * (GCBench's long-lived tree widened its window to 16 MiB, and its peak
- * RSS rose from 25 to 34 MiB), not a transient one caught in progress. */
-#define GEN_WINDOW_PER_SURVIVOR 4u
-size_t gen_policy_young_window(size_t budget, size_t survivors, size_t room, unsigned widen_pct);
-/* The running survivors figure after a young collection that kept `kept`
- * of the `collected` bytes it looked at, `promoted` of them (the last
- * one's survivors, now old). */
-size_t gen_policy_young_survivors(size_t before, size_t kept, size_t collected, size_t promoted);
-
 /* The generational collector's state in the heap (heap.h: h->gen). */
 typedef struct gen_state {
   /* Objects of bump[aged_bump] below aged_end survived a collection: the

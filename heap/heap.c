@@ -393,7 +393,6 @@ void heap_set_trigger_moving(fh_heap *h, size_t live, size_t occupied, int thp) 
    * (mt-gcbench at 2x: 79 triggered collections in every run; without
    * this, 72-75 + 0-3 failures). */
   if (h->has_malloc_spaces) room -= room / 16;
-  h->trigger_room = room;
   h->gc_trigger = grow < room ? grow : room;
 }
 

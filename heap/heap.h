@@ -251,7 +251,6 @@ struct fh_heap {
   /* Triggers: a collection starts once alloc_since_gc passes gc_trigger. */
   _Atomic size_t alloc_since_gc;
   size_t gc_trigger;
-  size_t trigger_room; /* what heap_max left for gc_trigger when it was last set */
   heap_sizer sizer; /* heap_policy=adaptive (heap/sizer.h) */
   size_t live_after_gc;
 

@@ -60,7 +60,6 @@ static const opt_desc opt_table[] = {
     OPT(uffd_sigbus, OPT_BOOL, 0, 1),
     OPT(growth_factor_pct, OPT_UINT, 110, 10000),
     OPT(min_alloc_trigger, OPT_SIZE, 64 * KiB, (unsigned long long)1 << 40),
-    OPT(young_widen_pct, OPT_UINT, 100, 1000),
     OPT(tlab_size, OPT_SIZE, 4 * KiB, 1 * MiB),
     OPT(hspace_fragmentation_pct, OPT_UINT, 0, 100000),
     OPT(hspace_min_interval_ms, OPT_UINT, 0, 86400000),
@@ -190,7 +189,6 @@ void fh_options_init(fh_options *o) {
   o->uffd_sigbus = 1;
   o->growth_factor_pct = 200; /* ART and Go: twice the live data (docs/architecture.md) */
   o->min_alloc_trigger = 4 * MiB;
-  o->young_widen_pct = 200; /* heap/gen_policy.h: gen_policy_young_window */
   o->tlab_size = 32 * KiB;
   o->hspace_fragmentation_pct = 25;
   o->hspace_min_interval_ms = 1000;

@@ -260,15 +260,6 @@ typedef struct fh_options {
                          fork hurry them).  1..100; default 20; 100:
                          unpaced.  Concurrent compaction's page building
                          is never paced (mutators wait for its pages) */
-  unsigned young_widen_pct; /* generational mark_compact and
-                         concurrent_compact: while young collections keep
-                         a good part (under half) of what they look at, a
-                         structure under construction that a wider window
-                         would let die first, the young window widens to
-                         four times those survivors, up to this percentage
-                         of the growth budget (and heap_max's room):
-                         fewer young collections for more memory.  100..
-                         1000; default 200; 100: the window is the budget */
 } fh_options;
 
 FH_API void fh_options_init(fh_options *o);

@@ -4,8 +4,6 @@
  * that all stays live is not collected whole again and again; the policy
  * on a running heap and its throughput rule alone (gen_semispace's rules
  * are tested in test_gen_semispace.c); the generational option. */
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "collectors/mc.h"
@@ -376,78 +374,6 @@ static void test_policy_in_heap(void **st) {
   }
 }
 
-/* The young window's widening, alone: four times the running survivors,
- * between the budget and young_widen_pct of it, under the room; the
- * running figure rises at once, halves after, and ignores a collection
- * that kept half or more of what it looked at, or kept mostly what it
- * promoted. */
-static void test_young_window_rule(void **st) {
-  (void)st;
-  assert_int_equal(gen_policy_young_window(8 * MiB, 0, 64 * MiB, 200), 8 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, 3 * MiB, 64 * MiB, 200), 12 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 64 * MiB, 200), 16 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 64 * MiB, 400), 20 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 10 * MiB, 200), 10 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, 5 * MiB, 64 * MiB, 100), 8 * MiB);
-  assert_int_equal(gen_policy_young_window(8 * MiB, SIZE_MAX / 2, SIZE_MAX, 1000), 80 * MiB);
-  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 0), 3 * MiB);
-  assert_int_equal(gen_policy_young_survivors(3 * MiB, 1 * MiB, 8 * MiB, 0), 2 * MiB);
-  assert_int_equal(gen_policy_young_survivors(2 * MiB, 0, 8 * MiB, 0), 1 * MiB);
-  assert_int_equal(gen_policy_young_survivors(2 * MiB, 4 * MiB, 8 * MiB, 0), 1 * MiB);
-  assert_int_equal(gen_policy_young_survivors(0, 8 * MiB, 8 * MiB, 0), 0);
-  /* mostly the last one's survivors, promoted: a long-lived structure */
-  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 2 * MiB), 0);
-  assert_int_equal(gen_policy_young_survivors(0, 3 * MiB, 8 * MiB, 1 * MiB), 3 * MiB);
-}
-
-/* On a running heap: a young collection that keeps a structure in
- * progress (1.4 of 3.3 MiB) widens the next window past the budget; with
- * young_widen_pct=100 it does not; one that keeps everything (the
- * structure growing) does not either. */
-static size_t window_after_young(const char *opts, size_t kept_nodes, size_t dead_nodes,
-                                 size_t *budget) {
-  test_types ty;
-  fh_thread *t;
-  fh_heap *h = test_heap_attached("mark_compact", opts, &ty, &t);
-  assert_non_null(h);
-  tnode *head = NULL, *kept = NULL, *dead = NULL;
-  fh_push_root(t, (void **)&head);
-  fh_push_root(t, (void **)&kept);
-  test_list_build(t, &ty, &head, 65536); /* 2 MiB old */
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  /* a full slide may keep its youngest survivors mid: promote them */
-  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-  *budget = h->gc_trigger;
-  test_list_build(t, &ty, &kept, kept_nodes);
-  fh_push_root(t, (void **)&dead);
-  test_list_build(t, &ty, &dead, dead_nodes);
-  fh_pop_roots(t, 1);
-  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-  size_t window = h->gc_trigger;
-  fh_pop_roots(t, 2);
-  done(h, t);
-  return window;
-}
-
-static void young_window_widens_over_a_structure_in_progress(void **st) {
-  (void)st;
-  /* A 4 MiB budget, and 3.3 MiB allocated before the young collection:
-   * nothing collects in between (which would keep the structure mid, and
-   * its collection would promote it: a long-lived structure). */
-  const char *base = "heap_max=256M,min_alloc_trigger=4M,heap_policy=fixed,growth_factor_pct=200";
-  char off[160];
-  snprintf(off, sizeof off, "%s,young_widen_pct=100", base);
-  size_t budget, w;
-  w = window_after_young(base, 36864, 49152, &budget); /* 1.4 of 3.3 MiB kept */
-  assert_int_equal(budget, 4 * MiB);
-  assert_true(w >= 4 * 36864 * sizeof(tnode) - MiB / 8); /* four times 1.4 MiB */
-  assert_true(w <= 2 * budget);
-  w = window_after_young(off, 36864, 49152, &budget);
-  assert_int_equal(w, budget);
-  w = window_after_young(base, 86016, 0, &budget); /* all kept: growth */
-  assert_int_equal(w, budget);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(young_budget_stays_under_full),
@@ -459,8 +385,6 @@ int main(void) {
       cmocka_unit_test(test_policy_old_unchecked),
       cmocka_unit_test(dead_old_generation_is_checked),
       cmocka_unit_test(live_old_generation_checks_back_off),
-      cmocka_unit_test(test_young_window_rule),
-      cmocka_unit_test(young_window_widens_over_a_structure_in_progress),
   };
   return cmocka_run_group_tests_name("gen_budget", tests, NULL, NULL);
 }
