@@ -114,16 +114,23 @@ long heap_usable_cpus(void) {
   return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+/* The number in /sys/fs/cgroup/DIR/CGROUP/FILE, or in DIR/FILE, the
+ * hierarchy's root as this process sees it, when the first is missing: a
+ * cgroup v1 container mounts its own cgroup there while /proc/self/cgroup
+ * still names the host's path.  0: none ("max", or neither file). */
 static size_t read_limit_file(const char *dir, const char *cgroup, const char *file) {
-  char path[640];
-  snprintf(path, sizeof path, "/sys/fs/cgroup%s%s/%s", dir, strcmp(cgroup, "/") ? cgroup : "",
-           file);
-  FILE *f = fopen(path, "re");
-  if (f == NULL) return 0;
-  unsigned long long bytes = 0;
-  int n = fscanf(f, "%llu", &bytes); /* cgroup v2's "max" reads as none */
-  fclose(f);
-  return n == 1 ? (size_t)bytes : 0;
+  char path[PATH_MAX + 64];
+  for (int root = 0; root < 2; root++) {
+    const char *sub = root || strcmp(cgroup, "/") == 0 ? "" : cgroup;
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s%s/%s", dir, sub, file);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) continue;
+    unsigned long long bytes = 0;
+    int n = fscanf(f, "%llu", &bytes); /* cgroup v2's "max" reads as none */
+    fclose(f);
+    return n == 1 ? (size_t)bytes : 0;
+  }
+  return 0;
 }
 
 /* The memory limit of this process's cgroup, or 0 when there is none
@@ -132,14 +139,16 @@ static size_t read_limit_file(const char *dir, const char *cgroup, const char *f
  * number) or else cgroup v2's memory.max ("0::PATH").  Inside a container
  * with its own cgroup namespace PATH is "/", and the container's limit is
  * there.  A limit set only on an ancestor is not seen (the JVM walks them;
- * two file reads cover the usual cases, and fh_options_init is on
+ * two or three file reads cover the usual cases, and fh_options_init is on
  * fhscheme's image-boot path). */
 static size_t cgroup_memory_limit(void) {
-  char line[512], v1[512] = "", v2[512] = "";
+  char line[PATH_MAX + 64], v1[PATH_MAX] = "", v2[PATH_MAX] = "";
   FILE *f = fopen("/proc/self/cgroup", "re");
   if (f == NULL) return 0;
   while (fgets(line, sizeof line, f) != NULL) {
-    line[strcspn(line, "\n")] = '\0';
+    size_t len = strcspn(line, "\n");
+    if (line[len] != '\n' && !feof(f)) break; /* longer than a path: give up, no limit */
+    line[len] = '\0';
     char *controllers = strchr(line, ':'), *cgroup = controllers ? strchr(controllers + 1, ':') : NULL;
     if (cgroup == NULL) continue;
     *cgroup++ = '\0';

@@ -2,6 +2,8 @@
  * atomicity of a failed parse, FH_OPTIONS in fh_heap_create(NULL). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support_heap.h"
@@ -34,6 +36,60 @@ static void test_default_heap_max_is_a_quarter_of_memory(void **state) {
   assert_int_equal(heap_max_for_memory(2048 * MiB), 512 * MiB);
   assert_int_equal(heap_max_for_memory(24105 * MiB + 12345), 6026 * MiB);
   assert_int_equal(heap_max_for_memory((size_t)1 << 50), (size_t)1 << 40);
+}
+
+/* In a cgroup with a 2 GiB memory limit, heap_max defaults to a quarter
+ * of that, not of the machine: a child process joins a cgroup made for
+ * the test (cgroup v1's memory hierarchy, or v2 with the memory
+ * controller).  Skipped where none can be made (not root, no such
+ * hierarchy). */
+static int make_cgroup(char *dir, size_t n, const char **limit_file) {
+  static const struct {
+    const char *root, *probe, *file;
+  } kinds[] = {{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "memory.limit_in_bytes"},
+               {"/sys/fs/cgroup", "/sys/fs/cgroup/cgroup.subtree_control", "memory.max"}};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    if (access(kinds[k].probe, F_OK) != 0) continue;
+    snprintf(dir, n, "%s/fh-test-options-%d", kinds[k].root, (int)getpid());
+    if (mkdir(dir, 0755) != 0) continue;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, kinds[k].file);
+    FILE *f = fopen(path, "w");
+    if (f != NULL && fprintf(f, "%llu\n", 2ULL << 30) > 0 && fclose(f) == 0) {
+      *limit_file = kinds[k].file;
+      return 0;
+    }
+    if (f != NULL) fclose(f);
+    rmdir(dir);
+  }
+  return -1;
+}
+
+static void test_default_heap_max_follows_cgroup_limit(void **state) {
+  (void)state;
+  char dir[256];
+  const char *file;
+  if (geteuid() != 0 || make_cgroup(dir, sizeof dir, &file) != 0) {
+    skip();
+    return;
+  }
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char procs[300];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+    FILE *f = fopen(procs, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) _exit(3);
+    fh_options o;
+    fh_options_init(&o);
+    _exit(o.heap_max == (size_t)512 << 20 ? 0 : 1);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  rmdir(dir); /* empty once the child has exited */
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_parse_all_kinds(void **state) {
@@ -130,6 +186,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_default_heap_max_is_a_quarter_of_memory),
+      cmocka_unit_test(test_default_heap_max_follows_cgroup_limit),
       cmocka_unit_test(test_parse_all_kinds),
       cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_env_options),
