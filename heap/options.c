@@ -10,12 +10,12 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "heap/error.h"
+#include "heap/mem_limit.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -112,75 +112,6 @@ long heap_usable_cpus(void) {
     if (n > 0) return n;
   }
   return sysconf(_SC_NPROCESSORS_ONLN);
-}
-
-/* The number in /sys/fs/cgroup/DIR/CGROUP/FILE, or in DIR/FILE, the
- * hierarchy's root as this process sees it, when the first is missing: a
- * cgroup v1 container mounts its own cgroup there while /proc/self/cgroup
- * still names the host's path.  0: none ("max", or neither file). */
-static size_t read_limit_file(const char *dir, const char *cgroup, const char *file) {
-  char path[PATH_MAX + 64];
-  for (int root = 0; root < 2; root++) {
-    const char *sub = root || strcmp(cgroup, "/") == 0 ? "" : cgroup;
-    snprintf(path, sizeof path, "/sys/fs/cgroup%s%s/%s", dir, sub, file);
-    FILE *f = fopen(path, "re");
-    if (f == NULL) continue;
-    unsigned long long bytes = 0;
-    int n = fscanf(f, "%llu", &bytes); /* cgroup v2's "max" reads as none */
-    fclose(f);
-    return n == 1 ? (size_t)bytes : 0;
-  }
-  return 0;
-}
-
-/* The memory limit of this process's cgroup, or 0 when there is none
- * ("max", unreadable): from /proc/self/cgroup, the v1 memory controller's
- * memory.limit_in_bytes ("N:...memory...:PATH", unlimited reads as a huge
- * number) or else cgroup v2's memory.max ("0::PATH").  Inside a container
- * with its own cgroup namespace PATH is "/", and the container's limit is
- * there.  A limit set only on an ancestor is not seen (the JVM walks them;
- * two or three file reads cover the usual cases, and fh_options_init is on
- * fhscheme's image-boot path). */
-static size_t cgroup_memory_limit(void) {
-  char line[PATH_MAX + 64], v1[PATH_MAX] = "", v2[PATH_MAX] = "";
-  FILE *f = fopen("/proc/self/cgroup", "re");
-  if (f == NULL) return 0;
-  while (fgets(line, sizeof line, f) != NULL) {
-    size_t len = strcspn(line, "\n");
-    if (line[len] != '\n' && !feof(f)) break; /* longer than a path: give up, no limit */
-    line[len] = '\0';
-    char *controllers = strchr(line, ':'), *cgroup = controllers ? strchr(controllers + 1, ':') : NULL;
-    if (cgroup == NULL) continue;
-    *cgroup++ = '\0';
-    if (strncmp(line, "0:", 2) == 0 && controllers[1] == '\0')
-      snprintf(v2, sizeof v2, "%s", cgroup);
-    else if (strstr(controllers + 1, "memory") != NULL)
-      snprintf(v1, sizeof v1, "%s", cgroup);
-  }
-  fclose(f);
-  if (v1[0] != '\0') return read_limit_file("/memory", v1, "memory.limit_in_bytes");
-  return v2[0] != '\0' ? read_limit_file("", v2, "memory.max") : 0;
-}
-
-/* heap_max's default: a quarter of the memory this process may use (the
- * machine's, or its cgroup's limit if lower), as the JVM sizes its default
- * maximum heap, and never under 256 MiB (the default before, which kept a
- * program with 128 MiB live inside a 256 MiB cap: binary-trees at depth 21
- * collected 213 times, every young window squeezed, and ran 1.3x slower
- * than with 512 MiB).  The cap reserves address space only; a heap sizes
- * itself from its live data (growth_factor_pct, heap_policy) below it. */
-size_t heap_max_for_memory(size_t mem) {
-  size_t quarter = mem / 4, floor = 256 * MiB, ceiling = (size_t)1 << 40;
-  if (quarter < floor) return floor;
-  return quarter > ceiling ? ceiling : quarter & ~(MiB - 1);
-}
-
-size_t heap_default_max(void) {
-  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  size_t mem = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
-  size_t limit = cgroup_memory_limit();
-  if (limit != 0 && (mem == 0 || limit < mem)) mem = limit;
-  return heap_max_for_memory(mem);
 }
 
 void fh_options_init(fh_options *o) {

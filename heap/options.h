@@ -12,10 +12,5 @@ int options_validate(const fh_options *o);
 
 /* The CPUs this process may run on (its affinity mask), at least 1. */
 long heap_usable_cpus(void);
-/* heap_max's default: heap_max_for_memory of the machine's memory, or of
- * its cgroup's limit if lower. */
-size_t heap_default_max(void);
-/* A quarter of mem, in whole MiB, at least 256 MiB, at most 1 TiB. */
-size_t heap_max_for_memory(size_t mem);
 
 #endif

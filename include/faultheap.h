@@ -84,11 +84,16 @@ typedef enum { FH_STACK_ROOTS_PRECISE = 0, FH_STACK_ROOTS_CONSERVATIVE = 1 } fh_
 typedef struct fh_options {
   size_t heap_max;       /* the most memory the heap's objects and their
                             collector's reserve may occupy; default a
-                            quarter of the machine's memory (or of the
-                            cgroup v2 memory.max, if lower), at least 256
-                            MiB: a cap, not a size (the heap grows with its
-                            live data, growth_factor_pct/heap_policy);
-                            at least 1 MiB.  The same meaning with every
+                            quarter of the memory the process may use (the
+                            machine's, or its cgroup's limit if lower:
+                            fh_options_init reads /proc/self/cgroup and
+                            the cgroup's files, treating any it cannot
+                            read as no limit), in whole MiB, at least 256
+                            MiB, at most 1 TiB, and at most an eighth of
+                            RLIMIT_AS (the heap reserves several times
+                            heap_max of address space): a cap, not a size
+                            (the heap grows with its live data,
+                            growth_factor_pct/heap_policy); at least 1 MiB.  The same meaning with every
                             collector: semispace's two halves together stay
                             under it (so it holds at most half of it live);
                             homogeneous compaction alone may briefly need a
