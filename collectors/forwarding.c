@@ -268,6 +268,7 @@ void fwd_compute(fwd_tables *t) {
   }
   if (dense > acc) dense = acc;
   t->dense_pages = dense / FWD_PAGE;
+  t->dense_end = t->begin + dense;
   t->occ_valid = 1;
 }
 

@@ -195,6 +195,8 @@ typedef struct fwd_tables {
   size_t npages;       /* destination pages: ceil((new_top - begin) / 4096) */
   size_t dense_pages;  /* leading destination pages whose objects all keep
                           their address (no dead word below their end) */
+  uintptr_t dense_end; /* the first word that does not keep its address
+                          (old_top if none): dense_pages, to the byte */
   size_t move_bytes;   /* live bytes of the chunks whose objects do not all
                           keep their address: what a slide memmoves.  Not
                           new_top - dense: pinned ranges and the objects

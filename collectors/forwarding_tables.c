@@ -369,6 +369,7 @@ void fwd_reset(fwd_tables *t) {
   t->new_top = t->begin;
   t->npages = 0;
   t->dense_pages = 0;
+  t->dense_end = t->begin;
   t->move_bytes = 0;
   t->nranges = 0;
   t->nfills = 0;

@@ -129,6 +129,9 @@ typedef struct mc_state {
   /* the last slide: its update of the moving space (not counting outside
    * references) and the bytes that moved (above the dense prefix) */
   uint64_t slide_update_ns;
+  /* The last slide's collected bytes below its update floor, whose objects
+   * were updated on their dirty cards only (mc_slide.c: update_floor). */
+  size_t update_by_cards;
   size_t slide_move_bytes;
   /* The pausing thread's CPU time in the same two steps: what the policy
    * learns from, since wall time on a shared machine includes whatever

@@ -778,6 +778,55 @@ static void test_multi_mutator_stress(void **st) {
   }
 }
 
+/* A young cycle whose mid generation all stays in place while young
+ * survivors move down over garbage updates the mid objects on their dirty
+ * cards only (mc_slide.c: update_floor): those that were given young
+ * objects since the last collection point to them where they moved, the
+ * others still to each other; verify=1 checks every reference after. */
+static void test_mid_in_place_updated_by_cards(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = gen_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    enum { N = 20000 };
+    test_list_build(t, &ty, &head, N); /* values N-1 .. 0 from the head */
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(in_mid(h, head));
+    tnode *holders[3] = {NULL, NULL, NULL};
+    int i = 0;
+    for (tnode *x = head; x; x = x->next, i++) {
+      if (i == 5) holders[0] = x;
+      if (i == N / 2) holders[1] = x;
+      if (i == N - 2) holders[2] = x;
+    }
+    assert_non_null(holders[2]);
+    garbage(t, &ty, 20000);
+    tnode *was[3];
+    for (int k = 0; k < 3; k++) {
+      was[k] = test_node(t, &ty, 500 + (uint64_t)k);
+      fh_write_ref(t, holders[k], (void **)&holders[k]->other, was[k]);
+    }
+    uintptr_t mid_before = (uintptr_t)holders[1];
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(h->mc->update_by_cards > 0);
+    assert_int_equal((uintptr_t)holders[1], mid_before); /* roots aside, mid did not move */
+    for (int k = 0; k < 3; k++) {
+      tnode *y = holders[k]->other;
+      assert_ptr_not_equal(y, was[k]); /* slid down over the garbage */
+      assert_int_equal(y->value, 500 + (uint64_t)k);
+      assert_int_equal(y->check, test_check(500 + (uint64_t)k));
+    }
+    size_t n = 0;
+    for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
+    assert_int_equal(n, N);
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_promotion_after_two_collections),
@@ -795,6 +844,7 @@ int main(void) {
       cmocka_unit_test(test_old_array_tail_and_helpers),
       cmocka_unit_test(test_young_keeps_pages_resident),
       cmocka_unit_test(test_young_end_in_the_pause),
+      cmocka_unit_test(test_mid_in_place_updated_by_cards),
   };
   return cmocka_run_group_tests_name("gen_mark_compact", tests, NULL, NULL);
 }
