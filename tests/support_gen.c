@@ -3,6 +3,8 @@
 #include <pthread.h>
 
 #include "support_heap.h"
+#include "collectors/mc.h"
+#include "heap/barrier.h"
 
 typedef struct stress_arg {
   fh_heap *h;
@@ -87,4 +89,25 @@ void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty) {
   assert_true(s.young_collections > 0);
   assert_true(s.full_collections > 0);
   fh_pop_roots(t, 1);
+}
+
+fh_heap *test_gen_mc_heap(int c, const char *rest, test_types *ty, fh_thread **t) {
+  if (c == 1 && test_have_uffd()) return test_heap_attached("concurrent_compact", rest, ty, t);
+  return test_heap_attached("mark_compact", rest, ty, t);
+}
+
+int test_gen_in_old(fh_heap *h, const void *p) {
+  return h->mc && h->mc->gen.valid && (uintptr_t)p >= h->bump[h->active].space.begin &&
+         (uintptr_t)p < h->mc->gen.old_end;
+}
+
+int test_gen_in_mid(fh_heap *h, const void *p) {
+  return h->mc && h->mc->gen.valid && (uintptr_t)p >= h->mc->gen.old_end &&
+         (uintptr_t)p < h->mc->gen.mid_end;
+}
+
+int test_gen_card_dirty(fh_heap *h, const void *obj) { return *card_for(h, (uintptr_t)obj) != 0; }
+
+void test_gen_garbage(fh_thread *t, const test_types *ty, int n) {
+  for (int g = 0; g < n; g++) test_node(t, ty, 0);
 }

@@ -20,4 +20,14 @@ void test_gen_stress(const char *spec, int iters, int collect_every, int full_pe
  * counted; the caller's heap and thread are left as they were. */
 void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty);
 
+/* Generational mark-compact (tests of collectors/mc_gen.h): a heap on
+ * mark_compact (c == 0) or concurrent_compact (c == 1; mark_compact where
+ * userfaultfd is missing) with spec rest, attached; whether p lies in the
+ * old or the mid generation; whether obj's card is dirty; n garbage nodes. */
+fh_heap *test_gen_mc_heap(int c, const char *rest, test_types *ty, fh_thread **t);
+int test_gen_in_old(fh_heap *h, const void *p);
+int test_gen_in_mid(fh_heap *h, const void *p);
+int test_gen_card_dirty(fh_heap *h, const void *obj);
+void test_gen_garbage(fh_thread *t, const test_types *ty, int n);
+
 #endif

@@ -1,0 +1,236 @@
+/* Generational mark-compact's remembered set (collectors/mc_gen.h,
+ * collectors/mc_slide.c), on mark_compact and concurrent_compact: an old
+ * object's reference to a young one is found through its dirty card and
+ * the card stays dirty while the referent is younger; many old holders;
+ * verify=1 names a store that bypassed fh_write_ref; a young slide that
+ * keeps the mid generation in place updates it on its dirty cards only.
+ * The rest of the generations: test_gen_mark_compact.c. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "collectors/mc.h"
+#include "heap/barrier.h"
+#include "heap/heap.h"
+#include "support_gen.h"
+#include "support_heap.h"
+
+static const char *const collectors[] = {"mark_compact", "concurrent_compact"};
+#define NCOLL 2
+
+static void done(fh_heap *h, fh_thread *t) {
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+/* The remembered set: an old object's only reference to a young one is
+ * found through its dirty card; the card stays dirty while the referent is
+ * younger, and is clean once both are old.  A holder promoted with its
+ * young referent still mid keeps a dirty card. */
+static void test_remembered_set(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_gen_mc_heap(c, "heap_max=32M,verify=1", &ty, &t);
+    tnode *old = test_node(t, &ty, 1);
+    fh_push_root(t, (void **)&old);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    assert_true(test_gen_in_old(h, old));
+    assert_false(test_gen_card_dirty(h, old));
+    for (int round = 0; round < 5; round++) {
+      tnode *y = test_node(t, &ty, 100 + (uint64_t)round);
+      fh_write_ref(t, old, (void **)&old->other, y);
+      test_gen_garbage(t, &ty, 5000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      y = old->other;
+      assert_true(test_gen_in_mid(h, y));
+      assert_int_equal(y->check, test_check(100 + (uint64_t)round));
+      assert_true(test_gen_card_dirty(h, old));
+    }
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(test_gen_in_old(h, old->other));
+    assert_false(test_gen_card_dirty(h, old));
+    assert_int_equal(((tnode *)old->other)->value, 104);
+    /* head becomes old while its tail is mid: head's card is dirty. */
+    tnode *head = test_node(t, &ty, 1);
+    fh_write_ref(t, old, (void **)&old->next, head);
+    test_gen_garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    head = old->next;
+    assert_true(test_gen_in_mid(h, head));
+    tnode *tail = test_node(t, &ty, 2);
+    fh_write_ref(t, head, (void **)&head->next, tail);
+    test_gen_garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    head = old->next;
+    assert_true(test_gen_in_old(h, head));
+    assert_true(test_gen_in_mid(h, head->next));
+    assert_true(test_gen_card_dirty(h, head));
+    test_gen_garbage(t, &ty, 3000);
+    fh_collect(t, FH_COLLECT_YOUNG);
+    assert_int_equal(((tnode *)old->next)->next->value, 2);
+    assert_int_equal(((tnode *)old->next)->next->check, test_check(2));
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* A long old list whose nodes each get a young object, many cards, with
+ * garbage between: everything reachable survives young collections. */
+static void test_many_old_holders(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *list = NULL;
+    fh_push_root(t, (void **)&list);
+    enum { N = 20000 };
+    for (int i = 0; i < N; i++) {
+      tnode *n = test_node(t, &ty, (uint64_t)i);
+      fh_write_ref(t, n, (void **)&n->next, list);
+      list = n;
+      if (i % 3 == 0) test_node(t, &ty, 0);
+    }
+    fh_collect(t, FH_COLLECT_DEFAULT); /* all old */
+    fh_gc_wait(h);
+    assert_true(test_gen_in_old(h, list));
+    for (int round = 0; round < 4; round++) {
+      int k = 0;
+      for (tnode *n = list; n; n = n->next, k++)
+        if ((k + round) % 7 == 0)
+          fh_write_ref(t, n, (void **)&n->other, test_node(t, &ty, 1000000 + (uint64_t)k));
+      test_gen_garbage(t, &ty, 20000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      k = 0;
+      for (tnode *n = list; n; n = n->next, k++) {
+        assert_int_equal(n->check, test_check(n->value));
+        if (n->other) assert_int_equal(((tnode *)n->other)->check, test_check(n->other->value));
+      }
+      assert_int_equal(k, N);
+    }
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+/* A store into an old object that bypasses fh_write_ref: verify=1 names
+ * the holder before the young collection loses the referent. */
+static int missing_barrier(void *arg) {
+  const char *coll = arg;
+  char spec[128];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", coll);
+  fh_heap *h = test_child_heap(spec);
+  CHILD_CHECK(h != NULL);
+  test_types ty;
+  CHILD_CHECK(test_register_types(h, &ty));
+  fh_thread *t = fh_thread_attach(h);
+  tnode *old = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&old);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  CHILD_CHECK(test_gen_in_old(h, old) && !test_gen_card_dirty(h, old));
+  old->other = test_node(t, &ty, 2); /* the bug: no fh_write_ref */
+  fh_collect(t, FH_COLLECT_YOUNG);   /* verify aborts here */
+  return 0;
+}
+
+static void test_verify_catches_missing_barrier(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    if (c == 1 && !test_have_uffd()) continue;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      dup2(fds[1], 2);
+      close(fds[0]);
+      test_child_signals(20);
+      _exit(missing_barrier((void *)collectors[c]));
+    }
+    close(fds[1]);
+    static char out[1 << 16];
+    size_t n = 0;
+    for (ssize_t r; (r = read(fds[0], out + n, sizeof out - 1 - n)) != 0;) {
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;
+      n += (size_t)r;
+    }
+    out[n] = 0;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) fprintf(stderr, "%s", out);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(strstr(out, "before young collection"));
+    assert_non_null(strstr(out, "clean card"));
+    assert_non_null(strstr(out, "tnode"));
+    assert_non_null(strstr(out, "offset 8"));
+  }
+}
+
+/* A young cycle whose mid generation all stays in place while young
+ * survivors move down over garbage updates the mid objects on their dirty
+ * cards only (mc_slide.c: update_floor): those that were given young
+ * objects since the last collection point to them where they moved, the
+ * others still to each other; verify=1 checks every reference after. */
+static void test_mid_in_place_updated_by_cards(void **st) {
+  (void)st;
+  for (int c = 0; c < NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    enum { N = 20000 };
+    test_list_build(t, &ty, &head, N); /* values N-1 .. 0 from the head */
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(test_gen_in_mid(h, head));
+    tnode *holders[3] = {NULL, NULL, NULL};
+    int i = 0;
+    for (tnode *x = head; x; x = x->next, i++) {
+      if (i == 5) holders[0] = x;
+      if (i == N / 2) holders[1] = x;
+      if (i == N - 2) holders[2] = x;
+    }
+    assert_non_null(holders[2]);
+    test_gen_garbage(t, &ty, 20000);
+    tnode *was[3];
+    for (int k = 0; k < 3; k++) {
+      was[k] = test_node(t, &ty, 500 + (uint64_t)k);
+      fh_write_ref(t, holders[k], (void **)&holders[k]->other, was[k]);
+    }
+    uintptr_t mid_before = (uintptr_t)holders[1];
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(h->mc->update_by_cards > 0);
+    assert_int_equal((uintptr_t)holders[1], mid_before); /* roots aside, mid did not move */
+    for (int k = 0; k < 3; k++) {
+      tnode *y = holders[k]->other;
+      assert_ptr_not_equal(y, was[k]); /* slid down over the garbage */
+      assert_int_equal(y->value, 500 + (uint64_t)k);
+      assert_int_equal(y->check, test_check(500 + (uint64_t)k));
+    }
+    size_t n = 0;
+    for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
+    assert_int_equal(n, N);
+    fh_pop_roots(t, 1);
+    done(h, t);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_remembered_set),
+      cmocka_unit_test(test_many_old_holders),
+      cmocka_unit_test(test_verify_catches_missing_barrier),
+      cmocka_unit_test(test_mid_in_place_updated_by_cards),
+  };
+  return cmocka_run_group_tests_name("gen_cards", tests, NULL, NULL);
+}
