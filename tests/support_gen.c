@@ -91,9 +91,15 @@ void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty) {
   fh_pop_roots(t, 1);
 }
 
+const char *const test_gen_mc_collectors[TEST_GEN_NCOLL] = {"mark_compact", "concurrent_compact"};
+
+void test_gen_done(fh_heap *h, fh_thread *t) {
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 fh_heap *test_gen_mc_heap(int c, const char *rest, test_types *ty, fh_thread **t) {
-  if (c == 1 && test_have_uffd()) return test_heap_attached("concurrent_compact", rest, ty, t);
-  return test_heap_attached("mark_compact", rest, ty, t);
+  return test_heap_attached(test_gen_mc_collectors[c == 1 && test_have_uffd()], rest, ty, t);
 }
 
 int test_gen_in_old(fh_heap *h, const void *p) {

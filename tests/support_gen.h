@@ -24,7 +24,11 @@ void test_gen_policy_workload(fh_heap *h, fh_thread *t, const test_types *ty);
  * mark_compact (c == 0) or concurrent_compact (c == 1; mark_compact where
  * userfaultfd is missing) with spec rest, attached; whether p lies in the
  * old or the mid generation; whether obj's card is dirty; n garbage nodes. */
+#define TEST_GEN_NCOLL 2
+extern const char *const test_gen_mc_collectors[TEST_GEN_NCOLL]; /* mark_compact, concurrent_compact */
 fh_heap *test_gen_mc_heap(int c, const char *rest, test_types *ty, fh_thread **t);
+/* Detach t and destroy h. */
+void test_gen_done(fh_heap *h, fh_thread *t);
 int test_gen_in_old(fh_heap *h, const void *p);
 int test_gen_in_mid(fh_heap *h, const void *p);
 int test_gen_card_dirty(fh_heap *h, const void *obj);

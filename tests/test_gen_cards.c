@@ -18,13 +18,6 @@
 #include "support_gen.h"
 #include "support_heap.h"
 
-static const char *const collectors[] = {"mark_compact", "concurrent_compact"};
-#define NCOLL 2
-
-static void done(fh_heap *h, fh_thread *t) {
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
 
 /* The remembered set: an old object's only reference to a young one is
  * found through its dirty card; the card stays dirty while the referent is
@@ -32,7 +25,7 @@ static void done(fh_heap *h, fh_thread *t) {
  * young referent still mid keeps a dirty card. */
 static void test_remembered_set(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=32M,verify=1", &ty, &t);
@@ -76,7 +69,7 @@ static void test_remembered_set(void **st) {
     assert_int_equal(((tnode *)old->next)->next->value, 2);
     assert_int_equal(((tnode *)old->next)->next->check, test_check(2));
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -84,7 +77,7 @@ static void test_remembered_set(void **st) {
  * garbage between: everything reachable survives young collections. */
 static void test_many_old_holders(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
@@ -115,7 +108,7 @@ static void test_many_old_holders(void **st) {
       assert_int_equal(k, N);
     }
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -142,7 +135,7 @@ static int missing_barrier(void *arg) {
 
 static void test_verify_catches_missing_barrier(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     if (c == 1 && !test_have_uffd()) continue;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -153,7 +146,7 @@ static void test_verify_catches_missing_barrier(void **st) {
       dup2(fds[1], 2);
       close(fds[0]);
       test_child_signals(20);
-      _exit(missing_barrier((void *)collectors[c]));
+      _exit(missing_barrier((void *)test_gen_mc_collectors[c]));
     }
     close(fds[1]);
     static char out[1 << 16];
@@ -183,7 +176,7 @@ static void test_verify_catches_missing_barrier(void **st) {
  * others still to each other; verify=1 checks every reference after. */
 static void test_mid_in_place_updated_by_cards(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
@@ -221,7 +214,7 @@ static void test_mid_in_place_updated_by_cards(void **st) {
     for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
     assert_int_equal(n, N);
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 

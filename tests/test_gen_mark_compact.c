@@ -25,19 +25,12 @@
 
 #define MiB ((size_t)1 << 20)
 
-static const char *const collectors[] = {"mark_compact", "concurrent_compact"};
-#define NCOLL 2
-
-static void done(fh_heap *h, fh_thread *t) {
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
 
 /* Mid after one collection, old after two; an old object never moves in
  * young collections; young and full counts. */
 static void test_promotion_after_two_collections(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=32M,verify=1", &ty, &t);
@@ -85,7 +78,7 @@ static void test_promotion_after_two_collections(void **st) {
     fclose(f);
     assert_non_null(strstr(buf, "generations:"));
     fh_pop_roots(t, 2);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -147,7 +140,7 @@ static void test_full_keeps_young_survivors(void **st) {
   size_t after = bump_space_used(&h->bump[h->active]);
   assert_true(before - after >= 60000 * sizeof(tnode));
   fh_pop_roots(t, 2);
-  done(h, t);
+  test_gen_done(h, t);
 }
 
 /* What a slid full collection kept young is counted in what it left
@@ -191,7 +184,7 @@ static void test_kept_mid_promotion_is_not_growth(void **st) {
   for (tnode *y = young; y; y = y->next, k++) assert_int_equal(y->check, test_check(y->value));
   assert_int_equal(k, 200000);
   fh_pop_roots(t, 2);
-  done(h, t);
+  test_gen_done(h, t);
 }
 
 /* A pinned object left near the top by a full collection makes the old
@@ -200,7 +193,7 @@ static void test_kept_mid_promotion_is_not_growth(void **st) {
  * the budget of fhscheme's small loop before). */
 static void test_old_range_hole_is_not_live(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
@@ -221,7 +214,7 @@ static void test_old_range_hole_is_not_live(void **st) {
     }
     fh_unpin(t, keep);
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -237,7 +230,7 @@ static void test_old_range_hole_is_not_live(void **st) {
  * referent here (verify=1 also checks the cards). */
 static void test_old_objects_of_many_sizes(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
@@ -297,7 +290,7 @@ static void test_old_objects_of_many_sizes(void **st) {
     }
 #undef NEXT
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -307,7 +300,7 @@ static void test_old_objects_of_many_sizes(void **st) {
  * collection clears and finalizes the old ones. */
 static void test_weak_and_finalizers(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=32M,verify=1", &ty, &t);
@@ -353,14 +346,14 @@ static void test_weak_and_finalizers(void **st) {
     assert_int_equal(fh_finalizer_pop(t, &obj, &data), 1);
     assert_int_equal((uintptr_t)data, 66);
     fh_pop_roots(t, 5);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
 /* Large, non-moving and pinned objects, identity hashes. */
 static void test_other_holders_pins_hashes(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=32M,verify=1", &ty, &t);
@@ -405,7 +398,7 @@ static void test_other_holders_pins_hashes(void **st) {
     fh_get_stats(h, &s);
     assert_true(s.young_collections >= 4);
     fh_pop_roots(t, 4);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -416,7 +409,7 @@ static void test_other_holders_pins_hashes(void **st) {
  * twice: references into the middle of objects). */
 static void test_nonmoving_ring(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,non_moving_max=32M,verify=1", &ty, &t);
@@ -432,7 +425,7 @@ static void test_nonmoving_ring(void **st) {
       }
     }
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -445,7 +438,7 @@ static void test_nonmoving_ring(void **st) {
  * merged whole. */
 static void test_old_array_tail_and_helpers(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     for (int helpers = 0; helpers < 2; helpers++) {
       test_types ty;
       fh_thread *t;
@@ -488,7 +481,7 @@ static void test_old_array_tail_and_helpers(void **st) {
       fh_get_stats(h, &s);
       assert_int_equal(s.full_collections, 1); /* the explicit one */
       fh_pop_roots(t, 2);
-      done(h, t);
+      test_gen_done(h, t);
     }
   }
 }
@@ -501,7 +494,7 @@ static void test_old_array_tail_and_helpers(void **st) {
  * trigger: the sizer's quarter window (4 MiB) would discard 8 of them. */
 static void test_young_keeps_pages_resident(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,min_alloc_trigger=16M,growth_factor_pct=110", &ty, &t);
@@ -538,7 +531,7 @@ static void test_young_keeps_pages_resident(void **st) {
     assert_int_equal(resident, pages);
     assert_int_equal(a->check, test_check(1));
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -558,7 +551,7 @@ static unsigned long pool_tasks(fh_heap *h) {
  * its tables are resident from the last one. */
 static void test_young_end_in_the_pause(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,gc_threads=1,min_alloc_trigger=16M", &ty, &t);
@@ -593,7 +586,7 @@ static void test_young_end_in_the_pause(void **st) {
     for (tnode *p = list; p; p = p->next) assert_int_equal(p->check, test_check(p->value)), n++;
     assert_int_equal(n, 200000);
     fh_pop_roots(t, 1);
-    done(h, t);
+    test_gen_done(h, t);
   }
 }
 
@@ -601,10 +594,10 @@ static void test_young_end_in_the_pause(void **st) {
  * (tests/support_gen.h). */
 static void test_multi_mutator_stress(void **st) {
   (void)st;
-  for (int c = 0; c < NCOLL; c++) {
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     if (c == 1 && !test_have_uffd()) continue;
     char spec[128];
-    snprintf(spec, sizeof spec, "collector=%s,heap_max=24M,verify=1", collectors[c]);
+    snprintf(spec, sizeof spec, "collector=%s,heap_max=24M,verify=1", test_gen_mc_collectors[c]);
     test_gen_stress(spec, test_sanitized() ? 20000 : 60000, 4000, 4);
   }
 }
