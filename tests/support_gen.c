@@ -1,6 +1,12 @@
 #include "support_gen.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support_heap.h"
 #include "collectors/mc.h"
@@ -116,4 +122,55 @@ int test_gen_card_dirty(fh_heap *h, const void *obj) { return *card_for(h, (uint
 
 void test_gen_garbage(fh_thread *t, const test_types *ty, int n) {
   for (int g = 0; g < n; g++) test_node(t, ty, 0);
+}
+
+/* The child of test_gen_missing_barrier: verify=1 must abort it. */
+static int missing_barrier_child(const char *collector, int (*in_old)(fh_heap *, const void *)) {
+  char spec[128];
+  snprintf(spec, sizeof spec, "collector=%s,heap_max=16M,verify=1", collector);
+  fh_heap *h = test_child_heap(spec);
+  CHILD_CHECK(h != NULL);
+  test_types ty;
+  CHILD_CHECK(test_register_types(h, &ty));
+  fh_thread *t = fh_thread_attach(h);
+  tnode *old = test_node(t, &ty, 1);
+  fh_push_root(t, (void **)&old);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  fh_collect(t, FH_COLLECT_YOUNG);
+  CHILD_CHECK(in_old(h, old) && !test_gen_card_dirty(h, old));
+  old->other = test_node(t, &ty, 2); /* the bug: no fh_write_ref */
+  fh_collect(t, FH_COLLECT_YOUNG);   /* verify aborts here */
+  return 0;
+}
+
+void test_gen_missing_barrier(const char *collector, int (*in_old)(fh_heap *, const void *)) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    test_child_signals(20);
+    _exit(missing_barrier_child(collector, in_old));
+  }
+  close(fds[1]);
+  static char out[1 << 16];
+  size_t n = 0;
+  for (ssize_t r; (r = read(fds[0], out + n, sizeof out - 1 - n)) != 0;) {
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    n += (size_t)r;
+  }
+  out[n] = 0;
+  close(fds[0]);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) fprintf(stderr, "%s", out);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  assert_non_null(strstr(out, "before young collection"));
+  assert_non_null(strstr(out, "clean card"));
+  assert_non_null(strstr(out, "tnode"));    /* the holder's type, */
+  assert_non_null(strstr(out, "offset 8")); /* and its slot */
 }

@@ -34,4 +34,10 @@ int test_gen_in_mid(fh_heap *h, const void *p);
 int test_gen_card_dirty(fh_heap *h, const void *obj);
 void test_gen_garbage(fh_thread *t, const test_types *ty, int n);
 
+/* A store into an old object that bypasses fh_write_ref: verify=1 names
+ * the holder (its type and slot) before the young collection that would
+ * lose the referent, aborting a child heap of `collector`; in_old says
+ * where the collector's old generation is. */
+void test_gen_missing_barrier(const char *collector, int (*in_old)(fh_heap *, const void *));
+
 #endif
