@@ -102,6 +102,14 @@ typedef struct mc_gen {
    * log is complete (no push failed) for this cycle. */
   mark_stack refs;
   int refs_ok;
+  /* This young cycle's dirty cards among the objects it promotes (their
+   * addresses before the slide: void * for the stack's sake), noted
+   * before the update clears them: mc_gen_end looks for references into
+   * the new mid generation on them only (promoted_on_cards).  cards_ok:
+   * the cycle qualifies and the list is complete. */
+  mark_stack cards;
+  int cards_ok;
+  size_t promotions_on_cards; /* young cycles that took that path (tests) */
   mark_stack stack; /* marking's own stack, kept between cycles (mc_mark) */
   /* The card walks' work since the heap began (tests): headers stepped
    * over, and old objects found on dirty cards.  A walk that restarts far

@@ -169,12 +169,74 @@ static void test_mid_in_place_updated_by_cards(void **st) {
   }
 }
 
+/* A young cycle that promotes the mid generation finds the promoted
+ * objects that point into the new mid generation on the cards that were
+ * dirty before it (mc_gen.c: promoted_on_cards), not by visiting every
+ * promoted object: the holders given young objects since the last
+ * collection keep dirty cards, a promoted object far from them does not,
+ * and the next young cycles, which mark from those cards, keep the young
+ * objects (verify=1 checks the remembered set after each). */
+static void test_promoted_holders_found_on_cards(void **st) {
+  (void)st;
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    enum { N = 20000 };
+    test_list_build(t, &ty, &head, N);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_true(test_gen_in_mid(h, head));
+    tnode *holders[3] = {NULL, NULL, NULL}, *far = NULL;
+    int i = 0;
+    for (tnode *x = head; x; x = x->next, i++) {
+      if (i == 5) holders[0] = x;
+      if (i == N / 4) far = x;
+      if (i == N / 2) holders[1] = x;
+      if (i == N - 2) holders[2] = x;
+    }
+    assert_non_null(holders[2]);
+    test_gen_garbage(t, &ty, 20000);
+    for (int k = 0; k < 3; k++) {
+      tnode *y = test_node(t, &ty, 700 + (uint64_t)k);
+      fh_write_ref(t, holders[k], (void **)&holders[k]->other, y);
+    }
+    size_t before = h->mc->gen.promotions_on_cards;
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    assert_int_equal(h->mc->gen.promotions_on_cards, before + 1);
+    assert_true(test_gen_in_old(h, far));
+    assert_false(test_gen_card_dirty(h, far));
+    for (int k = 0; k < 3; k++) {
+      assert_true(test_gen_in_old(h, holders[k]));
+      assert_true(test_gen_in_mid(h, holders[k]->other));
+      assert_true(test_gen_card_dirty(h, holders[k]));
+    }
+    for (int round = 0; round < 2; round++) {
+      test_gen_garbage(t, &ty, 20000);
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    }
+    for (int k = 0; k < 3; k++) {
+      tnode *y = holders[k]->other;
+      assert_true(test_gen_in_old(h, y));
+      assert_int_equal(y->value, 700 + (uint64_t)k);
+      assert_int_equal(y->check, test_check(700 + (uint64_t)k));
+    }
+    size_t n = 0;
+    for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
+    assert_int_equal(n, N);
+    fh_pop_roots(t, 1);
+    test_gen_done(h, t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_remembered_set),
       cmocka_unit_test(test_many_old_holders),
       cmocka_unit_test(test_verify_catches_missing_barrier),
       cmocka_unit_test(test_mid_in_place_updated_by_cards),
+      cmocka_unit_test(test_promoted_holders_found_on_cards),
   };
   return cmocka_run_group_tests_name("gen_cards", tests, NULL, NULL);
 }
