@@ -167,6 +167,43 @@ static void test_nothing_moves_no_update_pass(void **s) {
   fh_heap_destroy(h);
 }
 
+/* A dead stretch below a long live run stays as dead wood, although it
+ * passes 1/32 of the prefix up to its end (collectors/fwd_wood.c,
+ * FWD_WOOD_RUN_MIN): 64 KiB of garbage under a 12 MiB list, nothing
+ * moves and the update pass is skipped.  Under a 2 MiB list the same
+ * garbage is won back: the list slides down. */
+static void test_long_run_keeps_its_place(void **s) {
+  (void)s;
+  const size_t runs[2] = {(size_t)12 << 20, (size_t)2 << 20};
+  for (int k = 0; k < 2; k++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h =
+        test_heap_attached("mark_compact", "heap_max=128M,min_alloc_trigger=100M,verify=1", &ty, &t);
+    tnode *head = NULL;
+    fh_push_root(t, (void **)&head);
+    for (size_t i = 0; i < 64 * 1024 / (sizeof(tnode) + 8); i++) test_node(t, &ty, i); /* garbage */
+    size_t n = runs[k] / (sizeof(tnode) + 8);
+    test_list_build(t, &ty, &head, n);
+    uintptr_t was = (uintptr_t)head;
+    assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
+    if (k == 0) {
+      assert_int_equal((uintptr_t)head, was);
+      assert_int_equal(h->mc->slide_move_bytes, 0);
+      assert_int_equal(h->mc->slide_update_ns, 0);
+    } else {
+      assert_true((uintptr_t)head < was);
+      assert_true(h->mc->slide_move_bytes > 0);
+    }
+    size_t len = 0;
+    for (tnode *x = head; x; x = x->next, len++) assert_int_equal(x->check, test_check(x->value));
+    assert_int_equal(len, n);
+    fh_pop_roots(t, 1);
+    fh_thread_detach(t);
+    fh_heap_destroy(h);
+  }
+}
+
 static void test_growers_without_garbage(void **s) {
   (void)s;
   growers_case("heap_max=32M,min_alloc_trigger=30M,verify=1", 20000, 0, (size_t)-1);
@@ -749,6 +786,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stw_makes_no_mremap_or_uffd_call),
       cmocka_unit_test(test_nothing_moves_no_update_pass),
+      cmocka_unit_test(test_long_run_keeps_its_place),
       cmocka_unit_test(test_growers_without_garbage),
       cmocka_unit_test(test_growers_with_little_garbage),
       cmocka_unit_test(test_growers_below_a_pin),
