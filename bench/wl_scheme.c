@@ -120,8 +120,13 @@ int wl_scheme(int argc, char **argv) {
   int nc = 0;
   cfg[nc++] = (config){"default", fhs, NULL, 0};
   for (int i = 0; i < ncol; i++) {
-    /* An entry may carry options after '+': "concurrent_compact+concurrent_mark=1". */
-    snprintf(optbuf[i], sizeof optbuf[i], "collector=%s", colls[i]);
+    /* An entry may carry options after '+': "concurrent_compact+concurrent_mark=1";
+     * "default" is the heap's default collector ("default+generational=0"). */
+    const char *name = colls[i], *plus = strchr(name, '+');
+    if (strncmp(name, "default", 7) == 0 && (name[7] == '\0' || name[7] == '+'))
+      snprintf(optbuf[i], sizeof optbuf[i], "%s", plus ? plus + 1 : "");
+    else
+      snprintf(optbuf[i], sizeof optbuf[i], "collector=%s", name);
     for (char *q = optbuf[i]; *q; q++)
       if (*q == '+') *q = ',';
     cfg[nc++] = (config){colls[i], fhs, optbuf[i], 0};
