@@ -164,6 +164,16 @@ static void check_object(void *obj, void *ctx) {
   types_visit_refs(ti, obj, hdr_payload(hd), check_slot, c);
 }
 
+/* The holders in [lo, hi) of a bump space, walked by headers. */
+static void check_bump_range(rs_check *c, uintptr_t lo, uintptr_t hi) {
+  for (uintptr_t s = lo; s < hi;) {
+    uint64_t hd = *(const uint64_t *)s;
+    if (!obj_bytes(hd)) break; /* heap_verify reports a broken header */
+    if (hdr_type(hd) != FH_FILLER_TYPE) check_object(obj_from_start(s), c);
+    s += obj_bytes(hd);
+  }
+}
+
 void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
                             uintptr_t old_lo, uintptr_t old_hi) {
   rs_check c = {h, when, young_lo, young_hi, NULL};
@@ -171,13 +181,13 @@ void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, ui
   unsigned n = heap_spaces(h, spaces);
   for (unsigned i = 0; i < n; i++)
     if (spaces[i]->kind != SPACE_BUMP) spaces[i]->ops->walk(spaces[i], check_object, &c);
-  /* The old generation of a bump space: walked by headers. */
-  for (uintptr_t s = old_lo; s < old_hi;) {
-    uint64_t hd = *(const uint64_t *)s;
-    if (!obj_bytes(hd)) break; /* heap_verify reports a broken header */
-    if (hdr_type(hd) != FH_FILLER_TYPE) check_object(obj_from_start(s), &c);
-    s += obj_bytes(hd);
-  }
+  check_bump_range(&c, old_lo, old_hi); /* the old generation of a bump space */
+}
+
+void gen_cards_verify_bump(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
+                           uintptr_t holder_lo, uintptr_t holder_hi) {
+  rs_check c = {h, when, young_lo, young_hi, NULL};
+  check_bump_range(&c, holder_lo, holder_hi);
 }
 
 void gen_cards_verify(fh_heap *h, const char *when) {

@@ -38,5 +38,11 @@ void gen_cards_verify(fh_heap *h, const char *when);
  * [old_lo, old_hi) (walked by headers) checked with the other spaces. */
 void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
                             uintptr_t old_lo, uintptr_t old_hi);
+/* Only the holders in [holder_lo, hi) of the moving space, walked by
+ * headers: the mid generation's, whose references to what was allocated
+ * since the last collection the young collection takes from dirty cards
+ * (mc_gen.c: promoted_on_cards; mc_slide.c: update_floor). */
+void gen_cards_verify_bump(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
+                           uintptr_t holder_lo, uintptr_t holder_hi);
 
 #endif

@@ -147,8 +147,11 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   h->gen.collecting_young = g->young;
   /* A store that bypassed fh_write_ref is caught before this collection
    * can lose its referent. */
-  if (g->young && h->opt.verify)
+  if (g->young && h->opt.verify) {
     gen_cards_verify_range(h, "before young collection", g->old_end, top, t->begin, g->old_end);
+    gen_cards_verify_bump(h, "before young collection (mid generation)", g->mid_end, top,
+                          g->old_end, g->mid_end);
+  }
   g->keep_mid = 0;
   g->keep_from = !g->young && valid && g->mid_end > t->begin ? g->mid_end : 0;
   if (!g->young) {
@@ -575,14 +578,17 @@ void mc_gen_end(mc_state *m) {
   stranded += fwd_wood_in(t, ylo, new_old);
   /* Walk points (per card, of the old generation only: cards above its
    * end are never asked, and get theirs when their objects become old).
-   * A young cycle notes them exactly as it walks what became old; the
-   * card holding ylo keeps its point, an old object's.  A full cycle
-   * (whose pages a flip has not built yet) takes the forwarding's, the
+   * A young cycle that walks what became old notes them exactly; one
+   * that finds the promoted holders on their cards, and a full cycle
+   * (whose pages a flip has not built yet), take the forwarding's, the
    * object covering each page's first byte, on the page's first card;
-   * young cycles' walks refine them (card_objects). */
+   * young cycles' card walks refine them (card_objects).  The card
+   * holding ylo keeps its point, an old object's. */
   if (g->young && g->cards_ok) {
     promoted_on_cards(m, new_old, t->new_top);
   } else if (g->young || g->keep_mid) {
+    g->cards.n = 0; /* a list a failed push left incomplete gives back its growth */
+    mark_stack_trim(&g->cards);
     dirty_promoted(m, ylo, new_old, t->new_top);
     if (g->keep_mid) redirty_large_mid(h, new_old, t->new_top);
     if (g->keep_mid && g->keep_split) redirty_nonmoving_mid(h, new_old, t->new_top);

@@ -28,10 +28,11 @@
  *
  * The old generation's objects are found on a card from walk points: per
  * card, the start of an object at or below its first byte (the one
- * covering it once known): exact for what a young cycle promotes (walked
- * then), per page from the forwarding's page_first after a full cycle,
- * refined as card walks pass; objects between are walked by their
- * headers.  Marking logs the old objects on dirty cards that refer into
+ * covering it once known): exact for what a young cycle promotes when it
+ * walks the promoted objects (dirty_promoted), per page from the
+ * forwarding's page_first when it finds them on their cards
+ * (promoted_on_cards) and after a full cycle, refined as card walks pass;
+ * objects between are walked by their headers.  Marking logs the old objects on dirty cards that refer into
  * the collected part; the update forwards those only.
  *
  * Invariant after every collection (verify=1 checks it): every object of

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "collectors/collector.h"
+#include "heap/barrier.h"
 #include "heap/conservative.h"
 #include "heap/error.h"
 #include "heap/heap.h"
@@ -97,7 +98,18 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
   size_t want = h->opt.tlab_size;
   /* Holes below top first (pinned objects' gaps: spaces/bump_space.h). */
   uintptr_t p = bump_space_claim_hole(b, want, bytes, &want);
-  if (!p) p = bump_space_claim(b, want, bump_limit(h));
+  /* A hole lies among older objects: a young collection reads objects
+   * there only on dirty cards (the old generation), or takes their
+   * references into the young generation from dirty cards alone (mid:
+   * collectors/mc_gen.c, promoted_on_cards; mc_slide.c, update_floor).
+   * Born dirty, the objects allocated in it are read whatever their first
+   * stores were (plain initialising stores, as into a fresh object at the
+   * top: faultheap.h, fh_write_ref).  The next young collection cleans the
+   * cards of those that hold nothing young. */
+  if (p)
+    cards_dirty_range(h, p, p + want);
+  else
+    p = bump_space_claim(b, want, bump_limit(h));
   if (!p) { /* near the end: take just what this object needs */
     want = bytes;
     p = bump_space_claim(b, want, bump_limit(h));
@@ -170,6 +182,8 @@ static void *large_alloc(fh_thread *t, uint32_t type, size_t n) {
     if (!due && large_fits(h, bytes)) {
       void *obj = los_alloc(&h->los, type, n);
       if (obj) {
+        /* Born old: dirty, as a hole's objects (alloc_general). */
+        cards_dirty_range(h, (uintptr_t)obj, (uintptr_t)obj + 1);
         if (atomic_load_explicit(&h->cm_black, memory_order_relaxed)) heap_alloc_black_other(h, obj);
         charge(h, bytes);
         return obj;
@@ -269,6 +283,7 @@ void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t n) {
     if (!due && heap_used_bytes(h) + bytes <= heap_limit(h)) {
       void *obj = non_moving_space_alloc(&h->non_moving, type, n);
       if (obj) {
+        cards_dirty_range(h, (uintptr_t)obj, (uintptr_t)obj + 1); /* as large_alloc's */
         if (atomic_load_explicit(&h->cm_black, memory_order_relaxed)) heap_alloc_black_other(h, obj);
         charge(h, bytes);
         return obj;

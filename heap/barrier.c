@@ -51,6 +51,15 @@ void cards_clear_range(fh_heap *h, uintptr_t begin, uintptr_t end) {
   for (uint8_t *c = b; c < e; c++) *c = 0;
 }
 
+void cards_dirty_range(fh_heap *h, uintptr_t begin, uintptr_t end) {
+  /* Byte by byte with the barrier's own atomic stores: other mutators
+   * dirty cards of the same range meanwhile.  Relaxed: the stores this
+   * covers follow on this thread, and a collection reads the cards only
+   * once every mutator has stopped. */
+  for (uintptr_t a = align_down(begin, FH_CARD_BYTES); a < end; a += FH_CARD_BYTES)
+    atomic_store_explicit((_Atomic uint8_t *)card_for(h, a), FH__CARD_DIRTY, memory_order_relaxed);
+}
+
 void cards_visit_dirty(fh_heap *h, uintptr_t begin, uintptr_t end,
                        void (*fn)(uintptr_t card_begin, uintptr_t card_end, void *ctx), void *ctx) {
   /* Eight clean cards at a time: a young collection scans the whole old

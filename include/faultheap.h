@@ -231,7 +231,8 @@ typedef struct fh_options {
                          young collections (generations as address ranges
                          of the moving space, the card table as remembered
                          set); every store of a reference into an object
-                         must then go through fh_write_ref.
+                         must then go through fh_write_ref (but those that
+                         initialise a fresh object: see fh_write_ref).
                          1 (default): on, with either stack_roots (with
                          conservative ones the holes stack-pinned objects
                          leave are kept out of the old generation); 0:
@@ -373,7 +374,14 @@ FH_API void *fh_alloc_nonmoving(fh_thread *t, uint32_t type, size_t payload_byte
 static inline size_t fh_object_size(const void *obj); /* payload bytes */
 static inline uint32_t fh_object_type(const void *obj);
 
-/* Every store of a reference into a heap object goes through the barrier.
+/* Every store of a reference into a heap object goes through the barrier,
+ * with one exception: the stores that initialise an object this thread
+ * has just allocated, before it next allocates, polls fh_safepoint or
+ * blocks, may be plain stores (an interpreter's cons: allocate, fill the
+ * fields).  Wherever such an object is born (at the young end of the
+ * moving space, in a hole among older objects, in the large-object or
+ * non-moving space), the next young collection reads it whole or finds
+ * its card already dirty.
  * obj outside this heap's reservation: nothing stored, fh_last_error().
  * The inline path checks nothing more; with verify=1 every store is
  * checked (obj an object, slot inside it, value NULL, an object of this

@@ -230,6 +230,71 @@ static void test_promoted_holders_found_on_cards(void **st) {
   }
 }
 
+/* The stores that initialise a fresh object, before this thread's next
+ * allocation or safepoint, may be plain stores (faultheap.h): wherever the
+ * object was born, the next young collections see its references.  Born
+ * in a hole below a pinned object, among the mid generation (fhscheme's
+ * cons right after such a cycle: the TLAB in the hole, the referent, too
+ * large for the TLAB, at the top), in the large-object space, and in the
+ * non-moving space; each holds the only reference to a young object.
+ * Without their cards dirty from birth (heap/alloc.c) verify=1 stops at
+ * the clean card, and without verify the young referents are freed. */
+static void test_plain_initialising_stores(void **st) {
+  (void)st;
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
+    test_types ty;
+    fh_thread *t;
+    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
+    tnode *keep = test_node(t, &ty, 1), *pin = NULL, *in_hole = NULL, *nm = NULL;
+    void **large = NULL;
+    fh_push_root(t, (void **)&keep);
+    test_gen_garbage(t, &ty, 2000);
+    pin = test_node(t, &ty, 2);
+    fh_push_root(t, (void **)&pin);
+    fh_push_root(t, (void **)&in_hole);
+    fh_push_root(t, (void **)&nm);
+    fh_push_root(t, (void **)&large);
+    assert_int_equal(fh_pin(t, pin), 0);
+    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+    /* The TLAB now lies in the hole below the pinned node; use it up to
+     * where the next object still fits. */
+    test_node(t, &ty, 0);
+    while (t->fast.tlab_limit - t->fast.tlab_cursor > 2 * sizeof(tnode)) test_node(t, &ty, 0);
+    void **top = fh_alloc(t, ty.array, 9 << 10); /* past tlab_size / 4: at the top */
+    in_hole = test_node(t, &ty, 3);
+    assert_true((uintptr_t)in_hole < h->mc->gen.mid_end);
+    assert_true((uintptr_t)top >= h->mc->gen.mid_end);
+    in_hole->other = (tnode *)top;
+    top[0] = keep;
+    /* Large and non-moving objects, each given a young node. */
+    tnode *y = test_node(t, &ty, 4);
+    large = fh_alloc(t, ty.array, 16 << 10);
+    assert_non_null(large);
+    large[0] = y;
+    y = test_node(t, &ty, 5);
+    nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+    assert_non_null(nm);
+    nm->other = y;
+    top = NULL;
+    y = NULL;
+    fh_unpin(t, pin);
+    for (int r = 0; r < 3; r++) {
+      assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+      test_gen_garbage(t, &ty, 20000);
+    }
+    void **o = (void **)in_hole->other;
+    assert_int_equal(fh_object_type(o), ty.array);
+    assert_ptr_equal(o[0], keep);
+    tnode *a = large[0], *b = nm->other;
+    assert_int_equal(fh_object_type(a), ty.node);
+    assert_int_equal(a->check, test_check(4));
+    assert_int_equal(fh_object_type(b), ty.node);
+    assert_int_equal(b->check, test_check(5));
+    fh_pop_roots(t, 5);
+    test_gen_done(h, t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_remembered_set),
@@ -237,6 +302,7 @@ int main(void) {
       cmocka_unit_test(test_verify_catches_missing_barrier),
       cmocka_unit_test(test_mid_in_place_updated_by_cards),
       cmocka_unit_test(test_promoted_holders_found_on_cards),
+      cmocka_unit_test(test_plain_initialising_stores),
   };
   return cmocka_run_group_tests_name("gen_cards", tests, NULL, NULL);
 }
