@@ -120,6 +120,39 @@ static void test_verify_catches_missing_barrier(void **st) {
     if (c == 0 || test_have_uffd()) test_gen_missing_barrier(test_gen_mc_collectors[c], test_gen_in_old);
 }
 
+/* The setup of the two tests below: a list of MID_LIST nodes (values
+ * MID_LIST-1 .. 0 from *head, a root) made mid by a young collection,
+ * three holders in it (near the head, in the middle, near the tail) and
+ * *far between the first two, garbage after them, then each holder given
+ * a fresh node of value base + k (was[k]) through fh_write_ref. */
+enum { MID_LIST = 20000 };
+static void mid_list_with_holders(fh_heap *h, fh_thread *t, const test_types *ty, tnode **head,
+                                  tnode *holders[3], tnode **far, uint64_t base, tnode *was[3]) {
+  test_list_build(t, ty, head, MID_LIST);
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(test_gen_in_mid(h, *head));
+  int i = 0;
+  for (tnode *x = *head; x; x = x->next, i++) {
+    if (i == 5) holders[0] = x;
+    if (i == MID_LIST / 4) *far = x;
+    if (i == MID_LIST / 2) holders[1] = x;
+    if (i == MID_LIST - 2) holders[2] = x;
+  }
+  assert_non_null(holders[2]);
+  test_gen_garbage(t, ty, 20000);
+  for (int k = 0; k < 3; k++) {
+    was[k] = test_node(t, ty, base + (uint64_t)k);
+    fh_write_ref(t, holders[k], (void **)&holders[k]->other, was[k]);
+  }
+}
+
+/* Every node of the list from head intact, MID_LIST of them. */
+static void check_mid_list(tnode *head) {
+  size_t n = 0;
+  for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
+  assert_int_equal(n, MID_LIST);
+}
+
 /* A young cycle whose mid generation all stays in place while young
  * survivors move down over garbage updates the mid objects on their dirty
  * cards only (mc_slide.c: update_floor): those that were given young
@@ -131,26 +164,9 @@ static void test_mid_in_place_updated_by_cards(void **st) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
-    tnode *head = NULL;
+    tnode *head = NULL, *holders[3] = {NULL, NULL, NULL}, *far = NULL, *was[3];
     fh_push_root(t, (void **)&head);
-    enum { N = 20000 };
-    test_list_build(t, &ty, &head, N); /* values N-1 .. 0 from the head */
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    assert_true(test_gen_in_mid(h, head));
-    tnode *holders[3] = {NULL, NULL, NULL};
-    int i = 0;
-    for (tnode *x = head; x; x = x->next, i++) {
-      if (i == 5) holders[0] = x;
-      if (i == N / 2) holders[1] = x;
-      if (i == N - 2) holders[2] = x;
-    }
-    assert_non_null(holders[2]);
-    test_gen_garbage(t, &ty, 20000);
-    tnode *was[3];
-    for (int k = 0; k < 3; k++) {
-      was[k] = test_node(t, &ty, 500 + (uint64_t)k);
-      fh_write_ref(t, holders[k], (void **)&holders[k]->other, was[k]);
-    }
+    mid_list_with_holders(h, t, &ty, &head, holders, &far, 500, was);
     uintptr_t mid_before = (uintptr_t)holders[1];
     assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
     assert_true(h->mc->update_by_cards > 0);
@@ -161,9 +177,7 @@ static void test_mid_in_place_updated_by_cards(void **st) {
       assert_int_equal(y->value, 500 + (uint64_t)k);
       assert_int_equal(y->check, test_check(500 + (uint64_t)k));
     }
-    size_t n = 0;
-    for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
-    assert_int_equal(n, N);
+    check_mid_list(head);
     fh_pop_roots(t, 1);
     test_gen_done(h, t);
   }
@@ -182,26 +196,9 @@ static void test_promoted_holders_found_on_cards(void **st) {
     test_types ty;
     fh_thread *t;
     fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
-    tnode *head = NULL;
+    tnode *head = NULL, *holders[3] = {NULL, NULL, NULL}, *far = NULL, *was[3];
     fh_push_root(t, (void **)&head);
-    enum { N = 20000 };
-    test_list_build(t, &ty, &head, N);
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    assert_true(test_gen_in_mid(h, head));
-    tnode *holders[3] = {NULL, NULL, NULL}, *far = NULL;
-    int i = 0;
-    for (tnode *x = head; x; x = x->next, i++) {
-      if (i == 5) holders[0] = x;
-      if (i == N / 4) far = x;
-      if (i == N / 2) holders[1] = x;
-      if (i == N - 2) holders[2] = x;
-    }
-    assert_non_null(holders[2]);
-    test_gen_garbage(t, &ty, 20000);
-    for (int k = 0; k < 3; k++) {
-      tnode *y = test_node(t, &ty, 700 + (uint64_t)k);
-      fh_write_ref(t, holders[k], (void **)&holders[k]->other, y);
-    }
+    mid_list_with_holders(h, t, &ty, &head, holders, &far, 700, was);
     size_t before = h->mc->gen.promotions_on_cards;
     assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
     assert_int_equal(h->mc->gen.promotions_on_cards, before + 1);
@@ -222,9 +219,7 @@ static void test_promoted_holders_found_on_cards(void **st) {
       assert_int_equal(y->value, 700 + (uint64_t)k);
       assert_int_equal(y->check, test_check(700 + (uint64_t)k));
     }
-    size_t n = 0;
-    for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
-    assert_int_equal(n, N);
+    check_mid_list(head);
     fh_pop_roots(t, 1);
     test_gen_done(h, t);
   }
