@@ -71,6 +71,10 @@ void *alloc_nonmoving(int kind, size_t nwords); /* constants the code holds */
  * for a collection another thread wants (closure entry: every loop; only
  * once a second Scheme thread exists: alone, allocation is the only
  * trigger, and gc_stress would count every call as a poll). */
+/* INIT: a store that initialises the object just allocated, before this
+ * thread allocates again or polls: a plain store, which faultheap allows
+ * for it (faultheap.h, fh_write_ref) as it does cons's and mkvec's. */
+#define INIT(obj, slot, v) ((void)(obj), *(slot) = (v))
 #ifdef FHS_BDW
 #define WB(obj, slot, v) (*(slot) = (v))
 #define SAFEPOINT() ((void)0)

@@ -9,8 +9,8 @@
 static V mkclosure(Lambda *L, V env) {
   V *p = alloc_refs(3);
   p[0] = MKHDR(K_CLOSURE, 2);
-  WB(p, &p[1], (V)L);
-  WB(p, &p[2], env);
+  INIT(p, &p[1], (V)L);
+  INIT(p, &p[2], env);
   return (V)p;
 }
 
@@ -26,9 +26,9 @@ static V make_frame(V f, int argc, V *argv) {
   }
   V *fr = alloc_refs(2 + (size_t)L->fsize);
   fr[0] = MKHDR(K_FRAME, 1 + L->fsize);
-  WB(fr, &fr[1], CLO_ENV(f));
-  for (int i = 0; i < L->nreq; i++) WB(fr, &fr[2 + i], argv[i]);
-  if (L->rest) {
+  INIT(fr, &fr[1], CLO_ENV(f));
+  for (int i = 0; i < L->nreq; i++) INIT(fr, &fr[2 + i], argv[i]);
+  if (L->rest) { /* cons allocates: the frame's last store is an ordinary one */
     V rest = NIL;
     for (int i = argc - 1; i >= L->nreq; i--) rest = cons(argv[i], rest);
     WB(fr, &fr[2 + L->nreq], rest);
@@ -149,10 +149,10 @@ top:
       V argv[k];
       for (int i = 0; i < k; i++) argv[i] = eval(KID(n, i), env);
       fr = alloc_refs(2 + (size_t)n->idx);
-      for (int i = 0; i < k; i++) WB(fr, &fr[2 + i], argv[i]);
+      for (int i = 0; i < k; i++) INIT(fr, &fr[2 + i], argv[i]);
     }
     fr[0] = MKHDR(K_FRAME, 1 + n->idx);
-    WB(fr, &fr[1], env);
+    INIT(fr, &fr[1], env);
     env = (V)fr;
     n = n->a;
     goto top;
@@ -160,9 +160,9 @@ top:
   case OP_LETREC: {
     V *fr = alloc_refs(2 + (size_t)n->idx);
     fr[0] = MKHDR(K_FRAME, 1 + n->idx);
-    WB(fr, &fr[1], env);
+    INIT(fr, &fr[1], env);
     env = (V)fr;
-    for (int i = 0; i < n->n; i++) {
+    for (int i = 0; i < n->n; i++) { /* eval allocates: ordinary stores */
       V v = eval(KID(n, i), env);
       WB(fr, &fr[2 + i], v);
     }
@@ -374,8 +374,8 @@ static V guard_run(Node *n, V env) {
   OBJ(m)[4] = FIX(0);
   V *fr = alloc_refs(3);
   fr[0] = MKHDR(K_FRAME, 2);
-  WB(fr, &fr[1], env);
-  WB(fr, &fr[2], throw_val);
+  INIT(fr, &fr[1], env);
+  INIT(fr, &fr[2], throw_val);
   throw_val = UNSPEC;
   return eval(n->b, (V)fr);
 }
