@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "heap/barrier.h"
+#include "heap/large_objects.h"
 #include "heap/object.h"
 
 /* The part of the non-moving space jemalloc has mapped: objects lie below. */
@@ -107,8 +108,23 @@ static void clean_card(fh_heap *h, uintptr_t card, void *ctx) {
   *card_for(h, card) = 0;
 }
 
+/* A large object on a dirty card that refers to nothing young: settled
+ * (heap/large_objects.h). */
+static void clean_large_card(fh_heap *h, uintptr_t card, void *ctx) {
+  (void)ctx;
+  if (!los_is_start(&h->los, card)) return; /* as visit_large_card */
+  void *obj = obj_from_start(card);
+  young_refs y = {h, &h->bump[h->active], 0};
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
+  if (!y.found) heap_los_card_settled(h, obj);
+}
+
 void gen_cards_clean(fh_heap *h) {
   each_dirty(h, h->non_moving.space.begin, nm_end(h), clean_card, NULL);
+  if (h->los.space.ops && los_end(h) > h->los.space.begin)
+    each_dirty(h, h->los.space.begin, los_end(h), clean_large_card, NULL);
 }
 
 static void redirty_large(void *obj, void *ctx) {

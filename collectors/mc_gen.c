@@ -232,7 +232,14 @@ static void update_card(uintptr_t cb, uintptr_t ce, void *ctx) {
   for (uintptr_t card = cb; card < ce; card += FH_CARD_BYTES) update_card_one(card, ctx);
 }
 
-static void update_large(void *obj, void *ctx) { update_card_object(obj, ctx); }
+/* A large object on a dirty card: updated, and settled when it holds
+ * nothing of the new mid generation. */
+static void update_large(void *obj, void *ctx) {
+  gen_update *u = ctx;
+  u->young_ref = 0;
+  update_card_object(obj, ctx);
+  if (!u->young_ref) heap_los_card_settled(u->m->h, obj);
+}
 
 /* The logged old objects' young referents lie anywhere in the young
  * range, and forwarding each reads its chunk entry: a cold line per
@@ -324,8 +331,8 @@ void mc_gen_update_outside(mc_state *m) {
   }
   c.w.m = NULL;
   cards_visit_dirty(h, h->non_moving.space.begin, nm_end(h), update_card, &c);
-  /* Large objects: their sweep owns their cards (heap/large_objects.h);
-   * a young collection updates but never clears them. */
+  /* Large objects: cleared (settled) when they hold nothing young
+   * (heap/large_objects.h). */
   gen_cards_visit_large(h, update_large, &c.u);
   /* Spaces that are neither old by assumption nor immune (none in a
    * bump-space heap today): every object. */

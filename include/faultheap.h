@@ -376,12 +376,16 @@ static inline uint32_t fh_object_type(const void *obj);
 
 /* Every store of a reference into a heap object goes through the barrier,
  * with one exception: the stores that initialise an object this thread
- * has just allocated, before it next allocates, polls fh_safepoint or
- * blocks, may be plain stores (an interpreter's cons: allocate, fill the
- * fields).  Wherever such an object is born (at the young end of the
- * moving space, in a hole among older objects, in the large-object or
- * non-moving space), the next young collection reads it whole or finds
- * its card already dirty.
+ * has just allocated may be plain stores (an interpreter's cons: allocate,
+ * fill the fields), provided that between the allocation and those stores
+ * the thread calls no faultheap function but fh_write_ref, the root-slot
+ * calls (fh_push_root(s), fh_pop_roots, fh_root_mark, fh_root_reset),
+ * fh_object_size and fh_object_type, and does not fork: any other call
+ * may let a collection run (another thread's), which ends the window.
+ * Wherever such an object is born (at the young end of the moving space,
+ * in a hole among older objects, in the large-object or non-moving
+ * space), the next young collection reads it whole or finds its card
+ * still dirty from its birth.
  * obj outside this heap's reservation: nothing stored, fh_last_error().
  * The inline path checks nothing more; with verify=1 every store is
  * checked (obj an object, slot inside it, value NULL, an object of this

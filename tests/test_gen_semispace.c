@@ -366,6 +366,36 @@ static void test_multi_mutator_stress(void **st) {
   test_gen_stress("collector=gen_semispace,heap_max=24M,verify=1", 60000, 5000, 3);
 }
 
+/* A large object is born with its card dirty (its first stores may be
+ * plain); the young collection after it clears the card of one that
+ * holds nothing young (gen_cards_clean), and keeps the card of one that
+ * holds a young object until that object is promoted. */
+static void test_large_object_cards_settle(void **st) {
+  (void)st;
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = gen_heap("heap_max=64M,verify=1", &ty, &t);
+  void **empty = NULL, **holder = NULL;
+  fh_push_root(t, (void **)&empty);
+  fh_push_root(t, (void **)&holder);
+  empty = fh_alloc(t, ty.array, 64 << 10);
+  holder = fh_alloc(t, ty.array, 64 << 10);
+  tnode *nd = test_node(t, &ty, 7); /* an allocation since holder's: */
+  fh_write_ref(t, holder, &holder[7], nd); /* a store through the barrier */
+  assert_true(card_dirty(h, empty)); /* born dirty */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_false(card_dirty(h, empty));
+  assert_true(card_dirty(h, holder)); /* its node was copied, still young */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_true(in_old(h, holder[7]));
+  assert_false(card_dirty(h, holder));
+  tnode *n = holder[7];
+  assert_int_equal(n->check, test_check(7));
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_promotion_after_two_collections),
@@ -379,6 +409,7 @@ int main(void) {
       cmocka_unit_test(test_policy_in_heap),
       cmocka_unit_test(test_verify_catches_missing_barrier),
       cmocka_unit_test(test_multi_mutator_stress),
+      cmocka_unit_test(test_large_object_cards_settle),
   };
   return cmocka_run_group_tests_name("gen_semispace", tests, NULL, NULL);
 }
