@@ -231,8 +231,7 @@ typedef struct fh_options {
                          young collections (generations as address ranges
                          of the moving space, the card table as remembered
                          set); every store of a reference into an object
-                         must then go through fh_write_ref (but those that
-                         initialise a fresh object: see fh_write_ref).
+                         must then go through fh_write_ref (see there).
                          1 (default): on, with either stack_roots (with
                          conservative ones the holes stack-pinned objects
                          leave are kept out of the old generation); 0:
@@ -375,17 +374,10 @@ static inline size_t fh_object_size(const void *obj); /* payload bytes */
 static inline uint32_t fh_object_type(const void *obj);
 
 /* Every store of a reference into a heap object goes through the barrier,
- * with one exception: the stores that initialise an object this thread
- * has just allocated may be plain stores (an interpreter's cons: allocate,
- * fill the fields), provided that between the allocation and those stores
- * the thread calls no faultheap function but fh_write_ref, the root-slot
- * calls (fh_push_root(s), fh_pop_roots, fh_root_mark, fh_root_reset),
- * fh_object_size and fh_object_type, and does not fork: any other call
- * may let a collection run (another thread's), which ends the window.
- * Wherever such an object is born (at the young end of the moving space,
- * in a hole among older objects, in the large-object or non-moving
- * space), the next young collection reads it whole or finds its card
- * still dirty from its birth.
+ * but those initialising an object this thread just allocated (cons) may
+ * be plain while, in between, it calls only fh_write_ref, the root-slot
+ * calls and fh_object_size/type, and does not fork (anything else may let
+ * a collection run): it is young, or its card is dirty from birth.
  * obj outside this heap's reservation: nothing stored, fh_last_error().
  * The inline path checks nothing more; with verify=1 every store is
  * checked (obj an object, slot inside it, value NULL, an object of this

@@ -174,3 +174,15 @@ void test_gen_missing_barrier(const char *collector, int (*in_old)(fh_heap *, co
   assert_non_null(strstr(out, "tnode"));    /* the holder's type, */
   assert_non_null(strstr(out, "offset 8")); /* and its slot */
 }
+
+void test_gen_large_cards_first_young(fh_heap *h, fh_thread *t, const test_types *ty,
+                                      void ***empty, void ***holder) {
+  *empty = fh_alloc(t, ty->array, 64 << 10);
+  *holder = fh_alloc(t, ty->array, 64 << 10);
+  tnode *nd = test_node(t, ty, 7); /* an allocation since holder's: */
+  fh_write_ref(t, *holder, &(*holder)[7], nd); /* a store through the barrier */
+  assert_true(test_gen_card_dirty(h, *empty)); /* born dirty */
+  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
+  assert_false(test_gen_card_dirty(h, *empty));
+  assert_true(test_gen_card_dirty(h, *holder)); /* its node is still young */
+}

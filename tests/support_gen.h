@@ -34,6 +34,14 @@ int test_gen_in_mid(fh_heap *h, const void *p);
 int test_gen_card_dirty(fh_heap *h, const void *obj);
 void test_gen_garbage(fh_thread *t, const test_types *ty, int n);
 
+/* Large objects' cards in a generational heap (heap/large_objects.h:
+ * heap_los_card_settled): *empty and *holder (root slots the caller
+ * pushed) become 64 KiB reference arrays, holder[7] a young node of value
+ * 7 stored through fh_write_ref; both are born with dirty cards; after one
+ * young collection empty's card is clean and holder's still dirty. */
+void test_gen_large_cards_first_young(fh_heap *h, fh_thread *t, const test_types *ty,
+                                      void ***empty, void ***holder);
+
 /* A store into an old object that bypasses fh_write_ref: verify=1 names
  * the holder (its type and slot) before the young collection that would
  * lose the referent, aborting a child heap of `collector`; in_old says

@@ -146,11 +146,21 @@ static void mid_list_with_holders(fh_heap *h, fh_thread *t, const test_types *ty
   }
 }
 
-/* Every node of the list from head intact, MID_LIST of them. */
-static void check_mid_list(tnode *head) {
+/* The end of the two tests: each holder's node intact (value base + k),
+ * every node of the list from head intact, MID_LIST of them; head's root
+ * popped, the heap gone. */
+static void check_mid_list_and_done(fh_heap *h, fh_thread *t, tnode *head, tnode *holders[3],
+                                    uint64_t base) {
+  for (int k = 0; k < 3; k++) {
+    tnode *y = holders[k]->other;
+    assert_int_equal(y->value, base + (uint64_t)k);
+    assert_int_equal(y->check, test_check(base + (uint64_t)k));
+  }
   size_t n = 0;
   for (tnode *x = head; x; x = x->next, n++) assert_int_equal(x->check, test_check(x->value));
   assert_int_equal(n, MID_LIST);
+  fh_pop_roots(t, 1);
+  test_gen_done(h, t);
 }
 
 /* A young cycle whose mid generation all stays in place while young
@@ -171,15 +181,8 @@ static void test_mid_in_place_updated_by_cards(void **st) {
     assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
     assert_true(h->mc->update_by_cards > 0);
     assert_int_equal((uintptr_t)holders[1], mid_before); /* roots aside, mid did not move */
-    for (int k = 0; k < 3; k++) {
-      tnode *y = holders[k]->other;
-      assert_ptr_not_equal(y, was[k]); /* slid down over the garbage */
-      assert_int_equal(y->value, 500 + (uint64_t)k);
-      assert_int_equal(y->check, test_check(500 + (uint64_t)k));
-    }
-    check_mid_list(head);
-    fh_pop_roots(t, 1);
-    test_gen_done(h, t);
+    for (int k = 0; k < 3; k++) assert_ptr_not_equal(holders[k]->other, was[k]); /* slid down */
+    check_mid_list_and_done(h, t, head, holders, 500);
   }
 }
 
@@ -213,21 +216,15 @@ static void test_promoted_holders_found_on_cards(void **st) {
       test_gen_garbage(t, &ty, 20000);
       assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
     }
-    for (int k = 0; k < 3; k++) {
-      tnode *y = holders[k]->other;
-      assert_true(test_gen_in_old(h, y));
-      assert_int_equal(y->value, 700 + (uint64_t)k);
-      assert_int_equal(y->check, test_check(700 + (uint64_t)k));
-    }
-    check_mid_list(head);
-    fh_pop_roots(t, 1);
-    test_gen_done(h, t);
+    for (int k = 0; k < 3; k++) assert_true(test_gen_in_old(h, holders[k]->other));
+    check_mid_list_and_done(h, t, head, holders, 700);
   }
 }
 
-/* The stores that initialise a fresh object, before this thread's next
- * allocation or safepoint, may be plain stores (faultheap.h): wherever the
- * object was born, the next young collections see its references.  Born
+/* The stores that initialise a fresh object may be plain stores while the
+ * thread calls nothing in between but fh_write_ref, the root-slot calls
+ * and fh_object_size/type (faultheap.h): wherever the object was born, the
+ * next young collections see its references.  Born
  * in a hole below a pinned object, among the mid generation (fhscheme's
  * cons right after such a cycle: the TLAB in the hole, the referent, too
  * large for the TLAB, at the top), in the large-object space, and in the
@@ -306,14 +303,7 @@ static void test_large_object_cards_settle(void **st) {
     void **empty = NULL, **holder = NULL;
     fh_push_root(t, (void **)&empty);
     fh_push_root(t, (void **)&holder);
-    empty = fh_alloc(t, ty.array, 64 << 10);
-    holder = fh_alloc(t, ty.array, 64 << 10);
-    tnode *nd = test_node(t, &ty, 7); /* an allocation since holder's: */
-    fh_write_ref(t, holder, &holder[7], nd); /* a store through the barrier */
-    assert_true(test_gen_card_dirty(h, empty)); /* born dirty */
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    assert_false(test_gen_card_dirty(h, empty));
-    assert_true(test_gen_card_dirty(h, holder)); /* its node is mid now */
+    test_gen_large_cards_first_young(h, t, &ty, &empty, &holder); /* holder[7] now mid */
     test_gen_garbage(t, &ty, 20000);
     assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
     test_gen_garbage(t, &ty, 20000);

@@ -378,14 +378,7 @@ static void test_large_object_cards_settle(void **st) {
   void **empty = NULL, **holder = NULL;
   fh_push_root(t, (void **)&empty);
   fh_push_root(t, (void **)&holder);
-  empty = fh_alloc(t, ty.array, 64 << 10);
-  holder = fh_alloc(t, ty.array, 64 << 10);
-  tnode *nd = test_node(t, &ty, 7); /* an allocation since holder's: */
-  fh_write_ref(t, holder, &holder[7], nd); /* a store through the barrier */
-  assert_true(card_dirty(h, empty)); /* born dirty */
-  assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-  assert_false(card_dirty(h, empty));
-  assert_true(card_dirty(h, holder)); /* its node was copied, still young */
+  test_gen_large_cards_first_young(h, t, &ty, &empty, &holder); /* holder[7] copied, young */
   assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
   assert_true(in_old(h, holder[7]));
   assert_false(card_dirty(h, holder));
