@@ -96,14 +96,19 @@ static void note_young(void **slot, void *ctx) {
     y->found = 1;
 }
 
+/* Whether obj refers into the active bump space (the young objects). */
+static int refers_young(fh_heap *h, void *obj) {
+  young_refs y = {h, &h->bump[h->active], 0};
+  uint64_t hd = *obj_header(obj);
+  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
+  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
+  return y.found;
+}
+
 static void clean_card(fh_heap *h, uintptr_t card, void *ctx) {
   (void)ctx;
-  young_refs y = {h, &h->bump[h->active], 0};
   FOR_CARD_OBJECTS(h, card, p) {
-    uint64_t hd = *(uint64_t *)p;
-    const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
-    if (ti) types_visit_refs(ti, obj_from_start(p), hdr_payload(hd), note_young, &y);
-    if (y.found) return;
+    if (refers_young(h, obj_from_start(p))) return;
   }
   *card_for(h, card) = 0;
 }
@@ -114,11 +119,7 @@ static void clean_large_card(fh_heap *h, uintptr_t card, void *ctx) {
   (void)ctx;
   if (!los_is_start(&h->los, card)) return; /* as visit_large_card */
   void *obj = obj_from_start(card);
-  young_refs y = {h, &h->bump[h->active], 0};
-  uint64_t hd = *obj_header(obj);
-  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
-  if (!y.found) heap_los_card_settled(h, obj);
+  if (!refers_young(h, obj)) heap_los_card_settled(h, obj);
 }
 
 void gen_cards_clean(fh_heap *h) {

@@ -451,6 +451,14 @@ static void dirty_promoted(mc_state *m, uintptr_t lo, uintptr_t hi, uintptr_t mi
   }
 }
 
+/* Walk points per page from the forwarding (the object covering each
+ * destination page's first byte, on the page's first card), for the pages
+ * from page `from` that start below hi. */
+static void page_walk_points(mc_gen *g, const fwd_tables *t, size_t from, uintptr_t hi) {
+  for (size_t p = from; p < t->npages && t->begin + p * FWD_PAGE < hi; p++)
+    if (t->page_first[p]) g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
+}
+
 /* dirty_promoted's work where promotes_by_cards holds, without visiting
  * every promoted object: binary-trees' young cycle that promotes its 128
  * MiB long-lived tree spent 24 ms of its pause there, with nothing left
@@ -466,9 +474,7 @@ static void promoted_on_cards(mc_state *m, uintptr_t hi, uintptr_t mid_hi) {
   if (hi > c0)
     memset(&g->walk[(c0 - begin) / FH_CARD_BYTES], 0,
            (hi - c0 + FH_CARD_BYTES - 1) / FH_CARD_BYTES * sizeof(uintptr_t));
-  for (size_t p = align_up(t->ylo - begin, FWD_PAGE) / FWD_PAGE;
-       p < t->npages && begin + p * FWD_PAGE < hi; p++)
-    if (t->page_first[p]) g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
+  page_walk_points(g, t, align_up(t->ylo - begin, FWD_PAGE) / FWD_PAGE, hi);
   if (mid_hi > hi) {
     promo_check pc = {m->h, hi, mid_hi, 0};
     for (size_t i = 0; i < g->cards.n; i++) {
@@ -476,7 +482,8 @@ static void promoted_on_cards(mc_state *m, uintptr_t hi, uintptr_t mid_hi) {
       uintptr_t lo = c - FH_HEADER_BYTES < t->ylo ? t->ylo : c - FH_HEADER_BYTES;
       uintptr_t e = c + FH_CARD_BYTES - FH_HEADER_BYTES;
       if (e > g->promote_below) e = g->promote_below;
-      for (uintptr_t a = bitmap_next_set(&t->mark, lo, e); a; a = bitmap_next_set(&t->mark, a + FWD_WORD, e)) {
+      for (uintptr_t a = bitmap_next_set(&t->mark, lo, e); a;
+           a = bitmap_next_set(&t->mark, a + FWD_WORD, e)) {
         uintptr_t s = fwd_start(t, a);
         dirty_if_into_mid(&pc, s, *(const uint64_t *)s);
       }
@@ -602,9 +609,7 @@ void mc_gen_end(mc_state *m) {
   } else {
     size_t cards = (t->new_top - t->begin + FH_CARD_BYTES - 1) / FH_CARD_BYTES;
     memset(g->walk, 0, cards * sizeof(uintptr_t));
-    for (size_t p = 0; p < t->npages; p++)
-      if (t->page_first[p])
-        g->walk[p * (FWD_PAGE / FH_CARD_BYTES)] = fwd_start(t, t->page_first[p]);
+    page_walk_points(g, t, 0, UINTPTR_MAX);
   }
   g->fill_walk = !g->young && !g->keep_mid;
   /* Not into the gaps below pinned ranges: they are holes the mutators
