@@ -308,20 +308,13 @@ static uintptr_t live_end_at(const fwd_tables *t, uintptr_t a) {
   return s ? s + obj_bytes_at(s) : 0;
 }
 
-/* Widen [*lo, *hi) to chunks until no live object straddles either end. */
+/* Widen *lo down to chunks until no live object straddles it. */
 static void widen_down(const fwd_tables *t, uintptr_t *lo) {
   /* Never below the floor (the old words there do not move anyway). */
   while (*lo > t->lo) {
     uintptr_t e = live_end_at(t, *lo - FWD_WORD);
     if (e <= *lo) return;
     *lo = t->begin + align_down(last_mark(t, t->lo, *lo - FWD_WORD) - t->begin, FWD_RANGE_ALIGN);
-  }
-}
-static void widen_up(const fwd_tables *t, uintptr_t *hi) {
-  while (*hi < t->old_top) {
-    uintptr_t e = live_end_at(t, *hi - FWD_WORD);
-    if (e <= *hi) return;
-    *hi = t->begin + align_up(e - t->begin, FWD_RANGE_ALIGN);
   }
 }
 
@@ -360,6 +353,19 @@ static size_t fit_segment(fwd_tables *t, size_t k) {
   }
 }
 
+static size_t chunk_of(const fwd_tables *t, uintptr_t a) {
+  return (a - t->begin) >> FWD_CHUNK_SHIFT;
+}
+
+/* The bits of chunk w's live word that cover [lo, hi). */
+static uint64_t span_mask(const fwd_tables *t, size_t w, uintptr_t lo, uintptr_t hi) {
+  uintptr_t base = t->begin + (w << FWD_CHUNK_SHIFT);
+  uint64_t m = ~(uint64_t)0;
+  if (lo > base) m &= ~(uint64_t)0 << ((lo - base) >> 3);
+  if (hi < base + FWD_RANGE_ALIGN) m &= ((uint64_t)1 << ((hi - base) >> 3)) - 1;
+  return m;
+}
+
 static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
   obj_write_filler(a, e - a);
   size_t i = (a - t->begin) >> 3; /* one writer now: no locked or */
@@ -386,9 +392,9 @@ static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
  * (fhbench pins). */
 static void fill_dead(fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   uintptr_t dead = 0; /* start of the dead stretch being crossed, 0 none */
-  for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
-       w < e; w++) {
-    uint64_t bits = live_word(t, w);
+  for (size_t w = chunk_of(t, lo), e = chunk_of(t, hi - FWD_WORD) + 1; w < e; w++) {
+    /* Words outside [lo, hi) count as live: no stretch crosses an end. */
+    uint64_t bits = live_word(t, w) | ~span_mask(t, w, lo, hi);
     uintptr_t base = t->begin + (w << FWD_CHUNK_SHIFT);
     unsigned b = 0;
     while (b < 64) {
@@ -437,12 +443,14 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
     size_t bytes = obj_bytes_at(s);
     t->pinned_objects++;
     t->pinned_bytes += bytes;
-    uintptr_t lo = t->begin + align_down(s - t->begin, FWD_RANGE_ALIGN);
-    uintptr_t hi = t->begin + align_up(s + bytes - t->begin, FWD_RANGE_ALIGN);
+    /* The pin's chunk (the destination offset jumps where a chunk
+     * begins), widened down past objects that straddle its start; the
+     * range ends with the pinned object: what follows it in its last
+     * chunk slides down onto its end (forwarding.h). */
+    uintptr_t lo = t->begin + align_down(s - t->begin, FWD_RANGE_ALIGN), hi = s + bytes;
     widen_down(t, &lo);
-    widen_up(t, &hi);
     fwd_range *last = t->nranges ? &t->ranges[t->nranges - 1] : NULL;
-    if (last && lo <= last->hi) { /* touches the previous one (never below its lo) */
+    if (last && lo <= last->hi) { /* shares a chunk with the previous one (never below its lo) */
       if (lo < last->lo) last->lo = lo;
       if (hi > last->hi) last->hi = hi;
     } else {
@@ -451,6 +459,16 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
   }
   if (atomic_load_explicit(&t->grows_marked, memory_order_relaxed))
     for (size_t r = 0; r < t->nranges; r++) r = fit_segment(t, r);
+  /* Each range starts at its first chunk's first live word: the dead
+   * words before it join the gap below (the chunk's destination offset
+   * is where that word stays; none of its words below is live, as no
+   * object straddles the chunk's start).  Below ylo that is the floor
+   * itself when old words lie there (fwd_set_floor marks them live). */
+  for (size_t r = 0; r < t->nranges; r++) {
+    fwd_range *g = &t->ranges[r];
+    g->lo += (uintptr_t)__builtin_ctzll(live_word(t, chunk_of(t, g->lo))) * FWD_WORD;
+    g->gap_lo = g->lo;
+  }
   /* In place: fillers over the dead words, every word live, no growth. */
   int growers = atomic_load_explicit(&t->grows_marked, memory_order_relaxed) != 0;
   for (size_t r = 0; r < t->nranges; r++) {
@@ -471,10 +489,9 @@ int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n) {
       bitmap_clear(&t->grows, a);
       atomic_fetch_sub_explicit(&t->grows_marked, 1, memory_order_relaxed);
     }
-    for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
-         w < e; w++)
-      atomic_store_explicit(&t->live.words[w], ~(uint64_t)0, memory_order_relaxed);
-    if (hi > t->old_top) t->old_top = hi; /* the last range may end above the top */
+    for (size_t w = chunk_of(t, lo), e = chunk_of(t, hi - FWD_WORD) + 1; w < e; w++)
+      atomic_store_explicit(&t->live.words[w], live_word(t, w) | span_mask(t, w, lo, hi),
+                            memory_order_relaxed);
   }
   return 0;
 }

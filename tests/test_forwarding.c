@@ -266,14 +266,52 @@ static void test_nothing_live(void **s) {
 
 /* One object exactly filling pages, one spanning a page boundary at an
  * odd offset, and a chunk-aligned gap. */
+/* Whether a is the end of one of the pinned objects pins[0 .. np). */
+static int is_pin_end(const layout *L, const uintptr_t *pins, size_t np, uintptr_t a) {
+  for (size_t k = 0, i = 0; k < np; k++) {
+    while (L->start[i] != pins[k]) i++;
+    if (L->start[i] + L->bytes[i] == a) return 1;
+  }
+  return 0;
+}
+
+/* After fwd_compute with pinned ranges: every object inside a range
+ * (pinned ones included) forwards to itself, every other one slides down
+ * and clear of every range, and destinations keep address order without
+ * overlapping. */
+static void check_pinned_forwarding(const layout *L, fwd_tables *t) {
+  fwd_compute(t);
+  uintptr_t prev_end = L->base;
+  size_t r = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    if (!L->live[i]) continue;
+    uintptr_t a = L->start[i], d = fwd_start(t, a);
+    while (r < t->nranges && t->ranges[r].hi <= a) r++;
+    int inside = r < t->nranges && t->ranges[r].lo <= a;
+    if (inside) {
+      assert_int_equal(d, a);
+    } else {
+      assert_true(d <= a);
+      /* clear of the ranges: below the next one, above the last one */
+      if (r < t->nranges) assert_true(d + L->bytes[i] <= t->ranges[r].lo);
+      if (r > 0) assert_true(d >= t->ranges[r - 1].hi);
+    }
+    assert_true(d >= prev_end);
+    prev_end = d + L->bytes[i];
+  }
+  assert_true(t->new_top >= prev_end);
+}
+
 /* Pinned ranges (fwd_pin_ranges): every pinned live object stays, and
  * inside each range the live objects are untouched and every stretch of
  * dead words between them is exactly one filler with its start bit set,
- * so a walk by headers from the range's start lands on its end; the list
- * of fillers offered as holes holds those of FWD_HOLE_MIN bytes or more,
- * and only those.  Checked
- * against the layout's own list of objects, on random layouts with dead
- * runs, small objects and page-spanning ones. */
+ * so a walk by headers from the range's start lands on its end; a range
+ * starts at its first chunk's first live word and ends with a pinned
+ * object; the list of fillers offered as holes holds those of
+ * FWD_HOLE_MIN bytes or more, and only those.  Then the forwarding
+ * around them (check_pinned_forwarding).  Checked against the layout's
+ * own list of objects, on random layouts with dead runs, small objects
+ * and page-spanning ones. */
 static void check_pin_ranges(int style, unsigned live_pct) {
   layout L;
   make_layout(&L, style, live_pct);
@@ -292,7 +330,10 @@ static void check_pin_ranges(int style, unsigned live_pct) {
   size_t i = 0, fill = 0, nfills = 0;
   for (size_t r = 0; r < t.nranges; r++) {
     uintptr_t lo = t.ranges[r].lo, hi = t.ranges[r].hi;
-    assert_true(lo < hi && (lo - L.base) % FWD_RANGE_ALIGN == 0 && (hi - L.base) % FWD_RANGE_ALIGN == 0);
+    assert_true(lo < hi && bitmap_test(&t.live, lo) && is_pin_end(&L, pins, np, hi));
+    /* no live word before lo in its chunk */
+    for (uintptr_t a = L.base + ((lo - L.base) & ~(uintptr_t)(FWD_RANGE_ALIGN - 1)); a < lo; a += 8)
+      assert_false(bitmap_test(&t.live, a));
     while (i < L.n && L.start[i] < lo) i++;
     /* no live object straddles either end */
     if (i > 0 && L.live[i - 1]) assert_true(L.start[i - 1] + L.bytes[i - 1] <= lo);
@@ -321,11 +362,11 @@ static void check_pin_ranges(int style, unsigned live_pct) {
       fill += e - a;
       a = e;
     }
-    for (size_t w = (lo - L.base) >> FWD_CHUNK_SHIFT; w < (hi - L.base) >> FWD_CHUNK_SHIFT; w++)
-      assert_true(t.live.words[w] == ~(uint64_t)0);
+    for (uintptr_t a = lo; a < hi; a += 8) assert_true(bitmap_test(&t.live, a));
   }
   assert_int_equal(t.range_fill_bytes, fill);
   assert_int_equal(t.nfills, nfills);
+  check_pinned_forwarding(&L, &t);
   free(pins);
   fwd_destroy(&t);
   free_layout(&L);
