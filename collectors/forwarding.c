@@ -318,7 +318,10 @@ static void widen_down(const fwd_tables *t, uintptr_t *lo) {
   }
 }
 
-/* Set bits among the bitmap words covering [lo, hi) (both chunk-aligned). */
+/* Set bits among the bitmap words of the chunks from lo's to hi (hi
+ * chunk-aligned).  lo may lie inside its chunk (the previous range's end):
+ * the words below it count too, so fit_segment asks for more room than
+ * the segment needs, never less. */
 static size_t bits_in(const fh_bitmap *b, const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   size_t n = 0;
   for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
@@ -384,7 +387,7 @@ static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {
   t->fills[t->nfills++] = (fwd_span){a, e};
 }
 
-/* A filler over each stretch of dead words in [lo, hi) (chunk-aligned),
+/* A filler over each stretch of dead words in [lo, hi),
  * found in the live bitmap: every word of a live object has its bit (and
  * the old generation's words below ylo, fwd_set_floor), so no object
  * header is read.  Walking the headers instead was a cache miss per

@@ -33,15 +33,18 @@
  * others are still copies of consecutive live words.
  *
  * Pinned objects (heap/pins.h) are fixed points.  fwd_pin_ranges turns
- * them into pinned ranges: chunk-aligned [lo, hi) around each pinned object,
- * widened until no live object straddles an end, merged when they touch.
- * Inside a range nothing moves: every dead gap there becomes a filler
- * object (in place, before the space moves aside) whose start and words
- * count as live, so each of the range's chunks is full and forwards to
- * itself; hashed objects there keep their address and so do not grow.
- * Since dest(c) need not be a running sum, fwd_compute jumps the
- * destination offset to the range's start when it reaches its first
- * chunk: the objects between two ranges slide down towards the lower one,
+ * them into pinned ranges [lo, hi): lo the first live word of the chunk
+ * the pinned object starts in (widened down a chunk at a time while a live
+ * object straddles the chunk's start), hi the pinned object's end; merged
+ * when they share a chunk.  Inside a range nothing moves: every dead gap
+ * there becomes a filler object (in place, before the space moves aside)
+ * whose start and words count as live, so the range forwards to itself;
+ * hashed objects there keep their address and so do not grow.  Since
+ * dest(c) need not be a running sum, fwd_compute jumps the destination
+ * offset to lo when it reaches lo's chunk (only where a chunk begins can
+ * it jump: no live word of that chunk lies below lo); the live objects
+ * after hi in its chunk slide down onto hi like any others.  The objects
+ * between two ranges slide down towards the lower one,
  * and the destination bytes [gap_lo, lo) between the last of them and the
  * next range are a gap: one filler object (one per GiB), its header where
  * the gap begins; whole pages after it stay zero (page_first 0 there,
@@ -66,8 +69,9 @@
 #define FWD_CHUNK_SHIFT 9 /* 512-byte chunks: one live_words word each */
 #define FWD_PAGE 4096u
 #define FWD_MAX_MARKERS 8
-/* Pinned ranges are whole chunks: the destination offset can jump only
- * where a chunk begins. */
+/* A pinned range starts in the chunk of this alignment its first pinned
+ * object starts in: the destination offset can jump only where a chunk
+ * begins. */
 #define FWD_RANGE_ALIGN ((size_t)1 << FWD_CHUNK_SHIFT)
 
 typedef struct fwd_chunk {
@@ -367,9 +371,9 @@ static inline uintptr_t fwd_run_end(const fwd_tables *t, uintptr_t d, uintptr_t 
   return t->new_top;
 }
 /* The smallest free stretch offered to the allocator as a hole: smaller
- * ones stay fillers until the next cycle.  Small, since pinned ranges are
- * whole 512-byte chunks: the dead words a small pin's neighbours leave
- * there are a few hundred bytes, and with 1% of small objects pinned
+ * ones stay fillers until the next cycle.  Small, since a pinned range
+ * holds the dead words between its chunk's first live word and its pin:
+ * a few hundred bytes at most, and with 1% of small objects pinned
  * (fhbench pins) they and the gaps under 1 KiB (the former minimum) were
  * 0.5 MiB of its 17 MiB.  Each hole costs a TLAB refill (a slow path,
  * under the hole lock); a claim skips those too small for it.  Not
