@@ -112,6 +112,9 @@ typedef struct mc_state {
   /* this cycle */
   size_t old_used, nm_freed;
   size_t hole_bytes; /* mc_hole_bytes of this cycle; SIZE_MAX: not yet counted */
+  size_t hole_window; /* after a slide: the allocation expected before the next
+                         collection (mc_publish.c), which takes the holes first;
+                         the holes' pages past it go back (mc_holes.c) */
   size_t black_bytes; /* allocated while marking concurrently (mc_account) */
   size_t from_used; /* from-space bytes that may be resident (mc_end_cycle) */
   int moved_by_copy; /* from-space was filled by memcpy (no DONTUNMAP) */

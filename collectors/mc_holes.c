@@ -75,6 +75,33 @@ static void discard_stranded(const mc_state *m) {
     }
 }
 
+/* After a slide the holes' pages are resident (they held the objects that
+ * died there), and refills take the holes in address order: those past
+ * the allocation expected before the next collection (hole_window, as
+ * the pages kept above the top: mc_publish.c) would stay resident unused.
+ * With conservative roots a stack word pins one of the newest objects
+ * near the top of a mostly dead space: fhscheme's destruct slid 1.9 MiB
+ * of live data under an 8 MiB gap with a 3 MiB window, and its peak
+ * resident memory was twice Boehm GC's.  Their whole pages go back (each
+ * hole keeps its filler's header); a refill that gets that far faults
+ * them in again as it would above the top.  A slack of an eighth of the
+ * window covers the holes refills skip (too small for a claim) and TLAB
+ * tails.  After a flip the holes were built where they hold fillers only
+ * (gaps are blank: never built). */
+static void discard_unneeded_holes(const mc_state *m, const bump_hole *hs, size_t n) {
+  size_t keep = m->hole_window + m->hole_window / 8, seen = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = hs[i].hi - hs[i].lo;
+    if (seen + len > keep) {
+      uintptr_t from = hs[i].lo + (seen < keep ? keep - seen : 0);
+      if (from < hs[i].lo + FH_HEADER_BYTES) from = hs[i].lo + FH_HEADER_BYTES;
+      uintptr_t plo = align_up(from, FH_PAGE), phi = align_down(hs[i].hi, FH_PAGE);
+      if (phi > plo) reserve_discard(plo, phi - plo); /* zeroes by hand if madvise fails */
+    }
+    seen += len;
+  }
+}
+
 void mc_publish_holes(mc_state *m) {
   const fwd_tables *t = &m->t;
   if (!t->nranges) return;
@@ -91,6 +118,8 @@ void mc_publish_holes(mc_state *m) {
    * collections only.  With conservative ones the hole floor keeps them
    * out of the old generation (mc_gen_end). */
   size_t got = mc_holes(m, hs, n);
-  bump_space_set_holes(&m->h->bump[m->h->active], hs, got < n ? got : n);
+  if (got > n) got = n;
+  if (m->slid) discard_unneeded_holes(m, hs, got);
+  bump_space_set_holes(&m->h->bump[m->h->active], hs, got);
 }
 

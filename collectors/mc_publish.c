@@ -42,6 +42,7 @@ static void publish_slid(mc_state *m, bump_space *b, uintptr_t top) {
    * pause).  The sizer's quarter window is for full cycles, after which
    * the heap may have fallen. */
   size_t window = m->gen.young || !live_fell(m) ? m->h->gc_trigger : sizer_resident_window(m->h);
+  m->hole_window = window;
   size_t holes = mc_hole_bytes(m);
   /* TLAB refills take the holes pinned ranges left first (bump_space.h):
    * that much of the window is below the top, resident already.  Keeping

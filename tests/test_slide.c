@@ -217,49 +217,6 @@ static void test_pins_are_fixed_points(void **s) {
   fh_heap_destroy(h);
 }
 
-/* ---- the allocation window after a slide below a pin ---- */
-
-/* A pin near the old top (a stack word, with conservative roots) keeps the
- * new top there and leaves the trigger's worth of hole below it, which
- * TLAB refills take first: the worker must not prefault another window
- * above the pin (it did: 4 MiB resident that nothing used, fhscheme's
- * small programs at 16 MiB instead of 12). */
-static void test_no_prefault_above_a_pin_with_room_below(void **s) {
-  (void)s;
-  fh_heap *h = test_heap("collector=mark_compact,heap_max=256M,min_alloc_trigger=4M");
-  test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
-  for (int i = 0; i < 100000; i++) test_node(t, &ty, (uint64_t)i); /* ~4 MiB, all dead */
-  tnode *pin = test_node(t, &ty, 7);
-  fh_push_root(t, (void **)&pin);
-  assert_int_equal(fh_pin(t, pin), 0);
-  uintptr_t at = (uintptr_t)pin;
-  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
-  assert_ptr_equal((void *)at, pin);
-  assert_int_equal(h->mc->slid, 1);
-  assert_true(h->gc_trigger <= ((size_t)4 << 20));
-  /* What the worker was told to fault in past the slide's pages (the
-   * hole's 4 MiB cover the window), and what it did: given time to run
-   * before mc_join_worker, which would stop it. */
-  assert_true(h->mc->pf_want < ((size_t)1 << 20));
-  usleep(100 * 1000);
-  mc_join_worker(h->mc);
-  uintptr_t lo = (at + ((size_t)1 << 20)) & ~(uintptr_t)4095, hi = lo + ((size_t)2 << 20);
-  unsigned char vec[512];
-  assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
-  size_t resident = 0;
-  for (size_t i = 0; i < (hi - lo) / 4096; i++) resident += vec[i] & 1;
-  assert_int_equal(resident, 0);
-  /* the hole is used: the space does not grow past the pin by a window */
-  for (int i = 0; i < 50000; i++) test_node(t, &ty, (uint64_t)i);
-  assert_true(moving_used(h) < at - h->bump[h->active].space.begin + ((size_t)1 << 20));
-  fh_unpin(t, pin);
-  fh_pop_roots(t, 1);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
-
 /* ---- the choice with a pinned object far up (issue 18) ---- */
 
 /* A conservative stack word pins an object near the allocation frontier:
@@ -420,99 +377,6 @@ static void test_stress_concurrent_choosing(void **s) {
   test_policy_choose("1500");
   run_mutators("collector=concurrent_compact,heap_max=48M,verify=1,min_alloc_trigger=2M", 3, 5);
   unsetenv("FH_MC_FLIP_COST_US");
-}
-
-/* SPREAD_N small nodes, every SPREAD_EVERY-th pinned (into pins), the
- * rest garbage: pinned ranges spread evenly with ~2 KiB holes between. */
-enum { SPREAD_N = 100000, SPREAD_EVERY = 64 };
-static size_t pin_spread(fh_thread *t, test_types *ty, tnode **pins) {
-  size_t np = 0;
-  for (int i = 0; i < SPREAD_N; i++) {
-    tnode *n = test_node(t, ty, (uint64_t)i);
-    if (i % SPREAD_EVERY == 0) {
-      pins[np] = n;
-      assert_int_equal(fh_pin(t, n), 0);
-      np++;
-    }
-  }
-  return np;
-}
-
-/* The holes handed to the allocator at the cycle's end. */
-static size_t bump_hole_bytes(const bump_space *b) {
-  size_t bytes = 0;
-  for (size_t k = 0; k < b->nholes; k++) bytes += b->holes[k].hi - b->holes[k].lo;
-  return bytes;
-}
-
-/* Pins spread evenly (every 64th of 100k small nodes, the rest dead)
- * leave 1,500 holes of ~2 KiB that together cover the next allocation
- * window: nothing is to be prefaulted above the top.  Only the first 64
- * holes were counted, and a whole window (here 1.5 MiB; 6 MiB in fhbench
- * pins, a third of its resident memory) was faulted in above the top
- * while the holes served the allocations. */
-static void test_every_hole_counts_against_the_window(void **s) {
-  (void)s;
-  /* 4 MB of nodes: no collection before the explicit one */
-  fh_heap *h = test_heap("collector=mark_compact,heap_max=256M,min_alloc_trigger=6M");
-  test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
-  static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
-  size_t np = pin_spread(t, &ty, pins);
-  fh_stats st;
-  fh_get_stats(h, &st);
-  assert_int_equal(st.collections, 0);
-  assert_int_equal(fh_collect(t, FH_COLLECT_MARK_COMPACT), 0);
-  assert_int_equal(h->mc->slid, 1);
-  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * SPREAD_EVERY));
-  /* The holes as handed to the allocator in the pause (the cycle's tables
-   * are cleared by a pool thread after it) */
-  const bump_space *b = &h->bump[h->active];
-  size_t hole_bytes = bump_hole_bytes(b);
-  assert_true(b->nholes > MC_PREFAULT_HOLES);
-  assert_true(hole_bytes >= sizer_resident_window(h));
-  assert_int_equal(h->mc->pf_want, 0);
-  for (size_t k = 0; k < np; k++) fh_unpin(t, pins[k]);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
-}
-
-/* The same after a flip (concurrent_compact): the worker faults in the
- * first holes, and faulted in the rest of a whole window above the top as
- * well, as if those 64 were all the holes there were. */
-static void test_every_hole_counts_after_a_flip(void **s) {
-  (void)s;
-  test_skip_without_uffd();
-  setenv("FH_MC_SLIDE", "0", 1);
-  fh_heap *h = test_heap("collector=concurrent_compact,heap_max=256M,min_alloc_trigger=6M");
-  test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
-  static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
-  size_t np = pin_spread(t, &ty, pins);
-  assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-  fh_gc_wait(h);
-  assert_false(h->mc->slid);
-  for (size_t k = 0; k < np; k++) assert_int_equal(pins[k]->value, (uint64_t)(k * SPREAD_EVERY));
-  const bump_space *b = &h->bump[h->active];
-  size_t hole_bytes = bump_hole_bytes(b);
-  size_t window = sizer_resident_window(h);
-  assert_true(b->nholes > MC_PREFAULT_HOLES && hole_bytes >= window);
-  assert_int_equal(h->mc->pf_above, 0);
-  /* what the worker did, once it is done */
-  usleep(100 * 1000);
-  mc_join_worker(h->mc);
-  uintptr_t lo = (atomic_load(&b->top) + 4095) & ~(uintptr_t)4095, hi = lo + window;
-  static unsigned char vec[8192];
-  assert_true((hi - lo) / 4096 <= sizeof vec);
-  assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
-  size_t resident = 0;
-  for (size_t i = 0; i < (hi - lo) / 4096; i++) resident += vec[i] & 1;
-  assert_true(resident * 4096 < ((size_t)256 << 10));
-  for (size_t k = 0; k < np; k++) fh_unpin(t, pins[k]);
-  fh_thread_detach(t);
-  fh_heap_destroy(h);
 }
 
 /* ---- the policy ---- */
@@ -714,9 +578,6 @@ int main(void) {
       cmocka_unit_test(test_growers_below_a_pin),
       cmocka_unit_test(test_growers_conservative),
       cmocka_unit_test(test_pins_are_fixed_points),
-      cmocka_unit_test(test_no_prefault_above_a_pin_with_room_below),
-      cmocka_unit_test(test_every_hole_counts_against_the_window),
-      cmocka_unit_test(test_every_hole_counts_after_a_flip),
       cmocka_unit_test(test_pin_far_up_still_slides),
       cmocka_unit_test(test_walk_points_stay_resident),
       cmocka_unit_test(test_outside_references),
