@@ -36,6 +36,7 @@ static void on_end(fh_heap *h, const fh_gc_event *e, void *user) {
 
 /* The budget after a full collection with `big` bytes of live large
  * objects beside the same 2 MiB of small ones. */
+static size_t sqrt_live; /* the live data the last budget_exp's sqrt rule took */
 static size_t budget_exp(const char *collector, const char *policy, size_t big, const char *exp,
                          size_t *live_out) {
   test_types ty;
@@ -70,6 +71,7 @@ static size_t budget_exp(const char *collector, const char *policy, size_t big, 
   assert_true(tg.live >= big + MiB);
   size_t budget = tg.target - tg.live;
   if (live_out) *live_out = tg.live;
+  sqrt_live = h->sizer.last_live;
   fh_set_gc_callback(h, NULL, NULL);
   fh_pop_roots(t, 2);
   fh_thread_detach(t);
@@ -104,14 +106,20 @@ static void large_objects_do_not_enlarge_the_adaptive_budget(void **state) {
   (void)state;
   /* A constant small enough that neither budget meets the bound (2x live). */
   size_t without = budget_exp("mark_compact", "adaptive", 0, "1M", NULL);
+  size_t l_without = sqrt_live;
   size_t with = budget_exp("mark_compact", "adaptive", 32 * MiB, "1M", NULL);
-  fprintf(stderr, "adaptive: budget %zu KiB without a 32 MiB array, %zu KiB with it\n",
-          without >> 10, with >> 10);
-  /* sqrt(live): 34 MiB counted instead of 2 would be 4.1x the budget.
-   * The measured rates differ between the two heaps (on a loaded machine
-   * by up to 2x: the bound was 2x and failed 1 run in 12), so the exact
-   * rule is checked with fixed rates below; this only keeps the wiring. */
-  assert_true(with < 3 * without + MiB);
+  size_t l_with = sqrt_live;
+  fprintf(stderr,
+          "adaptive: the sqrt rule took %zu KiB live without a 32 MiB array, %zu KiB with it "
+          "(budgets %zu and %zu KiB)\n",
+          l_without >> 10, l_with >> 10, without >> 10, with >> 10);
+  /* What the rule was given, not what it made of it: the budgets also
+   * follow the allocation and collection rates each heap measured, which
+   * differ between the two (on a loaded machine by 4x: a bound of 3x on
+   * their ratio failed 1 run in 40).  The rule itself is checked with
+   * fixed rates below. */
+  assert_true(l_without >= MiB && l_with >= MiB);
+  assert_true(l_with < l_without + MiB); /* the 32 MiB array is left out */
 }
 
 /* The rule itself, with the measured rates fixed (ratio 2: 2 bytes

@@ -364,6 +364,10 @@ static void *late_poller(void *arg) {
   atomic_store(&l->go, 1);
   while (atomic_load(&l->go) != 2) fh_safepoint(t);
   atomic_store(&l->go, 3); /* no poll from here until after the sleep */
+  /* The sleep starts once the stop has begun (it asked this thread to
+   * poll), so the stop waits for all of it however late the collecting
+   * thread got a CPU. */
+  while (!atomic_load(&t->fast.safepoint_requested)) sched_yield();
   struct timespec ts = {0, 30 * 1000000}; /* running, not polling */
   nanosleep(&ts, NULL);
   while (!atomic_load(&l->done)) fh_safepoint(t);
