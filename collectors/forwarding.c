@@ -143,9 +143,15 @@ static inline __attribute__((always_inline)) void compute_chunks(fwd_tables *t, 
     t->chunks[c] = (fwd_chunk){bits, k.acc | (g ? FWD_DEST_GROWS : 0)};
     size_t live = FWD_WORD * (hw ? (size_t)__builtin_popcountll(bits) : fwd_popcount(bits));
     if (g) live += FWD_WORD * fwd_popcount(g);
-    /* The chunk stays put when it forwards to itself and its live words
-     * are one run from its start (nothing dead below any of them). */
-    if (k.acc != c << FWD_CHUNK_SHIFT || (bits & (bits + 1)) != 0 || g) k.moved += live;
+    /* The chunk stays put when its live words are one run that forwards
+     * to itself.  Not always from the chunk's start: a pinned range begins
+     * at its chunk's first live word (the words below are dead), and
+     * counting such a range as moved made cycles that move nothing run
+     * their update pass (mc_slide.c: identity). */
+    unsigned first = bits ? (unsigned)__builtin_ctzll(bits) : 0;
+    uint64_t run = bits >> first;
+    if (k.acc != (c << FWD_CHUNK_SHIFT) + first * FWD_WORD || (run & (run + 1)) != 0 || g)
+      k.moved += live;
     /* Every page boundary that falls in [acc, acc + live). */
     for (size_t off = k.page * FWD_PAGE; off < k.acc + live; off = ++k.page * FWD_PAGE) {
       unsigned b = (unsigned)((off - k.acc) / FWD_WORD);
@@ -308,6 +314,19 @@ static uintptr_t live_end_at(const fwd_tables *t, uintptr_t a) {
   return s ? s + obj_bytes_at(s) : 0;
 }
 
+static size_t chunk_of(const fwd_tables *t, uintptr_t a) {
+  return (a - t->begin) >> FWD_CHUNK_SHIFT;
+}
+
+/* The bits of chunk w's live word that cover [lo, hi). */
+static uint64_t span_mask(const fwd_tables *t, size_t w, uintptr_t lo, uintptr_t hi) {
+  uintptr_t base = t->begin + (w << FWD_CHUNK_SHIFT);
+  uint64_t m = ~(uint64_t)0;
+  if (lo > base) m &= ~(uint64_t)0 << ((lo - base) >> 3);
+  if (hi < base + FWD_RANGE_ALIGN) m &= ((uint64_t)1 << ((hi - base) >> 3)) - 1;
+  return m;
+}
+
 /* Widen *lo down to chunks until no live object straddles it. */
 static void widen_down(const fwd_tables *t, uintptr_t *lo) {
   /* Never below the floor (the old words there do not move anyway). */
@@ -318,15 +337,15 @@ static void widen_down(const fwd_tables *t, uintptr_t *lo) {
   }
 }
 
-/* Set bits among the bitmap words of the chunks from lo's to hi (hi
- * chunk-aligned).  lo may lie inside its chunk (the previous range's end):
- * the words below it count too, so fit_segment asks for more room than
- * the segment needs, never less. */
+/* Set bits of b among the words [lo, hi) (lo > hi: none).  lo is the
+ * previous range's end, inside its chunk since ranges end with their pin:
+ * the words below it there do not slide. */
 static size_t bits_in(const fh_bitmap *b, const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
   size_t n = 0;
-  for (size_t w = (lo - t->begin) >> FWD_CHUNK_SHIFT, e = (hi - t->begin) >> FWD_CHUNK_SHIFT;
-       w < e; w++)
-    n += fwd_popcount(atomic_load_explicit(&b->words[w], memory_order_relaxed));
+  if (lo >= hi) return 0;
+  for (size_t w = chunk_of(t, lo), e = chunk_of(t, hi - FWD_WORD) + 1; w < e; w++)
+    n += fwd_popcount(atomic_load_explicit(&b->words[w], memory_order_relaxed) &
+                      span_mask(t, w, lo, hi));
   return n;
 }
 
@@ -354,19 +373,6 @@ static size_t fit_segment(fwd_tables *t, size_t k) {
     r[k].lo -= FWD_RANGE_ALIGN;
     widen_down(t, &r[k].lo);
   }
-}
-
-static size_t chunk_of(const fwd_tables *t, uintptr_t a) {
-  return (a - t->begin) >> FWD_CHUNK_SHIFT;
-}
-
-/* The bits of chunk w's live word that cover [lo, hi). */
-static uint64_t span_mask(const fwd_tables *t, size_t w, uintptr_t lo, uintptr_t hi) {
-  uintptr_t base = t->begin + (w << FWD_CHUNK_SHIFT);
-  uint64_t m = ~(uint64_t)0;
-  if (lo > base) m &= ~(uint64_t)0 << ((lo - base) >> 3);
-  if (hi < base + FWD_RANGE_ALIGN) m &= ((uint64_t)1 << ((hi - base) >> 3)) - 1;
-  return m;
 }
 
 static void put_filler(fwd_tables *t, uintptr_t a, uintptr_t e) {

@@ -52,8 +52,9 @@
  * is then a sequence of live runs (each a stretch of consecutive live
  * words from some old address: a range is a run that starts at its own
  * address, and the objects sliding down after it continue that run)
- * separated by gaps.  Concurrent compaction builds every page holding part
- * of a range inside the pause (mc.h). */
+ * separated by gaps.  Concurrent compaction builds the pages the pinned
+ * objects themselves cover inside the pause, the rest of their ranges
+ * after it (cc_pinned.c). */
 #ifndef FH_FORWARDING_H_
 #define FH_FORWARDING_H_
 
@@ -283,10 +284,9 @@ uintptr_t fwd_marker_base(const fwd_tables *t);
 /* After marking, before fwd_compute, with the space still in place: make
  * the objects starting at pins[0 .. n) (ascending; those outside [begin,
  * old_top) are skipped) fixed points, as pinned ranges (above).  Writes
- * fillers into the space's dead words inside the ranges, sets their bits,
- * clears the growth of hashed objects there, and may raise old_top to the
- * last range's end.  0, or -1 + fh_last_error() (out of memory) with
- * nothing changed. */
+ * fillers into the space's dead words inside the ranges, sets their bits
+ * and clears the growth of hashed objects there.  0, or -1 +
+ * fh_last_error() (out of memory) with nothing changed. */
 int fwd_pin_ranges(fwd_tables *t, const uintptr_t *pins, size_t n);
 
 /* How many pages the pinned objects' starts lie on among pins[0 .. n)
@@ -371,9 +371,11 @@ static inline uintptr_t fwd_run_end(const fwd_tables *t, uintptr_t d, uintptr_t 
   return t->new_top;
 }
 /* The smallest free stretch offered to the allocator as a hole: smaller
- * ones stay fillers until the next cycle.  Small, since a pinned range
- * holds the dead words between its chunk's first live word and its pin:
- * a few hundred bytes at most, and with 1% of small objects pinned
+ * ones stay fillers until the next cycle.  Small, since the dead words a
+ * pinned range holds lie between live objects that stay (its chunk's
+ * first live word and its pin, or pins sharing chunks, or objects that
+ * straddle a chunk's start): mostly a few hundred bytes, and with 1% of
+ * small objects pinned
  * (fhbench pins) they and the gaps under 1 KiB (the former minimum) were
  * 0.5 MiB of its 17 MiB.  Each hole costs a TLAB refill (a slow path,
  * under the hole lock); a claim skips those too small for it.  Not
