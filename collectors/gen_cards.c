@@ -83,26 +83,23 @@ void gen_cards_visit_old(fh_heap *h, fh_object_fn fn, fh_object_fn large, void *
 typedef struct young_refs {
   fh_heap *h;
   const bump_space *young;
-  int found;
 } young_refs;
 
-static void note_young(void **slot, void *ctx) {
+static int is_young(void **slot, void *ctx) {
   young_refs *y = ctx;
   void *p = slot_object(y->h->tags, *slot);
   /* By the header, as collectors test: an empty object at the top has its
    * payload pointer at top itself. */
   uintptr_t a = (uintptr_t)p - FH_HEADER_BYTES;
-  if (p && a - y->young->space.begin < atomic_load(&y->young->top) - y->young->space.begin)
-    y->found = 1;
+  return p && a - y->young->space.begin < atomic_load(&y->young->top) - y->young->space.begin;
 }
 
 /* Whether obj refers into the active bump space (the young objects). */
 static int refers_young(fh_heap *h, void *obj) {
-  young_refs y = {h, &h->bump[h->active], 0};
+  young_refs y = {h, &h->bump[h->active]};
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
-  return y.found;
+  return ti && types_any_ref(ti, obj, hdr_payload(hd), is_young, &y);
 }
 
 static void clean_card(fh_heap *h, uintptr_t card, void *ctx) {
@@ -132,11 +129,7 @@ static void redirty_large(void *obj, void *ctx) {
   fh_heap *h = ctx;
   /* Quiet: no collectable referent at all, so none young. */
   if (*card_for(h, (uintptr_t)obj) || los_is_quiet(&h->los, obj)) return;
-  young_refs y = {h, &h->bump[h->active], 0};
-  uint64_t hd = *obj_header(obj);
-  const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
-  if (ti) types_visit_refs(ti, obj, hdr_payload(hd), note_young, &y);
-  if (y.found)
+  if (refers_young(h, obj))
     atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
                           memory_order_relaxed);
 }

@@ -414,13 +414,12 @@ void mc_gen_full_cards(mc_state *m) {
 typedef struct promo_check {
   fh_heap *h;
   uintptr_t lo, hi; /* the new mid generation */
-  int found;
 } promo_check;
 
-static void promo_slot(void **slot, void *ctx) {
+static int promo_slot(void **slot, void *ctx) {
   promo_check *p = ctx;
   uintptr_t a = slot_target(p->h->tags, (uintptr_t)*slot);
-  if (a && a - FH_HEADER_BYTES - p->lo < p->hi - p->lo) p->found = 1;
+  return a && a - FH_HEADER_BYTES - p->lo < p->hi - p->lo;
 }
 
 /* The object starting at s (header hd), now old: its card dirty if it
@@ -428,9 +427,7 @@ static void promo_slot(void **slot, void *ctx) {
 static void dirty_if_into_mid(promo_check *p, uintptr_t s, uint64_t hd) {
   const fh_type_info *ti = types_get(&p->h->types, hdr_type(hd));
   if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
-  p->found = 0;
-  types_visit_refs(ti, obj_from_start(s), hdr_payload(hd), promo_slot, p);
-  if (p->found)
+  if (types_any_ref(ti, obj_from_start(s), hdr_payload(hd), promo_slot, p))
     atomic_store_explicit((_Atomic uint8_t *)card_for(p->h, s + FH_HEADER_BYTES), FH__CARD_DIRTY,
                           memory_order_relaxed);
 }
@@ -440,7 +437,7 @@ static void dirty_if_into_mid(promo_check *p, uintptr_t s, uint64_t hd) {
  * walk points of the cards that start among them. */
 static void dirty_promoted(mc_state *m, uintptr_t lo, uintptr_t hi, uintptr_t mid_hi) {
   uintptr_t *walk = m->gen.walk, begin = m->t.begin;
-  promo_check p = {m->h, hi, mid_hi, 0};
+  promo_check p = {m->h, hi, mid_hi};
   for (uintptr_t s = lo; s < hi;) {
     uint64_t hd = *(const uint64_t *)s;
     size_t n = obj_bytes(hd);
@@ -476,7 +473,7 @@ static void promoted_on_cards(mc_state *m, uintptr_t hi, uintptr_t mid_hi) {
            (hi - c0 + FH_CARD_BYTES - 1) / FH_CARD_BYTES * sizeof(uintptr_t));
   page_walk_points(g, t, align_up(t->ylo - begin, FWD_PAGE) / FWD_PAGE, hi);
   if (mid_hi > hi) {
-    promo_check pc = {m->h, hi, mid_hi, 0};
+    promo_check pc = {m->h, hi, mid_hi};
     for (size_t i = 0; i < g->cards.n; i++) {
       uintptr_t c = (uintptr_t)g->cards.items[i];
       uintptr_t lo = c - FH_HEADER_BYTES < t->ylo ? t->ylo : c - FH_HEADER_BYTES;
@@ -499,13 +496,12 @@ static void promoted_on_cards(mc_state *m, uintptr_t hi, uintptr_t mid_hi) {
 typedef struct large_mid {
   fh_heap *h;
   uintptr_t lo, hi;
-  int found;
 } large_mid;
 
-static void large_mid_slot(void **slot, void *ctx) {
+static int large_mid_slot(void **slot, void *ctx) {
   large_mid *l = ctx;
   uintptr_t a = slot_target(l->h->tags, (uintptr_t)*slot);
-  if (a && a - FH_HEADER_BYTES - l->lo < l->hi - l->lo) l->found = 1;
+  return a && a - FH_HEADER_BYTES - l->lo < l->hi - l->lo;
 }
 
 static void large_mid_object(void *obj, void *ctx) {
@@ -515,9 +511,7 @@ static void large_mid_object(void *obj, void *ctx) {
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
   if (!ti) return;
-  l->found = 0;
-  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
-  if (l->found)
+  if (types_any_ref(ti, obj, hdr_payload(hd), large_mid_slot, l))
     atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
                           memory_order_relaxed);
 }
@@ -528,15 +522,13 @@ static void nonmoving_mid_object(void *obj, void *ctx) {
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
   if (!ti || !(ti->nrefs || ti->trace || (ti->flags & FH_TYPE_REF_ARRAY))) return;
-  l->found = 0;
-  types_visit_refs(ti, obj, hdr_payload(hd), large_mid_slot, l);
-  if (l->found)
+  if (types_any_ref(ti, obj, hdr_payload(hd), large_mid_slot, l))
     atomic_store_explicit((_Atomic uint8_t *)card_for(h, (uintptr_t)obj), FH__CARD_DIRTY,
                           memory_order_relaxed);
 }
 
 static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
-  large_mid l = {h, lo, hi, 0};
+  large_mid l = {h, lo, hi};
   if (h->los.space.ops && hi > lo) h->los.space.ops->walk(&h->los.space, large_mid_object, &l);
 }
 
@@ -545,7 +537,7 @@ static void redirty_large_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
  * cleared none of theirs, but the objects that became mid include some
  * that were old before it. */
 static void redirty_nonmoving_mid(fh_heap *h, uintptr_t lo, uintptr_t hi) {
-  large_mid l = {h, lo, hi, 0};
+  large_mid l = {h, lo, hi};
   if (nm_end(h) > h->non_moving.space.begin)
     h->non_moving.space.ops->walk(&h->non_moving.space, nonmoving_mid_object, &l);
 }

@@ -16,30 +16,13 @@ static int collectable(fh_heap *h, void *v) {
   return 1;
 }
 
-typedef struct quiet_check {
-  fh_heap *h;
-  int found;
-} quiet_check;
-
-static void check_slot(void **slot, void *ctx) {
-  quiet_check *q = ctx;
-  if (!q->found && collectable(q->h, *slot)) q->found = 1;
-}
+static int collectable_slot(void **slot, void *ctx) { return collectable(ctx, *slot); }
 
 /* Does obj hold no collectable referent? */
 static int holds_nothing(fh_heap *h, void *obj) {
   uint64_t hd = *obj_header(obj);
   const fh_type_info *ti = types_get(&h->types, hdr_type(hd));
-  if (!ti) return 1;
-  if (ti->flags & FH_TYPE_REF_ARRAY) { /* the common case, with an early exit */
-    void **slots = obj;
-    for (size_t i = 0, n = hdr_payload(hd) / sizeof(void *); i < n; i++)
-      if (collectable(h, slots[i])) return 0;
-    return 1;
-  }
-  quiet_check q = {h, 0};
-  types_visit_refs(ti, obj, hdr_payload(hd), check_slot, &q);
-  return !q.found;
+  return !ti || !types_any_ref(ti, obj, hdr_payload(hd), collectable_slot, h);
 }
 
 static void settle(void *obj, void *ctx) {

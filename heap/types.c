@@ -223,3 +223,32 @@ void types_visit_refs(const fh_type_info *ti, void *obj, size_t payload, fh_visi
     ti->trace(obj, payload, visit, ctx);
   }
 }
+
+typedef struct any_ref {
+  types_slot_pred pred;
+  void *ctx;
+  int found;
+} any_ref;
+
+static void any_ref_visit(void **slot, void *ctx) {
+  any_ref *a = ctx;
+  if (!a->found) a->found = a->pred(slot, a->ctx) != 0;
+}
+
+int types_any_ref(const fh_type_info *ti, void *obj, size_t payload, types_slot_pred pred,
+                  void *ctx) {
+  if (ti->nrefs) {
+    for (uint32_t i = 0; i < ti->nrefs; i++)
+      if (pred((void **)((char *)obj + ti->ref_offsets[i]), ctx)) return 1;
+  } else if (ti->flags & FH_TYPE_REF_ARRAY) {
+    void **slots = obj;
+    size_t n = payload / sizeof(void *);
+    for (size_t i = 0; i < n; i++)
+      if (pred(&slots[i], ctx)) return 1;
+  } else if (ti->trace) {
+    any_ref a = {pred, ctx, 0};
+    ti->trace(obj, payload, any_ref_visit, &a);
+    return a.found;
+  }
+  return 0;
+}

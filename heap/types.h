@@ -62,5 +62,12 @@ int types_check_alloc(const fh_type_registry *r, uint32_t type, size_t payload);
 /* Visit every reference slot of an object. */
 void types_visit_refs(const fh_type_info *ti, void *obj, size_t payload,
                       fh_visit_fn visit, void *ctx);
+/* A test on a reference slot. */
+typedef int (*types_slot_pred)(void **slot, void *ctx);
+/* Whether pred holds for some reference slot of an object: stops at the
+ * first slot it holds for, but for a type with a trace function, which
+ * visits every slot (pred is not called after the first true). */
+int types_any_ref(const fh_type_info *ti, void *obj, size_t payload, types_slot_pred pred,
+                  void *ctx);
 
 #endif
