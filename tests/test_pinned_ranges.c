@@ -107,6 +107,30 @@ static void check_pinned_pages(layout *L, fwd_tables *t) {
   free(want);
 }
 
+/* A layout's live objects marked, every `every`-th of them pinned (into
+ * *pins, calloc'd) and growing (hashed since they last moved) with chance
+ * grow_pct, from index `first` on (a young cycle's floor at first's start,
+ * with one old object below it pinned too when there is one). */
+static size_t mark_pins(layout *L, fwd_tables *t, size_t first, unsigned every, unsigned grow_pct,
+                        uintptr_t **pins) {
+  assert_int_equal(fwd_init(t, L->base, SPACE), 0);
+  t->old_top = L->top;
+  if (first) {
+    t->young = 1;
+    fwd_set_floor(t, L->start[first]);
+  }
+  *pins = calloc(L->n / every + 3, sizeof **pins);
+  size_t np = 0;
+  if (first) (*pins)[np++] = L->start[first - 1]; /* old: never moves anyway */
+  for (size_t i = first, k = 0; i < L->n; i++) {
+    if (!L->live[i]) continue;
+    fwd_mark_object(t, L->start[i], L->bytes[i]);
+    if (grow_pct && next_rand() % 100 < grow_pct) fwd_mark_grows(t, L->start[i]);
+    if (k++ % every == 0) (*pins)[np++] = L->start[i];
+  }
+  return np;
+}
+
 /* Pinned ranges (fwd_pin_ranges): every pinned live object stays, and
  * inside each range the live objects are untouched and every stretch of
  * dead words between them is exactly one filler with its start bit set,
@@ -121,15 +145,8 @@ static void check_pin_ranges(int style, unsigned live_pct) {
   layout L;
   make_layout(&L, style, live_pct);
   fwd_tables t;
-  assert_int_equal(fwd_init(&t, L.base, SPACE), 0);
-  t.old_top = L.top;
-  for (size_t i = 0; i < L.n; i++)
-    if (L.live[i]) fwd_mark_object(&t, L.start[i], L.bytes[i]);
-  /* pin every 37th live object */
-  uintptr_t *pins = calloc(L.n / 37 + 1, sizeof *pins);
-  size_t np = 0;
-  for (size_t i = 0, k = 0; i < L.n; i++)
-    if (L.live[i] && k++ % 37 == 0) pins[np++] = L.start[i];
+  uintptr_t *pins;
+  size_t np = mark_pins(&L, &t, 0, 37, 0, &pins); /* every 37th live object */
   assert_int_equal(fwd_pin_ranges(&t, pins, np), 0);
   assert_true(t.nranges > 0);
   size_t i = 0, fill = 0, nfills = 0;
@@ -187,28 +204,22 @@ static void test_pin_ranges_fill_dead_words(void **s) {
 }
 
 
-/* A layout's live objects marked, every `every`-th of them pinned (into
- * *pins, calloc'd) and growing (hashed since they last moved) with chance
- * grow_pct, from index `first` on (a young cycle's floor at first's start,
- * with one old object below it pinned too when there is one). */
-static size_t mark_pins(layout *L, fwd_tables *t, size_t first, unsigned every, unsigned grow_pct,
-                        uintptr_t **pins) {
-  assert_int_equal(fwd_init(t, L->base, SPACE), 0);
-  t->old_top = L->top;
-  if (first) {
-    t->young = 1;
-    fwd_set_floor(t, L->start[first]);
-  }
-  *pins = calloc(L->n / every + 3, sizeof **pins);
-  size_t np = 0;
-  if (first) (*pins)[np++] = L->start[first - 1]; /* old: never moves anyway */
-  for (size_t i = first, k = 0; i < L->n; i++) {
-    if (!L->live[i]) continue;
-    fwd_mark_object(t, L->start[i], L->bytes[i]);
-    if (grow_pct && next_rand() % 100 < grow_pct) fwd_mark_grows(t, L->start[i]);
-    if (k++ % every == 0) (*pins)[np++] = L->start[i];
-  }
-  return np;
+/* A random layout's pinned cycle: its ranges, then the forwarding around
+ * them checked, and the pages built from it when `pages`. */
+static void pinned_case(int style, unsigned live_pct, unsigned every, unsigned grow_pct,
+                        int pages) {
+  layout L;
+  make_layout(&L, style, live_pct);
+  fwd_tables t;
+  uintptr_t *pins;
+  size_t np = mark_pins(&L, &t, 0, every, grow_pct, &pins);
+  assert_int_equal(fwd_pin_ranges(&t, pins, np), 0);
+  fwd_compute(&t);
+  check_pinned_forwarding(&L, &t, 0, L.base);
+  if (pages) check_pinned_pages(&L, &t);
+  free(pins);
+  fwd_destroy(&t);
+  free_layout(&L);
 }
 
 /* Pages and forwarding at pin densities from every 3rd live object (ranges
@@ -216,20 +227,8 @@ static size_t mark_pins(layout *L, fwd_tables *t, size_t first, unsigned every, 
 static void test_pinned_pages_at_any_density(void **s) {
   (void)s;
   for (unsigned every = 3; every < 400; every = every * 3 + 1) {
-    for (int style = 0; style < 2; style++) {
-      layout L;
-      make_layout(&L, style, style ? 30 : 50);
-      fwd_tables t;
-      uintptr_t *pins;
-      size_t np = mark_pins(&L, &t, 0, every, 0, &pins);
-      assert_int_equal(fwd_pin_ranges(&t, pins, np), 0);
-      fwd_compute(&t);
-      check_pinned_forwarding(&L, &t, 0, L.base);
-      check_pinned_pages(&L, &t);
-      free(pins);
-      fwd_destroy(&t);
-      free_layout(&L);
-    }
+    pinned_case(0, 50, every, 0, 1);
+    pinned_case(1, 30, every, 0, 1);
   }
 }
 
@@ -239,19 +238,7 @@ static void test_pinned_pages_at_any_density(void **s) {
 static void test_growers_fit_below_ranges(void **s) {
   (void)s;
   for (unsigned every = 3; every < 400; every = every * 6 + 1)
-    for (unsigned grow = 1; grow <= 50; grow *= 7) {
-      layout L;
-      make_layout(&L, every % 2, every % 2 ? 30 : 95);
-      fwd_tables t;
-      uintptr_t *pins;
-      size_t np = mark_pins(&L, &t, 0, every, grow, &pins);
-      assert_int_equal(fwd_pin_ranges(&t, pins, np), 0);
-      fwd_compute(&t);
-      check_pinned_forwarding(&L, &t, 0, L.base);
-      free(pins);
-      fwd_destroy(&t);
-      free_layout(&L);
-    }
+    for (unsigned grow = 1; grow <= 50; grow *= 7) pinned_case(every % 2, every % 2 ? 30 : 95, every, grow, 0);
 }
 
 /* A young cycle's floor (ylo rounded down to a chunk, the old words
