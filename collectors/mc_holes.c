@@ -85,8 +85,8 @@ static void discard_stranded(const mc_state *m) {
  * resident memory was twice Boehm GC's.  Their whole pages go back (each
  * hole keeps its filler's header); a refill that gets that far faults
  * them in again as it would above the top.  A slack of an eighth of the
- * window covers the holes refills skip (too small for a claim) and TLAB
- * tails.  After full cycles only: a young cycle keeps its window's pages
+ * window covers TLAB tails and the holes a refill skips (smaller than the
+ * object it is for).  After full cycles only: a young cycle keeps its window's pages
  * as it keeps those above the top (mc_publish.c), and its holes shift
  * from one cycle to the next, so pages handed back past one cycle's
  * window fell inside the next one's: fhscheme's rewrite, holes about
