@@ -459,7 +459,13 @@ static void *worker_main(void *arg) {
   int own_releaser = gc_pool_start(&m->h->pool, &releaser, "fh-release", releaser_main, m) == 0;
   if (!own_releaser) /* do its work here: dead pages now, the rest between runs */
     ledger_release(&m->ledger, m->shadow, 1);
-  if (m->worker_delay_ms) {
+  /* Tests: a gate holds the worker until the test waits for the phase
+   * (fh_gc_wait, the next collection, fork, destroy: each hurries the
+   * phase's work), so what they check happens before it, whatever the
+   * load; a delay holds it for a while (mutators race it). */
+  if (m->worker_gate) {
+    gc_pace_await_hurry(m->h);
+  } else if (m->worker_delay_ms) {
     struct timespec ts = {m->worker_delay_ms / 1000, (long)(m->worker_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }

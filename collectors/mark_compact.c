@@ -84,7 +84,8 @@ static int state_init(mc_state *m, fh_heap *h) {
   const char *mv = getenv("FH_MC_MOVE");
   m->use_move = !(mv && *mv == '0');
   const char *delay = getenv("FH_MC_WORKER_DELAY_MS");
-  if (delay && *delay) m->worker_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+  if (delay && strcmp(delay, "gate") == 0) m->worker_gate = 1;
+  else if (delay && *delay) m->worker_delay_ms = (unsigned)strtoul(delay, NULL, 10);
   if (fwd_init(&m->t, b->space.begin, cap) < 0 || ledger_init(&m->ledger, cap) < 0) return -1;
   /* After each cycle the space above the new top is empty, and allocation
    * refills it with first-touch faults: as 2 MiB pages that is ~0.5 us per

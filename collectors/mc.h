@@ -176,6 +176,8 @@ typedef struct mc_state {
   size_t in_place_pages; /* last cycle: dense-prefix pages fixed in place */
   unsigned worker_delay_ms; /* tests: FH_MC_WORKER_DELAY_MS holds the worker
                                back so that mutators meet missing pages */
+  int worker_gate;          /* tests: FH_MC_WORKER_DELAY_MS=gate holds it back
+                               until someone waits for the phase */
   uint8_t *fault_bufs;  /* 64 buffers of MC_MAX_RUN pages, claimed by bit */
   _Atomic uint64_t fault_bufs_used;
   uint8_t *worker_buf;  /* MC_MAX_RUN pages */

@@ -132,3 +132,11 @@ void gc_pace_hurry_begin(fh_heap *h) {
 }
 
 void gc_pace_hurry_end(fh_heap *h) { atomic_fetch_sub(&h->pace.hurry, 1); }
+
+void gc_pace_await_hurry(fh_heap *h) {
+  gc_pace *p = &h->pace;
+  pthread_mutex_lock(&p->lock);
+  /* hurry is raised before the broadcast, under this lock (hurry_begin) */
+  while (!atomic_load(&p->hurry)) pthread_cond_wait(&p->cv, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+}

@@ -101,5 +101,7 @@ void gc_pace_run(struct fh_heap *h, const _Atomic int *stop, void (*work)(void *
  * unpaced, and a sleeping one wakes, until the matching end. */
 void gc_pace_hurry_begin(struct fh_heap *h);
 void gc_pace_hurry_end(struct fh_heap *h);
+/* Tests: block until some thread hurries the paced work (waits for it). */
+void gc_pace_await_hurry(struct fh_heap *h);
 
 #endif

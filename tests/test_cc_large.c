@@ -106,7 +106,7 @@ static void *mutator(void *p) {
 }
 
 static void mutators_after_flip(int sigbus) {
-  setenv("FH_MC_WORKER_DELAY_MS", "100", 1); /* the mutators' faults build the pages */
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1); /* the mutators' faults build the pages */
   fh_heap *h = large_heap(sigbus);
   fh_thread *t = fh_thread_attach(h);
   void **root;
@@ -177,12 +177,12 @@ static void fallback_when(sys_call kind) {
   fh_thread *t = fh_thread_attach(h);
   void **root;
   build_array(t, &root);
-  setenv("FH_MC_WORKER_DELAY_MS", "300", 1); /* nothing after the pause counts */
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1); /* nothing after the pause counts */
   for (int i = 0; i < 2; i++) { /* the uffd and the tables exist from now on */
     assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
     fh_gc_wait(h);
   }
-  h->mc->worker_delay_ms = 300;
+  h->mc->worker_gate = 1;
   sys_fault_arm(kind, 0, 0, 0); /* count */
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   uint64_t n = sys_fault_calls(kind);
@@ -200,7 +200,7 @@ static void fallback_when(sys_call kind) {
   assert_true(array_ok(root)); /* updated in the pause: no fault needed */
   fh_gc_wait(h);
   assert_true(array_ok(root));
-  h->mc->worker_delay_ms = 0;
+  h->mc->worker_gate = 0;
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   assert_int_equal(h->mc->large.last_objects, 1);
   fh_gc_wait(h);
@@ -236,7 +236,7 @@ static void test_fallback_register(void **s) {
 static void test_read_into_pinned_after_flip(void **s) {
   (void)s;
   test_skip_without_uffd();
-  setenv("FH_MC_WORKER_DELAY_MS", "200", 1);
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   fh_heap *h = large_heap(1);
   fh_thread *t = fh_thread_attach(h);
   void **root, **other;
@@ -281,7 +281,7 @@ static void test_ledger_planned_after_the_pause(void **s) {
   /* Long enough for a sanitizer build's walk over the ring to finish
    * first: pages built after the plan would go back in 8 MiB batches only
    * (this heap has fewer pages), and the count below would miss them. */
-  setenv("FH_MC_WORKER_DELAY_MS", "1000", 1);
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   setenv("FH_MC_LEDGER_DELAY_MS", "600", 1);
   fh_heap *h = large_heap(1);
   fh_thread *t = fh_thread_attach(h);

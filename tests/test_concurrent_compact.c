@@ -30,7 +30,7 @@ static fh_heap *concurrent_heap(int sigbus, const char *extra) {
 /* Mutator touches everything right after the flip, while the worker is
  * held back: every page it reads is missing and built on its fault. */
 static void graph_through_faults(int sigbus) {
-  setenv("FH_MC_WORKER_DELAY_MS", "100", 1);
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   fh_heap *h = concurrent_heap(sigbus, "heap_max=64M,min_alloc_trigger=60M,verify=1");
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
@@ -121,7 +121,7 @@ static void test_worker_alone_and_gc_wait(void **s) {
  * object during the phase and after it. */
 #define FULL_OBJ_BYTES 4000
 static void nearly_full_space(fh_collect_kind kind) {
-  setenv("FH_MC_WORKER_DELAY_MS", "50", 1); /* the mutator's faults build most pages */
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1); /* the mutator's faults build the pages */
   fh_heap *h = concurrent_heap(1, "heap_max=16M,min_alloc_trigger=16M,verify=1");
   fh_thread *t = fh_thread_attach(h);
   bump_space *b = &h->bump[h->active];
@@ -246,35 +246,33 @@ static void test_huge_page_flag_of_the_space(void **s) {
 }
 
 /* From-space goes back while the phase runs even when the GC worker gets
- * no CPU: here it is held back for seconds while the mutator faults every
- * page in, and the pages those builds stopped reading must still be given
- * back (by the releaser thread, which the completed batches wake), not
- * wait for the worker.  Fails if release is left to the worker. */
-#define RELEASE_TEST_DELAY_MS 3000
+ * no CPU: here it is held back (the gate, until fh_gc_wait) while the
+ * mutator faults every page in, and the pages those builds stopped
+ * reading must still be given back (by the releaser thread, which the
+ * completed batches wake), not wait for the worker.  Fails if release is
+ * left to the worker. */
+#define RELEASE_TEST_WAIT_MS 10000
 static void test_from_space_released_while_worker_waits(void **s) {
   (void)s;
   test_skip_without_uffd();
-  char delay[16];
-  snprintf(delay, sizeof delay, "%d", RELEASE_TEST_DELAY_MS);
-  setenv("FH_MC_WORKER_DELAY_MS", delay, 1); /* unset by the teardown */
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1); /* unset by the teardown */
   fh_heap *h = concurrent_heap(1, "heap_max=96M,min_alloc_trigger=90M");
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};
   fh_push_root(t, (void **)&g.table);
   graph_build(t, &graph_ty, &g, 60000);
-  uint64_t t0 = heap_now_ns(); /* the worker's sleep starts after this */
   assert_int_equal(fh_collect(t, FH_COLLECT_CONCURRENT_COMPACT), 0);
   from_ledger *l = &h->mc->ledger;
   assert_true(l->npages > 2 * LEDGER_RELEASE_PAGES); /* enough for batches */
   assert_int_equal(graph_check(&graph_ty, &g), 0); /* faults every page in */
   size_t released = 0;
-  uint64_t seen_at = 0;
-  while ((seen_at = heap_now_ns() - t0) < (RELEASE_TEST_DELAY_MS - 500) * 1000000ull &&
+  uint64_t t0 = heap_now_ns();
+  while (heap_now_ns() - t0 < RELEASE_TEST_WAIT_MS * 1000000ull &&
          (released = atomic_load(&l->released_pages)) < LEDGER_RELEASE_PAGES)
     usleep(1000);
-  /* Seen while the worker was still asleep. */
+  /* Seen while the worker was still held (the gate opens in fh_gc_wait). */
   assert_true(released >= LEDGER_RELEASE_PAGES);
-  assert_true(seen_at < RELEASE_TEST_DELAY_MS * 1000000ull);
+  assert_true(mc_phase_open(h));
   fh_gc_wait(h);
   assert_int_equal(graph_check(&graph_ty, &g), 0);
   fh_pop_roots(t, 1);
@@ -378,7 +376,7 @@ static void test_stress_handler_thread(void **s) {
 
 /* read() from a pipe into a heap object whose page is still missing. */
 static void read_into_object(int sigbus) {
-  setenv("FH_MC_WORKER_DELAY_MS", "200", 1);
+  setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   fh_heap *h = concurrent_heap(sigbus, "heap_max=32M,min_alloc_trigger=30M");
   fh_thread *t = fh_thread_attach(h);
   graph g = {0};

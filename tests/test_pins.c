@@ -166,7 +166,7 @@ static void pinned_stay_concurrent_thread(void **state) {
  * be built inside the pause.  The worker is held back (delay) or not. */
 static void read_into_pinned_after_flip(int sigbus, int delay) {
   test_skip_without_uffd();
-  if (delay) setenv("FH_MC_WORKER_DELAY_MS", "200", 1);
+  if (delay) setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   char rest[128];
   /* los_threshold=0: the pinned buffer must be a moving-space object. */
   snprintf(rest, sizeof rest,
