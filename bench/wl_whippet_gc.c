@@ -223,7 +223,8 @@ static quad *make_quads(fh_thread *t, uint32_t type, int depth) {
     fh_push_root(t, (void **)&kids[i]);
   }
   quad *q = must(fh_alloc(t, type, sizeof(quad)), "whippet-quads", "a quad");
-  for (int i = 0; i < 4; i++) fh_write_ref(t, q, (void **)&q->kids[i], kids[i]);
+  /* Initialising stores, plain as Whippet's (faultheap.h: fh_write_ref). */
+  for (int i = 0; i < 4; i++) q->kids[i] = kids[i];
   fh_pop_roots(t, 4);
   return q;
 }
