@@ -210,7 +210,8 @@ static __attribute__((noinline)) uint64_t first_hash(fh_thread *t, const void *o
   return idhash_mix(obj_hash_key(obj, hd)); /* another thread hashed it first */
 }
 
-uint64_t fh_object_hash(fh_thread *t, const void *obj) {
+/* fh_object_hash (faultheap_inline.h) when its inline path cannot answer. */
+uint64_t fh_object_hash_slow(fh_thread *t, const void *obj) {
   if (__builtin_expect(!t || t->magic != THREAD_LIVE, 0)) {
     thread_check(t, "fh_object_hash");
     return 0;

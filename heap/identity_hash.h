@@ -78,34 +78,22 @@ void idhash_destroy(idhash_state *s);
 void idhash_window_open(struct fh_heap *h);
 int idhash_window_close(struct fh_heap *h, const uintptr_t **objs, size_t *n);
 
-/* A 64-bit bijection (murmur3's finaliser): mix(0) = 0, and no key is 0. */
-static inline uint64_t idhash_mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
-
-static inline unsigned hdr_salt(uint64_t h) {
-  return (unsigned)((h >> 3) & 31u) | (unsigned)((h >> 24) & 0xFFu) << 5;
-}
+/* The key layout lives in faultheap_inline.h, whose fh_object_hash
+ * answers already hashed objects inline. */
+static inline uint64_t idhash_mix(uint64_t x) { return fh__hash_mix(x); }
+static inline unsigned hdr_salt(uint64_t h) { return fh__hdr_salt(h); }
 static inline uint64_t hdr_with_salt(uint64_t h, unsigned salt) {
   return h | (uint64_t)(salt & 31u) << 3 | (uint64_t)(salt >> 5) << 24;
 }
 static inline uint64_t idhash_make_key(uintptr_t payload, unsigned salt) {
-  return (uint64_t)salt << 48 | (uint64_t)(payload >> 3);
+  return fh__hash_key_at(payload, salt);
 }
 /* The hash word of a HASH_MOVED object with header h starting at start. */
 static inline uint64_t *obj_hash_word(uintptr_t start, uint64_t h) {
   return (uint64_t *)(start + obj_total_bytes(hdr_payload(h)));
 }
 /* The key of a hashed object (header h) whose payload is at obj. */
-static inline uint64_t obj_hash_key(const void *obj, uint64_t h) {
-  if (h & FH_HDR_HASH_MOVED) return *obj_hash_word(obj_start(obj), h);
-  return idhash_make_key((uintptr_t)obj, hdr_salt(h));
-}
+static inline uint64_t obj_hash_key(const void *obj, uint64_t h) { return fh__hash_key(obj, h); }
 
 /* ---- for collectors (world stopped) ---------------------------------- */
 

@@ -27,8 +27,8 @@
 #define FH_OBJ_ALIGN 8u
 #define FH_FILLER_TYPE 0u
 #define FH_HDR_FORWARDED 1u
-#define FH_HDR_HASHED 2u
-#define FH_HDR_HASH_MOVED 4u
+#define FH_HDR_HASHED FH__HDR_HASHED /* faultheap_inline.h: fh_object_hash reads them */
+#define FH_HDR_HASH_MOVED FH__HDR_HASH_MOVED
 #define FH_HDR_HASH_BITS (FH_HDR_HASHED | FH_HDR_HASH_MOVED)
 #define FH_HASH_WORD_BYTES 8u
 

@@ -519,8 +519,11 @@ FH_API void fh_set_finalizer_notify(fh_heap *h, void (*notify)(fh_heap *h, void 
  * carries its hash in one extra word.  Never collects.  0 +
  * fh_last_error() when obj is not an object of this heap, or (first hash
  * only) when its moving space has no 8 bytes left for that word, or when
- * 8192 live objects were all first hashed at this same address. */
-FH_API uint64_t fh_object_hash(fh_thread *t, const void *obj);
+ * 8192 live objects were all first hashed at this same address.  Inline
+ * for an already hashed object of a moving, malloc or non-moving space (a
+ * few loads and compares, then the mix); a first hash and other spaces go
+ * out of line. */
+static inline uint64_t fh_object_hash(fh_thread *t, const void *obj);
 
 /* ---- collection -------------------------------------------------------- */
 typedef enum {

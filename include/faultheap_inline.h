@@ -1,5 +1,5 @@
 /* faultheap's inline fast paths (allocation, the write barrier, roots,
- * safepoints, object size and type, ephemeron accessors): the part of the
+ * safepoints, object size, type and identity hash, ephemeron accessors): the part of the
  * public header that is an implementation detail shared between the header
  * and the library.  Included by faultheap.h only; embedders use only the
  * functions declared there.  Kept apart so that faultheap.h reads as the
@@ -69,6 +69,7 @@ FH_API size_t fh_object_size_slow(const void *obj);
 FH_API uint32_t fh_object_type_slow(const void *obj);
 
 FH_API void *fh_alloc_slow(fh_thread *t, uint32_t type, size_t payload_bytes);
+FH_API uint64_t fh_object_hash_slow(fh_thread *t, const void *obj);
 FH_API void fh_safepoint_slow(fh_thread *t);
 FH_API void fh_write_ref_slow(fh_thread *t, void *obj, void **slot, void *value);
 FH_API void fh_push_root_slow(fh_thread *t, void **slot);
@@ -121,6 +122,36 @@ static inline uint64_t fh__object_header(const void *obj) {
   return 0;
 }
 
+/* Identity hashing's header bits and key (the library's heap/object.h and
+ * heap/identity_hash.h use these definitions): an object is hashed in
+ * place (its key is its address and a salt held in header bits 3-7 and
+ * 24-31) or, once moved, carries its key in the word after its payload. */
+#define FH__HDR_HASHED 2u
+#define FH__HDR_HASH_MOVED 4u
+static inline unsigned fh__hdr_salt(uint64_t hd) {
+  return (unsigned)((hd >> 3) & 31u) | (unsigned)((hd >> 24) & 0xFFu) << 5;
+}
+static inline uint64_t fh__hash_key_at(uintptr_t payload, unsigned salt) {
+  return (uint64_t)salt << 48 | (uint64_t)(payload >> 3);
+}
+/* The word after a HASH_MOVED object's payload (rounded up to 8 bytes). */
+static inline const uint64_t *fh__hash_word(const void *obj, uint64_t hd) {
+  return (const uint64_t *)((uintptr_t)obj + (((hd >> 32) + 7u) & ~(uint64_t)7u));
+}
+static inline uint64_t fh__hash_key(const void *obj, uint64_t hd) {
+  if (hd & FH__HDR_HASH_MOVED) return *fh__hash_word(obj, hd);
+  return fh__hash_key_at((uintptr_t)obj, fh__hdr_salt(hd));
+}
+/* A 64-bit bijection (murmur3's finaliser): mix(0) = 0, and no key is 0. */
+static inline uint64_t fh__hash_mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
 static inline uint32_t fh_object_type(const void *obj) {
   uint64_t hd = fh__object_header(obj);
   return FH__LIKELY(hd != 0) ? (uint32_t)(hd >> 8) % FH__MAX_TYPES : fh_object_type_slow(obj);
@@ -129,6 +160,21 @@ static inline uint32_t fh_object_type(const void *obj) {
 static inline size_t fh_object_size(const void *obj) {
   uint64_t hd = fh__object_header(obj);
   return FH__LIKELY(hd != 0) ? (size_t)(hd >> 32) : fh_object_size_slow(obj);
+}
+
+/* An object already hashed, in a moving, malloc or non-moving space, is
+ * answered here: its header says where its key is.  A first hash (a
+ * header CAS, and records while concurrent marking runs), other spaces,
+ * verify=1 and a detached thread (heap_span 0) take the slow path.  The
+ * header load is relaxed: the key comes from the header word itself or
+ * from a hash word the collector wrote with the world stopped. */
+static inline uint64_t fh_object_hash(fh_thread *t, const void *obj) {
+  fh__thread_fast *f = (fh__thread_fast *)t;
+  if (FH__LIKELY(t != NULL && (uintptr_t)obj - f->heap_lo < f->heap_span)) {
+    uint64_t hd = fh__object_header(obj);
+    if (FH__LIKELY(hd & FH__HDR_HASHED)) return fh__hash_mix(fh__hash_key(obj, hd));
+  }
+  return fh_object_hash_slow(t, obj);
 }
 
 static inline void *fh_alloc(fh_thread *t, uint32_t type, size_t n) {

@@ -278,9 +278,10 @@ static void test_read_into_pinned_after_flip(void **s) {
 static void test_ledger_planned_after_the_pause(void **s) {
   (void)s;
   test_skip_without_uffd();
-  /* Long enough for a sanitizer build's walk over the ring to finish
-   * first: pages built after the plan would go back in 8 MiB batches only
-   * (this heap has fewer pages), and the count below would miss them. */
+  /* The plan waits long enough for a sanitizer build's walk over the ring
+   * to finish first: pages built after the plan would go back in 8 MiB
+   * batches only (this heap has fewer pages), and the count below would
+   * miss them. */
   setenv("FH_MC_WORKER_DELAY_MS", "gate", 1);
   setenv("FH_MC_LEDGER_DELAY_MS", "600", 1);
   fh_heap *h = large_heap(1);
@@ -297,6 +298,11 @@ static void test_ledger_planned_after_the_pause(void **s) {
     assert_int_equal(x->value, i);
     assert_ptr_equal(x->next, g.arr[(i + 1) % g.n]);
   }
+  /* The worker waits behind its gate until fh_gc_wait: the plan (the
+   * releaser's, FH_MC_LEDGER_DELAY_MS after the pause) comes first, during
+   * the phase, as it would with a worker that gets no CPU. */
+  for (int i = 0; i < 20000 && !atomic_load(&l->planned); i++) usleep(1000);
+  assert_true(atomic_load(&l->planned));
   fh_gc_wait(h);
   size_t released = atomic_load(&l->released_pages);
   assert_true(released * 4 >= npages * 3);

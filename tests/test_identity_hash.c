@@ -241,6 +241,57 @@ static void test_records_follow_objects(void **st) {
                                    : FH_COLLECT_DEFAULT);
 }
 
+/* ---- the inline path ----------------------------------------------------
+ * fh_object_hash answers an already hashed object inline (faultheap_inline.h)
+ * from its header; verify=1 turns that path off, so the tests above check
+ * the out-of-line one.  Here, without verify: objects of the moving space
+ * hashed in place and after moves (their key in the hash word), a
+ * non-moving and a large object, each compared with the slow path and with
+ * its first hash at every collection, and the inline path seen to answer. */
+static void inline_path_for(const char *collector) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(collector, "heap_max=32M", &ty, &t);
+  test_ring g;
+  test_ring_build(t, &ty, &g, RING, 5, 2);
+  void *nm = fh_alloc_nonmoving(t, ty.node, sizeof(tnode));
+  void *big = fh_alloc(t, ty.bytes, 64 << 10); /* above los_threshold */
+  assert_true(nm && big);
+  fh_push_root(t, &nm);
+  fh_push_root(t, &big);
+  uint64_t *hashes = calloc(RING, sizeof *hashes);
+  assert_non_null(hashes);
+  uint64_t hnm = fh_object_hash(t, nm), hbig = fh_object_hash(t, big);
+  size_t inline_answers = 0;
+  for (int round = 0; round < 30; round++) {
+    for (size_t i = (size_t)round % 5; i < RING; i += 5 + (size_t)round % 3)
+      if (!hashes[i]) hashes[i] = fh_object_hash(t, g.arr[i]);
+    for (int k = 0; k < 300; k++) test_node(t, &ty, 0);
+    assert_int_equal(fh_collect(t, test_collect_kind(collector, round)), 0);
+    fh_gc_wait(h);
+    for (size_t i = 0; i < RING; i++) {
+      if (!hashes[i]) continue;
+      void *x = g.arr[i];
+      assert_int_equal(fh_object_hash(t, x), hashes[i]);
+      assert_int_equal(fh_object_hash_slow(t, x), hashes[i]);
+      if (fh__object_header(x) & FH__HDR_HASHED) inline_answers++;
+    }
+    assert_int_equal(fh_object_hash(t, nm), hnm);
+    assert_int_equal(fh_object_hash_slow(t, nm), hnm);
+    assert_int_equal(fh_object_hash(t, big), hbig);
+  }
+  assert_true(inline_answers > 0);
+  free(hashes);
+  fh_pop_roots(t, 2);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
+static void test_inline_path(void **st) {
+  (void)st;
+  for (size_t c = 0; c < NCOLLECTORS; c++) inline_path_for(collectors[c]);
+}
+
 /* ---- spaces that never move -------------------------------------------- */
 
 static void test_nonmoving_objects(void **st) {
@@ -708,6 +759,7 @@ int main(void) {
       cmocka_unit_test(test_reuse_concurrent),
       cmocka_unit_test(test_reuse_hspace),
       cmocka_unit_test(test_nonmoving_objects),
+      cmocka_unit_test(test_inline_path),
       cmocka_unit_test(test_records_follow_objects),
       cmocka_unit_test(test_mixed_mark_compact),
       cmocka_unit_test(test_mixed_concurrent),
