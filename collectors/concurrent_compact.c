@@ -459,10 +459,8 @@ static void *worker_main(void *arg) {
   int own_releaser = gc_pool_start(&m->h->pool, &releaser, "fh-release", releaser_main, m) == 0;
   if (!own_releaser) /* do its work here: dead pages now, the rest between runs */
     ledger_release(&m->ledger, m->shadow, 1);
-  /* Tests: a gate holds the worker until the test waits for the phase
-   * (fh_gc_wait, the next collection, fork, destroy: each hurries the
-   * phase's work), so what they check happens before it, whatever the
-   * load; a delay holds it for a while (mutators race it). */
+  /* Tests: the gate holds the worker until someone waits for the phase
+   * (each waiter hurries it), whatever the load; a delay, for a while. */
   if (m->worker_gate) {
     gc_pace_await_hurry(m->h);
   } else if (m->worker_delay_ms) {

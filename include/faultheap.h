@@ -512,17 +512,14 @@ FH_API void fh_set_finalizer_notify(fh_heap *h, void (*notify)(fh_heap *h, void 
 
 /* Identity hash: the same nonzero value for the object's whole life, across
  * every collection, move, fh_prefork and image save/load, under every
- * collector.  Distinct live objects never share a value (the hash is a
- * bijective mix of a key unique among live hashed objects: the address at
- * the first hash, plus a salt when that address once belonged to another
- * hashed object that still lives elsewhere).  A hashed object that moves
- * carries its hash in one extra word.  Never collects.  0 +
- * fh_last_error() when obj is not an object of this heap, or (first hash
- * only) when its moving space has no 8 bytes left for that word, or when
- * 8192 live objects were all first hashed at this same address.  Inline
- * for an already hashed object of a moving, malloc or non-moving space (a
- * few loads and compares, then the mix); a first hash and other spaces go
- * out of line. */
+ * collector.  Distinct live objects never share a value (a bijective mix of
+ * a key unique among live hashed objects: the address at the first hash,
+ * plus a salt when that address once belonged to another hashed object that
+ * still lives elsewhere).  A hashed object that moves carries its hash in
+ * one extra word.  Inline once hashed; never collects.  0 + fh_last_error()
+ * when obj is not an object of this heap, or (first hash only) when its
+ * moving space has no 8 bytes left for that word, or when 8192 live objects
+ * were all first hashed at this same address. */
 static inline uint64_t fh_object_hash(fh_thread *t, const void *obj);
 
 /* ---- collection -------------------------------------------------------- */
