@@ -90,7 +90,7 @@ static inline uint64_t idhash_make_key(uintptr_t payload, unsigned salt) {
 }
 /* The hash word of a HASH_MOVED object with header h starting at start. */
 static inline uint64_t *obj_hash_word(uintptr_t start, uint64_t h) {
-  return (uint64_t *)(start + obj_total_bytes(hdr_payload(h)));
+  return (uint64_t *)(uintptr_t)fh__hash_word(obj_from_start(start), h);
 }
 /* The key of a hashed object (header h) whose payload is at obj. */
 static inline uint64_t obj_hash_key(const void *obj, uint64_t h) { return fh__hash_key(obj, h); }

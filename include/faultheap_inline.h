@@ -1,9 +1,9 @@
 /* faultheap's inline fast paths (allocation, the write barrier, roots,
- * safepoints, object size, type and identity hash, ephemeron accessors): the part of the
- * public header that is an implementation detail shared between the header
- * and the library.  Included by faultheap.h only; embedders use only the
- * functions declared there.  Kept apart so that faultheap.h reads as the
- * API and each file stays short. */
+ * safepoints, object size, type and identity hash, ephemeron accessors):
+ * the part of the public header that is an implementation detail shared
+ * between the header and the library.  Included by faultheap.h only;
+ * embedders use only the functions declared there.  Kept apart so that
+ * faultheap.h reads as the API and each file stays short. */
 #ifndef FAULTHEAP_INLINE_H_
 #define FAULTHEAP_INLINE_H_
 
