@@ -35,10 +35,9 @@ static size_t resident_pages(uintptr_t lo, uintptr_t hi) {
  * small programs at 16 MiB instead of 12). */
 static void test_no_prefault_above_a_pin_with_room_below(void **s) {
   (void)s;
-  fh_heap *h = test_heap("collector=mark_compact,heap_max=256M,min_alloc_trigger=4M");
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,min_alloc_trigger=4M", &ty, &t);
   for (int i = 0; i < 100000; i++) test_node(t, &ty, (uint64_t)i); /* ~4 MiB, all dead */
   tnode *pin = test_node(t, &ty, 7);
   fh_push_root(t, (void **)&pin);
@@ -97,10 +96,9 @@ static size_t bump_hole_bytes(const bump_space *b) {
 static void test_every_hole_counts_against_the_window(void **s) {
   (void)s;
   /* 4 MB of nodes: no collection before the explicit one */
-  fh_heap *h = test_heap("collector=mark_compact,heap_max=256M,min_alloc_trigger=6M");
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h = test_heap_attached("mark_compact", "heap_max=256M,min_alloc_trigger=6M", &ty, &t);
   static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
   size_t np = pin_spread(t, &ty, pins);
   fh_stats st;
@@ -128,10 +126,10 @@ static void test_every_hole_counts_after_a_flip(void **s) {
   (void)s;
   test_skip_without_uffd();
   setenv("FH_MC_SLIDE", "0", 1);
-  fh_heap *h = test_heap("collector=concurrent_compact,heap_max=256M,min_alloc_trigger=6M");
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h =
+      test_heap_attached("concurrent_compact", "heap_max=256M,min_alloc_trigger=6M", &ty, &t);
   static tnode *pins[SPREAD_N / SPREAD_EVERY + 1];
   size_t np = pin_spread(t, &ty, pins);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
@@ -166,11 +164,10 @@ static void test_every_hole_counts_after_a_flip(void **s) {
  * the space does not grow past the pin. */
 static void test_hole_pages_past_the_window_go_back(void **s) {
   (void)s;
-  fh_heap *h = test_heap(
-      "collector=mark_compact,heap_max=256M,heap_policy=fixed,min_alloc_trigger=2M,verify=1");
   test_types ty;
-  test_register(h, &ty);
-  fh_thread *t = fh_thread_attach(h);
+  fh_thread *t;
+  fh_heap *h = test_heap_attached(
+      "mark_compact", "heap_max=256M,heap_policy=fixed,min_alloc_trigger=2M,verify=1", &ty, &t);
   tnode *head = NULL, *pin = NULL;
   fh_push_root(t, (void **)&head);
   fh_push_root(t, (void **)&pin);
