@@ -24,10 +24,9 @@
 #define MAX_BUILD_HELPERS 15
 _Static_assert(MAX_BUILD_HELPERS + 1 <= FAULT_BUFS, "a run buffer for every builder");
 
-static void *map_rw(size_t bytes, int populate) {
+static void *map_rw(size_t bytes) {
   void *p = sys_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (populate ? MAP_POPULATE : 0),
-                     -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
@@ -115,9 +114,12 @@ static int state_init(mc_state *m, fh_heap *h) {
     return -1;
   }
   m->state_map_bytes = align_up((cap / FWD_PAGE) * sizeof(uint32_t), FH_PAGE);
-  m->page_state = map_rw(m->state_map_bytes, 0);
-  m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE, 0);
-  m->worker_buf = map_rw((size_t)MC_MAX_RUN * FWD_PAGE, 1);
+  m->page_state = map_rw(m->state_map_bytes);
+  m->fault_bufs = map_rw((size_t)FAULT_BUFS * MC_MAX_RUN * FWD_PAGE);
+  /* Not prefaulted: the builder's first write faults its pages in (and
+   * every UFFDIO_MOVE takes them away again); a heap whose cycles all
+   * slide in the pause never touches it (64 KiB of fhscheme's ~3 MiB). */
+  m->worker_buf = map_rw((size_t)MC_MAX_RUN * FWD_PAGE);
   void *shadow = fh_uffd_reserve(cap, 0, PROT_NONE);
   m->shadow = (uintptr_t)shadow;
   if (!m->page_state || !m->fault_bufs || !m->worker_buf || !shadow) {
