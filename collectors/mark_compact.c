@@ -274,7 +274,10 @@ static size_t mc_table_bytes(const mc_state *m) {
  * reserved (heap/identity_hash.h).  The records hold old addresses, as
  * every other slot does until the update pass forwards it. */
 static void record_growers(fh_heap *h, const fwd_tables *t) {
-  for (uintptr_t a = bitmap_next_set(&t->grows, t->begin, t->old_top); a;
+  /* From ylo: a young cycle marks (and finds growers) above it only, and
+   * the bitmap's words below it are zero; walking them cost a young cycle
+   * a word per 512 bytes of old generation. */
+  for (uintptr_t a = bitmap_next_set(&t->grows, t->ylo, t->old_top); a;
        a = bitmap_next_set(&t->grows, a + FWD_WORD, t->old_top)) {
     void *obj = obj_from_start(a);
     idhash_vacate(h, obj, obj_hash_key(obj, *(const uint64_t *)a));
