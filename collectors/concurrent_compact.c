@@ -717,15 +717,19 @@ int mc_cc_compact(mc_state *m) {
   m->choice_extra_ns = mc_policy_flip_extra_ns(&m->policy, m->choice_refault_bytes,
                                                m->choice_young_kept, m->thp);
   int for_extra = 0;
+  /* A slide's update walks the live objects above its floor only (none
+   * when nothing moves): a dense heap slides for little more than its
+   * marking, which a flip pays as well. */
+  size_t upd = mc_update_bytes(m);
   if (m->cmarked) {
-    m->chose_slide = mc_policy_choose_slide_for_pause(&m->policy, t->live_bytes, t->move_bytes,
+    m->chose_slide = mc_policy_choose_slide_for_pause(&m->policy, upd, t->move_bytes,
                                                       pinned_pages, &m->choice_est_ns);
   } else {
-    m->chose_slide = mc_policy_choose_slide_extra(&m->policy, t->live_bytes, t->move_bytes,
+    m->chose_slide = mc_policy_choose_slide_extra(&m->policy, upd, t->move_bytes,
                                                   pinned_pages, m->choice_extra_ns,
                                                   &m->choice_est_ns);
     for_extra = m->chose_slide && m->policy.force < 0 &&
-                !mc_policy_choose_slide_pinned(&m->policy, t->live_bytes, t->move_bytes,
+                !mc_policy_choose_slide_pinned(&m->policy, upd, t->move_bytes,
                                                pinned_pages, NULL);
   }
   /* heap/sizer.h: a flip's two copies must fit under heap_max (unless

@@ -370,6 +370,10 @@ static size_t fwd_words_in(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
 }
 #endif
 
+size_t fwd_moved_size(const fwd_tables *t, uintptr_t lo, uintptr_t hi) {
+  return fwd_words_in(t, lo, hi) * FWD_WORD;
+}
+
 /* The objects sliding down between range k - 1 and range k must fit below
  * range k.  They do unless some of them grow (a hashed object gains its
  * hash word when it moves, and the filler hashing left for that word may

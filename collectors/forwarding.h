@@ -247,6 +247,9 @@ void fwd_mark_object(fwd_tables *t, uintptr_t start, size_t bytes);
  * (one writer per bitmap). */
 int fwd_mark_start(fwd_tables *t, uintptr_t start);
 void fwd_mark_live_in(const fwd_tables *t, fh_bitmap *live, uintptr_t start, size_t bytes);
+/* Bytes the live objects in [lo, hi) take once moved (their live words and
+ * a hash word per grower); after marking. */
+size_t fwd_moved_size(const fwd_tables *t, uintptr_t lo, uintptr_t hi);
 /* The live object at start is HASHED, not yet moved: it grows (atomic: any
  * marker; rare). */
 static inline void fwd_mark_grows(fwd_tables *t, uintptr_t start) {

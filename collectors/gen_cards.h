@@ -41,7 +41,7 @@ void gen_cards_verify_range(fh_heap *h, const char *when, uintptr_t young_lo, ui
 /* Only the holders in [holder_lo, hi) of the moving space, walked by
  * headers: the mid generation's, whose references to what was allocated
  * since the last collection the young collection takes from dirty cards
- * (mc_gen.c: promoted_on_cards; mc_slide.c: update_floor). */
+ * (mc_gen.c: promoted_on_cards; mc_slide.c: mc_update_floor). */
 void gen_cards_verify_bump(fh_heap *h, const char *when, uintptr_t young_lo, uintptr_t young_hi,
                            uintptr_t holder_lo, uintptr_t holder_hi);
 

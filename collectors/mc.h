@@ -133,7 +133,7 @@ typedef struct mc_state {
    * references) and the bytes that moved (above the dense prefix) */
   uint64_t slide_update_ns;
   /* The last slide's collected bytes below its update floor, whose objects
-   * were updated on their dirty cards only (mc_slide.c: update_floor). */
+   * were updated on their dirty cards only (mc_update_floor). */
   size_t update_by_cards;
   size_t slide_move_bytes;
   /* The pausing thread's CPU time in the same two steps: what the policy
@@ -267,6 +267,12 @@ void mc_update_outside(mc_state *m);
  * to `threads` threads for the references; no system call but thread
  * creation.  Then mc_publish_top etc. as after a build. */
 void mc_slide_all(mc_state *m, unsigned threads);
+/* After forwarding: the lowest address whose live objects a slide's update
+ * walks (below it, those on dirty cards only); t.lo when every one is. */
+uintptr_t mc_update_floor(const mc_state *m);
+/* The live bytes that update walks (0 when nothing moves): the slide's
+ * cost that grows with the heap, as the policy weighs it (mc_policy.h). */
+size_t mc_update_bytes(const mc_state *m);
 /* Forward every slot of a reference array held outside the moving space
  * (world stopped), prefetching the referents' chunk entries, with pool
  * helpers (gc_threads) when it has millions of slots (mc_slide.c). */

@@ -154,6 +154,14 @@ int mc_gen_begin(mc_state *m, gc_cause cause) {
   }
   g->keep_mid = 0;
   g->keep_from = !g->young && valid && g->mid_end > t->begin ? g->mid_end : 0;
+  /* A full cycle's update may take the references into what was
+   * allocated since the last collection from dirty cards too
+   * (mc_update_floor): the same invariant, checked the same way. */
+  if (g->keep_from && h->opt.verify) {
+    gen_cards_verify_range(h, "before full collection", g->old_end, top, t->begin, g->old_end);
+    gen_cards_verify_bump(h, "before full collection (mid generation)", g->mid_end, top,
+                          g->old_end, g->mid_end);
+  }
   if (!g->young) {
     g->old_end = g->mid_end = t->begin;
     g->promote_below = t->begin;

@@ -306,7 +306,7 @@ static void *update_main(void *arg) {
 static unsigned update_inside(mc_state *m, unsigned threads, uintptr_t floor) {
   /* From the floor: a young cycle's old generation (below ylo) is
    * updated on its dirty cards only (mc_gen.c), and so, past it, is a
-   * prefix that stays in place (update_floor). */
+   * prefix that stays in place (mc_update_floor). */
   update_job j = {.m = m, .end = m->t.old_top};
   atomic_init(&j.next, floor);
   /* Helpers by the live bytes, whose slots are the work (the bitmap walk
@@ -415,33 +415,45 @@ static void write_gap_fillers(const fwd_tables *t, int poison) {
     }
 }
 
-/* Where a young cycle's walk over its live objects may start.  When the
- * prefix that keeps its addresses (dense_end, dead wood included) covers
- * every live object of the mid generation, every object that moves is
- * young: allocated since the last collection, so every reference to it
- * from a mid object was stored since then, through fh_write_ref, which
- * dirtied the card of that object's payload pointer (the collected part's
- * cards are cleared only at the end of each young cycle).  So the mid
+/* Where a cycle's walk over its live objects may start.  When the prefix
+ * that keeps its addresses (dense_end, dead wood included) covers every
+ * live object below the generations' young boundary, every object that
+ * moves is young: allocated since the last collection, so every reference
+ * to it from an older object was stored since then, through fh_write_ref,
+ * which dirtied the card of that object's payload pointer (the collected
+ * part's cards are cleared only at the end of each cycle).  So the older
  * objects on clean cards hold no reference that changes: only those on
- * dirty cards need the update, and the walk starts where mid ends.
+ * dirty cards need the update, and the walk starts at the boundary.
  * binary-trees' young cycle that promotes its 128 MiB long-lived tree,
  * with a few hundred young bytes moving above it, rewrote every reference
- * in the tree (16-20 ms) for them.  Objects above the mid end are always
- * walked.  Not with pinned ranges, growers or the holes pins left in mid
- * (mid_gaps): t->lo, every live object. */
-static uintptr_t update_floor(const mc_state *m) {
+ * in the tree (16-20 ms) for them.  The boundary is the mid end for a
+ * young cycle; for a full one with the generations known, keep_from (the
+ * same mid end, taken before the full cycle reset it): whippet-quads'
+ * full cycle over its 13.3 MiB tree, dense but for a few KiB of young
+ * objects above it, had to update every reference of the tree (and so
+ * flipped: the update was more than a flip's pause).  Not for a
+ * concurrently marked cycle, nor with pinned ranges, growers or the holes
+ * pins left in mid (mid_gaps): t->lo, every live object. */
+uintptr_t mc_update_floor(const mc_state *m) {
   const fwd_tables *t = &m->t;
-  uintptr_t mid_end = m->gen.promote_below;
+  uintptr_t mid_end = t->young ? m->gen.promote_below : m->cmarked ? 0 : m->gen.keep_from;
   /* Holes the last cycle left in mid (conservative roots; unknown when
    * their record failed) may hold young objects, which would then not be
    * walked. */
-  if (!t->young || t->nranges || t->ngrows || m->gen.nmid_gaps || !m->gen.mid_gaps_ok ||
+  if (!t->move_bytes || t->nranges || t->ngrows || m->gen.nmid_gaps || !m->gen.mid_gaps_ok ||
       mid_end <= t->lo)
     return t->lo;
   uintptr_t d = t->dense_end < t->old_top ? t->dense_end : t->old_top;
   if (d >= mid_end) return mid_end;
   /* The prefix ends inside mid: fine if nothing live follows there. */
   return d > t->lo && !bitmap_next_set(&t->mark, d, mid_end) ? d : t->lo;
+}
+
+size_t mc_update_bytes(const mc_state *m) {
+  const fwd_tables *t = &m->t;
+  if (!t->move_bytes) return 0;
+  uintptr_t floor = mc_update_floor(m);
+  return floor > t->lo ? fwd_moved_size(t, floor, t->old_top) : t->live_bytes;
 }
 
 typedef struct prefix_cards {
@@ -463,7 +475,7 @@ void mc_slide_all(mc_state *m, unsigned threads) {
   fwd_tables *t = &m->t;
   uint64_t t0 = heap_now_ns();
   /* Before mc_update_outside, which clears the collected part's cards. */
-  uintptr_t floor = t->move_bytes ? update_floor(m) : t->lo;
+  uintptr_t floor = mc_update_floor(m);
   m->update_by_cards = floor - t->lo;
   if (floor > t->lo) {
     prefix_cards p = {m, t->lo, floor};
