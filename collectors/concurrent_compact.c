@@ -700,8 +700,7 @@ void mc_start_worker(fh_heap *h) {
 
 int mc_cc_compact(mc_state *m) {
   fh_heap *h = m->h;
-  /* Per cycle (mc_policy.h): little to move slides in the pause, for less
-   * than a flip's fixed cost. */
+  /* Per cycle (mc_policy.h): little to move slides, for less than a flip. */
   const fwd_tables *t = &m->t;
   m->chose = 1;
   size_t pinned_pages = fwd_pinned_pages(t, m->h->pins.starts, m->h->pins.n);
@@ -717,16 +716,7 @@ int mc_cc_compact(mc_state *m) {
   m->choice_extra_ns = mc_policy_flip_extra_ns(&m->policy, m->choice_refault_bytes,
                                                m->choice_young_kept, m->thp);
   int for_extra = 0;
-  /* A slide's update walks the live objects above its floor only (none
-   * when nothing moves): a dense heap slides for little more than its
-   * marking, which a flip pays as well.  But a slide that keeps its young
-   * survivors mid then walks the old generation in the pause, to dirty
-   * the cards of old objects pointing at them (mc_gen.c: KEEP_MID_MIN):
-   * fhbench young's explicit full cycle over 48 MiB of old tree and 16 MiB
-   * of young survivors slid in 38 ms where it flipped in 24, and the next
-   * young cycle marked the 16 MiB again (6.7 ms against 1.0). */
-  size_t upd = mc_update_bytes(m);
-  if (m->choice_young_kept) upd += t->new_top - m->choice_young_kept - t->begin;
+  size_t upd = mc_slide_walk_bytes(m, m->choice_young_kept); /* its walks besides marking */
   if (m->cmarked) {
     m->chose_slide = mc_policy_choose_slide_for_pause(&m->policy, upd, t->move_bytes,
                                                       pinned_pages, &m->choice_est_ns);

@@ -270,9 +270,12 @@ void mc_slide_all(mc_state *m, unsigned threads);
 /* After forwarding: the lowest address whose live objects a slide's update
  * walks (below it, those on dirty cards only); t.lo when every one is. */
 uintptr_t mc_update_floor(const mc_state *m);
-/* The live bytes that update walks (0 when nothing moves): the slide's
- * cost that grows with the heap, as the policy weighs it (mc_policy.h). */
-size_t mc_update_bytes(const mc_state *m);
+/* What a slide walks in its pause besides its marking, as the slide-or-
+ * flip policy weighs it (mc_policy.h): the live bytes its update walks
+ * (none when nothing moves), and, when it keeps young_kept bytes of young
+ * survivors mid, the old generation it then walks to dirty the cards that
+ * point at them (mc_gen.c: KEEP_MID_MIN). */
+size_t mc_slide_walk_bytes(const mc_state *m, size_t young_kept);
 /* Forward every slot of a reference array held outside the moving space
  * (world stopped), prefetching the referents' chunk entries, with pool
  * helpers (gc_threads) when it has millions of slots (mc_slide.c). */

@@ -449,11 +449,13 @@ uintptr_t mc_update_floor(const mc_state *m) {
   return d > t->lo && !bitmap_next_set(&t->mark, d, mid_end) ? d : t->lo;
 }
 
-size_t mc_update_bytes(const mc_state *m) {
+size_t mc_slide_walk_bytes(const mc_state *m, size_t young_kept) {
   const fwd_tables *t = &m->t;
-  if (!t->move_bytes) return 0;
   uintptr_t floor = mc_update_floor(m);
-  return floor > t->lo ? fwd_moved_size(t, floor, t->old_top) : t->live_bytes;
+  size_t n = !t->move_bytes ? 0
+             : floor > t->lo ? fwd_moved_size(t, floor, t->old_top)
+                             : t->live_bytes;
+  return young_kept ? n + (t->new_top - young_kept - t->begin) : n;
 }
 
 typedef struct prefix_cards {
