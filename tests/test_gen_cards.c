@@ -163,55 +163,49 @@ static void check_mid_list_and_done(fh_heap *h, fh_thread *t, tnode *head, tnode
   test_gen_done(h, t);
 }
 
-/* A young cycle whose mid generation all stays in place while young
- * survivors move down over garbage updates the mid objects on their dirty
- * cards only (mc_slide.c: update_floor): those that were given young
- * objects since the last collection point to them where they moved, the
- * others still to each other; verify=1 checks every reference after. */
-static void test_mid_in_place_updated_by_cards(void **st) {
-  (void)st;
-  for (int c = 0; c < TEST_GEN_NCOLL; c++) {
-    test_types ty;
-    fh_thread *t;
-    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
-    tnode *head = NULL, *holders[3] = {NULL, NULL, NULL}, *far = NULL, *was[3];
-    fh_push_root(t, (void **)&head);
-    mid_list_with_holders(h, t, &ty, &head, holders, &far, 500, was);
-    uintptr_t mid_before = (uintptr_t)holders[1];
-    assert_int_equal(fh_collect(t, FH_COLLECT_YOUNG), 0);
-    assert_true(h->mc->update_by_cards > 0);
-    assert_int_equal((uintptr_t)holders[1], mid_before); /* roots aside, mid did not move */
-    for (int k = 0; k < 3; k++) assert_ptr_not_equal(holders[k]->other, was[k]); /* slid down */
-    check_mid_list_and_done(h, t, head, holders, 500);
-  }
+/* The two tests below: a mid list with holders given young objects over
+ * garbage, then a collection of `kind` (young, or full with the policy
+ * choosing between slide and flip); the older objects stay in place and
+ * are updated on their dirty cards only, the young ones slide down, and
+ * verify=1 checks every reference after. */
+static void older_updated_by_cards(int c, fh_collect_kind kind, uint64_t base) {
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
+  tnode *head = NULL, *holders[3] = {NULL, NULL, NULL}, *far = NULL, *was[3];
+  fh_push_root(t, (void **)&head);
+  mid_list_with_holders(h, t, &ty, &head, holders, &far, base, was);
+  uintptr_t mid_before = (uintptr_t)holders[1];
+  uint64_t slides = h->mc->slide_cycles;
+  assert_int_equal(fh_collect(t, kind), 0);
+  fh_gc_wait(h);
+  assert_int_equal(h->mc->slide_cycles, slides + 1); /* slid, not flipped */
+  assert_true(h->mc->update_by_cards > 0);
+  assert_int_equal((uintptr_t)holders[1], mid_before); /* roots aside, mid did not move */
+  for (int k = 0; k < 3; k++) assert_ptr_not_equal(holders[k]->other, was[k]); /* slid down */
+  check_mid_list_and_done(h, t, head, holders, base);
 }
 
-/* A full cycle whose older objects all stay in place while young
- * survivors move down over garbage updates them on their dirty cards
- * only, as a young cycle does (mc_update_floor: the mid end the full cycle
- * started from), and concurrent_compact's policy then slides rather than
- * flips: the update it weighs is the young objects', not the heap's
- * (whippet-quads' full cycles flipped a dense 13 MiB tree).  verify=1
- * checks the cards before the cycle and every reference after it. */
+/* A young cycle whose mid generation all stays in place while young
+ * survivors move down over garbage updates the mid objects on their dirty
+ * cards only (mc_update_floor): those that were given young objects since
+ * the last collection point to them where they moved, the others still to
+ * each other. */
+static void test_mid_in_place_updated_by_cards(void **st) {
+  (void)st;
+  for (int c = 0; c < TEST_GEN_NCOLL; c++) older_updated_by_cards(c, FH_COLLECT_YOUNG, 500);
+}
+
+/* A full cycle does the same (mc_update_floor: the mid end it started
+ * from), and concurrent_compact's policy then slides rather than flips:
+ * the update it weighs is the young objects', not the heap's
+ * (whippet-quads' full cycles flipped a dense 13 MiB tree).  verify=1 also
+ * checks the cards before the cycle. */
 static void test_full_cycle_updates_by_cards(void **st) {
   (void)st;
   for (int c = 0; c < TEST_GEN_NCOLL; c++) {
     test_policy_choose("2000"); /* the default flip cost: the policy chooses */
-    test_types ty;
-    fh_thread *t;
-    fh_heap *h = test_gen_mc_heap(c, "heap_max=64M,verify=1", &ty, &t);
-    tnode *head = NULL, *holders[3] = {NULL, NULL, NULL}, *far = NULL, *was[3];
-    fh_push_root(t, (void **)&head);
-    mid_list_with_holders(h, t, &ty, &head, holders, &far, 900, was);
-    uintptr_t mid_before = (uintptr_t)holders[1];
-    uint64_t slides = h->mc->slide_cycles;
-    assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
-    fh_gc_wait(h);
-    assert_int_equal(h->mc->slide_cycles, slides + 1);
-    assert_true(h->mc->update_by_cards > 0);
-    assert_int_equal((uintptr_t)holders[1], mid_before);
-    for (int k = 0; k < 3; k++) assert_ptr_not_equal(holders[k]->other, was[k]); /* slid down */
-    check_mid_list_and_done(h, t, head, holders, 900);
+    older_updated_by_cards(c, FH_COLLECT_DEFAULT, 900);
     test_policy_flip_always();
   }
 }
