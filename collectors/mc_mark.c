@@ -599,22 +599,61 @@ void mc_cmark_abandon(mc_cmarker *c) {
   free(c);
 }
 
+/* OR bits into a bitmap word (one writer: the world is stopped or, after a
+ * split remark, this marker is the only one; relaxed, as other readers
+ * may look meanwhile). */
+static inline void or_bits(_Atomic uint64_t *w, uint64_t bits) {
+  if (bits)
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | bits,
+                          memory_order_relaxed);
+}
+
 size_t mc_mark_black(fwd_tables *t, uintptr_t from, uintptr_t to) {
   size_t marked = 0;
   /* Every object the mutators allocated since the initial pause (TLABs
    * retired in this pause: the range is parseable by headers, fillers
-   * between) is live for the cycle. */
+   * between) is live for the cycle.  The bits of one bitmap word (64
+   * granules: a few objects) are gathered in registers and stored once:
+   * two calls per object, each loading and storing the same bitmap word
+   * again, made this 1.7-1.8 ms of the remark pause for the 8 MiB that
+   * fhscheme's threads program allocated while one marker ran (1.3-1.5
+   * ms since: most of what is left is reading the headers). */
+  _Atomic uint64_t *mark = t->mark.words, *live = t->live.words;
+  size_t cw = (from - t->begin) >> 9; /* the bitmap word being gathered */
+  uint64_t mbits = 0, lbits = 0;
   for (uintptr_t a = from; a < to;) {
     /* Atomic: after a split remark this runs beside the mutators, which
      * may hash (CAS) a header; its size and type never change. */
     uint64_t hd = __atomic_load_n((const uint64_t *)a, __ATOMIC_RELAXED);
     size_t bytes = obj_bytes(hd);
     if (hdr_type(hd) != FH_FILLER_TYPE) {
-      fwd_mark_start(t, a);
-      fwd_mark_scanned(t, &t->live, a, hd);
+      size_t i = (a - t->begin) >> 3, last = i + (bytes >> 3) - 1; /* granules */
+      if (i >> 6 != cw) {
+        or_bits(&mark[cw], mbits);
+        or_bits(&live[cw], lbits);
+        cw = i >> 6;
+        mbits = lbits = 0;
+      }
+      mbits |= (uint64_t)1 << (i & 63);
+      /* Its live granules up to the end of this word, then any whole
+       * words, then those of its last word, which is gathered next. */
+      lbits |= ~(uint64_t)0 << (i & 63);
+      if (last >> 6 == cw) {
+        lbits &= ~(uint64_t)0 >> (63 - (last & 63));
+      } else {
+        or_bits(&mark[cw], mbits);
+        or_bits(&live[cw], lbits);
+        for (size_t w = cw + 1; w < last >> 6; w++) or_bits(&live[w], ~(uint64_t)0);
+        cw = last >> 6;
+        mbits = 0;
+        lbits = ~(uint64_t)0 >> (63 - (last & 63));
+      }
+      if (__builtin_expect(hdr_hash_grows(hd), 0)) fwd_mark_grows(t, a);
       marked += bytes;
     }
     a += bytes;
   }
+  or_bits(&mark[cw], mbits);
+  or_bits(&live[cw], lbits);
   return marked;
 }
