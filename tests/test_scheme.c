@@ -120,7 +120,9 @@ static void check(const char *name, const char *options) {
   static void test_##name##_stress(void **s) { (void)s; check(#name, "gc_stress=2000"); }
 /* Every collector (mark_sweep, whose gc_stress runs homogeneous
  * compactions, and the moving ones, which honour conservative roots since
- * the pins-mc merge): every script on each of them, and under gc_stress too (weak.scm's hashed
+ * the pins-mc merge), and both with concurrent marking (the interpreter
+ * then polls at closure entry, for the marker's remark pause): every
+ * script on each of them, and under gc_stress too (weak.scm's hashed
  * objects next to stack-pinned ones found a page-builder bug, fixed since:
  * tests/test_conservative.c hashed_list). */
 #define SCM_MOVING(name)                                                       \
@@ -130,6 +132,8 @@ static void check(const char *name, const char *options) {
     check(#name, "collector=semispace");                                       \
     check(#name, "collector=mark_compact");                                    \
     check(#name, "collector=concurrent_compact");                              \
+    check(#name, "collector=concurrent_compact,concurrent_mark=1");            \
+    check(#name, "collector=mark_sweep,concurrent_mark=1");                    \
   }                                                                            \
   static void test_##name##_moving_stress(void **s) {                          \
     (void)s;                                                                   \

@@ -93,6 +93,7 @@ void heap_init(const char *image) {
   fin_pending = GC_MALLOC_UNCOLLECTABLE(sizeof(V));
   fin_pending[0] = NIL;
 }
+int heap_marks_concurrently(void) { return 0; } /* Boehm GC marks in the allocating thread */
 void heap_attach_thread(void) {
   struct GC_stack_base sb;
   GC_get_stack_base(&sb);
@@ -238,6 +239,11 @@ int pop_finalized(V *obj, intptr_t *data) {
 void collect_now(void) { fh_collect(T, FH_COLLECT_DEFAULT); }
 void add_root(V *slot) { fh_root_add(H, (void **)slot); }
 
+/* concurrent_mark=1 (mark_sweep and concurrent_compact; harmless
+ * elsewhere): the marker thread asks for the remark pause itself. */
+static int marks_concurrently;
+int heap_marks_concurrently(void) { return marks_concurrently; }
+
 void heap_init(const char *image) {
   fh_options o;
   fh_options_init(&o);
@@ -292,6 +298,7 @@ void heap_init(const char *image) {
   o.tag_immediate_mask = 0x1;
   o.tag_pointer_mask = 0x6;
   o.stack_roots = FH_STACK_ROOTS_CONSERVATIVE;
+  marks_concurrently = o.concurrent_mark != 0;
   H = fh_heap_create(&o);
   if (!H) {
     fprintf(stderr, "fhscheme: %s\n", fh_last_error());

@@ -18,6 +18,7 @@ void add_root(V *slot);
 void remove_root(V *slot);
 void heap_blocking(int enter);
 void heap_init(const char *image); /* image: boot from this heap image, or NULL */
+int heap_marks_concurrently(void); /* a marker thread stops the world by itself */
 void sym_init(void);               /* a fresh symbol table (not booting from an image) */
 V sym_table(void);
 V sym_entry_key(V entry); /* a symbol table entry's symbol, 0 once collected */

@@ -383,6 +383,7 @@ int main(int argc, char **argv) {
   g_argv = argv;
   g_first = parse_opts(argc, argv);
   heap_init(opts.image);
+  polling = heap_marks_concurrently();
   t_heap = now_ms();
 #if FHS_OWN_STACK
   {

@@ -58,7 +58,7 @@ static V stack_frame(V *sb, V f, int argc, V *argv) {
 #define ENTER(f, k, argv)                                                      \
   do {                                                                         \
     Lambda *L_ = CLO_LAM(f);                                                   \
-    if (threaded) SAFEPOINT();                                                 \
+    if (polling) SAFEPOINT();                                                  \
     env = L_->noescape && L_->fsize + 2 <= SBUF ? stack_frame(sbuf, f, k, argv) \
                                                 : make_frame(f, k, argv);      \
     n = L_->body;                                                              \
@@ -305,7 +305,7 @@ static V apply_proc(V f, int argc, V *argv) {
     switch (KIND(f)) {
     case K_CLOSURE: {
       Lambda *L = CLO_LAM(f);
-      if (threaded) SAFEPOINT();
+      if (polling) SAFEPOINT();
       if (L->noescape && L->fsize + 2 <= SBUF) {
         V sb[SBUF];
         V r = eval(L->body, stack_frame(sb, f, argc, argv));

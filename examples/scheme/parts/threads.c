@@ -125,6 +125,7 @@ PRIM(p_thread_start) {
   if (c->state != 0) err("thread-start!: thread already started", th);
   c->state = 1;
   threaded = 1; /* from now on the shared tables are locked */
+  polling = 1;
   glock_acquire();
   threads_live++;
   glock_release();
