@@ -296,6 +296,11 @@ void cmark_start_task(fh_heap *h) {
   atomic_store(&cm->marker_done, 1);
 }
 
+int cmark_keep_holes(fh_heap *h, struct bump_hole *holes, size_t n, size_t bytes) {
+  cmark *cm = h->cm;
+  return cm && cm->ops->keep_holes && cm->ops->keep_holes(h, cm, holes, n, bytes);
+}
+
 void cmark_join(fh_heap *h) {
   if (!h->cm_task_live) return;
   gc_pool_join(&h->pool, h->cm_task);

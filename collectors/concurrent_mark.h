@@ -74,6 +74,12 @@ typedef struct cmark_ops {
    * budget is over, and is called again to go on (paced), unless its stop
    * flag is set (finish then does the rest in the pause). */
   void (*between)(void *tracer, gc_budget *b);
+  /* Optional, in the pause that began the marking: take the bump space's
+   * holes (spaces/bump_space.h; the array passes to it on 1) and hand
+   * them out while marking runs, marking black what is allocated there
+   * (as it marks what is allocated above the top); 0: the caller frees
+   * them. */
+  int (*keep_holes)(fh_heap *h, cmark *cm, struct bump_hole *holes, size_t n, size_t bytes);
 } cmark_ops;
 
 #define CMARK_RANGES 2
@@ -113,6 +119,9 @@ int cmark_begin(fh_heap *h, cmark *cm);
  * (not with h->cm_manual); without a thread the next collection finishes
  * the marking in its pause. */
 void cmark_start_task(fh_heap *h);
+/* In the pause that began a marking: the bump space's holes to its
+ * collector's keep_holes (1: it took them), or 0 (the caller frees them). */
+int cmark_keep_holes(fh_heap *h, struct bump_hole *holes, size_t n, size_t bytes);
 /* World stopped: stop and join the marker, then the collector's finish().
  * Black allocation ends (every thread's held bits published first). */
 int cmark_complete(fh_heap *h, gc_cause cause);

@@ -158,11 +158,14 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
   sizer_pause_start(h, t0);
   /* Holes in the bump space (gaps a compaction left below pinned objects,
    * spaces/bump_space.h) are fillers only until the next collection: any
-   * collector may merge or move them. */
-  bump_space_set_holes(&h->bump[h->active], NULL, 0);
+   * collector may merge or move them.  A pause that only begins a
+   * concurrent marking hands them out again (below). */
+  size_t nheld, held_bytes;
+  bump_hole *held = bump_space_take_holes(&h->bump[h->active], &nheld, &held_bytes);
   /* Pins (fh_pin, conservative stack words) are fixed before anything is
    * traced; without the set, nothing may move. */
   if (pins_gather(h, self) < 0) {
+    free(held);
     pins_release(h);
     world_resume(h);
     return -2;
@@ -184,6 +187,13 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
     pins_account(h);
     pthread_mutex_unlock(&h->stats_lock);
   }
+  /* A marking begun in this pause (any earlier one ended above) moves
+   * nothing until its remark: the holes stay free for the mutators
+   * meanwhile, if its collector marks what they put there
+   * (cmark_ops.keep_holes).  Otherwise, with the stack pinning the newest
+   * object at the top, everything allocated while marking ran went above
+   * it, and the space grew by that much at every cycle. */
+  if (held && !cmark_keep_holes(h, held, nheld, held_bytes)) free(held);
   pins_release(h);
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended (and marking,

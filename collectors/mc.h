@@ -85,6 +85,9 @@ void mc_mark_end(mc_mark_crew *crew);
 typedef struct mc_cmarker mc_cmarker;
 mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t);
 void mc_cmark_visit(mc_cmarker *c, void *v);
+/* The holes are handed out while marking runs (cc_keep_holes): leave the
+ * objects of b's recorded claims alone, as those above the boundary. */
+void mc_cmark_skip_black(mc_cmarker *c, const bump_space *b);
 void mc_cmark_drain(mc_cmarker *c, gc_budget *b);
 size_t mc_cmark_step(mc_cmarker *c, size_t n);
 void mc_cmark_finish(mc_cmarker *c);

@@ -88,6 +88,9 @@ static inline __attribute__((always_inline)) void mark_ref(marker *m, void *v) {
   fwd_tables *t = m->t;
   if (a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo) {
     m->hits++;
+    if (__builtin_expect(m->black != NULL, 0) &&
+        bump_space_black_at(m->black, m->black_base, a - FH_HEADER_BYTES))
+      return;
     /* Only the start bit here: the header (size, live words, type) is read
      * when the object is scanned, after mc_marker_drain() prefetched it. */
     if (!claim(m, a - FH_HEADER_BYTES)) return;
@@ -544,6 +547,11 @@ mc_cmarker *mc_cmark_begin(fh_heap *h, fwd_tables *t) {
   return c;
 }
 
+void mc_cmark_skip_black(mc_cmarker *c, const bump_space *b) {
+  c->m.black = b->black;
+  c->m.black_base = b->space.begin;
+}
+
 void mc_cmark_visit(mc_cmarker *c, void *v) {
   marker *m = &c->m;
   mark_ref(m, v);
@@ -553,6 +561,7 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
   uintptr_t a = (uintptr_t)slot_object(m->tags, v);
   fwd_tables *t = m->t;
   if (a && a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo &&
+      !(m->black && bump_space_black_at(m->black, m->black_base, a - FH_HEADER_BYTES)) &&
       hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
     fwd_mark_grows(t, a - FH_HEADER_BYTES);
 }

@@ -79,6 +79,12 @@ typedef struct marker {
    * the budget is over (checked every 64 objects); NULL with the world
    * stopped. */
   gc_budget *budget;
+  /* Concurrent marking with the holes handed out (cc_keep_holes): the
+   * cards of the claims carved from them (spaces/bump_space.h), whose
+   * objects the remark marks black and this marker leaves alone (the
+   * mutators may still be writing them).  NULL otherwise. */
+  const _Atomic uint64_t *black;
+  uintptr_t black_base;
   /* Young referents found on dirty cards, waiting for their claim while
    * their start-bit word is prefetched (defer_claim). */
   void *pend[CLAIM_AHEAD];

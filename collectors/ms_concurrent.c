@@ -118,7 +118,7 @@ static void ms_abandon(fh_heap *h, cmark *cm) {
 }
 
 static const cmark_ops ms_cmark_ops = {ms_mark, ms_drain, ms_step, ms_rescan_card, ms_finish,
-                                       ms_abandon, NULL, NULL};
+                                       ms_abandon, NULL, NULL, NULL};
 
 int ms_concurrent_begin(fh_heap *h, gc_cause cause) {
   ms_cycle *c = calloc(1, sizeof *c);

@@ -1,8 +1,10 @@
 #include "spaces/bump_space.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap/object.h"
+#include "heap/sys.h"
 #include "spaces/reserve.h"
 
 static size_t bump_used(const fh_space *s) { return bump_space_used((const bump_space *)s); }
@@ -39,6 +41,10 @@ void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t ca
   b->hole_cur = 0;
   atomic_flag_clear(&b->hole_lock);
   atomic_store(&b->has_holes, 0);
+  b->claims = NULL;
+  b->nclaims = b->claims_cap = 0;
+  b->black = NULL;
+  b->black_map_bytes = 0;
 }
 
 int bump_space_track_starts(bump_space *b) {
@@ -49,6 +55,10 @@ int bump_space_track_starts(bump_space *b) {
 void bump_space_destroy(bump_space *b) {
   bitmap_destroy(&b->starts);
   bump_space_set_holes(b, NULL, 0);
+  size_t n;
+  free(bump_space_take_claims(b, &n));
+  if (b->black) sys_munmap((void *)b->black, b->black_map_bytes);
+  b->black = NULL;
 }
 
 static void hole_lock(bump_space *b) {
@@ -71,12 +81,114 @@ void bump_space_set_holes(bump_space *b, bump_hole *holes, size_t n) {
   if (!n) free(holes);
 }
 
+bump_hole *bump_space_take_holes(bump_space *b, size_t *n, size_t *bytes) {
+  hole_lock(b);
+  bump_hole *hs = b->holes;
+  size_t left = b->hole_i < b->nholes ? b->nholes - b->hole_i : 0, sum = 0;
+  if (left) {
+    /* The current hole from where its filler now starts. */
+    b->holes[b->hole_i].lo = b->hole_cur;
+    memmove(hs, hs + b->hole_i, left * sizeof *hs);
+    for (size_t i = 0; i < left; i++) sum += hs[i].hi - hs[i].lo;
+  } else {
+    free(hs);
+    hs = NULL;
+  }
+  b->holes = NULL;
+  b->nholes = b->hole_i = 0;
+  b->hole_cur = 0;
+  atomic_store_explicit(&b->has_holes, 0, memory_order_relaxed);
+  hole_unlock(b);
+  *n = left;
+  *bytes = sum;
+  return hs;
+}
+
+int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, size_t cap) {
+  if (!b->black) {
+    size_t cards = (b->space.end - b->space.begin) / BUMP_BLACK_CARD;
+    b->black_map_bytes = (cards + 63) / 64 * sizeof(uint64_t);
+    b->black = reserve_map_table(b->black_map_bytes);
+  }
+  bump_hole *claims = n && cap && b->black ? malloc(cap * sizeof *claims) : NULL;
+  if (!claims) {
+    free(holes);
+    return n && cap ? -1 : 0;
+  }
+  hole_lock(b);
+  free(b->claims);
+  b->claims = claims;
+  b->nclaims = 0;
+  b->claims_cap = cap;
+  hole_unlock(b);
+  bump_space_set_holes(b, holes, n);
+  return 0;
+}
+
+/* Set (or clear) the black bits of the whole cards [lo, hi). */
+static void black_cards(bump_space *b, uintptr_t lo, uintptr_t hi, int set) {
+  for (size_t c = (lo - b->space.begin) / BUMP_BLACK_CARD, e = (hi - b->space.begin) / BUMP_BLACK_CARD;
+       c < e; c++) {
+    uint64_t bit = (uint64_t)1 << (c & 63);
+    if (set)
+      atomic_fetch_or_explicit(&b->black[c >> 6], bit, memory_order_relaxed);
+    else
+      atomic_fetch_and_explicit(&b->black[c >> 6], ~bit, memory_order_relaxed);
+  }
+}
+
+bump_hole *bump_space_take_claims(bump_space *b, size_t *n) {
+  hole_lock(b);
+  bump_hole *c = b->claims;
+  *n = b->nclaims;
+  b->claims = NULL;
+  b->nclaims = b->claims_cap = 0;
+  for (size_t i = 0; i < *n; i++) black_cards(b, c[i].lo, c[i].hi, 0);
+  hole_unlock(b);
+  if (c && !*n) {
+    free(c);
+    c = NULL;
+  }
+  return c;
+}
+
 uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got) {
   if (!atomic_load_explicit(&b->has_holes, memory_order_relaxed)) return 0;
   uintptr_t p = 0;
   hole_lock(b);
+  /* Recorded claims (a concurrent marking): none past the record's room. */
+  if (b->claims_cap && b->nclaims == b->claims_cap) b->hole_i = b->nholes;
   while (b->hole_i < b->nholes) {
     uintptr_t hi = b->holes[b->hole_i].hi, cur = b->hole_cur;
+    if (b->claims_cap) {
+      /* Whole cards (their black bits): the hole's first bytes up to a
+       * card boundary, and its last ones past one, stay fillers. */
+      uintptr_t lo = b->space.begin + align_up(cur - b->space.begin, BUMP_BLACK_CARD);
+      uintptr_t end = b->space.begin + align_down(hi - b->space.begin, BUMP_BLACK_CARD);
+      if (end > lo && end - lo >= min) {
+        size_t take = end - lo < want ? end - lo : want;
+        if (lo > cur) {
+          obj_write_filler(cur, lo - cur);
+          bump_space_note_start(b, cur);
+        }
+        if (take == end - lo && end < hi) { /* the last card's tail */
+          obj_write_filler(end, hi - end);
+          bump_space_note_start(b, end);
+        }
+        black_cards(b, lo, lo + take, 1);
+        b->claims[b->nclaims++] = (bump_hole){lo, lo + take};
+        p = lo;
+        *got = take;
+        b->hole_cur = take == end - lo ? hi : lo + take;
+        if (b->hole_cur < hi) {
+          obj_write_filler(b->hole_cur, hi - b->hole_cur);
+          bump_space_note_start(b, b->hole_cur);
+        }
+        break;
+      }
+      if (++b->hole_i < b->nholes) b->hole_cur = b->holes[b->hole_i].lo;
+      continue;
+    }
     if (hi - cur >= min) {
       size_t take = hi - cur < want ? hi - cur : want;
       p = cur;

@@ -49,7 +49,28 @@ typedef struct bump_space {
   uintptr_t hole_cur;
   atomic_flag hole_lock;
   _Atomic int has_holes;
+  /* The claims carved from holes while they are recorded (claims_cap > 0:
+   * a concurrent marking runs, whose remark marks everything allocated
+   * since it began; above the top that is one range, in holes these).
+   * Recorded claims are whole BUMP_BLACK_CARD-byte cards, each with its
+   * bit in `black` (mapped on first use, one bit per card of the space)
+   * until bump_space_take_claims: the marker leaves objects there alone
+   * (bump_space_black_at), which the mutators may still be writing. */
+  bump_hole *claims;
+  size_t nclaims, claims_cap;
+  _Atomic uint64_t *black;
+  size_t black_map_bytes;
 } bump_space;
+
+#define BUMP_BLACK_CARD ((uintptr_t)512)
+
+/* Whether address a (in the space starting at begin) lies in a recorded
+ * claim.  Relaxed: the claim's bits are set before the claim is used. */
+static inline int bump_space_black_at(const _Atomic uint64_t *black, uintptr_t begin,
+                                      uintptr_t a) {
+  size_t c = (a - begin) / BUMP_BLACK_CARD;
+  return (int)(atomic_load_explicit(&black[c >> 6], memory_order_relaxed) >> (c & 63) & 1);
+}
 
 void bump_space_init(bump_space *b, const char *name, uintptr_t begin, size_t capacity);
 /* Keep walk points (see starts).  0, or -1 (no memory for the bitmap). */
@@ -87,6 +108,18 @@ static inline uintptr_t bump_space_claim(bump_space *b, size_t bytes, uintptr_t 
  * claim in flight (world stopped), or at the end of a concurrent phase
  * (the lock keeps refills off). */
 void bump_space_set_holes(bump_space *b, bump_hole *holes, size_t n);
+/* The holes not handed out yet, detached: the caller owns the array (NULL
+ * when none; *n their number, *bytes their size) and the space has none.
+ * Each still begins with its filler. */
+bump_hole *bump_space_take_holes(bump_space *b, size_t *n, size_t *bytes);
+/* bump_space_set_holes, recording every claim carved from them (at most
+ * cap: past that no hole is handed out), each cut to whole cards (what
+ * a hole has outside them stays a filler).  -1 (holes freed, none set)
+ * when the record or the card bits cannot be allocated. */
+int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, size_t cap);
+/* The recorded claims, detached (the caller frees them; NULL when none);
+ * recording stops. */
+bump_hole *bump_space_take_claims(bump_space *b, size_t *n);
 /* Claim up to `want` bytes (at least `min`) from the holes: the start, with
  * *got bytes, or 0 when no hole has `min` left.  Zero it as any claim
  * (bump_space_zero_claim: holes lie below top, so below dirty_end). */

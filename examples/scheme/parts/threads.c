@@ -124,8 +124,12 @@ PRIM(p_thread_start) {
   SThread *c = CSIDE(th, TH_C);
   if (c->state != 0) err("thread-start!: thread already started", th);
   c->state = 1;
-  threaded = 1; /* from now on the shared tables are locked */
-  polling = 1;
+  /* From now on the shared tables are locked, and closure entry polls.
+   * Set once, before the first thread starts (pthread_create orders it
+   * for every thread): set again at each start, the stores raced with
+   * the running threads' reads. */
+  if (!threaded) threaded = 1;
+  if (!polling) polling = 1;
   glock_acquire();
   threads_live++;
   glock_release();
