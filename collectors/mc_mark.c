@@ -557,11 +557,12 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
   mark_ref(m, v);
   /* Identity hashing logs the object it hashes while marking runs
    * (heap/identity_hash.c): one scanned before it was hashed must still
-   * grow when it moves. */
+   * grow when it moves, and so must one a claim in a hole held, marked
+   * black before it was hashed (cc_concurrent.c).  A logged object was
+   * written before it was logged: its header is there to read. */
   uintptr_t a = (uintptr_t)slot_object(m->tags, v);
   fwd_tables *t = m->t;
   if (a && a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo &&
-      !(m->black && bump_space_black_at(m->black, m->black_base, a - FH_HEADER_BYTES)) &&
       hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
     fwd_mark_grows(t, a - FH_HEADER_BYTES);
 }

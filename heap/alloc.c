@@ -97,7 +97,7 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
   if (t->cons) conservative_clear_below();
   size_t want = h->opt.tlab_size;
   /* Holes below top first (pinned objects' gaps: spaces/bump_space.h). */
-  uintptr_t p = bump_space_claim_hole(b, want, bytes, &want);
+  uintptr_t p = bump_space_claim_hole(b, want, bytes, &want, t);
   /* A hole lies among older objects: a young collection reads objects
    * there only on dirty cards (the old generation), or takes their
    * references into the young generation from dirty cards alone (mid:

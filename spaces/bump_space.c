@@ -110,7 +110,7 @@ int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, siz
     b->black_map_bytes = (cards + 63) / 64 * sizeof(uint64_t);
     b->black = reserve_map_table(b->black_map_bytes);
   }
-  bump_hole *claims = n && cap && b->black ? malloc(cap * sizeof *claims) : NULL;
+  bump_claim *claims = n && cap && b->black ? malloc(cap * sizeof *claims) : NULL;
   if (!claims) {
     free(holes);
     return n && cap ? -1 : 0;
@@ -137,9 +137,9 @@ static void black_cards(bump_space *b, uintptr_t lo, uintptr_t hi, int set) {
   }
 }
 
-bump_hole *bump_space_take_claims(bump_space *b, size_t *n) {
+bump_claim *bump_space_take_claims(bump_space *b, size_t *n) {
   hole_lock(b);
-  bump_hole *c = b->claims;
+  bump_claim *c = b->claims;
   *n = b->nclaims;
   b->claims = NULL;
   b->nclaims = b->claims_cap = 0;
@@ -152,10 +152,33 @@ bump_hole *bump_space_take_claims(bump_space *b, size_t *n) {
   return c;
 }
 
-uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got) {
+size_t bump_space_take_complete(bump_space *b, bump_hole *out, size_t max) {
+  size_t k = 0;
+  hole_lock(b);
+  for (size_t i = 0; i < b->nclaims && k < max; i++)
+    if (b->claims[i].state == BUMP_CLAIM_COMPLETE) {
+      b->claims[i].state = BUMP_CLAIM_MARKED;
+      out[k++] = (bump_hole){b->claims[i].lo, b->claims[i].hi};
+    }
+  hole_unlock(b);
+  return k;
+}
+
+/* owner's open claim, if any, is complete: it claims again. */
+static void claim_complete(bump_space *b, const void *owner) {
+  for (size_t i = b->nclaims; i-- > 0;)
+    if (b->claims[i].owner == owner) {
+      if (b->claims[i].state == BUMP_CLAIM_OPEN) b->claims[i].state = BUMP_CLAIM_COMPLETE;
+      return;
+    }
+}
+
+uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got,
+                                const void *owner) {
   if (!atomic_load_explicit(&b->has_holes, memory_order_relaxed)) return 0;
   uintptr_t p = 0;
   hole_lock(b);
+  if (b->claims_cap) claim_complete(b, owner);
   /* Recorded claims (a concurrent marking): none past the record's room. */
   if (b->claims_cap && b->nclaims == b->claims_cap) b->hole_i = b->nholes;
   while (b->hole_i < b->nholes) {
@@ -176,7 +199,7 @@ uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *
           bump_space_note_start(b, end);
         }
         black_cards(b, lo, lo + take, 1);
-        b->claims[b->nclaims++] = (bump_hole){lo, lo + take};
+        b->claims[b->nclaims++] = (bump_claim){lo, lo + take, owner, BUMP_CLAIM_OPEN};
         p = lo;
         *got = take;
         b->hole_cur = take == end - lo ? hi : lo + take;

@@ -21,6 +21,18 @@ typedef struct bump_hole {
   uintptr_t lo, hi;
 } bump_hole;
 
+/* A recorded claim (bump_space_set_holes_recorded): [lo, hi), whose
+ * claimer (the thread's handle) allocates there until its next claim, or
+ * the next pause; then it is complete, its objects written and its tail a
+ * filler, and the marker may mark it black early (bump_space_take_complete:
+ * then marked). */
+enum { BUMP_CLAIM_OPEN, BUMP_CLAIM_COMPLETE, BUMP_CLAIM_MARKED };
+typedef struct bump_claim {
+  uintptr_t lo, hi;
+  const void *owner;
+  int state;
+} bump_claim;
+
 typedef struct bump_space {
   fh_space space;
   _Atomic uintptr_t top;
@@ -56,7 +68,7 @@ typedef struct bump_space {
    * bit in `black` (mapped on first use, one bit per card of the space)
    * until bump_space_take_claims: the marker leaves objects there alone
    * (bump_space_black_at), which the mutators may still be writing. */
-  bump_hole *claims;
+  bump_claim *claims;
   size_t nclaims, claims_cap;
   _Atomic uint64_t *black;
   size_t black_map_bytes;
@@ -119,11 +131,15 @@ bump_hole *bump_space_take_holes(bump_space *b, size_t *n, size_t *bytes);
 int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, size_t cap);
 /* The recorded claims, detached (the caller frees them; NULL when none);
  * recording stops. */
-bump_hole *bump_space_take_claims(bump_space *b, size_t *n);
-/* Claim up to `want` bytes (at least `min`) from the holes: the start, with
+bump_claim *bump_space_take_claims(bump_space *b, size_t *n);
+/* Up to max complete claims not handed out yet, into out, now marked. */
+size_t bump_space_take_complete(bump_space *b, bump_hole *out, size_t max);
+/* Claim up to `want` bytes (at least `min`) from the holes for owner (its
+ * previous recorded claim is complete from here on): the start, with
  * *got bytes, or 0 when no hole has `min` left.  Zero it as any claim
  * (bump_space_zero_claim: holes lie below top, so below dirty_end). */
-uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got);
+uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got,
+                                const void *owner);
 /* Zero what a claim of [p, p + bytes) needs zeroed (see dirty_end). */
 static inline void bump_space_zero_claim(const bump_space *b, uintptr_t p, size_t bytes) {
   uintptr_t end = p + bytes < b->dirty_end ? p + bytes : b->dirty_end;
