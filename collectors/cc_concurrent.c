@@ -40,7 +40,9 @@ typedef struct cc_cycle {
   uintptr_t cut;
   int remark_pins;
   size_t black;
-  size_t black_early; /* of it, claims in holes the marker marked (black_complete_claims) */
+  size_t black_early;     /* of it, claims the marker marked (black_complete_claims) */
+  size_t black_early_top; /* of those, the claims above the boundary */
+  int claims_cover_top;   /* every claim above the boundary is recorded (unless lost) */
   int black_done;
   uint64_t t0, t1, remark_log_ns, remark_mark_ns, remark_black_ns, between_ns, between_black_ns;
   uintptr_t between_done; /* how far fwd_compute_below got */
@@ -89,7 +91,11 @@ static void black_complete_claims(cc_cycle *c) {
   bump_space *b = &c->mc->h->bump[c->mc->h->active];
   bump_hole got[16];
   for (size_t n; (n = bump_space_take_complete(b, got, 16)) > 0;)
-    for (size_t i = 0; i < n; i++) c->black_early += mc_mark_black(&c->mc->t, got[i].lo, got[i].hi);
+    for (size_t i = 0; i < n; i++) {
+      size_t k = mc_mark_black(&c->mc->t, got[i].lo, got[i].hi);
+      c->black_early += k;
+      if (got[i].lo >= c->boundary) c->black_early_top += k;
+    }
 }
 
 static void cc_mark(void *tracer, void **slot) {
@@ -208,10 +214,14 @@ static void end_marking(fh_heap *h, cc_cycle *c, int black) {
    * was allocated while marking ran (their referents are black too, or
    * were reachable when marking began: SATB), 2.7-3.4 ms of fhscheme's
    * threads remark pauses. */
-  size_t in_holes = c->black_early, n;
+  /* Above the boundary the claims cover everything allocated unless one
+   * went unrecorded: then the range is walked whole, as without them. */
+  int cover = c->claims_cover_top && !h->bump[h->active].claims_lost;
+  size_t in_claims = c->black_early, n;
   bump_claim *cl = black ? take_claims(h, &n) : NULL;
   for (size_t i = 0; cl && i < n; i++)
-    if (cl[i].state != BUMP_CLAIM_MARKED) in_holes += mc_mark_black(t, cl[i].lo, cl[i].hi);
+    if (cl[i].state != BUMP_CLAIM_MARKED && (cover || cl[i].lo < c->boundary))
+      in_claims += mc_mark_black(t, cl[i].lo, cl[i].hi);
   free(cl);
   uint64_t t0 = heap_now_ns();
   (void)cmark_black_bytes(h, cm); /* a malloc-space figure: none here */
@@ -223,7 +233,10 @@ static void end_marking(fh_heap *h, cc_cycle *c, int black) {
   uint64_t t2 = heap_now_ns();
   uintptr_t top = atomic_load(&h->bump[h->active].top);
   if (black) {
-    c->black = in_holes + mc_mark_black(t, c->boundary, top);
+    /* (A walk re-marks the early claims above the boundary: counted once.) */
+    size_t above = cover ? 0 : mc_mark_black(t, c->boundary, top);
+    if (!cover) above -= above < c->black_early_top ? above : c->black_early_top;
+    c->black = in_claims + above;
     c->black_done = 1;
   }
   c->cut = t->old_top = top;
@@ -432,10 +445,17 @@ static int cc_keep_holes(fh_heap *h, cmark *cm, bump_hole *holes, size_t n, size
    * written, so the holes stay withdrawn while marking runs. */
   cc_cycle *c = (cc_cycle *)cm;
   if (cm->remarked || !c->mk || h->opt.stack_roots != FH_STACK_ROOTS_CONSERVATIVE) return 0;
-  /* A claim that does not end its hole is a whole TLAB (heap/alloc.c). */
-  size_t cap = n + bytes / h->opt.tlab_size + 1;
+  /* A claim that does not end its hole is a whole TLAB (heap/alloc.c).
+   * Above the top: a TLAB or a large object (over a quarter of one) per
+   * claim, for twice the trigger's allocation, the remark's due at one
+   * (more goes unrecorded: claims_lost). */
+  size_t large = h->opt.tlab_size / 4;
+  size_t cap = n + bytes / h->opt.tlab_size + 1 + 2 * (h->gc_trigger / large) + 64;
   bump_space *b = &h->bump[h->active];
-  if (bump_space_set_holes_recorded(b, holes, n, cap) == 0) mc_cmark_skip_black(c->mk, b);
+  if (bump_space_set_holes_recorded(b, holes, n, cap) == 0) {
+    mc_cmark_skip_black(c->mk, b);
+    c->claims_cover_top = 1;
+  }
   return 1;
 #else
   (void)h, (void)cm, (void)holes, (void)n, (void)bytes;

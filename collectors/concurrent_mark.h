@@ -75,10 +75,9 @@ typedef struct cmark_ops {
    * flag is set (finish then does the rest in the pause). */
   void (*between)(void *tracer, gc_budget *b);
   /* Optional, in the pause that began the marking: take the bump space's
-   * holes (spaces/bump_space.h; the array passes to it on 1) and hand
-   * them out while marking runs, marking black what is allocated there
-   * (as it marks what is allocated above the top); 0: the caller frees
-   * them. */
+   * holes (spaces/bump_space.h; the array, NULL when none, passes to it
+   * on 1) and hand them out while marking runs, marking black what is
+   * allocated there and above the top; 0: the caller frees them. */
   int (*keep_holes)(fh_heap *h, cmark *cm, struct bump_hole *holes, size_t n, size_t bytes);
 } cmark_ops;
 

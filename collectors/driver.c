@@ -193,7 +193,7 @@ int gc_collect_locked(fh_heap *h, fh_thread *self, const fh_collector_ops *ops, 
    * (cmark_ops.keep_holes).  Otherwise, with the stack pinning the newest
    * object at the top, everything allocated while marking ran went above
    * it, and the space grew by that much at every cycle. */
-  if (held && !cmark_keep_holes(h, held, nheld, held_bytes)) free(held);
+  if (!cmark_keep_holes(h, held, nheld, held_bytes)) free(held);
   pins_release(h);
   /* After a concurrent collection's pause the heap is verified by the next
    * collection's "before" check, once the phase has ended (and marking,

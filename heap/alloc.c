@@ -88,6 +88,7 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
       *(uint64_t *)p = fh__make_header(type, n);
       claim_done(t);
       charge(h, bytes);
+      if (b->claims_cap) bump_space_record_claim(b, p, p + bytes, t, 1); /* marking runs */
     }
     return p;
   }
@@ -106,6 +107,7 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
    * stores were (plain initialising stores, as into a fresh object at the
    * top: faultheap.h, fh_write_ref).  The next young collection cleans the
    * cards of those that hold nothing young. */
+  int at_top = !p;
   if (p)
     cards_dirty_range(h, p, p + want);
   else
@@ -115,6 +117,10 @@ static uintptr_t bump_try(fh_thread *t, uint32_t type, size_t n, size_t bytes,
     p = bump_space_claim(b, want, bump_limit(h));
     if (!p) return 0;
   }
+  /* While a concurrent marking records claims (holes' ones record
+   * themselves): its marker marks this TLAB black once the next claim
+   * completes it (collectors/cc_concurrent.c). */
+  if (at_top && b->claims_cap) bump_space_record_claim(b, p, p + want, t, 0);
   claim_record(t, p, want);
   bump_space_note_start(b, p);
   bump_space_zero_claim(b, p, want);

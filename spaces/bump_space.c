@@ -110,16 +110,17 @@ int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, siz
     b->black_map_bytes = (cards + 63) / 64 * sizeof(uint64_t);
     b->black = reserve_map_table(b->black_map_bytes);
   }
-  bump_claim *claims = n && cap && b->black ? malloc(cap * sizeof *claims) : NULL;
+  bump_claim *claims = cap && b->black ? malloc(cap * sizeof *claims) : NULL;
   if (!claims) {
     free(holes);
-    return n && cap ? -1 : 0;
+    return -1;
   }
   hole_lock(b);
   free(b->claims);
   b->claims = claims;
   b->nclaims = 0;
   b->claims_cap = cap;
+  b->claims_lost = 0;
   hole_unlock(b);
   bump_space_set_holes(b, holes, n);
   return 0;
@@ -164,13 +165,28 @@ size_t bump_space_take_complete(bump_space *b, bump_hole *out, size_t max) {
   return k;
 }
 
-/* owner's open claim, if any, is complete: it claims again. */
+/* owner's open claim (a TLAB: at most one), if any, is complete: it takes
+ * another TLAB.  From the newest: it is among the last few. */
 static void claim_complete(bump_space *b, const void *owner) {
   for (size_t i = b->nclaims; i-- > 0;)
-    if (b->claims[i].owner == owner) {
-      if (b->claims[i].state == BUMP_CLAIM_OPEN) b->claims[i].state = BUMP_CLAIM_COMPLETE;
+    if (b->claims[i].owner == owner && b->claims[i].state == BUMP_CLAIM_OPEN) {
+      b->claims[i].state = BUMP_CLAIM_COMPLETE;
       return;
     }
+}
+
+void bump_space_record_claim(bump_space *b, uintptr_t lo, uintptr_t hi, const void *owner,
+                             int complete) {
+  hole_lock(b);
+  if (b->claims_cap) {
+    if (!complete) claim_complete(b, owner);
+    if (b->nclaims < b->claims_cap)
+      b->claims[b->nclaims++] =
+          (bump_claim){lo, hi, owner, complete ? BUMP_CLAIM_COMPLETE : BUMP_CLAIM_OPEN};
+    else
+      b->claims_lost = 1;
+  }
+  hole_unlock(b);
 }
 
 uintptr_t bump_space_claim_hole(bump_space *b, size_t want, size_t min, size_t *got,

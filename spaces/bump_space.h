@@ -70,6 +70,7 @@ typedef struct bump_space {
    * (bump_space_black_at), which the mutators may still be writing. */
   bump_claim *claims;
   size_t nclaims, claims_cap;
+  int claims_lost; /* a claim above the top went unrecorded (no room) */
   _Atomic uint64_t *black;
   size_t black_map_bytes;
 } bump_space;
@@ -134,6 +135,12 @@ int bump_space_set_holes_recorded(bump_space *b, bump_hole *holes, size_t n, siz
 bump_claim *bump_space_take_claims(bump_space *b, size_t *n);
 /* Up to max complete claims not handed out yet, into out, now marked. */
 size_t bump_space_take_complete(bump_space *b, bump_hole *out, size_t max);
+/* While claims are recorded: a claim above the top, [lo, hi), for owner:
+ * a TLAB (its previous claim is complete from here on), or a large
+ * object, complete at once (its header is written; its TLAB, if any, goes
+ * on).  Past the record's room, claims_lost is set. */
+void bump_space_record_claim(bump_space *b, uintptr_t lo, uintptr_t hi, const void *owner,
+                             int complete);
 /* Claim up to `want` bytes (at least `min`) from the holes for owner (its
  * previous recorded claim is complete from here on): the start, with
  * *got bytes, or 0 when no hole has `min` left.  Zero it as any claim

@@ -286,12 +286,13 @@ static void test_conservative_roots(void **state) {
  * the objects read garbage). */
 static void test_black_allocation_in_holes(void **state) {
   (void)state;
-  enum { N = 4000 };
+  enum { N = 4000, M = 20000 };
   test_types ty;
   fh_thread *t;
   fh_heap *h = manual_heap("verify=1,stack_roots=conservative", &ty, &t);
   void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
-  fh_push_root(t, (void **)&arr);
+  void **more = fh_alloc(t, ty.array, M * sizeof(void *)); /* large: not in the space */
+  FH_PUSH_ROOTS(t, (void **)&arr, (void **)&more);
   for (int i = 0; i < 20000; i++) (void)test_node(t, &ty, 0); /* 640 KiB dead */
   tnode *top = test_node(t, &ty, 2);
   assert_int_equal(fh_pin(t, top), 0);
@@ -301,10 +302,10 @@ static void test_black_allocation_in_holes(void **state) {
   test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_true(atomic_load(&h->bump[h->active].has_holes)); /* kept for the marking */
-  while (cmark_test_step(h, 100)) { /* arr scanned: the remark does not scan it again */
+  while (cmark_test_step(h, 100)) { /* scanned: the remark does not scan them again */
   }
   /* Stored into empty slots: the SATB log has no old value to mark, and
-   * nothing but arr reaches them at the remark. */
+   * nothing but arr and more reaches them at the remark. */
   size_t below = 0;
   for (uint64_t i = 0; i < N; i++) {
     (void)test_node(t, &ty, 0); /* black garbage between */
@@ -313,13 +314,28 @@ static void test_black_allocation_in_holes(void **state) {
     fh_write_ref(t, arr, &arr[i], n);
   }
   assert_true(below > N / 2); /* in the holes, not above the pinned top */
-  /* The claims this thread has left (several TLABs) are marked black by
-   * the marker now, the one it still holds in the remark. */
+  /* More than the holes hold: the rest above the top, in claims too. */
+  size_t above = 0;
+  for (uint64_t i = 0; i < M; i++) {
+    (void)test_node(t, &ty, 0);
+    tnode *n = test_node(t, &ty, 100000 + i);
+    above += (uintptr_t)n > (uintptr_t)top;
+    fh_write_ref(t, more, &more[i], n);
+  }
+  assert_true(above > M / 2);
+  /* The claims this thread has left (many TLABs, in holes and above the
+   * top) are marked black by the marker now, the one it still holds in
+   * the remark. */
   assert_int_equal(cmark_test_step(h, 1), 0);
   bump_space *b = &h->bump[h->active];
-  size_t early = 0;
-  for (size_t i = 0; i < b->nclaims; i++) early += b->claims[i].state == BUMP_CLAIM_MARKED;
-  assert_true(early >= 2 && early + 1 == b->nclaims);
+  size_t early = 0, in_holes = 0;
+  for (size_t i = 0; i < b->nclaims; i++) {
+    early += b->claims[i].state == BUMP_CLAIM_MARKED;
+    in_holes += b->claims[i].lo < (uintptr_t)top;
+  }
+  assert_true(in_holes >= 2 && b->nclaims > in_holes + 2);
+  assert_true(early + 1 == b->nclaims);
+  assert_false(b->claims_lost);
   test_cmark_remark(t);
   fh_gc_wait(h);
   for (uint64_t i = 0; i < N; i++) {
@@ -327,10 +343,15 @@ static void test_black_allocation_in_holes(void **state) {
     assert_int_equal(n->value, 10 + i);
     assert_int_equal(n->check, test_check(10 + i));
   }
+  for (uint64_t i = 0; i < M; i++) {
+    const tnode *n = more[i];
+    assert_int_equal(n->value, 100000 + i);
+    assert_int_equal(n->check, test_check(100000 + i));
+  }
   fh_unpin(t, top);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* verify=1 checks all */
   fh_gc_wait(h);
-  fh_pop_roots(t, 1);
+  fh_pop_roots(t, 2);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
