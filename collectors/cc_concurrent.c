@@ -75,10 +75,15 @@ int cc_concurrent_usable(fh_heap *h, gc_cause cause) {
   return !why && cause == GC_CAUSE_ALLOC_TRIGGER;
 }
 
-/* The claims recorded in the bump space's holes while marking ran
- * (cc_keep_holes), detached. */
+/* The claims recorded while marking ran (cc_keep_holes), detached. */
 static bump_claim *take_claims(fh_heap *h, size_t *n) {
   return bump_space_take_claims(&h->bump[h->active], n);
+}
+
+/* The cycle ends without black marking: the claims are forgotten. */
+static void drop_claims(fh_heap *h) {
+  size_t n;
+  free(take_claims(h, &n));
 }
 
 /* The marker, while marking runs: the claims their threads have left
@@ -142,8 +147,7 @@ static void cycle_free(cc_cycle *c) {
 
 static void cc_abandon(fh_heap *h, cmark *cm) {
   cc_cycle *c = (cc_cycle *)cm;
-  size_t nclaims;
-  free(take_claims(h, &nclaims)); /* marked again from scratch, if at all */
+  drop_claims(h); /* marked again from scratch, if at all */
   (void)cmark_black_bytes(h, cm);
   cmark_satb_forget(h, cm);
   if (cm->remarked) {
@@ -208,12 +212,12 @@ static void end_marking(fh_heap *h, cc_cycle *c, int black) {
   mc_state *m = c->mc;
   c->t0 = heap_now_ns();
   fwd_tables *t = &m->t;
-  /* What the mutators allocated in the holes below the boundary
-   * (cc_keep_holes) is black before the remark traces: the logs and the
-   * roots lead there, and tracing those objects marked again most of what
-   * was allocated while marking ran (their referents are black too, or
-   * were reachable when marking began: SATB), 2.7-3.4 ms of fhscheme's
-   * threads remark pauses. */
+  /* What the mutators allocated while marking ran (the recorded claims,
+   * in holes and above the top, cc_keep_holes) is black before the remark
+   * traces: the logs and the roots lead there, and tracing those objects
+   * marked again most of it (their referents are black too, or were
+   * reachable when marking began: SATB), 2.7-3.4 ms of fhscheme's threads
+   * remark pauses.  The marker marked the complete claims already. */
   /* Above the boundary the claims cover everything allocated unless one
    * went unrecorded: then the range is walked whole, as without them. */
   int cover = c->claims_cover_top && !h->bump[h->active].claims_lost;
@@ -407,8 +411,7 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
   if (cm->satb_failed) {
     /* A log buffer could not be allocated: the log is incomplete, mark
      * again from scratch with the world stopped. */
-    size_t nclaims;
-    free(take_claims(h, &nclaims)); /* their objects are traced as any */
+    drop_claims(h); /* their objects are traced as any */
     cmark_satb_forget(h, cm);
     forget_marks(h, m);
     cycle_free(c);
@@ -431,8 +434,9 @@ static int cc_finish(fh_heap *h, cmark *cm, gc_cause cause) {
  * the holes withdrawn, everything allocated while marking ran went above
  * it, and the space's range grew by that much per cycle (fhscheme's
  * rewrite: 70 MiB for 0.7 MiB live, the remark's forwarding computed over
- * all of it).  Each claim carved from a hole is recorded, and the remark
- * marks the claims black as it marks [boundary, top).  Not with precise
+ * all of it).  Every claim while marking runs is recorded, in a hole or
+ * above the top; the marker marks the complete ones black
+ * (black_complete_claims), the remark the rest.  Not with precise
  * roots: their remark may split, after which what is allocated is marked
  * from the cut up only (their holes come from fh_pin, few and low). */
 static int cc_keep_holes(fh_heap *h, cmark *cm, bump_hole *holes, size_t n, size_t bytes) {
