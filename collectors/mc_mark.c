@@ -557,12 +557,19 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
   mark_ref(m, v);
   /* Identity hashing logs the object it hashes while marking runs
    * (heap/identity_hash.c): one scanned before it was hashed must still
-   * grow when it moves, and so must one a claim in a hole held, marked
-   * black before it was hashed (cc_concurrent.c).  A logged object was
-   * written before it was logged: its header is there to read. */
+   * grow when it moves, and so must one of a recorded claim, in a hole
+   * or above the boundary, marked black before it was hashed
+   * (cc_concurrent.c: black_complete_claims).  So the bound is the
+   * space's top now, not the boundary (old_top): bounded by the boundary,
+   * objects the marker had marked above it and a mutator hashed later
+   * moved without their hash words, and eq-hashtables lost their keys.
+   * A logged object was written before it was logged: its header is
+   * there to read, and the top had passed it. */
   uintptr_t a = (uintptr_t)slot_object(m->tags, v);
   fwd_tables *t = m->t;
-  if (a && a - t->ylo - FH_HEADER_BYTES < t->old_top - t->ylo &&
+  const bump_space *b = &m->h->bump[m->h->active];
+  uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
+  if (a && a - t->ylo - FH_HEADER_BYTES < top - t->ylo &&
       hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
     fwd_mark_grows(t, a - FH_HEADER_BYTES);
 }

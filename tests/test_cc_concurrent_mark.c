@@ -292,13 +292,20 @@ static void test_black_allocation_in_holes(void **state) {
   fh_heap *h = manual_heap("verify=1,stack_roots=conservative", &ty, &t);
   void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
   void **more = fh_alloc(t, ty.array, M * sizeof(void *)); /* large: not in the space */
-  FH_PUSH_ROOTS(t, (void **)&arr, (void **)&more);
+  /* Nodes above the pinned top, live at the first collection and dead
+   * when the marking begins: the cycle frees them, and what is allocated
+   * above them moves down (a new object hashed after the marker marked
+   * it black must grow). */
+  void **gone = fh_alloc(t, ty.array, M * sizeof(void *));
+  FH_PUSH_ROOTS(t, (void **)&arr, (void **)&more, (void **)&gone);
   for (int i = 0; i < 20000; i++) (void)test_node(t, &ty, 0); /* 640 KiB dead */
   tnode *top = test_node(t, &ty, 2);
   assert_int_equal(fh_pin(t, top), 0);
+  for (int i = 0; i < M; i++) fh_write_ref(t, gone, &gone[i], test_node(t, &ty, 1));
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0);
   fh_gc_wait(h);
   assert_true(atomic_load(&h->bump[h->active].has_holes));
+  gone = NULL;
   test_cmark_start_cycle(t);
   assert_non_null(h->cm);
   assert_true(atomic_load(&h->bump[h->active].has_holes)); /* kept for the marking */
@@ -336,22 +343,33 @@ static void test_black_allocation_in_holes(void **state) {
   assert_true(in_holes >= 2 && b->nclaims > in_holes + 2);
   assert_true(early + 1 == b->nclaims);
   assert_false(b->claims_lost);
+  /* Hashed after the marker marked them: they still grow when they move
+   * (the first hash logs them), in holes and above the top alike. */
+  uint64_t *hash = malloc((N + M) * sizeof *hash);
+  uintptr_t *was = malloc((N + M) * sizeof *was);
+  assert_true(hash && was);
+  for (size_t i = 0; i < N + M; i++) {
+    was[i] = (uintptr_t)(i < N ? arr[i] : more[i - N]);
+    hash[i] = fh_object_hash(t, (void *)was[i]);
+  }
   test_cmark_remark(t);
   fh_gc_wait(h);
-  for (uint64_t i = 0; i < N; i++) {
-    const tnode *n = arr[i];
-    assert_int_equal(n->value, 10 + i);
-    assert_int_equal(n->check, test_check(10 + i));
+  size_t moved_above = 0; /* the ones the bug left without their hash words */
+  for (uint64_t i = 0; i < N + M; i++) {
+    const tnode *n = i < N ? arr[i] : more[i - N];
+    uint64_t v = i < N ? 10 + i : 100000 + (i - N);
+    assert_int_equal(n->value, v);
+    assert_int_equal(n->check, test_check(v));
+    assert_int_equal(fh_object_hash(t, n), hash[i]);
+    moved_above += was[i] > (uintptr_t)top && (uintptr_t)n != was[i];
   }
-  for (uint64_t i = 0; i < M; i++) {
-    const tnode *n = more[i];
-    assert_int_equal(n->value, 100000 + i);
-    assert_int_equal(n->check, test_check(100000 + i));
-  }
+  assert_true(moved_above > M / 4);
+  free(hash);
+  free(was);
   fh_unpin(t, top);
   assert_int_equal(fh_collect(t, FH_COLLECT_DEFAULT), 0); /* verify=1 checks all */
   fh_gc_wait(h);
-  fh_pop_roots(t, 2);
+  fh_pop_roots(t, 3);
   fh_thread_detach(t);
   fh_heap_destroy(h);
 }
