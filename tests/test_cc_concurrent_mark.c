@@ -401,6 +401,15 @@ static void test_rewire_generational(void **state) {
   rewire_run("generational=1,verify=1,heap_max=24M,min_alloc_trigger=512K", 1500);
 }
 
+/* Conservative roots: the holes stay in use while marking runs, and the
+ * marker marks the claims there and above the top black (objects hashed
+ * after that must still grow when they move). */
+static void test_rewire_conservative(void **state) {
+  (void)state;
+  rewire_run("stack_roots=conservative,generational=0,verify=1,heap_max=64M,min_alloc_trigger=1M",
+             1500);
+}
+
 static void test_rewire_fast(void **state) {
   (void)state;
   rewire_run("generational=0,heap_max=64M,min_alloc_trigger=2M", 1000);
@@ -497,6 +506,7 @@ int main(void) {
       cmocka_unit_test(test_rewire_sigbus),
       cmocka_unit_test(test_rewire_handler_thread),
       cmocka_unit_test(test_rewire_generational),
+      cmocka_unit_test(test_rewire_conservative),
       cmocka_unit_test(test_rewire_fast),
   };
   const char *only = getenv("FH_TEST_FILTER"); /* e.g. "test_rewire_*" */
