@@ -284,6 +284,26 @@ static void record_growers(fh_heap *h, const fwd_tables *t) {
   }
 }
 
+/* verify=1, after fwd_compute: every marked object hashed at its address
+ * (it gains its hash word when it first moves) has its grows bit, unless a
+ * pinned range holds it (it stays).  Without the bit it would move without
+ * the word and its hash would change silently: the concurrent marker once
+ * missed objects a mutator hashed after the marker had marked them black
+ * above the boundary (mc_mark.c, mc_cmark_visit). */
+static void verify_growers(const fwd_tables *t) {
+  for (uintptr_t a = bitmap_next_set(&t->mark, t->ylo, t->old_top); a;
+       a = bitmap_next_set(&t->mark, a + FWD_WORD, t->old_top)) {
+    if (!hdr_hash_grows(*(const uint64_t *)a) || bitmap_test(&t->grows, a)) continue;
+    size_t r = fwd_range_at(t, a);
+    if (r < t->nranges && t->ranges[r].lo <= a) continue; /* pinned: stays */
+    fprintf(stderr,
+            "faultheap verify (forwarding): object %p is hashed at its address and will move "
+            "without its hash word (no grows bit)\n",
+            obj_from_start(a));
+    abort(); /* (not fh_dump: the pause holds the stats lock it takes) */
+  }
+}
+
 /* stack_roots=conservative: the space's walk points (bump_space.h) for
  * the layout this cycle builds: the new start of the object covering each
  * destination page's first byte, and each gap's filler (pinned ranges);
@@ -384,6 +404,7 @@ void mc_forward_finish(mc_state *m, mc_mark_crew *crew, uint64_t t0, uint64_t t1
   fwd_compute(t);
   m->hole_bytes = SIZE_MAX; /* the gaps are known from here on (mc_holes.c) */
   m->fwd_compute_ns = heap_now_ns() - t1;
+  if (h->opt.verify) verify_growers(t);
   if (t->ngrows) record_growers(h, t);
   set_walk_points(&h->bump[h->active], t);
   /* Its helpers gave their bitmaps back meanwhile (a wait for the last of
