@@ -17,17 +17,13 @@
  *     and up to `lookahead` following unclaimed pages in one COPY.
  * A thread finding the page being built by someone else waits for
  * PAGE_MAPPED (yield, then short sleeps: all async-signal-safe syscalls).
- * The kernel's EEXIST would make a duplicate build harmless too, but the
- * claim is what makes releasing from-space safe: a page is built exactly
- * once, so the from-space ledger (from_ledger.h) can count down each
- * from-space page's readers.  A releaser thread (fh-release) gives ready
- * pages back once 8 MiB of them (2048 pages, not necessarily contiguous)
- * are waiting, wherever the mutators' faults left them: the builder whose
- * page completes a batch wakes it.  Not the worker: with busy mutators on
- * every CPU the worker runs in slices, and while it waited for one the
- * mutators' own builds kept adding resident pages (fhbench pause: peaks of
- * 20-30 MiB over the pre-cycle figure in SIGBUS mode); a thread that
- * sleeps until it is needed is scheduled at once when woken.
+ * The claim (not the kernel's EEXIST) makes releasing from-space safe: a
+ * page built exactly once lets the from-space ledger (from_ledger.h) count
+ * down each from-space page's readers.  A releaser thread (fh-release) gives ready
+ * pages back in batches of 8 MiB (wherever the faults left them), woken by
+ * the builder whose page completes one.  Not the worker, which with busy
+ * mutators runs in slices while their builds add resident pages (fhbench
+ * pause peaked 20-30 MiB over the pre-cycle figure in SIGBUS mode).
  *
  * End of phase (worker): wait for every page to be mapped, then
  * fh_uffd_range_retire (two in-flight counters; late SIGBUS handlers find
@@ -413,8 +409,7 @@ void mc_fix_and_install_dense(mc_state *m, int fd, size_t p, size_t n, int move)
  * back at 3300 ready pages).  With 100 us it preempts them at once: 9 in
  * 10 releases start by 2066 ready pages.  A release then takes 1.3 ms a
  * batch at the median, p99 5.6 ms when the releaser is preempted
- * meanwhile.  FH_MC_RELEASER_SLICE_US=0 keeps the default slice
- * (measurements). */
+ * meanwhile.  FH_MC_RELEASER_SLICE_US=0: the default slice. */
 #define RELEASER_SLICE_US 100
 
 /* The concurrent phase's releaser: sleeps until a batch of from-space
@@ -633,8 +628,7 @@ static int register_destination(mc_state *m) {
    * alone); the flag goes back on both halves, which therefore still
    * merge.  (The byte used to go a PMD further up, where its 2 MiB huge
    * page was most of what the cycle's resident peak held beyond the
-   * release batch: fhbench pause over_MiB 10 -> 8; and within the last PMD
-   * of the space it went to reg_end with huge pages on.) */
+   * release batch: fhbench pause over_MiB 10 -> 8.) */
   int thp_off = reg_end < end;
   if (thp_off) {
     /* Without the flag off the byte could fault in a huge page over
@@ -753,10 +747,13 @@ int mc_cc_compact(mc_state *m) {
              h->gc_how);
     h->gc_how = m->gen.how;
   }
+  uint64_t t0 = now_ns(); /* a concurrently marked cycle's pause from here teaches its choice */
+  size_t moving = t->move_bytes;
   if (m->chose_slide) {
     mc_slide_cycle(m, no_room    ? "stop-the-world slide, chosen (no room under heap_max for a flip)"
                       : for_room ? "stop-the-world slide, chosen (an allocation failed, objects pinned)"
                                  : "stop-the-world slide, chosen (little to move)");
+    if (m->cmarked) mc_policy_learn_pause(&m->policy, 1, upd, moving, 0, now_ns() - t0);
     if (m->gen.keep_mid) mc_gen_verify(m, "after full collection (young kept)");
     return 0;
   }
@@ -765,7 +762,10 @@ int mc_cc_compact(mc_state *m) {
   mc_gen_end(m); /* full: every survivor is old */
   m->build_cycles++;
   h->compact_builds++;
-  if (mc_concurrent_flip(m) == 0) return 0;
+  if (mc_concurrent_flip(m) == 0) {
+    if (m->cmarked) mc_policy_learn_pause(&m->policy, 0, 0, 0, pinned_pages, now_ns() - t0);
+    return 0;
+  }
   /* userfaultfd cannot be used now: the same pages, built in the pause. */
   mc_build_all(m, h->opt.gc_threads);
   mc_publish_top(m);

@@ -22,12 +22,21 @@
 #define REFAULT_NS 2400.0
 #define REFAULT_THP_NS 500.0
 #define EXTRA_MAX 7.0
+/* A flip's pause without its pinned pages until one is measured (fhbench
+ * pause's flip pauses of a split remark: 0.3-0.5 ms; docs/architecture.md). */
+#define FLIP_PAUSE_NS 400000.0
+/* What a slide may take over its rates' estimate, as learned: below, a
+ * slide with nothing to update outside; above, a preempted one. */
+#define PAUSE_SCALE_MIN 0.5
+#define PAUSE_SCALE_MAX 8.0
 
 void mc_policy_init(mc_slide_model *p) {
   p->update_ns_per_byte = DEFAULT_UPDATE_NS_PER_BYTE;
   p->move_ns_per_byte = DEFAULT_MOVE_NS_PER_BYTE;
   p->flip_fixed_ns = DEFAULT_FLIP_FIXED_NS;
   p->pinned_page_ns = DEFAULT_PINNED_PAGE_NS;
+  p->pause_slide_scale = 1.0;
+  p->pause_flip_ns = FLIP_PAUSE_NS;
   p->force = -1;
   const char *f = getenv("FH_MC_SLIDE");
   if (f && (*f == '0' || *f == '1')) p->force = *f - '0';
@@ -72,16 +81,21 @@ double mc_policy_flip_extra_ns(const mc_slide_model *p, size_t refault_bytes, si
   return extra < cap ? extra : cap;
 }
 
-/* A flip's pause without its pinned pages (fhbench pause's flip pauses
- * of a split remark: 0.3-0.5 ms; docs/architecture.md). */
-#define FLIP_PAUSE_NS 400000.0
+
+/* A concurrently marked cycle's slide, before its scale: the default
+ * rates, not the learned ones, which drift back on every flip (the scale
+ * learned against them would then drift too). */
+static double pause_base_ns(size_t live_bytes, size_t move_bytes) {
+  return DEFAULT_UPDATE_NS_PER_BYTE * (double)live_bytes +
+         DEFAULT_MOVE_NS_PER_BYTE * (double)move_bytes;
+}
 
 int mc_policy_choose_slide_for_pause(const mc_slide_model *p, size_t live_bytes,
                                      size_t move_bytes, size_t pinned_pages, uint64_t *est_ns) {
-  uint64_t est = mc_policy_slide_ns(p, live_bytes, move_bytes);
+  uint64_t est = (uint64_t)(pause_base_ns(live_bytes, move_bytes) * p->pause_slide_scale);
   if (est_ns) *est_ns = est;
   if (p->force >= 0) return p->force;
-  return (double)est < FLIP_PAUSE_NS + p->pinned_page_ns * (double)pinned_pages;
+  return (double)est < p->pause_flip_ns + p->pinned_page_ns * (double)pinned_pages;
 }
 
 /* Fewer pages than this say little (a few cache misses dominate). */
@@ -96,6 +110,24 @@ void mc_policy_pinned_built(mc_slide_model *p, size_t pages, uint64_t ns) {
 #define LEARN_MIN_BYTES ((size_t)64 << 10)
 
 static double blend(double old, double now) { return old * 0.75 + now * 0.25; }
+
+/* Below this a pause's figure is mostly clock and cache noise. */
+#define LEARN_MIN_PAUSE_NS 50000
+
+void mc_policy_learn_pause(mc_slide_model *p, int slid, size_t live_bytes, size_t move_bytes,
+                           size_t pinned_pages, uint64_t pause_ns) {
+  if (slid) {
+    double base = pause_base_ns(live_bytes, move_bytes);
+    if (base < LEARN_MIN_PAUSE_NS) return;
+    double scale = blend(p->pause_slide_scale, (double)pause_ns / base);
+    p->pause_slide_scale = scale < PAUSE_SCALE_MIN   ? PAUSE_SCALE_MIN
+                           : scale > PAUSE_SCALE_MAX ? PAUSE_SCALE_MAX
+                                                     : scale;
+    return;
+  }
+  double rest = (double)pause_ns - p->pinned_page_ns * (double)pinned_pages;
+  if (rest > 0) p->pause_flip_ns = blend(p->pause_flip_ns, rest);
+}
 
 void mc_policy_learn(mc_slide_model *p, size_t live_bytes, uint64_t update_ns, size_t move_bytes,
                      uint64_t slide_ns) {

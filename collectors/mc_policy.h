@@ -28,6 +28,10 @@ typedef struct mc_slide_model {
    * built some (mc_policy_pinned_built). */
   double pinned_page_ns;
   int force; /* FH_MC_SLIDE: 0 never slide, 1 always, -1 choose */
+  /* Concurrently marked cycles (mc_policy_choose_slide_for_pause), from
+   * their own pauses: what a slide took over the default rates' estimate,
+   * and a flip's pause less its pinned pages (ns). */
+  double pause_slide_scale, pause_flip_ns;
 } mc_slide_model;
 
 /* Defaults measured on this project's 2-vCPU VM (docs/architecture.md,
@@ -72,9 +76,22 @@ int mc_policy_choose_slide_extra(const mc_slide_model *p, size_t live_bytes, siz
  * update outside the moving space, the registration and its pinned
  * pages), not by its concurrent work.  fhscheme with concurrent_mark=1
  * slid 2-5 MiB of live data in 3-11 ms remarks that a flip holds to
- * about half a millisecond. */
+ * about half a millisecond.  Both sides as those pauses measured them
+ * (mc_policy_learn_pause): the rates alone left out the update outside
+ * the moving space and the slide's end, and estimated fhscheme rewrite's
+ * slides at half what they took (0.45-1.5 ms against 0.25-0.45 ms
+ * flips). */
 int mc_policy_choose_slide_for_pause(const mc_slide_model *p, size_t live_bytes,
                                      size_t move_bytes, size_t pinned_pages, uint64_t *est_ns);
+/* A concurrently marked cycle's compaction took pause_ns of its pause
+ * after the choice: a slide of live_bytes (the walks' bytes, as given to
+ * the choice), move_bytes of which moved, or a flip that built
+ * pinned_pages pinned pages.  Running averages weighing the newest 1/4;
+ * not drifted back on flips, as the rates are: a slide learned too dear
+ * costs flips, which hold the pause short anyway, and small heaps still
+ * slide and teach it again. */
+void mc_policy_learn_pause(mc_slide_model *p, int slid, size_t live_bytes, size_t move_bytes,
+                           size_t pinned_pages, uint64_t pause_ns);
 /* A flip built `pages` pinned pages in its pause in `ns`. */
 void mc_policy_pinned_built(mc_slide_model *p, size_t pages, uint64_t ns);
 /* A slide measured: update_ns for live_bytes, slide_ns for move_bytes

@@ -381,6 +381,51 @@ static void test_stress_concurrent_choosing(void **s) {
 
 /* ---- the policy ---- */
 
+/* A concurrently marked cycle weighs a slide and a flip by the pauses its
+ * like measured: a slide that took twice its estimate flips the next one
+ * of that size, a flip measured cheap lowers the bar, flips do not drift
+ * the slide's scale back, and a preempted slide is bounded. */
+static void test_policy_for_pause(void **s) {
+  (void)s;
+  unsetenv("FH_MC_SLIDE");
+  unsetenv("FH_MC_FLIP_COST_US");
+  mc_slide_model p;
+  mc_policy_init(&p);
+  /* 1 MiB to update, 256 KiB to move: 0.30 ms at the default rates, under
+   * the 0.4 ms flip until anything is learned */
+  size_t live = 1 << 20, move = 256 << 10;
+  uint64_t est, base;
+  assert_true(mc_policy_choose_slide_for_pause(&p, live, move, 0, &base));
+  assert_true(base > 250000 && base < 350000);
+  /* the learned update rate does not enter (it drifts on every flip) */
+  p.update_ns_per_byte = 5.0;
+  assert_true(mc_policy_choose_slide_for_pause(&p, live, move, 0, &est));
+  assert_int_equal(est, base);
+  /* slides of that size took twice the estimate: it flips */
+  for (int i = 0; i < 8; i++) mc_policy_learn_pause(&p, 1, live, move, 0, 2 * base);
+  assert_true(p.pause_slide_scale > 1.8 && p.pause_slide_scale <= 2.0);
+  assert_false(mc_policy_choose_slide_for_pause(&p, live, move, 0, &est));
+  assert_true(est > 3 * base / 2);
+  /* ... unless its flip would build enough pinned pages in the pause */
+  assert_true(mc_policy_choose_slide_for_pause(&p, live, move, 200, NULL));
+  /* flips leave the scale alone; one measured at 0.9 ms plus 100 pinned
+   * pages raises the flip's pause, pinned pages apart */
+  double scale = p.pause_slide_scale;
+  for (int i = 0; i < 40; i++) mc_policy_flipped(&p);
+  assert_true(p.pause_slide_scale == scale);
+  for (int i = 0; i < 20; i++)
+    mc_policy_learn_pause(&p, 0, 0, 0, 100, 900000 + (uint64_t)(100 * p.pinned_page_ns));
+  assert_true(p.pause_flip_ns > 850000 && p.pause_flip_ns < 900001);
+  assert_true(mc_policy_choose_slide_for_pause(&p, live, move, 0, NULL));
+  /* tiny slides are noise; a preempted one is bounded */
+  mc_policy_learn_pause(&p, 1, 1024, 0, 0, 50000000);
+  assert_true(p.pause_slide_scale == scale);
+  for (int i = 0; i < 40; i++) mc_policy_learn_pause(&p, 1, live, move, 0, 1000 * base);
+  assert_true(p.pause_slide_scale == 8.0);
+  p.force = 1;
+  assert_true(mc_policy_choose_slide_for_pause(&p, (size_t)1 << 30, 0, 0, NULL));
+}
+
 static void test_policy_alone(void **s) {
   (void)s;
   unsetenv("FH_MC_SLIDE");
@@ -584,6 +629,7 @@ int main(void) {
       cmocka_unit_test(test_stress_parallel_update),
       cmocka_unit_test(test_stress_concurrent_choosing),
       cmocka_unit_test(test_policy_alone),
+      cmocka_unit_test(test_policy_for_pause),
       cmocka_unit_test(test_concurrent_chooses),
       cmocka_unit_test(test_pinned_pages_make_it_slide),
       cmocka_unit_test(test_trace_names_the_choice),
