@@ -46,6 +46,7 @@ typedef struct cc_cycle {
   int black_done;
   uint64_t t0, t1, remark_log_ns, remark_mark_ns, remark_black_ns, between_ns, between_black_ns;
   uintptr_t between_done; /* how far fwd_compute_below got */
+  size_t vacate_room;     /* growers found when the marker last made room for their records */
 } cc_cycle;
 
 /* The collected space from which a remark leaves the forwarding to the
@@ -103,6 +104,16 @@ static void black_complete_claims(cc_cycle *c) {
     }
 }
 
+/* The marker: room for the records of the growers it found (objects
+ * hashed at their addresses: heap/identity_hash.h), made now rather than
+ * in the remark, which records them. */
+static void vacate_room(cc_cycle *c) {
+  size_t g = atomic_load_explicit(&c->mc->t.grows_marked, memory_order_relaxed);
+  if (g <= c->vacate_room) return;
+  idhash_reserve_vacated(c->mc->h, g);
+  c->vacate_room = g;
+}
+
 static void cc_mark(void *tracer, void **slot) {
   cc_cycle *c = tracer;
   mc_cmark_visit(c->mk, *slot);
@@ -121,12 +132,15 @@ static void cc_drain(void *tracer, gc_budget *b) {
   black_complete_claims(c);
   mc_cmark_drain(c->mk, b);
   black_complete_claims(c); /* those left meanwhile: the last drain ends the marking */
+  vacate_room(c);
 }
 
 static size_t cc_step(void *tracer, size_t n) {
   cc_cycle *c = tracer;
   black_complete_claims(c);
-  return mc_cmark_step(c->mk, n);
+  size_t done = mc_cmark_step(c->mk, n);
+  vacate_room(c);
+  return done;
 }
 
 static void cc_rescan_card(void *tracer, uintptr_t lo, uintptr_t hi) {

@@ -274,6 +274,10 @@ static size_t mc_table_bytes(const mc_state *m) {
  * reserved (heap/identity_hash.h).  The records hold old addresses, as
  * every other slot does until the update pass forwards it. */
 static void record_growers(fh_heap *h, const fwd_tables *t) {
+  /* Room for all at once (each idhash_vacate doubling it as it fills took
+   * eight reallocations from 128 records to 20,000); without, it grows as
+   * they come. */
+  (void)weak_records_reserve(&h->hash_vacated, t->ngrows);
   /* From ylo: a young cycle marks (and finds growers) above it only, and
    * the bitmap's words below it are zero; walking them cost a young cycle
    * a word per 512 bytes of old generation. */

@@ -15,6 +15,7 @@
 #include "heap/identity_hash.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "collectors/concurrent_mark.h"
 #include "heap/error.h"
@@ -241,6 +242,17 @@ void idhash_vacate(fh_heap *h, void *rec_obj, uint64_t key) {
   }
   weak_records_push(r, rec_obj, key);
   atomic_fetch_add_explicit(&h->idhash.epoch, 1, memory_order_release);
+}
+
+void idhash_reserve_vacated(fh_heap *h, size_t more) {
+  weak_records *r = &h->hash_vacated;
+  /* The lock orders the move against index_rebuild, the one reader of the
+   * table beside a running marker; pauses (its writers) stop the marker. */
+  pthread_mutex_lock(&h->idhash.lock);
+  size_t cap = r->cap;
+  if (r->n + more > cap && weak_records_reserve(r, more) == 0)
+    memset(r->items + cap, 0, (r->cap - cap) * sizeof *r->items);
+  pthread_mutex_unlock(&h->idhash.lock);
 }
 
 int idhash_record_image(fh_heap *h, const struct image_parsed *p) {

@@ -173,6 +173,39 @@ static void test_hashed_while_marking(void **state) {
   fh_heap_destroy(h);
 }
 
+/* Objects hashed before the marking began move for the first time in it:
+ * the marker makes room for their records as it finds them, so the remark
+ * records them without growing the table. */
+static void test_growers_records_room(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  test_types ty;
+  fh_thread *t;
+  fh_heap *h = manual_heap("verify=1", &ty, &t);
+  void **arr = fh_alloc(t, ty.array, N * sizeof(void *));
+  fh_push_root(t, (void **)&arr);
+  uint64_t hash[N];
+  for (int i = 0; i < N; i++) {
+    (void)test_node(t, &ty, 0); /* garbage: they move */
+    tnode *n = test_node(t, &ty, (uint64_t)i);
+    fh_write_ref(t, arr, &arr[i], n);
+    hash[i] = fh_object_hash(t, n);
+  }
+  size_t held = h->hash_vacated.n;
+  test_cmark_start_cycle(t);
+  while (cmark_test_step(h, 100)) {
+  }
+  size_t cap = h->hash_vacated.cap;
+  assert_true(cap >= held + N);
+  test_cmark_remark(t);
+  assert_true(h->hash_vacated.cap == cap);
+  assert_true(h->hash_vacated.n >= held + N);
+  for (int i = 0; i < N; i++) assert_true(fh_object_hash(t, arr[i]) == hash[i]);
+  fh_pop_roots(t, 1);
+  fh_thread_detach(t);
+  fh_heap_destroy(h);
+}
+
 static void test_collect_while_marking(void **state) {
   (void)state;
   test_types ty;
@@ -494,6 +527,7 @@ int main(void) {
       cmocka_unit_test(test_hiding_pattern_detected),
       cmocka_unit_test(test_black_allocation),
       cmocka_unit_test(test_hashed_while_marking),
+      cmocka_unit_test(test_growers_records_room),
       cmocka_unit_test(test_collect_while_marking),
       cmocka_unit_test(test_pins_weak_conservative),
       cmocka_unit_test(test_conservative_roots),
