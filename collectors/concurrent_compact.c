@@ -656,7 +656,7 @@ static int register_destination(mc_state *m) {
 
 int mc_concurrent_flip(mc_state *m) {
   mc_join_worker(m); /* its prefault must not run while the range is set up */
-  if (register_destination(m) < 0) return cc_large_fallback(m), -1;
+  if (register_destination(m) < 0) return mc_update_deferred(m), -1;
   mark_blank_pages(m);
   cc_large_flip(m); /* large reference arrays aside (cc_large.h) */
   uint64_t t0 = now_ns();

@@ -219,6 +219,9 @@ typedef struct mc_state {
   unsigned build_threads;
   mc_gen gen; /* generations (mc_gen.h) */
   cc_large_set large; /* large reference arrays fixed after the flip (cc_large.h) */
+  /* The vacated addresses' records (heap/identity_hash.h) are forwarded
+   * after the flip, by the GC worker (mc_update_vacated). */
+  int vacated_later;
 } mc_state;
 
 /* The heap's compactor state, created on first use.  NULL + error. */
@@ -326,10 +329,18 @@ size_t mc_hole_bytes(mc_state *m);
 void mc_plan_prefault(mc_state *m);
 void mc_prefault(mc_state *m);
 /* The GC worker's first steps after a flip, before it builds the moving
- * space's pages: the from-space ledger's plan when the pause left it and
- * the releaser has not begun it (from_ledger.h), then the large reference
- * arrays (cc_large.h). */
+ * space's pages: the vacated addresses' records (mc_update_vacated), the
+ * from-space ledger's plan when the pause left it and the releaser has not
+ * begun it (from_ledger.h), then the large reference arrays (cc_large.h). */
 void mc_worker_first(mc_state *m);
+/* The records of hashed objects' vacated addresses, forwarded when the
+ * flip's pause left them (vacated_later): by the GC worker, or in the
+ * pause when the flip cannot happen.  No mutator reads their objects;
+ * the next pause waits for the worker. */
+void mc_update_vacated(mc_state *m);
+/* The flip will not happen: what its pause left for after it, now (the
+ * large reference arrays, cc_large_fallback, and the records). */
+void mc_update_deferred(mc_state *m);
 /* After the last page is built: release from-space, clear the tables. */
 void mc_end_cycle(mc_state *m);
 /* A slide's end (mc_end.c): mc_end_cycle in its pause when that is cheap

@@ -102,5 +102,10 @@ int trace_weak_finish(trace_weak *w); /* -1: ops->drain failed, nothing cleared 
  * record of the heap's weak tables.  After trace_weak_finish every one of
  * them holds a live object. */
 void weak_roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx);
+/* Its two parts: the finalization records, and the records of the hashed
+ * objects' vacated addresses (heap/identity_hash.h), which no mutator
+ * reads: a flip's pause leaves those to the GC worker (mark_compact.c). */
+void weak_roots_visit_finalizers(fh_heap *h, fh_visit_fn visit, void *ctx);
+void weak_roots_visit_vacated(fh_heap *h, fh_visit_fn visit, void *ctx);
 
 #endif

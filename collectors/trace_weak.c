@@ -268,8 +268,19 @@ failed:
   return -1;
 }
 
+static void visit_records(weak_records *r, fh_visit_fn visit, void *ctx) {
+  for (size_t i = 0; i < r->n; i++) visit(&r->items[i].obj, ctx);
+}
+
+void weak_roots_visit_finalizers(fh_heap *h, fh_visit_fn visit, void *ctx) {
+  visit_records(&h->finalizers, visit, ctx);
+}
+
+void weak_roots_visit_vacated(fh_heap *h, fh_visit_fn visit, void *ctx) {
+  visit_records(&h->hash_vacated, visit, ctx);
+}
+
 void weak_roots_visit(fh_heap *h, fh_visit_fn visit, void *ctx) {
-  weak_records *tables[] = {&h->finalizers, &h->hash_vacated};
-  for (size_t k = 0; k < sizeof tables / sizeof *tables; k++)
-    for (size_t i = 0; i < tables[k]->n; i++) visit(&tables[k]->items[i].obj, ctx);
+  weak_roots_visit_finalizers(h, visit, ctx);
+  weak_roots_visit_vacated(h, visit, ctx);
 }
