@@ -696,7 +696,7 @@ int mc_cc_compact(mc_state *m) {
   fh_heap *h = m->h;
   /* Per cycle (mc_policy.h): little to move slides, for less than a flip. */
   const fwd_tables *t = &m->t;
-  m->chose = 1;
+  m->chose = 1, m->cmarked_choice = m->cmarked;
   size_t pinned_pages = fwd_pinned_pages(t, m->h->pins.starts, m->h->pins.n);
   /* What else a flip costs (mc_policy.h): the pages above the new top
    * that a slide keeps for the next window (publish_slid) and a flip gives

@@ -143,10 +143,11 @@ typedef struct mc_state {
    * learns from, since wall time on a shared machine includes whatever
    * preempted it (one such slide taught it to flip for the rest of a run). */
   uint64_t slide_update_cpu_ns, slide_move_cpu_ns;
-  /* the last choice (concurrent_compact): the slide's estimate, and
-   * whether it slid; fh_dump and trace=1 print them */
+  /* the last choice (concurrent_compact): the slide's estimate, whether
+   * it slid, and whether it weighed pauses (a concurrently marked cycle);
+   * fh_dump and trace=1 print them */
   uint64_t choice_est_ns;
-  int chose_slide, chose;
+  int chose_slide, chose, cmarked_choice;
   /* and what the flip would have cost beyond its fixed cost: the pages it
    * gives back that a slide keeps, the young survivors it promotes
    * (mc_policy_flip_extra_ns) */

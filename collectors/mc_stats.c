@@ -30,7 +30,14 @@ void mc_dump(fh_heap *h, FILE *out) {
   if (m && (m->slide_cycles || m->build_cycles))
     fprintf(out, "  compaction: %llu cycles slid in place in the pause, %llu moved aside and built\n",
             (unsigned long long)m->slide_cycles, (unsigned long long)m->build_cycles);
-  if (m && m->chose)
+  if (m && m->chose && m->cmarked_choice)
+    fprintf(out, "  compaction: last cycle (marked concurrently) chose to %s: slide's pause "
+                 "estimated %.0f us for %zu KiB live (%.2fx the default rates, as learned), "
+                 "flip's %.0f us + pinned pages%s\n",
+            m->chose_slide ? "slide in the pause" : "flip", m->choice_est_ns / 1e3,
+            m->live_bytes >> 10, m->policy.pause_slide_scale, m->policy.pause_flip_ns / 1e3,
+            m->policy.force >= 0 ? " (forced by FH_MC_SLIDE)" : "");
+  else if (m && m->chose)
     fprintf(out, "  compaction: last cycle chose to %s: slide estimated %.0f us for %zu KiB live, "
                  "flip's fixed cost %.0f us + %.0f us (refaulting %zu KiB a slide keeps, "
                  "promoting %zu KiB a slide keeps young)%s\n",

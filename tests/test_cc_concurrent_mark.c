@@ -516,6 +516,8 @@ static void test_dump_says_on(void **state) {
   fh_dump(h, f);
   fclose(f);
   assert_non_null(strstr(buf, "concurrent marking: on; 1 cycles"));
+  /* its compaction weighed pauses, as learned (collectors/mc_policy.h) */
+  assert_non_null(strstr(buf, "last cycle (marked concurrently) chose to"));
   free(buf);
   fh_thread_detach(t);
   fh_heap_destroy(h);
