@@ -564,13 +564,18 @@ void mc_cmark_visit(mc_cmarker *c, void *v) {
    * objects the marker had marked above it and a mutator hashed later
    * moved without their hash words, and eq-hashtables lost their keys.
    * A logged object was written before it was logged: its header is
-   * there to read, and the top had passed it. */
+   * there to read, and the top had passed it.  The top is read only for
+   * the few logged objects above the boundary: the mutators write its
+   * cache line at every claim, and the log holds every overwritten
+   * reference. */
   uintptr_t a = (uintptr_t)slot_object(m->tags, v);
   fwd_tables *t = m->t;
-  const bump_space *b = &m->h->bump[m->h->active];
-  uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
-  if (a && a - t->ylo - FH_HEADER_BYTES < top - t->ylo &&
-      hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
+  if (!a || a - t->ylo - FH_HEADER_BYTES >= t->old_top - t->ylo) {
+    const bump_space *b = &m->h->bump[m->h->active];
+    uintptr_t top = atomic_load_explicit(&b->top, memory_order_relaxed);
+    if (!a || a < t->old_top + FH_HEADER_BYTES || a - FH_HEADER_BYTES >= top) return;
+  }
+  if (hdr_hash_grows(__atomic_load_n(obj_header((void *)a), __ATOMIC_ACQUIRE)))
     fwd_mark_grows(t, a - FH_HEADER_BYTES);
 }
 
